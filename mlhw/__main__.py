@@ -1,0 +1,3 @@
+from mlhw.cli import main
+
+main()

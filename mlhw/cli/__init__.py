@@ -1,0 +1,33 @@
+"""The `mlhw` command line: a thin Typer layer over mlhw.runs and the numerical core."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+import mlhw
+from mlhw.cli import mlp
+
+app = typer.Typer(
+    name="mlhw", no_args_is_help=True, rich_markup_mode="rich",
+    help="Reproduce Intro-to-ML assignment 4 end to end: a hand-written backprop MLP, AlexNet on "
+         "CIFAR-10 and the SVM theory. Every run is logged to MLflow (default sqlite:///mlflow.db). "
+         "Every command runs on the embedded digits data out of the box.",
+)
+app.add_typer(mlp.app, name="mlp", rich_help_panel="Experiments")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlhw {mlhw.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None) -> None:
+    """Reproduce Intro-to-ML assignment 4 end to end, every run logged to MLflow."""
+
+
+def main() -> None:
+    app()

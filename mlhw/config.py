@@ -1,0 +1,45 @@
+"""Run configurations: one pydantic model per kind of run, shared by the CLI, experiments.yaml and the core.
+
+A config holds what defines a result (its identity, hashed for resumable runs). Where the
+data lives, which device runs it and where it is tracked are runtime options, not config.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from mlhw.errors import MLHWError, format_validation_error
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def digest(self, *extra: str) -> str:
+        """Stable short hash of the resolved config (plus e.g. the dataset fingerprint)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True) + "|".join(extra)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class MLPConfig(_Config):
+    """Part 1: the hand-written backprop MLP (defaults: part (c) on the embedded digits)."""
+
+    dataset: Literal["digits", "mnist"] = "digits"
+    train_size: PositiveInt | None = Field(None, description="subset of the training pool (None = all)")
+    test_size: PositiveInt | None = Field(None, description="subset of the test set (None = all)")
+    hidden: tuple[PositiveInt, ...] = (40,)
+    epochs: int = Field(30, ge=0)
+    batch_size: PositiveInt = 10
+    lr: PositiveFloat = 0.1
+    seed: int = 8
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+def build(model: type[_Config], prefix: str = "", **values) -> _Config:
+    """Validate values into a config; a bad value becomes a one-line MLHWError naming the key."""
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as err:
+        raise MLHWError(format_validation_error(err, prefix)) from None

@@ -1,0 +1,213 @@
+"""The one MLflow layer: every command logs its runs through `Tracker`.
+
+It talks to MLflow through `MlflowClient` with explicit run ids (no global "active run"), so
+nested runs, sweeps and later parallel workers need no fluent-API state. A run is FINISHED only
+when its body completes; an exception marks it FAILED (the error saved as an artifact),
+Ctrl-C marks it KILLED, so nothing is left looking finished when it is not.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param
+from mlflow.exceptions import MlflowException
+
+import mlhw
+from mlhw.data import Dataset
+from mlhw.errors import MLHWError
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep "creating tables..." out of the terminal
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "mlhw"
+FLUSH_SECONDS = 2.0  # metrics are batched: one write per run every few seconds, not one per value
+
+
+def resolve_uri(uri: str | None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_uri(uri: str) -> None:
+    """Fail fast, before any run exists, on a tracking location we cannot write."""
+    path = sqlite_path(uri)
+    if path is not None:
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise MLHWError(f"tracking store {uri}: directory {parent}/ does not exist")
+        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise MLHWError(f"tracking store {uri}: {path if path.exists() else parent} is not writable")
+        return
+    if uri.startswith(("http://", "https://", "databricks")):
+        return
+    if uri.startswith(("postgresql", "mysql", "mssql")):
+        return
+    raise MLHWError(f"tracking URI {uri!r} is not supported: use sqlite:///PATH.db (the file store is "
+                    f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server")
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+class RunLogger:
+    """What a running job sees: metrics (batched), tags, artifacts, inputs, for one MLflow run."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+        self._pending: list[Metric] = []
+        self._last_flush = time.monotonic()
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        for k, v in metrics.items():
+            if v is not None:
+                self._pending.append(Metric(k, float(v), now, int(step)))
+        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._pending), 1000):  # MLflow's per-batch limit
+            self.client.log_batch(self.run_id, metrics=self._pending[i:i + 1000])
+        self._pending.clear()
+        self._last_flush = time.monotonic()
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_table(self, rows: list[dict], name: str) -> None:
+        """Rows as a CSV artifact (e.g. the per-epoch history)."""
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            pd.DataFrame(rows).to_csv(path, index=False)
+            self.log_artifact(path)
+
+    def log_dataset(self, data: Dataset) -> None:
+        """Each split as an MLflow dataset input: name, digest (our content fingerprint), source and
+        size. Built directly, so logging never copies or profiles the arrays themselves."""
+        fp = data.fingerprint()
+        inputs = []
+        for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
+            if split is None:
+                continue
+            entity = MlflowDataset(
+                name=f"{data.name}-{context}", digest=f"{fp[:10]}-{context[:4]}", source_type="local",
+                source=json.dumps({"description": data.source or data.name}),
+                schema=json.dumps({"x": {"dtype": str(split.x.dtype), "shape": list(split.x.shape[1:])},
+                                   "y": {"dtype": str(split.y.dtype)}}),
+                profile=json.dumps({"num_rows": len(split)}))
+            inputs.append(DatasetInput(entity, [InputTag("mlflow.data.context", context)]))
+        self.client.log_inputs(self.run_id, datasets=inputs)
+
+
+class Tracker:
+    """One tracking store and experiment. `run()` opens a run and guarantees how it ends."""
+
+    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT):
+        self.uri = resolve_uri(uri)
+        check_uri(self.uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                path = sqlite_path(self.uri)
+                # Artifacts next to the database, not in whatever directory the command ran from.
+                where = (path.resolve().parent / "mlartifacts").as_uri() if path else None
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=where)
+            else:
+                self.experiment_id = exp.experiment_id
+        except MlflowException as err:
+            raise MLHWError(f"tracking store {self.uri}: {str(err).splitlines()[0][:200]}") from None
+
+    def base_tags(self, part: str, config_hash: str, data: Dataset | None, device: str | None) -> dict:
+        tags = {"mlhw.version": mlhw.__version__, "mlhw.part": part, "mlhw.config_hash": config_hash}
+        if commit := git_commit():
+            tags["mlhw.git_commit"] = commit
+        if data is not None:
+            tags.update({"mlhw.dataset": data.name, "mlhw.dataset_fingerprint": data.fingerprint(),
+                         "mlhw.dataset_sizes": json.dumps(data.sizes())})
+        if device is not None:
+            tags["mlhw.device"] = str(device)
+        return tags
+
+    @contextlib.contextmanager
+    def run(self, name: str, params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
+            parent: str | None = None) -> Iterator[RunLogger]:
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        log = RunLogger(self.client, run.info.run_id)
+        try:
+            if params:
+                self.client.log_batch(run.info.run_id, params=[
+                    Param(k, json.dumps(v) if isinstance(v, (list, tuple)) else str(v))
+                    for k, v in flatten(params).items()])
+            yield log
+            log.flush()
+            self.client.set_terminated(run.info.run_id, "FINISHED")
+        except KeyboardInterrupt:
+            _end_quietly(log, "KILLED")
+            raise
+        except BaseException:
+            _end_quietly(log, "FAILED", traceback.format_exc())
+            raise
+
+    def runs(self, filter_string: str = "", **kw):
+        """The experiment's runs as a pandas DataFrame (tables read this)."""
+        return mlflow.search_runs([self.experiment_id], filter_string=filter_string, **kw)
+
+
+def _end_quietly(log: RunLogger, status: str, error: str | None = None) -> None:
+    """End a run after a failure without masking the original exception."""
+    with contextlib.suppress(Exception):
+        log.flush()
+    if error:
+        with contextlib.suppress(Exception):
+            log.log_text(error, "error.txt")
+    with contextlib.suppress(Exception):
+        log.client.set_terminated(log.run_id, status)
