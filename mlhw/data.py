@@ -121,8 +121,13 @@ def read_idx(path: Path) -> np.ndarray:
     """Read an idx file (plain or .gz): magic 0x0000 | dtype 0x08 (uint8) | ndim, then big-endian
     uint32 dims, then the data."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise MLHWError(f"{path}: cannot be read ({err})") from None
+    if len(raw) < 4:
+        raise MLHWError(f"{path}: too short to be an idx file")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != 0x08:
         raise MLHWError(f"{path}: not a uint8 idx file (magic {raw[:4].hex()})")

@@ -13,7 +13,6 @@ from typing import Callable, Sequence
 
 from mlhw import data as datalib
 from mlhw.config import MLPConfig
-from mlhw.device import resolve_device
 from mlhw.mlp import MLPResult, train_mlp
 from mlhw.tracking import Tracker
 
@@ -56,15 +55,15 @@ class MLPRun:
     run_id: str
 
 
-def run_mlp(cfg: MLPConfig, tracker: Tracker, runtime: Runtime, lrs: Sequence[float] | None = None,
-            part: str = "mlp.c", on_epoch: EpochHook | None = None) -> tuple[list[MLPRun], Path | None]:
+def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, runtime: Runtime,
+            lrs: Sequence[float] | None = None, part: str = "mlp.c",
+            on_epoch: EpochHook | None = None) -> tuple[list[MLPRun], Path | None]:
     """Train one network per learning rate, each its own MLflow run, metrics streamed per epoch.
 
     With several rates (part b) the runs are children of one parent run, which also gets the
     learning-rate figure (written under results/). Returns the runs and the figure (or None).
+    `data` comes from `load_data(...)`, already subset; `device` from `resolve_device`.
     """
-    device = resolve_device(runtime.device)
-    data = load_data(cfg.dataset, runtime, cfg.train_size, cfg.test_size, cfg.seed)
     lrs = [cfg.lr] if lrs is None else list(lrs)
     configs = [cfg.model_copy(update={"lr": lr}) for lr in lrs]
     fingerprint = data.fingerprint()

@@ -33,11 +33,15 @@ def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed
 
 
 def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, results_dir, as_json):
-    from mlhw.runs import Runtime, run_mlp
+    from mlhw.device import resolve_device
+    from mlhw.runs import Runtime, load_data, run_mlp
     from mlhw.tracking import Tracker
 
-    tracker = Tracker(tracking_uri, experiment)  # fails fast on an unwritable store, before any run
+    # Everything that can fail on bad input happens before any run or progress display exists.
     runtime = Runtime(device, data_dir, download, results_dir)
+    dev = resolve_device(device)
+    data = load_data(cfg.dataset, runtime, cfg.train_size, cfg.test_size, cfg.seed)
+    tracker = Tracker(tracking_uri, experiment)
     with progress() as bar:
         label = f"{part} {'sweep' if lrs and len(lrs) > 1 else 'lr=' + format(cfg.lr, 'g')}"
         task = bar.add_task(label, total=cfg.epochs, info="")
@@ -46,7 +50,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             best = max(rows, key=lambda r: r["test_acc"] if r["test_acc"] == r["test_acc"] else -1)
             bar.update(task, completed=epoch, info=f"best test acc {best['test_acc']:.4f}")
 
-        runs, figure = run_mlp(cfg, tracker, runtime, lrs, part, on_epoch)
+        runs, figure = run_mlp(cfg, data, dev, tracker, runtime, lrs, part, on_epoch)
     table = Table(title=f"{part}: MLP {list(cfg.hidden)} on {cfg.dataset}, {cfg.epochs} epochs, batch {cfg.batch_size}")
     for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "seconds", "run id"):
         table.add_column(col, justify="right")

@@ -1,0 +1,58 @@
+"""Writers of tiny dataset files in the official on-disk formats, with known content."""
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    """idx: 0x0000, dtype 0x08 (uint8), ndim, big-endian uint32 dims, then the bytes."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    head = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(head + arr.tobytes())
+
+
+def mnist_arrays(n_train: int, n_test: int, side: int = 2):
+    """Images whose pixels encode their index, so any reordering or truncation is visible."""
+    def images(n, offset):
+        idx = np.arange(n)[:, None, None] + offset
+        return ((idx + np.arange(side * side).reshape(side, side)) % 251).astype(np.uint8)
+    return (images(n_train, 0), (np.arange(n_train) % 10).astype(np.uint8),
+            images(n_test, 7), ((np.arange(n_test) * 3) % 10).astype(np.uint8))
+
+
+def write_mnist_idx(folder: Path, n_train: int, n_test: int, gz: bool = True, side: int = 2):
+    folder.mkdir(parents=True, exist_ok=True)
+    tx, ty, sx, sy = mnist_arrays(n_train, n_test, side)
+    ext = ".gz" if gz else ""
+    write_idx(folder / f"train-images-idx3-ubyte{ext}", tx)
+    write_idx(folder / f"train-labels-idx1-ubyte{ext}", ty)
+    write_idx(folder / f"t10k-images-idx3-ubyte{ext}", sx)
+    write_idx(folder / f"t10k-labels-idx1-ubyte{ext}", sy)
+    return tx, ty, sx, sy
+
+
+def write_mnist_pickle(path: Path, sizes=(30, 10, 20), seed: int = 0):
+    rng = np.random.RandomState(seed)
+    parts = tuple((rng.rand(n, 784).astype(np.float32), rng.randint(0, 10, n).astype(np.int64)) for n in sizes)
+    with gzip.open(path, "wb") as f:
+        pickle.dump(parts, f)
+    return parts
+
+
+def write_cifar_batches(folder: Path, per_batch: int = 20, n_test: int = 15, seed: int = 0):
+    """data_batch_1..5 and test_batch: pickled dicts with 'data' (N, 3072) uint8 and 'labels'."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    batches = []
+    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
+        d = {"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8), "labels": list(rng.randint(0, 10, n)),
+             "batch_label": name}
+        with open(folder / name, "wb") as f:
+            pickle.dump(d, f)
+        batches.append(d)
+    return batches

@@ -1,0 +1,86 @@
+"""Loaders against files of known content, written in the official formats."""
+import numpy as np
+import pytest
+
+from helpers import write_idx, write_mnist_idx, write_mnist_pickle
+from mlhw import data
+from mlhw.errors import DataNotFound, MLHWError
+
+
+def test_digits_split_is_fixed_and_scaled():
+    d = data.load_digits_data()
+    assert (len(d.train), len(d.test)) == (1297, 500)
+    assert d.train.x.shape[1:] == (1, 8, 8) and d.train.x.dtype == np.float32
+    assert d.train.x.min() == 0.0 and d.train.x.max() == 1.0
+    assert d.fingerprint() == data.load_digits_data().fingerprint()
+    from sklearn.datasets import load_digits
+    raw = load_digits()
+    # every image comes from the bundled set, pixels 0..16 scaled by 1/16, labels kept
+    first = np.where((raw.data / 16.0 == d.test.x[0].reshape(-1)).all(1))[0]
+    assert len(first) >= 1 and raw.target[first[0]] == d.test.y[0]
+
+
+def test_subset_is_the_skeletons_seeded_choice():
+    d = data.load_digits_data()
+    s = data.subset(d, 100, 40, seed=8)
+    np.random.seed(8)  # the skeleton's exact calls
+    tr = np.random.choice(len(d.train), 100, replace=False)
+    te = np.random.choice(len(d.test), 40, replace=False)
+    np.testing.assert_array_equal(s.train.y, d.train.y[tr])
+    np.testing.assert_array_equal(s.test.x, d.test.x[te])
+    assert data.subset(d, 100, 40, seed=9).fingerprint() != s.fingerprint()
+
+
+def test_subset_larger_than_pool_is_an_error():
+    with pytest.raises(MLHWError, match="train-size 5000 is larger"):
+        data.subset(data.load_digits_data(), 5000, None, 8)
+
+
+@pytest.mark.parametrize("layout", ["flat-gz", "torchvision-raw"])
+def test_mnist_idx_maps_onto_the_assignment_split(tmp_path, layout):
+    folder = tmp_path if layout == "flat-gz" else tmp_path / "MNIST" / "raw"
+    tx, ty, sx, sy = write_mnist_idx(folder, 50_010, 12, gz=(layout == "flat-gz"))
+    d = data.load_mnist(tmp_path, download=False)
+    assert d.sizes() == {"train": 50_000, "val": 10, "test": 12}
+    np.testing.assert_array_equal(d.train.x[:, 0], tx[:50_000])
+    np.testing.assert_array_equal(d.val.x[:, 0], tx[50_000:])
+    np.testing.assert_array_equal(d.val.y, ty[50_000:])
+    np.testing.assert_array_equal(d.test.x[:, 0], sx)
+    np.testing.assert_array_equal(d.test.y, sy)
+    assert d.train.x.dtype == np.uint8
+    np.testing.assert_allclose(data.unit_float(d.test.x[:1]), sx[:1, None] / 255.0, rtol=1e-7)
+
+
+def test_mnist_pickle_is_read_as_is(tmp_path):
+    (tx, ty), (vx, vy), (sx, sy) = write_mnist_pickle(tmp_path / "mnist.pkl.gz")
+    d = data.load_mnist(tmp_path, download=False)
+    assert d.sizes() == {"train": 30, "val": 10, "test": 20}
+    np.testing.assert_array_equal(d.train.x.reshape(30, -1), tx)
+    np.testing.assert_array_equal(d.val.y, vy)
+    np.testing.assert_array_equal(d.test.x.reshape(20, -1), sx)
+    assert d.image_shape == (1, 28, 28)
+
+
+def test_missing_mnist_offline_says_what_to_do(tmp_path):
+    with pytest.raises(DataNotFound, match=r"--data-dir.*--download"):
+        data.load_mnist(tmp_path, download=False)
+
+
+def test_corrupt_idx_names_the_file(tmp_path):
+    write_mnist_idx(tmp_path, 5, 5)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(MLHWError, match="train-images-idx3-ubyte.gz: cannot be read"):
+        data.load_mnist(tmp_path, download=False)
+    bad = tmp_path / "bad-idx"
+    bad.write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)
+    with pytest.raises(MLHWError, match="bad-idx"):
+        data.read_idx(bad)
+    write_idx(bad, np.zeros((3, 2, 2)))
+    bad.write_bytes(bad.read_bytes()[:-1])  # truncated
+    with pytest.raises(MLHWError, match="expected 12 values"):
+        data.read_idx(bad)
+
+
+def test_unknown_dataset():
+    with pytest.raises(MLHWError, match="unknown dataset 'foo'"):
+        data.load("foo")
