@@ -1,0 +1,377 @@
+"""The SVM theory as solvers: multiclass hinge loss (Q1) and the soft SVM with l2 slack penalty (Q3).
+
+Everything is float64 numpy: these solvers are the ground truth that the checks in mlhw.theory
+compare against each other and against scikit-learn/liblinear.
+
+Q1  f(W) = mean_i max_j (<w_j, x_i> - <w_{y_i}, x_i> + 1[j != y_i])       (always >= 0: j = y_i gives 0)
+Q3  min 1/2 ||w||^2 + C/2 sum xi_i^2   s.t.  y_i (<w, x_i> + b) >= 1 - xi_i
+    dual: max g(a, b) = -1/2 sum a_i a_j y_i y_j <x_i, x_j> - 1/(2C) sum (a_i + b_i)^2 + sum a_i,
+          sum a_i y_i = 0, a, b >= 0;  at the optimum w = sum a_i y_i x_i, xi = (a + b)/C, b = 0.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+
+from mlhw.errors import MLHWError
+
+Bias = Literal["free", "regularized", "none"]
+
+
+# --- Q1: multiclass hinge loss ------------------------------------------------------------------
+
+def hinge_terms(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(n, k): <w_j, x_i> - <w_{y_i}, x_i> + 1[j != y_i]."""
+    S = X @ W.T
+    n, k = S.shape
+    return S - S[np.arange(n), y][:, None] + (np.arange(k)[None, :] != y[:, None])
+
+
+def multiclass_hinge(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-sample multiclass hinge loss l(W, x_i, y_i) = max_j (...)."""
+    return hinge_terms(W, X, y).max(1)
+
+
+def zero_one(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-sample 0-1 loss of the prediction argmax_j <w_j, x>; a tie with the true class counts as an
+    error (the hinge bound l >= 0-1 holds for ties too: a tie gives l >= 1)."""
+    S = X @ W.T
+    true = S[np.arange(len(y)), y]
+    S[np.arange(len(y)), y] = -np.inf
+    return (S.max(1) >= true).astype(np.float64)
+
+
+def add_bias_feature(X: np.ndarray) -> np.ndarray:
+    return np.hstack([X, np.ones((len(X), 1))])
+
+
+@dataclass
+class MulticlassResult:
+    W: np.ndarray
+    objective: float  # f(W)
+    method: str  # "certificate" (separable: f = 0 = lower bound) or "lp" (HiGHS)
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def solve_multiclass(X: np.ndarray, y: np.ndarray, n_classes: int | None = None,
+                     max_lbfgs_iter: int = 500) -> MulticlassResult:
+    """Minimise f exactly.
+
+    f >= 0 everywhere, so any W with all margins <w_{y_i} - w_j, x_i> >= 1 is a minimiser (f = 0).
+    First try to find one fast: fit an unregularised softmax model by L-BFGS; if it separates the
+    data, scale it until the smallest margin is 1 (a certificate of optimality). Otherwise solve the
+    linear program min mean t_i s.t. t_i >= <w_j - w_{y_i}, x_i> + 1 (j != y_i), t >= 0 with HiGHS.
+    """
+    from scipy.optimize import minimize
+
+    t0 = time.perf_counter()
+    k = n_classes or int(y.max()) + 1
+    n, p = X.shape
+    onehot = np.eye(k)[y]
+
+    def nll(wflat):
+        Z = X @ wflat.reshape(k, p).T
+        Z -= Z.max(1, keepdims=True)
+        P = np.exp(Z)
+        P /= P.sum(1, keepdims=True)
+        return -np.log(P[np.arange(n), y] + 1e-300).mean(), ((P - onehot).T @ X / n).ravel()
+
+    fit = minimize(nll, np.zeros(k * p), jac=True, method="L-BFGS-B", options={"maxiter": max_lbfgs_iter})
+    W = fit.x.reshape(k, p)
+    margins = -(hinge_terms(W, X, y) - (np.arange(k)[None, :] != y[:, None]))  # <w_y - w_j, x>
+    margins[np.arange(n), y] = np.inf
+    smallest = margins.min()
+    if np.isfinite(smallest) and smallest > 0:
+        W = W / smallest * (1 + 1e-9)  # margins >= 1 with room for rounding
+        f = float(multiclass_hinge(W, X, y).mean())
+        if f == 0.0:
+            return MulticlassResult(W, f, "certificate", time.perf_counter() - t0)
+    W, f = _multiclass_lp(X, y, k)
+    return MulticlassResult(W, f, "lp", time.perf_counter() - t0)
+
+
+def _multiclass_lp(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    n, p = X.shape
+    i, j = np.nonzero(np.arange(k)[None, :] != y[:, None])  # one constraint per (sample, wrong class)
+    m = len(i)
+    # variables: W row-major (k * p), then t (n).  row: x_i.w_j - x_i.w_{y_i} - t_i <= -1
+    cols = np.concatenate([j[:, None] * p + np.arange(p), y[i][:, None] * p + np.arange(p),
+                           (k * p + i)[:, None]], axis=1)
+    vals = np.concatenate([X[i], -X[i], -np.ones((m, 1))], axis=1)
+    A = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(m), 2 * p + 1), cols.ravel())), shape=(m, k * p + n))
+    c = np.concatenate([np.zeros(k * p), np.full(n, 1.0 / n)])
+    res = linprog(c, A_ub=A, b_ub=-np.ones(m), bounds=[(None, None)] * (k * p) + [(0, None)] * n, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"HiGHS could not solve the multiclass hinge LP: {res.message}")
+    W = res.x[:k * p].reshape(k, p)
+    return W, float(multiclass_hinge(W, X, y).mean())
+
+
+def multiclass_subgradient(X: np.ndarray, y: np.ndarray, steps: int = 2000, lr: float = 1.0,
+                           n_classes: int | None = None,
+                           on_step: Callable[[int, dict], None] | None = None) -> MulticlassResult:
+    """Minimise f by full-batch subgradient descent (the learning view of the same objective).
+    A subgradient of l_i is x_i on row argmax_j and -x_i on row y_i (zero when the max is the
+    j = y_i term). Stops early when f reaches 0 (every margin >= 1)."""
+    t0 = time.perf_counter()
+    k = n_classes or int(y.max()) + 1
+    n, p = X.shape
+    W = np.zeros((k, p))
+    history = []
+    for step in range(steps + 1):
+        terms = hinge_terms(W, X, y)
+        jstar = terms.argmax(1)
+        loss = terms[np.arange(n), jstar]
+        row = {"step": step, "objective": float(loss.mean()), "train_error": float(zero_one(W, X, y).mean())}
+        history.append(row)
+        if on_step is not None:
+            on_step(step, row)
+        active = loss > 0
+        if not active.any() or step == steps:
+            break
+        G = np.zeros((k, p))
+        np.add.at(G, jstar[active], X[active])
+        np.add.at(G, y[active], -X[active])
+        W -= lr / n * G
+    return MulticlassResult(W, history[-1]["objective"], "subgradient", time.perf_counter() - t0, history)
+
+
+# --- Q3: soft SVM with l2 penalty on the slacks ------------------------------------------------
+
+@dataclass
+class SoftSVMProblem:
+    """min 1/2 ||w||^2 [+ 1/2 b^2 when the bias is regularized] + C/2 sum xi^2, y in {-1, +1}.
+
+    bias="free" is the assignment's problem (b unregularised); "regularized" folds b into the
+    features as a constant 1 (what liblinear solves); "none" has no bias."""
+
+    X: np.ndarray
+    y: np.ndarray
+    C: float = 1.0
+    bias: Bias = "free"
+
+    def __post_init__(self):
+        if not self.C > 0:
+            raise MLHWError(f"C must be > 0 (got {self.C})")
+        if len(self.X) == 0:
+            raise MLHWError("no training data")
+        if set(np.unique(self.y)) != {-1.0, 1.0}:
+            raise MLHWError("a binary soft SVM needs labels of both classes, -1 and +1")
+
+    @property
+    def A(self) -> np.ndarray:
+        """Features with the bias column when there is a bias."""
+        return self.X if self.bias == "none" else add_bias_feature(self.X)
+
+    @property
+    def reg(self) -> np.ndarray:
+        """1 for every regularised coordinate of theta = (w, b); 0 for a free bias."""
+        r = np.ones(self.A.shape[1])
+        if self.bias == "free":
+            r[-1] = 0.0
+        return r
+
+    def split(self, theta: np.ndarray) -> tuple[np.ndarray, float]:
+        return (theta, 0.0) if self.bias == "none" else (theta[:-1], float(theta[-1]))
+
+    def slacks(self, theta: np.ndarray) -> np.ndarray:
+        return np.maximum(0.0, 1.0 - self.y * (self.A @ theta))
+
+    def primal(self, theta: np.ndarray) -> float:
+        xi = self.slacks(theta)
+        return float(0.5 * np.sum(self.reg * theta ** 2) + 0.5 * self.C * xi @ xi)
+
+    def dual(self, a: np.ndarray, b: np.ndarray | None = None) -> float:
+        """g(a, b) for the free-bias problem (a bias in the features adds sum(a y)^2 / 2 to the kernel)."""
+        b = np.zeros_like(a) if b is None else b
+        v = self.kernel_features().T @ (a * self.y)
+        return float(-0.5 * v @ v - (a + b) @ (a + b) / (2 * self.C) + a.sum())
+
+    def kernel_features(self) -> np.ndarray:
+        """The features whose inner products form the dual's kernel: a regularised bias is a feature."""
+        return add_bias_feature(self.X) if self.bias == "regularized" else self.X
+
+
+@dataclass
+class PrimalSolution:
+    theta: np.ndarray
+    objective: float
+    iterations: int
+    seconds: float
+
+
+def solve_primal(prob: SoftSVMProblem, tol: float = 1e-10, max_iter: int = 100) -> PrimalSolution:
+    """Newton's method on the (piecewise quadratic, convex) primal with xi eliminated:
+    P(theta) = 1/2 theta' R theta + C/2 sum max(0, 1 - y_i a_i.theta)^2.
+
+    The Hessian R + C A_S' A_S (S = samples with margin < 1) is kept up to date with the rows that
+    enter or leave S instead of being recomputed, and each step is followed by an exact line search
+    (a 1-D Newton iteration on the piecewise quadratic). Converges in a few steps to machine precision.
+    """
+    t0 = time.perf_counter()
+    A, y, C, r = prob.A, prob.y, prob.C, prob.reg
+    theta = np.zeros(A.shape[1])
+    active = np.zeros(len(y), dtype=bool)
+    H = np.diag(r).astype(np.float64)
+    g0 = None
+    for it in range(max_iter):
+        m = y * (A @ theta)
+        now = m < 1
+        g = r * theta - C * A[now].T @ (y[now] * (1 - m[now]))
+        gnorm = np.linalg.norm(g)
+        g0 = gnorm if g0 is None else g0
+        if gnorm <= tol * max(1.0, g0):
+            break
+        enter, leave = now & ~active, active & ~now
+        if enter.any():
+            H += C * A[enter].T @ A[enter]
+        if leave.any():
+            H -= C * A[leave].T @ A[leave]
+        active = now
+        try:
+            d = np.linalg.solve(H + 1e-12 * np.eye(len(H)), -g)
+        except np.linalg.LinAlgError:
+            d = -g
+        z = y * (A @ d)
+        step = 1.0
+        for _ in range(100):  # exact line search: phi'(t) = 0 on the piecewise quadratic
+            mt = m + step * z
+            s = mt < 1
+            d1 = (r * (theta + step * d)) @ d - C * np.sum((1 - mt[s]) * z[s])
+            d2 = (r * d) @ d + C * np.sum(z[s] ** 2)
+            if d2 <= 0:
+                break
+            delta = d1 / d2
+            step -= delta
+            if abs(delta) <= 1e-14 * max(1.0, abs(step)):
+                break
+        theta = theta + step * d
+    return PrimalSolution(theta, prob.primal(theta), it, time.perf_counter() - t0)
+
+
+@dataclass
+class DualSolution:
+    a: np.ndarray  # multipliers of the margin constraints
+    b: np.ndarray  # multipliers of xi >= 0 (zero at the optimum)
+    objective: float  # g(a, b)
+    theta: np.ndarray  # (w, bias) recovered from a: w = sum a_i y_i x_i
+    iterations: int
+    seconds: float
+
+
+def solve_dual(prob: SoftSVMProblem, max_iter: int = 200) -> DualSolution:
+    """Maximise g(a, b) over a, b >= 0 (with sum a_i y_i = 0 for a free bias) by an exact method
+    independent of the primal solver: a primal-dual active-set (semismooth Newton) iteration on
+    min 1/2 a'Qa - 1'a, Q = (y y') * K + I/C, whose stationarity is Q a + beta y - 1 = lam,
+    lam >= 0 the multipliers of a >= 0. Each step solves the KKT system on the free set exactly.
+
+    The b block has a closed-form maximiser: dg/db_i = -(a_i + b_i)/C, so for a >= 0 the best
+    b >= 0 is b = max(0, -a) = 0; `kkt_report` checks that dg/db <= 0 there (b = 0 is optimal).
+    """
+    t0 = time.perf_counter()
+    n = len(prob.y)
+    if n > 6000:
+        raise MLHWError(f"the dual solver forms the {n}x{n} kernel: use at most 6,000 samples (got {n})")
+    F, y = prob.kernel_features(), prob.y
+    Q = (y[:, None] * y[None, :]) * (F @ F.T) + np.eye(n) / prob.C
+    equality = prob.bias == "free"
+    free = np.ones(n, dtype=bool)
+    a, beta = np.zeros(n), 0.0
+    for it in range(1, max_iter + 1):
+        S = np.flatnonzero(free)
+        a = np.zeros(n)
+        if len(S) and equality:
+            K = np.block([[Q[np.ix_(S, S)], y[S, None]], [y[None, S], np.zeros((1, 1))]])
+            sol = np.linalg.solve(K, np.r_[np.ones(len(S)), 0.0])
+            a[S], beta = sol[:-1], float(sol[-1])
+        elif len(S):
+            a[S] = np.linalg.solve(Q[np.ix_(S, S)], np.ones(len(S)))
+        lam = Q @ a + beta * y - 1.0
+        lam[S] = 0.0
+        new_free = (a - lam) > 0  # free where a > 0, or where a = 0 but g still increases along a_i
+        if np.array_equal(new_free, free):
+            break
+        free = new_free
+    b = np.maximum(0.0, -a)  # the b block's maximiser given a
+    theta = F.T @ (a * y)
+    if equality:
+        theta = np.r_[theta, -beta]  # the equality's multiplier is minus the primal bias
+    return DualSolution(a, b, prob.dual(a, b), theta, it, time.perf_counter() - t0)
+
+
+def solve_explicit_qp(prob: SoftSVMProblem, nonnegative_slack: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """The primal exactly as written, variables (theta, xi) and one linear constraint per sample,
+    solved by a general QP method (SLSQP), with or without the extra constraint xi >= 0 (Q3(a))."""
+    from scipy.optimize import minimize
+
+    A, y, C, r = prob.A, prob.y, prob.C, prob.reg
+    n, q = A.shape
+    if n + q > 3000:
+        raise MLHWError(f"the explicit QP is for small problems: n + features <= 3000 (got {n + q})")
+    M = np.hstack([y[:, None] * A, np.eye(n)])  # M v >= 1
+
+    def obj(v):
+        return 0.5 * np.sum(r * v[:q] ** 2) + 0.5 * C * v[q:] @ v[q:]
+
+    def grad(v):
+        return np.r_[r * v[:q], C * v[q:]]
+
+    lower = [None] * q + [0.0 if nonnegative_slack else None] * n
+    res = minimize(obj, np.r_[np.zeros(q), np.ones(n)], jac=grad, method="SLSQP",
+                   bounds=list(zip(lower, [None] * (q + n))),
+                   constraints=[{"type": "ineq", "fun": lambda v: M @ v - 1.0, "jac": lambda v: M}],
+                   options={"maxiter": 2000, "ftol": 1e-15})
+    return res.x[:q], res.x[q:], float(res.fun)
+
+
+def liblinear_theta(prob: SoftSVMProblem, tol: float = 1e-10, dual: bool = True) -> np.ndarray:
+    """scikit-learn's LinearSVC (liblinear) on the same objective. liblinear minimises
+    1/2 ||w||^2 + C' sum max(0, 1 - y w.x)^2 and regularises its intercept, so: C' = C / 2, no
+    intercept of its own, and the bias (when regularized) folded into the features on both sides."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.svm import LinearSVC
+
+    if prob.bias == "free":
+        raise MLHWError("liblinear regularises the bias: compare with bias='regularized' or 'none'")
+    clf = LinearSVC(C=prob.C / 2, loss="squared_hinge", penalty="l2", dual=dual, fit_intercept=False,
+                    tol=tol, max_iter=1_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(prob.A, prob.y)
+    return clf.coef_.ravel().astype(np.float64)
+
+
+def kkt_report(prob: SoftSVMProblem, primal: PrimalSolution, dual: DualSolution) -> dict[str, float]:
+    """How far the primal and dual optima are from satisfying the optimality relations together."""
+    F = prob.kernel_features()
+    y, C = prob.y, prob.C
+    w_primal = primal.theta if prob.bias != "free" else primal.theta[:-1]
+    w_dual = F.T @ (dual.a * y)
+    xi = prob.slacks(primal.theta)
+    margins = y * (prob.A @ primal.theta)
+    scale = max(1.0, abs(primal.objective))
+    return {
+        "primal_objective": primal.objective,
+        "dual_objective": dual.objective,
+        "duality_gap": (primal.objective - dual.objective) / scale,
+        "w_residual": float(np.linalg.norm(w_primal - w_dual) / max(1e-300, np.linalg.norm(w_primal))),
+        "xi_residual": float(np.max(np.abs(xi - (dual.a + dual.b) / C))),
+        "complementary_slackness": float(np.max(np.abs(dual.a * (margins - 1 + xi)))),
+        "max_b": float(np.max(np.abs(dual.b))),
+        "max_dg_db": float(np.max(-(dual.a + dual.b) / C)),  # <= 0: b = 0 satisfies its KKT condition
+        "min_a": float(dual.a.min()),
+        "support_vectors": int(np.sum(dual.a > 1e-9 * max(1.0, dual.a.max()))),
+    }
+
+
+def binary_error(theta: np.ndarray, A: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.where(A @ theta >= 0, 1.0, -1.0) != y))
