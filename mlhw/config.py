@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
 from mlhw.errors import MLHWError, format_validation_error
 
@@ -43,3 +43,35 @@ def build(model: type[_Config], prefix: str = "", **values) -> _Config:
         return model(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
         raise MLHWError(format_validation_error(err, prefix)) from None
+
+
+class MulticlassSVMConfig(_Config):
+    """Q1: minimise the multiclass hinge objective on every class of a dataset."""
+
+    dataset: Literal["digits", "mnist"] = "digits"
+    train_size: PositiveInt | None = None
+    test_size: PositiveInt | None = None
+    bias: bool = True  # a constant feature, so that each w_j has an offset
+    method: Literal["exact", "subgradient"] = "exact"
+    steps: PositiveInt = 2000  # subgradient steps
+    lr: PositiveFloat = 1.0  # subgradient step size
+    seed: int = 8
+
+
+class SoftSVMConfig(_Config):
+    """Q3: binary soft SVM with an l2 penalty on the slacks, one class against another."""
+
+    dataset: Literal["digits", "mnist"] = "digits"
+    classes: tuple[int, int] = (3, 8)
+    C: PositiveFloat = 1.0
+    bias: Literal["free", "regularized", "none"] = "free"
+    train_size: PositiveInt | None = None
+    test_size: PositiveInt | None = None
+    seed: int = 8
+
+    @field_validator("classes")
+    @classmethod
+    def _two_different(cls, v):
+        if v[0] == v[1]:
+            raise ValueError("needs two different classes")
+        return v

@@ -5,11 +5,14 @@ The CLI and `mlhw reproduce` both call these functions, so a run logged from eit
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+import numpy as np
 
 from mlhw import data as datalib
 from mlhw.config import MLPConfig
@@ -48,6 +51,20 @@ def load_data(dataset: str, runtime: Runtime, train_size=None, test_size=None, s
     return datalib.subset(data, train_size, test_size, seed)
 
 
+def open_run(stack: contextlib.ExitStack, tracker: Tracker, name: str, cfg, part: str, kind: str,
+             data: datalib.Dataset | None, device=None, parent=None, params: dict | None = None,
+             config_hash: str | None = None):
+    """Open one MLflow run with mlhw's standard params and tags (closed, with its status, by `stack`)."""
+    if config_hash is None:
+        config_hash = cfg.digest(data.fingerprint() if data is not None else "")
+    tags = tracker.base_tags(part, config_hash, data, device) | {"mlhw.kind": kind}
+    log = stack.enter_context(tracker.run(name, params if params is not None else cfg.model_dump(mode="json"),
+                                          tags, parent.run_id if parent else None))
+    if data is not None:
+        log.log_dataset(data)
+    return log
+
+
 @dataclass
 class MLPRun:
     config: MLPConfig
@@ -72,17 +89,11 @@ def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, run
     with contextlib.ExitStack() as stack:  # on any error every open run ends FAILED (or KILLED)
         parent = None
         if sweep:
-            params = cfg.model_dump(mode="json", exclude={"lr"}) | {"lrs": lrs}
-            sweep_hash = cfg.model_copy(update={"lr": 0.0}).digest(fingerprint, ",".join(map(str, lrs)))
-            tags = tracker.base_tags(part, sweep_hash, data, device) | {"mlhw.kind": "mlp-sweep"}
-            parent = stack.enter_context(tracker.run(f"{part} sweep", params, tags))
-        logs = []
-        for c in configs:
-            tags = tracker.base_tags(part, c.digest(fingerprint), data, device) | {"mlhw.kind": "mlp"}
-            log = stack.enter_context(tracker.run(f"{part} lr={c.lr:g}", c.model_dump(mode="json"), tags,
-                                                  parent.run_id if parent else None))
-            log.log_dataset(data)
-            logs.append(log)
+            parent = open_run(stack, tracker, f"{part} sweep", cfg, part, "mlp-sweep", data, device,
+                              params=cfg.model_dump(mode="json", exclude={"lr"}) | {"lrs": lrs},
+                              config_hash=cfg.model_copy(update={"lr": 0.0}).digest(fingerprint, str(lrs)))
+        logs = [open_run(stack, tracker, f"{part} lr={c.lr:g}", c, part, "mlp", data, device, parent)
+                for c in configs]
 
         def hook(epoch: int, rows: list[dict]) -> None:
             for log, row in zip(logs, rows):
@@ -107,3 +118,107 @@ def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, run
             write_atomically(figure, lambda p: lr_sweep_figure(series, p, title))
             parent.log_artifact(figure, "figures")
     return runs, figure
+
+
+# --- SVMs and theory ---------------------------------------------------------------------------
+
+def features(split: datalib.Split) -> "np.ndarray":
+    """A split's images as float64 rows in [0, 1]: the SVMs' design matrix."""
+    return datalib.unit_float(split.x).reshape(len(split), -1).astype("float64")
+
+
+def run_svm_multiclass(cfg, data: datalib.Dataset, tracker: Tracker, on_step=None) -> dict:
+    """Q1 on every class of `data`: f*, training and test error, the pointwise bound hinge >= 0-1."""
+    from mlhw import svm
+
+    Xtr, Xte = features(data.train), features(data.test)
+    if cfg.bias:
+        Xtr, Xte = svm.add_bias_feature(Xtr), svm.add_bias_feature(Xte)
+    ytr, yte = data.train.y, data.test.y
+    with contextlib.ExitStack() as stack:
+        log = open_run(stack, tracker, f"svm.q1 {cfg.method}", cfg, "svm.q1", "svm-multiclass", data)
+
+        def step_hook(step, row):
+            log.log_metrics({"objective": row["objective"], "train_error": row["train_error"]}, step)
+            if on_step is not None:
+                on_step(step, row)
+
+        if cfg.method == "exact":
+            sol = svm.solve_multiclass(Xtr, ytr, data.n_classes)
+        else:
+            sol = svm.multiclass_subgradient(Xtr, ytr, cfg.steps, cfg.lr, data.n_classes, step_hook)
+        hinge, err01 = svm.multiclass_hinge(sol.W, Xtr, ytr), svm.zero_one(sol.W, Xtr, ytr)
+        report = {"objective": sol.objective, "train_error": float(err01.mean()),
+                  "test_error": float(svm.zero_one(sol.W, Xte, yte).mean()),
+                  "bound_violations": int(np.sum(err01 > hinge)), "seconds": sol.seconds,
+                  "method": sol.method, "steps": len(sol.history) - 1 if sol.history else 0}
+        log.log_metrics({k: v for k, v in report.items() if k != "method"}, step=report["steps"])
+        log.set_tags({"solution_method": sol.method})
+        log.log_text(json.dumps(report, indent=2), "report.json")
+        report["run_id"] = log.run_id
+    return report
+
+
+def run_svm_soft(cfg, data: datalib.Dataset, tracker: Tracker) -> dict:
+    """Q3: primal and dual solved independently, duality gap, KKT residuals, Q3(a), liblinear agreement."""
+    from mlhw import svm
+    from mlhw.errors import MLHWError
+    from mlhw.theory import binary_task
+
+    present = sorted(set(data.train.y.tolist()))
+    for c in cfg.classes:
+        if c not in present:
+            raise MLHWError(f"--classes: class {c} has no training samples in {data.name} "
+                            f"({len(data.train)} samples, classes {present})")
+    Xtr, ytr = binary_task(features(data.train), data.train.y, cfg.classes)
+    Xte, yte = binary_task(features(data.test), data.test.y, cfg.classes)
+    prob = svm.SoftSVMProblem(Xtr, ytr, cfg.C, cfg.bias)
+
+    def test_error(theta):
+        if not len(yte):
+            return float("nan")
+        A = Xte if cfg.bias == "none" else svm.add_bias_feature(Xte)
+        return svm.binary_error(theta, A, yte)
+
+    with contextlib.ExitStack() as stack:
+        log = open_run(stack, tracker, f"svm.q3 {cfg.classes[0]} vs {cfg.classes[1]} C={cfg.C:g}", cfg,
+                       "svm.q3", "svm-soft", data)
+        primal = svm.solve_primal(prob)
+        report = {"n_train": len(ytr), "n_test": len(yte), "primal_objective": primal.objective,
+                  "primal_seconds": primal.seconds, "newton_iterations": primal.iterations,
+                  "train_error": svm.binary_error(primal.theta, prob.A, ytr),
+                  "test_error": test_error(primal.theta)}
+        if len(ytr) <= 6000:
+            dual = svm.solve_dual(prob)
+            report |= svm.kkt_report(prob, primal, dual) | {"dual_seconds": dual.seconds}
+        if len(ytr) + prob.A.shape[1] <= 3000:
+            _, _, f_plain = svm.solve_explicit_qp(prob, nonnegative_slack=False)
+            _, _, f_nonneg = svm.solve_explicit_qp(prob, nonnegative_slack=True)
+            report |= {"qp_objective": f_plain, "qp_nonneg_objective": f_nonneg,
+                       "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain))}
+        ref = prob if cfg.bias != "free" else svm.SoftSVMProblem(Xtr, ytr, cfg.C, "regularized")
+        ours = primal.objective if ref is prob else svm.solve_primal(ref).objective
+        lib = ref.primal(svm.liblinear_theta(ref))
+        report |= {"liblinear_formulation": ref.bias, "liblinear_objective": lib,
+                   "liblinear_relative_difference": abs(lib - ours) / max(1.0, abs(ours))}
+        log.log_metrics({k: v for k, v in report.items() if isinstance(v, (int, float))}, step=0)
+        log.log_text(json.dumps(report, indent=2), "report.json")
+        report["run_id"] = log.run_id
+    return report
+
+
+def run_theory(tracker: Tracker, digits: datalib.Dataset | None) -> tuple[list, str]:
+    """Every theory check, logged as one run: a metric per check and the table as theory.csv."""
+    from mlhw.theory import run_checks
+
+    with contextlib.ExitStack() as stack:
+        log = open_run(stack, tracker, "theory Q1-Q4", None, "theory", "theory", digits,
+                       params={"datasets": "generated" + (", digits" if digits is not None else "")},
+                       config_hash="theory-" + (digits.fingerprint() if digits is not None else "generated"))
+        checks = run_checks(digits)
+        for i, c in enumerate(checks):
+            log.log_metrics({f"check_{i:02d}_error": c.max_error}, step=0)
+        log.log_table([c.row() for c in checks], "theory.csv")
+        failed = sum(not c.passed for c in checks)
+        log.set_tags({"checks_passed": len(checks) - failed, "checks_failed": failed})
+    return checks, log.run_id

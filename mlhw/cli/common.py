@@ -69,7 +69,7 @@ def fmt(v, digits: int = 4) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return "nan" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.{digits}f}")
+        return "nan" if math.isnan(v) else ("inf" if math.isinf(v) else f"{v:.{digits}g}")
     return str(v)
 
 

@@ -1,0 +1,180 @@
+"""The theory questions (Q1-Q4) as executable checks: each claim, a numerical test, an error, a tolerance.
+
+`run_checks()` returns one `Check` per claim and dataset; `mlhw theory` prints and logs them.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mlhw import svm
+
+
+@dataclass
+class Check:
+    question: str
+    claim: str
+    check: str
+    data: str
+    max_error: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.max_error) and self.max_error <= self.tolerance)
+
+    def row(self) -> dict:
+        return asdict(self) | {"passed": self.passed}
+
+
+# --- Q2: max(x1, x2) as a one-hidden-layer ReLU network ---------------------------------------
+
+MAX_NET_HIDDEN = np.array([[0.5, 0.5], [0.5, -0.5], [-0.5, 0.5], [-0.5, -0.5]])  # rows: hidden units
+MAX_NET_OUTPUT = np.array([1.0, 1.0, 1.0, -1.0])
+
+
+def max_net(x: np.ndarray) -> np.ndarray:
+    """x: (n, 2). Hidden relu((x1+x2)/2), relu((x1-x2)/2), relu((-x1+x2)/2), relu((-x1-x2)/2);
+    output z1 + z2 + z3 - z4 = (x1+x2)/2 + |x1-x2|/2 = max(x1, x2)."""
+    return np.maximum(x @ MAX_NET_HIDDEN.T, 0.0) @ MAX_NET_OUTPUT
+
+
+def max_net_inputs(seed: int = 0) -> np.ndarray:
+    rng = np.random.RandomState(seed)
+    edge = [0.0, 1.0, -1.0, 1e-12, -1e-12, 1e6, -1e6, 3.5, -3.5]
+    grid = np.array([(a, b) for a in edge for b in edge])  # ties, mixed signs, large magnitudes
+    scales = 10.0 ** rng.uniform(-6, 6, size=(5000, 1))
+    return np.vstack([grid, rng.randn(5000, 2), rng.randn(5000, 2) * scales])
+
+
+def check_q2() -> list[Check]:
+    x = max_net_inputs()
+    err = np.abs(max_net(x) - x.max(1)) / np.maximum(1.0, np.abs(x).max(1))
+    return [Check("Q2", "relu net z1+z2+z3-z4 = max(x1,x2)", f"rel. error vs max, {len(x)} inputs, ties, |x|<=1e6", "random", float(err.max()), 1e-14)]
+
+
+# --- Q4: gradient of cross-entropy over softmax -----------------------------------------------
+
+def softmax(w: np.ndarray) -> np.ndarray:
+    e = np.exp(w - w.max(-1, keepdims=True))  # shift: stable for large logits
+    return e / e.sum(-1, keepdims=True)
+
+
+def xent(w: np.ndarray, y: np.ndarray) -> float:
+    """-y . ln softmax(w), computed stably as logsumexp(w) - y.w (y one-hot)."""
+    m = w.max()
+    return float(m + np.log(np.exp(w - m).sum()) - y @ w)
+
+
+def xent_grad(w: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The write-up's result: grad_w of -y . ln softmax(w) is softmax(w) - y."""
+    return softmax(w) - y
+
+
+def check_q4(trials: int = 60, seed: int = 0) -> list[Check]:
+    import torch
+
+    rng = np.random.RandomState(seed)
+    auto_err, fd_err = 0.0, 0.0
+    for t in range(trials):
+        d = rng.randint(2, 60)
+        scale = [1.0, 10.0, 1000.0][t % 3]  # includes logits large enough to overflow a naive exp
+        w = rng.randn(d) * scale
+        y = np.eye(d)[rng.randint(d)]
+        g = xent_grad(w, y)
+        wt = torch.tensor(w, requires_grad=True)
+        loss = -(torch.tensor(y) * torch.log_softmax(wt, 0)).sum()
+        (auto,) = torch.autograd.grad(loss, wt)
+        auto_err = max(auto_err, float(np.abs(g - auto.numpy()).max()))
+        h = 1e-6 * max(1.0, scale)
+        fd = np.array([(xent(w + h * e, y) - xent(w - h * e, y)) / (2 * h) for e in np.eye(d)])
+        fd_err = max(fd_err, float(np.abs(g - fd).max()))
+    claim = "grad -y.ln softmax(w) = softmax(w)-y"
+    return [Check("Q4", claim, f"vs autograd, {trials} w, |w| to 3e3",
+                  "random", auto_err, 1e-12),
+            Check("Q4", claim, "vs central differences", "random", fd_err, 1e-5)]
+
+
+# --- Q1: multiclass hinge loss -----------------------------------------------------------------
+
+def separable_blobs(n: int = 300, k: int = 4, d: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """k well-separated Gaussian blobs (with a bias feature): linearly separable by construction."""
+    rng = np.random.RandomState(seed)
+    centers = rng.randn(k, d) * 10
+    y = rng.randint(0, k, n)
+    return svm.add_bias_feature(centers[y] + rng.randn(n, d)), y
+
+
+def check_q1(X: np.ndarray, y: np.ndarray, name: str, seed: int = 0) -> list[Check]:
+    sol = svm.solve_multiclass(X, y)
+    hinge, err01 = svm.multiclass_hinge(sol.W, X, y), svm.zero_one(sol.W, X, y)
+    rng = np.random.RandomState(seed)
+    worst = float((err01 - hinge).max())  # hinge >= 0-1 loss: this must be <= 0
+    for _ in range(20):
+        W = rng.randn(*sol.W.shape) * rng.choice([0.01, 1.0, 100.0])
+        worst = max(worst, float((svm.zero_one(W, X, y) - svm.multiclass_hinge(W, X, y)).max()))
+    return [
+        Check("Q1", "separable: min f = 0", f"f* ({sol.method})", name,
+              float(sol.objective), 0.0),
+        Check("Q1", "f = 0 => zero training error", "training error at minimiser", name,
+              float(err01.mean()), 0.0),
+        Check("Q1", "hinge >= 0-1 loss pointwise", "max(0-1 - hinge), 21 W",
+              name, max(0.0, worst), 0.0),
+    ]
+
+
+# --- Q3: soft SVM with l2 slack penalty, primal and dual ---------------------------------------
+
+def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Check]:
+    prob = svm.SoftSVMProblem(X, y, C, "free")
+    primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+    k = svm.kkt_report(prob, primal, dual)
+    rel = lambda a, b: abs(a - b) / max(1.0, abs(b))  # noqa: E731
+    _, _, f_plain = svm.solve_explicit_qp(prob, nonnegative_slack=False)
+    _, _, f_nonneg = svm.solve_explicit_qp(prob, nonnegative_slack=True)
+    folded = svm.SoftSVMProblem(X, y, C, "regularized")
+    ours = svm.solve_primal(folded)
+    lib = folded.primal(svm.liblinear_theta(folded))
+    return [
+        Check("Q3(a)", "xi >= 0 leaves the optimum",
+              "QP optima with/without xi>=0", name,
+              rel(f_nonneg, f_plain), 1e-8),
+        Check("Q3(a)", "xi eliminated: same optimum",
+              "explicit QP vs Newton", name, rel(f_plain, primal.objective), 1e-8),
+        Check("Q3(c,d)", "strong duality", "rel. gap: Newton vs dual",
+              name, abs(k["duality_gap"]), 1e-10),
+        Check("Q3(c)", "w = sum a_i y_i x_i", "rel. norm of difference", name,
+              k["w_residual"], 1e-8),
+        Check("Q3(c)", "b from the dual = b primal", "|b_primal - b_dual|", name, k["bias_residual"], 1e-8),
+        Check("Q3(c)", "xi = (a + b)/C", "max |xi - (a+b)/C|", name, k["xi_residual"], 1e-8),
+        Check("Q3(d)", "b = 0 at the optimum", "max(b, dg/db at b=0)", name,
+              max(k["max_b"], k["max_dg_db"], 0.0), 1e-12),
+        Check("Q3(d)", "complementary slackness", "max |a_i(m_i - 1 + xi_i)|", name,
+              k["complementary_slackness"], 1e-8),
+        Check("Q3", "= liblinear (LinearSVC)",
+              "rel. objective diff, bias folded", name,
+              rel(lib, ours.objective), 1e-6),
+    ]
+
+
+def binary_task(X: np.ndarray, labels: np.ndarray, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.isin(labels, classes)
+    return X[keep], np.where(labels[keep] == classes[0], 1.0, -1.0)
+
+
+def run_checks(digits=None) -> list[Check]:
+    """Every check, on small generated data and (when given, a Dataset) on digits."""
+    checks = check_q2() + check_q4()
+    checks += check_q1(*separable_blobs(), "blobs")
+    rng = np.random.RandomState(1)
+    Xg = rng.randn(120, 6)
+    yg = np.where(Xg @ rng.randn(6) + 0.5 * rng.randn(120) > 0, 1.0, -1.0)  # overlapping classes
+    checks += check_q3(Xg, yg, "overlapping")
+    if digits is not None:
+        from mlhw.data import unit_float
+
+        X = unit_float(digits.train.x).reshape(len(digits.train), -1).astype(np.float64)
+        checks += check_q1(svm.add_bias_feature(X), digits.train.y, "digits")
+        checks += check_q3(*binary_task(X, digits.train.y, (3, 8)), "digits 3v8")
+    return checks

@@ -1,0 +1,95 @@
+"""`mlhw theory` and `mlhw svm` through the CLI, with their MLflow runs read back."""
+import json
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from mlhw import theory
+from mlhw.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def runs_of(uri):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("mlhw")
+    return client, ([] if exp is None else client.search_runs([exp.experiment_id]))
+
+
+def test_theory_all_pass_and_logged(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("theory", "--tracking-uri", uri, "--json")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == 27 and all(r["passed"] for r in rows)
+    assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
+    client, (run,) = runs_of(uri)
+    assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["checks_failed"] == "0"
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
+
+
+def test_a_failing_claim_fails_the_command(workdir, monkeypatch):
+    """The checks can fail: a wrong network for max(x1, x2) is caught and the exit code says so."""
+    monkeypatch.setattr(theory, "MAX_NET_OUTPUT", np.array([1.0, 1.0, 1.0, 1.0]))  # z4 added, not subtracted
+    res = invoke("theory", "--no-digits", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 1 and "FAIL" in res.stdout and "1 failed" in res.stdout
+
+
+def test_multiclass_on_digits(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("svm", "multiclass", "--check", "--json", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+    assert rep["objective"] == 0.0 and rep["train_error"] == 0.0 and rep["bound_violations"] == 0
+    assert rep["method"] == "certificate" and 0 < rep["test_error"] < 0.1
+    client, (run,) = runs_of(uri)
+    assert run.data.tags["mlhw.part"] == "svm.q1" and run.data.metrics["objective"] == 0.0
+
+
+def test_multiclass_subgradient_logs_steps(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("svm", "multiclass", "--method", "subgradient", "--steps", 50, "--json", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    client, (run,) = runs_of(uri)
+    history = client.get_metric_history(run.info.run_id, "objective")
+    assert len(history) >= 51 and history[0].value == 1.0 and min(h.value for h in history) < 0.5
+
+
+def test_soft_svm_report(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("svm", "soft", "--classes", "3,8", "--C", 1, "--json", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+    assert abs(rep["duality_gap"]) < 1e-10 and rep["max_b"] == 0.0
+    assert rep["q3a_relative_difference"] < 1e-8 and rep["liblinear_relative_difference"] < 1e-6
+    assert rep["primal_objective"] == pytest.approx(rep["dual_objective"], rel=1e-10)
+    assert 0 < rep["support_vectors"] < rep["n_train"]
+    client, (run,) = runs_of(uri)
+    assert run.data.tags["mlhw.part"] == "svm.q3" and run.data.params["classes"] == "[3, 8]"
+
+
+@pytest.mark.parametrize("args, culprit", [
+    (["soft", "--C", "0"], "--C: Input should be greater than 0"),
+    (["soft", "--C", "-1"], "--C: Input should be greater than 0"),
+    (["soft", "--classes", "3,11"], "class 11 has no training samples in digits"),
+    (["soft", "--classes", "3"], "needs exactly two classes"),
+    (["soft", "--classes", "3,3"], "needs two different classes"),
+    (["soft", "--classes", "a,b"], "--classes 'a,b'"),
+    (["soft", "--train-size", "0"], "--train_size: Input should be greater than 0"),
+    (["soft", "--train-size", "3", "--seed", "1"], "has no training samples in digits (3 samples"),
+    (["soft", "--bias", "maybe"], "--bias"),
+    (["multiclass", "--method", "magic"], "--method"),
+])
+def test_bad_input(workdir, args, culprit):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("svm", *args, "--tracking-uri", uri)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0], res.stderr
+    assert runs_of(uri)[1] == []

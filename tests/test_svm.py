@@ -1,0 +1,125 @@
+"""SVM solvers against each other, closed forms and scikit-learn/liblinear."""
+import numpy as np
+import pytest
+
+from mlhw import svm
+from mlhw.errors import MLHWError
+from mlhw.theory import separable_blobs
+
+
+def noisy_multiclass(n=90, k=3, d=3, seed=0):
+    rng = np.random.RandomState(seed)
+    return svm.add_bias_feature(rng.randn(n, d)), rng.randint(0, k, n)
+
+
+def test_hinge_bounds_zero_one_pointwise():
+    X, y = noisy_multiclass()
+    rng = np.random.RandomState(1)
+    for scale in (0.0, 0.01, 1.0, 100.0):  # scale 0: all ties, hinge 1 and 0-1 loss 1
+        W = rng.randn(3, X.shape[1]) * scale
+        assert np.all(svm.multiclass_hinge(W, X, y) >= svm.zero_one(W, X, y))
+    assert np.all(svm.multiclass_hinge(np.zeros((3, 4)), X, y) == 1.0)
+
+
+def test_separable_data_gets_a_certificate_and_the_lp_agrees():
+    X, y = separable_blobs()
+    sol = svm.solve_multiclass(X, y)
+    assert sol.method == "certificate" and sol.objective == 0.0
+    margins = -(svm.hinge_terms(sol.W, X, y) - (np.arange(4)[None] != y[:, None]))
+    margins[np.arange(len(y)), y] = np.inf
+    assert margins.min() >= 1.0  # every margin >= 1: f = 0, the lower bound
+    W_lp, f_lp = svm._multiclass_lp(X, y, 4)
+    assert f_lp == pytest.approx(0.0, abs=1e-9) and svm.zero_one(W_lp, X, y).sum() == 0
+
+
+def test_lp_optimum_on_non_separable_data_beats_crammer_singer():
+    """liblinear's Crammer-Singer SVM minimises 1/2||W||^2 + C sum hinge: for large C its f is an
+    upper bound close to f*, never below it."""
+    from sklearn.svm import LinearSVC
+
+    X, y = noisy_multiclass()
+    sol = svm.solve_multiclass(X, y)
+    assert sol.method == "lp" and sol.objective > 0.1
+    cs = LinearSVC(multi_class="crammer_singer", C=1e3, fit_intercept=False, tol=1e-8, max_iter=200_000).fit(X, y)
+    f_cs = svm.multiclass_hinge(cs.coef_, X, y).mean()
+    assert sol.objective <= f_cs + 1e-9
+    assert f_cs - sol.objective < 1e-2
+    rng = np.random.RandomState(0)
+    for _ in range(50):  # and no random point does better
+        assert svm.multiclass_hinge(sol.W + rng.randn(*sol.W.shape) * 0.1, X, y).mean() >= sol.objective - 1e-12
+
+
+def test_subgradient_descends_to_zero_on_separable_data():
+    X, y = separable_blobs(n=120)
+    res = svm.multiclass_subgradient(X, y, steps=5000, lr=1.0)
+    assert res.history[0]["objective"] == 1.0  # W = 0: every term is 1
+    assert res.objective == 0.0 and res.history[-1]["train_error"] == 0.0
+    assert len(res.history) < 5001  # stopped early at f = 0
+
+
+def overlapping(n=150, d=6, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, d) + 0.3
+    return X, np.where(X @ rng.randn(d) + rng.randn(n) > 0, 1.0, -1.0)
+
+
+@pytest.mark.parametrize("bias", ["free", "regularized", "none"])
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
+def test_primal_dual_and_explicit_qp_agree(bias, C):
+    X, y = overlapping()
+    prob = svm.SoftSVMProblem(X, y, C, bias)
+    primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+    k = svm.kkt_report(prob, primal, dual)
+    assert abs(k["duality_gap"]) < 1e-10
+    assert k["w_residual"] < 1e-8 and k["bias_residual"] < 1e-8 and k["xi_residual"] < 1e-8 and k["complementary_slackness"] < 1e-8
+    assert k["max_b"] == 0.0 and k["max_dg_db"] <= 0.0 and k["min_a"] >= -1e-12
+    np.testing.assert_allclose(dual.theta, primal.theta, rtol=1e-7, atol=1e-9)
+    for nonneg in (False, True):
+        theta, xi, f = svm.solve_explicit_qp(prob, nonneg)
+        assert f == pytest.approx(primal.objective, rel=1e-7)
+
+
+@pytest.mark.parametrize("dual", [True, False])
+def test_primal_matches_liblinear(dual):
+    X, y = overlapping(400, 20, seed=3)
+    for bias in ("regularized", "none"):
+        prob = svm.SoftSVMProblem(X, y, 0.5, bias)
+        ours = svm.solve_primal(prob)
+        theirs = prob.primal(svm.liblinear_theta(prob, dual=dual))
+        assert abs(theirs - ours.objective) / ours.objective < 1e-6
+        assert ours.objective <= theirs * (1 + 1e-12)  # the exact optimum is never worse
+
+
+def test_slacks_closed_form_on_a_tiny_problem():
+    """One point per class on a line: by symmetry w = 1/(1 + 1/C) * ..., checked against the 1-D formula."""
+    X = np.array([[1.0], [-1.0]])
+    y = np.array([1.0, -1.0])
+    C = 2.0
+    prob = svm.SoftSVMProblem(X, y, C, "none")
+    sol = svm.solve_primal(prob)
+    # minimise 1/2 w^2 + C (1 - w)^2 over w <= 1: w = 2C / (1 + 2C)
+    assert sol.theta[0] == pytest.approx(2 * C / (1 + 2 * C), rel=1e-12)
+
+
+@pytest.mark.parametrize("X, y, message", [
+    (np.ones((4, 2)), np.ones(4), "both classes"),
+    (np.zeros((0, 2)), np.zeros(0), "no training data"),
+])
+def test_bad_problems(X, y, message):
+    with pytest.raises(MLHWError, match=message):
+        svm.SoftSVMProblem(X, y, 1.0)
+
+
+def test_C_must_be_positive():
+    with pytest.raises(MLHWError, match="C must be > 0"):
+        svm.SoftSVMProblem(np.eye(2), np.array([1.0, -1.0]), 0.0)
+
+
+def test_warm_started_newton_reaches_the_same_optimum():
+    rng = np.random.RandomState(5)
+    X = rng.rand(24_000, 12)
+    y = np.where(X @ rng.randn(12) + 0.3 * rng.randn(24_000) > 0, 1.0, -1.0)
+    prob = svm.SoftSVMProblem(X, y, 0.1, "free")
+    warm, cold = svm.solve_primal(prob), svm.solve_primal(prob, warm_start=False)
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-12)
+    np.testing.assert_allclose(warm.theta, cold.theta, rtol=1e-7, atol=1e-9)
