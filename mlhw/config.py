@@ -75,3 +75,20 @@ class SoftSVMConfig(_Config):
         if v[0] == v[1]:
             raise ValueError("needs two different classes")
         return v
+
+
+class CNNConfig(_Config):
+    """Part 2: one AlexNet variant. width 1 and image_size 227 are the paper's model exactly."""
+
+    dataset: Literal["digits", "cifar10"] = "digits"
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: PositiveFloat = 5e-5
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    batchnorm: bool = True
+    dropout: bool = True
+    epochs: int = Field(10, ge=1)
+    batch_size: PositiveInt = 64
+    width: PositiveFloat = 1.0
+    image_size: PositiveInt = 227
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0

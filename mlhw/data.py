@@ -277,3 +277,32 @@ def to_tensor(x: np.ndarray, device, dtype=None):
 
     t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     return t if dtype is None else t.to(dtype)
+
+
+def with_validation(data: Dataset, fraction: float = 0.1, split_seed: int = 1) -> Dataset:
+    """Give a dataset without a validation split one the way the assignment makes CIFAR-10's: a
+    seeded shuffle (seed 1) of the training pool, the first `fraction` of it becomes validation."""
+    if data.val is not None:
+        return data
+    perm = np.random.RandomState(split_seed).permutation(len(data.train))
+    n_val = max(1, int(round(fraction * len(perm))))
+    return Dataset(data.name, data.train.take(perm[n_val:]), data.test, data.train.take(perm[:n_val]),
+                   data.n_classes, data.source, list(data.notes))
+
+
+def train_fraction(data: Dataset, fraction: float) -> Dataset:
+    """The first `fraction` of the (already shuffled) training pool: the same images for every
+    variant and seed, so that runs differ only in what they are meant to compare."""
+    if not 0 < fraction <= 1:
+        raise MLHWError(f"train fraction must be in (0, 1] (got {fraction})")
+    n = max(1, int(round(fraction * len(data.train))))
+    return Dataset(data.name, data.train.take(np.arange(n)), data.test, data.val, data.n_classes,
+                   data.source, list(data.notes))
+
+
+def channel_stats(data: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Normalisation constants: CIFAR-10 uses the assignment's; others, the training set's own."""
+    if data.name == "cifar10":
+        return CIFAR_MEAN, CIFAR_STD
+    x = unit_float(data.train.x)
+    return tuple(x.mean(axis=(0, 2, 3)).tolist()), tuple(np.maximum(x.std(axis=(0, 2, 3)), 1e-6).tolist())

@@ -50,3 +50,8 @@ def lr_sweep_figure(series, path, title="MLP learning-rate sweep") -> Path:
     """The seed's Figure 2: training accuracy, training loss and test accuracy per epoch."""
     return curves_figure(series, [("train_acc", "training accuracy"), ("train_loss", "training loss"),
                                   ("test_acc", "test accuracy")], path, title, log_keys=("train_loss",))
+
+
+def cnn_curves_figure(series, path, title="AlexNet learning curves") -> Path:
+    """Part 2: mean training loss and validation accuracy per epoch, one line per variant."""
+    return curves_figure(series, [("train_loss", "training loss"), ("val_acc", "validation accuracy")], path, title)

@@ -222,3 +222,94 @@ def run_theory(tracker: Tracker, digits: datalib.Dataset | None) -> tuple[list, 
         failed = sum(not c.passed for c in checks)
         log.set_tags({"checks_passed": len(checks) - failed, "checks_failed": failed})
     return checks, log.run_id
+
+
+# --- Part 2: AlexNet ---------------------------------------------------------------------------
+
+CNN_SMALL = {"width": 0.5, "image_size": 67}  # digits on a CPU: the paper topology at half width, 67 px
+
+
+def cnn_defaults(dataset: str) -> dict:
+    """Per-dataset defaults: the paper model (width 1, 227 px, 10% of the pool) for CIFAR-10; a half-width
+    model at the topology's minimum size (67 px) on all of digits' training pool."""
+    if dataset == "cifar10":
+        return {"width": 1.0, "image_size": 227, "train_fraction": 0.1}
+    return dict(CNN_SMALL, train_fraction=1.0)
+
+
+def load_cnn_data(cfg, runtime: Runtime) -> datalib.Dataset:
+    data = datalib.with_validation(datalib.load(cfg.dataset, runtime.data_dir, runtime.download))
+    return datalib.train_fraction(data, cfg.train_fraction)
+
+
+@dataclass
+class CNNRun:
+    config: object
+    result: object
+    run_id: str
+    variant: str | None = None
+
+
+def run_cnn(cfg, data: datalib.Dataset, device, tracker: Tracker, part: str = "cnn", variant: str | None = None,
+            parent=None, precision: str = "auto", compile: bool = False, on_epoch=None, on_step=None) -> CNNRun:
+    """One AlexNet variant as one MLflow run: metrics per epoch (live), test metrics, curves CSV."""
+    from mlhw.cnn import train_cnn
+
+    with contextlib.ExitStack() as stack:
+        name = f"{part} {variant or cfg.optimizer} lr={cfg.lr:g}" + ("" if cfg.batchnorm else " no-BN")
+        log = open_run(stack, tracker, name, cfg, part, "cnn", data, device, parent)
+        log.set_tags({"precision": precision, "variant": variant or "custom"})
+
+        def hook(epoch, row):
+            log.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, row)
+
+        res = train_cnn(cfg, data, device, precision, compile, hook, on_step)
+        log.log_metrics({"test_loss": res.test_loss, "test_acc": res.test_acc, "parameters": res.parameters,
+                         "total_seconds": res.seconds}, step=len(res.history))
+        log.set_tags({"precision": res.precision} | ({"diverged": res.diverged_epoch} if res.diverged_epoch else {}))
+        log.log_table(res.history, "history.csv")
+        return CNNRun(cfg, res, log.run_id, variant)
+
+
+def summary_row(run: CNNRun) -> dict:
+    final = run.result.history[-1]
+    return {"optimizer": run.config.optimizer, "lr": run.config.lr, "batchnorm": run.config.batchnorm,
+            "train_loss": final["train_loss"], "val_acc": final["val_acc"], "test_acc": run.result.test_acc,
+            "diverged_epoch": run.result.diverged_epoch}
+
+
+def run_cnn_compare(base, parts: list[str], data: datalib.Dataset, device, tracker: Tracker, runtime: Runtime,
+                    precision: str = "auto", compile: bool = False, on_variant=None, on_epoch=None,
+                    on_step=None) -> tuple[dict[str, CNNRun], dict[str, "object"], list[Path]]:
+    """The assignment's comparisons: every variant the parts need, run once (adam-5e-05 serves all
+    three), as children of one parent run; then one seed-style table and one figure per part."""
+    from mlhw.plots import cnn_curves_figure
+    from mlhw.reference import CNN_PARTS, CNN_VARIANTS, variants_for
+    from mlhw.tables import cnn_part_table, to_markdown
+
+    names = variants_for(parts)
+    with contextlib.ExitStack() as stack:
+        parent = open_run(stack, tracker, f"cnn compare {','.join(parts)}", base, "cnn.compare", "cnn-compare",
+                          data, device, params=base.model_dump(mode="json") | {"parts": parts, "variants": names},
+                          config_hash=base.digest(data.fingerprint(), ",".join(parts)))
+        runs = {}
+        for v in names:
+            cfg = base.model_copy(update=CNN_VARIANTS[v])
+            if on_variant is not None:
+                on_variant(v, cfg)
+            parts_of_v = "".join(p for p in parts if v in CNN_PARTS[p][1])
+            runs[v] = run_cnn(cfg, data, device, tracker, f"cnn.{parts_of_v}", v, parent, precision, compile,
+                              on_epoch, on_step)
+        tables, figures = {}, []
+        for p in parts:
+            title, pair = CNN_PARTS[p]
+            tables[p] = cnn_part_table(p, {v: summary_row(runs[v]) for v in pair})
+            parent.log_text(to_markdown(tables[p]), f"tables/cnn_part_{p}.md")
+            path = Path(runtime.results_dir) / data.name / "figures" / f"cnn_part_{p}.png"
+            series = [(v, runs[v].result.history) for v in pair]
+            write_atomically(path, lambda f: cnn_curves_figure(series, f, f"Part 2 ({p}) {title} on {data.name}"))
+            parent.log_artifact(path, "figures")
+            figures.append(path)
+    return runs, tables, figures

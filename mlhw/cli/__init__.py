@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 import mlhw
-from mlhw.cli import mlp, svm, theory
+from mlhw.cli import cnn, mlp, svm, theory
 
 app = typer.Typer(
     name="mlhw", no_args_is_help=True, rich_markup_mode="rich",
@@ -15,6 +15,7 @@ app = typer.Typer(
          "Every command runs on the embedded digits data out of the box.",
 )
 app.add_typer(mlp.app, name="mlp", rich_help_panel="Experiments")
+app.add_typer(cnn.app, name="cnn", rich_help_panel="Experiments")
 app.add_typer(svm.app, name="svm", rich_help_panel="Theory")
 app.command("theory", rich_help_panel="Theory")(theory.theory)
 

@@ -1,0 +1,38 @@
+"""The assignment's experiment grid and the seed write-up's reference numbers, in one place."""
+from __future__ import annotations
+
+# Part 2 variants: each is a set of CNNConfig fields; a part compares two variants.
+CNN_VARIANTS: dict[str, dict] = {
+    "sgd-0.005": {"optimizer": "sgd", "lr": 0.005, "batchnorm": True, "dropout": True},
+    "adam-5e-05": {"optimizer": "adam", "lr": 5e-5, "batchnorm": True, "dropout": True},
+    "adam-0.005": {"optimizer": "adam", "lr": 0.005, "batchnorm": True, "dropout": True},
+    "adam-5e-05-plain": {"optimizer": "adam", "lr": 5e-5, "batchnorm": False, "dropout": False},
+}
+CNN_PARTS: dict[str, tuple[str, list[str]]] = {
+    "a": ("SGD vs Adam", ["sgd-0.005", "adam-5e-05"]),
+    "b": ("Adam learning rate", ["adam-0.005", "adam-5e-05"]),
+    "c": ("BatchNorm + Dropout", ["adam-5e-05-plain", "adam-5e-05"]),
+}
+# The seed's tables (CIFAR-10, 10 epochs, one run each): final training loss, validation and test
+# accuracy. The loss of the plain (no BN/Dropout) run is not reported (the seed's table repeats 2.2486).
+CNN_REFERENCE: dict[str, dict] = {
+    "sgd-0.005": {"train_loss": 1.1383, "val_acc": 0.487, "test_acc": 0.4991},
+    "adam-5e-05": {"train_loss": 0.6086, "val_acc": 0.6189, "test_acc": 0.6249},
+    "adam-0.005": {"train_loss": 2.2486, "val_acc": 0.1344, "test_acc": 0.1363},
+    "adam-5e-05-plain": {"train_loss": None, "val_acc": 0.6062, "test_acc": 0.6186},
+}
+# An independent solution's validation accuracies for the same four rows.
+CNN_INDEPENDENT_VAL_ACC = {"sgd-0.005": 0.477, "adam-5e-05": 0.589, "adam-0.005": 0.103, "adam-5e-05-plain": 0.512}
+
+MLP_FULL_TEST_ACC = 0.9397  # Part 1 (c), MNIST 50,000 / 10,000
+MLP_SWEEP_LRS = [0.001, 0.01, 0.1, 1, 10, 100]
+
+
+def variants_for(parts: list[str]) -> list[str]:
+    """The variants the given parts need, each once (adam-5e-05 is shared by all three parts)."""
+    out: list[str] = []
+    for p in parts:
+        for v in CNN_PARTS[p][1]:
+            if v not in out:
+                out.append(v)
+    return out
