@@ -1,0 +1,128 @@
+"""AlexNet's structure, the device pipeline, the CIFAR-10 reader and the training loop."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from helpers import write_cifar_batches
+from mlhw import data as datalib
+from mlhw.cnn import AlexNet, DeviceSplit, count_parameters, feature_size, min_image_size, train_cnn
+from mlhw.config import CNNConfig
+from mlhw.errors import MLHWError
+
+TINY = dict(width=0.125, image_size=67, epochs=2, batch_size=32)
+
+
+def test_paper_parameter_counts_and_shapes():
+    with_bn, plain = AlexNet(), AlexNet(batchnorm=False, dropout=False)
+    assert count_parameters(with_bn) == 58_325_066
+    assert count_parameters(plain) == 58_322_314
+    assert feature_size(227) == 6 and with_bn.classifier[2].in_features == 9216
+    x = torch.randn(2, 3, 227, 227)
+    assert with_bn.eval()(x).shape == (2, 10) and plain.eval()(x).shape == (2, 10)
+
+
+def test_switches_and_width():
+    kinds = lambda m: {type(x) for x in m.modules()}  # noqa: E731
+    assert {nn.BatchNorm2d, nn.Dropout} <= kinds(AlexNet())
+    assert not {nn.BatchNorm2d, nn.Dropout} & kinds(AlexNet(batchnorm=False, dropout=False))
+    assert nn.Dropout not in kinds(AlexNet(dropout=False)) and nn.BatchNorm2d in kinds(AlexNet(dropout=False))
+    small = AlexNet(n_classes=3, in_channels=1, width=0.25, image_size=67)
+    convs = [m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d)]
+    assert convs == [24, 64, 96, 96, 64] and small(torch.randn(4, 1, 67, 67)).shape == (4, 3)
+
+
+def test_minimum_image_size_is_named():
+    assert min_image_size() == 67 and feature_size(66) == 0 and feature_size(67) == 1
+    with pytest.raises(MLHWError, match="--image-size 66 is too small.*minimum is 67 px"):
+        AlexNet(image_size=66)
+
+
+def test_eval_is_deterministic_train_is_not():
+    torch.manual_seed(0)
+    m = AlexNet(width=0.125, image_size=67)
+    x = torch.randn(8, 3, 67, 67)
+    m.eval()
+    assert torch.equal(m(x), m(x))
+    m.train()
+    assert not torch.equal(m(x), m(x))  # dropout
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.05), ("adam", 1e-3)])
+def test_a_few_steps_on_a_fixed_batch_reduce_the_loss(optimizer, lr):
+    torch.manual_seed(0)
+    m = AlexNet(width=0.125, image_size=67, dropout=False)
+    x, y = torch.randn(16, 3, 67, 67), torch.randint(0, 10, (16,))
+    opt = torch.optim.SGD(m.parameters(), lr) if optimizer == "sgd" else torch.optim.Adam(m.parameters(), lr)
+    losses = []
+    for _ in range(8):
+        loss = nn.functional.cross_entropy(m(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_cifar_reader_split_and_normalisation(tmp_path):
+    batches = write_cifar_batches(tmp_path / "cifar-10-batches-py", per_batch=20, n_test=15)
+    d = datalib.load_cifar10(tmp_path, download=False, val_size=10)
+    assert d.sizes() == {"train": 90, "val": 10, "test": 15}
+    x = np.concatenate([b["data"] for b in batches[:5]]).reshape(-1, 3, 32, 32)
+    y = np.concatenate([b["labels"] for b in batches[:5]])
+    perm = np.random.RandomState(1).permutation(100)  # the assignment's seed-1 shuffle
+    np.testing.assert_array_equal(d.val.x, x[perm[:10]])
+    np.testing.assert_array_equal(d.train.y, y[perm[10:]])
+    np.testing.assert_array_equal(d.test.x.reshape(15, -1), batches[5]["data"])
+    assert d.train.x.dtype == np.uint8
+    assert datalib.channel_stats(d) == (datalib.CIFAR_MEAN, datalib.CIFAR_STD)
+    split = DeviceSplit(d.test, torch.device("cpu"), datalib.CIFAR_MEAN, datalib.CIFAR_STD, 32)
+    got, labels = split.batch(torch.arange(15))
+    expected = (d.test.x / 255.0 - np.array(datalib.CIFAR_MEAN)[:, None, None]) / np.array(datalib.CIFAR_STD)[:, None, None]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert got.is_contiguous(memory_format=torch.channels_last) and labels.tolist() == d.test.y.tolist()
+    assert datalib.train_fraction(d, 0.1).sizes()["train"] == 9
+
+
+def test_cifar_reader_rejects_bad_files(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar_batches(folder, per_batch=5, n_test=5)
+    import pickle
+    with open(folder / "data_batch_3", "wb") as f:
+        pickle.dump({"images": []}, f)
+    with pytest.raises(MLHWError, match="data_batch_3: not a CIFAR-10 python batch"):
+        datalib.load_cifar10(tmp_path, download=False, val_size=2)
+    with pytest.raises(datalib.DataNotFound, match="--data-dir"):
+        datalib.load_cifar10(tmp_path / "nothing", download=False)
+
+
+def test_resize_keeps_a_constant_image_constant():
+    s = datalib.Split(np.full((2, 1, 8, 8), 0.5, np.float32), np.array([0, 1]))
+    x, _ = DeviceSplit(s, torch.device("cpu"), (0.25,), (0.5,), 67).batch(torch.arange(2))
+    assert x.shape == (2, 1, 67, 67) and torch.allclose(x, torch.full_like(x, 0.5))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return datalib.with_validation(datalib.load_digits_data())
+
+
+def test_same_seed_same_metrics_on_cpu(digits):
+    cfg = CNNConfig(**TINY)
+    a = train_cnn(cfg, digits, "cpu", precision="fp32")
+    b = train_cnn(cfg, digits, "cpu", precision="fp32")
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+    assert a.test_acc == b.test_acc
+    assert len(a.history) == 2 and a.history[-1]["train_loss"] < a.history[0]["train_loss"]
+    assert set(a.history[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_s"}
+
+
+def test_nan_stops_the_run_cleanly(digits):
+    res = train_cnn(CNNConfig(**TINY | {"epochs": 3}, optimizer="sgd", lr=1e12, batchnorm=False, dropout=False),
+                    digits, "cpu", precision="fp32")
+    assert res.diverged_epoch == 1 and len(res.history) == 1
+    assert not np.isfinite(res.history[0]["train_loss"])
+
+
+def test_digits_validation_is_carved_from_the_pool(digits):
+    assert digits.sizes() == {"train": 1167, "val": 130, "test": 500}
