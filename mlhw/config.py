@@ -92,3 +92,9 @@ class CNNConfig(_Config):
     image_size: PositiveInt = 227
     train_fraction: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
+
+
+class TheoryConfig(_Config):
+    """Q1-Q4 checks; `digits` adds the checks on the embedded digits to the generated data."""
+
+    digits: bool = True

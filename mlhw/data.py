@@ -46,6 +46,7 @@ class Dataset:
     n_classes: int = 10
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    _fingerprint: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -57,12 +58,15 @@ class Dataset:
 
     def fingerprint(self) -> str:
         """Content hash of every split: two runs with equal fingerprints saw the same numbers."""
+        if self._fingerprint is not None:  # hashing CIFAR-10 takes a while; a Dataset never changes
+            return self._fingerprint
         h = hashlib.sha256(self.name.encode())
         for split in (self.train, self.val, self.test):
             if split is not None:
                 h.update(np.ascontiguousarray(split.x).tobytes())
                 h.update(np.ascontiguousarray(split.y).tobytes())
-        return h.hexdigest()[:16]
+        self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def sizes(self) -> dict[str, int]:
         out = {"train": len(self.train), "test": len(self.test)}

@@ -74,11 +74,12 @@ class MLPRun:
 
 def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, runtime: Runtime,
             lrs: Sequence[float] | None = None, part: str = "mlp.c",
-            on_epoch: EpochHook | None = None) -> tuple[list[MLPRun], Path | None]:
+            on_epoch: EpochHook | None = None, figure: bool = True) -> tuple[list[MLPRun], Path | None]:
     """Train one network per learning rate, each its own MLflow run, metrics streamed per epoch.
 
     With several rates (part b) the runs are children of one parent run, which also gets the
-    learning-rate figure (written under results/). Returns the runs and the figure (or None).
+    learning-rate figure (written under results/, unless `figure` is False: `reproduce` draws its
+    figures from MLflow). Returns the runs and the figure (or None).
     `data` comes from `load_data(...)`, already subset; `device` from `resolve_device`.
     """
     lrs = [cfg.lr] if lrs is None else list(lrs)
@@ -108,16 +109,16 @@ def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, run
                 log.set_tags({"diverged": res.diverged_epoch})
             log.log_table(res.history, "history.csv")
             runs.append(MLPRun(c, res, log.run_id))
-        figure = None
-        if parent is not None:
+        path = None
+        if parent is not None and figure:
             from mlhw.plots import lr_sweep_figure
 
-            figure = Path(runtime.results_dir) / data.name / "figures" / "mlp_lr_sweep.png"
+            path = Path(runtime.results_dir) / data.name / "figures" / "mlp_lr_sweep.png"
             series = [(f"lr={r.config.lr:g}", r.result.history) for r in runs]
             title = f"MLP {[data.n_features, *cfg.hidden, data.n_classes]} on {data.name}"
-            write_atomically(figure, lambda p: lr_sweep_figure(series, p, title))
-            parent.log_artifact(figure, "figures")
-    return runs, figure
+            write_atomically(path, lambda p: lr_sweep_figure(series, p, title))
+            parent.log_artifact(path, "figures")
+    return runs, path
 
 
 # --- SVMs and theory ---------------------------------------------------------------------------
@@ -237,9 +238,10 @@ def cnn_defaults(dataset: str) -> dict:
     return dict(CNN_SMALL, train_fraction=1.0)
 
 
-def load_cnn_data(cfg, runtime: Runtime) -> datalib.Dataset:
-    data = datalib.with_validation(datalib.load(cfg.dataset, runtime.data_dir, runtime.download))
-    return datalib.train_fraction(data, cfg.train_fraction)
+def load_cnn_data(cfg, runtime: Runtime, base: datalib.Dataset | None = None) -> datalib.Dataset:
+    """The split a CNN run sees: validation carved out if the dataset has none, then the training fraction."""
+    data = base if base is not None else datalib.load(cfg.dataset, runtime.data_dir, runtime.download)
+    return datalib.train_fraction(datalib.with_validation(data), cfg.train_fraction)
 
 
 @dataclass

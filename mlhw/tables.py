@@ -12,7 +12,7 @@ def pct(v) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
 
 
-def num(v, digits: int = 4) -> str:
+def fixed(v, digits: int = 4) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
@@ -27,7 +27,7 @@ def cnn_part_table(part: str, rows: dict[str, dict], reference: bool = False) ->
         r = rows[v]
         spread = lambda k, f: f(r[k]) + (f" ± {f(r[k + '_std'])}" if r.get(k + "_std") is not None else "")  # noqa: E731
         row = {"optimizer": {"sgd": "SGD", "adam": "Adam"}[r["optimizer"]],
-               "final train loss": spread("train_loss", num),
+               "final train loss": spread("train_loss", fixed),
                "val acc": spread("val_acc", pct), "test acc": spread("test_acc", pct),
                "learning rate": f"{r['lr']:g}", "BN+Dropout": "yes" if r["batchnorm"] else "no"}
         if "n" in r:
@@ -36,7 +36,7 @@ def cnn_part_table(part: str, rows: dict[str, dict], reference: bool = False) ->
             row["final train loss"] += f" (NaN at epoch {r['diverged_epoch']})"
         if reference:
             ref = CNN_REFERENCE[v]
-            row["reference (loss / val / test)"] = f"{num(ref['train_loss'])} / {pct(ref['val_acc'])} / {pct(ref['test_acc'])}"
+            row["reference (loss / val / test)"] = f"{fixed(ref['train_loss'])} / {pct(ref['val_acc'])} / {pct(ref['test_acc'])}"
         out.append(row)
     return pd.DataFrame(out)
 
@@ -57,3 +57,131 @@ def to_markdown(df: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
+
+
+# --- tables compiled from tracked runs (mlhw reproduce / mlhw tables) ---------------------------
+
+class ResultTable:
+    """One result table: `numeric` (means, stds, n: the CSV) and `display` (mean ± std strings: the
+    Markdown, LaTeX and terminal versions)."""
+
+    def __init__(self, name: str, title: str, numeric: pd.DataFrame, display: pd.DataFrame):
+        self.name, self.title, self.numeric, self.display = name, title, numeric, display
+
+
+def _fmt(mean, std, n, f) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    return f(mean) + (f" ± {f(std)}" if n > 1 and std is not None and not math.isnan(std) else "")
+
+
+def summarise(records: list[dict], by: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Group runs (one dict each) by `by`, keeping the group order of first appearance; for every
+    metric its mean and std over the group (seeds), and n."""
+    df = pd.DataFrame(records)
+    rows = []
+    for key, g in df.groupby(by, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key)) | {"n": len(g)}
+        for m in metrics:
+            vals = pd.to_numeric(g[m], errors="coerce") if m in g else pd.Series(dtype=float)
+            row[f"{m}_mean"] = float(vals.mean()) if len(vals) else float("nan")
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _display(num: pd.DataFrame, columns: list[tuple[str, str, object]]) -> pd.DataFrame:
+    """columns: (header, key, formatter); a key naming a summarised metric shows mean ± std."""
+    out = {}
+    for header, key, f in columns:
+        if f"{key}_mean" in num:
+            out[header] = [_fmt(r[f"{key}_mean"], r[f"{key}_std"], r["n"], f) for _, r in num.iterrows()]
+        else:
+            out[header] = [f(v) for v in num[key]]
+    return pd.DataFrame(out)
+
+
+def mlp_sweep_table(records: list[dict]) -> ResultTable:
+    num = summarise(records, ["lr"], ["train_loss", "train_acc", "test_acc", "diverged"])
+    disp = _display(num, [("learning rate", "lr", lambda v: f"{v:g}"), ("final train loss", "train_loss", num_or_inf),
+                          ("train acc", "train_acc", pct), ("test acc", "test_acc", pct),
+                          ("diverged runs", "diverged", lambda v: f"{v:.0f}"), ("n", "n", str)])
+    disp["diverged runs"] = [f"{int(round(m * n))}/{n}" for m, n in zip(num["diverged_mean"], num["n"])]
+    return ResultTable("mlp_lr_sweep", "Part 1 (b): learning rates", num, disp)
+
+
+def num_or_inf(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    return f"{v:.4f}" if math.isfinite(v) else "inf"
+
+
+def mlp_full_table(records: list[dict], reference: float | None = None) -> ResultTable:
+    num = summarise(records, ["dataset"], ["train_loss", "train_acc", "test_acc"])
+    cols = [("dataset", "dataset", str), ("final train loss", "train_loss", num_or_inf),
+            ("train acc", "train_acc", pct), ("test acc", "test_acc", pct), ("n", "n", str)]
+    disp = _display(num, cols)
+    if reference is not None:
+        num["reference_test_acc"] = reference
+        disp["reference test acc"] = pct(reference)
+    return ResultTable("mlp_full", "Part 1 (c): the full run", num, disp)
+
+
+CNN_TABLE_NAMES = {"cnn_optimizers": ("sgd_vs_adam", "Part 2 (a): SGD vs Adam"),
+                   "cnn_adam_lr": ("adam_lr", "Part 2 (b): Adam learning rate"),
+                   "cnn_batchnorm": ("batchnorm_dropout", "Part 2 (c): BatchNorm + Dropout")}
+
+
+def cnn_table(suite: str, records: list[dict], reference: bool = False) -> ResultTable:
+    name, title = CNN_TABLE_NAMES[suite]
+    num = summarise(records, ["variant", "optimizer", "lr", "batchnorm"], ["train_loss", "val_acc", "test_acc"])
+    disp = _display(num, [("optimizer", "optimizer", lambda v: {"sgd": "SGD", "adam": "Adam"}.get(v, v)),
+                          ("final train loss", "train_loss", num_or_inf), ("val acc", "val_acc", pct),
+                          ("test acc", "test_acc", pct), ("learning rate", "lr", lambda v: f"{v:g}"),
+                          ("BN+Dropout", "batchnorm", lambda v: "yes" if v else "no"), ("n", "n", str)])
+    if reference:
+        refs = [CNN_REFERENCE.get(v, {}) for v in num["variant"]]
+        for k in ("train_loss", "val_acc", "test_acc"):
+            num[f"reference_{k}"] = [r.get(k) for r in refs]
+        disp["reference (loss / val / test)"] = [f"{fixed(r.get('train_loss'))} / {pct(r.get('val_acc'))} / "
+                                                 f"{pct(r.get('test_acc'))}" for r in refs]
+    return ResultTable(name, title, num, disp)
+
+
+def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
+    rows = []
+    for r in multiclass:
+        rows.append({"question": "Q1 multiclass hinge", "setting": f"{r['dataset']}, all classes",
+                     "objective": r["objective"], "dual / gap": f"method {r.get('method', '-')}",
+                     "support vectors": "-", "train error": r["train_error"], "test error": r["test_error"],
+                     "liblinear rel. diff": float("nan")})
+    for r in soft:
+        rows.append({"question": "Q3 soft SVM", "setting": f"{r['dataset']} {r['classes']}, C={r['C']:g}",
+                     "objective": r["primal_objective"],
+                     "dual / gap": f"{r.get('dual_objective', float('nan')):.6g} / {r.get('duality_gap', float('nan')):.1e}",
+                     "support vectors": f"{r.get('support_vectors', float('nan')):.0f}",
+                     "train error": r["train_error"], "test error": r["test_error"],
+                     "liblinear rel. diff": r.get("liblinear_relative_difference", float("nan"))})
+    num = pd.DataFrame(rows)
+    disp = num.copy()
+    if len(num):
+        disp["objective"] = [f"{v:.6g}" for v in num["objective"]]
+        disp["train error"] = [pct(v) for v in num["train error"]]
+        disp["test error"] = [pct(v) for v in num["test error"]]
+        disp["liblinear rel. diff"] = ["-" if math.isnan(v) else f"{v:.1e}" for v in num["liblinear rel. diff"]]
+    return ResultTable("svm", "SVM: Q1 and Q3", num, disp)
+
+
+def theory_table(rows: list[dict]) -> ResultTable:
+    num = pd.DataFrame(rows)
+    disp = num[["question", "claim", "check", "data"]].copy() if len(num) else num
+    if len(num):
+        disp["max error"] = [f"{float(v):.1e}" for v in num["max_error"]]
+        disp["tolerance"] = [f"{float(v):.0e}" for v in num["tolerance"]]
+        disp["result"] = ["PASS" if str(v) == "True" else "FAIL" for v in num["passed"]]
+    return ResultTable("theory", "Theory: Q1-Q4 checks", num, disp)
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    return df.to_latex(index=False, escape=True)

@@ -197,9 +197,35 @@ class Tracker:
             _end_quietly(log, "FAILED", traceback.format_exc())
             raise
 
-    def runs(self, filter_string: str = "", **kw):
-        """The experiment's runs as a pandas DataFrame (tables read this)."""
-        return mlflow.search_runs([self.experiment_id], filter_string=filter_string, **kw)
+    def all_runs(self) -> list:
+        """Every run of the experiment (all pages), newest first."""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], max_results=1000, page_token=token,
+                                           order_by=["attributes.start_time DESC"])
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
+    def latest_by_hash(self) -> dict[str, dict]:
+        """config hash -> the run that settles it: a FINISHED one if any, else the newest."""
+        best: dict[str, dict] = {}
+        for run in self.all_runs():
+            h = run.data.tags.get("mlhw.config_hash")
+            if not h:
+                continue
+            entry = {"run_id": run.info.run_id, "status": run.info.status, "run": run}
+            if h not in best or (run.info.status == "FINISHED" and best[h]["status"] != "FINISHED"):
+                best[h] = entry
+        return best
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+    def download_text(self, run_id: str, path: str) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
 
 
 def _end_quietly(log: RunLogger, status: str, error: str | None = None) -> None:

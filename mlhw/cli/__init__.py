@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 import mlhw
-from mlhw.cli import cnn, mlp, svm, theory
+from mlhw.cli import cnn, mlp, reproduce, svm, theory
 
 app = typer.Typer(
     name="mlhw", no_args_is_help=True, rich_markup_mode="rich",
@@ -14,6 +14,9 @@ app = typer.Typer(
          "CIFAR-10 and the SVM theory. Every run is logged to MLflow (default sqlite:///mlflow.db). "
          "Every command runs on the embedded digits data out of the box.",
 )
+app.command("reproduce", rich_help_panel="Main")(reproduce.reproduce)
+app.command("tables", rich_help_panel="Main")(reproduce.tables)
+app.command("ui", rich_help_panel="Main")(reproduce.ui)
 app.add_typer(mlp.app, name="mlp", rich_help_panel="Experiments")
 app.add_typer(cnn.app, name="cnn", rich_help_panel="Experiments")
 app.add_typer(svm.app, name="svm", rich_help_panel="Theory")

@@ -1,0 +1,223 @@
+"""experiments.yaml: suites and profiles, validated on load, expanded into a list of runs.
+
+Nothing runs on an invalid file: every error names the file, the key path and the bad value, e.g.
+`experiments.yaml: profiles.ci.suites.mlp_full.base.lr: Input should be greater than 0 (got -1)`.
+
+Precedence, lowest first: the suite's base < the profile's defaults < the profile's override of the
+suite < `--set`. A grid is the cartesian product of its lists; `seeds` multiplies it once more.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mlhw.config import CNNConfig, MLPConfig, MulticlassSVMConfig, SoftSVMConfig, TheoryConfig
+from mlhw.errors import MLHWError, format_validation_error
+from mlhw.reference import CNN_VARIANTS
+
+KINDS = {"mlp": MLPConfig, "cnn": CNNConfig, "svm_multiclass": MulticlassSVMConfig, "svm_soft": SoftSVMConfig,
+         "theory": TheoryConfig}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SuiteOverride(_Strict):
+    base: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    seeds: list[int] | None = None
+
+
+class SuiteSpec(SuiteOverride):
+    kind: Literal["mlp", "cnn", "svm_multiclass", "svm_soft", "theory"]
+    part: str
+    description: str = ""
+
+
+class ProfileSpec(_Strict):
+    description: str = ""
+    defaults: dict[str, Any] = {}
+    suites: dict[str, SuiteOverride] = {}
+
+
+class ExperimentsFile(_Strict):
+    version: Literal[1] = 1
+    suites: dict[str, SuiteSpec]
+    profiles: dict[str, ProfileSpec]
+
+
+@dataclass
+class RunSpec:
+    """One run of the plan: its suite, its validated config and a short label."""
+
+    suite: str
+    kind: str
+    part: str
+    config: Any
+    label: str
+    variant: str | None = None
+    origin: dict[str, str] = field(default_factory=dict)  # field -> the key path that set it
+
+
+def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
+    path = Path(path)
+    if not path.is_file():
+        raise MLHWError(f"{path}: no such file (run from the project folder, or pass --file)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise MLHWError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(raw, dict):
+        raise MLHWError(f"{path}: expected a mapping with 'suites' and 'profiles'")
+    try:
+        spec = ExperimentsFile.model_validate(raw)
+    except ValidationError as err:
+        raise MLHWError(f"{path}: {format_validation_error(err)}") from None
+    for pname, prof in spec.profiles.items():
+        for sname in prof.suites:
+            if sname not in spec.suites:
+                raise MLHWError(f"{path}: profiles.{pname}.suites.{sname}: unknown suite "
+                                f"(suites: {', '.join(spec.suites)})")
+    return spec
+
+
+def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
+    """`--set key=value`: the value is read as YAML, so 2 is an int, 0.1 a float, [0,1] a list."""
+    out = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise MLHWError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or mlp_full.lr=0.05")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise MLHWError(f"--set {item!r}: the value is not valid YAML") from None
+        out.append((key.strip().split("."), parsed, f"--set {key.strip()}"))
+    return out
+
+
+def expand(spec: ExperimentsFile, profile: str, only: list[str] | None = None, sets: list[str] = (),
+           file: str = "experiments.yaml") -> list[RunSpec]:
+    """The profile's runs, every config validated. Raises MLHWError naming the culprit."""
+    if profile not in spec.profiles:
+        raise MLHWError(f"--profile {profile!r}: unknown profile in {file} (profiles: {', '.join(spec.profiles)})")
+    for name in only or []:
+        if name not in spec.suites:
+            raise MLHWError(f"--only {name!r}: unknown suite in {file} (suites: {', '.join(spec.suites)})")
+    prof = spec.profiles[profile]
+    chosen = [s for s in spec.suites if not only or s in only]
+    overrides = parse_set(list(sets))
+    _check_global_keys(spec, prof, profile, chosen, overrides, file)
+    runs: list[RunSpec] = []
+    for name in chosen:
+        runs += _expand_suite(name, spec.suites[name], prof, profile, overrides, file)
+    return runs
+
+
+def _fields(kind: str) -> set[str]:
+    return set(KINDS[kind].model_fields)
+
+
+def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
+    """A profile default or an unscoped --set must be a field of at least one chosen suite."""
+    known = set().union(*(_fields(spec.suites[s].kind) for s in chosen)) if chosen else set()
+    for key in prof.defaults:
+        if key not in known:
+            raise MLHWError(f"{file}: profiles.{profile}.defaults.{key}: unknown key (no selected suite has it)")
+    for path, _, where in overrides:
+        if path[0] in spec.suites:
+            continue
+        if len(path) != 1 or path[0] not in known | {"seeds"}:
+            raise MLHWError(f"{where}: unknown key {'.'.join(path)!r} (a field such as epochs, or SUITE.FIELD, "
+                            f"SUITE.seeds, SUITE.grid.FIELD)")
+
+
+def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, overrides, file) -> list[RunSpec]:
+    model, fields = KINDS[suite.kind], _fields(suite.kind)
+    over = prof.suites.get(name, SuiteOverride())
+    base: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    grid: dict[str, list] = {}
+    grid_origin: dict[str, str] = {}
+    seeds, seeds_origin = suite.seeds, f"suites.{name}.seeds"
+
+    def put(values: dict, where: str, only_known: bool = False) -> None:
+        for k, v in values.items():
+            if k not in fields:
+                if only_known:
+                    continue
+                raise MLHWError(f"{file}: {where}.{k}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})"
+                                if not where.startswith("--set") else f"{where}: unknown key {k!r} for suite {name}")
+            base[k], origin[k] = v, f"{where}.{k}" if not where.startswith("--set") else where
+
+    def put_grid(values: dict, where: str) -> None:
+        for k, v in values.items():
+            if k not in fields and not (k == "variant" and suite.kind == "cnn"):
+                raise MLHWError(f"{file}: {where}.{k}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})")
+            if not isinstance(v, list) or not v:
+                raise MLHWError(f"{file}: {where}.{k}: empty grid (give a non-empty list)")
+            grid[k], grid_origin[k] = v, f"{where}.{k}"
+
+    put(suite.base, f"suites.{name}.base")
+    put_grid(suite.grid, f"suites.{name}.grid")
+    put(prof.defaults, f"profiles.{profile}.defaults", only_known=True)
+    put(over.base, f"profiles.{profile}.suites.{name}.base")
+    put_grid(over.grid, f"profiles.{profile}.suites.{name}.grid")
+    if over.seeds is not None:
+        seeds, seeds_origin = over.seeds, f"profiles.{profile}.suites.{name}.seeds"
+    for path, value, where in overrides:
+        if path[0] == name:  # SUITE.FIELD, SUITE.seeds, SUITE.grid.FIELD
+            path = path[1:]
+        elif len(path) != 1 or path[0] not in fields | {"seeds"}:
+            continue  # another suite's key, or a field this suite does not have
+        if path == ["seeds"]:
+            seeds, seeds_origin = value, where
+        elif len(path) == 2 and path[0] == "grid":
+            put_grid({path[1]: value}, where)
+        elif len(path) == 1:
+            put({path[0]: value}, where)
+        else:
+            raise MLHWError(f"{where}: unknown key path {'.'.join(path)!r}")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or
+                              not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise MLHWError(f"{file}: {seeds_origin}: expected a non-empty list of integer seeds (got {seeds!r})")
+    if "variant" in grid:
+        for v in grid["variant"]:
+            if v not in CNN_VARIANTS:
+                raise MLHWError(f"{file}: {grid_origin['variant']}: unknown variant {v!r} "
+                                f"(variants: {', '.join(CNN_VARIANTS)})")
+
+    runs = []
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        for seed in seeds if seeds is not None else [None]:
+            values, where = dict(base), dict(origin)
+            variant = None
+            for k, v in zip(keys, combo):
+                if k == "variant":
+                    variant = v
+                    values.update(CNN_VARIANTS[v])
+                    where.update({f: grid_origin[k] for f in CNN_VARIANTS[v]})
+                else:
+                    values[k], where[k] = v, grid_origin[k]
+            if seed is not None:
+                values["seed"], where["seed"] = seed, seeds_origin
+            try:
+                cfg = model(**values)
+            except ValidationError as err:
+                e = err.errors()[0]
+                k = str(e["loc"][0]) if e.get("loc") else "?"
+                got = e.get("input")
+                raise MLHWError(f"{file}: {where.get(k, f'suites.{name}.base.{k}')}: {e['msg']}"
+                                + ("" if isinstance(got, dict) else f" (got {got!r})")) from None
+            label = " ".join([f"{k}={v}" for k, v in zip(keys, combo)] + ([f"seed={seed}"] if seed is not None else []))
+            runs.append(RunSpec(name, suite.kind, suite.part, cfg, label or name, variant, where))
+    return runs
