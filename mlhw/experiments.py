@@ -216,7 +216,9 @@ def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, 
                 e = err.errors()[0]
                 k = str(e["loc"][0]) if e.get("loc") else "?"
                 got = e.get("input")
-                raise MLHWError(f"{file}: {where.get(k, f'suites.{name}.base.{k}')}: {e['msg']}"
+                culprit = where.get(k, f"suites.{name}.base.{k}")
+                prefix = "" if culprit.startswith("--set") else f"{file}: "
+                raise MLHWError(f"{prefix}{culprit}: {e['msg']}"
                                 + ("" if isinstance(got, dict) else f" (got {got!r})")) from None
             label = " ".join([f"{k}={v}" for k, v in zip(keys, combo)] + ([f"seed={seed}"] if seed is not None else []))
             runs.append(RunSpec(name, suite.kind, suite.part, cfg, label or name, variant, where))
