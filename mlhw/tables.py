@@ -53,9 +53,10 @@ def to_rich(df: pd.DataFrame, title: str):
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    cols = [str(c) for c in df.columns]
+    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731  (a | inside a cell would split it)
+    cols = [cell(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 

@@ -107,15 +107,15 @@ def reproduce(
         current = bar.add_task("", total=None, info="", visible=False)
 
         def on_start(p, n):
-            epochs = getattr(p.spec.config, "epochs", None)
+            epochs = getattr(p.spec.config, "epochs", None) or 1  # solvers and checks: one step
             label = p.spec.label if n == 1 else f"{n} learning rates"
-            bar.update(current, description=f"{p.spec.suite} {label}", total=epochs, completed=0, visible=True,
-                       info="")
+            bar.reset(current, total=epochs, description=f"{p.spec.suite} {label}", visible=True)
 
         def on_epoch(epoch, _row):
             bar.update(current, completed=epoch)
 
         def on_done(p):
+            bar.update(current, completed=bar.tasks[current].total)
             bar.advance(overall)
             bar.update(overall, info=p.spec.suite)
 
