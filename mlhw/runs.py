@@ -17,7 +17,7 @@ import numpy as np
 from mlhw import data as datalib
 from mlhw.config import MLPConfig
 from mlhw.mlp import MLPResult, train_mlp
-from mlhw.tracking import Tracker
+from mlhw.tracking import Claimed, Tracker
 
 EpochHook = Callable[[int, list[dict]], None]
 
@@ -53,13 +53,14 @@ def load_data(dataset: str, runtime: Runtime, train_size=None, test_size=None, s
 
 def open_run(stack: contextlib.ExitStack, tracker: Tracker, name: str, cfg, part: str, kind: str,
              data: datalib.Dataset | None, device=None, parent=None, params: dict | None = None,
-             config_hash: str | None = None):
-    """Open one MLflow run with mlhw's standard params and tags (closed, with its status, by `stack`)."""
+             config_hash: str | None = None, claim: bool = True):
+    """Open one MLflow run with mlhw's standard params and tags (closed, with its status, by `stack`).
+    Raises tracking.Claimed when the tracker claims runs and another process owns this config."""
     if config_hash is None:
         config_hash = cfg.digest(data.fingerprint() if data is not None else "")
     tags = tracker.base_tags(part, config_hash, data, device) | {"mlhw.kind": kind}
     log = stack.enter_context(tracker.run(name, params if params is not None else cfg.model_dump(mode="json"),
-                                          tags, parent.run_id if parent else None))
+                                          tags, parent.run_id if parent else None, claim))
     if data is not None:
         log.log_dataset(data)
     return log
@@ -92,9 +93,18 @@ def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, run
         if sweep:
             parent = open_run(stack, tracker, f"{part} sweep", cfg, part, "mlp-sweep", data, device,
                               params=cfg.model_dump(mode="json", exclude={"lr"}) | {"lrs": lrs},
-                              config_hash=cfg.model_copy(update={"lr": 0.0}).digest(fingerprint, str(lrs)))
-        logs = [open_run(stack, tracker, f"{part} lr={c.lr:g}", c, part, "mlp", data, device, parent)
-                for c in configs]
+                              config_hash=cfg.model_copy(update={"lr": 0.0}).digest(fingerprint, str(lrs)),
+                              claim=False)
+        logs, kept = [], []
+        for c in configs:
+            try:
+                logs.append(open_run(stack, tracker, f"{part} lr={c.lr:g}", c, part, "mlp", data, device, parent))
+                kept.append(c)
+            except Claimed:  # another process runs (or ran) this rate: train the others
+                continue
+        if not kept:
+            raise Claimed("all rates", "others")
+        configs, lrs = kept, [c.lr for c in kept]
 
         def hook(epoch: int, rows: list[dict]) -> None:
             for log, row in zip(logs, rows):
@@ -295,7 +305,7 @@ def run_cnn_compare(base, parts: list[str], data: datalib.Dataset, device, track
     with contextlib.ExitStack() as stack:
         parent = open_run(stack, tracker, f"cnn compare {','.join(parts)}", base, "cnn.compare", "cnn-compare",
                           data, device, params=base.model_dump(mode="json") | {"parts": parts, "variants": names},
-                          config_hash=base.digest(data.fingerprint(), ",".join(parts)))
+                          config_hash=base.digest(data.fingerprint(), ",".join(parts)), claim=False)
         runs = {}
         for v in names:
             cfg = base.model_copy(update=CNN_VARIANTS[v])

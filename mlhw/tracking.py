@@ -33,6 +33,10 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep "creating tables..
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+HEARTBEAT_TAG = "mlhw.heartbeat"  # unix seconds, refreshed while a run's process lives
+HEARTBEAT_SECONDS = 10.0
+WORKER_TAG = "mlhw.worker"  # host:pid of the process that runs it, so a parent can mark a dead worker's runs
+STALE_SECONDS = float(os.environ.get("MLHW_STALE_SECONDS", 60))  # no heartbeat for this long: the run is dead
 DEFAULT_EXPERIMENT = "mlhw"
 FLUSH_SECONDS = 2.0  # metrics are batched: one write per run every few seconds, not one per value
 
@@ -56,12 +60,33 @@ def check_uri(uri: str) -> None:
         if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise MLHWError(f"tracking store {uri}: {path if path.exists() else parent} is not writable")
         return
-    if uri.startswith(("http://", "https://", "databricks")):
+    if uri.startswith(("http://", "https://")):
+        _probe_server(uri)
+        return
+    if uri.startswith("databricks"):
         return
     if uri.startswith(("postgresql", "mysql", "mssql")):
         return
     raise MLHWError(f"tracking URI {uri!r} is not supported: use sqlite:///PATH.db (the file store is "
                     f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server")
+
+
+def _probe_server(uri: str, timeout: float = 3.0) -> None:
+    """One request to the server's /health: a clear error in seconds instead of MLflow's retries."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
+            if resp.status == 200:
+                return
+            reason = f"HTTP {resp.status}"
+    except urllib.error.HTTPError as err:
+        reason = f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise MLHWError(f"tracking server {uri} is not reachable ({reason}): start one with `mlflow server --host "
+                    f"127.0.0.1 --port PORT`, or fix --tracking-uri / $MLFLOW_TRACKING_URI")
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,6 +107,39 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def worker_id(pid: int | None = None) -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+class Claimed(Exception):
+    """Another process owns (runs or has finished) this config hash: this one must not run it."""
+
+    def __init__(self, config_hash: str, owner: str):
+        super().__init__(f"config {config_hash} is owned by run {owner}")
+        self.config_hash, self.owner = config_hash, owner
+
+
+class Heartbeat:
+    """A daemon thread that refreshes a run's heartbeat tag until stopped."""
+
+    def __init__(self, client: MlflowClient, run_id: str, every: float = HEARTBEAT_SECONDS):
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(client, run_id, every), daemon=True)
+        self._thread.start()
+
+    def _beat(self, client, run_id, every):
+        while not self._stop.wait(every):
+            with contextlib.suppress(Exception):  # a missed beat is harmless; the next one catches up
+                client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class RunLogger:
@@ -146,9 +204,19 @@ class RunLogger:
 class Tracker:
     """One tracking store and experiment. `run()` opens a run and guarantees how it ends."""
 
-    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT):
+    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, claim_runs: bool = False,
+                 stale_after: float = STALE_SECONDS):
         self.uri = resolve_uri(uri)
+        self.experiment_name = experiment
+        if self.uri.startswith(("http://", "https://")):
+            # MLflow's default is 7 retries with exponential backoff (minutes): a server that goes away
+            # mid-run should end the command in seconds, with the run marked as failed where possible.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         check_uri(self.uri)
+        self.claim_runs = claim_runs  # reproduce: a run with a config hash another process owns is not run
+        self.stale_after = stale_after
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         try:
@@ -176,26 +244,66 @@ class Tracker:
 
     @contextlib.contextmanager
     def run(self, name: str, params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
-            parent: str | None = None) -> Iterator[RunLogger]:
-        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+            parent: str | None = None, claim: bool = True) -> Iterator[RunLogger]:
+        """Open a run; it ends FINISHED, FAILED (with error.txt) or KILLED (Ctrl-C).
+
+        While open, a heartbeat tag is refreshed every HEARTBEAT_SECONDS, so a run whose process died
+        (SIGKILL, power loss) is recognisably stale. With `claim_runs`, a run carrying a config hash is
+        claimed first: created, then compared with the other live or finished runs of that hash; the
+        earliest wins and a loser deletes itself and raises `Claimed` (nothing runs twice).
+        """
+        all_tags = {k: str(v) for k, v in (tags or {}).items()} | {HEARTBEAT_TAG: str(int(time.time())),
+                                                                    WORKER_TAG: worker_id()}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
-        log = RunLogger(self.client, run.info.run_id)
+        run_id = run.info.run_id
+        if claim and self.claim_runs and "mlhw.config_hash" in all_tags:
+            owner = self.owner(all_tags["mlhw.config_hash"], run)
+            if owner != run_id:
+                self.client.delete_run(run_id)
+                raise Claimed(all_tags["mlhw.config_hash"], owner)
+        log = RunLogger(self.client, run_id)
+        beat = Heartbeat(self.client, run_id)
         try:
             if params:
-                self.client.log_batch(run.info.run_id, params=[
+                self.client.log_batch(run_id, params=[
                     Param(k, json.dumps(v) if isinstance(v, (list, tuple)) else str(v))
                     for k, v in flatten(params).items()])
             yield log
+            beat.stop()
             log.flush()
-            self.client.set_terminated(run.info.run_id, "FINISHED")
+            self.client.set_terminated(run_id, "FINISHED")
         except KeyboardInterrupt:
+            beat.stop()
             _end_quietly(log, "KILLED")
             raise
+        except Claimed:  # a nested run was owned elsewhere and left this one with nothing to do
+            beat.stop()
+            with contextlib.suppress(Exception):
+                self.client.delete_run(run_id)
+            raise
         except BaseException:
+            beat.stop()
             _end_quietly(log, "FAILED", traceback.format_exc())
             raise
+        finally:
+            beat.stop()
+
+    def alive(self, run) -> bool:
+        """A RUNNING run whose heartbeat is recent; a FINISHED run counts as settled, not alive."""
+        beat = run.data.tags.get(HEARTBEAT_TAG)
+        return run.info.status == "RUNNING" and beat is not None and time.time() - int(beat) < self.stale_after
+
+    def owner(self, config_hash: str, mine) -> str:
+        """Which run owns a config hash: a FINISHED one if any, else the earliest live RUNNING one."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`mlhw.config_hash` = '{config_hash}'",
+                                       max_results=1000)
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        if finished:
+            return finished[0].info.run_id
+        live = [r for r in runs if r.info.run_id == mine.info.run_id or self.alive(r)]
+        return min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
 
     def all_runs(self) -> list:
         """Every run of the experiment (all pages), newest first."""
@@ -215,10 +323,30 @@ class Tracker:
             h = run.data.tags.get("mlhw.config_hash")
             if not h:
                 continue
-            entry = {"run_id": run.info.run_id, "status": run.info.status, "run": run}
+            status = run.info.status
+            if status == "RUNNING":
+                status = "RUNNING" if self.alive(run) else "STALE"
+            entry = {"run_id": run.info.run_id, "status": status, "run": run}
             if h not in best or (run.info.status == "FINISHED" and best[h]["status"] != "FINISHED"):
                 best[h] = entry
         return best
+
+    def mark_dead(self, workers: set[str], reason: str) -> int:
+        """End as KILLED every RUNNING run of the given (dead) worker processes; returns how many."""
+        n = 0
+        for run in self.all_runs():
+            if run.info.status == "RUNNING" and run.data.tags.get(WORKER_TAG) in workers:
+                with contextlib.suppress(Exception):
+                    self.client.set_tag(run.info.run_id, "mlhw.dead", reason)
+                    self.client.set_terminated(run.info.run_id, "KILLED")
+                    n += 1
+        return n
+
+    def end_stale(self, run_id: str) -> None:
+        """A RUNNING run without a recent heartbeat: its process is gone. Mark it so the UI says so."""
+        with contextlib.suppress(Exception):
+            self.client.set_tag(run_id, "mlhw.dead", "stale heartbeat")
+            self.client.set_terminated(run_id, "FAILED")
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]

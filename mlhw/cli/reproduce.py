@@ -20,10 +20,13 @@ Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override a fiel
                                                   "YAML), e.g. epochs=2, mlp_full.lr=0.05, cnn_adam_lr.seeds=[0,1].")]
 File = Annotated[str, typer.Option("--file", help="The experiments file.")]
 
-STATUS_STYLE = {"done": "green", "pending": "yellow", "failed": "red", "killed": "red", "running": "magenta"}
+STATUS_STYLE = {"done": "green", "pending": "yellow", "failed": "red", "killed": "red", "stale": "red",
+                "running": "magenta", "claimed": "magenta"}
+PARALLEL = "Parallel and distributed"
 
 
-def _plan(file, profile, only, sets, device, data_dir, download, results_dir, tracking_uri, experiment):
+def _plan(file, profile, only, sets, device, data_dir, download, results_dir, tracking_uri, experiment,
+          stale_after=60.0):
     """Validate the file, open the store, load the data and compute every run's hash and status."""
     from mlhw.device import resolve_device
     from mlhw.experiments import expand, load_file
@@ -35,7 +38,7 @@ def _plan(file, profile, only, sets, device, data_dir, download, results_dir, tr
     specs = expand(spec, profile, only, sets or [], file)
     runtime = Runtime(device, data_dir, download, results_dir)
     dev = resolve_device(device)
-    tracker = Tracker(tracking_uri, experiment)
+    tracker = Tracker(tracking_uri, experiment, claim_runs=True, stale_after=stale_after)
     return spec, runtime, dev, tracker, plan(specs, tracker, DataCache(runtime))
 
 
@@ -47,7 +50,7 @@ def _show_plan(planned) -> None:
         table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE[p.status]}]{p.status}[/]", p.hash)
     err.print(table)
     counts = {s: sum(p.status == s for p in planned) for s in STATUS_STYLE}
-    unique = len({p.hash for p in planned if p.status != "done"})
+    unique = len({p.hash for p in planned if p.status not in ("done", "running")})
     err.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" ({unique} distinct runs to execute)")
 
 
@@ -82,6 +85,15 @@ def reproduce(
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
+    jobs: Annotated[int, typer.Option(min=1, help="Local worker processes (CPU threads split between them; one "
+                                      "GPU each where there are GPUs). Needs a tracking server.",
+                                      rich_help_panel=PARALLEL)] = 1,
+    executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install "
+                                          "'mlhw[ray]').", rich_help_panel=PARALLEL)] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. auto (default: a local "
+                                                       "Ray instance).", rich_help_panel=PARALLEL)] = None,
+    stale_after: Annotated[float, typer.Option(help="Seconds without a heartbeat after which a RUNNING run is "
+                                               "taken as dead and run again.", rich_help_panel=PARALLEL)] = 60.0,
 ):
     """Run every experiment of a profile that is not done yet, then compile the tables and the report.
 
@@ -90,17 +102,28 @@ def reproduce(
     Ctrl-C marks the active run KILLED (exit 130); the next reproduce continues from there.
     Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md.
     """
-    from mlhw.reproduce import execute
+    from mlhw.errors import MLHWError
+    from mlhw.reproduce import execute, execute_parallel, execute_ray
+    from mlhw.tracking import resolve_uri, sqlite_path
 
+    if executor not in ("local", "ray"):
+        raise MLHWError(f"--executor {executor!r}: use local or ray")
+    if (jobs > 1 or executor == "ray") and sqlite_path(resolve_uri(tracking_uri)) is not None:
+        what = f"--jobs {jobs}" if executor == "local" else "--executor ray"
+        raise MLHWError(f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
+                        f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
+                        f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000")
     spec, runtime, dev, tracker, planned = _plan(file, profile, only, set_, device, data_dir, download,
-                                                 results_dir, tracking_uri, experiment)
+                                                 results_dir, tracking_uri, experiment, stale_after)
     if force:
         for p in planned:
             p.status = "pending"
     _show_plan(planned)
     if dry_run:
         return
-    todo = len({p.hash for p in planned if p.status != "done"})
+    from mlhw.reproduce import groups_of
+
+    todo = len(groups_of(planned))
     t0 = time.perf_counter()
     with progress() as bar:
         overall = bar.add_task("runs", total=max(todo, 1), info="")
@@ -119,10 +142,17 @@ def reproduce(
             bar.advance(overall)
             bar.update(overall, info=p.spec.suite)
 
-        outcome = execute(planned, tracker, runtime, dev, on_start, on_epoch, on_done)
+        if executor == "ray":
+            outcome = execute_ray(planned, tracker, runtime, device, ray_address, stale_after, on_done)
+        elif jobs > 1:
+            outcome = execute_parallel(planned, tracker, runtime, device, jobs, stale_after, on_done,
+                                       lambda label, epoch: bar.update(overall, info=f"{label}: epoch {epoch}"))
+        else:
+            outcome = execute(planned, tracker, runtime, dev, on_start, on_epoch, on_done)
         bar.update(overall, completed=max(todo, 1))
     err.print(f"ran {outcome.ran} runs in {time.perf_counter() - t0:.1f} s"
-              + (f", {len(outcome.failed)} failed" if outcome.failed else ""))
+              + (f", {len(outcome.failed)} failed" if outcome.failed else "")
+              + (f", {outcome.claimed} left to another reproduce that owns them" if outcome.claimed else ""))
     for label, error in outcome.failed:
         err.print(f"[red]failed[/]: {label}: {error}")
     _compile(profile, planned, tracker, runtime, dev, spec.profiles[profile].description)
