@@ -89,6 +89,46 @@ def _probe_server(uri: str, timeout: float = 3.0) -> None:
                     f"127.0.0.1 --port PORT`, or fix --tracking-uri / $MLFLOW_TRACKING_URI")
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(root: str | Path, timeout: float = 120.0) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 and a free port (SQLite store and artifacts under `root`),
+    yielding its URI once /health answers; stopped, with its process group, on exit."""
+    import signal
+    import sys
+    import urllib.request
+
+    root = Path(root)
+    uri = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{root}/server.db", "--artifacts-destination", str(root / "artifacts"),
+                             "--host", "127.0.0.1", "--port", uri.rsplit(":", 1)[1], "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"mlflow server did not start on {uri}") from None
+                time.sleep(0.5)
+        yield uri
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     try:
@@ -198,7 +238,18 @@ class RunLogger:
                                    "y": {"dtype": str(split.y.dtype)}}),
                 profile=json.dumps({"num_rows": len(split)}))
             inputs.append(DatasetInput(entity, [InputTag("mlflow.data.context", context)]))
-        self.client.log_inputs(self.run_id, datasets=inputs)
+        # MLflow registers a dataset per experiment with a check-then-insert: two workers logging the
+        # same dataset at once can collide on its UNIQUE constraint. The loser retries and then finds
+        # it registered. Inputs are metadata: if they still fail, the run says so and carries on.
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as err:
+                if attempt == 2:
+                    self.set_tags({"mlhw.dataset_input_error": str(err).splitlines()[0][:200]})
+                    return
+                time.sleep(0.2 * (attempt + 1))
 
 
 class Tracker:

@@ -56,3 +56,23 @@ def write_cifar_batches(folder: Path, per_batch: int = 20, n_test: int = 15, see
             pickle.dump(d, f)
         batches.append(d)
     return batches
+
+
+def invoke(*args):
+    """`mlhw ARGS` through typer's CliRunner (stdout and stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def runs_of(uri: str, experiment: str = "mlhw", all_lifecycles: bool = False):
+    """The MLflow client of a store and the runs of one experiment (none if it does not exist)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    view = ViewType.ALL if all_lifecycles else ViewType.ACTIVE_ONLY
+    return client, ([] if exp is None else client.search_runs([exp.experiment_id], run_view_type=view))

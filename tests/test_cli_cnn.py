@@ -2,24 +2,12 @@
 import json
 
 import pytest
-from mlflow import MlflowClient
-from typer.testing import CliRunner
 
-from helpers import write_cifar_batches
-from mlhw.cli import app
+from helpers import invoke, runs_of, write_cifar_batches
 
-runner = CliRunner()
 SMALL = ["--width", "0.125", "--epochs", "1", "--precision", "fp32"]
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def runs_of(uri):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("mlhw")
-    return client, ([] if exp is None else client.search_runs([exp.experiment_id]))
 
 
 def test_train_one_variant(workdir):

@@ -3,23 +3,12 @@ import json
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
-from typer.testing import CliRunner
 
+from helpers import invoke, runs_of
 from mlhw import theory
-from mlhw.cli import app
-
-runner = CliRunner()
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
-
-def runs_of(uri):
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("mlhw")
-    return client, ([] if exp is None else client.search_runs([exp.experiment_id]))
 
 
 def test_theory_all_pass_and_logged(workdir):

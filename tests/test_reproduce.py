@@ -1,6 +1,5 @@
 """`mlhw reproduce` end to end on tiny profiles: idempotent, resumable, tables equal to MLflow."""
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from mlhw.cli import app
+from mlhw.tracking import free_port
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -142,12 +142,6 @@ def test_ci_profile_end_to_end_sane_numbers(workdir):
     assert "not the assignment's" in report and "![" in report and "## Environment" in report
     for fig in ("mlp_lr_sweep", "sgd_vs_adam", "adam_lr", "batchnorm_dropout"):
         assert (root / "figures" / f"{fig}.png").stat().st_size > 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ui_serves_the_store_on_localhost(workdir):

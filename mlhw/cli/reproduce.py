@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mlhw.cli.common import (DataDir, Device, Download, Experiment, ResultsDir, TrackingUri, err, handles_errors,
+from mlhw.cli.common import (DataDir, Device, Experiment, ResultsDir, TrackingUri, err, handles_errors,
                              out, progress)
 
 Profile = Annotated[str, typer.Option(help="Profile of experiments.yaml: digits (embedded data, every part, "

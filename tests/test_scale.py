@@ -1,0 +1,175 @@
+"""Shared tracking server, parallel and Ray executors, concurrent invocations, killed and failing workers.
+
+A real `mlflow server` (SQLite backend, local artifact root, 127.0.0.1, a free port) is started once
+for this module; each test uses its own experiment so that tests do not see each other's runs.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from helpers import runs_of
+from mlhw.cli import app
+from mlhw.tracking import free_port, local_server
+
+runner = CliRunner()
+
+PROFILE = {
+    "version": 1,
+    "suites": {
+        "mlp_lr_sweep": {"kind": "mlp", "part": "mlp.b", "base": {"epochs": 2, "train_size": 200, "test_size": 50},
+                         "grid": {"lr": [0.1, 1.0]}},
+        "cnn_optimizers": {"kind": "cnn", "part": "cnn.a", "base": {"epochs": 1, "width": 0.125, "image_size": 67},
+                           "grid": {"variant": ["sgd-0.005", "adam-5e-05"]}},
+        "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
+    },
+    "profiles": {"small": {"defaults": {"dataset": "digits"}}},
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with local_server(tmp_path_factory.mktemp("server")) as uri:
+        yield uri
+
+
+@pytest.fixture
+def project(workdir):
+    (workdir / "experiments.yaml").write_text(yaml.safe_dump(PROFILE))
+    return workdir
+
+
+def args(uri, experiment, *extra):
+    return ["reproduce", "--profile", "small", "--tracking-uri", uri, "--experiment", experiment, *map(str, extra)]
+
+
+def finished_per_hash(runs):
+    return Counter(r.data.tags["mlhw.config_hash"] for r in runs if r.info.status == "FINISHED"
+                   and r.data.tags.get("mlhw.kind") != "mlp-sweep")
+
+
+def test_jobs_2_against_a_live_server(server, project):
+    exp = f"jobs-{uuid.uuid4().hex[:6]}"
+    res = runner.invoke(app, args(server, exp, "--jobs", 2))
+    assert res.exit_code == 0, [l for l in res.stderr.splitlines() if "failed" in l or "Error" in l]
+    client, runs = runs_of(server, exp)
+    counts = finished_per_hash(runs)
+    assert len(counts) == 5 and set(counts.values()) == {1}  # 2 rates + 2 variants + 1 svm, once each
+    cnn = [r for r in runs if r.data.tags.get("mlhw.kind") == "cnn"][0]
+    assert [m.step for m in client.get_metric_history(cnn.info.run_id, "val_acc")] == [1]
+    assert {a.path for a in client.list_artifacts(cnn.info.run_id)} == {"history.csv"}
+    assert (project / "results" / "small" / "REPORT.md").exists()
+    again = runner.invoke(app, args(server, exp, "--jobs", 2))
+    assert again.exit_code == 0 and "ran 0 runs" in again.stderr
+    assert len(runs_of(server, exp)[1]) == len(runs)
+
+
+def test_ray_executor_against_a_live_server(server, project):
+    exp = f"ray-{uuid.uuid4().hex[:6]}"
+    res = runner.invoke(app, args(server, exp, "--executor", "ray", "--only", "cnn_optimizers", "--only", "svm_soft"))
+    assert res.exit_code == 0, res.output
+    _, runs = runs_of(server, exp)
+    assert len(finished_per_hash(runs)) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["mlhw.worker"] for r in runs}) >= 1
+
+
+def test_sqlite_refuses_parallel_writers(project):
+    for extra in (["--jobs", "2"], ["--executor", "ray"]):
+        res = runner.invoke(app, ["reproduce", "--profile", "small", *extra])
+        assert res.exit_code == 2 and res.stderr.startswith("error: ") and "needs a tracking server" in res.stderr
+        assert "mlflow server --backend-store-uri sqlite:///mlflow.db" in res.stderr
+    assert not (project / "mlflow.db").exists()
+
+
+def test_unreachable_server_fails_fast(project):
+    t0 = time.time()
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
+    assert res.exit_code == 2 and "is not reachable" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert time.time() - t0 < 10
+
+
+def mlhw_process(project, *argv):
+    return subprocess.Popen([sys.executable, "-m", "mlhw", *map(str, argv)], cwd=project,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_concurrent_invocations_never_run_a_config_twice(server, project):
+    exp = f"race-{uuid.uuid4().hex[:6]}"
+    a = mlhw_process(project, *args(server, exp))
+    b = mlhw_process(project, *args(server, exp))
+    outs = [p.communicate(timeout=300) for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, outs
+    _, runs = runs_of(server, exp)
+    counts = finished_per_hash(runs)
+    assert len(counts) == 5 and set(counts.values()) == {1}, counts
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def wait_for_running(uri, experiment, timeout=120, kind="cnn"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        _, runs = runs_of(uri, experiment)
+        live = [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("mlhw.kind") == kind]
+        if live:
+            return live[0]
+        time.sleep(0.2)
+    pytest.fail("no run started")
+
+
+def test_sigkilled_reproduce_leaves_a_stale_run_that_is_rerun(server, project):
+    exp = f"kill-{uuid.uuid4().hex[:6]}"
+    proc = mlhw_process(project, *args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=8"))
+    victim = wait_for_running(server, exp)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    client, runs = runs_of(server, exp)
+    assert client.get_run(victim.info.run_id).info.status == "RUNNING"  # nobody could end it
+    time.sleep(2.5)
+    res = runner.invoke(app, args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=8", "--stale-after", 2))
+    assert res.exit_code == 0, res.output
+    assert "1 stale" in res.stderr
+    dead = client.get_run(victim.info.run_id)
+    assert dead.info.status == "FAILED" and dead.data.tags["mlhw.dead"] == "stale heartbeat"
+    _, runs = runs_of(server, exp)
+    counts = finished_per_hash(runs)
+    assert len(counts) == 2 and counts[victim.data.tags["mlhw.config_hash"]] == 1
+
+
+def test_sigkilled_pool_worker_is_marked_and_rerun(server, project):
+    exp = f"poolkill-{uuid.uuid4().hex[:6]}"
+    proc = mlhw_process(project, *args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=8"))
+    victim = wait_for_running(server, exp)
+    pid = int(victim.data.tags["mlhw.worker"].rsplit(":", 1)[1])
+    assert pid != proc.pid  # a worker process, not the parent
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "worker process died" in err
+    client, _ = runs_of(server, exp)
+    killed = client.get_run(victim.info.run_id)
+    assert killed.info.status == "KILLED" and killed.data.tags["mlhw.dead"] == "worker process died"
+    res = runner.invoke(app, args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=8"))
+    assert res.exit_code == 0, res.output
+    assert re.search(r"[12] killed", res.stderr)  # the pool ends its other worker too when one dies
+    _, runs = runs_of(server, exp)
+    assert finished_per_hash(runs)[victim.data.tags["mlhw.config_hash"]] == 1
+
+
+def test_a_raising_worker_marks_its_run_failed_and_the_others_finish(server, project):
+    """image_size 50 passes the config check but AlexNet refuses it once the run has started."""
+    exp = f"raise-{uuid.uuid4().hex[:6]}"
+    res = runner.invoke(app, args(server, exp, "--jobs", 2, "--set", "cnn_optimizers.image_size=50"))
+    assert res.exit_code == 1
+    assert "minimum is 67 px" in res.stderr
+    client, runs = runs_of(server, exp)
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed) == 2 and all(r.data.tags["mlhw.kind"] == "cnn" for r in failed)
+    assert "error.txt" in {a.path for a in client.list_artifacts(failed[0].info.run_id)}
+    assert len(finished_per_hash(runs)) == 3  # both rates and the SVM
