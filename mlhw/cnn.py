@@ -158,8 +158,7 @@ def make_optimizer(cfg: CNNConfig, params) -> torch.optim.Optimizer:
 
 
 def train_cnn(cfg: CNNConfig, data: Dataset, device: torch.device | str = "cpu", precision: str = "auto",
-              compile: bool = False, on_epoch: Callable[[int, dict], None] | None = None,
-              on_step: Callable[[int], None] | None = None) -> CNNResult:
+              compile: bool = False, on_epoch: Callable[[int, dict], None] | None = None) -> CNNResult:
     """Train one variant for cfg.epochs on data.train, validate every epoch on data.val, test at the end.
 
     Per epoch: mean training loss and accuracy (over the epoch's batches, in train mode), validation
@@ -203,8 +202,6 @@ def train_cnn(cfg: CNNConfig, data: Dataset, device: torch.device | str = "cpu",
             loss_sum += loss.detach() * len(idx)  # stays on the device: no sync per step
             hits += (out.argmax(1) == y).sum()
             seen += len(idx)
-            if on_step is not None:
-                on_step(seen)
         train_loss, train_acc = float(loss_sum) / max(1, seen), float(hits) / max(1, seen)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -263,7 +263,7 @@ class CNNRun:
 
 
 def run_cnn(cfg, data: datalib.Dataset, device, tracker: Tracker, part: str = "cnn", variant: str | None = None,
-            parent=None, precision: str = "auto", compile: bool = False, on_epoch=None, on_step=None) -> CNNRun:
+            parent=None, precision: str = "auto", compile: bool = False, on_epoch=None) -> CNNRun:
     """One AlexNet variant as one MLflow run: metrics per epoch (live), test metrics, curves CSV."""
     from mlhw.cnn import train_cnn
 
@@ -277,7 +277,7 @@ def run_cnn(cfg, data: datalib.Dataset, device, tracker: Tracker, part: str = "c
             if on_epoch is not None:
                 on_epoch(epoch, row)
 
-        res = train_cnn(cfg, data, device, precision, compile, hook, on_step)
+        res = train_cnn(cfg, data, device, precision, compile, hook)
         log.log_metrics({"test_loss": res.test_loss, "test_acc": res.test_acc, "parameters": res.parameters,
                          "total_seconds": res.seconds}, step=len(res.history))
         log.set_tags({"precision": res.precision} | ({"diverged": res.diverged_epoch} if res.diverged_epoch else {}))
@@ -293,13 +293,13 @@ def summary_row(run: CNNRun) -> dict:
 
 
 def run_cnn_compare(base, parts: list[str], data: datalib.Dataset, device, tracker: Tracker, runtime: Runtime,
-                    precision: str = "auto", compile: bool = False, on_variant=None, on_epoch=None,
-                    on_step=None) -> tuple[dict[str, CNNRun], dict[str, "object"], list[Path]]:
+                    precision: str = "auto", compile: bool = False, on_variant=None,
+                    on_epoch=None) -> tuple[dict[str, CNNRun], dict[str, "object"], list[Path]]:
     """The assignment's comparisons: every variant the parts need, run once (adam-5e-05 serves all
     three), as children of one parent run; then one seed-style table and one figure per part."""
     from mlhw.plots import cnn_curves_figure
     from mlhw.reference import CNN_PARTS, CNN_VARIANTS, variants_for
-    from mlhw.tables import cnn_part_table, to_markdown
+    from mlhw.tables import CNN_PART_SUITES, cnn_table, to_markdown
 
     names = variants_for(parts)
     with contextlib.ExitStack() as stack:
@@ -313,11 +313,11 @@ def run_cnn_compare(base, parts: list[str], data: datalib.Dataset, device, track
                 on_variant(v, cfg)
             parts_of_v = "".join(p for p in parts if v in CNN_PARTS[p][1])
             runs[v] = run_cnn(cfg, data, device, tracker, f"cnn.{parts_of_v}", v, parent, precision, compile,
-                              on_epoch, on_step)
+                              on_epoch)
         tables, figures = {}, []
         for p in parts:
             title, pair = CNN_PARTS[p]
-            tables[p] = cnn_part_table(p, {v: summary_row(runs[v]) for v in pair})
+            tables[p] = cnn_table(CNN_PART_SUITES[p], [summary_row(runs[v]) | {"variant": v} for v in pair]).display
             parent.log_text(to_markdown(tables[p]), f"tables/cnn_part_{p}.md")
             path = Path(runtime.results_dir) / data.name / "figures" / f"cnn_part_{p}.png"
             series = [(v, runs[v].result.history) for v in pair]

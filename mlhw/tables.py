@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from mlhw.reference import CNN_PARTS, CNN_REFERENCE
+from mlhw.reference import CNN_REFERENCE
 
 
 def pct(v) -> str:
@@ -14,31 +14,6 @@ def pct(v) -> str:
 
 def fixed(v, digits: int = 4) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
-
-def cnn_part_table(part: str, rows: dict[str, dict], reference: bool = False) -> pd.DataFrame:
-    """The seed's table for one part of Part 2: one row per variant.
-
-    rows: variant -> {"optimizer", "lr", "batchnorm", "train_loss", "val_acc", "test_acc"} (a variant
-    may also carry "*_std" and "n" when it summarises several seeds).
-    """
-    out = []
-    for v in CNN_PARTS[part][1]:
-        r = rows[v]
-        spread = lambda k, f: f(r[k]) + (f" ± {f(r[k + '_std'])}" if r.get(k + "_std") is not None else "")  # noqa: E731
-        row = {"optimizer": {"sgd": "SGD", "adam": "Adam"}[r["optimizer"]],
-               "final train loss": spread("train_loss", fixed),
-               "val acc": spread("val_acc", pct), "test acc": spread("test_acc", pct),
-               "learning rate": f"{r['lr']:g}", "BN+Dropout": "yes" if r["batchnorm"] else "no"}
-        if "n" in r:
-            row["n"] = r["n"]
-        if r.get("diverged_epoch"):
-            row["final train loss"] += f" (NaN at epoch {r['diverged_epoch']})"
-        if reference:
-            ref = CNN_REFERENCE[v]
-            row["reference (loss / val / test)"] = f"{fixed(ref['train_loss'])} / {pct(ref['val_acc'])} / {pct(ref['test_acc'])}"
-        out.append(row)
-    return pd.DataFrame(out)
 
 
 def to_rich(df: pd.DataFrame, title: str):
@@ -129,6 +104,7 @@ def mlp_full_table(records: list[dict], reference: float | None = None) -> Resul
     return ResultTable("mlp_full", "Part 1 (c): the full run", num, disp)
 
 
+CNN_PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}
 CNN_TABLE_NAMES = {"cnn_optimizers": ("sgd_vs_adam", "Part 2 (a): SGD vs Adam"),
                    "cnn_adam_lr": ("adam_lr", "Part 2 (b): Adam learning rate"),
                    "cnn_batchnorm": ("batchnorm_dropout", "Part 2 (c): BatchNorm + Dropout")}

@@ -57,17 +57,13 @@ def _prepare(cfg, device, precision, data_dir, download, results_dir, tracking_u
     return runtime, dev, data, Tracker(tracking_uri, experiment)
 
 
-def _epoch_bar(bar, cfg, n_train):
-    task = bar.add_task("", total=cfg.epochs * n_train, info="")
-
-    def on_step(seen):
-        bar.advance(task, 0)  # keep the display alive without a sync per step
+def _epoch_bar(bar, cfg):
+    task = bar.add_task("", total=cfg.epochs, info="")
 
     def on_epoch(epoch, row):
-        bar.update(task, completed=epoch * n_train,
-                   info=f"epoch {epoch}: loss {row['train_loss']:.3f} val {row['val_acc']:.3f} "
-                        f"{row['images_per_s']:.0f} img/s")
-    return task, on_epoch, on_step
+        bar.update(task, completed=epoch, info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
+                                               f"{row['val_acc']:.3f} {row['images_per_s']:.0f} img/s")
+    return task, on_epoch
 
 
 @app.command()
@@ -108,9 +104,9 @@ def train(
     from mlhw.runs import run_cnn
 
     with progress() as bar:
-        task, on_epoch, on_step = _epoch_bar(bar, cfg, len(data.train))
+        task, on_epoch = _epoch_bar(bar, cfg)
         bar.update(task, description=f"{cfg.optimizer} lr={cfg.lr:g}")
-        run = run_cnn(cfg, data, dev, tracker, "cnn", None, None, precision, compile, on_epoch, on_step)
+        run = run_cnn(cfg, data, dev, tracker, "cnn", None, None, precision, compile, on_epoch)
     res = run.result
     record = {"optimizer": cfg.optimizer, "lr": cfg.lr, "batchnorm": cfg.batchnorm, "dropout": cfg.dropout,
               **{k: res.history[-1][k] for k in ("train_loss", "val_acc")}, "test_acc": res.test_acc,
@@ -166,16 +162,14 @@ def compare(
     names = variants_for(parts)
     with progress() as bar:
         overall = bar.add_task("variants", total=len(names), info="")
-        task, on_epoch, on_step = _epoch_bar(bar, cfg, len(data.train))
+        task, on_epoch = _epoch_bar(bar, cfg)
 
         def on_variant(v, c):
-            done = names.index(v)
-            bar.update(overall, completed=done, info=v)
-            bar.reset(task, total=cfg.epochs * len(data.train))
-            bar.update(task, description=v)
+            bar.update(overall, completed=names.index(v), info=v)
+            bar.reset(task, total=cfg.epochs, description=v)
 
         runs, tables, figures = run_cnn_compare(cfg, parts, data, dev, tracker, runtime, precision, compile,
-                                                on_variant, on_epoch, on_step)
+                                                on_variant, on_epoch)
         bar.update(overall, completed=len(names), info="done")
     console = err if as_json else out
     for p in parts:
