@@ -271,16 +271,24 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)
         try:
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                path = sqlite_path(self.uri)
-                # Artifacts next to the database, not in whatever directory the command ran from.
-                where = (path.resolve().parent / "mlartifacts").as_uri() if path else None
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=where)
-            else:
-                self.experiment_id = exp.experiment_id
+            self.experiment_id = self._experiment(experiment)
         except MlflowException as err:
             raise MLHWError(f"tracking store {self.uri}: {str(err).splitlines()[0][:200]}") from None
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        path = sqlite_path(self.uri)
+        # Artifacts next to the database, not in whatever directory the command ran from.
+        where = (path.resolve().parent / "mlartifacts").as_uri() if path else None
+        try:
+            return self.client.create_experiment(name, artifact_location=where)
+        except MlflowException:
+            exp = self.client.get_experiment_by_name(name)  # another process created it in the meantime
+            if exp is None:
+                raise
+            return exp.experiment_id
 
     def base_tags(self, part: str, config_hash: str, data: Dataset | None, device: str | None) -> dict:
         tags = {"mlhw.version": mlhw.__version__, "mlhw.part": part, "mlhw.config_hash": config_hash}
