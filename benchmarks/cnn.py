@@ -12,6 +12,7 @@ Achieved GFLOP/s = images/s x training FLOPs per image (torch.utils.flop_counter
     uv run python benchmarks/cnn.py [--images 256]          # CPU: keep it short
     python benchmarks/cnn.py --images 4096 --grid            # GPU: also the whole paper grid, end to end
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def notebook_images_per_s(x, y, device, steps_timed: int) -> float:
     from torch.utils.data import DataLoader
     from torchvision import transforms
 
-    tf = transforms.Compose([transforms.Resize((227, 227)), transforms.ToTensor(),
-                             transforms.Normalize(CIFAR_MEAN, CIFAR_STD)])
+    tf = transforms.Compose(
+        [transforms.Resize((227, 227)), transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    )
 
     class Images(torch.utils.data.Dataset):  # what torchvision.datasets.CIFAR10 does per item
         def __len__(self):
@@ -100,11 +102,15 @@ def main() -> None:
     x, y = synthetic_cifar(args.images)
     flops = flops_per_image(AlexNet().to(device), (3, 227, 227))
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"AlexNet 227 px, batch 64, Adam, {args.images} synthetic images; {name}; "
-          f"{flops / 1e9:.2f} GFLOP per image per training step")
-    rates = {"notebook (PIL + DataLoader, fp32)": notebook_images_per_s(x, y, device, args.images // 64 - 1),
-             "mlhw (fp32)": mlhw_images_per_s(x, y, device, "fp32"),
-             "mlhw (auto precision)": mlhw_images_per_s(x, y, device, "auto")}
+    print(
+        f"AlexNet 227 px, batch 64, Adam, {args.images} synthetic images; {name}; "
+        f"{flops / 1e9:.2f} GFLOP per image per training step"
+    )
+    rates = {
+        "notebook (PIL + DataLoader, fp32)": notebook_images_per_s(x, y, device, args.images // 64 - 1),
+        "mlhw (fp32)": mlhw_images_per_s(x, y, device, "fp32"),
+        "mlhw (auto precision)": mlhw_images_per_s(x, y, device, "auto"),
+    }
     base = rates["notebook (PIL + DataLoader, fp32)"]
     print(f"{'pipeline':<36}{'img/s':>9}{'GFLOP/s':>10}{'vs notebook':>13}")
     for k, v in rates.items():

@@ -11,6 +11,7 @@ Peers:
   numpy-skeleton   the assignment skeleton's loop: backprop one example at a time, sum, update
   sklearn          MLPClassifier(solver="sgd", batch_size=10), plain SGD (no momentum, no L2)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,7 +83,7 @@ def numpy_skeleton_epoch(x, y) -> float:
     order = rng.permutation(len(xs))
     t0 = time.perf_counter()
     for i in range(0, len(order), BATCH):
-        idx = order[i:i + BATCH]
+        idx = order[i : i + BATCH]
         sw, sb = [np.zeros_like(w) for w in ws], [np.zeros_like(b) for b in bs]
         for j in idx:
             nw, nb = backprop(xs[j], ys[j])
@@ -97,8 +98,17 @@ def sklearn_epoch(x, y) -> float:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    clf = MLPClassifier(hidden_layer_sizes=(40,), solver="sgd", batch_size=BATCH, learning_rate_init=LR,
-                        momentum=0.0, alpha=0.0, max_iter=1, shuffle=True, random_state=0)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(40,),
+        solver="sgd",
+        batch_size=BATCH,
+        learning_rate_init=LR,
+        momentum=0.0,
+        alpha=0.0,
+        max_iter=1,
+        shuffle=True,
+        random_state=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
@@ -116,8 +126,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     x, y = synthetic(args.samples)
-    print(f"{args.samples} samples, 784-40-10, batch {BATCH}, lr {LR}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; best of {args.repeats}")
+    print(
+        f"{args.samples} samples, 784-40-10, batch {BATCH}, lr {LR}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; best of {args.repeats}"
+    )
     times = {
         "mlhw (1 rate)": best_of(lambda: mlhw_epoch(x, y, [LR]), args.repeats),
         "mlhw (6-rate sweep)": best_of(lambda: mlhw_epoch(x, y, SWEEP), args.repeats),
@@ -131,9 +143,11 @@ def main() -> None:
         print(f"{name:<22}{t:>10.4f}{t / one:>9.1f}x")
     sweep = times["mlhw (6-rate sweep)"]
     print(f"sweep of 6 rates costs {sweep / one:.2f}x one rate ({6 * one / sweep:.1f}x faster than 6 runs)")
-    print(f"targets: torch-idiomatic >= 20x: {times['torch-idiomatic'] / one:.1f}x; numpy-skeleton >= 5x: "
-          f"{times['numpy-skeleton'] / one:.1f}x; sklearn >= 5x: {times['sklearn'] / one:.1f}x; sweep <= 2x: "
-          f"{sweep / one:.2f}x")
+    print(
+        f"targets: torch-idiomatic >= 20x: {times['torch-idiomatic'] / one:.1f}x; numpy-skeleton >= 5x: "
+        f"{times['numpy-skeleton'] / one:.1f}x; sklearn >= 5x: {times['sklearn'] / one:.1f}x; sweep <= 2x: "
+        f"{sweep / one:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ bias folded into the features, C' = C / 2 (see mlhw.svm.liblinear_theta).
 
     uv run python benchmarks/svm.py [--samples 50000] [--repeats 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,10 +80,14 @@ def main():
 
     digits = load_digits_data()
     X = digits.train.x.reshape(len(digits.train), -1).astype(np.float64)
-    compare("digits 3 vs 8", svm.SoftSVMProblem(*binary_task(X, digits.train.y, (3, 8)), 1.0, "regularized"),
-            args.repeats)
-    compare(f"synthetic {args.samples} x 784", svm.SoftSVMProblem(*synthetic(args.samples), 1.0, "regularized"),
-            args.repeats)
+    compare(
+        "digits 3 vs 8", svm.SoftSVMProblem(*binary_task(X, digits.train.y, (3, 8)), 1.0, "regularized"), args.repeats
+    )
+    compare(
+        f"synthetic {args.samples} x 784",
+        svm.SoftSVMProblem(*synthetic(args.samples), 1.0, "regularized"),
+        args.repeats,
+    )
 
     Xb = svm.add_bias_feature(X)
     t_exact, sol = timed(lambda: svm.solve_multiclass(Xb, digits.train.y), args.repeats)

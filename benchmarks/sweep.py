@@ -7,6 +7,7 @@ compete for the same two cores: the numbers measure overhead, not scaling.
 
     uv run python benchmarks/sweep.py [--profile digits] [--only SUITE ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,11 +31,28 @@ def main() -> None:
     args = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp, local_server(tmp) as uri:
-        for name, extra in [("--jobs 1", ["--jobs", "1"]), ("--jobs 2", ["--jobs", "2"]),
-                            ("--executor ray", ["--executor", "ray"])]:
-            cmd = [sys.executable, "-m", "mlhw", "reproduce", "--profile", args.profile, "--file",
-                   str(REPO / "experiments.yaml"), "--tracking-uri", uri, "--experiment",
-                   name.replace(" ", "").replace("-", ""), "--results-dir", str(Path(tmp) / "results"), *extra]
+        for name, extra in [
+            ("--jobs 1", ["--jobs", "1"]),
+            ("--jobs 2", ["--jobs", "2"]),
+            ("--executor ray", ["--executor", "ray"]),
+        ]:
+            cmd = [
+                sys.executable,
+                "-m",
+                "mlhw",
+                "reproduce",
+                "--profile",
+                args.profile,
+                "--file",
+                str(REPO / "experiments.yaml"),
+                "--tracking-uri",
+                uri,
+                "--experiment",
+                name.replace(" ", "").replace("-", ""),
+                "--results-dir",
+                str(Path(tmp) / "results"),
+                *extra,
+            ]
             for suite in args.only:
                 cmd += ["--only", suite]
             t0 = time.perf_counter()

@@ -3,14 +3,15 @@
 The whole split lives on the device as one tensor (uint8 for CIFAR-10); a batch is an index slice,
 converted, normalised and resized (bilinear) on the device. No PIL, no DataLoader, no workers.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ def feature_size(image_size: int) -> int:
     return s
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def min_image_size() -> int:
     return next(s for s in range(1, 1024) if feature_size(s) >= 1)
 
@@ -49,13 +50,21 @@ class AlexNet(nn.Module):
     ReLU; conv(384->384) [BN] ReLU; conv(384->256) [BN] ReLU pool; flatten; [Dropout] Linear(9216, 4096)
     ReLU; [Dropout] Linear(4096, 4096) ReLU; Linear(4096, 10). `width` scales channels and hidden units."""
 
-    def __init__(self, n_classes: int = 10, in_channels: int = 3, batchnorm: bool = True, dropout: bool = True,
-                 width: float = 1.0, image_size: int = 227):
+    def __init__(
+        self,
+        n_classes: int = 10,
+        in_channels: int = 3,
+        batchnorm: bool = True,
+        dropout: bool = True,
+        width: float = 1.0,
+        image_size: int = 227,
+    ):
         super().__init__()
         side = feature_size(image_size)
         if side < 1:
-            raise MLHWError(f"--image-size {image_size} is too small for AlexNet's topology: the minimum is "
-                            f"{min_image_size()} px")
+            raise MLHWError(
+                f"--image-size {image_size} is too small for AlexNet's topology: the minimum is {min_image_size()} px"
+            )
         channels = [max(1, round(c * width)) for c in STOCK_CHANNELS]
         hidden = max(1, round(STOCK_HIDDEN * width))
         layers, c_in = [], in_channels
@@ -70,8 +79,15 @@ class AlexNet(nn.Module):
         self.features = nn.Sequential(*layers)
         drop = (lambda: [nn.Dropout(0.5)]) if dropout else (lambda: [])
         self.classifier = nn.Sequential(
-            nn.Flatten(), *drop(), nn.Linear(c_in * side * side, hidden), nn.ReLU(inplace=True),
-            *drop(), nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_classes))
+            nn.Flatten(),
+            *drop(),
+            nn.Linear(c_in * side * side, hidden),
+            nn.ReLU(inplace=True),
+            *drop(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, n_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -157,8 +173,14 @@ def make_optimizer(cfg: CNNConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr)
 
 
-def train_cnn(cfg: CNNConfig, data: Dataset, device: torch.device | str = "cpu", precision: str = "auto",
-              compile: bool = False, on_epoch: Callable[[int, dict], None] | None = None) -> CNNResult:
+def train_cnn(
+    cfg: CNNConfig,
+    data: Dataset,
+    device: torch.device | str = "cpu",
+    precision: str = "auto",
+    compile: bool = False,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> CNNResult:
     """Train one variant for cfg.epochs on data.train, validate every epoch on data.val, test at the end.
 
     Per epoch: mean training loss and accuracy (over the epoch's batches, in train mode), validation
@@ -189,7 +211,7 @@ def train_cnn(cfg: CNNConfig, data: Dataset, device: torch.device | str = "cpu",
         hits = torch.zeros((), device=device)
         seen = 0
         for i in range(0, n, bs):
-            idx = perm[i:i + bs]
+            idx = perm[i : i + bs]
             if len(idx) < 2 and cfg.batchnorm:
                 continue  # BatchNorm cannot train on a single image
             x, y = train.batch(idx)
@@ -207,8 +229,15 @@ def train_cnn(cfg: CNNConfig, data: Dataset, device: torch.device | str = "cpu",
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         val_loss, val_acc = evaluate(model, val, amp)
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss,
-               "val_acc": val_acc, "epoch_seconds": seconds, "images_per_s": seen / seconds if seconds else 0.0}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "epoch_seconds": seconds,
+            "images_per_s": seen / seconds if seconds else 0.0,
+        }
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(epoch, row)

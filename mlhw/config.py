@@ -3,6 +3,7 @@
 A config holds what defines a result (its identity, hashed for resumable runs). Where the
 data lives, which device runs it and where it is tracked are runtime options, not config.
 """
+
 from __future__ import annotations
 
 import hashlib

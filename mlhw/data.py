@@ -7,6 +7,7 @@ once (`to_tensor`), and batches are index slices of those tensors: no DataLoader
 Real datasets are read from files in their official formats by the small readers below;
 torchvision is used only to download (and checksum) the official archives.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -33,7 +34,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def take(self, idx: np.ndarray) -> "Split":
+    def take(self, idx: np.ndarray) -> Split:
         return Split(self.x[idx], self.y[idx])
 
 
@@ -98,6 +99,7 @@ def subset(data: Dataset, train_size: int | None, test_size: int | None, seed: i
 
 # --- digits: the embedded default -------------------------------------------------------------
 
+
 def load_digits_data() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 real handwritten digits), pixels 0..16 -> [0, 1].
     Fixed split: a seed-0 permutation, the last 500 images are the test set."""
@@ -108,16 +110,24 @@ def load_digits_data() -> Dataset:
     y = d.target.astype(np.int64)
     perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(y))
     tr, te = perm[:-DIGITS_TEST_SIZE], perm[-DIGITS_TEST_SIZE:]
-    return Dataset("digits", Split(x[tr], y[tr]), Split(x[te], y[te]), None, 10,
-                   "sklearn.datasets.load_digits (embedded, 8x8)",
-                   ["ran on scikit-learn's 8x8 digits, not MNIST"])
+    return Dataset(
+        "digits",
+        Split(x[tr], y[tr]),
+        Split(x[te], y[te]),
+        None,
+        10,
+        "sklearn.datasets.load_digits (embedded, 8x8)",
+        ["ran on scikit-learn's 8x8 digits, not MNIST"],
+    )
 
 
 # --- MNIST: idx files (torchvision's layout) or Nielsen's mnist.pkl.gz --------------------------
 
 MNIST_FILES = {
-    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
 }
 
 
@@ -135,7 +145,7 @@ def read_idx(path: Path) -> np.ndarray:
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
     if zero != 0 or dtype != 0x08:
         raise MLHWError(f"{path}: not a uint8 idx file (magic {raw[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
         raise MLHWError(f"{path}: expected {int(np.prod(dims))} values for shape {dims}, found {data.size}")
@@ -157,14 +167,17 @@ def _mnist_from_idx(data_dir: Path) -> Dataset | None:
     arr = {k: read_idx(p) for k, p in paths.items()}
     for part in ("train", "test"):
         if len(arr[f"{part}_x"]) != len(arr[f"{part}_y"]):
-            raise MLHWError(f"{paths[part + '_x']}: {len(arr[part + '_x'])} images but "
-                            f"{len(arr[part + '_y'])} labels")
+            raise MLHWError(f"{paths[part + '_x']}: {len(arr[part + '_x'])} images but {len(arr[part + '_y'])} labels")
     tx, ty = arr["train_x"][:, None], arr["train_y"].astype(np.int64)
     pool = min(MNIST_TRAIN_POOL, len(ty))
-    return Dataset("mnist", Split(tx[:pool], ty[:pool]),
-                   Split(arr["test_x"][:, None], arr["test_y"].astype(np.int64)),
-                   Split(tx[pool:], ty[pool:]) if pool < len(ty) else None, 10,
-                   f"MNIST idx files in {paths['train_x'].parent}")
+    return Dataset(
+        "mnist",
+        Split(tx[:pool], ty[:pool]),
+        Split(arr["test_x"][:, None], arr["test_y"].astype(np.int64)),
+        Split(tx[pool:], ty[pool:]) if pool < len(ty) else None,
+        10,
+        f"MNIST idx files in {paths['train_x'].parent}",
+    )
 
 
 def _mnist_from_pickle(path: Path) -> Dataset:
@@ -193,8 +206,10 @@ def load_mnist(data_dir: str | Path = "data", download: bool | None = None) -> D
         _download(_fetch_mnist, "MNIST", data_dir)
         found = _mnist_from_idx(data_dir)
     if found is None:
-        raise DataNotFound(f"MNIST not found in {data_dir}/ (need mnist.pkl.gz or the 4 idx files): "
-                           f"pass --data-dir DIR where they are, or --download when online")
+        raise DataNotFound(
+            f"MNIST not found in {data_dir}/ (need mnist.pkl.gz or the 4 idx files): "
+            f"pass --data-dir DIR where they are, or --download when online"
+        )
     return found
 
 
@@ -217,8 +232,10 @@ def _download(fetch, name: str, data_dir: Path) -> None:
         fetch(data_dir)
     except Exception as err:  # network errors come in many types; the message says what to do
         reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise DataNotFound(f"{name} is not in {data_dir}/ and the download failed ({reason}): "
-                           f"pass --data-dir DIR holding the files, or retry --download when online") from None
+        raise DataNotFound(
+            f"{name} is not in {data_dir}/ and the download failed ({reason}): "
+            f"pass --data-dir DIR holding the files, or retry --download when online"
+        ) from None
 
 
 # --- CIFAR-10: the python batches (cifar-10-batches-py) ---------------------------------------
@@ -241,8 +258,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x.reshape(-1, 3, 32, 32), y
 
 
-def load_cifar10(data_dir: str | Path = "data", download: bool | None = None,
-                 val_size: int = 5_000, split_seed: int = 1) -> Dataset:
+def load_cifar10(
+    data_dir: str | Path = "data", download: bool | None = None, val_size: int = 5_000, split_seed: int = 1
+) -> Dataset:
     """CIFAR-10 as in the assignment: a seeded shuffle (seed 1) of the 50,000 training images, the
     first 5,000 are the validation set, the rest the training pool; test = the 10,000 test images."""
     data_dir = Path(data_dir)
@@ -252,8 +270,10 @@ def load_cifar10(data_dir: str | Path = "data", download: bool | None = None,
     if download or (download is None and not have()):
         _download(_fetch_cifar10, "CIFAR-10", data_dir)
     if not have():
-        raise DataNotFound(f"CIFAR-10 not found in {folder}/ (need data_batch_1..5 and test_batch): "
-                           f"pass --data-dir DIR holding {CIFAR_FOLDER}/, or --download when online")
+        raise DataNotFound(
+            f"CIFAR-10 not found in {folder}/ (need data_batch_1..5 and test_batch): "
+            f"pass --data-dir DIR holding {CIFAR_FOLDER}/, or --download when online"
+        )
     parts = [read_cifar_batch(folder / n) for n in names[:5]]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     tx, ty = read_cifar_batch(folder / "test_batch")
@@ -261,12 +281,17 @@ def load_cifar10(data_dir: str | Path = "data", download: bool | None = None,
         raise MLHWError(f"validation size {val_size} must be between 1 and {len(y) - 1}")
     perm = np.random.RandomState(split_seed).permutation(len(y))
     val, pool = perm[:val_size], perm[val_size:]
-    return Dataset("cifar10", Split(x[pool], y[pool]), Split(tx, ty), Split(x[val], y[val]), 10,
-                   f"CIFAR-10 python batches in {folder}")
+    return Dataset(
+        "cifar10",
+        Split(x[pool], y[pool]),
+        Split(tx, ty),
+        Split(x[val], y[val]),
+        10,
+        f"CIFAR-10 python batches in {folder}",
+    )
 
 
-DATASETS = {"digits": lambda data_dir, download: load_digits_data(),
-            "mnist": load_mnist, "cifar10": load_cifar10}
+DATASETS = {"digits": lambda data_dir, download: load_digits_data(), "mnist": load_mnist, "cifar10": load_cifar10}
 
 
 def load(name: str, data_dir: str | Path = "data", download: bool | None = None) -> Dataset:
@@ -290,8 +315,15 @@ def with_validation(data: Dataset, fraction: float = 0.1, split_seed: int = 1) -
         return data
     perm = np.random.RandomState(split_seed).permutation(len(data.train))
     n_val = max(1, int(round(fraction * len(perm))))
-    return Dataset(data.name, data.train.take(perm[n_val:]), data.test, data.train.take(perm[:n_val]),
-                   data.n_classes, data.source, list(data.notes))
+    return Dataset(
+        data.name,
+        data.train.take(perm[n_val:]),
+        data.test,
+        data.train.take(perm[:n_val]),
+        data.n_classes,
+        data.source,
+        list(data.notes),
+    )
 
 
 def train_fraction(data: Dataset, fraction: float) -> Dataset:
@@ -300,8 +332,9 @@ def train_fraction(data: Dataset, fraction: float) -> Dataset:
     if not 0 < fraction <= 1:
         raise MLHWError(f"train fraction must be in (0, 1] (got {fraction})")
     n = max(1, int(round(fraction * len(data.train))))
-    return Dataset(data.name, data.train.take(np.arange(n)), data.test, data.val, data.n_classes,
-                   data.source, list(data.notes))
+    return Dataset(
+        data.name, data.train.take(np.arange(n)), data.test, data.val, data.n_classes, data.source, list(data.notes)
+    )
 
 
 def channel_stats(data: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:

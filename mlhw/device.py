@@ -1,4 +1,5 @@
 """Which torch device a run uses: --device auto|cpu|cuda[:N]."""
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ Nothing runs on an invalid file: every error names the file, the key path and th
 Precedence, lowest first: the suite's base < the profile's defaults < the profile's override of the
 suite < `--set`. A grid is the cartesian product of its lists; `seeds` multiplies it once more.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,8 +21,13 @@ from mlhw.config import CNNConfig, MLPConfig, MulticlassSVMConfig, SoftSVMConfig
 from mlhw.errors import MLHWError, format_validation_error
 from mlhw.reference import CNN_VARIANTS
 
-KINDS = {"mlp": MLPConfig, "cnn": CNNConfig, "svm_multiclass": MulticlassSVMConfig, "svm_soft": SoftSVMConfig,
-         "theory": TheoryConfig}
+KINDS = {
+    "mlp": MLPConfig,
+    "cnn": CNNConfig,
+    "svm_multiclass": MulticlassSVMConfig,
+    "svm_soft": SoftSVMConfig,
+    "theory": TheoryConfig,
+}
 
 
 class _Strict(BaseModel):
@@ -84,8 +90,9 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     for pname, prof in spec.profiles.items():
         for sname in prof.suites:
             if sname not in spec.suites:
-                raise MLHWError(f"{path}: profiles.{pname}.suites.{sname}: unknown suite "
-                                f"(suites: {', '.join(spec.suites)})")
+                raise MLHWError(
+                    f"{path}: profiles.{pname}.suites.{sname}: unknown suite (suites: {', '.join(spec.suites)})"
+                )
     return spec
 
 
@@ -104,8 +111,13 @@ def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
     return out
 
 
-def expand(spec: ExperimentsFile, profile: str, only: list[str] | None = None, sets: list[str] = (),
-           file: str = "experiments.yaml") -> list[RunSpec]:
+def expand(
+    spec: ExperimentsFile,
+    profile: str,
+    only: list[str] | None = None,
+    sets: list[str] = (),
+    file: str = "experiments.yaml",
+) -> list[RunSpec]:
     """The profile's runs, every config validated. Raises MLHWError naming the culprit."""
     if profile not in spec.profiles:
         raise MLHWError(f"--profile {profile!r}: unknown profile in {file} (profiles: {', '.join(spec.profiles)})")
@@ -136,8 +148,10 @@ def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
         if path[0] in spec.suites:
             continue
         if len(path) != 1 or path[0] not in known | {"seeds"}:
-            raise MLHWError(f"{where}: unknown key {'.'.join(path)!r} (a field such as epochs, or SUITE.FIELD, "
-                            f"SUITE.seeds, SUITE.grid.FIELD)")
+            raise MLHWError(
+                f"{where}: unknown key {'.'.join(path)!r} (a field such as epochs, or SUITE.FIELD, "
+                f"SUITE.seeds, SUITE.grid.FIELD)"
+            )
 
 
 def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, overrides, file) -> list[RunSpec]:
@@ -154,8 +168,11 @@ def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, 
             if k not in fields:
                 if only_known:
                     continue
-                raise MLHWError(f"{file}: {where}.{k}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})"
-                                if not where.startswith("--set") else f"{where}: unknown key {k!r} for suite {name}")
+                raise MLHWError(
+                    f"{file}: {where}.{k}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})"
+                    if not where.startswith("--set")
+                    else f"{where}: unknown key {k!r} for suite {name}"
+                )
             base[k], origin[k] = v, f"{where}.{k}" if not where.startswith("--set") else where
 
     def put_grid(values: dict, where: str) -> None:
@@ -186,14 +203,18 @@ def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, 
             put({path[0]: value}, where)
         else:
             raise MLHWError(f"{where}: unknown key path {'.'.join(path)!r}")
-    if seeds is not None and (not isinstance(seeds, list) or not seeds or
-                              not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+    if seeds is not None and (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
         raise MLHWError(f"{file}: {seeds_origin}: expected a non-empty list of integer seeds (got {seeds!r})")
     if "variant" in grid:
         for v in grid["variant"]:
             if v not in CNN_VARIANTS:
-                raise MLHWError(f"{file}: {grid_origin['variant']}: unknown variant {v!r} "
-                                f"(variants: {', '.join(CNN_VARIANTS)})")
+                raise MLHWError(
+                    f"{file}: {grid_origin['variant']}: unknown variant {v!r} (variants: {', '.join(CNN_VARIANTS)})"
+                )
 
     runs = []
     keys = list(grid)
@@ -218,8 +239,9 @@ def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, 
                 got = e.get("input")
                 culprit = where.get(k, f"suites.{name}.base.{k}")
                 prefix = "" if culprit.startswith("--set") else f"{file}: "
-                raise MLHWError(f"{prefix}{culprit}: {e['msg']}"
-                                + ("" if isinstance(got, dict) else f" (got {got!r})")) from None
+                raise MLHWError(
+                    f"{prefix}{culprit}: {e['msg']}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+                ) from None
             label = " ".join([f"{k}={v}" for k, v in zip(keys, combo)] + ([f"seed={seed}"] if seed is not None else []))
             runs.append(RunSpec(name, suite.kind, suite.part, cfg, label or name, variant, where))
     return runs

@@ -10,13 +10,14 @@ Activations are rows (replica, batch, features). Every layer is a batched matmul
 layer, whose input all replicas share, is one wide (batch x n_in) @ (n_in x R*n_hidden) matmul:
 the whole sweep costs about one network R times as wide, not R networks.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +29,14 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class Network:
-    def __init__(self, sizes: Sequence[int], replicas: int = 1, seed: int = 0,
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        replicas: int = 1,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
         self.sizes, self.replicas = list(sizes), replicas
         g = torch.Generator().manual_seed(seed)
         # One fresh network, drawn in float64 on the CPU (same numbers on every device and dtype),
@@ -58,8 +65,9 @@ class Network:
             z = torch.baddbmm(b, a, w.transpose(1, 2))
         return acts, z
 
-    def backprop(self, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None,
-                 update: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    def backprop(
+        self, x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor | None = None, update: bool = False
+    ) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         """Gradients of the cross-entropy summed over the batch, w.r.t. every weight and bias.
 
         x: (B, n_in); y: one-hot (B, n_out). Output delta = softmax(z) - y (Q4), hidden delta
@@ -103,8 +111,8 @@ class Network:
         loss = torch.zeros(self.replicas, dtype=torch.float64, device=x.device)
         hits = torch.zeros(self.replicas, dtype=torch.float64, device=x.device)
         for i in range(0, len(labels), chunk):
-            _, z = self.forward(x[i:i + chunk])
-            lab = labels[i:i + chunk]
+            _, z = self.forward(x[i : i + chunk])
+            lab = labels[i : i + chunk]
             picked = z.gather(2, lab.view(1, -1, 1).expand(self.replicas, -1, 1)).squeeze(2)
             loss += (torch.logsumexp(z, dim=2) - picked).sum(1).double()
             hits += (z.argmax(2) == lab).sum(1).double()
@@ -141,16 +149,22 @@ def step_threads(net: Network, batch_size: int):
 
 def prepare(data: Dataset, device, dtype: torch.dtype):
     """Flatten to (N, n_features) on the device once; labels as indices and one-hot rows."""
+
     def split(s):
         x = torch.from_numpy(unit_float(s.x).reshape(len(s), -1)).to(device, dtype)
         y = torch.from_numpy(s.y).to(device)
         return x, y
+
     return split(data.train), split(data.test)
 
 
-def train_mlp(cfg: MLPConfig, data: Dataset, lrs: Sequence[float] | None = None,
-              device: str | torch.device = "cpu",
-              on_epoch: Callable[[int, list[dict]], None] | None = None) -> list[MLPResult]:
+def train_mlp(
+    cfg: MLPConfig,
+    data: Dataset,
+    lrs: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+    on_epoch: Callable[[int, list[dict]], None] | None = None,
+) -> list[MLPResult]:
     """Train one fresh network per learning rate (default: cfg.lr), all on the same data order.
 
     Returns one MLPResult per rate. Every epoch (and epoch 0, before training) records the
@@ -175,8 +189,13 @@ def train_mlp(cfg: MLPConfig, data: Dataset, lrs: Sequence[float] | None = None,
         rows = []
         for r, res in enumerate(results):
             loss = float(tr_loss[r])
-            row = {"epoch": epoch, "train_loss": loss, "train_acc": float(tr_acc[r]),
-                   "test_acc": float(te_acc[r]), "epoch_seconds": seconds}
+            row = {
+                "epoch": epoch,
+                "train_loss": loss,
+                "train_acc": float(tr_acc[r]),
+                "test_acc": float(te_acc[r]),
+                "epoch_seconds": seconds,
+            }
             if res.diverged_epoch is None and not math.isfinite(loss):
                 res.diverged_epoch = epoch
             res.history.append(row)
@@ -194,7 +213,7 @@ def train_mlp(cfg: MLPConfig, data: Dataset, lrs: Sequence[float] | None = None,
             with step_threads(net, bs):
                 for i in range(0, n, bs):
                     m = min(bs, n - i)
-                    net.backprop(xs[i:i + m], ys[i:i + m], scales[m], update=True)
+                    net.backprop(xs[i : i + m], ys[i : i + m], scales[m], update=True)
             if xs.is_cuda:
                 torch.cuda.synchronize()
             record(epoch, time.perf_counter() - t0)

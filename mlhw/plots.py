@@ -1,9 +1,10 @@
 """Every figure mlhw draws: plain functions from per-epoch rows to a PNG file."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -11,8 +12,13 @@ matplotlib.use("Agg")  # headless: CI, servers, the device machine
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def curves_figure(series: Sequence[tuple[str, list[dict]]], panels: Sequence[tuple[str, str]],
-                  path: str | Path, title: str, log_keys: Sequence[str] = ()) -> Path:
+def curves_figure(
+    series: Sequence[tuple[str, list[dict]]],
+    panels: Sequence[tuple[str, str]],
+    path: str | Path,
+    title: str,
+    log_keys: Sequence[str] = (),
+) -> Path:
     """One panel per (metric key, panel title), one line per (label, history rows).
 
     A line that stops being finite (divergence) is drawn up to its last finite point and marked
@@ -27,7 +33,7 @@ def curves_figure(series: Sequence[tuple[str, list[dict]]], panels: Sequence[tup
             bad = next((i for i, v in enumerate(ys) if v is None or not math.isfinite(v)), None)
             shown = ys if bad is None else ys[:bad]
             name = label if bad is None else f"{label} (diverged at epoch {xs[bad]})"
-            ax.plot(xs[:len(shown)], shown, color=color, label=name, lw=1.6)
+            ax.plot(xs[: len(shown)], shown, color=color, label=name, lw=1.6)
             if bad is not None and bad > 0:
                 ax.plot([xs[bad - 1]], [ys[bad - 1]], marker="x", color=color, ms=9, mew=2)
         ax.set_title(panel_title)
@@ -48,8 +54,13 @@ def curves_figure(series: Sequence[tuple[str, list[dict]]], panels: Sequence[tup
 
 def lr_sweep_figure(series, path, title="MLP learning-rate sweep") -> Path:
     """The seed's Figure 2: training accuracy, training loss and test accuracy per epoch."""
-    return curves_figure(series, [("train_acc", "training accuracy"), ("train_loss", "training loss"),
-                                  ("test_acc", "test accuracy")], path, title, log_keys=("train_loss",))
+    return curves_figure(
+        series,
+        [("train_acc", "training accuracy"), ("train_loss", "training loss"), ("test_acc", "test accuracy")],
+        path,
+        title,
+        log_keys=("train_loss",),
+    )
 
 
 def cnn_curves_figure(series, path, title="AlexNet learning curves") -> Path:

@@ -1,4 +1,5 @@
 """The assignment's experiment grid and the seed write-up's reference numbers, in one place."""
+
 from __future__ import annotations
 
 # Part 2 variants: each is a set of CNNConfig fields; a part compares two variants.

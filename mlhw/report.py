@@ -1,6 +1,7 @@
 """Compile the tracked runs of a plan into results/<profile>/: tables (Markdown, CSV, LaTeX), figures
 drawn from the MLflow metric histories, and REPORT.md. Everything here is read back from MLflow, so
 the report describes what was logged, whichever process or machine ran it."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -23,9 +24,18 @@ def record(p: PlannedRun, run) -> dict:
     """One finished run as a flat dict: its config, its final metrics, its identity."""
     c = p.spec.config.model_dump(mode="json")
     metrics = dict(run.data.metrics)
-    out = c | metrics | {"suite": p.spec.suite, "label": p.spec.label, "variant": p.spec.variant,
-                         "run_id": run.info.run_id, "diverged": 1.0 if "diverged" in run.data.tags else 0.0,
-                         "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000}
+    out = (
+        c
+        | metrics
+        | {
+            "suite": p.spec.suite,
+            "label": p.spec.label,
+            "variant": p.spec.variant,
+            "run_id": run.info.run_id,
+            "diverged": 1.0 if "diverged" in run.data.tags else 0.0,
+            "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+        }
+    )
     out["method"] = run.data.tags.get("solution_method", c.get("method"))
     if "classes" in c:
         out["classes"] = "vs".join(str(k) for k in c["classes"])
@@ -81,13 +91,17 @@ def build_figures(done: dict, tracker: Tracker, folder: Path) -> list[tuple[str,
         series = [(f"lr={p.spec.config.lr:g}", rows(r, ["train_acc", "train_loss", "test_acc"])) for p, r in items]
         ds = items[0][0].spec.config.dataset
         path = folder / "mlp_lr_sweep.png"
-        write_atomically(path, lambda f: lr_sweep_figure(series, f, f"Part 1 (b) on {ds}: one network per learning rate"))
+        write_atomically(
+            path, lambda f: lr_sweep_figure(series, f, f"Part 1 (b) on {ds}: one network per learning rate")
+        )
         figures.append(("Part 1 (b): training accuracy, training loss and test accuracy per epoch", path))
     for suite, (name, title) in T.CNN_TABLE_NAMES.items():
         if done.get(suite):
             items = first_seed(done[suite])
-            series = [(p.spec.variant or p.spec.label, [r for r in rows(run, ["train_loss", "val_acc"]) if r["epoch"] > 0])
-                      for p, run in items]
+            series = [
+                (p.spec.variant or p.spec.label, [r for r in rows(run, ["train_loss", "val_acc"]) if r["epoch"] > 0])
+                for p, run in items
+            ]
             ds = items[0][0].spec.config.dataset
             path = folder / f"{name}.png"
             write_atomically(path, lambda f: cnn_curves_figure(series, f, f"{title} on {ds}"))
@@ -97,7 +111,9 @@ def build_figures(done: dict, tracker: Tracker, folder: Path) -> list[tuple[str,
 
 def write_tables(tables: list[T.ResultTable], folder: Path) -> None:
     for t in tables:
-        write_atomically(folder / f"{t.name}.md", lambda f: f.write_text(f"## {t.title}\n\n" + T.to_markdown(t.display)))
+        write_atomically(
+            folder / f"{t.name}.md", lambda f: f.write_text(f"## {t.title}\n\n" + T.to_markdown(t.display))
+        )
         write_atomically(folder / f"{t.name}.csv", lambda f: t.numeric.to_csv(f, index=False))
         write_atomically(folder / f"{t.name}.tex", lambda f: f.write_text(T.to_latex(t.display)))
 
@@ -108,8 +124,14 @@ def run_link(tracker: Tracker, run_id: str) -> str:
     return f"`{run_id[:8]}`"
 
 
-def write_report(profile: str, planned: list[PlannedRun], tracker: Tracker, results_dir: str | Path,
-                 device: str, description: str = "") -> tuple[list[T.ResultTable], Path]:
+def write_report(
+    profile: str,
+    planned: list[PlannedRun],
+    tracker: Tracker,
+    results_dir: str | Path,
+    device: str,
+    description: str = "",
+) -> tuple[list[T.ResultTable], Path]:
     """Tables, figures and REPORT.md under results/<profile>/; returns the tables and the report path."""
     import mlflow
     import torch
@@ -122,31 +144,54 @@ def write_report(profile: str, planned: list[PlannedRun], tracker: Tracker, resu
     records = [record(p, r) for items in done.values() for p, r in items]
     total = sum(r["seconds"] for r in {r["run_id"]: r for r in records}.values())
     datasets = sorted({r.get("dataset", "digits") for r in records if r.get("dataset")})
-    lines = [f"# mlhw reproduction: profile `{profile}`", "",
-             description, "",
-             f"Datasets: {', '.join(datasets) or '-'}."
-             + (" These runs used scikit-learn's 8x8 digits, not MNIST/CIFAR-10: the numbers are not the "
-                "assignment's." if datasets == ["digits"] else ""), ""]
+    lines = [
+        f"# mlhw reproduction: profile `{profile}`",
+        "",
+        description,
+        "",
+        f"Datasets: {', '.join(datasets) or '-'}."
+        + (
+            " These runs used scikit-learn's 8x8 digits, not MNIST/CIFAR-10: the numbers are not the assignment's."
+            if datasets == ["digits"]
+            else ""
+        ),
+        "",
+    ]
     for t in tables:
-        lines += [f"## {t.title}", "", T.to_markdown(t.display), f"(CSV: `tables/{t.name}.csv`, LaTeX: "
-                  f"`tables/{t.name}.tex`)", ""]
+        lines += [
+            f"## {t.title}",
+            "",
+            T.to_markdown(t.display),
+            f"(CSV: `tables/{t.name}.csv`, LaTeX: `tables/{t.name}.tex`)",
+            "",
+        ]
     if figures:
         lines += ["## Figures", ""]
         for caption, path in figures:
             lines += [f"![{caption}](figures/{path.name})", "", f"*{caption}*", ""]
-    lines += ["## Environment", "",
-              f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
-              f"- Python {platform.python_version()}, torch {torch.__version__}, mlflow {mlflow.__version__}",
-              f"- device: {device}; machine: {platform.machine()}, {platform.processor() or platform.system()}",
-              f"- compiled {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from {len(records)} runs "
-              f"({len({r['run_id'] for r in records})} distinct); total run time {total:.1f} s",
-              f"- tracking store: `{tracker.uri}`, experiment id {tracker.experiment_id} (`mlhw ui` to browse)", "",
-              "## Runs", "", "| suite | run | seconds | MLflow run |", "|---|---|---|---|"]
+    lines += [
+        "## Environment",
+        "",
+        f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
+        f"- Python {platform.python_version()}, torch {torch.__version__}, mlflow {mlflow.__version__}",
+        f"- device: {device}; machine: {platform.machine()}, {platform.processor() or platform.system()}",
+        f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} runs "
+        f"({len({r['run_id'] for r in records})} distinct); total run time {total:.1f} s",
+        f"- tracking store: `{tracker.uri}`, experiment id {tracker.experiment_id} (`mlhw ui` to browse)",
+        "",
+        "## Runs",
+        "",
+        "| suite | run | seconds | MLflow run |",
+        "|---|---|---|---|",
+    ]
     for r in records:
         lines.append(f"| {r['suite']} | {r['label']} | {r['seconds']:.1f} | {run_link(tracker, r['run_id'])} |")
     missing = [p for p in planned if p.spec.suite not in done or all(q is not p for q, _ in done[p.spec.suite])]
     if missing:
-        lines += ["", f"**{len(missing)} planned runs are not finished** and are missing from the tables: "
-                  + ", ".join(f"{p.spec.suite} {p.spec.label}" for p in missing)]
+        lines += [
+            "",
+            f"**{len(missing)} planned runs are not finished** and are missing from the tables: "
+            + ", ".join(f"{p.spec.suite} {p.spec.label}" for p in missing),
+        ]
     report = write_atomically(root / "REPORT.md", lambda f: f.write_text("\n".join(lines) + "\n"))
     return tables, report

@@ -9,18 +9,18 @@ Tracker.run), so two reproduce invocations on one store never run a configuratio
 
 Executors: in this process (`jobs=1`), N local worker processes (`jobs=N`), or Ray tasks.
 """
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from mlhw import data as datalib
 from mlhw.experiments import RunSpec
-from mlhw.runs import (Runtime, load_cnn_data, run_cnn, run_mlp, run_svm_multiclass, run_svm_soft,
-                       run_theory)
+from mlhw.runs import Runtime, load_cnn_data, run_cnn, run_mlp, run_svm_multiclass, run_svm_soft, run_theory
 from mlhw.tracking import Claimed, Tracker
 
 
@@ -47,7 +47,7 @@ class DataCache:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def base(self, name: str) -> datalib.Dataset:
         return datalib.load(name, self.runtime.data_dir, self.runtime.download)
 
@@ -77,10 +77,18 @@ def plan(specs: list[RunSpec], tracker: Tracker, cache: DataCache) -> list[Plann
         status, run_id = "pending", None
         if found is not None:
             run_id = found["run_id"]
-            status = {"FINISHED": "done", "FAILED": "failed", "KILLED": "killed", "STALE": "stale",
-                      "RUNNING": "running"}[found["status"]]
-        out.append(PlannedRun(spec, h, data, status, run_id if status == "done" else None,
-                              None if status == "done" else run_id))
+            status = {
+                "FINISHED": "done",
+                "FAILED": "failed",
+                "KILLED": "killed",
+                "STALE": "stale",
+                "RUNNING": "running",
+            }[found["status"]]
+        out.append(
+            PlannedRun(
+                spec, h, data, status, run_id if status == "done" else None, None if status == "done" else run_id
+            )
+        )
     return out
 
 
@@ -132,9 +140,15 @@ def settle(group: list[PlannedRun], result: dict, outcome: Outcome) -> None:
                 outcome.claimed += 1
 
 
-def execute(planned: list[PlannedRun], tracker: Tracker, runtime: Runtime, device,
-            on_start: Callable[[PlannedRun, int], None] | None = None, on_epoch=None,
-            on_done: Callable[[PlannedRun], None] | None = None) -> Outcome:
+def execute(
+    planned: list[PlannedRun],
+    tracker: Tracker,
+    runtime: Runtime,
+    device,
+    on_start: Callable[[PlannedRun, int], None] | None = None,
+    on_epoch=None,
+    on_done: Callable[[PlannedRun], None] | None = None,
+) -> Outcome:
     """Run every pending run once, in this process. A run that raises is marked FAILED in MLflow and
     the others still run; Ctrl-C ends the active run KILLED and propagates."""
     outcome = Outcome()
@@ -161,8 +175,9 @@ def _run_group(group: list[PlannedRun], tracker: Tracker, runtime: Runtime, devi
     p = group[0]
     spec, cfg = p.spec, p.spec.config
     if spec.kind == "mlp":
-        runs, _ = run_mlp(cfg, p.data, device, tracker, runtime, [q.spec.config.lr for q in group], spec.part,
-                          on_epoch, figure=False)
+        runs, _ = run_mlp(
+            cfg, p.data, device, tracker, runtime, [q.spec.config.lr for q in group], spec.part, on_epoch, figure=False
+        )
         by_lr = {q.spec.config.lr: q.hash for q in group}
         return [(by_lr[r.config.lr], r.run_id) for r in runs]
     if spec.kind == "cnn":
@@ -178,11 +193,23 @@ def _run_group(group: list[PlannedRun], tracker: Tracker, runtime: Runtime, devi
 
 # --- workers: local processes and Ray tasks ----------------------------------------------------
 
+
 def task_of(group: list[PlannedRun]) -> dict:
     """A unit of work as plain data, so that it can cross to another process or machine."""
-    return {"runs": [{"kind": p.spec.kind, "suite": p.spec.suite, "part": p.spec.part, "label": p.spec.label,
-                      "variant": p.spec.variant, "config": p.spec.config.model_dump(mode="json"), "hash": p.hash}
-                     for p in group]}
+    return {
+        "runs": [
+            {
+                "kind": p.spec.kind,
+                "suite": p.spec.suite,
+                "part": p.spec.part,
+                "label": p.spec.label,
+                "variant": p.spec.variant,
+                "config": p.spec.config.model_dump(mode="json"),
+                "hash": p.hash,
+            }
+            for p in group
+        ]
+    }
 
 
 _WORKER: dict = {}  # per worker process: its data cache and device
@@ -201,8 +228,16 @@ def init_worker(threads: int, runtime: dict, device: str) -> None:
     _WORKER.update(device=device, cache=DataCache(Runtime(**runtime)), runtime=Runtime(**runtime))
 
 
-def run_task(task: dict, uri: str, experiment: str, runtime: dict, device: str = "auto", threads: int = 0,
-             stale_after: float = 60.0, events=None) -> dict:
+def run_task(
+    task: dict,
+    uri: str,
+    experiment: str,
+    runtime: dict,
+    device: str = "auto",
+    threads: int = 0,
+    stale_after: float = 60.0,
+    events=None,
+) -> dict:
     """A worker's entry point (a local process or a Ray task): rebuild the runs, claim and run them.
     Never raises for a failed run: the error comes back as data, so other work goes on."""
     from mlhw.device import resolve_device
@@ -230,8 +265,16 @@ def run_task(task: dict, uri: str, experiment: str, runtime: dict, device: str =
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def execute_parallel(planned: list[PlannedRun], tracker: Tracker, runtime: Runtime, device: str, jobs: int,
-                     stale_after: float, on_done=None, on_epoch=None) -> Outcome:
+def execute_parallel(
+    planned: list[PlannedRun],
+    tracker: Tracker,
+    runtime: Runtime,
+    device: str,
+    jobs: int,
+    stale_after: float,
+    on_done=None,
+    on_epoch=None,
+) -> Outcome:
     """Pending work in `jobs` local worker processes, each logging to the (server) tracking store. A worker
     that dies (SIGKILL, out of memory) breaks the pool: its runs are marked KILLED, the rest is reported
     failed, and the next reproduce runs them."""
@@ -252,8 +295,12 @@ def execute_parallel(planned: list[PlannedRun], tracker: Tracker, runtime: Runti
     events = manager.Queue()
     rt = asdict(runtime)
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=init_worker, initargs=(threads, rt, device)) as pool:
-        futures = {pool.submit(run_task, task_of(g), tracker.uri, tracker.experiment_name, rt, device, threads,
-                               stale_after, events): g for g in groups}
+        futures = {
+            pool.submit(
+                run_task, task_of(g), tracker.uri, tracker.experiment_name, rt, device, threads, stale_after, events
+            ): g
+            for g in groups
+        }
         workers = set()
         pending = set(futures)
         while pending:
@@ -278,8 +325,15 @@ def execute_parallel(planned: list[PlannedRun], tracker: Tracker, runtime: Runti
     return outcome
 
 
-def execute_ray(planned: list[PlannedRun], tracker: Tracker, runtime: Runtime, device: str, address: str | None,
-                stale_after: float, on_done=None) -> Outcome:
+def execute_ray(
+    planned: list[PlannedRun],
+    tracker: Tracker,
+    runtime: Runtime,
+    device: str,
+    address: str | None,
+    stale_after: float,
+    on_done=None,
+) -> Outcome:
     """Each pending unit of work as a Ray task (num_gpus=1 where GPUs exist), logging to the tracking
     server; the cluster (`ray up`, KubeRay, or a local ray.init()) schedules them."""
     from dataclasses import asdict
@@ -293,21 +347,29 @@ def execute_ray(planned: list[PlannedRun], tracker: Tracker, runtime: Runtime, d
     try:
         import ray
     except ImportError:
-        raise MLHWError("--executor ray needs Ray: install the extra, `uv sync --extra ray` "
-                        "(or pip install 'mlhw[ray]')") from None
+        raise MLHWError(
+            "--executor ray needs Ray: install the extra, `uv sync --extra ray` (or pip install 'mlhw[ray]')"
+        ) from None
     import torch
 
     outcome = Outcome()
     end_stale_runs(planned, tracker)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     gpus = 1 if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else 0
     remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_task)
     rt = asdict(runtime)
-    refs = {remote.remote(task_of(g), tracker.uri, tracker.experiment_name, rt, device, 1, stale_after): g
-            for g in groups_of(planned)}
+    refs = {
+        remote.remote(task_of(g), tracker.uri, tracker.experiment_name, rt, device, 1, stale_after): g
+        for g in groups_of(planned)
+    }
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)

@@ -2,15 +2,16 @@
 
 The CLI and `mlhw reproduce` both call these functions, so a run logged from either looks the same.
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -51,16 +52,34 @@ def load_data(dataset: str, runtime: Runtime, train_size=None, test_size=None, s
     return datalib.subset(data, train_size, test_size, seed)
 
 
-def open_run(stack: contextlib.ExitStack, tracker: Tracker, name: str, cfg, part: str, kind: str,
-             data: datalib.Dataset | None, device=None, parent=None, params: dict | None = None,
-             config_hash: str | None = None, claim: bool = True):
+def open_run(
+    stack: contextlib.ExitStack,
+    tracker: Tracker,
+    name: str,
+    cfg,
+    part: str,
+    kind: str,
+    data: datalib.Dataset | None,
+    device=None,
+    parent=None,
+    params: dict | None = None,
+    config_hash: str | None = None,
+    claim: bool = True,
+):
     """Open one MLflow run with mlhw's standard params and tags (closed, with its status, by `stack`).
     Raises tracking.Claimed when the tracker claims runs and another process owns this config."""
     if config_hash is None:
         config_hash = cfg.digest(data.fingerprint() if data is not None else "")
     tags = tracker.base_tags(part, config_hash, data, device) | {"mlhw.kind": kind}
-    log = stack.enter_context(tracker.run(name, params if params is not None else cfg.model_dump(mode="json"),
-                                          tags, parent.run_id if parent else None, claim))
+    log = stack.enter_context(
+        tracker.run(
+            name,
+            params if params is not None else cfg.model_dump(mode="json"),
+            tags,
+            parent.run_id if parent else None,
+            claim,
+        )
+    )
     if data is not None:
         log.log_dataset(data)
     return log
@@ -73,9 +92,17 @@ class MLPRun:
     run_id: str
 
 
-def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, runtime: Runtime,
-            lrs: Sequence[float] | None = None, part: str = "mlp.c",
-            on_epoch: EpochHook | None = None, figure: bool = True) -> tuple[list[MLPRun], Path | None]:
+def run_mlp(
+    cfg: MLPConfig,
+    data: datalib.Dataset,
+    device,
+    tracker: Tracker,
+    runtime: Runtime,
+    lrs: Sequence[float] | None = None,
+    part: str = "mlp.c",
+    on_epoch: EpochHook | None = None,
+    figure: bool = True,
+) -> tuple[list[MLPRun], Path | None]:
     """Train one network per learning rate, each its own MLflow run, metrics streamed per epoch.
 
     With several rates (part b) the runs are children of one parent run, which also gets the
@@ -91,10 +118,19 @@ def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, run
     with contextlib.ExitStack() as stack:  # on any error every open run ends FAILED (or KILLED)
         parent = None
         if sweep:
-            parent = open_run(stack, tracker, f"{part} sweep", cfg, part, "mlp-sweep", data, device,
-                              params=cfg.model_dump(mode="json", exclude={"lr"}) | {"lrs": lrs},
-                              config_hash=cfg.model_copy(update={"lr": 0.0}).digest(fingerprint, str(lrs)),
-                              claim=False)
+            parent = open_run(
+                stack,
+                tracker,
+                f"{part} sweep",
+                cfg,
+                part,
+                "mlp-sweep",
+                data,
+                device,
+                params=cfg.model_dump(mode="json", exclude={"lr"}) | {"lrs": lrs},
+                config_hash=cfg.model_copy(update={"lr": 0.0}).digest(fingerprint, str(lrs)),
+                claim=False,
+            )
         logs, kept = [], []
         for c in configs:
             try:
@@ -133,7 +169,8 @@ def run_mlp(cfg: MLPConfig, data: datalib.Dataset, device, tracker: Tracker, run
 
 # --- SVMs and theory ---------------------------------------------------------------------------
 
-def features(split: datalib.Split) -> "np.ndarray":
+
+def features(split: datalib.Split) -> np.ndarray:
     """A split's images as float64 rows in [0, 1]: the SVMs' design matrix."""
     return datalib.unit_float(split.x).reshape(len(split), -1).astype("float64")
 
@@ -159,10 +196,15 @@ def run_svm_multiclass(cfg, data: datalib.Dataset, tracker: Tracker, on_step=Non
         else:
             sol = svm.multiclass_subgradient(Xtr, ytr, cfg.steps, cfg.lr, data.n_classes, step_hook)
         hinge, err01 = svm.multiclass_hinge(sol.W, Xtr, ytr), svm.zero_one(sol.W, Xtr, ytr)
-        report = {"objective": sol.objective, "train_error": float(err01.mean()),
-                  "test_error": float(svm.zero_one(sol.W, Xte, yte).mean()),
-                  "bound_violations": int(np.sum(err01 > hinge)), "seconds": sol.seconds,
-                  "method": sol.method, "steps": len(sol.history) - 1 if sol.history else 0}
+        report = {
+            "objective": sol.objective,
+            "train_error": float(err01.mean()),
+            "test_error": float(svm.zero_one(sol.W, Xte, yte).mean()),
+            "bound_violations": int(np.sum(err01 > hinge)),
+            "seconds": sol.seconds,
+            "method": sol.method,
+            "steps": len(sol.history) - 1 if sol.history else 0,
+        }
         log.log_metrics({k: v for k, v in report.items() if k != "method"}, step=report["steps"])
         log.set_tags({"solution_method": sol.method})
         log.log_text(json.dumps(report, indent=2), "report.json")
@@ -179,8 +221,10 @@ def run_svm_soft(cfg, data: datalib.Dataset, tracker: Tracker) -> dict:
     present = sorted(set(data.train.y.tolist()))
     for c in cfg.classes:
         if c not in present:
-            raise MLHWError(f"--classes: class {c} has no training samples in {data.name} "
-                            f"({len(data.train)} samples, classes {present})")
+            raise MLHWError(
+                f"--classes: class {c} has no training samples in {data.name} "
+                f"({len(data.train)} samples, classes {present})"
+            )
     Xtr, ytr = binary_task(features(data.train), data.train.y, cfg.classes)
     Xte, yte = binary_task(features(data.test), data.test.y, cfg.classes)
     prob = svm.SoftSVMProblem(Xtr, ytr, cfg.C, cfg.bias)
@@ -192,26 +236,38 @@ def run_svm_soft(cfg, data: datalib.Dataset, tracker: Tracker) -> dict:
         return svm.binary_error(theta, A, yte)
 
     with contextlib.ExitStack() as stack:
-        log = open_run(stack, tracker, f"svm.q3 {cfg.classes[0]} vs {cfg.classes[1]} C={cfg.C:g}", cfg,
-                       "svm.q3", "svm-soft", data)
+        log = open_run(
+            stack, tracker, f"svm.q3 {cfg.classes[0]} vs {cfg.classes[1]} C={cfg.C:g}", cfg, "svm.q3", "svm-soft", data
+        )
         primal = svm.solve_primal(prob)
-        report = {"n_train": len(ytr), "n_test": len(yte), "primal_objective": primal.objective,
-                  "primal_seconds": primal.seconds, "newton_iterations": primal.iterations,
-                  "train_error": svm.binary_error(primal.theta, prob.A, ytr),
-                  "test_error": test_error(primal.theta)}
+        report = {
+            "n_train": len(ytr),
+            "n_test": len(yte),
+            "primal_objective": primal.objective,
+            "primal_seconds": primal.seconds,
+            "newton_iterations": primal.iterations,
+            "train_error": svm.binary_error(primal.theta, prob.A, ytr),
+            "test_error": test_error(primal.theta),
+        }
         if len(ytr) <= 6000:
             dual = svm.solve_dual(prob)
             report |= svm.kkt_report(prob, primal, dual) | {"dual_seconds": dual.seconds}
         if len(ytr) + prob.A.shape[1] <= 3000:
             _, _, f_plain = svm.solve_explicit_qp(prob, nonnegative_slack=False)
             _, _, f_nonneg = svm.solve_explicit_qp(prob, nonnegative_slack=True)
-            report |= {"qp_objective": f_plain, "qp_nonneg_objective": f_nonneg,
-                       "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain))}
+            report |= {
+                "qp_objective": f_plain,
+                "qp_nonneg_objective": f_nonneg,
+                "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain)),
+            }
         ref = prob if cfg.bias != "free" else svm.SoftSVMProblem(Xtr, ytr, cfg.C, "regularized")
         ours = primal.objective if ref is prob else svm.solve_primal(ref).objective
         lib = ref.primal(svm.liblinear_theta(ref))
-        report |= {"liblinear_formulation": ref.bias, "liblinear_objective": lib,
-                   "liblinear_relative_difference": abs(lib - ours) / max(1.0, abs(ours))}
+        report |= {
+            "liblinear_formulation": ref.bias,
+            "liblinear_objective": lib,
+            "liblinear_relative_difference": abs(lib - ours) / max(1.0, abs(ours)),
+        }
         log.log_metrics({k: v for k, v in report.items() if isinstance(v, (int, float))}, step=0)
         log.log_text(json.dumps(report, indent=2), "report.json")
         report["run_id"] = log.run_id
@@ -223,9 +279,17 @@ def run_theory(tracker: Tracker, digits: datalib.Dataset | None) -> tuple[list, 
     from mlhw.theory import run_checks
 
     with contextlib.ExitStack() as stack:
-        log = open_run(stack, tracker, "theory Q1-Q4", None, "theory", "theory", digits,
-                       params={"datasets": "generated" + (", digits" if digits is not None else "")},
-                       config_hash="theory-" + (digits.fingerprint() if digits is not None else "generated"))
+        log = open_run(
+            stack,
+            tracker,
+            "theory Q1-Q4",
+            None,
+            "theory",
+            "theory",
+            digits,
+            params={"datasets": "generated" + (", digits" if digits is not None else "")},
+            config_hash="theory-" + (digits.fingerprint() if digits is not None else "generated"),
+        )
         checks = run_checks(digits)
         for i, c in enumerate(checks):
             log.log_metrics({f"check_{i:02d}_error": c.max_error}, step=0)
@@ -262,8 +326,18 @@ class CNNRun:
     variant: str | None = None
 
 
-def run_cnn(cfg, data: datalib.Dataset, device, tracker: Tracker, part: str = "cnn", variant: str | None = None,
-            parent=None, precision: str = "auto", compile: bool = False, on_epoch=None) -> CNNRun:
+def run_cnn(
+    cfg,
+    data: datalib.Dataset,
+    device,
+    tracker: Tracker,
+    part: str = "cnn",
+    variant: str | None = None,
+    parent=None,
+    precision: str = "auto",
+    compile: bool = False,
+    on_epoch=None,
+) -> CNNRun:
     """One AlexNet variant as one MLflow run: metrics per epoch (live), test metrics, curves CSV."""
     from mlhw.cnn import train_cnn
 
@@ -278,8 +352,15 @@ def run_cnn(cfg, data: datalib.Dataset, device, tracker: Tracker, part: str = "c
                 on_epoch(epoch, row)
 
         res = train_cnn(cfg, data, device, precision, compile, hook)
-        log.log_metrics({"test_loss": res.test_loss, "test_acc": res.test_acc, "parameters": res.parameters,
-                         "total_seconds": res.seconds}, step=len(res.history))
+        log.log_metrics(
+            {
+                "test_loss": res.test_loss,
+                "test_acc": res.test_acc,
+                "parameters": res.parameters,
+                "total_seconds": res.seconds,
+            },
+            step=len(res.history),
+        )
         log.set_tags({"precision": res.precision} | ({"diverged": res.diverged_epoch} if res.diverged_epoch else {}))
         log.log_table(res.history, "history.csv")
         return CNNRun(cfg, res, log.run_id, variant)
@@ -287,14 +368,29 @@ def run_cnn(cfg, data: datalib.Dataset, device, tracker: Tracker, part: str = "c
 
 def summary_row(run: CNNRun) -> dict:
     final = run.result.history[-1]
-    return {"optimizer": run.config.optimizer, "lr": run.config.lr, "batchnorm": run.config.batchnorm,
-            "train_loss": final["train_loss"], "val_acc": final["val_acc"], "test_acc": run.result.test_acc,
-            "diverged_epoch": run.result.diverged_epoch}
+    return {
+        "optimizer": run.config.optimizer,
+        "lr": run.config.lr,
+        "batchnorm": run.config.batchnorm,
+        "train_loss": final["train_loss"],
+        "val_acc": final["val_acc"],
+        "test_acc": run.result.test_acc,
+        "diverged_epoch": run.result.diverged_epoch,
+    }
 
 
-def run_cnn_compare(base, parts: list[str], data: datalib.Dataset, device, tracker: Tracker, runtime: Runtime,
-                    precision: str = "auto", compile: bool = False, on_variant=None,
-                    on_epoch=None) -> tuple[dict[str, CNNRun], dict[str, "object"], list[Path]]:
+def run_cnn_compare(
+    base,
+    parts: list[str],
+    data: datalib.Dataset,
+    device,
+    tracker: Tracker,
+    runtime: Runtime,
+    precision: str = "auto",
+    compile: bool = False,
+    on_variant=None,
+    on_epoch=None,
+) -> tuple[dict[str, CNNRun], dict[str, object], list[Path]]:
     """The assignment's comparisons: every variant the parts need, run once (adam-5e-05 serves all
     three), as children of one parent run; then one seed-style table and one figure per part."""
     from mlhw.plots import cnn_curves_figure
@@ -303,17 +399,26 @@ def run_cnn_compare(base, parts: list[str], data: datalib.Dataset, device, track
 
     names = variants_for(parts)
     with contextlib.ExitStack() as stack:
-        parent = open_run(stack, tracker, f"cnn compare {','.join(parts)}", base, "cnn.compare", "cnn-compare",
-                          data, device, params=base.model_dump(mode="json") | {"parts": parts, "variants": names},
-                          config_hash=base.digest(data.fingerprint(), ",".join(parts)), claim=False)
+        parent = open_run(
+            stack,
+            tracker,
+            f"cnn compare {','.join(parts)}",
+            base,
+            "cnn.compare",
+            "cnn-compare",
+            data,
+            device,
+            params=base.model_dump(mode="json") | {"parts": parts, "variants": names},
+            config_hash=base.digest(data.fingerprint(), ",".join(parts)),
+            claim=False,
+        )
         runs = {}
         for v in names:
             cfg = base.model_copy(update=CNN_VARIANTS[v])
             if on_variant is not None:
                 on_variant(v, cfg)
             parts_of_v = "".join(p for p in parts if v in CNN_PARTS[p][1])
-            runs[v] = run_cnn(cfg, data, device, tracker, f"cnn.{parts_of_v}", v, parent, precision, compile,
-                              on_epoch)
+            runs[v] = run_cnn(cfg, data, device, tracker, f"cnn.{parts_of_v}", v, parent, precision, compile, on_epoch)
         tables, figures = {}, []
         for p in parts:
             title, pair = CNN_PARTS[p]

@@ -8,12 +8,14 @@ Q3  min 1/2 ||w||^2 + C/2 sum xi_i^2   s.t.  y_i (<w, x_i> + b) >= 1 - xi_i
     dual: max g(a, b) = -1/2 sum a_i a_j y_i y_j <x_i, x_j> - 1/(2C) sum (a_i + b_i)^2 + sum a_i,
           sum a_i y_i = 0, a, b >= 0;  at the optimum w = sum a_i y_i x_i, xi = (a + b)/C, b = 0.
 """
+
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +25,7 @@ Bias = Literal["free", "regularized", "none"]
 
 
 # --- Q1: multiclass hinge loss ------------------------------------------------------------------
+
 
 def hinge_terms(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """(n, k): <w_j, x_i> - <w_{y_i}, x_i> + 1[j != y_i]."""
@@ -58,8 +61,9 @@ class MulticlassResult:
     history: list[dict] = field(default_factory=list)
 
 
-def solve_multiclass(X: np.ndarray, y: np.ndarray, n_classes: int | None = None,
-                     max_lbfgs_iter: int = 500) -> MulticlassResult:
+def solve_multiclass(
+    X: np.ndarray, y: np.ndarray, n_classes: int | None = None, max_lbfgs_iter: int = 500
+) -> MulticlassResult:
     """Minimise f exactly.
 
     f >= 0 everywhere, so any W with all margins <w_{y_i} - w_j, x_i> >= 1 is a minimiser (f = 0).
@@ -103,21 +107,27 @@ def _multiclass_lp(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, fl
     i, j = np.nonzero(np.arange(k)[None, :] != y[:, None])  # one constraint per (sample, wrong class)
     m = len(i)
     # variables: W row-major (k * p), then t (n).  row: x_i.w_j - x_i.w_{y_i} - t_i <= -1
-    cols = np.concatenate([j[:, None] * p + np.arange(p), y[i][:, None] * p + np.arange(p),
-                           (k * p + i)[:, None]], axis=1)
+    cols = np.concatenate(
+        [j[:, None] * p + np.arange(p), y[i][:, None] * p + np.arange(p), (k * p + i)[:, None]], axis=1
+    )
     vals = np.concatenate([X[i], -X[i], -np.ones((m, 1))], axis=1)
     A = sp.csr_matrix((vals.ravel(), (np.repeat(np.arange(m), 2 * p + 1), cols.ravel())), shape=(m, k * p + n))
     c = np.concatenate([np.zeros(k * p), np.full(n, 1.0 / n)])
     res = linprog(c, A_ub=A, b_ub=-np.ones(m), bounds=[(None, None)] * (k * p) + [(0, None)] * n, method="highs")
     if res.status != 0:
         raise RuntimeError(f"HiGHS could not solve the multiclass hinge LP: {res.message}")
-    W = res.x[:k * p].reshape(k, p)
+    W = res.x[: k * p].reshape(k, p)
     return W, float(multiclass_hinge(W, X, y).mean())
 
 
-def multiclass_subgradient(X: np.ndarray, y: np.ndarray, steps: int = 2000, lr: float = 1.0,
-                           n_classes: int | None = None,
-                           on_step: Callable[[int, dict], None] | None = None) -> MulticlassResult:
+def multiclass_subgradient(
+    X: np.ndarray,
+    y: np.ndarray,
+    steps: int = 2000,
+    lr: float = 1.0,
+    n_classes: int | None = None,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> MulticlassResult:
     """Minimise f by full-batch subgradient descent (the learning view of the same objective).
     A subgradient of l_i is x_i on row argmax_j and -x_i on row y_i (zero when the max is the
     j = y_i term). Stops early when f reaches 0 (every margin >= 1)."""
@@ -145,6 +155,7 @@ def multiclass_subgradient(X: np.ndarray, y: np.ndarray, steps: int = 2000, lr: 
 
 
 # --- Q3: soft SVM with l2 penalty on the slacks ------------------------------------------------
+
 
 @dataclass
 class SoftSVMProblem:
@@ -187,7 +198,7 @@ class SoftSVMProblem:
 
     def primal(self, theta: np.ndarray) -> float:
         xi = self.slacks(theta)
-        return float(0.5 * np.sum(self.reg * theta ** 2) + 0.5 * self.C * xi @ xi)
+        return float(0.5 * np.sum(self.reg * theta**2) + 0.5 * self.C * xi @ xi)
 
     def dual(self, a: np.ndarray, b: np.ndarray | None = None) -> float:
         """g(a, b) for the free-bias problem (a bias in the features adds sum(a y)^2 / 2 to the kernel)."""
@@ -208,8 +219,9 @@ class PrimalSolution:
     seconds: float
 
 
-def solve_primal(prob: SoftSVMProblem, tol: float = 1e-10, max_iter: int = 100,
-                 warm_start: bool = True) -> PrimalSolution:
+def solve_primal(
+    prob: SoftSVMProblem, tol: float = 1e-10, max_iter: int = 100, warm_start: bool = True
+) -> PrimalSolution:
     """Newton's method on the (piecewise quadratic, convex) primal with xi eliminated:
     P(theta) = 1/2 theta' R theta + C/2 sum max(0, 1 - y_i a_i.theta)^2.
 
@@ -335,10 +347,15 @@ def solve_explicit_qp(prob: SoftSVMProblem, nonnegative_slack: bool) -> tuple[np
         return np.r_[r * v[:q], C * v[q:]]
 
     lower = [None] * q + [0.0 if nonnegative_slack else None] * n
-    res = minimize(obj, np.r_[np.zeros(q), np.ones(n)], jac=grad, method="SLSQP",
-                   bounds=list(zip(lower, [None] * (q + n))),
-                   constraints=[{"type": "ineq", "fun": lambda v: M @ v - 1.0, "jac": lambda v: M}],
-                   options={"maxiter": 2000, "ftol": 1e-15})
+    res = minimize(
+        obj,
+        np.r_[np.zeros(q), np.ones(n)],
+        jac=grad,
+        method="SLSQP",
+        bounds=list(zip(lower, [None] * (q + n))),
+        constraints=[{"type": "ineq", "fun": lambda v: M @ v - 1.0, "jac": lambda v: M}],
+        options={"maxiter": 2000, "ftol": 1e-15},
+    )
     return res.x[:q], res.x[q:], float(res.fun)
 
 
@@ -353,8 +370,9 @@ def liblinear_theta(prob: SoftSVMProblem, tol: float = 1e-10, dual: bool = True)
 
     if prob.bias == "free":
         raise MLHWError("liblinear regularises the bias: compare with bias='regularized' or 'none'")
-    clf = LinearSVC(C=prob.C / 2, loss="squared_hinge", penalty="l2", dual=dual, fit_intercept=False,
-                    tol=tol, max_iter=1_000_000)
+    clf = LinearSVC(
+        C=prob.C / 2, loss="squared_hinge", penalty="l2", dual=dual, fit_intercept=False, tol=tol, max_iter=1_000_000
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(prob.A, prob.y)

@@ -1,4 +1,5 @@
 """The one table builder: result rows -> pandas DataFrames -> rich, Markdown, CSV and LaTeX."""
+
 from __future__ import annotations
 
 import math
@@ -36,6 +37,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 # --- tables compiled from tracked runs (mlhw reproduce / mlhw tables) ---------------------------
+
 
 class ResultTable:
     """One result table: `numeric` (means, stds, n: the CSV) and `display` (mean ± std strings: the
@@ -80,9 +82,17 @@ def _display(num: pd.DataFrame, columns: list[tuple[str, str, object]]) -> pd.Da
 
 def mlp_sweep_table(records: list[dict]) -> ResultTable:
     num = summarise(records, ["lr"], ["train_loss", "train_acc", "test_acc", "diverged"])
-    disp = _display(num, [("learning rate", "lr", lambda v: f"{v:g}"), ("final train loss", "train_loss", num_or_inf),
-                          ("train acc", "train_acc", pct), ("test acc", "test_acc", pct),
-                          ("diverged runs", "diverged", lambda v: f"{v:.0f}"), ("n", "n", str)])
+    disp = _display(
+        num,
+        [
+            ("learning rate", "lr", lambda v: f"{v:g}"),
+            ("final train loss", "train_loss", num_or_inf),
+            ("train acc", "train_acc", pct),
+            ("test acc", "test_acc", pct),
+            ("diverged runs", "diverged", lambda v: f"{v:.0f}"),
+            ("n", "n", str),
+        ],
+    )
     disp["diverged runs"] = [f"{int(round(m * n))}/{n}" for m, n in zip(num["diverged_mean"], num["n"])]
     return ResultTable("mlp_lr_sweep", "Part 1 (b): learning rates", num, disp)
 
@@ -95,8 +105,13 @@ def num_or_inf(v) -> str:
 
 def mlp_full_table(records: list[dict], reference: float | None = None) -> ResultTable:
     num = summarise(records, ["dataset"], ["train_loss", "train_acc", "test_acc"])
-    cols = [("dataset", "dataset", str), ("final train loss", "train_loss", num_or_inf),
-            ("train acc", "train_acc", pct), ("test acc", "test_acc", pct), ("n", "n", str)]
+    cols = [
+        ("dataset", "dataset", str),
+        ("final train loss", "train_loss", num_or_inf),
+        ("train acc", "train_acc", pct),
+        ("test acc", "test_acc", pct),
+        ("n", "n", str),
+    ]
     disp = _display(num, cols)
     if reference is not None:
         num["reference_test_acc"] = reference
@@ -105,41 +120,66 @@ def mlp_full_table(records: list[dict], reference: float | None = None) -> Resul
 
 
 CNN_PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}
-CNN_TABLE_NAMES = {"cnn_optimizers": ("sgd_vs_adam", "Part 2 (a): SGD vs Adam"),
-                   "cnn_adam_lr": ("adam_lr", "Part 2 (b): Adam learning rate"),
-                   "cnn_batchnorm": ("batchnorm_dropout", "Part 2 (c): BatchNorm + Dropout")}
+CNN_TABLE_NAMES = {
+    "cnn_optimizers": ("sgd_vs_adam", "Part 2 (a): SGD vs Adam"),
+    "cnn_adam_lr": ("adam_lr", "Part 2 (b): Adam learning rate"),
+    "cnn_batchnorm": ("batchnorm_dropout", "Part 2 (c): BatchNorm + Dropout"),
+}
 
 
 def cnn_table(suite: str, records: list[dict], reference: bool = False) -> ResultTable:
     name, title = CNN_TABLE_NAMES[suite]
     num = summarise(records, ["variant", "optimizer", "lr", "batchnorm"], ["train_loss", "val_acc", "test_acc"])
-    disp = _display(num, [("optimizer", "optimizer", lambda v: {"sgd": "SGD", "adam": "Adam"}.get(v, v)),
-                          ("final train loss", "train_loss", num_or_inf), ("val acc", "val_acc", pct),
-                          ("test acc", "test_acc", pct), ("learning rate", "lr", lambda v: f"{v:g}"),
-                          ("BN+Dropout", "batchnorm", lambda v: "yes" if v else "no"), ("n", "n", str)])
+    disp = _display(
+        num,
+        [
+            ("optimizer", "optimizer", lambda v: {"sgd": "SGD", "adam": "Adam"}.get(v, v)),
+            ("final train loss", "train_loss", num_or_inf),
+            ("val acc", "val_acc", pct),
+            ("test acc", "test_acc", pct),
+            ("learning rate", "lr", lambda v: f"{v:g}"),
+            ("BN+Dropout", "batchnorm", lambda v: "yes" if v else "no"),
+            ("n", "n", str),
+        ],
+    )
     if reference:
         refs = [CNN_REFERENCE.get(v, {}) for v in num["variant"]]
         for k in ("train_loss", "val_acc", "test_acc"):
             num[f"reference_{k}"] = [r.get(k) for r in refs]
-        disp["reference (loss / val / test)"] = [f"{fixed(r.get('train_loss'))} / {pct(r.get('val_acc'))} / "
-                                                 f"{pct(r.get('test_acc'))}" for r in refs]
+        disp["reference (loss / val / test)"] = [
+            f"{fixed(r.get('train_loss'))} / {pct(r.get('val_acc'))} / {pct(r.get('test_acc'))}" for r in refs
+        ]
     return ResultTable(name, title, num, disp)
 
 
 def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
     rows = []
     for r in multiclass:
-        rows.append({"question": "Q1 multiclass hinge", "setting": f"{r['dataset']}, all classes",
-                     "objective": r["objective"], "dual / gap": f"method {r.get('method', '-')}",
-                     "support vectors": "-", "train error": r["train_error"], "test error": r["test_error"],
-                     "liblinear rel. diff": float("nan")})
+        rows.append(
+            {
+                "question": "Q1 multiclass hinge",
+                "setting": f"{r['dataset']}, all classes",
+                "objective": r["objective"],
+                "dual / gap": f"method {r.get('method', '-')}",
+                "support vectors": "-",
+                "train error": r["train_error"],
+                "test error": r["test_error"],
+                "liblinear rel. diff": float("nan"),
+            }
+        )
     for r in soft:
-        rows.append({"question": "Q3 soft SVM", "setting": f"{r['dataset']} {r['classes']}, C={r['C']:g}",
-                     "objective": r["primal_objective"],
-                     "dual / gap": f"{r.get('dual_objective', float('nan')):.6g} / {r.get('duality_gap', float('nan')):.1e}",
-                     "support vectors": f"{r.get('support_vectors', float('nan')):.0f}",
-                     "train error": r["train_error"], "test error": r["test_error"],
-                     "liblinear rel. diff": r.get("liblinear_relative_difference", float("nan"))})
+        rows.append(
+            {
+                "question": "Q3 soft SVM",
+                "setting": f"{r['dataset']} {r['classes']}, C={r['C']:g}",
+                "objective": r["primal_objective"],
+                "dual / gap": f"{r.get('dual_objective', float('nan')):.6g} / {r.get('duality_gap', float('nan')):.1e}",
+                "support vectors": f"{r.get('support_vectors', float('nan')):.0f}",
+                "train error": r["train_error"],
+                "test error": r["test_error"],
+                "liblinear rel. diff": r.get("liblinear_relative_difference", float("nan")),
+            }
+        )
     num = pd.DataFrame(rows)
     disp = num.copy()
     if len(num):

@@ -2,6 +2,7 @@
 
 `run_checks()` returns one `Check` per claim and dataset; `mlhw theory` prints and logs them.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -51,10 +52,20 @@ def max_net_inputs(seed: int = 0) -> np.ndarray:
 def check_q2() -> list[Check]:
     x = max_net_inputs()
     err = np.abs(max_net(x) - x.max(1)) / np.maximum(1.0, np.abs(x).max(1))
-    return [Check("Q2", "relu net z1+z2+z3-z4 = max(x1,x2)", f"rel. error vs max, {len(x)} inputs, ties, |x|<=1e6", "random", float(err.max()), 1e-14)]
+    return [
+        Check(
+            "Q2",
+            "relu net z1+z2+z3-z4 = max(x1,x2)",
+            f"rel. error vs max, {len(x)} inputs, ties, |x|<=1e6",
+            "random",
+            float(err.max()),
+            1e-14,
+        )
+    ]
 
 
 # --- Q4: gradient of cross-entropy over softmax -----------------------------------------------
+
 
 def softmax(w: np.ndarray) -> np.ndarray:
     e = np.exp(w - w.max(-1, keepdims=True))  # shift: stable for large logits
@@ -91,12 +102,14 @@ def check_q4(trials: int = 60, seed: int = 0) -> list[Check]:
         fd = np.array([(xent(w + h * e, y) - xent(w - h * e, y)) / (2 * h) for e in np.eye(d)])
         fd_err = max(fd_err, float(np.abs(g - fd).max()))
     claim = "grad -y.ln softmax(w) = softmax(w)-y"
-    return [Check("Q4", claim, f"vs autograd, {trials} w, |w| to 3e3",
-                  "random", auto_err, 1e-12),
-            Check("Q4", claim, "vs central differences", "random", fd_err, 1e-5)]
+    return [
+        Check("Q4", claim, f"vs autograd, {trials} w, |w| to 3e3", "random", auto_err, 1e-12),
+        Check("Q4", claim, "vs central differences", "random", fd_err, 1e-5),
+    ]
 
 
 # --- Q1: multiclass hinge loss -----------------------------------------------------------------
+
 
 def separable_blobs(n: int = 300, k: int = 4, d: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """k well-separated Gaussian blobs (with a bias feature): linearly separable by construction."""
@@ -115,16 +128,14 @@ def check_q1(X: np.ndarray, y: np.ndarray, name: str, seed: int = 0) -> list[Che
         W = rng.randn(*sol.W.shape) * rng.choice([0.01, 1.0, 100.0])
         worst = max(worst, float((svm.zero_one(W, X, y) - svm.multiclass_hinge(W, X, y)).max()))
     return [
-        Check("Q1", "separable: min f = 0", f"f* ({sol.method})", name,
-              float(sol.objective), 0.0),
-        Check("Q1", "f = 0 => zero training error", "training error at minimiser", name,
-              float(err01.mean()), 0.0),
-        Check("Q1", "hinge >= 0-1 loss pointwise", "max(0-1 - hinge), 21 W",
-              name, max(0.0, worst), 0.0),
+        Check("Q1", "separable: min f = 0", f"f* ({sol.method})", name, float(sol.objective), 0.0),
+        Check("Q1", "f = 0 => zero training error", "training error at minimiser", name, float(err01.mean()), 0.0),
+        Check("Q1", "hinge >= 0-1 loss pointwise", "max(0-1 - hinge), 21 W", name, max(0.0, worst), 0.0),
     ]
 
 
 # --- Q3: soft SVM with l2 slack penalty, primal and dual ---------------------------------------
+
 
 def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Check]:
     prob = svm.SoftSVMProblem(X, y, C, "free")
@@ -137,24 +148,25 @@ def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Ch
     ours = svm.solve_primal(folded)
     lib = folded.primal(svm.liblinear_theta(folded))
     return [
-        Check("Q3(a)", "xi >= 0 leaves the optimum",
-              "QP optima with/without xi>=0", name,
-              rel(f_nonneg, f_plain), 1e-8),
-        Check("Q3(a)", "xi eliminated: same optimum",
-              "explicit QP vs Newton", name, rel(f_plain, primal.objective), 1e-8),
-        Check("Q3(c,d)", "strong duality", "rel. gap: Newton vs dual",
-              name, abs(k["duality_gap"]), 1e-10),
-        Check("Q3(c)", "w = sum a_i y_i x_i", "rel. norm of difference", name,
-              k["w_residual"], 1e-8),
+        Check(
+            "Q3(a)", "xi >= 0 leaves the optimum", "QP optima with/without xi>=0", name, rel(f_nonneg, f_plain), 1e-8
+        ),
+        Check(
+            "Q3(a)", "xi eliminated: same optimum", "explicit QP vs Newton", name, rel(f_plain, primal.objective), 1e-8
+        ),
+        Check("Q3(c,d)", "strong duality", "rel. gap: Newton vs dual", name, abs(k["duality_gap"]), 1e-10),
+        Check("Q3(c)", "w = sum a_i y_i x_i", "rel. norm of difference", name, k["w_residual"], 1e-8),
         Check("Q3(c)", "b from the dual = b primal", "|b_primal - b_dual|", name, k["bias_residual"], 1e-8),
         Check("Q3(c)", "xi = (a + b)/C", "max |xi - (a+b)/C|", name, k["xi_residual"], 1e-8),
-        Check("Q3(d)", "b = 0 at the optimum", "max(b, dg/db at b=0)", name,
-              max(k["max_b"], k["max_dg_db"], 0.0), 1e-12),
-        Check("Q3(d)", "complementary slackness", "max |a_i(m_i - 1 + xi_i)|", name,
-              k["complementary_slackness"], 1e-8),
-        Check("Q3", "= liblinear (LinearSVC)",
-              "rel. objective diff, bias folded", name,
-              rel(lib, ours.objective), 1e-6),
+        Check(
+            "Q3(d)", "b = 0 at the optimum", "max(b, dg/db at b=0)", name, max(k["max_b"], k["max_dg_db"], 0.0), 1e-12
+        ),
+        Check(
+            "Q3(d)", "complementary slackness", "max |a_i(m_i - 1 + xi_i)|", name, k["complementary_slackness"], 1e-8
+        ),
+        Check(
+            "Q3", "= liblinear (LinearSVC)", "rel. objective diff, bias folded", name, rel(lib, ours.objective), 1e-6
+        ),
     ]
 
 

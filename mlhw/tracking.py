@@ -5,6 +5,7 @@ nested runs, sweeps and later parallel workers need no fluent-API state. A run i
 when its body completes; an exception marks it FAILED (the error saved as an artifact),
 Ctrl-C marks it KILLED, so nothing is left looking finished when it is not.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,8 +17,9 @@ import subprocess
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
@@ -47,7 +49,7 @@ def resolve_uri(uri: str | None) -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
 def check_uri(uri: str) -> None:
@@ -67,8 +69,10 @@ def check_uri(uri: str) -> None:
         return
     if uri.startswith(("postgresql", "mysql", "mssql")):
         return
-    raise MLHWError(f"tracking URI {uri!r} is not supported: use sqlite:///PATH.db (the file store is "
-                    f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server")
+    raise MLHWError(
+        f"tracking URI {uri!r} is not supported: use sqlite:///PATH.db (the file store is "
+        f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server"
+    )
 
 
 def _probe_server(uri: str, timeout: float = 3.0) -> None:
@@ -85,8 +89,10 @@ def _probe_server(uri: str, timeout: float = 3.0) -> None:
         reason = f"HTTP {err.code}"
     except (urllib.error.URLError, OSError) as err:
         reason = str(getattr(err, "reason", err))
-    raise MLHWError(f"tracking server {uri} is not reachable ({reason}): start one with `mlflow server --host "
-                    f"127.0.0.1 --port PORT`, or fix --tracking-uri / $MLFLOW_TRACKING_URI")
+    raise MLHWError(
+        f"tracking server {uri} is not reachable ({reason}): start one with `mlflow server --host "
+        f"127.0.0.1 --port PORT`, or fix --tracking-uri / $MLFLOW_TRACKING_URI"
+    )
 
 
 def free_port() -> int:
@@ -107,10 +113,27 @@ def local_server(root: str | Path, timeout: float = 120.0) -> Iterator[str]:
 
     root = Path(root)
     uri = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{root}/server.db", "--artifacts-destination", str(root / "artifacts"),
-                             "--host", "127.0.0.1", "--port", uri.rsplit(":", 1)[1], "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root}/server.db",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            uri.rsplit(":", 1)[1],
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + timeout
         while True:
@@ -132,8 +155,9 @@ def local_server(root: str | Path, timeout: float = 120.0) -> Iterator[str]:
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -200,7 +224,7 @@ class RunLogger:
 
     def flush(self) -> None:
         for i in range(0, len(self._pending), 1000):  # MLflow's per-batch limit
-            self.client.log_batch(self.run_id, metrics=self._pending[i:i + 1000])
+            self.client.log_batch(self.run_id, metrics=self._pending[i : i + 1000])
         self._pending.clear()
         self._last_flush = time.monotonic()
 
@@ -232,11 +256,18 @@ class RunLogger:
             if split is None:
                 continue
             entity = MlflowDataset(
-                name=f"{data.name}-{context}", digest=f"{fp[:10]}-{context[:4]}", source_type="local",
+                name=f"{data.name}-{context}",
+                digest=f"{fp[:10]}-{context[:4]}",
+                source_type="local",
                 source=json.dumps({"description": data.source or data.name}),
-                schema=json.dumps({"x": {"dtype": str(split.x.dtype), "shape": list(split.x.shape[1:])},
-                                   "y": {"dtype": str(split.y.dtype)}}),
-                profile=json.dumps({"num_rows": len(split)}))
+                schema=json.dumps(
+                    {
+                        "x": {"dtype": str(split.x.dtype), "shape": list(split.x.shape[1:])},
+                        "y": {"dtype": str(split.y.dtype)},
+                    }
+                ),
+                profile=json.dumps({"num_rows": len(split)}),
+            )
             inputs.append(DatasetInput(entity, [InputTag("mlflow.data.context", context)]))
         # MLflow registers a dataset per experiment with a check-then-insert: two workers logging the
         # same dataset at once can collide on its UNIQUE constraint. The loser retries and then finds
@@ -255,8 +286,13 @@ class RunLogger:
 class Tracker:
     """One tracking store and experiment. `run()` opens a run and guarantees how it ends."""
 
-    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, claim_runs: bool = False,
-                 stale_after: float = STALE_SECONDS):
+    def __init__(
+        self,
+        uri: str | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        claim_runs: bool = False,
+        stale_after: float = STALE_SECONDS,
+    ):
         self.uri = resolve_uri(uri)
         self.experiment_name = experiment
         if self.uri.startswith(("http://", "https://")):
@@ -295,15 +331,26 @@ class Tracker:
         if commit := git_commit():
             tags["mlhw.git_commit"] = commit
         if data is not None:
-            tags.update({"mlhw.dataset": data.name, "mlhw.dataset_fingerprint": data.fingerprint(),
-                         "mlhw.dataset_sizes": json.dumps(data.sizes())})
+            tags.update(
+                {
+                    "mlhw.dataset": data.name,
+                    "mlhw.dataset_fingerprint": data.fingerprint(),
+                    "mlhw.dataset_sizes": json.dumps(data.sizes()),
+                }
+            )
         if device is not None:
             tags["mlhw.device"] = str(device)
         return tags
 
     @contextlib.contextmanager
-    def run(self, name: str, params: dict[str, Any] | None = None, tags: dict[str, Any] | None = None,
-            parent: str | None = None, claim: bool = True) -> Iterator[RunLogger]:
+    def run(
+        self,
+        name: str,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+        parent: str | None = None,
+        claim: bool = True,
+    ) -> Iterator[RunLogger]:
         """Open a run; it ends FINISHED, FAILED (with error.txt) or KILLED (Ctrl-C).
 
         While open, a heartbeat tag is refreshed every HEARTBEAT_SECONDS, so a run whose process died
@@ -311,8 +358,10 @@ class Tracker:
         claimed first: created, then compared with the other live or finished runs of that hash; the
         earliest wins and a loser deletes itself and raises `Claimed` (nothing runs twice).
         """
-        all_tags = {k: str(v) for k, v in (tags or {}).items()} | {HEARTBEAT_TAG: str(int(time.time())),
-                                                                    WORKER_TAG: worker_id()}
+        all_tags = {k: str(v) for k, v in (tags or {}).items()} | {
+            HEARTBEAT_TAG: str(int(time.time())),
+            WORKER_TAG: worker_id(),
+        }
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
@@ -326,9 +375,13 @@ class Tracker:
         beat = Heartbeat(self.client, run_id)
         try:
             if params:
-                self.client.log_batch(run_id, params=[
-                    Param(k, json.dumps(v) if isinstance(v, (list, tuple)) else str(v))
-                    for k, v in flatten(params).items()])
+                self.client.log_batch(
+                    run_id,
+                    params=[
+                        Param(k, json.dumps(v) if isinstance(v, (list, tuple)) else str(v))
+                        for k, v in flatten(params).items()
+                    ],
+                )
             yield log
             beat.stop()
             log.flush()
@@ -356,8 +409,9 @@ class Tracker:
 
     def owner(self, config_hash: str, mine) -> str:
         """Which run owns a config hash: a FINISHED one if any, else the earliest live RUNNING one."""
-        runs = self.client.search_runs([self.experiment_id], f"tags.`mlhw.config_hash` = '{config_hash}'",
-                                       max_results=1000)
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`mlhw.config_hash` = '{config_hash}'", max_results=1000
+        )
         finished = [r for r in runs if r.info.status == "FINISHED"]
         if finished:
             return finished[0].info.run_id
@@ -368,8 +422,9 @@ class Tracker:
         """Every run of the experiment (all pages), newest first."""
         out, token = [], None
         while True:
-            page = self.client.search_runs([self.experiment_id], max_results=1000, page_token=token,
-                                           order_by=["attributes.start_time DESC"])
+            page = self.client.search_runs(
+                [self.experiment_id], max_results=1000, page_token=token, order_by=["attributes.start_time DESC"]
+            )
             out += list(page)
             token = page.token
             if not token:

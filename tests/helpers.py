@@ -1,4 +1,5 @@
 """Writers of tiny dataset files in the official on-disk formats, with known content."""
+
 import gzip
 import pickle
 import struct
@@ -18,11 +19,17 @@ def write_idx(path: Path, arr: np.ndarray) -> None:
 
 def mnist_arrays(n_train: int, n_test: int, side: int = 2):
     """Images whose pixels encode their index, so any reordering or truncation is visible."""
+
     def images(n, offset):
         idx = np.arange(n)[:, None, None] + offset
         return ((idx + np.arange(side * side).reshape(side, side)) % 251).astype(np.uint8)
-    return (images(n_train, 0), (np.arange(n_train) % 10).astype(np.uint8),
-            images(n_test, 7), ((np.arange(n_test) * 3) % 10).astype(np.uint8))
+
+    return (
+        images(n_train, 0),
+        (np.arange(n_train) % 10).astype(np.uint8),
+        images(n_test, 7),
+        ((np.arange(n_test) * 3) % 10).astype(np.uint8),
+    )
 
 
 def write_mnist_idx(folder: Path, n_train: int, n_test: int, gz: bool = True, side: int = 2):
@@ -50,8 +57,11 @@ def write_cifar_batches(folder: Path, per_batch: int = 20, n_test: int = 15, see
     rng = np.random.RandomState(seed)
     batches = []
     for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
-        d = {"data": rng.randint(0, 256, (n, 3072)).astype(np.uint8), "labels": list(rng.randint(0, 10, n)),
-             "batch_label": name}
+        d = {
+            "data": rng.randint(0, 256, (n, 3072)).astype(np.uint8),
+            "labels": list(rng.randint(0, 10, n)),
+            "batch_label": name,
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(d, f)
         batches.append(d)

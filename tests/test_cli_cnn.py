@@ -1,13 +1,11 @@
 """`mlhw cnn` through the CLI; runs read back from MLflow."""
+
 import json
 
 import pytest
-
 from helpers import invoke, runs_of, write_cifar_batches
 
 SMALL = ["--width", "0.125", "--epochs", "1", "--precision", "fp32"]
-
-
 
 
 def test_train_one_variant(workdir):
@@ -46,24 +44,39 @@ def test_paper_configuration_is_one_flag_away(workdir):
     """CIFAR-10 from python batches in --data-dir: the assignment's 5,000 validation images."""
     write_cifar_batches(workdir / "c" / "cifar-10-batches-py", per_batch=1010, n_test=40)
     uri = f"sqlite:///{workdir}/mlflow.db"
-    res = invoke("cnn", "train", "--dataset", "cifar10", "--data-dir", workdir / "c", "--image-size", 67, *SMALL,
-                 "--json", "--tracking-uri", uri)
+    res = invoke(
+        "cnn",
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        workdir / "c",
+        "--image-size",
+        67,
+        *SMALL,
+        "--json",
+        "--tracking-uri",
+        uri,
+    )
     assert res.exit_code == 0, res.output
     client, (run,) = runs_of(uri)
     assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 5, "val": 5000, "test": 40}
     assert run.data.params["train_fraction"] == "0.1"  # 10% of the 50 left in the pool
 
 
-@pytest.mark.parametrize("args, culprit", [
-    (["train", "--optimizer", "rmsprop"], "--optimizer: Input should be 'sgd' or 'adam'"),
-    (["train", "--lr", "0"], "--lr: Input should be greater than 0"),
-    (["train", "--lr", "-0.1"], "--lr: Input should be greater than 0"),
-    (["train", "--image-size", "50"], "--image-size 50 is too small for AlexNet's topology: the minimum is 67 px"),
-    (["train", "--dataset", "cifar10", "--data-dir", "none", "--no-download"], "CIFAR-10 not found in none/"),
-    (["train", "--dataset", "imagenet"], "--dataset: Input should be 'digits' or 'cifar10'"),
-    (["train", "--precision", "fp8"], "--precision 'fp8'"),
-    (["compare", "--part", "d"], "--part 'd'"),
-])
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["train", "--optimizer", "rmsprop"], "--optimizer: Input should be 'sgd' or 'adam'"),
+        (["train", "--lr", "0"], "--lr: Input should be greater than 0"),
+        (["train", "--lr", "-0.1"], "--lr: Input should be greater than 0"),
+        (["train", "--image-size", "50"], "--image-size 50 is too small for AlexNet's topology: the minimum is 67 px"),
+        (["train", "--dataset", "cifar10", "--data-dir", "none", "--no-download"], "CIFAR-10 not found in none/"),
+        (["train", "--dataset", "imagenet"], "--dataset: Input should be 'digits' or 'cifar10'"),
+        (["train", "--precision", "fp8"], "--precision 'fp8'"),
+        (["compare", "--part", "d"], "--part 'd'"),
+    ],
+)
 def test_bad_input(workdir, args, culprit):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("cnn", *args, "--tracking-uri", uri)

@@ -1,11 +1,12 @@
 """`mlhw mlp` through typer's CliRunner; MLflow contents read back from a temporary SQLite store."""
+
 import json
 
 import pytest
+from helpers import write_mnist_idx
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from helpers import write_mnist_idx
 from mlhw.cli import app
 
 runner = CliRunner()
@@ -75,25 +76,43 @@ def test_sweep_groups_children_and_draws_the_figure(workdir):
 def test_mnist_from_data_dir(workdir):
     uri, client = store(workdir)
     write_mnist_idx(workdir / "mnist", 300, 50, side=28)
-    res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", workdir / "mnist", "--train-size", 100,
-                 "--test-size", 20, "--epochs", 1, "--tracking-uri", uri, "--json")
+    res = invoke(
+        "mlp",
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        workdir / "mnist",
+        "--train-size",
+        100,
+        "--test-size",
+        20,
+        "--epochs",
+        1,
+        "--tracking-uri",
+        uri,
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     (run,) = all_runs(client)
     assert run.data.tags["mlhw.dataset"] == "mnist"
     assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 100, "test": 20}
 
 
-@pytest.mark.parametrize("args, culprit", [
-    (["--lr", "0"], "--lr: Input should be greater than 0"),
-    (["--lr", "-1"], "--lr: Input should be greater than 0"),
-    (["--batch-size", "0"], "--batch_size: Input should be greater than 0"),
-    (["--dataset", "foo"], "--dataset: Input should be 'digits' or 'mnist'"),
-    (["--hidden", "40,x"], "--hidden '40,x'"),
-    (["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"], "directory /nonexistent-dir/x/ does not exist"),
-    (["--tracking-uri", "./mlruns"], "not supported"),
-    (["--dataset", "mnist", "--data-dir", "empty", "--no-download"], "MNIST not found in empty/"),
-    (["--device", "cuda:7"], "--device cuda:7"),
-])
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["--lr", "0"], "--lr: Input should be greater than 0"),
+        (["--lr", "-1"], "--lr: Input should be greater than 0"),
+        (["--batch-size", "0"], "--batch_size: Input should be greater than 0"),
+        (["--dataset", "foo"], "--dataset: Input should be 'digits' or 'mnist'"),
+        (["--hidden", "40,x"], "--hidden '40,x'"),
+        (["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"], "directory /nonexistent-dir/x/ does not exist"),
+        (["--tracking-uri", "./mlruns"], "not supported"),
+        (["--dataset", "mnist", "--data-dir", "empty", "--no-download"], "MNIST not found in empty/"),
+        (["--device", "cuda:7"], "--device cuda:7"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_nothing_logged(workdir, args, culprit):
     uri, client = store(workdir)
     if "--tracking-uri" not in args:

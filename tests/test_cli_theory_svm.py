@@ -1,14 +1,12 @@
 """`mlhw theory` and `mlhw svm` through the CLI, with their MLflow runs read back."""
+
 import json
 
 import numpy as np
 import pytest
-
 from helpers import invoke, runs_of
+
 from mlhw import theory
-
-
-
 
 
 def test_theory_all_pass_and_logged(workdir):
@@ -63,18 +61,21 @@ def test_soft_svm_report(workdir):
     assert run.data.tags["mlhw.part"] == "svm.q3" and run.data.params["classes"] == "[3, 8]"
 
 
-@pytest.mark.parametrize("args, culprit", [
-    (["soft", "--C", "0"], "--C: Input should be greater than 0"),
-    (["soft", "--C", "-1"], "--C: Input should be greater than 0"),
-    (["soft", "--classes", "3,11"], "class 11 has no training samples in digits"),
-    (["soft", "--classes", "3"], "needs exactly two classes"),
-    (["soft", "--classes", "3,3"], "needs two different classes"),
-    (["soft", "--classes", "a,b"], "--classes 'a,b'"),
-    (["soft", "--train-size", "0"], "--train_size: Input should be greater than 0"),
-    (["soft", "--train-size", "3", "--seed", "1"], "has no training samples in digits (3 samples"),
-    (["soft", "--bias", "maybe"], "--bias"),
-    (["multiclass", "--method", "magic"], "--method"),
-])
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["soft", "--C", "0"], "--C: Input should be greater than 0"),
+        (["soft", "--C", "-1"], "--C: Input should be greater than 0"),
+        (["soft", "--classes", "3,11"], "class 11 has no training samples in digits"),
+        (["soft", "--classes", "3"], "needs exactly two classes"),
+        (["soft", "--classes", "3,3"], "needs two different classes"),
+        (["soft", "--classes", "a,b"], "--classes 'a,b'"),
+        (["soft", "--train-size", "0"], "--train_size: Input should be greater than 0"),
+        (["soft", "--train-size", "3", "--seed", "1"], "has no training samples in digits (3 samples"),
+        (["soft", "--bias", "maybe"], "--bias"),
+        (["multiclass", "--method", "magic"], "--method"),
+    ],
+)
 def test_bad_input(workdir, args, culprit):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("svm", *args, "--tracking-uri", uri)

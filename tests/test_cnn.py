@@ -1,10 +1,11 @@
 """AlexNet's structure, the device pipeline, the CIFAR-10 reader and the training loop."""
+
 import numpy as np
 import pytest
 import torch
+from helpers import write_cifar_batches
 from torch import nn
 
-from helpers import write_cifar_batches
 from mlhw import data as datalib
 from mlhw.cnn import AlexNet, DeviceSplit, count_parameters, feature_size, min_image_size, train_cnn
 from mlhw.config import CNNConfig
@@ -78,7 +79,9 @@ def test_cifar_reader_split_and_normalisation(tmp_path):
     assert datalib.channel_stats(d) == (datalib.CIFAR_MEAN, datalib.CIFAR_STD)
     split = DeviceSplit(d.test, torch.device("cpu"), datalib.CIFAR_MEAN, datalib.CIFAR_STD, 32)
     got, labels = split.batch(torch.arange(15))
-    expected = (d.test.x / 255.0 - np.array(datalib.CIFAR_MEAN)[:, None, None]) / np.array(datalib.CIFAR_STD)[:, None, None]
+    expected = (d.test.x / 255.0 - np.array(datalib.CIFAR_MEAN)[:, None, None]) / np.array(datalib.CIFAR_STD)[
+        :, None, None
+    ]
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert got.is_contiguous(memory_format=torch.channels_last) and labels.tolist() == d.test.y.tolist()
     assert datalib.train_fraction(d, 0.1).sizes()["train"] == 9
@@ -88,6 +91,7 @@ def test_cifar_reader_rejects_bad_files(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar_batches(folder, per_batch=5, n_test=5)
     import pickle
+
     with open(folder / "data_batch_3", "wb") as f:
         pickle.dump({"images": []}, f)
     with pytest.raises(MLHWError, match="data_batch_3: not a CIFAR-10 python batch"):
@@ -118,8 +122,12 @@ def test_same_seed_same_metrics_on_cpu(digits):
 
 
 def test_nan_stops_the_run_cleanly(digits):
-    res = train_cnn(CNNConfig(**TINY | {"epochs": 3}, optimizer="sgd", lr=1e12, batchnorm=False, dropout=False),
-                    digits, "cpu", precision="fp32")
+    res = train_cnn(
+        CNNConfig(**TINY | {"epochs": 3}, optimizer="sgd", lr=1e12, batchnorm=False, dropout=False),
+        digits,
+        "cpu",
+        precision="fp32",
+    )
     assert res.diverged_epoch == 1 and len(res.history) == 1
     assert not np.isfinite(res.history[0]["train_loss"])
 

@@ -1,8 +1,9 @@
 """Loaders against files of known content, written in the official formats."""
+
 import numpy as np
 import pytest
-
 from helpers import write_idx, write_mnist_idx, write_mnist_pickle
+
 from mlhw import data
 from mlhw.errors import DataNotFound, MLHWError
 
@@ -14,6 +15,7 @@ def test_digits_split_is_fixed_and_scaled():
     assert d.train.x.min() == 0.0 and d.train.x.max() == 1.0
     assert d.fingerprint() == data.load_digits_data().fingerprint()
     from sklearn.datasets import load_digits
+
     raw = load_digits()
     # every image comes from the bundled set, pixels 0..16 scaled by 1/16, labels kept
     first = np.where((raw.data / 16.0 == d.test.x[0].reshape(-1)).all(1))[0]

@@ -1,4 +1,5 @@
 """experiments.yaml: the shipped file validates; every kind of mistake gets a message naming file, key, value."""
+
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,16 @@ REPO_FILE = Path(__file__).resolve().parents[1] / "experiments.yaml"
 def test_shipped_file_expands_for_every_profile():
     spec = load_file(REPO_FILE)
     assert set(spec.profiles) >= {"digits", "paper", "ci"}
-    assert set(spec.suites) == {"mlp_lr_sweep", "mlp_full", "cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm",
-                                "svm_multiclass", "svm_soft", "theory"}
+    assert set(spec.suites) == {
+        "mlp_lr_sweep",
+        "mlp_full",
+        "cnn_optimizers",
+        "cnn_adam_lr",
+        "cnn_batchnorm",
+        "svm_multiclass",
+        "svm_soft",
+        "theory",
+    }
     digits = expand(spec, "digits")
     sweep = [r for r in digits if r.suite == "mlp_lr_sweep"]
     assert sorted({r.config.lr for r in sweep}) == [0.001, 0.01, 0.1, 1, 10, 100]
@@ -32,33 +41,60 @@ def write(tmp_path, doc) -> Path:
     return path
 
 
-BASE = {"suites": {"m": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2}, "grid": {"lr": [0.1, 1]}},
-                   "c": {"kind": "cnn", "part": "cnn.a", "grid": {"variant": ["sgd-0.005"]}}},
-        "profiles": {"p": {"defaults": {"dataset": "digits"}, "suites": {"m": {"seeds": [1, 2]}}}}}
+BASE = {
+    "suites": {
+        "m": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2}, "grid": {"lr": [0.1, 1]}},
+        "c": {"kind": "cnn", "part": "cnn.a", "grid": {"variant": ["sgd-0.005"]}},
+    },
+    "profiles": {"p": {"defaults": {"dataset": "digits"}, "suites": {"m": {"seeds": [1, 2]}}}},
+}
 
 
 def with_(change):
     import copy
+
     doc = copy.deepcopy(BASE)
     change(doc)
     return doc
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d["suites"]["m"]["base"].update(learning_rate=0.1), "exp.yaml: suites.m.base.learning_rate: unknown key"),
-    (lambda d: d["suites"]["m"]["base"].update(epochs="many"),
-     "exp.yaml: suites.m.base.epochs: Input should be a valid integer, unable to parse string as an integer (got 'many')"),
-    (lambda d: d["suites"]["m"]["grid"].update(lr=[]), "exp.yaml: suites.m.grid.lr: empty grid"),
-    (lambda d: d["suites"]["m"]["grid"].update(lr=[0.1, -1]), "exp.yaml: suites.m.grid.lr: Input should be greater than 0 (got -1)"),
-    (lambda d: d["profiles"]["p"]["suites"].update(nope={}), "exp.yaml: profiles.p.suites.nope: unknown suite"),
-    (lambda d: d["profiles"]["p"]["suites"]["m"].update(base={"batch_size": 0}),
-     "exp.yaml: profiles.p.suites.m.base.batch_size: Input should be greater than 0 (got 0)"),
-    (lambda d: d["profiles"]["p"].update(defaults={"colour": "red"}), "exp.yaml: profiles.p.defaults.colour: unknown key"),
-    (lambda d: d["suites"]["m"].update(kind="rnn"), "exp.yaml: suites.m.kind: Input should be 'mlp', 'cnn'"),
-    (lambda d: d["suites"]["m"].update(extra=1), "exp.yaml: suites.m.extra: unknown key"),
-    (lambda d: d["suites"]["c"]["grid"].update(variant=["adam-1"]), "exp.yaml: suites.c.grid.variant: unknown variant 'adam-1'"),
-    (lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[]), "exp.yaml: profiles.p.suites.m.seeds: expected a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda d: d["suites"]["m"]["base"].update(learning_rate=0.1),
+            "exp.yaml: suites.m.base.learning_rate: unknown key",
+        ),
+        (
+            lambda d: d["suites"]["m"]["base"].update(epochs="many"),
+            "exp.yaml: suites.m.base.epochs: Input should be a valid integer, unable to parse string as an integer (got 'many')",
+        ),
+        (lambda d: d["suites"]["m"]["grid"].update(lr=[]), "exp.yaml: suites.m.grid.lr: empty grid"),
+        (
+            lambda d: d["suites"]["m"]["grid"].update(lr=[0.1, -1]),
+            "exp.yaml: suites.m.grid.lr: Input should be greater than 0 (got -1)",
+        ),
+        (lambda d: d["profiles"]["p"]["suites"].update(nope={}), "exp.yaml: profiles.p.suites.nope: unknown suite"),
+        (
+            lambda d: d["profiles"]["p"]["suites"]["m"].update(base={"batch_size": 0}),
+            "exp.yaml: profiles.p.suites.m.base.batch_size: Input should be greater than 0 (got 0)",
+        ),
+        (
+            lambda d: d["profiles"]["p"].update(defaults={"colour": "red"}),
+            "exp.yaml: profiles.p.defaults.colour: unknown key",
+        ),
+        (lambda d: d["suites"]["m"].update(kind="rnn"), "exp.yaml: suites.m.kind: Input should be 'mlp', 'cnn'"),
+        (lambda d: d["suites"]["m"].update(extra=1), "exp.yaml: suites.m.extra: unknown key"),
+        (
+            lambda d: d["suites"]["c"]["grid"].update(variant=["adam-1"]),
+            "exp.yaml: suites.c.grid.variant: unknown variant 'adam-1'",
+        ),
+        (
+            lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[]),
+            "exp.yaml: profiles.p.suites.m.seeds: expected a non-empty list",
+        ),
+    ],
+)
 def test_validation_errors_name_file_key_and_value(tmp_path, change, message):
     path = write(tmp_path, with_(change))
     with pytest.raises(MLHWError) as info:

@@ -1,4 +1,5 @@
 """The hand-written backprop against autograd and finite differences; the training loop's semantics."""
+
 import math
 
 import numpy as np
@@ -110,6 +111,7 @@ def test_sweep_equals_independent_runs(digits):
     """Batching rates is an optimisation only: each rate's curve equals its own single run."""
     cfg = MLPConfig(epochs=3, dtype="float64", train_size=300, test_size=100)
     from mlhw.data import subset
+
     data = subset(digits, 300, 100, cfg.seed)
     together = train_mlp(cfg, data, [0.01, 0.1, 1.0])
     for res in together:

@@ -1,4 +1,5 @@
 """`mlhw reproduce` end to end on tiny profiles: idempotent, resumable, tables equal to MLflow."""
+
 import shutil
 import subprocess
 import sys
@@ -21,13 +22,25 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "version": 1,
     "suites": {
-        "mlp_lr_sweep": {"kind": "mlp", "part": "mlp.b", "base": {"epochs": 2, "train_size": 200, "test_size": 50},
-                         "grid": {"lr": [0.1, 1.0]}},
+        "mlp_lr_sweep": {
+            "kind": "mlp",
+            "part": "mlp.b",
+            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
+            "grid": {"lr": [0.1, 1.0]},
+        },
         "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2}},
-        "cnn_optimizers": {"kind": "cnn", "part": "cnn.a", "base": {"epochs": 1, "width": 0.125, "image_size": 67},
-                           "grid": {"variant": ["sgd-0.005", "adam-5e-05"]}},
-        "cnn_batchnorm": {"kind": "cnn", "part": "cnn.c", "base": {"epochs": 1, "width": 0.125, "image_size": 67},
-                          "grid": {"variant": ["adam-5e-05-plain", "adam-5e-05"]}},
+        "cnn_optimizers": {
+            "kind": "cnn",
+            "part": "cnn.a",
+            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
+            "grid": {"variant": ["sgd-0.005", "adam-5e-05"]},
+        },
+        "cnn_batchnorm": {
+            "kind": "cnn",
+            "part": "cnn.c",
+            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
+            "grid": {"variant": ["adam-5e-05-plain", "adam-5e-05"]},
+        },
         "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
     },
     "profiles": {"tiny": {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
@@ -35,8 +48,19 @@ TINY = {
 
 
 def reproduce(workdir, *args):
-    return runner.invoke(app, ["reproduce", "--profile", "tiny", "--file", str(workdir / "exp.yaml"),
-                               "--tracking-uri", f"sqlite:///{workdir}/mlflow.db", *map(str, args)])
+    return runner.invoke(
+        app,
+        [
+            "reproduce",
+            "--profile",
+            "tiny",
+            "--file",
+            str(workdir / "exp.yaml"),
+            "--tracking-uri",
+            f"sqlite:///{workdir}/mlflow.db",
+            *map(str, args),
+        ],
+    )
 
 
 def runs(workdir):
@@ -118,7 +142,10 @@ def test_invalid_file_runs_nothing(tiny):
     (tiny / "exp.yaml").write_text(yaml.safe_dump(bad))
     res = reproduce(tiny)
     assert res.exit_code == 2
-    assert res.stderr.strip() == f"error: {tiny / 'exp.yaml'}: suites.mlp_full.base.lr: Input should be greater than 0 (got -1)"
+    assert (
+        res.stderr.strip()
+        == f"error: {tiny / 'exp.yaml'}: suites.mlp_full.base.lr: Input should be greater than 0 (got -1)"
+    )
     assert not (tiny / "results").exists()
 
 
@@ -146,8 +173,11 @@ def test_ci_profile_end_to_end_sane_numbers(workdir):
 
 def test_ui_serves_the_store_on_localhost(workdir):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlhw", "ui", "--port", str(port), "--tracking-uri",
-                             f"sqlite:///{workdir}/mlflow.db"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlhw", "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline, status = time.time() + 90, None
         while time.time() < deadline and status is None:

@@ -3,6 +3,7 @@
 A real `mlflow server` (SQLite backend, local artifact root, 127.0.0.1, a free port) is started once
 for this module; each test uses its own experiment so that tests do not see each other's runs.
 """
+
 import os
 import re
 import signal
@@ -14,9 +15,9 @@ from collections import Counter
 
 import pytest
 import yaml
+from helpers import runs_of
 from typer.testing import CliRunner
 
-from helpers import runs_of
 from mlhw.cli import app
 from mlhw.tracking import free_port, local_server
 
@@ -25,10 +26,18 @@ runner = CliRunner()
 PROFILE = {
     "version": 1,
     "suites": {
-        "mlp_lr_sweep": {"kind": "mlp", "part": "mlp.b", "base": {"epochs": 2, "train_size": 200, "test_size": 50},
-                         "grid": {"lr": [0.1, 1.0]}},
-        "cnn_optimizers": {"kind": "cnn", "part": "cnn.a", "base": {"epochs": 1, "width": 0.125, "image_size": 67},
-                           "grid": {"variant": ["sgd-0.005", "adam-5e-05"]}},
+        "mlp_lr_sweep": {
+            "kind": "mlp",
+            "part": "mlp.b",
+            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
+            "grid": {"lr": [0.1, 1.0]},
+        },
+        "cnn_optimizers": {
+            "kind": "cnn",
+            "part": "cnn.a",
+            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
+            "grid": {"variant": ["sgd-0.005", "adam-5e-05"]},
+        },
         "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
     },
     "profiles": {"small": {"defaults": {"dataset": "digits"}}},
@@ -52,8 +61,11 @@ def args(uri, experiment, *extra):
 
 
 def finished_per_hash(runs):
-    return Counter(r.data.tags["mlhw.config_hash"] for r in runs if r.info.status == "FINISHED"
-                   and r.data.tags.get("mlhw.kind") != "mlp-sweep")
+    return Counter(
+        r.data.tags["mlhw.config_hash"]
+        for r in runs
+        if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") != "mlp-sweep"
+    )
 
 
 def test_jobs_2_against_a_live_server(server, project):
@@ -97,8 +109,13 @@ def test_unreachable_server_fails_fast(project):
 
 
 def mlhw_process(project, *argv):
-    return subprocess.Popen([sys.executable, "-m", "mlhw", *map(str, argv)], cwd=project,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlhw", *map(str, argv)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_concurrent_invocations_never_run_a_config_twice(server, project):

@@ -1,4 +1,5 @@
 """SVM solvers against each other, closed forms and scikit-learn/liblinear."""
+
 import numpy as np
 import pytest
 
@@ -71,7 +72,12 @@ def test_primal_dual_and_explicit_qp_agree(bias, C):
     primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
     k = svm.kkt_report(prob, primal, dual)
     assert abs(k["duality_gap"]) < 1e-10
-    assert k["w_residual"] < 1e-8 and k["bias_residual"] < 1e-8 and k["xi_residual"] < 1e-8 and k["complementary_slackness"] < 1e-8
+    assert (
+        k["w_residual"] < 1e-8
+        and k["bias_residual"] < 1e-8
+        and k["xi_residual"] < 1e-8
+        and k["complementary_slackness"] < 1e-8
+    )
     assert k["max_b"] == 0.0 and k["max_dg_db"] <= 0.0 and k["min_a"] >= -1e-12
     np.testing.assert_allclose(dual.theta, primal.theta, rtol=1e-7, atol=1e-9)
     for nonneg in (False, True):
@@ -101,10 +107,13 @@ def test_slacks_closed_form_on_a_tiny_problem():
     assert sol.theta[0] == pytest.approx(2 * C / (1 + 2 * C), rel=1e-12)
 
 
-@pytest.mark.parametrize("X, y, message", [
-    (np.ones((4, 2)), np.ones(4), "both classes"),
-    (np.zeros((0, 2)), np.zeros(0), "no training data"),
-])
+@pytest.mark.parametrize(
+    "X, y, message",
+    [
+        (np.ones((4, 2)), np.ones(4), "both classes"),
+        (np.zeros((0, 2)), np.zeros(0), "no training data"),
+    ],
+)
 def test_bad_problems(X, y, message):
     with pytest.raises(MLHWError, match=message):
         svm.SoftSVMProblem(X, y, 1.0)

@@ -1,4 +1,5 @@
 """The table builder against numpy, and its renderings."""
+
 import numpy as np
 import pandas as pd
 
@@ -15,10 +16,29 @@ def test_summarise_is_mean_and_sample_std_per_group():
 
 
 def test_display_shows_mean_pm_std_only_with_several_seeds():
-    recs = [{"variant": "adam-5e-05", "optimizer": "adam", "lr": 5e-5, "batchnorm": True, "train_loss": l,
-             "val_acc": a, "test_acc": a} for l, a in ((0.6, 0.61), (0.62, 0.63))]
-    recs.append({"variant": "sgd-0.005", "optimizer": "sgd", "lr": 0.005, "batchnorm": True, "train_loss": 1.1,
-                 "val_acc": 0.48, "test_acc": 0.5})
+    recs = [
+        {
+            "variant": "adam-5e-05",
+            "optimizer": "adam",
+            "lr": 5e-5,
+            "batchnorm": True,
+            "train_loss": l,
+            "val_acc": a,
+            "test_acc": a,
+        }
+        for l, a in ((0.6, 0.61), (0.62, 0.63))
+    ]
+    recs.append(
+        {
+            "variant": "sgd-0.005",
+            "optimizer": "sgd",
+            "lr": 0.005,
+            "batchnorm": True,
+            "train_loss": 1.1,
+            "val_acc": 0.48,
+            "test_acc": 0.5,
+        }
+    )
     t = T.cnn_table("cnn_optimizers", recs, reference=True)
     assert t.display["val acc"].tolist() == ["62.00% ± 1.41%", "48.00%"]
     assert t.display["reference (loss / val / test)"].tolist()[0] == "0.6086 / 61.89% / 62.49%"

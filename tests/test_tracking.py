@@ -1,4 +1,5 @@
 """The MLflow layer's own guarantees: experiment creation races, run endings, refused stores."""
+
 import pytest
 from mlflow import MlflowClient
 

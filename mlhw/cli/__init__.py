@@ -1,4 +1,5 @@
 """The `mlhw` command line: a thin Typer layer over mlhw.runs and the numerical core."""
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
@@ -9,10 +10,12 @@ import mlhw
 from mlhw.cli import cnn, mlp, reproduce, svm, theory
 
 app = typer.Typer(
-    name="mlhw", no_args_is_help=True, rich_markup_mode="rich",
+    name="mlhw",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
     help="Reproduce Intro-to-ML assignment 4 end to end: a hand-written backprop MLP, AlexNet on "
-         "CIFAR-10 and the SVM theory. Every run is logged to MLflow (default sqlite:///mlflow.db). "
-         "Every command runs on the embedded digits data out of the box.",
+    "CIFAR-10 and the SVM theory. Every run is logged to MLflow (default sqlite:///mlflow.db). "
+    "Every command runs on the embedded digits data out of the box.",
 )
 app.command("reproduce", rich_help_panel="Main")(reproduce.reproduce)
 app.command("tables", rich_help_panel="Main")(reproduce.tables)
@@ -30,8 +33,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def root(version: Annotated[Optional[bool], typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None) -> None:
+def root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+) -> None:
     """Reproduce Intro-to-ML assignment 4 end to end, every run logged to MLflow."""
 
 

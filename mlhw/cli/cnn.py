@@ -1,33 +1,76 @@
 """`mlhw cnn`: Part 2, AlexNet on CIFAR-10 (SGD vs Adam, learning rate, BatchNorm + Dropout)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
 
 import typer
 
-from mlhw.cli.common import (DATA, TRAIN, DataDir, Device, Download, Experiment, Json, ResultsDir, TrackingUri,
-                             emit_json, err, fmt, handles_errors, out, progress)
+from mlhw.cli.common import (
+    DATA,
+    TRAIN,
+    DataDir,
+    Device,
+    Download,
+    Experiment,
+    Json,
+    ResultsDir,
+    TrackingUri,
+    emit_json,
+    err,
+    fmt,
+    handles_errors,
+    out,
+    progress,
+)
 from mlhw.config import CNNConfig, build
 from mlhw.errors import MLHWError
 
-app = typer.Typer(no_args_is_help=True, help="Part 2: the assignment's AlexNet (58,325,066 parameters at 227 px) "
-                  "on CIFAR-10, or a half-width version on the embedded digits.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Part 2: the assignment's AlexNet (58,325,066 parameters at 227 px) "
+    "on CIFAR-10, or a half-width version on the embedded digits.",
+)
 
-Dataset = Annotated[str, typer.Option(help="digits (embedded; half-width model at 67 px) or cifar10 (the paper "
-                                      "model at 227 px; needs --data-dir or network).", rich_help_panel=DATA)]
-Width = Annotated[Optional[float], typer.Option(help="Multiplier of channels and hidden units.", show_default=
-                                                "1 for cifar10, 0.5 for digits", rich_help_panel=TRAIN)]
-ImageSize = Annotated[Optional[int], typer.Option(help="Input side in pixels (bilinear resize on the device; "
-                                                  "the topology needs >= 67).", show_default="227 for cifar10, 67 "
-                                                  "for digits", rich_help_panel=TRAIN)]
-TrainFraction = Annotated[Optional[float], typer.Option(help="Fraction of the training pool used (the reference "
-                                                        "runs: 0.1 of 45,000).", show_default="0.1 for cifar10, 1 "
-                                                        "for digits", rich_help_panel=DATA)]
+Dataset = Annotated[
+    str,
+    typer.Option(
+        help="digits (embedded; half-width model at 67 px) or cifar10 (the paper "
+        "model at 227 px; needs --data-dir or network).",
+        rich_help_panel=DATA,
+    ),
+]
+Width = Annotated[
+    Optional[float],
+    typer.Option(
+        help="Multiplier of channels and hidden units.",
+        show_default="1 for cifar10, 0.5 for digits",
+        rich_help_panel=TRAIN,
+    ),
+]
+ImageSize = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Input side in pixels (bilinear resize on the device; the topology needs >= 67).",
+        show_default="227 for cifar10, 67 for digits",
+        rich_help_panel=TRAIN,
+    ),
+]
+TrainFraction = Annotated[
+    Optional[float],
+    typer.Option(
+        help="Fraction of the training pool used (the reference runs: 0.1 of 45,000).",
+        show_default="0.1 for cifar10, 1 for digits",
+        rich_help_panel=DATA,
+    ),
+]
 Epochs = Annotated[int, typer.Option(help="Epochs.", rich_help_panel=TRAIN)]
 BatchSize = Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=TRAIN)]
 SeedOpt = Annotated[int, typer.Option(help="Seed of initialisation, dropout and data order.", rich_help_panel=TRAIN)]
-Precision = Annotated[str, typer.Option(help="auto (bf16 autocast where the hardware has native bf16), bf16 or "
-                                        "fp32.", rich_help_panel=TRAIN)]
+Precision = Annotated[
+    str,
+    typer.Option(help="auto (bf16 autocast where the hardware has native bf16), bf16 or fp32.", rich_help_panel=TRAIN),
+]
 Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=TRAIN)]
 
 
@@ -37,9 +80,15 @@ def _config(dataset, width, image_size, train_fraction, **fields) -> CNNConfig:
     if dataset not in ("digits", "cifar10"):
         raise MLHWError(f"--dataset: Input should be 'digits' or 'cifar10' (got {dataset!r})")
     d = cnn_defaults(dataset)
-    return build(CNNConfig, "--", dataset=dataset, width=d["width"] if width is None else width,
-                 image_size=d["image_size"] if image_size is None else image_size,
-                 train_fraction=d["train_fraction"] if train_fraction is None else train_fraction, **fields)
+    return build(
+        CNNConfig,
+        "--",
+        dataset=dataset,
+        width=d["width"] if width is None else width,
+        image_size=d["image_size"] if image_size is None else image_size,
+        train_fraction=d["train_fraction"] if train_fraction is None else train_fraction,
+        **fields,
+    )
 
 
 def _prepare(cfg, device, precision, data_dir, download, results_dir, tracking_uri, experiment):
@@ -61,8 +110,13 @@ def _epoch_bar(bar, cfg):
     task = bar.add_task("", total=cfg.epochs, info="")
 
     def on_epoch(epoch, row):
-        bar.update(task, completed=epoch, info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
-                                               f"{row['val_acc']:.3f} {row['images_per_s']:.0f} img/s")
+        bar.update(
+            task,
+            completed=epoch,
+            info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
+            f"{row['val_acc']:.3f} {row['images_per_s']:.0f} img/s",
+        )
+
     return task, on_epoch
 
 
@@ -72,10 +126,15 @@ def train(
     optimizer: Annotated[str, typer.Option(help="sgd (plain, --momentum 0) or adam.", rich_help_panel=TRAIN)] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=TRAIN)] = 5e-5,
     momentum: Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel=TRAIN)] = 0.0,
-    batchnorm: Annotated[bool, typer.Option("--batchnorm/--no-batchnorm", help="BatchNorm after every conv.",
-                                            rich_help_panel=TRAIN)] = True,
-    dropout: Annotated[bool, typer.Option("--dropout/--no-dropout", help="Dropout(0.5) before the hidden "
-                                          "Linear layers.", rich_help_panel=TRAIN)] = True,
+    batchnorm: Annotated[
+        bool, typer.Option("--batchnorm/--no-batchnorm", help="BatchNorm after every conv.", rich_help_panel=TRAIN)
+    ] = True,
+    dropout: Annotated[
+        bool,
+        typer.Option(
+            "--dropout/--no-dropout", help="Dropout(0.5) before the hidden Linear layers.", rich_help_panel=TRAIN
+        ),
+    ] = True,
     dataset: Dataset = "digits",
     epochs: Epochs = 10,
     batch_size: BatchSize = 64,
@@ -97,10 +156,23 @@ def train(
 
     The paper setting is one flag away: [bold]--dataset cifar10 --data-dir DIR[/bold] (on a GPU).
     """
-    cfg = _config(dataset, width, image_size, train_fraction, optimizer=optimizer, lr=lr, momentum=momentum,
-                  batchnorm=batchnorm, dropout=dropout, epochs=epochs, batch_size=batch_size, seed=seed)
-    runtime, dev, data, tracker = _prepare(cfg, device, precision, data_dir, download, results_dir, tracking_uri,
-                                           experiment)
+    cfg = _config(
+        dataset,
+        width,
+        image_size,
+        train_fraction,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        batchnorm=batchnorm,
+        dropout=dropout,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    runtime, dev, data, tracker = _prepare(
+        cfg, device, precision, data_dir, download, results_dir, tracking_uri, experiment
+    )
     from mlhw.runs import run_cnn
 
     with progress() as bar:
@@ -108,15 +180,27 @@ def train(
         bar.update(task, description=f"{cfg.optimizer} lr={cfg.lr:g}")
         run = run_cnn(cfg, data, dev, tracker, "cnn", None, None, precision, compile, on_epoch)
     res = run.result
-    record = {"optimizer": cfg.optimizer, "lr": cfg.lr, "batchnorm": cfg.batchnorm, "dropout": cfg.dropout,
-              **{k: res.history[-1][k] for k in ("train_loss", "val_acc")}, "test_acc": res.test_acc,
-              "diverged_epoch": res.diverged_epoch, "parameters": res.parameters, "seconds": res.seconds,
-              "precision": res.precision, "dataset": data.name, "run_id": run.run_id}
+    record = {
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "batchnorm": cfg.batchnorm,
+        "dropout": cfg.dropout,
+        **{k: res.history[-1][k] for k in ("train_loss", "val_acc")},
+        "test_acc": res.test_acc,
+        "diverged_epoch": res.diverged_epoch,
+        "parameters": res.parameters,
+        "seconds": res.seconds,
+        "precision": res.precision,
+        "dataset": data.name,
+        "run_id": run.run_id,
+    }
     (err if as_json else out).print(
         f"{data.name}: train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
         f"{res.parameters:,} parameters, {res.precision}: final train loss {fmt(record['train_loss'])}, "
         f"val acc {fmt(record['val_acc'])}, test acc {fmt(res.test_acc)}"
-        + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "") + f" (run {run.run_id[:8]})")
+        + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
+        + f" (run {run.run_id[:8]})"
+    )
     if as_json:
         emit_json(record)
 
@@ -124,8 +208,13 @@ def train(
 @app.command()
 @handles_errors
 def compare(
-    part: Annotated[str, typer.Option(help="a: SGD 0.005 vs Adam 5e-5; b: Adam 0.005 vs Adam 5e-5; c: Adam 5e-5 "
-                                      "with vs without BatchNorm + Dropout; all: a, b and c.")] = "all",
+    part: Annotated[
+        str,
+        typer.Option(
+            help="a: SGD 0.005 vs Adam 5e-5; b: Adam 0.005 vs Adam 5e-5; c: Adam 5e-5 "
+            "with vs without BatchNorm + Dropout; all: a, b and c."
+        ),
+    ] = "all",
     dataset: Dataset = "digits",
     epochs: Epochs = 10,
     batch_size: BatchSize = 64,
@@ -154,8 +243,9 @@ def compare(
     if any(p not in CNN_PARTS for p in parts):
         raise MLHWError(f"--part {part!r}: use a, b, c or all")
     cfg = _config(dataset, width, image_size, train_fraction, epochs=epochs, batch_size=batch_size, seed=seed)
-    runtime, dev, data, tracker = _prepare(cfg, device, precision, data_dir, download, results_dir, tracking_uri,
-                                           experiment)
+    runtime, dev, data, tracker = _prepare(
+        cfg, device, precision, data_dir, download, results_dir, tracking_uri, experiment
+    )
     from mlhw.runs import run_cnn_compare, summary_row
     from mlhw.tables import to_rich
 
@@ -168,8 +258,9 @@ def compare(
             bar.update(overall, completed=names.index(v), info=v)
             bar.reset(task, total=cfg.epochs, description=v)
 
-        runs, tables, figures = run_cnn_compare(cfg, parts, data, dev, tracker, runtime, precision, compile,
-                                                on_variant, on_epoch)
+        runs, tables, figures = run_cnn_compare(
+            cfg, parts, data, dev, tracker, runtime, precision, compile, on_variant, on_epoch
+        )
         bar.update(overall, completed=len(names), info="done")
     console = err if as_json else out
     for p in parts:

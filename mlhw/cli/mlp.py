@@ -1,4 +1,5 @@
 """`mlhw mlp`: Part 1, the hand-written backprop MLP (train one configuration, sweep learning rates)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
@@ -6,30 +7,68 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mlhw.cli.common import (TRAIN, DATA, DataDir, Device, Download, Experiment, Json, ResultsDir, Seed,
-                             TrackingUri, emit_json, err, fmt, handles_errors, out, parse_floats, progress)
+from mlhw.cli.common import (
+    DATA,
+    TRAIN,
+    DataDir,
+    Device,
+    Download,
+    Experiment,
+    Json,
+    ResultsDir,
+    Seed,
+    TrackingUri,
+    emit_json,
+    err,
+    fmt,
+    handles_errors,
+    out,
+    parse_floats,
+    progress,
+)
 from mlhw.config import MLPConfig, build
 
-app = typer.Typer(no_args_is_help=True, help="Part 1: a [784, 40, 10] ReLU network with hand-written "
-                  "backprop and mini-batch SGD (defaults run on the embedded digits).")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Part 1: a [784, 40, 10] ReLU network with hand-written "
+    "backprop and mini-batch SGD (defaults run on the embedded digits).",
+)
 
-Dataset = Annotated[str, typer.Option(help="digits (embedded, 8x8) or mnist (needs --data-dir or network).",
-                                      rich_help_panel=DATA)]
-TrainSize = Annotated[Optional[int], typer.Option(help="Training subset drawn with np.random.seed(seed) + "
-                                                  "choice (default: the whole pool).", rich_help_panel=DATA)]
-TestSize = Annotated[Optional[int], typer.Option(help="Test subset, drawn after the training subset.",
-                                                 rich_help_panel=DATA)]
+Dataset = Annotated[
+    str, typer.Option(help="digits (embedded, 8x8) or mnist (needs --data-dir or network).", rich_help_panel=DATA)
+]
+TrainSize = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Training subset drawn with np.random.seed(seed) + choice (default: the whole pool).", rich_help_panel=DATA
+    ),
+]
+TestSize = Annotated[
+    Optional[int], typer.Option(help="Test subset, drawn after the training subset.", rich_help_panel=DATA)
+]
 Epochs = Annotated[int, typer.Option(help="Epochs of SGD.", rich_help_panel=TRAIN)]
 BatchSize = Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=TRAIN)]
-Hidden = Annotated[str, typer.Option(help="Hidden layer widths, comma-separated (e.g. 40 or 100,40).",
-                                     rich_help_panel=TRAIN)]
+Hidden = Annotated[
+    str, typer.Option(help="Hidden layer widths, comma-separated (e.g. 40 or 100,40).", rich_help_panel=TRAIN)
+]
 Dtype = Annotated[str, typer.Option(help="float32 or float64.", rich_help_panel=TRAIN)]
 
 
 def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed, dtype) -> MLPConfig:
     widths = [int(w) for w in parse_floats(hidden, "--hidden")]
-    return build(MLPConfig, "--", dataset=dataset, train_size=train_size, test_size=test_size,
-                 hidden=tuple(widths), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, dtype=dtype)
+    return build(
+        MLPConfig,
+        "--",
+        dataset=dataset,
+        train_size=train_size,
+        test_size=test_size,
+        hidden=tuple(widths),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        dtype=dtype,
+    )
 
 
 def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, results_dir, as_json):
@@ -56,17 +95,35 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
         table.add_column(col, justify="right")
     for r in runs:
         f = r.result.final
-        table.add_row(f"{r.config.lr:g}", fmt(f["train_loss"]), fmt(f["train_acc"]), fmt(f["test_acc"]),
-                      fmt(r.result.diverged_epoch), f"{r.result.seconds:.2f}", r.run_id[:8])
+        table.add_row(
+            f"{r.config.lr:g}",
+            fmt(f["train_loss"]),
+            fmt(f["train_acc"]),
+            fmt(f["test_acc"]),
+            fmt(r.result.diverged_epoch),
+            f"{r.result.seconds:.2f}",
+            r.run_id[:8],
+        )
         if as_json:
-            emit_json({"part": part, "lr": r.config.lr, "train_loss": f["train_loss"], "train_acc": f["train_acc"],
-                       "test_acc": f["test_acc"], "diverged_epoch": r.result.diverged_epoch,
-                       "seconds": r.result.seconds, "run_id": r.run_id, "dataset": cfg.dataset})
+            emit_json(
+                {
+                    "part": part,
+                    "lr": r.config.lr,
+                    "train_loss": f["train_loss"],
+                    "train_acc": f["train_acc"],
+                    "test_acc": f["test_acc"],
+                    "diverged_epoch": r.result.diverged_epoch,
+                    "seconds": r.result.seconds,
+                    "run_id": r.run_id,
+                    "dataset": cfg.dataset,
+                }
+            )
     (err if as_json else out).print(table)
     if figure is not None:
         (err if as_json else out).print(f"figure: {figure}")
-    (err if as_json else out).print(f"tracking: {tracker.uri} (experiment {experiment!r}); `mlflow ui "
-                                    f"--backend-store-uri {tracker.uri}` to browse")
+    (err if as_json else out).print(
+        f"tracking: {tracker.uri} (experiment {experiment!r}); `mlflow ui --backend-store-uri {tracker.uri}` to browse"
+    )
 
 
 @app.command()
@@ -102,9 +159,14 @@ def train(
 @app.command()
 @handles_errors
 def sweep(
-    lrs: Annotated[str, typer.Option(help="Learning rates, comma-separated; each starts from the same "
-                                     "fresh network and sees the same data order.", rich_help_panel=TRAIN)]
-    = "0.001,0.01,0.1,1,10,100",
+    lrs: Annotated[
+        str,
+        typer.Option(
+            help="Learning rates, comma-separated; each starts from the same "
+            "fresh network and sees the same data order.",
+            rich_help_panel=TRAIN,
+        ),
+    ] = "0.001,0.01,0.1,1,10,100",
     dataset: Dataset = "digits",
     train_size: TrainSize = None,
     test_size: TestSize = None,

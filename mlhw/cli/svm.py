@@ -1,4 +1,5 @@
 """`mlhw svm`: the SVM theory as solvers (Q1 multiclass hinge loss, Q3 soft SVM with l2 penalty)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Optional
@@ -6,13 +7,30 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mlhw.cli.common import (DATA, TRAIN, DataDir, Download, Experiment, Json, Seed, TrackingUri, emit_json, err,
-                             fmt, handles_errors, out, progress)
+from mlhw.cli.common import (
+    DATA,
+    TRAIN,
+    DataDir,
+    Download,
+    Experiment,
+    Json,
+    Seed,
+    TrackingUri,
+    emit_json,
+    err,
+    fmt,
+    handles_errors,
+    out,
+    progress,
+)
 from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, build
 from mlhw.errors import MLHWError
 
-app = typer.Typer(no_args_is_help=True, help="Q1 and Q3 of the theory part, solved exactly on real data "
-                  "(the embedded digits by default) and logged to MLflow.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Q1 and Q3 of the theory part, solved exactly on real data "
+    "(the embedded digits by default) and logged to MLflow.",
+)
 
 Dataset = Annotated[str, typer.Option(help="digits (embedded) or mnist.", rich_help_panel=DATA)]
 TrainSize = Annotated[Optional[int], typer.Option(help="Training subset (seeded choice).", rich_help_panel=DATA)]
@@ -32,8 +50,9 @@ def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: d
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for name, value in rows:
-        table.add_row(name, value if isinstance(value, str) else fmt(value, 6) if isinstance(value, float)
-                      else str(value))
+        table.add_row(
+            name, value if isinstance(value, str) else fmt(value, 6) if isinstance(value, float) else str(value)
+        )
     (err if as_json else out).print(table)
     if as_json:
         emit_json(record)
@@ -42,14 +61,26 @@ def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: d
 @app.command()
 @handles_errors
 def multiclass(
-    method: Annotated[str, typer.Option(help="exact (certificate or LP, optimal) or subgradient (descent, "
-                                        "logged per step).", rich_help_panel=TRAIN)] = "exact",
-    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Add a constant feature (an offset per class).",
-                                       rich_help_panel=TRAIN)] = True,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="exact (certificate or LP, optimal) or subgradient (descent, logged per step).", rich_help_panel=TRAIN
+        ),
+    ] = "exact",
+    bias: Annotated[
+        bool,
+        typer.Option("--bias/--no-bias", help="Add a constant feature (an offset per class).", rich_help_panel=TRAIN),
+    ] = True,
     steps: Annotated[int, typer.Option(help="Subgradient steps.", rich_help_panel=TRAIN)] = 2000,
     lr: Annotated[float, typer.Option(help="Subgradient step size.", rich_help_panel=TRAIN)] = 1.0,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 unless the theorem holds: f* = 0 implies zero "
-                                        "training error, and hinge >= 0-1 loss everywhere.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 1 unless the theorem holds: f* = 0 implies zero "
+            "training error, and hinge >= 0-1 loss everywhere.",
+        ),
+    ] = False,
     dataset: Dataset = "digits",
     train_size: TrainSize = None,
     test_size: TestSize = None,
@@ -66,24 +97,48 @@ def multiclass(
     method looks for one (an L-BFGS softmax fit scaled to margin 1) and otherwise solves the linear
     program with HiGHS. The theorem: such a minimiser has zero training error.
     """
-    cfg = build(MulticlassSVMConfig, "--", dataset=dataset, train_size=train_size, test_size=test_size, bias=bias,
-                method=method, steps=steps, lr=lr, seed=seed)
+    cfg = build(
+        MulticlassSVMConfig,
+        "--",
+        dataset=dataset,
+        train_size=train_size,
+        test_size=test_size,
+        bias=bias,
+        method=method,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+    )
     data, tracker = _prepare(cfg, data_dir, download, tracking_uri, experiment)
     from mlhw.runs import run_svm_multiclass
 
     if cfg.method == "subgradient":
         with progress() as bar:
             task = bar.add_task("subgradient", total=cfg.steps, info="")
-            rep = run_svm_multiclass(cfg, data, tracker, lambda s, r: bar.update(
-                task, completed=s, info=f"f {r['objective']:.4f} err {r['train_error']:.4f}"))
+            rep = run_svm_multiclass(
+                cfg,
+                data,
+                tracker,
+                lambda s, r: bar.update(task, completed=s, info=f"f {r['objective']:.4f} err {r['train_error']:.4f}"),
+            )
     else:
         rep = run_svm_multiclass(cfg, data, tracker)
     holds = rep["bound_violations"] == 0 and (rep["objective"] > 0 or rep["train_error"] == 0)
-    _report(f"Q1 multiclass hinge on {data.name} ({len(data.train)} train, {data.n_classes} classes)", [
-        ("f* = min mean hinge", rep["objective"]), ("method", rep["method"]), ("training error", rep["train_error"]),
-        ("test error", rep["test_error"]), ("samples with 0-1 > hinge", rep["bound_violations"]),
-        ("seconds", rep["seconds"]), ("theorem holds", "yes" if holds else "NO"), ("run id", rep["run_id"])],
-        as_json, {"part": "svm.q1", "dataset": data.name, **rep})
+    _report(
+        f"Q1 multiclass hinge on {data.name} ({len(data.train)} train, {data.n_classes} classes)",
+        [
+            ("f* = min mean hinge", rep["objective"]),
+            ("method", rep["method"]),
+            ("training error", rep["train_error"]),
+            ("test error", rep["test_error"]),
+            ("samples with 0-1 > hinge", rep["bound_violations"]),
+            ("seconds", rep["seconds"]),
+            ("theorem holds", "yes" if holds else "NO"),
+            ("run id", rep["run_id"]),
+        ],
+        as_json,
+        {"part": "svm.q1", "dataset": data.name, **rep},
+    )
     if check and not holds:
         raise typer.Exit(1)
 
@@ -101,13 +156,20 @@ def _classes(text: str) -> tuple[int, ...]:
 @app.command()
 @handles_errors
 def soft(
-    classes: Annotated[str, typer.Option(help="The two classes: the first is +1, the second -1.",
-                                         rich_help_panel=DATA)] = "3,8",
-    C: Annotated[float, typer.Option("--C", "-C", help="Weight of the squared slacks, C/2 sum xi^2.",
-                                     rich_help_panel=TRAIN)] = 1.0,
-    bias: Annotated[str, typer.Option(help="free (the assignment's unregularised b), regularized (b folded "
-                                      "into the features, as liblinear does) or none.", rich_help_panel=TRAIN)]
-    = "free",
+    classes: Annotated[
+        str, typer.Option(help="The two classes: the first is +1, the second -1.", rich_help_panel=DATA)
+    ] = "3,8",
+    C: Annotated[
+        float, typer.Option("--C", "-C", help="Weight of the squared slacks, C/2 sum xi^2.", rich_help_panel=TRAIN)
+    ] = 1.0,
+    bias: Annotated[
+        str,
+        typer.Option(
+            help="free (the assignment's unregularised b), regularized (b folded "
+            "into the features, as liblinear does) or none.",
+            rich_help_panel=TRAIN,
+        ),
+    ] = "free",
     dataset: Dataset = "digits",
     train_size: TrainSize = None,
     test_size: TestSize = None,
@@ -125,22 +187,43 @@ def soft(
     (w = sum a_i y_i x_i, xi = (a+b)/C, b = 0, complementary slackness), Q3(a) (the same optimum with
     xi >= 0 added) and the agreement with scikit-learn's liblinear on the same objective.
     """
-    cfg = build(SoftSVMConfig, "--", dataset=dataset, classes=_classes(classes), C=C, bias=bias,
-                train_size=train_size, test_size=test_size, seed=seed)
+    cfg = build(
+        SoftSVMConfig,
+        "--",
+        dataset=dataset,
+        classes=_classes(classes),
+        C=C,
+        bias=bias,
+        train_size=train_size,
+        test_size=test_size,
+        seed=seed,
+    )
     data, tracker = _prepare(cfg, data_dir, download, tracking_uri, experiment)
     from mlhw.runs import run_svm_soft
 
     rep = run_svm_soft(cfg, data, tracker)
     rows = [("training samples", rep["n_train"]), ("primal objective (Newton)", rep["primal_objective"])]
     if "dual_objective" in rep:
-        rows += [("dual objective (active set)", rep["dual_objective"]), ("duality gap (relative)", rep["duality_gap"]),
-                 ("|w - sum a_i y_i x_i| / |w|", rep["w_residual"]), ("max |xi - (a+b)/C|", rep["xi_residual"]),
-                 ("max b (Q3: b = 0)", rep["max_b"]), ("complementary slackness", rep["complementary_slackness"]),
-                 ("support vectors", rep["support_vectors"])]
+        rows += [
+            ("dual objective (active set)", rep["dual_objective"]),
+            ("duality gap (relative)", rep["duality_gap"]),
+            ("|w - sum a_i y_i x_i| / |w|", rep["w_residual"]),
+            ("max |xi - (a+b)/C|", rep["xi_residual"]),
+            ("max b (Q3: b = 0)", rep["max_b"]),
+            ("complementary slackness", rep["complementary_slackness"]),
+            ("support vectors", rep["support_vectors"]),
+        ]
     if "q3a_relative_difference" in rep:
         rows += [("Q3(a): optimum with xi >= 0, rel. diff", rep["q3a_relative_difference"])]
-    rows += [(f"liblinear ({rep['liblinear_formulation']} bias), rel. diff", rep["liblinear_relative_difference"]),
-             ("training error", rep["train_error"]), ("test error", rep["test_error"]),
-             ("run id", rep["run_id"])]
-    _report(f"Q3 soft SVM on {data.name}: {cfg.classes[0]} vs {cfg.classes[1]}, C = {cfg.C:g}, bias {cfg.bias}",
-            rows, as_json, {"part": "svm.q3", "dataset": data.name, **rep})
+    rows += [
+        (f"liblinear ({rep['liblinear_formulation']} bias), rel. diff", rep["liblinear_relative_difference"]),
+        ("training error", rep["train_error"]),
+        ("test error", rep["test_error"]),
+        ("run id", rep["run_id"]),
+    ]
+    _report(
+        f"Q3 soft SVM on {data.name}: {cfg.classes[0]} vs {cfg.classes[1]}, C = {cfg.C:g}, bias {cfg.bias}",
+        rows,
+        as_json,
+        {"part": "svm.q3", "dataset": data.name, **rep},
+    )

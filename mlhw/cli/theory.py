@@ -1,4 +1,5 @@
 """`mlhw theory`: every claim of Q1-Q4 checked numerically, one table, one MLflow run."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -11,8 +12,12 @@ from mlhw.cli.common import Experiment, Json, TrackingUri, emit_json, err, handl
 
 @handles_errors
 def theory(
-    digits: Annotated[bool, typer.Option("--digits/--no-digits", help="Also check Q1 and Q3 on the embedded "
-                                         "digits (Q1: all classes; Q3: 3 vs 8).")] = True,
+    digits: Annotated[
+        bool,
+        typer.Option(
+            "--digits/--no-digits", help="Also check Q1 and Q3 on the embedded digits (Q1: all classes; Q3: 3 vs 8)."
+        ),
+    ] = True,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     as_json: Json = False,
@@ -33,8 +38,15 @@ def theory(
     for col in ("Q", "claim", "check", "data", "max error", "tolerance", "result"):
         table.add_column(col, justify="right" if col in ("max error", "tolerance") else "left")
     for c in checks:
-        table.add_row(c.question, c.claim, c.check, c.data, f"{c.max_error:.2e}", f"{c.tolerance:.0e}",
-                      "[green]PASS[/]" if c.passed else "[red bold]FAIL[/]")
+        table.add_row(
+            c.question,
+            c.claim,
+            c.check,
+            c.data,
+            f"{c.max_error:.2e}",
+            f"{c.tolerance:.0e}",
+            "[green]PASS[/]" if c.passed else "[red bold]FAIL[/]",
+        )
         if as_json:
             emit_json(c.row())
     failed = sum(not c.passed for c in checks)
