@@ -1,68 +1,314 @@
-"""Every figure mlhw draws: plain functions from per-epoch rows to a PNG file."""
+"""Every figure mlhw draws: plain functions from per-epoch rows, one group of runs (one per seed) per line, to a PNG.
+
+Input shape, shared by every figure::
+
+    series = [
+        ("lr=0.1", [seed0_rows, seed1_rows, seed2_rows]),   # a label and, per seed, its per-epoch rows
+        ...
+    ]
+    seed0_rows = [{"epoch": 0, "train_loss": 2.3, "train_acc": 0.11, ...}, {"epoch": 1, ...}, ...]
+
+(A group given as one list of rows instead of a list of seeds is read as a single seed.)
+
+What a panel shows, per group: the mean over seeds at each epoch (a solid line) and the min-max range over
+seeds (a shaded band); a single seed is drawn as its own line, without a band. A seed *diverges* at the first
+epoch where any of the figure's metrics is NaN or infinite: from that epoch on it is left out of every panel, its
+own thin line ends at its last finite value with an x there, and the mean and band at each epoch are over the
+seeds not yet diverged. The legend says n and how many seeds diverged ("lr=100 (n=3, diverged in 2/3 seeds)"),
+and its title says what the line and the band are. A missing value (key absent or None) is a gap, not divergence.
+
+Figures are built on `matplotlib.figure.Figure` (no pyplot state) and written by `save`: atomically (a temporary
+file in the same folder, then a rename) and world-readable (0644 less the umask).
+"""
 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: CI, servers, the device machine
-import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from mlhw.reference import CNN_VARIANT_TITLES, CNN_VARIANTS  # noqa: E402
+
+# tab10 without its grey and olive (index 7 and 8): every colour stays visible on white and in a band.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+BAND = "min-max"  # what the shaded band is: the range over seeds at each epoch
+LR_SWEEP_PANELS = (("train_acc", "training accuracy"), ("train_loss", "training loss"), ("test_acc", "test accuracy"))
+CNN_PANELS = (("train_loss", "training loss"), ("val_acc", "validation accuracy"))
+
+
+# --- labels ------------------------------------------------------------------------------------------------------
+
+
+def _number(x: float) -> str:
+    """0.005 -> '0.005', 5e-05 -> '5e-5', 100 -> '100': the assignment's way of writing a rate."""
+    s = f"{x:g}"
+    if "e" in s:
+        mant, exp = s.split("e")
+        s = f"{mant}e{int(exp)}"
+    return s
+
+
+def lr_label(lr: float) -> str:
+    """The legend label of a learning rate: `lr_label(0.1) == 'lr=0.1'`, `lr_label(5e-5) == 'lr=5e-5'`."""
+    return f"lr={_number(lr)}"
+
+
+def variant_title(variant: str) -> str:
+    """A CNN variant in the assignment's words ("adam-5e-05-plain" -> "Adam lr=5e-5, no BN/Dropout").
+
+    Known variants come from `reference.CNN_VARIANT_TITLES`; another variant of `CNN_VARIANTS` is described from its
+    config; anything else is returned as it is.
+    """
+    if variant in CNN_VARIANT_TITLES:
+        return CNN_VARIANT_TITLES[variant]
+    cfg = CNN_VARIANTS.get(variant)
+    if cfg is None:
+        return variant
+    name = {"sgd": "SGD", "adam": "Adam"}.get(cfg["optimizer"], cfg["optimizer"])
+    off = [n for n, k in (("BN", "batchnorm"), ("Dropout", "dropout")) if not cfg.get(k, True)]
+    return f"{name} {lr_label(cfg['lr'])}" + (f", no {'/'.join(off)}" if off else "")
+
+
+# --- the numbers a panel draws ------------------------------------------------------------------------------------
+
+
+def _finite(v) -> bool:
+    return v is not None and isinstance(v, (int, float, np.floating, np.integer)) and math.isfinite(v)
+
+
+def _seeds(runs) -> list[list[dict]]:
+    """A group's runs as a list of seeds; one list of rows (the old single-run shape) is one seed."""
+    runs = list(runs)
+    if runs and isinstance(runs[0], dict):
+        return [runs]
+    return [list(r) for r in runs]
+
+
+def divergence_epoch(rows: Sequence[dict], keys: Sequence[str]) -> int | None:
+    """The first epoch at which any of `keys` is NaN or infinite (None: the seed stayed finite)."""
+    for r in sorted(rows, key=lambda r: r["epoch"]):
+        for k in keys:
+            v = r.get(k)
+            if v is not None and not _finite(v):
+                return r["epoch"]
+    return None
+
+
+@dataclass
+class SeedCurve:
+    epochs: np.ndarray  # the epochs drawn (before divergence, value present)
+    values: np.ndarray
+    diverged_at: int | None  # the epoch of the first non-finite value of any of the figure's metrics
+
+
+@dataclass
+class GroupStats:
+    """One group's numbers for one metric: per epoch, the mean, min and max over the seeds not yet diverged."""
+
+    epochs: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    count: np.ndarray  # how many seeds each epoch's numbers are over
+    seeds: list[SeedCurve]
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def diverged(self) -> int:
+        return sum(s.diverged_at is not None for s in self.seeds)
+
+
+def group_stats(seeds: Sequence[Sequence[dict]], key: str, divergence_keys: Sequence[str] = ()) -> GroupStats:
+    """Mean, min and max of `key` over seeds at each epoch. A seed is cut at its divergence epoch (the first epoch
+    where `key` or any of `divergence_keys` is non-finite) and counts at no epoch from then on."""
+    keys = [key, *[k for k in divergence_keys if k != key]]
+    curves = []
+    for rows in seeds:
+        d = divergence_epoch(rows, keys)
+        pts = sorted((r["epoch"], float(r[key])) for r in rows if _finite(r.get(key)) and (d is None or r["epoch"] < d))
+        curves.append(
+            SeedCurve(np.array([e for e, _ in pts], dtype=int), np.array([v for _, v in pts], dtype=float), d)
+        )
+    epochs = np.array(sorted({int(e) for c in curves for e in c.epochs}), dtype=int)
+    table = np.full((len(curves), len(epochs)), np.nan)
+    index = {e: i for i, e in enumerate(epochs)}
+    for s, c in enumerate(curves):
+        for e, v in zip(c.epochs, c.values):
+            table[s, index[int(e)]] = v
+    count = np.isfinite(table).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(table, axis=0) if len(epochs) else np.array([])
+    low = np.nanmin(table, axis=0) if len(epochs) else np.array([])
+    high = np.nanmax(table, axis=0) if len(epochs) else np.array([])
+    return GroupStats(epochs, mean, low, high, count, curves)
+
+
+# --- drawing ------------------------------------------------------------------------------------------------------
+
+
+def group_label(label: str, stats: GroupStats) -> str:
+    """The legend entry of a group: 'lr=0.1 (n=3)', 'lr=100 (n=3, diverged in 2/3 seeds)', and for one seed
+    'lr=100 (n=1, diverged at epoch 4)'."""
+    n, k = stats.n, stats.diverged
+    if k and n == 1:
+        return f"{label} (n=1, diverged at epoch {stats.seeds[0].diverged_at})"
+    if k:
+        return f"{label} (n={n}, diverged in {k}/{n} seeds)"
+    return f"{label} (n={n})"
+
+
+def legend_title(ns: Sequence[int], any_diverged: bool) -> str:
+    many = any(n > 1 for n in ns)
+    if not many:
+        text = "one seed per line"
+    else:
+        sizes = sorted(set(ns))
+        n = str(sizes[0]) if len(sizes) == 1 else "n"
+        text = f"line: mean of {n} seeds, band: {BAND} over seeds"
+    if any_diverged:
+        text += "\nx: a seed's last finite value before it diverged (NaN/inf)"
+        if many:
+            text += "; mean and band over the seeds not yet diverged"
+    return text
+
+
+def draw_curves(
+    series: Sequence[tuple[str, Sequence]],
+    panels: Sequence[tuple[str, str]],
+    title: str,
+    log_keys: Sequence[str] = (),
+    colors: Sequence | None = None,
+) -> Figure:
+    """The figure, not yet saved: one panel per (metric key, panel title), one line (and band) per group.
+
+    Artists carry a gid for tests and tools: 'mean:<label>' (the mean line, or the single seed's line),
+    'band:<label>', 'seed:<label>:<i>' (a diverged seed's own line) and 'diverged:<label>:<i>' (its x marker).
+    """
+    groups = [(label, _seeds(runs)) for label, runs in series]
+    keys = [k for k, _ in panels]
+    colors = list(colors) if colors is not None else [PALETTE[i % len(PALETTE)] for i in range(len(groups))]
+    fig = Figure(figsize=(5.0 * len(panels), 4.9), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    handles, names, ns, any_diverged = [], [], [], False
+    for ax, (key, panel_title) in zip(axes, panels):
+        for (label, seeds), color in zip(groups, colors):
+            st = group_stats(seeds, key, keys)
+            many = st.n > 1
+            if many and len(st.epochs):
+                ax.fill_between(st.epochs, st.low, st.high, color=color, alpha=0.18, lw=0, gid=f"band:{label}")
+            (line,) = ax.plot(st.epochs, st.mean, color=color, lw=2.0, gid=f"mean:{label}")
+            for i, c in enumerate(st.seeds):
+                if c.diverged_at is None:
+                    continue
+                if many and len(c.epochs):
+                    ax.plot(c.epochs, c.values, color=color, lw=0.9, ls="--", alpha=0.8, gid=f"seed:{label}:{i}")
+                if len(c.epochs):
+                    ax.plot(
+                        c.epochs[-1:],
+                        c.values[-1:],
+                        ls="none",
+                        marker="x",
+                        ms=9,
+                        mew=2.2,
+                        color=color,
+                        gid=f"diverged:{label}:{i}",
+                    )
+            if ax is axes[0]:
+                handles.append(line)
+                names.append(group_label(label, st))
+                ns.append(st.n)
+                any_diverged |= st.diverged > 0
+        ax.set_title(panel_title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if key in log_keys:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    if handles:
+        ncol = min(len(handles), 3 if max(len(n) for n in names) > 24 else 6)
+        fig.legend(
+            handles,
+            names,
+            loc="outside lower center",
+            ncol=ncol,
+            fontsize=9,
+            title=legend_title(ns, any_diverged),
+            title_fontsize=9,
+            frameon=False,
+        )
+    fig.suptitle(title)
+    return fig
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
+    """Write `fig` to `path` atomically (a temporary file in the same folder, then a rename), mode 0644 less the
+    umask, so that a reader never sees half a file and others on a shared machine can read it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o644 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
 
 
 def curves_figure(
-    series: Sequence[tuple[str, list[dict]]],
+    series: Sequence[tuple[str, Sequence]],
     panels: Sequence[tuple[str, str]],
     path: str | Path,
     title: str,
     log_keys: Sequence[str] = (),
+    colors: Sequence | None = None,
 ) -> Path:
-    """One panel per (metric key, panel title), one line per (label, history rows).
-
-    A line that stops being finite (divergence) is drawn up to its last finite point and marked
-    with an x there; its legend label says when it diverged, so the figure stays readable.
-    """
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
-    colors = plt.cm.viridis([i / max(1, len(series) - 1) for i in range(len(series))])
-    for ax, (key, panel_title) in zip(axes[0], panels):
-        for (label, rows), color in zip(series, colors):
-            xs = [r["epoch"] for r in rows]
-            ys = [r.get(key, float("nan")) for r in rows]
-            bad = next((i for i, v in enumerate(ys) if v is None or not math.isfinite(v)), None)
-            shown = ys if bad is None else ys[:bad]
-            name = label if bad is None else f"{label} (diverged at epoch {xs[bad]})"
-            ax.plot(xs[: len(shown)], shown, color=color, label=name, lw=1.6)
-            if bad is not None and bad > 0:
-                ax.plot([xs[bad - 1]], [ys[bad - 1]], marker="x", color=color, ms=9, mew=2)
-        ax.set_title(panel_title)
-        ax.set_xlabel("epoch")
-        if key in log_keys:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=9, frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend under the panels
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    """`draw_curves`, saved to `path`."""
+    return save(draw_curves(series, panels, title, log_keys, colors), path)
 
 
-def lr_sweep_figure(series, path, title="MLP learning-rate sweep") -> Path:
-    """The seed's Figure 2: training accuracy, training loss and test accuracy per epoch."""
-    return curves_figure(
-        series,
-        [("train_acc", "training accuracy"), ("train_loss", "training loss"), ("test_acc", "test accuracy")],
-        path,
-        title,
-        log_keys=("train_loss",),
-    )
+def draw_lr_sweep(series, title: str = "MLP learning-rate sweep") -> Figure:
+    """The seed's Figure 2, unsaved: training accuracy, training loss (log scale) and test accuracy per epoch."""
+    return draw_curves(series, LR_SWEEP_PANELS, title, log_keys=("train_loss",))
 
 
-def cnn_curves_figure(series, path, title="AlexNet learning curves") -> Path:
-    """Part 2: mean training loss and validation accuracy per epoch, one line per variant."""
-    return curves_figure(series, [("train_loss", "training loss"), ("val_acc", "validation accuracy")], path, title)
+def lr_sweep_figure(series, path, title: str = "MLP learning-rate sweep") -> Path:
+    """The seed's Figure 2: training accuracy, training loss (log scale) and test accuracy per epoch, one group of
+    seeds per learning rate (label it with `lr_label`)."""
+    return save(draw_lr_sweep(series, title), path)
+
+
+def _variant_colors(labels: Sequence[str]) -> list | None:
+    """One colour per CNN variant, the same in every part's figure, when every label is a variant title."""
+    order = {variant_title(v): i for i, v in enumerate(CNN_VARIANTS)}
+    if labels and all(lab in order for lab in labels):
+        return [PALETTE[order[lab] % len(PALETTE)] for lab in labels]
+    return None
+
+
+def draw_cnn_curves(series, title: str = "AlexNet learning curves") -> Figure:
+    """Part 2, unsaved: training loss and validation accuracy per epoch, one group of seeds per variant."""
+    return draw_curves(series, CNN_PANELS, title, colors=_variant_colors([label for label, _ in series]))
+
+
+def cnn_curves_figure(series, path, title: str = "AlexNet learning curves") -> Path:
+    """Part 2: training loss and validation accuracy per epoch, one group of seeds per variant (label it with
+    `variant_title`)."""
+    return save(draw_cnn_curves(series, title), path)

@@ -37,3 +37,12 @@ def variants_for(parts: list[str]) -> list[str]:
             if v not in out:
                 out.append(v)
     return out
+
+
+# Part 2 variants in the assignment's words: the legends and captions of the figures.
+CNN_VARIANT_TITLES: dict[str, str] = {
+    "sgd-0.005": "SGD lr=0.005",
+    "adam-5e-05": "Adam lr=5e-5",
+    "adam-0.005": "Adam lr=0.005",
+    "adam-5e-05-plain": "Adam lr=5e-5, no BN/Dropout",
+}

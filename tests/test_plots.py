@@ -1,0 +1,230 @@
+"""The figures: what each line and band is, divergence, ticks, labels, and how the file is written."""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+
+import numpy as np
+import pytest
+from matplotlib.ticker import MaxNLocator
+
+from mlhw import plots
+from mlhw.reference import CNN_VARIANTS
+
+KEYS = ("train_acc", "train_loss", "test_acc")
+
+
+def rows(values: dict[str, list[float]], start: int = 0) -> list[dict]:
+    n = len(next(iter(values.values())))
+    return [{"epoch": start + i, **{k: v[i] for k, v in values.items()}} for i in range(n)]
+
+
+def sweep_rows(rng, n_epochs=6, start=0) -> list[dict]:
+    return rows({k: list(rng.uniform(0.1, 1.0, n_epochs)) for k in KEYS}, start)
+
+
+def artist(ax, gid):
+    found = [a for a in [*ax.lines, *ax.collections] if a.get_gid() == gid]
+    assert len(found) == 1, f"{gid}: {len(found)} artists"
+    return found[0]
+
+
+def legend(fig):
+    (leg,) = fig.legends
+    return leg.get_title().get_text(), [t.get_text() for t in leg.get_texts()]
+
+
+def band_limits(coll, epochs):
+    """The band's lower and upper edge at each epoch, read from the polygon fill_between drew."""
+    xy = coll.get_paths()[0].vertices
+    lo, hi = [], []
+    for e in epochs:
+        ys = xy[np.isclose(xy[:, 0], e), 1]
+        lo.append(ys.min())
+        hi.append(ys.max())
+    return np.array(lo), np.array(hi)
+
+
+def test_mean_line_and_min_max_band_equal_numpy_over_seeds():
+    rng = np.random.default_rng(0)
+    seeds = [sweep_rows(rng) for _ in range(3)]
+    other = [sweep_rows(rng) for _ in range(2)]
+    fig = plots.draw_lr_sweep([("lr=0.1", seeds), ("lr=1", other)], "t")
+    for ax, key in zip(fig.axes, KEYS):
+        for label, group in (("lr=0.1", seeds), ("lr=1", other)):
+            table = np.array([[r[key] for r in s] for s in group])
+            line = artist(ax, f"mean:{label}")
+            np.testing.assert_array_equal(line.get_xdata(), np.arange(6))
+            np.testing.assert_allclose(line.get_ydata(), table.mean(axis=0), rtol=1e-12)
+            lo, hi = band_limits(artist(ax, f"band:{label}"), range(6))
+            np.testing.assert_allclose(lo, table.min(axis=0), rtol=1e-12)
+            np.testing.assert_allclose(hi, table.max(axis=0), rtol=1e-12)
+    title, texts = legend(fig)
+    assert texts == ["lr=0.1 (n=3)", "lr=1 (n=2)"]
+    assert "band: min-max" in title and "mean of n seeds" in title
+
+
+def test_legend_title_names_the_seed_count_and_the_band():
+    rng = np.random.default_rng(1)
+    fig = plots.draw_lr_sweep([(plots.lr_label(lr), [sweep_rows(rng) for _ in range(3)]) for lr in (0.1, 1)], "t")
+    title, _ = legend(fig)
+    assert title.startswith("line: mean of 3 seeds, band: min-max over seeds")
+    assert "diverged" not in title
+
+
+def test_a_single_seed_is_its_own_line_without_a_band():
+    rng = np.random.default_rng(2)
+    (seed,) = [sweep_rows(rng)]
+    fig = plots.draw_lr_sweep([("lr=0.1", [seed])], "t")
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(artist(ax, "mean:lr=0.1").get_ydata(), [r["train_acc"] for r in seed])
+    assert not ax.collections
+    assert legend(fig) == ("one seed per line", ["lr=0.1 (n=1)"])
+    # the old single-run shape (one list of rows) is read as one seed
+    fig2 = plots.draw_lr_sweep([("lr=0.1", seed)], "t")
+    np.testing.assert_array_equal(fig2.axes[0].lines[0].get_ydata(), artist(ax, "mean:lr=0.1").get_ydata())
+
+
+def test_a_diverged_seed_stops_at_its_last_finite_value_with_an_x_and_leaves_the_mean():
+    rng = np.random.default_rng(3)
+    seeds = [sweep_rows(rng, 8) for _ in range(3)]
+    # seed 1's loss becomes inf at epoch 3 and NaN after: its accuracies (still finite) are cut there too
+    for r in seeds[1][3:]:
+        r["train_loss"] = math.inf if r["epoch"] == 3 else math.nan
+    fig = plots.draw_lr_sweep([("lr=100", seeds)], "t")
+    for ax, key in zip(fig.axes, KEYS):
+        table = np.array([[r[key] for r in s] for s in seeds])
+        table[1, 3:] = np.nan
+        mean = artist(ax, "mean:lr=100")
+        np.testing.assert_array_equal(mean.get_xdata(), np.arange(8))
+        np.testing.assert_allclose(mean.get_ydata(), np.nanmean(table, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(mean.get_ydata()[3:], table[[0, 2], 3:].mean(axis=0), rtol=1e-12)
+        lo, hi = band_limits(artist(ax, "band:lr=100"), range(8))
+        np.testing.assert_allclose(lo, np.nanmin(table, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(hi, np.nanmax(table, axis=0), rtol=1e-12)
+        seed_line = artist(ax, "seed:lr=100:1")
+        np.testing.assert_array_equal(seed_line.get_xdata(), [0, 1, 2])
+        np.testing.assert_allclose(seed_line.get_ydata(), table[1, :3])
+        marker = artist(ax, "diverged:lr=100:1")
+        assert marker.get_marker() == "x"
+        np.testing.assert_array_equal(marker.get_xdata(), [2])
+        np.testing.assert_allclose(marker.get_ydata(), [seeds[1][2][key]])
+        # the seeds that stayed finite get no marker and no own line
+        assert not [a for a in ax.lines if a.get_gid() in ("diverged:lr=100:0", "seed:lr=100:2")]
+    title, texts = legend(fig)
+    assert texts == ["lr=100 (n=3, diverged in 1/3 seeds)"]
+    assert "not yet diverged" in title and "x:" in title
+
+
+def test_a_group_that_diverges_in_every_seed_stops_where_the_last_seed_stops():
+    seeds = [rows({k: [1.0, 2.0, 3.0, math.nan, math.nan] for k in KEYS}), rows({k: [1.0, math.nan] for k in KEYS})]
+    fig = plots.draw_lr_sweep([("lr=100", seeds)], "t")
+    mean = artist(fig.axes[1], "mean:lr=100")
+    np.testing.assert_array_equal(mean.get_xdata(), [0, 1, 2])
+    np.testing.assert_allclose(mean.get_ydata(), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(artist(fig.axes[1], "diverged:lr=100:1").get_xdata(), [0])
+    assert legend(fig)[1] == ["lr=100 (n=2, diverged in 2/2 seeds)"]
+    single = plots.draw_lr_sweep([("lr=100", seeds[:1])], "t")
+    assert legend(single)[1] == ["lr=100 (n=1, diverged at epoch 3)"]
+    np.testing.assert_array_equal(artist(single.axes[0], "diverged:lr=100:0").get_xdata(), [2])
+
+
+def test_a_missing_value_is_a_gap_not_divergence():
+    seeds = [rows({"train_loss": [2.0, 1.0, 0.5], "val_acc": [0.1, 0.2, 0.3]}, start=1) for _ in range(2)]
+    del seeds[0][1]["val_acc"]
+    seeds[1][1]["val_acc"] = None
+    fig = plots.draw_cnn_curves([("Adam lr=5e-5", seeds)], "t")
+    acc = artist(fig.axes[1], "mean:Adam lr=5e-5")
+    np.testing.assert_array_equal(acc.get_xdata(), [1, 3])
+    assert legend(fig)[1] == ["Adam lr=5e-5 (n=2)"]
+
+
+def test_epoch_ticks_are_integers():
+    rng = np.random.default_rng(4)
+    fig = plots.draw_cnn_curves(
+        [("SGD lr=0.005", [rows({"train_loss": [2, 1, 0.5], "val_acc": [0.1, 0.2, 0.3]}, 1)])], "t"
+    )
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert isinstance(ax.xaxis.get_major_locator(), MaxNLocator)
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    fig = plots.draw_lr_sweep([("lr=0.1", [sweep_rows(rng, 31) for _ in range(3)])], "t")
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    assert fig.axes[1].get_yscale() == "log" and fig.axes[0].get_yscale() == "linear"
+
+
+def test_labels_in_the_assignments_words():
+    assert plots.variant_title("adam-5e-05-plain") == "Adam lr=5e-5, no BN/Dropout"
+    assert plots.variant_title("sgd-0.005") == "SGD lr=0.005"
+    assert plots.variant_title("adam-5e-05") == "Adam lr=5e-5"
+    assert plots.variant_title("adam-0.005") == "Adam lr=0.005"
+    assert plots.variant_title("something-else") == "something-else"
+    titles = [plots.variant_title(v) for v in CNN_VARIANTS]
+    assert len(set(titles)) == len(titles) and not set(titles) & set(CNN_VARIANTS)
+    assert [plots.lr_label(x) for x in (0.001, 0.01, 0.1, 1, 10, 100, 5e-5)] == [
+        "lr=0.001",
+        "lr=0.01",
+        "lr=0.1",
+        "lr=1",
+        "lr=10",
+        "lr=100",
+        "lr=5e-5",
+    ]
+    seeds = [rows({"train_loss": [2.0, 1.0], "val_acc": [0.1, 0.2]}, 1) for _ in range(3)]
+    pair = ["adam-5e-05-plain", "adam-5e-05"]
+    fig = plots.draw_cnn_curves([(plots.variant_title(v), seeds) for v in pair], "Part 2 (c)")
+    assert legend(fig)[1] == ["Adam lr=5e-5, no BN/Dropout (n=3)", "Adam lr=5e-5 (n=3)"]
+    # a variant keeps its colour from one part's figure to the next
+    other = plots.draw_cnn_curves([(plots.variant_title(v), seeds) for v in ["sgd-0.005", "adam-5e-05"]], "Part 2 (a)")
+    c = artist(fig.axes[0], "mean:Adam lr=5e-5").get_color()
+    assert artist(other.axes[0], "mean:Adam lr=5e-5").get_color() == c
+
+
+def test_colours_stay_visible_on_white():
+    from matplotlib.colors import to_rgb
+
+    for color in plots.PALETTE:
+        r, g, b = to_rgb(color)
+        assert 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.75, color  # no faint yellow or light grey
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_figures_are_written_whole_and_world_readable(tmp_path, umask_022):
+    rng = np.random.default_rng(5)
+    path = plots.lr_sweep_figure([("lr=0.1", [sweep_rows(rng) for _ in range(3)])], tmp_path / "f" / "sweep.png", "t")
+    assert path == tmp_path / "f" / "sweep.png"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    seeds = [rows({"train_loss": [2.0, 1.0], "val_acc": [0.1, 0.2]}, 1) for _ in range(2)]
+    cnn = plots.cnn_curves_figure([("SGD lr=0.005", seeds)], tmp_path / "f" / "cnn.png", "t")
+    assert stat.S_IMODE(cnn.stat().st_mode) == 0o644
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["cnn.png", "sweep.png"]  # no temporary left
+
+
+def test_save_respects_the_umask_and_leaves_the_old_file_when_drawing_fails(tmp_path, umask_022):
+    os.umask(0o077)
+    path = plots.save(
+        plots.draw_cnn_curves([("x", [rows({"train_loss": [1.0], "val_acc": [0.5]})])], "t"), tmp_path / "a.png"
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+    fig = plots.draw_cnn_curves([("x", [rows({"train_loss": [1.0], "val_acc": [0.5]})])], "t")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    fig.savefig = broken
+    with pytest.raises(RuntimeError):
+        plots.save(fig, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
