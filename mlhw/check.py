@@ -1,0 +1,661 @@
+"""The reproduction gate: compare a reproduction's result tables with a committed baseline.
+
+Plain data in, plain data out: no MLflow, no Typer. Both sides are dicts table name -> DataFrame in the CSV
+format of `results/<profile>/tables/*.csv` (group keys, `n`, `<metric>_mean`, `<metric>_std`).
+
+Tolerance rule
+--------------
+Rows are matched by their key (`KEY_COLUMNS`: `lr` for `mlp_lr_sweep`, `dataset` for `mlp_full`, `variant`
+for the CNN tables; other tables: every column that is not `n`, `<metric>_mean/_std` or `reference_*`).
+For every metric m of a matched row, with means x_b, x_c, sample stds s_b, s_c and seed counts n_b, n_c of
+the baseline (b) and the current reproduction (c):
+
+    delta     = x_c - x_b
+    se        = sqrt(s_b^2 / n_b + s_c^2 / n_c)
+    floor     = max(absolute_floor[m], relative_floor[m] * |x_b|)
+    tolerance = k * se + floor                       (k = 3 by default)
+    ok        <=>  |delta| <= tolerance
+
+se is the standard error of the difference of the two means (Welch's), so k * se scales with the seed
+spread measured on both sides, and the floor keeps the rule meaningful where the spread is tiny or unknown
+(numbers also move across processor models by a fraction of a point). A side with n = 1 (no std) borrows
+the other side's std; when neither side has a std (n = 1 rows) the tolerance is the floor alone.
+Non-finite means (a diverged loss) are equal only when both are the same inf, or both NaN.
+
+Defaults (`DEFAULT_METRICS`, patterns matched with fnmatch, the first match wins, in this order: `table.metric`,
+`metric`, then the patterns in file order, then `default`): accuracies `*_acc` absolute floor 0.02 (2 points);
+losses `*_loss` absolute floor 0.02 and relative floor 0.10 (10% of the baseline); anything else (e.g. the
+fraction of diverged runs) absolute floor 0.02. `fail_on: worse` (with `greater_is_better`) fails only
+regressions, like MLflow's `MetricThreshold`; the default `any` fails any drift, because a reproduction that
+moved is not reproduced, in whichever direction.
+
+Statuses: `ok`, `drift` (fails), `chaotic` (a row the baseline marks as chaotic by nature: compared and
+reported, never fails), `missing` (a baseline row or metric absent from the current tables: fails), `new`
+(a current row or metric absent from the baseline: a note).
+
+check.yaml (beside `tables/` in the baseline folder; every key optional)
+---------------------------------------------------------------------------
+    k: 3
+    tables: [mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout]   # default: every mean/std table
+    metrics:
+      "*_acc": {absolute_floor: 0.02, greater_is_better: true}
+      "*_loss": {absolute_floor: 0.02, relative_floor: 0.10, greater_is_better: false}
+      mlp_lr_sweep.diverged: {absolute_floor: 0.34, k: 0}
+      default: {absolute_floor: 0.02}
+    chaotic:
+      - {table: mlp_lr_sweep, row: {lr: 1}, reason: "lr=1 learns or collapses depending on the seed and CPU"}
+      - {table: mlp_lr_sweep, row: {lr: 100}, metrics: [train_loss], reason: "the loss at chance is noise"}
+      - {table: adam_lr, row: {variant: adam-0.005}, reason: "Adam lr 0.005 ..."}
+    keys: {some_table: [col_a, col_b]}   # row keys of tables not in KEY_COLUMNS
+
+A metric entry takes `absolute_floor`, `relative_floor`, `k` (overrides the global k), `greater_is_better`
+and `fail_on` (`any` | `worse`). A chaotic entry's `row` names columns and values; it matches every row of
+that table with those values (numbers compare as numbers: `lr: 1` matches `1.0`); `metrics` (optional)
+limits the mark to those metrics, the row's other metrics are checked as usual.
+
+Conventions borrowed: like `dvc metrics diff`, each row has the baseline (old), the current (new) value and
+the change (`delta`), the renderers show only what did not pass unless asked for everything (`show_all`, like
+dvc's `--all`), and `to_json()` is for machines; like MLflow's `MetricThreshold`, a metric has
+`greater_is_better`, and absolute and relative amounts (here floors of the tolerance, not required improvements).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlhw.errors import MLHWError
+
+KEY_COLUMNS: dict[str, list[str]] = {
+    "mlp_lr_sweep": ["lr"],
+    "mlp_full": ["dataset"],
+    "sgd_vs_adam": ["variant"],
+    "adam_lr": ["variant"],
+    "batchnorm_dropout": ["variant"],
+}
+STATUSES = ("ok", "drift", "chaotic", "missing", "new")
+FAILING = ("drift", "missing")
+POLICY_FILE = "check.yaml"
+
+
+class CheckConfigError(MLHWError):
+    """A bad check.yaml (or policy dict): the message names the file, the key and the value."""
+
+
+@dataclass
+class MetricTolerance:
+    absolute_floor: float = 0.02
+    relative_floor: float = 0.0
+    k: float | None = None  # None: the policy's k
+    greater_is_better: bool | None = None
+    fail_on: str = "any"  # "any" | "worse" (needs greater_is_better)
+
+
+DEFAULT_METRICS: dict[str, MetricTolerance] = {
+    "*_acc": MetricTolerance(absolute_floor=0.02, greater_is_better=True),
+    "*_loss": MetricTolerance(absolute_floor=0.02, relative_floor=0.10, greater_is_better=False),
+    "default": MetricTolerance(absolute_floor=0.02),
+}
+
+
+@dataclass
+class ChaoticRow:
+    table: str
+    row: dict[str, Any]
+    reason: str = ""
+    metrics: list[str] | None = None  # None: every metric of the row
+
+    def matches(self, table: str, row: dict[str, Any], metric: str | None = None) -> bool:
+        if table != self.table or (metric is not None and self.metrics is not None and metric not in self.metrics):
+            return False
+        return all(c in row and _key_value(row[c]) == _key_value(v) for c, v in self.row.items())
+
+
+@dataclass
+class CheckPolicy:
+    k: float = 3.0
+    metrics: dict[str, MetricTolerance] = field(default_factory=lambda: dict(DEFAULT_METRICS))
+    chaotic: list[ChaoticRow] = field(default_factory=list)
+    tables: list[str] | None = None  # None: every table of the baseline with <metric>_mean columns
+    keys: dict[str, list[str]] = field(default_factory=dict)
+
+    def tolerance_for(self, table: str, metric: str) -> MetricTolerance:
+        for name in (f"{table}.{metric}", metric):
+            if name in self.metrics:
+                return self.metrics[name]
+        for pattern, tol in self.metrics.items():
+            if pattern != "default" and (
+                fnmatch.fnmatchcase(metric, pattern) or fnmatch.fnmatchcase(f"{table}.{metric}", pattern)
+            ):
+                return tol
+        return self.metrics.get("default", MetricTolerance())
+
+    def chaotic_reason(self, table: str, row: dict[str, Any], metric: str | None = None) -> str | None:
+        """Why a baseline row (matched on any of its columns) is marked chaotic (for `metric`); None if not."""
+        for c in self.chaotic:
+            if c.matches(table, row, metric):
+                return c.reason or "marked chaotic in the baseline"
+        return None
+
+    def key_columns(self, table: str, df: pd.DataFrame) -> list[str]:
+        cols = self.keys.get(table) or KEY_COLUMNS.get(table)
+        if cols:
+            return list(cols)
+        return [c for c in df.columns if c != "n" and not _is_metric_column(c) and not str(c).startswith("reference_")]
+
+    def to_dict(self) -> dict:
+        return {
+            "k": self.k,
+            "tables": self.tables,
+            "metrics": {name: _tolerance_dict(t) for name, t in self.metrics.items()},
+            "chaotic": [{k: v for k, v in asdict(c).items() if v is not None} for c in self.chaotic],
+            "keys": self.keys,
+        }
+
+
+def _tolerance_dict(t: MetricTolerance) -> dict:
+    return {k: v for k, v in asdict(t).items() if v is not None and not (k == "fail_on" and v == "any")}
+
+
+@dataclass
+class CheckRow:
+    table: str
+    row: str  # the key as text: "lr=1", "variant=adam-0.005"
+    key: dict[str, Any]
+    metric: str  # "*" for a whole missing / new row
+    status: str  # ok | drift | chaotic | missing | new
+    baseline: float | None = None
+    current: float | None = None
+    delta: float | None = None
+    tolerance: float | None = None
+    n_baseline: int | None = None
+    n_current: int | None = None
+    std_baseline: float | None = None
+    std_current: float | None = None
+    within: bool | None = None  # |delta| <= tolerance (also for chaotic rows)
+    direction: str | None = None  # "better" | "worse" | None (no greater_is_better, or no change)
+    reason: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """|delta| / tolerance: above 1 means beyond tolerance."""
+        if self.delta is None or self.tolerance is None or not math.isfinite(self.delta):
+            return None
+        if self.tolerance == 0:
+            return 0.0 if self.delta == 0 else math.inf
+        return abs(self.delta) / self.tolerance
+
+
+@dataclass
+class CheckResult:
+    rows: list[CheckRow]
+    policy: CheckPolicy
+    skipped_tables: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not any(r.status in FAILING for r in self.rows)
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(1 for r in self.rows if r.status == s) for s in STATUSES}
+
+    def failures(self) -> list[CheckRow]:
+        return [r for r in self.rows if r.status in FAILING]
+
+    def summary(self) -> str:
+        c = self.counts()
+        parts = [f"{c[s]} {s}" + (" (reported, never fail)" if s == "chaotic" else "") for s in STATUSES if c[s]]
+        head = "check passed" if self.passed else "check FAILED"
+        out = f"{head}: " + (", ".join(parts) or "nothing compared")
+        if not self.passed:
+            out += " — " + "; ".join(f"{r.table} {r.row} {r.metric}: {r.status}" for r in self.failures()[:5])
+            if len(self.failures()) > 5:
+                out += f"; and {len(self.failures()) - 5} more"
+        return out
+
+    def to_dict(self) -> dict:
+        rows = []
+        for r in self.rows:
+            d = asdict(r)
+            d["ratio"] = r.ratio
+            rows.append({k: _json_number(v) for k, v in d.items()})
+        return {
+            "passed": self.passed,
+            "summary": self.summary(),
+            "counts": self.counts(),
+            "skipped_tables": self.skipped_tables,
+            "policy": self.policy.to_dict(),
+            "rows": rows,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=str)
+
+
+def _json_number(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {k: _json_number(x) for k, x in v.items()}
+    return v
+
+
+# --- policy files ---------------------------------------------------------------------------------------
+
+
+def policy_from_dict(data: dict | None, source: str = "check.yaml") -> CheckPolicy:
+    """Validate a check.yaml's content; errors name the file and the key."""
+    data = data or {}
+    if not isinstance(data, dict):
+        raise CheckConfigError(f"{source}: expected a mapping at the top level (got {type(data).__name__})")
+    allowed = {"k", "metrics", "chaotic", "tables", "keys"}
+    for key in data:
+        if key not in allowed:
+            raise CheckConfigError(f"{source}: {key}: unknown key (expected one of {', '.join(sorted(allowed))})")
+    policy = CheckPolicy()
+    if "k" in data:
+        policy.k = _nonnegative(data["k"], f"{source}: k")
+    if data.get("metrics") is not None:
+        if not isinstance(data["metrics"], dict):
+            raise CheckConfigError(f"{source}: metrics: expected a mapping metric -> settings")
+        # user entries first (they win over the default patterns), then the remaining defaults
+        user = {str(n): _tolerance_from(spec or {}, f"{source}: metrics.{n}") for n, spec in data["metrics"].items()}
+        policy.metrics = user | {n: t for n, t in DEFAULT_METRICS.items() if n not in user}
+    for i, c in enumerate(data.get("chaotic") or []):
+        where = f"{source}: chaotic[{i}]"
+        if not isinstance(c, dict) or "table" not in c or "row" not in c or not isinstance(c["row"], dict):
+            raise CheckConfigError(f"{where}: expected {{table: NAME, row: {{KEY: VALUE}}, reason: TEXT}} (got {c!r})")
+        extra = set(c) - {"table", "row", "reason", "metrics"}
+        if extra:
+            raise CheckConfigError(f"{where}.{sorted(extra)[0]}: unknown key")
+        metrics = c.get("metrics")
+        if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
+            raise CheckConfigError(f"{where}.metrics: expected a list of metric names (got {metrics!r})")
+        policy.chaotic.append(ChaoticRow(str(c["table"]), dict(c["row"]), str(c.get("reason", "")), metrics))
+    if data.get("tables") is not None:
+        if not isinstance(data["tables"], list):
+            raise CheckConfigError(f"{source}: tables: expected a list of table names (got {data['tables']!r})")
+        policy.tables = [str(t) for t in data["tables"]]
+    if data.get("keys") is not None:
+        if not isinstance(data["keys"], dict) or not all(isinstance(v, list) for v in data["keys"].values()):
+            raise CheckConfigError(f"{source}: keys: expected a mapping table -> list of columns")
+        policy.keys = {str(t): [str(c) for c in cols] for t, cols in data["keys"].items()}
+    return policy
+
+
+def _nonnegative(v, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+        raise CheckConfigError(f"{where}: expected a number >= 0 (got {v!r})")
+    return float(v)
+
+
+def _tolerance_from(spec: dict, where: str) -> MetricTolerance:
+    if not isinstance(spec, dict):
+        raise CheckConfigError(f"{where}: expected a mapping of settings (got {spec!r})")
+    t = MetricTolerance()
+    for key, v in spec.items():
+        if key in ("absolute_floor", "relative_floor"):
+            setattr(t, key, _nonnegative(v, f"{where}.{key}"))
+        elif key == "k":
+            t.k = _nonnegative(v, f"{where}.k")
+        elif key == "greater_is_better":
+            if not isinstance(v, bool):
+                raise CheckConfigError(f"{where}.greater_is_better: expected true or false (got {v!r})")
+            t.greater_is_better = v
+        elif key == "fail_on":
+            if v not in ("any", "worse"):
+                raise CheckConfigError(f"{where}.fail_on: expected any or worse (got {v!r})")
+            t.fail_on = v
+        else:
+            raise CheckConfigError(f"{where}.{key}: unknown key")
+    if t.fail_on == "worse" and t.greater_is_better is None:
+        raise CheckConfigError(f"{where}.fail_on: 'worse' needs greater_is_better")
+    return t
+
+
+def load_policy(path: str | Path) -> CheckPolicy:
+    """A check.yaml, or the default policy when the file does not exist."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        return CheckPolicy()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise CheckConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return policy_from_dict(data, str(path))
+
+
+def policy_to_yaml(policy: CheckPolicy, header: str = "") -> str:
+    """A check.yaml for the policy (to start a baseline's file from)."""
+    import yaml
+
+    text = yaml.safe_dump(policy.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+    return (header.rstrip() + "\n" if header else "") + text
+
+
+# --- tables ---------------------------------------------------------------------------------------------
+
+
+def _is_metric_column(c) -> bool:
+    return str(c).endswith(("_mean", "_std"))
+
+
+def metrics_of(df: pd.DataFrame) -> list[str]:
+    """The summarised metrics of a table: every m with an `m_mean` column, in column order."""
+    return [str(c)[: -len("_mean")] for c in df.columns if str(c).endswith("_mean")]
+
+
+def load_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """Every `<folder>/*.csv` as name -> DataFrame (the folder itself, e.g. results/digits/tables)."""
+    folder = Path(folder)
+    return {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
+
+
+@dataclass
+class Baseline:
+    folder: Path
+    tables: dict[str, pd.DataFrame]
+    policy: CheckPolicy
+    policy_file: Path | None  # None: no check.yaml, the default policy
+
+
+def load_baseline(folder: str | Path) -> Baseline:
+    """A committed baseline: `<folder>/tables/*.csv` and `<folder>/check.yaml` (optional)."""
+    folder = Path(folder)
+    tables_dir = folder / "tables"
+    if not tables_dir.is_dir():
+        raise CheckConfigError(f"{folder}: no baseline here (expected {tables_dir}/*.csv)")
+    tables = load_tables(tables_dir)
+    if not tables:
+        raise CheckConfigError(f"{tables_dir}: no CSV tables in the baseline")
+    policy_path = folder / POLICY_FILE
+    return Baseline(folder, tables, load_policy(policy_path), policy_path if policy_path.exists() else None)
+
+
+def _key_value(v) -> str:
+    """Key values compare as text, numbers by value (1 == 1.0 == '1.0'), booleans as True/False."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, str):
+        try:
+            return f"{float(v):g}" if v.strip().lower() not in ("true", "false", "nan", "inf") else v.strip()
+        except ValueError:
+            return v
+    try:
+        return f"{float(v):g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _rows_by_key(table: str, df: pd.DataFrame, cols: list[str]) -> dict[tuple, dict]:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise CheckConfigError(f"table {table}: key column {missing[0]!r} not in its columns {list(df.columns)}")
+    out: dict[tuple, dict] = {}
+    for rec in df.to_dict("records"):
+        key = tuple(_key_value(rec[c]) for c in cols)
+        if key in out:
+            raise CheckConfigError(f"table {table}: two rows with the key {_label(cols, key)}")
+        out[key] = rec
+    return out
+
+
+def _label(cols: list[str], key: tuple) -> str:
+    return ", ".join(f"{c}={v}" for c, v in zip(cols, key))
+
+
+def _float(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f
+
+
+def _std_of(rec: dict, metric: str) -> float | None:
+    s = _float(rec.get(f"{metric}_std"))
+    return None if s is None or not math.isfinite(s) else s
+
+
+def _n_of(rec: dict) -> int:
+    n = _float(rec.get("n"))
+    return int(n) if n is not None and math.isfinite(n) and n >= 1 else 1
+
+
+def tolerance(
+    std_baseline: float | None,
+    n_baseline: int,
+    std_current: float | None,
+    n_current: int,
+    baseline_mean: float,
+    tol: MetricTolerance,
+    k: float,
+) -> float:
+    """k * sqrt(s_b^2/n_b + s_c^2/n_c) + max(absolute_floor, relative_floor * |x_b|); a side without a std
+    borrows the other's; neither: the floor alone."""
+    sb, sc = std_baseline, std_current
+    if sb is None:
+        sb = sc
+    if sc is None:
+        sc = sb
+    se = math.sqrt(sb**2 / max(n_baseline, 1) + sc**2 / max(n_current, 1)) if sb is not None else 0.0
+    rel = tol.relative_floor * abs(baseline_mean) if math.isfinite(baseline_mean) else 0.0
+    return k * se + max(tol.absolute_floor, rel)
+
+
+def compare_metric(
+    b: float | None,
+    c: float | None,
+    tol_value: float,
+    tol: MetricTolerance,
+) -> tuple[str, float | None, bool, str | None]:
+    """(status, delta, within, direction) of one metric: ok or drift (chaotic is decided by the caller)."""
+    b = float("nan") if b is None else b
+    c = float("nan") if c is None else c
+    if math.isnan(b) and math.isnan(c):
+        return "ok", None, True, None
+    if not (math.isfinite(b) and math.isfinite(c)):
+        same = b == c  # the same inf on both sides
+        delta = 0.0 if same else (c - b if not (math.isnan(b) or math.isnan(c)) else float("nan"))
+        return ("ok" if same else "drift"), delta, same, None
+    delta = c - b
+    within = abs(delta) <= tol_value
+    direction = None
+    if tol.greater_is_better is not None and delta != 0:
+        direction = "better" if (delta > 0) == tol.greater_is_better else "worse"
+    failing = not within and (tol.fail_on == "any" or direction == "worse")
+    return ("drift" if failing else "ok"), delta, within, direction
+
+
+def compare(
+    baseline: dict[str, pd.DataFrame],
+    current: dict[str, pd.DataFrame],
+    policy: CheckPolicy | None = None,
+) -> CheckResult:
+    """Compare every checked table of the baseline with the current one, row by row, metric by metric."""
+    policy = policy or CheckPolicy()
+    rows: list[CheckRow] = []
+    skipped: list[str] = []
+    names = list(policy.tables) if policy.tables is not None else list(baseline)
+    for name in list(current):
+        if name not in names and name not in baseline and policy.tables is None:
+            names.append(name)  # a table only the reproduction has: its rows are new
+    for name in names:
+        bdf, cdf = baseline.get(name), current.get(name)
+        ref = bdf if bdf is not None else cdf
+        if ref is None:
+            raise CheckConfigError(f"check.yaml: tables: {name!r} is in neither the baseline nor the current tables")
+        if not metrics_of(ref):
+            skipped.append(name)
+            continue
+        cols = policy.key_columns(name, ref)
+        brows = _rows_by_key(name, bdf, cols) if bdf is not None else {}
+        crows = _rows_by_key(name, cdf, cols) if cdf is not None else {}
+        for key, brec in brows.items():
+            label = _label(cols, key)
+            keyd = {c: brec[c] for c in cols}
+            crec = crows.get(key)
+            if crec is None:
+                why = "table missing in the current results" if cdf is None else "row missing in the current table"
+                rows.append(CheckRow(name, label, keyd, "*", "missing", n_baseline=_n_of(brec), reason=why))
+                continue
+            cmetrics = metrics_of(cdf)
+            for m in metrics_of(bdf):
+                if m not in cmetrics:
+                    rows.append(
+                        CheckRow(
+                            name,
+                            label,
+                            keyd,
+                            m,
+                            "missing",
+                            baseline=_float(brec[f"{m}_mean"]),
+                            n_baseline=_n_of(brec),
+                            reason="metric missing in the current table",
+                        )
+                    )
+                    continue
+                rows.append(
+                    _compare_row(name, label, keyd, m, brec, crec, policy, policy.chaotic_reason(name, brec, m))
+                )
+            for m in cmetrics:
+                if m not in metrics_of(bdf):
+                    rows.append(
+                        CheckRow(
+                            name,
+                            label,
+                            keyd,
+                            m,
+                            "new",
+                            current=_float(crec[f"{m}_mean"]),
+                            n_current=_n_of(crec),
+                            reason="metric not in the baseline",
+                        )
+                    )
+        for key, crec in crows.items():
+            if key not in brows:
+                why = "table not in the baseline" if bdf is None else "row not in the baseline"
+                keyd = {c: crec[c] for c in cols}
+                rows.append(CheckRow(name, _label(cols, key), keyd, "*", "new", n_current=_n_of(crec), reason=why))
+    return CheckResult(rows, policy, skipped)
+
+
+def _compare_row(table, label, keyd, m, brec, crec, policy: CheckPolicy, chaotic: str | None) -> CheckRow:
+    tol = policy.tolerance_for(table, m)
+    k = policy.k if tol.k is None else tol.k
+    b, c = _float(brec.get(f"{m}_mean")), _float(crec.get(f"{m}_mean"))
+    nb, nc = _n_of(brec), _n_of(crec)
+    sb, sc = _std_of(brec, m), _std_of(crec, m)
+    tv = tolerance(sb, nb, sc, nc, b if b is not None else float("nan"), tol, k)
+    status, delta, within, direction = compare_metric(b, c, tv, tol)
+    reason = ""
+    if chaotic is not None:
+        status, reason = "chaotic", chaotic
+    elif status == "drift":
+        reason = "beyond tolerance" if delta is not None and math.isfinite(delta) else "finite on one side only"
+    return CheckRow(table, label, keyd, m, status, b, c, delta, tv, nb, nc, sb, sc, within, direction, reason)
+
+
+# --- renderers ------------------------------------------------------------------------------------------
+
+
+def _shown(result: CheckResult, show_all: bool) -> list[CheckRow]:
+    """Everything with show_all; otherwise what did not pass plainly: drift, missing, new, and chaotic rows
+    that moved beyond tolerance."""
+    if show_all:
+        return list(result.rows)
+    return [
+        r for r in result.rows if r.status in ("drift", "missing", "new") or (r.status == "chaotic" and not r.within)
+    ]
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _moved(r: CheckRow) -> str:
+    if r.delta is None:
+        return "-"
+    ratio = r.ratio
+    s = f"{r.delta:+.4f}" if math.isfinite(r.delta) else _fmt(r.delta)
+    if ratio is not None:
+        s += f" ({ratio:.1f}x tol)" if math.isfinite(ratio) else " (tol 0)"
+    return s
+
+
+COLUMNS = ["table", "row", "metric", "baseline", "current", "delta", "tolerance", "status", "note"]
+
+
+def table_rows(result: CheckResult, show_all: bool = False) -> list[list[str]]:
+    """The rendered cells (COLUMNS) of the rows to show."""
+    out = []
+    for r in _shown(result, show_all):
+        note = r.reason
+        if r.direction and r.within is False:
+            note = f"{r.direction}; {note}" if note else r.direction
+        base = _fmt(r.baseline) + (f" ±{_fmt(r.std_baseline)} (n={r.n_baseline})" if r.std_baseline is not None else "")
+        cur = _fmt(r.current) + (f" ±{_fmt(r.std_current)} (n={r.n_current})" if r.std_current is not None else "")
+        out.append([r.table, r.row, r.metric, base, cur, _moved(r), _fmt(r.tolerance), r.status, note])
+    return out
+
+
+def to_text(result: CheckResult, show_all: bool = False) -> str:
+    rows = table_rows(result, show_all)
+    lines = [result.summary()]
+    if rows:
+        widths = [max(len(h), *(len(x[i]) for x in rows)) for i, h in enumerate(COLUMNS)]
+        lines.append("  ".join(h.ljust(w) for h, w in zip(COLUMNS, widths)).rstrip())
+        lines += ["  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip() for x in rows]
+    if result.skipped_tables:
+        lines.append(f"not compared (no mean/std columns): {', '.join(result.skipped_tables)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(result: CheckResult, show_all: bool = False) -> str:
+    rows = table_rows(result, show_all)
+    lines = [f"**{result.summary()}**", ""]
+    if rows:
+        cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+        lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(cell(c) for c in x) + " |" for x in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_rich(result: CheckResult, show_all: bool = False):
+    """A rich Table of what moved (everything with show_all), titled with the verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = table_rows(result, show_all)
+    if not rows:
+        return Text(result.summary() + " (nothing moved beyond tolerance)", style="green" if result.passed else "red")
+    style = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
+    t = Table(title=escape(result.summary()), title_justify="left")
+    for h in COLUMNS:
+        t.add_column(h, justify="right" if h in ("baseline", "current", "delta", "tolerance") else "left")
+    for x in rows:
+        cells = [escape(c) for c in x]
+        cells[7] = f"[{style.get(x[7], '')}]{cells[7]}[/]"
+        t.add_row(*cells)
+    if result.skipped_tables:
+        t.caption = escape(f"not compared (no mean/std columns): {', '.join(result.skipped_tables)}")
+    return t

@@ -1,0 +1,768 @@
+"""Findings: the assignment's questions answered from run records, with statistics over seeds.
+
+Plain data in, plain data out: no MLflow, no Typer. The input is `records`, a dict suite -> list of run
+records; a record is a dict with the run's config fields (`lr`, `optimizer`, `batchnorm`, `dropout`, `seed`,
+`dataset`, and `variant` for the CNN suites), its final metrics (`train_loss`, `train_acc`, `val_acc`,
+`test_acc`, `test_loss` where present), `diverged_epoch` (int or None; derived from the history when
+absent) and `history`, a list of per-epoch dicts (CNN: `epoch` from 1, `train_loss`, `train_acc`, `val_acc`;
+MLP: `epoch` from 0 = before training, `train_loss`, `train_acc`, `test_acc`).
+
+`build_findings(records)` returns one `Finding` per question (Part 1 (b), 1 (c), Part 2 (a), (b), (c));
+`to_markdown`, `to_text` and `to_rich` render them.
+
+Definitions (module constants, all overridable through `build_findings`'s arguments):
+
+- **Difference** between the two variants of a part: always *second minus first*, in the order of
+  `reference.CNN_PARTS` (a: Adam 5e-5 - SGD 0.005; b: Adam 5e-5 - Adam 0.005; c: with BN+Dropout - without).
+  Its 95% confidence interval is Welch's (unequal variances, Welch-Satterthwaite degrees of freedom), computed
+  by `scipy.stats.ttest_ind(second, first, equal_var=False).confidence_interval()`. An interval that contains
+  0 is reported as "not distinguishable with n=...". With fewer than 2 runs on either side there is no interval
+  ("n=1: no interval"). When neither side varies at all (every seed gave the same number) the interval is the
+  single point d: reported as such, with the warning that n seeds showed no spread.
+- **Collapse to chance**: an accuracy at most `CHANCE_MARGIN` (5 points) above chance = 1/n_classes.
+- **Part 1 (b) outcome of one run** (on its training accuracy, per epoch): *diverges* (the training loss became
+  NaN/inf; the epoch), *collapses* (final accuracy at chance; the first epoch from which it stays there),
+  *learns* (final accuracy >= `LEARNS_FRACTION` (90%) of the best rate's mean final accuracy; the first epoch
+  it reached that level), *learns slowly* (below that, still gaining >= `STALL_GAIN` (1 point) over its last
+  `STALL_WINDOW` (5) epochs) or *stalls* (below that and no longer gaining).
+- **Part 2 (c) speed**: epochs to reach a fixed validation accuracy, `SPEED_FRACTION` (90%) of the pair's best
+  mean final validation accuracy; a run that never reaches it is "not reached" (no number). The difference in
+  epochs has a Welch interval only when every run reached the level; otherwise the counts are reported.
+- **Seed reference numbers** (the write-up's single runs: `reference.MLP_FULL_TEST_ACC`, `CNN_REFERENCE`) are
+  compared only on the dataset they were measured on (MNIST for Part 1, CIFAR-10 for Part 2): the seed's
+  number is "within our spread" when it lies in our mean +- 2 std (n >= 2). A single run is compared with the
+  spread of single runs, not with the (narrower) interval of our mean.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mlhw.reference import CNN_PARTS, CNN_REFERENCE, CNN_VARIANTS, MLP_FULL_TEST_ACC
+
+CONFIDENCE = 0.95
+CHANCE_MARGIN = 0.05
+LEARNS_FRACTION = 0.9
+STALL_WINDOW = 5
+STALL_GAIN = 0.01
+SPEED_FRACTION = 0.9
+SPREAD_STDS = 2.0
+
+PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}
+PART_QUESTIONS = {
+    "a": "Part 2 (a): SGD (lr 0.005) vs Adam (lr 5e-05): which optimizer trains AlexNet better?",
+    "b": "Part 2 (b): Adam with lr 0.005 vs lr 5e-05: what does the learning rate do?",
+    "c": "Part 2 (c): do BatchNorm + Dropout accelerate learning (Adam, lr 5e-05)?",
+}
+REFERENCE_DATASETS = {"mlp": "mnist", "cnn": "cifar10"}
+METRIC_NAMES = {"val_acc": "validation accuracy", "test_acc": "test accuracy", "train_loss": "final training loss"}
+
+
+@dataclass
+class Finding:
+    """One question answered. `evidence` holds plain numbers (JSON-serialisable: floats, ints, None, str, and
+    lists/dicts of them); `details` are further sentences; `table` optional rows (dicts) for a small table."""
+
+    part: str  # "1b", "1c", "2a", "2b", "2c"
+    question: str
+    answer: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
+    table: list[dict] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Difference:
+    """mean(second) - mean(first) of one metric, with Welch's interval where it exists."""
+
+    metric: str
+    first: str
+    second: str
+    n_first: int
+    n_second: int
+    mean_first: float
+    mean_second: float
+    std_first: float
+    std_second: float
+    diff: float
+    low: float | None  # None: no interval (n < 2 or non-finite values)
+    high: float | None
+    df: float | None
+    confidence: float
+    # "second higher" | "first higher" | "not distinguishable" | "no interval" | "identical"
+    verdict: str
+    note: str = ""
+
+    @property
+    def distinguishable(self) -> bool:
+        return self.verdict in ("second higher", "first higher")
+
+
+def _std(x: np.ndarray) -> float:
+    return float(np.std(x, ddof=1)) if len(x) > 1 and np.all(np.isfinite(x)) else float("nan")
+
+
+def welch_difference(
+    first, second, metric: str = "", names: tuple[str, str] = ("first", "second"), confidence: float = CONFIDENCE
+) -> Difference:
+    """Welch's interval for mean(second) - mean(first) (scipy's ttest_ind, equal_var=False)."""
+    from scipy import stats
+
+    a = np.asarray([float(v) for v in first], dtype=float)
+    b = np.asarray([float(v) for v in second], dtype=float)
+    ma = float(np.mean(a)) if len(a) else float("nan")
+    mb = float(np.mean(b)) if len(b) else float("nan")
+    with np.errstate(invalid="ignore"):
+        d = mb - ma
+    out = Difference(metric, *names, len(a), len(b), ma, mb, _std(a), _std(b), d, None, None, None, confidence, "")
+    if len(a) == 0 or len(b) == 0:
+        out.verdict, out.note = "no interval", "no runs on one side"
+    elif not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        out.verdict, out.note = "no interval", "non-finite values (diverged runs)"
+    elif len(a) < 2 or len(b) < 2:
+        out.verdict, out.note = "no interval", f"n={min(len(a), len(b))}: no interval"
+    elif np.ptp(a) == 0 and np.ptp(b) == 0:
+        # no spread on either side: Welch's df is 0/0; the interval degenerates to the point d
+        out.low = out.high = d
+        out.verdict = "identical" if d == 0 else ("second higher" if d > 0 else "first higher")
+        out.note = f"no spread in any of the {len(a)} + {len(b)} runs: the interval is the point difference"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = stats.ttest_ind(b, a, equal_var=False)
+            ci = res.confidence_interval(confidence_level=confidence)
+        out.low, out.high, out.df = float(ci.low), float(ci.high), float(res.df)
+        if out.low > 0:
+            out.verdict = "second higher"
+        elif out.high < 0:
+            out.verdict = "first higher"
+        else:
+            out.verdict = "not distinguishable"
+    return out
+
+
+# --- small helpers -------------------------------------------------------------------------------------
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _values(records: list[dict], key: str) -> list[float]:
+    return [_num(r.get(key)) for r in records]
+
+
+def _finite(xs) -> list[float]:
+    return [x for x in xs if math.isfinite(x)]
+
+
+def pct(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}%"
+
+
+def points(v: float | None, signed: bool = True) -> str:
+    """A difference of accuracies in percentage points."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    return f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}"
+
+
+def _num_str(v: float | None, signed: bool = False, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def mean_std(xs: list[float]) -> dict:
+    """{'mean', 'std', 'n'} of the values (std None for n < 2; non-finite values kept: the mean is then inf/nan)."""
+    a = np.asarray(xs, dtype=float)
+    with np.errstate(invalid="ignore"):
+        m = float(np.mean(a)) if len(a) else float("nan")
+    s = float(np.std(a, ddof=1)) if len(a) > 1 and np.all(np.isfinite(a)) else None
+    return {"mean": m, "std": s, "n": len(a)}
+
+
+def fmt_mean_std(ms: dict, acc: bool = True) -> str:
+    f = pct if acc else (lambda v: _num_str(v, digits=4))
+    s = f(ms["mean"])
+    if ms.get("std") is not None and ms["n"] > 1:
+        s += f" ± {f(ms['std'])}"
+    return s + f" (n={ms['n']})"
+
+
+def is_chance(acc: float, n_classes: int = 10, margin: float = CHANCE_MARGIN) -> bool:
+    """Accuracy within `margin` of chance (1/n_classes) or below it; NaN counts as chance (no prediction)."""
+    return not math.isfinite(acc) or acc <= 1.0 / n_classes + margin
+
+
+def diverged_epoch(record: dict) -> int | None:
+    """The record's `diverged_epoch`, else the first epoch of its history whose training loss is NaN/inf."""
+    if record.get("diverged_epoch") is not None:
+        return int(record["diverged_epoch"])
+    for row in record.get("history") or []:
+        if not math.isfinite(_num(row.get("train_loss"))):
+            return int(row["epoch"])
+    return None
+
+
+def epochs_to_reach(history: list[dict], key: str, level: float) -> int | None:
+    """The first epoch whose `key` is >= level; None when no epoch reaches it ("not reached")."""
+    for row in history or []:
+        v = _num(row.get(key))
+        if math.isfinite(v) and v >= level:
+            return int(row["epoch"])
+    return None
+
+
+def _seed(r: dict):
+    return r.get("seed")
+
+
+def _variant_label(v: str) -> str:
+    c = CNN_VARIANTS.get(v)
+    if c is None:
+        return v
+    name = {"sgd": "SGD", "adam": "Adam"}.get(c["optimizer"], c["optimizer"])
+    return f"{name} lr {c['lr']:g}" + ("" if c["batchnorm"] or c["dropout"] else " without BN+Dropout")
+
+
+def _dataset(records: list[dict]) -> str:
+    ds = sorted({str(r.get("dataset")) for r in records if r.get("dataset") is not None})
+    return ", ".join(ds) or "unknown"
+
+
+def _use_reference(records: list[dict], kind: str, compare_reference: bool | None) -> bool:
+    if compare_reference is not None:
+        return compare_reference
+    return bool(records) and all(r.get("dataset") == REFERENCE_DATASETS[kind] for r in records)
+
+
+def reference_check(ours: list[float], reference: float | None, k: float = SPREAD_STDS) -> dict:
+    """Whether the seed's single-run number lies within our mean +- k std (n >= 2)."""
+    ms = mean_std(ours)
+    out = {"reference": reference, "mean": ms["mean"], "std": ms["std"], "n": ms["n"], "within": None}
+    if reference is None or not math.isfinite(ms["mean"]):
+        return out
+    out["difference"] = ms["mean"] - reference
+    if ms["std"] is not None and ms["n"] >= 2:
+        lo, hi = ms["mean"] - k * ms["std"], ms["mean"] + k * ms["std"]
+        out.update(low=lo, high=hi, within=bool(lo <= reference <= hi))
+    return out
+
+
+def _reference_sentence(label: str, metric: str, chk: dict, acc: bool = True) -> str:
+    f = pct if acc else (lambda v: _num_str(v, digits=4))
+    ref = f(chk["reference"])
+    if chk["within"] is None:
+        why = "n=1, no spread" if chk["n"] < 2 else "no spread available"
+        diff = chk.get("difference")
+        d = (points(diff) + " points") if acc else _num_str(diff, signed=True, digits=4)
+        return f"{label}, {metric}: the seed's {ref} vs our {f(chk['mean'])} ({why}; difference {d})."
+    where = "within" if chk["within"] else "outside"
+    return (
+        f"{label}, {metric}: the seed's {ref} lies {where} our mean ± {SPREAD_STDS:g} std "
+        f"[{f(chk['low'])}, {f(chk['high'])}] (n={chk['n']})."
+    )
+
+
+def difference_sentence(d: Difference, acc: bool = True) -> str:
+    """One sentence for one Difference: 'val acc: Adam lr 5e-05 - SGD lr 0.005 = +1.8 points [95% CI ...]'."""
+    f = (lambda v: points(v) + " points") if acc else (lambda v: _num_str(v, signed=True, digits=4))
+    g = points if acc else (lambda v: _num_str(v, signed=True, digits=4))
+    name = METRIC_NAMES.get(d.metric, d.metric)
+    head = f"{name}: {d.second} − {d.first} = {f(d.diff)}"
+    n = f"n={d.n_second} vs {d.n_first}"
+    conf = f"{100 * d.confidence:.0f}% CI"
+    if d.verdict == "no interval":
+        return f"{head} ({n}; {d.note})."
+    if d.note:  # zero spread
+        tail = "the same in every run" if d.verdict == "identical" else "every run agrees"
+        return f"{head} ({n}; {d.note}: {tail})."
+    ci = f"{conf} [{g(d.low)}, {g(d.high)}], Welch df {d.df:.1f}"
+    if d.verdict == "not distinguishable":
+        return f"{head} ({ci}): not distinguishable with {n}."
+    better = d.second if d.verdict == "second higher" else d.first
+    return f"{head} ({ci}, {n}): higher for {better}."
+
+
+def _diff_evidence(d: Difference) -> dict:
+    return {
+        "diff": d.diff,
+        "ci_low": d.low,
+        "ci_high": d.high,
+        "df": d.df,
+        "verdict": d.verdict,
+        "note": d.note,
+        d.first: {"mean": d.mean_first, "std": None if math.isnan(d.std_first) else d.std_first, "n": d.n_first},
+        d.second: {"mean": d.mean_second, "std": None if math.isnan(d.std_second) else d.std_second, "n": d.n_second},
+    }
+
+
+# --- Part 1 (b) -----------------------------------------------------------------------------------------
+
+
+def classify_run(
+    record: dict,
+    best_final_acc: float,
+    n_classes: int = 10,
+    margin: float = CHANCE_MARGIN,
+    learns_fraction: float = LEARNS_FRACTION,
+    window: int = STALL_WINDOW,
+    gain: float = STALL_GAIN,
+    key: str = "train_acc",
+) -> tuple[str, int | None]:
+    """(outcome, epoch) of one learning-rate run; see the module docstring for the definitions."""
+    div = diverged_epoch(record)
+    if div is not None:
+        return "diverges", div
+    hist = [h for h in record.get("history") or [] if "epoch" in h]
+    accs = [_num(h.get(key)) for h in hist]
+    final = _num(record.get(key, accs[-1] if accs else float("nan")))
+    if is_chance(final, n_classes, margin):
+        # the first epoch (after epoch 0, the untrained network) from which the accuracy stays at chance
+        epoch = None
+        for i in range(len(hist) - 1, -1, -1):
+            if hist[i]["epoch"] == 0 or not is_chance(accs[i], n_classes, margin):
+                break
+            epoch = int(hist[i]["epoch"])
+        return "collapses", epoch
+    level = learns_fraction * best_final_acc
+    if final >= level:
+        reached = epochs_to_reach(hist, key, level)
+        return "learns", reached
+    tail = accs[-(window + 1) :] if len(accs) > window else accs
+    if len(tail) >= 2 and tail[-1] - tail[0] >= gain:
+        return "learns slowly", None
+    # stalled: the epoch after which it gained less than `gain` in total
+    epoch = None
+    for i in range(len(accs) - 1, -1, -1):
+        if final - accs[i] >= gain:
+            break
+        epoch = int(hist[i]["epoch"])
+    return "stalls", epoch
+
+
+OUTCOME_ORDER = ["learns", "learns slowly", "stalls", "collapses", "diverges"]
+
+
+def part1b(
+    records: list[dict], n_classes: int = 10, margin: float = CHANCE_MARGIN, learns_fraction: float = LEARNS_FRACTION
+) -> Finding:
+    question = "Part 1 (b): which learning rates learn, stall, collapse or diverge?"
+    if not records:
+        return Finding("1b", question, "No runs of the learning-rate sweep: not reproduced here.", {"n": 0})
+    rates = sorted({_num(r["lr"]) for r in records})
+    by_rate = {lr: [r for r in records if _num(r["lr"]) == lr] for lr in rates}
+    finals = {lr: _finite(_values(rs, "train_acc")) for lr, rs in by_rate.items()}
+    best = max((float(np.mean(v)) for v in finals.values() if v), default=float("nan"))
+    evidence: dict[str, Any] = {
+        "dataset": _dataset(records),
+        "best_mean_final_train_acc": best,
+        "learns_level": learns_fraction * best,
+        "chance": 1.0 / n_classes,
+        "chance_margin": margin,
+        "rates": {},
+    }
+    table, parts = [], []
+    for lr, rs in by_rate.items():
+        runs = []
+        for r in sorted(rs, key=lambda r: (_seed(r) is None, _seed(r))):
+            outcome, epoch = classify_run(r, best, n_classes, margin, learns_fraction)
+            runs.append({"seed": _seed(r), "outcome": outcome, "epoch": epoch})
+        counts = {o: sum(1 for x in runs if x["outcome"] == o) for o in OUTCOME_ORDER}
+        counts = {o: c for o, c in counts.items() if c}
+        majority = max(counts, key=lambda o: (counts[o], -OUTCOME_ORDER.index(o)))
+        tr, te = mean_std(_values(rs, "train_acc")), mean_std(_values(rs, "test_acc"))
+        evidence["rates"][f"{lr:g}"] = {
+            "outcome": majority if len(counts) == 1 else "mixed",
+            "counts": counts,
+            "runs": runs,
+            "train_acc": tr,
+            "test_acc": te,
+            "train_loss": mean_std(_values(rs, "train_loss")),
+        }
+        desc = _outcome_phrase(runs, len(rs))
+        parts.append(f"lr {lr:g} {desc}")
+        table.append(
+            {
+                "learning rate": f"{lr:g}",
+                "outcome": desc,
+                "final train acc": fmt_mean_std(tr),
+                "final test acc": fmt_mean_std(te),
+            }
+        )
+    answer = "; ".join(parts) + "."
+    details = [
+        f"Dataset {evidence['dataset']}. A run *learns* when its final training accuracy reaches "
+        f"{100 * learns_fraction:.0f}% of the best rate's mean ({pct(learns_fraction * best)}; the epoch is when it "
+        f"first got there), *learns slowly* when it is below that but still gained ≥ {100 * STALL_GAIN:.0f} point "
+        f"over its last {STALL_WINDOW} epochs, *stalls* otherwise (the epoch from which it stopped gaining), "
+        f"*collapses* when it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}; the epoch "
+        f"from which it stays there) and *diverges* when its training loss became NaN/inf (that epoch)."
+    ]
+    return Finding("1b", question, answer, evidence, details, table)
+
+
+def _outcome_phrase(runs: list[dict], n: int) -> str:
+    groups: dict[str, list] = {}
+    for x in runs:
+        groups.setdefault(x["outcome"], []).append(x["epoch"])
+    out = []
+    for o in OUTCOME_ORDER:
+        if o not in groups:
+            continue
+        eps = [e for e in groups[o] if e is not None]
+        when = ""
+        if eps:
+            lo, hi = min(eps), max(eps)
+            prep = {"learns": "by epoch", "collapses": "from epoch", "stalls": "from epoch"}.get(o, "at epoch")
+            when = f" {prep} {lo}" if lo == hi else f" {prep} {lo}-{hi}"
+        cnt = "" if len(groups[o]) == n else f" in {len(groups[o])}/{n} runs"
+        out.append(f"{o}{when}{cnt}")
+    return ", ".join(out)
+
+
+# --- Part 1 (c) -----------------------------------------------------------------------------------------
+
+
+def part1c(records: list[dict], compare_reference: bool | None = None, reference: float = MLP_FULL_TEST_ACC) -> Finding:
+    question = "Part 1 (c): the full run's test accuracy, beside the seed's 0.9397"
+    if not records:
+        return Finding("1c", question, "No full runs: not reproduced here.", {"n": 0})
+    te = mean_std(_values(records, "test_acc"))
+    ds = _dataset(records)
+    chk = reference_check(_values(records, "test_acc"), reference)
+    evidence = {"dataset": ds, "test_acc": te, "reference_test_acc": reference, "reference_check": chk}
+    answer = f"Test accuracy {fmt_mean_std(te)} on {ds}"
+    if _use_reference(records, "mlp", compare_reference):
+        answer += f"; the seed reported {pct(reference)} on MNIST. " + _reference_sentence(
+            "Part 1 (c)", "test accuracy", chk
+        )
+        evidence["compared_with_reference"] = True
+    else:
+        answer += f"; the seed's {pct(reference)} was measured on MNIST, so it is not comparable with {ds}."
+        evidence["compared_with_reference"] = False
+    return Finding("1c", question, answer, evidence)
+
+
+# --- Part 2 ---------------------------------------------------------------------------------------------
+
+
+def _pair(records: list[dict], part: str) -> tuple[list[str], dict[str, list[dict]]]:
+    names = CNN_PARTS[part][1]
+    return names, {v: [r for r in records if r.get("variant") == v] for v in names}
+
+
+def _collapse_info(rs: list[dict], n_classes: int, margin: float) -> dict:
+    flags = [is_chance(_num(r.get("val_acc")), n_classes, margin) for r in rs]
+    return {"collapsed": sum(flags), "n": len(rs), "diverged": sum(diverged_epoch(r) is not None for r in rs)}
+
+
+def _final_differences(
+    first: str, second: str, groups: dict[str, list[dict]], confidence: float
+) -> tuple[dict, list[str], dict[str, Difference]]:
+    evidence, sentences, diffs = {}, [], {}
+    for m in ("val_acc", "test_acc", "train_loss"):
+        a, b = _values(groups[first], m), _values(groups[second], m)
+        if all(math.isnan(x) for x in a + b):
+            continue
+        d = welch_difference(a, b, m, (_variant_label(first), _variant_label(second)), confidence)
+        diffs[m] = d
+        evidence[m] = _diff_evidence(d)
+        sentences.append(difference_sentence(d, acc=m != "train_loss"))
+    return evidence, sentences, diffs
+
+
+def _reference_details(names: list[str], groups: dict[str, list[dict]], evidence: dict) -> list[str]:
+    out, checks = [], {}
+    for v in names:
+        ref = CNN_REFERENCE.get(v, {})
+        for m in ("train_loss", "val_acc", "test_acc"):
+            if ref.get(m) is None or not groups[v]:
+                continue
+            chk = reference_check(_values(groups[v], m), ref[m])
+            checks.setdefault(v, {})[m] = chk
+            out.append(_reference_sentence(_variant_label(v), METRIC_NAMES[m], chk, acc=m != "train_loss"))
+    evidence["reference_checks"] = checks
+    return out
+
+
+def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = True) -> str:
+    if d is None:
+        return f"no {what}"
+    if d.verdict == "no interval":
+        return f"{what} {d.second} − {d.first} = {_fmt_metric(d)} ({d.note})"
+    if d.verdict in ("not distinguishable", "identical"):
+        n = f"n={d.n_second} vs {d.n_first}"
+        return f"{what} not distinguishable with {n}" if d.verdict != "identical" else f"{what} identical"
+    better = d.second if (d.verdict == "second higher") == higher_is_better else d.first
+    return f"{better} better in {what} ({_fmt_metric(d)})"
+
+
+def _fmt_metric(d: Difference) -> str:
+    if d.metric == "train_loss":
+        return _num_str(d.diff, signed=True, digits=4)
+    return f"{points(d.diff)} points"
+
+
+def part2_pair(
+    records: list[dict],
+    part: str,
+    n_classes: int = 10,
+    margin: float = CHANCE_MARGIN,
+    compare_reference: bool | None = None,
+    confidence: float = CONFIDENCE,
+) -> Finding:
+    """Part 2 (a) or (b): the two variants' final metrics, their Welch differences, collapse to chance."""
+    question = PART_QUESTIONS[part]
+    names, groups = _pair(records, part)
+    first, second = names
+    if not groups[first] or not groups[second]:
+        absent = [v for v in names if not groups[v]]
+        return Finding(
+            f"2{part}", question, f"No runs of {', '.join(absent)}: not reproduced here.", {"n": 0, "missing": absent}
+        )
+    evidence, sentences, diffs = _final_differences(first, second, groups, confidence)
+    evidence["dataset"] = _dataset(records)
+    evidence["chance"] = {v: _collapse_info(groups[v], n_classes, margin) for v in names}
+    evidence["variants"] = {
+        v: {m: mean_std(_values(groups[v], m)) for m in ("train_loss", "val_acc", "test_acc")} for v in names
+    }
+    collapse = []
+    for v in names:
+        c = evidence["chance"][v]
+        if c["collapsed"]:
+            collapse.append(
+                f"{_variant_label(v)} collapsed to chance (validation accuracy within {100 * margin:.0f} points of "
+                f"{pct(1 / n_classes)}) in {c['collapsed']}/{c['n']} runs"
+            )
+        if c["diverged"]:
+            collapse.append(f"{_variant_label(v)} diverged (NaN/inf loss) in {c['diverged']}/{c['n']} runs")
+    clauses = [_verdict_clause(diffs.get("val_acc"), "validation accuracy")]
+    clauses.append(_verdict_clause(diffs.get("test_acc"), "test accuracy"))
+    clauses.append(_verdict_clause(diffs.get("train_loss"), "final training loss", higher_is_better=False))
+    answer = f"On {evidence['dataset']}: " + "; ".join(clauses) + "."
+    answer += (" " + "; ".join(collapse) + ".") if collapse else " Neither variant collapsed to chance."
+    details = [s[0].upper() + s[1:] for s in sentences]
+    if _use_reference(records, "cnn", compare_reference):
+        details += _reference_details(names, groups, evidence)
+    return Finding(f"2{part}", question, answer, evidence, details)
+
+
+def part2c(
+    records: list[dict],
+    n_classes: int = 10,
+    margin: float = CHANCE_MARGIN,
+    speed_fraction: float = SPEED_FRACTION,
+    compare_reference: bool | None = None,
+    confidence: float = CONFIDENCE,
+) -> Finding:
+    """Part 2 (c), about speed: epochs to reach `speed_fraction` of the pair's best mean final val acc."""
+    question = PART_QUESTIONS["c"]
+    names, groups = _pair(records, "c")
+    plain, bn = names
+    if not groups[plain] or not groups[bn]:
+        absent = [v for v in names if not groups[v]]
+        return Finding("2c", question, f"No runs of {', '.join(absent)}: not reproduced here.", {"missing": absent})
+    finals = {v: _finite(_values(groups[v], "val_acc")) for v in names}
+    best = max(float(np.mean(x)) for x in finals.values() if x) if any(finals.values()) else float("nan")
+    level = speed_fraction * best
+    per_seed: dict[str, list[dict]] = {}
+    for v in names:
+        rs = sorted(groups[v], key=lambda r: (_seed(r) is None, _seed(r)))
+        per_seed[v] = [
+            {"seed": _seed(r), "epochs": epochs_to_reach(r.get("history") or [], "val_acc", level)} for r in rs
+        ]
+    epochs = {v: [x["epochs"] for x in per_seed[v]] for v in names}
+    reached = {v: [e for e in epochs[v] if e is not None] for v in names}
+    lp = _variant_label(plain)
+    speed: dict[str, Any] = {
+        "level": level,
+        "fraction": speed_fraction,
+        "best_mean_final_val_acc": best,
+        "per_seed": per_seed,
+        "reached": {v: len(reached[v]) for v in names},
+        "n": {v: len(epochs[v]) for v in names},
+    }
+    all_reached = all(len(reached[v]) == len(epochs[v]) for v in names)
+    n_str = (
+        f"reached in {len(reached[bn])}/{len(epochs[bn])} runs with BN+Dropout "
+        f"vs {len(reached[plain])}/{len(epochs[plain])} without"
+    )
+    what = f"{pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final {pct(best)})"
+    if all_reached:
+        d = welch_difference(epochs[plain], epochs[bn], "epochs", ("without", "with BN+Dropout"), confidence)
+        speed.update(_diff_evidence(d))
+        mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
+        reach = (
+            f"they reach {pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final "
+            f"{pct(best)}) in {_epochs_str(mb)} epochs with BN+Dropout vs {_epochs_str(mp)} without"
+        )
+        if d.verdict == "first higher":
+            verdict = f"Yes: {reach}; difference {d.diff:+.2f} epochs" + _ci_epochs(d)
+        elif d.verdict == "second higher":
+            verdict = f"No, they slow it down: {reach}; difference {d.diff:+.2f} epochs" + _ci_epochs(d)
+        elif d.verdict == "identical":
+            verdict = f"No difference in speed: {reach} (every run of both at the same epoch)"
+        elif d.verdict == "no interval":
+            verdict = f"Undecided ({d.note}): {reach}; difference {d.diff:+.2f} epochs"
+        else:
+            verdict = (
+                f"Not distinguishable with n={d.n_second} vs {d.n_first}: {reach}; difference {d.diff:+.2f} epochs"
+                + _ci_epochs(d)
+            )
+    else:
+        speed["verdict"] = "censored"
+        if reached[bn] and not reached[plain]:
+            verdict = f"Yes: {what} was {n_str} (within the epochs trained)"
+        elif reached[plain] and not reached[bn]:
+            verdict = f"No, rather the opposite: {what} was {n_str} (within the epochs trained)"
+        else:
+            verdict = (
+                f"Undecided: {what} was {n_str}; a run that never reached it has no epoch count, so there is no "
+                f"interval"
+            )
+    answer = verdict + "."
+    final_ev, sentences, diffs = _final_differences(plain, bn, groups, confidence)
+    evidence = {"dataset": _dataset(records), "speed": speed, **final_ev}
+    evidence["chance"] = {v: _collapse_info(groups[v], n_classes, margin) for v in names}
+    details = [s[0].upper() + s[1:] for s in sentences]
+    if _use_reference(records, "cnn", compare_reference):
+        details += _reference_details(names, groups, evidence)
+    table = []
+    seeds = list(dict.fromkeys([x["seed"] for x in per_seed[bn]] + [x["seed"] for x in per_seed[plain]]))
+    for s in seeds:
+        e_bn = next((x["epochs"] for x in per_seed[bn] if x["seed"] == s), "missing")
+        e_pl = next((x["epochs"] for x in per_seed[plain] if x["seed"] == s), "missing")
+        table.append(
+            {
+                "seed": s,
+                f"epochs to {pct(level)} with BN+Dropout": "not reached" if e_bn is None else e_bn,
+                f"epochs to {pct(level)} without ({lp})": "not reached" if e_pl is None else e_pl,
+            }
+        )
+    return Finding("2c", question, answer, evidence, details, table)
+
+
+def _epochs_str(ms: dict) -> str:
+    return f"{ms['mean']:.2f}" + (f" ± {ms['std']:.2f}" if ms["std"] is not None else "") + f" (n={ms['n']})"
+
+
+def _ci_epochs(d: Difference) -> str:
+    if d.low is None or d.df is None:
+        return f" ({d.note})"
+    return f" ({100 * d.confidence:.0f}% CI [{d.low:+.2f}, {d.high:+.2f}], Welch df {d.df:.1f})"
+
+
+# --- all questions --------------------------------------------------------------------------------------
+
+
+def build_findings(
+    records: dict[str, list[dict]],
+    *,
+    n_classes: int = 10,
+    chance_margin: float = CHANCE_MARGIN,
+    speed_fraction: float = SPEED_FRACTION,
+    confidence: float = CONFIDENCE,
+    compare_reference: bool | None = None,
+    include_missing: bool = True,
+) -> list[Finding]:
+    """One Finding per question, in the assignment's order. `compare_reference`: None compares with the seed's
+    numbers only when the runs are on the seed's dataset (MNIST / CIFAR-10). `include_missing`: a question
+    whose suite has no runs gets a Finding saying it was not reproduced (else it is left out)."""
+    out: list[Finding] = []
+
+    def add(suite: str, make):
+        if records.get(suite) or include_missing:
+            out.append(make(records.get(suite) or []))
+
+    add("mlp_lr_sweep", lambda rs: part1b(rs, n_classes, chance_margin))
+    add("mlp_full", lambda rs: part1c(rs, compare_reference))
+    for part in ("a", "b"):
+        add(
+            PART_SUITES[part],
+            lambda rs, part=part: part2_pair(rs, part, n_classes, chance_margin, compare_reference, confidence),
+        )
+    add(
+        PART_SUITES["c"],
+        lambda rs: part2c(rs, n_classes, chance_margin, speed_fraction, compare_reference, confidence),
+    )
+    return out
+
+
+# --- renderers ------------------------------------------------------------------------------------------
+
+
+def _cell(v) -> str:
+    return str(v).replace("|", "\\|")
+
+
+def to_markdown(findings: list[Finding], heading: str | None = "## Findings") -> str:
+    lines = [heading, ""] if heading else []
+    for f in findings:
+        lines += [f"**{f.question}**", "", f.answer, ""]
+        for d in f.details:
+            lines.append(f"- {d}")
+        if f.details:
+            lines.append("")
+        if f.table:
+            cols = list(f.table[0].keys())
+            lines.append("| " + " | ".join(_cell(c) for c in cols) + " |")
+            lines.append("|" + "---|" * len(cols))
+            lines += ["| " + " | ".join(_cell(r.get(c, "")) for c in cols) + " |" for r in f.table]
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_text(findings: list[Finding]) -> str:
+    """Plain text for a terminal without rich (or a log)."""
+    lines = []
+    for f in findings:
+        lines += [f.question, "  " + f.answer.replace("*", "")]
+        lines += ["    - " + d.replace("*", "") for d in f.details]
+        if f.table:
+            cols = list(f.table[0].keys())
+            widths = [max(len(str(c)), *(len(str(r.get(c, ""))) for r in f.table)) for c in cols]
+            lines.append("    " + "  ".join(str(c).ljust(w) for c, w in zip(cols, widths)))
+            for r in f.table:
+                lines.append("    " + "  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths)))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_rich(findings: list[Finding]):
+    """A rich renderable (a Group of panels) for the terminal."""
+    from rich.console import Group
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    panels = []
+    for f in findings:
+        body: list = [Text(f.answer.replace("*", ""))]
+        for d in f.details:
+            body.append(Text("• " + d.replace("*", ""), style="dim"))
+        if f.table:
+            t = Table(show_edge=False)
+            cols = list(f.table[0].keys())
+            for c in cols:
+                t.add_column(escape(str(c)))
+            for r in f.table:
+                t.add_row(*[escape(str(r.get(c, ""))) for c in cols])
+            body.append(t)
+        panels.append(Panel(Group(*body), title=escape(f.question), title_align="left"))
+    return Group(*panels)

@@ -1,0 +1,259 @@
+"""The reproduction gate: tables against a baseline, the tolerance formula, check.yaml."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mlhw import check as C
+from mlhw import tables as T
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep_records():
+    """Three seeds per rate; lr=1 is the chaotic one (learns in some seeds, collapses in others)."""
+    accs = {0.01: (0.90, 0.91, 0.92), 0.1: (0.96, 0.965, 0.962), 1.0: (0.95, 0.10, 0.93), 100.0: (0.1, 0.1, 0.1)}
+    return [
+        {"lr": lr, "seed": s, "train_loss": 1 - a, "train_acc": a, "test_acc": a - 0.01, "diverged": 0.0}
+        for lr, vals in accs.items()
+        for s, a in zip((8, 9, 10), vals)
+    ]
+
+
+def tables():
+    recs = sweep_records()
+    return {
+        "mlp_lr_sweep": T.mlp_sweep_table(recs).numeric,
+        "mlp_full": T.mlp_full_table([r | {"dataset": "digits"} for r in recs if r["lr"] == 0.1]).numeric,
+    }
+
+
+def edit(tabs, table, where: dict, column, value):
+    out = {k: v.copy() for k, v in tabs.items()}
+    df = out[table]
+    mask = pd.Series(True, index=df.index)
+    for c, v in where.items():
+        mask &= df[c] == v
+    assert mask.sum() == 1
+    df.loc[mask, column] = value
+    return out
+
+
+def by(result, table, row, metric):
+    [r] = [r for r in result.rows if r.table == table and r.row == row and r.metric == metric]
+    return r
+
+
+def test_identical_tables_pass():
+    t = tables()
+    res = C.compare(t, t)
+    assert res.passed and {r.status for r in res.rows} == {"ok"}
+    assert len(res.rows) == 4 * 4 + 3  # 4 rates x 4 metrics + mlp_full's 3 metrics
+    assert all(r.delta == 0 for r in res.rows)
+
+
+def test_committed_digits_baseline_passes_against_itself():
+    b = C.load_baseline(ROOT / "results" / "digits")
+    res = C.compare(b.tables, b.tables, b.policy)
+    assert res.passed and res.counts()["ok"] > 0
+    assert set(res.skipped_tables) >= {"svm", "theory"}  # no mean/std columns
+
+
+def test_a_mean_moved_beyond_tolerance_fails_naming_the_row():
+    base = tables()
+    b = by(C.compare(base, base), "mlp_full", "dataset=digits", "test_acc")
+    cur = edit(base, "mlp_full", {"dataset": "digits"}, "test_acc_mean", b.baseline + b.tolerance * 1.01)
+    res = C.compare(base, cur)
+    assert not res.passed
+    row = by(res, "mlp_full", "dataset=digits", "test_acc")
+    assert row.status == "drift" and row.within is False and row.direction == "better"
+    assert "mlp_full dataset=digits test_acc: drift" in res.summary()
+    assert "dataset=digits" in C.to_text(res) and "drift" in C.to_text(res)
+    # just inside the tolerance passes
+    ok = edit(base, "mlp_full", {"dataset": "digits"}, "test_acc_mean", b.baseline - b.tolerance * 0.99)
+    assert C.compare(base, ok).passed
+
+
+def test_tolerance_is_the_documented_formula():
+    base = tables()
+    cur = edit(base, "mlp_lr_sweep", {"lr": 0.01}, "train_loss_std", 0.05)
+    cur = edit(cur, "mlp_lr_sweep", {"lr": 0.01}, "n", 5)
+    res = C.compare(base, cur)
+    row = by(res, "mlp_lr_sweep", "lr=0.01", "train_loss")
+    b = base["mlp_lr_sweep"].set_index("lr").loc[0.01]
+    se = math.sqrt(b["train_loss_std"] ** 2 / 3 + 0.05**2 / 5)
+    floor = max(0.02, 0.10 * abs(b["train_loss_mean"]))  # losses: absolute 0.02, relative 10%
+    assert row.tolerance == pytest.approx(3 * se + floor, rel=1e-12)
+    acc = by(res, "mlp_lr_sweep", "lr=0.01", "train_acc")
+    s = b["train_acc_std"]  # the same std on both sides, n 3 vs 5
+    assert acc.tolerance == pytest.approx(3 * math.sqrt(s**2 / 3 + s**2 / 5) + 0.02, rel=1e-12)
+    # the function itself, on numbers worked by hand: 2 * sqrt(0.01^2/4 + 0.02^2/1) + max(0.05, 0.2 * 1.5)
+    tol = C.MetricTolerance(absolute_floor=0.05, relative_floor=0.2)
+    assert C.tolerance(0.01, 4, 0.02, 1, 1.5, tol, 2.0) == pytest.approx(2 * math.sqrt(0.000025 + 0.0004) + 0.3)
+
+
+def test_n1_rows_fall_back_to_the_floor_and_one_sided_std_is_borrowed():
+    tol = C.MetricTolerance(absolute_floor=0.02)
+    assert C.tolerance(None, 1, None, 1, 0.9, tol, 3.0) == pytest.approx(0.02)
+    # baseline n=3 with std 0.03, current a single run: it is taken to vary like the baseline's runs
+    assert C.tolerance(0.03, 3, None, 1, 0.9, tol, 3.0) == pytest.approx(3 * math.sqrt(0.03**2 / 3 + 0.03**2) + 0.02)
+    one = {"mlp_full": pd.DataFrame([{"dataset": "digits", "n": 1, "test_acc_mean": 0.90, "test_acc_std": None}])}
+    moved = {"mlp_full": one["mlp_full"].assign(test_acc_mean=0.925)}
+    res = C.compare(one, moved)
+    assert by(res, "mlp_full", "dataset=digits", "test_acc").tolerance == pytest.approx(0.02) and not res.passed
+
+
+def test_a_chaotic_row_moved_40_points_is_reported_not_failed():
+    # the baseline machine happened to see lr=1 learn in every seed (a small spread); another CPU sees it collapse
+    base = edit(tables(), "mlp_lr_sweep", {"lr": 1.0}, "test_acc_std", 0.01)
+    base = edit(base, "mlp_lr_sweep", {"lr": 1.0}, "train_acc_std", 0.01)
+    row = base["mlp_lr_sweep"].set_index("lr").loc[1.0]
+    cur = edit(base, "mlp_lr_sweep", {"lr": 1.0}, "test_acc_mean", row["test_acc_mean"] - 0.40)
+    cur = edit(cur, "mlp_lr_sweep", {"lr": 1.0}, "test_acc_std", 0.001)
+    cur = edit(cur, "mlp_lr_sweep", {"lr": 1.0}, "train_acc_mean", row["train_acc_mean"] - 0.40)
+    assert not C.compare(base, cur).passed  # without the mark it fails
+    policy = C.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1}, "reason": "seed-chaotic"}]})
+    res = C.compare(base, cur, policy)
+    assert res.passed
+    r = by(res, "mlp_lr_sweep", "lr=1", "test_acc")
+    assert (
+        r.status == "chaotic" and r.within is False and r.delta == pytest.approx(-0.40) and r.reason == "seed-chaotic"
+    )
+    assert "chaotic" in res.summary() and "lr=1" in C.to_text(res)  # shown although it passed
+    assert by(res, "mlp_lr_sweep", "lr=0.1", "test_acc").status == "ok"  # only the marked row
+    # a mark limited to some metrics leaves the row's other metrics checked
+    only_loss = C.policy_from_dict(
+        {"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1.0}, "metrics": ["test_acc"]}]}
+    )
+    res = C.compare(base, cur, only_loss)
+    assert by(res, "mlp_lr_sweep", "lr=1", "test_acc").status == "chaotic"
+    assert by(res, "mlp_lr_sweep", "lr=1", "train_acc").status == "drift" and not res.passed
+
+
+def test_a_missing_row_fails_and_a_new_row_is_a_note():
+    base = tables()
+    fewer = {k: v.copy() for k, v in base.items()}
+    fewer["mlp_lr_sweep"] = fewer["mlp_lr_sweep"][fewer["mlp_lr_sweep"]["lr"] != 100.0]
+    res = C.compare(base, fewer)
+    assert not res.passed
+    r = by(res, "mlp_lr_sweep", "lr=100", "*")
+    assert r.status == "missing" and "lr=100" in res.summary()
+    # the baseline lacks a row the reproduction has: a note, the check passes
+    res = C.compare(fewer, base)
+    assert res.passed and by(res, "mlp_lr_sweep", "lr=100", "*").status == "new"
+    # a missing chaotic row still fails: the run is missing, not its number
+    policy = C.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 100}}]})
+    assert not C.compare(base, fewer, policy).passed
+
+
+def test_missing_table_and_metric_fail():
+    base = tables()
+    res = C.compare(base, {"mlp_lr_sweep": base["mlp_lr_sweep"]})
+    assert not res.passed and by(res, "mlp_full", "dataset=digits", "*").reason.startswith("table missing")
+    cur = {"mlp_lr_sweep": base["mlp_lr_sweep"], "mlp_full": base["mlp_full"].drop(columns=["test_acc_mean"])}
+    res = C.compare(base, cur)
+    assert by(res, "mlp_full", "dataset=digits", "test_acc").status == "missing" and not res.passed
+    # only the tables the policy names are checked
+    assert C.compare(base, {"mlp_lr_sweep": base["mlp_lr_sweep"]}, C.CheckPolicy(tables=["mlp_lr_sweep"])).passed
+
+
+def test_non_finite_means():
+    df = pd.DataFrame([{"lr": 100.0, "n": 1, "train_loss_mean": math.inf, "train_loss_std": None}])
+    assert C.compare({"mlp_lr_sweep": df}, {"mlp_lr_sweep": df}).passed
+    res = C.compare({"mlp_lr_sweep": df}, {"mlp_lr_sweep": df.assign(train_loss_mean=2.3)})
+    r = by(res, "mlp_lr_sweep", "lr=100", "train_loss")
+    assert r.status == "drift" and not res.passed
+    nan = df.assign(train_loss_mean=float("nan"))
+    assert C.compare({"mlp_lr_sweep": nan}, {"mlp_lr_sweep": nan}).passed
+
+
+def test_fail_on_worse_lets_improvements_pass():
+    base = tables()
+    b = base["mlp_full"]["test_acc_mean"].iloc[0]
+    better = edit(base, "mlp_full", {"dataset": "digits"}, "test_acc_mean", b + 0.2)
+    worse = edit(base, "mlp_full", {"dataset": "digits"}, "test_acc_mean", b - 0.2)
+    policy = C.policy_from_dict({"metrics": {"test_acc": {"greater_is_better": True, "fail_on": "worse"}}})
+    assert C.compare(base, better, policy).passed
+    assert not C.compare(base, worse, policy).passed
+    assert not C.compare(base, better).passed  # default: any drift fails
+    r = by(C.compare(base, worse, policy), "mlp_full", "dataset=digits", "test_acc")
+    assert r.direction == "worse"
+
+
+def test_metric_lookup_order():
+    p = C.policy_from_dict(
+        {"k": 2, "metrics": {"mlp_full.test_acc": {"absolute_floor": 0.1}, "*_acc": {"absolute_floor": 0.05}}}
+    )
+    assert p.k == 2
+    assert p.tolerance_for("mlp_full", "test_acc").absolute_floor == 0.1
+    assert p.tolerance_for("mlp_lr_sweep", "test_acc").absolute_floor == 0.05
+    assert p.tolerance_for("mlp_lr_sweep", "train_loss").relative_floor == 0.10  # default kept
+    assert p.tolerance_for("mlp_lr_sweep", "diverged").absolute_floor == 0.02  # default entry
+
+
+def test_load_baseline_reads_tables_and_check_yaml(tmp_path):
+    (tmp_path / "tables").mkdir()
+    for name, df in tables().items():
+        df.to_csv(tmp_path / "tables" / f"{name}.csv", index=False)
+    (tmp_path / "check.yaml").write_text(
+        "k: 2.5\n"
+        "metrics:\n  '*_acc': {absolute_floor: 0.03, greater_is_better: true}\n"
+        "chaotic:\n  - {table: mlp_lr_sweep, row: {lr: 1}, reason: chaotic by nature}\n"
+    )
+    b = C.load_baseline(tmp_path)
+    assert b.policy.k == 2.5 and b.policy_file == tmp_path / "check.yaml"
+    assert set(b.tables) == {"mlp_lr_sweep", "mlp_full"}
+    res = C.compare(b.tables, tables(), b.policy)  # CSV round trip: the same numbers
+    assert res.passed and by(res, "mlp_lr_sweep", "lr=1", "test_acc").status == "chaotic"
+    assert by(res, "mlp_full", "dataset=digits", "test_acc").tolerance >= 0.03
+    # the policy survives a round trip through YAML
+    (tmp_path / "check.yaml").write_text(C.policy_to_yaml(b.policy))
+    assert C.load_policy(tmp_path / "check.yaml") == b.policy
+
+
+@pytest.mark.parametrize(
+    "text, culprit",
+    [
+        ("kk: 3\n", "kk: unknown key"),
+        ("k: -1\n", "k: expected a number >= 0"),
+        ("metrics: {test_acc: {floor: 1}}\n", "metrics.test_acc.floor: unknown key"),
+        ("metrics: {test_acc: {fail_on: worse}}\n", "needs greater_is_better"),
+        ("chaotic: [{table: x}]\n", "chaotic[0]"),
+        ("tables: mlp_full\n", "tables: expected a list"),
+    ],
+)
+def test_bad_check_yaml_names_the_key(tmp_path, text, culprit):
+    (tmp_path / "check.yaml").write_text(text)
+    with pytest.raises(C.CheckConfigError, match="check.yaml") as e:
+        C.load_policy(tmp_path / "check.yaml")
+    assert culprit in str(e.value)
+
+
+def test_load_baseline_without_tables_is_an_error(tmp_path):
+    with pytest.raises(C.CheckConfigError, match="no baseline"):
+        C.load_baseline(tmp_path)
+
+
+def test_json_and_renderers():
+    base = tables()
+    cur = edit(base, "mlp_full", {"dataset": "digits"}, "train_loss_mean", math.inf)
+    res = C.compare(base, cur)
+    data = json.loads(res.to_json())  # strict JSON: no NaN / Infinity literals
+    assert data["passed"] is False and data["counts"]["drift"] == 1
+    [row] = [r for r in data["rows"] if r["status"] == "drift"]
+    assert row["table"] == "mlp_full" and row["metric"] == "train_loss" and row["current"] == "inf"
+    assert set(row) >= {"baseline", "current", "delta", "tolerance", "status", "row", "ratio"}
+    assert len(C.table_rows(res)) == 1 and len(C.table_rows(res, show_all=True)) == len(res.rows)
+    assert "| table | row | metric |" in C.to_markdown(res)
+
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(C.to_rich(res))
+    out = console.export_text()
+    assert "check FAILED" in out and "train_loss" in out
+    console.print(C.to_rich(C.compare(base, base)))
+    assert "nothing moved beyond tolerance" in console.export_text()

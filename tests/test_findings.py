@@ -1,0 +1,300 @@
+"""Findings on hand-made run records whose answers are known, and the statistics against independent formulas."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mlhw import findings as F
+from mlhw.reference import CNN_REFERENCE, MLP_FULL_TEST_ACC
+
+
+def welch_by_hand(a, b, confidence=0.95):
+    """mean(b) - mean(a) with the Welch-Satterthwaite df and Student's t quantile, written out."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(va + vb)
+    d = b.mean() - a.mean()
+    return d, d - half, d + half, df
+
+
+# --- the statistics -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ([0.50, 0.52, 0.49], [0.61, 0.63, 0.60]),
+        ([0.50, 0.60, 0.40], [0.52, 0.58, 0.45, 0.61]),
+        ([1.0, 1.0, 1.1], [3.0, 2.0, 7.0, 1.0, 4.0]),
+    ],
+)
+def test_welch_interval_matches_the_hand_formula_and_scipy(a, b):
+    d = F.welch_difference(a, b, "val_acc")
+    diff, lo, hi, df = welch_by_hand(a, b)
+    assert d.diff == pytest.approx(diff, abs=1e-12)
+    assert (d.low, d.high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+    assert d.df == pytest.approx(df, rel=1e-9)
+    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    assert (d.low, d.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_separated_groups_give_an_interval_excluding_zero_with_the_right_sign():
+    low, high = [0.50, 0.52, 0.49], [0.61, 0.63, 0.60]
+    up = F.welch_difference(low, high, "val_acc", ("SGD", "Adam"))
+    assert up.verdict == "second higher" and up.low > 0 and up.diff == pytest.approx(0.11)
+    down = F.welch_difference(high, low, "val_acc", ("Adam", "SGD"))
+    assert down.verdict == "first higher" and down.high < 0 and down.diff == pytest.approx(-0.11)
+    s = F.difference_sentence(up)
+    assert "+11.0 points" in s and "higher for Adam" in s and "95% CI" in s
+
+
+def test_overlapping_groups_are_not_distinguishable():
+    d = F.welch_difference([0.50, 0.60, 0.40], [0.52, 0.58, 0.45], "test_acc")
+    assert d.low < 0 < d.high and d.verdict == "not distinguishable" and not d.distinguishable
+    assert "not distinguishable with n=3 vs 3" in F.difference_sentence(d)
+
+
+def test_one_run_has_no_interval_and_says_so():
+    d = F.welch_difference([0.5], [0.6, 0.62, 0.61], "val_acc")
+    assert d.low is None and d.high is None and d.verdict == "no interval" and "n=1" in d.note
+    assert "n=1: no interval" in F.difference_sentence(d)
+
+
+def test_zero_variance_on_both_sides_is_a_point_not_nan():
+    d = F.welch_difference([0.1, 0.1, 0.1], [0.3, 0.3, 0.3], "val_acc")
+    assert d.low == d.high == pytest.approx(0.2) and d.verdict == "second higher" and "no spread" in d.note
+    same = F.welch_difference([0.1, 0.1], [0.1, 0.1], "val_acc")
+    assert same.verdict == "identical" and same.diff == 0
+    # zero variance on one side only: Welch is defined (df = n - 1 of the other side)
+    one = F.welch_difference([0.1, 0.1, 0.1], [0.3, 0.35, 0.32], "val_acc")
+    diff, lo, hi, df = welch_by_hand([0.1, 0.1, 0.1], [0.3, 0.35, 0.32])
+    assert one.df == pytest.approx(2.0) and one.low == pytest.approx(lo)
+
+
+def test_non_finite_values_give_no_interval():
+    d = F.welch_difference([1.0, math.inf, 2.0], [0.5, 0.6, 0.7], "train_loss")
+    assert d.verdict == "no interval" and "non-finite" in d.note
+
+
+def test_epochs_to_reach_is_the_first_epoch_at_or_above_the_level():
+    hist = [{"epoch": e, "val_acc": a} for e, a in enumerate([0.1, 0.4, 0.55, 0.5, 0.7], start=1)]
+    assert F.epochs_to_reach(hist, "val_acc", 0.55) == 3
+    assert F.epochs_to_reach(hist, "val_acc", 0.1) == 1
+    assert F.epochs_to_reach(hist, "val_acc", 0.71) is None  # not reached
+    assert F.epochs_to_reach([{"epoch": 1, "val_acc": float("nan")}], "val_acc", 0.0) is None
+
+
+def test_chance_is_within_the_margin_of_one_over_n_classes():
+    assert F.is_chance(0.1) and F.is_chance(0.149) and F.is_chance(0.03) and F.is_chance(float("nan"))
+    assert not F.is_chance(0.151) and not F.is_chance(0.6, n_classes=2) and F.is_chance(0.3, n_classes=2)
+
+
+# --- Part 1 (b) -----------------------------------------------------------------------------------------
+
+
+def mlp_run(lr, accs, seed=8, losses=None, diverged_epoch=None, with_divergence=True):
+    """An MLP record: epoch 0 = before training, then one accuracy per epoch."""
+    losses = losses or [1.0] * len(accs)
+    hist = [
+        {"epoch": e, "train_acc": a, "train_loss": lo, "test_acc": a - 0.01}
+        for e, (a, lo) in enumerate(zip(accs, losses))
+    ]
+    rec = {"lr": lr, "seed": seed, "dataset": "digits", "history": hist} | {
+        k: hist[-1][k] for k in ("train_acc", "train_loss", "test_acc")
+    }
+    if with_divergence:
+        rec["diverged_epoch"] = diverged_epoch
+    return rec
+
+
+def test_part1b_classifies_each_rate_with_its_epoch():
+    nan = float("nan")
+    records = [
+        # learns: reaches 0.9 * 0.98 = 0.882 at epoch 3
+        mlp_run(0.1, [0.1, 0.6, 0.85, 0.95, 0.97, 0.98, 0.98]),
+        # learns slowly: far below, still gaining in its last 5 epochs
+        mlp_run(0.001, [0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]),
+        # stalls: stuck at 0.5 from epoch 2 (no gain over its last 5 epochs)
+        mlp_run(0.01, [0.1, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.501, 0.5, 0.5]),
+        # collapses: at chance from epoch 4 on
+        mlp_run(10, [0.1, 0.4, 0.5, 0.3, 0.1, 0.09, 0.1]),
+        # diverges at epoch 2, found from the history (no diverged_epoch key)
+        mlp_run(
+            100, [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], losses=[2, 5, nan, nan, nan, nan, nan], with_divergence=False
+        ),
+    ]
+    f = F.part1b(records)
+    rates = f.evidence["rates"]
+    assert rates["0.1"]["runs"][0] == {"seed": 8, "outcome": "learns", "epoch": 3}
+    assert rates["0.001"]["outcome"] == "learns slowly"
+    assert rates["0.01"]["runs"][0]["outcome"] == "stalls" and rates["0.01"]["runs"][0]["epoch"] == 2
+    assert rates["10"]["runs"][0] == {"seed": 8, "outcome": "collapses", "epoch": 4}
+    assert rates["100"]["runs"][0] == {"seed": 8, "outcome": "diverges", "epoch": 2}
+    assert "lr 100 diverges at epoch 2" in f.answer and "lr 10 collapses from epoch 4" in f.answer
+    assert "lr 0.1 learns by epoch 3" in f.answer
+    assert [r["learning rate"] for r in f.table] == ["0.001", "0.01", "0.1", "10", "100"]
+
+
+def test_part1b_reports_mixed_seeds_as_counts():
+    records = [
+        mlp_run(0.1, [0.1, 0.9, 0.95], seed=8),
+        mlp_run(1, [0.1, 0.9, 0.94], seed=8),
+        mlp_run(1, [0.1, 0.5, 0.1], seed=9),
+        mlp_run(1, [0.1, 0.92, 0.95], seed=10),
+    ]
+    f = F.part1b(records)
+    assert f.evidence["rates"]["1"]["outcome"] == "mixed"
+    assert f.evidence["rates"]["1"]["counts"] == {"learns": 2, "collapses": 1}
+    assert "learns by epoch 1 in 2/3 runs, collapses from epoch 2 in 1/3 runs" in f.answer
+
+
+# --- Part 1 (c) -----------------------------------------------------------------------------------------
+
+
+def test_part1c_compares_with_the_seed_only_on_mnist():
+    recs = [{"dataset": "mnist", "seed": s, "test_acc": a} for s, a in zip((8, 9, 10), (0.940, 0.945, 0.935))]
+    f = F.part1c(recs)
+    chk = f.evidence["reference_check"]
+    assert chk["reference"] == MLP_FULL_TEST_ACC and chk["within"] is True
+    assert chk["low"] == pytest.approx(0.94 - 2 * 0.005) and chk["high"] == pytest.approx(0.94 + 2 * 0.005)
+    assert "94.00% ± 0.50% (n=3)" in f.answer and "within our mean ± 2 std" in f.answer
+    far = F.part1c([{"dataset": "mnist", "test_acc": a} for a in (0.90, 0.901, 0.899)])
+    assert far.evidence["reference_check"]["within"] is False and "outside" in far.answer
+    digits = F.part1c([{"dataset": "digits", "test_acc": 0.96}])
+    assert digits.evidence["compared_with_reference"] is False and "not comparable" in digits.answer
+    one = F.part1c([{"dataset": "mnist", "test_acc": 0.95}])
+    assert one.evidence["reference_check"]["within"] is None and "n=1, no spread" in one.answer
+
+
+# --- Part 2 ---------------------------------------------------------------------------------------------
+
+
+def cnn_run(variant, seed, val_curve, test_acc=None, train_loss=1.0, dataset="digits"):
+    hist = [{"epoch": e, "train_loss": train_loss, "train_acc": v, "val_acc": v} for e, v in enumerate(val_curve, 1)]
+    return {
+        "variant": variant,
+        "seed": seed,
+        "dataset": dataset,
+        "val_acc": val_curve[-1],
+        "test_acc": val_curve[-1] if test_acc is None else test_acc,
+        "train_loss": train_loss,
+        "diverged_epoch": None,
+        "history": hist,
+    }
+
+
+def test_part2a_separated_variants_name_the_better_one():
+    recs = [cnn_run("sgd-0.005", s, [0.3, 0.5 + 0.01 * s], train_loss=1.0 + 0.01 * s) for s in range(3)]
+    recs += [cnn_run("adam-5e-05", s, [0.5, 0.7 + 0.01 * s], train_loss=0.5 + 0.01 * s) for s in range(3)]
+    f = F.part2_pair(recs, "a")
+    assert f.evidence["val_acc"]["diff"] == pytest.approx(0.2)
+    assert f.evidence["val_acc"]["ci_low"] > 0 and f.evidence["train_loss"]["ci_high"] < 0
+    assert "Adam lr 5e-05 better in validation accuracy" in f.answer
+    assert "Adam lr 5e-05 better in final training loss" in f.answer  # lower loss is better
+    assert "Neither variant collapsed" in f.answer
+    assert not any("seed's" in d for d in f.details)  # digits: no comparison with the CIFAR-10 numbers
+
+
+def test_part2b_collapse_to_chance_and_overlap():
+    recs = [cnn_run("adam-0.005", s, [0.1, a]) for s, a in enumerate((0.10, 0.12, 0.09))]
+    recs += [cnn_run("adam-5e-05", s, [0.1, a]) for s, a in enumerate((0.11, 0.60, 0.13))]
+    f = F.part2_pair(recs, "b")
+    assert f.evidence["chance"]["adam-0.005"] == {"collapsed": 3, "n": 3, "diverged": 0}
+    assert f.evidence["chance"]["adam-5e-05"]["collapsed"] == 2
+    assert "Adam lr 0.005 collapsed to chance" in f.answer and "in 3/3 runs" in f.answer
+    assert f.evidence["val_acc"]["verdict"] == "not distinguishable"
+    assert "validation accuracy not distinguishable with n=3 vs 3" in f.answer
+
+
+def test_part2_reference_numbers_on_cifar10():
+    ref = CNN_REFERENCE["adam-5e-05"]["val_acc"]
+    recs = [cnn_run("sgd-0.005", s, [0.3, 0.48 + 0.01 * s], dataset="cifar10") for s in range(3)]
+    recs += [cnn_run("adam-5e-05", s, [0.5, ref - 0.01 + 0.01 * s], dataset="cifar10") for s in range(3)]
+    f = F.part2_pair(recs, "a")
+    checks = f.evidence["reference_checks"]
+    assert checks["adam-5e-05"]["val_acc"]["within"] is True
+    assert checks["sgd-0.005"]["val_acc"]["within"] is True  # 0.487 within 0.49 +- 0.02
+    assert any("the seed's 61.89% lies within" in d for d in f.details)
+
+
+def test_part2_missing_variant_is_not_reproduced():
+    f = F.part2_pair([cnn_run("adam-5e-05", 0, [0.5])], "a")
+    assert "not reproduced" in f.answer and f.evidence["missing"] == ["sgd-0.005"]
+
+
+def test_part2c_is_about_speed_with_per_seed_epochs():
+    # best mean final val acc 0.8 (BN): level 0.72. BN reaches it at epochs 2, 2, 3; plain at 5, 6, 7.
+    bn_curves = [[0.5, 0.75, 0.78, 0.8, 0.8, 0.8, 0.8], [0.6, 0.73, 0.8, 0.8, 0.8, 0.8, 0.8]]
+    bn_curves += [[0.4, 0.6, 0.721, 0.8, 0.8, 0.8, 0.8]]
+    plain_curves = [[0.2, 0.3, 0.4, 0.5, 0.721, 0.74, 0.75], [0.2, 0.3, 0.4, 0.5, 0.6, 0.73, 0.74]]
+    plain_curves += [[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75]]
+    recs = [cnn_run("adam-5e-05", s, c) for s, c in enumerate(bn_curves)]
+    recs += [cnn_run("adam-5e-05-plain", s, c) for s, c in enumerate(plain_curves)]
+    f = F.part2c(recs)
+    sp = f.evidence["speed"]
+    assert sp["level"] == pytest.approx(0.72)
+    assert [x["epochs"] for x in sp["per_seed"]["adam-5e-05"]] == [2, 2, 3]
+    assert [x["epochs"] for x in sp["per_seed"]["adam-5e-05-plain"]] == [5, 6, 7]
+    diff, lo, hi, _ = welch_by_hand([5, 6, 7], [2, 2, 3])
+    assert sp["diff"] == pytest.approx(diff) and sp["ci_low"] == pytest.approx(lo) and sp["ci_high"] < 0
+    assert f.answer.startswith("Yes:") and "-3.67 epochs" in f.answer
+    assert f.table[0] == {
+        "seed": 0,
+        "epochs to 72.00% with BN+Dropout": 2,
+        "epochs to 72.00% without (Adam lr 5e-05 without BN+Dropout)": 5,
+    }
+    # the final accuracies are there too
+    assert f.evidence["val_acc"]["verdict"] == "second higher"
+
+
+def test_part2c_not_reached_is_counted_not_averaged():
+    recs = [cnn_run("adam-5e-05", s, [0.5, 0.8, 0.8]) for s in range(3)]
+    recs += [cnn_run("adam-5e-05-plain", s, [0.2, 0.3, 0.4]) for s in range(3)]
+    f = F.part2c(recs)
+    sp = f.evidence["speed"]
+    assert sp["verdict"] == "censored" and sp["reached"] == {"adam-5e-05-plain": 0, "adam-5e-05": 3}
+    assert "ci_low" not in sp
+    assert "reached in 3/3 runs with BN+Dropout vs 0/3 without" in f.answer and f.answer.startswith("Yes")
+    assert all(r[k] == "not reached" for r in f.table for k in r if "without" in k)
+    mixed = [cnn_run("adam-5e-05", s, c) for s, c in enumerate(([0.5, 0.8], [0.5, 0.6]))]
+    mixed += [cnn_run("adam-5e-05-plain", s, c) for s, c in enumerate(([0.5, 0.8], [0.5, 0.6]))]
+    assert F.part2c(mixed).answer.startswith("Undecided")
+
+
+def test_part2c_no_distinguishable_speed():
+    recs = [cnn_run("adam-5e-05", s, c) for s, c in enumerate(([0.8, 0.8], [0.5, 0.8], [0.8, 0.8]))]
+    recs += [cnn_run("adam-5e-05-plain", s, c) for s, c in enumerate(([0.5, 0.8], [0.8, 0.8], [0.5, 0.8]))]
+    f = F.part2c(recs)
+    assert f.evidence["speed"]["verdict"] == "not distinguishable"
+    assert f.answer.startswith("Not distinguishable with n=3 vs 3")
+
+
+# --- all of it, rendered --------------------------------------------------------------------------------
+
+
+def test_build_findings_renders_every_question():
+    recs = {
+        "mlp_lr_sweep": [mlp_run(0.1, [0.1, 0.9, 0.95]), mlp_run(100, [0.1, 0.1, 0.1])],
+        "mlp_full": [{"dataset": "digits", "test_acc": 0.96, "seed": 8}],
+        "cnn_optimizers": [cnn_run(v, s, [0.5, 0.7]) for v in ("sgd-0.005", "adam-5e-05") for s in range(2)],
+    }
+    fs = F.build_findings(recs)
+    assert [f.part for f in fs] == ["1b", "1c", "2a", "2b", "2c"]
+    assert "not reproduced" in fs[3].answer and "not reproduced" in fs[4].answer
+    assert [f.part for f in F.build_findings(recs, include_missing=False)] == ["1b", "1c", "2a"]
+    md = F.to_markdown(fs)
+    assert md.startswith("## Findings") and "| learning rate | outcome |" in md
+    assert all(f.question in md for f in fs)
+    text = F.to_text(fs)
+    assert "Part 1 (b)" in text and "*" not in text
+    json.dumps([f.to_dict() for f in fs])  # evidence is plain data
+
+    from rich.console import Console
+
+    console = Console(record=True, width=120)
+    console.print(F.to_rich(fs))
+    assert "Part 2 (a)" in console.export_text()
