@@ -14,16 +14,21 @@ the whole sweep costs about one network R times as wide, not R networks.
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from mlhw.config import MLPConfig
 from mlhw.data import Dataset, unit_float
+from mlhw.device import mlp_device
+from mlhw.divergence import is_diverged
+
+if TYPE_CHECKING:  # the core needs only the config's fields (and stays importable without pydantic)
+    from mlhw.config import MLPConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -124,8 +129,10 @@ class Network:
 class MLPResult:
     lr: float
     history: list[dict] = field(default_factory=list)  # one row per epoch, epoch 0 before training
-    diverged_epoch: int | None = None  # first epoch whose training loss was NaN or inf
+    diverged_epoch: int | None = None  # first epoch >= 1 whose training loss diverged (mlhw.divergence)
     seconds: float = 0.0
+    device: str = "cpu"  # where it trained (under --device auto: mlhw.device.mlp_device's choice)
+    cuda_graphs: bool = False  # SGD steps replayed from CUDA graphs
 
     @property
     def final(self) -> dict:
@@ -158,20 +165,100 @@ def prepare(data: Dataset, device, dtype: torch.dtype):
     return split(data.train), split(data.test)
 
 
+def sgd_rows(net: Network, x: torch.Tensor, y: torch.Tensor, batch_size: int, scales: dict) -> None:
+    """SGD over the rows of (x, y) in order, `batch_size` rows per step (the last step may be smaller)."""
+    n = len(x)
+    for i in range(0, n, batch_size):
+        m = min(batch_size, n - i)
+        net.backprop(x[i : i + m], y[i : i + m], scales[m], update=True)
+
+
+class GraphedEpoch:
+    """An epoch of SGD steps replayed from CUDA graphs: the same kernels on the same numbers as eager.
+
+    The epoch's rows are taken `chunk_steps` batches at a time: one gather of the chunk's shuffled
+    rows into static buffers (gx, gy), then one graph replay runs its steps (the eager loop, captured
+    once). A run captures at most two graphs: full chunks, and the last, shorter chunk (whose last
+    batch may be partial). The parameters are updated in place, at the addresses the graphs hold.
+    """
+
+    def __init__(self, net: Network, x, y, batch_size: int, scales: dict, chunk_steps: int = 500):
+        self.net, self.x, self.y, self.bs, self.scales = net, x, y, batch_size, scales
+        n = len(x)
+        self.rows = min(n, chunk_steps * batch_size)  # rows per full chunk, a multiple of the batch size
+        self.full_chunks = n // self.rows
+        self.tail = n - self.full_chunks * self.rows
+        self.gx = torch.empty(self.rows, x.shape[1], dtype=x.dtype, device=x.device)
+        self.gy = torch.empty(self.rows, y.shape[1], dtype=y.dtype, device=y.device)
+        steps = [functools.partial(sgd_rows, net, self.gx[:r], self.gy[:r], batch_size, scales) for r in self.sizes]
+        # On a CPU (tests) a "replay" runs the eager steps: the chunking is exercised without a GPU.
+        self.replays = self._capture(steps) if x.is_cuda else steps
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.rows] + ([self.tail] if self.tail else [])
+
+    def _capture(self, steps: list[Callable[[], None]]) -> list[Callable[[], None]]:
+        net, dev = self.net, self.x.device
+        # Warm up each step shape once on a side stream (cuBLAS handles, allocator), then undo its updates.
+        saved = [p.clone() for p in net.params]
+        self.gx.zero_(), self.gy.zero_()
+        side = torch.cuda.Stream(dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for fn in steps:
+                fn()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        for p, p0 in zip(net.params, saved):
+            p.copy_(p0)
+        pool = torch.cuda.graph_pool_handle()
+        self.graphs = []
+        for fn in steps:
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g, pool=pool):
+                fn()
+            self.graphs.append(g)
+        return [g.replay for g in self.graphs]
+
+    def run(self, perm: torch.Tensor) -> None:
+        """One epoch over the rows in the order `perm` (on the device)."""
+        for c in range(self.full_chunks):
+            sel = perm[c * self.rows : (c + 1) * self.rows]
+            torch.index_select(self.x, 0, sel, out=self.gx)
+            torch.index_select(self.y, 0, sel, out=self.gy)
+            self.replays[0]()
+        if self.tail:
+            sel = perm[self.full_chunks * self.rows :]
+            self.gx[: self.tail].copy_(self.x[sel])
+            self.gy[: self.tail].copy_(self.y[sel])
+            self.replays[1]()
+
+
 def train_mlp(
     cfg: MLPConfig,
     data: Dataset,
     lrs: Sequence[float] | None = None,
     device: str | torch.device = "cpu",
     on_epoch: Callable[[int, list[dict]], None] | None = None,
+    *,
+    cuda_graphs: bool | None = None,
+    graph_steps: int = 500,
 ) -> list[MLPResult]:
     """Train one fresh network per learning rate (default: cfg.lr), all on the same data order.
 
     Returns one MLPResult per rate. Every epoch (and epoch 0, before training) records the
     training loss and accuracy on the whole training set and the test accuracy. A rate whose
-    loss becomes NaN/inf is recorded as diverged and keeps its (non-finite) curve.
+    loss diverges (mlhw.divergence: non-finite, or > 10 ln(n_classes)) is recorded with its
+    `diverged_epoch` and keeps training and recording: its curve is a result.
+
+    device: "auto" picks by mlhw.device.mlp_device (CUDA only with CUDA graphs, else the CPU);
+    any other name or torch.device is obeyed. cuda_graphs: None = on for CUDA; False = eager
+    steps; graph_steps: SGD steps per graph replay.
     """
     lrs = [cfg.lr] if lrs is None else list(lrs)
+    graphs_wanted = cuda_graphs is not False
+    device = mlp_device(device, graphs=graphs_wanted)
+    use_graphs = device.type == "cuda" and graphs_wanted
     dtype = DTYPES[cfg.dtype]
     (xtr, ytr), (xte, yte) = prepare(data, device, dtype)
     onehot = torch.nn.functional.one_hot(ytr, data.n_classes).to(dtype)
@@ -180,7 +267,7 @@ def train_mlp(
     # sgd_step's -lr/len(batch), computed once for the full and the last (partial) batch size
     scales = {m: (-rates / m).view(-1, 1, 1) for m in {cfg.batch_size, len(ytr) % cfg.batch_size} if m}
     shuffle = torch.Generator().manual_seed(cfg.seed)
-    results = [MLPResult(lr) for lr in lrs]
+    results = [MLPResult(lr, device=str(device), cuda_graphs=use_graphs) for lr in lrs]
     n, bs = len(ytr), cfg.batch_size
 
     def record(epoch: int, seconds: float) -> None:
@@ -196,7 +283,8 @@ def train_mlp(
                 "test_acc": float(te_acc[r]),
                 "epoch_seconds": seconds,
             }
-            if res.diverged_epoch is None and not math.isfinite(loss):
+            # Epoch 0 is the N(0, 1) initialisation (16-43 ln C on digits and MNIST), not training.
+            if res.diverged_epoch is None and epoch >= 1 and is_diverged(loss, data.n_classes):
                 res.diverged_epoch = epoch
             res.history.append(row)
             res.seconds += seconds
@@ -206,15 +294,19 @@ def train_mlp(
 
     with torch.inference_mode():  # no autograd bookkeeping: the gradients are written by hand
         record(0, 0.0)
+        graphed = None
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=shuffle).to(device)
-            xs, ys = xtr[perm], onehot[perm]  # one gather per epoch; batches are slices of it
-            with step_threads(net, bs):
-                for i in range(0, n, bs):
-                    m = min(bs, n - i)
-                    net.backprop(xs[i : i + m], ys[i : i + m], scales[m], update=True)
-            if xs.is_cuda:
-                torch.cuda.synchronize()
+            if use_graphs:
+                if graphed is None:  # captured once per run, inside epoch 1's time
+                    graphed = GraphedEpoch(net, xtr, onehot, bs, scales, graph_steps)
+                graphed.run(perm)
+            else:
+                xs, ys = xtr[perm], onehot[perm]  # one gather per epoch; batches are slices of it
+                with step_threads(net, bs):
+                    sgd_rows(net, xs, ys, bs, scales)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             record(epoch, time.perf_counter() - t0)
     return results
