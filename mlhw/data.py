@@ -1,19 +1,33 @@
 """The data layer, shared by every part: embedded digits, MNIST and CIFAR-10, as arrays.
 
 Every loader returns a `Dataset` of numpy arrays: images as (N, C, H, W), either uint8 in
-0..255 or float32 already in [0, 1], and int64 labels. Models turn them into device tensors
-once (`to_tensor`), and batches are index slices of those tensors: no DataLoader anywhere.
+0..255 or float32 already in [0, 1], and int64 labels. Models turn each split into a device
+tensor once, and batches are index slices of those tensors: no DataLoader anywhere.
 
-Real datasets are read from files in their official formats by the small readers below;
-torchvision is used only to download (and checksum) the official archives.
+Real datasets are read from files in their official formats by the strict readers below: every
+problem with a file (cut off, not decompressible, wrong structure, sizes, dtypes or labels) is an
+`MLHWError` with one line that names the file and what is wrong. torchvision is used only to
+download (and checksum) the official archives; this module imports neither torch nor torchvision.
+
+Fingerprints (content hashes that identify runs) are cached on disk by the files' path, size and
+mtime (`fingerprint_cache_path()`), so that a command with nothing to do need not load or hash
+anything: `dataset_fingerprint(name, data_dir, steps=...)` answers from the cache and loads only
+when it misses. `check_dataset` is the pre-flight validation of a dataset's files.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import json
+import math
+import os
 import pickle
 import struct
+import time
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +38,17 @@ from mlhw.errors import DataNotFound, MLHWError
 DIGITS_TEST_SIZE = 500  # of load_digits' 1,797 images; the rest (1,297) is the training pool
 DIGITS_SPLIT_SEED = 0  # fixed, so that every seed of every run is scored on the same test images
 MNIST_TRAIN_POOL = 50_000  # train[:50000]; train[50000:] is the validation set (Nielsen's split)
+MNIST_SIDE = 28
+CIFAR_PIXELS = 3 * 32 * 32
+N_CLASSES = 10
+
+# A derivation step: ("subset", train_size, test_size, seed), ("with_validation", fraction, split_seed)
+# or ("train_fraction", fraction); see `derive`.
+Step = tuple
+# Where a loaded dataset came from: (its source, as JSON: name, files with size and mtime, loader
+# options) and the derivation steps applied since. None: unknown (built by hand, or files changed
+# while being read), so its fingerprint is never cached.
+Origin = tuple[str, tuple[Step, ...]]
 
 
 @dataclass
@@ -46,8 +71,8 @@ class Dataset:
     val: Split | None = None
     n_classes: int = 10
     source: str = ""
-    notes: list[str] = field(default_factory=list)
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
+    _origin: Origin | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -58,15 +83,16 @@ class Dataset:
         return int(np.prod(self.image_shape))
 
     def fingerprint(self) -> str:
-        """Content hash of every split: two runs with equal fingerprints saw the same numbers."""
-        if self._fingerprint is not None:  # hashing CIFAR-10 takes a while; a Dataset never changes
-            return self._fingerprint
-        h = hashlib.sha256(self.name.encode())
-        for split in (self.train, self.val, self.test):
-            if split is not None:
-                h.update(np.ascontiguousarray(split.x).tobytes())
-                h.update(np.ascontiguousarray(split.y).tobytes())
-        self._fingerprint = h.hexdigest()[:16]
+        """Content hash of every split: two runs with equal fingerprints saw the same numbers.
+        Cached in memory (a Dataset never changes) and, for datasets read from files, on disk."""
+        if self._fingerprint is None:
+            key = _cache_key(*self._origin) if self._origin is not None else None
+            fp = _cache_get(key) if key is not None else None
+            if fp is None:
+                fp = content_hash(self)
+                if key is not None:
+                    _cache_put(key, fp, self._origin[0])
+            self._fingerprint = fp
         return self._fingerprint
 
     def sizes(self) -> dict[str, int]:
@@ -76,9 +102,27 @@ class Dataset:
         return out
 
 
+def content_hash(data: Dataset) -> str:
+    """The fingerprint computed from the arrays, never cached: sha256 of the name and every split."""
+    h = hashlib.sha256(data.name.encode())
+    for split in (data.train, data.val, data.test):
+        if split is not None:
+            h.update(np.ascontiguousarray(split.x).tobytes())
+            h.update(np.ascontiguousarray(split.y).tobytes())
+    return h.hexdigest()[:16]
+
+
 def unit_float(x: np.ndarray) -> np.ndarray:
     """uint8 pixels to float32 in [0, 1]; float pixels are already there."""
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+
+
+# --- derived datasets: subsets, validation splits, training fractions ----------------------------
+
+
+def _derived(data: Dataset, step: Step, **changes) -> Dataset:
+    origin = None if data._origin is None else (data._origin[0], data._origin[1] + _norm_steps([step]))
+    return dataclasses.replace(data, _fingerprint=changes.pop("_fingerprint", None), _origin=origin, **changes)
 
 
 def subset(data: Dataset, train_size: int | None, test_size: int | None, seed: int) -> Dataset:
@@ -94,15 +138,286 @@ def subset(data: Dataset, train_size: int | None, test_size: int | None, seed: i
         train = train.take(rng.choice(len(train), train_size, replace=False))
     if test_size is not None:
         test = test.take(rng.choice(len(test), test_size, replace=False))
-    return Dataset(data.name, train, test, data.val, data.n_classes, data.source, list(data.notes))
+    return _derived(data, ("subset", train_size, test_size, seed), train=train, test=test)
+
+
+def with_validation(data: Dataset, fraction: float = 0.1, split_seed: int = 1) -> Dataset:
+    """Give a dataset without a validation split one the way the assignment makes CIFAR-10's: a
+    seeded shuffle (seed 1) of the training pool, the first `fraction` of it becomes validation."""
+    step = ("with_validation", fraction, split_seed)
+    if data.val is not None:  # the same content
+        return _derived(data, step, _fingerprint=data._fingerprint)
+    perm = np.random.RandomState(split_seed).permutation(len(data.train))
+    n_val = max(1, int(round(fraction * len(perm))))
+    return _derived(data, step, train=data.train.take(perm[n_val:]), val=data.train.take(perm[:n_val]))
+
+
+def train_fraction(data: Dataset, fraction: float) -> Dataset:
+    """The first `fraction` of the (already shuffled) training pool: the same images for every
+    variant and seed, so that runs differ only in what they are meant to compare."""
+    if not 0 < fraction <= 1:
+        raise MLHWError(f"train fraction must be in (0, 1] (got {fraction})")
+    n = max(1, int(round(fraction * len(data.train))))
+    return _derived(data, ("train_fraction", fraction), train=data.train.take(np.arange(n)))
+
+
+STEPS: dict[str, Callable[..., Dataset]] = {
+    "subset": subset,
+    "with_validation": with_validation,
+    "train_fraction": train_fraction,
+}
+
+
+def _norm_steps(steps: Sequence[Step | str]) -> tuple[Step, ...]:
+    out = []
+    for step in steps:
+        step = (step,) if isinstance(step, str) else tuple(step)
+        if not step or step[0] not in STEPS:
+            raise MLHWError(f"unknown dataset step {step!r}: choose one of {', '.join(STEPS)}")
+        out.append(tuple(a.item() if isinstance(a, np.generic) else a for a in step))
+    return tuple(out)
+
+
+def derive(data: Dataset, steps: Sequence[Step | str] = ()) -> Dataset:
+    """Apply derivation steps in order, e.g. `[("subset", 10_000, 5_000, 8)]` (what an MLP or SVM
+    run sees) or `[("with_validation", 0.1, 1), ("train_fraction", 0.1)]` (what a CNN run sees)."""
+    steps = _norm_steps(steps)
+    if not steps:
+        return data
+    out = data
+    for name, *args in steps:
+        try:
+            out = STEPS[name](out, *args)
+        except TypeError as err:  # wrong arguments for the step
+            raise MLHWError(f"dataset step {(name, *args)!r}: {_why(err)}") from None
+    # recorded as given, so that `dataset_fingerprint(..., steps)` finds what this one stores
+    out._origin = None if data._origin is None else (data._origin[0], data._origin[1] + steps)
+    return out
+
+
+# --- strict readers: one-line errors that name the file ------------------------------------------
+
+
+def _why(err: BaseException) -> str:
+    text = str(err).splitlines()[0][:120] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _read_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when its name ends in .gz."""
+    try:
+        if path.suffix != ".gz":
+            raw = path.read_bytes()
+        else:
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+    except gzip.BadGzipFile as err:
+        what = "not gzip data" if str(err).startswith("Not a gzipped file") else "the gzip data is corrupt"
+        raise MLHWError(f"{path}: cannot be read: {what} ({err})") from None
+    except EOFError:
+        raise MLHWError(f"{path}: cannot be read: the gzip data is cut off (the file ends mid-stream)") from None
+    except zlib.error as err:
+        raise MLHWError(f"{path}: cannot be read: the gzip data fails to decompress ({err})") from None
+    except OSError as err:
+        raise MLHWError(f"{path}: cannot be read ({err.strerror or _why(err)})") from None
+    if not raw:
+        raise MLHWError(f"{path}: is empty" + (" once decompressed" if path.suffix == ".gz" else ""))
+    return raw
+
+
+def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
+    """Read an idx file (plain or .gz): magic 0x0000 | dtype 0x08 (uint8) | ndim, then big-endian
+    uint32 dims, then exactly prod(dims) bytes. `ndim`, when given, is required."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    if raw[:2] == b"\x1f\x8b":
+        raise MLHWError(f"{path}: holds gzip-compressed data but its name does not end in .gz")
+    if len(raw) < 4:
+        raise MLHWError(f"{path}: cut off inside the idx header ({len(raw)} bytes, the magic number alone is 4)")
+    zero, dtype, nd = struct.unpack(">HBB", raw[:4])
+    if zero != 0:
+        raise MLHWError(f"{path}: not an idx file (magic {raw[:4].hex()}, expected 000008 then the dimension count)")
+    if dtype != 0x08:
+        raise MLHWError(f"{path}: not a uint8 idx file (magic {raw[:4].hex()}: type code 0x{dtype:02x}, not 0x08)")
+    if nd == 0 or (ndim is not None and nd != ndim):
+        raise MLHWError(f"{path}: idx file of {nd} dimensions, expected {ndim if ndim is not None else 'at least 1'}")
+    head = 4 + 4 * nd
+    if len(raw) < head:
+        raise MLHWError(f"{path}: cut off inside the idx header ({len(raw)} bytes, {nd} dimensions need {head})")
+    dims = struct.unpack(f">{nd}I", raw[4:head])
+    want, found, shape = math.prod(dims), len(raw) - head, "x".join(map(str, dims))
+    if found < want:
+        raise MLHWError(f"{path}: cut off inside the data: expected {want} values for shape {shape}, found {found}")
+    if found > want:
+        raise MLHWError(f"{path}: {found - want} bytes after the data: expected {want} values for shape {shape}")
+    return np.frombuffer(raw, dtype=np.uint8, count=want, offset=head).reshape(dims)
+
+
+def _check_labels(path: Path, y: np.ndarray, what: str = "label") -> None:
+    bad = np.flatnonzero((y < 0) | (y >= N_CLASSES))
+    if bad.size:
+        i = int(bad[0])
+        more = f" ({bad.size} labels are)" if bad.size > 1 else ""
+        raise MLHWError(f"{path}: {what} {y[i]} at index {i} is outside 0..{N_CLASSES - 1}{more}")
+
+
+def _read_mnist_images(path: Path) -> np.ndarray:
+    x = read_idx(path, ndim=3)
+    if x.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
+        raise MLHWError(f"{path}: images are {x.shape[1]}x{x.shape[2]}, expected {MNIST_SIDE}x{MNIST_SIDE}")
+    if len(x) == 0:
+        raise MLHWError(f"{path}: holds no images")
+    return x
+
+
+def _read_mnist_labels(path: Path) -> np.ndarray:
+    y = read_idx(path, ndim=1)
+    _check_labels(path, y)
+    return y
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, (tuple, list)):
+        return f"a {type(obj).__name__} of {len(obj)}"
+    return f"a {type(obj).__name__}"
+
+
+def read_mnist_pickle(path: str | Path) -> tuple[Split, Split, Split]:
+    """Nielsen's mnist.pkl.gz: ((train_x, train_y), (val_x, val_y), (test_x, test_y)), x float
+    (N, 784) already in [0, 1], y integers 0..9. Returns (train, validation, test)."""
+    path = Path(path)
+    raw = _read_bytes(path)
+    try:
+        obj = pickle.loads(raw, encoding="latin1")
+    except Exception as err:  # a broken pickle raises almost anything
+        raise MLHWError(f"{path}: not a readable pickle ({_why(err)})") from None
+    del raw
+    pairs = isinstance(obj, (tuple, list)) and len(obj) == 3
+    if not pairs or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in obj):
+        raise MLHWError(f"{path}: holds {_describe(obj)}, expected a (train, validation, test) tuple of (x, y) pairs")
+    return tuple(_pickle_split(path, part, *pair) for part, pair in zip(("train", "validation", "test"), obj))
+
+
+def _pickle_split(path: Path, part: str, x, y) -> Split:
+    try:
+        x, y = np.asarray(x), np.asarray(y)
+    except (ValueError, TypeError) as err:
+        raise MLHWError(f"{path}: {part} images or labels are not arrays ({_why(err)})") from None
+    if x.dtype.kind != "f":
+        raise MLHWError(f"{path}: {part} images have dtype {x.dtype}, expected floats in [0, 1]")
+    side = (MNIST_SIDE, MNIST_SIDE)
+    if not ((x.ndim == 2 and x.shape[1] == MNIST_SIDE**2) or (x.ndim == 3 and x.shape[1:] == side)):
+        raise MLHWError(f"{path}: {part} images have shape {x.shape}, expected (N, {MNIST_SIDE**2})")
+    if len(x) == 0:
+        raise MLHWError(f"{path}: the {part} split holds no images")
+    lo, hi = x.min(), x.max()
+    if not (lo >= 0 and hi <= 1):  # also catches NaN
+        raise MLHWError(f"{path}: {part} pixels are outside [0, 1] (min {lo:g}, max {hi:g})")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise MLHWError(f"{path}: {part} labels have dtype {y.dtype} and shape {y.shape}, expected N integers")
+    if len(y) != len(x):
+        raise MLHWError(f"{path}: the {part} split has {len(x)} images but {len(y)} labels")
+    _check_labels(path, y, f"{part} label")
+    return Split(np.asarray(x, np.float32).reshape(-1, 1, MNIST_SIDE, MNIST_SIDE), np.asarray(y, np.int64))
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One python batch: a pickled dict with `data` (N, 3072) uint8, row-major 3x32x32, and
+    `labels`, N integers 0..9. Returns x (N, 3, 32, 32) uint8 and y (N,) int64."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="latin1")
+    except OSError as err:
+        raise MLHWError(f"{path}: cannot be read ({err.strerror or _why(err)})") from None
+    except Exception as err:  # a broken pickle raises almost anything
+        raise MLHWError(f"{path}: not a CIFAR-10 python batch: not a readable pickle ({_why(err)})") from None
+    if not isinstance(d, dict):
+        raise MLHWError(f"{path}: not a CIFAR-10 python batch: holds {_describe(d)}, expected a dict")
+    missing = [k for k in ("data", "labels") if k not in d]
+    if missing:
+        keys = ", ".join(sorted(repr(k) for k in d)[:8]) or "none"
+        raise MLHWError(f"{path}: not a CIFAR-10 python batch: no {' or '.join(map(repr, missing))} (keys: {keys})")
+    x, labels = d["data"], d["labels"]
+    if not isinstance(x, np.ndarray):
+        raise MLHWError(f"{path}: 'data' is {_describe(x)}, expected a uint8 numpy array (N, {CIFAR_PIXELS})")
+    if x.dtype != np.uint8:
+        raise MLHWError(f"{path}: 'data' has dtype {x.dtype}, expected uint8")
+    if x.ndim != 2 or x.shape[1] != CIFAR_PIXELS:
+        raise MLHWError(f"{path}: 'data' has shape {x.shape}, expected (N, {CIFAR_PIXELS}): N images of 3x32x32")
+    if len(x) == 0:
+        raise MLHWError(f"{path}: holds no images")
+    if not isinstance(labels, (list, tuple, np.ndarray)):
+        raise MLHWError(f"{path}: 'labels' is {_describe(labels)}, expected a list of integers")
+    try:
+        y = np.asarray(labels)
+    except (ValueError, TypeError) as err:
+        raise MLHWError(f"{path}: 'labels' is not a list of integers ({_why(err)})") from None
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise MLHWError(f"{path}: 'labels' has dtype {y.dtype} and shape {y.shape}, expected a list of integers")
+    if len(y) != len(x):
+        raise MLHWError(f"{path}: {len(x)} images in 'data' but {len(y)} 'labels'")
+    _check_labels(path, y)
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
+
+
+# --- where a dataset comes from: files, and their (size, mtime) stamps ---------------------------
+
+
+def _stamps(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((str(Path(p).resolve()), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _source_key(name: str, stamps, options: str) -> str:
+    return json.dumps([name, options, stamps])
+
+
+def _stamped(name: str, paths: Sequence[Path] | None, options: str, read: Callable[[], Dataset]) -> Dataset:
+    """Read a dataset and record its origin, unless its files changed while being read."""
+    try:
+        before = _stamps(paths) if paths else None
+    except OSError:
+        before = None
+    data = read()
+    try:
+        after = _stamps(paths) if before else None
+    except OSError:
+        after = None
+    if before is not None and before == after:
+        data._origin = (_source_key(name, before, options), ())
+    return data
 
 
 # --- digits: the embedded default -------------------------------------------------------------
 
 
+def _digits_source() -> tuple[list[Path] | None, str]:
+    """scikit-learn's digits.csv.gz (found without importing scikit-learn) and its version."""
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("sklearn")
+        version = importlib.metadata.version("scikit-learn")
+    except (ImportError, ValueError, importlib.metadata.PackageNotFoundError):
+        return None, ""
+    if spec is None or not spec.submodule_search_locations:
+        return None, ""
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    return ([path] if path.is_file() else None), f"scikit-learn {version}"
+
+
 def load_digits_data() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 real handwritten digits), pixels 0..16 -> [0, 1].
     Fixed split: a seed-0 permutation, the last 500 images are the test set."""
+    return _stamped("digits", *_digits_source(), _read_digits)
+
+
+def _read_digits() -> Dataset:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -111,17 +426,11 @@ def load_digits_data() -> Dataset:
     perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(y))
     tr, te = perm[:-DIGITS_TEST_SIZE], perm[-DIGITS_TEST_SIZE:]
     return Dataset(
-        "digits",
-        Split(x[tr], y[tr]),
-        Split(x[te], y[te]),
-        None,
-        10,
-        "sklearn.datasets.load_digits (embedded, 8x8)",
-        ["ran on scikit-learn's 8x8 digits, not MNIST"],
+        "digits", Split(x[tr], y[tr]), Split(x[te], y[te]), None, 10, "sklearn.datasets.load_digits (embedded, 8x8)"
     )
 
 
-# --- MNIST: idx files (torchvision's layout) or Nielsen's mnist.pkl.gz --------------------------
+# --- MNIST: idx files (torchvision's layout, or mirrors' names) or Nielsen's mnist.pkl.gz ---------
 
 MNIST_FILES = {
     "train_x": "train-images-idx3-ubyte",
@@ -129,68 +438,67 @@ MNIST_FILES = {
     "test_x": "t10k-images-idx3-ubyte",
     "test_y": "t10k-labels-idx1-ubyte",
 }
+MNIST_PICKLE = "mnist.pkl.gz"
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an idx file (plain or .gz): magic 0x0000 | dtype 0x08 (uint8) | ndim, then big-endian
-    uint32 dims, then the data."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as err:
-        raise MLHWError(f"{path}: cannot be read ({err})") from None
-    if len(raw) < 4:
-        raise MLHWError(f"{path}: too short to be an idx file")
-    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype != 0x08:
-        raise MLHWError(f"{path}: not a uint8 idx file (magic {raw[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise MLHWError(f"{path}: expected {int(np.prod(dims))} values for shape {dims}, found {data.size}")
-    return data.reshape(dims)
+def _mnist_folders(data_dir: Path) -> tuple[Path, Path]:
+    return data_dir, data_dir / "MNIST" / "raw"
 
 
 def _find(data_dir: Path, name: str) -> Path | None:
-    for folder in (data_dir, data_dir / "MNIST" / "raw"):
-        for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
+    """`name` or `name.gz`, also as popular mirrors name it (`train-images.idx3-ubyte`)."""
+    for folder in _mnist_folders(data_dir):
+        for base in (name, name.replace("-idx", ".idx", 1)):
+            for candidate in (folder / base, folder / f"{base}.gz"):
+                if candidate.is_file():
+                    return candidate
     return None
 
 
-def _mnist_from_idx(data_dir: Path) -> Dataset | None:
-    paths = {k: _find(data_dir, v) for k, v in MNIST_FILES.items()}
-    if any(p is None for p in paths.values()):
-        return None
-    arr = {k: read_idx(p) for k, p in paths.items()}
-    for part in ("train", "test"):
-        if len(arr[f"{part}_x"]) != len(arr[f"{part}_y"]):
-            raise MLHWError(f"{paths[part + '_x']}: {len(arr[part + '_x'])} images but {len(arr[part + '_y'])} labels")
-    tx, ty = arr["train_x"][:, None], arr["train_y"].astype(np.int64)
+def _mnist_source(data_dir: Path, pickle_ok: bool = True) -> tuple[str, list[Path]] | None:
+    """("pickle", [mnist.pkl.gz]) or ("idx", the 4 idx files), or None when neither is complete."""
+    pkl = data_dir / MNIST_PICKLE
+    if pickle_ok and pkl.is_file():
+        return "pickle", [pkl]
+    paths = [_find(data_dir, n) for n in MNIST_FILES.values()]
+    return ("idx", paths) if all(p is not None for p in paths) else None
+
+
+def _mnist_not_found(data_dir: Path, download_error: str | None = None) -> DataNotFound:
+    top, raw = _mnist_folders(data_dir)
+    missing = [n for n in MNIST_FILES.values() if _find(data_dir, n) is None]
+    partial = f" (missing {', '.join(missing)})" if len(missing) < len(MNIST_FILES) else ""
+    failed = f"; the download failed ({download_error})" if download_error else ""
+    return DataNotFound(
+        f"MNIST not found in {top}/ nor {raw}/: looked for {MNIST_PICKLE} or the 4 idx files "
+        f"{', '.join(MNIST_FILES.values())} (raw or .gz, also named with a dot before idx, e.g. "
+        f"train-images.idx3-ubyte){partial}{failed}: pass --data-dir DIR where they are, or --download when online"
+    )
+
+
+def _mnist_from_idx(paths: list[Path]) -> Dataset:
+    px, py, qx, qy = paths
+    arr = {}
+    for part, (xp, yp) in (("train", (px, py)), ("test", (qx, qy))):
+        x, y = _read_mnist_images(xp), _read_mnist_labels(yp)
+        if len(x) != len(y):
+            raise MLHWError(f"{xp}: {len(x)} images but {yp} holds {len(y)} labels")
+        arr[part] = (x[:, None], y.astype(np.int64))
+    (tx, ty), (sx, sy) = arr["train"], arr["test"]
     pool = min(MNIST_TRAIN_POOL, len(ty))
     return Dataset(
         "mnist",
         Split(tx[:pool], ty[:pool]),
-        Split(arr["test_x"][:, None], arr["test_y"].astype(np.int64)),
+        Split(sx, sy),
         Split(tx[pool:], ty[pool:]) if pool < len(ty) else None,
         10,
-        f"MNIST idx files in {paths['train_x'].parent}",
+        f"MNIST idx files in {px.parent}",
     )
 
 
 def _mnist_from_pickle(path: Path) -> Dataset:
-    """Nielsen's mnist.pkl.gz: ((train_x, train_y), (val_x, val_y), (test_x, test_y)), x float32
-    (N, 784) already in [0, 1]."""
-    with gzip.open(path, "rb") as f:
-        train, val, test = pickle.load(f, encoding="latin1")
-
-    def split(pair):
-        x, y = pair
-        return Split(np.asarray(x, np.float32).reshape(-1, 1, 28, 28), np.asarray(y, np.int64))
-
-    return Dataset("mnist", split(train), split(test), split(val), 10, f"Nielsen pickle {path}")
+    train, val, test = read_mnist_pickle(path)
+    return Dataset("mnist", train, test, val, 10, f"Nielsen pickle {path}")
 
 
 def load_mnist(data_dir: str | Path = "data", download: bool | None = None) -> Dataset:
@@ -198,19 +506,15 @@ def load_mnist(data_dir: str | Path = "data", download: bool | None = None) -> D
     Reads `mnist.pkl.gz` when present, else the idx files; downloads through torchvision when
     `download` is True, or when it is None (auto) and the files are absent."""
     data_dir = Path(data_dir)
-    pkl = data_dir / "mnist.pkl.gz"
-    if pkl.is_file() and not download:
-        return _mnist_from_pickle(pkl)
-    found = None if download else _mnist_from_idx(data_dir)
+    found = None if download else _mnist_source(data_dir)
     if found is None and download is not False:
-        _download(_fetch_mnist, "MNIST", data_dir)
-        found = _mnist_from_idx(data_dir)
+        _download(_fetch_mnist, "MNIST", data_dir, lambda why: _mnist_not_found(data_dir, why))
+        found = _mnist_source(data_dir, pickle_ok=False)
     if found is None:
-        raise DataNotFound(
-            f"MNIST not found in {data_dir}/ (need mnist.pkl.gz or the 4 idx files): "
-            f"pass --data-dir DIR where they are, or --download when online"
-        )
-    return found
+        raise _mnist_not_found(data_dir)
+    kind, paths = found
+    read = (lambda: _mnist_from_pickle(paths[0])) if kind == "pickle" else (lambda: _mnist_from_idx(paths))
+    return _stamped("mnist", paths, kind, read)
 
 
 def _fetch_mnist(data_dir: Path) -> None:
@@ -226,12 +530,14 @@ def _fetch_cifar10(data_dir: Path) -> None:
     CIFAR10(str(data_dir), train=True, download=True)
 
 
-def _download(fetch, name: str, data_dir: Path) -> None:
+def _download(fetch, name: str, data_dir: Path, not_found: Callable[[str], DataNotFound] | None = None) -> None:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         fetch(data_dir)
     except Exception as err:  # network errors come in many types; the message says what to do
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        reason = str(err).splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        if not_found is not None:
+            raise not_found(reason) from None
         raise DataNotFound(
             f"{name} is not in {data_dir}/ and the download failed ({reason}): "
             f"pass --data-dir DIR holding the files, or retry --download when online"
@@ -241,21 +547,13 @@ def _download(fetch, name: str, data_dir: Path) -> None:
 # --- CIFAR-10: the python batches (cifar-10-batches-py) ---------------------------------------
 
 CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
-def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One python batch: a pickled dict with `data` (N, 3072) uint8, row-major 3x32x32, and `labels`."""
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")
-    try:
-        x, y = np.asarray(d["data"], np.uint8), np.asarray(d["labels"], np.int64)
-    except (KeyError, TypeError):
-        raise MLHWError(f"{path}: not a CIFAR-10 python batch (needs 'data' and 'labels')") from None
-    if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):
-        raise MLHWError(f"{path}: expected data (N, 3072) and N labels, got {x.shape} and {len(y)}")
-    return x.reshape(-1, 3, 32, 32), y
+def _cifar_paths(data_dir: Path) -> list[Path]:
+    return [data_dir / CIFAR_FOLDER / n for n in CIFAR_BATCHES]
 
 
 def load_cifar10(
@@ -265,76 +563,179 @@ def load_cifar10(
     first 5,000 are the validation set, the rest the training pool; test = the 10,000 test images."""
     data_dir = Path(data_dir)
     folder = data_dir / CIFAR_FOLDER
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    have = lambda: all((folder / n).is_file() for n in names)  # noqa: E731
+    paths = _cifar_paths(data_dir)
+    have = lambda: all(p.is_file() for p in paths)  # noqa: E731
     if download or (download is None and not have()):
         _download(_fetch_cifar10, "CIFAR-10", data_dir)
     if not have():
+        missing = ", ".join(p.name for p in paths if not p.is_file())
         raise DataNotFound(
-            f"CIFAR-10 not found in {folder}/ (need data_batch_1..5 and test_batch): "
+            f"CIFAR-10 not found in {folder}/ (need data_batch_1..5 and test_batch; missing {missing}): "
             f"pass --data-dir DIR holding {CIFAR_FOLDER}/, or --download when online"
         )
-    parts = [read_cifar_batch(folder / n) for n in names[:5]]
-    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    tx, ty = read_cifar_batch(folder / "test_batch")
-    if not 0 < val_size < len(y):
-        raise MLHWError(f"validation size {val_size} must be between 1 and {len(y) - 1}")
-    perm = np.random.RandomState(split_seed).permutation(len(y))
-    val, pool = perm[:val_size], perm[val_size:]
-    return Dataset(
-        "cifar10",
-        Split(x[pool], y[pool]),
-        Split(tx, ty),
-        Split(x[val], y[val]),
-        10,
-        f"CIFAR-10 python batches in {folder}",
-    )
+
+    def read() -> Dataset:
+        parts = [read_cifar_batch(p) for p in paths[:5]]
+        x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        tx, ty = read_cifar_batch(paths[5])
+        if not 0 < val_size < len(y):
+            raise MLHWError(f"validation size {val_size} must be between 1 and {len(y) - 1}")
+        perm = np.random.RandomState(split_seed).permutation(len(y))
+        val, pool = perm[:val_size], perm[val_size:]
+        return Dataset(
+            "cifar10",
+            Split(x[pool], y[pool]),
+            Split(tx, ty),
+            Split(x[val], y[val]),
+            10,
+            f"CIFAR-10 python batches in {folder}",
+        )
+
+    return _stamped("cifar10", paths, _cifar_options(val_size, split_seed), read)
+
+
+def _cifar_options(val_size: int, split_seed: int) -> str:
+    return f"val_size={val_size} split_seed={split_seed}"
 
 
 DATASETS = {"digits": lambda data_dir, download: load_digits_data(), "mnist": load_mnist, "cifar10": load_cifar10}
 
 
 def load(name: str, data_dir: str | Path = "data", download: bool | None = None) -> Dataset:
+    """A dataset by name, read strictly (see the readers above): MLHWError or DataNotFound otherwise."""
     if name not in DATASETS:
         raise MLHWError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     return DATASETS[name](data_dir, download)
 
 
-def to_tensor(x: np.ndarray, device, dtype=None):
-    """One host-to-device copy of a whole split; batches are index slices of the result."""
-    import torch
+# --- fingerprints without loading: the on-disk cache ----------------------------------------------
 
-    t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
-    return t if dtype is None else t.to(dtype)
-
-
-def with_validation(data: Dataset, fraction: float = 0.1, split_seed: int = 1) -> Dataset:
-    """Give a dataset without a validation split one the way the assignment makes CIFAR-10's: a
-    seeded shuffle (seed 1) of the training pool, the first `fraction` of it becomes validation."""
-    if data.val is not None:
-        return data
-    perm = np.random.RandomState(split_seed).permutation(len(data.train))
-    n_val = max(1, int(round(fraction * len(perm))))
-    return Dataset(
-        data.name,
-        data.train.take(perm[n_val:]),
-        data.test,
-        data.train.take(perm[:n_val]),
-        data.n_classes,
-        data.source,
-        list(data.notes),
-    )
+FINGERPRINT_CACHE_VERSION = 1  # bump when a loader or a derivation changes what it returns
+_CACHE_MAX_ENTRIES = 1000
+_memo: dict[tuple[str, str], str] = {}
+_file_memo: dict = {}  # the cache file last parsed: {"stamp": (path, size, mtime_ns), "entries": {...}}
+_last_loaded: dict[str, Dataset] = {}  # the dataset `dataset_fingerprint` loaded last, by its source
 
 
-def train_fraction(data: Dataset, fraction: float) -> Dataset:
-    """The first `fraction` of the (already shuffled) training pool: the same images for every
-    variant and seed, so that runs differ only in what they are meant to compare."""
-    if not 0 < fraction <= 1:
-        raise MLHWError(f"train fraction must be in (0, 1] (got {fraction})")
-    n = max(1, int(round(fraction * len(data.train))))
-    return Dataset(
-        data.name, data.train.take(np.arange(n)), data.test, data.val, data.n_classes, data.source, list(data.notes)
-    )
+def fingerprint_cache_path() -> Path | None:
+    """`$MLHW_CACHE_DIR/fingerprints.json`, else `$XDG_CACHE_HOME/mlhw/` or `~/.cache/mlhw/`; None
+    when there is no home folder (then nothing is cached)."""
+    base = os.environ.get("MLHW_CACHE_DIR")
+    if not base:
+        try:
+            base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlhw"
+        except RuntimeError:
+            return None
+    return Path(base) / "fingerprints.json"
+
+
+def _cache_key(source: str, steps: tuple[Step, ...]) -> str:
+    return hashlib.sha256(json.dumps([FINGERPRINT_CACHE_VERSION, source, steps], default=str).encode()).hexdigest()
+
+
+def _cache_entries(path: Path) -> dict:
+    """The cache file's entries (a copy), parsed once per version of the file."""
+    try:
+        st = path.stat()
+        stamp = (str(path), st.st_size, st.st_mtime_ns)
+        if _file_memo.get("stamp") != stamp:
+            entries = json.loads(path.read_text()).get("entries")
+            _file_memo.update(stamp=stamp, entries=entries if isinstance(entries, dict) else {})
+    except (OSError, ValueError, AttributeError):  # absent, unreadable or not ours: start afresh
+        return {}
+    return dict(_file_memo["entries"])
+
+
+def _is_fingerprint(value) -> bool:
+    return isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdef" for c in value)
+
+
+def _cache_get(key: str) -> str | None:
+    path = fingerprint_cache_path()
+    if path is None:
+        return None
+    if (str(path), key) in _memo:
+        return _memo[str(path), key]
+    entry = _cache_entries(path).get(key)
+    fp = entry.get("fingerprint") if isinstance(entry, dict) else None
+    if not _is_fingerprint(fp):
+        return None
+    _memo[str(path), key] = fp
+    return fp
+
+
+def _cache_put(key: str, fp: str, source: str) -> None:
+    """Best effort: a cache that cannot be written only costs a recomputation next time."""
+    path = fingerprint_cache_path()
+    if path is None:
+        return
+    _memo[str(path), key] = fp
+    try:
+        entries = _cache_entries(path)
+        entries[key] = {"fingerprint": fp, "source": source, "time": time.time()}
+        if len(entries) > _CACHE_MAX_ENTRIES:  # the oldest go first
+            keep = sorted(entries, key=lambda k: entries[k].get("time", 0) if isinstance(entries[k], dict) else 0)
+            entries = {k: entries[k] for k in keep[-_CACHE_MAX_ENTRIES:]}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"version": FINGERPRINT_CACHE_VERSION, "entries": entries}))
+        os.replace(tmp, path)  # atomic: concurrent writers lose entries at worst, never corrupt the file
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+def _source_of(name: str, data_dir: Path, download: bool | None) -> tuple[list[Path], str] | None:
+    """The files `load(name, data_dir, download)` would read and its options, or None when that is
+    not known without loading (a download is asked for, or the files are absent)."""
+    if download is True:
+        return None
+    if name == "digits":
+        paths, options = _digits_source()
+        return (paths, options) if paths else None
+    if name == "mnist":
+        found = _mnist_source(data_dir)
+        return (found[1], found[0]) if found else None
+    if name == "cifar10":
+        paths = _cifar_paths(data_dir)
+        return (paths, _cifar_options(5_000, 1)) if all(p.is_file() for p in paths) else None
+    return None
+
+
+def dataset_fingerprint(
+    name: str, data_dir: str | Path = "data", download: bool | None = False, steps: Sequence[Step | str] = ()
+) -> str:
+    """The fingerprint of `derive(load(name, data_dir, download), steps)`, from the cache when the
+    dataset's files (path, size, mtime) are unchanged since it was last computed: then nothing is
+    read, and neither torch nor scikit-learn is imported. On a miss the dataset is loaded (numpy
+    only), strictly checked, hashed and cached. Raises what `load` and `derive` raise."""
+    norm = _norm_steps(steps)
+    data_dir = Path(data_dir)
+    source = _source_of(name, data_dir, download) if name in DATASETS else None
+    key = None
+    if source is not None:
+        try:
+            key = _source_key(name, _stamps(source[0]), source[1])
+        except OSError:
+            key = None
+    if key is not None:
+        fp = _cache_get(_cache_key(key, norm))
+        if fp is not None:
+            return fp
+        if _last_loaded.get(key) is not None:  # misses in a row (a cold cache) load the files once
+            return derive(_last_loaded[key], norm).fingerprint()
+    base = load(name, data_dir, download)
+    if base._origin is not None:
+        _last_loaded.clear()
+        _last_loaded[base._origin[0]] = base
+    return derive(base, norm).fingerprint()
+
+
+def check_dataset(name: str, data_dir: str | Path = "data", download: bool | None = False) -> str:
+    """Pre-flight validation of a dataset's files, before any run exists: reads them with the strict
+    readers and returns the dataset's fingerprint. Files unchanged since they last passed (the
+    fingerprint cache knows them) are not read again. Raises DataNotFound when the files are absent
+    (and `download` does not fetch them), MLHWError with one line naming the file otherwise."""
+    return dataset_fingerprint(name, data_dir, download)
 
 
 def channel_stats(data: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:

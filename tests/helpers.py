@@ -86,3 +86,37 @@ def runs_of(uri: str, experiment: str = "mlhw", all_lifecycles: bool = False):
     exp = client.get_experiment_by_name(experiment)
     view = ViewType.ALL if all_lifecycles else ViewType.ACTIVE_ONLY
     return client, ([] if exp is None else client.search_runs([exp.experiment_id], run_view_type=view))
+
+
+# --- bad files: raw bytes in (or around) the official formats, for the robustness tests ----------
+
+
+def idx_bytes(arr: np.ndarray, type_code: int = 0x08, ndim: int | None = None) -> bytes:
+    """An idx file's bytes (uncompressed); `type_code` and `ndim` may lie about the payload."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    nd = arr.ndim if ndim is None else ndim
+    return struct.pack(">HBB", 0, type_code, nd) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+def gzip_bytes(raw: bytes) -> bytes:
+    return gzip.compress(raw, mtime=0)
+
+
+def write_file(path: Path, raw: bytes, gz: bool | None = None) -> Path:
+    """Write bytes as they are, gzip-compressed first when `gz` (default: when the name ends in .gz)."""
+    gz = path.suffix == ".gz" if gz is None else gz
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip_bytes(raw) if gz else raw)
+    return path
+
+
+def write_pickle(path: Path, obj, gz: bool | None = None) -> Path:
+    """Any object pickled (protocol 2, as the official batches), gzip-compressed when the name ends in .gz."""
+    return write_file(path, pickle.dumps(obj, protocol=2), gz)
+
+
+def mnist_mirror_names(folder: Path) -> None:
+    """Rename the 4 idx files the way popular mirrors name them: train-images.idx3-ubyte[.gz]."""
+    for p in list(folder.iterdir()):
+        if "-idx" in p.name:
+            p.rename(p.with_name(p.name.replace("-idx", ".idx", 1)))

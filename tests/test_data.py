@@ -8,6 +8,11 @@ from mlhw import data
 from mlhw.errors import DataNotFound, MLHWError
 
 
+@pytest.fixture(autouse=True)
+def _own_fingerprint_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLHW_CACHE_DIR", str(tmp_path / "fingerprint-cache"))
+
+
 def test_digits_split_is_fixed_and_scaled():
     d = data.load_digits_data()
     assert (len(d.train), len(d.test)) == (1297, 500)
@@ -41,7 +46,7 @@ def test_subset_larger_than_pool_is_an_error():
 @pytest.mark.parametrize("layout", ["flat-gz", "torchvision-raw"])
 def test_mnist_idx_maps_onto_the_assignment_split(tmp_path, layout):
     folder = tmp_path if layout == "flat-gz" else tmp_path / "MNIST" / "raw"
-    tx, ty, sx, sy = write_mnist_idx(folder, 50_010, 12, gz=(layout == "flat-gz"))
+    tx, ty, sx, sy = write_mnist_idx(folder, 50_010, 12, gz=(layout == "flat-gz"), side=28)
     d = data.load_mnist(tmp_path, download=False)
     assert d.sizes() == {"train": 50_000, "val": 10, "test": 12}
     np.testing.assert_array_equal(d.train.x[:, 0], tx[:50_000])
@@ -69,9 +74,9 @@ def test_missing_mnist_offline_says_what_to_do(tmp_path):
 
 
 def test_corrupt_idx_names_the_file(tmp_path):
-    write_mnist_idx(tmp_path, 5, 5)
+    write_mnist_idx(tmp_path, 5, 5, side=28)
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
-    with pytest.raises(MLHWError, match="train-images-idx3-ubyte.gz: cannot be read"):
+    with pytest.raises(MLHWError, match="train-images-idx3-ubyte.gz: cannot be read: not gzip data"):
         data.load_mnist(tmp_path, download=False)
     bad = tmp_path / "bad-idx"
     bad.write_bytes(b"\x00\x00\x0d\x01" + b"\x00" * 8)
