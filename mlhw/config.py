@@ -1,101 +1,196 @@
-"""Run configurations: one pydantic model per kind of run, shared by the CLI, experiments.yaml and the core.
+"""Run configurations: one pydantic model per kind of run, the one source of truth for a run's definition.
 
-A config holds what defines a result (its identity, hashed for resumable runs). Where the
-data lives, which device runs it and where it is tracked are runtime options, not config.
+A config holds what defines a result: every default (including the per-dataset presets of Part 2) and
+every constraint (finite positive rates, seeds in numpy's range, AlexNet's minimum input size) lives
+here. The CLI and experiments.yaml only override fields; nothing else repeats a default.
+
+Where the data lives, which device runs it and where it is tracked are runtime options, not config.
+`identity(cfg, fingerprint)` is the one identity of a run: every command and `reproduce` use it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from mlhw.errors import MLHWError, format_validation_error
+
+# A learning rate or step size: finite and > 0 (inf and nan are refused).
+Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# A seed both numpy (RandomState: 0 <= seed < 2**32) and torch accept.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Dataset = Literal["digits", "mnist", "cifar10"]
+
+# AlexNet's five convolutions: (kernel, stride, padding, max-pool(3, 2) after). mlhw.cnn builds the model
+# from this table; the config uses it to refuse an input too small for the topology before any run exists.
+ALEXNET_CONVS = ((11, 4, 0, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, True))
+
+
+def alexnet_feature_size(image_size: int) -> int:
+    """Side of the conv stack's output for a square input (0: the input is too small)."""
+    s = image_size
+    for k, stride, pad, pool in ALEXNET_CONVS:
+        s = (s + 2 * pad - k) // stride + 1
+        if pool:
+            s = (s - 3) // 2 + 1
+        if s < 1:
+            return 0
+    return s
+
+
+ALEXNET_MIN_IMAGE_SIZE = next(s for s in range(1, 1024) if alexnet_feature_size(s) >= 1)  # 67
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def digest(self, *extra: str) -> str:
-        """Stable short hash of the resolved config (plus e.g. the dataset fingerprint)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True) + "|".join(extra)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    kind: str = ""  # set by each subclass; part of the identity, never set by users
+
+    def to_params(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"kind"})
 
 
-class MLPConfig(_Config):
-    """Part 1: the hand-written backprop MLP (defaults: part (c) on the embedded digits)."""
+def identity(cfg: _Config, fingerprint: str) -> str:
+    """The one identity of a run: its resolved config and the fingerprint of the dataset it reads.
 
-    dataset: Literal["digits", "mnist"] = "digits"
-    train_size: PositiveInt | None = Field(None, description="subset of the training pool (None = all)")
-    test_size: PositiveInt | None = Field(None, description="subset of the test set (None = all)")
-    hidden: tuple[PositiveInt, ...] = (40,)
-    epochs: int = Field(30, ge=0)
-    batch_size: PositiveInt = 10
-    lr: PositiveFloat = 0.1
-    seed: int = 8
-    dtype: Literal["float32", "float64"] = "float32"
+    A run's subsets and splits are functions of its config and the dataset, so the dataset's own
+    fingerprint is enough. `reproduce` skips a run whose identity has a FINISHED run in the store.
+    """
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True) + "|" + fingerprint
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build(model: type[_Config], prefix: str = "", **values) -> _Config:
-    """Validate values into a config; a bad value becomes a one-line MLHWError naming the key."""
+def build(model: type[_Config], prefix: str = "--", **values) -> _Config:
+    """Validate values into a config (None = the config's default); a bad value becomes a one-line
+    MLHWError naming the option or key, e.g. `--lr: must be finite and > 0 (got inf)`."""
     try:
         return model(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as err:
         raise MLHWError(format_validation_error(err, prefix)) from None
 
 
+class MLPConfig(_Config):
+    """Part 1: the hand-written backprop MLP (defaults: part (c) on the embedded digits)."""
+
+    kind: Literal["mlp"] = "mlp"
+    dataset: Literal["digits", "mnist"] = "digits"
+    train_size: PositiveInt | None = Field(None, description="subset of the training pool (None = all)")
+    test_size: PositiveInt | None = Field(None, description="subset of the test set (None = all)")
+    hidden: tuple[PositiveInt, ...] = (40,)
+    epochs: int = Field(30, ge=0, le=100_000)
+    batch_size: PositiveInt = 10
+    lr: Rate = 0.1
+    seed: Seed = 8
+    dtype: Literal["float32", "float64"] = "float32"
+
+    def sweep_key(self) -> str:
+        """Runs that differ only in the learning rate train together as one batched computation."""
+        return json.dumps(self.model_dump(mode="json", exclude={"lr"}), sort_keys=True)
+
+
 class MulticlassSVMConfig(_Config):
     """Q1: minimise the multiclass hinge objective on every class of a dataset."""
 
+    kind: Literal["svm_multiclass"] = "svm_multiclass"
     dataset: Literal["digits", "mnist"] = "digits"
     train_size: PositiveInt | None = None
     test_size: PositiveInt | None = None
     bias: bool = True  # a constant feature, so that each w_j has an offset
     method: Literal["exact", "subgradient"] = "exact"
     steps: PositiveInt = 2000  # subgradient steps
-    lr: PositiveFloat = 1.0  # subgradient step size
-    seed: int = 8
+    lr: Rate = 1.0  # subgradient step size
+    seed: Seed = 8
 
 
 class SoftSVMConfig(_Config):
     """Q3: binary soft SVM with an l2 penalty on the slacks, one class against another."""
 
+    kind: Literal["svm_soft"] = "svm_soft"
     dataset: Literal["digits", "mnist"] = "digits"
     classes: tuple[int, int] = (3, 8)
-    C: PositiveFloat = 1.0
+    C: Rate = 1.0
     bias: Literal["free", "regularized", "none"] = "free"
     train_size: PositiveInt | None = None
     test_size: PositiveInt | None = None
-    seed: int = 8
+    seed: Seed = 8
 
     @field_validator("classes")
     @classmethod
     def _two_different(cls, v):
         if v[0] == v[1]:
             raise ValueError("needs two different classes")
+        if not all(0 <= c <= 9 for c in v):
+            raise ValueError("classes are digits 0..9")
         return v
 
 
-class CNNConfig(_Config):
-    """Part 2: one AlexNet variant. width 1 and image_size 227 are the paper's model exactly."""
+# Part 2's presets per dataset: the paper model (width 1, 227 px, 10% of the 45,000-image pool: the
+# reference runs' 4,500 images) on CIFAR-10; on digits the same topology at half width and its minimum
+# input size, on the whole (small) pool, so that it runs on a CPU in seconds.
+CNN_PRESETS: dict[str, dict[str, Any]] = {
+    "cifar10": {"width": 1.0, "image_size": 227, "train_fraction": 0.1},
+    "digits": {"width": 0.5, "image_size": ALEXNET_MIN_IMAGE_SIZE, "train_fraction": 1.0},
+}
 
+
+class CNNConfig(_Config):
+    """Part 2: one AlexNet variant. width, image_size and train_fraction default to the dataset's preset
+    (CNN_PRESETS); width 1 and image_size 227 are the paper's model exactly."""
+
+    kind: Literal["cnn"] = "cnn"
     dataset: Literal["digits", "cifar10"] = "digits"
     optimizer: Literal["sgd", "adam"] = "adam"
-    lr: PositiveFloat = 5e-5
+    lr: Rate = 5e-5
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     batchnorm: bool = True
     dropout: bool = True
-    epochs: int = Field(10, ge=1)
+    epochs: int = Field(10, ge=1, le=100_000)
     batch_size: PositiveInt = 64
-    width: PositiveFloat = 1.0
-    image_size: PositiveInt = 227
-    train_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int = 0
+    width: float = Field(..., gt=0, le=16, allow_inf_nan=False)
+    image_size: int = Field(..., ge=ALEXNET_MIN_IMAGE_SIZE, le=1024)
+    train_fraction: float = Field(..., gt=0.0, le=1.0)
+    seed: Seed = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            preset = CNN_PRESETS.get(values.get("dataset", "digits"), {})
+            values = {**preset, **{k: v for k, v in values.items() if v is not None}}
+        return values
 
 
 class TheoryConfig(_Config):
     """Q1-Q4 checks; `digits` adds the checks on the embedded digits to the generated data."""
 
+    kind: Literal["theory"] = "theory"
     digits: bool = True
+
+    @property
+    def dataset(self) -> str | None:
+        return "digits" if self.digits else None
+
+
+KINDS: dict[str, type[_Config]] = {
+    "mlp": MLPConfig,
+    "cnn": CNNConfig,
+    "svm_multiclass": MulticlassSVMConfig,
+    "svm_soft": SoftSVMConfig,
+    "theory": TheoryConfig,
+}
+
+
+def user_fields(kind: str) -> set[str]:
+    """The fields a user may set for a kind of run (everything but `kind`)."""
+    return set(KINDS[kind].model_fields) - {"kind"}
+
+
+def default_of(model: type[_Config], name: str) -> str:
+    """A field's default as --help shows it (presets: per dataset)."""
+    if model is CNNConfig and name in CNN_PRESETS["digits"]:
+        return ", ".join(f"{p[name]:g} for {d}" for d, p in CNN_PRESETS.items())
+    value = model.model_fields[name].default
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

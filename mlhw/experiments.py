@@ -10,24 +10,18 @@ suite < `--set`. A grid is the cartesian product of its lists; `seeds` multiplie
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mlhw.config import CNNConfig, MLPConfig, MulticlassSVMConfig, SoftSVMConfig, TheoryConfig
+from mlhw.config import KINDS, user_fields
 from mlhw.errors import MLHWError, format_validation_error
+from mlhw.errors import message as _message
 from mlhw.reference import CNN_VARIANTS
 
-KINDS = {
-    "mlp": MLPConfig,
-    "cnn": CNNConfig,
-    "svm_multiclass": MulticlassSVMConfig,
-    "svm_soft": SoftSVMConfig,
-    "theory": TheoryConfig,
-}
 
 
 class _Strict(BaseModel):
@@ -68,7 +62,6 @@ class RunSpec:
     config: Any
     label: str
     variant: str | None = None
-    origin: dict[str, str] = field(default_factory=dict)  # field -> the key path that set it
 
 
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
@@ -76,7 +69,11 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     if not path.is_file():
         raise MLHWError(f"{path}: no such file (run from the project folder, or pass --file)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as err:
+        raise MLHWError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise MLHWError(f"{path}: cannot be read ({err.strerror})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -93,7 +90,26 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
                 raise MLHWError(
                     f"{path}: profiles.{pname}.suites.{sname}: unknown suite (suites: {', '.join(spec.suites)})"
                 )
+    for sname, suite in spec.suites.items():  # every suite's base on its own, even where a profile overrides it
+        _expand_suite(sname, suite, ProfileSpec(), "(none)", [], str(path), base_only=True)
+    for pname in spec.profiles:  # and every profile in full, not only the one chosen today
+        expand(spec, pname, file=str(path))
     return spec
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key that appears twice in one mapping (YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
@@ -135,7 +151,7 @@ def expand(
 
 
 def _fields(kind: str) -> set[str]:
-    return set(KINDS[kind].model_fields)
+    return user_fields(kind)
 
 
 def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
@@ -154,7 +170,9 @@ def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
             )
 
 
-def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, overrides, file) -> list[RunSpec]:
+def _expand_suite(
+    name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, overrides, file, base_only: bool = False
+) -> list[RunSpec]:
     model, fields = KINDS[suite.kind], _fields(suite.kind)
     over = prof.suites.get(name, SuiteOverride())
     base: dict[str, Any] = {}
@@ -185,6 +203,11 @@ def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, 
 
     put(suite.base, f"suites.{name}.base")
     put_grid(suite.grid, f"suites.{name}.grid")
+    if base_only:  # each field of the suite's own base on its own: a bad value is found even if overridden
+        for k, v in suite.base.items():
+            _validate(model, {"dataset": suite.base["dataset"]} if k != "dataset" and "dataset" in suite.base else {},
+                      k, v, f"{file}: suites.{name}.base.{k}")
+        return []
     put(prof.defaults, f"profiles.{profile}.defaults", only_known=True)
     put(over.base, f"profiles.{profile}.suites.{name}.base")
     put_grid(over.grid, f"profiles.{profile}.suites.{name}.grid")
@@ -240,8 +263,19 @@ def _expand_suite(name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, 
                 culprit = where.get(k, f"suites.{name}.base.{k}")
                 prefix = "" if culprit.startswith("--set") else f"{file}: "
                 raise MLHWError(
-                    f"{prefix}{culprit}: {e['msg']}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+                    f"{prefix}{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})")
                 ) from None
             label = " ".join([f"{k}={v}" for k, v in zip(keys, combo)] + ([f"seed={seed}"] if seed is not None else []))
-            runs.append(RunSpec(name, suite.kind, suite.part, cfg, label or name, variant, where))
+            runs.append(RunSpec(name, suite.kind, suite.part, cfg, label or name, variant))
     return runs
+
+
+def _validate(model, context: dict, key: str, value, culprit: str) -> None:
+    """Validate one field (with its dataset as context); only errors about that field count."""
+    try:
+        model(**context, **{key: value})
+    except ValidationError as err:
+        for e in err.errors():
+            if e.get("loc") and str(e["loc"][0]) == key:
+                got = e.get("input")
+                raise MLHWError(f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})"))

@@ -231,7 +231,12 @@ def _seed(r: dict):
     return r.get("seed")
 
 
-def _variant_label(v: str) -> str:
+PART_C_LABELS = {"adam-5e-05": "with BN+Dropout", "adam-5e-05-plain": "without BN+Dropout"}
+
+
+def _variant_label(v: str, part: str = "") -> str:
+    if part == "c" and v in PART_C_LABELS:
+        return PART_C_LABELS[v]
     c = CNN_VARIANTS.get(v)
     if c is None:
         return v
@@ -294,8 +299,10 @@ def difference_sentence(d: Difference, acc: bool = True) -> str:
     ci = f"{conf} [{g(d.low)}, {g(d.high)}], Welch df {d.df:.1f}"
     if d.verdict == "not distinguishable":
         return f"{head} ({ci}): not distinguishable with {n}."
-    better = d.second if d.verdict == "second higher" else d.first
-    return f"{head} ({ci}, {n}): higher for {better}."
+    higher, lower = (d.second, d.first) if d.verdict == "second higher" else (d.first, d.second)
+    if d.metric.endswith("_loss"):
+        return f"{head} ({ci}, {n}): lower for {lower}."
+    return f"{head} ({ci}, {n}): higher for {higher}."
 
 
 def _diff_evidence(d: Difference) -> dict:
@@ -472,21 +479,21 @@ def _collapse_info(rs: list[dict], n_classes: int, margin: float) -> dict:
 
 
 def _final_differences(
-    first: str, second: str, groups: dict[str, list[dict]], confidence: float
+    first: str, second: str, groups: dict[str, list[dict]], confidence: float, part: str = ""
 ) -> tuple[dict, list[str], dict[str, Difference]]:
     evidence, sentences, diffs = {}, [], {}
     for m in ("val_acc", "test_acc", "train_loss"):
         a, b = _values(groups[first], m), _values(groups[second], m)
         if all(math.isnan(x) for x in a + b):
             continue
-        d = welch_difference(a, b, m, (_variant_label(first), _variant_label(second)), confidence)
+        d = welch_difference(a, b, m, (_variant_label(first, part), _variant_label(second, part)), confidence)
         diffs[m] = d
         evidence[m] = _diff_evidence(d)
         sentences.append(difference_sentence(d, acc=m != "train_loss"))
     return evidence, sentences, diffs
 
 
-def _reference_details(names: list[str], groups: dict[str, list[dict]], evidence: dict) -> list[str]:
+def _reference_details(names: list[str], groups: dict[str, list[dict]], evidence: dict, part: str = "") -> list[str]:
     out, checks = [], {}
     for v in names:
         ref = CNN_REFERENCE.get(v, {})
@@ -495,7 +502,8 @@ def _reference_details(names: list[str], groups: dict[str, list[dict]], evidence
                 continue
             chk = reference_check(_values(groups[v], m), ref[m])
             checks.setdefault(v, {})[m] = chk
-            out.append(_reference_sentence(_variant_label(v), METRIC_NAMES[m], chk, acc=m != "train_loss"))
+            label = _variant_label(v) if part != "c" else f"{_variant_label(v)} ({_variant_label(v, part)})"
+            out.append(_reference_sentence(label, METRIC_NAMES[m], chk, acc=m != "train_loss"))
     evidence["reference_checks"] = checks
     return out
 
@@ -509,7 +517,11 @@ def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = Tr
         n = f"n={d.n_second} vs {d.n_first}"
         return f"{what} not distinguishable with {n}" if d.verdict != "identical" else f"{what} identical"
     better = d.second if (d.verdict == "second higher") == higher_is_better else d.first
-    return f"{better} better in {what} ({_fmt_metric(d)})"
+    if d.metric == "train_loss":
+        amount = f"{'lower' if higher_is_better is False else 'higher'} by {abs(d.diff):.4f}"
+    else:
+        amount = f"{'higher' if higher_is_better else 'lower'} by {100 * abs(d.diff):.1f} points"
+    return f"{better} better in {what} ({amount})"
 
 
 def _fmt_metric(d: Difference) -> str:
@@ -588,7 +600,6 @@ def part2c(
         ]
     epochs = {v: [x["epochs"] for x in per_seed[v]] for v in names}
     reached = {v: [e for e in epochs[v] if e is not None] for v in names}
-    lp = _variant_label(plain)
     speed: dict[str, Any] = {
         "level": level,
         "fraction": speed_fraction,
@@ -636,12 +647,12 @@ def part2c(
                 f"interval"
             )
     answer = verdict + "."
-    final_ev, sentences, diffs = _final_differences(plain, bn, groups, confidence)
+    final_ev, sentences, diffs = _final_differences(plain, bn, groups, confidence, "c")
     evidence = {"dataset": _dataset(records), "speed": speed, **final_ev}
     evidence["chance"] = {v: _collapse_info(groups[v], n_classes, margin) for v in names}
     details = [s[0].upper() + s[1:] for s in sentences]
     if _use_reference(records, "cnn", compare_reference):
-        details += _reference_details(names, groups, evidence)
+        details += _reference_details(names, groups, evidence, "c")
     table = []
     seeds = list(dict.fromkeys([x["seed"] for x in per_seed[bn]] + [x["seed"] for x in per_seed[plain]]))
     for s in seeds:
@@ -651,7 +662,7 @@ def part2c(
             {
                 "seed": s,
                 f"epochs to {pct(level)} with BN+Dropout": "not reached" if e_bn is None else e_bn,
-                f"epochs to {pct(level)} without ({lp})": "not reached" if e_pl is None else e_pl,
+                f"epochs to {pct(level)} without": "not reached" if e_pl is None else e_pl,
             }
         )
     return Finding("2c", question, answer, evidence, details, table)

@@ -1,197 +1,305 @@
-"""Compile the tracked runs of a plan into results/<profile>/: tables (Markdown, CSV, LaTeX), figures
-drawn from the MLflow metric histories, and REPORT.md. Everything here is read back from MLflow, so
-the report describes what was logged, whichever process or machine ran it."""
+"""The one owner of `results/<profile>/`: tables (Markdown, CSV, LaTeX), figures and REPORT.md, compiled
+from the tracking store alone, so that the report describes what was logged, whichever process or machine
+ran it, and can be rebuilt with no dataset on disk.
+
+What a report covers is a set of suites, each a list of `Entry` (label, identity, variant, config): the
+plan of a `reproduce`, or the `plan.json` that each suite's parent run holds (`mlhw tables`). The folder
+is replaced as a whole (built beside it, then renamed), so a reader never sees half a report. A partial
+or overridden reproduction (--only, --set) writes `results/<profile>-partial/`, never the profile's own.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import os
 import platform
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 import mlhw
 from mlhw import tables as T
-from mlhw.plots import cnn_curves_figure, lr_sweep_figure
+from mlhw.claims import by_identity
+from mlhw.lifecycle import git_commit, metric_key
 from mlhw.reference import MLP_FULL_TEST_ACC
-from mlhw.reproduce import PlannedRun
-from mlhw.runs import write_atomically
-from mlhw.tracking import Tracker, git_commit
+from mlhw.store import Store
+
+SUITE_ORDER = ["mlp_lr_sweep", "mlp_full", "cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm", "svm_multiclass",
+               "svm_soft", "theory"]
 
 
-def record(p: PlannedRun, run) -> dict:
-    """One finished run as a flat dict: its config, its final metrics, its identity."""
-    c = p.spec.config.model_dump(mode="json")
-    metrics = dict(run.data.metrics)
-    out = (
-        c
-        | metrics
-        | {
-            "suite": p.spec.suite,
-            "label": p.spec.label,
-            "variant": p.spec.variant,
-            "run_id": run.info.run_id,
-            "diverged": 1.0 if "diverged" in run.data.tags else 0.0,
-            "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
-        }
-    )
-    out["method"] = run.data.tags.get("solution_method", c.get("method"))
-    if "classes" in c:
-        out["classes"] = "vs".join(str(k) for k in c["classes"])
+@dataclass
+class Entry:
+    """One run of a suite, as planned: enough to find it in the store and to describe it."""
+
+    suite: str
+    label: str
+    identity: str
+    config: dict
+    variant: str | None = None
+
+
+@dataclass
+class Scope:
+    """What a report covers and how it was made."""
+
+    profile: str
+    entries: list[Entry]
+    descriptions: dict[str, str] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    only: list[str] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.overrides or self.only)
+
+    def folder(self, results_dir: str | Path) -> Path:
+        return Path(results_dir) / (f"{self.profile}-partial" if self.partial else self.profile)
+
+    def suites(self) -> list[str]:
+        present = dict.fromkeys(e.suite for e in self.entries)
+        return [s for s in SUITE_ORDER if s in present] + [s for s in present if s not in SUITE_ORDER]
+
+    def to_json(self, suite: str) -> str:
+        return json.dumps([asdict(e) for e in self.entries if e.suite == suite], indent=1)
+
+
+def check_writable(results_dir: str | Path) -> None:
+    """Before any run exists: the results folder can be created and written (not a file, not read-only)."""
+    from mlhw.errors import MLHWError
+
+    root = Path(results_dir)
+    probe_in = root
+    while not probe_in.exists():
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise MLHWError(f"--results-dir {results_dir}: {probe_in} is a file, not a folder")
+    if not os.access(probe_in, os.W_OK | os.X_OK):
+        raise MLHWError(f"--results-dir {results_dir}: {probe_in} is not writable")
+
+
+# --- records: finished runs read back from the store ----------------------------------------------------
+
+
+def record(entry: Entry, run, store: Store) -> dict:
+    """One finished run as a flat dict: its config, final metrics, history, identity and timing."""
+    metrics = {metric_key(k): v for k, v in run.data.metrics.items()}
+    tags = run.data.tags
+    out = entry.config | metrics | {
+        "suite": entry.suite, "label": entry.label, "variant": entry.variant, "run_id": run.info.run_id,
+        "diverged_epoch": int(tags["mlhw.diverged_epoch"]) if "mlhw.diverged_epoch" in tags else None,
+        "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+    }
+    out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
+    out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
+    if "classes" in entry.config:
+        out["classes"] = "vs".join(str(k) for k in entry.config["classes"])
+    if entry.config.get("kind") in ("mlp", "cnn"):
+        out["history"] = _history(store, run.info.run_id)
     return out
 
 
-def collect(planned: list[PlannedRun], tracker: Tracker) -> dict[str, list[tuple[PlannedRun, object]]]:
-    """suite -> [(planned run, MLflow run)] for every planned run that is done."""
-    latest = tracker.latest_by_hash()
-    out: dict[str, list] = {}
-    for p in planned:
-        found = latest.get(p.hash)
-        if found is not None and found["status"] == "FINISHED":
-            out.setdefault(p.spec.suite, []).append((p, found["run"]))
-    return out
+def _history(store: Store, run_id: str) -> list[dict]:
+    try:
+        df = pd.read_csv(io.StringIO(store.download_text(run_id, "history.csv")))
+    except Exception:  # an older run without the artifact: no curves, the tables still hold
+        return []
+    return df.to_dict("records")  # NaN here is a non-finite value that was logged: divergence
 
 
-def build_tables(done: dict, tracker: Tracker, profile: str) -> list[T.ResultTable]:
+def collect(scope: Scope, store: Store, stale_after: float = 60.0) -> tuple[dict[str, list[dict]], list[Entry]]:
+    """suite -> records of its finished runs; and the entries that are not finished."""
+    settled = by_identity(store, stale_after)
+    done: dict[str, list[dict]] = {}
+    missing = []
+    cache: dict[str, dict] = {}
+    for e in scope.entries:
+        found = settled.get(e.identity)
+        if found is None or found.status != "FINISHED":
+            missing.append(e)
+            continue
+        if e.identity not in cache:
+            cache[e.identity] = record(e, found.run, store)
+        done.setdefault(e.suite, []).append(cache[e.identity] | {"suite": e.suite, "label": e.label})
+    return done, missing
+
+
+# --- tables and figures -------------------------------------------------------------------------------------
+
+
+def build_tables(done: dict[str, list[dict]], store: Store, profile: str) -> list[T.ResultTable]:
     paper = profile == "paper"
-    recs = {s: [record(p, r) for p, r in items] for s, items in done.items()}
     out = []
-    if recs.get("mlp_lr_sweep"):
-        out.append(T.mlp_sweep_table(recs["mlp_lr_sweep"]))
-    if recs.get("mlp_full"):
-        out.append(T.mlp_full_table(recs["mlp_full"], MLP_FULL_TEST_ACC if paper else None))
+    if done.get("mlp_lr_sweep"):
+        out.append(T.mlp_sweep_table(done["mlp_lr_sweep"]))
+    if done.get("mlp_full"):
+        out.append(T.mlp_full_table(done["mlp_full"], MLP_FULL_TEST_ACC if paper else None))
     for suite in T.CNN_TABLE_NAMES:
-        if recs.get(suite):
-            out.append(T.cnn_table(suite, recs[suite], reference=paper))
-    if recs.get("svm_multiclass") or recs.get("svm_soft"):
-        out.append(T.svm_table(recs.get("svm_multiclass", []), recs.get("svm_soft", [])))
+        if done.get(suite):
+            out.append(T.cnn_table(suite, done[suite], reference=paper))
+    if done.get("svm_multiclass") or done.get("svm_soft"):
+        out.append(T.svm_table(done.get("svm_multiclass", []), done.get("svm_soft", [])))
     if done.get("theory"):
-        _, run = done["theory"][0]
-        rows = pd.read_csv(io.StringIO(tracker.download_text(run.info.run_id, "theory.csv"))).to_dict("records")
-        out.append(T.theory_table(rows))
+        text = store.download_text(done["theory"][0]["run_id"], "theory.csv")
+        out.append(T.theory_table(pd.read_csv(io.StringIO(text)).to_dict("records")))
     return out
 
 
-def build_figures(done: dict, tracker: Tracker, folder: Path) -> list[tuple[str, Path]]:
-    """Figure 2 (the first seed's learning-rate sweep) and each CNN part's curves (first seed)."""
-    figures = []
+def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
+    """(suite, file name, caption, draw(path)) for Figure 2 and each CNN part: mean over seeds with a band."""
+    from mlhw.plots import cnn_curves_figure, lr_label, lr_sweep_figure, variant_title
 
-    def first_seed(items):
-        seeds = sorted({p.spec.config.model_dump().get("seed") for p, _ in items}, key=lambda s: (s is None, s))
-        return [(p, r) for p, r in items if p.spec.config.model_dump().get("seed") == seeds[0]]
-
-    def rows(run, keys):
-        hist = {k: dict(tracker.metric_history(run.info.run_id, k)) for k in keys}
-        steps = sorted(set().union(*(h.keys() for h in hist.values())))
-        return [{"epoch": s, **{k: hist[k].get(s, float("nan")) for k in keys}} for s in steps]
-
+    specs = []
     if done.get("mlp_lr_sweep"):
-        items = sorted(first_seed(done["mlp_lr_sweep"]), key=lambda pr: pr[0].spec.config.lr)
-        series = [(f"lr={p.spec.config.lr:g}", rows(r, ["train_acc", "train_loss", "test_acc"])) for p, r in items]
-        ds = items[0][0].spec.config.dataset
-        path = folder / "mlp_lr_sweep.png"
-        write_atomically(
-            path, lambda f: lr_sweep_figure(series, f, f"Part 1 (b) on {ds}: one network per learning rate")
-        )
-        figures.append(("Part 1 (b): training accuracy, training loss and test accuracy per epoch", path))
+        recs = done["mlp_lr_sweep"]
+        series = [(lr_label(lr), [r["history"] for r in recs if r["lr"] == lr and r.get("history")])
+                  for lr in sorted({r["lr"] for r in recs})]
+        title = f"Part 1 (b) on {recs[0]['dataset']}: one network per learning rate"
+        specs.append(("mlp_lr_sweep", "mlp_lr_sweep.png",
+                      "Part 1 (b): training accuracy, training loss and test accuracy per epoch",
+                      lambda p, s=series, t=title: lr_sweep_figure(s, p, t)))
     for suite, (name, title) in T.CNN_TABLE_NAMES.items():
-        if done.get(suite):
-            items = first_seed(done[suite])
-            series = [
-                (p.spec.variant or p.spec.label, [r for r in rows(run, ["train_loss", "val_acc"]) if r["epoch"] > 0])
-                for p, run in items
-            ]
-            ds = items[0][0].spec.config.dataset
-            path = folder / f"{name}.png"
-            write_atomically(path, lambda f: cnn_curves_figure(series, f, f"{title} on {ds}"))
-            figures.append((f"{title}: training loss and validation accuracy per epoch", path))
-    return figures
+        recs = done.get(suite)
+        if not recs:
+            continue
+        variants = list(dict.fromkeys(r["variant"] for r in recs))
+        series = [(variant_title(v), [[h for h in r["history"] if h["epoch"] > 0] for r in recs
+                                      if r["variant"] == v and r.get("history")]) for v in variants]
+        full = f"{title} on {recs[0]['dataset']}"
+        specs.append((suite, f"{name}.png", f"{title}: training loss and validation accuracy per epoch",
+                      lambda p, s=series, t=full: cnn_curves_figure(s, p, t)))
+    return specs
 
 
-def write_tables(tables: list[T.ResultTable], folder: Path) -> None:
+# --- the folder ---------------------------------------------------------------------------------------------
+
+
+def write_report(scope: Scope, store: Store, results_dir: str | Path, device: str = "-",
+                 findings=None) -> tuple[list[T.ResultTable], Path, dict]:
+    """Compile scope's tables, figures and REPORT.md into results/<profile>[-partial]/, replacing the folder
+    as a whole. Returns the tables, the report's path and the records (suite -> runs) it was made from."""
+    done, missing = collect(scope, store)
+    tables = build_tables(done, store, scope.profile)
+    final = scope.folder(results_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        os.chmod(tmp, 0o755)
+        for t in tables:
+            _write_table(t, tmp / "tables")
+        figures = []
+        for _, name, caption, draw in figure_specs(done):
+            (tmp / "figures").mkdir(exist_ok=True)
+            draw(tmp / "figures" / name)
+            figures.append((caption, name))
+        text = report_text(scope, store, tables, figures, done, missing, device, findings)
+        _write(tmp / "REPORT.md", text)
+        _replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tables, final / "REPORT.md", done
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.chmod(path, 0o644)
+
+
+def _write_table(t: T.ResultTable, folder: Path) -> None:
+    _write(folder / f"{t.name}.md", f"## {t.title}\n\n" + T.to_markdown(t.display))
+    _write(folder / f"{t.name}.csv", t.numeric.to_csv(index=False))
+    _write(folder / f"{t.name}.tex", T.to_latex(t.display))
+
+
+def _replace(new: Path, final: Path) -> None:
+    """Swap the finished folder into place; the old one is removed only once the new one is there.
+    Files that are not the report's own (e.g. a committed baseline's check.yaml) are carried over."""
+    for keep in ("check.yaml",):
+        if (final / keep).is_file() and not (new / keep).exists():
+            shutil.copy2(final / keep, new / keep)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+    os.replace(new, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def run_link(store: Store, run_id: str) -> str:
+    url = store.run_url(run_id)
+    return f"[{run_id[:8]}]({url})" if url else f"`{run_id[:8]}`"
+
+
+def report_text(scope: Scope, store: Store, tables, figures, done, missing, device, findings=None) -> str:
+    import platform as _p
+
+    records = {r["run_id"]: r for recs in done.values() for r in recs}
+    datasets = sorted({r.get("dataset") for r in records.values() if r.get("dataset")})
+    lines = [f"# mlhw reproduction: profile `{scope.profile}`" + (" (partial)" if scope.partial else ""), ""]
+    if scope.description:
+        lines += [scope.description, ""]
+    if scope.partial:
+        lines += ["**A partial or overridden reproduction**: "
+                  + "; ".join(([f"only {', '.join(scope.only)}"] if scope.only else [])
+                              + [f"`--set {s}`" for s in scope.overrides])
+                  + f". The profile's full report is `results/{scope.profile}/REPORT.md`.", ""]
+    lines += [f"Datasets: {', '.join(datasets) or '-'}."
+              + (" These runs used scikit-learn's 8x8 digits, not MNIST/CIFAR-10: the numbers are not the "
+                 "assignment's." if datasets == ["digits"] else ""), ""]
+    if findings:
+        lines += ["## Findings", "", findings, ""]
     for t in tables:
-        write_atomically(
-            folder / f"{t.name}.md", lambda f: f.write_text(f"## {t.title}\n\n" + T.to_markdown(t.display))
-        )
-        write_atomically(folder / f"{t.name}.csv", lambda f: t.numeric.to_csv(f, index=False))
-        write_atomically(folder / f"{t.name}.tex", lambda f: f.write_text(T.to_latex(t.display)))
-
-
-def run_link(tracker: Tracker, run_id: str) -> str:
-    if tracker.uri.startswith(("http://", "https://")):
-        return f"[{run_id[:8]}]({tracker.uri.rstrip('/')}/#/experiments/{tracker.experiment_id}/runs/{run_id})"
-    return f"`{run_id[:8]}`"
-
-
-def write_report(
-    profile: str,
-    planned: list[PlannedRun],
-    tracker: Tracker,
-    results_dir: str | Path,
-    device: str,
-    description: str = "",
-) -> tuple[list[T.ResultTable], Path]:
-    """Tables, figures and REPORT.md under results/<profile>/; returns the tables and the report path."""
-    import mlflow
-    import torch
-
-    root = Path(results_dir) / profile
-    done = collect(planned, tracker)
-    tables = build_tables(done, tracker, profile)
-    write_tables(tables, root / "tables")
-    figures = build_figures(done, tracker, root / "figures")
-    records = [record(p, r) for items in done.values() for p, r in items]
-    total = sum(r["seconds"] for r in {r["run_id"]: r for r in records}.values())
-    datasets = sorted({r.get("dataset", "digits") for r in records if r.get("dataset")})
-    lines = [
-        f"# mlhw reproduction: profile `{profile}`",
-        "",
-        description,
-        "",
-        f"Datasets: {', '.join(datasets) or '-'}."
-        + (
-            " These runs used scikit-learn's 8x8 digits, not MNIST/CIFAR-10: the numbers are not the assignment's."
-            if datasets == ["digits"]
-            else ""
-        ),
-        "",
-    ]
-    for t in tables:
-        lines += [
-            f"## {t.title}",
-            "",
-            T.to_markdown(t.display),
-            f"(CSV: `tables/{t.name}.csv`, LaTeX: `tables/{t.name}.tex`)",
-            "",
-        ]
+        lines += [f"## {t.title}", "", T.to_markdown(t.display),
+                  f"(CSV: `tables/{t.name}.csv`, LaTeX: `tables/{t.name}.tex`)", ""]
     if figures:
         lines += ["## Figures", ""]
-        for caption, path in figures:
-            lines += [f"![{caption}](figures/{path.name})", "", f"*{caption}*", ""]
+        for caption, name in figures:
+            lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
+    import mlflow
+    total = sum(r["seconds"] for r in records.values())
     lines += [
-        "## Environment",
-        "",
+        "## Environment", "",
         f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
-        f"- Python {platform.python_version()}, torch {torch.__version__}, mlflow {mlflow.__version__}",
-        f"- device: {device}; machine: {platform.machine()}, {platform.processor() or platform.system()}",
-        f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} runs "
-        f"({len({r['run_id'] for r in records})} distinct); total run time {total:.1f} s",
-        f"- tracking store: `{tracker.uri}`, experiment id {tracker.experiment_id} (`mlhw ui` to browse)",
-        "",
-        "## Runs",
-        "",
-        "| suite | run | seconds | MLflow run |",
-        "|---|---|---|---|",
+        f"- Python {platform.python_version()}, mlflow {mlflow.__version__}",
+        f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
+        f"- compiled {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from {len(records)} runs; total run time "
+        f"{total:.1f} s",
+        f"- tracking store: `{store.uri}`, experiment `{store.experiment_name}`"
+        + ("" if store.run_url("x") else " (`mlhw ui` opens it; run ids below)"), "",
+        "## Runs", "", "| suite | run | seconds | MLflow run |", "|---|---|---|---|",
     ]
-    for r in records:
-        lines.append(f"| {r['suite']} | {r['label']} | {r['seconds']:.1f} | {run_link(tracker, r['run_id'])} |")
-    missing = [p for p in planned if p.spec.suite not in done or all(q is not p for q, _ in done[p.spec.suite])]
+    for recs in done.values():
+        for r in recs:
+            lines.append(f"| {r['suite']} | {r['label']} | {r['seconds']:.1f} | {run_link(store, r['run_id'])} |")
     if missing:
-        lines += [
-            "",
-            f"**{len(missing)} planned runs are not finished** and are missing from the tables: "
-            + ", ".join(f"{p.spec.suite} {p.spec.label}" for p in missing),
-        ]
-    report = write_atomically(root / "REPORT.md", lambda f: f.write_text("\n".join(lines) + "\n"))
-    return tables, report
+        lines += ["", f"**{len(missing)} planned runs are not finished** and are missing from the tables: "
+                  + ", ".join(f"{e.suite} {e.label}" for e in missing)]
+    return "\n".join(lines) + "\n"
+
+
+def scope_from_store(store: Store, profile: str, suites: list[str] | None = None) -> Scope:
+    """The newest full (not partial) reproduction of a profile, as its suite parent runs record it."""
+    from mlhw.errors import MLHWError
+
+    parents = store.search(f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' "
+                           "and attributes.status = 'FINISHED'")
+    entries, descriptions, seen = [], {}, set()
+    for run in parents:  # newest first
+        suite = run.data.tags.get("mlhw.suite")
+        if suite in seen or run.data.tags.get("mlhw.partial") == "true" or (suites and suite not in suites):
+            continue
+        seen.add(suite)
+        descriptions[suite] = run.data.tags.get("mlflow.note.content", "")
+        entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
+    if not entries:
+        raise MLHWError(f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
+                        f"(experiment {store.experiment_name!r}); run `mlhw reproduce --profile {profile}` first")
+    return Scope(profile, entries, descriptions)

@@ -405,3 +405,57 @@ def kkt_report(prob: SoftSVMProblem, primal: PrimalSolution, dual: DualSolution)
 
 def binary_error(theta: np.ndarray, A: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.where(A @ theta >= 0, 1.0, -1.0) != y))
+
+
+def soft_report(
+    X: np.ndarray, y: np.ndarray, C: float, bias: str = "free", X_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Q3 in full, computed once for `mlhw svm soft`, `reproduce` and `mlhw theory`: the primal (Newton)
+    and the dual (active set) solved independently, the duality gap and KKT residuals, Q3(a) (the
+    explicit QP with and without xi >= 0, small problems only) and the agreement with liblinear on the
+    same objective (the bias folded into the features on both sides, since liblinear regularises it)."""
+    prob = SoftSVMProblem(X, y, C, bias)
+    primal = solve_primal(prob)
+    report: dict[str, float] = {
+        "n_train": len(y), "primal_objective": primal.objective, "primal_seconds": primal.seconds,
+        "newton_iterations": primal.iterations, "train_error": binary_error(primal.theta, prob.A, y),
+    }
+    if X_test is not None and y_test is not None:
+        A = X_test if bias == "none" else add_bias_feature(X_test)
+        report["n_test"] = len(y_test)
+        report["test_error"] = binary_error(primal.theta, A, y_test) if len(y_test) else float("nan")
+    if len(y) <= 6000:
+        dual = solve_dual(prob)
+        report |= kkt_report(prob, primal, dual) | {"dual_seconds": dual.seconds}
+    if len(y) + prob.A.shape[1] <= 3000:
+        _, _, f_plain = solve_explicit_qp(prob, nonnegative_slack=False)
+        _, _, f_nonneg = solve_explicit_qp(prob, nonnegative_slack=True)
+        report |= {
+            "qp_objective": f_plain, "qp_nonneg_objective": f_nonneg,
+            "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain)),
+            "qp_vs_newton_relative_difference": abs(f_plain - primal.objective) / max(1.0, abs(primal.objective)),
+        }
+    ref = prob if bias != "free" else SoftSVMProblem(X, y, C, "regularized")
+    ours = primal.objective if ref is prob else solve_primal(ref).objective
+    lib = ref.primal(liblinear_theta(ref))
+    report |= {"liblinear_objective": lib, "liblinear_relative_difference": abs(lib - ours) / max(1.0, abs(ours))}
+    return report
+
+
+def multiclass_report(
+    X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, n_classes: int, method: str = "exact",
+    steps: int = 2000, lr: float = 1.0, on_step=None,
+) -> dict[str, float]:
+    """Q1 in full: f*, training and test error, and how often the 0-1 loss exceeds the hinge (never)."""
+    if method == "exact":
+        sol = solve_multiclass(X, y, n_classes)
+    else:
+        sol = multiclass_subgradient(X, y, steps, lr, n_classes, on_step)
+    hinge, err01 = multiclass_hinge(sol.W, X, y), zero_one(sol.W, X, y)
+    return {
+        "objective": sol.objective, "train_error": float(err01.mean()),
+        "test_error": float(zero_one(sol.W, X_test, y_test).mean()),
+        "bound_violations": int(np.sum(err01 > hinge)), "seconds": sol.seconds, "method": sol.method,
+        "steps": len(sol.history) - 1 if sol.history else 0,
+    }

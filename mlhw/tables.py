@@ -119,6 +119,10 @@ def mlp_full_table(records: list[dict], reference: float | None = None) -> Resul
     return ResultTable("mlp_full", "Part 1 (c): the full run", num, disp)
 
 
+SUITE_TABLES = {  # suite -> the table that shows it
+    "mlp_lr_sweep": "mlp_lr_sweep", "mlp_full": "mlp_full", "cnn_optimizers": "sgd_vs_adam", "cnn_adam_lr": "adam_lr",
+    "cnn_batchnorm": "batchnorm_dropout", "svm_multiclass": "svm", "svm_soft": "svm", "theory": "theory",
+}
 CNN_PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}
 CNN_TABLE_NAMES = {
     "cnn_optimizers": ("sgd_vs_adam", "Part 2 (a): SGD vs Adam"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Optional
 
 import typer
@@ -14,108 +15,62 @@ from mlhw.cli.common import (
     Download,
     Experiment,
     Json,
-    ResultsDir,
     TrackingUri,
     emit_json,
     err,
     fmt,
     handles_errors,
     out,
+    prepare,
     progress,
+    tracking_hint,
 )
-from mlhw.config import CNNConfig, build
+from mlhw.config import CNNConfig, build, default_of
 from mlhw.errors import MLHWError
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Part 2: the assignment's AlexNet (58,325,066 parameters at 227 px) "
-    "on CIFAR-10, or a half-width version on the embedded digits.",
+    help="Part 2: the assignment's AlexNet (58,325,066 parameters at 227 px) on CIFAR-10, or a half-width version "
+    "on the embedded digits.",
 )
 
-Dataset = Annotated[
-    str,
-    typer.Option(
-        help="digits (embedded; half-width model at 67 px) or cifar10 (the paper "
-        "model at 227 px; needs --data-dir or network).",
-        rich_help_panel=DATA,
-    ),
-]
-Width = Annotated[
-    Optional[float],
-    typer.Option(
-        help="Multiplier of channels and hidden units.",
-        show_default="1 for cifar10, 0.5 for digits",
-        rich_help_panel=TRAIN,
-    ),
-]
-ImageSize = Annotated[
-    Optional[int],
-    typer.Option(
-        help="Input side in pixels (bilinear resize on the device; the topology needs >= 67).",
-        show_default="227 for cifar10, 67 for digits",
-        rich_help_panel=TRAIN,
-    ),
-]
-TrainFraction = Annotated[
-    Optional[float],
-    typer.Option(
-        help="Fraction of the training pool used (the reference runs: 0.1 of 45,000).",
-        show_default="0.1 for cifar10, 1 for digits",
-        rich_help_panel=DATA,
-    ),
-]
-Epochs = Annotated[int, typer.Option(help="Epochs.", rich_help_panel=TRAIN)]
-BatchSize = Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=TRAIN)]
-SeedOpt = Annotated[int, typer.Option(help="Seed of initialisation, dropout and data order.", rich_help_panel=TRAIN)]
-Precision = Annotated[
-    str,
-    typer.Option(help="auto (bf16 autocast where the hardware has native bf16), bf16 or fp32.", rich_help_panel=TRAIN),
-]
-Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=TRAIN)]
+
+def _opt(help: str, field: str, panel: str = TRAIN, **kw):
+    return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(CNNConfig, field), **kw)
 
 
-def _config(dataset, width, image_size, train_fraction, **fields) -> CNNConfig:
-    from mlhw.runs import cnn_defaults
+Dataset = Annotated[Optional[str], _opt("digits (embedded; half-width model at 67 px) or cifar10 (the paper model at "
+                                        "227 px; needs --data-dir or network).", "dataset", DATA)]
+Width = Annotated[Optional[float], _opt("Multiplier of channels and hidden units.", "width")]
+ImageSize = Annotated[Optional[int], _opt("Input side in pixels (bilinear resize on the device; the topology needs "
+                                          ">= 67).", "image_size")]
+TrainFraction = Annotated[Optional[float], _opt("Fraction of the training pool used (the reference runs: 0.1 of "
+                                                "45,000).", "train_fraction", DATA)]
+Epochs = Annotated[Optional[int], _opt("Epochs.", "epochs")]
+BatchSize = Annotated[Optional[int], _opt("Mini-batch size.", "batch_size")]
+SeedOpt = Annotated[Optional[int], _opt("Seed of initialisation, dropout and data order.", "seed")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 where the hardware has native bf16, fp16 + loss scaling on "
+                                        "older GPUs, else fp32), bf16, fp16 or fp32.", rich_help_panel=TRAIN)]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=TRAIN,
+                                       metavar="")]
 
-    if dataset not in ("digits", "cifar10"):
-        raise MLHWError(f"--dataset: Input should be 'digits' or 'cifar10' (got {dataset!r})")
-    d = cnn_defaults(dataset)
-    return build(
-        CNNConfig,
-        "--",
-        dataset=dataset,
-        width=d["width"] if width is None else width,
-        image_size=d["image_size"] if image_size is None else image_size,
-        train_fraction=d["train_fraction"] if train_fraction is None else train_fraction,
-        **fields,
-    )
+
+def _config(**fields) -> CNNConfig:
+    return build(CNNConfig, "--", **fields)
 
 
-def _prepare(cfg, device, precision, data_dir, download, results_dir, tracking_uri, experiment):
-    """Everything that can fail on bad input, before any run or display exists."""
-    from mlhw.cnn import build_model, resolve_precision
-    from mlhw.device import resolve_device
-    from mlhw.runs import Runtime, load_cnn_data
-    from mlhw.tracking import Tracker
+def _check_precision(precision, dev) -> None:
+    from mlhw.cnn import resolve_precision
 
-    runtime = Runtime(device, data_dir, download, results_dir)
-    dev = resolve_device(device)
     resolve_precision(precision, dev)
-    data = load_cnn_data(cfg, runtime)
-    build_model(cfg, data)  # a too-small image size fails here, naming the minimum
-    return runtime, dev, data, Tracker(tracking_uri, experiment)
 
 
-def _epoch_bar(bar, cfg):
-    task = bar.add_task("", total=cfg.epochs, info="")
+def _epoch_bar(bar, epochs):
+    task = bar.add_task("", total=epochs, info="")
 
     def on_epoch(epoch, row):
-        bar.update(
-            task,
-            completed=epoch,
-            info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
-            f"{row['val_acc']:.3f} {row['images_per_s']:.0f} img/s",
-        )
+        bar.update(task, completed=epoch, info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
+                                               f"{row['val_acc']:.3f} {row.get('images_per_s', 0):.0f} img/s")
 
     return task, on_epoch
 
@@ -123,25 +78,22 @@ def _epoch_bar(bar, cfg):
 @app.command()
 @handles_errors
 def train(
-    optimizer: Annotated[str, typer.Option(help="sgd (plain, --momentum 0) or adam.", rich_help_panel=TRAIN)] = "adam",
-    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=TRAIN)] = 5e-5,
-    momentum: Annotated[float, typer.Option(help="SGD momentum.", rich_help_panel=TRAIN)] = 0.0,
-    batchnorm: Annotated[
-        bool, typer.Option("--batchnorm/--no-batchnorm", help="BatchNorm after every conv.", rich_help_panel=TRAIN)
-    ] = True,
-    dropout: Annotated[
-        bool,
-        typer.Option(
-            "--dropout/--no-dropout", help="Dropout(0.5) before the hidden Linear layers.", rich_help_panel=TRAIN
-        ),
-    ] = True,
-    dataset: Dataset = "digits",
-    epochs: Epochs = 10,
-    batch_size: BatchSize = 64,
+    optimizer: Annotated[Optional[str], _opt("sgd (plain, --momentum 0) or adam.", "optimizer")] = None,
+    lr: Annotated[Optional[float], _opt("Learning rate.", "lr")] = None,
+    momentum: Annotated[Optional[float], _opt("SGD momentum.", "momentum")] = None,
+    batchnorm: Annotated[Optional[bool], typer.Option("--batchnorm/--no-batchnorm", help="BatchNorm after every "
+                                                      "conv.", rich_help_panel=TRAIN, show_default="batchnorm",
+                                                      metavar="")] = None,
+    dropout: Annotated[Optional[bool], typer.Option("--dropout/--no-dropout", help="Dropout(0.5) before the hidden "
+                                                    "Linear layers.", rich_help_panel=TRAIN, show_default="dropout",
+                                                    metavar="")] = None,
+    dataset: Dataset = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
     width: Width = None,
     image_size: ImageSize = None,
     train_fraction: TrainFraction = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
@@ -149,58 +101,39 @@ def train(
     download: Download = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
-    results_dir: ResultsDir = "results",
     as_json: Json = False,
 ):
     """Train one AlexNet variant (default: Adam 5e-5 with BatchNorm + Dropout) and log it to MLflow.
 
     The paper setting is one flag away: [bold]--dataset cifar10 --data-dir DIR[/bold] (on a GPU).
     """
-    cfg = _config(
-        dataset,
-        width,
-        image_size,
-        train_fraction,
-        optimizer=optimizer,
-        lr=lr,
-        momentum=momentum,
-        batchnorm=batchnorm,
-        dropout=dropout,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    runtime, dev, data, tracker = _prepare(
-        cfg, device, precision, data_dir, download, results_dir, tracking_uri, experiment
-    )
+    from mlhw.device import resolve_device
     from mlhw.runs import run_cnn
 
+    cfg = _config(dataset=dataset, optimizer=optimizer, lr=lr, momentum=momentum, batchnorm=batchnorm,
+                  dropout=dropout, epochs=epochs, batch_size=batch_size, width=width, image_size=image_size,
+                  train_fraction=train_fraction, seed=seed)
+    dev = resolve_device(device)
+    _check_precision(precision, dev)
+    name = f"cnn {cfg.optimizer} lr={cfg.lr:g}{'' if cfg.batchnorm else ' no-BN'} seed={cfg.seed}"
+    source, store, job = prepare(cfg, name, "cnn", "mlhw cnn train", data_dir, download, tracking_uri, experiment)
     with progress() as bar:
-        task, on_epoch = _epoch_bar(bar, cfg)
+        task, on_epoch = _epoch_bar(bar, cfg.epochs)
         bar.update(task, description=f"{cfg.optimizer} lr={cfg.lr:g}")
-        run = run_cnn(cfg, data, dev, tracker, "cnn", None, None, precision, compile, on_epoch)
-    res = run.result
-    record = {
-        "optimizer": cfg.optimizer,
-        "lr": cfg.lr,
-        "batchnorm": cfg.batchnorm,
-        "dropout": cfg.dropout,
-        **{k: res.history[-1][k] for k in ("train_loss", "val_acc")},
-        "test_acc": res.test_acc,
-        "diverged_epoch": res.diverged_epoch,
-        "parameters": res.parameters,
-        "seconds": res.seconds,
-        "precision": res.precision,
-        "dataset": data.name,
-        "run_id": run.run_id,
-    }
-    (err if as_json else out).print(
+        run = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
+    res, data = run.result, source.for_config(cfg)
+    record = {"optimizer": cfg.optimizer, "lr": cfg.lr, "batchnorm": cfg.batchnorm, "dropout": cfg.dropout,
+              **{k: res.history[-1][k] for k in ("train_loss", "val_acc")}, "test_acc": res.test_acc,
+              "diverged_epoch": res.diverged_epoch, "parameters": res.parameters, "seconds": res.seconds,
+              "precision": res.precision, "dataset": data.name, "run_id": run.run_id}
+    console = err if as_json else out
+    console.print(
         f"{data.name}: train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
         f"{res.parameters:,} parameters, {res.precision}: final train loss {fmt(record['train_loss'])}, "
         f"val acc {fmt(record['val_acc'])}, test acc {fmt(res.test_acc)}"
-        + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
-        + f" (run {run.run_id[:8]})"
-    )
+        + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "") + f" (run {run.run_id[:8]})",
+        highlight=False)
+    console.print(tracking_hint(store), highlight=False)
     if as_json:
         emit_json(record)
 
@@ -208,20 +141,15 @@ def train(
 @app.command()
 @handles_errors
 def compare(
-    part: Annotated[
-        str,
-        typer.Option(
-            help="a: SGD 0.005 vs Adam 5e-5; b: Adam 0.005 vs Adam 5e-5; c: Adam 5e-5 "
-            "with vs without BatchNorm + Dropout; all: a, b and c."
-        ),
-    ] = "all",
-    dataset: Dataset = "digits",
-    epochs: Epochs = 10,
-    batch_size: BatchSize = 64,
+    part: Annotated[str, typer.Option(help="a: SGD 0.005 vs Adam 5e-5; b: Adam 0.005 vs Adam 5e-5; c: Adam 5e-5 with "
+                                      "vs without BatchNorm + Dropout; all: a, b and c.")] = "all",
+    dataset: Dataset = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
     width: Width = None,
     image_size: ImageSize = None,
     train_fraction: TrainFraction = None,
-    seed: SeedOpt = 0,
+    seed: SeedOpt = None,
     device: Device = "auto",
     precision: Precision = "auto",
     compile: Compile = False,
@@ -229,44 +157,71 @@ def compare(
     download: Download = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
-    results_dir: ResultsDir = "results",
     as_json: Json = False,
 ):
-    """Run the assignment's comparisons and print the seed-style tables.
+    """Run the assignment's comparisons (one seed) and print the seed-style tables.
 
     Each variant runs once even when several parts share it (Adam 5e-5 with BatchNorm + Dropout
-    belongs to a, b and c). The learning curves of each part go to results/<dataset>/figures/.
+    belongs to a, b and c), as children of one parent run that holds each part's table and learning
+    curves as artifacts. Writes nothing under results/ (that is `mlhw reproduce`'s, over several seeds).
     """
-    from mlhw.reference import CNN_PARTS, variants_for
+    from mlhw.device import resolve_device
+    from mlhw.lifecycle import standard_tags, tracked_run
+    from mlhw.plots import cnn_curves_figure, variant_title
+    from mlhw.reference import CNN_PARTS, CNN_VARIANTS, variants_for
+    from mlhw.runs import run_cnn
+    from mlhw.tables import CNN_PART_SUITES, cnn_table, to_markdown, to_rich
 
     parts = list(CNN_PARTS) if part == "all" else [part]
     if any(p not in CNN_PARTS for p in parts):
         raise MLHWError(f"--part {part!r}: use a, b, c or all")
-    cfg = _config(dataset, width, image_size, train_fraction, epochs=epochs, batch_size=batch_size, seed=seed)
-    runtime, dev, data, tracker = _prepare(
-        cfg, device, precision, data_dir, download, results_dir, tracking_uri, experiment
-    )
-    from mlhw.runs import run_cnn_compare, summary_row
-    from mlhw.tables import to_rich
-
+    base = _config(dataset=dataset, epochs=epochs, batch_size=batch_size, width=width, image_size=image_size,
+                   train_fraction=train_fraction, seed=seed)
+    dev = resolve_device(device)
+    _check_precision(precision, dev)
     names = variants_for(parts)
-    with progress() as bar:
+    source, store, base_job = prepare(base, "", "cnn.compare", "mlhw cnn compare", data_dir, download, tracking_uri,
+                                      experiment)
+    data = source.for_config(base)
+    runs, tables = {}, {}
+    with contextlib.ExitStack() as stack, progress() as bar:
+        tags = standard_tags("mlhw cnn compare", "Part 2: the assignment's comparisons, one seed") | {
+            "mlhw.kind": "cnn-compare", "mlhw.part": "cnn." + "".join(parts)}
+        parent = stack.enter_context(tracked_run(store, f"cnn compare {','.join(parts)} seed={base.seed} "
+                                                 f"({base.dataset})", base.to_params() | {"variants": names}, tags))
         overall = bar.add_task("variants", total=len(names), info="")
-        task, on_epoch = _epoch_bar(bar, cfg)
-
-        def on_variant(v, c):
-            bar.update(overall, completed=names.index(v), info=v)
+        task, on_epoch = _epoch_bar(bar, base.epochs)
+        for i, v in enumerate(names):
+            cfg = base.model_copy(update=CNN_VARIANTS[v])
+            served = [f"cnn.{p}" for p in parts if v in CNN_PARTS[p][1]]
+            job = type(base_job)(cfg, source.identity(cfg), f"cnn {variant_title(v)} seed={cfg.seed}",
+                                 {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v}, "",
+                                 "mlhw cnn compare", parent.run_id)
+            bar.update(overall, completed=i, info=v)
             bar.reset(task, total=cfg.epochs, description=v)
-
-        runs, tables, figures = run_cnn_compare(
-            cfg, parts, data, dev, tracker, runtime, precision, compile, on_variant, on_epoch
-        )
+            runs[v] = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
         bar.update(overall, completed=len(names), info="done")
+        for p in parts:
+            title, pair = CNN_PARTS[p]
+            rows = [_summary(runs[v]) | {"variant": v} for v in pair]
+            tables[p] = cnn_table(CNN_PART_SUITES[p], rows).display
+            parent.log_text(to_markdown(tables[p]), f"tables/cnn_part_{p}.md")
+            series = [(variant_title(v), [runs[v].result.history]) for v in pair]
+            figure_title = f"Part 2 ({p}) {title} on {data.name}, seed {base.seed}"
+            parent.log_figure(lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t),
+                              f"figures/cnn_part_{p}.png")
     console = err if as_json else out
     for p in parts:
-        console.print(to_rich(tables[p], f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {cfg.epochs} epochs"))
-    for f in figures:
-        console.print(f"figure: {f}")
+        console.print(to_rich(tables[p], f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epochs"))
+    console.print(f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}", highlight=False)
+    console.print(tracking_hint(store), highlight=False)
     if as_json:
         for v, r in runs.items():
-            emit_json({"variant": v, **summary_row(r), "run_id": r.run_id, "dataset": data.name})
+            emit_json({"variant": v, **_summary(r), "run_id": r.run_id, "dataset": data.name})
+
+
+def _summary(run) -> dict:
+    final, cfg = run.result.history[-1], run.job.config
+    return {"optimizer": cfg.optimizer, "lr": cfg.lr, "batchnorm": cfg.batchnorm, "train_loss": final["train_loss"],
+            "val_acc": final["val_acc"], "test_acc": run.result.test_acc,
+            "diverged_epoch": run.result.diverged_epoch}

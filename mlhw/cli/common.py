@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import threading
 import json
 import math
 from collections.abc import Callable
@@ -37,7 +40,11 @@ Download = Annotated[
         help="Download the dataset (default: only when it is absent and the network works).",
     ),
 ]
-Seed = Annotated[int, typer.Option(help="Seed of subsets, initialisation and data order.", rich_help_panel=TRAIN)]
+Seed = Annotated[
+    Optional[int],
+    typer.Option(help="Seed of subsets, initialisation and data order.", rich_help_panel=TRAIN, show_default="8",
+                 min=0, max=2**32 - 1),
+]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", rich_help_panel=TRAIN)]
 TrackingUri = Annotated[
     Optional[str],
@@ -52,25 +59,71 @@ Experiment = Annotated[str, typer.Option(help="MLflow experiment name.", rich_he
 ResultsDir = Annotated[str, typer.Option(help="Where figures and tables are written.", rich_help_panel=OUTPUT)]
 Json = Annotated[
     bool,
-    typer.Option("--json", rich_help_panel=OUTPUT, help="Print each run's final metrics as a JSON line on stdout."),
+    typer.Option("--json", rich_help_panel=OUTPUT, help="Print each run's final metrics as a JSON line on stdout.",
+                 metavar=""),
 ]
 
 
+def prepare(cfg, name: str, part: str, command: str, data_dir, download, tracking_uri, experiment, parent=None):
+    """A single-run command's setup, all of it before any run exists: the data read and checked, the
+    store reachable and writable; returns the data source, the store and the job (identity included)."""
+    from mlhw.runs import DataSource, Job
+    from mlhw.store import Store
+
+    source = DataSource(data_dir, download)
+    ident = source.identity(cfg)
+    source.for_config(cfg)  # subsets that cannot be drawn fail here, naming the option
+    store = Store(tracking_uri, experiment)
+    tags = {"mlhw.part": part, "mlhw.parts": part}
+    return source, store, Job(cfg, ident, name, tags, "", command, parent)
+
+
+def tracking_hint(store) -> str:
+    return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `mlhw ui` to browse"
+
+
 def handles_errors(fn: Callable) -> Callable:
-    """Bad input becomes `error: <one line>` on stderr and exit code 2; Ctrl-C exits 130."""
+    """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130) and SIGTERM
+    (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED: resumable."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from mlhw.lifecycle import Terminated
+
+        previous = _on_sigterm()
         try:
             return fn(*args, **kwargs)
         except MLHWError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: the active run is marked KILLED", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            code = 143 if isinstance(e, Terminated) else 130
+            typer.echo(f"{'terminated' if code == 143 else 'interrupted'}: the active runs are marked KILLED; "
+                       "the next command resumes", err=True)
+            raise typer.Exit(code) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _on_sigterm():
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so it ends runs as Ctrl-C does."""
+    from mlhw.lifecycle import Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, raise_terminated)
+
+
+def is_terminal() -> bool:
+    """Progress bars on a terminal; plain lines, one per run start and end, when piped or in CI."""
+    return err.is_terminal and not os.environ.get("CI")
 
 
 def parse_floats(text: str, option: str) -> list[float]:

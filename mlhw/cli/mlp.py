@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Optional
 
 import typer
@@ -15,7 +16,6 @@ from mlhw.cli.common import (
     Download,
     Experiment,
     Json,
-    ResultsDir,
     Seed,
     TrackingUri,
     emit_json,
@@ -24,126 +24,117 @@ from mlhw.cli.common import (
     handles_errors,
     out,
     parse_floats,
+    prepare,
     progress,
+    tracking_hint,
 )
-from mlhw.config import MLPConfig, build
+from mlhw.config import MLPConfig, build, default_of
+from mlhw.reference import MLP_SWEEP_LRS
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Part 1: a [784, 40, 10] ReLU network with hand-written "
-    "backprop and mini-batch SGD (defaults run on the embedded digits).",
+    help="Part 1: a [784, 40, 10] ReLU network with hand-written backprop and mini-batch SGD (defaults run on the "
+    "embedded digits).",
 )
 
-Dataset = Annotated[
-    str, typer.Option(help="digits (embedded, 8x8) or mnist (needs --data-dir or network).", rich_help_panel=DATA)
-]
-TrainSize = Annotated[
-    Optional[int],
-    typer.Option(
-        help="Training subset drawn with np.random.seed(seed) + choice (default: the whole pool).", rich_help_panel=DATA
-    ),
-]
-TestSize = Annotated[
-    Optional[int], typer.Option(help="Test subset, drawn after the training subset.", rich_help_panel=DATA)
-]
-Epochs = Annotated[int, typer.Option(help="Epochs of SGD.", rich_help_panel=TRAIN)]
-BatchSize = Annotated[int, typer.Option(help="Mini-batch size.", rich_help_panel=TRAIN)]
-Hidden = Annotated[
-    str, typer.Option(help="Hidden layer widths, comma-separated (e.g. 40 or 100,40).", rich_help_panel=TRAIN)
-]
-Dtype = Annotated[str, typer.Option(help="float32 or float64.", rich_help_panel=TRAIN)]
+
+def _opt(help: str, field: str, panel: str = TRAIN, **kw):
+    return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(MLPConfig, field), **kw)
+
+
+Dataset = Annotated[Optional[str], _opt("digits (embedded, 8x8) or mnist (needs --data-dir or network).", "dataset",
+                                        DATA)]
+TrainSize = Annotated[Optional[int], typer.Option(help="Training subset drawn with np.random.seed(seed) + choice "
+                                                  "(default: the whole pool).", rich_help_panel=DATA)]
+TestSize = Annotated[Optional[int], typer.Option(help="Test subset, drawn after the training subset.",
+                                                 rich_help_panel=DATA)]
+Epochs = Annotated[Optional[int], _opt("Epochs of SGD.", "epochs")]
+BatchSize = Annotated[Optional[int], _opt("Mini-batch size.", "batch_size")]
+Hidden = Annotated[Optional[str], _opt("Hidden layer widths, comma-separated (e.g. 40 or 100,40).", "hidden")]
+Dtype = Annotated[Optional[str], _opt("float32 or float64.", "dtype")]
 
 
 def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed, dtype) -> MLPConfig:
-    widths = [int(w) for w in parse_floats(hidden, "--hidden")]
-    return build(
-        MLPConfig,
-        "--",
-        dataset=dataset,
-        train_size=train_size,
-        test_size=test_size,
-        hidden=tuple(widths),
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        dtype=dtype,
-    )
+    widths = None if hidden is None else tuple(int(w) for w in parse_floats(hidden, "--hidden"))
+    return build(MLPConfig, "--", dataset=dataset, train_size=train_size, test_size=test_size, hidden=widths,
+                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, dtype=dtype)
 
 
-def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, results_dir, as_json):
+def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, as_json):
     from mlhw.device import resolve_device
-    from mlhw.runs import Runtime, load_data, run_mlp
-    from mlhw.tracking import Tracker
+    from mlhw.lifecycle import standard_tags, tracked_run
+    from mlhw.runs import run_mlp
 
     # Everything that can fail on bad input happens before any run or progress display exists.
-    runtime = Runtime(device, data_dir, download, results_dir)
     dev = resolve_device(device)
-    data = load_data(cfg.dataset, runtime, cfg.train_size, cfg.test_size, cfg.seed)
-    tracker = Tracker(tracking_uri, experiment)
-    with progress() as bar:
-        label = f"{part} {'sweep' if lrs and len(lrs) > 1 else 'lr=' + format(cfg.lr, 'g')}"
+    configs = [cfg.model_copy(update={"lr": lr}) for lr in lrs]
+    command = f"mlhw mlp {'sweep' if len(lrs) > 1 else 'train'}"
+    source, store, job = prepare(cfg, "", part, command, data_dir, download, tracking_uri, experiment)
+    jobs = [type(job)(c, source.identity(c), f"{part} lr={c.lr:g} seed={c.seed}", job.tags, "", command)
+            for c in configs]
+    with contextlib.ExitStack() as stack, progress() as bar:
+        parent = None
+        if len(lrs) > 1:  # a sweep: a parent run holding the children and the figure
+            tags = standard_tags(command, "Part 1 (b): one fresh network per learning rate") | job.tags | {
+                "mlhw.kind": "mlp-sweep"}
+            parent = stack.enter_context(tracked_run(
+                store, f"{part} sweep seed={cfg.seed} ({cfg.dataset})",
+                cfg.to_params() | {"lrs": lrs}, tags))
+            for j in jobs:
+                j.parent = parent.run_id
+        label = f"{part} {'sweep' if parent else 'lr=' + format(cfg.lr, 'g')}"
         task = bar.add_task(label, total=cfg.epochs, info="")
 
-        def on_epoch(epoch, rows):
-            best = max(rows, key=lambda r: r["test_acc"] if r["test_acc"] == r["test_acc"] else -1)
-            bar.update(task, completed=epoch, info=f"best test acc {best['test_acc']:.4f}")
+        def on_epoch(epoch, row):
+            bar.update(task, completed=epoch, info=f"test acc {row['test_acc']:.4f}")
 
-        runs, figure = run_mlp(cfg, data, dev, tracker, runtime, lrs, part, on_epoch)
+        runs = run_mlp(jobs, store, source, dev, None, on_epoch)
+        if parent is not None:
+            from mlhw.plots import lr_label, lr_sweep_figure
+
+            series = [(lr_label(r.job.config.lr), [r.result.history]) for r in runs]
+            title = f"Part 1 (b) on {cfg.dataset}, seed {cfg.seed}: one network per learning rate"
+            parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
+    _show(runs, part, cfg, as_json, store, parent)
+
+
+def _show(runs, part, cfg, as_json, store, parent) -> None:
     table = Table(title=f"{part}: MLP {list(cfg.hidden)} on {cfg.dataset}, {cfg.epochs} epochs, batch {cfg.batch_size}")
     for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "seconds", "run id"):
         table.add_column(col, justify="right")
     for r in runs:
         f = r.result.final
-        table.add_row(
-            f"{r.config.lr:g}",
-            fmt(f["train_loss"]),
-            fmt(f["train_acc"]),
-            fmt(f["test_acc"]),
-            fmt(r.result.diverged_epoch),
-            f"{r.result.seconds:.2f}",
-            r.run_id[:8],
-        )
+        table.add_row(f"{r.job.config.lr:g}", fmt(f["train_loss"]), fmt(f["train_acc"]), fmt(f["test_acc"]),
+                      fmt(r.result.diverged_epoch), f"{r.result.seconds:.2f}", r.run_id[:8])
         if as_json:
-            emit_json(
-                {
-                    "part": part,
-                    "lr": r.config.lr,
-                    "train_loss": f["train_loss"],
-                    "train_acc": f["train_acc"],
-                    "test_acc": f["test_acc"],
-                    "diverged_epoch": r.result.diverged_epoch,
-                    "seconds": r.result.seconds,
-                    "run_id": r.run_id,
-                    "dataset": cfg.dataset,
-                }
-            )
-    (err if as_json else out).print(table)
-    if figure is not None:
-        (err if as_json else out).print(f"figure: {figure}")
-    (err if as_json else out).print(
-        f"tracking: {tracker.uri} (experiment {experiment!r}); `mlflow ui --backend-store-uri {tracker.uri}` to browse"
-    )
+            emit_json({"part": part, "lr": r.job.config.lr, "train_loss": f["train_loss"],
+                       "train_acc": f["train_acc"], "test_acc": f["test_acc"],
+                       "diverged_epoch": r.result.diverged_epoch, "seconds": r.result.seconds, "run_id": r.run_id,
+                       "dataset": cfg.dataset})
+    console = err if as_json else out
+    console.print(table)
+    if parent is not None:
+        console.print(f"figure: artifact figures/mlp_lr_sweep.png of MLflow run {parent.run_id[:8]}", highlight=False)
+    console.print(tracking_hint(store), highlight=False)
 
 
 @app.command()
 @handles_errors
 def train(
-    dataset: Dataset = "digits",
+    dataset: Dataset = None,
     train_size: TrainSize = None,
     test_size: TestSize = None,
-    hidden: Hidden = "40",
-    epochs: Epochs = 30,
-    batch_size: BatchSize = 10,
-    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=TRAIN)] = 0.1,
-    seed: Seed = 8,
-    dtype: Dtype = "float32",
+    hidden: Hidden = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    lr: Annotated[Optional[float], _opt("Learning rate.", "lr")] = None,
+    seed: Seed = None,
+    dtype: Dtype = None,
     device: Device = "auto",
     data_dir: DataDir = "data",
     download: Download = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
-    results_dir: ResultsDir = "results",
     part: Annotated[str, typer.Option(help="Tag of the assignment part.", rich_help_panel="Tracking")] = "mlp.c",
     as_json: Json = False,
 ):
@@ -153,45 +144,39 @@ def train(
     Part (a): add [bold]--train-size 10000 --test-size 5000 --part mlp.a[/bold].
     """
     cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed, dtype)
-    _run(cfg, None, part, data_dir, download, device, tracking_uri, experiment, results_dir, as_json)
+    _run(cfg, [cfg.lr], part, data_dir, download, device, tracking_uri, experiment, as_json)
 
 
 @app.command()
 @handles_errors
 def sweep(
-    lrs: Annotated[
-        str,
-        typer.Option(
-            help="Learning rates, comma-separated; each starts from the same "
-            "fresh network and sees the same data order.",
-            rich_help_panel=TRAIN,
-        ),
-    ] = "0.001,0.01,0.1,1,10,100",
-    dataset: Dataset = "digits",
+    lrs: Annotated[Optional[str], typer.Option(
+        help="Learning rates, comma-separated; each starts from the same fresh network and sees the same data order.",
+        rich_help_panel=TRAIN, show_default=",".join(f"{x:g}" for x in MLP_SWEEP_LRS))] = None,
+    dataset: Dataset = None,
     train_size: TrainSize = None,
     test_size: TestSize = None,
-    hidden: Hidden = "40",
-    epochs: Epochs = 30,
-    batch_size: BatchSize = 10,
-    seed: Seed = 8,
-    dtype: Dtype = "float32",
+    hidden: Hidden = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    seed: Seed = None,
+    dtype: Dtype = None,
     device: Device = "auto",
     data_dir: DataDir = "data",
     download: Download = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
-    results_dir: ResultsDir = "results",
     as_json: Json = False,
 ):
     """Part (b): train one network per learning rate, all rates in one batched computation.
 
-    Logs a parent run with one child run per rate and draws the seed's Figure 2 (training
-    accuracy, training loss, test accuracy per epoch). Rates that diverge (NaN/inf loss, e.g.
-    10 and 100) are recorded with a [bold]diverged[/bold] tag, not treated as errors.
-    The paper setting: [bold]--dataset mnist --train-size 10000 --test-size 5000[/bold].
+    Logs a parent run with one child run per rate; the parent holds the seed's Figure 2 (training
+    accuracy, training loss, test accuracy per epoch) as an artifact. Rates that diverge are recorded
+    with a [bold]mlhw.diverged_epoch[/bold] tag, not treated as errors. Writes nothing under results/
+    (that is `mlhw reproduce`'s). The paper setting: [bold]--dataset mnist --train-size 10000 --test-size 5000[/bold].
     """
-    rates = parse_floats(lrs, "--lrs")
-    cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, rates[0], seed, dtype)
+    rates = MLP_SWEEP_LRS if lrs is None else parse_floats(lrs, "--lrs")
     for r in rates:
         build(MLPConfig, "--lrs ", lr=r)
-    _run(cfg, rates, "mlp.b", data_dir, download, device, tracking_uri, experiment, results_dir, as_json)
+    cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, rates[0], seed, dtype)
+    _run(cfg, list(rates), "mlp.b", data_dir, download, device, tracking_uri, experiment, as_json)

@@ -1,95 +1,239 @@
-"""`mlhw reproduce`, `mlhw tables` and `mlhw ui`: the main job, its tables and the MLflow UI."""
+"""`mlhw reproduce`, `mlhw tables` and `mlhw ui`: the main job, its report and the MLflow UI."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import contextlib
 import time
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from mlhw.cli.common import DataDir, Device, Experiment, ResultsDir, TrackingUri, err, handles_errors, out, progress
+from mlhw.cli.common import (
+    DataDir,
+    Device,
+    Experiment,
+    ResultsDir,
+    TrackingUri,
+    err,
+    handles_errors,
+    is_terminal,
+    out,
+    progress,
+)
 
 Profile = Annotated[
     str,
-    typer.Option(
-        help="Profile of experiments.yaml: digits (embedded data, every part, "
-        "< 5 min on a CPU), paper (MNIST + CIFAR-10, a GPU) or ci."
-    ),
+    typer.Option(help="Profile of experiments.yaml: digits (embedded data, every part, < 5 min on a CPU), paper "
+                 "(MNIST + CIFAR-10, a GPU) or ci (tiny)."),
 ]
-Only = Annotated[
-    Optional[list[str]], typer.Option("--only", help="Run only this suite (repeatable), e.g. --only cnn_optimizers.")
-]
+Only = Annotated[Optional[list[str]], typer.Option("--only", help="Run only this suite (repeatable), e.g. --only "
+                                                   "cnn_optimizers. The report goes to results/<profile>-partial/.")]
 Set = Annotated[
     Optional[list[str]],
-    typer.Option(
-        "--set",
-        help="Override a field: KEY=VALUE (value read as "
-        "YAML), e.g. epochs=2, mlp_full.lr=0.05, cnn_adam_lr.seeds=[0,1].",
-    ),
+    typer.Option("--set", help="Override a field: KEY=VALUE (value read as YAML), e.g. epochs=2, mlp_full.lr=0.05, "
+                 "cnn_adam_lr.seeds=\\[0,1]. The report goes to results/<profile>-partial/."),
 ]
 File = Annotated[str, typer.Option("--file", help="The experiments file.")]
-
-STATUS_STYLE = {
-    "done": "green",
-    "pending": "yellow",
-    "failed": "red",
-    "killed": "red",
-    "stale": "red",
-    "running": "magenta",
-    "claimed": "magenta",
-}
+Flag = dict(metavar="")  # a flag takes no value: show none in --help
+STATUS_STYLE = {"done": "green", "pending": "yellow", "failed": "red", "killed": "red", "stale": "red",
+                "running": "magenta", "no data": "dim"}
 PARALLEL = "Parallel and distributed"
 
 
-def _plan(
-    file, profile, only, sets, device, data_dir, download, results_dir, tracking_uri, experiment, stale_after=60.0
-):
-    """Validate the file, open the store, load the data and compute every run's hash and status."""
+def _validate(file, profile, only, sets, device, data_dir, download, results_dir, tracking_uri, experiment,
+              stale_after, dry_run):
+    """Everything that can fail on bad input, before any run exists: the file and every config, the device,
+    the data (read and checked), the results folder and the tracking store. Returns the plan."""
     from mlhw.device import resolve_device
     from mlhw.experiments import expand, load_file
-    from mlhw.reproduce import DataCache, plan
-    from mlhw.runs import Runtime
-    from mlhw.tracking import Tracker
+    from mlhw.plan import make_plan
+    from mlhw.report import check_writable
+    from mlhw.runs import DataSource
+    from mlhw.store import Store
 
     spec = load_file(file)
     specs = expand(spec, profile, only, sets or [], file)
-    runtime = Runtime(device, data_dir, download, results_dir)
     dev = resolve_device(device)
-    tracker = Tracker(tracking_uri, experiment, claim_runs=True, stale_after=stale_after)
-    return spec, runtime, dev, tracker, plan(specs, tracker, DataCache(runtime))
+    source = DataSource(data_dir, False if dry_run else download)
+    missing = set()
+    for name in dict.fromkeys(getattr(s.config, "dataset", None) for s in specs):
+        try:
+            source.fingerprint(name)
+        except Exception as e:
+            from mlhw.errors import DataNotFound
+
+            if not (dry_run and isinstance(e, DataNotFound)):
+                raise
+            missing.add(name)
+    if not dry_run:
+        check_writable(results_dir)
+    store = Store(tracking_uri, experiment, create=not dry_run)
+    descriptions = {s: spec.suites[s].description for s in spec.suites}
+    plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
+    return spec, dev, source, store, plan
 
 
-def _show_plan(planned) -> None:
-    table = Table(title="plan")
-    for col in ("suite", "run", "status", "config hash"):
-        table.add_column(col)
-    for p in planned:
-        table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE[p.status]}]{p.status}[/]", p.hash)
+def _show_plan(plan) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"plan: profile {plan.profile}")
+    for col in ("suite", "runs", "done", "to run", "part of the assignment"):
+        table.add_column(col, justify="right" if col in ("runs", "done", "to run") else "left")
+    for suite in plan.suites:
+        mine = {p.identity: p for p in plan.entries if p.spec.suite == suite}
+        todo = sum(p.todo for p in mine.values())
+        table.add_row(suite, str(len(mine)), str(len(mine) - todo), f"[yellow]{todo}[/]" if todo else "0",
+                      plan.descriptions.get(suite, ""))
     err.print(table)
-    counts = {s: sum(p.status == s for p in planned) for s in STATUS_STYLE}
-    unique = len({p.hash for p in planned if p.status not in ("done", "running")})
-    err.print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" ({unique} distinct runs to execute)")
+    err.print(_counts_line(plan))
 
 
-def _compile(profile, planned, tracker, runtime, dev, description):
-    from mlhw.report import write_report
+def _counts_line(plan) -> str:
+    counts = plan.counts()
+    shared = len(plan.entries) - len(plan.distinct())
+    parts = ", ".join(f"[{STATUS_STYLE.get(s, 'white')}]{n} {s}[/]" for s, n in counts.items())
+    return (f"{len(plan.distinct())} runs: {parts}" + (f" ({shared} shared between suites, counted once)"
+                                                       if shared else ""))
+
+
+def _show_dry_run(plan) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"plan: profile {plan.profile} (dry run: nothing is run or written)")
+    for col in ("suite", "run", "status", "identity"):
+        table.add_column(col)
+    for p in plan.entries:
+        table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", p.identity)
+    err.print(table)
+    err.print(_counts_line(plan))
+
+
+def _suite_parents(stack, plan, store) -> dict[str, object]:
+    """One parent run per suite, holding its plan, tables and figure; open until the report is compiled."""
+    import json
+
+    from mlhw.lifecycle import IDENTITY_TAG, standard_tags, tracked_run
+
+    logs = {}
+    for suite in plan.suites:
+        part = next(p.spec.part for p in plan.entries if p.spec.suite == suite)
+        tags = standard_tags(f"mlhw reproduce --profile {plan.profile}", plan.descriptions.get(suite, "")) | {
+            "mlhw.kind": "suite", "mlhw.profile": plan.profile, "mlhw.suite": suite, "mlhw.part": part,
+            IDENTITY_TAG: plan.suite_identity(suite), "mlhw.partial": str(plan.partial).lower(),
+            "mlhw.overrides": json.dumps({"only": plan.only, "set": plan.overrides}),
+        }
+        name = f"{plan.profile} · {suite}" + (" (partial)" if plan.partial else "")
+        log = stack.enter_context(tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags))
+        log.log_text(_scope(plan).to_json(suite), "plan.json")
+        logs[suite] = log
+    return logs
+
+
+def _scope(plan):
+    from mlhw.report import Entry, Scope
+
+    entries = [Entry(p.spec.suite, p.spec.label, p.identity, p.spec.config.model_dump(mode="json"), p.spec.variant)
+               for p in plan.entries]
+    return Scope(plan.profile, entries, plan.descriptions, plan.overrides, plan.only)
+
+
+def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents):
+    from mlhw.executors import LocalExecutor, PoolExecutor, RayExecutor
+    from mlhw.plan import end_stale_runs, units
+
+    work = units(plan, {s: log.run_id for s, log in parents.items()})
+    total = sum(len(u) for u in work)
+    end_stale_runs(plan, store)
+    if executor == "ray":
+        runner = RayExecutor(store, settings, ray_address)
+    elif jobs > 1:
+        runner = PoolExecutor(store, settings, jobs)
+    else:
+        runner = LocalExecutor(store, source, dev, settings)
+    reporter = _Reporter(work, total)
+    with reporter:
+        results = runner.run(work, reporter.on_event)
+    return work, results
+
+
+class _Reporter:
+    """Progress: a live display on a terminal; one plain line per run start and end otherwise (CI, a pipe)."""
+
+    def __init__(self, work, total):
+        self.work, self.total, self.finished = work, total, 0
+        self.started: dict[int, float] = {}
+        self.live = is_terminal()
+        self.bar = progress() if self.live else None
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+            self.overall = self.bar.add_task("runs", total=self.total, info="")
+            self.current = self.bar.add_task("", total=None, info="", visible=False)
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def on_event(self, ev) -> None:
+        unit = self.work[ev.unit]
+        if ev.kind == "start":
+            self.started[ev.unit] = time.perf_counter()
+            if self.live:
+                epochs = getattr(unit[0].config, "epochs", None) or 1
+                self.bar.reset(self.current, total=epochs, description=ev.label, visible=True)
+            else:
+                err.print(f"[{self.finished + 1}-{self.finished + len(unit)}/{self.total}] start {ev.label}",
+                          highlight=False)
+        elif ev.kind == "epoch" and self.live:
+            self.bar.update(self.current, completed=ev.epoch)
+        elif ev.kind == "end":
+            self.finished += len(unit)
+            seconds = time.perf_counter() - self.started.get(ev.unit, time.perf_counter())
+            r = ev.result
+            what = ("failed: " + r.error) if r.error else ("owned by another process" if r.claimed else "done")
+            if self.live:
+                self.bar.update(self.overall, completed=self.finished, info=ev.label)
+                if r.error:
+                    err.print(f"[red]failed[/]: {ev.label}: {r.error}")
+            else:
+                err.print(f"[{self.finished}/{self.total}] {what}: {ev.label} ({seconds:.1f} s)", highlight=False)
+
+
+def _compile(plan, store, results_dir, dev, parents, description):
+    """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
+    from mlhw.report import figure_specs, write_report
+    from mlhw.tables import to_markdown
+
+    scope = _scope(plan)
+    scope.description = description
+    tables, path, done = write_report(scope, store, results_dir, str(dev))
+    by_suite = {t.name: t for t in tables}
+    from mlhw.tables import SUITE_TABLES
+
+    for suite, log in parents.items():
+        t = by_suite.get(SUITE_TABLES.get(suite, ""))
+        if t is not None:
+            log.log_text(f"## {t.title}\n\n" + to_markdown(t.display), f"tables/{t.name}.md")
+            log.log_text(t.numeric.to_csv(index=False), f"tables/{t.name}.csv")
+        for s, name, _, draw in figure_specs(done):
+            if s == suite:
+                log.log_figure(draw, f"figures/{name}")
+    return tables, path
+
+
+def _print_tables(tables, profile, path) -> None:
     from mlhw.tables import to_rich
 
-    tables, report = write_report(profile, planned, tracker, runtime.results_dir, str(dev), description)
     for t in tables:
         if t.name == "theory":  # 27 rows: the report has them; the terminal gets the verdict
             passed = int((t.display["result"] == "PASS").sum())
-            out.print(
-                f"theory: {passed} of {len(t.display)} checks pass"
-                + ("" if passed == len(t.display) else " [red](see results/" + profile + "/tables/theory.md)[/]")
-            )
+            out.print(f"theory: {passed} of {len(t.display)} checks pass"
+                      + ("" if passed == len(t.display) else f" [red](see {path.parent}/tables/theory.md)[/]"))
         else:
             out.print(to_rich(t.display, t.title))
-    out.print(f"report: {report}")
-    return tables
+    out.print(f"report: {path}")
 
 
 @handles_errors
@@ -97,163 +241,110 @@ def reproduce(
     profile: Profile = "digits",
     only: Only = None,
     set_: Set = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and exit.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Run every planned run again, even the done ones.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and exit: nothing is run, downloaded "
+                                          "or written.", **Flag)] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run every planned run again, even the done ones.",
+                                        **Flag)] = False,
     file: File = "experiments.yaml",
     device: Device = "auto",
     data_dir: DataDir = "data",
-    download: Annotated[
-        Optional[bool], typer.Option("--download/--no-download", show_default="auto", help="Download missing datasets.")
-    ] = None,
+    download: Annotated[Optional[bool], typer.Option("--download/--no-download", show_default="auto",
+                                                     help="Download missing datasets.", metavar="")] = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
-    jobs: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Local worker processes (CPU threads split between them; one "
-            "GPU each where there are GPUs). Needs a tracking server.",
-            rich_help_panel=PARALLEL,
-        ),
-    ] = 1,
-    executor: Annotated[
-        str,
-        typer.Option(
-            help="local (this machine) or ray (a Ray cluster; pip install 'mlhw[ray]').", rich_help_panel=PARALLEL
-        ),
-    ] = "local",
-    ray_address: Annotated[
-        Optional[str],
-        typer.Option(help="Ray cluster address, e.g. auto (default: a local Ray instance).", rich_help_panel=PARALLEL),
-    ] = None,
-    stale_after: Annotated[
-        float,
-        typer.Option(
-            help="Seconds without a heartbeat after which a RUNNING run is taken as dead and run again.",
-            rich_help_panel=PARALLEL,
-        ),
-    ] = 60.0,
+    jobs: Annotated[int, typer.Option(min=1, help="Local worker processes (CPU threads split between them; one GPU "
+                                      "each where there are GPUs). Needs a tracking server.",
+                                      rich_help_panel=PARALLEL)] = 1,
+    executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install "
+                                          "'mlhw\\[ray]').", rich_help_panel=PARALLEL)] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. auto (default: a local Ray "
+                                                       "instance).", rich_help_panel=PARALLEL)] = None,
+    stale_after: Annotated[float, typer.Option(min=1, help="Seconds without a heartbeat after which a RUNNING run "
+                                               "is taken as dead and run again.", rich_help_panel=PARALLEL)] = 60.0,
 ):
     """Run every experiment of a profile that is not done yet, then compile the tables and the report.
 
     Resumable and idempotent: each run is identified by a hash of its resolved config and its data;
     FINISHED runs are skipped, FAILED or KILLED ones run again, and a second invocation does nothing.
-    Ctrl-C marks the active run KILLED (exit 130); the next reproduce continues from there.
-    Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md.
+    Ctrl-C or SIGTERM marks the active runs KILLED (exit 130 / 143); the next reproduce continues.
+    Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md; each suite is also a
+    parent run in MLflow holding its tables and figure.
     """
     from mlhw.errors import MLHWError
-    from mlhw.reproduce import execute, execute_parallel, execute_ray
-    from mlhw.tracking import resolve_uri, sqlite_path
+    from mlhw.executors import Settings
+    from mlhw.store import resolve_uri, sqlite_path
 
     if executor not in ("local", "ray"):
         raise MLHWError(f"--executor {executor!r}: use local or ray")
-    if (jobs > 1 or executor == "ray") and sqlite_path(resolve_uri(tracking_uri)) is not None:
+    uri = resolve_uri(tracking_uri)
+    if (jobs > 1 or executor == "ray") and sqlite_path(uri) is not None:
         what = f"--jobs {jobs}" if executor == "local" else "--executor ray"
-        raise MLHWError(
-            f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
-            f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
-            f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
-        )
-    spec, runtime, dev, tracker, planned = _plan(
-        file, profile, only, set_, device, data_dir, download, results_dir, tracking_uri, experiment, stale_after
-    )
+        raise MLHWError(f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
+                        f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
+                        f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000")
+    spec, dev, source, store, plan = _validate(file, profile, only, set_, device, data_dir, download, results_dir,
+                                               uri, experiment, stale_after, dry_run)
     if force:
-        for p in planned:
+        for p in plan.entries:
             p.status = "pending"
-    _show_plan(planned)
     if dry_run:
+        _show_dry_run(plan)
         return
-    from mlhw.reproduce import groups_of
-
-    todo = len(groups_of(planned))
+    folder = _scope(plan).folder(results_dir)
+    if not plan.pending() and (folder / "REPORT.md").is_file():
+        err.print(f"up to date: {len(plan.distinct())} runs, profile {profile} ({folder / 'REPORT.md'})",
+                  highlight=False)
+        return
+    _show_plan(plan)
+    settings = Settings(store.uri, experiment, data_dir, download, device, stale_after=stale_after)
     t0 = time.perf_counter()
-    with progress() as bar:
-        overall = bar.add_task("runs", total=max(todo, 1), info="")
-        current = bar.add_task("", total=None, info="", visible=False)
-
-        def on_start(p, n):
-            epochs = getattr(p.spec.config, "epochs", None) or 1  # solvers and checks: one step
-            label = p.spec.label if n == 1 else f"{n} learning rates"
-            bar.reset(current, total=epochs, description=f"{p.spec.suite} {label}", visible=True)
-
-        def on_epoch(epoch, _row):
-            bar.update(current, completed=epoch)
-
-        def on_done(p):
-            bar.update(current, completed=bar.tasks[current].total)
-            bar.advance(overall)
-            bar.update(overall, info=p.spec.suite)
-
-        if executor == "ray":
-            outcome = execute_ray(planned, tracker, runtime, device, ray_address, stale_after, on_done)
-        elif jobs > 1:
-            outcome = execute_parallel(
-                planned,
-                tracker,
-                runtime,
-                device,
-                jobs,
-                stale_after,
-                on_done,
-                lambda label, epoch: bar.update(overall, info=f"{label}: epoch {epoch}"),
-            )
-        else:
-            outcome = execute(planned, tracker, runtime, dev, on_start, on_epoch, on_done)
-        bar.update(overall, completed=max(todo, 1))
-    err.print(
-        f"ran {outcome.ran} runs in {time.perf_counter() - t0:.1f} s"
-        + (f", {len(outcome.failed)} failed" if outcome.failed else "")
-        + (f", {outcome.claimed} left to another reproduce that owns them" if outcome.claimed else "")
-    )
-    for label, error in outcome.failed:
-        err.print(f"[red]failed[/]: {label}: {error}")
-    _compile(profile, planned, tracker, runtime, dev, spec.profiles[profile].description)
-    if outcome.failed:
+    with contextlib.ExitStack() as stack:
+        parents = _suite_parents(stack, plan, store)
+        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents)
+        failed = [(u, r) for u, r in zip(work, results) if r.error]
+        ran = sum(len(r.done) for r in results)
+        claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
+        err.print(f"ran {ran} of {sum(len(u) for u in work)} runs in {time.perf_counter() - t0:.1f} s"
+                  + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
+                  + (f", {claimed} left to another reproduce that owns them" if claimed else ""), highlight=False)
+        tables, path = _compile(plan, store, results_dir, dev, parents, spec.profiles[profile].description)
+    _print_tables(tables, profile, path)
+    if failed:
+        for unit, r in failed:
+            err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
         raise typer.Exit(1)
 
 
 @handles_errors
 def tables(
     profile: Profile = "digits",
-    only: Only = None,
-    set_: Set = None,
-    file: File = "experiments.yaml",
-    data_dir: DataDir = "data",
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
 ):
-    """Compile the result tables and REPORT.md of a profile from the runs already in MLflow (runs nothing).
+    """Rebuild a profile's tables, figures and REPORT.md from the tracking store alone (runs nothing, reads
+    no dataset): the newest full reproduction of the profile, as its suite parent runs record it.
 
     Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory; each as
     Markdown, CSV and LaTeX under results/<profile>/tables/, with mean ± std and n over seeds.
     """
-    spec, runtime, dev, tracker, planned = _plan(
-        file, profile, only, set_, "cpu", data_dir, False, results_dir, tracking_uri, experiment
-    )
-    missing = sum(p.status != "done" for p in planned)
-    if missing:
-        err.print(f"[yellow]{missing} planned runs are not done yet[/]: `mlhw reproduce --profile {profile}` runs them")
-    _compile(profile, planned, tracker, runtime, dev, spec.profiles[profile].description)
+    from mlhw.report import check_writable, scope_from_store, write_report
+    from mlhw.store import Store
+
+    check_writable(results_dir)
+    store = Store(tracking_uri, experiment, create=False)
+    scope = scope_from_store(store, profile)
+    tables_, path, _ = write_report(scope, store, results_dir)
+    _print_tables(tables_, profile, path)
 
 
 @handles_errors
 def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
     tracking_uri: TrackingUri = None,
 ):
     """Start the MLflow UI on this project's tracking store, bound to 127.0.0.1; Ctrl-C stops it."""
-    from mlhw.tracking import check_uri, resolve_uri
+    from mlhw.ui import serve
 
-    uri = resolve_uri(tracking_uri)
-    check_uri(uri)
-    out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    )
-    try:
-        raise typer.Exit(proc.wait())
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=10)
+    serve(tracking_uri, port)

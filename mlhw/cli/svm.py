@@ -20,10 +20,11 @@ from mlhw.cli.common import (
     err,
     fmt,
     handles_errors,
+    prepare,
     out,
     progress,
 )
-from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, build
+from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, build, default_of
 from mlhw.errors import MLHWError
 
 app = typer.Typer(
@@ -32,17 +33,9 @@ app = typer.Typer(
     "(the embedded digits by default) and logged to MLflow.",
 )
 
-Dataset = Annotated[str, typer.Option(help="digits (embedded) or mnist.", rich_help_panel=DATA)]
+Dataset = Annotated[Optional[str], typer.Option(help="digits (embedded) or mnist.", rich_help_panel=DATA, show_default="digits")]
 TrainSize = Annotated[Optional[int], typer.Option(help="Training subset (seeded choice).", rich_help_panel=DATA)]
 TestSize = Annotated[Optional[int], typer.Option(help="Test subset (seeded choice).", rich_help_panel=DATA)]
-
-
-def _prepare(cfg, data_dir, download, tracking_uri, experiment):
-    from mlhw.runs import Runtime, load_data
-    from mlhw.tracking import Tracker
-
-    data = load_data(cfg.dataset, Runtime("cpu", data_dir, download), cfg.train_size, cfg.test_size, cfg.seed)
-    return data, Tracker(tracking_uri, experiment)
 
 
 def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: dict) -> None:
@@ -62,29 +55,34 @@ def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: d
 @handles_errors
 def multiclass(
     method: Annotated[
-        str,
+        Optional[str],
         typer.Option(
-            help="exact (certificate or LP, optimal) or subgradient (descent, logged per step).", rich_help_panel=TRAIN
+            help="exact (certificate or LP, optimal) or subgradient (descent, logged per step).", rich_help_panel=TRAIN,
+            show_default=default_of(MulticlassSVMConfig, "method"),
         ),
-    ] = "exact",
+    ] = None,
     bias: Annotated[
-        bool,
-        typer.Option("--bias/--no-bias", help="Add a constant feature (an offset per class).", rich_help_panel=TRAIN),
-    ] = True,
-    steps: Annotated[int, typer.Option(help="Subgradient steps.", rich_help_panel=TRAIN)] = 2000,
-    lr: Annotated[float, typer.Option(help="Subgradient step size.", rich_help_panel=TRAIN)] = 1.0,
+        Optional[bool],
+        typer.Option("--bias/--no-bias", help="Add a constant feature (an offset per class).", rich_help_panel=TRAIN,
+                     show_default="bias", metavar=""),
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Subgradient steps.", rich_help_panel=TRAIN,
+                                                 show_default=default_of(MulticlassSVMConfig, "steps"))] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Subgradient step size.", rich_help_panel=TRAIN,
+                                                show_default=default_of(MulticlassSVMConfig, "lr"))] = None,
     check: Annotated[
         bool,
         typer.Option(
             "--check",
             help="Exit 1 unless the theorem holds: f* = 0 implies zero "
             "training error, and hinge >= 0-1 loss everywhere.",
+            metavar="",
         ),
     ] = False,
-    dataset: Dataset = "digits",
+    dataset: Dataset = None,
     train_size: TrainSize = None,
     test_size: TestSize = None,
-    seed: Seed = 8,
+    seed: Seed = None,
     data_dir: DataDir = "data",
     download: Download = None,
     tracking_uri: TrackingUri = None,
@@ -109,20 +107,21 @@ def multiclass(
         lr=lr,
         seed=seed,
     )
-    data, tracker = _prepare(cfg, data_dir, download, tracking_uri, experiment)
+    source, store, job = prepare(cfg, f"svm.q1 {cfg.method} ({cfg.dataset})", "svm.q1", "mlhw svm multiclass",
+                                 data_dir, download, tracking_uri, experiment)
+    data = source.for_config(cfg)
     from mlhw.runs import run_svm_multiclass
 
     if cfg.method == "subgradient":
         with progress() as bar:
             task = bar.add_task("subgradient", total=cfg.steps, info="")
-            rep = run_svm_multiclass(
-                cfg,
-                data,
-                tracker,
+            done = run_svm_multiclass(
+                job, store, source, None,
                 lambda s, r: bar.update(task, completed=s, info=f"f {r['objective']:.4f} err {r['train_error']:.4f}"),
             )
     else:
-        rep = run_svm_multiclass(cfg, data, tracker)
+        done = run_svm_multiclass(job, store, source)
+    rep = done.result | {"run_id": done.run_id}
     holds = rep["bound_violations"] == 0 and (rep["objective"] > 0 or rep["train_error"] == 0)
     _report(
         f"Q1 multiclass hinge on {data.name} ({len(data.train)} train, {data.n_classes} classes)",
@@ -160,20 +159,22 @@ def soft(
         str, typer.Option(help="The two classes: the first is +1, the second -1.", rich_help_panel=DATA)
     ] = "3,8",
     C: Annotated[
-        float, typer.Option("--C", "-C", help="Weight of the squared slacks, C/2 sum xi^2.", rich_help_panel=TRAIN)
-    ] = 1.0,
+        Optional[float], typer.Option("--C", "-C", help="Weight of the squared slacks, C/2 sum xi^2.",
+                                      rich_help_panel=TRAIN, show_default=default_of(SoftSVMConfig, "C"))
+    ] = None,
     bias: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             help="free (the assignment's unregularised b), regularized (b folded "
             "into the features, as liblinear does) or none.",
             rich_help_panel=TRAIN,
+            show_default=default_of(SoftSVMConfig, "bias"),
         ),
-    ] = "free",
-    dataset: Dataset = "digits",
+    ] = None,
+    dataset: Dataset = None,
     train_size: TrainSize = None,
     test_size: TestSize = None,
-    seed: Seed = 8,
+    seed: Seed = None,
     data_dir: DataDir = "data",
     download: Download = None,
     tracking_uri: TrackingUri = None,
@@ -198,10 +199,18 @@ def soft(
         test_size=test_size,
         seed=seed,
     )
-    data, tracker = _prepare(cfg, data_dir, download, tracking_uri, experiment)
+    name = f"svm.q3 {cfg.classes[0]} vs {cfg.classes[1]} C={cfg.C:g} ({cfg.dataset})"
+    source, store, job = prepare(cfg, name, "svm.q3", "mlhw svm soft", data_dir, download, tracking_uri, experiment)
+    data = source.for_config(cfg)
+    present = sorted(set(data.train.y.tolist()))
+    for c in cfg.classes:
+        if c not in present:
+            raise MLHWError(f"--classes: class {c} has no training samples in {data.name} "
+                            f"({len(data.train)} samples, classes {present})")
     from mlhw.runs import run_svm_soft
 
-    rep = run_svm_soft(cfg, data, tracker)
+    done = run_svm_soft(job, store, source)
+    rep = done.result | {"run_id": done.run_id}
     rows = [("training samples", rep["n_train"]), ("primal objective (Newton)", rep["primal_objective"])]
     if "dual_objective" in rep:
         rows += [

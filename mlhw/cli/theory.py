@@ -5,18 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from mlhw.cli.common import Experiment, Json, TrackingUri, emit_json, err, handles_errors, out
+from mlhw.cli.common import Experiment, Json, TrackingUri, emit_json, err, handles_errors, out, prepare, tracking_hint
 
 
 @handles_errors
 def theory(
     digits: Annotated[
         bool,
-        typer.Option(
-            "--digits/--no-digits", help="Also check Q1 and Q3 on the embedded digits (Q1: all classes; Q3: 3 vs 8)."
-        ),
+        typer.Option("--digits/--no-digits", help="Also check Q1 and Q3 on the embedded digits (Q1: all classes; "
+                     "Q3: 3 vs 8).", metavar=""),
     ] = True,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
@@ -28,30 +26,22 @@ def theory(
     Q2 the ReLU network computing max(x1, x2), Q3 the soft SVM (Q3(a), strong duality, KKT, b = 0,
     liblinear), Q4 the softmax cross-entropy gradient (autograd and finite differences).
     """
-    from mlhw.data import load_digits_data
+    from mlhw.config import TheoryConfig
     from mlhw.runs import run_theory
-    from mlhw.tracking import Tracker
+    from mlhw.tables import theory_table, to_rich
 
-    tracker = Tracker(tracking_uri, experiment)
-    checks, run_id = run_theory(tracker, load_digits_data() if digits else None)
-    table = Table(title="Theory checks (Q1-Q4)")
-    for col in ("Q", "claim", "check", "data", "max error", "tolerance", "result"):
-        table.add_column(col, justify="right" if col in ("max error", "tolerance") else "left")
-    for c in checks:
-        table.add_row(
-            c.question,
-            c.claim,
-            c.check,
-            c.data,
-            f"{c.max_error:.2e}",
-            f"{c.tolerance:.0e}",
-            "[green]PASS[/]" if c.passed else "[red bold]FAIL[/]",
-        )
-        if as_json:
+    cfg = TheoryConfig(digits=digits)
+    source, store, job = prepare(cfg, "theory Q1-Q4", "theory", "mlhw theory", "data", None, tracking_uri, experiment)
+    done = run_theory(job, store, source)
+    checks = done.result
+    table = theory_table([c.row() for c in checks])
+    if as_json:
+        for c in checks:
             emit_json(c.row())
     failed = sum(not c.passed for c in checks)
     console = err if as_json else out
-    console.print(table)
-    console.print(f"{len(checks) - failed} passed, {failed} failed (MLflow run {run_id[:8]})")
+    console.print(to_rich(table.display, table.title))
+    console.print(f"{len(checks) - failed} passed, {failed} failed (MLflow run {done.run_id[:8]})", highlight=False)
+    console.print(tracking_hint(store), highlight=False)
     if failed:
         raise typer.Exit(1)

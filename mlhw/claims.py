@@ -1,0 +1,99 @@
+"""The claim protocol: nothing runs twice, however many processes or machines share one store.
+
+A worker creates its run, then looks at every run of the same identity: a FINISHED one, or else the
+earliest live RUNNING one, owns it; a loser ends its own run KILLED, deletes it and moves on. A RUNNING
+run whose heartbeat is older than `stale_after` seconds belongs to a dead process: the planner marks
+it FAILED (`mlhw.dead`) and runs it again; a parent that sees its worker die marks that worker's runs KILLED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, WORKER_TAG
+from mlhw.store import Store
+
+STALE_SECONDS = 60.0
+
+
+class Claimed(Exception):
+    """Another process owns (runs or has finished) this identity: this one must not run it."""
+
+    def __init__(self, identity: str, owner: str):
+        super().__init__(f"run {identity} is owned by MLflow run {owner}")
+        self.identity, self.owner = identity, owner
+
+
+def alive(run, stale_after: float = STALE_SECONDS) -> bool:
+    """A RUNNING run whose heartbeat is recent; a FINISHED run counts as settled, not alive."""
+    beat = run.data.tags.get(HEARTBEAT_TAG)
+    return run.info.status == "RUNNING" and beat is not None and time.time() - int(beat) < stale_after
+
+
+def claimer(stale_after: float = STALE_SECONDS):
+    """The `claim` callback of lifecycle.tracked_run: raises Claimed unless this new run owns its identity."""
+
+    def claim(store: Store, mine) -> None:
+        identity = mine.data.tags.get(IDENTITY_TAG)
+        if not identity:
+            return
+        runs = store.search(f"tags.`{IDENTITY_TAG}` = '{identity}'")
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        if finished:
+            owner = finished[0].info.run_id
+        else:
+            live = [r for r in runs if r.info.run_id == mine.info.run_id or alive(r, stale_after)]
+            owner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+        if owner != mine.info.run_id:
+            with contextlib.suppress(Exception):
+                store.client.set_terminated(mine.info.run_id, "KILLED")
+            store.client.delete_run(mine.info.run_id)
+            raise Claimed(identity, owner)
+
+    return claim
+
+
+@dataclass
+class Settled:
+    """Where an identity stands in the store."""
+
+    run_id: str
+    status: str  # FINISHED | FAILED | KILLED | RUNNING (alive) | STALE (RUNNING without a heartbeat)
+    run: object
+
+
+def by_identity(store: Store, stale_after: float = STALE_SECONDS, kind: str | None = None) -> dict[str, Settled]:
+    """identity -> the run that settles it: a FINISHED one if any, else the newest."""
+    query = f"tags.`mlhw.kind` = '{kind}'" if kind else ""
+    best: dict[str, Settled] = {}
+    for run in store.search(query):
+        h = run.data.tags.get(IDENTITY_TAG)
+        if not h:
+            continue
+        status = run.info.status
+        if status == "RUNNING" and not alive(run, stale_after):
+            status = "STALE"
+        if h not in best or (status == "FINISHED" and best[h].status != "FINISHED"):
+            best[h] = Settled(run.info.run_id, status, run)
+    return best
+
+
+def mark_dead(store: Store, workers: set[str], reason: str) -> int:
+    """End as KILLED every RUNNING run of the given (dead) worker processes; returns how many."""
+    n = 0
+    for run in store.search("attributes.status = 'RUNNING'"):
+        if run.data.tags.get(WORKER_TAG) in workers:
+            with contextlib.suppress(Exception):
+                store.client.set_tag(run.info.run_id, "mlhw.dead", reason)
+                store.client.set_terminated(run.info.run_id, "KILLED")
+                n += 1
+    return n
+
+
+def end_stale(store: Store, run_id: str) -> None:
+    """A RUNNING run without a recent heartbeat: its process is gone. Mark it so the UI says so."""
+    with contextlib.suppress(Exception):
+        store.client.set_tag(run_id, "mlhw.dead", "stale heartbeat")
+        store.client.set_terminated(run_id, "FAILED")

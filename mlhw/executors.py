@@ -1,0 +1,269 @@
+"""Where units of work run: in this process, in N local worker processes, or as Ray tasks.
+
+Every executor implements one interface, `run(units, on_event) -> list[UnitResult]`, and reports one
+event shape (`Event`): a unit started (with the worker that took it), an epoch ended, a unit ended.
+A unit that raises is recorded FAILED in MLflow by its run's lifecycle and comes back as an error;
+the other units go on. Ctrl-C and SIGTERM end the active runs KILLED (workers included) and propagate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mlhw.claims import STALE_SECONDS, Claimed, claimer, mark_dead
+from mlhw.lifecycle import Terminated, worker_id
+from mlhw.runs import DataSource, Job, run_unit
+from mlhw.store import Store
+
+
+@dataclass
+class Event:
+    kind: str  # start | epoch | end
+    unit: int
+    label: str = ""
+    epoch: int = 0
+    worker: str = ""
+    result: UnitResult | None = None
+
+
+@dataclass
+class UnitResult:
+    """What became of a unit: the runs it finished (identity -> MLflow run id), or why not."""
+
+    done: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    claimed: bool = False  # another process owned its runs
+
+
+@dataclass
+class Settings:
+    """What every worker needs to rebuild the store, the data and the device on its side."""
+
+    uri: str
+    experiment: str
+    data_dir: str = "data"
+    download: bool | None = False
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int = 0
+    stale_after: float = STALE_SECONDS
+
+
+def label_of(unit: list[Job]) -> str:
+    return unit[0].name if len(unit) == 1 else f"{unit[0].tags.get('mlhw.suite', 'mlp')}: {len(unit)} learning rates"
+
+
+def execute_unit(unit: list[Job], store: Store, source: DataSource, device, settings: Settings,
+                 on_epoch=None) -> UnitResult:
+    """Run one unit; never raises for a failed run (the error comes back as data), except Ctrl-C/SIGTERM."""
+    for job in unit:  # a worker elsewhere must see the data the planner saw
+        if source.identity(job.config) != job.identity:
+            return UnitResult(error=f"{job.name}: the data on this worker differs from the planner's")
+    try:
+        done = run_unit(unit, store, source, device, claimer(settings.stale_after), on_epoch, settings.precision)
+        return UnitResult({d.job.identity: d.run_id for d in done})
+    except Claimed:
+        return UnitResult(claimed=True)
+    except Exception as err:  # the lifecycle has marked the run FAILED, with its traceback
+        return UnitResult(error=f"{type(err).__name__}: {err}")
+
+
+class LocalExecutor:
+    """Every unit in this process, one after the other."""
+
+    def __init__(self, store: Store, source: DataSource, device, settings: Settings):
+        self.store, self.source, self.device, self.settings = store, source, device, settings
+
+    def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
+        results = []
+        for i, unit in enumerate(units):
+            on_event(Event("start", i, label_of(unit), worker=worker_id()))
+            result = execute_unit(unit, self.store, self.source, self.device, self.settings,
+                                  lambda epoch, _row, i=i: on_event(Event("epoch", i, epoch=epoch)))
+            results.append(result)
+            on_event(Event("end", i, label_of(unit), result=result))
+        return results
+
+
+# --- worker processes: local (--jobs N) and Ray tasks -------------------------------------------
+
+_WORKER: dict = {}  # per worker process: its store, data source and device
+
+
+def _terminate_in_run(signum, frame):
+    if _WORKER.get("busy"):
+        raise Terminated()  # ends the active run KILLED
+    os._exit(143)  # idle between units: nothing to clean up
+
+
+def init_worker(settings: Settings) -> None:
+    """Worker start-up: split the CPU threads, pick this worker's GPU, one data source per process.
+    Ctrl-C goes to the parent, which stops the workers with SIGTERM: that ends their runs KILLED."""
+    import multiprocessing
+
+    import torch
+
+    from mlhw.device import resolve_device
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate_in_run)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = settings.device
+    if device == "auto" and torch.cuda.is_available():
+        index = (multiprocessing.current_process()._identity or (1,))[0] - 1
+        device = f"cuda:{index % torch.cuda.device_count()}"
+    _WORKER.update(store=Store(settings.uri, settings.experiment), source=DataSource(settings.data_dir, settings.download),
+                   device=resolve_device(device))
+
+
+def work(unit: list[dict], index: int, settings: Settings, events=None) -> UnitResult:
+    """A worker's entry point (a local process or a Ray task)."""
+    if not _WORKER:  # a Ray task: no initializer ran in this process yet
+        init_worker(settings)
+    jobs = [Job.from_dict(d) for d in unit]
+    if events is not None:
+        events.put(Event("start", index, label_of(jobs), worker=worker_id()))
+    on_epoch = None if events is None else (lambda epoch, _row: events.put(Event("epoch", index, epoch=epoch)))
+    _WORKER["busy"] = True
+    try:
+        return execute_unit(jobs, _WORKER["store"], _WORKER["source"], _WORKER["device"], settings, on_epoch)
+    except KeyboardInterrupt:  # SIGTERM from the parent: the run is KILLED; say so and end quietly
+        return UnitResult(error="stopped (SIGTERM)")
+    finally:
+        _WORKER["busy"] = False
+
+
+class PoolExecutor:
+    """`--jobs N`: N spawned worker processes (not forked: torch and MLflow hold threads and connections),
+    each logging to the tracking server. A worker that dies (SIGKILL, out of memory) breaks the pool:
+    its runs are marked KILLED, the rest is reported failed, and the next reproduce runs them."""
+
+    def __init__(self, store: Store, settings: Settings, jobs: int):
+        self.store, self.settings, self.jobs = store, settings, jobs
+
+    def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
+        import multiprocessing
+        import queue as queuelib
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        ctx = multiprocessing.get_context("spawn")
+        manager = ctx.Manager()
+        events = manager.Queue()
+        workers: set[str] = set()
+        results: list[UnitResult | None] = [None] * len(units)
+
+        def drain():
+            with contextlib.suppress(queuelib.Empty, EOFError, OSError):
+                while True:
+                    ev = events.get_nowait()
+                    if ev.worker:
+                        workers.add(ev.worker)
+                    on_event(ev)
+
+        pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=init_worker, initargs=(self.settings,))
+        try:
+            futures = {pool.submit(work, [j.to_dict() for j in u], i, self.settings, events): i
+                       for i, u in enumerate(units)}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                drain()
+                for f in done:
+                    i = futures[f]
+                    try:
+                        results[i] = f.result()
+                    except BrokenProcessPool:
+                        results[i] = UnitResult(error="a worker process died (killed or out of memory)")
+                    on_event(Event("end", i, label_of(units[i]), result=results[i]))
+        except KeyboardInterrupt:
+            self._stop(pool, workers, "stopped with the parent (Ctrl-C or SIGTERM)")
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                manager.shutdown()
+        if any(r.error and "worker process died" in r.error for r in results if r):
+            mark_dead(self.store, workers, "worker process died")
+        return [r or UnitResult(error="not run") for r in results]
+
+    def _stop(self, pool, workers: set[str], reason: str) -> None:
+        """SIGTERM to every worker (their runs end KILLED), then mark whatever is left KILLED."""
+        import time
+
+        pids = [int(w.rsplit(":", 1)[1]) for w in workers]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid) for pid in pids):
+            time.sleep(0.1)
+        pool.shutdown(wait=False, cancel_futures=True)
+        mark_dead(self.store, workers, reason)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+class RayExecutor:
+    """`--executor ray`: each unit a Ray task (num_gpus=1 where GPUs exist), logging to the tracking server;
+    the cluster (`ray up`, KubeRay, or a local ray.init()) schedules them."""
+
+    def __init__(self, store: Store, settings: Settings, address: str | None):
+        self.store, self.settings, self.address = store, settings, address
+
+    def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
+        from mlhw.errors import MLHWError
+
+        # Under `uv run`, Ray would rebuild the uv environment in every worker from the working directory;
+        # the workers of a local instance already share this interpreter, where mlhw is installed. (On a
+        # cluster, install mlhw on the nodes or pass a runtime_env.) Ray reads this when it is imported.
+        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        try:
+            import ray
+        except ImportError:
+            raise MLHWError("--executor ray needs Ray: install the extra, `uv sync --extra ray` "
+                            "(or pip install 'mlhw[ray]')") from None
+        import torch
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+                     configure_logging=False)
+        device = self.settings.device
+        gpus = 1 if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else 0
+        settings = Settings(**(self.settings.__dict__ | {"threads": 1}))
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(work)
+        results: list[UnitResult | None] = [None] * len(units)
+        refs = {remote.remote([j.to_dict() for j in u], i, settings): i for i, u in enumerate(units)}
+        for i, u in enumerate(units):
+            on_event(Event("start", i, label_of(u), worker="ray"))
+        try:
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1)
+                i = refs.pop(done[0])
+                try:
+                    results[i] = ray.get(done[0])
+                except Exception as err:  # the task's worker crashed: its run goes stale and is rerun next time
+                    results[i] = UnitResult(error=f"Ray task failed: {type(err).__name__}: "
+                                                  f"{str(err).splitlines()[0][:200]}")
+                on_event(Event("end", i, label_of(units[i]), result=results[i]))
+        except KeyboardInterrupt:
+            for ref in refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
+        finally:
+            if started_here and self.address is None:
+                ray.shutdown()
+        return [r or UnitResult(error="not run") for r in results]

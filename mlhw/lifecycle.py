@@ -1,0 +1,271 @@
+"""The life of one MLflow run: opened with mlhw's and MLflow's standard tags, kept alive by a heartbeat,
+ended FINISHED only when its body completed, FAILED (with error.txt) when it raised, KILLED on Ctrl-C
+or SIGTERM. Metrics are logged in sections (`train/loss`, `val/acc`, `test/acc`, `sys/epoch_seconds`)
+so that the MLflow UI groups them; `metric_key` maps them back to the core's row keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import getpass
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Dataset as MlflowDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+import mlhw
+from mlhw.store import Store
+
+HEARTBEAT_TAG = "mlhw.heartbeat"  # unix seconds, refreshed while a run's process lives
+HEARTBEAT_SECONDS = 10.0
+WORKER_TAG = "mlhw.worker"  # host:pid of the process that runs it, so a parent can mark a dead worker's runs
+IDENTITY_TAG = "mlhw.config_hash"
+FLUSH_SECONDS = 2.0  # metrics are batched: one write per run every few seconds, not one per value
+SECTIONS = ("train", "val", "test")
+SYSTEM = {"epoch_seconds", "images_per_s", "total_seconds", "seconds"}
+
+
+def metric_name(key: str) -> str:
+    """The core's row key -> the MLflow metric name: train_loss -> train/loss, epoch_seconds -> sys/epoch_seconds."""
+    head, _, rest = key.partition("_")
+    if head in SECTIONS and rest:
+        return f"{head}/{rest}"
+    if key in SYSTEM:
+        return f"sys/{key}"
+    return key
+
+
+def metric_key(name: str) -> str:
+    """The inverse of metric_name."""
+    head, _, rest = name.partition("/")
+    if head == "sys":
+        return rest
+    return f"{head}_{rest}" if rest else name
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it ends runs exactly as Ctrl-C does."""
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def worker_id(pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def standard_tags(source: str, description: str = "") -> dict[str, str]:
+    """MLflow's own tags (source, commit, user, description) and mlhw's version and worker."""
+    tags = {
+        "mlflow.source.name": source,
+        "mlflow.source.type": "LOCAL",
+        "mlflow.user": _user(),
+        "mlhw.version": mlhw.__version__,
+        HEARTBEAT_TAG: str(int(time.time())),
+        WORKER_TAG: worker_id(),
+    }
+    if commit := git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    if description:
+        tags["mlflow.note.content"] = description
+    return tags
+
+
+def _user() -> str:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return "unknown"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+class Heartbeat:
+    """A daemon thread that refreshes a run's heartbeat tag until stopped."""
+
+    def __init__(self, store: Store, run_id: str, every: float = HEARTBEAT_SECONDS):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(store.client, run_id, every), daemon=True)
+        self._thread.start()
+
+    def _beat(self, client, run_id, every):
+        while not self._stop.wait(every):
+            with contextlib.suppress(Exception):  # a missed beat is harmless; the next one catches up
+                client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class RunLogger:
+    """What a running job sees: metrics (batched, in sections), tags, artifacts, inputs, for one run."""
+
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.client, self.run_id = store, store.client, run_id
+        self._pending: list[Metric] = []
+        self._last_flush = time.monotonic()
+
+    def log_metrics(self, metrics: dict[str, float | None], step: int) -> None:
+        now = int(time.time() * 1000)
+        for k, v in metrics.items():
+            if v is not None:
+                self._pending.append(Metric(metric_name(k), float(v), now, int(step)))
+        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._pending), 1000):  # MLflow's per-batch limit
+            self.client.log_batch(self.run_id, metrics=self._pending[i : i + 1000])
+        self._pending.clear()
+        self._last_flush = time.monotonic()
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [Param(k, json.dumps(v) if isinstance(v, list | tuple) else str(v)) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):  # MLflow's per-batch limit for params
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_table(self, rows: list[dict], name: str) -> None:
+        """Rows as a CSV artifact (e.g. the per-epoch history)."""
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            pd.DataFrame(rows).to_csv(path, index=False)
+            folder = str(Path(name).parent)
+            self.log_artifact(path, None if folder == "." else folder)
+
+    def log_figure(self, draw, name: str) -> None:
+        """draw(path) writes a PNG; it is stored as an artifact at `name` (e.g. figures/mlp_lr_sweep.png)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(name).name
+            draw(path)
+            folder = str(Path(name).parent)
+            self.log_artifact(path, None if folder == "." else folder)
+
+    def log_dataset(self, data) -> None:
+        """Each split as an MLflow dataset input: name, digest (our content fingerprint), source and
+        size. Built directly, so logging never copies or profiles the arrays themselves."""
+        fp = data.fingerprint()
+        inputs = []
+        for context, split in (("training", data.train), ("validation", data.val), ("test", data.test)):
+            if split is None:
+                continue
+            entity = MlflowDataset(
+                name=f"{data.name}-{context}", digest=f"{fp[:10]}-{context[:4]}", source_type="local",
+                source=json.dumps({"description": data.source or data.name}),
+                schema=json.dumps({"x": {"dtype": str(split.x.dtype), "shape": list(split.x.shape[1:])},
+                                   "y": {"dtype": str(split.y.dtype)}}),
+                profile=json.dumps({"num_rows": len(split)}),
+            )
+            inputs.append(DatasetInput(entity, [InputTag("mlflow.data.context", context)]))
+        # MLflow registers a dataset per experiment with a check-then-insert: two workers logging the
+        # same dataset at once can collide on its UNIQUE constraint. The loser retries and then finds
+        # it registered. Inputs are metadata: if they still fail, the run says so and carries on.
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except MlflowException as err:
+                if attempt == 2:
+                    self.set_tags({"mlhw.dataset_input_error": str(err).splitlines()[0][:200]})
+                    return
+                time.sleep(0.2 * (attempt + 1))
+
+
+@contextlib.contextmanager
+def tracked_run(
+    store: Store,
+    name: str,
+    params: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    parent: str | None = None,
+    claim=None,
+) -> Iterator[RunLogger]:
+    """Open a run; it ends FINISHED, FAILED (with error.txt) or KILLED (Ctrl-C, SIGTERM).
+
+    While open, a heartbeat tag is refreshed every HEARTBEAT_SECONDS, so a run whose process died
+    (SIGKILL, power loss) is recognisably stale. `claim(store, run)` (see mlhw.claims) is called right
+    after the run is created and may raise `Claimed`: another process owns this identity.
+    """
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    if parent:
+        all_tags["mlflow.parentRunId"] = parent
+    run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
+    if claim is not None:
+        claim(store, run)
+    log = RunLogger(store, run.info.run_id)
+    beat = Heartbeat(store, run.info.run_id)
+    try:
+        if params:
+            log.log_params(params)
+        yield log
+        beat.stop()
+        log.flush()
+        store.client.set_terminated(log.run_id, "FINISHED")
+    except KeyboardInterrupt:  # Ctrl-C and SIGTERM (Terminated)
+        beat.stop()
+        end_quietly(log, "KILLED")
+        raise
+    except BaseException as err:
+        beat.stop()
+        from mlhw.claims import Claimed
+
+        if isinstance(err, Claimed):  # a nested run was owned elsewhere: this one did nothing
+            end_quietly(log, "KILLED", delete=True)
+        else:
+            end_quietly(log, "FAILED", traceback.format_exc())
+        raise
+    finally:
+        beat.stop()
+
+
+def end_quietly(log: RunLogger, status: str, error: str | None = None, delete: bool = False) -> None:
+    """End a run after a failure without masking the original exception."""
+    with contextlib.suppress(Exception):
+        log.flush()
+    if error:
+        with contextlib.suppress(Exception):
+            log.log_text(error, "error.txt")
+    with contextlib.suppress(Exception):
+        log.client.set_terminated(log.run_id, status)
+    if delete:
+        with contextlib.suppress(Exception):
+            log.client.delete_run(log.run_id)

@@ -1,0 +1,136 @@
+"""The plan of `mlhw reproduce`: every run of a profile with its identity and where it stands.
+
+A run is identified by `config.identity` (its resolved config + the fingerprint of its dataset), the
+`mlhw.config_hash` tag every tracked run carries. A FINISHED run with that identity is done; FAILED,
+KILLED or stale RUNNING runs (no heartbeat) run again; a live RUNNING run belongs to another process
+and is left to it. A run shared by several suites (Adam 5e-5 with BatchNorm serves 2a, 2b and 2c) has
+one identity and runs once. Counts are always of distinct runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from mlhw.claims import by_identity, end_stale
+from mlhw.experiments import RunSpec
+from mlhw.runs import DataSource, Job
+from mlhw.store import Store
+
+STATUS = {"FINISHED": "done", "FAILED": "failed", "KILLED": "killed", "STALE": "stale", "RUNNING": "running"}
+
+
+@dataclass
+class Planned:
+    spec: RunSpec
+    identity: str
+    status: str = "pending"  # done | pending | failed | killed | stale | running (elsewhere)
+    run_id: str | None = None  # the FINISHED run, or the unfinished one this replaces
+
+    @property
+    def todo(self) -> bool:
+        return self.status not in ("done", "running", "no data")
+
+
+@dataclass
+class Plan:
+    profile: str
+    entries: list[Planned]
+    descriptions: dict[str, str] = field(default_factory=dict)  # suite -> description
+    overrides: list[str] = field(default_factory=list)  # --set items
+    only: list[str] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.overrides or self.only)
+
+    @property
+    def suites(self) -> list[str]:
+        return list(dict.fromkeys(p.spec.suite for p in self.entries))
+
+    def distinct(self) -> dict[str, Planned]:
+        """identity -> its first entry: the runs, each once."""
+        out: dict[str, Planned] = {}
+        for p in self.entries:
+            out.setdefault(p.identity, p)
+        return out
+
+    def pending(self) -> list[Planned]:
+        return [p for p in self.distinct().values() if p.todo]
+
+    def serves(self, identity: str) -> list[Planned]:
+        return [p for p in self.entries if p.identity == identity]
+
+    def suite_identity(self, suite: str) -> str:
+        """A suite parent run is identified by its profile, suite, runs and overrides."""
+        blob = json.dumps([self.profile, suite, sorted(p.identity for p in self.entries if p.spec.suite == suite),
+                           self.overrides], sort_keys=True)
+        return "suite-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.distinct().values():
+            out[p.status] = out.get(p.status, 0) + 1
+        return out
+
+
+def make_plan(specs: list[RunSpec], store: Store, source: DataSource, profile: str, stale_after: float,
+              descriptions: dict[str, str] | None = None, overrides=(), only=(), no_data=()) -> Plan:
+    """Every run with its identity and status (one store query for all of them). Runs on a dataset in
+    `no_data` (a dry run without the files) have no identity yet: status "no data"."""
+    settled = by_identity(store, stale_after) if store.experiment_id is not None else {}
+    entries = []
+    for spec in specs:
+        if getattr(spec.config, "dataset", None) in no_data:
+            entries.append(Planned(spec, "-", "no data"))
+            continue
+        ident = source.identity(spec.config)
+        found = settled.get(ident)
+        if found is None:
+            entries.append(Planned(spec, ident))
+        else:
+            entries.append(Planned(spec, ident, STATUS[found.status], found.run_id))
+    return Plan(profile, entries, dict(descriptions or {}), list(overrides), list(only))
+
+
+def end_stale_runs(plan: Plan, store: Store) -> None:
+    """Runs still RUNNING with no heartbeat belong to dead processes: mark them FAILED before rerunning."""
+    for p in plan.distinct().values():
+        if p.status == "stale" and p.run_id:
+            end_stale(store, p.run_id)
+
+
+def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
+    """The job of a planned run: named for what it is (suite, variant, seed), a child of its first
+    suite's parent run, and tagged with every suite and part of the assignment it serves."""
+    served = plan.serves(p.identity)
+    tags = {
+        "mlhw.profile": plan.profile,
+        "mlhw.suite": p.spec.suite,
+        "mlhw.suites": ",".join(dict.fromkeys(q.spec.suite for q in served)),
+        "mlhw.part": p.spec.part,
+        "mlhw.parts": ",".join(dict.fromkeys(q.spec.part for q in served)),
+    }
+    if p.spec.variant:
+        tags["mlhw.variant"] = p.spec.variant
+    return Job(p.spec.config, p.identity, f"{p.spec.suite} {p.spec.label}", tags,
+               plan.descriptions.get(p.spec.suite, ""), f"mlhw reproduce --profile {plan.profile}",
+               parents.get(p.spec.suite))
+
+
+def units(plan: Plan, parents: dict[str, str]) -> list[list[Job]]:
+    """The units of work: each pending run once; MLP runs differing only in lr train together."""
+    out: list[list[Job]] = []
+    sweeps: dict[str, list[Job]] = {}
+    for p in plan.pending():
+        job = job_of(plan, p, parents)
+        if p.spec.kind == "mlp":
+            key = p.spec.config.sweep_key()
+            if key not in sweeps:
+                sweeps[key] = []
+                out.append(sweeps[key])
+            sweeps[key].append(job)
+        else:
+            out.append([job])
+    return out

@@ -1,0 +1,169 @@
+"""The tracking store: which URI, whether it can be used, and the experiment runs are logged to.
+
+One `Store` per command: it checks the store before any run exists (an unwritable SQLite path or an
+unreachable server fails in seconds with one line), opens the experiment (created tagged as model
+training, so the MLflow UI opens on runs, not on GenAI traces) and answers queries (runs by identity,
+metric histories, artifacts). It sets no global MLflow state: every call goes through its own client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from mlhw.errors import MLHWError
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep "creating tables..." out of the terminal
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "mlhw"
+# MLflow 3's UI opens an experiment in GenAI mode unless it is tagged as model development.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": "Runs of mlhw: Intro to ML assignment 4 reproduced (Part 1 MLP, Part 2 AlexNet, SVM "
+    "theory). Each suite of a reproduction is a parent run holding its tables and figures.",
+}
+HTTP_ENV = {  # MLflow's default: 7 retries with exponential backoff (minutes); a dead server should cost seconds
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def resolve_uri(uri: str | None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def check_uri(uri: str) -> None:
+    """Fail fast, before any run exists, on a tracking location that cannot be used."""
+    path = sqlite_path(uri)
+    if path is not None:
+        _check_sqlite(uri, path)
+    elif is_server(uri):
+        probe_server(uri)
+    elif not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
+        raise MLHWError(
+            f"--tracking-uri {uri!r} is not supported: use sqlite:///PATH.db (the file store is "
+            f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server"
+        )
+
+
+def _check_sqlite(uri: str, path: Path) -> None:
+    """The folder exists and a database can be written there (MLflow would retry for minutes)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise MLHWError(f"--tracking-uri {uri}: folder {parent}/ does not exist")
+    if path.exists():
+        if path.is_dir() or not os.access(path, os.W_OK):
+            raise MLHWError(f"--tracking-uri {uri}: {path} is not a writable file")
+        try:  # a file that is not a SQLite database fails here, not after minutes of retries
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as con:
+                con.execute("select count(*) from sqlite_master").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise MLHWError(f"--tracking-uri {uri}: {path} is not a SQLite database ({err})") from None
+        return
+    try:
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".mlhw-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise MLHWError(f"--tracking-uri {uri}: cannot create a database in {parent}/ ({err.strerror})") from None
+
+
+def probe_server(uri: str, timeout: float = 3.0) -> None:
+    """One request to the server's /health: a clear error in seconds instead of MLflow's retries."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
+            if resp.status == 200:
+                return
+            reason = f"HTTP {resp.status}"
+    except urllib.error.HTTPError as err:
+        reason = f"HTTP {err.code}"
+    except (urllib.error.URLError, OSError) as err:
+        reason = str(getattr(err, "reason", err))
+    raise MLHWError(
+        f"--tracking-uri {uri}: server not reachable ({reason}); start one with `mlflow server --host "
+        f"127.0.0.1 --port PORT`, or fix --tracking-uri / $MLFLOW_TRACKING_URI"
+    )
+
+
+class Store:
+    """One tracking store and experiment, checked on creation; queries by mlhw's identity tag."""
+
+    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, create: bool = True):
+        self.uri = resolve_uri(uri)
+        check_uri(self.uri)
+        if is_server(self.uri):
+            for k, v in HTTP_ENV.items():  # read by MLflow's REST client at each request
+                os.environ.setdefault(k, v)
+        self.experiment_name = experiment
+        self.client = MlflowClient(self.uri)
+        try:
+            self.experiment_id = self._experiment(experiment, create)
+        except MlflowException as err:
+            raise MLHWError(f"--tracking-uri {self.uri}: {str(err).splitlines()[0][:200]}") from None
+
+    def _experiment(self, name: str, create: bool) -> str | None:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.tags.get("mlflow.experimentKind") is None:  # made by an older mlhw, or by hand
+                self.client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
+                                               EXPERIMENT_TAGS["mlflow.experimentKind"])
+            return exp.experiment_id
+        if not create:
+            return None
+        path = sqlite_path(self.uri)
+        # Artifacts next to the database, not in whatever directory the command ran from.
+        where = (path.resolve().parent / "mlartifacts").as_uri() if path else None
+        try:
+            return self.client.create_experiment(name, artifact_location=where, tags=EXPERIMENT_TAGS)
+        except MlflowException:
+            exp = self.client.get_experiment_by_name(name)  # another process created it in the meantime
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def run_url(self, run_id: str) -> str | None:
+        if not is_server(self.uri):
+            return None
+        return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+
+    def search(self, filter_string: str = "") -> list:
+        """Every matching run of the experiment (all pages), newest first."""
+        if self.experiment_id is None:
+            return []
+        out, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], filter_string, max_results=1000, page_token=token,
+                order_by=["attributes.start_time DESC"],
+            )
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+    def download_text(self, run_id: str, path: str) -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()

@@ -1,0 +1,72 @@
+"""`mlhw ui`: the MLflow UI on this project's store, on 127.0.0.1, with one worker.
+
+The URL is printed once the server answers /health (MLflow takes tens of seconds to start), and the
+server dies with its parent: Ctrl-C and SIGTERM stop its whole process group, and on Linux the kernel
+sends it SIGTERM if mlhw itself is killed (PR_SET_PDEATHSIG), so no server is ever orphaned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from mlhw.errors import MLHWError
+from mlhw.store import check_uri, resolve_uri
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start(uri: str, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port",
+           str(port), "--workers", "1"]
+    return subprocess.Popen(cmd, start_new_session=True,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+
+def wait_healthy(proc: subprocess.Popen, port: int, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise MLHWError(f"--port {port}: the MLflow UI exited with code {proc.returncode} (is the port in use?)")
+        with contextlib.suppress(OSError):
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
+                return
+        time.sleep(0.3)
+    raise MLHWError(f"--port {port}: the MLflow UI did not answer within {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (its workers too), SIGKILL after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait)
+            return
+
+
+def serve(tracking_uri: str | None, port: int) -> None:
+    from mlhw.cli.common import out
+
+    uri = resolve_uri(tracking_uri)
+    check_uri(uri)
+    proc = start(uri, port)
+    try:
+        out.print(f"starting the MLflow UI for {uri} ...", highlight=False)
+        wait_healthy(proc, port)
+        out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C to stop)", highlight=False)
+        code = proc.wait()
+        if code:
+            raise MLHWError(f"the MLflow UI exited with code {code}")
+    finally:
+        stop(proc)
