@@ -19,7 +19,8 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   0 is reported as "not distinguishable with n=...". With fewer than 2 runs on either side there is no interval
   ("n=1: no interval"). When neither side varies at all (every seed gave the same number) the interval is the
   single point d: reported as such, with the warning that n seeds showed no spread.
-- **Collapse to chance**: an accuracy at most `CHANCE_MARGIN` (5 points) above chance = 1/n_classes.
+- **Collapse to chance**: an accuracy at most `CHANCE_MARGIN` (5 points) above chance = 1/n_classes (or below
+  it): the final training accuracy for Part 1 (b), the final validation accuracy for Part 2, counted per run.
 - **Part 1 (b) outcome of one run** (on its training accuracy, per epoch): *diverges* (the training loss became
   NaN/inf; the epoch), *collapses* (final accuracy at chance; the first epoch from which it stays there),
   *learns* (final accuracy >= `LEARNS_FRACTION` (90%) of the best rate's mean final accuracy; the first epoch
@@ -27,7 +28,9 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   `STALL_WINDOW` (5) epochs) or *stalls* (below that and no longer gaining).
 - **Part 2 (c) speed**: epochs to reach a fixed validation accuracy, `SPEED_FRACTION` (90%) of the pair's best
   mean final validation accuracy; a run that never reaches it is "not reached" (no number). The difference in
-  epochs has a Welch interval only when every run reached the level; otherwise the counts are reported.
+  epochs (with BN+Dropout minus without) has a Welch interval only when every run reached the level; otherwise
+  the counts are reported ("reached in 3/3 runs with vs 0/3 without"), never an average over the runs that
+  reached it. When the best mean is itself at chance, neither variant learned and there is no speed to compare.
 - **Seed reference numbers** (the write-up's single runs: `reference.MLP_FULL_TEST_ACC`, `CNN_REFERENCE`) are
   compared only on the dataset they were measured on (MNIST for Part 1, CIFAR-10 for Part 2): the seed's
   number is "within our spread" when it lies in our mean +- 2 std (n >= 2). A single run is compared with the
@@ -231,7 +234,7 @@ def _seed(r: dict):
     return r.get("seed")
 
 
-PART_C_LABELS = {"adam-5e-05": "with BN+Dropout", "adam-5e-05-plain": "without BN+Dropout"}
+PART_C_LABELS = {"adam-5e-05": "BN+Dropout", "adam-5e-05-plain": "no BN+Dropout"}
 
 
 def _variant_label(v: str, part: str = "") -> str:
@@ -502,9 +505,23 @@ def _reference_details(names: list[str], groups: dict[str, list[dict]], evidence
                 continue
             chk = reference_check(_values(groups[v], m), ref[m])
             checks.setdefault(v, {})[m] = chk
-            label = _variant_label(v) if part != "c" else f"{_variant_label(v)} ({_variant_label(v, part)})"
+            label = _variant_label(v) + (" with BN+Dropout" if part == "c" and v == "adam-5e-05" else "")
             out.append(_reference_sentence(label, METRIC_NAMES[m], chk, acc=m != "train_loss"))
     evidence["reference_checks"] = checks
+    return out
+
+
+def _collapse_sentences(names: list[str], chance: dict, n_classes: int, margin: float, part: str = "") -> list[str]:
+    out = []
+    for v in names:
+        c, label = chance[v], _variant_label(v) + (" with BN+Dropout" if part == "c" and v == "adam-5e-05" else "")
+        if c["collapsed"]:
+            out.append(
+                f"{label} collapsed to chance (validation accuracy within {100 * margin:.0f} points of "
+                f"{pct(1 / n_classes)}) in {c['collapsed']}/{c['n']} runs"
+            )
+        if c["diverged"]:
+            out.append(f"{label} diverged (NaN/inf loss) in {c['diverged']}/{c['n']} runs")
     return out
 
 
@@ -553,16 +570,7 @@ def part2_pair(
     evidence["variants"] = {
         v: {m: mean_std(_values(groups[v], m)) for m in ("train_loss", "val_acc", "test_acc")} for v in names
     }
-    collapse = []
-    for v in names:
-        c = evidence["chance"][v]
-        if c["collapsed"]:
-            collapse.append(
-                f"{_variant_label(v)} collapsed to chance (validation accuracy within {100 * margin:.0f} points of "
-                f"{pct(1 / n_classes)}) in {c['collapsed']}/{c['n']} runs"
-            )
-        if c["diverged"]:
-            collapse.append(f"{_variant_label(v)} diverged (NaN/inf loss) in {c['diverged']}/{c['n']} runs")
+    collapse = _collapse_sentences(names, evidence["chance"], n_classes, margin)
     clauses = [_verdict_clause(diffs.get("val_acc"), "validation accuracy")]
     clauses.append(_verdict_clause(diffs.get("test_acc"), "test accuracy"))
     clauses.append(_verdict_clause(diffs.get("train_loss"), "final training loss", higher_is_better=False))
@@ -609,12 +617,19 @@ def part2c(
         "n": {v: len(epochs[v]) for v in names},
     }
     all_reached = all(len(reached[v]) == len(epochs[v]) for v in names)
+    learned = not is_chance(best, n_classes, margin)
     n_str = (
         f"reached in {len(reached[bn])}/{len(epochs[bn])} runs with BN+Dropout "
         f"vs {len(reached[plain])}/{len(epochs[plain])} without"
     )
     what = f"{pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final {pct(best)})"
-    if all_reached:
+    if not learned:
+        speed["verdict"] = "no learning"
+        verdict = (
+            f"Undecided: neither variant learned (the best mean final validation accuracy, {pct(best)}, is at "
+            f"chance), so there is no level of accuracy to reach"
+        )
+    elif all_reached:
         d = welch_difference(epochs[plain], epochs[bn], "epochs", ("without", "with BN+Dropout"), confidence)
         speed.update(_diff_evidence(d))
         mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
@@ -650,6 +665,9 @@ def part2c(
     final_ev, sentences, diffs = _final_differences(plain, bn, groups, confidence, "c")
     evidence = {"dataset": _dataset(records), "speed": speed, **final_ev}
     evidence["chance"] = {v: _collapse_info(groups[v], n_classes, margin) for v in names}
+    collapse = _collapse_sentences(names, evidence["chance"], n_classes, margin, "c")
+    if collapse:
+        answer += " " + "; ".join(collapse) + "."
     details = [s[0].upper() + s[1:] for s in sentences]
     if _use_reference(records, "cnn", compare_reference):
         details += _reference_details(names, groups, evidence, "c")

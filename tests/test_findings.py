@@ -193,8 +193,9 @@ def test_part2a_separated_variants_name_the_better_one():
     f = F.part2_pair(recs, "a")
     assert f.evidence["val_acc"]["diff"] == pytest.approx(0.2)
     assert f.evidence["val_acc"]["ci_low"] > 0 and f.evidence["train_loss"]["ci_high"] < 0
-    assert "Adam lr 5e-05 better in validation accuracy" in f.answer
-    assert "Adam lr 5e-05 better in final training loss" in f.answer  # lower loss is better
+    assert "Adam lr 5e-05 better in validation accuracy (higher by 20.0 points)" in f.answer
+    assert "Adam lr 5e-05 better in final training loss (lower by 0.5000)" in f.answer  # lower loss is better
+    assert any(d.startswith("Final training loss") and d.endswith("lower for Adam lr 5e-05.") for d in f.details)
     assert "Neither variant collapsed" in f.answer
     assert not any("seed's" in d for d in f.details)  # digits: no comparison with the CIFAR-10 numbers
 
@@ -245,10 +246,11 @@ def test_part2c_is_about_speed_with_per_seed_epochs():
     assert f.table[0] == {
         "seed": 0,
         "epochs to 72.00% with BN+Dropout": 2,
-        "epochs to 72.00% without (Adam lr 5e-05 without BN+Dropout)": 5,
+        "epochs to 72.00% without": 5,
     }
     # the final accuracies are there too
     assert f.evidence["val_acc"]["verdict"] == "second higher"
+    assert any(d.startswith("Validation accuracy: BN+Dropout − no BN+Dropout") for d in f.details)
 
 
 def test_part2c_not_reached_is_counted_not_averaged():
@@ -298,3 +300,10 @@ def test_build_findings_renders_every_question():
     console = Console(record=True, width=120)
     console.print(F.to_rich(fs))
     assert "Part 2 (a)" in console.export_text()
+
+
+def test_part2c_when_neither_variant_learns_there_is_no_speed_to_compare():
+    recs = [cnn_run(v, s, [0.1, 0.11]) for v in ("adam-5e-05", "adam-5e-05-plain") for s in range(2)]
+    f = F.part2c(recs)
+    assert f.evidence["speed"]["verdict"] == "no learning" and f.answer.startswith("Undecided: neither variant learned")
+    assert "collapsed to chance" in f.answer
