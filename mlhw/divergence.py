@@ -13,8 +13,8 @@ Why 10 (training loss per epoch / ln 10, measured with this code; epoch 0 is bef
 | MLP lr 0.01 .. 1, both | 0.2-2.2 | 0.0-2.2 | healthy |
 | MLP lr 10, both | 1.1-2.4 | 1.1-2.4 | stalls at chance (test acc 0.09-0.11), finite |
 | MLP lr 100, digits / MNIST | 12.9-25.5 / 16.4-26.1 | 7.8-41 | flagged at epoch 1 in every seed |
-| CNN Adam 0.005 (the paper's row (b)) | ~1 | ~1 | stalls at chance: not flagged |
-| CNN Adam 1e6 | ~1e28 | | flagged |
+| CNN Adam 0.005, SGD 0.005, Adam 5e-5 (digits, width 1/8, 67 px, 2 seeds) | 0.97-1.04 | 0.41-1.04 | healthy |
+| CNN Adam 1e6 with BatchNorm + Dropout / without | 9.7e27-1.1e28 / NaN | | flagged at epoch 1 |
 
 So 10 sits between the worst healthy epoch (8.6, lr 0.001 after one epoch: the unscaled N(0, 1)
 initialisation starts far above chance) and the mildest lr-100 epoch 1 (12.9). A stall at chance

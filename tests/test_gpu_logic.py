@@ -1,0 +1,143 @@
+"""The GPU code paths' logic, checked on a CPU: precision and device choices on injected hardware,
+the chunked CUDA-graph epoch of the MLP (replays run eagerly on a CPU), fused optimizers, padded evaluation."""
+
+import pytest
+import torch
+
+from mlhw.cnn import AlexNet, DeviceSplit, evaluate, make_optimizer, optimizer_impl, resolve_precision
+from mlhw.config import CNNConfig
+from mlhw.data import Split
+from mlhw.device import DeviceCaps, device_caps, mlp_device, select_precision
+from mlhw.errors import MLHWError
+from mlhw.mlp import GraphedEpoch, Network
+
+H100 = DeviceCaps("cuda", (9, 0), cuda_graphs=True, name="H100")
+A100 = DeviceCaps("cuda", (8, 0), cuda_graphs=True, name="A100")
+T4 = DeviceCaps("cuda", (7, 5), cuda_graphs=True, name="T4")
+V100 = DeviceCaps("cuda", (7, 0), cuda_graphs=True, name="V100")
+CPU_AMX = DeviceCaps("cpu", cpu_bf16=True)
+CPU = DeviceCaps("cpu")
+
+
+@pytest.mark.parametrize(
+    "caps, auto",
+    [(H100, "bf16"), (A100, "bf16"), (T4, "fp16"), (V100, "fp16"), (CPU_AMX, "bf16"), (CPU, "fp32")],
+)
+def test_auto_precision_per_device(caps, auto):
+    assert select_precision("auto", caps) == auto
+    assert select_precision("fp32", caps) == "fp32" and select_precision("bf16", caps) == "bf16"
+
+
+def test_fp16_needs_cuda_and_unknown_names_are_refused():
+    assert select_precision("fp16", H100) == "fp16" and select_precision("fp16", T4) == "fp16"
+    with pytest.raises(MLHWError, match="--precision fp16 needs a CUDA GPU"):
+        select_precision("fp16", CPU_AMX)
+    with pytest.raises(MLHWError, match="--precision 'fp8'.*auto, fp32, bf16, fp16"):
+        select_precision("fp8", H100)
+
+
+def test_resolve_precision_gives_the_autocast_dtype():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, caps=T4) is torch.float16
+    assert resolve_precision("auto", cpu, caps=H100) is torch.bfloat16
+    assert resolve_precision("auto", cpu, caps=CPU) is None
+    expected = torch.bfloat16 if device_caps("cpu").cpu_bf16 else None  # this machine, probed
+    assert resolve_precision("auto", cpu) is expected
+
+
+def test_mlp_device_rule():
+    assert mlp_device("auto", caps=H100) == torch.device("cuda")  # steps captured in CUDA graphs
+    assert mlp_device("auto", graphs=False, caps=H100) == torch.device("cpu")  # eager CUDA is the slower device
+    assert mlp_device("auto", caps=CPU) == torch.device("cpu")
+    assert mlp_device("cpu", caps=H100) == torch.device("cpu")  # an explicit device is obeyed
+    assert mlp_device(torch.device("cpu")) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert mlp_device("auto") == torch.device("cpu")
+        with pytest.raises(MLHWError, match="CUDA is not available"):
+            mlp_device("cuda")
+
+
+def autograd_sgd(params, x, labels, lrs, bs):
+    """Independent reference: per replica, autograd gradients of the summed cross-entropy, w -= lr/m * grad."""
+    params = [p.clone() for p in params]
+    n_layers = len(params) // 2
+    for i in range(0, len(x), bs):
+        xb, yb = x[i : i + bs], labels[i : i + bs]
+        for r, lr in enumerate(lrs):
+            leaves = [p[r].clone().requires_grad_() for p in params]
+            a = xb
+            for k in range(n_layers):
+                z = a @ leaves[2 * k].T + leaves[2 * k + 1]
+                a = z.clamp_min(0) if k < n_layers - 1 else z
+            loss = torch.nn.functional.cross_entropy(a, yb, reduction="sum")
+            for p, g in zip(params, torch.autograd.grad(loss, leaves)):
+                p[r] -= lr / len(xb) * g
+    return params
+
+
+@pytest.mark.parametrize("n, chunk_steps", [(103, 3), (100, 5), (40, 50), (7, 2)])
+def test_graphed_epoch_chunking_equals_sgd(n, chunk_steps):
+    """Full chunks, a shorter last chunk and a partial last batch: the same steps in the same order."""
+    g = torch.Generator().manual_seed(n)
+    sizes, bs, lrs = [6, 8, 4], 10, [0.05, 0.5]
+    x = torch.rand(n, sizes[0], generator=g, dtype=torch.float64)
+    labels = torch.randint(0, sizes[-1], (n,), generator=g)
+    onehot = torch.nn.functional.one_hot(labels, sizes[-1]).double()
+    perm = torch.randperm(n, generator=g)
+    net = Network(sizes, len(lrs), seed=1, dtype=torch.float64)
+    start = [p.clone() for p in net.params]
+    rates = torch.tensor(lrs, dtype=torch.float64)
+    scales = {m: (-rates / m).view(-1, 1, 1) for m in {bs, n % bs} if m}
+    epoch = GraphedEpoch(net, x, onehot, bs, scales, chunk_steps)
+    assert epoch.rows % bs == 0 or epoch.rows == n
+    assert epoch.full_chunks * epoch.rows + epoch.tail == n
+    with torch.inference_mode():
+        epoch.run(perm)
+    expected = autograd_sgd(start, x[perm], labels[perm], lrs, bs)
+    for got, ref in zip(net.params, expected):
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_adam_on_cpu_is_adam():
+    """make_optimizer's CPU Adam is fused (8-10x faster here) and computes Adam's update (the formula, by hand)."""
+    torch.manual_seed(0)
+    p = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    opt = make_optimizer(CNNConfig(optimizer="adam", lr=0.01), [p])
+    assert optimizer_impl(opt) == "fused"
+    w, m, v = p.detach().clone(), torch.zeros(50, dtype=torch.float64), torch.zeros(50, dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    for t in range(1, 6):
+        grad = torch.randn(50, generator=g, dtype=torch.float64)
+        p.grad = grad.clone()
+        opt.step()
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        w = w - 0.01 * (m / (1 - 0.9**t)) / ((v / (1 - 0.999**t)).sqrt() + 1e-8)
+    torch.testing.assert_close(p.detach(), w, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_sgd_keeps_the_default_loop_and_fused_can_be_forced():
+    p = [torch.zeros(3, requires_grad=True)]
+    assert (
+        optimizer_impl(make_optimizer(CNNConfig(optimizer="sgd", lr=0.1), p)) != "fused"
+    )  # fused SGD is 3x slower on CPU
+    assert optimizer_impl(make_optimizer(CNNConfig(optimizer="sgd", lr=0.1), p, fused=True)) == "fused"
+    assert optimizer_impl(make_optimizer(CNNConfig(optimizer="adam"), p, fused=False)) != "fused"
+
+
+@pytest.mark.parametrize("chunk", [4, 7, 13, 64])
+def test_padded_evaluation_equals_one_plain_pass(chunk):
+    torch.manual_seed(0)
+    model = AlexNet(n_classes=10, in_channels=1, width=0.125, image_size=67)
+    g = torch.Generator().manual_seed(2)
+    split = Split(torch.rand(13, 1, 8, 8, generator=g).numpy(), torch.randint(0, 10, (13,), generator=g).numpy())
+    ds = DeviceSplit(split, torch.device("cpu"), (0.5,), (0.25,), 67)
+    model.eval()
+    with torch.no_grad():
+        x, y = ds.batch(torch.arange(13))
+        out = model(x)
+        ref_loss = torch.nn.functional.cross_entropy(out, y).item()
+        ref_acc = (out.argmax(1) == y).double().mean().item()
+    for pad in (False, True):
+        loss, acc = evaluate(model, ds, None, chunk=chunk, pad=pad)
+        assert loss == pytest.approx(ref_loss, rel=1e-5) and acc == pytest.approx(ref_acc)
