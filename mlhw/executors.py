@@ -57,12 +57,17 @@ def label_of(unit: list[Job]) -> str:
     return unit[0].name if len(unit) == 1 else f"{unit[0].tags.get('mlhw.suite', 'mlp')}: {len(unit)} learning rates"
 
 
-def execute_unit(unit: list[Job], store: Store, source: DataSource, device, settings: Settings,
-                 on_epoch=None) -> UnitResult:
+def execute_unit(
+    unit: list[Job], store: Store, source: DataSource, device, settings: Settings, on_epoch=None
+) -> UnitResult:
     """Run one unit; never raises for a failed run (the error comes back as data), except Ctrl-C/SIGTERM."""
     for job in unit:  # a worker elsewhere must see the data the planner saw
         if source.identity(job.config) != job.identity:
             return UnitResult(error=f"{job.name}: the data on this worker differs from the planner's")
+    if unit[0].config.kind == "mlp" and settings.device == "auto":
+        from mlhw.device import mlp_device
+
+        device = mlp_device("auto")  # never the slower device for Part 1 (see mlhw.device)
     try:
         done = run_unit(unit, store, source, device, claimer(settings.stale_after), on_epoch, settings.precision)
         return UnitResult({d.job.identity: d.run_id for d in done})
@@ -82,8 +87,14 @@ class LocalExecutor:
         results = []
         for i, unit in enumerate(units):
             on_event(Event("start", i, label_of(unit), worker=worker_id()))
-            result = execute_unit(unit, self.store, self.source, self.device, self.settings,
-                                  lambda epoch, _row, i=i: on_event(Event("epoch", i, epoch=epoch)))
+            result = execute_unit(
+                unit,
+                self.store,
+                self.source,
+                self.device,
+                self.settings,
+                lambda epoch, _row, i=i: on_event(Event("epoch", i, epoch=epoch)),
+            )
             results.append(result)
             on_event(Event("end", i, label_of(unit), result=result))
         return results
@@ -117,8 +128,11 @@ def init_worker(settings: Settings) -> None:
     if device == "auto" and torch.cuda.is_available():
         index = (multiprocessing.current_process()._identity or (1,))[0] - 1
         device = f"cuda:{index % torch.cuda.device_count()}"
-    _WORKER.update(store=Store(settings.uri, settings.experiment), source=DataSource(settings.data_dir, settings.download),
-                   device=resolve_device(device))
+    _WORKER.update(
+        store=Store(settings.uri, settings.experiment),
+        source=DataSource(settings.data_dir, settings.download),
+        device=resolve_device(device),
+    )
 
 
 def work(unit: list[dict], index: int, settings: Settings, events=None) -> UnitResult:
@@ -168,8 +182,9 @@ class PoolExecutor:
 
         pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=init_worker, initargs=(self.settings,))
         try:
-            futures = {pool.submit(work, [j.to_dict() for j in u], i, self.settings, events): i
-                       for i, u in enumerate(units)}
+            futures = {
+                pool.submit(work, [j.to_dict() for j in u], i, self.settings, events): i for i, u in enumerate(units)
+            }
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
@@ -232,14 +247,20 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise MLHWError("--executor ray needs Ray: install the extra, `uv sync --extra ray` "
-                            "(or pip install 'mlhw[ray]')") from None
+            raise MLHWError(
+                "--executor ray needs Ray: install the extra, `uv sync --extra ray` (or pip install 'mlhw[ray]')"
+            ) from None
         import torch
 
         started_here = not ray.is_initialized()
         if started_here:
-            ray.init(address=self.address, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
-                     configure_logging=False)
+            ray.init(
+                address=self.address,
+                include_dashboard=False,
+                ignore_reinit_error=True,
+                log_to_driver=False,
+                configure_logging=False,
+            )
         device = self.settings.device
         gpus = 1 if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else 0
         settings = Settings(**(self.settings.__dict__ | {"threads": 1}))
@@ -255,8 +276,9 @@ class RayExecutor:
                 try:
                     results[i] = ray.get(done[0])
                 except Exception as err:  # the task's worker crashed: its run goes stale and is rerun next time
-                    results[i] = UnitResult(error=f"Ray task failed: {type(err).__name__}: "
-                                                  f"{str(err).splitlines()[0][:200]}")
+                    results[i] = UnitResult(
+                        error=f"Ray task failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                    )
                 on_event(Event("end", i, label_of(units[i]), result=results[i]))
         except KeyboardInterrupt:
             for ref in refs:

@@ -23,7 +23,6 @@ from mlhw.errors import message as _message
 from mlhw.reference import CNN_VARIANTS
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -205,8 +204,13 @@ def _expand_suite(
     put_grid(suite.grid, f"suites.{name}.grid")
     if base_only:  # each field of the suite's own base on its own: a bad value is found even if overridden
         for k, v in suite.base.items():
-            _validate(model, {"dataset": suite.base["dataset"]} if k != "dataset" and "dataset" in suite.base else {},
-                      k, v, f"{file}: suites.{name}.base.{k}")
+            _validate(
+                model,
+                {"dataset": suite.base["dataset"]} if k != "dataset" and "dataset" in suite.base else {},
+                k,
+                v,
+                f"{file}: suites.{name}.base.{k}",
+            )
         return []
     put(prof.defaults, f"profiles.{profile}.defaults", only_known=True)
     put(over.base, f"profiles.{profile}.suites.{name}.base")
@@ -265,8 +269,10 @@ def _expand_suite(
                 raise MLHWError(
                     f"{prefix}{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})")
                 ) from None
-            label = " ".join([f"{k}={v}" for k, v in zip(keys, combo)] + ([f"seed={seed}"] if seed is not None else []))
-            runs.append(RunSpec(name, suite.kind, suite.part, cfg, label or name, variant))
+            label = ", ".join(
+                [_describe(k, v) for k, v in zip(keys, combo)] + ([f"seed {seed}"] if seed is not None else [])
+            )
+            runs.append(RunSpec(name, suite.kind, suite.part, cfg, label, variant))
     return runs
 
 
@@ -279,3 +285,12 @@ def _validate(model, context: dict, key: str, value, culprit: str) -> None:
             if e.get("loc") and str(e["loc"][0]) == key:
                 got = e.get("input")
                 raise MLHWError(f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
+
+
+def _describe(key: str, value) -> str:
+    """A grid value in the assignment's words: a variant's title, lr=0.1, C=1."""
+    from mlhw.reference import CNN_VARIANT_TITLES
+
+    if key == "variant":
+        return CNN_VARIANT_TITLES.get(value, value)
+    return f"{key}={value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else f"{key}={value}"

@@ -63,7 +63,10 @@ class Terminated(KeyboardInterrupt):
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip() or None if out.returncode == 0 else None
@@ -189,10 +192,16 @@ class RunLogger:
             if split is None:
                 continue
             entity = MlflowDataset(
-                name=f"{data.name}-{context}", digest=f"{fp[:10]}-{context[:4]}", source_type="local",
+                name=f"{data.name}-{context}",
+                digest=f"{fp[:10]}-{context[:4]}",
+                source_type="local",
                 source=json.dumps({"description": data.source or data.name}),
-                schema=json.dumps({"x": {"dtype": str(split.x.dtype), "shape": list(split.x.shape[1:])},
-                                   "y": {"dtype": str(split.y.dtype)}}),
+                schema=json.dumps(
+                    {
+                        "x": {"dtype": str(split.x.dtype), "shape": list(split.x.shape[1:])},
+                        "y": {"dtype": str(split.y.dtype)},
+                    }
+                ),
                 profile=json.dumps({"num_rows": len(split)}),
             )
             inputs.append(DatasetInput(entity, [InputTag("mlflow.data.context", context)]))

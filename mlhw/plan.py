@@ -40,6 +40,7 @@ class Plan:
     descriptions: dict[str, str] = field(default_factory=dict)  # suite -> description
     overrides: list[str] = field(default_factory=list)  # --set items
     only: list[str] = field(default_factory=list)
+    all_suites: list[str] = field(default_factory=list)  # every suite of the profile, chosen or not
 
     @property
     def partial(self) -> bool:
@@ -64,8 +65,10 @@ class Plan:
 
     def suite_identity(self, suite: str) -> str:
         """A suite parent run is identified by its profile, suite, runs and overrides."""
-        blob = json.dumps([self.profile, suite, sorted(p.identity for p in self.entries if p.spec.suite == suite),
-                           self.overrides], sort_keys=True)
+        blob = json.dumps(
+            [self.profile, suite, sorted(p.identity for p in self.entries if p.spec.suite == suite), self.overrides],
+            sort_keys=True,
+        )
         return "suite-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def counts(self) -> dict[str, int]:
@@ -75,8 +78,17 @@ class Plan:
         return out
 
 
-def make_plan(specs: list[RunSpec], store: Store, source: DataSource, profile: str, stale_after: float,
-              descriptions: dict[str, str] | None = None, overrides=(), only=(), no_data=()) -> Plan:
+def make_plan(
+    specs: list[RunSpec],
+    store: Store,
+    source: DataSource,
+    profile: str,
+    stale_after: float,
+    descriptions: dict[str, str] | None = None,
+    overrides=(),
+    only=(),
+    no_data=(),
+) -> Plan:
     """Every run with its identity and status (one store query for all of them). Runs on a dataset in
     `no_data` (a dry run without the files) have no identity yet: status "no data"."""
     settled = by_identity(store, stale_after) if store.experiment_id is not None else {}
@@ -114,9 +126,16 @@ def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
     }
     if p.spec.variant:
         tags["mlhw.variant"] = p.spec.variant
-    return Job(p.spec.config, p.identity, f"{p.spec.suite} {p.spec.label}", tags,
-               plan.descriptions.get(p.spec.suite, ""), f"mlhw reproduce --profile {plan.profile}",
-               parents.get(p.spec.suite))
+    name = f"{p.spec.suite} · {p.spec.label}" if p.spec.label else p.spec.suite
+    return Job(
+        p.spec.config,
+        p.identity,
+        name,
+        tags,
+        plan.descriptions.get(p.spec.suite, ""),
+        f"mlhw reproduce --profile {plan.profile}",
+        parents.get(p.spec.suite),
+    )
 
 
 def units(plan: Plan, parents: dict[str, str]) -> list[list[Job]]:

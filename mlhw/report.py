@@ -29,8 +29,16 @@ from mlhw.lifecycle import git_commit, metric_key
 from mlhw.reference import MLP_FULL_TEST_ACC
 from mlhw.store import Store
 
-SUITE_ORDER = ["mlp_lr_sweep", "mlp_full", "cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm", "svm_multiclass",
-               "svm_soft", "theory"]
+SUITE_ORDER = [
+    "mlp_lr_sweep",
+    "mlp_full",
+    "cnn_optimizers",
+    "cnn_adam_lr",
+    "cnn_batchnorm",
+    "svm_multiclass",
+    "svm_soft",
+    "theory",
+]
 
 
 @dataclass
@@ -54,13 +62,16 @@ class Scope:
     overrides: list[str] = field(default_factory=list)
     only: list[str] = field(default_factory=list)
     description: str = ""
+    expected: list[str] = field(default_factory=list)  # the profile's suites: those missing are named
 
     @property
     def partial(self) -> bool:
         return bool(self.overrides or self.only)
 
     def folder(self, results_dir: str | Path) -> Path:
-        return Path(results_dir) / (f"{self.profile}-partial" if self.partial else self.profile)
+        """--set changes what a run is: its report goes beside the profile's, never over it. (--only reruns
+        some suites; the report then takes the others from the store, so it stays whole.)"""
+        return Path(results_dir) / (f"{self.profile}-partial" if self.overrides else self.profile)
 
     def suites(self) -> list[str]:
         present = dict.fromkeys(e.suite for e in self.entries)
@@ -91,11 +102,18 @@ def record(entry: Entry, run, store: Store) -> dict:
     """One finished run as a flat dict: its config, final metrics, history, identity and timing."""
     metrics = {metric_key(k): v for k, v in run.data.metrics.items()}
     tags = run.data.tags
-    out = entry.config | metrics | {
-        "suite": entry.suite, "label": entry.label, "variant": entry.variant, "run_id": run.info.run_id,
-        "diverged_epoch": int(tags["mlhw.diverged_epoch"]) if "mlhw.diverged_epoch" in tags else None,
-        "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
-    }
+    out = (
+        entry.config
+        | metrics
+        | {
+            "suite": entry.suite,
+            "label": entry.label,
+            "variant": entry.variant,
+            "run_id": run.info.run_id,
+            "diverged_epoch": int(tags["mlhw.diverged_epoch"]) if "mlhw.diverged_epoch" in tags else None,
+            "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+        }
+    )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
     out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
     if "classes" in entry.config:
@@ -158,34 +176,57 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
     specs = []
     if done.get("mlp_lr_sweep"):
         recs = done["mlp_lr_sweep"]
-        series = [(lr_label(lr), [r["history"] for r in recs if r["lr"] == lr and r.get("history")])
-                  for lr in sorted({r["lr"] for r in recs})]
+        series = [
+            (lr_label(lr), [r["history"] for r in recs if r["lr"] == lr and r.get("history")])
+            for lr in sorted({r["lr"] for r in recs})
+        ]
         title = f"Part 1 (b) on {recs[0]['dataset']}: one network per learning rate"
-        specs.append(("mlp_lr_sweep", "mlp_lr_sweep.png",
-                      "Part 1 (b): training accuracy, training loss and test accuracy per epoch",
-                      lambda p, s=series, t=title: lr_sweep_figure(s, p, t)))
+        specs.append(
+            (
+                "mlp_lr_sweep",
+                "mlp_lr_sweep.png",
+                "Part 1 (b): training accuracy, training loss and test accuracy per epoch",
+                lambda p, s=series, t=title: lr_sweep_figure(s, p, t),
+            )
+        )
     for suite, (name, title) in T.CNN_TABLE_NAMES.items():
         recs = done.get(suite)
         if not recs:
             continue
         variants = list(dict.fromkeys(r["variant"] for r in recs))
-        series = [(variant_title(v), [[h for h in r["history"] if h["epoch"] > 0] for r in recs
-                                      if r["variant"] == v and r.get("history")]) for v in variants]
+        series = [
+            (
+                variant_title(v),
+                [[h for h in r["history"] if h["epoch"] > 0] for r in recs if r["variant"] == v and r.get("history")],
+            )
+            for v in variants
+        ]
         full = f"{title} on {recs[0]['dataset']}"
-        specs.append((suite, f"{name}.png", f"{title}: training loss and validation accuracy per epoch",
-                      lambda p, s=series, t=full: cnn_curves_figure(s, p, t)))
+        specs.append(
+            (
+                suite,
+                f"{name}.png",
+                f"{title}: training loss and validation accuracy per epoch",
+                lambda p, s=series, t=full: cnn_curves_figure(s, p, t),
+            )
+        )
     return specs
 
 
 # --- the folder ---------------------------------------------------------------------------------------------
 
 
-def write_report(scope: Scope, store: Store, results_dir: str | Path, device: str = "-",
-                 findings=None) -> tuple[list[T.ResultTable], Path, dict]:
+def write_report(
+    scope: Scope, store: Store, results_dir: str | Path, device: str = "-", findings=None
+) -> tuple[list[T.ResultTable], Path, dict]:
     """Compile scope's tables, figures and REPORT.md into results/<profile>[-partial]/, replacing the folder
     as a whole. Returns the tables, the report's path and the records (suite -> runs) it was made from."""
+    from mlhw import findings as F
+
     done, missing = collect(scope, store)
     tables = build_tables(done, store, scope.profile)
+    if findings is None and any(s in done for s in ("mlp_lr_sweep", "mlp_full") + tuple(T.CNN_TABLE_NAMES)):
+        findings = F.to_markdown(F.build_findings(done, include_missing=bool(scope.expected)), heading="")
     final = scope.folder(results_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
@@ -247,41 +288,72 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     if scope.description:
         lines += [scope.description, ""]
     if scope.partial:
-        lines += ["**A partial or overridden reproduction**: "
-                  + "; ".join(([f"only {', '.join(scope.only)}"] if scope.only else [])
-                              + [f"`--set {s}`" for s in scope.overrides])
-                  + f". The profile's full report is `results/{scope.profile}/REPORT.md`.", ""]
-    lines += [f"Datasets: {', '.join(datasets) or '-'}."
-              + (" These runs used scikit-learn's 8x8 digits, not MNIST/CIFAR-10: the numbers are not the "
-                 "assignment's." if datasets == ["digits"] else ""), ""]
+        lines += [
+            "**A partial or overridden reproduction**: "
+            + "; ".join(
+                ([f"only {', '.join(scope.only)}"] if scope.only else []) + [f"`--set {s}`" for s in scope.overrides]
+            )
+            + f". The profile's full report is `results/{scope.profile}/REPORT.md`.",
+            "",
+        ]
+    lines += [
+        f"Datasets: {', '.join(datasets) or '-'}."
+        + (
+            " These runs used scikit-learn's 8x8 digits, not MNIST/CIFAR-10: the numbers are not the assignment's."
+            if datasets == ["digits"]
+            else ""
+        ),
+        "",
+    ]
+    absent = [s for s in scope.expected if s not in done]
+    if absent:
+        lines += [
+            f"**Not reproduced here**: {', '.join(absent)} (no finished runs in the store; see the "
+            "Findings for the seed's reference numbers where they exist).",
+            "",
+        ]
     if findings:
         lines += ["## Findings", "", findings, ""]
     for t in tables:
-        lines += [f"## {t.title}", "", T.to_markdown(t.display),
-                  f"(CSV: `tables/{t.name}.csv`, LaTeX: `tables/{t.name}.tex`)", ""]
+        lines += [
+            f"## {t.title}",
+            "",
+            T.to_markdown(t.display),
+            f"(CSV: `tables/{t.name}.csv`, LaTeX: `tables/{t.name}.tex`)",
+            "",
+        ]
     if figures:
         lines += ["## Figures", ""]
         for caption, name in figures:
             lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
     import mlflow
+
     total = sum(r["seconds"] for r in records.values())
     lines += [
-        "## Environment", "",
+        "## Environment",
+        "",
         f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
         f"- Python {platform.python_version()}, mlflow {mlflow.__version__}",
         f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
         f"- compiled {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from {len(records)} runs; total run time "
         f"{total:.1f} s",
         f"- tracking store: `{store.uri}`, experiment `{store.experiment_name}`"
-        + ("" if store.run_url("x") else " (`mlhw ui` opens it; run ids below)"), "",
-        "## Runs", "", "| suite | run | seconds | MLflow run |", "|---|---|---|---|",
+        + ("" if store.run_url("x") else " (`mlhw ui` opens it; run ids below)"),
+        "",
+        "## Runs",
+        "",
+        "| suite | run | seconds | MLflow run |",
+        "|---|---|---|---|",
     ]
     for recs in done.values():
         for r in recs:
             lines.append(f"| {r['suite']} | {r['label']} | {r['seconds']:.1f} | {run_link(store, r['run_id'])} |")
     if missing:
-        lines += ["", f"**{len(missing)} planned runs are not finished** and are missing from the tables: "
-                  + ", ".join(f"{e.suite} {e.label}" for e in missing)]
+        lines += [
+            "",
+            f"**{len(missing)} planned runs are not finished** and are missing from the tables: "
+            + ", ".join(f"{e.suite} {e.label}" for e in missing),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -289,8 +361,9 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     """The newest full (not partial) reproduction of a profile, as its suite parent runs record it."""
     from mlhw.errors import MLHWError
 
-    parents = store.search(f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' "
-                           "and attributes.status = 'FINISHED'")
+    parents = store.search(
+        f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' and attributes.status = 'FINISHED'"
+    )
     entries, descriptions, seen = [], {}, set()
     for run in parents:  # newest first
         suite = run.data.tags.get("mlhw.suite")
@@ -300,6 +373,8 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
         descriptions[suite] = run.data.tags.get("mlflow.note.content", "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
     if not entries:
-        raise MLHWError(f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
-                        f"(experiment {store.experiment_name!r}); run `mlhw reproduce --profile {profile}` first")
+        raise MLHWError(
+            f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
+            f"(experiment {store.experiment_name!r}); run `mlhw reproduce --profile {profile}` first"
+        )
     return Scope(profile, entries, descriptions)

@@ -67,8 +67,13 @@ class DataSource:
         return self._base[name]
 
     def fingerprint(self, name: str | None) -> str:
-        """The fingerprint of a whole dataset (the identity of the runs that read it)."""
-        return "" if name is None else self.base(name).fingerprint()
+        """The fingerprint of a whole dataset (the identity of the runs that read it): cached by file path,
+        size and mtime, so an unchanged dataset is neither read nor hashed again (a no-op reproduce)."""
+        if name is None:
+            return ""
+        if name in self._base:
+            return self._base[name].fingerprint()
+        return datalib.dataset_fingerprint(name, self.data_dir, self.download)
 
     def for_config(self, cfg) -> datalib.Dataset | None:
         """The split a run sees: a seeded subset (MLP, SVMs); a validation split and a training
@@ -185,8 +190,9 @@ def run_cnn(job: Job, store, source, device, claim, on_epoch=None, precision="au
                 on_epoch(epoch, row)
 
         res = train_cnn(cfg, data, device, precision, compile, hook)
-        log.log_metrics({"test_loss": res.test_loss, "test_acc": res.test_acc, "total_seconds": res.seconds},
-                        step=len(res.history))
+        log.log_metrics(
+            {"test_loss": res.test_loss, "test_acc": res.test_acc, "total_seconds": res.seconds}, step=len(res.history)
+        )
         log.log_params({"parameters": res.parameters, "precision": res.precision})
         if res.diverged_epoch:
             log.set_tags({"mlhw.diverged_epoch": res.diverged_epoch})
@@ -216,8 +222,9 @@ def run_svm_multiclass(job: Job, store: Store, source: DataSource, claim=None, o
             if on_step is not None:
                 on_step(step, row)
 
-        report = svm.multiclass_report(Xtr, data.train.y, Xte, data.test.y, data.n_classes, cfg.method, cfg.steps,
-                                       cfg.lr, step_hook)
+        report = svm.multiclass_report(
+            Xtr, data.train.y, Xte, data.test.y, data.n_classes, cfg.method, cfg.steps, cfg.lr, step_hook
+        )
         log.log_metrics({k: v for k, v in report.items() if k != "method"}, step=report["steps"])
         log.set_tags({"mlhw.solution_method": report["method"]})
         log.log_text(json.dumps(report, indent=2), "report.json")

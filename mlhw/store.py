@@ -125,8 +125,9 @@ class Store:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             if exp.tags.get("mlflow.experimentKind") is None:  # made by an older mlhw, or by hand
-                self.client.set_experiment_tag(exp.experiment_id, "mlflow.experimentKind",
-                                               EXPERIMENT_TAGS["mlflow.experimentKind"])
+                self.client.set_experiment_tag(
+                    exp.experiment_id, "mlflow.experimentKind", EXPERIMENT_TAGS["mlflow.experimentKind"]
+                )
             return exp.experiment_id
         if not create:
             return None
@@ -153,7 +154,10 @@ class Store:
         out, token = [], None
         while True:
             page = self.client.search_runs(
-                [self.experiment_id], filter_string, max_results=1000, page_token=token,
+                [self.experiment_id],
+                filter_string,
+                max_results=1000,
+                page_token=token,
                 order_by=["attributes.start_time DESC"],
             )
             out += list(page)

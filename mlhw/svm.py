@@ -408,7 +408,11 @@ def binary_error(theta: np.ndarray, A: np.ndarray, y: np.ndarray) -> float:
 
 
 def soft_report(
-    X: np.ndarray, y: np.ndarray, C: float, bias: str = "free", X_test: np.ndarray | None = None,
+    X: np.ndarray,
+    y: np.ndarray,
+    C: float,
+    bias: str = "free",
+    X_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Q3 in full, computed once for `mlhw svm soft`, `reproduce` and `mlhw theory`: the primal (Newton)
@@ -418,8 +422,11 @@ def soft_report(
     prob = SoftSVMProblem(X, y, C, bias)
     primal = solve_primal(prob)
     report: dict[str, float] = {
-        "n_train": len(y), "primal_objective": primal.objective, "primal_seconds": primal.seconds,
-        "newton_iterations": primal.iterations, "train_error": binary_error(primal.theta, prob.A, y),
+        "n_train": len(y),
+        "primal_objective": primal.objective,
+        "primal_seconds": primal.seconds,
+        "newton_iterations": primal.iterations,
+        "train_error": binary_error(primal.theta, prob.A, y),
     }
     if X_test is not None and y_test is not None:
         A = X_test if bias == "none" else add_bias_feature(X_test)
@@ -432,7 +439,8 @@ def soft_report(
         _, _, f_plain = solve_explicit_qp(prob, nonnegative_slack=False)
         _, _, f_nonneg = solve_explicit_qp(prob, nonnegative_slack=True)
         report |= {
-            "qp_objective": f_plain, "qp_nonneg_objective": f_nonneg,
+            "qp_objective": f_plain,
+            "qp_nonneg_objective": f_nonneg,
             "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain)),
             "qp_vs_newton_relative_difference": abs(f_plain - primal.objective) / max(1.0, abs(primal.objective)),
         }
@@ -444,8 +452,15 @@ def soft_report(
 
 
 def multiclass_report(
-    X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, n_classes: int, method: str = "exact",
-    steps: int = 2000, lr: float = 1.0, on_step=None,
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    n_classes: int,
+    method: str = "exact",
+    steps: int = 2000,
+    lr: float = 1.0,
+    on_step=None,
 ) -> dict[str, float]:
     """Q1 in full: f*, training and test error, and how often the 0-1 loss exceeds the hinge (never)."""
     if method == "exact":
@@ -454,8 +469,11 @@ def multiclass_report(
         sol = multiclass_subgradient(X, y, steps, lr, n_classes, on_step)
     hinge, err01 = multiclass_hinge(sol.W, X, y), zero_one(sol.W, X, y)
     return {
-        "objective": sol.objective, "train_error": float(err01.mean()),
+        "objective": sol.objective,
+        "train_error": float(err01.mean()),
         "test_error": float(zero_one(sol.W, X_test, y_test).mean()),
-        "bound_violations": int(np.sum(err01 > hinge)), "seconds": sol.seconds, "method": sol.method,
+        "bound_violations": int(np.sum(err01 > hinge)),
+        "seconds": sol.seconds,
+        "method": sol.method,
         "steps": len(sol.history) - 1 if sol.history else 0,
     }

@@ -120,8 +120,14 @@ def mlp_full_table(records: list[dict], reference: float | None = None) -> Resul
 
 
 SUITE_TABLES = {  # suite -> the table that shows it
-    "mlp_lr_sweep": "mlp_lr_sweep", "mlp_full": "mlp_full", "cnn_optimizers": "sgd_vs_adam", "cnn_adam_lr": "adam_lr",
-    "cnn_batchnorm": "batchnorm_dropout", "svm_multiclass": "svm", "svm_soft": "svm", "theory": "theory",
+    "mlp_lr_sweep": "mlp_lr_sweep",
+    "mlp_full": "mlp_full",
+    "cnn_optimizers": "sgd_vs_adam",
+    "cnn_adam_lr": "adam_lr",
+    "cnn_batchnorm": "batchnorm_dropout",
+    "svm_multiclass": "svm",
+    "svm_soft": "svm",
+    "theory": "theory",
 }
 CNN_PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}
 CNN_TABLE_NAMES = {

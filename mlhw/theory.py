@@ -140,20 +140,40 @@ def check_q1(X: np.ndarray, y: np.ndarray, name: str, seed: int = 0) -> list[Che
 def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Check]:
     k = svm.soft_report(X, y, C, "free")
     return [
-        Check("Q3(a)", "xi >= 0 leaves the optimum", "QP optima with/without xi>=0", name,
-              k["q3a_relative_difference"], 1e-8),
-        Check("Q3(a)", "xi eliminated: same optimum", "explicit QP vs Newton", name,
-              k["qp_vs_newton_relative_difference"], 1e-8),
+        Check(
+            "Q3(a)",
+            "xi >= 0 leaves the optimum",
+            "QP optima with/without xi>=0",
+            name,
+            k["q3a_relative_difference"],
+            1e-8,
+        ),
+        Check(
+            "Q3(a)",
+            "xi eliminated: same optimum",
+            "explicit QP vs Newton",
+            name,
+            k["qp_vs_newton_relative_difference"],
+            1e-8,
+        ),
         Check("Q3(c,d)", "strong duality", "rel. gap: Newton vs dual", name, abs(k["duality_gap"]), 1e-10),
         Check("Q3(c)", "w = sum a_i y_i x_i", "rel. norm of difference", name, k["w_residual"], 1e-8),
         Check("Q3(c)", "b from the dual = b primal", "|b_primal - b_dual|", name, k["bias_residual"], 1e-8),
         Check("Q3(c)", "xi = (a + b)/C", "max |xi - (a+b)/C|", name, k["xi_residual"], 1e-8),
-        Check("Q3(d)", "b = 0 at the optimum", "max(b, dg/db at b=0)", name, max(k["max_b"], k["max_dg_db"], 0.0),
-              1e-12),
-        Check("Q3(d)", "complementary slackness", "max |a_i(m_i - 1 + xi_i)|", name, k["complementary_slackness"],
-              1e-8),
-        Check("Q3", "= liblinear (LinearSVC)", "rel. objective diff, bias folded", name,
-              k["liblinear_relative_difference"], 1e-6),
+        Check(
+            "Q3(d)", "b = 0 at the optimum", "max(b, dg/db at b=0)", name, max(k["max_b"], k["max_dg_db"], 0.0), 1e-12
+        ),
+        Check(
+            "Q3(d)", "complementary slackness", "max |a_i(m_i - 1 + xi_i)|", name, k["complementary_slackness"], 1e-8
+        ),
+        Check(
+            "Q3",
+            "= liblinear (LinearSVC)",
+            "rel. objective diff, bias folded",
+            name,
+            k["liblinear_relative_difference"],
+            1e-6,
+        ),
     ]
 
 

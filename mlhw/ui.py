@@ -27,10 +27,23 @@ def _die_with_parent() -> None:
 
 
 def start(uri: str, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port",
-           str(port), "--workers", "1"]
-    return subprocess.Popen(cmd, start_new_session=True,
-                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    return subprocess.Popen(
+        cmd, start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None
+    )
 
 
 def wait_healthy(proc: subprocess.Popen, port: int, timeout: float = 120.0) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 import mlhw
-from mlhw.cli import cnn, mlp, reproduce, svm, theory
+from mlhw.cli import check, cnn, mlp, reproduce, svm, theory
 
 app = typer.Typer(
     name="mlhw",
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.command("reproduce", rich_help_panel="Main")(reproduce.reproduce)
 app.command("tables", rich_help_panel="Main")(reproduce.tables)
+app.command("check", rich_help_panel="Main")(check.check)
 app.command("ui", rich_help_panel="Main")(reproduce.ui)
 app.add_typer(mlp.app, name="mlp", rich_help_panel="Experiments")
 app.add_typer(cnn.app, name="cnn", rich_help_panel="Experiments")

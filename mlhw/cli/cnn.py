@@ -39,20 +39,35 @@ def _opt(help: str, field: str, panel: str = TRAIN, **kw):
     return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(CNNConfig, field), **kw)
 
 
-Dataset = Annotated[Optional[str], _opt("digits (embedded; half-width model at 67 px) or cifar10 (the paper model at "
-                                        "227 px; needs --data-dir or network).", "dataset", DATA)]
+Dataset = Annotated[
+    Optional[str],
+    _opt(
+        "digits (embedded; half-width model at 67 px) or cifar10 (the paper model at "
+        "227 px; needs --data-dir or network).",
+        "dataset",
+        DATA,
+    ),
+]
 Width = Annotated[Optional[float], _opt("Multiplier of channels and hidden units.", "width")]
-ImageSize = Annotated[Optional[int], _opt("Input side in pixels (bilinear resize on the device; the topology needs "
-                                          ">= 67).", "image_size")]
-TrainFraction = Annotated[Optional[float], _opt("Fraction of the training pool used (the reference runs: 0.1 of "
-                                                "45,000).", "train_fraction", DATA)]
+ImageSize = Annotated[
+    Optional[int], _opt("Input side in pixels (bilinear resize on the device; the topology needs >= 67).", "image_size")
+]
+TrainFraction = Annotated[
+    Optional[float],
+    _opt("Fraction of the training pool used (the reference runs: 0.1 of 45,000).", "train_fraction", DATA),
+]
 Epochs = Annotated[Optional[int], _opt("Epochs.", "epochs")]
 BatchSize = Annotated[Optional[int], _opt("Mini-batch size.", "batch_size")]
 SeedOpt = Annotated[Optional[int], _opt("Seed of initialisation, dropout and data order.", "seed")]
-Precision = Annotated[str, typer.Option(help="auto (bf16 where the hardware has native bf16, fp16 + loss scaling on "
-                                        "older GPUs, else fp32), bf16, fp16 or fp32.", rich_help_panel=TRAIN)]
-Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=TRAIN,
-                                       metavar="")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="auto (bf16 where the hardware has native bf16, fp16 + loss scaling on "
+        "older GPUs, else fp32), bf16, fp16 or fp32.",
+        rich_help_panel=TRAIN,
+    ),
+]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=TRAIN, metavar="")]
 
 
 def _config(**fields) -> CNNConfig:
@@ -69,8 +84,12 @@ def _epoch_bar(bar, epochs):
     task = bar.add_task("", total=epochs, info="")
 
     def on_epoch(epoch, row):
-        bar.update(task, completed=epoch, info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
-                                               f"{row['val_acc']:.3f} {row.get('images_per_s', 0):.0f} img/s")
+        bar.update(
+            task,
+            completed=epoch,
+            info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
+            f"{row['val_acc']:.3f} {row.get('images_per_s', 0):.0f} img/s",
+        )
 
     return task, on_epoch
 
@@ -81,12 +100,26 @@ def train(
     optimizer: Annotated[Optional[str], _opt("sgd (plain, --momentum 0) or adam.", "optimizer")] = None,
     lr: Annotated[Optional[float], _opt("Learning rate.", "lr")] = None,
     momentum: Annotated[Optional[float], _opt("SGD momentum.", "momentum")] = None,
-    batchnorm: Annotated[Optional[bool], typer.Option("--batchnorm/--no-batchnorm", help="BatchNorm after every "
-                                                      "conv.", rich_help_panel=TRAIN, show_default="batchnorm",
-                                                      metavar="")] = None,
-    dropout: Annotated[Optional[bool], typer.Option("--dropout/--no-dropout", help="Dropout(0.5) before the hidden "
-                                                    "Linear layers.", rich_help_panel=TRAIN, show_default="dropout",
-                                                    metavar="")] = None,
+    batchnorm: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--batchnorm/--no-batchnorm",
+            help="BatchNorm after every conv.",
+            rich_help_panel=TRAIN,
+            show_default="batchnorm",
+            metavar="",
+        ),
+    ] = None,
+    dropout: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--dropout/--no-dropout",
+            help="Dropout(0.5) before the hidden Linear layers.",
+            rich_help_panel=TRAIN,
+            show_default="dropout",
+            metavar="",
+        ),
+    ] = None,
     dataset: Dataset = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
@@ -110,9 +143,20 @@ def train(
     from mlhw.device import resolve_device
     from mlhw.runs import run_cnn
 
-    cfg = _config(dataset=dataset, optimizer=optimizer, lr=lr, momentum=momentum, batchnorm=batchnorm,
-                  dropout=dropout, epochs=epochs, batch_size=batch_size, width=width, image_size=image_size,
-                  train_fraction=train_fraction, seed=seed)
+    cfg = _config(
+        dataset=dataset,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        batchnorm=batchnorm,
+        dropout=dropout,
+        epochs=epochs,
+        batch_size=batch_size,
+        width=width,
+        image_size=image_size,
+        train_fraction=train_fraction,
+        seed=seed,
+    )
     dev = resolve_device(device)
     _check_precision(precision, dev)
     name = f"cnn {cfg.optimizer} lr={cfg.lr:g}{'' if cfg.batchnorm else ' no-BN'} seed={cfg.seed}"
@@ -122,17 +166,29 @@ def train(
         bar.update(task, description=f"{cfg.optimizer} lr={cfg.lr:g}")
         run = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
     res, data = run.result, source.for_config(cfg)
-    record = {"optimizer": cfg.optimizer, "lr": cfg.lr, "batchnorm": cfg.batchnorm, "dropout": cfg.dropout,
-              **{k: res.history[-1][k] for k in ("train_loss", "val_acc")}, "test_acc": res.test_acc,
-              "diverged_epoch": res.diverged_epoch, "parameters": res.parameters, "seconds": res.seconds,
-              "precision": res.precision, "dataset": data.name, "run_id": run.run_id}
+    record = {
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "batchnorm": cfg.batchnorm,
+        "dropout": cfg.dropout,
+        **{k: res.history[-1][k] for k in ("train_loss", "val_acc")},
+        "test_acc": res.test_acc,
+        "diverged_epoch": res.diverged_epoch,
+        "parameters": res.parameters,
+        "seconds": res.seconds,
+        "precision": res.precision,
+        "dataset": data.name,
+        "run_id": run.run_id,
+    }
     console = err if as_json else out
     console.print(
         f"{data.name}: train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
         f"{res.parameters:,} parameters, {res.precision}: final train loss {fmt(record['train_loss'])}, "
         f"val acc {fmt(record['val_acc'])}, test acc {fmt(res.test_acc)}"
-        + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "") + f" (run {run.run_id[:8]})",
-        highlight=False)
+        + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
+        + f" (run {run.run_id[:8]})",
+        highlight=False,
+    )
     console.print(tracking_hint(store), highlight=False)
     if as_json:
         emit_json(record)
@@ -141,8 +197,13 @@ def train(
 @app.command()
 @handles_errors
 def compare(
-    part: Annotated[str, typer.Option(help="a: SGD 0.005 vs Adam 5e-5; b: Adam 0.005 vs Adam 5e-5; c: Adam 5e-5 with "
-                                      "vs without BatchNorm + Dropout; all: a, b and c.")] = "all",
+    part: Annotated[
+        str,
+        typer.Option(
+            help="a: SGD 0.005 vs Adam 5e-5; b: Adam 0.005 vs Adam 5e-5; c: Adam 5e-5 with "
+            "vs without BatchNorm + Dropout; all: a, b and c."
+        ),
+    ] = "all",
     dataset: Dataset = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
@@ -175,28 +236,50 @@ def compare(
     parts = list(CNN_PARTS) if part == "all" else [part]
     if any(p not in CNN_PARTS for p in parts):
         raise MLHWError(f"--part {part!r}: use a, b, c or all")
-    base = _config(dataset=dataset, epochs=epochs, batch_size=batch_size, width=width, image_size=image_size,
-                   train_fraction=train_fraction, seed=seed)
+    base = _config(
+        dataset=dataset,
+        epochs=epochs,
+        batch_size=batch_size,
+        width=width,
+        image_size=image_size,
+        train_fraction=train_fraction,
+        seed=seed,
+    )
     dev = resolve_device(device)
     _check_precision(precision, dev)
     names = variants_for(parts)
-    source, store, base_job = prepare(base, "", "cnn.compare", "mlhw cnn compare", data_dir, download, tracking_uri,
-                                      experiment)
+    source, store, base_job = prepare(
+        base, "", "cnn.compare", "mlhw cnn compare", data_dir, download, tracking_uri, experiment
+    )
     data = source.for_config(base)
     runs, tables = {}, {}
     with contextlib.ExitStack() as stack, progress() as bar:
         tags = standard_tags("mlhw cnn compare", "Part 2: the assignment's comparisons, one seed") | {
-            "mlhw.kind": "cnn-compare", "mlhw.part": "cnn." + "".join(parts)}
-        parent = stack.enter_context(tracked_run(store, f"cnn compare {','.join(parts)} seed={base.seed} "
-                                                 f"({base.dataset})", base.to_params() | {"variants": names}, tags))
+            "mlhw.kind": "cnn-compare",
+            "mlhw.part": "cnn." + "".join(parts),
+        }
+        parent = stack.enter_context(
+            tracked_run(
+                store,
+                f"cnn compare {','.join(parts)} seed={base.seed} ({base.dataset})",
+                base.to_params() | {"variants": names},
+                tags,
+            )
+        )
         overall = bar.add_task("variants", total=len(names), info="")
         task, on_epoch = _epoch_bar(bar, base.epochs)
         for i, v in enumerate(names):
             cfg = base.model_copy(update=CNN_VARIANTS[v])
             served = [f"cnn.{p}" for p in parts if v in CNN_PARTS[p][1]]
-            job = type(base_job)(cfg, source.identity(cfg), f"cnn {variant_title(v)} seed={cfg.seed}",
-                                 {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v}, "",
-                                 "mlhw cnn compare", parent.run_id)
+            job = type(base_job)(
+                cfg,
+                source.identity(cfg),
+                f"cnn {variant_title(v)} seed={cfg.seed}",
+                {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v},
+                "",
+                "mlhw cnn compare",
+                parent.run_id,
+            )
             bar.update(overall, completed=i, info=v)
             bar.reset(task, total=cfg.epochs, description=v)
             runs[v] = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
@@ -208,8 +291,9 @@ def compare(
             parent.log_text(to_markdown(tables[p]), f"tables/cnn_part_{p}.md")
             series = [(variant_title(v), [runs[v].result.history]) for v in pair]
             figure_title = f"Part 2 ({p}) {title} on {data.name}, seed {base.seed}"
-            parent.log_figure(lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t),
-                              f"figures/cnn_part_{p}.png")
+            parent.log_figure(
+                lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/cnn_part_{p}.png"
+            )
     console = err if as_json else out
     for p in parts:
         console.print(to_rich(tables[p], f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epochs"))
@@ -222,6 +306,12 @@ def compare(
 
 def _summary(run) -> dict:
     final, cfg = run.result.history[-1], run.job.config
-    return {"optimizer": cfg.optimizer, "lr": cfg.lr, "batchnorm": cfg.batchnorm, "train_loss": final["train_loss"],
-            "val_acc": final["val_acc"], "test_acc": run.result.test_acc,
-            "diverged_epoch": run.result.diverged_epoch}
+    return {
+        "optimizer": cfg.optimizer,
+        "lr": cfg.lr,
+        "batchnorm": cfg.batchnorm,
+        "train_loss": final["train_loss"],
+        "val_acc": final["val_acc"],
+        "test_acc": run.result.test_acc,
+        "diverged_epoch": run.result.diverged_epoch,
+    }

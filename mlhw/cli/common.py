@@ -42,8 +42,13 @@ Download = Annotated[
 ]
 Seed = Annotated[
     Optional[int],
-    typer.Option(help="Seed of subsets, initialisation and data order.", rich_help_panel=TRAIN, show_default="8",
-                 min=0, max=2**32 - 1),
+    typer.Option(
+        help="Seed of subsets, initialisation and data order.",
+        rich_help_panel=TRAIN,
+        show_default="8",
+        min=0,
+        max=2**32 - 1,
+    ),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", rich_help_panel=TRAIN)]
 TrackingUri = Annotated[
@@ -59,8 +64,9 @@ Experiment = Annotated[str, typer.Option(help="MLflow experiment name.", rich_he
 ResultsDir = Annotated[str, typer.Option(help="Where figures and tables are written.", rich_help_panel=OUTPUT)]
 Json = Annotated[
     bool,
-    typer.Option("--json", rich_help_panel=OUTPUT, help="Print each run's final metrics as a JSON line on stdout.",
-                 metavar=""),
+    typer.Option(
+        "--json", rich_help_panel=OUTPUT, help="Print each run's final metrics as a JSON line on stdout.", metavar=""
+    ),
 ]
 
 
@@ -98,8 +104,11 @@ def handles_errors(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
         except KeyboardInterrupt as e:
             code = 143 if isinstance(e, Terminated) else 130
-            typer.echo(f"{'terminated' if code == 143 else 'interrupted'}: the active runs are marked KILLED; "
-                       "the next command resumes", err=True)
+            typer.echo(
+                f"{'terminated' if code == 143 else 'interrupted'}: the active runs are marked KILLED; "
+                "the next command resumes",
+                err=True,
+            )
             raise typer.Exit(code) from None
         finally:
             if previous is not None:

@@ -42,12 +42,18 @@ def _opt(help: str, field: str, panel: str = TRAIN, **kw):
     return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(MLPConfig, field), **kw)
 
 
-Dataset = Annotated[Optional[str], _opt("digits (embedded, 8x8) or mnist (needs --data-dir or network).", "dataset",
-                                        DATA)]
-TrainSize = Annotated[Optional[int], typer.Option(help="Training subset drawn with np.random.seed(seed) + choice "
-                                                  "(default: the whole pool).", rich_help_panel=DATA)]
-TestSize = Annotated[Optional[int], typer.Option(help="Test subset, drawn after the training subset.",
-                                                 rich_help_panel=DATA)]
+Dataset = Annotated[
+    Optional[str], _opt("digits (embedded, 8x8) or mnist (needs --data-dir or network).", "dataset", DATA)
+]
+TrainSize = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Training subset drawn with np.random.seed(seed) + choice (default: the whole pool).", rich_help_panel=DATA
+    ),
+]
+TestSize = Annotated[
+    Optional[int], typer.Option(help="Test subset, drawn after the training subset.", rich_help_panel=DATA)
+]
 Epochs = Annotated[Optional[int], _opt("Epochs of SGD.", "epochs")]
 BatchSize = Annotated[Optional[int], _opt("Mini-batch size.", "batch_size")]
 Hidden = Annotated[Optional[str], _opt("Hidden layer widths, comma-separated (e.g. 40 or 100,40).", "hidden")]
@@ -56,30 +62,47 @@ Dtype = Annotated[Optional[str], _opt("float32 or float64.", "dtype")]
 
 def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed, dtype) -> MLPConfig:
     widths = None if hidden is None else tuple(int(w) for w in parse_floats(hidden, "--hidden"))
-    return build(MLPConfig, "--", dataset=dataset, train_size=train_size, test_size=test_size, hidden=widths,
-                 epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, dtype=dtype)
+    return build(
+        MLPConfig,
+        "--",
+        dataset=dataset,
+        train_size=train_size,
+        test_size=test_size,
+        hidden=widths,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        dtype=dtype,
+    )
 
 
 def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, as_json):
-    from mlhw.device import resolve_device
+    from mlhw.device import mlp_device
     from mlhw.lifecycle import standard_tags, tracked_run
     from mlhw.runs import run_mlp
 
     # Everything that can fail on bad input happens before any run or progress display exists.
-    dev = resolve_device(device)
+    dev = mlp_device(device)  # auto: never the slower device for Part 1 (see mlhw.device)
     configs = [cfg.model_copy(update={"lr": lr}) for lr in lrs]
     command = f"mlhw mlp {'sweep' if len(lrs) > 1 else 'train'}"
     source, store, job = prepare(cfg, "", part, command, data_dir, download, tracking_uri, experiment)
-    jobs = [type(job)(c, source.identity(c), f"{part} lr={c.lr:g} seed={c.seed}", job.tags, "", command)
-            for c in configs]
+    jobs = [
+        type(job)(c, source.identity(c), f"{part} lr={c.lr:g} seed={c.seed}", job.tags, "", command) for c in configs
+    ]
     with contextlib.ExitStack() as stack, progress() as bar:
         parent = None
         if len(lrs) > 1:  # a sweep: a parent run holding the children and the figure
-            tags = standard_tags(command, "Part 1 (b): one fresh network per learning rate") | job.tags | {
-                "mlhw.kind": "mlp-sweep"}
-            parent = stack.enter_context(tracked_run(
-                store, f"{part} sweep seed={cfg.seed} ({cfg.dataset})",
-                cfg.to_params() | {"lrs": lrs}, tags))
+            tags = (
+                standard_tags(command, "Part 1 (b): one fresh network per learning rate")
+                | job.tags
+                | {"mlhw.kind": "mlp-sweep"}
+            )
+            parent = stack.enter_context(
+                tracked_run(
+                    store, f"{part} sweep seed={cfg.seed} ({cfg.dataset})", cfg.to_params() | {"lrs": lrs}, tags
+                )
+            )
             for j in jobs:
                 j.parent = parent.run_id
         label = f"{part} {'sweep' if parent else 'lr=' + format(cfg.lr, 'g')}"
@@ -104,13 +127,29 @@ def _show(runs, part, cfg, as_json, store, parent) -> None:
         table.add_column(col, justify="right")
     for r in runs:
         f = r.result.final
-        table.add_row(f"{r.job.config.lr:g}", fmt(f["train_loss"]), fmt(f["train_acc"]), fmt(f["test_acc"]),
-                      fmt(r.result.diverged_epoch), f"{r.result.seconds:.2f}", r.run_id[:8])
+        table.add_row(
+            f"{r.job.config.lr:g}",
+            fmt(f["train_loss"]),
+            fmt(f["train_acc"]),
+            fmt(f["test_acc"]),
+            fmt(r.result.diverged_epoch),
+            f"{r.result.seconds:.2f}",
+            r.run_id[:8],
+        )
         if as_json:
-            emit_json({"part": part, "lr": r.job.config.lr, "train_loss": f["train_loss"],
-                       "train_acc": f["train_acc"], "test_acc": f["test_acc"],
-                       "diverged_epoch": r.result.diverged_epoch, "seconds": r.result.seconds, "run_id": r.run_id,
-                       "dataset": cfg.dataset})
+            emit_json(
+                {
+                    "part": part,
+                    "lr": r.job.config.lr,
+                    "train_loss": f["train_loss"],
+                    "train_acc": f["train_acc"],
+                    "test_acc": f["test_acc"],
+                    "diverged_epoch": r.result.diverged_epoch,
+                    "seconds": r.result.seconds,
+                    "run_id": r.run_id,
+                    "dataset": cfg.dataset,
+                }
+            )
     console = err if as_json else out
     console.print(table)
     if parent is not None:
@@ -150,9 +189,14 @@ def train(
 @app.command()
 @handles_errors
 def sweep(
-    lrs: Annotated[Optional[str], typer.Option(
-        help="Learning rates, comma-separated; each starts from the same fresh network and sees the same data order.",
-        rich_help_panel=TRAIN, show_default=",".join(f"{x:g}" for x in MLP_SWEEP_LRS))] = None,
+    lrs: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Learning rates, comma-separated; each starts from the same fresh network and sees the same data order.",
+            rich_help_panel=TRAIN,
+            show_default=",".join(f"{x:g}" for x in MLP_SWEEP_LRS),
+        ),
+    ] = None,
     dataset: Dataset = None,
     train_size: TrainSize = None,
     test_size: TestSize = None,

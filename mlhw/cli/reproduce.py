@@ -23,46 +23,67 @@ from mlhw.cli.common import (
 
 Profile = Annotated[
     str,
-    typer.Option(help="Profile of experiments.yaml: digits (embedded data, every part, < 5 min on a CPU), paper "
-                 "(MNIST + CIFAR-10, a GPU) or ci (tiny)."),
+    typer.Option(
+        help="Profile of experiments.yaml: digits (embedded data, every part, < 5 min on a CPU), paper "
+        "(MNIST + CIFAR-10, a GPU) or ci (tiny)."
+    ),
 ]
-Only = Annotated[Optional[list[str]], typer.Option("--only", help="Run only this suite (repeatable), e.g. --only "
-                                                   "cnn_optimizers. The report goes to results/<profile>-partial/.")]
+Only = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--only",
+        help="Run only this suite (repeatable), e.g. --only "
+        "cnn_optimizers. The report goes to results/<profile>-partial/.",
+    ),
+]
 Set = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a field: KEY=VALUE (value read as YAML), e.g. epochs=2, mlp_full.lr=0.05, "
-                 "cnn_adam_lr.seeds=\\[0,1]. The report goes to results/<profile>-partial/."),
+    typer.Option(
+        "--set",
+        help="Override a field: KEY=VALUE (value read as YAML), e.g. epochs=2, mlp_full.lr=0.05, "
+        "cnn_adam_lr.seeds=\\[0,1]. The report goes to results/<profile>-partial/.",
+    ),
 ]
 File = Annotated[str, typer.Option("--file", help="The experiments file.")]
 Flag = dict(metavar="")  # a flag takes no value: show none in --help
-STATUS_STYLE = {"done": "green", "pending": "yellow", "failed": "red", "killed": "red", "stale": "red",
-                "running": "magenta", "no data": "dim"}
+STATUS_STYLE = {
+    "done": "green",
+    "pending": "yellow",
+    "failed": "red",
+    "killed": "red",
+    "stale": "red",
+    "running": "magenta",
+    "no data": "dim",
+}
 PARALLEL = "Parallel and distributed"
 
 
-def _validate(file, profile, only, sets, device, data_dir, download, results_dir, tracking_uri, experiment,
-              stale_after, dry_run):
+def _validate(
+    file, profile, only, sets, device, data_dir, download, results_dir, tracking_uri, experiment, stale_after, dry_run
+):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
     the data (read and checked), the results folder and the tracking store. Returns the plan."""
-    from mlhw.device import resolve_device
     from mlhw.experiments import expand, load_file
     from mlhw.plan import make_plan
     from mlhw.report import check_writable
     from mlhw.runs import DataSource
     from mlhw.store import Store
 
+    from mlhw.data import check_dataset
+    from mlhw.errors import DataNotFound
+
     spec = load_file(file)
     specs = expand(spec, profile, only, sets or [], file)
-    dev = resolve_device(device)
+    check_device(device)
     source = DataSource(data_dir, False if dry_run else download)
     missing = set()
     for name in dict.fromkeys(getattr(s.config, "dataset", None) for s in specs):
-        try:
-            source.fingerprint(name)
-        except Exception as e:
-            from mlhw.errors import DataNotFound
-
-            if not (dry_run and isinstance(e, DataNotFound)):
+        if name is None:
+            continue
+        try:  # the files read and checked (labels, sizes, dtypes); unchanged files are not read again
+            check_dataset(name, data_dir, False if dry_run else download)
+        except DataNotFound:
+            if not dry_run:
                 raise
             missing.add(name)
     if not dry_run:
@@ -70,7 +91,28 @@ def _validate(file, profile, only, sets, device, data_dir, download, results_dir
     store = Store(tracking_uri, experiment, create=not dry_run)
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
-    return spec, dev, source, store, plan
+    plan.all_suites = list(spec.profiles[profile].suites) or list(spec.suites)
+    return spec, source, store, plan
+
+
+def _baseline(folder, plan):
+    """The profile's committed results, read before this reproduction replaces them (None: no baseline)."""
+    from mlhw.check import load_baseline
+
+    if plan.partial or not (folder / "tables").is_dir():
+        return None
+    try:
+        return load_baseline(folder)
+    except Exception:  # an unreadable baseline does not stop a reproduction; `mlhw check` says why
+        return None
+
+
+def check_device(device: str) -> None:
+    """--device, checked without importing torch where the answer is known (auto, cpu)."""
+    if device not in ("auto", "cpu"):
+        from mlhw.device import resolve_device
+
+        resolve_device(device)
 
 
 def _show_plan(plan) -> None:
@@ -82,8 +124,13 @@ def _show_plan(plan) -> None:
     for suite in plan.suites:
         mine = {p.identity: p for p in plan.entries if p.spec.suite == suite}
         todo = sum(p.todo for p in mine.values())
-        table.add_row(suite, str(len(mine)), str(len(mine) - todo), f"[yellow]{todo}[/]" if todo else "0",
-                      plan.descriptions.get(suite, ""))
+        table.add_row(
+            suite,
+            str(len(mine)),
+            str(len(mine) - todo),
+            f"[yellow]{todo}[/]" if todo else "0",
+            plan.descriptions.get(suite, ""),
+        )
     err.print(table)
     err.print(_counts_line(plan))
 
@@ -92,8 +139,9 @@ def _counts_line(plan) -> str:
     counts = plan.counts()
     shared = len(plan.entries) - len(plan.distinct())
     parts = ", ".join(f"[{STATUS_STYLE.get(s, 'white')}]{n} {s}[/]" for s, n in counts.items())
-    return (f"{len(plan.distinct())} runs: {parts}" + (f" ({shared} shared between suites, counted once)"
-                                                       if shared else ""))
+    return f"{len(plan.distinct())} runs: {parts}" + (
+        f" ({shared} shared between suites, counted once)" if shared else ""
+    )
 
 
 def _show_dry_run(plan) -> None:
@@ -118,8 +166,12 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     for suite in plan.suites:
         part = next(p.spec.part for p in plan.entries if p.spec.suite == suite)
         tags = standard_tags(f"mlhw reproduce --profile {plan.profile}", plan.descriptions.get(suite, "")) | {
-            "mlhw.kind": "suite", "mlhw.profile": plan.profile, "mlhw.suite": suite, "mlhw.part": part,
-            IDENTITY_TAG: plan.suite_identity(suite), "mlhw.partial": str(plan.partial).lower(),
+            "mlhw.kind": "suite",
+            "mlhw.profile": plan.profile,
+            "mlhw.suite": suite,
+            "mlhw.part": part,
+            IDENTITY_TAG: plan.suite_identity(suite),
+            "mlhw.partial": str(bool(plan.overrides)).lower(),
             "mlhw.overrides": json.dumps({"only": plan.only, "set": plan.overrides}),
         }
         name = f"{plan.profile} · {suite}" + (" (partial)" if plan.partial else "")
@@ -132,8 +184,10 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
 def _scope(plan):
     from mlhw.report import Entry, Scope
 
-    entries = [Entry(p.spec.suite, p.spec.label, p.identity, p.spec.config.model_dump(mode="json"), p.spec.variant)
-               for p in plan.entries]
+    entries = [
+        Entry(p.spec.suite, p.spec.label, p.identity, p.spec.config.model_dump(mode="json"), p.spec.variant)
+        for p in plan.entries
+    ]
     return Scope(plan.profile, entries, plan.descriptions, plan.overrides, plan.only)
 
 
@@ -184,8 +238,9 @@ class _Reporter:
                 epochs = getattr(unit[0].config, "epochs", None) or 1
                 self.bar.reset(self.current, total=epochs, description=ev.label, visible=True)
             else:
-                err.print(f"[{self.finished + 1}-{self.finished + len(unit)}/{self.total}] start {ev.label}",
-                          highlight=False)
+                first, last = self.finished + 1, self.finished + len(unit)
+                span = f"{first}" if first == last else f"{first}-{last}"
+                err.print(f"[{span}/{self.total}] start {ev.label}", highlight=False)
         elif ev.kind == "epoch" and self.live:
             self.bar.update(self.current, completed=ev.epoch)
         elif ev.kind == "end":
@@ -207,7 +262,17 @@ def _compile(plan, store, results_dir, dev, parents, description):
     from mlhw.tables import to_markdown
 
     scope = _scope(plan)
-    scope.description = description
+    scope.description, scope.expected = description, plan.all_suites
+    if plan.only and not plan.overrides:  # --only: the other suites as the store last reproduced them
+        from mlhw.errors import MLHWError
+        from mlhw.report import scope_from_store
+
+        others = [s for s in plan.all_suites if s not in plan.only]
+        try:
+            scope.entries += scope_from_store(store, plan.profile, others).entries if others else []
+        except MLHWError:  # none of them reproduced yet: the report says which suites are missing
+            pass
+        scope.only = []
     tables, path, done = write_report(scope, store, results_dir, str(dev))
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
@@ -229,8 +294,10 @@ def _print_tables(tables, profile, path) -> None:
     for t in tables:
         if t.name == "theory":  # 27 rows: the report has them; the terminal gets the verdict
             passed = int((t.display["result"] == "PASS").sum())
-            out.print(f"theory: {passed} of {len(t.display)} checks pass"
-                      + ("" if passed == len(t.display) else f" [red](see {path.parent}/tables/theory.md)[/]"))
+            out.print(
+                f"theory: {passed} of {len(t.display)} checks pass"
+                + ("" if passed == len(t.display) else f" [red](see {path.parent}/tables/theory.md)[/]")
+            )
         else:
             out.print(to_rich(t.display, t.title))
     out.print(f"report: {path}")
@@ -241,27 +308,49 @@ def reproduce(
     profile: Profile = "digits",
     only: Only = None,
     set_: Set = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan and exit: nothing is run, downloaded "
-                                          "or written.", **Flag)] = False,
-    force: Annotated[bool, typer.Option("--force", help="Run every planned run again, even the done ones.",
-                                        **Flag)] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan and exit: nothing is run, downloaded or written.", **Flag)
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run every planned run again, even the done ones.", **Flag)
+    ] = False,
     file: File = "experiments.yaml",
     device: Device = "auto",
     data_dir: DataDir = "data",
-    download: Annotated[Optional[bool], typer.Option("--download/--no-download", show_default="auto",
-                                                     help="Download missing datasets.", metavar="")] = None,
+    download: Annotated[
+        Optional[bool],
+        typer.Option("--download/--no-download", show_default="auto", help="Download missing datasets.", metavar=""),
+    ] = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
-    jobs: Annotated[int, typer.Option(min=1, help="Local worker processes (CPU threads split between them; one GPU "
-                                      "each where there are GPUs). Needs a tracking server.",
-                                      rich_help_panel=PARALLEL)] = 1,
-    executor: Annotated[str, typer.Option(help="local (this machine) or ray (a Ray cluster; pip install "
-                                          "'mlhw\\[ray]').", rich_help_panel=PARALLEL)] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address, e.g. auto (default: a local Ray "
-                                                       "instance).", rich_help_panel=PARALLEL)] = None,
-    stale_after: Annotated[float, typer.Option(min=1, help="Seconds without a heartbeat after which a RUNNING run "
-                                               "is taken as dead and run again.", rich_help_panel=PARALLEL)] = 60.0,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Local worker processes (CPU threads split between them; one GPU "
+            "each where there are GPUs). Needs a tracking server.",
+            rich_help_panel=PARALLEL,
+        ),
+    ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (this machine) or ray (a Ray cluster; pip install 'mlhw\\[ray]').", rich_help_panel=PARALLEL
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(help="Ray cluster address, e.g. auto (default: a local Ray instance).", rich_help_panel=PARALLEL),
+    ] = None,
+    stale_after: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds without a heartbeat after which a RUNNING run is taken as dead and run again.",
+            rich_help_panel=PARALLEL,
+        ),
+    ] = 60.0,
 ):
     """Run every experiment of a profile that is not done yet, then compile the tables and the report.
 
@@ -280,23 +369,31 @@ def reproduce(
     uri = resolve_uri(tracking_uri)
     if (jobs > 1 or executor == "ray") and sqlite_path(uri) is not None:
         what = f"--jobs {jobs}" if executor == "local" else "--executor ray"
-        raise MLHWError(f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
-                        f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
-                        f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000")
-    spec, dev, source, store, plan = _validate(file, profile, only, set_, device, data_dir, download, results_dir,
-                                               uri, experiment, stale_after, dry_run)
+        raise MLHWError(
+            f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
+            f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
+            f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
+        )
+    spec, source, store, plan = _validate(
+        file, profile, only, set_, device, data_dir, download, results_dir, uri, experiment, stale_after, dry_run
+    )
     if force:
         for p in plan.entries:
             p.status = "pending"
     if dry_run:
         _show_dry_run(plan)
         return
-    folder = _scope(plan).folder(results_dir)
+    folder = _scope(plan).folder(results_dir) if plan.overrides else _scope(plan).folder(results_dir).with_name(profile)
     if not plan.pending() and (folder / "REPORT.md").is_file():
-        err.print(f"up to date: {len(plan.distinct())} runs, profile {profile} ({folder / 'REPORT.md'})",
-                  highlight=False)
+        err.print(
+            f"up to date: {len(plan.distinct())} runs, profile {profile} ({folder / 'REPORT.md'})", highlight=False
+        )
         return
+    baseline = _baseline(folder, plan)
     _show_plan(plan)
+    from mlhw.device import resolve_device
+
+    dev = resolve_device(device)
     settings = Settings(store.uri, experiment, data_dir, download, device, stale_after=stale_after)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -305,11 +402,22 @@ def reproduce(
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
         claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
-        err.print(f"ran {ran} of {sum(len(u) for u in work)} runs in {time.perf_counter() - t0:.1f} s"
-                  + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
-                  + (f", {claimed} left to another reproduce that owns them" if claimed else ""), highlight=False)
+        err.print(
+            f"ran {ran} of {sum(len(u) for u in work)} runs in {time.perf_counter() - t0:.1f} s"
+            + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
+            + (f", {claimed} left to another reproduce that owns them" if claimed else ""),
+            highlight=False,
+        )
         tables, path = _compile(plan, store, results_dir, dev, parents, spec.profiles[profile].description)
     _print_tables(tables, profile, path)
+    if baseline is not None:
+        from mlhw.cli.check import verdict
+
+        result = verdict(baseline, {t.name: t.numeric for t in tables})
+        err.print(
+            f"against the baseline in {folder}: {result.summary()} (`mlhw check --profile {profile}` shows what moved)",
+            highlight=False,
+        )
     if failed:
         for unit, r in failed:
             err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")

@@ -33,7 +33,9 @@ app = typer.Typer(
     "(the embedded digits by default) and logged to MLflow.",
 )
 
-Dataset = Annotated[Optional[str], typer.Option(help="digits (embedded) or mnist.", rich_help_panel=DATA, show_default="digits")]
+Dataset = Annotated[
+    Optional[str], typer.Option(help="digits (embedded) or mnist.", rich_help_panel=DATA, show_default="digits")
+]
 TrainSize = Annotated[Optional[int], typer.Option(help="Training subset (seeded choice).", rich_help_panel=DATA)]
 TestSize = Annotated[Optional[int], typer.Option(help="Test subset (seeded choice).", rich_help_panel=DATA)]
 
@@ -57,19 +59,33 @@ def multiclass(
     method: Annotated[
         Optional[str],
         typer.Option(
-            help="exact (certificate or LP, optimal) or subgradient (descent, logged per step).", rich_help_panel=TRAIN,
+            help="exact (certificate or LP, optimal) or subgradient (descent, logged per step).",
+            rich_help_panel=TRAIN,
             show_default=default_of(MulticlassSVMConfig, "method"),
         ),
     ] = None,
     bias: Annotated[
         Optional[bool],
-        typer.Option("--bias/--no-bias", help="Add a constant feature (an offset per class).", rich_help_panel=TRAIN,
-                     show_default="bias", metavar=""),
+        typer.Option(
+            "--bias/--no-bias",
+            help="Add a constant feature (an offset per class).",
+            rich_help_panel=TRAIN,
+            show_default="bias",
+            metavar="",
+        ),
     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Subgradient steps.", rich_help_panel=TRAIN,
-                                                 show_default=default_of(MulticlassSVMConfig, "steps"))] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Subgradient step size.", rich_help_panel=TRAIN,
-                                                show_default=default_of(MulticlassSVMConfig, "lr"))] = None,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Subgradient steps.", rich_help_panel=TRAIN, show_default=default_of(MulticlassSVMConfig, "steps")
+        ),
+    ] = None,
+    lr: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Subgradient step size.", rich_help_panel=TRAIN, show_default=default_of(MulticlassSVMConfig, "lr")
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -107,8 +123,16 @@ def multiclass(
         lr=lr,
         seed=seed,
     )
-    source, store, job = prepare(cfg, f"svm.q1 {cfg.method} ({cfg.dataset})", "svm.q1", "mlhw svm multiclass",
-                                 data_dir, download, tracking_uri, experiment)
+    source, store, job = prepare(
+        cfg,
+        f"svm.q1 {cfg.method} ({cfg.dataset})",
+        "svm.q1",
+        "mlhw svm multiclass",
+        data_dir,
+        download,
+        tracking_uri,
+        experiment,
+    )
     data = source.for_config(cfg)
     from mlhw.runs import run_svm_multiclass
 
@@ -116,7 +140,10 @@ def multiclass(
         with progress() as bar:
             task = bar.add_task("subgradient", total=cfg.steps, info="")
             done = run_svm_multiclass(
-                job, store, source, None,
+                job,
+                store,
+                source,
+                None,
                 lambda s, r: bar.update(task, completed=s, info=f"f {r['objective']:.4f} err {r['train_error']:.4f}"),
             )
     else:
@@ -159,8 +186,14 @@ def soft(
         str, typer.Option(help="The two classes: the first is +1, the second -1.", rich_help_panel=DATA)
     ] = "3,8",
     C: Annotated[
-        Optional[float], typer.Option("--C", "-C", help="Weight of the squared slacks, C/2 sum xi^2.",
-                                      rich_help_panel=TRAIN, show_default=default_of(SoftSVMConfig, "C"))
+        Optional[float],
+        typer.Option(
+            "--C",
+            "-C",
+            help="Weight of the squared slacks, C/2 sum xi^2.",
+            rich_help_panel=TRAIN,
+            show_default=default_of(SoftSVMConfig, "C"),
+        ),
     ] = None,
     bias: Annotated[
         Optional[str],
@@ -205,8 +238,10 @@ def soft(
     present = sorted(set(data.train.y.tolist()))
     for c in cfg.classes:
         if c not in present:
-            raise MLHWError(f"--classes: class {c} has no training samples in {data.name} "
-                            f"({len(data.train)} samples, classes {present})")
+            raise MLHWError(
+                f"--classes: class {c} has no training samples in {data.name} "
+                f"({len(data.train)} samples, classes {present})"
+            )
     from mlhw.runs import run_svm_soft
 
     done = run_svm_soft(job, store, source)

@@ -13,8 +13,11 @@ from mlhw.cli.common import Experiment, Json, TrackingUri, emit_json, err, handl
 def theory(
     digits: Annotated[
         bool,
-        typer.Option("--digits/--no-digits", help="Also check Q1 and Q3 on the embedded digits (Q1: all classes; "
-                     "Q3: 3 vs 8).", metavar=""),
+        typer.Option(
+            "--digits/--no-digits",
+            help="Also check Q1 and Q3 on the embedded digits (Q1: all classes; Q3: 3 vs 8).",
+            metavar="",
+        ),
     ] = True,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",

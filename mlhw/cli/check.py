@@ -1,0 +1,61 @@
+"""`mlhw check`: the reproduction gate. The store's current results of a profile against a committed baseline."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mlhw.cli.common import Experiment, TrackingUri, err, handles_errors, out
+
+
+def current_tables(store, profile: str) -> dict:
+    """The profile's tables as the store holds them now (the newest full reproduction): name -> numeric table."""
+    from mlhw.report import build_tables, collect, scope_from_store
+
+    done, _ = collect(scope_from_store(store, profile), store)
+    return {t.name: t.numeric for t in build_tables(done, store, profile)}
+
+
+def verdict(baseline, current: dict):
+    from mlhw.check import compare
+
+    return compare(baseline.tables, current, baseline.policy)
+
+
+@handles_errors
+def check(
+    profile: Annotated[str, typer.Option(help="The profile whose newest full reproduction is checked.")] = "digits",
+    baseline: Annotated[
+        Optional[str],
+        typer.Option(
+            help="The baseline folder: its tables/*.csv (mean, std, n) and check.yaml (tolerances, chaotic rows).",
+            show_default="results/<profile>",
+        ),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = "mlhw",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.", metavar="")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Show every compared metric, not only what moved.", metavar="")
+    ] = False,
+):
+    """Compare the tracking store's results of a profile with a committed baseline; exit 1 on drift.
+
+    A metric drifts when |current - baseline| > k * sqrt(std_b^2/n_b + std_c^2/n_c) + floor (k = 3; floor
+    0.02 for accuracies, max(0.02, 10%) for losses; set in the baseline's check.yaml). Rows marked chaotic
+    there (e.g. lr=1, Adam lr 0.005) are reported but never fail.
+    """
+    from mlhw.check import load_baseline, to_rich
+    from mlhw.store import Store
+
+    b = load_baseline(baseline or f"results/{profile}")
+    store = Store(tracking_uri, experiment, create=False)
+    result = verdict(b, current_tables(store, profile))
+    if as_json:
+        typer.echo(result.to_json())
+    else:
+        out.print(to_rich(result, show_all))
+    err.print(result.summary(), highlight=False)
+    if not result.passed:
+        raise typer.Exit(1)
