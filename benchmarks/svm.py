@@ -39,7 +39,7 @@ def at_target(prob, p_star, solve, repeats):
         theta = solve(tol)
         gap = (prob.primal(theta) - p_star) / abs(p_star)
         if gap <= TARGET:
-            seconds, _ = timed(lambda: solve(tol), repeats)
+            seconds, _ = timed(lambda tol=tol: solve(tol), repeats)
             return seconds, tol, gap
     return float("nan"), None, gap
 

@@ -70,7 +70,7 @@ def main() -> None:
         ratio = f"{wall / base[0]:.2f}x" if base else "-"
         print(f"{name:<16}{wall:>8.1f}{runs:>6}{execute:>11.1f}{execute / max(runs, 1):>8.2f}{ratio:>11}")
     if base:
-        for name, (wall, runs, execute) in results.items():
+        for name, (_wall, runs, execute) in results.items():
             if name != "--jobs 1":
                 print(f"{name}: overhead per run vs --jobs 1: {(execute - base[2]) / max(runs, 1):+.2f} s")
 

@@ -119,6 +119,8 @@ def test_same_seed_same_metrics_on_cpu(digits):
     assert a.test_acc == b.test_acc
     assert len(a.history) == 2 and a.history[-1]["train_loss"] < a.history[0]["train_loss"]
     assert set(a.history[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_s"}
+    # on a CPU: fused Adam (fast and the same arithmetic), no CUDA graphs, evaluation in chunks of 256
+    assert (a.precision, a.optimizer_impl, a.cuda_graphs, a.eval_batch) == ("fp32", "fused", False, 256)
 
 
 def test_nan_stops_the_run_cleanly(digits):

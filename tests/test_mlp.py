@@ -141,3 +141,13 @@ def test_same_seed_same_result(digits):
     cfg = MLPConfig(epochs=2)
     a, b = train_mlp(cfg, digits)[0], train_mlp(cfg, digits)[0]
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+
+
+def test_auto_device_runs_where_the_rule_says(digits):
+    """--device auto for Part 1: CPU unless CUDA graphs can run the steps (mlhw.device.mlp_device)."""
+    from mlhw.device import mlp_device
+
+    res = train_mlp(MLPConfig(epochs=1), digits, device="auto")[0]
+    assert res.device == str(mlp_device("auto")) and res.cuda_graphs == (res.device == "cuda")
+    cpu = train_mlp(MLPConfig(epochs=1), digits, device="cpu")[0]
+    assert [r["train_loss"] for r in cpu.history] == [r["train_loss"] for r in res.history] or res.device != "cpu"

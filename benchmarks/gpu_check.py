@@ -1,0 +1,286 @@
+"""GPU check: speed and equality of the CUDA code paths, in one device call (a few minutes), one table.
+
+Synthetic MNIST-shaped and CIFAR-shaped data (no download); needs torch (+ torchvision and PIL for the
+notebook peer), not MLflow, pydantic or typer: configs are plain namespaces with the fields the core reads.
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_check.py | tee gpu_check.txt
+    uv run python benchmarks/gpu_check.py --smoke      # CPU, tiny sizes: checks that the script runs
+
+Rows:
+  cnn   AlexNet (227 px, batch 64, Adam 5e-5, BatchNorm + Dropout) training img/s, the best epoch after the
+        first: mlhw bf16 with its defaults (fused Adam, the step in one CUDA graph), then with one lever off
+        at a time (foreach Adam; eager steps), fp32, fp16 + GradScaler, and the notebook's pipeline (PIL
+        Resize + ToTensor + Normalize, DataLoader, fp32, foreach Adam) as the peer.
+  mlp   part (c) (50,000 x 784 -> 40 -> 10, batch 10, lr 0.1): seconds per SGD epoch (the second epoch,
+        without evaluation), CUDA graphs vs eager CUDA vs this machine's CPU; the 6-rate sweep of part (b).
+  check float64 MLP CUDA (graphs) == CPU; MLP graphs == eager (float32); CNN graphs == eager (bf16 and fp32),
+        each beside eager == eager (the run-to-run noise floor of cuDNN's kernels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import traceback
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from mlhw.cnn import AlexNet, flops_per_image, train_cnn
+from mlhw.data import CIFAR_MEAN, CIFAR_STD, Dataset, Split
+from mlhw.mlp import train_mlp
+
+ROWS: list[tuple[str, str, str, str]] = []  # (section, what, value, note)
+T0 = time.perf_counter()
+CNN_OVERRIDES: dict = {}  # --smoke: a small AlexNet (a CPU takes minutes per epoch at 227 px)
+
+
+def mlp_cfg(**kw) -> SimpleNamespace:
+    base = dict(hidden=(40,), epochs=2, batch_size=10, lr=0.1, seed=8, dtype="float32")
+    return SimpleNamespace(**(base | kw))
+
+
+def cnn_cfg(**kw) -> SimpleNamespace:
+    base = dict(
+        optimizer="adam",
+        lr=5e-5,
+        momentum=0.0,
+        batchnorm=True,
+        dropout=True,
+        epochs=3,
+        batch_size=64,
+        width=1.0,
+        image_size=227,
+        seed=0,
+    )
+    return SimpleNamespace(**(base | CNN_OVERRIDES | kw))
+
+
+def row(section: str, what: str, value: str, note: str = "") -> None:
+    ROWS.append((section, what, value, note))
+    print(f"[{time.perf_counter() - T0:6.1f} s] {section:<6} {what:<48} {value:>14}  {note}", flush=True)
+
+
+def guarded(fn):
+    """A failing row is reported, and the other rows still run."""
+
+    def run(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except Exception as err:  # noqa: BLE001 - the script must print its table whatever fails
+            traceback.print_exc()
+            row("error", fn.__name__, type(err).__name__, str(err).splitlines()[0][:90] if str(err) else "")
+            return None
+
+    return run
+
+
+def synthetic_mnist(n: int, seed: int = 0) -> Split:
+    rng = np.random.RandomState(seed)
+    x = (rng.rand(n, 1, 28, 28) < 0.2) * rng.randint(0, 256, (n, 1, 28, 28))  # sparse, like MNIST
+    return Split(x.astype(np.uint8), rng.randint(0, 10, n).astype(np.int64))
+
+
+def synthetic_cifar(n: int, seed: int = 0) -> Split:
+    rng = np.random.RandomState(seed)
+    return Split(rng.randint(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.randint(0, 10, n).astype(np.int64))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- CNN ------------------------------------------------------------------------------------------
+
+
+@guarded
+def notebook_images_per_s(train: Split, device: torch.device, steps: int) -> float:
+    from PIL import Image
+    from torch.utils.data import DataLoader
+    from torchvision import transforms
+
+    tf = transforms.Compose(
+        [transforms.Resize((227, 227)), transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    )
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(train.y)
+
+        def __getitem__(self, i):
+            return tf(Image.fromarray(train.x[i].transpose(1, 2, 0))), int(train.y[i])
+
+    torch.manual_seed(0)
+    model = AlexNet().to(device)
+    opt = torch.optim.Adam(model.parameters(), 5e-5)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    done, t0 = 0, 0.0
+    for step, (xb, yb) in enumerate(DataLoader(Images(), batch_size=64, shuffle=True)):
+        if step == 2:  # two warm-up steps
+            sync(device)
+            t0 = time.perf_counter()
+        xb, yb = xb.to(device), yb.to(device)
+        opt.zero_grad()
+        loss_fn(model(xb), yb).backward()
+        opt.step()
+        done += len(yb) if step >= 2 else 0
+        if step == steps + 1:
+            break
+    sync(device)
+    rate = done / (time.perf_counter() - t0)
+    row("cnn", "notebook pipeline (PIL + DataLoader, fp32)", f"{rate:,.0f} img/s", "the peer: 1.00x")
+    return rate
+
+
+@guarded
+def mlhw_images_per_s(data: Dataset, device, label: str, base: float | None, epochs: int, **kw) -> float:
+    t0 = time.perf_counter()
+    res = train_cnn(cnn_cfg(epochs=epochs), data, device, **kw)
+    rate = max(h["images_per_s"] for h in res.history[1:])
+    vs = f"{rate / base:.2f}x notebook; " if base else ""
+    note = (
+        f"{vs}; {res.precision}, {res.optimizer_impl}, graphs={res.cuda_graphs}; run {time.perf_counter() - t0:.1f} s"
+    )
+    row("cnn", label, f"{rate:,.0f} img/s", note)
+    return rate
+
+
+def cnn_equal(data: Dataset, device, precision: str, optimizer: str = "adam", lr: float = 5e-5) -> None:
+    """graphs vs eager, beside eager vs eager: train losses, validation and test (loss, accuracy)."""
+
+    def curve(graphs: bool) -> np.ndarray:
+        res = train_cnn(cnn_cfg(epochs=2, optimizer=optimizer, lr=lr), data, device, precision, cuda_graphs=graphs)
+        vals = [v for h in res.history for v in (h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"])]
+        return np.array(vals + [res.test_loss, res.test_acc])
+
+    eager, eager2, graphed = curve(False), curve(False), curve(True)
+    d_ge, d_ee = np.abs(graphed - eager).max(), np.abs(eager2 - eager).max()
+    row(
+        "check",
+        f"CNN graphs == eager ({optimizer} {lr:g}, {precision}, 2 epochs, max abs diff)",
+        f"{d_ge:.2e}",
+        f"eager vs eager (noise floor): {d_ee:.2e}; train loss {eager[0]:.4f} -> {eager[4]:.4f}",
+    )
+
+
+# --- MLP ------------------------------------------------------------------------------------------
+
+
+def mlp_epoch(data: Dataset, device, rates, **kw) -> tuple[float, list]:
+    res = train_mlp(mlp_cfg(epochs=2, dtype=kw.pop("dtype", "float32")), data, rates, device, **kw)
+    return res[0].history[2]["epoch_seconds"], res
+
+
+@guarded
+def mlp_rows(device, n: int, sweep_n: int) -> None:
+    test = synthetic_mnist(1000, 1)
+    full = Dataset("synthetic-mnist", synthetic_mnist(n), test)
+    sweep = Dataset("synthetic-mnist", synthetic_mnist(sweep_n), test)
+    rates = [0.001, 0.01, 0.1, 1, 10, 100]
+    cpu = torch.device("cpu")
+    times = {}
+    for label, dev, kw in (
+        ("CUDA graphs", device, {}),
+        ("eager CUDA", device, {"cuda_graphs": False}),
+        ("CPU", cpu, {}),
+    ):
+        if dev.type != "cuda" and label != "CPU":
+            continue
+        t, res = mlp_epoch(full, dev, [0.1], **kw)
+        times[label] = t
+        row("mlp", f"part (c) epoch, {n:,} x 784-40-10, {label}", f"{t:.3f} s", f"device={res[0].device}")
+    if "CPU" in times:
+        for label in ("CUDA graphs", "eager CUDA"):
+            if label in times:
+                row("mlp", f"  {label} vs CPU", f"{times['CPU'] / times[label]:.2f}x", "> 1: faster than the CPU")
+    for label, dev in (("CUDA graphs", device), ("CPU", cpu)):
+        if dev.type != "cuda" and label != "CPU":
+            continue
+        t, _ = mlp_epoch(sweep, dev, rates)
+        row("mlp", f"part (b) 6-rate sweep epoch, {sweep_n:,} samples, {label}", f"{t:.3f} s")
+
+
+@guarded
+def mlp_checks(device, n: int) -> None:
+    data = Dataset("synthetic-mnist", synthetic_mnist(n, 2), synthetic_mnist(500, 3))
+    rates = [0.01, 0.1, 1.0]
+
+    def curves(dev, dtype, **kw) -> np.ndarray:
+        res = train_mlp(mlp_cfg(epochs=3, dtype=dtype), data, rates, dev, **kw)
+        return np.array([[h[k] for h in r.history for k in ("train_loss", "train_acc", "test_acc")] for r in res])
+
+    cpu64 = curves(torch.device("cpu"), "float64")
+    gpu64 = curves(device, "float64")
+    row(
+        "check",
+        f"MLP float64 {device.type} == CPU (3 epochs, 3 rates)",
+        f"{np.abs(gpu64 - cpu64).max():.2e}",
+        "max abs diff",
+    )
+    if device.type == "cuda":
+        g32, e32 = curves(device, "float32"), curves(device, "float32", cuda_graphs=False)
+        row("check", "MLP graphs == eager CUDA (float32, 3 epochs)", f"{np.abs(g32 - e32).max():.2e}", "max abs diff")
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes on whatever device: checks the script runs")
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    smoke = args.smoke or device.type != "cuda"
+    if device.type == "cuda":
+        cap = torch.cuda.get_device_capability()
+        name = f"{torch.cuda.get_device_name()} (compute capability {cap[0]}.{cap[1]})"
+    else:
+        name = f"CPU, {torch.get_num_threads()} threads"
+    print(f"gpu_check: {name}; torch {torch.__version__}; smoke={smoke}", flush=True)
+
+    if smoke:
+        cnn_train, cnn_epochs, nb_steps, mlp_n, sweep_n, check_n, eq_n = 128, 2, 1, 2_000, 1_000, 300, 70
+    else:
+        cnn_train, cnn_epochs, nb_steps, mlp_n, sweep_n, check_n, eq_n = 6_144, 3, 12, 50_000, 10_000, 5_000, 660
+    small = synthetic_cifar(64, 9)
+    if smoke:
+        CNN_OVERRIDES.update(width=0.125, image_size=67)
+    cnn_data = Dataset("synthetic", synthetic_cifar(cnn_train), small, small)
+    if not smoke:
+        row(
+            "cnn",
+            "training GFLOP per image (227 px)",
+            f"{flops_per_image(AlexNet().to(device), (3, 227, 227)) / 1e9:.2f}",
+        )
+    base = notebook_images_per_s(synthetic_cifar(nb_steps * 64 + 128, 5), device, nb_steps) if not smoke else None
+    lab, prec = ("mlhw bf16", "bf16") if device.type == "cuda" else ("mlhw auto", "auto")
+    variants = [
+        (f"{lab}: fused Adam + CUDA graph (default)", dict(precision=prec)),
+        (f"{lab}: foreach Adam + CUDA graph", dict(precision=prec, fused=False)),
+        (f"{lab}: fused Adam, eager steps", dict(precision=prec, cuda_graphs=False)),
+        (f"{lab}: foreach Adam, eager (the old loop)", dict(precision=prec, fused=False, cuda_graphs=False)),
+        ("mlhw fp32: fused Adam + CUDA graph", dict(precision="fp32")),
+    ]
+    if device.type == "cuda":
+        variants.append(("mlhw fp16 + GradScaler (eager; the T4/V100 path)", dict(precision="fp16")))
+    for label, kw in variants:
+        mlhw_images_per_s(cnn_data, device, label, base, cnn_epochs, **kw)
+
+    mlp_rows(device, mlp_n, sweep_n)
+    mlp_checks(device, check_n)
+    eq_data = Dataset("synthetic", synthetic_cifar(eq_n, 7), small, small)  # 10 full batches + a tail of 20
+    for precision, optimizer, lr in [("fp32", "adam", 5e-5), ("bf16", "adam", 5e-5), ("bf16", "sgd", 0.005)]:
+        guarded(cnn_equal)(eq_data, device, precision if device.type == "cuda" else "fp32", optimizer, lr)
+
+    print(f"\n## gpu_check on {name}, torch {torch.__version__}: {time.perf_counter() - T0:.0f} s\n")
+    print("| part | what | value | note |\n|---|---|---|---|")
+    for r in ROWS:
+        print("| " + " | ".join(x.replace("|", "/") for x in r) + " |")
+    if any(r[0] == "error" for r in ROWS):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
