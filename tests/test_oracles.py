@@ -1,0 +1,394 @@
+"""Oracles for what training really does: each loop of `mlhw` against an independent implementation.
+
+- `train_cnn` (CPU, fp32) against a hand-built plain PyTorch loop: an AlexNet written here from the
+  assignment's description, the same seeded initialisation, the same batches, the same
+  preprocessing, `nn.CrossEntropyLoss`, `torch.optim.SGD` / `torch.optim.Adam`.
+- `cnn.evaluate` against a direct computation on the whole split.
+- `train_mlp` (float64) against a NumPy float64 transcription of the skeleton's per-example SGD.
+
+They pin down the numbers the CPU path produces, so that speed work on the loops (fused optimizers,
+CUDA graphs, other layouts) can be checked against them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlhw import cnn, mlp
+from mlhw.config import CNNConfig, MLPConfig
+from mlhw.data import Dataset, Split
+
+# The assignment's normalisation (ASSIGNMENT.md, part 2), typed here rather than imported.
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one intra-op thread is faster on a shared CPU, and both loops of a test
+    run with the same thread count, so the same kernels."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- Part 2: AlexNet ------------------------------------------------------------------------------
+
+
+def tiny_cifar(n_train: int = 37, n_val: int = 11, n_test: int = 13, seed: int = 0) -> Dataset:
+    """CIFAR-10-shaped uint8 images (named cifar10, so the assignment's normalisation applies)."""
+    rng = np.random.RandomState(seed)
+
+    def split(n):
+        return Split(rng.randint(0, 256, (n, 3, 32, 32)).astype(np.uint8), rng.randint(0, 10, n).astype(np.int64))
+
+    return Dataset("cifar10", split(n_train), split(n_test), split(n_val))
+
+
+def preprocess(x_uint8: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 -> [0, 1] float, the assignment's per-channel normalisation, bilinear resize, channels_last.
+
+    Normalising before resizing (the assignment resizes first) and the channels_last layout change
+    nothing but float32 rounding; they are train_cnn's choices, kept so that the rounding is the same
+    (see test_train_cnn_equals_a_plain_torch_loop for why Adam needs that)."""
+    x = torch.from_numpy(np.ascontiguousarray(x_uint8)).float() / 255.0
+    x = (x - torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def oracle_alexnet(width: float, batchnorm: bool, dropout: bool, image_size: int, n_classes: int = 10) -> nn.Module:
+    """The assignment's AlexNet, written from its description: conv(3->96, k11, s4) BN ReLU maxpool(3,2);
+    conv(96->256, k5, p2) BN ReLU maxpool(3,2); conv(256->384, k3, p1) BN ReLU; conv(384->384, k3, p1) BN
+    ReLU; conv(384->256, k3, p1) BN ReLU maxpool(3,2); flatten; Dropout(0.5) Linear(., 4096) ReLU;
+    Dropout(0.5) Linear(4096, 4096) ReLU; Linear(4096, 10). Channels and hidden units scaled by width."""
+    c = [max(1, round(k * width)) for k in (96, 256, 384, 384, 256)]
+    hidden = max(1, round(4096 * width))
+    layers = []
+    for c_in, c_out, k, s, p, pool in [
+        (3, c[0], 11, 4, 0, True),
+        (c[0], c[1], 5, 1, 2, True),
+        (c[1], c[2], 3, 1, 1, False),
+        (c[2], c[3], 3, 1, 1, False),
+        (c[3], c[4], 3, 1, 1, True),
+    ]:
+        layers += [nn.Conv2d(c_in, c_out, k, s, p), *([nn.BatchNorm2d(c_out)] if batchnorm else []), nn.ReLU()]
+        layers += [nn.MaxPool2d(3, 2)] if pool else []
+    features = nn.Sequential(*layers)
+    with torch.no_grad():
+        flat = features.eval()(torch.zeros(1, 3, image_size, image_size)).numel()  # no RNG drawn
+    drop = [nn.Dropout(0.5)] if dropout else []
+    classifier = [nn.Flatten(), *drop, nn.Linear(flat, hidden), nn.ReLU(), *drop, nn.Linear(hidden, hidden), nn.ReLU()]
+    return nn.Sequential(*features, *classifier, nn.Linear(hidden, n_classes))
+
+
+def seeded_oracle(cfg: CNNConfig, data: Dataset) -> nn.Module:
+    """The oracle network with the initialisation `train_cnn` starts from: `torch.manual_seed(seed)`,
+    then the model is built (PyTorch's default init). The oracle's module order is not required to
+    match mlhw's construction order, so its weights are loaded from a model built right after
+    seeding; the global RNG is left where model construction leaves it, for the dropout masks."""
+    net = oracle_alexnet(cfg.width, cfg.batchnorm, cfg.dropout, cfg.image_size, data.n_classes)
+    torch.manual_seed(cfg.seed)
+    ref = cnn.AlexNet(data.n_classes, 3, cfg.batchnorm, cfg.dropout, cfg.width, cfg.image_size)
+    theirs, ours = list(ref.state_dict().values()), net.state_dict()
+    assert [t.shape for t in theirs] == [t.shape for t in ours.values()]
+    net.load_state_dict(dict(zip(ours.keys(), theirs)))
+    return net.to(memory_format=torch.channels_last)
+
+
+def oracle_train(cfg: CNNConfig, data: Dataset, net: nn.Module, fused: bool) -> list[tuple[float, float]]:
+    """Plain PyTorch training; returns each epoch's mean training loss (weighted by batch size) and
+    accuracy, over the epoch's batches in train mode.
+    fused: torch's one-kernel implementation of the same update (same arithmetic, other rounding)."""
+    kind = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
+    opt = kind(net.parameters(), lr=cfg.lr, **({"fused": True} if fused else {}))
+    criterion = nn.CrossEntropyLoss()
+    order = torch.Generator().manual_seed(cfg.seed)  # train_cnn's shuffle: its own generator, seeded
+    n, losses = len(data.train), []
+    for _ in range(cfg.epochs):
+        net.train()
+        perm = torch.randperm(n, generator=order).numpy()
+        total, hits, seen = 0.0, 0, 0
+        for start in range(0, n, cfg.batch_size):
+            idx = perm[start : start + cfg.batch_size]
+            x, y = preprocess(data.train.x[idx], cfg.image_size), torch.from_numpy(data.train.y[idx])
+            out = net(x)
+            loss = criterion(out, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            hits += int((out.argmax(1) == y).sum())
+            seen += len(idx)
+        losses.append((total / seen, hits / seen))
+    return losses
+
+
+def direct_eval(net: nn.Module, split: Split, size: int) -> tuple[float, float]:
+    """The whole split through the network at once, in eval mode: summed cross-entropy / n, accuracy."""
+    net.eval()
+    with torch.no_grad():
+        out = net(preprocess(split.x, size)).double()
+    y = torch.from_numpy(split.y)
+    return (F.cross_entropy(out, y, reduction="sum") / len(y)).item(), (out.argmax(1) == y).double().mean().item()
+
+
+@pytest.fixture
+def spy_model(monkeypatch):
+    """The model `train_cnn` builds (train_cnn returns metrics only)."""
+    built, build = [], cnn.build_model
+
+    def spy(*args, **kwargs):
+        built.append(build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(cnn, "build_model", spy)
+    return built
+
+
+# 37 training images in batches of 8: four full batches and a partial one of 5, in each of 2 epochs
+# (the second epoch checks that the shuffle generator carries on across epochs).
+CNN_TINY = dict(width=0.125, image_size=67, epochs=2, batch_size=8, seed=3)
+
+
+@pytest.mark.parametrize(
+    "optimizer, lr, batchnorm, dropout, fused",
+    [
+        ("sgd", 0.05, False, False, None),
+        ("sgd", 0.05, True, True, None),
+        ("adam", 1e-3, False, False, None),
+        ("adam", 1e-3, True, False, None),
+        ("adam", 1e-3, True, True, None),
+        ("adam", 1e-3, False, False, False),
+        ("adam", 1e-3, True, True, False),
+    ],
+)
+def test_train_cnn_equals_a_plain_torch_loop(spy_model, optimizer, lr, batchnorm, dropout, fused):
+    """Parameters (and BatchNorm running statistics) after 2 epochs, the per-epoch training loss and
+    accuracy and the validation and test metrics equal a hand-built PyTorch loop's.
+
+    Dropout matches exactly: both loops draw the masks from the global CPU generator, seeded by
+    `torch.manual_seed(seed)` and advanced only by the model's initialisation, in the same order
+    (two dropout layers per forward pass, same shapes); evaluation draws nothing.
+
+    Rounding and tolerances (float32). With SGD, the result is insensitive to float32 rounding: with
+    the oracle in the default (NCHW) layout instead, parameters differ by at most 7e-7 (measured).
+    Adam is not: it divides each gradient by its own running RMS, so an element whose gradient is
+    rounding noise moves by ~lr per step whatever the noise's size. With BatchNorm, the bias of every
+    convolution is such an element (BatchNorm subtracts the batch mean, so its exact gradient is
+    zero); measured with the NCHW layout: those biases and the running means that track them differ by
+    up to 6e-3 after 10 steps at lr 1e-3, and a few weights by up to 3e-5 (without BatchNorm, 7e-6).
+    The same holds between torch's fused Adam and its default for-loop Adam (measured: up to 4e-3 on
+    those biases after 10 steps). So the oracle reproduces train_cnn's rounding: its layout
+    (channels_last), the order of its preprocessing and its optimizer implementation (fused or not,
+    as train_cnn reports it; fused=None is train_cnn's default, False its for-loop option); it then
+    agrees bit for bit (measured). rtol 1e-5 / atol 1e-6 (float32 epsilon ~1.2e-7, times ~10 steps,
+    times a margin of ~10) admits reassociations that change little; a change of the rate, the
+    order, a batch or the preprocessing moves parameters by ~1e-3 or more.
+    A CPU change that alters float rounding in another way moves the Adam cases by ~lr: compare
+    such a change against the figures above before loosening anything."""
+    data = tiny_cifar()
+    cfg = CNNConfig(optimizer=optimizer, lr=lr, batchnorm=batchnorm, dropout=dropout, **CNN_TINY)
+    options = {} if fused is None else {"fused": fused}
+    result = cnn.train_cnn(cfg, data, device="cpu", precision="fp32", **options)
+    (model,) = spy_model
+    assert fused is None or (result.optimizer_impl == "fused") == fused
+
+    net = seeded_oracle(cfg, data)  # after train_cnn, which seeds the global generator itself
+    expected = oracle_train(cfg, data, net, fused=result.optimizer_impl == "fused")
+
+    got = list(model.state_dict().items())
+    want = list(net.state_dict().values())
+    assert len(got) == len(want)
+    for (name, g), w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+    assert [row["train_loss"] for row in result.history] == pytest.approx([e[0] for e in expected], rel=1e-5)
+    assert [row["train_acc"] for row in result.history] == [e[1] for e in expected]
+    # The metrics logged at the end of each run come from the trained model in eval mode.
+    val_loss, val_acc = direct_eval(net, data.val, cfg.image_size)
+    assert result.history[-1]["val_loss"] == pytest.approx(val_loss, rel=1e-5)
+    assert result.history[-1]["val_acc"] == val_acc
+    test_loss, test_acc = direct_eval(net, data.test, cfg.image_size)
+    assert (result.test_loss, result.test_acc) == (pytest.approx(test_loss, rel=1e-5), test_acc)
+
+
+def oracle_copy(model: nn.Module, batchnorm: bool, dropout: bool) -> nn.Module:
+    """The oracle network holding `model`'s parameters and buffers."""
+    net = oracle_alexnet(0.125, batchnorm, dropout, 67)
+    theirs, ours = list(model.state_dict().values()), net.state_dict()
+    assert [t.shape for t in theirs] == [t.shape for t in ours.values()]
+    net.load_state_dict(dict(zip(ours.keys(), theirs)))
+    return net
+
+
+@pytest.mark.parametrize("pad", [False, True])
+@pytest.mark.parametrize("batchnorm, dropout", [(True, True), (False, False)])
+def test_evaluate_equals_a_direct_computation(batchnorm, dropout, pad):
+    """`cnn.evaluate` (chunked, any mode the model is in) equals the whole split through the model in
+    eval mode: summed cross-entropy / n and argmax accuracy. The split (37) is not a multiple of the
+    chunk (16); pad=True (the GPU's one-shape evaluation) pads the last chunk and must drop the padding.
+    rtol 1e-5: chunks of 16 vs one batch of 37 change only float32 rounding."""
+    data = tiny_cifar()
+    torch.manual_seed(0)
+    model = cnn.AlexNet(10, 3, batchnorm, dropout, width=0.125, image_size=67)
+    with torch.no_grad():  # non-trivial BatchNorm running statistics; the model is left in train mode
+        model.train()(preprocess(data.train.x, 67) * 2 + 0.5)
+    split = cnn.DeviceSplit(data.train, torch.device("cpu"), CIFAR_MEAN, CIFAR_STD, 67)
+
+    loss, acc = cnn.evaluate(model, split, None, chunk=16, pad=pad)
+
+    want_loss, want_acc = direct_eval(oracle_copy(model, batchnorm, dropout), data.train, 67)
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+    assert acc == want_acc
+    assert not model.training
+
+
+# --- Part 1: the hand-written MLP -----------------------------------------------------------------
+
+
+def numpy_mlp(
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    lr: float,
+    batch_size: int,
+    orders: list[np.ndarray],
+    n_classes: int,
+) -> tuple[list[dict], list[np.ndarray], list[np.ndarray]]:
+    """The skeleton's SGD in float64 NumPy, one example at a time: for each mini-batch,
+    `w -= lr / len(batch) * sum of per-example gradients`; ReLU hidden layers, a linear output,
+    softmax + cross-entropy (dloss/dz_out = softmax(z) - y). Returns the per-epoch metrics (epoch 0
+    before training) and the final weights and biases."""
+    w = [a.astype(np.float64).copy() for a in weights]
+    b = [a.astype(np.float64).copy() for a in biases]
+    (x, y), (xt, yt) = train, test
+
+    def backprop(xi, yi):
+        acts, zs = [xi], []
+        for layer in range(len(w)):
+            zs.append(w[layer] @ acts[-1] + b[layer])
+            acts.append(np.maximum(zs[-1], 0.0) if layer < len(w) - 1 else zs[-1])
+        e = np.exp(zs[-1] - zs[-1].max())
+        delta = e / e.sum() - np.eye(n_classes)[yi]
+        gw, gb = [None] * len(w), [None] * len(w)
+        for layer in reversed(range(len(w))):
+            gw[layer], gb[layer] = np.outer(delta, acts[layer]), delta
+            if layer > 0:
+                delta = (w[layer].T @ delta) * (zs[layer - 1] > 0)  # relu'(z)
+        return gw, gb
+
+    def metrics(xs, ys):
+        a = xs
+        for layer in range(len(w)):
+            a = a @ w[layer].T + b[layer]
+            a = np.maximum(a, 0.0) if layer < len(w) - 1 else a
+        top = a.max(1, keepdims=True)
+        logsumexp = (top + np.log(np.exp(a - top).sum(1, keepdims=True)))[:, 0]
+        return float(np.mean(logsumexp - a[np.arange(len(ys)), ys])), float(np.mean(a.argmax(1) == ys))
+
+    def row(epoch):
+        loss, acc = metrics(x, y)
+        return {"epoch": epoch, "train_loss": loss, "train_acc": acc, "test_acc": metrics(xt, yt)[1]}
+
+    history = [row(0)]
+    for epoch, order in enumerate(orders, start=1):
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            sw, sb = [np.zeros_like(a) for a in w], [np.zeros_like(a) for a in b]
+            for i in batch:
+                gw, gb = backprop(x[i], y[i])
+                for layer in range(len(w)):
+                    sw[layer] += gw[layer]
+                    sb[layer] += gb[layer]
+            for layer in range(len(w)):
+                w[layer] -= lr / len(batch) * sw[layer]
+                b[layer] -= lr / len(batch) * sb[layer]
+        history.append(row(epoch))
+    return history, w, b
+
+
+@pytest.fixture(scope="module")
+def small_data() -> Dataset:
+    """Digits-like float32 images in [0, 1] with learnable labels (the class of the strongest of ten
+    fixed pixel patterns): 53 training images, in batches of 10 five full ones and a partial one of 3,
+    and 40 test images. Float32 pixels, as digits' and Nielsen's MNIST's: the loop uses them as they are."""
+    rng = np.random.RandomState(0)
+    patterns = rng.rand(10, 64)
+
+    def split(n):
+        x = rng.rand(n, 1, 8, 8).astype(np.float32)
+        return Split(x, (x.reshape(n, -1) @ patterns.T).argmax(1).astype(np.int64))
+
+    return Dataset("digits", split(53), split(40))
+
+
+@pytest.fixture
+def spy_network(monkeypatch):
+    """The Network `train_mlp` trains (train_mlp returns metrics only)."""
+    built = []
+
+    class Spy(mlp.Network):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(mlp, "Network", Spy)
+    return built
+
+
+def mlp_oracle_inputs(cfg: MLPConfig, data: Dataset):
+    """The initial weights and the data order, reproduced from the seed: `train_mlp` draws each
+    layer's weights (n_out, n_in) then biases (n_out,) from N(0, 1) in float64 with a CPU torch
+    generator seeded with cfg.seed, and each epoch's order from another generator seeded with cfg.seed
+    (`torch.randperm`, one call per epoch). The float32 pixels are used as float64."""
+    sizes = [data.n_features, *cfg.hidden, data.n_classes]
+    g = torch.Generator().manual_seed(cfg.seed)
+    weights, biases = [], []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        weights.append(torch.randn(n_out, n_in, generator=g, dtype=torch.float64).numpy())
+        biases.append(torch.randn(n_out, generator=g, dtype=torch.float64).numpy())
+    order = torch.Generator().manual_seed(cfg.seed)
+    orders = [torch.randperm(len(data.train), generator=order).numpy() for _ in range(cfg.epochs)]
+    flat = lambda s: (s.x.reshape(len(s), -1).astype(np.float64), s.y)  # noqa: E731
+    return weights, biases, flat(data.train), flat(data.test), orders
+
+
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))],
+)
+def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, spy_network, device):
+    """Three epochs of two learning rates trained together (the sweep's replicas) each equal the
+    NumPy per-example oracle: the weights after training and every epoch's train loss, train accuracy
+    and test accuracy. Tolerance 1e-9 relative (float64): the two differ only in summation order
+    (batched matmuls vs per-example sums); measured: <= 7e-15, both relative on the loss and absolute
+    on weights of size ~4. A 1% change of the rate, another order or a dropped or mis-scaled partial
+    batch moves the loss by > 1e-2 relative.
+
+    On CUDA, train_mlp replays its SGD steps from CUDA graphs; graph_steps=2 makes the 53 rows two
+    full chunks of 20 and a tail of 13 (one full batch and the partial one), so every path is used."""
+    cfg = MLPConfig(hidden=(40,), epochs=3, batch_size=10, lr=0.1, seed=5, dtype="float64")
+    lrs = [0.1, 0.5]
+    weights, biases, train, test, orders = mlp_oracle_inputs(cfg, small_data)
+
+    results = mlp.train_mlp(cfg, small_data, lrs, device=device, **({"graph_steps": 2} if device == "cuda" else {}))
+    (net,) = spy_network
+
+    for r, (lr, result) in enumerate(zip(lrs, results)):
+        history, w, b = numpy_mlp(weights, biases, train, test, lr, cfg.batch_size, orders, small_data.n_classes)
+        assert result.lr == lr and len(result.history) == cfg.epochs + 1
+        assert result.cuda_graphs == (device == "cuda")
+        for got, want in zip(result.history, history):
+            assert got["epoch"] == want["epoch"]
+            assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-9)
+            assert got["train_acc"] == pytest.approx(want["train_acc"], abs=1e-12)  # a multiple of 1/53
+            assert got["test_acc"] == pytest.approx(want["test_acc"], abs=1e-12)
+        for layer in range(len(w)):
+            np.testing.assert_allclose(net.weights[layer][r].cpu().numpy(), w[layer], rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(net.biases[layer][r, 0].cpu().numpy(), b[layer], rtol=1e-9, atol=1e-9)
