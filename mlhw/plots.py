@@ -209,7 +209,10 @@ def draw_curves(
             many = st.n > 1
             if many and len(st.epochs):
                 ax.fill_between(st.epochs, st.low, st.high, color=color, alpha=0.18, lw=0, gid=f"band:{label}")
-            (line,) = ax.plot(st.epochs, st.mean, color=color, lw=2.0, gid=f"mean:{label}")
+            few = len(st.epochs) <= 15  # short runs: a marker per epoch, so that even one epoch is visible
+            (line,) = ax.plot(
+                st.epochs, st.mean, color=color, lw=2.0, gid=f"mean:{label}", marker="o" if few else None, ms=4
+            )
             for i, c in enumerate(st.seeds):
                 if c.diverged_at is None:
                     continue
@@ -234,6 +237,12 @@ def draw_curves(
         ax.set_title(panel_title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        shown = sorted(
+            {e for _, seeds in groups for rows in seeds for e in (r.get("epoch") for r in rows) if e is not None}
+        )
+        if len(shown) and shown[-1] - shown[0] < 3:  # a locator would pick fractional ticks on so short a range
+            ax.set_xticks(shown)
+            ax.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
         if key in log_keys:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

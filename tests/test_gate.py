@@ -1,0 +1,75 @@
+"""The reproduction gate end to end: the `ci` profile reproduced here passes `mlhw check` against the committed
+baseline (results/ci), and a baseline number moved beyond its tolerance fails, naming the row."""
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import invoke
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ci_store(tmp_path_factory):
+    """One reproduction of the ci profile, in a folder of its own (the repo's results/ stays untouched)."""
+    import os
+
+    root = tmp_path_factory.mktemp("gate")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        shutil.copy(REPO / "experiments.yaml", root / "experiments.yaml")
+        r = invoke("reproduce", "--profile", "ci")
+        assert r.exit_code == 0, r.output
+    finally:
+        os.chdir(old)
+    return root
+
+
+def _check(root: Path, baseline: Path, *extra):
+    import os
+
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        return invoke("check", "--profile", "ci", "--baseline", baseline, *extra)
+    finally:
+        os.chdir(old)
+
+
+def test_a_fresh_ci_reproduction_passes_the_committed_baseline(ci_store):
+    r = _check(ci_store, REPO / "results" / "ci")
+    assert r.exit_code == 0, r.output
+    assert "check passed" in r.output
+
+
+def test_a_baseline_number_moved_beyond_tolerance_fails_naming_the_row(ci_store, tmp_path):
+    baseline = tmp_path / "baseline"
+    shutil.copytree(REPO / "results" / "ci", baseline)
+    csv = baseline / "tables" / "mlp_full.csv"
+    df = pd.read_csv(csv)
+    df.loc[0, "test_acc_mean"] = df.loc[0, "test_acc_mean"] - 0.2  # 20 points: far beyond k * se + 0.03
+    df.to_csv(csv, index=False)
+    r = _check(ci_store, baseline, "--json")
+    assert r.exit_code == 1, r.output
+    assert "check FAILED" in r.output and "mlp_full" in r.output and "test_acc" in r.output
+    import json
+
+    rows = json.loads(r.stdout)["rows"]
+    drift = [x for x in rows if x["status"] == "drift"]
+    assert [(x["table"], x["metric"]) for x in drift] == [("mlp_full", "test_acc")]
+
+
+def test_a_chaotic_row_that_moves_is_reported_not_failed(ci_store, tmp_path):
+    baseline = tmp_path / "baseline"
+    shutil.copytree(REPO / "results" / "ci", baseline)
+    csv = baseline / "tables" / "adam_lr.csv"
+    df = pd.read_csv(csv)
+    df["val_acc_mean"] = df["val_acc_mean"] + 0.4
+    df.to_csv(csv, index=False)
+    r = _check(ci_store, baseline)
+    assert r.exit_code == 0, r.output
+    assert "chaotic" in r.output
