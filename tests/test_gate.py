@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import invoke
 
 REPO = Path(__file__).resolve().parents[1]
