@@ -1,8 +1,18 @@
-"""Writers of tiny dataset files in the official on-disk formats, with known content."""
+"""Test helpers: writers of tiny dataset files in the official on-disk formats, the CLI, MLflow read-back,
+a real local `mlflow server`, and the one-line-error oracle shared by the robustness tests."""
 
+import contextlib
 import gzip
+import os
 import pickle
+import signal
+import socket
 import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +130,110 @@ def mnist_mirror_names(folder: Path) -> None:
     for p in list(folder.iterdir()):
         if "-idx" in p.name:
             p.rename(p.with_name(p.name.replace("-idx", ".idx", 1)))
+
+
+# --- tracking servers and processes -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(root: str | Path, timeout: float = 120.0) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 and a free port (SQLite store and artifacts under `root`),
+    yielding its URI once /health answers; stopped, with its process group, on exit."""
+    root = Path(root)
+    uri = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root}/server.db",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            uri.rsplit(":", 1)[1],
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"mlflow server did not start on {uri}") from None
+                time.sleep(0.5)
+        yield uri
+    finally:
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait)
+                break
+
+
+def live_processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, state) of every process that is not a zombie, from /proc."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        state, ppid, pgrp = fields[0], int(fields[1]), int(fields[2])
+        if state not in ("Z", "X"):
+            out[int(entry.name)] = (ppid, pgrp, state)
+    return out
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` in the process tree."""
+    procs = live_processes()
+    found, frontier = set(), {pid}
+    while frontier:
+        children = {p for p, (ppid, _, _) in procs.items() if ppid in frontier} - found
+        found |= children
+        frontier = children
+    return found
+
+
+# --- the robustness oracle: one line, exit 2, nothing created -------------------------------------------
+
+
+def assert_one_line_error(res, *needles: str) -> str:
+    """Exit code 2 and exactly one line on stderr, `error: ...`, containing every needle."""
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def assert_nothing_created(workdir: Path, uri: str | None = None) -> None:
+    """No MLflow run in the store (nor the default ./mlflow.db), no file under results/."""
+    for store in {uri, f"sqlite:///{workdir}/mlflow.db"} - {None}:
+        if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists():
+            continue
+        assert runs_of(store, all_lifecycles=True)[1] == [], store
+    results = workdir / "results"
+    assert not results.exists() or not any(p.is_file() for p in results.rglob("*")), list(results.rglob("*"))

@@ -1,15 +1,47 @@
-"""The MLflow layer's own guarantees: experiment creation races, run endings, refused stores."""
+"""The tracking layer's own guarantees: the store (URI policy, fast failure, the experiment), the run
+lifecycle (FINISHED / FAILED / KILLED, metric sections, standard tags) and the claim protocol."""
 
+import time
+
+import mlflow
 import pytest
+import yaml
+from helpers import assert_nothing_created, assert_one_line_error, free_port, invoke, runs_of
 from mlflow import MlflowClient
 
+from mlhw.claims import Claimed, alive, by_identity, claimer, end_stale, mark_dead
 from mlhw.errors import MLHWError
-from mlhw.tracking import Tracker
+from mlhw.lifecycle import (
+    HEARTBEAT_TAG,
+    IDENTITY_TAG,
+    WORKER_TAG,
+    Terminated,
+    metric_key,
+    metric_name,
+    standard_tags,
+    tracked_run,
+    worker_id,
+)
+from mlhw.store import Store, check_uri, resolve_uri, sqlite_path
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    """One SQLite store for the module (creating one costs seconds); each test takes its own experiment."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
+
+
+@pytest.fixture
+def store(db, request):
+    return Store(db, request.node.name)
+
+
+# --- the store -----------------------------------------------------------------------------------------
 
 
 def test_experiment_created_by_another_process_meanwhile_is_used(workdir, monkeypatch):
     uri = f"sqlite:///{workdir}/mlflow.db"
-    first = Tracker(uri, "shared")
+    first = Store(uri, "shared")
     real = MlflowClient.get_experiment_by_name
     calls = {"n": 0}
 
@@ -18,35 +50,190 @@ def test_experiment_created_by_another_process_meanwhile_is_used(workdir, monkey
         return None if calls["n"] == 1 else real(self, name)
 
     monkeypatch.setattr(MlflowClient, "get_experiment_by_name", late)
-    second = Tracker(uri, "shared")
+    second = Store(uri, "shared")
     assert second.experiment_id == first.experiment_id and calls["n"] == 2
 
 
-def test_run_endings(workdir):
-    tracker = Tracker(f"sqlite:///{workdir}/mlflow.db")
-    with tracker.run("ok") as log:
-        log.log_metrics({"x": 1.0}, step=0)
-    with pytest.raises(ValueError), tracker.run("boom") as log:
-        raise ValueError("bad")
-    with pytest.raises(KeyboardInterrupt), tracker.run("ctrl-c"):
-        raise KeyboardInterrupt
-    runs = {r.info.run_name: r for r in tracker.all_runs()}
-    assert {k: r.info.status for k, r in runs.items()} == {"ok": "FINISHED", "boom": "FAILED", "ctrl-c": "KILLED"}
-    assert runs["ok"].data.metrics == {"x": 1.0}
-    assert "ValueError: bad" in tracker.download_text(runs["boom"].info.run_id, "error.txt")
+def test_experiment_is_tagged_for_model_development_and_artifacts_sit_beside_the_db(db):
+    store = Store(db, "fresh")
+    exp = MlflowClient(db).get_experiment(store.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert exp.artifact_location == (sqlite_path(db).parent / "mlartifacts").as_uri()
+    client = MlflowClient(db)  # an experiment made by hand (or an older mlhw) gets the tag when opened
+    old = client.create_experiment("old")
+    assert "mlflow.experimentKind" not in client.get_experiment(old).tags
+    Store(db, "old")
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def test_claims_prefer_the_finished_run(workdir):
-    from mlhw.tracking import Claimed
-
-    tracker = Tracker(f"sqlite:///{workdir}/mlflow.db", claim_runs=True)
-    with tracker.run("first", tags={"mlhw.config_hash": "h1"}):
-        pass
-    with pytest.raises(Claimed), tracker.run("second", tags={"mlhw.config_hash": "h1"}):
-        pytest.fail("a finished config must not run again")
-    assert [r.info.run_name for r in tracker.all_runs()] == ["first"]  # the loser deleted itself
+def test_no_experiment_is_created_when_asked_not_to(db):
+    store = Store(db, "absent", create=False)
+    assert store.experiment_id is None and store.search() == []
+    assert MlflowClient(store.uri).get_experiment_by_name("absent") is None
 
 
-def test_file_store_is_refused(workdir):
+def test_store_sets_no_global_mlflow_state(db, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
+    store = Store(db, "global-state")
+    with tracked_run(store, "r"):
+        assert mlflow.active_run() is None
+    assert mlflow.get_tracking_uri() == before
+    assert "MLFLOW_TRACKING_URI" not in __import__("os").environ
+
+
+def test_uri_resolution(workdir, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri(None) == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert resolve_uri(None) == "sqlite:///env.db" and resolve_uri("sqlite:///cli.db") == "sqlite:///cli.db"
+    assert str(sqlite_path("sqlite:////tmp/x/m.db")) == "/tmp/x/m.db" and sqlite_path("http://h:1") is None
+
+
+@pytest.mark.parametrize("uri", ["file:./mlruns", "./mlruns", "mlruns"])
+def test_file_store_is_refused(workdir, uri):
     with pytest.raises(MLHWError, match="file store is deprecated"):
-        Tracker("file:./mlruns")
+        Store(uri)
+    assert not (workdir / "mlruns").exists()
+
+
+# Broken stores: each fails in seconds with one line naming --tracking-uri, the URI and the reason.
+STORES = {
+    "unwritable place": (lambda d: "sqlite:////proc/x.db", ["sqlite:////proc/x.db", "/proc"]),
+    "missing folder": (lambda d: f"sqlite:///{d}/nope/x.db", ["nope", "does not exist"]),
+    "not a SQLite file": (lambda d: f"sqlite:///{d}/notes.db", ["notes.db", "not a SQLite database"]),
+    "a folder": (lambda d: f"sqlite:///{d}/folder.db", ["folder.db", "not a writable file"]),
+    "unreachable server": (lambda d: f"http://127.0.0.1:{free_port()}", ["http://127.0.0.1:", "not reachable"]),
+}
+
+TINY = {
+    "version": 1,
+    "suites": {"svm_soft": {"kind": "svm_soft", "part": "svm.q3"}},
+    "profiles": {"p": {"defaults": {"dataset": "digits"}}},
+}
+
+
+@pytest.mark.parametrize("command", ["mlp train", "reproduce"])
+@pytest.mark.parametrize("case", list(STORES))
+def test_broken_store_fails_fast_with_one_line(workdir, case, command):
+    (workdir / "notes.db").write_text("these are notes, not a database\n")
+    (workdir / "folder.db").mkdir()
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(TINY))
+    make_uri, needles = STORES[case]
+    uri = make_uri(workdir)
+    argv = (
+        ["mlp", "train", "--epochs", 1]
+        if command == "mlp train"
+        else ["reproduce", "--profile", "p", "--file", workdir / "exp.yaml"]
+    )
+    t0 = time.time()
+    res = invoke(*argv, "--tracking-uri", uri)
+    assert time.time() - t0 < 10, "a broken store must fail in seconds, not after MLflow's retries"
+    assert_one_line_error(res, "--tracking-uri", *needles)
+    assert (workdir / "notes.db").read_text() == "these are notes, not a database\n"  # never turned into a db
+    assert not (workdir / "nope").exists() and not (workdir / "mlflow.db").exists()
+    assert_nothing_created(workdir)
+
+
+def test_check_uri_accepts_a_new_database_in_a_writable_folder(workdir):
+    check_uri(f"sqlite:///{workdir}/new.db")
+    assert not (workdir / "new.db").exists()  # checking creates nothing
+    assert [p.name for p in workdir.iterdir()] == []
+
+
+# --- the run lifecycle -----------------------------------------------------------------------------------
+
+
+def test_run_endings(store):
+    with tracked_run(store, "ok", params={"lr": 0.1, "hidden": [40]}) as log:
+        log.log_metrics({"x": 1.0}, step=0)
+    with pytest.raises(ValueError), tracked_run(store, "boom"):
+        raise ValueError("bad")
+    with pytest.raises(KeyboardInterrupt), tracked_run(store, "ctrl-c"):
+        raise KeyboardInterrupt
+    with pytest.raises(Terminated), tracked_run(store, "sigterm"):
+        raise Terminated()
+    runs = {r.info.run_name: r for r in store.search()}
+    assert {k: r.info.status for k, r in runs.items()} == {
+        "ok": "FINISHED",
+        "boom": "FAILED",
+        "ctrl-c": "KILLED",
+        "sigterm": "KILLED",
+    }
+    assert runs["ok"].data.metrics == {"x": 1.0}
+    assert runs["ok"].data.params == {"lr": "0.1", "hidden": "[40]"}
+    assert "ValueError: bad" in store.download_text(runs["boom"].info.run_id, "error.txt")
+    for name in ("ok", "ctrl-c", "sigterm"):
+        assert "error.txt" not in {a.path for a in store.client.list_artifacts(runs[name].info.run_id)}
+
+
+def test_metrics_are_logged_in_sections(store):
+    row = {"train_loss": 0.5, "train_acc": 0.8, "val_acc": 0.7, "test_acc": 0.75, "epoch_seconds": 1.5, "objective": 2}
+    with tracked_run(store, "r") as log:
+        log.log_metrics(row, step=1)
+        log.log_metrics({"train_loss": 0.25, "val_acc": None}, step=2)  # None: not logged
+    (run,) = store.search()
+    assert run.data.metrics == {
+        "train/loss": 0.25,
+        "train/acc": 0.8,
+        "val/acc": 0.7,
+        "test/acc": 0.75,
+        "sys/epoch_seconds": 1.5,
+        "objective": 2.0,
+    }
+    assert store.metric_history(run.info.run_id, "train/loss") == [(1, 0.5), (2, 0.25)]
+    for key in row:
+        assert metric_key(metric_name(key)) == key
+    assert metric_name("train_loss") == "train/loss" and metric_name("epoch_seconds") == "sys/epoch_seconds"
+
+
+def test_standard_tags_and_nesting(store):
+    tags = standard_tags("mlhw test", "what this run is for")
+    with tracked_run(store, "parent", tags=tags) as parent, tracked_run(store, "child", parent=parent.run_id):
+        pass
+    runs = {r.info.run_name: r for r in store.search()}
+    t = runs["parent"].data.tags
+    assert t["mlflow.source.name"] == "mlhw test" and t["mlflow.note.content"] == "what this run is for"
+    assert t["mlflow.user"] and len(t["mlflow.source.git.commit"]) == 40
+    assert t[WORKER_TAG] == worker_id() and abs(int(t[HEARTBEAT_TAG]) - time.time()) < 60
+    assert runs["child"].data.tags["mlflow.parentRunId"] == runs["parent"].info.run_id
+
+
+# --- the claim protocol ------------------------------------------------------------------------------------
+
+
+def test_claims_prefer_the_finished_run(store):
+    claim = claimer()
+    with tracked_run(store, "first", tags={IDENTITY_TAG: "h1"}, claim=claim):
+        pass
+    with pytest.raises(Claimed), tracked_run(store, "second", tags={IDENTITY_TAG: "h1"}, claim=claim):
+        pytest.fail("a finished config must not run again")
+    assert [r.info.run_name for r in store.search()] == ["first"]  # the loser deleted itself
+    _, everything = runs_of(store.uri, store.experiment_name, all_lifecycles=True)
+    loser = [r for r in everything if r.info.run_name == "second"]
+    assert len(loser) == 1 and loser[0].info.status == "KILLED" and loser[0].info.lifecycle_stage == "deleted"
+
+
+def test_claims_let_the_earliest_live_run_own_an_identity_and_ignore_stale_ones(store):
+    stale = store.client.create_run(store.experiment_id, run_name="dead", tags={IDENTITY_TAG: "h2"})
+    store.client.set_tag(stale.info.run_id, HEARTBEAT_TAG, str(int(time.time()) - 3600))
+    tags = standard_tags("mlhw test") | {IDENTITY_TAG: "h2"}  # a fresh heartbeat, as every mlhw run has
+    with tracked_run(store, "mine", tags=tags, claim=claimer(stale_after=60)) as log:
+        mine = log.run_id  # the stale RUNNING run does not own it
+        with pytest.raises(Claimed), tracked_run(store, "late", tags=tags, claim=claimer()):
+            pytest.fail("a live run owns this identity")
+    settled = by_identity(store, stale_after=60)
+    assert settled["h2"].run_id == mine and settled["h2"].status == "FINISHED"
+    assert not alive(store.client.get_run(stale.info.run_id), 60)
+    end_stale(store, stale.info.run_id)
+    dead = store.client.get_run(stale.info.run_id)
+    assert dead.info.status == "FAILED" and dead.data.tags["mlhw.dead"] == "stale heartbeat"
+
+
+def test_runs_of_dead_workers_are_marked_killed(store):
+    a = store.client.create_run(store.experiment_id, run_name="a", tags={WORKER_TAG: "host:1"})
+    b = store.client.create_run(store.experiment_id, run_name="b", tags={WORKER_TAG: "host:2"})
+    assert mark_dead(store, {"host:1"}, "worker process died") == 1
+    assert store.client.get_run(a.info.run_id).info.status == "KILLED"
+    assert store.client.get_run(a.info.run_id).data.tags["mlhw.dead"] == "worker process died"
+    assert store.client.get_run(b.info.run_id).info.status == "RUNNING"
