@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import write_mnist_idx
+from helpers import assert_nothing_created, assert_one_line_error, write_mnist_idx
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -47,15 +47,34 @@ def test_train_logs_one_complete_run(workdir):
     tags = run.data.tags
     assert tags["mlhw.part"] == "mlp.c" and tags["mlhw.dataset"] == "digits"
     assert len(tags["mlhw.config_hash"]) == 16 and len(tags["mlhw.dataset_fingerprint"]) == 16
-    history = client.get_metric_history(run.info.run_id, "test_acc")
+    assert tags["mlhw.kind"] == "mlp" and tags["mlflow.source.name"] == "mlhw mlp train"
+    history = client.get_metric_history(run.info.run_id, "test/acc")
     assert [m.step for m in history] == [0, 1, 2]
     assert history[-1].value == pytest.approx(line["test_acc"])
+    assert {"train/loss", "train/acc", "test/acc", "sys/epoch_seconds"} <= set(run.data.metrics)
+    assert not {"train_loss", "test_acc"} & set(run.data.metrics)  # in sections, not flat
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
     inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
     assert {i.dataset.name for i in inputs} == {"digits-training", "digits-test"}
+    assert not (workdir / "results").exists()
 
 
-def test_sweep_groups_children_and_draws_the_figure(workdir):
+def test_identity_is_the_configs_and_the_datas(workdir):
+    """The same command twice: one identity (config + data fingerprint); another rate: another identity."""
+    from mlhw.config import MLPConfig, identity
+    from mlhw.runs import DataSource
+
+    uri, client = store(workdir)
+    for lr in ("0.1", "0.1", "0.2"):
+        assert invoke("mlp", "train", "--epochs", 1, "--lr", lr, "--tracking-uri", uri).exit_code == 0
+    hashes = sorted(r.data.tags["mlhw.config_hash"] for r in all_runs(client))
+    assert len(set(hashes)) == 2 and len(hashes) == 3
+    expected = DataSource().identity(MLPConfig(epochs=1, lr=0.1))
+    assert expected == identity(MLPConfig(epochs=1, lr=0.1), DataSource().fingerprint("digits"))
+    assert hashes.count(expected) == 2
+
+
+def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     uri, client = store(workdir)
     res = invoke("mlp", "sweep", "--lrs", "0.01,0.1,1e30", *FAST, "--tracking-uri", uri, "--json")
     assert res.exit_code == 0, res.output
@@ -67,10 +86,24 @@ def test_sweep_groups_children_and_draws_the_figure(workdir):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == 4 and len(children) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
-    diverged = [r for r in children if "diverged" in r.data.tags]
+    diverged = [r for r in children if "mlhw.diverged_epoch" in r.data.tags]
     assert len(diverged) == 1 and diverged[0].data.params["lr"] == "1e+30"
-    assert (workdir / "results" / "digits" / "figures" / "mlp_lr_sweep.png").stat().st_size > 10_000
+    assert diverged[0].data.tags["mlhw.diverged_epoch"] == "1"
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "figures")] == ["figures/mlp_lr_sweep.png"]
+    png = client.download_artifacts(parent.info.run_id, "figures/mlp_lr_sweep.png", str(workdir / "dl"))
+    with open(png, "rb") as f:
+        head = f.read()
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 10_000
+    assert "figures/mlp_lr_sweep.png" in res.stderr and parent.info.run_id[:8] in res.stderr
+    assert not (workdir / "results").exists()  # results/ belongs to reproduce and tables
+
+
+def test_single_run_commands_take_no_results_dir(workdir):
+    for argv in (["mlp", "sweep", "--lrs", "0.1,1"], ["mlp", "train"]):
+        res = invoke(*argv, *FAST, "--results-dir", workdir / "out")
+        assert res.exit_code == 2 and "--results-dir" in res.output
+    assert_nothing_created(workdir)
+    assert not (workdir / "out").exists()
 
 
 def test_mnist_from_data_dir(workdir):
@@ -104,10 +137,20 @@ def test_mnist_from_data_dir(workdir):
     [
         (["--lr", "0"], "--lr: Input should be greater than 0"),
         (["--lr", "-1"], "--lr: Input should be greater than 0"),
+        (["--lr", "inf"], "--lr: must be a finite number (got inf)"),
+        (["--lr", "nan"], "--lr: must be a finite number (got nan)"),
+        (["--lr", "1e400"], "--lr: must be a finite number (got inf)"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", "4294967296"], "--seed"),
+        (["--epochs", "-1"], "--epochs"),
+        (["--train-size", "0"], "--train_size: Input should be greater than 0"),
         (["--batch-size", "0"], "--batch_size: Input should be greater than 0"),
         (["--dataset", "foo"], "--dataset: Input should be 'digits' or 'mnist'"),
         (["--hidden", "40,x"], "--hidden '40,x'"),
-        (["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"], "directory /nonexistent-dir/x/ does not exist"),
+        (
+            ["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"],
+            "sqlite:////nonexistent-dir/x/mlflow.db: folder /nonexistent-dir/x/ does not exist",
+        ),
         (["--tracking-uri", "./mlruns"], "not supported"),
         (["--dataset", "mnist", "--data-dir", "empty", "--no-download"], "MNIST not found in empty/"),
         (["--device", "cuda:7"], "--device cuda:7"),
@@ -118,14 +161,22 @@ def test_bad_input_is_one_line_exit_2_and_nothing_logged(workdir, args, culprit)
     if "--tracking-uri" not in args:
         args = args + ["--tracking-uri", uri]
     res = invoke("mlp", "train", *FAST, *args)
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0], res.stderr
-    if (workdir / "mlflow.db").exists():
-        assert all_runs(client) == []
-    assert not (workdir / "results").exists()
+    line = assert_one_line_error(res, culprit)
+    if args[0] == "--seed":  # the value too, not only the option
+        assert args[1] in line
+    assert_nothing_created(workdir)
 
 
-def test_bad_rate_in_sweep(workdir):
-    res = invoke("mlp", "sweep", "--lrs", "0.1,-2", *FAST)
-    assert res.exit_code == 2 and "--lrs lr: Input should be greater than 0 (got -2.0)" in res.stderr
+@pytest.mark.parametrize(
+    "lrs, culprit",
+    [
+        ("0.1,-2", "--lrs lr: Input should be greater than 0 (got -2.0)"),
+        ("0.1,inf", "--lrs lr: must be a finite number (got inf)"),
+        ("nan", "--lrs lr: must be a finite number (got nan)"),
+        ("0.1,x", "--lrs '0.1,x'"),
+    ],
+)
+def test_bad_rate_in_sweep(workdir, lrs, culprit):
+    res = invoke("mlp", "sweep", "--lrs", lrs, *FAST)
+    assert_one_line_error(res, culprit)
+    assert_nothing_created(workdir)
