@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from helpers import invoke, runs_of, write_cifar_batches
+from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of, write_cifar_batches
 
 SMALL = ["--width", "0.125", "--epochs", "1", "--precision", "fp32"]
 
@@ -16,9 +16,13 @@ def test_train_one_variant(workdir):
     client, (run,) = runs_of(uri)
     assert run.info.status == "FINISHED" and rec["run_id"] == run.info.run_id
     assert run.data.params["optimizer"] == "adam" and run.data.params["image_size"] == "67"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
-    assert run.data.metrics["test_acc"] == pytest.approx(rec["test_acc"])
-    assert run.data.tags["mlhw.dataset"] == "digits"
+    assert run.data.params["train_fraction"] == "1.0" and run.data.params["width"] == "0.125"  # digits preset
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] == [1, 2]
+    assert run.data.metrics["test/acc"] == pytest.approx(rec["test_acc"])
+    assert {"train/loss", "val/acc", "test/acc", "test/loss", "sys/epoch_seconds"} <= set(run.data.metrics)
+    assert run.data.tags["mlhw.dataset"] == "digits" and run.data.tags["mlhw.kind"] == "cnn"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
+    assert not (workdir / "results").exists()
 
 
 def test_compare_all_runs_shared_variant_once(workdir):
@@ -31,12 +35,14 @@ def test_compare_all_runs_shared_variant_once(workdir):
     parent = [r for r in runs if r.data.tags["mlhw.kind"] == "cnn-compare"][0]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == 5 and len(children) == 4
-    shared = [r for r in children if r.data.tags["variant"] == "adam-5e-05"][0]
-    assert shared.data.tags["mlhw.part"] == "cnn.abc"
-    for p in "abc":
-        assert (workdir / "results" / "digits" / "figures" / f"cnn_part_{p}.png").exists()
+    assert sorted(r.data.tags["mlhw.variant"] for r in children) == sorted(r["variant"] for r in recs)
+    shared = [r for r in children if r.data.tags["mlhw.variant"] == "adam-5e-05"][0]
+    assert shared.data.tags["mlhw.parts"] == "cnn.a,cnn.b,cnn.c"  # one run serves the three parts
+    figures = {a.path: a.file_size for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert set(figures) == {f"figures/cnn_part_{p}.png" for p in "abc"} and min(figures.values()) > 10_000
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert arts == {f"tables/cnn_part_{p}.md" for p in "abc"}
+    assert not (workdir / "results").exists()  # a single seed's comparison never touches a profile's report
     assert "BN+Dropout" in res.stderr  # the tables go to stderr with --json
 
 
@@ -61,7 +67,8 @@ def test_paper_configuration_is_one_flag_away(workdir):
     assert res.exit_code == 0, res.output
     client, (run,) = runs_of(uri)
     assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 5, "val": 5000, "test": 40}
-    assert run.data.params["train_fraction"] == "0.1"  # 10% of the 50 left in the pool
+    assert run.data.params["train_fraction"] == "0.1"  # 10% of the 50 left in the pool: the cifar10 preset
+    assert run.data.params["image_size"] == "67" and run.data.params["width"] == "0.125"  # the flags win
 
 
 @pytest.mark.parametrize(
@@ -70,7 +77,20 @@ def test_paper_configuration_is_one_flag_away(workdir):
         (["train", "--optimizer", "rmsprop"], "--optimizer: Input should be 'sgd' or 'adam'"),
         (["train", "--lr", "0"], "--lr: Input should be greater than 0"),
         (["train", "--lr", "-0.1"], "--lr: Input should be greater than 0"),
-        (["train", "--image-size", "50"], "--image-size 50 is too small for AlexNet's topology: the minimum is 67 px"),
+        (["train", "--lr", "inf"], "--lr: must be a finite number (got inf)"),
+        (["train", "--lr", "nan"], "--lr: must be a finite number (got nan)"),
+        (["train", "--seed", "-1"], "--seed: Input should be greater than or equal to 0 (got -1)"),
+        (
+            ["train", "--seed", "4294967296"],
+            "--seed: Input should be less than or equal to 4294967295 (got 4294967296)",
+        ),
+        (["train", "--image-size", "63"], "--image_size: Input should be greater than or equal to 67 (got 63)"),
+        (["train", "--image-size", "50"], "--image_size: Input should be greater than or equal to 67 (got 50)"),
+        (["train", "--width", "0"], "--width: Input should be greater than 0 (got 0.0)"),
+        (["train", "--width", "inf"], "--width: must be a finite number (got inf)"),
+        (["train", "--train-fraction", "1.5"], "--train_fraction: Input should be less than or equal to 1 (got 1.5)"),
+        (["compare", "--image-size", "63"], "--image_size: Input should be greater than or equal to 67 (got 63)"),
+        (["compare", "--seed", "-1"], "--seed: Input should be greater than or equal to 0 (got -1)"),
         (["train", "--dataset", "cifar10", "--data-dir", "none", "--no-download"], "CIFAR-10 not found in none/"),
         (["train", "--dataset", "imagenet"], "--dataset: Input should be 'digits' or 'cifar10'"),
         (["train", "--precision", "fp8"], "--precision 'fp8'"),
@@ -80,7 +100,12 @@ def test_paper_configuration_is_one_flag_away(workdir):
 def test_bad_input(workdir, args, culprit):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("cnn", *args, "--tracking-uri", uri)
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0], res.stderr
-    assert runs_of(uri)[1] == []
+    assert_one_line_error(res, culprit)
+    assert_nothing_created(workdir, uri)
+
+
+def test_results_dir_is_not_an_option_of_single_runs(workdir):
+    for cmd in ("train", "compare"):
+        res = invoke("cnn", cmd, *SMALL, "--results-dir", workdir / "out")
+        assert res.exit_code == 2 and "--results-dir" in res.output
+    assert_nothing_created(workdir)
