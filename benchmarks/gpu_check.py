@@ -140,9 +140,7 @@ def mlhw_images_per_s(data: Dataset, device, label: str, base: float | None, epo
     res = train_cnn(cnn_cfg(epochs=epochs), data, device, **kw)
     rate = max(h["images_per_s"] for h in res.history[1:])
     vs = f"{rate / base:.2f}x notebook; " if base else ""
-    note = (
-        f"{vs}; {res.precision}, {res.optimizer_impl}, graphs={res.cuda_graphs}; run {time.perf_counter() - t0:.1f} s"
-    )
+    note = f"{vs}{res.precision}, {res.optimizer_impl}, graphs={res.cuda_graphs}; run {time.perf_counter() - t0:.1f} s"
     row("cnn", label, f"{rate:,.0f} img/s", note)
     return rate
 
