@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import invoke, runs_of
+from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of
 
 from mlhw import theory
 
@@ -17,8 +17,10 @@ def test_theory_all_pass_and_logged(workdir):
     assert len(rows) == 27 and all(r["passed"] for r in rows)
     assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
     client, (run,) = runs_of(uri)
-    assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["checks_failed"] == "0"
+    assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["mlhw.checks_failed"] == "0"
+    assert run.data.tags["mlhw.checks_passed"] == "27" and run.data.tags["mlhw.kind"] == "theory"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
+    assert not (workdir / "results").exists()
 
 
 def test_a_failing_claim_fails_the_command(workdir, monkeypatch):
@@ -37,6 +39,8 @@ def test_multiclass_on_digits(workdir):
     assert rep["method"] == "certificate" and 0 < rep["test_error"] < 0.1
     client, (run,) = runs_of(uri)
     assert run.data.tags["mlhw.part"] == "svm.q1" and run.data.metrics["objective"] == 0.0
+    assert run.data.metrics["train/error"] == 0.0 and run.data.metrics["test/error"] == pytest.approx(rep["test_error"])
+    assert "report.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_multiclass_subgradient_logs_steps(workdir):
@@ -59,6 +63,7 @@ def test_soft_svm_report(workdir):
     assert 0 < rep["support_vectors"] < rep["n_train"]
     client, (run,) = runs_of(uri)
     assert run.data.tags["mlhw.part"] == "svm.q3" and run.data.params["classes"] == "[3, 8]"
+    assert not (workdir / "results").exists()
 
 
 @pytest.mark.parametrize(
@@ -66,7 +71,12 @@ def test_soft_svm_report(workdir):
     [
         (["soft", "--C", "0"], "--C: Input should be greater than 0"),
         (["soft", "--C", "-1"], "--C: Input should be greater than 0"),
-        (["soft", "--classes", "3,11"], "class 11 has no training samples in digits"),
+        (["soft", "--classes", "3,11"], "--classes: classes are digits 0..9 (got (3, 11))"),
+        (["soft", "--C", "inf"], "--C: must be a finite number (got inf)"),
+        (["soft", "--C", "nan"], "--C: must be a finite number (got nan)"),
+        (["soft", "--seed", "-1"], "--seed"),
+        (["soft", "--seed", "4294967296"], "--seed"),
+        (["multiclass", "--lr", "inf"], "--lr: must be a finite number (got inf)"),
         (["soft", "--classes", "3"], "needs exactly two classes"),
         (["soft", "--classes", "3,3"], "needs two different classes"),
         (["soft", "--classes", "a,b"], "--classes 'a,b'"),
@@ -79,7 +89,7 @@ def test_soft_svm_report(workdir):
 def test_bad_input(workdir, args, culprit):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("svm", *args, "--tracking-uri", uri)
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0], res.stderr
-    assert runs_of(uri)[1] == []
+    line = assert_one_line_error(res, culprit)
+    if culprit == "--seed":  # the value too, not only the option
+        assert args[-1] in line
+    assert_nothing_created(workdir, uri)
