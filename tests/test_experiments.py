@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, MLPConfig, identity
 from mlhw.errors import MLHWError
 from mlhw.experiments import expand, load_file
 
@@ -32,13 +33,38 @@ def test_shipped_file_expands_for_every_profile():
     assert paper["cnn_optimizers"].config.image_size == 227 and paper["cnn_optimizers"].config.dataset == "cifar10"
     assert paper["mlp_lr_sweep"].config.train_size == 10000 and paper["mlp_full"].config.dataset == "mnist"
     shared = [r.config for r in digits if r.variant == "adam-5e-05" and r.config.seed == 0]
-    assert len(shared) == 3 and len({c.digest() for c in shared}) == 1  # one run serves 2a, 2b and 2c
+    assert len(shared) == 3 and len({identity(c, "fp") for c in shared}) == 1  # one run serves 2a, 2b and 2c
+    assert len({identity(r.config, "fp") for r in sweep}) == 18  # rates and seeds: distinct runs
+
+
+def test_configs_hold_the_presets_and_identity_covers_config_and_data():
+    """A cifar10 suite that says nothing about width, image size or fraction gets the paper's model
+    and 10% of the pool (not 45k images); digits gets the half-width model at AlexNet's minimum size."""
+    spec = load_file(write_doc(BASE))
+    doc = dict(BASE, suites={"c": {"kind": "cnn", "part": "cnn.a", "base": {"dataset": "cifar10"}}})
+    doc["profiles"] = {"p": {}}
+    (c,) = expand(load_file(write_doc(doc)), "p")
+    assert (c.config.width, c.config.image_size, c.config.train_fraction) == (1.0, 227, 0.1)
+    (d,) = [r for r in expand(spec, "p") if r.suite == "c"]
+    assert (d.config.width, d.config.image_size, d.config.train_fraction) == (0.5, 67, 1.0)
+    assert CNNConfig() == CNNConfig(dataset="digits", **CNN_PRESETS["digits"])
+    assert CNNConfig(dataset="cifar10", width=0.25).width == 0.25  # an override wins over the preset
+    cfg = MLPConfig()
+    assert identity(cfg, "a") != identity(cfg, "b") and identity(cfg, "a") != identity(MLPConfig(seed=9), "a")
+    assert identity(cfg, "a") == identity(MLPConfig(), "a") and len(identity(cfg, "a")) == 16
+    assert {k: m().kind for k, m in KINDS.items() if k != "cnn"} == {k: k for k in KINDS if k != "cnn"}
 
 
 def write(tmp_path, doc) -> Path:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
     return path
+
+
+def write_doc(doc) -> Path:
+    import tempfile
+
+    return write(Path(tempfile.mkdtemp()), doc)
 
 
 BASE = {
@@ -67,7 +93,8 @@ def with_(change):
         ),
         (
             lambda d: d["suites"]["m"]["base"].update(epochs="many"),
-            "exp.yaml: suites.m.base.epochs: Input should be a valid integer, unable to parse string as an integer (got 'many')",
+            "exp.yaml: suites.m.base.epochs: Input should be a valid integer, unable to parse string as an integer "
+            "(got 'many')",
         ),
         (lambda d: d["suites"]["m"]["grid"].update(lr=[]), "exp.yaml: suites.m.grid.lr: empty grid"),
         (
@@ -130,3 +157,102 @@ def test_set_overrides_are_typed_and_scoped(tmp_path):
         expand(spec, "p", sets=["epochs"])
     with pytest.raises(MLHWError, match=r"^--set epochs: Input should be greater than or equal to [01] \(got -1\)"):
         expand(spec, "p", sets=["epochs=-1"])
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    path = write(tmp_path, "suites:\n  m: {kind: mlp, part: x}\n  m: {kind: cnn, part: y}\nprofiles: {p: {}}\n")
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value).startswith(f"{path}: line 3 not valid YAML") and "duplicate key 'm'" in str(info.value)
+
+
+def test_non_utf8_file_is_one_line(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(b"suites: {}\nprofiles: {p: {description: caf\xe9}}\n")
+    with pytest.raises(MLHWError, match=r"exp.yaml: not UTF-8 text \(byte 42: invalid continuation byte\)$"):
+        load_file(path)
+
+
+def test_every_suite_is_validated_even_where_the_profile_overrides_it(tmp_path):
+    doc = with_(lambda d: d["suites"]["m"]["base"].update(epochs="many"))
+    doc["profiles"]["p"]["suites"]["m"]["base"] = {"epochs": 3}  # the chosen profile hides the bad base
+    path = write(tmp_path, doc)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value).startswith(f"{path}: suites.m.base.epochs: Input should be a valid integer")
+    assert "(got 'many')" in str(info.value)
+
+
+def test_every_profile_is_validated_not_only_the_chosen_one(tmp_path):
+    doc = with_(lambda d: d["profiles"].update(other={"suites": {"m": {"base": {"batch_size": 0}}}}))
+    path = write(tmp_path, doc)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == f"{path}: profiles.other.suites.m.base.batch_size: Input should be greater than 0 (got 0)"
+
+
+def test_a_bad_value_is_refused_even_where_a_grid_overrides_it(tmp_path):
+    """Suite m's grid sets lr, so a profile's (or --set's) lr never reaches a config: it must still be valid."""
+    doc = with_(lambda d: d["profiles"].update(other={"suites": {"m": {"base": {"lr": float("inf")}}}}))
+    path = write(tmp_path, doc)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == f"{path}: profiles.other.suites.m.base.lr: must be a finite number (got inf)"
+    with pytest.raises(MLHWError, match=r"^--set m.lr: must be a finite number \(got inf\)"):
+        expand(load_file(write(tmp_path, BASE)), "p", sets=["m.lr=.inf"])
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ("suites: {}\nprofiles: {p: {}}\nsuites: {}\n", "line 3 not valid YAML (duplicate key 'suites'"),
+        (b"suites: {}\nprofiles: {p: {description: \xff\xfe}}\n", "not UTF-8 text"),
+        (with_(lambda d: d["suites"]["m"]["base"].update(lr=float("nan"))), "suites.m.base.lr: must be a finite"),
+        (with_(lambda d: d["suites"]["m"]["base"].update(seed=-1)), "suites.m.base.seed: Input should be greater"),
+        (
+            with_(lambda d: d["suites"]["c"].update(base={"image_size": 63})),
+            "suites.c.base.image_size: Input should be greater than or equal to 67 (got 63)",
+        ),
+        (with_(lambda d: d["profiles"]["p"]["suites"].update(nope={})), "profiles.p.suites.nope: unknown suite"),
+        (with_(lambda d: d["suites"]["m"]["base"].update(colour=1)), "suites.m.base.colour: unknown key"),
+    ],
+    ids=["duplicate", "not-utf8", "nan", "seed", "image-size", "unknown-suite", "unknown-key"],
+)
+def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, message):
+    from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+    path = workdir / "exp.yaml"
+    if isinstance(doc, bytes):
+        path.write_bytes(doc)
+    else:
+        write(workdir, doc)
+    res = invoke("reproduce", "--profile", "p", "--file", path)
+    assert_one_line_error(res, f"error: {path}: ", message)
+    assert_nothing_created(workdir)
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--profile", "q"], "--profile 'q': unknown profile in"),
+        (["--profile", "p", "--only", "x"], "--only 'x': unknown suite in"),
+        (["--profile", "p", "--set", "colour=red"], "--set colour: unknown key 'colour'"),
+        (["--profile", "p", "--set", "epochs=-1"], "--set epochs: Input should be greater than or equal to 1 (got -1)"),
+        (["--profile", "p", "--set", "m.batch_size=0"], "--set m.batch_size: Input should be greater than 0 (got 0)"),
+        (["--profile", "p", "--set", "c.lr=.nan"], "--set c.lr: must be a finite number (got nan)"),
+        (["--profile", "p", "--set", "seeds=[4294967296]"], "less than or equal to 4294967295 (got 4294967296)"),
+        (
+            ["--profile", "p", "--set", "c.image_size=63"],
+            "--set c.image_size: Input should be greater than or equal to 67",
+        ),
+    ],
+)
+def test_reproduce_refuses_unknown_names_and_bad_overrides(workdir, args, message):
+    from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+    path = write(workdir, BASE)
+    res = invoke("reproduce", "--file", path, *args)
+    assert_one_line_error(res, message)
+    assert_nothing_created(workdir)
+    assert not (workdir / "mlflow.db").exists()
