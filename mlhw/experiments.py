@@ -284,7 +284,8 @@ def _validate(model, context: dict, key: str, value, culprit: str) -> None:
         for e in err.errors():
             if e.get("loc") and str(e["loc"][0]) == key:
                 got = e.get("input")
-                raise MLHWError(f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
+                shown = "" if isinstance(got, dict) else f" (got {got!r})"
+                raise MLHWError(f"{culprit}: {_message(e)}{shown}") from None
 
 
 def _describe(key: str, value) -> str:

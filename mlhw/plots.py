@@ -95,8 +95,11 @@ def _seeds(runs) -> list[list[dict]]:
 
 
 def divergence_epoch(rows: Sequence[dict], keys: Sequence[str]) -> int | None:
-    """The first epoch at which any of `keys` is NaN or infinite (None: the seed stayed finite)."""
+    """The first epoch at which any of `keys` is NaN or infinite, or that the run itself flags `diverged`
+    (mlhw.divergence: a finite loss far above chance counts too); None: the seed did not diverge."""
     for r in sorted(rows, key=lambda r: r["epoch"]):
+        if r.get("diverged"):
+            return r["epoch"]
         for k in keys:
             v = r.get(k)
             if v is not None and not _finite(v):

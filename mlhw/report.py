@@ -169,6 +169,16 @@ def build_tables(done: dict[str, list[dict]], store: Store, profile: str) -> lis
     return out
 
 
+def curves(record: dict, first_epoch: int = 0) -> list[dict]:
+    """A run's per-epoch rows for a figure, flagged `diverged` from the epoch the run diverged at."""
+    at = record.get("diverged_epoch")
+    return [
+        h | ({"diverged": True} if at is not None and h["epoch"] >= at else {})
+        for h in record.get("history") or []
+        if h["epoch"] >= first_epoch
+    ]
+
+
 def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     """(suite, file name, caption, draw(path)) for Figure 2 and each CNN part: mean over seeds with a band."""
     from mlhw.plots import cnn_curves_figure, lr_label, lr_sweep_figure, variant_title
@@ -335,7 +345,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
         f"- Python {platform.python_version()}, mlflow {mlflow.__version__}",
         f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
-        f"- compiled {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from {len(records)} runs; total run time "
+        f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} runs; total run time "
         f"{total:.1f} s",
         f"- tracking store: `{store.uri}`, experiment `{store.experiment_name}`"
         + ("" if store.run_url("x") else " (`mlhw ui` opens it; run ids below)"),

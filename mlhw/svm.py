@@ -241,7 +241,7 @@ def solve_primal(
     active = np.zeros(len(y), dtype=bool)
     H = np.diag(r).astype(np.float64)
     g0 = None
-    for it in range(max_iter):
+    for it in range(max_iter):  # noqa: B007 (the count is returned)
         m = y * (A @ theta)
         now = m < 1
         g = r * theta - C * (A.T @ (y * np.maximum(0.0, 1 - m)))  # one pass over A, no row copies
@@ -306,7 +306,7 @@ def solve_dual(prob: SoftSVMProblem, max_iter: int = 200) -> DualSolution:
     equality = prob.bias == "free"
     free = np.ones(n, dtype=bool)
     a, beta = np.zeros(n), 0.0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         S = np.flatnonzero(free)
         a = np.zeros(n)
         if len(S) and equality:

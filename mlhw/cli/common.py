@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
 import os
 import signal
 import threading
-import json
-import math
 from collections.abc import Callable
 from typing import Annotated, Optional
 

@@ -192,7 +192,8 @@ def sweep(
     lrs: Annotated[
         Optional[str],
         typer.Option(
-            help="Learning rates, comma-separated; each starts from the same fresh network and sees the same data order.",
+            help="Learning rates, comma-separated; each starts from the same fresh network and sees the same data "
+            "order.",
             rich_help_panel=TRAIN,
             show_default=",".join(f"{x:g}" for x in MLP_SWEEP_LRS),
         ),

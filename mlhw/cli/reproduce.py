@@ -63,14 +63,13 @@ def _validate(
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
     the data (read and checked), the results folder and the tracking store. Returns the plan."""
+    from mlhw.data import check_dataset
+    from mlhw.errors import DataNotFound
     from mlhw.experiments import expand, load_file
     from mlhw.plan import make_plan
     from mlhw.report import check_writable
     from mlhw.runs import DataSource
     from mlhw.store import Store
-
-    from mlhw.data import check_dataset
-    from mlhw.errors import DataNotFound
 
     spec = load_file(file)
     specs = expand(spec, profile, only, sets or [], file)
@@ -91,7 +90,7 @@ def _validate(
     store = Store(tracking_uri, experiment, create=not dry_run)
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
-    plan.all_suites = list(spec.profiles[profile].suites) or list(spec.suites)
+    plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     return spec, source, store, plan
 
 
@@ -160,10 +159,18 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     """One parent run per suite, holding its plan, tables and figure; open until the report is compiled."""
     import json
 
-    from mlhw.lifecycle import IDENTITY_TAG, standard_tags, tracked_run
+    from mlhw.lifecycle import IDENTITY_TAG, RunLogger, standard_tags, tracked_run
 
     logs = {}
+    finished = {
+        r.data.tags.get(IDENTITY_TAG): r.info.run_id
+        for r in store.search("tags.`mlhw.kind` = 'suite' and attributes.status = 'FINISHED'")
+    }
     for suite in plan.suites:
+        pending = any(p.todo for p in plan.entries if p.spec.suite == suite)
+        if not pending and plan.suite_identity(suite) in finished:  # nothing new: the suite's parent is up to date
+            logs[suite] = RunLogger(store, finished[plan.suite_identity(suite)])
+            continue
         part = next(p.spec.part for p in plan.entries if p.spec.suite == suite)
         tags = standard_tags(f"mlhw reproduce --profile {plan.profile}", plan.descriptions.get(suite, "")) | {
             "mlhw.kind": "suite",

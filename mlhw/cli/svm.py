@@ -20,8 +20,8 @@ from mlhw.cli.common import (
     err,
     fmt,
     handles_errors,
-    prepare,
     out,
+    prepare,
     progress,
 )
 from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, build, default_of
