@@ -106,10 +106,6 @@ class Network:
                 delta = torch.ops.aten.threshold_backward(below, a, 0)
         return None if update else grads[::-1]
 
-    def sgd_step(self, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor) -> None:
-        """The skeleton's update: w -= lr / len(batch) * (sum of per-example gradients)."""
-        self.backprop(x, y, scale=(-lrs / x.shape[0]).view(-1, 1, 1), update=True)
-
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, labels: torch.Tensor, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
         """Mean cross-entropy and accuracy of every replica on (x, labels)."""
@@ -264,7 +260,7 @@ def train_mlp(
     onehot = torch.nn.functional.one_hot(ytr, data.n_classes).to(dtype)
     net = Network([xtr.shape[1], *cfg.hidden, data.n_classes], len(lrs), cfg.seed, device, dtype)
     rates = torch.tensor(lrs, dtype=dtype, device=device)
-    # sgd_step's -lr/len(batch), computed once for the full and the last (partial) batch size
+    # the update's -lr/len(batch), computed once for the full and the last (partial) batch size
     scales = {m: (-rates / m).view(-1, 1, 1) for m in {cfg.batch_size, len(ytr) % cfg.batch_size} if m}
     shuffle = torch.Generator().manual_seed(cfg.seed)
     results = [MLPResult(lr, device=str(device), cuda_graphs=use_graphs) for lr in lrs]

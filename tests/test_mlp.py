@@ -74,13 +74,14 @@ def test_backprop_equals_finite_differences(sizes):
             assert abs(fd - g[idx].item()) <= 1e-6 * max(1.0, abs(fd)), (idx, fd, g[idx].item())
 
 
-def test_sgd_step_is_the_update_formula():
+def test_fused_update_is_the_update_formula():
+    """backprop(update=True), the training loop's step, applies w -= lr / len(batch) * sum of gradients in place."""
     net = make_net([6, 8, 5, 4], 3)
     x, y, _ = batch(6, 4, 10)
     lrs = torch.tensor([0.001, 0.1, 10.0], dtype=torch.float64)
     before = [p.clone() for p in net.params]
     grads = [g for pair in net.backprop(x, y) for g in pair]
-    net.sgd_step(x, y, lrs)
+    net.backprop(x, y, scale=(-lrs / x.shape[0]).view(-1, 1, 1), update=True)
     for p, p0, g in zip(net.params, before, grads):
         expected = p0 - (lrs / len(x)).view(-1, *[1] * (p.dim() - 1)) * g
         torch.testing.assert_close(p, expected, rtol=1e-12, atol=1e-12)
