@@ -22,7 +22,8 @@ Definitions (module constants, all overridable through `build_findings`'s argume
 - **Collapse to chance**: an accuracy at most `CHANCE_MARGIN` (5 points) above chance = 1/n_classes (or below
   it): the final training accuracy for Part 1 (b), the final validation accuracy for Part 2, counted per run.
 - **Part 1 (b) outcome of one run** (on its training accuracy, per epoch): *diverges* (the training loss became
-  NaN/inf; the epoch), *collapses* (final accuracy at chance; the first epoch from which it stays there),
+  non-finite or above 10 ln(classes), mlhw.divergence; the epoch), *collapses* (final accuracy at chance; the
+  first epoch from which it stays there),
   *learns* (final accuracy >= `LEARNS_FRACTION` (90%) of the best rate's mean final accuracy; the first epoch
   it reached that level), *learns slowly* (below that, still gaining >= `STALL_GAIN` (1 point) over its last
   `STALL_WINDOW` (5) epochs) or *stalls* (below that and no longer gaining).
@@ -421,7 +422,8 @@ def part1b(
         f"first got there), *learns slowly* when it is below that but still gained ≥ {100 * STALL_GAIN:.0f} point "
         f"over its last {STALL_WINDOW} epochs, *stalls* otherwise (the epoch from which it stopped gaining), "
         f"*collapses* when it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}; the epoch "
-        f"from which it stays there) and *diverges* when its training loss became NaN/inf (that epoch)."
+        f"from which it stays there) and *diverges* when its training loss became non-finite or exceeded "
+        f"10 ln(classes), far above the loss of chance (mlhw.divergence; that epoch)."
     ]
     return Finding("1b", question, answer, evidence, details, table)
 
@@ -521,7 +523,7 @@ def _collapse_sentences(names: list[str], chance: dict, n_classes: int, margin: 
                 f"{pct(1 / n_classes)}) in {c['collapsed']}/{c['n']} runs"
             )
         if c["diverged"]:
-            out.append(f"{label} diverged (NaN/inf loss) in {c['diverged']}/{c['n']} runs")
+            out.append(f"{label} diverged (loss non-finite or far above chance) in {c['diverged']}/{c['n']} runs")
     return out
 
 

@@ -41,6 +41,7 @@ class Plan:
     overrides: list[str] = field(default_factory=list)  # --set items
     only: list[str] = field(default_factory=list)
     all_suites: list[str] = field(default_factory=list)  # every suite of the profile, chosen or not
+    description: str = ""  # the profile's
 
     @property
     def partial(self) -> bool:

@@ -324,6 +324,16 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         ]
     if findings:
         lines += ["## Findings", "", findings, ""]
+    if scope.profile == "paper" and not any(s in done for s in T.CNN_TABLE_NAMES):
+        lines += [
+            "## Part 2: the seed's reference (not reproduced here)",
+            "",
+            "CIFAR-10 was not available where this report was made: Part 2's baseline is the seed's own "
+            "table (CIFAR-10, 10 epochs, one run each), with an independent solution's validation accuracy.",
+            "",
+            T.to_markdown(T.reference_table()),
+            "",
+        ]
     for t in tables:
         lines += [
             f"## {t.title}",
@@ -374,17 +384,19 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     parents = store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' and attributes.status = 'FINISHED'"
     )
-    entries, descriptions, seen = [], {}, set()
+    entries, descriptions, seen, expected, about = [], {}, set(), [], ""
     for run in parents:  # newest first
         suite = run.data.tags.get("mlhw.suite")
         if suite in seen or run.data.tags.get("mlhw.partial") == "true" or (suites and suite not in suites):
             continue
         seen.add(suite)
         descriptions[suite] = run.data.tags.get("mlflow.note.content", "")
+        expected = expected or json.loads(run.data.tags.get("mlhw.profile_suites", "[]"))
+        about = about or run.data.tags.get("mlhw.profile_description", "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
     if not entries:
         raise MLHWError(
             f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
             f"(experiment {store.experiment_name!r}); run `mlhw reproduce --profile {profile}` first"
         )
-    return Scope(profile, entries, descriptions)
+    return Scope(profile, entries, descriptions, description=about, expected=expected)

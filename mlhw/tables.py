@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from mlhw.reference import CNN_REFERENCE
+from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_REFERENCE, CNN_VARIANT_TITLES
 
 
 def pct(v) -> str:
@@ -212,3 +212,19 @@ def theory_table(rows: list[dict]) -> ResultTable:
 
 def to_latex(df: pd.DataFrame) -> str:
     return df.to_latex(index=False, escape=True)
+
+
+def reference_table() -> pd.DataFrame:
+    """The seed's Part 2 numbers (and an independent solution's validation accuracy), for display."""
+    return pd.DataFrame(
+        [
+            {
+                "variant": CNN_VARIANT_TITLES.get(v, v),
+                "final train loss": fixed(r["train_loss"]),
+                "val acc": pct(r["val_acc"]),
+                "test acc": pct(r["test_acc"]),
+                "independent val acc": pct(CNN_INDEPENDENT_VAL_ACC.get(v)),
+            }
+            for v, r in CNN_REFERENCE.items()
+        ]
+    )

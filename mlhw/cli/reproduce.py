@@ -91,6 +91,7 @@ def _validate(
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
+    plan.description = spec.profiles[profile].description
     return spec, source, store, plan
 
 
@@ -180,6 +181,8 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             IDENTITY_TAG: plan.suite_identity(suite),
             "mlhw.partial": str(bool(plan.overrides)).lower(),
             "mlhw.overrides": json.dumps({"only": plan.only, "set": plan.overrides}),
+            "mlhw.profile_suites": json.dumps(plan.all_suites),
+            "mlhw.profile_description": plan.description,
         }
         name = f"{plan.profile} · {suite}" + (" (partial)" if plan.partial else "")
         log = stack.enter_context(tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags))
