@@ -141,7 +141,9 @@ def group_stats(seeds: Sequence[Sequence[dict]], key: str, divergence_keys: Sequ
     curves = []
     for rows in seeds:
         d = divergence_epoch(rows, keys)
-        pts = sorted((r["epoch"], float(r[key])) for r in rows if _finite(r.get(key)) and (d is None or r["epoch"] < d))
+        # the seed's own curve keeps every finite value (a diverged loss can stay finite: it is drawn dashed);
+        # the mean and band below use it only before its divergence epoch
+        pts = sorted((r["epoch"], float(r[key])) for r in rows if _finite(r.get(key)))
         curves.append(
             SeedCurve(np.array([e for e, _ in pts], dtype=int), np.array([v for _, v in pts], dtype=float), d)
         )
@@ -150,7 +152,8 @@ def group_stats(seeds: Sequence[Sequence[dict]], key: str, divergence_keys: Sequ
     index = {e: i for i, e in enumerate(epochs)}
     for s, c in enumerate(curves):
         for e, v in zip(c.epochs, c.values):
-            table[s, index[int(e)]] = v
+            if c.diverged_at is None or e < c.diverged_at:
+                table[s, index[int(e)]] = v
     count = np.isfinite(table).sum(axis=0)
     with np.errstate(invalid="ignore"):
         mean = np.nanmean(table, axis=0) if len(epochs) else np.array([])
@@ -182,7 +185,7 @@ def legend_title(ns: Sequence[int], any_diverged: bool) -> str:
         n = str(sizes[0]) if len(sizes) == 1 else "n"
         text = f"line: mean of {n} seeds, band: {BAND} over seeds"
     if any_diverged:
-        text += "\nx: a seed's last finite value before it diverged (NaN/inf)"
+        text += "\nx: a seed's last value before it diverged (loss non-finite or far above chance), dashed after"
         if many:
             text += "; mean and band over the seeds not yet diverged"
     return text
@@ -219,12 +222,13 @@ def draw_curves(
             for i, c in enumerate(st.seeds):
                 if c.diverged_at is None:
                     continue
-                if many and len(c.epochs):
+                before = c.epochs < c.diverged_at
+                if (many or not before.all()) and len(c.epochs):
                     ax.plot(c.epochs, c.values, color=color, lw=0.9, ls="--", alpha=0.8, gid=f"seed:{label}:{i}")
-                if len(c.epochs):
+                if before.any():
                     ax.plot(
-                        c.epochs[-1:],
-                        c.values[-1:],
+                        c.epochs[before][-1:],
+                        c.values[before][-1:],
                         ls="none",
                         marker="x",
                         ms=9,
@@ -243,7 +247,7 @@ def draw_curves(
         shown = sorted(
             {e for _, seeds in groups for rows in seeds for e in (r.get("epoch") for r in rows) if e is not None}
         )
-        if len(shown) and shown[-1] - shown[0] < 3:  # a locator would pick fractional ticks on so short a range
+        if len(shown) and shown[-1] - shown[0] < 2:  # a locator would pick fractional ticks on so short a range
             ax.set_xticks(shown)
             ax.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
         if key in log_keys:

@@ -187,7 +187,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
     if done.get("mlp_lr_sweep"):
         recs = done["mlp_lr_sweep"]
         series = [
-            (lr_label(lr), [r["history"] for r in recs if r["lr"] == lr and r.get("history")])
+            (lr_label(lr), [curves(r) for r in recs if r["lr"] == lr and r.get("history")])
             for lr in sorted({r["lr"] for r in recs})
         ]
         title = f"Part 1 (b) on {recs[0]['dataset']}: one network per learning rate"
@@ -207,7 +207,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
         series = [
             (
                 variant_title(v),
-                [[h for h in r["history"] if h["epoch"] > 0] for r in recs if r["variant"] == v and r.get("history")],
+                [curves(r, 1) for r in recs if r["variant"] == v and r.get("history")],
             )
             for v in variants
         ]

@@ -87,7 +87,7 @@ def test_a_single_seed_is_its_own_line_without_a_band():
     np.testing.assert_array_equal(fig2.axes[0].lines[0].get_ydata(), artist(ax, "mean:lr=0.1").get_ydata())
 
 
-def test_a_diverged_seed_stops_at_its_last_finite_value_with_an_x_and_leaves_the_mean():
+def test_a_diverged_seed_leaves_the_mean_with_an_x_at_its_last_value_before_and_a_dashed_line():
     rng = np.random.default_rng(3)
     seeds = [sweep_rows(rng, 8) for _ in range(3)]
     # seed 1's loss becomes inf at epoch 3 and NaN after: its accuracies (still finite) are cut there too
@@ -104,9 +104,10 @@ def test_a_diverged_seed_stops_at_its_last_finite_value_with_an_x_and_leaves_the
         lo, hi = band_limits(artist(ax, "band:lr=100"), range(8))
         np.testing.assert_allclose(lo, np.nanmin(table, axis=0), rtol=1e-12)
         np.testing.assert_allclose(hi, np.nanmax(table, axis=0), rtol=1e-12)
-        seed_line = artist(ax, "seed:lr=100:1")
-        np.testing.assert_array_equal(seed_line.get_xdata(), [0, 1, 2])
-        np.testing.assert_allclose(seed_line.get_ydata(), table[1, :3])
+        seed_line = artist(ax, "seed:lr=100:1")  # dashed: every finite value of its own, after divergence too
+        finite = [(r["epoch"], r[key]) for r in seeds[1] if math.isfinite(r[key])]
+        np.testing.assert_array_equal(seed_line.get_xdata(), [e for e, _ in finite])
+        np.testing.assert_allclose(seed_line.get_ydata(), [v for _, v in finite])
         marker = artist(ax, "diverged:lr=100:1")
         assert marker.get_marker() == "x"
         np.testing.assert_array_equal(marker.get_xdata(), [2])
@@ -228,3 +229,18 @@ def test_save_respects_the_umask_and_leaves_the_old_file_when_drawing_fails(tmp_
         plots.save(fig, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_a_run_flagged_diverged_with_a_finite_loss_leaves_the_mean_at_its_flag():
+    """mlhw.divergence also flags a finite loss far above chance: the row carries `diverged`, and the figure
+    treats that epoch as the divergence (x at epoch 0 here), the finite values going on dashed."""
+    rng = np.random.default_rng(5)
+    seeds = [sweep_rows(rng, 6) for _ in range(2)]
+    for r in seeds[0][1:]:
+        r["train_loss"], r["diverged"] = 50.0, True
+    fig = plots.draw_lr_sweep([("lr=100", seeds)], "t")
+    loss = fig.axes[1]
+    np.testing.assert_allclose(artist(loss, "mean:lr=100").get_ydata()[1:], [r["train_loss"] for r in seeds[1][1:]])
+    np.testing.assert_array_equal(artist(loss, "diverged:lr=100:0").get_xdata(), [0])
+    np.testing.assert_array_equal(artist(loss, "seed:lr=100:0").get_xdata(), np.arange(6))
+    assert legend(fig)[1] == ["lr=100 (n=2, diverged in 1/2 seeds)"]
