@@ -365,8 +365,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         "| suite | run | seconds | MLflow run |",
         "|---|---|---|---|",
     ]
-    for recs in done.values():
-        for r in recs:
+    for suite in scope.suites():
+        for r in done.get(suite, []):
             lines.append(f"| {r['suite']} | {r['label']} | {r['seconds']:.1f} | {run_link(store, r['run_id'])} |")
     if missing:
         lines += [
