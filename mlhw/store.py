@@ -145,7 +145,7 @@ class Store:
     def run_url(self, run_id: str) -> str | None:
         if not is_server(self.uri):
             return None
-        return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
     def search(self, filter_string: str = "") -> list:
         """Every matching run of the experiment (all pages), newest first."""

@@ -68,6 +68,18 @@ def stop(proc: subprocess.Popen) -> None:
             return
 
 
+def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> str:
+    """The experiment's runs in the UI's model-training view (MLflow 3 opens in GenAI mode without the parameter)."""
+    base = f"http://127.0.0.1:{port}"
+    with contextlib.suppress(Exception):
+        from mlhw.store import Store
+
+        store = Store(uri, experiment, create=False)
+        if store.experiment_id is not None:
+            return f"{base}/#/experiments/{store.experiment_id}/runs?workflowType=machine_learning"
+    return f"{base}/#/?workflowType=machine_learning"
+
+
 def serve(tracking_uri: str | None, port: int) -> None:
     from mlhw.cli.common import out
 
@@ -77,7 +89,7 @@ def serve(tracking_uri: str | None, port: int) -> None:
     try:
         out.print(f"starting the MLflow UI for {uri} ...", highlight=False)
         wait_healthy(proc, port)
-        out.print(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C to stop)", highlight=False)
+        out.print(f"MLflow UI: {experiment_url(uri, port)}  (Ctrl-C to stop)", highlight=False)
         code = proc.wait()
         if code:
             raise MLHWError(f"the MLflow UI exited with code {code}")

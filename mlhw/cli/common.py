@@ -105,8 +105,8 @@ def handles_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt as e:
             code = 143 if isinstance(e, Terminated) else 130
             typer.echo(
-                f"{'terminated' if code == 143 else 'interrupted'}: the active runs are marked KILLED; "
-                "the next command resumes",
+                f"{'terminated (SIGTERM)' if code == 143 else 'interrupted (Ctrl-C)'}: any active run is marked "
+                "KILLED; the next `mlhw reproduce` resumes",
                 err=True,
             )
             raise typer.Exit(code) from None
