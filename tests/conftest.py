@@ -18,3 +18,40 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLHW_DATA_DIR", raising=False)
     return tmp_path
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ci_reproduction(tmp_path_factory):
+    """One `mlhw reproduce --profile ci` (the repository's experiments.yaml) for the whole session: its
+    folder holds mlflow.db, mlartifacts/ and results/ci/. Tests that change anything work on a copy
+    (`copy_ci`), never on this one."""
+    import shutil
+
+    from helpers import invoke
+
+    root = tmp_path_factory.mktemp("ci")
+    shutil.copy(REPO / "experiments.yaml", root / "experiments.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLHW_CACHE_DIR", str(tmp_path_factory.mktemp("ci-cache")))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MLHW_DATA_DIR", raising=False)
+        res = invoke("reproduce", "--profile", "ci", "--tracking-uri", f"sqlite:///{root}/mlflow.db")
+    assert res.exit_code == 0, res.output
+    return root, res
+
+
+@pytest.fixture
+def ci_copy(ci_reproduction, workdir):
+    """The session's ci reproduction copied into this test's working folder (the store and results/; the
+    artifacts stay where the experiment says they are). Returns its tracking URI."""
+    import shutil
+
+    root, _ = ci_reproduction
+    for name in ("experiments.yaml", "mlflow.db"):
+        shutil.copy2(root / name, workdir / name)
+    shutil.copytree(root / "results", workdir / "results")
+    return f"sqlite:///{workdir}/mlflow.db"

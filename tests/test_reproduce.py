@@ -1,23 +1,30 @@
-"""`mlhw reproduce` end to end on tiny profiles: idempotent, resumable, tables equal to MLflow."""
+"""`mlhw reproduce` end to end on tiny profiles: idempotent, resumable, validated before anything exists,
+one owner of results/, suites as parent runs, tables equal to MLflow; `mlhw ui` leaves no process behind."""
 
-import shutil
+import contextlib
+import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from mlflow import MlflowClient
-from typer.testing import CliRunner
-
-from mlhw.cli import app
-from mlhw.tracking import free_port
-
-runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
+from helpers import (
+    assert_nothing_created,
+    assert_one_line_error,
+    descendants,
+    free_port,
+    invoke,
+    live_processes,
+    runs_of,
+)
 
 TINY = {
     "version": 1,
@@ -46,26 +53,47 @@ TINY = {
     "profiles": {"tiny": {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
 }
 
+# No CNN: seconds, for the tests of reproduce's own behaviour (plan, output, report, signals).
+LIGHT = {
+    "version": 1,
+    "suites": {
+        "mlp_lr_sweep": {
+            "kind": "mlp",
+            "part": "mlp.b",
+            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
+            "grid": {"lr": [0.1, 1.0]},
+        },
+        "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2, "train_size": 300}},
+        "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
+    },
+    "profiles": {"tiny": {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
+}
+
 
 def reproduce(workdir, *args):
-    return runner.invoke(
-        app,
-        [
-            "reproduce",
-            "--profile",
-            "tiny",
-            "--file",
-            str(workdir / "exp.yaml"),
-            "--tracking-uri",
-            f"sqlite:///{workdir}/mlflow.db",
-            *map(str, args),
-        ],
+    return invoke(
+        "reproduce",
+        "--profile",
+        "tiny",
+        "--file",
+        workdir / "exp.yaml",
+        "--tracking-uri",
+        f"sqlite:///{workdir}/mlflow.db",
+        *args,
     )
 
 
-def runs(workdir):
-    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
-    return client, client.search_runs([client.get_experiment_by_name("mlhw").experiment_id])
+def runs(workdir, all_lifecycles=False):
+    return runs_of(f"sqlite:///{workdir}/mlflow.db", all_lifecycles=all_lifecycles)
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every file under a folder: its bytes, mtime (ns) and mode."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns, p.stat().st_mode & 0o777)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -74,27 +102,47 @@ def tiny(workdir):
     return workdir
 
 
+@pytest.fixture
+def light(workdir):
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(LIGHT))
+    return workdir
+
+
 def test_second_run_executes_nothing_and_tables_equal_mlflow(tiny):
     res = reproduce(tiny)
     assert res.exit_code == 0, res.output
-    assert "ran 8 runs" in res.stderr  # 2 + 2 + 2 + 1 (shared adam-5e-05 once) + 1
+    assert "ran 8 of 8 runs" in res.stderr  # 2 + 2 + 2 + 1 (shared adam-5e-05 once) + 1
     client, first = runs(tiny)
     assert all(r.info.status == "FINISHED" for r in first)
-    res = reproduce(tiny)
-    assert res.exit_code == 0 and "ran 0 runs" in res.stderr and "0 distinct runs to execute" in res.stderr
-    assert len(runs(tiny)[1]) == len(first)  # no duplicates
     root = tiny / "results" / "tiny"
+    before = snapshot(root)
+    res = reproduce(tiny)
+    assert res.exit_code == 0
+    assert res.stderr.strip() == f"up to date: 8 runs, profile tiny ({Path('results') / 'tiny' / 'REPORT.md'})"
+    assert len(runs(tiny)[1]) == len(first)  # no duplicates, no new parent runs
+    assert snapshot(root) == before  # nothing rewritten
     for name in ("mlp_lr_sweep", "mlp_full", "sgd_vs_adam", "batchnorm_dropout", "svm"):
         for ext in ("md", "csv", "tex"):
             assert (root / "tables" / f"{name}.{ext}").stat().st_size > 0
     assert (root / "REPORT.md").read_text().count("## ") >= 6
     full = pd.read_csv(root / "tables" / "mlp_full.csv")
-    accs = [r.data.metrics["test_acc"] for r in first if r.data.tags["mlhw.part"] == "mlp.c"]
+    accs = [
+        r.data.metrics["test/acc"]
+        for r in first
+        if r.data.tags.get("mlhw.suite") == "mlp_full" and r.data.tags["mlhw.kind"] == "mlp"
+    ]
+    assert len(accs) == 2
     assert full.loc[0, "n"] == 2 and full.loc[0, "test_acc_mean"] == pytest.approx(sum(accs) / 2, rel=1e-12)
     cnn = pd.read_csv(root / "tables" / "sgd_vs_adam.csv")
-    by_variant = {r.data.tags["variant"]: r.data.metrics for r in first if r.data.tags.get("mlhw.kind") == "cnn"}
+    by_variant = {r.data.tags["mlhw.variant"]: r.data.metrics for r in first if r.data.tags.get("mlhw.kind") == "cnn"}
+    assert len(by_variant) == 3
     for _, row in cnn.iterrows():
-        assert row["val_acc_mean"] == pytest.approx(by_variant[row["variant"]]["val_acc"], rel=1e-12)
+        assert row["val_acc_mean"] == pytest.approx(by_variant[row["variant"]]["val/acc"], rel=1e-12)
+    shared = [r for r in first if r.data.tags.get("mlhw.variant") == "adam-5e-05"]
+    assert len(shared) == 1 and set(shared[0].data.tags["mlhw.suites"].split(",")) == {
+        "cnn_optimizers",
+        "cnn_batchnorm",
+    }
 
 
 def test_interrupted_run_is_killed_and_rerun(tiny, monkeypatch):
@@ -111,12 +159,14 @@ def test_interrupted_run_is_killed_and_rerun(tiny, monkeypatch):
 
     monkeypatch.setattr(mlhw.cnn, "train_cnn", interrupt_second)
     res = reproduce(tiny, "--only", "cnn_optimizers")
-    assert res.exit_code == 130
+    assert res.exit_code == 130 and "interrupted" in res.stderr
     _, after = runs(tiny)
-    assert sorted(r.info.status for r in after) == ["FINISHED", "KILLED"]
+    cnn = [r for r in after if r.data.tags.get("mlhw.kind") == "cnn"]
+    assert sorted(r.info.status for r in cnn) == ["FINISHED", "KILLED"]
+    assert [r.info.status for r in after if r.data.tags.get("mlhw.kind") == "suite"] == ["KILLED"]
     monkeypatch.setattr(mlhw.cnn, "train_cnn", real)
     res = reproduce(tiny, "--only", "cnn_optimizers")
-    assert res.exit_code == 0 and "ran 1 runs" in res.stderr and "1 killed" in res.stderr
+    assert res.exit_code == 0 and "ran 1 of 1 runs" in res.stderr and "1 killed" in res.stderr
 
 
 def test_a_failing_run_does_not_stop_the_others(tiny, monkeypatch):
@@ -129,12 +179,13 @@ def test_a_failing_run_does_not_stop_the_others(tiny, monkeypatch):
     res = reproduce(tiny, "--only", "svm_soft", "--only", "mlp_full")
     assert res.exit_code == 1 and "solver exploded" in res.stderr
     client, after = runs(tiny)
-    failed = [r for r in after if r.info.status == "FAILED"]
-    assert len(failed) == 1 and sum(r.info.status == "FINISHED" for r in after) == 2
+    work = [r for r in after if r.data.tags.get("mlhw.kind") != "suite"]
+    failed = [r for r in work if r.info.status == "FAILED"]
+    assert len(failed) == 1 and sum(r.info.status == "FINISHED" for r in work) == 2
     assert "error.txt" in {a.path for a in client.list_artifacts(failed[0].info.run_id)}
     monkeypatch.undo()
     res = reproduce(tiny, "--only", "svm_soft", "--only", "mlp_full")
-    assert res.exit_code == 0 and "ran 1 runs" in res.stderr
+    assert res.exit_code == 0 and "ran 1 of 1 runs" in res.stderr and "1 failed" in res.stderr
 
 
 def test_invalid_file_runs_nothing(tiny):
@@ -146,14 +197,238 @@ def test_invalid_file_runs_nothing(tiny):
         res.stderr.strip()
         == f"error: {tiny / 'exp.yaml'}: suites.mlp_full.base.lr: Input should be greater than 0 (got -1)"
     )
-    assert not (tiny / "results").exists()
+    assert not (tiny / "results").exists() and not (tiny / "mlflow.db").exists()
 
 
-def test_ci_profile_end_to_end_sane_numbers(workdir):
-    """The repository's own experiments.yaml, the CI-sized profile: every table, the report, sane ranges."""
-    shutil.copy(REPO / "experiments.yaml", workdir / "experiments.yaml")
-    res = runner.invoke(app, ["reproduce", "--profile", "ci", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"])
+# --- reproduce's own behaviour, on the light profile ----------------------------------------------------------
+
+
+def test_piped_output_is_one_line_per_run_start_and_end(light):
+    res = reproduce(light)
     assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    starts = [m for line in lines if (m := re.fullmatch(r"\[(\d+)(?:-(\d+))?/5\] start (.+)", line))]
+    ends = [m for line in lines if (m := re.fullmatch(r"\[(\d+)/5\] done: (.+) \(\d+\.\d s\)", line))]
+    # units: the sweep (2 rates train together), mlp_full seed 8, seed 9, svm_soft
+    assert len(starts) == len(ends) == 4, res.stderr
+    covered = [int(m[2] or m[1]) for m in starts]  # [first-last/5] of each unit, then [last/5] when it ends
+    assert covered == [int(m[1]) for m in ends] and covered == sorted(covered) and covered[-1] == 5
+    assert sum(int(m[2] or m[1]) - int(m[1]) + 1 for m in starts) == 5
+    assert [m[3] for m in starts] == [m[2] for m in ends]
+    assert "ran 5 of 5 runs" in res.stderr
+    assert "\x1b[" not in res.stderr  # no progress bars or colour codes in a pipe
+
+
+def test_second_reproduce_is_a_one_line_no_op_that_rewrites_nothing(light):
+    assert reproduce(light).exit_code == 0
+    root = light / "results" / "tiny"
+    before, db_mtime = snapshot(root), (light / "mlflow.db").stat().st_mtime_ns
+    _, first = runs(light, all_lifecycles=True)
+    time.sleep(0.05)
+    res = reproduce(light)
+    assert res.exit_code == 0 and res.stdout == ""
+    assert res.stderr == f"up to date: 5 runs, profile tiny ({Path('results') / 'tiny' / 'REPORT.md'})\n"
+    assert snapshot(root) == before
+    assert len(runs(light, all_lifecycles=True)[1]) == len(first)
+    assert (light / "mlflow.db").stat().st_mtime_ns == db_mtime  # not even a parent run
+
+
+def test_results_are_world_readable_files_in_one_folder(light):
+    assert reproduce(light).exit_code == 0
+    files = [p for p in (light / "results").rglob("*") if p.is_file()]
+    assert {p.relative_to(light / "results").parts[0] for p in files} == {"tiny"}
+    assert len(files) == 11  # REPORT.md, 3 tables x (md, csv, tex), the sweep's figure
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}
+    assert {p.name for p in (light / "results").iterdir()} == {"tiny"}  # no temporary folders left
+
+
+def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(light):
+    assert reproduce(light).exit_code == 0
+    client, all_runs = runs(light)
+    parents = {r.data.tags["mlhw.suite"]: r for r in all_runs if r.data.tags.get("mlhw.kind") == "suite"}
+    assert set(parents) == {"mlp_lr_sweep", "mlp_full", "svm_soft"}
+    assert all(r.info.status == "FINISHED" and r.data.tags["mlhw.profile"] == "tiny" for r in parents.values())
+    assert all(r.data.tags["mlhw.partial"] == "false" for r in parents.values())
+    expected = {"mlp_lr_sweep": ("mlp_lr_sweep", 2), "mlp_full": ("mlp_full", 2), "svm_soft": ("svm", 1)}
+    for suite, (table, n_children) in expected.items():
+        run_id = parents[suite].info.run_id
+        arts = {a.path for a in client.list_artifacts(run_id)} | {
+            a.path for folder in ("tables", "figures") for a in client.list_artifacts(run_id, folder)
+        }
+        assert {"plan.json", f"tables/{table}.md", f"tables/{table}.csv"} <= arts, arts
+        assert ("figures/mlp_lr_sweep.png" in arts) == (suite == "mlp_lr_sweep")
+        children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == run_id]
+        assert len(children) == n_children and all(c.info.status == "FINISHED" for c in children)
+        local = Path(client.download_artifacts(run_id, "plan.json", str(light / "dl" / suite)))
+        plan = json.loads(local.read_text())
+        assert sorted(e["identity"] for e in plan) == sorted(c.data.tags["mlhw.config_hash"] for c in children)
+    csv = client.download_artifacts(parents["mlp_full"].info.run_id, "tables/mlp_full.csv", str(light / "dl" / "t"))
+    assert Path(csv).read_text() == (light / "results" / "tiny" / "tables" / "mlp_full.csv").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, note",
+    [
+        (["--set", "epochs=1"], "`--set epochs=1`"),
+        (["--only", "svm_soft", "--set", "svm_soft.C=2"], "`--set svm_soft.C=2`"),
+    ],
+)
+def test_an_overridden_reproduce_writes_its_own_report_and_leaves_the_profiles_alone(light, args, note):
+    assert reproduce(light).exit_code == 0
+    full = snapshot(light / "results" / "tiny")
+    res = reproduce(light, *args)
+    assert res.exit_code == 0, res.output
+    assert snapshot(light / "results" / "tiny") == full
+    report = (light / "results" / "tiny-partial" / "REPORT.md").read_text()
+    assert "(partial)" in report.splitlines()[0] and note in report
+    assert "results/tiny/REPORT.md" in report  # where the full one is
+    _, all_runs = runs(light)
+    partial_parents = [r for r in all_runs if r.data.tags.get("mlhw.partial") == "true"]
+    assert partial_parents and all("partial" in r.info.run_name for r in partial_parents)
+    assert reproduce(light, *args).stderr.startswith("up to date")  # an overridden plan is resumable too
+    assert snapshot(light / "results" / "tiny") == full
+
+
+def test_only_reruns_one_suite_and_keeps_the_profiles_report_whole(light):
+    assert reproduce(light).exit_code == 0
+    root = light / "results" / "tiny"
+    before = snapshot(root)
+    res = reproduce(light, "--only", "mlp_full")
+    assert res.exit_code == 0 and res.stderr.startswith("up to date")
+    assert snapshot(root) == before
+    client, all_runs = runs(light)
+    for r in all_runs:  # make the suite's runs go missing: --only mlp_full has work to do
+        if r.data.tags.get("mlhw.suite") == "mlp_full":
+            client.delete_run(r.info.run_id)
+    res = reproduce(light, "--only", "mlp_full")
+    assert res.exit_code == 0 and "ran 2 of 2 runs" in res.stderr
+    after = snapshot(root)
+    assert set(after) == set(before)  # every suite still in the report
+    for name in ("tables/svm.csv", "tables/mlp_lr_sweep.csv"):
+        assert after[name][0] == before[name][0]
+    assert "partial" not in (root / "REPORT.md").read_text().splitlines()[0]
+    assert not (light / "results" / "tiny-partial").exists()
+
+
+def test_force_runs_the_done_runs_again(light):
+    assert reproduce(light, "--only", "mlp_full").exit_code == 0
+    res = reproduce(light, "--only", "mlp_full", "--force")
+    assert res.exit_code == 0 and "ran 2 of 2 runs" in res.stderr, res.stderr
+    _, all_runs = runs(light)
+    done = [r for r in all_runs if r.data.tags.get("mlhw.kind") == "mlp" and r.info.status == "FINISHED"]
+    assert len(done) == 4 and len({r.data.tags["mlhw.config_hash"] for r in done}) == 2
+
+
+def test_results_dir_that_is_a_file_fails_before_any_run(light):
+    (light / "blocker").write_text("a file where a folder should be\n")
+    for results_dir in ("blocker", "blocker/sub"):
+        res = reproduce(light, "--results-dir", light / results_dir)
+        assert_one_line_error(res, "--results-dir", str(light / results_dir), "is a file")
+        res = invoke("tables", "--profile", "tiny", "--results-dir", light / results_dir)
+        assert_one_line_error(res, "--results-dir", str(light / results_dir))
+    assert_nothing_created(light)
+    assert not (light / "mlflow.db").exists()
+    assert (light / "blocker").read_text() == "a file where a folder should be\n"
+
+
+def test_dry_run_writes_and_downloads_nothing(light):
+    doc = dict(LIGHT)
+    doc["profiles"] = dict(LIGHT["profiles"], mnist={"defaults": {"dataset": "mnist"}})
+    (light / "exp.yaml").write_text(yaml.safe_dump(doc))
+    outputs = {}
+    for profile in ("tiny", "mnist"):
+        res = invoke("reproduce", "--profile", profile, "--file", light / "exp.yaml", "--dry-run")
+        assert res.exit_code == 0, res.output
+        assert "dry run" in res.stderr
+        outputs[profile] = res.stderr
+    assert "no data" in outputs["mnist"]  # MNIST is not here: listed, not fetched
+    assert not (light / "data").exists() and not (light / "results").exists()
+    assert not (light / "mlartifacts").exists()
+    if (light / "mlflow.db").exists():
+        client, found = runs(light, all_lifecycles=True)
+        assert found == [] and client.get_experiment_by_name("mlhw") is None
+    assert reproduce(light).exit_code == 0  # and a dry run of a done profile says so
+    res = reproduce(light, "--dry-run")
+    assert res.exit_code == 0 and "5 runs: 5 done" in res.stderr
+    assert len(runs(light)[1]) == 5 + 3
+    assert "5 runs: 5 pending" in outputs["tiny"]
+    assert "5 runs: 5 no data" in outputs["mnist"], outputs["mnist"]  # five runs, not one
+
+
+def _wait_for(predicate, timeout=120.0, every=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            found = predicate()
+        except Exception:  # the store is being written by the other process
+            found = None
+        if found:
+            return found
+        time.sleep(every)
+    pytest.fail("timed out")
+
+
+def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
+    doc = dict(LIGHT, suites={"mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 60}}})
+    doc["profiles"] = {"tiny": {"defaults": {"dataset": "digits"}}}
+    (light / "exp.yaml").write_text(yaml.safe_dump(doc))
+    uri = f"sqlite:///{light}/mlflow.db"
+    argv = ["reproduce", "--profile", "tiny", "--file", light / "exp.yaml", "--tracking-uri", uri]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlhw", *map(str, argv)], cwd=light, stderr=subprocess.PIPE, text=True
+    )
+    try:
+
+        def running():
+            return [r for r in runs_of(uri)[1] if r.info.status == "RUNNING" and r.data.tags.get("mlhw.kind") == "mlp"]
+
+        (victim,) = _wait_for(running)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("terminated")
+    client, after = runs_of(uri)
+    assert client.get_run(victim.info.run_id).info.status == "KILLED"
+    assert {r.info.status for r in after} == {"KILLED"}  # the suite's parent too: nothing left RUNNING
+    assert not (light / "results").exists()
+    res = invoke(*argv)
+    assert res.exit_code == 0, res.output
+    assert "1 killed" in res.stderr and "ran 1 of 1 runs" in res.stderr
+    _, final = runs_of(uri)
+    done = [r for r in final if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") == "mlp"]
+    assert len(done) == 1 and done[0].data.tags["mlhw.config_hash"] == victim.data.tags["mlhw.config_hash"]
+
+
+def test_sigterm_ends_a_single_run_killed(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlhw", "mlp", "train", "--epochs", "100000", "--tracking-uri", uri],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        (victim,) = _wait_for(lambda: [r for r in runs_of(uri)[1] if r.data.metrics.get("train/loss") is not None])
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    run = runs_of(uri)[0].get_run(victim.info.run_id)
+    assert run.info.status == "KILLED" and "train/loss" in run.data.metrics  # what was logged is kept
+
+
+# --- the ci profile: one reproduction for the session -------------------------------------------------------
+
+
+def test_ci_profile_end_to_end_sane_numbers(ci_reproduction):
+    """The repository's own experiments.yaml, the CI-sized profile: every table, the report, sane ranges."""
+    workdir, _ = ci_reproduction
     root = workdir / "results" / "ci"
     names = ["mlp_lr_sweep", "mlp_full", "sgd_vs_adam", "adam_lr", "batchnorm_dropout", "svm", "theory"]
     tables = {n: pd.read_csv(root / "tables" / f"{n}.csv") for n in names}
@@ -167,25 +442,145 @@ def test_ci_profile_end_to_end_sane_numbers(workdir):
     assert tables["theory"]["passed"].all() and len(tables["theory"]) == 27
     report = (root / "REPORT.md").read_text()
     assert "not the assignment's" in report and "![" in report and "## Environment" in report
+    assert "partial" not in report.splitlines()[0]
     for fig in ("mlp_lr_sweep", "sgd_vs_adam", "adam_lr", "batchnorm_dropout"):
         assert (root / "figures" / f"{fig}.png").stat().st_size > 10_000
+    files = [p for p in (workdir / "results").rglob("*") if p.is_file()]
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o644}
 
 
-def test_ui_serves_the_store_on_localhost(workdir):
+def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
+    workdir, _ = ci_reproduction
+    client, all_runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    exp = client.get_experiment_by_name("mlhw")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    names = Counter(r.info.run_name for r in all_runs)
+    assert len(all_runs) == 12 + 8 and max(names.values()) == 1, names  # 12 distinct runs, 8 suites
+    parents = {r.info.run_id: r for r in all_runs if r.data.tags.get("mlhw.kind") == "suite"}
+    assert len(parents) == 8 and {r.data.tags["mlhw.profile"] for r in parents.values()} == {"ci"}
+    children = [r for r in all_runs if r.info.run_id not in parents]
+    assert all(r.data.tags["mlflow.parentRunId"] in parents for r in children)
+    assert all(r.info.status == "FINISHED" for r in all_runs)
+    for r in children:
+        tags = r.data.tags
+        assert tags["mlflow.source.name"] == "mlhw reproduce --profile ci" and tags["mlflow.user"]
+        assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.note.content"]
+        assert len(tags["mlhw.config_hash"]) == 16
+    for r in (r for r in children if r.data.tags["mlhw.kind"] in ("mlp", "cnn")):
+        assert {"train/loss", "test/acc", "sys/epoch_seconds"} <= set(r.data.metrics)
+        assert not {"train_loss", "test_acc", "val_acc", "epoch_seconds"} & set(r.data.metrics)
+    cnn = [r for r in children if r.data.tags["mlhw.kind"] == "cnn"]
+    assert len(cnn) == 4 and all("val/acc" in r.data.metrics for r in cnn)
+    diverged = [r for r in children if "mlhw.diverged_epoch" in r.data.tags]
+    assert [float(r.data.params["lr"]) for r in diverged] == [100.0]  # the sweep's lr 100 on digits
+    for parent in parents.values():
+        suite = parent.data.tags["mlhw.suite"]
+        arts = {
+            a.path for folder in ("", "tables", "figures") for a in client.list_artifacts(parent.info.run_id, folder)
+        }
+        assert "plan.json" in arts
+        assert any(a.startswith("tables/") and a.endswith(".md") for a in arts), (suite, arts)
+        assert any(a.startswith("tables/") and a.endswith(".csv") for a in arts), (suite, arts)
+        if suite in ("mlp_lr_sweep", "cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm"):
+            assert any(a.startswith("figures/") and a.endswith(".png") for a in arts), (suite, arts)
+
+
+def test_ci_second_reproduce_is_up_to_date_and_rewrites_nothing(ci_copy, workdir):
+    before = snapshot(workdir / "results")
+    res = invoke("reproduce", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert res.exit_code == 0, res.output
+    assert res.stderr.strip() == f"up to date: 12 runs, profile ci ({Path('results') / 'ci' / 'REPORT.md'})"
+    assert snapshot(workdir / "results") == before
+
+
+def test_mlp_sweep_after_reproduce_leaves_the_profiles_report_untouched(ci_copy, workdir):
+    """The same rates, seed and sizes as the ci sweep: the single-run command still writes only to MLflow."""
+    before = snapshot(workdir / "results")
+    res = invoke(
+        "mlp",
+        "sweep",
+        "--lrs",
+        "0.01,0.1,100",
+        "--epochs",
+        3,
+        "--train-size",
+        300,
+        "--test-size",
+        100,
+        "--tracking-uri",
+        ci_copy,
+    )
+    assert res.exit_code == 0, res.output
+    assert snapshot(workdir / "results") == before
+    assert sorted(p.name for p in workdir.iterdir()) == ["experiments.yaml", "mlflow.db", "results"]
+    res = invoke("reproduce", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert res.exit_code == 0 and res.stderr.startswith("up to date: 12 runs")
+    assert snapshot(workdir / "results") == before
+
+
+# --- mlhw ui --------------------------------------------------------------------------------------------------
+
+
+def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlhw", "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        text=True,
     )
+    tree: set[int] = set()
     try:
-        deadline, status = time.time() + 90, None
+        deadline, status = time.time() + 120, None
         while time.time() < deadline and status is None:
+            tree |= descendants(proc.pid)
             try:
                 status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
             except OSError:
                 time.sleep(0.5)
         assert status == 200
+        tree |= descendants(proc.pid)
+        assert tree, "the UI runs in a child process"
+        groups = {live_processes()[p][1] for p in tree if p in live_processes()}
     finally:
         proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert f"http://127.0.0.1:{port}" in out
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        procs = live_processes()
+        left = {p for p in tree if p in procs} | {p for p, (_, pgrp, _) in procs.items() if pgrp in groups}
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left, f"processes left behind: {left}"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_ui_killed_with_sigkill_takes_its_server_along(workdir):
+    """Even a parent that cannot clean up (SIGKILL): the server gets SIGTERM from the kernel and exits."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlhw", "ui", "--port", str(port), "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server = _wait_for(lambda: descendants(proc.pid), timeout=60)
+        groups = {live_processes()[p][1] for p in server if p in live_processes()}
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        procs = live_processes()
+        left = {p for p in server if p in procs} | {p for p, (_, pgrp, _) in procs.items() if pgrp in groups}
+        if not left:
+            break
+        time.sleep(0.2)
+    for pid in left:  # do not leak them into the rest of the suite, whatever the verdict
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left behind: {left}"
