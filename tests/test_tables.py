@@ -22,11 +22,11 @@ def test_display_shows_mean_pm_std_only_with_several_seeds():
             "optimizer": "adam",
             "lr": 5e-5,
             "batchnorm": True,
-            "train_loss": l,
+            "train_loss": loss,
             "val_acc": a,
             "test_acc": a,
         }
-        for l, a in ((0.6, 0.61), (0.62, 0.63))
+        for loss, a in ((0.6, 0.61), (0.62, 0.63))
     ]
     recs.append(
         {
@@ -50,3 +50,83 @@ def test_markdown_escapes_pipes_and_latex_renders():
     md = T.to_markdown(df)
     assert md.splitlines()[2] == "| \\|x\\| <= 1e6 | 1.0 |"
     assert "\\begin{tabular}" in T.to_latex(df)
+
+
+# --- `mlhw tables`: the report rebuilt from the tracking store alone -------------------------------------------
+
+
+def _no_datasets(monkeypatch):
+    """Any attempt to read or fingerprint a dataset fails the test."""
+    import mlhw.data
+
+    def refuse(*a, **kw):
+        raise AssertionError("mlhw tables read a dataset")
+
+    for name in ("load", "dataset_fingerprint", "check_dataset", "load_digits"):
+        if hasattr(mlhw.data, name):
+            monkeypatch.setattr(mlhw.data, name, refuse)
+
+
+def test_tables_rebuilds_the_report_from_the_store_alone(ci_copy, workdir, monkeypatch):
+    from helpers import invoke
+
+    _no_datasets(monkeypatch)
+    assert not (workdir / "data").exists()
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "rebuilt")
+    assert res.exit_code == 0, res.output
+    old, new = workdir / "results" / "ci", workdir / "rebuilt" / "ci"
+    names = sorted(p.name for p in (old / "tables").iterdir())
+    assert names == sorted(p.name for p in (new / "tables").iterdir()) and len(names) == 21
+    for name in names:  # the same numbers, the same renderings
+        assert (new / "tables" / name).read_bytes() == (old / "tables" / name).read_bytes(), name
+    assert sorted(p.name for p in (new / "figures").iterdir()) == sorted(p.name for p in (old / "figures").iterdir())
+    sections = [line for line in (old / "REPORT.md").read_text().splitlines() if line.startswith("## ")]
+    assert [line for line in (new / "REPORT.md").read_text().splitlines() if line.startswith("## ")] == sections
+    assert {p.stat().st_mode & 0o777 for p in new.rglob("*") if p.is_file()} == {0o644}
+    assert "theory: 27 of 27 checks pass" in res.stdout
+
+
+def test_tables_in_place_and_from_a_moved_folder(ci_copy, workdir, monkeypatch):
+    """The project folder moved (no data/, a new working directory): tables still rebuilds results/ci."""
+    import shutil
+
+    from helpers import invoke
+
+    _no_datasets(monkeypatch)
+    before = {p.name: p.read_bytes() for p in (workdir / "results" / "ci" / "tables").iterdir()}
+    moved = workdir / "elsewhere"
+    moved.mkdir()
+    shutil.move(workdir / "mlflow.db", moved / "mlflow.db")
+    shutil.rmtree(workdir / "results")
+    monkeypatch.chdir(moved)
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", f"sqlite:///{moved}/mlflow.db")
+    assert res.exit_code == 0, res.output
+    after = {p.name: p.read_bytes() for p in (moved / "results" / "ci" / "tables").iterdir()}
+    assert after == before
+    assert sorted(p.name for p in moved.iterdir()) == ["mlflow.db", "results"]
+
+
+def test_tables_takes_only_the_report_options():
+    from helpers import invoke
+
+    res = invoke("tables", "--help")
+    assert res.exit_code == 0
+    for option in ("--profile", "--tracking-uri", "--experiment", "--results-dir"):
+        assert option in res.output
+    for option in ("--data-dir", "--download", "--device", "--file"):
+        assert option not in res.output
+
+
+def test_tables_without_a_reproduction_is_one_line(ci_copy, workdir):
+    from helpers import assert_one_line_error, invoke
+
+    res = invoke("tables", "--profile", "digits", "--tracking-uri", ci_copy)
+    assert_one_line_error(res, "--profile digits", "no finished reproduction", "mlhw reproduce --profile digits")
+    assert not (workdir / "results" / "digits").exists()
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--experiment", "nope")
+    assert_one_line_error(res, "--profile ci", "'nope'")
+    empty = workdir / "empty"
+    empty.mkdir()
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", f"sqlite:///{empty}/mlflow.db")
+    assert_one_line_error(res, "--profile ci", "no finished reproduction")
+    assert not (workdir / "results" / "ci-partial").exists()
