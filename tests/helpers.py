@@ -237,3 +237,17 @@ def assert_nothing_created(workdir: Path, uri: str | None = None) -> None:
         assert runs_of(store, all_lifecycles=True)[1] == [], store
     results = workdir / "results"
     assert not results.exists() or not any(p.is_file() for p in results.rglob("*")), list(results.rglob("*"))
+
+
+def failing_cnn_worker(settings) -> None:
+    """A `--jobs` worker initializer whose CNN training raises once a run has started (importable by name,
+    so a spawned worker process can run it): the real initializer, then a broken `train_cnn`."""
+    import mlhw.cnn
+    from mlhw import executors
+
+    executors.init_worker(settings)  # in the worker process: the real one (the parent patched its own copy)
+
+    def broken(*a, **kw):
+        raise RuntimeError("injected failure inside the worker")
+
+    mlhw.cnn.train_cnn = broken

@@ -15,11 +15,10 @@ from collections import Counter
 
 import pytest
 import yaml
-from helpers import runs_of
+from helpers import assert_one_line_error, free_port, local_server, runs_of
 from typer.testing import CliRunner
 
 from mlhw.cli import app
-from mlhw.tracking import free_port, local_server
 
 runner = CliRunner()
 
@@ -64,23 +63,27 @@ def finished_per_hash(runs):
     return Counter(
         r.data.tags["mlhw.config_hash"]
         for r in runs
-        if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") != "mlp-sweep"
+        if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") not in ("mlp-sweep", "suite")
     )
 
 
 def test_jobs_2_against_a_live_server(server, project):
     exp = f"jobs-{uuid.uuid4().hex[:6]}"
     res = runner.invoke(app, args(server, exp, "--jobs", 2))
-    assert res.exit_code == 0, [l for l in res.stderr.splitlines() if "failed" in l or "Error" in l]
+    assert res.exit_code == 0, [x for x in res.stderr.splitlines() if "failed" in x or "Error" in x]
     client, runs = runs_of(server, exp)
     counts = finished_per_hash(runs)
     assert len(counts) == 5 and set(counts.values()) == {1}  # 2 rates + 2 variants + 1 svm, once each
     cnn = [r for r in runs if r.data.tags.get("mlhw.kind") == "cnn"][0]
-    assert [m.step for m in client.get_metric_history(cnn.info.run_id, "val_acc")] == [1]
+    assert [m.step for m in client.get_metric_history(cnn.info.run_id, "val/acc")] == [1]
     assert {a.path for a in client.list_artifacts(cnn.info.run_id)} == {"history.csv"}
+    assert len({r.data.tags["mlhw.worker"] for r in runs if r.data.tags["mlhw.kind"] != "suite"}) == 2  # 2 workers
+    assert sum(r.data.tags["mlhw.kind"] == "suite" for r in runs) == 3 and all(
+        r.info.status == "FINISHED" for r in runs
+    )
     assert (project / "results" / "small" / "REPORT.md").exists()
     again = runner.invoke(app, args(server, exp, "--jobs", 2))
-    assert again.exit_code == 0 and "ran 0 runs" in again.stderr
+    assert again.exit_code == 0 and again.stderr.startswith("up to date: 5 runs, profile small")
     assert len(runs_of(server, exp)[1]) == len(runs)
 
 
@@ -104,8 +107,9 @@ def test_sqlite_refuses_parallel_writers(project):
 def test_unreachable_server_fails_fast(project):
     t0 = time.time()
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
-    assert res.exit_code == 2 and "is not reachable" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert_one_line_error(res, "--tracking-uri http://127.0.0.1:", "not reachable")
     assert time.time() - t0 < 10
+    assert not (project / "results").exists() and not (project / "mlflow.db").exists()
 
 
 def mlhw_process(project, *argv):
@@ -143,14 +147,14 @@ def wait_for_running(uri, experiment, timeout=120, kind="cnn"):
 
 def test_sigkilled_reproduce_leaves_a_stale_run_that_is_rerun(server, project):
     exp = f"kill-{uuid.uuid4().hex[:6]}"
-    proc = mlhw_process(project, *args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=8"))
+    proc = mlhw_process(project, *args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=4"))
     victim = wait_for_running(server, exp)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     client, runs = runs_of(server, exp)
     assert client.get_run(victim.info.run_id).info.status == "RUNNING"  # nobody could end it
     time.sleep(2.5)
-    res = runner.invoke(app, args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=8", "--stale-after", 2))
+    res = runner.invoke(app, args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=4", "--stale-after", 2))
     assert res.exit_code == 0, res.output
     assert "1 stale" in res.stderr
     dead = client.get_run(victim.info.run_id)
@@ -158,11 +162,12 @@ def test_sigkilled_reproduce_leaves_a_stale_run_that_is_rerun(server, project):
     _, runs = runs_of(server, exp)
     counts = finished_per_hash(runs)
     assert len(counts) == 2 and counts[victim.data.tags["mlhw.config_hash"]] == 1
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []  # the dead suite parent too
 
 
 def test_sigkilled_pool_worker_is_marked_and_rerun(server, project):
     exp = f"poolkill-{uuid.uuid4().hex[:6]}"
-    proc = mlhw_process(project, *args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=8"))
+    proc = mlhw_process(project, *args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=4"))
     victim = wait_for_running(server, exp)
     pid = int(victim.data.tags["mlhw.worker"].rsplit(":", 1)[1])
     assert pid != proc.pid  # a worker process, not the parent
@@ -172,21 +177,34 @@ def test_sigkilled_pool_worker_is_marked_and_rerun(server, project):
     client, _ = runs_of(server, exp)
     killed = client.get_run(victim.info.run_id)
     assert killed.info.status == "KILLED" and killed.data.tags["mlhw.dead"] == "worker process died"
-    res = runner.invoke(app, args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=8"))
+    res = runner.invoke(app, args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=4"))
     assert res.exit_code == 0, res.output
     assert re.search(r"[12] killed", res.stderr)  # the pool ends its other worker too when one dies
     _, runs = runs_of(server, exp)
     assert finished_per_hash(runs)[victim.data.tags["mlhw.config_hash"]] == 1
 
 
-def test_a_raising_worker_marks_its_run_failed_and_the_others_finish(server, project):
-    """image_size 50 passes the config check but AlexNet refuses it once the run has started."""
-    exp = f"raise-{uuid.uuid4().hex[:6]}"
+def test_a_config_that_cannot_run_fails_the_plan_before_any_run(server, project):
+    """image_size 50 is below AlexNet's minimum: refused while planning, not inside a worker."""
+    exp = f"early-{uuid.uuid4().hex[:6]}"
     res = runner.invoke(app, args(server, exp, "--jobs", 2, "--set", "cnn_optimizers.image_size=50"))
+    assert_one_line_error(res, "--set cnn_optimizers.image_size: Input should be greater than or equal to 67 (got 50)")
+    assert runs_of(server, exp)[1] == [] and not (project / "results").exists()
+
+
+def test_a_raising_worker_marks_its_run_failed_and_the_others_finish(server, project, monkeypatch):
+    """CNN training raises inside the worker processes once its runs have started."""
+    from mlhw import executors
+
+    monkeypatch.setattr(executors, "init_worker", __import__("helpers").failing_cnn_worker)
+    exp = f"raise-{uuid.uuid4().hex[:6]}"
+    res = runner.invoke(app, args(server, exp, "--jobs", 2))
     assert res.exit_code == 1
-    assert "minimum is 67 px" in res.stderr
+    assert "injected failure inside the worker" in res.stderr
     client, runs = runs_of(server, exp)
     failed = [r for r in runs if r.info.status == "FAILED"]
     assert len(failed) == 2 and all(r.data.tags["mlhw.kind"] == "cnn" for r in failed)
-    assert "error.txt" in {a.path for a in client.list_artifacts(failed[0].info.run_id)}
+    text = client.download_artifacts(failed[0].info.run_id, "error.txt", str(project / "dl"))
+    assert "RuntimeError: injected failure inside the worker" in open(text).read()
     assert len(finished_per_hash(runs)) == 3  # both rates and the SVM
+    assert [r for r in runs if r.info.status == "RUNNING"] == []
