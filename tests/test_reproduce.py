@@ -584,3 +584,28 @@ def test_ui_killed_with_sigkill_takes_its_server_along(workdir):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     assert not left, f"processes left behind: {left}"
+
+
+def test_a_report_that_cannot_be_written_keeps_the_finished_runs(light, monkeypatch):
+    """The disk fills up while the report is written: the training is not lost, the command says so
+    (one line, non-zero exit), and the next reproduce writes the report without training again."""
+    import mlhw.report
+
+    real = mlhw.report._write
+
+    def full_disk(path, text):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(mlhw.report, "_write", full_disk)
+    res = reproduce(light)
+    _, after = runs(light)
+    work = [r for r in after if r.data.tags.get("mlhw.kind") != "suite"]
+    assert len(work) == 5 and {r.info.status for r in work} == {"FINISHED"}
+    assert not (light / "results" / "tiny").exists()
+    assert res.exit_code not in (0, 2), res.output
+    assert isinstance(res.exception, SystemExit), f"uncaught {res.exception!r}: a traceback for the user"
+    assert "No space left on device" in res.stderr.strip().splitlines()[-1]
+    monkeypatch.setattr(mlhw.report, "_write", real)
+    res = reproduce(light)
+    assert res.exit_code == 0 and "ran 0 of 0 runs" in res.stderr, res.stderr
+    assert (light / "results" / "tiny" / "REPORT.md").is_file()
