@@ -32,15 +32,16 @@ def alive(run, stale_after: float = STALE_SECONDS) -> bool:
     return run.info.status == "RUNNING" and beat is not None and time.time() - int(beat) < stale_after
 
 
-def claimer(stale_after: float = STALE_SECONDS):
-    """The `claim` callback of lifecycle.tracked_run: raises Claimed unless this new run owns its identity."""
+def claimer(stale_after: float = STALE_SECONDS, rerun_finished: bool = False):
+    """The `claim` callback of lifecycle.tracked_run: raises Claimed unless this new run owns its identity.
+    `rerun_finished` (reproduce --force): a FINISHED run does not own its identity, only a live one does."""
 
     def claim(store: Store, mine) -> None:
         identity = mine.data.tags.get(IDENTITY_TAG)
         if not identity:
             return
         runs = store.search(f"tags.`{IDENTITY_TAG}` = '{identity}'")
-        finished = [r for r in runs if r.info.status == "FINISHED"]
+        finished = [] if rerun_finished else [r for r in runs if r.info.status == "FINISHED"]
         if finished:
             owner = finished[0].info.run_id
         else:

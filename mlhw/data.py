@@ -17,6 +17,7 @@ when it misses. `check_dataset` is the pre-flight validation of a dataset's file
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -334,6 +335,8 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise MLHWError(f"{path}: not a CIFAR-10 python batch: not a readable pickle ({_why(err)})") from None
     if not isinstance(d, dict):
         raise MLHWError(f"{path}: not a CIFAR-10 python batch: holds {_describe(d)}, expected a dict")
+    # a batch pickled by Python 3 with bytes keys (b'data') is the same batch
+    d = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
     missing = [k for k in ("data", "labels") if k not in d]
     if missing:
         keys = ", ".join(sorted(repr(k) for k in d)[:8]) or "none"
@@ -531,17 +534,34 @@ def _fetch_cifar10(data_dir: Path) -> None:
 
 
 def _download(fetch, name: str, data_dir: Path, not_found: Callable[[str], DataNotFound] | None = None) -> None:
+    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
+    before = {Path(r) for r, _, _ in os.walk(data_dir)} if data_dir.is_dir() else set()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         fetch(data_dir)
     except Exception as err:  # network errors come in many types; the message says what to do
+        _remove_empty(data_dir, created, before)
         reason = str(err).splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        cause = getattr(err, "__cause__", None) or getattr(err, "__context__", None)
+        if reason.rstrip().endswith(":") and cause is not None:  # torchvision's "Error downloading X:" hides why
+            reason = f"{reason.rstrip()} {str(cause).splitlines()[0][:120] or type(cause).__name__}"
         if not_found is not None:
             raise not_found(reason) from None
         raise DataNotFound(
             f"{name} is not in {data_dir}/ and the download failed ({reason}): "
             f"pass --data-dir DIR holding the files, or retry --download when online"
         ) from None
+
+
+def _remove_empty(data_dir: Path, created: list[Path], before: set[Path]) -> None:
+    """A failed download leaves nothing behind: the empty folders it made (torchvision's MNIST/raw too) go."""
+    for root, _, _ in os.walk(data_dir, topdown=False):
+        if Path(root) not in before:
+            with contextlib.suppress(OSError):
+                Path(root).rmdir()  # only if empty
+    for p in created:
+        with contextlib.suppress(OSError):
+            p.rmdir()
 
 
 # --- CIFAR-10: the python batches (cifar-10-batches-py) ---------------------------------------

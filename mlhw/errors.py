@@ -1,5 +1,7 @@
 """User-facing errors: one line that names the culprit, exit code 2 at the CLI."""
 
+import re
+
 
 class MLHWError(ValueError):
     """Bad input (a file, key, option or value). The message is one line and names the culprit."""
@@ -14,6 +16,8 @@ def format_validation_error(err, prefix: str = "") -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e.get("loc", ()))
+        if prefix == "--":  # a command-line option: spelled with dashes, as the user typed it
+            loc = loc.replace("_", "-")
         key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
         msg = message(e)
         got = e.get("input")
@@ -32,4 +36,14 @@ def message(e: dict) -> str:
     msg = e.get("msg", "invalid")
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
+    if msg.startswith("Input should be "):  # pydantic's wording -> "must be >= 1", "must be 'sgd' or 'adam'"
+        msg = "must be " + msg.removeprefix("Input should be ")
+        for words, sign in (
+            ("greater than or equal to", ">="),
+            ("less than or equal to", "<="),
+            ("greater than", ">"),
+            ("less than", "<"),
+        ):
+            msg = msg.replace(words, sign)
+        msg = re.sub(r"^must be a valid (\w+),.*$", r"must be a valid \1", msg)
     return msg

@@ -51,6 +51,7 @@ class Settings:
     precision: str = "auto"
     threads: int = 0
     stale_after: float = STALE_SECONDS
+    force: bool = False  # reproduce --force: run again even what is FINISHED
 
 
 def label_of(unit: list[Job]) -> str:
@@ -69,7 +70,9 @@ def execute_unit(
 
         device = mlp_device("auto")  # never the slower device for Part 1 (see mlhw.device)
     try:
-        done = run_unit(unit, store, source, device, claimer(settings.stale_after), on_epoch, settings.precision)
+        done = run_unit(
+            unit, store, source, device, claimer(settings.stale_after, settings.force), on_epoch, settings.precision
+        )
         return UnitResult({d.job.identity: d.run_id for d in done})
     except Claimed:
         return UnitResult(claimed=True)

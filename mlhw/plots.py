@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,10 +156,11 @@ def group_stats(seeds: Sequence[Sequence[dict]], key: str, divergence_keys: Sequ
             if c.diverged_at is None or e < c.diverged_at:
                 table[s, index[int(e)]] = v
     count = np.isfinite(table).sum(axis=0)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # an epoch where every seed has diverged is NaN, on purpose: no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(table, axis=0) if len(epochs) else np.array([])
-    low = np.nanmin(table, axis=0) if len(epochs) else np.array([])
-    high = np.nanmax(table, axis=0) if len(epochs) else np.array([])
+        low = np.nanmin(table, axis=0) if len(epochs) else np.array([])
+        high = np.nanmax(table, axis=0) if len(epochs) else np.array([])
     return GroupStats(epochs, mean, low, high, count, curves)
 
 

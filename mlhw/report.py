@@ -91,8 +91,10 @@ def check_writable(results_dir: str | Path) -> None:
         probe_in = probe_in.parent
     if not probe_in.is_dir():
         raise MLHWError(f"--results-dir {results_dir}: {probe_in} is a file, not a folder")
-    if not os.access(probe_in, os.W_OK | os.X_OK):
-        raise MLHWError(f"--results-dir {results_dir}: {probe_in} is not writable")
+    try:  # a real write, not a permission check: root passes os.access, and /proc or a full disk say no only here
+        shutil.rmtree(tempfile.mkdtemp(dir=probe_in, prefix=".mlhw-probe-"))
+    except OSError as err:
+        raise MLHWError(f"--results-dir {results_dir}: cannot write in {probe_in} ({err.strerror or err})") from None
 
 
 # --- records: finished runs read back from the store ----------------------------------------------------
@@ -115,6 +117,7 @@ def record(entry: Entry, run, store: Store) -> dict:
         }
     )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
+    out["device"] = tags.get("mlhw.device")
     out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
     if "classes" in entry.config:
         out["classes"] = "vs".join(str(k) for k in entry.config["classes"])
@@ -293,6 +296,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     import platform as _p
 
     records = {r["run_id"]: r for recs in done.values() for r in recs}
+    if device in ("-", "", None):  # mlhw tables: the devices the runs recorded
+        device = ", ".join(sorted({r["device"] for r in records.values() if r.get("device")})) or "-"
     datasets = sorted({r.get("dataset") for r in records.values() if r.get("dataset")})
     lines = [f"# mlhw reproduction: profile `{scope.profile}`" + (" (partial)" if scope.partial else ""), ""]
     if scope.description:

@@ -8,6 +8,7 @@ metric histories, artifacts). It sets no global MLflow state: every call goes th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -105,6 +106,24 @@ def probe_server(uri: str, timeout: float = 3.0) -> None:
     )
 
 
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM until the block ends (MLflow creates and migrates a new database's tables
+    here; an interrupt half-way leaves a store every later command fails on). Main thread only."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a held signal is delivered now
+
+
 class Store:
     """One tracking store and experiment, checked on creation; queries by mlhw's identity tag."""
 
@@ -115,11 +134,19 @@ class Store:
             for k, v in HTTP_ENV.items():  # read by MLflow's REST client at each request
                 os.environ.setdefault(k, v)
         self.experiment_name = experiment
-        self.client = MlflowClient(self.uri)
+        path = sqlite_path(self.uri)
+        if not create and path is not None and not path.exists():  # nothing to read: create no database either
+            self.client, self.experiment_id = None, None
+            return
         try:
-            self.experiment_id = self._experiment(experiment, create)
-        except MlflowException as err:
-            raise MLHWError(f"--tracking-uri {self.uri}: {str(err).splitlines()[0][:200]}") from None
+            with _signals_deferred():  # a new SQLite store is being created: an interrupt here would break it
+                self.client = MlflowClient(self.uri)
+                self.experiment_id = self._experiment(experiment, create)
+        except (KeyboardInterrupt, MLHWError):
+            raise
+        except Exception as err:  # a missing database driver, a refused connection, a bad URI: one line
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise MLHWError(f"--tracking-uri {self.uri}: {type(err).__name__}: {first}".rstrip(": ")) from None
 
     def _experiment(self, name: str, create: bool) -> str | None:
         exp = self.client.get_experiment_by_name(name)

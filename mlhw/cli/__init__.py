@@ -36,7 +36,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar=""),
     ] = None,
 ) -> None:
     """Reproduce Intro-to-ML assignment 4 end to end, every run logged to MLflow."""

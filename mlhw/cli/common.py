@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Annotated, Optional
@@ -17,8 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mlhw.errors import MLHWError
 
-out = Console()  # tables and reports
-err = Console(stderr=True)  # progress, so that --json keeps stdout clean
+# Piped or in CI rich would cut tables at 80 columns and lose numbers: use a wide page there instead.
+out = Console(width=None if sys.stdout.isatty() else 160)  # tables and reports
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)  # progress, so that --json keeps stdout clean
 
 DATA, TRAIN, TRACK, OUTPUT = "Data", "Training", "Tracking", "Output"
 
@@ -37,6 +39,7 @@ Download = Annotated[
         "--download/--no-download",
         rich_help_panel=DATA,
         show_default="auto",
+        metavar="",
         help="Download the dataset (default: only when it is absent and the network works).",
     ),
 ]
@@ -46,8 +49,6 @@ Seed = Annotated[
         help="Seed of subsets, initialisation and data order.",
         rich_help_panel=TRAIN,
         show_default="8",
-        min=0,
-        max=2**32 - 1,
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", rich_help_panel=TRAIN)]
@@ -135,11 +136,11 @@ def is_terminal() -> bool:
     return err.is_terminal and not os.environ.get("CI")
 
 
-def parse_floats(text: str, option: str) -> list[float]:
+def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise MLHWError(f"{option} {text!r}: expected comma-separated numbers, e.g. 0.01,0.1,1") from None
+        raise MLHWError(f"{option} {text!r}: expected comma-separated numbers, e.g. {example}") from None
     if not values:
         raise MLHWError(f"{option} is empty: give at least one value")
     return values

@@ -61,7 +61,7 @@ Dtype = Annotated[Optional[str], _opt("float32 or float64.", "dtype")]
 
 
 def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed, dtype) -> MLPConfig:
-    widths = None if hidden is None else tuple(int(w) for w in parse_floats(hidden, "--hidden"))
+    widths = None if hidden is None else tuple(int(w) for w in parse_floats(hidden, "--hidden", "40 or 100,40"))
     return build(
         MLPConfig,
         "--",

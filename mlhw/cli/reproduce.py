@@ -33,7 +33,7 @@ Only = Annotated[
     typer.Option(
         "--only",
         help="Run only this suite (repeatable), e.g. --only "
-        "cnn_optimizers. The report goes to results/<profile>-partial/.",
+        "cnn_optimizers. The report stays whole: the other suites come from the store.",
     ),
 ]
 Set = Annotated[
@@ -337,7 +337,6 @@ def reproduce(
     jobs: Annotated[
         int,
         typer.Option(
-            min=1,
             help="Local worker processes (CPU threads split between them; one GPU "
             "each where there are GPUs). Needs a tracking server.",
             rich_help_panel=PARALLEL,
@@ -356,7 +355,6 @@ def reproduce(
     stale_after: Annotated[
         float,
         typer.Option(
-            min=1,
             help="Seconds without a heartbeat after which a RUNNING run is taken as dead and run again.",
             rich_help_panel=PARALLEL,
         ),
@@ -376,6 +374,10 @@ def reproduce(
 
     if executor not in ("local", "ray"):
         raise MLHWError(f"--executor {executor!r}: use local or ray")
+    if jobs < 1:
+        raise MLHWError(f"--jobs {jobs}: must be at least 1")
+    if not stale_after >= 1:
+        raise MLHWError(f"--stale-after {stale_after:g}: must be at least 1 second (heartbeats come every 10 s)")
     uri = resolve_uri(tracking_uri)
     if (jobs > 1 or executor == "ray") and sqlite_path(uri) is not None:
         what = f"--jobs {jobs}" if executor == "local" else "--executor ray"
@@ -404,7 +406,7 @@ def reproduce(
     from mlhw.device import resolve_device
 
     dev = resolve_device(device)
-    settings = Settings(store.uri, experiment, data_dir, download, device, stale_after=stale_after)
+    settings = Settings(store.uri, experiment, data_dir, download, device, stale_after=stale_after, force=force)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
@@ -459,10 +461,13 @@ def tables(
 
 @handles_errors
 def ui(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
     tracking_uri: TrackingUri = None,
 ):
     """Start the MLflow UI on this project's tracking store, bound to 127.0.0.1; Ctrl-C stops it."""
+    from mlhw.errors import MLHWError
     from mlhw.ui import serve
 
+    if not 1 <= port <= 65535:
+        raise MLHWError(f"--port {port}: must be 1..65535")
     serve(tracking_uri, port)
