@@ -108,20 +108,30 @@ def probe_server(uri: str, timeout: float = 3.0) -> None:
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold SIGINT and SIGTERM until the block ends (MLflow creates and migrates a new database's tables
-    here; an interrupt half-way leaves a store every later command fails on). Main thread only."""
+    """Hold Ctrl-C and SIGTERM until the block ends: MLflow creates and migrates a new database's tables here,
+    and an interrupt half-way leaves a store every later command fails on. The handlers only note the signal
+    (any thread may receive it; Python runs handlers in the main thread), which is acted on afterwards."""
     import signal
     import threading
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+    saved = {
+        sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a held signal is delivered now
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        if caught:  # now that the store is whole, act on it as the handler would have
+            handler = saved[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL or handler is None:
+                signal.raise_signal(caught[0])
 
 
 class Store:
