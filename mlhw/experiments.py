@@ -230,6 +230,11 @@ def _expand_suite(
             put({path[0]: value}, where)
         else:
             raise MLHWError(f"{where}: unknown key path {'.'.join(path)!r}")
+    context = {"dataset": base["dataset"]} if "dataset" in base else {}
+    for k, v in base.items():  # each value on its own: one that a grid or a variant replaces is still checked
+        if k != "dataset":
+            culprit = origin[k] if origin[k].startswith("--set") else f"{file}: {origin[k]}"
+            _validate(model, context, k, v, culprit)
     if seeds is not None and (
         not isinstance(seeds, list)
         or not seeds

@@ -1,6 +1,6 @@
 """The life of one MLflow run: opened with mlhw's and MLflow's standard tags, kept alive by a heartbeat,
 ended FINISHED only when its body completed, FAILED (with error.txt) when it raised, KILLED on Ctrl-C
-or SIGTERM. Metrics are logged in sections (`train/loss`, `val/acc`, `test/acc`, `sys/epoch_seconds`)
+or SIGTERM. Metrics are logged in sections (`train/loss`, `val/acc`, `test/acc`, `system/epoch_seconds`)
 so that the MLflow UI groups them; `metric_key` maps them back to the core's row keys.
 """
 
@@ -38,19 +38,19 @@ SYSTEM = {"epoch_seconds", "images_per_s", "total_seconds", "seconds"}
 
 
 def metric_name(key: str) -> str:
-    """The core's row key -> the MLflow metric name: train_loss -> train/loss, epoch_seconds -> sys/epoch_seconds."""
+    """The core's row key -> the MLflow metric name: train_loss -> train/loss, epoch_seconds -> system/epoch_seconds."""
     head, _, rest = key.partition("_")
     if head in SECTIONS and rest:
         return f"{head}/{rest}"
-    if key in SYSTEM:
-        return f"sys/{key}"
+    if key in SYSTEM:  # MLflow's UI shows system/... metrics in their own tab, beside its own system metrics
+        return f"system/{key}"
     return key
 
 
 def metric_key(name: str) -> str:
     """The inverse of metric_name."""
     head, _, rest = name.partition("/")
-    if head == "sys":
+    if head == "system":
         return rest
     return f"{head}_{rest}" if rest else name
 
@@ -234,7 +234,8 @@ def tracked_run(
     (SIGKILL, power loss) is recognisably stale. `claim(store, run)` (see mlhw.claims) is called right
     after the run is created and may raise `Claimed`: another process owns this identity.
     """
-    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    all_tags = {HEARTBEAT_TAG: str(int(time.time())), WORKER_TAG: worker_id()}
+    all_tags |= {k: str(v) for k, v in (tags or {}).items()}
     if parent:
         all_tags["mlflow.parentRunId"] = parent
     run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from mlhw.claims import by_identity, end_stale
+from mlhw.claims import alive, by_identity, end_stale
 from mlhw.experiments import RunSpec
 from mlhw.runs import DataSource, Job
 from mlhw.store import Store
@@ -96,7 +96,7 @@ def make_plan(
     entries = []
     for spec in specs:
         if getattr(spec.config, "dataset", None) in no_data:
-            entries.append(Planned(spec, "-", "no data"))
+            entries.append(Planned(spec, f"-{len(entries)}", "no data"))  # unknown identity: each counts once
             continue
         ident = source.identity(spec.config)
         found = settled.get(ident)
@@ -107,11 +107,15 @@ def make_plan(
     return Plan(profile, entries, dict(descriptions or {}), list(overrides), list(only))
 
 
-def end_stale_runs(plan: Plan, store: Store) -> None:
-    """Runs still RUNNING with no heartbeat belong to dead processes: mark them FAILED before rerunning."""
+def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> None:
+    """Runs still RUNNING with no heartbeat belong to dead processes: mark them FAILED before rerunning,
+    the suite parent runs of a reproduction that was killed too."""
     for p in plan.distinct().values():
         if p.status == "stale" and p.run_id:
             end_stale(store, p.run_id)
+    for run in store.search("tags.`mlhw.kind` = 'suite' and attributes.status = 'RUNNING'"):
+        if not alive(run, stale_after):
+            end_stale(store, run.info.run_id)
 
 
 def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:

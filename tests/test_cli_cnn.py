@@ -19,7 +19,7 @@ def test_train_one_variant(workdir):
     assert run.data.params["train_fraction"] == "1.0" and run.data.params["width"] == "0.125"  # digits preset
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] == [1, 2]
     assert run.data.metrics["test/acc"] == pytest.approx(rec["test_acc"])
-    assert {"train/loss", "val/acc", "test/acc", "test/loss", "sys/epoch_seconds"} <= set(run.data.metrics)
+    assert {"train/loss", "val/acc", "test/acc", "test/loss", "system/epoch_seconds"} <= set(run.data.metrics)
     assert run.data.tags["mlhw.dataset"] == "digits" and run.data.tags["mlhw.kind"] == "cnn"
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
     assert not (workdir / "results").exists()
@@ -74,25 +74,25 @@ def test_paper_configuration_is_one_flag_away(workdir):
 @pytest.mark.parametrize(
     "args, culprit",
     [
-        (["train", "--optimizer", "rmsprop"], "--optimizer: Input should be 'sgd' or 'adam'"),
-        (["train", "--lr", "0"], "--lr: Input should be greater than 0"),
-        (["train", "--lr", "-0.1"], "--lr: Input should be greater than 0"),
+        (["train", "--optimizer", "rmsprop"], "--optimizer: must be 'sgd' or 'adam'"),
+        (["train", "--lr", "0"], "--lr: must be > 0"),
+        (["train", "--lr", "-0.1"], "--lr: must be > 0"),
         (["train", "--lr", "inf"], "--lr: must be a finite number (got inf)"),
         (["train", "--lr", "nan"], "--lr: must be a finite number (got nan)"),
-        (["train", "--seed", "-1"], "--seed: Input should be greater than or equal to 0 (got -1)"),
+        (["train", "--seed", "-1"], "--seed: must be >= 0 (got -1)"),
         (
             ["train", "--seed", "4294967296"],
-            "--seed: Input should be less than or equal to 4294967295 (got 4294967296)",
+            "--seed: must be <= 4294967295 (got 4294967296)",
         ),
-        (["train", "--image-size", "63"], "--image_size: Input should be greater than or equal to 67 (got 63)"),
-        (["train", "--image-size", "50"], "--image_size: Input should be greater than or equal to 67 (got 50)"),
-        (["train", "--width", "0"], "--width: Input should be greater than 0 (got 0.0)"),
+        (["train", "--image-size", "63"], "--image-size: must be >= 67 (got 63)"),
+        (["train", "--image-size", "50"], "--image-size: must be >= 67 (got 50)"),
+        (["train", "--width", "0"], "--width: must be > 0 (got 0.0)"),
         (["train", "--width", "inf"], "--width: must be a finite number (got inf)"),
-        (["train", "--train-fraction", "1.5"], "--train_fraction: Input should be less than or equal to 1 (got 1.5)"),
-        (["compare", "--image-size", "63"], "--image_size: Input should be greater than or equal to 67 (got 63)"),
-        (["compare", "--seed", "-1"], "--seed: Input should be greater than or equal to 0 (got -1)"),
+        (["train", "--train-fraction", "1.5"], "--train-fraction: must be <= 1 (got 1.5)"),
+        (["compare", "--image-size", "63"], "--image-size: must be >= 67 (got 63)"),
+        (["compare", "--seed", "-1"], "--seed: must be >= 0 (got -1)"),
         (["train", "--dataset", "cifar10", "--data-dir", "none", "--no-download"], "CIFAR-10 not found in none/"),
-        (["train", "--dataset", "imagenet"], "--dataset: Input should be 'digits' or 'cifar10'"),
+        (["train", "--dataset", "imagenet"], "--dataset: must be 'digits' or 'cifar10'"),
         (["train", "--precision", "fp8"], "--precision 'fp8'"),
         (["compare", "--part", "d"], "--part 'd'"),
     ],

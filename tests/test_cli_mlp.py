@@ -51,7 +51,7 @@ def test_train_logs_one_complete_run(workdir):
     history = client.get_metric_history(run.info.run_id, "test/acc")
     assert [m.step for m in history] == [0, 1, 2]
     assert history[-1].value == pytest.approx(line["test_acc"])
-    assert {"train/loss", "train/acc", "test/acc", "sys/epoch_seconds"} <= set(run.data.metrics)
+    assert {"train/loss", "train/acc", "test/acc", "system/epoch_seconds"} <= set(run.data.metrics)
     assert not {"train_loss", "test_acc"} & set(run.data.metrics)  # in sections, not flat
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
     inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
@@ -135,17 +135,17 @@ def test_mnist_from_data_dir(workdir):
 @pytest.mark.parametrize(
     "args, culprit",
     [
-        (["--lr", "0"], "--lr: Input should be greater than 0"),
-        (["--lr", "-1"], "--lr: Input should be greater than 0"),
+        (["--lr", "0"], "--lr: must be > 0"),
+        (["--lr", "-1"], "--lr: must be > 0"),
         (["--lr", "inf"], "--lr: must be a finite number (got inf)"),
         (["--lr", "nan"], "--lr: must be a finite number (got nan)"),
         (["--lr", "1e400"], "--lr: must be a finite number (got inf)"),
         (["--seed", "-1"], "--seed"),
         (["--seed", "4294967296"], "--seed"),
         (["--epochs", "-1"], "--epochs"),
-        (["--train-size", "0"], "--train_size: Input should be greater than 0"),
-        (["--batch-size", "0"], "--batch_size: Input should be greater than 0"),
-        (["--dataset", "foo"], "--dataset: Input should be 'digits' or 'mnist'"),
+        (["--train-size", "0"], "--train-size: must be > 0"),
+        (["--batch-size", "0"], "--batch-size: must be > 0"),
+        (["--dataset", "foo"], "--dataset: must be 'digits' or 'mnist'"),
         (["--hidden", "40,x"], "--hidden '40,x'"),
         (
             ["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"],
@@ -170,7 +170,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_logged(workdir, args, culprit)
 @pytest.mark.parametrize(
     "lrs, culprit",
     [
-        ("0.1,-2", "--lrs lr: Input should be greater than 0 (got -2.0)"),
+        ("0.1,-2", "--lrs lr: must be > 0 (got -2.0)"),
         ("0.1,inf", "--lrs lr: must be a finite number (got inf)"),
         ("nan", "--lrs lr: must be a finite number (got nan)"),
         ("0.1,x", "--lrs '0.1,x'"),

@@ -69,8 +69,8 @@ def test_soft_svm_report(workdir):
 @pytest.mark.parametrize(
     "args, culprit",
     [
-        (["soft", "--C", "0"], "--C: Input should be greater than 0"),
-        (["soft", "--C", "-1"], "--C: Input should be greater than 0"),
+        (["soft", "--C", "0"], "--C: must be > 0"),
+        (["soft", "--C", "-1"], "--C: must be > 0"),
         (["soft", "--classes", "3,11"], "--classes: classes are digits 0..9 (got (3, 11))"),
         (["soft", "--C", "inf"], "--C: must be a finite number (got inf)"),
         (["soft", "--C", "nan"], "--C: must be a finite number (got nan)"),
@@ -80,7 +80,7 @@ def test_soft_svm_report(workdir):
         (["soft", "--classes", "3"], "needs exactly two classes"),
         (["soft", "--classes", "3,3"], "needs two different classes"),
         (["soft", "--classes", "a,b"], "--classes 'a,b'"),
-        (["soft", "--train-size", "0"], "--train_size: Input should be greater than 0"),
+        (["soft", "--train-size", "0"], "--train-size: must be > 0"),
         (["soft", "--train-size", "3", "--seed", "1"], "has no training samples in digits (3 samples"),
         (["soft", "--bias", "maybe"], "--bias"),
         (["multiclass", "--method", "magic"], "--method"),

@@ -11,21 +11,10 @@ from helpers import invoke
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def ci_store(tmp_path_factory):
-    """One reproduction of the ci profile, in a folder of its own (the repo's results/ stays untouched)."""
-    import os
-
-    root = tmp_path_factory.mktemp("gate")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        shutil.copy(REPO / "experiments.yaml", root / "experiments.yaml")
-        r = invoke("reproduce", "--profile", "ci")
-        assert r.exit_code == 0, r.output
-    finally:
-        os.chdir(old)
-    return root
+@pytest.fixture
+def ci_store(ci_reproduction):
+    """The session's one reproduction of the ci profile (conftest), in a folder of its own."""
+    return ci_reproduction[0]
 
 
 def _check(root: Path, baseline: Path, *extra):

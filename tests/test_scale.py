@@ -188,7 +188,7 @@ def test_a_config_that_cannot_run_fails_the_plan_before_any_run(server, project)
     """image_size 50 is below AlexNet's minimum: refused while planning, not inside a worker."""
     exp = f"early-{uuid.uuid4().hex[:6]}"
     res = runner.invoke(app, args(server, exp, "--jobs", 2, "--set", "cnn_optimizers.image_size=50"))
-    assert_one_line_error(res, "--set cnn_optimizers.image_size: Input should be greater than or equal to 67 (got 50)")
+    assert_one_line_error(res, "--set cnn_optimizers.image_size: must be >= 67 (got 50)")
     assert runs_of(server, exp)[1] == [] and not (project / "results").exists()
 
 

@@ -178,13 +178,13 @@ def test_metrics_are_logged_in_sections(store):
         "train/acc": 0.8,
         "val/acc": 0.7,
         "test/acc": 0.75,
-        "sys/epoch_seconds": 1.5,
+        "system/epoch_seconds": 1.5,
         "objective": 2.0,
     }
     assert store.metric_history(run.info.run_id, "train/loss") == [(1, 0.5), (2, 0.25)]
     for key in row:
         assert metric_key(metric_name(key)) == key
-    assert metric_name("train_loss") == "train/loss" and metric_name("epoch_seconds") == "sys/epoch_seconds"
+    assert metric_name("train_loss") == "train/loss" and metric_name("epoch_seconds") == "system/epoch_seconds"
 
 
 def test_standard_tags_and_nesting(store):

@@ -207,7 +207,7 @@ def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, pa
 
     work = units(plan, {s: log.run_id for s, log in parents.items()})
     total = sum(len(u) for u in work)
-    end_stale_runs(plan, store)
+    end_stale_runs(plan, store, settings.stale_after)
     if executor == "ray":
         runner = RayExecutor(store, settings, ray_address)
     elif jobs > 1:
@@ -420,7 +420,18 @@ def reproduce(
             + (f", {claimed} left to another reproduce that owns them" if claimed else ""),
             highlight=False,
         )
-        tables, path = _compile(plan, store, results_dir, dev, parents, spec.profiles[profile].description)
+        try:
+            tables, path = _compile(plan, store, results_dir, dev, parents, spec.profiles[profile].description)
+        except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
+            failed_report = (
+                f"error: writing the report under {results_dir}/ failed ({exc.strerror or exc}); the runs are "
+                f"FINISHED in MLflow: `mlhw tables --profile {profile}` rebuilds the report"
+            )
+        else:
+            failed_report = None
+    if failed_report is not None:
+        err.print(failed_report, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     _print_tables(tables, profile, path)
     if baseline is not None:
         from mlhw.cli.check import verdict
