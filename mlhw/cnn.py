@@ -6,7 +6,6 @@ converted, normalised and resized (bilinear) on the device. No PIL, no DataLoade
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,31 +20,17 @@ from mlhw.data import Dataset, Split, channel_stats
 from mlhw.device import DeviceCaps, device_caps, select_precision
 from mlhw.divergence import is_diverged
 from mlhw.errors import MLHWError
+from mlhw.topology import CONVS, MIN_IMAGE_SIZE, feature_size
 
 if TYPE_CHECKING:  # the core needs only the config's fields (and stays importable without pydantic)
     from mlhw.config import CNNConfig
 
 STOCK_CHANNELS = (96, 256, 384, 384, 256)
 STOCK_HIDDEN = 4096
-# (kernel, stride, padding, max-pool after) of the five convolutions
-CONVS = ((11, 4, 0, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, True))
 
 
-def feature_size(image_size: int) -> int:
-    """Side of the conv stack's output for a square input (< 1: the input is too small)."""
-    s = image_size
-    for k, stride, pad, pool in CONVS:
-        s = (s + 2 * pad - k) // stride + 1
-        if pool:
-            s = (s - 3) // 2 + 1
-        if s < 1:
-            return 0
-    return s
-
-
-@functools.cache
 def min_image_size() -> int:
-    return next(s for s in range(1, 1024) if feature_size(s) >= 1)
+    return MIN_IMAGE_SIZE
 
 
 class AlexNet(nn.Module):

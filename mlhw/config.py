@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from mlhw.errors import MLHWError, format_validation_error
+from mlhw.topology import MIN_IMAGE_SIZE
 
 # A learning rate or step size: finite and > 0 (inf and nan are refused).
 Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -24,24 +25,7 @@ Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Dataset = Literal["digits", "mnist", "cifar10"]
 
-# AlexNet's five convolutions: (kernel, stride, padding, max-pool(3, 2) after). mlhw.cnn builds the model
-# from this table; the config uses it to refuse an input too small for the topology before any run exists.
-ALEXNET_CONVS = ((11, 4, 0, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, True))
-
-
-def alexnet_feature_size(image_size: int) -> int:
-    """Side of the conv stack's output for a square input (0: the input is too small)."""
-    s = image_size
-    for k, stride, pad, pool in ALEXNET_CONVS:
-        s = (s + 2 * pad - k) // stride + 1
-        if pool:
-            s = (s - 3) // 2 + 1
-        if s < 1:
-            return 0
-    return s
-
-
-ALEXNET_MIN_IMAGE_SIZE = next(s for s in range(1, 1024) if alexnet_feature_size(s) >= 1)  # 67
+ALEXNET_MIN_IMAGE_SIZE = MIN_IMAGE_SIZE  # 67 px (mlhw.topology)
 
 
 class _Config(BaseModel):
