@@ -207,7 +207,7 @@ def test_a_bad_value_is_refused_even_where_a_grid_overrides_it(tmp_path):
         ("suites: {}\nprofiles: {p: {}}\nsuites: {}\n", "line 3 not valid YAML (duplicate key 'suites'"),
         (b"suites: {}\nprofiles: {p: {description: \xff\xfe}}\n", "not UTF-8 text"),
         (with_(lambda d: d["suites"]["m"]["base"].update(lr=float("nan"))), "suites.m.base.lr: must be a finite"),
-        (with_(lambda d: d["suites"]["m"]["base"].update(seed=-1)), "suites.m.base.seed: must be greater"),
+        (with_(lambda d: d["suites"]["m"]["base"].update(seed=-1)), "suites.m.base.seed: must be >= 0"),
         (
             with_(lambda d: d["suites"]["c"].update(base={"image_size": 63})),
             "suites.c.base.image_size: must be >= 67 (got 63)",
@@ -240,7 +240,7 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "epochs=-1"], "--set epochs: must be >= 1 (got -1)"),
         (["--profile", "p", "--set", "m.batch_size=0"], "--set m.batch_size: must be > 0 (got 0)"),
         (["--profile", "p", "--set", "c.lr=.nan"], "--set c.lr: must be a finite number (got nan)"),
-        (["--profile", "p", "--set", "seeds=[4294967296]"], "less than or equal to 4294967295 (got 4294967296)"),
+        (["--profile", "p", "--set", "seeds=[4294967296]"], "must be <= 4294967295 (got 4294967296)"),
         (
             ["--profile", "p", "--set", "c.image_size=63"],
             "--set c.image_size: must be >= 67",
