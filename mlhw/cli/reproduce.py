@@ -107,6 +107,50 @@ def _baseline(folder, plan):
         return None
 
 
+def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: str) -> None:
+    from mlhw.errors import MLHWError
+    from mlhw.store import sqlite_path
+
+    if executor not in ("local", "ray"):
+        raise MLHWError(f"--executor {executor!r}: use local or ray")
+    if jobs < 1:
+        raise MLHWError(f"--jobs {jobs}: must be at least 1")
+    if not stale_after >= 1:
+        raise MLHWError(f"--stale-after {stale_after:g}: must be at least 1 second (heartbeats come every 10 s)")
+    if (jobs > 1 or executor == "ray") and sqlite_path(uri) is not None:
+        what = f"--jobs {jobs}" if executor == "local" else "--executor ray"
+        raise MLHWError(
+            f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
+            f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
+            f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
+        )
+
+
+def _run(plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description):
+    """Execute the pending work under the suites' parent runs, then compile the report. Returns the failed
+    units and either (tables, report path) or the one-line error of a report that could not be written."""
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        parents = _suite_parents(stack, plan, store)
+        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents)
+        failed = [(u, r) for u, r in zip(work, results) if r.error]
+        ran = sum(len(r.done) for r in results)
+        claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
+        err.print(
+            f"ran {ran} of {sum(len(u) for u in work)} runs in {time.perf_counter() - t0:.1f} s"
+            + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
+            + (f", {claimed} left to another reproduce that owns them" if claimed else ""),
+            highlight=False,
+        )
+        try:
+            return failed, _compile(plan, store, results_dir, dev, parents, description)
+        except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
+            return failed, (
+                f"error: writing the report under {results_dir}/ failed ({exc.strerror or exc}); the runs are "
+                f"FINISHED in MLflow: `mlhw tables --profile {plan.profile}` rebuilds the report"
+            )
+
+
 def check_device(device: str) -> None:
     """--device, checked without importing torch where the answer is known (auto, cpu)."""
     if device not in ("auto", "cpu"):
@@ -368,24 +412,11 @@ def reproduce(
     Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md; each suite is also a
     parent run in MLflow holding its tables and figure.
     """
-    from mlhw.errors import MLHWError
     from mlhw.executors import Settings
-    from mlhw.store import resolve_uri, sqlite_path
+    from mlhw.store import resolve_uri
 
-    if executor not in ("local", "ray"):
-        raise MLHWError(f"--executor {executor!r}: use local or ray")
-    if jobs < 1:
-        raise MLHWError(f"--jobs {jobs}: must be at least 1")
-    if not stale_after >= 1:
-        raise MLHWError(f"--stale-after {stale_after:g}: must be at least 1 second (heartbeats come every 10 s)")
     uri = resolve_uri(tracking_uri)
-    if (jobs > 1 or executor == "ray") and sqlite_path(uri) is not None:
-        what = f"--jobs {jobs}" if executor == "local" else "--executor ray"
-        raise MLHWError(
-            f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
-            f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
-            f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
-        )
+    _check_parallel_options(executor, jobs, stale_after, uri)
     spec, source, store, plan = _validate(
         file, profile, only, set_, device, data_dir, download, results_dir, uri, experiment, stale_after, dry_run
     )
@@ -395,7 +426,7 @@ def reproduce(
     if dry_run:
         _show_dry_run(plan)
         return
-    folder = _scope(plan).folder(results_dir) if plan.overrides else _scope(plan).folder(results_dir).with_name(profile)
+    folder = _scope(plan).folder(results_dir)
     if not plan.pending() and (folder / "REPORT.md").is_file():
         err.print(
             f"up to date: {len(plan.distinct())} runs, profile {profile} ({folder / 'REPORT.md'})", highlight=False
@@ -407,31 +438,13 @@ def reproduce(
 
     dev = resolve_device(device)
     settings = Settings(store.uri, experiment, data_dir, download, device, stale_after=stale_after, force=force)
-    t0 = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        parents = _suite_parents(stack, plan, store)
-        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents)
-        failed = [(u, r) for u, r in zip(work, results) if r.error]
-        ran = sum(len(r.done) for r in results)
-        claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
-        err.print(
-            f"ran {ran} of {sum(len(u) for u in work)} runs in {time.perf_counter() - t0:.1f} s"
-            + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
-            + (f", {claimed} left to another reproduce that owns them" if claimed else ""),
-            highlight=False,
-        )
-        try:
-            tables, path = _compile(plan, store, results_dir, dev, parents, spec.profiles[profile].description)
-        except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
-            failed_report = (
-                f"error: writing the report under {results_dir}/ failed ({exc.strerror or exc}); the runs are "
-                f"FINISHED in MLflow: `mlhw tables --profile {profile}` rebuilds the report"
-            )
-        else:
-            failed_report = None
-    if failed_report is not None:
-        err.print(failed_report, highlight=False, soft_wrap=True)
+    failed, compiled = _run(
+        plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, spec.profiles[profile].description
+    )
+    if isinstance(compiled, str):  # the report could not be written; the runs are safe
+        err.print(compiled, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+    tables, path = compiled
     _print_tables(tables, profile, path)
     if baseline is not None:
         from mlhw.cli.check import verdict
