@@ -168,9 +168,11 @@ class PoolExecutor:
         import queue as queuelib
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
         from concurrent.futures.process import BrokenProcessPool
+        from multiprocessing.managers import SyncManager
 
         ctx = multiprocessing.get_context("spawn")
-        manager = ctx.Manager()
+        manager = SyncManager(ctx=ctx)
+        manager.start(_ignore_sigint)  # a terminal's Ctrl-C reaches the whole group: the event queue must outlive it
         events = manager.Queue()
         workers: set[str] = set()
         results: list[UnitResult | None] = [None] * len(units)
@@ -225,6 +227,10 @@ class PoolExecutor:
         mark_dead(self.store, workers, reason)
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -256,6 +262,7 @@ class RayExecutor:
         import torch
 
         started_here = not ray.is_initialized()
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         if started_here:
             ray.init(
                 address=self.address,
@@ -264,6 +271,9 @@ class RayExecutor:
                 log_to_driver=False,
                 configure_logging=False,
             )
+        for sig, handler in handlers.items():  # ray.init installs its own: SIGTERM must still end runs KILLED
+            if handler is not None:
+                signal.signal(sig, handler)
         device = self.settings.device
         gpus = 1 if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else 0
         settings = Settings(**(self.settings.__dict__ | {"threads": 1}))
@@ -274,7 +284,9 @@ class RayExecutor:
             on_event(Event("start", i, label_of(u), worker="ray"))
         try:
             while refs:
-                done, _ = ray.wait(list(refs), num_returns=1)
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)  # a timeout lets Ctrl-C through
+                if not done:
+                    continue
                 i = refs.pop(done[0])
                 try:
                     results[i] = ray.get(done[0])
@@ -284,11 +296,22 @@ class RayExecutor:
                     )
                 on_event(Event("end", i, label_of(units[i]), result=results[i]))
         except KeyboardInterrupt:
-            for ref in refs:
+            for ref in refs:  # not force: the task gets KeyboardInterrupt and its run ends KILLED
                 with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+                    ray.cancel(ref)
+            with contextlib.suppress(Exception):
+                ray.wait(list(refs), num_returns=len(refs), timeout=10)
+            self._kill_children({j.parent for u in units for j in u if j.parent})
             raise
         finally:
             if started_here and self.address is None:
                 ray.shutdown()
         return [r or UnitResult(error="not run") for r in results]
+
+    def _kill_children(self, parents: set[str]) -> None:
+        """Whatever a cancelled task left RUNNING under this reproduction's suite parents ends KILLED."""
+        for run in self.store.search("attributes.status = 'RUNNING'"):
+            if run.data.tags.get("mlflow.parentRunId") in parents:
+                with contextlib.suppress(Exception):
+                    self.store.client.set_tag(run.info.run_id, "mlhw.dead", "stopped with its parent (Ctrl-C, SIGTERM)")
+                    self.store.client.set_terminated(run.info.run_id, "KILLED")

@@ -239,11 +239,11 @@ def tracked_run(
     if parent:
         all_tags["mlflow.parentRunId"] = parent
     run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
-    if claim is not None:
-        claim(store, run)
     log = RunLogger(store, run.info.run_id)
     beat = Heartbeat(store, run.info.run_id)
     try:
+        if claim is not None:  # inside the try: a claim that fails (or is interrupted) still ends the run
+            claim(store, run)
         if params:
             log.log_params(params)
         yield log

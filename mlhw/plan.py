@@ -72,6 +72,12 @@ class Plan:
         )
         return "suite-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def key(self) -> str:
+        """What a report of this plan was made from (its runs and overrides): a report stamped with the same key
+        and no missing run is up to date."""
+        blob = json.dumps([self.profile, self.overrides, sorted(self.distinct())])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for p in self.distinct().values():
@@ -110,10 +116,7 @@ def make_plan(
 def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> None:
     """Runs still RUNNING with no heartbeat belong to dead processes: mark them FAILED before rerunning,
     the suite parent runs of a reproduction that was killed too."""
-    for p in plan.distinct().values():
-        if p.status == "stale" and p.run_id:
-            end_stale(store, p.run_id)
-    for run in store.search("tags.`mlhw.kind` = 'suite' and attributes.status = 'RUNNING'"):
+    for run in store.search("attributes.status = 'RUNNING'"):  # also those a FINISHED run of theirs hides
         if not alive(run, stale_after):
             end_stale(store, run.info.run_id)
 

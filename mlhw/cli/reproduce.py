@@ -207,14 +207,18 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     from mlhw.lifecycle import IDENTITY_TAG, RunLogger, standard_tags, tracked_run
 
     logs = {}
-    finished = {
-        r.data.tags.get(IDENTITY_TAG): r.info.run_id
-        for r in store.search("tags.`mlhw.kind` = 'suite' and attributes.status = 'FINISHED'")
-    }
+    partial = str(bool(plan.overrides)).lower()
+    newest: dict[str, object] = {}  # suite -> the newest FINISHED parent of this profile (full or partial alike)
+    for r in store.search(
+        f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
+    ):  # newest first
+        if r.data.tags.get("mlhw.partial", "false") == partial:
+            newest.setdefault(r.data.tags.get("mlhw.suite"), r)
     for suite in plan.suites:
         pending = any(p.todo for p in plan.entries if p.spec.suite == suite)
-        if not pending and plan.suite_identity(suite) in finished:  # nothing new: the suite's parent is up to date
-            logs[suite] = RunLogger(store, finished[plan.suite_identity(suite)])
+        last = newest.get(suite)
+        if not pending and last is not None and last.data.tags.get(IDENTITY_TAG) == plan.suite_identity(suite):
+            logs[suite] = RunLogger(store, last.info.run_id)  # nothing new, and it is what `tables` will read
             continue
         part = next(p.spec.part for p in plan.entries if p.spec.suite == suite)
         tags = standard_tags(f"mlhw reproduce --profile {plan.profile}", plan.descriptions.get(suite, "")) | {
@@ -327,7 +331,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
         except MLHWError:  # none of them reproduced yet: the report says which suites are missing
             pass
         scope.only = []
-    tables, path, done = write_report(scope, store, results_dir, str(dev))
+    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=plan.key())
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
 
@@ -427,7 +431,9 @@ def reproduce(
         _show_dry_run(plan)
         return
     folder = _scope(plan).folder(results_dir)
-    if not plan.pending() and (folder / "REPORT.md").is_file():
+    from mlhw.report import is_current
+
+    if not plan.pending() and is_current(folder, plan.key()):
         err.print(
             f"up to date: {len(plan.distinct())} runs, profile {profile} ({folder / 'REPORT.md'})", highlight=False
         )

@@ -1,0 +1,101 @@
+"""Edges an independent review found in the layer: each test failed before its fix.
+
+- a claim that fails (not `Claimed`) left its run RUNNING;
+- a stale RUNNING run hidden by a FINISHED run of the same identity was never ended;
+- `up to date` trusted any REPORT.md, also one made for other overrides;
+- a reused suite parent could make `mlhw tables` read an older configuration.
+"""
+
+import time
+
+import pytest
+import yaml
+from helpers import invoke, runs_of
+
+from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, tracked_run
+from mlhw.store import Store
+
+DOC = {
+    "version": 1,
+    "suites": {
+        "svm_soft": {"kind": "svm_soft", "part": "svm.q3", "base": {"train_size": 300, "test_size": 100}},
+    },
+    "profiles": {"p": {"defaults": {"dataset": "digits"}}},
+}
+
+
+def reproduce(workdir, *args):
+    return invoke(
+        "reproduce",
+        "--profile",
+        "p",
+        "--file",
+        workdir / "exp.yaml",
+        "--tracking-uri",
+        f"sqlite:///{workdir}/mlflow.db",
+        *args,
+    )
+
+
+@pytest.fixture
+def project(workdir):
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(DOC))
+    return workdir
+
+
+def test_a_claim_that_fails_ends_its_run_instead_of_leaving_it_running(workdir):
+    store = Store(f"sqlite:///{workdir}/mlflow.db")
+
+    def broken_claim(store, run):
+        raise ConnectionError("the server went away")
+
+    with pytest.raises(ConnectionError), tracked_run(store, "r", {"a": 1}, {IDENTITY_TAG: "x"}, claim=broken_claim):
+        pass
+    (run,) = store.search()
+    assert run.info.status == "FAILED"
+
+
+def test_a_stale_run_hidden_by_a_finished_twin_is_ended(project):
+    assert reproduce(project).exit_code == 0
+    client, runs = runs_of(f"sqlite:///{project}/mlflow.db")
+    done = next(r for r in runs if r.data.tags.get("mlhw.kind") == "svm_soft")
+    ghost = client.create_run(
+        done.info.experiment_id,
+        run_name="ghost",
+        tags={
+            IDENTITY_TAG: done.data.tags[IDENTITY_TAG],
+            "mlhw.kind": "svm_soft",
+            HEARTBEAT_TAG: str(int(time.time()) - 3600),
+        },
+    )
+    res = reproduce(project, "--force")
+    assert res.exit_code == 0, res.output
+    after = client.get_run(ghost.info.run_id)
+    assert after.info.status == "FAILED" and after.data.tags["mlhw.dead"] == "stale heartbeat"
+
+
+def test_up_to_date_only_for_a_report_of_the_same_plan(project):
+    for c in (2, 3):
+        assert reproduce(project, "--set", f"svm_soft.C={c}").exit_code == 0
+    res = reproduce(project, "--set", "svm_soft.C=2")  # its runs are done, but the report on disk is C=3's
+    assert res.exit_code == 0 and "up to date" not in res.stderr
+    report = (project / "results" / "p-partial" / "REPORT.md").read_text()
+    assert "svm_soft.C=2" in report and "svm_soft.C=3" not in report
+    again = reproduce(project, "--set", "svm_soft.C=2")
+    assert again.stderr.startswith("up to date: 1 runs")
+
+
+def test_tables_reads_the_newest_reproduction_even_when_a_parent_is_reused(project):
+    def with_c(c):
+        doc = yaml.safe_load(yaml.safe_dump(DOC))
+        doc["suites"]["svm_soft"]["base"]["C"] = c
+        (project / "exp.yaml").write_text(yaml.safe_dump(doc))
+        (project / "results" / "p" / "REPORT.md").unlink(missing_ok=True)
+        assert reproduce(project).exit_code == 0
+
+    for c in (1, 2, 1):  # the third: runs done, a parent for C=1 exists, but C=2's is newer
+        with_c(c)
+    res = invoke("tables", "--profile", "p", "--tracking-uri", f"sqlite:///{project}/mlflow.db")
+    assert res.exit_code == 0, res.output
+    svm = (project / "results" / "p" / "tables" / "svm.md").read_text()
+    assert "C=1" in svm and "C=2" not in svm
