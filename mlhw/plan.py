@@ -66,23 +66,24 @@ class Plan:
 
     def suite_identity(self, suite: str) -> str:
         """A suite parent run is identified by its profile, suite, runs and overrides."""
-        blob = json.dumps(
-            [self.profile, suite, sorted(p.identity for p in self.entries if p.spec.suite == suite), self.overrides],
-            sort_keys=True,
-        )
-        return "suite-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+        ids = [p.identity for p in self.entries if p.spec.suite == suite]
+        return suite_key(self.profile, suite, ids, self.overrides)
 
-    def key(self) -> str:
-        """What a report of this plan was made from (its runs and overrides): a report stamped with the same key
-        and no missing run is up to date."""
-        blob = json.dumps([self.profile, self.overrides, sorted(self.distinct())])
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    def suite_keys(self) -> dict[str, str]:
+        return {s: self.suite_identity(s) for s in self.suites}
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for p in self.distinct().values():
             out[p.status] = out.get(p.status, 0) + 1
         return out
+
+
+def suite_key(profile: str, suite: str, identities, overrides) -> str:
+    """A suite of a reproduction: its profile, name, runs and overrides (the identity of its parent run, and
+    what a report's stamp records per suite)."""
+    blob = json.dumps([profile, suite, sorted(identities), list(overrides)], sort_keys=True)
+    return "suite-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def make_plan(

@@ -229,17 +229,21 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
 # --- the folder ---------------------------------------------------------------------------------------------
 
 
-STAMP = ".mlhw-plan"  # in a report folder: the key of the plan it was compiled for (see plan.Plan.key)
+STAMP = ".mlhw-plan"  # in a report folder: suite -> the key of the suite it was compiled from (plan.suite_key)
 
 
-def is_current(folder: Path, key: str) -> bool:
-    """The folder holds a complete report of the plan with this key (nothing was missing when it was made)."""
-    stamp = folder / STAMP
-    return (folder / "REPORT.md").is_file() and stamp.is_file() and stamp.read_text().strip() == key
+def is_current(folder: Path, keys: dict[str, str]) -> bool:
+    """The folder holds a complete report (nothing was missing when it was made) made from these very suites."""
+    try:
+        stamp = json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError):
+        return False
+    ok = isinstance(stamp, dict) and all(stamp.get(s) == k for s, k in keys.items())
+    return ok and (folder / "REPORT.md").is_file()
 
 
 def write_report(
-    scope: Scope, store: Store, results_dir: str | Path, device: str = "-", findings=None, stamp: str | None = None
+    scope: Scope, store: Store, results_dir: str | Path, device: str = "-", findings=None, stamp: dict | None = None
 ) -> tuple[list[T.ResultTable], Path, dict]:
     """Compile scope's tables, figures and REPORT.md into results/<profile>[-partial]/, replacing the folder
     as a whole. Returns the tables, the report's path and the records (suite -> runs) it was made from."""
@@ -264,7 +268,7 @@ def write_report(
         text = report_text(scope, store, tables, figures, done, missing, device, findings)
         _write(tmp / "REPORT.md", text)
         if stamp and not missing:  # a complete report of this plan: the next reproduce of it has nothing to do
-            _write(tmp / STAMP, stamp + "\n")
+            _write(tmp / STAMP, json.dumps(stamp, indent=1, sort_keys=True) + "\n")
         _replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -235,7 +235,7 @@ def test_results_are_world_readable_files_in_one_folder(light):
     assert reproduce(light).exit_code == 0
     files = [p for p in (light / "results").rglob("*") if p.is_file()]
     assert {p.relative_to(light / "results").parts[0] for p in files} == {"tiny"}
-    assert len(files) == 11  # REPORT.md, 3 tables x (md, csv, tex), the sweep's figure
+    assert len(files) == 12  # REPORT.md, 3 tables x (md, csv, tex), the sweep's figure, the plan stamp
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o644)}
     assert {p.name for p in (light / "results").iterdir()} == {"tiny"}  # no temporary folders left
 

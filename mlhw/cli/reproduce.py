@@ -331,7 +331,13 @@ def _compile(plan, store, results_dir, dev, parents, description):
         except MLHWError:  # none of them reproduced yet: the report says which suites are missing
             pass
         scope.only = []
-    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=plan.key())
+    from mlhw.plan import suite_key
+
+    keys = {
+        s: suite_key(plan.profile, s, [e.identity for e in scope.entries if e.suite == s], plan.overrides)
+        for s in scope.suites()
+    }  # with --only: the other suites as taken from the store
+    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=keys)
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
 
@@ -433,7 +439,7 @@ def reproduce(
     folder = _scope(plan).folder(results_dir)
     from mlhw.report import is_current
 
-    if not plan.pending() and is_current(folder, plan.key()):
+    if not plan.pending() and is_current(folder, plan.suite_keys()):
         err.print(
             f"up to date: {len(plan.distinct())} runs, profile {profile} ({folder / 'REPORT.md'})", highlight=False
         )
