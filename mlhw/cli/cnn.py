@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Annotated, Optional
 
 import typer
@@ -16,6 +17,7 @@ from mlhw.cli.common import (
     Experiment,
     Json,
     TrackingUri,
+    config_option,
     emit_json,
     err,
     fmt,
@@ -25,7 +27,7 @@ from mlhw.cli.common import (
     progress,
     tracking_hint,
 )
-from mlhw.config import CNNConfig, build, default_of
+from mlhw.config import CNNConfig, build
 from mlhw.errors import MLHWError
 
 app = typer.Typer(
@@ -35,8 +37,7 @@ app = typer.Typer(
 )
 
 
-def _opt(help: str, field: str, panel: str = TRAIN, **kw):
-    return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(CNNConfig, field), **kw)
+_opt = functools.partial(config_option, CNNConfig)
 
 
 Dataset = Annotated[

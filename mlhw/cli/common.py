@@ -71,6 +71,13 @@ Json = Annotated[
 ]
 
 
+def config_option(model, help: str, field: str, panel: str = TRAIN, **kw):
+    """A Typer option for a config field: its default is shown from the config class, never repeated here."""
+    from mlhw.config import default_of
+
+    return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(model, field), **kw)
+
+
 def prepare(cfg, name: str, part: str, command: str, data_dir, download, tracking_uri, experiment, parent=None):
     """A single-run command's setup, all of it before any run exists: the data read and checked, the
     store reachable and writable; returns the data source, the store and the job (identity included)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Annotated, Optional
 
 import typer
@@ -18,6 +19,7 @@ from mlhw.cli.common import (
     Json,
     Seed,
     TrackingUri,
+    config_option,
     emit_json,
     err,
     fmt,
@@ -28,7 +30,7 @@ from mlhw.cli.common import (
     progress,
     tracking_hint,
 )
-from mlhw.config import MLPConfig, build, default_of
+from mlhw.config import MLPConfig, build
 from mlhw.reference import MLP_SWEEP_LRS
 
 app = typer.Typer(
@@ -38,8 +40,7 @@ app = typer.Typer(
 )
 
 
-def _opt(help: str, field: str, panel: str = TRAIN, **kw):
-    return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(MLPConfig, field), **kw)
+_opt = functools.partial(config_option, MLPConfig)
 
 
 Dataset = Annotated[
