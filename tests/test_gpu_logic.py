@@ -4,7 +4,16 @@ the chunked CUDA-graph epoch of the MLP (replays run eagerly on a CPU), fused op
 import pytest
 import torch
 
-from mlhw.cnn import AlexNet, DeviceSplit, evaluate, make_optimizer, optimizer_impl, resolve_precision
+from mlhw.cnn import (
+    AlexNet,
+    DeviceSplit,
+    cudnn_autotune,
+    evaluate,
+    make_optimizer,
+    optimizer_impl,
+    resolve_precision,
+    space_to_depth_conv,
+)
 from mlhw.config import CNNConfig
 from mlhw.data import Split
 from mlhw.device import DeviceCaps, device_caps, mlp_device, select_precision
@@ -141,3 +150,72 @@ def test_padded_evaluation_equals_one_plain_pass(chunk):
     for pad in (False, True):
         loss, acc = evaluate(model, ds, None, chunk=chunk, pad=pad)
         assert loss == pytest.approx(ref_loss, rel=1e-5) and acc == pytest.approx(ref_acc)
+
+
+# --- the first convolution by space-to-depth (on by default on CUDA) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "c, o, k, s, p, side",
+    [
+        (3, 96, 11, 4, 0, 227),  # AlexNet's first convolution at the paper's size
+        (3, 12, 11, 4, 0, 67),  # ... at the smallest size the topology takes
+        (2, 5, 5, 2, 1, 17),  # padding, a kernel that is not a multiple of the stride
+        (4, 3, 3, 3, 0, 10),  # a kernel equal to the stride
+        (3, 4, 4, 2, 2, 9),  # the blocks reach past the padded input
+    ],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_space_to_depth_conv_is_the_convolution(c, o, k, s, p, side, channels_last):
+    """Outputs and the gradients w.r.t. input, weight and bias equal F.conv2d's (float64: to rounding)."""
+    gen = torch.Generator().manual_seed(k * 100 + side)
+    x = torch.randn(2, c, side, side, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(o, c, k, k, dtype=torch.float64, generator=gen, requires_grad=True)
+    b = torch.randn(o, dtype=torch.float64, generator=gen, requires_grad=True)
+    ref = torch.nn.functional.conv2d(x, w, b, s, p)
+    got = space_to_depth_conv(x.contiguous(memory_format=torch.channels_last) if channels_last else x, w, b, s, p)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-11)
+    g = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    for a, e in zip(torch.autograd.grad((got * g).sum(), (x, w, b)), torch.autograd.grad((ref * g).sum(), (x, w, b))):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-10)
+
+
+def test_alexnet_with_space_to_depth_keeps_its_parameters_and_outputs():
+    torch.manual_seed(0)
+    model = AlexNet(width=0.125, image_size=67).double().eval()
+    names = [n for n, _ in model.named_parameters()]
+    x = torch.randn(3, 3, 67, 67, dtype=torch.float64)
+    plain = model(x)
+    model.features[0].space_to_depth = True
+    assert [n for n, _ in model.named_parameters()] == names  # same state_dict: checkpoints and counts
+    torch.testing.assert_close(model(x), plain, rtol=0, atol=1e-10)
+
+
+def test_train_cnn_reports_space_to_depth_and_trains_the_same_on_cpu():
+    """Off by default on a CPU (the oracle loop's rounding); forced on, one epoch ends where the plain
+    convolution's does, to float32 rounding amplified by 2 steps."""
+
+    from mlhw.cnn import train_cnn
+    from mlhw.data import Dataset
+
+    gen = torch.Generator().manual_seed(3)
+    split = Split(
+        torch.randint(0, 256, (40, 3, 16, 16), generator=gen, dtype=torch.uint8).numpy(),
+        (torch.arange(40) % 10).numpy(),
+    )
+    data = Dataset("tiny", split, split, split)
+    cfg = CNNConfig(width=0.125, image_size=67, epochs=1, batch_size=20)
+    plain = train_cnn(cfg, data, "cpu", "fp32")
+    s2d = train_cnn(cfg, data, "cpu", "fp32", space_to_depth=True)
+    assert not plain.space_to_depth and s2d.space_to_depth
+    for key in ("train_loss", "val_loss"):
+        assert abs(plain.history[0][key] - s2d.history[0][key]) < 1e-4
+    assert abs(plain.test_loss - s2d.test_loss) < 1e-4
+
+
+def test_cudnn_autotune_is_scoped():
+    before = torch.backends.cudnn.benchmark
+    with cudnn_autotune(not before):
+        assert torch.backends.cudnn.benchmark is (not before)
+    assert torch.backends.cudnn.benchmark is before
