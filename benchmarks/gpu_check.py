@@ -8,13 +8,16 @@ notebook peer), not MLflow, pydantic or typer: configs are plain namespaces with
 
 Rows:
   cnn   AlexNet (227 px, batch 64, Adam 5e-5, BatchNorm + Dropout) training img/s, the best epoch after the
-        first: mlhw bf16 with its defaults (fused Adam, the step in one CUDA graph), then with one lever off
-        at a time (foreach Adam; eager steps), fp32, fp16 + GradScaler, and the notebook's pipeline (PIL
-        Resize + ToTensor + Normalize, DataLoader, fp32, foreach Adam) as the peer.
+        first: mlhw bf16 with its defaults (fused Adam, the step in one CUDA graph, the first convolution by
+        space-to-depth), then with one lever off at a time (plain first convolution; foreach Adam; eager
+        steps), fp32, fp16 + GradScaler, the assignment's other variants, and the notebook's pipeline (PIL
+        Resize + ToTensor + Normalize, DataLoader, fp32, foreach Adam) as the peer. Evaluation img/s with
+        cuDNN's heuristics (mlhw's choice) vs autotuned.
   mlp   part (c) (50,000 x 784 -> 40 -> 10, batch 10, lr 0.1): seconds per SGD epoch (the second epoch,
         without evaluation), CUDA graphs vs eager CUDA vs this machine's CPU; the 6-rate sweep of part (b).
   check float64 MLP CUDA (graphs) == CPU; MLP graphs == eager (float32); CNN graphs == eager (bf16 and fp32),
-        each beside eager == eager (the run-to-run noise floor of cuDNN's kernels).
+        each beside eager == eager (the run-to-run noise floor of cuDNN's kernels); the space-to-depth first
+        convolution == cuDNN's (fp32 forward and gradients, relative).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from mlhw.cnn import AlexNet, flops_per_image, train_cnn
+from mlhw.cnn import AlexNet, DeviceSplit, cudnn_autotune, evaluate, flops_per_image, space_to_depth_conv, train_cnn
 from mlhw.data import CIFAR_MEAN, CIFAR_STD, Dataset, Split
 from mlhw.mlp import train_mlp
 
@@ -134,15 +137,67 @@ def notebook_images_per_s(train: Split, device: torch.device, steps: int) -> flo
     return rate
 
 
+def row_variant(data, device, label, base, epochs, precision, cfg_kw) -> None:
+    t0 = time.perf_counter()
+    res = train_cnn(cnn_cfg(epochs=epochs, **cfg_kw), data, device, precision)
+    rate = max(h["images_per_s"] for h in res.history[1:])
+    vs = f"{rate / base:.2f}x notebook; " if base else ""
+    row("cnn", label, f"{rate:,.0f} img/s", f"{vs}run {time.perf_counter() - t0:.1f} s")
+
+
 @guarded
 def mlhw_images_per_s(data: Dataset, device, label: str, base: float | None, epochs: int, **kw) -> float:
     t0 = time.perf_counter()
     res = train_cnn(cnn_cfg(epochs=epochs), data, device, **kw)
     rate = max(h["images_per_s"] for h in res.history[1:])
     vs = f"{rate / base:.2f}x notebook; " if base else ""
-    note = f"{vs}{res.precision}, {res.optimizer_impl}, graphs={res.cuda_graphs}; run {time.perf_counter() - t0:.1f} s"
+    levers = f"{res.precision}, {res.optimizer_impl}, graphs={res.cuda_graphs}, s2d={res.space_to_depth}"
+    note = f"{vs}{levers}; run {time.perf_counter() - t0:.1f} s"
     row("cnn", label, f"{rate:,.0f} img/s", note)
     return rate
+
+
+@guarded
+def eval_rows(data: Dataset, device) -> None:
+    """Evaluation img/s (bf16, chunks of 1024, padded): cuDNN's heuristics vs autotuned algorithms."""
+    c = cnn_cfg()
+    model = AlexNet(width=c.width, image_size=c.image_size).to(device, memory_format=torch.channels_last)
+    model.features[0].space_to_depth = device.type == "cuda"
+    split = DeviceSplit(data.train, device, CIFAR_MEAN, CIFAR_STD, c.image_size)
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    rates = {}
+    for label, tune in (("heuristics (mlhw)", False), ("autotuned", True)):
+        with cudnn_autotune(tune):
+            evaluate(model, split, amp, 1024, pad=True)  # warm-up (and the autotuning)
+            sync(device)
+            t0 = time.perf_counter()
+            evaluate(model, split, amp, 1024, pad=True)
+            sync(device)
+        rates[label] = len(split) / (time.perf_counter() - t0)
+        row("cnn", f"evaluation, cuDNN {label}", f"{rates[label]:,.0f} img/s")
+    row("cnn", "  heuristics vs autotuned", f"{rates['heuristics (mlhw)'] / rates['autotuned']:.2f}x")
+
+
+@guarded
+def s2d_check(device) -> None:
+    """AlexNet's first convolution by space-to-depth vs cuDNN's, fp32, one batch: output and gradients."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 227, 227, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(3, 96, 11, 4).to(device)
+    x.requires_grad_(True)
+    out = {}
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # true fp32 on both sides (cuDNN's default on Ampere+ is TF32)
+    for label, fn in (
+        ("cudnn", lambda: torch.nn.functional.conv2d(x, conv.weight, conv.bias, 4)),
+        ("s2d", lambda: space_to_depth_conv(x, conv.weight, conv.bias, 4, 0)),
+    ):
+        y = fn()
+        grads = torch.autograd.grad(y.square().sum(), (x, conv.weight, conv.bias))
+        out[label] = [t.detach() for t in (y, *grads)]
+    torch.backends.cudnn.allow_tf32 = tf32
+    rel = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(out["s2d"], out["cudnn"]))
+    row("check", "first conv: space-to-depth == cuDNN (fp32, output + grads)", f"{rel:.2e}", "max abs diff / max abs")
 
 
 def cnn_equal(data: Dataset, device, precision: str, optimizer: str = "adam", lr: float = 5e-5) -> None:
@@ -255,7 +310,8 @@ def main() -> None:
     base = notebook_images_per_s(synthetic_cifar(nb_steps * 64 + 128, 5), device, nb_steps) if not smoke else None
     lab, prec = ("mlhw bf16", "bf16") if device.type == "cuda" else ("mlhw auto", "auto")
     variants = [
-        (f"{lab}: fused Adam + CUDA graph (default)", dict(precision=prec)),
+        (f"{lab}: fused Adam + CUDA graph + space-to-depth (default)", dict(precision=prec)),
+        (f"{lab}: plain first convolution (space-to-depth off)", dict(precision=prec, space_to_depth=False)),
         (f"{lab}: foreach Adam + CUDA graph", dict(precision=prec, fused=False)),
         (f"{lab}: fused Adam, eager steps", dict(precision=prec, cuda_graphs=False)),
         (f"{lab}: foreach Adam, eager (the old loop)", dict(precision=prec, fused=False, cuda_graphs=False)),
@@ -265,6 +321,17 @@ def main() -> None:
         variants.append(("mlhw fp16 + GradScaler (eager; the T4/V100 path)", dict(precision="fp16")))
     for label, kw in variants:
         mlhw_images_per_s(cnn_data, device, label, base, cnn_epochs, **kw)
+    for label, kw in (
+        ("SGD 0.005, BatchNorm + Dropout", dict(optimizer="sgd", lr=0.005)),
+        ("Adam 5e-5, no BatchNorm/Dropout", dict(batchnorm=False, dropout=False)),
+    ):
+        guarded(
+            lambda label=label, kw=kw: row_variant(
+                cnn_data, device, f"{lab} default: {label}", base, cnn_epochs, prec, kw
+            )
+        )()
+    eval_rows(cnn_data, device)
+    s2d_check(device)
 
     mlp_rows(device, mlp_n, sweep_n)
     mlp_checks(device, check_n)
