@@ -107,6 +107,35 @@ def test_graphed_epoch_chunking_equals_sgd(n, chunk_steps):
         torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own rows", "shared rows"])
+@pytest.mark.parametrize("n, chunk_steps", [(103, 3), (40, 50), (7, 2)])
+def test_graphed_epoch_of_groups_equals_each_groups_sgd(n, chunk_steps, shared):
+    """Three seeds' groups of two rates: one gather per chunk into (G, rows, n_in), each group in its
+    own order over its own rows (or rows they share); each group's replicas equal autograd SGD on it."""
+    g = torch.Generator().manual_seed(n)
+    sizes, bs, lrs, groups = [6, 8, 4], 10, [0.05, 0.5], 3
+    rows = n if shared else groups * n
+    x = torch.rand(rows, sizes[0], generator=g, dtype=torch.float64)
+    labels = torch.randint(0, sizes[-1], (rows,), generator=g)
+    onehot = torch.nn.functional.one_hot(labels, sizes[-1]).double()
+    order = torch.stack([torch.randperm(n, generator=g) for _ in range(groups)])
+    idx = order if shared else order + torch.arange(groups).view(-1, 1) * n
+    net = Network(sizes, len(lrs), dtype=torch.float64, seeds=[1, 2, 3])
+    start = [p.clone() for p in net.params]
+    rates = torch.tensor(lrs * groups, dtype=torch.float64)
+    scales = {m: (-rates / m).view(-1, 1, 1) for m in {bs, n % bs} if m}
+    epoch = GraphedEpoch(net, x, onehot, bs, scales, chunk_steps, n)
+    assert epoch.gx.shape == (groups, epoch.rows, sizes[0])
+    assert epoch.full_chunks * epoch.rows + epoch.tail == n
+    with torch.inference_mode():
+        epoch.run(idx)
+    for k in range(groups):
+        mine = slice(k * len(lrs), (k + 1) * len(lrs))
+        expected = autograd_sgd([p[mine] for p in start], x[idx[k]], labels[idx[k]], lrs, bs)
+        for got, ref in zip(net.params, expected):
+            torch.testing.assert_close(got[mine], ref, rtol=1e-10, atol=1e-12)
+
+
 def test_fused_adam_on_cpu_is_adam():
     """make_optimizer's CPU Adam is fused (8-10x faster here) and computes Adam's update (the formula, by hand)."""
     torch.manual_seed(0)

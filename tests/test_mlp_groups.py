@@ -1,0 +1,139 @@
+"""Several seeds trained as one batched computation (mlp.train_mlp_groups) are their separate runs, and
+run_mlp logs every job of a unit of several seeds and rates as its own MLflow run."""
+
+import numpy as np
+import pytest
+import torch
+
+from mlhw import mlp
+from mlhw.config import MLPConfig
+from mlhw.data import Dataset, Split, subset
+
+SEEDS, LRS = [5, 11, 23], [0.1, 0.7]
+KEYS = ("train_loss", "train_acc", "test_acc")
+
+
+def make_pool() -> Dataset:
+    """Digits-like float32 images in [0, 1] with learnable labels (the class of the strongest of ten fixed
+    pixel patterns): 123 training images (12 batches of 10 and a partial one of 3) and 80 test images.
+    Each seed's subset of 53 (5 batches and a partial one of 3) and 40 differs."""
+    rng = np.random.RandomState(0)
+    patterns = rng.rand(10, 64)
+
+    def split(n):
+        x = rng.rand(n, 1, 8, 8).astype(np.float32)
+        return Split(x, (x.reshape(n, -1) @ patterns.T).argmax(1).astype(np.int64))
+
+    return Dataset("digits", split(123), split(80))
+
+
+@pytest.fixture(scope="module")
+def pool() -> Dataset:
+    return make_pool()
+
+
+@pytest.fixture
+def networks(monkeypatch):
+    """Every Network the core builds (it returns metrics only)."""
+    built = []
+
+    class Spy(mlp.Network):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(mlp, "Network", Spy)
+    return built
+
+
+def seed_data(pool, shared: bool) -> tuple[MLPConfig, list[Dataset]]:
+    """Per-seed subsets (what DataSource.for_config gives with train_size/test_size), or the whole pool,
+    one object every seed shares (what it gives without)."""
+    if shared:
+        return MLPConfig(epochs=3, dtype="float64"), [pool] * len(SEEDS)
+    cfg = MLPConfig(epochs=3, dtype="float64", train_size=53, test_size=40)
+    return cfg, [subset(pool, 53, 40, s) for s in SEEDS]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["per-seed subsets", "shared data"])
+@pytest.mark.parametrize("graph_steps", [500, 2], ids=["one chunk", "chunks and a tail"])
+def test_seeds_trained_together_equal_their_separate_runs(pool, networks, shared, graph_steps):
+    """3 seeds x 2 rates in one computation (float64, CPU) against 3 one-seed train_mlp runs: every
+    history value within 1e-12 (measured: <= 2e-13; the two differ in matmul shapes only) and the final
+    weights within 1e-12. graph_steps=2 gathers 20 rows per group at a time: the 53-row subsets are two
+    chunks and a tail of 13 (a full batch and a partial one of 3), the shared 123 rows six chunks and a
+    tail of 3. The seeds' own curves differ from each other by > 1e-3 (a mixed-up order or init shows)."""
+    cfg, datas = seed_data(pool, shared)
+    together = mlp.train_mlp_groups(cfg, datas, SEEDS, LRS, graph_steps=graph_steps)
+    grouped = networks.pop()
+    assert grouped.groups == len(SEEDS) and grouped.replicas == len(SEEDS) * len(LRS)
+    assert [[(r.seed, r.lr) for r in per] for per in together] == [[(s, lr) for lr in LRS] for s in SEEDS]
+    for g, (seed, data) in enumerate(zip(SEEDS, datas)):
+        alone = mlp.train_mlp(cfg.model_copy(update={"seed": seed}), data, LRS)
+        net = networks.pop()
+        for r, (a, b) in enumerate(zip(together[g], alone)):
+            assert a.diverged_epoch == b.diverged_epoch and len(a.history) == len(b.history) == cfg.epochs + 1
+            for got, want in zip(a.history, b.history):
+                assert got["epoch"] == want["epoch"]
+                for key in KEYS:
+                    assert abs(got[key] - want[key]) <= 1e-12, (seed, a.lr, got["epoch"], key, got[key], want[key])
+            for p_group, p_alone in zip(grouped.params, net.params):
+                torch.testing.assert_close(p_group[g * len(LRS) + r], p_alone[r], rtol=0, atol=1e-12)
+    finals = [per[0].final["train_loss"] for per in together]
+    assert min(abs(a - b) for i, a in enumerate(finals) for b in finals[i + 1 :]) > 1e-3
+
+
+def test_one_group_is_the_wide_matmul_path_of_before(pool, monkeypatch):
+    """One seed takes the pre-grouping path: every forward gets 2-D rows (the first layer one addmm
+    over the replicas), and the history equals the numbers the code before train_mlp_groups produced
+    (float64, stored: losses to 1e-12 relative, correct counts exactly)."""
+    dims = []
+    forward = mlp.Network.forward
+    monkeypatch.setattr(mlp.Network, "forward", lambda self, x: dims.append(x.dim()) or forward(self, x))
+    cfg = MLPConfig(epochs=3, seed=5, dtype="float64", train_size=53, test_size=40)
+    results = mlp.train_mlp(cfg, subset(pool, 53, 40, 5), LRS)
+    assert dims and set(dims) == {2}
+    # mlhw/mlp.py at 0e86ec2: (train loss, train hits of 53, test hits of 40) per epoch
+    before = {
+        0.1: [
+            (21.583245842397897, 4, 7),
+            (16.05565030439644, 8, 10),
+            (6.857275086192409, 15, 3),
+            (4.202742977710246, 16, 5),
+        ],
+        0.7: [
+            (21.583245842397897, 4, 7),
+            (5.114928220239407, 8, 5),
+            (2.42656412188717, 12, 6),
+            (2.007448076466336, 13, 10),
+        ],
+    }
+    for res in results:
+        for row, (loss, train_hits, test_hits) in zip(res.history, before[res.lr], strict=True):
+            assert row["train_loss"] == pytest.approx(loss, rel=1e-12)
+            assert round(row["train_acc"] * 53, 9) == train_hits and round(row["test_acc"] * 40, 9) == test_hits
+
+
+def test_divergence_is_recorded_per_seed_and_rate(pool):
+    cfg, datas = seed_data(pool, shared=False)
+    together = mlp.train_mlp_groups(cfg, datas[:2], SEEDS[:2], [0.1, 1e30])
+    for per, seed, data in zip(together, SEEDS, datas):
+        alone = mlp.train_mlp(cfg.model_copy(update={"seed": seed}), data, [0.1, 1e30])
+        assert [r.diverged_epoch for r in per] == [r.diverged_epoch for r in alone] == [None, 1]
+
+
+def test_on_epoch_gets_a_row_per_seed_and_rate(pool):
+    cfg, datas = seed_data(pool, shared=False)
+    seen = []
+    together = mlp.train_mlp_groups(cfg, datas, SEEDS, LRS, on_epoch=lambda epoch, rows: seen.append((epoch, rows)))
+    assert [e for e, _ in seen] == list(range(cfg.epochs + 1))
+    for epoch, rows in seen:
+        assert [[row for row in per] for per in rows] == [[r.history[epoch] for r in per] for per in together]
+
+
+def test_seeds_must_train_in_lockstep(pool):
+    cfg = MLPConfig(epochs=1, dtype="float64")
+    with pytest.raises(ValueError, match="differ in size"):
+        mlp.train_mlp_groups(cfg, [subset(pool, 53, 40, 1), subset(pool, 50, 40, 2)], [1, 2])
+    with pytest.raises(ValueError, match="one dataset per seed"):
+        mlp.train_mlp_groups(cfg, [pool], [1, 2])
