@@ -70,9 +70,10 @@ class MLPConfig(_Config):
     seed: Seed = 8
     dtype: Literal["float32", "float64"] = "float32"
 
-    def sweep_key(self) -> str:
-        """Runs that differ only in the learning rate train together as one batched computation."""
-        return json.dumps(self.model_dump(mode="json", exclude={"lr"}), sort_keys=True)
+    def batch_key(self) -> str:
+        """Runs that differ only in the seed and the learning rate train together as one batched
+        computation (mlhw.mlp.train_mlp_groups): equal keys, one unit of work."""
+        return json.dumps(self.model_dump(mode="json", exclude={"lr", "seed"}), sort_keys=True)
 
 
 class MulticlassSVMConfig(_Config):

@@ -55,7 +55,14 @@ class Settings:
 
 
 def label_of(unit: list[Job]) -> str:
-    return unit[0].name if len(unit) == 1 else f"{unit[0].tags.get('mlhw.suite', 'mlp')}: {len(unit)} learning rates"
+    """A unit's name: its run's, or for MLP runs trained together what they span (seeds, learning rates)."""
+    if len(unit) == 1:
+        return unit[0].name
+    seeds = len({j.config.seed for j in unit})
+    rates = len({j.config.lr for j in unit})
+    span = [f"{seeds} seeds"] * (seeds > 1) + [f"{rates} learning rates"] * (rates > 1)
+    what = " x ".join(span) + ("" if seeds * rates == len(unit) else f", {len(unit)} runs")
+    return f"{unit[0].tags.get('mlhw.suite', 'mlp')}: {what}"
 
 
 def execute_unit(

@@ -148,17 +148,17 @@ def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
 
 
 def units(plan: Plan, parents: dict[str, str]) -> list[list[Job]]:
-    """The units of work: each pending run once; MLP runs differing only in lr train together."""
+    """The units of work: each pending run once; MLP runs differing only in seed and lr train together."""
     out: list[list[Job]] = []
-    sweeps: dict[str, list[Job]] = {}
+    batches: dict[str, list[Job]] = {}
     for p in plan.pending():
         job = job_of(plan, p, parents)
         if p.spec.kind == "mlp":
-            key = p.spec.config.sweep_key()
-            if key not in sweeps:
-                sweeps[key] = []
-                out.append(sweeps[key])
-            sweeps[key].append(job)
+            key = p.spec.config.batch_key()
+            if key not in batches:
+                batches[key] = []
+                out.append(batches[key])
+            batches[key].append(job)
         else:
             out.append([job])
     return out

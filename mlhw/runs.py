@@ -2,8 +2,8 @@
 MLflow runs. Every command and every executor of `reproduce` runs work through `run_unit`, so a run
 looks the same whichever way it was started.
 
-A unit is one or more jobs that execute together: MLP jobs that differ only in the learning rate
-train as one batched computation (one MLflow run per rate); every other unit is one job.
+A unit is one or more jobs that execute together: MLP jobs that differ only in the seed and the
+learning rate train as one batched computation (one MLflow run per job); every other unit is one job.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlhw import data as datalib
-from mlhw.config import KINDS, CNNConfig, MLPConfig, identity
+from mlhw.config import KINDS, CNNConfig, identity
 from mlhw.lifecycle import IDENTITY_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
@@ -138,36 +138,47 @@ def run_unit(
 
 
 def run_mlp(jobs: list[Job], store: Store, source: DataSource, device, claim, on_epoch=None) -> list[Done]:
-    """One network per job (the jobs differ only in lr), trained as one batched computation; each
-    rate is its own MLflow run, its metrics streamed per epoch."""
+    """One network per job (the jobs differ only in seed and lr), trained as one batched computation:
+    every seed of the unit with every rate of it (a (seed, lr) pair that is no job here, or whose run
+    another process owns, trains too, unlogged: it keeps the batch rectangular). Each job is its own
+    MLflow run, its metrics streamed per epoch."""
     from mlhw.claims import Claimed
-    from mlhw.mlp import train_mlp
+    from mlhw.mlp import train_mlp_groups
 
-    cfg: MLPConfig = jobs[0].config
-    data = source.for_config(cfg)
+    if len({j.config.batch_key() for j in jobs}) > 1:
+        raise ValueError("an MLP unit's jobs may differ only in seed and lr")
+    datas: dict[int, datalib.Dataset] = {}  # seed -> the split its runs see
+    for job in jobs:
+        if job.config.seed not in datas:
+            datas[job.config.seed] = source.for_config(job.config)
     with contextlib.ExitStack() as stack:  # on any error every open run ends FAILED (or KILLED)
         logs, kept = [], []
         for job in jobs:
             try:
-                logs.append(open_run(stack, store, job, data, device, claim))
-            except Claimed:  # another process runs (or ran) this rate: train the others
+                logs.append(open_run(stack, store, job, datas[job.config.seed], device, claim))
+            except Claimed:  # another process runs (or ran) this one: train the others
                 continue
             kept.append(job)
         if not kept:
             raise Claimed(jobs[0].identity, "another process")
-        return _train_mlp(kept, logs, cfg, data, device, on_epoch, train_mlp)
+        return _train_mlp(kept, logs, datas, device, on_epoch, train_mlp_groups)
 
 
-def _train_mlp(jobs, logs, cfg, data, device, on_epoch, train_mlp) -> list[Done]:
-    def hook(epoch: int, rows: list[dict]) -> None:
-        for log, row in zip(logs, rows):
-            log.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+def _train_mlp(jobs, logs, datas, device, on_epoch, train_mlp_groups) -> list[Done]:
+    seeds = list(dict.fromkeys(j.config.seed for j in jobs))
+    lrs = list(dict.fromkeys(j.config.lr for j in jobs))
+    at = [(seeds.index(j.config.seed), lrs.index(j.config.lr)) for j in jobs]  # each job's network
+
+    def hook(epoch: int, rows: list[list[dict]]) -> None:
+        for log, (g, r) in zip(logs, at):
+            log.log_metrics({k: v for k, v in rows[g][r].items() if k != "epoch"}, step=epoch)
         if on_epoch is not None:
-            on_epoch(epoch, rows[0])
+            on_epoch(epoch, rows[at[0][0]][at[0][1]])
 
-    results = train_mlp(cfg, data, [j.config.lr for j in jobs], device, hook)
+    results = train_mlp_groups(jobs[0].config, [datas[s] for s in seeds], seeds, lrs, device, hook)
     done = []
-    for job, res, log in zip(jobs, results, logs):
+    for job, (g, r), log in zip(jobs, at, logs):
+        res = results[g][r]
         if res.diverged_epoch is not None:
             log.set_tags({"mlhw.diverged_epoch": res.diverged_epoch})
         log.log_table(res.history, "history.csv")

@@ -137,3 +137,58 @@ def test_seeds_must_train_in_lockstep(pool):
         mlp.train_mlp_groups(cfg, [subset(pool, 53, 40, 1), subset(pool, 50, 40, 2)], [1, 2])
     with pytest.raises(ValueError, match="one dataset per seed"):
         mlp.train_mlp_groups(cfg, [pool], [1, 2])
+
+
+def test_a_unit_of_seeds_and_rates_logs_each_job_as_its_own_run(workdir):
+    """run_unit on 2 seeds x 2 rates (per-seed subsets of digits, float64) whose (seed 9, lr 1e30) run is
+    FINISHED already: 3 new runs, each with its own identity, params, dataset tags, per-epoch metrics
+    equal to a one-seed train_mlp of its config (1e-12), history.csv and diverged tag; the finished
+    one is trained (the batch stays rectangular) but not logged again."""
+    from helpers import runs_of
+
+    from mlhw.claims import claimer
+    from mlhw.lifecycle import IDENTITY_TAG, tracked_run
+    from mlhw.runs import DataSource, Job, run_unit
+    from mlhw.store import Store
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    store, source = Store(uri, "groups"), DataSource()
+    base = MLPConfig(epochs=2, train_size=200, test_size=50, dtype="float64")
+    configs = [base.model_copy(update={"seed": s, "lr": lr}) for s in (8, 9) for lr in (0.1, 1e30)]
+    jobs = [Job(c, source.identity(c), f"seed={c.seed} lr={c.lr:g}", {"mlhw.suite": "t"}) for c in configs]
+    assert len({j.identity for j in jobs}) == 4
+    with tracked_run(store, "earlier", tags={IDENTITY_TAG: jobs[3].identity}, claim=claimer()):
+        pass
+    seen = []
+    done = run_unit(jobs, store, source, "cpu", claimer(), on_epoch=lambda epoch, row: seen.append((epoch, row)))
+
+    assert [d.job for d in done] == jobs[:3]
+    assert seen == [(e, done[0].result.history[e]) for e in range(base.epochs + 1)]
+    client, runs = runs_of(uri, "groups")
+    by_identity = {}
+    for run in runs:
+        by_identity.setdefault(run.data.tags[IDENTITY_TAG], []).append(run)
+    assert sorted(map(len, by_identity.values())) == [1, 1, 1, 1]
+    assert by_identity[jobs[3].identity][0].info.run_name == "earlier"
+    for d in done:
+        cfg, run = d.job.config, client.get_run(d.run_id)
+        assert run.info.status == "FINISHED" and run.info.run_name == d.job.name
+        assert run.data.tags[IDENTITY_TAG] == d.job.identity
+        assert run.data.params == {k: str(v) for k, v in cfg.to_params().items()}
+        data = source.for_config(cfg)
+        assert run.data.tags["mlhw.dataset_fingerprint"] == data.fingerprint()
+        (alone,) = mlp.train_mlp(cfg, data)
+        assert d.result.seed == cfg.seed and d.result.lr == cfg.lr
+        assert (
+            run.data.tags.get("mlhw.diverged_epoch")
+            == (None if cfg.lr < 1 else "1")
+            == (None if alone.diverged_epoch is None else str(alone.diverged_epoch))
+        )
+        for key, name in (("train_loss", "train/loss"), ("train_acc", "train/acc"), ("test_acc", "test/acc")):
+            logged = sorted((m.step, m.value) for m in client.get_metric_history(d.run_id, name))
+            assert [s for s, _ in logged] == list(range(base.epochs + 1))
+            np.testing.assert_allclose(
+                [v for _, v in logged], [h[key] for h in alone.history], rtol=0, atol=1e-12, equal_nan=True
+            )
+        assert "history.csv" in {a.path for a in client.list_artifacts(d.run_id)}
+    assert done[0].run_id != done[2].run_id and done[0].result.history != done[2].result.history

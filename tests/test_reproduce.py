@@ -207,8 +207,9 @@ def test_piped_output_is_one_line_per_run_start_and_end(light):
     lines = res.stderr.splitlines()
     starts = [m for line in lines if (m := re.fullmatch(r"\[(\d+)(?:-(\d+))?/5\] start (.+)", line))]
     ends = [m for line in lines if (m := re.fullmatch(r"\[(\d+)/5\] done: (.+) \(\d+\.\d s\)", line))]
-    # units: the sweep (2 rates train together), mlp_full seed 8, seed 9, svm_soft
-    assert len(starts) == len(ends) == 4, res.stderr
+    # units: the sweep (2 rates train together), mlp_full (seeds 8 and 9 train together), svm_soft
+    assert len(starts) == len(ends) == 3, res.stderr
+    assert {"mlp_lr_sweep: 2 learning rates", "mlp_full: 2 seeds"} < {m[3] for m in starts}
     covered = [int(m[2] or m[1]) for m in starts]  # [first-last/5] of each unit, then [last/5] when it ends
     assert covered == [int(m[1]) for m in ends] and covered == sorted(covered) and covered[-1] == 5
     assert sum(int(m[2] or m[1]) - int(m[1]) + 1 for m in starts) == 5
