@@ -341,13 +341,19 @@ def _compile(plan, store, results_dir, dev, parents, description):
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
 
+    specs = figure_specs(done)
     for suite, log in parents.items():
         t = by_suite.get(SUITE_TABLES.get(suite, ""))
         if t is not None:
             log.log_text(f"## {t.title}\n\n" + to_markdown(t.display), f"tables/{t.name}.md")
             log.log_text(t.numeric.to_csv(index=False), f"tables/{t.name}.csv")
-        for s, name, _, draw in figure_specs(done):
-            if s == suite:
+        for s, name, _, draw in specs:
+            if s != suite:
+                continue
+            png = path.parent / "figures" / name  # the report drew it from the same records: log that file
+            if png.is_file():
+                log.log_artifact(png, "figures")
+            else:
                 log.log_figure(draw, f"figures/{name}")
     return tables, path
 
