@@ -622,10 +622,33 @@ DATASETS = {"digits": lambda data_dir, download: load_digits_data(), "mnist": lo
 
 
 def load(name: str, data_dir: str | Path = "data", download: bool | None = None) -> Dataset:
-    """A dataset by name, read strictly (see the readers above): MLHWError or DataNotFound otherwise."""
+    """A dataset by name, read strictly (see the readers above): MLHWError or DataNotFound otherwise.
+
+    Files this process has read already, unchanged since (path, size, mtime), are not read again: the dataset
+    read then is returned (datasets are never modified). `reproduce` checks the files before any run exists
+    and its first run then reads them: once, not twice (0.3 s for MNIST or CIFAR-10)."""
     if name not in DATASETS:
         raise MLHWError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
-    return DATASETS[name](data_dir, download)
+    key = _loaded_key(name, Path(data_dir), download)
+    if key is not None and key in _last_loaded:
+        return _last_loaded[key]
+    data = DATASETS[name](data_dir, download)
+    if data._origin is not None:  # read from files that did not change while being read
+        for other in [k for k, d in _last_loaded.items() if d.name == data.name or k == data._origin[0]]:
+            del _last_loaded[other]  # one dataset per name: a process holds at most one copy of each
+        _last_loaded[data._origin[0]] = data
+    return data
+
+
+def _loaded_key(name: str, data_dir: Path, download: bool | None) -> str | None:
+    """The source key of what `load` would read now, or None when that is not known without reading."""
+    source = _source_of(name, data_dir, download)
+    if source is None:
+        return None
+    try:
+        return _source_key(name, _stamps(source[0]), source[1])
+    except OSError:
+        return None
 
 
 # --- fingerprints without loading: the on-disk cache ----------------------------------------------
@@ -634,7 +657,7 @@ FINGERPRINT_CACHE_VERSION = 1  # bump when a loader or a derivation changes what
 _CACHE_MAX_ENTRIES = 1000
 _memo: dict[tuple[str, str], str] = {}
 _file_memo: dict = {}  # the cache file last parsed: {"stamp": (path, size, mtime_ns), "entries": {...}}
-_last_loaded: dict[str, Dataset] = {}  # the dataset `dataset_fingerprint` loaded last, by its source
+_last_loaded: dict[str, Dataset] = {}  # source key -> the dataset `load` read from it last (one per dataset name)
 
 
 def fingerprint_cache_path() -> Path | None:
@@ -729,25 +752,12 @@ def dataset_fingerprint(
     read, and neither torch nor scikit-learn is imported. On a miss the dataset is loaded (numpy
     only), strictly checked, hashed and cached. Raises what `load` and `derive` raise."""
     norm = _norm_steps(steps)
-    data_dir = Path(data_dir)
-    source = _source_of(name, data_dir, download) if name in DATASETS else None
-    key = None
-    if source is not None:
-        try:
-            key = _source_key(name, _stamps(source[0]), source[1])
-        except OSError:
-            key = None
+    key = _loaded_key(name, Path(data_dir), download) if name in DATASETS else None
     if key is not None:
         fp = _cache_get(_cache_key(key, norm))
         if fp is not None:
             return fp
-        if _last_loaded.get(key) is not None:  # misses in a row (a cold cache) load the files once
-            return derive(_last_loaded[key], norm).fingerprint()
-    base = load(name, data_dir, download)
-    if base._origin is not None:
-        _last_loaded.clear()
-        _last_loaded[base._origin[0]] = base
-    return derive(base, norm).fingerprint()
+    return derive(load(name, data_dir, download), norm).fingerprint()  # misses in a row read the files once
 
 
 def check_dataset(name: str, data_dir: str | Path = "data", download: bool | None = False) -> str:
