@@ -1,0 +1,96 @@
+"""The fixed cost of a reproduce (what is not training) is cut without changing what is written: each figure is
+drawn once (the suite parent logs the report's own PNG), a report reads local artifacts in place, and a dataset
+checked before the runs is not read again by the first run."""
+
+import os
+
+import numpy as np
+import pytest
+import yaml
+from helpers import invoke, runs_of, write_mnist_idx
+from mlflow.exceptions import MlflowException
+
+import mlhw.plots
+from mlhw import data
+from mlhw.errors import MLHWError
+from mlhw.store import Store, local_artifact_dir
+
+SWEEP = {
+    "version": 1,
+    "suites": {
+        "mlp_lr_sweep": {
+            "kind": "mlp",
+            "part": "mlp.b",
+            "base": {"epochs": 1, "train_size": 100, "test_size": 50},
+            "grid": {"lr": [0.1, 1.0]},
+        },
+    },
+    "profiles": {"tiny": {"defaults": {"dataset": "digits"}}},
+}
+
+
+def test_each_figure_is_drawn_once_and_the_suite_parent_holds_the_reports_png(workdir, monkeypatch):
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(SWEEP))
+    saved = []
+    real = mlhw.plots.save
+    monkeypatch.setattr(mlhw.plots, "save", lambda fig, path, **kw: saved.append(path) or real(fig, path, **kw))
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("reproduce", "--profile", "tiny", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in saved] == ["mlp_lr_sweep.png"]  # was twice: for the report, then for the parent
+    client, runs = runs_of(uri)
+    (parent,) = [r for r in runs if r.data.tags.get("mlhw.kind") == "suite"]
+    got = client.download_artifacts(parent.info.run_id, "figures/mlp_lr_sweep.png", str(workdir / "dl"))
+    png = workdir / "results" / "tiny" / "figures" / "mlp_lr_sweep.png"
+    assert open(got, "rb").read() == png.read_bytes() and png.stat().st_size > 10_000
+
+
+def test_text_artifacts_of_searched_runs_are_read_in_place(workdir, monkeypatch):
+    store = Store(f"sqlite:///{workdir}/mlflow.db", "in-place")
+    run = store.client.create_run(store.experiment_id, run_name="r")
+    store.client.log_text(run.info.run_id, "epoch,loss\n0,1.5\n", "history.csv")
+    unseen = store.client.create_run(store.experiment_id, run_name="unseen")
+    store.client.log_text(unseen.info.run_id, "theirs\n", "a.txt")
+    (found,) = store.search("attributes.run_name = 'r'")
+    real = store.client.download_artifacts
+    calls = []
+    monkeypatch.setattr(store.client, "download_artifacts", lambda *a: calls.append(a) or real(*a))
+    assert store.download_text(found.info.run_id, "history.csv") == "epoch,loss\n0,1.5\n"
+    assert calls == []  # read where the artifacts lie, no copy through a temporary folder
+    assert store.download_text(unseen.info.run_id, "a.txt") == "theirs\n"  # not searched: MLflow's download
+    assert len(calls) == 1
+    with pytest.raises(MlflowException):  # a missing artifact is still MLflow's error
+        store.download_text(found.info.run_id, "nope.csv")
+
+
+def test_local_artifact_dir_only_for_local_folders(tmp_path):
+    assert local_artifact_dir(tmp_path.as_uri()) == tmp_path
+    assert local_artifact_dir(str(tmp_path)) == tmp_path
+    assert local_artifact_dir(f"file://localhost{tmp_path}") == tmp_path
+    for uri in (None, "", "mlflow-artifacts:/1/abc/artifacts", "s3://bucket/1/abc", "relative/mlruns",
+                (tmp_path / "absent").as_uri(), f"file://otherhost{tmp_path}"):  # fmt: skip
+        assert local_artifact_dir(uri) is None, uri
+
+
+def test_checked_files_are_read_once_then_again_when_they_change(tmp_path, monkeypatch):
+    write_mnist_idx(tmp_path, 60, 12, gz=False, side=28)
+    data._last_loaded.clear()
+    fp = data.check_dataset("mnist", tmp_path)  # the pre-flight check reads and hashes the files
+    first = data.load("mnist", tmp_path)
+    real = data._read_bytes
+    with monkeypatch.context() as m:
+        m.setattr(data, "_read_bytes", lambda path: pytest.fail(f"read again: {path}"))
+        assert data.load("mnist", tmp_path) is first  # the run's read: the checked dataset itself
+        assert data.dataset_fingerprint("mnist", tmp_path) == fp == first.fingerprint()
+    assert data._read_bytes is real
+    labels = tmp_path / "t10k-labels-idx1-ubyte"
+    st = labels.stat()
+    labels.write_bytes(labels.read_bytes()[:-1] + b"\x0b")  # same size, a bad label: only the mtime tells
+    os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(MLHWError, match="label 11"):
+        data.load("mnist", tmp_path)  # changed: read (and checked) again, not served from memory
+    labels.write_bytes(labels.read_bytes()[:-1] + b"\x01")
+    os.utime(labels, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    second = data.load("mnist", tmp_path)
+    assert second is not first and np.array_equal(second.train.x, first.train.x)
+    assert [d.name for d in data._last_loaded.values()] == ["mnist"]  # one copy per dataset, not one per read
