@@ -14,8 +14,12 @@ Rows:
         Resize + ToTensor + Normalize, DataLoader, fp32, foreach Adam) as the peer. Evaluation img/s with
         cuDNN's heuristics (mlhw's choice) vs autotuned.
   mlp   part (c) (50,000 x 784 -> 40 -> 10, batch 10, lr 0.1): seconds per SGD epoch (the second epoch,
-        without evaluation), CUDA graphs vs eager CUDA vs this machine's CPU; the 6-rate sweep of part (b).
-  check float64 MLP CUDA (graphs) == CPU; MLP graphs == eager (float32); CNN graphs == eager (bf16 and fp32),
+        without evaluation), CUDA graphs vs eager CUDA vs this machine's CPU; the 6-rate sweep of part (b);
+        5 seeds as one batched computation (train_mlp_groups, as reproduce trains a suite's seeds) against
+        one seed, for part (c) (the data every seed shares) and part (b) (a subset per seed).
+  check float64 MLP CUDA (graphs) == CPU; MLP graphs == eager (float32); MLP 3 seeds batched == 3 one-seed
+        runs (float64, a subset per seed, chunks and a partial last batch) and batched graphs == batched
+        eager (float32); CNN graphs == eager (bf16 and fp32),
         each beside eager == eager (the run-to-run noise floor of cuDNN's kernels); the space-to-depth first
         convolution == cuDNN's (fp32 forward and gradients, relative).
 """
@@ -31,8 +35,8 @@ import numpy as np
 import torch
 
 from mlhw.cnn import AlexNet, DeviceSplit, cudnn_autotune, evaluate, flops_per_image, space_to_depth_conv, train_cnn
-from mlhw.data import CIFAR_MEAN, CIFAR_STD, Dataset, Split
-from mlhw.mlp import train_mlp
+from mlhw.data import CIFAR_MEAN, CIFAR_STD, Dataset, Split, subset
+from mlhw.mlp import train_mlp, train_mlp_groups
 
 ROWS: list[tuple[str, str, str, str]] = []  # (section, what, value, note)
 T0 = time.perf_counter()
@@ -226,6 +230,14 @@ def mlp_epoch(data: Dataset, device, rates, **kw) -> tuple[float, list]:
     return res[0].history[2]["epoch_seconds"], res
 
 
+SEEDS = [8, 9, 10, 11, 12]  # the paper profile's
+
+
+def mlp_seeds_epoch(datas: list[Dataset], device, rates) -> tuple[float, list]:
+    res = train_mlp_groups(mlp_cfg(epochs=2), datas, SEEDS[: len(datas)], rates, device)
+    return res[0][0].history[2]["epoch_seconds"], res
+
+
 @guarded
 def mlp_rows(device, n: int, sweep_n: int) -> None:
     test = synthetic_mnist(1000, 1)
@@ -253,6 +265,25 @@ def mlp_rows(device, n: int, sweep_n: int) -> None:
             continue
         t, _ = mlp_epoch(sweep, dev, rates)
         row("mlp", f"part (b) 6-rate sweep epoch, {sweep_n:,} samples, {label}", f"{t:.3f} s")
+    # 5 seeds in one computation vs one seed, on the device (CUDA graphs on a GPU); timed alternately
+    label = "CUDA graphs" if device.type == "cuda" else device.type.upper()
+    subsets = [subset(full, sweep_n, len(test) // 2, s) for s in SEEDS]
+    for what, datas, lrs in (
+        (f"part (c) epoch, {n:,} samples", [full] * len(SEEDS), [0.1]),
+        (f"part (b) 6-rate sweep epoch, {sweep_n:,} samples", subsets, rates),
+    ):
+        one, five = [], []
+        for _ in range(2):
+            one.append(mlp_epoch(datas[0], device, lrs)[0])
+            five.append(mlp_seeds_epoch(datas, device, lrs)[0])
+        t1, t5 = min(one), min(five)
+        row("mlp", f"{what}, 5 seeds batched, {label}", f"{t5:.3f} s", f"one seed {t1:.3f} s")
+        row(
+            "mlp",
+            "  5 seeds batched vs one seed",
+            f"{t5 / t1:.2f}x",
+            f"5 one-seed runs: 5x; speed-up {5 * t1 / t5:.1f}x",
+        )
 
 
 @guarded
@@ -275,6 +306,36 @@ def mlp_checks(device, n: int) -> None:
     if device.type == "cuda":
         g32, e32 = curves(device, "float32"), curves(device, "float32", cuda_graphs=False)
         row("check", "MLP graphs == eager CUDA (float32, 3 epochs)", f"{np.abs(g32 - e32).max():.2e}", "max abs diff")
+
+    # 3 seeds batched: each seed its own subset (n - 3 rows: a partial last batch), init and order; chunks
+    # of about a tenth of an epoch, so that the gathers, the full chunks and the tail are all used
+    seeds, m = SEEDS[:3], n - 3
+    datas = [subset(data, m, 400, s) for s in seeds]
+    steps = max(2, m // 25)
+    keys = ("train_loss", "train_acc", "test_acc")
+
+    def grouped(dtype, **kw) -> np.ndarray:
+        res = train_mlp_groups(mlp_cfg(epochs=3, dtype=dtype), datas, seeds, rates, device, graph_steps=steps, **kw)
+        return np.array([[h[k] for h in r.history for k in keys] for per in res for r in per])
+
+    def separate(dtype) -> np.ndarray:
+        out = []
+        for s, d in zip(seeds, datas):
+            res = train_mlp(mlp_cfg(epochs=3, dtype=dtype, seed=s), d, rates, device, graph_steps=steps)
+            out += [[h[k] for h in r.history for k in keys] for r in res]
+        return np.array(out)
+
+    g64, s64 = grouped("float64"), separate("float64")
+    how = "graphs" if device.type == "cuda" else "eager"
+    row(
+        "check",
+        f"MLP 3 seeds batched == 3 runs (float64, {device.type} {how})",
+        f"{np.abs(g64 - s64).max():.2e}",
+        f"max abs diff; {m:,} rows per seed, {steps} steps per chunk",
+    )
+    if device.type == "cuda":
+        g32, e32 = grouped("float32"), grouped("float32", cuda_graphs=False)
+        row("check", "MLP 3 seeds batched: graphs == eager (float32)", f"{np.abs(g32 - e32).max():.2e}", "max abs diff")
 
 
 # --- main -----------------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ One process, one machine, the same 10,000 synthetic MNIST-shaped samples (784 ->
 lr 0.1, one epoch of SGD). Each contender is timed `--repeats` times and its best epoch is kept
 (these machines are noisy; the best is the least disturbed). Printed: seconds and ratios.
 
+Seeds: 3 seeds trained as one batched computation (train_mlp_groups, as `reproduce` trains a suite's
+seeds) against 3 one-seed runs one after the other, for part (c) (one rate) and part (b) (the 6-rate
+sweep); the two are timed alternately, so that both see the same load.
+
     uv run python benchmarks/mlp.py [--samples 10000] [--repeats 3]
 
 Peers:
@@ -23,10 +27,11 @@ import torch
 
 from mlhw.config import MLPConfig
 from mlhw.data import Dataset, Split
-from mlhw.mlp import train_mlp
+from mlhw.mlp import train_mlp, train_mlp_groups
 
 SIZES, BATCH, LR = [784, 40, 10], 10, 0.1
 SWEEP = [0.001, 0.01, 0.1, 1, 10, 100]
+SEEDS = [8, 9, 10]
 
 
 def synthetic(n: int, seed: int = 0):
@@ -35,10 +40,34 @@ def synthetic(n: int, seed: int = 0):
     return x, rng.randint(0, 10, n).astype(np.int64)
 
 
+def as_dataset(x, y) -> Dataset:
+    return Dataset("synthetic", Split(x.reshape(-1, 1, 28, 28), y), Split(x[:100].reshape(-1, 1, 28, 28), y[:100]))
+
+
 def mlhw_epoch(x, y, lrs) -> float:
-    data = Dataset("synthetic", Split(x.reshape(-1, 1, 28, 28), y), Split(x[:100].reshape(-1, 1, 28, 28), y[:100]))
-    res = train_mlp(MLPConfig(epochs=1, batch_size=BATCH, lr=LR), data, lrs, "cpu")
+    res = train_mlp(MLPConfig(epochs=1, batch_size=BATCH, lr=LR), as_dataset(x, y), lrs, "cpu")
     return res[0].history[1]["epoch_seconds"]  # the SGD epoch alone, without the evaluation passes
+
+
+def mlhw_seeds_epoch(x, y, lrs, batched: bool) -> float:
+    """One SGD epoch of every seed of SEEDS: one batched computation, or one run per seed (summed)."""
+    data, cfg = as_dataset(x, y), MLPConfig(epochs=1, batch_size=BATCH, lr=LR)
+    if batched:
+        return train_mlp_groups(cfg, [data] * len(SEEDS), SEEDS, lrs, "cpu")[0][0].history[1]["epoch_seconds"]
+    runs = (train_mlp(cfg.model_copy(update={"seed": s}), data, lrs, "cpu")[0] for s in SEEDS)
+    return sum(r.history[1]["epoch_seconds"] for r in runs)
+
+
+def seeds_rows(x, y, repeats: int) -> None:
+    """3 seeds batched vs 3 one-seed runs, timed alternately (best of `repeats` each)."""
+    print(f"{'3 seeds, s / epoch':<26}{'batched':>10}{'3 runs':>10}{'speed-up':>10}")
+    for label, lrs in (("part (c), 1 rate", [LR]), ("part (b), 6-rate sweep", SWEEP)):
+        batched, separate = [], []
+        for _ in range(repeats):
+            separate.append(mlhw_seeds_epoch(x, y, lrs, batched=False))
+            batched.append(mlhw_seeds_epoch(x, y, lrs, batched=True))
+        b, s = min(batched), min(separate)
+        print(f"{label:<26}{b:>10.4f}{s:>10.4f}{s / b:>9.2f}x")
 
 
 def torch_idiomatic_epoch(x, y) -> float:
@@ -148,6 +177,7 @@ def main() -> None:
         f"{times['numpy-skeleton'] / one:.1f}x; sklearn >= 5x: {times['sklearn'] / one:.1f}x; sweep <= 2x: "
         f"{sweep / one:.2f}x"
     )
+    seeds_rows(x, y, args.repeats)
 
 
 if __name__ == "__main__":
