@@ -31,9 +31,21 @@ import sys
 s, m, e = map(float, sys.argv[1:])
 print(f"paper profile end to end (first reproduce, incl. start-up): {m - s:.1f} s; no-op second reproduce: {e - m:.1f} s")
 PY
-python3 - <<'PY' | tee -a "$out/paper_times.txt"
-import sqlite3
+python3 - "$start" "$mid" <<'PY' | tee -a "$out/paper_times.txt"
+import sqlite3, sys
+start, mid = map(float, sys.argv[1:])
 con = sqlite3.connect("mlflow.db")
+first, last = con.execute(
+    """select min(r.start_time), max(r.end_time) from runs r join tags t on t.run_uuid = r.run_uuid
+       where t.key = 'mlhw.kind' and t.value != 'suite'"""
+).fetchone()
+kinds = con.execute(
+    """select t.value, count(*), sum(r.end_time - r.start_time) / 1000.0 from runs r join tags t
+       on t.run_uuid = r.run_uuid where t.key = 'mlhw.kind' group by t.value"""
+).fetchall()
+print(f"phases: start-up to the first run {first / 1000 - start:.1f} s; first run start to last run end "
+      f"{(last - first) / 1000:.1f} s; last run end to exit (report, check) {mid - last / 1000:.1f} s")
+print("runs by kind (count, sum of run durations; batched MLP runs overlap):", kinds)
 rows = con.execute("select status, count(*) from runs where lifecycle_stage='active' group by status").fetchall()
 print("runs by status:", rows)
 q = """select r.name, (r.end_time - r.start_time) / 1000.0 from runs r join tags t on t.run_uuid = r.run_uuid
