@@ -12,7 +12,6 @@ import yaml
 from helpers import invoke, runs_of, write_mnist_idx
 from mlflow.exceptions import MlflowException
 
-import mlhw.cli.reproduce
 import mlhw.plots
 from mlhw import data
 from mlhw.errors import MLHWError
@@ -34,10 +33,8 @@ SWEEP = {
 }
 
 
-@pytest.mark.parametrize("ahead", [True, False], ids=["runs-on-a-gpu", "runs-on-this-cpu"])
-def test_each_figure_is_drawn_once_and_the_parent_holds_the_reports_png(workdir, monkeypatch, ahead):
+def test_each_figure_is_drawn_once_ahead_and_the_parent_holds_the_reports_png(workdir, monkeypatch):
     (workdir / "exp.yaml").write_text(yaml.safe_dump(SWEEP))
-    monkeypatch.setattr(mlhw.cli.reproduce, "_trains_elsewhere", lambda *a: ahead)
     saved = []
     real = mlhw.plots.save
     monkeypatch.setattr(
@@ -50,9 +47,8 @@ def test_each_figure_is_drawn_once_and_the_parent_holds_the_reports_png(workdir,
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("reproduce", "--profile", "tiny", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
     assert res.exit_code == 0, res.output
-    # once (it was drawn twice after the runs: for the report, then for the suite parent); where the runs train
-    # elsewhere, in a thread while svm_soft ran; beside runs on this CPU, after them (the GIL: see _trains_elsewhere)
-    assert len(saved) == 1 and saved[0].startswith("mlhw-figures" if ahead else "MainThread"), saved
+    # once, while svm_soft ran (it was drawn twice after the runs: for the report, then for the suite parent)
+    assert len(saved) == 1 and saved[0].startswith("mlhw-figures"), saved
     client, runs = runs_of(uri)
     (parent,) = [
         r for r in runs if r.data.tags.get("mlhw.suite") == "mlp_lr_sweep" and r.data.tags["mlhw.kind"] == "suite"

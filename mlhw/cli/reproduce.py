@@ -132,7 +132,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
-        figures = _Prefetch(plan, store, enabled=_trains_elsewhere(dev, jobs, executor))
+        figures = _Prefetch(plan, store)
         stack.callback(figures.close)
         work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, figures)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
@@ -281,28 +281,18 @@ def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, pa
 FIGURE_SUITES = ("mlp_lr_sweep", "cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm")  # report.figure_specs draws these
 
 
-def _trains_elsewhere(dev, jobs: int, executor: str) -> bool:
-    """Whether this process's CPU is mostly idle while runs train: they run on a GPU (the training thread waits on
-    it with the GIL released) or in worker processes. Not so when they train on this CPU: there the training
-    thread releases and takes back the GIL around every small torch op, and a drawing thread beside it costs
-    the runs more than it saves the report (measured on a 2-core CPU: the ci profile's runs +2 s, its report -1 s)."""
-    return jobs > 1 or executor != "local" or getattr(dev, "type", str(dev)) == "cuda"
-
-
 class _Prefetch:
     """The report's figures drawn while later suites train: a suite's figure once its last unit has ended, in one
     background thread (on a GPU the training thread waits on the device with the GIL released, so drawing costs
     it nothing; Figure 2 alone takes ~1 s). The report uses such a PNG only where it would draw the very same
     figure (report.Figure.key: its title and every point), so what it writes does not change."""
 
-    def __init__(self, plan, store, enabled: bool = True):
-        self.plan, self.store, self.enabled = plan, store, enabled
+    def __init__(self, plan, store):
+        self.plan, self.store = plan, store
         self.left: dict[str, set[int]] = {}  # suite -> units that serve it and have not ended
         self.pool, self.folder, self.futures = None, None, []
 
     def start(self, work) -> None:
-        if not self.enabled:
-            return
         for i, unit in enumerate(work):
             for job in unit:
                 for suite in job.tags.get("mlhw.suites", "").split(","):
