@@ -182,32 +182,9 @@ def curves(record: dict, first_epoch: int = 0) -> list[dict]:
     ]
 
 
-@dataclass
-class Figure:
-    """A figure to draw: `figure(path)` writes the PNG. `key` names its content (the kind, the title and every
-    point), so a PNG drawn earlier from the same records (`prerender`) can stand in for drawing it again."""
-
-    kind: str  # lr_sweep | cnn_curves
-    series: list
-    title: str
-
-    def __call__(self, path) -> Path:
-        from mlhw import plots
-
-        draw = plots.lr_sweep_figure if self.kind == "lr_sweep" else plots.cnn_curves_figure
-        return draw(self.series, path, self.title)
-
-    @property
-    def key(self) -> str:
-        import hashlib
-
-        blob = json.dumps([self.kind, self.title, self.series], sort_keys=True, default=repr)
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, Figure]]:
+def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     """(suite, file name, caption, draw(path)) for Figure 2 and each CNN part: mean over seeds with a band."""
-    from mlhw.plots import lr_label, variant_title
+    from mlhw.plots import cnn_curves_figure, lr_label, lr_sweep_figure, variant_title
 
     specs = []
     if done.get("mlp_lr_sweep"):
@@ -222,7 +199,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, Figur
                 "mlp_lr_sweep",
                 "mlp_lr_sweep.png",
                 "Part 1 (b): training accuracy, training loss and test accuracy per epoch",
-                Figure("lr_sweep", series, title),
+                lambda p, s=series, t=title: lr_sweep_figure(s, p, t),
             )
         )
     for suite, (name, title) in T.CNN_TABLE_NAMES.items():
@@ -243,25 +220,10 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, Figur
                 suite,
                 f"{name}.png",
                 f"{title}: training loss and validation accuracy per epoch",
-                Figure("cnn_curves", series, full),
+                lambda p, s=series, t=full: cnn_curves_figure(s, p, t),
             )
         )
     return specs
-
-
-def prerender(scope: Scope, store: Store, suites: list[str], folder: Path) -> dict[str, Path]:
-    """Draw the figures of some suites whose runs are all settled, ahead of the report (`reproduce` does it in a
-    background thread while later suites train): figure key -> PNG in `folder`. `write_report(prerendered=...)`
-    uses a PNG only where its figure, drawn from the records the report itself reads, has the same key."""
-    sub = Scope(scope.profile, [e for e in scope.entries if e.suite in suites])
-    done, _ = collect(sub, store)
-    out = {}
-    for suite, _, _, draw in figure_specs(done):
-        if suite in suites:
-            png = folder / f"{draw.key}.png"
-            draw(png)
-            out[draw.key] = png
-    return out
 
 
 # --- the folder ---------------------------------------------------------------------------------------------
@@ -281,17 +243,10 @@ def is_current(folder: Path, keys: dict[str, str]) -> bool:
 
 
 def write_report(
-    scope: Scope,
-    store: Store,
-    results_dir: str | Path,
-    device: str = "-",
-    findings=None,
-    stamp: dict | None = None,
-    prerendered: dict[str, Path] | None = None,
+    scope: Scope, store: Store, results_dir: str | Path, device: str = "-", findings=None, stamp: dict | None = None
 ) -> tuple[list[T.ResultTable], Path, dict]:
     """Compile scope's tables, figures and REPORT.md into results/<profile>[-partial]/, replacing the folder
-    as a whole. Returns the tables, the report's path and the records (suite -> runs) it was made from.
-    `prerendered` (figure key -> PNG, from `prerender`): figures already drawn from the same records."""
+    as a whole. Returns the tables, the report's path and the records (suite -> runs) it was made from."""
     from mlhw import findings as F
 
     done, missing = collect(scope, store)
@@ -308,12 +263,7 @@ def write_report(
         figures = []
         for _, name, caption, draw in figure_specs(done):
             (tmp / "figures").mkdir(exist_ok=True)
-            ready = (prerendered or {}).get(draw.key)
-            if ready is not None and ready.is_file():  # drawn ahead from these very records: the same PNG
-                shutil.copyfile(ready, tmp / "figures" / name)
-                shutil.copymode(ready, tmp / "figures" / name)  # plots.save's mode: 0644 less the umask
-            else:
-                draw(tmp / "figures" / name)
+            draw(tmp / "figures" / name)
             figures.append((caption, name))
         text = report_text(scope, store, tables, figures, done, missing, device, findings)
         _write(tmp / "REPORT.md", text)

@@ -3,8 +3,6 @@ drawn once (the suite parent logs the report's own PNG), a report reads local ar
 checked before the runs is not read again by the first run."""
 
 import os
-import tempfile
-import threading
 
 import numpy as np
 import pytest
@@ -15,7 +13,6 @@ from mlflow.exceptions import MlflowException
 import mlhw.plots
 from mlhw import data
 from mlhw.errors import MLHWError
-from mlhw.report import Figure
 from mlhw.store import Store, local_artifact_dir
 
 SWEEP = {
@@ -27,61 +24,25 @@ SWEEP = {
             "base": {"epochs": 1, "train_size": 100, "test_size": 50},
             "grid": {"lr": [0.1, 1.0]},
         },
-        "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
     },
     "profiles": {"tiny": {"defaults": {"dataset": "digits"}}},
 }
 
 
-def test_each_figure_is_drawn_once_ahead_and_the_parent_holds_the_reports_png(workdir, monkeypatch):
+def test_each_figure_is_drawn_once_and_the_suite_parent_holds_the_reports_png(workdir, monkeypatch):
     (workdir / "exp.yaml").write_text(yaml.safe_dump(SWEEP))
     saved = []
     real = mlhw.plots.save
-    monkeypatch.setattr(
-        mlhw.plots,
-        "save",
-        lambda fig, path, **kw: saved.append(threading.current_thread().name) or real(fig, path, **kw),
-    )
-    (workdir / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(workdir / "tmp"))  # where the figures drawn ahead go
+    monkeypatch.setattr(mlhw.plots, "save", lambda fig, path, **kw: saved.append(path) or real(fig, path, **kw))
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("reproduce", "--profile", "tiny", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
     assert res.exit_code == 0, res.output
-    # once, while svm_soft ran (it was drawn twice after the runs: for the report, then for the suite parent)
-    assert len(saved) == 1 and saved[0].startswith("mlhw-figures"), saved
+    assert [p.name for p in saved] == ["mlp_lr_sweep.png"]  # was twice: for the report, then for the parent
     client, runs = runs_of(uri)
-    (parent,) = [
-        r for r in runs if r.data.tags.get("mlhw.suite") == "mlp_lr_sweep" and r.data.tags["mlhw.kind"] == "suite"
-    ]
+    (parent,) = [r for r in runs if r.data.tags.get("mlhw.kind") == "suite"]
     got = client.download_artifacts(parent.info.run_id, "figures/mlp_lr_sweep.png", str(workdir / "dl"))
     png = workdir / "results" / "tiny" / "figures" / "mlp_lr_sweep.png"
     assert open(got, "rb").read() == png.read_bytes() and png.stat().st_size > 10_000
-    assert png.stat().st_mode & 0o777 == 0o644 & ~current_umask()
-    assert not list((workdir / "tmp").iterdir())  # the figures drawn ahead are cleaned up
-    saved.clear()  # `tables` draws from the store alone, and draws the same PNG
-    assert invoke("tables", "--profile", "tiny", "--tracking-uri", uri, "--results-dir", workdir / "t").exit_code == 0
-    assert (
-        saved == ["MainThread"]
-        and (workdir / "t" / "tiny" / "figures" / "mlp_lr_sweep.png").read_bytes() == png.read_bytes()
-    )
-
-
-def test_a_figure_drawn_ahead_stands_in_only_for_the_same_figure():
-    rows = [{"epoch": e, "train_loss": 1.0 / (e + 1), "train_acc": 0.5, "test_acc": 0.4} for e in range(3)]
-    series = [("lr=0.1", [rows, rows])]
-    fig = Figure("lr_sweep", series, "t")
-    assert fig.key == Figure("lr_sweep", [("lr=0.1", [list(rows), list(rows)])], "t").key
-    moved = [("lr=0.1", [rows, rows[:2] + [rows[2] | {"test_acc": 0.41}]])]
-    for other in (Figure("lr_sweep", moved, "t"), Figure("lr_sweep", series, "t2"), Figure("cnn_curves", series, "t")):
-        assert other.key != fig.key
-    nan = [("lr=100", [[{"epoch": 1, "train_loss": float("nan")}]])]
-    assert Figure("lr_sweep", nan, "t").key == Figure("lr_sweep", nan, "t").key
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def test_text_artifacts_of_searched_runs_are_read_in_place(workdir, monkeypatch):

@@ -132,9 +132,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
-        figures = _Prefetch(plan, store)
-        stack.callback(figures.close)
-        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, figures)
+        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
         claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
@@ -145,7 +143,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             highlight=False,
         )
         try:
-            return failed, _compile(plan, store, results_dir, dev, parents, description, figures.result())
+            return failed, _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
             return failed, (
                 f"error: writing the report under {results_dir}/ failed ({exc.strerror or exc}); the runs are "
@@ -251,7 +249,7 @@ def _scope(plan):
     return Scope(plan.profile, entries, plan.descriptions, plan.overrides, plan.only)
 
 
-def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, figures=None):
+def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents):
     from mlhw.executors import LocalExecutor, PoolExecutor, RayExecutor
     from mlhw.plan import end_stale_runs, units
 
@@ -265,84 +263,9 @@ def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, pa
     else:
         runner = LocalExecutor(store, source, dev, settings)
     reporter = _Reporter(work, total)
-    if figures is not None:
-        figures.start(work)
-
-    def on_event(ev) -> None:
-        reporter.on_event(ev)
-        if figures is not None:
-            figures.on_event(ev)
-
     with reporter:
-        results = runner.run(work, on_event)
+        results = runner.run(work, reporter.on_event)
     return work, results
-
-
-FIGURE_SUITES = ("mlp_lr_sweep", "cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm")  # report.figure_specs draws these
-
-
-class _Prefetch:
-    """The report's figures drawn while later suites train: a suite's figure once its last unit has ended, in one
-    background thread (on a GPU the training thread waits on the device with the GIL released, so drawing costs
-    it nothing; Figure 2 alone takes ~1 s). The report uses such a PNG only where it would draw the very same
-    figure (report.Figure.key: its title and every point), so what it writes does not change."""
-
-    def __init__(self, plan, store):
-        self.plan, self.store = plan, store
-        self.left: dict[str, set[int]] = {}  # suite -> units that serve it and have not ended
-        self.pool, self.folder, self.futures = None, None, []
-
-    def start(self, work) -> None:
-        for i, unit in enumerate(work):
-            for job in unit:
-                for suite in job.tags.get("mlhw.suites", "").split(","):
-                    if suite in FIGURE_SUITES and suite in self.plan.suites:
-                        self.left.setdefault(suite, set()).add(i)
-        settled = [s for s in self.plan.suites if s in FIGURE_SUITES and s not in self.left]
-        if settled:  # nothing of theirs to run
-            self._submit(settled)
-
-    def on_event(self, ev) -> None:
-        if ev.kind != "end":
-            return
-        ended = []
-        for suite, left in self.left.items():
-            if ev.unit in left:
-                left.discard(ev.unit)
-                if not left:
-                    ended.append(suite)
-        if ended:
-            self._submit(ended)
-
-    def _submit(self, suites: list[str]) -> None:
-        import tempfile
-        from concurrent.futures import ThreadPoolExecutor
-
-        import mlhw.plots  # noqa: F401  imported here, in the main thread: two threads importing at once can deadlock
-        from mlhw.report import prerender
-
-        if self.pool is None:
-            self.folder = tempfile.mkdtemp(prefix="mlhw-figures-")
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="mlhw-figures")
-        from pathlib import Path
-
-        self.futures.append(self.pool.submit(prerender, _scope(self.plan), self.store, suites, Path(self.folder)))
-
-    def result(self) -> dict:
-        """Figure key -> PNG for every figure drawn ahead (waits for those being drawn); a figure that failed to
-        draw here is simply drawn by the report."""
-        out = {}
-        for f in self.futures:
-            with contextlib.suppress(Exception):
-                out |= f.result()
-        return out
-
-    def close(self) -> None:
-        import shutil
-
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class _Reporter:
@@ -391,7 +314,7 @@ class _Reporter:
                 err.print(f"[{self.finished}/{self.total}] {what}: {ev.label} ({seconds:.1f} s)", highlight=False)
 
 
-def _compile(plan, store, results_dir, dev, parents, description, prerendered=None):
+def _compile(plan, store, results_dir, dev, parents, description):
     """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
     from mlhw.report import figure_specs, write_report
     from mlhw.tables import to_markdown
@@ -414,7 +337,7 @@ def _compile(plan, store, results_dir, dev, parents, description, prerendered=No
         s: suite_key(plan.profile, s, [e.identity for e in scope.entries if e.suite == s], plan.overrides)
         for s in scope.suites()
     }  # with --only: the other suites as taken from the store
-    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=keys, prerendered=prerendered)
+    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=keys)
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
 
