@@ -21,6 +21,9 @@ cp .gpudata/*.gz "$work/data/"
 cp experiments.yaml "$work/"
 cd "$work"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+# Compile the bundle's and mlhw's bytecode first, as `.ci/run` (uv sync --compile-bytecode) does: the bundle ships
+# none, and without it the first reproduce compiles ~1,240 modules itself (compiling them here takes ~1.4 s).
+python3 -m compileall -q -j 0 /tmp/site "$OLDPWD/mlhw" >/dev/null 2>&1 || true
 start=$(date +%s.%N)
 python3 -m mlhw reproduce --profile paper --data-dir data 2>&1 | tee "$out/paper_first.txt" | grep -E "^\[|ran |check|up to date|error" || true
 mid=$(date +%s.%N)
