@@ -165,7 +165,13 @@ class RunLogger:
             t, tags = tags[:100], tags[100:]
             n = 1000 - len(p) - len(t)
             m, metrics = metrics[:n], metrics[n:]
-            self.client.log_batch(self.run_id, metrics=m, params=p, tags=t)
+            try:
+                self.client.log_batch(self.run_id, metrics=m, params=p, tags=t)
+            except BaseException:  # a locked store, a server error, SIGTERM: keep what was not sent, for end_quietly
+                self._pending = m + metrics + self._pending
+                self._params = p + params + self._params
+                self._tags = {x.key: x for x in t + tags} | self._tags
+                raise
         self._last_flush = time.monotonic()
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -264,8 +270,9 @@ def tracked_run(
     try:
         if claim is not None:  # inside the try: a claim that fails (or is interrupted) still ends the run
             claim(store, run)
-        if params:
+        if params:  # written at once (one write): a run whose process is killed later still shows its config
             log.log_params(params)
+            log.flush()
         yield log
         beat.stop()
         log.flush()

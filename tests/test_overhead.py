@@ -94,3 +94,42 @@ def test_checked_files_are_read_once_then_again_when_they_change(tmp_path, monke
     second = data.load("mnist", tmp_path)
     assert second is not first and np.array_equal(second.train.x, first.train.x)
     assert [d.name for d in data._last_loaded.values()] == ["mnist"]  # one copy per dataset, not one per read
+
+
+# --- deferred logging loses nothing (found by review: a failed flush dropped its batch) ----------------
+
+
+@pytest.mark.parametrize("error", [MlflowException("database is locked"), KeyboardInterrupt()])
+def test_a_flush_that_fails_keeps_its_batch_for_the_runs_end(tmp_path, monkeypatch, error):
+    """The first metrics batch fails once (a locked store, a server error, SIGTERM as Terminated): the run
+    still ends (FAILED or KILLED) with its params and the metrics of that batch."""
+    import mlhw.lifecycle as lc
+
+    monkeypatch.setattr(lc, "FLUSH_SECONDS", 0.0)
+    store = Store(f"sqlite:///{tmp_path}/mlflow.db")
+    real, failed = store.client.log_batch, []
+
+    def flaky(run_id, metrics=(), params=(), tags=()):
+        if metrics and not failed:
+            failed.append(1)
+            raise error
+        return real(run_id, metrics=metrics, params=params, tags=tags)
+
+    monkeypatch.setattr(store.client, "log_batch", flaky)
+    with pytest.raises(type(error)):
+        with lc.tracked_run(store, "r", params={"lr": 0.1, "seed": 8}) as log:
+            log.set_tags({"mlhw.note": "x"})
+            log.log_metrics({"train_loss": 1.0}, step=0)
+    run = store.client.get_run(log.run_id)
+    assert failed and run.info.status == ("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+    assert run.data.params == {"lr": "0.1", "seed": "8"}
+    assert run.data.metrics == {"train/loss": 1.0} and run.data.tags["mlhw.note"] == "x"
+
+
+def test_a_runs_params_are_in_the_store_as_soon_as_it_opens(tmp_path):
+    """A process killed (SIGKILL, out of memory) before its first flush leaves a run that still shows its config."""
+    from mlhw.lifecycle import tracked_run
+
+    store = Store(f"sqlite:///{tmp_path}/mlflow.db")
+    with tracked_run(store, "r", params={"lr": 0.1, "seed": 8}) as log:
+        assert store.client.get_run(log.run_id).data.params == {"lr": "0.1", "seed": "8"}
