@@ -55,3 +55,19 @@ def ci_copy(ci_reproduction, workdir):
         shutil.copy2(root / name, workdir / name)
     shutil.copytree(root / "results", workdir / "results")
     return f"sqlite:///{workdir}/mlflow.db"
+
+
+@pytest.fixture
+def mlp_networks(monkeypatch):
+    """Every mlp.Network the core builds, in order (the core returns metrics only; tests read the weights)."""
+    from mlhw import mlp
+
+    built = []
+
+    class Spy(mlp.Network):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(mlp, "Network", Spy)
+    return built

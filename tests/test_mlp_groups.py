@@ -32,20 +32,6 @@ def pool() -> Dataset:
     return make_pool()
 
 
-@pytest.fixture
-def networks(monkeypatch):
-    """Every Network the core builds (it returns metrics only)."""
-    built = []
-
-    class Spy(mlp.Network):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(mlp, "Network", Spy)
-    return built
-
-
 def seed_data(pool, shared: bool) -> tuple[MLPConfig, list[Dataset]]:
     """Per-seed subsets (what DataSource.for_config gives with train_size/test_size), or the whole pool,
     one object every seed shares (what it gives without)."""
@@ -57,7 +43,7 @@ def seed_data(pool, shared: bool) -> tuple[MLPConfig, list[Dataset]]:
 
 @pytest.mark.parametrize("shared", [False, True], ids=["per-seed subsets", "shared data"])
 @pytest.mark.parametrize("graph_steps", [500, 2], ids=["one chunk", "chunks and a tail"])
-def test_seeds_trained_together_equal_their_separate_runs(pool, networks, shared, graph_steps):
+def test_seeds_trained_together_equal_their_separate_runs(pool, mlp_networks, shared, graph_steps):
     """3 seeds x 2 rates in one computation (float64, CPU) against 3 one-seed train_mlp runs: every
     history value within 1e-12 (measured: <= 2e-13; the two differ in matmul shapes only) and the final
     weights within 1e-12. graph_steps=2 gathers 20 rows per group at a time: the 53-row subsets are two
@@ -65,12 +51,12 @@ def test_seeds_trained_together_equal_their_separate_runs(pool, networks, shared
     tail of 3. The seeds' own curves differ from each other by > 1e-3 (a mixed-up order or init shows)."""
     cfg, datas = seed_data(pool, shared)
     together = mlp.train_mlp_groups(cfg, datas, SEEDS, LRS, graph_steps=graph_steps)
-    grouped = networks.pop()
+    grouped = mlp_networks.pop()
     assert grouped.groups == len(SEEDS) and grouped.replicas == len(SEEDS) * len(LRS)
     assert [[(r.seed, r.lr) for r in per] for per in together] == [[(s, lr) for lr in LRS] for s in SEEDS]
     for g, (seed, data) in enumerate(zip(SEEDS, datas)):
         alone = mlp.train_mlp(cfg.model_copy(update={"seed": seed}), data, LRS)
-        net = networks.pop()
+        net = mlp_networks.pop()
         for r, (a, b) in enumerate(zip(together[g], alone)):
             assert a.diverged_epoch == b.diverged_epoch and len(a.history) == len(b.history) == cfg.epochs + 1
             for got, want in zip(a.history, b.history):

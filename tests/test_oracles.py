@@ -328,20 +328,6 @@ def small_data() -> Dataset:
     return Dataset("digits", split(53), split(40))
 
 
-@pytest.fixture
-def spy_network(monkeypatch):
-    """The Network `train_mlp` trains (train_mlp returns metrics only)."""
-    built = []
-
-    class Spy(mlp.Network):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(mlp, "Network", Spy)
-    return built
-
-
 def mlp_oracle_inputs(cfg: MLPConfig, data: Dataset):
     """The initial weights and the data order, reproduced from the seed: `train_mlp` draws each
     layer's weights (n_out, n_in) then biases (n_out,) from N(0, 1) in float64 with a CPU torch
@@ -363,7 +349,7 @@ def mlp_oracle_inputs(cfg: MLPConfig, data: Dataset):
     "device",
     ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))],
 )
-def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, spy_network, device):
+def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, mlp_networks, device):
     """Three epochs of two learning rates trained together (the sweep's replicas) each equal the
     NumPy per-example oracle: the weights after training and every epoch's train loss, train accuracy
     and test accuracy. Tolerance 1e-9 relative (float64): the two differ only in summation order
@@ -378,7 +364,7 @@ def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, spy_networ
     weights, biases, train, test, orders = mlp_oracle_inputs(cfg, small_data)
 
     results = mlp.train_mlp(cfg, small_data, lrs, device=device, **({"graph_steps": 2} if device == "cuda" else {}))
-    (net,) = spy_network
+    (net,) = mlp_networks
 
     for r, (lr, result) in enumerate(zip(lrs, results)):
         history, w, b = numpy_mlp(weights, biases, train, test, lr, cfg.batch_size, orders, small_data.n_classes)
