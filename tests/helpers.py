@@ -251,3 +251,20 @@ def failing_cnn_worker(settings) -> None:
         raise RuntimeError("injected failure inside the worker")
 
     mlhw.cnn.train_cnn = broken
+
+
+def pattern_digits(n_train: int, n_test: int):
+    """Digits-like float32 images in [0, 1] (1 x 8 x 8) with learnable labels: the class of the strongest of
+    ten fixed pixel patterns (numpy seed 0). Float32 pixels, as digits' and Nielsen's MNIST's."""
+    import numpy as np
+
+    from mlhw.data import Dataset, Split
+
+    rng = np.random.RandomState(0)
+    patterns = rng.rand(10, 64)
+
+    def split(n):
+        x = rng.rand(n, 1, 8, 8).astype(np.float32)
+        return Split(x, (x.reshape(n, -1) @ patterns.T).argmax(1).astype(np.int64))
+
+    return Dataset("digits", split(n_train), split(n_test))

@@ -4,27 +4,20 @@ run_mlp logs every job of a unit of several seeds and rates as its own MLflow ru
 import numpy as np
 import pytest
 import torch
+from helpers import pattern_digits
 
 from mlhw import mlp
 from mlhw.config import MLPConfig
-from mlhw.data import Dataset, Split, subset
+from mlhw.data import Dataset, subset
 
 SEEDS, LRS = [5, 11, 23], [0.1, 0.7]
 KEYS = ("train_loss", "train_acc", "test_acc")
 
 
 def make_pool() -> Dataset:
-    """Digits-like float32 images in [0, 1] with learnable labels (the class of the strongest of ten fixed
-    pixel patterns): 123 training images (12 batches of 10 and a partial one of 3) and 80 test images.
-    Each seed's subset of 53 (5 batches and a partial one of 3) and 40 differs."""
-    rng = np.random.RandomState(0)
-    patterns = rng.rand(10, 64)
-
-    def split(n):
-        x = rng.rand(n, 1, 8, 8).astype(np.float32)
-        return Split(x, (x.reshape(n, -1) @ patterns.T).argmax(1).astype(np.int64))
-
-    return Dataset("digits", split(123), split(80))
+    """123 training images (12 batches of 10 and a partial one of 3) and 80 test images of
+    helpers.pattern_digits. Each seed's subset of 53 (5 batches and a partial one of 3) and 40 differs."""
+    return pattern_digits(123, 80)
 
 
 @pytest.fixture(scope="module")

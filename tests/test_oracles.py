@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import pattern_digits
 from torch import nn
 
 from mlhw import cnn, mlp
@@ -315,17 +316,9 @@ def numpy_mlp(
 
 @pytest.fixture(scope="module")
 def small_data() -> Dataset:
-    """Digits-like float32 images in [0, 1] with learnable labels (the class of the strongest of ten
-    fixed pixel patterns): 53 training images, in batches of 10 five full ones and a partial one of 3,
-    and 40 test images. Float32 pixels, as digits' and Nielsen's MNIST's: the loop uses them as they are."""
-    rng = np.random.RandomState(0)
-    patterns = rng.rand(10, 64)
-
-    def split(n):
-        x = rng.rand(n, 1, 8, 8).astype(np.float32)
-        return Split(x, (x.reshape(n, -1) @ patterns.T).argmax(1).astype(np.int64))
-
-    return Dataset("digits", split(53), split(40))
+    """53 training images of helpers.pattern_digits, in batches of 10 five full ones and a partial one of 3,
+    and 40 test images. Float32 pixels: the loop uses them as they are."""
+    return pattern_digits(53, 40)
 
 
 def mlp_oracle_inputs(cfg: MLPConfig, data: Dataset):
