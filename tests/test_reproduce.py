@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -369,7 +370,7 @@ def _wait_for(predicate, timeout=120.0, every=0.2):
 
 
 def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
-    doc = dict(LIGHT, suites={"mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 60}}})
+    doc = dict(LIGHT, suites={"mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 120}}})
     doc["profiles"] = {"tiny": {"defaults": {"dataset": "digits"}}}
     (light / "exp.yaml").write_text(yaml.safe_dump(doc))
     uri = f"sqlite:///{light}/mlflow.db"
@@ -379,10 +380,15 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
     )
     try:
 
-        def running():
-            return [r for r in runs_of(uri)[1] if r.info.status == "RUNNING" and r.data.tags.get("mlhw.kind") == "mlp"]
+        def running():  # read SQLite directly: an MLflow client per poll took seconds on a loaded machine,
+            # and the run (a few seconds) could start and end between two polls
+            with contextlib.closing(sqlite3.connect(f"{light}/mlflow.db", timeout=1)) as con:
+                return con.execute(
+                    "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
+                    "where r.status = 'RUNNING' and t.key = 'mlhw.kind' and t.value = 'mlp'"
+                ).fetchall()
 
-        (victim,) = _wait_for(running)
+        ((victim_id,),) = _wait_for(running, every=0.05)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -391,7 +397,8 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
     assert proc.returncode == 143, err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("terminated")
     client, after = runs_of(uri)
-    assert client.get_run(victim.info.run_id).info.status == "KILLED"
+    victim = client.get_run(victim_id)
+    assert victim.info.status == "KILLED"
     assert {r.info.status for r in after} == {"KILLED"}  # the suite's parent too: nothing left RUNNING
     assert not (light / "results").exists()
     res = invoke(*argv)
