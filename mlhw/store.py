@@ -139,7 +139,9 @@ def _signals_deferred():
 class Store:
     """One tracking store and experiment, checked on creation; queries by mlhw's identity tag."""
 
-    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, create: bool = True):
+    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, create: bool = True, client=None):
+        """`client`: an MlflowClient look-alike to use instead of a client of its own (a `--jobs` worker on a
+        SQLite store gets mlhw.relay.RelayedClient: its writes go through the parent's one writer)."""
         self.uri = resolve_uri(uri)
         check_uri(self.uri)
         if is_server(self.uri):
@@ -153,7 +155,7 @@ class Store:
             return
         try:
             with _signals_deferred():  # a new SQLite store is being created: an interrupt here would break it
-                self.client = MlflowClient(self.uri)
+                self.client = client if client is not None else MlflowClient(self.uri)
                 self.experiment_id = self._experiment(experiment, create)
         except (KeyboardInterrupt, MLHWError):
             raise

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mlhw.relay import Relay, RelayManager
+
 
 def write_idx(path: Path, arr: np.ndarray) -> None:
     """idx: 0x0000, dtype 0x08 (uint8), ndim, big-endian uint32 dims, then the bytes."""
@@ -239,13 +241,13 @@ def assert_nothing_created(workdir: Path, uri: str | None = None) -> None:
     assert not results.exists() or not any(p.is_file() for p in results.rglob("*")), list(results.rglob("*"))
 
 
-def failing_cnn_worker(settings) -> None:
+def failing_cnn_worker(settings, relay=None) -> None:
     """A `--jobs` worker initializer whose CNN training raises once a run has started (importable by name,
     so a spawned worker process can run it): the real initializer, then a broken `train_cnn`."""
     import mlhw.cnn
     from mlhw import executors
 
-    executors.init_worker(settings)  # in the worker process: the real one (the parent patched its own copy)
+    executors.init_worker(settings, relay)  # in the worker process: the real one (the parent patched its own copy)
 
     def broken(*a, **kw):
         raise RuntimeError("injected failure inside the worker")
@@ -268,3 +270,53 @@ def pattern_digits(n_train: int, n_test: int):
         return Split(x, (x.reshape(n, -1) @ patterns.T).argmax(1).astype(np.int64))
 
     return Dataset("digits", split(n_train), split(n_test))
+
+
+# --- the relay of --jobs on SQLite: processes that write through it, and a relay over a fake client ------
+
+
+def relay_writer(relay, experiment_id: str, n: int, name: str) -> None:
+    """A worker process's share of the relay test: a run, n metric batches and a tag per batch, then FINISHED."""
+    from mlflow.entities import Metric, RunTag
+
+    from mlhw.relay import RelayedClient
+
+    client = RelayedClient(relay)
+    run = client.create_run(experiment_id, run_name=name)
+    for step in range(n):
+        client.log_batch(
+            run.info.run_id, metrics=[Metric("train/loss", step / n, 0, step)], tags=[RunTag("at", str(step))]
+        )
+    client.set_terminated(run.info.run_id, "FINISHED")
+
+
+class SlowClient:
+    """Stands in for an MlflowClient in the relay: one slow call, one that answers at once."""
+
+    def slow(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return "slow"
+
+    def echo(self, value):
+        return value
+
+
+def make_fake_relay():
+    relay = Relay("unused")
+    relay._client = SlowClient()
+    return relay
+
+
+class FakeRelayManager(RelayManager):
+    """A manager whose FakeRelay() is a Relay over SlowClient (module level: its spawned process finds it)."""
+
+
+FakeRelayManager.register("FakeRelay", make_fake_relay, exposed=("call",))
+
+
+def fake_relay_manager():
+    import multiprocessing
+
+    manager = FakeRelayManager(ctx=multiprocessing.get_context("spawn"))
+    manager.start()
+    return manager

@@ -117,11 +117,11 @@ def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: s
         raise MLHWError(f"--jobs {jobs}: must be at least 1")
     if not stale_after >= 1:
         raise MLHWError(f"--stale-after {stale_after:g}: must be at least 1 second (heartbeats come every 10 s)")
-    if (jobs > 1 or executor == "ray") and sqlite_path(uri) is not None:
-        what = f"--jobs {jobs}" if executor == "local" else "--executor ray"
+    if executor == "ray" and sqlite_path(uri) is not None:  # --jobs N on SQLite writes through the parent
         raise MLHWError(
-            f"{what} needs a tracking server: SQLite takes one writer at a time. Start one with "
-            f"`mlflow server --backend-store-uri sqlite:///mlflow.db --workers 1 --host 127.0.0.1 "
+            "--executor ray needs a tracking server: Ray's workers may run on other machines, out of reach of "
+            f"{uri}. Start one with "
+            f"`mlflow server --backend-store-uri {uri} --workers 1 --host 127.0.0.1 "
             f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
         )
 
@@ -398,7 +398,8 @@ def reproduce(
         int,
         typer.Option(
             help="Local worker processes (CPU threads split between them; one GPU "
-            "each where there are GPUs). Needs a tracking server.",
+            "each where there are GPUs). On a SQLite store their MLflow writes go through this process, "
+            "one at a time.",
             rich_help_panel=PARALLEL,
         ),
     ] = 1,
