@@ -26,7 +26,7 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 import mlhw
-from mlhw.store import Store
+from mlhw.store import Store, signals_deferred
 
 HEARTBEAT_TAG = "mlhw.heartbeat"  # unix seconds, refreshed while a run's process lives
 HEARTBEAT_SECONDS = 10.0
@@ -264,10 +264,16 @@ def tracked_run(
     all_tags |= {k: str(v) for k, v in (tags or {}).items()}
     if parent:
         all_tags["mlflow.parentRunId"] = parent
-    run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
-    log = RunLogger(store, run.info.run_id, defer=True)
-    beat = Heartbeat(store, run.info.run_id)
+    # Ctrl-C or SIGTERM just after the run exists (inside create_run, after its commit) would leave it RUNNING
+    # with nobody to end it: hold them until the try below, where they end the run KILLED.
+    with contextlib.ExitStack() as hold:
+        hold.enter_context(signals_deferred())
+        run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
+        log = RunLogger(store, run.info.run_id, defer=True)
+        beat = Heartbeat(store, run.info.run_id)
+        held = hold.pop_all()
     try:
+        held.close()  # a signal that came during the creation is acted on here
         if claim is not None:  # inside the try: a claim that fails (or is interrupted) still ends the run
             claim(store, run)
         if params:  # written at once (one write): a run whose process is killed later still shows its config

@@ -109,7 +109,7 @@ def probe_server(uri: str, timeout: float = 3.0) -> None:
 
 
 @contextlib.contextmanager
-def _signals_deferred():
+def signals_deferred():
     """Hold Ctrl-C and SIGTERM until the block ends: MLflow creates and migrates a new database's tables here,
     and an interrupt half-way leaves a store every later command fails on. The handlers only note the signal
     (any thread may receive it; Python runs handlers in the main thread), which is acted on afterwards."""
@@ -154,7 +154,7 @@ class Store:
             self.client, self.experiment_id = None, None
             return
         try:
-            with _signals_deferred():  # a new SQLite store is being created: an interrupt here would break it
+            with signals_deferred():  # a new SQLite store is being created: an interrupt here would break it
                 self.client = client if client is not None else MlflowClient(self.uri)
                 self.experiment_id = self._experiment(experiment, create)
         except (KeyboardInterrupt, MLHWError):

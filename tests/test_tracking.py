@@ -167,6 +167,33 @@ def test_run_endings(store):
         assert "error.txt" not in {a.path for a in store.client.list_artifacts(runs[name].info.run_id)}
 
 
+def test_sigterm_right_after_the_run_is_created_still_ends_it_killed(store, monkeypatch):
+    """SIGTERM delivered inside create_run, after the run exists (a poller saw it RUNNING and signalled at
+    once): it used to escape before the lifecycle's try, leaving the run RUNNING with nobody to end it."""
+    import os
+    import signal
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    real = store.client.create_run
+
+    def create_run_then_sigterm(*args, **kwargs):
+        run = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode, before create_run returns
+        return run
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        monkeypatch.setattr(store.client, "create_run", create_run_then_sigterm)
+        with pytest.raises(Terminated), tracked_run(store, "early"):
+            pytest.fail("the body must not run")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    (run,) = store.search()
+    assert run.info.run_name == "early" and run.info.status == "KILLED"
+
+
 def test_metrics_are_logged_in_sections(store):
     row = {"train_loss": 0.5, "train_acc": 0.8, "val_acc": 0.7, "test_acc": 0.75, "epoch_seconds": 1.5, "objective": 2}
     with tracked_run(store, "r") as log:
