@@ -99,18 +99,21 @@ def test_ray_executor_against_a_live_server(server, project):
 def test_jobs_2_on_sqlite_write_through_one_writer(project):
     """No server: the workers' writes go through the parent's relay; the store read back directly has every
     config finished once, by two worker processes, and a second reproduce finds nothing to do."""
-    res = runner.invoke(app, ["reproduce", "--profile", "small", "--jobs", "2"])
-    assert res.exit_code == 0, [x for x in res.stderr.splitlines() if "failed" in x or "Error" in x]
+    # An absolute URI: MLflow caches a store per URI string in a process, and this test runs in pytest's, where
+    # an earlier test's "sqlite:///mlflow.db" (another working directory) may still be open.
     uri = f"sqlite:///{project}/mlflow.db"
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--jobs", "2", "--tracking-uri", uri])
+    assert res.exit_code == 0, [x for x in res.stderr.splitlines() if "failed" in x or "Error" in x]
     client, runs = runs_of(uri)
     counts = finished_per_hash(runs)
-    assert len(counts) == 5 and set(counts.values()) == {1}
+    seen = [(r.info.run_name, r.info.status, r.data.tags.get("mlhw.dead")) for r in runs]
+    assert len(counts) == 5 and set(counts.values()) == {1}, (seen, res.stderr[-3000:])
     assert len({r.data.tags["mlhw.worker"] for r in runs if r.data.tags["mlhw.kind"] != "suite"}) == 2
     assert all(r.info.status == "FINISHED" for r in runs)
     cnn = [r for r in runs if r.data.tags.get("mlhw.kind") == "cnn"][0]
     assert [m.step for m in client.get_metric_history(cnn.info.run_id, "val/acc")] == [1]
     assert {a.path for a in client.list_artifacts(cnn.info.run_id)} == {"history.csv"}  # logged via the relay
-    again = runner.invoke(app, ["reproduce", "--profile", "small", "--jobs", "2"])
+    again = runner.invoke(app, ["reproduce", "--profile", "small", "--jobs", "2", "--tracking-uri", uri])
     assert again.exit_code == 0 and again.stderr.startswith("up to date: 5 runs, profile small")
 
 
