@@ -398,7 +398,7 @@ def reproduce(
         int,
         typer.Option(
             help="Local worker processes (CPU threads split between them; one GPU "
-            "each where there are GPUs). On a SQLite store their MLflow writes go through this process, "
+            "each where there are GPUs). On a SQLite store their MLflow calls go through one writer process, "
             "one at a time.",
             rich_help_panel=PARALLEL,
         ),
