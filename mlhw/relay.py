@@ -29,12 +29,8 @@ class Relay:
     def call(self, method: str, args: tuple, kwargs: dict):
         with self._lock:
             if self._client is None:  # imported here: the manager starts at once, MLflow loads on the first call
-                import logging
+                from mlhw.store import MlflowClient  # mlhw.store also quiets MLflow's logging, as in every process
 
-                from mlflow import MlflowClient
-
-                logging.getLogger("mlflow").setLevel(logging.WARNING)
-                logging.getLogger("alembic").setLevel(logging.WARNING)
                 self._client = MlflowClient(self._uri)
             return getattr(self._client, method)(*args, **kwargs)
 
