@@ -72,10 +72,11 @@ def execute_unit(
     for job in unit:  # a worker elsewhere must see the data the planner saw
         if source.identity(job.config) != job.identity:
             return UnitResult(error=f"{job.name}: the data on this worker differs from the planner's")
-    if unit[0].config.kind == "mlp" and settings.device == "auto":
+    if unit[0].config.kind == "mlp" and settings.device == "auto" and device.type == "cuda":
         from mlhw.device import mlp_device
 
-        device = mlp_device("auto")  # never the slower device for Part 1 (see mlhw.device)
+        # never the slower device for Part 1 (see mlhw.device); on CUDA, this worker's GPU
+        device = device if mlp_device("auto").type == "cuda" else mlp_device("cpu")
     try:
         done = run_unit(
             unit, store, source, device, claimer(settings.stale_after, settings.force), on_epoch, settings.precision
@@ -121,12 +122,11 @@ def _terminate_in_run(signum, frame):
     os._exit(143)  # idle between units: nothing to clean up
 
 
-def init_worker(settings: Settings, relay=None) -> None:
-    """Worker start-up: split the CPU threads, pick this worker's GPU, one data source per process.
-    Ctrl-C goes to the parent, which stops the workers with SIGTERM: that ends their runs KILLED.
-    `relay` (a SQLite store): the parent's one writer, which every MLflow call of this worker goes through."""
-    import multiprocessing
-
+def init_worker(settings: Settings, relay=None, device: str | None = None) -> None:
+    """Worker start-up: split the CPU threads, take this worker's device (its lane's; default: --device),
+    one data source per process. Ctrl-C goes to the parent, which stops the workers with SIGTERM: that ends
+    their runs KILLED. `relay` (a SQLite store): the parent's one writer, which every MLflow call of this
+    worker goes through."""
     import torch
 
     from mlhw.device import resolve_device
@@ -135,10 +135,7 @@ def init_worker(settings: Settings, relay=None) -> None:
     signal.signal(signal.SIGTERM, _terminate_in_run)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    device = settings.device
-    if device == "auto" and torch.cuda.is_available():
-        index = (multiprocessing.current_process()._identity or (1,))[0] - 1
-        device = f"cuda:{index % torch.cuda.device_count()}"
+    device = device or settings.device
     client = None
     if relay is not None:
         from mlhw.relay import RelayedClient
@@ -168,17 +165,59 @@ def work(unit: list[dict], index: int, settings: Settings, events=None) -> UnitR
         _WORKER["busy"] = False
 
 
-class PoolExecutor:
-    """`--jobs N`: N spawned worker processes (not forked: torch and MLflow hold threads and connections),
-    each logging to the tracking server, or, on a SQLite store, through one writer in the parent's manager
-    process (mlhw.relay). A worker that dies (SIGKILL, out of memory) breaks the pool: its runs are marked
-    KILLED, the rest is reported failed, and the next reproduce runs them."""
+@dataclass(frozen=True)
+class Lane:
+    """`workers` worker processes on one device ("auto", "cpu", "cuda:1"); `cnn`: whether they take
+    AlexNet's units (a CPU lane beside GPU lanes does not: a paper-sized AlexNet run is hours on a CPU);
+    `cnn_first`: AlexNet's units before the others (a GPU lane: nothing else can take them)."""
 
-    def __init__(self, store: Store, settings: Settings, jobs: int):
+    device: str
+    workers: int
+    cnn: bool = True
+    cnn_first: bool = False
+
+    def takes(self, unit: list[Job]) -> bool:
+        return self.cnn or unit[0].config.kind != "cnn"
+
+
+def plan_lanes(jobs: int, device: str, gpus: int) -> list[Lane]:
+    """Where `--jobs N` workers run. With --device auto and G GPUs: one worker per GPU (N <= G: the first
+    N GPUs), each taking any unit, AlexNet's first; the N - G workers beyond the GPUs run on the CPU and take
+    the rest (Part 1, the SVMs, theory), so that on a one-GPU machine --jobs 2 trains Part 1 on the CPU
+    beside AlexNet on the GPU instead of two processes time-slicing one GPU. Otherwise (no GPU, or an
+    explicit --device): N workers on that device, taking any unit."""
+    if device != "auto" or gpus < 1:
+        return [Lane(device, jobs)]
+    out = [Lane(f"cuda:{i}", 1, cnn_first=True) for i in range(min(jobs, gpus))]
+    return out + [Lane("cpu", jobs - gpus, cnn=False)] * (jobs > gpus)
+
+
+def next_unit(lane: Lane, queue: list[int], units: list[list[Job]]) -> int | None:
+    """The unit (an index into `units`) a free worker of `lane` takes from the queue (plan order): AlexNet's
+    first where the lane says so, else the first unit the lane takes."""
+    if lane.cnn_first:
+        first_cnn = next((i for i in queue if units[i][0].config.kind == "cnn"), None)
+        if first_cnn is not None:
+            return first_cnn
+    return next((i for i in queue if lane.takes(units[i])), None)
+
+
+class PoolExecutor:
+    """`--jobs N`: N spawned worker processes (not forked: torch and MLflow hold threads and connections) in
+    lanes, one per GPU and one for the CPU (plan_lanes), each logging to the tracking server, or, on a SQLite
+    store, through one writer in the parent's manager process (mlhw.relay). The parent hands a unit to a
+    lane when one of its workers is free. A worker that dies (SIGKILL, out of memory) breaks its lane: the
+    lane's runs are marked KILLED, what only it could run is reported failed, and the next reproduce runs
+    them."""
+
+    def __init__(self, store: Store, settings: Settings, jobs: int, gpus: int | None = None):
         self.store, self.jobs = store, jobs
         # Split the cores: N workers each with torch's default (every core) oversubscribe them, and OpenMP's
         # spinning threads then made the digits profile 2.3x slower with --jobs 2 than with --jobs 1 (2 cores).
         self.settings = Settings(**(settings.__dict__ | {"threads": settings.threads or worker_threads(jobs)}))
+        if gpus is None:
+            gpus = _gpu_count() if settings.device == "auto" else 0
+        self.lanes = plan_lanes(jobs, settings.device, gpus)
 
     def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
         import multiprocessing
@@ -196,6 +235,7 @@ class PoolExecutor:
         relay = manager.Relay(self.settings.uri) if sqlite_path(self.settings.uri) is not None else None
         workers: set[str] = set()
         results: list[UnitResult | None] = [None] * len(units)
+        died = "a worker process died (killed or out of memory)"
 
         def drain():
             with contextlib.suppress(queuelib.Empty, EOFError, OSError):
@@ -205,34 +245,65 @@ class PoolExecutor:
                         workers.add(ev.worker)
                     on_event(ev)
 
-        pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=init_worker, initargs=(self.settings, relay))
+        def finish(i: int, result: UnitResult) -> None:
+            results[i] = result
+            on_event(Event("end", i, label_of(units[i]), result=result))
+
+        pools = [
+            ProcessPoolExecutor(
+                lane.workers, mp_context=ctx, initializer=init_worker, initargs=(self.settings, relay, lane.device)
+            )
+            for lane in self.lanes
+        ]
+        queue, busy, broken = list(range(len(units))), [0] * len(pools), [False] * len(pools)
+        futures: dict = {}  # future -> (unit index, lane index)
+
+        def dispatch():
+            for k, lane in enumerate(self.lanes):
+                while not broken[k] and busy[k] < lane.workers:
+                    i = next_unit(lane, queue, units)
+                    if i is None:
+                        break
+                    queue.remove(i)
+                    try:
+                        f = pools[k].submit(work, [j.to_dict() for j in units[i]], i, self.settings, events)
+                    except BrokenProcessPool:
+                        broken[k] = True
+                        queue.insert(0, i)
+                        break
+                    futures[f], busy[k] = (i, k), busy[k] + 1
+            live = [lane for lane, b in zip(self.lanes, broken) if not b]
+            for i in [i for i in queue if not any(lane.takes(units[i]) for lane in live)]:
+                queue.remove(i)  # only a broken lane could have run it
+                finish(i, UnitResult(error=died))
+
         try:
-            futures = {
-                pool.submit(work, [j.to_dict() for j in u], i, self.settings, events): i for i, u in enumerate(units)
-            }
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+            dispatch()
+            while futures:
+                done, _ = wait(futures, timeout=0.25, return_when=FIRST_COMPLETED)
                 drain()
                 for f in done:
-                    i = futures[f]
+                    i, k = futures.pop(f)
+                    busy[k] -= 1
                     try:
-                        results[i] = f.result()
+                        result = f.result()
                     except BrokenProcessPool:
-                        results[i] = UnitResult(error="a worker process died (killed or out of memory)")
-                    on_event(Event("end", i, label_of(units[i]), result=results[i]))
+                        broken[k], result = True, UnitResult(error=died)
+                    finish(i, result)
+                dispatch()
         except KeyboardInterrupt:
-            self._stop(pool, workers, "stopped with the parent (Ctrl-C or SIGTERM)")
+            self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)")
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for pool in pools:
+                pool.shutdown(wait=True, cancel_futures=True)
             with contextlib.suppress(Exception):
                 manager.shutdown()
-        if any(r.error and "worker process died" in r.error for r in results if r):
+        if any(r.error == died for r in results if r):
             mark_dead(self.store, workers, "worker process died")
         return [r or UnitResult(error="not run") for r in results]
 
-    def _stop(self, pool, workers: set[str], reason: str) -> None:
+    def _stop(self, pools, workers: set[str], reason: str) -> None:
         """SIGTERM to every worker (their runs end KILLED), then mark whatever is left KILLED."""
         import time
 
@@ -243,8 +314,15 @@ class PoolExecutor:
         deadline = time.time() + 10
         while time.time() < deadline and any(_alive(pid) for pid in pids):
             time.sleep(0.1)
-        pool.shutdown(wait=False, cancel_futures=True)
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
         mark_dead(self.store, workers, reason)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def worker_threads(jobs: int) -> int:

@@ -244,3 +244,81 @@ def test_pool_workers_split_the_cores(monkeypatch):
     assert [p.settings.threads for p in made] == [8, 4, 2, 1]
     kept = executors.PoolExecutor(None, executors.Settings("sqlite:///x.db", "e", threads=3), 2)
     assert kept.settings.threads == 3
+
+
+def test_lanes_one_worker_per_gpu_and_the_rest_on_the_cpu():
+    from mlhw.executors import Lane, PoolExecutor, Settings, plan_lanes
+
+    gpu = [Lane(f"cuda:{i}", 1, cnn_first=True) for i in range(4)]
+    assert plan_lanes(2, "auto", 0) == [Lane("auto", 2)]  # no GPU: as many CPU workers, any unit
+    assert plan_lanes(3, "cpu", 2) == [Lane("cpu", 3)]  # an explicit device is obeyed
+    assert plan_lanes(2, "cuda", 1) == [Lane("cuda", 2)]  # ... even two workers on one GPU
+    assert plan_lanes(2, "auto", 1) == [gpu[0], Lane("cpu", 1, cnn=False)]
+    assert plan_lanes(2, "auto", 4) == gpu[:2]
+    assert plan_lanes(7, "auto", 4) == [*gpu, Lane("cpu", 3, cnn=False)]
+    assert PoolExecutor(None, Settings("sqlite:///x.db", "e"), 3, gpus=1).lanes == [gpu[0], Lane("cpu", 2, cnn=False)]
+
+
+def test_a_gpu_lane_takes_alexnet_first_and_a_cpu_lane_beside_it_never_does():
+    from types import SimpleNamespace
+
+    from mlhw.executors import Lane, next_unit, plan_lanes
+
+    kinds = ["mlp", "mlp", "cnn", "cnn", "svm_soft", "theory"]
+    units = [[SimpleNamespace(config=SimpleNamespace(kind=k))] for k in kinds]
+    gpu, cpu = plan_lanes(2, "auto", 1)
+    queue = list(range(len(units)))
+    assert next_unit(gpu, queue, units) == 2 and next_unit(cpu, queue, units) == 0
+    assert next_unit(cpu, [2, 3], units) is None  # only AlexNet left: the CPU lane waits
+    assert next_unit(gpu, [1, 4, 5], units) == 1  # no AlexNet left: the GPU lane takes the rest too
+    assert next_unit(Lane("cpu", 2), queue, units) == 0  # one lane: plan order
+
+
+def two_lanes(jobs, device, gpus):
+    """A GPU lane and a CPU lane beside it, both on this machine's CPU (no GPU here)."""
+    from mlhw.executors import Lane
+
+    return [Lane("cpu", 1, cnn_first=True), Lane("cpu", 1, cnn=False)]
+
+
+def test_jobs_2_in_lanes_alexnet_on_its_lane_the_rest_beside_it(project, monkeypatch):
+    from mlhw import executors
+
+    monkeypatch.setattr(executors, "plan_lanes", two_lanes)
+    uri = f"sqlite:///{project}/mlflow.db"
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--jobs", "2", "--tracking-uri", uri])
+    assert res.exit_code == 0, res.stderr[-2000:]
+    _, runs = runs_of(uri)
+    assert len(finished_per_hash(runs)) == 5 and all(r.info.status == "FINISHED" for r in runs)
+    workers: dict[str, set[str]] = {}
+    for r in runs:
+        workers.setdefault(r.data.tags["mlhw.kind"], set()).add(r.data.tags.get("mlhw.worker"))
+    assert len(workers["cnn"]) == 1 and workers["cnn"].isdisjoint(workers["mlp"]), workers
+
+
+def test_a_dead_lane_fails_only_what_no_other_lane_can_run(project):
+    """The AlexNet lane's worker is SIGKILLed during its first run: that run ends KILLED, the other AlexNet
+    unit (which the CPU lane never takes) fails unrun, Part 1 and the SVM finish on the CPU lane; the next
+    reproduce runs the two AlexNet configs."""
+    uri = f"sqlite:///{project}/mlflow.db"
+    exp = f"lanekill-{uuid.uuid4().hex[:6]}"
+    runs_of(uri, exp)  # the database exists before the test polls it
+    launcher = (
+        "import sys, test_scale; from mlhw import executors; executors.plan_lanes = test_scale.two_lanes; "
+        "from mlhw.cli import app; sys.argv[0] = 'mlhw'; app()"
+    )
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-c", launcher, *args(uri, exp, "--jobs", 2, "--set", "cnn_optimizers.epochs=4")]
+    proc = subprocess.Popen(argv, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    victim = wait_for_running(uri, exp)
+    os.kill(int(victim.data.tags["mlhw.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "worker process died" in err, err[-2000:]
+    client, runs = runs_of(uri, exp)
+    assert client.get_run(victim.info.run_id).info.status == "KILLED"
+    finished = {r.data.tags["mlhw.kind"] for r in runs if r.info.status == "FINISHED"} - {"suite", "mlp-sweep"}
+    assert finished == {"mlp", "svm_soft"} and len(finished_per_hash(runs)) == 3, [
+        (r.info.run_name, r.info.status) for r in runs
+    ]
+    res = runner.invoke(app, args(uri, exp, "--set", "cnn_optimizers.epochs=4"))
+    assert res.exit_code == 0 and "ran 2 of 2 runs" in res.stderr, res.stderr[-2000:]

@@ -397,9 +397,10 @@ def reproduce(
     jobs: Annotated[
         int,
         typer.Option(
-            help="Local worker processes (CPU threads split between them; one GPU "
-            "each where there are GPUs). On a SQLite store their MLflow calls go through one writer process, "
-            "one at a time.",
+            help="Local worker processes, CPU threads split between them. With GPUs (--device auto): one "
+            "worker per GPU, and the workers beyond the GPUs run on the CPU and take all but AlexNet (on one GPU, "
+            "--jobs 2 trains Part 1 on the CPU beside AlexNet). On a SQLite store their MLflow calls go through "
+            "one writer process, one at a time.",
             rich_help_panel=PARALLEL,
         ),
     ] = 1,
