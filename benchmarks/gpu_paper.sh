@@ -3,13 +3,19 @@
 # CIFAR-10's official format (Part 2: random pixels and labels, so accuracies are chance; this measures time, not
 # results). Run from the repo root on the device, with the MLflow bundle (../shared/gpu/make-device-site.sh) in
 # .devsite/ and the MNIST idx files in .gpudata/:
-#   bash benchmarks/gpu_paper.sh [OUT]
+#   bash benchmarks/gpu_paper.sh [OUT] [JOBS...]
+# Each JOBS value (default: 1 2) is one end-to-end run into a fresh store: --jobs 1 (everything in one process, on
+# the GPU) and --jobs 2 (lanes: AlexNet on the GPU, Part 1, the SVMs and theory on the CPU beside it).
 set -euo pipefail
 out=${1:-/tmp/gpu_paper}
+shift || true
+jobs_list=${*:-1 2}
+profile=${PROFILE:-paper}  # PROFILE=ci: a smoke test of this script on a CPU
 mkdir -p "$out"
 tar -xJf .devsite/site.tar.xz -C /tmp && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CI=1
-work=$(mktemp -d)
-python3 - "$work" <<'PY'
+repo=$PWD
+data=$(mktemp -d)
+python3 - "$data" <<'PY'
 import pickle, sys, pathlib, numpy as np
 d = pathlib.Path(sys.argv[1]) / "data" / "cifar-10-batches-py"; d.mkdir(parents=True)
 rng = np.random.RandomState(0)
@@ -17,22 +23,28 @@ for name, n in [(f"data_batch_{i}", 10000) for i in range(1, 6)] + [("test_batch
     with open(d / name, "wb") as f:
         pickle.dump({"data": rng.randint(0, 256, (n, 3072), dtype=np.uint8), "labels": rng.randint(0, 10, n).tolist()}, f)
 PY
-cp .gpudata/*.gz "$work/data/"
-cp experiments.yaml "$work/"
-cd "$work"
+cp .gpudata/*.gz "$data/data/"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 # Compile the bundle's and mlhw's bytecode first, as `.ci/run` (uv sync --compile-bytecode) does: the bundle ships
 # none, and without it the first reproduce compiles ~1,240 modules itself (compiling them here takes ~1.4 s).
-python3 -m compileall -q -j 0 /tmp/site "$OLDPWD/mlhw" >/dev/null 2>&1 || true
+python3 -m compileall -q -j 0 /tmp/site "$repo/mlhw" >/dev/null 2>&1 || true
+for jobs in $jobs_list; do
+work=$(mktemp -d)
+ln -s "$data/data" "$work/data"
+cp "$repo/experiments.yaml" "$work/"
+cd "$work"
+tag="jobs$jobs"
+echo "== $profile profile, --jobs $jobs"
 start=$(date +%s.%N)
-python3 -m mlhw reproduce --profile paper --data-dir data 2>&1 | tee "$out/paper_first.txt" | grep -E "^\[|ran |check|up to date|error" || true
+python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" 2>&1 | tee "$out/paper_first_$tag.txt" | grep -E "^\[|ran |check|up to date|error" || true
 mid=$(date +%s.%N)
-python3 -m mlhw reproduce --profile paper --data-dir data 2>&1 | tee "$out/paper_second.txt" | tail -2
+python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" 2>&1 | tee "$out/paper_second_$tag.txt" | tail -2
 end=$(date +%s.%N)
-python3 - "$start" "$mid" "$end" <<'PY' | tee "$out/paper_times.txt"
+python3 - "$start" "$mid" "$end" "$jobs" "$profile" <<'PY' | tee -a "$out/paper_times.txt"
 import sys
-s, m, e = map(float, sys.argv[1:])
-print(f"paper profile end to end (first reproduce, incl. start-up): {m - s:.1f} s; no-op second reproduce: {e - m:.1f} s")
+s, m, e = map(float, sys.argv[1:4])
+print(f"--jobs {sys.argv[4]}: {sys.argv[5]} profile end to end (first reproduce, incl. start-up): {m - s:.1f} s; "
+      f"no-op second reproduce: {e - m:.1f} s")
 PY
 python3 - "$start" "$mid" <<'PY' | tee -a "$out/paper_times.txt"
 import sqlite3, sys
@@ -49,6 +61,13 @@ kinds = con.execute(
 print(f"phases: start-up to the first run {first / 1000 - start:.1f} s; first run start to last run end "
       f"{(last - first) / 1000:.1f} s; last run end to exit (report, check) {mid - last / 1000:.1f} s")
 print("runs by kind (count, sum of run durations; batched MLP runs overlap):", kinds)
+workers = con.execute(
+    """select t.value, count(*), min(r.start_time), max(r.end_time) from runs r join tags t on t.run_uuid = r.run_uuid
+       where t.key = 'mlhw.worker' and r.run_uuid not in (select run_uuid from tags where key = 'mlhw.kind'
+       and value in ('suite', 'mlp-sweep')) group by t.value"""
+).fetchall()
+for w, n, a, b in workers:
+    print(f"  worker {w}: {n} runs, first start to last end {(b - a) / 1000:.1f} s")
 rows = con.execute("select status, count(*) from runs where lifecycle_stage='active' group by status").fetchall()
 print("runs by status:", rows)
 q = """select r.name, (r.end_time - r.start_time) / 1000.0 from runs r join tags t on t.run_uuid = r.run_uuid
@@ -56,4 +75,6 @@ q = """select r.name, (r.end_time - r.start_time) / 1000.0 from runs r join tags
 for name, sec in con.execute(q):
     print(f"  {sec:7.1f} s  {name}")
 PY
-cp -r results/paper "$out/results_paper" 2>/dev/null || true
+cp -r "results/$profile" "$out/results_${profile}_$tag" 2>/dev/null || true
+cd "$repo"
+done

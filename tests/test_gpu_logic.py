@@ -66,6 +66,27 @@ def test_mlp_device_rule():
             mlp_device("cuda")
 
 
+@pytest.mark.parametrize("auto_picks, expected", [("cuda", "cuda:1"), ("cpu", "cpu")])
+def test_a_workers_mlp_unit_under_auto_stays_on_its_own_gpu(monkeypatch, auto_picks, expected):
+    """--jobs N with several GPUs: the worker on cuda:1 trains Part 1 on cuda:1 (it went to cuda:0 from every
+    worker), or on the CPU where auto says CUDA is the slower device; an explicit --device is obeyed."""
+    from types import SimpleNamespace
+
+    import mlhw.device
+    from mlhw import executors
+
+    seen = []
+    monkeypatch.setattr(executors, "run_unit", lambda unit, store, source, device, *a: seen.append(device) or [])
+    monkeypatch.setattr(
+        mlhw.device, "mlp_device", lambda name="auto", *a, **k: torch.device(auto_picks if name == "auto" else name)
+    )
+    job = SimpleNamespace(config=SimpleNamespace(kind="mlp"), identity="i", name="mlp")
+    source = SimpleNamespace(identity=lambda cfg: "i")
+    for device in ("auto", "cuda:1"):
+        executors.execute_unit([job], None, source, torch.device("cuda:1"), executors.Settings("u", "e", device=device))
+    assert seen == [torch.device(expected), torch.device("cuda:1")]
+
+
 def autograd_sgd(params, x, labels, lrs, bs):
     """Independent reference: per replica, autograd gradients of the summed cross-entropy, w -= lr/m * grad."""
     params = [p.clone() for p in params]
