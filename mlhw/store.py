@@ -136,6 +136,27 @@ def signals_deferred():
                 signal.raise_signal(caught[0])
 
 
+@contextlib.contextmanager
+def creation_lock(path: Path | None):
+    """Held by one process at a time while it opens a SQLite store (MLflow creates a new database's tables and
+    migrates them here): processes that create one database at once each run the migrations and fail on each
+    other's ("table _alembic_tmp_metrics already exists"), which two commands started together in a fresh folder
+    did. An exclusive flock on the database's folder, so that no lock file is left behind; released on close."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        fcntl = None
+    if path is None or fcntl is None:
+        yield
+        return
+    fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 class Store:
     """One tracking store and experiment, checked on creation; queries by mlhw's identity tag."""
 
@@ -154,7 +175,7 @@ class Store:
             self.client, self.experiment_id = None, None
             return
         try:
-            with signals_deferred():  # a new SQLite store is being created: an interrupt here would break it
+            with signals_deferred(), creation_lock(path):  # a new SQLite store: an interrupt here would break it
                 self.client = client if client is not None else MlflowClient(self.uri)
                 self.experiment_id = self._experiment(experiment, create)
         except (KeyboardInterrupt, MLHWError):

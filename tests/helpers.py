@@ -322,3 +322,15 @@ def fake_relay_manager():
     manager = FakeRelayManager(ctx=multiprocessing.get_context("spawn"))
     manager.start()
     return manager
+
+
+def open_store_at_once(uri: str, barrier, answers) -> None:
+    """In a spawned process: wait for the others, open (create) the store, answer "ok" or the error."""
+    from mlhw.store import Store
+
+    barrier.wait()
+    try:
+        Store(uri, "together")
+        answers.put("ok")
+    except BaseException as err:
+        answers.put(f"{type(err).__name__}: {err}")

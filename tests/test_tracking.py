@@ -54,6 +54,29 @@ def test_experiment_created_by_another_process_meanwhile_is_used(workdir, monkey
     assert second.experiment_id == first.experiment_id and calls["n"] == 2
 
 
+def test_processes_creating_one_new_database_at_once_all_open_it(workdir):
+    """Three processes open the same new SQLite store at the same instant (two commands started together in a
+    fresh folder): each ran MLflow's migrations on the others' half-made tables and failed ("table
+    _alembic_tmp_metrics already exists"), every time in 4 of 4 trials here; now one at a time."""
+    import multiprocessing
+
+    from helpers import open_store_at_once
+
+    ctx = multiprocessing.get_context("spawn")
+    uri = f"sqlite:///{workdir}/together.db"
+    barrier, answers = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=open_store_at_once, args=(uri, barrier, answers)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    got = [answers.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert got == ["ok"] * 3, got
+    client = MlflowClient(uri)
+    assert [e.name for e in client.search_experiments() if e.name == "together"] == ["together"]
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith("together")) == ["together.db"]
+
+
 def test_experiment_is_tagged_for_model_development_and_artifacts_sit_beside_the_db(db):
     store = Store(db, "fresh")
     exp = MlflowClient(db).get_experiment(store.experiment_id)
