@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
@@ -32,6 +32,17 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str = ""  # set by each subclass; part of the identity, never set by users
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, v: Any, info) -> Any:
+        """YAML's true/false are not numbers: pydantic would read `epochs: true` as 1 epoch."""
+        values = v if isinstance(v, list | tuple) else [v]
+        if any(isinstance(x, bool) for x in values):
+            ann = cls.model_fields[info.field_name].annotation
+            if bool not in (ann, *get_args(ann)):
+                raise ValueError("must be a number, not a boolean")
+        return v
 
     def to_params(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"kind"})

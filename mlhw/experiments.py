@@ -241,6 +241,9 @@ def _expand_suite(
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise MLHWError(f"{file}: {seeds_origin}: expected a non-empty list of integer seeds (got {seeds!r})")
+    if seeds is not None and len(set(seeds)) < len(seeds):
+        again = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise MLHWError(f"{file}: {seeds_origin}: seed {again[0]} is listed twice (got {seeds!r})")
     if "variant" in grid:
         for v in grid["variant"]:
             if v not in CNN_VARIANTS:

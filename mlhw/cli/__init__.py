@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Optional
 
 import typer
@@ -25,6 +26,33 @@ app.add_typer(mlp.app, name="mlp", rich_help_panel="Experiments")
 app.add_typer(cnn.app, name="cnn", rich_help_panel="Experiments")
 app.add_typer(svm.app, name="svm", rich_help_panel="Theory")
 app.command("theory", rich_help_panel="Theory")(theory.theory)
+
+
+def reflow(doc: str) -> str:
+    """A docstring as help text: Typer's rich mode keeps every line break after the first paragraph, so the
+    80-column help showed the docstring's own line breaks inside its wrapped lines. Lines of a paragraph join;
+    a line that starts a list item ("- ") starts a new line."""
+    out = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines: list[str] = []
+        for line in para.splitlines():
+            if lines and not line.lstrip().startswith(("- ", "* ")):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    for cmd in typer_app.registered_commands:
+        if cmd.help is None and cmd.callback is not None and cmd.callback.__doc__:
+            cmd.help = reflow(cmd.callback.__doc__)
+    for group in typer_app.registered_groups:
+        _reflow_help(group.typer_instance)
+
+
+_reflow_help(app)
 
 
 def _version(value: bool) -> None:

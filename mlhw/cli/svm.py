@@ -105,7 +105,7 @@ def multiclass(
     experiment: Experiment = "mlhw",
     as_json: Json = False,
 ):
-    """Q1: minimise f(W) = mean_i max_j (<w_j,x_i> - <w_y,x_i> + 1[j != y]) over all classes.
+    """Q1: minimise f(W) = mean_i max_j (<w_j,x_i> - <w_y,x_i> + 1\\[j != y]) over all classes.
 
     f >= 0, so on linearly separable data a W with every margin >= 1 is optimal (f* = 0): the exact
     method looks for one (an L-BFGS softmax fit scaled to margin 1) and otherwise solves the linear
