@@ -372,7 +372,9 @@ def load_baseline(folder: str | Path) -> Baseline:
     folder = Path(folder)
     tables_dir = folder / "tables"
     if not tables_dir.is_dir():
-        raise CheckConfigError(f"{folder}: no baseline here (expected {tables_dir}/*.csv)")
+        near = sorted(p.parent.name for p in folder.parent.glob("*/tables") if p.is_dir())
+        beside = f"; baselines beside it: {', '.join(near)}" if near else ""
+        raise CheckConfigError(f"{folder}: no baseline here (expected {tables_dir}/*.csv){beside}")
     tables = load_tables(tables_dir)
     if not tables:
         raise CheckConfigError(f"{tables_dir}: no CSV tables in the baseline")
@@ -647,7 +649,8 @@ def to_rich(result: CheckResult, show_all: bool = False):
 
     rows = table_rows(result, show_all)
     if not rows:
-        return Text(result.summary() + " (nothing moved beyond tolerance)", style="green" if result.passed else "red")
+        # the verdict itself is the command's last line (stderr): say here only what there is to see
+        return Text(f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them)")
     style = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
     t = Table(title=escape(result.summary()), title_justify="left")
     for h in COLUMNS:

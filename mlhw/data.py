@@ -543,7 +543,10 @@ def _download(fetch, name: str, data_dir: Path, not_found: Callable[[str], DataN
         _remove_empty(data_dir, created, before)
         reason = str(err).splitlines()[0][:120] if str(err).strip() else type(err).__name__
         cause = getattr(err, "__cause__", None) or getattr(err, "__context__", None)
-        if reason.rstrip().endswith(":") and cause is not None:  # torchvision's "Error downloading X:" hides why
+        later = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        if reason.rstrip().endswith(":") and later:  # torchvision: "Error downloading X:\nTried URL, got:\n<why>"
+            reason = f"{reason.rstrip()} {later[-1][:120]}"
+        elif reason.rstrip().endswith(":") and cause is not None:
             reason = f"{reason.rstrip()} {str(cause).splitlines()[0][:120] or type(cause).__name__}"
         if not_found is not None:
             raise not_found(reason) from None

@@ -10,7 +10,7 @@ suite < `--set`. A grid is the cartesian product of its lists; `seeds` multiplie
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +61,10 @@ class RunSpec:
     config: Any
     label: str
     variant: str | None = None
+    where: dict[str, str] = field(default_factory=dict)  # field -> where its value was set, for error messages
+
+    def culprit(self, key: str) -> str:
+        return self.where.get(key, f"suites.{self.suite}: {key}")
 
 
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
@@ -235,15 +239,16 @@ def _expand_suite(
         if k != "dataset":
             culprit = origin[k] if origin[k].startswith("--set") else f"{file}: {origin[k]}"
             _validate(model, context, k, v, culprit)
+    seeds_culprit = seeds_origin if seeds_origin.startswith("--set") else f"{file}: {seeds_origin}"
     if seeds is not None and (
         not isinstance(seeds, list)
         or not seeds
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
-        raise MLHWError(f"{file}: {seeds_origin}: expected a non-empty list of integer seeds (got {seeds!r})")
-    if seeds is not None and len(set(seeds)) < len(seeds):
+        raise MLHWError(f"{seeds_culprit}: expected a non-empty list of integer seeds (got {seeds!r})")
+    if seeds is not None and len(set(seeds)) < len(seeds):  # one run, not two: the table's n would be wrong
         again = sorted({s for s in seeds if seeds.count(s) > 1})
-        raise MLHWError(f"{file}: {seeds_origin}: seed {again[0]} is listed twice (got {seeds!r})")
+        raise MLHWError(f"{seeds_culprit}: seed {again[0]} is listed twice (got {seeds!r})")
     if "variant" in grid:
         for v in grid["variant"]:
             if v not in CNN_VARIANTS:
@@ -280,7 +285,8 @@ def _expand_suite(
             label = ", ".join(
                 [_describe(k, v) for k, v in zip(keys, combo)] + ([f"seed {seed}"] if seed is not None else [])
             )
-            runs.append(RunSpec(name, suite.kind, suite.part, cfg, label, variant))
+            named = {k: v if v.startswith("--set") else f"{file}: {v}" for k, v in where.items()}
+            runs.append(RunSpec(name, suite.kind, suite.part, cfg, label, variant, named))
     return runs
 
 

@@ -415,8 +415,10 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
         about = about or run.data.tags.get("mlhw.profile_description", "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
     if not entries:
+        there = sorted({r.data.tags.get("mlhw.profile", "") for r in store.search("tags.`mlhw.kind` = 'suite'")} - {""})
         raise MLHWError(
             f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
-            f"(experiment {store.experiment_name!r}); run `mlhw reproduce --profile {profile}` first"
+            f"(experiment {store.experiment_name!r}; profiles there: {', '.join(there) or 'none'}); "
+            f"run `mlhw reproduce --profile {profile}` first if experiments.yaml has it"
         )
     return Scope(profile, entries, descriptions, description=about, expected=expected)

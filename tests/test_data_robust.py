@@ -266,14 +266,21 @@ def test_mnist_not_found_lists_folders_and_names(tmp_path):
 
 def test_failed_mnist_download_still_lists_what_was_looked_for(tmp_path, monkeypatch):
     def offline(data_dir):
-        raise OSError("Error downloading train-images-idx3-ubyte.gz:\nTraceback ...")
+        # torchvision's own wording: the reason comes on the last line
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://ossci-datasets.s3.amazonaws.com/mnist/, "
+            "got:\n<urlopen error [Errno -2] Name or service not known>\n"
+        )
 
     monkeypatch.setattr(data, "_fetch_mnist", offline)
     with pytest.raises(DataNotFound) as err:
         data.load_mnist(tmp_path / "nowhere")  # download=None: absent, so it tries
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith(f"MNIST not found in {tmp_path}/nowhere/ nor ")
-    assert "; the download failed (Error downloading train-images-idx3-ubyte.gz:): pass --data-dir" in msg
+    assert (
+        "; the download failed (Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -2] Name or "
+        "service not known>): pass --data-dir" in msg
+    )
 
 
 def test_cifar_not_found_lists_what_is_missing(tmp_path):

@@ -119,6 +119,14 @@ def with_(change):
             lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[]),
             "exp.yaml: profiles.p.suites.m.seeds: expected a non-empty list",
         ),
+        (
+            lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[3, 4, 3]),
+            "exp.yaml: profiles.p.suites.m.seeds: seed 3 is listed twice (got [3, 4, 3])",
+        ),
+        (
+            lambda d: d["suites"]["m"]["base"].update(epochs=True),  # pydantic alone reads it as 1 epoch
+            "exp.yaml: suites.m.base.epochs: must be a number, not a boolean (got True)",
+        ),
     ],
 )
 def test_validation_errors_name_file_key_and_value(tmp_path, change, message):
@@ -241,6 +249,14 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "m.batch_size=0"], "--set m.batch_size: must be > 0 (got 0)"),
         (["--profile", "p", "--set", "c.lr=.nan"], "--set c.lr: must be a finite number (got nan)"),
         (["--profile", "p", "--set", "seeds=[4294967296]"], "must be <= 4294967295 (got 4294967296)"),
+        (["--profile", "p", "--set", "m.seeds=[5,5]"], "--set m.seeds: seed 5 is listed twice (got [5, 5])"),
+        (["--profile", "p", "--set", "epochs=true"], "--set epochs: must be a number, not a boolean (got True)"),
+        (
+            ["--profile", "p", "--set", "m.train_size=1298"],
+            "--set m.train_size: 1298 is larger than digits's train pool",
+        ),
+        (["--profile", "p", "--set", "test_size=501"], "--set test_size: 501 is larger than digits's test pool (500)"),
+        (["--profile", "p", "--set", "m.hidden=[true]"], "--set m.hidden: must be a number, not a boolean"),
         (
             ["--profile", "p", "--set", "c.image_size=63"],
             "--set c.image_size: must be >= 67",

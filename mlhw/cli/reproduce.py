@@ -85,6 +85,7 @@ def _validate(
             if not dry_run:
                 raise
             missing.add(name)
+    _check_sizes(specs, source, missing)
     if not dry_run:
         check_writable(results_dir)
     store = Store(tracking_uri, experiment, create=not dry_run)
@@ -93,6 +94,24 @@ def _validate(
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
     return spec, source, store, plan
+
+
+def _check_sizes(specs, source, missing) -> None:
+    """A subset larger than its pool (train_size, test_size) fails here, naming where it was set, not in
+    a run that has already started."""
+    from mlhw.errors import MLHWError
+
+    for spec in specs:
+        name = getattr(spec.config, "dataset", None)
+        if name is None or name in missing:
+            continue
+        base = source.base(name)
+        for key, pool in (("train_size", base.train), ("test_size", base.test)):
+            size = getattr(spec.config, key, None)
+            if size is not None and size > len(pool):
+                raise MLHWError(
+                    f"{spec.culprit(key)}: {size} is larger than {name}'s {key.split('_')[0]} pool ({len(pool)})"
+                )
 
 
 def _baseline(folder, plan):
