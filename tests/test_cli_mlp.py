@@ -180,3 +180,24 @@ def test_bad_rate_in_sweep(workdir, lrs, culprit):
     res = invoke("mlp", "sweep", "--lrs", lrs, *FAST)
     assert_one_line_error(res, culprit)
     assert_nothing_created(workdir)
+
+
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["mlp", "train", "--epoch", "3"], "mlp train: No such option: --epoch (Possible options: --epochs)"),
+        (["mlp", "train", "--epochs", "abc"], "mlp train: Invalid value for '--epochs'"),
+        (["svm", "nope"], "svm: No such command 'nope'."),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(workdir, argv, line):
+    """The installed entry point (mlhw.cli:main): click's usage errors drew a usage line and a framed box."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "mlhw", *argv], cwd=workdir, capture_output=True, text=True)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1 and line in res.stderr, res.stderr
+    assert not (workdir / "mlflow.db").exists()
+    ok = subprocess.run([sys.executable, "-m", "mlhw", *argv[:-2], "--help"], cwd=workdir, capture_output=True)
+    assert ok.returncode == 0 and b"Usage:" in ok.stdout

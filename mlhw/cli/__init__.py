@@ -72,4 +72,26 @@ def root(
 
 
 def main() -> None:
-    app()
+    """The `mlhw` entry point: Typer's app, with click's usage errors (an unknown option, a value of the wrong
+    type) as one line and exit 2, like every other bad input, instead of a usage line and a framed box."""
+    import sys
+
+    try:  # typer >= 0.2x carries its own copy of click
+        from typer._click import exceptions as click
+    except ImportError:
+        from click import exceptions as click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.UsageError as err:
+        where, why = err.ctx.command_path if err.ctx is not None else "mlhw", " ".join(err.format_message().split())
+        if why:  # (none: a group called without a command, whose help was the answer)
+            sys.stderr.write(f"error: {where}: {why} (see {where} --help)\n")
+        sys.exit(err.exit_code)
+    except click.ClickException as err:
+        sys.stderr.write(f"error: {' '.join(err.format_message().split())}\n")
+        sys.exit(err.exit_code)
+    except click.Abort:  # Ctrl-C outside a run (a run's own handler exits 130 itself)
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
