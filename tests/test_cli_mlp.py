@@ -1,6 +1,7 @@
 """`mlhw mlp` through typer's CliRunner; MLflow contents read back from a temporary SQLite store."""
 
 import json
+import re
 
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, write_mnist_idx
@@ -57,6 +58,9 @@ def test_train_logs_one_complete_run(workdir):
     inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
     assert {i.dataset.name for i in inputs} == {"digits-training", "digits-test"}
     assert not (workdir / "results").exists()
+    # piped (as CliRunner is): no finished progress bar in the log; the hint browses this very store
+    assert not re.search(r"test acc \d|\d/\d|\d:\d\d:\d\d", res.stderr), res.stderr  # the bar's fields
+    assert f"`mlhw ui --tracking-uri {uri}` to browse" in res.stderr
 
 
 def test_identity_is_the_configs_and_the_datas(workdir):

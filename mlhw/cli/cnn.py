@@ -190,7 +190,7 @@ def train(
         + f" (run {run.run_id[:8]})",
         highlight=False,
     )
-    console.print(tracking_hint(store), highlight=False)
+    console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
         emit_json(record)
 
@@ -299,7 +299,7 @@ def compare(
     for p in parts:
         console.print(to_rich(tables[p], f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epochs"))
     console.print(f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}", highlight=False)
-    console.print(tracking_hint(store), highlight=False)
+    console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
         for v, r in runs.items():
             emit_json({"variant": v, **_summary(r), "run_id": r.run_id, "dataset": data.name})

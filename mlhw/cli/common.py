@@ -93,7 +93,16 @@ def prepare(cfg, name: str, part: str, command: str, data_dir, download, trackin
 
 
 def tracking_hint(store) -> str:
-    return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `mlhw ui` to browse"
+    """Where the runs went, and the command that browses exactly that store."""
+    import os
+
+    from mlhw.store import DEFAULT_URI, is_server
+
+    if is_server(store.uri):
+        return f"tracking: {store.uri} (experiment {store.experiment_name!r}); open it in a browser"
+    same = store.uri == (os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
+    ui = "mlhw ui" if same else f"mlhw ui --tracking-uri {store.uri}"
+    return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `{ui}` to browse"
 
 
 def handles_errors(fn: Callable) -> Callable:
@@ -154,6 +163,8 @@ def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[fl
 
 
 def progress() -> Progress:
+    """A live bar on a terminal; off when piped or in CI (a finished bar in a log file says nothing the final
+    table does not)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -163,6 +174,7 @@ def progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         transient=False,
+        disable=not is_terminal(),
     )
 
 

@@ -110,7 +110,8 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
         task = bar.add_task(label, total=cfg.epochs, info="")
 
         def on_epoch(epoch, row):
-            bar.update(task, completed=epoch, info=f"test acc {row['test_acc']:.4f}")
+            # a sweep's rows are one rate's each: only the epoch count speaks for all of them
+            bar.update(task, completed=epoch, info="" if parent else f"test acc {row['test_acc']:.4f}")
 
         runs = run_mlp(jobs, store, source, dev, None, on_epoch)
         if parent is not None:
@@ -155,7 +156,7 @@ def _show(runs, part, cfg, as_json, store, parent) -> None:
     console.print(table)
     if parent is not None:
         console.print(f"figure: artifact figures/mlp_lr_sweep.png of MLflow run {parent.run_id[:8]}", highlight=False)
-    console.print(tracking_hint(store), highlight=False)
+    console.print(tracking_hint(store), highlight=False, soft_wrap=True)
 
 
 @app.command()

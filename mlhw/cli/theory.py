@@ -45,6 +45,6 @@ def theory(
     console = err if as_json else out
     console.print(to_rich(table.display, table.title))
     console.print(f"{len(checks) - failed} passed, {failed} failed (MLflow run {done.run_id[:8]})", highlight=False)
-    console.print(tracking_hint(store), highlight=False)
+    console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
