@@ -26,7 +26,8 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   first epoch from which it stays there),
   *learns* (final accuracy >= `LEARNS_FRACTION` (90%) of the best rate's mean final accuracy; the first epoch
   it reached that level), *learns slowly* (below that, still gaining >= `STALL_GAIN` (1 point) over its last
-  `STALL_WINDOW` (5) epochs) or *stalls* (below that and no longer gaining).
+  `STALL_WINDOW` (5) epochs) or *stalls* (below that and no longer gaining; the first epoch within `STALL_GAIN`
+  of its best accuracy).
 - **Part 2 (c) speed**: epochs to reach a fixed validation accuracy, `SPEED_FRACTION` (90%) of the pair's best
   mean final validation accuracy; a run that never reaches it is "not reached" (no number). The difference in
   epochs (with BN+Dropout minus without) has a Welch interval only when every run reached the level; otherwise
@@ -357,13 +358,14 @@ def classify_run(
     tail = accs[-(window + 1) :] if len(accs) > window else accs
     if len(tail) >= 2 and tail[-1] - tail[0] >= gain:
         return "learns slowly", None
-    # stalled: the epoch after which it gained less than `gain` in total
-    epoch = None
-    for i in range(len(accs) - 1, -1, -1):
-        if final - accs[i] >= gain:
-            break
-        epoch = int(hist[i]["epoch"])
-    return "stalls", epoch
+    # stalled: the first epoch within `gain` of the best it ever reached. (Scanning back from the last epoch
+    # for a lower one stopped at once on a noisy curve: a run swinging between 47% and 70% from epoch 7 on
+    # was said to stall "from epoch 30" of 30.)
+    finite = [(int(h["epoch"]), a) for h, a in zip(hist, accs) if math.isfinite(a)]
+    if not finite:
+        return "stalls", None
+    top = max(a for _, a in finite)
+    return "stalls", next(e for e, a in finite if a >= top - gain)
 
 
 OUTCOME_ORDER = ["learns", "learns slowly", "stalls", "collapses", "diverges"]
@@ -420,7 +422,8 @@ def part1b(
         f"Dataset {evidence['dataset']}. A run *learns* when its final training accuracy reaches "
         f"{100 * learns_fraction:.0f}% of the best rate's mean ({pct(learns_fraction * best)}; the epoch is when it "
         f"first got there), *learns slowly* when it is below that but still gained ≥ {100 * STALL_GAIN:.0f} point "
-        f"over its last {STALL_WINDOW} epochs, *stalls* otherwise (the epoch from which it stopped gaining), "
+        f"over its last {STALL_WINDOW} epochs, *stalls* otherwise (from the first epoch within "
+        f"{100 * STALL_GAIN:.0f} point of its best), "
         f"*collapses* when it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}; the epoch "
         f"from which it stays there) and *diverges* when its training loss became non-finite or exceeded "
         f"10 ln(classes), far above the loss of chance (mlhw.divergence; that epoch)."

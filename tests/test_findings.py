@@ -122,6 +122,8 @@ def test_part1b_classifies_each_rate_with_its_epoch():
         mlp_run(0.01, [0.1, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5, 0.501, 0.5, 0.5]),
         # collapses: at chance from epoch 4 on
         mlp_run(10, [0.1, 0.4, 0.5, 0.3, 0.1, 0.09, 0.1]),
+        # stalls on a noisy curve: swings around 0.6 from epoch 4, where it first came within a point of its best
+        mlp_run(1, [0.1, 0.4, 0.6, 0.5, 0.645, 0.55, 0.65, 0.5, 0.58, 0.6]),
         # diverges at epoch 2, found from the history (no diverged_epoch key)
         mlp_run(
             100, [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], losses=[2, 5, nan, nan, nan, nan, nan], with_divergence=False
@@ -133,10 +135,11 @@ def test_part1b_classifies_each_rate_with_its_epoch():
     assert rates["0.001"]["outcome"] == "learns slowly"
     assert rates["0.01"]["runs"][0]["outcome"] == "stalls" and rates["0.01"]["runs"][0]["epoch"] == 2
     assert rates["10"]["runs"][0] == {"seed": 8, "outcome": "collapses", "epoch": 4}
+    assert rates["1"]["runs"][0] == {"seed": 8, "outcome": "stalls", "epoch": 4}  # was "from epoch 9", the last
     assert rates["100"]["runs"][0] == {"seed": 8, "outcome": "diverges", "epoch": 2}
     assert "lr 100 diverges at epoch 2" in f.answer and "lr 10 collapses from epoch 4" in f.answer
     assert "lr 0.1 learns by epoch 3" in f.answer
-    assert [r["learning rate"] for r in f.table] == ["0.001", "0.01", "0.1", "10", "100"]
+    assert [r["learning rate"] for r in f.table] == ["0.001", "0.01", "0.1", "1", "10", "100"]
 
 
 def test_part1b_reports_mixed_seeds_as_counts():
