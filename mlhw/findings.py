@@ -145,6 +145,8 @@ def welch_difference(
             res = stats.ttest_ind(b, a, equal_var=False)
             ci = res.confidence_interval(confidence_level=confidence)
         out.low, out.high, out.df = float(ci.low), float(ci.high), float(res.df)
+        if metric.endswith("acc"):  # a difference of accuracies lies in [-1, 1]: t's interval can pass beyond
+            out.low, out.high = max(out.low, -1.0), min(out.high, 1.0)
         if out.low > 0:
             out.verdict = "second higher"
         elif out.high < 0:

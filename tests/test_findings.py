@@ -33,7 +33,7 @@ def welch_by_hand(a, b, confidence=0.95):
     ],
 )
 def test_welch_interval_matches_the_hand_formula_and_scipy(a, b):
-    d = F.welch_difference(a, b, "val_acc")
+    d = F.welch_difference(a, b, "val_loss")  # (a loss: an accuracy's interval is clipped to [-1, 1])
     diff, lo, hi, df = welch_by_hand(a, b)
     assert d.diff == pytest.approx(diff, abs=1e-12)
     assert (d.low, d.high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
@@ -50,6 +50,14 @@ def test_separated_groups_give_an_interval_excluding_zero_with_the_right_sign():
     assert down.verdict == "first higher" and down.high < 0 and down.diff == pytest.approx(-0.11)
     s = F.difference_sentence(up)
     assert "+11.0 points" in s and "higher for Adam" in s and "95% CI" in s
+
+
+def test_an_accuracy_interval_stays_within_the_possible_differences():
+    """The digits report's Part 2 (b): Adam 0.005 (34%, 41%, 86%) vs Adam 5e-5 (99% x 3) gave [-24.7, +114.7]."""
+    d = F.welch_difference([0.338, 0.414, 0.858], [0.987, 0.9871, 0.9869], "test_acc")
+    ci = stats.ttest_ind([0.987, 0.9871, 0.9869], [0.338, 0.414, 0.858], equal_var=False).confidence_interval()
+    assert ci.high > 1 and d.high == 1.0 and d.low == pytest.approx(ci.low) and d.verdict == "not distinguishable"
+    assert "+100.0]" in F.difference_sentence(d)
 
 
 def test_overlapping_groups_are_not_distinguishable():
