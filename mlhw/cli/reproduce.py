@@ -518,7 +518,11 @@ def tables(
     check_writable(results_dir)
     store = Store(tracking_uri, experiment, create=False)
     scope = scope_from_store(store, profile)
-    tables_, path, _ = write_report(scope, store, results_dir)
+    from mlhw.plan import suite_key
+
+    # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
+    keys = {s: suite_key(profile, s, [e.identity for e in scope.entries if e.suite == s], []) for s in scope.suites()}
+    tables_, path, _ = write_report(scope, store, results_dir, stamp=keys)
     _print_tables(tables_, profile, path)
 
 
