@@ -114,6 +114,9 @@ def record(entry: Entry, run, store: Store) -> dict:
             "run_id": run.info.run_id,
             "diverged_epoch": int(tags["mlhw.diverged_epoch"]) if "mlhw.diverged_epoch" in tags else None,
             "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
+            "start": run.info.start_time,
+            "end": run.info.end_time or run.info.start_time,
+            "together": tags.get("mlhw.trained_together"),
         }
     )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
@@ -337,11 +340,13 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     ]
     absent = [s for s in scope.expected if s not in done]
     if absent:
-        lines += [
-            f"**Not reproduced here**: {', '.join(absent)} (no finished runs in the store; see the "
-            "Findings for the seed's reference numbers where they exist).",
-            "",
-        ]
+        why = (
+            f"not part of this reproduction; the full profile's report is `results/{scope.profile}/REPORT.md`"
+            if scope.partial
+            else "no finished runs in the store"
+        )
+        see = "; see the Findings for the seed's reference numbers where they exist" if findings else ""
+        lines += [f"**Not reproduced here**: {', '.join(absent)} ({why}{see}).", ""]
     if findings:
         lines += ["## Findings", "", findings, ""]
     if scope.profile == "paper" and not any(s in done for s in T.CNN_TABLE_NAMES):
@@ -368,7 +373,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
     import mlflow
 
-    total = sum(r["seconds"] for r in records.values())
+    spans = group_spans(records.values())
+    total = sum(r["seconds"] for r in records.values() if not r.get("together")) + sum(spans.values())
     lines += [
         "## Environment",
         "",
@@ -376,7 +382,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         f"- Python {platform.python_version()}, mlflow {mlflow.__version__}",
         f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
         f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} runs; total run time "
-        f"{total:.1f} s",
+        f"{total:.1f} s" + (" (runs trained together counted once)" if spans else ""),
         f"- tracking store: `{store.uri}`, experiment `{store.experiment_name}`"
         + ("" if store.run_url("x") else " (`mlhw ui` opens it; run ids below)"),
         "",
@@ -387,7 +393,11 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     ]
     for suite in scope.suites():
         for r in done.get(suite, []):
-            lines.append(f"| {r['suite']} | {r['label']} | {r['seconds']:.1f} | {run_link(store, r['run_id'])} |")
+            g = r.get("together")
+            others = int(g.rsplit("/", 1)[1]) - 1 if g else 0
+            secs = f"{spans[g]:.1f} (one computation with {others} other{'s' * (others != 1)})" if g else None
+            secs = secs or f"{r['seconds']:.1f}"
+            lines.append(f"| {r['suite']} | {r['label']} | {secs} | {run_link(store, r['run_id'])} |")
     if missing:
         lines += [
             "",
@@ -395,6 +405,17 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             + ", ".join(f"{e.suite} {e.label}" for e in missing),
         ]
     return "\n".join(lines) + "\n"
+
+
+def group_spans(records) -> dict[str, float]:
+    """Runs trained together (one batched MLP computation; tag mlhw.trained_together) -> the seconds from
+    the first one's start to the last one's end: each run's own start..end is that span less the time its
+    siblings took to be created, and their sum counted the computation once per run."""
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        if r.get("together"):
+            groups.setdefault(r["together"], []).append(r)
+    return {g: (max(r["end"] for r in rs) - min(r["start"] for r in rs)) / 1000 for g, rs in groups.items()}
 
 
 def scope_from_store(store: Store, profile: str, suites: list[str] | None = None) -> Scope:

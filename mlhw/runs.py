@@ -137,6 +137,9 @@ def run_unit(
     return [RUNNERS[kind](job, store, source, claim)]
 
 
+TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as one batched computation
+
+
 def run_mlp(jobs: list[Job], store: Store, source: DataSource, device, claim, on_epoch=None) -> list[Done]:
     """One network per job (the jobs differ only in seed and lr), trained as one batched computation:
     every seed of the unit with every rate of it (a (seed, lr) pair that is no job here, or whose run
@@ -176,11 +179,13 @@ def _train_mlp(jobs, logs, datas, device, on_epoch, train_mlp_groups) -> list[Do
             on_epoch(epoch, rows[at[0][0]][at[0][1]])
 
     results = train_mlp_groups(jobs[0].config, [datas[s] for s in seeds], seeds, lrs, device, hook)
+    # runs trained as one computation share its time: the report counts the group's span once
+    together = {TOGETHER_TAG: f"{logs[0].run_id[:12]}/{len(jobs)}"} if len(jobs) > 1 else {}
     done = []
     for job, (g, r), log in zip(jobs, at, logs):
         res = results[g][r]
-        if res.diverged_epoch is not None:
-            log.set_tags({"mlhw.diverged_epoch": res.diverged_epoch})
+        if res.diverged_epoch is not None or together:
+            log.set_tags(together | ({} if res.diverged_epoch is None else {"mlhw.diverged_epoch": res.diverged_epoch}))
         log.log_table(res.history, "history.csv")
         done.append(Done(job, log.run_id, res))
     return done

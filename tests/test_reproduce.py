@@ -122,6 +122,23 @@ def test_second_run_executes_nothing_and_tables_equal_mlflow(tiny):
     assert res.stderr.strip() == f"up to date: 8 runs, profile tiny ({Path('results') / 'tiny' / 'REPORT.md'})"
     assert len(runs(tiny)[1]) == len(first)  # no duplicates, no new parent runs
     assert snapshot(root) == before  # nothing rewritten
+    # the batched MLP runs share one computation's time: the report counts it once
+    text = (root / "REPORT.md").read_text()
+    together = {}
+    for r in first:
+        if "mlhw.trained_together" in r.data.tags:
+            together.setdefault(r.data.tags["mlhw.trained_together"], []).append(r.info)
+    assert together and all(len(v) == int(k.rsplit("/", 1)[1]) for k, v in together.items())
+    leaves = [r.info for r in first if r.data.tags["mlhw.kind"] not in ("suite", "mlp-sweep")]
+    alone = sum(
+        (i.end_time - i.start_time) / 1000
+        for i in leaves
+        if i.run_id not in {x.run_id for v in together.values() for x in v}
+    )
+    spans = [(max(i.end_time for i in v) - min(i.start_time for i in v)) / 1000 for v in together.values()]
+    shown = float(re.search(r"total run time ([\d.]+) s \(runs trained together counted once\)", text).group(1))
+    assert shown == pytest.approx(alone + sum(spans), abs=0.06)
+    assert text.count("(one computation with 1 other)") == 2 * sum(len(v) == 2 for v in together.values())
     tables = invoke("tables", "--profile", "tiny", "--tracking-uri", f"sqlite:///{tiny}/mlflow.db")
     assert tables.exit_code == 0, tables.output  # rebuilt from the store alone: still up to date after
     res = reproduce(tiny)
