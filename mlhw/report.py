@@ -381,7 +381,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
         f"- Python {platform.python_version()}, mlflow {mlflow.__version__}",
         f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
-        f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} runs; total run time "
+        f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} "
+        f"run{'s' * (len(records) != 1)}; total run time "
         f"{total:.1f} s" + (" (runs trained together counted once)" if spans else ""),
         f"- tracking store: `{store.uri}`, experiment `{store.experiment_name}`"
         + ("" if store.run_url("x") else " (`mlhw ui` opens it; run ids below)"),

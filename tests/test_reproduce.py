@@ -188,7 +188,7 @@ def test_interrupted_run_is_killed_and_rerun(tiny, monkeypatch):
     assert [r.info.status for r in after if r.data.tags.get("mlhw.kind") == "suite"] == ["KILLED"]
     monkeypatch.setattr(mlhw.cnn, "train_cnn", real)
     res = reproduce(tiny, "--only", "cnn_optimizers")
-    assert res.exit_code == 0 and "ran 1 of 1 runs" in res.stderr and "1 killed" in res.stderr
+    assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr and "1 killed" in res.stderr
 
 
 def test_a_failing_run_does_not_stop_the_others(tiny, monkeypatch):
@@ -208,7 +208,7 @@ def test_a_failing_run_does_not_stop_the_others(tiny, monkeypatch):
     assert "error.txt" in {a.path for a in client.list_artifacts(failed[0].info.run_id)}
     monkeypatch.setattr(mlhw.svm, "solve_primal", real)  # not undo(): that would also undo workdir's chdir
     res = reproduce(tiny, "--only", "svm_soft", "--only", "mlp_full")
-    assert res.exit_code == 0 and "ran 1 of 1 runs" in res.stderr and "1 failed" in res.stderr
+    assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr and "1 failed" in res.stderr
 
 
 def test_invalid_file_runs_nothing(tiny):
@@ -424,7 +424,7 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
     assert not (light / "results").exists()
     res = invoke(*argv)
     assert res.exit_code == 0, res.output
-    assert "1 killed" in res.stderr and "ran 1 of 1 runs" in res.stderr
+    assert "1 killed" in res.stderr and "ran 1 of 1 run in" in res.stderr
     _, final = runs_of(uri)
     done = [r for r in final if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") == "mlp"]
     assert len(done) == 1 and done[0].data.tags["mlhw.config_hash"] == victim.data.tags["mlhw.config_hash"]

@@ -82,7 +82,7 @@ def test_up_to_date_only_for_a_report_of_the_same_plan(project):
     report = (project / "results" / "p-partial" / "REPORT.md").read_text()
     assert "svm_soft.C=2" in report and "svm_soft.C=3" not in report
     again = reproduce(project, "--set", "svm_soft.C=2")
-    assert again.stderr.startswith("up to date: 1 runs")
+    assert again.stderr.startswith("up to date: 1 run,")
 
 
 def test_tables_reads_the_newest_reproduction_even_when_a_parent_is_reused(project):

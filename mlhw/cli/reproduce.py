@@ -126,6 +126,10 @@ def _baseline(folder, plan):
         return None
 
 
+def n_runs(n: int) -> str:
+    return f"{n} run" + "s" * (n != 1)
+
+
 def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: str) -> None:
     from mlhw.errors import MLHWError
     from mlhw.store import sqlite_path
@@ -156,7 +160,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         ran = sum(len(r.done) for r in results)
         claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
         err.print(
-            f"ran {ran} of {sum(len(u) for u in work)} runs in {time.perf_counter() - t0:.1f} s"
+            f"ran {ran} of {n_runs(sum(len(u) for u in work))} in {time.perf_counter() - t0:.1f} s"
             + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
             + (f", {claimed} left to another reproduce that owns them" if claimed else ""),
             highlight=False,
@@ -202,7 +206,7 @@ def _counts_line(plan) -> str:
     counts = plan.counts()
     shared = len(plan.entries) - len(plan.distinct())
     parts = ", ".join(f"[{STATUS_STYLE.get(s, 'white')}]{n} {s}[/]" for s, n in counts.items())
-    return f"{len(plan.distinct())} runs: {parts}" + (
+    return f"{n_runs(len(plan.distinct()))}: {parts}" + (
         f" ({shared} shared between suites, counted once)" if shared else ""
     )
 
@@ -468,7 +472,7 @@ def reproduce(
 
     if not plan.pending() and is_current(folder, plan.suite_keys()):
         err.print(
-            f"up to date: {len(plan.distinct())} runs, profile {profile} ({folder / 'REPORT.md'})", highlight=False
+            f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / 'REPORT.md'})", highlight=False
         )
         return
     baseline = _baseline(folder, plan)
