@@ -251,6 +251,7 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "seeds=[4294967296]"], "must be <= 4294967295 (got 4294967296)"),
         (["--profile", "p", "--set", "m.seeds=[5,5]"], "--set m.seeds: seed 5 is listed twice (got [5, 5])"),
         (["--profile", "p", "--set", "epochs=true"], "--set epochs: must be a number, not a boolean (got True)"),
+        (["--profile", "p", "--stale-after", "5"], "--stale-after 5: must be at least 15 seconds"),
         (
             ["--profile", "p", "--set", "m.train_size=1298"],
             "--set m.train_size: 1298 is larger than digits's train pool",

@@ -165,7 +165,10 @@ def wait_for_running(uri, experiment, timeout=120, kind="cnn"):
     pytest.fail("no run started")
 
 
-def test_sigkilled_reproduce_leaves_a_stale_run_that_is_rerun(server, project):
+def test_sigkilled_reproduce_leaves_a_stale_run_that_is_rerun(server, project, monkeypatch):
+    from mlhw import lifecycle
+
+    monkeypatch.setattr(lifecycle, "HEARTBEAT_SECONDS", 1.0)  # so that --stale-after 2 is allowed (no 15 s wait)
     exp = f"kill-{uuid.uuid4().hex[:6]}"
     proc = mlhw_process(project, *args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=4"))
     victim = wait_for_running(server, exp)

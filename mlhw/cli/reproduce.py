@@ -138,8 +138,14 @@ def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: s
         raise MLHWError(f"--executor {executor!r}: use local or ray")
     if jobs < 1:
         raise MLHWError(f"--jobs {jobs}: must be at least 1")
-    if not stale_after >= 1:
-        raise MLHWError(f"--stale-after {stale_after:g}: must be at least 1 second (heartbeats come every 10 s)")
+    from mlhw import lifecycle
+
+    least = 1.5 * lifecycle.HEARTBEAT_SECONDS  # below a heartbeat's interval, live runs elsewhere would look dead
+    if not stale_after >= least:
+        raise MLHWError(
+            f"--stale-after {stale_after:g}: must be at least {least:g} seconds (a live run's heartbeat comes "
+            f"every {lifecycle.HEARTBEAT_SECONDS:g} s)"
+        )
     if executor == "ray" and sqlite_path(uri) is not None:  # --jobs N on SQLite writes through the parent
         raise MLHWError(
             "--executor ray needs a tracking server: Ray's workers may run on other machines, out of reach of "
