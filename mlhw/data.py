@@ -126,15 +126,24 @@ def _derived(data: Dataset, step: Step, **changes) -> Dataset:
     return dataclasses.replace(data, _fingerprint=changes.pop("_fingerprint", None), _origin=origin, **changes)
 
 
+def oversized(data: Dataset, train_size: int | None, test_size: int | None) -> tuple[str, int, int] | None:
+    """("train" or "test", the size asked, the pool's size) for a subset the pool cannot give; None if both can."""
+    for which, size, pool in (("train", train_size, data.train), ("test", test_size, data.test)):
+        if size is not None and size > len(pool):
+            return which, size, len(pool)
+    return None
+
+
 def subset(data: Dataset, train_size: int | None, test_size: int | None, seed: int) -> Dataset:
     """The assignment's subsets: `np.random.seed(seed)`, then `choice(..., replace=False)` on the
     training pool and then on the test set (same draws as the skeleton, without touching numpy's
     global generator)."""
     rng = np.random.RandomState(seed)
     train, test = data.train, data.test
-    for name, size, pool in (("train-size", train_size, train), ("test-size", test_size, test)):
-        if size is not None and size > len(pool):
-            raise MLHWError(f"--{name} {size} is larger than {data.name}'s {name.split('-')[0]} pool ({len(pool)})")
+    too_large = oversized(data, train_size, test_size)
+    if too_large is not None:
+        which, size, pool = too_large
+        raise MLHWError(f"--{which}-size {size} is larger than {data.name}'s {which} pool ({pool})")
     if train_size is not None:
         train = train.take(rng.choice(len(train), train_size, replace=False))
     if test_size is not None:

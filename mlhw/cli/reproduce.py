@@ -99,19 +99,18 @@ def _validate(
 def _check_sizes(specs, source, missing) -> None:
     """A subset larger than its pool (train_size, test_size) fails here, naming where it was set, not in
     a run that has already started."""
+    from mlhw.data import oversized
     from mlhw.errors import MLHWError
 
     for spec in specs:
         name = getattr(spec.config, "dataset", None)
         if name is None or name in missing:
             continue
-        base = source.base(name)
-        for key, pool in (("train_size", base.train), ("test_size", base.test)):
-            size = getattr(spec.config, key, None)
-            if size is not None and size > len(pool):
-                raise MLHWError(
-                    f"{spec.culprit(key)}: {size} is larger than {name}'s {key.split('_')[0]} pool ({len(pool)})"
-                )
+        cfg = spec.config
+        too_large = oversized(source.base(name), getattr(cfg, "train_size", None), getattr(cfg, "test_size", None))
+        if too_large is not None:
+            which, size, pool = too_large
+            raise MLHWError(f"{spec.culprit(f'{which}_size')}: {size} is larger than {name}'s {which} pool ({pool})")
 
 
 def _baseline(folder, plan):
