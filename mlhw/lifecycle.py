@@ -32,6 +32,7 @@ HEARTBEAT_TAG = "mlhw.heartbeat"  # unix seconds, refreshed while a run's proces
 HEARTBEAT_SECONDS = 10.0
 WORKER_TAG = "mlhw.worker"  # host:pid of the process that runs it, so a parent can mark a dead worker's runs
 IDENTITY_TAG = "mlhw.config_hash"
+TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as one batched computation
 # Metrics are batched: one write per run every few seconds, not one per value. An MLP unit trains 30 runs at once
 # and each run flushes on its own clock: at 2 s, a unit of 3 s on a GPU paid 30 extra writes (~0.4 s) between epochs.
 FLUSH_SECONDS = 5.0

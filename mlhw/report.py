@@ -25,7 +25,7 @@ import pandas as pd
 import mlhw
 from mlhw import tables as T
 from mlhw.claims import by_identity
-from mlhw.lifecycle import git_commit, metric_key
+from mlhw.lifecycle import TOGETHER_TAG, git_commit, metric_key
 from mlhw.reference import MLP_FULL_TEST_ACC
 from mlhw.store import Store
 
@@ -116,7 +116,7 @@ def record(entry: Entry, run, store: Store) -> dict:
             "seconds": ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000,
             "start": run.info.start_time,
             "end": run.info.end_time or run.info.start_time,
-            "together": tags.get("mlhw.trained_together"),
+            "together": tags.get(TOGETHER_TAG),
         }
     )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0

@@ -18,7 +18,7 @@ import numpy as np
 
 from mlhw import data as datalib
 from mlhw.config import KINDS, CNNConfig, identity
-from mlhw.lifecycle import IDENTITY_TAG, RunLogger, standard_tags, tracked_run
+from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
 EpochHook = Callable[[int, dict], None]  # (epoch, the core's row for that epoch)
@@ -135,9 +135,6 @@ def run_unit(
     if kind == "cnn":
         return [run_cnn(job, store, source, device, claim, on_epoch, precision, compile)]
     return [RUNNERS[kind](job, store, source, claim)]
-
-
-TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as one batched computation
 
 
 def run_mlp(jobs: list[Job], store: Store, source: DataSource, device, claim, on_epoch=None) -> list[Done]:
