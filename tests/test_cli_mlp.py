@@ -205,3 +205,12 @@ def test_usage_errors_are_one_line_exit_2(workdir, argv, line):
     assert not (workdir / "mlflow.db").exists()
     ok = subprocess.run([sys.executable, "-m", "mlhw", *argv[:-2], "--help"], cwd=workdir, capture_output=True)
     assert ok.returncode == 0 and b"Usage:" in ok.stdout
+
+
+def test_help_text_wraps_the_docstring_as_prose():
+    """Typer's rich mode kept the docstring's own line breaks inside the wrapped help ("floor" / "0.02")."""
+    from mlhw.cli import reflow
+
+    res = CliRunner().invoke(app, ["check", "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0 and "+ floor (k = 3; floor 0.02 for accuracies" in res.output, res.output
+    assert reflow("a\n  b\n\n- one\n  more\n- two") == "a b\n\n- one more\n- two"
