@@ -216,10 +216,11 @@ def soft(
 ):
     """Q3: min 1/2||w||^2 + C/2 sum xi_i^2 s.t. y_i(<w,x_i> + b) >= 1 - xi_i, primal and dual.
 
-    The primal (Newton) and the dual max g(a,b), sum a_i y_i = 0, a,b >= 0 (active set) are solved
-    independently; the report gives both objectives, the duality gap, the KKT residuals
-    (w = sum a_i y_i x_i, xi = (a+b)/C, b = 0, complementary slackness), Q3(a) (the same optimum with
-    xi >= 0 added) and the agreement with scikit-learn's liblinear on the same objective.
+    The primal (Newton) and the dual max g(alpha, beta), sum alpha_i y_i = 0, alpha, beta >= 0 (active set;
+    the write-up's multipliers, not the bias b) are solved independently; the report gives both objectives,
+    the duality gap, the KKT residuals (w = sum alpha_i y_i x_i, xi = (alpha + beta)/C, beta = 0 at the
+    optimum, complementary slackness), Q3(a) (the same optimum with xi >= 0 added) and the agreement with
+    scikit-learn's liblinear on the same objective.
     """
     cfg = build(
         SoftSVMConfig,
