@@ -85,12 +85,16 @@ def _validate(
             if not dry_run:
                 raise
             missing.add(name)
-    _check_sizes(specs, source, missing)
     if not dry_run:
         check_writable(results_dir)
-    store = Store(tracking_uri, experiment, create=not dry_run)
+    store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
+    # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
+    # no-op reproduce (the fingerprint cache spares that read)
+    _check_sizes([p.spec for p in plan.pending()], source, missing)
+    if not dry_run and store.experiment_id is None:
+        store = Store(tracking_uri, experiment)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
     return spec, source, store, plan
