@@ -64,7 +64,7 @@ class RunSpec:
     where: dict[str, str] = field(default_factory=dict)  # field -> where its value was set, for error messages
 
     def culprit(self, key: str) -> str:
-        return self.where.get(key, f"suites.{self.suite}: {key}")
+        return self.where.get(key, f"suites.{self.suite}.base.{key}")
 
 
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
@@ -237,9 +237,9 @@ def _expand_suite(
     context = {"dataset": base["dataset"]} if "dataset" in base else {}
     for k, v in base.items():  # each value on its own: one that a grid or a variant replaces is still checked
         if k != "dataset":
-            culprit = origin[k] if origin[k].startswith("--set") else f"{file}: {origin[k]}"
+            culprit = _named(origin[k], file)
             _validate(model, context, k, v, culprit)
-    seeds_culprit = seeds_origin if seeds_origin.startswith("--set") else f"{file}: {seeds_origin}"
+    seeds_culprit = _named(seeds_origin, file)
     if seeds is not None and (
         not isinstance(seeds, list)
         or not seeds
@@ -277,17 +277,21 @@ def _expand_suite(
                 e = err.errors()[0]
                 k = str(e["loc"][0]) if e.get("loc") else "?"
                 got = e.get("input")
-                culprit = where.get(k, f"suites.{name}.base.{k}")
-                prefix = "" if culprit.startswith("--set") else f"{file}: "
+                culprit = _named(where.get(k, f"suites.{name}.base.{k}"), file)
                 raise MLHWError(
-                    f"{prefix}{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+                    f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})")
                 ) from None
             label = ", ".join(
                 [_describe(k, v) for k, v in zip(keys, combo)] + ([f"seed {seed}"] if seed is not None else [])
             )
-            named = {k: v if v.startswith("--set") else f"{file}: {v}" for k, v in where.items()}
+            named = {k: _named(v, file) for k, v in where.items()}
             runs.append(RunSpec(name, suite.kind, suite.part, cfg, label, variant, named))
     return runs
+
+
+def _named(origin: str, file) -> str:
+    """Where a value was set, as an error names it: `--set KEY` as typed, or `FILE: key.path`."""
+    return origin if origin.startswith("--set") else f"{file}: {origin}"
 
 
 def _validate(model, context: dict, key: str, value, culprit: str) -> None:
