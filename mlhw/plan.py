@@ -86,6 +86,15 @@ def suite_key(profile: str, suite: str, identities, overrides) -> str:
     return "suite-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def stamp_keys(scope) -> dict[str, str]:
+    """suite -> its key, for the suites a report (mlhw.report.Scope) covers: the stamp that lets the next
+    reproduce of the same plan find the report up to date."""
+    return {
+        s: suite_key(scope.profile, s, [e.identity for e in scope.entries if e.suite == s], scope.overrides)
+        for s in scope.suites()
+    }
+
+
 def make_plan(
     specs: list[RunSpec],
     store: Store,

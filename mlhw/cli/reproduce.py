@@ -363,13 +363,10 @@ def _compile(plan, store, results_dir, dev, parents, description):
         except MLHWError:  # none of them reproduced yet: the report says which suites are missing
             pass
         scope.only = []
-    from mlhw.plan import suite_key
+    from mlhw.plan import stamp_keys
 
-    keys = {
-        s: suite_key(plan.profile, s, [e.identity for e in scope.entries if e.suite == s], plan.overrides)
-        for s in scope.suites()
-    }  # with --only: the other suites as taken from the store
-    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=keys)
+    # with --only: the other suites as taken from the store
+    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
 
@@ -531,11 +528,10 @@ def tables(
     check_writable(results_dir)
     store = Store(tracking_uri, experiment, create=False)
     scope = scope_from_store(store, profile)
-    from mlhw.plan import suite_key
+    from mlhw.plan import stamp_keys
 
     # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
-    keys = {s: suite_key(profile, s, [e.identity for e in scope.entries if e.suite == s], []) for s in scope.suites()}
-    tables_, path, _ = write_report(scope, store, results_dir, stamp=keys)
+    tables_, path, _ = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
     _print_tables(tables_, profile, path)
 
 
