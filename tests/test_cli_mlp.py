@@ -214,3 +214,29 @@ def test_help_text_wraps_the_docstring_as_prose():
     res = CliRunner().invoke(app, ["check", "--help"], env={"COLUMNS": "400"})
     assert res.exit_code == 0 and "+ floor (k = 3; floor 0.02 for accuracies" in res.output, res.output
     assert reflow("a\n  b\n\n- one\n  more\n- two") == "a b\n\n- one more\n- two"
+
+
+def test_help_shows_no_type_for_flags_and_survives_a_closed_pipe(workdir):
+    """Typer 0.29 printed "--force <bool>" and "--help <bool>" as if flags took a value; and `mlhw --help | head -1`
+    ended in an AttributeError traceback (click's Abort is not where typer 0.29 keeps it)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "200"}
+    res = subprocess.run(
+        [sys.executable, "-m", "mlhw", "reproduce", "--help"], cwd=workdir, env=env, capture_output=True
+    )
+    text = res.stdout.decode()
+    assert res.returncode == 0 and "--force" in text and "--set" in text and "KEY=VALUE" in text, text
+    assert "<bool>" not in text, text
+
+    read, write = os.pipe()
+    os.close(read)  # a reader that is already gone, as after `| head -1`
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "mlhw", "--help"], cwd=workdir, stdout=write, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write)
+    assert res.returncode == 1 and b"Traceback" not in res.stderr, res.stderr.decode()

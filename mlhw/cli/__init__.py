@@ -65,10 +65,22 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[
         Optional[bool],
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.", metavar=""),
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
     """Reproduce Intro-to-ML assignment 4 end to end, every run logged to MLflow."""
+
+
+def _without_flag_types(command):
+    """Typer 0.29's help shows a flag's Python type as if it took a value ("--force <bool>", "--help <bool>"):
+    every flag of every command, Typer's own --help and completion flags included, gets an empty metavar."""
+    ctx = command.context_class(command, info_name=command.name)
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _without_flag_types(sub)
+    return command
 
 
 def main() -> None:
@@ -76,13 +88,15 @@ def main() -> None:
     type) as one line and exit 2, like every other bad input, instead of a usage line and a framed box."""
     import sys
 
-    try:  # typer >= 0.2x carries its own copy of click
+    try:  # typer >= 0.2x carries its own copy of click, with Abort and Exit moved to typer.exceptions
         from typer._click import exceptions as click
+        from typer.exceptions import Abort
     except ImportError:
         from click import exceptions as click
+        from click.exceptions import Abort
 
     try:
-        code = app(standalone_mode=False)
+        code = _without_flag_types(typer.main.get_command(app))(standalone_mode=False, prog_name="mlhw")
     except click.UsageError as err:
         where, why = err.ctx.command_path if err.ctx is not None else "mlhw", " ".join(err.format_message().split())
         if why:  # (none: a group called without a command, whose help was the answer)
@@ -91,7 +105,7 @@ def main() -> None:
     except click.ClickException as err:
         sys.stderr.write(f"error: {' '.join(err.format_message().split())}\n")
         sys.exit(err.exit_code)
-    except click.Abort:  # Ctrl-C outside a run (a run's own handler exits 130 itself)
+    except Abort:  # end of input at a prompt (Ctrl-C comes back as exit code 130 from typer itself)
         sys.stderr.write("aborted\n")
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -35,10 +35,8 @@ def check(
     ] = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.", metavar="")] = False,
-    show_all: Annotated[
-        bool, typer.Option("--all", help="Show every compared metric, not only what moved.", metavar="")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="Show every compared metric, not only what moved.")] = False,
 ):
     """Compare the tracking store's results of a profile with a committed baseline; exit 1 on drift.
 

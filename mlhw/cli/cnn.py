@@ -68,7 +68,7 @@ Precision = Annotated[
         rich_help_panel=TRAIN,
     ),
 ]
-Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=TRAIN, metavar="")]
+Compile = Annotated[bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=TRAIN)]
 
 
 def _config(**fields) -> CNNConfig:
@@ -108,7 +108,6 @@ def train(
             help="BatchNorm after every conv.",
             rich_help_panel=TRAIN,
             show_default="batchnorm",
-            metavar="",
         ),
     ] = None,
     dropout: Annotated[
@@ -118,7 +117,6 @@ def train(
             help="Dropout(0.5) before the hidden Linear layers.",
             rich_help_panel=TRAIN,
             show_default="dropout",
-            metavar="",
         ),
     ] = None,
     dataset: Dataset = None,

@@ -39,7 +39,6 @@ Download = Annotated[
         "--download/--no-download",
         rich_help_panel=DATA,
         show_default="auto",
-        metavar="",
         help="Download the dataset (default: only when it is absent and the network works).",
     ),
 ]
@@ -65,9 +64,7 @@ Experiment = Annotated[str, typer.Option(help="MLflow experiment name.", rich_he
 ResultsDir = Annotated[str, typer.Option(help="Where figures and tables are written.", rich_help_panel=OUTPUT)]
 Json = Annotated[
     bool,
-    typer.Option(
-        "--json", rich_help_panel=OUTPUT, help="Print each run's final metrics as a JSON line on stdout.", metavar=""
-    ),
+    typer.Option("--json", rich_help_panel=OUTPUT, help="Print each run's final metrics as a JSON line on stdout."),
 ]
 
 

@@ -32,6 +32,7 @@ Only = Annotated[
     Optional[list[str]],
     typer.Option(
         "--only",
+        metavar="SUITE",
         help="Run only this suite (repeatable), e.g. --only "
         "cnn_optimizers. The report stays whole: the other suites come from the store.",
     ),
@@ -40,12 +41,12 @@ Set = Annotated[
     Optional[list[str]],
     typer.Option(
         "--set",
-        help="Override a field: KEY=VALUE (value read as YAML), e.g. epochs=2, mlp_full.lr=0.05, "
+        metavar="KEY=VALUE",
+        help="Override a field (value read as YAML), e.g. epochs=2, mlp_full.lr=0.05, "
         "cnn_adam_lr.seeds=\\[0,1]. The report goes to results/<profile>-partial/.",
     ),
 ]
 File = Annotated[str, typer.Option("--file", help="The experiments file.")]
-Flag = dict(metavar="")  # a flag takes no value: show none in --help
 STATUS_STYLE = {
     "done": "green",
     "pending": "yellow",
@@ -408,17 +409,15 @@ def reproduce(
     only: Only = None,
     set_: Set = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the plan and exit: nothing is run, downloaded or written.", **Flag)
+        bool, typer.Option("--dry-run", help="Show the plan and exit: nothing is run, downloaded or written.")
     ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Run every planned run again, even the done ones.", **Flag)
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run every planned run again, even the done ones.")] = False,
     file: File = "experiments.yaml",
     device: Device = "auto",
     data_dir: DataDir = "data",
     download: Annotated[
         Optional[bool],
-        typer.Option("--download/--no-download", show_default="auto", help="Download missing datasets.", metavar=""),
+        typer.Option("--download/--no-download", show_default="auto", help="Download missing datasets."),
     ] = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",

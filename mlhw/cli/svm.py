@@ -71,7 +71,6 @@ def multiclass(
             help="Add a constant feature (an offset per class).",
             rich_help_panel=TRAIN,
             show_default="bias",
-            metavar="",
         ),
     ] = None,
     steps: Annotated[
@@ -92,7 +91,6 @@ def multiclass(
             "--check",
             help="Exit 1 unless the theorem holds: f* = 0 implies zero "
             "training error, and hinge >= 0-1 loss everywhere.",
-            metavar="",
         ),
     ] = False,
     dataset: Dataset = None,

@@ -16,7 +16,6 @@ def theory(
         typer.Option(
             "--digits/--no-digits",
             help="Also check Q1 and Q3 on the embedded digits (Q1: all classes; Q3: 3 vs 8).",
-            metavar="",
         ),
     ] = True,
     tracking_uri: TrackingUri = None,
