@@ -108,11 +108,11 @@ def _check_sizes(specs, source, missing) -> None:
     from mlhw.errors import MLHWError
 
     for spec in specs:
-        name = getattr(spec.config, "dataset", None)
-        if name is None or name in missing:
-            continue
         cfg = spec.config
-        too_large = oversized(source.base(name), getattr(cfg, "train_size", None), getattr(cfg, "test_size", None))
+        name, sizes = getattr(cfg, "dataset", None), (getattr(cfg, "train_size", None), getattr(cfg, "test_size", None))
+        if name is None or name in missing or sizes == (None, None):
+            continue  # (no subset asked: the dataset is not read here; with --jobs N the workers read it anyway)
+        too_large = oversized(source.base(name), *sizes)
         if too_large is not None:
             which, size, pool = too_large
             raise MLHWError(f"{spec.culprit(f'{which}_size')}: {size} is larger than {name}'s {which} pool ({pool})")
