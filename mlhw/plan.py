@@ -27,6 +27,7 @@ class Planned:
     identity: str
     status: str = "pending"  # done | pending | failed | killed | stale | running (elsewhere)
     run_id: str | None = None  # the FINISHED run, or the unfinished one this replaces
+    tags: dict[str, str] = field(default_factory=dict)  # that run's tags
 
     @property
     def todo(self) -> bool:
@@ -119,7 +120,7 @@ def make_plan(
         if found is None:
             entries.append(Planned(spec, ident))
         else:
-            entries.append(Planned(spec, ident, STATUS[found.status], found.run_id))
+            entries.append(Planned(spec, ident, STATUS[found.status], found.run_id, dict(found.run.data.tags)))
     return Plan(profile, entries, dict(descriptions or {}), list(overrides), list(only))
 
 
@@ -131,17 +132,48 @@ def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> None:
             end_stale(store, run.info.run_id)
 
 
+def member_tags(plan: Plan, p: Planned, before: dict[str, str] | None = None) -> dict[str, str]:
+    """The tags of a run of the plan: its profile, first suite and part, and every suite and part of the
+    assignment it serves (joined to those of `before`, the tags of a run made earlier)."""
+    before = before or {}
+
+    def joined(key: str, names) -> str:
+        return ",".join(dict.fromkeys([*filter(None, before.get(key, "").split(",")), *names]))
+
+    served = plan.serves(p.identity)
+    return {
+        "mlhw.profile": before.get("mlhw.profile", plan.profile),
+        "mlhw.suite": before.get("mlhw.suite", p.spec.suite),
+        "mlhw.suites": joined("mlhw.suites", (q.spec.suite for q in served)),
+        "mlhw.part": before.get("mlhw.part", p.spec.part),
+        "mlhw.parts": joined("mlhw.parts", (q.spec.part for q in served)),
+    }
+
+
+def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
+    """The done runs a reproduction uses without training them (from an earlier reproduce, another profile or
+    a single command such as `mlhw mlp train`) join it: their tags name every suite and part they serve, and a
+    run with no parent becomes a child of its first suite's parent run. Returns how many runs changed."""
+    from mlflow.entities import RunTag
+
+    changed = 0
+    for p in plan.distinct().values():
+        if p.status != "done" or p.run_id is None:
+            continue
+        tags = {k: v for k, v in member_tags(plan, p, p.tags).items() if p.tags.get(k) != v}
+        if "mlflow.parentRunId" not in p.tags and parents.get(p.spec.suite):
+            tags["mlflow.parentRunId"] = parents[p.spec.suite]
+        if tags:
+            store.client.log_batch(p.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            p.tags |= tags
+            changed += 1
+    return changed
+
+
 def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
     """The job of a planned run: named for what it is (suite, variant, seed), a child of its first
     suite's parent run, and tagged with every suite and part of the assignment it serves."""
-    served = plan.serves(p.identity)
-    tags = {
-        "mlhw.profile": plan.profile,
-        "mlhw.suite": p.spec.suite,
-        "mlhw.suites": ",".join(dict.fromkeys(q.spec.suite for q in served)),
-        "mlhw.part": p.spec.part,
-        "mlhw.parts": ",".join(dict.fromkeys(q.spec.part for q in served)),
-    }
+    tags = member_tags(plan, p)
     if p.spec.variant:
         tags["mlhw.variant"] = p.spec.variant
     name = f"{p.spec.suite} · {p.spec.label}" if p.spec.label else p.spec.suite

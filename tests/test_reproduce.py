@@ -189,6 +189,13 @@ def test_interrupted_run_is_killed_and_rerun(tiny, monkeypatch):
     monkeypatch.setattr(mlhw.cnn, "train_cnn", real)
     res = reproduce(tiny, "--only", "cnn_optimizers")
     assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr and "1 killed" in res.stderr
+    # The interrupted attempt's parent run is taken up again (one parent, not a KILLED one per attempt), and it
+    # holds both finished runs: the one of the first attempt and the rerun.
+    _, final = runs(tiny)
+    (parent,) = [r for r in final if r.data.tags.get("mlhw.kind") == "suite"]
+    assert parent.info.status == "FINISHED"
+    done = [r for r in final if r.data.tags.get("mlhw.kind") == "cnn" and r.info.status == "FINISHED"]
+    assert len(done) == 2 and {r.data.tags["mlflow.parentRunId"] for r in done} == {parent.info.run_id}
 
 
 def test_a_failing_run_does_not_stop_the_others(tiny, monkeypatch):
@@ -637,3 +644,22 @@ def test_a_report_that_cannot_be_written_keeps_the_finished_runs(light, monkeypa
     res = reproduce(light)
     assert res.exit_code == 0 and "ran 0 of 0 runs" in res.stderr, res.stderr
     assert (light / "results" / "tiny" / "REPORT.md").is_file()
+
+
+def test_a_run_of_a_single_command_joins_the_suite_that_uses_it(light):
+    """A done run the plan adopts (here from `mlhw mlp train`) kept its old tags and no parent: filtering the UI
+    by suite missed it, and the suite's parent run did not hold it."""
+    uri = f"sqlite:///{light}/mlflow.db"
+    single = invoke("mlp", "train", "--epochs", "2", "--train-size", "300", "--seed", "8", "--tracking-uri", uri)
+    assert single.exit_code == 0, single.output
+    res = reproduce(light, "--only", "mlp_full")
+    assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr, res.stderr  # seed 8 was done already
+    _, all_runs = runs(light)
+    (parent,) = [r for r in all_runs if r.data.tags.get("mlhw.kind") == "suite"]
+    children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.params["seed"] for r in children) == ["8", "9"]
+    adopted = next(r for r in children if r.data.params["seed"] == "8")
+    assert adopted.data.tags["mlflow.source.name"] == "mlhw mlp train"  # the single command's run itself
+    assert adopted.data.tags["mlhw.suites"] == "mlp_full" and adopted.data.tags["mlhw.profile"] == "tiny"
+    again = reproduce(light, "--only", "mlp_full")  # nothing to run: the report is up to date, nothing moves
+    assert again.exit_code == 0 and "up to date" in again.stderr, again.stderr

@@ -163,8 +163,12 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
     """Execute the pending work under the suites' parent runs, then compile the report. Returns the failed
     units and either (tables, report path) or the one-line error of a report that could not be written."""
     t0 = time.perf_counter()
+    from mlhw.plan import adopt, end_stale_runs
+
+    end_stale_runs(plan, store, settings.stale_after)  # first: a dead reproduction's parents can be taken up
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
+        adopt(plan, store, {s: log.run_id for s, log in parents.items()})
         work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
@@ -242,11 +246,12 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     logs = {}
     partial = str(bool(plan.overrides)).lower()
     newest: dict[str, object] = {}  # suite -> the newest FINISHED parent of this profile (full or partial alike)
-    for r in store.search(
-        f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
-    ):  # newest first
-        if r.data.tags.get("mlhw.partial", "false") == partial:
+    ended: dict[str, str] = {}  # suite identity -> the newest parent an interruption or a failure ended
+    for r in store.search(f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}'"):  # newest first
+        if r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial", "false") == partial:
             newest.setdefault(r.data.tags.get("mlhw.suite"), r)
+        elif r.info.status in ("KILLED", "FAILED"):
+            ended.setdefault(r.data.tags.get(IDENTITY_TAG, ""), r.info.run_id)
     for suite in plan.suites:
         pending = any(p.todo for p in plan.entries if p.spec.suite == suite)
         last = newest.get(suite)
@@ -266,7 +271,11 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             "mlhw.profile_description": plan.description,
         }
         name = f"{plan.profile} · {suite}" + (" (partial)" if plan.partial else "")
-        log = stack.enter_context(tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags))
+        # An interrupted reproduction's parent is taken up again: the runs it finished stay its children.
+        resume = ended.get(plan.suite_identity(suite))
+        log = stack.enter_context(
+            tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags, resume=resume)
+        )
         log.log_text(_scope(plan).to_json(suite), "plan.json")
         logs[suite] = log
     return logs
@@ -284,11 +293,10 @@ def _scope(plan):
 
 def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents):
     from mlhw.executors import LocalExecutor, PoolExecutor, RayExecutor
-    from mlhw.plan import end_stale_runs, units
+    from mlhw.plan import units
 
     work = units(plan, {s: log.run_id for s, log in parents.items()})
     total = sum(len(u) for u in work)
-    end_stale_runs(plan, store, settings.stale_after)
     if executor == "ray":
         runner = RayExecutor(store, settings, ray_address)
     elif jobs > 1:
