@@ -75,7 +75,7 @@ class MLPConfig(_Config):
     train_size: PositiveInt | None = Field(None, description="subset of the training pool (None = all)")
     test_size: PositiveInt | None = Field(None, description="subset of the test set (None = all)")
     hidden: tuple[PositiveInt, ...] = (40,)
-    epochs: int = Field(30, ge=0, le=100_000)
+    epochs: int = Field(30, ge=1, le=100_000)
     batch_size: PositiveInt = 10
     lr: Rate = 0.1
     seed: Seed = 8

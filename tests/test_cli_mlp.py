@@ -147,6 +147,7 @@ def test_mnist_from_data_dir(workdir):
         (["--seed", "-1"], "--seed"),
         (["--seed", "4294967296"], "--seed"),
         (["--epochs", "-1"], "--epochs"),
+        (["--epochs", "0"], "--epochs: must be >= 1 (got 0)"),  # it logged a FINISHED run that trained nothing
         (["--train-size", "0"], "--train-size: must be > 0"),
         (["--batch-size", "0"], "--batch-size: must be > 0"),
         (["--dataset", "foo"], "--dataset: must be 'digits' or 'mnist'"),
@@ -192,6 +193,7 @@ def test_bad_rate_in_sweep(workdir, lrs, culprit):
         (["mlp", "train", "--epoch", "3"], "mlp train: No such option: --epoch (Possible options: --epochs)"),
         (["mlp", "train", "--epochs", "abc"], "mlp train: Invalid value for '--epochs'"),
         (["svm", "nope"], "svm: No such command 'nope'."),
+        (["mlp", "train", "--part", "bogus"], "mlp train: Invalid value for '--part'"),  # it was any string
     ],
 )
 def test_usage_errors_are_one_line_exit_2(workdir, argv, line):

@@ -454,6 +454,8 @@ def test_sigterm_ends_a_single_run_killed(workdir):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143 and "Traceback" not in err, err
+    # the message of reproduce ("the next `mlhw reproduce` resumes") is not true of a single command
+    assert err.strip().splitlines()[-1] == "terminated (SIGTERM): any active run is marked KILLED", err
     run = runs_of(uri)[0].get_run(victim.info.run_id)
     assert run.info.status == "KILLED" and "train/loss" in run.data.metrics  # what was logged is kept
 

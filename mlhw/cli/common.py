@@ -102,9 +102,15 @@ def tracking_hint(store) -> str:
     return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `{ui}` to browse"
 
 
-def handles_errors(fn: Callable) -> Callable:
+RUNS_KILLED = "any active run is marked KILLED"
+
+
+def handles_errors(fn: Callable | None = None, *, stopped: str = RUNS_KILLED) -> Callable:
     """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130) and SIGTERM
-    (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED: resumable."""
+    (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED; `stopped` says what
+    the interruption left (reproduce: that its next invocation resumes; ui: that the server is gone)."""
+    if fn is None:
+        return functools.partial(handles_errors, stopped=stopped)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -119,8 +125,7 @@ def handles_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt as e:
             code = 143 if isinstance(e, Terminated) else 130
             typer.echo(
-                f"{'terminated (SIGTERM)' if code == 143 else 'interrupted (Ctrl-C)'}: any active run is marked "
-                "KILLED; the next `mlhw reproduce` resumes",
+                f"{'terminated (SIGTERM)' if code == 143 else 'interrupted (Ctrl-C)'}: {stopped}",
                 err=True,
             )
             raise typer.Exit(code) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.table import Table
@@ -176,7 +176,9 @@ def train(
     download: Download = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
-    part: Annotated[str, typer.Option(help="Tag of the assignment part.", rich_help_panel="Tracking")] = "mlp.c",
+    part: Annotated[
+        Literal["mlp.a", "mlp.b", "mlp.c"], typer.Option(help="Tag of the assignment part.", rich_help_panel="Tracking")
+    ] = "mlp.c",
     as_json: Json = False,
 ):
     """Train one network (part (c) by default: lr 0.1, batch 10, 30 epochs) and log it to MLflow.

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from mlhw.cli.common import (
+    RUNS_KILLED,
     DataDir,
     Device,
     Experiment,
@@ -411,7 +412,7 @@ def _print_tables(tables, profile, path) -> None:
     out.print(f"report: {path}")
 
 
-@handles_errors
+@handles_errors(stopped=f"{RUNS_KILLED}; the next `mlhw reproduce` resumes")
 def reproduce(
     profile: Profile = "digits",
     only: Only = None,
@@ -542,7 +543,7 @@ def tables(
     _print_tables(tables_, profile, path)
 
 
-@handles_errors
+@handles_errors(stopped="the MLflow UI server is stopped")
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
     tracking_uri: TrackingUri = None,
