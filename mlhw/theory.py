@@ -157,14 +157,24 @@ def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Ch
             1e-8,
         ),
         Check("Q3(c,d)", "strong duality", "rel. gap: Newton vs dual", name, abs(k["duality_gap"]), 1e-10),
-        Check("Q3(c)", "w = sum a_i y_i x_i", "rel. norm of difference", name, k["w_residual"], 1e-8),
-        Check("Q3(c)", "b from the dual = b primal", "|b_primal - b_dual|", name, k["bias_residual"], 1e-8),
-        Check("Q3(c)", "xi = (a + b)/C", "max |xi - (a+b)/C|", name, k["xi_residual"], 1e-8),
+        Check("Q3(c)", "w = sum alpha_i y_i x_i", "rel. norm of difference", name, k["w_residual"], 1e-8),
+        Check("Q3(c)", "bias from the dual = bias primal", "|b_primal - b_dual|", name, k["bias_residual"], 1e-8),
+        Check("Q3(c)", "xi = (alpha + beta)/C", "max |xi - (alpha+beta)/C|", name, k["xi_residual"], 1e-8),
         Check(
-            "Q3(d)", "b = 0 at the optimum", "max(b, dg/db at b=0)", name, max(k["max_b"], k["max_dg_db"], 0.0), 1e-12
+            "Q3(d)",
+            "beta = 0 at the optimum",
+            "max(beta, dg/dbeta at beta=0)",
+            name,
+            max(k["max_b"], k["max_dg_db"], 0.0),
+            1e-12,
         ),
         Check(
-            "Q3(d)", "complementary slackness", "max |a_i(m_i - 1 + xi_i)|", name, k["complementary_slackness"], 1e-8
+            "Q3(d)",
+            "complementary slackness",
+            "max |alpha_i(m_i - 1 + xi_i)|",
+            name,
+            k["complementary_slackness"],
+            1e-8,
         ),
         Check(
             "Q3",

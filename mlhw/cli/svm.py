@@ -250,9 +250,9 @@ def soft(
         rows += [
             ("dual objective (active set)", rep["dual_objective"]),
             ("duality gap (relative)", rep["duality_gap"]),
-            ("|w - sum a_i y_i x_i| / |w|", rep["w_residual"]),
-            ("max |xi - (a+b)/C|", rep["xi_residual"]),
-            ("max b (Q3: b = 0)", rep["max_b"]),
+            ("|w - sum alpha_i y_i x_i| / |w|", rep["w_residual"]),
+            ("max |xi - (alpha+beta)/C|", rep["xi_residual"]),
+            ("max beta (Q3: beta = 0)", rep["max_b"]),
             ("complementary slackness", rep["complementary_slackness"]),
             ("support vectors", rep["support_vectors"]),
         ]
