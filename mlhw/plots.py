@@ -38,46 +38,14 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from mlhw.reference import CNN_VARIANT_TITLES, CNN_VARIANTS  # noqa: E402
+from mlhw.labels import variant_title  # noqa: E402
+from mlhw.reference import CNN_VARIANTS  # noqa: E402
 
 # tab10 without its grey and olive (index 7 and 8): every colour stays visible on white and in a band.
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 BAND = "min-max"  # what the shaded band is: the range over seeds at each epoch
 LR_SWEEP_PANELS = (("train_acc", "training accuracy"), ("train_loss", "training loss"), ("test_acc", "test accuracy"))
 CNN_PANELS = (("train_loss", "training loss"), ("val_acc", "validation accuracy"))
-
-
-# --- labels ------------------------------------------------------------------------------------------------------
-
-
-def _number(x: float) -> str:
-    """0.005 -> '0.005', 5e-05 -> '5e-5', 100 -> '100': the assignment's way of writing a rate."""
-    s = f"{x:g}"
-    if "e" in s:
-        mant, exp = s.split("e")
-        s = f"{mant}e{int(exp)}"
-    return s
-
-
-def lr_label(lr: float) -> str:
-    """The legend label of a learning rate: `lr_label(0.1) == 'lr=0.1'`, `lr_label(5e-5) == 'lr=5e-5'`."""
-    return f"lr={_number(lr)}"
-
-
-def variant_title(variant: str) -> str:
-    """A CNN variant in the assignment's words ("adam-5e-05-plain" -> "Adam lr=5e-5, no BN/Dropout").
-
-    Known variants come from `reference.CNN_VARIANT_TITLES`; another variant of `CNN_VARIANTS` is described from its
-    config; anything else is returned as it is.
-    """
-    if variant in CNN_VARIANT_TITLES:
-        return CNN_VARIANT_TITLES[variant]
-    cfg = CNN_VARIANTS.get(variant)
-    if cfg is None:
-        return variant
-    name = {"sgd": "SGD", "adam": "Adam"}.get(cfg["optimizer"], cfg["optimizer"])
-    off = [n for n, k in (("BN", "batchnorm"), ("Dropout", "dropout")) if not cfg.get(k, True)]
-    return f"{name} {lr_label(cfg['lr'])}" + (f", no {'/'.join(off)}" if off else "")
 
 
 # --- the numbers a panel draws ------------------------------------------------------------------------------------

@@ -187,7 +187,8 @@ def curves(record: dict, first_epoch: int = 0) -> list[dict]:
 
 def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     """(suite, file name, caption, draw(path)) for Figure 2 and each CNN part: mean over seeds with a band."""
-    from mlhw.plots import cnn_curves_figure, lr_label, lr_sweep_figure, variant_title
+    from mlhw.labels import lr_label, variant_title
+    from mlhw.plots import cnn_curves_figure, lr_sweep_figure
 
     specs = []
     if done.get("mlp_lr_sweep"):

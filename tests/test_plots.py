@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.ticker import MaxNLocator
 
-from mlhw import plots
+from mlhw import labels, plots
 from mlhw.reference import CNN_VARIANTS
 
 KEYS = ("train_acc", "train_loss", "test_acc")
@@ -68,7 +68,7 @@ def test_mean_line_and_min_max_band_equal_numpy_over_seeds():
 
 def test_legend_title_names_the_seed_count_and_the_band():
     rng = np.random.default_rng(1)
-    fig = plots.draw_lr_sweep([(plots.lr_label(lr), [sweep_rows(rng) for _ in range(3)]) for lr in (0.1, 1)], "t")
+    fig = plots.draw_lr_sweep([(labels.lr_label(lr), [sweep_rows(rng) for _ in range(3)]) for lr in (0.1, 1)], "t")
     title, _ = legend(fig)
     assert title.startswith("line: mean of 3 seeds, band: min-max over seeds")
     assert "diverged" not in title
@@ -159,14 +159,14 @@ def test_epoch_ticks_are_integers():
 
 
 def test_labels_in_the_assignments_words():
-    assert plots.variant_title("adam-5e-05-plain") == "Adam lr=5e-5, no BN/Dropout"
-    assert plots.variant_title("sgd-0.005") == "SGD lr=0.005"
-    assert plots.variant_title("adam-5e-05") == "Adam lr=5e-5"
-    assert plots.variant_title("adam-0.005") == "Adam lr=0.005"
-    assert plots.variant_title("something-else") == "something-else"
-    titles = [plots.variant_title(v) for v in CNN_VARIANTS]
+    assert labels.variant_title("adam-5e-05-plain") == "Adam lr=5e-5, no BN/Dropout"
+    assert labels.variant_title("sgd-0.005") == "SGD lr=0.005"
+    assert labels.variant_title("adam-5e-05") == "Adam lr=5e-5"
+    assert labels.variant_title("adam-0.005") == "Adam lr=0.005"
+    assert labels.variant_title("something-else") == "something-else"
+    titles = [labels.variant_title(v) for v in CNN_VARIANTS]
     assert len(set(titles)) == len(titles) and not set(titles) & set(CNN_VARIANTS)
-    assert [plots.lr_label(x) for x in (0.001, 0.01, 0.1, 1, 10, 100, 5e-5)] == [
+    assert [labels.lr_label(x) for x in (0.001, 0.01, 0.1, 1, 10, 100, 5e-5)] == [
         "lr=0.001",
         "lr=0.01",
         "lr=0.1",
@@ -177,10 +177,10 @@ def test_labels_in_the_assignments_words():
     ]
     seeds = [rows({"train_loss": [2.0, 1.0], "val_acc": [0.1, 0.2]}, 1) for _ in range(3)]
     pair = ["adam-5e-05-plain", "adam-5e-05"]
-    fig = plots.draw_cnn_curves([(plots.variant_title(v), seeds) for v in pair], "Part 2 (c)")
+    fig = plots.draw_cnn_curves([(labels.variant_title(v), seeds) for v in pair], "Part 2 (c)")
     assert legend(fig)[1] == ["Adam lr=5e-5, no BN/Dropout (n=3)", "Adam lr=5e-5 (n=3)"]
     # a variant keeps its colour from one part's figure to the next
-    other = plots.draw_cnn_curves([(plots.variant_title(v), seeds) for v in ["sgd-0.005", "adam-5e-05"]], "Part 2 (a)")
+    other = plots.draw_cnn_curves([(labels.variant_title(v), seeds) for v in ["sgd-0.005", "adam-5e-05"]], "Part 2 (a)")
     c = artist(fig.axes[0], "mean:Adam lr=5e-5").get_color()
     assert artist(other.axes[0], "mean:Adam lr=5e-5").get_color() == c
 
@@ -244,3 +244,17 @@ def test_a_run_flagged_diverged_with_a_finite_loss_leaves_the_mean_at_its_flag()
     np.testing.assert_array_equal(artist(loss, "diverged:lr=100:0").get_xdata(), [0])
     np.testing.assert_array_equal(artist(loss, "seed:lr=100:0").get_xdata(), np.arange(6))
     assert legend(fig)[1] == ["lr=100 (n=2, diverged in 1/2 seeds)"]
+
+
+def test_single_command_run_names_say_what_ran():
+    """Five `mlhw mlp train` runs on digits and MNIST, 0 to 30 epochs, were all named 'mlp.c lr=0.1 seed=8'."""
+    from mlhw.config import CNNConfig, MLPConfig
+
+    assert labels.run_name("mlp.c", "lr=0.1", MLPConfig()) == "mlp.c · lr=0.1, seed 8 (digits, 30 epochs)"
+    sub = MLPConfig(dataset="mnist", train_size=2000, test_size=1000, epochs=1)
+    assert labels.data_note(sub) == "mnist 2000/1000, 1 epoch"
+    assert labels.data_note(MLPConfig(train_size=300)) == "digits 300/all, 30 epochs"
+    cifar = CNNConfig(dataset="cifar10")
+    assert labels.data_note(cifar) == "cifar10 10%, 10 epochs"
+    assert labels.cnn_title("adam", 5e-5, batchnorm=False, dropout=False) == labels.variant_title("adam-5e-05-plain")
+    assert labels.cnn_title("sgd", 0.005, dropout=False) == "SGD lr=0.005, no Dropout"

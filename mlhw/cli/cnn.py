@@ -140,6 +140,7 @@ def train(
     The paper setting is one flag away: [bold]--dataset cifar10 --data-dir DIR[/bold] (on a GPU).
     """
     from mlhw.device import resolve_device
+    from mlhw.labels import cnn_title, run_name
     from mlhw.runs import run_cnn
 
     cfg = _config(
@@ -158,11 +159,11 @@ def train(
     )
     dev = resolve_device(device)
     _check_precision(precision, dev)
-    name = f"cnn {cfg.optimizer} lr={cfg.lr:g}{'' if cfg.batchnorm else ' no-BN'} seed={cfg.seed}"
+    name = run_name("cnn", cnn_title(cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout), cfg)
     source, store, job = prepare(cfg, name, "cnn", "mlhw cnn train", data_dir, download, tracking_uri, experiment)
     with progress() as bar:
         task, on_epoch = _epoch_bar(bar, cfg.epochs)
-        bar.update(task, description=f"{cfg.optimizer} lr={cfg.lr:g}")
+        bar.update(task, description=cnn_title(cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout))
         run = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
     res, data = run.result, source.for_config(cfg)
     record = {
@@ -226,8 +227,9 @@ def compare(
     curves as artifacts. Writes nothing under results/ (that is `mlhw reproduce`'s, over several seeds).
     """
     from mlhw.device import resolve_device
+    from mlhw.labels import run_name, variant_title
     from mlhw.lifecycle import standard_tags, tracked_run
-    from mlhw.plots import cnn_curves_figure, variant_title
+    from mlhw.plots import cnn_curves_figure
     from mlhw.reference import CNN_PARTS, CNN_VARIANTS, variants_for
     from mlhw.runs import run_cnn
     from mlhw.tables import CNN_PART_SUITES, cnn_table, to_markdown, to_rich
@@ -260,7 +262,7 @@ def compare(
         parent = stack.enter_context(
             tracked_run(
                 store,
-                f"cnn compare {','.join(parts)} seed={base.seed} ({base.dataset})",
+                run_name("cnn." + "".join(parts), f"compare of {len(names)} variants", base),
                 base.to_params() | {"variants": names},
                 tags,
             )
@@ -273,7 +275,7 @@ def compare(
             job = type(base_job)(
                 cfg,
                 source.identity(cfg),
-                f"cnn {variant_title(v)} seed={cfg.seed}",
+                run_name(",".join(served), variant_title(v), cfg),
                 {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v},
                 "",
                 "mlhw cnn compare",

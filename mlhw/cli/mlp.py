@@ -80,6 +80,7 @@ def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed
 
 def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, as_json):
     from mlhw.device import mlp_device
+    from mlhw.labels import lr_label, run_name
     from mlhw.lifecycle import standard_tags, tracked_run
     from mlhw.runs import run_mlp
 
@@ -88,9 +89,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     configs = [cfg.model_copy(update={"lr": lr}) for lr in lrs]
     command = f"mlhw mlp {'sweep' if len(lrs) > 1 else 'train'}"
     source, store, job = prepare(cfg, "", part, command, data_dir, download, tracking_uri, experiment)
-    jobs = [
-        type(job)(c, source.identity(c), f"{part} lr={c.lr:g} seed={c.seed}", job.tags, "", command) for c in configs
-    ]
+    jobs = [type(job)(c, source.identity(c), run_name(part, lr_label(c.lr), c), job.tags, "", command) for c in configs]
     with contextlib.ExitStack() as stack, progress() as bar:
         parent = None
         if len(lrs) > 1:  # a sweep: a parent run holding the children and the figure
@@ -101,7 +100,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             )
             parent = stack.enter_context(
                 tracked_run(
-                    store, f"{part} sweep seed={cfg.seed} ({cfg.dataset})", cfg.to_params() | {"lrs": lrs}, tags
+                    store, run_name(part, f"sweep of {len(lrs)} rates", cfg), cfg.to_params() | {"lrs": lrs}, tags
                 )
             )
             for j in jobs:
@@ -115,7 +114,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
         runs = run_mlp(jobs, store, source, dev, None, on_epoch)
         if parent is not None:
-            from mlhw.plots import lr_label, lr_sweep_figure
+            from mlhw.plots import lr_sweep_figure
 
             series = [(lr_label(r.job.config.lr), [r.result.history]) for r in runs]
             title = f"Part 1 (b) on {cfg.dataset}, seed {cfg.seed}: one network per learning rate"

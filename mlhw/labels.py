@@ -1,0 +1,60 @@
+"""How mlhw names things, in the assignment's words: learning rates, CNN variants, and the runs of the single
+commands (`mlhw mlp train`, `mlhw cnn train`, ...). No matplotlib here: the CLI names its runs without it."""
+
+from __future__ import annotations
+
+from mlhw.reference import CNN_VARIANT_TITLES, CNN_VARIANTS
+
+
+def _number(x: float) -> str:
+    """0.005 -> '0.005', 5e-05 -> '5e-5', 100 -> '100': the assignment's way of writing a rate."""
+    s = f"{x:g}"
+    if "e" in s:
+        mant, exp = s.split("e")
+        s = f"{mant}e{int(exp)}"
+    return s
+
+
+def lr_label(lr: float) -> str:
+    """The legend label of a learning rate: `lr_label(0.1) == 'lr=0.1'`, `lr_label(5e-5) == 'lr=5e-5'`."""
+    return f"lr={_number(lr)}"
+
+
+def cnn_title(optimizer: str, lr: float, batchnorm: bool = True, dropout: bool = True) -> str:
+    """An AlexNet configuration in the assignment's words: 'Adam lr=5e-5, no BN/Dropout'."""
+    name = {"sgd": "SGD", "adam": "Adam"}.get(optimizer, optimizer)
+    off = [n for n, on in (("BN", batchnorm), ("Dropout", dropout)) if not on]
+    return f"{name} {lr_label(lr)}" + (f", no {'/'.join(off)}" if off else "")
+
+
+def variant_title(variant: str) -> str:
+    """A CNN variant in the assignment's words ("adam-5e-05-plain" -> "Adam lr=5e-5, no BN/Dropout").
+
+    Known variants come from `reference.CNN_VARIANT_TITLES`; another variant of `CNN_VARIANTS` is described from its
+    config; anything else is returned as it is.
+    """
+    if variant in CNN_VARIANT_TITLES:
+        return CNN_VARIANT_TITLES[variant]
+    cfg = CNN_VARIANTS.get(variant)
+    if cfg is None:
+        return variant
+    return cnn_title(cfg["optimizer"], cfg["lr"], cfg.get("batchnorm", True), cfg.get("dropout", True))
+
+
+def data_note(cfg) -> str:
+    """What a run trained on and for how long, for its name: 'digits, 30 epochs', 'mnist 2000/1000, 3 epochs'
+    (train/test subset sizes), 'cifar10 10%, 10 epochs' (the CNN's training fraction)."""
+    sizes = [getattr(cfg, "train_size", None), getattr(cfg, "test_size", None)]
+    data = cfg.dataset
+    if any(sizes):
+        data += " " + "/".join("all" if s is None else str(s) for s in sizes)
+    fraction = getattr(cfg, "train_fraction", 1.0)
+    if fraction < 1.0:
+        data += f" {100 * fraction:g}%"
+    return f"{data}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+
+
+def run_name(part: str, what: str, cfg) -> str:
+    """A single command's run: 'mlp.c · lr=0.1, seed 8 (mnist 2000/1000, 3 epochs)'; a reproduction names its
+    runs by suite instead ('mlp_full · seed 8')."""
+    return f"{part} · {what}, seed {cfg.seed} ({data_note(cfg)})"
