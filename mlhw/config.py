@@ -81,6 +81,12 @@ class MLPConfig(_Config):
     seed: Seed = 8
     dtype: Literal["float32", "float64"] = "float32"
 
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _one_width(cls, v: Any) -> Any:
+        """`hidden: 40` in YAML (or --set) is one hidden layer, as `--hidden 40` is on the command line."""
+        return (v,) if isinstance(v, int) and not isinstance(v, bool) else v
+
     def batch_key(self) -> str:
         """Runs that differ only in the seed and the learning rate train together as one batched
         computation (mlhw.mlp.train_mlp_groups): equal keys, one unit of work."""

@@ -15,11 +15,12 @@ def format_validation_error(err, prefix: str = "") -> str:
     """Render a pydantic ValidationError as one line: `key: message (got value)`."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e.get("loc", ()))
+        path = e.get("loc", ())
+        loc = ".".join(str(p) for p in path if not isinstance(p, int))  # "hidden", not "hidden.0"
         if prefix == "--":  # a command-line option: spelled with dashes, as the user typed it
             loc = loc.replace("_", "-")
         key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
-        msg = message(e)
+        msg = ("each value " if any(isinstance(p, int) for p in path) else "") + message(e)
         got = e.get("input")
         shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
         parts.append(f"{key}: {msg}{shown}")

@@ -198,11 +198,12 @@ def _expand_suite(
 
     def put_grid(values: dict, where: str) -> None:
         for k, v in values.items():
+            at = _named(where if where.startswith("--set") else f"{where}.{k}", file)  # --set names its key
             if k not in fields and not (k == "variant" and suite.kind == "cnn"):
-                raise MLHWError(f"{file}: {where}.{k}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})")
+                raise MLHWError(f"{at}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})")
             if not isinstance(v, list) or not v:
-                raise MLHWError(f"{file}: {where}.{k}: empty grid (give a non-empty list)")
-            grid[k], grid_origin[k] = v, f"{where}.{k}"
+                raise MLHWError(f"{at}: empty grid (give a non-empty list)")
+            grid[k], grid_origin[k] = v, where if where.startswith("--set") else f"{where}.{k}"
 
     put(suite.base, f"suites.{name}.base")
     put_grid(suite.grid, f"suites.{name}.grid")
@@ -249,11 +250,16 @@ def _expand_suite(
     if seeds is not None and len(set(seeds)) < len(seeds):  # one run, not two: the table's n would be wrong
         again = sorted({s for s in seeds if seeds.count(s) > 1})
         raise MLHWError(f"{seeds_culprit}: seed {again[0]} is listed twice (got {seeds!r})")
+    for k, values in grid.items():  # a value twice is one run, not two: the table's n would be wrong
+        again = [v for i, v in enumerate(values) if v in values[:i]] if isinstance(values, list) else []
+        if again:
+            raise MLHWError(f"{_named(grid_origin[k], file)}: {again[0]!r} is listed twice (got {values!r})")
     if "variant" in grid:
         for v in grid["variant"]:
             if v not in CNN_VARIANTS:
                 raise MLHWError(
-                    f"{file}: {grid_origin['variant']}: unknown variant {v!r} (variants: {', '.join(CNN_VARIANTS)})"
+                    f"{_named(grid_origin['variant'], file)}: unknown variant {v!r} "
+                    f"(variants: {', '.join(CNN_VARIANTS)})"
                 )
 
     runs = []

@@ -152,6 +152,7 @@ def test_mnist_from_data_dir(workdir):
         (["--batch-size", "0"], "--batch-size: must be > 0"),
         (["--dataset", "foo"], "--dataset: must be 'digits' or 'mnist'"),
         (["--hidden", "40,x"], "--hidden '40,x'"),
+        (["--hidden", "40,0"], "--hidden: each value must be > 0 (got 0)"),  # it named "--hidden.1"
         (
             ["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"],
             "sqlite:////nonexistent-dir/x/mlflow.db: folder /nonexistent-dir/x/ does not exist",

@@ -124,6 +124,10 @@ def with_(change):
             "exp.yaml: profiles.p.suites.m.seeds: seed 3 is listed twice (got [3, 4, 3])",
         ),
         (
+            lambda d: d["suites"]["m"]["grid"].update(lr=[0.1, 1, 0.1]),  # was accepted: one run, counted as two
+            "exp.yaml: suites.m.grid.lr: 0.1 is listed twice (got [0.1, 1, 0.1])",
+        ),
+        (
             lambda d: d["suites"]["m"]["base"].update(epochs=True),  # pydantic alone reads it as 1 epoch
             "exp.yaml: suites.m.base.epochs: must be a number, not a boolean (got True)",
         ),
@@ -258,6 +262,8 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         ),
         (["--profile", "p", "--set", "test_size=501"], "--set test_size: 501 is larger than digits's test pool (500)"),
         (["--profile", "p", "--set", "m.hidden=[true]"], "--set m.hidden: must be a number, not a boolean"),
+        (["--profile", "p", "--set", "m.grid.lr=[1,1]"], "--set m.grid.lr: 1 is listed twice (got [1, 1])"),
+        (["--profile", "p", "--set", "m.grid.lr=[]"], "--set m.grid.lr: empty grid"),  # was "exp.yaml: --set ..."
         (
             ["--profile", "p", "--set", "c.image_size=63"],
             "--set c.image_size: must be >= 67",
@@ -272,3 +278,12 @@ def test_reproduce_refuses_unknown_names_and_bad_overrides(workdir, args, messag
     assert_one_line_error(res, message)
     assert_nothing_created(workdir)
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_one_hidden_width_is_a_layer_in_yaml_as_on_the_command_line(workdir):
+    """`--set mlp_full.hidden=40` said "must be a valid tuple (got 40)", although `--hidden 40` works."""
+    from mlhw.config import MLPConfig
+
+    assert MLPConfig(hidden=40) == MLPConfig(hidden=[40]) == MLPConfig()  # the same run, the same identity
+    with pytest.raises(ValueError):
+        MLPConfig(hidden=True)
