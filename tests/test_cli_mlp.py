@@ -243,3 +243,24 @@ def test_help_shows_no_type_for_flags_and_survives_a_closed_pipe(workdir):
     finally:
         os.close(write)
     assert res.returncode == 1 and b"Traceback" not in res.stderr, res.stderr.decode()
+
+
+def test_progress_rows_keep_their_counts_on_an_80_column_terminal(monkeypatch):
+    """A long run name in the live display squeezed the bar, the count and the times out of both rows."""
+    import io
+
+    from rich.console import Console
+
+    from mlhw.cli import common
+
+    monkeypatch.setattr(common.err, "width", 80)
+    bar = common.progress()
+    overall = bar.add_task("runs", total=35, info="")
+    current = bar.add_task("cnn_batchnorm · Adam lr=5e-5, no BN/Dropout, seed 2", total=10, info="")
+    bar.update(overall, completed=7, info="cnn_optimizers · Adam lr=5e-5, seed 1")
+    bar.update(current, completed=3)
+    screen = Console(width=80, file=io.StringIO(), record=True, color_system=None)
+    screen.print(bar.make_tasks_table(bar.tasks))
+    rows = screen.export_text().splitlines()
+    assert "7/35" in rows[0] and "3/10" in rows[1] and "…" in rows[1], rows
+    assert all(len(r) <= 80 for r in rows), rows

@@ -167,11 +167,18 @@ def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[fl
 def progress() -> Progress:
     """A live bar on a terminal; off when piped or in CI (a finished bar in a log file says nothing the final
     table does not)."""
+    from rich.table import Column
+
+    # Long texts are cut with an ellipsis, not wrapped: on an 80-column terminal a run's full name squeezed the
+    # bar, the count and the times out of the row.
+    def cut(share: int) -> Column:
+        return Column(no_wrap=True, overflow="ellipsis", max_width=max(12, err.width * share // 10))
+
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("[bold]{task.description}", table_column=cut(4)),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.fields[info]}", table_column=cut(2)),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,

@@ -349,7 +349,7 @@ class _Reporter:
             r = ev.result
             what = ("failed: " + r.error) if r.error else ("owned by another process" if r.claimed else "done")
             if self.live:
-                self.bar.update(self.overall, completed=self.finished, info=ev.label)
+                self.bar.update(self.overall, completed=self.finished)  # (the run's name is on the row below)
                 if r.error:
                     err.print(f"[red]failed[/]: {ev.label}: {r.error}")
             else:
