@@ -158,11 +158,14 @@ def _fields(kind: str) -> set[str]:
 
 
 def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
-    """A profile default or an unscoped --set must be a field of at least one chosen suite."""
-    known = set().union(*(_fields(spec.suites[s].kind) for s in chosen)) if chosen else set()
+    """A profile default must be a field of at least one of the file's suites (the file is wrong otherwise,
+    whatever --only chose: `--only theory` failed on `defaults: {dataset: digits}`); an unscoped --set must be a
+    field of at least one chosen suite."""
+    every = set().union(*(_fields(s.kind) for s in spec.suites.values()))
     for key in prof.defaults:
-        if key not in known:
-            raise MLHWError(f"{file}: profiles.{profile}.defaults.{key}: unknown key (no selected suite has it)")
+        if key not in every:
+            raise MLHWError(f"{file}: profiles.{profile}.defaults.{key}: unknown key (no suite has it)")
+    known = set().union(*(_fields(spec.suites[s].kind) for s in chosen)) if chosen else set()
     for path, _, where in overrides:
         if path[0] in spec.suites:
             continue
