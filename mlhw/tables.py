@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 
+from mlhw.config import user_fields
 from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_REFERENCE, CNN_VARIANT_TITLES
 
 
@@ -48,35 +49,52 @@ class ResultTable:
 
 
 def _fmt(mean, std, n, f) -> str:
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    if mean is None:
         return "-"
+    if math.isnan(mean):  # a seed diverged to NaN (its mean is not hidden: see summarise)
+        return "nan"
     return f(mean) + (f" ± {f(std)}" if n > 1 and std is not None and not math.isnan(std) else "")
 
 
 def summarise(records: list[dict], by: list[str], metrics: list[str]) -> pd.DataFrame:
     """Group runs (one dict each) by `by`, keeping the group order of first appearance; for every
-    metric its mean and std over the group (seeds), and n."""
+    metric its mean and std over the group (seeds), and n.
+
+    Only seeds are averaged: runs that differ in another config field (a grid the table has no column for, e.g.
+    `--set mlp_full.grid.lr=[0.1,0.5]`) get a row each, that field joining the key (listed in `attrs["extra"]`,
+    shown as a column by `_display`). A seed whose metric is NaN or infinite makes its group's mean so: a diverged
+    seed is not left out of a mean that still counts it in n."""
     df = pd.DataFrame(records)
+    fields = user_fields(df["kind"].iloc[0]) - {"seed", *by} if "kind" in df and len(df) else set()
+    shown = df[sorted(fields & set(df))].map(repr)  # lists (hidden, classes) compared as text
+    extra = [f for f in shown if shown.groupby([df[b] for b in by], sort=False, dropna=False)[f].nunique().max() > 1]
+    df[extra] = shown[extra].map(lambda v: v.strip("'"))
+    keys = by + extra
     rows = []
-    for key, g in df.groupby(by, sort=False, dropna=False):
+    for key, g in df.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        row = dict(zip(by, key)) | {"n": len(g)}
+        row = dict(zip(keys, key)) | {"n": len(g)}
         for m in metrics:
             vals = pd.to_numeric(g[m], errors="coerce") if m in g else pd.Series(dtype=float)
-            row[f"{m}_mean"] = float(vals.mean()) if len(vals) else float("nan")
-            row[f"{m}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+            row[f"{m}_mean"] = float(vals.mean(skipna=False)) if len(vals) else float("nan")
+            row[f"{m}_std"] = float(vals.std(ddof=1, skipna=False)) if len(vals) > 1 else float("nan")
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["extra"] = extra
+    return out
 
 
 def _display(num: pd.DataFrame, columns: list[tuple[str, str, object]]) -> pd.DataFrame:
-    """columns: (header, key, formatter); a key naming a summarised metric shows mean ± std."""
+    """columns: (header, key, formatter); a key naming a summarised metric shows mean ± std. The config fields
+    `summarise` had to add to the key come after the first column."""
     out = {}
-    for header, key, f in columns:
+    for i, (header, key, f) in enumerate(columns):
         if f"{key}_mean" in num:
             out[header] = [_fmt(r[f"{key}_mean"], r[f"{key}_std"], r["n"], f) for _, r in num.iterrows()]
         else:
             out[header] = [f(v) for v in num[key]]
+        if i == 0:
+            out |= {field.replace("_", " "): list(num[field]) for field in num.attrs.get("extra", [])}
     return pd.DataFrame(out)
 
 

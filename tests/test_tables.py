@@ -15,6 +15,32 @@ def test_summarise_is_mean_and_sample_std_per_group():
     assert np.isnan(num.loc[1, "acc_std"])  # one seed: no spread
 
 
+def test_a_diverged_seed_is_not_left_out_of_the_mean():
+    """[nan, 0.5, 0.7] was shown as 0.6000 ± 0.1414 with n=3: the NaN seed dropped from the mean, kept in n."""
+    recs = [
+        {"kind": "mlp", "lr": 100.0, "seed": s, "train_loss": v, "diverged": float(np.isnan(v))}
+        for s, v in ((1, float("nan")), (2, 0.5), (3, 0.7))
+    ]
+    table = T.mlp_sweep_table([r | {"train_acc": 0.1, "test_acc": 0.1} for r in recs])
+    assert np.isnan(table.numeric.loc[0, "train_loss_mean"]) and table.numeric.loc[0, "n"] == 3
+    assert table.display.loc[0, "final train loss"] == "nan" and table.display.loc[0, "diverged runs"] == "1/3"
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_not_averaged_together():
+    """`--set mlp_full.grid.lr=[0.1,0.5]`: the full-run table (one row per dataset) averaged both rates as 6 seeds."""
+    base = {"kind": "mlp", "dataset": "digits", "hidden": [40], "epochs": 30, "train_size": None, "train_loss": 0.1}
+    recs = [
+        base | {"lr": lr, "seed": s, "train_acc": acc, "test_acc": acc}
+        for lr, acc in ((0.1, 0.9), (0.5, 0.6))
+        for s in (8, 9, 10)
+    ]
+    table = T.mlp_full_table(recs)
+    assert table.numeric["n"].tolist() == [3, 3] and table.numeric["test_acc_mean"].tolist() == [0.9, 0.6]
+    assert list(table.display.columns[:2]) == ["dataset", "lr"] and table.display["lr"].tolist() == ["0.1", "0.5"]
+    same = T.mlp_full_table([r for r in recs if r["lr"] == 0.1])  # seeds alone: no extra column
+    assert "lr" not in same.display.columns and same.numeric["n"].tolist() == [3]
+
+
 def test_display_shows_mean_pm_std_only_with_several_seeds():
     recs = [
         {
