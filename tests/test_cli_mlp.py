@@ -180,6 +180,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_logged(workdir, args, culprit)
         ("0.1,inf", "--lrs lr: must be a finite number (got inf)"),
         ("nan", "--lrs lr: must be a finite number (got nan)"),
         ("0.1,x", "--lrs '0.1,x'"),
+        ("0.1,1,0.1", "--lrs '0.1,1,0.1': 0.1 is listed twice"),
     ],
 )
 def test_bad_rate_in_sweep(workdir, lrs, culprit):

@@ -165,7 +165,7 @@ def test_unknown_profile_and_suite(tmp_path):
 
 def test_set_overrides_are_typed_and_scoped(tmp_path):
     spec = load_file(write(tmp_path, BASE))
-    runs = expand(spec, "p", sets=["epochs=3", "m.lr=0.05", "m.seeds=[4]", "m.grid.lr=[0.2,0.3]", "c.width=0.25"])
+    runs = expand(spec, "p", sets=["epochs=3", "m.seeds=[4]", "m.grid.lr=[0.2,0.3]", "c.width=0.25"])
     m = [r for r in runs if r.suite == "m"]
     assert [r.config.lr for r in m] == [0.2, 0.3] and {r.config.seed for r in m} == {4}
     assert all(r.config.epochs == 3 and isinstance(r.config.epochs, int) for r in runs)
@@ -272,6 +272,9 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "test_size=501"], "--set test_size: 501 is larger than digits's test pool (500)"),
         (["--profile", "p", "--set", "m.hidden=[true]"], "--set m.hidden: must be a number, not a boolean"),
         (["--profile", "p", "--set", "m.grid.lr=[1,1]"], "--set m.grid.lr: 1 is listed twice (got [1, 1])"),
+        # a --set that its grid or variants override everywhere changed no run but was reported as applied
+        (["--profile", "p", "--set", "m.lr=0.5"], "--set m.lr: every run of m takes lr from its grid"),
+        (["--profile", "p", "--set", "c.optimizer=adam"], "--set c.optimizer: every run of c takes optimizer from its"),
         (["--profile", "p", "--set", "m.grid.lr=[]"], "--set m.grid.lr: empty grid"),  # was "exp.yaml: --set ..."
         (
             ["--profile", "p", "--set", "c.image_size=63"],

@@ -31,6 +31,7 @@ from mlhw.cli.common import (
     tracking_hint,
 )
 from mlhw.config import MLPConfig, build
+from mlhw.errors import MLHWError
 from mlhw.reference import MLP_SWEEP_LRS
 
 app = typer.Typer(
@@ -224,7 +225,9 @@ def sweep(
     (that is `mlhw reproduce`'s). The paper setting: [bold]--dataset mnist --train-size 10000 --test-size 5000[/bold].
     """
     rates = MLP_SWEEP_LRS if lrs is None else parse_floats(lrs, "--lrs")
-    for r in rates:
+    for i, r in enumerate(rates):
         build(MLPConfig, "--lrs ", lr=r)
+        if r in rates[:i]:  # the same run twice: two FINISHED runs of one identity
+            raise MLHWError(f"--lrs {lrs!r}: {r:g} is listed twice")
     cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, rates[0], seed, dtype)
     _run(cfg, list(rates), "mlp.b", data_dir, download, device, tracking_uri, experiment, as_json)
