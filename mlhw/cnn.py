@@ -7,6 +7,7 @@ converted, normalised and resized (bilinear) on the device. No PIL, no DataLoade
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -397,7 +398,8 @@ def train_cnn(
                     step.eager(idx)
             seen += len(idx)
         train_loss, hits = torch.stack([step.loss_sum, step.hits.float()]).tolist()  # the epoch's one sync
-        train_loss, train_acc = train_loss / max(1, seen), hits / max(1, seen)
+        # no image trained on (validation refuses such a split): NaN, not a loss of 0 that reads as perfect
+        train_loss, train_acc = (train_loss / seen, hits / seen) if seen else (math.nan, math.nan)
         seconds = time.perf_counter() - t0
         val_loss, val_acc = evaluate(model, val, amp, eval_batch, pad=cuda)
         row = {

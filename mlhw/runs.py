@@ -91,6 +91,31 @@ class DataSource:
     def identity(self, cfg) -> str:
         return identity(cfg, self.fingerprint(getattr(cfg, "dataset", None)))
 
+    def unusable(self, cfg) -> tuple[str, str] | None:
+        """(the field to blame, why) when the split a run would see cannot be trained on; None when it can.
+        Checked before any run exists: a soft SVM's subset without one of its two classes (a FAILED run before),
+        a CNN training split under 2 images (BatchNorm skips a 1-image batch: it FINISHED with loss 0 before)."""
+        if getattr(cfg, "dataset", None) is None:
+            return None
+        too_large = datalib.oversized(
+            self.base(cfg.dataset), getattr(cfg, "train_size", None), getattr(cfg, "test_size", None)
+        )
+        if too_large is not None:
+            which, size, pool = too_large
+            return f"{which}_size", f"{size} is larger than {cfg.dataset}'s {which} pool ({pool})"
+        data = self.for_config(cfg)
+        if isinstance(cfg, CNNConfig) and len(data.train) < 2:
+            return (
+                "train_fraction",
+                f"{cfg.train_fraction:g} of {cfg.dataset} is {len(data.train)} image(s); 2 at least",
+            )
+        classes = getattr(cfg, "classes", None)
+        absent = [c for c in classes or () if c not in set(data.train.y.tolist())]
+        if absent:
+            blame = "train_size" if cfg.train_size is not None else "classes"
+            return blame, f"class {absent[0]} has no training samples in {data.name} ({len(data.train)} samples)"
+        return None
+
 
 def run_tags(job: Job, data: datalib.Dataset | None, device) -> dict[str, str]:
     tags = standard_tags(job.source, job.description) | job.tags

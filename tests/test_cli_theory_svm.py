@@ -81,7 +81,7 @@ def test_soft_svm_report(workdir):
         (["soft", "--classes", "3,3"], "needs two different classes"),
         (["soft", "--classes", "a,b"], "--classes 'a,b'"),
         (["soft", "--train-size", "0"], "--train-size: must be > 0"),
-        (["soft", "--train-size", "3", "--seed", "1"], "has no training samples in digits (3 samples"),
+        (["soft", "--train-size", "3", "--seed", "1"], "--train-size: class 3 has no training samples in digits (3"),
         (["soft", "--bias", "maybe"], "--bias"),
         (["multiclass", "--method", "magic"], "--method"),
     ],

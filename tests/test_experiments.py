@@ -80,6 +80,7 @@ BASE = {
     "suites": {
         "m": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2}, "grid": {"lr": [0.1, 1]}},
         "c": {"kind": "cnn", "part": "cnn.a", "grid": {"variant": ["sgd-0.005"]}},
+        "s": {"kind": "svm_soft", "part": "svm.q3"},
     },
     "profiles": {"p": {"defaults": {"dataset": "digits"}, "suites": {"m": {"seeds": [1, 2]}}}},
 }
@@ -168,7 +169,7 @@ def test_set_overrides_are_typed_and_scoped(tmp_path):
     runs = expand(spec, "p", sets=["epochs=3", "m.seeds=[4]", "m.grid.lr=[0.2,0.3]", "c.width=0.25"])
     m = [r for r in runs if r.suite == "m"]
     assert [r.config.lr for r in m] == [0.2, 0.3] and {r.config.seed for r in m} == {4}
-    assert all(r.config.epochs == 3 and isinstance(r.config.epochs, int) for r in runs)
+    assert all(r.config.epochs == 3 and isinstance(r.config.epochs, int) for r in runs if r.kind != "svm_soft")
     c = [r for r in runs if r.suite == "c"][0]
     assert c.config.width == 0.25 and c.config.optimizer == "sgd"
     with pytest.raises(MLHWError, match="--set: unknown key 'colour'|--set colour: unknown key"):
@@ -271,6 +272,12 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         ),
         (["--profile", "p", "--set", "test_size=501"], "--set test_size: 501 is larger than digits's test pool (500)"),
         (["--profile", "p", "--set", "m.hidden=[true]"], "--set m.hidden: must be a number, not a boolean"),
+        # data a run cannot train on: a FAILED soft SVM and a CNN that FINISHED on 0 images before
+        (
+            ["--profile", "p", "--set", "s.train_size=4"],
+            "--set s.train_size: class 8 has no training samples in digits (4 samples)",
+        ),
+        (["--profile", "p", "--set", "c.train_fraction=0.0008"], "--set c.train_fraction: 0.0008 of digits is 1"),
         (["--profile", "p", "--set", "m.grid.lr=[1,1]"], "--set m.grid.lr: 1 is listed twice (got [1, 1])"),
         # a --set that its grid or variants override everywhere changed no run but was reported as applied
         (["--profile", "p", "--set", "m.lr=0.5"], "--set m.lr: every run of m takes lr from its grid"),

@@ -83,7 +83,9 @@ def prepare(cfg, name: str, part: str, command: str, data_dir, download, trackin
 
     source = DataSource(data_dir, download)
     ident = source.identity(cfg)
-    source.for_config(cfg)  # subsets that cannot be drawn fail here, naming the option
+    problem = source.unusable(cfg)  # data that cannot be trained on fails here, naming the option
+    if problem is not None:
+        raise MLHWError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     store = Store(tracking_uri, experiment)
     tags = {"mlhw.part": part, "mlhw.parts": part}
     return source, store, Job(cfg, ident, name, tags, "", command, parent)

@@ -103,20 +103,31 @@ def _validate(
 
 
 def _check_sizes(specs, source, missing) -> None:
-    """A subset larger than its pool (train_size, test_size) fails here, naming where it was set, not in
-    a run that has already started."""
-    from mlhw.data import oversized
+    """A run whose data cannot be trained on (a subset larger than its pool, a soft SVM's subset without one of
+    its classes, a CNN split under 2 images) fails here, naming where the value was set, not as a started run."""
     from mlhw.errors import MLHWError
 
     for spec in specs:
         cfg = spec.config
-        name, sizes = getattr(cfg, "dataset", None), (getattr(cfg, "train_size", None), getattr(cfg, "test_size", None))
-        if name is None or name in missing or sizes == (None, None):
-            continue  # (no subset asked: the dataset is not read here; with --jobs N the workers read it anyway)
-        too_large = oversized(source.base(name), *sizes)
-        if too_large is not None:
-            which, size, pool = too_large
-            raise MLHWError(f"{spec.culprit(f'{which}_size')}: {size} is larger than {name}'s {which} pool ({pool})")
+        name = getattr(cfg, "dataset", None)
+        if name is None or name in missing or not _subset_asked(cfg):
+            continue  # the dataset is not read here (with --jobs N the workers read it anyway)
+        problem = source.unusable(cfg)
+        if problem is not None:
+            raise MLHWError(f"{spec.culprit(problem[0])}: {problem[1]}")
+
+
+def _subset_asked(cfg) -> bool:
+    """Whether a run's split depends on more than the dataset's own preset: a subset size, the classes of a soft
+    SVM, a CNN training fraction below digits' or CIFAR-10's preset (the presets are known to be usable)."""
+    from mlhw.config import CNN_PRESETS
+
+    if getattr(cfg, "train_size", None) is not None or getattr(cfg, "test_size", None) is not None:
+        return True
+    if getattr(cfg, "classes", None) is not None:
+        return True
+    fraction = getattr(cfg, "train_fraction", None)
+    return fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]
 
 
 def _baseline(folder, plan):
