@@ -39,7 +39,7 @@ class DeviceCaps:
     """What a device offers for the choices below.
 
     type: "cpu" or "cuda"; capability: CUDA compute capability (major, minor), None on a CPU;
-    cpu_bf16: the CPU has native bf16 matrix units (AVX512-BF16 or AMX, as oneDNN reports);
+    cpu_bf16: the CPU has native bf16 instructions (AVX512-BF16 or AMX tiles, as torch.cpu reports);
     cuda_graphs: CUDA graphs can be captured (CUDA >= 10 and torch built with them: every CUDA GPU here).
     """
 
@@ -70,9 +70,11 @@ def device_caps(device: torch.device | str) -> DeviceCaps:
             cuda_graphs=True,
             name=torch.cuda.get_device_name(index),
         )
+    # Not torch.ops.mkldnn._is_mkldnn_bf16_supported(): it is also true on AVX-512 BW/VL/DQ CPUs without bf16
+    # instructions (Skylake-SP, Cascade Lake), where oneDNN emulates bf16 and it is slower than fp32.
     cpu_bf16 = False
     with contextlib.suppress(Exception):
-        cpu_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        cpu_bf16 = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     return DeviceCaps("cpu", None, cpu_bf16=cpu_bf16)
 
 

@@ -269,3 +269,15 @@ def test_cudnn_autotune_is_scoped():
     with cudnn_autotune(not before):
         assert torch.backends.cudnn.benchmark is (not before)
     assert torch.backends.cudnn.benchmark is before
+
+
+def test_cpu_bf16_means_bf16_instructions_not_avx512_alone(monkeypatch):
+    """oneDNN's _is_mkldnn_bf16_supported() is also true on AVX-512 CPUs without bf16 (Skylake-SP, Cascade Lake),
+    where `--precision auto` then picked an emulated bf16 slower than fp32."""
+    from mlhw.device import device_caps
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    for avx512_bf16, amx, expected in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert device_caps("cpu").cpu_bf16 is expected
