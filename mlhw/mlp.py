@@ -195,11 +195,6 @@ def _device_split(s, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(s.y).to(device)
 
 
-def prepare(data: Dataset, device, dtype: torch.dtype):
-    """Flatten to (N, n_features) on the device once; labels as indices and one-hot rows."""
-    return _device_split(data.train, device, dtype), _device_split(data.test, device, dtype)
-
-
 def group_rows(splits, device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """One split per group, on the device once: (x, labels, shared). A split every group has (the same
     arrays) is stored once, x (N, n_in); else the groups' rows follow each other, x (G*N, n_in)."""
