@@ -124,6 +124,17 @@ def test_ray_refuses_sqlite(project):
     assert not (project / "mlflow.db").exists()
 
 
+def test_ray_not_installed_is_refused_before_any_run(project, monkeypatch):
+    """It was found by the executor, after the suite parent runs existed (they ended FAILED)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--executor", "ray"])
+    assert_one_line_error(res, "--executor ray needs Ray")
+    assert not (project / "mlflow.db").exists()
+
+
 def test_unreachable_server_fails_fast(project):
     t0 = time.time()
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])

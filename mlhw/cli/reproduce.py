@@ -162,6 +162,11 @@ def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: s
             f"--stale-after {stale_after:g}: must be at least {least:g} seconds (a live run's heartbeat comes "
             f"every {lifecycle.HEARTBEAT_SECONDS:g} s)"
         )
+    if executor == "ray":  # before the suite parent runs exist (they ended FAILED when the import failed)
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise MLHWError("--executor ray needs Ray: `uv sync --extra ray` (or pip install 'mlhw[ray]')")
     if executor == "ray" and sqlite_path(uri) is not None:  # --jobs N on SQLite writes through the parent
         raise MLHWError(
             "--executor ray needs a tracking server: Ray's workers may run on other machines, out of reach of "
