@@ -122,16 +122,18 @@ def _terminate_in_run(signum, frame):
     os._exit(143)  # idle between units: nothing to clean up
 
 
-def init_worker(settings: Settings, relay=None, device: str | None = None) -> None:
+def init_worker(settings: Settings, relay=None, device: str | None = None, ray_task: bool = False) -> None:
     """Worker start-up: split the CPU threads, take this worker's device (its lane's; default: --device),
     one data source per process. Ctrl-C goes to the parent, which stops the workers with SIGTERM: that ends
     their runs KILLED. `relay` (a SQLite store): the parent's one writer, which every MLflow call of this
-    worker goes through."""
+    worker goes through. `ray_task`: SIGINT stays live, since `ray.cancel` interrupts a task through it (ignored,
+    the cancel did nothing and the parent waited 10 s before marking the runs KILLED itself)."""
     import torch
 
     from mlhw.device import resolve_device
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not ray_task:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate_in_run)
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -151,7 +153,7 @@ def init_worker(settings: Settings, relay=None, device: str | None = None) -> No
 def work(unit: list[dict], index: int, settings: Settings, events=None) -> UnitResult:
     """A worker's entry point (a local process or a Ray task)."""
     if not _WORKER:  # a Ray task: no initializer ran in this process yet
-        init_worker(settings)
+        init_worker(settings, ray_task=True)
     jobs = [Job.from_dict(d) for d in unit]
     if events is not None:
         events.put(Event("start", index, label_of(jobs), worker=worker_id()))

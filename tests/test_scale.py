@@ -336,3 +336,22 @@ def test_a_dead_lane_fails_only_what_no_other_lane_can_run(project):
     ]
     res = runner.invoke(app, args(uri, exp, "--set", "cnn_optimizers.epochs=4"))
     assert res.exit_code == 0 and "ran 2 of 2 runs" in res.stderr, res.stderr[-2000:]
+
+
+def test_a_ray_task_keeps_sigint_for_ray_cancel(project, monkeypatch):
+    """`ray.cancel` interrupts a task through SIGINT: a worker that ignored it could not be cancelled on Ctrl-C."""
+    import signal
+
+    from mlhw import executors
+
+    settings = executors.Settings(uri=f"sqlite:///{project}/mlflow.db", experiment="mlhw", device="cpu")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(executors, "_WORKER", {})
+    try:
+        executors.init_worker(settings, ray_task=True)
+        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        executors.init_worker(settings)  # a local worker: Ctrl-C is the parent's
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
