@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from mlhw.reference import CNN_PARTS, CNN_REFERENCE, CNN_VARIANTS, MLP_FULL_TEST_ACC
+from mlhw.tables import pct
 
 CONFIDENCE = 0.95
 CHANCE_MARGIN = 0.05
@@ -172,10 +173,6 @@ def _values(records: list[dict], key: str) -> list[float]:
 
 def _finite(xs) -> list[float]:
     return [x for x in xs if math.isfinite(x)]
-
-
-def pct(v: float | None) -> str:
-    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}%"
 
 
 def points(v: float | None, signed: bool = True) -> str:

@@ -18,8 +18,9 @@ from multiprocessing.managers import SyncManager
 
 
 class Relay:
-    """Lives in the manager process; its lock makes the database see one writer (the manager serves each
-    worker's connection on a thread of its own)."""
+    """Lives in the manager process; its lock makes the workers one writer (the manager serves each worker's
+    connection on a thread of its own). The parent's own few writes (the suite parent runs, their heartbeats) go
+    to the database directly and wait on SQLite's busy timeout."""
 
     def __init__(self, uri: str):
         self._uri = uri

@@ -11,7 +11,8 @@ from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_REFERENCE, CNN_VARIANT_T
 
 
 def pct(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
+    """A fraction as a percentage; '-' for none or a non-finite value."""
+    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}%"
 
 
 def fixed(v, digits: int = 4) -> str:

@@ -63,34 +63,14 @@ def test_seeds_trained_together_equal_their_separate_runs(pool, mlp_networks, sh
 
 
 def test_one_group_is_the_wide_matmul_path_of_before(pool, monkeypatch):
-    """One seed takes the pre-grouping path: every forward gets 2-D rows (the first layer one addmm
-    over the replicas), and the history equals the numbers the code before train_mlp_groups produced
-    (float64, stored: losses to 1e-12 relative, correct counts exactly)."""
+    """One seed takes the pre-grouping path: every forward gets 2-D rows (the first layer one addmm over the
+    replicas). Its numbers are checked against the NumPy skeleton in tests/test_oracles.py."""
     dims = []
     forward = mlp.Network.forward
     monkeypatch.setattr(mlp.Network, "forward", lambda self, x: dims.append(x.dim()) or forward(self, x))
     cfg = MLPConfig(epochs=3, seed=5, dtype="float64", train_size=53, test_size=40)
     results = mlp.train_mlp(cfg, subset(pool, 53, 40, 5), LRS)
-    assert dims and set(dims) == {2}
-    # mlhw/mlp.py at 0e86ec2: (train loss, train hits of 53, test hits of 40) per epoch
-    before = {
-        0.1: [
-            (21.583245842397897, 4, 7),
-            (16.05565030439644, 8, 10),
-            (6.857275086192409, 15, 3),
-            (4.202742977710246, 16, 5),
-        ],
-        0.7: [
-            (21.583245842397897, 4, 7),
-            (5.114928220239407, 8, 5),
-            (2.42656412188717, 12, 6),
-            (2.007448076466336, 13, 10),
-        ],
-    }
-    for res in results:
-        for row, (loss, train_hits, test_hits) in zip(res.history, before[res.lr], strict=True):
-            assert row["train_loss"] == pytest.approx(loss, rel=1e-12)
-            assert round(row["train_acc"] * 53, 9) == train_hits and round(row["test_acc"] * 40, 9) == test_hits
+    assert dims and set(dims) == {2} and [r.lr for r in results] == list(LRS)
 
 
 def test_divergence_is_recorded_per_seed_and_rate(pool):
