@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlhw import data as datalib
-from mlhw.config import KINDS, CNNConfig, identity
+from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, identity
 from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
@@ -90,6 +90,18 @@ class DataSource:
 
     def identity(self, cfg) -> str:
         return identity(cfg, self.fingerprint(getattr(cfg, "dataset", None)))
+
+    @staticmethod
+    def may_be_unusable(cfg) -> bool:
+        """Whether `unusable` has anything to find, known without reading the dataset: a run on a dataset whose
+        split depends on more than its preset (a subset size, a soft SVM's classes, a CNN training fraction below
+        digits' or CIFAR-10's preset, which are known to be usable)."""
+        if getattr(cfg, "dataset", None) is None:
+            return False
+        if any(getattr(cfg, k, None) is not None for k in ("train_size", "test_size", "classes")):
+            return True
+        fraction = getattr(cfg, "train_fraction", None)
+        return fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]
 
     def unusable(self, cfg) -> tuple[str, str] | None:
         """(the field to blame, why) when the split a run would see cannot be trained on; None when it can.

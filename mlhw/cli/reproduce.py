@@ -109,25 +109,11 @@ def _check_sizes(specs, source, missing) -> None:
 
     for spec in specs:
         cfg = spec.config
-        name = getattr(cfg, "dataset", None)
-        if name is None or name in missing or not _subset_asked(cfg):
+        if getattr(cfg, "dataset", None) in missing or not source.may_be_unusable(cfg):
             continue  # the dataset is not read here (with --jobs N the workers read it anyway)
         problem = source.unusable(cfg)
         if problem is not None:
             raise MLHWError(f"{spec.culprit(problem[0])}: {problem[1]}")
-
-
-def _subset_asked(cfg) -> bool:
-    """Whether a run's split depends on more than the dataset's own preset: a subset size, the classes of a soft
-    SVM, a CNN training fraction below digits' or CIFAR-10's preset (the presets are known to be usable)."""
-    from mlhw.config import CNN_PRESETS
-
-    if getattr(cfg, "train_size", None) is not None or getattr(cfg, "test_size", None) is not None:
-        return True
-    if getattr(cfg, "classes", None) is not None:
-        return True
-    fraction = getattr(cfg, "train_fraction", None)
-    return fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]
 
 
 def _baseline(folder, plan):
