@@ -254,10 +254,8 @@ def tracked_run(
     tags: dict[str, Any] | None = None,
     parent: str | None = None,
     claim=None,
-    resume: str | None = None,
 ) -> Iterator[RunLogger]:
-    """Open a run; it ends FINISHED, FAILED (with error.txt) or KILLED (Ctrl-C, SIGTERM). `resume`: reopen
-    that ended run instead (RUNNING again, with these tags added), as `mlflow.start_run(run_id=...)` does.
+    """Open a run; it ends FINISHED, FAILED (with error.txt) or KILLED (Ctrl-C, SIGTERM).
 
     While open, a heartbeat tag is refreshed every HEARTBEAT_SECONDS, so a run whose process died
     (SIGKILL, power loss) is recognisably stale. `claim(store, run)` (see mlhw.claims) is called right
@@ -271,12 +269,7 @@ def tracked_run(
     # with nobody to end it: hold them until the try below, where they end the run KILLED.
     with contextlib.ExitStack() as hold:
         hold.enter_context(signals_deferred())
-        if resume:
-            store.client.update_run(resume, status="RUNNING")
-            store.client.log_batch(resume, tags=[RunTag(k, v) for k, v in all_tags.items()])
-            run = store.client.get_run(resume)
-        else:
-            run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
+        run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
         log = RunLogger(store, run.info.run_id, defer=True)
         beat = Heartbeat(store, run.info.run_id)
         held = hold.pop_all()

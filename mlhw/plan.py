@@ -151,17 +151,25 @@ def member_tags(plan: Plan, p: Planned, before: dict[str, str] | None = None) ->
 
 
 def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
-    """The done runs a reproduction uses without training them (from an earlier reproduce, another profile or
-    a single command such as `mlhw mlp train`) join it: their tags name every suite and part they serve, and a
-    run with no parent becomes a child of its first suite's parent run. Returns how many runs changed."""
+    """The done runs a reproduction uses without training them (from an interrupted reproduce, another profile or
+    a single command such as `mlhw mlp train`) join it: their tags name every suite and part they serve, and a run
+    with no parent, or under a suite parent that a Ctrl-C or a failure ended (KILLED, FAILED), becomes a child of
+    its first suite's parent run: a suite's FINISHED parent holds every run it reports, whichever attempt made it.
+    Returns how many runs changed."""
     from mlflow.entities import RunTag
 
+    ended = {
+        r.info.run_id
+        for r in store.search("tags.`mlhw.kind` = 'suite' and attributes.status != 'FINISHED'")
+        if r.info.status in ("KILLED", "FAILED")
+    }
     changed = 0
     for p in plan.distinct().values():
         if p.status != "done" or p.run_id is None:
             continue
         tags = {k: v for k, v in member_tags(plan, p, p.tags).items() if p.tags.get(k) != v}
-        if "mlflow.parentRunId" not in p.tags and parents.get(p.spec.suite):
+        before = p.tags.get("mlflow.parentRunId")
+        if (before is None or before in ended) and parents.get(p.spec.suite) not in (None, before):
             tags["mlflow.parentRunId"] = parents[p.spec.suite]
         if tags:
             store.client.log_batch(p.run_id, tags=[RunTag(k, v) for k, v in tags.items()])

@@ -189,13 +189,17 @@ def test_interrupted_run_is_killed_and_rerun(tiny, monkeypatch):
     monkeypatch.setattr(mlhw.cnn, "train_cnn", real)
     res = reproduce(tiny, "--only", "cnn_optimizers")
     assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr and "1 killed" in res.stderr
-    # The interrupted attempt's parent run is taken up again (one parent, not a KILLED one per attempt), and it
-    # holds both finished runs: the one of the first attempt and the rerun.
+    # The suite's FINISHED parent holds both finished runs, the first attempt's and the rerun (the first stayed
+    # under the KILLED parent, which the UI showed holding it while the FINISHED one held only the rerun); the
+    # KILLED parent keeps the run that was interrupted, a record of that attempt.
     _, final = runs(tiny)
-    (parent,) = [r for r in final if r.data.tags.get("mlhw.kind") == "suite"]
-    assert parent.info.status == "FINISHED"
-    done = [r for r in final if r.data.tags.get("mlhw.kind") == "cnn" and r.info.status == "FINISHED"]
-    assert len(done) == 2 and {r.data.tags["mlflow.parentRunId"] for r in done} == {parent.info.run_id}
+    parents = {r.info.status: r for r in final if r.data.tags.get("mlhw.kind") == "suite"}
+    assert sorted(parents) == ["FINISHED", "KILLED"]
+    cnn = [r for r in final if r.data.tags.get("mlhw.kind") == "cnn"]
+    done = [r for r in cnn if r.info.status == "FINISHED"]
+    assert len(done) == 2 and {r.data.tags["mlflow.parentRunId"] for r in done} == {parents["FINISHED"].info.run_id}
+    (killed,) = [r for r in cnn if r.info.status == "KILLED"]
+    assert killed.data.tags["mlflow.parentRunId"] == parents["KILLED"].info.run_id
 
 
 def test_a_failing_run_does_not_stop_the_others(tiny, monkeypatch):

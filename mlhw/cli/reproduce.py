@@ -249,12 +249,11 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     logs = {}
     partial = str(bool(plan.overrides)).lower()
     newest: dict[str, object] = {}  # suite -> the newest FINISHED parent of this profile (full or partial alike)
-    ended: dict[str, str] = {}  # suite identity -> the newest parent an interruption or a failure ended
-    for r in store.search(f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}'"):  # newest first
-        if r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial", "false") == partial:
+    for r in store.search(
+        f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
+    ):  # newest first
+        if r.data.tags.get("mlhw.partial", "false") == partial:
             newest.setdefault(r.data.tags.get("mlhw.suite"), r)
-        elif r.info.status in ("KILLED", "FAILED"):
-            ended.setdefault(r.data.tags.get(IDENTITY_TAG, ""), r.info.run_id)
     for suite in plan.suites:
         pending = any(p.todo for p in plan.entries if p.spec.suite == suite)
         last = newest.get(suite)
@@ -274,11 +273,7 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             "mlhw.profile_description": plan.description,
         }
         name = f"{plan.profile} · {suite}" + (" (partial)" if plan.partial else "")
-        # An interrupted reproduction's parent is taken up again: the runs it finished stay its children.
-        resume = ended.get(plan.suite_identity(suite))
-        log = stack.enter_context(
-            tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags, resume=resume)
-        )
+        log = stack.enter_context(tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags))
         log.log_text(_scope(plan).to_json(suite), "plan.json")
         logs[suite] = log
     return logs
