@@ -5,7 +5,7 @@ Nothing runs on an invalid file: every error names the file, the key path and th
 
 Precedence, lowest first: the suite's base < the profile's defaults < the profile's override of the
 suite < `--set`. A grid is the cartesian product of its lists; `seeds` multiplies it once more. A grid (or a CNN
-variant) sets its field in every run, so a `--set SUITE.FIELD` it would hide is refused.
+variant, or `seeds`) sets its field in every run, so a `--set` that no run takes is refused.
 """
 
 from __future__ import annotations
@@ -151,6 +151,11 @@ def expand(
     runs: list[RunSpec] = []
     for name in chosen:
         runs += _expand_suite(name, spec.suites[name], prof, profile, overrides, file)
+    for path, _, where in overrides:  # a --set that no run takes: the report would still list it as applied
+        if not any(where in r.where.values() for r in runs):
+            field = path[-1]
+            instead = "use SUITE.seeds=[...]" if field == "seed" else f"use SUITE.grid.{field}=[...] or a CNN variant"
+            raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from elsewhere; {instead}")
     return runs
 
 
@@ -226,7 +231,6 @@ def _expand_suite(
     put_grid(over.grid, f"profiles.{profile}.suites.{name}.grid")
     if over.seeds is not None:
         seeds, seeds_origin = over.seeds, f"profiles.{profile}.suites.{name}.seeds"
-    shadowed: list[tuple[str, str]] = []  # (field, --set) set on this suite by name
     for path, value, where in overrides:
         if path[0] == name:  # SUITE.FIELD, SUITE.seeds, SUITE.grid.FIELD
             path = path[1:]
@@ -238,8 +242,6 @@ def _expand_suite(
             put_grid({path[1]: value}, where)
         elif len(path) == 1:
             put({path[0]: value}, where)
-            if where.startswith(f"--set {name}."):
-                shadowed.append((path[0], where))
         else:
             raise MLHWError(f"{where}: unknown key path {'.'.join(path)!r}")
     context = {"dataset": base["dataset"]} if "dataset" in base else {}
@@ -247,14 +249,6 @@ def _expand_suite(
         if k != "dataset":
             culprit = _named(origin[k], file)
             _validate(model, context, k, v, culprit)
-    for k, where in shadowed:  # a --set that no run would see: the report would still list it as applied
-        if k in grid:
-            raise MLHWError(f"{where}: every run of {name} takes {k} from its grid; use --set {name}.grid.{k}=[...]")
-        variants = grid.get("variant") or []
-        if variants and all(k in CNN_VARIANTS.get(v, {}) for v in variants):
-            raise MLHWError(
-                f"{where}: every run of {name} takes {k} from its variant (--set {name}.grid.variant=[...] picks them)"
-            )
     seeds_culprit = _named(seeds_origin, file)
     if seeds is not None and (
         not isinstance(seeds, list)

@@ -280,8 +280,10 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "c.train_fraction=0.0008"], "--set c.train_fraction: 0.0008 of digits is 1"),
         (["--profile", "p", "--set", "m.grid.lr=[1,1]"], "--set m.grid.lr: 1 is listed twice (got [1, 1])"),
         # a --set that its grid or variants override everywhere changed no run but was reported as applied
-        (["--profile", "p", "--set", "m.lr=0.5"], "--set m.lr: every run of m takes lr from its grid"),
-        (["--profile", "p", "--set", "c.optimizer=adam"], "--set c.optimizer: every run of c takes optimizer from its"),
+        (["--profile", "p", "--set", "m.lr=0.5"], "--set m.lr: changes no run: every run it reaches takes lr from"),
+        (["--profile", "p", "--set", "c.optimizer=adam"], "--set c.optimizer: changes no run: every run it reaches"),
+        (["--profile", "p", "--set", "m.seed=3"], "--set m.seed: changes no run: every run it reaches takes seed"),
+        (["--profile", "p", "--only", "m", "--set", "lr=0.5"], "--set lr: changes no run"),
         (["--profile", "p", "--set", "m.grid.lr=[]"], "--set m.grid.lr: empty grid"),  # was "exp.yaml: --set ..."
         (
             ["--profile", "p", "--set", "c.image_size=63"],
