@@ -50,7 +50,8 @@ class ResultTable:
 
 
 def _fmt(mean, std, n, f) -> str:
-    if mean is None:
+    """mean ± std over n logged values; '-' when no run logged the metric, 'nan' when a logged seed was NaN."""
+    if n == 0:
         return "-"
     if math.isnan(mean):  # a seed diverged to NaN (its mean is not hidden: see summarise)
         return "nan"
@@ -71,17 +72,20 @@ def summarise(records: list[dict], by: list[str], metrics: list[str]) -> pd.Data
     extra = [f for f in shown if shown.groupby([df[b] for b in by], sort=False, dropna=False)[f].nunique().max() > 1]
     df[extra] = shown[extra].map(lambda v: v.strip("'"))
     keys = by + extra
-    rows = []
+    rows, logged_n = [], {}  # metric -> per row, how many runs logged it (attrs: the CSV keeps its columns)
     for key, g in df.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(keys, key)) | {"n": len(g)}
         for m in metrics:
-            vals = pd.to_numeric(g[m], errors="coerce") if m in g else pd.Series(dtype=float)
+            # a metric a run never logged (absent, None) is left out; one logged as NaN (a diverged seed) is not
+            logged = [records[i].get(m) for i in g.index if records[i].get(m) is not None]
+            vals = pd.to_numeric(pd.Series(logged, dtype=object), errors="coerce")
             row[f"{m}_mean"] = float(vals.mean(skipna=False)) if len(vals) else float("nan")
             row[f"{m}_std"] = float(vals.std(ddof=1, skipna=False)) if len(vals) > 1 else float("nan")
+            logged_n.setdefault(m, []).append(len(vals))
         rows.append(row)
     out = pd.DataFrame(rows)
-    out.attrs["extra"] = extra
+    out.attrs["extra"], out.attrs["logged"] = extra, logged_n
     return out
 
 
@@ -91,7 +95,8 @@ def _display(num: pd.DataFrame, columns: list[tuple[str, str, object]]) -> pd.Da
     out = {}
     for i, (header, key, f) in enumerate(columns):
         if f"{key}_mean" in num:
-            out[header] = [_fmt(r[f"{key}_mean"], r[f"{key}_std"], r["n"], f) for _, r in num.iterrows()]
+            logged = num.attrs.get("logged", {}).get(key) or list(num["n"])
+            out[header] = [_fmt(r[f"{key}_mean"], r[f"{key}_std"], k, f) for (_, r), k in zip(num.iterrows(), logged)]
         else:
             out[header] = [f(v) for v in num[key]]
         if i == 0:

@@ -26,6 +26,15 @@ def test_a_diverged_seed_is_not_left_out_of_the_mean():
     assert table.display.loc[0, "final train loss"] == "nan" and table.display.loc[0, "diverged runs"] == "1/3"
 
 
+def test_a_metric_never_logged_is_a_dash_not_nan():
+    """NaN is for a seed that diverged; a metric no run logged (absent) reads '-', one run missing it is left out."""
+    base = {"kind": "cnn", "variant": "adam-5e-05", "optimizer": "adam", "lr": 5e-5, "batchnorm": True}
+    recs = [base | {"train_loss": 0.5, "test_acc": 0.8}, base | {"train_loss": 0.7, "test_acc": 0.6}]
+    assert T.cnn_table("cnn_batchnorm", recs).display.loc[0, "val acc"] == "-"
+    recs[0]["val_acc"] = 0.8
+    assert T.cnn_table("cnn_batchnorm", recs).display.loc[0, "val acc"] == "80.00%"  # one value: no spread
+
+
 def test_runs_that_differ_in_more_than_the_seed_are_not_averaged_together():
     """`--set mlp_full.grid.lr=[0.1,0.5]`: the full-run table (one row per dataset) averaged both rates as 6 seeds."""
     base = {"kind": "mlp", "dataset": "digits", "hidden": [40], "epochs": 30, "train_size": None, "train_loss": 0.1}
