@@ -100,13 +100,16 @@ class DataSource:
             return False
         if any(getattr(cfg, k, None) is not None for k in ("train_size", "test_size", "classes")):
             return True
+        if getattr(cfg, "batchnorm", False) and cfg.batch_size < 2:
+            return True
         fraction = getattr(cfg, "train_fraction", None)
         return fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]
 
     def unusable(self, cfg) -> tuple[str, str] | None:
         """(the field to blame, why) when the split a run would see cannot be trained on; None when it can.
         Checked before any run exists: a soft SVM's subset without one of its two classes (a FAILED run before),
-        a CNN training split under 2 images (BatchNorm skips a 1-image batch: it FINISHED with loss 0 before)."""
+        a CNN training split under 2 images or BatchNorm with batches of 1 (BatchNorm skips a 1-image batch: such a
+        run trained on nothing and FINISHED)."""
         if getattr(cfg, "dataset", None) is None:
             return None
         too_large = datalib.oversized(
@@ -115,6 +118,8 @@ class DataSource:
         if too_large is not None:
             which, size, pool = too_large
             return f"{which}_size", f"{size} is larger than {cfg.dataset}'s {which} pool ({pool})"
+        if isinstance(cfg, CNNConfig) and cfg.batchnorm and cfg.batch_size < 2:  # every batch would be skipped
+            return "batch_size", "BatchNorm needs batches of 2 images at least (got 1)"
         data = self.for_config(cfg)
         if isinstance(cfg, CNNConfig) and len(data.train) < 2:
             return (

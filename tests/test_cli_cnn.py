@@ -90,6 +90,7 @@ def test_paper_configuration_is_one_flag_away(workdir):
         (["train", "--width", "inf"], "--width: must be a finite number (got inf)"),
         (["train", "--train-fraction", "1.5"], "--train-fraction: must be <= 1 (got 1.5)"),
         (["train", "--train-fraction", "0.0008"], "--train-fraction: 0.0008 of digits is 1 image(s); 2 at least"),
+        (["train", "--batch-size", "1"], "--batch-size: BatchNorm needs batches of 2 images at least (got 1)"),
         (["compare", "--image-size", "63"], "--image-size: must be >= 67 (got 63)"),
         (["compare", "--seed", "-1"], "--seed: must be >= 0 (got -1)"),
         (["train", "--dataset", "cifar10", "--data-dir", "none", "--no-download"], "CIFAR-10 not found in none/"),

@@ -278,6 +278,7 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
             "--set s.train_size: class 8 has no training samples in digits (4 samples)",
         ),
         (["--profile", "p", "--set", "c.train_fraction=0.0008"], "--set c.train_fraction: 0.0008 of digits is 1"),
+        (["--profile", "p", "--set", "c.batch_size=1"], "--set c.batch_size: BatchNorm needs batches of 2 images"),
         (["--profile", "p", "--set", "m.grid.lr=[1,1]"], "--set m.grid.lr: 1 is listed twice (got [1, 1])"),
         # a --set that its grid or variants override everywhere changed no run but was reported as applied
         (["--profile", "p", "--set", "m.lr=0.5"], "--set m.lr: changes no run: every run it reaches takes lr from"),
