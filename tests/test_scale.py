@@ -347,9 +347,11 @@ def test_a_ray_task_keeps_sigint_for_ray_cancel(project, monkeypatch):
     settings = executors.Settings(uri=f"sqlite:///{project}/mlflow.db", experiment="mlhw", device="cpu")
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     monkeypatch.setattr(executors, "_WORKER", {})
+    seen = []
+    monkeypatch.setattr(executors, "execute_unit", lambda *a, **k: seen.append(signal.getsignal(signal.SIGINT)))
     try:
-        executors.init_worker(settings, ray_task=True)
-        assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        executors.work([], 0, settings)  # a Ray task: the first unit of its process sets the worker up
+        assert seen and seen[0] is not signal.SIG_IGN
         executors.init_worker(settings)  # a local worker: Ctrl-C is the parent's
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
