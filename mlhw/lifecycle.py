@@ -62,6 +62,24 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that it ends runs exactly as Ctrl-C does."""
 
 
+# A signal handler's exception is lost when the signal lands while Python runs a finalizer (a __del__ or weakref
+# callback: "Exception ignored in ..."); SQLAlchemy runs them during start-up, and a SIGTERM there was swallowed: the
+# reproduction went on to the end. The handler also sets this flag, which the parent checks between events.
+_TERMINATED = threading.Event()
+
+
+def terminate(signum=None, frame=None):
+    """The SIGTERM handler of a command: remember it, and raise `Terminated` where the main thread is."""
+    _TERMINATED.set()
+    raise Terminated()
+
+
+def check_terminated() -> None:
+    """Raise `Terminated` if a SIGTERM came and its exception was swallowed."""
+    if _TERMINATED.is_set():
+        raise Terminated()
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     try:

@@ -669,3 +669,31 @@ def test_a_run_of_a_single_command_joins_the_suite_that_uses_it(light):
     assert adopted.data.tags["mlhw.suites"] == "mlp_full" and adopted.data.tags["mlhw.profile"] == "tiny"
     again = reproduce(light, "--only", "mlp_full")  # nothing to run: the report is up to date, nothing moves
     assert again.exit_code == 0 and "up to date" in again.stderr, again.stderr
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed exception
+def test_a_sigterm_swallowed_by_a_finalizer_still_stops_the_reproduction(light, monkeypatch):
+    """A SIGTERM that lands while Python runs a finalizer (SQLAlchemy's, during start-up) raised its exception
+    there, where it was "ignored": the reproduction ran every run to the end. The handler's flag stops it."""
+    import signal
+
+    import mlhw.plan
+
+    real = mlhw.plan.make_plan
+
+    class Finalized:
+        def __del__(self):
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # its exception is printed and dropped
+
+    def plan_then_sigterm_in_a_finalizer(*a, **k):
+        plan = real(*a, **k)
+        Finalized()
+        return plan
+
+    monkeypatch.setattr(mlhw.plan, "make_plan", plan_then_sigterm_in_a_finalizer)
+    res = reproduce(light)
+    assert res.exit_code == 143, res.output
+    assert "terminated (SIGTERM)" in res.stderr
+    _, after = runs(light)
+    assert not [r for r in after if r.data.tags.get("mlhw.kind") != "suite"]  # no run started
+    assert not (light / "results").exists()

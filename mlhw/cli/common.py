@@ -140,15 +140,12 @@ def handles_errors(fn: Callable | None = None, *, stopped: str = RUNS_KILLED) ->
 
 def _on_sigterm():
     """SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so it ends runs as Ctrl-C does."""
-    from mlhw.lifecycle import Terminated
+    from mlhw import lifecycle
 
     if threading.current_thread() is not threading.main_thread():
         return None
-
-    def raise_terminated(signum, frame):
-        raise Terminated()
-
-    return signal.signal(signal.SIGTERM, raise_terminated)
+    lifecycle._TERMINATED.clear()  # (a previous command in this process, e.g. under CliRunner, may have set it)
+    return signal.signal(signal.SIGTERM, lifecycle.terminate)
 
 
 def is_terminal() -> bool:

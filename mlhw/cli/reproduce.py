@@ -166,9 +166,11 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
     """Execute the pending work under the suites' parent runs, then compile the report. Returns the failed
     units and either (tables, report path) or the one-line error of a report that could not be written."""
     t0 = time.perf_counter()
+    from mlhw.lifecycle import check_terminated
     from mlhw.plan import adopt, end_stale_runs
 
-    end_stale_runs(plan, store, settings.stale_after)  # first: a dead reproduction's parents can be taken up
+    check_terminated()  # before the suite parents exist: a SIGTERM swallowed during the checks ends it here
+    end_stale_runs(plan, store, settings.stale_after)
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
         adopt(plan, store, {s: log.run_id for s, log in parents.items()})
@@ -182,6 +184,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             + (f", {claimed} left to another reproduce that owns them" if claimed else ""),
             highlight=False,
         )
+        check_terminated()
         try:
             return failed, _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
@@ -328,6 +331,9 @@ class _Reporter:
             self.bar.__exit__(*exc)
 
     def on_event(self, ev) -> None:
+        from mlhw.lifecycle import check_terminated
+
+        check_terminated()  # a SIGTERM whose exception a finalizer swallowed stops the reproduction here
         unit = self.work[ev.unit]
         if ev.kind == "start":
             self.started[ev.unit] = time.perf_counter()
