@@ -256,13 +256,12 @@ def _expand_suite(
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise MLHWError(f"{seeds_culprit}: expected a non-empty list of integer seeds (got {seeds!r})")
-    if seeds is not None and len(set(seeds)) < len(seeds):  # one run, not two: the table's n would be wrong
-        again = sorted({s for s in seeds if seeds.count(s) > 1})
-        raise MLHWError(f"{seeds_culprit}: seed {again[0]} is listed twice (got {seeds!r})")
-    for k, values in grid.items():  # a value twice is one run, not two: the table's n would be wrong
-        again = [v for i, v in enumerate(values) if v in values[:i]] if isinstance(values, list) else []
-        if again:
-            raise MLHWError(f"{_named(grid_origin[k], file)}: {again[0]!r} is listed twice (got {values!r})")
+    # a value twice is one run, not two: the table's n would be wrong
+    if seeds is not None and (again := first_repeat(seeds)) is not None:
+        raise MLHWError(f"{seeds_culprit}: seed {again} is listed twice (got {seeds!r})")
+    for k, values in grid.items():
+        if (again := first_repeat(values)) is not None:
+            raise MLHWError(f"{_named(grid_origin[k], file)}: {again!r} is listed twice (got {values!r})")
     if "variant" in grid:
         for v in grid["variant"]:
             if v not in CNN_VARIANTS:
@@ -302,6 +301,12 @@ def _expand_suite(
             named = {k: _named(v, file) for k, v in where.items()}
             runs.append(RunSpec(name, suite.kind, suite.part, cfg, label, variant, named))
     return runs
+
+
+def first_repeat(values):
+    """The first value of a list that an earlier one equals (None if all differ): a seed, grid value or rate
+    listed twice is one run, not two."""
+    return next((v for i, v in enumerate(values) if v in values[:i]), None)
 
 
 def _named(origin: str, file) -> str:

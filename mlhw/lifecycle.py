@@ -74,6 +74,12 @@ def terminate(signum=None, frame=None):
     raise Terminated()
 
 
+def expect_sigterm() -> None:
+    """Start a command with no SIGTERM remembered (a previous command in this process, e.g. under CliRunner,
+    may have had one)."""
+    _TERMINATED.clear()
+
+
 def check_terminated() -> None:
     """Raise `Terminated` if a SIGTERM came and its exception was swallowed."""
     if _TERMINATED.is_set():

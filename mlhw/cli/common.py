@@ -144,7 +144,7 @@ def _on_sigterm():
 
     if threading.current_thread() is not threading.main_thread():
         return None
-    lifecycle._TERMINATED.clear()  # (a previous command in this process, e.g. under CliRunner, may have set it)
+    lifecycle.expect_sigterm()
     return signal.signal(signal.SIGTERM, lifecycle.terminate)
 
 

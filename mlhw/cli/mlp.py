@@ -225,9 +225,11 @@ def sweep(
     (that is `mlhw reproduce`'s). The paper setting: [bold]--dataset mnist --train-size 10000 --test-size 5000[/bold].
     """
     rates = MLP_SWEEP_LRS if lrs is None else parse_floats(lrs, "--lrs")
-    for i, r in enumerate(rates):
+    from mlhw.experiments import first_repeat
+
+    for r in rates:
         build(MLPConfig, "--lrs ", lr=r)
-        if r in rates[:i]:  # the same run twice: two FINISHED runs of one identity
-            raise MLHWError(f"--lrs {lrs!r}: {r:g} is listed twice")
+    if (again := first_repeat(rates)) is not None:  # the same run twice: two FINISHED runs of one identity
+        raise MLHWError(f"--lrs {lrs!r}: {again:g} is listed twice")
     cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, rates[0], seed, dtype)
     _run(cfg, list(rates), "mlp.b", data_dir, download, device, tracking_uri, experiment, as_json)

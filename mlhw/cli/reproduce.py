@@ -94,7 +94,7 @@ def _validate(
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
     # no-op reproduce (the fingerprint cache spares that read)
-    _check_sizes([p.spec for p in plan.pending()], source, missing)
+    _check_data([p.spec for p in plan.pending()], source, missing)
     if not dry_run and store.experiment_id is None:
         store = Store(tracking_uri, experiment)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
@@ -102,7 +102,7 @@ def _validate(
     return spec, source, store, plan
 
 
-def _check_sizes(specs, source, missing) -> None:
+def _check_data(specs, source, missing) -> None:
     """A run whose data cannot be trained on (a subset larger than its pool, a soft SVM's subset without one of
     its classes, a CNN split under 2 images) fails here, naming where the value was set, not as a started run."""
     from mlhw.errors import MLHWError
