@@ -5,8 +5,9 @@ format of `results/<profile>/tables/*.csv` (group keys, `n`, `<metric>_mean`, `<
 
 Tolerance rule
 --------------
-Rows are matched by their key (`KEY_COLUMNS`: `lr` for `mlp_lr_sweep`, `dataset` for `mlp_full`, `variant`
-for the CNN tables; other tables: every column that is not `n`, `<metric>_mean/_std` or `reference_*`).
+Rows are matched by their key: every column that is not `n`, `<metric>_mean/_std` or `reference_*` (a user grid's
+table has a column for the field it varies), and named by `KEY_COLUMNS` (`lr` for `mlp_lr_sweep`, `dataset` for
+`mlp_full`, `variant` for the CNN tables) plus any column that tells apart two rows with those.
 For every metric m of a matched row, with means x_b, x_c, sample stds s_b, s_c and seed counts n_b, n_c of
 the baseline (b) and the current reproduction (c):
 
@@ -143,11 +144,31 @@ class CheckPolicy:
                 return c.reason or "marked chaotic in the baseline"
         return None
 
-    def key_columns(self, table: str, df: pd.DataFrame) -> list[str]:
-        cols = self.keys.get(table) or KEY_COLUMNS.get(table)
-        if cols:
-            return list(cols)
-        return [c for c in df.columns if c != "n" and not _is_metric_column(c) and not str(c).startswith("reference_")]
+    def required_keys(self, table: str) -> list[str]:
+        """The key columns a table must have: check.yaml's `keys:`, else `KEY_COLUMNS`."""
+        return list(self.keys.get(table) or KEY_COLUMNS.get(table, []))
+
+    def key_columns(self, table: str, *dfs: pd.DataFrame | None) -> tuple[list[str], list[str]]:
+        """(the columns that match rows, the columns that name them). `keys:` in check.yaml sets both; otherwise
+        every column that is not `n`, a metric or a reference matches (a table of a user grid has a column for
+        the field it varies, e.g. `lr` in `mlp_full`), and a row is named by its `KEY_COLUMNS` and those other
+        columns whose value is not one per `KEY_COLUMNS` value (`variant` names `optimizer`, `lr`, `batchnorm`)."""
+        named = self.required_keys(table)
+        if self.keys.get(table):
+            return named, named
+        frames = [df for df in dfs if df is not None]
+        other = [
+            c
+            for df in frames
+            for c in df.columns
+            if c != "n" and c not in named and not _is_metric_column(c) and not str(c).startswith("reference_")
+        ]
+        other = list(dict.fromkeys(other))
+        if not named:
+            return other, other
+        both = pd.concat([df.reindex(columns=named + other) for df in frames]).map(_key_value)
+        varying = [c for c in other if both.groupby(named, dropna=False)[c].nunique(dropna=False).max() > 1]
+        return named + other, named + varying
 
     def to_dict(self) -> dict:
         return {
@@ -399,21 +420,22 @@ def _key_value(v) -> str:
         return str(v)
 
 
-def _rows_by_key(table: str, df: pd.DataFrame, cols: list[str]) -> dict[tuple, dict]:
-    missing = [c for c in cols if c not in df.columns]
+def _rows_by_key(table: str, df: pd.DataFrame, cols: list[str], required: list[str]) -> dict[tuple, dict]:
+    """Rows by key; a key column the table lacks (a grid column only the other side has) reads as empty."""
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise CheckConfigError(f"table {table}: key column {missing[0]!r} not in its columns {list(df.columns)}")
     out: dict[tuple, dict] = {}
     for rec in df.to_dict("records"):
-        key = tuple(_key_value(rec[c]) for c in cols)
+        key = tuple(_key_value(rec.get(c)) for c in cols)
         if key in out:
-            raise CheckConfigError(f"table {table}: two rows with the key {_label(cols, key)}")
+            raise CheckConfigError(f"table {table}: two rows with the key {_label(cols, key, cols)}")
         out[key] = rec
     return out
 
 
-def _label(cols: list[str], key: tuple) -> str:
-    return ", ".join(f"{c}={v}" for c, v in zip(cols, key))
+def _label(cols: list[str], key: tuple, named: list[str]) -> str:
+    return ", ".join(f"{c}={v}" for c, v in zip(cols, key) if c in named)
 
 
 def _float(v) -> float | None:
@@ -500,12 +522,13 @@ def compare(
         if not metrics_of(ref):
             skipped.append(name)
             continue
-        cols = policy.key_columns(name, ref)
-        brows = _rows_by_key(name, bdf, cols) if bdf is not None else {}
-        crows = _rows_by_key(name, cdf, cols) if cdf is not None else {}
+        cols, named = policy.key_columns(name, bdf, cdf)
+        required = policy.required_keys(name)
+        brows = _rows_by_key(name, bdf, cols, required) if bdf is not None else {}
+        crows = _rows_by_key(name, cdf, cols, required) if cdf is not None else {}
         for key, brec in brows.items():
-            label = _label(cols, key)
-            keyd = {c: brec[c] for c in cols}
+            label = _label(cols, key, named)
+            keyd = {c: brec.get(c) for c in named}
             crec = crows.get(key)
             if crec is None:
                 why = "table missing in the current results" if cdf is None else "row missing in the current table"
@@ -547,8 +570,10 @@ def compare(
         for key, crec in crows.items():
             if key not in brows:
                 why = "table not in the baseline" if bdf is None else "row not in the baseline"
-                keyd = {c: crec[c] for c in cols}
-                rows.append(CheckRow(name, _label(cols, key), keyd, "*", "new", n_current=_n_of(crec), reason=why))
+                keyd = {c: crec.get(c) for c in named}
+                rows.append(
+                    CheckRow(name, _label(cols, key, named), keyd, "*", "new", n_current=_n_of(crec), reason=why)
+                )
     return CheckResult(rows, policy, skipped)
 
 

@@ -258,3 +258,38 @@ def test_json_and_renderers():
     assert "check FAILED" in out and "train_loss" in out
     console.print(C.to_rich(C.compare(base, base)))
     assert "nothing moved beyond tolerance" in console.export_text()
+
+
+def test_a_user_grid_table_matches_rows_by_the_field_it_varies():
+    """`--set mlp_full.grid.lr=[0.1,0.5]` writes mlp_full with an `lr` column (two rows for one dataset): the
+    check matches rows on it too, and names it; a row of the other rate is not compared with this one."""
+    recs = [r | {"dataset": "digits", "kind": "mlp"} for r in sweep_records() if r["lr"] in (0.1, 100.0)]
+    full = T.mlp_full_table(recs).numeric
+    assert list(full["lr"].astype(float)) == [0.1, 100.0]
+    res = C.compare({"mlp_full": full}, {"mlp_full": full})
+    assert res.passed and {r.row for r in res.rows} == {"dataset=digits, lr=0.1", "dataset=digits, lr=100"}
+    # the same numbers under swapped rates: each row is compared with its own rate
+    swapped = full.copy()
+    swapped["lr"] = list(reversed(list(full["lr"])))
+    res = C.compare({"mlp_full": full}, {"mlp_full": swapped})
+    assert not res.passed and by(res, "mlp_full", "dataset=digits, lr=100", "train_acc").status == "drift"
+    # a CSV read back (numbers as numbers) still matches the one written
+    back = pd.read_csv(pd.io.common.StringIO(full.to_csv(index=False)))
+    assert C.compare({"mlp_full": full}, {"mlp_full": back}).passed
+    # a baseline without the column: the current rows are other experiments (missing + new), not a crash
+    one = T.mlp_full_table([r for r in recs if r["lr"] == 0.1]).numeric
+    res = C.compare({"mlp_full": one}, {"mlp_full": full})
+    assert {r.status for r in res.rows if r.metric == "*"} == {"missing", "new"}
+
+
+def test_cnn_rows_are_named_by_their_variant_alone():
+    row = {"optimizer": "adam", "lr": 1e-4, "batchnorm": False, "n": 2, "test_acc_mean": 0.5, "test_acc_std": 0.01}
+    df = pd.DataFrame([{"variant": "adam-0.0001"} | row, {"variant": "sgd"} | row | {"optimizer": "sgd"}])
+    res = C.compare({"sgd_vs_adam": df}, {"sgd_vs_adam": df})
+    assert res.passed and {r.row for r in res.rows} == {"variant=adam-0.0001", "variant=sgd"}
+    # the same variant name with another rate is another experiment, and its label says why
+    other = df.copy()
+    other.loc[0, "lr"] = 5e-4
+    res = C.compare({"sgd_vs_adam": df}, {"sgd_vs_adam": other})
+    labels = {(r.row, r.status) for r in res.rows if r.metric == "*"}
+    assert labels == {("variant=adam-0.0001, lr=0.0001", "missing"), ("variant=adam-0.0001, lr=0.0005", "new")}
