@@ -135,19 +135,20 @@ def oversized(data: Dataset, train_size: int | None, test_size: int | None) -> t
 
 
 def subset(data: Dataset, train_size: int | None, test_size: int | None, seed: int) -> Dataset:
-    """The assignment's subsets: `np.random.seed(seed)`, then `choice(..., replace=False)` on the
-    training pool and then on the test set (same draws as the skeleton, without touching numpy's
-    global generator)."""
-    rng = np.random.RandomState(seed)
+    """The assignment's subsets, drawn as the course's loader draws them: for each of the training pool and
+    the test set, only when the size asked is smaller than it, `np.random.seed(seed)` then
+    `choice(len(pool), size, replace=False)`. The generator is seeded again before the test draw, so the test
+    subset does not depend on the training size; a size equal to the pool keeps it whole, in its order. (The
+    same draws, without touching numpy's global generator.)"""
     train, test = data.train, data.test
     too_large = oversized(data, train_size, test_size)
     if too_large is not None:
         which, size, pool = too_large
         raise MLHWError(f"--{which}-size {size} is larger than {data.name}'s {which} pool ({pool})")
-    if train_size is not None:
-        train = train.take(rng.choice(len(train), train_size, replace=False))
-    if test_size is not None:
-        test = test.take(rng.choice(len(test), test_size, replace=False))
+    if train_size is not None and train_size < len(train):
+        train = train.take(np.random.RandomState(seed).choice(len(train), train_size, replace=False))
+    if test_size is not None and test_size < len(test):
+        test = test.take(np.random.RandomState(seed).choice(len(test), test_size, replace=False))
     return _derived(data, ("subset", train_size, test_size, seed), train=train, test=test)
 
 
@@ -665,7 +666,7 @@ def _loaded_key(name: str, data_dir: Path, download: bool | None) -> str | None:
 
 # --- fingerprints without loading: the on-disk cache ----------------------------------------------
 
-FINGERPRINT_CACHE_VERSION = 1  # bump when a loader or a derivation changes what it returns
+FINGERPRINT_CACHE_VERSION = 2  # bump when a loader or a derivation changes what it returns (2: subset)
 _CACHE_MAX_ENTRIES = 1000
 _memo: dict[tuple[str, str], str] = {}
 _file_memo: dict = {}  # the cache file last parsed: {"stamp": (path, size, mtime_ns), "entries": {...}}

@@ -27,15 +27,38 @@ def test_digits_split_is_fixed_and_scaled():
     assert len(first) >= 1 and raw.target[first[0]] == d.test.y[0]
 
 
-def test_subset_is_the_skeletons_seeded_choice():
+def skeleton_subset_indices(n_train, n_test, train_size, test_size):
+    """The course loader's draws, transcribed (its pools: 50,000 and 10,000): each subset only when smaller
+    than its pool, each after `np.random.seed(8)` (the seed is a constant there; `seed` here)."""
+    tr, te = np.arange(n_train), np.arange(n_test)
+    if train_size < n_train:
+        np.random.seed(SEED)
+        tr = np.random.choice(n_train, train_size, replace=False)
+    if test_size < n_test:
+        np.random.seed(SEED)
+        te = np.random.choice(n_test, test_size, replace=False)
+    return tr, te
+
+
+SEED = 8
+
+
+@pytest.mark.parametrize("train_size,test_size", [(100, 40), (300, 40), (1297, 40), (100, 500)])
+def test_subset_is_the_course_loaders_seeded_choice(train_size, test_size):
     d = data.load_digits_data()
-    s = data.subset(d, 100, 40, seed=8)
-    np.random.seed(8)  # the skeleton's exact calls
-    tr = np.random.choice(len(d.train), 100, replace=False)
-    te = np.random.choice(len(d.test), 40, replace=False)
+    s = data.subset(d, train_size, test_size, seed=SEED)
+    tr, te = skeleton_subset_indices(len(d.train), len(d.test), train_size, test_size)
     np.testing.assert_array_equal(s.train.y, d.train.y[tr])
+    np.testing.assert_array_equal(s.train.x, d.train.x[tr])
     np.testing.assert_array_equal(s.test.x, d.test.x[te])
-    assert data.subset(d, 100, 40, seed=9).fingerprint() != s.fingerprint()
+    np.testing.assert_array_equal(s.test.y, d.test.y[te])
+    assert data.subset(d, train_size, test_size, seed=9).fingerprint() != s.fingerprint()
+
+
+def test_the_test_subset_does_not_depend_on_the_training_size():
+    d = data.load_digits_data()
+    a, b = data.subset(d, 100, 40, seed=8), data.subset(d, 1000, 40, seed=8)
+    np.testing.assert_array_equal(a.test.x, b.test.x)
 
 
 def test_subset_larger_than_pool_is_an_error():
