@@ -163,11 +163,20 @@ def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Ch
         Check(
             "Q3(d)",
             "beta = 0 at the optimum",
-            "max(beta, dg/dbeta at beta=0)",
+            f"max beta / max alpha, general QP, n={k['qp_dual_n']}",
             name,
-            max(k["max_b"], k["max_dg_db"], 0.0),
-            1e-12,
+            k["qp_dual_max_beta"],
+            1e-6,
         ),
+        Check(
+            "Q3(d)",
+            "max over alpha, beta = max over alpha",
+            "rel. diff: general QP vs active set",
+            name,
+            k["qp_dual_vs_active_set"],
+            1e-8,
+        ),
+        Check("Q3(c)", "sum alpha_i y_i = 0 (free bias)", "|sum alpha_i y_i|", name, k["equality_residual"], 1e-8),
         Check(
             "Q3(d)",
             "complementary slackness",

@@ -245,7 +245,8 @@ def soft(
             ("duality gap (relative)", rep["duality_gap"]),
             ("|w - sum alpha_i y_i x_i| / |w|", rep["w_residual"]),
             ("max |xi - (alpha+beta)/C|", rep["xi_residual"]),
-            ("max beta (Q3: beta = 0)", rep["max_b"]),
+            ("sum alpha_i y_i (free bias: 0)", rep["equality_residual"]),
+            (f"Q3(d): max beta / max alpha, general QP (n={rep['qp_dual_n']})", rep["qp_dual_max_beta"]),
             ("complementary slackness", rep["complementary_slackness"]),
             ("support vectors", rep["support_vectors"]),
         ]
