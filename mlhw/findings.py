@@ -48,7 +48,9 @@ from typing import Any
 
 import numpy as np
 
-from mlhw.reference import CNN_PARTS, CNN_REFERENCE, CNN_VARIANTS, MLP_FULL_TEST_ACC
+from mlhw.divergence import first_diverged
+from mlhw.labels import variant_title
+from mlhw.reference import CNN_PARTS, CNN_REFERENCE, MLP_FULL_TEST_ACC
 from mlhw.tables import pct
 
 CONFIDENCE = 0.95
@@ -213,13 +215,13 @@ def is_chance(acc: float, n_classes: int = 10, margin: float = CHANCE_MARGIN) ->
 
 
 def diverged_epoch(record: dict) -> int | None:
-    """The record's `diverged_epoch`, else the first epoch of its history whose training loss is NaN/inf."""
+    """The record's `diverged_epoch` (set by the training loop), else mlhw.divergence's rule applied to its
+    history's training losses (10 classes; epoch 0, before any step, never judged)."""
     if record.get("diverged_epoch") is not None:
         return int(record["diverged_epoch"])
-    for row in record.get("history") or []:
-        if not math.isfinite(_num(row.get("train_loss"))):
-            return int(row["epoch"])
-    return None
+    rows = [r for r in record.get("history") or [] if r.get("epoch", 0) >= 1]
+    i = first_diverged([_num(r.get("train_loss")) for r in rows], 10)  # every dataset here has 10 classes
+    return None if i is None else int(rows[i]["epoch"])
 
 
 def epochs_to_reach(history: list[dict], key: str, level: float) -> int | None:
@@ -239,13 +241,10 @@ PART_C_LABELS = {"adam-5e-05": "BN+Dropout", "adam-5e-05-plain": "no BN+Dropout"
 
 
 def _variant_label(v: str, part: str = "") -> str:
+    """Part (c) compares BN+Dropout on and off (the rate is the same); elsewhere the variant's title."""
     if part == "c" and v in PART_C_LABELS:
         return PART_C_LABELS[v]
-    c = CNN_VARIANTS.get(v)
-    if c is None:
-        return v
-    name = {"sgd": "SGD", "adam": "Adam"}.get(c["optimizer"], c["optimizer"])
-    return f"{name} lr {c['lr']:g}" + ("" if c["batchnorm"] or c["dropout"] else " without BN+Dropout")
+    return variant_title(v)
 
 
 def _dataset(records: list[dict]) -> str:

@@ -204,9 +204,9 @@ def test_part2a_separated_variants_name_the_better_one():
     f = F.part2_pair(recs, "a")
     assert f.evidence["val_acc"]["diff"] == pytest.approx(0.2)
     assert f.evidence["val_acc"]["ci_low"] > 0 and f.evidence["train_loss"]["ci_high"] < 0
-    assert "Adam lr 5e-05 better in validation accuracy (higher by 20.0 points)" in f.answer
-    assert "Adam lr 5e-05 better in final training loss (lower by 0.5000)" in f.answer  # lower loss is better
-    assert any(d.startswith("Final training loss") and d.endswith("lower for Adam lr 5e-05.") for d in f.details)
+    assert "Adam lr=5e-5 better in validation accuracy (higher by 20.0 points)" in f.answer
+    assert "Adam lr=5e-5 better in final training loss (lower by 0.5000)" in f.answer  # lower loss is better
+    assert any(d.startswith("Final training loss") and d.endswith("lower for Adam lr=5e-5.") for d in f.details)
     assert "Neither variant collapsed" in f.answer
     assert not any("seed's" in d for d in f.details)  # digits: no comparison with the CIFAR-10 numbers
 
@@ -217,7 +217,7 @@ def test_part2b_collapse_to_chance_and_overlap():
     f = F.part2_pair(recs, "b")
     assert f.evidence["chance"]["adam-0.005"] == {"collapsed": 3, "n": 3, "diverged": 0}
     assert f.evidence["chance"]["adam-5e-05"]["collapsed"] == 2
-    assert "Adam lr 0.005 collapsed to chance" in f.answer and "in 3/3 runs" in f.answer
+    assert "Adam lr=0.005 collapsed to chance" in f.answer and "in 3/3 runs" in f.answer
     assert f.evidence["val_acc"]["verdict"] == "not distinguishable"
     assert "validation accuracy not distinguishable with n=3 vs 3" in f.answer
 
@@ -318,3 +318,13 @@ def test_part2c_when_neither_variant_learns_there_is_no_speed_to_compare():
     f = F.part2c(recs)
     assert f.evidence["speed"]["verdict"] == "no learning" and f.answer.startswith("Undecided: neither variant learned")
     assert "collapsed to chance" in f.answer
+
+
+def test_divergence_from_history_follows_the_one_rule():
+    """Without a diverged_epoch tag, a history is judged by mlhw.divergence: a finite loss above 10 ln 10
+    diverges; epoch 0 (before any step, N(0, 1) weights) is never judged."""
+    accs = [0.1] * 5
+    big = 10 * math.log(10) + 1
+    assert F.diverged_epoch(mlp_run(100, accs, losses=[big, 2, big, 2, 2], with_divergence=False)) == 2
+    assert F.diverged_epoch(mlp_run(100, accs, losses=[big, 2, 2, 2, 2], with_divergence=False)) is None
+    assert F.diverged_epoch(mlp_run(100, accs, losses=[1, 2, 2, 2, 2], diverged_epoch=3)) == 3
