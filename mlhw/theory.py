@@ -119,6 +119,12 @@ def separable_blobs(n: int = 300, k: int = 4, d: int = 5, seed: int = 0) -> tupl
     return svm.add_bias_feature(centers[y] + rng.randn(n, d)), y
 
 
+def q1_holds(report: dict) -> bool:
+    """Q1's claims on one solved problem (`svm.multiclass_report`): the 0-1 loss never exceeds the hinge, and
+    a mean hinge of 0 means zero training error (f = 0 => every sample classified right)."""
+    return report["bound_violations"] == 0 and (report["objective"] > 0 or report["train_error"] == 0)
+
+
 def check_q1(X: np.ndarray, y: np.ndarray, name: str, seed: int = 0) -> list[Check]:
     sol = svm.solve_multiclass(X, y)
     hinge, err01 = svm.multiclass_hinge(sol.W, X, y), svm.zero_one(sol.W, X, y)

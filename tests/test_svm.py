@@ -146,3 +146,12 @@ def test_q3d_the_dual_over_alpha_and_beta_puts_beta_at_zero(bias, C):
     assert np.max(b) <= 1e-6 * max(1.0, np.max(a)) and np.min(a) >= -1e-12
     assert g == pytest.approx(svm.solve_dual(prob).objective, rel=1e-8)
     assert g == pytest.approx(svm.solve_primal(prob).objective, rel=1e-8)  # strong duality, independently
+
+
+def test_q1_holds_fails_on_either_broken_claim():
+    from mlhw.theory import q1_holds
+
+    ok = {"bound_violations": 0, "objective": 0.0, "train_error": 0.0}
+    assert q1_holds(ok) and q1_holds(ok | {"objective": 0.2, "train_error": 0.1})
+    assert not q1_holds(ok | {"bound_violations": 1})  # a sample whose 0-1 loss exceeds its hinge
+    assert not q1_holds(ok | {"train_error": 0.01})  # f = 0 with a misclassified sample

@@ -147,11 +147,14 @@ def multiclass(
     else:
         done = run_svm_multiclass(job, store, source)
     rep = done.result | {"run_id": done.run_id}
-    holds = rep["bound_violations"] == 0 and (rep["objective"] > 0 or rep["train_error"] == 0)
+    from mlhw.theory import q1_holds
+
+    holds = q1_holds(rep)
+    f_label = "f* = min mean hinge" if cfg.method == "exact" else f"mean hinge after {rep['steps']} steps"
     _report(
         f"Q1 multiclass hinge on {data.name} ({len(data.train)} train, {data.n_classes} classes)",
         [
-            ("f* = min mean hinge", rep["objective"]),
+            (f_label, rep["objective"]),
             ("method", rep["method"]),
             ("training error", rep["train_error"]),
             ("test error", rep["test_error"]),
