@@ -31,10 +31,6 @@ STOCK_CHANNELS = (96, 256, 384, 384, 256)
 STOCK_HIDDEN = 4096
 
 
-def min_image_size() -> int:
-    return MIN_IMAGE_SIZE
-
-
 def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int):
     """conv2d(x, weight, bias, stride, padding) computed as a stride-1 convolution on a rearranged input.
 
@@ -97,7 +93,7 @@ class AlexNet(nn.Module):
         side = feature_size(image_size)
         if side < 1:
             raise MLHWError(
-                f"--image-size {image_size} is too small for AlexNet's topology: the minimum is {min_image_size()} px"
+                f"--image-size {image_size} is too small for AlexNet's topology: the minimum is {MIN_IMAGE_SIZE} px"
             )
         channels = [max(1, round(c * width)) for c in STOCK_CHANNELS]
         hidden = max(1, round(STOCK_HIDDEN * width))

@@ -25,8 +25,6 @@ Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Dataset = Literal["digits", "mnist", "cifar10"]
 
-ALEXNET_MIN_IMAGE_SIZE = MIN_IMAGE_SIZE  # 67 px (mlhw.topology)
-
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -141,7 +139,7 @@ class SoftSVMConfig(_Config):
 # input size, on the whole (small) pool, so that it runs on a CPU in seconds.
 CNN_PRESETS: dict[str, dict[str, Any]] = {
     "cifar10": {"width": 1.0, "image_size": 227, "train_fraction": 0.1},
-    "digits": {"width": 0.5, "image_size": ALEXNET_MIN_IMAGE_SIZE, "train_fraction": 1.0},
+    "digits": {"width": 0.5, "image_size": MIN_IMAGE_SIZE, "train_fraction": 1.0},
 }
 
 
@@ -159,7 +157,7 @@ class CNNConfig(_Config):
     epochs: int = Field(10, ge=1, le=100_000)
     batch_size: PositiveInt = 64
     width: float = Field(..., gt=0, le=16, allow_inf_nan=False)
-    image_size: int = Field(..., ge=ALEXNET_MIN_IMAGE_SIZE, le=1024)
+    image_size: int = Field(..., ge=MIN_IMAGE_SIZE, le=1024)
     train_fraction: float = Field(..., gt=0.0, le=1.0)
     seed: Seed = 0
 

@@ -258,18 +258,6 @@ def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def curves_figure(
-    series: Sequence[tuple[str, Sequence]],
-    panels: Sequence[tuple[str, str]],
-    path: str | Path,
-    title: str,
-    log_keys: Sequence[str] = (),
-    colors: Sequence | None = None,
-) -> Path:
-    """`draw_curves`, saved to `path`."""
-    return save(draw_curves(series, panels, title, log_keys, colors), path)
-
-
 def draw_lr_sweep(series, title: str = "MLP learning-rate sweep") -> Figure:
     """The seed's Figure 2, unsaved: training accuracy, training loss (log scale) and test accuracy per epoch."""
     return draw_curves(series, LR_SWEEP_PANELS, title, log_keys=("train_loss",))

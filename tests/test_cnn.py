@@ -7,9 +7,10 @@ from helpers import write_cifar_batches
 from torch import nn
 
 from mlhw import data as datalib
-from mlhw.cnn import AlexNet, DeviceSplit, count_parameters, feature_size, min_image_size, train_cnn
+from mlhw.cnn import AlexNet, DeviceSplit, count_parameters, feature_size, train_cnn
 from mlhw.config import CNNConfig
 from mlhw.errors import MLHWError
+from mlhw.topology import MIN_IMAGE_SIZE
 
 TINY = dict(width=0.125, image_size=67, epochs=2, batch_size=32)
 
@@ -34,7 +35,7 @@ def test_switches_and_width():
 
 
 def test_minimum_image_size_is_named():
-    assert min_image_size() == 67 and feature_size(66) == 0 and feature_size(67) == 1
+    assert MIN_IMAGE_SIZE == 67 and feature_size(66) == 0 and feature_size(67) == 1
     with pytest.raises(MLHWError, match="--image-size 66 is too small.*minimum is 67 px"):
         AlexNet(image_size=66)
 
