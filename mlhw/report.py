@@ -124,6 +124,8 @@ def record(entry: Entry, run, store: Store) -> dict:
     out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
     if "classes" in entry.config:
         out["classes"] = "vs".join(str(k) for k in entry.config["classes"])
+    if entry.config.get("kind") == "cnn":
+        out["precision"] = run.data.params.get("precision")  # the one it trained in (mlhw.device.select_precision)
     if entry.config.get("kind") in ("mlp", "cnn"):
         out["history"] = _history(store, run.info.run_id)
     return out

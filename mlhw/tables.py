@@ -176,6 +176,13 @@ def cnn_table(suite: str, records: list[dict], reference: bool = False) -> Resul
             ("n", "n", str),
         ],
     )
+    # The precision a run trained in (mlhw.device.select_precision: bf16 on GPUs and CPUs that have it) is a
+    # runtime choice, not part of its identity: shown, so that a table never mixes precisions silently; left out
+    # of the CSV, so that `mlhw check` compares the same rows on machines with and without bf16.
+    used: dict[str, list[str]] = {}
+    for r in records:
+        used.setdefault(r["variant"], []).extend([str(r["precision"])] if r.get("precision") else [])
+    disp.insert(len(disp.columns) - 1, "precision", [_precisions(used.get(v, [])) for v in num["variant"]])
     if reference:
         refs = [CNN_REFERENCE.get(v, {}) for v in num["variant"]]
         for k in ("train_loss", "val_acc", "test_acc"):
@@ -184,6 +191,14 @@ def cnn_table(suite: str, records: list[dict], reference: bool = False) -> Resul
             f"{fixed(r.get('train_loss'))} / {pct(r.get('val_acc'))} / {pct(r.get('test_acc'))}" for r in refs
         ]
     return ResultTable(name, title, num, disp)
+
+
+def _precisions(names: list[str]) -> str:
+    """'bf16', or for runs in several precisions 'bf16 x2, fp32 x1 (mixed)'."""
+    counts = {n: names.count(n) for n in sorted(set(names))}
+    if len(counts) <= 1:
+        return next(iter(counts), "-")
+    return ", ".join(f"{n} x{c}" for n, c in counts.items()) + " (mixed)"
 
 
 def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:

@@ -78,6 +78,16 @@ def test_display_shows_mean_pm_std_only_with_several_seeds():
     assert t.display["val acc"].tolist() == ["62.00% ± 1.41%", "48.00%"]
     assert t.display["reference (loss / val / test)"].tolist()[0] == "0.6086 / 61.89% / 62.49%"
     assert t.numeric.loc[0, "reference_test_acc"] == 0.6249
+    assert t.display["precision"].tolist() == ["-", "-"]  # records without it (older runs)
+
+
+def test_cnn_table_shows_the_precision_and_flags_a_mix_but_keeps_it_out_of_the_csv():
+    base = {"optimizer": "adam", "lr": 5e-5, "batchnorm": True, "train_loss": 0.6, "val_acc": 0.6, "test_acc": 0.6}
+    recs = [base | {"variant": "adam-5e-05", "seed": s, "precision": p} for s, p in enumerate(["bf16", "fp32", "bf16"])]
+    recs += [base | {"variant": "sgd-0.005", "optimizer": "sgd", "lr": 0.005, "precision": "fp32"}]
+    t = T.cnn_table("cnn_optimizers", recs)
+    assert t.display["precision"].tolist() == ["bf16 x2, fp32 x1 (mixed)", "fp32"]
+    assert list(t.display.columns)[-2:] == ["precision", "n"] and "precision" not in t.numeric.columns
 
 
 def test_markdown_escapes_pipes_and_latex_renders():

@@ -315,4 +315,5 @@ def _summary(run) -> dict:
         "val_acc": final["val_acc"],
         "test_acc": run.result.test_acc,
         "diverged_epoch": run.result.diverged_epoch,
+        "precision": run.result.precision,
     }
