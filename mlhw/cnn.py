@@ -20,7 +20,7 @@ from torch import nn
 
 from mlhw.data import Dataset, Split, channel_stats
 from mlhw.device import DeviceCaps, device_caps, select_precision
-from mlhw.divergence import is_diverged
+from mlhw.divergence import descending, is_diverged
 from mlhw.errors import MLHWError
 from mlhw.topology import CONVS, MIN_IMAGE_SIZE, feature_size
 
@@ -332,7 +332,7 @@ def train_cnn(
 
     Per epoch: mean training loss and accuracy (over the epoch's batches, in train mode), validation
     loss and accuracy, epoch seconds and images/s. A training loss that diverges (mlhw.divergence:
-    non-finite, or > 10 ln(n_classes)) stops the run after that epoch, with `diverged_epoch` set:
+    non-finite, or > 10 ln(n_classes) and not falling) stops the run after that epoch, with `diverged_epoch` set:
     a result, not an error.
 
     cuda_graphs (None = on for CUDA, except fp16 and compile): every full batch is one replay of a
@@ -410,7 +410,7 @@ def train_cnn(
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(epoch, row)
-        if is_diverged(train_loss, data.n_classes):
+        if is_diverged(train_loss, data.n_classes, descending([h["train_loss"] for h in result.history])):
             result.diverged_epoch = epoch
             break
     result.test_loss, result.test_acc = evaluate(model, test, amp, eval_batch, pad=cuda)

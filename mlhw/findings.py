@@ -22,7 +22,7 @@ Definitions (module constants, all overridable through `build_findings`'s argume
 - **Collapse to chance**: an accuracy at most `CHANCE_MARGIN` (5 points) above chance = 1/n_classes (or below
   it): the final training accuracy for Part 1 (b), the final validation accuracy for Part 2, counted per run.
 - **Part 1 (b) outcome of one run** (on its training accuracy, per epoch): *diverges* (the training loss became
-  non-finite or above 10 ln(classes), mlhw.divergence; the epoch), *collapses* (final accuracy at chance; the
+  non-finite, or above 10 ln(classes) in an epoch where it did not fall: mlhw.divergence; the epoch), *collapses* (final accuracy at chance; the
   first epoch from which it stays there),
   *learns* (final accuracy >= `LEARNS_FRACTION` (90%) of the best rate's mean final accuracy; the first epoch
   it reached that level), *learns slowly* (below that, still gaining >= `STALL_GAIN` (1 point) over its last
@@ -424,7 +424,8 @@ def part1b(
         f"{100 * STALL_GAIN:.0f} point of its best), "
         f"*collapses* when it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}; the epoch "
         f"from which it stays there) and *diverges* when its training loss became non-finite or exceeded "
-        f"10 ln(classes), far above the loss of chance (mlhw.divergence; that epoch)."
+        f"10 ln(classes), far above the loss of chance, in an epoch where it did not fall (mlhw.divergence; "
+        f"that epoch)."
     ]
     return Finding("1b", question, answer, evidence, details, table)
 

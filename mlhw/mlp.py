@@ -30,7 +30,7 @@ import torch
 
 from mlhw.data import Dataset, unit_float
 from mlhw.device import mlp_device
-from mlhw.divergence import is_diverged
+from mlhw.divergence import descending, is_diverged
 
 if TYPE_CHECKING:  # the core needs only the config's fields (and stays importable without pydantic)
     from mlhw.config import MLPConfig
@@ -341,7 +341,7 @@ def train_mlp_groups(
 
     Returns, per seed, one MLPResult per rate. Every epoch (and epoch 0, before training) records the
     training loss and accuracy on the whole training set and the test accuracy. A network whose loss
-    diverges (mlhw.divergence: non-finite, or > 10 ln(n_classes)) is recorded with its
+    diverges (mlhw.divergence: non-finite, or > 10 ln(n_classes) and not falling) is recorded with its
     `diverged_epoch` and keeps training and recording: its curve is a result. on_epoch(epoch, rows)
     gets rows[g][r], the epoch's row of seed g and rate r.
 
@@ -393,8 +393,10 @@ def train_mlp_groups(
                 "epoch_seconds": seconds,
             }
             # Epoch 0 is the N(0, 1) initialisation (16-43 ln C on digits and MNIST), not training.
-            if res.diverged_epoch is None and epoch >= 1 and is_diverged(loss, data.n_classes):
-                res.diverged_epoch = epoch
+            if res.diverged_epoch is None and epoch >= 1:
+                falling = descending([h["train_loss"] for h in res.history] + [loss])
+                if is_diverged(loss, data.n_classes, falling):
+                    res.diverged_epoch = epoch
             res.history.append(row)
             res.seconds += seconds
         if on_epoch is not None:

@@ -32,6 +32,29 @@ def test_the_rule_non_finite_or_far_above_chance():
     assert first_diverged([float("nan")], 10) == 0
 
 
+def test_a_loss_above_the_threshold_that_keeps_falling_is_a_slow_start():
+    """lr 0.001 on 2,000 MNIST images, seed 8 (measured, / ln 10): 36.0, 16.4, 11.6, 9.1: above 10 ln 10 after
+    epoch 1, falling every epoch; lr 100 on the same data: 36.0, 23.1, 24.4: flagged where it rose."""
+    L = math.log(10)
+    slow = [36.0 * L, 16.4 * L, 11.6 * L, 9.1 * L]
+    assert first_diverged(slow, 10, start=1) is None
+    assert first_diverged([36.0 * L, 23.1 * L, 24.4 * L], 10, start=1) == 2
+    assert first_diverged([36.0 * L, 40.0 * L], 10, start=1) == 1  # rose from the initialisation at once
+    assert first_diverged(slow + [10.5 * L], 10, start=1) == 4  # stopped falling while above the threshold
+    assert first_diverged(slow + [float("nan")], 10, start=1) == 4  # non-finite: always
+    assert not is_diverged(1e6, 10, descending=True) and is_diverged(float("inf"), 10, descending=True)
+
+
+def test_mlp_lr_0_001_on_a_small_mnist_like_subset_is_not_flagged():
+    """The MLP loop applies the same rule: a tiny training set (200 digits) at lr 0.001 stays above 10 ln 10 for
+    several epochs from a high initialisation while falling; it is not diverged. lr 100 on it is."""
+    d = datalib.subset(datalib.load_digits_data(), 200, 100, seed=11)
+    res = {r.lr: r for r in train_mlp(MLPConfig(epochs=4, seed=0), d, [0.001, 100])}
+    losses = [h["train_loss"] for h in res[0.001].history]
+    assert losses[1] > threshold(10) and all(b < a for a, b in zip(losses, losses[1:]))  # the case in point
+    assert res[0.001].diverged_epoch is None and res[100].diverged_epoch is not None
+
+
 @pytest.fixture(scope="module")
 def digits():
     return datalib.load_digits_data()
