@@ -22,8 +22,8 @@ Definitions (module constants, all overridable through `build_findings`'s argume
 - **Collapse to chance**: an accuracy at most `CHANCE_MARGIN` (5 points) above chance = 1/n_classes (or below
   it): the final training accuracy for Part 1 (b), the final validation accuracy for Part 2, counted per run.
 - **Part 1 (b) outcome of one run** (on its training accuracy, per epoch): *diverges* (the training loss became
-  non-finite, or above 10 ln(classes) in an epoch where it did not fall: mlhw.divergence; the epoch), *collapses* (final accuracy at chance; the
-  first epoch from which it stays there),
+  non-finite, or above 10 ln(classes) in an epoch where it did not fall: mlhw.divergence; the epoch),
+  *collapses* (final accuracy at chance; the first epoch from which it stays there),
   *learns* (final accuracy >= `LEARNS_FRACTION` (90%) of the best rate's mean final accuracy; the first epoch
   it reached that level), *learns slowly* (below that, still gaining >= `STALL_GAIN` (1 point) over its last
   `STALL_WINDOW` (5) epochs) or *stalls* (below that and no longer gaining; the first epoch within `STALL_GAIN`
