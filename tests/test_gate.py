@@ -61,3 +61,18 @@ def test_a_chaotic_row_that_moves_is_reported_not_failed(ci_store, tmp_path):
     r = _check(ci_store, baseline)
     assert r.exit_code == 0, r.output
     assert "chaotic" in r.output
+
+
+def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(ci_copy, workdir):
+    """The verdict at the end of `reproduce` is a gate too: a baseline number 20 points off makes it exit 1, say
+    that results/ci now holds the new numbers, and leave them there (git keeps the old baseline)."""
+    csv = workdir / "results" / "ci" / "tables" / "mlp_full.csv"
+    df = pd.read_csv(csv)
+    moved = df.loc[0, "test_acc_mean"] - 0.2
+    df.loc[0, "test_acc_mean"] = moved
+    df.to_csv(csv, index=False)
+    (workdir / "results" / "ci" / "REPORT.md").unlink()  # not up to date: the report is compiled again, no run
+    r = invoke("reproduce", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert r.exit_code == 1, r.output
+    assert "check FAILED" in r.output and "not reproduced" in r.output and "git diff results/ci" in r.output
+    assert pd.read_csv(csv).loc[0, "test_acc_mean"] == pytest.approx(moved + 0.2, abs=1e-9)  # the new results

@@ -506,17 +506,23 @@ def reproduce(
         raise typer.Exit(1)
     tables, path = compiled
     _print_tables(tables, profile, path)
+    drifted = False
     if baseline is not None:
         from mlhw.cli.check import verdict
 
         result = verdict(baseline, {t.name: t.numeric for t in tables})
-        err.print(
-            f"against the baseline in {folder}: {result.summary()} (`mlhw check --profile {profile}` shows what moved)",
-            highlight=False,
-        )
+        drifted = not result.passed
+        err.print(f"against the baseline that was in {folder}: {result.summary()}", highlight=False, soft_wrap=True)
+        if drifted:  # the folder now holds this reproduction: the old baseline is what version control has
+            err.print(
+                f"[red]not reproduced[/]: {folder} now holds these results; `git diff {folder}` shows what moved, "
+                "commit it if the change is intended (exit 1)",
+                soft_wrap=True,
+            )
     if failed:
         for unit, r in failed:
             err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
+    if failed or drifted:
         raise typer.Exit(1)
 
 
