@@ -51,10 +51,11 @@ def data_note(cfg) -> str:
     fraction = getattr(cfg, "train_fraction", 1.0)
     if fraction < 1.0:
         data += f" {100 * fraction:g}%"
-    return f"{data}, {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    epochs = getattr(cfg, "epochs", None)  # the SVMs have none
+    return data if epochs is None else f"{data}, {epochs} epoch{'s' if epochs != 1 else ''}"
 
 
 def run_name(part: str, what: str, cfg) -> str:
     """A single command's run: 'mlp.c · lr=0.1, seed 8 (mnist 2000/1000, 3 epochs)'; a reproduction names its
-    runs by suite instead ('mlp_full · seed 8')."""
+    runs by suite: "mlp_full · seed 8 (mnist, 30 epochs)" (mlhw.plan.job_of)."""
     return f"{part} · {what}, seed {cfg.seed} ({data_note(cfg)})"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mlhw.claims import alive, by_identity, end_stale
 from mlhw.experiments import RunSpec
+from mlhw.labels import data_note
 from mlhw.runs import DataSource, Job
 from mlhw.store import Store
 
@@ -43,6 +44,7 @@ class Plan:
     only: list[str] = field(default_factory=list)
     all_suites: list[str] = field(default_factory=list)  # every suite of the profile, chosen or not
     description: str = ""  # the profile's
+    rest: list[Planned] = field(default_factory=list)  # --only: the profile's other suites (not run; for the report)
 
     @property
     def partial(self) -> bool:
@@ -185,6 +187,8 @@ def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
     if p.spec.variant:
         tags["mlhw.variant"] = p.spec.variant
     name = f"{p.spec.suite} · {p.spec.label}" if p.spec.label else p.spec.suite
+    if p.spec.config.kind != "theory":  # runs of several profiles sit side by side in the UI's run list
+        name += f" ({data_note(p.spec.config)})"
     return Job(
         p.spec.config,
         p.identity,

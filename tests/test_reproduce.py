@@ -342,6 +342,21 @@ def test_only_reruns_one_suite_and_keeps_the_profiles_report_whole(light):
     assert not (light / "results" / "tiny-partial").exists()
 
 
+def test_only_reports_the_other_suites_done_runs_though_no_reproduction_made_them(light):
+    """--only: the report takes the other suites' runs by identity, as the plan would; it said 'not reproduced
+    here (no finished runs in the store)' of runs that a single command (or another profile) had made."""
+    uri = f"sqlite:///{light}/mlflow.db"
+    for seed in ("8", "9"):  # mlp_full's two runs, made by a single command, not by a reproduction
+        single = invoke("mlp", "train", "--epochs", "2", "--train-size", "300", "--seed", seed, "--tracking-uri", uri)
+        assert single.exit_code == 0, single.output
+    res = reproduce(light, "--only", "svm_soft")
+    assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr, res.stderr
+    report = (light / "results" / "tiny" / "REPORT.md").read_text()
+    assert "Not reproduced here**: mlp_lr_sweep (" in report  # never run: still named
+    full = pd.read_csv(light / "results" / "tiny" / "tables" / "mlp_full.csv")
+    assert list(full["n"]) == [2]  # the two single-command runs, found by their identity
+
+
 def test_force_runs_the_done_runs_again(light):
     assert reproduce(light, "--only", "mlp_full").exit_code == 0
     res = reproduce(light, "--only", "mlp_full", "--force")

@@ -99,6 +99,16 @@ def _validate(
         store = Store(tracking_uri, experiment)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
+    if only and not sets:  # the report stays whole: the other suites' done runs, found by identity, not run
+        rest = [s for s in expand(spec, profile, None, [], file) if s.suite not in only]
+        unread = set(missing)
+        for name in dict.fromkeys(getattr(s.config, "dataset", None) for s in rest):
+            if name is not None and name not in unread:
+                try:
+                    check_dataset(name, data_dir, False)  # never a download for runs that will not run
+                except DataNotFound:
+                    unread.add(name)
+        plan.rest = make_plan(rest, store, source, profile, stale_after, no_data=unread).entries
     return spec, source, store, plan
 
 
@@ -282,12 +292,13 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     return logs
 
 
-def _scope(plan):
+def _scope(plan, planned=None):
+    """The report's scope: the plan's entries (or `planned`)."""
     from mlhw.report import Entry, Scope
 
     entries = [
         Entry(p.spec.suite, p.spec.label, p.identity, p.spec.config.model_dump(mode="json"), p.spec.variant)
-        for p in plan.entries
+        for p in (plan.entries if planned is None else planned)
     ]
     return Scope(plan.profile, entries, plan.descriptions, plan.overrides, plan.only)
 
@@ -366,19 +377,11 @@ def _compile(plan, store, results_dir, dev, parents, description):
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
-    if plan.only and not plan.overrides:  # --only: the other suites as the store last reproduced them
-        from mlhw.errors import MLHWError
-        from mlhw.report import scope_from_store
-
-        others = [s for s in plan.all_suites if s not in plan.only]
-        try:
-            scope.entries += scope_from_store(store, plan.profile, others).entries if others else []
-        except MLHWError:  # none of them reproduced yet: the report says which suites are missing
-            pass
+    if plan.only and not plan.overrides:  # --only: the other suites' done runs too (plan.rest), so the report is whole
+        scope.entries += _scope(plan, plan.rest).entries
         scope.only = []
     from mlhw.plan import stamp_keys
 
-    # with --only: the other suites as taken from the store
     tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
