@@ -39,6 +39,9 @@ HTTP_ENV = {  # MLflow's default: 7 retries with exponential backoff (minutes); 
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # a report reads ~50 small files: no bar per file on stderr
+    # MLflow prints two "View run / View experiment" lines on stdout as each run ends (a get_run more per run):
+    # among the progress lines, 2 per run; mlhw prints where the runs are once, at its end (tracking_hint)
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 
 

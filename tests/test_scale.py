@@ -82,6 +82,7 @@ def test_jobs_2_against_a_live_server(server, project):
         r.info.status == "FINISHED" for r in runs
     )
     assert (project / "results" / "small" / "REPORT.md").exists()
+    assert "View run" not in res.output  # MLflow's own two lines per ended run, among the progress lines
     again = runner.invoke(app, args(server, exp, "--jobs", 2))
     assert again.exit_code == 0 and again.stderr.startswith("up to date: 5 runs, profile small")
     assert len(runs_of(server, exp)[1]) == len(runs)
