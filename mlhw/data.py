@@ -612,7 +612,10 @@ def load_cifar10(
         x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         tx, ty = read_cifar_batch(paths[5])
         if not 0 < val_size < len(y):
-            raise MLHWError(f"validation size {val_size} must be between 1 and {len(y) - 1}")
+            raise MLHWError(
+                f"{folder}: data_batch_1..5 hold {len(y):,} training images, too few for CIFAR-10's "
+                f"{val_size:,}-image validation split (the official files hold 50,000)"
+            )
         perm = np.random.RandomState(split_seed).permutation(len(y))
         val, pool = perm[:val_size], perm[val_size:]
         return Dataset(

@@ -456,3 +456,11 @@ def test_a_cached_fingerprint_needs_neither_torch_nor_sklearn(cache_dir):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == [PINNED["digits"], "[]"]  # a hit in a new process imports none of them
+
+
+def test_cifar_files_too_small_for_the_validation_split_name_the_folder(tmp_path, cache_dir):
+    write_cifar_batches(tmp_path / data.CIFAR_FOLDER, per_batch=20, n_test=15)
+    with pytest.raises(MLHWError) as e:
+        data.load_cifar10(tmp_path, download=False)  # the official split: 5,000 validation images
+    msg = str(e.value)
+    assert str(tmp_path / data.CIFAR_FOLDER) in msg and "100 training images" in msg and "50,000" in msg
