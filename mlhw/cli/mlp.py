@@ -101,7 +101,11 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             )
             parent = stack.enter_context(
                 tracked_run(
-                    store, run_name(part, f"sweep of {len(lrs)} rates", cfg), cfg.to_params() | {"lrs": lrs}, tags
+                    # the rates as `lrs`, no `lr` of its own: a filter on params.lr finds the child runs only
+                    store,
+                    run_name(part, f"sweep of {len(lrs)} rates", cfg),
+                    {k: v for k, v in cfg.to_params().items() if k != "lr"} | {"lrs": lrs},
+                    tags,
                 )
             )
             for j in jobs:
