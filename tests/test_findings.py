@@ -176,9 +176,23 @@ def test_part1c_compares_with_the_seed_only_on_mnist():
     far = F.part1c([{"dataset": "mnist", "test_acc": a} for a in (0.90, 0.901, 0.899)])
     assert far.evidence["reference_check"]["within"] is False and "outside" in far.answer
     digits = F.part1c([{"dataset": "digits", "test_acc": 0.96}])
-    assert digits.evidence["compared_with_reference"] is False and "not comparable" in digits.answer
+    assert digits.evidence["compared_with_reference"] is False and "not compared" in digits.answer
+    assert "dataset=digits (the assignment's: mnist)" in digits.answer
     one = F.part1c([{"dataset": "mnist", "test_acc": 0.95}])
     assert one.evidence["reference_check"]["within"] is None and "n=1, no spread" in one.answer
+
+
+def test_part1c_compares_with_the_seed_only_at_the_assignments_settings():
+    """MNIST, but 10,000 images for 5 epochs: the seed's 93.97% (50,000 images, 30 epochs) is not its reference."""
+    recs = [{"dataset": "mnist", "seed": s, "test_acc": 0.9, "epochs": 5, "train_size": 10000} for s in (8, 9)]
+    f = F.part1c(recs)
+    assert f.evidence["compared_with_reference"] is False and "outside" not in f.answer
+    assert "epochs=5 (the assignment's: 30)" in f.answer and "train_size=10000 (the assignment's: None)" in f.answer
+    full = [r | {"epochs": 30, "train_size": None, "hidden": [40], "lr": 0.1, "batch_size": 10} for r in recs]
+    assert F.part1c(full).evidence["compared_with_reference"] is True
+    assert F.off_reference([{"dataset": "cifar10", "width": 0.5, "epochs": 10}], "cnn") == [
+        "width=0.5 (the assignment's: 1.0)"
+    ]
 
 
 # --- Part 2 ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ def current_tables(store, profile: str) -> dict:
     from mlhw.report import build_tables, collect, scope_from_store
 
     done, _ = collect(scope_from_store(store, profile), store)
-    return {t.name: t.numeric for t in build_tables(done, store, profile)}
+    return {t.name: t.numeric for t in build_tables(done, store)}
 
 
 def verdict(baseline, current: dict):
