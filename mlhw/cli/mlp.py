@@ -128,8 +128,13 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
 
 def _show(runs, part, cfg, as_json, store, parent) -> None:
-    table = Table(title=f"{part}: MLP {list(cfg.hidden)} on {cfg.dataset}, {cfg.epochs} epochs, batch {cfg.batch_size}")
-    for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "seconds", "run id"):
+    from mlhw.labels import data_note
+
+    table = Table(
+        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg)}, batch {cfg.batch_size}",
+        caption="train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets",
+    )
+    for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"):
         table.add_column(col, justify="right")
     for r in runs:
         f = r.result.final
