@@ -55,6 +55,27 @@ def test_backprop_equals_autograd(sizes, replicas):
 
 
 @pytest.mark.parametrize("sizes", SIZES)
+def test_backprop_with_each_groups_own_batch_equals_autograd(sizes):
+    """Several seeds trained together: x (G, B, n_in), each group (seed) its own batch, shared by its replicas
+    (its learning rates). The gradient path for that input, against autograd on each replica's own batch."""
+    groups, per_group = 2, 3
+    net = Network(sizes, per_group, dtype=torch.float64, seeds=[0, 1])
+    g = torch.Generator().manual_seed(7)
+    for p in net.params:  # every replica different
+        p.add_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
+    xs, ys, labels = zip(*(batch(sizes[0], sizes[-1], 6, seed=10 + k) for k in range(groups)))
+    grads = net.backprop(torch.stack(xs), torch.stack(ys))
+    params = [p.clone().requires_grad_() for p in net.params]
+    for r in range(groups * per_group):
+        k = r // per_group  # replica r belongs to group k and sees its batch
+        auto = torch.autograd.grad(summed_loss(params, xs[k], labels[k], r), params)
+        hand = [h for pair in grads for h in pair]
+        for h, a in zip(hand, auto):
+            rel = (h[r] - a[r]).norm() / a[r].norm().clamp_min(1e-300)
+            assert rel < 1e-10, (sizes, r, rel.item())
+
+
+@pytest.mark.parametrize("sizes", SIZES)
 def test_backprop_equals_finite_differences(sizes):
     net = make_net(sizes, 1, seed=3)
     x, y, labels = batch(sizes[0], sizes[-1], 5, seed=4)
