@@ -137,3 +137,17 @@ def test_nan_stops_the_run_cleanly(digits):
 
 def test_digits_validation_is_carved_from_the_pool(digits):
     assert digits.sizes() == {"train": 1167, "val": 130, "test": 500}
+
+
+def test_a_last_batch_of_one_image_is_skipped_under_batchnorm(digits):
+    """65 training images, batch 64: the last batch holds one image, on which BatchNorm cannot train (torch
+    raises 'Expected more than 1 value per channel'); it is skipped and the epoch's mean is over the 64 trained."""
+    import dataclasses
+
+    data = dataclasses.replace(digits, train=digits.train.take(np.arange(65)))
+    res = train_cnn(CNNConfig(**TINY | {"epochs": 1, "batch_size": 64}), data, "cpu", precision="fp32")
+    assert np.isfinite(res.history[0]["train_loss"]) and 0.0 <= res.history[0]["train_acc"] <= 1.0
+    # the fraction of 64 images: a multiple of 1/64, not of 1/65
+    assert (res.history[0]["train_acc"] * 64) == pytest.approx(round(res.history[0]["train_acc"] * 64), abs=1e-9)
+    plain = train_cnn(CNNConfig(**TINY | {"epochs": 1}, batchnorm=False, dropout=False), data, "cpu", "fp32")
+    assert np.isfinite(plain.history[0]["train_loss"])  # without BatchNorm the single image trains
