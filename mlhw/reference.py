@@ -25,6 +25,17 @@ CNN_REFERENCE: dict[str, dict] = {
 # An independent solution's validation accuracies for the same four rows.
 CNN_INDEPENDENT_VAL_ACC = {"sgd-0.005": 0.477, "adam-5e-05": 0.589, "adam-0.005": 0.103, "adam-5e-05-plain": 0.512}
 
+# What a single command's run is (its MLflow description), by the part of the assignment it serves.
+PART_DESCRIPTIONS: dict[str, str] = {
+    "mlp.a": "Part 1 (a): the skeleton's network [784, 40, 10], hand-written backprop, mini-batch SGD",
+    "mlp.b": "Part 1 (b): one fresh network per learning rate (the seed's Figure 2)",
+    "mlp.c": "Part 1 (c): the full run, 50,000 / 10,000 MNIST images, lr 0.1 (the seed: 93.97% test accuracy)",
+    "cnn": "Part 2: the assignment's AlexNet, one variant",
+    "svm.q1": "Q1: the multiclass hinge loss, minimised; the 0-1 loss never exceeds it",
+    "svm.q3": "Q3: soft SVM with an l2 slack penalty, primal and dual solved independently",
+    "theory": "Q1-Q4 checked numerically",
+}
+
 MLP_FULL_TEST_ACC = 0.9397  # Part 1 (c), MNIST 50,000 / 10,000
 MLP_SWEEP_LRS = [0.001, 0.01, 0.1, 1, 10, 100]
 

@@ -91,6 +91,7 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     assert len(runs) == 4 and len(children) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
     assert "lr" not in parent.data.params and parent.data.params["lrs"] == "[0.01, 0.1, 1e+30]"
+    assert all(r.data.tags["mlflow.note.content"].startswith("Part 1 (b)") for r in children)
     diverged = [r for r in children if "mlhw.diverged_epoch" in r.data.tags]
     assert len(diverged) == 1 and diverged[0].data.params["lr"] == "1e+30"
     assert diverged[0].data.tags["mlhw.diverged_epoch"] == "1"

@@ -63,6 +63,7 @@ def test_soft_svm_report(workdir):
     assert 0 < rep["support_vectors"] < rep["n_train"]
     client, (run,) = runs_of(uri)
     assert run.data.tags["mlhw.part"] == "svm.q3" and run.data.params["classes"] == "[3, 8]"
+    assert run.data.tags["mlflow.note.content"].startswith("Q3: soft SVM")  # the UI's description of the run
     assert not (workdir / "results").exists()
 
 

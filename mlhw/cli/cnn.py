@@ -277,7 +277,7 @@ def compare(
                 source.identity(cfg),
                 run_name(",".join(served), variant_title(v), cfg),
                 {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v},
-                "",
+                f"Part 2 ({', '.join(s[-1] for s in served)}): {variant_title(v)}",
                 "mlhw cnn compare",
                 parent.run_id,
             )

@@ -87,8 +87,10 @@ def prepare(cfg, name: str, part: str, command: str, data_dir, download, trackin
     if problem is not None:
         raise MLHWError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     store = Store(tracking_uri, experiment)
+    from mlhw.reference import PART_DESCRIPTIONS
+
     tags = {"mlhw.part": part, "mlhw.parts": part}
-    return source, store, Job(cfg, ident, name, tags, "", command, parent)
+    return source, store, Job(cfg, ident, name, tags, PART_DESCRIPTIONS.get(part, ""), command, parent)
 
 
 def tracking_hint(store) -> str:

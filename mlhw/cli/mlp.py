@@ -90,7 +90,10 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     configs = [cfg.model_copy(update={"lr": lr}) for lr in lrs]
     command = f"mlhw mlp {'sweep' if len(lrs) > 1 else 'train'}"
     source, store, job = prepare(cfg, "", part, command, data_dir, download, tracking_uri, experiment)
-    jobs = [type(job)(c, source.identity(c), run_name(part, lr_label(c.lr), c), job.tags, "", command) for c in configs]
+    jobs = [
+        type(job)(c, source.identity(c), run_name(part, lr_label(c.lr), c), job.tags, job.description, command)
+        for c in configs
+    ]
     with contextlib.ExitStack() as stack, progress() as bar:
         parent = None
         if len(lrs) > 1:  # a sweep: a parent run holding the children and the figure
