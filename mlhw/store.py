@@ -235,6 +235,14 @@ class Store:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
+    def local_file(self, run_id: str, path: str) -> Path | None:
+        """Where a run's artifact lies on this machine (a SQLite store's artifacts are local files); None when it
+        is remote (a server's artifact store) or absent."""
+        if run_id not in self._artifact_uris:
+            self._artifact_uris[run_id] = self.client.get_run(run_id).info.artifact_uri
+        folder = local_artifact_dir(self._artifact_uris[run_id])
+        return folder / path if folder is not None and (folder / path).is_file() else None
+
     def download_text(self, run_id: str, path: str) -> str:
         """A text artifact of a run. Where the run's artifacts are local files (a SQLite store, and any run this
         Store has seen in a search), they are read in place: MLflow's download copies each file through a temporary

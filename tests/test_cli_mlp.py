@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, write_mnist_idx
@@ -92,6 +93,8 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     assert all(r.info.status == "FINISHED" for r in runs)
     assert "lr" not in parent.data.params and parent.data.params["lrs"] == "[0.01, 0.1, 1e+30]"
     assert all(r.data.tags["mlflow.note.content"].startswith("Part 1 (b)") for r in children)
+    on_disk = res.stderr.split("on disk: ")[1].split()[0]  # a SQLite store's artifacts are local files: say where
+    assert on_disk.endswith("figures/mlp_lr_sweep.png") and Path(on_disk).is_file()
     diverged = [r for r in children if "mlhw.diverged_epoch" in r.data.tags]
     assert len(diverged) == 1 and diverged[0].data.params["lr"] == "1e+30"
     assert diverged[0].data.tags["mlhw.diverged_epoch"] == "1"

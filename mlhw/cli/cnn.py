@@ -298,7 +298,13 @@ def compare(
     console = err if as_json else out
     for p in parts:
         console.print(to_rich(tables[p], f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epochs"))
-    console.print(f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}", highlight=False)
+    where = store.local_file(parent.run_id, f"figures/cnn_part_{parts[0]}.png")
+    console.print(
+        f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}"
+        + (f", on disk in {where.parent.parent}" if where else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
         for v, r in runs.items():

@@ -167,7 +167,13 @@ def _show(runs, part, cfg, as_json, store, parent) -> None:
     console = err if as_json else out
     console.print(table)
     if parent is not None:
-        console.print(f"figure: artifact figures/mlp_lr_sweep.png of MLflow run {parent.run_id[:8]}", highlight=False)
+        where = store.local_file(parent.run_id, "figures/mlp_lr_sweep.png")
+        console.print(
+            f"figure: artifact figures/mlp_lr_sweep.png of MLflow run {parent.run_id[:8]}"
+            + (f", on disk: {where}" if where else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(tracking_hint(store), highlight=False, soft_wrap=True)
 
 
