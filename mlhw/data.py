@@ -10,7 +10,7 @@ problem with a file (cut off, not decompressible, wrong structure, sizes, dtypes
 download (and checksum) the official archives; this module imports neither torch nor torchvision.
 
 Fingerprints (content hashes that identify runs) are cached on disk by the files' path, size and
-mtime (`fingerprint_cache_path()`), so that a command with nothing to do need not load or hash
+mtime (`fingerprint_cache.cache_path()`), so that a command with nothing to do need not load or hash
 anything: `dataset_fingerprint(name, data_dir, steps=...)` answers from the cache and loads only
 when it misses. `check_dataset` is the pre-flight validation of a dataset's files.
 """
@@ -26,7 +26,6 @@ import math
 import os
 import pickle
 import struct
-import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlhw import fingerprint_cache as fpcache
 from mlhw.errors import DataNotFound, MLHWError
 
 DIGITS_TEST_SIZE = 500  # of load_digits' 1,797 images; the rest (1,297) is the training pool
@@ -87,12 +87,12 @@ class Dataset:
         """Content hash of every split: two runs with equal fingerprints saw the same numbers.
         Cached in memory (a Dataset never changes) and, for datasets read from files, on disk."""
         if self._fingerprint is None:
-            key = _cache_key(*self._origin) if self._origin is not None else None
-            fp = _cache_get(key) if key is not None else None
+            key = fpcache.key(*self._origin) if self._origin is not None else None
+            fp = fpcache.get(key) if key is not None else None
             if fp is None:
                 fp = content_hash(self)
                 if key is not None:
-                    _cache_put(key, fp, self._origin[0])
+                    fpcache.put(key, fp, self._origin[0])
             self._fingerprint = fp
         return self._fingerprint
 
@@ -667,80 +667,9 @@ def _loaded_key(name: str, data_dir: Path, download: bool | None) -> str | None:
         return None
 
 
-# --- fingerprints without loading: the on-disk cache ----------------------------------------------
+# --- fingerprints without loading (the cache itself: mlhw.fingerprint_cache) ---------------------
 
-FINGERPRINT_CACHE_VERSION = 2  # bump when a loader or a derivation changes what it returns (2: subset)
-_CACHE_MAX_ENTRIES = 1000
-_memo: dict[tuple[str, str], str] = {}
-_file_memo: dict = {}  # the cache file last parsed: {"stamp": (path, size, mtime_ns), "entries": {...}}
 _last_loaded: dict[str, Dataset] = {}  # source key -> the dataset `load` read from it last (one per dataset name)
-
-
-def fingerprint_cache_path() -> Path | None:
-    """`$MLHW_CACHE_DIR/fingerprints.json`, else `$XDG_CACHE_HOME/mlhw/` or `~/.cache/mlhw/`; None
-    when there is no home folder (then nothing is cached)."""
-    base = os.environ.get("MLHW_CACHE_DIR")
-    if not base:
-        try:
-            base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mlhw"
-        except RuntimeError:
-            return None
-    return Path(base) / "fingerprints.json"
-
-
-def _cache_key(source: str, steps: tuple[Step, ...]) -> str:
-    return hashlib.sha256(json.dumps([FINGERPRINT_CACHE_VERSION, source, steps], default=str).encode()).hexdigest()
-
-
-def _cache_entries(path: Path) -> dict:
-    """The cache file's entries (a copy), parsed once per version of the file."""
-    try:
-        st = path.stat()
-        stamp = (str(path), st.st_size, st.st_mtime_ns)
-        if _file_memo.get("stamp") != stamp:
-            entries = json.loads(path.read_text()).get("entries")
-            _file_memo.update(stamp=stamp, entries=entries if isinstance(entries, dict) else {})
-    except (OSError, ValueError, AttributeError):  # absent, unreadable or not ours: start afresh
-        return {}
-    return dict(_file_memo["entries"])
-
-
-def _is_fingerprint(value) -> bool:
-    return isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdef" for c in value)
-
-
-def _cache_get(key: str) -> str | None:
-    path = fingerprint_cache_path()
-    if path is None:
-        return None
-    if (str(path), key) in _memo:
-        return _memo[str(path), key]
-    entry = _cache_entries(path).get(key)
-    fp = entry.get("fingerprint") if isinstance(entry, dict) else None
-    if not _is_fingerprint(fp):
-        return None
-    _memo[str(path), key] = fp
-    return fp
-
-
-def _cache_put(key: str, fp: str, source: str) -> None:
-    """Best effort: a cache that cannot be written only costs a recomputation next time."""
-    path = fingerprint_cache_path()
-    if path is None:
-        return
-    _memo[str(path), key] = fp
-    try:
-        entries = _cache_entries(path)
-        entries[key] = {"fingerprint": fp, "source": source, "time": time.time()}
-        if len(entries) > _CACHE_MAX_ENTRIES:  # the oldest go first
-            keep = sorted(entries, key=lambda k: entries[k].get("time", 0) if isinstance(entries[k], dict) else 0)
-            entries = {k: entries[k] for k in keep[-_CACHE_MAX_ENTRIES:]}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": FINGERPRINT_CACHE_VERSION, "entries": entries}))
-        os.replace(tmp, path)  # atomic: concurrent writers lose entries at worst, never corrupt the file
-    except (OSError, TypeError, ValueError):
-        pass
 
 
 def _source_of(name: str, data_dir: Path, download: bool | None) -> tuple[list[Path], str] | None:
@@ -770,7 +699,7 @@ def dataset_fingerprint(
     norm = _norm_steps(steps)
     key = _loaded_key(name, Path(data_dir), download) if name in DATASETS else None
     if key is not None:
-        fp = _cache_get(_cache_key(key, norm))
+        fp = fpcache.get(fpcache.key(key, norm))
         if fp is not None:
             return fp
     return derive(load(name, data_dir, download), norm).fingerprint()  # misses in a row read the files once

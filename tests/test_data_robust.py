@@ -24,6 +24,7 @@ from helpers import (
 )
 
 from mlhw import data
+from mlhw import fingerprint_cache as fpcache
 from mlhw.errors import DataNotFound, MLHWError
 
 N_TRAIN, N_TEST = 6, 4
@@ -333,7 +334,7 @@ def test_fingerprints_are_the_values_they_were(tmp_path, cache_dir):
     write_mnist_pickle(tmp_path / "p" / "mnist.pkl.gz") if (tmp_path / "p").mkdir() is None else None
     write_cifar_batches(tmp_path / "c" / data.CIFAR_FOLDER, per_batch=20, n_test=15)
     for cached in (False, True):  # computed, then from the cache
-        data._memo.clear()
+        fpcache._memo.clear()
         mnist = data.load_mnist(tmp_path / "m", download=False)
         cifar = data.load_cifar10(tmp_path / "c", download=False, val_size=10)
         got = {
@@ -368,7 +369,7 @@ def test_dataset_fingerprint_from_cache_reads_nothing(tmp_path, monkeypatch, ste
     expected = data.content_hash(data.derive(data.load_mnist(tmp_path, download=False), steps))
     base = data.check_dataset("mnist", tmp_path)  # the pre-flight check, then the planner's fingerprints
     assert data.dataset_fingerprint("mnist", tmp_path, steps=steps) == expected  # computed and stored
-    data._memo.clear()  # as a new process would
+    fpcache._memo.clear()  # as a new process would
     data._last_loaded.clear()
     with monkeypatch.context() as m:
         _no_loading(m)
@@ -380,7 +381,7 @@ def test_loaded_dataset_fingerprint_uses_the_cache(tmp_path, monkeypatch):
     write_cifar_batches(tmp_path / data.CIFAR_FOLDER, per_batch=1001, n_test=3)  # 5,005 images: val 5,000
     first = data.load_cifar10(tmp_path, download=False)
     fp, cnn = first.fingerprint(), data.derive(first, CNN_STEPS).fingerprint()
-    data._memo.clear()
+    fpcache._memo.clear()
     second = data.load_cifar10(tmp_path, download=False)
     monkeypatch.setattr(data, "content_hash", lambda d: "not-hashed-again")
     assert second.fingerprint() == fp and data.dataset_fingerprint("cifar10", tmp_path) == fp
@@ -423,7 +424,7 @@ def test_a_broken_or_unwritable_cache_is_ignored(tmp_path, monkeypatch, cache_di
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     monkeypatch.setenv("MLHW_CACHE_DIR", str(blocker / "cache"))  # under a file: cannot be created
-    data._memo.clear()
+    fpcache._memo.clear()
     assert data.dataset_fingerprint("mnist", tmp_path) == PINNED["mnist-idx"]
 
 
