@@ -169,7 +169,7 @@ def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Ch
         Check(
             "Q3(d)",
             "beta = 0 at the optimum",
-            f"max beta / max alpha, general QP, n={k['qp_dual_n']}",
+            f"max beta / max(1, max alpha), general QP, n={k['qp_dual_n']}",
             name,
             k["qp_dual_max_beta"],
             1e-6,
@@ -183,6 +183,7 @@ def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Ch
             1e-8,
         ),
         Check("Q3(c)", "sum alpha_i y_i = 0 (free bias)", "|sum alpha_i y_i|", name, k["equality_residual"], 1e-8),
+        Check("Q3", "both solvers converged", "Newton, active set (1 = no)", name, 1.0 - k["converged"], 0.0),
         Check(
             "Q3(d)",
             "complementary slackness",

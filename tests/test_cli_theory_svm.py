@@ -14,11 +14,11 @@ def test_theory_all_pass_and_logged(workdir):
     res = invoke("theory", "--tracking-uri", uri, "--json")
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
-    assert len(rows) == 31 and all(r["passed"] for r in rows)
+    assert len(rows) == 33 and all(r["passed"] for r in rows)
     assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
     client, (run,) = runs_of(uri)
     assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["mlhw.checks_failed"] == "0"
-    assert run.data.tags["mlhw.checks_passed"] == "31" and run.data.tags["mlhw.kind"] == "theory"
+    assert run.data.tags["mlhw.checks_passed"] == "33" and run.data.tags["mlhw.kind"] == "theory"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
     assert not (workdir / "results").exists()
 

@@ -142,7 +142,7 @@ def test_q3d_the_dual_over_alpha_and_beta_puts_beta_at_zero(bias, C):
     beta = 0 and the same optimum as the active-set dual, which sets beta = 0 without solving for it."""
     X, y = overlapping(60, 5, seed=1)
     prob = svm.SoftSVMProblem(X, y, C, bias)
-    a, b, g = svm.solve_dual_qp(prob)
+    a, b, g, _ = svm.solve_dual_qp(prob)
     assert np.max(b) <= 1e-6 * max(1.0, np.max(a)) and np.min(a) >= -1e-12
     assert g == pytest.approx(svm.solve_dual(prob).objective, rel=1e-8)
     assert g == pytest.approx(svm.solve_primal(prob).objective, rel=1e-8)  # strong duality, independently
@@ -155,3 +155,18 @@ def test_q1_holds_fails_on_either_broken_claim():
     assert q1_holds(ok) and q1_holds(ok | {"objective": 0.2, "train_error": 0.1})
     assert not q1_holds(ok | {"bound_violations": 1})  # a sample whose 0-1 loss exceeds its hinge
     assert not q1_holds(ok | {"train_error": 0.01})  # f = 0 with a misclassified sample
+
+
+def test_q3d_general_qp_reaches_beta_zero_at_large_c_on_digits():
+    """b's curvature is 1/C: unscaled, SLSQP stopped at beta ~ 1e-5 on digits 3 vs 8 with C = 100."""
+    from mlhw import data
+    from mlhw.runs import features
+
+    d = data.load_digits_data()
+    m = np.isin(d.train.y, [3, 8])
+    X, y = features(d.train)[m][:120], np.where(d.train.y[m][:120] == 3, 1.0, -1.0)
+    for C in (100.0, 1e4):
+        prob = svm.SoftSVMProblem(X, y, C, "free")
+        a, b, g, _ = svm.solve_dual_qp(prob)
+        assert np.max(b) <= 1e-6 * max(1.0, np.max(a)), (C, np.max(b))
+        assert g == pytest.approx(svm.solve_dual(prob).objective, rel=1e-10)

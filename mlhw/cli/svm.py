@@ -249,7 +249,8 @@ def soft(
             ("|w - sum alpha_i y_i x_i| / |w|", rep["w_residual"]),
             ("max |xi - (alpha+beta)/C|", rep["xi_residual"]),
             ("sum alpha_i y_i (free bias: 0)", rep["equality_residual"]),
-            (f"Q3(d): max beta / max alpha, general QP (n={rep['qp_dual_n']})", rep["qp_dual_max_beta"]),
+            (f"Q3(d): max beta / max(1, max alpha), general QP (n={rep['qp_dual_n']})", rep["qp_dual_max_beta"]),
+            ("Newton and the active set converged", "yes" if rep["converged"] else "NO"),
             ("complementary slackness", rep["complementary_slackness"]),
             ("support vectors", rep["support_vectors"]),
         ]
