@@ -332,7 +332,8 @@ def train_cnn(
 
     Per epoch: mean training loss and accuracy (over the epoch's batches, in train mode), validation
     loss and accuracy, epoch seconds and images/s. A training loss that diverges (mlhw.divergence:
-    non-finite, or > 10 ln(n_classes) and not falling) stops the run after that epoch, with `diverged_epoch` set:
+    non-finite, or > 10 ln(n_classes) and not falling; the first epoch has no earlier loss, so the threshold alone
+    judges it) stops the run after that epoch, with `diverged_epoch` set:
     a result, not an error.
 
     cuda_graphs (None = on for CUDA, except fp16 and compile): every full batch is one replay of a

@@ -220,8 +220,10 @@ def diverged_epoch(record: dict) -> int | None:
     history's training losses (10 classes; epoch 0, before any step, never judged)."""
     if record.get("diverged_epoch") is not None:
         return int(record["diverged_epoch"])
-    rows = [r for r in record.get("history") or [] if r.get("epoch", 0) >= 1]
-    i = first_diverged([_num(r.get("train_loss")) for r in rows], 10)  # every dataset here has 10 classes
+    rows = record.get("history") or []
+    first = next((i for i, r in enumerate(rows) if r.get("epoch", 0) >= 1), len(rows))
+    # epoch 0 stays in the losses, so that a loss still falling from the initialisation is seen to fall
+    i = first_diverged([_num(r.get("train_loss")) for r in rows], 10, start=first)  # 10 classes in every dataset
     return None if i is None else int(rows[i]["epoch"])
 
 

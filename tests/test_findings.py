@@ -342,3 +342,7 @@ def test_divergence_from_history_follows_the_one_rule():
     assert F.diverged_epoch(mlp_run(100, accs, losses=[big, 2, big, 2, 2], with_divergence=False)) == 2
     assert F.diverged_epoch(mlp_run(100, accs, losses=[big, 2, 2, 2, 2], with_divergence=False)) is None
     assert F.diverged_epoch(mlp_run(100, accs, losses=[1, 2, 2, 2, 2], diverged_epoch=3)) == 3
+    # a slow start: above the threshold after epoch 1 but falling from epoch 0 on (the training loop's verdict)
+    slow = [35.7, 29.2, 24.7, 21.0, 18.0]
+    assert F.diverged_epoch(mlp_run(0.001, accs, losses=slow, diverged_epoch=None)) is None
+    assert F.diverged_epoch(mlp_run(0.001, accs, losses=slow, with_divergence=False)) is None
