@@ -357,6 +357,32 @@ def test_only_reports_the_other_suites_done_runs_though_no_reproduction_made_the
     assert list(full["n"]) == [2]  # the two single-command runs, found by their identity
 
 
+def test_only_does_not_read_or_refuse_the_data_of_suites_it_does_not_run(light):
+    """--only svm_soft: the other suites are looked up for the report; a broken CIFAR-10 folder that only a suite
+    not run would read is reported as not reproduced, not a refusal of the whole command."""
+    from helpers import write_cifar_batches
+
+    exp = yaml.safe_load((light / "exp.yaml").read_text())
+    exp["suites"]["cnn_optimizers"] = {
+        "kind": "cnn",
+        "part": "cnn.a",
+        "base": {"dataset": "cifar10", "epochs": 1, "width": 0.125, "image_size": 67},
+        "grid": {"variant": ["sgd-0.005", "adam-5e-05"]},
+    }
+    exp["profiles"]["tiny"]["suites"]["cnn_optimizers"] = {"base": {"dataset": "cifar10"}}  # over the digits default
+    (light / "exp.yaml").write_text(yaml.safe_dump(exp))
+    dry = reproduce(light, "--dry-run", "--only", "cnn_optimizers", "--data-dir", light / "nowhere")
+    assert dry.exit_code == 0 and "2 runs: 2 no data" in dry.output  # the suite does read CIFAR-10
+    folder = light / "data" / "cifar-10-batches-py"
+    write_cifar_batches(folder, per_batch=20, n_test=15)
+    (folder / "data_batch_1").write_bytes(b"not a pickle")
+    res = reproduce(light, "--only", "svm_soft", "--data-dir", light / "data")
+    assert res.exit_code == 0, res.output
+    assert "cnn_optimizers" in (light / "results" / "tiny" / "REPORT.md").read_text().split("Not reproduced here")[1]
+    bad = reproduce(light, "--only", "cnn_optimizers", "--data-dir", light / "data")  # a suite that reads it: refused
+    assert bad.exit_code == 2 and "data_batch_1" in bad.stderr
+
+
 def test_force_runs_the_done_runs_again(light):
     assert reproduce(light, "--only", "mlp_full").exit_code == 0
     res = reproduce(light, "--only", "mlp_full", "--force")

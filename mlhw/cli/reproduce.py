@@ -65,8 +65,7 @@ def _validate(
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
     the data (read and checked), the results folder and the tracking store. Returns the plan."""
-    from mlhw.data import check_dataset
-    from mlhw.errors import DataNotFound
+    from mlhw.errors import DataNotFound, MLHWError
     from mlhw.experiments import expand, load_file
     from mlhw.plan import make_plan
     from mlhw.report import check_writable
@@ -77,16 +76,9 @@ def _validate(
     specs = expand(spec, profile, only, sets or [], file)
     check_device(device)
     source = DataSource(data_dir, False if dry_run else download)
-    missing = set()
-    for name in dict.fromkeys(getattr(s.config, "dataset", None) for s in specs):
-        if name is None:
-            continue
-        try:  # the files read and checked (labels, sizes, dtypes); unchanged files are not read again
-            check_dataset(name, data_dir, False if dry_run else download)
-        except DataNotFound:
-            if not dry_run:
-                raise
-            missing.add(name)
+    # the files read and checked (labels, sizes, dtypes; unchanged files are not read again); a dry run lists
+    # the runs of an absent dataset without identities
+    missing = _unreadable(specs, data_dir, False if dry_run else download, DataNotFound if dry_run else ())
     if not dry_run:
         check_writable(results_dir)
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
@@ -101,15 +93,26 @@ def _validate(
     plan.description = spec.profiles[profile].description
     if only and not sets:  # the report stays whole: the other suites' done runs, found by identity, not run
         rest = [s for s in expand(spec, profile, None, [], file) if s.suite not in only]
-        unread = set(missing)
-        for name in dict.fromkeys(getattr(s.config, "dataset", None) for s in rest):
-            if name is not None and name not in unread:
-                try:
-                    check_dataset(name, data_dir, False)  # never a download for runs that will not run
-                except DataNotFound:
-                    unread.add(name)
+        # never a download, and never an error, for runs that will not run: an absent or broken dataset's
+        # suites are reported as not reproduced
+        unread = missing | _unreadable(
+            [s for s in rest if getattr(s.config, "dataset", None) not in missing], data_dir, False, MLHWError
+        )
         plan.rest = make_plan(rest, store, source, profile, stale_after, no_data=unread).entries
     return spec, source, store, plan
+
+
+def _unreadable(specs, data_dir, download, tolerated) -> set[str]:
+    """The datasets of `specs` whose files fail check_dataset with a `tolerated` error; any other error is raised."""
+    from mlhw.data import check_dataset
+
+    out = set()
+    for name in [n for n in dict.fromkeys(getattr(s.config, "dataset", None) for s in specs) if n is not None]:
+        try:
+            check_dataset(name, data_dir, download)
+        except tolerated:
+            out.add(name)
+    return out
 
 
 def _check_data(specs, source, missing) -> None:
