@@ -76,3 +76,23 @@ def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(
     assert r.exit_code == 1, r.output
     assert "check FAILED" in r.output and "not reproduced" in r.output and "git diff results/ci" in r.output
     assert pd.read_csv(csv).loc[0, "test_acc_mean"] == pytest.approx(moved + 0.2, abs=1e-9)  # the new results
+
+
+def test_reproduce_only_gates_the_tables_of_the_suites_it_runs(ci_copy, workdir):
+    """--only writes the whole report (the other suites as the store has them): its verdict covers the chosen
+    suites' tables, so a drift there exits 1 and a drift elsewhere is not this run's to judge."""
+    tables = workdir / "results" / "ci" / "tables"
+    for name in ("mlp_full", "mlp_lr_sweep"):
+        df = pd.read_csv(tables / f"{name}.csv")
+        df["test_acc_mean"] = df["test_acc_mean"] - 0.2
+        df.to_csv(tables / f"{name}.csv", index=False)
+    report = workdir / "results" / "ci" / "REPORT.md"
+    report.unlink()  # not up to date: compiled again, nothing run
+    r = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)
+    assert r.exit_code == 1 and "mlp_full" in r.output and "mlp_lr_sweep" not in r.output.split("check FAILED")[1]
+    df = pd.read_csv(tables / "mlp_lr_sweep.csv")  # the whole report was rewritten from the store
+    df["test_acc_mean"] = df["test_acc_mean"] - 0.2
+    df.to_csv(tables / "mlp_lr_sweep.csv", index=False)
+    report.unlink()
+    r = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)
+    assert r.exit_code == 0 and "check passed" in r.output, r.output

@@ -35,7 +35,8 @@ Only = Annotated[
         "--only",
         metavar="SUITE",
         help="Run only this suite (repeatable), e.g. --only "
-        "cnn_optimizers. The report stays whole: the other suites come from the store.",
+        "cnn_optimizers. The report stays whole: the other suites' done runs are found in the store; the verdict "
+        "covers the chosen suites' tables.",
     ),
 ]
 Set = Annotated[
@@ -130,15 +131,24 @@ def _check_data(specs, source, missing) -> None:
 
 
 def _baseline(folder, plan):
-    """The profile's committed results, read before this reproduction replaces them (None: no baseline)."""
-    from mlhw.check import load_baseline
+    """The profile's committed results, read before this reproduction replaces them (None: no baseline). With
+    --only, the tables of the suites that run: the others are taken from the store as they are."""
+    import dataclasses
 
-    if plan.partial or not (folder / "tables").is_dir():
+    from mlhw.check import load_baseline
+    from mlhw.tables import SUITE_TABLES
+
+    if plan.overrides or not (folder / "tables").is_dir():  # --set writes <profile>-partial: nothing to compare
         return None
     try:
-        return load_baseline(folder)
+        baseline = load_baseline(folder)
     except Exception:  # an unreadable baseline does not stop a reproduction; `mlhw check` says why
         return None
+    if plan.only:
+        chosen = {SUITE_TABLES.get(s) for s in plan.only}
+        names = [t for t in (baseline.policy.tables or list(baseline.tables)) if t in chosen]
+        baseline.policy = dataclasses.replace(baseline.policy, tables=names)
+    return baseline
 
 
 def n_runs(n: int) -> str:
@@ -476,7 +486,8 @@ def reproduce(
     FINISHED runs are skipped, FAILED or KILLED ones run again, and a second invocation does nothing.
     Ctrl-C or SIGTERM marks the active runs KILLED (exit 130 / 143); the next reproduce continues.
     Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md; each suite is also a
-    parent run in MLflow holding its tables and figure.
+    parent run in MLflow holding its tables and figure. Ends with the verdict against the results it replaced
+    (the committed baseline, mlhw check's rule): exit 1 when they drifted, or when a run failed.
     """
     from mlhw.executors import Settings
     from mlhw.store import resolve_uri
