@@ -64,6 +64,25 @@ def test_configs_hold_the_presets_and_identity_covers_config_and_data():
     assert {k: m().kind for k, m in KINDS.items() if k != "cnn"} == {k: k for k in KINDS if k != "cnn"}
 
 
+def test_an_identity_changes_only_for_the_runs_whose_computation_changed():
+    """Pinned identities (fingerprint 'f'): the 2026-11-27 version bump covers runs with a subset, theory and the
+    soft SVM; an AlexNet or full-data MLP run made before keeps its identity (reproduce does not redo it)."""
+    from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, TheoryConfig
+
+    def v1(cfg):  # the identity before any version: config and fingerprint
+        import hashlib
+        import json
+
+        return hashlib.sha256((json.dumps(cfg.model_dump(mode="json"), sort_keys=True) + "|f").encode()).hexdigest()[
+            :16
+        ]
+
+    for same in (CNNConfig(), CNNConfig(dataset="cifar10"), MLPConfig(), MulticlassSVMConfig()):
+        assert identity(same, "f") == v1(same), same
+    for moved in (MLPConfig(train_size=100), MLPConfig(test_size=50), TheoryConfig(), SoftSVMConfig()):
+        assert identity(moved, "f") != v1(moved), moved
+
+
 def write(tmp_path, doc) -> Path:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
