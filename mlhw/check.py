@@ -411,11 +411,11 @@ def _key_value(v) -> str:
         return str(v)
     if isinstance(v, str):
         try:
-            return f"{float(v):g}" if v.strip().lower() not in ("true", "false", "nan", "inf") else v.strip()
+            return f"{float(v):.15g}" if v.strip().lower() not in ("true", "false", "nan", "inf") else v.strip()
         except ValueError:
             return v
     try:
-        return f"{float(v):g}"
+        return f"{float(v):.15g}"
     except (TypeError, ValueError):
         return str(v)
 

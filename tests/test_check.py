@@ -293,3 +293,13 @@ def test_cnn_rows_are_named_by_their_variant_alone():
     res = C.compare({"sgd_vs_adam": df}, {"sgd_vs_adam": other})
     labels = {(r.row, r.status) for r in res.rows if r.metric == "*"}
     assert labels == {("variant=adam-0.0001, lr=0.0001", "missing"), ("variant=adam-0.0001, lr=0.0005", "new")}
+
+
+def test_close_key_values_stay_apart():
+    """Keys compare numbers by value, at full precision: 1234567 and 1234568 (or 0.1 and 0.1000001) are two rows,
+    while 1, 1.0 and '1.0' are one."""
+    row = {"n": 1, "test_acc_mean": 0.5, "test_acc_std": None}
+    df = pd.DataFrame([{"train_size": 1234567} | row, {"train_size": 1234568} | row | {"test_acc_mean": 0.9}])
+    res = C.compare({"t": df}, {"t": df.iloc[::-1].reset_index(drop=True)})
+    assert res.passed and {r.row for r in res.rows} == {"train_size=1234567", "train_size=1234568"}
+    assert C._key_value(1) == C._key_value(1.0) == C._key_value("1.0") and C._key_value(0.1) != C._key_value(0.1000001)
