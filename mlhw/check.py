@@ -7,7 +7,9 @@ Tolerance rule
 --------------
 Rows are matched by their key: every column that is not `n`, `<metric>_mean/_std` or `reference_*` (a user grid's
 table has a column for the field it varies), and named by `KEY_COLUMNS` (`lr` for `mlp_lr_sweep`, `dataset` for
-`mlp_full`, `variant` for the CNN tables) plus any column that tells apart two rows with those.
+`mlp_full`, `variant` for the CNN tables) plus any column that tells apart two rows with those. A key column that
+only one side has (a grid added or dropped) makes every row of that table `missing` on one side and `new` on the
+other: they are other experiments.
 For every metric m of a matched row, with means x_b, x_c, sample stds s_b, s_c and seed counts n_b, n_c of
 the baseline (b) and the current reproduction (c):
 
