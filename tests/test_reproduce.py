@@ -468,7 +468,8 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("terminated")
+    # the whole stderr on failure: a traceback seen once under load (an unraisable exception at exit?) was cut
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("terminated"), print(err) or err[-4000:]
     client, after = runs_of(uri)
     victim = client.get_run(victim_id)
     assert victim.info.status == "KILLED"
