@@ -9,6 +9,7 @@ metric histories, artifacts). It sets no global MLflow state: every call goes th
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -139,6 +140,31 @@ def signals_deferred():
                 signal.raise_signal(caught[0])
 
 
+class UninterruptedClient:
+    """An MlflowClient whose calls Ctrl-C and SIGTERM do not cut: the signal is acted on when the call returns.
+
+    A SIGTERM that landed inside SQLAlchemy's flush (a run's inputs being logged) left that write transaction's
+    connection alive in the traceback's frames, so SQLite refused every later write of the process ("database is
+    locked", 10 s each: the interrupted run could not even be marked KILLED, and MLflow logged three tracebacks).
+    One call is milliseconds; only the main thread defers (signal handlers live there). For SQLite stores only: a
+    server's call holds no lock, and can wait seconds on a server that is gone, where Ctrl-C must still work."""
+
+    def __init__(self, client: MlflowClient):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._client, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args, **kwargs):
+            with signals_deferred():
+                return attr(*args, **kwargs)
+
+        return call
+
+
 @contextlib.contextmanager
 def creation_lock(path: Path | None):
     """Held by one process at a time while it opens a SQLite store (MLflow creates a new database's tables and
@@ -179,7 +205,9 @@ class Store:
             return
         try:
             with signals_deferred(), creation_lock(path):  # a new SQLite store: an interrupt here would break it
-                self.client = client if client is not None else MlflowClient(self.uri)
+                if client is None:  # SQLite only: a server's call holds no lock, and may wait on a dead server
+                    client = MlflowClient(self.uri) if path is None else UninterruptedClient(MlflowClient(self.uri))
+                self.client = client
                 self.experiment_id = self._experiment(experiment, create)
         except (KeyboardInterrupt, MLHWError):
             raise

@@ -287,3 +287,44 @@ def test_runs_of_dead_workers_are_marked_killed(store):
     assert store.client.get_run(a.info.run_id).info.status == "KILLED"
     assert store.client.get_run(a.info.run_id).data.tags["mlhw.dead"] == "worker process died"
     assert store.client.get_run(b.info.run_id).info.status == "RUNNING"
+
+
+def test_a_sigterm_inside_a_store_write_lets_the_write_finish_and_the_run_end_killed(db, request):
+    """SIGTERM landing inside SQLAlchemy's flush (seen under load: a run's inputs being logged) left that
+    transaction's connection alive in the traceback's frames; SQLite then refused every later write ('database is
+    locked') and the run could not be marked KILLED. The write is simulated holding SQLite's write lock when the
+    signal comes: the store's calls defer the signal until they return, so the lock is gone before KILLED."""
+    import os
+    import signal
+    import sqlite3
+
+    from mlhw import lifecycle
+
+    store = Store(db, request.node.name)
+    inner = getattr(store.client, "_client", store.client)  # the MlflowClient inside the signal-deferring wrapper
+    real = inner.log_batch
+
+    sent = []
+
+    def log_batch(*args, **kwargs):
+        if not sent:  # one SIGTERM, in the first write
+            sent.append(1)
+            con = sqlite3.connect(sqlite_path(db), timeout=0)
+            con.execute("BEGIN IMMEDIATE")  # the write lock, as a flush in progress holds it
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the handler runs here, on the main thread, unless deferred
+            con.rollback()
+            con.close()
+        return real(*args, **kwargs)
+
+    inner.log_batch = log_batch
+    before = signal.signal(signal.SIGTERM, lifecycle.terminate)
+    try:
+        with pytest.raises(Terminated):
+            with tracked_run(store, "cut", params={"lr": 0.1}):
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        lifecycle.expect_sigterm()  # forget it: later tests in this process
+    (run,) = store.client.search_runs([store.experiment_id])
+    assert run.info.status == "KILLED" and run.data.params["lr"] == "0.1"  # the write finished, then the stop
