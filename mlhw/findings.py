@@ -556,7 +556,8 @@ def _collapse_sentences(names: list[str], chance: dict, n_classes: int, margin: 
                 f"{pct(1 / n_classes)}) in {c['collapsed']}/{c['n']} runs"
             )
         if c["diverged"]:
-            out.append(f"{label} diverged (loss non-finite or far above chance) in {c['diverged']}/{c['n']} runs")
+            why = "loss non-finite, or far above chance and not falling"
+            out.append(f"{label} diverged ({why}) in {c['diverged']}/{c['n']} runs")
     return out
 
 

@@ -155,7 +155,10 @@ def legend_title(ns: Sequence[int], any_diverged: bool) -> str:
         n = str(sizes[0]) if len(sizes) == 1 else "n"
         text = f"line: mean of {n} seeds, band: {BAND} over seeds"
     if any_diverged:
-        text += "\nx: a seed's last value before it diverged (loss non-finite or far above chance), dashed after"
+        text += (
+            "\nx: a seed's last value before it diverged (loss non-finite, or far above chance and not falling), "
+            "dashed after"
+        )
         if many:
             text += "; mean and band over the seeds not yet diverged"
     return text
