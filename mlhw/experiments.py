@@ -182,74 +182,88 @@ def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
             )
 
 
-def _expand_suite(
-    name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, overrides, file, base_only: bool = False
-) -> list[RunSpec]:
-    model, fields = KINDS[suite.kind], _fields(suite.kind)
-    over = prof.suites.get(name, SuiteOverride())
-    base: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    grid: dict[str, list] = {}
-    grid_origin: dict[str, str] = {}
-    seeds, seeds_origin = suite.seeds, f"suites.{name}.seeds"
+@dataclass
+class _Layers:
+    """A suite's settings once its layers (suite, profile, --set) are applied, each with where it was set."""
 
-    def put(values: dict, where: str, only_known: bool = False) -> None:
+    fields: set[str]
+    base: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    grid_origin: dict[str, str] = field(default_factory=dict)
+    seeds: list | None = None
+    seeds_origin: str = ""
+
+    def put(self, name: str, kind: str, values: dict, where: str, file, only_known: bool = False) -> None:
         for k, v in values.items():
-            if k not in fields:
+            if k not in self.fields:
                 if only_known:
                     continue
                 raise MLHWError(
-                    f"{file}: {where}.{k}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})"
+                    f"{file}: {where}.{k}: unknown key ({kind} fields: {', '.join(sorted(self.fields))})"
                     if not where.startswith("--set")
                     else f"{where}: unknown key {k!r} for suite {name}"
                 )
-            base[k], origin[k] = v, f"{where}.{k}" if not where.startswith("--set") else where
+            self.base[k], self.origin[k] = v, f"{where}.{k}" if not where.startswith("--set") else where
 
-    def put_grid(values: dict, where: str) -> None:
+    def put_grid(self, kind: str, values: dict, where: str, file) -> None:
         for k, v in values.items():
             at = _named(where if where.startswith("--set") else f"{where}.{k}", file)  # --set names its key
-            if k not in fields and not (k == "variant" and suite.kind == "cnn"):
-                raise MLHWError(f"{at}: unknown key ({suite.kind} fields: {', '.join(sorted(fields))})")
+            if k not in self.fields and not (k == "variant" and kind == "cnn"):
+                raise MLHWError(f"{at}: unknown key ({kind} fields: {', '.join(sorted(self.fields))})")
             if not isinstance(v, list) or not v:
                 raise MLHWError(f"{at}: empty grid (give a non-empty list)")
-            grid[k], grid_origin[k] = v, where if where.startswith("--set") else f"{where}.{k}"
+            self.grid[k], self.grid_origin[k] = v, where if where.startswith("--set") else f"{where}.{k}"
 
-    put(suite.base, f"suites.{name}.base")
-    put_grid(suite.grid, f"suites.{name}.grid")
+
+def _expand_suite(
+    name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, overrides, file, base_only: bool = False
+) -> list[RunSpec]:
+    model = KINDS[suite.kind]
+    layers = _Layers(_fields(suite.kind), seeds=suite.seeds, seeds_origin=f"suites.{name}.seeds")
+    layers.put(name, suite.kind, suite.base, f"suites.{name}.base", file)
+    layers.put_grid(suite.kind, suite.grid, f"suites.{name}.grid", file)
     if base_only:  # each field of the suite's own base on its own: a bad value is found even if overridden
         for k, v in suite.base.items():
-            _validate(
-                model,
-                {"dataset": suite.base["dataset"]} if k != "dataset" and "dataset" in suite.base else {},
-                k,
-                v,
-                f"{file}: suites.{name}.base.{k}",
-            )
+            context = {"dataset": suite.base["dataset"]} if k != "dataset" and "dataset" in suite.base else {}
+            _validate(model, context, k, v, f"{file}: suites.{name}.base.{k}")
         return []
-    put(prof.defaults, f"profiles.{profile}.defaults", only_known=True)
-    put(over.base, f"profiles.{profile}.suites.{name}.base")
-    put_grid(over.grid, f"profiles.{profile}.suites.{name}.grid")
+    _apply_profile_and_set(layers, name, suite.kind, prof, profile, overrides, file)
+    _check_layers(layers, model, file)
+    return _product(layers, name, suite, model, file)
+
+
+def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profile, overrides, file) -> None:
+    """The layers above the suite's own, lowest first: profile defaults, the profile's suite, then --set."""
+    over = prof.suites.get(name, SuiteOverride())
+    layers.put(name, kind, prof.defaults, f"profiles.{profile}.defaults", file, only_known=True)
+    layers.put(name, kind, over.base, f"profiles.{profile}.suites.{name}.base", file)
+    layers.put_grid(kind, over.grid, f"profiles.{profile}.suites.{name}.grid", file)
     if over.seeds is not None:
-        seeds, seeds_origin = over.seeds, f"profiles.{profile}.suites.{name}.seeds"
+        layers.seeds, layers.seeds_origin = over.seeds, f"profiles.{profile}.suites.{name}.seeds"
     for path, value, where in overrides:
         if path[0] == name:  # SUITE.FIELD, SUITE.seeds, SUITE.grid.FIELD
             path = path[1:]
-        elif len(path) != 1 or path[0] not in fields | {"seeds"}:
+        elif len(path) != 1 or path[0] not in layers.fields | {"seeds"}:
             continue  # another suite's key, or a field this suite does not have
         if path == ["seeds"]:
-            seeds, seeds_origin = value, where
+            layers.seeds, layers.seeds_origin = value, where
         elif len(path) == 2 and path[0] == "grid":
-            put_grid({path[1]: value}, where)
+            layers.put_grid(kind, {path[1]: value}, where, file)
         elif len(path) == 1:
-            put({path[0]: value}, where)
+            layers.put(name, kind, {path[0]: value}, where, file)
         else:
             raise MLHWError(f"{where}: unknown key path {'.'.join(path)!r}")
+
+
+def _check_layers(layers: _Layers, model, file) -> None:
+    """Every value on its own (one that a grid or a variant replaces is still checked), seeds, repeats, variants."""
+    base = layers.base
     context = {"dataset": base["dataset"]} if "dataset" in base else {}
-    for k, v in base.items():  # each value on its own: one that a grid or a variant replaces is still checked
+    for k, v in base.items():
         if k != "dataset":
-            culprit = _named(origin[k], file)
-            _validate(model, context, k, v, culprit)
-    seeds_culprit = _named(seeds_origin, file)
+            _validate(model, context, k, v, _named(layers.origin[k], file))
+    seeds, seeds_culprit = layers.seeds, _named(layers.seeds_origin, file)
     if seeds is not None and (
         not isinstance(seeds, list)
         or not seeds
@@ -259,32 +273,34 @@ def _expand_suite(
     # a value twice is one run, not two: the table's n would be wrong
     if seeds is not None and (again := first_repeat(seeds)) is not None:
         raise MLHWError(f"{seeds_culprit}: seed {again} is listed twice (got {seeds!r})")
-    for k, values in grid.items():
+    for k, values in layers.grid.items():
         if (again := first_repeat(values)) is not None:
-            raise MLHWError(f"{_named(grid_origin[k], file)}: {again!r} is listed twice (got {values!r})")
-    if "variant" in grid:
-        for v in grid["variant"]:
-            if v not in CNN_VARIANTS:
-                raise MLHWError(
-                    f"{_named(grid_origin['variant'], file)}: unknown variant {v!r} "
-                    f"(variants: {', '.join(CNN_VARIANTS)})"
-                )
+            raise MLHWError(f"{_named(layers.grid_origin[k], file)}: {again!r} is listed twice (got {values!r})")
+    for v in layers.grid.get("variant", []):
+        if v not in CNN_VARIANTS:
+            raise MLHWError(
+                f"{_named(layers.grid_origin['variant'], file)}: unknown variant {v!r} "
+                f"(variants: {', '.join(CNN_VARIANTS)})"
+            )
 
+
+def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[RunSpec]:
+    """One run per combination of the grid's values and per seed, each config validated whole."""
     runs = []
-    keys = list(grid)
+    grid, keys, seeds = layers.grid, list(layers.grid), layers.seeds
     for combo in itertools.product(*(grid[k] for k in keys)):
         for seed in seeds if seeds is not None else [None]:
-            values, where = dict(base), dict(origin)
+            values, where = dict(layers.base), dict(layers.origin)
             variant = None
             for k, v in zip(keys, combo):
                 if k == "variant":
                     variant = v
                     values.update(CNN_VARIANTS[v])
-                    where.update({f: grid_origin[k] for f in CNN_VARIANTS[v]})
+                    where.update({f: layers.grid_origin[k] for f in CNN_VARIANTS[v]})
                 else:
-                    values[k], where[k] = v, grid_origin[k]
+                    values[k], where[k] = v, layers.grid_origin[k]
             if seed is not None:
-                values["seed"], where["seed"] = seed, seeds_origin
+                values["seed"], where["seed"] = seed, layers.seeds_origin
             try:
                 cfg = model(**values)
             except ValidationError as err:
