@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -19,14 +20,73 @@ def fixed(v, digits: int = 4) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+_NUMBER = re.compile(r"^[-+]?(\d|\.\d|nan$|inf$)")
+
+
 def to_rich(df: pd.DataFrame, title: str):
+    """A rich table that loses nothing on a narrow terminal: a column of numbers is right-aligned and never
+    narrower than its longest number (never cut to `1.7e-…`), text wraps at spaces, and a table of a few rows
+    that still does not fit is printed turned (one column per row)."""
+    return _Fitted(df, title)
+
+
+class _Fitted:
+    def __init__(self, df: pd.DataFrame, title: str):
+        self.df, self.title = df, title
+
+    def __rich_console__(self, console, options):
+        page = options.max_width
+        tries = [(self.df, True)]
+        if 0 < len(self.df) <= 6:  # a few rows: one column per row, one row per field
+            turned = pd.DataFrame(
+                [[str(c), *(str(v) for v in self.df[c])] for c in self.df.columns[1:]],
+                columns=[str(self.df.columns[0]), *(str(v) for v in self.df.iloc[:, 0])],
+            )
+            tries.append((turned, True))
+        tries.append((self.df, False))  # text may break inside a word; numbers stay whole
+        for df, whole_words in tries:
+            if (table := _table(df, self.title, page, whole_words)) is not None:
+                yield table
+                return
+        from rich.text import Text  # a page narrower than any table: each row as `field: value` lines
+
+        yield Text(self.title, style="italic")
+        for row in self.df.itertuples(index=False):
+            yield Text("\n".join(f"{c}: {v}" for c, v in zip(self.df.columns, row)) + "\n")
+
+
+def _table(df: pd.DataFrame, title: str, page: int | None, whole_words: bool = True):
+    """The table at its natural widths, narrowed column by column (the widest that may narrow first)
+    to fit `page` characters; None when even the narrowest widths do not fit. The widths are set here, not by
+    rich: its own narrowing cuts numbers, and with minimum widths it overshoots the page."""
     from rich.table import Table
 
+    heads, columns, natural, least, numeric = [str(c) for c in df.columns], [], [], [], []
+    for i, head in enumerate(heads):
+        cells = [str(v) for v in df.iloc[:, i].tolist()]  # by position: a turned table may repeat a header
+        numbers = [c for c in cells if _NUMBER.match(c)]
+        is_number = bool(numbers) and len(numbers) * 2 >= len([c for c in cells if c != "-"])
+        head_word = max(map(len, head.split()), default=1) if whole_words else 1
+        if is_number:  # never narrower than its longest number
+            low = max(head_word, *map(len, numbers))
+        else:  # whole words (the longest, at most 14, may break) or any width from 4
+            word = max((len(w) for c in cells for w in c.split()), default=1)
+            low = min(max(head_word, word), 14) if whole_words else 4
+        columns.append(cells)
+        natural.append(max(len(head), *map(len, cells)) if cells else len(head))
+        least.append(min(low, natural[-1]))
+        numeric.append(is_number)
+    widths = list(natural)
+    while page is not None and sum(widths) + 3 * len(widths) + 1 > page:  # a cell's padding and border, the edge
+        narrower = [j for j in range(len(widths)) if widths[j] > least[j]]
+        if not narrower:
+            return None
+        widths[max(narrower, key=lambda j: widths[j])] -= 1
     table = Table(title=title)
-    for col in df.columns:
-        table.add_column(str(col), justify="left" if df[col].dtype == object else "right")
-    for _, row in df.iterrows():
-        table.add_row(*[str(v) for v in row.tolist()])
+    for head, width, is_number in zip(heads, widths, numeric):
+        table.add_column(head, justify="right" if is_number else "left", width=width, overflow="fold")
+    for row in zip(*columns):
+        table.add_row(*row)
     return table
 
 

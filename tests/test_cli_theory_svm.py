@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of
 
-from mlhw import theory
+from mlhw import svm, theory
 
 
 def test_theory_all_pass_and_logged(workdir):
@@ -94,3 +94,15 @@ def test_bad_input(workdir, args, culprit):
     if culprit == "--seed":  # the value too, not only the option
         assert args[-1] in line
     assert_nothing_created(workdir, uri)
+
+
+def test_a_dual_above_the_primal_fails_strong_duality(monkeypatch):
+    from mlhw import theory
+
+    real = svm.soft_report
+    monkeypatch.setattr(svm, "soft_report", lambda *a, **k: real(*a, **k) | {"duality_gap": -1e-3})
+    rng = np.random.RandomState(1)
+    X = rng.randn(60, 4)
+    y = np.where(X @ rng.randn(4) > 0, 1.0, -1.0)
+    (gap,) = [c for c in theory.check_q3(X, y, "t") if c.claim == "strong duality"]
+    assert not gap.passed

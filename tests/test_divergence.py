@@ -89,3 +89,8 @@ def test_cnn_adam_0_005_stalling_near_chance_is_not_flagged():
     data = datalib.with_validation(datalib.load_digits_data())
     res = train_cnn(CNNConfig(**TINY, epochs=1, optimizer="adam", lr=0.005), data, "cpu", "fp32")
     assert res.diverged_epoch is None and res.history[0]["train_loss"] < 2 * math.log(10)
+
+
+def test_a_loss_flat_above_the_threshold_is_not_a_slow_start():
+    L = math.log(10)
+    assert first_diverged([36 * L, 20 * L, 20 * L], 10, start=1) == 2

@@ -739,3 +739,10 @@ def test_a_sigterm_swallowed_by_a_finalizer_still_stops_the_reproduction(light, 
     _, after = runs(light)
     assert not [r for r in after if r.data.tags.get("mlhw.kind") != "suite"]  # no run started
     assert not (light / "results").exists()
+
+
+def test_a_run_live_elsewhere_is_not_pending():
+    from mlhw.plan import Plan, Planned
+
+    plan = Plan("p", [Planned(None, "a", "running"), Planned(None, "b", "stale"), Planned(None, "c", "done")])
+    assert [p.identity for p in plan.pending()] == ["b"] and plan.counts() == {"running": 1, "stale": 1, "done": 1}

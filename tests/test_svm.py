@@ -170,3 +170,13 @@ def test_q3d_general_qp_reaches_beta_zero_at_large_c_on_digits():
         a, b, g, _ = svm.solve_dual_qp(prob)
         assert np.max(b) <= 1e-6 * max(1.0, np.max(a)), (C, np.max(b))
         assert g == pytest.approx(svm.solve_dual(prob).objective, rel=1e-10)
+
+
+def test_zero_one_is_its_definition_ties_included():
+    rng = np.random.RandomState(0)
+    X, y = svm.add_bias_feature(rng.randn(40, 3)), rng.randint(0, 4, 40)
+    for W in (np.zeros((4, 4)), np.round(rng.randn(4, 4)), rng.randn(4, 4)):  # all ties, some ties, none
+        S = X @ W.T
+        want = [float(any(S[i, j] >= S[i, y[i]] for j in range(4) if j != y[i])) for i in range(40)]
+        assert svm.zero_one(W, X, y).tolist() == want
+    assert svm.zero_one(np.zeros((4, 4)), X, y).tolist() == [1.0] * 40

@@ -175,3 +175,9 @@ def test_tables_without_a_reproduction_is_one_line(ci_copy, workdir):
     res = invoke("tables", "--profile", "ci", "--tracking-uri", f"sqlite:///{empty}/mlflow.db")
     assert_one_line_error(res, "--profile ci", "no finished reproduction")
     assert not (workdir / "results" / "ci-partial").exists()
+
+
+def test_a_run_without_the_group_key_is_kept_not_dropped():
+    recs = [{"lr": 0.1, "acc": 0.9}, {"lr": None, "acc": 0.5}, {"lr": 0.1, "acc": 0.7}]
+    num = T.summarise(recs, ["lr"], ["acc"])
+    assert sorted(num["n"].tolist()) == [1, 2]

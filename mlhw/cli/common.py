@@ -150,9 +150,15 @@ def _on_sigterm():
     return signal.signal(signal.SIGTERM, lifecycle.terminate)
 
 
+def in_ci() -> bool:
+    """CI runners set CI=true; CI=false, CI=0 or an empty CI is a person saying "not CI"."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def is_terminal() -> bool:
-    """Progress bars on a terminal; plain lines, one per run start and end, when piped or in CI."""
-    return err.is_terminal and not os.environ.get("CI")
+    """Progress bars on a terminal; plain lines, one per run start and end, when piped or in CI. Asked of
+    stderr itself: rich counts FORCE_COLOR as a terminal, and a live bar redrawn into a log file is noise."""
+    return sys.stderr.isatty() and not in_ci()
 
 
 def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[float]:

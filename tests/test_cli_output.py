@@ -1,0 +1,82 @@
+"""What a terminal, a log file and CI see: progress only on a real terminal, tables that lose no number."""
+
+import io
+import re
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from mlhw.cli import common
+from mlhw.tables import to_rich
+
+
+@pytest.mark.parametrize(
+    "value, ci", [("true", True), ("1", True), ("yes", True), ("false", False), ("0", False), ("", False)]
+)
+def test_ci_is_what_the_variable_says(monkeypatch, value, ci):
+    monkeypatch.setenv("CI", value)
+    assert common.in_ci() is ci
+
+
+def test_no_live_progress_into_a_file_even_with_forced_colour(monkeypatch):
+    """rich counts FORCE_COLOR as a terminal; a live bar redrawn into a log file is noise."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setattr(common.sys.stderr, "isatty", lambda: False, raising=False)
+    assert not common.is_terminal()
+    monkeypatch.setattr(common.sys.stderr, "isatty", lambda: True, raising=False)
+    assert common.is_terminal()
+    monkeypatch.setenv("CI", "true")
+    assert not common.is_terminal()
+
+
+SVM = pd.DataFrame(
+    {
+        "question": ["Q1 multiclass hinge", "Q3 soft SVM"],
+        "setting": ["digits, all classes", "digits 3vs8, C=1"],
+        "objective": ["0", "5.18543"],
+        "dual / gap": ["method certificate", "5.18543 / -3.4e-16"],
+        "support vectors": ["-", "48"],
+        "train error": ["0.00%", "0.00%"],
+        "test error": ["3.40%", "0.00%"],
+        "liblinear rel. diff": ["-", "3.4e-16"],
+    }
+)
+THEORY = pd.DataFrame(
+    {
+        "question": [f"Q{i % 4 + 1}" for i in range(12)],
+        "claim": ["relu net z1+z2+z3-z4 = max(x1,x2)"] * 12,
+        "check": ["rel. error vs max, 10081 inputs, ties, |x|<=1e6"] * 12,
+        "max error": [f"{1.5 * 10.0**-i:.1e}" for i in range(12)],
+        "tolerance": ["1e-14"] * 12,
+        "result": ["PASS"] * 12,
+    }
+)
+
+
+def render(df: pd.DataFrame, width: int) -> list[str]:
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(to_rich(df, "t"))
+    return buf.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("width", [200, 100, 80, 60, 40, 24])
+@pytest.mark.parametrize("df", [SVM, THEORY], ids=["svm, few rows", "theory, many rows"])
+def test_every_number_survives_a_narrow_terminal(df, width):
+    """rich alone cut `3.4e-16` to `3.4e-…` at 80 columns; every number must appear whole, on one line, and no
+    line may be wider than the page (the terminal would crop it)."""
+    lines = render(df, width)
+    assert max(map(len, lines)) <= width
+    text = "\n".join(lines)
+    numbers = {c for col in df.columns for c in df[col] if re.match(r"^[-+]?\d", c)}
+    for n in numbers - {"5.18543 / -3.4e-16"}:  # a cell that is a number on its own
+        assert re.search(rf"(^|[\s│]){re.escape(n)}($|[\s│])", text, re.M), (n, width, text)
+    assert "…" not in text
+
+
+def test_a_wide_page_shows_the_table_as_it_is():
+    lines = render(SVM, 200)
+    assert "question" in lines[2] and "liblinear rel. diff" in lines[2]  # one header row, columns across
+    turned = render(SVM, 80)  # two rows, eight columns: one column per row fits 80
+    assert any("Q1 multiclass hinge" in line and "Q3 soft SVM" in line for line in turned[:4])
