@@ -66,7 +66,9 @@ class Settled:
 
 
 def by_identity(store: Store, stale_after: float = STALE_SECONDS, kind: str | None = None) -> dict[str, Settled]:
-    """identity -> the run that settles it: a FINISHED one if any, else the newest."""
+    """identity -> the run that settles it: the first FINISHED one if any, else the newest. The first, because it is
+    the one a reproduction found or trained: a later single command with the same config (same identity; its
+    precision, say, is not part of it) must not replace it in `mlhw tables` and `mlhw check`."""
     query = f"tags.`mlhw.kind` = '{kind}'" if kind else ""
     best: dict[str, Settled] = {}
     for run in store.search(query):
@@ -76,7 +78,7 @@ def by_identity(store: Store, stale_after: float = STALE_SECONDS, kind: str | No
         status = run.info.status
         if status == "RUNNING" and not alive(run, stale_after):
             status = "STALE"
-        if h not in best or (status == "FINISHED" and best[h].status != "FINISHED"):
+        if h not in best or status == "FINISHED":  # newest first: a FINISHED run met later is an earlier one
             best[h] = Settled(run.info.run_id, status, run)
     return best
 
