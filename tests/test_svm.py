@@ -180,3 +180,41 @@ def test_zero_one_is_its_definition_ties_included():
         want = [float(any(S[i, j] >= S[i, y[i]] for j in range(4) if j != y[i])) for i in range(40)]
         assert svm.zero_one(W, X, y).tolist() == want
     assert svm.zero_one(np.zeros((4, 4)), X, y).tolist() == [1.0] * 40
+
+
+@pytest.mark.parametrize("C", [1e4, 1e6])
+def test_the_dual_is_exact_at_large_c_where_pdas_cycles(C):
+    """On all of digits 3 vs 8 the primal-dual active set cycles for C >= 1e4 (it reported a dual of 14.69 above
+    the primal's 11.545: impossible); the dual must still equal the primal, found independently."""
+    from mlhw import data
+    from mlhw.runs import features
+
+    d = data.load_digits_data()
+    m = np.isin(d.train.y, [3, 8])
+    prob = svm.SoftSVMProblem(features(d.train)[m], np.where(d.train.y[m] == 3, 1.0, -1.0), C, "free")
+    primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+    k = svm.kkt_report(prob, primal, dual)
+    assert dual.converged and abs(k["duality_gap"]) < 1e-9, k
+    assert k["complementary_slackness"] < 1e-6 and k["equality_residual"] < 1e-9 and k["min_a"] >= -1e-12
+    for nonneg in (False, True):  # and the explicit QP (Q3(a)): in xi it stopped 1.5e7 (relative) off at C = 1e6
+        assert svm.solve_explicit_qp(prob, nonneg)[2] == pytest.approx(primal.objective, rel=1e-8), nonneg
+
+
+@pytest.mark.parametrize("bias", ["free", "none"])
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0, 1e5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_fallback_active_set_alone_reaches_the_qp_optimum(bias, C, seed):
+    """The primal active-set method that takes over when PDAS cycles, run on its own, against the primal by
+    Newton and the explicit primal QP (other solvers of another problem: strong duality makes the optima equal).
+    Before the QP worked in sqrt(C) xi it stopped at 1487900 against Newton's 1491450.79 at C = 1e5."""
+    X, y = overlapping(80, 5, seed=seed)
+    prob = svm.SoftSVMProblem(X, y, C, bias)
+    F = prob.kernel_features()
+    Q = (y[:, None] * y[None, :]) * (F @ F.T) + np.eye(len(y)) / C
+    a, _, _, converged = svm._primal_active_set(Q, y, bias == "free")
+    assert converged and a.min() >= 0
+    if bias == "free":
+        assert abs(a @ y) < 1e-9 * max(1.0, a.max())
+    g = prob.dual(a, np.zeros_like(a))
+    assert g == pytest.approx(svm.solve_primal(prob).objective, rel=1e-10)
+    assert g == pytest.approx(svm.solve_explicit_qp(prob, nonnegative_slack=False)[2], rel=1e-7)

@@ -23,6 +23,7 @@ from mlhw.cli.common import (
     out,
     prepare,
     progress,
+    tracking_hint,
 )
 from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, build, default_of
 from mlhw.errors import MLHWError
@@ -34,13 +35,16 @@ app = typer.Typer(
 )
 
 Dataset = Annotated[
-    Optional[str], typer.Option(help="digits (embedded) or mnist.", rich_help_panel=DATA, show_default="digits")
+    Optional[str],
+    typer.Option(
+        help="digits (embedded) or mnist.", rich_help_panel=DATA, show_default=default_of(SoftSVMConfig, "dataset")
+    ),
 ]
 TrainSize = Annotated[Optional[int], typer.Option(help="Training subset (seeded choice).", rich_help_panel=DATA)]
 TestSize = Annotated[Optional[int], typer.Option(help="Test subset (seeded choice).", rich_help_panel=DATA)]
 
 
-def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: dict) -> None:
+def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: dict, store) -> None:
     table = Table(title=title, show_header=False)
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -48,7 +52,9 @@ def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: d
         table.add_row(
             name, value if isinstance(value, str) else fmt(value, 6) if isinstance(value, float) else str(value)
         )
-    (err if as_json else out).print(table)
+    console = err if as_json else out
+    console.print(table)
+    console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
         emit_json(record)
 
@@ -165,12 +171,15 @@ def multiclass(
         ],
         as_json,
         {"part": "svm.q1", "dataset": data.name, **rep},
+        store,
     )
     if check and not holds:
         raise typer.Exit(1)
 
 
-def _classes(text: str) -> tuple[int, ...]:
+def _classes(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -184,8 +193,13 @@ def _classes(text: str) -> tuple[int, ...]:
 @handles_errors
 def soft(
     classes: Annotated[
-        str, typer.Option(help="The two classes: the first is +1, the second -1.", rich_help_panel=DATA)
-    ] = "3,8",
+        Optional[str],
+        typer.Option(
+            help="The two classes, comma-separated: the first is +1, the second -1.",
+            rich_help_panel=DATA,
+            show_default=",".join(map(str, SoftSVMConfig().classes)),
+        ),
+    ] = None,
     C: Annotated[
         Optional[float],
         typer.Option(
@@ -267,4 +281,8 @@ def soft(
         rows,
         as_json,
         {"part": "svm.q3", "dataset": data.name, **rep},
+        store,
     )
+    if rep.get("converged") == 0.0:  # its numbers are not an optimum: a script must not take them as one
+        typer.echo("error: a solver did not converge: the dual and the gap above are not an optimum", err=True)
+        raise typer.Exit(1)
