@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mlhw.config import KINDS, user_fields
 from mlhw.errors import MLHWError, format_validation_error
 from mlhw.errors import message as _message
-from mlhw.reference import CNN_VARIANTS
+from mlhw.reference import CNN_VARIANTS, canonical_variant
 
 
 class _Strict(BaseModel):
@@ -153,6 +153,8 @@ def expand(
         runs += _expand_suite(name, spec.suites[name], prof, profile, overrides, file)
     for path, _, where in overrides:  # a --set that no run takes: the report would still list it as applied
         if not any(where in r.where.values() for r in runs):
+            if path[0] in spec.suites and path[0] not in chosen:
+                raise MLHWError(f"{where}: suite {path[0]} is not among the suites run ({', '.join(chosen)}: --only)")
             field = path[-1]
             instead = "use SUITE.seeds=[...]" if field == "seed" else f"use SUITE.grid.{field}=[...] or a CNN variant"
             raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from elsewhere; {instead}")
@@ -270,18 +272,21 @@ def _check_layers(layers: _Layers, model, file) -> None:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise MLHWError(f"{seeds_culprit}: expected a non-empty list of integer seeds (got {seeds!r})")
+    if "variant" in layers.grid:  # any spelling of a rate names its variant: adam-5e-5 is adam-5e-05
+        named = [canonical_variant(v) for v in layers.grid["variant"]]
+        for v, key in zip(layers.grid["variant"], named):
+            if key is None:
+                raise MLHWError(
+                    f"{_named(layers.grid_origin['variant'], file)}: unknown variant {v!r} "
+                    f"(variants: {', '.join(CNN_VARIANTS)})"
+                )
+        layers.grid["variant"] = named
     # a value twice is one run, not two: the table's n would be wrong
     if seeds is not None and (again := first_repeat(seeds)) is not None:
         raise MLHWError(f"{seeds_culprit}: seed {again} is listed twice (got {seeds!r})")
     for k, values in layers.grid.items():
         if (again := first_repeat(values)) is not None:
             raise MLHWError(f"{_named(layers.grid_origin[k], file)}: {again!r} is listed twice (got {values!r})")
-    for v in layers.grid.get("variant", []):
-        if v not in CNN_VARIANTS:
-            raise MLHWError(
-                f"{_named(layers.grid_origin['variant'], file)}: unknown variant {v!r} "
-                f"(variants: {', '.join(CNN_VARIANTS)})"
-            )
 
 
 def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[RunSpec]:

@@ -5,6 +5,7 @@ recomputation, never an error. Plain data: no datasets here (mlhw.data uses it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 VERSION = 2  # bump when a loader or a derivation changes what it returns (2: subset)
 MAX_ENTRIES = 1000
 _memo: dict[tuple[str, str], str] = {}
+_read_only = False
 _file_memo: dict = {}  # the cache file last parsed: {"stamp": (path, size, mtime_ns), "entries": {...}}
 
 
@@ -65,12 +67,26 @@ def get(key: str) -> str | None:
     return fp
 
 
+@contextlib.contextmanager
+def read_only():
+    """Within: fingerprints are remembered in this process only, the file is not written (a dry run writes
+    nothing)."""
+    global _read_only
+    before, _read_only = _read_only, True
+    try:
+        yield
+    finally:
+        _read_only = before
+
+
 def put(key: str, fp: str, source: str) -> None:
     """Best effort: a cache that cannot be written only costs a recomputation next time."""
     path = cache_path()
     if path is None:
         return
     _memo[str(path), key] = fp
+    if _read_only:
+        return
     try:
         entries = _entries(path)
         entries[key] = {"fingerprint": fp, "source": source, "time": time.time()}

@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+
+def canonical_variant(name) -> str | None:
+    """A variant's key as written in any spelling of its rate (adam-5e-5, adam-0.00005 for adam-5e-05); None if
+    there is no such variant."""
+    import re
+
+    if name in CNN_VARIANTS:
+        return name
+    m = re.fullmatch(r"(sgd|adam)-([0-9.]+(?:e[-+]?[0-9]+)?)(-plain)?", str(name).strip().lower())
+    if m is None:
+        return None
+    want = (m[1], float(m[2]), m[3] is None)
+    return next(
+        (k for k, v in CNN_VARIANTS.items() if (v["optimizer"], v["lr"], v["batchnorm"]) == want),
+        None,
+    )
+
+
 # Part 2 variants: each is a set of CNNConfig fields; a part compares two variants.
 CNN_VARIANTS: dict[str, dict] = {
     "sgd-0.005": {"optimizer": "sgd", "lr": 0.005, "batchnorm": True, "dropout": True},

@@ -157,6 +157,7 @@ def test_mnist_from_data_dir(workdir):
         (["--batch-size", "0"], "--batch-size: must be > 0"),
         (["--dataset", "foo"], "--dataset: must be 'digits' or 'mnist'"),
         (["--hidden", "40,x"], "--hidden '40,x'"),
+        (["--hidden", "4.5"], "--hidden '4.5': expected comma-separated whole numbers"),  # it trained hidden=[4]
         (["--hidden", "40,0"], "--hidden: each value must be > 0 (got 0)"),  # it named "--hidden.1"
         (
             ["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"],

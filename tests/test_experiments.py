@@ -144,6 +144,10 @@ def with_(change):
             lambda d: d["suites"]["c"]["grid"].update(variant=["adam-1"]),
             "exp.yaml: suites.c.grid.variant: unknown variant 'adam-1'",
         ),
+        (  # two spellings of one rate are one variant
+            lambda d: d["suites"]["c"]["grid"].update(variant=["adam-5e-05", "adam-5e-5"]),
+            "exp.yaml: suites.c.grid.variant: 'adam-5e-05' is listed twice",
+        ),
         (
             lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[]),
             "exp.yaml: profiles.p.suites.m.seeds: expected a non-empty list",
@@ -304,6 +308,8 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "c.optimizer=adam"], "--set c.optimizer: changes no run: every run it reaches"),
         (["--profile", "p", "--set", "m.seed=3"], "--set m.seed: changes no run: every run it reaches takes seed"),
         (["--profile", "p", "--only", "m", "--set", "lr=0.5"], "--set lr: changes no run"),
+        # it blamed a grid: the suite is simply not run
+        (["--profile", "p", "--only", "s", "--set", "m.epochs=3"], "--set m.epochs: suite m is not among the suites"),
         (["--profile", "p", "--set", "m.grid.lr=[]"], "--set m.grid.lr: empty grid"),  # was "exp.yaml: --set ..."
         (
             ["--profile", "p", "--set", "c.image_size=63"],
@@ -328,3 +334,15 @@ def test_one_hidden_width_is_a_layer_in_yaml_as_on_the_command_line(workdir):
     assert MLPConfig(hidden=40) == MLPConfig(hidden=[40]) == MLPConfig()  # the same run, the same identity
     with pytest.raises(ValueError):
         MLPConfig(hidden=True)
+
+
+def test_a_variant_may_spell_its_rate_as_the_run_names_print_it(tmp_path):
+    """Run names, tables and figures print `Adam lr=5e-5`; the key is adam-5e-05: both name the variant."""
+    doc = with_(lambda d: d["suites"]["c"]["grid"].update(variant=["adam-5e-5", "SGD-5e-3", "adam-0.00005-plain"]))
+    runs = [r for r in expand(load_file(write(tmp_path, doc)), "p") if r.suite == "c"]
+    assert [r.variant for r in runs] == ["adam-5e-05", "sgd-0.005", "adam-5e-05-plain"]
+    assert [(r.config.optimizer, r.config.lr, r.config.batchnorm) for r in runs] == [
+        ("adam", 5e-5, True),
+        ("sgd", 0.005, True),
+        ("adam", 5e-5, False),
+    ]

@@ -416,6 +416,7 @@ def test_dry_run_writes_and_downloads_nothing(light):
         outputs[profile] = res.stderr
     assert "no data" in outputs["mnist"]  # MNIST is not here: listed, not fetched
     assert not (light / "data").exists() and not (light / "results").exists()
+    assert not list(Path(os.environ["MLHW_CACHE_DIR"]).iterdir())  # not even the fingerprint cache
     assert not (light / "mlartifacts").exists()
     if (light / "mlflow.db").exists():
         client, found = runs(light, all_lifecycles=True)

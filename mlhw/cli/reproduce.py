@@ -494,9 +494,12 @@ def reproduce(
 
     uri = resolve_uri(tracking_uri)
     _check_parallel_options(executor, jobs, stale_after, uri)
-    spec, source, store, plan = _validate(
-        file, profile, only, set_, device, data_dir, download, results_dir, uri, experiment, stale_after, dry_run
-    )
+    from mlhw import fingerprint_cache
+
+    with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
+        spec, source, store, plan = _validate(
+            file, profile, only, set_, device, data_dir, download, results_dir, uri, experiment, stale_after, dry_run
+        )
     if force:
         for p in plan.entries:
             p.status = "pending"
