@@ -172,7 +172,8 @@ class CNNConfig(_Config):
     @classmethod
     def _preset(cls, values: Any) -> Any:
         if isinstance(values, dict):
-            preset = CNN_PRESETS.get(values.get("dataset", "digits"), {})
+            # an unknown dataset takes digits' sizes: its one error is the dataset's, not three "Field required"
+            preset = CNN_PRESETS.get(values.get("dataset", "digits"), CNN_PRESETS["digits"])
             values = {**preset, **{k: v for k, v in values.items() if v is not None}}
         return values
 

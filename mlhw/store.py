@@ -197,6 +197,8 @@ class Store:
         if is_server(self.uri):
             for k, v in HTTP_ENV.items():  # read by MLflow's REST client at each request
                 os.environ.setdefault(k, v)
+        if not experiment or not experiment.strip():  # before any database exists (MLflow refuses it after)
+            raise MLHWError(f"--experiment {experiment!r}: an experiment needs a name, e.g. mlhw")
         self.experiment_name = experiment
         self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, as searches return them
         path = sqlite_path(self.uri)

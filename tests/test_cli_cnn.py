@@ -95,6 +95,7 @@ def test_paper_configuration_is_one_flag_away(workdir):
         (["compare", "--seed", "-1"], "--seed: must be >= 0 (got -1)"),
         (["train", "--dataset", "cifar10", "--data-dir", "none", "--no-download"], "CIFAR-10 not found in none/"),
         (["train", "--dataset", "imagenet"], "--dataset: must be 'digits' or 'cifar10'"),
+        (["train", "--dataset", "mnist"], "--dataset: must be 'digits' or 'cifar10' (got 'mnist')"),
         (["train", "--precision", "fp8"], "--precision 'fp8'"),
         (["compare", "--part", "d"], "--part 'd'"),
     ],
@@ -102,7 +103,8 @@ def test_paper_configuration_is_one_flag_away(workdir):
 def test_bad_input(workdir, args, culprit):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("cnn", *args, "--tracking-uri", uri)
-    assert_one_line_error(res, culprit)
+    line = assert_one_line_error(res, culprit)
+    assert "Field required" not in line  # an unknown dataset named three preset fields too
     assert_nothing_created(workdir, uri)
 
 

@@ -166,6 +166,7 @@ def test_mnist_from_data_dir(workdir):
         (["--tracking-uri", "./mlruns"], "not supported"),
         (["--dataset", "mnist", "--data-dir", "empty", "--no-download"], "MNIST not found in empty/"),
         (["--device", "cuda:7"], "--device cuda:7"),
+        (["--experiment", ""], "--experiment '': an experiment needs a name"),  # blamed --tracking-uri
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_logged(workdir, args, culprit):
