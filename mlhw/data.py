@@ -624,7 +624,12 @@ def load_cifar10(
             Split(tx, ty),
             Split(x[val], y[val]),
             10,
-            f"CIFAR-10 python batches in {folder}",
+            f"CIFAR-10 python batches in {folder}"
+            + (
+                ""
+                if (len(y), len(ty)) == (50_000, 10_000)
+                else f" (not the official files: {len(y):,} training and {len(ty):,} test images, not 50,000, 10,000)"
+            ),
         )
 
     return _stamped("cifar10", paths, _cifar_options(val_size, split_seed), read)

@@ -174,10 +174,18 @@ def build_tables(done: dict[str, list[dict]], store: Store) -> list[T.ResultTabl
             out.append(T.cnn_table(suite, done[suite], reference=not off_reference(done[suite], "cnn")))
     if done.get("svm_multiclass") or done.get("svm_soft"):
         out.append(T.svm_table(done.get("svm_multiclass", []), done.get("svm_soft", [])))
+    for t in out:  # a table pasted into a write-up says what it ran on (the SVM's rows say it per row)
+        datasets = sorted({str(r["dataset"]) for r in done.get(_suite_of(t.name), []) if r.get("dataset")})
+        if datasets and t.name != "svm":
+            t.title += f" on {', '.join(datasets)}"
     if done.get("theory"):
         text = store.download_text(done["theory"][0]["run_id"], "theory.csv")
         out.append(T.theory_table(pd.read_csv(io.StringIO(text)).to_dict("records")))
     return out
+
+
+def _suite_of(table: str) -> str:
+    return next((s for s, t in T.SUITE_TABLES.items() if t == table), table)
 
 
 def curves(record: dict, first_epoch: int = 0) -> list[dict]:
@@ -293,7 +301,7 @@ def _write(path: Path, text: str) -> None:
 def _write_table(t: T.ResultTable, folder: Path) -> None:
     _write(folder / f"{t.name}.md", f"## {t.title}\n\n" + T.to_markdown(t.display))
     _write(folder / f"{t.name}.csv", t.numeric.to_csv(index=False))
-    _write(folder / f"{t.name}.tex", T.to_latex(t.display))
+    _write(folder / f"{t.name}.tex", f"% {t.title}\n" + T.to_latex(t.display))
 
 
 def _replace(new: Path, final: Path) -> None:

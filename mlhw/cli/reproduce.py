@@ -386,7 +386,6 @@ class _Reporter:
 def _compile(plan, store, results_dir, dev, parents, description):
     """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
     from mlhw.report import figure_specs, write_report
-    from mlhw.tables import to_markdown
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
@@ -404,9 +403,10 @@ def _compile(plan, store, results_dir, dev, parents, description):
     specs = figure_specs(done)
     for suite, log in parents.items():
         t = by_suite.get(SUITE_TABLES.get(suite, ""))
-        if t is not None:
-            log.log_text(f"## {t.title}\n\n" + to_markdown(t.display), f"tables/{t.name}.md")
-            log.log_text(t.numeric.to_csv(index=False), f"tables/{t.name}.csv")
+        if t is not None:  # the files the report wrote, as they are on disk
+            for ext in ("md", "csv", "tex"):
+                if (f := path.parent / "tables" / f"{t.name}.{ext}").is_file():
+                    log.log_artifact(f, "tables")
         for s, name, _, draw in specs:
             if s != suite:
                 continue
