@@ -8,7 +8,6 @@ it FAILED (`mlhw.dead`) and runs it again; a parent that sees its worker die mar
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -48,9 +47,7 @@ def claimer(stale_after: float = STALE_SECONDS, rerun_finished: bool = False):
             live = [r for r in runs if r.info.run_id == mine.info.run_id or alive(r, stale_after)]
             owner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
         if owner != mine.info.run_id:
-            with contextlib.suppress(Exception):
-                store.client.set_terminated(mine.info.run_id, "KILLED")
-            store.client.delete_run(mine.info.run_id)
+            store.withdraw(mine.info.run_id)
             raise Claimed(identity, owner)
 
     return claim
@@ -88,15 +85,10 @@ def mark_dead(store: Store, workers: set[str], reason: str) -> int:
     n = 0
     for run in store.search("attributes.status = 'RUNNING'"):
         if run.data.tags.get(WORKER_TAG) in workers:
-            with contextlib.suppress(Exception):
-                store.client.set_tag(run.info.run_id, "mlhw.dead", reason)
-                store.client.set_terminated(run.info.run_id, "KILLED")
-                n += 1
+            n += store.end_dead(run.info.run_id, "KILLED", reason)
     return n
 
 
 def end_stale(store: Store, run_id: str) -> None:
     """A RUNNING run without a recent heartbeat: its process is gone. Mark it so the UI says so."""
-    with contextlib.suppress(Exception):
-        store.client.set_tag(run_id, "mlhw.dead", "stale heartbeat")
-        store.client.set_terminated(run_id, "FAILED")
+    store.end_dead(run_id, "FAILED", "stale heartbeat")

@@ -418,6 +418,4 @@ class RayExecutor:
         """Whatever a cancelled task left RUNNING under this reproduction's suite parents ends KILLED."""
         for run in self.store.search("attributes.status = 'RUNNING'"):
             if run.data.tags.get("mlflow.parentRunId") in parents:
-                with contextlib.suppress(Exception):
-                    self.store.client.set_tag(run.info.run_id, "mlhw.dead", "stopped with its parent (Ctrl-C, SIGTERM)")
-                    self.store.client.set_terminated(run.info.run_id, "KILLED")
+                self.store.end_dead(run.info.run_id, "KILLED", "stopped with its parent (Ctrl-C, SIGTERM)")

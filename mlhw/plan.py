@@ -158,8 +158,6 @@ def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
     with no parent, or under a suite parent that a Ctrl-C or a failure ended (KILLED, FAILED), becomes a child of
     its first suite's parent run: a suite's FINISHED parent holds every run it reports, whichever attempt made it.
     Returns how many runs changed."""
-    from mlflow.entities import RunTag
-
     ended = {
         r.info.run_id
         for r in store.search("tags.`mlhw.kind` = 'suite' and attributes.status != 'FINISHED'")
@@ -174,7 +172,7 @@ def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
         if (before is None or before in ended) and parents.get(p.spec.suite) not in (None, before):
             tags["mlflow.parentRunId"] = parents[p.spec.suite]
         if tags:
-            store.client.log_batch(p.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            store.set_tags(p.run_id, tags)
             p.tags |= tags
             changed += 1
     return changed

@@ -262,6 +262,29 @@ class Store:
                 self._artifact_uris.update((r.info.run_id, r.info.artifact_uri) for r in out)
                 return out
 
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Several tags of a run in one call (a reproduction adopting a run: its suites, parts, parent)."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def end_dead(self, run_id: str, status: str, reason: str) -> bool:
+        """End a run whose process is gone (or was stopped with its parent): `mlhw.dead` says why, so the UI does.
+        Best effort (the run may have ended meanwhile, the store may be going away with the process): False if
+        it could not."""
+        try:
+            self.client.set_tag(run_id, "mlhw.dead", reason)
+            self.client.set_terminated(run_id, status)
+            return True
+        except Exception:
+            return False
+
+    def withdraw(self, run_id: str) -> None:
+        """Delete a run that lost its claim (another run owns its identity): it never trained."""
+        with contextlib.suppress(Exception):
+            self.client.set_terminated(run_id, "KILLED")
+        self.client.delete_run(run_id)
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
 

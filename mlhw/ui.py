@@ -12,8 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 from mlhw.errors import MLHWError
 from mlhw.store import check_uri, resolve_uri
@@ -24,6 +26,19 @@ def _die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def log_path(port: int) -> Path:
+    """The server's own output goes here, not to the terminal: its start-up lines and warnings buried the URL."""
+    return Path(tempfile.gettempdir()) / f"mlhw-ui-{port}.log"
+
+
+def _last_line(port: int) -> str:
+    with contextlib.suppress(OSError):
+        lines = [line.strip() for line in log_path(port).read_text(errors="replace").splitlines() if line.strip()]
+        if lines:
+            return f": {lines[-1][:200]}"
+    return ""
 
 
 def start(uri: str, port: int) -> subprocess.Popen:
@@ -41,16 +56,24 @@ def start(uri: str, port: int) -> subprocess.Popen:
         "--workers",
         "1",
     ]
-    return subprocess.Popen(
-        cmd, start_new_session=True, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None
-    )
+    with open(log_path(port), "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
 
 
 def wait_healthy(proc: subprocess.Popen, port: int, timeout: float = 120.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise MLHWError(f"--port {port}: the MLflow UI exited with code {proc.returncode} (is the port in use?)")
+            raise MLHWError(
+                f"--port {port}: the MLflow UI exited with code {proc.returncode} (is the port in use?)"
+                f"{_last_line(port)} (log: {log_path(port)})"
+            )
         with contextlib.suppress(OSError):
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
                 return
@@ -89,9 +112,11 @@ def serve(tracking_uri: str | None, port: int) -> None:
     try:
         out.print(f"starting the MLflow UI for {uri} ...", highlight=False)
         wait_healthy(proc, port)
-        out.print(f"MLflow UI: {experiment_url(uri, port)}  (Ctrl-C to stop)", highlight=False)
+        out.print(
+            f"MLflow UI: {experiment_url(uri, port)}  (Ctrl-C to stop; server log: {log_path(port)})", highlight=False
+        )
         code = proc.wait()
         if code:
-            raise MLHWError(f"the MLflow UI exited with code {code}")
+            raise MLHWError(f"the MLflow UI exited with code {code}{_last_line(port)} (log: {log_path(port)})")
     finally:
         stop(proc)

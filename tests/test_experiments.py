@@ -346,3 +346,12 @@ def test_a_variant_may_spell_its_rate_as_the_run_names_print_it(tmp_path):
         ("sgd", 0.005, True),
         ("adam", 5e-5, False),
     ]
+
+
+def test_the_plan_says_which_suites_a_set_reached(workdir):
+    """A bare key sets every suite that has the field: the plan names them (lr also reaches the SVM's step)."""
+    from helpers import invoke
+
+    res = invoke("reproduce", "--file", write(workdir, BASE), "--profile", "p", "--set", "epochs=3", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "--set epochs: sets c, m" in res.stderr

@@ -631,6 +631,7 @@ def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
     assert f"http://127.0.0.1:{port}" in out
+    assert len(out.strip().splitlines()) <= 3, out  # starting, the URL, terminated: the server's lines go to its log
     deadline = time.time() + 20
     while time.time() < deadline:
         procs = live_processes()

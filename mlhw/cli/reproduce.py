@@ -243,6 +243,15 @@ def _show_plan(plan) -> None:
         )
     err.print(table)
     err.print(_counts_line(plan))
+    _show_overrides(plan)
+
+
+def _show_overrides(plan) -> None:
+    """Which suites each --set reached: a bare `lr=0.5` sets every suite with an lr (the multiclass SVM's step too)."""
+    for item in plan.overrides:
+        where = f"--set {item.split('=', 1)[0].strip()}"
+        suites = sorted({p.spec.suite for p in plan.entries if where in p.spec.where.values()})
+        err.print(f"{where}: sets {', '.join(suites) or 'no run'}", highlight=False)
 
 
 def _counts_line(plan) -> str:
@@ -264,6 +273,7 @@ def _show_dry_run(plan) -> None:
         table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", p.identity)
     err.print(table)
     err.print(_counts_line(plan))
+    _show_overrides(plan)
 
 
 def _suite_parents(stack, plan, store) -> dict[str, object]:
@@ -396,6 +406,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
         scope.only = []
     from mlhw.plan import stamp_keys
 
+    err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False)
     tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
     from mlhw.tables import SUITE_TABLES
