@@ -106,3 +106,27 @@ def test_a_dual_above_the_primal_fails_strong_duality(monkeypatch):
     y = np.where(X @ rng.randn(4) > 0, 1.0, -1.0)
     (gap,) = [c for c in theory.check_q3(X, y, "t") if c.claim == "strong duality"]
     assert not gap.passed
+
+
+def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
+    """reproduce printed the count in red and exited 0: a CI gate on its exit code let a broken claim through."""
+    import yaml
+
+    doc = {
+        "version": 1,
+        "suites": {"theory": {"kind": "theory", "part": "theory", "base": {"digits": False}}},
+        "profiles": {"p": {}},
+    }
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.setattr(theory, "MAX_NET_OUTPUT", np.array([1.0, 1.0, 1.0, 1.0]))  # z4 added, not subtracted
+    res = invoke(
+        "reproduce",
+        "--profile",
+        "p",
+        "--file",
+        workdir / "exp.yaml",
+        "--tracking-uri",
+        f"sqlite:///{workdir}/mlflow.db",
+    )
+    assert res.exit_code == 1, res.output
+    assert "theory: 1 check(s) fail (exit 1)" in res.stderr

@@ -498,7 +498,8 @@ def reproduce(
     Ctrl-C or SIGTERM marks the active runs KILLED (exit 130 / 143); the next reproduce continues.
     Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md; each suite is also a
     parent run in MLflow holding its tables and figure. Ends with the verdict against the results it replaced
-    (the committed baseline, mlhw check's rule): exit 1 when they drifted, or when a run failed.
+    (the committed baseline, mlhw check's rule): exit 1 when they drifted, when a run failed, or when a theory
+    check fails.
     """
     from mlhw.executors import Settings
     from mlhw.store import resolve_uri
@@ -555,8 +556,16 @@ def reproduce(
     if failed:
         for unit, r in failed:
             err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
-    if failed or drifted:
+    false_claims = _failed_claims(tables)
+    if false_claims:  # a theory claim that does not hold is a broken solver or check: CI must see it
+        err.print(f"[red]theory[/]: {false_claims} check(s) fail (exit 1)", highlight=False)
+    if failed or drifted or false_claims:
         raise typer.Exit(1)
+
+
+def _failed_claims(tables) -> int:
+    theory = next((t for t in tables if t.name == "theory"), None)
+    return 0 if theory is None else int((theory.display["result"] != "PASS").sum())
 
 
 @handles_errors
