@@ -95,6 +95,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     from mlhw.labels import lr_label, run_name
     from mlhw.lifecycle import standard_tags, tracked_run
     from mlhw.runs import run_mlp
+    from mlhw.tables import pct
 
     # Everything that can fail on bad input happens before any run or progress display exists.
     dev = mlp_device(device)  # auto: never the slower device for Part 1 (see mlhw.device)
@@ -129,7 +130,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
         def on_epoch(epoch, row):
             # a sweep's rows are one rate's each: only the epoch count speaks for all of them
-            bar.update(task, completed=epoch, info="" if parent else f"test acc {row['test_acc']:.4f}")
+            bar.update(task, completed=epoch, info="" if parent else f"test acc {pct(row['test_acc'])}")
 
         runs = run_mlp(jobs, store, source, dev, None, on_epoch)
         if parent is not None:
@@ -143,6 +144,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
 def _show(runs, part, cfg, as_json, store, parent) -> None:
     from mlhw.labels import data_note
+    from mlhw.tables import pct
 
     table = Table(
         title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg)}, batch {cfg.batch_size}",
@@ -155,8 +157,8 @@ def _show(runs, part, cfg, as_json, store, parent) -> None:
         table.add_row(
             f"{r.job.config.lr:g}",
             fmt(f["train_loss"]),
-            fmt(f["train_acc"]),
-            fmt(f["test_acc"]),
+            pct(f["train_acc"]),  # percentages, as the reproduction's tables and REPORT.md show them
+            pct(f["test_acc"]),
             fmt(r.result.diverged_epoch),
             f"{r.result.seconds:.2f}",
             r.run_id[:8],
