@@ -111,10 +111,9 @@ def serve(tracking_uri: str | None, port: int) -> None:
     proc = start(uri, port)
     try:
         out.print(f"starting the MLflow UI for {uri} ...", highlight=False)
+        url = experiment_url(uri, port)  # while the server starts: the URL is printed the moment it answers
         wait_healthy(proc, port)
-        out.print(
-            f"MLflow UI: {experiment_url(uri, port)}  (Ctrl-C to stop; server log: {log_path(port)})", highlight=False
-        )
+        out.print(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log_path(port)})", highlight=False)
         code = proc.wait()
         if code:
             raise MLHWError(f"the MLflow UI exited with code {code}{_last_line(port)} (log: {log_path(port)})")

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -613,24 +614,27 @@ def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     tree: set[int] = set()
     try:
-        deadline, status = time.time() + 120, None
-        while time.time() < deadline and status is None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any("MLflow UI:" in line for line in lines):
             tree |= descendants(proc.pid)
-            try:
-                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).status
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200
+            time.sleep(0.3)
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status == 200
         tree |= descendants(proc.pid)
         assert tree, "the UI runs in a child process"
         groups = {live_processes()[p][1] for p in tree if p in live_processes()}
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    out = "".join(lines)
     assert proc.returncode == 143, out
-    assert f"http://127.0.0.1:{port}" in out
+    assert f"MLflow UI: http://127.0.0.1:{port}/#/" in out  # printed by mlhw, once the server answers
+    assert len(out.strip().splitlines()) <= 3, out  # starting, the URL, terminated: the server's lines go to its log
     assert len(out.strip().splitlines()) <= 3, out  # starting, the URL, terminated: the server's lines go to its log
     deadline = time.time() + 20
     while time.time() < deadline:

@@ -42,12 +42,22 @@ Download = Annotated[
         help="Download the dataset (default: only when it is absent and the network works).",
     ),
 ]
+
+
+def _seed_default() -> str:
+    """The seed's default as the config classes that use this option (MLP, SVMs) hold it, not repeated here."""
+    from mlhw.config import MLPConfig, MulticlassSVMConfig, SoftSVMConfig, default_of
+
+    found = {default_of(m, "seed") for m in (MLPConfig, MulticlassSVMConfig, SoftSVMConfig)}
+    return found.pop() if len(found) == 1 else "per command"
+
+
 Seed = Annotated[
     Optional[int],
     typer.Option(
-        help="Seed of subsets, initialisation and data order.",
+        help="Seed of subsets, initialisation and data order (the SVMs: of the subsets).",
         rich_help_panel=TRAIN,
-        show_default="8",
+        show_default=_seed_default(),
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", rich_help_panel=TRAIN)]
