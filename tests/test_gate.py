@@ -74,7 +74,7 @@ def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(
     (workdir / "results" / "ci" / "REPORT.md").unlink()  # not up to date: the report is compiled again, no run
     r = invoke("reproduce", "--profile", "ci", "--tracking-uri", ci_copy)
     assert r.exit_code == 1, r.output
-    assert "check FAILED" in r.output and "not reproduced" in r.output and "git diff results/ci" in r.output
+    assert "check FAILED" in r.output and "not reproduced" in r.output and "git diff results/ci/tables" in r.output
     assert pd.read_csv(csv).loc[0, "test_acc_mean"] == pytest.approx(moved + 0.2, abs=1e-9)  # the new results
 
 

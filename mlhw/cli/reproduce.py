@@ -549,8 +549,8 @@ def reproduce(
         err.print(f"against the baseline that was in {folder}: {result.summary()}", highlight=False, soft_wrap=True)
         if drifted:  # the folder now holds this reproduction: the old baseline is what version control has
             err.print(
-                f"[red]not reproduced[/]: {folder} now holds these results; `git diff {folder}` shows what moved, "
-                "commit it if the change is intended (exit 1)",
+                f"[red]not reproduced[/]: {folder} now holds these results; `git diff {folder}/tables` shows what "
+                "moved, commit it if the change is intended (exit 1)",
                 soft_wrap=True,
             )
     if failed:
