@@ -63,21 +63,33 @@ class Settled:
 
 
 def by_identity(store: Store, stale_after: float = STALE_SECONDS, kind: str | None = None) -> dict[str, Settled]:
-    """identity -> the run that settles it: the first FINISHED one if any, else the newest. The first, because it is
-    the one a reproduction found or trained: a later single command with the same config (same identity; its
-    precision, say, is not part of it) must not replace it in `mlhw tables` and `mlhw check`."""
+    """identity -> the run that settles it: the newest FINISHED run a reproduction made or adopted (tagged with its
+    suites), else the newest FINISHED run, else the newest run. A reproduction's run, because a later single
+    command with the same config (same identity; its precision, say, is not part of it) must not replace it in
+    `mlhw tables` and `mlhw check`; the newest, because `reproduce --force` trains again and reports the new runs."""
     query = f"tags.`mlhw.kind` = '{kind}'" if kind else ""
     best: dict[str, Settled] = {}
-    for run in store.search(query):
+    for run in store.search(query):  # newest first
         h = run.data.tags.get(IDENTITY_TAG)
         if not h:
             continue
         status = run.info.status
         if status == "RUNNING" and not alive(run, stale_after):
             status = "STALE"
-        if h not in best or status == "FINISHED":  # newest first: a FINISHED run met later is an earlier one
+        here = best.get(h)
+        if (
+            here is None
+            or (status == "FINISHED" and here.status != "FINISHED")
+            or (status == "FINISHED" and _reproduced(run) and not _reproduced(here.run))
+        ):
             best[h] = Settled(run.info.run_id, status, run)
     return best
+
+
+def _reproduced(run) -> bool:
+    """Made or adopted by a reproduction: it names the suites it serves (a single command's run does not, until a
+    reproduction adopts it)."""
+    return bool(run.data.tags.get("mlhw.suites"))
 
 
 def mark_dead(store: Store, workers: set[str], reason: str) -> int:

@@ -10,7 +10,7 @@ def canonical_variant(name) -> str | None:
 
     if name in CNN_VARIANTS:
         return name
-    m = re.fullmatch(r"(sgd|adam)-([0-9.]+(?:e[-+]?[0-9]+)?)(-plain)?", str(name).strip().lower())
+    m = re.fullmatch(r"(sgd|adam)-((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?)(-plain)?", str(name).strip().lower())
     if m is None:
         return None
     want = (m[1], float(m[2]), m[3] is None)

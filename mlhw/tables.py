@@ -20,7 +20,9 @@ def fixed(v, digits: int = 4) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
-_NUMBER = re.compile(r"^[-+]?(\d|\.\d|nan$|inf$)")
+# a cell that is a number: 0.005, -3.4e-16, 94.76%, 0.1630 ± 0.0721, 5.18543 / -3.4e-16, 0/1, nan, inf
+_NUM = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?%?|\.\d+(?:e[-+]?\d+)?%?|nan|inf)"
+_NUMBER = re.compile(rf"{_NUM}(?:\s*(?:±|/)\s*{_NUM})?")
 
 
 def to_rich(df: pd.DataFrame, title: str):
@@ -38,8 +40,8 @@ class _Fitted:
         page = options.max_width
         tries = [(self.df, True)]
         if 0 < len(self.df) <= 6:  # a few rows: one column per row, one row per field
-            turned = pd.DataFrame(
-                [[str(c), *(str(v) for v in self.df[c])] for c in self.df.columns[1:]],
+            turned = pd.DataFrame(  # by position: a header may repeat
+                [[str(self.df.columns[j]), *map(str, self.df.iloc[:, j])] for j in range(1, self.df.shape[1])],
                 columns=[str(self.df.columns[0]), *(str(v) for v in self.df.iloc[:, 0])],
             )
             tries.append((turned, True))
@@ -58,22 +60,24 @@ class _Fitted:
 def _table(df: pd.DataFrame, title: str, page: int | None, whole_words: bool = True):
     """The table at its natural widths, narrowed column by column (the widest that may narrow first)
     to fit `page` characters; None when even the narrowest widths do not fit. The widths are set here, not by
-    rich: its own narrowing cuts numbers, and with minimum widths it overshoots the page."""
+    rich: its own narrowing cuts numbers, and with minimum widths it overshoots the page. Widths are terminal
+    cells (a CJK character takes two)."""
+    from rich.cells import cell_len
     from rich.table import Table
 
     heads, columns, natural, least, numeric = [str(c) for c in df.columns], [], [], [], []
     for i, head in enumerate(heads):
         cells = [str(v) for v in df.iloc[:, i].tolist()]  # by position: a turned table may repeat a header
-        numbers = [c for c in cells if _NUMBER.match(c)]
+        numbers = [c for c in cells if _NUMBER.fullmatch(c)]
         is_number = bool(numbers) and len(numbers) * 2 >= len([c for c in cells if c != "-"])
-        head_word = max(map(len, head.split()), default=1) if whole_words else 1
+        head_word = max(map(cell_len, head.split()), default=1) if whole_words else 1
         if is_number:  # never narrower than its longest number
-            low = max(head_word, *map(len, numbers))
+            low = max(head_word, *map(cell_len, numbers))
         else:  # whole words (the longest, at most 14, may break) or any width from 4
-            word = max((len(w) for c in cells for w in c.split()), default=1)
+            word = max((cell_len(w) for c in cells for w in c.split()), default=1)
             low = min(max(head_word, word), 14) if whole_words else 4
         columns.append(cells)
-        natural.append(max(len(head), *map(len, cells)) if cells else len(head))
+        natural.append(max(cell_len(head), *map(cell_len, cells)) if cells else cell_len(head))
         least.append(min(low, natural[-1]))
         numeric.append(is_number)
     widths = list(natural)

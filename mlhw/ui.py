@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,20 +29,37 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def log_path(port: int) -> Path:
-    """The server's own output goes here, not to the terminal: its start-up lines and warnings buried the URL."""
-    return Path(tempfile.gettempdir()) / f"mlhw-ui-{port}.log"
+def _log_file(port: int):
+    """The server's own output goes to a file of its own, not to the terminal (its start-up lines and warnings
+    buried the URL): one per server, so that two `mlhw ui` never write into one file."""
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"mlhw-ui-{port}-", suffix=".log")
+    except OSError as err:
+        raise MLHWError(f"cannot write the MLflow UI's log in {tempfile.gettempdir()} ({err.strerror})") from None
+    return os.fdopen(fd, "w"), Path(path)
 
 
-def _last_line(port: int) -> str:
+def _last_line(log: Path) -> str:
     with contextlib.suppress(OSError):
-        lines = [line.strip() for line in log_path(port).read_text(errors="replace").splitlines() if line.strip()]
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
         if lines:
             return f": {lines[-1][:200]}"
     return ""
 
 
-def start(uri: str, port: int) -> subprocess.Popen:
+def _check_port_free(port: int) -> None:
+    """A port another server holds would answer /health for the wrong store (the new server dies with 'address
+    already in use' in its log, while the URL printed opens the other one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise MLHWError(f"--port {port}: in use on 127.0.0.1 (another mlhw ui?); pick another port") from None
+
+
+def start(uri: str, port: int) -> tuple[subprocess.Popen, Path]:
+    _check_port_free(port)
     cmd = [
         sys.executable,
         "-m",
@@ -56,29 +74,30 @@ def start(uri: str, port: int) -> subprocess.Popen:
         "--workers",
         "1",
     ]
-    with open(log_path(port), "w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
+    file, path = _log_file(port)
+    with file:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
             cmd,
-            stdout=log,
+            stdout=file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
+    return proc, path
 
 
-def wait_healthy(proc: subprocess.Popen, port: int, timeout: float = 120.0) -> None:
+def wait_healthy(proc: subprocess.Popen, port: int, log: Path, timeout: float = 120.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
             raise MLHWError(
-                f"--port {port}: the MLflow UI exited with code {proc.returncode} (is the port in use?)"
-                f"{_last_line(port)} (log: {log_path(port)})"
+                f"--port {port}: the MLflow UI exited with code {proc.returncode}{_last_line(log)} (log: {log})"
             )
         with contextlib.suppress(OSError):
             if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200:
                 return
         time.sleep(0.3)
-    raise MLHWError(f"--port {port}: the MLflow UI did not answer within {timeout:.0f} s")
+    raise MLHWError(f"--port {port}: the MLflow UI did not answer within {timeout:.0f} s (log: {log})")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -108,14 +127,13 @@ def serve(tracking_uri: str | None, port: int) -> None:
 
     uri = resolve_uri(tracking_uri)
     check_uri(uri)
-    proc = start(uri, port)
+    proc, log = start(uri, port)
     try:
         out.print(f"starting the MLflow UI for {uri} ...", highlight=False)
         url = experiment_url(uri, port)  # while the server starts: the URL is printed the moment it answers
-        wait_healthy(proc, port)
-        out.print(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log_path(port)})", highlight=False)
-        code = proc.wait()
-        if code:
-            raise MLHWError(f"the MLflow UI exited with code {code}{_last_line(port)} (log: {log_path(port)})")
+        wait_healthy(proc, port, log)
+        out.print(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log})", highlight=False)
+        code = proc.wait()  # it only ends when stopped: even code 0 here means it went away on its own
+        raise MLHWError(f"the MLflow UI exited with code {code}{_last_line(log)} (log: {log})")
     finally:
         stop(proc)

@@ -80,3 +80,26 @@ def test_a_wide_page_shows_the_table_as_it_is():
     assert "question" in lines[2] and "liblinear rel. diff" in lines[2]  # one header row, columns across
     turned = render(SVM, 80)  # two rows, eight columns: one column per row fits 80
     assert any("Q1 multiclass hinge" in line and "Q3 soft SVM" in line for line in turned[:4])
+
+
+def test_a_turned_table_keeps_its_values_when_a_header_repeats():
+    df = pd.DataFrame([["a", "1.2e-16", "2.0"], ["b", "3.0", "4.0"]], columns=["name", "x", "x"])
+    text = "\n".join(render(df, 25))
+    assert "1.2e-16" in text and "4.0" in text, text
+
+
+def test_a_cell_is_a_number_only_when_all_of_it_is():
+    """A text cell that starts with a digit ('3 vs 8, ...') may wrap; a number, a percentage, mean ± std may not."""
+    from mlhw.tables import _NUMBER
+
+    for cell in ("0.005", "-3.4e-16", "94.76%", "0.1630 ± 0.0721", "5.18543 / -3.4e-16", "0/1", "nan", "inf", ".5"):
+        assert _NUMBER.fullmatch(cell), cell
+    for cell in ("3 vs 8, C=1e6", "digits 3vs8", "method certificate", "1.2.3", "-", "Q1"):
+        assert not _NUMBER.fullmatch(cell), cell
+
+
+def test_wide_characters_count_as_two_cells():
+    df = pd.DataFrame({"名前": ["数据集数据集数据集"], "value": ["0.5"]})
+    lines = render(df, 80)
+    assert any("数据集数据集数据集" in line for line in lines)  # on one line: the page has room
+    assert max(Console(width=80).measure(line).maximum for line in lines) <= 80

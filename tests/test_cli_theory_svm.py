@@ -130,3 +130,29 @@ def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
     )
     assert res.exit_code == 1, res.output
     assert "theory: 1 check(s) fail (exit 1)" in res.stderr
+
+
+def test_reproduce_force_reports_the_runs_it_just_made(workdir, monkeypatch):
+    """--force trains again: its report, gate and exit code are about the new runs (a rule that kept the first
+    FINISHED run reported the old, passing ones)."""
+    import yaml
+
+    doc = {
+        "version": 1,
+        "suites": {"theory": {"kind": "theory", "part": "theory", "base": {"digits": False}}},
+        "profiles": {"p": {}},
+    }
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
+    args = [
+        "reproduce",
+        "--profile",
+        "p",
+        "--file",
+        workdir / "exp.yaml",
+        "--tracking-uri",
+        f"sqlite:///{workdir}/m.db",
+    ]
+    assert invoke(*args).exit_code == 0
+    monkeypatch.setattr(theory, "MAX_NET_OUTPUT", np.array([1.0, 1.0, 1.0, 1.0]))  # a regression in the code
+    res = invoke(*args, "--force")
+    assert res.exit_code == 1 and "theory: 1 check(s) fail (exit 1)" in res.stderr, res.output

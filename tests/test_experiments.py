@@ -144,6 +144,10 @@ def with_(change):
             lambda d: d["suites"]["c"]["grid"].update(variant=["adam-1"]),
             "exp.yaml: suites.c.grid.variant: unknown variant 'adam-1'",
         ),
+        (  # a rate that is not a number: one line, not a ValueError traceback
+            lambda d: d["suites"]["c"]["grid"].update(variant=["adam-."]),
+            "exp.yaml: suites.c.grid.variant: unknown variant 'adam-.'",
+        ),
         (  # two spellings of one rate are one variant
             lambda d: d["suites"]["c"]["grid"].update(variant=["adam-5e-05", "adam-5e-5"]),
             "exp.yaml: suites.c.grid.variant: 'adam-5e-05' is listed twice",

@@ -635,7 +635,6 @@ def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
     assert proc.returncode == 143, out
     assert f"MLflow UI: http://127.0.0.1:{port}/#/" in out  # printed by mlhw, once the server answers
     assert len(out.strip().splitlines()) <= 3, out  # starting, the URL, terminated: the server's lines go to its log
-    assert len(out.strip().splitlines()) <= 3, out  # starting, the URL, terminated: the server's lines go to its log
     deadline = time.time() + 20
     while time.time() < deadline:
         procs = live_processes()
@@ -646,6 +645,19 @@ def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
     assert not left, f"processes left behind: {left}"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_ui_on_a_port_in_use_is_one_line_not_a_url_to_another_store(workdir):
+    """The second server died with 'address already in use' in its log while the first answered /health: mlhw
+    printed a URL that opened the other store, and exited 0."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = invoke("ui", "--port", port, "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert_one_line_error(res, f"--port {port}: in use on 127.0.0.1")
 
 
 def test_ui_killed_with_sigkill_takes_its_server_along(workdir):

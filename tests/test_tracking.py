@@ -347,13 +347,21 @@ def test_a_finished_run_settles_its_identity_whatever_came_after(tmp_path):
     assert (s.run_id, s.status) == (done.info.run_id, "FINISHED")
 
 
-def test_the_first_finished_run_keeps_its_identity_when_a_later_one_finishes(tmp_path):
-    """A single command rerunning a reproduction's config (its precision forced, say) must not swap the run
-    that `mlhw tables` and `mlhw check` read: the results on disk were built from the first."""
+def test_a_reproductions_run_keeps_its_identity_when_a_single_command_reruns_it(tmp_path):
+    """A single command rerunning a reproduction's config (its precision forced, say) must not swap the run that
+    `mlhw tables` and `mlhw check` read: the results on disk were built from it. A reproduction's own rerun
+    (`--force`) does replace it: the newest run a reproduction made settles the identity."""
     store = Store(f"sqlite:///{tmp_path}/mlflow.db", "k")
-    first = store.client.create_run(store.experiment_id, tags={IDENTITY_TAG: "h"})
-    store.client.set_terminated(first.info.run_id, "FINISHED")
-    time.sleep(0.01)
-    later = store.client.create_run(store.experiment_id, tags={IDENTITY_TAG: "h"})
-    store.client.set_terminated(later.info.run_id, "FINISHED")
-    assert by_identity(store)["h"].run_id == first.info.run_id
+
+    def finished(**tags):
+        run = store.client.create_run(store.experiment_id, tags={IDENTITY_TAG: "h", **tags})
+        store.client.set_terminated(run.info.run_id, "FINISHED")
+        time.sleep(0.01)
+        return run.info.run_id
+
+    first = finished(**{"mlhw.suites": "cnn_optimizers"})
+    finished()  # `mlhw cnn train --precision fp32`: same identity, no suites
+    assert by_identity(store)["h"].run_id == first
+    forced = finished(**{"mlhw.suites": "cnn_optimizers"})  # `reproduce --force`
+    finished()
+    assert by_identity(store)["h"].run_id == forced
