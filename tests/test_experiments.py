@@ -28,6 +28,9 @@ def test_shipped_file_expands_for_every_profile():
     digits = expand(spec, "digits")
     sweep = [r for r in digits if r.suite == "mlp_lr_sweep"]
     assert sorted({r.config.lr for r in sweep}) == [0.001, 0.01, 0.1, 1, 10, 100]
+    from mlhw.reference import MLP_SWEEP_LRS  # `mlhw mlp sweep`'s default: the same rates as the file's suite
+
+    assert sorted({r.config.lr for r in sweep}) == sorted(MLP_SWEEP_LRS)
     assert len(sweep) == 18 and {r.config.seed for r in sweep} == {8, 9, 10}
     paper = {r.suite: r for r in expand(spec, "paper")}
     assert paper["cnn_optimizers"].config.image_size == 227 and paper["cnn_optimizers"].config.dataset == "cifar10"
