@@ -108,8 +108,8 @@ def test_a_dual_above_the_primal_fails_strong_duality(monkeypatch):
     assert not gap.passed
 
 
-def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
-    """reproduce printed the count in red and exited 0: a CI gate on its exit code let a broken claim through."""
+def _theory_reproduction(workdir):
+    """`mlhw reproduce` of a profile with the theory suite alone (generated data only: seconds)."""
     import yaml
 
     doc = {
@@ -118,16 +118,20 @@ def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
         "profiles": {"p": {}},
     }
     (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
-    monkeypatch.setattr(theory, "MAX_NET_OUTPUT", np.array([1.0, 1.0, 1.0, 1.0]))  # z4 added, not subtracted
-    res = invoke(
-        "reproduce",
-        "--profile",
-        "p",
-        "--file",
-        workdir / "exp.yaml",
-        "--tracking-uri",
-        f"sqlite:///{workdir}/mlflow.db",
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    return lambda *more: invoke(
+        "reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, *more
     )
+
+
+BROKEN_MAX_NET = np.array([1.0, 1.0, 1.0, 1.0])  # z4 added, not subtracted: Q2's claim fails
+
+
+def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
+    """reproduce printed the count in red and exited 0: a CI gate on its exit code let a broken claim through."""
+    reproduce = _theory_reproduction(workdir)
+    monkeypatch.setattr(theory, "MAX_NET_OUTPUT", BROKEN_MAX_NET)
+    res = reproduce()
     assert res.exit_code == 1, res.output
     assert "theory: 1 check(s) fail (exit 1)" in res.stderr
 
@@ -135,24 +139,8 @@ def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
 def test_reproduce_force_reports_the_runs_it_just_made(workdir, monkeypatch):
     """--force trains again: its report, gate and exit code are about the new runs (a rule that kept the first
     FINISHED run reported the old, passing ones)."""
-    import yaml
-
-    doc = {
-        "version": 1,
-        "suites": {"theory": {"kind": "theory", "part": "theory", "base": {"digits": False}}},
-        "profiles": {"p": {}},
-    }
-    (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
-    args = [
-        "reproduce",
-        "--profile",
-        "p",
-        "--file",
-        workdir / "exp.yaml",
-        "--tracking-uri",
-        f"sqlite:///{workdir}/m.db",
-    ]
-    assert invoke(*args).exit_code == 0
-    monkeypatch.setattr(theory, "MAX_NET_OUTPUT", np.array([1.0, 1.0, 1.0, 1.0]))  # a regression in the code
-    res = invoke(*args, "--force")
+    reproduce = _theory_reproduction(workdir)
+    assert reproduce().exit_code == 0
+    monkeypatch.setattr(theory, "MAX_NET_OUTPUT", BROKEN_MAX_NET)  # a regression in the code
+    res = reproduce("--force")
     assert res.exit_code == 1 and "theory: 1 check(s) fail (exit 1)" in res.stderr, res.output
