@@ -57,7 +57,7 @@ class _Fitted:
             yield Text("\n".join(f"{c}: {v}" for c, v in zip(self.df.columns, row)) + "\n")
 
 
-def _table(df: pd.DataFrame, title: str, page: int | None, whole_words: bool = True):
+def _table(df: pd.DataFrame, title: str, page: int, whole_words: bool = True):
     """The table at its natural widths, narrowed column by column (the widest that may narrow first)
     to fit `page` characters; None when even the narrowest widths do not fit. The widths are set here, not by
     rich: its own narrowing cuts numbers, and with minimum widths it overshoots the page. Widths are terminal
@@ -81,7 +81,7 @@ def _table(df: pd.DataFrame, title: str, page: int | None, whole_words: bool = T
         least.append(min(low, natural[-1]))
         numeric.append(is_number)
     widths = list(natural)
-    while page is not None and sum(widths) + 3 * len(widths) + 1 > page:  # a cell's padding and border, the edge
+    while sum(widths) + 3 * len(widths) + 1 > page:  # a cell's padding and border, the edge
         narrower = [j for j in range(len(widths)) if widths[j] > least[j]]
         if not narrower:
             return None
