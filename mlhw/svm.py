@@ -311,13 +311,8 @@ def solve_dual(prob: SoftSVMProblem, max_iter: int = 200) -> DualSolution:
     a, beta, converged = np.zeros(n), 0.0, False
     for it in range(1, max_iter + 1):  # noqa: B007 (the count is returned)
         S = np.flatnonzero(free)
-        a = np.zeros(n)
-        if len(S) and equality:
-            K = np.block([[Q[np.ix_(S, S)], y[S, None]], [y[None, S], np.zeros((1, 1))]])
-            sol = np.linalg.solve(K, np.r_[np.ones(len(S)), 0.0])
-            a[S], beta = sol[:-1], float(sol[-1])
-        elif len(S):
-            a[S] = np.linalg.solve(Q[np.ix_(S, S)], np.ones(len(S)))
+        a, solved_beta = _free_set_optimum(Q, y, S, equality, np.linalg.solve)
+        beta = beta if solved_beta is None else solved_beta
         lam = Q @ a + beta * y - 1.0
         lam[S] = 0.0
         new_free = (a - lam) > 0  # free where a > 0, or where a = 0 but g still increases along a_i
@@ -336,6 +331,24 @@ def solve_dual(prob: SoftSVMProblem, max_iter: int = 200) -> DualSolution:
     return DualSolution(a, b, prob.dual(a, b), theta, it, time.perf_counter() - t0, converged)
 
 
+def _free_set_optimum(
+    Q: np.ndarray, y: np.ndarray, S: np.ndarray, equality: bool, solve
+) -> tuple[np.ndarray, float | None]:
+    """min 1/2 a'Qa - 1'a with a_i = 0 off the free set S (and y'a = 0): the KKT system on S, by `solve`
+    (np.linalg.solve, or least squares where the system may be singular). Returns (a, beta); beta is None when
+    there is none to solve for (no equality, or S empty)."""
+    a = np.zeros(len(y))
+    if not len(S):
+        return a, None
+    if not equality:
+        a[S] = solve(Q[np.ix_(S, S)], np.ones(len(S)))
+        return a, None
+    K = np.block([[Q[np.ix_(S, S)], y[S, None]], [y[None, S], np.zeros((1, 1))]])
+    sol = solve(K, np.r_[np.ones(len(S)), 0.0])
+    a[S] = sol[:-1]
+    return a, float(sol[-1])
+
+
 def _primal_active_set(Q: np.ndarray, y: np.ndarray, equality: bool) -> tuple[np.ndarray, float, int, bool]:
     """min 1/2 a'Qa - 1'a over a >= 0 (and y'a = 0) by the primal active-set method (Lawson-Hanson's, with the
     equality): a stays feasible, the objective falls at every step, so it cannot cycle as PDAS can; it takes a
@@ -347,13 +360,8 @@ def _primal_active_set(Q: np.ndarray, y: np.ndarray, equality: bool) -> tuple[np
         free[np.flatnonzero(y > 0)[:1]] = free[np.flatnonzero(y < 0)[:1]] = True
     for it in range(1, 20 * n + 1):
         S = np.flatnonzero(free)
-        z, beta_z = np.zeros(n), 0.0
-        if len(S) and equality:
-            K = np.block([[Q[np.ix_(S, S)], y[S, None]], [y[None, S], np.zeros((1, 1))]])
-            sol = np.linalg.lstsq(K, np.r_[np.ones(len(S)), 0.0], rcond=None)[0]
-            z[S], beta_z = sol[:-1], float(sol[-1])
-        elif len(S):
-            z[S] = np.linalg.lstsq(Q[np.ix_(S, S)], np.ones(len(S)), rcond=None)[0]
+        z, beta_z = _free_set_optimum(Q, y, S, equality, lambda A, b: np.linalg.lstsq(A, b, rcond=None)[0])
+        beta_z = 0.0 if beta_z is None else beta_z
         if np.all(z[S] > 0):  # the free set's optimum is feasible: take it, then look for a violated multiplier
             a, beta = z, beta_z
             lam = Q @ a + beta * y - 1.0  # the multipliers of a_i >= 0, for i held at 0
