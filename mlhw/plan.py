@@ -51,6 +51,18 @@ class Plan:
         return bool(self.overrides or self.only)
 
     @property
+    def rest_missing(self) -> list[str]:
+        """--only: the profile's other suites whose runs are not all done in the store (an absent dataset excuses
+        its suites, as in a full reproduce). While any is, the report cannot be whole."""
+        return list(dict.fromkeys(p.spec.suite for p in self.rest if p.status not in ("done", "no data")))
+
+    @property
+    def report_only(self) -> list[str]:
+        """The suites a partial report is limited to: --only's, unless the store's done runs make it whole
+        ([]: the report is the profile's own, results/<profile>/)."""
+        return list(self.only) if self.only and (self.overrides or self.rest_missing) else []
+
+    @property
     def suites(self) -> list[str]:
         return list(dict.fromkeys(p.spec.suite for p in self.entries))
 

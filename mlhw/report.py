@@ -4,8 +4,9 @@ ran it, and can be rebuilt with no dataset on disk.
 
 What a report covers is a set of suites, each a list of `Entry` (label, identity, variant, config): the
 plan of a `reproduce`, or the `plan.json` that each suite's parent run holds (`mlhw tables`). The folder
-is replaced as a whole (built beside it, then renamed), so a reader never sees half a report. A partial
-or overridden reproduction (--only, --set) writes `results/<profile>-partial/`, never the profile's own.
+is replaced as a whole (built beside it, then renamed), so a reader never sees half a report. An overridden
+reproduction (--set), or one of some suites (--only) whose store lacks the others' runs, writes
+`results/<profile>-partial/`, never the profile's own.
 """
 
 from __future__ import annotations
@@ -69,9 +70,10 @@ class Scope:
         return bool(self.overrides or self.only)
 
     def folder(self, results_dir: str | Path) -> Path:
-        """--set changes what a run is: its report goes beside the profile's, never over it. (--only reruns
-        some suites; the report then takes the others from the store, so it stays whole.)"""
-        return Path(results_dir) / (f"{self.profile}-partial" if self.overrides else self.profile)
+        """A partial report goes beside the profile's, never over it: --set changes what a run is, and --only
+        covers some suites (unless the store holds the others' runs: the report then takes them and is whole,
+        `only` is empty)."""
+        return Path(results_dir) / (f"{self.profile}-partial" if self.partial else self.profile)
 
     def suites(self) -> list[str]:
         present = dict.fromkeys(e.suite for e in self.entries)

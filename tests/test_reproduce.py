@@ -350,12 +350,38 @@ def test_only_reports_the_other_suites_done_runs_though_no_reproduction_made_the
     for seed in ("8", "9"):  # mlp_full's two runs, made by a single command, not by a reproduction
         single = invoke("mlp", "train", "--epochs", "2", "--train-size", "300", "--seed", seed, "--tracking-uri", uri)
         assert single.exit_code == 0, single.output
-    res = reproduce(light, "--only", "svm_soft")
-    assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr, res.stderr
+    res = reproduce(light, "--only", "svm_soft", "--only", "mlp_lr_sweep")
+    assert res.exit_code == 0 and "ran 3 of 3 runs in" in res.stderr, res.stderr
     report = (light / "results" / "tiny" / "REPORT.md").read_text()
-    assert "Not reproduced here**: mlp_lr_sweep (" in report  # never run: still named
+    assert "partial" not in report.splitlines()[0] and "Not reproduced here" not in report
     full = pd.read_csv(light / "results" / "tiny" / "tables" / "mlp_full.csv")
     assert list(full["n"]) == [2]  # the two single-command runs, found by their identity
+    assert not (light / "results" / "tiny-partial").exists()
+
+
+def test_only_on_a_store_without_the_other_suites_leaves_the_profiles_report_alone(light):
+    """--only on a fresh store: the report would lack the other suites, so it goes to <profile>-partial/; it
+    replaced results/<profile>/ with one suite's tables (the committed baseline gone, the check empty)."""
+    assert reproduce(light).exit_code == 0
+    root = light / "results" / "tiny"
+    before = snapshot(root)
+    client, all_runs = runs(light)
+    for r in all_runs:  # a store without the runs, as on a fresh checkout
+        client.delete_run(r.info.run_id)
+    res = reproduce(light, "--only", "mlp_full")
+    assert res.exit_code == 0, res.output
+    assert snapshot(root) == before
+    assert "the store lacks done runs of mlp_lr_sweep, svm_soft, so the report covers mlp_full alone" in res.stderr
+    partial = light / "results" / "tiny-partial"
+    assert sorted(p.name for p in (partial / "tables").iterdir()) == ["mlp_full.csv", "mlp_full.md", "mlp_full.tex"]
+    report = (partial / "REPORT.md").read_text()
+    assert "(partial)" in report.splitlines()[0] and "only mlp_full" in report
+    # the verdict still compares the suite's table with the profile's committed one (same machine, same seeds)
+    assert f"against the baseline that was in {Path('results') / 'tiny'}: check passed" in res.stderr
+    assert "check passed: 3 ok" in res.stderr  # the three numbers of mlp_full's table
+    again = reproduce(light, "--only", "mlp_full")
+    assert again.exit_code == 0 and again.stderr.startswith("up to date") and "tiny-partial" in again.stderr
+    assert snapshot(root) == before
 
 
 def test_only_does_not_read_or_refuse_the_data_of_suites_it_does_not_run(light):
@@ -377,7 +403,8 @@ def test_only_does_not_read_or_refuse_the_data_of_suites_it_does_not_run(light):
     folder = light / "data" / "cifar-10-batches-py"
     write_cifar_batches(folder, per_batch=20, n_test=15)
     (folder / "data_batch_1").write_bytes(b"not a pickle")
-    res = reproduce(light, "--only", "svm_soft", "--data-dir", light / "data")
+    others = ("--only", "svm_soft", "--only", "mlp_lr_sweep", "--only", "mlp_full")  # all but the CNN suite
+    res = reproduce(light, *others, "--data-dir", light / "data")
     assert res.exit_code == 0, res.output
     assert "cnn_optimizers" in (light / "results" / "tiny" / "REPORT.md").read_text().split("Not reproduced here")[1]
     bad = reproduce(light, "--only", "cnn_optimizers", "--data-dir", light / "data")  # a suite that reads it: refused

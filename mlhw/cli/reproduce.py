@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -35,8 +36,8 @@ Only = Annotated[
         "--only",
         metavar="SUITE",
         help="Run only this suite (repeatable), e.g. --only "
-        "cnn_optimizers. The report stays whole: the other suites' done runs are found in the store; the verdict "
-        "covers the chosen suites' tables.",
+        "cnn_optimizers. The report stays whole when the store holds the other suites' done runs (else it goes "
+        "to results/<profile>-partial/); the verdict covers the chosen suites' tables.",
     ),
 ]
 Set = Annotated[
@@ -138,7 +139,7 @@ def _baseline(folder, plan):
     from mlhw.check import load_baseline
     from mlhw.tables import SUITE_TABLES
 
-    if plan.overrides or not (folder / "tables").is_dir():  # --set writes <profile>-partial: nothing to compare
+    if plan.overrides or not (folder / "tables").is_dir():  # --set changes the runs: nothing to compare with
         return None
     try:
         baseline = load_baseline(folder)
@@ -323,7 +324,7 @@ def _scope(plan, planned=None):
         Entry(p.spec.suite, p.spec.label, p.identity, p.spec.config.model_dump(mode="json"), p.spec.variant)
         for p in (plan.entries if planned is None else planned)
     ]
-    return Scope(plan.profile, entries, plan.descriptions, plan.overrides, plan.only)
+    return Scope(plan.profile, entries, plan.descriptions, plan.overrides, plan.report_only)
 
 
 def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents):
@@ -399,11 +400,10 @@ def _compile(plan, store, results_dir, dev, parents, description):
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
-    if plan.only and not plan.overrides:  # --only: the other suites' done runs too (plan.rest), so the report is whole
-        # a suite none of whose runs is done is named as not reproduced; one partly done shows what is missing
+    if plan.only and not plan.report_only:  # --only, the other suites all done: their runs too, the report is whole
+        # a suite of an absent dataset is named as not reproduced, as a full reproduce names it
         started = {p.spec.suite for p in plan.rest if p.status == "done"}
         scope.entries += _scope(plan, [p for p in plan.rest if p.spec.suite in started]).entries
-        scope.only = []
     from mlhw.plan import stamp_keys
 
     err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False)
@@ -526,8 +526,17 @@ def reproduce(
             f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / 'REPORT.md'})", highlight=False
         )
         return
-    baseline = _baseline(folder, plan)
+    committed = Path(results_dir) / profile  # the baseline: --only compares its suites' tables with it
+    baseline = _baseline(committed, plan)
     _show_plan(plan)
+    if plan.only and plan.rest_missing and not plan.overrides:
+        err.print(
+            f"--only: the store lacks done runs of {', '.join(plan.rest_missing)}, so the report covers "
+            f"{', '.join(plan.only)} alone and goes to {folder}/ ({committed}/ stays as it is; a full "
+            "`mlhw reproduce` writes it)",
+            highlight=False,
+            soft_wrap=True,
+        )
     from mlhw.device import resolve_device
 
     dev = resolve_device(device)
@@ -546,13 +555,15 @@ def reproduce(
 
         result = verdict(baseline, {t.name: t.numeric for t in tables})
         drifted = not result.passed
-        err.print(f"against the baseline that was in {folder}: {result.summary()}", highlight=False, soft_wrap=True)
-        if drifted:  # the folder now holds this reproduction: the old baseline is what version control has
+        err.print(f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True)
+        if drifted and path.parent == committed:  # it holds this reproduction now: version control has the old one
             err.print(
-                f"[red]not reproduced[/]: {folder} now holds these results; `git diff {folder}/tables` shows what "
-                "moved, commit it if the change is intended (exit 1)",
+                f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` shows "
+                "what moved, commit it if the change is intended (exit 1)",
                 soft_wrap=True,
             )
+        elif drifted:
+            err.print(f"[red]not reproduced[/]: {path.parent} differs from {committed} (exit 1)", soft_wrap=True)
     if failed:
         for unit, r in failed:
             err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
