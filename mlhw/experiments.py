@@ -177,7 +177,7 @@ def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
     for path, _, where in overrides:
         if path[0] in spec.suites:
             continue
-        if len(path) != 1 or path[0] not in known | {"seeds"}:
+        if len(path) != 1 or path[0] not in known | ({"seeds"} if "seed" in known else set()):
             raise MLHWError(
                 f"{where}: unknown key {'.'.join(path)!r} (a field such as epochs, or SUITE.FIELD, "
                 f"SUITE.seeds, SUITE.grid.FIELD)"
@@ -246,8 +246,8 @@ def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profi
     for path, value, where in overrides:
         if path[0] == name:  # SUITE.FIELD, SUITE.seeds, SUITE.grid.FIELD
             path = path[1:]
-        elif len(path) != 1 or path[0] not in layers.fields | {"seeds"}:
-            continue  # another suite's key, or a field this suite does not have
+        elif len(path) != 1 or path[0] not in layers.fields | ({"seeds"} if "seed" in layers.fields else set()):
+            continue  # another suite's key, or a field this suite does not have (theory has no seed)
         if path == ["seeds"]:
             layers.seeds, layers.seeds_origin = value, where
         elif len(path) == 2 and path[0] == "grid":
@@ -266,6 +266,8 @@ def _check_layers(layers: _Layers, model, file) -> None:
         if k != "dataset":
             _validate(model, context, k, v, _named(layers.origin[k], file))
     seeds, seeds_culprit = layers.seeds, _named(layers.seeds_origin, file)
+    if seeds is not None and "seed" not in layers.fields:
+        raise MLHWError(f"{seeds_culprit}: unknown key: this suite's runs take no seed (got {seeds!r})")
     if seeds is not None and (
         not isinstance(seeds, list)
         or not seeds
@@ -291,7 +293,7 @@ def _check_layers(layers: _Layers, model, file) -> None:
 
 def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[RunSpec]:
     """One run per combination of the grid's values and per seed, each config validated whole."""
-    runs = []
+    runs, made = [], {}
     grid, keys, seeds = layers.grid, list(layers.grid), layers.seeds
     for combo in itertools.product(*(grid[k] for k in keys)):
         for seed in seeds if seeds is not None else [None]:
@@ -316,6 +318,10 @@ def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[
                 raise MLHWError(
                     f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})")
                 ) from None
+            same = made.setdefault(cfg.model_dump_json(), combo)
+            if same is not combo:  # 0.1 and "0.1", 40 and [40]: listed as two values, one run (n would count it twice)
+                k, a, b = next((k, a, b) for k, a, b in zip(keys, same, combo) if a != b)
+                raise MLHWError(f"{_named(layers.grid_origin[k], file)}: {a!r} and {b!r} are one value, listed twice")
             label = ", ".join(
                 [_describe(k, v) for k, v in zip(keys, combo)] + ([f"seed {seed}"] if seed is not None else [])
             )

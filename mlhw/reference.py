@@ -8,6 +8,8 @@ def canonical_variant(name) -> str | None:
     there is no such variant."""
     import re
 
+    if not isinstance(name, str):  # a list or a number where a variant's name belongs
+        return None
     if name in CNN_VARIANTS:
         return name
     m = re.fullmatch(r"(sgd|adam)-((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?)(-plain)?", str(name).strip().lower())

@@ -318,6 +318,11 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         # it blamed a grid: the suite is simply not run
         (["--profile", "p", "--only", "s", "--set", "m.epochs=3"], "--set m.epochs: suite m is not among the suites"),
         (["--profile", "p", "--set", "m.grid.lr=[]"], "--set m.grid.lr: empty grid"),  # was "exp.yaml: --set ..."
+        # two spellings of one value were two runs of one config: the table's n counted it twice
+        (["--profile", "p", "--set", 'm.grid.lr=[0.1, "0.1"]'], "--set m.grid.lr: 0.1 and '0.1' are one value"),
+        (["--profile", "p", "--set", "m.grid.hidden=[40, [40]]"], "--set m.grid.hidden: 40 and [40] are one value"),
+        # a traceback (unhashable type: 'list')
+        (["--profile", "p", "--set", "c.grid.variant=[[sgd-0.005]]"], "--set c.grid.variant: unknown variant ['sgd"),
         (
             ["--profile", "p", "--set", "c.image_size=63"],
             "--set c.image_size: must be >= 67",
@@ -332,6 +337,18 @@ def test_reproduce_refuses_unknown_names_and_bad_overrides(workdir, args, messag
     assert_one_line_error(res, message)
     assert_nothing_created(workdir)
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_bare_seeds_sets_the_suites_with_a_seed_and_a_seedless_suite_refuses_one():
+    """`--set seeds=[1,2]` with the shipped file said "--set seeds: unknown key (got 1)": it reached theory too."""
+    spec = load_file(Path("experiments.yaml"))
+    plain = expand(spec, "digits")
+    runs = expand(spec, "digits", sets=["seeds=[1,2]"])
+    assert [r for r in runs if r.suite == "theory"] == [r for r in plain if r.suite == "theory"]
+    mlp = [r for r in runs if r.suite == "mlp_full"]
+    assert sorted(r.config.seed for r in mlp) == [1, 2]
+    with pytest.raises(MLHWError, match=r"^--set theory.seeds: unknown key: this suite's runs take no seed"):
+        expand(spec, "digits", sets=["theory.seeds=[1]"])
 
 
 def test_one_hidden_width_is_a_layer_in_yaml_as_on_the_command_line(workdir):
