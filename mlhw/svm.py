@@ -491,7 +491,9 @@ def kkt_report(prob: SoftSVMProblem, primal: PrimalSolution, dual: DualSolution)
         "w_residual": float(np.linalg.norm(w_primal - w_dual) / max(1e-300, np.linalg.norm(w_primal))),
         "bias_residual": abs(prob.split(primal.theta)[1] - prob.split(dual.theta)[1]),
         "xi_residual": float(np.max(np.abs(xi - (dual.a + dual.b) / C))),
-        "complementary_slackness": float(np.max(np.abs(dual.a * (margins - 1 + xi)))),
+        # a_i (m_i - 1 + xi_i) = 0 with the primal's margins and the dual's slacks (a + b) / C: with the primal's
+        # own xi = max(0, 1 - m) the bracket is 0 inside the margin by construction, and a scaled a passed
+        "complementary_slackness": float(np.max(np.abs(dual.a * (margins - 1 + (dual.a + dual.b) / C)))),
         "equality_residual": abs(float(dual.a @ y)) if prob.bias == "free" else 0.0,  # sum a_i y_i = 0
         "min_a": float(dual.a.min()),
         "converged": float(primal.converged and dual.converged),

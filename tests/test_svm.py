@@ -218,3 +218,33 @@ def test_the_fallback_active_set_alone_reaches_the_qp_optimum(bias, C, seed):
     g = prob.dual(a, np.zeros_like(a))
     assert g == pytest.approx(svm.solve_primal(prob).objective, rel=1e-10)
     assert g == pytest.approx(svm.solve_explicit_qp(prob, nonnegative_slack=False)[2], rel=1e-7)
+
+
+def test_q1s_implication_is_checked_sample_by_sample_on_any_data(monkeypatch):
+    """Q1's "f = 0 => zero training error" was the minimiser's training error, which on data that is not
+    separable (f* > 0: the implication says nothing) failed a claim that holds; it is now the 0-1 loss of the
+    samples whose hinge is 0, at the minimiser and at 20 random W."""
+    from mlhw import theory
+
+    rng = np.random.RandomState(0)
+    X, y = svm.add_bias_feature(rng.randn(200, 4)), rng.randint(0, 3, 200)
+    separable, implication, bound = theory.check_q1(X, y, "noise")
+    assert separable.max_error == pytest.approx(1.0) and not separable.passed  # noise: f* = 1 (W = 0)
+    assert implication.passed and bound.passed
+    blobs = theory.check_q1(*theory.separable_blobs(), "blobs")
+    assert all(c.passed for c in blobs)
+    # a 0-1 loss that calls every sample wrong breaks the implication where the hinge is 0 (blobs: everywhere)
+    monkeypatch.setattr(svm, "zero_one", lambda W, X, y: np.ones(len(y)))
+    assert theory.check_q1(*theory.separable_blobs(), "blobs")[1].max_error == 1.0
+
+
+def test_complementary_slackness_sees_multipliers_of_the_wrong_size():
+    """It took xi = max(0, 1 - m) from the primal, which makes m - 1 + xi zero inside the margin by construction:
+    multipliers three times too large still read 0. With the dual's slacks (a + b) / C it is a cross-check."""
+    import dataclasses
+
+    prob = svm.SoftSVMProblem(*overlapping(), 1.0, "free")
+    primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+    assert svm.kkt_report(prob, primal, dual)["complementary_slackness"] < 1e-12
+    wrong = dataclasses.replace(dual, a=3 * dual.a)
+    assert svm.kkt_report(prob, primal, wrong)["complementary_slackness"] > 0.1
