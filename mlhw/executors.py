@@ -135,8 +135,11 @@ def init_worker(settings: Settings, relay=None, device: str | None = None, ray_t
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate_in_run)
-    if settings.threads:
+    if settings.threads:  # torch's threads and numpy's BLAS (the SVMs) alike: a worker keeps to its share
+        from threadpoolctl import threadpool_limits
+
         torch.set_num_threads(settings.threads)
+        threadpool_limits(limits=settings.threads, user_api="blas")
     device = device or settings.device
     client = None
     if relay is not None:

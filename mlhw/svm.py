@@ -23,6 +23,29 @@ from mlhw.errors import MLHWError
 
 Bias = Literal["free", "regularized", "none"]
 
+# Below this many entries of X the solvers run with one BLAS thread. Their loops make thousands of BLAS calls on
+# a few hundred numbers, where OpenBLAS's threads only wait for each other, and on a busy machine (CI, a --jobs
+# worker beside another) each call waits for a descheduled thread: on 2 loaded cores the Q3(d) dual QP (n = 120)
+# took 33 s and Q1 on digits 1.1 s, against 0.25 s and 0.08 s on one thread (benchmarks/svm.py --busy).
+SMALL_PROBLEM = 1_000_000
+
+
+def _blas_by_size(fn):
+    """Run `fn` with one BLAS thread when its problem (the first argument: X, or a SoftSVMProblem) is small."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        first = args[0]
+        size = first.X.size if isinstance(first, SoftSVMProblem) else np.asarray(first).size
+        if size >= SMALL_PROBLEM:
+            return fn(*args, **kwargs)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
 
 # --- Q1: multiclass hinge loss ------------------------------------------------------------------
 
@@ -61,6 +84,7 @@ class MulticlassResult:
     history: list[dict] = field(default_factory=list)
 
 
+@_blas_by_size
 def solve_multiclass(
     X: np.ndarray, y: np.ndarray, n_classes: int | None = None, max_lbfgs_iter: int = 500
 ) -> MulticlassResult:
@@ -120,6 +144,7 @@ def _multiclass_lp(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, fl
     return W, float(multiclass_hinge(W, X, y).mean())
 
 
+@_blas_by_size
 def multiclass_subgradient(
     X: np.ndarray,
     y: np.ndarray,
@@ -220,6 +245,7 @@ class PrimalSolution:
     converged: bool = True  # False: max_iter ran out before the gradient test held
 
 
+@_blas_by_size
 def solve_primal(
     prob: SoftSVMProblem, tol: float = 1e-10, max_iter: int = 100, warm_start: bool = True
 ) -> PrimalSolution:
@@ -291,6 +317,7 @@ class DualSolution:
     converged: bool = True  # False: max_iter ran out before the active set settled
 
 
+@_blas_by_size
 def solve_dual(prob: SoftSVMProblem, max_iter: int = 200) -> DualSolution:
     """Maximise g(a, b) over a, b >= 0 (with sum a_i y_i = 0 for a free bias) by an exact method
     independent of the primal solver: a primal-dual active-set (semismooth Newton) iteration on
@@ -387,6 +414,7 @@ def _primal_active_set(Q: np.ndarray, y: np.ndarray, equality: bool) -> tuple[np
 QP_DUAL_SAMPLES = 120
 
 
+@_blas_by_size
 def solve_dual_qp(prob: SoftSVMProblem) -> tuple[np.ndarray, np.ndarray, float, bool]:
     """Q3(d)'s dual exactly as written: maximise g(a, b) over a >= 0 and b >= 0 (and sum a_i y_i = 0 for a free
     bias), all 2n variables, by a general QP method (SLSQP) that knows nothing of b's optimum: it starts from
@@ -422,6 +450,7 @@ def solve_dual_qp(prob: SoftSVMProblem) -> tuple[np.ndarray, np.ndarray, float, 
     return res.x[:n], s * res.x[n:], -float(res.fun), bool(res.success)
 
 
+@_blas_by_size
 def solve_explicit_qp(prob: SoftSVMProblem, nonnegative_slack: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """The primal exactly as written, variables (theta, xi) and one linear constraint per sample,
     solved by a general QP method (SLSQP), with or without the extra constraint xi >= 0 (Q3(a))."""
@@ -505,6 +534,7 @@ def binary_error(theta: np.ndarray, A: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.where(A @ theta >= 0, 1.0, -1.0) != y))
 
 
+@_blas_by_size
 def soft_report(
     X: np.ndarray,
     y: np.ndarray,
@@ -562,6 +592,7 @@ def soft_report(
     return report
 
 
+@_blas_by_size
 def multiclass_report(
     X: np.ndarray,
     y: np.ndarray,

@@ -358,3 +358,31 @@ def test_a_ray_task_keeps_sigint_for_ray_cancel(project, monkeypatch):
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def test_a_worker_keeps_numpys_blas_to_its_share_of_the_cores(project, monkeypatch):
+    """--jobs N split torch's threads only: each worker's SVMs ran numpy's BLAS on every core, and OpenBLAS
+    threads that wait for descheduled siblings made a small SVM 15-50x slower (benchmarks/svm.py --blas)."""
+    import signal
+
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from mlhw import executors
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    settings = executors.Settings(uri=f"sqlite:///{project}/mlflow.db", experiment="mlhw", device="cpu", threads=1)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(executors, "_WORKER", {})
+    torch_before = torch.get_num_threads()
+    with threadpool_limits(limits=2, user_api="blas"):  # restores the limits on the way out
+        try:
+            assert blas_threads() == {2}
+            executors.init_worker(settings)
+            assert blas_threads() == {1} and torch.get_num_threads() == 1
+        finally:
+            torch.set_num_threads(torch_before)
+            for s, handler in before.items():
+                signal.signal(s, handler)
