@@ -107,6 +107,19 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     assert not (workdir / "results").exists()  # results/ belongs to reproduce and tables
 
 
+def test_a_sweep_of_one_rate_is_still_a_sweep(workdir):
+    """`mlp sweep --lrs 0.1` was logged as `mlhw mlp train`: no parent run, no figure."""
+    uri, client = store(workdir)
+    res = invoke("mlp", "sweep", "--lrs", "0.1", *FAST, "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    runs = all_runs(client)
+    parent = [r for r in runs if r.data.tags["mlhw.kind"] == "mlp-sweep"]
+    assert len(runs) == 2 and len(parent) == 1 and "sweep of 1 rate" in parent[0].info.run_name
+    child = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert len(child) == 1 and child[0].data.tags["mlflow.source.name"] == "mlhw mlp sweep"
+    assert [a.path for a in client.list_artifacts(parent[0].info.run_id, "figures")] == ["figures/mlp_lr_sweep.png"]
+
+
 def test_single_run_commands_take_no_results_dir(workdir):
     for argv in (["mlp", "sweep", "--lrs", "0.1,1"], ["mlp", "train"]):
         res = invoke(*argv, *FAST, "--results-dir", workdir / "out")

@@ -90,7 +90,7 @@ def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed
     )
 
 
-def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, as_json):
+def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, as_json, sweep=False):
     from mlhw.device import mlp_device
     from mlhw.labels import lr_label, run_name
     from mlhw.lifecycle import standard_tags, tracked_run
@@ -100,7 +100,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     # Everything that can fail on bad input happens before any run or progress display exists.
     dev = mlp_device(device)  # auto: never the slower device for Part 1 (see mlhw.device)
     configs = [cfg.model_copy(update={"lr": lr}) for lr in lrs]
-    command = f"mlhw mlp {'sweep' if len(lrs) > 1 else 'train'}"
+    command = f"mlhw mlp {'sweep' if sweep else 'train'}"  # a sweep of one rate is still a sweep (its figure)
     source, store, job = prepare(cfg, "", part, command, data_dir, download, tracking_uri, experiment)
     jobs = [
         type(job)(c, source.identity(c), run_name(part, lr_label(c.lr), c), job.tags, job.description, command)
@@ -108,7 +108,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     ]
     with contextlib.ExitStack() as stack, progress() as bar:
         parent = None
-        if len(lrs) > 1:  # a sweep: a parent run holding the children and the figure
+        if sweep:  # a parent run holding the children and the figure
             tags = (
                 standard_tags(command, "Part 1 (b): one fresh network per learning rate")
                 | job.tags
@@ -118,7 +118,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
                 tracked_run(
                     # the rates as `lrs`, no `lr` of its own: a filter on params.lr finds the child runs only
                     store,
-                    run_name(part, f"sweep of {len(lrs)} rates", cfg),
+                    run_name(part, f"sweep of {len(lrs)} rate" + "s" * (len(lrs) != 1), cfg),
                     {k: v for k, v in cfg.to_params().items() if k != "lr"} | {"lrs": lrs},
                     tags,
                 )
@@ -263,4 +263,4 @@ def sweep(
     if (again := first_repeat(rates)) is not None:  # the same run twice: two FINISHED runs of one identity
         raise MLHWError(f"--lrs {lrs!r}: {again:g} is listed twice")
     cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, rates[0], seed, dtype)
-    _run(cfg, list(rates), "mlp.b", data_dir, download, device, tracking_uri, experiment, as_json)
+    _run(cfg, list(rates), "mlp.b", data_dir, download, device, tracking_uri, experiment, as_json, sweep=True)
