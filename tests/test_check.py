@@ -55,10 +55,14 @@ def test_identical_tables_pass():
     assert all(r.delta == 0 for r in res.rows)
 
 
-def test_committed_digits_baseline_passes_against_itself():
+def test_committed_digits_check_yaml_gates_tables_that_the_baseline_has():
+    """check.yaml and the committed tables agree: every gated table exists and yields compared rows (a table
+    renamed or a column dropped would gate nothing, silently)."""
     b = C.load_baseline(ROOT / "results" / "digits")
     res = C.compare(b.tables, b.tables, b.policy)
     assert res.passed and res.counts()["ok"] > 0
+    assert set(b.policy.tables) <= set(b.tables)
+    assert all(any(r.table == t and r.status == "ok" for r in res.rows) for t in b.policy.tables)
     # check.yaml names the tables it gates; svm and theory (no mean/std columns) are never compared
     assert {r.table for r in res.rows} <= set(b.policy.tables) and not {"svm", "theory"} & {r.table for r in res.rows}
 
