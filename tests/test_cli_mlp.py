@@ -120,6 +120,25 @@ def test_a_sweep_of_one_rate_is_still_a_sweep(workdir):
     assert [a.path for a in client.list_artifacts(parent[0].info.run_id, "figures")] == ["figures/mlp_lr_sweep.png"]
 
 
+def test_the_sweeps_figure_marks_a_diverged_rate_as_the_reports_does(workdir, monkeypatch):
+    """The single command drew the raw histories: a diverged rate whose loss stayed finite (lr = 100 on MNIST:
+    31.8) was a plain line with a plain legend; the report's figure flags it from the epoch it diverged at."""
+    from mlhw import plots
+
+    drawn = []
+    real = plots.lr_sweep_figure
+    monkeypatch.setattr(
+        plots, "lr_sweep_figure", lambda series, path, title: drawn.append(series) or real(series, path, title)
+    )
+    uri, client = store(workdir)
+    res = invoke("mlp", "sweep", "--lrs", "0.1,1e30", *FAST, "--tracking-uri", uri, "--json")
+    assert res.exit_code == 0, res.output
+    (ok, [ok_rows]), (bad, [bad_rows]) = drawn[0]
+    at = [json.loads(x) for x in res.stdout.splitlines()][1]["diverged_epoch"]
+    assert at is not None and not any(r.get("diverged") for r in ok_rows)
+    assert [r["epoch"] for r in bad_rows if r.get("diverged")] == [r["epoch"] for r in bad_rows if r["epoch"] >= at]
+
+
 def test_single_run_commands_take_no_results_dir(workdir):
     for argv in (["mlp", "sweep", "--lrs", "0.1,1"], ["mlp", "train"]):
         res = invoke(*argv, *FAST, "--results-dir", workdir / "out")
