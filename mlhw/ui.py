@@ -133,6 +133,10 @@ def serve(tracking_uri: str | None, port: int) -> None:
         url = experiment_url(uri, port)  # while the server starts: the URL is printed the moment it answers
         wait_healthy(proc, port, log)
         out.print(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log})", highlight=False)
+        # MLflow 3.17 keeps the view per browser, GenAI by default, whatever the experiment's kind (mlflow#24498)
+        out.print(
+            "a run page in GenAI view: click 'Model training' (top left) once; the browser keeps it", highlight=False
+        )
         code = proc.wait()  # it only ends when stopped: even code 0 here means it went away on its own
         raise MLHWError(f"the MLflow UI exited with code {code}{_last_line(log)} (log: {log})")
     finally:
