@@ -231,7 +231,7 @@ def _expand_suite(
             _validate(model, context, k, v, f"{file}: suites.{name}.base.{k}")
         return []
     _apply_profile_and_set(layers, name, suite.kind, prof, profile, overrides, file)
-    _check_layers(layers, model, file)
+    _check_layers(layers, model, file, name)
     return _product(layers, name, suite, model, file)
 
 
@@ -258,13 +258,13 @@ def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profi
             raise MLHWError(f"{where}: unknown key path {'.'.join(path)!r}")
 
 
-def _check_layers(layers: _Layers, model, file) -> None:
+def _check_layers(layers: _Layers, model, file, name: str) -> None:
     """Every value on its own (one that a grid or a variant replaces is still checked), seeds, repeats, variants."""
     base = layers.base
     context = {"dataset": base["dataset"]} if "dataset" in base else {}
     for k, v in base.items():
         if k != "dataset":
-            _validate(model, context, k, v, _named(layers.origin[k], file))
+            _validate(model, context, k, v, _for_suite(_named(layers.origin[k], file), name, k, v, model))
     seeds, seeds_culprit = layers.seeds, _named(layers.seeds_origin, file)
     if seeds is not None and "seed" not in layers.fields:
         raise MLHWError(f"{seeds_culprit}: unknown key: this suite's runs take no seed (got {seeds!r})")
@@ -314,7 +314,7 @@ def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[
                 e = err.errors()[0]
                 k = str(e["loc"][0]) if e.get("loc") else "?"
                 got = e.get("input")
-                culprit = _named(where.get(k, f"suites.{name}.base.{k}"), file)
+                culprit = _for_suite(_named(where.get(k, f"suites.{name}.base.{k}"), file), name, k, got, model)
                 raise MLHWError(
                     f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})")
                 ) from None
@@ -334,6 +334,22 @@ def first_repeat(values):
     """The first value of a list that an earlier one equals (None if all differ): a seed, grid value or rate
     listed twice is one run, not two."""
     return next((v for i, v in enumerate(values) if v in values[:i]), None)
+
+
+def _for_suite(culprit: str, name: str, key: str, value, model) -> str:
+    """A bare `--set KEY` reaches every suite with the field: where another kind of suite would take the value
+    (`--set dataset=mnist` suits Part 1, not the CNN suites), the error names the suite that refused it."""
+    if not culprit.startswith("--set ") or "." in culprit.split(" ", 1)[1]:
+        return culprit
+    for other in KINDS.values():
+        if other is model or key not in other.model_fields:
+            continue
+        try:
+            other(**{key: value})
+        except ValidationError:
+            continue
+        return f"{culprit} (in suite {name}; SUITE.{key} sets one suite)"
+    return culprit
 
 
 def _named(origin: str, file) -> str:

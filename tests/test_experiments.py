@@ -321,6 +321,8 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         # two spellings of one value were two runs of one config: the table's n counted it twice
         (["--profile", "p", "--set", 'm.grid.lr=[0.1, "0.1"]'], "--set m.grid.lr: 0.1 and '0.1' are one value"),
         (["--profile", "p", "--set", "m.grid.hidden=[40, [40]]"], "--set m.grid.hidden: 40 and [40] are one value"),
+        # a bare key reaches every suite: the one that refused a value another suite takes is named
+        (["--profile", "p", "--set", "dataset=mnist"], "--set dataset (in suite c; SUITE.dataset sets one suite): "),
         # a traceback (unhashable type: 'list')
         (["--profile", "p", "--set", "c.grid.variant=[[sgd-0.005]]"], "--set c.grid.variant: unknown variant ['sgd"),
         (
