@@ -304,6 +304,17 @@ def run_svm_soft(job: Job, store: Store, source: DataSource, claim=None) -> Done
         return Done(job, log.run_id, report)
 
 
+def check_metric(index: int, check) -> str:
+    """A theory check's metric key, readable in the UI (`check/05 Q1 f eq 0 implies zero training error - blobs`):
+    MLflow keys take letters, digits, _ . - space and /, so the claim's symbols are spelled out."""
+    import re
+
+    text = f"{re.sub(r'[(),]', '', check.question)} {check.claim} - {check.data}"  # Q3(c,d) -> Q3cd
+    for symbol, word in (("=>", " implies "), (">=", " ge "), ("<=", " le "), ("=", " eq "), ("+", " plus ")):
+        text = text.replace(symbol, word)
+    return f"check/{index:02d} " + " ".join(re.sub(r"[^\w.\- ]+", " ", text).split())
+
+
 def run_theory(job: Job, store: Store, source: DataSource, claim=None) -> Done:
     """Every theory check, logged as one run: a metric per check and the table as theory.csv."""
     from mlhw.theory import run_checks
@@ -312,7 +323,7 @@ def run_theory(job: Job, store: Store, source: DataSource, claim=None) -> Done:
     with contextlib.ExitStack() as stack:
         log = open_run(stack, store, job, data, None, claim)
         checks = run_checks(data)
-        log.log_metrics({f"check/{i:02d}_error": c.max_error for i, c in enumerate(checks)}, step=0)
+        log.log_metrics({check_metric(i, c): c.max_error for i, c in enumerate(checks)}, step=0)
         log.log_table([c.row() for c in checks], "theory.csv")
         failed = sum(not c.passed for c in checks)
         log.set_tags({"mlhw.checks_passed": len(checks) - failed, "mlhw.checks_failed": failed})

@@ -21,6 +21,11 @@ def test_theory_all_pass_and_logged(workdir):
     assert run.data.tags["mlhw.checks_passed"] == "33" and run.data.tags["mlhw.kind"] == "theory"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
     assert not (workdir / "results").exists()
+    # one metric per check, named for its claim in the UI (they were check/00_error .. check/32_error)
+    metrics = run.data.metrics
+    assert len(metrics) == 33 and all(k.startswith("check/") for k in metrics)
+    assert metrics["check/04 Q1 f eq 0 implies zero training error - blobs"] == rows[4]["max_error"] == 0.0
+    assert metrics["check/16 Q3d complementary slackness - overlapping"] == rows[16]["max_error"]
 
 
 def test_a_failing_claim_fails_the_command(workdir, monkeypatch):
