@@ -1,6 +1,7 @@
 """`mlhw theory` and `mlhw svm` through the CLI, with their MLflow runs read back."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -149,3 +150,12 @@ def test_reproduce_force_reports_the_runs_it_just_made(workdir, monkeypatch):
     monkeypatch.setattr(theory, "MAX_NET_OUTPUT", BROKEN_MAX_NET)  # a regression in the code
     res = reproduce("--force")
     assert res.exit_code == 1 and "theory: 1 check(s) fail (exit 1)" in res.stderr, res.output
+
+
+def test_errors_print_as_percentages_as_the_tables_do(workdir):
+    """`svm multiclass` printed `test error 0.034` and `seconds 0.348248` where the report's table says 3.40%."""
+    res = invoke("svm", "multiclass", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.stdout.splitlines() if "│" in line}
+    assert rows["training error"] == "0.00%" and rows["test error"] == "3.40%"
+    assert re.fullmatch(r"\d+\.\d\d", rows["seconds"])

@@ -142,6 +142,7 @@ def train(
     from mlhw.device import resolve_device
     from mlhw.labels import cnn_title, run_name
     from mlhw.runs import run_cnn
+    from mlhw.tables import pct
 
     cfg = _config(
         dataset=dataset,
@@ -184,7 +185,7 @@ def train(
     console.print(
         f"{data.name}: train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
         f"{res.parameters:,} parameters, {res.precision}: final train loss {fmt(record['train_loss'])}, "
-        f"val acc {fmt(record['val_acc'])}, test acc {fmt(res.test_acc)}"
+        f"val acc {pct(record['val_acc'])}, test acc {pct(res.test_acc)}"
         + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
         + f" (run {run.run_id[:8]})",
         highlight=False,

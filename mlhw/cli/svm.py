@@ -139,6 +139,7 @@ def multiclass(
     )
     data = source.for_config(cfg)
     from mlhw.runs import run_svm_multiclass
+    from mlhw.tables import pct
 
     if cfg.method == "subgradient":
         with progress() as bar:
@@ -162,10 +163,10 @@ def multiclass(
         [
             (f_label, rep["objective"]),
             ("method", rep["method"]),
-            ("training error", rep["train_error"]),
-            ("test error", rep["test_error"]),
+            ("training error", pct(rep["train_error"])),
+            ("test error", pct(rep["test_error"])),
             ("samples with 0-1 > hinge", rep["bound_violations"]),
-            ("seconds", rep["seconds"]),
+            ("seconds", f"{rep['seconds']:.2f}"),
             ("theorem holds", "yes" if holds else "NO"),
             ("run id", rep["run_id"]),
         ],
@@ -252,6 +253,7 @@ def soft(
     source, store, job = prepare(cfg, name, "svm.q3", "mlhw svm soft", data_dir, download, tracking_uri, experiment)
     data = source.for_config(cfg)
     from mlhw.runs import run_svm_soft
+    from mlhw.tables import pct
 
     done = run_svm_soft(job, store, source)
     rep = done.result | {"run_id": done.run_id}
@@ -272,8 +274,8 @@ def soft(
         rows += [("Q3(a): optimum with xi >= 0, rel. diff", rep["q3a_relative_difference"])]
     rows += [
         (f"liblinear ({rep['liblinear_formulation']} bias), rel. diff", rep["liblinear_relative_difference"]),
-        ("training error", rep["train_error"]),
-        ("test error", rep["test_error"]),
+        ("training error", pct(rep["train_error"])),
+        ("test error", pct(rep["test_error"])),
         ("run id", rep["run_id"]),
     ]
     _report(
