@@ -20,6 +20,8 @@ def mlhw(*args, cwd):
         (["mlp", "train", "--bogus"], "No such option: --bogus"),
         (["mlp", "train", "--epochs", "three"], "Invalid value for '--epochs'"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        # it said "Value error, 'mlp.d' is not one of ...": pydantic's prefix
+        (["mlp", "train", "--part", "mlp.d"], "Invalid value for '--part': 'mlp.d' is not one of 'mlp.a'"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):

@@ -99,6 +99,7 @@ def main() -> None:
         code = _without_flag_types(typer.main.get_command(app))(standalone_mode=False, prog_name="mlhw")
     except click.UsageError as err:
         where, why = err.ctx.command_path if err.ctx is not None else "mlhw", " ".join(err.format_message().split())
+        why = why.replace(": Value error, ", ": ")  # a Literal option's check, in pydantic's words
         if why:  # (none: a group called without a command, whose help was the answer)
             sys.stderr.write(f"error: {where}: {why} (see {where} --help)\n")
         sys.exit(err.exit_code)

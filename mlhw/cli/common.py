@@ -33,6 +33,24 @@ DataDir = Annotated[
         help="Folder holding MNIST (idx files or mnist.pkl.gz) or cifar-10-batches-py/.",
     ),
 ]
+MnistDir = Annotated[  # the commands whose datasets are digits (embedded) or MNIST
+    str,
+    typer.Option(
+        "--data-dir",
+        envvar="MLHW_DATA_DIR",
+        rich_help_panel=DATA,
+        help="Folder holding MNIST (the four idx files, .gz or not, or mnist.pkl.gz).",
+    ),
+]
+CifarDir = Annotated[  # the CNN's: digits (embedded) or CIFAR-10
+    str,
+    typer.Option(
+        "--data-dir",
+        envvar="MLHW_DATA_DIR",
+        rich_help_panel=DATA,
+        help="Folder holding CIFAR-10's python batches, cifar-10-batches-py/.",
+    ),
+]
 Download = Annotated[
     Optional[bool],
     typer.Option(
@@ -55,10 +73,14 @@ def _seed_default() -> str:
 Seed = Annotated[
     Optional[int],
     typer.Option(
-        help="Seed of subsets, initialisation and data order (the SVMs: of the subsets).",
+        help="Seed of the subsets, the initialisation and the data order.",
         rich_help_panel=TRAIN,
         show_default=_seed_default(),
     ),
+]
+SvmSeed = Annotated[  # the SVMs draw nothing at random but their subsets (and the subgradient's start: zeros)
+    Optional[int],
+    typer.Option(help="Seed of the training and test subsets.", rich_help_panel=TRAIN, show_default=_seed_default()),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", rich_help_panel=TRAIN)]
 TrackingUri = Annotated[
