@@ -51,6 +51,14 @@ def data_note(cfg) -> str:
     fraction = getattr(cfg, "train_fraction", 1.0)
     if fraction < 1.0:
         data += f" {100 * fraction:g}%"
+    if getattr(cfg, "kind", None) == "cnn":  # a model other than the dataset's preset: two runs, two names
+        from mlhw.config import CNN_PRESETS
+
+        preset = CNN_PRESETS.get(cfg.dataset, {})
+        if cfg.width != preset.get("width"):
+            data += f", width {cfg.width:g}"
+        if cfg.image_size != preset.get("image_size"):
+            data += f", {cfg.image_size} px"
     epochs = getattr(cfg, "epochs", None)  # the SVMs have none
     return data if epochs is None else f"{data}, {epochs} epoch{'s' if epochs != 1 else ''}"
 

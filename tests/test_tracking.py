@@ -365,3 +365,15 @@ def test_a_reproductions_run_keeps_its_identity_when_a_single_command_reruns_it(
     forced = finished(**{"mlhw.suites": "cnn_optimizers"})  # `reproduce --force`
     finished()
     assert by_identity(store)["h"].run_id == forced
+
+
+def test_run_names_tell_apart_runs_that_differ_in_model_size_or_subsets():
+    """`cnn train --width 0.125 --image-size 67` and the paper model had one name; so had SVMs on subsets."""
+    from mlhw.config import CNNConfig, MulticlassSVMConfig
+    from mlhw.labels import data_note
+
+    assert data_note(CNNConfig(dataset="cifar10", epochs=2)) == "cifar10 10%, 2 epochs"  # the preset: no note
+    small = CNNConfig(dataset="cifar10", width=0.125, image_size=67, epochs=2)
+    assert data_note(small) == "cifar10 10%, width 0.125, 67 px, 2 epochs"
+    assert data_note(CNNConfig(dataset="digits", width=1.0)) == "digits, width 1, 10 epochs"
+    assert data_note(MulticlassSVMConfig(dataset="mnist", train_size=50)) == "mnist 50/all"

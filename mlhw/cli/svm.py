@@ -27,6 +27,7 @@ from mlhw.cli.common import (
 )
 from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, build, default_of
 from mlhw.errors import MLHWError
+from mlhw.labels import data_note
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -129,7 +130,7 @@ def multiclass(
     )
     source, store, job = prepare(
         cfg,
-        f"svm.q1 {cfg.method} ({cfg.dataset})",
+        f"svm.q1 {cfg.method} ({data_note(cfg)})",  # the subset sizes: runs that differ in them differ by name
         "svm.q1",
         "mlhw svm multiclass",
         data_dir,
@@ -249,7 +250,7 @@ def soft(
         test_size=test_size,
         seed=seed,
     )
-    name = f"svm.q3 {cfg.classes[0]} vs {cfg.classes[1]} C={cfg.C:g} ({cfg.dataset})"
+    name = f"svm.q3 {cfg.classes[0]} vs {cfg.classes[1]} C={cfg.C:g} ({data_note(cfg)})"
     source, store, job = prepare(cfg, name, "svm.q3", "mlhw svm soft", data_dir, download, tracking_uri, experiment)
     data = source.for_config(cfg)
     from mlhw.runs import run_svm_soft
