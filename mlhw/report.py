@@ -448,7 +448,7 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
         if suite in seen or run.data.tags.get("mlhw.partial") == "true" or (suites and suite not in suites):
             continue
         seen.add(suite)
-        descriptions[suite] = run.data.tags.get("mlflow.note.content", "")
+        descriptions[suite] = run.data.tags.get("mlflow.note.content", "").split("\n\n")[0]  # not the shared-runs note
         expected = expected or json.loads(run.data.tags.get("mlhw.profile_suites", "[]"))
         about = about or run.data.tags.get("mlhw.profile_description", "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]

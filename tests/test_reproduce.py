@@ -795,3 +795,21 @@ def test_a_run_live_elsewhere_is_not_pending():
 
     plan = Plan("p", [Planned(None, "a", "running"), Planned(None, "b", "stale"), Planned(None, "c", "done")])
     assert [p.identity for p in plan.pending()] == ["b"] and plan.counts() == {"running": 1, "stale": 1, "done": 1}
+
+
+def test_a_suite_parent_says_where_its_shared_runs_are():
+    """A run has one parent (its first suite's): digits' mlp_full, whose runs are mlp_lr_sweep's lr = 0.1, was an
+    empty parent in the UI; its description now says where they are, and the report keeps the suite's own."""
+    from types import SimpleNamespace
+
+    from mlhw.cli.reproduce import _parent_note
+    from mlhw.plan import Plan, Planned
+
+    def planned(suite, identity):
+        return Planned(SimpleNamespace(suite=suite), identity)
+
+    entries = [planned("sweep", "a"), planned("sweep", "b"), planned("full", "a"), planned("full", "c")]
+    plan = Plan("digits", entries, descriptions={"sweep": "Part 1 (b)", "full": "Part 1 (c)"})
+    assert _parent_note(plan, "sweep") == "Part 1 (b)"
+    first, note = _parent_note(plan, "full").split("\n\n")
+    assert first == "Part 1 (c)" and note.startswith("1 of its 2 runs are children of digits · sweep,")

@@ -307,7 +307,7 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             logs[suite] = RunLogger(store, last.info.run_id)  # nothing new, and it is what `tables` will read
             continue
         part = next(p.spec.part for p in plan.entries if p.spec.suite == suite)
-        tags = standard_tags(f"mlhw reproduce --profile {plan.profile}", plan.descriptions.get(suite, "")) | {
+        tags = standard_tags(f"mlhw reproduce --profile {plan.profile}", _parent_note(plan, suite)) | {
             "mlhw.kind": "suite",
             "mlhw.profile": plan.profile,
             "mlhw.suite": suite,
@@ -323,6 +323,26 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
         log.log_text(_scope(plan).to_json(suite), "plan.json")
         logs[suite] = log
     return logs
+
+
+def _parent_note(plan, suite: str) -> str:
+    """A suite parent's description: the suite's, and where its shared runs are. A run has one parent in MLflow
+    (its first suite's): a suite whose runs all serve an earlier one looked empty in the UI (digits' mlp_full,
+    whose runs are mlp_lr_sweep's lr = 0.1)."""
+    first: dict[str, str] = {}
+    for p in plan.entries:
+        first.setdefault(p.identity, p.spec.suite)
+    mine = {p.identity for p in plan.entries if p.spec.suite == suite}
+    elsewhere = list(dict.fromkeys(first[i] for i in mine if first[i] != suite))
+    note = plan.descriptions.get(suite, "")
+    if elsewhere:
+        where = ", ".join(f"{plan.profile} · {s}" for s in elsewhere)
+        shared = sum(first[i] != suite for i in mine)
+        note += (
+            f"\n\n{shared} of its {len(mine)} runs are children of {where}, whose runs they also are (a run has one "
+            "parent in MLflow); plan.json lists this suite's runs."
+        )
+    return note
 
 
 def _scope(plan, planned=None):
