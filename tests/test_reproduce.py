@@ -400,6 +400,7 @@ def test_only_does_not_read_or_refuse_the_data_of_suites_it_does_not_run(light):
     (light / "exp.yaml").write_text(yaml.safe_dump(exp))
     dry = reproduce(light, "--dry-run", "--only", "cnn_optimizers", "--data-dir", light / "nowhere")
     assert dry.exit_code == 0 and "2 runs: 2 no data" in dry.output  # the suite does read CIFAR-10
+    assert f"no data: cifar10 not in {light / 'nowhere'}/" in " ".join(dry.stderr.split())  # where it looked
     whole = reproduce(light, "--data-dir", light / "nowhere")  # the way forward names the suites without it
     assert_one_line_error(
         whole, "CIFAR-10", "suites without cifar10: --only mlp_full --only mlp_lr_sweep --only svm_soft"

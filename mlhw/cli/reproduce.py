@@ -273,16 +273,24 @@ def _counts_line(plan) -> str:
     )
 
 
-def _show_dry_run(plan) -> None:
+def _show_dry_run(plan, data_dir) -> None:
     from rich.table import Table
 
     table = Table(title=f"plan: profile {plan.profile} (dry run: nothing is run or written)")
     for col in ("suite", "run", "status", "identity"):
         table.add_column(col)
     for p in plan.entries:
-        table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", p.identity)
+        ident = "-" if p.status == "no data" else p.identity  # its identity needs the files' fingerprint
+        table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", ident)
     err.print(table)
     err.print(_counts_line(plan))
+    absent = sorted({p.spec.config.dataset for p in plan.entries if p.status == "no data"})
+    if absent:
+        err.print(
+            f"no data: {', '.join(absent)} not in {data_dir}/ (a run would download it, or stop: --data-dir DIR)",
+            highlight=False,
+            soft_wrap=True,
+        )
     _show_overrides(plan)
 
 
@@ -545,7 +553,7 @@ def reproduce(
         for p in plan.entries:
             p.status = "pending"
     if dry_run:
-        _show_dry_run(plan)
+        _show_dry_run(plan, data_dir)
         return
     folder = _scope(plan).folder(results_dir)
     from mlhw.report import is_current
