@@ -26,7 +26,7 @@ Bias = Literal["free", "regularized", "none"]
 # Below this many entries of X the solvers run with one BLAS thread. Their loops make thousands of BLAS calls on
 # a few hundred numbers, where OpenBLAS's threads only wait for each other, and on a busy machine (CI, a --jobs
 # worker beside another) each call waits for a descheduled thread: on 2 loaded cores the Q3(d) dual QP (n = 120)
-# took 33 s and Q1 on digits 1.1 s, against 0.25 s and 0.08 s on one thread (benchmarks/svm.py --busy).
+# took 33 s and Q1 on digits 1.1 s, against 0.25 s and 0.08 s on one thread (benchmarks/svm.py --blas).
 SMALL_PROBLEM = 1_000_000
 
 
@@ -254,56 +254,100 @@ def solve_primal(
 
     The Hessian R + C A_S' A_S (S = samples with margin < 1) is kept up to date with the rows that
     enter or leave S instead of being recomputed, and each step is followed by an exact line search
-    (a 1-D Newton iteration on the piecewise quadratic). Converges in a few steps to machine precision.
-    Large problems start from the solution on a 1/8 subsample (C scaled by 8): the first full Hessian
-    then covers the samples near the margin, not all of them (measured: 2.3 s -> 1.0 s at 50,000 x 785).
+    (a 1-D Newton iteration on the piecewise quadratic, kept inside a bracket). Converges in a few steps to
+    machine precision. Large problems start from the solution on a 1/8 subsample (C scaled by 8): the first
+    full Hessian then covers the samples near the margin, not all of them (measured: 2.3 s -> 1.0 s at
+    50,000 x 785). C above 1e4 is reached by continuation, C = 1e3, 1e4, ... each warm-started from the last:
+    from zero, Newton crawled from kink to kink (digits 3 vs 8, no bias, C = 1e5: 100 steps, objective 39x the
+    optimum; with a free bias at C = 1e8 it stopped 0.3% above it and called that converged).
     """
     t0 = time.perf_counter()
-    A, y, C, r = prob.A, prob.y, prob.C, prob.reg
+    A, y, C = prob.A, prob.y, prob.C
     theta = np.zeros(A.shape[1])
     if warm_start and len(y) >= 20_000:
         pick = np.random.RandomState(0).choice(len(y), len(y) // 8, replace=False)
         small = SoftSVMProblem(prob.X[pick], y[pick], C * 8, prob.bias)
         theta = solve_primal(small, tol=1e-6, warm_start=False).theta
+    steps = 0
+    c = min(C, 1e3) if C > 1e4 else C
+    while True:
+        theta, it, converged = _newton(A, y, c, prob.reg, theta, tol, max_iter)
+        steps += it
+        if c >= C:
+            break
+        c = min(C, 10 * c)
+    return PrimalSolution(theta, prob.primal(theta), steps, time.perf_counter() - t0, converged)
+
+
+def _newton(A, y, C, r, theta, tol, max_iter) -> tuple[np.ndarray, int, bool]:
+    """Newton steps from theta; returns (theta, steps, converged). Converged: the gradient is below tol times
+    the size of its terms, or a step on an unchanged set S gained nothing at machine precision (the minimiser
+    of that quadratic piece: the optimum, to rounding)."""
     active = np.zeros(len(y), dtype=bool)
     H = np.diag(r).astype(np.float64)
-    g0, converged = None, False
+    P, fresh = np.inf, True
     for it in range(max_iter):  # noqa: B007 (the count is returned)
         m = y * (A @ theta)
         now = m < 1
-        g = r * theta - C * (A.T @ (y * np.maximum(0.0, 1 - m)))  # one pass over A, no row copies
-        gnorm = np.linalg.norm(g)
-        g0 = gnorm if g0 is None else g0
-        if gnorm <= tol * max(1.0, g0):
-            converged = True
-            break
+        xi = np.maximum(0.0, 1 - m)
+        pull = C * (A.T @ (y * xi))  # one pass over A, no row copies
+        g = r * theta - pull
+        P_now = 0.5 * (r * theta) @ theta + 0.5 * C * xi @ xi
+        # relative to its two terms (equal at the optimum), not to the first gradient: at C = 1e8 that one is
+        # 1e8 times larger and the test passed 0.3% above the optimum
+        if np.linalg.norm(g) <= tol * max(1.0, np.linalg.norm(r * theta) + np.linalg.norm(pull)):
+            return theta, it, True
+        stalled = (now == active).all() and P_now >= P * (1 - 1e-15)
+        if stalled and fresh:
+            return theta, it, True
+        P = P_now
         enter, leave = now & ~active, active & ~now
-        if enter.all():
+        if stalled:  # the updates' rounding (C |A|^2 against R's 1) bent the step: the Hessian afresh, once
+            H = np.diag(r).astype(np.float64) + C * A[now].T @ A[now]
+            fresh = True
+        elif enter.all():
             H += C * (A.T @ A)
-        elif enter.any():
-            H += C * A[enter].T @ A[enter]
-        if leave.any():
-            H -= C * A[leave].T @ A[leave]
+        elif enter.any() or leave.any():
+            H += C * A[enter].T @ A[enter] - C * A[leave].T @ A[leave]
+            fresh = False
         active = now
         try:
             d = np.linalg.solve(H + 1e-12 * np.eye(len(H)), -g)
         except np.linalg.LinAlgError:
             d = -g
-        z = y * (A @ d)
-        step = 1.0
-        for _ in range(100):  # exact line search: phi'(t) = 0 on the piecewise quadratic
-            mt = m + step * z
-            s = mt < 1
-            d1 = (r * (theta + step * d)) @ d - C * np.sum((1 - mt[s]) * z[s])
-            d2 = (r * d) @ d + C * np.sum(z[s] ** 2)
-            if d2 <= 0:
-                break
-            delta = d1 / d2
-            step -= delta
-            if abs(delta) <= 1e-14 * max(1.0, abs(step)):
-                break
-        theta = theta + step * d
-    return PrimalSolution(theta, prob.primal(theta), it, time.perf_counter() - t0, converged)
+        theta = theta + _line_search(theta, d, m, y * (A @ d), r, C) * d
+    return theta, max_iter, False
+
+
+def _line_search(theta, d, m, z, r, C) -> float:
+    """argmin over t >= 0 of P(theta + t d): P' is nondecreasing and piecewise linear in t; 1-D Newton from
+    t = 1, bisecting whenever it leaves the bracket (unguarded, it could wander among the kinks)."""
+    rd, rtd = (r * d) @ d, (r * theta) @ d
+
+    def slope(t):
+        mt = m + t * z
+        s = mt < 1
+        return rtd + t * rd - C * np.sum((1 - mt[s]) * z[s]), rd + C * np.sum(z[s] ** 2)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):  # a bracket: P'(hi) >= 0
+        if slope(hi)[0] >= 0:
+            break
+        lo, hi = hi, 2 * hi
+    t = 1.0
+    for _ in range(200):
+        d1, d2 = slope(t)
+        if d1 == 0 or d2 <= 0:
+            break
+        lo, hi = (t, hi) if d1 < 0 else (lo, t)
+        nt = t - d1 / d2
+        if not lo <= nt <= hi:
+            nt = 0.5 * (lo + hi)
+        done = abs(nt - t) <= 1e-15 * max(1.0, abs(t))
+        t = nt
+        if done:
+            break
+    return t
 
 
 @dataclass
@@ -465,23 +509,39 @@ def solve_explicit_qp(prob: SoftSVMProblem, nonnegative_slack: bool) -> tuple[np
     s = np.sqrt(C)
     M = np.hstack([y[:, None] * A, np.eye(n) / s])  # M v >= 1
 
-    def obj(v):
-        return 0.5 * np.sum(r * v[:q] ** 2) + 0.5 * v[q:] @ v[q:]
+    D = np.r_[r * np.ones(q), np.ones(n)]  # the objective's diagonal: 1/2 v' diag(D) v
 
-    def grad(v):
-        return np.r_[r * v[:q], v[q:]]
+    def obj(v):
+        return 0.5 * np.sum(D * v**2)
 
     if nonnegative_slack:  # u >= 0 as constraint rows: as SLSQP bounds it stopped 2.5e-6 above the optimum
         M = np.vstack([M, np.hstack([np.zeros((n, q)), np.eye(n)])])
+    b = (np.arange(len(M)) < n).astype(np.float64)
     res = minimize(
         obj,
         np.r_[np.zeros(q), np.full(n, s)],
-        jac=grad,
+        jac=lambda v: D * v,
         method="SLSQP",
-        constraints=[{"type": "ineq", "fun": lambda v: M @ v - (np.arange(len(M)) < n), "jac": lambda v: M}],
+        constraints=[{"type": "ineq", "fun": lambda v: M @ v - b, "jac": lambda v: M}],
         options={"maxiter": 2000, "ftol": 1e-15},
     )
-    return res.x[:q], res.x[q:] / s, float(res.fun)
+    v = _crossover(D, M, b, res.x, obj)
+    return v[:q], v[q:] / s, float(obj(v))
+
+
+def _crossover(D: np.ndarray, M: np.ndarray, b: np.ndarray, v: np.ndarray, obj) -> np.ndarray:
+    """min 1/2 v' diag(D) v s.t. M v >= b, refined from SLSQP's point v: the KKT system on the constraints
+    active there, kept if it is feasible, its multipliers are >= 0 and it is no worse (then it is the optimum).
+    SLSQP can stop short ("positive directional derivative"): with no bias at C = 100 it stopped 1.1e-5 above
+    the optimum on one BLAS thread and 2e-12 off on two; the active set it found was right."""
+    act = M @ v - b <= 1e-7 * np.maximum(1.0, np.abs(b))
+    Ma, m, k = M[act], len(v), int(act.sum())
+    K = np.block([[np.diag(D), -Ma.T], [Ma, np.zeros((k, k))]])
+    sol = np.linalg.lstsq(K, np.r_[np.zeros(m), b[act]], rcond=None)[0]
+    w, lam = sol[:m], sol[m:]
+    feasible = (M @ w - b).min() >= -1e-12 * max(1.0, np.abs(b).max())
+    dual_ok = k == 0 or lam.min() >= -1e-10 * max(1.0, np.abs(lam).max())
+    return w if feasible and dual_ok and obj(w) <= obj(v) else v
 
 
 def liblinear_theta(prob: SoftSVMProblem, tol: float = 1e-10, dual: bool = True) -> np.ndarray:

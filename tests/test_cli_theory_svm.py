@@ -114,6 +114,15 @@ def test_a_dual_above_the_primal_fails_strong_duality(monkeypatch):
     assert not gap.passed
 
 
+def test_svm_soft_fails_when_its_converged_solvers_disagree(workdir, monkeypatch):
+    """At C = 1e8 Newton stopped 0.3% above the optimum, called it converged, and `svm soft` exited 0 with the
+    gap printed: two solvers that disagree now fail the command."""
+    real = svm.soft_report
+    monkeypatch.setattr(svm, "soft_report", lambda *a, **k: real(*a, **k) | {"duality_gap": 2.9e-3})
+    res = invoke("svm", "soft", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 1 and "the primal and the dual differ by 2.9e-03" in res.stderr, res.output
+
+
 def _theory_reproduction(workdir):
     """`mlhw reproduce` of a profile with the theory suite alone (generated data only: seconds)."""
     import yaml
