@@ -139,7 +139,8 @@ def init_worker(settings: Settings, relay=None, device: str | None = None, ray_t
         from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(settings.threads)
-        threadpool_limits(limits=settings.threads, user_api="blas")
+        threadpool_limits(limits=settings.threads, user_api="blas")  # the libraries loaded so far (numpy's)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(settings.threads))  # those loaded later (scipy's own)
     device = device or settings.device
     client = None
     if relay is not None:

@@ -283,6 +283,12 @@ def _check_layers(layers: _Layers, model, file, name: str) -> None:
                     f"(variants: {', '.join(CNN_VARIANTS)})"
                 )
         layers.grid["variant"] = named
+        for k in layers.grid:  # one grid of a variant's field and of variants: which one sets it hung on key order
+            if k != "variant" and any(k in CNN_VARIANTS[v] for v in named):
+                raise MLHWError(
+                    f"{_named(layers.grid_origin[k], file)}: the grid's variants set {k} too (a variant is an "
+                    f"optimizer, lr, BatchNorm and Dropout): grid one or the other"
+                )
     # a value twice is one run, not two: the table's n would be wrong
     if seeds is not None and (again := first_repeat(seeds)) is not None:
         raise MLHWError(f"{seeds_culprit}: seed {again} is listed twice (got {seeds!r})")

@@ -323,6 +323,9 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "m.grid.hidden=[40, [40]]"], "--set m.grid.hidden: 40 and [40] are one value"),
         # a bare key reaches every suite: the one that refused a value another suite takes is named
         (["--profile", "p", "--set", "dataset=mnist"], "--set dataset (in suite c; SUITE.dataset sets one suite): "),
+        # a grid of a field the variants set: the later key in the grid won (runs named "SGD lr=0.005, lr=0.1"),
+        # or, the other way round, one run twice blamed on 0.1 and 0.2 being "one value"
+        (["--profile", "p", "--set", "c.grid.lr=[0.1, 0.2]"], "--set c.grid.lr: the grid's variants set lr too"),
         # a traceback (unhashable type: 'list')
         (["--profile", "p", "--set", "c.grid.variant=[[sgd-0.005]]"], "--set c.grid.variant: unknown variant ['sgd"),
         (

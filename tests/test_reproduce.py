@@ -815,3 +815,68 @@ def test_a_suite_parent_says_where_its_shared_runs_are():
     assert _parent_note(plan, "sweep") == "Part 1 (b)"
     first, note = _parent_note(plan, "full").split("\n\n")
     assert first == "Part 1 (c)" and note.startswith("1 of its 2 runs are children of digits · sweep,")
+
+
+def _with_cifar_suite(light):
+    exp = yaml.safe_load((light / "exp.yaml").read_text())
+    exp["suites"]["cnn_optimizers"] = {
+        "kind": "cnn",
+        "part": "cnn.a",
+        "base": {"dataset": "cifar10", "epochs": 1, "width": 0.125, "image_size": 67},
+        "grid": {"variant": ["sgd-0.005", "adam-5e-05"]},
+    }
+    exp["profiles"]["tiny"]["suites"]["cnn_optimizers"] = {"base": {"dataset": "cifar10"}}
+    (light / "exp.yaml").write_text(yaml.safe_dump(exp))
+
+
+def test_only_without_a_dataset_keeps_the_tables_the_profiles_report_has_of_it(light):
+    """--only of every suite but CIFAR-10's, where CIFAR-10 is absent: the committed report's CNN table was
+    deleted (the absent dataset excused its suite). Where the report has such a table, the report is partial."""
+    _with_cifar_suite(light)
+    tables = light / "results" / "tiny" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "sgd_vs_adam.csv").write_text("a GPU reproduction's table\n")
+    before = snapshot(light / "results" / "tiny")
+    others = ("--only", "svm_soft", "--only", "mlp_lr_sweep", "--only", "mlp_full")
+    res = reproduce(light, *others, "--data-dir", light / "nowhere", "--no-download")
+    assert res.exit_code == 0, res.output
+    assert snapshot(light / "results" / "tiny") == before
+    assert "lacks done runs of cnn_optimizers" in " ".join(res.stderr.split())
+    assert (light / "results" / "tiny-partial" / "REPORT.md").is_file()
+
+
+def test_tables_does_not_take_a_partial_only_for_the_profiles_reproduction(light):
+    """`mlhw tables` rebuilt results/<profile>/ from an --only run's suite parents (tagged as a full one) and
+    replaced the report with that suite alone."""
+    assert reproduce(light).exit_code == 0
+    before = snapshot(light / "results" / "tiny")
+    client, all_runs = runs(light)
+    for r in all_runs:  # a fresh store
+        client.delete_run(r.info.run_id)
+    assert reproduce(light, "--only", "mlp_full").exit_code == 0  # partial: results/tiny-partial/
+    _, fresh = runs(light)
+    assert {r.data.tags["mlhw.partial"] for r in fresh if r.data.tags.get("mlhw.kind") == "suite"} == {"true"}
+    res = invoke(
+        "tables",
+        "--profile",
+        "tiny",
+        "--tracking-uri",
+        f"sqlite:///{light}/mlflow.db",
+        "--results-dir",
+        light / "results",
+    )
+    assert res.exit_code == 2 and "no finished reproduction of this profile" in res.stderr, res.output
+    assert snapshot(light / "results" / "tiny") == before
+
+
+def test_the_way_forward_without_data_leaves_out_every_absent_dataset(light):
+    """Two datasets absent: the hint named the suites without the first, and the command it gave failed on the
+    second."""
+    _with_cifar_suite(light)
+    exp = yaml.safe_load((light / "exp.yaml").read_text())
+    exp["profiles"]["tiny"]["suites"]["mlp_full"] = {"base": {"dataset": "mnist"}}
+    (light / "exp.yaml").write_text(yaml.safe_dump(exp))
+    res = reproduce(light, "--data-dir", light / "nowhere", "--no-download")
+    assert_one_line_error(
+        res, "CIFAR-10", "(absent too: mnist)", "without cifar10 and mnist: --only mlp_lr_sweep --only svm_soft"
+    )

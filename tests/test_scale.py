@@ -386,3 +386,23 @@ def test_a_worker_keeps_numpys_blas_to_its_share_of_the_cores(project, monkeypat
             torch.set_num_threads(torch_before)
             for s, handler in before.items():
                 signal.signal(s, handler)
+
+
+def test_a_worker_keeps_the_blas_that_loads_later_to_its_share_too(tmp_path):
+    """scipy carries its own OpenBLAS, loaded when a solver first imports scipy.optimize, after the worker set
+    its limits: it ran on every core. A fresh interpreter, as a spawned worker is."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from mlhw import executors; "
+        f"executors.init_worker(executors.Settings(uri='sqlite:///{tmp_path}/m.db', experiment='mlhw', device='cpu',"
+        " threads=1)); "
+        "import scipy.optimize; from threadpoolctl import threadpool_info; "
+        "print(sorted({(i['internal_api'], i['num_threads']) for i in threadpool_info() if i['user_api'] == 'blas'}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
+    libs = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print of a list of tuples)
+    assert libs and {n for _, n in libs} == {1}, out.stdout

@@ -101,6 +101,10 @@ def _validate(
             [s for s in rest if getattr(s.config, "dataset", None) not in missing], data_dir, False, MLHWError
         )
         plan.rest = make_plan(rest, store, source, profile, stale_after, no_data=unread).entries
+        from mlhw.tables import SUITE_TABLES
+
+        tables = Path(results_dir) / profile / "tables"
+        plan.reported = {s for s in spec.suites if (tables / f"{SUITE_TABLES.get(s, s)}.csv").is_file()}
     return spec, source, store, plan
 
 
@@ -109,20 +113,24 @@ def _unreadable(specs, data_dir, download, tolerated) -> set[str]:
     from mlhw.data import check_dataset
     from mlhw.errors import DataNotFound
 
-    out = set()
+    out, absent = set(), {}
     for name in [n for n in dict.fromkeys(getattr(s.config, "dataset", None) for s in specs) if n is not None]:
         try:
             check_dataset(name, data_dir, download)
         except tolerated:
             out.add(name)
-        except DataNotFound as err:  # the way forward without it: the suites that do not read it
-            needs = {s.suite for s in specs if getattr(s.config, "dataset", None) == name}
-            rest = [s for s in dict.fromkeys(s.suite for s in specs) if s not in needs]
-            if not rest:
-                raise
-            raise DataNotFound(
-                f"{err}; or run the suites without {name}: {' '.join(f'--only {s}' for s in rest)}"
-            ) from None
+        except DataNotFound as err:
+            absent[name] = err
+    if absent:  # the first one's error, and the way forward without all of them: the suites that read none
+        first = next(iter(absent.values()))
+        needs = {s.suite for s in specs if getattr(s.config, "dataset", None) in absent}
+        rest = [s for s in dict.fromkeys(s.suite for s in specs) if s not in needs]
+        if not rest:
+            raise first
+        also = f" (absent too: {', '.join(list(absent)[1:])})" if len(absent) > 1 else ""
+        raise DataNotFound(
+            f"{first}{also}; or run the suites without {' and '.join(absent)}: {' '.join(f'--only {s}' for s in rest)}"
+        ) from None
     return out
 
 
@@ -301,7 +309,8 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     from mlhw.lifecycle import IDENTITY_TAG, RunLogger, standard_tags, tracked_run
 
     logs = {}
-    partial = str(bool(plan.overrides)).lower()
+    # partial: --set, or an --only whose report lacks other suites (`mlhw tables` must not take it as the profile's)
+    partial = str(bool(plan.overrides or plan.report_only)).lower()
     newest: dict[str, object] = {}  # suite -> the newest FINISHED parent of this profile (full or partial alike)
     for r in store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
@@ -321,7 +330,7 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             "mlhw.suite": suite,
             "mlhw.part": part,
             IDENTITY_TAG: plan.suite_identity(suite),
-            "mlhw.partial": str(bool(plan.overrides)).lower(),
+            "mlhw.partial": partial,
             "mlhw.overrides": json.dumps({"only": plan.only, "set": plan.overrides}),
             "mlhw.profile_suites": json.dumps(plan.all_suites),
             "mlhw.profile_description": plan.description,
