@@ -389,15 +389,7 @@ def test_only_does_not_read_or_refuse_the_data_of_suites_it_does_not_run(light):
     not run would read is reported as not reproduced, not a refusal of the whole command."""
     from helpers import write_cifar_batches
 
-    exp = yaml.safe_load((light / "exp.yaml").read_text())
-    exp["suites"]["cnn_optimizers"] = {
-        "kind": "cnn",
-        "part": "cnn.a",
-        "base": {"dataset": "cifar10", "epochs": 1, "width": 0.125, "image_size": 67},
-        "grid": {"variant": ["sgd-0.005", "adam-5e-05"]},
-    }
-    exp["profiles"]["tiny"]["suites"]["cnn_optimizers"] = {"base": {"dataset": "cifar10"}}  # over the digits default
-    (light / "exp.yaml").write_text(yaml.safe_dump(exp))
+    _with_cifar_suite(light)
     dry = reproduce(light, "--dry-run", "--only", "cnn_optimizers", "--data-dir", light / "nowhere")
     assert dry.exit_code == 0 and "2 runs: 2 no data" in dry.output  # the suite does read CIFAR-10
     assert f"no data: cifar10 not in {light / 'nowhere'}/" in " ".join(dry.stderr.split())  # where it looked
@@ -818,6 +810,7 @@ def test_a_suite_parent_says_where_its_shared_runs_are():
 
 
 def _with_cifar_suite(light):
+    """LIGHT plus a CNN suite on CIFAR-10 (the profile's override of the digits default)."""
     exp = yaml.safe_load((light / "exp.yaml").read_text())
     exp["suites"]["cnn_optimizers"] = {
         "kind": "cnn",
