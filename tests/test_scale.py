@@ -397,6 +397,7 @@ def test_a_worker_keeps_the_blas_that_loads_later_to_its_share_too(tmp_path):
 
     code = (
         "from mlhw import executors; "
+        "executors.Store = lambda *a, **k: None; "  # no tracking store: this is about threads (MLflow's start-up)
         f"executors.init_worker(executors.Settings(uri='sqlite:///{tmp_path}/m.db', experiment='mlhw', device='cpu',"
         " threads=1)); "
         "import scipy.optimize; from threadpoolctl import threadpool_info; "
