@@ -156,7 +156,18 @@ def expand(
             if path[0] in spec.suites and path[0] not in chosen:
                 raise MLHWError(f"{where}: suite {path[0]} is not among the suites run ({', '.join(chosen)}: --only)")
             field = path[-1]
-            instead = "use SUITE.seeds=[...]" if field == "seed" else f"use SUITE.grid.{field}=[...] or a CNN variant"
+            by_variant = {  # the suites it reached whose variants set the field: a grid of it is refused there
+                r.suite for r in runs if r.variant is not None and field in CNN_VARIANTS.get(r.variant, {})
+            }
+            instead = (
+                "use SUITE.seeds=[...]"
+                if field == "seed"
+                else f"the variants of {', '.join(sorted(by_variant))} set it: use SUITE.grid.variant=[...] "
+                f"(variants: {', '.join(CNN_VARIANTS)})"
+                if by_variant
+                else f"use SUITE.grid.{field}=[...]"
+                + (" or a CNN variant" if any(r.kind == "cnn" for r in runs) else "")
+            )
             raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from elsewhere; {instead}")
     return runs
 
