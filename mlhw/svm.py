@@ -577,6 +577,9 @@ def kkt_report(prob: SoftSVMProblem, primal: PrimalSolution, dual: DualSolution)
         "primal_objective": primal.objective,
         "dual_objective": dual.objective,
         "duality_gap": (primal.objective - dual.objective) / scale,
+        # the dual at the primal's multipliers a = C xi: equal to the primal only if the primal is the optimum
+        # (weak duality), so it says which solver stopped short when the two disagree
+        "primal_certificate_gap": (primal.objective - prob.dual(C * xi)) / scale,
         "w_residual": float(np.linalg.norm(w_primal - w_dual) / max(1e-300, np.linalg.norm(w_primal))),
         "bias_residual": abs(prob.split(primal.theta)[1] - prob.split(dual.theta)[1]),
         "xi_residual": float(np.max(np.abs(xi - (dual.a + dual.b) / C))),

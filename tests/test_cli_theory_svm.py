@@ -121,6 +121,12 @@ def test_svm_soft_fails_when_its_converged_solvers_disagree(workdir, monkeypatch
     monkeypatch.setattr(svm, "soft_report", lambda *a, **k: real(*a, **k) | {"duality_gap": 2.9e-3})
     res = invoke("svm", "soft", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
     assert res.exit_code == 1 and "the primal and the dual differ by 2.9e-03" in res.stderr, res.output
+    assert "the dual's active set stopped short (the primal is the optimum" in res.stderr  # its certificate holds
+    monkeypatch.setattr(
+        svm, "soft_report", lambda *a, **k: real(*a, **k) | {"duality_gap": 2.9e-3, "primal_certificate_gap": 1e-3}
+    )
+    res = invoke("svm", "soft", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 1 and "one solver stopped short of the optimum" in res.stderr, res.output
 
 
 def _theory_reproduction(workdir):

@@ -295,3 +295,19 @@ def test_newton_reaches_the_optimum_at_large_C(bias):
         if bias != "free":  # liblinear regularises its bias: the same objective with the bias folded in
             lib = prob.primal(svm.liblinear_theta(prob))
             assert (primal.objective - lib) / lib <= tol
+
+
+def test_the_dual_at_the_primals_multipliers_certifies_the_primal():
+    """At C = 1e9 on ill-conditioned data the dual's active set stops short while saying it converged (a known
+    limit, found by a review): the dual evaluated at a = C xi of the primal is the certificate that tells which
+    solver is right (weak duality: it equals the primal only at the optimum)."""
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    X, y = 10 * rng.normal(size=(60, 10)), np.where(rng.random(60) < 0.5, 1.0, -1.0)
+    prob = svm.SoftSVMProblem(X, y, 1e9, "none")
+    primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+    k = svm.kkt_report(prob, primal, dual)
+    assert abs(k["primal_certificate_gap"]) < 1e-12  # the primal is the optimum
+    worse = dataclasses.replace(primal, theta=primal.theta * 1.01, objective=prob.primal(primal.theta * 1.01))
+    assert svm.kkt_report(prob, worse, dual)["primal_certificate_gap"] > 1e-6  # a primal off the optimum is not

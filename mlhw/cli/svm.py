@@ -295,9 +295,16 @@ def soft(
         typer.echo("error: a solver did not converge: the dual and the gap above are not an optimum", err=True)
         raise typer.Exit(1)
     if abs(rep.get("duality_gap", 0.0)) > GAP_TOLERANCE:  # two converged solvers that disagree: one is wrong
+        certified = abs(rep["primal_certificate_gap"]) <= GAP_TOLERANCE
+        which = (
+            f"the dual's active set stopped short (the primal is the optimum: the dual at a = C xi equals it to "
+            f"{abs(rep['primal_certificate_gap']):.0e})"
+            if certified
+            else "one solver stopped short of the optimum"
+        )
         typer.echo(
             f"error: the primal and the dual differ by {rep['duality_gap']:.1e} (relative; tolerance "
-            f"{GAP_TOLERANCE:g}): one solver stopped short of the optimum",
+            f"{GAP_TOLERANCE:g}): {which}",
             err=True,
         )
         raise typer.Exit(1)
