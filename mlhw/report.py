@@ -200,6 +200,11 @@ def curves(record: dict, first_epoch: int = 0) -> list[dict]:
     ]
 
 
+def result_curves(result) -> list[dict]:
+    """`curves` of a result in hand (an MLP or CNN result of a single command: its history and divergence)."""
+    return curves({"history": result.history, "diverged_epoch": result.diverged_epoch})
+
+
 def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     """(suite, file name, caption, draw(path)) for Figure 2 and each CNN part: mean over seeds with a band."""
     from mlhw.labels import lr_label, variant_title

@@ -232,7 +232,7 @@ def compare(
     from mlhw.lifecycle import standard_tags, tracked_run
     from mlhw.plots import cnn_curves_figure
     from mlhw.reference import CNN_PARTS, CNN_VARIANTS, variants_for
-    from mlhw.report import curves
+    from mlhw.report import result_curves
     from mlhw.runs import run_cnn
     from mlhw.tables import CNN_PART_SUITES, cnn_table, to_markdown, to_rich
 
@@ -292,13 +292,8 @@ def compare(
             rows = [_summary(runs[v]) | {"variant": v} for v in pair]
             tables[p] = cnn_table(CNN_PART_SUITES[p], rows).display
             parent.log_text(to_markdown(tables[p]), f"tables/cnn_part_{p}.md")
-            series = [  # flagged from the epoch a run diverged at, as the report's figures are
-                (
-                    variant_title(v),
-                    [curves({"history": runs[v].result.history, "diverged_epoch": runs[v].result.diverged_epoch})],
-                )
-                for v in pair
-            ]
+            # flagged from the epoch a run diverged at, as the report's figures are
+            series = [(variant_title(v), [result_curves(runs[v].result)]) for v in pair]
             figure_title = f"Part 2 ({p}) {title} on {data.name}, seed {base.seed}"
             parent.log_figure(
                 lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/cnn_part_{p}.png"

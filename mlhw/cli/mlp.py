@@ -135,16 +135,10 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
         runs = run_mlp(jobs, store, source, dev, None, on_epoch)
         if parent is not None:
             from mlhw.plots import lr_sweep_figure
-            from mlhw.report import curves
+            from mlhw.report import result_curves
 
             # flagged from the epoch each run diverged at, as the report's figure is: a dashed line, a cross
-            series = [
-                (
-                    lr_label(r.job.config.lr),
-                    [curves({"history": r.result.history, "diverged_epoch": r.result.diverged_epoch})],
-                )
-                for r in runs
-            ]
+            series = [(lr_label(r.job.config.lr), [result_curves(r.result)]) for r in runs]
             title = f"Part 1 (b) on {cfg.dataset}, seed {cfg.seed}: one network per learning rate"
             parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
     _show(runs, part, cfg, as_json, store, parent)
