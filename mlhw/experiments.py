@@ -176,6 +176,12 @@ def _fields(kind: str) -> set[str]:
     return user_fields(kind)
 
 
+def _bare_keys(fields: set[str]) -> set[str]:
+    """The keys a bare `--set KEY=...` may name for suites with these fields: the fields, and `seeds` where
+    there is a seed (theory has none)."""
+    return fields | ({"seeds"} if "seed" in fields else set())
+
+
 def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
     """A profile default must be a field of at least one of the file's suites (the file is wrong otherwise,
     whatever --only chose: `--only theory` failed on `defaults: {dataset: digits}`); an unscoped --set must be a
@@ -188,7 +194,7 @@ def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
     for path, _, where in overrides:
         if path[0] in spec.suites:
             continue
-        if len(path) != 1 or path[0] not in known | ({"seeds"} if "seed" in known else set()):
+        if len(path) != 1 or path[0] not in _bare_keys(known):
             raise MLHWError(
                 f"{where}: unknown key {'.'.join(path)!r} (a field such as epochs, or SUITE.FIELD, "
                 f"SUITE.seeds, SUITE.grid.FIELD)"
@@ -257,7 +263,7 @@ def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profi
     for path, value, where in overrides:
         if path[0] == name:  # SUITE.FIELD, SUITE.seeds, SUITE.grid.FIELD
             path = path[1:]
-        elif len(path) != 1 or path[0] not in layers.fields | ({"seeds"} if "seed" in layers.fields else set()):
+        elif len(path) != 1 or path[0] not in _bare_keys(layers.fields):
             continue  # another suite's key, or a field this suite does not have (theory has no seed)
         if path == ["seeds"]:
             layers.seeds, layers.seeds_origin = value, where

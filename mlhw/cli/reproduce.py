@@ -447,7 +447,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
     if plan.only and not plan.report_only:  # --only, the other suites all done: their runs too, the report is whole
-        # a suite of an absent dataset is named as not reproduced, as a full reproduce names it
+        # a suite of an absent dataset (and no table in results/<profile>/) is named as not reproduced
         started = {p.spec.suite for p in plan.rest if p.status == "done"}
         scope.entries += _scope(plan, [p for p in plan.rest if p.spec.suite in started]).entries
     from mlhw.plan import stamp_keys
