@@ -51,6 +51,11 @@ check.yaml (beside `tables/` in the baseline folder; every key optional)
       - {table: adam_lr, row: {variant: adam-0.005}, reason: "Adam lr 0.005 ..."}
     keys: {some_table: [col_a, col_b]}   # row keys of tables not in KEY_COLUMNS
 
+A table of one result per row (no `_mean` columns, e.g. `svm`) is compared when `keys:` names its key columns:
+each of its other numeric columns is a metric with n = 1, so its tolerance is the floor alone (`single_values`).
+The profiles' check.yaml gate the SVM table so: the objective to 1e-6 (relative; the solvers are exact to 1e-8),
+the training and test errors to 0.02 (a point or two that lies on the margin may flip across processors).
+
 A metric entry takes `absolute_floor`, `relative_floor`, `k` (overrides the global k), `greater_is_better`
 and `fail_on` (`any` | `worse`). A chaotic entry's `row` names columns and values; it matches every row of
 that table with those values (numbers compare as numbers: `lr: 1` matches `1.0`); `metrics` (optional)
@@ -376,6 +381,23 @@ def metrics_of(df: pd.DataFrame) -> list[str]:
     return [str(c)[: -len("_mean")] for c in df.columns if str(c).endswith("_mean")]
 
 
+def single_values(df: pd.DataFrame | None, keys: list[str]) -> pd.DataFrame | None:
+    """A table of one result per row (the `svm` table: no mean/std columns) in the summary format: each column
+    beside `keys` that holds numbers becomes `<column>_mean`, with n = 1 (the tolerance is then the floor alone);
+    a column of text (the svm table's 'dual / gap') is not compared. A summary table is returned as it is."""
+    if df is None or metrics_of(df):
+        return df
+    out = df[[c for c in keys if c in df.columns]].copy()
+    for c in df.columns:
+        if c in keys or c == "n":
+            continue
+        values = pd.to_numeric(df[c], errors="coerce")  # '-' (no support vectors for Q1) reads as NaN
+        if pd.api.types.is_numeric_dtype(df[c]) or values.notna().any():
+            out[f"{c}_mean"] = values
+    out["n"] = 1
+    return out
+
+
 def load_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
     """Every `<folder>/*.csv` as name -> DataFrame (the folder itself, e.g. results/digits/tables)."""
     folder = Path(folder)
@@ -518,6 +540,8 @@ def compare(
             names.append(name)  # a table only the reproduction has: its rows are new
     for name in names:
         bdf, cdf = baseline.get(name), current.get(name)
+        if policy.keys.get(name):
+            bdf, cdf = (single_values(df, policy.keys[name]) for df in (bdf, cdf))
         ref = bdf if bdf is not None else cdf
         if ref is None:
             raise CheckConfigError(f"check.yaml: tables: {name!r} is in neither the baseline nor the current tables")
@@ -616,6 +640,8 @@ def _fmt(v, digits: int = 4) -> str:
             return "nan"
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
+        if v != 0 and abs(v) < 5e-5:  # an SVM objective's drift or tolerance, which .4f would show as 0.0000
+            return f"{v:.2e}"
         return f"{v:.{digits}f}"
     return str(v)
 
@@ -624,7 +650,7 @@ def _moved(r: CheckRow) -> str:
     if r.delta is None:
         return "-"
     ratio = r.ratio
-    s = f"{r.delta:+.4f}" if math.isfinite(r.delta) else _fmt(r.delta)
+    s = (f"+{_fmt(r.delta)}" if r.delta >= 0 else _fmt(r.delta)) if math.isfinite(r.delta) else _fmt(r.delta)
     if ratio is not None:
         s += f" ({ratio:.1f}x tol)" if math.isfinite(ratio) else " (tol 0)"
     return s

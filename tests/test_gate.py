@@ -96,3 +96,22 @@ def test_reproduce_only_gates_the_tables_of_the_suites_it_runs(ci_copy, workdir)
     report.unlink()
     r = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)
     assert r.exit_code == 0 and "check passed" in r.output, r.output
+
+
+def test_only_one_of_the_two_svm_suites_does_not_call_the_others_rows_missing(workdir):
+    """The svm table holds Q1 (svm_multiclass) and Q3 (svm_soft). --only svm_soft on a store without Q1's run
+    writes a report of Q3 alone (ci-partial): its verdict leaves the svm table out, where it would call Q1
+    missing. With both suites chosen the table is gated: an objective that moved fails, naming the row."""
+    shutil.copy(REPO / "experiments.yaml", workdir / "experiments.yaml")
+    shutil.copytree(REPO / "results" / "ci", workdir / "results" / "ci")
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    r = invoke("reproduce", "--profile", "ci", "--only", "svm_soft", "--tracking-uri", uri)
+    assert r.exit_code == 0 and "check passed: nothing compared" in r.output, r.output
+    assert (workdir / "results" / "ci-partial" / "tables" / "svm.csv").is_file()
+    baseline = workdir / "results" / "ci" / "tables" / "svm.csv"
+    df = pd.read_csv(baseline)
+    df.loc[df["question"] == "Q3 soft SVM", "objective"] *= 1 + 1e-4
+    df.to_csv(baseline, index=False)
+    r = invoke("reproduce", "--profile", "ci", "--only", "svm_soft", "--only", "svm_multiclass", "--tracking-uri", uri)
+    assert r.exit_code == 1, r.output
+    assert "check FAILED: 9 ok, 1 drift — svm question=Q3 soft SVM, setting=digits 3vs8, C=1 objective" in r.output
