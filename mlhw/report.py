@@ -123,6 +123,7 @@ def record(entry: Entry, run, store: Store) -> dict:
     )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
     out["device"] = tags.get("mlhw.device")
+    out["sizes"] = json.loads(tags["mlhw.dataset_sizes"]) if "mlhw.dataset_sizes" in tags else None
     out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
     if "classes" in entry.config:
         out["classes"] = "vs".join(str(k) for k in entry.config["classes"])
@@ -370,6 +371,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         lines += [f"**Not reproduced here**: {', '.join(absent)} ({why}{see}).", ""]
     if findings:
         lines += ["## Findings", "", findings, ""]
+    lines += settings_lines(scope, done)
     if scope.profile == "paper" and not any(s in done for s in T.CNN_TABLE_NAMES):
         lines += [
             "## Part 2: the seed's reference (not reproduced here)",
@@ -427,6 +429,76 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             + ", ".join(f"{e.suite} {e.label}" for e in missing),
         ]
     return "\n".join(lines) + "\n"
+
+
+SETTINGS_SKIPPED = ("kind", "dataset", "train_size", "test_size", "seed")  # shown apart, or the kind itself
+
+
+def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
+    """## Settings: what each suite ran (its data and sizes, the settings its runs share, what varies between them,
+    the seeds), the runs two suites share, and what ± means. A reader of the numbers needs these: the same
+    table on digits and on MNIST means different things."""
+    lines = ["## Settings", ""]
+    owner: dict[str, str] = {}
+    shared: dict[tuple[str, str], int] = {}
+    for suite in scope.suites():
+        recs = done.get(suite, [])
+        if not recs:
+            continue
+        # the planned configs (a record also holds the run's metrics, some of the same name: Q1's `steps`)
+        configs = [e.config for e in scope.entries if e.suite == suite] or [{}]
+        keys = [k for k in configs[0] if k not in SETTINGS_SKIPPED and k in recs[0]]
+        if configs[0].get("kind") == "theory":  # its table's `data` column says what each check ran on
+            keys = []
+        same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
+        varies = [k for k in keys if k not in same]
+        sizes = recs[0].get("sizes") or {}
+        splits = ("train", "val", "test") if configs[0].get("kind") == "cnn" else ("train", "test")  # the MLP: no val
+        data = (recs[0].get("dataset") or "") + (
+            ", " + " / ".join(f"{sizes[k]:,} {k}" for k in splits if k in sizes)
+            if sizes and recs[0].get("dataset") and "classes" not in configs[0]
+            else ""
+        )  # the sizes are the dataset's: a two-class SVM trains on the part of it in its classes
+        parts = [data, ", ".join(f"{k} {_setting(k, configs[0][k])}" for k in same)]
+        parts += [f"{k}: " + ", ".join(dict.fromkeys(_setting(k, c.get(k)) for c in configs)) for k in varies]
+        seeds = list(dict.fromkeys(r["seed"] for r in recs if r.get("seed") is not None))
+        if seeds and any("seed" in c for c in configs):
+            parts.append("seed" + "s" * (len(seeds) > 1) + " " + ", ".join(map(str, seeds)))
+        what = scope.descriptions.get(suite)
+        body = "; ".join(p for p in parts if p)
+        lines.append(f"- **{suite}**" + (f" ({what})" if what else "") + (f": {body}." if body else "."))
+        for r in recs:
+            first = owner.setdefault(r["run_id"], suite)
+            if first != suite:
+                shared[(first, suite)] = shared.get((first, suite), 0) + 1
+    lines.append("")
+    notes = []
+    rates = {r.get("lr") for r in done.get("mlp_lr_sweep", [])}
+    if 0.1 in rates:
+        notes.append(
+            "Part 1 (a), the skeleton's run (in the assignment: lr 0.1, batch 10, 30 epochs, 10,000 / 5,000 MNIST "
+            "images), is Part 1 (b)'s lr 0.1 row."
+        )
+    for (first, second), n in shared.items():
+        notes.append(
+            f"{second} and {first} share {n} run{'s' * (n != 1)} (the same settings: one MLflow run each, counted "
+            f"in both tables)."
+        )
+    notes.append(
+        "In the tables, ± is the sample standard deviation (n - 1) over the seeds and n the number of seeds; a seed "
+        "sets the initialisation, the order of the data, Dropout's masks and any subset drawn."
+    )
+    return lines + [" ".join(notes), ""]
+
+
+def _setting(key: str, v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):  # hidden [100, 40] -> 100x40; classes [3, 8] -> 3 vs 8
+        return (" vs " if key == "classes" else "x").join(map(str, v))
+    return str(v)
 
 
 def group_spans(records) -> dict[str, float]:

@@ -558,6 +558,30 @@ def test_ci_profile_end_to_end_sane_numbers(ci_reproduction):
     assert {p.stat().st_mode & 0o777 for p in files} == {0o644}
 
 
+def test_the_report_says_what_each_suite_ran_on_and_with_what(ci_reproduction):
+    """## Settings: each suite's data and its sizes as its runs logged them, the settings of experiments.yaml's
+    ci profile, what varies, the seeds, and the runs two suites share (one MLflow run, counted twice)."""
+    from sklearn.datasets import load_digits
+
+    workdir, _ = ci_reproduction
+    settings = (workdir / "results" / "ci" / "REPORT.md").read_text().split("## Settings\n")[1].split("\n## ")[0]
+    lines = {line.split("**")[1]: line for line in settings.splitlines() if line.startswith("- **")}
+    ci = yaml.safe_load((workdir / "experiments.yaml").read_text())["profiles"]["ci"]["suites"]
+    sweep = ci["mlp_lr_sweep"]
+    size = f"digits, {sweep['base']['train_size']} train / {sweep['base']['test_size']} test;"
+    assert size in lines["mlp_lr_sweep"] and f"epochs {sweep['base']['epochs']}," in lines["mlp_lr_sweep"]
+    assert "lr: " + ", ".join(f"{lr:g}" for lr in sweep["grid"]["lr"]) + ";" in lines["mlp_lr_sweep"]
+    test = 500  # digits' test split; the rest trains
+    assert f"digits, {len(load_digits().target) - test:,} train / {test} test;" in lines["mlp_full"]
+    assert (
+        "seeds 8, 9." in lines["mlp_full"]
+        and f"width {ci['cnn_optimizers']['base']['width']}," in lines["cnn_optimizers"]
+    )
+    assert "batchnorm: no, yes" in lines["cnn_batchnorm"] and "classes 3 vs 8" in lines["svm_soft"]
+    assert "cnn_adam_lr and cnn_optimizers share 1 run" in settings and "Part 1 (a)" in settings
+    assert "± is the sample standard deviation" in settings
+
+
 def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
     workdir, _ = ci_reproduction
     client, all_runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
