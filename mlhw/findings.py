@@ -469,8 +469,9 @@ def part1b(
         f"{100 * STALL_GAIN:.0f} point of its best), "
         f"*collapses* when it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}; the epoch "
         f"from which it stays there) and *diverges* when its training loss became non-finite or exceeded "
-        f"10 ln(classes), far above the loss of chance, in an epoch where it did not fall (mlhw.divergence; "
-        f"that epoch)."
+        f"10 ln(classes), far above the loss of chance, in an epoch where it did not fall (that epoch; epoch 0, "
+        f"the untrained network with the skeleton's unscaled N(0, 1) weights, often starts above it and is "
+        f"never judged)."
     ]
     return Finding("1b", question, answer, evidence, details, table)
 

@@ -265,6 +265,13 @@ def _precisions(names: list[str]) -> str:
     return ", ".join(f"{n} x{c}" for n, c in counts.items()) + " (mixed)"
 
 
+Q1_METHODS = {  # how Q1's minimum is known (mlhw.svm.solve_multiclass), in the table's "dual / gap" column
+    "certificate": "exact: a W with f = 0",
+    "lp": "exact: linear program",
+    "subgradient": "subgradient steps",
+}
+
+
 def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
     rows = []
     for r in multiclass:
@@ -273,7 +280,7 @@ def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
                 "question": "Q1 multiclass hinge",
                 "setting": f"{r['dataset']}, all classes",
                 "objective": r["objective"],
-                "dual / gap": f"method {r.get('method', '-')}",
+                "dual / gap": Q1_METHODS.get(r.get("method"), f"method {r.get('method', '-')}"),
                 "support vectors": "-",
                 "train error": r["train_error"],
                 "test error": r["test_error"],
@@ -304,7 +311,8 @@ def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
 
 
 def theory_table(rows: list[dict]) -> ResultTable:
-    num = pd.DataFrame(rows)
+    # in the assignment's order, Q1 to Q4 (the checks run cheapest first); each question's datasets as they ran
+    num = pd.DataFrame(sorted(rows, key=lambda r: str(r.get("question", ""))[:2]))
     disp = num[["question", "claim", "check", "data"]].copy() if len(num) else num
     if len(num):
         disp["max error"] = [f"{float(v):.1e}" for v in num["max_error"]]

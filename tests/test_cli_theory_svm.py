@@ -15,18 +15,19 @@ def test_theory_all_pass_and_logged(workdir):
     res = invoke("theory", "--tracking-uri", uri, "--json")
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
-    assert len(rows) == 33 and all(r["passed"] for r in rows)
+    assert len(rows) == 35 and all(r["passed"] for r in rows)
     assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
     client, (run,) = runs_of(uri)
     assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["mlhw.checks_failed"] == "0"
-    assert run.data.tags["mlhw.checks_passed"] == "33" and run.data.tags["mlhw.kind"] == "theory"
+    assert run.data.tags["mlhw.checks_passed"] == "35" and run.data.tags["mlhw.kind"] == "theory"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
     assert not (workdir / "results").exists()
     # one metric per check, named for its claim in the UI (they were check/00_error .. check/32_error)
     metrics = run.data.metrics
-    assert len(metrics) == 33 and all(k.startswith("check/") for k in metrics)
+    assert len(metrics) == 35 and all(k.startswith("check/") for k in metrics)
     assert metrics["check/04 Q1 f eq 0 implies zero training error - blobs"] == rows[4]["max_error"] == 0.0
-    assert metrics["check/16 Q3d complementary slackness - overlapping"] == rows[16]["max_error"]
+    assert metrics["check/17 Q3d complementary slackness - overlapping"] == rows[17]["max_error"]
+    assert metrics["check/08 Q3bc g a b eq min over w b xi of the Lagrangian - overlapping"] == rows[8]["max_error"]
 
 
 def test_a_failing_claim_fails_the_command(workdir, monkeypatch):

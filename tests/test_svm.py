@@ -311,3 +311,24 @@ def test_the_dual_at_the_primals_multipliers_certifies_the_primal():
     assert abs(k["primal_certificate_gap"]) < 1e-12  # the primal is the optimum
     worse = dataclasses.replace(primal, theta=primal.theta * 1.01, objective=prob.primal(primal.theta * 1.01))
     assert svm.kkt_report(prob, worse, dual)["primal_certificate_gap"] > 1e-6  # a primal off the optimum is not
+
+
+def test_the_dual_functions_formula_is_the_lagrangians_minimum_and_a_wrong_one_is_caught(monkeypatch):
+    """Q3(b, c): g(a, b) from the derivation against L minimised numerically at random multipliers; a formula
+    with C/2 where 1/(2C) belongs (the slip the derivation invites) fails the check by orders of magnitude."""
+    from mlhw import svm, theory
+
+    rng = np.random.RandomState(3)
+    X = rng.randn(40, 4)
+    y = np.where(X[:, 0] + 0.3 * rng.randn(40) > 0, 1.0, -1.0)
+    a, b = theory.random_multipliers(y, rng)
+    assert (a >= 0).all() and (b >= 0).all() and abs(a @ y) < 1e-12
+    assert theory.dual_function_error(X, y, C=3.0) < 1e-10
+
+    def wrong(self, a, b=None):
+        b = np.zeros_like(a) if b is None else b
+        v = self.X.T @ (a * self.y)
+        return float(-0.5 * v @ v - self.C * (a + b) @ (a + b) / 2 + a.sum())
+
+    monkeypatch.setattr(svm.SoftSVMProblem, "dual", wrong)
+    assert theory.dual_function_error(X, y, C=3.0) > 1e-2

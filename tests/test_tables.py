@@ -128,7 +128,7 @@ def test_tables_rebuilds_the_report_from_the_store_alone(ci_copy, workdir, monke
     sections = [line for line in (old / "REPORT.md").read_text().splitlines() if line.startswith("## ")]
     assert [line for line in (new / "REPORT.md").read_text().splitlines() if line.startswith("## ")] == sections
     assert {p.stat().st_mode & 0o777 for p in new.rglob("*") if p.is_file()} == {0o644}
-    assert "theory: 33 of 33 checks pass" in res.stdout
+    assert "theory: 35 of 35 checks pass" in res.stdout
 
 
 def test_tables_in_place_and_from_a_moved_folder(ci_copy, workdir, monkeypatch):
