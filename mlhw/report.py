@@ -26,6 +26,7 @@ import pandas as pd
 import mlhw
 from mlhw import tables as T
 from mlhw.claims import by_identity
+from mlhw.config import CNN_PRESETS
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, metric_key
 from mlhw.reference import MLP_FULL_TEST_ACC
 from mlhw.store import Store
@@ -433,6 +434,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     return "\n".join(lines) + "\n"
 
 
+SVM_SUITES = ("svm_multiclass", "svm_soft")
 SETTINGS_SKIPPED = ("kind", "dataset", "train_size", "test_size", "seed")  # shown apart, or the kind itself
 
 
@@ -480,6 +482,24 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
         notes.append(
             "Part 1 (a), the skeleton's run (in the assignment: lr 0.1, batch 10, 30 epochs, 10,000 / 5,000 MNIST "
             "images), is Part 1 (b)'s lr 0.1 row."
+        )
+    paper = CNN_PRESETS["cifar10"]
+    small = {
+        (c.get("width"), c.get("image_size"))
+        for suite in T.CNN_TABLE_NAMES
+        for c in [e.config for e in scope.entries if e.suite == suite and suite in done]
+        if (c.get("width"), c.get("image_size")) != (paper["width"], paper["image_size"])
+    }
+    for width, px in sorted(small):
+        notes.append(
+            f"AlexNet here is {width:g} of the paper's width at {px} px (the assignment's: width 1 at 227 px, "
+            f"58 million parameters): the same layers, narrower and on smaller images."
+        )
+    datasets = {r.get("dataset") for s in ("mlp_lr_sweep", "mlp_full") for r in done.get(s, [])}
+    if "mnist" in datasets and any(r.get("dataset") == "digits" for s in SVM_SUITES for r in done.get(s, [])):
+        notes.append(
+            "Q1 and Q3 run on digits: Q1's claim needs linearly separable data, which MNIST is not, and its linear "
+            "program on MNIST would have half a million constraints."
         )
     for (first, second), n in shared.items():
         notes.append(

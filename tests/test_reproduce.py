@@ -580,6 +580,8 @@ def test_the_report_says_what_each_suite_ran_on_and_with_what(ci_reproduction):
     assert "batchnorm: no, yes" in lines["cnn_batchnorm"] and "classes 3 vs 8" in lines["svm_soft"]
     assert "cnn_adam_lr and cnn_optimizers share 1 run" in settings and "Part 1 (a)" in settings
     assert "± is the sample standard deviation" in settings
+    assert "AlexNet here is 0.125 of the paper's width at 67 px" in settings  # ci's width, digits' preset size
+    assert "Q1 and Q3 run on digits" not in settings  # said only where Part 1 ran on MNIST
 
 
 def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
