@@ -17,6 +17,12 @@ own thin line ends at its last finite value with an x there, and the mean and ba
 seeds not yet diverged. The legend says n and how many seeds diverged ("lr=100 (n=3, diverged in 2/3 seeds)"),
 and its title says what the line and the band are. A missing value (key absent or None) is a gap, not divergence.
 
+A group keeps its colour and marker in every figure and profile (`series_style`): a learning rate by its place in
+the assignment's list of rates, a CNN variant by its place in the assignment's variants, any other label by a
+checksum of it, never by its position among the groups drawn. Markers on long curves are drawn every few epochs,
+at epochs that differ from one group to the next, and a diverged seed's own line lies under every mean line, so
+that two groups on the same values (lr 10 at chance and lr 100 after diverging) both stay visible.
+
 Figures are built on `matplotlib.figure.Figure` (no pyplot state) and written by `save`: atomically (a temporary
 file in the same folder, then a rename) and world-readable (0644 less the umask).
 """
@@ -27,6 +33,7 @@ import math
 import os
 import tempfile
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +43,17 @@ import matplotlib
 matplotlib.use("Agg")  # headless: CI, servers, the device machine
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from mlhw.labels import variant_title  # noqa: E402
-from mlhw.reference import CNN_VARIANTS  # noqa: E402
+from mlhw.labels import lr_label, variant_title  # noqa: E402
+from mlhw.reference import CNN_VARIANTS, MLP_SWEEP_LRS  # noqa: E402
 
 # tab10 without its grey and olive (index 7 and 8): every colour stays visible on white and in a band.
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+# one marker per slot, none of them an x (the x marks divergence)
+MARKERS = ["o", "s", "^", "D", "v", "P", "<", ">"]
+MARKERS_PER_LINE = 8  # a curve longer than 15 epochs: about this many markers, not one per epoch
 BAND = "min-max"  # what the shaded band is: the range over seeds at each epoch
 LR_SWEEP_PANELS = (("train_acc", "training accuracy"), ("train_loss", "training loss"), ("test_acc", "test accuracy"))
 CNN_PANELS = (("train_loss", "training loss"), ("val_acc", "validation accuracy"))
@@ -132,6 +143,33 @@ def group_stats(seeds: Sequence[Sequence[dict]], key: str, divergence_keys: Sequ
     return GroupStats(epochs, mean, low, high, count, curves)
 
 
+# --- how a group looks ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Style:
+    color: str
+    marker: str
+    slot: int  # where its markers start on a long curve (so that two groups' markers fall on different epochs)
+
+
+# the assignment's learning rates (Part 1) and CNN variants (Part 2), each by its place in the assignment's list
+SLOTS = {lr_label(lr): i for i, lr in enumerate(MLP_SWEEP_LRS)} | {
+    variant_title(v): i for i, v in enumerate(CNN_VARIANTS)
+}
+
+
+def series_style(label: str) -> Style:
+    """A group's colour and marker, the same in every figure and profile whatever else is drawn beside it: a rate
+    of the assignment's sweep ('lr=0.1') or one of its CNN variants ('Adam lr=5e-5') by its place in that list,
+    any other label by its CRC-32 (colour and marker picked apart, so that two such labels rarely share both)."""
+    slot = SLOTS.get(label)
+    if slot is not None:
+        return Style(PALETTE[slot % len(PALETTE)], MARKERS[slot % len(MARKERS)], slot)
+    h = zlib.crc32(label.encode())
+    return Style(PALETTE[h % len(PALETTE)], MARKERS[(h // len(PALETTE)) % len(MARKERS)], h)
+
+
 # --- drawing ------------------------------------------------------------------------------------------------------
 
 
@@ -164,12 +202,20 @@ def legend_title(ns: Sequence[int], any_diverged: bool) -> str:
     return text
 
 
+def _markevery(slot: int, n_epochs: int):
+    """Every epoch on a short curve; on a long one every few epochs, starting at an epoch set by the group's slot,
+    so that groups on the same values show their markers side by side rather than on top of each other."""
+    if n_epochs <= 15:
+        return None
+    step = math.ceil(n_epochs / MARKERS_PER_LINE)
+    return (slot % step, step)
+
+
 def draw_curves(
     series: Sequence[tuple[str, Sequence]],
     panels: Sequence[tuple[str, str]],
     title: str,
     log_keys: Sequence[str] = (),
-    colors: Sequence | None = None,
 ) -> Figure:
     """The figure, not yet saved: one panel per (metric key, panel title), one line (and band) per group.
 
@@ -177,27 +223,39 @@ def draw_curves(
     'band:<label>', 'seed:<label>:<i>' (a diverged seed's own line) and 'diverged:<label>:<i>' (its x marker).
     """
     groups = [(label, _seeds(runs)) for label, runs in series]
+    styles = [series_style(label) for label, _ in groups]
     keys = [k for k, _ in panels]
-    colors = list(colors) if colors is not None else [PALETTE[i % len(PALETTE)] for i in range(len(groups))]
+    shown = sorted(
+        {e for _, seeds in groups for rows in seeds for e in (r.get("epoch") for r in rows) if e is not None}
+    )
     fig = Figure(figsize=(5.0 * len(panels), 4.9), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles, names, ns, any_diverged = [], [], [], False
     for ax, (key, panel_title) in zip(axes, panels):
-        for (label, seeds), color in zip(groups, colors):
+        for (label, seeds), style in zip(groups, styles):
             st = group_stats(seeds, key, keys)
             many = st.n > 1
+            mark = dict(marker=style.marker, mec="white", mew=0.6, markevery=_markevery(style.slot, len(shown)))
             if many and len(st.epochs):
-                ax.fill_between(st.epochs, st.low, st.high, color=color, alpha=0.18, lw=0, gid=f"band:{label}")
-            few = len(st.epochs) <= 15  # short runs: a marker per epoch, so that even one epoch is visible
-            (line,) = ax.plot(
-                st.epochs, st.mean, color=color, lw=2.0, gid=f"mean:{label}", marker="o" if few else None, ms=4
-            )
+                ax.fill_between(st.epochs, st.low, st.high, color=style.color, alpha=0.18, lw=0, gid=f"band:{label}")
+            ax.plot(st.epochs, st.mean, color=style.color, lw=2.0, ms=6, gid=f"mean:{label}", **mark)
             for i, c in enumerate(st.seeds):
                 if c.diverged_at is None:
                     continue
                 before = c.epochs < c.diverged_at
                 if (many or not before.all()) and len(c.epochs):
-                    ax.plot(c.epochs, c.values, color=color, lw=0.9, ls="--", alpha=0.8, gid=f"seed:{label}:{i}")
+                    ax.plot(
+                        c.epochs,
+                        c.values,
+                        color=style.color,
+                        lw=1.0,
+                        ls="--",
+                        alpha=0.85,
+                        ms=5,
+                        zorder=1.9,  # under every group's mean line (2): the means stay in sight where they meet
+                        gid=f"seed:{label}:{i}",
+                        **(mark | {"mec": style.color}),  # no white edge: it would eat so small a marker
+                    )
                 if before.any():
                     ax.plot(
                         c.epochs[before][-1:],
@@ -206,20 +264,21 @@ def draw_curves(
                         marker="x",
                         ms=9,
                         mew=2.2,
-                        color=color,
+                        color=style.color,
                         gid=f"diverged:{label}:{i}",
                     )
             if ax is axes[0]:
-                handles.append(line)
+                # the legend shows what the group is drawn as: its marker, and a dashed line where every seed
+                # diverged (the seeds' own lines are then most of what is drawn)
+                gone = st.n > 0 and st.diverged == st.n
+                sample = mark | {"markevery": None}
+                handles.append(Line2D([], [], color=style.color, lw=2.0, ls="--" if gone else "-", ms=6, **sample))
                 names.append(group_label(label, st))
                 ns.append(st.n)
                 any_diverged |= st.diverged > 0
         ax.set_title(panel_title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        shown = sorted(
-            {e for _, seeds in groups for rows in seeds for e in (r.get("epoch") for r in rows) if e is not None}
-        )
         if len(shown) and shown[-1] - shown[0] < 2:  # a locator would pick fractional ticks on so short a range
             ax.set_xticks(shown)
             ax.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
@@ -272,17 +331,9 @@ def lr_sweep_figure(series, path, title: str = "MLP learning-rate sweep") -> Pat
     return save(draw_lr_sweep(series, title), path)
 
 
-def _variant_colors(labels: Sequence[str]) -> list | None:
-    """One colour per CNN variant, the same in every part's figure, when every label is a variant title."""
-    order = {variant_title(v): i for i, v in enumerate(CNN_VARIANTS)}
-    if labels and all(lab in order for lab in labels):
-        return [PALETTE[order[lab] % len(PALETTE)] for lab in labels]
-    return None
-
-
 def draw_cnn_curves(series, title: str = "AlexNet learning curves") -> Figure:
     """Part 2, unsaved: training loss and validation accuracy per epoch, one group of seeds per variant."""
-    return draw_curves(series, CNN_PANELS, title, colors=_variant_colors([label for label, _ in series]))
+    return draw_curves(series, CNN_PANELS, title)
 
 
 def cnn_curves_figure(series, path, title: str = "AlexNet learning curves") -> Path:

@@ -258,3 +258,111 @@ def test_single_command_run_names_say_what_ran():
     assert labels.data_note(cifar) == "cifar10 10%, 10 epochs"
     assert labels.cnn_title("adam", 5e-5, batchnorm=False, dropout=False) == labels.variant_title("adam-5e-05-plain")
     assert labels.cnn_title("sgd", 0.005, dropout=False) == "SGD lr=0.005, no Dropout"
+
+
+# --- colours and markers ----------------------------------------------------------------------------------------------
+
+
+def style_of(fig, label):
+    """(colour, marker) of a group's mean line in every panel, checked equal across panels and to its legend sample."""
+    found = {(a.get_color(), a.get_marker()) for ax in fig.axes for a in ax.lines if a.get_gid() == f"mean:{label}"}
+    assert len(found) == 1, found
+    (leg,) = fig.legends
+    names = [t.get_text().split(" (n=")[0] for t in leg.get_texts()]
+    sample = leg.legend_handles[names.index(label)]
+    assert (sample.get_color(), sample.get_marker()) in found
+    return found.pop()
+
+
+def pair_of(style):
+    return style.color, style.marker
+
+
+def marked_epochs(line) -> set:
+    """The x values at which a line draws its marker (markevery: None, or (start, step))."""
+    if line.get_marker() in (None, "", "None", "none", " "):
+        return set()
+    x = np.asarray(line.get_xdata())
+    every = line.get_markevery()
+    if every is None:
+        return set(x.tolist())
+    start, step = every
+    return set(x[start::step].tolist())
+
+
+def test_a_learning_rate_keeps_its_colour_and_marker_in_every_profile():
+    """ci sweeps lr 0.01, 0.1 and 100; digits and paper all six rates. lr 0.1 was orange in ci and green in the
+    others (the colour went by position among the curves drawn): now by the rate's place in the assignment's list."""
+    rng = np.random.default_rng(7)
+    lrs = [0.001, 0.01, 0.1, 1, 10, 100]
+    full = plots.draw_lr_sweep([(labels.lr_label(lr), [sweep_rows(rng) for _ in range(3)]) for lr in lrs], "t")
+    ci = plots.draw_lr_sweep([(labels.lr_label(lr), [sweep_rows(rng, 4)]) for lr in (0.01, 0.1, 100)], "t")
+    alone = plots.draw_lr_sweep([("lr=100", [sweep_rows(rng)])], "t")
+    styles = {lr: style_of(full, labels.lr_label(lr)) for lr in lrs}
+    for lr in (0.01, 0.1, 100):
+        assert style_of(ci, labels.lr_label(lr)) == styles[lr], lr
+    assert style_of(alone, "lr=100") == styles[100]
+    assert len({c for c, _ in styles.values()}) == 6 and len({m for _, m in styles.values()}) == 6
+    assert "x" not in {m for _, m in styles.values()}  # the x means divergence
+    # in the order of the list: the palette's first six
+    assert [c for c, _ in styles.values()] == plots.PALETTE[:6]
+    # another rate: the same style wherever it is drawn, whatever is beside it
+    other = plots.draw_lr_sweep([("lr=0.5", [sweep_rows(rng)]), ("lr=0.1", [sweep_rows(rng)])], "t")
+    other_alone = plots.draw_lr_sweep([("lr=0.5", [sweep_rows(rng)])], "t")
+    assert style_of(other, "lr=0.5") == style_of(other_alone, "lr=0.5")
+    assert style_of(other, "lr=0.5") == pair_of(plots.series_style("lr=0.5"))
+    assert style_of(other, "lr=0.1") == styles[0.1]
+
+
+def test_a_cnn_variant_keeps_its_colour_beside_any_other_label():
+    """Variants kept their colour only when every label of the figure was a variant: beside another label the
+    whole figure went back to colours by position."""
+    seeds = [rows({"train_loss": [2.0, 1.0], "val_acc": [0.1, 0.2]}, 1)]
+    adam = labels.variant_title("adam-5e-05")
+    pair = plots.draw_cnn_curves([(labels.variant_title("sgd-0.005"), seeds), (adam, seeds)], "t")
+    mixed = plots.draw_cnn_curves([(adam, seeds), ("Adam lr=1e6", seeds)], "t")
+    assert style_of(mixed, adam) == style_of(pair, adam)
+    assert style_of(pair, adam) == pair_of(plots.series_style(adam))
+    assert style_of(mixed, "Adam lr=1e6") == pair_of(plots.series_style("Adam lr=1e6"))
+    titles = [labels.variant_title(v) for v in CNN_VARIANTS]
+    assert len({plots.series_style(t).color for t in titles}) == len(titles)
+
+
+def collapsed_and_diverged(rng, n_seeds, n_epochs=31):
+    """lr 10 stalls at chance (finite loss 3.3); lr 100 is flagged diverged from epoch 1 and also sits at 10%."""
+    out = {}
+    for lr, loss in ((10, 3.3), (100, 40.0)):
+        seeds = []
+        for _ in range(n_seeds):
+            acc = list(0.1 + rng.normal(0, 0.004, n_epochs))
+            r = rows({"train_acc": acc, "train_loss": [20.0] + [loss] * (n_epochs - 1), "test_acc": acc})
+            if lr == 100:
+                for row in r[1:]:
+                    row["diverged"] = True
+            seeds.append(r)
+        out[labels.lr_label(lr)] = seeds
+    return out
+
+
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_lr_10_at_chance_and_lr_100_diverged_can_be_told_apart_where_they_overlap(n_seeds):
+    """Both end at 10% accuracy: in the accuracy panels lr 10's mean line and lr 100's own (dashed) lines lie on
+    each other. They differ in marker as well as colour, their markers fall on different epochs, and the mean line
+    is drawn above the diverged seeds' lines, so that neither hides the other."""
+    groups = collapsed_and_diverged(np.random.default_rng(8), n_seeds)
+    fig = plots.draw_lr_sweep(list(groups.items()), "t")
+    for ax in (fig.axes[0], fig.axes[2]):
+        ten = artist(ax, "mean:lr=10")
+        hundred = [artist(ax, f"seed:lr=100:{i}") for i in range(n_seeds)]
+        assert marked_epochs(ten) and all(marked_epochs(h) for h in hundred)
+        assert all(h.get_marker() != ten.get_marker() for h in hundred)
+        assert all(h.get_color() != ten.get_color() for h in hundred)
+        assert all(not marked_epochs(ten) & marked_epochs(h) for h in hundred)
+        assert all(h.get_zorder() < ten.get_zorder() for h in hundred)
+        assert all(h.get_linestyle() == "--" and ten.get_linestyle() == "-" for h in hundred)
+    # the legend shows each marker; lr 100, drawn only as its seeds' dashed lines, shows a dashed sample
+    (leg,) = fig.legends
+    ten_h, hundred_h = leg.legend_handles
+    assert ten_h.get_marker() == artist(fig.axes[0], "mean:lr=10").get_marker()
+    assert hundred_h.get_marker() == artist(fig.axes[0], "seed:lr=100:0").get_marker()
+    assert ten_h.get_linestyle() == "-" and hundred_h.get_linestyle() == "--"
