@@ -12,10 +12,12 @@ Input shape, shared by every figure::
 
 What a panel shows, per group: the mean over seeds at each epoch (a solid line) and the min-max range over
 seeds (a shaded band); a single seed is drawn as its own line, without a band. A seed *diverges* at the first
-epoch where any of the figure's metrics is NaN or infinite: from that epoch on it is left out of every panel, its
-own thin line ends at its last finite value with an x there, and the mean and band at each epoch are over the
-seeds not yet diverged. The legend says n and how many seeds diverged ("lr=100 (n=3, diverged in 2/3 seeds)"),
-and its title says what the line and the band are. A missing value (key absent or None) is a gap, not divergence.
+epoch where any of the figure's metrics is NaN or infinite (or that its rows flag `diverged`): from that epoch on
+it is left out of every panel's mean and band, its own thin line goes on dashed through every finite value it
+has, and an x marks the epoch it diverged at (the epoch the report's text names): on its value there, or at the
+panel's top edge when that value is not finite. The legend says n and how many seeds diverged ("lr=100 (n=3,
+diverged in 2/3 seeds)"), and its title says what the line, the band and the x are. A missing value (key absent
+or None) is a gap, not divergence.
 
 A group keeps its colour and marker in every figure and profile (`series_style`): a learning rate by its place in
 the assignment's list of rates, a CNN variant by its place in the assignment's variants, any other label by a
@@ -194,9 +196,10 @@ def legend_title(ns: Sequence[int], any_diverged: bool) -> str:
         text = f"line: mean of {n} seeds, band: {BAND} over seeds"
     if any_diverged:
         text += (
-            "\nx: a seed's last value before it diverged (loss non-finite, or far above chance and not falling), "
-            "dashed after"
+            "\nx: the epoch a seed diverged at (loss non-finite, or far above chance and not falling): on its value, "
+            "or on the top edge if that is not finite"
         )
+        text += "\na diverged seed's own line dashed"
         if many:
             text += "; mean and band over the seeds not yet diverged"
     return text
@@ -209,6 +212,18 @@ def _markevery(slot: int, n_epochs: int):
         return None
     step = math.ceil(n_epochs / MARKERS_PER_LINE)
     return (slot % step, step)
+
+
+def _divergence_marker(ax, curve: SeedCurve, color: str, gid: str) -> None:
+    """The x at the epoch `curve` diverged at: on its value there, or on the panel's top edge (x in data, y in
+    axes coordinates, not clipped) when that value is missing, not finite or not drawable on a log axis."""
+    at = curve.diverged_at
+    value = curve.values[curve.epochs == at]
+    style = dict(ls="none", marker="x", ms=9, mew=2.2, color=color, gid=gid, zorder=4)
+    if len(value) and (ax.get_yscale() != "log" or value[0] > 0):
+        ax.plot([at], value[:1], **style)
+    else:
+        ax.plot([at], [1.0], transform=ax.get_xaxis_transform(), clip_on=False, **style)
 
 
 def draw_curves(
@@ -232,6 +247,8 @@ def draw_curves(
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles, names, ns, any_diverged = [], [], [], False
     for ax, (key, panel_title) in zip(axes, panels):
+        if key in log_keys:
+            ax.set_yscale("log")  # before drawing: a divergence marker is placed by the scale
         for (label, seeds), style in zip(groups, styles):
             st = group_stats(seeds, key, keys)
             many = st.n > 1
@@ -256,17 +273,7 @@ def draw_curves(
                         gid=f"seed:{label}:{i}",
                         **(mark | {"mec": style.color}),  # no white edge: it would eat so small a marker
                     )
-                if before.any():
-                    ax.plot(
-                        c.epochs[before][-1:],
-                        c.values[before][-1:],
-                        ls="none",
-                        marker="x",
-                        ms=9,
-                        mew=2.2,
-                        color=style.color,
-                        gid=f"diverged:{label}:{i}",
-                    )
+                _divergence_marker(ax, c, style.color, f"diverged:{label}:{i}")
             if ax is axes[0]:
                 # the legend shows what the group is drawn as: its marker, and a dashed line where every seed
                 # diverged (the seeds' own lines are then most of what is drawn)
@@ -282,8 +289,6 @@ def draw_curves(
         if len(shown) and shown[-1] - shown[0] < 2:  # a locator would pick fractional ticks on so short a range
             ax.set_xticks(shown)
             ax.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
-        if key in log_keys:
-            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     if handles:
         ncol = min(len(handles), 3 if max(len(n) for n in names) > 24 else 6)

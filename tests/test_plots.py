@@ -36,6 +36,15 @@ def legend(fig):
     return leg.get_title().get_text(), [t.get_text() for t in leg.get_texts()]
 
 
+def marker_at(ax, line):
+    """A one-point line's position: x in data coordinates, y in axes coordinates (1.0: the panel's top edge), once
+    the axes' limits are settled (matplotlib autoscales lazily: get_xlim/get_ylim settle them)."""
+    ax.get_xlim(), ax.get_ylim()
+    display = line.get_transform().transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+    (x, _), (_, y) = ax.transData.inverted().transform(display)[0], ax.transAxes.inverted().transform(display)[0]
+    return x, y
+
+
 def band_limits(coll, epochs):
     """The band's lower and upper edge at each epoch, read from the polygon fill_between drew."""
     xy = coll.get_paths()[0].vertices
@@ -87,7 +96,7 @@ def test_a_single_seed_is_its_own_line_without_a_band():
     np.testing.assert_array_equal(fig2.axes[0].lines[0].get_ydata(), artist(ax, "mean:lr=0.1").get_ydata())
 
 
-def test_a_diverged_seed_leaves_the_mean_with_an_x_at_its_last_value_before_and_a_dashed_line():
+def test_a_diverged_seed_leaves_the_mean_with_an_x_at_its_divergence_epoch_and_a_dashed_line():
     rng = np.random.default_rng(3)
     seeds = [sweep_rows(rng, 8) for _ in range(3)]
     # seed 1's loss becomes inf at epoch 3 and NaN after: its accuracies (still finite) are cut there too
@@ -105,18 +114,26 @@ def test_a_diverged_seed_leaves_the_mean_with_an_x_at_its_last_value_before_and_
         np.testing.assert_allclose(lo, np.nanmin(table, axis=0), rtol=1e-12)
         np.testing.assert_allclose(hi, np.nanmax(table, axis=0), rtol=1e-12)
         seed_line = artist(ax, "seed:lr=100:1")  # dashed: every finite value of its own, after divergence too
+        assert seed_line.get_linestyle() == "--"
         finite = [(r["epoch"], r[key]) for r in seeds[1] if math.isfinite(r[key])]
         np.testing.assert_array_equal(seed_line.get_xdata(), [e for e, _ in finite])
         np.testing.assert_allclose(seed_line.get_ydata(), [v for _, v in finite])
+        # the x sits at the epoch of divergence (3), not at the last value before it (2): on the accuracy there,
+        # and on the loss panel's top edge, the loss being infinite
         marker = artist(ax, "diverged:lr=100:1")
         assert marker.get_marker() == "x"
-        np.testing.assert_array_equal(marker.get_xdata(), [2])
-        np.testing.assert_allclose(marker.get_ydata(), [seeds[1][2][key]])
+        x, y = marker_at(ax, marker)
+        assert x == pytest.approx(3)
+        if key == "train_loss":
+            assert y == pytest.approx(1.0) and not marker.get_clip_on()
+        else:
+            np.testing.assert_allclose(marker.get_ydata(), [seeds[1][3][key]])
+            assert 0 < y < 1
         # the seeds that stayed finite get no marker and no own line
         assert not [a for a in ax.lines if a.get_gid() in ("diverged:lr=100:0", "seed:lr=100:2")]
     title, texts = legend(fig)
     assert texts == ["lr=100 (n=3, diverged in 1/3 seeds)"]
-    assert "not yet diverged" in title and "x:" in title
+    assert "not yet diverged" in title and "x: the epoch a seed diverged at" in title and "top edge" in title
 
 
 def test_a_group_that_diverges_in_every_seed_stops_where_the_last_seed_stops():
@@ -125,11 +142,13 @@ def test_a_group_that_diverges_in_every_seed_stops_where_the_last_seed_stops():
     mean = artist(fig.axes[1], "mean:lr=100")
     np.testing.assert_array_equal(mean.get_xdata(), [0, 1, 2])
     np.testing.assert_allclose(mean.get_ydata(), [1.0, 2.0, 3.0])
-    np.testing.assert_array_equal(artist(fig.axes[1], "diverged:lr=100:1").get_xdata(), [0])
+    for ax in fig.axes:  # every value NaN from the divergence on: each x on its panel's top edge, at that epoch
+        assert marker_at(ax, artist(ax, "diverged:lr=100:1")) == pytest.approx((1, 1.0))
+        assert marker_at(ax, artist(ax, "diverged:lr=100:0")) == pytest.approx((3, 1.0))
     assert legend(fig)[1] == ["lr=100 (n=2, diverged in 2/2 seeds)"]
     single = plots.draw_lr_sweep([("lr=100", seeds[:1])], "t")
-    assert legend(single)[1] == ["lr=100 (n=1, diverged at epoch 3)"]
-    np.testing.assert_array_equal(artist(single.axes[0], "diverged:lr=100:0").get_xdata(), [2])
+    assert legend(single)[1] == ["lr=100 (n=1, diverged at epoch 3)"]  # the legend and the x name the same epoch
+    np.testing.assert_array_equal(artist(single.axes[0], "diverged:lr=100:0").get_xdata(), [3])
 
 
 def test_a_missing_value_is_a_gap_not_divergence():
@@ -233,7 +252,7 @@ def test_save_respects_the_umask_and_leaves_the_old_file_when_drawing_fails(tmp_
 
 def test_a_run_flagged_diverged_with_a_finite_loss_leaves_the_mean_at_its_flag():
     """mlhw.divergence also flags a finite loss far above chance: the row carries `diverged`, and the figure
-    treats that epoch as the divergence (x at epoch 0 here), the finite values going on dashed."""
+    treats that epoch as the divergence (x at epoch 1 here, on the finite loss), the finite values going on dashed."""
     rng = np.random.default_rng(5)
     seeds = [sweep_rows(rng, 6) for _ in range(2)]
     for r in seeds[0][1:]:
@@ -241,9 +260,39 @@ def test_a_run_flagged_diverged_with_a_finite_loss_leaves_the_mean_at_its_flag()
     fig = plots.draw_lr_sweep([("lr=100", seeds)], "t")
     loss = fig.axes[1]
     np.testing.assert_allclose(artist(loss, "mean:lr=100").get_ydata()[1:], [r["train_loss"] for r in seeds[1][1:]])
-    np.testing.assert_array_equal(artist(loss, "diverged:lr=100:0").get_xdata(), [0])
+    marker = artist(loss, "diverged:lr=100:0")
+    np.testing.assert_array_equal(marker.get_xdata(), [1])
+    np.testing.assert_array_equal(marker.get_ydata(), [50.0])
     np.testing.assert_array_equal(artist(loss, "seed:lr=100:0").get_xdata(), np.arange(6))
     assert legend(fig)[1] == ["lr=100 (n=2, diverged in 1/2 seeds)"]
+
+
+def test_the_x_sits_at_the_epoch_the_report_says_a_run_diverged_at():
+    """The report's text says 'lr 100 diverges at epoch 1' (the run's diverged_epoch); the x was drawn at epoch 0,
+    the last value before. Records as report.figure_specs reads them: one flagged from epoch 1 (a finite loss far
+    above chance), one whose loss is NaN from epoch 2."""
+    from mlhw.report import curves
+
+    rng = np.random.default_rng(6)
+    flagged = {"history": sweep_rows(rng, 5), "diverged_epoch": 1}
+    for h in flagged["history"][1:]:
+        h["train_loss"] = 40.0 + h["epoch"]
+    nan = {"history": sweep_rows(rng, 5), "diverged_epoch": 2}
+    for h in nan["history"][2:]:
+        h["train_loss"] = math.nan
+    for recs, at in (([flagged], 1), ([nan], 2), ([flagged, nan], None)):
+        fig = plots.draw_lr_sweep([("lr=100", [curves(r) for r in recs])], "t")
+        for ax, key in zip(fig.axes, KEYS):
+            for i, r in enumerate(recs):
+                x, y = marker_at(ax, artist(ax, f"diverged:lr=100:{i}"))
+                assert x == pytest.approx(r["diverged_epoch"])
+                value = r["history"][r["diverged_epoch"]][key]
+                if math.isfinite(value):  # on the value at that epoch (the loss of 41 too: a log axis holds it)
+                    assert artist(ax, f"diverged:lr=100:{i}").get_ydata()[0] == value and 0 < y < 1
+                else:
+                    assert y == pytest.approx(1.0)
+        if at is not None:
+            assert legend(fig)[1] == [f"lr=100 (n=1, diverged at epoch {at})"]
 
 
 def test_single_command_run_names_say_what_ran():
