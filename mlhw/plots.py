@@ -25,6 +25,11 @@ checksum of it, never by its position among the groups drawn. Markers on long cu
 at epochs that differ from one group to the next, and a diverged seed's own line lies under every mean line, so
 that two groups on the same values (lr 10 at chance and lr 100 after diverging) both stay visible.
 
+A figure of a single epoch draws markers only (hollow, each group a little to one side of the epoch, the min-max
+over seeds as a bar), and the legend shows markers. No panel's y range is narrower than `MIN_SPAN_ACC` (an
+accuracy), `MIN_SPAN_REL` of its largest value (a loss) or a factor of `MIN_RATIO_LOG` (a log axis), so that a
+difference of a thousandth is not blown up to the panel's full height.
+
 Figures are built on `matplotlib.figure.Figure` (no pyplot state) and written by `save`: atomically (a temporary
 file in the same folder, then a rename) and world-readable (0644 less the umask).
 """
@@ -55,6 +60,9 @@ from mlhw.reference import CNN_VARIANTS, MLP_SWEEP_LRS  # noqa: E402
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 # one marker per slot, none of them an x (the x marks divergence)
 MARKERS = ["o", "s", "^", "D", "v", "P", "<", ">"]
+MIN_SPAN_ACC = 0.1  # an accuracy panel spans at least 10 points
+MIN_SPAN_REL = 0.1  # any other panel at least a tenth of its largest value
+MIN_RATIO_LOG = 1.25  # a log panel's top at least 1.25 times its bottom
 MARKERS_PER_LINE = 8  # a curve longer than 15 epochs: about this many markers, not one per epoch
 BAND = "min-max"  # what the shaded band is: the range over seeds at each epoch
 LR_SWEEP_PANELS = (("train_acc", "training accuracy"), ("train_loss", "training loss"), ("test_acc", "test accuracy"))
@@ -172,6 +180,30 @@ def series_style(label: str) -> Style:
     return Style(PALETTE[h % len(PALETTE)], MARKERS[(h // len(PALETTE)) % len(MARKERS)], h)
 
 
+def _min_span(ax, key: str) -> None:
+    """Widen the panel's y range, around its centre, to at least `MIN_SPAN_ACC` (an accuracy) or `MIN_SPAN_REL` of
+    its largest value (`MIN_RATIO_LOG` on a log axis): a difference of 0.001 in a loss of 2.3 must not fill the
+    panel. An accuracy's range is kept within [0, 1] where it was, a loss's above 0."""
+    lo, hi = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        if lo > 0 and hi / lo < MIN_RATIO_LOG:
+            mid = math.sqrt(lo * hi)
+            ax.set_ylim(mid / math.sqrt(MIN_RATIO_LOG), mid * math.sqrt(MIN_RATIO_LOG))
+        return
+    accuracy = key.endswith("acc")
+    need = MIN_SPAN_ACC if accuracy else MIN_SPAN_REL * max(abs(lo), abs(hi))
+    if hi - lo >= need:
+        return
+    mid = (lo + hi) / 2
+    new_lo, new_hi = mid - need / 2, mid + need / 2
+    floor, ceil = min(lo, 0.0), (max(hi, 1.0) if accuracy else math.inf)
+    if new_lo < floor:
+        new_lo, new_hi = floor, floor + need
+    elif new_hi > ceil:
+        new_lo, new_hi = ceil - need, ceil
+    ax.set_ylim(new_lo, new_hi)
+
+
 # --- drawing ------------------------------------------------------------------------------------------------------
 
 
@@ -186,22 +218,26 @@ def group_label(label: str, stats: GroupStats) -> str:
     return f"{label} (n={n})"
 
 
-def legend_title(ns: Sequence[int], any_diverged: bool) -> str:
+def legend_title(ns: Sequence[int], any_diverged: bool, single: bool = False) -> str:
+    """What the line and the band (in a figure of one epoch: a marker and a bar) and the x are."""
     many = any(n > 1 for n in ns)
+    line, band = ("marker", "bar") if single else ("line", "band")
     if not many:
-        text = "one seed per line"
+        text = f"one seed per {line}"
     else:
         sizes = sorted(set(ns))
         n = str(sizes[0]) if len(sizes) == 1 else "n"
-        text = f"line: mean of {n} seeds, band: {BAND} over seeds"
+        text = f"{line}: mean of {n} seeds, {band}: {BAND} over seeds"
     if any_diverged:
         text += (
             "\nx: the epoch a seed diverged at (loss non-finite, or far above chance and not falling): on its value, "
             "or on the top edge if that is not finite"
         )
-        text += "\na diverged seed's own line dashed"
+        after = [] if single else ["a diverged seed's own line dashed"]
         if many:
-            text += "; mean and band over the seeds not yet diverged"
+            after.append(f"mean and {band} over the seeds not yet diverged")
+        if after:
+            text += "\n" + "; ".join(after)
     return text
 
 
@@ -214,16 +250,25 @@ def _markevery(slot: int, n_epochs: int):
     return (slot % step, step)
 
 
-def _divergence_marker(ax, curve: SeedCurve, color: str, gid: str) -> None:
+def _divergence_marker(ax, curve: SeedCurve, color: str, gid: str, shift: float = 0.0) -> None:
     """The x at the epoch `curve` diverged at: on its value there, or on the panel's top edge (x in data, y in
     axes coordinates, not clipped) when that value is missing, not finite or not drawable on a log axis."""
     at = curve.diverged_at
     value = curve.values[curve.epochs == at]
     style = dict(ls="none", marker="x", ms=9, mew=2.2, color=color, gid=gid, zorder=4)
     if len(value) and (ax.get_yscale() != "log" or value[0] > 0):
-        ax.plot([at], value[:1], **style)
+        ax.plot([at + shift], value[:1], **style)
     else:
-        ax.plot([at], [1.0], transform=ax.get_xaxis_transform(), clip_on=False, **style)
+        ax.plot([at + shift], [1.0], transform=ax.get_xaxis_transform(), clip_on=False, **style)
+
+
+def _dodge(n_groups: int, single: bool) -> list[float]:
+    """In a figure of one epoch, each group's markers a little to the side of the epoch (at most 0.3 of an epoch
+    between the outermost), so that two groups on the same value are both seen; none otherwise."""
+    if not single or n_groups < 2:
+        return [0.0] * n_groups
+    step = min(0.12, 0.3 / (n_groups - 1))
+    return [(k - (n_groups - 1) / 2) * step for k in range(n_groups)]
 
 
 def draw_curves(
@@ -243,43 +288,50 @@ def draw_curves(
     shown = sorted(
         {e for _, seeds in groups for rows in seeds for e in (r.get("epoch") for r in rows) if e is not None}
     )
+    # one epoch: a line would be a dot, so markers only (and in the legend), hollow and side by side (`_dodge`)
+    single = len(shown) == 1
+    ls, ms = ("none", 9) if single else ("-", 6)
     fig = Figure(figsize=(5.0 * len(panels), 4.9), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles, names, ns, any_diverged = [], [], [], False
     for ax, (key, panel_title) in zip(axes, panels):
         if key in log_keys:
             ax.set_yscale("log")  # before drawing: a divergence marker is placed by the scale
-        for (label, seeds), style in zip(groups, styles):
+        for (label, seeds), style, shift in zip(groups, styles, _dodge(len(groups), single)):
             st = group_stats(seeds, key, keys)
             many = st.n > 1
             mark = dict(marker=style.marker, mec="white", mew=0.6, markevery=_markevery(style.slot, len(shown)))
-            if many and len(st.epochs):
+            if single:
+                mark |= dict(mfc="none", mec=style.color, mew=2.0)
+            if many and len(st.epochs) and single:  # a band one epoch wide is invisible: a bar from min to max
+                ax.vlines(st.epochs + shift, st.low, st.high, color=style.color, alpha=0.35, lw=6, gid=f"band:{label}")
+            elif many and len(st.epochs):
                 ax.fill_between(st.epochs, st.low, st.high, color=style.color, alpha=0.18, lw=0, gid=f"band:{label}")
-            ax.plot(st.epochs, st.mean, color=style.color, lw=2.0, ms=6, gid=f"mean:{label}", **mark)
+            ax.plot(st.epochs + shift, st.mean, color=style.color, lw=2.0, ls=ls, ms=ms, gid=f"mean:{label}", **mark)
             for i, c in enumerate(st.seeds):
                 if c.diverged_at is None:
                     continue
                 before = c.epochs < c.diverged_at
                 if (many or not before.all()) and len(c.epochs):
                     ax.plot(
-                        c.epochs,
+                        c.epochs + shift,
                         c.values,
                         color=style.color,
                         lw=1.0,
-                        ls="--",
+                        ls="none" if single else "--",
                         alpha=0.85,
                         ms=5,
                         zorder=1.9,  # under every group's mean line (2): the means stay in sight where they meet
                         gid=f"seed:{label}:{i}",
                         **(mark | {"mec": style.color}),  # no white edge: it would eat so small a marker
                     )
-                _divergence_marker(ax, c, style.color, f"diverged:{label}:{i}")
+                _divergence_marker(ax, c, style.color, f"diverged:{label}:{i}", shift)
             if ax is axes[0]:
-                # the legend shows what the group is drawn as: its marker, and a dashed line where every seed
-                # diverged (the seeds' own lines are then most of what is drawn)
-                gone = st.n > 0 and st.diverged == st.n
+                # the legend shows what the group is drawn as: its marker (alone, in a figure of one epoch), and a
+                # dashed line where every seed diverged (the seeds' own lines are then most of what is drawn)
+                gone = st.n > 0 and st.diverged == st.n and not single
                 sample = mark | {"markevery": None}
-                handles.append(Line2D([], [], color=style.color, lw=2.0, ls="--" if gone else "-", ms=6, **sample))
+                handles.append(Line2D([], [], color=style.color, lw=2.0, ls="--" if gone else ls, ms=ms, **sample))
                 names.append(group_label(label, st))
                 ns.append(st.n)
                 any_diverged |= st.diverged > 0
@@ -289,6 +341,7 @@ def draw_curves(
         if len(shown) and shown[-1] - shown[0] < 2:  # a locator would pick fractional ticks on so short a range
             ax.set_xticks(shown)
             ax.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
+        _min_span(ax, key)
         ax.grid(alpha=0.3)
     if handles:
         ncol = min(len(handles), 3 if max(len(n) for n in names) > 24 else 6)
@@ -298,7 +351,7 @@ def draw_curves(
             loc="outside lower center",
             ncol=ncol,
             fontsize=9,
-            title=legend_title(ns, any_diverged),
+            title=legend_title(ns, any_diverged, single),
             title_fontsize=9,
             frameon=False,
         )

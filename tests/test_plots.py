@@ -8,6 +8,7 @@ import stat
 
 import numpy as np
 import pytest
+from matplotlib.collections import LineCollection
 from matplotlib.ticker import MaxNLocator
 
 from mlhw import labels, plots
@@ -309,7 +310,7 @@ def test_single_command_run_names_say_what_ran():
     assert labels.cnn_title("sgd", 0.005, dropout=False) == "SGD lr=0.005, no Dropout"
 
 
-# --- colours and markers ----------------------------------------------------------------------------------------------
+# --- colours, markers and a figure of one epoch -----------------------------------------------------------------------
 
 
 def style_of(fig, label):
@@ -415,3 +416,68 @@ def test_lr_10_at_chance_and_lr_100_diverged_can_be_told_apart_where_they_overla
     assert ten_h.get_marker() == artist(fig.axes[0], "mean:lr=10").get_marker()
     assert hundred_h.get_marker() == artist(fig.axes[0], "seed:lr=100:0").get_marker()
     assert ten_h.get_linestyle() == "-" and hundred_h.get_linestyle() == "--"
+
+
+def cnn_one_epoch(values: dict[str, tuple[float, float]], n_seeds=1):
+    return [
+        (labels.variant_title(v), [rows({"train_loss": [loss], "val_acc": [acc]}, 1) for _ in range(n_seeds)])
+        for v, (loss, acc) in values.items()
+    ]
+
+
+def test_a_figure_of_one_epoch_draws_markers_and_does_not_magnify_a_tiny_difference():
+    """ci's Part 2 runs one epoch: each variant was one dot, the legend showed line samples, and the loss axis
+    spanned 2.3032-2.3046 (a difference of 0.0013 filling the panel)."""
+    values = {"sgd-0.005": (2.3032, 0.1385), "adam-5e-05": (2.3046, 0.1)}
+    fig = plots.draw_cnn_curves(cnn_one_epoch(values), "Part 2 (a)")
+    (leg,) = fig.legends
+    for handle in leg.legend_handles:
+        assert handle.get_linestyle() == "None" and handle.get_marker() not in (None, "", "None")
+    assert leg.get_title().get_text() == "one seed per marker"
+    loss, acc = fig.axes
+    for ax, k in ((loss, 0), (acc, 1)):
+        lines = [artist(ax, f"mean:{labels.variant_title(v)}") for v in values]
+        assert all(line.get_linestyle() == "None" and line.get_marker() not in ("", "None") for line in lines)
+        xs = [line.get_xdata()[0] for line in lines]
+        assert len(set(xs)) == 2 and all(abs(x - 1) < 0.25 for x in xs)  # side by side at epoch 1: both seen
+        lo, hi = ax.get_ylim()
+        assert all(lo < v[k] < hi for v in values.values())
+    assert loss.get_ylim()[1] - loss.get_ylim()[0] >= 0.1 * 2.3046 - 1e-12
+    assert acc.get_ylim()[1] - acc.get_ylim()[0] >= plots.MIN_SPAN_ACC - 1e-12
+    # an accuracy near 1 is not pushed above 1 by the widening
+    top = plots.draw_cnn_curves(cnn_one_epoch({"adam-5e-05": (0.05, 0.995), "sgd-0.005": (0.06, 0.999)}), "t")
+    assert top.axes[1].get_ylim()[1] <= 1.0 + 1e-9 and top.axes[1].get_ylim()[0] < 0.995
+
+
+def test_a_figure_of_one_epoch_shows_the_range_over_seeds_as_a_bar():
+    """A band one epoch wide is not drawn at all: the min-max over seeds becomes a vertical bar."""
+    series = [
+        (
+            labels.variant_title("sgd-0.005"),
+            [rows({"train_loss": [2.3 + d], "val_acc": [0.1 + d]}, 1) for d in (0, 0.02)],
+        )
+    ]
+    fig = plots.draw_cnn_curves(series, "t")
+    bar = artist(fig.axes[1], "band:SGD lr=0.005")
+    assert isinstance(bar, LineCollection)
+    (segment,) = bar.get_segments()
+    np.testing.assert_allclose(sorted(segment[:, 1]), [0.1, 0.12])
+    assert legend(fig)[0] == "marker: mean of 2 seeds, bar: min-max over seeds"
+
+
+def test_the_y_range_is_left_alone_where_it_is_wide_enough():
+    rng = np.random.default_rng(9)
+    series = [(labels.lr_label(lr), [sweep_rows(rng, 10) for _ in range(2)]) for lr in (0.1, 1)]
+    fig = plots.draw_lr_sweep(series, "t")
+    acc = fig.axes[0]
+    values = [v for ax_line in acc.lines for v in ax_line.get_ydata()]
+    lo, hi = acc.get_ylim()
+    span = max(values) - min(values)
+    assert hi - lo == pytest.approx(span * 1.1, rel=0.2)  # matplotlib's own margins, not widened
+    assert all(line.get_linestyle() == "-" for line in acc.lines if line.get_gid().startswith("mean:"))
+    # a log panel of nearly equal losses is widened too (to a factor of MIN_RATIO_LOG)
+    flat = [("lr=0.1", [rows({"train_acc": [0.5, 0.5], "train_loss": [2.3032, 2.3046], "test_acc": [0.5, 0.5]})])]
+    loss = plots.draw_lr_sweep(flat, "t").axes[1]
+    lo, hi = loss.get_ylim()
+    assert lo < 2.3032 < 2.3046 < hi and hi / lo > 1.2
+    assert hi / lo >= plots.MIN_RATIO_LOG * (1 - 1e-9)
