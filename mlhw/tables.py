@@ -272,13 +272,28 @@ Q1_METHODS = {  # how Q1's minimum is known (mlhw.svm.solve_multiclass), in the 
 }
 
 
+def _svm_data(r: dict) -> str:
+    """The dataset, with its subset sizes when a run drew one ('digits 500/all'): every field that tells two SVM
+    runs apart is in the `setting` (the key `mlhw check` matches rows by), so that a grid never makes two rows
+    with one setting."""
+    sizes = [r.get("train_size"), r.get("test_size")]
+    return r["dataset"] + (" " + "/".join("all" if v is None else str(v) for v in sizes) if any(sizes) else "")
+
+
+def _q1_variant(r: dict) -> str:
+    out = "" if r.get("bias", True) else ", no bias"
+    if r.get("method") == "subgradient":  # the exact method ignores steps and lr
+        out += f", subgradient {r.get('steps')} steps, lr {r.get('lr', float('nan')):g}"
+    return out
+
+
 def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
     rows = []
     for r in multiclass:
         rows.append(
             {
                 "question": "Q1 multiclass hinge",
-                "setting": f"{r['dataset']}, all classes",
+                "setting": f"{_svm_data(r)}, all classes" + _q1_variant(r),
                 "objective": r["objective"],
                 "dual / gap": Q1_METHODS.get(r.get("method"), f"method {r.get('method', '-')}"),
                 "support vectors": "-",
@@ -291,7 +306,8 @@ def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
         rows.append(
             {
                 "question": "Q3 soft SVM",
-                "setting": f"{r['dataset']} {r['classes']}, C={r['C']:g}",
+                "setting": f"{_svm_data(r)} {r['classes']}, C={r['C']:g}"
+                + ("" if r.get("bias", "free") == "free" else f", bias {r['bias']}"),
                 "objective": r["primal_objective"],
                 "dual / gap": f"{r.get('dual_objective', float('nan')):.6g} / {r.get('duality_gap', float('nan')):.1e}",
                 "support vectors": f"{r.get('support_vectors', float('nan')):.0f}",
