@@ -514,6 +514,7 @@ def part1c(records: list[dict], compare_reference: bool | None = None, reference
             )
         else:  # the seed's one run beside the spread of single runs here: how far, and what it means
             side = "below" if chk["difference"] > 0 else "above"
+            far = abs(chk["difference"]) > 2 * SPREAD_STDS * chk["std"]  # 4 std: no longer "a little"
             answer += (
                 f"; the seed's single run reported {pct(reference)} on MNIST, {abs(100 * chk['difference']):.2f} "
                 f"points {side} our mean and {'within' if chk['within'] else 'outside'} our runs' mean ± "
@@ -521,7 +522,8 @@ def part1c(records: list[dict], compare_reference: bool | None = None, reference
                 + (
                     "a run like ours."
                     if chk["within"]
-                    else f"a little {'lower' if side == 'below' else 'higher'} than a run here typically gives."
+                    else f"{'far' if far else 'a little'} {'lower' if side == 'below' else 'higher'} than a run here "
+                    f"typically gives."
                 )
             )
         evidence["compared_with_reference"] = True
@@ -716,7 +718,7 @@ def part2c(
     all_reached = all(len(reached[v]) == len(epochs[v]) for v in names)
     # the level itself must lie beyond chance: reaching 13.85% (90% of a best of 15.38%) is no learning
     learned = not is_chance(level, n_classes, margin)
-    single = min(len(epochs[v]) for v in names) < 2
+    single = [v for v in names if len(epochs[v]) < 2]  # a variant of one run
     n_str = (
         f"reached in {len(reached[bn])}/{len(epochs[bn])} runs with BN+Dropout "
         f"vs {len(reached[plain])}/{len(epochs[plain])} without"
@@ -752,8 +754,13 @@ def part2c(
             )
     else:
         speed["verdict"] = "censored"
-        if single:  # one run a side: whether it reached the level is no answer about the variant
-            verdict = f"Undecided with one run a side: {what} was {n_str} (within the epochs trained)"
+        if single:  # whether one run reached the level is no answer about its variant
+            which = (
+                "one run a side"
+                if len(single) == 2
+                else f"one run {'with' if single[0] == bn else 'without'} BN+Dropout"
+            )
+            verdict = f"Undecided with {which}: {what} was {n_str} (within the epochs trained)"
         elif reached[bn] and not reached[plain]:
             verdict = f"Yes: {what} was {n_str} (within the epochs trained)"
         elif reached[plain] and not reached[bn]:

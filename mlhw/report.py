@@ -454,15 +454,14 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
         keys = [k for k in configs[0] if k not in SETTINGS_SKIPPED and k in recs[0]]
         if configs[0].get("kind") == "theory":  # its table's `data` column says what each check ran on
             keys = []
+        if all(c.get("method") == "exact" for c in configs):  # Q1's exact method takes no steps and no rate
+            keys = [k for k in keys if k not in ("steps", "lr")]
         same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
         varies = [k for k in keys if k not in same]
-        sizes = recs[0].get("sizes") or {}
         splits = ("train", "val", "test") if configs[0].get("kind") == "cnn" else ("train", "test")  # the MLP: no val
-        data = (recs[0].get("dataset") or "") + (
-            ", " + " / ".join(f"{sizes[k]:,} {k}" for k in splits if k in sizes)
-            if sizes and recs[0].get("dataset") and "classes" not in configs[0]
-            else ""
-        )  # the sizes are the dataset's: a two-class SVM trains on the part of it in its classes
+        data = " or ".join(
+            dict.fromkeys(_data_of(r, splits, "classes" in configs[0]) for r in recs if r.get("dataset"))
+        )
         parts = [data, ", ".join(f"{k} {_setting(k, configs[0][k])}" for k in same)]
         parts += [f"{k}: " + ", ".join(dict.fromkeys(_setting(k, c.get(k)) for c in configs)) for k in varies]
         seeds = list(dict.fromkeys(r["seed"] for r in recs if r.get("seed") is not None))
@@ -511,6 +510,15 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
         "sets the initialisation, the order of the data, Dropout's masks and any subset drawn."
     )
     return lines + [" ".join(notes), ""]
+
+
+def _data_of(r: dict, splits: tuple[str, ...], two_classes: bool) -> str:
+    """'digits, 1,297 train / 500 test': a run's dataset and the sizes its run logged. A two-class SVM's sizes
+    would be the dataset's, not the part of it in its classes: left out."""
+    sizes = r.get("sizes") or {}
+    if not sizes or two_classes:
+        return r["dataset"]
+    return f"{r['dataset']}, " + " / ".join(f"{sizes[k]:,} {k}" for k in splits if k in sizes)
 
 
 def _setting(key: str, v) -> str:

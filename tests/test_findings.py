@@ -176,9 +176,9 @@ def test_part1c_compares_with_the_seed_only_on_mnist():
     assert "0.03 points below our mean and within our runs' mean ± 2 std [93.00%, 95.00%]: a run like ours" in f.answer
     far = F.part1c([{"dataset": "mnist", "test_acc": a} for a in (0.90, 0.901, 0.899)])
     assert far.evidence["reference_check"]["within"] is False
-    assert (
-        "3.97 points above our mean and outside our runs' mean ± 2 std [89.80%, 90.20%]: a little higher" in far.answer
-    )
+    assert "3.97 points above our mean and outside our runs' mean ± 2 std [89.80%, 90.20%]: far higher" in far.answer
+    near = F.part1c([{"dataset": "mnist", "test_acc": a} for a in (0.944, 0.947, 0.950)])  # 2.5 std away
+    assert "outside our runs' mean ± 2 std [94.10%, 95.30%]: a little lower than a run here" in near.answer
     digits = F.part1c([{"dataset": "digits", "test_acc": 0.96}])
     assert digits.evidence["compared_with_reference"] is False and "not compared" in digits.answer
     assert "dataset=digits (the assignment's: mnist)" in digits.answer
@@ -317,6 +317,8 @@ def test_part2c_one_run_a_side_or_a_level_at_chance_decides_nothing():
     one = [cnn_run("adam-5e-05", 0, [0.5, 0.8]), cnn_run("adam-5e-05-plain", 0, [0.5, 0.6])]
     f = F.part2c(one)
     assert f.answer.startswith("Undecided with one run a side: ") and "reached in 1/1 runs with BN+Dropout" in f.answer
+    three = [cnn_run("adam-5e-05", s, [0.5, 0.8]) for s in range(3)] + [cnn_run("adam-5e-05-plain", 0, [0.5, 0.6])]
+    assert F.part2c(three).answer.startswith("Undecided with one run without BN+Dropout: ")
     at_chance = [cnn_run("adam-5e-05", 0, [0.1, 0.1]), cnn_run("adam-5e-05-plain", 0, [0.1, 0.1538])]
     at_chance += [cnn_run("adam-5e-05", 1, [0.1, 0.1]), cnn_run("adam-5e-05-plain", 1, [0.1, 0.1538])]
     f = F.part2c(at_chance)

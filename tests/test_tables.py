@@ -181,3 +181,29 @@ def test_a_run_without_the_group_key_is_kept_not_dropped():
     recs = [{"lr": 0.1, "acc": 0.9}, {"lr": None, "acc": 0.5}, {"lr": 0.1, "acc": 0.7}]
     num = T.summarise(recs, ["lr"], ["acc"])
     assert sorted(num["n"].tolist()) == [1, 2]
+
+
+def test_settings_name_every_dataset_and_size_a_suite_ran_on():
+    """A grid over train_size (or dataset) ran on several subsets: the Settings line names each, not the first
+    run's alone; Q1's exact method does not list the subgradient's steps and rate."""
+    from mlhw.report import Entry, Scope, settings_lines
+
+    def entry(suite, i, **cfg):
+        return Entry(suite, f"run {i}", f"id{suite}{i}", cfg)
+
+    mlp = {"kind": "mlp", "dataset": "digits", "epochs": 3, "lr": 0.1, "seed": 8}
+    q1 = {"kind": "svm_multiclass", "dataset": "digits", "method": "exact", "steps": 2000, "lr": 1.0, "bias": True}
+    entries = [entry("mlp_full", i, **mlp, train_size=n) for i, n in enumerate((200, 1000))]
+    entries.append(entry("svm_multiclass", 0, **q1))
+    done = {
+        "mlp_full": [
+            e.config | {"run_id": e.identity, "sizes": {"train": e.config["train_size"], "test": 500}}
+            for e in entries[:2]
+        ],
+        "svm_multiclass": [entries[2].config | {"run_id": "q1", "steps": 0, "sizes": {"train": 1297, "test": 500}}],
+    }
+    text = "\n".join(settings_lines(Scope("mine", entries), done))
+    assert "digits, 200 train / 500 test or digits, 1,000 train / 500 test;" in text
+    assert "train_size: 200, 1000" not in text  # the sizes are said once, in the data part
+    q1_line = next(line for line in text.splitlines() if "svm_multiclass" in line)
+    assert "method exact" in q1_line and "bias yes" in q1_line and "steps" not in q1_line and " lr " not in q1_line
