@@ -19,9 +19,10 @@ panel's top edge when that value is not finite. The legend says n and how many s
 diverged in 2/3 seeds)"), and its title says what the line, the band and the x are. A missing value (key absent
 or None) is a gap, not divergence.
 
-A group keeps its colour and marker in every figure and profile (`series_style`): a learning rate by its place in
-the assignment's list of rates, a CNN variant by its place in the assignment's variants, any other label by a
-checksum of it, never by its position among the groups drawn. Markers on long curves are drawn every few epochs,
+A group of the assignment keeps its colour and marker in every figure and profile (`series_style`): a learning
+rate by its place in the assignment's list of rates, a CNN variant by its place in the assignment's variants,
+never by its position among the groups drawn; any other label (a user's grid) takes a slot that no other group of
+its figure has (`figure_styles`). Markers on long curves are drawn every few epochs,
 at epochs that differ from one group to the next, and a diverged seed's own line lies under every mean line, so
 that two groups on the same values (lr 10 at chance and lr 100 after diverging) both stay visible.
 
@@ -172,12 +173,36 @@ SLOTS = {lr_label(lr): i for i, lr in enumerate(MLP_SWEEP_LRS)} | {
 def series_style(label: str) -> Style:
     """A group's colour and marker, the same in every figure and profile whatever else is drawn beside it: a rate
     of the assignment's sweep ('lr=0.1') or one of its CNN variants ('Adam lr=5e-5') by its place in that list,
-    any other label by its CRC-32 (colour and marker picked apart, so that two such labels rarely share both)."""
+    any other label by its CRC-32 (colour and marker picked apart). `figure_styles` keeps the groups of one
+    figure apart."""
     slot = SLOTS.get(label)
     if slot is not None:
-        return Style(PALETTE[slot % len(PALETTE)], MARKERS[slot % len(MARKERS)], slot)
+        return _slot_style(slot)
     h = zlib.crc32(label.encode())
     return Style(PALETTE[h % len(PALETTE)], MARKERS[(h // len(PALETTE)) % len(MARKERS)], h)
+
+
+def _slot_style(slot: int) -> Style:
+    return Style(PALETTE[slot % len(PALETTE)], MARKERS[slot % len(MARKERS)], slot)
+
+
+def figure_styles(labels: Sequence[str]) -> list[Style]:
+    """The styles of one figure's groups: the assignment's rates and variants keep their own slots; any other
+    label (a user's lr=0.05) takes the first slot no other group of the figure has, in the order drawn, so that
+    no two groups share a colour (a hash alone gave lr=0.05 the colour and marker of lr=0.01)."""
+    taken = {SLOTS[label] % len(PALETTE) for label in labels if label in SLOTS}
+    out = []
+    for label in labels:
+        if label in SLOTS:
+            out.append(_slot_style(SLOTS[label]))
+            continue
+        free = next((i for i in range(len(PALETTE)) if i not in taken), None)
+        if free is None:  # more groups than colours: the hash's pick
+            out.append(series_style(label))
+            continue
+        taken.add(free)
+        out.append(_slot_style(free))
+    return out
 
 
 def _min_span(ax, key: str) -> None:
@@ -283,7 +308,7 @@ def draw_curves(
     'band:<label>', 'seed:<label>:<i>' (a diverged seed's own line) and 'diverged:<label>:<i>' (its x marker).
     """
     groups = [(label, _seeds(runs)) for label, runs in series]
-    styles = [series_style(label) for label, _ in groups]
+    styles = figure_styles([label for label, _ in groups])
     keys = [k for k, _ in panels]
     shown = sorted(
         {e for _, seeds in groups for rows in seeds for e in (r.get("epoch") for r in rows) if e is not None}
