@@ -11,7 +11,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 
 def pytest_xdist_auto_num_workers(config):
-    """One worker per core, at most 4 (each pays its imports and the session's ci reproduction); none on one core."""
+    """One worker per core, at most 4 (each pays its imports and the session's ci reproduction); none on one core.
+    PYTEST_XDIST_AUTO_NUM_WORKERS, xdist's own setting, comes first."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(cores, 4) if cores > 1 else 0
 
