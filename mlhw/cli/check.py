@@ -29,7 +29,8 @@ def check(
     baseline: Annotated[
         Optional[str],
         typer.Option(
-            help="The baseline folder: its tables/*.csv (mean, std, n) and check.yaml (tolerances, chaotic rows).",
+            help="The baseline folder: its tables/*.csv (mean, std, n; the SVM table one result per row) and "
+            "check.yaml (tolerances, chaotic rows, the SVM table's key columns).",
             show_default="results/<profile>",
         ),
     ] = None,
@@ -42,7 +43,8 @@ def check(
 
     A metric drifts when |current - baseline| > k * sqrt(std_b^2/n_b + std_c^2/n_c) + floor (k = 3; floor
     0.02 for accuracies, max(0.02, 10%) for losses; set in the baseline's check.yaml). Rows marked chaotic
-    there (e.g. lr=1, Adam lr 0.005) are reported but never fail.
+    there (e.g. lr=1, Adam lr 0.005) are reported but never fail. The SVM table (one result per row) is
+    compared too: its objective to 1e-6 (relative), its errors to 0.025.
     """
     from mlhw.check import load_baseline, to_rich
     from mlhw.store import Store
