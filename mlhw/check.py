@@ -434,7 +434,11 @@ def load_baseline(folder: str | Path) -> Baseline:
     folder = Path(folder)
     tables_dir = folder / "tables"
     if not tables_dir.is_dir():
-        near = sorted(p.parent.name for p in folder.parent.glob("*/tables") if p.is_dir())
+        near = sorted(  # a -partial folder is one reproduction's output, never a baseline
+            p.parent.name
+            for p in folder.parent.glob("*/tables")
+            if p.is_dir() and not p.parent.name.endswith("-partial")
+        )
         beside = f"; baselines beside it: {', '.join(near)}" if near else ""
         raise CheckConfigError(f"{folder}: no baseline here (expected {tables_dir}/*.csv){beside}")
     tables = load_tables(tables_dir)
@@ -730,7 +734,11 @@ def to_rich(result: CheckResult, show_all: bool = False):
     style = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
     t = Table(title=escape(result.summary()), title_justify="left")
     for h in COLUMNS:
-        t.add_column(h, justify="right" if h in ("baseline", "current", "delta", "tolerance") else "left")
+        # a row's name is folded, never cut: 'variant=adam-5e-…' hid '-plain', the one difference between two rows
+        fold = "fold" if h in ("table", "row", "metric") else None
+        t.add_column(
+            h, justify="right" if h in ("baseline", "current", "delta", "tolerance") else "left", overflow=fold
+        )
     for x in rows:
         cells = [escape(c) for c in x]
         cells[7] = f"[{style.get(x[7], '')}]{cells[7]}[/]"

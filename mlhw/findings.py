@@ -111,6 +111,7 @@ class Difference:
     # "second higher" | "first higher" | "not distinguishable" | "no interval" | "identical"
     verdict: str
     note: str = ""
+    clipped: bool = False  # the interval of a difference of accuracies, cut to [-1, 1] (t's can pass beyond)
 
     @property
     def distinguishable(self) -> bool:
@@ -152,6 +153,7 @@ def welch_difference(
             ci = res.confidence_interval(confidence_level=confidence)
         out.low, out.high, out.df = float(ci.low), float(ci.high), float(res.df)
         if metric.endswith("acc"):  # a difference of accuracies lies in [-1, 1]: t's interval can pass beyond
+            out.clipped = out.low < -1.0 or out.high > 1.0
             out.low, out.high = max(out.low, -1.0), min(out.high, 1.0)
         if out.low > 0:
             out.verdict = "second higher"
@@ -328,7 +330,7 @@ def difference_sentence(d: Difference, acc: bool = True) -> str:
     if d.note:  # zero spread
         tail = "the same in every run" if d.verdict == "identical" else "every run agrees"
         return f"{head} ({n}; {d.note}: {tail})."
-    ci = f"{conf} [{g(d.low)}, {g(d.high)}], Welch df {d.df:.1f}"
+    ci = f"{conf} [{g(d.low)}, {g(d.high)}]{_clip_note(d)}, Welch df {d.df:.1f}"
     if d.verdict == "not distinguishable":
         return f"{head} ({ci}): not distinguishable with {n}."
     higher, lower = (d.second, d.first) if d.verdict == "second higher" else (d.first, d.second)
@@ -628,7 +630,7 @@ def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = Tr
         ci = f"{_fmt_metric_value(d, d.low)}, {_fmt_metric_value(d, d.high)}"
         return (
             f"{what} {d.second} − {d.first} = {_fmt_metric(d)}, not distinguishable with n={d.n_second} vs "
-            f"{d.n_first} ({100 * d.confidence:.0f}% CI [{ci}])"
+            f"{d.n_first} ({100 * d.confidence:.0f}% CI [{ci}]{_clip_note(d)})"
         )
     better = d.second if (d.verdict == "second higher") == higher_is_better else d.first
     if d.metric == "train_loss":
@@ -636,6 +638,10 @@ def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = Tr
     else:
         amount = f"{'higher' if higher_is_better else 'lower'} by {100 * abs(d.diff):.1f} points"
     return f"{better} better in {what} ({amount})"
+
+
+def _clip_note(d: Difference) -> str:
+    return ", cut to ±100 points: Welch's interval passes beyond what accuracies can differ by" if d.clipped else ""
 
 
 def _fmt_metric(d: Difference) -> str:

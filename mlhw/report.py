@@ -12,6 +12,7 @@ reproduction (--set), or one of some suites (--only) whose store lacks the other
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -27,6 +28,7 @@ import mlhw
 from mlhw import tables as T
 from mlhw.claims import by_identity
 from mlhw.config import CNN_PRESETS
+from mlhw.labels import cnn_title
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, metric_key
 from mlhw.reference import MLP_FULL_TEST_ACC
 from mlhw.store import Store
@@ -258,14 +260,29 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
 STAMP = ".mlhw-plan"  # in a report folder: suite -> the key of the suite it was compiled from (plan.suite_key)
 
 
-def is_current(folder: Path, keys: dict[str, str]) -> bool:
-    """The folder holds a complete report (nothing was missing when it was made) made from these very suites."""
+def changed_files(folder: Path, keys: dict[str, str]) -> list[str] | None:
+    """None: the folder holds no complete report (nothing missing when it was made) of these very suites. Else the
+    files of that report that are gone or differ from what was written (a table edited by hand, a figure deleted):
+    [] when it is whole, as it was written."""
     try:
         stamp = json.loads((folder / STAMP).read_text())
     except (OSError, ValueError):
-        return False
-    ok = isinstance(stamp, dict) and all(stamp.get(s) == k for s, k in keys.items())
-    return ok and (folder / "REPORT.md").is_file()
+        return None
+    suites, files = (stamp.get("suites"), stamp.get("files")) if isinstance(stamp, dict) else (None, None)
+    if not isinstance(suites, dict) or not isinstance(files, dict) or "REPORT.md" not in files:
+        return None  # an older stamp (suites only) or not ours
+    if not all(suites.get(s) == k for s, k in keys.items()):
+        return None
+    return [f for f, digest in files.items() if not (folder / f).is_file() or _digest(folder / f) != digest]
+
+
+def is_current(folder: Path, keys: dict[str, str]) -> bool:
+    """The folder holds a complete report of these very suites, every file as it was written."""
+    return changed_files(folder, keys) == []
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_report(
@@ -293,8 +310,10 @@ def write_report(
             figures.append((caption, name))
         text = report_text(scope, store, tables, figures, done, missing, device, findings)
         _write(tmp / "REPORT.md", text)
-        if stamp and not missing:  # a complete report of this plan: the next reproduce of it has nothing to do
-            _write(tmp / STAMP, json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+        if stamp and not missing:  # a complete report of this plan: the next reproduce of it has nothing to do,
+            # while every file is as written (a table edited or a figure deleted: it is compiled again)
+            files = {p.relative_to(tmp).as_posix(): _digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+            _write(tmp / STAMP, json.dumps({"suites": stamp, "files": files}, indent=1, sort_keys=True) + "\n")
         _replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -435,6 +454,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
 
 
 SVM_SUITES = ("svm_multiclass", "svm_soft")
+VARIANT_FIELDS = ("optimizer", "lr", "batchnorm", "dropout")  # a CNN suite's variants: named, not listed as a grid
 SETTINGS_SKIPPED = ("kind", "dataset", "train_size", "test_size", "seed")  # shown apart, or the kind itself
 
 
@@ -456,13 +476,21 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
             keys = []
         if all(c.get("method") == "exact" for c in configs):  # Q1's exact method takes no steps and no rate
             keys = [k for k in keys if k not in ("steps", "lr")]
+        if configs[0].get("kind") == "cnn":  # the pairs that ran, not a grid of optimizer x lr x batchnorm
+            keys = [k for k in keys if k not in VARIANT_FIELDS]
+            if not any(c.get("optimizer") == "sgd" for c in configs):
+                keys = [k for k in keys if k != "momentum"]  # Adam has none
         same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
         varies = [k for k in keys if k not in same]
         splits = ("train", "val", "test") if configs[0].get("kind") == "cnn" else ("train", "test")  # the MLP: no val
         data = " or ".join(
             dict.fromkeys(_data_of(r, splits, "classes" in configs[0]) for r in recs if r.get("dataset"))
         )
-        parts = [data, ", ".join(f"{k} {_setting(k, configs[0][k])}" for k in same)]
+        parts = [data]
+        if configs[0].get("kind") == "cnn":
+            variants = dict.fromkeys(cnn_title(c["optimizer"], c["lr"], c["batchnorm"], c["dropout"]) for c in configs)
+            parts.append(("variants " if len(variants) > 1 else "variant ") + " vs ".join(variants))
+        parts.append(", ".join(f"{k} {_setting(k, configs[0][k])}" for k in same))
         parts += [f"{k}: " + ", ".join(dict.fromkeys(_setting(k, c.get(k)) for c in configs)) for k in varies]
         seeds = list(dict.fromkeys(r["seed"] for r in recs if r.get("seed") is not None))
         if seeds and any("seed" in c for c in configs):
@@ -527,6 +555,8 @@ def _setting(key: str, v) -> str:
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, list):  # hidden [100, 40] -> 100x40; classes [3, 8] -> 3 vs 8
+        if not v:
+            return "none"  # hidden []: no hidden layer
         return (" vs " if key == "classes" else "x").join(map(str, v))
     return str(v)
 

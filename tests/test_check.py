@@ -242,6 +242,10 @@ def test_bad_check_yaml_names_the_key(tmp_path, text, culprit):
 def test_load_baseline_without_tables_is_an_error(tmp_path):
     with pytest.raises(C.CheckConfigError, match="no baseline"):
         C.load_baseline(tmp_path)
+    for name in ("digits", "digits-partial"):  # a -partial folder is one reproduction's output, not a baseline
+        (tmp_path / name / "tables").mkdir(parents=True)
+    with pytest.raises(C.CheckConfigError, match=r"baselines beside it: digits$"):
+        C.load_baseline(tmp_path / "nosuch")
 
 
 def test_json_and_renderers():

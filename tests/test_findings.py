@@ -405,3 +405,15 @@ def test_a_flat_noisy_curve_stalls_and_a_slow_climb_learns_slowly():
     assert all(F.still_rising([0.5 + 0.002 * e + 0.002 * rng.standard_normal() for e in range(31)]) for _ in range(20))
     assert not F.still_rising([0.5 + 0.0003 * e for e in range(31)])  # steady but under 1 point over 10 epochs
     assert F.still_rising([0.2, 0.25]) and not F.still_rising([0.2, 0.205])  # two points: their difference
+
+
+def test_an_interval_cut_to_100_points_says_so():
+    """Welch's interval for a difference of accuracies can pass beyond ±1 with 3 seeds (digits' Adam lr 0.005: the
+    upper end +114.7 points); it is cut to what accuracies can differ by, and the sentence says so."""
+    first, second = [0.858, 0.414, 0.338], [0.9867, 0.98, 0.99]
+    _, lo, hi, _ = welch_by_hand(first, second)
+    assert hi > 1.0
+    d = F.welch_difference(first, second, "test_acc", ("Adam lr=0.005", "Adam lr=5e-5"))
+    assert d.clipped and d.high == 1.0 and d.low == pytest.approx(lo)
+    assert f"[{100 * lo:+.1f}, +100.0], cut to ±100 points" in F.difference_sentence(d)
+    assert not F.welch_difference([0.5, 0.6, 0.55], [0.6, 0.7, 0.65], "test_acc").clipped

@@ -266,6 +266,27 @@ def test_second_reproduce_is_a_one_line_no_op_that_rewrites_nothing(light):
     assert (light / "mlflow.db").stat().st_mtime_ns == db_mtime  # not even a parent run
 
 
+def test_a_deleted_figure_or_an_edited_table_is_not_up_to_date(light):
+    """The no-op looked at the plan stamp alone: with a figure deleted (REPORT.md still linking it) or a table
+    edited by hand it said "up to date" and exited 0. Each file's digest is in the stamp now: the report is compiled
+    again from the store (nothing runs), the message names the file, and an edited baseline number is checked."""
+    assert reproduce(light).exit_code == 0
+    root = light / "results" / "tiny"
+    (root / "figures" / "mlp_lr_sweep.png").unlink()
+    res = reproduce(light)
+    assert res.exit_code == 0 and "figures/mlp_lr_sweep.png differ from what the last reproduction wrote" in res.stderr
+    assert "ran 0 of" in res.stderr or "start" not in res.stderr
+    assert (root / "figures" / "mlp_lr_sweep.png").stat().st_size > 10_000
+    assert reproduce(light).stderr.startswith("up to date")
+    table = root / "tables" / "mlp_full.csv"
+    df = pd.read_csv(table)
+    df["test_acc_mean"] = df["test_acc_mean"] - 0.3
+    df.to_csv(table, index=False)
+    res = reproduce(light)
+    assert res.exit_code == 1 and "tables/mlp_full.csv differ" in res.stderr and "mlp_full" in res.stderr
+    assert pd.read_csv(table)["test_acc_mean"].iloc[0] == pytest.approx(df["test_acc_mean"].iloc[0] + 0.3)
+
+
 def test_results_are_world_readable_files_in_one_folder(light):
     assert reproduce(light).exit_code == 0
     files = [p for p in (light / "results").rglob("*") if p.is_file()]
@@ -577,7 +598,13 @@ def test_the_report_says_what_each_suite_ran_on_and_with_what(ci_reproduction):
         "seeds 8, 9." in lines["mlp_full"]
         and f"width {ci['cnn_optimizers']['base']['width']}," in lines["cnn_optimizers"]
     )
-    assert "batchnorm: no, yes" in lines["cnn_batchnorm"] and "classes 3 vs 8" in lines["svm_soft"]
+    # the two variants that ran, not a grid of batchnorm x dropout; Adam has no momentum
+    assert "variants Adam lr=5e-5, no BN/Dropout vs Adam lr=5e-5;" in lines["cnn_batchnorm"]
+    assert "batchnorm:" not in lines["cnn_batchnorm"] and "momentum" not in lines["cnn_batchnorm"]
+    assert (
+        "variants SGD lr=0.005 vs Adam lr=5e-5;" in lines["cnn_optimizers"] and "momentum 0" in lines["cnn_optimizers"]
+    )
+    assert "classes 3 vs 8" in lines["svm_soft"]
     assert "cnn_adam_lr and cnn_optimizers share 1 run" in settings and "Part 1 (a)" in settings
     assert "± is the sample standard deviation" in settings
     assert "AlexNet here is 0.125 of the paper's width at 67 px" in settings  # ci's width, digits' preset size

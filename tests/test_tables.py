@@ -206,4 +206,7 @@ def test_settings_name_every_dataset_and_size_a_suite_ran_on():
     assert "digits, 200 train / 500 test or digits, 1,000 train / 500 test;" in text
     assert "train_size: 200, 1000" not in text  # the sizes are said once, in the data part
     q1_line = next(line for line in text.splitlines() if "svm_multiclass" in line)
+    from mlhw.report import _setting
+
+    assert _setting("hidden", []) == "none" and _setting("hidden", [100, 40]) == "100x40"  # not a blank
     assert "method exact" in q1_line and "bias yes" in q1_line and "steps" not in q1_line and " lr " not in q1_line

@@ -568,13 +568,22 @@ def reproduce(
         _show_dry_run(plan, data_dir)
         return
     folder = _scope(plan).folder(results_dir)
-    from mlhw.report import is_current
+    from mlhw.report import changed_files
 
-    if not plan.pending() and is_current(folder, plan.suite_keys()):
+    changed = changed_files(folder, plan.suite_keys()) if not plan.pending() else None
+    if changed == []:
         err.print(
             f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / 'REPORT.md'})", highlight=False
         )
         return
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        err.print(
+            f"{folder}/: {shown} differ from what the last reproduction wrote (edited or deleted): compiled again "
+            "from the store, and checked against the files as they are now",
+            highlight=False,
+            soft_wrap=True,
+        )
     committed = Path(results_dir) / profile  # the baseline: --only compares its suites' tables with it
     baseline = _baseline(committed, plan)
     _show_plan(plan)

@@ -25,8 +25,8 @@ def theory(
     """Check Q1-Q4 numerically: PASS/FAIL per claim; exit 1 if any check fails.
 
     Q1 multiclass hinge (f* = 0 and zero training error on separable data, hinge >= 0-1),
-    Q2 the ReLU network computing max(x1, x2), Q3 the soft SVM (Q3(a), strong duality, KKT, b = 0,
-    liblinear), Q4 the softmax cross-entropy gradient (autograd and finite differences).
+    Q2 the ReLU network computing max(x1, x2), Q3 the soft SVM (Q3(a), the dual function, strong duality, KKT,
+    beta = 0, liblinear), Q4 the softmax cross-entropy gradient (autograd and finite differences).
     """
     from mlhw.config import TheoryConfig
     from mlhw.runs import run_theory
