@@ -926,3 +926,18 @@ def test_the_way_forward_without_data_leaves_out_every_absent_dataset(light):
     assert_one_line_error(
         res, "CIFAR-10", "(absent too: mnist)", "without cifar10 and mnist: --only mlp_lr_sweep --only svm_soft"
     )
+
+
+def test_a_dry_run_without_the_data_counts_a_shared_run_once(workdir):
+    """The paper profile without MNIST and CIFAR-10: 52 distinct runs (5 seeds x 6 rates, 5 full runs, 4 CNN
+    variants x 3 seeds, 1 + 3 SVMs, theory), Adam 5e-5 serving three suites counted once, as with the data."""
+    repo = Path(__file__).resolve().parents[1]
+    (workdir / "empty").mkdir()
+    res = invoke(
+        "reproduce", "--profile", "paper", "--file", repo / "experiments.yaml", "--dry-run", "--data-dir", "empty"
+    )
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.stderr.splitlines() if " runs: " in x)
+    assert (
+        line.startswith(f"{5 * 6 + 5 + 4 * 3 + 1 + 3 + 1} runs: ") and "(6 shared between suites, counted once)" in line
+    )
