@@ -194,6 +194,12 @@ def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
     for path, _, where in overrides:
         if path[0] in spec.suites:
             continue
+        if len(path) == 1 and chosen and path[0] in _bare_keys(every) - _bare_keys(known):
+            # a field of the file's other suites: not unknown, only not in any chosen one (--only theory)
+            raise MLHWError(
+                f"{where}: no chosen suite ({', '.join(chosen)}) has {path[0]!r}; the suites that do: "
+                + ", ".join(s for s in spec.suites if path[0] in _bare_keys(_fields(spec.suites[s].kind)))
+            )
         if len(path) != 1 or path[0] not in _bare_keys(known):
             raise MLHWError(
                 f"{where}: unknown key {'.'.join(path)!r} (a field such as epochs, or SUITE.FIELD, "

@@ -358,6 +358,18 @@ def test_a_bare_seeds_sets_the_suites_with_a_seed_and_a_seedless_suite_refuses_o
         expand(spec, "digits", sets=["theory.seeds=[1]"])
 
 
+def test_a_field_of_other_suites_is_not_called_unknown_when_no_chosen_suite_has_it():
+    """`--only theory --set epochs=2` said "unknown key 'epochs' (a field such as epochs, ...)": the message now
+    says which chosen suite lacks it and which suites have it; a key no suite has is still unknown."""
+    spec = load_file(Path("experiments.yaml"))
+    with pytest.raises(MLHWError) as e:
+        expand(spec, "digits", only=["theory"], sets=["epochs=2"])
+    assert str(e.value).startswith("--set epochs: no chosen suite (theory) has 'epochs'; the suites that do: mlp_")
+    assert "unknown" not in str(e.value)
+    with pytest.raises(MLHWError, match=r"^--set bogus: unknown key 'bogus'"):
+        expand(spec, "digits", only=["theory"], sets=["bogus=2"])
+
+
 def test_one_hidden_width_is_a_layer_in_yaml_as_on_the_command_line(workdir):
     """`--set mlp_full.hidden=40` said "must be a valid tuple (got 40)", although `--hidden 40` works."""
     from mlhw.config import MLPConfig
