@@ -641,7 +641,7 @@ def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = Tr
 
 
 def _clip_note(d: Difference) -> str:
-    return ", cut to ±100 points: Welch's interval passes beyond what accuracies can differ by" if d.clipped else ""
+    return ", cut at ±100 points" if d.clipped else ""  # Welch's t interval passes beyond what accuracies can differ by
 
 
 def _fmt_metric(d: Difference) -> str:

@@ -415,5 +415,5 @@ def test_an_interval_cut_to_100_points_says_so():
     assert hi > 1.0
     d = F.welch_difference(first, second, "test_acc", ("Adam lr=0.005", "Adam lr=5e-5"))
     assert d.clipped and d.high == 1.0 and d.low == pytest.approx(lo)
-    assert f"[{100 * lo:+.1f}, +100.0], cut to ±100 points" in F.difference_sentence(d)
+    assert f"[{100 * lo:+.1f}, +100.0], cut at ±100 points, Welch df" in F.difference_sentence(d)
     assert not F.welch_difference([0.5, 0.6, 0.55], [0.6, 0.7, 0.65], "test_acc").clipped
