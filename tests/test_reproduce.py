@@ -397,6 +397,9 @@ def test_only_on_a_store_without_the_other_suites_leaves_the_profiles_report_alo
     assert sorted(p.name for p in (partial / "tables").iterdir()) == ["mlp_full.csv", "mlp_full.md", "mlp_full.tex"]
     report = (partial / "REPORT.md").read_text()
     assert "(partial)" in report.splitlines()[0] and "only mlp_full" in report
+    # it answers what it ran: Part 1 (c), not "Part 1 (b) ... not reproduced here" nor Part 2's questions
+    findings = report.split("## Findings")[1].split("\n## ")[0]
+    assert "Part 1 (c)" in findings and "Part 1 (b)" not in findings and "Part 2" not in findings
     # the verdict still compares the suite's table with the profile's committed one (same machine, same seeds)
     assert f"against the baseline that was in {Path('results') / 'tiny'}: check passed" in res.stderr
     assert "check passed: 3 ok" in res.stderr  # the three numbers of mlp_full's table
