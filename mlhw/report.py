@@ -276,11 +276,6 @@ def changed_files(folder: Path, keys: dict[str, str]) -> list[str] | None:
     return [f for f, digest in files.items() if not (folder / f).is_file() or _digest(folder / f) != digest]
 
 
-def is_current(folder: Path, keys: dict[str, str]) -> bool:
-    """The folder holds a complete report of these very suites, every file as it was written."""
-    return changed_files(folder, keys) == []
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -474,38 +469,46 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
             continue
         # the planned configs (a record also holds the run's metrics, some of the same name: Q1's `steps`)
         configs = [e.config for e in scope.entries if e.suite == suite] or [{}]
-        keys = [k for k in configs[0] if k not in SETTINGS_SKIPPED and k in recs[0]]
-        if configs[0].get("kind") == "theory":  # its table's `data` column says what each check ran on
-            keys = []
-        if all(c.get("method") == "exact" for c in configs):  # Q1's exact method takes no steps and no rate
-            keys = [k for k in keys if k not in ("steps", "lr")]
-        if configs[0].get("kind") == "cnn":  # the pairs that ran, not a grid of optimizer x lr x batchnorm
-            keys = [k for k in keys if k not in VARIANT_FIELDS]
-            if not any(c.get("optimizer") == "sgd" for c in configs):
-                keys = [k for k in keys if k != "momentum"]  # Adam has none
-        same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
-        varies = [k for k in keys if k not in same]
-        splits = ("train", "val", "test") if configs[0].get("kind") == "cnn" else ("train", "test")  # the MLP: no val
-        data = " or ".join(
-            dict.fromkeys(_data_of(r, splits, "classes" in configs[0]) for r in recs if r.get("dataset"))
-        )
-        parts = [data]
-        if configs[0].get("kind") == "cnn":
-            variants = dict.fromkeys(cnn_title(c["optimizer"], c["lr"], c["batchnorm"], c["dropout"]) for c in configs)
-            parts.append(("variants " if len(variants) > 1 else "variant ") + " vs ".join(variants))
-        parts.append(", ".join(f"{k} {_setting(k, configs[0][k])}" for k in same))
-        parts += [f"{k}: " + ", ".join(dict.fromkeys(_setting(k, c.get(k)) for c in configs)) for k in varies]
-        seeds = list(dict.fromkeys(r["seed"] for r in recs if r.get("seed") is not None))
-        if seeds and any("seed" in c for c in configs):
-            parts.append("seed" + "s" * (len(seeds) > 1) + " " + ", ".join(map(str, seeds)))
         what = scope.descriptions.get(suite)
-        body = "; ".join(p for p in parts if p)
-        lines.append(f"- **{suite}**" + (f" ({what})" if what else "") + (f": {body}." if body else "."))
+        lines.append(f"- **{suite}**" + (f" ({what})" if what else "") + _suite_settings(configs, recs))
         for r in recs:
             first = owner.setdefault(r["run_id"], suite)
             if first != suite:
                 shared[(first, suite)] = shared.get((first, suite), 0) + 1
-    lines.append("")
+    return lines + ["", " ".join(_settings_notes(scope, done, shared)), ""]
+
+
+def _suite_settings(configs: list[dict], recs: list[dict]) -> str:
+    """': digits, 300 train / 100 test; hidden 40, epochs 3, ...; lr: 0.01, 0.1, 100; seed 8.' (or '.')"""
+    keys = [k for k in configs[0] if k not in SETTINGS_SKIPPED and k in recs[0]]
+    kind = configs[0].get("kind")
+    if kind == "theory":  # its table's `data` column says what each check ran on
+        keys = []
+    if all(c.get("method") == "exact" for c in configs):  # Q1's exact method takes no steps and no rate
+        keys = [k for k in keys if k not in ("steps", "lr")]
+    if kind == "cnn":  # the pairs that ran, not a grid of optimizer x lr x batchnorm
+        keys = [k for k in keys if k not in VARIANT_FIELDS]
+        if not any(c.get("optimizer") == "sgd" for c in configs):
+            keys = [k for k in keys if k != "momentum"]  # Adam has none
+    same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
+    varies = [k for k in keys if k not in same]
+    splits = ("train", "val", "test") if kind == "cnn" else ("train", "test")  # the MLP uses no val
+    parts = [" or ".join(dict.fromkeys(_data_of(r, splits, "classes" in configs[0]) for r in recs if r.get("dataset")))]
+    if kind == "cnn":
+        variants = dict.fromkeys(cnn_title(c["optimizer"], c["lr"], c["batchnorm"], c["dropout"]) for c in configs)
+        parts.append(("variants " if len(variants) > 1 else "variant ") + " vs ".join(variants))
+    parts.append(", ".join(f"{k} {_setting(k, configs[0][k])}" for k in same))
+    parts += [f"{k}: " + ", ".join(dict.fromkeys(_setting(k, c.get(k)) for c in configs)) for k in varies]
+    seeds = list(dict.fromkeys(r["seed"] for r in recs if r.get("seed") is not None))
+    if seeds and any("seed" in c for c in configs):
+        parts.append("seed" + "s" * (len(seeds) > 1) + " " + ", ".join(map(str, seeds)))
+    body = "; ".join(p for p in parts if p)
+    return f": {body}." if body else "."
+
+
+def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tuple[str, str], int]) -> list[str]:
+    """What a reader of the tables needs beside the settings: (a) is (b)'s lr 0.1 row, AlexNet's size, why the
+    SVMs stay on digits, the runs two suites share, what ± means."""
     notes = []
     rates = {r.get("lr") for r in done.get("mlp_lr_sweep", [])}
     if 0.1 in rates:
@@ -540,7 +543,7 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
         "In the tables, ± is the sample standard deviation (n - 1) over the seeds and n the number of seeds; a seed "
         "sets the initialisation, the order of the data, Dropout's masks and any subset drawn."
     )
-    return lines + [" ".join(notes), ""]
+    return notes
 
 
 def _data_of(r: dict, splits: tuple[str, ...], two_classes: bool) -> str:
