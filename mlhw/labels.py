@@ -41,13 +41,16 @@ def variant_title(variant: str) -> str:
     return cnn_title(cfg["optimizer"], cfg["lr"], cfg.get("batchnorm", True), cfg.get("dropout", True))
 
 
+def subset_note(train_size, test_size) -> str:
+    """' 2000/1000' (' 500/all'): a run's subset sizes, '' for the whole dataset."""
+    sizes = [train_size, test_size]
+    return " " + "/".join("all" if s is None else str(s) for s in sizes) if any(sizes) else ""
+
+
 def data_note(cfg) -> str:
     """What a run trained on and for how long, for its name: 'digits, 30 epochs', 'mnist 2000/1000, 3 epochs'
     (train/test subset sizes), 'cifar10 10%, 10 epochs' (the CNN's training fraction)."""
-    sizes = [getattr(cfg, "train_size", None), getattr(cfg, "test_size", None)]
-    data = cfg.dataset
-    if any(sizes):
-        data += " " + "/".join("all" if s is None else str(s) for s in sizes)
+    data = cfg.dataset + subset_note(getattr(cfg, "train_size", None), getattr(cfg, "test_size", None))
     fraction = getattr(cfg, "train_fraction", 1.0)
     if fraction < 1.0:
         data += f" {100 * fraction:g}%"

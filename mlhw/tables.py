@@ -8,6 +8,7 @@ import re
 import pandas as pd
 
 from mlhw.config import user_fields
+from mlhw.labels import subset_note
 from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_REFERENCE, CNN_VARIANT_TITLES
 
 
@@ -276,8 +277,7 @@ def _svm_data(r: dict) -> str:
     """The dataset, with its subset sizes when a run drew one ('digits 500/all'): every field that tells two SVM
     runs apart is in the `setting` (the key `mlhw check` matches rows by), so that a grid never makes two rows
     with one setting."""
-    sizes = [r.get("train_size"), r.get("test_size")]
-    return r["dataset"] + (" " + "/".join("all" if v is None else str(v) for v in sizes) if any(sizes) else "")
+    return r["dataset"] + subset_note(r.get("train_size"), r.get("test_size"))
 
 
 def _q1_variant(r: dict) -> str:
