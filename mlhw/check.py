@@ -491,6 +491,12 @@ def _float(v) -> float | None:
     return f
 
 
+def _empty(v) -> bool:
+    """A cell of a single-result table that holds no number ('-' or blank: read as NaN)."""
+    f = _float(v)
+    return f is None or math.isnan(f)
+
+
 def _std_of(rec: dict, metric: str) -> float | None:
     s = _float(rec.get(f"{metric}_std"))
     return None if s is None or not math.isfinite(s) else s
@@ -561,7 +567,8 @@ def compare(
             names.append(name)  # a table only the reproduction has: its rows are new
     for name in names:
         bdf, cdf = baseline.get(name), current.get(name)
-        if policy.keys.get(name):
+        single = bool(policy.keys.get(name))
+        if single:
             keys = policy.keys[name]
             numeric = numeric_columns(bdf, keys) | numeric_columns(cdf, keys)
             bdf, cdf = (single_values(df, keys, numeric) for df in (bdf, cdf))
@@ -603,6 +610,8 @@ def compare(
                         )
                     )
                     continue
+                if single and _empty(brec[f"{m}_mean"]) and _empty(crec[f"{m}_mean"]):
+                    continue  # a cell empty on both sides ('-': Q1 has no support vectors) has nothing to compare
                 rows.append(
                     _compare_row(name, label, keyd, m, brec, crec, policy, policy.chaotic_reason(name, brec, m))
                 )

@@ -364,8 +364,17 @@ def test_a_single_result_table_compares_its_numeric_columns_and_a_lost_row_fails
     assert [(r.row, r.status) for r in res.failures()] == [
         ("question=Q1 multiclass hinge, setting=digits, all classes", "missing")
     ]
-    compared = {r.metric for r in C.compare(base, base, policy).rows}
+    same = C.compare(base, base, policy)
+    compared = {r.metric for r in same.rows}
     assert compared == {"objective", "support vectors", "train error", "test error", "liblinear rel. diff"}
+    # Q1's '-' cells (no support vectors, no liblinear run) are empty on both sides: not counted as 'ok'
+    q1_rows = [r.metric for r in same.rows if r.row.startswith("question=Q1")]
+    assert sorted(q1_rows) == ["objective", "test error", "train error"]
+    # ... but a number that appears where the baseline had none is still seen
+    filled = base["svm"].copy()
+    filled.loc[0, "support vectors"] = "7"
+    res = C.compare(base, {"svm": filled}, policy)
+    assert [(r.row[:12], r.metric) for r in res.failures()] == [("question=Q1 ", "support vectors")]
     # without keys: not compared, and said so
     assert C.compare(base, base, C.policy_from_dict({"tables": ["svm"]})).skipped_tables == [
         "svm (no mean/std columns)"
