@@ -490,10 +490,13 @@ def _suite_settings(configs: list[dict], recs: list[dict]) -> str:
         keys = [k for k in keys if k not in VARIANT_FIELDS]
         if not any(c.get("optimizer") == "sgd" for c in configs):
             keys = [k for k in keys if k != "momentum"]  # Adam has none
+    two_classes = "classes" in configs[0]
+    if two_classes and all(r.get("classes") and "n_train" in r for r in recs):
+        keys = [k for k in keys if k != "classes"]  # the data part names them: 'digits 3 vs 8, 283 train / ...'
     same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
     varies = [k for k in keys if k not in same]
     splits = ("train", "val", "test") if kind == "cnn" else ("train", "test")  # the MLP uses no val
-    parts = [" or ".join(dict.fromkeys(_data_of(r, splits, "classes" in configs[0]) for r in recs if r.get("dataset")))]
+    parts = [" or ".join(dict.fromkeys(_data_of(r, splits, two_classes) for r in recs if r.get("dataset")))]
     if kind == "cnn":
         variants = dict.fromkeys(cnn_title(c["optimizer"], c["lr"], c["batchnorm"], c["dropout"]) for c in configs)
         parts.append(("variants " if len(variants) > 1 else "variant ") + " vs ".join(variants))
@@ -547,9 +550,15 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
 
 
 def _data_of(r: dict, splits: tuple[str, ...], two_classes: bool) -> str:
-    """'digits, 1,297 train / 500 test': a run's dataset and the sizes its run logged. A two-class SVM's sizes
-    would be the dataset's, not the part of it in its classes: left out."""
+    """'digits, 1,297 train / 500 test': a run's dataset and the sizes its run logged. A two-class SVM trains on
+    the part of the data in its two classes: its own n_train / n_test metrics ('digits 3 vs 8, 283 train / ...')."""
     sizes = r.get("sizes") or {}
+    if two_classes:
+        sizes = {k: int(r[f"n_{k}"]) for k in splits if isinstance(r.get(f"n_{k}"), int | float)}
+        if sizes and r.get("classes"):
+            return f"{r['dataset']} {r['classes'].replace('vs', ' vs ')}, " + " / ".join(
+                f"{sizes[k]:,} {k}" for k in splits if k in sizes
+            )
     if not sizes or two_classes:
         return r["dataset"]
     return f"{r['dataset']}, " + " / ".join(f"{sizes[k]:,} {k}" for k in splits if k in sizes)

@@ -607,7 +607,12 @@ def test_the_report_says_what_each_suite_ran_on_and_with_what(ci_reproduction):
     assert (
         "variants SGD lr=0.005 vs Adam lr=5e-5;" in lines["cnn_optimizers"] and "momentum 0" in lines["cnn_optimizers"]
     )
-    assert "classes 3 vs 8" in lines["svm_soft"]
+    # the two-class task's own sizes: every 3 and 8 of digits, split between train and test
+    digits = load_digits().target
+    found = re.search(r"digits 3 vs 8, (\d+) train / (\d+) test;", lines["svm_soft"])
+    assert found and int(found[1]) + int(found[2]) == ((digits == 3) | (digits == 8)).sum(), lines["svm_soft"]
+    assert 50 < int(found[2]) < 150  # about 500 / 1797 of the 357
+    assert "classes 3 vs 8" not in lines["svm_soft"]  # said once, in the data part
     assert "cnn_adam_lr and cnn_optimizers share 1 run" in settings and "Part 1 (a)" in settings
     assert "± is the sample standard deviation" in settings
     assert "AlexNet here is 0.125 of the paper's width at 67 px" in settings  # ci's width, digits' preset size
