@@ -397,4 +397,4 @@ def test_the_plan_says_which_suites_a_set_reached(workdir):
 
     res = invoke("reproduce", "--file", write(workdir, BASE), "--profile", "p", "--set", "epochs=3", "--dry-run")
     assert res.exit_code == 0, res.output
-    assert "--set epochs: sets c, m" in res.stderr
+    assert "--set epochs: sets c, m" in res.stdout  # the plan is a dry run's output

@@ -416,7 +416,7 @@ def test_only_does_not_read_or_refuse_the_data_of_suites_it_does_not_run(light):
     _with_cifar_suite(light)
     dry = reproduce(light, "--dry-run", "--only", "cnn_optimizers", "--data-dir", light / "nowhere")
     assert dry.exit_code == 0 and "2 runs: 2 no data" in dry.output  # the suite does read CIFAR-10
-    assert f"no data: cifar10 not in {light / 'nowhere'}/" in " ".join(dry.stderr.split())  # where it looked
+    assert f"no data: cifar10 not in {light / 'nowhere'}/" in " ".join(dry.stdout.split())  # where it looked
     whole = reproduce(light, "--data-dir", light / "nowhere")  # the way forward names the suites without it
     assert_one_line_error(
         whole, "CIFAR-10", "suites without cifar10: --only mlp_full --only mlp_lr_sweep --only svm_soft"
@@ -461,8 +461,8 @@ def test_dry_run_writes_and_downloads_nothing(light):
     for profile in ("tiny", "mnist"):
         res = invoke("reproduce", "--profile", profile, "--file", light / "exp.yaml", "--dry-run")
         assert res.exit_code == 0, res.output
-        assert "dry run" in res.stderr
-        outputs[profile] = res.stderr
+        assert "dry run" in res.stdout and "dry run" not in res.stderr  # the plan is the output: `> plan.txt`
+        outputs[profile] = res.stdout
     assert "no data" in outputs["mnist"]  # MNIST is not here: listed, not fetched
     assert not (light / "data").exists() and not (light / "results").exists()
     assert not list(Path(os.environ["MLHW_CACHE_DIR"]).iterdir())  # not even the fingerprint cache
@@ -472,7 +472,7 @@ def test_dry_run_writes_and_downloads_nothing(light):
         assert found == [] and client.get_experiment_by_name("mlhw") is None
     assert reproduce(light).exit_code == 0  # and a dry run of a done profile says so
     res = reproduce(light, "--dry-run")
-    assert res.exit_code == 0 and "5 runs: 5 done" in res.stderr
+    assert res.exit_code == 0 and "5 runs: 5 done" in res.stdout
     assert len(runs(light)[1]) == 5 + 3
     assert "5 runs: 5 pending" in outputs["tiny"]
     # the mnist profile keeps mlp_full's one seed: four runs, each counted once although none has an identity yet
@@ -945,7 +945,7 @@ def test_a_dry_run_without_the_data_counts_a_shared_run_once(workdir):
         "reproduce", "--profile", "paper", "--file", repo / "experiments.yaml", "--dry-run", "--data-dir", "empty"
     )
     assert res.exit_code == 0, res.output
-    line = next(x for x in res.stderr.splitlines() if " runs: " in x)
+    line = next(x for x in res.stdout.splitlines() if " runs: " in x)
     assert (
         line.startswith(f"{5 * 6 + 5 + 4 * 3 + 1 + 3 + 1} runs: ") and "(6 shared between suites, counted once)" in line
     )

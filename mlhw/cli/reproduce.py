@@ -267,12 +267,12 @@ def _show_plan(plan) -> None:
     _show_overrides(plan)
 
 
-def _show_overrides(plan) -> None:
+def _show_overrides(plan, console=err) -> None:
     """Which suites each --set reached: a bare `lr=0.5` sets every suite with an lr (the multiclass SVM's step too)."""
     for item in plan.overrides:
         where = f"--set {item.split('=', 1)[0].strip()}"
         suites = sorted({p.spec.suite for p in plan.entries if where in p.spec.where.values()})
-        err.print(f"{where}: sets {', '.join(suites) or 'no run'}", highlight=False)
+        console.print(f"{where}: sets {', '.join(suites) or 'no run'}", highlight=False)
 
 
 def _counts_line(plan) -> str:
@@ -285,6 +285,7 @@ def _counts_line(plan) -> str:
 
 
 def _show_dry_run(plan, data_dir) -> None:
+    """The plan on stdout (it is what a dry run is for: `--dry-run > plan.txt`)."""
     from rich.table import Table
 
     table = Table(title=f"plan: profile {plan.profile} (dry run: nothing is run or written)")
@@ -293,16 +294,16 @@ def _show_dry_run(plan, data_dir) -> None:
     for p in plan.entries:
         ident = "-" if p.status == "no data" else p.identity  # its identity needs the files' fingerprint
         table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", ident)
-    err.print(table)
-    err.print(_counts_line(plan))
+    out.print(table)
+    out.print(_counts_line(plan))
     absent = sorted({p.spec.config.dataset for p in plan.entries if p.status == "no data"})
     if absent:
-        err.print(
+        out.print(
             f"no data: {', '.join(absent)} not in {data_dir}/ (a run would download it, or stop: --data-dir DIR)",
             highlight=False,
             soft_wrap=True,
         )
-    _show_overrides(plan)
+    _show_overrides(plan, out)
 
 
 def _suite_parents(stack, plan, store) -> dict[str, object]:
