@@ -417,8 +417,15 @@ def single_values(df: pd.DataFrame | None, keys: list[str], numeric: set[str] | 
 
 def load_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
     """Every `<folder>/*.csv` as name -> DataFrame (the folder itself, e.g. results/digits/tables)."""
-    folder = Path(folder)
-    return {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
+    out = {}
+    for p in sorted(Path(folder).glob("*.csv")):
+        try:
+            out[p.stem] = pd.read_csv(p)
+        except (ValueError, OSError) as e:  # pandas' parser and empty-data errors are ValueErrors
+            raise CheckConfigError(
+                f"{p}: not a readable CSV table ({str(e).splitlines()[0] if str(e) else e})"
+            ) from None
+    return out
 
 
 @dataclass

@@ -453,6 +453,24 @@ def test_results_dir_that_is_a_file_fails_before_any_run(light):
     assert (light / "blocker").read_text() == "a file where a folder should be\n"
 
 
+def test_a_broken_baseline_stops_the_reproduction_before_any_run(light):
+    """The committed results a reproduction is checked against are input too: a check.yaml that is not YAML, or a
+    table that is not a CSV, was skipped silently (no verdict, exit 0); now one line names the file, exit 2."""
+    tables = light / "results" / "tiny" / "tables"
+    tables.mkdir(parents=True)
+    (tables / "mlp_full.csv").write_text("lr,test_acc_mean,n\n0.1,0.9,2\n")
+    (tables.parent / "check.yaml").write_text("k: [3\n")
+    res = reproduce(light)
+    assert_one_line_error(res, "results/tiny/check.yaml: not valid YAML")
+    (tables.parent / "check.yaml").write_text("k: -1\n")
+    assert_one_line_error(reproduce(light), "check.yaml", "k")
+    (tables.parent / "check.yaml").unlink()
+    (tables / "mlp_full.csv").write_bytes(b"")
+    assert_one_line_error(reproduce(light), "results/tiny/tables/mlp_full.csv: not a readable CSV")
+    assert not (light / "mlflow.db").exists() or runs(light, all_lifecycles=True)[1] == []
+    assert sorted(p.name for p in (light / "results").rglob("*") if p.is_file()) == ["mlp_full.csv"]
+
+
 def test_dry_run_writes_and_downloads_nothing(light):
     doc = dict(LIGHT)
     doc["profiles"] = dict(LIGHT["profiles"], mnist={"defaults": {"dataset": "mnist"}})

@@ -89,8 +89,6 @@ def _validate(
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
     # no-op reproduce (the fingerprint cache spares that read)
     _check_data([p.spec for p in plan.pending()], source, missing)
-    if not dry_run and store.experiment_id is None:
-        store = Store(tracking_uri, experiment)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
     if only and not sets:  # the report stays whole: the other suites' done runs, found by identity, not run
@@ -105,7 +103,11 @@ def _validate(
 
         tables = Path(results_dir) / profile / "tables"
         plan.reported = {s for s in spec.suites if (tables / f"{SUITE_TABLES.get(s, s)}.csv").is_file()}
-    return spec, source, store, plan
+    # the committed results this reproduction is checked against: a broken check.yaml or table stops it here
+    baseline = _baseline(Path(results_dir) / profile, plan)
+    if not dry_run and store.experiment_id is None:
+        store = Store(tracking_uri, experiment)
+    return spec, source, store, plan, baseline
 
 
 def _unreadable(specs, data_dir, download, tolerated) -> set[str]:
@@ -158,10 +160,7 @@ def _baseline(folder, plan):
 
     if plan.overrides or not (folder / "tables").is_dir():  # --set changes the runs: nothing to compare with
         return None
-    try:
-        baseline = load_baseline(folder)
-    except Exception:  # an unreadable baseline does not stop a reproduction; `mlhw check` says why
-        return None
+    baseline = load_baseline(folder)  # CheckConfigError (exit 2), naming the file, before any run exists
     if plan.only:
         chosen = {SUITE_TABLES.get(s) for s in plan.only}
         if plan.report_only:  # a partial report has the chosen suites' rows alone: a table that another suite
@@ -559,7 +558,7 @@ def reproduce(
     from mlhw import fingerprint_cache
 
     with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
-        spec, source, store, plan = _validate(
+        spec, source, store, plan, baseline = _validate(
             file, profile, only, set_, device, data_dir, download, results_dir, uri, experiment, stale_after, dry_run
         )
     if force:
@@ -586,7 +585,6 @@ def reproduce(
             soft_wrap=True,
         )
     committed = Path(results_dir) / profile  # the baseline: --only compares its suites' tables with it
-    baseline = _baseline(committed, plan)
     _show_plan(plan)
     if plan.only and plan.rest_missing and not plan.overrides:
         err.print(
