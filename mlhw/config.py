@@ -150,6 +150,11 @@ CNN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Part 2's learning rate per optimizer when none is given: the assignment's (a) pair, SGD 0.005 and Adam 5e-5
+# (Adam's 5e-5 would barely move plain SGD).
+CNN_DEFAULT_LR: dict[str, float] = {"sgd": 0.005, "adam": 5e-5}
+
+
 class CNNConfig(_Config):
     """Part 2: one AlexNet variant. width, image_size and train_fraction default to the dataset's preset
     (CNN_PRESETS); width 1 and image_size 227 are the paper's model exactly."""
@@ -157,7 +162,7 @@ class CNNConfig(_Config):
     kind: Literal["cnn"] = "cnn"
     dataset: Literal["digits", "cifar10"] = "digits"
     optimizer: Literal["sgd", "adam"] = "adam"
-    lr: Rate = 5e-5
+    lr: Rate = Field(...)  # CNN_DEFAULT_LR[optimizer] when not given
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     batchnorm: bool = True
     dropout: bool = True
@@ -174,7 +179,8 @@ class CNNConfig(_Config):
         if isinstance(values, dict):
             # an unknown dataset takes digits' sizes: its one error is the dataset's, not three "Field required"
             preset = CNN_PRESETS.get(values.get("dataset", "digits"), CNN_PRESETS["digits"])
-            values = {**preset, **{k: v for k, v in values.items() if v is not None}}
+            lr = CNN_DEFAULT_LR.get(values.get("optimizer") or "adam", CNN_DEFAULT_LR["adam"])
+            values = {**preset, "lr": lr, **{k: v for k, v in values.items() if v is not None}}
         return values
 
 
@@ -207,5 +213,7 @@ def default_of(model: type[_Config], name: str) -> str:
     """A field's default as --help shows it (presets: per dataset)."""
     if model is CNNConfig and name in CNN_PRESETS["digits"]:
         return ", ".join(f"{p[name]:g} for {d}" for d, p in CNN_PRESETS.items())
+    if model is CNNConfig and name == "lr":
+        return ", ".join(f"{lr:g} for {o}" for o, lr in CNN_DEFAULT_LR.items())
     value = model.model_fields[name].default
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -25,6 +25,18 @@ def test_train_one_variant(workdir):
     assert not (workdir / "results").exists()
 
 
+def test_sgd_without_a_rate_trains_at_the_assignments_sgd_rate(workdir, monkeypatch):
+    """`cnn train --optimizer sgd` took Adam's 5e-5 (an SGD run that barely moves); it is Part 2 (a)'s 0.005."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "train", *SMALL, "--optimizer", "sgd", "--train-fraction", "0.1", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    _, (run,) = runs_of(uri)
+    assert (run.data.params["optimizer"], float(run.data.params["lr"])) == ("sgd", 0.005)
+    assert "SGD lr=0.005" in run.info.run_name
+    monkeypatch.setenv("COLUMNS", "200")  # --help's default on one line
+    assert "[default: (0.005 for sgd, 5e-05 for adam)]" in invoke("cnn", "train", "--help").output
+
+
 def test_compare_all_runs_shared_variant_once(workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("cnn", "compare", "--part", "all", *SMALL, "--json", "--tracking-uri", uri)

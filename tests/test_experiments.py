@@ -61,6 +61,8 @@ def test_configs_hold_the_presets_and_identity_covers_config_and_data():
     assert (d.config.width, d.config.image_size, d.config.train_fraction) == (0.5, 67, 1.0)
     assert CNNConfig() == CNNConfig(dataset="digits", **CNN_PRESETS["digits"])
     assert CNNConfig(dataset="cifar10", width=0.25).width == 0.25  # an override wins over the preset
+    # the learning rate the assignment pairs with each optimizer; a given one wins (Adam 5e-5 would stall SGD)
+    assert (CNNConfig().lr, CNNConfig(optimizer="sgd").lr, CNNConfig(optimizer="sgd", lr=0.1).lr) == (5e-5, 0.005, 0.1)
     cfg = MLPConfig()
     assert identity(cfg, "a") != identity(cfg, "b") and identity(cfg, "a") != identity(MLPConfig(seed=9), "a")
     assert identity(cfg, "a") == identity(MLPConfig(), "a") and len(identity(cfg, "a")) == 16
