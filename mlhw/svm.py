@@ -597,6 +597,15 @@ def binary_error(theta: np.ndarray, A: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.where(A @ theta >= 0, 1.0, -1.0) != y))
 
 
+def _dual_qp_rows(y: np.ndarray) -> np.ndarray:
+    """The rows of Q3(d)'s sub-problem: the first QP_DUAL_SAMPLES; if those hold one class alone (data sorted by
+    label), the first QP_DUAL_SAMPLES / 2 of each class, in their order."""
+    rows = np.arange(min(len(y), QP_DUAL_SAMPLES))
+    if len(np.unique(y[rows])) < 2:
+        rows = np.sort(np.concatenate([np.flatnonzero(y == c)[: QP_DUAL_SAMPLES // 2] for c in np.unique(y)]))
+    return rows
+
+
 @_blas_by_size
 def soft_report(
     X: np.ndarray,
@@ -636,8 +645,8 @@ def soft_report(
             "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain)),
             "qp_vs_newton_relative_difference": abs(f_plain - primal.objective) / max(1.0, abs(primal.objective)),
         }
-    if len(y) > 1:  # Q3(d) on (at most) the first QP_DUAL_SAMPLES samples: the claim holds for any data
-        sub = SoftSVMProblem(X[:QP_DUAL_SAMPLES], y[:QP_DUAL_SAMPLES], C, bias)
+    if len(y) > 1:  # Q3(d) on (at most) QP_DUAL_SAMPLES samples: the claim holds for any data of both classes
+        sub = SoftSVMProblem(X[_dual_qp_rows(y)], y[_dual_qp_rows(y)], C, bias)
         a, b, g, ok = solve_dual_qp(sub)
         g_active = solve_dual(sub).objective
         report |= {

@@ -335,3 +335,17 @@ def test_the_dual_functions_formula_is_the_lagrangians_minimum_and_a_wrong_one_i
     # as `mlhw theory` runs it (the check is not only fit to C = 1, where 1/(2C) = C/2)
     (bc,) = [c for c in theory.check_q3(X, y, "noise") if c.question == "Q3(b,c)"]
     assert not bc.passed and bc.max_error > 1e-2
+
+
+def test_q3d_runs_on_data_sorted_by_label():
+    """Q3(d)'s sub-problem took the first 120 samples: on data sorted by label they were of one class, and the
+    whole report (a run that already existed) failed. It takes 60 of each class then, and agrees with the dual."""
+    X, y = overlapping(400, 5, seed=2)
+    order = np.argsort(y, kind="stable")
+    X, y = X[order], y[order]
+    assert (y[: svm.QP_DUAL_SAMPLES] == y[0]).all()  # the case: the first 120 are one class
+    rep = svm.soft_report(X, y, 1.0)
+    assert rep["qp_dual_n"] == svm.QP_DUAL_SAMPLES and rep["qp_dual_vs_active_set"] < 1e-8
+    assert rep["qp_dual_max_beta"] < 1e-6
+    mixed = overlapping(400, 5, seed=2)  # the first 120 hold both classes: they are the sub-problem, as before
+    assert (svm._dual_qp_rows(mixed[1]) == np.arange(svm.QP_DUAL_SAMPLES)).all()
