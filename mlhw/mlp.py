@@ -392,7 +392,7 @@ def train_mlp_groups(
                 "test_acc": float(te_acc[r]),
                 "epoch_seconds": seconds,
             }
-            # Epoch 0 is the N(0, 1) initialisation (16-43 ln C on digits and MNIST), not training.
+            # Epoch 0 is the N(0, 1) initialisation (7-16 ln C on digits, 20-43 on MNIST), not training.
             if res.diverged_epoch is None and epoch >= 1:
                 falling = descending([h["train_loss"] for h in res.history] + [loss])
                 if is_diverged(loss, data.n_classes, falling):

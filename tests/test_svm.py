@@ -98,7 +98,7 @@ def test_primal_matches_liblinear(dual):
 
 
 def test_slacks_closed_form_on_a_tiny_problem():
-    """One point per class on a line: by symmetry w = 1/(1 + 1/C) * ..., checked against the 1-D formula."""
+    """One point per class on a line, no bias: by symmetry both slacks are 1 - w, checked against the 1-D optimum."""
     X = np.array([[1.0], [-1.0]])
     y = np.array([1.0, -1.0])
     C = 2.0
