@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from mlhw.claims import alive, by_identity, end_stale
+from mlhw.config import identity
 from mlhw.experiments import RunSpec
 from mlhw.labels import data_note
 from mlhw.runs import DataSource, Job
@@ -137,8 +138,7 @@ def make_plan(
         if getattr(spec.config, "dataset", None) in no_data:
             # no identity without the files' fingerprint; one config is one run all the same (Adam 5e-5 serves
             # three CNN suites: counted once, as where the data is present)
-            key = hashlib.sha256(spec.config.model_dump_json().encode()).hexdigest()[:16]
-            entries.append(Planned(spec, f"-no-data-{key}", "no data"))
+            entries.append(Planned(spec, f"-no-data-{identity(spec.config, '')}", "no data"))
             continue
         ident = source.identity(spec.config)
         found = settled.get(ident)
