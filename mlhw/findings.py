@@ -52,7 +52,7 @@ import numpy as np
 
 from mlhw.divergence import first_diverged
 from mlhw.labels import variant_title
-from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PARTS, CNN_REFERENCE, MLP_FULL_TEST_ACC
+from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PART_SUITES, CNN_PARTS, CNN_REFERENCE, MLP_FULL_TEST_ACC
 from mlhw.tables import pct
 
 CONFIDENCE = 0.95
@@ -64,7 +64,6 @@ TREND_T = 2.0
 SPEED_FRACTION = 0.9
 SPREAD_STDS = 2.0
 
-PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}
 PART_QUESTIONS = {
     "a": "Part 2 (a): SGD (lr 0.005) vs Adam (lr 5e-05): which optimizer trains AlexNet better?",
     "b": "Part 2 (b): Adam with lr 0.005 vs lr 5e-05: what does the learning rate do?",
@@ -837,11 +836,11 @@ def build_findings(
     add("mlp_full", lambda rs: part1c(rs, compare_reference))
     for part in ("a", "b"):
         add(
-            PART_SUITES[part],
+            CNN_PART_SUITES[part],
             lambda rs, part=part: part2_pair(rs, part, n_classes, chance_margin, compare_reference, confidence),
         )
     add(
-        PART_SUITES["c"],
+        CNN_PART_SUITES["c"],
         lambda rs: part2c(rs, n_classes, chance_margin, speed_fraction, compare_reference, confidence),
     )
     return out

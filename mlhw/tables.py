@@ -218,7 +218,6 @@ SUITE_TABLES = {  # suite -> the table that shows it
     "svm_soft": "svm",
     "theory": "theory",
 }
-CNN_PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}
 CNN_TABLE_NAMES = {
     "cnn_optimizers": ("sgd_vs_adam", "Part 2 (a): SGD vs Adam"),
     "cnn_adam_lr": ("adam_lr", "Part 2 (b): Adam learning rate"),

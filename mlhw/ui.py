@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from mlhw.errors import MLHWError
@@ -122,21 +123,18 @@ def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> str:
     return f"{base}/#/?workflowType=machine_learning"
 
 
-def serve(tracking_uri: str | None, port: int) -> None:
-    from mlhw.cli.common import out
-
+def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = print) -> None:
+    """Run the UI until it is stopped; `say` prints its status lines (the CLI's console)."""
     uri = resolve_uri(tracking_uri)
     check_uri(uri)
     proc, log = start(uri, port)
     try:
-        out.print(f"starting the MLflow UI for {uri} ...", highlight=False)
+        say(f"starting the MLflow UI for {uri} ...")
         url = experiment_url(uri, port)  # while the server starts: the URL is printed the moment it answers
         wait_healthy(proc, port, log)
-        out.print(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log})", highlight=False)
+        say(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log})")
         # MLflow 3.17 keeps the view per browser, GenAI by default, whatever the experiment's kind (mlflow#24498)
-        out.print(
-            "a run page in GenAI view: click 'Model training' (top left) once; the browser keeps it", highlight=False
-        )
+        say("a run page in GenAI view: click 'Model training' (top left) once; the browser keeps it")
         code = proc.wait()  # it only ends when stopped: even code 0 here means it went away on its own
         raise MLHWError(f"the MLflow UI exited with code {code}{_last_line(log)} (log: {log})")
     finally:

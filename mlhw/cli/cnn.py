@@ -231,10 +231,10 @@ def compare(
     from mlhw.labels import run_name, variant_title
     from mlhw.lifecycle import standard_tags, tracked_run
     from mlhw.plots import cnn_curves_figure
-    from mlhw.reference import CNN_PARTS, CNN_VARIANTS, variants_for
+    from mlhw.reference import CNN_PART_SUITES, CNN_PARTS, CNN_VARIANTS, variants_for
     from mlhw.report import result_curves
     from mlhw.runs import run_cnn
-    from mlhw.tables import CNN_PART_SUITES, cnn_table, to_markdown, to_rich
+    from mlhw.tables import cnn_table, to_markdown, to_rich
 
     parts = list(CNN_PARTS) if part == "all" else [part]
     if any(p not in CNN_PARTS for p in parts):

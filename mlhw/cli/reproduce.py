@@ -673,4 +673,4 @@ def ui(
 
     if not 1 <= port <= 65535:
         raise MLHWError(f"--port {port}: must be 1..65535")
-    serve(tracking_uri, port)
+    serve(tracking_uri, port, lambda line: out.print(line, highlight=False, soft_wrap=True))
