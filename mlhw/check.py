@@ -80,6 +80,7 @@ from typing import Any
 import pandas as pd
 
 from mlhw.errors import MLHWError
+from mlhw.layout import TABLES, is_partial
 
 KEY_COLUMNS: dict[str, list[str]] = {
     "mlp_lr_sweep": ["lr"],
@@ -439,12 +440,10 @@ class Baseline:
 def load_baseline(folder: str | Path) -> Baseline:
     """A committed baseline: `<folder>/tables/*.csv` and `<folder>/check.yaml` (optional)."""
     folder = Path(folder)
-    tables_dir = folder / "tables"
+    tables_dir = folder / TABLES
     if not tables_dir.is_dir():
         near = sorted(  # a -partial folder is one reproduction's output, never a baseline
-            p.parent.name
-            for p in folder.parent.glob("*/tables")
-            if p.is_dir() and not p.parent.name.endswith("-partial")
+            p.parent.name for p in folder.parent.glob(f"*/{TABLES}") if p.is_dir() and not is_partial(p.parent)
         )
         beside = f"; baselines beside it: {', '.join(near)}" if near else ""
         raise CheckConfigError(f"{folder}: no baseline here (expected {tables_dir}/*.csv){beside}")

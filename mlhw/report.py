@@ -29,6 +29,7 @@ from mlhw import tables as T
 from mlhw.claims import by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.labels import cnn_title
+from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, metric_key
 from mlhw.reference import MLP_FULL_TEST_ACC
 from mlhw.store import Store
@@ -76,7 +77,7 @@ class Scope:
         """A partial report goes beside the profile's, never over it: --set changes what a run is, and --only
         covers some suites (unless the store holds the others' runs: the report then takes them and is whole,
         `only` is empty)."""
-        return Path(results_dir) / (f"{self.profile}-partial" if self.partial else self.profile)
+        return profile_folder(results_dir, self.profile, self.partial)
 
     def suites(self) -> list[str]:
         present = dict.fromkeys(e.suite for e in self.entries)
@@ -269,7 +270,7 @@ def changed_files(folder: Path, keys: dict[str, str]) -> list[str] | None:
     except (OSError, ValueError):
         return None
     suites, files = (stamp.get("suites"), stamp.get("files")) if isinstance(stamp, dict) else (None, None)
-    if not isinstance(suites, dict) or not isinstance(files, dict) or "REPORT.md" not in files:
+    if not isinstance(suites, dict) or not isinstance(files, dict) or REPORT not in files:
         return None  # an older stamp (suites only) or not ours
     if not all(suites.get(s) == k for s, k in keys.items()):
         return None
@@ -300,14 +301,14 @@ def write_report(
     try:
         os.chmod(tmp, 0o755)
         for t in tables:
-            _write_table(t, tmp / "tables")
+            _write_table(t, tmp / TABLES)
         figures = []
         for _, name, caption, draw in figure_specs(done):
-            (tmp / "figures").mkdir(exist_ok=True)
-            draw(tmp / "figures" / name)
+            (tmp / FIGURES).mkdir(exist_ok=True)
+            draw(tmp / FIGURES / name)
             figures.append((caption, name))
         text = report_text(scope, store, tables, figures, done, missing, device, findings)
-        _write(tmp / "REPORT.md", text)
+        _write(tmp / REPORT, text)
         if stamp and not missing:  # a complete report of this plan: the next reproduce of it has nothing to do,
             # while every file is as written (a table edited or a figure deleted: it is compiled again)
             files = {p.relative_to(tmp).as_posix(): _digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
@@ -315,7 +316,7 @@ def write_report(
         _replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return tables, final / "REPORT.md", done
+    return tables, final / REPORT, done
 
 
 def _write(path: Path, text: str) -> None:
@@ -413,7 +414,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     if figures:
         lines += ["## Figures", ""]
         for caption, name in figures:
-            lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
+            lines += [f"![{caption}]({FIGURES}/{name})", "", f"*{caption}*", ""]
     import mlflow
 
     spans = group_spans(records.values())

@@ -47,9 +47,10 @@ def check(
     compared too: its objective to 1e-6 (relative), its errors to 0.025.
     """
     from mlhw.check import load_baseline, to_rich
+    from mlhw.layout import profile_folder
     from mlhw.store import Store
 
-    b = load_baseline(baseline or f"results/{profile}")
+    b = load_baseline(baseline or profile_folder("results", profile))
     store = Store(tracking_uri, experiment, create=False)
     result = verdict(b, current_tables(store, profile))
     if as_json:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -22,6 +21,7 @@ from mlhw.cli.common import (
     out,
     progress,
 )
+from mlhw.layout import FIGURES, REPORT, TABLE_FORMATS, TABLES, profile_folder, table_file
 
 Profile = Annotated[
     str,
@@ -101,10 +101,10 @@ def _validate(
         plan.rest = make_plan(rest, store, source, profile, stale_after, no_data=unread).entries
         from mlhw.tables import SUITE_TABLES
 
-        tables = Path(results_dir) / profile / "tables"
-        plan.reported = {s for s in spec.suites if (tables / f"{SUITE_TABLES.get(s, s)}.csv").is_file()}
+        folder = profile_folder(results_dir, profile)
+        plan.reported = {s for s in spec.suites if table_file(folder, SUITE_TABLES.get(s, s)).is_file()}
     # the committed results this reproduction is checked against: a broken check.yaml or table stops it here
-    baseline = _baseline(Path(results_dir) / profile, plan)
+    baseline = _baseline(profile_folder(results_dir, profile), plan)
     if not dry_run and store.experiment_id is None:
         store = Store(tracking_uri, experiment)
     return spec, source, store, plan, baseline
@@ -158,7 +158,7 @@ def _baseline(folder, plan):
     from mlhw.check import load_baseline
     from mlhw.tables import SUITE_TABLES
 
-    if plan.overrides or not (folder / "tables").is_dir():  # --set changes the runs: nothing to compare with
+    if plan.overrides or not (folder / TABLES).is_dir():  # --set changes the runs: nothing to compare with
         return None
     baseline = load_baseline(folder)  # CheckConfigError (exit 2), naming the file, before any run exists
     if plan.only:
@@ -464,17 +464,17 @@ def _compile(plan, store, results_dir, dev, parents, description):
     for suite, log in parents.items():
         t = by_suite.get(SUITE_TABLES.get(suite, ""))
         if t is not None:  # the files the report wrote, as they are on disk
-            for ext in ("md", "csv", "tex"):
-                if (f := path.parent / "tables" / f"{t.name}.{ext}").is_file():
-                    log.log_artifact(f, "tables")
+            for ext in TABLE_FORMATS:
+                if (f := table_file(path.parent, t.name, ext)).is_file():
+                    log.log_artifact(f, TABLES)
         for s, name, _, draw in specs:
             if s != suite:
                 continue
-            png = path.parent / "figures" / name  # the report drew it from the same records: log that file
+            png = path.parent / FIGURES / name  # the report drew it from the same records: log that file
             if png.is_file():
-                log.log_artifact(png, "figures")
+                log.log_artifact(png, FIGURES)
             else:
-                log.log_figure(draw, f"figures/{name}")
+                log.log_figure(draw, f"{FIGURES}/{name}")
     return tables, path
 
 
@@ -572,9 +572,7 @@ def reproduce(
 
     changed = changed_files(folder, plan.suite_keys()) if not plan.pending() else None
     if changed == []:
-        err.print(
-            f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / 'REPORT.md'})", highlight=False
-        )
+        err.print(f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / REPORT})", highlight=False)
         return
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
@@ -584,7 +582,7 @@ def reproduce(
             highlight=False,
             soft_wrap=True,
         )
-    committed = Path(results_dir) / profile  # the baseline: --only compares its suites' tables with it
+    committed = profile_folder(results_dir, profile)  # the baseline: --only compares its suites' tables with it
     _show_plan(plan)
     if plan.only and plan.rest_missing and not plan.overrides:
         err.print(
