@@ -31,6 +31,39 @@ def test_no_live_progress_into_a_file_even_with_forced_colour(monkeypatch):
     assert not common.is_terminal()
 
 
+def test_a_log_gets_plain_progress_lines_the_last_always_and_the_rest_at_most_every_ten_seconds():
+    """Piped or in CI a single command printed nothing until it ended (a CNN epoch on a CPU: minutes of silence)."""
+    now = [0.0]
+    buf = io.StringIO()
+    bar = common.PlainProgress(Console(file=buf, width=200, color_system=None), every=10.0, clock=lambda: now[0])
+    task = bar.add_task("subgradient", total=2000, info="", unit="step")
+    for step in range(1, 2001):  # 2,000 steps in 40 s: a line at 10, 20, 30 s and the last
+        now[0] = step * 0.02
+        bar.update(task, completed=step, info=f"f {1 / step:.4f}")
+    lines = buf.getvalue().splitlines()
+    assert lines == [
+        "subgradient: step 500/2000 (10 s) f 0.0020",
+        "subgradient: step 1000/2000 (20 s) f 0.0010",
+        "subgradient: step 1500/2000 (30 s) f 0.0007",
+        "subgradient: step 2000/2000 (40 s) f 0.0005",
+    ]
+    bar.reset(task, total=3, description="Adam lr=5e-5")  # the next run of a compare: its own clock and count
+    bar.update(task, completed=3, info="loss 1.9")
+    assert buf.getvalue().splitlines()[-1] == "Adam lr=5e-5: step 3/3 (0 s) loss 1.9"
+    hidden = bar.add_task("", total=None, visible=False)
+    bar.update(hidden, completed=5)
+    assert len(buf.getvalue().splitlines()) == 5  # an invisible task says nothing
+
+
+def test_a_single_command_piped_says_each_epochs_progress_at_least_at_the_end(workdir):
+    from helpers import invoke
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("mlp", "train", "--epochs", "2", "--train-size", "200", "--test-size", "50", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert re.search(r"^mlp\.c lr=0\.1: epoch 2/2 \(\d+ s\) test acc [\d.]+%$", res.stderr, re.M), res.stderr
+
+
 SVM = pd.DataFrame(
     {
         "question": ["Q1 multiclass hinge", "Q3 soft SVM"],

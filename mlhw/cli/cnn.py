@@ -82,14 +82,13 @@ def _check_precision(precision, dev) -> None:
 
 
 def _epoch_bar(bar, epochs):
-    task = bar.add_task("", total=epochs, info="")
+    task = bar.add_task("", total=epochs, info="", unit="epoch")
 
     def on_epoch(epoch, row):
         bar.update(
             task,
             completed=epoch,
-            info=f"epoch {epoch}: loss {row['train_loss']:.3f} val "
-            f"{row['val_acc']:.3f} {row.get('images_per_s', 0):.0f} img/s",
+            info=f"loss {row['train_loss']:.3f} val {row['val_acc']:.3f} {row.get('images_per_s', 0):.0f} img/s",
         )
 
     return task, on_epoch

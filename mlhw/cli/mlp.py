@@ -126,7 +126,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             for j in jobs:
                 j.parent = parent.run_id
         label = f"{part} {'sweep' if parent else 'lr=' + format(cfg.lr, 'g')}"
-        task = bar.add_task(label, total=cfg.epochs, info="")
+        task = bar.add_task(label, total=cfg.epochs, info="", unit="epoch")
 
         def on_epoch(epoch, row):
             # a sweep's rows are one rate's each: only the epoch count speaks for all of them

@@ -144,7 +144,7 @@ def multiclass(
 
     if cfg.method == "subgradient":
         with progress() as bar:
-            task = bar.add_task("subgradient", total=cfg.steps, info="")
+            task = bar.add_task("subgradient", total=cfg.steps, info="", unit="step")
             done = run_svm_multiclass(
                 job,
                 store,
