@@ -151,24 +151,31 @@ def expand(
     runs: list[RunSpec] = []
     for name in chosen:
         runs += _expand_suite(name, spec.suites[name], prof, profile, overrides, file)
-    for path, _, where in overrides:  # a --set that no run takes: the report would still list it as applied
+    for path, value, where in overrides:  # a --set that no run takes: the report would still list it as applied
         if not any(where in r.where.values() for r in runs):
             if path[0] in spec.suites and path[0] not in chosen:
                 raise MLHWError(f"{where}: suite {path[0]} is not among the suites run ({', '.join(chosen)}: --only)")
             field = path[-1]
+            suite = path[0] if path[0] in spec.suites else "SUITE"  # SUITE.lr=... names its suite: the way out too
+            reached = [r for r in runs if suite == "SUITE" or r.suite == suite]
+            if len({r.suite for r in reached}) == 1:  # a bare key with one suite run (--only): name it
+                suite = reached[0].suite
             by_variant = {  # the suites it reached whose variants set the field: a grid of it is refused there
-                r.suite for r in runs if r.variant is not None and field in CNN_VARIANTS.get(r.variant, {})
+                r.suite for r in reached if r.variant is not None and field in CNN_VARIANTS.get(r.variant, {})
             }
+            shown = value if isinstance(value, list) else [value]
             instead = (
-                "use SUITE.seeds=[...]"
+                f"use --set {suite}.seeds=[...]"
                 if field == "seed"
-                else f"the variants of {', '.join(sorted(by_variant))} set it: use SUITE.grid.variant=[...] "
+                else f"the variants of {', '.join(sorted(by_variant))} set it: use --set {suite}.grid.variant=[...] "
                 f"(variants: {', '.join(CNN_VARIANTS)})"
                 if by_variant
-                else f"use SUITE.grid.{field}=[...]"
-                + (" or a CNN variant" if any(r.kind == "cnn" for r in runs) else "")
+                else f"use --set {suite}.grid.{field}=[{', '.join(map(str, shown)) if suite != 'SUITE' else '...'}]"
+                + (" or a CNN variant" if suite == "SUITE" and any(r.kind == "cnn" for r in reached) else "")
             )
-            raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from elsewhere; {instead}")
+            origins = {r.where.get(field) for r in reached}
+            origin = origins.pop() if len(origins) == 1 and None not in origins else "elsewhere"
+            raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from {origin}; {instead}")
     return runs
 
 

@@ -316,7 +316,12 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--set", "m.lr=0.5"], "--set m.lr: changes no run: every run it reaches takes lr from"),
         (["--profile", "p", "--set", "c.optimizer=adam"], "--set c.optimizer: changes no run: every run it reaches"),
         # the hint was a grid of lr, which the suite's variants refuse: a variant is the way
-        (["--profile", "p", "--set", "c.lr=0.5"], "from elsewhere; the variants of c set it: use SUITE.grid.variant="),
+        (["--profile", "p", "--set", "c.lr=0.5"], "grid.variant; the variants of c set it: use --set c.grid.variant="),
+        # it named the grid of every suite (the CNN suites' variants for an MLP's lr): now the one it names
+        (
+            ["--profile", "p", "--set", "m.lr=0.5"],
+            "exp.yaml: suites.m.grid.lr; use --set m.grid.lr=[0.5]",
+        ),
         (["--profile", "p", "--set", "m.seed=3"], "--set m.seed: changes no run: every run it reaches takes seed"),
         (["--profile", "p", "--only", "m", "--set", "lr=0.5"], "--set lr: changes no run"),
         # it blamed a grid: the suite is simply not run
