@@ -45,6 +45,20 @@ class _Config(BaseModel):
     def to_params(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"kind"})
 
+    @classmethod
+    def unused(cls, values: dict) -> dict[str, str]:
+        """The fields that a run of these values does not read, each with why: such a field keeps its default, so
+        that a value nothing reads neither shows in the run's params nor makes a second identity of one run."""
+        return {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_unused(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            unused = cls.unused(values)
+            values = {k: v for k, v in values.items() if k not in unused}
+        return values
+
 
 def identity_version(cfg: _Config) -> int:
     """Bumped, per kind of run, when the same config and dataset come to mean another computation, so that the
@@ -72,9 +86,15 @@ def identity(cfg: _Config, fingerprint: str) -> str:
 
 def build(model: type[_Config], prefix: str = "--", **values) -> _Config:
     """Validate values into a config (None = the config's default); a bad value becomes a one-line
-    MLHWError naming the option or key, e.g. `--lr: must be finite and > 0 (got inf)`."""
+    MLHWError naming the option or key, e.g. `--lr: must be finite and > 0 (got inf)`. An option the run would
+    not read (`--momentum 0.9` with Adam) is refused, not dropped: the user asked for something that cannot be."""
+    given = {k: v for k, v in values.items() if v is not None}
+    for k, why in model.unused(given).items():
+        if k in given and given[k] != model.model_fields[k].default:
+            name = f"{prefix}{k.replace('_', '-') if prefix == '--' else k}"
+            raise MLHWError(f"{name} {given[k]}: not used here ({why})")
     try:
-        return model(**{k: v for k, v in values.items() if v is not None})
+        return model(**given)
     except ValidationError as err:
         raise MLHWError(format_validation_error(err, prefix)) from None
 
@@ -117,6 +137,12 @@ class MulticlassSVMConfig(_Config):
     steps: PositiveInt = 2000  # subgradient steps
     lr: Rate = 1.0  # subgradient step size
     seed: Seed = 8
+
+    @classmethod
+    def unused(cls, values: dict) -> dict[str, str]:
+        if (values.get("method") or "exact") == "exact":
+            return {"steps": "the exact method takes no steps", "lr": "the exact method takes no step size"}
+        return {}
 
 
 class SoftSVMConfig(_Config):
@@ -172,6 +198,10 @@ class CNNConfig(_Config):
     image_size: int = Field(..., ge=MIN_IMAGE_SIZE, le=1024)
     train_fraction: float = Field(..., gt=0.0, le=1.0)
     seed: Seed = 0
+
+    @classmethod
+    def unused(cls, values: dict) -> dict[str, str]:
+        return {"momentum": "Adam has no momentum"} if (values.get("optimizer") or "adam") == "adam" else {}
 
     @model_validator(mode="before")
     @classmethod

@@ -173,6 +173,13 @@ def expand(
                 else f"use --set {suite}.grid.{field}=[{', '.join(map(str, shown)) if suite != 'SUITE' else '...'}]"
                 + (" or a CNN variant" if suite == "SUITE" and any(r.kind == "cnn" for r in reached) else "")
             )
+            why = {
+                r.config.unused(r.config.model_dump()).get(field)
+                for r in reached
+                if field in type(r.config).model_fields
+            }
+            if why and None not in why:  # Adam's momentum, the exact Q1's steps: nothing to set
+                raise MLHWError(f"{where}: changes no run: no run it reaches reads {field} ({'; '.join(sorted(why))})")
             origins = {r.where.get(field) for r in reached}
             origin = origins.pop() if len(origins) == 1 and None not in origins else "elsewhere"
             raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from {origin}; {instead}")
@@ -361,6 +368,8 @@ def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[
             label = ", ".join(
                 [_describe(k, v) for k, v in zip(keys, combo)] + ([f"seed {seed}"] if seed is not None else [])
             )
+            for k in model.unused(values):  # a value no run of these settings reads: the config keeps the default
+                where.pop(k, None)
             named = {k: _named(v, file) for k, v in where.items()}
             runs.append(RunSpec(name, suite.kind, suite.part, cfg, label, variant, named))
     return runs

@@ -110,6 +110,8 @@ def test_paper_configuration_is_one_flag_away(workdir):
         (["train", "--dataset", "mnist"], "--dataset: must be 'digits' or 'cifar10' (got 'mnist')"),
         (["train", "--precision", "fp8"], "--precision 'fp8'"),
         (["compare", "--part", "d"], "--part 'd'"),
+        # Adam reads no momentum: the run was logged with momentum 0.9 and trained exactly as with 0
+        (["train", "--momentum", "0.9"], "--momentum 0.9: not used here (Adam has no momentum)"),
     ],
 )
 def test_bad_input(workdir, args, culprit):

@@ -398,6 +398,30 @@ def test_a_variant_may_spell_its_rate_as_the_run_names_print_it(tmp_path):
     ]
 
 
+def test_a_set_reaches_only_the_runs_that_read_its_field(workdir):
+    """Adam reads no momentum and Q1's exact method no steps or rate: a bare --set leaves those runs as they are
+    (the same identity, no rerun of an identical computation), and one aimed at them alone is refused."""
+    doc = {
+        "version": 1,
+        "suites": {
+            "c": {"kind": "cnn", "part": "cnn.a", "grid": {"variant": ["sgd-0.005", "adam-5e-05"]}},
+            "a": {"kind": "cnn", "part": "cnn.b", "grid": {"variant": ["adam-0.005", "adam-5e-05"]}},
+            "q": {"kind": "svm_multiclass", "part": "svm.q1", "base": {"method": "exact"}},
+        },
+        "profiles": {"p": {}},
+    }
+    spec = load_file(write(workdir, doc))
+    runs = expand(spec, "p", sets=["momentum=0.9"])
+    momentum = {(r.suite, r.config.optimizer): r.config.momentum for r in runs if r.kind == "cnn"}
+    assert momentum == {("c", "sgd"): 0.9, ("c", "adam"): 0.0, ("a", "adam"): 0.0}
+    adam = next(r for r in runs if r.suite == "a" and r.config.lr == 5e-5)
+    assert identity(adam.config, "f") == identity(CNNConfig(lr=5e-5), "f") and "momentum" not in adam.where
+    with pytest.raises(MLHWError, match=r"--set a.momentum: changes no run: no run it reaches reads momentum \(Adam"):
+        expand(spec, "p", sets=["a.momentum=0.9"])
+    with pytest.raises(MLHWError, match=r"--set steps: changes no run: no run it reaches reads steps \(the exact"):
+        expand(spec, "p", only=["q"], sets=["steps=10"])
+
+
 def test_the_plan_says_which_suites_a_set_reached(workdir):
     """A bare key sets every suite that has the field: the plan names them (lr also reaches the SVM's step)."""
     from helpers import invoke
