@@ -66,6 +66,26 @@ def test_overlapping_groups_are_not_distinguishable():
     assert "not distinguishable with n=3 vs 3" in F.difference_sentence(d)
 
 
+def test_a_clean_split_that_t_cannot_confirm_is_said_with_the_rank_tests_probability():
+    """Digits' Adam 5e-5 above 0.005 in every seed read 'not distinguishable' alone: a student would take it that the
+    rate does not matter. The split is said, with its exact rank-test probability (scipy's Mann-Whitney as oracle)."""
+    from scipy.stats import mannwhitneyu
+
+    low, high = [0.45, 0.62, 0.85], [0.98, 0.9846, 0.98]
+    d = F.welch_difference(low, high, "val_acc", ("Adam lr=0.005", "Adam lr=5e-5"))
+    assert d.verdict == "not distinguishable" and d.above == "second"
+    assert d.split_p == pytest.approx(mannwhitneyu(high, low, alternative="two-sided", method="exact").pvalue)
+    clause = F._verdict_clause(d, "validation accuracy")
+    assert clause.endswith(
+        "though every run of Adam lr=5e-5 is above every run of Adam lr=0.005 (so clean a split comes by chance "
+        "with probability 0.10 at 3 vs 3)"
+    )
+    five = F.welch_difference([0.1, 0.5, 0.2, 0.6, 0.3], [0.7, 0.99, 0.8, 0.95, 0.61], "val_acc")
+    assert five.split_p == pytest.approx(2 / 252)  # distinguishable by t here: no note needed, but the split is kept
+    mixed = F.welch_difference([0.5, 0.6, 0.4], [0.52, 0.58, 0.45], "val_acc")  # interleaved: nothing to add
+    assert mixed.above is None and "though" not in F._verdict_clause(mixed, "validation accuracy")
+
+
 def test_one_run_has_no_interval_and_says_so():
     d = F.welch_difference([0.5], [0.6, 0.62, 0.61], "val_acc")
     assert d.low is None and d.high is None and d.verdict == "no interval" and "n=1" in d.note
