@@ -288,11 +288,15 @@ def _show_dry_run(plan, data_dir) -> None:
     from rich.table import Table
 
     table = Table(title=f"plan: profile {plan.profile} (dry run: nothing is run or written)")
-    for col in ("suite", "run", "status", "identity"):
+    from mlhw.labels import data_note
+
+    for col in ("suite", "run", "data", "status", "identity"):
         table.add_column(col)
     for p in plan.entries:
         ident = "-" if p.status == "no data" else p.identity  # its identity needs the files' fingerprint
-        table.add_row(p.spec.suite, p.spec.label, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", ident)
+        data = data_note(p.spec.config) if getattr(p.spec.config, "dataset", None) else "-"
+        status = f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]"
+        table.add_row(p.spec.suite, p.spec.label, data, status, ident)
     out.print(table)
     out.print(_counts_line(plan))
     absent = sorted({p.spec.config.dataset for p in plan.entries if p.status == "no data"})
