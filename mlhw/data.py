@@ -144,7 +144,7 @@ def subset(data: Dataset, train_size: int | None, test_size: int | None, seed: i
     too_large = oversized(data, train_size, test_size)
     if too_large is not None:
         which, size, pool = too_large
-        raise MLHWError(f"--{which}-size {size} is larger than {data.name}'s {which} pool ({pool})")
+        raise MLHWError(f"--{which}-size {size} is larger than the {which} pool of {data.name} ({pool})")
     if train_size is not None and train_size < len(train):
         train = train.take(np.random.RandomState(seed).choice(len(train), train_size, replace=False))
     if test_size is not None and test_size < len(test):

@@ -117,7 +117,7 @@ class DataSource:
         )
         if too_large is not None:
             which, size, pool = too_large
-            return f"{which}_size", f"{size} is larger than {cfg.dataset}'s {which} pool ({pool})"
+            return f"{which}_size", f"{size} is larger than the {which} pool of {cfg.dataset} ({pool})"
         if isinstance(cfg, CNNConfig) and cfg.batchnorm and cfg.batch_size < 2:  # every batch would be skipped
             return "batch_size", "BatchNorm needs batches of 2 images at least (got 1)"
         data = self.for_config(cfg)

@@ -300,9 +300,9 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
         (["--profile", "p", "--stale-after", "5"], "--stale-after 5: must be at least 15 seconds"),
         (
             ["--profile", "p", "--set", "m.train_size=1298"],
-            "--set m.train_size: 1298 is larger than digits's train pool",
+            "--set m.train_size: 1298 is larger than the train pool of digits",
         ),
-        (["--profile", "p", "--set", "test_size=501"], "--set test_size: 501 is larger than digits's test pool (500)"),
+        (["--profile", "p", "--set", "test_size=501"], "--set test_size: 501 is larger than the test pool of digits"),
         (["--profile", "p", "--set", "m.hidden=[true]"], "--set m.hidden: must be a number, not a boolean"),
         # data a run cannot train on: a FAILED soft SVM and a CNN that FINISHED on 0 images before
         (

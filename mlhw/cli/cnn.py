@@ -299,7 +299,12 @@ def compare(
             )
     console = err if as_json else out
     for p in parts:
-        console.print(to_rich(tables[p], f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epochs"))
+        console.print(
+            to_rich(
+                tables[p],
+                f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epoch{'s' if base.epochs != 1 else ''}",
+            )
+        )
     where = store.local_file(parent.run_id, f"figures/cnn_part_{parts[0]}.png")
     console.print(
         f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}"
