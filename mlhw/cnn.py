@@ -190,7 +190,7 @@ class CNNResult:
     parameters: int = 0
     precision: str = "fp32"  # fp32, bf16 or fp16 (the resolved --precision)
     cuda_graphs: bool = False  # full training batches replayed from one captured CUDA graph
-    optimizer_impl: str = "for-loop"  # "fused" (one kernel for every parameter) or torch's default
+    optimizer_impl: str = "default"  # optimizer_impl(): "fused" (one kernel for every parameter), "foreach", "default"
     eval_batch: int = 256
     space_to_depth: bool = False  # the first convolution computed by space_to_depth_conv
 

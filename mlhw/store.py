@@ -285,9 +285,6 @@ class Store:
             self.client.set_terminated(run_id, "KILLED")
         self.client.delete_run(run_id)
 
-    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
-
     def local_file(self, run_id: str, path: str) -> Path | None:
         """Where a run's artifact lies on this machine (a SQLite store's artifacts are local files); None when it
         is remote (a server's artifact store) or absent."""
