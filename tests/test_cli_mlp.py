@@ -218,10 +218,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_logged(workdir, args, culprit)
 @pytest.mark.parametrize(
     "lrs, culprit",
     [
-        ("0.1,-2", "--lrs lr: must be > 0 (got -2.0)"),
-        ("0.1,inf", "--lrs lr: must be a finite number (got inf)"),
-        ("nan", "--lrs lr: must be a finite number (got nan)"),
+        ("0.1,-2", "--lrs '0.1,-2': -2: must be > 0"),
+        ("0.1,inf", "--lrs '0.1,inf': inf: must be a finite number"),
+        ("nan", "--lrs 'nan': nan: must be a finite number"),
         ("0.1,x", "--lrs '0.1,x'"),
+        ("0.1,,1", "--lrs '0.1,,1': expected comma-separated numbers"),  # was read as 0.1,1
         ("0.1,1,0.1", "--lrs '0.1,1,0.1': 0.1 is listed twice"),
     ],
 )

@@ -194,8 +194,13 @@ def is_terminal() -> bool:
 
 
 def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[float]:
+    items = [v.strip() for v in text.split(",")]
+    if items == [""]:
+        items = []
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+        if "" in items:  # '0.1,,1' is a typo, not two rates: it was read as 0.1,1
+            raise ValueError
+        values = [float(v) for v in items]
     except ValueError:
         raise MLHWError(f"{option} {text!r}: expected comma-separated numbers, e.g. {example}") from None
     if not values:

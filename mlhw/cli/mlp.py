@@ -258,10 +258,17 @@ def sweep(
     (that is `mlhw reproduce`'s). The paper setting: [bold]--dataset mnist --train-size 10000 --test-size 5000[/bold].
     """
     rates = MLP_SWEEP_LRS if lrs is None else parse_floats(lrs, "--lrs")
+    from pydantic import TypeAdapter, ValidationError
+
+    from mlhw.config import Rate
+    from mlhw.errors import message
     from mlhw.experiments import first_repeat
 
-    for r in rates:
-        build(MLPConfig, "--lrs ", lr=r)
+    for r in rates:  # each rate as MLPConfig's lr takes it; the error names the list: "--lrs '0.1,-2': -2: ..."
+        try:
+            TypeAdapter(Rate).validate_python(r)
+        except ValidationError as e:
+            raise MLHWError(f"--lrs {lrs!r}: {r:g}: {message(e.errors()[0])}") from None
     if (again := first_repeat(rates)) is not None:  # the same run twice: two FINISHED runs of one identity
         raise MLHWError(f"--lrs {lrs!r}: {again:g} is listed twice")
     cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, rates[0], seed, dtype)
