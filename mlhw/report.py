@@ -606,10 +606,22 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
         about = about or run.data.tags.get("mlhw.profile_description", "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
     if not entries:
-        there = sorted({r.data.tags.get("mlhw.profile", "") for r in store.search("tags.`mlhw.kind` = 'suite'")} - {""})
+        suites_there = store.search("tags.`mlhw.kind` = 'suite'")
+        there = sorted({r.data.tags.get("mlhw.profile", "") for r in suites_there} - {""})
+        mine = [r for r in suites_there if r.data.tags.get("mlhw.profile") == profile]
+        stopped = sum(r.info.status != "FINISHED" for r in mine)
+        partial = sum(r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial") == "true" for r in mine)
+        way = (  # what the store does hold of it says what to do
+            f"its reproduction was stopped ({stopped} suite run(s) KILLED or FAILED): `mlhw reproduce --profile "
+            f"{profile}` goes on from where it stopped"
+            if stopped
+            else f"only partial reproductions of it (--only or --set: {partial} suite run(s)): `mlhw reproduce "
+            f"--profile {profile}` makes a full one, reusing their runs"
+            if partial
+            else f"run `mlhw reproduce --profile {profile}` first if experiments.yaml has it"
+        )
         raise MLHWError(
             f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
-            f"(experiment {store.experiment_name!r}; profiles there: {', '.join(there) or 'none'}); "
-            f"run `mlhw reproduce --profile {profile}` first if experiments.yaml has it"
+            f"(experiment {store.experiment_name!r}; profiles there: {', '.join(there) or 'none'}); {way}"
         )
     return Scope(profile, entries, descriptions, description=about, expected=expected)

@@ -187,6 +187,9 @@ def test_interrupted_run_is_killed_and_rerun(tiny, monkeypatch):
     cnn = [r for r in after if r.data.tags.get("mlhw.kind") == "cnn"]
     assert sorted(r.info.status for r in cnn) == ["FINISHED", "KILLED"]
     assert [r.info.status for r in after if r.data.tags.get("mlhw.kind") == "suite"] == ["KILLED"]
+    uri = f"sqlite:///{tiny}/mlflow.db"  # `mlhw tables` (and check) say the reproduction was stopped, and the way on
+    stopped = " ".join(invoke("tables", "--profile", "tiny", "--tracking-uri", uri).stderr.split())
+    assert "its reproduction was stopped (1 suite run(s) KILLED or FAILED): `mlhw reproduce --profile" in stopped
     monkeypatch.setattr(mlhw.cnn, "train_cnn", real)
     res = reproduce(tiny, "--only", "cnn_optimizers")
     assert res.exit_code == 0 and "ran 1 of 1 run in" in res.stderr and "1 killed" in res.stderr
@@ -938,6 +941,7 @@ def test_tables_does_not_take_a_partial_only_for_the_profiles_reproduction(light
         light / "results",
     )
     assert res.exit_code == 2 and "no finished reproduction of this profile" in res.stderr, res.output
+    assert "only partial reproductions of it (--only or --set: 1 suite run(s))" in " ".join(res.stderr.split())
     assert snapshot(light / "results" / "tiny") == before
 
 
