@@ -233,7 +233,8 @@ def test_metrics_are_logged_in_sections(store):
         "system/epoch_seconds": 1.5,
         "objective": 2.0,
     }
-    assert store.metric_history(run.info.run_id, "train/loss") == [(1, 0.5), (2, 0.25)]
+    history = sorted(store.client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
     for key in row:
         assert metric_key(metric_name(key)) == key
     assert metric_name("train_loss") == "train/loss" and metric_name("epoch_seconds") == "system/epoch_seconds"
