@@ -30,3 +30,20 @@ def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: mlhw") and culprit in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
+
+
+CORE = ["data", "mlp", "cnn", "svm", "theory", "config", "device", "divergence", "topology", "findings", "stats"]
+CORE += ["check", "layout", "labels", "reference", "tables", "plots"]
+
+
+def test_the_numerical_core_imports_neither_mlflow_nor_typer():
+    """The architecture's rule, checked in a fresh interpreter: importing the core (models, loops, solvers, tables,
+    findings, the gate) loads no MLflow and no Typer, so it runs on a machine with torch alone."""
+    code = (
+        "import sys, importlib\n"
+        f"for m in {CORE!r}: importlib.import_module('mlhw.' + m)\n"
+        "print(sorted(x for x in ('mlflow', 'typer', 'rich') if x in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    loaded = res.stdout.strip()
+    assert "mlflow" not in loaded and "typer" not in loaded, loaded
