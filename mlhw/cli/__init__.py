@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 import mlhw
-from mlhw.cli import check, cnn, mlp, reproduce, svm, theory
+from mlhw.cli import check, cnn, mlp, reproduce, svm, tables, theory, ui
 
 app = typer.Typer(
     name="mlhw",
@@ -19,9 +19,9 @@ app = typer.Typer(
     "Every command runs on the embedded digits data out of the box.",
 )
 app.command("reproduce", rich_help_panel="Main")(reproduce.reproduce)
-app.command("tables", rich_help_panel="Main")(reproduce.tables)
+app.command("tables", rich_help_panel="Main")(tables.tables)
 app.command("check", rich_help_panel="Main")(check.check)
-app.command("ui", rich_help_panel="Main")(reproduce.ui)
+app.command("ui", rich_help_panel="Main")(ui.ui)
 app.add_typer(mlp.app, name="mlp", rich_help_panel="Experiments")
 app.add_typer(cnn.app, name="cnn", rich_help_panel="Experiments")
 app.add_typer(svm.app, name="svm", rich_help_panel="Theory")

@@ -24,6 +24,14 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)  # progre
 
 DATA, TRAIN, TRACK, OUTPUT = "Data", "Training", "Tracking", "Output"
 
+Profile = Annotated[
+    str,
+    typer.Option(
+        help="Profile of experiments.yaml: digits (embedded data, every part, < 5 min on a CPU), paper "
+        "(MNIST + CIFAR-10, a GPU) or ci (tiny)."
+    ),
+]
+
 DataDir = Annotated[
     str,
     typer.Option(

@@ -1,4 +1,4 @@
-"""`mlhw reproduce`, `mlhw tables` and `mlhw ui`: the main job, its report and the MLflow UI."""
+"""`mlhw reproduce`: every run of a profile that is not done yet, then its report and the verdict."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from mlhw.cli.common import (
     DataDir,
     Device,
     Experiment,
+    Profile,
     ResultsDir,
     TrackingUri,
     err,
@@ -21,15 +22,9 @@ from mlhw.cli.common import (
     out,
     progress,
 )
+from mlhw.cli.tables import failed_claims, print_tables
 from mlhw.layout import FIGURES, REPORT, TABLE_FORMATS, TABLES, profile_folder, table_file
 
-Profile = Annotated[
-    str,
-    typer.Option(
-        help="Profile of experiments.yaml: digits (embedded data, every part, < 5 min on a CPU), paper "
-        "(MNIST + CIFAR-10, a GPU) or ci (tiny)."
-    ),
-]
 Only = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -482,21 +477,6 @@ def _compile(plan, store, results_dir, dev, parents, description):
     return tables, path
 
 
-def _print_tables(tables, profile, path) -> None:
-    from mlhw.tables import to_rich
-
-    for t in tables:
-        if t.name == "theory":  # 33 rows: the report has them; the terminal gets the verdict
-            passed = len(t.display) - _failed_claims([t])
-            out.print(
-                f"theory: {passed} of {len(t.display)} checks pass"
-                + ("" if passed == len(t.display) else f" [red](see {path.parent}/tables/theory.md)[/]")
-            )
-        else:
-            out.print(to_rich(t.display, t.title))
-    out.print(f"report: {path}")
-
-
 @handles_errors(stopped=f"{RUNS_KILLED}; the next `mlhw reproduce` resumes")
 def reproduce(
     profile: Profile = "digits",
@@ -607,7 +587,7 @@ def reproduce(
         err.print(compiled, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     tables, path = compiled
-    _print_tables(tables, profile, path)
+    print_tables(tables, profile, path)
     drifted = False
     if baseline is not None:
         from mlhw.cli.check import verdict
@@ -626,53 +606,8 @@ def reproduce(
     if failed:
         for unit, r in failed:
             err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
-    false_claims = _failed_claims(tables)
+    false_claims = failed_claims(tables)
     if false_claims:  # a theory claim that does not hold is a broken solver or check: CI must see it
         err.print(f"[red]theory[/]: {false_claims} check(s) fail (exit 1)", highlight=False)
     if failed or drifted or false_claims:
         raise typer.Exit(1)
-
-
-def _failed_claims(tables) -> int:
-    theory = next((t for t in tables if t.name == "theory"), None)
-    return 0 if theory is None else int((theory.display["result"] != "PASS").sum())
-
-
-@handles_errors
-def tables(
-    profile: Profile = "digits",
-    tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
-    results_dir: ResultsDir = "results",
-):
-    """Rebuild a profile's tables, figures and REPORT.md from the tracking store alone (runs nothing, reads
-    no dataset): the newest full reproduction of the profile, as its suite parent runs record it.
-
-    Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory; each as
-    Markdown, CSV and LaTeX under results/<profile>/tables/, with mean ± std and n over seeds.
-    """
-    from mlhw.report import check_writable, scope_from_store, write_report
-    from mlhw.store import Store
-
-    check_writable(results_dir)
-    store = Store(tracking_uri, experiment, create=False)
-    scope = scope_from_store(store, profile)
-    from mlhw.plan import stamp_keys
-
-    # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
-    tables_, path, _ = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
-    _print_tables(tables_, profile, path)
-
-
-@handles_errors(stopped="the MLflow UI server is stopped")
-def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
-    tracking_uri: TrackingUri = None,
-):
-    """Start the MLflow UI on this project's tracking store, bound to 127.0.0.1; Ctrl-C stops it."""
-    from mlhw.errors import MLHWError
-    from mlhw.ui import serve
-
-    if not 1 <= port <= 65535:
-        raise MLHWError(f"--port {port}: must be 1..65535")
-    serve(tracking_uri, port, lambda line: out.print(line, highlight=False, soft_wrap=True))

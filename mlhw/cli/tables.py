@@ -1,0 +1,54 @@
+"""`mlhw tables`: a profile's tables, figures and REPORT.md compiled again from the tracking store alone."""
+
+from __future__ import annotations
+
+from mlhw.cli.common import Experiment, Profile, ResultsDir, TrackingUri, handles_errors, out
+from mlhw.layout import table_file
+
+
+def failed_claims(tables) -> int:
+    """The theory checks that do not hold (a broken solver or check: reproduce exits 1)."""
+    theory = next((t for t in tables if t.name == "theory"), None)
+    return 0 if theory is None else int((theory.display["result"] != "PASS").sum())
+
+
+def print_tables(tables, profile, path) -> None:
+    """Each table on stdout (the theory checks as a count: the report holds their rows), then where the report is."""
+    from mlhw.tables import to_rich
+
+    for t in tables:
+        if t.name == "theory":  # the report has its rows; the terminal gets the verdict
+            passed = len(t.display) - failed_claims([t])
+            out.print(
+                f"theory: {passed} of {len(t.display)} checks pass"
+                + ("" if passed == len(t.display) else f" [red](see {table_file(path.parent, 'theory', 'md')})[/]")
+            )
+        else:
+            out.print(to_rich(t.display, t.title))
+    out.print(f"report: {path}")
+
+
+@handles_errors
+def tables(
+    profile: Profile = "digits",
+    tracking_uri: TrackingUri = None,
+    experiment: Experiment = "mlhw",
+    results_dir: ResultsDir = "results",
+):
+    """Rebuild a profile's tables, figures and REPORT.md from the tracking store alone (runs nothing, reads
+    no dataset): the newest full reproduction of the profile, as its suite parent runs record it.
+
+    Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory; each as
+    Markdown, CSV and LaTeX under results/<profile>/tables/, with mean ± std and n over seeds.
+    """
+    from mlhw.report import check_writable, scope_from_store, write_report
+    from mlhw.store import Store
+
+    check_writable(results_dir)
+    store = Store(tracking_uri, experiment, create=False)
+    scope = scope_from_store(store, profile)
+    from mlhw.plan import stamp_keys
+
+    # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
+    tables_, path, _ = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
+    print_tables(tables_, profile, path)
