@@ -423,8 +423,10 @@ def load_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
         try:
             out[p.stem] = pd.read_csv(p)
         except (ValueError, OSError) as e:  # pandas' parser and empty-data errors are ValueErrors
+            why = (str(e).splitlines() or [type(e).__name__])[0]
             raise CheckConfigError(
-                f"{p}: not a readable CSV table ({str(e).splitlines()[0] if str(e) else e})"
+                f"{p}: not a readable CSV table ({why}); restore it (`git checkout -- {p}`) or delete it, and the "
+                "reproduction compares the other tables"
             ) from None
     return out
 

@@ -54,10 +54,25 @@ class _Config(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _drop_unused(cls, values: Any) -> Any:
+        """An unused field's value is dropped only when it is one the field takes: a bad one (momentum 7) is kept,
+        so that the field's own check refuses it (experiments.yaml is checked whole, read or not)."""
         if isinstance(values, dict):
             unused = cls.unused(values)
-            values = {k: v for k, v in values.items() if k not in unused}
+            values = {k: v for k, v in values.items() if k not in unused or not cls._takes(k, v)}
         return values
+
+    @classmethod
+    def _takes(cls, name: str, value: Any) -> bool:
+        from pydantic import TypeAdapter
+
+        info = cls.model_fields[name]
+        if isinstance(value, bool):  # YAML's true is no number (see _no_booleans_as_numbers)
+            return False
+        try:
+            TypeAdapter(Annotated[info.annotation, *info.metadata]).validate_python(value)
+        except ValidationError:
+            return False
+        return True
 
 
 def identity_version(cfg: _Config) -> int:
@@ -141,7 +156,10 @@ class MulticlassSVMConfig(_Config):
     @classmethod
     def unused(cls, values: dict) -> dict[str, str]:
         if (values.get("method") or "exact") == "exact":
-            return {"steps": "the exact method takes no steps", "lr": "the exact method takes no step size"}
+            return {
+                "steps": "the exact method takes no steps; method subgradient does",
+                "lr": "the exact method takes no step size; method subgradient does",
+            }
         return {}
 
 
@@ -201,7 +219,9 @@ class CNNConfig(_Config):
 
     @classmethod
     def unused(cls, values: dict) -> dict[str, str]:
-        return {"momentum": "Adam has no momentum"} if (values.get("optimizer") or "adam") == "adam" else {}
+        if (values.get("optimizer") or "adam") == "adam":
+            return {"momentum": "Adam has no momentum; optimizer sgd reads it"}
+        return {}
 
     @model_validator(mode="before")
     @classmethod

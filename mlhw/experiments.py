@@ -364,6 +364,11 @@ def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[
             same = made.setdefault(cfg.model_dump_json(), combo)
             if same is not combo:  # 0.1 and "0.1", 40 and [40]: listed as two values, one run (n would count it twice)
                 k, a, b = next((k, a, b) for k, a, b in zip(keys, same, combo) if a != b)
+                if (why := model.unused(values).get(k)) is not None:  # a grid of momentum over Adam runs
+                    raise MLHWError(
+                        f"{_named(layers.grid_origin[k], file)}: some of these runs do not read {k} ({why}): its "
+                        f"values {a!r} and {b!r} would make one run twice; grid {k} where every run reads it"
+                    )
                 raise MLHWError(f"{_named(layers.grid_origin[k], file)}: {a!r} and {b!r} are one value, listed twice")
             label = ", ".join(
                 [_describe(k, v) for k, v in zip(keys, combo)] + ([f"seed {seed}"] if seed is not None else [])

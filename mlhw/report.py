@@ -493,7 +493,7 @@ def _suite_settings(configs: list[dict], recs: list[dict]) -> str:
             keys = [k for k in keys if k != "momentum"]  # Adam has none
     two_classes = "classes" in configs[0]
     if two_classes and all(r.get("classes") and "n_train" in r for r in recs):
-        keys = [k for k in keys if k != "classes"]  # the data part names them: 'digits 3 vs 8, 283 train / ...'
+        keys = [k for k in keys if k != "classes"]  # the data part names them: 'digits 3 vs 8, 264 train / ...'
     same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
     varies = [k for k in keys if k not in same]
     splits = ("train", "val", "test") if kind == "cnn" else ("train", "test")  # the MLP uses no val
@@ -552,7 +552,7 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
 
 def _data_of(r: dict, splits: tuple[str, ...], two_classes: bool) -> str:
     """'digits, 1,297 train / 500 test': a run's dataset and the sizes its run logged. A two-class SVM trains on
-    the part of the data in its two classes: its own n_train / n_test metrics ('digits 3 vs 8, 283 train / ...')."""
+    the part of the data in its two classes: its own n_train / n_test metrics ('digits 3 vs 8, 264 train / ...')."""
     sizes = r.get("sizes") or {}
     if two_classes:
         sizes = {k: int(r[f"n_{k}"]) for k in splits if isinstance(r.get(f"n_{k}"), int | float)}
@@ -609,14 +609,18 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
         suites_there = store.search("tags.`mlhw.kind` = 'suite'")
         there = sorted({r.data.tags.get("mlhw.profile", "") for r in suites_there} - {""})
         mine = [r for r in suites_there if r.data.tags.get("mlhw.profile") == profile]
-        stopped = sum(r.info.status != "FINISHED" for r in mine)
+        running = sum(r.info.status == "RUNNING" for r in mine)
+        stopped = sum(r.info.status in ("KILLED", "FAILED") for r in mine)
         partial = sum(r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial") == "true" for r in mine)
         way = (  # what the store does hold of it says what to do
-            f"its reproduction was stopped ({stopped} suite run(s) KILLED or FAILED): `mlhw reproduce --profile "
+            f"a reproduction of it is running ({running} suite run(s) RUNNING): wait for it, or if its process is "
+            f"gone, `mlhw reproduce --profile {profile}` takes over"
+            if running
+            else f"its reproduction was stopped ({stopped} suite run(s) KILLED or FAILED): `mlhw reproduce --profile "
             f"{profile}` goes on from where it stopped"
             if stopped
             else f"only partial reproductions of it (--only or --set: {partial} suite run(s)): `mlhw reproduce "
-            f"--profile {profile}` makes a full one, reusing their runs"
+            f"--profile {profile}` makes a full one (the runs an --only one made are not run again)"
             if partial
             else f"run `mlhw reproduce --profile {profile}` first if experiments.yaml has it"
         )

@@ -111,7 +111,10 @@ def test_paper_configuration_is_one_flag_away(workdir):
         (["train", "--precision", "fp8"], "--precision 'fp8'"),
         (["compare", "--part", "d"], "--part 'd'"),
         # Adam reads no momentum: the run was logged with momentum 0.9 and trained exactly as with 0
-        (["train", "--momentum", "0.9"], "--momentum 0.9: not used here (Adam has no momentum)"),
+        (
+            ["train", "--momentum", "0.9"],
+            "--momentum 0.9: not used here (Adam has no momentum; optimizer sgd reads it)",
+        ),
     ],
 )
 def test_bad_input(workdir, args, culprit):

@@ -86,8 +86,14 @@ def test_soft_svm_report(workdir):
         (["soft", "--seed", "4294967296"], "--seed"),
         (["multiclass", "--method", "subgradient", "--lr", "inf"], "--lr: must be a finite number (got inf)"),
         # the exact method reads neither: the option was logged as a param of a run it did not change
-        (["multiclass", "--steps", "500"], "--steps 500: not used here (the exact method takes no steps)"),
-        (["multiclass", "--lr", "0.5"], "--lr 0.5: not used here (the exact method takes no step size)"),
+        (
+            ["multiclass", "--steps", "500"],
+            "--steps 500: not used here (the exact method takes no steps; method subgradient does)",
+        ),
+        (
+            ["multiclass", "--lr", "0.5"],
+            "--lr 0.5: not used here (the exact method takes no step size; method subgradient",
+        ),
         (["soft", "--classes", "3"], "needs exactly two classes"),
         (["soft", "--classes", "3,3"], "needs two different classes"),
         (["soft", "--classes", "a,b"], "--classes 'a,b'"),

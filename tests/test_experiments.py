@@ -420,10 +420,21 @@ def test_a_set_reaches_only_the_runs_that_read_its_field(workdir):
         expand(spec, "p", sets=["a.momentum=0.9"])
     with pytest.raises(MLHWError, match=r"--set steps: changes no run: no run it reaches reads steps \(the exact"):
         expand(spec, "p", only=["q"], sets=["steps=10"])
+    # a grid of it over runs that ignore it would run one config twice: said so, not "one value listed twice"
+    with pytest.raises(MLHWError, match=r"--set c.grid.momentum: some of these runs do not read momentum \(Adam"):
+        expand(spec, "p", sets=["c.grid.momentum=[0, 0.9]"])
+    # the file is still checked whole: a bad value is refused even where no run reads it
+    doc["suites"]["a"]["base"] = {"momentum": 7}
+    doc["profiles"]["p"] = {"defaults": {"steps": -5}}
+    with pytest.raises(MLHWError, match=r"suites.a.base.momentum: must be < 1 \(got 7\)"):
+        expand(load_file(write(workdir, doc)), "p")
+    doc["suites"]["a"].pop("base")
+    with pytest.raises(MLHWError, match=r"profiles.p.defaults.steps: must be > 0 \(got -5\)"):
+        expand(load_file(write(workdir, doc)), "p")
 
 
 def test_the_plan_says_which_suites_a_set_reached(workdir):
-    """A bare key sets every suite that has the field: the plan names them (lr also reaches the SVM's step)."""
+    """A bare key sets every suite whose runs read the field: the plan names them."""
     from helpers import invoke
 
     res = invoke("reproduce", "--file", write(workdir, BASE), "--profile", "p", "--set", "epochs=3", "--dry-run")

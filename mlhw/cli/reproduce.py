@@ -262,7 +262,8 @@ def _show_plan(plan) -> None:
 
 
 def _show_overrides(plan, console=err) -> None:
-    """Which suites each --set reached: a bare `lr=0.5` sets every suite with an lr (the multiclass SVM's step too)."""
+    """Which suites each --set reached: a bare `lr=0.5` sets every suite whose runs read an lr (the MLP's; not
+    Q1's exact method, nor a CNN suite whose variants set it)."""
     for item in plan.overrides:
         where = f"--set {item.split('=', 1)[0].strip()}"
         suites = sorted({p.spec.suite for p in plan.entries if where in p.spec.where.values()})
@@ -289,7 +290,10 @@ def _show_dry_run(plan, data_dir) -> None:
         table.add_column(col)
     for p in plan.entries:
         ident = "-" if p.status == "no data" else p.identity  # its identity needs the files' fingerprint
-        data = data_note(p.spec.config) if getattr(p.spec.config, "dataset", None) else "-"
+        cfg = p.spec.config
+        data = data_note(cfg) if getattr(cfg, "dataset", None) else "-"
+        if getattr(cfg, "classes", None):  # a two-class SVM reads the part of the data in its classes
+            data = data.replace(cfg.dataset, f"{cfg.dataset} {cfg.classes[0]} vs {cfg.classes[1]}", 1)
         status = f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]"
         table.add_row(p.spec.suite, p.spec.label, data, status, ident)
     out.print(table)
