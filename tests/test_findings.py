@@ -86,6 +86,35 @@ def test_a_clean_split_that_t_cannot_confirm_is_said_with_the_rank_tests_probabi
     assert mixed.above is None and "though" not in F._verdict_clause(mixed, "validation accuracy")
 
 
+def test_a_split_in_both_accuracies_gives_its_probability_once():
+    def rec(v, lr, seed, val, test, loss):
+        hist = [{"epoch": 1, "train_loss": loss, "train_acc": 0.5, "val_acc": val}]
+        return {
+            "variant": v,
+            "optimizer": "adam",
+            "lr": lr,
+            "batchnorm": True,
+            "dropout": True,
+            "seed": seed,
+            "dataset": "digits",
+            "val_acc": val,
+            "test_acc": test,
+            "train_loss": loss,
+            "history": hist,
+        }
+
+    runs = [
+        rec("adam-0.005", 0.005, s, v, t, 1 + s / 10)
+        for s, (v, t) in enumerate([(0.45, 0.4), (0.62, 0.6), (0.85, 0.8)])
+    ]
+    runs += [
+        rec("adam-5e-05", 5e-5, s, v, t, 0.1) for s, (v, t) in enumerate([(0.98, 0.97), (0.985, 0.975), (0.98, 0.971)])
+    ]
+    answer = F.part2_pair(runs, "b").answer
+    assert answer.count("though every run of Adam lr=5e-5 is above every run of Adam lr=0.005") == 2, answer
+    assert answer.count("probability 0.10 at 3 vs 3") == 1, answer
+
+
 def test_one_run_has_no_interval_and_says_so():
     d = F.welch_difference([0.5], [0.6, 0.62, 0.61], "val_acc")
     assert d.low is None and d.high is None and d.verdict == "no interval" and "n=1" in d.note
