@@ -11,7 +11,7 @@ group-major:
 Activations are rows (replica, batch, features). Every layer is a batched matmul. The first layer's
 input is shared by a group's replicas: with one group (or a split all groups share, in evaluation)
 it is one wide (batch x n_in) @ (n_in x P*n_hidden) matmul; with G groups it is one batched matmul
-over the groups, each (R*n_hidden x n_in) @ (n_in x batch). Part (b)'s sweep over 5 seeds costs
+over the groups, each (batch x n_in) @ (n_in x R*n_hidden). Part (b)'s sweep over 5 seeds costs
 about one network 30 times as wide, not 30 networks: on a GPU, where a step of this network is launch
 latency, about the time of one.
 """
@@ -246,7 +246,8 @@ class GraphedEpoch:
         self.net, self.x, self.y, self.bs, self.scales = net, x, y, batch_size, scales
         n = len(x) if n is None else n
         lead = (net.groups,) if net.groups > 1 else ()
-        self.rows = min(n, chunk_steps * batch_size)  # rows per full chunk, a multiple of the batch size
+        # rows per full chunk: a multiple of the batch size, or every row when the data is smaller than a chunk
+        self.rows = min(n, chunk_steps * batch_size)
         self.full_chunks = n // self.rows
         self.tail = n - self.full_chunks * self.rows
         self.gx = torch.empty(*lead, self.rows, x.shape[1], dtype=x.dtype, device=x.device)
