@@ -160,30 +160,33 @@ def expand(
             reached = [r for r in runs if suite == "SUITE" or r.suite == suite]
             if len({r.suite for r in reached}) == 1:  # a bare key with one suite run (--only): name it
                 suite = reached[0].suite
-            by_variant = {  # the suites it reached whose variants set the field: a grid of it is refused there
-                r.suite for r in reached if r.variant is not None and field in CNN_VARIANTS.get(r.variant, {})
-            }
-            shown = value if isinstance(value, list) else [value]
-            instead = (
-                f"use --set {suite}.seeds=[...]"
-                if field == "seed"
-                else f"the variants of {', '.join(sorted(by_variant))} set it: use --set {suite}.grid.variant=[...] "
-                f"(variants: {', '.join(CNN_VARIANTS)})"
-                if by_variant
-                else f"use --set {suite}.grid.{field}=[{', '.join(map(str, shown)) if suite != 'SUITE' else '...'}]"
-                + (" or a CNN variant" if suite == "SUITE" and any(r.kind == "cnn" for r in reached) else "")
-            )
-            why = {
-                r.config.unused(r.config.model_dump()).get(field)
-                for r in reached
-                if field in type(r.config).model_fields
-            }
+            having = [r for r in reached if field in type(r.config).model_fields]
+            why = {r.config.unused(r.config.model_dump()).get(field) for r in having}
             if why and None not in why:  # Adam's momentum, the exact Q1's steps: nothing to set
                 raise MLHWError(f"{where}: changes no run: no run it reaches reads {field} ({'; '.join(sorted(why))})")
             origins = {r.where.get(field) for r in reached}
             origin = origins.pop() if len(origins) == 1 and None not in origins else "elsewhere"
-            raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from {origin}; {instead}")
+            hint = _set_hint(field, suite, value, reached)
+            raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from {origin}; {hint}")
     return runs
+
+
+def _set_hint(field: str, suite: str, value, reached: list[RunSpec]) -> str:
+    """The --set that does what one that changed no run meant ('SUITE' when the key named no suite)."""
+    if field == "seed":
+        return f"use --set {suite}.seeds=[...]"
+    by_variant = {r.suite for r in reached if r.variant is not None and field in CNN_VARIANTS.get(r.variant, {})}
+    if by_variant:  # a grid of the field is refused beside variants that set it
+        return (
+            f"the variants of {', '.join(sorted(by_variant))} set it: use --set {suite}.grid.variant=[...] "
+            f"(variants: {', '.join(CNN_VARIANTS)})"
+        )
+    if suite != "SUITE":
+        values = value if isinstance(value, list) else [value]
+        return f"use --set {suite}.grid.{field}=[{', '.join(map(str, values))}]"
+    return f"use --set SUITE.grid.{field}=[...]" + (
+        " or a CNN variant" if any(r.kind == "cnn" for r in reached) else ""
+    )
 
 
 def _fields(kind: str) -> set[str]:
