@@ -553,16 +553,14 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
 def _data_of(r: dict, splits: tuple[str, ...], two_classes: bool) -> str:
     """'digits, 1,297 train / 500 test': a run's dataset and the sizes its run logged. A two-class SVM trains on
     the part of the data in its two classes: its own n_train / n_test metrics ('digits 3 vs 8, 264 train / ...')."""
-    sizes = r.get("sizes") or {}
-    if two_classes:
+    name, sizes = r["dataset"], r.get("sizes") or {}
+    if two_classes:  # the dataset's logged sizes would mislead; a run without n_train (older) names no size
         sizes = {k: int(r[f"n_{k}"]) for k in splits if isinstance(r.get(f"n_{k}"), int | float)}
         if sizes and r.get("classes"):
-            return f"{r['dataset']} {r['classes'].replace('vs', ' vs ')}, " + " / ".join(
-                f"{sizes[k]:,} {k}" for k in splits if k in sizes
-            )
-    if not sizes or two_classes:
-        return r["dataset"]
-    return f"{r['dataset']}, " + " / ".join(f"{sizes[k]:,} {k}" for k in splits if k in sizes)
+            name += " " + r["classes"].replace("vs", " vs ")
+    if not sizes:
+        return name
+    return f"{name}, " + " / ".join(f"{sizes[k]:,} {k}" for k in splits if k in sizes)
 
 
 def _setting(key: str, v) -> str:
@@ -608,24 +606,30 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     if not entries:
         suites_there = store.search("tags.`mlhw.kind` = 'suite'")
         there = sorted({r.data.tags.get("mlhw.profile", "") for r in suites_there} - {""})
-        mine = [r for r in suites_there if r.data.tags.get("mlhw.profile") == profile]
-        running = sum(r.info.status == "RUNNING" for r in mine)
-        stopped = sum(r.info.status in ("KILLED", "FAILED") for r in mine)
-        partial = sum(r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial") == "true" for r in mine)
-        way = (  # what the store does hold of it says what to do
-            f"a reproduction of it is running ({running} suite run(s) RUNNING): wait for it, or if its process is "
-            f"gone, `mlhw reproduce --profile {profile}` takes over"
-            if running
-            else f"its reproduction was stopped ({stopped} suite run(s) KILLED or FAILED): `mlhw reproduce --profile "
-            f"{profile}` goes on from where it stopped"
-            if stopped
-            else f"only partial reproductions of it (--only or --set: {partial} suite run(s)): `mlhw reproduce "
-            f"--profile {profile}` makes a full one (the runs an --only one made are not run again)"
-            if partial
-            else f"run `mlhw reproduce --profile {profile}` first if experiments.yaml has it"
-        )
+        way = _way_on(profile, [r for r in suites_there if r.data.tags.get("mlhw.profile") == profile])
         raise MLHWError(
             f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
             f"(experiment {store.experiment_name!r}; profiles there: {', '.join(there) or 'none'}); {way}"
         )
     return Scope(profile, entries, descriptions, description=about, expected=expected)
+
+
+def _way_on(profile: str, parents: list) -> str:
+    """What to do without a finished reproduction, from what the store holds of the profile's suite parents."""
+    running = sum(r.info.status == "RUNNING" for r in parents)
+    stopped = sum(r.info.status in ("KILLED", "FAILED") for r in parents)
+    partial = sum(r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial") == "true" for r in parents)
+    run = f"`mlhw reproduce --profile {profile}`"
+    if running:
+        return (
+            f"a reproduction of it is running ({running} suite run(s) RUNNING): wait for it, or if its process is "
+            f"gone, {run} takes over"
+        )
+    if stopped:
+        return f"its reproduction was stopped ({stopped} suite run(s) KILLED or FAILED): {run} goes on from there"
+    if partial:
+        return (
+            f"only partial reproductions of it (--only or --set: {partial} suite run(s)): {run} makes a full one (the "
+            "runs an --only one made are not run again)"
+        )
+    return f"run {run} first if experiments.yaml has it"
