@@ -435,6 +435,22 @@ def test_only_does_not_read_or_refuse_the_data_of_suites_it_does_not_run(light):
     assert bad.exit_code == 2 and "data_batch_1" in bad.stderr
 
 
+def test_a_long_run_in_a_log_says_its_epochs(light, monkeypatch):
+    """Piped (as CliRunner is), a run longer than EPOCH_LINE_EVERY gets plain epoch lines between its start and end
+    lines; a short one (the default 30 s here) none, so that the digits log stays a line a run."""
+    from mlhw.cli.reproduce import _Reporter
+
+    quiet = reproduce(light, "--only", "mlp_full")
+    assert quiet.exit_code == 0 and ": epoch " not in quiet.stderr, quiet.stderr
+    monkeypatch.setattr(_Reporter, "EPOCH_LINE_EVERY", 0.0)
+    res = reproduce(light, "--only", "mlp_full", "--force")
+    assert res.exit_code == 0, res.output
+    epochs = yaml.safe_load((light / "exp.yaml").read_text())["suites"]["mlp_full"]["base"]["epochs"]
+    lines = [x for x in res.stderr.splitlines() if ": epoch " in x]
+    assert lines and all(re.search(rf"epoch \d+/{epochs} \(\d+ s\)$", x) for x in lines), res.stderr
+    assert any(f"epoch {epochs}/{epochs}" in x for x in lines), lines
+
+
 def test_force_runs_the_done_runs_again(light):
     assert reproduce(light, "--only", "mlp_full").exit_code == 0
     res = reproduce(light, "--only", "mlp_full", "--force")

@@ -398,11 +398,16 @@ def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, pa
 
 
 class _Reporter:
-    """Progress: a live display on a terminal; one plain line per run start and end otherwise (CI, a pipe)."""
+    """Progress: a live display on a terminal; otherwise (CI, a pipe) one plain line per run start and end, and
+    for a run longer than EPOCH_LINE_EVERY seconds a line at its epochs at most that often (a CPU run of the
+    paper's AlexNet was silent for its hour)."""
+
+    EPOCH_LINE_EVERY = 30.0
 
     def __init__(self, work, total):
         self.work, self.total, self.finished = work, total, 0
         self.started: dict[int, float] = {}
+        self.said: dict[int, float] = {}  # a unit's last plain line
         self.live = is_terminal()
         self.bar = progress() if self.live else None
 
@@ -433,6 +438,14 @@ class _Reporter:
                 err.print(f"[{span}/{self.total}] start {ev.label}", highlight=False)
         elif ev.kind == "epoch" and self.live:
             self.bar.update(self.current, completed=ev.epoch)
+        elif ev.kind == "epoch":
+            now = time.perf_counter()
+            if now - self.said.get(ev.unit, self.started.get(ev.unit, now)) >= self.EPOCH_LINE_EVERY:
+                self.said[ev.unit] = now
+                epochs = getattr(unit[0].config, "epochs", None)
+                count = f"epoch {ev.epoch}" + (f"/{epochs}" if epochs else "")
+                elapsed = now - self.started.get(ev.unit, now)
+                err.print(f"[{self.finished}/{self.total}] {ev.label}: {count} ({elapsed:.0f} s)", highlight=False)
         elif ev.kind == "end":
             self.finished += len(unit)
             seconds = time.perf_counter() - self.started.get(ev.unit, time.perf_counter())
