@@ -483,6 +483,8 @@ def test_a_broken_baseline_stops_the_reproduction_before_any_run(light):
     assert_one_line_error(res, "results/tiny/check.yaml: not valid YAML")
     (tables.parent / "check.yaml").write_text("k: -1\n")
     assert_one_line_error(reproduce(light), "check.yaml", "k")
+    (tables.parent / "check.yaml").write_text("tables: [mlp_ful]\n")  # a typo failed the gate after every run
+    assert_one_line_error(reproduce(light), "results/tiny/check.yaml: tables: 'mlp_ful' is no table of the baseline")
     (tables.parent / "check.yaml").unlink()
     (tables / "mlp_full.csv").write_bytes(b"")
     assert_one_line_error(reproduce(light), "results/tiny/tables/mlp_full.csv: not a readable CSV")
