@@ -369,8 +369,9 @@ def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[
                 k, a, b = next((k, a, b) for k, a, b in zip(keys, same, combo) if a != b)
                 if (why := model.unused(values).get(k)) is not None:  # a grid of momentum over Adam runs
                     raise MLHWError(
-                        f"{_named(layers.grid_origin[k], file)}: some of these runs do not read {k} ({why}): its "
-                        f"values {a!r} and {b!r} would make one run twice; grid {k} where every run reads it"
+                        f"{_named(layers.grid_origin[k], file)}: some runs of {name} do not read {k} ({why}): "
+                        f"its values {a!r} and {b!r} would make one of them twice; set {k} to one value (it "
+                        f"reaches only the runs that read it), or grid it in a suite whose runs all read it"
                     )
                 raise MLHWError(f"{_named(layers.grid_origin[k], file)}: {a!r} and {b!r} are one value, listed twice")
             label = ", ".join(

@@ -494,15 +494,21 @@ def _suite_settings(configs: list[dict], recs: list[dict]) -> str:
     two_classes = "classes" in configs[0]
     if two_classes and all(r.get("classes") and "n_train" in r for r in recs):
         keys = [k for k in keys if k != "classes"]  # the data part names them: 'digits 3 vs 8, 264 train / ...'
-    same = [k for k in keys if all(c.get(k) == configs[0].get(k) for c in configs)]
+    # a field only some runs read is told from those runs alone: Adam's momentum (always 0) is no second value
+    among = {"momentum": [c for c in configs if c.get("optimizer") == "sgd"]} if kind == "cnn" else {}
+    same = [k for k in keys if all(c.get(k) == among.get(k, configs)[0].get(k) for c in among.get(k, configs))]
     varies = [k for k in keys if k not in same]
     splits = ("train", "val", "test") if kind == "cnn" else ("train", "test")  # the MLP uses no val
     parts = [" or ".join(dict.fromkeys(_data_of(r, splits, two_classes) for r in recs if r.get("dataset")))]
     if kind == "cnn":
         variants = dict.fromkeys(cnn_title(c["optimizer"], c["lr"], c["batchnorm"], c["dropout"]) for c in configs)
         parts.append(("variants " if len(variants) > 1 else "variant ") + " vs ".join(variants))
-    parts.append(", ".join(f"{k} {_setting(k, configs[0][k])}" for k in same))
-    parts += [f"{k}: " + ", ".join(dict.fromkeys(_setting(k, c.get(k)) for c in configs)) for k in varies]
+    named = {"momentum": "SGD momentum"}  # what reads it
+    parts.append(", ".join(f"{named.get(k, k)} {_setting(k, among.get(k, configs)[0][k])}" for k in same))
+    parts += [
+        f"{named.get(k, k)}: " + ", ".join(dict.fromkeys(_setting(k, c.get(k)) for c in among.get(k, configs)))
+        for k in varies
+    ]
     seeds = list(dict.fromkeys(r["seed"] for r in recs if r.get("seed") is not None))
     if seeds and any("seed" in c for c in configs):
         parts.append("seed" + "s" * (len(seeds) > 1) + " " + ", ".join(map(str, seeds)))
@@ -564,6 +570,8 @@ def _data_of(r: dict, splits: tuple[str, ...], two_classes: bool) -> str:
 
 
 def _setting(key: str, v) -> str:
+    if key == "bias" and isinstance(v, str):  # the soft SVM's: 'free' is a bias outside the penalty, not none
+        return {"free": "free (not penalised)", "regularized": "penalised with w"}.get(v, v)
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):

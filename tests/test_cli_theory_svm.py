@@ -184,3 +184,10 @@ def test_errors_print_as_percentages_as_the_tables_do(workdir):
     rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.stdout.splitlines() if "│" in line}
     assert rows["training error"] == "0.00%" and rows["test error"] == "3.40%"
     assert re.fullmatch(r"\d+\.\d\d", rows["seconds"])
+    assert rows["theorem holds"].startswith("yes (f = 0 and zero training error")
+    # 50 subgradient steps end at f > 0: the implication's premise never arises, and 'yes' says what was checked
+    res = invoke(
+        "svm", "multiclass", "--method", "subgradient", "--steps", 50, "--tracking-uri", f"sqlite:///{workdir}/m.db"
+    )
+    found = re.search(r"theorem holds\s*│\s*(.*?)\s*│", res.stdout)
+    assert res.exit_code == 0 and found and found[1].startswith("yes (f > 0: only 0-1 <= hinge"), res.stdout

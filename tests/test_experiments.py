@@ -421,7 +421,7 @@ def test_a_set_reaches_only_the_runs_that_read_its_field(workdir):
     with pytest.raises(MLHWError, match=r"--set steps: changes no run: no run it reaches reads steps \(the exact"):
         expand(spec, "p", only=["q"], sets=["steps=10"])
     # a grid of it over runs that ignore it would run one config twice: said so, not "one value listed twice"
-    with pytest.raises(MLHWError, match=r"--set c.grid.momentum: some of these runs do not read momentum \(Adam"):
+    with pytest.raises(MLHWError, match=r"--set c.grid.momentum: some runs of c do not read momentum \(Adam"):
         expand(spec, "p", sets=["c.grid.momentum=[0, 0.9]"])
     # the file is still checked whole: a bad value is refused even where no run reads it
     doc["suites"]["a"]["base"] = {"momentum": 7}

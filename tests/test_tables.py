@@ -218,3 +218,28 @@ def test_settings_name_every_dataset_and_size_a_suite_ran_on():
 
     assert _setting("hidden", []) == "none" and _setting("hidden", [100, 40]) == "100x40"  # not a blank
     assert "method exact" in q1_line and "bias yes" in q1_line and "steps" not in q1_line and " lr " not in q1_line
+
+
+def test_settings_tell_a_field_from_the_runs_that_read_it():
+    """`--set momentum=0.9` set the SGD run alone; the Settings read 'momentum: 0.9, 0' (Adam's 0, which it never
+    reads, as a second value). And the soft SVM's bias 'free' read as 'no bias'."""
+    from mlhw.report import Entry, Scope, settings_lines
+
+    cnn = {"kind": "cnn", "dataset": "digits", "epochs": 1, "width": 0.5, "image_size": 67, "seed": 0}
+    cnn |= {"batchnorm": True, "dropout": True, "batch_size": 64, "train_fraction": 1.0}
+    sgd, adam = cnn | {"optimizer": "sgd", "lr": 0.005, "momentum": 0.9}, cnn | {"optimizer": "adam", "lr": 5e-5}
+    soft = {"kind": "svm_soft", "dataset": "digits", "classes": [3, 8], "C": 1.0, "bias": "free", "seed": 8}
+    entries = [
+        Entry("cnn_optimizers", "sgd", "i1", sgd),
+        Entry("cnn_optimizers", "adam", "i2", adam | {"momentum": 0.0}),
+    ]
+    entries.append(Entry("svm_soft", "C=1", "i3", soft))
+    done = {
+        "cnn_optimizers": [e.config | {"run_id": e.identity} for e in entries[:2]],
+        "svm_soft": [soft | {"run_id": "i3", "classes": "3vs8", "n_train": 264, "n_test": 93}],
+    }
+    text = "\n".join(settings_lines(Scope("mine", entries), done))
+    line = next(x for x in text.splitlines() if "cnn_optimizers" in x)
+    assert "SGD momentum 0.9" in line and "momentum: " not in line, line
+    soft_line = next(x for x in text.splitlines() if "svm_soft" in x)
+    assert "digits 3 vs 8, 264 train / 93 test;" in soft_line and "bias free (not penalised)" in soft_line, soft_line
