@@ -223,10 +223,10 @@ def _reference_sentence(label: str, metric: str, chk: dict, acc: bool = True) ->
         why = "n=1, no spread" if chk["n"] < 2 else "no spread available"
         diff = chk.get("difference")
         d = (points(diff) + " points") if acc else _num_str(diff, signed=True, digits=4)
-        return f"{label}, {metric}: the seed's {ref} vs our {f(chk['mean'])} ({why}; difference {d})."
+        return f"{label}, {metric}: the write-up's {ref} vs our {f(chk['mean'])} ({why}; difference {d})."
     where = "within" if chk["within"] else "outside"
     return (
-        f"{label}, {metric}: the seed's {ref} lies {where} our mean ± {SPREAD_STDS:g} std "
+        f"{label}, {metric}: the write-up's {ref} lies {where} our mean ± {SPREAD_STDS:g} std "
         f"[{f(chk['low'])}, {f(chk['high'])}] (n={chk['n']})."
     )
 
@@ -417,7 +417,7 @@ def _outcome_phrase(runs: list[dict], n: int) -> str:
 
 
 def part1c(records: list[dict], compare_reference: bool | None = None, reference: float = MLP_FULL_TEST_ACC) -> Finding:
-    question = "Part 1 (c): the full run's test accuracy, beside the seed's 0.9397"
+    question = "Part 1 (c): the full run's test accuracy, beside the write-up's 0.9397"
     if not records:
         return Finding("1c", question, "No full runs: not reproduced here.", {"n": 0})
     te = mean_std(_values(records, "test_acc"))
@@ -434,7 +434,7 @@ def part1c(records: list[dict], compare_reference: bool | None = None, reference
             side = "below" if chk["difference"] > 0 else "above"
             far = abs(chk["difference"]) > 2 * SPREAD_STDS * chk["std"]  # 4 std: no longer "a little"
             answer += (
-                f"; the seed's single run reported {pct(reference)} on MNIST, {abs(100 * chk['difference']):.2f} "
+                f"; the write-up's single run reported {pct(reference)} on MNIST, {abs(100 * chk['difference']):.2f} "
                 f"points {side} our mean and {'within' if chk['within'] else 'outside'} our runs' mean ± "
                 f"{SPREAD_STDS:g} std [{pct(chk['low'])}, {pct(chk['high'])}]: "
                 + (
@@ -448,7 +448,7 @@ def part1c(records: list[dict], compare_reference: bool | None = None, reference
     else:
         off = off_reference(records, "mlp")
         answer += (
-            f"; the seed's {pct(reference)} was measured on MNIST at the assignment's settings: not compared, "
+            f"; the write-up's {pct(reference)} was measured on MNIST at the assignment's settings: not compared, "
             f"these runs differ in {'; '.join(off) if off else 'their settings'}."
         )
         evidence["compared_with_reference"] = False
@@ -471,7 +471,7 @@ def _seed_answer(part: str) -> str:
         else " (its table gives no training loss for the run without BN+Dropout)"
     )
     out = (
-        f" The seed (CIFAR-10, one run each): {names} = {points(b['val_acc'] - a['val_acc'])} points of validation "
+        f" The write-up (CIFAR-10, one run each): {names} = {points(b['val_acc'] - a['val_acc'])} points of validation "
         f"accuracy ({pct(b['val_acc'])} vs {pct(a['val_acc'])}), {points(b['test_acc'] - a['test_acc'])} of test "
         f"accuracy{loss}; an independent solution: {points(ib - ia)} points of validation accuracy."
     )

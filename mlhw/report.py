@@ -386,20 +386,20 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             if scope.partial
             else "no finished runs in the store"
         )
-        see = "; see the Findings for the seed's reference numbers where they exist" if findings else ""
+        see = "; see the Findings for the write-up's reference numbers where they exist" if findings else ""
         lines += [f"**Not reproduced here**: {', '.join(absent)} ({why}{see}).", ""]
     if findings:
         lines += ["## Findings", "", findings, ""]
     lines += settings_lines(scope, done)
     if scope.profile == "paper" and not any(s in done for s in T.CNN_TABLE_NAMES):
         lines += [
-            "## Part 2: the seed's reference (not reproduced here)",
+            "## Part 2: the write-up's reference (not reproduced here)",
             "",
-            "CIFAR-10 was not available where this report was made: Part 2's baseline is the seed's own "
+            "CIFAR-10 was not available where this report was made: Part 2's baseline is the write-up's own "
             "table (CIFAR-10, 10 epochs, one run each), with an independent solution's validation accuracy.",
             "",
             T.to_markdown(T.reference_table()),
-            "The seed's table gives the run without BN/Dropout the loss 2.2486, the Adam lr 0.005 run's: a copy, "
+            "The write-up's table gives the run without BN/Dropout the loss 2.2486, the Adam lr 0.005 run's: a copy, "
             "left out here.",
             "",
         ]

@@ -275,7 +275,7 @@ def test_part2a_separated_variants_name_the_better_one():
     assert "Adam lr=5e-5 better in final training loss (lower by 0.5000)" in f.answer  # lower loss is better
     assert any(d.startswith("Final training loss") and d.endswith("lower for Adam lr=5e-5.") for d in f.details)
     assert "Neither variant collapsed" in f.answer
-    assert not any("seed's" in d for d in f.details)  # digits: no comparison with the CIFAR-10 numbers
+    assert not any("write-up's" in d for d in f.details)  # digits: no comparison with the CIFAR-10 numbers
 
 
 def test_part2b_collapse_to_chance_and_overlap():
@@ -302,7 +302,7 @@ def test_part2_reference_numbers_on_cifar10():
     checks = f.evidence["reference_checks"]
     assert checks["adam-5e-05"]["val_acc"]["within"] is True
     assert checks["sgd-0.005"]["val_acc"]["within"] is True  # 0.487 within 0.49 +- 0.02
-    assert any("the seed's 61.89% lies within" in d for d in f.details)
+    assert any("the write-up's 61.89% lies within" in d for d in f.details)
 
 
 def test_part2_missing_variant_is_not_reproduced_and_the_seeds_answer_is_given():
@@ -310,7 +310,7 @@ def test_part2_missing_variant_is_not_reproduced_and_the_seeds_answer_is_given()
     assert "not reproduced" in f.answer and f.evidence["missing"] == ["sgd-0.005"]
     # the assignment's table: Adam 61.89% / 62.49% / 0.6086, SGD 48.7% / 49.91% / 1.1383; independent 58.9, 47.7
     assert (
-        "The seed (CIFAR-10, one run each): Adam lr=5e-5 − SGD lr=0.005 = +13.2 points of validation accuracy "
+        "The write-up (CIFAR-10, one run each): Adam lr=5e-5 − SGD lr=0.005 = +13.2 points of validation accuracy "
         "(61.89% vs 48.70%), +12.6 of test accuracy, final training loss -0.5297; an independent solution: +11.2"
     ) in f.answer
     b = F.part2_pair([], "b").answer
