@@ -520,6 +520,11 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
     """What a reader of the tables needs beside the settings: (a) is (b)'s lr 0.1 row, AlexNet's size, why the
     SVMs stay on digits, the runs two suites share, what ± means."""
     notes = []
+    if scope.overrides:  # 'Part 1 (c): the full run, lr 0.1' beside 'lr 0.5' read as a contradiction
+        notes.append(
+            f"The suites' descriptions are experiments.yaml's; this reproduction's "
+            f"{' '.join(f'`--set {o}`' for o in scope.overrides)} changed its runs, and the settings above are theirs."
+        )
     rates = {r.get("lr") for r in done.get("mlp_lr_sweep", [])}
     if 0.1 in rates:
         notes.append(

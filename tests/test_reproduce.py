@@ -339,6 +339,8 @@ def test_an_overridden_reproduce_writes_its_own_report_and_leaves_the_profiles_a
     report = (light / "results" / "tiny-partial" / "REPORT.md").read_text()
     assert "(partial)" in report.splitlines()[0] and note in report
     assert "results/tiny/REPORT.md" in report  # where the full one is
+    settings = report.split("## Settings\n")[1].split("\n## ")[0]  # a description no longer reads as a contradiction
+    assert f"The suites' descriptions are experiments.yaml's; this reproduction's {note} changed its runs" in settings
     _, all_runs = runs(light)
     partial_parents = [r for r in all_runs if r.data.tags.get("mlhw.partial") == "true"]
     assert partial_parents and all("partial" in r.info.run_name for r in partial_parents)

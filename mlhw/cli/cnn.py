@@ -282,8 +282,8 @@ def compare(
                 "mlhw cnn compare",
                 parent.run_id,
             )
-            bar.update(overall, completed=i, info=v)
-            bar.reset(task, total=cfg.epochs, description=v)
+            bar.update(overall, completed=i, info=variant_title(v))
+            bar.reset(task, total=cfg.epochs, description=variant_title(v))  # as `cnn train` names it
             runs[v] = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
         bar.update(overall, completed=len(names), info="done")
         for p in parts:
