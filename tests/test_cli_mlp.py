@@ -65,6 +65,10 @@ def test_train_logs_one_complete_run(workdir):
         re.search(r"^mlp\.c lr=0\.1: epoch 2/2 \(\d+ s\) test acc [\d.]+%$", res.stderr, re.M)[0]
     ], res.stderr  # a run of a few seconds: its last epoch's line alone
     assert f"`mlhw ui --tracking-uri {uri}` to browse" in res.stderr
+    from sklearn.datasets import load_digits
+
+    test = 500  # the sizes the run trained and was tested on, in the table's title (digits' fixed split)
+    assert f"; {len(load_digits().target) - test:,} train / {test} test" in res.stderr
 
 
 def test_identity_is_the_configs_and_the_datas(workdir):

@@ -141,15 +141,16 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             series = [(lr_label(r.job.config.lr), [result_curves(r.result)]) for r in runs]
             title = f"Part 1 (b) on {cfg.dataset}, seed {cfg.seed}: one network per learning rate"
             parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
-    _show(runs, part, cfg, as_json, store, parent)
+    data = source.for_config(cfg)  # read once per process: the split the runs saw (seed cfg.seed's subset)
+    _show(runs, part, cfg, as_json, store, parent, f"{len(data.train):,} train / {len(data.test):,} test")
 
 
-def _show(runs, part, cfg, as_json, store, parent) -> None:
+def _show(runs, part, cfg, as_json, store, parent, sizes: str) -> None:
     from mlhw.labels import data_note
     from mlhw.tables import pct
 
     table = Table(
-        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg)}, batch {cfg.batch_size}",
+        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg)}, batch {cfg.batch_size}; {sizes}",
         caption="train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets",
     )
     for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"):
