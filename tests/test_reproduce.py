@@ -482,7 +482,7 @@ def test_a_broken_baseline_stops_the_reproduction_before_any_run(light):
     (tables / "mlp_full.csv").write_text("lr,test_acc_mean,n\n0.1,0.9,2\n")
     (tables.parent / "check.yaml").write_text("k: [3\n")
     res = reproduce(light)
-    assert_one_line_error(res, "results/tiny/check.yaml: not valid YAML")
+    assert_one_line_error(res, "results/tiny/check.yaml: line 2 not valid YAML")
     (tables.parent / "check.yaml").write_text("k: -1\n")
     assert_one_line_error(reproduce(light), "check.yaml", "k")
     (tables.parent / "check.yaml").write_text("tables: [mlp_ful]\n")  # a typo failed the gate after every run
