@@ -378,18 +378,21 @@ def part1b(
             }
         )
     answer = "; ".join(parts) + "."
-    details = [
-        f"Dataset {evidence['dataset']}. A run *learns* when its final training accuracy reaches "
-        f"{100 * learns_fraction:.0f}% of the best rate's mean ({pct(learns_fraction * best)}; the epoch is when it "
-        f"first got there), *learns slowly* when it is below that but still rising (over the last third of its "
-        f"epochs, at least {STALL_WINDOW}, a least-squares line gains ≥ {100 * STALL_GAIN:.0f} point with a slope "
-        f"{TREND_T:g} standard errors above 0), *stalls* otherwise (from the first epoch within "
-        f"{100 * STALL_GAIN:.0f} point of its best), "
-        f"*collapses* when it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}; the epoch "
-        f"from which it stays there) and *diverges* when its training loss became non-finite or exceeded "
-        f"10 ln(classes), far above the loss of chance, in an epoch where it did not fall (that epoch; epoch 0, "
-        f"the untrained network with the skeleton's unscaled N(0, 1) weights, often starts above it and is "
-        f"never judged)."
+    details = [  # one rule a line: the outcomes' definitions as one sentence were hard to read
+        f"Dataset {evidence['dataset']}. Outcomes, from each run's training accuracy per epoch (its loss for "
+        "*diverges*):",
+        f"*learns*: its final training accuracy reaches {100 * learns_fraction:.0f}% of the best rate's mean "
+        f"({pct(learns_fraction * best)}); the epoch is when it first got there.",
+        f"*learns slowly*: below that, but still rising: over the last third of its epochs (at least {STALL_WINDOW}) "
+        f"a least-squares line gains ≥ {100 * STALL_GAIN:.0f} point, with a slope {TREND_T:g} standard errors "
+        "above 0.",
+        f"*stalls*: below that and no longer rising; from the first epoch within {100 * STALL_GAIN:.0f} point of "
+        "its best.",
+        f"*collapses*: it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}); from the epoch "
+        "it stays there.",
+        "*diverges*: its training loss became non-finite or exceeded 10 ln(classes), far above the loss of chance, "
+        "in an epoch where it did not fall; that epoch (epoch 0, the untrained network with the skeleton's "
+        "unscaled N(0, 1) weights, often starts above it and is never judged).",
     ]
     return Finding("1b", question, answer, evidence, details, table)
 
