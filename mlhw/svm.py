@@ -646,7 +646,8 @@ def soft_report(
             "qp_vs_newton_relative_difference": abs(f_plain - primal.objective) / max(1.0, abs(primal.objective)),
         }
     if len(y) > 1:  # Q3(d) on (at most) QP_DUAL_SAMPLES samples: the claim holds for any data of both classes
-        sub = SoftSVMProblem(X[_dual_qp_rows(y)], y[_dual_qp_rows(y)], C, bias)
+        rows = _dual_qp_rows(y)
+        sub = SoftSVMProblem(X[rows], y[rows], C, bias)
         a, b, g, ok = solve_dual_qp(sub)
         g_active = solve_dual(sub).objective
         report |= {
