@@ -250,28 +250,18 @@ class PlainProgress:
         return len(self.tasks) - 1
 
     def reset(self, task: int, total=None, description=None, visible=None, **_) -> None:
-        t = self.tasks[task]
-        t.update(completed=0, start=self.clock(), printed=self.clock(), info="")
-        t.update(
-            {k: v for k, v in {"total": total, "description": description, "visible": visible}.items() if v is not None}
-        )
+        now = self.clock()
+        self.tasks[task].update(completed=0, start=now, printed=now, info="")
+        self._set(task, total=total, description=description, visible=visible)
+
+    def _set(self, task: int, **fields) -> None:
+        """The fields given (not None), as rich's Progress keeps a field that a call leaves out."""
+        self.tasks[task].update({k: v for k, v in fields.items() if v is not None})
 
     def update(self, task: int, completed=None, description=None, info=None, total=None, visible=None, **_) -> None:
         t = self.tasks[task]
         moved = completed is not None and completed != t["completed"]
-        t.update(
-            {
-                k: v
-                for k, v in {
-                    "completed": completed,
-                    "description": description,
-                    "info": info,
-                    "total": total,
-                    "visible": visible,
-                }.items()
-                if v is not None
-            }
-        )
+        self._set(task, completed=completed, description=description, info=info, total=total, visible=visible)
         now = self.clock()
         done = t["total"] is not None and t["completed"] >= t["total"]
         if moved and t["visible"] and (done or now - t["printed"] >= self.every):

@@ -315,8 +315,6 @@ def _holds_text(holds: bool, rep: dict) -> str:
     error' never arises, so the bound (0-1 loss <= hinge, sample by sample) is what was checked."""
     if not holds:
         return "NO"
-    return (
-        "yes (f = 0 and zero training error; 0-1 <= hinge)"
-        if rep["objective"] <= 0
-        else ("yes (f > 0: only 0-1 <= hinge, sample by sample, applies)")
-    )
+    if rep["objective"] <= 0:
+        return "yes (f = 0 and zero training error; 0-1 <= hinge)"
+    return "yes (f > 0: only 0-1 <= hinge, sample by sample, applies)"
