@@ -108,8 +108,6 @@ def test_paper_configuration_is_one_flag_away(workdir):
         (["train", "--dataset", "cifar10", "--data-dir", "none", "--no-download"], "CIFAR-10 not found in none/"),
         (["train", "--dataset", "imagenet"], "--dataset: must be 'digits' or 'cifar10'"),
         (["train", "--dataset", "mnist"], "--dataset: must be 'digits' or 'cifar10' (got 'mnist')"),
-        (["train", "--precision", "fp8"], "--precision 'fp8'"),
-        (["compare", "--part", "d"], "--part 'd'"),
         # Adam reads no momentum: the run was logged with momentum 0.9 and trained exactly as with 0
         (
             ["train", "--momentum", "0.9"],

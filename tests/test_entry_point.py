@@ -22,6 +22,10 @@ def mlhw(*args, cwd):
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
         # it said "Value error, 'mlp.d' is not one of ...": pydantic's prefix
         (["mlp", "train", "--part", "mlp.d"], "Invalid value for '--part': 'mlp.d' is not one of 'mlp.a'"),
+        # the fixed choices are Literal options: --help lists them, a typo is a usage error
+        (["cnn", "train", "--precision", "fp8"], "'--precision': 'fp8' is not one of 'auto', 'bf16'"),
+        (["cnn", "compare", "--part", "d"], "'--part': 'd' is not one of 'a', 'b', 'c', 'all'"),
+        (["reproduce", "--executor", "slurm"], "'--executor': 'slurm' is not one of 'local', 'ray'"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):

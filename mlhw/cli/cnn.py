@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -28,7 +28,6 @@ from mlhw.cli.common import (
     tracking_hint,
 )
 from mlhw.config import CNNConfig, build
-from mlhw.errors import MLHWError
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -61,10 +60,9 @@ Epochs = Annotated[Optional[int], _opt("Epochs.", "epochs")]
 BatchSize = Annotated[Optional[int], _opt("Mini-batch size.", "batch_size")]
 SeedOpt = Annotated[Optional[int], _opt("Seed of initialisation, dropout and data order.", "seed")]
 Precision = Annotated[
-    str,
+    Literal["auto", "bf16", "fp16", "fp32"],
     typer.Option(
-        help="auto (bf16 where the hardware has native bf16, fp16 + loss scaling on "
-        "older GPUs, else fp32), bf16, fp16 or fp32.",
+        help="auto: bf16 where the hardware has native bf16, fp16 + loss scaling on older GPUs (T4, V100), else fp32.",
         rich_help_panel=TRAIN,
     ),
 ]
@@ -198,7 +196,7 @@ def train(
 @handles_errors
 def compare(
     part: Annotated[
-        str,
+        Literal["a", "b", "c", "all"],
         typer.Option(
             help="a: SGD 0.005 vs Adam 5e-5; b: Adam 0.005 vs Adam 5e-5; c: Adam 5e-5 with "
             "vs without BatchNorm + Dropout; all: a, b and c."
@@ -236,8 +234,6 @@ def compare(
     from mlhw.tables import cnn_table, to_markdown, to_rich
 
     parts = list(CNN_PARTS) if part == "all" else [part]
-    if any(p not in CNN_PARTS for p in parts):
-        raise MLHWError(f"--part {part!r}: use a, b, c or all")
     base = _config(
         dataset=dataset,
         epochs=epochs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -181,8 +181,6 @@ def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: s
     from mlhw.errors import MLHWError
     from mlhw.store import sqlite_path
 
-    if executor not in ("local", "ray"):
-        raise MLHWError(f"--executor {executor!r}: use local or ray")
     if jobs < 1:
         raise MLHWError(f"--jobs {jobs}: must be at least 1")
     from mlhw import lifecycle
@@ -531,7 +529,7 @@ def reproduce(
         ),
     ] = 1,
     executor: Annotated[
-        str,
+        Literal["local", "ray"],
         typer.Option(
             help="local (this machine) or ray (a Ray cluster; pip install 'mlhw\\[ray]').", rich_help_panel=PARALLEL
         ),
