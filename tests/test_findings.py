@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from mlhw import findings as F
+from mlhw.findings.part2 import _verdict_clause as verdict_clause
 from mlhw.reference import CNN_REFERENCE, MLP_FULL_TEST_ACC
 
 
@@ -75,7 +76,7 @@ def test_a_clean_split_that_t_cannot_confirm_is_said_with_the_rank_tests_probabi
     d = F.welch_difference(low, high, "val_acc", ("Adam lr=0.005", "Adam lr=5e-5"))
     assert d.verdict == "not distinguishable" and d.above == "second"
     assert d.split_p == pytest.approx(mannwhitneyu(high, low, alternative="two-sided", method="exact").pvalue)
-    clause = F._verdict_clause(d, "validation accuracy")
+    clause = verdict_clause(d, "validation accuracy")
     assert clause.endswith(
         "though every run of Adam lr=5e-5 is above every run of Adam lr=0.005 (so clean a split comes by chance "
         "with probability 0.10 at 3 vs 3)"
@@ -83,7 +84,7 @@ def test_a_clean_split_that_t_cannot_confirm_is_said_with_the_rank_tests_probabi
     five = F.welch_difference([0.1, 0.5, 0.2, 0.6, 0.3], [0.7, 0.99, 0.8, 0.95, 0.61], "val_acc")
     assert five.split_p == pytest.approx(2 / 252)  # distinguishable by t here: no note needed, but the split is kept
     mixed = F.welch_difference([0.5, 0.6, 0.4], [0.52, 0.58, 0.45], "val_acc")  # interleaved: nothing to add
-    assert mixed.above is None and "though" not in F._verdict_clause(mixed, "validation accuracy")
+    assert mixed.above is None and "though" not in verdict_clause(mixed, "validation accuracy")
 
 
 def test_a_split_in_both_accuracies_gives_its_probability_once():

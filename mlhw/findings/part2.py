@@ -1,0 +1,333 @@
+"""Part 2's questions: (a) SGD vs Adam, (b) Adam's two rates, (c) whether BatchNorm + Dropout speed learning."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from mlhw.findings.base import (
+    CHANCE_MARGIN,
+    METRIC_NAMES,
+    PART_QUESTIONS,
+    SPEED_FRACTION,
+    Finding,
+    as_float,
+    clip_note,
+    dataset_of,
+    diff_evidence,
+    difference_sentence,
+    diverged_epoch,
+    epochs_to_reach,
+    finite_only,
+    is_chance,
+    num_str,
+    points,
+    reference_check,
+    reference_sentence,
+    seed_of,
+    use_reference,
+    values_of,
+    variant_label,
+)
+from mlhw.labels import variant_title
+from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PARTS, CNN_REFERENCE
+from mlhw.stats import CONFIDENCE, Difference, mean_std, welch_difference
+from mlhw.tables import pct
+
+# --- Part 2 ---------------------------------------------------------------------------------------------
+
+
+def _seed_answer(part: str) -> str:
+    """The seed's own answer to a Part 2 question (CIFAR-10, one run each), for a report that could not
+    reproduce it: its numbers, second minus first as everywhere, and an independent solution's."""
+    first, second = CNN_PARTS[part][1]
+    a, b = CNN_REFERENCE[first], CNN_REFERENCE[second]
+    ia, ib = CNN_INDEPENDENT_VAL_ACC[first], CNN_INDEPENDENT_VAL_ACC[second]
+    names = f"{variant_title(second)} − {variant_title(first)}"
+    loss = (
+        f", final training loss {b['train_loss'] - a['train_loss']:+.4f}"
+        if a.get("train_loss") is not None and b.get("train_loss") is not None
+        else " (its table gives no training loss for the run without BN+Dropout)"
+    )
+    out = (
+        f" The write-up (CIFAR-10, one run each): {names} = {points(b['val_acc'] - a['val_acc'])} points of validation "
+        f"accuracy ({pct(b['val_acc'])} vs {pct(a['val_acc'])}), {points(b['test_acc'] - a['test_acc'])} of test "
+        f"accuracy{loss}; an independent solution: {points(ib - ia)} points of validation accuracy."
+    )
+    if part == "c":
+        out += " The seed reports final numbers only: whether BN+Dropout speeds learning needs per-epoch curves."
+    return out
+
+
+def _pair(records: list[dict], part: str) -> tuple[list[str], dict[str, list[dict]]]:
+    names = CNN_PARTS[part][1]
+    return names, {v: [r for r in records if r.get("variant") == v] for v in names}
+
+
+def _collapse_info(rs: list[dict], n_classes: int, margin: float) -> dict:
+    flags = [is_chance(as_float(r.get("val_acc")), n_classes, margin) for r in rs]
+    return {"collapsed": sum(flags), "n": len(rs), "diverged": sum(diverged_epoch(r) is not None for r in rs)}
+
+
+def _final_differences(
+    first: str, second: str, groups: dict[str, list[dict]], confidence: float, part: str = ""
+) -> tuple[dict, list[str], dict[str, Difference]]:
+    evidence, sentences, diffs = {}, [], {}
+    for m in ("val_acc", "test_acc", "train_loss"):
+        a, b = values_of(groups[first], m), values_of(groups[second], m)
+        if all(math.isnan(x) for x in a + b):
+            continue
+        d = welch_difference(a, b, m, (variant_label(first, part), variant_label(second, part)), confidence)
+        diffs[m] = d
+        evidence[m] = diff_evidence(d)
+        sentences.append(difference_sentence(d, acc=m != "train_loss"))
+    return evidence, sentences, diffs
+
+
+def _reference_details(names: list[str], groups: dict[str, list[dict]], evidence: dict, part: str = "") -> list[str]:
+    out, checks = [], {}
+    for v in names:
+        ref = CNN_REFERENCE.get(v, {})
+        for m in ("train_loss", "val_acc", "test_acc"):
+            if ref.get(m) is None or not groups[v]:
+                continue
+            chk = reference_check(values_of(groups[v], m), ref[m])
+            checks.setdefault(v, {})[m] = chk
+            label = variant_label(v) + (" with BN+Dropout" if part == "c" and v == "adam-5e-05" else "")
+            out.append(reference_sentence(label, METRIC_NAMES[m], chk, acc=m != "train_loss"))
+    evidence["reference_checks"] = checks
+    return out
+
+
+def _collapse_sentences(names: list[str], chance: dict, n_classes: int, margin: float, part: str = "") -> list[str]:
+    out = []
+    for v in names:
+        c, label = chance[v], variant_label(v) + (" with BN+Dropout" if part == "c" and v == "adam-5e-05" else "")
+        if c["collapsed"]:
+            out.append(
+                f"{label} collapsed to chance (validation accuracy within {100 * margin:.0f} points of "
+                f"{pct(1 / n_classes)}) in {c['collapsed']}/{c['n']} runs"
+            )
+        if c["diverged"]:
+            why = "loss non-finite, or far above chance and not falling"
+            out.append(f"{label} diverged ({why}) in {c['diverged']}/{c['n']} runs")
+    return out
+
+
+def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = True) -> str:
+    if d is None:
+        return f"no {what}"
+    if d.verdict == "no interval":
+        return f"{what} {d.second} − {d.first} = {_fmt_metric(d)} ({d.note})"
+    if d.verdict == "identical":
+        return f"{what} identical"
+    if d.verdict == "not distinguishable":  # the difference stays in view: +38.7 points may be noise, not nothing
+        ci = f"{_fmt_metric_value(d, d.low)}, {_fmt_metric_value(d, d.high)}"
+        return (
+            f"{what} {d.second} − {d.first} = {_fmt_metric(d)}, not distinguishable with n={d.n_second} vs "
+            f"{d.n_first} ({100 * d.confidence:.0f}% CI [{ci}]{clip_note(d)}){_split_note(d)}"
+        )
+    better = d.second if (d.verdict == "second higher") == higher_is_better else d.first
+    if d.metric == "train_loss":
+        amount = f"{'lower' if higher_is_better is False else 'higher'} by {abs(d.diff):.4f}"
+    else:
+        amount = f"{'higher' if higher_is_better else 'lower'} by {100 * abs(d.diff):.1f} points"
+    return f"{better} better in {what} ({amount})"
+
+
+SPLIT_CHANCE = re.compile(r" \(so clean a split comes by chance with probability [^)]*\)")
+
+
+def _split_note(d: Difference) -> str:
+    """', though every run of X is above every run of Y (... probability 0.10 at 3 vs 3)': what a wide t interval of
+    few runs hides (digits' Adam 5e-5 above 0.005 in every seed read as 'not distinguishable'). The probability is
+    the exact two-sided rank test's (Mann-Whitney U = 0): 2 / C(n1 + n2, n1)."""
+    if d.above is None:
+        return ""
+    hi, lo = (d.second, d.first) if d.above == "second" else (d.first, d.second)
+    p = f"{d.split_p:.2f}" if d.split_p >= 0.01 else f"{d.split_p:.1g}"
+    return (
+        f", though every run of {hi} is above every run of {lo} (so clean a split comes by chance with "
+        f"probability {p} at {d.n_second} vs {d.n_first})"
+    )
+
+
+def _said_once(text: str) -> str:
+    """The split's probability once per answer: validation and test accuracy split alike said it twice."""
+    seen = []
+
+    def first_only(m: re.Match) -> str:
+        seen.append(m)
+        return m.group(0) if len(seen) == 1 else ""
+
+    return SPLIT_CHANCE.sub(first_only, text)
+
+
+def _fmt_metric(d: Difference) -> str:
+    return _fmt_metric_value(d, d.diff) + ("" if d.metric == "train_loss" else " points")
+
+
+def _fmt_metric_value(d: Difference, v: float | None) -> str:
+    return num_str(v, signed=True, digits=4) if d.metric == "train_loss" else points(v)
+
+
+def part2_pair(
+    records: list[dict],
+    part: str,
+    n_classes: int = 10,
+    margin: float = CHANCE_MARGIN,
+    compare_reference: bool | None = None,
+    confidence: float = CONFIDENCE,
+) -> Finding:
+    """Part 2 (a) or (b): the two variants' final metrics, their Welch differences, collapse to chance."""
+    question = PART_QUESTIONS[part]
+    names, groups = _pair(records, part)
+    first, second = names
+    if not groups[first] or not groups[second]:
+        absent = [v for v in names if not groups[v]]
+        answer = f"No runs of {', '.join(absent)}: not reproduced here." + _seed_answer(part)
+        return Finding(f"2{part}", question, answer, {"n": 0, "missing": absent})
+    evidence, sentences, diffs = _final_differences(first, second, groups, confidence)
+    evidence["dataset"] = dataset_of(records)
+    evidence["chance"] = {v: _collapse_info(groups[v], n_classes, margin) for v in names}
+    evidence["variants"] = {
+        v: {m: mean_std(values_of(groups[v], m)) for m in ("train_loss", "val_acc", "test_acc")} for v in names
+    }
+    collapse = _collapse_sentences(names, evidence["chance"], n_classes, margin)
+    clauses = [_verdict_clause(diffs.get("val_acc"), "validation accuracy")]
+    clauses.append(_verdict_clause(diffs.get("test_acc"), "test accuracy"))
+    clauses.append(_verdict_clause(diffs.get("train_loss"), "final training loss", higher_is_better=False))
+    answer = f"On {evidence['dataset']}: " + _said_once("; ".join(clauses)) + "."
+    answer += (" " + "; ".join(collapse) + ".") if collapse else " Neither variant collapsed to chance."
+    details = [s[0].upper() + s[1:] for s in sentences]
+    if use_reference(records, "cnn", compare_reference):
+        details += _reference_details(names, groups, evidence)
+    return Finding(f"2{part}", question, answer, evidence, details)
+
+
+def part2c(
+    records: list[dict],
+    n_classes: int = 10,
+    margin: float = CHANCE_MARGIN,
+    speed_fraction: float = SPEED_FRACTION,
+    compare_reference: bool | None = None,
+    confidence: float = CONFIDENCE,
+) -> Finding:
+    """Part 2 (c), about speed: epochs to reach `speed_fraction` of the pair's best mean final val acc."""
+    question = PART_QUESTIONS["c"]
+    names, groups = _pair(records, "c")
+    plain, bn = names
+    if not groups[plain] or not groups[bn]:
+        absent = [v for v in names if not groups[v]]
+        answer = f"No runs of {', '.join(absent)}: not reproduced here." + _seed_answer("c")
+        return Finding("2c", question, answer, {"missing": absent})
+    finals = {v: finite_only(values_of(groups[v], "val_acc")) for v in names}
+    best = max(float(np.mean(x)) for x in finals.values() if x) if any(finals.values()) else float("nan")
+    level = speed_fraction * best
+    per_seed: dict[str, list[dict]] = {}
+    for v in names:
+        rs = sorted(groups[v], key=lambda r: (seed_of(r) is None, seed_of(r)))
+        per_seed[v] = [
+            {"seed": seed_of(r), "epochs": epochs_to_reach(r.get("history") or [], "val_acc", level)} for r in rs
+        ]
+    epochs = {v: [x["epochs"] for x in per_seed[v]] for v in names}
+    reached = {v: [e for e in epochs[v] if e is not None] for v in names}
+    speed: dict[str, Any] = {
+        "level": level,
+        "fraction": speed_fraction,
+        "best_mean_final_val_acc": best,
+        "per_seed": per_seed,
+        "reached": {v: len(reached[v]) for v in names},
+        "n": {v: len(epochs[v]) for v in names},
+    }
+    all_reached = all(len(reached[v]) == len(epochs[v]) for v in names)
+    # the level itself must lie beyond chance: reaching 13.85% (90% of a best of 15.38%) is no learning
+    learned = not is_chance(level, n_classes, margin)
+    single = [v for v in names if len(epochs[v]) < 2]  # a variant of one run
+    n_str = (
+        f"reached in {len(reached[bn])}/{len(epochs[bn])} runs with BN+Dropout "
+        f"vs {len(reached[plain])}/{len(epochs[plain])} without"
+    )
+    what = f"{pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final {pct(best)})"
+    if not learned:
+        speed["verdict"] = "no learning"
+        verdict = (
+            f"Undecided: neither variant learned beyond chance: the level to reach, {pct(level)} validation "
+            f"accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final {pct(best)}), is within "
+            f"{100 * margin:.0f} points of chance ({pct(1 / n_classes)}), so there is no speed to compare"
+        )
+    elif all_reached:
+        d = welch_difference(epochs[plain], epochs[bn], "epochs", ("without", "with BN+Dropout"), confidence)
+        speed.update(diff_evidence(d))
+        mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
+        reach = (
+            f"they reach {pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final "
+            f"{pct(best)}) in {_epochs_str(mb)} epochs with BN+Dropout vs {_epochs_str(mp)} without"
+        )
+        if d.verdict == "first higher":
+            verdict = f"Yes: {reach}; difference {d.diff:+.2f} epochs" + _ci_epochs(d)
+        elif d.verdict == "second higher":
+            verdict = f"No, they slow it down: {reach}; difference {d.diff:+.2f} epochs" + _ci_epochs(d)
+        elif d.verdict == "identical":
+            verdict = f"No difference in speed: {reach} (every run of both at the same epoch)"
+        elif d.verdict == "no interval":
+            verdict = f"Undecided ({d.note}): {reach}; difference {d.diff:+.2f} epochs"
+        else:
+            verdict = (
+                f"Not distinguishable with n={d.n_second} vs {d.n_first}: {reach}; difference {d.diff:+.2f} epochs"
+                + _ci_epochs(d)
+            )
+    else:
+        speed["verdict"] = "censored"
+        if single:  # whether one run reached the level is no answer about its variant
+            which = (
+                "one run a side"
+                if len(single) == 2
+                else f"one run {'with' if single[0] == bn else 'without'} BN+Dropout"
+            )
+            verdict = f"Undecided with {which}: {what} was {n_str} (within the epochs trained)"
+        elif reached[bn] and not reached[plain]:
+            verdict = f"Yes: {what} was {n_str} (within the epochs trained)"
+        elif reached[plain] and not reached[bn]:
+            verdict = f"No, rather the opposite: {what} was {n_str} (within the epochs trained)"
+        else:
+            verdict = (
+                f"Undecided: {what} was {n_str}; a run that never reached it has no epoch count, so there is no "
+                f"interval"
+            )
+    answer = verdict + "."
+    final_ev, sentences, diffs = _final_differences(plain, bn, groups, confidence, "c")
+    evidence = {"dataset": dataset_of(records), "speed": speed, **final_ev}
+    evidence["chance"] = {v: _collapse_info(groups[v], n_classes, margin) for v in names}
+    collapse = _collapse_sentences(names, evidence["chance"], n_classes, margin, "c")
+    if collapse:
+        answer += " " + "; ".join(collapse) + "."
+    details = [s[0].upper() + s[1:] for s in sentences]
+    if use_reference(records, "cnn", compare_reference):
+        details += _reference_details(names, groups, evidence, "c")
+    table = []
+    seeds = list(dict.fromkeys([x["seed"] for x in per_seed[bn]] + [x["seed"] for x in per_seed[plain]]))
+    for s in seeds:
+        e_bn = next((x["epochs"] for x in per_seed[bn] if x["seed"] == s), "missing")
+        e_pl = next((x["epochs"] for x in per_seed[plain] if x["seed"] == s), "missing")
+        table.append(
+            {
+                "seed": s,
+                f"epochs to {pct(level)} with BN+Dropout": "not reached" if e_bn is None else e_bn,
+                f"epochs to {pct(level)} without": "not reached" if e_pl is None else e_pl,
+            }
+        )
+    return Finding("2c", question, answer, evidence, details, table)
+
+
+def _epochs_str(ms: dict) -> str:
+    return f"{ms['mean']:.2f}" + (f" ± {ms['std']:.2f}" if ms["std"] is not None else "") + f" (n={ms['n']})"
+
+
+def _ci_epochs(d: Difference) -> str:
+    if d.low is None or d.df is None:
+        return f" ({d.note})"
+    return f" ({100 * d.confidence:.0f}% CI [{d.low:+.2f}, {d.high:+.2f}], Welch df {d.df:.1f})"
