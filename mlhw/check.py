@@ -231,10 +231,11 @@ class CheckResult:
     rows: list[CheckRow]
     policy: CheckPolicy
     skipped_tables: list[str] = field(default_factory=list)
+    unsound: list[str] = field(default_factory=list)  # self_check_failures: fail whatever the baseline holds
 
     @property
     def passed(self) -> bool:
-        return not any(r.status in FAILING for r in self.rows)
+        return not self.unsound and not any(r.status in FAILING for r in self.rows)
 
     def counts(self) -> dict[str, int]:
         return {s: sum(1 for r in self.rows if r.status == s) for s in STATUSES}
@@ -251,6 +252,8 @@ class CheckResult:
             out += " — " + "; ".join(f"{r.table} {r.row} {r.metric}: {r.status}" for r in self.failures()[:5])
             if len(self.failures()) > 5:
                 out += f"; and {len(self.failures()) - 5} more"
+        if self.unsound:
+            out += " — failed its own check: " + "; ".join(self.unsound)
         return out
 
     def to_dict(self) -> dict:
@@ -264,6 +267,7 @@ class CheckResult:
             "summary": self.summary(),
             "counts": self.counts(),
             "skipped_tables": self.skipped_tables,
+            "unsound": self.unsound,
             "policy": self.policy.to_dict(),
             "rows": rows,
         }
@@ -378,6 +382,22 @@ def policy_to_yaml(policy: CheckPolicy, header: str = "") -> str:
 
 
 # --- tables ---------------------------------------------------------------------------------------------
+
+
+def self_check_failures(done: dict[str, list[dict]]) -> list[str]:
+    """What fails its own check, whatever a baseline says: a theory claim that does not hold (a broken solver or
+    check) and a Q3 run whose solvers did not converge or disagree (mlhw.svm.soft_failure). `reproduce` and
+    `mlhw check` exit 1 on them; `done` is suite -> run records (report.collect's)."""
+    from mlhw.svm import soft_failure
+
+    out = []
+    for r in done.get("theory", []):
+        if r.get("checks_failed"):
+            out.append(f"theory: {r['checks_failed']} check(s) fail")
+    for r in done.get("svm_soft", []):
+        if why := soft_failure(r):
+            out.append(f"svm_soft {r.get('label') or r.get('run_id')}: {why}")
+    return out
 
 
 def _is_metric_column(c) -> bool:

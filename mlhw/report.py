@@ -26,6 +26,7 @@ import pandas as pd
 
 import mlhw
 from mlhw import tables as T
+from mlhw.check import self_check_failures
 from mlhw.claims import by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.labels import cnn_title
@@ -129,6 +130,8 @@ def record(entry: Entry, run, store: Store) -> dict:
     out["device"] = tags.get("mlhw.device")
     out["sizes"] = json.loads(tags["mlhw.dataset_sizes"]) if "mlhw.dataset_sizes" in tags else None
     out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
+    if "mlhw.checks_failed" in tags:  # a theory run: how many of its claims do not hold
+        out["checks_failed"] = int(tags["mlhw.checks_failed"])
     if "classes" in entry.config:
         out["classes"] = "vs".join(str(k) for k in entry.config["classes"])
     if entry.config.get("kind") == "cnn":
@@ -309,8 +312,10 @@ def write_report(
             figures.append((caption, name))
         text = report_text(scope, store, tables, figures, done, missing, device, findings)
         _write(tmp / REPORT, text)
-        if stamp and not missing:  # a complete report of this plan: the next reproduce of it has nothing to do,
-            # while every file is as written (a table edited or a figure deleted: it is compiled again)
+        if stamp and not missing and not self_check_failures(done):
+            # a complete, sound report of this plan: the next reproduce of it has nothing to do while every file is
+            # as written (a table edited or a figure deleted: it is compiled again); one with a failing theory
+            # claim or SVM gets no stamp, so every reproduce compiles it again and exits 1 again
             files = {p.relative_to(tmp).as_posix(): _digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
             _write(tmp / STAMP, json.dumps({"suites": stamp, "files": files}, indent=1, sort_keys=True) + "\n")
         _replace(tmp, final)

@@ -606,6 +606,29 @@ def _dual_qp_rows(y: np.ndarray) -> np.ndarray:
     return rows
 
 
+# |primal - dual| / max(1, |primal|) above this is a failed Q3 run (at C = 1e8 Newton once stopped 0.3% above the
+# optimum and said it had converged; the theory's own check on small problems asks for 1e-10)
+GAP_TOLERANCE = 1e-8
+
+
+def soft_failure(report: dict) -> str | None:
+    """Why a Q3 report (soft_report's, or a run record of it) is not an optimum; None when it is. The one rule of
+    `mlhw svm soft`, `reproduce` and `mlhw check`: a solver that did not converge, or two that disagree."""
+    if report.get("converged") == 0.0:
+        return "a solver did not converge: the dual and the gap are not an optimum"
+    gap = report.get("duality_gap")
+    if gap is not None and not abs(gap) <= GAP_TOLERANCE:  # (NaN fails too)
+        certified = abs(report.get("primal_certificate_gap", float("nan"))) <= GAP_TOLERANCE
+        which = (
+            f"the dual's active set stopped short (the primal is the optimum: the dual at a = C xi equals it to "
+            f"{abs(report['primal_certificate_gap']):.0e})"
+            if certified
+            else "one solver stopped short of the optimum"
+        )
+        return f"the primal and the dual differ by {gap:.1e} (relative; tolerance {GAP_TOLERANCE:g}): {which}"
+    return None
+
+
 @_blas_by_size
 def soft_report(
     X: np.ndarray,

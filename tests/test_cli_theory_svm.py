@@ -159,12 +159,48 @@ BROKEN_MAX_NET = np.array([1.0, 1.0, 1.0, 1.0])  # z4 added, not subtracted: Q2'
 
 
 def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
-    """reproduce printed the count in red and exited 0: a CI gate on its exit code let a broken claim through."""
+    """reproduce printed the count in red and exited 0: a CI gate on its exit code let a broken claim through.
+    Then the next reproduce, with nothing left to run, said "up to date" and exited 0, and `mlhw check` passed
+    (the theory table has no mean/std to compare): a failing claim fails all three."""
     reproduce = _theory_reproduction(workdir)
     monkeypatch.setattr(theory, "MAX_NET_OUTPUT", BROKEN_MAX_NET)
     res = reproduce()
     assert res.exit_code == 1, res.output
-    assert "theory: 1 check(s) fail (exit 1)" in res.stderr
+    assert "failed its own check: theory: 1 check(s) fail (exit 1)" in res.stderr
+    again = reproduce()
+    assert again.exit_code == 1 and "up to date" not in again.stderr, again.output
+    assert "ran 0 of 0" in again.stderr and "theory: 1 check(s) fail" in again.stderr  # compiled again, not rerun
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    gate = invoke("check", "--profile", "p", "--baseline", workdir / "results" / "p", "--tracking-uri", uri)
+    assert gate.exit_code == 1 and "failed its own check: theory: 1 check(s) fail" in gate.stderr, gate.output
+
+
+def _soft_svm_reproduction(workdir):
+    """`mlhw reproduce` of one Q3 run on 3 vs 8 of the embedded digits (a second)."""
+    import yaml
+
+    doc = {"version": 1, "suites": {"svm_soft": {"kind": "svm_soft", "part": "svm.q3"}}, "profiles": {"p": {}}}
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    return lambda *more: invoke(
+        "reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, *more
+    )
+
+
+def test_a_soft_svm_whose_solvers_disagree_fails_a_reproduction(workdir, monkeypatch):
+    """`svm soft` exited 1 on a gap of 2.9e-3 between primal and dual; the same run under reproduce ended FINISHED,
+    its table showed the gap and the exit code was 0. One rule now (svm.soft_failure) for both, and for the gate."""
+    reproduce = _soft_svm_reproduction(workdir)
+    real = svm.soft_report
+    monkeypatch.setattr(svm, "soft_report", lambda *a, **k: real(*a, **k) | {"duality_gap": 2.9e-3})
+    res = reproduce()
+    assert res.exit_code == 1, res.output
+    assert "failed its own check: svm_soft" in res.stderr and "the primal and the dual differ by 2.9e-03" in res.stderr
+    assert reproduce().exit_code == 1  # not "up to date"
+    monkeypatch.setattr(svm, "soft_report", real)
+    fixed = reproduce("--force")  # the solver mended: the new run passes, and only then is the report final
+    assert fixed.exit_code == 0 and "failed its own check" not in fixed.stderr, fixed.output
+    assert "up to date" in reproduce().stderr
 
 
 def test_reproduce_force_reports_the_runs_it_just_made(workdir, monkeypatch):

@@ -9,18 +9,22 @@ import typer
 from mlhw.cli.common import Experiment, TrackingUri, err, handles_errors, out
 
 
-def current_tables(store, profile: str) -> dict:
-    """The profile's tables as the store holds them now (the newest full reproduction): name -> numeric table."""
+def current_tables(store, profile: str) -> tuple[dict, list[str]]:
+    """The profile's tables as the store holds them now (the newest full reproduction): name -> numeric table;
+    and what in it fails its own check (a theory claim, an SVM's solvers)."""
+    from mlhw.check import self_check_failures
     from mlhw.report import build_tables, collect, scope_from_store
 
     done, _ = collect(scope_from_store(store, profile), store)
-    return {t.name: t.numeric for t in build_tables(done, store)}
+    return {t.name: t.numeric for t in build_tables(done, store)}, self_check_failures(done)
 
 
-def verdict(baseline, current: dict):
+def verdict(baseline, current: dict, unsound: list[str] | None = None):
     from mlhw.check import compare
 
-    return compare(baseline.tables, current, baseline.policy)
+    result = compare(baseline.tables, current, baseline.policy)
+    result.unsound = list(unsound or [])
+    return result
 
 
 @handles_errors
@@ -39,7 +43,8 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="Show every compared metric, not only what moved.")] = False,
 ):
-    """Compare the tracking store's results of a profile with a committed baseline; exit 1 on drift.
+    """Compare the tracking store's results of a profile with a committed baseline; exit 1 on drift, or when a
+    theory claim fails or Q3's primal and dual solvers disagree.
 
     A metric drifts when |current - baseline| > k * sqrt(std_b^2/n_b + std_c^2/n_c) + floor (k = 3; floor
     0.02 for accuracies, max(0.02, 10%) for losses; set in the baseline's check.yaml). Rows marked chaotic
@@ -52,7 +57,8 @@ def check(
 
     b = load_baseline(baseline or profile_folder("results", profile))
     store = Store(tracking_uri, experiment, create=False)
-    result = verdict(b, current_tables(store, profile))
+    tables, unsound = current_tables(store, profile)
+    result = verdict(b, tables, unsound)
     if as_json:
         typer.echo(result.to_json())
     else:
