@@ -413,6 +413,7 @@ class _Reporter:
         self.work, self.total, self.finished = work, total, 0
         self.started: dict[int, float] = {}
         self.said: dict[int, float] = {}  # a unit's last plain line
+        self.named: dict[int, str] = {}  # a unit's "[3/35] suite · run" as its start line gave it
         self.live = is_terminal()
         self.bar = progress() if self.live else None
 
@@ -440,6 +441,7 @@ class _Reporter:
             else:
                 first, last = self.finished + 1, self.finished + len(unit)
                 span = f"{first}" if first == last else f"{first}-{last}"
+                self.named[ev.unit] = f"[{span}/{self.total}] {ev.label}"  # an epoch event carries no label
                 err.print(f"[{span}/{self.total}] start {ev.label}", highlight=False)
         elif ev.kind == "epoch" and self.live:
             self.bar.update(self.current, completed=ev.epoch)
@@ -450,7 +452,8 @@ class _Reporter:
                 epochs = getattr(unit[0].config, "epochs", None)
                 count = f"epoch {ev.epoch}" + (f"/{epochs}" if epochs else "")
                 elapsed = now - self.started.get(ev.unit, now)
-                err.print(f"[{self.finished}/{self.total}] {ev.label}: {count} ({elapsed:.0f} s)", highlight=False)
+                name = self.named.get(ev.unit, f"[{self.finished}/{self.total}]")
+                err.print(f"{name}: {count} ({elapsed:.0f} s)", highlight=False)
         elif ev.kind == "end":
             self.finished += len(unit)
             seconds = time.perf_counter() - self.started.get(ev.unit, time.perf_counter())
