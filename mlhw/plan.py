@@ -49,10 +49,6 @@ class Plan:
     reported: set[str] = field(default_factory=set)  # suites whose tables results/<profile>/ holds now
 
     @property
-    def partial(self) -> bool:
-        return bool(self.overrides or self.only)
-
-    @property
     def rest_missing(self) -> list[str]:
         """--only: the profile's other suites whose runs are not all done in the store. While any is, the report
         cannot be whole. An absent dataset excuses its suites only where results/<profile>/ has no table of them

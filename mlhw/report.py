@@ -261,13 +261,14 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
 # --- the folder ---------------------------------------------------------------------------------------------
 
 
+COMPILED_TAG = "mlhw.compiled_at"  # on a suite parent: when a report was last compiled from it (ms since 1970)
 STAMP = ".mlhw-plan"  # in a report folder: suite -> the key of the suite it was compiled from (plan.suite_key)
 
 
-def changed_files(folder: Path, keys: dict[str, str]) -> list[str] | None:
-    """None: the folder holds no complete report (nothing missing when it was made) of these very suites. Else the
-    files of that report that are gone or differ from what was written (a table edited by hand, a figure deleted):
-    [] when it is whole, as it was written."""
+def changed_files(folder: Path, keys: dict[str, str], profile_suites: list[str]) -> list[str] | None:
+    """None: the folder holds no complete report (nothing missing when it was made) of these very suites, or it
+    holds a suite the profile no longer has (its tables would stay). Else the files of that report that are gone
+    or differ from what was written (a table edited by hand, a figure deleted): [] when it is whole, as written."""
     try:
         stamp = json.loads((folder / STAMP).read_text())
     except (OSError, ValueError):
@@ -275,7 +276,7 @@ def changed_files(folder: Path, keys: dict[str, str]) -> list[str] | None:
     suites, files = (stamp.get("suites"), stamp.get("files")) if isinstance(stamp, dict) else (None, None)
     if not isinstance(suites, dict) or not isinstance(files, dict) or REPORT not in files:
         return None  # an older stamp (suites only) or not ours
-    if not all(suites.get(s) == k for s, k in keys.items()):
+    if not all(suites.get(s) == k for s, k in keys.items()) or not set(suites) <= set(profile_suites):
         return None
     return [f for f, digest in files.items() if not (folder / f).is_file() or _digest(folder / f) != digest]
 
@@ -611,14 +612,18 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     parents = store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' and attributes.status = 'FINISHED'"
     )
-    entries, descriptions, seen, expected, about = [], {}, set(), [], ""
-    for run in parents:  # newest first
+    parents = [r for r in parents if r.data.tags.get("mlhw.partial") != "true"]  # newest first
+    # the suites of the latest report (a parent reused by a later reproduction is tagged again): one the profile
+    # has since lost is not brought back from its older parent
+    latest = max(parents, key=lambda r: int(r.data.tags.get(COMPILED_TAG) or r.info.start_time), default=None)
+    expected = json.loads(latest.data.tags.get("mlhw.profile_suites", "[]")) if latest else []
+    entries, descriptions, seen, about = [], {}, set(), ""
+    for run in parents:
         suite = run.data.tags.get("mlhw.suite")
-        if suite in seen or run.data.tags.get("mlhw.partial") == "true" or (suites and suite not in suites):
+        if suite in seen or (expected and suite not in expected) or (suites and suite not in suites):
             continue
         seen.add(suite)
         descriptions[suite] = run.data.tags.get("mlflow.note.content", "").split("\n\n")[0]  # not the shared-runs note
-        expected = expected or json.loads(run.data.tags.get("mlhw.profile_suites", "[]"))
         about = about or run.data.tags.get("mlhw.profile_description", "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
     if not entries:

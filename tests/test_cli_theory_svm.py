@@ -227,3 +227,42 @@ def test_errors_print_as_percentages_as_the_tables_do(workdir):
     )
     found = re.search(r"theorem holds\s*│\s*(.*?)\s*│", res.stdout)
     assert res.exit_code == 0 and found and found[1].startswith("yes (f > 0: only 0-1 <= hinge"), res.stdout
+
+
+def test_a_suite_removed_from_the_profile_leaves_the_report(workdir):
+    """A profile of svm_soft and theory reproduced, then theory removed from it: the next reproduce said "up to
+    date" and kept theory's tables, and `mlhw tables` brought them back from theory's older suite parent."""
+    import yaml
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    suites = {"svm_soft": {"kind": "svm_soft", "part": "svm.q3"}}
+    suites["theory"] = {"kind": "theory", "part": "theory", "base": {"digits": False}}
+
+    def reproduce(*names, more=()):
+        doc = {"version": 1, "suites": {n: suites[n] for n in names}, "profiles": {"p": {}}}
+        (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
+        return invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, *more)
+
+    tables = workdir / "results" / "p" / "tables"
+    assert reproduce("svm_soft", "theory").exit_code == 0 and (tables / "theory.csv").is_file()
+    assert "Theory" in (workdir / "results" / "p" / "REPORT.md").read_text()
+    res = reproduce("svm_soft")
+    assert res.exit_code == 0 and "up to date" not in res.stderr and "ran 0 of 0" in res.stderr, res.output
+    assert (tables / "svm.csv").is_file() and not (tables / "theory.csv").exists()
+    assert "Theory" not in (workdir / "results" / "p" / "REPORT.md").read_text()
+    assert "up to date" in reproduce("svm_soft").stderr  # and now it is
+    res = invoke("tables", "--profile", "p", "--tracking-uri", uri)
+    assert res.exit_code == 0 and not (tables / "theory.csv").exists(), res.output
+    assert reproduce("svm_soft", "theory").exit_code == 0 and (tables / "theory.csv").is_file()  # back, on request
+
+
+def test_an_only_reproduction_that_makes_the_whole_report_is_not_named_partial(workdir):
+    """With every other suite done, `--only svm_soft --force` writes results/p/ (the whole report) and tags its
+    parent mlhw.partial=false, but named it "p · svm_soft (partial)" in the UI."""
+    reproduce = _soft_svm_reproduction(workdir)
+    assert reproduce().exit_code == 0
+    assert reproduce("--only", "svm_soft", "--force").exit_code == 0
+    _, runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    parents = [r for r in runs if r.data.tags.get("mlhw.kind") == "suite"]
+    assert len(parents) == 2 and {r.data.tags["mlhw.partial"] for r in parents} == {"false"}
+    assert {r.info.run_name for r in parents} == {"p · svm_soft"}

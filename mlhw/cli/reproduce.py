@@ -346,7 +346,7 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             "mlhw.profile_suites": json.dumps(plan.all_suites),
             "mlhw.profile_description": plan.description,
         }
-        name = f"{plan.profile} · {suite}" + (" (partial)" if plan.partial else "")
+        name = f"{plan.profile} · {suite}" + (" (partial)" if partial == "true" else "")
         log = stack.enter_context(tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags))
         log.log_text(_scope(plan).to_json(suite), "plan.json")
         logs[suite] = log
@@ -469,7 +469,9 @@ class _Reporter:
 
 def _compile(plan, store, results_dir, dev, parents, description):
     """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
-    from mlhw.report import figure_specs, write_report
+    import json
+
+    from mlhw.report import COMPILED_TAG, figure_specs, write_report
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
@@ -485,7 +487,11 @@ def _compile(plan, store, results_dir, dev, parents, description):
     from mlhw.tables import SUITE_TABLES
 
     specs = figure_specs(done)
+    # every parent this report came from, new or reused, says so: `mlhw tables` takes the profile's suites from
+    # the latest (a suite removed from the profile stays out, though its older parent is still FINISHED)
+    compiled = {"mlhw.profile_suites": json.dumps(plan.all_suites), COMPILED_TAG: str(time.time_ns() // 10**6)}
     for suite, log in parents.items():
+        log.set_tags(compiled)
         t = by_suite.get(SUITE_TABLES.get(suite, ""))
         if t is not None:  # the files the report wrote, as they are on disk
             for ext in TABLE_FORMATS:
@@ -581,7 +587,7 @@ def reproduce(
     folder = _scope(plan).folder(results_dir)
     from mlhw.report import changed_files
 
-    changed = changed_files(folder, plan.suite_keys()) if not plan.pending() else None
+    changed = changed_files(folder, plan.suite_keys(), plan.all_suites) if not plan.pending() else None
     if changed == []:
         err.print(f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / REPORT})", highlight=False)
         return
