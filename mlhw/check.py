@@ -624,6 +624,12 @@ def compare(
                 why = "table missing in the current results" if cdf is None else "row missing in the current table"
                 rows.append(CheckRow(name, label, keyd, "*", "missing", n_baseline=_n_of(brec), reason=why))
                 continue
+            nb, nc = _n_of(brec), _n_of(crec)
+            if nc < nb:  # seeds that did not finish: a mean of fewer runs is not the baseline's experiment
+                why = f"{nc} of the baseline's {nb} runs: the others are not FINISHED"
+                rows.append(
+                    CheckRow(name, label, keyd, "n", "missing", nb, nc, n_baseline=nb, n_current=nc, reason=why)
+                )
             cmetrics = metrics_of(cdf)
             for m in metrics_of(bdf):
                 if m not in cmetrics:

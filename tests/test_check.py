@@ -156,6 +156,22 @@ def test_a_missing_row_fails_and_a_new_row_is_a_note():
     assert not C.compare(base, fewer, policy).passed
 
 
+def test_a_row_of_fewer_runs_than_the_baseline_fails():
+    """Two of lr=0.1's three seeds FAILED: its mean of one run sat within tolerance of the baseline's mean of three
+    and the check passed. Fewer runs than the baseline is a missing run, chaotic row or not."""
+    recs = [r for r in sweep_records() if not (r["lr"] in (0.1, 1.0) and r["seed"] != 8)]
+    fewer = {"mlp_lr_sweep": T.mlp_sweep_table(recs).numeric}
+    base = {"mlp_lr_sweep": tables()["mlp_lr_sweep"]}
+    policy = C.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1}}]})
+    res = C.compare(base, fewer, policy)
+    assert not res.passed
+    for row in ("lr=0.1", "lr=1"):
+        r = by(res, "mlp_lr_sweep", row, "n")
+        assert (r.status, r.baseline, r.current) == ("missing", 3, 1) and "1 of the baseline's 3 runs" in r.reason
+    assert by(res, "mlp_lr_sweep", "lr=0.1", "test_acc").status == "ok"  # the number alone would have passed
+    assert C.compare(fewer, base, policy).passed  # more runs than the baseline: its rows compare as usual
+
+
 def test_missing_table_and_metric_fail():
     base = tables()
     res = C.compare(base, {"mlp_lr_sweep": base["mlp_lr_sweep"]})
