@@ -298,6 +298,10 @@ class PoolExecutor:
                     finish(i, result)
                 dispatch()
         except KeyboardInterrupt:
+            # every process of the pools, not only those whose start event came through: one that took a unit in
+            # the last 0.25 s, with its event still queued, would go on training (workers ignore SIGINT) while
+            # shutdown(wait=True) waited for its whole unit, and its run would not be marked KILLED
+            workers |= pool_workers(pools)
             self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)")
             raise
         finally:
@@ -323,6 +327,13 @@ class PoolExecutor:
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
         mark_dead(self.store, workers, reason)
+
+
+def pool_workers(pools) -> set[str]:
+    """The worker ids (lifecycle.worker_id: host:pid, as their runs are tagged) of the pools' live processes."""
+    from mlhw.lifecycle import worker_id
+
+    return {worker_id(pid) for pool in pools for pid in list(getattr(pool, "_processes", None) or {})}
 
 
 def _gpu_count() -> int:

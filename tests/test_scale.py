@@ -407,3 +407,26 @@ def test_a_worker_keeps_the_blas_that_loads_later_to_its_share_too(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
     libs = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 (our own print of a list of tuples)
     assert libs and {n for _, n in libs} == {1}, out.stdout
+
+
+def test_ctrl_c_stops_every_pool_process_even_before_its_start_event():
+    """Ctrl-C with --jobs N signalled only the workers whose start event the parent had read: one that took a unit
+    within the last 0.25 s kept training, and shutdown(wait=True) waited for its whole unit. The stop now takes
+    every live process of the pools, named as their runs are tagged (host:pid)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mlhw.executors import pool_workers
+    from mlhw.lifecycle import worker_id
+
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pids = set(pool.map(_pid, range(4)))  # the processes that ran something, as a worker reports itself
+        assert {worker_id(p) for p in pids} <= pool_workers([pool])
+        assert 1 <= len(pool_workers([pool])) <= 2  # (a spawn pool starts its processes as work comes)
+    assert pool_workers([pool]) == set()  # shut down: none left
+
+
+def _pid(_):
+    import os
+
+    return os.getpid()
