@@ -142,11 +142,10 @@ def record(entry: Entry, run, store: Store) -> dict:
 
 
 def _history(store: Store, run_id: str) -> list[dict]:
-    try:
-        df = pd.read_csv(io.StringIO(store.download_text(run_id, "history.csv")))
-    except Exception:  # an older run without the artifact: no curves, the tables still hold
+    text = store.download_text_if_any(run_id, "history.csv")
+    if text is None:  # an older run without the artifact: no curves, the tables still hold
         return []
-    return df.to_dict("records")  # NaN here is a non-finite value that was logged: divergence
+    return pd.read_csv(io.StringIO(text)).to_dict("records")  # NaN: a non-finite value that was logged (divergence)
 
 
 def collect(scope: Scope, store: Store, stale_after: float = 60.0) -> tuple[dict[str, list[dict]], list[Entry]]:

@@ -303,6 +303,17 @@ class Store:
         with tempfile.TemporaryDirectory() as tmp:
             return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
 
+    def download_text_if_any(self, run_id: str, path: str) -> str | None:
+        """download_text, or None where the run has no such artifact (an older run). Only its absence is None: a
+        store that fails while reading raises, rather than a report quietly losing the run's curves."""
+        folder = local_artifact_dir(self._artifact_uris.get(run_id))
+        if folder is not None and folder.is_dir():
+            return (folder / path).read_text() if (folder / path).is_file() else None
+        parent = path.rpartition("/")[0] or None
+        if path not in {f.path for f in self.client.list_artifacts(run_id, parent)}:
+            return None
+        return self.download_text(run_id, path)
+
 
 def local_artifact_dir(uri: str | None) -> Path | None:
     """The folder of a `file:` artifact URI (or an absolute path); None for anything remote or relative."""

@@ -63,6 +63,30 @@ def test_text_artifacts_of_searched_runs_are_read_in_place(workdir, monkeypatch)
         store.download_text(found.info.run_id, "nope.csv")
 
 
+def test_an_absent_history_is_no_curves_but_a_failing_store_is_an_error(workdir, monkeypatch):
+    """The report's reader caught every exception as "an older run without history.csv": a server failing while
+    it read a run's history made the curves vanish and Part 2 (c) say "not reached" instead of failing."""
+    store = Store(f"sqlite:///{workdir}/mlflow.db", "absent")
+    run = store.client.create_run(store.experiment_id, run_name="r").info.run_id
+    older = store.client.create_run(store.experiment_id, run_name="older").info.run_id
+    store.client.log_text(run, "epoch,loss\n0,1.5\n", "history.csv")
+    store.client.log_text(older, "x\n", "report.json")
+    store.search("attributes.run_name != ''")  # seen: read in place
+    assert store.download_text_if_any(run, "history.csv") == "epoch,loss\n0,1.5\n"
+    assert store.download_text_if_any(older, "history.csv") is None
+    remote = Store(f"sqlite:///{workdir}/mlflow.db", "absent")  # runs not searched: through MLflow, as on a server
+    assert remote.download_text_if_any(older, "history.csv") is None
+    assert remote.download_text_if_any(run, "history.csv") == "epoch,loss\n0,1.5\n"
+
+    def down(*_):
+        raise MlflowException("503 Service Unavailable")
+
+    monkeypatch.setattr(remote.client, "download_artifacts", down)
+    with pytest.raises(MlflowException, match="503"):
+        remote.download_text_if_any(run, "history.csv")
+    assert remote.download_text_if_any(older, "history.csv") is None  # absent is still absent
+
+
 def test_local_artifact_dir_only_for_local_folders(tmp_path):
     assert local_artifact_dir(tmp_path.as_uri()) == tmp_path
     assert local_artifact_dir(str(tmp_path)) == tmp_path
