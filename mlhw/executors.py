@@ -336,6 +336,9 @@ def pool_workers(pools) -> set[str]:
     return {worker_id(pid) for pool in pools for pid in list(getattr(pool, "_processes", None) or {})}
 
 
+RAY_MISSING = "--executor ray needs Ray: `uv sync --extra ray` (or pip install 'mlhw[ray]')"
+
+
 def _gpu_count() -> int:
     import torch
 
@@ -377,9 +380,7 @@ class RayExecutor:
         try:
             import ray
         except ImportError:
-            raise MLHWError(
-                "--executor ray needs Ray: install the extra, `uv sync --extra ray` (or pip install 'mlhw[ray]')"
-            ) from None
+            raise MLHWError(RAY_MISSING) from None
         import torch
 
         started_here = not ray.is_initialized()

@@ -27,7 +27,7 @@ import pandas as pd
 import mlhw
 from mlhw import tables as T
 from mlhw.check import self_check_failures
-from mlhw.claims import by_identity
+from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
@@ -148,7 +148,9 @@ def _history(store: Store, run_id: str) -> list[dict]:
     return pd.read_csv(io.StringIO(text)).to_dict("records")  # NaN: a non-finite value that was logged (divergence)
 
 
-def collect(scope: Scope, store: Store, stale_after: float = 60.0) -> tuple[dict[str, list[dict]], list[Entry]]:
+def collect(
+    scope: Scope, store: Store, stale_after: float = STALE_SECONDS
+) -> tuple[dict[str, list[dict]], list[Entry]]:
     """suite -> records of its finished runs; and the entries that are not finished."""
     settled = by_identity(store, stale_after)
     done: dict[str, list[dict]] = {}

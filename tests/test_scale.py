@@ -430,3 +430,16 @@ def _pid(_):
     import os
 
     return os.getpid()
+
+
+def test_one_default_for_a_dead_run():
+    """The seconds without a heartbeat after which a run is dead: claims.STALE_SECONDS, which the report's reader and
+    the executors take; reproduce's --stale-after writes it as a literal (importing claims loads MLflow)."""
+    import inspect
+
+    from mlhw.claims import STALE_SECONDS
+    from mlhw.cli.reproduce import reproduce
+    from mlhw.report import collect
+
+    cli_default = inspect.signature(reproduce).parameters["stale_after"].default
+    assert cli_default == inspect.signature(collect).parameters["stale_after"].default == STALE_SECONDS

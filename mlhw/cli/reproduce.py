@@ -194,8 +194,10 @@ def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: s
     if executor == "ray":  # before the suite parent runs exist (they ended FAILED when the import failed)
         import importlib.util
 
+        from mlhw.executors import RAY_MISSING
+
         if importlib.util.find_spec("ray") is None:
-            raise MLHWError("--executor ray needs Ray: `uv sync --extra ray` (or pip install 'mlhw[ray]')")
+            raise MLHWError(RAY_MISSING)
     if executor == "ray" and sqlite_path(uri) is not None:  # --jobs N on SQLite writes through the parent
         raise MLHWError(
             "--executor ray needs a tracking server: Ray's workers may run on other machines, out of reach of "
@@ -555,7 +557,7 @@ def reproduce(
             help="Seconds without a heartbeat after which a RUNNING run is taken as dead and run again.",
             rich_help_panel=PARALLEL,
         ),
-    ] = 60.0,
+    ] = 60.0,  # claims.STALE_SECONDS (not imported: it would load MLflow for --help; a test keeps them equal)
 ):
     """Run every experiment of a profile that is not done yet, then compile the tables and the report.
 
