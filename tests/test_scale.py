@@ -136,6 +136,26 @@ def test_ray_not_installed_is_refused_before_any_run(project, monkeypatch):
     assert not (project / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize(
+    "more, culprit",
+    [
+        (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "--ray-address 127.0.0.1:1: no Ray cluster answers"),
+        (["--executor", "ray", "--ray-address", "ray://:10001"], "--ray-address 'ray://:10001': use auto, or a"),
+        (["--ray-address", "auto"], "--ray-address auto: only with --executor ray"),
+    ],
+)
+def test_a_ray_address_is_checked_before_any_run(project, monkeypatch, more, culprit):
+    """ray.init retried a closed port for more than two minutes, after the suite parent runs existed."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "ray" else real(name, *a))
+    t0 = time.time()
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", "http://127.0.0.1:9", *more])
+    assert_one_line_error(res, culprit)
+    assert time.time() - t0 < 10 and not (project / "mlflow.db").exists()
+
+
 def test_unreachable_server_fails_fast(project):
     t0 = time.time()
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])

@@ -177,7 +177,7 @@ def n_runs(n: int) -> str:
     return f"{n} run" + "s" * (n != 1)
 
 
-def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: str) -> None:
+def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: str, ray_address=None) -> None:
     from mlhw.errors import MLHWError
     from mlhw.store import sqlite_path
 
@@ -205,6 +205,36 @@ def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: s
             f"`mlflow server --backend-store-uri {uri} --workers 1 --host 127.0.0.1 "
             f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
         )
+    if executor == "ray" and ray_address:
+        _check_ray_address(ray_address)
+    elif ray_address:
+        raise MLHWError(f"--ray-address {ray_address}: only with --executor ray")
+
+
+def _check_ray_address(address: str) -> None:
+    """A cluster's host:port (or ray://host:port) answers, within seconds: ray.init retried a wrong one for minutes,
+    after the suite parent runs existed. `auto` (the cluster this machine belongs to) is Ray's to find."""
+    import socket
+    import urllib.parse
+
+    from mlhw.errors import MLHWError
+
+    if address in ("auto", "local"):
+        return
+    parts = urllib.parse.urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or port is None:
+        raise MLHWError(f"--ray-address {address!r}: use auto, or a cluster's host:port (ray://host:port)")
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise MLHWError(
+            f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+            "`ray start --head`, or leave the option out for a local Ray instance"
+        ) from None
 
 
 def _run(plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description):
@@ -573,7 +603,7 @@ def reproduce(
     from mlhw.store import resolve_uri
 
     uri = resolve_uri(tracking_uri)
-    _check_parallel_options(executor, jobs, stale_after, uri)
+    _check_parallel_options(executor, jobs, stale_after, uri, ray_address)
     from mlhw import fingerprint_cache
 
     with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
