@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mlhw import check as C
+from mlhw import check_policy as P
 from mlhw import tables as T
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,12 +99,12 @@ def test_tolerance_is_the_documented_formula():
     s = b["train_acc_std"]  # the same std on both sides, n 3 vs 5
     assert acc.tolerance == pytest.approx(3 * math.sqrt(s**2 / 3 + s**2 / 5) + 0.02, rel=1e-12)
     # the function itself, on numbers worked by hand: 2 * sqrt(0.01^2/4 + 0.02^2/1) + max(0.05, 0.2 * 1.5)
-    tol = C.MetricTolerance(absolute_floor=0.05, relative_floor=0.2)
+    tol = P.MetricTolerance(absolute_floor=0.05, relative_floor=0.2)
     assert C.tolerance(0.01, 4, 0.02, 1, 1.5, tol, 2.0) == pytest.approx(2 * math.sqrt(0.000025 + 0.0004) + 0.3)
 
 
 def test_n1_rows_fall_back_to_the_floor_and_one_sided_std_is_borrowed():
-    tol = C.MetricTolerance(absolute_floor=0.02)
+    tol = P.MetricTolerance(absolute_floor=0.02)
     assert C.tolerance(None, 1, None, 1, 0.9, tol, 3.0) == pytest.approx(0.02)
     # baseline n=3 with std 0.03, current a single run: it is taken to vary like the baseline's runs
     assert C.tolerance(0.03, 3, None, 1, 0.9, tol, 3.0) == pytest.approx(3 * math.sqrt(0.03**2 / 3 + 0.03**2) + 0.02)
@@ -122,7 +123,7 @@ def test_a_chaotic_row_moved_40_points_is_reported_not_failed():
     cur = edit(cur, "mlp_lr_sweep", {"lr": 1.0}, "test_acc_std", 0.001)
     cur = edit(cur, "mlp_lr_sweep", {"lr": 1.0}, "train_acc_mean", row["train_acc_mean"] - 0.40)
     assert not C.compare(base, cur).passed  # without the mark it fails
-    policy = C.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1}, "reason": "seed-chaotic"}]})
+    policy = P.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1}, "reason": "seed-chaotic"}]})
     res = C.compare(base, cur, policy)
     assert res.passed
     r = by(res, "mlp_lr_sweep", "lr=1", "test_acc")
@@ -132,7 +133,7 @@ def test_a_chaotic_row_moved_40_points_is_reported_not_failed():
     assert "chaotic" in res.summary() and "lr=1" in C.to_text(res)  # shown although it passed
     assert by(res, "mlp_lr_sweep", "lr=0.1", "test_acc").status == "ok"  # only the marked row
     # a mark limited to some metrics leaves the row's other metrics checked
-    only_loss = C.policy_from_dict(
+    only_loss = P.policy_from_dict(
         {"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1.0}, "metrics": ["test_acc"]}]}
     )
     res = C.compare(base, cur, only_loss)
@@ -152,7 +153,7 @@ def test_a_missing_row_fails_and_a_new_row_is_a_note():
     res = C.compare(fewer, base)
     assert res.passed and by(res, "mlp_lr_sweep", "lr=100", "*").status == "new"
     # a missing chaotic row still fails: the run is missing, not its number
-    policy = C.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 100}}]})
+    policy = P.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 100}}]})
     assert not C.compare(base, fewer, policy).passed
 
 
@@ -162,7 +163,7 @@ def test_a_row_of_fewer_runs_than_the_baseline_fails():
     recs = [r for r in sweep_records() if not (r["lr"] in (0.1, 1.0) and r["seed"] != 8)]
     fewer = {"mlp_lr_sweep": T.mlp_sweep_table(recs).numeric}
     base = {"mlp_lr_sweep": tables()["mlp_lr_sweep"]}
-    policy = C.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1}}]})
+    policy = P.policy_from_dict({"chaotic": [{"table": "mlp_lr_sweep", "row": {"lr": 1}}]})
     res = C.compare(base, fewer, policy)
     assert not res.passed
     for row in ("lr=0.1", "lr=1"):
@@ -180,7 +181,7 @@ def test_missing_table_and_metric_fail():
     res = C.compare(base, cur)
     assert by(res, "mlp_full", "dataset=digits", "test_acc").status == "missing" and not res.passed
     # only the tables the policy names are checked
-    assert C.compare(base, {"mlp_lr_sweep": base["mlp_lr_sweep"]}, C.CheckPolicy(tables=["mlp_lr_sweep"])).passed
+    assert C.compare(base, {"mlp_lr_sweep": base["mlp_lr_sweep"]}, P.CheckPolicy(tables=["mlp_lr_sweep"])).passed
 
 
 def test_non_finite_means():
@@ -198,7 +199,7 @@ def test_fail_on_worse_lets_improvements_pass():
     b = base["mlp_full"]["test_acc_mean"].iloc[0]
     better = edit(base, "mlp_full", {"dataset": "digits"}, "test_acc_mean", b + 0.2)
     worse = edit(base, "mlp_full", {"dataset": "digits"}, "test_acc_mean", b - 0.2)
-    policy = C.policy_from_dict({"metrics": {"test_acc": {"greater_is_better": True, "fail_on": "worse"}}})
+    policy = P.policy_from_dict({"metrics": {"test_acc": {"greater_is_better": True, "fail_on": "worse"}}})
     assert C.compare(base, better, policy).passed
     assert not C.compare(base, worse, policy).passed
     assert not C.compare(base, better).passed  # default: any drift fails
@@ -207,7 +208,7 @@ def test_fail_on_worse_lets_improvements_pass():
 
 
 def test_metric_lookup_order():
-    p = C.policy_from_dict(
+    p = P.policy_from_dict(
         {"k": 2, "metrics": {"mlp_full.test_acc": {"absolute_floor": 0.1}, "*_acc": {"absolute_floor": 0.05}}}
     )
     assert p.k == 2
@@ -233,8 +234,8 @@ def test_load_baseline_reads_tables_and_check_yaml(tmp_path):
     assert res.passed and by(res, "mlp_lr_sweep", "lr=1", "test_acc").status == "chaotic"
     assert by(res, "mlp_full", "dataset=digits", "test_acc").tolerance >= 0.03
     # the policy survives a round trip through YAML
-    (tmp_path / "check.yaml").write_text(C.policy_to_yaml(b.policy))
-    assert C.load_policy(tmp_path / "check.yaml") == b.policy
+    (tmp_path / "check.yaml").write_text(P.policy_to_yaml(b.policy))
+    assert P.load_policy(tmp_path / "check.yaml") == b.policy
 
 
 @pytest.mark.parametrize(
@@ -250,17 +251,17 @@ def test_load_baseline_reads_tables_and_check_yaml(tmp_path):
 )
 def test_bad_check_yaml_names_the_key(tmp_path, text, culprit):
     (tmp_path / "check.yaml").write_text(text)
-    with pytest.raises(C.CheckConfigError, match="check.yaml") as e:
-        C.load_policy(tmp_path / "check.yaml")
+    with pytest.raises(P.CheckConfigError, match="check.yaml") as e:
+        P.load_policy(tmp_path / "check.yaml")
     assert culprit in str(e.value)
 
 
 def test_load_baseline_without_tables_is_an_error(tmp_path):
-    with pytest.raises(C.CheckConfigError, match="no baseline"):
+    with pytest.raises(P.CheckConfigError, match="no baseline"):
         C.load_baseline(tmp_path)
     for name in ("digits", "digits-partial"):  # a -partial folder is one reproduction's output, not a baseline
         (tmp_path / name / "tables").mkdir(parents=True)
-    with pytest.raises(C.CheckConfigError, match=r"baselines beside it: digits$"):
+    with pytest.raises(P.CheckConfigError, match=r"baselines beside it: digits$"):
         C.load_baseline(tmp_path / "nosuch")
 
 
@@ -328,7 +329,7 @@ def test_close_key_values_stay_apart():
     df = pd.DataFrame([{"train_size": 1234567} | row, {"train_size": 1234568} | row | {"test_acc_mean": 0.9}])
     res = C.compare({"t": df}, {"t": df.iloc[::-1].reset_index(drop=True)})
     assert res.passed and {r.row for r in res.rows} == {"train_size=1234567", "train_size=1234568"}
-    assert C._key_value(1) == C._key_value(1.0) == C._key_value("1.0") and C._key_value(0.1) != C._key_value(0.1000001)
+    assert P.key_value(1) == P.key_value(1.0) == P.key_value("1.0") and P.key_value(0.1) != P.key_value(0.1000001)
 
 
 def svm_tables(scale: float = 1.0, test_error: float = 0.0107):
@@ -373,7 +374,7 @@ def test_the_committed_profiles_gate_the_svm_objective_to_one_part_in_a_million(
 
 
 def test_a_single_result_table_compares_its_numeric_columns_and_a_lost_row_fails():
-    policy = C.policy_from_dict({"tables": ["svm"], "keys": {"svm": ["question", "setting"]}})
+    policy = P.policy_from_dict({"tables": ["svm"], "keys": {"svm": ["question", "setting"]}})
     base = svm_tables()
     current = {"svm": base["svm"].iloc[1:]}  # the Q1 row gone
     res = C.compare(base, current, policy)
@@ -392,7 +393,7 @@ def test_a_single_result_table_compares_its_numeric_columns_and_a_lost_row_fails
     res = C.compare(base, {"svm": filled}, policy)
     assert [(r.row[:12], r.metric) for r in res.failures()] == [("question=Q1 ", "support vectors")]
     # without keys: not compared, and said so
-    assert C.compare(base, base, C.policy_from_dict({"tables": ["svm"]})).skipped_tables == [
+    assert C.compare(base, base, P.policy_from_dict({"tables": ["svm"]})).skipped_tables == [
         "svm (no mean/std columns)"
     ]
     # Q1's rows alone (every soft-SVM run failed): the Q3 rows are missing, Q1's '-' support vectors are not

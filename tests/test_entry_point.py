@@ -37,7 +37,7 @@ def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):
 
 
 CORE = ["data", "mlp", "cnn", "svm", "theory", "config", "device", "divergence", "topology", "findings", "stats"]
-CORE += ["check", "layout", "labels", "reference", "tables", "plots"]
+CORE += ["check", "check_policy", "layout", "labels", "reference", "tables", "plots"]
 
 
 def test_the_numerical_core_imports_neither_mlflow_nor_typer():

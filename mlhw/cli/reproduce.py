@@ -150,7 +150,8 @@ def _baseline(folder, plan):
     --only, the tables of the suites that run: the others are taken from the store as they are."""
     import dataclasses
 
-    from mlhw.check import CheckConfigError, load_baseline
+    from mlhw.check import load_baseline
+    from mlhw.check_policy import CheckConfigError
     from mlhw.tables import SUITE_TABLES
 
     if plan.overrides or not (folder / TABLES).is_dir():  # --set changes the runs: nothing to compare with
