@@ -361,6 +361,40 @@ def test_part2c_not_reached_is_counted_not_averaged():
     assert F.part2c(mixed).answer.startswith("Undecided")
 
 
+def test_part2c_a_clean_split_with_runs_that_never_got_there_is_an_answer():
+    """digits on an AMD EPYC: BN+Dropout reached the level at epochs 3, 3, 3 and the runs without at 9, never,
+    never. It read "Undecided ... 3/3 vs 1/3 ... no interval" (one run without reaching it broke the rule that only
+    "none without" was a Yes), while every run with got there 6 epochs before any run without. A run that never got
+    there is later than any that did (every run trained as many epochs): the exact rank test applies."""
+    fast = [0.3, 0.6, 0.9, 0.9, 0.9]  # at 90% of the best from epoch 3
+    recs = [cnn_run("adam-5e-05", s, fast) for s in range(3)]
+    recs += [
+        cnn_run("adam-5e-05-plain", s, c) for s, c in enumerate(([0.3, 0.4, 0.5, 0.6, 0.85], [0.3] * 5, [0.4] * 5))
+    ]
+    f = F.part2c(recs)
+    level = f.evidence["speed"]["level"]
+    assert 0.6 < level <= 0.85
+    assert f.answer.startswith("Yes: ") and "reached in 3/3 runs with BN+Dropout vs 1/3 without" in f.answer, f.answer
+    assert (
+        "every run with BN+Dropout got there before every run without (epochs 3, 3, 3 with vs 5, -, - without; so "
+        in f.answer
+    )
+    assert "probability 0.10 at 3 vs 3" in f.answer  # 2 / C(6, 3), Mann-Whitney's exact two-sided p at U = 0
+    assert f.evidence["speed"]["all_before"] == "with" and f.evidence["speed"]["split_p"] == 2 / 20
+    # the other way round: every run without first
+    swapped = [
+        r | {"variant": {"adam-5e-05": "adam-5e-05-plain", "adam-5e-05-plain": "adam-5e-05"}[r["variant"]]}
+        for r in recs
+    ]
+    g = F.part2c(swapped)
+    assert (
+        g.answer.startswith("No, rather the opposite: ") and "every run without BN+Dropout got there before" in g.answer
+    )
+    # interleaved: one run with BN+Dropout later than one without: no clean split, still undecided
+    recs[0] = cnn_run("adam-5e-05", 0, [0.3] * 5)
+    assert F.part2c(recs).answer.startswith("Undecided")
+
+
 def test_part2c_one_run_a_side_or_a_level_at_chance_decides_nothing():
     """ci's AlexNet: one run a side, the best final validation accuracy 15.38%. Reaching 90% of it (13.85%) is
     within 5 points of chance, and one run a side says nothing of a variant: no "rather the opposite"."""

@@ -33,8 +33,11 @@ Definitions (module constants, all overridable through `build_findings`'s argume
 - **Part 2 (c) speed**: epochs to reach a fixed validation accuracy, `SPEED_FRACTION` (90%) of the pair's best
   mean final validation accuracy; a run that never reaches it is "not reached" (no number). The difference in
   epochs (with BN+Dropout minus without) has a Welch interval only when every run reached the level; otherwise
-  the counts are reported ("reached in 3/3 runs with vs 0/3 without"), never an average over the runs that
-  reached it. When the best mean is itself at chance, neither variant learned and there is no speed to compare.
+  the counts are reported ("reached in 3/3 runs with vs 1/3 without"), never an average over the runs that
+  reached it, and the answer is Yes (or the opposite) when every run of one side got there before every run of the
+  other, a run that never did counting as the last (every run trains as many epochs), with the exact rank test's
+  probability of so clean a split. When the best mean is itself at chance, neither variant learned and there is no
+  speed to compare.
 - **Seed reference numbers** (the write-up's single runs: `reference.MLP_FULL_TEST_ACC`, `CNN_REFERENCE`) are
   compared only on the dataset they were measured on (MNIST for Part 1, CIFAR-10 for Part 2): the seed's
   number is "within our spread" when it lies in our mean +- 2 std (n >= 2). A single run is compared with the

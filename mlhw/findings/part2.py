@@ -148,7 +148,7 @@ def _split_note(d: Difference) -> str:
     if d.above is None:
         return ""
     hi, lo = (d.second, d.first) if d.above == "second" else (d.first, d.second)
-    p = f"{d.split_p:.2f}" if d.split_p >= 0.01 else f"{d.split_p:.1g}"
+    p = _p_text(d.split_p)
     return (
         f", though every run of {hi} is above every run of {lo} (so clean a split comes by chance with "
         f"probability {p} at {d.n_second} vs {d.n_first})"
@@ -289,6 +289,19 @@ def part2c(
                 else f"one run {'with' if single[0] == bn else 'without'} BN+Dropout"
             )
             verdict = f"Undecided with {which}: {what} was {n_str} (within the epochs trained)"
+        elif split := _censored_split(epochs[bn], epochs[plain]):
+            # every run of one side got there before every run of the other, a run that never did counting as the
+            # last (all ran the same epochs): "3/3 vs 1/3" read "Undecided" beside epochs 3, 3, 3 vs 9, -, -
+            faster, p = split
+            speed.update(all_before="with" if faster == "first" else "without", split_p=p)
+            order = f"epochs {_epoch_list(epochs[bn])} with vs {_epoch_list(epochs[plain])} without"
+            clean = (
+                f"every run {'with' if faster == 'first' else 'without'} BN+Dropout got there before every run "
+                f"{'without' if faster == 'first' else 'with'} ({order}; so clean a split comes by chance with "
+                f"probability {_p_text(p)} at {len(epochs[bn])} vs {len(epochs[plain])})"
+            )
+            head = "Yes" if faster == "first" else "No, rather the opposite"
+            verdict = f"{head}: {what} was {n_str} (within the epochs trained): {clean}"
         elif reached[bn] and not reached[plain]:
             verdict = f"Yes: {what} was {n_str} (within the epochs trained)"
         elif reached[plain] and not reached[bn]:
@@ -321,6 +334,28 @@ def part2c(
             }
         )
     return Finding("2c", question, answer, evidence, details, table)
+
+
+def _censored_split(first: list[int | None], second: list[int | None]) -> tuple[str, float] | None:
+    """("first" | "second", p) when every run of that side reached the level at an earlier epoch than every run of
+    the other (None, never reached, is later than any epoch: every run trained as many epochs); p is the exact
+    two-sided rank test's probability of so clean a split, 2 / C(n1 + n2, n1). None when the runs interleave."""
+    a = [math.inf if e is None else e for e in first]
+    b = [math.inf if e is None else e for e in second]
+    p = 2 / math.comb(len(a) + len(b), len(a))
+    if max(a) < min(b):
+        return "first", p
+    if max(b) < min(a):
+        return "second", p
+    return None
+
+
+def _epoch_list(epochs: list[int | None]) -> str:
+    return ", ".join("-" if e is None else str(e) for e in sorted(epochs, key=lambda e: math.inf if e is None else e))
+
+
+def _p_text(p: float) -> str:
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
 
 
 def _epochs_str(ms: dict) -> str:
