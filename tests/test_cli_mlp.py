@@ -198,6 +198,7 @@ def test_mnist_from_data_dir(workdir):
         (["--hidden", "40,x"], "--hidden '40,x'"),
         (["--hidden", "4.5"], "--hidden '4.5': expected comma-separated whole numbers"),  # it trained hidden=[4]
         (["--hidden", "40,0"], "--hidden: each value must be > 0 (got 0)"),  # it named "--hidden.1"
+        (["--hidden", "40,,10"], "--hidden '40,,10': expected comma-separated whole numbers"),  # it trained [40, 10]
         (
             ["--tracking-uri", "sqlite:////nonexistent-dir/x/mlflow.db"],
             "sqlite:////nonexistent-dir/x/mlflow.db: folder /nonexistent-dir/x/ does not exist",

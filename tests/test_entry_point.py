@@ -20,6 +20,9 @@ def mlhw(*args, cwd):
         (["mlp", "train", "--bogus"], "No such option: --bogus"),
         (["mlp", "train", "--epochs", "three"], "Invalid value for '--epochs'"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        # an option without its value named the group: "error: mlhw: ... (see mlhw --help)"
+        (["reproduce", "--profile"], "mlhw reproduce: Option '--profile' requires an argument. (see mlhw reproduce"),
+        (["mlp", "train", "--lr"], "mlhw mlp train: Option '--lr' requires an argument. (see mlhw mlp train --help)"),
         # it said "Value error, 'mlp.d' is not one of ...": pydantic's prefix
         (["mlp", "train", "--part", "mlp.d"], "Invalid value for '--part': 'mlp.d' is not one of 'mlp.a'"),
         # the fixed choices are Literal options: --help lists them, a typo is a usage error

@@ -83,6 +83,17 @@ def _without_flag_types(command):
     return command
 
 
+def _command_path(root, args: list[str]) -> str:
+    """'mlhw mlp train' for ['mlp', 'train', '--lr']: the commands the arguments name, as far as they name one."""
+    path, command = ["mlhw"], root
+    for arg in args:
+        command = getattr(command, "commands", {}).get(arg)
+        if command is None:
+            break
+        path.append(arg)
+    return " ".join(path)
+
+
 def main() -> None:
     """The `mlhw` entry point: Typer's app, with click's usage errors (an unknown option, a value of the wrong
     type) as one line and exit 2, like every other bad input, instead of a usage line and a framed box."""
@@ -95,10 +106,12 @@ def main() -> None:
         from click import exceptions as click
         from click.exceptions import Abort
 
+    command = _without_flag_types(typer.main.get_command(app))
     try:
-        code = _without_flag_types(typer.main.get_command(app))(standalone_mode=False, prog_name="mlhw")
+        code = command(standalone_mode=False, prog_name="mlhw")
     except click.UsageError as err:
-        where, why = err.ctx.command_path if err.ctx is not None else "mlhw", " ".join(err.format_message().split())
+        # the command the arguments name: click gives an option without its value ('--lr' last) the group's context
+        where, why = _command_path(command, sys.argv[1:]), " ".join(err.format_message().split())
         why = why.replace(": Value error, ", ": ")  # a Literal option's check, in pydantic's words
         if why:  # (none: a group called without a command, whose help was the answer)
             sys.stderr.write(f"error: {where}: {why} (see {where} --help)\n")

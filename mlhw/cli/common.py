@@ -202,15 +202,24 @@ def is_terminal() -> bool:
 
 
 def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[float]:
+    return _parse_list(text, option, float, f"comma-separated numbers, e.g. {example}")
+
+
+def parse_ints(text: str, option: str, what: str) -> list[int]:
+    """Whole numbers: 4.5 is refused, not truncated to 4 (and then logged as 4)."""
+    return _parse_list(text, option, int, what)
+
+
+def _parse_list(text: str, option: str, kind, what: str) -> list:
     items = [v.strip() for v in text.split(",")]
     if items == [""]:
         items = []
     try:
         if "" in items:  # '0.1,,1' is a typo, not two rates: it was read as 0.1,1
             raise ValueError
-        values = [float(v) for v in items]
+        values = [kind(v) for v in items]
     except ValueError:
-        raise MLHWError(f"{option} {text!r}: expected comma-separated numbers, e.g. {example}") from None
+        raise MLHWError(f"{option} {text!r}: expected {what}") from None
     if not values:
         raise MLHWError(f"{option} is empty: give at least one value")
     return values

@@ -26,6 +26,7 @@ from mlhw.cli.common import (
     handles_errors,
     out,
     parse_floats,
+    parse_ints,
     prepare,
     progress,
     tracking_hint,
@@ -63,14 +64,7 @@ Dtype = Annotated[Optional[str], _opt("float32 or float64.", "dtype")]
 
 
 def _widths(text: str) -> tuple[int, ...]:
-    """--hidden as whole numbers: 4.5 is refused, not truncated to 4 (and then logged as 4)."""
-    try:
-        values = tuple(int(w) for w in text.split(",") if w.strip())
-    except ValueError:
-        raise MLHWError(f"--hidden {text!r}: expected comma-separated whole numbers, e.g. 40 or 100,40") from None
-    if not values:
-        raise MLHWError("--hidden is empty: give at least one width, e.g. 40")
-    return values
+    return tuple(parse_ints(text, "--hidden", "comma-separated whole numbers, e.g. 40 or 100,40"))
 
 
 def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed, dtype) -> MLPConfig:

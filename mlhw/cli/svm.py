@@ -21,6 +21,7 @@ from mlhw.cli.common import (
     fmt,
     handles_errors,
     out,
+    parse_ints,
     prepare,
     progress,
     tracking_hint,
@@ -182,10 +183,7 @@ def multiclass(
 def _classes(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise MLHWError(f"--classes {text!r}: expected two class labels, e.g. 3,8") from None
+    values = tuple(parse_ints(text, "--classes", "two class labels, e.g. 3,8"))
     if len(values) != 2:
         raise MLHWError(f"--classes {text!r}: a binary SVM needs exactly two classes, e.g. 3,8")
     return values
