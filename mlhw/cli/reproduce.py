@@ -627,7 +627,8 @@ def reproduce(
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         err.print(
-            f"{folder}/: {shown} differ from what the last reproduction wrote (edited or deleted): compiled again "
+            f"{folder}/: {shown} {'differs' if len(changed) == 1 else 'differ'} from what the last reproduction wrote "
+            "(edited or deleted): compiled again "
             "from the store, and checked against the files as they are now",
             highlight=False,
             soft_wrap=True,
@@ -669,6 +670,9 @@ def reproduce(
             )
         elif drifted:
             err.print(f"[red]not reproduced[/]: {path.parent} differs from {committed} (exit 1)", soft_wrap=True)
+    else:  # said, so that a log without a verdict line is not read as a pass
+        why = "--set changes the runs" if plan.overrides else f"{committed}/ held no tables before this reproduction"
+        err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
     if failed:
         for unit, r in failed:
             err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
