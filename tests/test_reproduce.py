@@ -997,3 +997,36 @@ def test_a_dry_run_without_the_data_counts_a_shared_run_once(workdir):
     assert (
         line.startswith(f"{5 * 6 + 5 + 4 * 3 + 1 + 3 + 1} runs: ") and "(6 shared between suites, counted once)" in line
     )
+
+
+def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_run_in(capsys):
+    """With --jobs 2 units start and end out of order: numbers from the count of finished runs overlapped and jumped
+    ("[1-3/12] start mlp_lr_sweep", then "[1-2/12] start mlp_full"). Each unit keeps its place in the plan; an end
+    line says how many are done when that is not where the unit ends."""
+    from types import SimpleNamespace
+
+    from mlhw.cli.reproduce import _Reporter
+    from mlhw.executors import Event, UnitResult
+
+    job = SimpleNamespace(config=SimpleNamespace(epochs=None), name="x")
+    work = [[job] * 3, [job] * 2, [job]]
+    rep = _Reporter(work, 6)
+    ok = UnitResult()
+    for ev in [
+        Event("start", 1, "B"),
+        Event("start", 0, "A"),
+        Event("end", 1, "B", result=ok),
+        Event("start", 2, "C"),
+        Event("end", 2, "C", result=ok),
+        Event("end", 0, "A", result=ok),
+    ]:
+        rep.on_event(ev)
+    lines = [re.sub(r"\(\d+\.\d s", "(0.0 s", x) for x in capsys.readouterr().err.splitlines()]
+    assert lines == [
+        "[4-5/6] start B",
+        "[1-3/6] start A",
+        "[4-5/6] done: B (0.0 s; 2 of 6 done)",
+        "[6/6] start C",
+        "[6/6] done: C (0.0 s; 3 of 6 done)",
+        "[1-3/6] done: A (0.0 s; 6 of 6 done)",
+    ]

@@ -446,7 +446,14 @@ class _Reporter:
         self.work, self.total, self.finished = work, total, 0
         self.started: dict[int, float] = {}
         self.said: dict[int, float] = {}  # a unit's last plain line
-        self.named: dict[int, str] = {}  # a unit's "[3/35] suite · run" as its start line gave it
+        # each unit's runs numbered in the plan's order ("[4-5/12]"): with --jobs N they start and end out of order,
+        # and numbers taken from the count of finished runs overlapped ("[1-3/12] start ...", "[1-2/12] start ...")
+        self.spans: dict[int, str] = {}
+        self.labels: dict[int, str] = {}
+        first = 1
+        for i, unit in enumerate(work):
+            last = first + len(unit) - 1
+            self.spans[i], first = (f"{first}" if first == last else f"{first}-{last}"), last + 1
         self.live = is_terminal()
         self.bar = progress() if self.live else None
 
@@ -468,14 +475,12 @@ class _Reporter:
         unit = self.work[ev.unit]
         if ev.kind == "start":
             self.started[ev.unit] = time.perf_counter()
+            self.labels[ev.unit] = ev.label  # (an epoch event carries none)
             if self.live:
                 epochs = getattr(unit[0].config, "epochs", None) or 1
                 self.bar.reset(self.current, total=epochs, description=ev.label, visible=True)
             else:
-                first, last = self.finished + 1, self.finished + len(unit)
-                span = f"{first}" if first == last else f"{first}-{last}"
-                self.named[ev.unit] = f"[{span}/{self.total}] {ev.label}"  # an epoch event carries no label
-                err.print(f"[{span}/{self.total}] start {ev.label}", highlight=False)
+                err.print(f"[{self.spans[ev.unit]}/{self.total}] start {ev.label}", highlight=False)
         elif ev.kind == "epoch" and self.live:
             self.bar.update(self.current, completed=ev.epoch)
         elif ev.kind == "epoch":
@@ -485,7 +490,7 @@ class _Reporter:
                 epochs = getattr(unit[0].config, "epochs", None)
                 count = f"epoch {ev.epoch}" + (f"/{epochs}" if epochs else "")
                 elapsed = now - self.started.get(ev.unit, now)
-                name = self.named.get(ev.unit, f"[{self.finished}/{self.total}]")
+                name = f"[{self.spans[ev.unit]}/{self.total}] {self.labels.get(ev.unit, '')}"
                 err.print(f"{name}: {count} ({elapsed:.0f} s)", highlight=False)
         elif ev.kind == "end":
             self.finished += len(unit)
@@ -497,7 +502,9 @@ class _Reporter:
                 if r.error:
                     err.print(f"[red]failed[/]: {ev.label}: {r.error}")
             else:
-                err.print(f"[{self.finished}/{self.total}] {what}: {ev.label} ({seconds:.1f} s)", highlight=False)
+                span = self.spans[ev.unit]
+                behind = "" if span.split("-")[-1] == str(self.finished) else f"; {self.finished} of {self.total} done"
+                err.print(f"[{span}/{self.total}] {what}: {ev.label} ({seconds:.1f} s{behind})", highlight=False)
 
 
 def _compile(plan, store, results_dir, dev, parents, description):
