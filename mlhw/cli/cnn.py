@@ -80,13 +80,16 @@ def _check_precision(precision, dev) -> None:
 
 
 def _epoch_bar(bar, epochs):
+    from mlhw.tables import pct
+
     task = bar.add_task("", total=epochs, info="", unit="epoch")
 
     def on_epoch(epoch, row):
         bar.update(
             task,
             completed=epoch,
-            info=f"loss {row['train_loss']:.3f} val {row['val_acc']:.3f} {row.get('images_per_s', 0):.0f} img/s",
+            # as the summary and the tables give them: "val acc 11.54%", not "val 0.115"
+            info=f"loss {row['train_loss']:.3f} val acc {pct(row['val_acc'])} {row.get('images_per_s', 0):.0f} img/s",
         )
 
     return task, on_epoch
