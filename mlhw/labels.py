@@ -27,6 +27,9 @@ def cnn_title(optimizer: str, lr: float, batchnorm: bool = True, dropout: bool =
     return f"{name} {lr_label(lr)}" + (f", no {'/'.join(off)}" if off else "")
 
 
+WITH_BN_DROPOUT = ", with BN/Dropout"  # Part 2 (c)'s figure: the variant with them says so, beside the one without
+
+
 def variant_title(variant: str) -> str:
     """A CNN variant in the assignment's words ("adam-5e-05-plain" -> "Adam lr=5e-5, no BN/Dropout").
 

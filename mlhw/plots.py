@@ -54,7 +54,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from mlhw.labels import lr_label, variant_title  # noqa: E402
+from mlhw.labels import WITH_BN_DROPOUT, lr_label, variant_title  # noqa: E402
 from mlhw.reference import CNN_VARIANTS, MLP_SWEEP_LRS  # noqa: E402
 
 # tab10 without its grey and olive (index 7 and 8): every colour stays visible on white and in a band.
@@ -166,7 +166,9 @@ class Style:
 
 # the assignment's learning rates (Part 1) and CNN variants (Part 2), each by its place in the assignment's list
 SLOTS = {lr_label(lr): i for i, lr in enumerate(MLP_SWEEP_LRS)} | {
-    variant_title(v): i for i, v in enumerate(CNN_VARIANTS)
+    title: i
+    for i, (v, cfg) in enumerate(CNN_VARIANTS.items())
+    for title in (variant_title(v), *([variant_title(v) + WITH_BN_DROPOUT] if cfg["batchnorm"] else []))
 }
 
 

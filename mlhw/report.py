@@ -216,8 +216,9 @@ def result_curves(result) -> list[dict]:
 
 def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     """(suite, file name, caption, draw(path)) for Figure 2 and each CNN part: mean over seeds with a band."""
-    from mlhw.labels import lr_label, variant_title
+    from mlhw.labels import WITH_BN_DROPOUT, lr_label, variant_title
     from mlhw.plots import cnn_curves_figure, lr_sweep_figure
+    from mlhw.reference import CNN_PART_SUITES, CNN_VARIANTS
 
     specs = []
     if done.get("mlp_lr_sweep"):
@@ -240,9 +241,11 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
         if not recs:
             continue
         variants = list(dict.fromkeys(r["variant"] for r in recs))
+        # in Part 2 (c)'s figure both curves say what they compare: "Adam lr=5e-5" alone read as either
+        with_bn = WITH_BN_DROPOUT if suite == CNN_PART_SUITES["c"] else ""
         series = [
             (
-                variant_title(v),
+                variant_title(v) + (with_bn if CNN_VARIANTS.get(v, {}).get("batchnorm", True) else ""),
                 [curves(r, 1) for r in recs if r["variant"] == v and r.get("history")],
             )
             for v in variants

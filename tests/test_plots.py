@@ -482,3 +482,25 @@ def test_the_y_range_is_left_alone_where_it_is_wide_enough():
     lo, hi = loss.get_ylim()
     assert lo < 2.3032 < 2.3046 < hi and hi / lo > 1.2
     assert hi / lo >= plots.MIN_RATIO_LOG * (1 - 1e-9)
+
+
+def test_part_2c_figure_names_both_curves_and_keeps_the_variants_colours(monkeypatch):
+    """Part 2 (c)'s legend read "Adam lr=5e-5 (n=3)" beside "Adam lr=5e-5, no BN/Dropout (n=3)": the first did not
+    say it is the one with BatchNorm + Dropout. It does now, in the colour that variant has in (a) and (b)."""
+    from mlhw import report
+
+    drawn = {}
+    monkeypatch.setattr(plots, "cnn_curves_figure", lambda series, path, title: drawn.update({title: series}))
+    hist = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}]
+    rec = {"history": hist, "dataset": "digits"}
+    done = {
+        "cnn_batchnorm": [rec | {"variant": "adam-5e-05-plain"}, rec | {"variant": "adam-5e-05"}],
+        "cnn_optimizers": [rec | {"variant": "sgd-0.005"}, rec | {"variant": "adam-5e-05"}],
+    }
+    for _, _, _, draw in report.figure_specs(done):
+        draw("unused.png")
+    labels_c = [label for label, _ in drawn["Part 2 (c): BatchNorm + Dropout on digits"]]
+    labels_a = [label for label, _ in drawn["Part 2 (a): SGD vs Adam on digits"]]
+    assert labels_c == ["Adam lr=5e-5, no BN/Dropout", "Adam lr=5e-5, with BN/Dropout"]
+    assert labels_a == ["SGD lr=0.005", "Adam lr=5e-5"]  # (a) and (b) compare others: no such words there
+    assert plots.figure_styles(labels_c)[1] == plots.figure_styles(labels_a)[1]  # one colour for one variant
