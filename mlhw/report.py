@@ -452,7 +452,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             others = int(g.rsplit("/", 1)[1]) - 1 if g else 0
             secs = f"{spans[g]:.1f} (one computation with {others} other{'s' * (others != 1)})" if g else None
             secs = secs or f"{r['seconds']:.1f}"
-            lines.append(f"| {r['suite']} | {r['label']} | {secs} | {run_link(store, r['run_id'])} |")
+            label = r["label"] or T.Q1_METHODS.get(r.get("method"), "its one run")  # (the column was empty)
+            lines.append(f"| {r['suite']} | {label} | {secs} | {run_link(store, r['run_id'])} |")
     if missing:
         lines += [
             "",

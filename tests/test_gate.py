@@ -34,6 +34,14 @@ def test_a_fresh_ci_reproduction_passes_the_committed_baseline(ci_store):
     assert "check passed" in r.output
 
 
+def test_every_run_of_the_report_has_a_name(ci_store):
+    """The Runs table of REPORT.md left the run column empty for the suites of one run (svm_multiclass, theory)."""
+    runs = (ci_store / "results" / "ci" / "REPORT.md").read_text().split("## Runs")[1]
+    rows = [line.split("|")[1:3] for line in runs.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows and all(name.strip() for _, name in rows), rows
+    assert [" svm_multiclass ", " exact: a W with f = 0 "] in rows and [" theory ", " its one run "] in rows
+
+
 def test_a_baseline_number_moved_beyond_tolerance_fails_naming_the_row(ci_store, tmp_path):
     baseline = tmp_path / "baseline"
     shutil.copytree(REPO / "results" / "ci", baseline)
