@@ -266,3 +266,18 @@ def test_an_only_reproduction_that_makes_the_whole_report_is_not_named_partial(w
     parents = [r for r in runs if r.data.tags.get("mlhw.kind") == "suite"]
     assert len(parents) == 2 and {r.data.tags["mlhw.partial"] for r in parents} == {"false"}
     assert {r.info.run_name for r in parents} == {"p · svm_soft"}
+
+
+def test_a_large_exact_q1_says_what_it_solves_before_it_goes_quiet(workdir, monkeypatch):
+    """`svm multiclass --dataset mnist` printed nothing for minutes (a linear program of 450,000 constraints)."""
+    from mlhw.cli import svm as cli_svm
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    quiet = invoke("svm", "multiclass", "--train-size", "300", "--tracking-uri", uri)
+    assert quiet.exit_code == 0 and "Q1 exactly on" not in quiet.stderr  # 300 x 10: seconds, nothing to say
+    monkeypatch.setattr(cli_svm, "LARGE_Q1", 2_000)
+    res = invoke("svm", "multiclass", "--train-size", "300", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert "Q1 exactly on 300 samples x 10 classes: a W with f = 0 if there is one, else a linear program of 2,700" in (
+        res.stderr
+    )

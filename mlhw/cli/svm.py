@@ -61,6 +61,9 @@ def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: d
         emit_json(record)
 
 
+LARGE_Q1 = 50_000  # samples x classes from which the exact Q1 says what it solves (digits 12,970; MNIST 500,000)
+
+
 @app.command()
 @handles_errors
 def multiclass(
@@ -154,6 +157,13 @@ def multiclass(
                 lambda s, r: bar.update(task, completed=s, info=f"f {r['objective']:.4f} err {r['train_error']:.4f}"),
             )
     else:
+        n, k = len(data.train), data.n_classes
+        if n * k > LARGE_Q1:  # it runs silent until solved: say what it is doing, and the way to a smaller one
+            typer.echo(
+                f"Q1 exactly on {n:,} samples x {k} classes: a W with f = 0 if there is one, else a linear program of "
+                f"{n * (k - 1):,} constraints (HiGHS): minutes on a CPU; --train-size N solves a subset",
+                err=True,
+            )
         done = run_svm_multiclass(job, store, source)
     rep = done.result | {"run_id": done.run_id}
     from mlhw.theory import q1_holds
