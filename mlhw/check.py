@@ -55,11 +55,13 @@ from typing import Any
 import pandas as pd
 
 from mlhw.check_policy import (
+    KEY_COLUMNS,
     POLICY_FILE,
     CheckConfigError,
     CheckPolicy,
     DuplicateKey,
     MetricTolerance,
+    is_metric_column,
     key_value,
     load_policy,
 )
@@ -246,7 +248,38 @@ def load_baseline(folder: str | Path) -> Baseline:
     if not tables:
         raise CheckConfigError(f"{tables_dir}: no CSV tables in the baseline")
     policy_path = folder / POLICY_FILE
-    return Baseline(folder, tables, load_policy(policy_path), policy_path if policy_path.exists() else None)
+    policy = load_policy(policy_path)
+    for name in policy.tables or []:  # a gated table that is gone would only show up as "new" rows
+        if name not in tables:
+            raise CheckConfigError(
+                f"{policy_path}: tables: {name!r} is no table of the baseline (no {tables_dir / name}.csv; its tables: "
+                f"{', '.join(sorted(tables))})"
+            )
+    for name, df in tables.items():
+        _check_baseline_table(tables_dir / f"{name}.csv", name, df, policy)
+    return Baseline(folder, tables, policy, policy_path if policy_path.exists() else None)
+
+
+def _check_baseline_table(path: Path, name: str, df: pd.DataFrame, policy: CheckPolicy) -> None:
+    """A table of the baseline is one mlhw wrote: its key columns there, and its n, means and stds numbers (an empty
+    cell, inf or nan included). A damaged file compared as data: a cell 'abc' drifted 'finite on one side only', a
+    table of garbage lost its metrics from the comparison without a word."""
+    gated = policy.tables is None or name in policy.tables
+    keys = policy.required_keys(name)
+    if gated and keys and (absent := [c for c in keys if c not in df.columns]):
+        raise CheckConfigError(
+            f"{path}: no column {absent[0]!r} (the table's key; columns: {', '.join(map(str, df.columns))}): not a "
+            f"table mlhw wrote; restore it (`git checkout -- {path}`)"
+        )
+    if gated and name in KEY_COLUMNS and not metrics_of(df):
+        raise CheckConfigError(f"{path}: no <metric>_mean columns: not a table mlhw wrote; restore it")
+    for c in [c for c in df.columns if c == "n" or is_metric_column(c)]:
+        cells = df[c]
+        bad = cells.notna() & pd.to_numeric(cells, errors="coerce").isna()
+        if bad.any():
+            i = int(bad.idxmax())
+            row = ", ".join(f"{k}={df.at[i, k]}" for k in keys if k in df.columns) or f"row {i + 2}"
+            raise CheckConfigError(f"{path}: {row}, {c}: {cells[i]!r} is not a number; restore the file")
 
 
 def _rows_by_key(table: str, df: pd.DataFrame, cols: list[str], required: list[str]) -> dict[tuple, dict]:

@@ -265,6 +265,36 @@ def test_load_baseline_without_tables_is_an_error(tmp_path):
         C.load_baseline(tmp_path / "nosuch")
 
 
+def test_a_damaged_baseline_table_is_refused_naming_the_file_row_and_value(tmp_path):
+    """A cell 'abc' in a committed table drifted "finite on one side only", a table replaced by garbage lost its
+    metrics from the comparison without a word, and a gated table deleted came back as "new" rows: damaged files
+    are bad input (exit 2 before any run), named."""
+    import shutil
+
+    def damaged(edit):
+        base = tmp_path / "b"
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.copytree(ROOT / "results" / "ci", base)
+        edit(base / "tables")
+        with pytest.raises(P.CheckConfigError) as e:
+            C.load_baseline(base)
+        return str(e.value)
+
+    def cell(tables):
+        df = pd.read_csv(tables / "mlp_full.csv").astype({"test_acc_mean": object})
+        df.loc[0, "test_acc_mean"] = "abc"
+        df.to_csv(tables / "mlp_full.csv", index=False)
+
+    msg = damaged(cell)
+    assert msg.endswith("tables/mlp_full.csv: dataset=digits, test_acc_mean: 'abc' is not a number; restore the file")
+    msg = damaged(lambda t: (t / "mlp_lr_sweep.csv").write_text("garbage here\n1\n"))
+    assert "tables/mlp_lr_sweep.csv: no column 'lr' (the table's key; columns: garbage here)" in msg
+    msg = damaged(lambda t: (t / "svm.csv").unlink())
+    assert "check.yaml: tables: 'svm' is no table of the baseline (no " in msg and "its tables: adam_lr," in msg
+    for name in ("ci", "digits", "paper"):  # the committed baselines pass it
+        assert C.load_baseline(ROOT / "results" / name).tables
+
+
 def test_json_and_renderers():
     base = tables()
     cur = edit(base, "mlp_full", {"dataset": "digits"}, "train_loss_mean", math.inf)
