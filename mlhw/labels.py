@@ -65,6 +65,12 @@ def data_note(cfg) -> str:
             data += f", width {cfg.width:g}"
         if cfg.image_size != preset.get("image_size"):
             data += f", {cfg.image_size} px"
+    if getattr(cfg, "kind", None) == "mlp":  # a network or batch other than the assignment's: named, as above
+        fields = type(cfg).model_fields
+        if tuple(cfg.hidden) != fields["hidden"].default:
+            data += f", hidden {','.join(map(str, cfg.hidden))}"
+        if cfg.batch_size != fields["batch_size"].default:
+            data += f", batch {cfg.batch_size}"
     epochs = getattr(cfg, "epochs", None)  # the SVMs have none
     return data if epochs is None else f"{data}, {epochs} epoch{'s' if epochs != 1 else ''}"
 

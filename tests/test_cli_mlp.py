@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import assert_nothing_created, assert_one_line_error, write_mnist_idx
+from helpers import assert_nothing_created, assert_one_line_error, runs_of, write_mnist_idx
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -314,3 +314,19 @@ def test_progress_rows_keep_their_counts_on_an_80_column_terminal(monkeypatch):
     rows = screen.export_text().splitlines()
     assert "7/35" in rows[0] and "3/10" in rows[1] and "…" in rows[1], rows
     assert all(len(r) <= 80 for r in rows), rows
+
+
+def test_runs_that_differ_in_network_or_batch_differ_by_name(workdir):
+    """`--batch-size 100000 --epochs 1` and `--epochs 1` were both 'mlp.c · lr=0.1, seed 8 (digits, 1 epoch)' in the
+    UI, and a --hidden 40,10 run was named as the default network: settings off the assignment's are in the name."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    for more in ([], ["--batch-size", "100"], ["--hidden", "40,10"]):
+        assert (
+            invoke("mlp", "train", "--epochs", "1", "--train-size", "200", *more, "--tracking-uri", uri).exit_code == 0
+        )
+    names = sorted(r.info.run_name for r in runs_of(uri)[1])
+    assert names == [
+        "mlp.c · lr=0.1, seed 8 (digits 200/all, 1 epoch)",
+        "mlp.c · lr=0.1, seed 8 (digits 200/all, batch 100, 1 epoch)",
+        "mlp.c · lr=0.1, seed 8 (digits 200/all, hidden 40,10, 1 epoch)",
+    ]
