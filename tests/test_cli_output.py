@@ -136,3 +136,14 @@ def test_wide_characters_count_as_two_cells():
     lines = render(df, 80)
     assert any("数据集数据集数据集" in line for line in lines)  # on one line: the page has room
     assert max(Console(width=80).measure(line).maximum for line in lines) <= 80
+
+
+def test_losses_print_with_four_decimals_as_the_tables_give_them():
+    """`mlp sweep` printed lr 100's loss as `37` beside lr 0.1's `0.8763` (4 significant digits each)."""
+    assert [common.loss_text(v) for v in (37.00417, 0.87631, float("nan"), float("inf"), None)] == [
+        "37.0042",
+        "0.8763",
+        "nan",
+        "inf",
+        "-",
+    ]

@@ -20,8 +20,8 @@ from mlhw.cli.common import (
     config_option,
     emit_json,
     err,
-    fmt,
     handles_errors,
+    loss_text,
     out,
     prepare,
     progress,
@@ -184,7 +184,7 @@ def train(
     console = err if as_json else out
     console.print(
         f"{data.name}: train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
-        f"{res.parameters:,} parameters, {res.precision}: final train loss {fmt(record['train_loss'])}, "
+        f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
         f"val acc {pct(record['val_acc'])}, test acc {pct(res.test_acc)}"
         + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
         + f" (run {run.run_id[:8]})",

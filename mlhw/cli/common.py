@@ -316,6 +316,12 @@ def fmt(v, digits: int = 4) -> str:
     return str(v)
 
 
+def loss_text(v) -> str:
+    """A loss with 4 decimals, as the reproduction's tables give it (37 stood beside 0.8763 with 4 significant
+    digits); nan and inf as they are."""
+    return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else fmt(v)
+
+
 def emit_json(record: dict) -> None:
     def clean(v):
         return None if isinstance(v, float) and not math.isfinite(v) else v

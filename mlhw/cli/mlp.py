@@ -24,6 +24,7 @@ from mlhw.cli.common import (
     err,
     fmt,
     handles_errors,
+    loss_text,
     out,
     parse_floats,
     parse_ints,
@@ -153,7 +154,7 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str) -> None:
         f = r.result.final
         table.add_row(
             f"{r.job.config.lr:g}",
-            fmt(f["train_loss"]),
+            loss_text(f["train_loss"]),
             pct(f["train_acc"]),  # percentages, as the reproduction's tables and REPORT.md show them
             pct(f["test_acc"]),
             fmt(r.result.diverged_epoch),
