@@ -511,6 +511,9 @@ def test_dry_run_writes_and_downloads_nothing(light):
         assert "dry run" in res.stdout and "dry run" not in res.stderr  # the plan is the output: `> plan.txt`
         outputs[profile] = res.stdout
     assert "no data" in outputs["mnist"]  # MNIST is not here: listed, not fetched
+    assert outputs["tiny"].rstrip().endswith(f"report: {Path('results') / 'tiny'}/")  # where it would go
+    partial = invoke("reproduce", "--profile", "tiny", "--file", light / "exp.yaml", "--dry-run", "--set", "epochs=1")
+    assert f"report: {Path('results') / 'tiny-partial'}/ (partial: --set or --only;" in partial.stdout, partial.output
     assert not (light / "data").exists() and not (light / "results").exists()
     assert not list(Path(os.environ["MLHW_CACHE_DIR"]).iterdir())  # not even the fingerprint cache
     assert not (light / "mlartifacts").exists()

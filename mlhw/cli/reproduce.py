@@ -23,7 +23,7 @@ from mlhw.cli.common import (
     progress,
 )
 from mlhw.cli.tables import print_tables
-from mlhw.layout import FIGURES, REPORT, TABLE_FORMATS, TABLES, profile_folder, table_file
+from mlhw.layout import FIGURES, REPORT, TABLE_FORMATS, TABLES, is_partial, profile_folder, table_file
 
 Only = Annotated[
     Optional[list[str]],
@@ -309,7 +309,7 @@ def _counts_line(plan) -> str:
     )
 
 
-def _show_dry_run(plan, data_dir) -> None:
+def _show_dry_run(plan, data_dir, results_dir) -> None:
     """The plan on stdout (it is what a dry run is for: `--dry-run > plan.txt`)."""
     from rich.table import Table
 
@@ -336,6 +336,9 @@ def _show_dry_run(plan, data_dir) -> None:
             soft_wrap=True,
         )
     _show_overrides(plan, out)
+    folder = _scope(plan).folder(results_dir)
+    why = " (partial: --set or --only; the profile's own stays as it is)" if is_partial(folder) else ""
+    out.print(f"report: {folder}/{why}", highlight=False, soft_wrap=True)
 
 
 def _suite_parents(stack, plan, store) -> dict[str, object]:
@@ -614,7 +617,7 @@ def reproduce(
         for p in plan.entries:
             p.status = "pending"
     if dry_run:
-        _show_dry_run(plan, data_dir)
+        _show_dry_run(plan, data_dir, results_dir)
         return
     folder = _scope(plan).folder(results_dir)
     from mlhw.report import changed_files
