@@ -281,3 +281,14 @@ def test_a_large_exact_q1_says_what_it_solves_before_it_goes_quiet(workdir, monk
     assert "Q1 exactly on 300 samples x 10 classes: a W with f = 0 if there is one, else a linear program of 2,700" in (
         res.stderr
     )
+
+
+def test_svm_soft_says_how_many_samples_of_its_two_classes_it_kept(workdir):
+    """`svm soft --train-size 500` trains on the 3s and 8s of a 500-image subset (100 here): the table said
+    'training samples 100' without why, and no test count."""
+    res = invoke("svm", "soft", "--train-size", "500", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.stdout.splitlines() if "│" in line}
+    assert rows["training samples (its two classes)"] == "100" and rows["test samples"] == "93"
+    help_text = " ".join(invoke("svm", "soft", "--help").stdout.split())
+    assert "the SVM keeps its two --classes" in help_text.replace("│ ", "")
