@@ -283,9 +283,14 @@ def test_part2b_collapse_to_chance_and_overlap():
     recs = [cnn_run("adam-0.005", s, [0.1, a]) for s, a in enumerate((0.10, 0.12, 0.09))]
     recs += [cnn_run("adam-5e-05", s, [0.1, a]) for s, a in enumerate((0.11, 0.60, 0.13))]
     f = F.part2_pair(recs, "b")
-    assert f.evidence["chance"]["adam-0.005"] == {"collapsed": 3, "n": 3, "diverged": 0}
+    assert f.evidence["chance"]["adam-0.005"] == {"collapsed": 3, "never_left": 3, "n": 3, "diverged": 0}
     assert f.evidence["chance"]["adam-5e-05"]["collapsed"] == 2
-    assert "Adam lr=0.005 collapsed to chance" in f.answer and "in 3/3 runs" in f.answer
+    # at chance from the first epoch to the last: it never learned, it did not collapse (ci's 1-epoch AlexNets read so)
+    assert "Adam lr=0.005 never left chance (validation accuracy within 5 points of 10.00%) in 3/3 runs" in f.answer
+    learned_then_fell = [cnn_run("adam-0.005", s, [0.5, a]) for s, a in enumerate((0.10, 0.12, 0.60))]
+    g = F.part2_pair(learned_then_fell + recs[3:], "b")
+    assert g.evidence["chance"]["adam-0.005"] == {"collapsed": 2, "never_left": 0, "n": 3, "diverged": 0}
+    assert "Adam lr=0.005 collapsed to chance (validation accuracy within 5 points of 10.00%) in 2/3 runs" in g.answer
     assert f.evidence["val_acc"]["verdict"] == "not distinguishable"
     # the difference stays in the headline, with scipy's Welch interval: a gap of 17.7 points is not "nothing"
     diff, lo, hi, _ = welch_by_hand([0.10, 0.12, 0.09], [0.11, 0.60, 0.13])
@@ -449,7 +454,7 @@ def test_part2c_when_neither_variant_learns_there_is_no_speed_to_compare():
     recs = [cnn_run(v, s, [0.1, 0.11]) for v in ("adam-5e-05", "adam-5e-05-plain") for s in range(2)]
     f = F.part2c(recs)
     assert f.evidence["speed"]["verdict"] == "no learning" and f.answer.startswith("Undecided: neither variant learned")
-    assert "collapsed to chance" in f.answer
+    assert "never left chance" in f.answer
 
 
 def test_divergence_from_history_follows_the_one_rule():

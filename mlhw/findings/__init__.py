@@ -21,7 +21,8 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   When neither side varies at all (every seed gave the same number) the interval is the single point d:
   reported as such, with the warning that n seeds showed no spread.
 - **Collapse to chance**: an accuracy at most `CHANCE_MARGIN` (5 points) above chance = 1/n_classes (or below
-  it): the final training accuracy for Part 1 (b), the final validation accuracy for Part 2, counted per run.
+  it): the final training accuracy for Part 1 (b), the final validation accuracy for Part 2, counted per run. A
+  Part 2 run at chance at every epoch "never left chance" rather than collapsed.
 - **Part 1 (b) outcome of one run** (on its training accuracy, per epoch): *diverges* (the training loss became
   non-finite, or above 10 ln(classes) in an epoch where it did not fall: mlhw.divergence; the epoch),
   *collapses* (final accuracy at chance; the first epoch from which it stays there),

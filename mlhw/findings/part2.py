@@ -68,8 +68,16 @@ def _pair(records: list[dict], part: str) -> tuple[list[str], dict[str, list[dic
 
 
 def _collapse_info(rs: list[dict], n_classes: int, margin: float) -> dict:
-    flags = [is_chance(as_float(r.get("val_acc")), n_classes, margin) for r in rs]
-    return {"collapsed": sum(flags), "n": len(rs), "diverged": sum(diverged_epoch(r) is not None for r in rs)}
+    """Runs that ended at chance ("collapsed", the definition's count), and of them those at chance at every epoch
+    ("never_left": one epoch of a tiny AlexNet that never learned did not collapse)."""
+    at_chance = [r for r in rs if is_chance(as_float(r.get("val_acc")), n_classes, margin)]
+    never = [
+        r
+        for r in at_chance
+        if r.get("history") and all(is_chance(as_float(h.get("val_acc")), n_classes, margin) for h in r["history"])
+    ]
+    diverged = sum(diverged_epoch(r) is not None for r in rs)
+    return {"collapsed": len(at_chance), "never_left": len(never), "n": len(rs), "diverged": diverged}
 
 
 def _final_differences(
@@ -106,11 +114,11 @@ def _collapse_sentences(names: list[str], chance: dict, n_classes: int, margin: 
     out = []
     for v in names:
         c, label = chance[v], variant_label(v) + (" with BN+Dropout" if part == "c" and v == "adam-5e-05" else "")
-        if c["collapsed"]:
-            out.append(
-                f"{label} collapsed to chance (validation accuracy within {100 * margin:.0f} points of "
-                f"{pct(1 / n_classes)}) in {c['collapsed']}/{c['n']} runs"
-            )
+        where = f"(validation accuracy within {100 * margin:.0f} points of {pct(1 / n_classes)})"
+        if c["collapsed"] - c["never_left"]:
+            out.append(f"{label} collapsed to chance {where} in {c['collapsed'] - c['never_left']}/{c['n']} runs")
+        if c["never_left"]:
+            out.append(f"{label} never left chance {where} in {c['never_left']}/{c['n']} runs")
         if c["diverged"]:
             why = "loss non-finite, or far above chance and not falling"
             out.append(f"{label} diverged ({why}) in {c['diverged']}/{c['n']} runs")
