@@ -506,3 +506,21 @@ def test_an_interval_cut_to_100_points_says_so():
     assert d.clipped and d.high == 1.0 and d.low == pytest.approx(lo)
     assert f"[{100 * lo:+.1f}, +100.0], cut at ±100 points, Welch df" in F.difference_sentence(d)
     assert not F.welch_difference([0.5, 0.6, 0.55], [0.6, 0.7, 0.65], "test_acc").clipped
+
+
+def test_split_probability_is_the_exact_permutation_probability():
+    """Without ties it is Mann-Whitney's exact two-sided p at U = 0 (scipy); with ties at the boundary one extreme
+    can be impossible: epochs 3, 3 against three runs that never reached the level (inf) can split one way only."""
+    from scipy.stats import mannwhitneyu
+
+    from mlhw.stats import split_probability
+
+    rng = np.random.default_rng(0)
+    for n1, n2 in ((2, 2), (3, 3), (2, 5), (5, 5)):
+        low, high = sorted(rng.random(n1)), sorted(1 + rng.random(n2))
+        exact = mannwhitneyu(low, high, alternative="two-sided", method="exact").pvalue
+        assert split_probability(low, high) == pytest.approx(exact) == pytest.approx(2 / math.comb(n1 + n2, n1))
+    inf = math.inf
+    assert split_probability([3, 3], [inf, inf, inf]) == pytest.approx(1 / 10)  # by hand: 1 deal of C(5, 2)
+    assert split_probability([3, 3, 3], [9, inf, inf]) == pytest.approx(2 / 20)  # both extremes possible
+    assert split_probability([1, 2], [2, 3]) == 0  # groups that touch: no deal of these values splits cleanly

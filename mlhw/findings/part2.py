@@ -34,7 +34,7 @@ from mlhw.findings.base import (
 )
 from mlhw.labels import variant_title
 from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PARTS, CNN_REFERENCE
-from mlhw.stats import CONFIDENCE, Difference, mean_std, welch_difference
+from mlhw.stats import CONFIDENCE, Difference, mean_std, split_probability, welch_difference
 from mlhw.tables import pct
 
 # --- Part 2 ---------------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ SPLIT_CHANCE = re.compile(r" \(so clean a split comes by chance with probability
 def _split_note(d: Difference) -> str:
     """', though every run of X is above every run of Y (... probability 0.10 at 3 vs 3)': what a wide t interval of
     few runs hides (digits' Adam 5e-5 above 0.005 in every seed read as 'not distinguishable'). The probability is
-    the exact two-sided rank test's (Mann-Whitney U = 0): 2 / C(n1 + n2, n1)."""
+    the exact two-sided permutation test's (Mann-Whitney U = 0): stats.split_probability."""
     if d.above is None:
         return ""
     hi, lo = (d.second, d.first) if d.above == "second" else (d.first, d.second)
@@ -347,10 +347,10 @@ def part2c(
 def _censored_split(first: list[int | None], second: list[int | None]) -> tuple[str, float] | None:
     """("first" | "second", p) when every run of that side reached the level at an earlier epoch than every run of
     the other (None, never reached, is later than any epoch: every run trained as many epochs); p is the exact
-    two-sided rank test's probability of so clean a split, 2 / C(n1 + n2, n1). None when the runs interleave."""
+    two-sided permutation probability of so clean a split (stats.split_probability). None when they interleave."""
     a = [math.inf if e is None else e for e in first]
     b = [math.inf if e is None else e for e in second]
-    p = 2 / math.comb(len(a) + len(b), len(a))
+    p = split_probability(a, b)  # (the runs that never got there tie: one extreme may be impossible)
     if max(a) < min(b):
         return "first", p
     if max(b) < min(a):
