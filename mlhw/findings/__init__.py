@@ -35,9 +35,11 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   mean final validation accuracy; a run that never reaches it is "not reached" (no number). The difference in
   epochs (with BN+Dropout minus without) has a Welch interval only when every run reached the level; otherwise
   the counts are reported ("reached in 3/3 runs with vs 1/3 without"), never an average over the runs that
-  reached it, and the answer is Yes (or the opposite) when every run of one side got there before every run of the
-  other, a run that never did counting as the last (every run trains as many epochs), with the exact rank test's
-  probability of so clean a split. When the best mean is itself at chance, neither variant learned and there is no
+  reached it. When every run of one side got there before every run of the other (a run that never did counts as
+  the last: every run trains as many epochs), the answer is Yes (or the opposite) if so clean a split comes by
+  chance with probability at most 1 - confidence (the exact permutation test: 4 runs a side or more at 95%), and
+  Undecided naming the split and its probability otherwise (0.10 at 3 vs 3). A run without its per-epoch history
+  leaves the question undecided. When the best mean is itself at chance, neither variant learned and there is no
   speed to compare.
 - **Seed reference numbers** (the write-up's single runs: `reference.MLP_FULL_TEST_ACC`, `CNN_REFERENCE`) are
   compared only on the dataset they were measured on (MNIST for Part 1, CIFAR-10 for Part 2): the seed's

@@ -260,7 +260,13 @@ def part2c(
         f"vs {len(reached[plain])}/{len(epochs[plain])} without"
     )
     what = f"{pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final {pct(best)})"
-    if not learned:
+    no_curve = sum(not r.get("history") for v in names for r in groups[v])
+    if no_curve:  # a run without its per-epoch rows (no history.csv) did not "never reach" the level: unknown
+        speed["verdict"] = "no curves"
+        verdict = (
+            f"Undecided: {no_curve} run(s) have no per-epoch history (history.csv): when they reached {what} is unknown"
+        )
+    elif not learned:
         speed["verdict"] = "no learning"
         verdict = (
             f"Undecided: neither variant learned beyond chance: the level to reach, {pct(level)} validation "
@@ -299,7 +305,9 @@ def part2c(
             verdict = f"Undecided with {which}: {what} was {n_str} (within the epochs trained)"
         elif split := _censored_split(epochs[bn], epochs[plain]):
             # every run of one side got there before every run of the other, a run that never did counting as the
-            # last (all ran the same epochs): "3/3 vs 1/3" read "Undecided" beside epochs 3, 3, 3 vs 9, -, -
+            # last (all ran the same epochs): "3/3 vs 1/3" read "Undecided ... no interval" beside epochs 3, 3, 3 vs
+            # 9, -, -. An answer when so clean a split is unlikely by chance (4 runs a side or more at 95%); with
+            # fewer it is named, as (a) and (b) name theirs
             faster, p = split
             speed.update(all_before="with" if faster == "first" else "without", split_p=p)
             order = f"epochs {_epoch_list(epochs[bn])} with vs {_epoch_list(epochs[plain])} without"
@@ -308,12 +316,12 @@ def part2c(
                 f"{'without' if faster == 'first' else 'with'} ({order}; so clean a split comes by chance with "
                 f"probability {_p_text(p)} at {len(epochs[bn])} vs {len(epochs[plain])})"
             )
-            head = "Yes" if faster == "first" else "No, rather the opposite"
-            verdict = f"{head}: {what} was {n_str} (within the epochs trained): {clean}"
-        elif reached[bn] and not reached[plain]:
-            verdict = f"Yes: {what} was {n_str} (within the epochs trained)"
-        elif reached[plain] and not reached[bn]:
-            verdict = f"No, rather the opposite: {what} was {n_str} (within the epochs trained)"
+            if p <= 1 - confidence:
+                head = "Yes" if faster == "first" else "No, rather the opposite"
+                verdict = f"{head}: {what} was {n_str} (within the epochs trained): {clean}"
+            else:
+                n_runs = f"n={len(epochs[bn])} vs {len(epochs[plain])}"
+                verdict = f"Undecided with {n_runs}: {what} was {n_str} (within the epochs trained), though {clean}"
         else:
             verdict = (
                 f"Undecided: {what} was {n_str}; a run that never reached it has no epoch count, so there is no "
