@@ -122,7 +122,7 @@ class CheckResult:
         parts = [f"{c[s]} {s}" + (" (reported, never fail)" if s == "chaotic" else "") for s in STATUSES if c[s]]
         head = "check passed" if self.passed else "check FAILED"
         out = f"{head}: " + (", ".join(parts) or "nothing compared")
-        if not self.passed:
+        if self.failures():
             out += " — " + "; ".join(f"{r.table} {r.row} {r.metric}: {r.status}" for r in self.failures()[:5])
             if len(self.failures()) > 5:
                 out += f"; and {len(self.failures()) - 5} more"
@@ -562,7 +562,8 @@ def to_rich(result: CheckResult, show_all: bool = False):
     rows = table_rows(result, show_all)
     if not rows:
         # the verdict itself is the command's last line (stderr): say here only what there is to see
-        return Text(f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them)")
+        own = "; but results fail their own checks (below)" if result.unsound else ""
+        return Text(f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them){own}")
     style = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
     t = Table(title=escape(result.summary()), title_justify="left")
     for h in COLUMNS:

@@ -278,8 +278,13 @@ def changed_files(folder: Path, keys: dict[str, str], profile_suites: list[str])
     except (OSError, ValueError):
         return None
     suites, files = (stamp.get("suites"), stamp.get("files")) if isinstance(stamp, dict) else (None, None)
-    if not isinstance(suites, dict) or not isinstance(files, dict) or REPORT not in files:
-        return None  # an older stamp (suites only) or not ours
+    if (
+        not isinstance(suites, dict)
+        or not isinstance(files, dict)
+        or REPORT not in files
+        or stamp.get("sound") is not True
+    ):
+        return None  # an older stamp (suites only; or before reports that fail their own checks went unstamped)
     if not all(suites.get(s) == k for s, k in keys.items()) or not set(suites) <= set(profile_suites):
         return None
     return [f for f, digest in files.items() if not (folder / f).is_file() or _digest(folder / f) != digest]
@@ -322,7 +327,8 @@ def write_report(
             # as written (a table edited or a figure deleted: it is compiled again); one with a failing theory
             # claim or SVM gets no stamp, so every reproduce compiles it again and exits 1 again
             files = {p.relative_to(tmp).as_posix(): _digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            _write(tmp / STAMP, json.dumps({"suites": stamp, "files": files}, indent=1, sort_keys=True) + "\n")
+            record = {"suites": stamp, "files": files, "sound": True}  # (older stamps lack "sound": compiled again)
+            _write(tmp / STAMP, json.dumps(record, indent=1, sort_keys=True) + "\n")
         _replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

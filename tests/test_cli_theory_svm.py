@@ -173,6 +173,7 @@ def test_a_failing_claim_fails_a_reproduction_too(workdir, monkeypatch):
     uri = f"sqlite:///{workdir}/mlflow.db"
     gate = invoke("check", "--profile", "p", "--baseline", workdir / "results" / "p", "--tracking-uri", uri)
     assert gate.exit_code == 1 and "failed its own check: theory: 1 check(s) fail" in gate.stderr, gate.output
+    assert " —  — " not in gate.stderr and "but results fail their own checks (below)" in gate.stdout
 
 
 def _soft_svm_reproduction(workdir):

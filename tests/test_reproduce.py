@@ -1033,3 +1033,16 @@ def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_ru
         "[6/6] done: C (0.0 s; 3 of 6 done)",
         "[1-3/6] done: A (0.0 s; 6 of 6 done)",
     ]
+
+
+def test_a_stamp_written_before_sound_reports_is_compiled_once_again(light):
+    """Before, a report whose theory claim failed was stamped like any other, and the new rule (such a report is
+    never "up to date") could not see it: a stamp without `sound` is compiled again, once."""
+    assert reproduce(light).exit_code == 0
+    stamp = light / "results" / "tiny" / ".mlhw-plan"
+    doc = json.loads(stamp.read_text())
+    assert doc.pop("sound") is True
+    stamp.write_text(json.dumps(doc))
+    again = reproduce(light)
+    assert again.exit_code == 0 and "up to date" not in again.stderr and "ran 0 of 0" in again.stderr, again.stderr
+    assert reproduce(light).stderr.startswith("up to date")
