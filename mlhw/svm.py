@@ -614,6 +614,8 @@ GAP_TOLERANCE = 1e-8
 def soft_failure(report: dict) -> str | None:
     """Why a Q3 report (soft_report's, or a run record of it) is not an optimum; None when it is. The one rule of
     `mlhw svm soft`, `reproduce` and `mlhw check`: a solver that did not converge, or two that disagree."""
+    if report.get("primal_converged") == 0.0:
+        return "Newton did not converge: the primal objective is not the optimum"
     if report.get("converged") == 0.0:
         return "a solver did not converge: the dual and the gap are not an optimum"
     gap = report.get("duality_gap")
@@ -650,6 +652,7 @@ def soft_report(
         "primal_objective": primal.objective,
         "primal_seconds": primal.seconds,
         "newton_iterations": primal.iterations,
+        "primal_converged": float(primal.converged),  # (the dual, and so "converged", only up to 6,000 samples)
         "train_error": binary_error(primal.theta, prob.A, y),
     }
     if X_test is not None and y_test is not None:

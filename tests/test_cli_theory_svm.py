@@ -293,3 +293,18 @@ def test_svm_soft_says_how_many_samples_of_its_two_classes_it_kept(workdir):
     assert rows["training samples (its two classes)"] == "100" and rows["test samples"] == "93"
     help_text = " ".join(invoke("svm", "soft", "--help").stdout.split())
     assert "the SVM keeps its two --classes" in help_text.replace("│ ", "")
+
+
+def test_a_large_q3_without_its_dual_still_fails_a_newton_that_stopped_short():
+    """Above 6,000 samples Q3 skips the dual, so neither `converged` nor the gap existed and a Newton that ran out
+    of iterations passed `svm soft`, reproduce and check alike. Newton's own flag is in every report now."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 3)
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    rep = svm.soft_report(X, y, 1.0)
+    assert rep["primal_converged"] == 1.0 and svm.soft_failure(rep) is None
+    big = {k: v for k, v in rep.items() if k not in ("converged", "duality_gap", "primal_certificate_gap")}
+    assert svm.soft_failure(big) is None
+    assert svm.soft_failure(big | {"primal_converged": 0.0}) == (
+        "Newton did not converge: the primal objective is not the optimum"
+    )
