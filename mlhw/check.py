@@ -253,7 +253,7 @@ def load_baseline(folder: str | Path) -> Baseline:
         if name not in tables:
             raise CheckConfigError(
                 f"{policy_path}: tables: {name!r} is no table of the baseline (no {tables_dir / name}.csv; its tables: "
-                f"{', '.join(sorted(tables))})"
+                f"{', '.join(sorted(tables))}); a new suite's table joins the list after its first reproduction"
             )
     for name, df in tables.items():
         _check_baseline_table(tables_dir / f"{name}.csv", name, df, policy)
@@ -413,7 +413,7 @@ def compare(
                 continue
             nb, nc = _n_of(brec), _n_of(crec)
             if nc < nb:  # seeds that did not finish: a mean of fewer runs is not the baseline's experiment
-                why = f"{nc} of the baseline's {nb} runs: the others are not FINISHED"
+                why = f"{nc} of the baseline's {nb} runs (runs that did not finish, or fewer seeds than it had)"
                 rows.append(
                     CheckRow(name, label, keyd, "n", "missing", nb, nc, n_baseline=nb, n_current=nc, reason=why)
                 )

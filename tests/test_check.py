@@ -168,7 +168,11 @@ def test_a_row_of_fewer_runs_than_the_baseline_fails():
     assert not res.passed
     for row in ("lr=0.1", "lr=1"):
         r = by(res, "mlp_lr_sweep", row, "n")
-        assert (r.status, r.baseline, r.current) == ("missing", 3, 1) and "1 of the baseline's 3 runs" in r.reason
+        assert (r.status, r.baseline, r.current) == (
+            "missing",
+            3,
+            1,
+        ) and "1 of the baseline's 3 runs (runs that did not finish" in r.reason
     assert by(res, "mlp_lr_sweep", "lr=0.1", "test_acc").status == "ok"  # the number alone would have passed
     assert C.compare(fewer, base, policy).passed  # more runs than the baseline: its rows compare as usual
 
