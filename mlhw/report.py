@@ -427,6 +427,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             f"(CSV: `tables/{t.name}.csv`, LaTeX: `tables/{t.name}.tex`)",
             "",
         ]
+        if t.name in T.TABLE_NOTES:
+            lines += [T.TABLE_NOTES[t.name], ""]
     if figures:
         lines += ["## Figures", ""]
         for caption, name in figures:

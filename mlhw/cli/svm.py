@@ -287,7 +287,7 @@ def soft(
             ("dual objective (active set)", rep["dual_objective"]),
             ("duality gap (relative)", rep["duality_gap"]),
             ("|w - sum alpha_i y_i x_i| / |w|", rep["w_residual"]),
-            ("max |xi - (alpha+beta)/C|", rep["xi_residual"]),
+            ("max |xi - alpha/C| (beta = 0: Q3(d))", rep["xi_residual"]),
             ("sum alpha_i y_i (free bias: 0)", rep["equality_residual"]),
             (f"Q3(d): max beta / max(1, max alpha), general QP (n={rep['qp_dual_n']})", rep["qp_dual_max_beta"]),
             ("Newton and the active set converged", "yes" if rep["converged"] else "NO"),
