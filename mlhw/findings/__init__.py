@@ -31,15 +31,17 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   least `STALL_WINDOW` (5), the least-squares line through its accuracy rises by >= `STALL_GAIN` (1 point) with
   a slope at least `TREND_T` (2) standard errors above 0, so that a flat curve's noise is not read as learning)
   or *stalls* (below that and no longer rising; the first epoch within `STALL_GAIN` of its best accuracy).
-- **Part 2 (c) speed**: epochs to reach a fixed validation accuracy, `SPEED_FRACTION` (90%) of the pair's best
-  mean final validation accuracy; a run that never reaches it is "not reached" (no number). The difference in
+- **Part 2 (c) speed**: epochs to reach a fixed validation accuracy that both variants reach, `SPEED_FRACTION`
+  (90%) of the weaker variant's mean final validation accuracy (90% of the better's put the level above where the
+  weaker ends, and "not reached" then restated the final accuracies); when the weaker never leaves chance, 90% of
+  the better's. A run that never reaches it is "not reached" (no number). The difference in
   epochs (with BN+Dropout minus without) has a Welch interval only when every run reached the level; otherwise
   the counts are reported ("reached in 3/3 runs with vs 1/3 without"), never an average over the runs that
   reached it. When every run of one side got there before every run of the other (a run that never did counts as
   the last: every run trains as many epochs), the answer is Yes (or the opposite) if so clean a split comes by
   chance with probability at most 1 - confidence (the exact permutation test: 4 runs a side or more at 95%), and
   Undecided naming the split and its probability otherwise (0.10 at 3 vs 3). A run without its per-epoch history
-  leaves the question undecided. When the best mean is itself at chance, neither variant learned and there is no
+  leaves the question undecided. When that level is itself at chance, neither variant learned and there is no
   speed to compare.
 - **Seed reference numbers** (the write-up's single runs: `reference.MLP_FULL_TEST_ACC`, `CNN_REFERENCE`) are
   compared only on the dataset they were measured on (MNIST for Part 1, CIFAR-10 for Part 2): the seed's

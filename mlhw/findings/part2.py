@@ -224,7 +224,8 @@ def part2c(
     compare_reference: bool | None = None,
     confidence: float = CONFIDENCE,
 ) -> Finding:
-    """Part 2 (c), about speed: epochs to reach `speed_fraction` of the pair's best mean final val acc."""
+    """Part 2 (c), about speed: epochs to reach `speed_fraction` of the weaker variant's mean final val acc (a level
+    both reach), or of the better's when the weaker never leaves chance."""
     question = PART_QUESTIONS["c"]
     names, groups = _pair(records, "c")
     plain, bn = names
@@ -233,8 +234,15 @@ def part2c(
         answer = f"No runs of {', '.join(absent)}: not reproduced here." + _seed_answer("c")
         return Finding("2c", question, answer, {"missing": absent})
     finals = {v: finite_only(values_of(groups[v], "val_acc")) for v in names}
-    best = max(float(np.mean(x)) for x in finals.values() if x) if any(finals.values()) else float("nan")
-    level = speed_fraction * best
+    means = [float(np.mean(x)) for x in finals.values() if x]
+    best = max(means) if means else float("nan")
+    weaker = min(means) if len(means) == 2 else float("nan")
+    # a level both variants reach: the better's (the rule before) put it above where the weaker ends (digits: 88.6%
+    # against a final 85.9%), and "not reached" then restated the final accuracies instead of measuring speed. When
+    # the weaker never leaves chance there is no such level: the better's, which the weaker never reaches
+    of_weaker = not is_chance(speed_fraction * weaker, n_classes, margin)
+    basis, basis_name = (weaker, "the weaker variant's") if of_weaker else (best, "the better variant's")
+    level = speed_fraction * basis
     per_seed: dict[str, list[dict]] = {}
     for v in names:
         rs = sorted(groups[v], key=lambda r: (seed_of(r) is None, seed_of(r)))
@@ -247,6 +255,8 @@ def part2c(
         "level": level,
         "fraction": speed_fraction,
         "best_mean_final_val_acc": best,
+        "weaker_mean_final_val_acc": weaker,
+        "level_of": "weaker" if of_weaker else "better",
         "per_seed": per_seed,
         "reached": {v: len(reached[v]) for v in names},
         "n": {v: len(epochs[v]) for v in names},
@@ -259,7 +269,8 @@ def part2c(
         f"reached in {len(reached[bn])}/{len(epochs[bn])} runs with BN+Dropout "
         f"vs {len(reached[plain])}/{len(epochs[plain])} without"
     )
-    what = f"{pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final {pct(best)})"
+    share = f"{100 * speed_fraction:.0f}% of {basis_name} mean final {pct(basis)}"
+    what = f"{pct(level)} validation accuracy ({share})"
     no_curve = sum(not r.get("history") for v in names for r in groups[v])
     if no_curve:  # a run without its per-epoch rows (no history.csv) did not "never reach" the level: unknown
         speed["verdict"] = "no curves"
@@ -269,18 +280,14 @@ def part2c(
     elif not learned:
         speed["verdict"] = "no learning"
         verdict = (
-            f"Undecided: neither variant learned beyond chance: the level to reach, {pct(level)} validation "
-            f"accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final {pct(best)}), is within "
+            f"Undecided: neither variant learned beyond chance: the level to reach, {what}, is within "
             f"{100 * margin:.0f} points of chance ({pct(1 / n_classes)}), so there is no speed to compare"
         )
     elif all_reached:
         d = welch_difference(epochs[plain], epochs[bn], "epochs", ("without", "with BN+Dropout"), confidence)
         speed.update(diff_evidence(d))
         mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
-        reach = (
-            f"they reach {pct(level)} validation accuracy ({100 * speed_fraction:.0f}% of the pair's best mean final "
-            f"{pct(best)}) in {_epochs_str(mb)} epochs with BN+Dropout vs {_epochs_str(mp)} without"
-        )
+        reach = f"they reach {what} in {_epochs_str(mb)} epochs with BN+Dropout vs {_epochs_str(mp)} without"
         if d.verdict == "first higher":
             verdict = f"Yes: {reach}; difference {d.diff:+.2f} epochs" + _ci_epochs(d)
         elif d.verdict == "second higher":
