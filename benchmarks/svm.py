@@ -158,7 +158,7 @@ def main():
 
     Xb = svm.add_bias_feature(X)
     t_exact, sol = timed(lambda: svm.solve_multiclass(Xb, digits.train.y), args.repeats)
-    t_lp, (_, f_lp) = timed(lambda: svm._multiclass_lp(Xb, digits.train.y, 10), 1)
+    t_lp, (_, f_lp) = timed(lambda: svm.multiclass_lp(Xb, digits.train.y, 10), 1)
     print(f"\nQ1 multiclass hinge on digits ({len(X)} x {Xb.shape[1]}, 10 classes):")
     print(f"  mlhw exact ({sol.method}): {t_exact:.3f} s, f* = {sol.objective}")
     print(f"  HiGHS on the straightforward LP: {t_lp:.3f} s, f* = {f_lp:.3g}  ({t_lp / t_exact:.1f}x slower)")

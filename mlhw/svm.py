@@ -119,11 +119,11 @@ def solve_multiclass(
         f = float(multiclass_hinge(W, X, y).mean())
         if f == 0.0:
             return MulticlassResult(W, f, "certificate", time.perf_counter() - t0)
-    W, f = _multiclass_lp(X, y, k)
+    W, f = multiclass_lp(X, y, k)
     return MulticlassResult(W, f, "lp", time.perf_counter() - t0)
 
 
-def _multiclass_lp(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+def multiclass_lp(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, float]:
     import scipy.sparse as sp
     from scipy.optimize import linprog
 

@@ -108,6 +108,50 @@ def check_q4(trials: int = 60, seed: int = 0) -> list[Check]:
     ]
 
 
+def check_backprop(seed: int = 0) -> list[Check]:
+    """Q4's delta at work: Part 1's hand-written backprop (mlhw.mlp.Network.backprop: delta = softmax(z) - y at the
+    output, delta W * relu'(z) below) against autograd and central differences, on the assignment's [784, 40, 10]
+    network with its N(0, 1) initialisation, float64, three networks of a batch of 10 each."""
+    import torch
+
+    from mlhw.mlp import Network
+
+    net = Network([784, 40, 10], replicas=1, seeds=[seed, seed + 1, seed + 2], dtype=torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(3, 10, 784, generator=g, dtype=torch.float64)  # each network its own batch, pixels in [0, 1]
+    labels = torch.randint(0, 10, (3, 10), generator=g)
+    y = torch.nn.functional.one_hot(labels, 10).to(torch.float64)
+    hand = [t for pair in net.backprop(x, y) for t in pair]
+    params = [p.clone().requires_grad_() for p in net.params]
+
+    def summed_loss(ps) -> torch.Tensor:  # the plain forward, cross-entropy summed over each batch
+        h = torch.relu(torch.baddbmm(ps[1], x, ps[0].transpose(1, 2)))
+        z = torch.baddbmm(ps[3], h, ps[2].transpose(1, 2))
+        return torch.nn.functional.cross_entropy(z.reshape(-1, 10), labels.reshape(-1), reduction="sum")
+
+    auto = torch.autograd.grad(summed_loss(params), params)
+    auto_err = max(float((h - a).norm() / a.norm().clamp_min(1e-300)) for h, a in zip(hand, auto))
+    rng, fd_err, eps = np.random.RandomState(seed), 0.0, 1e-6
+    with torch.no_grad():
+        for _ in range(30):  # central differences at random weights and biases of every layer
+            k = rng.randint(len(params))
+            i = tuple(rng.randint(n) for n in params[k].shape)
+            base = params[k][i].item()
+            params[k][i] = base + eps
+            up = summed_loss(params).item()
+            params[k][i] = base - eps
+            down = summed_loss(params).item()
+            params[k][i] = base
+            scale = max(1.0, float(hand[k].abs().max()))
+            fd_err = max(fd_err, abs((up - down) / (2 * eps) - hand[k][i].item()) / scale)
+    claim = "Part 1 backprop = the gradient"
+    what = "[784, 40, 10], N(0, 1), float64, 3 x batch 10"
+    return [
+        Check("Q4", claim, f"vs autograd, rel. norm, {what}", "random", auto_err, 1e-12),
+        Check("Q4", claim, "vs central differences, 30 weights", "random", fd_err, 1e-6),
+    ]
+
+
 # --- Q1: multiclass hinge loss -----------------------------------------------------------------
 
 
@@ -119,6 +163,11 @@ def separable_blobs(n: int = 300, k: int = 4, d: int = 5, seed: int = 0) -> tupl
     return svm.add_bias_feature(centers[y] + rng.randn(n, d)), y
 
 
+def svm_f(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
+    """Q1's objective f(W): the mean multiclass hinge."""
+    return float(svm.multiclass_hinge(W, X, y).mean())
+
+
 def q1_holds(report: dict) -> bool:
     """Q1's claims on one solved problem (`svm.multiclass_report`): the 0-1 loss never exceeds the hinge, and
     a mean hinge of 0 means zero training error (f = 0 => every sample classified right)."""
@@ -127,6 +176,10 @@ def q1_holds(report: dict) -> bool:
 
 def check_q1(X: np.ndarray, y: np.ndarray, name: str, seed: int = 0) -> list[Check]:
     sol = svm.solve_multiclass(X, y)
+    # a second minimiser, found without the certificate's scaling (which has zero error by construction): the
+    # linear program's, by HiGHS. "Every minimiser has zero training error" is then tested on one that could fail
+    W_lp, _ = (sol.W, sol.objective) if sol.method == "lp" else svm.multiclass_lp(X, y, sol.W.shape[0])
+    minimisers = {sol.method: sol.W, "lp": W_lp}
     rng = np.random.RandomState(seed)
     # the minimiser and 20 random W. hinge >= 0-1 loss: `worst` must be <= 0. f = 0 => zero error, sample by
     # sample (f = 0 is every sample's hinge at 0): the 0-1 loss where the hinge is 0, which at the minimiser of
@@ -137,8 +190,14 @@ def check_q1(X: np.ndarray, y: np.ndarray, name: str, seed: int = 0) -> list[Che
         h, e = svm.multiclass_hinge(W, X, y), svm.zero_one(W, X, y)
         worst = max(worst, float((e - h).max()))
         wrong_at_zero = max(wrong_at_zero, float(e[h <= zero].max(initial=0.0)))
+    # (the premise, f = 0: on data that is not separable no minimiser reaches it and the claim says nothing)
+    at_min = [float(svm.zero_one(W, X, y).mean()) for W in minimisers.values() if svm_f(W, X, y) <= zero] or [0.0]
+    which = ", ".join(f"{m} ({'HiGHS' if m == 'lp' else 'scaled softmax fit'})" for m in minimisers)
     return [
         Check("Q1", "separable: min f = 0", f"f* ({sol.method})", name, float(sol.objective), 0.0),
+        Check(
+            "Q1", "f = 0 => zero training error", f"training error of the minimisers: {which}", name, max(at_min), 0.0
+        ),
         Check("Q1", "f = 0 => zero training error", "0-1 loss where hinge = 0, 21 W", name, wrong_at_zero, 0.0),
         Check("Q1", "hinge >= 0-1 loss pointwise", "max(0-1 - hinge), 21 W", name, max(0.0, worst), 0.0),
     ]
@@ -273,7 +332,7 @@ def binary_task(X: np.ndarray, labels: np.ndarray, classes: tuple[int, int]) -> 
 
 def run_checks(digits=None) -> list[Check]:
     """Every check, on small generated data and (when given, a Dataset) on digits."""
-    checks = check_q2() + check_q4()
+    checks = check_q2() + check_q4() + check_backprop()
     checks += check_q1(*separable_blobs(), "blobs")
     rng = np.random.RandomState(1)
     Xg = rng.randn(120, 6)

@@ -15,19 +15,19 @@ def test_theory_all_pass_and_logged(workdir):
     res = invoke("theory", "--tracking-uri", uri, "--json")
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
-    assert len(rows) == 35 and all(r["passed"] for r in rows)
+    assert len(rows) == 39 and all(r["passed"] for r in rows)
     assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
     client, (run,) = runs_of(uri)
     assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["mlhw.checks_failed"] == "0"
-    assert run.data.tags["mlhw.checks_passed"] == "35" and run.data.tags["mlhw.kind"] == "theory"
+    assert run.data.tags["mlhw.checks_passed"] == "39" and run.data.tags["mlhw.kind"] == "theory"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
     assert not (workdir / "results").exists()
     # one metric per check, named for its claim in the UI (they were check/00_error .. check/32_error)
     metrics = run.data.metrics
-    assert len(metrics) == 35 and all(k.startswith("check/") for k in metrics)
-    assert metrics["check/04 Q1 f eq 0 implies zero training error - blobs"] == rows[4]["max_error"] == 0.0
-    assert metrics["check/17 Q3d complementary slackness - overlapping"] == rows[17]["max_error"]
-    assert metrics["check/08 Q3bc g a b eq min over w b xi of the Lagrangian - overlapping"] == rows[8]["max_error"]
+    assert len(metrics) == 39 and all(k.startswith("check/") for k in metrics)
+    assert metrics["check/07 Q1 f eq 0 implies zero training error - blobs"] == rows[7]["max_error"] == 0.0
+    assert metrics["check/20 Q3d complementary slackness - overlapping"] == rows[20]["max_error"]
+    assert metrics["check/11 Q3bc g a b eq min over w b xi of the Lagrangian - overlapping"] == rows[11]["max_error"]
 
 
 def test_a_failing_claim_fails_the_command(workdir, monkeypatch):
@@ -308,3 +308,22 @@ def test_a_large_q3_without_its_dual_still_fails_a_newton_that_stopped_short():
     assert svm.soft_failure(big | {"primal_converged": 0.0}) == (
         "Newton did not converge: the primal objective is not the optimum"
     )
+
+
+def test_the_backprop_check_catches_a_gradient_off_by_a_thousandth(monkeypatch):
+    """Part 1 (a)'s hand-written backprop is a theory check now (vs autograd and central differences on the
+    assignment's [784, 40, 10] network), not only a unit test: a bias gradient 0.1% off fails both rows."""
+    from mlhw.mlp import Network
+
+    assert all(c.passed for c in theory.check_backprop())
+    real = Network.backprop
+    monkeypatch.setattr(Network, "backprop", lambda *a, **k: [(w, b * 1.001) for w, b in real(*a, **k)])
+    assert not any(c.passed for c in theory.check_backprop())
+
+
+def test_q1_tests_a_minimiser_that_could_have_errors():
+    """Q1's "f = 0 => zero training error" was tested on the certificate W alone, scaled until every margin is 1,
+    which has zero error by construction. The linear program's minimiser (HiGHS) is tested too."""
+    rows = {c.check: c for c in theory.check_q1(*theory.separable_blobs(), "blobs")}
+    row = rows["training error of the minimisers: certificate (scaled softmax fit), lp (HiGHS)"]
+    assert row.passed and row.max_error == 0.0
