@@ -562,6 +562,25 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
             f"AlexNet here is {width:g} of the paper's width at {px} px (the assignment's: width 1 at 227 px, "
             f"58 million parameters): the same layers, narrower and on smaller images."
         )
+    fractions = {
+        c.get("train_fraction")
+        for suite in T.CNN_TABLE_NAMES
+        for c in [e.config for e in scope.entries if e.suite == suite and suite in done]
+    } - {paper["train_fraction"], None}
+    cnn_sizes = [r.get("sizes") or {} for suite in T.CNN_TABLE_NAMES for r in done.get(suite, [])]
+    for fraction in sorted(fractions):  # digits' whole pool where CIFAR-10 takes 10%: say why, and what it costs
+        trains, vals = {z.get("train") for z in cnn_sizes} - {None}, {z.get("val") for z in cnn_sizes} - {None}
+        share = "its whole training pool" if fraction == 1 else f"{100 * fraction:g}% of its training pool"
+        pool = f", {min(trains):,} images," if len(trains) == 1 else ""
+        per = (
+            f"; with {min(vals):,} validation images, one image is {100 / min(vals):.2f} points"
+            if len(vals) == 1
+            else ""
+        )
+        notes.append(
+            f"AlexNet trains on {share} here{pool} where the assignment's CIFAR-10 runs take "
+            f"{100 * paper['train_fraction']:g}% of 45,000 (4,500 images){per}."
+        )
     datasets = {r.get("dataset") for s in ("mlp_lr_sweep", "mlp_full") for r in done.get(s, [])}
     if "mnist" in datasets and any(r.get("dataset") == "digits" for s in SVM_SUITES for r in done.get(s, [])):
         notes.append(

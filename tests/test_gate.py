@@ -132,3 +132,13 @@ def test_the_svm_table_says_what_its_liblinear_column_compares(ci_store):
     report = (ci_store / "results" / "ci" / "REPORT.md").read_text()
     svm = report.split("## SVM: Q1 and Q3")[1].split("## ")[0]
     assert "*liblinear rel. diff*:" in svm and "not the objective shown" in svm
+
+
+def test_the_settings_say_why_alexnet_trains_on_its_whole_pool(ci_store):
+    """digits' AlexNet trains on its whole pool (train_fraction 1) where the assignment takes 10%: the Settings
+    showed 'train_fraction 1' without why, nor how coarse 130 validation images are."""
+    report = " ".join((ci_store / "results" / "ci" / "REPORT.md").read_text().split())
+    assert (
+        "AlexNet trains on its whole training pool here, 1,167 images, where the assignment's CIFAR-10 runs take 10% "
+        "of 45,000 (4,500 images); with 130 validation images, one image is 0.77 points." in report
+    )
