@@ -58,6 +58,14 @@ def test_train_logs_one_complete_run(workdir):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
     inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
     assert {i.dataset.name for i in inputs} == {"digits-training", "digits-test"}
+    # in MLflow's own tensor schema (the UI said "Unrecognized Schema Format" of ours), a digest per split's content
+    from mlflow.data.schema import TensorDatasetSchema
+
+    for i in inputs:
+        schema = TensorDatasetSchema.from_dict(json.loads(i.dataset.schema))
+        assert schema.features.inputs[0].shape == (-1, 1, 8, 8) and schema.targets.inputs[0].shape == (-1,)
+        assert re.fullmatch(r"[0-9a-f]{10}", i.dataset.digest)
+    assert len({i.dataset.digest for i in inputs}) == 2
     assert not (workdir / "results").exists()
     # piped (as CliRunner is): no progress bar in the log (no bar, no clock), a plain line; the hint browses this store
     assert not re.search(r"\d:\d\d:\d\d", res.stderr), res.stderr  # the bar's clocks
