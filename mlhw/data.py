@@ -103,6 +103,16 @@ class Dataset:
         return out
 
 
+def two_classes(data: Dataset, classes: tuple[int, int]) -> Dataset:
+    """The part of `data` in two classes (Q3's binary task), named for them ('digits-3v8'): what a two-class SVM
+    trains and is tested on, for its dataset inputs and sizes."""
+    keep = [s if s is None else s.take(np.isin(s.y, classes)) for s in (data.train, data.test, data.val)]
+    tag = "v".join(map(str, classes))
+    sub = Dataset(f"{data.name}-{tag}", keep[0], keep[1], keep[2], 2, data.source or data.name)
+    sub._fingerprint = hashlib.sha256(f"{data.fingerprint()}:{tag}".encode()).hexdigest()
+    return sub
+
+
 def content_hash(data: Dataset) -> str:
     """The fingerprint computed from the arrays, never cached: sha256 of the name and every split."""
     h = hashlib.sha256(data.name.encode())

@@ -148,13 +148,17 @@ def run_tags(job: Job, data: datalib.Dataset | None, device) -> dict[str, str]:
     return tags
 
 
-def open_run(stack: contextlib.ExitStack, store: Store, job: Job, data, device, claim, params=None) -> RunLogger:
-    """Open the job's MLflow run inside `stack`, which ends it FINISHED, FAILED or KILLED."""
-    log = stack.enter_context(
-        tracked_run(store, job.name, params or job.config.to_params(), run_tags(job, data, device), job.parent, claim)
-    )
+def open_run(
+    stack: contextlib.ExitStack, store: Store, job: Job, data, device, claim, params=None, inputs=None
+) -> RunLogger:
+    """Open the job's MLflow run inside `stack`, which ends it FINISHED, FAILED or KILLED. `inputs`: the data the
+    run trains on where that is a part of `data` (Q3's two classes), for its dataset inputs and sizes tag."""
+    tags = run_tags(job, data, device)
+    if inputs is not None:
+        tags["mlhw.dataset_sizes"] = json.dumps(inputs.sizes())
+    log = stack.enter_context(tracked_run(store, job.name, params or job.config.to_params(), tags, job.parent, claim))
     if data is not None:
-        log.log_dataset(data)
+        log.log_dataset(inputs or data)
     return log
 
 
@@ -296,7 +300,7 @@ def run_svm_soft(job: Job, store: Store, source: DataSource, claim=None) -> Done
     Xtr, ytr = binary_task(features(data.train), data.train.y, cfg.classes)
     Xte, yte = binary_task(features(data.test), data.test.y, cfg.classes)
     with contextlib.ExitStack() as stack:
-        log = open_run(stack, store, job, data, None, claim)
+        log = open_run(stack, store, job, data, None, claim, inputs=datalib.two_classes(data, cfg.classes))
         report = svm.soft_report(Xtr, ytr, cfg.C, cfg.bias, Xte, yte)
         report["liblinear_formulation"] = cfg.bias if cfg.bias != "free" else "regularized"
         log.log_metrics({k: v for k, v in report.items() if isinstance(v, int | float)}, step=0)

@@ -327,3 +327,14 @@ def test_q1_tests_a_minimiser_that_could_have_errors():
     rows = {c.check: c for c in theory.check_q1(*theory.separable_blobs(), "blobs")}
     row = rows["training error of the minimisers: certificate (scaled softmax fit), lp (HiGHS)"]
     assert row.passed and row.max_error == 0.0
+
+
+def test_svm_soft_logs_the_two_classes_it_trained_on_as_its_inputs(workdir):
+    """Its dataset inputs said digits' 1,297 / 500 images while the run trained on the 264 / 93 of 3 and 8."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    assert invoke("svm", "soft", "--tracking-uri", uri).exit_code == 0
+    client, (run,) = runs_of(uri)
+    inputs = {i.dataset.name: json.loads(i.dataset.profile)["num_rows"] for i in run.inputs.dataset_inputs}
+    assert inputs == {"digits-3v8-training": 264, "digits-3v8-test": 93}
+    assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 264, "test": 93}
+    assert run.data.metrics["n_train"] == 264  # the run's own count agrees
