@@ -226,6 +226,13 @@ class RunLogger:
             folder = str(Path(name).parent)
             self.log_artifact(path, None if folder == "." else folder)
 
+    def log_result_table(self, table) -> None:
+        """A result table (mlhw.tables.ResultTable) as `reproduce` writes it to results/: tables/NAME.md and .csv."""
+        from mlhw.tables import to_markdown
+
+        self.log_text(f"## {table.title}\n\n" + to_markdown(table.display), f"tables/{table.name}.md")
+        self.log_text(table.numeric.to_csv(index=False), f"tables/{table.name}.csv")
+
     def log_figure(self, draw, name: str) -> None:
         """draw(path) writes a PNG; it is stored as an artifact at `name` (e.g. figures/mlp_lr_sweep.png)."""
         with tempfile.TemporaryDirectory() as tmp:

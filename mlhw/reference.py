@@ -34,6 +34,7 @@ CNN_PARTS: dict[str, tuple[str, list[str]]] = {
     "b": ("Adam learning rate", ["adam-0.005", "adam-5e-05"]),
     "c": ("BatchNorm + Dropout", ["adam-5e-05-plain", "adam-5e-05"]),
 }
+CNN_VARIANT_FIELDS = ("optimizer", "lr", "batchnorm", "dropout")  # what CNN_VARIANTS set: a variant's own settings
 CNN_PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}  # experiments.yaml's suites
 # The seed's tables (CIFAR-10, 10 epochs, one run each): final training loss, validation and test
 # accuracy. The loss of the plain (no BN/Dropout) run is not reported (the seed's table repeats 2.2486).

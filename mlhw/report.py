@@ -32,7 +32,7 @@ from mlhw.config import CNN_PRESETS
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, metric_key
-from mlhw.reference import MLP_FULL_TEST_ACC
+from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
 from mlhw.store import Store
 
 SUITE_ORDER = [
@@ -472,7 +472,6 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
 
 
 SVM_SUITES = ("svm_multiclass", "svm_soft")
-VARIANT_FIELDS = ("optimizer", "lr", "batchnorm", "dropout")  # a CNN suite's variants: named, not listed as a grid
 SETTINGS_SKIPPED = ("kind", "dataset", "train_size", "test_size", "seed")  # shown apart, or the kind itself
 
 
@@ -507,7 +506,7 @@ def _suite_settings(configs: list[dict], recs: list[dict]) -> str:
     if all(c.get("method") == "exact" for c in configs):  # Q1's exact method takes no steps and no rate
         keys = [k for k in keys if k not in ("steps", "lr")]
     if kind == "cnn":  # the pairs that ran, not a grid of optimizer x lr x batchnorm
-        keys = [k for k in keys if k not in VARIANT_FIELDS]
+        keys = [k for k in keys if k not in CNN_VARIANT_FIELDS]  # named as variants, not a grid
         if not any(c.get("optimizer") == "sgd" for c in configs):
             keys = [k for k in keys if k != "momentum"]  # Adam has none
     two_classes = "classes" in configs[0]

@@ -50,10 +50,16 @@ def test_compare_all_runs_shared_variant_once(workdir):
     assert sorted(r.data.tags["mlhw.variant"] for r in children) == sorted(r["variant"] for r in recs)
     shared = [r for r in children if r.data.tags["mlhw.variant"] == "adam-5e-05"][0]
     assert shared.data.tags["mlhw.parts"] == "cnn.a,cnn.b,cnn.c"  # one run serves the three parts
+    assert shared.info.run_name.startswith("cnn · Adam lr=5e-5, seed 0 (")  # it was "cnn.a,cnn.b,cnn.c · ..."
+    # the parent's settings are the variants' common ones: its optimizer=adam stood beside an SGD child
+    assert (
+        not {"optimizer", "lr", "batchnorm", "dropout"} & set(parent.data.params) and "variants" in parent.data.params
+    )
+    names = ("sgd_vs_adam", "adam_lr", "batchnorm_dropout")  # as reproduce names them (it was cnn_part_a, ...)
     figures = {a.path: a.file_size for a in client.list_artifacts(parent.info.run_id, "figures")}
-    assert set(figures) == {f"figures/cnn_part_{p}.png" for p in "abc"} and min(figures.values()) > 10_000
+    assert set(figures) == {f"figures/{n}.png" for n in names} and min(figures.values()) > 10_000
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
-    assert arts == {f"tables/cnn_part_{p}.md" for p in "abc"}
+    assert arts == {f"tables/{n}.{ext}" for n in names for ext in ("md", "csv")}
     assert not (workdir / "results").exists()  # a single seed's comparison never touches a profile's report
     assert "BN+Dropout" in res.stderr  # the tables go to stderr with --json
 

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, runs_of, write_mnist_idx
 from mlflow import MlflowClient
@@ -120,6 +121,12 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 10_000
     assert "figures/mlp_lr_sweep.png" in res.stderr and parent.info.run_id[:8] in res.stderr
     assert not (workdir / "results").exists()  # results/ belongs to reproduce and tables
+    # the parent holds the rates' table too, as reproduce names it (it held the figure alone)
+    tables = [a.path for a in client.list_artifacts(parent.info.run_id, "tables")]
+    assert tables == ["tables/mlp_lr_sweep.csv", "tables/mlp_lr_sweep.md"]
+    csv = pd.read_csv(client.download_artifacts(parent.info.run_id, "tables/mlp_lr_sweep.csv", str(workdir / "dl")))
+    assert csv["lr"].tolist() == [0.01, 0.1, 1e30] and csv["diverged_mean"].tolist() == [0, 0, 1]
+    assert csv["test_acc_mean"].tolist() == pytest.approx([x["test_acc"] for x in lines])
 
 
 def test_a_sweep_of_one_rate_is_still_a_sweep(workdir):

@@ -239,10 +239,10 @@ def compare(
     from mlhw.labels import run_name, variant_title
     from mlhw.lifecycle import standard_tags, tracked_run
     from mlhw.plots import cnn_curves_figure
-    from mlhw.reference import CNN_PART_SUITES, CNN_PARTS, CNN_VARIANTS, variants_for
+    from mlhw.reference import CNN_PART_SUITES, CNN_PARTS, CNN_VARIANT_FIELDS, CNN_VARIANTS, variants_for
     from mlhw.report import result_curves
     from mlhw.runs import run_cnn
-    from mlhw.tables import cnn_table, to_markdown, to_rich
+    from mlhw.tables import SUITE_TABLES, cnn_table, to_rich
 
     parts = list(CNN_PARTS) if part == "all" else [part]
     base = _config(
@@ -271,7 +271,8 @@ def compare(
             tracked_run(
                 store,
                 run_name("cnn." + "".join(parts), f"compare of {len(names)} variants", base),
-                base.to_params() | {"variants": names},
+                # a variant's own settings are its child's: the parent's optimizer=adam beside an SGD child misled
+                {k: v for k, v in base.to_params().items() if k not in CNN_VARIANT_FIELDS} | {"variants": names},
                 tags,
             )
         )
@@ -283,7 +284,7 @@ def compare(
             job = type(base_job)(
                 cfg,
                 source.identity(cfg),
-                run_name(",".join(served), variant_title(v), cfg),
+                run_name(served[0] if len(served) == 1 else "cnn", variant_title(v), cfg),  # parts: mlhw.parts
                 {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v},
                 f"Part 2 ({', '.join(s[-1] for s in served)}): {variant_title(v)}",
                 "mlhw cnn compare",
@@ -296,13 +297,14 @@ def compare(
         for p in parts:
             title, pair = CNN_PARTS[p]
             rows = [_summary(runs[v]) | {"variant": v} for v in pair]
-            tables[p] = cnn_table(CNN_PART_SUITES[p], rows).display
-            parent.log_text(to_markdown(tables[p]), f"tables/cnn_part_{p}.md")
+            table = cnn_table(CNN_PART_SUITES[p], rows)
+            tables[p] = table.display
+            parent.log_result_table(table)  # named as `reproduce` names it: tables/sgd_vs_adam.md and .csv
             # flagged from the epoch a run diverged at, as the report's figures are
             series = [(variant_title(v), [result_curves(runs[v].result)]) for v in pair]
             figure_title = f"Part 2 ({p}) {title} on {data.name}, seed {base.seed}"
             parent.log_figure(
-                lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/cnn_part_{p}.png"
+                lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/{table.name}.png"
             )
     console = err if as_json else out
     for p in parts:
@@ -312,7 +314,7 @@ def compare(
                 f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epoch{'s' if base.epochs != 1 else ''}",
             )
         )
-    where = store.local_file(parent.run_id, f"figures/cnn_part_{parts[0]}.png")
+    where = store.local_file(parent.run_id, f"figures/{SUITE_TABLES[CNN_PART_SUITES[parts[0]]]}.png")
     console.print(
         f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}"
         + (f", on disk in {where.parent.parent}" if where else ""),
