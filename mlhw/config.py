@@ -43,7 +43,15 @@ class _Config(BaseModel):
         return v
 
     def to_params(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"kind"})
+        """The run's MLflow params: what it reads. A field it does not read (the exact Q1's lr and steps) is left
+        out, and a subset size of None, the whole split, is 'all' (the UI showed lr=1.0, steps=2000 and 'None')."""
+        values = self.model_dump(mode="json", exclude={"kind"})
+        unread = type(self).unused(values)
+        return {
+            k: ("all" if v is None and k.endswith("_size") else v)
+            for k, v in values.items()
+            if k not in unread and (v is not None or k.endswith("_size"))
+        }
 
     @classmethod
     def unused(cls, values: dict) -> dict[str, str]:

@@ -338,3 +338,13 @@ def test_svm_soft_logs_the_two_classes_it_trained_on_as_its_inputs(workdir):
     assert inputs == {"digits-3v8-training": 264, "digits-3v8-test": 93}
     assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 264, "test": 93}
     assert run.data.metrics["n_train"] == 264  # the run's own count agrees
+
+
+def test_a_runs_params_are_what_it_reads(workdir):
+    """The exact Q1 showed params lr=1.0 and steps=2000 it never reads, and subset sizes as the string 'None'."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    assert invoke("svm", "multiclass", "--train-size", "300", "--tracking-uri", uri).exit_code == 0
+    _, (run,) = runs_of(uri)
+    params = run.data.params
+    assert not {"lr", "steps"} & set(params) and params["method"] == "exact"
+    assert params["train_size"] == "300" and params["test_size"] == "all"
