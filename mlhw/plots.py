@@ -406,12 +406,12 @@ def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
 
 
 def draw_lr_sweep(series, title: str = "MLP learning-rate sweep") -> Figure:
-    """The seed's Figure 2, unsaved: training accuracy, training loss (log scale) and test accuracy per epoch."""
+    """The write-up's Figure 2, unsaved: training accuracy, training loss (log scale) and test accuracy per epoch."""
     return draw_curves(series, LR_SWEEP_PANELS, title, log_keys=("train_loss",))
 
 
 def lr_sweep_figure(series, path, title: str = "MLP learning-rate sweep") -> Path:
-    """The seed's Figure 2: training accuracy, training loss (log scale) and test accuracy per epoch, one group of
+    """The write-up's Figure 2: training accuracy, training loss (log scale) and test accuracy per epoch, one group of
     seeds per learning rate (label it with `lr_label`)."""
     return save(draw_lr_sweep(series, title), path)
 

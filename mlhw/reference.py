@@ -50,7 +50,7 @@ CNN_INDEPENDENT_VAL_ACC = {"sgd-0.005": 0.477, "adam-5e-05": 0.589, "adam-0.005"
 # What a single command's run is (its MLflow description), by the part of the assignment it serves.
 PART_DESCRIPTIONS: dict[str, str] = {
     "mlp.a": "Part 1 (a): the skeleton's MLP (hidden ReLU layers, hand-written backprop, mini-batch SGD)",
-    "mlp.b": "Part 1 (b): one fresh network per learning rate (the seed's Figure 2)",
+    "mlp.b": "Part 1 (b): one fresh network per learning rate (the write-up's Figure 2)",
     "mlp.c": "Part 1 (c): the full run (in the assignment: all 50,000 MNIST training images, lr 0.1; the seed "
     "reported 93.97% test accuracy); this run's data and rate are in its name and params",
     "cnn": "Part 2: the assignment's AlexNet, one variant",

@@ -762,6 +762,9 @@ def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
         tree |= descendants(proc.pid)
         assert tree, "the UI runs in a child process"
         groups = {live_processes()[p][1] for p in tree if p in live_processes()}
+        # no MLflow job runner (7 huey consumers, ~1.7 GB, for GenAI jobs a browse of runs never starts)
+        cmdlines = [Path(f"/proc/{p}/cmdline").read_bytes() for p in tree if Path(f"/proc/{p}/cmdline").exists()]
+        assert not any(b"huey" in c for c in cmdlines), cmdlines
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -255,7 +255,7 @@ def sweep(
 ):
     """Part (b): train one network per learning rate, all rates in one batched computation.
 
-    Logs a parent run with one child run per rate; the parent holds the seed's Figure 2 (training
+    Logs a parent run with one child run per rate; the parent holds the write-up's Figure 2 (training
     accuracy, training loss, test accuracy per epoch) as an artifact. Rates that diverge are recorded
     with a [bold]mlhw.diverged_epoch[/bold] tag, not treated as errors. Writes nothing under results/
     (that is `mlhw reproduce`'s). The paper setting: [bold]--dataset mnist --train-size 10000 --test-size 5000[/bold].
