@@ -325,6 +325,28 @@ def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
     return ResultTable("svm", "SVM: Q1 and Q3", num, disp)
 
 
+# a suite parent's summary metric (the hyperparameter-sweep convention of MLflow's examples: the parent logs its best
+# child's number): the table's row with the highest mean of this metric
+HEADLINE = {
+    "mlp_lr_sweep": "test_acc",
+    "mlp_full": "test_acc",
+    "sgd_vs_adam": "val_acc",
+    "adam_lr": "val_acc",
+    "batchnorm_dropout": "val_acc",
+}
+
+
+def headline(table: ResultTable) -> tuple[str, float, str] | None:
+    """(metric, the best row's mean, that row's key: 'lr=0.1', 'variant=adam-5e-05') of a table, or None."""
+    metric, df = HEADLINE.get(table.name), table.numeric
+    if metric is None or f"{metric}_mean" not in df.columns or not df[f"{metric}_mean"].notna().any():
+        return None
+    row = df.loc[df[f"{metric}_mean"].idxmax()]
+    key = "variant" if "variant" in df.columns else df.columns[0]
+    value = row[key]
+    return metric, float(row[f"{metric}_mean"]), f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+
+
 # a line under a table in REPORT.md, where a column needs saying what it compares
 TABLE_NOTES = {
     "svm": "*liblinear rel. diff*: |liblinear's objective - ours| / max(1, |ours|) for the same data and C, with the "

@@ -127,6 +127,10 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     csv = pd.read_csv(client.download_artifacts(parent.info.run_id, "tables/mlp_lr_sweep.csv", str(workdir / "dl")))
     assert csv["lr"].tolist() == [0.01, 0.1, 1e30] and csv["diverged_mean"].tolist() == [0, 0, 1]
     assert csv["test_acc_mean"].tolist() == pytest.approx([x["test_acc"] for x in lines])
+    best = max(lines, key=lambda x: x["test_acc"])
+    parent = client.get_run(parent.info.run_id)
+    assert parent.data.metrics["test/acc"] == pytest.approx(best["test_acc"])
+    assert parent.data.tags["mlhw.best"] == f"lr={best['lr']:g}"
 
 
 def test_a_sweep_of_one_rate_is_still_a_sweep(workdir):

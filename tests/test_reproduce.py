@@ -324,6 +324,14 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
         assert sorted(e["identity"] for e in plan) == sorted(c.data.tags["mlhw.config_hash"] for c in children)
     csv = client.download_artifacts(parents["mlp_full"].info.run_id, "tables/mlp_full.csv", str(light / "dl" / "t"))
     assert Path(csv).read_text() == (light / "results" / "tiny" / "tables" / "mlp_full.csv").read_text()
+    # a parent has a number of its own, its best row's mean (MLflow's sweep convention): its charts were empty
+    sweep = pd.read_csv(light / "results" / "tiny" / "tables" / "mlp_lr_sweep.csv")
+    best = sweep.loc[sweep["test_acc_mean"].idxmax()]
+    p = parents["mlp_lr_sweep"].data
+    assert p.metrics["test/acc"] == pytest.approx(best["test_acc_mean"])
+    assert p.tags["mlhw.best"] == f"lr={best['lr']:g} (the mean of its runs' test_acc)"
+    assert "test/acc" in parents["mlp_full"].data.metrics and not parents["svm_soft"].data.metrics
+    assert "mlhw.best" not in parents["svm_soft"].data.tags
 
 
 @pytest.mark.parametrize(

@@ -136,13 +136,17 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             series = [(lr_label(r.job.config.lr), [result_curves(r.result)]) for r in runs]
             title = f"Part 1 (b) on {cfg.dataset}, seed {cfg.seed}: one network per learning rate"
             parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
-            from mlhw.tables import mlp_sweep_table
+            from mlhw.tables import headline, mlp_sweep_table
 
             rows = [  # one seed: the reproduction's table of the same rates, n = 1 (tables/mlp_lr_sweep.md, .csv)
                 r.result.final | {"lr": r.job.config.lr, "diverged": float(r.result.diverged_epoch is not None)}
                 for r in runs
             ]
-            parent.log_result_table(mlp_sweep_table(rows))
+            table = mlp_sweep_table(rows)
+            parent.log_result_table(table)
+            if best := headline(table):  # the parent's own number: the best rate's (MLflow's sweep convention)
+                parent.log_metrics({best[0]: best[1]}, step=0)
+                parent.set_tags({"mlhw.best": best[2]})
     data = source.for_config(cfg)  # read once per process: the split the runs saw (seed cfg.seed's subset)
     _show(runs, part, cfg, as_json, store, parent, f"{len(data.train):,} train / {len(data.test):,} test")
 
