@@ -31,24 +31,38 @@ def alive(run, stale_after: float = STALE_SECONDS) -> bool:
     return run.info.status == "RUNNING" and beat is not None and time.time() - int(beat) < stale_after
 
 
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def claimer(stale_after: float = STALE_SECONDS, rerun_finished: bool = False):
     """The `claim` callback of lifecycle.tracked_run: raises Claimed unless this new run owns its identity.
     `rerun_finished` (reproduce --force): a FINISHED run does not own its identity, only a live one does."""
+
+    def owner(store: Store, mine, identity: str) -> str:
+        runs = store.search(f"tags.`{IDENTITY_TAG}` = '{identity}'")
+        finished = [] if rerun_finished else [r for r in runs if r.info.status == "FINISHED"]
+        if finished:
+            return finished[0].info.run_id
+        live = [r for r in runs if r.info.run_id == mine.info.run_id or alive(r, stale_after)]
+        return min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
 
     def claim(store: Store, mine) -> None:
         identity = mine.data.tags.get(IDENTITY_TAG)
         if not identity:
             return
-        runs = store.search(f"tags.`{IDENTITY_TAG}` = '{identity}'")
-        finished = [] if rerun_finished else [r for r in runs if r.info.status == "FINISHED"]
-        if finished:
-            owner = finished[0].info.run_id
-        else:
-            live = [r for r in runs if r.info.run_id == mine.info.run_id or alive(r, stale_after)]
-            owner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
-        if owner != mine.info.run_id:
+        found = owner(store, mine, identity)
+        if found == mine.info.run_id:
+            # A run's start time is its client's clock when it sent the request: a competitor that stamped an
+            # earlier one may still be in flight and commit after this search (two reproduce processes on one busy
+            # server both trained a config). Look once more when such a request has landed: after as long again
+            # as this run took from its start to now (its own latency, which grows with the load)
+            elapsed = time.time() - mine.info.start_time / 1000
+            _wait(min(max(elapsed, 0.02), 2.0))
+            found = owner(store, mine, identity)
+        if found != mine.info.run_id:
             store.withdraw(mine.info.run_id)
-            raise Claimed(identity, owner)
+            raise Claimed(identity, found)
 
     return claim
 

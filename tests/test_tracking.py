@@ -267,6 +267,32 @@ def test_claims_prefer_the_finished_run(store):
     assert len(loser) == 1 and loser[0].info.status == "KILLED" and loser[0].info.lifecycle_stage == "deleted"
 
 
+def test_a_competitor_stamped_earlier_but_committed_after_the_first_look_still_owns_it(store, monkeypatch):
+    """Two reproduce processes on one busy server both trained a config: a start time is the client's clock when it
+    sends the request, so a run stamped earlier can commit after the other's search, and both owned it. The claim
+    looks again once such a request has landed; here the competitor commits during that wait."""
+    from mlhw import claims
+
+    tags = standard_tags("mlhw test") | {IDENTITY_TAG: "h9"}
+    waits = []
+
+    def competitor_lands(seconds):  # the other process's create_run, sent before ours, committed now
+        waits.append(seconds)
+        mine = next(r for r in store.search() if r.info.run_name == "mine")
+        store.client.create_run(
+            store.experiment_id,
+            run_name="theirs",
+            start_time=mine.info.start_time - 5,
+            tags=tags | {HEARTBEAT_TAG: str(int(time.time()))},
+        )
+
+    monkeypatch.setattr(claims, "_wait", competitor_lands)
+    with pytest.raises(Claimed), tracked_run(store, "mine", tags=tags, claim=claimer()):
+        pytest.fail("the run stamped earlier owns this identity")
+    assert len(waits) == 1 and 0.02 <= waits[0] <= 2.0
+    assert [r.info.run_name for r in store.search()] == ["theirs"]
+
+
 def test_claims_let_the_earliest_live_run_own_an_identity_and_ignore_stale_ones(store):
     stale = store.client.create_run(store.experiment_id, run_name="dead", tags={IDENTITY_TAG: "h2"})
     store.client.set_tag(stale.info.run_id, HEARTBEAT_TAG, str(int(time.time()) - 3600))
