@@ -550,10 +550,10 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
             "images), is Part 1 (b)'s lr 0.1 row."
         )
     paper = CNN_PRESETS["cifar10"]
+    cnn = [e.config for e in scope.entries if e.suite in T.CNN_TABLE_NAMES and e.suite in done]  # reported runs
     small = {
         (c.get("width"), c.get("image_size"))
-        for suite in T.CNN_TABLE_NAMES
-        for c in [e.config for e in scope.entries if e.suite == suite and suite in done]
+        for c in cnn
         if (c.get("width"), c.get("image_size")) != (paper["width"], paper["image_size"])
     }
     for width, px in sorted(small):
@@ -561,14 +561,10 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
             f"AlexNet here is {width:g} of the paper's width at {px} px (the assignment's: width 1 at 227 px, "
             f"58 million parameters): the same layers, narrower and on smaller images."
         )
-    fractions = {
-        c.get("train_fraction")
-        for suite in T.CNN_TABLE_NAMES
-        for c in [e.config for e in scope.entries if e.suite == suite and suite in done]
-    } - {paper["train_fraction"], None}
+    fractions = {c.get("train_fraction") for c in cnn} - {paper["train_fraction"], None}
     cnn_sizes = [r.get("sizes") or {} for suite in T.CNN_TABLE_NAMES for r in done.get(suite, [])]
+    trains, vals = {z.get("train") for z in cnn_sizes} - {None}, {z.get("val") for z in cnn_sizes} - {None}
     for fraction in sorted(fractions):  # digits' whole pool where CIFAR-10 takes 10%: say why, and what it costs
-        trains, vals = {z.get("train") for z in cnn_sizes} - {None}, {z.get("val") for z in cnn_sizes} - {None}
         share = "its whole training pool" if fraction == 1 else f"{100 * fraction:g}% of its training pool"
         pool = f", {min(trains):,} images," if len(trains) == 1 else ""
         per = (
