@@ -37,7 +37,7 @@ TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as 
 # and each run flushes on its own clock: at 2 s, a unit of 3 s on a GPU paid 30 extra writes (~0.4 s) between epochs.
 FLUSH_SECONDS = 5.0
 SECTIONS = ("train", "val", "test")
-SYSTEM = {"epoch_seconds", "images_per_s", "total_seconds", "seconds"}
+SYSTEM = {"epoch_seconds", "images_per_s", "total_seconds", "seconds", "primal_seconds", "dual_seconds"}
 
 
 def metric_name(key: str) -> str:

@@ -338,6 +338,9 @@ def test_svm_soft_logs_the_two_classes_it_trained_on_as_its_inputs(workdir):
     assert inputs == {"digits-3v8-training": 264, "digits-3v8-test": 93}
     assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 264, "test": 93}
     assert run.data.metrics["n_train"] == 264  # the run's own count agrees
+    # solver timings sit with the system metrics (the run showed 30 metrics at the top level)
+    assert {"system/primal_seconds", "system/dual_seconds"} <= set(run.data.metrics)
+    assert not {"primal_seconds", "dual_seconds"} & set(run.data.metrics)
 
 
 def test_a_runs_params_are_what_it_reads(workdir):
