@@ -211,10 +211,18 @@ def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
         p.identity,
         name,
         tags,
-        plan.descriptions.get(p.spec.suite, ""),
+        _run_note(plan, p),
         f"mlhw reproduce --profile {plan.profile}",
         parents.get(p.spec.suite),
     )
+
+
+def _run_note(plan: Plan, p: Planned) -> str:
+    """A run's description in the UI: what it is, then its suite's ('Part 2 (a): SGD lr 0.005 vs Adam lr 5e-5' on
+    the SGD run alone read as the run's own)."""
+    suite = plan.descriptions.get(p.spec.suite, "")
+    what = f"{p.spec.label}: one run of {p.spec.suite}" if p.spec.label else f"The one run of {p.spec.suite}"
+    return what + (f" ({suite})" if suite else "")
 
 
 def units(plan: Plan, parents: dict[str, str]) -> list[list[Job]]:

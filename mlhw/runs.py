@@ -330,6 +330,8 @@ def run_theory(job: Job, store: Store, source: DataSource, claim=None) -> Done:
         log.log_metrics({check_metric(i, c): c.max_error for i, c in enumerate(checks)}, step=0)
         log.log_table([c.row() for c in checks], "theory.csv")
         failed = sum(not c.passed for c in checks)
+        # the counts as metrics too (charted and sorted across runs in the UI, where tags are not)
+        log.log_metrics({"checks/passed": len(checks) - failed, "checks/failed": failed}, step=0)
         log.set_tags({"mlhw.checks_passed": len(checks) - failed, "mlhw.checks_failed": failed})
         return Done(job, log.run_id, checks)
 

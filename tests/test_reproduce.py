@@ -693,6 +693,9 @@ def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
         tags = r.data.tags
         assert tags["mlflow.source.name"] == "mlhw reproduce --profile ci" and tags["mlflow.user"]
         assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.note.content"]
+        # what the run is, then its suite's description (a child copied its suite's "SGD vs Adam" alone)
+        suite = tags["mlhw.suite"]
+        assert f"one run of {suite} (" in tags["mlflow.note.content"], tags["mlflow.note.content"]
         assert len(tags["mlhw.config_hash"]) == 16
     for r in (r for r in children if r.data.tags["mlhw.kind"] in ("mlp", "cnn")):
         assert {"train/loss", "test/acc", "system/epoch_seconds"} <= set(r.data.metrics)
