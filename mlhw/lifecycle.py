@@ -228,10 +228,11 @@ class RunLogger:
 
     def log_result_table(self, table) -> None:
         """A result table (mlhw.tables.ResultTable) as `reproduce` writes it to results/: tables/NAME.md and .csv."""
-        from mlhw.tables import to_markdown
+        from mlhw.tables import table_files
 
-        self.log_text(f"## {table.title}\n\n" + to_markdown(table.display), f"tables/{table.name}.md")
-        self.log_text(table.numeric.to_csv(index=False), f"tables/{table.name}.csv")
+        files = table_files(table)
+        for ext in ("md", "csv"):
+            self.log_text(files[ext], f"tables/{table.name}.{ext}")
 
     def log_figure(self, draw, name: str) -> None:
         """draw(path) writes a PNG; it is stored as an artifact at `name` (e.g. figures/mlp_lr_sweep.png)."""

@@ -342,9 +342,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _write_table(t: T.ResultTable, folder: Path) -> None:
-    _write(folder / f"{t.name}.md", f"## {t.title}\n\n" + T.to_markdown(t.display))
-    _write(folder / f"{t.name}.csv", t.numeric.to_csv(index=False))
-    _write(folder / f"{t.name}.tex", f"% {t.title}\n" + T.to_latex(t.display))
+    for ext, text in T.table_files(t).items():
+        _write(folder / f"{t.name}.{ext}", text)
 
 
 def _replace(new: Path, final: Path) -> None:

@@ -366,6 +366,15 @@ def theory_table(rows: list[dict]) -> ResultTable:
     return ResultTable("theory", "Theory: Q1-Q4 checks", num, disp)
 
 
+def table_files(t: ResultTable) -> dict[str, str]:
+    """A result table's files by extension, as results/<profile>/tables/ holds them (and a sweep's parent run)."""
+    return {
+        "md": f"## {t.title}\n\n" + to_markdown(t.display),
+        "csv": t.numeric.to_csv(index=False),
+        "tex": f"% {t.title}\n" + to_latex(t.display),
+    }
+
+
 def to_latex(df: pd.DataFrame) -> str:
     return df.to_latex(index=False, escape=True)
 
