@@ -87,8 +87,11 @@ def identity_version(cfg: _Config) -> int:
     """Bumped, per kind of run, when the same config and dataset come to mean another computation, so that the
     runs of the old one are not taken as done. Only those: a bump reruns every run it covers (AlexNet's are
     GPU-hours). 2 (2026-11-27): a run with a subset (its test subset is drawn after seeding again, as the course's
-    loader does: mlhw.data.subset); theory and the soft SVM (Q3(d)'s dual solved over alpha and beta, new checks)."""
-    if cfg.kind in ("theory", "svm_soft"):
+    loader does: mlhw.data.subset); theory and the soft SVM (Q3(d)'s dual solved over alpha and beta, new checks).
+    3 (2026-11-27): theory (Q3(b)'s check that L has no minimum unless sum a_i y_i = 0)."""
+    if cfg.kind == "theory":
+        return 3
+    if cfg.kind == "svm_soft":
         return 2
     if getattr(cfg, "train_size", None) is not None or getattr(cfg, "test_size", None) is not None:
         return 2

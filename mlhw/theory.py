@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -214,22 +215,31 @@ def random_multipliers(y: np.ndarray, rng: np.random.RandomState) -> tuple[np.nd
     return a, np.abs(rng.randn(len(y)))
 
 
-def lagrangian_minimum(X: np.ndarray, y: np.ndarray, C: float, a: np.ndarray, b: np.ndarray) -> float:
+def lagrangian_minimum(
+    X: np.ndarray, y: np.ndarray, C: float, a: np.ndarray, b: np.ndarray, bias: float | None = None
+) -> float:
     """min over (w, bias, xi) of Q3(b)'s Lagrangian
         L = 1/2 ||w||^2 + C/2 sum xi^2 - sum a_i (y_i (<w, x_i> + bias) - 1 + xi_i) - sum b_i xi_i
-    found numerically (L-BFGS on torch autograd's gradients from zero), without (c)'s derivation of its minimiser."""
+    found numerically (L-BFGS on torch autograd's gradients from zero), without (c)'s derivation of its minimiser;
+    with `bias` given, the minimum over (w, xi) alone at that bias."""
     import torch
 
     Xt, yt, at, bt = (torch.as_tensor(v, dtype=torch.float64) for v in (X, y, a, b))
     w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    free = bias is None
+    bias = torch.tensor(0.0 if free else float(bias), dtype=torch.float64, requires_grad=free)
     xi = torch.zeros(len(y), dtype=torch.float64, requires_grad=True)
 
     def lagrangian():
         return 0.5 * w @ w + 0.5 * C * xi @ xi - at @ (yt * (Xt @ w + bias) - 1 + xi) - bt @ xi
 
     opt = torch.optim.LBFGS(
-        [w, bias, xi], lr=1, max_iter=1000, tolerance_grad=1e-13, tolerance_change=0, line_search_fn="strong_wolfe"
+        [w, bias, xi] if free else [w, xi],
+        lr=1,
+        max_iter=1000,
+        tolerance_grad=1e-13,
+        tolerance_change=0,
+        line_search_fn="strong_wolfe",
     )
 
     def closure():
@@ -257,6 +267,25 @@ def dual_function_error(X: np.ndarray, y: np.ndarray, trials: int = 5, seed: int
     return worst
 
 
+def unbounded_slope_error(X: np.ndarray, y: np.ndarray, trials: int = 3, seed: int = 0, far: float = 1e4) -> float:
+    """Q3(b): where sum a_i y_i != 0 the Lagrangian has no minimum, since the bias can make it as small as one
+    likes. At random multipliers a, b >= 0 with sum a_i y_i = s != 0 (almost surely), L's numerical minimum over
+    (w, xi) at bias t falls along t = sign(s) * far, ... without bound, by |s| per unit of bias: the largest
+    relative error of that slope (measured between t = 0 and t = sign(s) * far) against -|s|."""
+    rng = np.random.RandomState(seed)
+    worst = 0.0
+    for _ in range(trials):
+        a, b = np.abs(rng.randn(len(y))), np.abs(rng.randn(len(y)))
+        s, C = float(a @ y), float(10 ** rng.uniform(-1, 1))
+        worst = max(worst, abs(lagrangian_fall(X, y, C, a, b, math.copysign(far, s)) + abs(s)) / abs(s))
+    return worst
+
+
+def lagrangian_fall(X: np.ndarray, y: np.ndarray, C: float, a: np.ndarray, b: np.ndarray, t: float) -> float:
+    """How L's minimum over (w, xi) changes per unit of bias between bias 0 and bias t (negative: it falls)."""
+    return (lagrangian_minimum(X, y, C, a, b, bias=t) - lagrangian_minimum(X, y, C, a, b, bias=0.0)) / abs(t)
+
+
 def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Check]:
     k = svm.soft_report(X, y, C, "free")
     return [
@@ -282,6 +311,14 @@ def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Ch
             "rel. diff: g's formula vs L-BFGS on L, 5 random (a, b, C)",
             name,
             dual_function_error(X, y),
+            1e-8,
+        ),
+        Check(
+            "Q3(b)",
+            "sum a_i y_i != 0: L has no minimum",
+            "rel. err.: L's fall per unit bias vs |sum a_i y_i|, 3 random (a, b, C)",
+            name,
+            unbounded_slope_error(X, y),
             1e-8,
         ),
         Check("Q3(c,d)", "strong duality", "rel. gap: Newton vs dual", name, abs(k["duality_gap"]), 1e-10),

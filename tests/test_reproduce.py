@@ -630,7 +630,7 @@ def test_ci_profile_end_to_end_sane_numbers(ci_reproduction):
         assert tables[n]["val_acc_mean"].between(0, 1).all() and len(tables[n]) == 2
     svm = tables["svm"]
     assert svm.loc[svm["question"].str.startswith("Q1"), "objective"].iloc[0] == 0.0
-    assert tables["theory"]["passed"].all() and len(tables["theory"]) == 39
+    assert tables["theory"]["passed"].all() and len(tables["theory"]) == 41
     report = (root / "REPORT.md").read_text()
     assert "not the assignment's" in report and "![" in report and "## Environment" in report
     assert "partial" not in report.splitlines()[0]

@@ -338,6 +338,29 @@ def test_the_dual_functions_formula_is_the_lagrangians_minimum_and_a_wrong_one_i
     assert not bc.passed and bc.max_error > 1e-2
 
 
+def test_the_lagrangian_has_no_minimum_unless_sum_alpha_y_is_zero():
+    """Q3(b): with sum a_i y_i = s != 0 the bias drives L down without bound. Oracle: at a fixed bias t the
+    minimiser over (w, xi) is w = sum a_i y_i x_i, xi = (a + b)/C (worked by hand), so min L = g(a, b) - t s:
+    L-BFGS's minima must fall on that line; with balanced multipliers (s = 0) they do not move at all."""
+    from mlhw import theory
+
+    rng = np.random.RandomState(5)
+    X = rng.randn(30, 3)
+    y = np.where(rng.rand(30) > 0.5, 1.0, -1.0)
+    a, b, C = np.abs(rng.randn(30)), np.abs(rng.randn(30)), 0.7
+    s = a @ y
+    w = X.T @ (a * y)
+    g = -0.5 * w @ w - (a + b) @ (a + b) / (2 * C) + a.sum()
+    for t in (-50.0, 3.0, 1e4):
+        assert theory.lagrangian_minimum(X, y, C, a, b, bias=t) == pytest.approx(g - t * s, rel=1e-10)
+    assert theory.lagrangian_fall(X, y, C, a, b, np.copysign(1e4, s)) == pytest.approx(-abs(s), rel=1e-10)
+    balanced, b2 = theory.random_multipliers(y, rng)
+    assert abs(theory.lagrangian_fall(X, y, C, balanced, b2, 1e4)) < 1e-10  # s = 0: bounded, g is its minimum
+    assert theory.unbounded_slope_error(X, y) < 1e-10
+    (row,) = [c for c in theory.check_q3(X, y, "noise") if c.claim.startswith("sum a_i y_i != 0")]
+    assert row.passed
+
+
 def test_q3d_runs_on_data_sorted_by_label():
     """Q3(d)'s sub-problem took the first 120 samples: on data sorted by label they were of one class, and the
     whole report (a run that already existed) failed. It takes 60 of each class then, and agrees with the dual."""
