@@ -4,7 +4,8 @@
 Welch-Satterthwaite degrees of freedom: scipy's `ttest_ind(second, first, equal_var=False)`), and says when every
 run of one group lies above every run of the other, with the exact two-sided rank test's probability of so clean a
 split (`split_probability`: 2 / C(n1 + n2, n1) without ties, 0.10 at 3 vs 3): Welch's t with 3 runs a side rarely
-excludes 0, and a reader should see the split it cannot confirm. Plain numbers in and out: no MLflow, no Typer.
+excludes 0, and a reader should see the split it cannot confirm. Where neither group varies (t undefined), that
+probability alone decides. Plain numbers in and out: no MLflow, no Typer.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def split_probability(first: list[float], second: list[float]) -> float:
     return ways / math.comb(n1 + n2, n1)
 
 
+def p_text(p: float) -> str:
+    """A probability as reports print it: 0.10, 0.03, 0.008."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
+
+
 def _std(x: np.ndarray) -> float:
     return float(np.std(x, ddof=1)) if len(x) > 1 and np.all(np.isfinite(x)) else float("nan")
 
@@ -90,10 +96,20 @@ def welch_difference(
     elif len(a) < 2 or len(b) < 2:
         out.verdict, out.note = "no interval", f"n={min(len(a), len(b))}: no interval"
     elif np.ptp(a) == 0 and np.ptp(b) == 0:
-        # no spread on either side: Welch's df is 0/0; the interval degenerates to the point d
+        # no spread on either side: Welch's df is 0/0 and its interval degenerates to the point d, which proves
+        # nothing about few runs (2 vs 2 collapsed runs, each predicting one class, are no evidence of a
+        # difference). The evidence left is the rank test's: the split is as clean as can be, and it decides.
         out.low = out.high = d
-        out.verdict = "identical" if d == 0 else ("second higher" if d > 0 else "first higher")
-        out.note = f"no spread in any of the {len(a)} + {len(b)} runs: the interval is the point difference"
+        spread = f"no spread in any of the {len(a)} + {len(b)} runs"
+        if d == 0:
+            out.verdict, out.note = "identical", f"{spread}: the interval is the point difference"
+        elif out.split_p is not None and out.split_p <= 1 - confidence:
+            out.verdict = "second higher" if d > 0 else "first higher"
+            out.note = f"{spread}: the interval is the point difference (rank test p = {p_text(out.split_p)})"
+        else:
+            out.verdict = "not distinguishable"
+            p = "-" if out.split_p is None else p_text(out.split_p)
+            out.note = f"{spread}, but so clean a split comes by chance with probability {p} at {len(b)} vs {len(a)}"
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

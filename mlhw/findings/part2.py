@@ -34,7 +34,7 @@ from mlhw.findings.base import (
 )
 from mlhw.labels import variant_title
 from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PARTS, CNN_REFERENCE
-from mlhw.stats import CONFIDENCE, Difference, mean_std, split_probability, welch_difference
+from mlhw.stats import CONFIDENCE, Difference, mean_std, p_text, split_probability, welch_difference
 from mlhw.tables import pct
 
 # --- Part 2 ---------------------------------------------------------------------------------------------
@@ -132,6 +132,8 @@ def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = Tr
         return f"{what} {d.second} − {d.first} = {_fmt_metric(d)} ({d.note})"
     if d.verdict == "identical":
         return f"{what} identical"
+    if d.verdict == "not distinguishable" and d.df is None:  # no spread: the rank test's probability says why
+        return f"{what} {d.second} − {d.first} = {_fmt_metric(d)}, not distinguishable ({d.note})"
     if d.verdict == "not distinguishable":  # the difference stays in view: +38.7 points may be noise, not nothing
         ci = f"{_fmt_metric_value(d, d.low)}, {_fmt_metric_value(d, d.high)}"
         return (
@@ -156,7 +158,7 @@ def _split_note(d: Difference) -> str:
     if d.above is None:
         return ""
     hi, lo = (d.second, d.first) if d.above == "second" else (d.first, d.second)
-    p = _p_text(d.split_p)
+    p = p_text(d.split_p)
     return (
         f", though every run of {hi} is above every run of {lo} (so clean a split comes by chance with "
         f"probability {p} at {d.n_second} vs {d.n_first})"
@@ -321,7 +323,7 @@ def part2c(
             clean = (
                 f"every run {'with' if faster == 'first' else 'without'} BN+Dropout got there before every run "
                 f"{'without' if faster == 'first' else 'with'} ({order}; so clean a split comes by chance with "
-                f"probability {_p_text(p)} at {len(epochs[bn])} vs {len(epochs[plain])})"
+                f"probability {p_text(p)} at {len(epochs[bn])} vs {len(epochs[plain])})"
             )
             if p <= 1 - confidence:
                 head = "Yes" if faster == "first" else "No, rather the opposite"
@@ -375,10 +377,6 @@ def _censored_split(first: list[int | None], second: list[int | None]) -> tuple[
 
 def _epoch_list(epochs: list[int | None]) -> str:
     return ", ".join("-" if e is None else str(e) for e in sorted(epochs, key=lambda e: math.inf if e is None else e))
-
-
-def _p_text(p: float) -> str:
-    return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"
 
 
 def _epochs_str(ms: dict) -> str:
