@@ -462,12 +462,24 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             label = r["label"] or T.Q1_METHODS.get(r.get("method"), "its one run")  # (the column was empty)
             lines.append(f"| {r['suite']} | {label} | {secs} | {run_link(store, r['run_id'])} |")
     if missing:
-        lines += [
-            "",
-            f"**{len(missing)} planned runs are not finished** and are missing from the tables: "
-            + ", ".join(f"{e.suite} {e.label}" for e in missing),
-        ]
+        lines += ["", missing_sentence(missing)]
     return "\n".join(lines) + "\n"
+
+
+def missing_sentence(missing: list[Entry]) -> str:
+    """The runs not finished, each once (a run shared by suites is one run, as the plan counts it) with the suites
+    it serves: '**1 planned run is not finished** ...: Adam lr=5e-5 (cnn_optimizers, cnn_adam_lr)'."""
+    suites: dict[str, list[str]] = {}
+    labels: dict[str, str] = {}
+    for e in missing:
+        suites.setdefault(e.identity, []).append(e.suite)
+        labels.setdefault(e.identity, e.label)
+    n = len(suites)
+    runs = ", ".join(
+        f"{labels[i]} ({', '.join(s)})" if len(s) > 1 else f"{s[0]} {labels[i]}" for i, s in suites.items()
+    )
+    verb = "run is" if n == 1 else "runs are"
+    return f"**{n} planned {verb} not finished** and missing from the tables: {runs}"
 
 
 SVM_SUITES = ("svm_multiclass", "svm_soft")

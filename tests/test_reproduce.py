@@ -724,6 +724,23 @@ def test_ci_second_reproduce_is_up_to_date_and_rewrites_nothing(ci_copy, workdir
     assert snapshot(workdir / "results") == before
 
 
+def test_a_missing_shared_run_is_counted_once_with_the_suites_it_serves(ci_copy, workdir):
+    """A run three suites share (Adam lr=5e-5: Part 2 (a), (b) and (c)'s BN+Dropout variant) is one planned run; its
+    loss was reported as 3 runs not finished, where the plan and the README count distinct runs."""
+    client, runs = runs_of(ci_copy)
+    (shared,) = [r for r in runs if r.data.params.get("lr") == "5e-05" and r.data.params.get("batchnorm") == "True"]
+    client.delete_run(shared.info.run_id)
+    (plain,) = [r for r in runs if r.data.params.get("lr") == "0.01" and r.data.tags.get("mlhw.kind") == "mlp"]
+    client.delete_run(plain.info.run_id)
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert res.exit_code == 0, res.output
+    report = (workdir / "results" / "ci" / "REPORT.md").read_text()
+    line = next(x for x in report.splitlines() if "not finished" in x)
+    assert line.startswith("**2 planned runs are not finished**"), line
+    assert line.count("Adam lr=5e-5") == 1 and "mlp_lr_sweep lr=0.01" in line, line
+    assert all(s in line for s in ("cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm")), line
+
+
 def test_mlp_sweep_after_reproduce_leaves_the_profiles_report_untouched(ci_copy, workdir):
     """The same rates, seed and sizes as the ci sweep: the single-run command still writes only to MLflow."""
     before = snapshot(workdir / "results")
