@@ -10,9 +10,11 @@ import contextlib
 import functools
 import getpass
 import json
+import math
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,6 +50,12 @@ def metric_name(key: str) -> str:
     if key in SYSTEM:  # MLflow's UI shows system/... metrics in their own tab, beside its own system metrics
         return f"system/{key}"
     return key
+
+
+def logged_value(value: float) -> float:
+    """A metric's value as it was logged: MLflow's SQL stores keep +-inf as +-1.797e308 (SQL has no infinity),
+    which a table would print as a 309-digit number and a mean would take for a finite loss."""
+    return math.copysign(math.inf, value) if abs(value) >= sys.float_info.max else value
 
 
 def metric_key(name: str) -> str:

@@ -31,7 +31,7 @@ from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
-from mlhw.lifecycle import TOGETHER_TAG, git_commit, metric_key
+from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key
 from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
 from mlhw.store import Store
 
@@ -109,7 +109,7 @@ def check_writable(results_dir: str | Path) -> None:
 
 def record(entry: Entry, run, store: Store) -> dict:
     """One finished run as a flat dict: its config, final metrics, history, identity and timing."""
-    metrics = {metric_key(k): v for k, v in run.data.metrics.items()}
+    metrics = {metric_key(k): logged_value(v) for k, v in run.data.metrics.items()}
     tags = run.data.tags
     out = (
         entry.config

@@ -1,6 +1,8 @@
 """The tracking layer's own guarantees: the store (URI policy, fast failure, the experiment), the run
 lifecycle (FINISHED / FAILED / KILLED, metric sections, standard tags) and the claim protocol."""
 
+import math
+import sys
 import time
 
 import mlflow
@@ -16,6 +18,7 @@ from mlhw.lifecycle import (
     IDENTITY_TAG,
     WORKER_TAG,
     Terminated,
+    logged_value,
     metric_key,
     metric_name,
     standard_tags,
@@ -238,6 +241,20 @@ def test_metrics_are_logged_in_sections(store):
     for key in row:
         assert metric_key(metric_name(key)) == key
     assert metric_name("train_loss") == "train/loss" and metric_name("epoch_seconds") == "system/epoch_seconds"
+
+
+def test_an_infinite_metric_reads_back_as_infinite(store):
+    """SQLite has no infinity: MLflow stores +-inf as +-1.797e308. A diverged run's inf loss read back that way
+    printed as a 309-digit number in the tables and entered means and spreads as a finite loss."""
+    from mlhw.report import Entry, record
+
+    with tracked_run(store, "r") as log:
+        log.log_metrics({"train_loss": math.inf, "train_acc": 0.1, "val_loss": -math.inf}, step=1)
+    (run,) = store.search()
+    assert run.data.metrics["train/loss"] == sys.float_info.max  # what the store gives back
+    rec = record(Entry("s", "r", "id", {"kind": "svm_soft"}), run, store)
+    assert rec["train_loss"] == math.inf and rec["val_loss"] == -math.inf and rec["train_acc"] == 0.1
+    assert logged_value(1e308) == 1e308 and logged_value(-sys.float_info.max) == -math.inf
 
 
 def test_standard_tags_and_nesting(store):
