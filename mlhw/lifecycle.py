@@ -320,6 +320,7 @@ def tracked_run(
         log = RunLogger(store, run.info.run_id, defer=True)
         beat = Heartbeat(store, run.info.run_id)
         held = hold.pop_all()
+    ending = False
     try:
         held.close()  # a signal that came during the creation is acted on here
         if claim is not None:  # inside the try: a claim that fails (or is interrupted) still ends the run
@@ -330,10 +331,14 @@ def tracked_run(
         yield log
         beat.stop()
         log.flush()
+        ending = True
         store.client.set_terminated(log.run_id, "FINISHED")
     except KeyboardInterrupt:  # Ctrl-C and SIGTERM (Terminated)
         beat.stop()
-        end_quietly(log, "KILLED")
+        # A signal held through the FINISHED write (a SQLite store's calls defer them) is acted on once it is
+        # committed: the run is done, and ending it KILLED would throw away its work (the next reproduce redoes it)
+        if not (ending and status_of(store, log.run_id) == "FINISHED"):
+            end_quietly(log, "KILLED")
         raise
     except BaseException as err:
         beat.stop()
@@ -346,6 +351,14 @@ def tracked_run(
         raise
     finally:
         beat.stop()
+
+
+def status_of(store: Store, run_id: str) -> str | None:
+    """A run's status in the store; None where it cannot be read (the store going away with the process)."""
+    try:
+        return store.client.get_run(run_id).info.status
+    except Exception:
+        return None
 
 
 def end_quietly(log: RunLogger, status: str, error: str | None = None, delete: bool = False) -> None:

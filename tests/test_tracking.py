@@ -195,6 +195,35 @@ def test_run_endings(store):
         assert "error.txt" not in {a.path for a in store.client.list_artifacts(runs[name].info.run_id)}
 
 
+def test_sigterm_during_the_finished_write_leaves_the_run_finished(store, monkeypatch):
+    """SIGTERM while the run is being marked FINISHED: a SQLite store's call holds it until the write is
+    committed, and it is then acted on inside the lifecycle, which ended the finished run KILLED (its work lost:
+    the next reproduce trains it again). It stays FINISHED; the signal still stops the process."""
+    import os
+    import signal
+
+    def on_term(signum, frame):
+        raise Terminated()
+
+    inner = store.client._client  # under the UninterruptedClient: what a signal-deferring call wraps
+    real = inner.set_terminated
+
+    def terminated_then_sigterm(run_id, status=None, *args, **kwargs):
+        real(run_id, status, *args, **kwargs)
+        if status == "FINISHED":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        monkeypatch.setattr(inner, "set_terminated", terminated_then_sigterm)
+        with pytest.raises(Terminated), tracked_run(store, "done"):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    (run,) = store.search()
+    assert run.info.status == "FINISHED"
+
+
 def test_sigterm_right_after_the_run_is_created_still_ends_it_killed(store, monkeypatch):
     """SIGTERM delivered inside create_run, after the run exists (a poller saw it RUNNING and signalled at
     once): it used to escape before the lifecycle's try, leaving the run RUNNING with nobody to end it."""
