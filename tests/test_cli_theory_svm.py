@@ -27,7 +27,7 @@ def test_theory_all_pass_and_logged(workdir):
     assert len([k for k in metrics if k.startswith("check/")]) == 41
     assert (metrics["checks/passed"], metrics["checks/failed"]) == (41, 0)  # charted in the UI, as tags are not
     assert metrics["check/07 Q1 f eq 0 implies zero training error - blobs"] == rows[7]["max_error"] == 0.0
-    assert metrics["check/20 Q3d complementary slackness - overlapping"] == rows[20]["max_error"]
+    assert metrics["check/21 Q3d complementary slackness - overlapping"] == rows[21]["max_error"]
     assert metrics["check/11 Q3bc g a b eq min over w b xi of the Lagrangian - overlapping"] == rows[11]["max_error"]
 
 

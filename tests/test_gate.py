@@ -86,24 +86,47 @@ def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(
     assert pd.read_csv(csv).loc[0, "test_acc_mean"] == pytest.approx(moved + 0.2, abs=1e-9)  # the new results
 
 
-def test_reproduce_only_gates_the_tables_of_the_suites_it_runs(ci_copy, workdir):
-    """--only writes the whole report (the other suites as the store has them): its verdict covers the chosen
-    suites' tables, so a drift there exits 1 and a drift elsewhere is not this run's to judge."""
+def test_reproduce_only_that_writes_the_whole_report_gates_every_table_it_replaces(ci_copy, workdir):
+    """--only writes the whole report when the other suites' runs are all done: every table in results/ci/ is
+    replaced, so every one is checked against the one it replaces. (Only the chosen suites' were: a table of
+    another suite could change under an exit 0.)"""
     tables = workdir / "results" / "ci" / "tables"
-    for name in ("mlp_full", "mlp_lr_sweep"):
-        df = pd.read_csv(tables / f"{name}.csv")
-        df["test_acc_mean"] = df["test_acc_mean"] - 0.2
-        df.to_csv(tables / f"{name}.csv", index=False)
+    df = pd.read_csv(tables / "mlp_lr_sweep.csv")
+    df["test_acc_mean"] = df["test_acc_mean"] - 0.2
+    df.to_csv(tables / "mlp_lr_sweep.csv", index=False)
     report = workdir / "results" / "ci" / "REPORT.md"
     report.unlink()  # not up to date: compiled again, nothing run
     r = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)
-    assert r.exit_code == 1 and "mlp_full" in r.output and "mlp_lr_sweep" not in r.output.split("check FAILED")[1]
-    df = pd.read_csv(tables / "mlp_lr_sweep.csv")  # the whole report was rewritten from the store
-    df["test_acc_mean"] = df["test_acc_mean"] - 0.2
-    df.to_csv(tables / "mlp_lr_sweep.csv", index=False)
+    assert r.exit_code == 1, r.output
+    verdict = r.output.split("check FAILED")[1]
+    assert "mlp_lr_sweep lr=0.1 test_acc: drift" in verdict and "mlp_full" not in verdict.split("not reproduced")[0]
+    r = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)  # the store's, now
+    assert r.exit_code == 0 and r.stderr.startswith("up to date"), r.output
     report.unlink()
     r = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)
     assert r.exit_code == 0 and "check passed" in r.output, r.output
+
+
+def test_only_reports_another_suites_changed_plan_as_tables_will_and_checks_it(ci_copy, workdir):
+    """experiments.yaml's svm_soft changed (C=2) and its run is done (a single command made it); then --only
+    mlp_full: the whole report shows svm_soft as the file says now, gives the suite a parent run with that plan
+    (so `mlhw tables` rebuilds the same table: it went back to C=1 from the older parent) and checks its table
+    against the committed one (the change drifts: exit 1, named)."""
+    shutil.copy(REPO / "results" / "ci" / "check.yaml", workdir / "results" / "ci")  # the svm table's key columns
+    yml = workdir / "experiments.yaml"
+    yml.write_text(yml.read_text().replace("svm_soft: {grid: {C: [1]}}", "svm_soft: {grid: {C: [2]}}"))
+    single = invoke("svm", "soft", "--C", "2", "--classes", "3,8", "--tracking-uri", ci_copy)
+    assert single.exit_code == 0, single.output
+    (workdir / "results" / "ci" / "REPORT.md").unlink()
+    r = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)
+    assert r.exit_code == 1 and "svm question=Q3 soft SVM, setting=digits 3vs8, C=1 *: missing" in r.output, r.output
+    svm = (workdir / "results" / "ci" / "tables" / "svm.md").read_text()
+    assert "C=2" in svm and "C=1 " not in svm
+    rebuilt = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert (workdir / "results" / "ci" / "tables" / "svm.md").read_text() == svm
+    again = invoke("reproduce", "--profile", "ci", "--only", "mlp_full", "--tracking-uri", ci_copy)
+    assert again.exit_code == 0 and again.stderr.startswith("up to date"), again.output
 
 
 def test_only_one_of_the_two_svm_suites_does_not_call_the_others_rows_missing(workdir):

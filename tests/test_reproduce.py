@@ -394,6 +394,19 @@ def test_only_reports_the_other_suites_done_runs_though_no_reproduction_made_the
     full = pd.read_csv(light / "results" / "tiny" / "tables" / "mlp_full.csv")
     assert list(full["n"]) == [2]  # the two single-command runs, found by their identity
     assert not (light / "results" / "tiny-partial").exists()
+    # mlp_full has a parent run now, holding both: `mlhw tables` rebuilds the same report (it said mlp_full was
+    # not reproduced, having no parent run to read it from)
+    client, all_runs = runs(light)
+    (parent,) = [
+        r for r in all_runs if r.data.tags.get("mlhw.kind") == "suite" and r.data.tags["mlhw.suite"] == "mlp_full"
+    ]
+    kids = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(kids) == 2
+    tables = light / "results" / "tiny" / "tables"
+    before = {k: v[0] for k, v in snapshot(tables).items()}
+    rebuilt = invoke("tables", "--profile", "tiny", "--tracking-uri", f"sqlite:///{light}/mlflow.db")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert {k: v[0] for k, v in snapshot(tables).items()} == before  # the same bytes
 
 
 def test_only_on_a_store_without_the_other_suites_leaves_the_profiles_report_alone(light):

@@ -98,6 +98,17 @@ def _validate(
 
         folder = profile_folder(results_dir, profile)
         plan.reported = {s for s in spec.suites if table_file(folder, SUITE_TABLES.get(s, s)).is_file()}
+        if not plan.report_only:
+            # The other suites' runs are all done: the report is the profile's whole one, and so is the plan, as a
+            # full reproduce's would be (it would run the same). Their suites get parent runs, the stamp covers
+            # them and every table is checked: `mlhw tables` reads what this report shows (the other suites were
+            # taken from experiments.yaml while `tables` took them from older parents, and were never checked).
+            order: dict[str, int] = {}
+            for s in expand(spec, profile, None, [], file):
+                order.setdefault(s.suite, len(order))
+            done = [p for p in plan.rest if p.status == "done"]
+            plan.entries = sorted(plan.entries + done, key=lambda p: order[p.spec.suite])  # stable: a full plan's
+            plan.rest = [p for p in plan.rest if p.status != "done"]  # an absent dataset's: not reproduced
     # the committed results this reproduction is checked against: a broken check.yaml or table stops it here
     baseline = _baseline(profile_folder(results_dir, profile), plan)
     if not dry_run and store.experiment_id is None:
@@ -146,8 +157,8 @@ def _check_data(specs, source, missing) -> None:
 
 
 def _baseline(folder, plan):
-    """The profile's committed results, read before this reproduction replaces them (None: no baseline). With
-    --only, the tables of the suites that run: the others are taken from the store as they are."""
+    """The profile's committed results, read before this reproduction replaces them (None: no baseline). A
+    partial report (--only, the other suites not all done) is checked on the tables of the suites that run."""
     import dataclasses
 
     from mlhw.check import load_baseline
@@ -156,11 +167,10 @@ def _baseline(folder, plan):
     if plan.overrides or not (folder / TABLES).is_dir():  # --set changes the runs: nothing to compare with
         return None
     baseline = load_baseline(folder)  # CheckConfigError (exit 2), naming the file, before any run exists
-    if plan.only:
+    if plan.report_only:  # a partial report: the chosen suites' tables; one that another suite feeds too (svm:
+        # Q1 and Q3) would miss that suite's rows, so it is not gated. (A whole one replaces every table: all gated.)
         chosen = {SUITE_TABLES.get(s) for s in plan.only}
-        if plan.report_only:  # a partial report has the chosen suites' rows alone: a table that another suite
-            # feeds too (svm: Q1 and Q3) would miss that suite's rows, so it is not gated
-            chosen -= {SUITE_TABLES.get(s) for s in plan.all_suites if s not in plan.only}
+        chosen -= {SUITE_TABLES.get(s) for s in plan.all_suites if s not in plan.only}
         names = [t for t in (baseline.policy.tables or list(baseline.tables)) if t in chosen]
         baseline.policy = dataclasses.replace(baseline.policy, tables=names)
     return baseline
@@ -510,10 +520,6 @@ def _compile(plan, store, results_dir, dev, parents, description):
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
-    if plan.only and not plan.report_only:  # --only, the other suites all done: their runs too, the report is whole
-        # a suite of an absent dataset (and no table in results/<profile>/) is named as not reproduced
-        started = {p.spec.suite for p in plan.rest if p.status == "done"}
-        scope.entries += _scope(plan, [p for p in plan.rest if p.spec.suite in started]).entries
     from mlhw.plan import stamp_keys
 
     err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False)
@@ -617,9 +623,11 @@ def reproduce(
         spec, source, store, plan, baseline = _validate(
             file, profile, only, set_, device, data_dir, download, results_dir, uri, experiment, stale_after, dry_run
         )
-    if force:
+    if force:  # --only's runs (and each entry of a run they share with another suite): the others are reported
+        chosen = {p.identity for p in plan.entries if not plan.only or p.spec.suite in plan.only}
         for p in plan.entries:
-            p.status = "pending"
+            if p.identity in chosen:
+                p.status = "pending"
     if dry_run:
         _show_dry_run(plan, data_dir, results_dir)
         return
