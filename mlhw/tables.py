@@ -337,14 +337,19 @@ HEADLINE = {
 
 
 def headline(table: ResultTable) -> tuple[str, float, str] | None:
-    """(metric, the best row's mean, that row's key: 'lr=0.1', 'variant=adam-5e-05') of a table, or None."""
+    """(metric, the best row's mean, the tag that says which row: 'lr=0.1 (the mean of its 3 runs' test_acc)',
+    'variant=adam-5e-05 (its one run's val_acc)') of a table, or None. A sweep's parent and a suite's parent
+    show their number this one way."""
     metric, df = HEADLINE.get(table.name), table.numeric
     if metric is None or f"{metric}_mean" not in df.columns or not df[f"{metric}_mean"].notna().any():
         return None
     row = df.loc[df[f"{metric}_mean"].idxmax()]
     key = "variant" if "variant" in df.columns else df.columns[0]
     value = row[key]
-    return metric, float(row[f"{metric}_mean"]), f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+    which = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+    n = int(row["n"]) if "n" in df.columns and pd.notna(row["n"]) else None
+    whose = "its one run's" if n == 1 else f"the mean of its {n} runs'" if n else "the mean of its runs'"
+    return metric, float(row[f"{metric}_mean"]), f"{which} ({whose} {metric})"
 
 
 # a line under a table in REPORT.md, where a column needs saying what it compares

@@ -329,7 +329,8 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
     best = sweep.loc[sweep["test_acc_mean"].idxmax()]
     p = parents["mlp_lr_sweep"].data
     assert p.metrics["test/acc"] == pytest.approx(best["test_acc_mean"])
-    assert p.tags["mlhw.best"] == f"lr={best['lr']:g} (the mean of its runs' test_acc)"
+    runs_word = "its one run's" if best["n"] == 1 else f"the mean of its {best['n']} runs'"
+    assert p.tags["mlhw.best"] == f"lr={best['lr']:g} ({runs_word} test_acc)"
     assert "test/acc" in parents["mlp_full"].data.metrics and not parents["svm_soft"].data.metrics
     assert "mlhw.best" not in parents["svm_soft"].data.tags
 

@@ -534,9 +534,8 @@ def _compile(plan, store, results_dir, dev, parents, description):
     for suite, log in parents.items():
         t, tags = by_suite.get(SUITE_TABLES.get(suite, "")), dict(compiled)
         if t is not None and (best := headline(t)):  # a parent with a number: the UI's charts of parents were empty
-            metric, value, row = best
+            metric, value, tags["mlhw.best"] = best
             log.log_metrics({metric: value}, step=0)
-            tags["mlhw.best"] = f"{row} (the mean of its runs' {metric})"
         log.set_tags(tags)  # (and sends the metric)
         if t is not None:  # the files the report wrote, as they are on disk
             for ext in TABLE_FORMATS:
