@@ -148,7 +148,8 @@ def part1b(
         "*diverges*):",
         f"*learns*: its final training accuracy reaches {100 * learns_fraction:.0f}% of the best rate's mean "
         f"({pct(learns_fraction * best)}); the epoch is when it first got there.",
-        f"*learns slowly*: below that, but still rising: over the last third of its epochs (at least {STALL_WINDOW}) "
+        f"*learns slowly*: below that, but still rising: over the last third of its epochs (at least {STALL_WINDOW}; "
+        "all of a shorter run) "
         f"a least-squares line gains ≥ {100 * STALL_GAIN:.0f} point, with a slope {TREND_T:g} standard errors "
         "above 0.",
         f"*stalls*: below that and no longer rising; from the first epoch within {100 * STALL_GAIN:.0f} point of "
