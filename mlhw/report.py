@@ -88,11 +88,15 @@ class Scope:
         return json.dumps([asdict(e) for e in self.entries if e.suite == suite], indent=1)
 
 
-def check_writable(results_dir: str | Path) -> None:
-    """Before any run exists: the results folder can be created and written (not a file, not read-only)."""
+def check_writable(results_dir: str | Path, profile: str | None = None) -> None:
+    """Before any run exists: the results folder can be created and written (not a file, not read-only), and so
+    can the profile's report folders in it (a file of that name would be replaced by the report)."""
     from mlhw.errors import MLHWError
 
     root = Path(results_dir)
+    for name in [profile, f"{profile}-partial"] if profile else []:
+        if (root / name).exists() and not (root / name).is_dir():
+            raise MLHWError(f"--results-dir {results_dir}: {root / name} is a file, not a folder (the report's)")
     probe_in = root
     while not probe_in.exists():
         probe_in = probe_in.parent
@@ -348,17 +352,45 @@ def _write_table(t: T.ResultTable, folder: Path) -> None:
 
 def _replace(new: Path, final: Path) -> None:
     """Swap the finished folder into place; the old one is removed only once the new one is there.
-    Files that are not the report's own (e.g. a committed baseline's check.yaml) are carried over."""
-    for keep in ("check.yaml",):
-        if (final / keep).is_file() and not (new / keep).exists():
-            shutil.copy2(final / keep, new / keep)
+    Files that are not the report's own (a committed baseline's check.yaml, a user's notes or extra figure) are
+    carried over: only what an earlier report wrote is replaced (`mlhw tables` deleted notes.md)."""
+    if final.is_dir():
+        own = _report_files(final)
+        for path in sorted(final.rglob("*")):
+            rel = path.relative_to(final).as_posix()
+            if path.is_file() and not path.is_symlink() and rel not in own and not (new / rel).exists():
+                (new / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, new / rel)
     old = None
-    if final.exists():
+    if final.exists() or final.is_symlink():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
     os.replace(new, final)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def _report_files(folder: Path) -> set[str]:
+    """The files an earlier report wrote in its folder: its stamp's list, and without one (a partial report, or
+    one that failed its own checks) the report's own kinds: REPORT.md, tables/*.md|csv|tex, figures/*.png."""
+    try:
+        files = json.loads((folder / STAMP).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    own = {STAMP, REPORT}
+    if isinstance(files, dict):
+        return own | set(files)
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if len(rel.parts) == 2 and (
+            (rel.parts[0] == TABLES and path.suffix in (".md", ".csv", ".tex"))
+            or (rel.parts[0] == FIGURES and path.suffix == ".png")
+        ):
+            own.add(rel.as_posix())
+    return own
 
 
 def run_link(store: Store, run_id: str) -> str:

@@ -502,6 +502,44 @@ def test_results_dir_that_is_a_file_fails_before_any_run(light):
     assert (light / "blocker").read_text() == "a file where a folder should be\n"
 
 
+def test_a_profile_folder_that_is_a_file_fails_before_any_run(light):
+    """results/tiny a plain file: the report would replace it (and left a .tiny.old-PID file behind)."""
+    (light / "results").mkdir()
+    (light / "results" / "tiny").write_text("mine\n")
+    res = reproduce(light)
+    assert_one_line_error(res, "--results-dir", str(Path("results") / "tiny"), "is a file, not a folder")
+    assert not (light / "mlflow.db").exists()
+    assert sorted(p.name for p in (light / "results").iterdir()) == ["tiny"]
+
+
+def test_a_report_keeps_the_files_that_are_not_its_own(ci_copy, workdir):
+    """`mlhw tables` (and reproduce) replace what an earlier report wrote, not a user's notes or extra figure in
+    the folder (they were deleted: only check.yaml was carried over); a table of a suite the report no longer has
+    is still dropped, as the stamp lists it."""
+    folder = workdir / "results" / "ci"
+    (folder / "notes.md").write_text("my notes\n")
+    (folder / "figures" / "my_extra.png").write_bytes(b"png")
+    (folder / "drafts").mkdir()
+    (folder / "drafts" / "a.txt").write_text("draft\n")
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert res.exit_code == 0, res.output
+    assert (folder / "notes.md").read_text() == "my notes\n" and (folder / "figures" / "my_extra.png").is_file()
+    assert (folder / "drafts" / "a.txt").read_text() == "draft\n"
+    assert not list(folder.parent.glob(".ci*"))  # no temporary or old folder left beside it
+    # a file the last report wrote (its stamp lists it) is the report's: compiled anew or dropped, never kept
+    import json
+
+    stamp = json.loads((folder / ".mlhw-plan").read_text())
+    assert "tables/svm.csv" in stamp["files"] and "notes.md" not in stamp["files"]
+    (folder / "tables" / "gone.csv").write_text("x\n")  # not in the stamp: kept as the user's
+    stamp["files"]["tables/old_suite.csv"] = "0"
+    (folder / "tables" / "old_suite.csv").write_text("stale\n")
+    (folder / ".mlhw-plan").write_text(json.dumps(stamp))
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert res.exit_code == 0, res.output
+    assert not (folder / "tables" / "old_suite.csv").exists() and (folder / "tables" / "gone.csv").is_file()
+
+
 def test_a_broken_baseline_stops_the_reproduction_before_any_run(light):
     """The committed results a reproduction is checked against are input too: a check.yaml that is not YAML, or a
     table that is not a CSV, was skipped silently (no verdict, exit 0); now one line names the file, exit 2."""

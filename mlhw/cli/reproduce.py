@@ -77,7 +77,7 @@ def _validate(
     # the runs of an absent dataset without identities
     missing = _unreadable(specs, data_dir, False if dry_run else download, DataNotFound if dry_run else ())
     if not dry_run:
-        check_writable(results_dir)
+        check_writable(results_dir, profile)
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)

@@ -38,7 +38,7 @@ def tables(
     from mlhw.report import check_writable, scope_from_store, write_report
     from mlhw.store import Store
 
-    check_writable(results_dir)
+    check_writable(results_dir, profile)
     store = Store(tracking_uri, experiment, create=False)
     scope = scope_from_store(store, profile)
     from mlhw.plan import stamp_keys
