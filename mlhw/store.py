@@ -78,6 +78,10 @@ def _check_sqlite(uri: str, path: Path) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise MLHWError(f"--tracking-uri {uri}: folder {parent}/ does not exist")
+    home = parent / "mlartifacts"  # where mlhw's experiments keep their artifacts (Store._experiment)
+    if home.exists() and (not home.is_dir() or not os.access(home, os.W_OK | os.X_OK)):
+        why = "is a file, not a folder" if not home.is_dir() else "is not writable"
+        raise MLHWError(f"--tracking-uri {uri}: the artifact folder {home} {why}")
     if path.exists():
         if path.is_dir() or not os.access(path, os.W_OK):
             raise MLHWError(f"--tracking-uri {uri}: {path} is not a writable file")
@@ -201,6 +205,8 @@ class Store:
             raise MLHWError(f"--experiment {experiment!r}: an experiment needs a name, e.g. mlhw")
         self.experiment_name = experiment
         self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, as searches return them
+        self.artifact_location: str | None = None  # the experiment's, once it exists
+        self.moved: tuple[Path, Path] | None = None  # (where the experiment says its artifacts are, where they are)
         path = sqlite_path(self.uri)
         if not create and path is not None and not path.exists():  # nothing to read: create no database either
             self.client, self.experiment_id = None, None
@@ -211,6 +217,7 @@ class Store:
                     client = MlflowClient(self.uri) if path is None else UninterruptedClient(MlflowClient(self.uri))
                 self.client = client
                 self.experiment_id = self._experiment(experiment, create)
+            self.moved = moved_artifacts(path, self.artifact_location)
         except (KeyboardInterrupt, MLHWError):
             raise
         except Exception as err:  # a missing database driver, a refused connection, a bad URI: one line
@@ -220,6 +227,7 @@ class Store:
     def _experiment(self, name: str, create: bool) -> str | None:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            self.artifact_location = exp.artifact_location
             if exp.tags.get("mlflow.experimentKind") is None:  # made by an older mlhw, or by hand
                 self.client.set_experiment_tag(
                     exp.experiment_id, "mlflow.experimentKind", EXPERIMENT_TAGS["mlflow.experimentKind"]
@@ -231,12 +239,44 @@ class Store:
         # Artifacts next to the database, not in whatever directory the command ran from.
         where = (path.resolve().parent / "mlartifacts").as_uri() if path else None
         try:
+            self.artifact_location = where
             return self.client.create_experiment(name, artifact_location=where, tags=EXPERIMENT_TAGS)
         except MlflowException:
             exp = self.client.get_experiment_by_name(name)  # another process created it in the meantime
             if exp is None:
                 raise
+            self.artifact_location = exp.artifact_location
             return exp.experiment_id
+
+    def check_artifacts_writable(self) -> None:
+        """Before any run exists, for a command that will log artifacts to a SQLite store: where they go can take
+        them (a file named mlartifacts made every run FAILED after training, with a traceback), and it is the
+        store's own folder, not the one a moved or copied database still names (new runs recreated the old folder,
+        or wrote into the original's)."""
+        path = sqlite_path(self.uri)
+        if path is None:
+            return
+        if self.moved is not None:
+            old, new = self.moved
+            raise MLHWError(
+                f"--tracking-uri {self.uri}: experiment {self.experiment_name!r} keeps its artifacts in {old}/, not "
+                f"beside this database ({new}/): the database was moved or copied. Reading it works (mlhw tables, "
+                "check, ui); new runs would write there: give them another --experiment, or run where it came from"
+            )
+        home = local_artifact_path(self.artifact_location) or path.resolve().parent / "mlartifacts"
+        probe = home
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            why = "is a file, not a folder" if probe.exists() and not probe.is_dir() else "is not writable"
+            raise MLHWError(f"--tracking-uri {self.uri}: the artifact folder {home}/ cannot be used ({probe} {why})")
+
+    def artifact_dir(self, uri: str | None) -> Path | None:
+        """The local folder of a run's artifact URI, found beside the database when it was moved or copied."""
+        path = local_artifact_path(uri)
+        if path is not None and self.moved is not None and path.is_relative_to(self.moved[0]):
+            path = self.moved[1] / path.relative_to(self.moved[0])
+        return path if path is not None and path.is_dir() else None
 
     def run_url(self, run_id: str) -> str | None:
         if not is_server(self.uri):
@@ -290,14 +330,14 @@ class Store:
         is remote (a server's artifact store) or absent."""
         if run_id not in self._artifact_uris:
             self._artifact_uris[run_id] = self.client.get_run(run_id).info.artifact_uri
-        folder = local_artifact_dir(self._artifact_uris[run_id])
+        folder = self.artifact_dir(self._artifact_uris[run_id])
         return folder / path if folder is not None and (folder / path).is_file() else None
 
     def download_text(self, run_id: str, path: str) -> str:
         """A text artifact of a run. Where the run's artifacts are local files (a SQLite store, and any run this
         Store has seen in a search), they are read in place: MLflow's download copies each file through a temporary
         folder (~25 ms a file, and a progress bar on stderr), which a report of 50 runs pays 50 times."""
-        folder = local_artifact_dir(self._artifact_uris.get(run_id))
+        folder = self.artifact_dir(self._artifact_uris.get(run_id))
         if folder is not None and (folder / path).is_file():
             return (folder / path).read_text()
         with tempfile.TemporaryDirectory() as tmp:
@@ -306,7 +346,7 @@ class Store:
     def download_text_if_any(self, run_id: str, path: str) -> str | None:
         """download_text, or None where the run has no such artifact (an older run). Only its absence is None: a
         store that fails while reading raises, rather than a report quietly losing the run's curves."""
-        folder = local_artifact_dir(self._artifact_uris.get(run_id))
+        folder = self.artifact_dir(self._artifact_uris.get(run_id))
         if folder is not None and folder.is_dir():
             return (folder / path).read_text() if (folder / path).is_file() else None
         parent = path.rpartition("/")[0] or None
@@ -315,8 +355,8 @@ class Store:
         return self.download_text(run_id, path)
 
 
-def local_artifact_dir(uri: str | None) -> Path | None:
-    """The folder of a `file:` artifact URI (or an absolute path); None for anything remote or relative."""
+def local_artifact_path(uri: str | None) -> Path | None:
+    """The path of a `file:` artifact URI (or an absolute path); None for anything remote or relative."""
     if not uri:
         return None
     parts = urllib.parse.urlsplit(uri)
@@ -326,4 +366,26 @@ def local_artifact_dir(uri: str | None) -> Path | None:
         path = Path(uri)
     else:
         return None
-    return path if path.is_absolute() and path.is_dir() else None
+    return path if path.is_absolute() else None
+
+
+def local_artifact_dir(uri: str | None) -> Path | None:
+    """The folder of a `file:` artifact URI (or an absolute path), if it is one here."""
+    path = local_artifact_path(uri)
+    return path if path is not None and path.is_dir() else None
+
+
+def moved_artifacts(db: Path | None, location: str | None) -> tuple[Path, Path] | None:
+    """(the folder an experiment names, the one beside its database) when a SQLite database was moved or copied
+    away from the artifacts folder it was made with (mlhw makes it beside the database: `<db folder>/mlartifacts`,
+    an absolute path in MLflow); None when it was not, or the experiment's artifacts live elsewhere by design."""
+    old = local_artifact_path(location)
+    if db is None or old is None or old.name != "mlartifacts":
+        return None
+    new = db.resolve().parent / "mlartifacts"
+    if old == new:
+        return None
+    twin = old.parent / db.name  # the database the experiment was made with, if it is still there
+    if twin.exists() and os.path.samefile(twin, db):
+        return None  # the same database, reached by another path (a symlink)
+    return old, new

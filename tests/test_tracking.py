@@ -25,7 +25,7 @@ from mlhw.lifecycle import (
     tracked_run,
     worker_id,
 )
-from mlhw.store import Store, check_uri, resolve_uri, sqlite_path
+from mlhw.store import Store, check_uri, moved_artifacts, resolve_uri, sqlite_path
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,8 @@ STORES = {
     "not a SQLite file": (lambda d: f"sqlite:///{d}/notes.db", ["notes.db", "not a SQLite database"]),
     "a folder": (lambda d: f"sqlite:///{d}/folder.db", ["folder.db", "not a writable file"]),
     "unreachable server": (lambda d: f"http://127.0.0.1:{free_port()}", ["http://127.0.0.1:", "not reachable"]),
+    # every run FAILED after training, with a 70-line NotADirectoryError
+    "artifacts a file": (lambda d: f"sqlite:///{d}/art/m.db", ["mlartifacts", "is a file, not a folder"]),
 }
 
 TINY = {
@@ -144,6 +146,8 @@ TINY = {
 def test_broken_store_fails_fast_with_one_line(workdir, case, command):
     (workdir / "notes.db").write_text("these are notes, not a database\n")
     (workdir / "folder.db").mkdir()
+    (workdir / "art").mkdir()
+    (workdir / "art" / "mlartifacts").write_text("a file where the artifacts go\n")
     (workdir / "exp.yaml").write_text(yaml.safe_dump(TINY))
     make_uri, needles = STORES[case]
     uri = make_uri(workdir)
@@ -160,7 +164,48 @@ def test_broken_store_fails_fast_with_one_line(workdir, case, command):
     assert_one_line_error(res, "--tracking-uri", *needles)
     assert (workdir / "notes.db").read_text() == "these are notes, not a database\n"  # never turned into a db
     assert not (workdir / "nope").exists() and not (workdir / "mlflow.db").exists()
+    assert not (workdir / "art" / "m.db").exists()
     assert_nothing_created(workdir)
+
+
+def test_a_moved_or_copied_store_is_read_beside_it_and_new_runs_are_refused(workdir):
+    """A store made in one folder (mlflow.db and mlartifacts/ beside it), then copied elsewhere and the original
+    moved away: MLflow's experiment names the old folder (an absolute path). `mlhw tables` failed with a traceback
+    ("Failed to download artifacts from path 'plan.json'") and a new run recreated the old folder; now the copy is
+    read from its own mlartifacts/, and a command that would write names the move and exits 2 before any run."""
+    import shutil
+
+    first = workdir / "first"
+    first.mkdir()
+    (first / "exp.yaml").write_text(yaml.safe_dump(TINY))
+    uri = f"sqlite:///{first}/mlflow.db"
+    res = invoke("reproduce", "--profile", "p", "--file", first / "exp.yaml", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    copy = workdir / "copy"
+    shutil.copytree(first, copy)
+    shutil.move(first, workdir / "moved-away")
+    curi = f"sqlite:///{copy}/mlflow.db"
+    store = Store(curi, create=False)
+    assert store.moved == (first / "mlartifacts", copy / "mlartifacts")
+    res = invoke("tables", "--profile", "p", "--tracking-uri", curi, "--results-dir", copy / "again")
+    assert res.exit_code == 0, res.output
+    assert (copy / "again" / "p" / "tables" / "svm.csv").read_text() == (
+        workdir / "results" / "p" / "tables" / "svm.csv"
+    ).read_text()
+    _, before = runs_of(curi, all_lifecycles=True)
+    for argv in (
+        ["mlp", "train", "--epochs", 1],
+        ["reproduce", "--profile", "p", "--file", copy / "exp.yaml", "--force"],
+    ):
+        res = invoke(*argv, "--tracking-uri", curi)
+        assert_one_line_error(res, "--tracking-uri", str(first / "mlartifacts"), "moved or copied", "--experiment")
+    assert not first.exists()  # the old folder is not made again
+    assert len(runs_of(curi, all_lifecycles=True)[1]) == len(before)
+    # the store where it was made is not "moved"; nor is an experiment whose artifacts are elsewhere by design
+    assert Store(f"sqlite:///{workdir}/moved-away/mlflow.db", create=False).moved is not None  # (moved too)
+    assert moved_artifacts(copy / "mlflow.db", (copy / "mlartifacts").as_uri()) is None
+    assert moved_artifacts(copy / "mlflow.db", "s3://bucket/artifacts") is None
+    assert moved_artifacts(copy / "mlflow.db", (workdir / "shared-artifacts").as_uri()) is None
 
 
 def test_check_uri_accepts_a_new_database_in_a_writable_folder(workdir):

@@ -127,6 +127,7 @@ def prepare(cfg, name: str, part: str, command: str, data_dir, download, trackin
     if problem is not None:
         raise MLHWError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     store = Store(tracking_uri, experiment)
+    store.check_artifacts_writable()
     from mlhw.reference import PART_DESCRIPTIONS
 
     tags = {"mlhw.part": part, "mlhw.parts": part}

@@ -79,6 +79,8 @@ def _validate(
     if not dry_run:
         check_writable(results_dir, profile)
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
+    if not dry_run:
+        store.check_artifacts_writable()
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
