@@ -261,7 +261,7 @@ class Store:
             raise MLHWError(
                 f"--tracking-uri {self.uri}: experiment {self.experiment_name!r} keeps its artifacts in {old}/, not "
                 f"beside this database ({new}/): the database was moved or copied. Reading it works (mlhw tables, "
-                "check, ui); new runs would write there: give them another --experiment, or run where it came from"
+                "check); new runs would write there: give them another --experiment, or run where it came from"
             )
         home = local_artifact_path(self.artifact_location) or path.resolve().parent / "mlartifacts"
         probe = home
