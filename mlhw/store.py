@@ -61,6 +61,9 @@ def is_server(uri: str) -> bool:
 
 def check_uri(uri: str) -> None:
     """Fail fast, before any run exists, on a tracking location that cannot be used."""
+    if uri != uri.strip():  # 'sqlite:///mlflow.db ' made a new store, a file named 'mlflow.db ', and reran all
+        where = "$MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else "--tracking-uri"
+        raise MLHWError(f"{where} {uri!r}: leading or trailing whitespace (a new store would be made of that name)")
     path = sqlite_path(uri)
     if path is not None:
         _check_sqlite(uri, path)

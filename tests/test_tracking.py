@@ -208,6 +208,19 @@ def test_a_moved_or_copied_store_is_read_beside_it_and_new_runs_are_refused(work
     assert moved_artifacts(copy / "mlflow.db", (workdir / "shared-artifacts").as_uri()) is None
 
 
+@pytest.mark.parametrize("via_env", [True, False])
+def test_a_tracking_uri_with_stray_whitespace_is_refused(workdir, monkeypatch, via_env):
+    """MLFLOW_TRACKING_URI='sqlite:///mlflow.db ' made a second store ('mlflow.db ', with a space) and reran all."""
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(TINY))
+    uri = f"sqlite:///{workdir}/mlflow.db "
+    if via_env:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    args = [] if via_env else ["--tracking-uri", uri]
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", *args)
+    assert_one_line_error(res, "MLFLOW_TRACKING_URI" if via_env else "--tracking-uri", "whitespace")
+    assert sorted(p.name for p in workdir.iterdir()) == ["exp.yaml"]
+
+
 def test_check_uri_accepts_a_new_database_in_a_writable_folder(workdir):
     check_uri(f"sqlite:///{workdir}/new.db")
     assert not (workdir / "new.db").exists()  # checking creates nothing
