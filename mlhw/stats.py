@@ -63,6 +63,34 @@ def split_probability(first: list[float], second: list[float]) -> float:
     return ways / math.comb(n1 + n2, n1)
 
 
+def rank_test(first: list[float], second: list[float]) -> tuple[float, float]:
+    """(p, u): the exact two-sided permutation test of Mann-Whitney's U. u = U / (n1 n2), the share of pairs in which
+    a value of `first` is above one of `second` (ties count a half); p, the share of the C(n1 + n2, n1) ways to deal
+    the pooled values into groups of these sizes whose u lies as far from 1/2 as this one. Values may be inf (an
+    epoch count of a run that never reached a level: later than any). A clean split gives split_probability."""
+    import itertools
+
+    pooled = [float(v) for v in list(first) + list(second)]
+    n1, n = len(first), len(first) + len(second)
+    n2 = n - n1
+    if n1 == 0 or n2 == 0:
+        return 1.0, 0.5
+    # pair score of (i above j), computed once: deals only re-partition the indices
+    above = [
+        [1.0 if pooled[i] > pooled[j] else 0.5 if pooled[i] == pooled[j] else 0.0 for j in range(n)] for i in range(n)
+    ]
+
+    def u_of(group: tuple[int, ...]) -> float:
+        rest = [j for j in range(n) if j not in group]
+        return sum(above[i][j] for i in group for j in rest)
+
+    observed = u_of(tuple(range(n1)))
+    far = abs(observed - n1 * n2 / 2) - 1e-9
+    deals = list(itertools.combinations(range(n), n1))
+    p = sum(abs(u_of(g) - n1 * n2 / 2) >= far for g in deals) / len(deals)
+    return p, observed / (n1 * n2)
+
+
 def p_text(p: float) -> str:
     """A probability as reports print it: 0.10, 0.03, 0.008."""
     return f"{p:.2f}" if p >= 0.01 else f"{p:.1g}"

@@ -348,9 +348,18 @@ def test_part2c_is_about_speed_with_per_seed_epochs():
     assert sp["level"] == pytest.approx(0.9 * (0.75 + 0.74 + 0.75) / 3) and sp["level_of"] == "weaker"
     assert [x["epochs"] for x in sp["per_seed"]["adam-5e-05"]] == [2, 2, 3]
     assert [x["epochs"] for x in sp["per_seed"]["adam-5e-05-plain"]] == [5, 6, 7]
-    diff, lo, hi, _ = welch_by_hand([5, 6, 7], [2, 2, 3])
-    assert sp["diff"] == pytest.approx(diff) and sp["ci_low"] == pytest.approx(lo) and sp["ci_high"] < 0
-    assert f.answer.startswith("Yes:") and "-3.67 epochs" in f.answer
+    assert sp["diff"] == pytest.approx(7 / 3 - 6) and "ci_low" not in sp  # epoch counts: ranks, not Welch's t
+    # every run with before every run without, at 3 vs 3: the rank test's least p, 0.10, decides nothing (Welch's t
+    # said Yes here, while the same split with runs that never got there, a stronger effect, could only be undecided)
+    assert sp["rank_p"] == pytest.approx(0.1) and sp["with_later_share"] == 0
+    assert (
+        f.answer.startswith("Undecided with n=3 vs 3:") and "(difference -3.67 epochs; epochs 2, 2, 3 with" in f.answer
+    )
+    assert "every run with BN+Dropout got there before every run without" in f.answer
+    assert "4 runs a side could decide" in f.answer
+    more = recs + [cnn_run("adam-5e-05", 3, bn_curves[0]), cnn_run("adam-5e-05-plain", 3, plain_curves[1])]
+    g = F.part2c(more)
+    assert g.answer.startswith("Yes:") and "exact rank test p = 0.03 at 4 vs 4" in g.answer  # 2 / C(8, 4)
     assert f.table[0] == {
         "seed": 0,
         "epochs to 67.20% with BN+Dropout": 2,
@@ -399,22 +408,24 @@ def test_part2c_a_clean_split_with_runs_that_never_got_there_is_an_answer():
     f = F.part2c(recs)
     assert f.evidence["speed"]["level"] == pytest.approx(0.9 * 0.35)  # 90% of the weaker's mean final, 35%
     assert f.answer.startswith("Undecided with n=3 vs 3: ") and "reached in 3/3 runs with BN+Dropout vs 1/3" in f.answer
+    assert "(within the epochs trained: epochs 2, 2, 2 with vs 5, -, - without)" in f.answer
     assert (
-        ", though every run with BN+Dropout got there before every run without (epochs 2, 2, 2 with vs 5, -, - "
-        "without; so clean a split comes by chance with probability 0.10 at 3 vs 3)." in f.answer
+        ", though every run with BN+Dropout got there before every run without (so clean a split comes by chance "
+        "with probability 0.10 at 3 vs 3; 4 runs a side could decide)." in f.answer
     )
-    assert f.evidence["speed"]["all_before"] == "with" and f.evidence["speed"]["split_p"] == pytest.approx(2 / 20)
+    assert f.evidence["speed"]["with_later_share"] == 0 and f.evidence["speed"]["rank_p"] == pytest.approx(2 / 20)
     four = recs[:3] + [cnn_run("adam-5e-05", 3, fast)] + recs[3:] + [cnn_run("adam-5e-05-plain", 3, slow[3])]
     g = F.part2c(four)
-    assert g.answer.startswith("Yes: ") and "probability 0.03 at 4 vs 4" in g.answer, g.answer  # 2 / C(8, 4) = 0.029
+    assert g.answer.startswith("Yes: ") and "exact rank test p = 0.03 at 4 vs 4" in g.answer, g.answer  # 2 / C(8, 4)
     swap = {"adam-5e-05": "adam-5e-05-plain", "adam-5e-05-plain": "adam-5e-05"}
     h = F.part2c([r | {"variant": swap[r["variant"]]} for r in four])
     assert (
         h.answer.startswith("No, rather the opposite: ") and "every run without BN+Dropout got there before" in h.answer
     )
-    # interleaved: one run with BN+Dropout later than one without: no clean split, undecided without a note
+    # interleaved: one run with BN+Dropout later than one without: no clean split, undecided with its p
     recs[0] = cnn_run("adam-5e-05", 0, [0.3] * 5)
-    assert F.part2c(recs).answer.startswith("Undecided: ") and "though" not in F.part2c(recs).answer
+    mixed = F.part2c(recs).answer
+    assert mixed.startswith("Undecided with n=3 vs 3: ") and "though" not in mixed and "rank test p = 0.40" in mixed
     # a run without its history is not a run that never got there
     recs[0] = cnn_run("adam-5e-05", 0, fast) | {"history": []}
     assert F.part2c(recs).answer.startswith("Undecided: 1 run(s) have no per-epoch history (history.csv)")
@@ -425,9 +436,9 @@ def test_part2c_one_run_a_side_or_a_level_at_chance_decides_nothing():
     within 5 points of chance, and one run a side says nothing of a variant: no "rather the opposite"."""
     one = [cnn_run("adam-5e-05", 0, [0.5, 0.8]), cnn_run("adam-5e-05-plain", 0, [0.5, 0.6])]
     f = F.part2c(one)
-    assert f.answer.startswith("Undecided (n=1: no interval): they reach 54.00% ")  # both reach it: epochs 2 and 2
+    assert f.answer.startswith("Undecided with one run a side: they reach 54.00% ")  # both reach it: epochs 2, 2
     three = [cnn_run("adam-5e-05", s, [0.5, 0.8]) for s in range(3)] + [cnn_run("adam-5e-05-plain", 0, [0.5, 0.6])]
-    assert F.part2c(three).answer.startswith("Undecided (n=1: no interval): ")
+    assert F.part2c(three).answer.startswith("Undecided with one run without BN+Dropout: ")
     censored = [cnn_run("adam-5e-05", 0, [0.5, 0.8]), cnn_run("adam-5e-05-plain", 0, [0.1, 0.1])]  # one never learns
     g = F.part2c(censored)
     assert g.answer.startswith("Undecided with one run a side: ") and "reached in 1/1 runs with BN+Dropout" in g.answer
@@ -442,8 +453,8 @@ def test_part2c_no_distinguishable_speed():
     recs = [cnn_run("adam-5e-05", s, c) for s, c in enumerate(([0.8, 0.8], [0.5, 0.8], [0.8, 0.8]))]
     recs += [cnn_run("adam-5e-05-plain", s, c) for s, c in enumerate(([0.5, 0.8], [0.8, 0.8], [0.5, 0.8]))]
     f = F.part2c(recs)
-    assert f.evidence["speed"]["verdict"] == "not distinguishable"
-    assert f.answer.startswith("Not distinguishable with n=3 vs 3")
+    assert f.evidence["speed"]["verdict"] == "compared" and f.evidence["speed"]["rank_p"] == 1
+    assert f.answer.startswith("Undecided with n=3 vs 3") and "exact rank test p = 1.00 at 3 vs 3" in f.answer
 
 
 # --- all of it, rendered --------------------------------------------------------------------------------
@@ -529,6 +540,25 @@ def test_an_interval_cut_to_100_points_says_so():
     assert d.clipped and d.high == 1.0 and d.low == pytest.approx(lo)
     assert f"[{100 * lo:+.1f}, +100.0], cut at ±100 points, Welch df" in F.difference_sentence(d)
     assert not F.welch_difference([0.5, 0.6, 0.55], [0.6, 0.7, 0.65], "test_acc").clipped
+
+
+def test_the_rank_test_is_mann_whitneys_exact_test_and_takes_runs_that_never_got_there():
+    """Against scipy's exact Mann-Whitney U (no ties), and by hand where runs that never reached a level tie at inf
+    (a clean split gives split_probability)."""
+    from scipy.stats import mannwhitneyu
+
+    from mlhw.stats import rank_test, split_probability
+
+    rng = np.random.default_rng(1)
+    for n1, n2 in ((2, 3), (3, 3), (4, 5), (5, 5)):
+        x, y = rng.random(n1).tolist(), (rng.random(n2) + 0.3).tolist()
+        ref = mannwhitneyu(x, y, alternative="two-sided", method="exact")
+        p, u = rank_test(x, y)
+        assert p == pytest.approx(ref.pvalue) and u == pytest.approx(ref.statistic / (n1 * n2))
+    inf = math.inf
+    assert rank_test([3, 3, 3], [9, inf, inf])[0] == pytest.approx(split_probability([3, 3, 3], [9, inf, inf]))
+    assert rank_test([3, 3], [inf, inf, inf]) == (pytest.approx(1 / 10), 0)
+    assert rank_test([2, 2], [2, 2]) == (1.0, 0.5)  # all tied: nothing to tell
 
 
 def test_split_probability_is_the_exact_permutation_probability():

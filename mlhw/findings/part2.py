@@ -34,7 +34,7 @@ from mlhw.findings.base import (
 )
 from mlhw.labels import variant_title
 from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PARTS, CNN_REFERENCE
-from mlhw.stats import CONFIDENCE, Difference, mean_std, p_text, split_probability, welch_difference
+from mlhw.stats import CONFIDENCE, Difference, mean_std, p_text, rank_test, welch_difference
 from mlhw.tables import pct
 
 # --- Part 2 ---------------------------------------------------------------------------------------------
@@ -283,57 +283,62 @@ def part2c(
             f"Undecided: neither variant learned beyond chance: the level to reach, {what}, is within "
             f"{100 * margin:.0f} points of chance ({pct(1 / n_classes)}), so there is no speed to compare"
         )
-    elif all_reached:
-        d = welch_difference(epochs[plain], epochs[bn], "epochs", ("without", "with BN+Dropout"), confidence)
-        speed.update(diff_evidence(d))
-        mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
-        reach = f"they reach {what} in {_epochs_str(mb)} epochs with BN+Dropout vs {_epochs_str(mp)} without"
-        if d.verdict == "first higher":
-            verdict = f"Yes: {reach}; difference {d.diff:+.2f} epochs" + _ci_epochs(d)
-        elif d.verdict == "second higher":
-            verdict = f"No, they slow it down: {reach}; difference {d.diff:+.2f} epochs" + _ci_epochs(d)
-        elif d.verdict == "identical":
-            verdict = f"No difference in speed: {reach} (every run of both at the same epoch)"
-        elif d.verdict == "no interval":
-            verdict = f"Undecided ({d.note}): {reach}; difference {d.diff:+.2f} epochs"
-        else:
+    elif single:  # whether one run reached the level, or when, is no answer about its variant
+        which = (
+            "one run a side" if len(single) == 2 else f"one run {'with' if single[0] == bn else 'without'} BN+Dropout"
+        )
+        speed["verdict"] = "one run"
+        if all_reached:
+            mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
             verdict = (
-                f"Not distinguishable with n={d.n_second} vs {d.n_first}: {reach}; difference {d.diff:+.2f} epochs"
-                + _ci_epochs(d)
+                f"Undecided with {which}: they reach {what} in {_epochs_str(mb)} epochs with BN+Dropout vs "
+                f"{_epochs_str(mp)} without"
             )
-    else:
-        speed["verdict"] = "censored"
-        if single:  # whether one run reached the level is no answer about its variant
-            which = (
-                "one run a side"
-                if len(single) == 2
-                else f"one run {'with' if single[0] == bn else 'without'} BN+Dropout"
-            )
+        else:
             verdict = f"Undecided with {which}: {what} was {n_str} (within the epochs trained)"
-        elif split := _censored_split(epochs[bn], epochs[plain]):
-            # every run of one side got there before every run of the other, a run that never did counting as the
-            # last (all ran the same epochs): "3/3 vs 1/3" read "Undecided ... no interval" beside epochs 3, 3, 3 vs
-            # 9, -, -. An answer when so clean a split is unlikely by chance (4 runs a side or more at 95%); with
-            # fewer it is named, as (a) and (b) name theirs
-            faster, p = split
-            speed.update(all_before="with" if faster == "first" else "without", split_p=p)
-            order = f"epochs {_epoch_list(epochs[bn])} with vs {_epoch_list(epochs[plain])} without"
-            clean = (
-                f"every run {'with' if faster == 'first' else 'without'} BN+Dropout got there before every run "
-                f"{'without' if faster == 'first' else 'with'} ({order}; so clean a split comes by chance with "
-                f"probability {p_text(p)} at {len(epochs[bn])} vs {len(epochs[plain])})"
+    else:
+        # One rule, censored or not: the exact rank test on the epochs (a run that never got there is later than
+        # any that did: every run trains as many epochs). Epoch counts are few small integers, often tied: Welch's
+        # t on 2, 2, 2 vs 6, 6, 5 said Yes at 3 vs 3, where the same runs with a slower variant that never got there
+        # (a stronger effect) could only be undecided (0.10, the least a 3 vs 3 split can reach).
+        a = [math.inf if e is None else e for e in epochs[bn]]
+        b = [math.inf if e is None else e for e in epochs[plain]]
+        p, u = rank_test(a, b)  # u: the share of pairs in which the run with BN+Dropout got there later
+        speed.update(rank_p=p, with_later_share=u, verdict="censored" if not all_reached else "compared")
+        n_runs = f"n={len(a)} vs {len(b)}"
+        test = f"exact rank test p = {p_text(p)} at {len(a)} vs {len(b)}"
+        if all_reached:
+            mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
+            diff = mb["mean"] - mp["mean"]
+            speed["diff"] = diff
+            reach = (
+                f"they reach {what} in {_epochs_str(mb)} epochs with BN+Dropout vs {_epochs_str(mp)} without "
+                f"(difference {diff:+.2f} epochs; epochs {_epoch_list(epochs[bn])} with vs "
+                f"{_epoch_list(epochs[plain])} without)"
             )
-            if p <= 1 - confidence:
-                head = "Yes" if faster == "first" else "No, rather the opposite"
-                verdict = f"{head}: {what} was {n_str} (within the epochs trained): {clean}"
-            else:
-                n_runs = f"n={len(epochs[bn])} vs {len(epochs[plain])}"
-                verdict = f"Undecided with {n_runs}: {what} was {n_str} (within the epochs trained), though {clean}"
         else:
-            verdict = (
-                f"Undecided: {what} was {n_str}; a run that never reached it has no epoch count, so there is no "
-                f"interval"
+            reach = (
+                f"{what} was {n_str} (within the epochs trained: epochs {_epoch_list(epochs[bn])} with vs "
+                f"{_epoch_list(epochs[plain])} without)"
             )
+        clean = max(a) < min(b) or max(b) < min(a)
+        sooner = "with" if u < 0.5 else "without"
+        later = "without" if sooner == "with" else "with"
+        if all(x == a[0] for x in a + b):
+            speed["verdict"] = "identical"
+            verdict = f"No difference in speed: {reach}, every run of both at the same epoch"
+        elif p <= 1 - confidence:
+            head = "Yes" if sooner == "with" else "No, rather the opposite"
+            split = f"every run {sooner} BN+Dropout got there before every run {later}; " if clean else ""
+            verdict = f"{head}: {reach}; {split}{test}"
+        elif clean:
+            verdict = (
+                f"Undecided with {n_runs}: {reach}, though every run {sooner} BN+Dropout got there before every run "
+                f"{later} (so clean a split comes by chance with probability {p_text(p)} at {len(a)} vs {len(b)}; "
+                f"{_runs_to_decide(len(a), len(b), confidence)})"
+            )
+        else:
+            verdict = f"Undecided with {n_runs}: {reach}; {test}"
     answer = verdict + "."
     final_ev, sentences, diffs = _final_differences(plain, bn, groups, confidence, "c")
     evidence = {"dataset": dataset_of(records), "speed": speed, **final_ev}
@@ -359,18 +364,12 @@ def part2c(
     return Finding("2c", question, answer, evidence, details, table)
 
 
-def _censored_split(first: list[int | None], second: list[int | None]) -> tuple[str, float] | None:
-    """("first" | "second", p) when every run of that side reached the level at an earlier epoch than every run of
-    the other (None, never reached, is later than any epoch: every run trained as many epochs); p is the exact
-    two-sided permutation probability of so clean a split (stats.split_probability). None when they interleave."""
-    a = [math.inf if e is None else e for e in first]
-    b = [math.inf if e is None else e for e in second]
-    p = split_probability(a, b)  # (the runs that never got there tie: one extreme may be impossible)
-    if max(a) < min(b):
-        return "first", p
-    if max(b) < min(a):
-        return "second", p
-    return None
+def _runs_to_decide(n1: int, n2: int, confidence: float) -> str:
+    """How many runs a side a clean split needs to be an answer (2 / C(2k, k) <= 1 - confidence)."""
+    k = max(n1, n2)
+    while 2 / math.comb(2 * k, k) > 1 - confidence:
+        k += 1
+    return f"{k} runs a side could decide"
 
 
 def _epoch_list(epochs: list[int | None]) -> str:
@@ -379,9 +378,3 @@ def _epoch_list(epochs: list[int | None]) -> str:
 
 def _epochs_str(ms: dict) -> str:
     return f"{ms['mean']:.2f}" + (f" ± {ms['std']:.2f}" if ms["std"] is not None else "") + f" (n={ms['n']})"
-
-
-def _ci_epochs(d: Difference) -> str:
-    if d.low is None or d.df is None:
-        return f" ({d.note})"
-    return f" ({100 * d.confidence:.0f}% CI [{d.low:+.2f}, {d.high:+.2f}], Welch df {d.df:.1f})"
