@@ -6,7 +6,9 @@ tensor once, and batches are index slices of those tensors: no DataLoader anywhe
 
 Real datasets are read from files in their official formats by the strict readers below: every
 problem with a file (cut off, not decompressible, wrong structure, sizes, dtypes or labels) is an
-`MLHWError` with one line that names the file and what is wrong. torchvision is used only to
+`MLHWError` with one line that names the file and what is wrong. Pickles (Nielsen's MNIST, the
+CIFAR-10 batches) are read by `_DataUnpickler`, which builds numpy arrays and plain containers and refuses
+every other global before calling anything: a crafted file cannot run code. torchvision is used only to
 download (and checksum) the official archives; this module imports neither torch nor torchvision.
 
 Fingerprints (content hashes that identify runs) are cached on disk by the files' path, size and
@@ -19,8 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gzip
 import hashlib
+import importlib
+import io
 import json
 import math
 import os
@@ -303,13 +308,77 @@ def _describe(obj) -> str:
     return f"a {type(obj).__name__}"
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle names a global that no data file needs (os.system, builtins.eval, ...): refused unused."""
+
+    def __init__(self, module: str, name: str):
+        qualname = f"{module}.{name}"
+        # STACK_GLOBAL's names are any strings: keep the message one short line
+        self.qualname = qualname if qualname.isprintable() and len(qualname) <= 120 else ascii(qualname[:120])
+        super().__init__(f"refers to {self.qualname}")
+
+
+def _refused(path: Path, err: _RefusedGlobal) -> MLHWError:
+    return MLHWError(f"{path}: refers to {err.qualname}, which a data file has no business with")
+
+
+def _numpy_internal(submodule: str, name: str):
+    """numpy's pickle helpers, wherever this numpy keeps them (numpy._core since 2.0, numpy.core before; a
+    pickle names the one of the numpy that wrote it, and numpy 2 warns on some numpy.core names)."""
+    for package in ("numpy._core", "numpy.core"):
+        with contextlib.suppress(ImportError, AttributeError):
+            return getattr(importlib.import_module(f"{package}.{submodule}"), name)
+    raise pickle.UnpicklingError(f"this numpy has no {submodule}.{name}")
+
+
+def _latin1_bytes(text, encoding="utf-8"):
+    """`_codecs.encode` as Python 3 pickles bytes in protocols 0-2 (encode(text, 'latin1')), and only so."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode of a {type(text).__name__} to {encoding!r}, not bytes as latin1")
+    return text.encode("latin1")
+
+
+# Every global a real data file needs: numpy arrays (_reconstruct, ndarray and dtype; _frombuffer in protocol 5),
+# numpy scalars (labels written as a list of np.int64) and bytes as protocols 0-2 write them under Python 3.
+_PICKLE_GLOBALS: dict[tuple[str, str], Callable[[], object]] = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: _latin1_bytes,
+    ("builtins", "bytes"): lambda: bytes,  # b"" in protocols 0-2
+    ("__builtin__", "bytes"): lambda: bytes,  # the same, as protocol 2 names it for Python 2
+    **{
+        (f"{package}.{submodule}", name): functools.partial(_numpy_internal, submodule, name)
+        for package in ("numpy.core", "numpy._core")
+        for submodule, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))
+    },
+}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """pickle.load for files the user gives: a global outside `_PICKLE_GLOBALS` raises `_RefusedGlobal` before
+    it is imported, let alone called (pickle.load runs whatever a file's __reduce__ names)."""
+
+    def find_class(self, module: str, name: str):
+        found = _PICKLE_GLOBALS.get((module, name))
+        if found is None:
+            raise _RefusedGlobal(module, name)
+        return found()
+
+
+def _unpickle(f) -> object:
+    """One pickle from a binary file, Python 2's included (its str read as latin1, as numpy's arrays need)."""
+    return _DataUnpickler(f, encoding="latin1").load()
+
+
 def read_mnist_pickle(path: str | Path) -> tuple[Split, Split, Split]:
     """Nielsen's mnist.pkl.gz: ((train_x, train_y), (val_x, val_y), (test_x, test_y)), x float
     (N, 784) already in [0, 1], y integers 0..9. Returns (train, validation, test)."""
     path = Path(path)
     raw = _read_bytes(path)
     try:
-        obj = pickle.loads(raw, encoding="latin1")
+        obj = _unpickle(io.BytesIO(raw))
+    except _RefusedGlobal as err:
+        raise _refused(path, err) from None
     except Exception as err:  # a broken pickle raises almost anything
         raise MLHWError(f"{path}: not a readable pickle ({_why(err)})") from None
     del raw
@@ -348,9 +417,11 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="latin1")
+            d = _unpickle(f)
     except OSError as err:
         raise MLHWError(f"{path}: cannot be read ({err.strerror or _why(err)})") from None
+    except _RefusedGlobal as err:
+        raise _refused(path, err) from None
     except Exception as err:  # a broken pickle raises almost anything
         raise MLHWError(f"{path}: not a CIFAR-10 python batch: not a readable pickle ({_why(err)})") from None
     if not isinstance(d, dict):

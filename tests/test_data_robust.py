@@ -4,8 +4,11 @@ Every bad file is written here, in or around its official format; each case asse
 type and its one-line message: the file's path first, then what is wrong.
 """
 
+import io
 import os
+import pickle
 import re
+import struct
 import subprocess
 import sys
 
@@ -243,6 +246,136 @@ def test_bad_cifar_batch_is_one_line_naming_it(tmp_path, case, batch):
     write_pickle(path, content, gz=False) if is_object else write_file(path, content, gz=False)
     load = lambda: data.load_cifar10(tmp_path, download=False, val_size=2)  # noqa: E731
     one_line_error(MLHWError, load, path, pattern)
+
+
+# --- pickles that would run code, and every real pickle format ---------------------------------
+
+
+class _RunsCode:
+    """Unpickled by pickle.load, calls `call(*args)`: what a crafted data file does with __reduce__."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+def _payloads(marker):
+    """Two ways for a file to create `marker`, through a shell and through Python itself, each with a pattern of
+    the global it names (protocols 0-2 name Python 3's builtins __builtin__, as Python 2 does)."""
+    return {
+        "os.system": (_RunsCode(os.system, f"touch '{marker}'"), re.escape(f"{os.system.__module__}.system")),
+        "exec": (_RunsCode(exec, f"open({str(marker)!r}, 'w').close()"), r"(builtins|__builtin__)\.exec"),
+    }
+
+
+def test_the_crafted_pickles_do_run_code_under_pickle_load(tmp_path):
+    """The control: pickle.load itself runs each payload, so the refusals below refuse a live one."""
+    for how, (payload, _) in _payloads(tmp_path / "marker").items():
+        pickle.loads(pickle.dumps({"data": payload}, protocol=2))
+        assert (tmp_path / "marker").exists(), how
+        (tmp_path / "marker").unlink()
+
+
+# where the payload sits: a batch's value (protocol 2, as the official batches), inside an object array's
+# elements (unpickled as the array is rebuilt), and one of Nielsen's (x, y) pairs (the default protocol)
+CRAFTED = {
+    "data_batch_1": lambda payload: pickle.dumps(_batch(data=payload), protocol=2),
+    "test_batch": lambda payload: pickle.dumps(_batch(labels=np.array([1, payload], dtype=object))),
+    "mnist.pkl.gz": lambda payload: gzip_bytes(pickle.dumps(_parts(train_x=payload))),
+}
+
+
+@pytest.mark.parametrize("how", ["os.system", "exec"])
+@pytest.mark.parametrize("where", list(CRAFTED))
+def test_a_pickle_that_would_run_code_is_refused_before_it_runs(tmp_path, where, how):
+    marker = tmp_path / "marker"
+    payload, global_name = _payloads(marker)[how]
+    if where == "mnist.pkl.gz":
+        path = tmp_path / where
+        load = lambda: data.load_mnist(tmp_path, download=False)  # noqa: E731
+    else:
+        folder = tmp_path / data.CIFAR_FOLDER
+        write_cifar_batches(folder, per_batch=3, n_test=3)
+        path = folder / where
+        load = lambda: data.load_cifar10(tmp_path, download=False, val_size=2)  # noqa: E731
+    write_file(path, CRAFTED[where](payload), gz=False)
+    pattern = rf"^refers to {global_name}, which a data file has no business with$"
+    one_line_error(MLHWError, load, path, pattern)
+    assert not marker.exists()
+
+
+def test_a_refused_global_with_an_unprintable_name_stays_one_line(tmp_path):
+    """Protocol 4 names a global by two strings, which may hold anything: the message shows them escaped."""
+    raw = b"\x80\x04\x8c\x05os\nxx\x94\x8c\x06system\x94\x93\x94."  # STACK_GLOBAL 'os\nxx' 'system'
+    path = write_file(tmp_path / data.CIFAR_FOLDER / "test_batch", raw, gz=False)
+    one_line_error(MLHWError, lambda: data.read_cifar_batch(path), path, r"^refers to 'os\\nxx\.system', which")
+
+
+def test_mlp_train_refuses_a_crafted_mnist_pickle_with_one_line_and_runs_nothing(workdir):
+    from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+    marker = workdir / "marker"
+    payload, _ = _payloads(marker)["os.system"]
+    path = write_file(workdir / "mnist" / "mnist.pkl.gz", CRAFTED["mnist.pkl.gz"](payload), gz=False)
+    res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", path.parent, "--no-download", "--epochs", 1)
+    qualname = f"{os.system.__module__}.system"
+    assert_one_line_error(res, f"error: {path}: refers to {qualname}, which a data file has no business with")
+    assert not marker.exists()
+    assert_nothing_created(workdir)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_real_formats_load_in_every_pickle_protocol(tmp_path, protocol):
+    """Arrays, numpy scalars (labels as a list of np.int64) and bytes keys, however Python 3 pickled them."""
+    batch = _batch(labels=list(np.arange(5, dtype=np.int64)))
+    batch = {(b"labels" if k == "labels" else k): v for k, v in batch.items()}  # b'labels', as Python 3
+    path = write_file(tmp_path / "test_batch", pickle.dumps(batch, protocol=protocol), gz=False)
+    x, y = data.read_cifar_batch(path)
+    np.testing.assert_array_equal(x.reshape(5, -1), batch["data"])
+    assert y.tolist() == [0, 1, 2, 3, 4]
+    parts = _parts()
+    pkl = write_file(tmp_path / "mnist.pkl.gz", pickle.dumps(parts, protocol=protocol), gz=True)
+    for split, (px, py) in zip(data.read_mnist_pickle(pkl), parts):
+        np.testing.assert_array_equal(split.x.reshape(len(px), -1), px)
+        np.testing.assert_array_equal(split.y, py)
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Protocol 2 as Python 2's cPickle wrote the official files: every str and bytes a Python 2 str (BINSTRING:
+    no _codecs.encode), numpy's helpers under numpy 1's name (see `_python2_pickle`)."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_python2_str(self, obj):
+        raw = obj.encode("latin1") if isinstance(obj, str) else obj
+        short = len(raw) < 256
+        head = pickle.SHORT_BINSTRING + bytes([len(raw)]) if short else pickle.BINSTRING + struct.pack("<i", len(raw))
+        self.write(head + raw)
+        self.memoize(obj)
+
+    dispatch[str] = dispatch[bytes] = save_python2_str
+
+
+def _python2_pickle(obj) -> bytes:
+    f = io.BytesIO()
+    _Python2Pickler(f, protocol=2).dump(obj)
+    return f.getvalue().replace(b"cnumpy._core.", b"cnumpy.core.")  # GLOBAL opcodes are lines of text
+
+
+def test_python2_pickles_load_as_the_official_files_are(tmp_path):
+    batch = _batch()
+    raw = _python2_pickle(batch)
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw and b"_codecs" not in raw and b"numpy._core" not in raw
+    x, y = data.read_cifar_batch(write_file(tmp_path / "data_batch_1", raw, gz=False))
+    np.testing.assert_array_equal(x.reshape(5, -1), batch["data"])
+    assert y.tolist() == batch["labels"]
+    parts = _parts()
+    pkl = write_file(tmp_path / "mnist.pkl.gz", _python2_pickle(parts), gz=True)
+    for split, (px, py) in zip(data.read_mnist_pickle(pkl), parts):
+        np.testing.assert_array_equal(split.x.reshape(len(px), -1), px)
+        np.testing.assert_array_equal(split.y, py)
 
 
 # --- not found, and mirrors' file names ---------------------------------------------------------
