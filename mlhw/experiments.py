@@ -70,6 +70,10 @@ class RunSpec:
 
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     path = Path(path)
+    if path.is_dir():
+        raise MLHWError(f"{path}: is a directory, not an experiments file (pass --file the YAML file itself)")
+    if path.exists() and not path.is_file():  # a FIFO would block the read, a device has no YAML
+        raise MLHWError(f"{path}: not a regular file (pass --file the YAML file itself)")
     if not path.is_file():
         raise MLHWError(f"{path}: no such file (run from the project folder, or pass --file)")
     try:

@@ -1,5 +1,7 @@
 """experiments.yaml: the shipped file validates; every kind of mistake gets a message naming file, key, value."""
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -296,6 +298,29 @@ def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, messa
     assert_one_line_error(res, f"error: {path}: ", message)
     assert_nothing_created(workdir)
     assert not (workdir / "mlflow.db").exists() and not (workdir / "data").exists()
+
+
+def test_reproduce_names_a_directory_given_as_the_file(workdir):
+    """--file DIR said 'no such file', which sent the user looking for a path that exists."""
+    from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+    folder = workdir / "configs"
+    folder.mkdir()
+    res = invoke("reproduce", "--profile", "p", "--file", folder)
+    line = assert_one_line_error(res, f"error: {folder}: is a directory, not an experiments file")
+    assert "no such file" not in line
+    assert_nothing_created(workdir)
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "data").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
+    fifo = tmp_path / "exp.yaml"
+    os.mkfifo(fifo)  # read, it would block reproduce forever
+    with pytest.raises(MLHWError, match=rf"^{re.escape(str(fifo))}: not a regular file \(pass --file"):
+        load_file(fifo)
+    with pytest.raises(MLHWError, match=r": no such file \(run from the project folder, or pass --file\)$"):
+        load_file(tmp_path / "missing.yaml")
 
 
 @pytest.mark.parametrize(
