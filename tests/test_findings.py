@@ -208,6 +208,22 @@ def test_part1b_classifies_each_rate_with_its_epoch():
     assert [r["learning rate"] for r in f.table] == ["0.001", "0.01", "0.1", "1", "10", "100"]
 
 
+def test_part1b_a_run_shorter_than_the_window_lags_rather_than_stalls_or_learns_slowly():
+    """Real MNIST, 2 epochs: lr 0.01 at 7.9% -> 68.4% -> 71.9% (still rising 3.5 points) was said to stall, and lr 1
+    at 10.2% -> 28.8% -> 32.5% to learn slowly: a trend over 3 points, one of them the untrained network. Below the
+    learning level after fewer epochs than the window, a run lags; with the window's epochs it is judged."""
+    best = 0.95
+    assert F.classify_run(mlp_run(0.01, [0.079, 0.684, 0.719]), best) == ("lags", 2)
+    assert F.classify_run(mlp_run(1, [0.102, 0.288, 0.325]), best) == ("lags", 2)
+    assert F.classify_run(mlp_run(0.1, [0.1, 0.9, 0.95]), best) == ("learns", 1)  # short, but at the level: learns
+    assert F.classify_run(mlp_run(10, [0.1, 0.1, 0.1]), best)[0] == "collapses"  # at chance: said at any length
+    six = [0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]  # epochs 0-6: a window of 5 epochs after its first point, flat
+    assert F.classify_run(mlp_run(0.01, six), best) == ("stalls", 1)
+    f = F.part1b([mlp_run(0.01, [0.079, 0.684, 0.719]), mlp_run(0.1, [0.1, 0.9, 0.95])])
+    assert "lr 0.01 lags after epoch 2" in f.answer
+    assert any(d.startswith("*lags*: below that after fewer than 5 epochs") for d in f.details), f.details
+
+
 def test_part1b_reports_mixed_seeds_as_counts():
     records = [
         mlp_run(0.1, [0.1, 0.9, 0.95], seed=8),

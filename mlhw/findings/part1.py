@@ -66,6 +66,9 @@ def classify_run(
     if final >= level:
         reached = epochs_to_reach(hist, key, level)
         return "learns", reached
+    points = [a for a in accs if math.isfinite(a)]
+    if len(points) < window + 1:  # fewer epochs than the window: a slow climb and a stall look alike
+        return "lags", int(hist[-1]["epoch"]) if hist else None
     if still_rising(accs, window, gain):
         return "learns slowly", None
     # stalled: the first epoch within `gain` of the best it ever reached. (Scanning back from the last epoch
@@ -94,7 +97,7 @@ def still_rising(accs: list[float], window: int = STALL_WINDOW, gain: float = ST
     return slope * (len(y) - 1) >= gain and (se == 0 or slope >= t * se)
 
 
-OUTCOME_ORDER = ["learns", "learns slowly", "stalls", "collapses", "diverges"]
+OUTCOME_ORDER = ["learns", "learns slowly", "stalls", "lags", "collapses", "diverges"]
 
 
 def part1b(
@@ -148,12 +151,12 @@ def part1b(
         "*diverges*):",
         f"*learns*: its final training accuracy reaches {100 * learns_fraction:.0f}% of the best rate's mean "
         f"({pct(learns_fraction * best)}); the epoch is when it first got there.",
-        f"*learns slowly*: below that, but still rising: over the last third of its epochs (at least {STALL_WINDOW}; "
-        "all of a shorter run) "
+        f"*learns slowly*: below that, but still rising: over the last third of its epochs (at least {STALL_WINDOW}) "
         f"a least-squares line gains ≥ {100 * STALL_GAIN:.0f} point, with a slope {TREND_T:g} standard errors "
         "above 0.",
         f"*stalls*: below that and no longer rising; from the first epoch within {100 * STALL_GAIN:.0f} point of "
         "its best.",
+        f"*lags*: below that after fewer than {STALL_WINDOW} epochs: too few to tell a slow climb from a stall.",
         f"*collapses*: it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}); from the epoch "
         "it stays there.",
         "*diverges*: its training loss became non-finite or exceeded 10 ln(classes), far above the loss of chance, "
@@ -175,7 +178,8 @@ def _outcome_phrase(runs: list[dict], n: int) -> str:
         when = ""
         if eps:
             lo, hi = min(eps), max(eps)
-            prep = {"learns": "by epoch", "collapses": "from epoch", "stalls": "from epoch"}.get(o, "at epoch")
+            prep = {"learns": "by epoch", "collapses": "from epoch", "stalls": "from epoch", "lags": "after epoch"}
+            prep = prep.get(o, "at epoch")
             when = f" {prep} {lo}" if lo == hi else f" {prep} {lo}-{hi}"
         cnt = "" if len(groups[o]) == n else f" in {len(groups[o])}/{n} runs"
         out.append(f"{o}{when}{cnt}")
