@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
@@ -26,6 +26,29 @@ Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Dataset = Literal["digits", "mnist", "cifar10"]
 
 
+def _base_types(annotation) -> set:
+    """The plain types a field's annotation comes down to (int for `PositiveInt | None`, {int} for a tuple of
+    them); a Literal's values count as their own types, so a field of names is not taken for a number."""
+    if annotation is type(None):
+        return set()
+    if get_origin(annotation) is Literal:
+        return {type(a) for a in get_args(annotation)}
+    args = get_args(annotation)
+    if not args:
+        return {annotation} if isinstance(annotation, type) else set()
+    if get_origin(annotation) is Annotated:
+        return _base_types(args[0])
+    return set().union(*(_base_types(a) for a in args if a is not Ellipsis))
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -33,13 +56,17 @@ class _Config(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_booleans_as_numbers(cls, v: Any, info) -> Any:
-        """YAML's true/false are not numbers: pydantic would read `epochs: true` as 1 epoch."""
+    def _types_as_written(cls, v: Any, info) -> Any:
+        """A value of the wrong type is refused, not converted: pydantic would read YAML's `epochs: true` as 1
+        epoch, `epochs: "5"` or `C: ["1"]` (quoted) as numbers, and `bias: 1` as true."""
         values = v if isinstance(v, list | tuple) else [v]
-        if any(isinstance(x, bool) for x in values):
-            ann = cls.model_fields[info.field_name].annotation
-            if bool not in (ann, *get_args(ann)):
-                raise ValueError("must be a number, not a boolean")
+        kinds = _base_types(cls.model_fields[info.field_name].annotation)
+        if any(isinstance(x, bool) for x in values) and bool not in kinds:
+            raise ValueError("must be a number, not a boolean")
+        if kinds == {bool} and not isinstance(v, bool):
+            raise ValueError("must be true or false")
+        if kinds and kinds <= {int, float} and any(isinstance(x, str) and _numeric(x) for x in values):
+            raise ValueError("must be a number, not a string: write it without quotes")  # any other: pydantic's words
         return v
 
     def to_params(self) -> dict[str, Any]:

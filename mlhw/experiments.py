@@ -11,12 +11,13 @@ variant, or `seeds`) sets its field in every run, so a `--set` that no run takes
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from mlhw.config import KINDS, user_fields
 from mlhw.errors import MLHWError, format_validation_error
@@ -34,10 +35,26 @@ class SuiteOverride(_Strict):
     seeds: list[int] | None = None
 
 
+# the parts of the assignment a suite of each kind can be (its runs' mlhw.part tag: the UI's filter)
+PARTS = {
+    "mlp": ("mlp.a", "mlp.b", "mlp.c"),
+    "cnn": ("cnn.a", "cnn.b", "cnn.c"),
+    "svm_multiclass": ("svm.q1",),
+    "svm_soft": ("svm.q3",),
+    "theory": ("theory",),
+}
+
+
 class SuiteSpec(SuiteOverride):
     kind: Literal["mlp", "cnn", "svm_multiclass", "svm_soft", "theory"]
     part: str
     description: str = ""
+
+    @model_validator(mode="after")
+    def _part_of_its_kind(self):
+        if self.part not in PARTS[self.kind]:
+            raise ValueError(f"part {self.part!r}: a suite of kind {self.kind} is one of {', '.join(PARTS[self.kind])}")
+        return self
 
 
 class ProfileSpec(_Strict):
@@ -120,6 +137,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.2's floats without a dot (5e-5, 1E3): PyYAML follows YAML 1.1 and reads them as strings, which a config
+# refuses as numbers (`lr: 5e-5` is how a learning rate is written)
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
     """`--set key=value`: the value is read as YAML, so 2 is an int, 0.1 a float, [0,1] a list."""
     out = []
@@ -128,7 +152,7 @@ def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
         if not eq or not key.strip():
             raise MLHWError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or mlp_full.lr=0.05")
         try:
-            parsed = yaml.safe_load(value)
+            parsed = yaml.load(value, Loader=_UniqueKeyLoader)
         except yaml.YAMLError:
             raise MLHWError(f"--set {item!r}: the value is not valid YAML") from None
         out.append((key.strip().split("."), parsed, f"--set {key.strip()}"))

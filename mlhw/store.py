@@ -253,18 +253,17 @@ class Store:
 
     def check_artifacts_writable(self) -> None:
         """Before any run exists, for a command that will log artifacts to a SQLite store: where they go can take
-        them (a file named mlartifacts made every run FAILED after training, with a traceback), and it is the
-        store's own folder, not the one a moved or copied database still names (new runs recreated the old folder,
-        or wrote into the original's)."""
+        them (a file named mlartifacts made every run FAILED after training, with a traceback), and the folder the
+        experiment names still exists (a moved database's names one that is gone, and new runs made it again)."""
         path = sqlite_path(self.uri)
         if path is None:
             return
-        if self.moved is not None:
-            old, new = self.moved
+        if self.moved is not None and not self.moved[0].is_dir():  # a copy whose original is still there writes
+            old, new = self.moved  # into the original's folder, as MLflow does; a moved one would remake it
             raise MLHWError(
-                f"--tracking-uri {self.uri}: experiment {self.experiment_name!r} keeps its artifacts in {old}/, not "
-                f"beside this database ({new}/): the database was moved or copied. Reading it works (mlhw tables, "
-                "check); new runs would write there: give them another --experiment, or run where it came from"
+                f"--tracking-uri {self.uri}: experiment {self.experiment_name!r} keeps its artifacts in {old}/, which "
+                f"is gone: the database was moved (its artifacts are read from {new}/: mlhw tables, check). New runs "
+                "would make that folder again: give them another --experiment, or move the database back"
             )
         home = local_artifact_path(self.artifact_location) or path.resolve().parent / "mlartifacts"
         probe = home
@@ -277,7 +276,7 @@ class Store:
     def artifact_dir(self, uri: str | None) -> Path | None:
         """The local folder of a run's artifact URI, found beside the database when it was moved or copied."""
         path = local_artifact_path(uri)
-        if path is not None and self.moved is not None and path.is_relative_to(self.moved[0]):
+        if path is not None and not path.is_dir() and self.moved is not None and path.is_relative_to(self.moved[0]):
             path = self.moved[1] / path.relative_to(self.moved[0])
         return path if path is not None and path.is_dir() else None
 

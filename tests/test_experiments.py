@@ -188,6 +188,23 @@ def with_(change):
             lambda d: d["suites"]["m"]["base"].update(epochs=True),  # pydantic alone reads it as 1 epoch
             "exp.yaml: suites.m.base.epochs: must be a number, not a boolean (got True)",
         ),
+        # quoted numbers and numbers for booleans were converted (epochs "5" had the identity of 5)
+        (
+            lambda d: d["suites"]["m"]["base"].update(epochs="5"),
+            "exp.yaml: suites.m.base.epochs: must be a number, not a string: write it without quotes (got '5')",
+        ),
+        (
+            lambda d: d["suites"]["m"]["grid"].update(lr=["0.1"]),
+            "exp.yaml: suites.m.grid.lr: must be a number, not a string: write it without quotes (got '0.1')",
+        ),
+        (
+            lambda d: d["suites"]["c"].update(base={"batchnorm": 1}),
+            "exp.yaml: suites.c.base.batchnorm: must be true or false (got 1)",
+        ),
+        (
+            lambda d: d["suites"]["m"].update(part="mlp.z"),  # `mlhw mlp train --part` refuses it too
+            "exp.yaml: suites.m: part 'mlp.z': a suite of kind mlp is one of mlp.a, mlp.b, mlp.c",
+        ),
     ],
 )
 def test_validation_errors_name_file_key_and_value(tmp_path, change, message):
@@ -209,6 +226,19 @@ def test_unknown_profile_and_suite(tmp_path):
         expand(spec, "q")
     with pytest.raises(MLHWError, match="--only 'x': unknown suite"):
         expand(spec, "p", only=["x"])
+
+
+def test_numbers_in_e_notation_are_numbers_in_the_file_and_in_set(tmp_path):
+    """YAML 1.1 (PyYAML) reads 5e-5 as a string, which a config takes for no number: it reads as YAML 1.2's float,
+    in experiments.yaml and in --set alike, and a quoted one stays a string (refused)."""
+    text = yaml.safe_dump(BASE).replace("- 0.1\n", "- 5e-5\n")  # the grid's lr: [5e-5, 1], as one writes it
+    assert "5e-5" in text
+    spec = load_file(write(tmp_path, text))
+    assert sorted({r.config.lr for r in expand(spec, "p") if r.suite == "m"}) == [5e-5, 1.0]
+    runs = expand(spec, "p", sets=["m.grid.lr=[1e-3, 2E-2]"])
+    assert sorted({r.config.lr for r in runs if r.suite == "m"}) == [0.001, 0.02]
+    with pytest.raises(MLHWError, match="must be a number, not a string"):
+        expand(spec, "p", sets=['m.grid.lr=["1e-3"]'])
 
 
 def test_set_overrides_are_typed_and_scoped(tmp_path):
@@ -366,7 +396,7 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "p", "--only", "s", "--set", "m.epochs=3"], "--set m.epochs: suite m is not among the suites"),
         (["--profile", "p", "--set", "m.grid.lr=[]"], "--set m.grid.lr: empty grid"),  # was "exp.yaml: --set ..."
         # two spellings of one value were two runs of one config: the table's n counted it twice
-        (["--profile", "p", "--set", 'm.grid.lr=[0.1, "0.1"]'], "--set m.grid.lr: 0.1 and '0.1' are one value"),
+        (["--profile", "p", "--set", 'm.grid.lr=[0.1, "0.1"]'], "--set m.grid.lr: must be a number, not a string"),
         (["--profile", "p", "--set", "m.grid.hidden=[40, [40]]"], "--set m.grid.hidden: 40 and [40] are one value"),
         # a bare key reaches every suite: the one that refused a value another suite takes is named
         (["--profile", "p", "--set", "dataset=mnist"], "--set dataset (in suite c; SUITE.dataset sets one suite): "),
