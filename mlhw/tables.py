@@ -376,12 +376,99 @@ def table_files(t: ResultTable) -> dict[str, str]:
     return {
         "md": f"## {t.title}\n\n" + to_markdown(t.display),
         "csv": t.numeric.to_csv(index=False),
-        "tex": f"% {t.title}\n" + to_latex(t.display),
+        "tex": f"% {latex_text(t.title)}\n" + to_latex(t.display),
     }
 
 
 def to_latex(df: pd.DataFrame) -> str:
-    return df.to_latex(index=False, escape=True)
+    """A booktabs tabular (\\usepackage{booktabs}) that pdflatex sets as it reads, in its default OT1 encoding: every
+    text cell and header through `latex_text` (pandas' own escaping leaves `<`, `>`, `|` and `±` as they are)."""
+    esc = lambda v: latex_text(v) if isinstance(v, str) else v  # noqa: E731  (numbers: pandas formats them)
+    return df.rename(columns=lambda c: latex_text(str(c))).map(esc).to_latex(index=False, escape=False)
+
+
+# Set in math: in OT1 text `<`, `>` and `|` come out as ¡, ¿ and a dash, and the Unicode signs not at all.
+_LATEX_MATH = {
+    ">=": r"\geq",
+    "<=": r"\leq",
+    "=>": r"\Rightarrow",
+    "->": r"\rightarrow",
+    "!=": r"\neq",
+    "<": "<",
+    ">": ">",
+    "|": "|",
+    "±": r"\pm",
+    "−": "-",  # U+2212, the minus sign
+    "≥": r"\geq",
+    "≤": r"\leq",
+    "≠": r"\neq",
+    "≈": r"\approx",
+    "→": r"\rightarrow",
+    "⇒": r"\Rightarrow",
+    "×": r"\times",
+    "·": r"\cdot",
+    "•": r"\bullet",
+    "∞": r"\infty",
+}
+_LATEX_TEXT = {  # TeX's specials, and the ligatures and Unicode punctuation of plain text
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "%": r"\%",
+    "&": r"\&",
+    "#": r"\#",
+    "$": r"\$",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "--": "-{}-",  # not an en dash
+    "–": "--",
+    "—": "---",
+    "…": r"\ldots{}",
+    "‘": "`",
+    "’": "'",
+    "“": "``",
+    "”": "''",
+}
+_LATEX_TOKEN = re.compile(
+    "|".join(re.escape(k) for k in sorted({**_LATEX_MATH, **_LATEX_TEXT}, key=len, reverse=True)) + r"|[^\x00-\x7f]"
+)
+
+
+def latex_text(s: str) -> str:
+    """Plain text as LaTeX source that pdflatex sets right with no package but booktabs, in ASCII:
+    `|x| <= 1e6` -> `$|$x$|$ $\\leq$ 1e6`, `0.16 ± 0.07` -> `0.16 $\\pm$ 0.07`, `a_i` -> `a\\_i`. Adjacent math
+    pieces share one `$...$` (`$$` would open display math); a cell that starts with `[` has it braced (after
+    `\\\\` or `\\midrule` it would be read as their optional argument); another non-ASCII character becomes its
+    ASCII letter where it has one (é -> e), else `?`."""
+    import unicodedata
+
+    out, math_run = [], []
+
+    def close_math():
+        if math_run:
+            out.append("$" + "".join(math_run) + "$")
+            math_run.clear()
+
+    pos = 0
+    for m in _LATEX_TOKEN.finditer(s):
+        if m.start() > pos:  # plain text between: the math before it ends
+            close_math()
+            out.append(s[pos : m.start()])
+        token, pos = m.group(), m.end()
+        if token in _LATEX_MATH:
+            math_run.append(_LATEX_MATH[token])
+            continue
+        close_math()
+        if token in _LATEX_TEXT:
+            out.append(_LATEX_TEXT[token])
+        else:  # another non-ASCII character
+            ascii_ = unicodedata.normalize("NFKD", token).encode("ascii", "ignore").decode()
+            out.append(latex_text(ascii_) if ascii_ else "?")
+    close_math()
+    out.append(s[pos:])
+    text = "".join(out)
+    return "{[}" + text[1:] if text.startswith("[") else text
 
 
 def reference_table() -> pd.DataFrame:

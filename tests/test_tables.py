@@ -97,6 +97,42 @@ def test_markdown_escapes_pipes_and_latex_renders():
     assert "\\begin{tabular}" in T.to_latex(df)
 
 
+def test_latex_sets_signs_in_math_and_escapes_specials_once():
+    """pdflatex's default OT1 encoding set `>=`, `|x|` and `±` of the .tex tables as `¿=`, `—x—`, nothing: every text
+    cell now reads in plain ASCII, its signs in math, TeX's specials escaped (once: pandas' escaping is not added)."""
+    import re
+
+    cells = {  # a cell -> its LaTeX (the theory table's own cases first)
+        "hinge >= 0-1 loss pointwise": r"hinge $\geq$ 0-1 loss pointwise",
+        "f = 0 => zero training error": r"f = 0 $\Rightarrow$ zero training error",
+        "rel. error vs max, ties, |x|<=1e6": r"rel. error vs max, ties, $|$x$|\leq$1e6",
+        "sum a_i y_i != 0: L has no minimum": r"sum a\_i y\_i $\neq$ 0: L has no minimum",
+        "max |alpha_i(m_i - 1 + xi_i)|": r"max $|$alpha\_i(m\_i - 1 + xi\_i)$|$",
+        "0.1630 ± 0.0721": r"0.1630 $\pm$ 0.0721",
+        "−3.4e-16 ≥ x ≤ 5 → y ⇒ z": r"$-$3.4e-16 $\geq$ x $\leq$ 5 $\rightarrow$ y $\Rightarrow$ z",
+        "a < b > c": "a $<$ b $>$ c",
+        r"5% & #1 $x {y} ~z ^2 \ w": r"5\% \& \#1 \$x \{y\} \textasciitilde{}z \textasciicircum{}2 \textbackslash{} w",
+        "[784, 40, 10], --set x=1": r"{[}784, 40, 10], -{}-set x=1",
+    }
+    display = pd.DataFrame({"check (a_i >= 0)": list(cells), "result": ["PASS"] * len(cells)})
+    tex = T.table_files(T.ResultTable("t", "Theory: |x| <= 1", display, display))["tex"]
+
+    assert tex.isascii(), [c for c in tex if not c.isascii()]
+    assert tex.splitlines()[0] == r"% Theory: $|$x$|$ $\leq$ 1"
+    body = tex.split("\\midrule\n")[1].split("\\bottomrule")[0].splitlines()
+    assert [row.split(" & ")[0] for row in body] == list(cells.values())
+    assert tex.split("\\toprule\n")[1].startswith(r"check (a\_i $\geq$ 0) & result \\")
+    escaped = re.compile(r"\\(?:[_%&#{}]|textbackslash\{\}|textasciitilde\{\}|textasciicircum\{\})|\{\[\}|-\{\}-")
+    for cell in [row.removesuffix(r" \\").split(" & ")[0] for row in body]:
+        pieces = cell.replace(r"\$", "").split("$")  # text, math, text, ...
+        assert len(pieces) % 2 == 1 and "$$" not in cell.replace(r"\$", ""), cell
+        for text in pieces[::2]:  # outside math: only escaped specials, no <, >, |
+            bare = escaped.sub("", text)
+            assert not set(bare) & set("<>|_%&#{}~^\\$"), (cell, text)
+        for math in pieces[1::2]:  # in math: signs and commands only
+            assert re.fullmatch(r"(?:\\(?:geq|leq|neq|pm|Rightarrow|rightarrow)|[-<>|])+", math), (cell, math)
+
+
 # --- `mlhw tables`: the report rebuilt from the tracking store alone -------------------------------------------
 
 
