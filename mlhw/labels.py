@@ -50,9 +50,10 @@ def subset_note(train_size, test_size) -> str:
     return " " + "/".join("all" if s is None else str(s) for s in sizes) if any(sizes) else ""
 
 
-def data_note(cfg) -> str:
+def data_note(cfg, network: bool = True) -> str:
     """What a run trained on and for how long, for its name: 'digits, 30 epochs', 'mnist 2000/1000, 3 epochs'
-    (train/test subset sizes), 'cifar10 10%, 10 epochs' (the CNN's training fraction)."""
+    (train/test subset sizes), 'cifar10 10%, 10 epochs' (the CNN's training fraction). With `network=False` an
+    MLP's hidden widths and batch size are left out, for a title that gives them itself ('MLP [40] ... batch 20')."""
     data = cfg.dataset + subset_note(getattr(cfg, "train_size", None), getattr(cfg, "test_size", None))
     fraction = getattr(cfg, "train_fraction", 1.0)
     if fraction < 1.0:
@@ -65,7 +66,9 @@ def data_note(cfg) -> str:
             data += f", width {cfg.width:g}"
         if cfg.image_size != preset.get("image_size"):
             data += f", {cfg.image_size} px"
-    if getattr(cfg, "kind", None) == "mlp":  # a network or batch other than the assignment's: named, as above
+    if (
+        network and getattr(cfg, "kind", None) == "mlp"
+    ):  # a network or batch other than the assignment's: named, as above
         fields = type(cfg).model_fields
         if tuple(cfg.hidden) != fields["hidden"].default:
             data += f", hidden {','.join(map(str, cfg.hidden))}"

@@ -339,10 +339,17 @@ def test_runs_that_differ_in_network_or_batch_differ_by_name(workdir):
     """`--batch-size 100000 --epochs 1` and `--epochs 1` were both 'mlp.c · lr=0.1, seed 8 (digits, 1 epoch)' in the
     UI, and a --hidden 40,10 run was named as the default network: settings off the assignment's are in the name."""
     uri = f"sqlite:///{workdir}/mlflow.db"
+    titles = []
     for more in ([], ["--batch-size", "100"], ["--hidden", "40,10"]):
-        assert (
-            invoke("mlp", "train", "--epochs", "1", "--train-size", "200", *more, "--tracking-uri", uri).exit_code == 0
-        )
+        res = invoke("mlp", "train", "--epochs", "1", "--train-size", "200", *more, "--tracking-uri", uri)
+        assert res.exit_code == 0, res.output
+        titles.append(next(line.strip() for line in res.stdout.splitlines() if line.strip().startswith("mlp.c: MLP")))
+    # the table's title gives the network and the batch once: '..., batch 20, 1 epoch, batch 20' said the batch twice
+    assert titles == [
+        "mlp.c: MLP [40] on digits 200/all, 1 epoch, batch 10; 200 train / 500 test",
+        "mlp.c: MLP [40] on digits 200/all, 1 epoch, batch 100; 200 train / 500 test",
+        "mlp.c: MLP [40, 10] on digits 200/all, 1 epoch, batch 10; 200 train / 500 test",
+    ]
     names = sorted(r.info.run_name for r in runs_of(uri)[1])
     assert names == [
         "mlp.c · lr=0.1, seed 8 (digits 200/all, 1 epoch)",

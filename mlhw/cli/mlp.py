@@ -156,7 +156,7 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str) -> None:
     from mlhw.tables import pct
 
     table = Table(
-        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg)}, batch {cfg.batch_size}; {sizes}",
+        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}, batch {cfg.batch_size}; {sizes}",
         caption="train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets",
     )
     for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"):
