@@ -501,6 +501,8 @@ def _fmt(v, digits: int = 4) -> str:
             return "inf" if v > 0 else "-inf"
         if v != 0 and abs(v) < 5e-5:  # an SVM objective's drift or tolerance, which .4f would show as 0.0000
             return f"{v:.2e}"
+        if abs(v) >= 1e6:  # a diverged loss: 3.84e+29, not 30 digits
+            return f"{v:.2e}"
         return f"{v:.{digits}f}"
     return str(v)
 

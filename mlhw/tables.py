@@ -186,10 +186,14 @@ def mlp_sweep_table(records: list[dict]) -> ResultTable:
     return ResultTable("mlp_lr_sweep", "Part 1 (b): learning rates", num, disp)
 
 
-def num_or_inf(v) -> str:
+def num_or_inf(v, digits: int = 4) -> str:
+    """A loss as the tables and the terminal give it: 4 decimals (0.8763, 37.0042), and from a magnitude of 1e6 on
+    3 significant digits (3.84e+29: a diverged run's loss printed as 30 digits and 4 decimals); nan, inf, -inf."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "nan"
-    return f"{v:.4f}" if math.isfinite(v) else "inf"
+    if not math.isfinite(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}f}" if round(abs(v), digits) < 1e6 else f"{v:.2e}"
 
 
 def mlp_full_table(records: list[dict], reference: float | None = None) -> ResultTable:

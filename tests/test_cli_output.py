@@ -147,3 +147,24 @@ def test_losses_print_with_four_decimals_as_the_tables_give_them():
         "inf",
         "-",
     ]
+
+
+def test_a_diverged_loss_prints_compactly_and_an_ordinary_one_as_it_was():
+    """`mlp train --lr 1e30 --dtype float64` printed its final loss as 384354102436290373580199297024.0000."""
+    values = (3.843541024362904e29, -2.5e6, 999_999.99999, 999_999.5, 0.1234, 0.0, float("-inf"))
+    expected = ["3.84e+29", "-2.50e+06", "1.00e+06", "999999.5000", "0.1234", "0.0000", "-inf"]
+    assert [common.loss_text(v) for v in values] == expected
+    from mlhw.tables import num_or_inf
+
+    assert [num_or_inf(v) for v in values] == expected and num_or_inf(float("nan")) == "nan"
+
+
+def test_mlp_train_prints_a_diverged_loss_compactly(workdir):
+    from helpers import invoke
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    args = ("--lr", "1e30", "--dtype", "float64", "--epochs", "1", "--train-size", "200", "--test-size", "50")
+    res = invoke("mlp", "train", *args, "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.stdout.splitlines() if "1e+30" in line)
+    assert re.search(r"│\s+\d\.\d\de\+\d\d │", row) and not re.search(r"\d{10}", row), res.stdout

@@ -26,6 +26,18 @@ def test_a_diverged_seed_is_not_left_out_of_the_mean():
     assert table.display.loc[0, "final train loss"] == "nan" and table.display.loc[0, "diverged runs"] == "1/3"
 
 
+def test_a_huge_loss_is_compact_in_the_tables():
+    """A finite diverged loss (lr 1e30 in float64) filled its cell with 30 digits and 4 decimals."""
+    recs = [
+        {"kind": "mlp", "lr": lr, "seed": 1, "train_loss": v, "train_acc": 0.1, "test_acc": 0.1, "diverged": 0.0}
+        for lr, v in ((1e30, 3.843541024362904e29), (0.1, 0.1234))
+    ]
+    table = T.mlp_sweep_table(recs)
+    assert table.display["final train loss"].tolist() == ["3.84e+29", "0.1234"]
+    two = T.mlp_sweep_table([recs[0], recs[0] | {"seed": 2, "train_loss": 1.2e30}])  # mean ± std: both compact
+    assert two.display["final train loss"].tolist() == ["7.92e+29 ± 5.77e+29"]
+
+
 def test_a_metric_never_logged_is_a_dash_not_nan():
     """NaN is for a seed that diverged; a metric no run logged (absent) reads '-', one run missing it is left out."""
     base = {"kind": "cnn", "variant": "adam-5e-05", "optimizer": "adam", "lr": 5e-5, "batchnorm": True}

@@ -88,7 +88,7 @@ def _check_precision(precision, dev) -> None:
 
 
 def _epoch_bar(bar, epochs):
-    from mlhw.tables import pct
+    from mlhw.tables import num_or_inf, pct
 
     task = bar.add_task("", total=epochs, info="", unit="epoch")
 
@@ -97,7 +97,8 @@ def _epoch_bar(bar, epochs):
             task,
             completed=epoch,
             # as the summary and the tables give them: "val acc 11.54%", not "val 0.115"
-            info=f"loss {row['train_loss']:.3f} val acc {pct(row['val_acc'])} {row.get('images_per_s', 0):.0f} img/s",
+            info=f"loss {num_or_inf(row['train_loss'], 3)} val acc {pct(row['val_acc'])} "
+            f"{row.get('images_per_s', 0):.0f} img/s",
         )
 
     return task, on_epoch

@@ -318,9 +318,11 @@ def fmt(v, digits: int = 4) -> str:
 
 
 def loss_text(v) -> str:
-    """A loss with 4 decimals, as the reproduction's tables give it (37 stood beside 0.8763 with 4 significant
-    digits); nan and inf as they are."""
-    return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else fmt(v)
+    """A loss as the reproduction's tables give it (`mlhw.tables.num_or_inf`): 4 decimals (37 stood beside 0.8763
+    with 4 significant digits), 3.84e+29 from 1e6 on; nan and inf as they are; '-' for none."""
+    from mlhw.tables import num_or_inf
+
+    return num_or_inf(v) if isinstance(v, float) else fmt(v)
 
 
 def emit_json(record: dict) -> None:
