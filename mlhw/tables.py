@@ -33,6 +33,34 @@ def to_rich(df: pd.DataFrame, title: str):
     return _Fitted(df, title)
 
 
+def page_titled(table):
+    """A rich Table whose title and caption, when wider than the table, are set above and below it at the page's
+    width: rich wraps them at the table's, and a piped log (160 columns) broke `mlhw mlp train`'s title and caption
+    at its table's 78."""
+    return _PageTitled(table)
+
+
+class _PageTitled:
+    def __init__(self, table):
+        self.table = table
+
+    def __rich_console__(self, console, options):
+        import copy
+
+        from rich.measure import Measurement
+
+        table = copy.copy(self.table)  # the caller's keeps its title
+        width = Measurement.get(console, options, table).maximum
+        above = below = None
+        if table.title and (text := console.render_str(table.title, style=table.title_style or "table.title")):
+            if text.cell_len > width:
+                above, table.title = text, None
+        if table.caption and (text := console.render_str(table.caption, style=table.caption_style or "table.caption")):
+            if text.cell_len > width:
+                below, table.caption = text, None
+        yield from (r for r in (above, table, below) if r is not None)
+
+
 class _Fitted:
     def __init__(self, df: pd.DataFrame, title: str):
         self.df, self.title = df, title
@@ -49,7 +77,7 @@ class _Fitted:
         tries.append((self.df, False))  # text may break inside a word; numbers stay whole
         for df, whole_words in tries:
             if (table := _table(df, self.title, page, whole_words)) is not None:
-                yield table
+                yield page_titled(table)
                 return
         from rich.text import Text  # a page narrower than any table: each row as `field: value` lines
 

@@ -168,3 +168,43 @@ def test_mlp_train_prints_a_diverged_loss_compactly(workdir):
     assert res.exit_code == 0, res.output
     row = next(line for line in res.stdout.splitlines() if "1e+30" in line)
     assert re.search(r"│\s+\d\.\d\de\+\d\d │", row) and not re.search(r"\d{10}", row), res.stdout
+
+
+def test_a_piped_single_commands_title_and_caption_are_not_wrapped_at_its_tables_width(workdir):
+    """Piped, the console is 160 columns wide (as `reproduce`'s), but rich wraps a table's title and caption at the
+    table's width: `mlp train`'s title broke at its table's 78 columns, mid-sentence."""
+    from helpers import invoke
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    more = ("--hidden", "100,40", "--batch-size", "20", "--train-size", "300", "--test-size", "100", "--epochs", "1")
+    res = invoke("mlp", "train", *more, "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    lines = [line.strip() for line in res.stdout.splitlines()]
+    title = "mlp.c: MLP [100, 40] on digits 300/100, 1 epoch, batch 20; 300 train / 100 test"
+    table = max(len(line) for line in lines if line.startswith("┏"))
+    assert title in lines and len(title) > table, res.stdout  # a title wider than its table, on one line
+    assert any(line.startswith("train s: ") and line.endswith("training and test sets") for line in lines), res.stdout
+
+
+def test_a_title_wider_than_its_table_wraps_at_the_page_and_a_short_one_stays_centred():
+    from rich.table import Table
+
+    from mlhw.tables import page_titled
+
+    def lines(title, page):
+        table = Table(title=title)
+        table.add_column("lr")
+        table.add_row("0.1")
+        buf = io.StringIO()
+        Console(file=buf, width=page, color_system=None).print(page_titled(table))
+        assert table.title == title  # the caller's table is left as it was
+        return buf.getvalue().splitlines()
+
+    long = ", ".join(["a title of many words"] * 4)
+    assert lines(long, 160)[0] == long  # one line: the page has room
+    wrapped = lines(long, 40)[:3]
+    assert max(map(len, wrapped)) <= 40 and " ".join(wrapped).split() == long.split()  # the page's width, nothing lost
+    assert lines("lr", 160)[0] == "  lr   "  # as rich sets it: in the table, centred
+    buf = io.StringIO()  # the tables of `reproduce`, `tables`, `cnn compare`, `theory` alike
+    Console(file=buf, width=160, color_system=None).print(to_rich(pd.DataFrame({"lr": ["0.1"]}), long))
+    assert buf.getvalue().splitlines()[0] == long

@@ -153,7 +153,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
 def _show(runs, part, cfg, as_json, store, parent, sizes: str) -> None:
     from mlhw.labels import data_note
-    from mlhw.tables import pct
+    from mlhw.tables import page_titled, pct
 
     table = Table(
         title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}, batch {cfg.batch_size}; {sizes}",
@@ -187,7 +187,7 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str) -> None:
                 }
             )
     console = err if as_json else out
-    console.print(table)
+    console.print(page_titled(table))
     if parent is not None:
         where = store.local_file(parent.run_id, "figures/mlp_lr_sweep.png")
         console.print(

@@ -59,6 +59,8 @@ PairTestSize = Annotated[
 
 
 def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: dict, store) -> None:
+    from mlhw.tables import page_titled
+
     table = Table(title=title, show_header=False)
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -67,7 +69,7 @@ def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: d
             name, value if isinstance(value, str) else fmt(value, 6) if isinstance(value, float) else str(value)
         )
     console = err if as_json else out
-    console.print(table)
+    console.print(page_titled(table))
     console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
         emit_json(record)
