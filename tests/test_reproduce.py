@@ -227,7 +227,7 @@ def test_a_failing_run_does_not_stop_the_others(tiny, monkeypatch):
 
 
 def test_invalid_file_runs_nothing(tiny):
-    bad = dict(TINY, suites=dict(TINY["suites"], mlp_full={"kind": "mlp", "part": "x", "base": {"lr": -1}}))
+    bad = dict(TINY, suites=dict(TINY["suites"], mlp_full={"kind": "mlp", "part": "mlp.c", "base": {"lr": -1}}))
     (tiny / "exp.yaml").write_text(yaml.safe_dump(bad))
     res = reproduce(tiny)
     assert res.exit_code == 2
