@@ -223,7 +223,12 @@ class Store:
             self.moved = moved_artifacts(path, self.artifact_location)
         except (KeyboardInterrupt, MLHWError):
             raise
-        except Exception as err:  # a missing database driver, a refused connection, a bad URI: one line
+        except ModuleNotFoundError as err:  # postgresql:// without psycopg, mysql:// without its driver
+            raise MLHWError(
+                f"--tracking-uri {self.uri}: its database driver, the Python package {err.name!r}, is not "
+                f"installed here (add it to the project: uv add {err.name})"
+            ) from None
+        except Exception as err:  # a refused connection, a bad URI: one line
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
             raise MLHWError(f"--tracking-uri {self.uri}: {type(err).__name__}: {first}".rstrip(": ")) from None
 

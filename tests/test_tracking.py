@@ -223,6 +223,13 @@ def test_a_tracking_uri_with_stray_whitespace_is_refused(workdir, monkeypatch, v
     assert sorted(p.name for p in workdir.iterdir()) == ["exp.yaml"]
 
 
+def test_a_database_without_its_driver_says_which_package_to_add(workdir):
+    """postgresql:// said only "ModuleNotFoundError: No module named 'psycopg'"."""
+    res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", "postgresql://u:p@127.0.0.1:9/db")
+    assert_one_line_error(res, "--tracking-uri postgresql://", "database driver", "uv add psycopg")
+    assert_nothing_created(workdir)
+
+
 def test_check_uri_accepts_a_new_database_in_a_writable_folder(workdir):
     check_uri(f"sqlite:///{workdir}/new.db")
     assert not (workdir / "new.db").exists()  # checking creates nothing

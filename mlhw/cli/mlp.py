@@ -56,7 +56,11 @@ TrainSize = Annotated[
     ),
 ]
 TestSize = Annotated[
-    Optional[int], typer.Option(help="Test subset, drawn after the training subset.", rich_help_panel=DATA)
+    Optional[int],
+    typer.Option(
+        help="Test subset, drawn from the test set with the seed set again (as the course's loader does).",
+        rich_help_panel=DATA,
+    ),
 ]
 Epochs = Annotated[Optional[int], _opt("Epochs of SGD.", "epochs")]
 BatchSize = Annotated[Optional[int], _opt("Mini-batch size.", "batch_size")]
