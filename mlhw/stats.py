@@ -67,28 +67,36 @@ def rank_test(first: list[float], second: list[float]) -> tuple[float, float]:
     """(p, u): the exact two-sided permutation test of Mann-Whitney's U. u = U / (n1 n2), the share of pairs in which
     a value of `first` is above one of `second` (ties count a half); p, the share of the C(n1 + n2, n1) ways to deal
     the pooled values into groups of these sizes whose u lies as far from 1/2 as this one. Values may be inf (an
-    epoch count of a run that never reached a level: later than any). A clean split gives split_probability."""
-    import itertools
-
-    pooled = [float(v) for v in list(first) + list(second)]
+    epoch count of a run that never reached a level: later than any). A clean split gives split_probability.
+    U is the first group's sum of mid-ranks less n1 (n1 + 1) / 2, so the deals are counted by that sum (doubled, an
+    integer) in one pass over the values: polynomial in the runs, not one deal at a time (C(30, 15) = 155 million)."""
+    pooled = sorted(float(v) for v in list(first) + list(second))
     n1, n = len(first), len(first) + len(second)
     n2 = n - n1
     if n1 == 0 or n2 == 0:
         return 1.0, 0.5
-    # pair score of (i above j), computed once: deals only re-partition the indices
-    above = [
-        [1.0 if pooled[i] > pooled[j] else 0.5 if pooled[i] == pooled[j] else 0.0 for j in range(n)] for i in range(n)
-    ]
-
-    def u_of(group: tuple[int, ...]) -> float:
-        rest = [j for j in range(n) if j not in group]
-        return sum(above[i][j] for i in group for j in rest)
-
-    observed = u_of(tuple(range(n1)))
-    far = abs(observed - n1 * n2 / 2) - 1e-9
-    deals = list(itertools.combinations(range(n), n1))
-    p = sum(abs(u_of(g) - n1 * n2 / 2) >= far for g in deals) / len(deals)
-    return p, observed / (n1 * n2)
+    twice_rank: dict[float, int] = {}  # a value's mid-rank, doubled: ranks i + 1 .. j of its ties, (i + 1 + j)
+    i = 0
+    while i < n:
+        j = i
+        while j < n and pooled[j] == pooled[i]:
+            j += 1
+        twice_rank[pooled[i]] = i + 1 + j
+        i = j
+    # ways[k][s]: the number of k-value groups whose doubled rank sum is s
+    ways: list[dict[int, int]] = [{} for _ in range(n1 + 1)]
+    ways[0][0] = 1
+    for v in pooled:
+        r = twice_rank[v]
+        for k in range(min(n1, n) - 1, -1, -1):
+            for total, count in ways[k].items():
+                ways[k + 1][total + r] = ways[k + 1].get(total + r, 0) + count
+    observed = sum(twice_rank[float(v)] for v in first)
+    center = n1 * (n + 1)  # the doubled rank sum's mean
+    far = abs(observed - center)
+    p = sum(c for total, c in ways[n1].items() if abs(total - center) >= far) / math.comb(n, n1)
+    u = (observed / 2 - n1 * (n1 + 1) / 2) / (n1 * n2)
+    return min(1.0, p), u
 
 
 def p_text(p: float) -> str:

@@ -571,7 +571,27 @@ def test_the_rank_test_is_mann_whitneys_exact_test_and_takes_runs_that_never_got
         ref = mannwhitneyu(x, y, alternative="two-sided", method="exact")
         p, u = rank_test(x, y)
         assert p == pytest.approx(ref.pvalue) and u == pytest.approx(ref.statistic / (n1 * n2))
+    # with ties (epoch counts, inf for never), against every deal counted one by one
+    import itertools
+
+    def brute(x, y):
+        pooled, n1 = list(x) + list(y), len(x)
+
+        def u(group):
+            rest = [j for j in range(len(pooled)) if j not in group]
+            return sum((pooled[i] > pooled[j]) + 0.5 * (pooled[i] == pooled[j]) for i in group for j in rest)
+
+        deals = list(itertools.combinations(range(len(pooled)), n1))
+        far = abs(u(tuple(range(n1))) - n1 * len(y) / 2) - 1e-9
+        return sum(abs(u(g) - n1 * len(y) / 2) >= far for g in deals) / len(deals)
+
     inf = math.inf
+    for _ in range(30):
+        x = rng.choice([1, 2, 3, 4, inf], size=rng.integers(1, 6)).tolist()
+        y = rng.choice([2, 3, 5, inf], size=rng.integers(1, 6)).tolist()
+        assert rank_test(x, y)[0] == pytest.approx(brute(x, y)), (x, y)
+    # 15 runs a side: counted by rank sums, not deal by deal (C(30, 15) = 155 million deals)
+    assert rank_test(list(range(15)), list(range(15, 30)))[0] == pytest.approx(2 / math.comb(30, 15))
     assert rank_test([3, 3, 3], [9, inf, inf])[0] == pytest.approx(split_probability([3, 3, 3], [9, inf, inf]))
     assert rank_test([3, 3], [inf, inf, inf]) == (pytest.approx(1 / 10), 0)
     assert rank_test([2, 2], [2, 2]) == (1.0, 0.5)  # all tied: nothing to tell
