@@ -270,7 +270,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
 
 
 COMPILED_TAG = "mlhw.compiled_at"  # on a suite parent: when a report was last compiled from it (ms since 1970)
-STAMP = ".mlhw-plan"  # in a report folder: suite -> the key of the suite it was compiled from (plan.suite_key)
+STAMP = ".mlhw-plan"  # in a report folder: the files it wrote; stamped: suite -> its key (plan.suite_key)
 
 
 def changed_files(folder: Path, keys: dict[str, str], profile_suites: list[str]) -> list[str] | None:
@@ -326,13 +326,15 @@ def write_report(
             figures.append((caption, name))
         text = report_text(scope, store, tables, figures, done, missing, device, findings)
         _write(tmp / REPORT, text)
+        # every report lists the files it wrote (a rebuild replaces those, and keeps a user's own). A complete,
+        # sound report of this plan is stamped besides: the next reproduce of it has nothing to do while every file
+        # is as written (a table edited or a figure deleted: it is compiled again); one with missing runs, a failing
+        # theory claim or SVM is not, so every reproduce compiles it again and exits 1 again
+        files = {p.relative_to(tmp).as_posix(): _digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        record: dict = {"files": files}
         if stamp and not missing and not self_check_failures(done):
-            # a complete, sound report of this plan: the next reproduce of it has nothing to do while every file is
-            # as written (a table edited or a figure deleted: it is compiled again); one with a failing theory
-            # claim or SVM gets no stamp, so every reproduce compiles it again and exits 1 again
-            files = {p.relative_to(tmp).as_posix(): _digest(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
-            record = {"suites": stamp, "files": files, "sound": True}  # (older stamps lack "sound": compiled again)
-            _write(tmp / STAMP, json.dumps(record, indent=1, sort_keys=True) + "\n")
+            record |= {"suites": stamp, "sound": True}  # (older stamps lack "sound": compiled again)
+        _write(tmp / STAMP, json.dumps(record, indent=1, sort_keys=True) + "\n")
         _replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -358,9 +360,9 @@ def _replace(new: Path, final: Path) -> None:
         own = _report_files(final)
         for path in sorted(final.rglob("*")):
             rel = path.relative_to(final).as_posix()
-            if path.is_file() and not path.is_symlink() and rel not in own and not (new / rel).exists():
+            if (path.is_file() or path.is_symlink()) and rel not in own and not (new / rel).exists():
                 (new / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, new / rel)
+                shutil.copy2(path, new / rel, follow_symlinks=False)  # a user's link stays a link
     old = None
     if final.exists() or final.is_symlink():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -374,8 +376,9 @@ def _replace(new: Path, final: Path) -> None:
 
 
 def _report_files(folder: Path) -> set[str]:
-    """The files an earlier report wrote in its folder: its stamp's list, and without one (a partial report, or
-    one that failed its own checks) the report's own kinds: REPORT.md, tables/*.md|csv|tex, figures/*.png."""
+    """The files an earlier report wrote in its folder: the list it left (.mlhw-plan), and without one (a folder
+    from an mlhw that wrote none, or none for a partial or unsound report) the report's own kinds: REPORT.md,
+    tables/*.md|csv|tex, figures/*.png."""
     try:
         files = json.loads((folder / STAMP).read_text()).get("files")
     except (OSError, ValueError, AttributeError):

@@ -538,6 +538,17 @@ def test_a_report_keeps_the_files_that_are_not_its_own(ci_copy, workdir):
     res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy)
     assert res.exit_code == 0, res.output
     assert not (folder / "tables" / "old_suite.csv").exists() and (folder / "tables" / "gone.csv").is_file()
+    # a report that is not stamped (missing runs, a failing check) lists its files all the same: a user's table
+    # or figure of the report's kinds beside it was taken for the report's and deleted
+    stamp = json.loads((folder / ".mlhw-plan").read_text())
+    (folder / ".mlhw-plan").write_text(json.dumps({"files": stamp["files"]}))  # as an unsound report leaves it
+    (folder / "tables" / "my_notes.md").write_text("mine\n")
+    (folder / "figures" / "my_plot.png").write_bytes(b"png")
+    (folder / "link.md").symlink_to(folder / "notes.md")
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy)
+    assert res.exit_code == 0, res.output
+    assert (folder / "tables" / "my_notes.md").is_file() and (folder / "figures" / "my_plot.png").is_file()
+    assert (folder / "link.md").is_symlink() and (folder / "link.md").read_text() == "my notes\n"
 
 
 def test_a_broken_baseline_stops_the_reproduction_before_any_run(light):
