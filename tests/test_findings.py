@@ -219,6 +219,11 @@ def test_part1b_a_run_shorter_than_the_window_lags_rather_than_stalls_or_learns_
     assert F.classify_run(mlp_run(10, [0.1, 0.1, 0.1]), best)[0] == "collapses"  # at chance: said at any length
     six = [0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]  # epochs 0-6: a window of 5 epochs after its first point, flat
     assert F.classify_run(mlp_run(0.01, six), best) == ("stalls", 1)
+    # the epochs it trained decide, not the points of its curve (a history without epoch 0 is no shorter run)
+    assert F.classify_run(mlp_run(0.01, [0.3, 0.35, 0.4, 0.45, 0.5]) | {"epochs": 5}, best)[0] == "learns slowly"
+    assert F.classify_run(mlp_run(0.01, [0.3, 0.5, 0.5]) | {"epochs": 2}, best) == ("lags", 2)
+    # a run without its per-epoch history (older runs): no curve to judge, whatever its epochs
+    assert F.classify_run(mlp_run(0.01, [0.3, 0.5]) | {"epochs": 30, "history": []}, best) == ("no curve", None)
     f = F.part1b([mlp_run(0.01, [0.079, 0.684, 0.719]), mlp_run(0.1, [0.1, 0.9, 0.95])])
     assert "lr 0.01 lags after epoch 2" in f.answer
     assert any(d.startswith("*lags*: below that after fewer than 5 epochs") for d in f.details), f.details

@@ -30,7 +30,9 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   it reached that level), *learns slowly* (below that, and still rising: over the last third of its epochs, at
   least `STALL_WINDOW` (5), the least-squares line through its accuracy rises by >= `STALL_GAIN` (1 point) with
   a slope at least `TREND_T` (2) standard errors above 0, so that a flat curve's noise is not read as learning)
-  or *stalls* (below that and no longer rising; the first epoch within `STALL_GAIN` of its best accuracy).
+  or *stalls* (below that and no longer rising; the first epoch within `STALL_GAIN` of its best accuracy);
+  *lags* when it trained fewer than `STALL_WINDOW` epochs (too few to tell those two apart), *no curve* when it
+  logged no per-epoch history.
 - **Part 2 (c) speed**: epochs to reach a fixed validation accuracy that both variants reach, `SPEED_FRACTION`
   (90%) of the weaker variant's mean final validation accuracy (90% of the better's put the level above where the
   weaker ends, and "not reached" then restated the final accuracies); when the weaker never leaves chance, 90% of

@@ -66,17 +66,17 @@ def classify_run(
     if final >= level:
         reached = epochs_to_reach(hist, key, level)
         return "learns", reached
-    points = [a for a in accs if math.isfinite(a)]
-    if len(points) < window + 1:  # fewer epochs than the window: a slow climb and a stall look alike
-        return "lags", int(hist[-1]["epoch"]) if hist else None
+    if not any(math.isfinite(a) for a in accs):  # no per-epoch curve (an older run without history.csv)
+        return "no curve", None
+    trained = int(as_float(record.get("epochs", max(int(h["epoch"]) for h in hist))))
+    if trained < window:  # fewer epochs than the window: a slow climb and a stall look alike
+        return "lags", trained
     if still_rising(accs, window, gain):
         return "learns slowly", None
     # stalled: the first epoch within `gain` of the best it ever reached. (Scanning back from the last epoch
     # for a lower one stopped at once on a noisy curve: a run swinging between 47% and 70% from epoch 7 on
     # was said to stall "from epoch 30" of 30.)
     finite = [(int(h["epoch"]), a) for h, a in zip(hist, accs) if math.isfinite(a)]
-    if not finite:
-        return "stalls", None
     top = max(a for _, a in finite)
     return "stalls", next(e for e, a in finite if a >= top - gain)
 
@@ -97,7 +97,7 @@ def still_rising(accs: list[float], window: int = STALL_WINDOW, gain: float = ST
     return slope * (len(y) - 1) >= gain and (se == 0 or slope >= t * se)
 
 
-OUTCOME_ORDER = ["learns", "learns slowly", "stalls", "lags", "collapses", "diverges"]
+OUTCOME_ORDER = ["learns", "learns slowly", "stalls", "lags", "collapses", "diverges", "no curve"]
 
 
 def part1b(
@@ -157,6 +157,7 @@ def part1b(
         f"*stalls*: below that and no longer rising; from the first epoch within {100 * STALL_GAIN:.0f} point of "
         "its best.",
         f"*lags*: below that after fewer than {STALL_WINDOW} epochs: too few to tell a slow climb from a stall.",
+        "*no curve*: below that, with no per-epoch history (history.csv) to tell how it got there.",
         f"*collapses*: it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}); from the epoch "
         "it stays there.",
         "*diverges*: its training loss became non-finite or exceeded 10 ln(classes), far above the loss of chance, "
