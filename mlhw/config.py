@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
@@ -42,11 +43,9 @@ def _base_types(annotation) -> set:
 
 
 def _numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    """A numeral as one writes it ('5', '0.1', '5e-5'): quoted, it is a string. (YAML's unquoted inf and nan are
+    strings too, spelled .inf and .nan there: pydantic's own message says what is wrong with them.)"""
+    return re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", text) is not None
 
 
 class _Config(BaseModel):

@@ -59,6 +59,17 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+# the module SQLAlchemy imports for a database URI -> the package that provides it (PyPI's names differ)
+DB_DRIVERS = {
+    "psycopg": "psycopg[binary]",
+    "psycopg2": "psycopg2-binary",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "pymysql",
+    "pyodbc": "pyodbc",
+    "pymssql": "pymssql",
+}
+
+
 def check_uri(uri: str) -> None:
     """Fail fast, before any run exists, on a tracking location that cannot be used."""
     if uri != uri.strip():  # 'sqlite:///mlflow.db ' made a new store, a file named 'mlflow.db ', and reran all
@@ -223,10 +234,13 @@ class Store:
             self.moved = moved_artifacts(path, self.artifact_location)
         except (KeyboardInterrupt, MLHWError):
             raise
-        except ModuleNotFoundError as err:  # postgresql:// without psycopg, mysql:// without its driver
-            raise MLHWError(
-                f"--tracking-uri {self.uri}: its database driver, the Python package {err.name!r}, is not "
-                f"installed here (add it to the project: uv add {err.name})"
+        except ModuleNotFoundError as err:
+            package = DB_DRIVERS.get(err.name or "")
+            if package is None:  # not a database driver: said as any other failure is
+                raise MLHWError(f"--tracking-uri {self.uri}: ModuleNotFoundError: {err}") from None
+            raise MLHWError(  # postgresql:// without psycopg, mysql:// without mysqlclient
+                f"--tracking-uri {self.uri}: its database driver ({err.name}) is not installed here (add it to "
+                f"the project: uv add '{package}')"
             ) from None
         except Exception as err:  # a refused connection, a bad URI: one line
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
@@ -268,7 +282,8 @@ class Store:
             raise MLHWError(
                 f"--tracking-uri {self.uri}: experiment {self.experiment_name!r} keeps its artifacts in {old}/, which "
                 f"is gone: the database was moved (its artifacts are read from {new}/: mlhw tables, check). New runs "
-                "would make that folder again: give them another --experiment, or move the database back"
+                f"would make that folder again: move the database back to {old.parent}/ to add runs (another "
+                "--experiment starts empty: every run trains again)"
             )
         home = local_artifact_path(self.artifact_location) or path.resolve().parent / "mlartifacts"
         probe = home

@@ -201,7 +201,7 @@ def test_a_moved_or_copied_store_is_read_beside_it_and_new_runs_are_refused(work
         ["reproduce", "--profile", "p", "--file", copy / "exp.yaml", "--force"],
     ):
         res = invoke(*argv, "--tracking-uri", curi)
-        assert_one_line_error(res, "--tracking-uri", str(first / "mlartifacts"), "is gone", "--experiment")
+        assert_one_line_error(res, "--tracking-uri", str(first / "mlartifacts"), "is gone", "move the database back")
     assert not first.exists()  # the old folder is not made again
     assert len(runs_of(curi, all_lifecycles=True)[1]) == len(before)
     # an experiment whose artifacts are elsewhere by design, or beside the database, is not "moved"
@@ -226,7 +226,9 @@ def test_a_tracking_uri_with_stray_whitespace_is_refused(workdir, monkeypatch, v
 def test_a_database_without_its_driver_says_which_package_to_add(workdir):
     """postgresql:// said only "ModuleNotFoundError: No module named 'psycopg'"."""
     res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", "postgresql://u:p@127.0.0.1:9/db")
-    assert_one_line_error(res, "--tracking-uri postgresql://", "database driver", "uv add psycopg")
+    assert_one_line_error(res, "--tracking-uri postgresql://", "database driver (psycopg)", "uv add 'psycopg[binary]'")
+    res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", "mysql://u@127.0.0.1:9/db")
+    assert_one_line_error(res, "--tracking-uri mysql://", "database driver (MySQLdb)", "uv add 'mysqlclient'")
     assert_nothing_created(workdir)
 
 
