@@ -4,8 +4,9 @@
 Welch-Satterthwaite degrees of freedom: scipy's `ttest_ind(second, first, equal_var=False)`), and says when every
 run of one group lies above every run of the other, with the exact two-sided rank test's probability of so clean a
 split (`split_probability`: 2 / C(n1 + n2, n1) without ties, 0.10 at 3 vs 3): Welch's t with 3 runs a side rarely
-excludes 0, and a reader should see the split it cannot confirm; where neither group varies (t's interval a
-point), the reader sees that probability beside t's verdict. Plain numbers in and out: no MLflow, no Typer.
+excludes 0, and a reader should see the split it cannot confirm. Where neither group varies (t undefined), that
+probability alone decides, as the exact rank test (`rank_test`) decides Part 2 (c)'s epoch counts. Plain numbers
+in and out: no MLflow, no Typer.
 """
 
 from __future__ import annotations
@@ -132,20 +133,20 @@ def welch_difference(
     elif len(a) < 2 or len(b) < 2:
         out.verdict, out.note = "no interval", f"n={min(len(a), len(b))}: no interval"
     elif np.ptp(a) == 0 and np.ptp(b) == 0:
-        # no spread on either side: Welch's df is 0/0 and its interval degenerates to the point d. The verdict is
-        # t's limit as the spread goes to 0 (a "no" here would call 2,2,2 vs 6,6,6 epochs undecided where 2,2,2
-        # vs 5,6,6 is a yes); the note gives the rank test's probability of so clean a split, which at 2 vs 2 or
-        # 3 vs 3 runs is weak evidence (0.33, 0.10) that a reader should see beside it.
+        # no spread on either side: Welch's df is 0/0 and its interval degenerates to the point d, which proves
+        # nothing about few runs (2 vs 2 collapsed runs, each predicting one class, read as "better"). The evidence
+        # left is the rank test's, as in Part 2 (c): the split is as clean as can be, and its probability decides.
         out.low = out.high = d
-        spread = f"no spread in any of the {len(a)} + {len(b)} runs: the interval is the point difference"
+        spread = f"no spread in any of the {len(a)} + {len(b)} runs"
         if d == 0:
-            out.verdict, out.note = "identical", spread
-        else:
+            out.verdict, out.note = "identical", f"{spread}: the interval is the point difference"
+        elif out.split_p is not None and out.split_p <= 1 - confidence:
             out.verdict = "second higher" if d > 0 else "first higher"
-            p = p_text(out.split_p) if out.split_p is not None else "-"
-            out.note = (
-                f"{spread}, though by ranks alone so clean a split comes with probability {p} at {len(b)} vs {len(a)}"
-            )
+            out.note = f"{spread}: the interval is the point difference (rank test p = {p_text(out.split_p)})"
+        else:
+            out.verdict = "not distinguishable"
+            p = "-" if out.split_p is None else p_text(out.split_p)
+            out.note = f"{spread}, but so clean a split comes by chance with probability {p} at {len(b)} vs {len(a)}"
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -202,7 +202,9 @@ def difference_sentence(d: Difference, acc: bool = True) -> str:
     if d.verdict == "no interval":
         return f"{head} ({n}; {d.note})."
     if d.note:  # zero spread
-        tail = "the same in every run" if d.verdict == "identical" else "every run agrees"
+        tail = {"identical": "the same in every run", "not distinguishable": "not distinguishable"}.get(
+            d.verdict, "every run agrees"
+        )
         return f"{head} ({n}; {d.note}: {tail})."
     ci = f"{conf} [{g(d.low)}, {g(d.high)}]{clip_note(d)}, Welch df {d.df:.1f}"
     if d.verdict == "not distinguishable":

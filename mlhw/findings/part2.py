@@ -132,6 +132,8 @@ def _verdict_clause(d: Difference | None, what: str, higher_is_better: bool = Tr
         return f"{what} {d.second} − {d.first} = {_fmt_metric(d)} ({d.note})"
     if d.verdict == "identical":
         return f"{what} identical"
+    if d.verdict == "not distinguishable" and d.df is None:  # no spread: the rank test's probability says why
+        return f"{what} {d.second} − {d.first} = {_fmt_metric(d)}, not distinguishable ({d.note})"
     if d.verdict == "not distinguishable":  # the difference stays in view: +38.7 points may be noise, not nothing
         ci = f"{_fmt_metric_value(d, d.low)}, {_fmt_metric_value(d, d.high)}"
         return (
