@@ -501,9 +501,9 @@ def _fmt(v, digits: int = 4) -> str:
             return "inf" if v > 0 else "-inf"
         if v != 0 and abs(v) < 5e-5:  # an SVM objective's drift or tolerance, which .4f would show as 0.0000
             return f"{v:.2e}"
-        if abs(v) >= 1e6:  # a diverged loss: 3.84e+29, not 30 digits
-            return f"{v:.2e}"
-        return f"{v:.{digits}f}"
+        from mlhw.tables import num_or_inf
+
+        return num_or_inf(v, digits)  # as the tables print it (3.84e+29 from 1e6 on, where .4f would round up)
     return str(v)
 
 
