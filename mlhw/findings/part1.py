@@ -146,6 +146,7 @@ def part1b(
             }
         )
     answer = "; ".join(parts) + "."
+    seen = {x["outcome"] for rate in evidence["rates"].values() for x in rate["runs"]}  # the rarer ones are defined
     details = [  # one rule a line: the outcomes' definitions as one sentence were hard to read
         f"Dataset {evidence['dataset']}. Outcomes, from each run's training accuracy per epoch (its loss for "
         "*diverges*):",
@@ -156,8 +157,16 @@ def part1b(
         "above 0.",
         f"*stalls*: below that and no longer rising; from the first epoch within {100 * STALL_GAIN:.0f} point of "
         "its best.",
-        f"*lags*: below that after fewer than {STALL_WINDOW} epochs: too few to tell a slow climb from a stall.",
-        "*no curve*: below that, with no per-epoch history (history.csv) to tell how it got there.",
+        *(
+            [f"*lags*: below that after fewer than {STALL_WINDOW} epochs: too few to tell a slow climb from a stall."]
+            if "lags" in seen
+            else []
+        ),
+        *(
+            ["*no curve*: below that, with no per-epoch history (history.csv) to tell how it got there."]
+            if "no curve" in seen
+            else []
+        ),
         f"*collapses*: it ends within {100 * margin:.0f} points of chance ({pct(1 / n_classes)}); from the epoch "
         "it stays there.",
         "*diverges*: its training loss became non-finite or exceeded 10 ln(classes), far above the loss of chance, "
