@@ -285,7 +285,9 @@ class Store:
                 f"would make that folder again: move the database back to {old.parent}/ to add runs (another "
                 "--experiment starts empty: every run trains again)"
             )
-        home = local_artifact_path(self.artifact_location) or path.resolve().parent / "mlartifacts"
+        home = local_artifact_path(self.artifact_location)
+        if home is None:  # a new experiment's (beside the database: _check_sqlite looked), or a remote one
+            return
         probe = home
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent

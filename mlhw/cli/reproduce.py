@@ -89,7 +89,8 @@ def _validate(
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
     if only and not sets:  # the report stays whole: the other suites' done runs, found by identity, not run
-        rest = [s for s in expand(spec, profile, None, [], file) if s.suite not in only]
+        full = expand(spec, profile, None, [], file)
+        rest = [s for s in full if s.suite not in only]
         # never a download, and never an error, for runs that will not run: an absent or broken dataset's
         # suites are reported as not reproduced
         unread = missing | _unreadable(
@@ -106,7 +107,7 @@ def _validate(
             # them and every table is checked: `mlhw tables` reads what this report shows (the other suites were
             # taken from experiments.yaml while `tables` took them from older parents, and were never checked).
             order: dict[str, int] = {}
-            for s in expand(spec, profile, None, [], file):
+            for s in full:
                 order.setdefault(s.suite, len(order))
             done = [p for p in plan.rest if p.status == "done"]
             plan.entries = sorted(plan.entries + done, key=lambda p: order[p.spec.suite])  # stable: a full plan's
