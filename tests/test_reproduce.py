@@ -332,6 +332,11 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
     runs_word = "its one run's" if best["n"] == 1 else f"the mean of its {best['n']} runs'"
     assert p.tags["mlhw.best"] == f"lr={best['lr']:g} ({runs_word} test_acc)"
     assert "test/acc" in parents["mlp_full"].data.metrics and not parents["svm_soft"].data.metrics
+    # compiled again from the same parents (a report file deleted): the number is not logged a second time
+    (light / "results" / "tiny" / "REPORT.md").unlink()
+    assert reproduce(light).exit_code == 0
+    history = client.get_metric_history(parents["mlp_lr_sweep"].info.run_id, "test/acc")
+    assert [(m.step, m.value) for m in history] == [(0, pytest.approx(best["test_acc_mean"]))]
     assert "mlhw.best" not in parents["svm_soft"].data.tags
 
 
