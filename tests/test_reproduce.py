@@ -809,6 +809,16 @@ def test_a_missing_shared_run_is_counted_once_with_the_suites_it_serves(ci_copy,
     assert all(s in line for s in ("cnn_optimizers", "cnn_adam_lr", "cnn_batchnorm")), line
 
 
+def test_the_plan_says_which_earlier_suite_trains_a_suites_shared_runs(ci_copy, workdir):
+    """A suite whose runs another suite trains shows no progress line of its own (digits' mlp_full: the sweep's
+    lr 0.1); the plan names that suite and how many ("to run 3" then nothing about it, in a walkthrough's log)."""
+    res = invoke("reproduce", "--profile", "ci", "--only", "theory", "--force", "--tracking-uri", ci_copy)
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line for line in res.stderr.splitlines() if line.count("│") > 5}
+    assert "cnn_optimizers (1)" in rows["cnn_adam_lr"] and "cnn_optimizers (1)" in rows["cnn_batchnorm"]
+    assert "(" not in rows["cnn_optimizers"].split("│")[5] and "trained with" in res.stderr
+
+
 def test_mlp_sweep_after_reproduce_leaves_the_profiles_report_untouched(ci_copy, workdir):
     """The same rates, seed and sizes as the ci sweep: the single-run command still writes only to MLflow."""
     before = snapshot(workdir / "results")

@@ -287,16 +287,22 @@ def _show_plan(plan) -> None:
     from rich.table import Table
 
     table = Table(title=f"plan: profile {plan.profile}")
-    for col in ("suite", "runs", "done", "to run", "part of the assignment"):
+    for col in ("suite", "runs", "done", "to run", "trained with", "part of the assignment"):
         table.add_column(col, justify="right" if col in ("runs", "done", "to run") else "left")
+    first = {p.identity: p.spec.suite for p in reversed(plan.entries)}  # a run is trained (and named) by its first
     for suite in plan.suites:
         mine = {p.identity: p for p in plan.entries if p.spec.suite == suite}
         todo = sum(p.todo for p in mine.values())
+        # a suite whose runs an earlier suite trains has no progress lines of its own (digits' mlp_full: the
+        # sweep's lr 0.1): say whose they are
+        earlier = [first[i] for i in mine if first[i] != suite]
+        shared = ", ".join(f"{s} ({earlier.count(s)})" for s in dict.fromkeys(earlier))
         table.add_row(
             suite,
             str(len(mine)),
             str(len(mine) - todo),
             f"[yellow]{todo}[/]" if todo else "0",
+            shared,
             plan.descriptions.get(suite, ""),
         )
     err.print(table)
