@@ -495,15 +495,11 @@ def _fmt(v, digits: int = 4) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
         if v != 0 and abs(v) < 5e-5:  # an SVM objective's drift or tolerance, which .4f would show as 0.0000
             return f"{v:.2e}"
         from mlhw.tables import num_or_inf
 
-        return num_or_inf(v, digits)  # as the tables print it (3.84e+29 from 1e6 on, where .4f would round up)
+        return num_or_inf(v, digits)  # as the tables print it: nan, +-inf, 3.84e+29 from 1e6 on
     return str(v)
 
 
