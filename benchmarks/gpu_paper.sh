@@ -11,6 +11,7 @@ out=${1:-/tmp/gpu_paper}
 shift || true
 jobs_list=${*:-1 2}
 profile=${PROFILE:-paper}  # PROFILE=ci: a smoke test of this script on a CPU
+extra=${REPRO_ARGS:-}  # more reproduce options, e.g. REPRO_ARGS="--device cuda": every worker on the GPU
 mkdir -p "$out"
 tar -xJf .devsite/site.tar.xz -C /tmp && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CI=1
 repo=$PWD
@@ -33,14 +34,14 @@ work=$(mktemp -d)
 ln -s "$data/data" "$work/data"
 cp "$repo/experiments.yaml" "$work/"
 cd "$work"
-tag="jobs$jobs"
-echo "== $profile profile, --jobs $jobs"
+tag="jobs$jobs${extra:+_$(echo "$extra" | tr -c 'A-Za-z0-9\n' _)}"
+echo "== $profile profile, --jobs $jobs $extra"
 start=$(date +%s.%N)
-python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" 2>&1 | tee "$out/paper_first_$tag.txt" | grep -E "^\[|ran |check|up to date|error" || true
+python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" $extra 2>&1 | tee "$out/paper_first_$tag.txt" | grep -E "^\[|ran |check|up to date|error" || true
 mid=$(date +%s.%N)
-python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" 2>&1 | tee "$out/paper_second_$tag.txt" | tail -2
+python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" $extra 2>&1 | tee "$out/paper_second_$tag.txt" | tail -2
 end=$(date +%s.%N)
-python3 - "$start" "$mid" "$end" "$jobs" "$profile" <<'PY' | tee -a "$out/paper_times.txt"
+python3 - "$start" "$mid" "$end" "$jobs $extra" "$profile" <<'PY' | tee -a "$out/paper_times.txt"
 import sys
 s, m, e = map(float, sys.argv[1:4])
 print(f"--jobs {sys.argv[4]}: {sys.argv[5]} profile end to end (first reproduce, incl. start-up): {m - s:.1f} s; "
