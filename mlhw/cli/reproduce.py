@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from typing import Annotated, Literal, Optional
 
@@ -58,7 +59,19 @@ PARALLEL = "Parallel and distributed"
 
 
 def _validate(
-    file, profile, only, sets, device, data_dir, download, results_dir, tracking_uri, experiment, stale_after, dry_run
+    file,
+    profile,
+    only,
+    sets,
+    device,
+    data_dir,
+    download,
+    results_dir,
+    tracking_uri,
+    experiment,
+    stale_after,
+    dry_run,
+    force=False,
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
     the data (read and checked), the results folder and the tracking store. Returns the plan."""
@@ -71,7 +84,7 @@ def _validate(
 
     spec = load_file(file)
     specs = expand(spec, profile, only, sets or [], file)
-    check_device(device)
+    check_device(device, present=False)
     source = DataSource(data_dir, False if dry_run else download)
     # the files read and checked (labels, sizes, dtypes; unchanged files are not read again); a dry run lists
     # the runs of an absent dataset without identities
@@ -86,6 +99,8 @@ def _validate(
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
     # no-op reproduce (the fingerprint cache spares that read)
     _check_data([p.spec for p in plan.pending()], source, missing)
+    if plan.pending() or force:  # something will train: the device must be here (a no-op spares torch's import)
+        check_device(device)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
     if only and not sets:  # the report stays whole: the other suites' done runs, found by identity, not run
@@ -275,12 +290,14 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             )
 
 
-def check_device(device: str) -> None:
-    """--device, checked without importing torch where the answer is known (auto, cpu)."""
-    if device not in ("auto", "cpu"):
-        from mlhw.device import resolve_device
+def check_device(device: str, present: bool = True) -> None:
+    """--device: its form, without importing torch where the answer is known (auto, cpu, cuda[:N]); with
+    present, also that this machine has it (importing torch takes seconds: a no-op reproduce skips it)."""
+    if device in ("auto", "cpu") or not present and re.fullmatch(r"cuda(:\d+)?", device):
+        return
+    from mlhw.device import resolve_device
 
-        resolve_device(device)
+    resolve_device(device)
 
 
 def _show_plan(plan) -> None:
@@ -632,7 +649,19 @@ def reproduce(
 
     with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
         spec, source, store, plan, baseline = _validate(
-            file, profile, only, set_, device, data_dir, download, results_dir, uri, experiment, stale_after, dry_run
+            file,
+            profile,
+            only,
+            set_,
+            device,
+            data_dir,
+            download,
+            results_dir,
+            uri,
+            experiment,
+            stale_after,
+            dry_run,
+            force,
         )
     if force:  # --only's runs (and each entry of a run they share with another suite): the others are reported
         chosen = {p.identity for p in plan.entries if not plan.only or p.spec.suite in plan.only}
