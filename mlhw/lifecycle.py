@@ -172,8 +172,9 @@ class RunLogger:
     and tags ride along in the next batch too: a run's start params, its final metrics and its end params and
     tags are one or two writes, not five (~25 ms a run)."""
 
-    def __init__(self, store: Store, run_id: str, defer: bool = False):
+    def __init__(self, store: Store, run_id: str, defer: bool = False, known: dict[str, float] | None = None):
         self.store, self.client, self.run_id = store, store.client, run_id
+        self.known = dict(known or {})  # the latest metrics a reopened run already holds (not logged again)
         self._pending: list[Metric] = []
         self._params: list[Param] = []
         self._tags: dict[str, RunTag] = {}

@@ -396,8 +396,8 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
         pending = any(p.todo for p in plan.entries if p.spec.suite == suite)
         last = newest.get(suite)
         if not pending and last is not None and last.data.tags.get(IDENTITY_TAG) == plan.suite_identity(suite):
-            logs[suite] = RunLogger(store, last.info.run_id)  # nothing new, and it is what `tables` will read
-            logs[suite].logged = dict(last.data.metrics)  # (its number is not logged again by each recompile)
+            # nothing new, and it is what `tables` will read; its number is not logged again by each recompile
+            logs[suite] = RunLogger(store, last.info.run_id, known=last.data.metrics)
             continue
         part = next(p.spec.part for p in plan.entries if p.spec.suite == suite)
         tags = standard_tags(f"mlhw reproduce --profile {plan.profile}", _parent_note(plan, suite)) | {
@@ -563,7 +563,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
         t, tags = by_suite.get(SUITE_TABLES.get(suite, "")), dict(compiled)
         if t is not None and (best := headline(t)):  # a parent with a number: the UI's charts of parents were empty
             metric, value, tags["mlhw.best"] = best
-            if getattr(log, "logged", {}).get(metric_name(metric)) != value:  # a reused parent has it already
+            if log.known.get(metric_name(metric)) != value:  # a reused parent has it already
                 log.log_metrics({metric: value}, step=0)
         log.set_tags(tags)  # (and sends the metric)
         if t is not None:  # the files the report wrote, as they are on disk
