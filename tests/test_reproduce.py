@@ -336,8 +336,11 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
         arts = {a.path for a in client.list_artifacts(run_id)} | {
             a.path for folder in ("tables", "figures") for a in client.list_artifacts(run_id, folder)
         }
-        assert {"plan.json", f"tables/{table}.md", f"tables/{table}.csv"} <= arts, arts
+        assert {"plan.json", "REPORT.md", f"tables/{table}.md", f"tables/{table}.csv"} <= arts, arts
         assert ("figures/mlp_lr_sweep.png" in arts) == (suite == "mlp_lr_sweep")
+        # the whole report, in the UI as on disk (it was only in results/)
+        report = client.download_artifacts(run_id, "REPORT.md", str(light / "dl" / f"r-{suite}"))
+        assert Path(report).read_text() == (light / "results" / "tiny" / "REPORT.md").read_text()
         children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == run_id]
         assert len(children) == n_children and all(c.info.status == "FINISHED" for c in children)
         local = Path(client.download_artifacts(run_id, "plan.json", str(light / "dl" / suite)))

@@ -566,6 +566,8 @@ def _compile(plan, store, results_dir, dev, parents, description):
             if log.known.get(metric_name(metric)) != value:  # a reused parent has it already
                 log.log_metrics({metric: value}, step=0)
         log.set_tags(tags)  # (and sends the metric)
+        if path.is_file():  # the whole report, readable in the UI beside the suite's own tables and figure
+            log.log_artifact(path)
         if t is not None:  # the files the report wrote, as they are on disk
             for ext in TABLE_FORMATS:
                 if (f := table_file(path.parent, t.name, ext)).is_file():
