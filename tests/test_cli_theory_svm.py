@@ -22,13 +22,21 @@ def test_theory_all_pass_and_logged(workdir):
     assert run.data.tags["mlhw.checks_passed"] == "41" and run.data.tags["mlhw.kind"] == "theory"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
     assert not (workdir / "results").exists()
-    # one metric per check, named for its claim in the UI (they were check/00_error .. check/32_error)
+    # per question, its worst check's error over tolerance (a metric per check, 41 bars of 0.00, flooded the UI);
+    # every check is in theory.csv
     metrics = run.data.metrics
-    assert len([k for k in metrics if k.startswith("check/")]) == 41
     assert (metrics["checks/passed"], metrics["checks/failed"]) == (41, 0)  # charted in the UI, as tags are not
-    assert metrics["check/07 Q1 f eq 0 implies zero training error - blobs"] == rows[7]["max_error"] == 0.0
-    assert metrics["check/21 Q3d complementary slackness - overlapping"] == rows[21]["max_error"]
-    assert metrics["check/11 Q3bc g a b eq min over w b xi of the Lagrangian - overlapping"] == rows[11]["max_error"]
+    margins = {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("error_over_tolerance/")}
+    assert set(margins) == {"Q1", "Q2", "Q3", "Q4"} and set(metrics) == {
+        f"error_over_tolerance/{q}" for q in margins
+    } | {
+        "checks/passed",
+        "checks/failed",
+    }
+    for q, value in margins.items():  # by hand from the printed rows; an exact claim (tolerance 0) held exactly
+        ratios = [r["max_error"] / r["tolerance"] if r["tolerance"] else 0.0 for r in rows if r["question"][:2] == q]
+        assert value == pytest.approx(max(ratios)) and value <= 1
+    assert 0 < margins["Q3"] < 1  # a number of the check, not a constant
 
 
 def test_a_failing_claim_fails_the_command(workdir, monkeypatch):
