@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, WORKER_TAG
+from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, WORKER_TAG, stamp_seconds
 from mlhw.store import Store
 
 STALE_SECONDS = 60.0
@@ -27,8 +27,8 @@ class Claimed(Exception):
 
 def alive(run, stale_after: float = STALE_SECONDS) -> bool:
     """A RUNNING run whose heartbeat is recent; a FINISHED run counts as settled, not alive."""
-    beat = run.data.tags.get(HEARTBEAT_TAG)
-    return run.info.status == "RUNNING" and beat is not None and time.time() - int(beat) < stale_after
+    beat = stamp_seconds(run.data.tags.get(HEARTBEAT_TAG))
+    return run.info.status == "RUNNING" and beat is not None and time.time() - beat < stale_after
 
 
 def _wait(seconds: float) -> None:

@@ -7,6 +7,7 @@ so that the MLflow UI groups them; `metric_key` maps them back to the core's row
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import getpass
 import json
@@ -30,7 +31,7 @@ from mlflow.exceptions import MlflowException
 import mlhw
 from mlhw.store import Store, signals_deferred
 
-HEARTBEAT_TAG = "mlhw.heartbeat"  # unix seconds, refreshed while a run's process lives
+HEARTBEAT_TAG = "mlhw.heartbeat"  # a utc_stamp, refreshed while a run's process lives
 HEARTBEAT_SECONDS = 10.0
 WORKER_TAG = "mlhw.worker"  # host:pid of the process that runs it, so a parent can mark a dead worker's runs
 IDENTITY_TAG = "mlhw.config_hash"
@@ -113,6 +114,27 @@ def worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
+def utc_stamp(t: float | None = None) -> str:
+    """A moment as a tag holds it: '2026-11-27T19:55:01.123Z' (ISO 8601, UTC, milliseconds), readable in the UI
+    (unix seconds and milliseconds were not) and in time order as text."""
+    t = time.time() if t is None else t
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def stamp_seconds(text: str | None) -> float | None:
+    """A utc_stamp tag's moment in unix seconds; None for no tag or an unreadable one. Stores written before it
+    hold unix seconds (heartbeats) or milliseconds (compiled_at): read as such."""
+    if not text:
+        return None
+    try:
+        if text.isdigit():
+            n = int(text)
+            return n / 1000 if n > 10**11 else float(n)
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def standard_tags(source: str, description: str = "") -> dict[str, str]:
     """MLflow's own tags (source, commit, user, description) and mlhw's version and worker."""
     tags = {
@@ -120,7 +142,7 @@ def standard_tags(source: str, description: str = "") -> dict[str, str]:
         "mlflow.source.type": "LOCAL",
         "mlflow.user": _user(),
         "mlhw.version": mlhw.__version__,
-        HEARTBEAT_TAG: str(int(time.time())),
+        HEARTBEAT_TAG: utc_stamp(),
         WORKER_TAG: worker_id(),
     }
     if commit := git_commit():
@@ -157,7 +179,7 @@ class Heartbeat:
     def _beat(self, client, run_id, every):
         while not self._stop.wait(every):
             with contextlib.suppress(Exception):  # a missed beat is harmless; the next one catches up
-                client.set_tag(run_id, HEARTBEAT_TAG, str(int(time.time())))
+                client.set_tag(run_id, HEARTBEAT_TAG, utc_stamp())
 
     def stop(self) -> None:
         self._stop.set()
@@ -309,7 +331,7 @@ def tracked_run(
     (SIGKILL, power loss) is recognisably stale. `claim(store, run)` (see mlhw.claims) is called right
     after the run is created and may raise `Claimed`: another process owns this identity.
     """
-    all_tags = {HEARTBEAT_TAG: str(int(time.time())), WORKER_TAG: worker_id()}
+    all_tags = {HEARTBEAT_TAG: utc_stamp(), WORKER_TAG: worker_id()}
     all_tags |= {k: str(v) for k, v in (tags or {}).items()}
     if parent:
         all_tags["mlflow.parentRunId"] = parent

@@ -31,7 +31,7 @@ from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
-from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key
+from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
 from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
 from mlhw.store import Store
 
@@ -269,7 +269,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
 # --- the folder ---------------------------------------------------------------------------------------------
 
 
-COMPILED_TAG = "mlhw.compiled_at"  # on a suite parent: when a report was last compiled from it (ms since 1970)
+COMPILED_TAG = "mlhw.compiled_at"  # on a suite parent: when a report was last compiled from it (a utc_stamp)
 STAMP = ".mlhw-plan"  # in a report folder: the files it wrote; stamped: suite -> its key (plan.suite_key)
 
 
@@ -688,7 +688,9 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     parents = [r for r in parents if r.data.tags.get("mlhw.partial") != "true"]  # newest first
     # the suites of the latest report (a parent reused by a later reproduction is tagged again): one the profile
     # has since lost is not brought back from its older parent
-    latest = max(parents, key=lambda r: int(r.data.tags.get(COMPILED_TAG) or r.info.start_time), default=None)
+    latest = max(
+        parents, key=lambda r: stamp_seconds(r.data.tags.get(COMPILED_TAG)) or r.info.start_time / 1000, default=None
+    )
     expected = json.loads(latest.data.tags.get("mlhw.profile_suites", "[]")) if latest else []
     entries, descriptions, seen, about = [], {}, set(), ""
     for run in parents:

@@ -2,6 +2,7 @@
 lifecycle (FINISHED / FAILED / KILLED, metric sections, standard tags) and the claim protocol."""
 
 import math
+import re
 import sys
 import time
 
@@ -21,8 +22,10 @@ from mlhw.lifecycle import (
     logged_value,
     metric_key,
     metric_name,
+    stamp_seconds,
     standard_tags,
     tracked_run,
+    utc_stamp,
     worker_id,
 )
 from mlhw.store import Store, check_uri, moved_artifacts, resolve_uri, sqlite_path
@@ -363,7 +366,8 @@ def test_standard_tags_and_nesting(store):
     t = runs["parent"].data.tags
     assert t["mlflow.source.name"] == "mlhw test" and t["mlflow.note.content"] == "what this run is for"
     assert t["mlflow.user"] and len(t["mlflow.source.git.commit"]) == 40
-    assert t[WORKER_TAG] == worker_id() and abs(int(t[HEARTBEAT_TAG]) - time.time()) < 60
+    assert t[WORKER_TAG] == worker_id() and abs(stamp_seconds(t[HEARTBEAT_TAG]) - time.time()) < 60
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t[HEARTBEAT_TAG])  # a date in the UI, not 1795808244
     assert runs["child"].data.tags["mlflow.parentRunId"] == runs["parent"].info.run_id
 
 
@@ -519,3 +523,17 @@ def test_run_names_tell_apart_runs_that_differ_in_model_size_or_subsets():
     assert data_note(small) == "cifar10 10%, width 0.125, 67 px, 2 epochs"
     assert data_note(CNNConfig(dataset="digits", width=1.0)) == "digits, width 1, 10 epochs"
     assert data_note(MulticlassSVMConfig(dataset="mnist", train_size=50)) == "mnist 50/all"
+
+
+def test_time_tags_are_utc_dates_and_stores_written_before_still_read():
+    """mlhw.heartbeat and mlhw.compiled_at read 1795808244 and 1795808253688 in the UI (unix seconds and ms). They are
+    ISO 8601 dates now; the numbers an older store holds are still read, each in its unit."""
+    import datetime
+
+    moment = datetime.datetime(2026, 11, 27, 19, 55, 1, 123000, tzinfo=datetime.UTC).timestamp()
+    assert utc_stamp(moment) == "2026-11-27T19:55:01.123Z"
+    assert stamp_seconds(utc_stamp(moment)) == pytest.approx(moment, abs=1e-3)
+    assert stamp_seconds("1795808244") == 1795808244.0  # a heartbeat of before: seconds
+    assert stamp_seconds("1795808253688") == pytest.approx(1795808253.688)  # a compiled_at of before: ms
+    assert stamp_seconds(None) is None and stamp_seconds("") is None and stamp_seconds("soon") is None
+    assert utc_stamp(moment) < utc_stamp(moment + 0.001) < utc_stamp(moment + 86400)  # in time order as text

@@ -552,13 +552,13 @@ def _compile(plan, store, results_dir, dev, parents, description):
     err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False)
     tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
-    from mlhw.lifecycle import metric_name
+    from mlhw.lifecycle import metric_name, utc_stamp
     from mlhw.tables import SUITE_TABLES, headline
 
     specs = figure_specs(done)
     # every parent this report came from, new or reused, says so: `mlhw tables` takes the profile's suites from
     # the latest (a suite removed from the profile stays out, though its older parent is still FINISHED)
-    compiled = {"mlhw.profile_suites": json.dumps(plan.all_suites), COMPILED_TAG: str(time.time_ns() // 10**6)}
+    compiled = {"mlhw.profile_suites": json.dumps(plan.all_suites), COMPILED_TAG: utc_stamp()}
     for suite, log in parents.items():
         t, tags = by_suite.get(SUITE_TABLES.get(suite, "")), dict(compiled)
         if t is not None and (best := headline(t)):  # a parent with a number: the UI's charts of parents were empty
