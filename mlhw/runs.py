@@ -218,7 +218,9 @@ def _train_mlp(jobs, logs, datas, device, on_epoch, train_mlp_groups) -> list[Do
 
     def hook(epoch: int, rows: list[list[dict]]) -> None:
         for log, (g, r) in zip(logs, at):
-            log.log_metrics({k: v for k, v in rows[g][r].items() if k != "epoch"}, step=epoch)
+            # epoch 0 is the initialisation, evaluated before any step: no epoch time (a 0 charted as one)
+            row = {k: v for k, v in rows[g][r].items() if k != "epoch" and not (epoch == 0 and k == "epoch_seconds")}
+            log.log_metrics(row, step=epoch)
         if on_epoch is not None:
             on_epoch(epoch, rows[at[0][0]][at[0][1]])
 

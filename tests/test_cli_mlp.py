@@ -54,6 +54,9 @@ def test_train_logs_one_complete_run(workdir):
     history = client.get_metric_history(run.info.run_id, "test/acc")
     assert [m.step for m in history] == [0, 1, 2]
     assert history[-1].value == pytest.approx(line["test_acc"])
+    # epoch 0 is the initialisation, evaluated before training: it has no epoch time (a 0 was charted as one)
+    seconds = client.get_metric_history(run.info.run_id, "system/epoch_seconds")
+    assert [m.step for m in seconds] == [1, 2] and all(m.value > 0 for m in seconds)
     assert {"train/loss", "train/acc", "test/acc", "system/epoch_seconds"} <= set(run.data.metrics)
     assert not {"train_loss", "test_acc"} & set(run.data.metrics)  # in sections, not flat
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
