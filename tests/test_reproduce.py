@@ -796,6 +796,11 @@ def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
     assert len(cnn) == 4 and all("val/acc" in r.data.metrics for r in cnn)
     diverged = [r for r in children if "mlhw.diverged_epoch" in r.data.tags]
     assert [float(r.data.params["lr"]) for r in diverged] == [100.0]  # the sweep's lr 100 on digits
+    # a suite whose runs live under another parent links them from its description (it looked empty in the UI)
+    by_suite = {r.data.tags["mlhw.suite"]: r for r in parents.values()}
+    note = by_suite["cnn_adam_lr"].data.tags["mlflow.note.content"]
+    (shared,) = [r for r in cnn if r.data.tags["mlhw.suite"] == "cnn_optimizers" and "Adam" in r.info.run_name]
+    assert f"/runs/{shared.info.run_id})" in note and "(under cnn_optimizers)" in note, note
     for parent in parents.values():
         suite = parent.data.tags["mlhw.suite"]
         arts = {
@@ -1043,14 +1048,18 @@ def test_a_suite_parent_says_where_its_shared_runs_are():
     from mlhw.cli.reproduce import _parent_note
     from mlhw.plan import Plan, Planned
 
-    def planned(suite, identity):
-        return Planned(SimpleNamespace(suite=suite), identity)
+    def planned(suite, identity, label):
+        return Planned(SimpleNamespace(suite=suite, label=label), identity)
 
-    entries = [planned("sweep", "a"), planned("sweep", "b"), planned("full", "a"), planned("full", "c")]
+    entries = [planned("sweep", "a", "lr=0.1"), planned("sweep", "b", "lr=1"), planned("full", "a", "seed 8")]
+    entries.append(planned("full", "c", "seed 9"))
     plan = Plan("digits", entries, descriptions={"sweep": "Part 1 (b)", "full": "Part 1 (c)"})
     assert _parent_note(plan, "sweep") == "Part 1 (b)"
     first, note = _parent_note(plan, "full").split("\n\n")
     assert first == "Part 1 (c)" and note.startswith("1 of its 2 runs are children of digits · sweep,")
+    # once the runs exist, each shared one is a link to its page (plan.json names it by config hash alone)
+    links = {"seed 8": "#/experiments/1/runs/r8", "seed 9": "#/experiments/1/runs/r9"}
+    assert _parent_note(plan, "full", links).split("\n\n")[2] == "- [seed 8](#/experiments/1/runs/r8) (under sweep)"
 
 
 def _with_cifar_suite(light):

@@ -418,22 +418,29 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     return logs
 
 
-def _parent_note(plan, suite: str) -> str:
+def _parent_note(plan, suite: str, links: dict[str, str] | None = None) -> str:
     """A suite parent's description: the suite's, and where its shared runs are. A run has one parent in MLflow
     (its first suite's): a suite whose runs all serve an earlier one looked empty in the UI (digits' mlp_full,
-    whose runs are mlp_lr_sweep's lr = 0.1)."""
+    whose runs are mlp_lr_sweep's lr = 0.1). links (label -> the run's page, once the runs exist): the shared
+    runs, each a link (plan.json names them by config hash alone, which no page of the UI shows)."""
     first: dict[str, str] = {}
     for p in plan.entries:
         first.setdefault(p.identity, p.spec.suite)
-    mine = {p.identity for p in plan.entries if p.spec.suite == suite}
-    elsewhere = list(dict.fromkeys(first[i] for i in mine if first[i] != suite))
+    mine = [p for p in plan.entries if p.spec.suite == suite]
+    elsewhere = list(dict.fromkeys(first[p.identity] for p in mine if first[p.identity] != suite))
     note = plan.descriptions.get(suite, "")
     if elsewhere:
         where = ", ".join(f"{plan.profile} · {s}" for s in elsewhere)
-        shared = sum(first[i] != suite for i in mine)
+        shared = [p for p in mine if first[p.identity] != suite]
         note += (
-            f"\n\n{shared} of its {len(mine)} runs are children of {where}, whose runs they also are (a run has one "
-            "parent in MLflow); plan.json lists this suite's runs."
+            f"\n\n{len(shared)} of its {len(mine)} runs are children of {where}, whose runs they also are (a run has "
+            "one parent in MLflow)"
+        )
+        found = [(p, links[p.spec.label]) for p in shared if links and p.spec.label in links]
+        note += (
+            ":\n\n" + "\n".join(f"- [{p.spec.label}]({url}) (under {first[p.identity]})" for p, url in found)
+            if found
+            else "."
         )
     return note
 
@@ -565,6 +572,9 @@ def _compile(plan, store, results_dir, dev, parents, description):
             metric, value, tags["mlhw.best"] = best
             if log.known.get(metric_name(metric)) != value:  # a reused parent has it already
                 log.log_metrics({metric: value}, step=0)
+        if store.experiment_id is not None:  # the shared runs exist now: the description links them
+            links = {r["label"]: f"#/experiments/{store.experiment_id}/runs/{r['run_id']}" for r in done.get(suite, [])}
+            tags["mlflow.note.content"] = _parent_note(plan, suite, links)
         log.set_tags(tags)  # (and sends the metric)
         if path.is_file():  # the whole report, readable in the UI beside the suite's own tables and figure
             log.log_artifact(path)
