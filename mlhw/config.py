@@ -5,14 +5,17 @@ every constraint (finite positive rates, seeds in numpy's range, AlexNet's minim
 here. The CLI and experiments.yaml only override fields; nothing else repeats a default.
 
 Where the data lives, which device runs it and where it is tracked are runtime options, not config.
-`identity(cfg, fingerprint)` is the one identity of a run: every command and `reproduce` use it.
+`identity(cfg, fingerprint)` is the one identity of a run: every command and `reproduce` use it. It covers
+the code that computes the run too (`code_digest`): a run of other code is not taken as done.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
@@ -124,8 +127,58 @@ def identity_version(cfg: _Config) -> int:
     return 1
 
 
+# The modules whose code computes each kind of run's numbers (not how it is logged, named or shown): an edit
+# of one makes that kind's runs new runs. A student who broke the backprop got "up to date" and the old results.
+CORE_MODULES = {
+    "mlp": ("mlp", "data", "divergence"),
+    "cnn": ("cnn", "topology", "device", "data", "divergence"),
+    "svm_multiclass": ("svm", "data"),
+    "svm_soft": ("svm", "theory", "data"),
+    "theory": ("theory", "svm", "data"),
+}
+
+
+def source_digest(sources: list[str]) -> str:
+    """A digest of Python sources as code: their syntax trees without docstrings, so that comments, docstrings
+    and formatting do not count, and any change to what the code computes does."""
+    import ast
+
+    h = hashlib.sha256()
+    for text in sources:
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(ast.dump(tree).encode())
+    return h.hexdigest()[:12]
+
+
+@functools.cache
+def _module_digest(module: str) -> str:
+    """One of mlhw's modules' source_digest (each read and parsed once a process); '' where it cannot be read."""
+    try:
+        return source_digest([(Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")])
+    except (OSError, SyntaxError, ValueError):
+        return ""
+
+
+def code_digest(kind: str) -> str:
+    """The digest of the code that computes a kind of run (CORE_MODULES), from mlhw's source files; '' where
+    they cannot be read (an install without sources: the config and the data alone identify its runs)."""
+    parts = [_module_digest(m) for m in CORE_MODULES.get(kind, ())]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12] if parts and all(parts) else ""
+
+
 def identity(cfg: _Config, fingerprint: str) -> str:
-    """The one identity of a run: its resolved config and the fingerprint of the dataset it reads.
+    """The one identity of a run: its resolved config, the fingerprint of the dataset it reads and the code that
+    computes it (code_digest).
 
     A run's subsets and splits are functions of its config and the dataset, so the dataset's own
     fingerprint is enough. `reproduce` skips a run whose identity has a FINISHED run in the store.
@@ -133,6 +186,8 @@ def identity(cfg: _Config, fingerprint: str) -> str:
     blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True) + "|" + fingerprint
     if (version := identity_version(cfg)) > 1:
         blob += f"|v{version}"
+    if code := code_digest(cfg.kind):
+        blob += f"|code {code}"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

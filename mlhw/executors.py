@@ -71,7 +71,7 @@ def execute_unit(
     """Run one unit; never raises for a failed run (the error comes back as data), except Ctrl-C/SIGTERM."""
     for job in unit:  # a worker elsewhere must see the data the planner saw
         if source.identity(job.config) != job.identity:
-            return UnitResult(error=f"{job.name}: the data on this worker differs from the planner's")
+            return UnitResult(error=f"{job.name}: the data or mlhw's code on this worker differs from the planner's")
     if unit[0].config.kind == "mlp" and settings.device == "auto" and device.type == "cuda":
         from mlhw.device import mlp_device
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlhw import data as datalib
-from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, identity
+from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
 from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
@@ -138,6 +138,8 @@ class DataSource:
 def run_tags(job: Job, data: datalib.Dataset | None, device) -> dict[str, str]:
     tags = standard_tags(job.source, job.description) | job.tags
     tags |= {"mlhw.kind": job.config.kind, IDENTITY_TAG: job.identity}
+    if code := code_digest(job.config.kind):  # which code computed it (part of the identity): config.CORE_MODULES
+        tags["mlhw.code_digest"] = code
     if data is not None:
         tags |= {
             "mlhw.dataset": data.name,

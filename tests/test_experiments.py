@@ -71,10 +71,14 @@ def test_configs_hold_the_presets_and_identity_covers_config_and_data():
     assert {k: m().kind for k, m in KINDS.items() if k != "cnn"} == {k: k for k in KINDS if k != "cnn"}
 
 
-def test_an_identity_changes_only_for_the_runs_whose_computation_changed():
-    """Pinned identities (fingerprint 'f'): the 2026-11-27 version bump covers runs with a subset, theory and the
-    soft SVM; an AlexNet or full-data MLP run made before keeps its identity (reproduce does not redo it)."""
+def test_an_identity_changes_only_for_the_runs_whose_computation_changed(monkeypatch):
+    """Pinned identities (fingerprint 'f', the code left out as where mlhw's sources cannot be read): the
+    2026-11-27 version bump covers runs with a subset, theory and the soft SVM; an AlexNet or full-data MLP run
+    made before keeps its identity (reproduce does not redo it)."""
+    from mlhw import config
     from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, TheoryConfig
+
+    monkeypatch.setattr(config, "code_digest", lambda kind: "")
 
     def v1(cfg):  # the identity before any version: config and fingerprint
         import hashlib
@@ -101,6 +105,30 @@ def test_an_identity_changes_only_for_the_runs_whose_computation_changed():
         MLPConfig(train_size=9)
     )
     assert identity(TheoryConfig(), "f") != v2(TheoryConfig())
+
+
+def test_an_edit_of_the_code_that_computes_a_run_makes_it_another_run(monkeypatch):
+    """A student broke the backprop (mlp.py's output delta times 0) and reproduce said "up to date": an identity
+    held the config and the data alone. The code that computes a kind of run is in it now, as code: comments,
+    docstrings and formatting do not count; an edit of mlp.py makes new MLP runs and leaves the SVMs' alone."""
+    from mlhw import config
+    from mlhw.config import SoftSVMConfig, source_digest
+
+    mlp_py = (Path(config.__file__).parent / "mlp.py").read_text()
+    broken = mlp_py.replace("delta = torch.softmax(z, dim=2)\n", "delta = torch.softmax(z, dim=2) * 0\n", 1)
+    restyled = mlp_py.replace("delta = torch.softmax(z, dim=2)\n", "delta = torch.softmax(z,dim=2)  # Q4\n", 1)
+    redocumented = mlp_py.replace('"""Part 1', '"""Part one', 1)
+    assert broken != mlp_py and restyled != mlp_py and redocumented != mlp_py
+    assert source_digest([broken]) != source_digest([mlp_py])
+    assert source_digest([restyled]) == source_digest([redocumented]) == source_digest([mlp_py])
+    before = {cfg.kind: identity(cfg, "f") for cfg in (MLPConfig(), CNNConfig(), SoftSVMConfig())}
+    real = config._module_digest
+    monkeypatch.setattr(config, "_module_digest", lambda m: source_digest([broken]) if m == "mlp" else real(m))
+    after = {cfg.kind: identity(cfg, "f") for cfg in (MLPConfig(), CNNConfig(), SoftSVMConfig())}
+    assert after["mlp"] != before["mlp"] and after["cnn"] == before["cnn"] and after["svm_soft"] == before["svm_soft"]
+    # the data loaders serve every kind: an edit there makes every run another run
+    monkeypatch.setattr(config, "_module_digest", lambda m: "edited" if m == "data" else real(m))
+    assert all(identity(cfg, "f") != before[cfg.kind] for cfg in (MLPConfig(), CNNConfig(), SoftSVMConfig()))
 
 
 def write(tmp_path, doc) -> Path:

@@ -290,6 +290,26 @@ def test_an_absent_device_stops_a_reproduce_that_would_train_but_not_a_no_op(lig
     assert_one_line_error(res, "'gpu'", "is not a device")
 
 
+def test_an_edit_of_the_mlp_code_reruns_the_mlp_runs_and_only_them(light, monkeypatch):
+    """A student who broke the backprop got "up to date: 12 runs" and the old results. An edit of the code that
+    computes a kind of run makes its runs new ones: the MLP's 4 train again, the soft SVM's run is kept; each run
+    says which code computed it."""
+    from mlhw import config
+
+    assert reproduce(light).exit_code == 0
+    _, first = runs(light)
+    real = config._module_digest
+    monkeypatch.setattr(config, "_module_digest", lambda m: "an edited mlp.py" if m == "mlp" else real(m))
+    res = reproduce(light)
+    assert res.exit_code == 0 and "5 runs: 4 pending, 1 done" in res.stderr and "ran 4 of 4 runs" in res.stderr
+    _, second = runs(light)
+    mlp = [r for r in second if r.data.tags.get("mlhw.kind") == "mlp"]
+    assert len(mlp) == 8 and len({r.data.tags["mlhw.code_digest"] for r in mlp}) == 2
+    svm = [r for r in second if r.data.tags.get("mlhw.kind") == "svm_soft"]
+    assert len(svm) == 1 and svm[0].data.tags["mlhw.code_digest"] == config.code_digest("svm_soft")
+    assert len(first) < len(second)
+
+
 def test_a_deleted_figure_or_an_edited_table_is_not_up_to_date(light):
     """The no-op looked at the plan stamp alone: with a figure deleted (REPORT.md still linking it) or a table
     edited by hand it said "up to date" and exited 0. Each file's digest is in the stamp now: the report is compiled
