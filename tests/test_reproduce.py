@@ -281,6 +281,8 @@ def test_an_absent_device_stops_a_reproduce_that_would_train_but_not_a_no_op(lig
         res = reproduce(light, "--device", device)
         assert_one_line_error(res, culprit, "not a device" if "'" in culprit else "CUDA is not available")
     assert not (light / "mlflow.db").exists() and not (light / "results").exists()
+    res = reproduce(light, "--device", "cuda", "--dry-run")  # plans a GPU reproduction here: it trains nothing
+    assert res.exit_code == 0 and "5 runs" in res.stderr + res.stdout, res.output
     assert reproduce(light).exit_code == 0
     res = reproduce(light, "--device", "cuda")
     assert res.exit_code == 0 and res.stderr.startswith("up to date: 5 runs"), res.stderr

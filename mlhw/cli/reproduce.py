@@ -99,7 +99,9 @@ def _validate(
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
     # no-op reproduce (the fingerprint cache spares that read)
     _check_data([p.spec for p in plan.pending()], source, missing)
-    if plan.pending() or force:  # something will train: the device must be here (a no-op spares torch's import)
+    # something will train: the device must be here (a no-op spares torch's import; a dry run trains nothing, and
+    # plans a GPU reproduction on a laptop)
+    if not dry_run and (plan.pending() or force):
         check_device(device)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
