@@ -298,6 +298,19 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def report_findings(scope: Scope, done: dict) -> list | None:
+    """The report's answers to the assignment's questions (mlhw.findings), from its records; None where it holds
+    no MLP or CNN runs (the SVMs and theory answer in their tables)."""
+    from mlhw import findings as F
+
+    if not any(s in done for s in ("mlp_lr_sweep", "mlp_full") + tuple(T.CNN_TABLE_NAMES)):
+        return None
+    # a partial report (--only) answers what it ran: a question of a suite it did not choose is not "not
+    # reproduced" (Part 2 (b) said "No runs of adam-0.005, adam-5e-05" though Adam 5e-5 ran in (a))
+    whole = bool(scope.expected) and not scope.only
+    return F.build_findings(done, include_missing=whole)
+
+
 def write_report(
     scope: Scope, store: Store, results_dir: str | Path, device: str = "-", findings=None, stamp: dict | None = None
 ) -> tuple[list[T.ResultTable], Path, dict]:
@@ -307,11 +320,8 @@ def write_report(
 
     done, missing = collect(scope, store)
     tables = build_tables(done, store)
-    if findings is None and any(s in done for s in ("mlp_lr_sweep", "mlp_full") + tuple(T.CNN_TABLE_NAMES)):
-        # a partial report (--only) answers what it ran: a question of a suite it did not choose is not "not
-        # reproduced" (Part 2 (b) said "No runs of adam-0.005, adam-5e-05" though Adam 5e-5 ran in (a))
-        whole = bool(scope.expected) and not scope.only
-        findings = F.to_markdown(F.build_findings(done, include_missing=whole), heading="")
+    if findings is None and (found := report_findings(scope, done)) is not None:
+        findings = F.to_markdown(found, heading="")
     final = scope.folder(results_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))

@@ -253,6 +253,12 @@ def test_piped_output_is_one_line_per_run_start_and_end(light):
     assert sum(int(m[2] or m[1]) - int(m[1]) + 1 for m in starts) == 5
     assert "ran 5 of 5 runs" in res.stderr
     assert "\x1b[" not in res.stderr  # no progress bars or colour codes in a pipe
+    # the report's answers on stdout too (the README said so; only the tables were printed), as plain lines
+    report = (light / "results" / "tiny" / "REPORT.md").read_text()
+    for question in ("Part 1 (b):", "Part 1 (c):"):
+        (line,) = [q for q in res.stdout.splitlines() if q.startswith(question)]
+        assert f"**{line}**" in report
+    assert "╭" not in res.stdout and "\x1b[" not in res.stdout
 
 
 def test_second_reproduce_is_a_one_line_no_op_that_rewrites_nothing(light):

@@ -552,7 +552,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
     """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
     import json
 
-    from mlhw.report import COMPILED_TAG, figure_specs, write_report
+    from mlhw.report import COMPILED_TAG, figure_specs, report_findings, write_report
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
@@ -594,7 +594,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
                 log.log_figure(draw, f"{FIGURES}/{name}")
     from mlhw.check import self_check_failures
 
-    return tables, path, self_check_failures(done)
+    return tables, path, self_check_failures(done), report_findings(scope, done)
 
 
 @handles_errors(stopped=f"{RUNS_KILLED}; the next `mlhw reproduce` resumes")
@@ -721,8 +721,8 @@ def reproduce(
     if isinstance(compiled, str):  # the report could not be written; the runs are safe
         err.print(compiled, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    tables, path, unsound = compiled
-    print_tables(tables, profile, path)
+    tables, path, unsound, found = compiled
+    print_tables(tables, profile, path, found)
     drifted = False
     if baseline is not None:
         from mlhw.cli.check import verdict

@@ -6,8 +6,9 @@ from mlhw.cli.common import Experiment, Profile, ResultsDir, TrackingUri, handle
 from mlhw.layout import table_file
 
 
-def print_tables(tables, profile, path) -> None:
-    """Each table on stdout (the theory checks as a count: the report holds their rows), then where the report is."""
+def print_tables(tables, profile, path, findings=None) -> None:
+    """Each table on stdout (the theory checks as a count: the report holds their rows), the report's answers to
+    the assignment's questions (`findings`: panels on a terminal, plain text in a pipe), then where the report is."""
     from mlhw.tables import to_rich
 
     for t in tables:
@@ -19,6 +20,13 @@ def print_tables(tables, profile, path) -> None:
             )
         else:
             out.print(to_rich(t.display, t.title))
+    if findings:
+        from mlhw import findings as F
+
+        if out.is_terminal:
+            out.print(F.to_rich(findings))
+        else:  # a log: plain lines, no boxes
+            out.print(F.to_text(findings), highlight=False, markup=False, soft_wrap=True, end="")
     out.print(f"report: {path}")
 
 
@@ -35,7 +43,7 @@ def tables(
     Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory; each as
     Markdown, CSV and LaTeX under results/<profile>/tables/, with mean ± std and n over seeds.
     """
-    from mlhw.report import check_writable, scope_from_store, write_report
+    from mlhw.report import check_writable, report_findings, scope_from_store, write_report
     from mlhw.store import Store
 
     check_writable(results_dir, profile)
@@ -44,5 +52,5 @@ def tables(
     from mlhw.plan import stamp_keys
 
     # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
-    tables_, path, _ = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
-    print_tables(tables_, profile, path)
+    tables_, path, done = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
+    print_tables(tables_, profile, path, report_findings(scope, done))
