@@ -15,6 +15,12 @@ Fingerprints (content hashes that identify runs) are cached on disk by the files
 mtime (`fingerprint_cache.cache_path()`), so that a command with nothing to do need not load or hash
 anything: `dataset_fingerprint(name, data_dir, steps=...)` answers from the cache and loads only
 when it misses. `check_dataset` is the pre-flight validation of a dataset's files.
+
+Official files are recognised by their content (`Dataset.files`: `OFFICIAL`, `NOT_OFFICIAL`, or `EMBEDDED` for
+digits): MNIST by the MD5s of its four idx files once decompressed (or torchvision's MD5s of the .gz), CIFAR-10 by
+torchvision's MD5s of the python batches. Files in the official format with other content (synthetic, a benchmark's
+random pixels) run, and every run, title and report says they are not the official files. The verdict is cached
+beside the fingerprints, by the same (path, size, mtime) stamps: unchanged files are not hashed again.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class Dataset:
     val: Split | None = None
     n_classes: int = 10
     source: str = ""
+    files: str = ""  # OFFICIAL, NOT_OFFICIAL, EMBEDDED (digits); "" when unknown (a dataset built by hand)
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
     _origin: Origin | None = field(default=None, repr=False, compare=False)
 
@@ -113,7 +120,7 @@ def two_classes(data: Dataset, classes: tuple[int, int]) -> Dataset:
     trains and is tested on, for its dataset inputs and sizes."""
     keep = [s if s is None else s.take(np.isin(s.y, classes)) for s in (data.train, data.test, data.val)]
     tag = "v".join(map(str, classes))
-    sub = Dataset(f"{data.name}-{tag}", keep[0], keep[1], keep[2], 2, data.source or data.name)
+    sub = Dataset(f"{data.name}-{tag}", keep[0], keep[1], keep[2], 2, data.source or data.name, data.files)
     sub._fingerprint = hashlib.sha256(f"{data.fingerprint()}:{tag}".encode()).hexdigest()
     return sub
 
@@ -470,20 +477,130 @@ def _source_key(name: str, stamps, options: str) -> str:
     return json.dumps([name, options, stamps])
 
 
-def _stamped(name: str, paths: Sequence[Path] | None, options: str, read: Callable[[], Dataset]) -> Dataset:
-    """Read a dataset and record its origin, unless its files changed while being read."""
+def _stamped(
+    name: str,
+    paths: Sequence[Path] | None,
+    options: str,
+    read: Callable[[], Dataset],
+    md5s: Callable[[Dataset], list[str] | None] | None = None,
+) -> Dataset:
+    """Read a dataset and record its origin, unless its files changed while being read. `md5s`: the MD5s of the
+    files' content (see `OFFICIAL_MD5`), which say whether they are the official files (`data.files`); their
+    digest is cached by the files' stamps, so unchanged files are hashed once."""
     try:
         before = _stamps(paths) if paths else None
     except OSError:
         before = None
     data = read()
+    key = digest = computed = None
+    if md5s is not None:
+        key = fpcache.key(_source_key(name, before, options), (FILES_STEP,)) if before else None
+        digest = fpcache.get(key) if key else None
+        if digest is None:
+            digest = computed = _files_digest(md5s(data))
     try:
         after = _stamps(paths) if before else None
     except OSError:
         after = None
     if before is not None and before == after:
         data._origin = (_source_key(name, before, options), ())
+        if key is not None and computed is not None:
+            fpcache.put(key, computed, data._origin[0])
+    if md5s is not None:  # files that changed while being read are no known files
+        official = digest == _files_digest(OFFICIAL_MD5[name]) and before is not None and before == after
+        data.files = OFFICIAL if official else NOT_OFFICIAL
     return data
+
+
+# --- the official files, recognised by their content ----------------------------------------------
+
+OFFICIAL = "official"  # the tag mlhw.dataset_files of a run on the official files (their content: see below)
+NOT_OFFICIAL = "not the official files"  # files in the official format with other content: synthetic, a benchmark's
+EMBEDDED = "embedded"  # digits: scikit-learn's bundled set, which is what it is
+DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "digits": "digits"}
+FILES_STEP = "official files digest"  # the fingerprint cache's key for a files' verdict (no derivation step)
+
+# The MD5s of the official MNIST idx files once decompressed (yann.lecun.com's, as widely published; the copies in
+# /work/shared/data/mnist have them): the key, as a mirror may compress them otherwise (those shared copies were
+# re-compressed in 2023 and their .gz MD5s are not torchvision's) and a user may hold them uncompressed.
+MNIST_IDX_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+# torchvision's MD5s of the official .gz (torchvision/datasets/mnist.py): a .gz that has one is official as it is.
+MNIST_GZ_MD5 = {
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+# torchvision's MD5s of the official CIFAR-10 python batches (torchvision/datasets/cifar.py).
+CIFAR_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+
+
+def _files_digest(md5s: Sequence[str] | None) -> str:
+    """16 hex digits standing for a list of file MD5s (what the fingerprint cache stores); None: not checkable."""
+    return hashlib.sha256(json.dumps(list(md5s or [])).encode()).hexdigest()[:16]
+
+
+def _file_md5(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+
+
+def _mnist_content_md5s(data: Dataset, scale: int | None = None) -> list[str] | None:
+    """The MD5s the four idx files holding `data` would have, decompressed (train = train + validation, in
+    order). `scale`: float pixels are byte / scale (Nielsen's pickle: 256); None when they are not."""
+    out = []
+    for splits in ([data.train] + ([data.val] if data.val is not None else []), [data.test]):
+        n = sum(len(s) for s in splits)
+        hx = hashlib.md5(struct.pack(">HBB3I", 0, 0x08, 3, n, MNIST_SIDE, MNIST_SIDE), usedforsecurity=False)
+        hy = hashlib.md5(struct.pack(">HBBI", 0, 0x08, 1, n), usedforsecurity=False)
+        for s in splits:
+            x = s.x
+            if scale is not None:
+                x = x * np.float32(scale)  # exact for byte / 256 in float32
+                if not (np.array_equal(x, np.floor(x)) and x.min() >= 0 and x.max() <= 255):
+                    return None
+            hx.update(np.ascontiguousarray(x.astype(np.uint8, copy=False)).tobytes())
+            hy.update(s.y.astype(np.uint8).tobytes())
+        out += [hx.hexdigest(), hy.hexdigest()]
+    return out
+
+
+def _mnist_idx_md5s(paths: Sequence[Path], data: Dataset) -> list[str]:
+    """Per idx file: its official MD5 when it is torchvision's .gz, else the MD5 of its decompressed content."""
+    decoded: list[str] | None = None
+    out = []
+    for i, (path, name) in enumerate(zip(paths, MNIST_FILES.values())):
+        if path.suffix == ".gz" and _file_md5(path) == MNIST_GZ_MD5[name]:
+            out.append(MNIST_IDX_MD5[name])
+            continue
+        decoded = decoded or _mnist_content_md5s(data)
+        out.append(decoded[i])
+    return out
+
+
+OFFICIAL_MD5 = {"mnist": list(MNIST_IDX_MD5.values()), "cifar10": list(CIFAR_MD5.values())}
+
+
+def files_note(name: str, files: str | None) -> str:
+    """' (not the official MNIST files)' for a dataset read from files that are not the official ones, '' otherwise:
+    the official files, digits, or not known (a run logged before mlhw told them apart). `name` may be a part of a
+    dataset ('mnist-3v8')."""
+    if files != NOT_OFFICIAL:
+        return ""
+    base = name.split("-")[0]
+    return f" (not the official {DATASET_TITLES.get(base, base)} files)"
 
 
 # --- digits: the embedded default -------------------------------------------------------------
@@ -520,7 +637,13 @@ def _read_digits() -> Dataset:
     perm = np.random.RandomState(DIGITS_SPLIT_SEED).permutation(len(y))
     tr, te = perm[:-DIGITS_TEST_SIZE], perm[-DIGITS_TEST_SIZE:]
     return Dataset(
-        "digits", Split(x[tr], y[tr]), Split(x[te], y[te]), None, 10, "sklearn.datasets.load_digits (embedded, 8x8)"
+        "digits",
+        Split(x[tr], y[tr]),
+        Split(x[te], y[te]),
+        None,
+        10,
+        "sklearn.datasets.load_digits (embedded, 8x8)",
+        EMBEDDED,
     )
 
 
@@ -607,8 +730,10 @@ def load_mnist(data_dir: str | Path = "data", download: bool | None = None) -> D
     if found is None:
         raise _mnist_not_found(data_dir)
     kind, paths = found
-    read = (lambda: _mnist_from_pickle(paths[0])) if kind == "pickle" else (lambda: _mnist_from_idx(paths))
-    return _stamped("mnist", paths, kind, read)
+    if kind == "pickle":  # Nielsen's: byte / 256 of the official content, which its MD5s recognise
+        pickled = lambda d: _mnist_content_md5s(d, 256)  # noqa: E731
+        return _stamped("mnist", paths, kind, lambda: _mnist_from_pickle(paths[0]), pickled)
+    return _stamped("mnist", paths, kind, lambda: _mnist_from_idx(paths), lambda d: _mnist_idx_md5s(paths, d))
 
 
 def _fetch_mnist(data_dir: Path) -> None:
@@ -713,7 +838,8 @@ def load_cifar10(
             ),
         )
 
-    return _stamped("cifar10", paths, _cifar_options(val_size, split_seed), read)
+    md5s = lambda _: [_file_md5(p) for p in paths]  # noqa: E731
+    return _stamped("cifar10", paths, _cifar_options(val_size, split_seed), read, md5s)
 
 
 def _cifar_options(val_size: int, split_seed: int) -> str:
