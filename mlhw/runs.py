@@ -146,6 +146,8 @@ def run_tags(job: Job, data: datalib.Dataset | None, device) -> dict[str, str]:
             "mlhw.dataset_fingerprint": data.fingerprint(),
             "mlhw.dataset_sizes": json.dumps(data.sizes()),
         }
+        if data.files:  # official, or not the official files (synthetic, a benchmark's), or embedded (digits)
+            tags["mlhw.dataset_files"] = data.files
     if device is not None:
         tags["mlhw.device"] = str(device)
     return tags

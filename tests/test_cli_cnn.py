@@ -85,6 +85,10 @@ def test_paper_configuration_is_one_flag_away(workdir):
     assert res.exit_code == 0, res.output
     client, (run,) = runs_of(uri)
     assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 5, "val": 5000, "test": 40}
+    # random pixels in CIFAR-10's format (as benchmarks/gpu_paper.sh writes) are run, and named for what they are
+    assert run.data.tags["mlhw.dataset"] == "cifar10"
+    assert run.data.tags["mlhw.dataset_files"] == "not the official files"
+    assert "cifar10 (not the official CIFAR-10 files): train 5 / val 5000" in " ".join(res.stderr.split())
     assert run.data.params["train_fraction"] == "0.1"  # 10% of the 50 left in the pool: the cifar10 preset
     assert run.data.params["image_size"] == "67" and run.data.params["width"] == "0.125"  # the flags win
 

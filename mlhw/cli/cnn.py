@@ -148,6 +148,7 @@ def train(
 
     The paper setting is one flag away: [bold]--dataset cifar10 --data-dir DIR[/bold] (on a GPU).
     """
+    from mlhw.data import files_note
     from mlhw.device import resolve_device
     from mlhw.labels import cnn_title, run_name
     from mlhw.runs import run_cnn
@@ -192,7 +193,8 @@ def train(
     }
     console = err if as_json else out
     console.print(
-        f"{data.name}: train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
+        f"{data.name}{files_note(data.name, data.files)}: "
+        f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
         f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
         f"val acc {pct(record['val_acc'])}, test acc {pct(res.test_acc)}"
         + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
@@ -236,6 +238,7 @@ def compare(
     belongs to a, b and c), as children of one parent run that holds each part's table and learning
     curves as artifacts. Writes nothing under results/ (that is `mlhw reproduce`'s, over several seeds).
     """
+    from mlhw.data import files_note
     from mlhw.device import resolve_device
     from mlhw.labels import run_name, variant_title
     from mlhw.lifecycle import standard_tags, tracked_run
@@ -262,6 +265,7 @@ def compare(
         base, "", "cnn.compare", "mlhw cnn compare", data_dir, download, tracking_uri, experiment
     )
     data = source.for_config(base)
+    note = files_note(data.name, data.files)  # '' for the official files and digits
     runs, tables = {}, {}
     with contextlib.ExitStack() as stack, progress() as bar:
         tags = standard_tags("mlhw cnn compare", "Part 2: the assignment's comparisons, one seed") | {
@@ -303,7 +307,7 @@ def compare(
             parent.log_result_table(table)  # named as `reproduce` names it: tables/sgd_vs_adam.md and .csv
             # flagged from the epoch a run diverged at, as the report's figures are
             series = [(variant_title(v), [result_curves(runs[v].result)]) for v in pair]
-            figure_title = f"Part 2 ({p}) {title} on {data.name}, seed {base.seed}"
+            figure_title = f"Part 2 ({p}) {title} on {data.name}{note}, seed {base.seed}"
             parent.log_figure(
                 lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/{table.name}.png"
             )
@@ -312,7 +316,8 @@ def compare(
         console.print(
             to_rich(
                 tables[p],
-                f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}, {base.epochs} epoch{'s' if base.epochs != 1 else ''}",
+                f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}{note}, "
+                f"{base.epochs} epoch{'s' if base.epochs != 1 else ''}",
             )
         )
     where = store.local_file(parent.run_id, f"figures/{SUITE_TABLES[CNN_PART_SUITES[parts[0]]]}.png")

@@ -133,12 +133,14 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
         runs = run_mlp(jobs, store, source, dev, None, on_epoch)
         if parent is not None:
+            from mlhw.data import files_note
             from mlhw.plots import lr_sweep_figure
             from mlhw.report import result_curves
 
             # flagged from the epoch each run diverged at, as the report's figure is: a dashed line, a cross
             series = [(lr_label(r.job.config.lr), [result_curves(r.result)]) for r in runs]
-            title = f"Part 1 (b) on {cfg.dataset}, seed {cfg.seed}: one network per learning rate"
+            note = files_note(cfg.dataset, source.base(cfg.dataset).files)  # read already: its runs ran
+            title = f"Part 1 (b) on {cfg.dataset}{note}, seed {cfg.seed}: one network per learning rate"
             parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
             from mlhw.tables import headline, mlp_sweep_table
 
@@ -152,15 +154,19 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
                 parent.log_metrics({best[0]: best[1]}, step=0)
                 parent.set_tags({"mlhw.best": best[2]})
     data = source.for_config(cfg)  # read once per process: the split the runs saw (seed cfg.seed's subset)
-    _show(runs, part, cfg, as_json, store, parent, f"{len(data.train):,} train / {len(data.test):,} test")
+    from mlhw.data import files_note
+
+    sizes = f"{len(data.train):,} train / {len(data.test):,} test"
+    _show(runs, part, cfg, as_json, store, parent, sizes, files_note(data.name, data.files))
 
 
-def _show(runs, part, cfg, as_json, store, parent, sizes: str) -> None:
+def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "") -> None:
     from mlhw.labels import data_note
     from mlhw.tables import page_titled, pct
 
     table = Table(
-        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}, batch {cfg.batch_size}; {sizes}",
+        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, "
+        f"batch {cfg.batch_size}; {sizes}",
         caption="train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets",
     )
     for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"):

@@ -58,6 +58,12 @@ PairTestSize = Annotated[
 ]
 
 
+def _files_note(data) -> str:
+    from mlhw.data import files_note
+
+    return files_note(data.name, data.files)
+
+
 def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: dict, store) -> None:
     from mlhw.tables import page_titled
 
@@ -185,7 +191,7 @@ def multiclass(
     holds = q1_holds(rep)
     f_label = "f* = min mean hinge" if cfg.method == "exact" else f"mean hinge after {rep['steps']} steps"
     _report(
-        f"Q1 multiclass hinge on {data.name} ({len(data.train)} train, {data.n_classes} classes)",
+        f"Q1 multiclass hinge on {data.name}{_files_note(data)} ({len(data.train)} train, {data.n_classes} classes)",
         [
             (f_label, rep["objective"]),
             ("method", rep["method"]),
@@ -305,7 +311,8 @@ def soft(
         ("run id", rep["run_id"]),
     ]
     _report(
-        f"Q3 soft SVM on {data.name}: {cfg.classes[0]} vs {cfg.classes[1]}, C = {cfg.C:g}, bias {cfg.bias}",
+        f"Q3 soft SVM on {data.name}{_files_note(data)}: {cfg.classes[0]} vs {cfg.classes[1]}, "
+        f"C = {cfg.C:g}, bias {cfg.bias}",
         rows,
         as_json,
         {"part": "svm.q3", "dataset": data.name, **rep},
