@@ -29,6 +29,7 @@ from mlhw import tables as T
 from mlhw.check import self_check_failures
 from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
+from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
@@ -133,6 +134,7 @@ def record(entry: Entry, run, store: Store) -> dict:
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
     out["device"] = tags.get("mlhw.device")
     out["sizes"] = json.loads(tags["mlhw.dataset_sizes"]) if "mlhw.dataset_sizes" in tags else None
+    out["dataset_files"] = tags.get("mlhw.dataset_files")  # official or not (mlhw.data.OFFICIAL); None: not known
     out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
     if "mlhw.checks_failed" in tags:  # a theory run: how many of its claims do not hold
         out["checks_failed"] = int(tags["mlhw.checks_failed"])
@@ -190,12 +192,26 @@ def build_tables(done: dict[str, list[dict]], store: Store) -> list[T.ResultTabl
     if done.get("svm_multiclass") or done.get("svm_soft"):
         out.append(T.svm_table(done.get("svm_multiclass", []), done.get("svm_soft", [])))
     for t in out:  # a table pasted into a write-up says what it ran on (the SVM's rows say it per row)
-        datasets = sorted({str(r["dataset"]) for r in done.get(_suite_of(t.name), []) if r.get("dataset")})
+        datasets = datasets_named(done.get(_suite_of(t.name), []))
         if datasets and t.name != "svm":
             t.title += f" on {', '.join(datasets)}"
     if done.get("theory"):
         text = store.download_text(done["theory"][0]["run_id"], "theory.csv")
         out.append(T.theory_table(pd.read_csv(io.StringIO(text)).to_dict("records")))
+    return out
+
+
+def datasets_named(records) -> list[str]:
+    """The datasets of `records`, each as a report names it: 'mnist', or 'mnist (not the official MNIST files)' when
+    its runs read other files than the official ones ('..., 2 of 5 runs)' when only some did)."""
+    out = []
+    for name in sorted({str(r["dataset"]) for r in records if r.get("dataset")}):
+        files = [r.get("dataset_files") for r in records if str(r.get("dataset")) == name]
+        other = files.count(NOT_OFFICIAL)
+        note = files_note(name, NOT_OFFICIAL) if other else ""
+        if other and other < len(files):
+            note = f"{note[:-1]}: {other} of {len(files)} runs)"
+        out.append(name + note)
     return out
 
 
@@ -418,6 +434,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     if device in ("-", "", None):  # mlhw tables: the devices the runs recorded
         device = ", ".join(sorted({r["device"] for r in records.values() if r.get("device")})) or "-"
     datasets = sorted({r.get("dataset") for r in records.values() if r.get("dataset")})
+    named = datasets_named(records.values())
     lines = [f"# mlhw reproduction: profile `{scope.profile}`" + (" (partial)" if scope.partial else ""), ""]
     if scope.description:
         lines += [scope.description, ""]
@@ -431,10 +448,16 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             "",
         ]
     lines += [
-        f"Datasets: {', '.join(datasets) or '-'}."
+        f"Datasets: {', '.join(named) or '-'}."
         + (
             " These runs used scikit-learn's 8x8 digits, not MNIST/CIFAR-10: the numbers are not the assignment's."
             if datasets == ["digits"]
+            else ""
+        )
+        + (
+            " Files that are not the official ones (synthetic, or changed) give no result of the assignment: "
+            "their numbers measure the pipeline, not the models."
+            if any(r.get("dataset_files") == NOT_OFFICIAL for r in records.values())
             else ""
         ),
         "",
