@@ -409,10 +409,11 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             "mlhw.part": part,
             IDENTITY_TAG: plan.suite_identity(suite),
             "mlhw.partial": partial,
-            "mlhw.overrides": json.dumps({"only": plan.only, "set": plan.overrides}),
             "mlhw.profile_suites": json.dumps(plan.all_suites),
             "mlhw.profile_description": plan.description,
         }
+        if plan.only or plan.overrides:  # what narrowed or changed this reproduction; none: no tag (UI noise)
+            tags["mlhw.overrides"] = json.dumps({"only": plan.only, "set": plan.overrides})
         name = f"{plan.profile} · {suite}" + (" (partial)" if partial == "true" else "")
         log = stack.enter_context(tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags))
         log.log_text(_scope(plan).to_json(suite), "plan.json")
