@@ -206,6 +206,10 @@ def test_part1b_classifies_each_rate_with_its_epoch():
     assert "lr 100 diverges at epoch 2" in f.answer and "lr 10 collapses from epoch 4" in f.answer
     assert "lr 0.1 learns by epoch 3" in f.answer
     assert [r["learning rate"] for r in f.table] == ["0.001", "0.01", "0.1", "1", "10", "100"]
+    # the threshold first, then what it is a share of (the best rate's mean, here lr 0.1's 98%): "90% of the best
+    # rate's mean (88.20%)" read as if 88.20% were the mean
+    learns = next(d for d in f.details if d.startswith("*learns*"))
+    assert "reaches 88.20%, 90% of the best rate's mean (98.00%)" in learns
 
 
 def test_part1b_a_run_shorter_than_the_window_lags_rather_than_stalls_or_learns_slowly():
@@ -263,10 +267,13 @@ def test_part1c_compares_with_the_seed_only_on_mnist():
     assert "dataset=digits (the assignment's: mnist)" in digits.answer
     one = F.part1c([{"dataset": "mnist", "test_acc": 0.95}])
     assert one.evidence["reference_check"]["within"] is None and "n=1, no spread" in one.answer
+    # the write-up's number in percent everywhere, the question too; "the seed" is a random seed only
+    assert one.question.endswith("beside the write-up's 93.97%") and "the write-up reported 93.97%" in one.answer
+    assert "seed" not in one.answer + one.question
 
 
 def test_part1c_compares_with_the_seed_only_at_the_assignments_settings():
-    """MNIST, but 10,000 images for 5 epochs: the seed's 93.97% (50,000 images, 30 epochs) is not its reference."""
+    """MNIST, but 10,000 images for 5 epochs: the write-up's 93.97% (50,000 images, 30 epochs) is not its reference."""
     recs = [{"dataset": "mnist", "seed": s, "test_acc": 0.9, "epochs": 5, "train_size": 10000} for s in (8, 9)]
     f = F.part1c(recs)
     assert f.evidence["compared_with_reference"] is False and "outside" not in f.answer
@@ -373,14 +380,24 @@ def test_part2c_is_about_speed_with_per_seed_epochs():
     # every run with before every run without, at 3 vs 3: the rank test's least p, 0.10, decides nothing (Welch's t
     # said Yes here, while the same split with runs that never got there, a stronger effect, could only be undecided)
     assert sp["rank_p"] == pytest.approx(0.1) and sp["with_later_share"] == 0
-    assert (
-        f.answer.startswith("Undecided with n=3 vs 3:") and "(difference -3.67 epochs; epochs 2, 2, 3 with" in f.answer
+    # epoch counts read as counts: the runs' own epochs, then the means and their difference
+    assert f.answer.startswith("Undecided with n=3 vs 3:")
+    assert "in 2, 2, 3 epochs with BN+Dropout vs 5, 6, 7 epochs without (mean 2.33 vs 6: difference -3.67 epochs)" in (
+        f.answer
     )
+    assert "±" not in f.answer.split(";")[0]
     assert "every run with BN+Dropout got there before every run without" in f.answer
     assert "4 runs a side could decide" in f.answer
     more = recs + [cnn_run("adam-5e-05", 3, bn_curves[0]), cnn_run("adam-5e-05-plain", 3, plain_curves[1])]
     g = F.part2c(more)
     assert g.answer.startswith("Yes:") and "exact rank test p = 0.03 at 4 vs 4" in g.answer  # 2 / C(8, 4)
+    tied = [cnn_run("adam-5e-05", s, bn_curves[0]) for s in range(4)]  # epoch 2 in every run, not "2.00 ± 0.00"
+    h = F.part2c(tied + [r for r in more if r["variant"].endswith("plain")])
+    assert (
+        "in 2 epochs in every run (n=4) with BN+Dropout vs 5, 6, 6, 7 epochs without (mean 2 vs 6: difference -4 "
+        in h.answer
+    )
+    assert "2.00" not in h.answer and "± 0.00" not in h.answer
     assert f.table[0] == {
         "seed": 0,
         "epochs to 67.20% with BN+Dropout": 2,
@@ -410,7 +427,10 @@ def test_part2c_not_reached_is_counted_not_averaged():
     assert (
         g.evidence["speed"]["level"] == pytest.approx(0.36) and g.evidence["speed"]["reached"]["adam-5e-05-plain"] == 3
     )
-    assert "they reach 36.00% validation accuracy (90% of the weaker variant's mean final 40.00%) in 1.00" in g.answer
+    assert (
+        "they reach 36.00% validation accuracy (90% of the weaker variant's mean final 40.00%) in 1 epoch in every run "
+        "(n=3) with BN+Dropout vs 3 epochs in every run (n=3) without" in g.answer
+    )
     mixed = [cnn_run("adam-5e-05", s, c) for s, c in enumerate(([0.5, 0.8], [0.5, 0.6]))]
     mixed += [cnn_run("adam-5e-05-plain", s, c) for s, c in enumerate(([0.5, 0.8], [0.5, 0.6]))]
     assert F.part2c(mixed).answer.startswith("Undecided")

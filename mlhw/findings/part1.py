@@ -150,8 +150,10 @@ def part1b(
     details = [  # one rule a line: the outcomes' definitions as one sentence were hard to read
         f"Dataset {evidence['dataset']}. Outcomes, from each run's training accuracy per epoch (its loss for "
         "*diverges*):",
-        f"*learns*: its final training accuracy reaches {100 * learns_fraction:.0f}% of the best rate's mean "
-        f"({pct(learns_fraction * best)}); the epoch is when it first got there.",
+        # the threshold first, then what it is a share of: "90% of the best rate's mean (87.71%)" read as if 87.71%
+        # were the mean
+        f"*learns*: its final training accuracy reaches {pct(learns_fraction * best)}, {100 * learns_fraction:.0f}% "
+        f"of the best rate's mean ({pct(best)}); the epoch is when it first got there.",
         f"*learns slowly*: below that, but still rising: over the last third of its epochs (at least {STALL_WINDOW}) "
         f"a least-squares line gains ≥ {100 * STALL_GAIN:.0f} point, with a slope {TREND_T:g} standard errors "
         "above 0.",
@@ -200,7 +202,7 @@ def _outcome_phrase(runs: list[dict], n: int) -> str:
 
 
 def part1c(records: list[dict], compare_reference: bool | None = None, reference: float = MLP_FULL_TEST_ACC) -> Finding:
-    question = "Part 1 (c): the full run's test accuracy, beside the write-up's 0.9397"
+    question = f"Part 1 (c): the full run's test accuracy, beside the write-up's {pct(reference)}"
     if not records:
         return Finding("1c", question, "No full runs: not reproduced here.", {"n": 0})
     te = mean_std(values_of(records, "test_acc"))
@@ -210,10 +212,10 @@ def part1c(records: list[dict], compare_reference: bool | None = None, reference
     answer = f"Test accuracy {fmt_mean_std(te)} on {ds}"
     if use_reference(records, "mlp", compare_reference):
         if chk["within"] is None:
-            answer += f"; the seed reported {pct(reference)} on MNIST. " + reference_sentence(
+            answer += f"; the write-up reported {pct(reference)} on MNIST. " + reference_sentence(
                 "Part 1 (c)", "test accuracy", chk
             )
-        else:  # the seed's one run beside the spread of single runs here: how far, and what it means
+        else:  # the write-up's one run beside the spread of single runs here: how far, and what it means
             side = "below" if chk["difference"] > 0 else "above"
             far = abs(chk["difference"]) > 2 * SPREAD_STDS * chk["std"]  # 4 std: no longer "a little"
             answer += (

@@ -41,7 +41,7 @@ from mlhw.tables import pct
 
 
 def _seed_answer(part: str) -> str:
-    """The seed's own answer to a Part 2 question (CIFAR-10, one run each), for a report that could not
+    """The write-up's own answer to a Part 2 question (CIFAR-10, one run each), for a report that could not
     reproduce it: its numbers, second minus first as everywhere, and an independent solution's."""
     first, second = CNN_PARTS[part][1]
     a, b = CNN_REFERENCE[first], CNN_REFERENCE[second]
@@ -58,7 +58,7 @@ def _seed_answer(part: str) -> str:
         f"accuracy{loss}; an independent solution: {points(ib - ia)} points of validation accuracy."
     )
     if part == "c":
-        out += " The seed reports final numbers only: whether BN+Dropout speeds learning needs per-epoch curves."
+        out += " The write-up reports final numbers only: whether BN+Dropout speeds learning needs per-epoch curves."
     return out
 
 
@@ -291,10 +291,9 @@ def part2c(
         )
         speed["verdict"] = "one run"
         if all_reached:
-            mb, mp = mean_std(epochs[bn]), mean_std(epochs[plain])
             verdict = (
-                f"Undecided with {which}: they reach {what} in {_epochs_str(mb)} epochs with BN+Dropout vs "
-                f"{_epochs_str(mp)} without"
+                f"Undecided with {which}: they reach {what} in {_epochs_str(epochs[bn])} with BN+Dropout vs "
+                f"{_epochs_str(epochs[plain])} without"
             )
         else:
             verdict = f"Undecided with {which}: {what} was {n_str} (within the epochs trained)"
@@ -314,9 +313,9 @@ def part2c(
             diff = mb["mean"] - mp["mean"]
             speed["diff"] = diff
             reach = (
-                f"they reach {what} in {_epochs_str(mb)} epochs with BN+Dropout vs {_epochs_str(mp)} without "
-                f"(difference {diff:+.2f} epochs; epochs {_epoch_list(epochs[bn])} with vs "
-                f"{_epoch_list(epochs[plain])} without)"
+                f"they reach {what} in {_epochs_str(epochs[bn])} with BN+Dropout vs {_epochs_str(epochs[plain])} "
+                f"without (mean {_count(mb['mean'])} vs {_count(mp['mean'])}: difference {_count(diff, signed=True)} "
+                "epochs)"
             )
         else:
             reach = (
@@ -378,5 +377,16 @@ def _epoch_list(epochs: list[int | None]) -> str:
     return ", ".join("-" if e is None else str(e) for e in sorted(epochs, key=lambda e: math.inf if e is None else e))
 
 
-def _epochs_str(ms: dict) -> str:
-    return f"{ms['mean']:.2f}" + (f" ± {ms['std']:.2f}" if ms["std"] is not None else "") + f" (n={ms['n']})"
+def _epochs_str(epochs: list[int]) -> str:
+    """Epoch counts (every run reached the level) as they are: whole numbers, few and often tied, read plainly
+    ('2 epochs in every run (n=4)', '5, 6, 6, 7 epochs'); as mean ± std they read '2.00 ± 0.00 (n=4)'."""
+    unit = "epoch" if epochs[0] == 1 and len(set(epochs)) == 1 else "epochs"
+    if len(epochs) > 1 and len(set(epochs)) == 1:
+        return f"{epochs[0]} {unit} in every run (n={len(epochs)})"
+    return f"{_epoch_list(epochs)} {unit}"
+
+
+def _count(v: float, signed: bool = False) -> str:
+    """A mean of epoch counts: '2' when whole, else two decimals ('2.33')."""
+    whole = abs(v - round(v)) < 5e-3
+    return f"{v:+.0f}" if whole and signed else f"{v:.0f}" if whole else f"{v:+.2f}" if signed else f"{v:.2f}"
