@@ -1,4 +1,4 @@
-"""The assignment's experiment grid and the seed write-up's reference numbers, in one place."""
+"""The assignment's experiment grid and the original write-up's reference numbers, in one place."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ CNN_PARTS: dict[str, tuple[str, list[str]]] = {
 }
 CNN_VARIANT_FIELDS = ("optimizer", "lr", "batchnorm", "dropout")  # what CNN_VARIANTS set: a variant's own settings
 CNN_PART_SUITES = {"a": "cnn_optimizers", "b": "cnn_adam_lr", "c": "cnn_batchnorm"}  # experiments.yaml's suites
-# The seed's tables (CIFAR-10, 10 epochs, one run each): final training loss, validation and test
-# accuracy. The loss of the plain (no BN/Dropout) run is not reported (the seed's table repeats 2.2486).
+# The write-up's tables (CIFAR-10, 10 epochs, one run each): final training loss, validation and test
+# accuracy. The loss of the plain (no BN/Dropout) run is not reported (the write-up's table repeats 2.2486).
 CNN_REFERENCE: dict[str, dict] = {
     "sgd-0.005": {"train_loss": 1.1383, "val_acc": 0.487, "test_acc": 0.4991},
     "adam-5e-05": {"train_loss": 0.6086, "val_acc": 0.6189, "test_acc": 0.6249},
@@ -51,8 +51,8 @@ CNN_INDEPENDENT_VAL_ACC = {"sgd-0.005": 0.477, "adam-5e-05": 0.589, "adam-0.005"
 PART_DESCRIPTIONS: dict[str, str] = {
     "mlp.a": "Part 1 (a): the skeleton's MLP (hidden ReLU layers, hand-written backprop, mini-batch SGD)",
     "mlp.b": "Part 1 (b): one fresh network per learning rate (the write-up's Figure 2)",
-    "mlp.c": "Part 1 (c): the full run (in the assignment: all 50,000 MNIST training images, lr 0.1; the seed "
-    "reported 93.97% test accuracy); this run's data and rate are in its name and params",
+    "mlp.c": "Part 1 (c): the full run (in the assignment: all 50,000 MNIST training images, lr 0.1; the "
+    "write-up reported 93.97% test accuracy); this run's data and rate are in its name and params",
     "cnn": "Part 2: the assignment's AlexNet, one variant",
     "svm.q1": "Q1: the multiclass hinge loss, minimised; the 0-1 loss never exceeds it",
     "svm.q3": "Q3: soft SVM with an l2 slack penalty, primal and dual solved independently",

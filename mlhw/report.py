@@ -177,7 +177,7 @@ def collect(
 
 
 def build_tables(done: dict[str, list[dict]], store: Store) -> list[T.ResultTable]:
-    """The result tables; the seed's numbers sit beside runs made at the assignment's settings only."""
+    """The result tables; the write-up's numbers sit beside runs made at the assignment's settings only."""
     from mlhw.findings import off_reference
 
     out = []

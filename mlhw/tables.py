@@ -504,7 +504,7 @@ def latex_text(s: str) -> str:
 
 
 def reference_table() -> pd.DataFrame:
-    """The seed's Part 2 numbers (and an independent solution's validation accuracy), for display."""
+    """The write-up's Part 2 numbers (and an independent solution's validation accuracy), for display."""
     return pd.DataFrame(
         [
             {

@@ -232,7 +232,7 @@ def compare(
     experiment: Experiment = "mlhw",
     as_json: Json = False,
 ):
-    """Run the assignment's comparisons (one seed) and print the seed-style tables.
+    """Run the assignment's comparisons (one seed) and print tables like the write-up's.
 
     Each variant runs once even when several parts share it (Adam 5e-5 with BatchNorm + Dropout
     belongs to a, b and c), as children of one parent run that holds each part's table and learning

@@ -71,7 +71,7 @@ Download = Annotated[
 
 
 def _seed_default() -> str:
-    """The seed's default as the config classes that use this option (MLP, SVMs) hold it, not repeated here."""
+    """The --seed option's default as the config classes that use this option (MLP, SVMs) hold it, not repeated here."""
     from mlhw.config import MLPConfig, MulticlassSVMConfig, SoftSVMConfig, default_of
 
     found = {default_of(m, "seed") for m in (MLPConfig, MulticlassSVMConfig, SoftSVMConfig)}

@@ -45,8 +45,8 @@ Definitions (module constants, all overridable through `build_findings`'s argume
   probability and the runs a side that could decide; one run a side decides nothing. A run without its per-epoch history
   leaves the question undecided. When that level is itself at chance, neither variant learned and there is no
   speed to compare.
-- **Seed reference numbers** (the write-up's single runs: `reference.MLP_FULL_TEST_ACC`, `CNN_REFERENCE`) are
-  compared only on the dataset they were measured on (MNIST for Part 1, CIFAR-10 for Part 2): the seed's
+- **The write-up's reference numbers** (its single runs: `reference.MLP_FULL_TEST_ACC`, `CNN_REFERENCE`) are
+  compared only on the dataset they were measured on (MNIST for Part 1, CIFAR-10 for Part 2): the write-up's
   number is "within our spread" when it lies in our mean +- 2 std (n >= 2). A single run is compared with the
   spread of single runs, not with the (narrower) interval of our mean.
 
@@ -113,8 +113,8 @@ def build_findings(
     compare_reference: bool | None = None,
     include_missing: bool = True,
 ) -> list[Finding]:
-    """One Finding per question, in the assignment's order. `compare_reference`: None compares with the seed's
-    numbers only when the runs are on the seed's dataset (MNIST / CIFAR-10). `include_missing`: a question
+    """One Finding per question, in the assignment's order. `compare_reference`: None compares with the write-up's
+    numbers only when the runs are on the write-up's dataset (MNIST / CIFAR-10). `include_missing`: a question
     whose suite has no runs gets a Finding saying it was not reproduced (else it is left out)."""
     out: list[Finding] = []
 

@@ -138,7 +138,7 @@ REFERENCE_FIELDS = {
 
 
 def off_reference(records: list[dict], kind: str) -> list[str]:
-    """How the records differ from the setting the seed's numbers were measured at ('epochs=5', 'dataset=digits');
+    """How the records differ from the setting the write-up's numbers were measured at ('epochs=5', 'dataset=digits');
     empty when every record is at that setting."""
     from mlhw.config import KINDS
 
@@ -160,7 +160,7 @@ def use_reference(records: list[dict], kind: str, compare_reference: bool | None
 
 
 def reference_check(ours: list[float], reference: float | None, k: float = SPREAD_STDS) -> dict:
-    """Whether the seed's single-run number lies within our mean +- k std (n >= 2)."""
+    """Whether the write-up's single-run number lies within our mean +- k std (n >= 2)."""
     ms = mean_std(ours)
     out = {"reference": reference, "mean": ms["mean"], "std": ms["std"], "n": ms["n"], "within": None}
     if reference is None or not math.isfinite(ms["mean"]):
