@@ -157,10 +157,28 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     from mlhw.data import files_note
 
     sizes = f"{len(data.train):,} train / {len(data.test):,} test"
-    _show(runs, part, cfg, as_json, store, parent, sizes, files_note(data.name, data.files))
+    _show(runs, part, cfg, as_json, store, parent, sizes, files_note(data.name, data.files), data.files)
 
 
-def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "") -> None:
+def reference_line(cfg: MLPConfig, test_acc: float, files: str = "") -> str:
+    """One line beside the write-up's 93.97% for a run at Part 1 (c)'s settings on MNIST (the config defaults, as
+    REPORT.md decides it: mlhw.findings.base.off_reference), '' for any other run: its number is not comparable."""
+    from mlhw.data import NOT_OFFICIAL
+    from mlhw.findings.base import off_reference
+    from mlhw.reference import MLP_FULL_TEST_ACC
+    from mlhw.tables import pct
+
+    if off_reference([cfg.model_dump(mode="json")], "mlp"):
+        return ""
+    if files == NOT_OFFICIAL:
+        return (
+            f"Part 1 (c)'s settings, but not the official MNIST files: the write-up's {pct(MLP_FULL_TEST_ACC)} does "
+            f"not apply; this run: {pct(test_acc)}"
+        )
+    return f"Part 1 (c): the write-up reported {pct(MLP_FULL_TEST_ACC)} test accuracy; this run: {pct(test_acc)}"
+
+
+def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", files: str = "") -> None:
     from mlhw.labels import data_note
     from mlhw.tables import page_titled, pct
 
@@ -198,6 +216,8 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "") -
             )
     console = err if as_json else out
     console.print(page_titled(table))
+    if parent is None and (line := reference_line(cfg, runs[0].result.final["test_acc"], files)):
+        console.print(line, highlight=False, soft_wrap=True)  # on stderr with --json: stdout stays JSON lines
     if parent is not None:
         where = store.local_file(parent.run_id, "figures/mlp_lr_sweep.png")
         console.print(
