@@ -38,7 +38,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlhw.errors import MLHWError
+from mlhw.errors import MLHWError, as_written
 
 KEY_COLUMNS: dict[str, list[str]] = {
     "mlp_lr_sweep": ["lr"],
@@ -177,17 +177,21 @@ def policy_from_dict(data: dict | None, source: str = "check.yaml") -> CheckPoli
     for i, c in enumerate(data.get("chaotic") or []):
         where = f"{source}: chaotic[{i}]"
         if not isinstance(c, dict) or "table" not in c or "row" not in c or not isinstance(c["row"], dict):
-            raise CheckConfigError(f"{where}: expected {{table: NAME, row: {{KEY: VALUE}}, reason: TEXT}} (got {c!r})")
+            raise CheckConfigError(
+                f"{where}: expected {{table: NAME, row: {{KEY: VALUE}}, reason: TEXT}} (got {as_written(c)})"
+            )
         extra = set(c) - {"table", "row", "reason", "metrics"}
         if extra:
             raise CheckConfigError(f"{where}.{sorted(extra)[0]}: unknown key")
         metrics = c.get("metrics")
         if metrics is not None and not (isinstance(metrics, list) and all(isinstance(m, str) for m in metrics)):
-            raise CheckConfigError(f"{where}.metrics: expected a list of metric names (got {metrics!r})")
+            raise CheckConfigError(f"{where}.metrics: expected a list of metric names (got {as_written(metrics)})")
         policy.chaotic.append(ChaoticRow(str(c["table"]), dict(c["row"]), str(c.get("reason", "")), metrics))
     if data.get("tables") is not None:
         if not isinstance(data["tables"], list):
-            raise CheckConfigError(f"{source}: tables: expected a list of table names (got {data['tables']!r})")
+            raise CheckConfigError(
+                f"{source}: tables: expected a list of table names (got {as_written(data['tables'])})"
+            )
         policy.tables = [str(t) for t in data["tables"]]
     if data.get("keys") is not None:
         if not isinstance(data["keys"], dict) or not all(isinstance(v, list) for v in data["keys"].values()):
@@ -198,13 +202,13 @@ def policy_from_dict(data: dict | None, source: str = "check.yaml") -> CheckPoli
 
 def _nonnegative(v, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise CheckConfigError(f"{where}: expected a number >= 0 (got {v!r})")
+        raise CheckConfigError(f"{where}: expected a number >= 0 (got {as_written(v)})")
     return float(v)
 
 
 def _tolerance_from(spec: dict, where: str) -> MetricTolerance:
     if not isinstance(spec, dict):
-        raise CheckConfigError(f"{where}: expected a mapping of settings (got {spec!r})")
+        raise CheckConfigError(f"{where}: expected a mapping of settings (got {as_written(spec)})")
     t = MetricTolerance()
     for key, v in spec.items():
         if key in ("absolute_floor", "relative_floor"):
@@ -213,11 +217,11 @@ def _tolerance_from(spec: dict, where: str) -> MetricTolerance:
             t.k = _nonnegative(v, f"{where}.k")
         elif key == "greater_is_better":
             if not isinstance(v, bool):
-                raise CheckConfigError(f"{where}.greater_is_better: expected true or false (got {v!r})")
+                raise CheckConfigError(f"{where}.greater_is_better: expected true or false (got {as_written(v)})")
             t.greater_is_better = v
         elif key == "fail_on":
             if v not in ("any", "worse"):
-                raise CheckConfigError(f"{where}.fail_on: expected any or worse (got {v!r})")
+                raise CheckConfigError(f"{where}.fail_on: expected any or worse (got {as_written(v)})")
             t.fail_on = v
         else:
             raise CheckConfigError(f"{where}.{key}: unknown key")

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from mlhw.errors import MLHWError, format_validation_error
+from mlhw.errors import MLHWError, as_written, format_validation_error
 from mlhw.topology import MIN_IMAGE_SIZE
 
 # A learning rate or step size: finite and > 0 (inf and nan are refused).
@@ -63,8 +63,8 @@ class _Config(BaseModel):
         epoch, `epochs: "5"` or `C: ["1"]` (quoted) as numbers, and `bias: 1` as true."""
         values = v if isinstance(v, list | tuple) else [v]
         kinds = _base_types(cls.model_fields[info.field_name].annotation)
-        if any(isinstance(x, bool) for x in values) and bool not in kinds:
-            raise ValueError("must be a number, not a boolean")
+        if any(isinstance(x, bool) for x in values) and bool not in kinds and kinds & {int, float}:
+            raise ValueError("must be a number, not a boolean")  # a text field's (dtype: false): pydantic's words
         if kinds == {bool} and not isinstance(v, bool):
             raise ValueError("must be true or false")
         if kinds and kinds <= {int, float} and any(isinstance(x, str) and _numeric(x) for x in values):
@@ -199,7 +199,7 @@ def build(model: type[_Config], prefix: str = "--", **values) -> _Config:
     for k, why in model.unused(given).items():
         if k in given and given[k] != model.model_fields[k].default:
             name = f"{prefix}{k.replace('_', '-') if prefix == '--' else k}"
-            raise MLHWError(f"{name} {given[k]}: not used here ({why})")
+            raise MLHWError(f"{name} {as_written(given[k])}: not used here ({why})")
     try:
         return model(**given)
     except ValidationError as err:

@@ -22,9 +22,39 @@ def format_validation_error(err, prefix: str = "") -> str:
         key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
         msg = ("each value " if any(isinstance(p, int) for p in path) else "") + message(e)
         got = e.get("input")
-        shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+        if isinstance(got, dict) or got is None:
+            shown = ""
+        elif prefix == "--" and isinstance(got, list | tuple):  # an option's list, as typed: --classes 3,11
+            shown = f" (got {','.join(as_written(v) for v in got)})"
+        else:
+            shown = f" (got {as_written(got)})"
         parts.append(f"{key}: {msg}{shown}")
     return "; ".join(parts)
+
+
+def as_written(value) -> str:
+    """A value in an error message as the user wrote it, in YAML's terms rather than Python's: true / false, null,
+    [3, 3] for a list (a tuple once validated), -1 for a whole float (--lr -1 arrives as -1.0), inf and nan; a string
+    keeps its quotes ('5' is not 5)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return "[" + ", ".join(as_written(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ", ".join(f"{k if isinstance(k, str) else as_written(k)}: {as_written(v)}" for k, v in value.items())
+            + "}"
+        )
+    return repr(value)
 
 
 def message(e: dict) -> str:

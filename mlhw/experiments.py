@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from mlhw.config import KINDS, user_fields
-from mlhw.errors import MLHWError, format_validation_error
+from mlhw.errors import MLHWError, as_written, format_validation_error
 from mlhw.errors import message as _message
 from mlhw.reference import CNN_VARIANTS, canonical_variant
 
@@ -335,13 +335,13 @@ def _check_layers(layers: _Layers, model, file, name: str) -> None:
             _validate(model, context, k, v, _for_suite(_named(layers.origin[k], file), name, k, v, model))
     seeds, seeds_culprit = layers.seeds, _named(layers.seeds_origin, file)
     if seeds is not None and "seed" not in layers.fields:
-        raise MLHWError(f"{seeds_culprit}: unknown key: this suite's runs take no seed (got {seeds!r})")
+        raise MLHWError(f"{seeds_culprit}: unknown key: this suite's runs take no seed (got {as_written(seeds)})")
     if seeds is not None and (
         not isinstance(seeds, list)
         or not seeds
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
-        raise MLHWError(f"{seeds_culprit}: expected a non-empty list of integer seeds (got {seeds!r})")
+        raise MLHWError(f"{seeds_culprit}: expected a non-empty list of integer seeds (got {as_written(seeds)})")
     if "variant" in layers.grid:  # any spelling of a rate names its variant: adam-5e-5 is adam-5e-05
         named = [canonical_variant(v) for v in layers.grid["variant"]]
         for v, key in zip(layers.grid["variant"], named):
@@ -359,10 +359,12 @@ def _check_layers(layers: _Layers, model, file, name: str) -> None:
                 )
     # a value twice is one run, not two: the table's n would be wrong
     if seeds is not None and (again := first_repeat(seeds)) is not None:
-        raise MLHWError(f"{seeds_culprit}: seed {again} is listed twice (got {seeds!r})")
+        raise MLHWError(f"{seeds_culprit}: seed {again} is listed twice (got {as_written(seeds)})")
     for k, values in layers.grid.items():
         if (again := first_repeat(values)) is not None:
-            raise MLHWError(f"{_named(layers.grid_origin[k], file)}: {again!r} is listed twice (got {values!r})")
+            raise MLHWError(
+                f"{_named(layers.grid_origin[k], file)}: {as_written(again)} is listed twice (got {as_written(values)})"
+            )
 
 
 def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[RunSpec]:
@@ -390,7 +392,7 @@ def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[
                 got = e.get("input")
                 culprit = _for_suite(_named(where.get(k, f"suites.{name}.base.{k}"), file), name, k, got, model)
                 raise MLHWError(
-                    f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+                    f"{culprit}: {_message(e)}" + ("" if isinstance(got, dict) else f" (got {as_written(got)})")
                 ) from None
             same = made.setdefault(cfg.model_dump_json(), combo)
             if same is not combo:  # 0.1 and "0.1", 40 and [40]: listed as two values, one run (n would count it twice)
@@ -398,10 +400,14 @@ def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[
                 if (why := model.unused(values).get(k)) is not None:  # a grid of momentum over Adam runs
                     raise MLHWError(
                         f"{_named(layers.grid_origin[k], file)}: some runs of {name} do not read {k} ({why}): "
-                        f"its values {a!r} and {b!r} would make one of them twice; set {k} to one value (it "
-                        f"reaches only the runs that read it), or grid it in a suite whose runs all read it"
+                        f"its values {as_written(a)} and {as_written(b)} would make one of them twice; set {k} "
+                        "to one value (it reaches only the runs that read it), or grid it in a suite whose runs all "
+                        "read it"
                     )
-                raise MLHWError(f"{_named(layers.grid_origin[k], file)}: {a!r} and {b!r} are one value, listed twice")
+                raise MLHWError(
+                    f"{_named(layers.grid_origin[k], file)}: {as_written(a)} and {as_written(b)} are one value, "
+                    "listed twice"
+                )
             label = ", ".join(
                 [_describe(k, v) for k, v in zip(keys, combo)] + ([f"seed {seed}"] if seed is not None else [])
             )
@@ -447,7 +453,7 @@ def _validate(model, context: dict, key: str, value, culprit: str) -> None:
         for e in err.errors():
             if e.get("loc") and str(e["loc"][0]) == key:
                 got = e.get("input")
-                shown = "" if isinstance(got, dict) else f" (got {got!r})"
+                shown = "" if isinstance(got, dict) else f" (got {as_written(got)})"
                 raise MLHWError(f"{culprit}: {_message(e)}{shown}") from None
 
 

@@ -108,7 +108,7 @@ def test_paper_configuration_is_one_flag_away(workdir):
         ),
         (["train", "--image-size", "63"], "--image-size: must be >= 67 (got 63)"),
         (["train", "--image-size", "50"], "--image-size: must be >= 67 (got 50)"),
-        (["train", "--width", "0"], "--width: must be > 0 (got 0.0)"),
+        (["train", "--width", "0"], "--width: must be > 0 (got 0)"),
         (["train", "--width", "inf"], "--width: must be a finite number (got inf)"),
         (["train", "--train-fraction", "1.5"], "--train-fraction: must be <= 1 (got 1.5)"),
         (["train", "--train-fraction", "0.0008"], "--train-fraction: 0.0008 of digits is 1 image(s); 2 at least"),

@@ -239,7 +239,7 @@ def test_train_at_part_c_settings_compares_with_the_write_up(workdir, monkeypatc
     "args, culprit",
     [
         (["--lr", "0"], "--lr: must be > 0"),
-        (["--lr", "-1"], "--lr: must be > 0"),
+        (["--lr", "-1"], "--lr: must be > 0 (got -1)"),  # not "-1.0": the value as typed
         (["--lr", "inf"], "--lr: must be a finite number (got inf)"),
         (["--lr", "nan"], "--lr: must be a finite number (got nan)"),
         (["--lr", "1e400"], "--lr: must be a finite number (got inf)"),

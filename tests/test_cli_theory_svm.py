@@ -88,7 +88,7 @@ def test_soft_svm_report(workdir):
     [
         (["soft", "--C", "0"], "--C: must be > 0"),
         (["soft", "--C", "-1"], "--C: must be > 0"),
-        (["soft", "--classes", "3,11"], "--classes: classes are digits 0..9 (got (3, 11))"),
+        (["soft", "--classes", "3,11"], "--classes: classes are digits 0..9 (got 3,11)"),
         (["soft", "--C", "inf"], "--C: must be a finite number (got inf)"),
         (["soft", "--C", "nan"], "--C: must be a finite number (got nan)"),
         (["soft", "--seed", "-1"], "--seed"),

@@ -214,7 +214,7 @@ def with_(change):
         ),
         (
             lambda d: d["suites"]["m"]["base"].update(epochs=True),  # pydantic alone reads it as 1 epoch
-            "exp.yaml: suites.m.base.epochs: must be a number, not a boolean (got True)",
+            "exp.yaml: suites.m.base.epochs: must be a number, not a boolean (got true)",
         ),
         # quoted numbers and numbers for booleans were converted (epochs "5" had the identity of 5)
         (
@@ -228,6 +228,23 @@ def with_(change):
         (
             lambda d: d["suites"]["c"].update(base={"batchnorm": 1}),
             "exp.yaml: suites.c.base.batchnorm: must be true or false (got 1)",
+        ),
+        # values in YAML's terms, not Python's: a list is not "(3, 3)", a false is not "False", -1 not "-1.0"
+        (
+            lambda d: d["suites"]["c"].update(base={"image_size": [3, 3]}),
+            "exp.yaml: suites.c.base.image_size: must be a valid integer (got [3, 3])",
+        ),
+        (
+            lambda d: d["suites"]["m"]["base"].update(dtype=False),
+            "exp.yaml: suites.m.base.dtype: must be 'float32' or 'float64' (got false)",
+        ),
+        (
+            lambda d: d["suites"]["m"]["base"].update(seed=None),
+            "exp.yaml: suites.m.base.seed: must be a valid integer (got null)",
+        ),
+        (
+            lambda d: d["suites"]["m"]["grid"].update(hidden=[[3, 3], [3, 3]]),
+            "exp.yaml: suites.m.grid.hidden: [3, 3] is listed twice (got [[3, 3], [3, 3]])",
         ),
         (
             lambda d: d["suites"]["m"].update(part="mlp.z"),  # `mlhw mlp train --part` refuses it too
@@ -392,7 +409,7 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "p", "--set", "c.lr=.nan"], "--set c.lr: must be a finite number (got nan)"),
         (["--profile", "p", "--set", "seeds=[4294967296]"], "must be <= 4294967295 (got 4294967296)"),
         (["--profile", "p", "--set", "m.seeds=[5,5]"], "--set m.seeds: seed 5 is listed twice (got [5, 5])"),
-        (["--profile", "p", "--set", "epochs=true"], "--set epochs: must be a number, not a boolean (got True)"),
+        (["--profile", "p", "--set", "epochs=true"], "--set epochs: must be a number, not a boolean (got true)"),
         (["--profile", "p", "--stale-after", "5"], "--stale-after 5: must be at least 15 seconds"),
         (
             ["--profile", "p", "--set", "m.train_size=1298"],
@@ -536,3 +553,14 @@ def test_the_plan_says_which_suites_a_set_reached(workdir):
     res = invoke("reproduce", "--file", write(workdir, BASE), "--profile", "p", "--set", "epochs=3", "--dry-run")
     assert res.exit_code == 0, res.output
     assert "--set epochs: sets c, m" in res.stdout  # the plan is a dry run's output
+
+
+def test_error_values_read_as_written_in_yaml():
+    """Error messages show a value in YAML's terms (what the user wrote), not Python's repr."""
+    from mlhw.errors import as_written
+
+    assert as_written(True) == "true" and as_written(False) == "false" and as_written(None) == "null"
+    assert as_written((3, 3)) == "[3, 3]" and as_written([0.1, 1]) == "[0.1, 1]"
+    assert as_written(-1.0) == "-1" and as_written(0.5) == "0.5" and as_written(5e-05) == "5e-05"
+    assert as_written(float("inf")) == "inf" and as_written(float("nan")) == "nan"
+    assert as_written("5") == "'5'" and as_written({"a": [1, True]}) == "{a: [1, true]}"
