@@ -106,7 +106,13 @@ def check_writable(results_dir: str | Path, profile: str | None = None) -> None:
     try:  # a real write, not a permission check: root passes os.access, and /proc or a full disk say no only here
         shutil.rmtree(tempfile.mkdtemp(dir=probe_in, prefix=".mlhw-probe-"))
     except OSError as err:
-        raise MLHWError(f"--results-dir {results_dir}: cannot write in {probe_in} ({err.strerror or err})") from None
+        why = err.strerror or err
+        if probe_in != root:  # the folder to make, not its nearest existing parent: "cannot write in /proc" for
+            # /proc/ro named neither it nor what failed
+            raise MLHWError(
+                f"--results-dir {results_dir}: {root} cannot be created: no folder can be made in {probe_in} ({why})"
+            ) from None
+        raise MLHWError(f"--results-dir {results_dir}: cannot write in {root} ({why})") from None
 
 
 # --- records: finished runs read back from the store ----------------------------------------------------

@@ -559,6 +559,24 @@ def test_results_dir_that_is_a_file_fails_before_any_run(light):
     assert (light / "blocker").read_text() == "a file where a folder should be\n"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no folder can be made")
+def test_results_dir_that_cannot_be_created_is_named_with_its_cause(light):
+    """--results-dir /proc/ro said "cannot write in /proc (No such file or directory)": neither the folder asked for
+    nor that it is the one that could not be made."""
+    from mlhw.errors import MLHWError
+    from mlhw.report import check_writable
+
+    with pytest.raises(MLHWError) as info:
+        check_writable("/proc/ro/x", "tiny")
+    assert str(info.value).startswith(
+        "--results-dir /proc/ro/x: /proc/ro/x cannot be created: no folder can be made in /proc ("
+    )
+    with pytest.raises(MLHWError, match=r"^--results-dir /proc: cannot write in /proc \("):
+        check_writable("/proc", "tiny")
+    res = invoke("tables", "--profile", "tiny", "--results-dir", "/proc/ro")
+    assert_one_line_error(res, "--results-dir /proc/ro: /proc/ro cannot be created: no folder can be made in /proc")
+
+
 def test_a_profile_folder_that_is_a_file_fails_before_any_run(light):
     """results/tiny a plain file: the report would replace it (and left a .tiny.old-PID file behind)."""
     (light / "results").mkdir()
