@@ -208,3 +208,32 @@ def test_a_title_wider_than_its_table_wraps_at_the_page_and_a_short_one_stays_ce
     buf = io.StringIO()  # the tables of `reproduce`, `tables`, `cnn compare`, `theory` alike
     Console(file=buf, width=160, color_system=None).print(to_rich(pd.DataFrame({"lr": ["0.1"]}), long))
     assert buf.getvalue().splitlines()[0] == long
+
+
+HELP_COMMANDS = [["mlp", "train"], ["mlp", "sweep"], ["cnn", "train"], ["cnn", "compare"], ["svm", "soft"]]
+HELP_COMMANDS += [["svm", "multiclass"], ["reproduce"], ["tables"], ["check"]]
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=" ".join)
+def test_help_at_80_columns_breaks_no_choice_list(command):
+    """At COLUMNS=80 `mlhw cnn train --help` wrapped '<auto|bf16|fp16|fp3' / '2>', and --dataset showed '<str>':
+    a list of choices fits on its line, or is '<choice>' with the choices in the help."""
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+
+    res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(len(x) for x in lines) <= 80  # the width asked for: the check below is about 80 columns
+    lists = [m.group(0) for x in lines for m in re.finditer(r"<[\w.]+(\|[\w.]+)+>?", x)]
+    assert all(x.endswith(">") for x in lists), lists
+    options = {x.split()[1]: x for x in lines if re.match(r"^│ --[a-z]", x)}
+    if "--dataset" in options:
+        assert "<str>" not in options["--dataset"]
+    if "--precision" in options:
+        assert "<mode>" in options["--precision"] and "auto, bf16, fp16 or fp32" in res.output
+    if command[0] == "mlp":
+        assert "<digits|mnist>" in options["--dataset"]
+    if command[0] == "cnn":
+        assert "<choice>" in options["--dataset"] and "digits (embedded" in res.output and "or cifar10" in res.output

@@ -62,7 +62,10 @@ SeedOpt = Annotated[Optional[int], _opt("Seed of initialisation, dropout and dat
 Precision = Annotated[
     Literal["auto", "bf16", "fp16", "fp32"],
     typer.Option(
-        help="auto: bf16 where the hardware has native bf16, fp16 + loss scaling on older GPUs (T4, V100), else fp32.",
+        # the choices in the help, not the metavar: at 80 columns '<auto|bf16|fp16|fp32>' broke mid-word
+        metavar="<mode>",
+        help="auto, bf16, fp16 or fp32. auto: bf16 where the hardware has native bf16, fp16 + loss scaling on older "
+        "GPUs (T4, V100), else fp32.",
         rich_help_panel=TRAIN,
     ),
 ]

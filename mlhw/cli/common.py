@@ -109,10 +109,24 @@ Json = Annotated[
 
 
 def config_option(model, help: str, field: str, panel: str = TRAIN, **kw):
-    """A Typer option for a config field: its default is shown from the config class, never repeated here."""
+    """A Typer option for a config field: its default is shown from the config class, never repeated here; a field
+    of names shows them as its metavar (`--dataset <digits|mnist>`, not `<str>`)."""
     from mlhw.config import default_of
 
+    kw.setdefault("metavar", choices_metavar(model.model_fields[field].annotation))
     return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(model, field), **kw)
+
+
+def choices_metavar(annotation, limit: int = 14) -> str | None:
+    """'<digits|mnist>' for a Literal field; None (Typer's own) for any other. Longer than `limit` characters, the
+    list is '<choice>' and the help names the choices: at 80 columns a long list broke mid-word ('<auto|bf16|fp3' /
+    '2>')."""
+    from typing import Literal, get_args, get_origin
+
+    if get_origin(annotation) is not Literal:
+        return None
+    text = "<" + "|".join(str(a) for a in get_args(annotation)) + ">"
+    return text if len(text) <= limit else "<choice>"
 
 
 def prepare(cfg, name: str, part: str, command: str, data_dir, download, tracking_uri, experiment, parent=None):

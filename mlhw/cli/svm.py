@@ -16,6 +16,7 @@ from mlhw.cli.common import (
     MnistDir,
     SvmSeed,
     TrackingUri,
+    choices_metavar,
     emit_json,
     err,
     fmt,
@@ -39,7 +40,10 @@ app = typer.Typer(
 Dataset = Annotated[
     Optional[str],
     typer.Option(
-        help="digits (embedded) or mnist.", rich_help_panel=DATA, show_default=default_of(SoftSVMConfig, "dataset")
+        help="digits (embedded) or mnist.",
+        rich_help_panel=DATA,
+        show_default=default_of(SoftSVMConfig, "dataset"),
+        metavar=choices_metavar(SoftSVMConfig.model_fields["dataset"].annotation),
     ),
 ]
 TrainSize = Annotated[Optional[int], typer.Option(help="Training subset (seeded choice).", rich_help_panel=DATA)]
@@ -93,6 +97,7 @@ def multiclass(
             help="exact (certificate or LP, optimal) or subgradient (descent, logged per step).",
             rich_help_panel=TRAIN,
             show_default=default_of(MulticlassSVMConfig, "method"),
+            metavar=choices_metavar(MulticlassSVMConfig.model_fields["method"].annotation),
         ),
     ] = None,
     bias: Annotated[
