@@ -204,19 +204,27 @@ def s2d_check(device) -> None:
     row("check", "first conv: space-to-depth == cuDNN (fp32, output + grads)", f"{rel:.2e}", "max abs diff / max abs")
 
 
-def cnn_equal(data: Dataset, device, precision: str, optimizer: str = "adam", lr: float = 5e-5) -> None:
-    """graphs vs eager, beside eager vs eager: train losses, validation and test (loss, accuracy)."""
+def cnn_equal(
+    data: Dataset, device, precision: str, optimizer: str = "adam", lr: float = 5e-5, run_as: str | None = None
+) -> None:
+    """graphs vs eager, beside eager vs eager: train losses, validation and test (loss, accuracy). `run_as`: the
+    precision that runs where the requested one does not (bf16 on a CPU: fp32); the label names both."""
+    ran = []
 
     def curve(graphs: bool) -> np.ndarray:
-        res = train_cnn(cnn_cfg(epochs=2, optimizer=optimizer, lr=lr), data, device, precision, cuda_graphs=graphs)
+        cfg = cnn_cfg(epochs=2, optimizer=optimizer, lr=lr)
+        res = train_cnn(cfg, data, device, run_as or precision, cuda_graphs=graphs)
+        ran.append(res.precision)
         vals = [v for h in res.history for v in (h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"])]
         return np.array(vals + [res.test_loss, res.test_acc])
 
     eager, eager2, graphed = curve(False), curve(False), curve(True)
     d_ge, d_ee = np.abs(graphed - eager).max(), np.abs(eager2 - eager).max()
+    # two rows read "(adam 5e-05, fp32, ...)" on a CPU, where the bf16 check ran in fp32: say what was asked for
+    what = precision if ran[0] == precision else f"{precision} asked for, {ran[0]} ran on {device.type}"
     row(
         "check",
-        f"CNN graphs == eager ({optimizer} {lr:g}, {precision}, 2 epochs, max abs diff)",
+        f"CNN graphs == eager ({optimizer} {lr:g}, {what}, 2 epochs, max abs diff)",
         f"{d_ge:.2e}",
         f"eager vs eager (noise floor): {d_ee:.2e}; train loss {eager[0]:.4f} -> {eager[4]:.4f}",
     )
@@ -398,7 +406,8 @@ def main() -> None:
     mlp_checks(device, check_n)
     eq_data = Dataset("synthetic", synthetic_cifar(eq_n, 7), small, small)  # 10 full batches + a tail of 20
     for precision, optimizer, lr in [("fp32", "adam", 5e-5), ("bf16", "adam", 5e-5), ("bf16", "sgd", 0.005)]:
-        guarded(cnn_equal)(eq_data, device, precision if device.type == "cuda" else "fp32", optimizer, lr)
+        run_as = None if device.type == "cuda" else "fp32"  # a CPU's autocast is no check of the GPU's bf16
+        guarded(cnn_equal)(eq_data, device, precision, optimizer, lr, run_as)
 
     print(f"\n## gpu_check on {name}, torch {torch.__version__}: {time.perf_counter() - T0:.0f} s\n")
     print("| part | what | value | note |\n|---|---|---|---|")

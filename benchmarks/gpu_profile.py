@@ -32,22 +32,26 @@ KINDS = [  # (kind, pattern on the kernel's name), the first match wins
     ("normalisation (BatchNorm)", r"batch_norm|batchnorm|\bbn_|welford|bn_fw|bn_bw"),
     ("pooling", r"max_pool|maxpool|pool"),
     ("dropout", r"dropout|fused_dropout|bernoulli"),
-    ("convolution (cuDNN)", r"conv|cudnn|implicit|dgrad|wgrad|fprop"),  # before copies: their names say nhwc
+    ("convolution", r"conv|cudnn|implicit|dgrad|wgrad|fprop"),  # before copies: their names say nhwc
     ("resize / layout copies", r"upsample|interpolate|bilinear|copy|permute|transpose|nchwtonhwc|nhwctonchw|pad"),
-    ("matrix product (cuBLAS)", r"gemm|cutlass|cublas|nvjet|addmm|\bmm\b"),
+    ("matrix product", r"gemm|cutlass|cublas|nvjet|addmm|\bmm\b"),
     ("reductions (conv bias gradients, loss, hits)", r"reduce|softmax|nll|cross_entropy|argmax|sum"),
     ("elementwise", r"elementwise|vectorized|unrolled|relu|threshold|mul|add|div|fill"),
 ]
 
 
+# the library that runs a kind on a GPU; a CPU's ops are oneDNN's or ATen's own: no name there
+LIBRARIES = {"convolution": "cuDNN", "matrix product": "cuBLAS"}
+
 ANNOTATION = re.compile(r"^(Optimizer\.|ProfilerStep|## |autograd::)")
 
 
-def kind_of(name: str) -> str:
+def kind_of(name: str, cuda: bool = True) -> str:
+    """The kind of a kernel (an op on a CPU), with the library that runs it on a GPU: 'convolution (cuDNN)'."""
     low = name.lower()
     for kind, pattern in KINDS:
         if re.search(pattern, low):
-            return kind
+            return f"{kind} ({LIBRARIES[kind]})" if cuda and kind in LIBRARIES else kind
     return "other"
 
 
@@ -137,7 +141,9 @@ def main() -> None:
         rows.append(("the whole step, as mlhw trains (+ Adam, loss and hit sums)", ms_per_call(full, device, reps)))
         step.eager(idx)
         rows.append(("Adam alone (fused, capturable)", ms_per_call(graphed(opt.step, device), device, reps)))
-    print(f"\n## CUDA graphs, ms per step (batch {args.batch}; {reps} replays each)\n")
+    # on a CPU `graphed` returns the plain call: no graph to name
+    how, each = ("CUDA graphs", "replays") if cuda else ("plain calls (no CUDA graphs on a CPU)", "calls")
+    print(f"\n## {how}, ms per step (batch {args.batch}; {reps} {each} each)\n")
     print("| part | ms | img/s at this rate |\n|---|---|---|")
     for label, ms in rows:
         print(f"| {label} | {ms:.3f} | {args.batch / ms * 1e3:,.0f} |")
@@ -168,15 +174,15 @@ def main() -> None:
     total = sum(per_kernel.values()) or 1.0
     by_kind: dict[str, float] = defaultdict(float)
     for k, t in per_kernel.items():
-        by_kind[kind_of(k)] += t
+        by_kind[kind_of(k, cuda)] += t
     unit = "device" if cuda else "CPU (self time of every op)"
     print(f"\n## eager step under the profiler: {unit} time per step, {total / 1e3:.3f} ms ({steps} steps)\n")
     print("| kind | ms per step | share |\n|---|---|---|")
     for kind, t in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"| {kind} | {t / 1e3:.3f} | {t / total:.0%} |")
-    print("\n| the 25 costliest kernels | kind | us per step | share |\n|---|---|---|---|")
+    print(f"\n| the 25 costliest {'kernels' if cuda else 'ops'} | kind | us per step | share |\n|---|---|---|---|")
     for k, t in sorted(per_kernel.items(), key=lambda kv: -kv[1])[:25]:
-        print(f"| {k[:110]} | {kind_of(k)} | {t:.1f} | {t / total:.1%} |")
+        print(f"| {k[:110]} | {kind_of(k, cuda)} | {t:.1f} | {t / total:.1%} |")
 
 
 if __name__ == "__main__":

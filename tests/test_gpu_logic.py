@@ -285,3 +285,18 @@ def test_cpu_bf16_means_bf16_instructions_not_avx512_alone(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         assert device_caps("cpu").cpu_bf16 is expected
+
+
+def test_gpu_profile_names_libraries_only_on_a_gpu():
+    """benchmarks/gpu_profile.py --smoke named a CPU's ops '(cuDNN)' and '(cuBLAS)': the GPU's libraries."""
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / "gpu_profile.py"
+    spec = importlib.util.spec_from_file_location("gpu_profile", path)
+    gp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gp)
+    assert gp.kind_of("aten::mkldnn_convolution", cuda=False) == "convolution"
+    assert gp.kind_of("aten::addmm", cuda=False) == "matrix product"
+    assert gp.kind_of("sm90_xmma_fprop_implicit_gemm", cuda=True) == "convolution (cuDNN)"
+    assert gp.kind_of("nvjet_tst_128x64", cuda=True) == "matrix product (cuBLAS)"
+    assert gp.kind_of("aten::bernoulli_", cuda=False) == gp.kind_of("aten::bernoulli_") == "dropout"
