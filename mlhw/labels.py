@@ -80,5 +80,5 @@ def data_note(cfg, network: bool = True) -> str:
 
 def run_name(part: str, what: str, cfg) -> str:
     """A single command's run: 'mlp.c · lr=0.1, seed 8 (mnist 2000/1000, 3 epochs)'; a reproduction names its
-    runs by suite: "mlp_full · seed 8 (mnist, 30 epochs)" (mlhw.plan.job_of)."""
+    runs what sets them apart first, then their suite: "seed 8 (mnist, 30 epochs) · mlp_full" (mlhw.plan.job_of)."""
     return f"{part} · {what}, seed {cfg.seed} ({data_note(cfg)})"

@@ -203,9 +203,11 @@ def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
     tags = member_tags(plan, p)
     if p.spec.variant:
         tags["mlhw.variant"] = p.spec.variant
-    name = f"{p.spec.suite} · {p.spec.label}" if p.spec.label else p.spec.suite
-    if p.spec.config.kind != "theory":  # runs of several profiles sit side by side in the UI's run list
-        name += f" ({data_note(p.spec.config)})"
+    # runs of several profiles sit side by side in the UI's run list: each says its data
+    data = f" ({data_note(p.spec.config)})" if p.spec.config.kind != "theory" else ""
+    # what tells the runs of a suite apart first: under their parent the UI's narrow Run Name column showed
+    # "mlp_lr_sweep · …" three times over
+    name = f"{p.spec.label}{data} · {p.spec.suite}" if p.spec.label else f"{p.spec.suite}{data}"
     return Job(
         p.spec.config,
         p.identity,

@@ -822,6 +822,11 @@ def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     names = Counter(r.info.run_name for r in all_runs)
     assert len(all_runs) == 12 + 8 and max(names.values()) == 1, names  # 12 distinct runs, 8 suites
+    # what sets a run apart from its siblings comes first: the UI's narrow Run Name column showed the suite alone
+    assert "SGD lr=0.005 (digits, width 0.125, 1 epoch) · cnn_optimizers" in names, names
+    assert (
+        "lr=100 (digits 300/100, 3 epochs) · mlp_lr_sweep" in names and "seed 9 (digits, 5 epochs) · mlp_full" in names
+    )
     parents = {r.info.run_id: r for r in all_runs if r.data.tags.get("mlhw.kind") == "suite"}
     assert len(parents) == 8 and {r.data.tags["mlhw.profile"] for r in parents.values()} == {"ci"}
     children = [r for r in all_runs if r.info.run_id not in parents]
