@@ -335,14 +335,16 @@ def report_findings(scope: Scope, done: dict) -> list | None:
 
 def write_report(
     scope: Scope, store: Store, results_dir: str | Path, device: str = "-", findings=None, stamp: dict | None = None
-) -> tuple[list[T.ResultTable], Path, dict]:
+) -> tuple[list[T.ResultTable], Path, dict, list | None]:
     """Compile scope's tables, figures and REPORT.md into results/<profile>[-partial]/, replacing the folder
-    as a whole. Returns the tables, the report's path and the records (suite -> runs) it was made from."""
+    as a whole. Returns the tables, the report's path, the records (suite -> runs) it was made from and its
+    findings (report_findings; for the terminal: building them takes ~0.6 s on the digits profile, once)."""
     from mlhw import findings as F
 
     done, missing = collect(scope, store)
     tables = build_tables(done, store)
-    if findings is None and (found := report_findings(scope, done)) is not None:
+    found = report_findings(scope, done) if findings is None else None
+    if found is not None:
         findings = F.to_markdown(found, heading="")
     final = scope.folder(results_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -370,7 +372,7 @@ def write_report(
         _replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return tables, final / REPORT, done
+    return tables, final / REPORT, done, found
 
 
 def _write(path: Path, text: str) -> None:

@@ -553,14 +553,14 @@ def _compile(plan, store, results_dir, dev, parents, description):
     """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
     import json
 
-    from mlhw.report import COMPILED_TAG, figure_specs, report_findings, write_report
+    from mlhw.report import COMPILED_TAG, figure_specs, write_report
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
     from mlhw.plan import stamp_keys
 
     err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False)
-    tables, path, done = write_report(scope, store, results_dir, str(dev), stamp=stamp_keys(scope))
+    tables, path, done, found = write_report(scope, store, results_dir, str(dev), stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
     from mlhw.lifecycle import metric_name, utc_stamp
     from mlhw.tables import SUITE_TABLES, headline
@@ -595,7 +595,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
                 log.log_figure(draw, f"{FIGURES}/{name}")
     from mlhw.check import self_check_failures
 
-    return tables, path, self_check_failures(done), report_findings(scope, done)
+    return tables, path, self_check_failures(done), found
 
 
 @handles_errors(stopped=f"{RUNS_KILLED}; the next `mlhw reproduce` resumes")

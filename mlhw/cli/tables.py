@@ -43,7 +43,7 @@ def tables(
     Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory; each as
     Markdown, CSV and LaTeX under results/<profile>/tables/, with mean ± std and n over seeds.
     """
-    from mlhw.report import check_writable, report_findings, scope_from_store, write_report
+    from mlhw.report import check_writable, scope_from_store, write_report
     from mlhw.store import Store
 
     check_writable(results_dir, profile)
@@ -52,5 +52,5 @@ def tables(
     from mlhw.plan import stamp_keys
 
     # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
-    tables_, path, done = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
-    print_tables(tables_, profile, path, report_findings(scope, done))
+    tables_, path, _, found = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
+    print_tables(tables_, profile, path, found)
