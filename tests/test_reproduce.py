@@ -261,6 +261,18 @@ def test_piped_output_is_one_line_per_run_start_and_end(light):
     assert "╭" not in res.stdout and "\x1b[" not in res.stdout
 
 
+def test_the_answers_in_a_log_are_plain_lines_even_with_force_color(light):
+    """FORCE_COLOR asks for colour, not for a terminal: rich took it for one and drew the findings as boxed panels
+    into a piped log; they are plain lines there, as the progress is."""
+    assert reproduce(light).exit_code == 0
+    argv = ["tables", "--profile", "tiny", "--tracking-uri", f"sqlite:///{light}/mlflow.db"]
+    env = os.environ | {"FORCE_COLOR": "1", "CI": ""}
+    res = subprocess.run([sys.executable, "-m", "mlhw", *argv], cwd=light, capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert any(line.startswith("Part 1 (c):") for line in res.stdout.splitlines()), res.stdout
+    assert "╭" not in res.stdout
+
+
 def test_second_reproduce_is_a_one_line_no_op_that_rewrites_nothing(light):
     assert reproduce(light).exit_code == 0
     root = light / "results" / "tiny"

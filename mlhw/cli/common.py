@@ -210,10 +210,11 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def is_terminal() -> bool:
+def is_terminal(stream=None) -> bool:
     """Progress bars on a terminal; plain lines, one per run start and end, when piped or in CI. Asked of
-    stderr itself: rich counts FORCE_COLOR as a terminal, and a live bar redrawn into a log file is noise."""
-    return sys.stderr.isatty() and not in_ci()
+    the stream itself (stderr by default): rich counts FORCE_COLOR as a terminal, and a live bar redrawn (or a
+    boxed panel) in a log file is noise."""
+    return (stream or sys.stderr).isatty() and not in_ci()
 
 
 def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[float]:

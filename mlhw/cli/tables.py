@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mlhw.cli.common import Experiment, Profile, ResultsDir, TrackingUri, handles_errors, out
+import sys
+
+from mlhw.cli.common import Experiment, Profile, ResultsDir, TrackingUri, handles_errors, is_terminal, out
 from mlhw.layout import table_file
 
 
@@ -23,7 +25,7 @@ def print_tables(tables, profile, path, findings=None) -> None:
     if findings:
         from mlhw import findings as F
 
-        if out.is_terminal:
+        if is_terminal(sys.stdout):  # as progress decides (rich's own check counts FORCE_COLOR as a terminal)
             out.print(F.to_rich(findings))
         else:  # a log: plain lines, no boxes
             out.print(F.to_text(findings), highlight=False, markup=False, soft_wrap=True, end="")
