@@ -37,7 +37,7 @@ cd "$work"
 tag="jobs$jobs${extra:+_$(echo "$extra" | tr -c 'A-Za-z0-9\n' _)}"
 echo "== $profile profile, --jobs $jobs $extra"
 start=$(date +%s.%N)
-python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" $extra 2>&1 | tee "$out/paper_first_$tag.txt" | grep -E "^\[|ran |check|up to date|error" || true
+python3 "$repo/benchmarks/timeline.py" reproduce --profile "$profile" --data-dir data --jobs "$jobs" $extra 2>&1 | tee "$out/paper_first_$tag.txt" | grep -E "^\[|ran |check|up to date|error" || true
 mid=$(date +%s.%N)
 python3 -m mlhw reproduce --profile "$profile" --data-dir data --jobs "$jobs" $extra 2>&1 | tee "$out/paper_second_$tag.txt" | tail -2
 end=$(date +%s.%N)

@@ -152,18 +152,25 @@ class DeviceSplit:
 
 # cuDNN autotuning of the training batch's shapes (see train_cnn); its cache lives in the process.
 CUDNN_AUTOTUNE = True
+# How many of its algorithms cuDNN tries per shape when it autotunes, in the order of its heuristics (torch's
+# default: 10). Measured on an H100 (benchmarks/gpu_warmup.py, a fresh process, a paper-sized AlexNet run):
+# the first run of a process took 17.4 s with 10, 12.6 s with 3, 11.5 s with none tried (heuristics alone);
+# the warm training rate 17,148-17,220 img/s with 10, 17,020-17,124 with 3, 16,766-16,789 with none.
+CUDNN_AUTOTUNE_LIMIT = 3
 
 
 @contextlib.contextmanager
-def cudnn_autotune(on: bool):
-    """cuDNN tries its algorithms for each new shape and keeps the fastest (on), or picks one by its
-    heuristics (off). Scoped, so that the process-wide flag is left as it was."""
-    before = torch.backends.cudnn.benchmark
+def cudnn_autotune(on: bool, limit: int | None = None):
+    """cuDNN tries its algorithms for each new shape and keeps the fastest (on; at most `limit` of them,
+    default CUDNN_AUTOTUNE_LIMIT, 0 = all), or picks one by its heuristics (off). Scoped, so that the
+    process-wide settings are left as they were."""
+    before = torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit
     torch.backends.cudnn.benchmark = on
+    torch.backends.cudnn.benchmark_limit = CUDNN_AUTOTUNE_LIMIT if limit is None else limit
     try:
         yield
     finally:
-        torch.backends.cudnn.benchmark = before
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit = before
 
 
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -269,10 +269,16 @@ def test_train_cnn_reports_space_to_depth_and_trains_the_same_on_cpu():
 
 
 def test_cudnn_autotune_is_scoped():
-    before = torch.backends.cudnn.benchmark
-    with cudnn_autotune(not before):
-        assert torch.backends.cudnn.benchmark is (not before)
-    assert torch.backends.cudnn.benchmark is before
+    from mlhw.cnn import CUDNN_AUTOTUNE_LIMIT
+
+    before = torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit
+    with cudnn_autotune(not before[0]):
+        assert torch.backends.cudnn.benchmark is (not before[0])
+        assert torch.backends.cudnn.benchmark_limit == CUDNN_AUTOTUNE_LIMIT
+        with cudnn_autotune(True, limit=7):
+            assert torch.backends.cudnn.benchmark_limit == 7
+        assert torch.backends.cudnn.benchmark_limit == CUDNN_AUTOTUNE_LIMIT
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.benchmark_limit) == before
 
 
 def test_cpu_bf16_means_bf16_instructions_not_avx512_alone(monkeypatch):

@@ -1,0 +1,148 @@
+"""Where the first AlexNet run of a process loses its time on a GPU: one fresh process per variant, one table.
+
+A paper-sized run (10 epochs of 4,500 synthetic CIFAR-shaped images, 10 validations of 5,000, a test of 10,000;
+Adam 5e-5, BatchNorm + Dropout, bf16) twice in each process: the first pays CUDA's and cuDNN's start-up and the
+autotuning, the second is warm. Before the first run each process times its own start-up steps (import torch,
+the CUDA context, the first cuBLAS product, the first cuDNN convolution). Variants change how cuDNN picks its
+algorithms for the training batch: autotuning with torch's default limit, with a lower one
+(mlhw.cnn.CUDNN_AUTOTUNE_LIMIT, torch.backends.cudnn.benchmark_limit: how many algorithms it tries
+per shape), or none (its heuristics).
+
+    PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_warmup.py | tee gpu_warmup.txt
+    uv run python benchmarks/gpu_warmup.py --smoke     # CPU, tiny sizes: checks that the script runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+VARIANTS = {
+    "autotune, torch's default limit 10": {"benchmark_limit": 10},
+    "autotune, limit 3 (mlhw's default)": {"benchmark_limit": 3},
+    "autotune, limit 1": {"benchmark_limit": 1},
+    "no autotuning (heuristics)": {"autotune": False},
+}
+
+
+def child(spec: dict) -> dict:
+    """One fresh process: start-up steps, then the same run twice."""
+    t0 = time.perf_counter()
+    times: dict = {}
+    import torch
+
+    times["import torch"] = time.perf_counter() - t0
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import mlhw.cnn as cnn
+    from mlhw.data import Dataset, Split
+
+    times["import mlhw.cnn"] = time.perf_counter() - t0 - times["import torch"]
+    cuda = torch.cuda.is_available() and not spec["smoke"]
+    dev = torch.device("cuda" if cuda else "cpu")
+
+    def timed(name, fn):
+        t = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times[name] = time.perf_counter() - t
+
+    if cuda:
+        timed("CUDA context (first tensor)", lambda: torch.zeros(1, device=dev))
+        a = torch.randn(512, 512, device=dev, dtype=torch.bfloat16)
+        timed("first cuBLAS product (bf16)", lambda: a @ a)
+        x = torch.randn(8, 16, 32, 32, device=dev, dtype=torch.bfloat16)
+        w = torch.randn(16, 16, 3, 3, device=dev, dtype=torch.bfloat16)
+        timed("first cuDNN convolution (bf16)", lambda: torch.nn.functional.conv2d(x, w))
+    cnn.CUDNN_AUTOTUNE = spec.get("autotune", True)
+    cnn.CUDNN_AUTOTUNE_LIMIT = spec.get("benchmark_limit", cnn.CUDNN_AUTOTUNE_LIMIT)
+    rng = np.random.RandomState(0)
+
+    def split(n):
+        return Split(rng.randint(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.randint(0, 10, n).astype(np.int64))
+
+    n_train, n_val, n_test, epochs = (4_500, 5_000, 10_000, 10) if not spec["smoke"] else (128, 64, 64, 2)
+    data = Dataset("synthetic", split(n_train), split(n_test), split(n_val))
+    cfg = SimpleNamespace(
+        optimizer="adam", lr=5e-5, momentum=0.0, batchnorm=True, dropout=True, epochs=epochs, batch_size=64,
+        width=1.0 if not spec["smoke"] else 0.125, image_size=227 if not spec["smoke"] else 67, seed=0,
+    )  # fmt: skip
+    runs = []
+    for _ in range(2):
+        marks = [time.perf_counter()]
+        res = cnn.train_cnn(
+            cfg,
+            data,
+            dev,
+            "bf16" if cuda else "fp32",
+            on_epoch=lambda e, r, marks=marks: marks.append(time.perf_counter()),
+        )
+        end = time.perf_counter()
+        h = res.history
+        runs.append(
+            {
+                "seconds": end - marks[0],
+                "epoch 1 (setup, capture, autotune, train, first validation)": marks[1] - marks[0],
+                "epoch 1 training": h[0]["epoch_seconds"],
+                "epochs 2+ each": (marks[-1] - marks[1]) / max(1, len(marks) - 2),
+                "test": end - marks[-1],
+                "img/s (best epoch after the first)": max(r["images_per_s"] for r in h[1:]) if len(h) > 1 else 0.0,
+            }
+        )
+    return {"start-up": times, "runs": runs, "total": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
+        return
+    out = {}
+    for name, spec in VARIANTS.items():
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec | {"smoke": args.smoke})],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+        )
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", flush=True)
+            continue
+        out[name] = json.loads(line[7:])
+        print(f"{name}: process {time.perf_counter() - t:.1f} s: {json.dumps(out[name])}", flush=True)
+    print("\n## first run of a fresh process vs the second (seconds)\n")
+    print("| variant | " + " | ".join(["import torch", "context", "cuBLAS", "cuDNN", "run 1", "run 2", "run 1 epoch 1",
+          "run 2 epoch 1", "epochs 2+ each", "test", "img/s run 1", "img/s run 2"]) + " |")  # fmt: skip
+    print("|---" * 13 + "|")
+    for name, r in out.items():
+        s, (a, b) = r["start-up"], r["runs"]
+        e1 = "epoch 1 (setup, capture, autotune, train, first validation)"
+        cells = [
+            s.get("import torch", 0), s.get("CUDA context (first tensor)", 0), s.get("first cuBLAS product (bf16)", 0),
+            s.get("first cuDNN convolution (bf16)", 0), a["seconds"], b["seconds"], a[e1], b[e1], b["epochs 2+ each"],
+            b["test"],
+        ]  # fmt: skip
+        rates = [a["img/s (best epoch after the first)"], b["img/s (best epoch after the first)"]]
+        print(
+            f"| {name} | "
+            + " | ".join(f"{c:.2f}" for c in cells)
+            + " | "
+            + " | ".join(f"{x:,.0f}" for x in rates)
+            + " |"
+        )
+
+
+if __name__ == "__main__":
+    main()
