@@ -99,13 +99,89 @@ def child(spec: dict) -> dict:
     return {"start-up": times, "runs": runs, "total": time.perf_counter() - t0}
 
 
+def stages(spec: dict) -> dict:
+    """The first run's cold steps one at a time, each timed to the GPU's end, then again in the same process (warm):
+    where the seconds of a first run go that autotuning does not explain."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch
+
+    import mlhw.cnn as cnn
+    from mlhw.data import CIFAR_MEAN, CIFAR_STD, Split
+
+    cuda = torch.cuda.is_available() and not spec["smoke"]
+    dev = torch.device("cuda" if cuda else "cpu")
+    torch.zeros(1, device=dev)
+    rng = np.random.RandomState(0)
+    split = lambda n: Split(rng.randint(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.randint(0, 10, n).astype(np.int64))  # noqa: E731
+    size, width, n_eval = (227, 1.0, 5_000) if not spec["smoke"] else (67, 0.125, 64)
+    cfg = SimpleNamespace(optimizer="adam", lr=5e-5, momentum=0.0)
+    out: dict = {}
+
+    def attempt_once(attempt: str) -> None:
+
+        def timed(name, fn):
+            t = time.perf_counter()
+            r = fn()
+            if cuda:
+                torch.cuda.synchronize()
+            out[f"{attempt}: {name}"] = time.perf_counter() - t
+            return r
+
+        torch.manual_seed(0)
+        model = timed(
+            "AlexNet built on the CPU, moved",
+            lambda: cnn.AlexNet(image_size=size, width=width).to(dev, memory_format=torch.channels_last),
+        )
+        model.features[0].space_to_depth = cuda
+        train, val = (
+            timed(f"{k} split to the device", lambda n=n: cnn.DeviceSplit(split(n), dev, CIFAR_MEAN, CIFAR_STD, size))
+            for k, n in (("train", 4_500), ("validation", n_eval))
+        )
+        opt = cnn.make_optimizer(cfg, model.parameters(), capturable=cuda)
+        amp = torch.bfloat16 if cuda else None
+        step = cnn.TrainStep(model, model, opt, None, train, amp, dev)
+        if cuda:
+            with cnn.cudnn_autotune(True):
+                graph, idx = timed("capture: 3 autotuned eager steps + the graph (batch 64)", lambda: step.capture(64))
+            timed("one replay", graph.replay)
+        with cnn.cudnn_autotune(False):
+            timed(
+                "one eager step of the last, partial batch (20 images)",
+                lambda: step.eager(torch.arange(20, device=dev)),
+            )
+        model.train(False)
+        timed("validation of 5,000 (batches of 1,024, padded)", lambda: cnn.evaluate(model, val, amp, 1024, pad=cuda))
+        timed("the same validation again", lambda: cnn.evaluate(model, val, amp, 1024, pad=cuda))
+
+    for attempt in ("cold", "warm"):
+        attempt_once(attempt)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--stages", action="store_true", help="time a first run's steps one by one (one process)")
     args = ap.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
+        spec = json.loads(args.child)
+        print("RESULT " + json.dumps(stages(spec) if spec.get("stages") else child(spec)), flush=True)
+        return
+    if args.stages:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps({"stages": True, "smoke": args.smoke})],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            print(f"stages: failed\n{proc.stderr[-3000:]}", flush=True)
+            return
+        print("\n## a first run's steps in a fresh process, cold then warm (seconds)\n\n| step | s |\n|---|---|")
+        for name, sec in json.loads(line[7:]).items():
+            print(f"| {name} | {sec:.3f} |")
         return
     out = {}
     for name, spec in VARIANTS.items():

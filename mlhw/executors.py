@@ -122,26 +122,62 @@ def _terminate_in_run(signum, frame):
     os._exit(143)  # idle between units: nothing to clean up
 
 
-def init_worker(settings: Settings, relay=None, device: str | None = None, ray_task: bool = False) -> None:
-    """Worker start-up: split the CPU threads, take this worker's device (its lane's; default: --device),
-    one data source per process. Ctrl-C goes to the parent, which stops the workers with SIGTERM: that ends
-    their runs KILLED. `relay` (a SQLite store): the parent's one writer, which every MLflow call of this
-    worker goes through. `ray_task`: SIGINT stays live, since `ray.cancel` interrupts a task through it (ignored,
-    the cancel did nothing and the parent waited 10 s before marking the runs KILLED itself)."""
-    import torch
-
-    from mlhw.device import resolve_device
-
+def prepare_worker(
+    settings: Settings, device: str | None = None, datasets: tuple[str, ...] = (), ray_task: bool = False
+) -> None:
+    """A worker process's start-up, before it has work: PoolExecutor.start runs it as soon as reproduce's plan has
+    work, while the parent still checks and creates the store and the suite parents. Ctrl-C goes to the parent,
+    which stops the workers with SIGTERM: that ends their runs KILLED (`ray_task`: SIGINT stays live, since
+    `ray.cancel` interrupts a task through it; ignored, the cancel did nothing and the parent waited 10 s before
+    marking the runs KILLED itself). Then this worker's share of the CPU threads, the imports (torch, the training
+    code), its device made ready (the lane's; default --device; on CUDA the context, cuBLAS and cuDNN) and the
+    planned `datasets` read. Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _terminate_in_run)
-    if settings.threads:  # torch's threads and numpy's BLAS (the SVMs) alike: a worker keeps to its share
-        from threadpoolctl import threadpool_limits
+    _WORKER["device_name"] = device or settings.device
+    try:
+        import torch
 
-        torch.set_num_threads(settings.threads)
-        threadpool_limits(limits=settings.threads, user_api="blas")  # the libraries loaded so far (numpy's)
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", str(settings.threads))  # those loaded later (scipy's own)
-    device = device or settings.device
+        if settings.threads:  # torch's threads and numpy's BLAS (the SVMs) alike: a worker keeps to its share
+            from threadpoolctl import threadpool_limits
+
+            torch.set_num_threads(settings.threads)
+            threadpool_limits(limits=settings.threads, user_api="blas")  # the libraries loaded so far (numpy's)
+            os.environ.setdefault("OPENBLAS_NUM_THREADS", str(settings.threads))  # those loaded later (scipy's own)
+        import mlhw.cnn
+        import mlhw.mlp  # noqa: F401 - imported now, not in the first unit's time
+        from mlhw.device import resolve_device
+
+        dev = resolve_device(_WORKER["device_name"])
+        if dev.type == "cuda":
+            warm_cuda(dev)
+        _WORKER["device"] = dev
+        source = DataSource(settings.data_dir, settings.download)
+        _WORKER["source"] = source
+        for name in datasets:
+            source.base(name)
+    except Exception:  # noqa: BLE001, S110 - said by the unit that needs what failed
+        pass
+
+
+def warm_cuda(dev) -> None:
+    """CUDA's context, cuBLAS and cuDNN made ready on `dev` (0.5-1 s on an H100, benchmarks/gpu_warmup.py): paid
+    while the worker waits for its first unit rather than in it."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.device(dev):
+        a = torch.ones(64, 64, dtype=torch.bfloat16)
+        (a @ a).sum().item()
+        F.conv2d(torch.ones(2, 8, 8, 8), torch.ones(8, 8, 3, 3)).sum().item()
+
+
+def attach_worker(settings: Settings, relay=None) -> None:
+    """The worker's store, data source and device, made at its first unit (the store exists by then). `relay` (a
+    SQLite store): the parent's one writer, which every MLflow call of this worker goes through."""
+    from mlhw.device import resolve_device
+
     client = None
     if relay is not None:
         from mlhw.relay import RelayedClient
@@ -149,26 +185,41 @@ def init_worker(settings: Settings, relay=None, device: str | None = None, ray_t
         client = RelayedClient(relay)
     _WORKER.update(
         store=Store(settings.uri, settings.experiment, client=client),
-        source=DataSource(settings.data_dir, settings.download),
-        device=resolve_device(device),
+        source=_WORKER.get("source") or DataSource(settings.data_dir, settings.download),
+        device=_WORKER.get("device") or resolve_device(_WORKER.get("device_name") or settings.device),
     )
 
 
-def work(unit: list[dict], index: int, settings: Settings, events=None) -> UnitResult:
+def init_worker(settings: Settings, relay=None, device: str | None = None, ray_task: bool = False) -> None:
+    """A worker's whole start-up at once (a Ray task's first unit; tests): prepare_worker, then attach_worker."""
+    prepare_worker(settings, device, ray_task=ray_task)
+    attach_worker(settings, relay)
+
+
+def work(unit: list[dict], index: int, settings: Settings, events=None, relay=None) -> UnitResult:
     """A worker's entry point (a local process or a Ray task)."""
-    if not _WORKER:  # a Ray task: no initializer ran in this process yet
-        init_worker(settings, ray_task=True)
+    if "device_name" not in _WORKER:  # a Ray task: no initializer ran in this process yet
+        prepare_worker(settings, ray_task=True)
     jobs = [Job.from_dict(d) for d in unit]
     if events is not None:
         events.put(Event("start", index, label_of(jobs), worker=worker_id()))
     on_epoch = None if events is None else (lambda epoch, _row: events.put(Event("epoch", index, epoch=epoch)))
     _WORKER["busy"] = True
     try:
+        if "store" not in _WORKER:
+            try:
+                attach_worker(settings, relay)
+            except Exception as err:  # a device or a store this worker cannot use: the unit says so
+                return UnitResult(error=f"{type(err).__name__}: {err}")
         return execute_unit(jobs, _WORKER["store"], _WORKER["source"], _WORKER["device"], settings, on_epoch)
     except KeyboardInterrupt:  # SIGTERM from the parent: the run is KILLED; say so and end quietly
         return UnitResult(error="stopped (SIGTERM)")
     finally:
         _WORKER["busy"] = False
+
+
+def _ready() -> None:
+    """A task that starts a pool's process (a spawn pool starts one as each task comes and none is idle)."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +234,10 @@ class Lane:
     cnn_first: bool = False
 
     def takes(self, unit: list[Job]) -> bool:
-        return self.cnn or unit[0].config.kind != "cnn"
+        return self.takes_kind(unit[0].config.kind)
+
+    def takes_kind(self, kind: str) -> bool:
+        return self.cnn or kind != "cnn"
 
 
 def plan_lanes(jobs: int, device: str, gpus: int) -> list[Lane]:
@@ -216,27 +270,80 @@ class PoolExecutor:
     lane's runs are marked KILLED, what only it could run is reported failed, and the next reproduce runs
     them."""
 
-    def __init__(self, store: Store, settings: Settings, jobs: int, gpus: int | None = None):
-        self.store, self.jobs = store, jobs
+    def __init__(self, store: Store | None, settings: Settings, jobs: int, gpus: int | None = None):
+        self.store, self.jobs = store, jobs  # store: set before run() where the executor starts before it exists
         # Split the cores: N workers each with torch's default (every core) oversubscribe them, and OpenMP's
         # spinning threads then made the digits profile 2.3x slower with --jobs 2 than with --jobs 1 (2 cores).
         self.settings = Settings(**(settings.__dict__ | {"threads": settings.threads or worker_threads(jobs)}))
         if gpus is None:
-            gpus = _gpu_count() if settings.device == "auto" else 0
+            gpus = gpu_count() if settings.device == "auto" else 0
         self.lanes = plan_lanes(jobs, settings.device, gpus)
+        self._pools: list | None = None
+        self._manager = None
 
-    def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
+    def start(self, configs=()) -> None:
+        """Start the worker processes now (run() starts them if this was not called): reproduce calls this as soon
+        as its plan has work, so that the workers import torch and MLflow, make their device ready and read the
+        datasets of `configs` (the planned runs' configs, each lane those it takes) while the parent still checks
+        and creates the store and the suite parents. On an H100 a worker took 13.6 s from its spawn to its first
+        run, and the parent 16 s from its start to the spawn. A check that fails after this: close()."""
         import multiprocessing
-        import queue as queuelib
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        from concurrent.futures.process import BrokenProcessPool
+        from concurrent.futures import ProcessPoolExecutor
 
         from mlhw.relay import RelayManager
+
+        if self._pools is not None:
+            return
+        ctx = multiprocessing.get_context("spawn")
+        self._manager = RelayManager(ctx=ctx)
+        self._manager.start(
+            _ignore_sigint
+        )  # a terminal's Ctrl-C reaches the whole group: the event queue must outlive it
+        self._pools = []
+        for lane in self.lanes:
+            datasets = tuple(
+                dict.fromkeys(c.dataset for c in configs if getattr(c, "dataset", None) and lane.takes_kind(c.kind))
+            )
+            pool = ProcessPoolExecutor(
+                lane.workers,
+                mp_context=ctx,
+                initializer=prepare_worker,
+                initargs=(self.settings, lane.device, datasets),
+            )
+            for _ in range(lane.workers):  # a spawn pool starts a process for each task that finds none idle
+                pool.submit(_ready)
+            self._pools.append(pool)
+
+    def close(self) -> None:
+        """Stop workers that run() never took (a check failed after start(), Ctrl-C during the checks): still
+        starting up or idle, they have nothing in MLflow; SIGTERM ends them at once. A no-op after run()."""
+        pools, self._pools = self._pools, None
+        for pool in pools or []:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+            for proc in procs:
+                with contextlib.suppress(Exception):
+                    proc.join(5)
+        if self._manager is not None:
+            with contextlib.suppress(Exception):
+                self._manager.shutdown()
+            self._manager = None
+
+    def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
+        import queue as queuelib
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
         from mlhw.store import sqlite_path
 
-        ctx = multiprocessing.get_context("spawn")
-        manager = RelayManager(ctx=ctx)
-        manager.start(_ignore_sigint)  # a terminal's Ctrl-C reaches the whole group: the event queue must outlive it
+        if not units:  # nothing to run: no process to start
+            self.close()
+            return []
+        self.start()
+        pools, manager = self._pools, self._manager
         events = manager.Queue()
         relay = manager.Relay(self.settings.uri) if sqlite_path(self.settings.uri) is not None else None
         workers: set[str] = set()
@@ -255,12 +362,6 @@ class PoolExecutor:
             results[i] = result
             on_event(Event("end", i, label_of(units[i]), result=result))
 
-        pools = [
-            ProcessPoolExecutor(
-                lane.workers, mp_context=ctx, initializer=init_worker, initargs=(self.settings, relay, lane.device)
-            )
-            for lane in self.lanes
-        ]
         queue, busy, broken = list(range(len(units))), [0] * len(pools), [False] * len(pools)
         futures: dict = {}  # future -> (unit index, lane index)
 
@@ -272,7 +373,7 @@ class PoolExecutor:
                         break
                     queue.remove(i)
                     try:
-                        f = pools[k].submit(work, [j.to_dict() for j in units[i]], i, self.settings, events)
+                        f = pools[k].submit(work, [j.to_dict() for j in units[i]], i, self.settings, events, relay)
                     except BrokenProcessPool:
                         broken[k] = True
                         queue.insert(0, i)
@@ -305,6 +406,7 @@ class PoolExecutor:
             self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)")
             raise
         finally:
+            self._pools = self._manager = None  # close() has nothing left to stop
             for pool in pools:
                 pool.shutdown(wait=True, cancel_futures=True)
             with contextlib.suppress(Exception):
@@ -339,10 +441,34 @@ def pool_workers(pools) -> set[str]:
 RAY_MISSING = "--executor ray needs Ray: `uv sync --extra ray` (or pip install 'mlhw[ray]')"
 
 
-def _gpu_count() -> int:
+def gpu_count() -> int:
+    """The CUDA GPUs here. Asked of NVIDIA's management library where it loads and CUDA_VISIBLE_DEVICES does not
+    narrow the choice (as torch's PYTORCH_NVML_BASED_CUDA_CHECK does), so that --jobs plans its lanes and starts
+    its workers without importing torch first (4.7 s on an H100 machine); else torch's count."""
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        count = _nvml_count()
+        if count is not None:
+            return count
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _nvml_count(library: str = "libnvidia-ml.so.1") -> int | None:
+    """nvmlDeviceGetCount, or None where NVML does not load or answer (no NVIDIA driver: a CPU machine, macOS)."""
+    import ctypes
+
+    try:
+        nvml = ctypes.CDLL(library)
+        if nvml.nvmlInit_v2() != 0:
+            return None
+        try:
+            count = ctypes.c_uint(0)
+            return count.value if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 else None
+        finally:
+            nvml.nvmlShutdown()
+    except (OSError, AttributeError):
+        return None
 
 
 def worker_threads(jobs: int) -> int:

@@ -255,7 +255,7 @@ def test_a_raising_worker_marks_its_run_failed_and_the_others_finish(server, pro
     """CNN training raises inside the worker processes once its runs have started."""
     from mlhw import executors
 
-    monkeypatch.setattr(executors, "init_worker", __import__("helpers").failing_cnn_worker)
+    monkeypatch.setattr(executors, "prepare_worker", __import__("helpers").failing_cnn_worker)
     exp = f"raise-{uuid.uuid4().hex[:6]}"
     res = runner.invoke(app, args(server, exp, "--jobs", 2))
     assert res.exit_code == 1

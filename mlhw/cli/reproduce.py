@@ -72,9 +72,11 @@ def _validate(
     stale_after,
     dry_run,
     force=False,
+    on_work=None,
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
-    the data (read and checked), the results folder and the tracking store. Returns the plan."""
+    the data (read and checked), the results folder and the tracking store. Returns the plan. `on_work(plan)` is
+    called as soon as the plan has runs to train: --jobs N starts its workers there, beside the checks left."""
     from mlhw.errors import DataNotFound, MLHWError
     from mlhw.experiments import expand, load_file
     from mlhw.plan import make_plan
@@ -96,6 +98,8 @@ def _validate(
         store.check_artifacts_writable()
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
+    if on_work is not None and not dry_run and (plan.pending() or force):
+        on_work(plan)
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
     # no-op reproduce (the fingerprint cache spares that read)
     _check_data([p.spec for p in plan.pending()], source, missing)
@@ -260,7 +264,7 @@ def _check_ray_address(address: str) -> None:
         ) from None
 
 
-def _run(plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description):
+def _run(plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description, pool=None):
     """Execute the pending work under the suites' parent runs, then compile the report. Returns the failed units
     and either (tables, report path, what fails its own check) or the one-line error of a report not written."""
     t0 = time.perf_counter()
@@ -272,7 +276,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
         adopt(plan, store, {s: log.run_id for s, log in parents.items()})
-        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents)
+        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
         claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
@@ -459,7 +463,33 @@ def _scope(plan, planned=None):
     return Scope(plan.profile, entries, plan.descriptions, plan.overrides, plan.report_only)
 
 
-def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents):
+class _Workers:
+    """--jobs N's local workers, started by _validate (on_work) as soon as the plan has runs to train, so that they
+    start up while the parent still checks, creates the store and the suite parents; stopped on the way out if
+    run() never took them (a check that failed after the start, Ctrl-C)."""
+
+    def __init__(self, settings, jobs: int):
+        self.settings, self.jobs, self.pool = settings, jobs, None
+
+    def start(self, plan) -> None:
+        if self.jobs < 2:
+            return
+        from mlhw.executors import PoolExecutor
+
+        self.pool = PoolExecutor(None, self.settings, self.jobs)
+        entries = plan.entries if self.settings.force else plan.pending()
+        self.pool.start([p.spec.config for p in entries])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool=None):
+    """`pool`: --jobs N's executor, its workers started as soon as the plan had runs to train (_Workers)."""
     from mlhw.executors import LocalExecutor, PoolExecutor, RayExecutor
     from mlhw.plan import units
 
@@ -468,7 +498,8 @@ def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, pa
     if executor == "ray":
         runner = RayExecutor(store, settings, ray_address)
     elif jobs > 1:
-        runner = PoolExecutor(store, settings, jobs)
+        runner = pool or PoolExecutor(store, settings, jobs)
+        runner.store = store
     else:
         runner = LocalExecutor(store, source, dev, settings)
     reporter = _Reporter(work, total)
@@ -660,92 +691,110 @@ def reproduce(
 
     uri = resolve_uri(tracking_uri)
     _check_parallel_options(executor, jobs, stale_after, uri, ray_address)
-    from mlhw import fingerprint_cache
+    settings = Settings(uri, experiment, data_dir, download, device, stale_after=stale_after, force=force)
+    with _Workers(settings, jobs if executor == "local" else 1) as workers:
+        from mlhw import fingerprint_cache
 
-    with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
-        spec, source, store, plan, baseline = _validate(
-            file,
-            profile,
-            only,
-            set_,
-            device,
-            data_dir,
-            download,
-            results_dir,
-            uri,
-            experiment,
-            stale_after,
-            dry_run,
-            force,
-        )
-    if force:  # --only's runs (and each entry of a run they share with another suite): the others are reported
-        chosen = {p.identity for p in plan.entries if not plan.only or p.spec.suite in plan.only}
-        for p in plan.entries:
-            if p.identity in chosen:
-                p.status = "pending"
-    if dry_run:
-        _show_dry_run(plan, data_dir, results_dir)
-        return
-    folder = _scope(plan).folder(results_dir)
-    from mlhw.report import changed_files
+        with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
+            spec, source, store, plan, baseline = _validate(
+                file,
+                profile,
+                only,
+                set_,
+                device,
+                data_dir,
+                download,
+                results_dir,
+                uri,
+                experiment,
+                stale_after,
+                dry_run,
+                force,
+                workers.start,
+            )
+        if force:  # --only's runs (and each entry of a run they share with another suite): the others are reported
+            chosen = {p.identity for p in plan.entries if not plan.only or p.spec.suite in plan.only}
+            for p in plan.entries:
+                if p.identity in chosen:
+                    p.status = "pending"
+        if dry_run:
+            _show_dry_run(plan, data_dir, results_dir)
+            return
+        folder = _scope(plan).folder(results_dir)
+        from mlhw.report import changed_files
 
-    changed = changed_files(folder, plan.suite_keys(), plan.all_suites) if not plan.pending() else None
-    if changed == []:
-        err.print(f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / REPORT})", highlight=False)
-        return
-    if changed:
-        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        err.print(
-            f"{folder}/: {shown} {'differs' if len(changed) == 1 else 'differ'} from what the last reproduction wrote "
-            "(edited or deleted): compiled again "
-            "from the store, and checked against the files as they are now",
-            highlight=False,
-            soft_wrap=True,
-        )
-    committed = profile_folder(results_dir, profile)  # the baseline: --only compares its suites' tables with it
-    _show_plan(plan)
-    if plan.only and plan.rest_missing and not plan.overrides:
-        err.print(
-            f"--only: the store lacks done runs of {', '.join(plan.rest_missing)}, so the report covers "
-            f"{', '.join(plan.only)} alone and goes to {folder}/ ({committed}/ stays as it is; a full "
-            "`mlhw reproduce` writes it)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    from mlhw.device import resolve_device
-
-    dev = resolve_device(device)
-    settings = Settings(store.uri, experiment, data_dir, download, device, stale_after=stale_after, force=force)
-    failed, compiled = _run(
-        plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, spec.profiles[profile].description
-    )
-    if isinstance(compiled, str):  # the report could not be written; the runs are safe
-        err.print(compiled, highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
-    tables, path, unsound, found = compiled
-    print_tables(tables, profile, path, found)
-    drifted = False
-    if baseline is not None:
-        from mlhw.cli.check import verdict
-
-        result = verdict(baseline, {t.name: t.numeric for t in tables})
-        drifted = not result.passed
-        err.print(f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True)
-        if drifted and path.parent == committed:  # it holds this reproduction now: version control has the old one
+        changed = changed_files(folder, plan.suite_keys(), plan.all_suites) if not plan.pending() else None
+        if changed == []:
             err.print(
-                f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` shows "
-                "what moved, commit it if the change is intended (exit 1)",
+                f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / REPORT})", highlight=False
+            )
+            return
+        if changed:
+            shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+            err.print(
+                f"{folder}/: {shown} {'differs' if len(changed) == 1 else 'differ'} from what the last reproduction "
+                "wrote (edited or deleted): compiled again "
+                "from the store, and checked against the files as they are now",
+                highlight=False,
                 soft_wrap=True,
             )
-        elif drifted:
-            err.print(f"[red]not reproduced[/]: {path.parent} differs from {committed} (exit 1)", soft_wrap=True)
-    else:  # said, so that a log without a verdict line is not read as a pass
-        why = "--set changes the runs" if plan.overrides else f"{committed}/ held no tables before this reproduction"
-        err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
-    if failed:
-        for unit, r in failed:
-            err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
-    for why in unsound:  # a theory claim that does not hold, two SVM solvers that disagree: CI must see it
-        err.print(f"[red]failed its own check[/]: {why} (exit 1)", highlight=False, soft_wrap=True)
-    if failed or drifted or unsound:
-        raise typer.Exit(1)
+        committed = profile_folder(results_dir, profile)  # the baseline: --only compares its suites' tables with it
+        _show_plan(plan)
+        if plan.only and plan.rest_missing and not plan.overrides:
+            err.print(
+                f"--only: the store lacks done runs of {', '.join(plan.rest_missing)}, so the report covers "
+                f"{', '.join(plan.only)} alone and goes to {folder}/ ({committed}/ stays as it is; a full "
+                "`mlhw reproduce` writes it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        from mlhw.device import resolve_device
+
+        dev = resolve_device(device)
+        failed, compiled = _run(
+            plan,
+            store,
+            source,
+            dev,
+            settings,
+            jobs,
+            executor,
+            ray_address,
+            results_dir,
+            spec.profiles[profile].description,
+            workers.pool,
+        )
+        if isinstance(compiled, str):  # the report could not be written; the runs are safe
+            err.print(compiled, highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        tables, path, unsound, found = compiled
+        print_tables(tables, profile, path, found)
+        drifted = False
+        if baseline is not None:
+            from mlhw.cli.check import verdict
+
+            result = verdict(baseline, {t.name: t.numeric for t in tables})
+            drifted = not result.passed
+            err.print(
+                f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True
+            )
+            if drifted and path.parent == committed:  # it holds this reproduction now: version control has the old one
+                err.print(
+                    f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` shows "
+                    "what moved, commit it if the change is intended (exit 1)",
+                    soft_wrap=True,
+                )
+            elif drifted:
+                err.print(f"[red]not reproduced[/]: {path.parent} differs from {committed} (exit 1)", soft_wrap=True)
+        else:  # said, so that a log without a verdict line is not read as a pass
+            why = (
+                "--set changes the runs" if plan.overrides else f"{committed}/ held no tables before this reproduction"
+            )
+            err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
+        if failed:
+            for unit, r in failed:
+                err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
+        for why in unsound:  # a theory claim that does not hold, two SVM solvers that disagree: CI must see it
+            err.print(f"[red]failed its own check[/]: {why} (exit 1)", highlight=False, soft_wrap=True)
+        if failed or drifted or unsound:
+            raise typer.Exit(1)

@@ -1,0 +1,162 @@
+"""`reproduce --jobs N` starts its workers as soon as the plan has runs to train, not after every check, the store
+and the suite parents: on an H100 machine a worker took 13.6 s from its spawn to its first run and the parent 16 s
+from its start to the spawn, one after the other. The workers must be the ones that train, a check that fails after
+their start must leave none behind (and nothing in MLflow), and a reproduce with nothing to train starts none."""
+
+import ctypes
+import os
+
+import pytest
+import torch
+import yaml
+from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of
+
+from mlhw import executors
+from mlhw.cli import reproduce as reproduce_cli
+
+PROFILE = {
+    "version": 1,
+    "suites": {
+        "mlp_lr_sweep": {
+            "kind": "mlp",
+            "part": "mlp.b",
+            "base": {"epochs": 1, "train_size": 100, "test_size": 30},
+            "grid": {"lr": [0.1, 1.0]},
+        },
+        "svm_soft": {"kind": "svm_soft", "part": "svm.q3", "grid": {"C": [1.0]}},
+    },
+    "profiles": {"small": {"defaults": {"dataset": "digits"}}},
+}
+
+
+@pytest.fixture
+def project(workdir):
+    (workdir / "experiments.yaml").write_text(yaml.safe_dump(PROFILE))
+    return workdir
+
+
+def repro(project, *extra):
+    """reproduce --profile small on the project's own database, named by its absolute path: MLflow caches a store
+    per URI in the process, and the relative default (sqlite:///mlflow.db) would reach an earlier test's file."""
+    return invoke("reproduce", "--profile", "small", "--tracking-uri", f"sqlite:///{project}/mlflow.db", *extra)
+
+
+@pytest.fixture
+def spied(monkeypatch):
+    """What happened, in order: the pool's start (with the pids it started) and the suite parents' creation."""
+    seen: list = []
+    start, parents = executors.PoolExecutor.start, reproduce_cli._suite_parents
+
+    def spy_start(self, configs=()):
+        fresh = self._pools is None  # run() calls start() again: a no-op once started
+        start(self, configs)
+        if fresh:
+            seen.append(("start", {pid for pool in self._pools for pid in pool._processes}, list(configs)))
+
+    def spy_parents(*a, **kw):
+        seen.append(("suite parents",))
+        return parents(*a, **kw)
+
+    monkeypatch.setattr(executors.PoolExecutor, "start", spy_start)
+    monkeypatch.setattr(reproduce_cli, "_suite_parents", spy_parents)
+    return seen
+
+
+def test_the_workers_start_with_the_plan_and_are_the_ones_that_train(project, spied):
+    res = repro(project, "--jobs", 2)
+    assert res.exit_code == 0, res.output
+    assert [s[0] for s in spied] == ["start", "suite parents"]  # started before the store had any run
+    pids, configs = spied[0][1], spied[0][2]
+    assert len(pids) == 2  # both workers at once, each taking its share of the work
+    assert sorted(c.kind for c in configs) == ["mlp", "mlp", "svm_soft"]  # what it was told would run
+    _, runs = runs_of(f"sqlite:///{project}/mlflow.db")
+    trained = [r for r in runs if r.data.tags["mlhw.kind"] not in ("suite", "mlp-sweep")]
+    assert len(trained) == 3 and {r.info.status for r in trained} == {"FINISHED"}
+    worker_pids = {int(r.data.tags["mlhw.worker"].rsplit(":", 1)[1]) for r in trained}
+    assert worker_pids <= pids  # no second set of processes: run() took the started ones
+
+
+def test_a_check_that_fails_after_the_start_leaves_no_worker_and_nothing_written(project, spied):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA: --device cuda must fail its check")
+    res = repro(project, "--jobs", 2, "--device", "cuda")
+    assert_one_line_error(res, "--device cuda", "CUDA is not available")
+    assert [s[0] for s in spied] == ["start"]  # started by the plan, before the device's check failed
+    for pid in spied[0][1]:  # stopped and reaped: no process left behind, not even a zombie
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert_nothing_created(project, f"sqlite:///{project}/mlflow.db")
+
+
+def test_a_reproduce_with_nothing_to_train_starts_no_worker(project, spied):
+    assert repro(project, "--jobs", 2).exit_code == 0
+    spied.clear()
+    res = repro(project, "--jobs", 2)
+    assert res.exit_code == 0 and "up to date" in res.stderr
+    assert spied == []
+
+
+def test_jobs_1_starts_no_pool(project, spied):
+    res = repro(project)
+    assert res.exit_code == 0, res.output
+    assert [s[0] for s in spied] == ["suite parents"]
+
+
+class FakeNVML:
+    """libnvidia-ml's three calls, answering `count` GPUs (or failing its init)."""
+
+    def __init__(self, count: int, init_status: int = 0):
+        self.count, self.init_status, self.shut = count, init_status, False
+
+    def nvmlInit_v2(self):
+        return self.init_status
+
+    def nvmlDeviceGetCount_v2(self, ref):
+        ctypes.cast(ref, ctypes.POINTER(ctypes.c_uint)).contents.value = self.count
+        return 0
+
+    def nvmlShutdown(self):
+        self.shut = True
+
+
+def test_gpu_count_asks_nvml_and_falls_back_to_torch(monkeypatch):
+    """The lanes of --jobs are planned from the GPU count before the workers start: NVIDIA's library answers without
+    importing torch; where it does not load or fails, or CUDA_VISIBLE_DEVICES narrows the GPUs, torch answers."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 5)
+    nvml = FakeNVML(3)
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: nvml)
+    assert executors.gpu_count() == 3 and nvml.shut
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert executors.gpu_count() == 5  # torch's count honours the variable
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeNVML(3, init_status=9))  # e.g. a driver/library mismatch
+    assert executors.gpu_count() == 5
+
+    def no_library(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    assert executors.gpu_count() == 5
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert executors.gpu_count() == 0
+
+
+def test_a_workers_start_up_never_raises_its_first_unit_says_what_failed(project, monkeypatch):
+    """A failure while a worker starts (before any check could fail, or of a device it cannot use) would print
+    concurrent.futures' traceback and break the pool: the start-up swallows it, and the unit reports it."""
+    import signal
+
+    settings = executors.Settings(uri=f"sqlite:///{project}/mlflow.db", experiment="mlhw", device="cuda:7")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(executors, "_WORKER", {})
+    monkeypatch.setattr(executors, "execute_unit", lambda *a, **k: pytest.fail("the unit ran without its device"))
+    try:
+        executors.prepare_worker(settings, datasets=("no-such-dataset",))  # raises nothing
+        assert "device" not in executors._WORKER
+        result = executors.work([], 0, settings)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert result.error and "--device cuda:7" in result.error
