@@ -62,11 +62,30 @@ def spied(monkeypatch):
     return seen
 
 
-def test_the_workers_start_with_the_plan_and_are_the_ones_that_train(project, spied):
+def test_the_workers_start_with_the_plan_and_are_the_ones_that_train(project, spied, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    waits, shutdown, run = [], ProcessPoolExecutor.shutdown, executors.PoolExecutor.run
+
+    def spy_shutdown(self, wait=True, **kw):
+        waits.append(wait)
+        return shutdown(self, wait, **kw)
+
+    def spy_run(self, units, on_event):
+        out = run(self, units, on_event)
+        spied.append(("run returned", list(waits)))  # the idle workers end while the parent compiles its report
+        return out
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", spy_shutdown)
+    monkeypatch.setattr(executors.PoolExecutor, "run", spy_run)
     res = repro(project, "--jobs", 2)
     assert res.exit_code == 0, res.output
-    assert [s[0] for s in spied] == ["start", "suite parents"]  # started before the store had any run
+    assert [s[0] for s in spied] == ["start", "suite parents", "run returned"]  # started before any run existed
+    assert spied[2][1] == [False]  # run() did not wait for its workers to exit...
     pids, configs = spied[0][1], spied[0][2]
+    for pid in pids:  # ... and they had ended, reaped, when reproduce returned
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     assert len(pids) == 2  # both workers at once, each taking its share of the work
     assert sorted(c.kind for c in configs) == ["mlp", "mlp", "svm_soft"]  # what it was told would run
     _, runs = runs_of(f"sqlite:///{project}/mlflow.db")
