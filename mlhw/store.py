@@ -55,6 +55,17 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
+def client_uri(uri: str) -> str:
+    """The URI an MlflowClient gets: a SQLite database's path made absolute. MLflow keeps one store per URI string
+    for the life of the process, and a relative one (the default, sqlite:///mlflow.db) reached the database of the
+    directory it was first opened in: a second `reproduce` in another directory of the same Python process (a
+    notebook, a script calling the CLI twice) read and wrote the first directory's runs."""
+    path = sqlite_path(uri)
+    if path is None or path.is_absolute() or str(path) == ":memory:":
+        return uri
+    return f"sqlite:///{path.resolve()}"
+
+
 def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
@@ -228,7 +239,11 @@ class Store:
         try:
             with signals_deferred(), creation_lock(path):  # a new SQLite store: an interrupt here would break it
                 if client is None:  # SQLite only: a server's call holds no lock, and may wait on a dead server
-                    client = MlflowClient(self.uri) if path is None else UninterruptedClient(MlflowClient(self.uri))
+                    client = (
+                        MlflowClient(self.uri)
+                        if path is None
+                        else UninterruptedClient(MlflowClient(client_uri(self.uri)))
+                    )
                 self.client = client
                 self.experiment_id = self._experiment(experiment, create)
             self.moved = moved_artifacts(path, self.artifact_location)

@@ -60,6 +60,22 @@ def test_experiment_created_by_another_process_meanwhile_is_used(workdir, monkey
     assert second.experiment_id == first.experiment_id and calls["n"] == 2
 
 
+def test_the_default_database_is_the_one_of_the_current_directory_every_time(tmp_path, monkeypatch):
+    """MLflow keeps one store per URI string in a process: with the relative default (sqlite:///mlflow.db) a second
+    command in another directory of the same process (a notebook, a script calling the CLI twice) read and wrote the
+    first directory's database. Two directories, one process, the default URI: each has its own runs."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, n in ((first, 1), (second, 2)):
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        store = Store(None, "mlhw")
+        for i in range(n):
+            with tracked_run(store, f"run {i}", {"i": i}, {"mlhw.kind": "svm_soft"}):
+                pass
+    assert [len(runs_of(f"sqlite:///{d}/mlflow.db")[1]) for d in (first, second)] == [1, 2]
+
+
 def test_processes_creating_one_new_database_at_once_all_open_it(workdir):
     """Three processes open the same new SQLite store at the same instant (two commands started together in a
     fresh folder): each ran MLflow's migrations on the others' half-made tables and failed ("table
