@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.context import SpawnContext, SpawnProcess
 
 from mlhw.claims import STALE_SECONDS, Claimed, claimer, mark_dead
 from mlhw.lifecycle import Terminated, worker_id
@@ -135,6 +136,7 @@ def prepare_worker(
     planned `datasets` read. Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _exit_with_parent()
     signal.signal(signal.SIGTERM, _terminate_in_run)
     _WORKER["device_name"] = device or settings.device
     try:
@@ -289,18 +291,15 @@ class PoolExecutor:
         datasets of `configs` (the planned runs' configs, each lane those it takes) while the parent still checks
         and creates the store and the suite parents. On an H100 a worker took 13.6 s from its spawn to its first
         run, and the parent 16 s from its start to the spawn. A check that fails after this: close()."""
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         from mlhw.relay import RelayManager
 
         if self._pools is not None:
             return
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _QuietSpawnContext()  # SIGINT ignored from the children's first instruction
         self._manager = RelayManager(ctx=ctx)
-        self._manager.start(
-            _ignore_sigint
-        )  # a terminal's Ctrl-C reaches the whole group: the event queue must outlive it
+        self._manager.start(_ignore_sigint)  # a terminal's Ctrl-C reaches the whole group: the queue must outlive it
         self._pools = []
         for lane in self.lanes:
             datasets = tuple(
@@ -334,8 +333,14 @@ class PoolExecutor:
                 with contextlib.suppress(Exception):
                     proc.join(5)
         if self._manager is not None:
+            # a signal inside RelayManager.start, after its process started and before it registered shutdown(),
+            # left the writer serving: the exit then waited for it forever (multiprocessing joins its children)
+            proc = getattr(self._manager, "_process", None)
             with contextlib.suppress(Exception):
                 self._manager.shutdown()
+            if proc is not None and proc.is_alive():
+                proc.kill()
+                proc.join(5)
             self._manager = None
 
     def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
@@ -500,8 +505,44 @@ def _shutdown(manager) -> None:
         manager.shutdown()
 
 
+class _QuietSpawnProcess(SpawnProcess):
+    """A spawned process that starts with SIGINT ignored: a terminal's Ctrl-C reaches the whole group, the children
+    too while they import (2-3 s, before their initializer ignores it), and each printed a KeyboardInterrupt
+    traceback. SIG_IGN survives exec (Python then installs no handler); the parent ignores it only for the fork."""
+
+    def start(self) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            super().start()
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGINT, old)
+
+
+class _QuietSpawnContext(SpawnContext):
+    Process = _QuietSpawnProcess
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """A worker or the writer whose parent is gone (SIGKILL, the OOM killer) ends too: it would wait for work
+    forever, holding its memory (and a GPU's, once warm_cuda ran)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # waits on the parent's sentinel: it closes when the parent exits
+        os._exit(143)
+
+    threading.Thread(target=watch, name="mlhw-parent-watch", daemon=True).start()
 
 
 def _alive(pid: int) -> bool:

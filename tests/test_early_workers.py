@@ -179,3 +179,77 @@ def test_a_workers_start_up_never_raises_its_first_unit_says_what_failed(project
         for s, handler in before.items():
             signal.signal(s, handler)
     assert result.error and "--device cuda:7" in result.error
+
+
+def _sigint_ignored(queue) -> None:
+    import signal
+
+    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+
+
+def test_a_spawned_worker_starts_with_sigint_ignored():
+    """A terminal's Ctrl-C reaches the whole process group: a worker still importing (before its initializer ran)
+    printed a KeyboardInterrupt traceback. The workers and the writer start with SIGINT ignored."""
+    import signal
+
+    ctx = executors._QuietSpawnContext()
+    queue = ctx.SimpleQueue()
+    p = ctx.Process(target=_sigint_ignored, args=(queue,))
+    p.start()
+    try:
+        assert queue.get() is True
+    finally:
+        p.join(30)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's own handler is back
+
+
+def _orphan_child(queue) -> None:
+    import os
+    import time
+
+    executors._exit_with_parent()
+    queue.put(os.getpid())
+    time.sleep(300)
+
+
+def test_a_worker_ends_with_its_killed_parent(tmp_path):
+    """A parent killed outright (SIGKILL, the OOM killer) left its workers and its writer waiting for work for ever,
+    holding their memory (and a GPU's). Each watches its parent and ends with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from mlhw import executors\nimport test_early_workers as t\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = executors._QuietSpawnContext(); q = ctx.SimpleQueue()\n"
+        "    ctx.Process(target=t._orphan_child, args=(q,)).start()\n"
+        "    print(q.get(), flush=True)\n"
+        "    import time; time.sleep(300)\n"
+    )
+    script = tmp_path / "parent.py"
+    script.write_text(code)
+    parent = subprocess.Popen(
+        [sys.executable, str(script), os.path.dirname(__file__)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            with open(f"/proc/{child}/stat") as f:  # an exited child of init that is not reaped yet counts as gone
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the child outlived its killed parent")
+    finally:
+        parent.kill()
