@@ -336,8 +336,7 @@ class PoolExecutor:
             # a signal inside RelayManager.start, after its process started and before it registered shutdown(),
             # left the writer serving: the exit then waited for it forever (multiprocessing joins its children)
             proc = getattr(self._manager, "_process", None)
-            with contextlib.suppress(Exception):
-                self._manager.shutdown()
+            _shutdown(self._manager)
             if proc is not None and proc.is_alive():
                 proc.kill()
                 proc.join(5)
