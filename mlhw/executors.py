@@ -125,15 +125,16 @@ def _terminate_in_run(signum, frame):
 
 
 def prepare_worker(
-    settings: Settings, device: str | None = None, datasets: tuple[str, ...] = (), ray_task: bool = False
+    settings: Settings, device: str | None = None, datasets: tuple[str, ...] = (), ray_task: bool = False, warm=None
 ) -> None:
     """A worker process's start-up, before it has work: PoolExecutor.start runs it as soon as reproduce's plan has
     work, while the parent still checks and creates the store and the suite parents. Ctrl-C goes to the parent,
     which stops the workers with SIGTERM: that ends their runs KILLED (`ray_task`: SIGINT stays live, since
     `ray.cancel` interrupts a task through it; ignored, the cancel did nothing and the parent waited 10 s before
     marking the runs KILLED itself). Then this worker's share of the CPU threads, the imports (torch, the training
-    code), its device made ready (the lane's; default --device; on CUDA the context, cuBLAS and cuDNN) and the
-    planned `datasets` read. Never raises: what fails here fails again in the first unit, which reports it."""
+    code), its device made ready (the lane's; default --device; on CUDA the context, cuBLAS and cuDNN), the
+    planned `datasets` read and, on CUDA, AlexNet warmed up with `warm` (a planned CNN config: mlhw.cnn.warm_up).
+    Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _exit_with_parent()
@@ -160,6 +161,8 @@ def prepare_worker(
         _WORKER["source"] = source
         for name in datasets:
             source.base(name)
+        if warm is not None and dev.type == "cuda":
+            mlhw.cnn.warm_up(warm, source.base(warm.dataset), dev, settings.precision)
     except Exception:  # noqa: BLE001, S110 - said by the unit that needs what failed
         pass
 
@@ -255,6 +258,14 @@ def plan_lanes(jobs: int, device: str, gpus: int) -> list[Lane]:
     return out + [Lane("cpu", jobs - gpus, cnn=False)] * (jobs > gpus)
 
 
+def warm_config(lane: Lane, configs):
+    """The planned AlexNet config a lane's workers warm up with (mlhw.cnn.warm_up, on a GPU only): the first CNN
+    config, where the lane takes AlexNet's units; None otherwise."""
+    if not lane.takes_kind("cnn"):
+        return None
+    return next((c for c in configs if c.kind == "cnn"), None)
+
+
 def next_unit(lane: Lane, queue: list[int], units: list[list[Job]]) -> int | None:
     """The unit (an index into `units`) a free worker of `lane` takes from the queue (plan order): AlexNet's
     first where the lane says so, else the first unit the lane takes."""
@@ -309,7 +320,7 @@ class PoolExecutor:
                 lane.workers,
                 mp_context=ctx,
                 initializer=prepare_worker,
-                initargs=(self.settings, lane.device, datasets),
+                initargs=(self.settings, lane.device, datasets, False, warm_config(lane, configs)),
             )
             for _ in range(lane.workers):  # a spawn pool starts a process for each task that finds none idle
                 pool.submit(_ready)

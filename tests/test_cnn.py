@@ -158,3 +158,35 @@ def test_a_last_batch_of_one_image_is_skipped_under_batchnorm(digits):
     assert (res.history[0]["train_acc"] * 64) == pytest.approx(round(res.history[0]["train_acc"] * 64), abs=1e-9)
     plain = train_cnn(CNNConfig(**TINY | {"epochs": 1}, batchnorm=False, dropout=False), data, "cpu", "fp32")
     assert np.isfinite(plain.history[0]["train_loss"])  # without BatchNorm the single image trains
+
+
+def test_warm_up_runs_the_real_step_on_a_few_images_and_leaves_the_generators(digits, monkeypatch):
+    """mlhw.cnn.warm_up (a GPU worker's, before its first unit) trains the config's own model through train_cnn: two
+    full batches (the graph's capture and a replay) and a partial one, of the dataset's own images, one epoch; it
+    leaves torch's generator where it was, so a run after it is the run without it."""
+    import mlhw.cnn as cnn
+
+    cfg = CNNConfig(**TINY)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    alone = train_cnn(cfg, digits, "cpu", precision="fp32")
+    torch.set_rng_state(before)
+    cnn.warm_up(cfg, digits, "cpu", "fp32")
+    assert torch.equal(torch.get_rng_state(), before)
+    after = train_cnn(cfg, digits, "cpu", precision="fp32")
+    assert [r["train_loss"] for r in after.history] == [r["train_loss"] for r in alone.history] != []
+    assert after.test_acc == alone.test_acc
+
+    seen = []
+    real = cnn.train_cnn
+    monkeypatch.setattr(cnn, "train_cnn", lambda c, d, dev, p: seen.append((c, d, dev, p)) or real(c, d, dev, p))
+    cnn.warm_up(cfg, digits, "cpu", "fp32")
+    [(c, d, dev, p)] = seen
+    assert c.epochs == 1 and {k: getattr(c, k) for k in TINY if k != "epochs"} == {
+        k: v for k, v in TINY.items() if k != "epochs"
+    }
+    assert (c.optimizer, c.lr, c.batchnorm, c.dropout) == (cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout)
+    bs = cfg.batch_size
+    assert 2 * bs < len(d.train) < 3 * bs and d.image_shape == digits.image_shape and d.n_classes == digits.n_classes
+    assert (d.train.x == digits.train.x[: len(d.train)]).all() and len(d.val) >= 1 and len(d.test) >= 1
+    assert (dev, p) == (torch.device("cpu"), "fp32")

@@ -253,3 +253,46 @@ def test_a_worker_ends_with_its_killed_parent(tmp_path):
             pytest.fail("the child outlived its killed parent")
     finally:
         parent.kill()
+
+
+def test_the_lanes_that_take_alexnet_warm_it_up_with_its_first_planned_config():
+    """A GPU worker pays AlexNet's first-run costs (kernels loaded on first use, cuDNN's autotuning: 8 s of a fresh
+    process's first paper-sized run on an H100) before its first unit: with the first CNN config of the plan, on
+    the lanes that take AlexNet's units; the CPU lane beside a GPU does not."""
+    from mlhw.config import CNNConfig, MLPConfig
+
+    mlp, sgd, adam = MLPConfig(), CNNConfig(optimizer="sgd", seed=1), CNNConfig(optimizer="adam")
+    gpu, cpu = executors.plan_lanes(2, "auto", 1)
+    assert executors.warm_config(gpu, [mlp, sgd, adam]) is sgd
+    assert executors.warm_config(cpu, [mlp, sgd, adam]) is None
+    assert executors.warm_config(gpu, [mlp]) is None
+    (pooled,) = executors.plan_lanes(3, "cuda", 1)  # --device cuda: every worker takes any unit
+    assert executors.warm_config(pooled, [mlp, adam]) is adam
+
+
+@pytest.mark.parametrize("device", ["cuda:0", "cpu"])
+def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
+    import signal
+
+    import mlhw.cnn
+    import mlhw.device
+    from mlhw.config import CNNConfig
+
+    warmed = []
+    monkeypatch.setattr(executors, "_WORKER", {})
+    monkeypatch.setattr(mlhw.device, "resolve_device", lambda name: torch.device(name))
+    monkeypatch.setattr(executors, "warm_cuda", lambda dev: None)
+    monkeypatch.setattr(mlhw.cnn, "warm_up", lambda cfg, data, dev, precision: warmed.append((cfg, data, dev)))
+    cfg = CNNConfig(dataset="digits")
+    settings = executors.Settings(uri="sqlite:///unused.db", experiment="mlhw", device=device, precision="fp32")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        executors.prepare_worker(settings, device, ("digits",), False, cfg)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    if device == "cpu":
+        assert warmed == []
+    else:  # the dataset the worker read, on its device
+        [(c, data, dev)] = warmed
+        assert c is cfg and data is executors._WORKER["source"].base("digits") and dev == torch.device("cuda:0")
