@@ -9,6 +9,7 @@ the other units go on. Ctrl-C and SIGTERM end the active runs KILLED (workers in
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import threading
@@ -120,7 +121,12 @@ _WORKER: dict = {}  # per worker process: its store, data source and device
 
 def _terminate_in_run(signum, frame):
     if _WORKER.get("busy"):
-        raise Terminated()  # ends the active run KILLED
+        if _WORKER.get("terminating"):
+            # already ending its runs KILLED: a second SIGTERM (the parent's, after one sent to the whole process
+            # group) raised inside that and left a run of an MLP unit RUNNING for the parent to mark
+            return
+        _WORKER["terminating"] = True
+        raise Terminated()  # ends the active runs KILLED
     os._exit(143)  # idle between units: nothing to clean up
 
 
@@ -221,7 +227,7 @@ def work(unit: list[dict], index: int, settings: Settings, events=None, relay=No
     except KeyboardInterrupt:  # SIGTERM from the parent: the run is KILLED; say so and end quietly
         return UnitResult(error="stopped (SIGTERM)")
     finally:
-        _WORKER["busy"] = False
+        _WORKER["busy"] = _WORKER["terminating"] = False
 
 
 def _ready() -> None:
@@ -267,12 +273,30 @@ def warm_config(lane: Lane, configs):
 
 
 def queue_order(units: list[list[Job]]) -> list[int]:
-    """The order in which a pool's workers take the units (indexes into `units`): the plan's, except that theory
-    goes first. Its checks take the same seconds whatever the profile or the device (4.7 s on this project's 2-core
-    CPU, 5.3 s on an H100 machine), and last in the plan it ran alone at the end of every --jobs reproduce while
-    the other workers had nothing left: on the ci profile (--jobs 2, 2-core CPU) 4.7 s of the runs' 8.2 s; on the
-    paper profile on an H100, after the last AlexNet run."""
-    return sorted(range(len(units)), key=lambda i: units[i][0].config.kind != "theory")
+    """The order in which a pool's workers take the units (indexes into `units`): the longest first where that is
+    known without running them, so that what is left at the end is short, and the plan's order otherwise.
+
+    - Theory first: its checks take the same seconds whatever the profile or the device (4.7 s on this project's
+      2-core CPU, 5.3 s on an H100 machine); last in the plan it ran alone at the end of every --jobs reproduce
+      while the other workers had nothing left (ci profile, --jobs 2: 4.7 s of the runs' 8.2 s).
+    - Then Part 1's units, the most SGD steps first (mlp_steps): a step of batch 10 is latency-bound, so a unit
+      takes about its step count, however many runs it trains together: on the CPU lane of an H100 machine
+      (--jobs 2) the paper profile's mlp_full (5 seeds, 150,000 steps each) took 34 s, its mlp_lr_sweep (30 runs,
+      30,000 steps) 16 s. mlp_full first lets the GPU lane, once AlexNet's runs are done, take the sweep (7.7 s
+      there) instead of the CPU lane starting it last.
+    - Then the rest (AlexNet, the SVMs) in plan order."""
+
+    def key(i: int):
+        cfg = units[i][0].config
+        return (0, 0) if cfg.kind == "theory" else (1, -mlp_steps(cfg)) if cfg.kind == "mlp" else (2, 0)
+
+    return sorted(range(len(units)), key=key)  # stable: plan order among equals
+
+
+def mlp_steps(cfg) -> float:
+    """An MLP run's SGD steps: epochs x batches per epoch; a run on the whole training split (train_size None)
+    counts as larger than any subset of it."""
+    return cfg.epochs * (math.ceil(cfg.train_size / cfg.batch_size) if cfg.train_size else math.inf)
 
 
 def next_unit(lane: Lane, queue: list[int], units: list[list[Job]]) -> int | None:
@@ -319,7 +343,7 @@ class PoolExecutor:
             return
         ctx = _QuietSpawnContext()  # SIGINT ignored from the children's first instruction
         self._manager = RelayManager(ctx=ctx)
-        self._manager.start(_ignore_sigint)  # a terminal's Ctrl-C reaches the whole group: the queue must outlive it
+        self._manager.start(_writer_signals)
         self._pools = []
         for lane in self.lanes:
             datasets = tuple(
@@ -435,7 +459,7 @@ class PoolExecutor:
             # the last 0.25 s, with its event still queued, would go on training (workers ignore SIGINT) while
             # shutdown(wait=True) waited for its whole unit, and its run would not be marked KILLED
             workers |= pool_workers(pools)
-            self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)")
+            self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)", list(futures))
             raise
         finally:
             self._pools = self._manager = None  # close() has no worker left to stop
@@ -457,16 +481,27 @@ class PoolExecutor:
             mark_dead(self.store, workers, "worker process died")
         return [r or UnitResult(error="not run") for r in results]
 
-    def _stop(self, pools, workers: set[str], reason: str) -> None:
-        """SIGTERM to every worker (their runs end KILLED), then mark whatever is left KILLED."""
+    def _stop(self, pools, workers: set[str], reason: str, futures=()) -> None:
+        """SIGTERM to every worker (their runs end KILLED), then mark whatever is left KILLED. Once every unit in
+        `futures` is back, a worker still alive is idle, and it is sent SIGTERM again: a SIGTERM to the whole process
+        group (a CI runner's cancel, `kill -- -PGID`) and this one reached a busy worker together, the kernel
+        delivered them as one, which ended its run KILLED and left it waiting for work, and this waited its full
+        10 s."""
         import time
 
         pids = [int(w.rsplit(":", 1)[1]) for w in workers]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.time() + 10
+
+        def signal_alive() -> None:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGTERM)
+
+        signal_alive()
+        deadline, again = time.time() + 10, time.time() + 0.5
         while time.time() < deadline and any(_alive(pid) for pid in pids):
+            if time.time() >= again and all(f.done() for f in futures):  # every worker idle: exits at SIGTERM
+                signal_alive()
+                again = time.time() + 0.5
             time.sleep(0.1)
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -543,8 +578,14 @@ class _QuietSpawnContext(SpawnContext):
     Process = _QuietSpawnProcess
 
 
-def _ignore_sigint() -> None:
+def _writer_signals() -> None:
+    """The MLflow writer (the relay's manager process) outlives Ctrl-C and SIGTERM sent to the whole process group
+    (a terminal, a CI runner's cancel, `kill -- -PGID`): the workers end their runs KILLED through it, and their
+    parent stops it once they have (or it ends with a parent that is gone). A writer that died with the group
+    left the workers' last calls unanswered: the runs stayed RUNNING, or the parent marked them after waiting its
+    full 10 s for workers that could not finish."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _exit_with_parent()
 
 

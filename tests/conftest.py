@@ -85,3 +85,15 @@ def mlp_networks(monkeypatch):
 
     monkeypatch.setattr(mlp, "Network", Spy)
     return built
+
+
+@pytest.fixture
+def sigint_live():
+    """Python's own Ctrl-C handler for the test, the process's handler put back after: a shell's background job
+    (`pytest &` in a script) starts with SIGINT ignored, and a test of which processes ignore it must not
+    inherit that."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)

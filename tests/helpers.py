@@ -241,15 +241,14 @@ def assert_nothing_created(workdir: Path, uri: str | None = None) -> None:
     assert not results.exists() or not any(p.is_file() for p in results.rglob("*")), list(results.rglob("*"))
 
 
-def failing_cnn_worker(settings, device=None, datasets=()) -> None:
+def failing_cnn_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
     """A `--jobs` worker initializer whose CNN training raises once a run has started (importable by name,
     so a spawned worker process can run it): the real initializer, then a broken `train_cnn`."""
     import mlhw.cnn
     from mlhw import executors
 
-    executors.prepare_worker(
-        settings, device, datasets
-    )  # in the worker process: the real one (the parent patched its own copy)
+    # in the worker process: the real one (the parent patched its own copy)
+    executors.prepare_worker(settings, device, datasets, ray_task, warm)
 
     def broken(*a, **kw):
         raise RuntimeError("injected failure inside the worker")

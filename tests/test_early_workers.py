@@ -5,6 +5,7 @@ their start must leave none behind (and nothing in MLflow), and a reproduce with
 
 import ctypes
 import os
+import signal
 
 import pytest
 import torch
@@ -187,7 +188,7 @@ def _sigint_ignored(queue) -> None:
     queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
 
 
-def test_a_spawned_worker_starts_with_sigint_ignored():
+def test_a_spawned_worker_starts_with_sigint_ignored(sigint_live):
     """A terminal's Ctrl-C reaches the whole process group: a worker still importing (before its initializer ran)
     printed a KeyboardInterrupt traceback. The workers and the writer start with SIGINT ignored."""
     import signal
@@ -200,7 +201,7 @@ def test_a_spawned_worker_starts_with_sigint_ignored():
         assert queue.get() is True
     finally:
         p.join(30)
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the parent's own handler is back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the parent's own handler is back
 
 
 def _orphan_child(queue) -> None:
@@ -296,3 +297,94 @@ def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
     else:  # the dataset the worker read, on its device
         [(c, data, dev)] = warmed
         assert c is cfg and data is executors._WORKER["source"].base("digits") and dev == torch.device("cuda:0")
+
+
+def _count_sigterms_then_idle(path: str, ready) -> None:
+    """A stand-in for a worker that got two SIGTERMs as one while it trained: it counts the SIGTERMs it is sent and
+    goes on (idle, as a pool's worker waiting for work) until the second, then exits."""
+    import signal
+    import time
+
+    seen = []
+
+    def on_term(signum, frame):
+        seen.append(signum)
+        with open(path, "w") as f:
+            f.write(str(len(seen)))
+        if len(seen) >= 2:
+            os._exit(143)
+
+    signal.signal(signal.SIGTERM, on_term)
+    ready.set()
+    while True:
+        time.sleep(0.05)
+
+
+def test_stop_signals_again_a_worker_left_idle_by_a_group_sigterm(tmp_path):
+    """A SIGTERM to reproduce's whole process group and the parent's own SIGTERM reached a busy worker at once; the
+    kernel delivers pending signals of one kind as one, so the worker ended its run KILLED and waited for work,
+    alive, and the parent waited its full 10 s for it. Once every unit is back, _stop signals the live ones again."""
+    import multiprocessing
+    from concurrent.futures import Future
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, path = ctx.Event(), tmp_path / "sigterms"
+    proc = ctx.Process(target=_count_sigterms_then_idle, args=(str(path), ready))
+    proc.start()
+    try:
+        assert ready.wait(60)
+        os.kill(proc.pid, signal.SIGTERM)  # the group's SIGTERM, which ended its run
+        back = Future()
+        back.set_result(None)  # its unit came back
+        nothing_running = type("Store", (), {"search": lambda self, query: []})()
+        pool = executors.PoolExecutor(nothing_running, executors.Settings("sqlite:///x.db", "e", device="cpu"), 2)
+        pool._stop([], {f"host:{proc.pid}"}, "test", [back])
+        proc.join(30)
+        assert path.read_text() == "2" and proc.exitcode == 143
+    finally:
+        if proc.is_alive():
+            proc.kill()
+
+
+def test_a_group_sigterm_ends_the_runs_through_their_workers_and_leaves_no_process(project):
+    """`kill -- -PGID` (a CI runner's cancel): every process of reproduce --jobs 2 gets SIGTERM. The MLflow writer
+    must outlive it, so that the workers end their runs KILLED themselves (a writer that died with the group left
+    their calls unanswered, and the parent marked the runs after its 10 s wait: `mlhw.dead`)."""
+    import contextlib
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from helpers import descendants
+
+    uri = f"sqlite:///{project}/mlflow.db"
+    argv = ["reproduce", "--profile", "small", "--jobs", "2", "--tracking-uri", uri, "--set", "mlp_lr_sweep.epochs=400"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlhw", *argv], cwd=project, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(project / "mlflow.db")) as con:
+                q = "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid where r.status = 'RUNNING' "
+                if con.execute(q + "and t.key = 'mlhw.kind' and t.value = 'mlp'").fetchone()[0] == 2:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no MLP run started")
+        time.sleep(0.5)  # a few epochs in
+        children = descendants(proc.pid)
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143 and "Traceback" not in err, err[-3000:]
+    _, runs = runs_of(uri)
+    mlp = [r for r in runs if r.data.tags.get("mlhw.kind") == "mlp"]
+    assert len(mlp) == 2 and {r.info.status for r in mlp} == {"KILLED"}
+    assert [r.data.tags.get("mlhw.dead") for r in mlp] == [None, None]  # ended by their own worker
+    assert all(r.info.status != "RUNNING" for r in runs)
+    time.sleep(1)
+    assert children and not children & {int(p) for p in os.listdir("/proc") if p.isdigit()}  # the writer's too

@@ -4,6 +4,7 @@ A real `mlflow server` (SQLite backend, local artifact root, 127.0.0.1, a free p
 for this module; each test uses its own experiment so that tests do not see each other's runs.
 """
 
+import math
 import os
 import re
 import signal
@@ -309,19 +310,24 @@ def test_a_gpu_lane_takes_alexnet_first_and_a_cpu_lane_beside_it_never_does():
     assert next_unit(Lane("cpu", 2), queue, units) == 0  # one lane: plan order
 
 
-def test_a_pool_takes_theory_first_and_the_rest_in_plan_order():
+def test_a_pool_takes_the_longest_first_where_it_is_known():
     """Theory's checks take the same seconds whatever the profile (4.7 s on the 2-core CPU): last in the plan, they
-    ran alone after every other unit of a --jobs reproduce (ci profile: 4.7 s of the runs' 8.2 s)."""
+    ran alone after every other unit of a --jobs reproduce (ci profile: 4.7 s of the runs' 8.2 s). Part 1's units
+    by SGD steps: the paper's mlp_full (5 runs of 150,000 steps) took 34 s, its sweep (30 runs of 30,000) 16 s."""
     from types import SimpleNamespace
 
-    from mlhw.executors import Lane, next_unit, queue_order
+    from mlhw.config import MLPConfig
+    from mlhw.executors import Lane, mlp_steps, next_unit, queue_order
 
-    kinds = ["mlp", "mlp", "cnn", "cnn", "svm_soft", "theory"]
-    units = [[SimpleNamespace(config=SimpleNamespace(kind=k))] for k in kinds]
-    assert queue_order(units) == [5, 0, 1, 2, 3, 4]
-    assert queue_order(units[:5]) == [0, 1, 2, 3, 4]
-    assert next_unit(Lane("cpu", 2), queue_order(units), units) == 5
-    assert next_unit(Lane("cuda:0", 1, cnn_first=True), queue_order(units), units) == 2  # a GPU lane: AlexNet's
+    sweep = MLPConfig(dataset="mnist", train_size=10_000, test_size=5_000)
+    full, subset = MLPConfig(dataset="mnist"), MLPConfig(dataset="mnist", train_size=20_000, epochs=10)
+    assert (mlp_steps(sweep), mlp_steps(subset), mlp_steps(full)) == (30_000, 20_000, math.inf)
+    configs = [sweep, subset, full] + [SimpleNamespace(kind=k) for k in ("cnn", "cnn", "svm_soft", "theory")]
+    units = [[SimpleNamespace(config=c)] for c in configs]
+    assert queue_order(units) == [6, 2, 0, 1, 3, 4, 5]
+    assert queue_order(units[3:6]) == [0, 1, 2]  # nothing known: plan order
+    assert next_unit(Lane("cpu", 2), queue_order(units), units) == 6
+    assert next_unit(Lane("cuda:0", 1, cnn_first=True), queue_order(units), units) == 3  # a GPU lane: AlexNet's
 
 
 def two_lanes(jobs, device, gpus):
@@ -374,7 +380,7 @@ def test_a_dead_lane_fails_only_what_no_other_lane_can_run(project):
     assert res.exit_code == 0 and "ran 2 of 2 runs" in res.stderr, res.stderr[-2000:]
 
 
-def test_a_ray_task_keeps_sigint_for_ray_cancel(project, monkeypatch):
+def test_a_ray_task_keeps_sigint_for_ray_cancel(project, monkeypatch, sigint_live):
     """`ray.cancel` interrupts a task through SIGINT: a worker that ignored it could not be cancelled on Ctrl-C."""
     import signal
 
