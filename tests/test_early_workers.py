@@ -139,10 +139,13 @@ class FakeNVML:
         self.shut = True
 
 
-def test_gpu_count_asks_nvml_and_falls_back_to_torch(monkeypatch):
+def test_gpu_count_asks_nvml_and_falls_back_to_torch(monkeypatch, tmp_path):
     """The lanes of --jobs are planned from the GPU count before the workers start: NVIDIA's library answers without
-    importing torch; where it does not load or fails, or CUDA_VISIBLE_DEVICES narrows the GPUs, torch answers."""
+    importing torch; where it does not load or fails, or CUDA_VISIBLE_DEVICES narrows the GPUs, torch answers;
+    where no GPU driver is here at all, there is no GPU (and torch is not imported for it)."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    (tmp_path / "nvidiactl").touch()
+    monkeypatch.setattr(executors, "GPU_DRIVER_FILES", (str(tmp_path / "absent"), str(tmp_path / "nvidiactl")))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 5)
     nvml = FakeNVML(3)
@@ -159,6 +162,9 @@ def test_gpu_count_asks_nvml_and_falls_back_to_torch(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", no_library)
     assert executors.gpu_count() == 5
+    monkeypatch.setattr(executors, "GPU_DRIVER_FILES", (str(tmp_path / "absent"),))  # a CPU machine
+    assert executors.gpu_count() == 0
+    monkeypatch.setattr(executors, "GPU_DRIVER_FILES", (str(tmp_path / "nvidiactl"),))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert executors.gpu_count() == 0
 
@@ -388,3 +394,28 @@ def test_a_group_sigterm_ends_the_runs_through_their_workers_and_leaves_no_proce
     assert all(r.info.status != "RUNNING" for r in runs)
     time.sleep(1)
     assert children and not children & {int(p) for p in os.listdir("/proc") if p.isdigit()}  # the writer's too
+
+
+def test_the_parent_of_jobs_n_never_imports_torch(project):
+    """torch's import took 3.1 s of an H100 machine's start-up with --jobs 2 (resolving --device for a report line)
+    and 2-3 s of a 2-core CPU's (counting GPUs where NVIDIA's library is absent), while the workers that train
+    import it anyway. The report names the devices the runs recorded."""
+    import subprocess
+    import sys
+
+    launcher = (
+        "import sys\n"
+        "from mlhw import executors\n"
+        "executors.GPU_DRIVER_FILES, executors._nvml_count = (), lambda *a: None  # a CPU machine, wherever this runs\n"
+        "from mlhw.cli import app\n"
+        "sys.argv[0] = 'mlhw'\n"
+        "try:\n"
+        "    app()\n"
+        "finally:\n"
+        "    print('torch imported:', 'torch' in sys.modules, file=sys.stderr)\n"
+    )
+    argv = ["reproduce", "--profile", "small", "--jobs", "2", "--tracking-uri", f"sqlite:///{project}/mlflow.db"]
+    proc = subprocess.run([sys.executable, "-c", launcher, *argv], cwd=project, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == "torch imported: False"
+    assert "- device: cpu;" in (project / "results" / "small" / "REPORT.md").read_text()

@@ -591,7 +591,8 @@ def _compile(plan, store, results_dir, dev, parents, description):
     from mlhw.plan import stamp_keys
 
     err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False)
-    tables, path, done, found = write_report(scope, store, results_dir, str(dev), stamp=stamp_keys(scope))
+    device = "-" if dev is None else str(dev)  # "-": the devices the runs recorded
+    tables, path, done, found = write_report(scope, store, results_dir, device, stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
     from mlhw.lifecycle import metric_name, utc_stamp
     from mlhw.tables import SUITE_TABLES, headline
@@ -748,9 +749,14 @@ def reproduce(
                 highlight=False,
                 soft_wrap=True,
             )
-        from mlhw.device import resolve_device
+        # the device of this process's runs (--jobs 1); the workers resolve their own, and the report then names
+        # the devices their runs recorded (lanes: a GPU and the CPU). Not resolved here, the parent never imports
+        # torch on --jobs N (3.1 s of an H100 machine's start-up with --jobs 2, before the executor started).
+        dev = None
+        if jobs == 1 and executor != "ray":
+            from mlhw.device import resolve_device
 
-        dev = resolve_device(device)
+            dev = resolve_device(device)
         failed, compiled = _run(
             plan,
             store,
