@@ -528,15 +528,20 @@ def gpu_count() -> int:
     narrow the choice (as torch's PYTORCH_NVML_BASED_CUDA_CHECK does), so that --jobs plans its lanes and starts
     its workers without importing torch first (4.7 s on an H100 machine); none where no GPU driver is here
     (GPU_DRIVER_FILES: a CPU machine, 2-3 s of torch's import spared on 2 cores); else torch's count."""
-    if "CUDA_VISIBLE_DEVICES" not in os.environ:
-        count = _nvml_count()
-        if count is not None:
-            return count
-        if not any(os.path.exists(f) for f in GPU_DRIVER_FILES):  # no GPU driver: no GPU, and no torch to import
-            return 0
+    count = nvml_gpu_count()
+    if count is not None:
+        return count
+    if not any(os.path.exists(f) for f in GPU_DRIVER_FILES):  # no GPU driver: no GPU, and no torch to import
+        return 0
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def nvml_gpu_count() -> int | None:
+    """The GPUs torch.cuda would see, from NVIDIA's library without importing torch; None where it cannot say
+    (it does not load or fails, or CUDA_VISIBLE_DEVICES narrows the choice)."""
+    return None if "CUDA_VISIBLE_DEVICES" in os.environ else _nvml_count()
 
 
 def _nvml_count(library: str = "libnvidia-ml.so.1") -> int | None:

@@ -419,3 +419,21 @@ def test_the_parent_of_jobs_n_never_imports_torch(project):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == "torch imported: False"
     assert "- device: cpu;" in (project / "results" / "small" / "REPORT.md").read_text()
+
+
+def test_a_cuda_device_is_checked_through_nvml_without_torch(monkeypatch):
+    """--device cuda[:N]'s check asks NVIDIA's library first (torch's import: 4.7 s on an H100 machine, which the
+    parent of --jobs N never needs); where it cannot say, or says the GPU is not there, torch answers and the error
+    is its (here, a machine without CUDA)."""
+    from mlhw.errors import MLHWError
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(executors, "_nvml_count", lambda *a: 2)
+    reproduce_cli.check_device("cuda")
+    reproduce_cli.check_device("cuda:1")  # no error on this machine: torch, which has no CUDA here, was not asked
+    with pytest.raises(MLHWError, match="CUDA is not available|only"):
+        reproduce_cli.check_device("cuda:2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # NVML does not narrow its count: torch answers
+    if not torch.cuda.is_available():
+        with pytest.raises(MLHWError, match="CUDA is not available"):
+            reproduce_cli.check_device("cuda")
