@@ -540,8 +540,22 @@ def gpu_count() -> int:
 
 def nvml_gpu_count() -> int | None:
     """The GPUs torch.cuda would see, from NVIDIA's library without importing torch; None where it cannot say
-    (it does not load or fails, or CUDA_VISIBLE_DEVICES narrows the choice)."""
-    return None if "CUDA_VISIBLE_DEVICES" in os.environ else _nvml_count()
+    (it does not load or fails, CUDA_VISIBLE_DEVICES narrows the choice, or this torch was built without CUDA: a
+    CPU wheel on a GPU machine sees none)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ or not torch_built_with_cuda():
+        return None
+    return _nvml_count()
+
+
+def torch_built_with_cuda() -> bool:
+    """Whether the installed torch has its CUDA library, found without importing torch."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return any((Path(spec.submodule_search_locations[0]) / "lib").glob("*torch_cuda*"))
 
 
 def _nvml_count(library: str = "libnvidia-ml.so.1") -> int | None:

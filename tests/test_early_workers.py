@@ -145,6 +145,7 @@ def test_gpu_count_asks_nvml_and_falls_back_to_torch(monkeypatch, tmp_path):
     where no GPU driver is here at all, there is no GPU (and torch is not imported for it)."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     (tmp_path / "nvidiactl").touch()
+    monkeypatch.setattr(executors, "torch_built_with_cuda", lambda: True)
     monkeypatch.setattr(executors, "GPU_DRIVER_FILES", (str(tmp_path / "absent"), str(tmp_path / "nvidiactl")))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 5)
@@ -154,6 +155,9 @@ def test_gpu_count_asks_nvml_and_falls_back_to_torch(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert executors.gpu_count() == 5  # torch's count honours the variable
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(executors, "torch_built_with_cuda", lambda: False)  # a CPU wheel on a GPU machine: torch's
+    assert executors.gpu_count() == 5  # answer (here a fake 5; a CPU wheel's is 0), not a lane on a GPU it cannot use
+    monkeypatch.setattr(executors, "torch_built_with_cuda", lambda: True)
     monkeypatch.setattr(ctypes, "CDLL", lambda name: FakeNVML(3, init_status=9))  # e.g. a driver/library mismatch
     assert executors.gpu_count() == 5
 
@@ -419,21 +423,3 @@ def test_the_parent_of_jobs_n_never_imports_torch(project):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == "torch imported: False"
     assert "- device: cpu;" in (project / "results" / "small" / "REPORT.md").read_text()
-
-
-def test_a_cuda_device_is_checked_through_nvml_without_torch(monkeypatch):
-    """--device cuda[:N]'s check asks NVIDIA's library first (torch's import: 4.7 s on an H100 machine, which the
-    parent of --jobs N never needs); where it cannot say, or says the GPU is not there, torch answers and the error
-    is its (here, a machine without CUDA)."""
-    from mlhw.errors import MLHWError
-
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(executors, "_nvml_count", lambda *a: 2)
-    reproduce_cli.check_device("cuda")
-    reproduce_cli.check_device("cuda:1")  # no error on this machine: torch, which has no CUDA here, was not asked
-    with pytest.raises(MLHWError, match="CUDA is not available|only"):
-        reproduce_cli.check_device("cuda:2")
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # NVML does not narrow its count: torch answers
-    if not torch.cuda.is_available():
-        with pytest.raises(MLHWError, match="CUDA is not available"):
-            reproduce_cli.check_device("cuda")

@@ -299,15 +299,8 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
 def check_device(device: str, present: bool = True) -> None:
     """--device: its form, without importing torch where the answer is known (auto, cpu, cuda[:N]); with
     present, also that this machine has it (importing torch takes seconds: a no-op reproduce skips it)."""
-    cuda = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if device in ("auto", "cpu") or not present and cuda:
+    if device in ("auto", "cpu") or not present and re.fullmatch(r"cuda(:\d+)?", device):
         return
-    if cuda:  # NVIDIA's library counts the GPUs without torch (4.7 s on an H100 machine; --jobs N never needs it)
-        from mlhw.executors import nvml_gpu_count
-
-        count = nvml_gpu_count()
-        if count is not None and count > int(cuda.group(1) or 0):
-            return
     from mlhw.device import resolve_device
 
     resolve_device(device)
