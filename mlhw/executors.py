@@ -518,9 +518,14 @@ def pool_workers(pools) -> set[str]:
 RAY_MISSING = "--executor ray needs Ray: `uv sync --extra ray` (or pip install 'mlhw[ray]')"
 
 
-# A GPU driver's files: NVIDIA's (its control device, its /proc entry) and ROCm's kernel driver (torch.cuda's other
-# backend). Where none exists, torch.cuda has no device to find.
-GPU_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd")
+# A GPU driver's files: NVIDIA's (its control device, its /proc entry), WSL2's GPU device and ROCm's kernel driver
+# (torch.cuda's other backend). Where none exists, torch.cuda has no device to find.
+GPU_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg", "/dev/kfd")
+
+
+def gpu_driver_absent() -> bool:
+    """No GPU driver here (GPU_DRIVER_FILES): torch.cuda would find no device, known without importing torch."""
+    return not any(os.path.exists(f) for f in GPU_DRIVER_FILES)
 
 
 def gpu_count() -> int:
@@ -531,7 +536,7 @@ def gpu_count() -> int:
     count = nvml_gpu_count()
     if count is not None:
         return count
-    if not any(os.path.exists(f) for f in GPU_DRIVER_FILES):  # no GPU driver: no GPU, and no torch to import
+    if gpu_driver_absent():  # no GPU, and no torch to import
         return 0
     import torch
 

@@ -99,6 +99,10 @@ def _validate(
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
     if on_work is not None and not dry_run and (plan.pending() or force):
+        from mlhw.executors import gpu_driver_absent
+
+        if device != "auto" and device != "cpu" and gpu_driver_absent():
+            check_device(device)  # --device cuda where no GPU can be: say so before any worker starts (3 s sooner)
         on_work(plan)
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
     # no-op reproduce (the fingerprint cache spares that read)
