@@ -4,12 +4,13 @@
 # results). Run from the repo root on the device, with the MLflow bundle (../shared/gpu/make-device-site.sh) in
 # .devsite/ and the MNIST idx files in .gpudata/:
 #   bash benchmarks/gpu_paper.sh [OUT] [JOBS...]
-# Each JOBS value (default: 1 2) is one end-to-end run into a fresh store: --jobs 1 (everything in one process, on
-# the GPU) and --jobs 2 (lanes: AlexNet on the GPU, Part 1, the SVMs and theory on the CPU beside it).
+# Each JOBS value (default: 1 2 3) is one end-to-end run into a fresh store: --jobs 1 (everything in one process, on
+# the GPU), --jobs 2 (lanes: AlexNet on the GPU, Part 1, the SVMs and theory on the CPU beside it) and --jobs 3
+# (the GPU lane and two CPU workers: mlp_full and the sweep side by side).
 set -euo pipefail
 out=${1:-/tmp/gpu_paper}
 shift || true
-jobs_list=${*:-1 2}
+jobs_list=${*:-1 2 3}
 profile=${PROFILE:-paper}  # PROFILE=ci: a smoke test of this script on a CPU
 extra=${REPRO_ARGS:-}  # more reproduce options, e.g. REPRO_ARGS="--device cuda": every worker on the GPU
 mkdir -p "$out"
