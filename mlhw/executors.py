@@ -470,7 +470,11 @@ class PoolExecutor:
                 joiners = [t for pool in pools if (t := getattr(pool, "_executor_manager_thread", None))]
                 for pool in pools:
                     pool.shutdown(wait=False, cancel_futures=True)
-                ender = threading.Thread(target=_shutdown, args=(manager,), name="mlhw-writer-shutdown")
+                # the proxies go with it, let go of once the writer is stopped: dropped by this thread (or collected
+                # by its garbage collector in the report) while it stopped, each told the writer so and waited for an
+                # answer that does not come while it shuts down; a SIGTERM there was lost in that finalizer
+                # ("Exception ignored in: <Finalize object, dead>", a traceback, exit 0 after the whole report)
+                ender = threading.Thread(target=_shutdown, args=(manager, events, relay), name="mlhw-writer-shutdown")
                 ender.start()
                 self._ending = (*joiners, ender)
             else:
@@ -586,9 +590,11 @@ def worker_threads(jobs: int) -> int:
     return max(1, cores // jobs)
 
 
-def _shutdown(manager) -> None:
+def _shutdown(manager, *proxies) -> None:
+    """Stop the writer; `proxies` (of its objects) are let go of after it stopped, when they no longer call it."""
     with contextlib.suppress(Exception):
         manager.shutdown()
+    del proxies
 
 
 class _QuietSpawnProcess(SpawnProcess):

@@ -469,3 +469,59 @@ def test_the_parent_of_jobs_n_imports_no_torch_unless_its_device_needs_checking(
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == "torch imported: False"
     assert "- device: cpu;" in (project / "results" / "small" / "REPORT.md").read_text()
+
+
+def test_the_writers_proxies_are_not_let_go_of_in_the_main_thread_while_it_stops(project, monkeypatch):
+    """After the runs the writer stops in a thread while the parent compiles the report. The parent's proxies of its
+    objects (the event queue, the relay), dropped or garbage-collected in the main thread meanwhile, each connected to
+    it to say so and waited for an answer that does not come while it shuts down: a SIGTERM to the group then landed
+    in that finalizer, which printed "Exception ignored in: <Finalize object, dead>" with a traceback and lost it
+    (reproduce wrote the whole report and exited 0). They go with the writer's shutdown now."""
+    import gc
+    import threading
+    from multiprocessing import managers
+
+    calls = []
+    decref = managers.BaseProxy._decref
+
+    def spy(token, authkey, state, *rest):
+        main = threading.current_thread() is threading.main_thread()
+        calls.append((main, state is not None and state.value == managers.State.STARTED))
+        return decref(token, authkey, state, *rest)
+
+    monkeypatch.setattr(managers.BaseProxy, "_decref", staticmethod(spy))
+    run = executors.PoolExecutor.run
+
+    def run_then_collect(self, units, on_event):
+        results = run(self, units, on_event)
+        gc.collect()  # what the report's first allocations do
+        return results
+
+    monkeypatch.setattr(executors.PoolExecutor, "run", run_then_collect)
+    res = repro(project, "--jobs", "2")
+    assert res.exit_code == 0, res.output
+    gc.collect()
+    assert calls and (True, True) not in calls, calls  # never from the main thread to a writer still serving
+
+
+def test_a_sigterm_lost_during_the_report_still_ends_the_reproduction(project, monkeypatch):
+    """A SIGTERM whose exception a finalizer swallowed while the report was compiled (lifecycle.terminate noted it)
+    ends the reproduction 143, as one swallowed during the checks or the runs does, not with the verdict's 0."""
+    from mlhw import lifecycle
+
+    compile_report = reproduce_cli._compile
+
+    def swallowed(*a, **kw):
+        compiled = compile_report(*a, **kw)
+        lifecycle._TERMINATED.set()  # what terminate() leaves where its exception was lost
+        return compiled
+
+    monkeypatch.setattr(reproduce_cli, "_compile", swallowed)
+    try:
+        res = repro(project)
+    finally:
+        lifecycle._TERMINATED.clear()
+    assert res.exit_code == 143 and "terminated (SIGTERM)" in res.stderr, res.output
+    _, runs = runs_of(f"sqlite:///{project}/mlflow.db")
+    assert {r.info.status for r in runs if r.data.tags.get("mlhw.kind") == "suite"} == {"KILLED"}
+    assert all(r.info.status != "RUNNING" for r in runs)

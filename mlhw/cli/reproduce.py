@@ -302,12 +302,14 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         )
         check_terminated()
         try:
-            return failed, _compile(plan, store, results_dir, dev, parents, description)
+            compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
-            return failed, (
+            compiled = (
                 f"error: writing the report under {results_dir}/ failed ({exc.strerror or exc}); the runs are "
                 f"FINISHED in MLflow: `mlhw tables --profile {plan.profile}` rebuilds the report"
             )
+        check_terminated()  # a SIGTERM that a finalizer swallowed during the report: exit 143, not a verdict of 0
+        return failed, compiled
 
 
 def check_device(device: str, present: bool = True) -> None:
