@@ -485,6 +485,8 @@ class PoolExecutor:
             mark_dead(self.store, workers, "worker process died")
         return [r or UnitResult(error="not run") for r in results]
 
+    STOP_SECONDS = 10.0  # how long _stop waits for SIGTERMed workers to end their runs before it kills them
+
     def _stop(self, pools, workers: set[str], reason: str, futures=()) -> None:
         """SIGTERM to every worker (their runs end KILLED), then mark whatever is left KILLED. Once every unit in
         `futures` is back, a worker still alive is idle, and it is sent SIGTERM again: a SIGTERM to the whole process
@@ -501,13 +503,18 @@ class PoolExecutor:
                     os.kill(pid, signal.SIGTERM)
 
         signal_alive()
-        deadline, again = time.time() + 10, time.time() + 0.5
+        deadline, again = time.time() + self.STOP_SECONDS, time.time() + 0.5
         while time.time() < deadline and any(_alive(pid) for pid in pids):
             if time.time() >= again and all(f.done() for f in futures):  # every worker idle: exits at SIGTERM
                 signal_alive()
                 again = time.time() + 0.5
             time.sleep(0.1)
         for pool in pools:
+            # still alive at the deadline (its KILLED writes stalled, a SIGTERM swallowed): run()'s shutdown(wait=True)
+            # would wait for it without a limit; its runs are marked below
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.kill()
             pool.shutdown(wait=False, cancel_futures=True)
         mark_dead(self.store, workers, reason)
 

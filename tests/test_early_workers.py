@@ -535,3 +535,66 @@ def test_a_sigterm_lost_during_the_report_still_ends_the_reproduction(project, m
     _, runs = runs_of(f"sqlite:///{project}/mlflow.db")
     assert {r.info.status for r in runs if r.data.tags.get("mlhw.kind") == "suite"} == {"KILLED"}
     assert all(r.info.status != "RUNNING" for r in runs)
+
+
+def _deaf_to_sigterm(ready) -> None:
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    while True:
+        time.sleep(0.05)
+
+
+def test_stop_kills_a_worker_still_alive_at_its_deadline():
+    """A worker that outlives _stop's wait (its KILLED writes stalled against a server, a SIGTERM swallowed) is
+    killed: run()'s shutdown(wait=True) after _stop would otherwise wait for it without a limit."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_deaf_to_sigterm, args=(ready,))
+    proc.start()
+    try:
+        assert ready.wait(60)
+        nothing_running = type("Store", (), {"search": lambda self, query: []})()
+        pool = executors.PoolExecutor(nothing_running, executors.Settings("sqlite:///x.db", "e", device="cpu"), 2)
+        pool.STOP_SECONDS = 1.0
+        fake = SimpleNamespace(_processes={proc.pid: proc}, shutdown=lambda **kw: None)
+        pool._stop([fake], {f"host:{proc.pid}"}, "test")
+        proc.join(30)
+        assert proc.exitcode == -signal.SIGKILL
+    finally:
+        if proc.is_alive():
+            proc.kill()
+
+
+def test_the_lanes_workers_get_their_warm_up_config(monkeypatch):
+    """start() hands each lane's initializer its warm-up config (warm_config): the GPU lane the first AlexNet
+    config, the CPU lane beside it none."""
+    import concurrent.futures
+
+    from mlhw.config import CNNConfig, MLPConfig
+
+    made = []
+
+    class FakePool:
+        def __init__(self, workers, mp_context=None, initializer=None, initargs=()):
+            made.append((initializer, initargs))
+
+        def submit(self, fn, *a):
+            pass
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", FakePool)
+    monkeypatch.setattr(executors.PoolExecutor, "close", lambda self: None)
+    pool = executors.PoolExecutor(None, executors.Settings("sqlite:///x.db", "e"), 2, gpus=1)
+    mlp, cnn = MLPConfig(), CNNConfig(optimizer="sgd")
+    try:
+        pool.start([mlp, cnn])
+    finally:
+        executors._shutdown(pool._manager)
+    (gpu_init, gpu_args), (cpu_init, cpu_args) = made
+    assert gpu_init is cpu_init is executors.prepare_worker
+    assert gpu_args[1] == "cuda:0" and gpu_args[4] is cnn
+    assert cpu_args[1] == "cpu" and cpu_args[4] is None
