@@ -334,6 +334,12 @@ def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
         assert c is cfg and data is executors._WORKER["source"].base("digits") and dev == torch.device("cuda:0")
 
 
+def _stopping_pool():
+    """A PoolExecutor for calling _stop on processes of a test's own, its store holding no RUNNING run to mark."""
+    nothing_running = type("Store", (), {"search": lambda self, query: []})()
+    return executors.PoolExecutor(nothing_running, executors.Settings("sqlite:///x.db", "e", device="cpu"), 2)
+
+
 def _ends_its_run_then_idles(path: str, ready) -> None:
     """A stand-in for a busy worker (_terminate_in_run): its first SIGTERM ends its run, which takes a second, and
     the SIGTERMs that come meanwhile are taken as that one (the kernel's merge of two pending ones, or a worker
@@ -372,8 +378,7 @@ def test_stop_signals_again_a_worker_left_idle_by_a_group_sigterm(tmp_path):
     proc.start()
     try:
         assert ready.wait(60)
-        nothing_running = type("Store", (), {"search": lambda self, query: []})()
-        pool = executors.PoolExecutor(nothing_running, executors.Settings("sqlite:///x.db", "e", device="cpu"), 2)
+        pool = _stopping_pool()
         back = Future()
         back.set_result(None)  # its unit came back
         threading.Thread(target=proc.join, daemon=True).start()  # reaps it at its exit, as a pool's own thread does
@@ -558,8 +563,7 @@ def test_stop_kills_a_worker_still_alive_at_its_deadline():
     proc.start()
     try:
         assert ready.wait(60)
-        nothing_running = type("Store", (), {"search": lambda self, query: []})()
-        pool = executors.PoolExecutor(nothing_running, executors.Settings("sqlite:///x.db", "e", device="cpu"), 2)
+        pool = _stopping_pool()
         pool.STOP_SECONDS = 1.0
         fake = SimpleNamespace(_processes={proc.pid: proc}, shutdown=lambda **kw: None)
         pool._stop([fake], {f"host:{proc.pid}"}, "test")
