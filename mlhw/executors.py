@@ -496,15 +496,22 @@ class PoolExecutor:
         import time
 
         pids = [int(w.rsplit(":", 1)[1]) for w in workers]
+        # the pools' own processes are asked through multiprocessing, which reaps them: one that exited before its
+        # pool's thread joined it is a zombie, which os.kill(pid, 0) counts as alive (the whole 10 s waited for it)
+        procs = {pid: proc for pool in pools for pid, proc in list((getattr(pool, "_processes", None) or {}).items())}
+
+        def alive(pid: int) -> bool:
+            return procs[pid].is_alive() if pid in procs else _alive(pid)
 
         def signal_alive() -> None:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGTERM)
+                    if alive(pid):  # a reaped pid may be another process's by now
+                        os.kill(pid, signal.SIGTERM)
 
         signal_alive()
         deadline, again = time.time() + self.STOP_SECONDS, time.time() + 0.5
-        while time.time() < deadline and any(_alive(pid) for pid in pids):
+        while time.time() < deadline and any(alive(pid) for pid in pids):
             if time.time() >= again and all(f.done() for f in futures):  # every worker idle: exits at SIGTERM
                 signal_alive()
                 again = time.time() + 0.5

@@ -574,6 +574,43 @@ def test_stop_kills_a_worker_still_alive_at_its_deadline():
             proc.kill()
 
 
+def _exits_at_once() -> None:
+    pass
+
+
+def test_stop_does_not_wait_for_a_pool_process_that_exited_unreaped():
+    """A pool's process that exited before its pool's thread joined it is a zombie: os.kill(pid, 0) still finds it,
+    and _stop waited its whole deadline for it. It asks the pool's own Process objects, which reap it."""
+    import multiprocessing
+    import time
+    from types import SimpleNamespace
+
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_exits_at_once)
+    proc.start()
+    try:
+        deadline = time.monotonic() + 60
+        while executors._alive(proc.pid) and _state(proc.pid) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _state(proc.pid) == "Z" and executors._alive(proc.pid)  # exited, not reaped: "alive" to os.kill
+        pool = _stopping_pool()
+        pool.STOP_SECONDS = 5.0
+        fake = SimpleNamespace(_processes={proc.pid: proc}, shutdown=lambda **kw: None)
+        t0 = time.monotonic()
+        pool._stop([fake], {f"host:{proc.pid}"}, "test")
+        assert time.monotonic() - t0 < 2, "_stop waited for a process that had exited"
+        assert proc.exitcode == 0
+    finally:
+        if proc.is_alive():
+            proc.kill()
+
+
+def _state(pid: int) -> str:
+    """A process's state letter from /proc (Z: a zombie)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_the_lanes_workers_get_their_warm_up_config(monkeypatch):
     """start() hands each lane's initializer its warm-up config (warm_config): the GPU lane the first AlexNet
     config, the CPU lane beside it none."""
