@@ -25,7 +25,7 @@ from mlhw.store import Store
 
 @dataclass
 class Event:
-    kind: str  # start | epoch | end
+    kind: str  # start | epoch | end | note (a worker's word on something that is not a failure, in `label`)
     unit: int
     label: str = ""
     epoch: int = 0
@@ -168,7 +168,14 @@ def prepare_worker(
         for name in datasets:
             source.base(name)
         if warm is not None and dev.type == "cuda":
-            mlhw.cnn.warm_up(warm, source.base(warm.dataset), dev, settings.precision)
+            try:
+                mlhw.cnn.warm_up(warm, source.base(warm.dataset), dev, settings.precision)
+            except Exception as err:  # noqa: BLE001 - a speed-up lost, not a failure: said with the first unit
+                why = (str(err).strip().splitlines() or [""])[0][:160]
+                _WORKER["note"] = (
+                    f"AlexNet's warm-up on {dev} failed ({type(err).__name__}: {why}); this worker's first AlexNet "
+                    "run pays CUDA's start-up instead"
+                )
     except Exception:  # noqa: BLE001, S110 - said by the unit that needs what failed
         pass
 
@@ -215,6 +222,8 @@ def work(unit: list[dict], index: int, settings: Settings, events=None, relay=No
     jobs = [Job.from_dict(d) for d in unit]
     if events is not None:
         events.put(Event("start", index, label_of(jobs), worker=worker_id()))
+        if note := _WORKER.pop("note", None):
+            events.put(Event("note", index, note, worker=worker_id()))
     on_epoch = None if events is None else (lambda epoch, _row: events.put(Event("epoch", index, epoch=epoch)))
     _WORKER["busy"] = True
     try:

@@ -334,6 +334,47 @@ def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
         assert c is cfg and data is executors._WORKER["source"].base("digits") and dev == torch.device("cuda:0")
 
 
+def test_a_failed_warm_up_is_said_with_the_workers_first_unit(monkeypatch):
+    """A warm-up that fails (out of GPU memory, a bug of its own) costs the first AlexNet run its start-up, and said
+    nothing: the worker's first unit now sends a note (after its start event), once; the unit itself runs."""
+    import queue
+    import signal
+
+    import mlhw.cnn
+    import mlhw.device
+    from mlhw.config import CNNConfig
+    from mlhw.runs import Job
+
+    def broken(cfg, data, dev, precision):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(executors, "_WORKER", {})
+    monkeypatch.setattr(mlhw.device, "resolve_device", lambda name: torch.device(name))
+    monkeypatch.setattr(executors, "warm_cuda", lambda dev: None)
+    monkeypatch.setattr(mlhw.cnn, "warm_up", broken)
+    ran = []
+    monkeypatch.setattr(executors, "execute_unit", lambda jobs, *a, **kw: ran.append(jobs) or executors.UnitResult())
+    cfg = CNNConfig(dataset="digits")
+    settings = executors.Settings(uri="sqlite:///unused.db", experiment="mlhw", device="cuda:0", precision="fp32")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        executors.prepare_worker(settings, "cuda:0", ("digits",), False, cfg)
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    executors._WORKER["store"] = "attached"
+    unit = [Job(cfg, "id", "a run").to_dict()]
+    events = queue.Queue()
+    executors.work(unit, 3, settings, events)
+    executors.work(unit, 4, settings, events)
+    said = [events.get_nowait() for _ in range(events.qsize())]
+    assert [(e.kind, e.unit) for e in said] == [("start", 3), ("note", 3), ("start", 4)] and len(ran) == 2
+    assert said[1].label == (
+        "AlexNet's warm-up on cuda:0 failed (RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB); this "
+        "worker's first AlexNet run pays CUDA's start-up instead"
+    )
+
+
 def _stopping_pool():
     """A PoolExecutor for calling _stop on processes of a test's own, its store holding no RUNNING run to mark."""
     nothing_running = type("Store", (), {"search": lambda self, query: []})()

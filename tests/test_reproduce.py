@@ -1225,6 +1225,7 @@ def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_ru
         Event("start", 0, "A"),
         Event("end", 1, "B", result=ok),
         Event("start", 2, "C"),
+        Event("note", 2, "warm-up failed ([bold]x[/]: y)", worker="h:7"),
         Event("end", 2, "C", result=ok),
         Event("end", 0, "A", result=ok),
     ]:
@@ -1235,6 +1236,7 @@ def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_ru
         "[1-3/6] start A",
         "[4-5/6] done: B (0.0 s; 2 of 6 done)",
         "[6/6] start C",
+        "note: worker h:7: warm-up failed ([bold]x[/]: y)",  # a worker's note, its text as it is
         "[6/6] done: C (0.0 s; 3 of 6 done)",
         "[1-3/6] done: A (0.0 s; 6 of 6 done)",
     ]

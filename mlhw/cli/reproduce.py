@@ -581,6 +581,10 @@ class _Reporter:
                 elapsed = now - self.started.get(ev.unit, now)
                 name = f"[{self.spans[ev.unit]}/{self.total}] {self.labels.get(ev.unit, '')}"
                 err.print(f"{name}: {count} ({elapsed:.0f} s)", highlight=False)
+        elif ev.kind == "note":
+            from rich.markup import escape
+
+            err.print(f"[yellow]note[/]: worker {ev.worker}: {escape(ev.label)}")
         elif ev.kind == "end":
             self.finished += len(unit)
             seconds = time.perf_counter() - self.started.get(ev.unit, time.perf_counter())
