@@ -330,6 +330,49 @@ def test_a_pool_takes_the_longest_first_where_it_is_known():
     assert next_unit(Lane("cuda:0", 1, cnn_first=True), queue_order(units), units) == 3  # a GPU lane: AlexNet's
 
 
+def test_a_pools_run_hands_out_its_units_in_queue_order(monkeypatch):
+    """PoolExecutor.run itself takes the units in queue_order (not the plan's): one worker, so every submission waits
+    for the previous unit to come back, and the order submitted is the order run. A stand-in pool runs nothing."""
+    import concurrent.futures
+    from types import SimpleNamespace
+
+    from mlhw import executors
+    from mlhw.config import MLPConfig
+
+    submitted = []
+
+    class InstantPool:
+        _processes: dict = {}
+
+        def __init__(self, workers, mp_context=None, initializer=None, initargs=()):
+            pass
+
+        def submit(self, fn, *args):
+            future = concurrent.futures.Future()
+            if fn is executors.work:
+                submitted.append(args[1])  # the unit's index in the plan
+            future.set_result(executors.UnitResult())
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", InstantPool)
+    sweep = MLPConfig(dataset="mnist", train_size=10_000, test_size=5_000)
+    kinds = [SimpleNamespace(kind=k) for k in ("cnn", "svm_soft", "theory")]
+    configs = [kinds[0], sweep, kinds[1], MLPConfig(dataset="mnist"), kinds[2]]
+    units = [[SimpleNamespace(config=c, to_dict=lambda: {}, name=f"u{i}", tags={})] for i, c in enumerate(configs)]
+    monkeypatch.setattr(executors, "label_of", lambda unit: unit[0].name)
+    pool = executors.PoolExecutor(None, executors.Settings("sqlite:///x.db", "e", device="cpu"), 1)
+    ended = []
+    try:
+        results = pool.run(units, lambda ev: ended.append(ev.unit) if ev.kind == "end" else None)
+    finally:
+        pool.close()
+    assert submitted == ended == [4, 3, 1, 0, 2] == executors.queue_order(units)
+    assert len(results) == 5 and not any(r.error for r in results)
+
+
 def two_lanes(jobs, device, gpus):
     """A GPU lane and a CPU lane beside it, both on this machine's CPU (no GPU here)."""
     from mlhw.executors import Lane
