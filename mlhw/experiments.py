@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mlhw.config import KINDS, user_fields
 from mlhw.errors import MLHWError, as_written, format_validation_error
@@ -59,8 +59,18 @@ class SuiteSpec(SuiteOverride):
 
 class ProfileSpec(_Strict):
     description: str = ""
+    # the worker processes `mlhw reproduce` uses for this profile when --jobs is not given (executors.auto_jobs for
+    # auto): a profile of runs that take seconds says 1, since each worker's start-up costs more than it saves
+    jobs: int | str = "auto"
     defaults: dict[str, Any] = {}
     suites: dict[str, SuiteOverride] = {}
+
+    @field_validator("jobs", mode="before")
+    @classmethod
+    def _jobs(cls, value):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("a number of worker processes (1 or more) or auto")
 
 
 class ExperimentsFile(_Strict):

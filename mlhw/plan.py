@@ -47,6 +47,7 @@ class Plan:
     description: str = ""  # the profile's
     rest: list[Planned] = field(default_factory=list)  # --only: the profile's other suites (not run; for the report)
     reported: set[str] = field(default_factory=set)  # suites whose tables results/<profile>/ holds now
+    jobs: int | str = "auto"  # the profile's worker processes where --jobs is not given (ProfileSpec.jobs)
 
     @property
     def rest_missing(self) -> list[str]:
@@ -225,6 +226,11 @@ def _run_note(plan: Plan, p: Planned) -> str:
     suite = plan.descriptions.get(p.spec.suite, "")
     what = f"{p.spec.label}: one run of {p.spec.suite}" if p.spec.label else f"The one run of {p.spec.suite}"
     return what + (f" ({suite})" if suite else "")
+
+
+def unit_count(entries: list[Planned]) -> int:
+    """How many units `units` makes of these entries: each run alone, MLP runs differing only in seed and lr as one."""
+    return len({p.spec.config.batch_key() if p.spec.kind == "mlp" else p.identity for p in entries})
 
 
 def units(plan: Plan, parents: dict[str, str]) -> list[list[Job]]:

@@ -25,6 +25,15 @@ def _cache_dir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MLHW_CACHE_DIR", str(tmp_path_factory.mktemp("mlhw-cache")))
 
 
+@pytest.fixture(autouse=True)
+def _one_process(monkeypatch):
+    """Reproductions run in one process unless a test passes --jobs (or sets MLHW_JOBS): `--jobs auto`, the default,
+    starts two workers on this project's 2-core machines for any plan of two units, and each pool pays its processes'
+    start-up (torch's and MLflow's imports), which the suite's tiny profiles never earn back. The pools have their own
+    tests (test_scale.py, test_early_workers.py) and auto's choice its own (test_reproduce.py)."""
+    monkeypatch.setenv("MLHW_JOBS", "1")
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in an empty folder: results/, data/ and mlflow.db land there, never in the repo."""

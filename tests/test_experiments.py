@@ -186,6 +186,8 @@ def with_(change):
             lambda d: d["profiles"]["p"].update(defaults={"colour": "red"}),
             "exp.yaml: profiles.p.defaults.colour: unknown key",
         ),
+        (lambda d: d["profiles"]["p"].update(jobs=0), "exp.yaml: profiles.p.jobs: "),
+        (lambda d: d["profiles"]["p"].update(jobs="many"), "exp.yaml: profiles.p.jobs: "),
         (lambda d: d["suites"]["m"].update(kind="rnn"), "exp.yaml: suites.m.kind: must be 'mlp', 'cnn'"),
         (lambda d: d["suites"]["m"].update(extra=1), "exp.yaml: suites.m.extra: unknown key"),
         (
@@ -411,6 +413,8 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "p", "--set", "m.seeds=[5,5]"], "--set m.seeds: seed 5 is listed twice (got [5, 5])"),
         (["--profile", "p", "--set", "epochs=true"], "--set epochs: must be a number, not a boolean (got true)"),
         (["--profile", "p", "--stale-after", "5"], "--stale-after 5: must be at least 15 seconds"),
+        (["--profile", "p", "--jobs", "0"], "--jobs '0': a number of worker processes (1 or more) or auto"),
+        (["--profile", "p", "--jobs", "two"], "--jobs 'two': a number of worker processes (1 or more) or auto"),
         (
             ["--profile", "p", "--set", "m.train_size=1298"],
             "--set m.train_size: 1298 is larger than the train pool of digits",

@@ -330,6 +330,77 @@ def test_a_pool_takes_the_longest_first_where_it_is_known():
     assert next_unit(Lane("cuda:0", 1, cnn_first=True), queue_order(units), units) == 3  # a GPU lane: AlexNet's
 
 
+@pytest.mark.parametrize(
+    "units, device, gpus, cores, expected",
+    [
+        (20, "auto", 0, 2, (2, "two on the CPU")),  # digits here: 104-111 s in two against 127 s in one
+        (20, "auto", 0, 16, (2, "two on the CPU")),  # more than two never measured against two
+        (20, "auto", 1, 16, (2, "one per GPU and one on the CPU")),  # H100 paper: 76.8 s against 83.8 s
+        (20, "auto", 2, 16, (3, "one per GPU and one on the CPU")),
+        (20, "cuda", 1, 16, (3, "three sharing cuda")),  # H200 paper: 78.6 s, two 87.6 s, one 92.2 s
+        (20, "cpu", 1, 16, (2, "two on the CPU")),  # --device cpu on a GPU machine: the CPU's rule
+        (1, "auto", 1, 16, (1, "one per GPU and one on the CPU, but 1 unit of work")),
+        (2, "cuda:1", 1, 16, (2, "three sharing cuda:1, but 2 units of work")),
+        (20, "auto", 0, 1, (1, "two on the CPU, but 1 CPU core")),
+        (20, "auto", 2, 2, (2, "one per GPU and one on the CPU, but 2 CPU cores")),
+    ],
+)
+def test_jobs_auto_picks_the_workers_by_the_machine_and_the_plan(units, device, gpus, cores, expected):
+    from mlhw.executors import auto_jobs
+
+    assert auto_jobs(units, device, gpus, cores) == expected
+
+
+def test_jobs_auto_counts_the_gpus_only_where_the_device_may_use_them(monkeypatch):
+    from mlhw import executors
+
+    monkeypatch.setattr(executors, "gpu_count", lambda: 1)
+    assert executors.auto_jobs(20, "auto", cores=8) == (2, "one per GPU and one on the CPU")
+    monkeypatch.setattr(executors, "gpu_count", lambda: pytest.fail("--device cpu asked for the GPUs"))
+    assert executors.auto_jobs(20, "cpu", cores=8) == (2, "two on the CPU")
+
+
+@pytest.mark.parametrize(
+    "requested, profile, expected",
+    [(None, "auto", 2), (None, 1, 1), ("auto", 1, 2), (3, 1, 3), (1, "auto", 1), (None, 4, 4)],
+)
+def test_jobs_comes_from_the_option_then_the_profile_then_auto(monkeypatch, requested, profile, expected):
+    """--jobs (or MLHW_JOBS) first, then the profile's `jobs` (ci says 1), then auto; a pool only for 2 or more."""
+    from types import SimpleNamespace
+
+    from mlhw import executors
+    from mlhw.cli.reproduce import _Workers
+
+    started = []
+    monkeypatch.setattr(executors, "auto_jobs", lambda units, device: (2, "two on the CPU"))
+    monkeypatch.setattr(executors.PoolExecutor, "start", lambda self, configs: started.append(self.jobs))
+    monkeypatch.setattr(executors.PoolExecutor, "close", lambda self: None)
+    cfg = SimpleNamespace(kind="svm_soft")
+    entries = [SimpleNamespace(identity=str(i), spec=SimpleNamespace(kind="svm_soft", config=cfg)) for i in range(6)]
+    plan = SimpleNamespace(jobs=profile, pending=lambda: entries, entries=entries)
+    with _Workers(executors.Settings("sqlite:///x.db", "e", device="cpu"), requested) as workers:
+        workers.start(plan)
+        assert workers.jobs == expected and started == ([expected] if expected > 1 else [])
+        said = workers.said()
+    auto = requested == "auto" or (requested is None and profile == "auto")
+    assert said == (
+        None if expected == 1 else f"{expected} worker processes" + (" (--jobs auto: two on the CPU)" * auto)
+    )
+
+
+def test_the_default_jobs_auto_runs_a_plan_in_two_workers_and_says_so(project, monkeypatch):
+    """No --jobs and no profile `jobs`: auto, here two workers on the CPU (two cores), named under the plan."""
+    monkeypatch.delenv("MLHW_JOBS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    uri = f"sqlite:///{project}/mlflow.db"
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri])
+    assert res.exit_code == 0, res.stderr[-2000:]
+    assert "2 worker processes (--jobs auto: two on the CPU)" in res.stderr.splitlines()
+    _, runs = runs_of(uri, "mlhw")
+    workers = {r.data.tags.get("mlhw.worker") for r in runs if r.data.tags.get("mlhw.kind") not in ("suite", None)}
+    assert len(workers) == 2 and all(r.info.status == "FINISHED" for r in runs)
+
+
 def test_a_pools_run_hands_out_its_units_in_queue_order(monkeypatch):
     """PoolExecutor.run itself takes the units in queue_order (not the plan's): one worker, so every submission waits
     for the previous unit to come back, and the order submitted is the order run. A stand-in pool runs nothing."""

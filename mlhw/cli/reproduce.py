@@ -98,6 +98,7 @@ def _validate(
         store.check_artifacts_writable()
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
+    plan.jobs = spec.profiles[profile].jobs  # --jobs where it is not given (_Workers)
     # the committed results this reproduction is checked against, read now: a broken check.yaml or table stops it
     # before --jobs N's workers start (2.5 s to the error on the 2-core CPU instead of 6.7 s)
     committed = _committed(profile_folder(results_dir, profile), plan)
@@ -218,12 +219,13 @@ def n_runs(n: int) -> str:
     return f"{n} run" + "s" * (n != 1)
 
 
-def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: str, ray_address=None) -> None:
+def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, ray_address=None):
+    """The parallel options checked before anything runs; returns --jobs read (a number, "auto", or None: the
+    profile's)."""
     from mlhw.errors import MLHWError
     from mlhw.store import sqlite_path
 
-    if jobs < 1:
-        raise MLHWError(f"--jobs {jobs}: must be at least 1")
+    jobs = _parse_jobs(jobs)
     from mlhw import lifecycle
 
     least = 1.5 * lifecycle.HEARTBEAT_SECONDS  # below a heartbeat's interval, live runs elsewhere would look dead
@@ -250,6 +252,24 @@ def _check_parallel_options(executor: str, jobs: int, stale_after: float, uri: s
         _check_ray_address(ray_address)
     elif ray_address:
         raise MLHWError(f"--ray-address {ray_address}: only with --executor ray")
+    return jobs
+
+
+def _parse_jobs(text: str | None):
+    """--jobs (or MLHW_JOBS) as given: a number of worker processes, "auto", or None where neither is set."""
+    import os
+
+    from mlhw.errors import MLHWError
+
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if value == "auto":
+        return "auto"
+    if not value.isdigit() or int(value) < 1:
+        where = " (from MLHW_JOBS)" if os.environ.get("MLHW_JOBS") == text else ""
+        raise MLHWError(f"--jobs {text!r}{where}: a number of worker processes (1 or more) or auto")
+    return int(value)
 
 
 def _check_ray_address(address: str) -> None:
@@ -482,19 +502,36 @@ def _scope(plan, planned=None):
 class _Workers:
     """--jobs N's local workers, started by _validate (on_work) as soon as the plan has runs to train, so that they
     start up while the parent still checks, creates the store and the suite parents; stopped on the way out if
-    run() never took them (a check that failed after the start, Ctrl-C)."""
+    run() never took them (a check that failed after the start, Ctrl-C). `requested`: --jobs as given (a number,
+    "auto", None: the profile's); `jobs` is the number of processes decided once the plan is known (1 until then,
+    and where nothing runs)."""
 
-    def __init__(self, settings, jobs: int):
-        self.settings, self.jobs, self.pool = settings, jobs, None
+    def __init__(self, settings, requested, local: bool = True):
+        self.settings, self.requested, self.local = settings, requested, local
+        self.jobs, self.why, self.pool = 1, "", None
 
     def start(self, plan) -> None:
+        from mlhw.executors import PoolExecutor, auto_jobs
+        from mlhw.plan import unit_count
+
+        entries = plan.entries if self.settings.force else plan.pending()
+        requested = self.requested if self.requested is not None else plan.jobs
+        if not self.local:  # --executor ray: the cluster decides
+            return
+        if requested == "auto":
+            self.jobs, self.why = auto_jobs(unit_count(entries), self.settings.device)
+        else:
+            self.jobs = requested
         if self.jobs < 2:
             return
-        from mlhw.executors import PoolExecutor
-
         self.pool = PoolExecutor(None, self.settings, self.jobs)
-        entries = plan.entries if self.settings.force else plan.pending()
         self.pool.start([p.spec.config for p in entries])
+
+    def said(self) -> str | None:
+        """The line under the plan that names the worker processes and why (None: this process trains alone)."""
+        if self.jobs < 2:
+            return None
+        return f"{self.jobs} worker processes" + (f" (--jobs auto: {self.why})" if self.why else "")
 
     def __enter__(self):
         return self
@@ -670,15 +707,20 @@ def reproduce(
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
     jobs: Annotated[
-        int,
+        Optional[str],
         typer.Option(
-            help="Local worker processes, CPU threads split between them. With GPUs (--device auto): one "
-            "worker per GPU, and the workers beyond the GPUs run on the CPU and take all but AlexNet (on one GPU, "
-            "--jobs 2 trains Part 1 on the CPU beside AlexNet). On a SQLite store their MLflow calls go through "
-            "one writer process, one at a time.",
+            metavar="N|auto",
+            envvar="MLHW_JOBS",
+            show_default="the profile's jobs, else auto",
+            help="Local worker processes, CPU threads split between them (1: everything in this process). With "
+            "GPUs (--device auto): one worker per GPU, and the workers beyond the GPUs run on the CPU and take all "
+            "but AlexNet (on one GPU, --jobs 2 trains Part 1 on the CPU beside AlexNet). auto: one per GPU and one "
+            "on the CPU where a GPU is (three sharing it with --device cuda), two on a CPU of two or more cores, "
+            "never more than the plan's units of work. On a SQLite store the workers' MLflow calls go through one "
+            "writer process, one at a time.",
             rich_help_panel=PARALLEL,
         ),
-    ] = 1,
+    ] = None,
     executor: Annotated[
         Literal["local", "ray"],
         typer.Option(
@@ -711,9 +753,9 @@ def reproduce(
     from mlhw.store import resolve_uri
 
     uri = resolve_uri(tracking_uri)
-    _check_parallel_options(executor, jobs, stale_after, uri, ray_address)
+    requested = _check_parallel_options(executor, jobs, stale_after, uri, ray_address)
     settings = Settings(uri, experiment, data_dir, download, device, stale_after=stale_after, force=force)
-    with _Workers(settings, jobs if executor == "local" else 1) as workers:
+    with _Workers(settings, requested, local=executor == "local") as workers:
         from mlhw import fingerprint_cache
 
         with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
@@ -761,6 +803,9 @@ def reproduce(
             )
         committed = profile_folder(results_dir, profile)  # the baseline: --only compares its suites' tables with it
         _show_plan(plan)
+        jobs = workers.jobs
+        if workers.said():
+            err.print(workers.said(), highlight=False)
         if plan.only and plan.rest_missing and not plan.overrides:
             err.print(
                 f"--only: the store lacks done runs of {', '.join(plan.rest_missing)}, so the report covers "
