@@ -15,10 +15,10 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.context import SpawnContext, SpawnProcess
 
 from mlhw.claims import STALE_SECONDS, Claimed, claimer, mark_dead
 from mlhw.lifecycle import Terminated, worker_id
+from mlhw.processes import QuietSpawnContext, exit_with_parent, writer_signals
 from mlhw.runs import DataSource, Job, run_unit
 from mlhw.store import Store
 
@@ -143,7 +143,7 @@ def prepare_worker(
     Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _exit_with_parent()
+        exit_with_parent()
     signal.signal(signal.SIGTERM, _terminate_in_run)
     _WORKER["device_name"] = device or settings.device
     try:
@@ -350,9 +350,9 @@ class PoolExecutor:
 
         if self._pools is not None:
             return
-        ctx = _QuietSpawnContext()  # SIGINT ignored from the children's first instruction
+        ctx = QuietSpawnContext()  # SIGINT ignored from the children's first instruction
         self._manager = RelayManager(ctx=ctx)
-        self._manager.start(_writer_signals)
+        self._manager.start(writer_signals)
         self._pools = []
         for lane in self.lanes:
             datasets = tuple(
@@ -649,52 +649,6 @@ def _shutdown(manager, *proxies) -> None:
     with contextlib.suppress(Exception):
         manager.shutdown()
     del proxies
-
-
-class _QuietSpawnProcess(SpawnProcess):
-    """A spawned process that starts with SIGINT ignored: a terminal's Ctrl-C reaches the whole group, the children
-    too while they import (2-3 s, before their initializer ignores it), and each printed a KeyboardInterrupt
-    traceback. SIG_IGN survives exec (Python then installs no handler); the parent ignores it only for the fork."""
-
-    def start(self) -> None:
-        main = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
-            super().start()
-        finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
-
-
-class _QuietSpawnContext(SpawnContext):
-    Process = _QuietSpawnProcess
-
-
-def _writer_signals() -> None:
-    """The MLflow writer (the relay's manager process) outlives Ctrl-C and SIGTERM sent to the whole process group
-    (a terminal, a CI runner's cancel, `kill -- -PGID`): the workers end their runs KILLED through it, and their
-    parent stops it once they have (or it ends with a parent that is gone). A writer that died with the group
-    left the workers' last calls unanswered: the runs stayed RUNNING, or the parent marked them after waiting its
-    full 10 s for workers that could not finish."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _exit_with_parent()
-
-
-def _exit_with_parent() -> None:
-    """A worker or the writer whose parent is gone (SIGKILL, the OOM killer) ends too: it would wait for work
-    forever, holding its memory (and a GPU's, once warm_cuda ran)."""
-    import multiprocessing
-
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        parent.join()  # waits on the parent's sentinel: it closes when the parent exits
-        os._exit(143)
-
-    threading.Thread(target=watch, name="mlhw-parent-watch", daemon=True).start()
 
 
 def _alive(pid: int) -> bool:

@@ -12,7 +12,7 @@ import torch
 import yaml
 from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of
 
-from mlhw import executors
+from mlhw import executors, processes
 from mlhw.cli import reproduce as reproduce_cli
 
 PROFILE = {
@@ -223,12 +223,33 @@ def _sigint_ignored(queue) -> None:
     queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
 
 
+def test_the_writers_process_loads_only_the_standard_library_before_it_answers():
+    """A spawned child imports the modules of its Process class and of its initializer before it runs: the writer's
+    were mlhw.executors', and it imported MLflow (1.1 s on the 2-core CPU) while the parent waited in its start.
+    mlhw.processes holds them and imports nothing of mlhw's, MLflow's or torch's; the writer loads MLflow on a
+    thread once it answers."""
+    import subprocess
+    import sys
+
+    from mlhw.relay import RelayManager
+
+    code = (
+        "import sys, mlhw.processes\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mlhw', 'mlflow', 'torch', 'numpy')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['mlhw', 'mlhw.processes']"
+    assert executors.QuietSpawnContext is processes.QuietSpawnContext
+    assert executors.writer_signals is processes.writer_signals
+    assert RelayManager.__module__ == "mlhw.relay"
+
+
 def test_a_spawned_worker_starts_with_sigint_ignored(sigint_live):
     """A terminal's Ctrl-C reaches the whole process group: a worker still importing (before its initializer ran)
     printed a KeyboardInterrupt traceback. The workers and the writer start with SIGINT ignored."""
     import signal
 
-    ctx = executors._QuietSpawnContext()
+    ctx = processes.QuietSpawnContext()
     queue = ctx.SimpleQueue()
     p = ctx.Process(target=_sigint_ignored, args=(queue,))
     p.start()
@@ -243,7 +264,7 @@ def _orphan_child(queue) -> None:
     import os
     import time
 
-    executors._exit_with_parent()
+    processes.exit_with_parent()
     queue.put(os.getpid())
     time.sleep(300)
 
@@ -258,9 +279,9 @@ def test_a_worker_ends_with_its_killed_parent(tmp_path):
 
     code = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "from mlhw import executors\nimport test_early_workers as t\n"
+        "from mlhw import processes\nimport test_early_workers as t\n"
         "if __name__ == '__main__':\n"
-        "    ctx = executors._QuietSpawnContext(); q = ctx.SimpleQueue()\n"
+        "    ctx = processes.QuietSpawnContext(); q = ctx.SimpleQueue()\n"
         "    ctx.Process(target=t._orphan_child, args=(q,)).start()\n"
         "    print(q.get(), flush=True)\n"
         "    import time; time.sleep(300)\n"
