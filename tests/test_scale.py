@@ -401,6 +401,19 @@ def test_the_default_jobs_auto_runs_a_plan_in_two_workers_and_says_so(project, m
     assert len(workers) == 2 and all(r.info.status == "FINISHED" for r in runs)
 
 
+def test_a_dry_run_says_how_many_workers_would_train(project, monkeypatch):
+    monkeypatch.delenv("MLHW_JOBS")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    uri = f"sqlite:///{project}/mlflow.db"
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--dry-run"])
+    assert (
+        res.exit_code == 0
+        and res.stdout.splitlines()[-1] == "to train in 2 worker processes (--jobs auto: two on the CPU)"
+    )
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--dry-run", "--jobs", "1"])
+    assert res.exit_code == 0 and "worker processes" not in res.stdout and not (project / "mlflow.db").exists()
+
+
 def test_a_pools_run_hands_out_its_units_in_queue_order(monkeypatch):
     """PoolExecutor.run itself takes the units in queue_order (not the plan's): one worker, so every submission waits
     for the previous unit to come back, and the order submitted is the order run. A stand-in pool runs nothing."""

@@ -510,18 +510,25 @@ class _Workers:
         self.settings, self.requested, self.local = settings, requested, local
         self.jobs, self.why, self.pool = 1, "", None
 
-    def start(self, plan) -> None:
-        from mlhw.executors import PoolExecutor, auto_jobs
+    def decide(self, plan) -> list:
+        """Sets `jobs` and `why` for this plan; returns the entries that will run."""
+        from mlhw.executors import auto_jobs
         from mlhw.plan import unit_count
 
         entries = plan.entries if self.settings.force else plan.pending()
         requested = self.requested if self.requested is not None else plan.jobs
         if not self.local:  # --executor ray: the cluster decides
-            return
-        if requested == "auto":
+            self.jobs, self.why = 1, ""
+        elif requested == "auto":
             self.jobs, self.why = auto_jobs(unit_count(entries), self.settings.device)
         else:
-            self.jobs = requested
+            self.jobs, self.why = requested, ""
+        return entries
+
+    def start(self, plan) -> None:
+        from mlhw.executors import PoolExecutor
+
+        entries = self.decide(plan)
         if self.jobs < 2:
             return
         self.pool = PoolExecutor(None, self.settings, self.jobs)
@@ -782,6 +789,8 @@ def reproduce(
                     p.status = "pending"
         if dry_run:
             _show_dry_run(plan, data_dir, results_dir)
+            if plan.pending() and workers.decide(plan) and workers.said():
+                out.print(f"to train in {workers.said()}", highlight=False, soft_wrap=True)
             return
         folder = _scope(plan).folder(results_dir)
         from mlhw.report import changed_files
