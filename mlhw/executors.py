@@ -165,9 +165,7 @@ def prepare_worker(
         _WORKER["device"] = dev
         source = DataSource(settings.data_dir, settings.download)
         _WORKER["source"] = source
-        for name in datasets:
-            source.base(name)
-        if warm is not None and dev.type == "cuda":
+        if warm is not None and dev.type == "cuda":  # first: the first unit of a GPU lane is AlexNet's
             try:
                 mlhw.cnn.warm_up(warm, source.base(warm.dataset), dev, settings.precision)
             except Exception as err:  # noqa: BLE001 - a speed-up lost, not a failure: said with the first unit
@@ -176,6 +174,8 @@ def prepare_worker(
                     f"AlexNet's warm-up on {dev} failed ({type(err).__name__}: {why}); this worker's first AlexNet "
                     "run pays CUDA's start-up instead"
                 )
+        for name in datasets:  # the rest (a GPU lane's MNIST, for Part 1's units it may take at the end)
+            source.base(name)
     except Exception:  # noqa: BLE001, S110 - said by the unit that needs what failed
         pass
 

@@ -355,6 +355,40 @@ def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
         assert c is cfg and data is executors._WORKER["source"].base("digits") and dev == torch.device("cuda:0")
 
 
+def test_a_gpu_worker_warms_up_before_it_reads_the_datasets_of_its_later_units(monkeypatch):
+    """A GPU lane takes AlexNet's units first: its warm-up (seconds of CUDA's start-up) comes before reading Part 1's
+    MNIST, which only the lane's last units may need."""
+    import signal
+
+    import mlhw.cnn
+    import mlhw.device
+    from mlhw.config import CNNConfig
+
+    calls = []
+
+    class Source:
+        def __init__(self, data_dir, download):
+            pass
+
+        def base(self, name):
+            calls.append(("read", name))
+            return name
+
+    monkeypatch.setattr(executors, "_WORKER", {})
+    monkeypatch.setattr(executors, "DataSource", Source)
+    monkeypatch.setattr(mlhw.device, "resolve_device", lambda name: torch.device(name))
+    monkeypatch.setattr(executors, "warm_cuda", lambda dev: None)
+    monkeypatch.setattr(mlhw.cnn, "warm_up", lambda cfg, data, dev, precision: calls.append(("warm", data)))
+    settings = executors.Settings(uri="sqlite:///unused.db", experiment="mlhw", device="cuda:0", precision="fp32")
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        executors.prepare_worker(settings, "cuda:0", ("mnist", "cifar10"), False, CNNConfig(dataset="cifar10"))
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert calls[:3] == [("read", "cifar10"), ("warm", "cifar10"), ("read", "mnist")]
+
+
 def test_a_failed_warm_up_is_said_with_the_workers_first_unit(monkeypatch):
     """A warm-up that fails (out of GPU memory, a bug of its own) costs the first AlexNet run its start-up, and said
     nothing: the worker's first unit now sends a note (after its start event), once; the unit itself runs."""
