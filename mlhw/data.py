@@ -901,6 +901,11 @@ def _source_of(name: str, data_dir: Path, download: bool | None) -> tuple[list[P
     return None
 
 
+def files_present(names, data_dir: str | Path = "data") -> bool:
+    """Whether the files of every dataset in `names` are where `load` would read them (found, not read)."""
+    return all(_source_of(n, Path(data_dir), False) is not None for n in names)
+
+
 def dataset_fingerprint(
     name: str, data_dir: str | Path = "data", download: bool | None = False, steps: Sequence[Step | str] = ()
 ) -> str:

@@ -228,9 +228,10 @@ def _run_note(plan: Plan, p: Planned) -> str:
     return what + (f" ({suite})" if suite else "")
 
 
-def unit_count(entries: list[Planned]) -> int:
-    """How many units `units` makes of these entries: each run alone, MLP runs differing only in seed and lr as one."""
-    return len({p.spec.config.batch_key() if p.spec.kind == "mlp" else p.identity for p in entries})
+def unit_count(configs) -> int:
+    """How many units `units` makes of runs of these configs: each run alone, MLP runs differing only in seed and lr
+    as one (a config twice is one run: a run shared between suites)."""
+    return len({c.batch_key() if c.kind == "mlp" else c.model_dump_json() for c in configs})
 
 
 def units(plan: Plan, parents: dict[str, str]) -> list[list[Job]]:

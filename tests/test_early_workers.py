@@ -96,6 +96,35 @@ def test_the_workers_start_with_the_plan_and_are_the_ones_that_train(project, sp
     assert worker_pids <= pids  # no second set of processes: run() took the started ones
 
 
+def test_a_new_stores_workers_start_before_the_data_are_read(project, spied, monkeypatch):
+    """A store (or an experiment) that does not exist yet has every planned run to train: its workers start before
+    the parent reads and checks the data and makes the plan (2.5 s of the paper profile's start-up on the 2-core CPU
+    with an empty fingerprint cache). A store that holds runs waits for the plan, which says what is left."""
+    unreadable = reproduce_cli._unreadable
+
+    def spy_unreadable(*a, **kw):
+        spied.append(("data read",))
+        return unreadable(*a, **kw)
+
+    monkeypatch.setattr(reproduce_cli, "_unreadable", spy_unreadable)
+    assert repro(project, "--jobs", 2, "--only", "svm_soft").exit_code == 0
+    assert list(dict.fromkeys(s[0] for s in spied))[:3] == ["start", "data read", "suite parents"]
+    spied.clear()
+    assert repro(project, "--jobs", 2).exit_code == 0  # the store exists now: the sweep is left
+    assert list(dict.fromkeys(s[0] for s in spied))[:3] == ["data read", "start", "suite parents"]
+    assert sorted(c.kind for c in spied[1][2]) == ["mlp", "mlp"]
+
+
+def test_a_new_store_whose_data_are_absent_starts_no_worker_before_the_parents_check(project, spied):
+    """An absent dataset is the parent's to fetch or to refuse: workers started beside it would fetch it too."""
+    doc = yaml.safe_load((project / "experiments.yaml").read_text())
+    doc["profiles"]["small"]["defaults"]["dataset"] = "mnist"
+    (project / "experiments.yaml").write_text(yaml.safe_dump(doc))
+    res = repro(project, "--jobs", 2, "--no-download", "--only", "mlp_lr_sweep")
+    assert res.exit_code == 2 and "mnist" in res.stderr and spied == []
+    assert not (project / "mlflow.db").exists()
+
+
 def test_a_check_that_fails_after_the_start_leaves_no_worker_and_nothing_written(project, spied, monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA: --device cuda must fail its check")

@@ -365,26 +365,25 @@ def test_jobs_auto_counts_the_gpus_only_where_the_device_may_use_them(monkeypatc
     [(None, "auto", 2), (None, 1, 1), ("auto", 1, 2), (3, 1, 3), (1, "auto", 1), (None, 4, 4)],
 )
 def test_jobs_comes_from_the_option_then_the_profile_then_auto(monkeypatch, requested, profile, expected):
-    """--jobs (or MLHW_JOBS) first, then the profile's `jobs` (ci says 1), then auto; a pool only for 2 or more."""
-    from types import SimpleNamespace
-
+    """--jobs (or MLHW_JOBS) first, then the profile's `jobs` (ci says 1), then auto; a pool only for 2 or more,
+    started once (a new store's workers start before the plan is made, and the plan's call does nothing)."""
     from mlhw import executors
     from mlhw.cli.reproduce import _Workers
+    from mlhw.config import SoftSVMConfig
 
     started = []
-    monkeypatch.setattr(executors, "auto_jobs", lambda units, device: (2, "two on the CPU"))
+    monkeypatch.setattr(executors, "auto_jobs", lambda units, device: (2, f"two on the CPU, {units} units"))
     monkeypatch.setattr(executors.PoolExecutor, "start", lambda self, configs: started.append(self.jobs))
     monkeypatch.setattr(executors.PoolExecutor, "close", lambda self: None)
-    cfg = SimpleNamespace(kind="svm_soft")
-    entries = [SimpleNamespace(identity=str(i), spec=SimpleNamespace(kind="svm_soft", config=cfg)) for i in range(6)]
-    plan = SimpleNamespace(jobs=profile, pending=lambda: entries, entries=entries)
+    configs = [SoftSVMConfig(C=c) for c in (0.1, 1, 10, 1)]  # C=1 twice: one run shared between two suites
     with _Workers(executors.Settings("sqlite:///x.db", "e", device="cpu"), requested) as workers:
-        workers.start(plan)
+        workers.start(configs, profile)
+        workers.start(configs[:1], 1)  # the plan's call, after a new store's: nothing more
         assert workers.jobs == expected and started == ([expected] if expected > 1 else [])
         said = workers.said()
     auto = requested == "auto" or (requested is None and profile == "auto")
     assert said == (
-        None if expected == 1 else f"{expected} worker processes" + (" (--jobs auto: two on the CPU)" * auto)
+        None if expected == 1 else f"{expected} worker processes" + (" (--jobs auto: two on the CPU, 3 units)" * auto)
     )
 
 

@@ -75,8 +75,9 @@ def _validate(
     on_work=None,
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
-    the data (read and checked), the results folder and the tracking store. Returns the plan. `on_work(plan)` is
-    called as soon as the plan has runs to train: --jobs N starts its workers there, beside the checks left."""
+    the data (read and checked), the results folder and the tracking store. Returns the plan. `on_work(configs,
+    profile_jobs)` is called as soon as it is known that runs will train (a new store: at once; else once the plan
+    is made): --jobs N starts its workers there, beside the checks left."""
     from mlhw.errors import DataNotFound, MLHWError
     from mlhw.experiments import expand, load_file
     from mlhw.plan import make_plan
@@ -87,27 +88,31 @@ def _validate(
     spec = load_file(file)
     specs = expand(spec, profile, only, sets or [], file)
     check_device(device, present=False)
-    source = DataSource(data_dir, False if dry_run else download)
-    # the files read and checked (labels, sizes, dtypes; unchanged files are not read again); a dry run lists
-    # the runs of an absent dataset without identities
-    missing = _unreadable(specs, data_dir, False if dry_run else download, DataNotFound if dry_run else ())
     if not dry_run:
         check_writable(results_dir, profile)
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
     if not dry_run:
         store.check_artifacts_writable()
+    # the committed results this reproduction is checked against, read now: a broken check.yaml or table stops it
+    # before --jobs N's workers start (2.5 s to the error on the 2-core CPU instead of 6.7 s)
+    committed = _committed(profile_folder(results_dir, profile), sets)
+    if on_work is not None and not dry_run and store.experiment_id is None and _files_present(specs, data_dir):
+        # an experiment (or a database) that does not exist yet: every planned run will train, known before the data
+        # are read and checked and the plan made, where the workers start otherwise (2.5 s of the paper profile's
+        # start-up on this project's 2-core CPU, the fingerprint cache empty, as on a fresh machine). Not where a
+        # dataset is absent: its download is the parent's alone.
+        _no_gpu_driver_for(device)
+        on_work([s.config for s in specs], spec.profiles[profile].jobs)
+    source = DataSource(data_dir, False if dry_run else download)
+    # the files read and checked (labels, sizes, dtypes; unchanged files are not read again); a dry run lists
+    # the runs of an absent dataset without identities
+    missing = _unreadable(specs, data_dir, False if dry_run else download, DataNotFound if dry_run else ())
     descriptions = {s: spec.suites[s].description for s in spec.suites}
     plan = make_plan(specs, store, source, profile, stale_after, descriptions, sets or [], only or [], missing)
     plan.jobs = spec.profiles[profile].jobs  # --jobs where it is not given (_Workers)
-    # the committed results this reproduction is checked against, read now: a broken check.yaml or table stops it
-    # before --jobs N's workers start (2.5 s to the error on the 2-core CPU instead of 6.7 s)
-    committed = _committed(profile_folder(results_dir, profile), plan)
     if on_work is not None and not dry_run and (plan.pending() or force):
-        from mlhw.executors import gpu_driver_absent
-
-        if device != "auto" and device != "cpu" and gpu_driver_absent():
-            check_device(device)  # --device cuda where no GPU can be: say so before any worker starts (3 s sooner)
-        on_work(plan)
+        _no_gpu_driver_for(device)
+        on_work([p.spec.config for p in (plan.entries if force else plan.pending())], plan.jobs)
     # only what will run: a done run's sizes fitted its data, and checking them would read every dataset on a
     # no-op reproduce (the fingerprint cache spares that read)
     _check_data([p.spec for p in plan.pending()], source, missing)
@@ -145,6 +150,20 @@ def _validate(
     if not dry_run and store.experiment_id is None:
         store = Store(tracking_uri, experiment)
     return spec, source, store, plan, baseline
+
+
+def _no_gpu_driver_for(device: str) -> None:
+    """--device cuda where no GPU driver is: said before any worker starts (3 s sooner than torch's own check)."""
+    from mlhw.executors import gpu_driver_absent
+
+    if device != "auto" and device != "cpu" and gpu_driver_absent():
+        check_device(device)
+
+
+def _files_present(specs, data_dir) -> bool:
+    from mlhw.data import files_present
+
+    return files_present({s.config.dataset for s in specs if getattr(s.config, "dataset", None)}, data_dir)
 
 
 def _unreadable(specs, data_dir, download, tolerated) -> set[str]:
@@ -187,12 +206,13 @@ def _check_data(specs, source, missing) -> None:
             raise MLHWError(f"{spec.culprit(problem[0])}: {problem[1]}")
 
 
-def _committed(folder, plan):
+def _committed(folder, overrides):
     """The profile's committed results, read before this reproduction replaces them (None: no baseline; --set
-    changes the runs: nothing to compare with). CheckConfigError (exit 2), naming the file, before any run exists."""
+    `overrides` change the runs: nothing to compare with). CheckConfigError (exit 2), naming the file, before any
+    run exists."""
     from mlhw.check import load_baseline
 
-    if plan.overrides or not (folder / TABLES).is_dir():
+    if overrides or not (folder / TABLES).is_dir():
         return None
     return load_baseline(folder)
 
@@ -508,31 +528,34 @@ class _Workers:
 
     def __init__(self, settings, requested, local: bool = True):
         self.settings, self.requested, self.local = settings, requested, local
-        self.jobs, self.why, self.pool = 1, "", None
+        self.jobs, self.why, self.pool, self.started = 1, "", None, False
 
-    def decide(self, plan) -> list:
-        """Sets `jobs` and `why` for this plan; returns the entries that will run."""
+    def decide(self, configs, profile_jobs) -> None:
+        """Sets `jobs` and `why` for runs of these configs (`profile_jobs`: the profile's `jobs`)."""
         from mlhw.executors import auto_jobs
         from mlhw.plan import unit_count
 
-        entries = plan.entries if self.settings.force else plan.pending()
-        requested = self.requested if self.requested is not None else plan.jobs
+        requested = self.requested if self.requested is not None else profile_jobs
         if not self.local:  # --executor ray: the cluster decides
             self.jobs, self.why = 1, ""
         elif requested == "auto":
-            self.jobs, self.why = auto_jobs(unit_count(entries), self.settings.device)
+            self.jobs, self.why = auto_jobs(unit_count(configs), self.settings.device)
         else:
             self.jobs, self.why = requested, ""
-        return entries
 
-    def start(self, plan) -> None:
+    def start(self, configs, profile_jobs) -> None:
+        """_validate's on_work: the workers for runs of these configs, started once (a new store's at once, others
+        once the plan is made)."""
+        if self.started:
+            return
         from mlhw.executors import PoolExecutor
 
-        entries = self.decide(plan)
+        self.started = True
+        self.decide(configs, profile_jobs)
         if self.jobs < 2:
             return
         self.pool = PoolExecutor(None, self.settings, self.jobs)
-        self.pool.start([p.spec.config for p in entries])
+        self.pool.start(configs)
 
     def said(self) -> str | None:
         """The line under the plan that names the worker processes and why (None: this process trains alone)."""
@@ -789,7 +812,8 @@ def reproduce(
                     p.status = "pending"
         if dry_run:
             _show_dry_run(plan, data_dir, results_dir)
-            if plan.pending() and workers.decide(plan) and workers.said():
+            workers.decide([p.spec.config for p in plan.pending()], plan.jobs)
+            if plan.pending() and workers.said():
                 out.print(f"to train in {workers.said()}", highlight=False, soft_wrap=True)
             return
         folder = _scope(plan).folder(results_dir)
