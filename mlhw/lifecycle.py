@@ -39,17 +39,32 @@ TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as 
 # Metrics are batched: one write per run every few seconds, not one per value. An MLP unit trains 30 runs at once
 # and each run flushes on its own clock: at 2 s, a unit of 3 s on a GPU paid 30 extra writes (~0.4 s) between epochs.
 FLUSH_SECONDS = 5.0
-SECTIONS = ("train", "val", "test")
+# a key's first word: the data it was measured on, or (Q3's soft SVM) the solver that gave it
+SECTIONS = ("train", "val", "test", "primal", "dual", "qp", "liblinear")
 SYSTEM = {"epoch_seconds", "images_per_s", "total_seconds", "seconds", "primal_seconds", "dual_seconds"}
+# Q3's optimality relations between the primal and the dual optimum (svm.kkt_report), one section in the UI
+KKT = {
+    "duality_gap",
+    "w_residual",
+    "bias_residual",
+    "xi_residual",
+    "complementary_slackness",
+    "equality_residual",
+    "min_a",
+}
 
 
 def metric_name(key: str) -> str:
-    """The core's row key -> the MLflow metric name: train_loss -> train/loss, epoch_seconds -> system/epoch_seconds."""
+    """The core's row key -> the MLflow metric name: train_loss -> train/loss, epoch_seconds -> system/epoch_seconds,
+    primal_objective -> primal/objective, w_residual -> kkt/w_residual. A soft SVM run showed its 25 metrics in one
+    flat list; the UI groups a name's part before its slash."""
+    if key in SYSTEM:  # MLflow's UI shows system/... metrics in their own tab, beside its own system metrics
+        return f"system/{key}"
+    if key in KKT:
+        return f"kkt/{key}"
     head, _, rest = key.partition("_")
     if head in SECTIONS and rest:
         return f"{head}/{rest}"
-    if key in SYSTEM:  # MLflow's UI shows system/... metrics in their own tab, beside its own system metrics
-        return f"system/{key}"
     return key
 
 
@@ -62,7 +77,7 @@ def logged_value(value: float) -> float:
 def metric_key(name: str) -> str:
     """The inverse of metric_name."""
     head, _, rest = name.partition("/")
-    if head == "system":
+    if head in ("system", "kkt"):
         return rest
     return f"{head}_{rest}" if rest else name
 

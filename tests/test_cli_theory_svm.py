@@ -350,6 +350,14 @@ def test_svm_soft_logs_the_two_classes_it_trained_on_as_its_inputs(workdir):
     # solver timings sit with the system metrics (the run showed 30 metrics at the top level)
     assert {"system/primal_seconds", "system/dual_seconds"} <= set(run.data.metrics)
     assert not {"primal_seconds", "dual_seconds"} & set(run.data.metrics)
+    # and the rest by solver: each section a group in the UI (25 metrics at the top level before)
+    sections = {m.split("/")[0] for m in run.data.metrics if "/" in m}
+    assert sections == {"system", "train", "test", "primal", "dual", "kkt", "qp", "liblinear"}
+    assert {"primal/objective", "dual/objective", "kkt/duality_gap", "liblinear/relative_difference"} <= set(
+        run.data.metrics
+    )
+    flat = sorted(m for m in run.data.metrics if "/" not in m)
+    assert flat == ["converged", "n_test", "n_train", "newton_iterations", "q3a_relative_difference", "support_vectors"]
 
 
 def test_a_runs_params_are_what_it_reads(workdir):

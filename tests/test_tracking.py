@@ -358,6 +358,18 @@ def test_metrics_are_logged_in_sections(store):
     for key in row:
         assert metric_key(metric_name(key)) == key
     assert metric_name("train_loss") == "train/loss" and metric_name("epoch_seconds") == "system/epoch_seconds"
+    # Q3's soft SVM: by solver, the optimality relations together, the timings as system metrics
+    for key, name in [
+        ("primal_objective", "primal/objective"),
+        ("primal_seconds", "system/primal_seconds"),
+        ("dual_objective", "dual/objective"),
+        ("qp_dual_n", "qp/dual_n"),
+        ("liblinear_relative_difference", "liblinear/relative_difference"),
+        ("w_residual", "kkt/w_residual"),
+        ("duality_gap", "kkt/duality_gap"),
+        ("support_vectors", "support_vectors"),
+    ]:
+        assert metric_name(key) == name and metric_key(name) == key
 
 
 def test_an_infinite_metric_reads_back_as_infinite(store):
