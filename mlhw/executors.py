@@ -607,33 +607,43 @@ def _nvml_count(library: str = "libnvidia-ml.so.1") -> int | None:
         return None
 
 
-def auto_jobs(units: int, device: str = "auto", gpus: int | None = None, cores: int | None = None) -> tuple[int, str]:
-    """`--jobs auto`: how many worker processes for a plan of `units` units of work, and why (said under the plan).
+def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int | None = None) -> tuple[int, str]:
+    """`--jobs auto`: how many worker processes for runs of these configs, and why (said under the plan).
 
-    - A GPU here, --device auto (counted without torch, gpu_count): one worker per GPU and one on the CPU (its lane
-      trains Part 1, the SVMs and theory beside AlexNet). The paper profile on one H100 (MLflow on SQLite,
+    - Workers only for a plan that trains AlexNet in two units or more (a unit is a run, or MLP runs trained
+      together): each worker pays its own start-up (torch's and MLflow's imports, the data), which runs of seconds
+      do not earn back. On this project's 2-core CPU (2026-11-28, fresh stores, alternated): the digits profile's
+      SVMs alone took 16.7-17.3 s in one process and 23.4-24.0 s in two; with Part 1 (c) and theory 25.4 s and
+      30.6 s; the ci profile (tiny AlexNets; it says `jobs: 1`) 15.8-16.6 s and 17.1-17.5 s.
+    - Then, a GPU here and --device auto (counted without torch, gpu_count): one worker per GPU and one on the CPU
+      (its lane trains Part 1, the SVMs and theory beside AlexNet). The paper profile on one H100 (MLflow on SQLite,
       2026-11-27): 83.8 s with one process, 76.8 s with two; on one H200 92.2 s and 85.0 s.
     - --device cuda[:N] with a GPU here: three workers sharing it (they overlap what does not fill the GPU). The
       paper profile on one H200: 92.2 s in one process, 87.6 s with two workers, 78.6 s with three; on one H100 74.2
       s with three, the fastest measured.
     - No GPU (or --device cpu): two workers where there are two cores or more, the threads split between them: the
-      digits profile on this project's 2-core CPU took 126.6-126.9 s in one process, 104.4-111.2 s in two
-      (2026-11-28, alternated); more workers were never measured against two.
-    - Never more workers than units (a unit is a run, or MLP runs trained together) or cores, and one process for
-      a plan of one unit: each worker pays its own start-up (torch's and MLflow's imports, the data), which a plan of
-      seconds does not earn back (the ci profile: 15.8-16.6 s in one process, 17.1-17.5 s in two; it says `jobs: 1`)."""
+      digits profile on the 2-core CPU took 126.6-126.9 s in one process, 104.4-111.2 s in two; more workers were
+      never measured against two.
+    - Never more workers than units, nor CPU workers than cores."""
+    from mlhw.plan import unit_count
+
+    alexnets = unit_count([c for c in configs if c.kind == "cnn"])
+    if alexnets < 2:
+        return 1, "fewer than two AlexNet runs"
+    units = unit_count(configs)
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if gpus is None:
         gpus = 0 if device == "cpu" else gpu_count()
-    if gpus and device != "cpu":
-        want = gpus + 1 if device == "auto" else 3  # cuda[:N]: every worker on that one GPU
-        why = "one per GPU and one on the CPU" if device == "auto" else f"three sharing {device}"
+    if gpus and device == "auto":
+        want, limit, why = gpus + 1, gpus + (cores > 1), "one per GPU and one on the CPU"
+    elif gpus and device != "cpu":  # cuda[:N]: every worker on that one GPU
+        want, limit, why = 3, 3, f"three sharing {device}"
     else:
-        want, why = 2, "two on the CPU"
-    jobs = max(1, min(want, units, cores))
+        want, limit, why = 2, cores, "two on the CPU"
+    jobs = max(1, min(want, units, limit))
     if jobs < want:  # what held it back
-        n, what = (units, "unit of work") if units <= cores else (cores, "CPU core")
+        n, what = (units, "unit of work") if units < limit else (cores, "CPU core")
         why += f", but {n} {what if n == 1 else what.replace('unit', 'units').replace('core', 'cores')}"
     return jobs, why
 

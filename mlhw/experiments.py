@@ -68,7 +68,9 @@ class ProfileSpec(_Strict):
     @field_validator("jobs", mode="before")
     @classmethod
     def _jobs(cls, value):
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        if isinstance(value, str) and value.strip().lower() == "auto":  # as --jobs reads it
+            return "auto"
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
         raise ValueError("a number of worker processes (1 or more) or auto")
 

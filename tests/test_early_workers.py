@@ -113,6 +113,10 @@ def test_a_new_stores_workers_start_before_the_data_are_read(project, spied, mon
     assert repro(project, "--jobs", 2).exit_code == 0  # the store exists now: the sweep is left
     assert list(dict.fromkeys(s[0] for s in spied))[:3] == ["data read", "start", "suite parents"]
     assert sorted(c.kind for c in spied[1][2]) == ["mlp", "mlp"]
+    # --download fetches files that are here too: the parent's alone, before any worker (they would fetch them too)
+    spied.clear()
+    assert repro(project, "--jobs", 2, "--download", "--experiment", "other").exit_code == 0
+    assert list(dict.fromkeys(s[0] for s in spied))[:2] == ["data read", "start"]
 
 
 def test_a_new_store_whose_data_are_absent_starts_no_worker_before_the_parents_check(project, spied):

@@ -415,6 +415,7 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "p", "--stale-after", "5"], "--stale-after 5: must be at least 15 seconds"),
         (["--profile", "p", "--jobs", "0"], "--jobs '0': a number of worker processes (1 or more) or auto"),
         (["--profile", "p", "--jobs", "two"], "--jobs 'two': a number of worker processes (1 or more) or auto"),
+        (["--profile", "p", "--jobs", "²"], "--jobs '²': a number of worker processes (1 or more) or auto"),  # a digit
         (
             ["--profile", "p", "--set", "m.train_size=1298"],
             "--set m.train_size: 1298 is larger than the train pool of digits",
@@ -568,3 +569,14 @@ def test_error_values_read_as_written_in_yaml():
     assert as_written(-1.0) == "-1" and as_written(0.5) == "0.5" and as_written(5e-05) == "5e-05"
     assert as_written(float("inf")) == "inf" and as_written(float("nan")) == "nan"
     assert as_written("5") == "'5'" and as_written({"a": [1, True]}) == "{a: [1, true]}"
+
+
+def test_a_profiles_jobs_is_read_as_the_option_is(workdir):
+    """`--jobs AUTO` was taken and a profile's `jobs: AUTO` refused: both read auto in any case."""
+    from mlhw.experiments import load_file
+
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    doc["profiles"]["p"]["jobs"] = "AUTO"
+    assert load_file(write(workdir, doc)).profiles["p"].jobs == "auto"
+    doc["profiles"]["p"]["jobs"] = 3
+    assert load_file(write(workdir, doc)).profiles["p"].jobs == 3

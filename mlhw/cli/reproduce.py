@@ -96,7 +96,13 @@ def _validate(
     # the committed results this reproduction is checked against, read now: a broken check.yaml or table stops it
     # before --jobs N's workers start (2.5 s to the error on the 2-core CPU instead of 6.7 s)
     committed = _committed(profile_folder(results_dir, profile), sets)
-    if on_work is not None and not dry_run and store.experiment_id is None and _files_present(specs, data_dir):
+    if (
+        on_work is not None
+        and not dry_run
+        and store.experiment_id is None
+        and download is not True  # --download fetches even files that are here: the parent's alone
+        and _files_present(specs, data_dir)
+    ):
         # an experiment (or a database) that does not exist yet: every planned run will train, known before the data
         # are read and checked and the plan made, where the workers start otherwise (2.5 s of the paper profile's
         # start-up on this project's 2-core CPU, the fingerprint cache empty, as on a fresh machine). Not where a
@@ -286,7 +292,7 @@ def _parse_jobs(text: str | None):
     value = text.strip().lower()
     if value == "auto":
         return "auto"
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         where = " (from MLHW_JOBS)" if os.environ.get("MLHW_JOBS") == text else ""
         raise MLHWError(f"--jobs {text!r}{where}: a number of worker processes (1 or more) or auto")
     return int(value)
@@ -533,15 +539,16 @@ class _Workers:
     def decide(self, configs, profile_jobs) -> None:
         """Sets `jobs` and `why` for runs of these configs (`profile_jobs`: the profile's `jobs`)."""
         from mlhw.executors import auto_jobs
-        from mlhw.plan import unit_count
 
         requested = self.requested if self.requested is not None else profile_jobs
         if not self.local:  # --executor ray: the cluster decides
             self.jobs, self.why = 1, ""
         elif requested == "auto":
-            self.jobs, self.why = auto_jobs(unit_count(configs), self.settings.device)
+            self.jobs, self.why = auto_jobs(configs, self.settings.device)
+            self.why = f"--jobs auto: {self.why}"
         else:
-            self.jobs, self.why = requested, ""
+            self.jobs = requested
+            self.why = "" if self.requested is not None else f"the profile's jobs: {requested}"
 
     def start(self, configs, profile_jobs) -> None:
         """_validate's on_work: the workers for runs of these configs, started once (a new store's at once, others
@@ -558,10 +565,12 @@ class _Workers:
         self.pool.start(configs)
 
     def said(self) -> str | None:
-        """The line under the plan that names the worker processes and why (None: this process trains alone)."""
-        if self.jobs < 2:
+        """The line under the plan that names the worker processes and why: where the profile or auto chose them
+        (an explicit --jobs 1 says nothing)."""
+        if not self.why and self.jobs < 2:
             return None
-        return f"{self.jobs} worker processes" + (f" (--jobs auto: {self.why})" if self.why else "")
+        what = "one process" if self.jobs < 2 else f"{self.jobs} worker processes"
+        return what + (f" ({self.why})" if self.why else "")
 
     def __enter__(self):
         return self
@@ -744,10 +753,11 @@ def reproduce(
             show_default="the profile's jobs, else auto",
             help="Local worker processes, CPU threads split between them (1: everything in this process). With "
             "GPUs (--device auto): one worker per GPU, and the workers beyond the GPUs run on the CPU and take all "
-            "but AlexNet (on one GPU, --jobs 2 trains Part 1 on the CPU beside AlexNet). auto: one per GPU and one "
-            "on the CPU where a GPU is (three sharing it with --device cuda), two on a CPU of two or more cores, "
-            "never more than the plan's units of work. On a SQLite store the workers' MLflow calls go through one "
-            "writer process, one at a time.",
+            "but AlexNet (on one GPU, --jobs 2 trains Part 1 on the CPU beside AlexNet). auto: workers only for a "
+            "plan of two AlexNet runs or more (the rest takes less than their start-up); then one per GPU and one on "
+            "the CPU where a GPU is (three sharing it with --device cuda), else two on a CPU of two or more cores. "
+            "From --jobs, else MLHW_JOBS, else the profile's jobs in experiments.yaml, else auto. On a SQLite store "
+            "the workers' MLflow calls go through one writer process, one at a time.",
             rich_help_panel=PARALLEL,
         ),
     ] = None,
