@@ -526,11 +526,11 @@ def _scope(plan, planned=None):
 
 
 class _Workers:
-    """--jobs N's local workers, started by _validate (on_work) as soon as the plan has runs to train, so that they
-    start up while the parent still checks, creates the store and the suite parents; stopped on the way out if
-    run() never took them (a check that failed after the start, Ctrl-C). `requested`: --jobs as given (a number,
-    "auto", None: the profile's); `jobs` is the number of processes decided once the plan is known (1 until then,
-    and where nothing runs)."""
+    """--jobs N's local workers, started by _validate (on_work) as soon as it is known that runs will train (a new
+    store: before the data are read; else once the plan is made), so that they start up while the parent still
+    checks, creates the store and the suite parents; stopped on the way out if run() never took them (a check that
+    failed after the start, Ctrl-C). `requested`: --jobs as given (a number, "auto", None: the profile's); `jobs` is
+    the number of processes decided then (1 until then, and where nothing runs)."""
 
     def __init__(self, settings, requested, local: bool = True):
         self.settings, self.requested, self.local = settings, requested, local
