@@ -525,12 +525,12 @@ class PoolExecutor:
                 signal_alive()
                 again = time.time() + 0.5
             time.sleep(0.1)
+        # still alive at the deadline (its KILLED writes stalled, a SIGTERM swallowed): run()'s shutdown(wait=True)
+        # would wait for it without a limit; its runs are marked below
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.kill()
         for pool in pools:
-            # still alive at the deadline (its KILLED writes stalled, a SIGTERM swallowed): run()'s shutdown(wait=True)
-            # would wait for it without a limit; its runs are marked below
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                if proc.is_alive():
-                    proc.kill()
             pool.shutdown(wait=False, cancel_futures=True)
         mark_dead(self.store, workers, reason)
 
@@ -632,7 +632,7 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
         return 1, "fewer than two AlexNet runs"
     units = unit_count(configs)
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = cpu_cores()
     if gpus is None:
         gpus = 0 if device == "cpu" else gpu_count()
     if gpus and device == "auto":
@@ -648,10 +648,14 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
     return jobs, why
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity where the system says, e.g. a container's CPU set)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def worker_threads(jobs: int) -> int:
     """CPU threads for each of `jobs` workers: this process's cores, split evenly (at least one each)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // jobs)
+    return max(1, cpu_cores() // jobs)
 
 
 def _shutdown(manager, *proxies) -> None:
