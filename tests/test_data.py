@@ -27,6 +27,30 @@ def test_digits_split_is_fixed_and_scaled():
     assert len(first) >= 1 and raw.target[first[0]] == d.test.y[0]
 
 
+def test_digits_read_from_its_csv_equal_scikit_learns_load_digits():
+    """The CSV read directly (no scikit-learn import) against load_digits itself, the oracle: every pixel and
+    label, and the split made from them."""
+    from sklearn.datasets import load_digits
+
+    path = data._digits_source()[0][0]
+    pixels, target = data._digits_arrays(path)
+    oracle = load_digits()
+    assert pixels.dtype == oracle.data.dtype and np.array_equal(pixels, oracle.data)
+    assert np.array_equal(target, oracle.target) and target.dtype.kind == "i"
+    direct, through = data._read_digits(path), data._read_digits(None)
+    for a, b in ((direct.train, through.train), (direct.test, through.test)):
+        assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y) and a.y.dtype == b.y.dtype
+
+
+def test_loading_digits_does_not_import_scikit_learn():
+    import subprocess
+    import sys
+
+    code = "import sys; from mlhw.data import load_digits_data; load_digits_data(); print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def skeleton_subset_indices(n_train, n_test, train_size, test_size):
     """The course loader's draws, transcribed (its pools: 50,000 and 10,000): each subset only when smaller
     than its pool, each after `np.random.seed(8)` (the seed is a constant there; `seed` here)."""
