@@ -37,10 +37,10 @@ if __name__ == "__main__":  # spawned workers import this file as __mp_main__: t
     mark("imports of typer, rich and mlhw's CLI done")
     for phase in ("_validate", "_suite_parents", "_execute", "_compile"):
         wrap(reproduce, phase)
-    from mlhw.cli import app
+    from mlhw.cli import main
 
     sys.argv = ["mlhw", *sys.argv[1:]]
     try:
-        app()
+        main()  # the entry point's own way out (mlhw.processes.end_quickly), as an installed `mlhw` ends
     finally:
         mark("exit")

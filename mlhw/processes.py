@@ -8,6 +8,7 @@ it, for these few lines: 1.1 s on this project's 2-core CPU, during which the pa
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -27,6 +28,22 @@ class QuietSpawnProcess(SpawnProcess):
         finally:
             if old is not None:
                 signal.signal(signal.SIGINT, old)
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            end_quickly()
+
+
+def end_quickly() -> None:
+    """Called as a process's work is done, before it exits: its objects go to the garbage collector's permanent
+    generation, which the interpreter's teardown does not search for cycles. That search is most of what a
+    process spends on its way out once torch, MLflow and pandas are loaded: 2.6 s of a `mlhw reproduce` on the
+    2-core CPU after its last line (the ci profile, one process; 0.6 s frozen), each worker's the same beside the
+    report. Nothing is lost but the collection of cyclic garbage, which the exit frees anyway (files are closed
+    where they are written, and the runs are in the store)."""
+    gc.freeze()
 
 
 class QuietSpawnContext(SpawnContext):

@@ -106,6 +106,8 @@ def main() -> None:
         from click import exceptions as click
         from click.exceptions import Abort
 
+    from mlhw.processes import end_quickly
+
     command = _without_flag_types(typer.main.get_command(app))
     try:
         code = command(standalone_mode=False, prog_name="mlhw")
@@ -122,4 +124,6 @@ def main() -> None:
     except Abort:  # end of input at a prompt (Ctrl-C comes back as exit code 130 from typer itself)
         sys.stderr.write("aborted\n")
         sys.exit(130)
+    finally:
+        end_quickly()  # the process ends here (sys.exit): its teardown need not search its objects for cycles
     sys.exit(code if isinstance(code, int) else 0)
