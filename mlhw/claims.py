@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, WORKER_TAG, stamp_seconds
+from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, PROCESS_TAG, WORKER_TAG, process_gone, stamp_seconds
 from mlhw.store import Store
 
 STALE_SECONDS = 60.0
@@ -26,9 +26,15 @@ class Claimed(Exception):
 
 
 def alive(run, stale_after: float = STALE_SECONDS) -> bool:
-    """A RUNNING run whose heartbeat is recent; a FINISHED run counts as settled, not alive."""
+    """A RUNNING run whose heartbeat is recent and whose process is not known to be gone (lifecycle.PROCESS_TAG: on
+    this machine it is known at once); a FINISHED run counts as settled, not alive."""
     beat = stamp_seconds(run.data.tags.get(HEARTBEAT_TAG))
-    return run.info.status == "RUNNING" and beat is not None and time.time() - beat < stale_after
+    return (
+        run.info.status == "RUNNING"
+        and beat is not None
+        and time.time() - beat < stale_after
+        and not process_gone(run.data.tags.get(PROCESS_TAG))
+    )
 
 
 def _wait(seconds: float) -> None:
@@ -115,6 +121,8 @@ def mark_dead(store: Store, workers: set[str], reason: str) -> int:
     return n
 
 
-def end_stale(store: Store, run_id: str) -> None:
-    """A RUNNING run without a recent heartbeat: its process is gone. Mark it so the UI says so."""
-    store.end_dead(run_id, "FAILED", "stale heartbeat")
+def end_stale(store: Store, run) -> None:
+    """A RUNNING run whose process is gone (known so on its machine, or its heartbeat stale). Mark it so the UI
+    says so, and why."""
+    gone = process_gone(run.data.tags.get(PROCESS_TAG))
+    store.end_dead(run.info.run_id, "FAILED", "process gone" if gone else "stale heartbeat")

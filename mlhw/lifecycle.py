@@ -34,6 +34,10 @@ from mlhw.store import Store, signals_deferred
 HEARTBEAT_TAG = "mlhw.heartbeat"  # a utc_stamp, refreshed while a run's process lives
 HEARTBEAT_SECONDS = 10.0
 WORKER_TAG = "mlhw.worker"  # host:pid of the process that runs it, so a parent can mark a dead worker's runs
+# the process that runs it, as its machine knows it ("<boot id>/<pid namespace>/<pid>/<start time>"): a run whose
+# process is gone (SIGKILL, the OOM killer, a crash) is known as dead at once on that machine, not after the heartbeat
+# has aged (STALE_SECONDS): a reproduce started then took it as running elsewhere, left it out and exited 0
+PROCESS_TAG = "mlhw.process"
 IDENTITY_TAG = "mlhw.config_hash"
 TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as one batched computation
 # Metrics are batched: one write per run every few seconds, not one per value. An MLP unit trains 30 runs at once
@@ -129,6 +133,44 @@ def worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
+@functools.lru_cache(maxsize=1)
+def _machine() -> str | None:
+    """This boot of this machine and this process's pid namespace ('<boot id>/pid:[N]'): where pids mean the same
+    processes; None without Linux's /proc."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
+def _started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot: a reused pid has another), None when no live process has
+    it (a zombie has ended its work: it only waits for its parent)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # its name may hold spaces
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]  # fields 3 (state) and 22 (starttime) of proc(5)
+
+
+def process_id(pid: int | None = None) -> str | None:
+    """The PROCESS_TAG of this process (or of `pid`); None where /proc does not tell it (not Linux)."""
+    pid = pid or os.getpid()
+    machine, started = _machine(), _started(pid)
+    return None if machine is None or started is None else f"{machine}/{pid}/{started}"
+
+
+def process_gone(tag: str | None) -> bool:
+    """Whether the process a PROCESS_TAG names has ended, known for sure: it ran on this machine since its last
+    boot, in this pid namespace, and its pid is free or another process's now. False where that is not known (a
+    run of another machine or container, no /proc, no tag: a store written before the tag)."""
+    parts = (tag or "").rsplit("/", 2)
+    if len(parts) != 3 or parts[0] != _machine() or not parts[1].isdigit():
+        return False
+    return _started(int(parts[1])) != parts[2]
+
+
 def utc_stamp(t: float | None = None) -> str:
     """A moment as a tag holds it: '2026-11-27T19:55:01.123Z' (ISO 8601, UTC, milliseconds), readable in the UI
     (unix seconds and milliseconds were not) and in time order as text."""
@@ -160,6 +202,8 @@ def standard_tags(source: str, description: str = "") -> dict[str, str]:
         HEARTBEAT_TAG: utc_stamp(),
         WORKER_TAG: worker_id(),
     }
+    if process := process_id():
+        tags[PROCESS_TAG] = process
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
     if description:
@@ -347,6 +391,8 @@ def tracked_run(
     after the run is created and may raise `Claimed`: another process owns this identity.
     """
     all_tags = {HEARTBEAT_TAG: utc_stamp(), WORKER_TAG: worker_id()}
+    if process := process_id():
+        all_tags[PROCESS_TAG] = process
     all_tags |= {k: str(v) for k, v in (tags or {}).items()}
     if parent:
         all_tags["mlflow.parentRunId"] = parent

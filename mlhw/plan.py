@@ -147,11 +147,11 @@ def make_plan(
 
 
 def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> None:
-    """Runs still RUNNING with no heartbeat belong to dead processes: mark them FAILED before rerunning,
-    the suite parent runs of a reproduction that was killed too."""
+    """Runs still RUNNING whose process is gone or whose heartbeat stopped belong to dead processes: mark them
+    FAILED before rerunning, the suite parent runs of a reproduction that was killed too."""
     for run in store.search("attributes.status = 'RUNNING'"):  # also those a FINISHED run of theirs hides
         if not alive(run, stale_after):
-            end_stale(store, run.info.run_id)
+            end_stale(store, run)
 
 
 def member_tags(plan: Plan, p: Planned, before: dict[str, str] | None = None) -> dict[str, str]:

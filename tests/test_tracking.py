@@ -451,9 +451,54 @@ def test_claims_let_the_earliest_live_run_own_an_identity_and_ignore_stale_ones(
     settled = by_identity(store, stale_after=60)
     assert settled["h2"].run_id == mine and settled["h2"].status == "FINISHED"
     assert not alive(store.client.get_run(stale.info.run_id), 60)
-    end_stale(store, stale.info.run_id)
+    end_stale(store, store.client.get_run(stale.info.run_id))
     dead = store.client.get_run(stale.info.run_id)
     assert dead.info.status == "FAILED" and dead.data.tags["mlhw.dead"] == "stale heartbeat"
+
+
+def test_a_run_whose_process_ended_on_this_machine_is_dead_at_once(store):
+    """Its heartbeat is fresh, but its process is gone (SIGKILL, the OOM killer): a reproduce started within
+    STALE_SECONDS took the run as running elsewhere, left it out of its report and exited 0."""
+    import subprocess
+
+    from mlhw.lifecycle import PROCESS_TAG, process_gone, process_id
+
+    if process_id() is None:
+        pytest.skip("no /proc: a process is known gone by its heartbeat alone")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tag = process_id(child.pid)
+        run = store.client.create_run(
+            store.experiment_id,
+            run_name="its run",
+            tags={IDENTITY_TAG: "h3", HEARTBEAT_TAG: str(int(time.time())), PROCESS_TAG: tag},
+        )
+        assert not process_gone(tag) and alive(store.client.get_run(run.info.run_id), 60)
+    finally:
+        child.kill()
+        child.wait()
+    assert process_gone(tag) and not alive(store.client.get_run(run.info.run_id), 60)
+    assert by_identity(store, stale_after=60)["h3"].status == "STALE"
+    end_stale(store, store.client.get_run(run.info.run_id))
+    dead = store.client.get_run(run.info.run_id)
+    assert dead.info.status == "FAILED" and dead.data.tags["mlhw.dead"] == "process gone"
+
+
+def test_a_process_is_known_gone_only_on_its_own_machine():
+    from mlhw.lifecycle import process_gone, process_id
+
+    mine = process_id()
+    if mine is None:
+        pytest.skip("no /proc")
+    machine, pid, started = mine.rsplit("/", 2)
+    assert not process_gone(mine)  # this process lives
+    assert process_gone(f"{machine}/{pid}/{int(started) + 1}")  # its pid, but another process's start: reused
+    boot, namespace = machine.split("/")
+    other_boot = "0" * len(boot)
+    assert not process_gone(f"{other_boot}/{namespace}/{pid}/{int(started) + 1}")  # another machine (or boot)
+    assert not process_gone(f"{boot}/pid:[1]/{pid}/{int(started) + 1}")  # another container's pid namespace
+    for unknown in (None, "", "host:123", f"{machine}/x/1"):
+        assert not process_gone(unknown)  # a store written before the tag, or by someone else: the heartbeat decides
 
 
 def test_runs_of_dead_workers_are_marked_killed(store):

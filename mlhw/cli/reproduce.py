@@ -774,7 +774,8 @@ def reproduce(
     stale_after: Annotated[
         float,
         typer.Option(
-            help="Seconds without a heartbeat after which a RUNNING run is taken as dead and run again.",
+            help="Seconds without a heartbeat after which a RUNNING run is taken as dead and run again (one whose "
+            "process is gone from this machine is dead at once).",
             rich_help_panel=PARALLEL,
         ),
     ] = 60.0,  # claims.STALE_SECONDS (not imported: it would load MLflow for --help; a test keeps them equal)
