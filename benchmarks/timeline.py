@@ -41,6 +41,6 @@ if __name__ == "__main__":  # spawned workers import this file as __mp_main__: t
 
     sys.argv = ["mlhw", *sys.argv[1:]]
     try:
-        main()  # the entry point's own way out (mlhw.processes.end_quickly), as an installed `mlhw` ends
+        main()  # the entry point's own way out (mlhw.processes.end_now), as an installed `mlhw` ends
     finally:
         mark("exit")

@@ -96,7 +96,21 @@ def _command_path(root, args: list[str]) -> str:
 
 def main() -> None:
     """The `mlhw` entry point: Typer's app, with click's usage errors (an unknown option, a value of the wrong
-    type) as one line and exit 2, like every other bad input, instead of a usage line and a framed box."""
+    type) as one line and exit 2, like every other bad input, instead of a usage line and a framed box. It ends
+    the process without the interpreter's teardown (mlhw.processes.end_now); an unexpected exception propagates
+    (its traceback, exit 1) the usual way."""
+    from mlhw.processes import end_now
+
+    try:
+        code = _main()
+    except SystemExit as stop:  # sys.exit() in a command
+        code = stop.code
+    if code is None or isinstance(code, int):
+        end_now(code or 0)
+    raise SystemExit(code)  # a message: Python prints it and exits 1
+
+
+def _main() -> int:
     import sys
 
     try:  # typer >= 0.2x carries its own copy of click, with Abort and Exit moved to typer.exceptions
@@ -105,8 +119,6 @@ def main() -> None:
     except ImportError:
         from click import exceptions as click
         from click.exceptions import Abort
-
-    from mlhw.processes import end_quickly
 
     command = _without_flag_types(typer.main.get_command(app))
     try:
@@ -117,13 +129,11 @@ def main() -> None:
         why = why.replace(": Value error, ", ": ")  # a Literal option's check, in pydantic's words
         if why:  # (none: a group called without a command, whose help was the answer)
             sys.stderr.write(f"error: {where}: {why} (see {where} --help)\n")
-        sys.exit(err.exit_code)
+        return err.exit_code
     except click.ClickException as err:
         sys.stderr.write(f"error: {' '.join(err.format_message().split())}\n")
-        sys.exit(err.exit_code)
+        return err.exit_code
     except Abort:  # end of input at a prompt (Ctrl-C comes back as exit code 130 from typer itself)
         sys.stderr.write("aborted\n")
-        sys.exit(130)
-    finally:
-        end_quickly()  # the process ends here (sys.exit): its teardown need not search its objects for cycles
-    sys.exit(code if isinstance(code, int) else 0)
+        return 130
+    return code if isinstance(code, int) else 0
