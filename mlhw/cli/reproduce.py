@@ -216,10 +216,10 @@ def _committed(folder, overrides):
     """The profile's committed results, read before this reproduction replaces them (None: no baseline; --set
     `overrides` change the runs: nothing to compare with). CheckConfigError (exit 2), naming the file, before any
     run exists."""
-    from mlhw.check import load_baseline
-
     if overrides or not (folder / TABLES).is_dir():
         return None
+    from mlhw.check import load_baseline  # pandas: only where there is a baseline to read
+
     return load_baseline(folder)
 
 
