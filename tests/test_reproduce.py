@@ -687,6 +687,15 @@ def test_dry_run_writes_and_downloads_nothing(light):
     assert "4 runs: 4 no data" in outputs["mnist"], outputs["mnist"]
 
 
+def test_a_dry_run_names_a_file_in_the_reports_way(light):
+    """A dry run writes nothing, but a --results-dir that is a file stops the real run: the dry run says so too
+    (it printed the plan, 'report: FILE/tiny/' and exit 0)."""
+    (light / "afile").write_text("")
+    res = reproduce(light, "--dry-run", "--results-dir", light / "afile")
+    assert_one_line_error(res, "afile is a file, not a folder")
+    assert (light / "afile").read_text() == ""
+
+
 def _wait_for(predicate, timeout=120.0, every=0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -88,8 +88,7 @@ def _validate(
     spec = load_file(file)
     specs = expand(spec, profile, only, sets or [], file)
     check_device(device, present=False)
-    if not dry_run:
-        check_writable(results_dir, profile)
+    check_writable(results_dir, profile, write=not dry_run)  # a dry run names a file in the way too
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
     if not dry_run:
         store.check_artifacts_writable()
