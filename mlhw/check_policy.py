@@ -240,9 +240,9 @@ def load_policy(path: str | Path) -> CheckPolicy:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)  # where, as experiments.yaml's errors say it
-        where = f" line {mark.line + 1}" if mark else ""
-        raise CheckConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        from mlhw.errors import yaml_error  # where, as experiments.yaml's errors say it
+
+        raise CheckConfigError(yaml_error(path, e)) from None
     return policy_from_dict(data, str(path))
 
 

@@ -11,6 +11,18 @@ class DataNotFound(MLHWError):
     """A dataset is not on disk and could not be downloaded."""
 
 
+def yaml_error(path, err) -> str:
+    """A YAML parse error as one line: where the parser stopped, and where what it was parsing began when that
+    is another line (an unclosed `[` on line 58 was reported at line 61, where the parser gave up, alone)."""
+    mark, begun = getattr(err, "problem_mark", None), getattr(err, "context_mark", None)
+    where = f" line {mark.line + 1}" if mark else ""
+    why = getattr(err, "problem", None) or err
+    context = getattr(err, "context", None)
+    if context and begun is not None and (mark is None or begun.line != mark.line):
+        why = f"{why}; {context} that begins on line {begun.line + 1}"
+    return f"{path}:{where} not valid YAML ({why})"
+
+
 def format_validation_error(err, prefix: str = "") -> str:
     """Render a pydantic ValidationError as one line: `key: message (got value)`."""
     parts = []

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mlhw.config import KINDS, user_fields
-from mlhw.errors import MLHWError, as_written, format_validation_error
+from mlhw.errors import MLHWError, as_written, format_validation_error, yaml_error
 from mlhw.errors import message as _message
 from mlhw.reference import CNN_VARIANTS, canonical_variant
 
@@ -112,9 +112,7 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     except OSError as err:
         raise MLHWError(f"{path}: cannot be read ({err.strerror})") from None
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise MLHWError(f"{path}:{where} not valid YAML ({getattr(err, 'problem', None) or err})") from None
+        raise MLHWError(yaml_error(path, err)) from None
     if not isinstance(raw, dict):
         raise MLHWError(f"{path}: expected a mapping with 'suites' and 'profiles'")
     try:

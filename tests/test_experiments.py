@@ -267,6 +267,16 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
         load_file(path)
 
 
+def test_an_unclosed_bracket_is_named_where_it_opens(tmp_path):
+    """The parser stops lines later, where it gives up: the line of the `[` it never closed is said too."""
+    text = "suites:\n  m:\n    kind: mlp\n    seeds: [8, 9, 10\n    lr: 0.1\n\n  n: {kind: svm}\n"
+    path = write(tmp_path, text)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    said = str(info.value)
+    assert said.startswith(f"{path}: line 5 not valid YAML") and "that begins on line 4" in said, said
+
+
 def test_unknown_profile_and_suite(tmp_path):
     spec = load_file(write(tmp_path, BASE))
     with pytest.raises(MLHWError, match="--profile 'q': unknown profile in experiments.yaml"):
