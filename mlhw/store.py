@@ -51,6 +51,13 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def named(uri: str, shown: str | None = None) -> str:
+    """How an error names the tracking URI: by where it came from, `$MLFLOW_TRACKING_URI` or `--tracking-uri`
+    (its default included), so that a user who set the variable and passed no option knows what to fix."""
+    where = "$MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else "--tracking-uri"
+    return f"{where} {shown or uri}"
+
+
 def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
@@ -84,8 +91,9 @@ DB_DRIVERS = {
 def check_uri(uri: str) -> None:
     """Fail fast, before any run exists, on a tracking location that cannot be used."""
     if uri != uri.strip():  # 'sqlite:///mlflow.db ' made a new store, a file named 'mlflow.db ', and reran all
-        where = "$MLFLOW_TRACKING_URI" if uri == os.environ.get("MLFLOW_TRACKING_URI") else "--tracking-uri"
-        raise MLHWError(f"{where} {uri!r}: leading or trailing whitespace (a new store would be made of that name)")
+        raise MLHWError(
+            f"{named(uri, repr(uri))}: leading or trailing whitespace (a new store would be made of that name)"
+        )
     path = sqlite_path(uri)
     if path is not None:
         _check_sqlite(uri, path)
@@ -93,7 +101,7 @@ def check_uri(uri: str) -> None:
         probe_server(uri)
     elif not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
         raise MLHWError(
-            f"--tracking-uri {uri!r} is not supported: use sqlite:///PATH.db (the file store is "
+            f"{named(uri, repr(uri))} is not supported: use sqlite:///PATH.db (the file store is "
             f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server"
         )
 
@@ -102,26 +110,26 @@ def _check_sqlite(uri: str, path: Path) -> None:
     """The folder exists and a database can be written there (MLflow would retry for minutes)."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise MLHWError(f"--tracking-uri {uri}: folder {parent}/ does not exist")
+        raise MLHWError(f"{named(uri)}: folder {parent}/ does not exist")
     home = parent / "mlartifacts"  # where mlhw's experiments keep their artifacts (Store._experiment)
     if home.exists() and (not home.is_dir() or not os.access(home, os.W_OK | os.X_OK)):
         why = "is a file, not a folder" if not home.is_dir() else "is not writable"
-        raise MLHWError(f"--tracking-uri {uri}: the artifact folder {home} {why}")
+        raise MLHWError(f"{named(uri)}: the artifact folder {home} {why}")
     if path.exists():
         if path.is_dir() or not os.access(path, os.W_OK):
-            raise MLHWError(f"--tracking-uri {uri}: {path} is not a writable file")
+            raise MLHWError(f"{named(uri)}: {path} is not a writable file")
         try:  # a file that is not a SQLite database fails here, not after minutes of retries
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as con:
                 con.execute("select count(*) from sqlite_master").fetchone()
         except sqlite3.DatabaseError as err:
-            raise MLHWError(f"--tracking-uri {uri}: {path} is not a SQLite database ({err})") from None
+            raise MLHWError(f"{named(uri)}: {path} is not a SQLite database ({err})") from None
         return
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=".mlhw-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise MLHWError(f"--tracking-uri {uri}: cannot create a database in {parent}/ ({err.strerror})") from None
+        raise MLHWError(f"{named(uri)}: cannot create a database in {parent}/ ({err.strerror})") from None
 
 
 def probe_server(uri: str, timeout: float = 3.0) -> None:
@@ -136,7 +144,7 @@ def probe_server(uri: str, timeout: float = 3.0) -> None:
     except (urllib.error.URLError, OSError) as err:
         reason = str(getattr(err, "reason", err))
     raise MLHWError(
-        f"--tracking-uri {uri}: server not reachable ({reason}); start one with `mlflow server --host "
+        f"{named(uri)}: server not reachable ({reason}); start one with `mlflow server --host "
         f"127.0.0.1 --port PORT`, or fix --tracking-uri / $MLFLOW_TRACKING_URI"
     )
 
@@ -252,14 +260,14 @@ class Store:
         except ModuleNotFoundError as err:
             package = DB_DRIVERS.get(err.name or "")
             if package is None:  # not a database driver: said as any other failure is
-                raise MLHWError(f"--tracking-uri {self.uri}: ModuleNotFoundError: {err}") from None
+                raise MLHWError(f"{named(self.uri)}: ModuleNotFoundError: {err}") from None
             raise MLHWError(  # postgresql:// without psycopg, mysql:// without mysqlclient
-                f"--tracking-uri {self.uri}: its database driver ({err.name}) is not installed here (add it to "
+                f"{named(self.uri)}: its database driver ({err.name}) is not installed here (add it to "
                 f"the project: uv add '{package}')"
             ) from None
         except Exception as err:  # a refused connection, a bad URI: one line
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-            raise MLHWError(f"--tracking-uri {self.uri}: {type(err).__name__}: {first}".rstrip(": ")) from None
+            raise MLHWError(f"{named(self.uri)}: {type(err).__name__}: {first}".rstrip(": ")) from None
 
     def _experiment(self, name: str, create: bool) -> str | None:
         exp = self.client.get_experiment_by_name(name)
@@ -295,7 +303,7 @@ class Store:
         if self.moved is not None and not self.moved[0].is_dir():  # a copy whose original is still there writes
             old, new = self.moved  # into the original's folder, as MLflow does; a moved one would remake it
             raise MLHWError(
-                f"--tracking-uri {self.uri}: experiment {self.experiment_name!r} keeps its artifacts in {old}/, which "
+                f"{named(self.uri)}: experiment {self.experiment_name!r} keeps its artifacts in {old}/, which "
                 f"is gone: the database was moved (its artifacts are read from {new}/: mlhw tables, check). New runs "
                 f"would make that folder again: move the database back to {old.parent}/ to add runs (another "
                 "--experiment starts empty: every run trains again)"
@@ -308,7 +316,7 @@ class Store:
             probe = probe.parent
         if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
             why = "is a file, not a folder" if probe.exists() and not probe.is_dir() else "is not writable"
-            raise MLHWError(f"--tracking-uri {self.uri}: the artifact folder {home}/ cannot be used ({probe} {why})")
+            raise MLHWError(f"{named(self.uri)}: the artifact folder {home}/ cannot be used ({probe} {why})")
 
     def artifact_dir(self, uri: str | None) -> Path | None:
         """The local folder of a run's artifact URI, found beside the database when it was moved or copied."""

@@ -610,3 +610,14 @@ def test_time_tags_are_utc_dates_and_stores_written_before_still_read():
     assert stamp_seconds("1795808253688") == pytest.approx(1795808253.688)  # a compiled_at of before: ms
     assert stamp_seconds(None) is None and stamp_seconds("") is None and stamp_seconds("soon") is None
     assert utc_stamp(moment) < utc_stamp(moment + 0.001) < utc_stamp(moment + 86400)  # in time order as text
+
+
+def test_an_unusable_tracking_uri_is_named_by_where_it_came_from(tmp_path, monkeypatch):
+    """No --tracking-uri passed, $MLFLOW_TRACKING_URI set: the error said '--tracking-uri http://...'."""
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.chdir(tmp_path)
+    res = invoke("svm", "soft")
+    assert_one_line_error(res, f"$MLFLOW_TRACKING_URI http://127.0.0.1:{port}: server not reachable")
+    res = invoke("svm", "soft", "--tracking-uri", f"sqlite:///{tmp_path}/nowhere/mlflow.db")
+    assert_one_line_error(res, f"--tracking-uri sqlite:///{tmp_path}/nowhere/mlflow.db: folder")
