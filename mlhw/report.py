@@ -523,7 +523,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
         f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} "
         f"run{'s' * (len(records) != 1)}; total run time "
-        f"{total:.1f} s" + (" (runs trained together counted once)" if spans else ""),
+        f"{total:.1f} s (the runs' durations summed, whichever process ran them"
+        + ("; runs trained together counted once)" if spans else ")"),
         f"- tracking store: `{store.uri}`, experiment `{store.experiment_name}`"
         + ("" if store.run_url("x") else " (`mlhw ui` opens it; run ids below)"),
         "",
