@@ -161,6 +161,15 @@ def process_id(pid: int | None = None) -> str | None:
     return None if machine is None or started is None else f"{machine}/{pid}/{started}"
 
 
+def liveness_tags() -> dict[str, str]:
+    """What tells a run of this process alive or dead: a fresh heartbeat, the worker (host:pid) and, where /proc
+    tells it, the process as its machine knows it."""
+    tags = {HEARTBEAT_TAG: utc_stamp(), WORKER_TAG: worker_id()}
+    if process := process_id():
+        tags[PROCESS_TAG] = process
+    return tags
+
+
 def process_gone(tag: str | None) -> bool:
     """Whether the process a PROCESS_TAG names has ended, known for sure: it ran on this machine since its last
     boot, in this pid namespace, and its pid is free or another process's now. False where that is not known (a
@@ -199,11 +208,7 @@ def standard_tags(source: str, description: str = "") -> dict[str, str]:
         "mlflow.source.type": "LOCAL",
         "mlflow.user": _user(),
         "mlhw.version": mlhw.__version__,
-        HEARTBEAT_TAG: utc_stamp(),
-        WORKER_TAG: worker_id(),
-    }
-    if process := process_id():
-        tags[PROCESS_TAG] = process
+    } | liveness_tags()
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
     if description:
@@ -390,9 +395,7 @@ def tracked_run(
     (SIGKILL, power loss) is recognisably stale. `claim(store, run)` (see mlhw.claims) is called right
     after the run is created and may raise `Claimed`: another process owns this identity.
     """
-    all_tags = {HEARTBEAT_TAG: utc_stamp(), WORKER_TAG: worker_id()}
-    if process := process_id():
-        all_tags[PROCESS_TAG] = process
+    all_tags = liveness_tags()
     all_tags |= {k: str(v) for k, v in (tags or {}).items()}
     if parent:
         all_tags["mlflow.parentRunId"] = parent
