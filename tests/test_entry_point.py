@@ -19,6 +19,10 @@ def mlhw(*args, cwd):
     [
         (["mlp", "train", "--bogus"], "No such option: --bogus"),
         (["mlp", "train", "--epochs", "three"], "Invalid value for '--epochs'"),
+        # the refused value is echoed, as mlhw's own checks do (`--lr: must be > 0 (got -1)`), once
+        (["mlp", "train", "--epochs", "abc"], "unable to parse string as an integer (got 'abc') (see mlhw mlp"),
+        (["mlp", "train", "--lr=abc"], "unable to parse string as a number (got 'abc') (see mlhw mlp train"),
+        (["cnn", "train", "--precision", "fp8"], "'fp8' is not one of 'auto', 'bf16', 'fp16', 'fp32'. (see mlhw"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
         # an option without its value named the group: "error: mlhw: ... (see mlhw --help)"
         (["reproduce", "--profile"], "mlhw reproduce: Option '--profile' requires an argument. (see mlhw reproduce"),

@@ -94,6 +94,18 @@ def _command_path(root, args: list[str]) -> str:
     return " ".join(path)
 
 
+def _given(param, args: list[str]) -> str | None:
+    """The value typed for an option whose value was refused (`--epochs abc`, `--epochs=abc`): the last one given."""
+    found = None
+    for i, arg in enumerate(args):
+        for opt in getattr(param, "opts", ()) if getattr(param, "param_type_name", "") == "option" else ():
+            if arg == opt and i + 1 < len(args):
+                found = args[i + 1]
+            elif arg.startswith(f"{opt}="):
+                found = arg.split("=", 1)[1]
+    return found
+
+
 def main() -> None:
     """The `mlhw` entry point: Typer's app, with click's usage errors (an unknown option, a value of the wrong
     type) as one line and exit 2, like every other bad input, instead of a usage line and a framed box. It ends
@@ -127,6 +139,9 @@ def _main() -> int:
         # the command the arguments name: click gives an option without its value ('--lr' last) the group's context
         where, why = _command_path(command, sys.argv[1:]), " ".join(err.format_message().split())
         why = why.replace(": Value error, ", ": ")  # a Literal option's check, in pydantic's words
+        given = _given(getattr(err, "param", None), sys.argv[1:])
+        if why and given is not None and repr(given) not in why:  # as mlhw's own checks say it: `(got -1)`
+            why += f" (got {given!r})"
         if why:  # (none: a group called without a command, whose help was the answer)
             sys.stderr.write(f"error: {where}: {why} (see {where} --help)\n")
         return err.exit_code
