@@ -33,18 +33,18 @@ python3 -m compileall -q -j 0 /tmp/site "$repo/mlhw" >/dev/null 2>&1 || true
 # The image's torch: `import torch` took 4.7-5.3 s in every fresh process on the device (benchmarks/gpu_warmup.py,
 # 2026-11-27) against ~1.5 s here with bytecode; a user's install compiles it (pip and `uv sync --compile-bytecode`
 # do). Said, and compiled once where its bytecode is absent (into /tmp/pycache where its folder is read-only).
-python3 - <<'PY' || true
-import importlib.util, pathlib, subprocess, sys, time
-torch_dir = pathlib.Path(importlib.util.find_spec("torch").origin).parent
-tag = sys.implementation.cache_tag
-have = any(torch_dir.glob(f"__pycache__/*.{tag}.pyc"))
-t = time.perf_counter(); subprocess.run([sys.executable, "-c", "import torch"], check=True); first = time.perf_counter() - t
-t = time.perf_counter(); subprocess.run([sys.executable, "-c", "import torch"], check=True); second = time.perf_counter() - t
-print(f"torch at {torch_dir}: bytecode {'present' if have else 'absent'}; import torch in a fresh process {first:.2f} s, "
-      f"then {second:.2f} s")
+tdir=$(python3 -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("torch").origin).parent)')
+tag=$(python3 -c 'import sys; print(sys.implementation.cache_tag)')
+have=absent; ls "$tdir"/__pycache__/*."$tag".pyc >/dev/null 2>&1 && have=present
+python3 - "$tdir" "$have" <<'PY' || true
+import subprocess, sys, time
+def fresh_import():
+    t = time.perf_counter(); subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - t
+first, second = fresh_import(), fresh_import()
+print(f"torch at {sys.argv[1]}: bytecode {sys.argv[2]}; import torch in a fresh process {first:.2f} s, then {second:.2f} s")
 PY
-if ! ls "$(python3 -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("torch").origin).parent)')"/__pycache__/*."$(python3 -c 'import sys; print(sys.implementation.cache_tag)')".pyc >/dev/null 2>&1; then
-  tdir=$(python3 -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("torch").origin).parent)')
+if [ "$have" = absent ]; then
   [ -w "$tdir" ] || export PYTHONPYCACHEPREFIX=/tmp/pycache
   t0=$(date +%s.%N); python3 -m compileall -q -j 0 "$tdir" >/dev/null 2>&1 || true; t1=$(date +%s.%N)
   python3 -c "import subprocess, sys, time; t = time.perf_counter(); subprocess.run([sys.executable, '-c', 'import torch']); print(f'torch bytecode compiled in {$t1 - $t0:.1f} s (prefix: ${PYTHONPYCACHEPREFIX:-none}); import torch now {time.perf_counter() - t:.2f} s')"

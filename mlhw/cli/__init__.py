@@ -96,9 +96,10 @@ def _command_path(root, args: list[str]) -> str:
 
 def _given(param, args: list[str]) -> str | None:
     """The value typed for an option whose value was refused (`--epochs abc`, `--epochs=abc`): the last one given."""
+    opts = getattr(param, "opts", ()) if getattr(param, "param_type_name", "") == "option" else ()
     found = None
     for i, arg in enumerate(args):
-        for opt in getattr(param, "opts", ()) if getattr(param, "param_type_name", "") == "option" else ():
+        for opt in opts:
             if arg == opt and i + 1 < len(args):
                 found = args[i + 1]
             elif arg.startswith(f"{opt}="):
