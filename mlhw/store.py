@@ -223,6 +223,26 @@ def creation_lock(path: Path | None):
         os.close(fd)
 
 
+def sqlite_client(uri: str):
+    """An MlflowClient of a SQLite store (under creation_lock). A new database starts as a copy of the empty
+    database in the cache (mlhw.store_template: 0.05 s instead of MLflow's 2.1 s of migrations), and the first one
+    MLflow makes is kept there."""
+    from mlhw import store_template
+
+    path, uri = sqlite_path(uri), client_uri(uri)
+    if path is None or str(path) == ":memory:" or path.exists():
+        return MlflowClient(uri)
+    if store_template.copy_to(path):  # a template of another schema revision is not copied
+        try:
+            return MlflowClient(uri)
+        except BaseException:  # MLflow refused the copy after all: neither it nor the template stays
+            store_template.discard(path)
+            raise
+    client = MlflowClient(uri)
+    store_template.save_from(path)
+    return client
+
+
 class Store:
     """One tracking store and experiment, checked on creation; queries by mlhw's identity tag."""
 
@@ -247,11 +267,7 @@ class Store:
         try:
             with signals_deferred(), creation_lock(path):  # a new SQLite store: an interrupt here would break it
                 if client is None:  # SQLite only: a server's call holds no lock, and may wait on a dead server
-                    client = (
-                        MlflowClient(self.uri)
-                        if path is None
-                        else UninterruptedClient(MlflowClient(client_uri(self.uri)))
-                    )
+                    client = MlflowClient(self.uri) if path is None else UninterruptedClient(sqlite_client(self.uri))
                 self.client = client
                 self.experiment_id = self._experiment(experiment, create)
             self.moved = moved_artifacts(path, self.artifact_location)

@@ -1,0 +1,121 @@
+"""mlhw.store_template: a new SQLite store made as a copy of the empty database MLflow made before. The oracle is
+MLflow itself: a store from the template holds what MLflow's own migrations make, row for row."""
+
+import os
+import sqlite3
+
+import mlflow.store.db.utils as db_utils
+import pytest
+
+from mlhw import store_template
+from mlhw.store import Store
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache of its own, empty (conftest's is shared by the whole session, its template made long ago)."""
+    monkeypatch.setenv("MLHW_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "cache"
+
+
+def _no_migrations(monkeypatch):
+    def refuse(engine):
+        raise AssertionError("MLflow ran its migrations: the template was not used")
+
+    monkeypatch.setattr(db_utils, "_initialize_tables", refuse)
+
+
+def _dump(path, folder):
+    """Every table's schema and rows, less what differs between any two new databases: the clock's times, and
+    the folder the store is in (its experiment's artifacts sit beside it)."""
+    con = sqlite3.connect(path)
+    schema = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+    rows = {}
+    for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+        cur = con.execute(f'SELECT * FROM "{table}" ORDER BY 1')
+        names = [d[0] for d in cur.description]
+        rows[table] = [
+            tuple(
+                "<time>" if n in ("creation_time", "last_update_time") else str(v).replace(str(folder), "<folder>")
+                for n, v in zip(names, row, strict=True)
+            )
+            for row in cur.fetchall()
+        ]
+    con.close()
+    return schema, rows
+
+
+def test_a_store_from_the_template_is_the_database_mlflow_makes(cache, tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    Store(f"sqlite:///{tmp_path}/a/mlflow.db")  # MLflow's migrations; the template is kept
+    assert store_template.template_path().is_file()
+    _no_migrations(monkeypatch)
+    store = Store(f"sqlite:///{tmp_path}/b/mlflow.db")
+    schema_a, rows_a = _dump(tmp_path / "a" / "mlflow.db", tmp_path / "a")
+    schema_b, rows_b = _dump(tmp_path / "b" / "mlflow.db", tmp_path / "b")
+    assert schema_b == schema_a and len(schema_a) > 50
+    assert rows_b == rows_a
+    # MLflow made the Default experiment of the copy itself, where it makes it (the working folder), and mlhw's
+    names = {e.experiment_id: (e.name, e.artifact_location) for e in store.client.search_experiments()}
+    assert names == {
+        "0": ("Default", str(tmp_path / "mlruns" / "0")),
+        "1": ("mlhw", (tmp_path / "b" / "mlartifacts").as_uri()),
+    }
+    run = store.client.create_run(store.experiment_id)  # and it takes runs as any store does
+    store.client.log_metric(run.info.run_id, "train/loss", 0.5, step=1)
+    assert [m.value for m in store.client.get_metric_history(run.info.run_id, "train/loss")] == [0.5]
+    assert oct(os.stat(tmp_path / "b" / "mlflow.db").st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other revision", "an experiment"])
+def test_a_template_mlflow_refuses_or_that_is_not_empty_is_made_again(cache, tmp_path, monkeypatch, damage):
+    Store(f"sqlite:///{tmp_path}/first.db")
+    template = store_template.template_path()
+    good = sqlite3.connect(template).execute("SELECT version_num FROM alembic_version").fetchone()
+    if damage == "garbage":
+        template.write_bytes(b"not a database at all" * 100)
+    else:
+        con = sqlite3.connect(template)
+        if damage == "other revision":  # the schema of another MLflow: its _verify_schema refuses the copy
+            con.execute("UPDATE alembic_version SET version_num = '0123456789ab'")
+        else:  # a copy of it would hold an experiment that no one made here
+            con.execute("INSERT INTO experiments VALUES (7, 'stray', '/nowhere', 'active', 0, 0, 'default')")
+        con.commit()
+        con.close()
+    store = Store(f"sqlite:///{tmp_path}/second.db")
+    assert store.experiment_id == "1"
+    assert [e.name for e in store.client.search_experiments()] == ["mlhw", "Default"]
+    assert sqlite3.connect(template).execute("SELECT version_num FROM alembic_version").fetchone() == good
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".new")]  # no temporary file left behind
+
+
+def test_a_database_that_appeared_meanwhile_is_never_replaced(cache, tmp_path):
+    Store(f"sqlite:///{tmp_path}/first.db")
+    theirs = tmp_path / "theirs.db"
+    theirs.write_bytes(b"someone else's")
+    assert store_template.copy_to(theirs) is False
+    assert theirs.read_bytes() == b"someone else's"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".new")]
+
+
+def test_a_database_with_runs_is_never_kept_as_the_template(cache, tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/used.db", experiment="x")
+    store_template.template_path().unlink()
+    store.client.create_run(store.experiment_id)
+    store_template.save_from(tmp_path / "used.db")
+    assert not store_template.template_path().exists()
+
+
+def test_without_a_usable_cache_a_store_is_made_as_before(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("MLHW_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    for name in ("one", "two"):
+        assert Store(f"sqlite:///{tmp_path}/{name}.db").experiment_id == "1"
