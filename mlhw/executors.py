@@ -139,7 +139,8 @@ def prepare_worker(
     `ray.cancel` interrupts a task through it; ignored, the cancel did nothing and the parent waited 10 s before
     marking the runs KILLED itself). Then this worker's share of the CPU threads, the imports (torch, the training
     code), its device made ready (the lane's; default --device; on CUDA the context, cuBLAS and cuDNN), the
-    planned `datasets` read and, on CUDA, AlexNet warmed up with `warm` (a planned CNN config: mlhw.cnn.warm_up).
+    planned `datasets` read, on CUDA AlexNet warmed up with `warm` (a planned CNN config: mlhw.cnn.warm_up), and
+    MLflow imported.
     Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -176,6 +177,10 @@ def prepare_worker(
                 )
         for name in datasets:  # the rest (a GPU lane's MNIST, for Part 1's units it may take at the end)
             source.base(name)
+        # last, not in the first unit's time: the parent started this worker before it imported MLflow itself
+        from mlhw.store import import_mlflow
+
+        import_mlflow()
     except Exception:  # noqa: BLE001, S110 - said by the unit that needs what failed
         pass
 

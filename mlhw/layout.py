@@ -4,6 +4,8 @@ baseline check and the suite parents' artifacts read the same paths through thes
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 TABLES = "tables"
@@ -25,3 +27,32 @@ def table_file(folder: Path, name: str, ext: str = "csv") -> Path:
 def is_partial(folder: Path) -> bool:
     """A -partial folder is one reproduction's output, never a baseline."""
     return folder.name.endswith(PARTIAL_SUFFIX)
+
+
+def check_writable(results_dir: str | Path, profile: str | None = None, write: bool = True) -> None:
+    """Before any run exists: the results folder can be created and written (not a file, not read-only), and so
+    can the profile's report folders in it (a file of that name would be replaced by the report). `write=False`
+    (a dry run, which writes nothing): the folders alone, without the real write that proves the rest."""
+    from mlhw.errors import MLHWError
+
+    root = Path(results_dir)
+    for name in [profile, f"{profile}-partial"] if profile else []:
+        if (root / name).exists() and not (root / name).is_dir():
+            raise MLHWError(f"--results-dir {results_dir}: {root / name} is a file, not a folder (the report's)")
+    probe_in = root
+    while not probe_in.exists():
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise MLHWError(f"--results-dir {results_dir}: {probe_in} is a file, not a folder")
+    if not write:
+        return
+    try:  # a real write, not a permission check: root passes os.access, and /proc or a full disk say no only here
+        shutil.rmtree(tempfile.mkdtemp(dir=probe_in, prefix=".mlhw-probe-"))
+    except OSError as err:
+        why = err.strerror or err
+        if probe_in != root:  # the folder to make, not its nearest existing parent: "cannot write in /proc" for
+            # /proc/ro named neither it nor what failed
+            raise MLHWError(
+                f"--results-dir {results_dir}: {root} cannot be created: no folder can be made in {probe_in} ({why})"
+            ) from None
+        raise MLHWError(f"--results-dir {results_dir}: cannot write in {root} ({why})") from None

@@ -22,14 +22,13 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-from mlflow.entities import Dataset as MlflowDataset
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING, Any
 
 import mlhw
 from mlhw.store import Store, signals_deferred
+
+if TYPE_CHECKING:  # MLflow itself is imported where a run is logged (mlhw.store.new_client says why)
+    from mlflow.entities import Metric, Param, RunTag
 
 HEARTBEAT_TAG = "mlhw.heartbeat"  # a utc_stamp, refreshed while a run's process lives
 HEARTBEAT_SECONDS = 10.0
@@ -268,6 +267,8 @@ class RunLogger:
         self._last_flush = time.monotonic()
 
     def log_metrics(self, metrics: dict[str, float | None], step: int) -> None:
+        from mlflow.entities import Metric  # MLflow: not with this module (mlhw.store.new_client)
+
         now = int(time.time() * 1000)
         for k, v in metrics.items():
             if v is not None:
@@ -295,12 +296,16 @@ class RunLogger:
         self._last_flush = time.monotonic()
 
     def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
         items = [Param(k, json.dumps(v) if isinstance(v, list | tuple) else str(v)) for k, v in flatten(params).items()]
         self._params += [p for p in items if p not in self._params]  # the same param twice is one
         if not self._defer:
             self.flush()
 
     def set_tags(self, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
         self._tags |= {k: RunTag(k, str(v)) for k, v in tags.items()}  # a tag set twice: the last value
         if tags and not self._defer:
             self.flush()
@@ -344,6 +349,9 @@ class RunLogger:
 
         import numpy as np
         from mlflow.data.schema import TensorDatasetSchema
+        from mlflow.entities import Dataset as MlflowDataset
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.exceptions import MlflowException
         from mlflow.types.schema import Schema, TensorSpec
 
         fp = data.fingerprint()

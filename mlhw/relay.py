@@ -30,12 +30,9 @@ class Relay:
     def call(self, method: str, args: tuple, kwargs: dict):
         with self._lock:
             if self._client is None:  # imported here: the manager starts at once, MLflow loads on the first call
-                from mlhw.store import (
-                    MlflowClient,
-                    client_uri,
-                )  # mlhw.store also quiets MLflow's logging, as in every process
+                from mlhw.store import client_uri, new_client  # new_client quiets MLflow's logging
 
-                self._client = MlflowClient(client_uri(self._uri))
+                self._client = new_client(client_uri(self._uri))
             return getattr(self._client, method)(*args, **kwargs)
 
 

@@ -250,6 +250,30 @@ def test_a_workers_start_up_never_raises_its_first_unit_says_what_failed(project
     assert result.error and "--device cuda:7" in result.error
 
 
+def test_a_new_stores_workers_start_before_the_parent_imports_mlflow(project):
+    """MLflow's import (1.4 s on the 2-core CPU, 2-2.6 s on an H100 machine) was the parent's first step, through
+    mlhw.executors: the workers, which import it too, started that much later. Now a new store's workers start
+    first. A fresh process: this one imported MLflow long ago."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from mlhw import executors\n"
+        "def start(self, configs=()):\n"
+        "    print('mlflow imported at the start:', 'mlflow' in sys.modules, flush=True)\n"
+        "    os._exit(0)\n"
+        "executors.PoolExecutor.start = start\n"
+        "from mlhw.cli import main\n"
+        "sys.argv = ['mlhw', 'reproduce', '--profile', 'small', '--jobs', '2', '--tracking-uri', sys.argv[1]]\n"
+        "main()\n"
+    )
+    uri = f"sqlite:///{project}/mlflow.db"
+    out = subprocess.run([sys.executable, "-c", code, uri], capture_output=True, text=True, cwd=project)
+    assert out.stdout.strip() == "mlflow imported at the start: False", out.stdout + out.stderr
+    assert not (project / "mlflow.db").exists()
+
+
 def _sigint_ignored(queue) -> None:
     import signal
 

@@ -582,7 +582,7 @@ def test_results_dir_that_cannot_be_created_is_named_with_its_cause(light):
     """--results-dir /proc/ro said "cannot write in /proc (No such file or directory)": neither the folder asked for
     nor that it is the one that could not be made."""
     from mlhw.errors import MLHWError
-    from mlhw.report import check_writable
+    from mlhw.layout import check_writable
 
     with pytest.raises(MLHWError) as info:
         check_writable("/proc/ro/x", "tiny")

@@ -80,8 +80,8 @@ def _validate(
     is made): --jobs N starts its workers there, beside the checks left."""
     from mlhw.errors import DataNotFound, MLHWError
     from mlhw.experiments import expand, load_file
+    from mlhw.layout import check_writable
     from mlhw.plan import make_plan
-    from mlhw.report import check_writable
     from mlhw.runs import DataSource
     from mlhw.store import Store
 

@@ -45,7 +45,8 @@ def tables(
     Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory; each as
     Markdown, CSV and LaTeX under results/<profile>/tables/, with mean ± std and n over seeds.
     """
-    from mlhw.report import check_writable, scope_from_store, write_report
+    from mlhw.layout import check_writable
+    from mlhw.report import scope_from_store, write_report
     from mlhw.store import Store
 
     check_writable(results_dir, profile)
