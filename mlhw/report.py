@@ -418,7 +418,9 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     datasets = sorted({r.get("dataset") for r in records.values() if r.get("dataset")})
     named = datasets_named(records.values())
     lines = [f"# mlhw reproduction: profile `{scope.profile}`" + (" (partial)" if scope.partial else ""), ""]
-    if scope.description:
+    if scope.description and scope.partial:  # the profile's words ("every suite") are not this report's
+        lines += [f"The profile `{scope.profile}`: {scope.description.rstrip('.')}. This report holds part of it.", ""]
+    elif scope.description:
         lines += [scope.description, ""]
     if scope.partial:
         lines += [

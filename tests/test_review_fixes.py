@@ -99,3 +99,17 @@ def test_tables_reads_the_newest_reproduction_even_when_a_parent_is_reused(proje
     assert res.exit_code == 0, res.output
     svm = (project / "results" / "p" / "tables" / "svm.md").read_text()
     assert "C=1" in svm and "C=2" not in svm
+
+
+def test_a_partial_reports_heading_gives_the_profiles_description_as_the_profiles(project):
+    """A partial report opened with its profile's description as its own ("every suite, tiny and fast" above a
+    report of one suite)."""
+    doc = yaml.safe_load(yaml.safe_dump(DOC))
+    doc["profiles"]["p"]["description"] = "Every suite, tiny and fast."
+    (project / "exp.yaml").write_text(yaml.safe_dump(doc))
+    assert reproduce(project, "--set", "svm_soft.C=2").exit_code == 0
+    partial = (project / "results" / "p-partial" / "REPORT.md").read_text().split("\n\n")
+    assert partial[1] == "The profile `p`: Every suite, tiny and fast. This report holds part of it."
+    assert reproduce(project).exit_code == 0
+    full = (project / "results" / "p" / "REPORT.md").read_text().split("\n\n")
+    assert full[1] == "Every suite, tiny and fast."
