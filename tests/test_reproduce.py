@@ -2,6 +2,7 @@
 one owner of results/, suites as parent runs, tables equal to MLflow; `mlhw ui` leaves no process behind."""
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -1269,3 +1270,39 @@ def test_a_stamp_written_before_sound_reports_is_compiled_once_again(light):
     again = reproduce(light)
     assert again.exit_code == 0 and "up to date" not in again.stderr and "ran 0 of 0" in again.stderr, again.stderr
     assert reproduce(light).stderr.startswith("up to date")
+
+
+def test_the_live_bars_say_what_they_count(monkeypatch):
+    """On a terminal: the bar of a run counted its epochs as a bare '3/10' under the bar of runs' '2/6'. Now
+    '3/10 epochs' and '2/6 runs'; a unit without epochs (an SVM, the theory checks) shows no count."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from mlhw.cli import common
+    from mlhw.cli import reproduce as cli
+    from mlhw.executors import Event, UnitResult
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=150, color_system=None, record=True)
+    monkeypatch.setattr(common, "err", console)
+    monkeypatch.setattr(common, "is_terminal", lambda *a: True)
+    monkeypatch.setattr(cli, "is_terminal", lambda *a: True)
+
+    def bar_text(rep) -> str:
+        rep.bar.refresh()
+        return console.export_text(clear=True)
+
+    cnn = SimpleNamespace(config=SimpleNamespace(epochs=10), name="cnn")
+    svm = SimpleNamespace(config=SimpleNamespace(), name="svm")
+    rep = cli._Reporter([[cnn], [cnn], [svm]], 3)
+    with rep:
+        rep.on_event(Event("start", 0, "Adam lr=5e-5, seed 0"))
+        rep.on_event(Event("epoch", 0, "", epoch=3))
+        shown = bar_text(rep)
+        assert re.search(r"all\b.*0/3 runs", shown) and re.search(r"Adam lr=5e-5, seed 0.*3/10 epochs", shown), shown
+        rep.on_event(Event("end", 0, "Adam lr=5e-5, seed 0", result=UnitResult()))
+        rep.on_event(Event("start", 2, "svm_soft"))
+        shown = bar_text(rep)
+        assert re.search(r"all\b.*1/3 runs", shown), shown
+        row = next(line for line in shown.splitlines() if "svm_soft" in line)
+        assert "/" not in row.split("svm_soft")[1].split("0:00")[0], row  # no count of epochs it does not have

@@ -14,7 +14,15 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from mlhw.errors import MLHWError
 
@@ -299,6 +307,21 @@ class PlainProgress:
             )
 
 
+class CountColumn(ProgressColumn):
+    """'3/10 epochs': rich's MofNCompleteColumn with what is counted (the task's `unit` field, plural but for a total
+    of one; none where the task's `count` field is False). Under reproduce's bar of runs, a run's bar counted its
+    epochs unnamed."""
+
+    def render(self, task) -> Text:
+        if task.fields.get("count") is False:
+            return Text("")
+        total = "?" if task.total is None else f"{task.total:g}"
+        unit = task.fields.get("unit") or ""
+        if unit and task.total != 1:
+            unit += "s"
+        return Text(f"{task.completed:g}/{total}" + (f" {unit}" if unit else ""), style="progress.download")
+
+
 def progress() -> Progress | PlainProgress:
     """A live bar on a terminal; plain lines when piped or in CI (PlainProgress: a redrawn bar in a log file is
     noise, and no line at all left a CI log silent for the minutes of a CPU run)."""
@@ -315,7 +338,7 @@ def progress() -> Progress | PlainProgress:
     return Progress(
         TextColumn("[bold]{task.description}", table_column=cut(4)),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TextColumn("{task.fields[info]}", table_column=cut(2)),
         TimeElapsedColumn(),
         TimeRemainingColumn(),

@@ -624,13 +624,17 @@ class _Reporter:
     def __enter__(self):
         if self.bar is not None:
             self.bar.__enter__()
-            self.overall = self.bar.add_task("runs", total=self.total, info="")
-            self.current = self.bar.add_task("", total=None, info="", visible=False)
+            self.overall = self.bar.add_task("all", total=self.total, info="", unit="run")
+            self.current = self.bar.add_task("", total=None, visible=False, **self._fields(None))
         return self
 
     def __exit__(self, *exc):
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+    @staticmethod
+    def _fields(epochs) -> dict:
+        return {"info": "", "unit": "epoch", "count": bool(epochs)}
 
     def on_event(self, ev) -> None:
         from mlhw.lifecycle import check_terminated
@@ -640,9 +644,11 @@ class _Reporter:
         if ev.kind == "start":
             self.started[ev.unit] = time.perf_counter()
             self.labels[ev.unit] = ev.label  # (an epoch event carries none)
-            if self.live:
-                epochs = getattr(unit[0].config, "epochs", None) or 1
-                self.bar.reset(self.current, total=epochs, description=ev.label, visible=True)
+            if self.live:  # a unit of epochs counts them; an SVM or the theory checks: no count to show
+                epochs = getattr(unit[0].config, "epochs", None)
+                self.bar.reset(  # (rich's reset replaces the task's fields: each is given)
+                    self.current, total=epochs or 1, description=ev.label, visible=True, **self._fields(epochs)
+                )
             else:
                 err.print(f"[{self.spans[ev.unit]}/{self.total}] start {ev.label}", highlight=False)
         elif ev.kind == "epoch" and self.live:
