@@ -1,8 +1,9 @@
 """An empty MLflow database kept in the cache, so that a new SQLite store is a file copy, not MLflow's migrations.
 
 MLflow makes a new SQLite database by creating its tables and running its schema migrations one by one (alembic):
-2.1 s on this project's 2-core CPU, paid by the first command in every new folder (a first `reproduce`, each test
-that makes a store) where opening an existing database takes 0.05 s. What the migrations leave is the same every
+1.0-1.1 s on an idle 2-core CPU (`benchmarks/startup.py`; 1.7 s on average in the test suite, two workers at
+once), paid by the first command in every new folder (a first `reproduce`, each test that makes a store), where
+opening a copy takes 0.06-0.09 s. What the migrations leave is the same every
 time but for one row: the Default experiment (id 0), whose artifact location MLflow takes from the working
 directory and whose times from the clock. So the first database made with a given MLflow is copied, less that row,
 to `<cache>/stores/` (the fingerprint cache's folder), and the next new store starts as a copy of it, where the
