@@ -177,12 +177,13 @@ def prepare_worker(
                 )
         for name in datasets:  # the rest (a GPU lane's MNIST, for Part 1's units it may take at the end)
             source.base(name)
-        # last, not in the first unit's time: the parent started this worker before it imported MLflow itself
+    except Exception:  # noqa: BLE001, S110 - said by the unit that needs what failed
+        pass
+    # last, not in the first unit's time: the parent started this worker before it imported MLflow itself
+    with contextlib.suppress(Exception):
         from mlhw.store import import_mlflow
 
         import_mlflow()
-    except Exception:  # noqa: BLE001, S110 - said by the unit that needs what failed
-        pass
 
 
 def warm_cuda(dev) -> None:

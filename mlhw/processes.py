@@ -82,7 +82,9 @@ def writer_signals() -> None:
 
 def _load_mlflow() -> None:
     try:
-        import mlhw.store  # noqa: F401 - MLflow, and its logging quieted as in every process
+        from mlhw.store import import_mlflow
+
+        import_mlflow()  # MLflow, and its logging quieted as in every process
     except Exception:  # noqa: BLE001, S110 - the first call imports it again and says what fails
         pass
 

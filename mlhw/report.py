@@ -419,7 +419,9 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     named = datasets_named(records.values())
     lines = [f"# mlhw reproduction: profile `{scope.profile}`" + (" (partial)" if scope.partial else ""), ""]
     if scope.description and scope.partial:  # the profile's words ("every suite") are not this report's
-        lines += [f"The profile `{scope.profile}`: {scope.description.rstrip('.')}. This report holds part of it.", ""]
+        about = scope.description.strip()
+        about += "" if about.endswith((".", "!", "?")) else "."
+        lines += [f"The profile `{scope.profile}`: {about} This report holds part of it.", ""]
     elif scope.description:
         lines += [scope.description, ""]
     if scope.partial:
@@ -750,7 +752,7 @@ def _way_on(profile: str, parents: list) -> str:
         )
     known = _profiles_of("experiments.yaml")
     if known is not None and profile not in known:
-        return f"experiments.yaml has no profile {profile!r} either (its profiles: {', '.join(known)})"
+        return f"experiments.yaml here has no profile {profile!r} either (its profiles: {', '.join(known)})"
     return f"run {run} first" + ("" if known is not None else " if your experiments file has it")
 
 

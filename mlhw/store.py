@@ -241,13 +241,19 @@ def sqlite_client(uri: str):
     from mlhw import store_template
 
     path, uri = sqlite_path(uri), client_uri(uri)
-    if path is None or str(path) == ":memory:" or path.exists():
+    # (a URI with a query, sqlite:///mlflow.db?timeout=30: its path is not the file's; MLflow makes that store)
+    if path is None or "?" in uri or str(path) == ":memory:" or path.exists():
         return new_client(uri)
     if store_template.copy_to(path):  # a template of another schema revision is not copied
         try:
             return new_client(uri)
-        except BaseException:  # MLflow refused the copy after all: neither it nor the template stays
-            store_template.discard(path)
+        except BaseException as err:  # the store is not made: no copy stays behind
+            with contextlib.suppress(OSError):
+                path.unlink()
+            from mlflow.exceptions import MlflowException
+
+            if isinstance(err, MlflowException):  # MLflow refused the copy itself (not a folder it cannot open)
+                store_template.discard()
             raise
     client = new_client(uri)
     store_template.save_from(path)

@@ -69,23 +69,24 @@ def copy_to(path: Path) -> bool:
     tmp = None
     try:
         with contextlib.closing(_read_only(template)) as con:
-            tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {"alembic_version", "experiments", "runs"} <= tables:
-                raise sqlite3.DatabaseError("not an MLflow database")
-            if con.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]:
-                raise sqlite3.DatabaseError("not an empty MLflow database")
-            if con.execute("SELECT version_num FROM alembic_version").fetchall() != [(_schema_revision(),)]:
-                raise sqlite3.DatabaseError("another MLflow's schema")  # MLflow would refuse the copy
+            try:
+                tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"alembic_version", "experiments", "runs"} <= tables:
+                    raise sqlite3.DatabaseError("not an MLflow database")
+                if con.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]:
+                    raise sqlite3.DatabaseError("not an empty MLflow database")
+                if con.execute("SELECT version_num FROM alembic_version").fetchall() != [(_schema_revision(),)]:
+                    raise sqlite3.DatabaseError("another MLflow's schema")  # MLflow would refuse the copy
+            except sqlite3.Error:  # not a database, or not ours: made again from the next store MLflow makes
+                discard()
+                return False
             tmp = _new_file(path)
             with contextlib.closing(sqlite3.connect(tmp)) as out:
                 con.backup(out)  # a consistent copy even while another process writes a new template
         os.link(tmp, path)  # fails where `path` exists now: that database is used as it is
         return True
-    except sqlite3.Error:  # not a database, or not ours: made again from the next store MLflow makes
-        discard()
-        return False
-    except OSError:  # a folder that takes no links, a file that appeared meanwhile: MLflow makes the store
-        return False
+    except (OSError, sqlite3.Error):  # a full disk, a folder that takes no links, a file that appeared meanwhile:
+        return False  # MLflow makes the store (the template is not at fault: it stays)
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -121,9 +122,9 @@ def save_from(path: Path) -> None:
                 os.unlink(tmp)
 
 
-def discard(copy: Path | None = None) -> None:
-    """Remove the template (MLflow refused a copy of it) and `copy`, the database made from it."""
-    for path in (copy, template_path()):
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.unlink()
+def discard() -> None:
+    """Remove the template (it is not an empty database of this MLflow's, or MLflow refused a copy of it)."""
+    path = template_path()
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()

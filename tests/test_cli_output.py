@@ -242,3 +242,28 @@ def test_help_at_80_columns_breaks_no_choice_list(command, monkeypatch):
         assert "<digits|mnist>" in options["--dataset"]
     if command[0] == "cnn":
         assert "<choice>" in options["--dataset"] and "digits (embedded" in res.output and "or cifar10" in res.output
+
+
+def test_the_count_column_names_what_it_counts_in_whole_numbers():
+    """'3/10 epochs' (a bar of epochs under reproduce's bar of runs counted them bare); a million steps is
+    1234567/2000000, not rich's 1.23457e+06; a task that counts nothing shows nothing."""
+    from rich.progress import Progress
+
+    bar = Progress(common.CountColumn())
+    shown = {}
+    for name, total, done, fields in [
+        ("epochs", 10, 3, {"unit": "epoch"}),
+        ("one", 1, 0, {"unit": "epoch"}),
+        ("steps", 2_000_000, 1_234_567, {"unit": "step"}),
+        ("bare", 4, 2, {}),
+        ("none", 1, 0, {"unit": "epoch", "count": False}),
+    ]:
+        task = bar.add_task(name, total=total, completed=done, **fields)
+        shown[name] = common.CountColumn().render(bar.tasks[task]).plain
+    assert shown == {
+        "epochs": "3/10 epochs",
+        "one": "0/1 epoch",
+        "steps": "1234567/2000000 steps",
+        "bare": "2/4",
+        "none": "",
+    }

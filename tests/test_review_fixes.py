@@ -105,11 +105,11 @@ def test_a_partial_reports_heading_gives_the_profiles_description_as_the_profile
     """A partial report opened with its profile's description as its own ("every suite, tiny and fast" above a
     report of one suite)."""
     doc = yaml.safe_load(yaml.safe_dump(DOC))
-    doc["profiles"]["p"]["description"] = "Every suite, tiny and fast."
+    doc["profiles"]["p"]["description"] = "Every suite, tiny and fast!"
     (project / "exp.yaml").write_text(yaml.safe_dump(doc))
     assert reproduce(project, "--set", "svm_soft.C=2").exit_code == 0
     partial = (project / "results" / "p-partial" / "REPORT.md").read_text().split("\n\n")
-    assert partial[1] == "The profile `p`: Every suite, tiny and fast. This report holds part of it."
+    assert partial[1] == "The profile `p`: Every suite, tiny and fast! This report holds part of it."
     assert reproduce(project).exit_code == 0
     full = (project / "results" / "p" / "REPORT.md").read_text().split("\n\n")
-    assert full[1] == "Every suite, tiny and fast."
+    assert full[1] == "Every suite, tiny and fast!"

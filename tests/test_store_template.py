@@ -119,3 +119,53 @@ def test_without_a_usable_cache_a_store_is_made_as_before(tmp_path, monkeypatch)
     monkeypatch.setenv("MLHW_CACHE_DIR", str(tmp_path / "file" / "cache"))
     for name in ("one", "two"):
         assert Store(f"sqlite:///{tmp_path}/{name}.db").experiment_id == "1"
+
+
+def test_a_uri_with_a_query_is_made_by_mlflow_and_leaves_no_stray_copy(cache, tmp_path):
+    """sqlite:///x.db?timeout=30: the path mlhw reads from it is 'x.db?timeout=30', not the file MLflow opens. A copy
+    went there (a stray 950 KB file that later runs took for the database) while MLflow migrated x.db."""
+    Store(f"sqlite:///{tmp_path}/first.db")
+    store = Store(f"sqlite:///{tmp_path}/withq.db?timeout=30")
+    assert store.experiment_id == "1"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("withq")) == ["withq.db"]
+
+
+@pytest.mark.parametrize("refused_by_mlflow", [False, True])
+def test_a_copy_that_cannot_be_opened_is_removed_and_the_template_kept_unless_mlflow_refused_it(
+    cache, tmp_path, monkeypatch, refused_by_mlflow
+):
+    """A store that fails to open after the copy (a folder SQLite cannot open, a full disk) leaves no copy behind;
+    the template stays, since it is not at fault. Only MLflow's own refusal of the copy removes it too."""
+    from mlflow.exceptions import MlflowException
+
+    from mlhw import store as store_module
+    from mlhw.errors import MLHWError
+
+    Store(f"sqlite:///{tmp_path}/first.db")
+    template = store_template.template_path()
+
+    def fail(uri):
+        raise MlflowException("Detected out-of-date database schema") if refused_by_mlflow else OSError("disk full")
+
+    monkeypatch.setattr(store_module, "new_client", fail)
+    with pytest.raises(MLHWError, match="out-of-date" if refused_by_mlflow else "disk full"):
+        Store(f"sqlite:///{tmp_path}/second.db")
+    assert not (tmp_path / "second.db").exists()
+    assert template.exists() is not refused_by_mlflow
+
+
+def test_the_writer_loads_mlflow_quieted_before_its_first_call():
+    """The relay's writer loads MLflow on a thread while the workers start (mlhw.processes._load_mlflow). It did so by
+    importing mlhw.store, which no longer imports MLflow: the writer's first call paid the import, under its lock
+    (2.2-2.4 s to the first relayed call, 0.7-1.0 s with MLflow loaded)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "from mlhw import processes\n"
+        "processes._load_mlflow()\n"
+        "print('mlflow' in sys.modules, logging.getLogger('mlflow').level == logging.WARNING)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True"]

@@ -233,7 +233,9 @@ def test_tables_without_a_reproduction_is_one_line(ci_copy, workdir):
     assert not (workdir / "results" / "ci-partial").exists()
     # a profile that experiments.yaml lacks too is not one to reproduce: the hint names the file's profiles
     res = invoke("tables", "--profile", "nope", "--tracking-uri", ci_copy)
-    assert_one_line_error(res, "--profile nope", "experiments.yaml has no profile 'nope' either", "digits, paper, ci")
+    assert_one_line_error(
+        res, "--profile nope", "experiments.yaml here has no profile 'nope' either", "digits, paper, ci"
+    )
     assert "mlhw reproduce" not in res.output
     (workdir / "experiments.yaml").unlink()  # no file here: the hint cannot tell, and says so
     res = invoke("tables", "--profile", "digits", "--tracking-uri", ci_copy)

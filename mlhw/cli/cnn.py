@@ -284,7 +284,7 @@ def compare(
                 tags,
             )
         )
-        overall = bar.add_task("variants", total=len(names), info="")
+        overall = bar.add_task("variants", total=len(names), info="", unit="variant")
         task, on_epoch = _epoch_bar(bar, base.epochs)
         for i, v in enumerate(names):
             cfg = base.model_copy(update=CNN_VARIANTS[v])

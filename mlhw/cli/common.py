@@ -315,11 +315,15 @@ class CountColumn(ProgressColumn):
     def render(self, task) -> Text:
         if task.fields.get("count") is False:
             return Text("")
-        total = "?" if task.total is None else f"{task.total:g}"
+
+        def n(v) -> str:  # 1234567, not 1.23457e+06 (svm multiclass --steps)
+            return f"{int(v)}" if float(v).is_integer() else f"{v:g}"
+
+        total = "?" if task.total is None else n(task.total)
         unit = task.fields.get("unit") or ""
         if unit and task.total != 1:
             unit += "s"
-        return Text(f"{task.completed:g}/{total}" + (f" {unit}" if unit else ""), style="progress.download")
+        return Text(f"{n(task.completed)}/{total}" + (f" {unit}" if unit else ""), style="progress.download")
 
 
 def progress() -> Progress | PlainProgress:
