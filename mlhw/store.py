@@ -43,7 +43,8 @@ HTTP_ENV = {  # MLflow's default: 7 retries with exponential backoff (minutes); 
 def new_client(uri: str):
     """An MlflowClient. MLflow is imported here, not with this module: `reproduce --jobs N` starts its workers
     before its own first MlflowClient (a new store), 1.4 s sooner on this project's 2-core CPU, 2-2.6 s on an H100
-    machine, and a command that fails its checks, or has nothing to do, never imports it."""
+    machine, and a command that fails its checks before it opens a store, or a dry run of a new one, never imports
+    it."""
     return import_mlflow().MlflowClient(uri)
 
 
