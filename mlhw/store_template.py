@@ -18,9 +18,11 @@ an error. `MLHW_CACHE_DIR` moves the cache; without a home folder there is none.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import sqlite3
+import time
 from pathlib import Path
 
 from mlhw import fingerprint_cache
@@ -46,9 +48,18 @@ def _schema_revision() -> str | None:
     return None if latest is None else latest()
 
 
+STALE_SECONDS = 3600  # a temporary copy this old was left by a process killed while it wrote it
+
+
 def _new_file(beside: Path) -> str:
     """An empty file of a fresh name in `beside`'s folder, with the permissions a file made there gets (the
-    umask's, as MLflow's own database would have; tempfile's are private)."""
+    umask's, as MLflow's own database would have; tempfile's are private). Those of earlier processes that were
+    killed while they wrote one (an hour old) are removed first."""
+    now = time.time()
+    for stale in beside.parent.glob(f".{glob.escape(beside.name)}.*.new"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > STALE_SECONDS:
+                stale.unlink()
     name = beside.parent / f".{beside.name}.{os.getpid()}.{secrets.token_hex(4)}.new"
     os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     return str(name)

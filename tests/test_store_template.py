@@ -169,3 +169,20 @@ def test_the_writer_loads_mlflow_quieted_before_its_first_call():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True"]
+
+
+def test_copies_left_by_killed_processes_are_removed_once_an_hour_old(cache, tmp_path):
+    """A process killed while it wrote a copy (beside the new database, or a template in the cache) left a ~1 MB
+    `.<name>.<pid>.<hex>.new` behind; the next copy made there removes those an hour old, never a newer one (a
+    process that may still be writing it)."""
+    Store(f"sqlite:///{tmp_path}/first.db")
+    stores = store_template.template_path().parent
+    old = [tmp_path / ".second.db.1.dead.new", stores / f".{store_template.template_path().name}.1.dead.new"]
+    kept = [tmp_path / ".second.db.2.busy.new", tmp_path / ".other.db.1.dead.new"]  # young; another database's
+    for path in old + kept:
+        path.write_bytes(b"half a copy")
+    for path in old + kept[1:]:
+        os.utime(path, (0, os.path.getmtime(path) - 2 * store_template.STALE_SECONDS))
+    Store(f"sqlite:///{tmp_path}/second.db")  # a copy beside it
+    store_template.save_from(tmp_path / "first.db")  # (not kept: it holds an experiment) its folder is cleaned
+    assert [p.exists() for p in old + kept] == [False, False, True, True]
