@@ -40,12 +40,15 @@ def template_path() -> Path | None:
 
 
 def _schema_revision() -> str | None:
-    """The schema revision this MLflow makes and accepts (what its own check of a database compares with; None where
-    an MLflow lacks the function: then no template is used)."""
-    import mlflow.store.db.utils as db_utils
+    """The schema revision this MLflow makes and accepts (what its own check of a database compares with). None
+    where it cannot be told (an MLflow without that private function, or one where it fails): then no template is
+    copied, and the template is not blamed for it."""
+    try:
+        import mlflow.store.db.utils as db_utils
 
-    latest = getattr(db_utils, "_get_latest_schema_revision", None)
-    return None if latest is None else latest()
+        return db_utils._get_latest_schema_revision()
+    except Exception:  # noqa: BLE001 - a speed-up lost, never an error
+        return None
 
 
 STALE_SECONDS = 3600  # a temporary copy this old was left by a process killed while it wrote it
@@ -77,6 +80,9 @@ def copy_to(path: Path) -> bool:
     template = template_path()
     if template is None or not template.is_file():
         return False
+    revision = _schema_revision()
+    if revision is None:
+        return False
     tmp = None
     try:
         with contextlib.closing(_read_only(template)) as con:
@@ -86,7 +92,7 @@ def copy_to(path: Path) -> bool:
                     raise sqlite3.DatabaseError("not an MLflow database")
                 if con.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]:
                     raise sqlite3.DatabaseError("not an empty MLflow database")
-                if con.execute("SELECT version_num FROM alembic_version").fetchall() != [(_schema_revision(),)]:
+                if con.execute("SELECT version_num FROM alembic_version").fetchall() != [(revision,)]:
                     raise sqlite3.DatabaseError("another MLflow's schema")  # MLflow would refuse the copy
             except sqlite3.Error:  # not a database, or not ours: made again from the next store MLflow makes
                 discard()

@@ -186,3 +186,23 @@ def test_copies_left_by_killed_processes_are_removed_once_an_hour_old(cache, tmp
     Store(f"sqlite:///{tmp_path}/second.db")  # a copy beside it
     store_template.save_from(tmp_path / "first.db")  # (not kept: it holds an experiment) its folder is cleaned
     assert [p.exists() for p in old + kept] == [False, False, True, True]
+
+
+def test_where_mlflow_cannot_tell_its_schema_revision_no_copy_is_made_and_the_template_stays(
+    cache, tmp_path, monkeypatch
+):
+    """The revision comes from a private MLflow function: one that failed raised out of Store (a broken store for a
+    lost speed-up), and one that is gone would have had the template thrown away at every new store."""
+    Store(f"sqlite:///{tmp_path}/first.db")
+    template = store_template.template_path()
+
+    def fails():
+        raise AttributeError("_get_latest_schema_revision")
+
+    with monkeypatch.context() as m:  # (MLflow's own check of a database calls it too: patched for ours alone)
+        m.setattr(db_utils, "_get_latest_schema_revision", fails)
+        assert store_template._schema_revision() is None
+    monkeypatch.setattr(store_template, "_schema_revision", lambda: None)
+    assert not store_template.copy_to(tmp_path / "second.db") and not (tmp_path / "second.db").exists()
+    assert template.is_file()
+    assert Store(f"sqlite:///{tmp_path}/third.db").experiment_id == "1"  # made by MLflow's migrations
