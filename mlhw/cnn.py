@@ -254,6 +254,15 @@ def make_optimizer(
     return cls(params, **kw)
 
 
+def step_capturable(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> bool:
+    """Whether a training step with `opt` (and fp16's gradient scaler) can be captured in a CUDA graph: a graph
+    cannot hold a host read. Without a scaler there is none. With one, GradScaler hands a fused optimizer
+    (`_step_supports_amp_scaling`: torch's fused Adam and SGD) the scale and the overflow flag as device tensors and
+    the kernel skips an overflowed step itself; any other optimizer is stepped only after the host has read the
+    overflow flag (`.item()`), a sync per step."""
+    return scaler is None or bool(getattr(opt, "_step_supports_amp_scaling", False))
+
+
 def optimizer_impl(opt: torch.optim.Optimizer) -> str:
     d = opt.defaults
     return "fused" if d.get("fused") else "foreach" if d.get("foreach") else "default"
@@ -295,11 +304,12 @@ class TrainStep:
     def capture(self, batch_size: int, warmup: int = 3) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         """Capture one full training step on a static index buffer (PyTorch's whole-network recipe:
         warm up on a side stream, capture with the gradients unset), then undo the warm-up steps:
-        parameters, BatchNorm statistics, optimizer state, dropout RNG and accumulators are put back,
+        parameters, BatchNorm statistics, optimizer state, fp16's loss scale, dropout RNG and accumulators are put back,
         so replaying the graph computes what the eager loop computes from the same start."""
         dev = self.device
         idx = torch.arange(batch_size, device=dev) % len(self.train)
         saved = {k: v.clone() for k, v in self.model.state_dict().items()}
+        scaling = self.scaler.state_dict() if self.scaler is not None else None  # fp16's loss scale, before the warm-up
         rng = torch.cuda.get_rng_state(dev)
         side = torch.cuda.Stream(dev)
         side.wait_stream(torch.cuda.current_stream(dev))
@@ -318,6 +328,8 @@ class TrainStep:
                 for t in state.values():
                     if torch.is_tensor(t):
                         t.zero_()
+        if scaling is not None:
+            self.scaler.load_state_dict(scaling)  # in place: the graph holds the scale and growth tensors
         torch.cuda.set_rng_state(rng, dev)
         self.loss_sum.zero_(), self.hits.zero_()
         return graph, idx
@@ -344,8 +356,9 @@ def train_cnn(
     judges it) stops the run after that epoch, with `diverged_epoch` set:
     a result, not an error.
 
-    cuda_graphs (None = on for CUDA, except fp16 and compile): every full batch is one replay of a
-    captured training step (batch preparation, forward, backward, optimizer, loss and accuracy sums);
+    cuda_graphs (None = on for CUDA, except with compile, and fp16 with an unfused optimizer: step_capturable):
+    every full batch is one replay of a captured training step (batch preparation, forward, backward, fp16's
+    loss scaling, optimizer, loss and accuracy sums);
     the last, partial batch runs eagerly. fused: see make_optimizer. eval_batch: images per evaluation
     pass (None: 1024 on CUDA, padded to one shape; 256 on a CPU). space_to_depth (None = on for CUDA):
     the first convolution by space_to_depth_conv (measured on an H100: +13% training img/s).
@@ -366,9 +379,9 @@ def train_cnn(
     train, val, test = (DeviceSplit(s, device, mean, std, cfg.image_size) for s in (data.train, data.val, data.test))
     model = build_model(cfg, data).to(device, memory_format=torch.channels_last)
     model.features[0].space_to_depth = cuda if space_to_depth is None else space_to_depth
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     opt = make_optimizer(cfg, model.parameters(), fused=fused, capturable=cuda)
-    graphs = cuda and cuda_graphs is not False and scaler is None and not compile
+    graphs = cuda and cuda_graphs is not False and step_capturable(opt, scaler) and not compile
     eval_batch = eval_batch or (1024 if cuda else 256)
     result = CNNResult(
         parameters=count_parameters(model),

@@ -9,12 +9,14 @@ import torch
 from mlhw.cnn import (
     AlexNet,
     DeviceSplit,
+    TrainStep,
     cudnn_autotune,
     evaluate,
     make_optimizer,
     optimizer_impl,
     resolve_precision,
     space_to_depth_conv,
+    step_capturable,
 )
 from mlhw.config import CNNConfig
 from mlhw.data import Split
@@ -186,6 +188,69 @@ def test_cpu_sgd_keeps_the_default_loop_and_fused_can_be_forced():
     )  # fused SGD is 3x slower on CPU
     assert optimizer_impl(make_optimizer(CNNConfig(optimizer="sgd", lr=0.1), p, fused=True)) == "fused"
     assert optimizer_impl(make_optimizer(CNNConfig(optimizer="adam"), p, fused=False)) != "fused"
+
+
+def test_a_scaled_fp16_step_is_captured_only_with_a_fused_optimizer():
+    """fp16's GradScaler with torch's fused Adam or SGD hands the kernel the scale and the overflow flag; with any
+    other optimizer it reads the flag on the host, which a CUDA graph cannot hold."""
+    p = [torch.zeros(3, requires_grad=True)]
+    scaler = torch.amp.GradScaler("cpu")
+    for optimizer, fused, capturable in [("adam", None, True), ("sgd", True, True), ("adam", False, False)]:
+        opt = make_optimizer(CNNConfig(optimizer=optimizer, lr=0.1), p, fused=fused)
+        assert step_capturable(opt, scaler) is capturable, (optimizer, fused)
+        assert step_capturable(opt, None)  # no scaler (fp32, bf16): nothing to read
+
+
+def _fp16_steps(fused: bool, steps: int = 4, init_scale: float = 2.0**20):
+    """A few fp16-autocast steps of TrainStep with a GradScaler on the CPU, from a scale so large that the first
+    steps overflow (inf gradients: skipped, the scale halved). Returns the final parameters, the scale, and
+    whether a step read a tensor on the host (.item(), .tolist(), bool()): a CUDA graph cannot hold one."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (24, 3, 8, 8), generator=gen, dtype=torch.uint8).numpy()
+    y = torch.randint(0, 4, (24,), generator=gen).numpy()
+    train = DeviceSplit(Split(x, y), torch.device("cpu"), (0.5,) * 3, (0.25,) * 3, 8)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 36, 4)
+    ).to(memory_format=torch.channels_last)
+    opt = make_optimizer(CNNConfig(optimizer="adam", lr=0.01), model.parameters(), fused=fused)
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    step = TrainStep(model, model, opt, scaler, train, torch.float16, torch.device("cpu"))
+    host_reads = []
+
+    def spy(name):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *a, **kw):
+            host_reads.append(name)
+            return real(self, *a, **kw)
+
+        return real, read
+
+    patched = {name: spy(name) for name in ("item", "tolist", "__bool__")}
+    for name, (_, read) in patched.items():
+        setattr(torch.Tensor, name, read)
+    try:
+        for i in range(steps):
+            step.eager(torch.arange(8 * i, 8 * i + 8) % 24)
+    finally:
+        for name, (real, _) in patched.items():
+            setattr(torch.Tensor, name, real)
+    return [q.detach().clone() for q in model.parameters()], scaler.get_scale(), bool(host_reads)
+
+
+def test_a_scaled_fp16_step_with_a_fused_optimizer_reads_nothing_on_the_host_and_skips_overflows_alike():
+    """The fused path (what a CUDA graph captures) computes what the host-read path computes: the steps whose
+    gradients overflowed are skipped, the scale backs off, the others are Adam's. The unfused optimizer is the
+    oracle; its host read is seen by the spy, so the spy can fail the fused path."""
+    fused, fused_scale, fused_read = _fp16_steps(fused=True)
+    plain, plain_scale, plain_read = _fp16_steps(fused=False)
+    assert not fused_read and plain_read
+    assert fused_scale == plain_scale == 2.0**17  # steps 1 and 2 overflowed (skipped, the scale halved), 3 and 4 not
+    for a, b in zip(fused, plain):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    untouched, _, _ = _fp16_steps(fused=True, steps=0)
+    assert any(not torch.equal(a, b) for a, b in zip(fused, untouched))  # some step was not skipped
 
 
 @pytest.mark.parametrize("chunk", [4, 7, 13, 64])
