@@ -205,14 +205,20 @@ def s2d_check(device) -> None:
 
 
 def cnn_equal(
-    data: Dataset, device, precision: str, optimizer: str = "adam", lr: float = 5e-5, run_as: str | None = None
+    data: Dataset,
+    device,
+    precision: str,
+    optimizer: str = "adam",
+    lr: float = 5e-5,
+    run_as: str | None = None,
+    momentum: float = 0.0,
 ) -> None:
     """graphs vs eager, beside eager vs eager: train losses, validation and test (loss, accuracy). `run_as`: the
     precision that runs where the requested one does not (bf16 on a CPU: fp32); the label names both."""
     ran = []
 
     def curve(graphs: bool) -> np.ndarray:
-        cfg = cnn_cfg(epochs=2, optimizer=optimizer, lr=lr)
+        cfg = cnn_cfg(epochs=2, optimizer=optimizer, lr=lr, momentum=momentum)
         res = train_cnn(cfg, data, device, run_as or precision, cuda_graphs=graphs)
         ran.append(res.precision)
         vals = [v for h in res.history for v in (h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"])]
@@ -224,7 +230,8 @@ def cnn_equal(
     what = precision if ran[0] == precision else f"{precision} asked for, {ran[0]} ran on {device.type}"
     row(
         "check",
-        f"CNN graphs == eager ({optimizer} {lr:g}, {what}, 2 epochs, max abs diff)",
+        f"CNN graphs == eager ({optimizer} {lr:g}{f' momentum {momentum:g}' if momentum else ''}, {what}, 2 epochs,"
+        " max abs diff)",
         f"{d_ge:.2e}",
         f"eager vs eager (noise floor): {d_ee:.2e}; train loss {eager[0]:.4f} -> {eager[4]:.4f}",
     )
@@ -408,12 +415,12 @@ def main() -> None:
     mlp_rows(device, mlp_n, sweep_n)
     mlp_checks(device, check_n)
     eq_data = Dataset("synthetic", synthetic_cifar(eq_n, 7), small, small)  # 10 full batches + a tail of 20
-    equal = [("fp32", "adam", 5e-5), ("bf16", "adam", 5e-5), ("bf16", "sgd", 0.005)]
+    equal = [("fp32", "adam", 5e-5, 0.0), ("bf16", "adam", 5e-5, 0.0), ("bf16", "sgd", 0.005, 0.0)]
     if device.type == "cuda":  # fp16's scaled step, captured with the scale and the overflow flag on the device
-        equal += [("fp16", "adam", 5e-5), ("fp16", "sgd", 0.005)]
-    for precision, optimizer, lr in equal:
+        equal += [("fp16", "adam", 5e-5, 0.0), ("fp16", "sgd", 0.005, 0.9)]  # momentum: buffers through skipped steps
+    for precision, optimizer, lr, momentum in equal:
         run_as = None if device.type == "cuda" else "fp32"  # a CPU's autocast is no check of the GPU's bf16
-        guarded(cnn_equal)(eq_data, device, precision, optimizer, lr, run_as)
+        guarded(cnn_equal)(eq_data, device, precision, optimizer, lr, run_as, momentum)
 
     print(f"\n## gpu_check on {name}, torch {torch.__version__}: {time.perf_counter() - T0:.0f} s\n")
     print("| part | what | value | note |\n|---|---|---|---|")

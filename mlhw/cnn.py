@@ -245,13 +245,22 @@ def make_optimizer(
         cls, kw = torch.optim.SGD, {"lr": cfg.lr, "momentum": cfg.momentum}
     else:
         cls, kw = torch.optim.Adam, {"lr": cfg.lr} | ({"capturable": True} if capturable else {})
+    opt = None
     if fused is not False and (fused or on_cuda or cfg.optimizer == "adam"):
         try:
-            return cls(params, fused=True, **kw)
+            opt = cls(params, fused=True, **kw)
         except (RuntimeError, TypeError, ValueError) as err:  # no fused kernel for this device in this torch
             if fused:
                 raise MLHWError(f"fused {cfg.optimizer} is not available (torch {torch.__version__}): {err}") from None
-    return cls(params, **kw)
+    opt = opt or cls(params, **kw)
+    if cfg.optimizer == "sgd" and cfg.momentum:
+        # Momentum buffers made here, as zeros: a first step then sets 0 * momentum + grad = grad, what torch's own
+        # first step sets, bit for bit. Left to itself, torch's fused SGD makes them with empty_like at its first
+        # step, and when fp16's GradScaler skips that step (overflowed gradients) they stay uninitialised memory
+        # that every later step reads as momentum.
+        for p in params:
+            opt.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return opt
 
 
 def step_capturable(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> bool:

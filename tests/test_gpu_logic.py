@@ -201,7 +201,7 @@ def test_a_scaled_fp16_step_is_captured_only_with_a_fused_optimizer():
         assert step_capturable(opt, None)  # no scaler (fp32, bf16): nothing to read
 
 
-def _fp16_steps(fused: bool, steps: int = 4, init_scale: float = 2.0**20):
+def _fp16_steps(fused: bool, steps: int = 4, init_scale: float = 2.0**20, **optimizer):
     """A few fp16-autocast steps of TrainStep with a GradScaler on the CPU, from a scale so large that the first
     steps overflow (inf gradients: skipped, the scale halved). Returns the final parameters, the scale, and
     whether a step read a tensor on the host (.item(), .tolist(), bool()): a CUDA graph cannot hold one."""
@@ -213,7 +213,7 @@ def _fp16_steps(fused: bool, steps: int = 4, init_scale: float = 2.0**20):
     model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 36, 4)
     ).to(memory_format=torch.channels_last)
-    opt = make_optimizer(CNNConfig(optimizer="adam", lr=0.01), model.parameters(), fused=fused)
+    opt = make_optimizer(CNNConfig(**({"optimizer": "adam", "lr": 0.01} | optimizer)), model.parameters(), fused=fused)
     scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
     step = TrainStep(model, model, opt, scaler, train, torch.float16, torch.device("cpu"))
     host_reads = []
@@ -239,18 +239,38 @@ def _fp16_steps(fused: bool, steps: int = 4, init_scale: float = 2.0**20):
     return [q.detach().clone() for q in model.parameters()], scaler.get_scale(), bool(host_reads)
 
 
-def test_a_scaled_fp16_step_with_a_fused_optimizer_reads_nothing_on_the_host_and_skips_overflows_alike():
+@pytest.mark.parametrize(
+    "optimizer", [{"optimizer": "adam", "lr": 0.01}, {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9}], ids=str
+)
+def test_a_scaled_fp16_step_with_a_fused_optimizer_reads_nothing_on_the_host_and_skips_overflows_alike(optimizer):
     """The fused path (what a CUDA graph captures) computes what the host-read path computes: the steps whose
-    gradients overflowed are skipped, the scale backs off, the others are Adam's. The unfused optimizer is the
-    oracle; its host read is seen by the spy, so the spy can fail the fused path."""
-    fused, fused_scale, fused_read = _fp16_steps(fused=True)
-    plain, plain_scale, plain_read = _fp16_steps(fused=False)
+    gradients overflowed are skipped, the scale backs off, the others are Adam's or SGD's. The unfused optimizer is
+    the oracle; its host read is seen by the spy, so the spy can fail the fused path. SGD with momentum: torch's
+    fused SGD, left to make its buffers at an overflowed first step, kept them uninitialised (off by 1e12 here)."""
+    fused, fused_scale, fused_read = _fp16_steps(fused=True, **optimizer)
+    plain, plain_scale, plain_read = _fp16_steps(fused=False, **optimizer)
     assert not fused_read and plain_read
     assert fused_scale == plain_scale == 2.0**17  # steps 1 and 2 overflowed (skipped, the scale halved), 3 and 4 not
     for a, b in zip(fused, plain):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
-    untouched, _, _ = _fp16_steps(fused=True, steps=0)
+    untouched, _, _ = _fp16_steps(fused=True, steps=0, **optimizer)
     assert any(not torch.equal(a, b) for a, b in zip(fused, untouched))  # some step was not skipped
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_sgd_momentum_buffers_made_as_zeros_step_as_torchs_own(fused):
+    """make_optimizer's zero momentum buffers against torch's SGD left to make its own, bit for bit."""
+    g = torch.Generator().manual_seed(3)
+    grads = [torch.randn(5, 4, generator=g, dtype=torch.float64) for _ in range(3)]
+    ps = [torch.zeros(5, 4, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    mine = make_optimizer(CNNConfig(optimizer="sgd", lr=0.1, momentum=0.9), [ps[0]], fused=fused)
+    torchs = torch.optim.SGD([ps[1]], lr=0.1, momentum=0.9)
+    assert torch.equal(mine.state[ps[0]]["momentum_buffer"], torch.zeros(5, 4, dtype=torch.float64))
+    for grad in grads:
+        for p, opt in zip(ps, (mine, torchs)):
+            p.grad = grad.clone()
+            opt.step()
+    assert torch.equal(ps[0], ps[1])
 
 
 @pytest.mark.parametrize("chunk", [4, 7, 13, 64])
