@@ -138,3 +138,32 @@ def test_results_dir_is_not_an_option_of_single_runs(workdir):
         res = invoke("cnn", cmd, *SMALL, "--results-dir", workdir / "out")
         assert res.exit_code == 2 and "--results-dir" in res.output
     assert_nothing_created(workdir)
+
+
+def test_compares_live_bar_starts_each_variant_without_the_last_ones_numbers(workdir, monkeypatch):
+    """On a terminal, the epoch bar of `cnn compare` showed the previous variant's "loss ... val acc ..." beside the
+    next variant's name until its first epoch ended (rich's reset keeps the fields it is not given)."""
+    from mlhw import runs
+    from mlhw.cli import cnn as cli
+    from mlhw.cli import common
+
+    monkeypatch.setattr(common, "is_terminal", lambda *a: True)
+    bars, seen = [], []
+    real_progress, real_run = cli.progress, runs.run_cnn
+
+    def spied_progress():
+        bars.append(real_progress())
+        return bars[-1]
+
+    def spied_run(job, *a, **kw):
+        epochs = [t for t in bars[-1].tasks if t.fields.get("unit") == "epoch"]
+        seen.append([(t.description, t.completed, t.fields["info"]) for t in epochs])
+        return real_run(job, *a, **kw)
+
+    monkeypatch.setattr(cli, "progress", spied_progress)
+    monkeypatch.setattr(runs, "run_cnn", spied_run)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "compare", "--part", "b", *SMALL, "--train-fraction", "0.1", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert sorted(row[0][0] for row in seen) == ["Adam lr=0.005", "Adam lr=5e-5"], seen
+    assert all(row == [(row[0][0], 0, "")] for row in seen), seen  # the second started with the first's numbers

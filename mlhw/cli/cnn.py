@@ -299,7 +299,8 @@ def compare(
                 parent.run_id,
             )
             bar.update(overall, completed=i, info=variant_title(v))
-            bar.reset(task, total=cfg.epochs, description=variant_title(v))  # as `cnn train` names it
+            # as `cnn train` names it; rich's reset keeps the fields it is not given: the last variant's "loss ..."
+            bar.reset(task, total=cfg.epochs, description=variant_title(v), info="", unit="epoch")
             runs[v] = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
         bar.update(overall, completed=len(names), info="done")
         for p in parts:
