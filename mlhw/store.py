@@ -242,8 +242,9 @@ def sqlite_client(uri: str):
     from mlhw import store_template
 
     path, uri = sqlite_path(uri), client_uri(uri)
-    # (a URI with a query, sqlite:///mlflow.db?timeout=30: its path is not the file's; MLflow makes that store)
-    if path is None or "?" in uri or str(path) == ":memory:" or path.exists():
+    # (a URI with a query, sqlite:///mlflow.db?timeout=30, or percent-escapes, sqlite:///a%20b.db: its path is not
+    # the file's, which SQLAlchemy decodes; MLflow makes that store)
+    if path is None or "?" in uri or "%" in uri or str(path) == ":memory:" or path.exists():
         return new_client(uri)
     if store_template.copy_to(path):  # a template of another schema revision is not copied
         try:
@@ -253,9 +254,10 @@ def sqlite_client(uri: str):
                 path.unlink()
             from mlflow.exceptions import MlflowException
 
-            if isinstance(err, MlflowException):  # MLflow refused the copy itself (not a folder it cannot open)
-                store_template.discard()
-            raise
+            if not isinstance(err, MlflowException):  # a folder it cannot open, a full disk: not the template's fault
+                raise
+            # MLflow refused the copy itself: the template goes, and MLflow makes the store (and the next template)
+            store_template.discard()
     client = new_client(uri)
     store_template.save_from(path)
     return client

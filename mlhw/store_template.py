@@ -12,7 +12,8 @@ checks their revision as it does for any database, and creates the Default exper
 database that lacks it.
 
 Best effort, as the fingerprint cache: a template that cannot be written, read or used costs the migrations, never
-an error. `MLHW_CACHE_DIR` moves the cache; without a home folder there is none.
+an error (one that MLflow refuses is removed, and MLflow makes the store). `MLHW_CACHE_DIR` moves the cache; without
+a home folder there is none.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _new_file(beside: Path) -> str:
     umask's, as MLflow's own database would have; tempfile's are private). Those of earlier processes that were
     killed while they wrote one (an hour old) are removed first."""
     now = time.time()
-    for stale in beside.parent.glob(f".{glob.escape(beside.name)}.*.new"):
+    for stale in beside.parent.glob(f".{glob.escape(beside.name)}.*.new*"):  # and its -journal
         with contextlib.suppress(OSError):
             if now - stale.stat().st_mtime > STALE_SECONDS:
                 stale.unlink()
@@ -87,6 +88,8 @@ def copy_to(path: Path) -> bool:
     try:
         with contextlib.closing(_read_only(template)) as con:
             try:
+                if con.execute("PRAGMA quick_check").fetchall() != [("ok",)]:  # damaged pages (~1 ms)
+                    raise sqlite3.DatabaseError("a damaged database")
                 tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 if not {"alembic_version", "experiments", "runs"} <= tables:
                     raise sqlite3.DatabaseError("not an MLflow database")

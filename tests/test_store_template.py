@@ -130,28 +130,72 @@ def test_a_uri_with_a_query_is_made_by_mlflow_and_leaves_no_stray_copy(cache, tm
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("withq")) == ["withq.db"]
 
 
-@pytest.mark.parametrize("refused_by_mlflow", [False, True])
-def test_a_copy_that_cannot_be_opened_is_removed_and_the_template_kept_unless_mlflow_refused_it(
-    cache, tmp_path, monkeypatch, refused_by_mlflow
-):
+def test_a_copy_that_cannot_be_opened_is_removed_and_the_template_kept(cache, tmp_path, monkeypatch):
     """A store that fails to open after the copy (a folder SQLite cannot open, a full disk) leaves no copy behind;
-    the template stays, since it is not at fault. Only MLflow's own refusal of the copy removes it too."""
-    from mlflow.exceptions import MlflowException
-
+    the template stays, since it is not at fault."""
     from mlhw import store as store_module
     from mlhw.errors import MLHWError
 
     Store(f"sqlite:///{tmp_path}/first.db")
-    template = store_template.template_path()
 
     def fail(uri):
-        raise MlflowException("Detected out-of-date database schema") if refused_by_mlflow else OSError("disk full")
+        raise OSError("disk full")
 
     monkeypatch.setattr(store_module, "new_client", fail)
-    with pytest.raises(MLHWError, match="out-of-date" if refused_by_mlflow else "disk full"):
+    with pytest.raises(MLHWError, match="disk full"):
         Store(f"sqlite:///{tmp_path}/second.db")
     assert not (tmp_path / "second.db").exists()
-    assert template.exists() is not refused_by_mlflow
+    assert store_template.template_path().exists()
+
+
+def test_a_copy_mlflow_refuses_costs_the_migrations_not_an_error(cache, tmp_path, monkeypatch):
+    """A template that passes mlhw's checks but that MLflow refuses (a future MLflow's rows, damage the checks miss)
+    failed the command, and the next one made the template again: every second new store failed."""
+    from mlflow.exceptions import MlflowException
+
+    from mlhw import store as store_module
+
+    Store(f"sqlite:///{tmp_path}/first.db")
+    real, calls = store_module.new_client, []
+
+    def refuse_the_copy(uri):
+        calls.append(uri)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.DatabaseError) database disk image is malformed")
+        return real(uri)
+
+    monkeypatch.setattr(store_module, "new_client", refuse_the_copy)
+    store = Store(f"sqlite:///{tmp_path}/second.db")
+    assert len(calls) == 2 and store.experiment_id == "1"
+    assert [e.name for e in store.client.search_experiments()] == ["mlhw", "Default"]
+    assert store_template.template_path().exists()  # made again, from the store MLflow made
+    _no_migrations(monkeypatch)
+    assert Store(f"sqlite:///{tmp_path}/third.db").experiment_id == "1"
+
+
+def test_a_template_with_a_damaged_page_is_made_again(cache, tmp_path):
+    """Junk over the root page of its experiments table (what a failing disk or a torn write leaves): caught by
+    SQLite's quick_check before a copy is made."""
+    Store(f"sqlite:///{tmp_path}/first.db")
+    template = store_template.template_path()
+    con = sqlite3.connect(template)
+    (page_size,) = con.execute("PRAGMA page_size").fetchone()
+    (root,) = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'experiments'").fetchone()
+    con.close()
+    with open(template, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(bytes(range(256)) * (page_size // 256))
+    assert store_template.copy_to(tmp_path / "copy.db") is False and not (tmp_path / "copy.db").exists()
+    store = Store(f"sqlite:///{tmp_path}/second.db")
+    assert [e.name for e in store.client.search_experiments()] == ["mlhw", "Default"]
+    assert store_template.copy_to(tmp_path / "copy.db") is True  # the template made again is sound
+
+
+def test_a_uri_with_percent_escapes_is_made_by_mlflow_and_leaves_no_stray_copy(cache, tmp_path):
+    """sqlite:///a%20b.db: SQLAlchemy opens 'a b.db'; a copy went to 'a%20b.db' while MLflow migrated 'a b.db'."""
+    Store(f"sqlite:///{tmp_path}/first.db")
+    assert Store(f"sqlite:///{tmp_path}/a%20b.db").experiment_id == "1"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("a")) == ["a b.db"]
 
 
 def test_the_writer_loads_mlflow_quieted_before_its_first_call():
@@ -178,6 +222,7 @@ def test_copies_left_by_killed_processes_are_removed_once_an_hour_old(cache, tmp
     Store(f"sqlite:///{tmp_path}/first.db")
     stores = store_template.template_path().parent
     old = [tmp_path / ".second.db.1.dead.new", stores / f".{store_template.template_path().name}.1.dead.new"]
+    old.append(tmp_path / ".second.db.1.dead.new-journal")  # SQLite's, beside the copy it was writing
     kept = [tmp_path / ".second.db.2.busy.new", tmp_path / ".other.db.1.dead.new"]  # young; another database's
     for path in old + kept:
         path.write_bytes(b"half a copy")
@@ -185,7 +230,7 @@ def test_copies_left_by_killed_processes_are_removed_once_an_hour_old(cache, tmp
         os.utime(path, (0, os.path.getmtime(path) - 2 * store_template.STALE_SECONDS))
     Store(f"sqlite:///{tmp_path}/second.db")  # a copy beside it
     store_template.save_from(tmp_path / "first.db")  # (not kept: it holds an experiment) its folder is cleaned
-    assert [p.exists() for p in old + kept] == [False, False, True, True]
+    assert [p.exists() for p in old + kept] == [False, False, False, True, True]
 
 
 def test_where_mlflow_cannot_tell_its_schema_revision_no_copy_is_made_and_the_template_stays(
