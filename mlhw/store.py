@@ -100,15 +100,17 @@ DB_DRIVERS = {
 }
 
 
-def check_uri(uri: str) -> None:
-    """Fail fast, before any run exists, on a tracking location that cannot be used."""
+def check_uri(uri: str, writable: bool = True) -> None:
+    """Fail fast, before any run exists, on a tracking location that cannot be used (`writable`: for writing too; a
+    command that only reads, `check` and `tables`, takes a database it can read: an archived store, a CI artifact, a
+    read-only mount)."""
     if uri != uri.strip():  # 'sqlite:///mlflow.db ' made a new store, a file named 'mlflow.db ', and reran all
         raise MLHWError(
             f"{named(uri, repr(uri))}: leading or trailing whitespace (a new store would be made of that name)"
         )
     path = sqlite_path(uri)
     if path is not None:
-        _check_sqlite(uri, path)
+        _check_sqlite(uri, path, writable)
     elif is_server(uri):
         probe_server(uri)
     elif not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
@@ -118,18 +120,20 @@ def check_uri(uri: str) -> None:
         )
 
 
-def _check_sqlite(uri: str, path: Path) -> None:
-    """The folder exists and a database can be written there (MLflow would retry for minutes)."""
+def _check_sqlite(uri: str, path: Path, writable: bool = True) -> None:
+    """The folder exists and a database can be written there (MLflow would retry for minutes); not `writable`: an
+    existing database can be read."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise MLHWError(f"{named(uri)}: folder {parent}/ does not exist")
     home = parent / "mlartifacts"  # where mlhw's experiments keep their artifacts (Store._experiment)
-    if home.exists() and (not home.is_dir() or not os.access(home, os.W_OK | os.X_OK)):
-        why = "is a file, not a folder" if not home.is_dir() else "is not writable"
+    access = os.W_OK | os.X_OK if writable else os.R_OK | os.X_OK
+    if home.exists() and (not home.is_dir() or not os.access(home, access)):
+        why = "is a file, not a folder" if not home.is_dir() else "is not writable" if writable else "is not readable"
         raise MLHWError(f"{named(uri)}: the artifact folder {home} {why}")
     if path.exists():
-        if path.is_dir() or not os.access(path, os.W_OK):
-            raise MLHWError(f"{named(uri)}: {path} is not a writable file")
+        if path.is_dir() or not os.access(path, os.W_OK if writable else os.R_OK):
+            raise MLHWError(f"{named(uri)}: {path} is not a {'writable' if writable else 'readable'} file")
         try:  # a file that is not a SQLite database fails here, not after minutes of retries
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as con:
                 con.execute("select count(*) from sqlite_master").fetchone()
@@ -266,11 +270,22 @@ def sqlite_client(uri: str):
 class Store:
     """One tracking store and experiment, checked on creation; queries by mlhw's identity tag."""
 
-    def __init__(self, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, create: bool = True, client=None):
+    def __init__(
+        self,
+        uri: str | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        create: bool = True,
+        client=None,
+        read_only: bool = False,
+    ):
         """`client`: an MlflowClient look-alike to use instead of a client of its own (a `--jobs` worker on a
-        SQLite store gets mlhw.relay.RelayedClient: its writes go through the parent's one writer)."""
+        SQLite store gets mlhw.relay.RelayedClient: its writes go through the parent's one writer). read_only: a
+        command that never writes to the store (`check`, `tables`): a database it can only read will do, and
+        nothing is written (not even the experiment's kind tag that an older store lacks); implies not create."""
         self.uri = resolve_uri(uri)
-        check_uri(self.uri)
+        self.read_only = read_only
+        create = create and not read_only
+        check_uri(self.uri, writable=not read_only)
         if is_server(self.uri):
             for k, v in HTTP_ENV.items():  # read by MLflow's REST client at each request
                 os.environ.setdefault(k, v)
@@ -311,7 +326,7 @@ class Store:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             self.artifact_location = exp.artifact_location
-            if exp.tags.get("mlflow.experimentKind") is None:  # made by an older mlhw, or by hand
+            if exp.tags.get("mlflow.experimentKind") is None and not self.read_only:  # an older mlhw's, or by hand
                 self.client.set_experiment_tag(
                     exp.experiment_id, "mlflow.experimentKind", EXPERIMENT_TAGS["mlflow.experimentKind"]
                 )

@@ -165,3 +165,58 @@ def test_the_settings_say_why_alexnet_trains_on_its_whole_pool(ci_store):
         "AlexNet trains on its whole training pool here, 1,167 images, where the assignment's CIFAR-10 runs take 10% "
         "of 45,000 (4,500 images); with 130 validation images, one image is 0.77 points." in report
     )
+
+
+@pytest.fixture
+def read_only_store(ci_reproduction, tmp_path):
+    """The ci reproduction's store in a folder nothing can write to: a read-only bind mount as root (who ignores
+    file modes), the modes otherwise. Returns its folder."""
+    import os
+    import subprocess
+
+    root, _ = ci_reproduction
+    src, mnt = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    mnt.mkdir()
+    shutil.copy2(root / "mlflow.db", src / "mlflow.db")
+    if os.geteuid() != 0:
+        (src / "mlflow.db").chmod(0o444)
+        src.chmod(0o555)
+        yield src
+        src.chmod(0o755)
+        return
+    for cmd in (["mount", "--bind", src, mnt], ["mount", "-o", "remount,ro,bind", mnt]):
+        if subprocess.run(cmd, capture_output=True).returncode != 0:
+            subprocess.run(["umount", mnt], capture_output=True)
+            pytest.skip("no read-only folder can be made here (root, and no bind mount)")
+    yield mnt
+    subprocess.run(["umount", "-l", mnt], check=True)  # lazily: MLflow keeps its connection open in this process
+
+
+def test_check_and_tables_read_a_store_they_cannot_write(read_only_store, tmp_path):
+    """`check` and `tables` only read the store: an archived one, a CI artifact, a read-only mount. They refused it
+    ('is not a writable file'); `reproduce`, which writes, still does, before anything runs."""
+    import hashlib
+
+    db = read_only_store / "mlflow.db"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    uri = f"sqlite:///{db}"
+    r = _check(tmp_path, REPO / "results" / "ci", "--tracking-uri", uri)
+    assert r.exit_code == 0 and "check passed" in r.output, r.output
+    r = invoke("tables", "--profile", "ci", "--tracking-uri", uri, "--results-dir", tmp_path / "results")
+    assert r.exit_code == 0 and (tmp_path / "results" / "ci" / "REPORT.md").is_file(), r.output
+    shutil.copy(REPO / "experiments.yaml", tmp_path / "experiments.yaml")
+    r = _check_like_reproduce(tmp_path, uri)
+    assert r.exit_code == 2 and f"{db} is not a writable file" in r.output, r.output
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+def _check_like_reproduce(root: Path, uri: str):
+    import os
+
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        return invoke("reproduce", "--profile", "ci", "--tracking-uri", uri, "--results-dir", root / "results2")
+    finally:
+        os.chdir(old)

@@ -56,7 +56,7 @@ def check(
     from mlhw.store import Store
 
     b = load_baseline(baseline or profile_folder("results", profile))
-    store = Store(tracking_uri, experiment, create=False)
+    store = Store(tracking_uri, experiment, read_only=True)
     tables, unsound = current_tables(store, profile)
     result = verdict(b, tables, unsound)
     if as_json:

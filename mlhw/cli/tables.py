@@ -50,7 +50,7 @@ def tables(
     from mlhw.store import Store
 
     check_writable(results_dir, profile)
-    store = Store(tracking_uri, experiment, create=False)
+    store = Store(tracking_uri, experiment, read_only=True)
     scope = scope_from_store(store, profile)
     from mlhw.plan import stamp_keys
 
