@@ -409,6 +409,12 @@ def run_link(store: Store, run_id: str) -> str:
     return f"[{run_id[:8]}]({url})" if url else f"`{run_id[:8]}`"
 
 
+def full_report(profile: str) -> str:
+    """A link from a partial report (<results>/<profile>-partial/) to the profile's full one, relative: it was
+    `results/<profile>/REPORT.md` whatever --results-dir the reports are in."""
+    return f"[`../{profile}/REPORT.md`](../{profile}/REPORT.md)"
+
+
 def report_text(scope: Scope, store: Store, tables, figures, done, missing, device, findings=None) -> str:
     import platform as _p
 
@@ -430,7 +436,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             + "; ".join(
                 ([f"only {', '.join(scope.only)}"] if scope.only else []) + [f"`--set {s}`" for s in scope.overrides]
             )
-            + f". The profile's full report is `results/{scope.profile}/REPORT.md`.",
+            + f". The profile's full report is {full_report(scope.profile)}, beside this report's folder.",
             "",
         ]
     lines += [
@@ -451,7 +457,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     absent = [s for s in scope.expected if s not in done]
     if absent:
         why = (
-            f"not part of this reproduction; the full profile's report is `results/{scope.profile}/REPORT.md`"
+            f"not part of this reproduction; the full profile's report is {full_report(scope.profile)}"
             if scope.partial
             else "no finished runs in the store"
         )

@@ -426,7 +426,12 @@ def test_an_overridden_reproduce_writes_its_own_report_and_leaves_the_profiles_a
     assert snapshot(light / "results" / "tiny") == full
     report = (light / "results" / "tiny-partial" / "REPORT.md").read_text()
     assert "(partial)" in report.splitlines()[0] and note in report
-    assert "results/tiny/REPORT.md" in report  # where the full one is
+    # where the full one is, as a link that resolves from this report's folder whatever --results-dir (it was
+    # `results/tiny/REPORT.md` always)
+    links = re.findall(r"\]\(([^)]*REPORT\.md)\)", report)
+    partial_folder = light / "results" / "tiny-partial"
+    assert links and all((partial_folder / x).resolve() == (light / "results" / "tiny" / "REPORT.md") for x in links)
+    assert (partial_folder / links[0]).is_file()
     settings = report.split("## Settings\n")[1].split("\n## ")[0]  # a description no longer reads as a contradiction
     assert f"The suites' descriptions are experiments.yaml's; this reproduction's {note} changed its runs" in settings
     _, all_runs = runs(light)
