@@ -872,6 +872,8 @@ def load(name: str, data_dir: str | Path = "data", download: bool | None = None)
     and its first run then reads them: once, not twice (0.3 s for MNIST or CIFAR-10)."""
     if name not in DATASETS:
         raise MLHWError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if name != "digits" and Path(data_dir).exists() and not Path(data_dir).is_dir():  # not "MNIST not found in it"
+        raise MLHWError(f"--data-dir {data_dir} is a file, not a folder (the one holding {name}'s files)")
     key = _loaded_key(name, Path(data_dir), download)
     if key is not None and key in _last_loaded:
         return _last_loaded[key]

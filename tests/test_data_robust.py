@@ -598,3 +598,17 @@ def test_cifar_files_too_small_for_the_validation_split_name_the_folder(tmp_path
         data.load_cifar10(tmp_path, download=False)  # the official split: 5,000 validation images
     msg = str(e.value)
     assert str(tmp_path / data.CIFAR_FOLDER) in msg and "100 training images" in msg and "50,000" in msg
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_a_data_dir_that_is_a_file_is_named_as_one_before_anything_runs(workdir, dataset):
+    """`--data-dir FILE` read "MNIST not found in FILE/ nor FILE/MNIST/raw/", as if the folder held the wrong files
+    (--results-dir says "is a file, not a folder")."""
+    from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+    afile = workdir / "afile"
+    afile.write_text("not a folder")
+    kind = "mlp" if dataset == "mnist" else "cnn"
+    res = invoke(kind, "train", "--dataset", dataset, "--data-dir", afile, "--no-download", "--epochs", 1)
+    assert_one_line_error(res, f"error: --data-dir {afile} is a file, not a folder (the one holding {dataset}'s files)")
+    assert_nothing_created(workdir)
