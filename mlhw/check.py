@@ -106,6 +106,7 @@ class CheckResult:
     policy: CheckPolicy
     skipped_tables: list[str] = field(default_factory=list)
     unsound: list[str] = field(default_factory=list)  # self_check_failures: fail whatever the baseline holds
+    no_policy_in: Path | None = None  # a baseline folder without check.yaml: the default policy was used
 
     @property
     def passed(self) -> bool:
@@ -128,6 +129,8 @@ class CheckResult:
                 out += f"; and {len(self.failures()) - 5} more"
         if self.unsound:
             out += " — failed its own check: " + "; ".join(self.unsound)
+        if self.no_policy_in is not None:  # a fresh --results-dir: rows chaotic by nature would fail on another CPU
+            out += f" (no {POLICY_FILE} in {self.no_policy_in}: default tolerances, no row marked chaotic)"
         return out
 
     def to_dict(self) -> dict:

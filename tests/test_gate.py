@@ -71,6 +71,20 @@ def test_a_chaotic_row_that_moves_is_reported_not_failed(ci_store, tmp_path):
     assert "chaotic" in r.output
 
 
+def test_a_baseline_without_check_yaml_says_its_verdict_used_the_default_policy(ci_store, tmp_path):
+    """A fresh --results-dir has no check.yaml: its verdict marked no row chaotic without a word (`check passed: 33
+    ok` where the committed baseline said `20 ok, 21 chaotic`), so a reproduction on another processor would fail
+    rows that are chaotic by nature. The same moved row: chaotic with the profile's check.yaml, drift without."""
+    baseline = tmp_path / "baseline"
+    shutil.copytree(REPO / "results" / "ci", baseline)
+    r = _check(ci_store, baseline)
+    assert r.exit_code == 0 and "check.yaml" not in r.output, r.output
+    (baseline / "check.yaml").unlink()
+    r = _check(ci_store, baseline)
+    assert f"(no check.yaml in {baseline}: default tolerances, no row marked chaotic)" in r.output.replace("\n", "")
+    assert "chaotic (reported" not in r.output
+
+
 def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(ci_copy, workdir):
     """The verdict at the end of `reproduce` is a gate too: a baseline number 20 points off makes it exit 1, say
     that results/ci now holds the new numbers, and leave them there (git keeps the old baseline)."""

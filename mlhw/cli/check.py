@@ -24,6 +24,7 @@ def verdict(baseline, current: dict, unsound: list[str] | None = None):
 
     result = compare(baseline.tables, current, baseline.policy)
     result.unsound = list(unsound or [])
+    result.no_policy_in = baseline.folder if baseline.policy_file is None else None
     return result
 
 
