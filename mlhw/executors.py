@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mlhw import data as datalib
 from mlhw.claims import STALE_SECONDS, Claimed, claimer, mark_dead
 from mlhw.lifecycle import Terminated, worker_id
 from mlhw.processes import QuietSpawnContext, exit_with_parent, writer_signals
@@ -613,6 +614,20 @@ def _nvml_count(library: str = "libnvidia-ml.so.1") -> int | None:
         return None
 
 
+# A training split's size where a run takes all of it (train_size None): MNIST's pool, digits' (load_digits' 1,797
+# images less its test set)
+WHOLE_TRAIN_ROWS = {"mnist": datalib.MNIST_TRAIN_POOL, "digits": 1_797 - datalib.DIGITS_TEST_SIZE}
+# An MLP unit of this many SGD steps or more is a long one (--jobs auto): on this project's 2-core CPU the paper
+# profile's sweep (30,000 steps, 30 networks batched) took 40 s, its mlp_full (150,000) 48 s; digits' (3,900) 3-5 s.
+LONG_MLP_STEPS = 20_000
+
+
+def long_mlp_unit(cfg) -> bool:
+    """Whether an MLP unit trains long enough to earn a worker's start-up (LONG_MLP_STEPS)."""
+    rows = cfg.train_size or WHOLE_TRAIN_ROWS.get(cfg.dataset, math.inf)
+    return cfg.epochs * math.ceil(rows / cfg.batch_size) >= LONG_MLP_STEPS
+
+
 def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int | None = None) -> tuple[int, str]:
     """`--jobs auto`: how many worker processes for runs of these configs, and why (said under the plan).
 
@@ -621,6 +636,10 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
       do not earn back. On this project's 2-core CPU (2026-11-28, fresh stores, alternated): the digits profile's
       SVMs alone took 16.7-17.3 s in one process and 23.4-24.0 s in two; with Part 1 (c) and theory 25.4 s and
       30.6 s; the ci profile (tiny AlexNets; it says `jobs: 1`) 15.8-16.6 s and 17.1-17.5 s.
+    - Or, without a GPU, two long units of any kind (AlexNet, or Part 1 on MNIST: long_mlp_unit): the paper
+      profile's Part 1 with the SVMs and theory (its suites but CIFAR-10's) took 104.0 s in one process and 58.6 s
+      in two on the 2-core AMD EPYC (2026-11-28), the same numbers. (With a GPU, Part 1 trains there in one
+      process: a CPU lane would take one of its units at a third of the GPU's speed.)
     - Then, a GPU here and --device auto (counted without torch, gpu_count): one worker per GPU and one on the CPU
       (its lane trains Part 1, the SVMs and theory beside AlexNet). The paper profile on one H100 (MLflow on SQLite,
       2026-11-27): 83.8 s with one process, 76.8 s with two; on one H200 92.2 s and 85.0 s.
@@ -634,13 +653,16 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
     from mlhw.plan import unit_count
 
     alexnets = unit_count([c for c in configs if c.kind == "cnn"])
-    if alexnets < 2:
-        return 1, "fewer than two AlexNet runs"
+    long_mlps = unit_count([c for c in configs if c.kind == "mlp" and long_mlp_unit(c)])
+    if alexnets + long_mlps < 2:
+        return 1, "fewer than two long runs (AlexNet, Part 1 on MNIST)"
+    if gpus is None:
+        gpus = 0 if device == "cpu" else gpu_count()
+    if alexnets < 2 and gpus and device != "cpu":
+        return 1, "fewer than two AlexNet runs, and Part 1 trains fastest on the GPU"
     units = unit_count(configs)
     if cores is None:
         cores = cpu_cores()
-    if gpus is None:
-        gpus = 0 if device == "cpu" else gpu_count()
     if gpus and device == "auto":
         want, limit, why = gpus + 1, gpus + (cores > 1), "one per GPU and one on the CPU"
     elif gpus and device != "cpu":  # cuda[:N]: every worker on that one GPU

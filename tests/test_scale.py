@@ -353,14 +353,37 @@ def _plan_configs(alexnets: int, mlp_seeds: int = 3, svms: int = 3):
         (12, "cpu", 1, 16, (2, "two on the CPU")),  # --device cpu on a GPU machine: the CPU's rule
         (16, "auto", 0, 1, (1, "two on the CPU, but 1 CPU core")),
         # digits' SVMs alone: 16.7-17.3 s in one process, 23.4-24.0 s in two; with Part 1 (c) and theory 25.4 / 30.6 s
-        (0, "auto", 0, 2, (1, "fewer than two AlexNet runs")),
-        (1, "auto", 1, 16, (1, "fewer than two AlexNet runs")),
+        (0, "auto", 0, 2, (1, "fewer than two long runs (AlexNet, Part 1 on MNIST)")),
+        (1, "auto", 1, 16, (1, "fewer than two long runs (AlexNet, Part 1 on MNIST)")),
     ],
 )
 def test_jobs_auto_picks_the_workers_by_the_machine_and_the_plan(alexnets, device, gpus, cores, expected):
     from mlhw.executors import auto_jobs
 
     assert auto_jobs(_plan_configs(alexnets), device, gpus, cores) == expected
+
+
+def test_jobs_auto_gives_part_1_on_mnist_two_workers_without_a_gpu():
+    """The paper profile's suites but CIFAR-10's (its sweep, 30,000 SGD steps, and mlp_full, 150,000): 104.0 s in one
+    process, 58.6 s in two on the 2-core CPU. Digits' Part 1 (3,900 steps) earns no worker's start-up, and with a GPU
+    Part 1 trains there in one process."""
+    from mlhw.config import MLPConfig, SoftSVMConfig, TheoryConfig
+    from mlhw.executors import auto_jobs, long_mlp_unit
+
+    sweep = [MLPConfig(dataset="mnist", train_size=10_000, seed=s, lr=lr) for s in range(5) for lr in (0.01, 0.1)]
+    full = [MLPConfig(dataset="mnist", seed=s) for s in range(5)]
+    rest = [SoftSVMConfig(C=1.0), TheoryConfig()]
+    assert long_mlp_unit(sweep[0]) and long_mlp_unit(full[0]) and not long_mlp_unit(MLPConfig(dataset="digits"))
+    assert not long_mlp_unit(MLPConfig(dataset="mnist", train_size=10_000, epochs=19))  # 19,000 steps
+    assert auto_jobs(sweep + full + rest, "auto", 0, 2) == (2, "two on the CPU")
+    assert auto_jobs(sweep + full + rest, "cpu", 1, 16) == (2, "two on the CPU")
+    assert auto_jobs(sweep + full + rest, "auto", 1, 16) == (
+        1,
+        "fewer than two AlexNet runs, and Part 1 trains fastest on the GPU",
+    )
+    assert auto_jobs(full + rest, "auto", 0, 2)[0] == 1  # one long unit
+    digits = [MLPConfig(seed=s, lr=lr) for s in range(5) for lr in (0.01, 0.1)] + [MLPConfig(seed=s) for s in range(5)]
+    assert auto_jobs(digits + rest, "auto", 0, 2)[0] == 1
 
 
 def test_jobs_auto_never_starts_more_workers_than_units():
@@ -419,7 +442,7 @@ def test_jobs_auto_trains_a_plan_without_alexnet_in_one_process_and_says_why(pro
     uri = f"sqlite:///{project}/mlflow.db"
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--only", "svm_soft"])
     assert res.exit_code == 0, res.stderr[-2000:]
-    assert "one process (--jobs auto: fewer than two AlexNet runs)" in res.stderr.splitlines()
+    assert "one process (--jobs auto: fewer than two long runs (AlexNet, Part 1 on MNIST))" in res.stderr.splitlines()
     _, runs = runs_of(uri, "mlhw")
     assert {r.data.tags.get("mlhw.worker") for r in runs} == {f"{socket.gethostname()}:{os.getpid()}"}  # this process
 
