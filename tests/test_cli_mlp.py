@@ -296,6 +296,9 @@ def test_bad_rate_in_sweep(workdir, lrs, culprit):
     "argv, line",
     [
         (["mlp", "train", "--epoch", "3"], "mlp train: No such option: --epoch (Possible options: --epochs)"),
+        # click compared with the dashes: '--bogus' had a "possible option" '--jobs'
+        (["reproduce", "--bogus"], "reproduce: No such option: --bogus (see mlhw reproduce --help)"),
+        (["reproduce", "--jbos", "2"], "reproduce: No such option: --jbos (Possible options: --jobs)"),
         (["mlp", "train", "--epochs", "abc"], "mlp train: Invalid value for '--epochs'"),
         (["svm", "nope"], "svm: No such command 'nope'."),
         (["mlp", "train", "--part", "bogus"], "mlp train: Invalid value for '--part'"),  # it was any string

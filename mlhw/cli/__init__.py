@@ -123,6 +123,15 @@ def main() -> None:
     raise SystemExit(code)  # a message: Python prints it and exits 1
 
 
+def _close_options(name: str, options) -> list[str]:
+    """The options a mistyped one may have meant, compared without their dashes: click compares them with, and the
+    shared '--' made '--bogus' a "possible option" '--jobs' (0.62 of the letters in common, over click's 0.6)."""
+    import difflib
+
+    bare = {o.lstrip("-"): o for o in options}
+    return [bare[m] for m in difflib.get_close_matches(name.lstrip("-"), list(bare), cutoff=0.7)]
+
+
 def _main() -> int:
     import sys
 
@@ -137,6 +146,8 @@ def _main() -> int:
     try:
         code = command(standalone_mode=False, prog_name="mlhw")
     except click.UsageError as err:
+        if isinstance(err, click.NoSuchOption) and err.possibilities:
+            err.possibilities = _close_options(err.option_name, err.possibilities)
         # the command the arguments name: click gives an option without its value ('--lr' last) the group's context
         where, why = _command_path(command, sys.argv[1:]), " ".join(err.format_message().split())
         why = why.replace(": Value error, ", ": ")  # a Literal option's check, in pydantic's words
