@@ -71,7 +71,12 @@ def named(uri: str, shown: str | None = None) -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+    """The file a sqlite:/// URI names, as SQLAlchemy reads it: its query (`?timeout=30`) is not part of it, and its
+    percent-escapes are decoded (sqlite:///a%20b.db is 'a b.db': read as 'a%20b.db', a store made there looked
+    empty to every later command, which trained its runs again)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(urllib.parse.unquote(uri[len("sqlite:///") :].split("?", 1)[0]))
 
 
 def client_uri(uri: str) -> str:
@@ -82,7 +87,21 @@ def client_uri(uri: str) -> str:
     path = sqlite_path(uri)
     if path is None or path.is_absolute() or str(path) == ":memory:":
         return uri
-    return f"sqlite:///{path.resolve()}"
+    query = uri.partition("?")[2]
+    return f"sqlite:///{urllib.parse.quote(str(path.resolve()))}" + (f"?{query}" if query else "")
+
+
+def _forget_engine(uri: str) -> None:
+    """Close MLflow's cached engine of `uri` (one per URI for the life of the process): after a copy it refused, its
+    pooled connection still reads the deleted copy, and the store MLflow then makes would be refused the same way."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        engine = SqlAlchemyStore._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - a private MLflow attribute: where it is gone there is nothing cached to close
+        pass
 
 
 def is_server(uri: str) -> bool:
@@ -139,6 +158,8 @@ def _check_sqlite(uri: str, path: Path, writable: bool = True) -> None:
                 con.execute("select count(*) from sqlite_master").fetchone()
         except sqlite3.DatabaseError as err:
             raise MLHWError(f"{named(uri)}: {path} is not a SQLite database ({err})") from None
+        return
+    if not writable:  # a command that only reads makes no database: it finds none (and says so) later
         return
     try:
         fd, probe = tempfile.mkstemp(dir=parent, prefix=".mlhw-probe-")
@@ -246,9 +267,7 @@ def sqlite_client(uri: str):
     from mlhw import store_template
 
     path, uri = sqlite_path(uri), client_uri(uri)
-    # (a URI with a query, sqlite:///mlflow.db?timeout=30, or percent-escapes, sqlite:///a%20b.db: its path is not
-    # the file's, which SQLAlchemy decodes; MLflow makes that store)
-    if path is None or "?" in uri or "%" in uri or str(path) == ":memory:" or path.exists():
+    if path is None or str(path) == ":memory:" or path.exists():
         return new_client(uri)
     if store_template.copy_to(path):  # a template of another schema revision is not copied
         try:
@@ -262,6 +281,7 @@ def sqlite_client(uri: str):
                 raise
             # MLflow refused the copy itself: the template goes, and MLflow makes the store (and the next template)
             store_template.discard()
+            _forget_engine(uri)
     client = new_client(uri)
     store_template.save_from(path)
     return client

@@ -299,6 +299,7 @@ def test_bad_rate_in_sweep(workdir, lrs, culprit):
         # click compared with the dashes: '--bogus' had a "possible option" '--jobs'
         (["reproduce", "--bogus"], "reproduce: No such option: --bogus (see mlhw reproduce --help)"),
         (["reproduce", "--jbos", "2"], "reproduce: No such option: --jbos (Possible options: --jobs)"),
+        (["reproduce", "--track", "x"], "reproduce: No such option: --track (Possible options: --tracking-uri)"),
         (["mlp", "train", "--epochs", "abc"], "mlp train: Invalid value for '--epochs'"),
         (["svm", "nope"], "svm: No such command 'nope'."),
         (["mlp", "train", "--part", "bogus"], "mlp train: Invalid value for '--part'"),  # it was any string

@@ -514,6 +514,8 @@ def test_only_on_a_store_without_the_other_suites_leaves_the_profiles_report_alo
     # the verdict still compares the suite's table with the profile's committed one (same machine, same seeds)
     assert f"against the baseline that was in {Path('results') / 'tiny'}: check passed" in res.stderr
     assert "check passed: 3 ok" in res.stderr  # the three numbers of mlp_full's table
+    # a baseline reproduce wrote, with no check.yaml: the verdict says what policy it used
+    assert "(no check.yaml in" in res.stderr and "default tolerances, no row marked chaotic)" in res.stderr
     again = reproduce(light, "--only", "mlp_full")
     assert again.exit_code == 0 and again.stderr.startswith("up to date") and "tiny-partial" in again.stderr
     assert snapshot(root) == before

@@ -124,12 +124,16 @@ def main() -> None:
 
 
 def _close_options(name: str, options) -> list[str]:
-    """The options a mistyped one may have meant, compared without their dashes: click compares them with, and the
-    shared '--' made '--bogus' a "possible option" '--jobs' (0.62 of the letters in common, over click's 0.6)."""
+    """The options a mistyped one may have meant: those it begins (--dev: --device), then those close to it compared
+    without their dashes. click compares them with, and the shared '--' made '--bogus' a "possible option" '--jobs'
+    (0.62 of the letters in common, over click's 0.6)."""
     import difflib
 
+    typed = name.lstrip("-")
     bare = {o.lstrip("-"): o for o in options}
-    return [bare[m] for m in difflib.get_close_matches(name.lstrip("-"), list(bare), cutoff=0.7)]
+    begun = [o for b, o in bare.items() if len(typed) >= 2 and b.startswith(typed)]
+    close = [bare[m] for m in difflib.get_close_matches(typed, list(bare), cutoff=0.7)]
+    return list(dict.fromkeys(begun + close))
 
 
 def _main() -> int:
