@@ -155,9 +155,11 @@ def _check_sqlite(uri: str, path: Path, writable: bool = True) -> None:
             raise MLHWError(f"{named(uri)}: {path} is not a {'writable' if writable else 'readable'} file")
         try:  # a file that is not a SQLite database fails here, not after minutes of retries
             with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as con:
-                con.execute("select count(*) from sqlite_master").fetchone()
+                tables = {name for (name,) in con.execute("select name from sqlite_master where type = 'table'")}
         except sqlite3.DatabaseError as err:
             raise MLHWError(f"{named(uri)}: {path} is not a SQLite database ({err})") from None
+        if not writable and "experiments" not in tables:  # MLflow would make its tables there: a write
+            raise MLHWError(f"{named(uri)}: {path} holds no MLflow store (no experiments table)")
         return
     if not writable:  # a command that only reads makes no database: it finds none (and says so) later
         return

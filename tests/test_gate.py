@@ -234,3 +234,17 @@ def _check_like_reproduce(root: Path, uri: str):
         return invoke("reproduce", "--profile", "ci", "--tracking-uri", uri, "--results-dir", root / "results2")
     finally:
         os.chdir(old)
+
+
+def test_a_read_only_command_leaves_a_database_without_mlflows_tables_alone(tmp_path):
+    """`check` on an empty SQLite file (or another program's database): MLflow made its tables there, a write from
+    a command that only reads."""
+    import sqlite3
+
+    db = tmp_path / "other.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table notes (x)")
+    before = db.read_bytes()
+    r = _check(tmp_path, REPO / "results" / "ci", "--tracking-uri", f"sqlite:///{db}")
+    assert r.exit_code == 2 and f"{db} holds no MLflow store (no experiments table)" in r.output, r.output
+    assert db.read_bytes() == before
