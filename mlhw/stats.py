@@ -170,5 +170,5 @@ def mean_std(xs: list[float]) -> dict:
     a = np.asarray(xs, dtype=float)
     with np.errstate(invalid="ignore"):
         m = float(np.mean(a)) if len(a) else float("nan")
-    s = float(np.std(a, ddof=1)) if len(a) > 1 and np.all(np.isfinite(a)) else None
-    return {"mean": m, "std": s, "n": len(a)}
+    s = _std(a)
+    return {"mean": m, "std": None if math.isnan(s) else s, "n": len(a)}

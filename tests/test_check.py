@@ -177,6 +177,17 @@ def test_a_row_of_fewer_runs_than_the_baseline_fails():
     assert C.compare(fewer, base, policy).passed  # more runs than the baseline: its rows compare as usual
 
 
+@pytest.mark.parametrize("kept", [1, 2])
+def test_a_row_missing_any_of_the_baselines_runs_fails(kept):
+    """Every count short of the baseline's 3 runs is a missing run: 2 of 3 as well as 1 of 3 (a test of 1 alone let
+    a gate of `n < baseline - 1` through)."""
+    seeds = (8, 9, 10)[:kept]
+    recs = [r for r in sweep_records() if r["lr"] != 0.1 or r["seed"] in seeds]
+    res = C.compare({"mlp_lr_sweep": tables()["mlp_lr_sweep"]}, {"mlp_lr_sweep": T.mlp_sweep_table(recs).numeric})
+    r = by(res, "mlp_lr_sweep", "lr=0.1", "n")
+    assert not res.passed and (r.status, r.baseline, r.current) == ("missing", 3, kept)
+
+
 def test_missing_table_and_metric_fail():
     base = tables()
     res = C.compare(base, {"mlp_lr_sweep": base["mlp_lr_sweep"]})

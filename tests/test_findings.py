@@ -638,3 +638,18 @@ def test_split_probability_is_the_exact_permutation_probability():
     assert split_probability([3, 3], [inf, inf, inf]) == pytest.approx(1 / 10)  # by hand: 1 deal of C(5, 2)
     assert split_probability([3, 3, 3], [9, inf, inf]) == pytest.approx(2 / 20)  # both extremes possible
     assert split_probability([1, 2], [2, 3]) == 0  # groups that touch: no deal of these values splits cleanly
+
+
+def test_the_spread_of_a_difference_is_the_sample_standard_deviation():
+    """Over seeds, the spread is the sample standard deviation (n - 1), as the tables' std: statistics.stdev is the
+    oracle (a population std, n, passed every other test)."""
+    import statistics
+
+    from mlhw.stats import mean_std, welch_difference
+
+    first, second = [0.91, 0.93, 0.96], [0.80, 0.86, 0.85, 0.90]
+    d = welch_difference(first, second)
+    assert d.std_first == pytest.approx(statistics.stdev(first), rel=1e-12)
+    assert d.std_second == pytest.approx(statistics.stdev(second), rel=1e-12)
+    assert mean_std(second)["std"] == pytest.approx(statistics.stdev(second), rel=1e-12)
+    assert mean_std([0.5])["std"] is None and math.isnan(welch_difference([0.5], second).std_first)
