@@ -309,10 +309,11 @@ def queue_order(units: list[list[Job]]) -> list[int]:
     return sorted(range(len(units)), key=key)  # stable: plan order among equals
 
 
-def mlp_steps(cfg) -> float:
-    """An MLP run's SGD steps: epochs x batches per epoch; a run on the whole training split (train_size None)
-    counts as larger than any subset of it."""
-    return cfg.epochs * (math.ceil(cfg.train_size / cfg.batch_size) if cfg.train_size else math.inf)
+def mlp_steps(cfg, whole: float = math.inf) -> float:
+    """An MLP run's SGD steps: epochs x batches per epoch; a run on the whole training split (train_size None) trains
+    on `whole` rows, by default counted as larger than any subset of it."""
+    rows = cfg.train_size or whole
+    return cfg.epochs * math.ceil(rows / cfg.batch_size) if math.isfinite(rows) else math.inf
 
 
 def next_unit(lane: Lane, queue: list[int], units: list[list[Job]]) -> int | None:
@@ -624,8 +625,7 @@ LONG_MLP_STEPS = 20_000
 
 def long_mlp_unit(cfg) -> bool:
     """Whether an MLP unit trains long enough to earn a worker's start-up (LONG_MLP_STEPS)."""
-    rows = cfg.train_size or WHOLE_TRAIN_ROWS.get(cfg.dataset, math.inf)
-    return cfg.epochs * math.ceil(rows / cfg.batch_size) >= LONG_MLP_STEPS
+    return mlp_steps(cfg, WHOLE_TRAIN_ROWS.get(cfg.dataset, math.inf)) >= LONG_MLP_STEPS
 
 
 def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int | None = None) -> tuple[int, str]:
