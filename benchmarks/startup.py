@@ -45,7 +45,7 @@ from mlhw import svm, theory
 from mlhw.data import load_digits_data, unit_float
 digits = load_digits_data()
 X = unit_float(digits.train.x).reshape(len(digits.train), -1).astype(np.float64)
-X, y = theory.binary_task(X, digits.train.y, (3, 8))
+X, y = svm.binary_task(X, digits.train.y, (3, 8))
 a, b = theory.random_multipliers(y, np.random.RandomState(0))
 C = 0.7
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from mlhw import svm
 from mlhw.data import load_digits_data
-from mlhw.theory import binary_task
+from mlhw.svm import binary_task
 
 TARGET = 1e-6
 TOLS = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10]

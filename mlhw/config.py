@@ -11,6 +11,7 @@ the code that computes the run too (`code_digest`): a run of other code is not t
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -127,53 +128,102 @@ def identity_version(cfg: _Config) -> int:
     return 1
 
 
-# The modules whose code computes each kind of run's numbers (not how it is logged, named or shown): an edit
-# of one makes that kind's runs new runs. A student who broke the backprop got "up to date" and the old results.
-CORE_MODULES = {
-    "mlp": ("mlp", "data", "divergence"),
-    "cnn": ("cnn", "topology", "device", "data", "divergence"),
-    "svm_multiclass": ("svm", "data"),
-    "svm_soft": ("svm", "theory", "data"),
-    "theory": ("theory", "svm", "data"),
-}
+# Where each kind of run's numbers are computed: its entry module, and every mlhw module that one imports, at any
+# depth (core_modules). An edit of one makes that kind's runs new runs: a student who broke the backprop got "up to
+# date" and the old results. Found from the imports, not listed by hand: a hand list left mlp.py out of theory's,
+# whose backprop check runs mlp.Network, and the SVMs' design matrix was built outside every listed module.
+CORE_ENTRY = {"mlp": "mlp", "cnn": "cnn", "svm_multiclass": "svm", "svm_soft": "svm", "theory": "theory"}
+# imported by core modules, computing no number: a config's values are in the identity already; errors holds
+# exception classes; fingerprint_cache keeps dataset fingerprints between processes
+NOT_NUMERIC = frozenset({"config", "errors", "fingerprint_cache"})
+
+
+class _NoMessages(ast.NodeTransformer):
+    """Blanks the strings of a raise statement: an error's wording computes nothing, and rewording one in data.py
+    made every run, AlexNet's GPU-hours included, a new run."""
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.Constant:
+        return ast.Constant("")
+
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        return ast.Constant("") if isinstance(node.value, str) else node
+
+
+def _as_code(tree: ast.Module) -> ast.Module:
+    """A syntax tree without what computes nothing: docstrings and the messages of raise statements."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            node.exc = _NoMessages().visit(node.exc)
+    return tree
 
 
 def source_digest(sources: list[str]) -> str:
-    """A digest of Python sources as code: their syntax trees without docstrings, so that comments, docstrings
-    and formatting do not count, and any change to what the code computes does."""
-    import ast
-
+    """A digest of Python sources as code (_as_code): comments, docstrings, formatting and error messages do not
+    count, and any change to what the code computes does."""
     h = hashlib.sha256()
     for text in sources:
-        tree = ast.parse(text)
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if (
-                isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-                and body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
-        h.update(ast.dump(tree).encode())
+        h.update(ast.dump(_as_code(ast.parse(text))).encode())
     return h.hexdigest()[:12]
 
 
+def _mlhw_imports(tree: ast.Module) -> frozenset[str]:
+    """The mlhw modules a module imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "mlhw":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlhw."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("mlhw.")}
+    return frozenset(found)
+
+
 @functools.cache
-def _module_digest(module: str) -> str:
-    """One of mlhw's modules' source_digest (each read and parsed once a process); '' where it cannot be read."""
+def _module_code(module: str) -> tuple[str, frozenset[str]]:
+    """One of mlhw's modules' source_digest and mlhw imports (each file read and parsed once a process); ('', {})
+    where it cannot be read."""
     try:
-        return source_digest([(Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")])
+        text = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
+        return source_digest([text]), _mlhw_imports(ast.parse(text))
     except (OSError, SyntaxError, ValueError):
-        return ""
+        return "", frozenset()
+
+
+def _module_digest(module: str) -> str:
+    return _module_code(module)[0]
+
+
+def core_modules(kind: str) -> tuple[str, ...]:
+    """The modules that compute a kind of run's numbers: CORE_ENTRY's and what it imports, but NOT_NUMERIC."""
+    todo, found = [CORE_ENTRY[kind]] if kind in CORE_ENTRY else [], set()
+    while todo:
+        module = todo.pop()
+        if module not in found and module not in NOT_NUMERIC:
+            found.add(module)
+            todo += _module_code(module)[1]
+    return tuple(sorted(found))
 
 
 def code_digest(kind: str) -> str:
-    """The digest of the code that computes a kind of run (CORE_MODULES), from mlhw's source files; '' where
+    """The digest of the code that computes a kind of run (core_modules), from mlhw's source files; '' where
     they cannot be read (an install without sources: the config and the data alone identify its runs)."""
-    parts = [_module_digest(m) for m in CORE_MODULES.get(kind, ())]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12] if parts and all(parts) else ""
+    modules = core_modules(kind)
+    parts = [f"{m}:{_module_digest(m)}" for m in modules]
+    return (
+        hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+        if modules and all(map(_module_digest, modules))
+        else ""
+    )
 
 
 def identity(cfg: _Config, fingerprint: str) -> str:

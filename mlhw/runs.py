@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from mlhw import data as datalib
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
 from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
@@ -266,18 +264,13 @@ def run_cnn(job: Job, store, source, device, claim, on_epoch=None, precision="au
         return Done(job, log.run_id, res)
 
 
-def features(split: datalib.Split) -> np.ndarray:
-    """A split's images as float64 rows in [0, 1]: the SVMs' design matrix."""
-    return datalib.unit_float(split.x).reshape(len(split), -1).astype("float64")
-
-
 def run_svm_multiclass(job: Job, store: Store, source: DataSource, claim=None, on_step=None) -> Done:
     """Q1 on every class of the data: f*, training and test error, the pointwise bound hinge >= 0-1."""
     from mlhw import svm
 
     cfg = job.config
     data = source.for_config(cfg)
-    Xtr, Xte = features(data.train), features(data.test)
+    Xtr, Xte = svm.design_matrix(data.train.x), svm.design_matrix(data.test.x)
     if cfg.bias:
         Xtr, Xte = svm.add_bias_feature(Xtr), svm.add_bias_feature(Xte)
     with contextlib.ExitStack() as stack:
@@ -300,12 +293,11 @@ def run_svm_multiclass(job: Job, store: Store, source: DataSource, claim=None, o
 def run_svm_soft(job: Job, store: Store, source: DataSource, claim=None) -> Done:
     """Q3: primal and dual solved independently, duality gap, KKT residuals, Q3(a), liblinear agreement."""
     from mlhw import svm
-    from mlhw.theory import binary_task
 
     cfg = job.config
     data = source.for_config(cfg)
-    Xtr, ytr = binary_task(features(data.train), data.train.y, cfg.classes)
-    Xte, yte = binary_task(features(data.test), data.test.y, cfg.classes)
+    Xtr, ytr = svm.binary_task(svm.design_matrix(data.train.x), data.train.y, cfg.classes)
+    Xte, yte = svm.binary_task(svm.design_matrix(data.test.x), data.test.y, cfg.classes)
     with contextlib.ExitStack() as stack:
         log = open_run(stack, store, job, data, None, claim, inputs=datalib.two_classes(data, cfg.classes))
         report = svm.soft_report(Xtr, ytr, cfg.C, cfg.bias, Xte, yte)

@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from mlhw.data import unit_float
 from mlhw.errors import MLHWError
 
 Bias = Literal["free", "regularized", "none"]
@@ -69,6 +70,17 @@ def zero_one(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     true = S[np.arange(len(y)), y]
     S[np.arange(len(y)), y] = -np.inf
     return (S.max(1) >= true).astype(np.float64)
+
+
+def design_matrix(images: np.ndarray) -> np.ndarray:
+    """Images (any pixel dtype) as float64 rows in [0, 1]: the SVMs' design matrix."""
+    return unit_float(images).reshape(len(images), -1).astype(np.float64)
+
+
+def binary_task(X: np.ndarray, labels: np.ndarray, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of two classes, labelled +1 (the first) and -1 (the second)."""
+    keep = np.isin(labels, classes)
+    return X[keep], np.where(labels[keep] == classes[0], 1.0, -1.0)
 
 
 def add_bias_feature(X: np.ndarray) -> np.ndarray:

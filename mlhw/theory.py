@@ -356,11 +356,6 @@ def check_q3(X: np.ndarray, y: np.ndarray, name: str, C: float = 1.0) -> list[Ch
     ]
 
 
-def binary_task(X: np.ndarray, labels: np.ndarray, classes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    keep = np.isin(labels, classes)
-    return X[keep], np.where(labels[keep] == classes[0], 1.0, -1.0)
-
-
 def run_checks(digits=None) -> list[Check]:
     """Every check, on small generated data and (when given, a Dataset) on digits."""
     checks = check_q2() + check_q4() + check_backprop()
@@ -370,9 +365,7 @@ def run_checks(digits=None) -> list[Check]:
     yg = np.where(Xg @ rng.randn(6) + 0.5 * rng.randn(120) > 0, 1.0, -1.0)  # overlapping classes
     checks += check_q3(Xg, yg, "overlapping")
     if digits is not None:
-        from mlhw.data import unit_float
-
-        X = unit_float(digits.train.x).reshape(len(digits.train), -1).astype(np.float64)
+        X = svm.design_matrix(digits.train.x)
         checks += check_q1(svm.add_bias_feature(X), digits.train.y, "digits")
-        checks += check_q3(*binary_task(X, digits.train.y, (3, 8)), "digits 3v8")
+        checks += check_q3(*svm.binary_task(X, digits.train.y, (3, 8)), "digits 3v8")
     return checks

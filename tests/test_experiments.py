@@ -131,6 +131,71 @@ def test_an_edit_of_the_code_that_computes_a_run_makes_it_another_run(monkeypatc
     assert all(identity(cfg, "f") != before[cfg.kind] for cfg in (MLPConfig(), CNNConfig(), SoftSVMConfig()))
 
 
+def test_theory_runs_are_new_runs_when_the_backprop_they_check_changes(monkeypatch):
+    """theory's backprop check runs mlp.Network, but a hand-written list of theory's modules left mlp.py out: a
+    broken backprop failed both checks and reproduce reported the old PASS. The SVMs' design matrix was built in
+    runs.py, in no list. Both are found from the imports now."""
+    from mlhw import config
+    from mlhw.config import SoftSVMConfig, TheoryConfig
+
+    before = {cfg.kind: identity(cfg, "f") for cfg in (TheoryConfig(), SoftSVMConfig(), CNNConfig())}
+    real = config._module_digest
+    monkeypatch.setattr(config, "_module_digest", lambda m: "an edited mlp.py" if m == "mlp" else real(m))
+    after = {cfg.kind: identity(cfg, "f") for cfg in (TheoryConfig(), SoftSVMConfig(), CNNConfig())}
+    assert after["theory"] != before["theory"]
+    assert after["svm_soft"] == before["svm_soft"] and after["cnn"] == before["cnn"]
+    monkeypatch.setattr(config, "_module_digest", lambda m: "an edited svm.py" if m == "svm" else real(m))
+    assert identity(SoftSVMConfig(), "f") != before["svm_soft"]  # where the SVMs' design matrix is built now
+
+
+RUNTIME_MODULES = {
+    "theory": "from mlhw import theory; theory.run_checks(data.load_digits_data())",
+    "mlp": "from mlhw import config, mlp; mlp.train_mlp(config.MLPConfig(epochs=1), data.load_digits_data())",
+    "svm_soft": "from mlhw import svm; d = data.load_digits_data(); "
+    "svm.soft_report(*svm.binary_task(svm.design_matrix(d.train.x[:60]), d.train.y[:60], (3, 8)), 1.0, 'free', "
+    "*svm.binary_task(svm.design_matrix(d.test.x[:60]), d.test.y[:60], (3, 8)))",
+}
+
+
+def loaded_modules(code: str) -> set[str]:
+    """The mlhw modules a fresh process has loaded after running `code`."""
+    import subprocess
+    import sys
+
+    code += "; import sys; print(' '.join(sorted(m[5:] for m in sys.modules if m.startswith('mlhw.'))))"
+    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+
+
+@pytest.mark.parametrize("kind", sorted(RUNTIME_MODULES))
+def test_the_modules_a_kind_of_run_loads_while_it_computes_are_its_core_modules(kind):
+    """The oracle is Python's own import system: every mlhw module a computation has loaded when it ends (in a
+    fresh process) is one whose code is in the run's identity, or one that computes no number. What building a
+    config loads (config.py and its validation constants) is the config's, whose values are in the identity."""
+    from mlhw import config
+
+    loaded = loaded_modules(f"from mlhw import data; {RUNTIME_MODULES[kind]}")
+    for_the_config = loaded_modules("from mlhw import config") if kind == "mlp" else set()
+    assert config.CORE_ENTRY[kind] in loaded
+    assert loaded - for_the_config - config.NOT_NUMERIC <= set(config.core_modules(kind)), loaded
+
+
+def test_error_messages_are_not_code_and_their_conditions_are():
+    """Rewording an error in data.py gave every run, AlexNet's GPU-hours included, a new identity."""
+    from mlhw import config
+    from mlhw.config import source_digest
+
+    data_py = (Path(config.__file__).parent / "data.py").read_text()
+    line = next(x for x in data_py.splitlines() if "raise MLHWError(f" in x)
+    reworded = data_py.replace(line, line.replace('MLHWError(f"', 'MLHWError(f"Sorry: ', 1), 1)
+    other_error = data_py.replace(line, line.replace("MLHWError(", "ValueError(", 1), 1)
+    guarded = 'if x.ndim != 3:\n        raise MLHWError(f"{x.ndim} dims")\n'
+    assert reworded != data_py and other_error != data_py
+    assert source_digest([reworded]) == source_digest([data_py])
+    assert source_digest([other_error]) != source_digest([data_py])
+    assert source_digest([guarded]) == source_digest([guarded.replace("dims", "axes")])
+    assert source_digest([guarded]) != source_digest([guarded.replace("!= 3", "!= 4")])
+
+
 def write(tmp_path, doc) -> Path:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)

@@ -5,7 +5,8 @@ import pytest
 
 from mlhw import svm
 from mlhw.errors import MLHWError
-from mlhw.theory import binary_task, separable_blobs
+from mlhw.svm import binary_task
+from mlhw.theory import separable_blobs
 
 
 def noisy_multiclass(n=90, k=3, d=3, seed=0):
@@ -160,11 +161,10 @@ def test_q1_holds_fails_on_either_broken_claim():
 def test_q3d_general_qp_reaches_beta_zero_at_large_c_on_digits():
     """b's curvature is 1/C: unscaled, SLSQP stopped at beta ~ 1e-5 on digits 3 vs 8 with C = 100."""
     from mlhw import data
-    from mlhw.runs import features
 
     d = data.load_digits_data()
     m = np.isin(d.train.y, [3, 8])
-    X, y = features(d.train)[m][:120], np.where(d.train.y[m][:120] == 3, 1.0, -1.0)
+    X, y = svm.design_matrix(d.train.x)[m][:120], np.where(d.train.y[m][:120] == 3, 1.0, -1.0)
     for C in (100.0, 1e4):
         prob = svm.SoftSVMProblem(X, y, C, "free")
         a, b, g, _ = svm.solve_dual_qp(prob)
@@ -187,11 +187,10 @@ def test_the_dual_is_exact_at_large_c_where_pdas_cycles(C):
     """On all of digits 3 vs 8 the primal-dual active set cycles for C >= 1e4 (it reported a dual of 14.69 above
     the primal's 11.545: impossible); the dual must still equal the primal, found independently."""
     from mlhw import data
-    from mlhw.runs import features
 
     d = data.load_digits_data()
     m = np.isin(d.train.y, [3, 8])
-    prob = svm.SoftSVMProblem(features(d.train)[m], np.where(d.train.y[m] == 3, 1.0, -1.0), C, "free")
+    prob = svm.SoftSVMProblem(svm.design_matrix(d.train.x)[m], np.where(d.train.y[m] == 3, 1.0, -1.0), C, "free")
     primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
     k = svm.kkt_report(prob, primal, dual)
     assert dual.converged and abs(k["duality_gap"]) < 1e-9, k
