@@ -148,9 +148,10 @@ def make_plan(
 
 def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> None:
     """Runs still RUNNING whose process is gone or whose heartbeat stopped belong to dead processes: mark them
-    FAILED before rerunning, the suite parent runs of a reproduction that was killed too."""
+    FAILED before rerunning, the suite parent runs of a reproduction that was killed too. Only mlhw's runs (every
+    one has mlhw tags from its creation): a run another program logs to the experiment has no heartbeat to read."""
     for run in store.search("attributes.status = 'RUNNING'"):  # also those a FINISHED run of theirs hides
-        if not alive(run, stale_after):
+        if any(key.startswith("mlhw.") for key in run.data.tags) and not alive(run, stale_after):
             end_stale(store, run)
 
 

@@ -68,10 +68,14 @@ def test_a_stale_run_hidden_by_a_finished_twin_is_ended(project):
             HEARTBEAT_TAG: str(int(time.time()) - 3600),
         },
     )
+    # a run someone else is logging to the same experiment (a notebook's mlflow.start_run): not mlhw's to end
+    theirs = client.create_run(done.info.experiment_id, run_name="a notebook's run", tags={"team": "ta"})
     res = reproduce(project, "--force")
     assert res.exit_code == 0, res.output
     after = client.get_run(ghost.info.run_id)
     assert after.info.status == "FAILED" and after.data.tags["mlhw.dead"] == "stale heartbeat"
+    still = client.get_run(theirs.info.run_id)
+    assert still.info.status == "RUNNING" and "mlhw.dead" not in still.data.tags
 
 
 def test_up_to_date_only_for_a_report_of_the_same_plan(project):
