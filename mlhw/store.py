@@ -456,25 +456,30 @@ class Store:
         return folder / path if folder is not None and (folder / path).is_file() else None
 
     def download_text(self, run_id: str, path: str) -> str:
-        """A text artifact of a run. Where the run's artifacts are local files (a SQLite store, and any run this
-        Store has seen in a search), they are read in place: MLflow's download copies each file through a temporary
-        folder (~25 ms a file, and a progress bar on stderr), which a report of 50 runs pays 50 times."""
-        folder = self.artifact_dir(self._artifact_uris.get(run_id))
-        if folder is not None and (folder / path).is_file():
-            return (folder / path).read_text()
-        with tempfile.TemporaryDirectory() as tmp:
-            return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
+        """A text artifact that the run must have; where it is missing (its artifacts deleted or moved), an
+        MLHWError naming the run and the file, not MLflow's traceback."""
+        text = self.download_text_if_any(run_id, path)
+        if text is None:
+            raise MLHWError(
+                f"{named(self.uri)}: run {run_id} has no artifact {path} (were its artifacts deleted or moved?); "
+                "delete the run (the MLflow UI, or MlflowClient.delete_run) and run it again"
+            )
+        return text
 
     def download_text_if_any(self, run_id: str, path: str) -> str | None:
-        """download_text, or None where the run has no such artifact (an older run). Only its absence is None: a
-        store that fails while reading raises, rather than a report quietly losing the run's curves."""
+        """A text artifact of a run, or None where the run has no such artifact (an older run). Only its absence
+        is None: a store that fails while reading raises, rather than a report quietly losing the run's curves.
+        Where the run's artifacts are local files (a SQLite store, and any run this Store has seen in a search),
+        they are read in place: MLflow's download copies each file through a temporary folder (~25 ms a file, and
+        a progress bar on stderr), which a report of 50 runs pays 50 times."""
         folder = self.artifact_dir(self._artifact_uris.get(run_id))
         if folder is not None and folder.is_dir():
             return (folder / path).read_text() if (folder / path).is_file() else None
         parent = path.rpartition("/")[0] or None
         if path not in {f.path for f in self.client.list_artifacts(run_id, parent)}:
             return None
-        return self.download_text(run_id, path)
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
 
 
 def local_artifact_path(uri: str | None) -> Path | None:

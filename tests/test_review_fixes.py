@@ -117,3 +117,16 @@ def test_a_partial_reports_heading_gives_the_profiles_description_as_the_profile
     assert reproduce(project).exit_code == 0
     full = (project / "results" / "p" / "REPORT.md").read_text().split("\n\n")
     assert full[1] == "Every suite, tiny and fast!"
+
+
+def test_a_report_whose_run_lost_an_artifact_names_the_run_and_the_file(project):
+    """A store whose suite parent lost plan.json (its artifact folder deleted by hand) made `mlhw tables` end in
+    MLflow's traceback, exit code 1."""
+    assert reproduce(project).exit_code == 0
+    (plan,) = [p for p in project.rglob("plan.json") if "results" not in p.parts]
+    plan.unlink()
+    res = invoke("tables", "--profile", "p", "--tracking-uri", f"sqlite:///{project}/mlflow.db")
+    assert res.exit_code == 2, res.output
+    (line,) = res.stderr.strip().splitlines()
+    assert plan.parent.parent.name in line and "no artifact plan.json" in line, line
+    assert "Traceback" not in res.output
