@@ -32,7 +32,8 @@ class _Strict(BaseModel):
 class SuiteOverride(_Strict):
     base: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
-    seeds: list[int] | None = None
+    # checked by _check_layers, as --set's are: pydantic's list[int] read ["8", 9.0, true] as seeds 8, 9 and 1
+    seeds: Any = None
 
 
 # the parts of the assignment a suite of each kind can be (its runs' mlhw.part tag: the UI's filter)
@@ -274,6 +275,17 @@ class _Layers:
     seeds: list | None = None
     seeds_origin: str = ""
 
+    def put_seeds(self, seeds: Any, where: str, file) -> None:
+        """A layer's seeds, checked on their own (as its values are): a later layer's seeds do not hide them."""
+        culprit = _named(where, file)
+        if "seed" not in self.fields:
+            raise MLHWError(f"{culprit}: unknown key: this suite's runs take no seed (got {as_written(seeds)})")
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int for s in seeds):  # no bool, no 9.0
+            raise MLHWError(f"{culprit}: expected a non-empty list of integer seeds (got {as_written(seeds)})")
+        if (again := first_repeat(seeds)) is not None:  # one run, not two: the table's n would be wrong
+            raise MLHWError(f"{culprit}: seed {again} is listed twice (got {as_written(seeds)})")
+        self.seeds, self.seeds_origin = seeds, where
+
     def put(self, name: str, kind: str, values: dict, where: str, file, only_known: bool = False) -> None:
         for k, v in values.items():
             if k not in self.fields:
@@ -300,7 +312,9 @@ def _expand_suite(
     name: str, suite: SuiteSpec, prof: ProfileSpec, profile: str, overrides, file, base_only: bool = False
 ) -> list[RunSpec]:
     model = KINDS[suite.kind]
-    layers = _Layers(_fields(suite.kind), seeds=suite.seeds, seeds_origin=f"suites.{name}.seeds")
+    layers = _Layers(_fields(suite.kind))
+    if suite.seeds is not None:
+        layers.put_seeds(suite.seeds, f"suites.{name}.seeds", file)
     layers.put(name, suite.kind, suite.base, f"suites.{name}.base", file)
     layers.put_grid(suite.kind, suite.grid, f"suites.{name}.grid", file)
     if base_only:  # each field of the suite's own base on its own: a bad value is found even if overridden
@@ -320,14 +334,14 @@ def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profi
     layers.put(name, kind, over.base, f"profiles.{profile}.suites.{name}.base", file)
     layers.put_grid(kind, over.grid, f"profiles.{profile}.suites.{name}.grid", file)
     if over.seeds is not None:
-        layers.seeds, layers.seeds_origin = over.seeds, f"profiles.{profile}.suites.{name}.seeds"
+        layers.put_seeds(over.seeds, f"profiles.{profile}.suites.{name}.seeds", file)
     for path, value, where in overrides:
         if path[0] == name:  # SUITE.FIELD, SUITE.seeds, SUITE.grid.FIELD
             path = path[1:]
         elif len(path) != 1 or path[0] not in _bare_keys(layers.fields):
             continue  # another suite's key, or a field this suite does not have (theory has no seed)
         if path == ["seeds"]:
-            layers.seeds, layers.seeds_origin = value, where
+            layers.put_seeds(value, where, file)
         elif len(path) == 2 and path[0] == "grid":
             layers.put_grid(kind, {path[1]: value}, where, file)
         elif len(path) == 1:
@@ -343,15 +357,6 @@ def _check_layers(layers: _Layers, model, file, name: str) -> None:
     for k, v in base.items():
         if k != "dataset":
             _validate(model, context, k, v, _for_suite(_named(layers.origin[k], file), name, k, v, model))
-    seeds, seeds_culprit = layers.seeds, _named(layers.seeds_origin, file)
-    if seeds is not None and "seed" not in layers.fields:
-        raise MLHWError(f"{seeds_culprit}: unknown key: this suite's runs take no seed (got {as_written(seeds)})")
-    if seeds is not None and (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    ):
-        raise MLHWError(f"{seeds_culprit}: expected a non-empty list of integer seeds (got {as_written(seeds)})")
     if "variant" in layers.grid:  # any spelling of a rate names its variant: adam-5e-5 is adam-5e-05
         named = [canonical_variant(v) for v in layers.grid["variant"]]
         for v, key in zip(layers.grid["variant"], named):
@@ -367,9 +372,7 @@ def _check_layers(layers: _Layers, model, file, name: str) -> None:
                     f"{_named(layers.grid_origin[k], file)}: the grid's variants set {k} too (a variant is an "
                     f"optimizer, lr, BatchNorm and Dropout): grid one or the other"
                 )
-    # a value twice is one run, not two: the table's n would be wrong
-    if seeds is not None and (again := first_repeat(seeds)) is not None:
-        raise MLHWError(f"{seeds_culprit}: seed {again} is listed twice (got {as_written(seeds)})")
+    # a value twice is one run, not two: the table's n would be wrong (seeds: put_seeds)
     for k, values in layers.grid.items():
         if (again := first_repeat(values)) is not None:
             raise MLHWError(

@@ -271,6 +271,14 @@ def with_(change):
             lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[]),
             "exp.yaml: profiles.p.suites.m.seeds: expected a non-empty list",
         ),
+        (  # pydantic alone read these as seeds 8, 9 and 1; --set refused them
+            lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=["8", 9.0, True]),
+            "exp.yaml: profiles.p.suites.m.seeds: expected a non-empty list of integer seeds (got ['8', 9, true])",
+        ),
+        (
+            lambda d: d["suites"]["m"].update(seeds=5),
+            "exp.yaml: suites.m.seeds: expected a non-empty list of integer seeds (got 5)",
+        ),
         (
             lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[3, 4, 3]),
             "exp.yaml: profiles.p.suites.m.seeds: seed 3 is listed twice (got [3, 4, 3])",
