@@ -372,7 +372,8 @@ class CNNConfig(_Config):
             # an unknown dataset takes digits' sizes: its one error is the dataset's, not three "Field required"
             preset = CNN_PRESETS.get(values.get("dataset", "digits"), CNN_PRESETS["digits"])
             lr = CNN_DEFAULT_LR.get(values.get("optimizer") or "adam", CNN_DEFAULT_LR["adam"])
-            values = {**preset, "lr": lr, **{k: v for k, v in values.items() if v is not None}}
+            # only absent keys: a null given is refused as MLPConfig's are (build() drops the options not given)
+            values = {**preset, "lr": lr, **values}
         return values
 
 

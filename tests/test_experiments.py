@@ -495,6 +495,9 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "p", "--set", "seeds=[4294967296]"], "must be <= 4294967295 (got 4294967296)"),
         (["--profile", "p", "--set", "m.seeds=[5,5]"], "--set m.seeds: seed 5 is listed twice (got [5, 5])"),
         (["--profile", "p", "--set", "epochs=true"], "--set epochs: must be a number, not a boolean (got true)"),
+        # a null on an AlexNet field planned the field's default (10 epochs, not the profile's) and said "sets c"
+        (["--profile", "p", "--set", "c.epochs=null"], "--set c.epochs: must be a valid integer (got null)"),
+        (["--profile", "p", "--set", "c.width=null"], "--set c.width: must be a valid number (got null)"),
         (["--profile", "p", "--stale-after", "5"], "--stale-after 5: must be at least 15 seconds"),
         (["--profile", "p", "--jobs", "0"], "--jobs '0': a number of worker processes (1 or more) or auto"),
         (["--profile", "p", "--jobs", "two"], "--jobs 'two': a number of worker processes (1 or more) or auto"),
