@@ -304,11 +304,21 @@ Q1_METHODS = {  # how Q1's minimum is known (mlhw.svm.solve_multiclass), in the 
 }
 
 
+# the seed both SVM kinds default to: a setting names a seed only where it is another (the profiles' rows read as
+# before), yet two runs of a seeds list never share a setting
+SVM_DEFAULT_SEED = 8
+
+
 def _svm_data(r: dict) -> str:
     """The dataset, with its subset sizes when a run drew one ('digits 500/all'): every field that tells two SVM
     runs apart is in the `setting` (the key `mlhw check` matches rows by), so that a grid never makes two rows
     with one setting."""
     return r["dataset"] + subset_note(r.get("train_size"), r.get("test_size"))
+
+
+def _svm_seed(r: dict) -> str:
+    seed = r.get("seed", SVM_DEFAULT_SEED)
+    return "" if seed == SVM_DEFAULT_SEED else f", seed {seed}"
 
 
 def _q1_variant(r: dict) -> str:
@@ -324,7 +334,7 @@ def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
         rows.append(
             {
                 "question": "Q1 multiclass hinge",
-                "setting": f"{_svm_data(r)}, all classes" + _q1_variant(r),
+                "setting": f"{_svm_data(r)}, all classes" + _q1_variant(r) + _svm_seed(r),
                 "objective": r["objective"],
                 "dual / gap": Q1_METHODS.get(r.get("method"), f"method {r.get('method', '-')}"),
                 "support vectors": "-",
@@ -338,7 +348,8 @@ def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
             {
                 "question": "Q3 soft SVM",
                 "setting": f"{_svm_data(r)} {r['classes']}, C={r['C']:g}"
-                + ("" if r.get("bias", "free") == "free" else f", bias {r['bias']}"),
+                + ("" if r.get("bias", "free") == "free" else f", bias {r['bias']}")
+                + _svm_seed(r),
                 "objective": r["primal_objective"],
                 "dual / gap": f"{r.get('dual_objective', float('nan')):.6g} / {r.get('duality_gap', float('nan')):.1e}",
                 "support vectors": f"{r.get('support_vectors', float('nan')):.0f}",

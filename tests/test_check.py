@@ -11,6 +11,7 @@ import pytest
 from mlhw import check as C
 from mlhw import check_policy as P
 from mlhw import tables as T
+from mlhw.config import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -466,15 +467,22 @@ def test_every_field_that_tells_two_svm_runs_apart_is_in_its_setting():
         "test_error": 0.0,
     }
     rows = [base | {"bias": "free"}, base | {"bias": "none"}, base | {"train_size": 500, "bias": "free"}]
+    rows += [base | {"train_size": 500, "seed": 1}, base | {"seed": 8}, base | {"seed": 9}]  # a seeds list
     q1 = {"dataset": "digits", "objective": 0.0, "train_error": 0.0, "test_error": 0.03}
     mc = [q1 | {"method": "certificate", "bias": True}, q1 | {"method": "lp", "bias": False}]
-    mc += [q1 | {"method": "subgradient", "bias": True, "steps": 200, "lr": 0.5}]
+    mc += [q1 | {"method": "subgradient", "bias": True, "steps": 200, "lr": 0.5}, q1 | {"method": "lp", "seed": 3}]
     settings = T.svm_table(mc, rows).numeric["setting"].tolist()
     assert settings == [
         "digits, all classes",
         "digits, all classes, no bias",
         "digits, all classes, subgradient 200 steps, lr 0.5",
+        "digits, all classes, seed 3",
         "digits 3vs8, C=1",
         "digits 3vs8, C=1, bias none",
         "digits 500/all 3vs8, C=1",
+        "digits 500/all 3vs8, C=1, seed 1",
+        "digits 3vs8, C=1",
+        "digits 3vs8, C=1, seed 9",
     ]
+    for kind in ("svm_soft", "svm_multiclass"):  # the default the settings leave out is the configs' own
+        assert KINDS[kind].model_fields["seed"].default == T.SVM_DEFAULT_SEED
