@@ -561,7 +561,8 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
         # the planned configs (a record also holds the run's metrics, some of the same name: Q1's `steps`)
         configs = [e.config for e in scope.entries if e.suite == suite] or [{}]
         what = scope.descriptions.get(suite)
-        lines.append(f"- **{suite}**" + (f" ({what})" if what else "") + _suite_settings(configs, recs))
+        untabled = "" if suite in T.SUITE_TABLES else " No table shows this suite (not one of the assignment's)."
+        lines.append(f"- **{suite}**" + (f" ({what})" if what else "") + _suite_settings(configs, recs) + untabled)
         for r in recs:
             first = owner.setdefault(r["run_id"], suite)
             if first != suite:

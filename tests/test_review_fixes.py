@@ -130,3 +130,19 @@ def test_a_report_whose_run_lost_an_artifact_names_the_run_and_the_file(project)
     (line,) = res.stderr.strip().splitlines()
     assert plan.parent.parent.name in line and "no artifact plan.json" in line, line
     assert "Traceback" not in res.output
+
+
+def test_a_suite_no_table_is_built_for_is_told_before_it_runs_and_in_the_report(workdir):
+    """A suite added to experiments.yaml (kind mlp, part mlp.c) ran and was logged, but REPORT.md had no table,
+    no figure and no word about it; the exit code was 0."""
+    doc = DOC | {"suites": DOC["suites"] | {"svm_extra": DOC["suites"]["svm_soft"]}}
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
+    said = "suite svm_extra: no table shows it (tables are built for the assignment's suites: mlp_lr_sweep,"
+    plan = reproduce(workdir, "--dry-run")
+    assert plan.exit_code == 0 and said in " ".join(plan.stdout.split()), plan.output
+    res = reproduce(workdir)
+    assert res.exit_code == 0 and said in " ".join(res.stderr.split()), res.output
+    assert " svm_soft: no table" not in " ".join(res.stderr.split())  # the assignment's suites have theirs
+    report = (workdir / "results" / "p" / "REPORT.md").read_text()
+    (line,) = [x for x in report.splitlines() if x.startswith("- **svm_extra**")]
+    assert line.endswith("No table shows this suite (not one of the assignment's).")

@@ -392,6 +392,7 @@ def _show_plan(plan) -> None:
     err.print(table)
     err.print(_counts_line(plan))
     _show_overrides(plan)
+    _show_untabled(plan)
 
 
 def _show_overrides(plan, console=err) -> None:
@@ -401,6 +402,21 @@ def _show_overrides(plan, console=err) -> None:
         where = f"--set {item.split('=', 1)[0].strip()}"
         suites = sorted({p.spec.suite for p in plan.entries if where in p.spec.where.values()})
         console.print(f"{where}: sets {', '.join(suites) or 'no run'}", highlight=False)
+
+
+def _show_untabled(plan, console=err) -> None:
+    """A suite of a name no table is built for (one added to experiments.yaml) runs and is logged, but no table or
+    figure shows it: say so before it runs, not after."""
+    from mlhw.tables import SUITE_TABLES
+
+    for suite in dict.fromkeys(p.spec.suite for p in plan.entries if p.spec.suite not in SUITE_TABLES):
+        console.print(
+            f"suite {suite}: no table shows it (tables are built for the assignment's suites: "
+            f"{', '.join(SUITE_TABLES)}); its runs are logged to MLflow (tags.mlhw.suite = '{suite}') and REPORT.md "
+            "lists its settings",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _counts_line(plan) -> str:
@@ -439,6 +455,7 @@ def _show_dry_run(plan, data_dir, results_dir) -> None:
             soft_wrap=True,
         )
     _show_overrides(plan, out)
+    _show_untabled(plan, out)
     folder = _scope(plan).folder(results_dir)
     why = " (partial: --set or --only; the profile's own stays as it is)" if is_partial(folder) else ""
     out.print(f"report: {folder}/{why}", highlight=False, soft_wrap=True)
