@@ -303,7 +303,11 @@ class _Layers:
             at = _named(where if where.startswith("--set") else f"{where}.{k}", file)  # --set names its key
             if k not in self.fields and not (k == "variant" and kind == "cnn"):
                 raise MLHWError(f"{at}: unknown key ({kind} fields: {', '.join(sorted(self.fields))})")
-            if not isinstance(v, list) or not v:
+            if k == "seed":  # beside a seeds list, each of its runs took the list's seed: the grid's collapsed
+                raise MLHWError(f"{at}: seeds are not a grid field: a suite's seeds are its `seeds` list (SUITE.seeds)")
+            if not isinstance(v, list):
+                raise MLHWError(f"{at}: a grid is a list of values (got {as_written(v)}; one value: [{as_written(v)}])")
+            if not v:
                 raise MLHWError(f"{at}: empty grid (give a non-empty list)")
             self.grid[k], self.grid_origin[k] = v, where if where.startswith("--set") else f"{where}.{k}"
 
@@ -324,7 +328,28 @@ def _expand_suite(
         return []
     _apply_profile_and_set(layers, name, suite.kind, prof, profile, overrides, file)
     _check_layers(layers, model, file, name)
-    return _product(layers, name, suite, model, file)
+    runs = _product(layers, name, suite, model, file)
+    _check_file_values_reach_a_run(layers, name, runs, file)
+    return runs
+
+
+def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpec], file) -> None:
+    """A value of a suite's or a profile's `base` that every run takes from elsewhere (a grid, a variant) or that
+    no run reads (Adam's momentum) changes nothing: refused, as a --set that changes no run is (expand), rather
+    than dropped in silence. Profile defaults are exempt: they apply only where nothing closer sets a field."""
+    for k, origin in layers.origin.items():
+        if origin.startswith("--set") or ".defaults." in origin:
+            continue
+        culprit = _named(origin, file)
+        if any(r.where.get(k) == culprit for r in runs):
+            continue
+        why = {r.config.unused(r.config.model_dump()).get(k) for r in runs}
+        if why and None not in why:
+            raise MLHWError(f"{culprit}: changes no run: no run of {name} reads {k} ({'; '.join(sorted(why))})")
+        origins = {r.where.get(k, "").rpartition(": ")[2] for r in runs}
+        origin = origins.pop() if len(origins) == 1 and "" not in origins else "elsewhere"
+        hint = _set_hint(k, name, layers.base[k], runs).replace("use --set ", "set ").replace(f"{name}.", "", 1)
+        raise MLHWError(f"{culprit}: changes no run: every run of {name} takes {k} from {origin}; {hint}")
 
 
 def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profile, overrides, file) -> None:

@@ -238,6 +238,20 @@ def with_(change):
             "exp.yaml: suites.m.base.epochs: must be a valid integer (got 'many')",
         ),
         (lambda d: d["suites"]["m"]["grid"].update(lr=[]), "exp.yaml: suites.m.grid.lr: empty grid"),
+        (lambda d: d["suites"]["m"]["grid"].update(seed=[1, 2]), "exp.yaml: suites.m.grid.seed: seeds are not a grid"),
+        # a file value that no run takes was dropped in silence, where the same value by --set was refused
+        (
+            lambda d: d["profiles"]["p"]["suites"].update(c={"base": {"lr": 0.5}}),
+            "exp.yaml: profiles.p.suites.c.base.lr: changes no run: every run of c takes lr from suites.c.grid.variant",
+        ),
+        (
+            lambda d: d["suites"]["m"]["base"].update(lr=0.3),
+            "exp.yaml: suites.m.base.lr: changes no run: every run of m takes lr from suites.m.grid.lr; set grid.lr=",
+        ),
+        (
+            lambda d: d["suites"]["c"].update(base={"momentum": 0.9}, grid={"variant": ["adam-5e-05"]}),
+            "exp.yaml: suites.c.base.momentum: changes no run: no run of c reads momentum (Adam has no momentum",
+        ),
         (
             lambda d: d["suites"]["m"]["grid"].update(lr=[0.1, -1]),
             "exp.yaml: suites.m.grid.lr: must be > 0 (got -1)",
@@ -516,6 +530,9 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "p", "--set", "c.train_fraction=0.0008"], "--set c.train_fraction: 0.0008 of digits is 1"),
         (["--profile", "p", "--set", "c.batch_size=1"], "--set c.batch_size: BatchNorm needs batches of 2 images"),
         (["--profile", "p", "--set", "m.grid.lr=[1,1]"], "--set m.grid.lr: 1 is listed twice (got [1, 1])"),
+        # a scalar grid was "empty"; a grid of seeds beside a seeds list was "1 and 2 are one value, listed twice"
+        (["--profile", "p", "--set", "m.grid.lr=0.5"], "--set m.grid.lr: a grid is a list of values (got 0.5; one"),
+        (["--profile", "p", "--set", "m.grid.seed=[1,2]"], "--set m.grid.seed: seeds are not a grid field: a suite's"),
         # a --set that its grid or variants override everywhere changed no run but was reported as applied
         (["--profile", "p", "--set", "m.lr=0.5"], "--set m.lr: changes no run: every run it reaches takes lr from"),
         (["--profile", "p", "--set", "c.optimizer=adam"], "--set c.optimizer: changes no run: every run it reaches"),
