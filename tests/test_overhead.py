@@ -59,7 +59,7 @@ def test_text_artifacts_of_searched_runs_are_read_in_place(workdir, monkeypatch)
     assert calls == []  # read where the artifacts lie, no copy through a temporary folder
     assert store.download_text(unseen.info.run_id, "a.txt") == "theirs\n"  # not searched: MLflow's download
     assert len(calls) == 1
-    with pytest.raises(MlflowException):  # a missing artifact is still MLflow's error
+    with pytest.raises(MLHWError, match=f"run {found.info.run_id} has no artifact nope.csv"):  # one line, exit 2
         store.download_text(found.info.run_id, "nope.csv")
 
 
