@@ -360,6 +360,20 @@ def test_part2_missing_variant_is_not_reproduced_and_the_seeds_answer_is_given()
     c = F.part2c([]).answer
     assert "+1.3 points of validation accuracy (61.89% vs 60.62%), +0.6 of test accuracy (its table gives no" in c
     assert "needs per-epoch curves" in c
+    assert "the question compares" not in f.answer + b + c  # nothing else ran: nothing to tell apart
+
+
+def test_part2_answer_names_the_variants_a_grid_ran_instead_of_the_questions():
+    """A grid of sgd-0.005 and adam-0.005 made a table of those two; the answer said only 'No runs of adam-5e-05',
+    which read as a contradiction of the table beside it."""
+    recs = [cnn_run(v, s, [0.3, 0.4]) for v in ("sgd-0.005", "adam-0.005") for s in range(2)]
+    f = F.part2_pair(recs, "a")
+    assert f.answer.startswith(
+        "No runs of adam-5e-05: not reproduced here (the question compares sgd-0.005 with adam-5e-05; this suite "
+        "ran sgd-0.005, adam-0.005). The write-up (CIFAR-10, one run each):"
+    )
+    c = F.part2c([cnn_run("adam-0.005", 0, [0.3, 0.4])]).answer
+    assert "(the question compares adam-5e-05-plain with adam-5e-05; this suite ran adam-0.005)" in c
 
 
 def test_part2c_is_about_speed_with_per_seed_epochs():

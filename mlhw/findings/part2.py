@@ -62,6 +62,19 @@ def _seed_answer(part: str) -> str:
     return out
 
 
+def _absent(part: str, records: list[dict], absent: list[str]) -> str:
+    """The answer where a variant the question compares has no runs: which the question needs, and which ran (a
+    grid of other variants made a table of them, and the answer must not read as its contradiction)."""
+    names, ran = CNN_PARTS[part][1], list(dict.fromkeys(r["variant"] for r in records if r.get("variant")))
+    other = [v for v in ran if v not in names]
+    return (
+        f"No runs of {', '.join(absent)}: not reproduced here"
+        + (f" (the question compares {' with '.join(names)}; this suite ran {', '.join(ran)})" if other else "")
+        + "."
+        + _seed_answer(part)
+    )
+
+
 def _pair(records: list[dict], part: str) -> tuple[list[str], dict[str, list[dict]]]:
     names = CNN_PARTS[part][1]
     return names, {v: [r for r in records if r.get("variant") == v] for v in names}
@@ -198,7 +211,7 @@ def part2_pair(
     first, second = names
     if not groups[first] or not groups[second]:
         absent = [v for v in names if not groups[v]]
-        answer = f"No runs of {', '.join(absent)}: not reproduced here." + _seed_answer(part)
+        answer = _absent(part, records, absent)
         return Finding(f"2{part}", question, answer, {"n": 0, "missing": absent})
     evidence, sentences, diffs = _final_differences(first, second, groups, confidence)
     evidence["dataset"] = dataset_of(records)
@@ -233,7 +246,7 @@ def part2c(
     plain, bn = names
     if not groups[plain] or not groups[bn]:
         absent = [v for v in names if not groups[v]]
-        answer = f"No runs of {', '.join(absent)}: not reproduced here." + _seed_answer("c")
+        answer = _absent("c", records, absent)
         return Finding("2c", question, answer, {"missing": absent})
     finals = {v: finite_only(values_of(groups[v], "val_acc")) for v in names}
     means = [float(np.mean(x)) for x in finals.values() if x]
