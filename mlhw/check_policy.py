@@ -246,14 +246,6 @@ def load_policy(path: str | Path) -> CheckPolicy:
     return policy_from_dict(data, str(path))
 
 
-def policy_to_yaml(policy: CheckPolicy, header: str = "") -> str:
-    """A check.yaml for the policy (to start a baseline's file from)."""
-    import yaml
-
-    text = yaml.safe_dump(policy.to_dict(), sort_keys=False, default_flow_style=None, width=120)
-    return (header.rstrip() + "\n" if header else "") + text
-
-
 def is_metric_column(c) -> bool:
     return str(c).endswith(("_mean", "_std"))
 

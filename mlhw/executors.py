@@ -216,12 +216,6 @@ def attach_worker(settings: Settings, relay=None) -> None:
     )
 
 
-def init_worker(settings: Settings, relay=None, device: str | None = None, ray_task: bool = False) -> None:
-    """A worker's whole start-up at once (a Ray task's first unit; tests): prepare_worker, then attach_worker."""
-    prepare_worker(settings, device, ray_task=ray_task)
-    attach_worker(settings, relay)
-
-
 def work(unit: list[dict], index: int, settings: Settings, events=None, relay=None) -> UnitResult:
     """A worker's entry point (a local process or a Ray task)."""
     if "device_name" not in _WORKER:  # a Ray task: no initializer ran in this process yet

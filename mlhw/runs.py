@@ -1,6 +1,6 @@
 """Tracked runs: a job (a validated config with its identity) + its data + the numerical core, logged as
-MLflow runs. Every command and every executor of `reproduce` runs work through `run_unit`, so a run
-looks the same whichever way it was started.
+MLflow runs. The single-run commands call the runners here (run_mlp, run_cnn, RUNNERS) and every executor of
+`reproduce` reaches them through `run_unit`, so a run looks the same whichever way it was started.
 
 A unit is one or more jobs that execute together: MLP jobs that differ only in the seed and the
 learning rate train as one batched computation (one MLflow run per job); every other unit is one job.

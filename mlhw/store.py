@@ -496,12 +496,6 @@ def local_artifact_path(uri: str | None) -> Path | None:
     return path if path.is_absolute() else None
 
 
-def local_artifact_dir(uri: str | None) -> Path | None:
-    """The folder of a `file:` artifact URI (or an absolute path), if it is one here."""
-    path = local_artifact_path(uri)
-    return path if path is not None and path.is_dir() else None
-
-
 def moved_artifacts(db: Path | None, location: str | None) -> tuple[Path, Path] | None:
     """(the folder an experiment names, the one beside its database) when a SQLite database was moved or copied
     away from the artifacts folder it was made with (mlhw makes it beside the database: `<db folder>/mlartifacts`,

@@ -13,7 +13,7 @@ from mlflow.exceptions import MlflowException
 import mlhw.plots
 from mlhw import data
 from mlhw.errors import MLHWError
-from mlhw.store import Store, local_artifact_dir
+from mlhw.store import Store, local_artifact_path
 
 SWEEP = {
     "version": 1,
@@ -87,13 +87,14 @@ def test_an_absent_history_is_no_curves_but_a_failing_store_is_an_error(workdir,
     assert remote.download_text_if_any(older, "history.csv") is None  # absent is still absent
 
 
-def test_local_artifact_dir_only_for_local_folders(tmp_path):
-    assert local_artifact_dir(tmp_path.as_uri()) == tmp_path
-    assert local_artifact_dir(str(tmp_path)) == tmp_path
-    assert local_artifact_dir(f"file://localhost{tmp_path}") == tmp_path
+def test_local_artifact_path_only_for_local_paths(tmp_path):
+    assert local_artifact_path(tmp_path.as_uri()) == tmp_path
+    assert local_artifact_path(str(tmp_path)) == tmp_path
+    assert local_artifact_path(f"file://localhost{tmp_path}") == tmp_path
+    assert local_artifact_path((tmp_path / "a b").as_uri()) == tmp_path / "a b"  # percent-escapes decoded
     for uri in (None, "", "mlflow-artifacts:/1/abc/artifacts", "s3://bucket/1/abc", "relative/mlruns",
-                (tmp_path / "absent").as_uri(), f"file://otherhost{tmp_path}"):  # fmt: skip
-        assert local_artifact_dir(uri) is None, uri
+                f"file://otherhost{tmp_path}"):  # fmt: skip
+        assert local_artifact_path(uri) is None, uri
 
 
 def test_checked_files_are_read_once_then_again_when_they_change(tmp_path, monkeypatch):

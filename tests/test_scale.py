@@ -580,7 +580,8 @@ def test_a_ray_task_keeps_sigint_for_ray_cancel(project, monkeypatch, sigint_liv
     try:
         executors.work([], 0, settings)  # a Ray task: the first unit of its process sets the worker up
         assert seen and seen[0] is not signal.SIG_IGN
-        executors.init_worker(settings)  # a local worker: Ctrl-C is the parent's
+        executors.prepare_worker(settings)  # a local worker (the pool's initializer): Ctrl-C is the parent's
+        executors.attach_worker(settings)
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         for s, handler in before.items():
@@ -607,7 +608,8 @@ def test_a_worker_keeps_numpys_blas_to_its_share_of_the_cores(project, monkeypat
     with threadpool_limits(limits=2, user_api="blas"):  # restores the limits on the way out
         try:
             assert blas_threads() == {2}
-            executors.init_worker(settings)
+            executors.prepare_worker(settings)
+            executors.attach_worker(settings)
             assert blas_threads() == {1} and torch.get_num_threads() == 1
         finally:
             torch.set_num_threads(torch_before)
@@ -625,8 +627,8 @@ def test_a_worker_keeps_the_blas_that_loads_later_to_its_share_too(tmp_path):
     code = (
         "from mlhw import executors; "
         "executors.Store = lambda *a, **k: None; "  # no tracking store: this is about threads (MLflow's start-up)
-        f"executors.init_worker(executors.Settings(uri='sqlite:///{tmp_path}/m.db', experiment='mlhw', device='cpu',"
-        " threads=1)); "
+        f"s = executors.Settings(uri='sqlite:///{tmp_path}/m.db', experiment='mlhw', device='cpu', threads=1); "
+        "executors.prepare_worker(s); executors.attach_worker(s); "
         "import scipy.optimize; from threadpoolctl import threadpool_info; "
         "print(sorted({(i['internal_api'], i['num_threads']) for i in threadpool_info() if i['user_api'] == 'blas'}))"
     )
