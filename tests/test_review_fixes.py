@@ -146,3 +146,38 @@ def test_a_suite_no_table_is_built_for_is_told_before_it_runs_and_in_the_report(
     report = (workdir / "results" / "p" / "REPORT.md").read_text()
     (line,) = [x for x in report.splitlines() if x.startswith("- **svm_extra**")]
     assert line.endswith("No table shows this suite (not one of the assignment's).")
+
+
+def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):
+    """Two reproduces of one profile started together: the first to end compiled results/<profile>/ from its own
+    half of the runs (n=2 of 4, a failed check, exit 1). It now waits until the other's runs have ended: FINISHED,
+    or their owner stopped (a heartbeat gone stale), and not a moment before."""
+    from types import SimpleNamespace
+
+    from mlhw.cli import reproduce as R
+    from mlhw.lifecycle import utc_stamp
+
+    def run(status, beat_age):
+        tags = {HEARTBEAT_TAG: utc_stamp(time.time() - beat_age)}
+        return SimpleNamespace(info=SimpleNamespace(status=status), data=SimpleNamespace(tags=tags))
+
+    timeline = [  # what the store holds of each identity at each poll
+        {"a": [run("RUNNING", 1)], "b": [run("RUNNING", 1)]},
+        {"a": [run("FINISHED", 0)], "b": [run("RUNNING", 1)]},
+        {"a": [run("FINISHED", 0)], "b": [run("RUNNING", 1)]},
+        {"a": [run("FINISHED", 0)], "b": [run("RUNNING", 3600)]},  # its owner died: waiting longer gains nothing
+    ]
+    polls = []
+
+    class Store:
+        def search(self, query):
+            ident = query.split("'")[1]
+            return timeline[len(polls)][ident]
+
+    monkeypatch.setattr(R.time, "sleep", lambda s: polls.append(s))
+    R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0), poll=5.0)
+    assert polls == [5.0, 5.0, 5.0]  # three waits, and it returned at the fourth look, not earlier
+    polls.clear()
+    timeline[0] = {"a": [run("FINISHED", 0)], "b": [run("KILLED", 1), run("FINISHED", 0)]}
+    R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0))
+    assert polls == []  # nothing claimed is still training: no wait at all

@@ -346,6 +346,8 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             highlight=False,
         )
         check_terminated()
+        if claimed:  # the report waits for them: without them it replaced results/<profile>/ with a half-done one
+            _wait_for_owners(store, [j.identity for u, r in zip(work, results) if r.claimed for j in u], settings)
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
@@ -594,6 +596,33 @@ class _Workers:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.close()
+
+
+def _wait_for_owners(store, identities: list[str], settings, poll: float = 5.0) -> None:
+    """Wait until every run another live reproduce claimed first has ended there (FINISHED, or its owner stopped:
+    a FAILED or KILLED run, or a heartbeat gone stale), so that the report is compiled with them. Two reproduces
+    of one profile started together each trained their share; the first to end wrote results/<profile>/ from half
+    the runs (n=2 where the baseline has 4) and failed its check. Ctrl-C stops the wait; the runs go on there."""
+    from mlhw.claims import alive
+    from mlhw.lifecycle import IDENTITY_TAG, check_terminated
+
+    pending, told = set(identities), None
+    while True:
+        for ident in sorted(pending):
+            runs = store.search(f"tags.`{IDENTITY_TAG}` = '{ident}'")
+            if any(r.info.status == "FINISHED" for r in runs) or not any(alive(r, settings.stale_after) for r in runs):
+                pending.discard(ident)
+        if not pending:
+            return
+        if len(pending) != told:
+            err.print(
+                f"waiting for {n_runs(len(pending))} that another reproduce claimed first and is training, to "
+                "compile the report with them; Ctrl-C stops waiting (they go on there)",
+                highlight=False,
+            )
+            told = len(pending)
+        check_terminated()
+        time.sleep(poll)
 
 
 def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool=None):
