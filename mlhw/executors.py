@@ -21,7 +21,7 @@ from mlhw.claims import STALE_SECONDS, Claimed, claimer, mark_dead
 from mlhw.lifecycle import Terminated, worker_id
 from mlhw.processes import QuietSpawnContext, exit_with_parent, writer_signals
 from mlhw.runs import DataSource, Job, run_unit
-from mlhw.store import Store
+from mlhw.store import Store, signals_deferred
 
 
 @dataclass
@@ -449,7 +449,7 @@ class PoolExecutor:
                 queue.remove(i)  # only a broken lane could have run it
                 finish(i, UnitResult(error=died))
 
-        ended = False
+        ended = interrupted = False
         try:
             dispatch()
             while futures:
@@ -470,7 +470,14 @@ class PoolExecutor:
             # the last 0.25 s, with its event still queued, would go on training (workers ignore SIGINT) while
             # shutdown(wait=True) waited for its whole unit, and its run would not be marked KILLED
             workers |= pool_workers(pools)
-            self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)", list(futures))
+            interrupted = True
+            # held until the workers are gone: a second Ctrl-C (an impatient user) cut the stop half-way, and the
+            # shutdown after it waited for workers that never got their sentinel, forever (runs left RUNNING)
+            with signals_deferred():
+                self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)", list(futures))
+                for pool in pools:  # quick: _stop has ended every worker
+                    pool.shutdown(wait=True, cancel_futures=True)
+                _shutdown(manager)
             raise
         finally:
             self._pools = self._manager = None  # close() has no worker left to stop
@@ -488,7 +495,7 @@ class PoolExecutor:
                 ender = threading.Thread(target=_shutdown, args=(manager, events, relay), name="mlhw-writer-shutdown")
                 ender.start()
                 self._ending = (*joiners, ender)
-            else:
+            elif not interrupted:
                 for pool in pools:
                     pool.shutdown(wait=True, cancel_futures=True)
                 _shutdown(manager)

@@ -672,3 +672,57 @@ def test_one_default_for_a_dead_run():
 
     cli_default = inspect.signature(reproduce).parameters["stale_after"].default
     assert cli_default == inspect.signature(collect).parameters["stale_after"].default == STALE_SECONDS
+
+
+SECOND_CTRL_C = """
+import os, signal, sys
+from mlhw import executors
+
+stop, run = executors.PoolExecutor._stop, executors.PoolExecutor.run
+
+
+def stop_pressed_again(self, *a, **k):
+    signal.raise_signal(signal.SIGINT)  # the second Ctrl-C, as the stop of the first begins
+    return stop(self, *a, **k)
+
+
+def run_pressed_while_training(self, units, on_event):
+    training = set()
+
+    def hook(ev):
+        on_event(ev)
+        if ev.kind == "epoch":
+            training.add(ev.unit)
+            if len(training) == 2:  # both workers' runs exist and train: the first Ctrl-C
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return run(self, units, hook)
+
+
+if __name__ == "__main__":  # (the spawned workers import this file too)
+    executors.PoolExecutor._stop, executors.PoolExecutor.run = stop_pressed_again, run_pressed_while_training
+    from mlhw.cli import main
+
+    sys.argv = ["mlhw", *sys.argv[1:]]
+    main()
+"""
+
+
+def test_a_second_ctrl_c_during_the_stop_still_ends_every_run_killed(tmp_path):
+    """An impatient user's second Ctrl-C landed inside the stop of the first: the workers were never signalled and
+    the shutdown waited for them, so the runs trained to the end and were FINISHED (46.7 s); in a walk-through with
+    three Ctrl-Cs, `reproduce --jobs 2` hung for good with its runs RUNNING. The stop is now held whole."""
+    import shutil
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "experiments.yaml", tmp_path / "experiments.yaml")
+    (tmp_path / "second_ctrl_c.py").write_text(SECOND_CTRL_C)
+    args = ["reproduce", "--profile", "digits", "--only", "cnn_optimizers", "--set", "cnn_optimizers.seeds=[0]"]
+    env = {k: v for k, v in os.environ.items() if k != "MLHW_JOBS"}
+    res = subprocess.run(
+        [sys.executable, "second_ctrl_c.py", *args, "--jobs", "2"], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=240,
+    )  # fmt: skip
+    assert res.returncode == 130, res.stderr[-2000:]
+    client, runs = runs_of(f"sqlite:///{tmp_path}/mlflow.db")
+    assert sorted(r.info.status for r in runs) == ["KILLED"] * 3, [(r.info.run_name, r.info.status) for r in runs]
