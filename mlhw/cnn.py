@@ -23,13 +23,10 @@ from mlhw.data import Dataset, Split, channel_stats
 from mlhw.device import DeviceCaps, device_caps, select_precision
 from mlhw.divergence import descending, is_diverged
 from mlhw.errors import MLHWError
-from mlhw.topology import CONVS, MIN_IMAGE_SIZE, feature_size
+from mlhw.topology import CONVS, MIN_IMAGE_SIZE, STOCK_CHANNELS, STOCK_HIDDEN, feature_size
 
 if TYPE_CHECKING:  # the core needs only the config's fields (and stays importable without pydantic)
     from mlhw.config import CNNConfig
-
-STOCK_CHANNELS = (96, 256, 384, 384, 256)
-STOCK_HIDDEN = 4096
 
 
 def space_to_depth_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int, padding: int):

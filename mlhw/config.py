@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from mlhw.errors import MLHWError, as_written, format_validation_error
-from mlhw.topology import MIN_IMAGE_SIZE
+from mlhw.topology import MIN_IMAGE_SIZE, MIN_WIDTH
 
 # A learning rate or step size: finite and > 0 (inf and nan are refused).
 Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -305,6 +305,10 @@ class MulticlassSVMConfig(_Config):
         return {}
 
 
+# C=1e15 solves digits 3 vs 8 exactly; C=1e300 overflowed to an objective of inf with a "converged" solver
+MAX_C = 1e15
+
+
 class SoftSVMConfig(_Config):
     """Q3: binary soft SVM with an l2 penalty on the slacks, one class against another."""
 
@@ -312,6 +316,14 @@ class SoftSVMConfig(_Config):
     dataset: Literal["digits", "mnist"] = "digits"
     classes: tuple[int, int] = (3, 8)
     C: Rate = 1.0
+
+    @field_validator("C")
+    @classmethod
+    def _c_in_float64(cls, v):
+        if v > MAX_C:
+            raise ValueError(f"must be <= {MAX_C:g}: beyond it C x slack^2 overflows float64 (the objective read inf)")
+        return v
+
     bias: Literal["free", "regularized", "none"] = "free"
     train_size: PositiveInt | None = None
     test_size: PositiveInt | None = None
@@ -358,6 +370,15 @@ class CNNConfig(_Config):
     image_size: int = Field(..., ge=MIN_IMAGE_SIZE, le=1024)
     train_fraction: float = Field(..., gt=0.0, le=1.0)
     seed: Seed = 0
+
+    @field_validator("width")
+    @classmethod
+    def _a_channel_each(cls, v):
+        if v < MIN_WIDTH:
+            raise ValueError(
+                f"must be >= 1/96 ({MIN_WIDTH:.4g}): narrower, AlexNet's 96-channel layer keeps less than one channel"
+            )
+        return v
 
     @classmethod
     def unused(cls, values: dict) -> dict[str, str]:

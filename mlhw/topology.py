@@ -5,6 +5,11 @@ from __future__ import annotations
 
 # (kernel, stride, padding, max-pool(3, 2) after) of the assignment's five convolutions
 CONVS = ((11, 4, 0, True), (5, 1, 2, True), (3, 1, 1, False), (3, 1, 1, False), (3, 1, 1, True))
+STOCK_CHANNELS = (96, 256, 384, 384, 256)  # their output channels at width 1
+STOCK_HIDDEN = 4096  # the hidden Linear layers' width at width 1
+# the narrowest width at which every layer keeps a channel of its own: below it, the narrowest layer (96 channels)
+# rounds to less than one, and a 212-parameter "AlexNet" trained for 10 epochs at chance (width 1e-9)
+MIN_WIDTH = 1 / min(STOCK_CHANNELS)
 
 
 def feature_size(image_size: int) -> int:
