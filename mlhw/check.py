@@ -570,9 +570,8 @@ def to_rich(result: CheckResult, show_all: bool = False):
     for h in COLUMNS:
         # a row's name is folded, never cut: 'variant=adam-5e-…' hid '-plain', the one difference between two rows
         fold = "fold" if h in ("table", "row", "metric") else None
-        t.add_column(
-            h, justify="right" if h in ("baseline", "current", "delta", "tolerance") else "left", overflow=fold
-        )
+        number = h in ("baseline", "current", "delta", "tolerance")  # on one line, also in a 160-column pipe (CI)
+        t.add_column(h, justify="right" if number else "left", overflow=fold, no_wrap=number)
     for x in rows:
         cells = [escape(c) for c in x]
         cells[7] = f"[{style.get(x[7], '')}]{cells[7]}[/]"

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -332,6 +333,21 @@ def test_json_and_renderers():
     assert "check FAILED" in out and "train_loss" in out
     console.print(C.to_rich(C.compare(base, base)))
     assert "nothing moved beyond tolerance" in console.export_text()
+
+
+def test_a_piped_check_table_keeps_each_number_on_its_line():
+    """`mlhw check --all | cat` (a 160-column console, as in CI) wrapped every delta cell: '+0.0000 (0.0x' on one
+    line, 'tol)' on the next, two lines a row, which grep could not match."""
+    from rich.console import Console
+
+    b = C.load_baseline(ROOT / "results" / "digits")  # the committed baseline: its notes squeeze the columns
+    res = C.compare(b.tables, b.tables, b.policy)
+    console = Console(record=True, width=160, color_system=None)
+    console.print(C.to_rich(res, show_all=True))
+    body = [line for line in console.export_text().splitlines() if line.startswith("│")]
+    numbers = [line for line in body if "x tol)" in line]
+    assert len(numbers) == len(res.rows)  # each row's numbers on one line (its note may fold)
+    assert all(re.search(r"[+-]\d\.\d{4} \(\d+\.\dx tol\)", line) for line in numbers), numbers[:2]
 
 
 def test_a_user_grid_table_matches_rows_by_the_field_it_varies():

@@ -203,6 +203,7 @@ def train(
         + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
         + f" (run {run.run_id[:8]})",
         highlight=False,
+        soft_wrap=True,  # one line in a log too: rich cut it at the pipe's 160 columns, '(run …)' on a line alone
     )
     console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
