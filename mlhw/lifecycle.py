@@ -56,15 +56,30 @@ KKT = {
     "min_a",
 }
 
+# what an SVM solution is (its objective, whether and how it converged, Q3(a)'s agreement) and the data it was
+# measured on: the last names left outside a section, beside primal/objective and kkt/* in the run's metric list
+SOLUTION = {
+    "objective",
+    "converged",
+    "steps",
+    "newton_iterations",
+    "support_vectors",
+    "bound_violations",
+    "q3a_relative_difference",
+}
+DATA = {"n_train", "n_test"}
+# the sections whose name the row key does not carry (metric_key drops them)
+BARE_SECTIONS = {"system": SYSTEM, "kkt": KKT, "solution": SOLUTION, "data": DATA}
+
 
 def metric_name(key: str) -> str:
     """The core's row key -> the MLflow metric name: train_loss -> train/loss, epoch_seconds -> system/epoch_seconds,
     primal_objective -> primal/objective, w_residual -> kkt/w_residual. A soft SVM run showed its 25 metrics in one
     flat list; the UI groups a name's part before its slash."""
-    if key in SYSTEM:  # MLflow's UI shows system/... metrics in their own tab, beside its own system metrics
-        return f"system/{key}"
-    if key in KKT:
-        return f"kkt/{key}"
+    # (MLflow's UI shows system/... metrics in their own tab, beside its own system metrics)
+    for section, keys in BARE_SECTIONS.items():
+        if key in keys:
+            return f"{section}/{key}"
     head, _, rest = key.partition("_")
     if head in SECTIONS and rest:
         return f"{head}/{rest}"
@@ -80,7 +95,7 @@ def logged_value(value: float) -> float:
 def metric_key(name: str) -> str:
     """The inverse of metric_name."""
     head, _, rest = name.partition("/")
-    if head in ("system", "kkt"):
+    if head in BARE_SECTIONS:
         return rest
     return f"{head}_{rest}" if rest else name
 

@@ -351,7 +351,7 @@ def test_metrics_are_logged_in_sections(store):
         "val/acc": 0.7,
         "test/acc": 0.75,
         "system/epoch_seconds": 1.5,
-        "objective": 2.0,
+        "solution/objective": 2.0,
     }
     history = sorted(store.client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)
     assert [(m.step, m.value) for m in history] == [(1, 0.5), (2, 0.25)]
@@ -367,9 +367,13 @@ def test_metrics_are_logged_in_sections(store):
         ("liblinear_relative_difference", "liblinear/relative_difference"),
         ("w_residual", "kkt/w_residual"),
         ("duality_gap", "kkt/duality_gap"),
-        ("support_vectors", "support_vectors"),
+        ("support_vectors", "solution/support_vectors"),  # the last names outside a section (a walk-through)
+        ("objective", "solution/objective"),
+        ("q3a_relative_difference", "solution/q3a_relative_difference"),
+        ("n_train", "data/n_train"),
     ]:
         assert metric_name(key) == name and metric_key(name) == key
+    assert metric_key("objective") == "objective"  # as a store written before the sections holds it
 
 
 def test_an_infinite_metric_reads_back_as_infinite(store):
