@@ -190,3 +190,40 @@ def test_warm_up_runs_the_real_step_on_a_few_images_and_leaves_the_generators(di
     assert 2 * bs < len(d.train) < 3 * bs and d.image_shape == digits.image_shape and d.n_classes == digits.n_classes
     assert (d.train.x == digits.train.x[: len(d.train)]).all() and len(d.val) >= 1 and len(d.test) >= 1
     assert (dev, p) == (torch.device("cpu"), "fp32")
+
+
+@pytest.mark.parametrize("batchnorm, trained", [(True, 64), (False, 65)])
+def test_images_per_second_counts_the_images_trained(digits, batchnorm, trained):
+    """65 training images in batches of 64: BatchNorm skips the last batch of one image (64 trained per epoch),
+    without it all 65 train. images/s x the epoch's seconds is that count, every epoch."""
+    import dataclasses
+
+    few = digits.val.take(np.arange(8))
+    data = dataclasses.replace(digits, train=digits.train.take(np.arange(65)), val=few, test=few)
+    cfg = CNNConfig(**TINY | {"epochs": 2, "batch_size": 64}, batchnorm=batchnorm, dropout=False)
+    res = train_cnn(cfg, data, "cpu", precision="fp32")
+    assert len(res.history) == 2
+    for row in res.history:
+        assert row["images_per_s"] * row["epoch_seconds"] == pytest.approx(trained, rel=1e-9)
+
+
+def test_a_fractional_width_rounds_every_layer_to_the_nearest_channel():
+    """Width 0.3: 96, 256, 384, 384, 256 channels -> 28.8, 76.8, 115.2, 115.2, 76.8 -> 29, 77, 115, 115, 77; 4096
+    hidden -> 1228.8 -> 1229. The parameter count, by hand from the topology (227 px: a 6 x 6 map after the convs)."""
+    model = AlexNet(width=0.3, batchnorm=True, dropout=True)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for m in convs] == [
+        (29, 3, 11, 11),
+        (77, 29, 5, 5),
+        (115, 77, 3, 3),
+        (115, 115, 3, 3),
+        (77, 115, 3, 3),
+    ]
+    assert [tuple(m.weight.shape) for m in linears] == [(1229, 77 * 6 * 6), (1229, 1229), (10, 1229)]
+    conv = (
+        (29 * 3 * 121 + 29) + (77 * 29 * 25 + 77) + (115 * 77 * 9 + 115) + (115 * 115 * 9 + 115) + (77 * 115 * 9 + 77)
+    )
+    batchnorm = 2 * (29 + 77 + 115 + 115 + 77)  # a weight and a bias per channel
+    dense = (1229 * 2772 + 1229) + (1229 * 1229 + 1229) + (10 * 1229 + 10)
+    assert count_parameters(model) == conv + batchnorm + dense == 5_277_993

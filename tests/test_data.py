@@ -138,3 +138,19 @@ def test_corrupt_idx_names_the_file(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(MLHWError, match="unknown dataset 'foo'"):
         data.load("foo")
+
+
+def test_channel_stats_are_the_training_splits_own():
+    """Outside CIFAR-10 the normalisation is the training split's per-channel mean and (population) std of pixels in
+    [0, 1], with a floor of 1e-6 for a channel that does not vary; the test split, drawn otherwise, plays no part."""
+    rng = np.random.RandomState(0)
+    train = rng.randint(0, 128, (20, 3, 4, 4)).astype(np.uint8)
+    train[:, 2] = 77  # a constant channel: std 0, floored
+    test = rng.randint(128, 256, (10, 3, 4, 4)).astype(np.uint8)
+    labels = lambda n: np.zeros(n, np.int64)  # noqa: E731
+    d = data.Dataset("mnist", data.Split(train, labels(20)), data.Split(test, labels(10)), data.Split(test, labels(10)))
+    mean, std = data.channel_stats(d)
+    pixels = train.astype(np.float64) / 255.0
+    np.testing.assert_allclose(mean, [pixels[:, c].mean() for c in range(3)], rtol=1e-6)
+    np.testing.assert_allclose(std[:2], [pixels[:, c].std() for c in range(2)], rtol=1e-5)
+    assert std[2] == pytest.approx(1e-6) and mean[2] == pytest.approx(77 / 255)

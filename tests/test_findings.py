@@ -667,3 +667,54 @@ def test_the_spread_of_a_difference_is_the_sample_standard_deviation():
     assert d.std_second == pytest.approx(statistics.stdev(second), rel=1e-12)
     assert mean_std(second)["std"] == pytest.approx(statistics.stdev(second), rel=1e-12)
     assert mean_std([0.5])["std"] is None and math.isnan(welch_difference([0.5], second).std_first)
+
+
+def test_groups_that_touch_are_not_a_clean_split_and_the_split_probability_is_a_count_of_deals():
+    """a = [1, 2], b = [2, 3] share the value 2: neither lies wholly above the other. split_probability against every
+    deal of the pooled values counted one by one (itertools), ties and inf included."""
+    import itertools
+
+    from mlhw.stats import split_probability, welch_difference
+
+    touching = welch_difference([1.0, 2.0], [2.0, 3.0], "val_loss")
+    assert touching.above is None and touching.split_p is None
+    apart = welch_difference([1.0, 2.0], [2.5, 3.0], "val_loss")
+    assert apart.above == "second" and apart.split_p == pytest.approx(2 / 6)
+
+    def brute(x, y):
+        pooled = list(x) + list(y)
+        deals = list(itertools.combinations(range(len(pooled)), len(x)))
+        clean = 0
+        for group in deals:
+            a = [pooled[i] for i in group]
+            b = [pooled[i] for i in range(len(pooled)) if i not in group]
+            clean += max(a) < min(b) or max(b) < min(a)
+        return clean / len(deals)
+
+    rng = np.random.default_rng(2)
+    for _ in range(40):
+        x = rng.choice([1.0, 2.0, 3.0, math.inf], size=rng.integers(1, 5)).tolist()
+        y = rng.choice([2.0, 3.0, 4.0, math.inf], size=rng.integers(1, 5)).tolist()
+        assert split_probability(x, y) == pytest.approx(brute(x, y), abs=1e-15), (x, y)
+    assert split_probability([1, 2], [2, 3]) == brute([1, 2], [2, 3]) == 0
+
+
+def test_p_text_gives_two_decimals_and_one_significant_digit_below_one_percent():
+    from mlhw.stats import p_text
+
+    assert p_text(2 / 252) == "0.008"  # 0.0079...: one significant digit below 0.01
+    assert p_text(0.0999) == "0.10"  # two decimals from 0.01 on, rounded
+    assert p_text(0.01) == "0.01" and p_text(0.0099) == "0.01" and p_text(1.0) == "1.00"
+    assert p_text(2 / math.comb(10, 5)) == "0.008" and p_text(2 / math.comb(30, 15)) == "1e-08"
+
+
+def test_welch_difference_takes_its_confidence_level():
+    """At 90%: scipy's interval for mean(second) - mean(first) at 0.9, narrower than at 95%."""
+    a, b = [0.50, 0.60, 0.40, 0.55], [0.52, 0.68, 0.65]
+    d = F.welch_difference(a, b, "val_loss", confidence=0.9)
+    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(0.9)
+    assert (d.low, d.high) == (pytest.approx(ci.low, rel=1e-12), pytest.approx(ci.high, rel=1e-12))
+    _, lo, hi, _ = welch_by_hand(a, b, 0.9)
+    assert (d.low, d.high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+    wide = F.welch_difference(a, b, "val_loss")
+    assert wide.low < d.low < d.high < wide.high and d.confidence == 0.9

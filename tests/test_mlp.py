@@ -175,3 +175,14 @@ def test_auto_device_runs_where_the_rule_says(digits):
         cpu = train_mlp(MLPConfig(epochs=1), digits, device="cpu")[0]
         assert res.device == "cpu" and not res.cuda_graphs
         assert [r["train_loss"] for r in cpu.history] == [r["train_loss"] for r in res.history]
+
+
+def test_a_runs_seconds_are_the_sum_of_its_epochs(digits):
+    """MLPResult.seconds is every epoch's training time added up (epoch 0, the initialisation, takes none)."""
+    from mlhw.data import subset
+
+    cfg = MLPConfig(epochs=3, train_size=200, test_size=50)
+    for res in train_mlp(cfg, subset(digits, 200, 50, cfg.seed), [0.1, 1.0]):
+        epochs = [h["epoch_seconds"] for h in res.history]
+        assert len(epochs) == 4 and epochs[0] == 0.0 and all(s > 0 for s in epochs[1:])
+        assert res.seconds == pytest.approx(math.fsum(epochs), rel=1e-12)

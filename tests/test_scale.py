@@ -349,6 +349,7 @@ def _plan_configs(alexnets: int, mlp_seeds: int = 3, svms: int = 3):
         (12, "auto", 1, 16, (2, "one per GPU and one on the CPU")),  # H100 paper: 76.8 s against 83.8 s
         (12, "auto", 2, 16, (3, "one per GPU and one on the CPU")),
         (12, "auto", 4, 2, (5, "one per GPU and one on the CPU")),  # GPU workers are not held to the cores
+        (12, "auto", 1, 1, (1, "one per GPU and one on the CPU, but 1 CPU core")),  # no core for a CPU worker
         (12, "cuda", 1, 16, (3, "three sharing cuda")),  # H200 paper: 78.6 s, two 87.6 s, one 92.2 s
         (12, "cpu", 1, 16, (2, "two on the CPU")),  # --device cpu on a GPU machine: the CPU's rule
         (16, "auto", 0, 1, (1, "two on the CPU, but 1 CPU core")),
@@ -726,3 +727,39 @@ def test_a_second_ctrl_c_during_the_stop_still_ends_every_run_killed(tmp_path):
     assert res.returncode == 130, res.stderr[-2000:]
     client, runs = runs_of(f"sqlite:///{tmp_path}/mlflow.db")
     assert sorted(r.info.status for r in runs) == ["KILLED"] * 3, [(r.info.run_name, r.info.status) for r in runs]
+
+
+def test_a_worker_whose_data_differs_from_the_planners_runs_nothing(monkeypatch):
+    """execute_unit compares each job's identity (its config and the planner's data and code) with the one its own
+    data source computes: a unit whose second job differs comes back as an error naming it, and no run starts."""
+    from types import SimpleNamespace
+
+    from mlhw import executors
+
+    started = []
+    monkeypatch.setattr(executors, "run_unit", lambda unit, *a, **k: started.append(unit) or [])
+    jobs = [
+        SimpleNamespace(config=SimpleNamespace(kind="svm_soft", name=n), identity=f"{n}@planned", name=n)
+        for n in ("svm-a", "svm-b")
+    ]
+    # this worker sees the planner's data for svm-a and other data for svm-b
+    source = SimpleNamespace(identity=lambda cfg: f"{cfg.name}@planned" if cfg.name == "svm-a" else "svm-b@here")
+    settings, cpu = executors.Settings("u", "e", device="cpu"), SimpleNamespace(type="cpu")
+    result = executors.execute_unit(jobs, None, source, cpu, settings)
+    assert result.error == "svm-b: the data or mlhw's code on this worker differs from the planner's"
+    assert result.done == {} and not result.claimed and started == []
+    # the same unit where the identities agree runs
+    agree = SimpleNamespace(identity=lambda cfg: f"{cfg.name}@planned")
+    assert executors.execute_unit(jobs, None, agree, cpu, settings).error is None
+    assert started == [jobs]
+
+
+def test_an_mlp_runs_steps_count_its_last_partial_batch():
+    """25 rows in batches of 10 are 3 SGD steps an epoch (10, 10, 5), not 2."""
+    from mlhw.config import MLPConfig
+    from mlhw.executors import mlp_steps
+
+    assert mlp_steps(MLPConfig(train_size=25, batch_size=10, epochs=1)) == 3
+    assert mlp_steps(MLPConfig(train_size=25, batch_size=10, epochs=4)) == 12
+    assert mlp_steps(MLPConfig(train_size=30, batch_size=10, epochs=1)) == 3  # no partial batch
+    assert mlp_steps(MLPConfig(batch_size=10, epochs=1), whole=25) == 3  # the whole split, its size given

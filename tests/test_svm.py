@@ -1,5 +1,7 @@
 """SVM solvers against each other, closed forms and scikit-learn/liblinear."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -421,3 +423,80 @@ def test_multiclass_report_counts_the_points_whose_zero_one_loss_exceeds_the_hin
     monkeypatch.setattr(svm, "multiclass_hinge", lambda W, X, y: np.zeros(len(y)))
     broken = svm.multiclass_report(X, y, X, y, 3)
     assert broken["bound_violations"] == round(broken["train_error"] * len(y)) > 0
+
+
+def test_a_check_passes_up_to_its_tolerance_and_not_beyond():
+    """Check.passed: max_error <= tolerance, finite; tolerance 0 is an exact claim."""
+    from mlhw.theory import Check
+
+    def passed(err, tol):
+        return Check("Q", "claim", "check", "data", err, tol).passed
+
+    assert passed(1e-8, 1e-8) and passed(0.0, 1e-8) and passed(0.0, 0.0)
+    assert not passed(np.nextafter(1e-8, 1.0), 1e-8)  # the next float above the tolerance
+    assert not passed(2e-8, 1e-8) and not passed(1e-7, 1e-8)
+    assert not passed(5e-324, 0.0)  # an exact claim: the smallest error fails it
+    assert not passed(float("nan"), 1e-8) and not passed(float("inf"), 1e-8) and not passed(float("inf"), math.inf)
+    row = Check("Q", "claim", "check", "data", 2e-8, 1e-8).row()
+    assert row["passed"] is False and row["max_error"] == 2e-8
+
+
+def test_q2s_check_sees_an_output_off_by_a_little_on_small_inputs(monkeypatch):
+    """A max network whose output is 1e-8 off (an output bias) is off by 1e-8 relative to max(1, |x|) on the inputs
+    of size <= 1: the check's error is that, not diluted by the largest input of the whole set (up to ~4e6)."""
+    from mlhw import theory
+
+    (honest,) = theory.check_q2()
+    assert honest.passed
+    real = theory.max_net
+    monkeypatch.setattr(theory, "max_net", lambda x: real(x) + 1e-8)
+    (wrong,) = theory.check_q2()
+    assert not wrong.passed and wrong.max_error == pytest.approx(1e-8, rel=1e-6)
+
+
+def test_q1s_bound_is_checked_at_random_w_not_only_at_the_minimiser(monkeypatch):
+    """A 0-1 loss that is wrong for one sample at W other than the minimiser (the sample with the smallest hinge,
+    classified right, called wrong) breaks hinge >= 0-1 there: at a W of scale 100 on the blobs that sample's hinge
+    is 0, so the bound is exceeded by 1."""
+    from mlhw import theory
+
+    X, y = theory.separable_blobs()
+    minimiser = svm.solve_multiclass(X, y).W
+    real = svm.zero_one
+
+    def wrong_away_from_the_minimiser(W, X, y):
+        e = real(W, X, y)
+        if not np.array_equal(W, minimiser):
+            h = svm.multiclass_hinge(W, X, y)
+            right = np.flatnonzero(e == 0)
+            if len(right):
+                e[right[np.argmin(h[right])]] = 1.0
+        return e
+
+    monkeypatch.setattr(svm, "zero_one", wrong_away_from_the_minimiser)
+    bound = theory.check_q1(X, y, "blobs")[3]
+    assert bound.claim == "hinge >= 0-1 loss pointwise"
+    assert not bound.passed and bound.max_error == 1.0
+
+
+def test_q3s_strong_duality_row_fails_a_gap_of_1e6(monkeypatch):
+    """A dual solver that stops 1e-6 (relative) below the optimum: the strong-duality row reads a gap of 1e-6 and
+    fails (its tolerance is 1e-10: the solvers agree to ~1e-15 on these problems)."""
+    import dataclasses
+
+    from mlhw import theory
+
+    rng = np.random.RandomState(3)
+    X = rng.randn(40, 4)
+    y = np.where(X[:, 0] + 0.3 * rng.randn(40) > 0, 1.0, -1.0)
+    real = svm.solve_dual
+
+    def short(prob, *a, **k):
+        d = real(prob, *a, **k)
+        return dataclasses.replace(d, objective=d.objective - 1e-6 * max(1.0, abs(d.objective)))
+
+    monkeypatch.setattr(svm, "solve_dual", short)
+    for slow in ("dual_function_error", "unbounded_slope_error"):  # L-BFGS on the Lagrangian: other rows, seconds
+        monkeypatch.setattr(theory, slow, lambda X, y: 0.0)
+    (row,) = [c for c in theory.check_q3(X, y, "noise") if c.claim == "strong duality"]
+    assert not row.passed and row.max_error == pytest.approx(1e-6, rel=1e-6)

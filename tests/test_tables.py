@@ -300,3 +300,38 @@ def test_settings_tell_a_field_from_the_runs_that_read_it():
     assert "SGD momentum 0.9" in line and "momentum: " not in line, line
     soft_line = next(x for x in text.splitlines() if "svm_soft" in x)
     assert "digits 3 vs 8, 264 train / 93 test;" in soft_line and "bias free (not penalised)" in soft_line, soft_line
+
+
+def test_theory_table_reads_passed_as_stored_and_orders_the_questions():
+    """Rebuilt from the store, `passed` comes back as the string "False": a truthy string must not read PASS. Rows
+    come out Q1 to Q4 whatever order the checks ran in, each question's rows in the order they were given."""
+    given = [  # (question, data, passed)
+        ("Q4", "a", "False"),
+        ("Q2", "b", False),
+        ("Q1", "c", np.False_),
+        ("Q3(b,c)", "d", "True"),
+        ("Q4", "e", True),
+        ("Q1", "0", True),
+        ("Q3(a)", "g", "False"),
+    ]
+    rows = [
+        {"question": q, "claim": "c", "check": "k", "data": d, "max_error": 0.0, "tolerance": 0.0, "passed": p}
+        for q, d, p in given
+    ]
+    table = T.theory_table(rows)
+    assert table.display["question"].tolist() == ["Q1", "Q1", "Q2", "Q3(b,c)", "Q3(a)", "Q4", "Q4"]
+    assert table.display["data"].tolist() == ["c", "0", "b", "d", "g", "a", "e"]
+    # by hand, in that order: numpy False, True, False, "True", "False", "False", True
+    assert table.display["result"].tolist() == ["FAIL", "PASS", "FAIL", "PASS", "FAIL", "FAIL", "PASS"]
+
+
+def test_the_full_run_tables_reference_is_in_its_csv():
+    """With a reference accuracy, the numeric table (and so the CSV `mlhw check` reads) carries it."""
+    import io
+
+    recs = [{"dataset": "mnist", "seed": 1, "train_loss": 0.1, "train_acc": 0.9, "test_acc": 0.9}]
+    table = T.mlp_full_table(recs, reference=0.9512)
+    assert table.numeric["reference_test_acc"].tolist() == [0.9512]
+    csv = pd.read_csv(io.StringIO(T.table_files(table)["csv"]))
+    assert csv["reference_test_acc"].tolist() == [0.9512] and csv["test_acc_mean"].tolist() == [0.9]
+    assert "reference_test_acc" not in T.mlp_full_table(recs).numeric  # no reference, no column
