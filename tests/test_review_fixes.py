@@ -7,6 +7,7 @@
 """
 
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -181,3 +182,16 @@ def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):
     timeline[0] = {"a": [run("FINISHED", 0)], "b": [run("KILLED", 1), run("FINISHED", 0)]}
     R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0))
     assert polls == []  # nothing claimed is still training: no wait at all
+
+
+def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):
+    """`--set mlp_full.seeds=[8, 9]` with the profile's own seeds made the report partial (results/ci-partial/) and
+    kept it from being checked; such a --set is said and dropped. One given twice is dropped once: the other stays."""
+    same = reproduce(project, "--dry-run", "--set", "svm_soft.train_size=300")  # the suite's own value
+    assert same.exit_code == 0, same.output
+    assert "--set svm_soft.train_size: changes nothing" in same.stderr
+    assert f"report: {Path('results') / 'p'}/" in same.stdout.replace("\n", "")
+    twice = reproduce(project, "--dry-run", "--set", "svm_soft.C=2", "--set", "svm_soft.C=2")
+    assert twice.exit_code == 0, twice.output
+    assert twice.stderr.count("changes nothing") == 1 and "--set svm_soft.C: sets svm_soft" in twice.stdout
+    assert "p-partial" in twice.stdout

@@ -87,6 +87,8 @@ def _validate(
 
     spec = load_file(file)
     specs = expand(spec, profile, only, sets or [], file)
+    if sets and len(kept := _sets_that_change(spec, profile, only, sets, file, specs)) < len(sets):
+        sets, specs = kept, expand(spec, profile, only, kept, file)
     check_device(device, present=False)
     check_writable(results_dir, profile, write=not dry_run)  # a dry run names a file in the way too
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
@@ -357,6 +359,26 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             )
         check_terminated()  # a SIGTERM that a finalizer swallowed during the report: exit 143, not a verdict of 0
         return failed, compiled
+
+
+def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list[str]:
+    """The --set values that change a run (those kept); one that every run it reaches already has (the profile's
+    own seeds, say) is said and dropped, so that the report stays the profile's own, not a partial one beside it."""
+    from mlhw.experiments import expand
+
+    def runs(specs_):
+        return [(r.suite, r.label, r.variant, r.config) for r in specs_]
+
+    planned, kept = runs(specs), list(range(len(sets)))
+    for i in range(len(sets)):  # one at a time, against those kept: `epochs=2` twice is one no-op, not two
+        if runs(expand(spec, profile, only, [sets[k] for k in kept if k != i], file)) == planned:
+            kept.remove(i)
+            err.print(
+                f"--set {sets[i].split('=', 1)[0].strip()}: changes nothing "
+                "(the runs it reaches have that value already)",
+                highlight=False,
+            )
+    return [sets[k] for k in kept]
 
 
 def check_device(device: str, present: bool = True) -> None:
