@@ -175,6 +175,11 @@ def source_digest(sources: list[str]) -> str:
     return h.hexdigest()[:12]
 
 
+def _tree_digest(tree: ast.Module) -> str:
+    """source_digest of one parsed module (its tree is changed)."""
+    return hashlib.sha256(ast.dump(_as_code(tree)).encode()).hexdigest()[:12]
+
+
 def _mlhw_imports(tree: ast.Module) -> frozenset[str]:
     """The mlhw modules a module imports, at its top or inside a function."""
     found = set()
@@ -193,8 +198,9 @@ def _module_code(module: str) -> tuple[str, frozenset[str]]:
     """One of mlhw's modules' source_digest and mlhw imports (each file read and parsed once a process); ('', {})
     where it cannot be read."""
     try:
-        text = (Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8")
-        return source_digest([text]), _mlhw_imports(ast.parse(text))
+        tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text(encoding="utf-8"))
+        imports = _mlhw_imports(tree)  # before _as_code changes the tree
+        return _tree_digest(tree), imports
     except (OSError, SyntaxError, ValueError):
         return "", frozenset()
 

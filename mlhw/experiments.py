@@ -199,15 +199,24 @@ def expand(
             reached = [r for r in runs if suite == "SUITE" or r.suite == suite]
             if len({r.suite for r in reached}) == 1:  # a bare key with one suite run (--only): name it
                 suite = reached[0].suite
-            having = [r for r in reached if field in type(r.config).model_fields]
-            why = {r.config.unused(r.config.model_dump()).get(field) for r in having}
-            if why and None not in why:  # Adam's momentum, the exact Q1's steps: nothing to set
-                raise MLHWError(f"{where}: changes no run: no run it reaches reads {field} ({'; '.join(sorted(why))})")
-            origins = {r.where.get(field) for r in reached}
-            origin = origins.pop() if len(origins) == 1 and None not in origins else "elsewhere"
-            hint = _set_hint(field, suite, value, reached)
-            raise MLHWError(f"{where}: changes no run: every run it reaches takes {field} from {origin}; {hint}")
+            raise _changes_no_run(where, field, value, reached, suite, "it reaches")
     return runs
+
+
+def _changes_no_run(culprit: str, field: str, value, reached: list[RunSpec], suite: str, who: str) -> MLHWError:
+    """The error for a value no run takes (a --set, or a file's base value; `who`: which runs it reached): none
+    of them reads the field (Adam's momentum, the exact Q1's steps: nothing to set), or every one takes it from
+    elsewhere (a grid, a variant), with the way that works (_set_hint)."""
+    having = [r for r in reached if field in type(r.config).model_fields]
+    why = {r.config.unused(r.config.model_dump()).get(field) for r in having}
+    if why and None not in why:
+        return MLHWError(f"{culprit}: changes no run: no run {who} reads {field} ({'; '.join(sorted(why))})")
+    origins = {r.where.get(field) for r in reached}
+    origin = origins.pop() if len(origins) == 1 and None not in origins else "elsewhere"
+    hint = _set_hint(field, suite, value, reached)
+    if not culprit.startswith("--set"):  # a file's value: the way is in the file too
+        hint = hint.replace("use --set ", "set ").replace(f"{suite}.", "", 1)
+    return MLHWError(f"{culprit}: changes no run: every run {who} takes {field} from {origin}; {hint}")
 
 
 def _set_hint(field: str, suite: str, value, reached: list[RunSpec]) -> str:
@@ -341,15 +350,8 @@ def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpe
         if origin.startswith("--set") or ".defaults." in origin:
             continue
         culprit = _named(origin, file)
-        if any(r.where.get(k) == culprit for r in runs):
-            continue
-        why = {r.config.unused(r.config.model_dump()).get(k) for r in runs}
-        if why and None not in why:
-            raise MLHWError(f"{culprit}: changes no run: no run of {name} reads {k} ({'; '.join(sorted(why))})")
-        origins = {r.where.get(k, "").rpartition(": ")[2] for r in runs}
-        origin = origins.pop() if len(origins) == 1 and "" not in origins else "elsewhere"
-        hint = _set_hint(k, name, layers.base[k], runs).replace("use --set ", "set ").replace(f"{name}.", "", 1)
-        raise MLHWError(f"{culprit}: changes no run: every run of {name} takes {k} from {origin}; {hint}")
+        if not any(r.where.get(k) == culprit for r in runs):
+            raise _changes_no_run(culprit, k, layers.base[k], runs, name, f"of {name}")
 
 
 def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profile, overrides, file) -> None:

@@ -242,11 +242,11 @@ def with_(change):
         # a file value that no run takes was dropped in silence, where the same value by --set was refused
         (
             lambda d: d["profiles"]["p"]["suites"].update(c={"base": {"lr": 0.5}}),
-            "exp.yaml: profiles.p.suites.c.base.lr: changes no run: every run of c takes lr from suites.c.grid.variant",
+            "exp.yaml: profiles.p.suites.c.base.lr: changes no run: every run of c takes lr from exp.yaml: suites.c.",
         ),
         (
             lambda d: d["suites"]["m"]["base"].update(lr=0.3),
-            "exp.yaml: suites.m.base.lr: changes no run: every run of m takes lr from suites.m.grid.lr; set grid.lr=",
+            "exp.yaml: suites.m.base.lr: changes no run: every run of m takes lr from exp.yaml: suites.m.grid.lr; set",
         ),
         (
             lambda d: d["suites"]["c"].update(base={"momentum": 0.9}, grid={"variant": ["adam-5e-05"]}),
