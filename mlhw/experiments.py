@@ -343,14 +343,19 @@ def _expand_suite(
 
 
 def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpec], file) -> None:
-    """A value of a suite's or a profile's `base` that every run takes from elsewhere (a grid, a variant) or that
-    no run reads (Adam's momentum) changes nothing: refused, as a --set that changes no run is (expand), rather
-    than dropped in silence. Profile defaults are exempt: they apply only where nothing closer sets a field."""
+    """A value of a suite's or a profile's suite `base` that every run takes from its own layer's grid or variants
+    (`base: {lr: 0.1}` beside `grid: {lr: [...]}`) changes nothing in any reproduction: refused, as a --set that
+    changes no run is (expand), rather than dropped in silence; so is a profile's value that the suite's own grid
+    replaces. A value that a later layer replaces (a profile's grid under the suite's value, a --set) is that
+    layer's doing, and not refused: the file stays valid for every profile and every --set."""
     for k, origin in layers.origin.items():
-        if origin.startswith("--set") or ".defaults." in origin:
+        layer = origin.rpartition(".base.")[0]  # 'suites.m' or 'profiles.p.suites.m'; '' for a --set or defaults
+        if not layer:
             continue
-        culprit = _named(origin, file)
-        if not any(r.where.get(k) == culprit for r in runs):
+        # the grids that apply wherever this value does: its own layer's, and the suite's own under a profile's
+        grids = tuple(_named(f"{g}.grid.", file) for g in dict.fromkeys((layer, f"suites.{name}")))
+        culprit, taken_from = _named(origin, file), {r.where.get(k, "") for r in runs}
+        if culprit not in taken_from and all(t.startswith(grids) for t in taken_from):
             raise _changes_no_run(culprit, k, layers.base[k], runs, name, f"of {name}")
 
 

@@ -249,10 +249,6 @@ def with_(change):
             "exp.yaml: suites.m.base.lr: changes no run: every run of m takes lr from exp.yaml: suites.m.grid.lr; set",
         ),
         (
-            lambda d: d["suites"]["c"].update(base={"momentum": 0.9}, grid={"variant": ["adam-5e-05"]}),
-            "exp.yaml: suites.c.base.momentum: changes no run: no run of c reads momentum (Adam has no momentum",
-        ),
-        (
             lambda d: d["suites"]["m"]["grid"].update(lr=[0.1, -1]),
             "exp.yaml: suites.m.grid.lr: must be > 0 (got -1)",
         ),
@@ -575,6 +571,27 @@ def test_reproduce_refuses_unknown_names_and_bad_overrides(workdir, args, messag
     assert_one_line_error(res, message)
     assert_nothing_created(workdir)
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_value_a_later_layer_replaces_is_not_the_files_error():
+    """The check that refuses a base value no run takes refused valid input: a --set grid over a field the profile
+    sets (`--set m.grid.epochs=[1,2]`, blaming the file), and a suite's base value that one profile grids, for
+    every profile (the file is validated whole). Both are the later layer's doing."""
+    from mlhw.cli.reproduce import _sets_that_change
+    from mlhw.experiments import ExperimentsFile
+
+    spec = ExperimentsFile.model_validate(with_(lambda d: None))
+    runs = expand(spec, "p", sets=["m.grid.epochs=[1,2]"])
+    assert sorted({r.config.epochs for r in runs if r.suite == "m"}) == [1, 2]
+    doc = with_(lambda d: d["profiles"].update(q={"suites": {"m": {"grid": {"epochs": [3, 4]}}}}))
+    other = ExperimentsFile.model_validate(doc)  # suites.m.base.epochs: 2 is used by profile p, gridded by q
+    assert {r.config.epochs for r in expand(other, "p") if r.suite == "m"} == {2}
+    assert {r.config.epochs for r in expand(other, "q") if r.suite == "m"} == {3, 4}
+    load_file(write_doc(doc))  # the file whole: every profile
+    # a --set that another needs (momentum for the SGD variants a --set grid brings) is no no-op, and no error
+    adam = ExperimentsFile.model_validate(with_(lambda d: d["suites"]["c"].update(grid={"variant": ["adam-5e-05"]})))
+    sets = ["c.grid.variant=[sgd-0.005]", "c.momentum=0.5"]
+    assert _sets_that_change(adam, "p", ["c"], sets, "exp.yaml", expand(adam, "p", ["c"], sets)) == sets
 
 
 def test_a_bare_seeds_sets_the_suites_with_a_seed_and_a_seedless_suite_refuses_one():

@@ -364,14 +364,22 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
 def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list[str]:
     """The --set values that change a run (those kept); one that every run it reaches already has (the profile's
     own seeds, say) is said and dropped, so that the report stays the profile's own, not a partial one beside it."""
+    from mlhw.errors import MLHWError
     from mlhw.experiments import expand
+
+    def same_runs_without(i: int) -> bool:
+        try:
+            without = expand(spec, profile, only, [sets[k] for k in kept if k != i], file)
+        except MLHWError:  # the others need it (a grid of SGD variants, for a momentum): it changes something
+            return False
+        return runs(without) == planned
 
     def runs(specs_):
         return [(r.suite, r.label, r.variant, r.config) for r in specs_]
 
     planned, kept = runs(specs), list(range(len(sets)))
     for i in range(len(sets)):  # one at a time, against those kept: `epochs=2` twice is one no-op, not two
-        if runs(expand(spec, profile, only, [sets[k] for k in kept if k != i], file)) == planned:
+        if same_runs_without(i):
             kept.remove(i)
             err.print(
                 f"--set {sets[i].split('=', 1)[0].strip()}: changes nothing "
