@@ -470,14 +470,19 @@ class PoolExecutor:
             # the last 0.25 s, with its event still queued, would go on training (workers ignore SIGINT) while
             # shutdown(wait=True) waited for its whole unit, and its run would not be marked KILLED
             workers |= pool_workers(pools)
-            interrupted = True
-            # held until the workers are gone: a second Ctrl-C (an impatient user) cut the stop half-way, and the
-            # shutdown after it waited for workers that never got their sentinel, forever (runs left RUNNING)
+            interrupted, reason = True, "stopped with the parent (Ctrl-C or SIGTERM)"
+            # held until the workers are gone (local and bounded: 10 s, then SIGKILL): a second Ctrl-C (an impatient
+            # user) cut the stop half-way, and the shutdown after it waited for workers that never got their
+            # sentinel, forever (runs left RUNNING)
             with signals_deferred():
-                self._stop(pools, workers, "stopped with the parent (Ctrl-C or SIGTERM)", list(futures))
-                for pool in pools:  # quick: _stop has ended every worker
-                    pool.shutdown(wait=True, cancel_futures=True)
-                _shutdown(manager)
+                try:
+                    self._stop(pools, workers, list(futures))
+                    for pool in pools:  # quick: _stop has ended every worker
+                        pool.shutdown(wait=True, cancel_futures=True)
+                finally:
+                    _shutdown(manager)
+            # a store call, on a server possibly for long: not held (what a Ctrl-C cuts here, the next reproduce ends)
+            mark_dead(self.store, workers, reason)
             raise
         finally:
             self._pools = self._manager = None  # close() has no worker left to stop
@@ -505,8 +510,8 @@ class PoolExecutor:
 
     STOP_SECONDS = 10.0  # how long _stop waits for SIGTERMed workers to end their runs before it kills them
 
-    def _stop(self, pools, workers: set[str], reason: str, futures=()) -> None:
-        """SIGTERM to every worker (their runs end KILLED), then mark whatever is left KILLED. Once every unit in
+    def _stop(self, pools, workers: set[str], futures=()) -> None:
+        """SIGTERM to every worker (their runs end KILLED; the caller marks whatever is left KILLED). Once every unit in
         `futures` is back, a worker still alive is idle, and it is sent SIGTERM again: a SIGTERM to the whole process
         group (a CI runner's cancel, `kill -- -PGID`) and this one reached a busy worker together, the kernel
         delivered them as one, which ended its run KILLED and left it waiting for work, and this waited its full
@@ -541,7 +546,6 @@ class PoolExecutor:
                 proc.kill()
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
-        mark_dead(self.store, workers, reason)
 
 
 def pool_workers(pools) -> set[str]:

@@ -571,7 +571,7 @@ def test_stop_signals_again_a_worker_left_idle_by_a_group_sigterm(tmp_path):
         threading.Thread(target=proc.join, daemon=True).start()  # reaps it at its exit, as a pool's own thread does
         os.kill(proc.pid, signal.SIGTERM)  # the group's, which ends its run
         t0 = time.monotonic()
-        pool._stop([], {f"host:{proc.pid}"}, "test", [back])  # the parent's comes while it still ends it
+        pool._stop([], {f"host:{proc.pid}"}, [back])  # the parent's comes while it still ends it
         took = time.monotonic() - t0
         proc.join(30)
         assert path.read_text() == "idle" and proc.exitcode == 143
@@ -753,7 +753,7 @@ def test_stop_kills_a_worker_still_alive_at_its_deadline():
         pool = _stopping_pool()
         pool.STOP_SECONDS = 1.0
         fake = SimpleNamespace(_processes={proc.pid: proc}, shutdown=lambda **kw: None)
-        pool._stop([fake], {f"host:{proc.pid}"}, "test")
+        pool._stop([fake], {f"host:{proc.pid}"})
         proc.join(30)
         assert proc.exitcode == -signal.SIGKILL
     finally:
@@ -784,7 +784,7 @@ def test_stop_does_not_wait_for_a_pool_process_that_exited_unreaped():
         pool.STOP_SECONDS = 5.0
         fake = SimpleNamespace(_processes={proc.pid: proc}, shutdown=lambda **kw: None)
         t0 = time.monotonic()
-        pool._stop([fake], {f"host:{proc.pid}"}, "test")
+        pool._stop([fake], {f"host:{proc.pid}"})
         assert time.monotonic() - t0 < 2, "_stop waited for a process that had exited"
         assert proc.exitcode == 0
     finally:
