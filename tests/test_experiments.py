@@ -173,6 +173,7 @@ def test_the_modules_a_kind_of_run_loads_while_it_computes_are_its_core_modules(
     config loads (config.py and its validation constants) is the config's, whose values are in the identity."""
     from mlhw import config
 
+    assert all(config.code_digest(k) for k in config.CORE_ENTRY)  # '' (identity without code) for none
     loaded = loaded_modules(f"from mlhw import data; {RUNTIME_MODULES[kind]}")
     for_the_config = loaded_modules("from mlhw import config") if kind == "mlp" else set()
     assert config.CORE_ENTRY[kind] in loaded
