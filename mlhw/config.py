@@ -223,13 +223,9 @@ def core_modules(kind: str) -> tuple[str, ...]:
 def code_digest(kind: str) -> str:
     """The digest of the code that computes a kind of run (core_modules), from mlhw's source files; '' where
     they cannot be read (an install without sources: the config and the data alone identify its runs)."""
-    modules = core_modules(kind)
-    parts = [f"{m}:{_module_digest(m)}" for m in modules]
-    return (
-        hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
-        if modules and all(map(_module_digest, modules))
-        else ""
-    )
+    digests = {m: _module_digest(m) for m in core_modules(kind)}
+    parts = "|".join(f"{m}:{d}" for m, d in digests.items())
+    return hashlib.sha256(parts.encode()).hexdigest()[:12] if digests and all(digests.values()) else ""
 
 
 def identity(cfg: _Config, fingerprint: str) -> str:
