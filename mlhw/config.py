@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
@@ -83,11 +83,18 @@ class _Config(BaseModel):
             if k not in unread and (v is not None or k.endswith("_size"))
         }
 
+    # field -> (the field that decides whether a run reads it, that field's value with which it does not, why)
+    UNREAD_WHEN: ClassVar[dict[str, tuple[str, str, str]]] = {}
+
     @classmethod
     def unused(cls, values: dict) -> dict[str, str]:
         """The fields that a run of these values does not read, each with why: such a field keeps its default, so
         that a value nothing reads neither shows in the run's params nor makes a second identity of one run."""
-        return {}
+        return {
+            k: why
+            for k, (decider, off, why) in cls.UNREAD_WHEN.items()
+            if (values.get(decider) or cls.model_fields[decider].default) == off
+        }
 
     @model_validator(mode="before")
     @classmethod
@@ -297,14 +304,10 @@ class MulticlassSVMConfig(_Config):
     lr: Rate = 1.0  # subgradient step size
     seed: Seed = 8
 
-    @classmethod
-    def unused(cls, values: dict) -> dict[str, str]:
-        if (values.get("method") or "exact") == "exact":
-            return {
-                "steps": "the exact method takes no steps; method subgradient does",
-                "lr": "the exact method takes no step size; method subgradient does",
-            }
-        return {}
+    UNREAD_WHEN = {
+        "steps": ("method", "exact", "the exact method takes no steps; method subgradient does"),
+        "lr": ("method", "exact", "the exact method takes no step size; method subgradient does"),
+    }
 
 
 # C=1e15 solves digits 3 vs 8 exactly; C=1e300 overflowed to an objective of inf with a "converged" solver
@@ -382,11 +385,7 @@ class CNNConfig(_Config):
             )
         return v
 
-    @classmethod
-    def unused(cls, values: dict) -> dict[str, str]:
-        if (values.get("optimizer") or "adam") == "adam":
-            return {"momentum": "Adam has no momentum; optimizer sgd reads it"}
-        return {}
+    UNREAD_WHEN = {"momentum": ("optimizer", "adam", "Adam has no momentum; optimizer sgd reads it")}
 
     @model_validator(mode="before")
     @classmethod

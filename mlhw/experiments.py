@@ -128,8 +128,9 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
                 )
     for sname, suite in spec.suites.items():  # every suite's base on its own, even where a profile overrides it
         _expand_suite(sname, suite, ProfileSpec(), "(none)", [], str(path), base_only=True)
-    for pname in spec.profiles:  # and every profile in full, not only the one chosen today
-        expand(spec, pname, file=str(path))
+    # and every profile in full, not only the one chosen today
+    by_profile = {pname: expand(spec, pname, file=str(path)) for pname in spec.profiles}
+    _check_suite_values_are_read(spec, by_profile, str(path))
     return spec
 
 
@@ -347,7 +348,9 @@ def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpe
     (`base: {lr: 0.1}` beside `grid: {lr: [...]}`) changes nothing in any reproduction: refused, as a --set that
     changes no run is (expand), rather than dropped in silence; so is a profile's value that the suite's own grid
     replaces. A value that a later layer replaces (a profile's grid under the suite's value, a --set) is that
-    layer's doing, and not refused: the file stays valid for every profile and every --set."""
+    layer's doing, and not refused: the file stays valid for every profile and every --set. A profile's value that
+    no run reads (`momentum` beside Adam) is refused unless a --set chose what makes it unread; a suite's such
+    value, where no profile reads it (_check_suite_values_are_read)."""
     for k, origin in layers.origin.items():
         layer = origin.rpartition(".base.")[0]  # 'suites.m' or 'profiles.p.suites.m'; '' for a --set or defaults
         if not layer:
@@ -357,6 +360,36 @@ def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpe
         culprit, taken_from = _named(origin, file), {r.where.get(k, "") for r in runs}
         if culprit not in taken_from and all(t.startswith(grids) for t in taken_from):
             raise _changes_no_run(culprit, k, layers.base[k], runs, name, f"of {name}")
+        if layer.startswith("profiles.") and runs and all(_unread_by_own_layers(r, k, layer, file) for r in runs):
+            raise _changes_no_run(culprit, k, layers.base[k], runs, name, f"of {name}")
+
+
+def _unread_by_own_layers(run: RunSpec, field: str, layer: str, file) -> bool:
+    """Whether the run does not read `field` by a choice of `layer` or a layer under it (the suite's own, the
+    config's default): not by a profile's choice above a suite's value, nor by a --set."""
+    rule = type(run.config).UNREAD_WHEN.get(field)
+    if rule is None or field not in run.config.unused(run.config.model_dump()):
+        return False
+    decided_at = run.where.get(rule[0])  # None: the config's default
+    later = decided_at is not None and (
+        decided_at.startswith("--set")
+        or (layer.startswith("suites.") and decided_at.startswith(_named("profiles.", file)))
+    )
+    return not later
+
+
+def _check_suite_values_are_read(spec: ExperimentsFile, by_profile: dict[str, list[RunSpec]], file: str) -> None:
+    """A suite's base value that no run of any profile reads, by the suite's own choice (`momentum: 0.9` where its
+    runs are Adam: the default optimizer, or its own variants), is refused rather than dropped in silence. One
+    profile that reads it (a profile choosing SGD) keeps it; so does one where a profile chose what leaves it
+    unread (Adam over the suite's SGD): that is the profile's doing."""
+    for name, suite in spec.suites.items():
+        per_profile = [[r for r in runs if r.suite == name] for runs in by_profile.values()]
+        for k, v in suite.base.items():
+            if per_profile and all(
+                runs and all(_unread_by_own_layers(r, k, f"suites.{name}", file) for r in runs) for runs in per_profile
+            ):
+                raise _changes_no_run(_named(f"suites.{name}.base.{k}", file), k, v, per_profile[0], name, f"of {name}")
 
 
 def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profile, overrides, file) -> None:

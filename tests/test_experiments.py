@@ -675,6 +675,50 @@ def test_a_set_reaches_only_the_runs_that_read_its_field(workdir):
         expand(load_file(write(workdir, doc)), "p")
 
 
+def test_a_file_value_that_no_run_reads_is_refused_unless_a_later_layer_made_it_so(workdir):
+    """`momentum: 0.9` in a suite whose runs are all Adam (the default optimizer, or its own variants) was dropped
+    in silence; it is refused, as the same --set is. Where a later layer (a profile, a --set) chose Adam over a
+    suite's SGD, the suite's value is that layer's doing: the file stays valid for every profile and --set."""
+    msg = r"exp.yaml: {}.base.momentum: changes no run: no run of c reads momentum \(Adam has no momentum"
+
+    def doc(suite_base, suite_grid=None, profile_suite=None):
+        c = {"kind": "cnn", "part": "cnn.a", "base": suite_base, **({"grid": suite_grid} if suite_grid else {})}
+        return {"version": 1, "suites": {"c": c}, "profiles": {"p": {"suites": {"c": profile_suite or {}}}}}
+
+    adam = {"variant": ["adam-5e-05", "adam-0.005"]}
+    for refused, where in [
+        (doc({"momentum": 0.9}), "suites.c"),  # the default optimizer is Adam
+        (doc({"momentum": 0.9}, adam), "suites.c"),  # the suite's own variants
+        (doc({"optimizer": "adam", "momentum": 0.9}), "suites.c"),
+        (doc({}, adam, {"base": {"momentum": 0.9}}), "profiles.p.suites.c"),  # the suite's grid is under it
+    ]:
+        with pytest.raises(MLHWError, match=msg.format(re.escape(where))):
+            expand(load_file(write(workdir, refused)), "p")
+    q = {"version": 1, "suites": {"q": {"kind": "svm_multiclass", "part": "svm.q1", "base": {"lr": 0.5}}}}
+    with pytest.raises(MLHWError, match=r"suites.q.base.lr: changes no run: no run of q reads lr \(the exact method"):
+        expand(load_file(write(workdir, {**q, "profiles": {"p": {}}})), "p")
+    # one profile that reads the suite's value keeps it; refused where no profile does
+    two = doc({"momentum": 0.9})
+    two["profiles"]["sgd"] = {"suites": {"c": {"base": {"optimizer": "sgd"}}}}
+    spec = load_file(write(workdir, two))
+    assert [r.config.momentum for r in expand(spec, "sgd")] == [0.9]
+    assert [r.config.momentum for r in expand(spec, "p")] == [0.0]
+    two["profiles"]["sgd"] = {"defaults": {"epochs": 2}}
+    with pytest.raises(MLHWError, match=msg.format("suites.c")):
+        load_file(write(workdir, two))
+
+    sgd = {"optimizer": "sgd", "momentum": 0.9}
+    accepted = [
+        (doc({"momentum": 0.9}, {"variant": ["sgd-0.005", "adam-5e-05"]}), [], {0.9, 0.0}),  # the SGD runs read it
+        (doc(sgd, None, {"grid": {"variant": ["adam-5e-05"]}}), [], {0.0}),  # the profile chose Adam
+        (doc(sgd, None, {"base": {"optimizer": "adam"}}), [], {0.0}),
+        (doc(sgd), ["optimizer=adam"], {0.0}),  # so did the --set
+    ]
+    for ok, sets, momenta in accepted:
+        runs = expand(load_file(write(workdir, ok)), "p", sets=sets)
+        assert {r.config.momentum for r in runs} == momenta
+
+
 def test_the_plan_says_which_suites_a_set_reached(workdir):
     """A bare key sets every suite whose runs read the field: the plan names them."""
     from helpers import invoke
