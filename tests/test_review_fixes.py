@@ -163,23 +163,31 @@ def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):
         return SimpleNamespace(info=SimpleNamespace(status=status), data=SimpleNamespace(tags=tags))
 
     timeline = [  # what the store holds of each identity at each poll
-        {"a": [run("RUNNING", 1)], "b": [run("RUNNING", 1)]},
+        {"a": [run("RUNNING", 1)], "b": [run("RUNNING", 1)], "other": [run("RUNNING", 1)]},
         {"a": [run("FINISHED", 0)], "b": [run("RUNNING", 1)]},
-        {"a": [run("FINISHED", 0)], "b": [run("RUNNING", 1)]},
+        {"a": [run("FINISHED", 0)], "b": [run("RUNNING", 1)], "c": [run("RUNNING", 1)]},
         {"a": [run("FINISHED", 0)], "b": [run("RUNNING", 3600)]},  # its owner died: waiting longer gains nothing
     ]
-    polls = []
+    polls, searches = [], []
 
-    class Store:
+    class Store:  # MLflow's filter as the store answers it: only the query the product sends is understood
         def search(self, query):
-            ident = query.split("'")[1]
-            return timeline[len(polls)][ident]
+            searches.append(len(polls))
+            assert query == "attributes.status = 'RUNNING'", query
+            held = timeline[len(polls)].items()
+            return [
+                SimpleNamespace(info=r.info, data=SimpleNamespace(tags={**r.data.tags, IDENTITY_TAG: ident}))
+                for ident, runs in held
+                for r in runs
+                if r.info.status == "RUNNING"
+            ]
 
     monkeypatch.setattr(R.time, "sleep", lambda s: polls.append(s))
     R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0), poll=5.0)
     assert polls == [5.0, 5.0, 5.0]  # three waits, and it returned at the fourth look, not earlier
+    assert searches == [0, 1, 2, 3]  # one search a look, however many runs it waits for
     polls.clear()
-    timeline[0] = {"a": [run("FINISHED", 0)], "b": [run("KILLED", 1), run("FINISHED", 0)]}
+    timeline[0] = {"a": [run("FINISHED", 0)], "b": [run("KILLED", 1), run("FINISHED", 0)], "c": [run("RUNNING", 1)]}
     R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0))
     assert polls == []  # nothing claimed is still training: no wait at all
 

@@ -632,16 +632,16 @@ def _wait_for_owners(store, identities: list[str], settings, poll: float = 5.0) 
     """Wait until every run another live reproduce claimed first has ended there (FINISHED, or its owner stopped:
     a FAILED or KILLED run, or a heartbeat gone stale), so that the report is compiled with them. Two reproduces
     of one profile started together each trained their share; the first to end wrote results/<profile>/ from half
-    the runs (n=2 where the baseline has 4) and failed its check. Ctrl-C stops the wait; the runs go on there."""
+    the runs (n=2 where the baseline has 4) and failed its check. Ctrl-C stops the wait; the runs go on there.
+    One search a poll, of the store's RUNNING runs (MLflow's filter has no IN for tags): an identity is waited for
+    while one of its runs is alive there (a --force rerun of a FINISHED one too: the report takes the new run)."""
     from mlhw.claims import alive
     from mlhw.lifecycle import IDENTITY_TAG, check_terminated
 
     pending, told = set(identities), None
     while True:
-        for ident in sorted(pending):
-            runs = store.search(f"tags.`{IDENTITY_TAG}` = '{ident}'")
-            if any(r.info.status == "FINISHED" for r in runs) or not any(alive(r, settings.stale_after) for r in runs):
-                pending.discard(ident)
+        running = store.search("attributes.status = 'RUNNING'")
+        pending &= {r.data.tags.get(IDENTITY_TAG) for r in running if alive(r, settings.stale_after)}
         if not pending:
             return
         if len(pending) != told:
