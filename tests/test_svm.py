@@ -53,6 +53,38 @@ def test_lp_optimum_on_non_separable_data_beats_crammer_singer():
         assert svm.multiclass_hinge(sol.W + rng.randn(*sol.W.shape) * 0.1, X, y).mean() >= sol.objective - 1e-12
 
 
+def test_the_lp_of_sparse_data_is_the_written_lp():
+    """The LP is built from x's nonzero entries alone (MNIST is 81% zeros). Its optimum equals that of the LP
+    written out row by row, (sample, wrong class) at a time, with every entry, solved by another HiGHS method."""
+    from scipy.optimize import linprog
+
+    rng, k, n = np.random.RandomState(0), 3, 120
+    y = rng.randint(0, k, n)
+    X = np.zeros((n, 4 * k))  # each class lights its own 4 pixels, half of them, with 15% noise elsewhere
+    for c in range(k):
+        X[y == c, 4 * c : 4 * c + 4] = rng.rand((y == c).sum(), 4)
+    X *= rng.rand(*X.shape) < 0.5
+    X += (rng.rand(*X.shape) < 0.15) * rng.rand(*X.shape)
+    X[3] = 0.0  # a blank image: its row keeps only its slack
+    p = X.shape[1]
+    rows = []
+    for s in range(n):
+        for c in range(k):
+            if c != y[s]:
+                row = np.zeros(k * p + n)
+                row[c * p : (c + 1) * p] += X[s]
+                row[y[s] * p : (y[s] + 1) * p] -= X[s]
+                row[k * p + s] = -1.0
+                rows.append(row)
+    cost = np.r_[np.zeros(k * p), np.full(n, 1.0 / n)]
+    bounds = [(None, None)] * (k * p) + [(0, None)] * n
+    written = linprog(cost, A_ub=np.array(rows), b_ub=-np.ones(len(rows)), bounds=bounds, method="highs-ipm")
+    W, f = svm.multiclass_lp(X, y, k)
+    assert written.status == 0 and 0.1 < f < 0.9  # neither separable nor W = 0 (random labels give f* = 1)
+    assert f == pytest.approx(written.fun, abs=1e-7)
+    assert svm.multiclass_hinge(W, X, y).mean() == pytest.approx(f, abs=1e-12)
+
+
 def test_subgradient_descends_to_zero_on_separable_data():
     X, y = separable_blobs(n=120)
     res = svm.multiclass_subgradient(X, y, steps=5000, lr=1.0)
