@@ -290,7 +290,7 @@ def run_svm_multiclass(job: Job, store: Store, source: DataSource, claim=None, o
         return Done(job, log.run_id, report)
 
 
-def run_svm_soft(job: Job, store: Store, source: DataSource, claim=None) -> Done:
+def run_svm_soft(job: Job, store: Store, source: DataSource, claim=None, on_stage=None) -> Done:
     """Q3: primal and dual solved independently, duality gap, KKT residuals, Q3(a), liblinear agreement."""
     from mlhw import svm
 
@@ -300,7 +300,7 @@ def run_svm_soft(job: Job, store: Store, source: DataSource, claim=None) -> Done
     Xte, yte = svm.binary_task(svm.design_matrix(data.test.x), data.test.y, cfg.classes)
     with contextlib.ExitStack() as stack:
         log = open_run(stack, store, job, data, None, claim, inputs=datalib.two_classes(data, cfg.classes))
-        report = svm.soft_report(Xtr, ytr, cfg.C, cfg.bias, Xte, yte)
+        report = svm.soft_report(Xtr, ytr, cfg.C, cfg.bias, Xte, yte, on_stage)
         report["liblinear_formulation"] = cfg.bias if cfg.bias != "free" else "regularized"
         log.log_metrics({k: v for k, v in report.items() if isinstance(v, int | float)}, step=0)
         log.log_text(json.dumps(report, indent=2), "report.json")

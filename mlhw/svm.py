@@ -649,6 +649,34 @@ def soft_failure(report: dict) -> str | None:
     return None
 
 
+# The active-set dual (and with it the duality gap and the KKT residuals) is solved up to this many samples
+DUAL_MAX_SAMPLES = 6000
+# Q3(a)'s explicit QP (SLSQP, dense) on the whole problem up to this many variables (samples + features); above,
+# on Q3(d)'s sub-problem, since the claim holds for any data: on MNIST 3 vs 8 (785 features) the whole took 76 of
+# 84 s at 977 samples and 8 minutes at 1,987, in silence; the sub-problem (120 samples) takes 3-8 s
+EXPLICIT_QP_MAX_VARIABLES = 1000
+
+
+def soft_stages(n: int, q: int) -> list[str]:
+    """What soft_report computes for n samples of q features (q: with the bias column, if any), in order."""
+    whole = n + q <= EXPLICIT_QP_MAX_VARIABLES
+    return (
+        ["primal (Newton)"]
+        + (["dual (active set)"] if n <= DUAL_MAX_SAMPLES else [])
+        + [f"Q3(a): the explicit QP with and without xi >= 0 ({'all' if whole else min(n, QP_DUAL_SAMPLES)} samples)"]
+        + ([f"Q3(d): the dual by a general QP ({min(n, QP_DUAL_SAMPLES)} samples)"] if n > 1 else [])
+        + ["liblinear"]
+    )
+
+
+def soft_skipped(n: int) -> str | None:
+    """Why soft_report solves no dual (active set), and so reports no duality gap or KKT residuals, at n samples,
+    and the way to them; None when it does."""
+    if n <= DUAL_MAX_SAMPLES:
+        return None
+    return f"not solved: {n:,} samples > {DUAL_MAX_SAMPLES:,} (a smaller --train-size)"
+
+
 @_blas_by_size
 def soft_report(
     X: np.ndarray,
@@ -657,13 +685,23 @@ def soft_report(
     bias: str = "free",
     X_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
+    on_stage: Callable[[int, str], None] | None = None,
 ) -> dict[str, float]:
     """Q3 in full, computed once for `mlhw svm soft`, `reproduce` and `mlhw theory`: the primal (Newton)
     and the dual (active set) solved independently, the duality gap and KKT residuals, Q3(a) (the
-    explicit QP with and without xi >= 0, small problems only) and the agreement with liblinear on the
-    same objective (the bias folded into the features on both sides, since liblinear regularises it), and
-    Q3(d): the dual over a and b by a general QP (a sub-problem: solve_dual_qp is slow) against the active set."""
+    explicit QP with and without xi >= 0: on the whole problem when small, else on Q3(d)'s sub-problem) and the
+    agreement with liblinear on the same objective (the bias folded into the features on both sides, since
+    liblinear regularises it), and Q3(d): the dual over a and b by a general QP (a sub-problem: solve_dual_qp is
+    slow) against the active set. `on_stage(i, name)`: called as the i-th of soft_stages begins."""
     prob = SoftSVMProblem(X, y, C, bias)
+    stages = iter(enumerate(soft_stages(len(y), prob.A.shape[1])))
+
+    def stage() -> None:
+        i, name = next(stages)
+        if on_stage is not None:
+            on_stage(i, name)
+
+    stage()
     primal = solve_primal(prob)
     report: dict[str, float] = {
         "n_train": len(y),
@@ -677,21 +715,26 @@ def soft_report(
         A = X_test if bias == "none" else add_bias_feature(X_test)
         report["n_test"] = len(y_test)
         report["test_error"] = binary_error(primal.theta, A, y_test) if len(y_test) else float("nan")
-    if len(y) <= 6000:
+    if len(y) <= DUAL_MAX_SAMPLES:
+        stage()
         dual = solve_dual(prob)
         report |= kkt_report(prob, primal, dual) | {"dual_seconds": dual.seconds}
-    if len(y) + prob.A.shape[1] <= 3000:
-        _, _, f_plain = solve_explicit_qp(prob, nonnegative_slack=False)
-        _, _, f_nonneg = solve_explicit_qp(prob, nonnegative_slack=True)
-        report |= {
-            "qp_objective": f_plain,
-            "qp_nonneg_objective": f_nonneg,
-            "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain)),
-            "qp_vs_newton_relative_difference": abs(f_plain - primal.objective) / max(1.0, abs(primal.objective)),
-        }
-    if len(y) > 1:  # Q3(d) on (at most) QP_DUAL_SAMPLES samples: the claim holds for any data of both classes
-        rows = _dual_qp_rows(y)
-        sub = SoftSVMProblem(X[rows], y[rows], C, bias)
+    # Q3(a) and Q3(d) on (at most) QP_DUAL_SAMPLES samples: their claims hold for any data of both classes
+    sub = SoftSVMProblem(X[rows], y[rows], C, bias) if len(rows := _dual_qp_rows(y)) < len(y) else prob
+    stage()
+    whole = len(y) + prob.A.shape[1] <= EXPLICIT_QP_MAX_VARIABLES
+    at, newton = (prob, primal) if whole else (sub, solve_primal(sub))
+    _, _, f_plain = solve_explicit_qp(at, nonnegative_slack=False)
+    _, _, f_nonneg = solve_explicit_qp(at, nonnegative_slack=True)
+    report |= {
+        "qp_n": len(at.y),
+        "qp_objective": f_plain,
+        "qp_nonneg_objective": f_nonneg,
+        "q3a_relative_difference": abs(f_nonneg - f_plain) / max(1.0, abs(f_plain)),
+        "qp_vs_newton_relative_difference": abs(f_plain - newton.objective) / max(1.0, abs(newton.objective)),
+    }
+    if len(y) > 1:
+        stage()
         a, b, g, ok = solve_dual_qp(sub)
         g_active = solve_dual(sub).objective
         report |= {
@@ -702,6 +745,7 @@ def soft_report(
             # on 1e-14): its result is judged by qp_dual_vs_active_set instead
             "qp_dual_success": float(ok),
         }
+    stage()
     ref = prob if bias != "free" else SoftSVMProblem(X, y, C, "regularized")
     ours = primal.objective if ref is prob else solve_primal(ref).objective
     lib = ref.primal(liblinear_theta(ref))

@@ -304,6 +304,30 @@ def test_svm_soft_says_how_many_samples_of_its_two_classes_it_kept(workdir):
     assert "the SVM keeps its two --classes" in help_text.replace("│ ", "")
 
 
+def test_a_large_svm_soft_shows_its_stages_and_says_what_it_did_not_solve(workdir, monkeypatch):
+    """`svm soft` on MNIST worked for minutes without a word, and above 6,000 samples its table lost the dual's
+    rows without saying so. A large problem now shows its stages (plain lines in a log), and the table names what
+    was not solved, and why."""
+    from mlhw import svm as core
+    from mlhw.cli import svm as cli_svm
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    quiet = invoke("svm", "soft", "--tracking-uri", uri)
+    assert quiet.exit_code == 0 and "Q3 soft SVM:" not in quiet.stderr  # digits 3 vs 8: a second, nothing to say
+    monkeypatch.setattr(cli_svm, "LARGE_Q3", 1_000)
+    monkeypatch.setattr(core, "DUAL_MAX_SAMPLES", 200)
+    res = invoke("svm", "soft", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert "Q3 soft SVM: stage 4/4" in res.stderr and "done" in res.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in res.stdout.splitlines() if "│" in line}
+    n = int(rows["training samples (its two classes)"])
+    assert n > 200 and rows["dual, duality gap, KKT residuals"] == (
+        f"not solved: {n} samples > 200 (a smaller --train-size)"
+    )
+    assert rows["Newton converged"] == "yes" and "duality gap (relative)" not in rows
+    assert any(k.startswith("Q3(d):") for k in rows) and any(k.startswith("Q3(a):") for k in rows)
+
+
 def test_a_large_q3_without_its_dual_still_fails_a_newton_that_stopped_short():
     """Above 6,000 samples Q3 skips the dual, so neither `converged` nor the gap existed and a Newton that ran out
     of iterations passed `svm soft`, reproduce and check alike. Newton's own flag is in every report now."""

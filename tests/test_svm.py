@@ -532,3 +532,31 @@ def test_q3s_strong_duality_row_fails_a_gap_of_1e6(monkeypatch):
         monkeypatch.setattr(theory, slow, lambda X, y: 0.0)
     (row,) = [c for c in theory.check_q3(X, y, "noise") if c.claim == "strong duality"]
     assert not row.passed and row.max_error == pytest.approx(1e-6, rel=1e-6)
+
+
+def test_q3a_on_a_large_problem_is_checked_on_the_sub_problem_and_the_stages_are_said(monkeypatch):
+    """Q3(a)'s explicit QP (dense SLSQP) on 1,987 MNIST 3s and 8s took 8 minutes in silence. Above
+    EXPLICIT_QP_MAX_VARIABLES it runs on Q3(d)'s 120 rows: its optimum is then that sub-problem's, as Newton finds it
+    independently, not the whole problem's. Every stage soft_stages names is announced, in order; above
+    DUAL_MAX_SAMPLES the dual is not solved, and soft_skipped says so."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(1200, 4)
+    y = np.where(X[:, 0] + 0.5 * rng.randn(1200) > 0, 1.0, -1.0)
+    said = []
+    rep = svm.soft_report(X, y, 1.0, "free", on_stage=lambda i, what: said.append((i, what)))
+    assert said == list(enumerate(svm.soft_stages(1200, 4)))
+    assert "dual (active set)" in [w for _, w in said] and "(120 samples)" in said[2][1]
+    rows = svm._dual_qp_rows(y)
+    sub = svm.solve_primal(svm.SoftSVMProblem(X[rows], y[rows], 1.0, "free")).objective
+    assert rep["qp_n"] == 120 and rep["qp_objective"] == pytest.approx(sub, rel=1e-8)
+    assert rep["primal_objective"] > 5 * sub  # the whole problem's optimum is another number
+    assert rep["q3a_relative_difference"] < 1e-8 and svm.soft_skipped(1200) is None
+
+    small = svm.soft_report(X[:300], y[:300], 1.0, "free")  # 300 + 5 variables: the whole problem
+    assert small["qp_n"] == 300 and small["qp_objective"] == pytest.approx(small["primal_objective"], rel=1e-8)
+
+    monkeypatch.setattr(svm, "DUAL_MAX_SAMPLES", 1000)
+    said.clear()
+    rep = svm.soft_report(X, y, 1.0, "free", on_stage=lambda i, what: said.append(what))
+    assert "dual_objective" not in rep and "duality_gap" not in rep and "dual (active set)" not in said
+    assert len(said) == 4 and svm.soft_skipped(1200) == "not solved: 1,200 samples > 1,000 (a smaller --train-size)"
