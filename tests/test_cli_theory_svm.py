@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -400,3 +401,25 @@ def test_a_runs_params_are_what_it_reads(workdir):
     params = run.data.params
     assert not {"lr", "steps"} & set(params) and params["method"] == "exact"
     assert params["train_size"] == "300" and params["test_size"] == "all"
+
+
+def test_running_out_of_memory_is_one_line_and_a_failed_run(workdir, monkeypatch):
+    """Q1's LP on all of MNIST asked numpy for 5.27 GiB: a 60-line traceback. It is one line now, exit 1, and the
+    run it started is FAILED with the traceback in error.txt."""
+    from mlhw import svm as core
+
+    def too_big(*a, **k):
+        raise MemoryError("Unable to allocate 5.27 GiB for an array with shape (450000, 1571) and data type int64")
+
+    monkeypatch.setattr(core, "multiclass_report", too_big)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("svm", "multiclass", "--tracking-uri", uri)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: out of memory (Unable to allocate 5.27 GiB for an array with shape (450000, 1571)")
+    )
+    client, (run,) = runs_of(uri)
+    assert run.info.status == "FAILED"
+    assert "MemoryError" in Path(client.download_artifacts(run.info.run_id, "error.txt", str(workdir))).read_text()

@@ -189,6 +189,13 @@ def handles_errors(fn: Callable | None = None, *, stopped: str = RUNS_KILLED) ->
         except MLHWError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except MemoryError as e:  # numpy's "Unable to allocate 5.27 GiB for an array ...": a 60-line traceback before
+            typer.echo(
+                f"error: out of memory ({e or 'MemoryError'}); a run this started is FAILED in the store, its "
+                "traceback in error.txt. A smaller problem (--train-size) needs less",
+                err=True,
+            )
+            raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
             code = 143 if isinstance(e, Terminated) else 130
             typer.echo(
