@@ -24,13 +24,14 @@ def fixed(v, digits: int = 4) -> str:
 # a cell that is a number: 0.005, -3.4e-16, 94.76%, 0.1630 ± 0.0721, 5.18543 / -3.4e-16, 0/1, nan, inf
 _NUM = r"[-+]?(?:\d+\.?\d*(?:e[-+]?\d+)?%?|\.\d+(?:e[-+]?\d+)?%?|nan|inf)"
 _NUMBER = re.compile(rf"{_NUM}(?:\s*(?:±|/)\s*{_NUM})?")
+_RUN_ID = re.compile(r"[0-9a-f]{8}|[0-9a-f]{32}")  # an MLflow run id, or its first 8: what a reader copies
 
 
-def to_rich(df: pd.DataFrame, title: str):
-    """A rich table that loses nothing on a narrow terminal: a column of numbers is right-aligned and never
-    narrower than its longest number (never cut to `1.7e-…`), text wraps at spaces, and a table of a few rows
-    that still does not fit is printed turned (one column per row)."""
-    return _Fitted(df, title)
+def to_rich(df: pd.DataFrame, title: str, caption: str | None = None, header: bool = True):
+    """A rich table that loses nothing on a narrow terminal: a column of numbers (or run ids) is right-aligned and
+    never narrower than its longest number (never cut to `1.7e-…` or `3f9f2…`), text wraps at spaces, and a table
+    of a few rows that still does not fit is printed turned (one column per row)."""
+    return _Fitted(df, title, caption, header)
 
 
 def page_titled(table):
@@ -62,13 +63,13 @@ class _PageTitled:
 
 
 class _Fitted:
-    def __init__(self, df: pd.DataFrame, title: str):
-        self.df, self.title = df, title
+    def __init__(self, df: pd.DataFrame, title: str, caption: str | None = None, header: bool = True):
+        self.df, self.title, self.caption, self.header = df, title, caption, header
 
     def __rich_console__(self, console, options):
         page = options.max_width
         tries = [(self.df, True)]
-        if 0 < len(self.df) <= 6:  # a few rows: one column per row, one row per field
+        if 0 < len(self.df) <= 6 and self.header:  # a few rows: one column per row, one row per field
             turned = pd.DataFrame(  # by position: a header may repeat
                 [[str(self.df.columns[j]), *map(str, self.df.iloc[:, j])] for j in range(1, self.df.shape[1])],
                 columns=[str(self.df.columns[0]), *(str(v) for v in self.df.iloc[:, 0])],
@@ -77,13 +78,19 @@ class _Fitted:
         tries.append((self.df, False))  # text may break inside a word; numbers stay whole
         for df, whole_words in tries:
             if (table := _table(df, self.title, page, whole_words)) is not None:
+                table.caption, table.show_header = self.caption, self.header
                 yield page_titled(table)
                 return
         from rich.text import Text  # a page narrower than any table: each row as `field: value` lines
 
         yield Text(self.title, style="italic")
         for row in self.df.itertuples(index=False):
+            if not self.header:  # rows of `name: value`
+                yield Text(f"{row[0]}: {', '.join(map(str, row[1:]))}")
+                continue
             yield Text("\n".join(f"{c}: {v}" for c, v in zip(self.df.columns, row)) + "\n")
+        if self.caption:
+            yield Text(self.caption, style="italic")
 
 
 def _table(df: pd.DataFrame, title: str, page: int, whole_words: bool = True):
@@ -97,7 +104,7 @@ def _table(df: pd.DataFrame, title: str, page: int, whole_words: bool = True):
     heads, columns, natural, least, numeric = [str(c) for c in df.columns], [], [], [], []
     for i, head in enumerate(heads):
         cells = [str(v) for v in df.iloc[:, i].tolist()]  # by position: a turned table may repeat a header
-        numbers = [c for c in cells if _NUMBER.fullmatch(c)]
+        numbers = [c for c in cells if _NUMBER.fullmatch(c) or _RUN_ID.fullmatch(c)]
         is_number = bool(numbers) and len(numbers) * 2 >= len([c for c in cells if c != "-"])
         head_word = max(map(cell_len, head.split()), default=1) if whole_words else 1
         if is_number:  # never narrower than its longest number

@@ -108,6 +108,24 @@ def test_every_number_survives_a_narrow_terminal(df, width):
     assert "…" not in text
 
 
+@pytest.mark.parametrize("width", [160, 80, 60, 44])
+def test_a_run_id_is_never_cut_and_a_name_value_table_wraps_its_names(width):
+    """At 60 columns `mlhw svm soft` showed its run id as `b760fdf00d824ad0bc867970f8…` and `mlhw mlp train` as
+    `3f9f2…`: the id is what a reader copies into the UI's search. A name-value table (no header) wraps its names."""
+    rid = "b760fdf00d824ad0bc867970f8a1c2d3"
+    kv = pd.DataFrame(
+        [["Q3(d): max beta / max(1, max alpha), general QP (n=120)", "9.19334e-10"], ["run id", rid]],
+        columns=["quantity", "value"],
+    )
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None).print(to_rich(kv, "t", header=False))
+    lines = buf.getvalue().splitlines()
+    assert max(map(len, lines)) <= width and "…" not in "".join(lines) and "quantity" not in "".join(lines)
+    assert any(rid in line for line in lines) and any("9.19334e-10" in line for line in lines)
+    mlp = pd.DataFrame([["0.1", "1.0809", "76.48%", "75.60%", "-", "0.05", rid[:8]]], columns=[*"abcdefg"])
+    assert any(rid[:8] in line for line in render(mlp, width)) and "…" not in "".join(render(mlp, width))
+
+
 def test_a_wide_page_shows_the_table_as_it_is():
     lines = render(SVM, 200)
     assert "question" in lines[2] and "liblinear rel. diff" in lines[2]  # one header row, columns across

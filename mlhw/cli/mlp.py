@@ -7,7 +7,6 @@ import functools
 from typing import Annotated, Literal, Optional
 
 import typer
-from rich.table import Table
 
 from mlhw.cli.common import (
     DATA,
@@ -179,26 +178,24 @@ def reference_line(cfg: MLPConfig, test_acc: float, files: str = "") -> str:
 
 
 def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", files: str = "") -> None:
-    from mlhw.labels import data_note
-    from mlhw.tables import page_titled, pct
+    import pandas as pd
 
-    table = Table(
-        title=f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, "
-        f"batch {cfg.batch_size}; {sizes}",
-        caption="train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets",
-    )
-    for col in ("lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"):
-        table.add_column(col, justify="right")
+    from mlhw.labels import data_note
+    from mlhw.tables import pct, to_rich
+
+    rows = []
     for r in runs:
         f = r.result.final
-        table.add_row(
-            f"{r.job.config.lr:g}",
-            loss_text(f["train_loss"]),
-            pct(f["train_acc"]),  # percentages, as the reproduction's tables and REPORT.md show them
-            pct(f["test_acc"]),
-            fmt(r.result.diverged_epoch),
-            f"{r.result.seconds:.2f}",
-            r.run_id[:8],
+        rows.append(
+            [
+                f"{r.job.config.lr:g}",
+                loss_text(f["train_loss"]),
+                pct(f["train_acc"]),  # percentages, as the reproduction's tables and REPORT.md show them
+                pct(f["test_acc"]),
+                fmt(r.result.diverged_epoch),
+                f"{r.result.seconds:.2f}",
+                r.run_id[:8],
+            ]
         )
         if as_json:
             emit_json(
@@ -214,8 +211,13 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", f
                     "dataset": cfg.dataset,
                 }
             )
+    table = to_rich(
+        pd.DataFrame(rows, columns=["lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"]),
+        f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, batch {cfg.batch_size}; {sizes}",
+        caption="train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets",
+    )
     console = err if as_json else out
-    console.print(page_titled(table))
+    console.print(table)
     if parent is None and (line := reference_line(cfg, runs[0].result.final["test_acc"], files)):
         console.print(line, highlight=False, soft_wrap=True)  # on stderr with --json: stdout stays JSON lines
     if parent is not None:

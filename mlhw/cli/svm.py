@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from mlhw.cli.common import (
     DATA,
@@ -69,17 +68,13 @@ def _files_note(data) -> str:
 
 
 def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: dict, store) -> None:
-    from mlhw.tables import page_titled
+    import pandas as pd
 
-    table = Table(title=title, show_header=False)
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for name, value in rows:
-        table.add_row(
-            name, value if isinstance(value, str) else fmt(value, 6) if isinstance(value, float) else str(value)
-        )
+    from mlhw.tables import to_rich
+
+    cells = [(name, value if isinstance(value, str) else fmt(value, 6)) for name, value in rows]
     console = err if as_json else out
-    console.print(page_titled(table))
+    console.print(to_rich(pd.DataFrame(cells, columns=["quantity", "value"]), title, header=False))
     console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
         emit_json(record)
