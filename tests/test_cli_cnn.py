@@ -170,3 +170,13 @@ def test_compares_live_bar_starts_each_variant_without_the_last_ones_numbers(wor
     assert res.exit_code == 0, res.output
     assert sorted(row[0][0] for row in seen) == ["Adam lr=0.005", "Adam lr=5e-5"], seen
     assert all(row == [(row[0][0], 0, "")] for row in seen), seen  # the second started with the first's numbers
+
+
+def test_a_data_dir_beside_digits_is_refused_before_any_run(workdir):
+    """`cnn train --data-dir DIR` without --dataset cifar10 trained on digits without a word."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "train", "--data-dir", "cifar", "--epochs", "1", "--tracking-uri", uri)
+    assert res.exit_code == 2 and res.stderr.strip() == (
+        "error: --data-dir cifar: not used here (digits is embedded; --dataset cifar10 reads it)"
+    )
+    assert not (workdir / "mlflow.db").exists()

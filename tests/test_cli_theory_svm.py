@@ -111,6 +111,9 @@ def test_soft_svm_report(workdir):
         (["soft", "--train-size", "3", "--seed", "1"], "--train-size: class 3 has no training samples in digits (3"),
         (["soft", "--bias", "maybe"], "--bias"),
         (["multiclass", "--method", "magic"], "--method"),
+        # digits is embedded: a --data-dir beside it is a forgotten --dataset mnist (the run trained on digits)
+        (["soft", "--data-dir", "mnist"], "--data-dir mnist: not used here (digits is embedded; --dataset mnist"),
+        (["multiclass", "--download"], "--download: not used here (digits is embedded; --dataset mnist downloads)"),
     ],
 )
 def test_bad_input(workdir, args, culprit):
@@ -423,3 +426,11 @@ def test_running_out_of_memory_is_one_line_and_a_failed_run(workdir, monkeypatch
     client, (run,) = runs_of(uri)
     assert run.info.status == "FAILED"
     assert "MemoryError" in Path(client.download_artifacts(run.info.run_id, "error.txt", str(workdir))).read_text()
+
+
+def test_a_data_dir_from_the_environment_is_no_mistake_on_digits(workdir, monkeypatch):
+    """MLHW_DATA_DIR serves every command; set for MNIST, it must not refuse a digits run (only a --data-dir typed
+    beside digits is refused), nor does --no-download, which asks for nothing."""
+    monkeypatch.setenv("MLHW_DATA_DIR", str(workdir / "mnist"))
+    res = invoke("svm", "soft", "--no-download", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 0, res.output

@@ -50,20 +50,22 @@ DataDir = Annotated[
     ),
 ]
 MnistDir = Annotated[  # the commands whose datasets are digits (embedded) or MNIST
-    str,
+    Optional[str],
     typer.Option(
         "--data-dir",
         envvar="MLHW_DATA_DIR",
         rich_help_panel=DATA,
+        show_default="data",
         help="Folder holding MNIST (the four idx files, .gz or not, or mnist.pkl.gz).",
     ),
 ]
 CifarDir = Annotated[  # the CNN's: digits (embedded) or CIFAR-10
-    str,
+    Optional[str],
     typer.Option(
         "--data-dir",
         envvar="MLHW_DATA_DIR",
         rich_help_panel=DATA,
+        show_default="data",
         help="Folder holding CIFAR-10's python batches, cifar-10-batches-py/.",
     ),
 ]
@@ -143,7 +145,13 @@ def prepare(cfg, name: str, part: str, command: str, data_dir, download, trackin
     from mlhw.runs import DataSource, Job
     from mlhw.store import Store
 
-    source = DataSource(data_dir, download)
+    if getattr(cfg, "dataset", None) == "digits":  # nothing to read or fetch: a forgotten --dataset, most likely
+        reads = "cifar10" if cfg.kind == "cnn" else "mnist"
+        if data_dir is not None and data_dir != os.environ.get("MLHW_DATA_DIR"):  # (the variable: any command's)
+            raise MLHWError(f"--data-dir {data_dir}: not used here (digits is embedded; --dataset {reads} reads it)")
+        if download:
+            raise MLHWError(f"--download: not used here (digits is embedded; --dataset {reads} downloads)")
+    source = DataSource(data_dir or "data", download)
     ident = source.identity(cfg)
     problem = source.unusable(cfg)  # data that cannot be trained on fails here, naming the option
     if problem is not None:
