@@ -807,11 +807,7 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 
 
 def _cifar_paths(data_dir: Path) -> list[Path]:
-    """The batches in DIR/cifar-10-batches-py/, or in DIR itself when some are there and none in that folder (a
-    --data-dir naming the batches' own folder said 'CIFAR-10 not found', beside every batch it needed)."""
-    inside = [data_dir / CIFAR_FOLDER / n for n in CIFAR_BATCHES]
-    here = [data_dir / n for n in CIFAR_BATCHES]
-    return here if not any(p.is_file() for p in inside) and any(p.is_file() for p in here) else inside
+    return [data_dir / CIFAR_FOLDER / n for n in CIFAR_BATCHES]
 
 
 def load_cifar10(
@@ -820,17 +816,21 @@ def load_cifar10(
     """CIFAR-10 as in the assignment: a seeded shuffle (seed 1) of the 50,000 training images, the
     first 5,000 are the validation set, the rest the training pool; test = the 10,000 test images."""
     data_dir = Path(data_dir)
+    folder = data_dir / CIFAR_FOLDER
     paths = _cifar_paths(data_dir)
     have = lambda: all(p.is_file() for p in paths)  # noqa: E731
     if download or (download is None and not have()):
         _download(_fetch_cifar10, "CIFAR-10", data_dir)
-        paths = _cifar_paths(data_dir)
-    folder = paths[0].parent
     if not have():
         missing = ", ".join(p.name for p in paths if not p.is_file())
-        raise DataNotFound(
+        raise DataNotFound(  # (said, not searched for: a loader change would make every run a new one, AlexNet's too)
             f"CIFAR-10 not found in {folder}/ (need data_batch_1..5 and test_batch; missing {missing}): "
             f"pass --data-dir DIR holding {CIFAR_FOLDER}/, or --download when online"
+            f"""{
+                f"; {data_dir} holds the batches itself: pass its parent, {data_dir.resolve().parent}"
+                if any((data_dir / n).is_file() for n in CIFAR_BATCHES)
+                else ""
+            }"""
         )
 
     def read() -> Dataset:

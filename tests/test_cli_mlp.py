@@ -202,6 +202,30 @@ def test_mnist_from_data_dir(workdir):
     assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 100, "test": 20}
 
 
+def test_an_mlp_run_logs_as_inputs_only_the_splits_it_reads(workdir, monkeypatch):
+    """Part 1 reads MNIST's training and test sets; its runs listed the 10,000 validation images too (an input and
+    a `val` size), and a reader looked for val/ metrics that no run has. The content fingerprint stays the whole
+    dataset's: the run's identity is unchanged."""
+    from mlhw import data as datalib
+    from mlhw.config import MLPConfig, identity
+    from mlhw.lifecycle import IDENTITY_TAG
+
+    monkeypatch.setattr(datalib, "MNIST_TRAIN_POOL", 250)  # 300 images: 250 to train on, 50 for validation
+    uri, client = store(workdir)
+    write_mnist_idx(workdir / "mnist", 300, 50, side=28)
+    res = invoke(
+        "mlp", "train", "--dataset", "mnist", "--data-dir", workdir / "mnist", "--epochs", 1, "--tracking-uri", uri
+    )
+    assert res.exit_code == 0, res.output
+    (run,) = all_runs(client)
+    assert json.loads(run.data.tags["mlhw.dataset_sizes"]) == {"train": 250, "test": 50}
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"mnist-training", "mnist-test"}
+    whole = datalib.load("mnist", workdir / "mnist", False)
+    assert whole.sizes()["val"] == 50
+    assert run.data.tags[IDENTITY_TAG] == identity(MLPConfig(dataset="mnist", epochs=1), whole.fingerprint())
+    assert not any(m.startswith("val/") for m in run.data.metrics)
+
+
 def test_train_at_part_c_settings_compares_with_the_write_up(workdir, monkeypatch):
     """A run at Part 1 (c)'s settings on MNIST says the write-up's 93.97% beside its own test accuracy, on stderr with
     --json (stdout stays one JSON line); a run at other settings says nothing of it. The assignment's setting is
