@@ -102,6 +102,8 @@ class DataSource:
             return True
         if getattr(cfg, "batchnorm", False) and cfg.batch_size < 2:
             return True
+        if getattr(cfg, "method", None) == "exact" and cfg.dataset != "digits":  # Q1's LP may be too large
+            return True
         fraction = getattr(cfg, "train_fraction", None)
         return fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]
 
@@ -126,12 +128,26 @@ class DataSource:
                 "train_fraction",
                 f"{cfg.train_fraction:g} of {cfg.dataset} is {len(data.train)} image(s); 2 at least",
             )
+        rows = len(data.train) * (data.n_classes - 1)
+        if getattr(cfg, "method", None) == "exact" and rows > Q1_LP_MAX_ROWS:
+            most = Q1_LP_MAX_ROWS // (data.n_classes - 1)
+            return (
+                "train_size",
+                f"{len(data.train):,} samples: the exact Q1 may need a linear program of {rows:,} constraints, more "
+                f"than {Q1_LP_MAX_ROWS:,} (180,000 ran 20 minutes and out of 16 GB); --train-size {most:,} or "
+                "fewer, or --method subgradient",
+            )
         classes = getattr(cfg, "classes", None)
         absent = [c for c in classes or () if c not in set(data.train.y.tolist())]
         if absent:
             blame = "train_size" if cfg.train_size is not None else "classes"
             return blame, f"class {absent[0]} has no training samples in {data.name} ({len(data.train)} samples)"
         return None
+
+
+# The most constraints (samples x wrong classes) of Q1's exact linear program a run may need: 180,000 (20,000 MNIST
+# images, not separable) ran 20 minutes on 2 cores before HiGHS ran out of 16 GB; 90,000 (10,000) are separable
+Q1_LP_MAX_ROWS = 100_000
 
 
 def run_tags(job: Job, data: datalib.Dataset | None, device) -> dict[str, str]:

@@ -434,3 +434,28 @@ def test_a_data_dir_from_the_environment_is_no_mistake_on_digits(workdir, monkey
     monkeypatch.setenv("MLHW_DATA_DIR", str(workdir / "mnist"))
     res = invoke("svm", "soft", "--no-download", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
     assert res.exit_code == 0, res.output
+
+
+def test_an_exact_q1_too_large_to_solve_is_refused_before_any_run(workdir, monkeypatch):
+    """`svm multiclass --dataset mnist --train-size 20000` (an LP of 180,000 constraints) ran 20 minutes and ran out
+    of memory, its run left RUNNING when the kernel killed it. Above Q1_LP_MAX_ROWS it is refused up front, with
+    the largest --train-size that fits; reproduce checks the same before its runs (for any dataset but digits)."""
+    from mlhw import runs
+    from mlhw.config import MulticlassSVMConfig
+
+    monkeypatch.setattr(runs, "Q1_LP_MAX_ROWS", 2_000)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("svm", "multiclass", "--train-size", "300", "--tracking-uri", uri)
+    assert_one_line_error(
+        res, "--train-size: 300 samples: the exact Q1 may need a linear program of 2,700 constraints, more than 2,000"
+    )
+    assert "--train-size 222 or fewer, or --method subgradient" in res.stderr
+    assert_nothing_created(workdir, uri)
+    ok = invoke("svm", "multiclass", "--train-size", "222", "--tracking-uri", uri)
+    assert ok.exit_code == 0, ok.output
+    sub = invoke(
+        "svm", "multiclass", "--train-size", "300", "--method", "subgradient", "--steps", 5, "--tracking-uri", uri
+    )
+    assert sub.exit_code == 0, sub.output
+    assert runs.DataSource.may_be_unusable(MulticlassSVMConfig(dataset="mnist"))
+    assert not runs.DataSource.may_be_unusable(MulticlassSVMConfig(dataset="mnist", method="subgradient"))
