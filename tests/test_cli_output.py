@@ -285,3 +285,18 @@ def test_the_count_column_names_what_it_counts_in_whole_numbers():
         "bare": "2/4",
         "none": "",
     }
+
+
+@pytest.mark.parametrize("columns, width", [(None, 160), ("60", 60), ("", 160), ("wide", 160)])
+def test_piped_output_is_160_columns_unless_columns_says_otherwise(columns, width):
+    """`COLUMNS=60 mlhw theory > out.txt` wrote 160-column lines: a user who sets COLUMNS expects it to win."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | (
+        {"COLUMNS": columns} if columns is not None else {}
+    )
+    code = "from mlhw.cli.common import out, err; print(out.width, err.width)"
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert got.stdout.split() == [str(width), str(width)]

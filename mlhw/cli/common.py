@@ -27,8 +27,10 @@ from rich.text import Text
 from mlhw.errors import MLHWError
 
 # Piped or in CI rich would cut tables at 80 columns and lose numbers: use a wide page there instead.
-out = Console(width=None if sys.stdout.isatty() else 160)  # tables and reports
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)  # progress, so that --json keeps stdout clean
+# Piped (a log, CI): 160 columns, unless COLUMNS says otherwise (rich reads it), as a user who sets it expects
+_PIPED = None if os.environ.get("COLUMNS", "").strip().isdigit() else 160
+out = Console(width=None if sys.stdout.isatty() else _PIPED)  # tables and reports
+err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED)  # progress; --json keeps stdout clean
 
 DATA, TRAIN, TRACK, OUTPUT = "Data", "Training", "Tracking", "Output"
 
