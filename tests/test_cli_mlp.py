@@ -123,6 +123,11 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
         head = f.read()
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) > 10_000
     assert "figures/mlp_lr_sweep.png" in res.stderr and parent.info.run_id[:8] in res.stderr
+    # the rates train as one batched computation: their shared time is said to be one, not read as each rate's
+    assert (
+        len({x["seconds"] for x in lines}) == 1
+        and "train s: the SGD steps of all rates at once (trained together" in res.stderr
+    )
     assert not (workdir / "results").exists()  # results/ belongs to reproduce and tables
     # the parent holds the rates' table too, as reproduce names it (it held the figure alone)
     tables = [a.path for a in client.list_artifacts(parent.info.run_id, "tables")]

@@ -214,7 +214,12 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", f
     table = to_rich(
         pd.DataFrame(rows, columns=["lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"]),
         f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, batch {cfg.batch_size}; {sizes}",
-        caption="train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets",
+        caption=(
+            "train s: the SGD steps of all rates at once (trained together, one batched computation), without the "
+            "epochs' evaluation"
+            if len(runs) > 1 and len({r.result.seconds for r in runs}) == 1
+            else "train s: the SGD steps only, without each epoch's evaluation on the whole training and test sets"
+        ),
     )
     console = err if as_json else out
     console.print(table)
