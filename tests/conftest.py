@@ -4,6 +4,12 @@ import pytest
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
+# The CLI's consoles take their piped width from COLUMNS once, when mlhw.cli.common is first imported (160 without
+# it): imported here, before any test sets COLUMNS for a --help (CliRunner's env, monkeypatch), every test of the
+# process sees 160 columns. Imported first inside such a test, a worker's tables were 200 or 400 columns wide.
+os.environ.pop("COLUMNS", None)
+import mlhw.cli.common  # noqa: E402, F401
+
 # pytest-xdist (`-n auto --dist loadfile` in pyproject.toml): each module runs whole on one worker, so a module's
 # fixtures (the local MLflow server of test_scale.py) start once. Tried and dropped: sending the two modules that
 # start processes (test_scale.py, test_reproduce.py) first, one to each worker: 6m44 s against 6m15 s for xdist's
