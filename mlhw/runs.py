@@ -132,7 +132,7 @@ class DataSource:
         if getattr(cfg, "method", None) == "exact" and rows > Q1_LP_MAX_ROWS:
             most = Q1_LP_MAX_ROWS // (data.n_classes - 1)
             return (
-                "train_size",
+                "train_size" if cfg.train_size is not None else "dataset",  # where the size came from
                 f"{len(data.train):,} samples: the exact Q1 may need a linear program of {rows:,} constraints, more "
                 f"than {Q1_LP_MAX_ROWS:,} (180,000 ran 20 minutes and out of 16 GB); --train-size {most:,} or "
                 "fewer, or --method subgradient",

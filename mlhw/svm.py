@@ -663,8 +663,8 @@ def soft_stages(n: int, q: int) -> list[str]:
     return (
         ["primal (Newton)"]
         + (["dual (active set)"] if n <= DUAL_MAX_SAMPLES else [])
-        + [f"Q3(a): the explicit QP with and without xi >= 0 ({'all' if whole else min(n, QP_DUAL_SAMPLES)} samples)"]
-        + ([f"Q3(d): the dual by a general QP ({min(n, QP_DUAL_SAMPLES)} samples)"] if n > 1 else [])
+        + [f"Q3(a): the explicit QP with and without xi >= 0 ({'all samples' if whole else 'a sub-problem'})"]
+        + (["Q3(d): the dual by a general QP (a sub-problem)"] if n > 1 else [])
         + ["liblinear"]
     )
 

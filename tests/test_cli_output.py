@@ -287,7 +287,9 @@ def test_the_count_column_names_what_it_counts_in_whole_numbers():
     }
 
 
-@pytest.mark.parametrize("columns, width", [(None, 160), ("60", 60), ("", 160), ("wide", 160)])
+@pytest.mark.parametrize(
+    "columns, width", [(None, 160), ("60", 60), (" 60", 60), ("", 160), ("wide", 160), ("0", 160), ("5", 160)]
+)
 def test_piped_output_is_160_columns_unless_columns_says_otherwise(columns, width):
     """`COLUMNS=60 mlhw theory > out.txt` wrote 160-column lines: a user who sets COLUMNS expects it to win."""
     import os

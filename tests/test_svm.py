@@ -544,8 +544,8 @@ def test_q3a_on_a_large_problem_is_checked_on_the_sub_problem_and_the_stages_are
     y = np.where(X[:, 0] + 0.5 * rng.randn(1200) > 0, 1.0, -1.0)
     said = []
     rep = svm.soft_report(X, y, 1.0, "free", on_stage=lambda i, what: said.append((i, what)))
-    assert said == list(enumerate(svm.soft_stages(1200, 4)))
-    assert "dual (active set)" in [w for _, w in said] and "(120 samples)" in said[2][1]
+    assert said == list(enumerate(svm.soft_stages(1200, 5)))  # 4 features and the free bias's column
+    assert "dual (active set)" in [w for _, w in said] and "(a sub-problem)" in said[2][1]
     rows = svm._dual_qp_rows(y)
     sub = svm.solve_primal(svm.SoftSVMProblem(X[rows], y[rows], 1.0, "free")).objective
     assert rep["qp_n"] == 120 and rep["qp_objective"] == pytest.approx(sub, rel=1e-8)

@@ -27,8 +27,16 @@ from rich.text import Text
 from mlhw.errors import MLHWError
 
 # Piped or in CI rich would cut tables at 80 columns and lose numbers: use a wide page there instead.
-# Piped (a log, CI): 160 columns, unless COLUMNS says otherwise (rich reads it), as a user who sets it expects
-_PIPED = None if os.environ.get("COLUMNS", "").strip().isdigit() else 160
+
+
+def _piped_width() -> int:
+    """Piped (a log, CI): 160 columns, unless COLUMNS says otherwise, as a user who sets it expects; a COLUMNS of
+    no use (0, 'wide') is not taken (COLUMNS=0 printed nothing at all)."""
+    text = os.environ.get("COLUMNS", "").strip()
+    return int(text) if text.isdigit() and int(text) >= 20 else 160
+
+
+_PIPED = _piped_width()
 out = Console(width=None if sys.stdout.isatty() else _PIPED)  # tables and reports
 err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED)  # progress; --json keeps stdout clean
 
@@ -201,7 +209,7 @@ def handles_errors(fn: Callable | None = None, *, stopped: str = RUNS_KILLED) ->
             raise typer.Exit(2) from None
         except MemoryError as e:  # numpy's "Unable to allocate 5.27 GiB for an array ...": a 60-line traceback before
             typer.echo(
-                f"error: out of memory ({e or 'MemoryError'}); a run this started is FAILED in the store, its "
+                f"error: out of memory ({e or 'MemoryError'}); a run it had started is FAILED in the store, its "
                 "traceback in error.txt. A smaller problem (--train-size) needs less",
                 err=True,
             )

@@ -295,7 +295,9 @@ def soft(
         stages = soft_stages(n, q)
         with progress() as bar:
             task = bar.add_task("Q3 soft SVM", total=len(stages), info="", unit="stage")
-            done = run_svm_soft(job, store, source, on_stage=lambda i, what: bar.update(task, completed=i, info=what))
+            done = run_svm_soft(
+                job, store, source, on_stage=lambda i, what: bar.update(task, completed=i, info=f"now {what}")
+            )
             bar.update(task, completed=len(stages), info="done")
     else:
         done = run_svm_soft(job, store, source)
