@@ -130,7 +130,7 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
         _expand_suite(sname, suite, ProfileSpec(), "(none)", [], str(path), base_only=True)
     # and every profile in full, not only the one chosen today
     by_profile = {pname: expand(spec, pname, file=str(path)) for pname in spec.profiles}
-    _check_suite_values_are_read(spec, by_profile, str(path))
+    _check_unread_file_values(spec, by_profile, str(path))
     return spec
 
 
@@ -348,9 +348,9 @@ def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpe
     (`base: {lr: 0.1}` beside `grid: {lr: [...]}`) changes nothing in any reproduction: refused, as a --set that
     changes no run is (expand), rather than dropped in silence; so is a profile's value that the suite's own grid
     replaces. A value that a later layer replaces (a profile's grid under the suite's value, a --set) is that
-    layer's doing, and not refused: the file stays valid for every profile and every --set. A profile's value that
-    no run reads (`momentum` beside Adam) is refused unless a --set chose what makes it unread; a suite's such
-    value, where no profile reads it (_check_suite_values_are_read)."""
+    layer's doing, and not refused: the file stays valid for every profile and every --set. A profile's suite value
+    (base or grid) that no run reads (`momentum` beside Adam) is refused unless a --set chose what makes it unread;
+    a suite's own, or a profile's defaults, where no profile reads them (_check_unread_file_values)."""
     for k, origin in layers.origin.items():
         layer = origin.rpartition(".base.")[0]  # 'suites.m' or 'profiles.p.suites.m'; '' for a --set or defaults
         if not layer:
@@ -360,36 +360,68 @@ def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpe
         culprit, taken_from = _named(origin, file), {r.where.get(k, "") for r in runs}
         if culprit not in taken_from and all(t.startswith(grids) for t in taken_from):
             raise _changes_no_run(culprit, k, layers.base[k], runs, name, f"of {name}")
-        if layer.startswith("profiles.") and runs and all(_unread_by_own_layers(r, k, layer, file) for r in runs):
+        if layer.startswith("profiles.") and _unread(runs, k, layers.base[k], layer, file):
             raise _changes_no_run(culprit, k, layers.base[k], runs, name, f"of {name}")
+    for k, origin in layers.grid_origin.items():  # a grid of one value is a value: `grid: {momentum: [0.9]}`
+        layer = origin.rpartition(".grid.")[0]
+        if layer.startswith("profiles.") and _unread(runs, k, layers.grid[k], layer, file):
+            raise _changes_no_run(_named(origin, file), k, layers.grid[k], runs, name, f"of {name}")
+
+
+def _layer_rank(origin: str | None, file) -> int:
+    """Which layer set a value, lowest first: the config's default (None), a suite's own, a profile's defaults, a
+    profile's suite, a --set. `origin` as a run's `where` names it (with the file) or as a layer's path."""
+    if origin is None:
+        return 0
+    origin = origin.removeprefix(f"{file}: ")
+    if origin.startswith("--set"):
+        return 4
+    if origin.startswith("profiles."):
+        return 3 if ".suites." in origin else 2
+    return 1
+
+
+def _unread(runs: list[RunSpec], field: str, value, layer: str, file) -> bool:
+    """Whether `value` (one, or a grid's list) of `field`, set at `layer`, is read by none of `runs` (those that have
+    the field), by a choice of that layer or one under it. A value equal to the field's default is no mistake (as
+    in build: `steps: 2000` beside the exact method writes out what every run has)."""
+    having = [r for r in runs if field in type(r.config).model_fields]
+    values = value if isinstance(value, list) else [value]
+    if not having or all(v == type(r.config).model_fields[field].default for r in having for v in values):
+        return False
+    return all(_unread_by_own_layers(r, field, layer, file) for r in having)
 
 
 def _unread_by_own_layers(run: RunSpec, field: str, layer: str, file) -> bool:
     """Whether the run does not read `field` by a choice of `layer` or a layer under it (the suite's own, the
-    config's default): not by a profile's choice above a suite's value, nor by a --set."""
+    config's default): not by a later layer's (a profile's choice above a suite's value, a --set)."""
     rule = type(run.config).UNREAD_WHEN.get(field)
     if rule is None or field not in run.config.unused(run.config.model_dump()):
         return False
-    decided_at = run.where.get(rule[0])  # None: the config's default
-    later = decided_at is not None and (
-        decided_at.startswith("--set")
-        or (layer.startswith("suites.") and decided_at.startswith(_named("profiles.", file)))
-    )
-    return not later
+    return _layer_rank(run.where.get(rule[0]), file) <= _layer_rank(layer, file)  # where: None for the default
 
 
-def _check_suite_values_are_read(spec: ExperimentsFile, by_profile: dict[str, list[RunSpec]], file: str) -> None:
-    """A suite's base value that no run of any profile reads, by the suite's own choice (`momentum: 0.9` where its
-    runs are Adam: the default optimizer, or its own variants), is refused rather than dropped in silence. One
-    profile that reads it (a profile choosing SGD) keeps it; so does one where a profile chose what leaves it
-    unread (Adam over the suite's SGD): that is the profile's doing."""
+def _check_unread_file_values(spec: ExperimentsFile, by_profile: dict[str, list[RunSpec]], file: str) -> None:
+    """A suite's own value (base, or a grid of one value) that no run of any profile reads, by the suite's own
+    choice (`momentum: 0.9` where its runs are Adam: the default optimizer, or its own variants), is refused rather
+    than dropped in silence. One profile that reads it (a profile choosing SGD) keeps it; so does one where a
+    profile chose what leaves it unread (Adam over the suite's SGD): that is the profile's doing. A profile's
+    `defaults` value is refused where no run of that profile reads it."""
     for name, suite in spec.suites.items():
         per_profile = [[r for r in runs if r.suite == name] for runs in by_profile.values()]
-        for k, v in suite.base.items():
-            if per_profile and all(
-                runs and all(_unread_by_own_layers(r, k, f"suites.{name}", file) for r in runs) for runs in per_profile
-            ):
-                raise _changes_no_run(_named(f"suites.{name}.base.{k}", file), k, v, per_profile[0], name, f"of {name}")
+        values = [("base", k, v) for k, v in suite.base.items()]
+        values += [("grid", k, v) for k, v in suite.grid.items() if k != "variant"]
+        for where, k, v in values:
+            if per_profile and all(runs and _unread(runs, k, v, f"suites.{name}", file) for runs in per_profile):
+                raise _changes_no_run(
+                    _named(f"suites.{name}.{where}.{k}", file), k, v, per_profile[0], name, f"of {name}"
+                )
+    for pname, prof in spec.profiles.items():
+        for k, v in prof.defaults.items():
+            if _unread(by_profile[pname], k, v, f"profiles.{pname}.defaults", file):
+                raise _changes_no_run(
+                    _named(f"profiles.{pname}.defaults.{k}", file), k, v, by_profile[pname], "SUITE", f"of {pname}"
+                )
 
 
 def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profile, overrides, file) -> None:

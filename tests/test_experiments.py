@@ -707,7 +707,39 @@ def test_a_file_value_that_no_run_reads_is_refused_unless_a_later_layer_made_it_
     with pytest.raises(MLHWError, match=msg.format("suites.c")):
         load_file(write(workdir, two))
 
+    # a grid of one value is that value; a profile's defaults too (where no run of the profile reads them)
+    grid = r"exp.yaml: {}: changes no run: no run of {} reads {} \((Adam|the exact)"
+    for refused, where, who, field in [
+        (doc({}, {"momentum": [0.9]}), "suites.c.grid.momentum", "c", "momentum"),
+        (doc({}, adam, {"grid": {"momentum": [0.9]}}), "profiles.p.suites.c.grid.momentum", "c", "momentum"),
+        (
+            {**doc({}, adam), "profiles": {"p": {"defaults": {"momentum": 0.5}}}},
+            "profiles.p.defaults.momentum",
+            "p",
+            "momentum",
+        ),
+        (
+            {
+                "version": 1,
+                "suites": {"q": {"kind": "svm_multiclass", "part": "svm.q1"}},
+                "profiles": {"p": {"defaults": {"steps": 10}}},
+            },
+            "profiles.p.defaults.steps",
+            "p",
+            "steps",
+        ),
+    ]:
+        with pytest.raises(MLHWError, match=grid.format(re.escape(where), who, field)):
+            expand(load_file(write(workdir, refused)), "p")
+
     sgd = {"optimizer": "sgd", "momentum": 0.9}
+    # the default written out is no mistake, as `mlhw svm multiclass --steps 2000` is not
+    explicit = {"method": "exact", "steps": 2000, "lr": 1.0}
+    q_explicit = {"version": 1, "suites": {"q": {"kind": "svm_multiclass", "part": "svm.q1", "base": explicit}}}
+    assert len(expand(load_file(write(workdir, {**q_explicit, "profiles": {"p": {}}})), "p")) == 1
+    assert len(expand(load_file(write(workdir, doc({"momentum": 0.0}, adam))), "p")) == 2
+    mixed = {**doc({}, {"variant": ["sgd-0.005", "adam-5e-05"]}), "profiles": {"p": {"defaults": {"momentum": 0.5}}}}
+    assert {r.config.momentum for r in expand(load_file(write(workdir, mixed)), "p")} == {0.5, 0.0}
     accepted = [
         (doc({"momentum": 0.9}, {"variant": ["sgd-0.005", "adam-5e-05"]}), [], {0.9, 0.0}),  # the SGD runs read it
         (doc(sgd, None, {"grid": {"variant": ["adam-5e-05"]}}), [], {0.0}),  # the profile chose Adam
