@@ -146,7 +146,8 @@ class DataSource:
 
 
 # The most constraints (samples x wrong classes) of Q1's exact linear program a run may need: 180,000 (20,000 MNIST
-# images, not separable) ran 20 minutes on 2 cores before HiGHS ran out of 16 GB; 90,000 (10,000) are separable
+# images, not separable) ran 20 minutes on 2 cores before HiGHS ran out of 16 GB. 90,000 (10,000 images, forced past
+# their certificate: they are separable) held 5 GB and ran over 25 minutes unfinished: the bound is one of memory
 Q1_LP_MAX_ROWS = 100_000
 
 
