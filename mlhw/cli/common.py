@@ -26,12 +26,10 @@ from rich.text import Text
 
 from mlhw.errors import MLHWError
 
-# Piped or in CI rich would cut tables at 80 columns and lose numbers: use a wide page there instead.
-
 
 def _piped_width() -> int:
-    """Piped (a log, CI): 160 columns, unless COLUMNS says otherwise, as a user who sets it expects; a COLUMNS of
-    no use (0, 'wide') is not taken (COLUMNS=0 printed nothing at all)."""
+    """Piped (a log, CI): 160 columns (rich would cut tables at 80 and lose numbers), unless COLUMNS says otherwise,
+    as a user who sets it expects; a COLUMNS of no use (0, 'wide') is not taken (COLUMNS=0 printed nothing)."""
     text = os.environ.get("COLUMNS", "").strip()
     return int(text) if text.isdigit() and int(text) >= 20 else 160
 
