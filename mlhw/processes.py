@@ -52,6 +52,11 @@ def end_now(code: int) -> NoReturn:
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # CPython's own exit calls it
     if run_exit_handlers is None:  # another interpreter: the usual exit
         raise SystemExit(code)
+    # threading's own exit hooks first, as the interpreter's shutdown runs them before it waits for threads: a
+    # ThreadPoolExecutor's workers (MLflow downloads artifacts through one) end only when told by such a hook, and a
+    # reproduce that had read another's artifacts from a tracking server waited for them for ever
+    for hook in reversed(getattr(threading, "_threading_atexits", [])):
+        hook()
     me = threading.current_thread()
     for thread in threading.enumerate():
         if thread is not me and not thread.daemon:

@@ -88,3 +88,21 @@ def test_an_unexpected_error_still_ends_with_its_traceback(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code_text], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 1 and "RuntimeError: unexpected" in res.stderr
+
+
+def test_a_process_ends_with_a_thread_pool_it_never_shut_down():
+    """mlhw ends through processes.end_now, which waits for the non-daemon threads. A ThreadPoolExecutor's workers
+    (MLflow downloads artifacts through one: a reproduce that read another's runs from a tracking server) end only
+    when threading's exit hook tells them: end_now waited for them for ever, and the reproduce never exited."""
+    import subprocess
+    import sys
+
+    code = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from mlhw.processes import end_now\n"
+        "pool = ThreadPoolExecutor(2)\n"
+        "print(pool.submit(lambda: 6 * 7).result(), flush=True)\n"
+        "end_now(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and done.stdout.strip() == "42", done.stderr
