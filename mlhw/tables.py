@@ -335,6 +335,24 @@ def _q1_variant(r: dict) -> str:
     return out
 
 
+def _missing(v) -> bool:
+    """A metric a run did not log: absent, or NaN where records were read through a table of runs."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _soft_dual(r: dict) -> str:
+    """A Q3 row's dual objective and duality gap, or why there are none: above DUAL_MAX_SAMPLES samples the
+    active-set dual is not solved (a row of 'nan / nan' read as a broken solver)."""
+    if not _missing(r.get("dual_objective")):
+        return f"{r['dual_objective']:.6g} / {r.get('duality_gap', float('nan')):.1e}"
+    from mlhw.svm import DUAL_MAX_SAMPLES  # (here: tables are built where no SVM ran)
+
+    n = r.get("n_train")
+    if isinstance(n, (int, float)) and n > DUAL_MAX_SAMPLES:
+        return f"not solved ({n:,.0f} samples > {DUAL_MAX_SAMPLES:,})"
+    return "-"
+
+
 def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
     rows = []
     for r in multiclass:
@@ -358,8 +376,8 @@ def svm_table(multiclass: list[dict], soft: list[dict]) -> ResultTable:
                 + ("" if r.get("bias", "free") == "free" else f", bias {r['bias']}")
                 + _svm_seed(r),
                 "objective": r["primal_objective"],
-                "dual / gap": f"{r.get('dual_objective', float('nan')):.6g} / {r.get('duality_gap', float('nan')):.1e}",
-                "support vectors": f"{r.get('support_vectors', float('nan')):.0f}",
+                "dual / gap": _soft_dual(r),
+                "support vectors": "-" if _missing(r.get("support_vectors")) else f"{r['support_vectors']:.0f}",
                 "train error": r["train_error"],
                 "test error": r["test_error"],
                 "liblinear rel. diff": r.get("liblinear_relative_difference", float("nan")),

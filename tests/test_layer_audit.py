@@ -71,6 +71,18 @@ def test_svm_table_shows_each_rows_own_errors_objective_and_solver_numbers():
     assert d["liblinear rel. diff"].tolist() == ["-", "3.3e-07"]
 
 
+def test_svm_table_says_why_a_large_q3_row_has_no_dual_rather_than_nan():
+    # above DUAL_MAX_SAMPLES the active-set dual is not solved: the run logs no dual, gap or support vectors
+    from mlhw.svm import DUAL_MAX_SAMPLES
+
+    base = {"dataset": "mnist", "classes": "3vs8", "C": 1.0, "primal_objective": 2.0, "train_error": 0.01}
+    large = base | {"n_train": DUAL_MAX_SAMPLES + 3943, "test_error": 0.02, "liblinear_relative_difference": 1e-7}
+    read = base | {"n_train": 500, "test_error": 0.02, "dual_objective": float("nan"), "support_vectors": float("nan")}
+    d = T.svm_table([], [large, read]).display
+    assert d["dual / gap"].tolist() == [f"not solved ({DUAL_MAX_SAMPLES + 3943:,} samples > {DUAL_MAX_SAMPLES:,})", "-"]
+    assert d["support vectors"].tolist() == ["-", "-"]
+
+
 # --- report: the pieces of REPORT.md ---------------------------------------------------------------------------
 
 
