@@ -295,6 +295,17 @@ def test_a_large_exact_q1_says_what_it_solves_before_it_goes_quiet(workdir, monk
     assert "Q1 exactly on 300 samples x 10 classes: a W with f = 0 if there is one, else a linear program of 2,700" in (
         res.stderr
     )
+    # then a line when it is solved, with how (in a log); on a terminal a bar that runs while HiGHS says nothing
+    assert re.search(r"Q1 exact: \(\d+ s\) (certificate|linear program)", res.stderr), res.stderr
+    from mlhw.cli import common
+
+    monkeypatch.setattr(common, "is_terminal", lambda *a: True)
+    bars, real_progress = [], cli_svm.progress
+    monkeypatch.setattr(cli_svm, "progress", lambda: bars.append(real_progress()) or bars[-1])
+    res = invoke("svm", "multiclass", "--train-size", "300", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    [task] = bars[0].tasks
+    assert (task.description, task.finished, task.fields["info"]) == ("Q1 exact", True, "certificate")
 
 
 def test_svm_soft_says_how_many_samples_of_its_two_classes_it_kept(workdir):

@@ -291,9 +291,12 @@ class PlainProgress:
     def __exit__(self, *exc) -> None:
         return None
 
-    def add_task(self, description: str, total=None, info: str = "", visible: bool = True, unit: str = "", **_):
+    def add_task(
+        self, description: str, total=None, info: str = "", visible: bool = True, unit: str = "", count=True, **_
+    ):
         now = self.clock()
         self.tasks[len(self.tasks)] = {
+            "count": count,  # False: a task that counts nothing (CountColumn's field), its line says no '1/1'
             "description": description,
             "total": total,
             "info": info,
@@ -324,9 +327,10 @@ class PlainProgress:
             t["printed"] = now
             count = f"{t['completed']:g}" + (f"/{t['total']:g}" if t["total"] is not None else "")
             count = f"{t['unit']} {count}" if t["unit"] else count
+            count = f"{count} " if t["count"] is not False else ""
             info = f" {t['info']}" if t["info"] else ""
             self.console.print(
-                f"{t['description']}: {count} ({now - t['start']:.0f} s){info}", highlight=False, soft_wrap=True
+                f"{t['description']}: {count}({now - t['start']:.0f} s){info}", highlight=False, soft_wrap=True
             )
 
 

@@ -187,7 +187,12 @@ def multiclass(
                 "solves a subset",
                 err=True,
             )
-        done = run_svm_multiclass(job, store, source)
+            with progress() as bar:  # on a terminal, a pulsing bar and the time it has taken (HiGHS says nothing)
+                task = bar.add_task("Q1 exact", total=None, info="solving", count=False)
+                done = run_svm_multiclass(job, store, source)
+                bar.update(task, total=1, completed=1, info=done.result["method"])
+        else:
+            done = run_svm_multiclass(job, store, source)
     rep = done.result | {"run_id": done.run_id}
     from mlhw.theory import q1_holds
 
