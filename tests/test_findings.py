@@ -501,7 +501,10 @@ def test_part2c_one_run_a_side_or_a_level_at_chance_decides_nothing():
     at_chance += [cnn_run("adam-5e-05", 1, [0.1, 0.1]), cnn_run("adam-5e-05-plain", 1, [0.1, 0.1538])]
     f = F.part2c(at_chance)
     assert f.evidence["speed"]["verdict"] == "no learning"
-    assert f.answer.startswith("Undecided: neither variant learned beyond chance: the level to reach, 13.84% ")
+    # the better variant ended 5.4 points above chance (the margin is 5): it learned, barely; 90% of it did not
+    assert f.answer.startswith(
+        "Undecided: the better variant ends only 5.4 points above chance: the level to reach, 13.84% "
+    ), f.answer
 
 
 def test_part2c_no_distinguishable_speed():
