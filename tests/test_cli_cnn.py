@@ -151,7 +151,7 @@ def test_compares_live_bar_starts_each_variant_without_the_last_ones_numbers(wor
     from mlhw.cli import common
 
     monkeypatch.setattr(common, "is_terminal", lambda *a: True)
-    bars, seen = [], []
+    bars, seen, started = [], [], []
     real_progress, real_run = cli.progress, runs.run_cnn
 
     def spied_progress():
@@ -161,6 +161,8 @@ def test_compares_live_bar_starts_each_variant_without_the_last_ones_numbers(wor
     def spied_run(job, *a, **kw):
         epochs = [t for t in bars[-1].tasks if t.fields.get("unit") == "epoch"]
         seen.append([(t.description, t.completed, t.fields["info"]) for t in epochs])
+        [overall] = [t for t in bars[-1].tasks if t.fields.get("unit") == "variant"]
+        started.append((overall.completed, overall.fields["info"]))
         return real_run(job, *a, **kw)
 
     monkeypatch.setattr(cli, "progress", spied_progress)
@@ -170,6 +172,9 @@ def test_compares_live_bar_starts_each_variant_without_the_last_ones_numbers(wor
     assert res.exit_code == 0, res.output
     assert sorted(row[0][0] for row in seen) == ["Adam lr=0.005", "Adam lr=5e-5"], seen
     assert all(row == [(row[0][0], 0, "")] for row in seen), seen  # the second started with the first's numbers
+    # the count is of variants done, and the text names the one now training: "variant 1/2 Adam lr=5e-5" in a log
+    # read as "variant 1 is Adam" while the first was done and the second training
+    assert started == [(i, f"now {row[0][0]}") for i, row in enumerate(seen)], started
 
 
 def test_a_data_dir_beside_digits_is_refused_before_any_run(workdir):

@@ -782,8 +782,12 @@ def test_sigterm_ends_a_single_run_killed(workdir):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 143 and "Traceback" not in err, err
-    # the message of reproduce ("the next `mlhw reproduce` resumes") is not true of a single command
-    assert err.strip().splitlines()[-1] == "terminated (SIGTERM): any active run is marked KILLED", err
+    # the message of reproduce ("the next `mlhw reproduce` resumes") is not true of a single command: run again, it
+    # trains anew (a user who stopped `cnn compare` after its first variant expected the rerun to go on)
+    assert err.strip().splitlines()[-1] == (
+        "terminated (SIGTERM): any active run is marked KILLED, finished ones stay FINISHED; run again, this command "
+        "starts over (`mlhw reproduce` resumes)"
+    ), err
     run = runs_of(uri)[0].get_run(victim.info.run_id)
     assert run.info.status == "KILLED" and "train/loss" in run.data.metrics  # what was logged is kept
 

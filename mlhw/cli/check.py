@@ -28,7 +28,7 @@ def verdict(baseline, current: dict, unsound: list[str] | None = None):
     return result
 
 
-@handles_errors
+@handles_errors(stopped="it reads the store and the baseline and writes nothing")
 def check(
     profile: Annotated[str, typer.Option(help="The profile whose newest full reproduction is checked.")] = "digits",
     baseline: Annotated[

@@ -299,7 +299,7 @@ def compare(
                 "mlhw cnn compare",
                 parent.run_id,
             )
-            bar.update(overall, completed=i, info=variant_title(v))
+            bar.update(overall, completed=i, info=f"now {variant_title(v)}")  # (i done: not "variant 1 is Adam")
             # as `cnn train` names it; rich's reset keeps the fields it is not given: the last variant's "loss ..."
             bar.reset(task, total=cfg.epochs, description=variant_title(v), info="", unit="epoch")
             runs[v] = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)

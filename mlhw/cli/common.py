@@ -186,9 +186,14 @@ def tracking_hint(store) -> str:
 
 
 RUNS_KILLED = "any active run is marked KILLED"
+# a single command keeps no plan: run again it trains every run anew, finished ones too (a user who stopped a `cnn
+# compare` after its first variant expected it to go on, as reproduce's message says reproduce does)
+STARTS_OVER = (
+    f"{RUNS_KILLED}, finished ones stay FINISHED; run again, this command starts over (`mlhw reproduce` resumes)"
+)
 
 
-def handles_errors(fn: Callable | None = None, *, stopped: str = RUNS_KILLED) -> Callable:
+def handles_errors(fn: Callable | None = None, *, stopped: str = STARTS_OVER) -> Callable:
     """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130) and SIGTERM
     (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED; `stopped` says what
     the interruption left (reproduce: that its next invocation resumes; ui: that the server is gone)."""

@@ -32,7 +32,7 @@ def print_tables(tables, profile, path, findings=None) -> None:
     out.print(f"report: {path}")
 
 
-@handles_errors
+@handles_errors(stopped="no run was started; results/<profile>/ is as it was, or replaced whole")
 def tables(
     profile: Profile = "digits",
     tracking_uri: TrackingUri = None,
