@@ -840,7 +840,9 @@ def load_cifar10(
         if not 0 < val_size < len(y):
             raise MLHWError(
                 f"{folder}: data_batch_1..5 hold {len(y):,} training images, too few for CIFAR-10's "
-                f"{val_size:,}-image validation split (the official files hold 50,000)"
+                f"{val_size:,}-image validation split: it needs at least {val_size + 2:,}, 2 left to train on (the "
+                f"official files hold 50,000; the split is the assignment's and no option shrinks it: --train-fraction "
+                f"takes a share of the images left after it)"
             )
         perm = np.random.RandomState(split_seed).permutation(len(y))
         val, pool = perm[:val_size], perm[val_size:]

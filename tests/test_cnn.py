@@ -95,6 +95,20 @@ def test_cifar_reader_split_and_normalisation(tmp_path):
     assert datalib.train_fraction(d, 0.1).sizes()["train"] == 9
 
 
+def test_too_few_training_images_for_the_validation_split_says_how_many_it_needs(tmp_path):
+    """A few hundred synthetic images were refused as 'too few' without the number needed: the split's size and 2
+    left to train on (train_fraction's own least)."""
+    write_cifar_batches(tmp_path / "cifar-10-batches-py", per_batch=2, n_test=3)  # 10 training images
+    with pytest.raises(MLHWError) as err:
+        datalib.load_cifar10(tmp_path, download=False, val_size=10)
+    assert "hold 10 training images, too few for CIFAR-10's 10-image validation split: it needs at least 12," in str(
+        err.value
+    )
+    d = datalib.load_cifar10(tmp_path, download=False, val_size=8)  # exactly the least it asks for
+    assert d.sizes() == {"train": 2, "val": 8, "test": 3}
+    assert datalib.train_fraction(d, 1.0).sizes()["train"] == 2
+
+
 def test_a_data_dir_naming_the_batches_own_folder_is_told_to_pass_its_parent(tmp_path):
     """`--data-dir .../cifar-10-batches-py` (the folder holding data_batch_1..5 and test_batch) said 'CIFAR-10 not
     found', listing the very files in it, and nothing more. It now says to pass the parent. (Not read from there:
