@@ -107,12 +107,17 @@ def test_a_new_stores_workers_start_before_the_data_are_read(project, spied, mon
         return unreadable(*a, **kw)
 
     monkeypatch.setattr(reproduce_cli, "_unreadable", spy_unreadable)
+    # two units of work in each step (no pool of two workers for one unit): two Cs, two batch sizes of the sweep
+    doc = yaml.safe_load((project / "experiments.yaml").read_text())
+    doc["suites"]["svm_soft"]["grid"]["C"] = [1.0, 10.0]
+    doc["suites"]["mlp_lr_sweep"]["grid"]["batch_size"] = [5, 10]
+    (project / "experiments.yaml").write_text(yaml.safe_dump(doc))
     assert repro(project, "--jobs", 2, "--only", "svm_soft").exit_code == 0
     assert list(dict.fromkeys(s[0] for s in spied))[:3] == ["start", "data read", "suite parents"]
     spied.clear()
     assert repro(project, "--jobs", 2).exit_code == 0  # the store exists now: the sweep is left
     assert list(dict.fromkeys(s[0] for s in spied))[:3] == ["data read", "start", "suite parents"]
-    assert sorted(c.kind for c in spied[1][2]) == ["mlp", "mlp"]
+    assert sorted(c.kind for c in spied[1][2]) == ["mlp"] * 4
     # --download fetches files that are here too: the parent's alone, before any worker (they would fetch them too)
     spied.clear()
     assert repro(project, "--jobs", 2, "--download", "--experiment", "other").exit_code == 0

@@ -413,7 +413,10 @@ def test_jobs_auto_counts_the_gpus_only_where_the_device_may_use_them(monkeypatc
         ("auto", 1, 2, "2 worker processes (--jobs auto: two on the CPU, 4 configs)"),
         (3, 1, 3, "3 worker processes"),
         (1, "auto", 1, None),  # asked for: nothing to say
-        (None, 4, 4, "4 worker processes (the profile's jobs: 4)"),
+        (None, 2, 2, "2 worker processes (the profile's jobs: 2)"),
+        # never more workers than units (3 here: C=1 twice is one run); each pays its start-up
+        (None, 4, 3, "3 worker processes (the profile's jobs: 4, but 3 units of work)"),
+        (5, 1, 3, "3 worker processes (--jobs 5, but 3 units of work)"),
     ],
 )
 def test_jobs_comes_from_the_option_then_the_profile_then_auto(monkeypatch, requested, profile, expected, said):
@@ -434,6 +437,9 @@ def test_jobs_comes_from_the_option_then_the_profile_then_auto(monkeypatch, requ
         workers.start(configs[:1], 1)  # the plan's call, after a new store's: nothing more
         assert workers.jobs == expected and started == ([expected] if expected > 1 else [])
         assert workers.said() == said
+    with _Workers(executors.Settings("sqlite:///x.db", "e", device="cpu"), 2) as workers:
+        workers.start(configs[:1], 1)  # one run left (after a Ctrl-C): no pool of two for it
+        assert (workers.jobs, workers.said(), workers.pool) == (1, "one process (--jobs 2, but 1 unit of work)", None)
 
 
 def test_jobs_auto_trains_a_plan_without_alexnet_in_one_process_and_says_why(project, monkeypatch):
