@@ -23,8 +23,9 @@ def yaml_error(path, err) -> str:
     return f"{path}:{where} not valid YAML ({why})"
 
 
-def format_validation_error(err, prefix: str = "") -> str:
-    """Render a pydantic ValidationError as one line: `key: message (got value)`."""
+def format_validation_error(err, prefix: str = "", model=None) -> str:
+    """Render a pydantic ValidationError as one line: `key: message (got value)`. `model`: the class validated,
+    whose keys an unknown key's message lists ('suites.sweep.gird: unknown key (keys here: base, grid, ...)')."""
     parts = []
     for e in err.errors():
         path = e.get("loc", ())
@@ -33,6 +34,8 @@ def format_validation_error(err, prefix: str = "") -> str:
             loc = loc.replace("_", "-")
         key = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
         msg = ("each value " if any(isinstance(p, int) for p in path) else "") + message(e)
+        if e.get("type") == "extra_forbidden" and model is not None and (known := keys_at(model, path[:-1])):
+            msg += f" (keys here: {', '.join(known)})"
         got = e.get("input")
         if isinstance(got, dict) or got is None:
             shown = ""
@@ -42,6 +45,23 @@ def format_validation_error(err, prefix: str = "") -> str:
             shown = f" (got {as_written(got)})"
         parts.append(f"{key}: {msg}{shown}")
     return "; ".join(parts)
+
+
+def keys_at(model, path) -> list[str]:
+    """The keys a pydantic model takes at `path` (model fields and dict keys on the way), or [] where unknown."""
+    import typing
+
+    from pydantic import BaseModel
+
+    t = model
+    for part in path:
+        if isinstance(t, type) and issubclass(t, BaseModel) and part in t.model_fields:
+            t = t.model_fields[part].annotation
+        elif typing.get_origin(t) is dict:
+            t = typing.get_args(t)[1]
+        else:
+            return []
+    return sorted(t.model_fields) if isinstance(t, type) and issubclass(t, BaseModel) else []
 
 
 def as_written(value) -> str:

@@ -119,7 +119,7 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     try:
         spec = ExperimentsFile.model_validate(raw)
     except ValidationError as err:
-        raise MLHWError(f"{path}: {format_validation_error(err)}") from None
+        raise MLHWError(f"{path}: {format_validation_error(err, model=ExperimentsFile)}") from None
     for pname, prof in spec.profiles.items():
         for sname in prof.suites:
             if sname not in spec.suites:

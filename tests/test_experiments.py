@@ -265,7 +265,15 @@ def with_(change):
         (lambda d: d["profiles"]["p"].update(jobs=0), "exp.yaml: profiles.p.jobs: "),
         (lambda d: d["profiles"]["p"].update(jobs="many"), "exp.yaml: profiles.p.jobs: "),
         (lambda d: d["suites"]["m"].update(kind="rnn"), "exp.yaml: suites.m.kind: must be 'mlp', 'cnn'"),
-        (lambda d: d["suites"]["m"].update(extra=1), "exp.yaml: suites.m.extra: unknown key"),
+        (  # a suite's key misspelt: the keys it takes (a field's typo listed the fields; this one listed nothing)
+            lambda d: d["suites"]["m"].update(extra=1),
+            "exp.yaml: suites.m.extra: unknown key (keys here: base, description, grid, kind, part, seeds) (got 1)",
+        ),
+        (
+            lambda d: d["profiles"]["p"].update(suits={}),
+            "exp.yaml: profiles.p.suits: unknown key (keys here: defaults, description, jobs, suites)",
+        ),
+        (lambda d: d.update(versoin=1), "exp.yaml: versoin: unknown key (keys here: profiles, suites, version)"),
         (
             lambda d: d["suites"]["c"]["grid"].update(variant=["adam-1"]),
             "exp.yaml: suites.c.grid.variant: unknown variant 'adam-1'",
