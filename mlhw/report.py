@@ -757,13 +757,13 @@ def _way_on(profile: str, parents: list) -> str:
             f"only partial reproductions of it (--only or --set: {partial} suite run(s)): {run} makes a full one (the "
             "runs an --only one made are not run again)"
         )
-    known = _profiles_of("experiments.yaml")
+    known = profiles_of("experiments.yaml")
     if known is not None and profile not in known:
         return f"experiments.yaml here has no profile {profile!r} either (its profiles: {', '.join(known)})"
     return f"run {run} first" + ("" if known is not None else " if your experiments file has it")
 
 
-def _profiles_of(path: str) -> list[str] | None:
+def profiles_of(path: str) -> list[str] | None:
     """The profiles of the experiments file in the working folder; None where it is absent or does not load (its
     own errors belong to the commands that run it)."""
     from mlhw.experiments import load_file

@@ -503,3 +503,17 @@ def test_every_field_that_tells_two_svm_runs_apart_is_in_its_setting():
     ]
     for kind in ("svm_soft", "svm_multiclass"):  # the default the settings leave out is the configs' own
         assert KINDS[kind].model_fields["seed"].default == T.SVM_DEFAULT_SEED
+
+
+def test_check_of_a_misspelt_profile_says_the_file_has_no_such_profile(workdir):
+    """`mlhw check --profile digts` said only "results/digts: no baseline here"; `tables` named the profiles."""
+    from helpers import assert_one_line_error, invoke
+
+    doc = {"version": 1, "suites": {"t": {"kind": "theory", "part": "theory"}}, "profiles": {"p": {}, "q": {}}}
+    (workdir / "experiments.yaml").write_text(yaml.safe_dump(doc))
+    res = invoke("check", "--profile", "digts", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert_one_line_error(res, "--profile digts: experiments.yaml here has no such profile (its profiles: p, q), and ")
+    (workdir / "results" / "digts").mkdir(parents=True)  # a folder of that name: the baseline's own message
+    res = invoke("check", "--profile", "digts", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert_one_line_error(res, "no baseline here")
+    assert not (workdir / "mlflow.db").exists()

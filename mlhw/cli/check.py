@@ -56,7 +56,19 @@ def check(
     from mlhw.layout import profile_folder
     from mlhw.store import Store
 
-    b = load_baseline(baseline or profile_folder("results", profile))
+    folder = profile_folder("results", profile)
+    if baseline is None and not folder.exists():  # a misspelt profile said "no baseline here" alone
+        from mlhw.report import profiles_of
+
+        known = profiles_of("experiments.yaml")
+        if known is not None and profile not in known:
+            from mlhw.errors import MLHWError
+
+            raise MLHWError(
+                f"--profile {profile}: experiments.yaml here has no such profile (its profiles: {', '.join(known)}), "
+                f"and {folder} holds no baseline"
+            )
+    b = load_baseline(baseline or folder)
     store = Store(tracking_uri, experiment, read_only=True)
     tables, unsound = current_tables(store, profile)
     result = verdict(b, tables, unsound)
