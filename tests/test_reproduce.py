@@ -1147,7 +1147,9 @@ def test_a_suite_parent_says_where_its_shared_runs_are():
     plan = Plan("digits", entries, descriptions={"sweep": "Part 1 (b)", "full": "Part 1 (c)"})
     assert _parent_note(plan, "sweep") == "Part 1 (b)"
     first, note = _parent_note(plan, "full").split("\n\n")
-    assert first == "Part 1 (c)" and note.startswith("1 of its 2 runs are children of digits · sweep,")
+    assert first == "Part 1 (c)" and note.startswith(
+        "1 of its 2 runs is a child of digits · sweep, whose run it also is"
+    )
     # once the runs exist, each shared one is a link to its page (plan.json names it by config hash alone)
     links = {"seed 8": "#/experiments/1/runs/r8", "seed 9": "#/experiments/1/runs/r9"}
     assert _parent_note(plan, "full", links).split("\n\n")[2] == "- [seed 8](#/experiments/1/runs/r8) (under sweep)"

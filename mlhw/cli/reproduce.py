@@ -550,8 +550,13 @@ def _parent_note(plan, suite: str, links: dict[str, str] | None = None) -> str:
         where = ", ".join(f"{plan.profile} · {s}" for s in elsewhere)
         shared = [p for p in mine if first[p.identity] != suite]
         note += (
-            f"\n\n{len(shared)} of its {len(mine)} runs are children of {where}, whose runs they also are (a run has "
-            "one parent in MLflow)"
+            f"\n\n{len(shared)} of its {len(mine)} runs "
+            + (
+                f"is a child of {where}, whose run it also is"
+                if len(shared) == 1
+                else f"are children of {where}, whose runs they also are"
+            )
+            + " (a run has one parent in MLflow)"
         )
         found = [(p, links[p.spec.label]) for p in shared if links and p.spec.label in links]
         note += (
