@@ -1,6 +1,7 @@
 """`mlhw cnn` through the CLI; runs read back from MLflow."""
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of, write_cifar_batches
@@ -50,7 +51,11 @@ def test_compare_all_runs_shared_variant_once(workdir):
     assert sorted(r.data.tags["mlhw.variant"] for r in children) == sorted(r["variant"] for r in recs)
     shared = [r for r in children if r.data.tags["mlhw.variant"] == "adam-5e-05"][0]
     assert shared.data.tags["mlhw.parts"] == "cnn.a,cnn.b,cnn.c"  # one run serves the three parts
-    assert shared.info.run_name.startswith("cnn · Adam lr=5e-5, seed 0 (")  # it was "cnn.a,cnn.b,cnn.c · ..."
+    # named for its parts as the parent is (cnn.abc): it was "cnn.a,cnn.b,cnn.c · ...", then "cnn · ...", which read
+    # as a stray `cnn train` run among cnn.a, cnn.b and cnn.c
+    assert shared.info.run_name.startswith("cnn.abc · Adam lr=5e-5, seed 0 (")
+    assert {r.info.run_name.split(" · ")[0] for r in children} == {"cnn.a", "cnn.abc", "cnn.b", "cnn.c"}
+    assert parent.data.tags["mlhw.dataset"] == "digits" == shared.data.tags["mlhw.dataset"]  # a filter finds both
     # the parent's settings are the variants' common ones: its optimizer=adam stood beside an SGD child
     assert (
         not {"optimizer", "lr", "batchnorm", "dropout"} & set(parent.data.params) and "variants" in parent.data.params
@@ -60,6 +65,8 @@ def test_compare_all_runs_shared_variant_once(workdir):
     assert set(figures) == {f"figures/{n}.png" for n in names} and min(figures.values()) > 10_000
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "tables")}
     assert arts == {f"tables/{n}.{ext}" for n in names for ext in ("md", "csv")}
+    md = client.download_artifacts(parent.info.run_id, "tables/sgd_vs_adam.md", str(workdir / "dl"))
+    assert Path(md).read_text().startswith("## Part 2 (a): SGD vs Adam on digits\n")  # what it ran on, as in reproduce
     assert not (workdir / "results").exists()  # a single seed's comparison never touches a profile's report
     assert "BN+Dropout" in res.stderr  # the tables go to stderr with --json
 

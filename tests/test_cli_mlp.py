@@ -111,6 +111,7 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     assert len(runs) == 4 and len(children) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
     assert "lr" not in parent.data.params and parent.data.params["lrs"] == "[0.01, 0.1, 1e+30]"
+    assert {r.data.tags["mlhw.dataset"] for r in runs} == {"digits"}  # the parent too: a filter on it finds the sweep
     assert all(r.data.tags["mlflow.note.content"].startswith("Part 1 (b)") for r in children)
     on_disk = res.stderr.split("on disk: ")[1].split()[0]  # a SQLite store's artifacts are local files: say where
     assert on_disk.endswith("figures/mlp_lr_sweep.png") and Path(on_disk).is_file()

@@ -377,6 +377,8 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
     assert set(parents) == {"mlp_lr_sweep", "mlp_full", "svm_soft"}
     assert all(r.info.status == "FINISHED" and r.data.tags["mlhw.profile"] == "tiny" for r in parents.values())
     assert all(r.data.tags["mlhw.partial"] == "false" for r in parents.values())
+    # the dataset of its runs, as theirs says it: a filter on tags.`mlhw.dataset` found the children alone
+    assert {r.data.tags.get("mlhw.dataset") for r in all_runs} == {"digits"}
     expected = {"mlp_lr_sweep": ("mlp_lr_sweep", 2), "mlp_full": ("mlp_full", 2), "svm_soft": ("svm", 1)}
     for suite, (table, n_children) in expected.items():
         run_id = parents[suite].info.run_id

@@ -275,6 +275,7 @@ def compare(
         tags = standard_tags("mlhw cnn compare", "Part 2: the assignment's comparisons, one seed") | {
             "mlhw.kind": "cnn-compare",
             "mlhw.part": "cnn." + "".join(parts),
+            "mlhw.dataset": data.name,  # as its runs': a filter on tags.`mlhw.dataset` missed the parent
         }
         parent = stack.enter_context(
             tracked_run(
@@ -293,7 +294,9 @@ def compare(
             job = type(base_job)(
                 cfg,
                 source.identity(cfg),
-                run_name(served[0] if len(served) == 1 else "cnn", variant_title(v), cfg),  # parts: mlhw.parts
+                # the parts it serves, as its parent's name says them: cnn.a beside cnn.abc (a plain "cnn" read as a
+                # stray `cnn train` run among its siblings)
+                run_name("cnn." + "".join(s[-1] for s in served), variant_title(v), cfg),
                 {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v},
                 f"Part 2 ({', '.join(s[-1] for s in served)}): {variant_title(v)}",
                 "mlhw cnn compare",
@@ -308,6 +311,7 @@ def compare(
             title, pair = CNN_PARTS[p]
             rows = [_summary(runs[v]) | {"variant": v} for v in pair]
             table = cnn_table(CNN_PART_SUITES[p], rows)
+            table.title += f" on {data.name}{note}"  # its .md's heading, as the reproduction's tables say it
             tables[p] = table.display
             parent.log_result_table(table)  # named as `reproduce` names it: tables/sgd_vs_adam.md and .csv
             # flagged from the epoch a run diverged at, as the report's figures are

@@ -110,7 +110,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             tags = (
                 standard_tags(command, "Part 1 (b): one fresh network per learning rate")
                 | job.tags
-                | {"mlhw.kind": "mlp-sweep"}
+                | {"mlhw.kind": "mlp-sweep", "mlhw.dataset": cfg.dataset}  # (a filter on the dataset finds it too)
             )
             parent = stack.enter_context(
                 tracked_run(

@@ -526,6 +526,10 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             "mlhw.profile_suites": json.dumps(plan.all_suites),
             "mlhw.profile_description": plan.description,
         }
+        # the datasets of its runs, as their own tag names them: a filter on tags.`mlhw.dataset` missed the parents
+        datasets = {getattr(p.spec.config, "dataset", None) for p in plan.entries if p.spec.suite == suite} - {None}
+        if datasets:  # (theory's checks name theirs in its table)
+            tags["mlhw.dataset"] = ",".join(sorted(datasets))
         if plan.only or plan.overrides:  # what narrowed or changed this reproduction; none: no tag (UI noise)
             tags["mlhw.overrides"] = json.dumps({"only": plan.only, "set": plan.overrides})
         name = f"{plan.profile} · {suite}" + (" (partial)" if partial == "true" else "")
