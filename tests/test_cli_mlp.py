@@ -383,26 +383,30 @@ def test_help_shows_no_type_for_flags_and_survives_a_closed_pipe(workdir):
     assert res.returncode == 1 and b"Traceback" not in res.stderr, res.stderr.decode()
 
 
-def test_progress_rows_keep_their_counts_on_an_80_column_terminal(monkeypatch):
-    """A long run name in the live display squeezed the bar, the count and the times out of both rows."""
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_progress_rows_keep_their_counts_on_a_narrow_terminal(monkeypatch, width):
+    """A long run name in the live display squeezed the bar, the count and the times out of both rows; at 60 and 80
+    columns each row then took two lines, its count and time cut ('vari…', '0:0…')."""
     import io
 
     from rich.console import Console
 
     from mlhw.cli import common
 
-    monkeypatch.setattr(common.err, "width", 80)
+    monkeypatch.setattr(common.err, "width", width)
     monkeypatch.setattr(common, "is_terminal", lambda: True)
     bar = common.progress()
-    overall = bar.add_task("runs", total=35, info="")
-    current = bar.add_task("cnn_batchnorm · Adam lr=5e-5, no BN/Dropout, seed 2", total=10, info="")
+    overall = bar.add_task("runs", total=35, info="", unit="run")
+    current = bar.add_task("cnn_batchnorm · Adam lr=5e-5, no BN/Dropout, seed 2", total=10, info="", unit="epoch")
     bar.update(overall, completed=7, info="cnn_optimizers · Adam lr=5e-5, seed 1")
-    bar.update(current, completed=3)
-    screen = Console(width=80, file=io.StringIO(), record=True, color_system=None)
+    bar.update(current, completed=3, info="loss 2.2031 val acc 14.52%")
+    screen = Console(width=width, file=io.StringIO(), record=True, color_system=None)
     screen.print(bar.make_tasks_table(bar.tasks))
     rows = screen.export_text().splitlines()
-    assert "7/35" in rows[0] and "3/10" in rows[1] and "…" in rows[1], rows
-    assert all(len(r) <= 80 for r in rows), rows
+    assert len(rows) == 2, rows  # a line a task
+    assert "7/35 runs" in rows[0] and "3/10 epochs" in rows[1] and "…" in rows[1], rows
+    assert all(len(r) <= width and "0:00:00" in r for r in rows), rows  # the time taken, whole
+    assert all(("-:--:--" in r) == (width >= 100) for r in rows), rows  # the time left only where there is room
 
 
 def test_runs_that_differ_in_network_or_batch_differ_by_name(workdir):

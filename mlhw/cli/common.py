@@ -367,20 +367,24 @@ def progress() -> Progress | PlainProgress:
         return PlainProgress()
 
     # Long texts are cut with an ellipsis, not wrapped: on an 80-column terminal a run's full name squeezed the
-    # bar, the count and the times out of the row.
-    def cut(share: int) -> Column:
-        return Column(no_wrap=True, overflow="ellipsis", max_width=max(12, err.width * share // 10))
+    # bar, the count and the times out of the row. The bar narrows with the terminal, and below 100 columns the time
+    # left goes: at 80 and 60 columns each bar took two lines, its count and times cut to "vari…", "0:0…".
+    narrow = err.width < 100
 
-    return Progress(
-        TextColumn("[bold]{task.description}", table_column=cut(4)),
-        BarColumn(),
-        CountColumn(),
+    def cut(share: int) -> Column:
+        return Column(no_wrap=True, overflow="ellipsis", max_width=max(8, err.width * share // 10))
+
+    whole = lambda: Column(no_wrap=True)  # noqa: E731 - a count or a time, never cut
+    columns = [
+        TextColumn("[bold]{task.description}", table_column=cut(3 if narrow else 4)),
+        BarColumn(bar_width=max(5, min(40, err.width // 8))),
+        CountColumn(table_column=whole()),
         TextColumn("{task.fields[info]}", table_column=cut(2)),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
+        TimeElapsedColumn(table_column=whole()),
+    ]
+    if not narrow:
+        columns.append(TimeRemainingColumn(table_column=whole()))
+    return Progress(*columns, console=err, transient=False)
 
 
 def fmt(v, digits: int = 4) -> str:
