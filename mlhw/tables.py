@@ -17,8 +17,13 @@ def pct(v) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{100 * v:.2f}%"
 
 
+def _missing(v) -> bool:
+    """A metric a run did not log: absent, or NaN where records were read through a table of runs."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
 def fixed(v, digits: int = 4) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    return "-" if _missing(v) else f"{v:.{digits}f}"
 
 
 # a cell that is a number: 0.005, -3.4e-16, 94.76%, 0.1630 ± 0.0721, 5.18543 / -3.4e-16, 0/1, nan, inf
@@ -224,7 +229,7 @@ def mlp_sweep_table(records: list[dict]) -> ResultTable:
 def num_or_inf(v, digits: int = 4) -> str:
     """A loss as the tables and the terminal give it: 4 decimals (0.8763, 37.0042), and from a magnitude of 1e6 on
     3 significant digits (3.84e+29: a diverged run's loss printed as 30 digits and 4 decimals); nan, inf, -inf."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if _missing(v):
         return "nan"
     if not math.isfinite(v):
         return "inf" if v > 0 else "-inf"
@@ -333,11 +338,6 @@ def _q1_variant(r: dict) -> str:
     if r.get("method") == "subgradient":  # the exact method ignores steps and lr
         out += f", subgradient {r.get('steps')} steps, lr {r.get('lr', float('nan')):g}"
     return out
-
-
-def _missing(v) -> bool:
-    """A metric a run did not log: absent, or NaN where records were read through a table of runs."""
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _soft_dual(r: dict) -> str:
