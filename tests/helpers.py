@@ -7,6 +7,7 @@ import os
 import pickle
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -87,6 +88,35 @@ def invoke(*args):
     from mlhw.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 120.0, every: float = 0.2):
+    """Poll `predicate` until it returns something true (returned). An exception is taken as 'not yet' (the store
+    is being written by the other process). Where `proc` ends first, fail at once with its stderr: a child that
+    died at start-up left CI polling for two minutes with nothing to show for it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            found = predicate()
+        except Exception:  # noqa: BLE001
+            found = None
+        if found:
+            return found
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before it was seen:\n{err[-4000:]}")
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s")
+
+
+def sqlite_rows(db: Path, query: str) -> list:
+    """The rows of a query on a SQLite store that another process writes, read without MLflow: opened read-only, so
+    that a poll never creates the file (an MlflowClient creates and migrates a missing database, racing the command
+    under test, which makes its own under a lock), and none while it does not exist yet."""
+    if not Path(db).is_file():
+        return []
+    with contextlib.closing(sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True, timeout=1)) as con:
+        return con.execute(query).fetchall()
 
 
 def runs_of(uri: str, experiment: str = "mlhw", all_lifecycles: bool = False):

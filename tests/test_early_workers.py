@@ -609,13 +609,11 @@ def test_the_mlflow_writer_outlives_a_sigterm_and_its_parent_stops_it(tmp_path):
 def test_a_group_sigterm_ends_the_runs_killed_and_leaves_no_process(project):
     """`kill -- -PGID` (a CI runner's cancel): every process of reproduce --jobs 2 gets SIGTERM, the MLflow writer
     included. The runs end KILLED, the exit is SIGTERM's, and no process is left."""
-    import contextlib
-    import sqlite3
     import subprocess
     import sys
     import time
 
-    from helpers import descendants, live_processes
+    from helpers import descendants, live_processes, sqlite_rows, wait_for
 
     uri = f"sqlite:///{project}/mlflow.db"
     argv = ["reproduce", "--profile", "small", "--jobs", "2", "--tracking-uri", uri, "--set", "mlp_lr_sweep.epochs=400"]
@@ -623,15 +621,9 @@ def test_a_group_sigterm_ends_the_runs_killed_and_leaves_no_process(project):
         [sys.executable, "-m", "mlhw", *argv], cwd=project, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(project / "mlflow.db")) as con:
-                q = "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid where r.status = 'RUNNING' "
-                if con.execute(q + "and t.key = 'mlhw.kind' and t.value = 'mlp'").fetchone()[0] == 2:
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.fail("no MLP run started")
+        q = "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid where r.status = 'RUNNING' "
+        q += "and t.key = 'mlhw.kind' and t.value = 'mlp'"
+        wait_for(lambda: len(sqlite_rows(project / "mlflow.db", q)) == 2, proc, timeout=180, every=0.05)
         time.sleep(0.5)  # a few epochs in
         children = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGTERM)

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -27,6 +26,8 @@ from helpers import (
     invoke,
     live_processes,
     runs_of,
+    sqlite_rows,
+    wait_for,
 )
 
 TINY = {
@@ -713,19 +714,6 @@ def test_a_dry_run_names_a_file_in_the_reports_way(light):
     assert (light / "afile").read_text() == ""
 
 
-def _wait_for(predicate, timeout=120.0, every=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            found = predicate()
-        except Exception:  # the store is being written by the other process
-            found = None
-        if found:
-            return found
-        time.sleep(every)
-    pytest.fail("timed out")
-
-
 def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
     doc = dict(LIGHT, suites={"mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 120}}})
     doc["profiles"] = {"tiny": {"defaults": {"dataset": "digits"}}}
@@ -736,16 +724,13 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
         [sys.executable, "-m", "mlhw", *map(str, argv)], cwd=light, stderr=subprocess.PIPE, text=True
     )
     try:
-
-        def running():  # read SQLite directly: an MLflow client per poll took seconds on a loaded machine,
-            # and the run (a few seconds) could start and end between two polls
-            with contextlib.closing(sqlite3.connect(f"{light}/mlflow.db", timeout=1)) as con:
-                return con.execute(
-                    "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
-                    "where r.status = 'RUNNING' and t.key = 'mlhw.kind' and t.value = 'mlp'"
-                ).fetchall()
-
-        ((victim_id,),) = _wait_for(running, every=0.05)
+        # read SQLite directly: an MLflow client per poll took seconds on a loaded machine, and the run (a few
+        # seconds) could start and end between two polls
+        running = (
+            "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid "
+            "where r.status = 'RUNNING' and t.key = 'mlhw.kind' and t.value = 'mlp'"
+        )
+        ((victim_id,),) = wait_for(lambda: sqlite_rows(light / "mlflow.db", running), proc, every=0.05)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -777,7 +762,10 @@ def test_sigterm_ends_a_single_run_killed(workdir):
         text=True,
     )
     try:
-        (victim,) = _wait_for(lambda: [r for r in runs_of(uri)[1] if r.data.metrics.get("train/loss") is not None])
+        # not runs_of: its MlflowClient would create and migrate the database while the command makes its own (a
+        # CI run timed out here, the command's stderr unseen)
+        logged = "select distinct run_uuid from metrics where key = 'train/loss'"
+        ((victim_id,),) = wait_for(lambda: sqlite_rows(workdir / "mlflow.db", logged), proc)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -790,7 +778,7 @@ def test_sigterm_ends_a_single_run_killed(workdir):
         "terminated (SIGTERM): any active run is marked KILLED, finished ones stay FINISHED; run again, this command "
         "starts over (`mlhw reproduce` resumes)"
     ), err
-    run = runs_of(uri)[0].get_run(victim.info.run_id)
+    run = runs_of(uri)[0].get_run(victim_id)
     assert run.info.status == "KILLED" and "train/loss" in run.data.metrics  # what was logged is kept
 
 
@@ -1036,7 +1024,7 @@ def test_ui_killed_with_sigkill_takes_its_server_along(workdir):
         stderr=subprocess.DEVNULL,
     )
     try:
-        server = _wait_for(lambda: descendants(proc.pid), timeout=60)
+        server = wait_for(lambda: descendants(proc.pid), proc, timeout=60)
         groups = {live_processes()[p][1] for p in server if p in live_processes()}
     finally:
         os.kill(proc.pid, signal.SIGKILL)
