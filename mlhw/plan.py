@@ -179,11 +179,7 @@ def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
     with no parent, or under a suite parent that a Ctrl-C or a failure ended (KILLED, FAILED), becomes a child of
     its first suite's parent run: a suite's FINISHED parent holds every run it reports, whichever attempt made it.
     Returns how many runs changed."""
-    ended = {
-        r.info.run_id
-        for r in store.search("tags.`mlhw.kind` = 'suite' and attributes.status != 'FINISHED'")
-        if r.info.status in ("KILLED", "FAILED")
-    }
+    ended = {r.info.run_id for r in _ended_parents(store)}
     changed = 0
     for p in plan.distinct().values():
         if p.status != "done" or p.run_id is None:
@@ -197,6 +193,28 @@ def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
             p.tags |= tags
             changed += 1
     return changed
+
+
+def _ended_parents(store: Store) -> list:
+    """The suite parent runs that a stop or a failure ended (KILLED, FAILED)."""
+    found = store.search("tags.`mlhw.kind` = 'suite' and attributes.status != 'FINISHED'")
+    return [r for r in found if r.info.status in ("KILLED", "FAILED")]
+
+
+def drop_empty_parents(profile: str, store: Store) -> int:
+    """Delete the suite parents of `profile` that a stop or a failure ended before any of their runs began: they
+    hold nothing but plan.json once `adopt` has moved the done runs under this reproduction's parents. A stopped
+    reproduce left one per suite it had not begun (6 of 8 in a walk-through) beside the new ones in the UI. A parent
+    that holds a run (the one a stop killed, a failed one) stays, with it, as the record of that attempt. MLflow's
+    deletion: the UI's 'Deleted' view still shows them, `mlflow gc` removes them. Returns how many."""
+    dropped = 0
+    for r in _ended_parents(store):
+        if r.data.tags.get("mlhw.profile") != profile:
+            continue
+        if not store.search(f"tags.`mlflow.parentRunId` = '{r.info.run_id}'"):
+            store.client.delete_run(r.info.run_id)
+            dropped += 1
+    return dropped
 
 
 def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:

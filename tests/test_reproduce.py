@@ -715,13 +715,19 @@ def test_a_dry_run_names_a_file_in_the_reports_way(light):
 
 
 def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
-    doc = dict(LIGHT, suites={"mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 120}}})
-    doc["profiles"] = {"tiny": {"defaults": {"dataset": "digits"}}}
-    (light / "exp.yaml").write_text(yaml.safe_dump(doc))
+    """SIGTERM during the first suite's run (one at a time: the SVM suite has not begun): the run and both suite
+    parents end KILLED, nothing is written to results/. The next reproduce trains that run again, and deletes the
+    SVM suite's stopped parent, which holds nothing; the MLP suite's stays, holding the killed run."""
+    suites = {
+        "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 120}},
+        "svm_soft": LIGHT["suites"]["svm_soft"],
+    }
+    doc = dict(LIGHT, suites=suites, profiles={"tiny": {"defaults": {"dataset": "digits"}}})
+    (light / "exp.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     uri = f"sqlite:///{light}/mlflow.db"
     argv = ["reproduce", "--profile", "tiny", "--file", light / "exp.yaml", "--tracking-uri", uri]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlhw", *map(str, argv)], cwd=light, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "mlhw", *map(str, argv), "--jobs", "1"], cwd=light, stderr=subprocess.PIPE, text=True
     )
     try:
         # read SQLite directly: an MLflow client per poll took seconds on a loaded machine, and the run (a few
@@ -742,14 +748,22 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
     client, after = runs_of(uri)
     victim = client.get_run(victim_id)
     assert victim.info.status == "KILLED"
-    assert {r.info.status for r in after} == {"KILLED"}  # the suite's parent too: nothing left RUNNING
+    assert {r.info.status for r in after} == {"KILLED"}  # the suites' parents too: nothing left RUNNING
+    stopped = {r.data.tags["mlhw.suite"]: r.info.run_id for r in after if r.data.tags["mlhw.kind"] == "suite"}
+    assert victim.data.tags["mlflow.parentRunId"] == stopped["mlp_full"] and len(after) == 3  # the SVM never began
     assert not (light / "results").exists()
     res = invoke(*argv)
     assert res.exit_code == 0, res.output
-    assert "1 killed" in res.stderr and "ran 1 of 1 run in" in res.stderr
+    assert "1 killed" in res.stderr and "ran 2 of 2 runs in" in res.stderr
     _, final = runs_of(uri)
     done = [r for r in final if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") == "mlp"]
     assert len(done) == 1 and done[0].data.tags["mlhw.config_hash"] == victim.data.tags["mlhw.config_hash"]
+    assert client.get_run(stopped["svm_soft"]).info.lifecycle_stage == "deleted"
+    assert client.get_run(stopped["mlp_full"]).info.status == "KILLED"  # kept: the record of the stopped attempt
+    killed = [r for r in final if r.info.status == "KILLED"]
+    assert {r.info.run_id for r in killed} == {victim_id, stopped["mlp_full"]}
+    parents = [r for r in final if r.data.tags["mlhw.kind"] == "suite" and r.info.status == "FINISHED"]
+    assert {r.data.tags["mlhw.suite"] for r in parents} == {"mlp_full", "svm_soft"} and len(final) == 2 + 2 + 2
 
 
 def test_sigterm_ends_a_single_run_killed(workdir):
