@@ -290,15 +290,16 @@ def compare(
         task, on_epoch = _epoch_bar(bar, base.epochs)
         for i, v in enumerate(names):
             cfg = base.model_copy(update=CNN_VARIANTS[v])
-            served = [f"cnn.{p}" for p in parts if v in CNN_PARTS[p][1]]
+            letters = [p for p in parts if v in CNN_PARTS[p][1]]  # the parts it serves
+            served = [f"cnn.{p}" for p in letters]
             job = type(base_job)(
                 cfg,
                 source.identity(cfg),
                 # the parts it serves, as its parent's name says them: cnn.a beside cnn.abc (a plain "cnn" read as a
                 # stray `cnn train` run among its siblings)
-                run_name("cnn." + "".join(s[-1] for s in served), variant_title(v), cfg),
+                run_name("cnn." + "".join(letters), variant_title(v), cfg),
                 {"mlhw.part": served[0], "mlhw.parts": ",".join(served), "mlhw.variant": v},
-                f"Part 2 ({', '.join(s[-1] for s in served)}): {variant_title(v)}",
+                f"Part 2 ({', '.join(letters)}): {variant_title(v)}",
                 "mlhw cnn compare",
                 parent.run_id,
             )
