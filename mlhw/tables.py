@@ -349,7 +349,7 @@ def _soft_dual(r: dict) -> str:
 
     n = r.get("n_train")
     if isinstance(n, (int, float)) and n > DUAL_MAX_SAMPLES:
-        return f"not solved ({n:,.0f} samples > {DUAL_MAX_SAMPLES:,})"
+        return f"not solved: {n:,.0f} samples > {DUAL_MAX_SAMPLES:,}"  # as `mlhw svm soft` says it (svm.soft_skipped)
     return "-"
 
 

@@ -79,7 +79,7 @@ def test_svm_table_says_why_a_large_q3_row_has_no_dual_rather_than_nan():
     large = base | {"n_train": DUAL_MAX_SAMPLES + 3943, "test_error": 0.02, "liblinear_relative_difference": 1e-7}
     read = base | {"n_train": 500, "test_error": 0.02, "dual_objective": float("nan"), "support_vectors": float("nan")}
     d = T.svm_table([], [large, read]).display
-    assert d["dual / gap"].tolist() == [f"not solved ({DUAL_MAX_SAMPLES + 3943:,} samples > {DUAL_MAX_SAMPLES:,})", "-"]
+    assert d["dual / gap"].tolist() == [f"not solved: {DUAL_MAX_SAMPLES + 3943:,} samples > {DUAL_MAX_SAMPLES:,}", "-"]
     assert d["support vectors"].tolist() == ["-", "-"]
 
 
