@@ -199,6 +199,9 @@ def local_server(root: str | Path, timeout: float = 120.0) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        # as `mlhw ui` does: MLflow's job runner (7 huey consumers, 1.6 GB, polling all along) is for GenAI jobs
+        # these tests never start; it ran beside test_scale.py's runs, on a CI machine of 2 cores
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"} | dict(os.environ),
     )
     try:
         deadline = time.time() + timeout
