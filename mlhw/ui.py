@@ -23,11 +23,20 @@ from mlhw.errors import MLHWError
 from mlhw.store import check_uri, resolve_uri
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        import ctypes
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """The server's preexec_fn: SIGTERM when `parent` (mlhw) dies. A parent killed between the fork and the prctl
+    (the moment `mlhw ui` is SIGKILLed as the server starts) sends no signal, ever: the child, which then has
+    another parent already, exits there instead of serving as an orphan."""
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    def preexec() -> None:
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(143)
+
+    return preexec
 
 
 def _log_file(port: int):
@@ -86,7 +95,7 @@ def start(uri: str, port: int) -> tuple[subprocess.Popen, Path]:
             stdout=file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_die_with_parent(os.getpid()) if sys.platform.startswith("linux") else None,
         )
     return proc, path
 

@@ -1056,6 +1056,29 @@ def test_ui_killed_with_sigkill_takes_its_server_along(workdir):
     assert not left, f"processes left behind: {left}"
 
 
+def test_a_ui_server_whose_parent_died_before_its_prctl_exits():
+    """The kernel's SIGTERM at mlhw's death is asked for in the server's preexec_fn, between its fork and its exec:
+    a SIGKILL that lands before it (the test above kills `mlhw ui` the moment the server is seen) sends nothing, and
+    the server served on, orphaned. Such a child finds another parent there and exits."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    code = (
+        "import os, time\n"
+        "from mlhw import ui\n"
+        "parent = os.getpid()\n"
+        "if os.fork() == 0:\n"
+        "    while os.getppid() == parent:\n"  # the parent dies between the fork and the preexec_fn
+        "        time.sleep(0.01)\n"
+        "    ui._die_with_parent(parent)()\n"
+        "    print('served on as an orphan', flush=True)\n"
+        "    os._exit(0)\n"
+        "os._exit(0)\n"
+    )
+    # the pipe closes when the forked child ends: run() waits for it
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout == "", (res.stdout, res.stderr)
+
+
 def test_a_report_that_cannot_be_written_keeps_the_finished_runs(light, monkeypatch):
     """The disk fills up while the report is written: the training is not lost, the command says so
     (one line, non-zero exit), and the next reproduce writes the report without training again."""
