@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from helpers import assert_one_line_error, free_port, local_server, runs_of
+from helpers import assert_one_line_error, free_port, local_server, runs_of, sqlite_rows, wait_for
 from typer.testing import CliRunner
 
 from mlhw.cli import app
@@ -46,8 +46,14 @@ PROFILE = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with local_server(tmp_path_factory.mktemp("server")) as uri:
+def server_root(tmp_path_factory):
+    """The local server's folder: its store is server.db there."""
+    return tmp_path_factory.mktemp("server")
+
+
+@pytest.fixture(scope="module")
+def server(server_root):
+    with local_server(server_root) as uri:
         yield uri
 
 
@@ -188,27 +194,32 @@ def test_two_concurrent_invocations_never_run_a_config_twice(server, project):
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
-def wait_for_running(uri, experiment, timeout=120, kind="cnn"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        _, runs = runs_of(uri, experiment)
-        live = [r for r in runs if r.info.status == "RUNNING" and r.data.tags.get("mlhw.kind") == kind]
-        if live:
-            return live[0]
-        time.sleep(0.2)
-    pytest.fail("no run started")
+def wait_for_running(db, experiment, proc, kind="cnn"):
+    """(run id, mlhw.worker) of a RUNNING run of `kind`, read from the SQLite file `db` (the server's own, for a
+    server's store) every 0.05 s, and a failure with `proc`'s stderr the moment it ends. It searched through an
+    MlflowClient every 0.2 s for 120 s and said only "no run started", as the poll that timed out in CI did
+    (test_reproduce.py): on 2 loaded cores the dead lane's first AlexNet run began 60 s after the start (half the
+    deadline) and lasted 4 s, and an MlflowClient error (a locked database) ended the test instead of waiting."""
+    query = (
+        "select r.run_uuid, w.value from runs r join experiments e on e.experiment_id = r.experiment_id "
+        "join tags k on k.run_uuid = r.run_uuid join tags w on w.run_uuid = r.run_uuid "
+        f"where e.name = '{experiment}' and r.status = 'RUNNING' and k.key = 'mlhw.kind' and k.value = '{kind}' "
+        "and w.key = 'mlhw.worker'"
+    )
+    return wait_for(lambda: sqlite_rows(db, query), proc, timeout=300, every=0.05)[0]
 
 
-def test_sigkilled_reproduce_leaves_a_dead_run_that_is_rerun_at_once(server, project):
+def test_sigkilled_reproduce_leaves_a_dead_run_that_is_rerun_at_once(server, server_root, project):
     """Its heartbeat is seconds old, but its process is gone on this machine (mlhw.process): the next reproduce,
     started at once, reruns it instead of taking it as running elsewhere (it left it out and exited 0)."""
     exp = f"kill-{uuid.uuid4().hex[:6]}"
     proc = mlhw_process(project, *args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=4"))
-    victim = wait_for_running(server, exp)
+    victim_id, _ = wait_for_running(server_root / "server.db", exp, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     client, runs = runs_of(server, exp)
-    assert client.get_run(victim.info.run_id).info.status == "RUNNING"  # nobody could end it
+    victim = client.get_run(victim_id)
+    assert victim.info.status == "RUNNING"  # nobody could end it
     res = runner.invoke(app, args(server, exp, "--only", "cnn_optimizers", "--set", "epochs=4"))
     assert res.exit_code == 0, res.output
     assert "1 stale" in res.stderr
@@ -227,20 +238,20 @@ def test_sigkilled_pool_worker_is_marked_and_rerun(project):
     exp = f"poolkill-{uuid.uuid4().hex[:6]}"
     runs_of(server, exp)  # the database exists before the test polls it: MLflow races when two processes create one
     proc = mlhw_process(project, *args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=4"))
-    victim = wait_for_running(server, exp)
-    pid = int(victim.data.tags["mlhw.worker"].rsplit(":", 1)[1])
+    victim_id, worker = wait_for_running(project / "mlflow.db", exp, proc)
+    pid = int(worker.rsplit(":", 1)[1])
     assert pid != proc.pid  # a worker process, not the parent
     os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 1 and "worker process died" in err
+    assert proc.returncode == 1 and "worker process died" in err, err[-2000:]
     client, _ = runs_of(server, exp)
-    killed = client.get_run(victim.info.run_id)
+    killed = client.get_run(victim_id)
     assert killed.info.status == "KILLED" and killed.data.tags["mlhw.dead"] == "worker process died"
     res = runner.invoke(app, args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=4"))
     assert res.exit_code == 0, res.output
     assert re.search(r"[12] killed", res.stderr)  # the pool ends its other worker too when one dies
     _, runs = runs_of(server, exp)
-    assert finished_per_hash(runs)[victim.data.tags["mlhw.config_hash"]] == 1
+    assert finished_per_hash(runs)[killed.data.tags["mlhw.config_hash"]] == 1
 
 
 def test_a_config_that_cannot_run_fails_the_plan_before_any_run(server, project):
@@ -559,12 +570,12 @@ def test_a_dead_lane_fails_only_what_no_other_lane_can_run(project):
     env = os.environ | {"PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
     argv = [sys.executable, "-c", launcher, *args(uri, exp, "--jobs", 2, "--set", "cnn_optimizers.epochs=4")]
     proc = subprocess.Popen(argv, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    victim = wait_for_running(uri, exp)
-    os.kill(int(victim.data.tags["mlhw.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    victim_id, worker = wait_for_running(project / "mlflow.db", exp, proc)
+    os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "worker process died" in err, err[-2000:]
     client, runs = runs_of(uri, exp)
-    assert client.get_run(victim.info.run_id).info.status == "KILLED"
+    assert client.get_run(victim_id).info.status == "KILLED"
     finished = {r.data.tags["mlhw.kind"] for r in runs if r.info.status == "FINISHED"} - {"suite", "mlp-sweep"}
     assert finished == {"mlp", "svm_soft"} and len(finished_per_hash(runs)) == 3, [
         (r.info.run_name, r.info.status) for r in runs
