@@ -383,10 +383,11 @@ def test_help_shows_no_type_for_flags_and_survives_a_closed_pipe(workdir):
     assert res.returncode == 1 and b"Traceback" not in res.stderr, res.stderr.decode()
 
 
-@pytest.mark.parametrize("width", [60, 80, 120])
+@pytest.mark.parametrize("width", [30, 40, 50, 60, 80, 120])
 def test_progress_rows_keep_their_counts_on_a_narrow_terminal(monkeypatch, width):
     """A long run name in the live display squeezed the bar, the count and the times out of both rows; at 60 and 80
-    columns each row then took two lines, its count and time cut ('vari…', '0:0…')."""
+    columns each row then took two lines, its count and time cut ('vari…', '0:0…'); at 30 and 40 the time was still
+    cut ('0:00:…'), and at 45-50 the bar shrank to one cell or none."""
     import io
 
     from rich.console import Console
@@ -407,6 +408,7 @@ def test_progress_rows_keep_their_counts_on_a_narrow_terminal(monkeypatch, width
     assert "7/35 runs" in rows[0] and "3/10 epochs" in rows[1] and "…" in rows[1], rows
     assert all(len(r) <= width and "0:00:00" in r for r in rows), rows  # the time taken, whole
     assert all(("-:--:--" in r) == (width >= 100) for r in rows), rows  # the time left only where there is room
+    assert all(any(c in r for c in "━╸╺") == (width >= 60) for r in rows), rows  # a bar only where it has room
 
 
 def test_runs_that_differ_in_network_or_batch_differ_by_name(workdir):

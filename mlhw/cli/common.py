@@ -368,23 +368,26 @@ def progress() -> Progress | PlainProgress:
 
     # Long texts are cut with an ellipsis, not wrapped: on an 80-column terminal a run's full name squeezed the
     # bar, the count and the times out of the row. The bar narrows with the terminal, and below 100 columns the time
-    # left goes: at 80 and 60 columns each bar took two lines, its count and times cut to "vari…", "0:0…".
-    narrow = err.width < 100
+    # left goes: at 80 and 60 columns each bar took two lines, its count and times cut to "vari…", "0:0…". Rich cuts
+    # every column alike once a row does not fit, counts and times too: below 60 columns the bar goes (at 50 it was
+    # one cell wide, at 45 none), below 45 the info text (at 40 and 30 the time read "0:00:…"); the count says the
+    # progress, and the description stays.
+    width = err.width
+    narrow = width < 100
 
     def cut(share: int) -> Column:
-        return Column(no_wrap=True, overflow="ellipsis", max_width=max(8, err.width * share // 10))
+        return Column(no_wrap=True, overflow="ellipsis", max_width=max(8, width * share // 10))
 
     whole = lambda: Column(no_wrap=True)  # noqa: E731 - a count or a time, never cut
     columns = [
         TextColumn("[bold]{task.description}", table_column=cut(3 if narrow else 4)),
-        BarColumn(bar_width=max(5, min(40, err.width // 8))),
+        BarColumn(bar_width=max(5, min(40, width // 8))) if width >= 60 else None,
         CountColumn(table_column=whole()),
-        TextColumn("{task.fields[info]}", table_column=cut(2)),
+        TextColumn("{task.fields[info]}", table_column=cut(2)) if width >= 45 else None,
         TimeElapsedColumn(table_column=whole()),
+        TimeRemainingColumn(table_column=whole()) if not narrow else None,
     ]
-    if not narrow:
-        columns.append(TimeRemainingColumn(table_column=whole()))
-    return Progress(*columns, console=err, transient=False)
+    return Progress(*(c for c in columns if c is not None), console=err, transient=False)
 
 
 def fmt(v, digits: int = 4) -> str:
