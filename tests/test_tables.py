@@ -207,6 +207,24 @@ def test_tables_in_place_and_from_a_moved_folder(ci_copy, workdir, monkeypatch):
     assert sorted(p.name for p in moved.iterdir()) == ["mlflow.db", "results"]
 
 
+def test_a_stopped_tables_names_the_folder_it_writes(ci_copy, workdir, monkeypatch):
+    """Ctrl-C during `mlhw tables --results-dir out`: the message named 'results/<profile>/', a placeholder, and not
+    the folder the options chose."""
+    from helpers import invoke
+
+    import mlhw.report
+
+    def stop(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.report, "write_report", stop)
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "out")
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip().splitlines() == [
+        f"interrupted (Ctrl-C): it starts no run; {workdir / 'out' / 'ci'}/ is as it was, or replaced whole"
+    ], res.stderr
+
+
 def test_tables_takes_only_the_report_options():
     from helpers import invoke
 

@@ -193,10 +193,11 @@ STARTS_OVER = (
 )
 
 
-def handles_errors(fn: Callable | None = None, *, stopped: str = STARTS_OVER) -> Callable:
+def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., str] = STARTS_OVER) -> Callable:
     """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130) and SIGTERM
     (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED; `stopped` says what
-    the interruption left (reproduce: that its next invocation resumes; ui: that the server is gone)."""
+    the interruption left (reproduce: that its next invocation resumes; ui: that the server is gone), or is called
+    with the command's options to say it (tables: the folder it writes, as --results-dir and --profile name it)."""
     if fn is None:
         return functools.partial(handles_errors, stopped=stopped)
 
@@ -220,7 +221,8 @@ def handles_errors(fn: Callable | None = None, *, stopped: str = STARTS_OVER) ->
         except KeyboardInterrupt as e:
             code = 143 if isinstance(e, Terminated) else 130
             typer.echo(
-                f"{'terminated (SIGTERM)' if code == 143 else 'interrupted (Ctrl-C)'}: {stopped}",
+                f"{'terminated (SIGTERM)' if code == 143 else 'interrupted (Ctrl-C)'}: "
+                + (stopped(**kwargs) if callable(stopped) else stopped),
                 err=True,
             )
             raise typer.Exit(code) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from mlhw.cli.common import Experiment, Profile, ResultsDir, TrackingUri, handles_errors, is_terminal, out
-from mlhw.layout import table_file
+from mlhw.layout import profile_folder, table_file
 
 
 def print_tables(tables, profile, path, findings=None) -> None:
@@ -32,7 +32,12 @@ def print_tables(tables, profile, path, findings=None) -> None:
     out.print(f"report: {path}")
 
 
-@handles_errors(stopped="no run was started; results/<profile>/ is as it was, or replaced whole")
+# the folder as the options name it: "results/<profile>/" read as a placeholder, and was wrong under --results-dir
+@handles_errors(
+    stopped=lambda profile="digits", results_dir="results", **_: (
+        f"it starts no run; {profile_folder(results_dir, profile)}/ is as it was, or replaced whole"
+    )
+)
 def tables(
     profile: Profile = "digits",
     tracking_uri: TrackingUri = None,
