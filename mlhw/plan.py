@@ -202,9 +202,10 @@ def _ended_parents(store: Store) -> list:
 
 
 def drop_empty_parents(profile: str, store: Store) -> int:
-    """Delete the suite parents of `profile` that a stop or a failure ended before any of their runs began: they
-    hold nothing but plan.json once `adopt` has moved the done runs under this reproduction's parents. A stopped
-    reproduce left one per suite it had not begun (6 of 8 in a walk-through) beside the new ones in the UI. A parent
+    """Delete the suite parents of `profile` that a stop or a failure ended and that hold no run once `adopt` has
+    moved the done runs under this reproduction's parents: those of suites that had not begun, and those whose
+    runs had all finished. They hold nothing but plan.json; a stopped reproduce left them (6 of 8 in a
+    walk-through) beside the new ones in the UI. A parent
     that holds a run (the one a stop killed, a failed one) stays, with it, as the record of that attempt. MLflow's
     deletion: the UI's 'Deleted' view still shows them, `mlflow gc` removes them. Returns how many."""
     dropped = 0
