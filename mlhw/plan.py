@@ -173,20 +173,20 @@ def member_tags(plan: Plan, p: Planned, before: dict[str, str] | None = None) ->
     }
 
 
-def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
+def adopt(plan: Plan, store: Store, parents: dict[str, str], ended: list) -> int:
     """The done runs a reproduction uses without training them (from an interrupted reproduce, another profile or
     a single command such as `mlhw mlp train`) join it: their tags name every suite and part they serve, and a run
     with no parent, or under a suite parent that a Ctrl-C or a failure ended (KILLED, FAILED), becomes a child of
     its first suite's parent run: a suite's FINISHED parent holds every run it reports, whichever attempt made it.
-    Returns how many runs changed."""
-    ended = {r.info.run_id for r in _ended_parents(store)}
+    `ended`: ended_parents(store). Returns how many runs changed."""
+    ended_ids = {r.info.run_id for r in ended}
     changed = 0
     for p in plan.distinct().values():
         if p.status != "done" or p.run_id is None:
             continue
         tags = {k: v for k, v in member_tags(plan, p, p.tags).items() if p.tags.get(k) != v}
         before = p.tags.get("mlflow.parentRunId")
-        if (before is None or before in ended) and parents.get(p.spec.suite) not in (None, before):
+        if (before is None or before in ended_ids) and parents.get(p.spec.suite) not in (None, before):
             tags["mlflow.parentRunId"] = parents[p.spec.suite]
         if tags:
             store.set_tags(p.run_id, tags)
@@ -195,21 +195,22 @@ def adopt(plan: Plan, store: Store, parents: dict[str, str]) -> int:
     return changed
 
 
-def _ended_parents(store: Store) -> list:
-    """The suite parent runs that a stop or a failure ended (KILLED, FAILED)."""
+def ended_parents(store: Store) -> list:
+    """The suite parent runs that a stop or a failure ended (KILLED, FAILED): one search, for adopt and
+    drop_empty_parents both (adopting a run changes none of them)."""
     found = store.search("tags.`mlhw.kind` = 'suite' and attributes.status != 'FINISHED'")
     return [r for r in found if r.info.status in ("KILLED", "FAILED")]
 
 
-def drop_empty_parents(profile: str, store: Store) -> int:
-    """Delete the suite parents of `profile` that a stop or a failure ended and that hold no run once `adopt` has
-    moved the done runs under this reproduction's parents: those of suites that had not begun, and those whose
-    runs had all finished. They hold nothing but plan.json; a stopped reproduce left them (6 of 8 in a
-    walk-through) beside the new ones in the UI. A parent
-    that holds a run (the one a stop killed, a failed one) stays, with it, as the record of that attempt. MLflow's
-    deletion: the UI's 'Deleted' view still shows them, `mlflow gc` removes them. Returns how many."""
+def drop_empty_parents(profile: str, store: Store, ended: list) -> int:
+    """Delete the suite parents of `profile` among `ended` (ended_parents) that hold no run once `adopt` has moved
+    the done runs under this reproduction's parents: those of suites that had not begun, and those whose runs had
+    all finished. They hold nothing but plan.json; a stopped reproduce left them (6 of 8 in a walk-through) beside
+    the new ones in the UI. A parent that holds a run (the one a stop killed, a failed one) stays, with it, as the
+    record of that attempt. MLflow's deletion: the UI's 'Deleted' view still shows them, `mlflow gc` removes them.
+    Returns how many."""
     dropped = 0
-    for r in _ended_parents(store):
+    for r in ended:
         if r.data.tags.get("mlhw.profile") != profile:
             continue
         if not store.search(f"tags.`mlflow.parentRunId` = '{r.info.run_id}'"):

@@ -330,14 +330,15 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
     and either (tables, report path, what fails its own check) or the one-line error of a report not written."""
     t0 = time.perf_counter()
     from mlhw.lifecycle import check_terminated
-    from mlhw.plan import adopt, drop_empty_parents, end_stale_runs
+    from mlhw.plan import adopt, drop_empty_parents, end_stale_runs, ended_parents
 
     check_terminated()  # before the suite parents exist: a SIGTERM swallowed during the checks ends it here
     end_stale_runs(plan, store, settings.stale_after)
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
-        adopt(plan, store, {s: log.run_id for s, log in parents.items()})
-        drop_empty_parents(plan.profile, store)
+        ended = ended_parents(store)
+        adopt(plan, store, {s: log.run_id for s, log in parents.items()}, ended)
+        drop_empty_parents(plan.profile, store, ended)
         work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
