@@ -582,6 +582,18 @@ def test_reproduce_refuses_unknown_names_and_bad_overrides(workdir, args, messag
     assert not (workdir / "mlflow.db").exists()
 
 
+def test_a_bad_mlhw_jobs_is_named_as_the_variable(workdir, monkeypatch):
+    """It read "--jobs 'two' (from MLHW_JOBS)": an option that was never given."""
+    from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+    path = write(workdir, BASE)
+    monkeypatch.setenv("MLHW_JOBS", "two")
+    assert_one_line_error(invoke("reproduce", "--file", path, "--profile", "p"), "MLHW_JOBS='two': a number of worker")
+    res = invoke("reproduce", "--file", path, "--profile", "p", "--jobs", "0")  # the option wins over the variable
+    assert_one_line_error(res, "--jobs '0': a number of worker processes (1 or more) or auto")
+    assert_nothing_created(workdir)
+
+
 def test_a_value_a_later_layer_replaces_is_not_the_files_error():
     """The check that refuses a base value no run takes refused valid input: a --set grid over a field the profile
     sets (`--set m.grid.epochs=[1,2]`, blaming the file), and a suite's base value that one profile grids, for

@@ -451,6 +451,9 @@ def test_jobs_comes_from_the_option_then_the_profile_then_auto(monkeypatch, requ
     with _Workers(executors.Settings("sqlite:///x.db", "e", device="cpu"), 2) as workers:
         workers.start(configs[:1], 1)  # one run left (after a Ctrl-C): no pool of two for it
         assert (workers.jobs, workers.said(), workers.pool) == (1, "one process (--jobs 2, but 1 unit of work)", None)
+    with _Workers(executors.Settings("sqlite:///x.db", "e", device="cpu"), 2, option="MLHW_JOBS") as workers:
+        workers.start(configs[:1], 1)
+        assert workers.said() == "one process (MLHW_JOBS=2, but 1 unit of work)"
 
 
 def test_jobs_auto_trains_a_plan_without_alexnet_in_one_process_and_says_why(project, monkeypatch):
@@ -489,6 +492,18 @@ def test_a_dry_run_says_how_many_workers_would_train(project, monkeypatch):
     )
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--dry-run", "--jobs", "1"])
     assert res.exit_code == 0 and "worker processes" not in res.stdout and not (project / "mlflow.db").exists()
+    # MLHW_JOBS, not --jobs, is named where the variable gave the number (it read "--jobs 99" with no --jobs given)
+    monkeypatch.setenv("MLHW_JOBS", "99")
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--dry-run"])
+    assert res.exit_code == 0 and re.fullmatch(
+        r"to train in \d+ worker processes \(MLHW_JOBS=99, but \d+ units of work\)", res.stdout.splitlines()[-1]
+    )
+    monkeypatch.setenv("MLHW_JOBS", "auto")
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--dry-run"])
+    assert res.exit_code == 0
+    assert res.stdout.splitlines()[-1] == "to train in 2 worker processes (MLHW_JOBS=auto: two on the CPU)"
+    res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--dry-run", "--jobs", "99"])
+    assert res.exit_code == 0 and "(--jobs 99, but" in res.stdout.splitlines()[-1]  # the option wins, and is named
 
 
 def test_a_pools_run_hands_out_its_units_in_queue_order(monkeypatch):

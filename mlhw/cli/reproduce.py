@@ -246,13 +246,13 @@ def n_runs(n: int) -> str:
     return f"{n} run" + "s" * (n != 1)
 
 
-def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, ray_address=None):
+def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, ray_address=None, option="--jobs"):
     """The parallel options checked before anything runs; returns --jobs read (a number, "auto", or None: the
-    profile's)."""
+    profile's). `option`: where `jobs` came from (--jobs, or MLHW_JOBS)."""
     from mlhw.errors import MLHWError
     from mlhw.store import sqlite_path
 
-    jobs = _parse_jobs(jobs)
+    jobs = _parse_jobs(jobs, option)
     from mlhw import lifecycle
 
     least = 1.5 * lifecycle.HEARTBEAT_SECONDS  # below a heartbeat's interval, live runs elsewhere would look dead
@@ -282,10 +282,9 @@ def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, r
     return jobs
 
 
-def _parse_jobs(text: str | None):
-    """--jobs (or MLHW_JOBS) as given: a number of worker processes, "auto", or None where neither is set."""
-    import os
-
+def _parse_jobs(text: str | None, option: str = "--jobs"):
+    """--jobs (or MLHW_JOBS) as given: a number of worker processes, "auto", or None where neither is set. `option`
+    names where the text came from, as the error names it: --jobs, or MLHW_JOBS."""
     from mlhw.errors import MLHWError
 
     if text is None:
@@ -294,8 +293,8 @@ def _parse_jobs(text: str | None):
     if value == "auto":
         return "auto"
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        where = " (from MLHW_JOBS)" if os.environ.get("MLHW_JOBS") == text else ""
-        raise MLHWError(f"--jobs {text!r}{where}: a number of worker processes (1 or more) or auto")
+        named = f"--jobs {text!r}" if option == "--jobs" else f"{option}={text!r}"
+        raise MLHWError(f"{named}: a number of worker processes (1 or more) or auto")
     return int(value)
 
 
@@ -591,8 +590,9 @@ class _Workers:
     failed after the start, Ctrl-C). `requested`: --jobs as given (a number, "auto", None: the profile's); `jobs` is
     the number of processes decided then (1 until then, and where nothing runs)."""
 
-    def __init__(self, settings, requested, local: bool = True):
+    def __init__(self, settings, requested, local: bool = True, option: str = "--jobs"):
         self.settings, self.requested, self.local = settings, requested, local
+        self.option = option  # where `requested` came from, as the line under the plan names it: --jobs or MLHW_JOBS
         self.jobs, self.why, self.pool, self.started = 1, "", None, False
 
     def decide(self, configs, profile_jobs) -> None:
@@ -604,14 +604,18 @@ class _Workers:
             self.jobs, self.why = 1, ""
         elif requested == "auto":
             self.jobs, self.why = auto_jobs(configs, self.settings.device)
-            self.why = f"--jobs auto: {self.why}"
+            auto = "--jobs auto" if self.requested is None or self.option == "--jobs" else f"{self.option}=auto"
+            self.why = f"{auto}: {self.why}"
         else:  # never more workers than units: each pays its start-up (2 for the one run left after a Ctrl-C: 14.6 s
             # for a run of 6.1 s)
             from mlhw.plan import unit_count
 
             units = unit_count(configs)
             self.jobs = max(1, min(requested, units))
-            given = f"--jobs {requested}" if self.requested is not None else f"the profile's jobs: {requested}"
+            if self.requested is None:
+                given = f"the profile's jobs: {requested}"
+            else:
+                given = f"--jobs {requested}" if self.option == "--jobs" else f"{self.option}={requested}"
             self.why = "" if self.requested is not None else given
             if self.jobs < requested:
                 self.why = f"{given}, but {units} unit{'s' if units != 1 else ''} of work"
@@ -827,6 +831,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
 
 @handles_errors(stopped=f"{RUNS_KILLED}; the next `mlhw reproduce` resumes")
 def reproduce(
+    ctx: typer.Context,
     profile: Profile = "digits",
     only: Only = None,
     set_: Set = None,
@@ -893,9 +898,11 @@ def reproduce(
     from mlhw.store import resolve_uri
 
     uri = resolve_uri(tracking_uri)
-    requested = _check_parallel_options(executor, jobs, stale_after, uri, ray_address)
+    # the line under the plan and an error name MLHW_JOBS where the variable, not --jobs, gave the number
+    option = "MLHW_JOBS" if getattr(ctx.get_parameter_source("jobs"), "name", "") == "ENVIRONMENT" else "--jobs"
+    requested = _check_parallel_options(executor, jobs, stale_after, uri, ray_address, option)
     settings = Settings(uri, experiment, data_dir, download, device, stale_after=stale_after, force=force)
-    with _Workers(settings, requested, local=executor == "local") as workers:
+    with _Workers(settings, requested, local=executor == "local", option=option) as workers:
         from mlhw import fingerprint_cache
 
         with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
