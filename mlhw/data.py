@@ -781,9 +781,19 @@ def _download(fetch, name: str, data_dir: Path, not_found: Callable[[str], DataN
             reason = f"{reason.rstrip()} {str(cause).splitlines()[0][:120] or type(cause).__name__}"
         if not_found is not None:
             raise not_found(reason) from None
-        raise DataNotFound(
-            f"{name} is not in {data_dir}/ and the download failed ({reason}): "
-            f"pass --data-dir DIR holding the files, or retry --download when online"
+        raise DataNotFound(  # CIFAR-10's: what load_cifar10 says offline, built here (its code is its runs' identity)
+            f"""{
+                f"{name} not found in {data_dir / CIFAR_FOLDER}/ (need data_batch_1..5 and test_batch; missing "
+                f"{', '.join(n for n in CIFAR_BATCHES if not (data_dir / CIFAR_FOLDER / n).is_file())})"
+                if name == "CIFAR-10" and not all((data_dir / CIFAR_FOLDER / n).is_file() for n in CIFAR_BATCHES)
+                else f"{name} is not in {data_dir}/"
+            }; the download failed ({reason}): pass --data-dir DIR holding {
+                CIFAR_FOLDER + "/" if name == "CIFAR-10" else "the files"
+            }, or retry --download when online{
+                f"; {data_dir} holds the batches itself: pass its parent, {data_dir.resolve().parent}"
+                if name == "CIFAR-10" and any((data_dir / n).is_file() for n in CIFAR_BATCHES)
+                else ""
+            }"""
         ) from None
 
 

@@ -124,6 +124,33 @@ def test_a_data_dir_naming_the_batches_own_folder_is_told_to_pass_its_parent(tmp
     assert "holds the batches itself" not in str(err.value)
 
 
+def test_an_offline_default_download_still_says_what_is_missing_and_where(tmp_path, monkeypatch):
+    """Without --download or --no-download a CIFAR-10 folder that is not complete is downloaded, and offline that
+    failed with 'CIFAR-10 is not in DIR/', nothing more: a --data-dir naming the batches' own folder (all six files
+    in it) or a folder missing test_batch alone read as if nothing were there. It now says what --no-download says,
+    and why the download did not help."""
+
+    def offline(data_dir):
+        raise RuntimeError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(datalib, "_fetch_cifar10", offline)
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar_batches(folder, per_batch=20, n_test=15)
+    with pytest.raises(datalib.DataNotFound) as err:
+        datalib.load_cifar10(folder)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"CIFAR-10 not found in {folder}/cifar-10-batches-py/ (need ")
+    assert "; the download failed (<urlopen error [Errno -2] Name or service not known>): pass --data-dir" in msg
+    assert msg.endswith(f"; {folder} holds the batches itself: pass its parent, {tmp_path.resolve()}")
+    (folder / "test_batch").unlink()
+    with pytest.raises(datalib.DataNotFound) as err:
+        datalib.load_cifar10(tmp_path)
+    assert f"CIFAR-10 not found in {folder}/ (need data_batch_1..5 and test_batch; missing test_batch); the " in str(
+        err.value
+    )
+    assert "holds the batches itself" not in str(err.value)
+
+
 def test_cifar_reader_rejects_bad_files(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar_batches(folder, per_batch=5, n_test=5)
