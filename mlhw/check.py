@@ -564,7 +564,11 @@ def to_rich(result: CheckResult, show_all: bool = False):
     if not rows:
         # the verdict itself is the command's last line (stderr): say here only what there is to see
         own = "; but results fail their own checks (below)" if result.unsound else ""
-        return Text(f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them){own}")
+        # the tables left out are said here too: without a table of rows, the caption that names them had no place
+        skipped = f"; not compared: {', '.join(result.skipped_tables)}" if result.skipped_tables else ""
+        return Text(
+            f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them){skipped}{own}"
+        )
     style = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
     t = Table(title=escape(result.summary()), title_justify="left")
     for h in COLUMNS:

@@ -471,6 +471,24 @@ def test_a_single_result_table_compares_its_numeric_columns_and_a_lost_row_fails
     assert "not compared: svm (two rows with the key" in C.to_text(res)
 
 
+def test_a_check_where_nothing_moved_still_names_the_tables_it_did_not_compare():
+    """`mlhw check` on a baseline without check.yaml (a fresh --results-dir) printed 'nothing moved beyond tolerance
+    (33 metrics compared ...)' and 'check passed', and never said that the SVM table, which its --help says is
+    compared too, was not: the tables left out were named in the caption of a table of rows, and with nothing
+    moved there is no such table (only --all and --json showed them)."""
+    from rich.console import Console
+
+    base = svm_tables()
+    res = C.compare(base, base, P.policy_from_dict({"tables": ["svm"]}))
+    assert res.passed and not res.rows and res.skipped_tables == ["svm (no mean/std columns)"]
+    console = Console(record=True, width=200)
+    console.print(C.to_rich(res))
+    assert (
+        "nothing moved beyond tolerance (0 metrics compared; --all lists them); not compared: svm (no mean/std "
+        "columns)" in console.export_text()
+    )
+
+
 def test_every_field_that_tells_two_svm_runs_apart_is_in_its_setting():
     """The setting is the svm table's key in `mlhw check`: a grid over bias or a subset size must not give two rows
     one key (the gate then crashed with exit 2 after every run had finished). The profiles' settings are as before."""
