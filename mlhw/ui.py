@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlhw.errors import MLHWError
-from mlhw.store import check_uri, resolve_uri
+from mlhw.store import check_uri, resolve_uri, sqlite_path
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
@@ -136,16 +136,31 @@ def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> str:
     return f"{base}/#/?workflowType=machine_learning"
 
 
+def new_store_note(uri: str) -> str | None:
+    """What to say where the UI's SQLite database does not exist yet: MLflow's server makes it, an empty store, and
+    `mlhw ui` run in another folder than the runs' showed an empty UI and left an mlflow.db there, saying nothing."""
+    db = sqlite_path(uri)
+    if db is None or db.exists():
+        return None
+    return (
+        f"{db.resolve()} did not exist: the UI shows a new, empty store; runs are logged where a command was run "
+        f"(start `mlhw ui` in that folder, or pass --tracking-uri sqlite:///PATH/mlflow.db)"
+    )
+
+
 def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = print) -> None:
     """Run the UI until it is stopped; `say` prints its status lines (the CLI's console)."""
     uri = resolve_uri(tracking_uri)
     check_uri(uri)
+    note = new_store_note(uri)  # before the server makes the file
     proc, log = start(uri, port)
     try:
         say(f"starting the MLflow UI for {uri} ...")
         url = experiment_url(uri, port)  # while the server starts: the URL is printed the moment it answers
         wait_healthy(proc, port, log)
         say(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log})")
+        if note:
+            say(note)
         # MLflow 3.17 keeps the view per browser, GenAI by default, whatever the experiment's kind (mlflow#24498)
         say("a run page in GenAI view: click 'Model training' (top left) once; the browser keeps it")
         code = proc.wait()  # it only ends when stopped: even code 0 here means it went away on its own

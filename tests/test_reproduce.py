@@ -1002,8 +1002,10 @@ def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
     out = "".join(lines)
     assert proc.returncode == 143, out
     assert f"MLflow UI: http://127.0.0.1:{port}/#/" in out  # printed by mlhw, once the server answers
-    # starting, the URL, the one click for the UI's view, terminated: the server's lines go to its log
-    assert len(out.strip().splitlines()) <= 4 and "Model training" in out, out
+    # starting, the URL, that the store is new (none here yet), the one click for the UI's view, terminated: the
+    # server's lines go to its log
+    assert f"{workdir.resolve()}/mlflow.db did not exist: the UI shows a new, empty store" in out
+    assert len(out.strip().splitlines()) <= 5 and "Model training" in out, out
     deadline = time.time() + 20
     while time.time() < deadline:
         procs = live_processes()
@@ -1014,6 +1016,20 @@ def test_ui_serves_the_store_on_localhost_and_leaves_no_process(workdir):
     assert not left, f"processes left behind: {left}"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_ui_says_when_its_store_is_a_new_one(workdir, monkeypatch):
+    """`mlhw ui` in a folder without mlflow.db (not the one the runs were logged in) showed an empty UI and left an
+    empty mlflow.db behind, saying nothing: MLflow's server makes the database. It now says so, once the UI is up."""
+    from mlhw import ui
+
+    assert ui.new_store_note("sqlite:///mlflow.db") == (
+        f"{workdir.resolve()}/mlflow.db did not exist: the UI shows a new, empty store; runs are logged where a "
+        "command was run (start `mlhw ui` in that folder, or pass --tracking-uri sqlite:///PATH/mlflow.db)"
+    )
+    (workdir / "mlflow.db").touch()
+    assert ui.new_store_note("sqlite:///mlflow.db") is None
+    assert ui.new_store_note("http://127.0.0.1:5000") is None
 
 
 def test_ui_on_a_port_in_use_is_one_line_not_a_url_to_another_store(workdir):
