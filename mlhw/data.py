@@ -781,15 +781,23 @@ def _download(fetch, name: str, data_dir: Path, not_found: Callable[[str], DataN
             reason = f"{reason.rstrip()} {str(cause).splitlines()[0][:120] or type(cause).__name__}"
         if not_found is not None:
             raise not_found(reason) from None
-        raise DataNotFound(  # CIFAR-10's: what load_cifar10 says offline, built here (its code is its runs' identity)
+        # CIFAR-10's words are built inside the raise (load_cifar10's code is its runs' identity, error messages
+        # not): what it says offline, and that an explicit --download failed beside files already complete
+        raise DataNotFound(
             f"""{
-                f"{name} not found in {data_dir / CIFAR_FOLDER}/ (need data_batch_1..5 and test_batch; missing "
+                f"{name}: --download failed ({reason}); {data_dir / CIFAR_FOLDER}/ holds all six batches already: "
+                "leave out --download to read them"
+                if name == "CIFAR-10" and all((data_dir / CIFAR_FOLDER / n).is_file() for n in CIFAR_BATCHES)
+                else f"{name} not found in {data_dir / CIFAR_FOLDER}/ (need data_batch_1..5 and test_batch; missing "
                 f"{', '.join(n for n in CIFAR_BATCHES if not (data_dir / CIFAR_FOLDER / n).is_file())})"
                 if name == "CIFAR-10" and not all((data_dir / CIFAR_FOLDER / n).is_file() for n in CIFAR_BATCHES)
                 else f"{name} is not in {data_dir}/"
-            }; the download failed ({reason}): pass --data-dir DIR holding {
-                CIFAR_FOLDER + "/" if name == "CIFAR-10" else "the files"
-            }, or retry --download when online{
+            }{
+                ""
+                if name == "CIFAR-10" and all((data_dir / CIFAR_FOLDER / n).is_file() for n in CIFAR_BATCHES)
+                else f"; the download failed ({reason}): pass --data-dir DIR holding "
+                f"{CIFAR_FOLDER + '/' if name == 'CIFAR-10' else 'the files'}, or retry --download when online"
+            }{
                 f"; {data_dir} holds the batches itself: pass its parent, {data_dir.resolve().parent}"
                 if name == "CIFAR-10" and any((data_dir / n).is_file() for n in CIFAR_BATCHES)
                 else ""

@@ -151,6 +151,24 @@ def test_an_offline_default_download_still_says_what_is_missing_and_where(tmp_pa
     assert "holds the batches itself" not in str(err.value)
 
 
+def test_an_explicit_download_that_fails_beside_complete_files_says_they_are_there(tmp_path, monkeypatch):
+    """--download offline, with all six batches in place, said 'CIFAR-10 is not in DIR/; the download failed': the
+    files were there, and only the forced download had failed."""
+
+    def offline(data_dir):
+        raise RuntimeError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(datalib, "_fetch_cifar10", offline)
+    write_cifar_batches(tmp_path / "cifar-10-batches-py", per_batch=20, n_test=15)
+    with pytest.raises(datalib.DataNotFound) as err:
+        datalib.load_cifar10(tmp_path, download=True)
+    assert str(err.value) == (
+        "CIFAR-10: --download failed (<urlopen error [Errno -2] Name or service not known>); "
+        f"{tmp_path}/cifar-10-batches-py/ holds all six batches already: leave out --download to read them"
+    )
+    assert len(datalib.load_cifar10(tmp_path, val_size=10).train) == 90  # and without it, they are read
+
+
 def test_cifar_reader_rejects_bad_files(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     write_cifar_batches(folder, per_batch=5, n_test=5)
