@@ -312,6 +312,10 @@ class MulticlassSVMConfig(_Config):
 
 # C=1e15 solves digits 3 vs 8 exactly; C=1e300 overflowed to an objective of inf with a "converged" solver
 MAX_C = 1e15
+# Below 1e-5 the optimum (w near 0, every sample inside the margin: 49.6% training error on digits 3 vs 8 from 1e-5
+# down) sinks under the solvers' absolute tolerances: C=1e-6 failed Q3(d)'s check (beta = 1 from the general QP),
+# C=1e-10 counted 0 support vectors, and C=1e-300 a dual above its primal, each beside "converged: yes"
+MIN_C = 1e-5
 
 
 class SoftSVMConfig(_Config):
@@ -327,6 +331,11 @@ class SoftSVMConfig(_Config):
     def _c_in_float64(cls, v):
         if v > MAX_C:
             raise ValueError(f"must be <= {MAX_C:g}: beyond it C x slack^2 overflows float64 (the objective read inf)")
+        if v < MIN_C:
+            raise ValueError(
+                f"must be >= {MIN_C:g}: below it w is near 0, every sample a margin violator, and the optimum under "
+                "the solvers' tolerances (their checks fail falsely)"
+            )
         return v
 
     bias: Literal["free", "regularized", "none"] = "free"

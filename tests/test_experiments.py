@@ -518,6 +518,7 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "p", "--set", "c.epochs=null"], "--set c.epochs: must be a valid integer (got null)"),
         # C=1e300 overflowed to an objective of inf beside "converged: yes"; width 1e-9 trained a 212-parameter AlexNet
         (["--profile", "p", "--set", "s.C=1e16"], "--set s.C: must be <= 1e+15: beyond it C x slack^2 overflows"),
+        (["--profile", "p", "--set", "s.C=1e-6"], "--set s.C: must be >= 1e-05: below it w is near 0, every"),
         (["--profile", "p", "--set", "c.width=0.01"], "--set c.width: must be >= 1/96 (0.01042): narrower, AlexNet's"),
         (["--profile", "p", "--set", "c.width=null"], "--set c.width: must be a valid number (got null)"),
         (["--profile", "p", "--stale-after", "5"], "--stale-after 5: must be at least 15 seconds"),

@@ -243,7 +243,8 @@ def soft(
         typer.Option(
             "--C",
             "-C",
-            help="Weight of the squared slacks, C/2 sum xi^2.",
+            help="Weight of the squared slacks, C/2 sum xi^2: from 1e-5 to 1e15 (beyond, the solvers' float64 gives "
+            "out).",
             rich_help_panel=TRAIN,
             show_default=default_of(SoftSVMConfig, "C"),
         ),
