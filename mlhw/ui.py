@@ -124,16 +124,18 @@ def stop(proc: subprocess.Popen) -> None:
             return
 
 
-def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> str:
-    """The experiment's runs in the UI's model-training view (MLflow 3 opens in GenAI mode without the parameter)."""
+def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> tuple[str, str | None]:
+    """The experiment's runs in the UI's model-training view (MLflow 3 opens in GenAI mode without the parameter),
+    and what to say where the store has no such experiment (the link is then the experiment list's)."""
     base = f"http://127.0.0.1:{port}"
     with contextlib.suppress(Exception):
         from mlhw.store import Store
 
-        store = Store(uri, experiment, create=False)
+        store = Store(uri, experiment, create=False, read_only=True)
         if store.experiment_id is not None:
-            return f"{base}/#/experiments/{store.experiment_id}/runs?workflowType=machine_learning"
-    return f"{base}/#/?workflowType=machine_learning"
+            return f"{base}/#/experiments/{store.experiment_id}/runs?workflowType=machine_learning", None
+    note = f"no experiment {experiment!r} in {uri} (--experiment names another): the link opens the experiment list"
+    return f"{base}/#/?workflowType=machine_learning", note
 
 
 def new_store_note(uri: str) -> str | None:
@@ -148,19 +150,22 @@ def new_store_note(uri: str) -> str | None:
     )
 
 
-def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = print) -> None:
-    """Run the UI until it is stopped; `say` prints its status lines (the CLI's console)."""
+def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = print, experiment: str = "mlhw") -> None:
+    """Run the UI until it is stopped, its link on `experiment`'s runs; `say` prints its status lines (the CLI's
+    console)."""
     uri = resolve_uri(tracking_uri)
     check_uri(uri)
     note = new_store_note(uri)  # before the server makes the file
     proc, log = start(uri, port)
     try:
         say(f"starting the MLflow UI for {uri} ...")
-        url = experiment_url(uri, port)  # while the server starts: the URL is printed the moment it answers
+        url, missing = experiment_url(uri, port, experiment)  # while the server starts: printed once it answers
+        missing = None if note else missing  # a new store has no experiment: its own note says why
         wait_healthy(proc, port, log)
         say(f"MLflow UI: {url}  (Ctrl-C to stop; server log: {log})")
-        if note:
-            say(note)
+        for line in (note, missing):
+            if line:
+                say(line)
         # MLflow 3.17 keeps the view per browser, GenAI by default, whatever the experiment's kind (mlflow#24498)
         say("a run page in GenAI view: click 'Model training' (top left) once; the browser keeps it")
         code = proc.wait()  # it only ends when stopped: even code 0 here means it went away on its own

@@ -1032,6 +1032,24 @@ def test_ui_says_when_its_store_is_a_new_one(workdir, monkeypatch):
     assert ui.new_store_note("http://127.0.0.1:5000") is None
 
 
+def test_ui_links_the_experiment_it_is_asked_for(workdir):
+    """`mlhw ui` had no --experiment: its link opened mlhw's runs, even for runs logged with --experiment other."""
+    from mlhw import ui
+    from mlhw.store import Store
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    other = Store(uri, "other").experiment_id
+    assert other is not None and other != Store(uri, "mlhw").experiment_id
+    assert ui.experiment_url(uri, 5001, "other") == (
+        f"http://127.0.0.1:5001/#/experiments/{other}/runs?workflowType=machine_learning",
+        None,
+    )
+    url, note = ui.experiment_url(uri, 5001, "nope")
+    assert url == "http://127.0.0.1:5001/#/?workflowType=machine_learning"
+    assert note == f"no experiment 'nope' in {uri} (--experiment names another): the link opens the experiment list"
+    assert Store(uri, "nope", create=False).experiment_id is None  # asked, not made
+
+
 def test_ui_on_a_port_in_use_is_one_line_not_a_url_to_another_store(workdir):
     """The second server died with 'address already in use' in its log while the first answered /health: mlhw
     printed a URL that opened the other store, and exited 0."""

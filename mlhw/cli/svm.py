@@ -176,7 +176,7 @@ def multiclass(
                 store,
                 source,
                 None,
-                lambda s, r: bar.update(task, completed=s, info=f"f {r['objective']:.4f} err {r['train_error']:.4f}"),
+                lambda s, r: bar.update(task, completed=s, info=f"f {r['objective']:.4g} err {r['train_error']:.4f}"),
             )
     else:
         n, k = len(data.train), data.n_classes

@@ -6,18 +6,20 @@ from typing import Annotated
 
 import typer
 
-from mlhw.cli.common import TrackingUri, handles_errors, out
+from mlhw.cli.common import Experiment, TrackingUri, handles_errors, out
 
 
 @handles_errors(stopped="the MLflow UI server is stopped")
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
     tracking_uri: TrackingUri = None,
+    experiment: Experiment = "mlhw",
 ):
-    """Start the MLflow UI on this project's tracking store, bound to 127.0.0.1; Ctrl-C stops it."""
+    """Start the MLflow UI on this project's tracking store, bound to 127.0.0.1, its link on the experiment's runs;
+    Ctrl-C stops it."""
     from mlhw.errors import MLHWError
     from mlhw.ui import serve
 
     if not 1 <= port <= 65535:
         raise MLHWError(f"--port {port}: must be 1..65535")
-    serve(tracking_uri, port, lambda line: out.print(line, highlight=False, soft_wrap=True))
+    serve(tracking_uri, port, lambda line: out.print(line, highlight=False, soft_wrap=True), experiment)
