@@ -78,8 +78,11 @@ def test_soft_svm_report(workdir):
     assert rep["q3a_relative_difference"] < 1e-8 and rep["liblinear_relative_difference"] < 1e-6
     assert rep["primal_objective"] == pytest.approx(rep["dual_objective"], rel=1e-10)
     assert 0 < rep["support_vectors"] < rep["n_train"]
+    # yes/no results are JSON's booleans (they read 1.0), numbers in the store
+    assert rep["converged"] is True and rep["primal_converged"] is True and rep["qp_dual_success"] is True
     client, (run,) = runs_of(uri)
     assert run.data.tags["mlhw.part"] == "svm.q3" and run.data.params["classes"] == "[3, 8]"
+    assert run.data.metrics["solution/converged"] == 1.0
     assert run.data.tags["mlflow.note.content"].startswith("Q3: soft SVM")  # the UI's description of the run
     assert not (workdir / "results").exists()
 

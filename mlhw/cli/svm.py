@@ -80,6 +80,8 @@ def _report(title: str, rows: list[tuple[str, object]], as_json: bool, record: d
         emit_json(record)
 
 
+# Q3's yes/no results: 1.0 and 0.0 in the store (MLflow's metrics are numbers), true and false in --json
+SOFT_FLAGS = ("converged", "primal_converged", "qp_dual_success")
 LARGE_Q1 = 50_000  # samples x classes from which the exact Q1 says what it solves (digits 12,970; MNIST 500,000)
 # samples x features from which Q3 shows its stages as they go (digits 3 vs 8: 18,525; 977 MNIST 3s and 8s: 767,922)
 LARGE_Q3 = 100_000
@@ -344,7 +346,7 @@ def soft(
         f"C = {cfg.C:g}, bias {cfg.bias}",
         rows,
         as_json,
-        {"part": "svm.q3", "dataset": data.name, **rep},
+        {"part": "svm.q3", "dataset": data.name, **rep} | {k: bool(rep[k]) for k in SOFT_FLAGS if k in rep},
         store,
     )
     why = soft_failure(rep)  # its numbers are not an optimum: a script must not take them as one
