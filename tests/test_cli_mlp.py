@@ -305,6 +305,19 @@ def test_bad_input_is_one_line_exit_2_and_nothing_logged(workdir, args, culprit)
     assert_nothing_created(workdir)
 
 
+def test_data_not_found_in_mlhw_data_dirs_folder_names_the_variable(workdir, monkeypatch):
+    """The message says "pass --data-dir DIR": a user who set MLHW_DATA_DIR, and passed no --data-dir, was left to
+    guess where the folder came from."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    (workdir / "empty").mkdir()
+    monkeypatch.setenv("MLHW_DATA_DIR", "empty")
+    res = invoke("mlp", "train", "--dataset", "mnist", "--no-download", "--tracking-uri", uri)
+    assert assert_one_line_error(res, "MNIST not found in empty/").endswith(" (the folder empty is MLHW_DATA_DIR's)")
+    res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", "other", "--no-download", "--tracking-uri", uri)
+    assert "MLHW_DATA_DIR" not in assert_one_line_error(res, "MNIST not found in other/")  # --data-dir's folder
+    assert_nothing_created(workdir)
+
+
 @pytest.mark.parametrize(
     "lrs, culprit",
     [

@@ -209,7 +209,7 @@ def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., s
         try:
             return fn(*args, **kwargs)
         except MLHWError as e:
-            typer.echo(f"error: {e}", err=True)
+            typer.echo(f"error: {e}{_whose_data_dir(e, kwargs.get('data_dir'))}", err=True)
             raise typer.Exit(2) from None
         except MemoryError as e:  # numpy's "Unable to allocate 5.27 GiB for an array ...": a 60-line traceback before
             typer.echo(
@@ -231,6 +231,16 @@ def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., s
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _whose_data_dir(e: MLHWError, data_dir) -> str:
+    """Data not found in a folder that MLHW_DATA_DIR, not --data-dir, named: the message's "pass --data-dir DIR"
+    left a user who never passed one looking for where the folder came from."""
+    from mlhw.errors import DataNotFound
+
+    if isinstance(e, DataNotFound) and data_dir is not None and data_dir == os.environ.get("MLHW_DATA_DIR"):
+        return f" (the folder {data_dir} is MLHW_DATA_DIR's)"
+    return ""
 
 
 def _on_sigterm():
