@@ -19,6 +19,7 @@ def test_theory_all_pass_and_logged(workdir):
     assert len(rows) == 41 and all(r["passed"] for r in rows)
     assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
     client, (run,) = runs_of(uri)
+    assert {r["run_id"] for r in rows} == {run.info.run_id}
     assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["mlhw.checks_failed"] == "0"
     assert run.data.tags["mlhw.checks_passed"] == "41" and run.data.tags["mlhw.kind"] == "theory"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]

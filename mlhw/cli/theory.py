@@ -38,8 +38,8 @@ def theory(
     checks = done.result
     table = theory_table([c.row() for c in checks])
     if as_json:
-        for c in checks:
-            emit_json(c.row())
+        for c in checks:  # each line names its run, as the other commands' --json lines do
+            emit_json(c.row() | {"run_id": done.run_id})
     failed = sum(not c.passed for c in checks)
     console = err if as_json else out
     console.print(to_rich(table.display, table.title))
