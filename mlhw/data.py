@@ -790,7 +790,7 @@ def _download(fetch, name: str, data_dir: Path, not_found: Callable[[str], DataN
                 if name == "CIFAR-10" and all((data_dir / CIFAR_FOLDER / n).is_file() for n in CIFAR_BATCHES)
                 else f"{name} not found in {data_dir / CIFAR_FOLDER}/ (need data_batch_1..5 and test_batch; missing "
                 f"{', '.join(n for n in CIFAR_BATCHES if not (data_dir / CIFAR_FOLDER / n).is_file())})"
-                if name == "CIFAR-10" and not all((data_dir / CIFAR_FOLDER / n).is_file() for n in CIFAR_BATCHES)
+                if name == "CIFAR-10"
                 else f"{name} is not in {data_dir}/"
             }{
                 ""
