@@ -282,6 +282,11 @@ def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, r
     return jobs
 
 
+def _as_given(option: str, value) -> str:
+    """A --jobs value as the user gave it: `--jobs 2`, or `MLHW_JOBS=2` where the variable gave it."""
+    return f"--jobs {value}" if option == "--jobs" else f"{option}={value}"
+
+
 def _parse_jobs(text: str | None, option: str = "--jobs"):
     """--jobs (or MLHW_JOBS) as given: a number of worker processes, "auto", or None where neither is set. `option`
     names where the text came from, as the error names it: --jobs, or MLHW_JOBS."""
@@ -293,8 +298,7 @@ def _parse_jobs(text: str | None, option: str = "--jobs"):
     if value == "auto":
         return "auto"
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
-        named = f"--jobs {text!r}" if option == "--jobs" else f"{option}={text!r}"
-        raise MLHWError(f"{named}: a number of worker processes (1 or more) or auto")
+        raise MLHWError(f"{_as_given(option, repr(text))}: a number of worker processes (1 or more) or auto")
     return int(value)
 
 
@@ -604,18 +608,14 @@ class _Workers:
             self.jobs, self.why = 1, ""
         elif requested == "auto":
             self.jobs, self.why = auto_jobs(configs, self.settings.device)
-            auto = "--jobs auto" if self.requested is None or self.option == "--jobs" else f"{self.option}=auto"
-            self.why = f"{auto}: {self.why}"
+            self.why = f"{_as_given('--jobs' if self.requested is None else self.option, 'auto')}: {self.why}"
         else:  # never more workers than units: each pays its start-up (2 for the one run left after a Ctrl-C: 14.6 s
             # for a run of 6.1 s)
             from mlhw.plan import unit_count
 
             units = unit_count(configs)
             self.jobs = max(1, min(requested, units))
-            if self.requested is None:
-                given = f"the profile's jobs: {requested}"
-            else:
-                given = f"--jobs {requested}" if self.option == "--jobs" else f"{self.option}={requested}"
+            given = f"the profile's jobs: {requested}" if self.requested is None else _as_given(self.option, requested)
             self.why = "" if self.requested is not None else given
             if self.jobs < requested:
                 self.why = f"{given}, but {units} unit{'s' if units != 1 else ''} of work"
