@@ -55,6 +55,9 @@ def import_mlflow():
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # MLFLOW_TRACKING_URI=databricks without credentials: "WARNING ... Falling back to legacy authentication" came
+    # before mlhw's own one-line error, whose message already carries MLflow's reason
+    logging.getLogger("mlflow.utils.databricks_utils").setLevel(logging.ERROR)
     return mlflow
 
 

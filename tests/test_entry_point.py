@@ -106,3 +106,19 @@ def test_a_process_ends_with_a_thread_pool_it_never_shut_down():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 3 and done.stdout.strip() == "42", done.stderr
+
+
+def test_a_databricks_uri_without_credentials_is_one_line(tmp_path):
+    """MLflow's own warning ("Failed to create databricks SDK workspace client ... Falling back to legacy
+    authentication") came first, a line of its own before mlhw's error."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")}
+    env |= {"MLFLOW_TRACKING_URI": "databricks", "HOME": str(tmp_path)}  # no ~/.databrickscfg
+    code = "import sys; from mlhw.cli import main; sys.argv[0] = 'mlhw'; main()"
+    res = subprocess.run(
+        [sys.executable, "-c", code, "svm", "soft"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
+    )
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("error: $MLFLOW_TRACKING_URI databricks: ") and res.stderr.count("\n") == 1, res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing made: no store, no results
