@@ -34,7 +34,7 @@ from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
 from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
-from mlhw.store import Store
+from mlhw.store import Store, signals_deferred
 
 SUITE_ORDER = [
     "mlp_lr_sweep",
@@ -343,7 +343,12 @@ def write_report(
         if stamp and not missing and not self_check_failures(done):
             record |= {"suites": stamp, "sound": True}  # (older stamps lack "sound": compiled again)
         _write(tmp / STAMP, json.dumps(record, indent=1, sort_keys=True) + "\n")
-        _replace(tmp, final)
+        try:  # Ctrl-C between _replace's two renames left no results/<profile>/ at all, the old one hidden
+            with signals_deferred():
+                _replace(tmp, final)
+        except KeyboardInterrupt as stop:  # held until the swap was done: the folder is the new one
+            stop.replaced = final
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return tables, final / REPORT, done, found

@@ -1,5 +1,8 @@
 """The table builder against numpy, and its renderings."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -221,8 +224,55 @@ def test_a_stopped_tables_names_the_folder_it_writes(ci_copy, workdir, monkeypat
     res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "out")
     assert res.exit_code == 130, res.output
     assert res.stderr.strip().splitlines() == [
-        f"interrupted (Ctrl-C): it starts no run; {workdir / 'out' / 'ci'}/ is as it was, or replaced whole"
+        f"interrupted (Ctrl-C): it starts no run; {workdir / 'out' / 'ci'}/ is as it was"
     ], res.stderr
+
+
+def test_ctrl_c_at_the_swap_waits_for_it(ci_copy, workdir, monkeypatch):
+    """A Ctrl-C between the two renames that swap the new folder in left no results/<profile>/ at all (the old one
+    hidden as .ci.old-PID), and the message said "as it was, or replaced whole". The swap now finishes first."""
+    import signal
+
+    from helpers import invoke
+
+    import mlhw.report
+
+    first = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "out")
+    assert first.exit_code == 0, first.output
+    folder = workdir / "out" / "ci"
+    (folder / "REPORT.md").write_text("old\n")  # to tell the new folder from the old
+    real, calls = os.replace, []
+
+    def replace(src, dst):  # Ctrl-C arrives as the old folder is moved aside
+        if Path(dst).parent == workdir / "out":  # (figures are saved by a rename too)
+            calls.append(Path(dst).name)
+            if len(calls) == 1:
+                signal.raise_signal(signal.SIGINT)
+        real(src, dst)
+
+    monkeypatch.setattr(mlhw.report.os, "replace", replace)
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "out")
+    assert res.exit_code == 130, res.output
+    assert calls == [f".ci.old-{os.getpid()}", "ci"]
+    assert res.stderr.strip().splitlines() == [
+        f"interrupted (Ctrl-C): it starts no run; {folder}/ is written anew, whole"
+    ], res.stderr
+    assert (folder / "REPORT.md").read_text().startswith("# ") and sorted(os.listdir(workdir / "out")) == ["ci"]
+
+
+def test_ctrl_c_while_printing_says_the_folder_is_written(ci_copy, workdir, monkeypatch):
+    from helpers import invoke
+
+    import mlhw.cli.tables
+
+    def stop(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.cli.tables, "print_tables", stop)
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "out")
+    assert res.exit_code == 130, res.output
+    assert res.stderr.strip().endswith(f"{workdir / 'out' / 'ci'}/ is written anew, whole"), res.stderr
+    assert (workdir / "out" / "ci" / "REPORT.md").is_file()
 
 
 def test_tables_takes_only_the_report_options():

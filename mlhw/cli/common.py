@@ -222,7 +222,8 @@ def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., s
             code = 143 if isinstance(e, Terminated) else 130
             typer.echo(
                 f"{'terminated (SIGTERM)' if code == 143 else 'interrupted (Ctrl-C)'}: "
-                + (stopped(**kwargs) if callable(stopped) else stopped),
+                # a command that knows more at the moment it was stopped says it on the exception (`mlhw tables`)
+                + (getattr(e, "stopped", None) or (stopped(**kwargs) if callable(stopped) else stopped)),
                 err=True,
             )
             raise typer.Exit(code) from None

@@ -32,10 +32,11 @@ def print_tables(tables, profile, path, findings=None) -> None:
     out.print(f"report: {path}")
 
 
-# the folder as the options name it: "results/<profile>/" read as a placeholder, and was wrong under --results-dir
+# the folder as the options name it: "results/<profile>/" read as a placeholder, and was wrong under --results-dir.
+# Stopped before the new folder is swapped in (one rename, which a Ctrl-C waits for), it is as it was
 @handles_errors(
     stopped=lambda profile="digits", results_dir="results", **_: (
-        f"it starts no run; {profile_folder(results_dir, profile)}/ is as it was, or replaced whole"
+        f"it starts no run; {profile_folder(results_dir, profile)}/ is as it was"
     )
 )
 def tables(
@@ -60,5 +61,12 @@ def tables(
     from mlhw.plan import stamp_keys
 
     # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
-    tables_, path, _, found = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
-    print_tables(tables_, profile, path, found)
+    written = False
+    try:
+        tables_, path, _, found = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
+        written = True
+        print_tables(tables_, profile, path, found)
+    except KeyboardInterrupt as stop:
+        if written or getattr(stop, "replaced", None):  # (it said "as it was, or replaced whole": which?)
+            stop.stopped = f"it starts no run; {profile_folder(results_dir, profile)}/ is written anew, whole"
+        raise
