@@ -285,6 +285,29 @@ def test_part1c_compares_with_the_seed_only_at_the_assignments_settings():
     ]
 
 
+def test_runs_on_files_that_are_not_the_official_ones_are_not_compared_with_the_write_up():
+    """Synthetic MNIST or CIFAR-10 files (the tests' tiny ones, benchmarks/gpu_paper.sh's random pixels) at the
+    assignment's settings: `mlp train` said the write-up's 93.97% does not apply, while REPORT.md put it beside
+    chance accuracy as 'far higher than a run here typically gives' and gave the tables a reference column."""
+    full = {"dataset": "mnist", "epochs": 30, "train_size": None, "hidden": [40], "lr": 0.1, "batch_size": 10}
+    fake = [full | {"seed": s, "test_acc": 0.1, "dataset_files": "not the official files"} for s in (8, 9)]
+    f = F.part1c(fake)
+    assert f.evidence["compared_with_reference"] is False and "outside" not in f.answer
+    assert "dataset_files=not the official files (the assignment's: official)" in f.answer
+    real = [r | {"dataset_files": "official", "test_acc": 0.94 + 0.001 * i} for i, r in enumerate(fake)]
+    assert F.part1c(real).evidence["compared_with_reference"] is True
+    assert F.off_reference(real[:1] + fake[1:], "mlp") == [
+        "dataset_files=not the official files in 1 of 2 runs (the assignment's: official)"
+    ]
+    recs = [
+        cnn_run(v, s, [0.1, 0.1], dataset="cifar10") | {"dataset_files": "not the official files"}
+        for v in ("sgd-0.005", "adam-5e-05")
+        for s in range(2)
+    ]
+    f = F.part2_pair(recs, "a")
+    assert "reference_checks" not in f.evidence and not any("write-up" in d for d in f.details)
+
+
 # --- Part 2 ---------------------------------------------------------------------------------------------
 
 

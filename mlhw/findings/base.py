@@ -150,6 +150,15 @@ def off_reference(records: list[dict], kind: str) -> list[str]:
         if seen - {json.dumps(ref[name])}:
             values = sorted(json.loads(v) for v in seen if v != json.dumps(ref[name]))
             out.append(f"{name}={', '.join(str(v) for v in values)} (the assignment's: {ref[name]})")
+    # Files in the official format with other content (synthetic, a benchmark's random pixels: the run's tag
+    # mlhw.dataset_files) are no measurement of the write-up's setting, whatever the config: `mlp train` already
+    # says the write-up's number "does not apply" to them (cli.mlp.reference_line); the report must not compare
+    from mlhw.data import NOT_OFFICIAL, OFFICIAL
+
+    other = sum(1 for r in records if r.get("dataset_files") == NOT_OFFICIAL)
+    if other:
+        some = "" if other == len(records) else f" in {other} of {len(records)} runs"
+        out.append(f"dataset_files={NOT_OFFICIAL}{some} (the assignment's: {OFFICIAL})")
     return out
 
 
