@@ -246,7 +246,15 @@ def _run_note(plan: Plan, p: Planned) -> str:
     the SGD run alone read as the run's own)."""
     suite = plan.descriptions.get(p.spec.suite, "")
     what = f"{p.spec.label}: one run of {p.spec.suite}" if p.spec.label else f"The one run of {p.spec.suite}"
-    return what + (f" ({suite})" if suite else "")
+    note = what + (f" ({suite})" if suite else "")
+    # a run shared by suites sits under its first suite's parent alone: the digits Adam 5e-5 run said "one run of
+    # cnn_optimizers (Part 2 (a) ...)" only, though the cnn_adam_lr and cnn_batchnorm parents link to it as theirs
+    also = [s for s in dict.fromkeys(q.spec.suite for q in plan.serves(p.identity)) if s != p.spec.suite]
+    if also:
+        named = [f"{s} ({plan.descriptions[s]})" if plan.descriptions.get(s) else s for s in also]
+        listed = " and ".join([", ".join(named[:-1]), named[-1]] if len(named) > 1 else named)
+        note += f"; also a run of {listed}, whose parent {'runs link' if len(also) > 1 else 'run links'} here"
+    return note
 
 
 def unit_count(configs) -> int:

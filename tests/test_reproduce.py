@@ -1216,6 +1216,31 @@ def test_a_suite_parent_says_where_its_shared_runs_are():
     assert _parent_note(plan, "full", links).split("\n\n")[2] == "- [seed 8](#/experiments/1/runs/r8) (under sweep)"
 
 
+def test_a_shared_run_says_every_suite_it_is_a_run_of():
+    """A run shared by suites is the child of its first suite's parent alone: its description named that suite
+    only (digits' Adam 5e-5 runs read "one run of cnn_optimizers (Part 2 (a) ...)" though the cnn_adam_lr and
+    cnn_batchnorm parents link to them as theirs); it now names the others too."""
+    from types import SimpleNamespace
+
+    from mlhw.plan import Plan, Planned, _run_note
+
+    def planned(suite, identity, label):
+        return Planned(SimpleNamespace(suite=suite, label=label), identity)
+
+    entries = [planned("opt", "adam", "Adam lr=5e-5"), planned("opt", "sgd", "SGD lr=0.005")]
+    entries += [planned("lr", "adam", "Adam lr=5e-5"), planned("bn", "adam", "Adam lr=5e-5, BN")]
+    entries += [planned("sweep", "a", "lr=0.1"), planned("full", "a", "seed 8"), planned("theory", "t", "")]
+    plan = Plan("digits", entries, descriptions={"opt": "Part 2 (a)", "lr": "Part 2 (b)", "sweep": "Part 1 (b)"})
+    assert _run_note(plan, entries[0]) == (
+        "Adam lr=5e-5: one run of opt (Part 2 (a)); also a run of lr (Part 2 (b)) and bn, whose parent runs link here"
+    )
+    assert _run_note(plan, entries[1]) == "SGD lr=0.005: one run of opt (Part 2 (a))"  # not shared: as before
+    assert _run_note(plan, entries[4]) == (
+        "lr=0.1: one run of sweep (Part 1 (b)); also a run of full, whose parent run links here"
+    )
+    assert _run_note(plan, entries[6]) == "The one run of theory"
+
+
 def _with_cifar_suite(light):
     """LIGHT plus a CNN suite on CIFAR-10 (the profile's override of the digits default)."""
     exp = yaml.safe_load((light / "exp.yaml").read_text())
