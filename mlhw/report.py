@@ -496,7 +496,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     if figures:
         lines += ["## Figures", ""]
         for caption, name in figures:
-            lines += [f"![{caption}]({FIGURES}/{name})", "", f"*{caption}*", ""]
+            lines += [_figure_line(caption, name), "", f"*{caption}*", ""]
     import mlflow
 
     spans = group_spans(records.values())
@@ -530,6 +530,26 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     if missing:
         lines += ["", missing_sentence(missing)]
     return "\n".join(lines) + "\n"
+
+
+def _figure_line(caption: str, name: str) -> str:
+    return f"![{caption}]({FIGURES}/{name})"
+
+
+def report_in_run(text: str, specs, suite: str, parent_links: dict[str, str]) -> str:
+    """REPORT.md as a suite's parent run logs it. MLflow's viewer shows no images: each figure read as a raw
+    "[caption](figures/x.png)" line, and three of the four are another parent's artifacts. Each figure line says
+    where the figure is instead: this run's artifacts, or the parent run of its suite (`parent_links`: suite ->
+    the UI's link to that run). `specs`: figure_specs's (suite, file name, caption, draw)."""
+    for s, name, caption, _ in specs:
+        if s == suite:
+            where = "this run's artifacts"
+        elif s in parent_links:
+            where = f"the artifacts of [{s}'s parent run]({parent_links[s]})"
+        else:
+            where = f"the artifacts of {s}'s parent run"
+        text = text.replace(_figure_line(caption, name), f"Figure `{FIGURES}/{name}`: in {where}.")
+    return text
 
 
 def missing_sentence(missing: list[Entry]) -> str:

@@ -388,9 +388,19 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
         }
         assert {"plan.json", "REPORT.md", f"tables/{table}.md", f"tables/{table}.csv"} <= arts, arts
         assert ("figures/mlp_lr_sweep.png" in arts) == (suite == "mlp_lr_sweep")
-        # the whole report, in the UI as on disk (it was only in results/)
+        # the whole report, in the UI as on disk (it was only in results/), but for its figure: MLflow's viewer
+        # shows no image (it read "[caption](figures/mlp_lr_sweep.png)"), so the line says where the figure is
         report = client.download_artifacts(run_id, "REPORT.md", str(light / "dl" / f"r-{suite}"))
-        assert Path(report).read_text() == (light / "results" / "tiny" / "REPORT.md").read_text()
+        on_disk = (light / "results" / "tiny" / "REPORT.md").read_text()
+        image = "![Part 1 (b): training accuracy, training loss and test accuracy per epoch](figures/mlp_lr_sweep.png)"
+        sweep_link = f"#/experiments/{parents[suite].info.experiment_id}/runs/{parents['mlp_lr_sweep'].info.run_id}"
+        where = (
+            "this run's artifacts"
+            if suite == "mlp_lr_sweep"
+            else f"the artifacts of [mlp_lr_sweep's parent run]({sweep_link})"
+        )
+        assert on_disk.count(image) == 1
+        assert Path(report).read_text() == on_disk.replace(image, f"Figure `figures/mlp_lr_sweep.png`: in {where}.")
         children = [r for r in all_runs if r.data.tags.get("mlflow.parentRunId") == run_id]
         assert len(children) == n_children and all(c.info.status == "FINISHED" for c in children)
         local = Path(client.download_artifacts(run_id, "plan.json", str(light / "dl" / suite)))

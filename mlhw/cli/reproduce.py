@@ -783,7 +783,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
     """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
     import json
 
-    from mlhw.report import COMPILED_TAG, figure_specs, write_report
+    from mlhw.report import COMPILED_TAG, figure_specs, report_in_run, write_report
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
@@ -797,6 +797,9 @@ def _compile(plan, store, results_dir, dev, parents, description):
     from mlhw.tables import SUITE_TABLES, headline
 
     specs = figure_specs(done)
+    parent_links = {}
+    if store.experiment_id is not None:
+        parent_links = {s: f"#/experiments/{store.experiment_id}/runs/{log.run_id}" for s, log in parents.items()}
     # every parent this report came from, new or reused, says so: `mlhw tables` takes the profile's suites from
     # the latest (a suite removed from the profile stays out, though its older parent is still FINISHED)
     compiled = {"mlhw.profile_suites": json.dumps(plan.all_suites), COMPILED_TAG: utc_stamp()}
@@ -811,7 +814,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
             tags["mlflow.note.content"] = _parent_note(plan, suite, links)
         log.set_tags(tags)  # (and sends the metric)
         if path.is_file():  # the whole report, readable in the UI beside the suite's own tables and figure
-            log.log_artifact(path)
+            log.log_text(report_in_run(path.read_text(), specs, suite, parent_links), REPORT)
         if t is not None:  # the files the report wrote, as they are on disk
             for ext in TABLE_FORMATS:
                 if (f := table_file(path.parent, t.name, ext)).is_file():
