@@ -312,7 +312,9 @@ def run_svm_multiclass(job: Job, store: Store, source: DataSource, claim=None, o
         report = svm.multiclass_report(
             Xtr, data.train.y, Xte, data.test.y, data.n_classes, cfg.method, cfg.steps, cfg.lr, step_hook
         )
-        log.log_metrics({k: v for k, v in report.items() if k != "method"}, step=report["steps"])
+        # the exact method takes no steps: its `steps` of 0 was a metric of its own in the UI, read as a count
+        skip = {"method"} | ({"steps"} if cfg.method == "exact" else set())
+        log.log_metrics({k: v for k, v in report.items() if k not in skip}, step=report["steps"])
         log.set_tags({"mlhw.solution_method": report["method"]})
         log.log_text(json.dumps(report, indent=2), "report.json")
         return Done(job, log.run_id, report)

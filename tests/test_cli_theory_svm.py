@@ -421,6 +421,16 @@ def test_a_runs_params_are_what_it_reads(workdir):
     params = run.data.params
     assert not {"lr", "steps"} & set(params) and params["method"] == "exact"
     assert params["train_size"] == "300" and params["test_size"] == "all"
+    # nor a metric solution/steps = 0, a count of steps it never takes
+    assert "solution/steps" not in run.data.metrics and "solution/objective" in run.data.metrics
+
+
+def test_the_subgradient_method_logs_its_steps(workdir):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    args = ["--method", "subgradient", "--steps", "7", "--train-size", "100", "--tracking-uri", uri]
+    assert invoke("svm", "multiclass", *args).exit_code == 0
+    _, (run,) = runs_of(uri)
+    assert run.data.metrics["solution/steps"] == 7
 
 
 def test_running_out_of_memory_is_one_line_and_a_failed_run(workdir, monkeypatch):
