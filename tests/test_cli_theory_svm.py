@@ -22,6 +22,7 @@ def test_theory_all_pass_and_logged(workdir):
     assert {r["run_id"] for r in rows} == {run.info.run_id}
     assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["mlhw.checks_failed"] == "0"
     assert run.data.tags["mlhw.checks_passed"] == "41" and run.data.tags["mlhw.kind"] == "theory"
+    assert run.info.run_name == "theory · Q1-Q4"  # "part · what", as every single command's run
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["theory.csv"]
     assert not (workdir / "results").exists()
     # per question, its worst check's error over tolerance (a metric per check, 41 bars of 0.00, flooded the UI);
@@ -421,6 +422,10 @@ def test_a_runs_params_are_what_it_reads(workdir):
     params = run.data.params
     assert not {"lr", "steps"} & set(params) and params["method"] == "exact"
     assert params["train_size"] == "300" and params["test_size"] == "all"
+    # named as every single command's run, "part · what (data)": it read "svm.q1 exact (digits 300/all)"
+    assert run.info.run_name == "svm.q1 · exact method (digits 300/all)"
+    assert invoke("svm", "soft", "--tracking-uri", uri).exit_code == 0
+    assert {r.info.run_name for r in runs_of(uri)[1]} >= {"svm.q3 · 3 vs 8, C=1 (digits)"}
     # nor a metric solution/steps = 0, a count of steps it never takes
     assert "solution/steps" not in run.data.metrics and "solution/objective" in run.data.metrics
 

@@ -158,7 +158,7 @@ def multiclass(
     )
     source, store, job = prepare(
         cfg,
-        f"svm.q1 {cfg.method} ({data_note(cfg)})",  # the subset sizes: runs that differ in them differ by name
+        f"svm.q1 · {cfg.method} method ({data_note(cfg)})",  # the subset sizes: runs that differ in them differ by name
         "svm.q1",
         "mlhw svm multiclass",
         data_dir,
@@ -290,7 +290,7 @@ def soft(
         test_size=test_size,
         seed=seed,
     )
-    name = f"svm.q3 {cfg.classes[0]} vs {cfg.classes[1]} C={cfg.C:g} ({data_note(cfg)})"
+    name = f"svm.q3 · {cfg.classes[0]} vs {cfg.classes[1]}, C={cfg.C:g} ({data_note(cfg)})"
     source, store, job = prepare(cfg, name, "svm.q3", "mlhw svm soft", data_dir, download, tracking_uri, experiment)
     data = source.for_config(cfg)
     import numpy as np

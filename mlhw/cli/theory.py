@@ -33,7 +33,7 @@ def theory(
     from mlhw.tables import theory_table, to_rich
 
     cfg = TheoryConfig(digits=digits)
-    source, store, job = prepare(cfg, "theory Q1-Q4", "theory", "mlhw theory", None, None, tracking_uri, experiment)
+    source, store, job = prepare(cfg, "theory · Q1-Q4", "theory", "mlhw theory", None, None, tracking_uri, experiment)
     done = run_theory(job, store, source)
     checks = done.result
     table = theory_table([c.row() for c in checks])
