@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of
 
@@ -18,7 +19,11 @@ def test_theory_all_pass_and_logged(workdir):
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) == 41 and all(r["passed"] for r in rows)
     assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
+    questions = [r["question"][:2] for r in rows]  # in the questions' order, not the order they ran in (Q2 first)
+    assert questions == sorted(questions)
     client, (run,) = runs_of(uri)
+    csv = client.download_artifacts(run.info.run_id, "theory.csv", str(workdir / "dl"))
+    assert pd.read_csv(csv)["question"].str[:2].tolist() == questions
     assert {r["run_id"] for r in rows} == {run.info.run_id}
     assert run.data.tags["mlhw.part"] == "theory" and run.data.tags["mlhw.checks_failed"] == "0"
     assert run.data.tags["mlhw.checks_passed"] == "41" and run.data.tags["mlhw.kind"] == "theory"
