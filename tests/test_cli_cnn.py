@@ -21,6 +21,8 @@ def test_train_one_variant(workdir):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] == [1, 2]
     assert run.data.metrics["test/acc"] == pytest.approx(rec["test_acc"])
     assert {"train/loss", "val/acc", "test/acc", "test/loss", "system/epoch_seconds"} <= set(run.data.metrics)
+    # measured once, at step 0 (MLflow's UI draws one value there as a bar; at the last epoch's step, one dot)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test/acc")] == [0]
     assert run.data.tags["mlhw.dataset"] == "digits" and run.data.tags["mlhw.kind"] == "cnn"
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
     assert not (workdir / "results").exists()
