@@ -64,10 +64,21 @@ def keys_at(model, path) -> list[str]:
     return sorted(t.model_fields) if isinstance(t, type) and issubclass(t, BaseModel) else []
 
 
-def as_written(value) -> str:
+# An error message shows at most this much of a value: a YAML alias bomb (nine nested anchors of ten) as a seeds list
+# or a description made one error "line" of 1.1 GB, and a 100,000-character string one of 100 kB
+WRITTEN_LIMIT = 200
+
+
+def as_written(value, limit: int = WRITTEN_LIMIT) -> str:
     """A value in an error message as the user wrote it, in YAML's terms rather than Python's: true / false, null,
     [3, 3] for a list (a tuple once validated), -1 for a whole float (--lr -1 arrives as -1.0), inf and nan; a string
-    keeps its quotes ('5' is not 5)."""
+    keeps its quotes ('5' is not 5). Cut to `limit` characters, ending in '...': the culprit is named, not copied."""
+    text = _written(value, limit)
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+def _written(value, limit: int) -> str:
+    """as_written, building no more than about `limit` characters of a long or nested value."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -78,15 +89,27 @@ def as_written(value) -> str:
         if value in (float("inf"), float("-inf")):
             return "inf" if value > 0 else "-inf"
         return str(int(value)) if value.is_integer() and abs(value) < 1e16 else repr(value)
-    if isinstance(value, list | tuple | set | frozenset):
-        return "[" + ", ".join(as_written(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return (
-            "{"
-            + ", ".join(f"{k if isinstance(k, str) else as_written(k)}: {as_written(v)}" for k, v in value.items())
-            + "}"
-        )
-    return repr(value)
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        is_dict = isinstance(value, dict)
+        items = value.items() if is_dict else value
+        parts, size = [], 1
+        for item in items:
+            if size > limit:
+                parts.append("...")
+                break
+            if is_dict:
+                k, v = item
+                part = f"{k if isinstance(k, str) else _written(k, limit)}: {_written(v, limit)}"
+            else:
+                part = _written(item, limit)
+            parts.append(part)
+            size += len(part) + 2
+        return ("{" if is_dict else "[") + ", ".join(parts) + ("}" if is_dict else "]")
+    if isinstance(value, int) and value.bit_length() > 3 * limit:  # str() of over 4,300 digits raises ValueError
+        digits = int(value.bit_length() * 0.30103) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits:,} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def message(e: dict) -> str:

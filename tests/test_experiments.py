@@ -801,3 +801,23 @@ def test_a_profiles_jobs_is_read_as_the_option_is(workdir):
     assert load_file(write(workdir, doc)).profiles["p"].jobs == "auto"
     doc["profiles"]["p"]["jobs"] = 3
     assert load_file(write(workdir, doc)).profiles["p"].jobs == 3
+
+
+def test_an_error_shows_a_huge_value_cut_short(tmp_path):
+    """A YAML alias bomb (nested anchors of ten; nine levels, 10^9 values) as a suite's description made the error
+    one line of 1.1 GB, and a 100,000-character string one of 100 kB: the value is cut, its key still named."""
+    from mlhw.errors import as_written
+
+    bomb = "".join(f"x{i}: &a{i} [{', '.join([f'*a{i - 1}' if i else 'x'] * 10)}]\n" for i in range(7))
+    doc = yaml.safe_dump(BASE).replace("kind: svm_soft", "kind: svm_soft\n    description: *a6")
+    path = write(tmp_path, bomb + doc)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    said = str(info.value)  # the anchors' keys are unknown keys too: ten values, each cut
+    assert "suites.s.description: must be a valid string (got [[[[" in said and len(said) < 5000, said[:5000]
+    path = write(tmp_path, with_(lambda d: d["suites"]["m"]["base"].update(epochs="9" * 5000 + "x")))
+    with pytest.raises(MLHWError, match=r"suites\.m\.base\.epochs: .*\(got '9999.*\.\.\.\)") as info:
+        load_file(path)
+    assert len(str(info.value)) < 500
+    assert as_written(10**5000) == "an integer of about 5,001 digits"  # its str() would raise ValueError
+    assert as_written(list(range(1000))).endswith("...") and len(as_written(list(range(1000)))) <= 200
