@@ -237,12 +237,19 @@ def load_policy(path: str | Path) -> CheckPolicy:
     path = Path(path)
     if not path.exists():
         return CheckPolicy()
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        from mlhw.errors import yaml_error  # where, as experiments.yaml's errors say it
+    from mlhw.errors import yaml_error  # where, as experiments.yaml's errors say it
+    from mlhw.experiments import TOO_DEEP, SafeValuesLoader
 
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SafeValuesLoader)
+    except UnicodeDecodeError as e:
+        raise CheckConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except OSError as e:
+        raise CheckConfigError(f"{path}: cannot be read ({e.strerror})") from None
+    except yaml.YAMLError as e:
         raise CheckConfigError(yaml_error(path, e)) from None
+    except RecursionError:
+        raise CheckConfigError(f"{path}: not valid YAML for mlhw ({TOO_DEEP})") from None
     return policy_from_dict(data, str(path))
 
 

@@ -114,6 +114,8 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
         raise MLHWError(f"{path}: cannot be read ({err.strerror})") from None
     except yaml.YAMLError as err:
         raise MLHWError(yaml_error(path, err)) from None
+    except RecursionError:
+        raise MLHWError(f"{path}: not valid YAML for mlhw ({TOO_DEEP})") from None
     if not isinstance(raw, dict):
         raise MLHWError(f"{path}: expected a mapping with 'suites' and 'profiles'")
     try:
@@ -134,7 +136,30 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     return spec
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# a YAML file nested deeper than Python's recursion limit (about a thousand levels) stopped PyYAML with a traceback
+TOO_DEEP = "nested too deeply: lists or mappings inside each other some thousand levels down"
+
+
+class SafeValuesLoader(yaml.SafeLoader):
+    """YAML's safe loader, where a scalar that its tag cannot make (a date of month 13, `!!int abc`, an integer of
+    over 4,300 digits: Python's ValueError, or AttributeError for `!!timestamp x`) is a YAML error at its line, not a
+    traceback."""
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, AttributeError, TypeError, OverflowError) as err:
+            what = node.tag.rsplit(":", 1)[-1]
+            shown = as_written(node.value) if isinstance(node.value, str) else "it"
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"{shown} is no {what} ({str(err).splitlines()[0] if str(err) else type(err).__name__})",
+                node.start_mark,
+            ) from None
+
+
+class _UniqueKeyLoader(SafeValuesLoader):
     """YAML's safe loader, refusing a key that appears twice in one mapping (YAML keeps the last silently)."""
 
     def construct_mapping(self, node, deep=False):
@@ -166,7 +191,9 @@ def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
         try:
             parsed = yaml.load(value, Loader=_UniqueKeyLoader)
         except yaml.YAMLError:
-            raise MLHWError(f"--set {item!r}: the value is not valid YAML") from None
+            raise MLHWError(f"--set {as_written(item)}: the value is not valid YAML") from None
+        except RecursionError:
+            raise MLHWError(f"--set {as_written(item)}: the value is not valid YAML for mlhw ({TOO_DEEP})") from None
         out.append((key.strip().split("."), parsed, f"--set {key.strip()}"))
     return out
 

@@ -274,6 +274,25 @@ def test_bad_check_yaml_names_the_key(tmp_path, text, culprit):
     assert culprit in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "data, culprit",
+    [
+        (b"k: 3\nnote: caf\xe9\n", "not UTF-8 text (byte 14: invalid continuation byte)"),
+        (b"k: 3\nx: " + b"[" * 3000 + b"]" * 3000 + b"\n", "not valid YAML for mlhw (nested too deeply"),
+        (b"k: 3\nmetrics: {default: {since: 2026-13-01}}\n", "line 2 not valid YAML ('2026-13-01' is no timestamp"),
+        (b"k: !!int three\n", "line 1 not valid YAML ('three' is no int"),
+    ],
+    ids=["latin-1", "nested", "month-13", "bad-int"],
+)
+def test_an_unreadable_check_yaml_is_one_line_naming_it(tmp_path, data, culprit):
+    """These were tracebacks (UnicodeDecodeError, RecursionError, ValueError), exit 1, from `mlhw check`."""
+    (tmp_path / "check.yaml").write_bytes(data)
+    with pytest.raises(P.CheckConfigError) as e:
+        P.load_policy(tmp_path / "check.yaml")
+    said = str(e.value)
+    assert said.startswith(f"{tmp_path / 'check.yaml'}: ") and culprit in said and "\n" not in said, said
+
+
 def test_load_baseline_without_tables_is_an_error(tmp_path):
     with pytest.raises(P.CheckConfigError, match="no baseline"):
         C.load_baseline(tmp_path)

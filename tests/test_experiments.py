@@ -821,3 +821,35 @@ def test_an_error_shows_a_huge_value_cut_short(tmp_path):
     assert len(str(info.value)) < 500
     assert as_written(10**5000) == "an integer of about 5,001 digits"  # its str() would raise ValueError
     assert as_written(list(range(1000))).endswith("...") and len(as_written(list(range(1000)))) <= 200
+
+
+@pytest.mark.parametrize(
+    "text, culprit",
+    [
+        ("x: " + "[" * 3000 + "]" * 3000 + "\n", "not valid YAML for mlhw (nested too deeply"),
+        (
+            "suites: {}\nprofiles: {p: {description: x}}\nwhen: 2026-13-01\n",
+            "line 3 not valid YAML ('2026-13-01' is no",
+        ),
+        ("suites: {}\nprofiles: {p: {jobs: !!int two}}\n", "line 2 not valid YAML ('two' is no int"),
+        ("suites: {}\nprofiles: {p: {jobs: " + "9" * 5000 + "}}\n", "line 2 not valid YAML ('9999"),
+    ],
+    ids=["nested", "month-13", "bad-int", "5000-digits"],
+)
+def test_yaml_that_python_cannot_build_is_one_line(tmp_path, text, culprit):
+    """PyYAML raises RecursionError on deep nesting, and ValueError where a tagged or date-like value cannot be built
+    (a month 13, an integer of over 4,300 digits): both were tracebacks with exit code 1."""
+    path = write(tmp_path, text)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    said = str(info.value)
+    assert said.startswith(f"{path}: ") and culprit in said and "\n" not in said and len(said) < 600, said
+
+
+@pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "2026-13-01", "9" * 5000])
+def test_a_set_value_that_python_cannot_build_is_one_line(value):
+    from mlhw.experiments import parse_set
+
+    with pytest.raises(MLHWError, match=r"^--set 'epochs=.*: the value is not valid YAML") as info:
+        parse_set([f"epochs={value}"])
+    assert len(str(info.value)) < 600
