@@ -20,6 +20,8 @@ def yaml_error(path, err) -> str:
     context = getattr(err, "context", None)
     if context and begun is not None and (mark is None or begun.line != mark.line):
         why = f"{why}; {context} that begins on line {begun.line + 1}"
+    # one line: a reader error (a NUL or another control character) spans two, the second 'in "<unicode string>", ...'
+    why = " ".join(str(why).replace('in "<unicode string>", ', "at ").split())
     return f"{path}:{where} not valid YAML ({why})"
 
 

@@ -853,3 +853,13 @@ def test_a_set_value_that_python_cannot_build_is_one_line(value):
     with pytest.raises(MLHWError, match=r"^--set 'epochs=.*: the value is not valid YAML") as info:
         parse_set([f"epochs={value}"])
     assert len(str(info.value)) < 600
+
+
+def test_a_control_character_in_the_file_is_one_line(tmp_path):
+    """PyYAML's reader error spans two lines ('unacceptable character ...' then 'in "<unicode string>", position N')."""
+    path = write(tmp_path, "suites: {}\nprofiles: {p: {description: a\x00b}}\n")
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    said = str(info.value)
+    assert "\n" not in said and said.startswith(f"{path}: not valid YAML (unacceptable character #x0000"), said
+    assert said.endswith("at position 40)"), said
