@@ -445,3 +445,40 @@ def test_runs_that_differ_in_network_or_batch_differ_by_name(workdir):
         "mlp.c · lr=0.1, seed 8 (digits 200/all, batch 100, 1 epoch)",
         "mlp.c · lr=0.1, seed 8 (digits 200/all, hidden 40,10, 1 epoch)",
     ]
+
+
+def test_torchs_out_of_memory_is_one_line_and_a_failed_run(workdir, monkeypatch):
+    """`mlhw mlp train --hidden 100000000` asked torch's CPU allocator for 51 GB: its RuntimeError (not numpy's
+    MemoryError, which was one line already) was a 55-line traceback. One line now, exit 1, the run FAILED."""
+    from mlhw import mlp as core
+
+    def too_big(*a, **k):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+            "allocate 51200000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(core.Network, "__init__", too_big)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("mlp", "train", "--epochs", "1", "--train-size", "50", "--hidden", "100000000", "--tracking-uri", uri)
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: out of memory ([enforce fail at alloc_cpu.cpp:127]") and "51200000000 bytes" in last
+    client, (run,) = runs_of(uri)
+    assert run.info.status == "FAILED"
+    assert (
+        "can't allocate memory"
+        in Path(client.download_artifacts(run.info.run_id, "error.txt", str(workdir))).read_text()
+    )
+
+
+def test_a_runtime_error_that_is_not_memory_is_still_a_traceback(workdir, monkeypatch):
+    """Only memory is said in one line: any other RuntimeError is a bug to see whole."""
+    from mlhw import mlp as core
+
+    def broken(*a, **k):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(core.Network, "__init__", broken)
+    res = invoke("mlp", "train", "--epochs", "1", "--train-size", "50", "--tracking-uri", f"sqlite:///{workdir}/m.db")
+    assert res.exit_code == 1 and isinstance(res.exception, RuntimeError)

@@ -193,6 +193,18 @@ STARTS_OVER = (
 )
 
 
+def _out_of_memory(e: BaseException) -> bool:
+    """torch's allocation failures: RuntimeError on the CPU ('DefaultCPUAllocator: can't allocate memory'),
+    torch.OutOfMemoryError (a RuntimeError) on CUDA."""
+    text = str(e)
+    return type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., str] = STARTS_OVER) -> Callable:
     """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130) and SIGTERM
     (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED; `stopped` says what
@@ -211,10 +223,12 @@ def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., s
         except MLHWError as e:
             typer.echo(f"error: {e}{_whose_data_dir(e, kwargs.get('data_dir'))}", err=True)
             raise typer.Exit(2) from None
-        except MemoryError as e:  # numpy's "Unable to allocate 5.27 GiB for an array ...": a 60-line traceback before
+        except (MemoryError, RuntimeError) as e:  # numpy's "Unable to allocate 5.27 GiB for an array ...": a 60-line
+            if not isinstance(e, MemoryError) and not _out_of_memory(e):  # traceback before; torch's CPU allocator
+                raise  # raises RuntimeError ('--hidden 100000000' asked for 51 GB), CUDA's torch.OutOfMemoryError
             typer.echo(
-                f"error: out of memory ({e or 'MemoryError'}); a run it had started is FAILED in the store, its "
-                "traceback in error.txt. A smaller problem (--train-size) needs less",
+                f"error: out of memory ({_first_line(e) or 'MemoryError'}); a run it had started is FAILED in the "
+                "store, its traceback in error.txt. A smaller problem (--train-size; a smaller network) needs less",
                 err=True,
             )
             raise typer.Exit(1) from None
