@@ -175,8 +175,8 @@ class _UniqueKeyLoader(SafeValuesLoader):
 
 
 # YAML 1.2's floats without a dot (5e-5, 1E3): PyYAML follows YAML 1.1 and reads them as strings, which a config
-# refuses as numbers (`lr: 5e-5` is how a learning rate is written)
-_UniqueKeyLoader.add_implicit_resolver(
+# refuses as numbers (`lr: 5e-5` is how a learning rate is written); check.yaml read `absolute_floor: 1e-9` as text
+SafeValuesLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
 

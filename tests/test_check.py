@@ -554,3 +554,12 @@ def test_check_of_a_misspelt_profile_says_the_file_has_no_such_profile(workdir):
     res = invoke("check", "--profile", "digts", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
     assert_one_line_error(res, "no baseline here")
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_check_yaml_reads_e_notation_as_numbers_as_experiments_yaml_does(tmp_path):
+    """`absolute_floor: 1e-9` was the string '1e-9' (YAML 1.1) and refused: 'expected a number >= 0 (got '1e-9')'."""
+    (tmp_path / "check.yaml").write_text(
+        "k: 3\nmetrics: {svm.objective: {absolute_floor: 1e-9, relative_floor: 1E-6}}\n"
+    )
+    policy = P.load_policy(tmp_path / "check.yaml")
+    assert policy.metrics["svm.objective"].absolute_floor == 1e-9
