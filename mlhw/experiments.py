@@ -76,6 +76,9 @@ class ProfileSpec(_Strict):
         raise ValueError("a number of worker processes (1 or more) or auto")
 
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 class ExperimentsFile(_Strict):
     version: Literal[1] = 1
     suites: dict[str, SuiteSpec]
@@ -122,6 +125,12 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
         spec = ExperimentsFile.model_validate(raw)
     except ValidationError as err:
         raise MLHWError(f"{path}: {format_validation_error(err, model=ExperimentsFile)}") from None
+    for pname in spec.profiles:  # a folder's name: '../../x' wrote outside --results-dir, '' into results/-partial/
+        if not PROFILE_NAME.fullmatch(pname):
+            raise MLHWError(
+                f"{path}: profiles: the name {as_written(pname)} is not a folder name for results/<profile>/ "
+                "(letters, digits, '_', '-' and '.', starting with a letter or digit)"
+            )
     for pname, prof in spec.profiles.items():
         for sname in prof.suites:
             if sname not in spec.suites:

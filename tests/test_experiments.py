@@ -863,3 +863,22 @@ def test_a_control_character_in_the_file_is_one_line(tmp_path):
     said = str(info.value)
     assert "\n" not in said and said.startswith(f"{path}: not valid YAML (unacceptable character #x0000"), said
     assert said.endswith("at position 40)"), said
+
+
+@pytest.mark.parametrize("name", ["../../escape", "", "a/b", ".hidden", "-x", "two words"])
+def test_a_profile_name_is_a_folder_name_under_results(tmp_path, name):
+    """A profile is results/<profile>/: one named '../../escape' wrote outside --results-dir, one named '' into
+    results/-partial/ (its parent run named ' · theory (partial)')."""
+    path = write(tmp_path, with_(lambda d: d["profiles"].update({name: {}})))
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == (
+        f"{path}: profiles: the name {name!r} is not a folder name for results/<profile>/ "
+        "(letters, digits, '_', '-' and '.', starting with a letter or digit)"
+    )
+
+
+def test_the_shipped_profiles_have_folder_names():
+    assert {"ci", "digits", "paper"} <= set(load_file(Path(__file__).parents[1] / "experiments.yaml").profiles)
+    for name in ("ci", "paper-2", "v1.2", "my_profile"):
+        load_file(write_doc(with_(lambda d, n=name: d["profiles"].update({n: {}}))))
