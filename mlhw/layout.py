@@ -35,6 +35,8 @@ def check_writable(results_dir: str | Path, profile: str | None = None, write: b
     (a dry run, which writes nothing): the folders alone, without the real write that proves the rest."""
     from mlhw.errors import MLHWError
 
+    if not str(results_dir).strip():  # Path('') is '.': the report went into the working directory itself
+        raise MLHWError(f"--results-dir {str(results_dir)!r}: empty (the default is results)")
     root = Path(results_dir)
     for name in [profile, f"{profile}-partial"] if profile else []:
         if (root / name).exists() and not (root / name).is_dir():

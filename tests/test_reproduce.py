@@ -598,6 +598,14 @@ def test_results_dir_that_is_a_file_fails_before_any_run(light):
     assert (light / "blocker").read_text() == "a file where a folder should be\n"
 
 
+def test_an_empty_results_dir_is_refused_before_any_run(light):
+    """--results-dir '' is Path('.'): the report folder went into the working directory itself."""
+    before = sorted(p.name for p in light.iterdir())
+    for res in (reproduce(light, "--results-dir", ""), invoke("tables", "--profile", "tiny", "--results-dir", " ")):
+        assert_one_line_error(res, "--results-dir", "empty (the default is results)")
+    assert sorted(p.name for p in light.iterdir()) == before
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no folder can be made")
 def test_results_dir_that_cannot_be_created_is_named_with_its_cause(light):
     """--results-dir /proc/ro said "cannot write in /proc (No such file or directory)": neither the folder asked for
