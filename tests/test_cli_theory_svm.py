@@ -1,6 +1,7 @@
 """`mlhw theory` and `mlhw svm` through the CLI, with their MLflow runs read back."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -441,6 +442,24 @@ def test_the_subgradient_method_logs_its_steps(workdir):
     assert invoke("svm", "multiclass", *args).exit_code == 0
     _, (run,) = runs_of(uri)
     assert run.data.metrics["solution/steps"] == 7
+    assert "mlhw.diverged_step" not in run.data.tags
+
+
+@pytest.mark.parametrize("lr", ["1e308", "1e307"])
+def test_a_diverged_subgradient_run_is_recorded_and_tests_no_claim(workdir, lr):
+    """--lr 1e308: f went nan, numpy printed five RuntimeWarnings, and the verdict read "theorem holds: NO" (nan > 0 is
+    false); at 1e307, f = inf "held". A diverged run tests neither claim: it says so, and records the step."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    args = ["--method", "subgradient", "--steps", "5", "--lr", lr, "--train-size", "60", "--check", "--json"]
+    res = invoke("svm", "multiclass", *args, "--tracking-uri", uri)
+    assert res.exit_code == 1, res.output  # --check: the theorem was not shown to hold
+    assert "RuntimeWarning" not in res.stderr, res.stderr
+    rec = json.loads(res.stdout.strip().splitlines()[-1])
+    assert rec["diverged_step"] >= 1 and rec["objective"] in (None, math.inf)  # JSON has no nan: null
+    _, (run,) = runs_of(uri)
+    assert run.info.status == "FINISHED" and run.data.tags["mlhw.diverged_step"] == str(rec["diverged_step"])
+    table = invoke("svm", "multiclass", *args[:-1], "--tracking-uri", uri)
+    assert "not tested: the subgradient method diverged at step" in " ".join(table.stdout.split())
 
 
 def test_running_out_of_memory_is_one_line_and_a_failed_run(workdir, monkeypatch):
