@@ -238,10 +238,10 @@ def load_policy(path: str | Path) -> CheckPolicy:
     if not path.exists():
         return CheckPolicy()
     from mlhw.errors import yaml_error  # where, as experiments.yaml's errors say it
-    from mlhw.experiments import TOO_DEEP, SafeValuesLoader
+    from mlhw.experiments import TOO_DEEP, UniqueKeyLoader
 
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=SafeValuesLoader)
+    try:  # a key given twice is refused, as in experiments.yaml (YAML keeps the last silently)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except UnicodeDecodeError as e:
         raise CheckConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     except OSError as e:

@@ -121,6 +121,8 @@ def message(e: dict) -> str:
         return "unknown key"
     if kind == "finite_number":
         return "must be a finite number"
+    if kind == "missing":  # pydantic's "Field required": a YAML file has keys, not fields
+        return "missing: a required key"
     msg = e.get("msg", "invalid")
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)

@@ -110,7 +110,7 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     if not path.is_file():
         raise MLHWError(f"{path}: no such file (run from the project folder, or pass --file)")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
     except UnicodeDecodeError as err:
         raise MLHWError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     except OSError as err:
@@ -168,7 +168,7 @@ class SafeValuesLoader(yaml.SafeLoader):
             ) from None
 
 
-class _UniqueKeyLoader(SafeValuesLoader):
+class UniqueKeyLoader(SafeValuesLoader):
     """YAML's safe loader, refusing a key that appears twice in one mapping (YAML keeps the last silently)."""
 
     def construct_mapping(self, node, deep=False):
@@ -198,7 +198,7 @@ def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
         if not eq or not key.strip():
             raise MLHWError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or mlp_full.lr=0.05")
         try:
-            parsed = yaml.load(value, Loader=_UniqueKeyLoader)
+            parsed = yaml.load(value, Loader=UniqueKeyLoader)
         except yaml.YAMLError:
             raise MLHWError(f"--set {as_written(item)}: the value is not valid YAML") from None
         except RecursionError:

@@ -882,3 +882,11 @@ def test_the_shipped_profiles_have_folder_names():
     assert {"ci", "digits", "paper"} <= set(load_file(Path(__file__).parents[1] / "experiments.yaml").profiles)
     for name in ("ci", "paper-2", "v1.2", "my_profile"):
         load_file(write_doc(with_(lambda d, n=name: d["profiles"].update({n: {}}))))
+
+
+def test_a_missing_required_key_is_said_in_yaml_terms(tmp_path):
+    """pydantic's "Field required": a YAML file has keys."""
+    path = write(tmp_path, with_(lambda d: d["suites"]["s"].pop("kind")))
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == f"{path}: suites.s.kind: missing: a required key"
