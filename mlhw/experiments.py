@@ -174,6 +174,8 @@ class UniqueKeyLoader(SafeValuesLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, then keys of its own: merged by the base
+                continue  # class (its keys may be overridden; two of the mapping's own may not be the same)
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

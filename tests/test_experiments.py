@@ -890,3 +890,16 @@ def test_a_missing_required_key_is_said_in_yaml_terms(tmp_path):
     with pytest.raises(MLHWError) as info:
         load_file(path)
     assert str(info.value) == f"{path}: suites.s.kind: missing: a required key"
+
+
+def test_yaml_merge_keys_share_a_base_between_suites(tmp_path):
+    """`<<: *small` is how YAML shares settings: it read "could not determine a constructor for the tag ...merge"."""
+    text = yaml.safe_dump(BASE).replace("base:\n      epochs: 2", "base: &small\n      epochs: 2")
+    doc = text.replace(
+        "  s:\n", "  m2:\n    kind: mlp\n    part: mlp.c\n    base:\n      <<: *small\n      lr: 0.5\n  s:\n"
+    )
+    spec = load_file(write(tmp_path, doc))
+    assert spec.suites["m2"].base == {"epochs": 2, "lr": 0.5} == {**spec.suites["m"].base, "lr": 0.5}
+    dup = doc.replace("      lr: 0.5\n", "      lr: 0.5\n      lr: 0.1\n")
+    with pytest.raises(MLHWError, match="duplicate key 'lr'"):  # the mapping's own keys still may not repeat
+        load_file(write(tmp_path, dup))
