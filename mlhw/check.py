@@ -258,6 +258,12 @@ def load_baseline(folder: str | Path) -> Baseline:
                 f"{policy_path}: tables: {name!r} is no table of the baseline (no {tables_dir / name}.csv; its tables: "
                 f"{', '.join(sorted(tables))}); a new suite's table joins the list after its first reproduction"
             )
+    for i, rule in enumerate(policy.chaotic):  # a rule for a table that is not there marked nothing, silently
+        if rule.table not in tables:
+            raise CheckConfigError(
+                f"{policy_path}: chaotic[{i}].table: {rule.table!r} is no table of the baseline (its tables: "
+                f"{', '.join(sorted(tables))})"
+            )
     for name, df in tables.items():
         _check_baseline_table(tables_dir / f"{name}.csv", name, df, policy)
     return Baseline(folder, tables, policy, policy_path if policy_path.exists() else None)

@@ -332,6 +332,13 @@ def test_a_damaged_baseline_table_is_refused_naming_the_file_row_and_value(tmp_p
     assert "check.yaml: tables: 'svm' is no table of the baseline (no " in msg and "its tables: adam_lr," in msg
     for name in ("ci", "digits", "paper"):  # the committed baselines pass it
         assert C.load_baseline(ROOT / "results" / name).tables
+    # a chaotic rule for a table the baseline lacks (a typo) marked nothing, without a word
+    rule = "chaotic:\n  - {table: mlp_lr_swep, row: {lr: 1}, reason: typo}\n"
+    msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
+    assert msg.endswith(
+        "check.yaml: chaotic[0].table: 'mlp_lr_swep' is no table of the baseline (its tables: "
+        "adam_lr, batchnorm_dropout, mlp_full, mlp_lr_sweep, sgd_vs_adam, svm, theory)"
+    ), msg
 
 
 def test_json_and_renderers():
