@@ -258,14 +258,20 @@ def load_baseline(folder: str | Path) -> Baseline:
                 f"{policy_path}: tables: {name!r} is no table of the baseline (no {tables_dir / name}.csv; its tables: "
                 f"{', '.join(sorted(tables))}); a new suite's table joins the list after its first reproduction"
             )
-    for i, rule in enumerate(policy.chaotic):  # a rule for a table that is not there marked nothing, silently
+    for name, df in tables.items():
+        _check_baseline_table(tables_dir / f"{name}.csv", name, df, policy)
+    # (the tables are sound now) a chaotic rule for a table or a column that is not there marked nothing, silently
+    for i, rule in enumerate(policy.chaotic):
         if rule.table not in tables:
             raise CheckConfigError(
                 f"{policy_path}: chaotic[{i}].table: {rule.table!r} is no table of the baseline (its tables: "
                 f"{', '.join(sorted(tables))})"
             )
-    for name, df in tables.items():
-        _check_baseline_table(tables_dir / f"{name}.csv", name, df, policy)
+        if absent := [c for c in rule.row if c not in tables[rule.table].columns]:  # (a row key with a typo)
+            raise CheckConfigError(
+                f"{policy_path}: chaotic[{i}].row.{absent[0]}: no such column in {rule.table} (its columns: "
+                f"{', '.join(map(str, tables[rule.table].columns))})"
+            )
     return Baseline(folder, tables, policy, policy_path if policy_path.exists() else None)
 
 

@@ -339,6 +339,9 @@ def test_a_damaged_baseline_table_is_refused_naming_the_file_row_and_value(tmp_p
         "check.yaml: chaotic[0].table: 'mlp_lr_swep' is no table of the baseline (its tables: "
         "adam_lr, batchnorm_dropout, mlp_full, mlp_lr_sweep, sgd_vs_adam, svm, theory)"
     ), msg
+    rule = "chaotic:\n  - {table: mlp_lr_sweep, row: {learning_rate: 1}, reason: typo}\n"
+    msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
+    assert "check.yaml: chaotic[0].row.learning_rate: no such column in mlp_lr_sweep (its columns: lr, n," in msg, msg
 
 
 def test_json_and_renderers():
