@@ -232,25 +232,12 @@ def _tolerance_from(spec: dict, where: str) -> MetricTolerance:
 
 def load_policy(path: str | Path) -> CheckPolicy:
     """A check.yaml, or the default policy when the file does not exist."""
-    import yaml
-
     path = Path(path)
     if not path.exists():
         return CheckPolicy()
-    from mlhw.errors import yaml_error  # where, as experiments.yaml's errors say it
-    from mlhw.experiments import TOO_DEEP, UniqueKeyLoader
+    from mlhw.experiments import read_yaml  # as experiments.yaml is read: a key given twice refused, errors one line
 
-    try:  # a key given twice is refused, as in experiments.yaml (YAML keeps the last silently)
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
-    except UnicodeDecodeError as e:
-        raise CheckConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
-    except OSError as e:
-        raise CheckConfigError(f"{path}: cannot be read ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise CheckConfigError(yaml_error(path, e)) from None
-    except RecursionError:
-        raise CheckConfigError(f"{path}: not valid YAML for mlhw ({TOO_DEEP})") from None
-    return policy_from_dict(data, str(path))
+    return policy_from_dict(read_yaml(path, CheckConfigError), str(path))
 
 
 def is_metric_column(c) -> bool:

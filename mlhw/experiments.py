@@ -109,16 +109,7 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
         raise MLHWError(f"{path}: not a regular file (pass --file the YAML file itself)")
     if not path.is_file():
         raise MLHWError(f"{path}: no such file (run from the project folder, or pass --file)")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
-    except UnicodeDecodeError as err:
-        raise MLHWError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    except OSError as err:
-        raise MLHWError(f"{path}: cannot be read ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise MLHWError(yaml_error(path, err)) from None
-    except RecursionError:
-        raise MLHWError(f"{path}: not valid YAML for mlhw ({TOO_DEEP})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise MLHWError(f"{path}: expected a mapping with 'suites' and 'profiles'")
     try:
@@ -143,6 +134,21 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     by_profile = {pname: expand(spec, pname, file=str(path)) for pname in spec.profiles}
     _check_unread_file_values(spec, by_profile, str(path))
     return spec
+
+
+def read_yaml(path: Path, error: type[MLHWError] = MLHWError):
+    """A YAML file of mlhw's (experiments.yaml, check.yaml), read with UniqueKeyLoader; each way it cannot be read
+    is one line naming it, as `error`."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise error(yaml_error(path, err)) from None
+    except RecursionError:
+        raise error(f"{path}: not valid YAML for mlhw ({TOO_DEEP})") from None
 
 
 # a YAML file nested deeper than Python's recursion limit (about a thousand levels) stopped PyYAML with a traceback
