@@ -329,10 +329,10 @@ def run_svm_multiclass(job: Job, store: Store, source: DataSource, claim=None, o
         # the exact method takes no steps: its `steps` of 0 was a metric of its own in the UI, read as a count
         skip = {"method"} | ({"steps"} if cfg.method == "exact" else set())
         log.log_metrics({k: v for k, v in report.items() if k not in skip}, step=report["steps"])
-        log.set_tags({"mlhw.solution_method": report["method"]})
+        tags = {"mlhw.solution_method": report["method"]}
         if diverged:
-            report["diverged_step"] = diverged[0]
-            log.set_tags({"mlhw.diverged_step": diverged[0]})
+            report["diverged_step"] = tags["mlhw.diverged_step"] = diverged[0]
+        log.set_tags(tags)
         log.log_text(json.dumps(report, indent=2), "report.json")
         return Done(job, log.run_id, report)
 
