@@ -18,6 +18,7 @@ from typing import Any
 
 from mlhw import data as datalib
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
+from mlhw.errors import MLHWError
 from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
@@ -58,6 +59,8 @@ class DataSource:
     """Datasets read once per process, however many runs use them; each run's view of its dataset."""
 
     def __init__(self, data_dir: str = "data", download: bool | None = None):
+        if not str(data_dir).strip():  # `--data-dir "$DIR"` with DIR unset: '' read ./data, a folder never named
+            raise MLHWError(f"--data-dir {str(data_dir)!r}: empty (the default is data)")
         self.data_dir, self.download = data_dir, download
         self._base: dict[str, datalib.Dataset] = {}
 

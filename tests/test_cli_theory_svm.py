@@ -127,6 +127,9 @@ def test_soft_svm_report(workdir):
         # digits is embedded: a --data-dir beside it is a forgotten --dataset mnist (the run trained on digits)
         (["soft", "--data-dir", "mnist"], "--data-dir mnist: not used here (digits is embedded; --dataset mnist"),
         (["multiclass", "--download"], "--download: not used here (digits is embedded; --dataset mnist downloads)"),
+        # `--data-dir "$DIR"` with DIR unset read ./data, a folder the user never named
+        (["soft", "--dataset", "mnist", "--data-dir", ""], "--data-dir '': empty (the default is data)"),
+        (["multiclass", "--data-dir", " "], "--data-dir ' ': empty (the default is data)"),
     ],
 )
 def test_bad_input(workdir, args, culprit):

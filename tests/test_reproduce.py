@@ -603,6 +603,9 @@ def test_an_empty_results_dir_is_refused_before_any_run(light):
     before = sorted(p.name for p in light.iterdir())
     for res in (reproduce(light, "--results-dir", ""), invoke("tables", "--profile", "tiny", "--results-dir", " ")):
         assert_one_line_error(res, "--results-dir", "empty (the default is results)")
+    # --data-dir '' read ./data, a folder never named (`--data-dir "$DIR"`, DIR unset); a dry run is refused too
+    for res in (reproduce(light, "--data-dir", ""), reproduce(light, "--data-dir", "", "--dry-run")):
+        assert_one_line_error(res, "--data-dir '': empty (the default is data)")
     assert sorted(p.name for p in light.iterdir()) == before
 
 

@@ -153,13 +153,13 @@ def prepare(cfg, name: str, part: str, command: str, data_dir, download, trackin
     from mlhw.runs import DataSource, Job
     from mlhw.store import Store
 
+    source = DataSource("data" if data_dir is None else data_dir, download)  # (refuses an empty --data-dir)
     if getattr(cfg, "dataset", None) == "digits":  # nothing to read or fetch: a forgotten --dataset, most likely
         reads = "cifar10" if cfg.kind == "cnn" else "mnist"
         if data_dir is not None and data_dir != os.environ.get("MLHW_DATA_DIR"):  # (the variable: any command's)
             raise MLHWError(f"--data-dir {data_dir}: not used here (digits is embedded; --dataset {reads} reads it)")
         if download:
             raise MLHWError(f"--download: not used here (digits is embedded; --dataset {reads} downloads)")
-    source = DataSource(data_dir or "data", download)
     ident = source.identity(cfg)
     problem = source.unusable(cfg)  # data that cannot be trained on fails here, naming the option
     if problem is not None:

@@ -91,6 +91,7 @@ def _validate(
         sets, specs = kept, expand(spec, profile, only, kept, file)
     check_device(device, present=False)
     check_writable(results_dir, profile, write=not dry_run)  # a dry run names a file in the way too
+    source = DataSource(data_dir, False if dry_run else download)  # (refuses an empty --data-dir)
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
     if not dry_run:
         store.check_artifacts_writable()
@@ -110,7 +111,6 @@ def _validate(
         # dataset is absent: its download is the parent's alone.
         _no_gpu_driver_for(device)
         on_work([s.config for s in specs], spec.profiles[profile].jobs)
-    source = DataSource(data_dir, False if dry_run else download)
     # the files read and checked (labels, sizes, dtypes; unchanged files are not read again); a dry run lists
     # the runs of an absent dataset without identities
     missing = _unreadable(specs, data_dir, False if dry_run else download, DataNotFound if dry_run else ())
