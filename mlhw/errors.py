@@ -31,6 +31,11 @@ def format_validation_error(err, prefix: str = "", model=None) -> str:
     parts = []
     for e in err.errors():
         path = e.get("loc", ())
+        if len(path) >= 2 and path[-1] == "[key]":  # a mapping's key that is no name: 'suites.None.[key]' before
+            where = ".".join(str(p) for p in path[:-2] if not isinstance(p, int)) or "config"
+            key = "null" if path[-2] == "None" else as_written(path[-2])  # pydantic's loc spells a null key 'None'
+            parts.append(f"{prefix}{where}: the key {key} is not a name (quote it to make it one)")
+            continue
         loc = ".".join(str(p) for p in path if not isinstance(p, int))  # "hidden", not "hidden.0"
         if prefix == "--":  # a command-line option: spelled with dashes, as the user typed it
             loc = loc.replace("_", "-")

@@ -274,6 +274,12 @@ def with_(change):
             "exp.yaml: profiles.p.suits: unknown key (keys here: defaults, description, jobs, suites)",
         ),
         (lambda d: d.update(versoin=1), "exp.yaml: versoin: unknown key (keys here: profiles, suites, version)"),
+        # a key that is no name ('~:', '3:'): it read 'suites.None.[key]: must be a valid string'
+        (lambda d: d["suites"].update({None: {"kind": "theory"}}), "exp.yaml: suites: the key null is not a name"),
+        (
+            lambda d: d["profiles"]["p"]["suites"].update({3: {}}),
+            "exp.yaml: profiles.p.suites: the key 3 is not a name (quote it to make it one)",
+        ),
         (
             lambda d: d["suites"]["c"]["grid"].update(variant=["adam-1"]),
             "exp.yaml: suites.c.grid.variant: unknown variant 'adam-1'",
