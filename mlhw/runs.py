@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlhw import data as datalib
+from mlhw import memory
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
 from mlhw.errors import MLHWError
 from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
@@ -108,13 +109,15 @@ class DataSource:
         if getattr(cfg, "method", None) == "exact" and cfg.dataset != "digits":  # Q1's LP may be too large
             return True
         fraction = getattr(cfg, "train_fraction", None)
-        return fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]
+        if fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]:
+            return True
+        return memory.may_not_fit(cfg)
 
     def unusable(self, cfg) -> tuple[str, str] | None:
         """(the field to blame, why) when the split a run would see cannot be trained on; None when it can.
         Checked before any run exists: a soft SVM's subset without one of its two classes (a FAILED run before),
         a CNN training split under 2 images or BatchNorm with batches of 1 (BatchNorm skips a 1-image batch: such a
-        run trained on nothing and FINISHED)."""
+        run trained on nothing and FINISHED), a network larger than this machine's memory (mlhw.memory)."""
         if getattr(cfg, "dataset", None) is None:
             return None
         too_large = datalib.oversized(
@@ -131,6 +134,8 @@ class DataSource:
                 "train_fraction",
                 f"{cfg.train_fraction:g} of {cfg.dataset} is {len(data.train)} image(s); 2 at least",
             )
+        if memory.may_not_fit(cfg) and (problem := memory.too_large(cfg, data)) is not None:
+            return problem
         rows = len(data.train) * (data.n_classes - 1)
         if getattr(cfg, "method", None) == "exact" and rows > Q1_LP_MAX_ROWS:
             most = Q1_LP_MAX_ROWS // (data.n_classes - 1)

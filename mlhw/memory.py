@@ -1,0 +1,97 @@
+"""What a run needs in memory at the least, against what this machine has: checked before any run exists.
+
+`--hidden 100000000` (a 784 x 10^8 layer, 627 GB in float64) and `--width 16 --image-size 1024` (an AlexNet of
+2.4 * 10^11 parameters) passed every check, made a run, and failed it out of memory: a FAILED run in the store for
+a typo. Only what is certain is counted, so that nothing that fits is refused: both cores draw their weights on the
+CPU (the MLP a layer at a time, in float64; AlexNet whole, in float32) before moving them to the device, so that
+much must fit in the CPU's memory whatever the device; on a machine without a GPU, the gradients and the optimizer's
+state too. Activations come on top: a run that fits this bound and not those still stops with the one-line
+out-of-memory error (or, past what Linux overcommits, is killed: `--width 16` on digits, 22 GB of weights on a
+25 GB machine, was killed by the kernel before this bound counted Adam's moments).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# cgroup v2 and v1: a container's limit, lower than the machine's memory that sysconf reports
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the physical memory, or a container's lower limit; None if unknown."""
+    try:
+        found = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        found = None
+    for path in _CGROUP_LIMITS:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (found is None or int(text) < found):  # 'max': no limit
+            found = int(text)
+    return found
+
+
+def least_bytes(cfg, data, on_cpu: bool) -> tuple[int, str] | None:
+    """(bytes, what they hold) that a run of `cfg` on `data` needs in the CPU's memory at the least; None for the
+    kinds whose size the data alone bounds (the SVMs: Q1's linear program has its own bound, Q1_LP_MAX_ROWS).
+    `on_cpu`: the run trains on the CPU (no GPU here), whose memory then holds the gradients and the optimizer's
+    state too, not only the weights as drawn."""
+    if cfg.kind == "mlp":
+        sizes = [data.n_features, *cfg.hidden, data.n_classes]
+        largest = max(a * b for a, b in zip(sizes, sizes[1:]))
+        n = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+        trained = 2 * n * (8 if cfg.dtype == "float64" else 4)  # the weights and their gradients
+        if on_cpu and trained > 8 * largest:
+            return trained, f"{n:,} weights and their gradients (in {cfg.dtype}"
+        return 8 * largest, f"a layer of {largest:,} weights (drawn in float64"
+    if cfg.kind == "cnn":
+        import torch
+
+        from mlhw import cnn
+
+        with torch.device("meta"):  # shapes only: no memory is taken
+            model = cnn.build_model(cfg, data)
+        n = cnn.count_parameters(model)
+        if not on_cpu:
+            return 4 * n, f"AlexNet's {n:,} parameters (in float32"
+        states = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0)  # Adam's two moments; SGD's momentum
+        what = {2: ", gradients and Adam's two moments", 1: ", gradients and momentum", 0: " and gradients"}[states]
+        return 4 * n * (2 + states), f"AlexNet's {n:,} parameters{what} (in float32"
+    return None
+
+
+def may_not_fit(cfg) -> bool:
+    """Whether `too_large` has anything to find, known without reading the data: an MLP layer of 1,000 units or
+    more; an AlexNet wider or larger than the paper's (the presets fit any machine that runs torch)."""
+    if cfg.kind == "mlp":
+        return max(cfg.hidden) >= 1_000
+    if cfg.kind == "cnn":
+        return cfg.width > 1 or cfg.image_size > 227
+    return False
+
+
+def too_large(cfg, data) -> tuple[str, str] | None:
+    """(the field to blame, why) when a run cannot fit in this machine's memory; None when it may."""
+    import torch  # (only for a network this large: may_not_fit)
+
+    need = least_bytes(cfg, data, on_cpu=not torch.cuda.is_available())
+    have = machine_memory()
+    if need is None or have is None or need[0] <= have:
+        return None
+    if cfg.kind == "mlp":
+        field, asked = "hidden", ",".join(str(h) for h in cfg.hidden)
+    else:
+        field = "image_size" if cfg.image_size > 227 and cfg.width <= 1 else "width"
+        asked = f"{cfg.width:g} at image size {cfg.image_size}" if field == "width" else str(cfg.image_size)
+    return field, f"{asked} asks for {need[1]}: {_size(need[0])}), more than this machine's {_size(have)} of memory"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:,} bytes"

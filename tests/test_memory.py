@@ -1,0 +1,99 @@
+"""A network larger than the machine's memory is refused before any run exists (mlhw.memory): `--hidden 100000000`
+made a run and failed it out of memory; `cnn train --width 16` on digits was killed by the kernel."""
+
+import pytest
+import torch
+import yaml
+from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+from mlhw import memory
+from mlhw.config import CNNConfig, MLPConfig
+from mlhw.runs import DataSource
+
+# The assignment's AlexNet (width 1, 227 px, 10 classes, 3 channels) counted by hand, layer by layer (weights +
+# biases; BatchNorm's scale and shift per channel): the well-known 58.3M of the CIFAR-10 AlexNet
+CONVS = [(3, 96, 11), (96, 256, 5), (256, 384, 3), (384, 384, 3), (384, 256, 3)]
+FCS = [(256 * 6 * 6, 4096), (4096, 4096), (4096, 10)]
+PLAIN = sum(k * k * a * b + b for a, b, k in CONVS) + sum(a * b + b for a, b in FCS)
+BATCHNORM = 2 * sum(b for _, b, _ in CONVS)
+
+
+@pytest.fixture()
+def cifar_shaped():
+    """A dataset of CIFAR-10's shape (3 x 32 x 32, 10 classes) without its files: only shapes are read."""
+
+    class Shape:
+        n_classes, image_shape = 10, (3, 32, 32)
+
+    return Shape()
+
+
+def test_alexnet_counted_on_the_meta_device_matches_the_hand_count(cifar_shaped):
+    assert PLAIN == 58_322_314
+    for bn, adam, factor in ((True, True, 4), (False, True, 4), (False, False, 2)):
+        cfg = CNNConfig(dataset="cifar10", batchnorm=bn, optimizer="adam" if adam else "sgd")
+        n = PLAIN + (BATCHNORM if bn else 0)
+        assert memory.least_bytes(cfg, cifar_shaped, on_cpu=False)[0] == 4 * n  # the weights as drawn
+        assert memory.least_bytes(cfg, cifar_shaped, on_cpu=True)[0] == 4 * n * factor  # + grads, Adam's moments
+    sgd_momentum = CNNConfig(dataset="cifar10", batchnorm=False, optimizer="sgd", momentum=0.9)
+    assert memory.least_bytes(sgd_momentum, cifar_shaped, on_cpu=True)[0] == 4 * PLAIN * 3
+
+
+def test_mlp_bound_is_the_largest_float64_layer_or_the_weights_and_gradients():
+    data = DataSource().for_config(MLPConfig())  # digits: 64 features, 10 classes
+    sizes = [64, 5000, 3000, 10]
+    oracle = torch.nn.Sequential(*[torch.nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])])
+    n = sum(p.numel() for p in oracle.parameters())
+    cfg = MLPConfig(hidden=(5000, 3000))
+    assert memory.least_bytes(cfg, data, on_cpu=True)[0] == 2 * 4 * n  # float32 weights + gradients
+    assert memory.least_bytes(cfg.model_copy(update={"dtype": "float64"}), data, on_cpu=True)[0] == 2 * 8 * n
+    assert memory.least_bytes(cfg, data, on_cpu=False)[0] == 8 * 5000 * 3000  # drawn on the CPU, a layer at a time
+
+
+def test_machine_memory_takes_a_containers_lower_limit(tmp_path, monkeypatch):
+    whole = memory.machine_memory()
+    assert whole and whole > 2**28  # a machine that runs torch has more than 256 MB
+    unlimited, limited = tmp_path / "v2", tmp_path / "v1"
+    unlimited.write_text("max\n")
+    limited.write_text("1073741824\n")
+    monkeypatch.setattr(memory, "_CGROUP_LIMITS", (str(unlimited), str(tmp_path / "absent")))
+    assert memory.machine_memory() == whole
+    monkeypatch.setattr(memory, "_CGROUP_LIMITS", (str(unlimited), str(limited)))
+    assert memory.machine_memory() == min(whole, 2**30)
+
+
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["mlp", "train", "--hidden", "2000,2000"], "--hidden: 2000,2000 asks for 4,152,010 weights and their grad"),
+        (["cnn", "train", "--width", "2"], "--width: 2 at image size 67 asks for AlexNet's"),
+        (["cnn", "train", "--image-size", "300", "--width", "0.5"], "--image-size: 300 asks for AlexNet's"),
+    ],
+)
+def test_a_network_larger_than_memory_is_refused_before_any_run(workdir, monkeypatch, args, culprit):
+    monkeypatch.setattr(memory, "machine_memory", lambda: 30 * 10**6)  # a 30 MB machine
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    line = assert_one_line_error(invoke(*args, "--tracking-uri", uri), culprit)
+    assert "more than this machine's 30 MB of memory" in line
+    assert_nothing_created(workdir, uri)
+
+
+def test_a_network_that_fits_is_not_refused(workdir, monkeypatch):
+    monkeypatch.setattr(memory, "machine_memory", lambda: 40 * 10**6)  # 2000,2000 needs 33.2 MB
+    res = invoke("mlp", "train", "--hidden", "2000,2000", "--epochs", "1", "--train-size", "50", "--test-size", "20")
+    assert res.exit_code == 0, res.output
+
+
+def test_reproduce_names_the_set_that_asked_for_too_much(workdir, monkeypatch):
+    monkeypatch.setattr(memory, "machine_memory", lambda: 30 * 10**6)
+    spec = {
+        "version": 1,
+        "suites": {"m": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 1, "hidden": 60000}}},
+        "profiles": {"p": {"defaults": {"dataset": "digits"}}},
+    }
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(spec))
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    base = ["reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri]
+    assert_one_line_error(invoke(*base), "exp.yaml: suites.m.base.hidden: 60000 asks for")
+    assert_one_line_error(invoke(*base, "--set", "hidden=[2000, 2000]"), "--set hidden: 2000,2000 asks for")
+    assert_nothing_created(workdir, uri)
