@@ -275,6 +275,8 @@ class RunLogger:
     def __init__(self, store: Store, run_id: str, defer: bool = False, known: dict[str, float] | None = None):
         self.store, self.client, self.run_id = store, store.client, run_id
         self.known = dict(known or {})  # the latest metrics a reopened run already holds (not logged again)
+        self.start_time: int | None = None  # ms, where tracked_run opened the run
+        self.end_time: int | None = None  # ms: the FINISHED run's end, where it is not the moment it ends (a parent)
         self._pending: list[Metric] = []
         self._params: list[Param] = []
         self._tags: dict[str, RunTag] = {}
@@ -428,6 +430,7 @@ def tracked_run(
         hold.enter_context(signals_deferred())
         run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
         log = RunLogger(store, run.info.run_id, defer=True)
+        log.start_time = run.info.start_time
         beat = Heartbeat(store, run.info.run_id)
         held = hold.pop_all()
     ending = False
@@ -442,7 +445,7 @@ def tracked_run(
         beat.stop()
         log.flush()
         ending = True
-        store.client.set_terminated(log.run_id, "FINISHED")
+        store.client.set_terminated(log.run_id, "FINISHED", end_time=log.end_time)
     except KeyboardInterrupt:  # Ctrl-C and SIGTERM (Terminated)
         beat.stop()
         # A signal held through the FINISHED write (a SQLite store's calls defer them) is acted on once it is

@@ -1237,6 +1237,22 @@ def test_a_suite_parent_says_where_its_shared_runs_are():
     assert _parent_note(plan, "full", links).split("\n\n")[2] == "- [seed 8](#/experiments/1/runs/r8) (under sweep)"
 
 
+def test_a_suite_parent_ends_when_its_suites_last_run_did(ci_reproduction):
+    """Every suite parent ended when the report was compiled: in the UI, each showed the whole reproduction's
+    duration. A parent now ends with the last run of its suite (its shared runs too, which are another's children)."""
+    root, _ = ci_reproduction
+    _, found = runs_of(f"sqlite:///{root}/mlflow.db")
+    parents = [r for r in found if r.data.tags.get("mlhw.kind") == "suite"]
+    runs = [r for r in found if r.data.tags.get("mlhw.kind") != "suite"]
+    assert len(parents) == 8 and all(p.info.status == "FINISHED" for p in parents)
+    for p in parents:
+        suite = p.data.tags["mlhw.suite"]
+        ends = [r.info.end_time for r in runs if suite in r.data.tags["mlhw.suites"].split(",")]
+        assert ends and p.info.end_time == max(ends), suite
+        assert p.info.start_time <= min(r.info.start_time for r in runs if suite in r.data.tags["mlhw.suites"])
+    assert len({p.info.end_time for p in parents}) > 1  # (they were one: the end of the compile)
+
+
 def test_a_shared_run_says_every_suite_it_is_a_run_of():
     """A run shared by suites is the child of its first suite's parent alone: its description named that suite
     only (digits' Adam 5e-5 runs read "one run of cnn_optimizers (Part 2 (a) ...)" though the cnn_adam_lr and
