@@ -579,9 +579,16 @@ def first_repeat(values):
 
 
 def _for_suite(culprit: str, name: str, key: str, value, model) -> str:
-    """A bare `--set KEY` reaches every suite with the field: where another kind of suite would take the value
-    (`--set dataset=mnist` suits Part 1, not the CNN suites), the error names the suite that refused it."""
-    if not culprit.startswith("--set ") or "." in culprit.split(" ", 1)[1]:
+    """A bare `--set KEY` reaches every suite with the field, and so does a profile's `defaults:` entry: where
+    another kind of suite would take the value (`dataset: mnist` suits Part 1, not the CNN suites), the error names
+    the suite that refused it and the way to set one suite (`defaults: {dataset: cifar10}` read "must be 'digits' or
+    'mnist'", with no word of which suite, nor of the CNN suites that take it)."""
+    if culprit.startswith("--set ") and "." not in culprit.split(" ", 1)[1]:
+        hint = f"SUITE.{key} sets one suite"
+    elif f".defaults.{key}" in culprit and ": profiles." in culprit:
+        profile = culprit.rpartition(f".defaults.{key}")[0].partition(": profiles.")[2]
+        hint = f"profiles.{profile}.suites.SUITE.base sets one suite"
+    else:
         return culprit
     for other in KINDS.values():
         if other is model or key not in other.model_fields:
@@ -590,7 +597,7 @@ def _for_suite(culprit: str, name: str, key: str, value, model) -> str:
             other(**{key: value})
         except ValidationError:
             continue
-        return f"{culprit} (in suite {name}; SUITE.{key} sets one suite)"
+        return f"{culprit} (in suite {name}; {hint})"
     return culprit
 
 

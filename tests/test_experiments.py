@@ -262,6 +262,16 @@ def with_(change):
             lambda d: d["profiles"]["p"].update(defaults={"colour": "red"}),
             "exp.yaml: profiles.p.defaults.colour: unknown key",
         ),
+        # a default reaches every suite with the field: it read "must be 'digits' or 'mnist'", naming no suite, for
+        # `dataset: cifar10`, which the CNN suites take; now the suite that refused it and the way to set one suite
+        (
+            lambda d: d["profiles"]["p"].update(defaults={"dataset": "cifar10"}),
+            "exp.yaml: profiles.p.defaults.dataset (in suite m; profiles.p.suites.SUITE.base sets one suite): must be",
+        ),
+        (  # a value no suite takes stays a plain error: no suite to name
+            lambda d: d["profiles"]["p"].update(defaults={"dataset": "digit"}),
+            "exp.yaml: profiles.p.defaults.dataset: must be 'digits' or ",
+        ),
         (lambda d: d["profiles"]["p"].update(jobs=0), "exp.yaml: profiles.p.jobs: "),
         (lambda d: d["profiles"]["p"].update(jobs="many"), "exp.yaml: profiles.p.jobs: "),
         (lambda d: d["suites"]["m"].update(kind="rnn"), "exp.yaml: suites.m.kind: must be 'mlp', 'cnn'"),
