@@ -149,7 +149,7 @@ def train(
 ):
     """Train one AlexNet variant (default: Adam 5e-5 with BatchNorm + Dropout) and log it to MLflow.
 
-    The paper setting is one flag away: [bold]--dataset cifar10 --data-dir DIR[/bold] (on a GPU).
+    The paper setting: [bold]--dataset cifar10 --data-dir DIR[/bold] (on a GPU).
     """
     from mlhw.data import files_note
     from mlhw.device import resolve_device

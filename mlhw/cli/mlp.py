@@ -299,7 +299,8 @@ def sweep(
     Logs a parent run with one child run per rate; the parent holds the write-up's Figure 2 (training
     accuracy, training loss, test accuracy per epoch) as an artifact. Rates that diverge are recorded
     with a [bold]mlhw.diverged_epoch[/bold] tag, not treated as errors. Writes nothing under results/
-    (that is `mlhw reproduce`'s). The paper setting: [bold]--dataset mnist --train-size 10000 --test-size 5000[/bold].
+    (that is `mlhw reproduce`'s). The paper setting: [bold]--dataset mnist --data-dir DIR --train-size 10000
+    --test-size 5000[/bold].
     """
     rates = MLP_SWEEP_LRS if lrs is None else parse_floats(lrs, "--lrs")
     from pydantic import TypeAdapter, ValidationError
