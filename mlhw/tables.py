@@ -35,7 +35,8 @@ _RUN_ID = re.compile(r"[0-9a-f]{8}|[0-9a-f]{32}")  # an MLflow run id, or its fi
 def to_rich(df: pd.DataFrame, title: str, caption: str | None = None, header: bool = True):
     """A rich table that loses nothing on a narrow terminal: a column of numbers (or run ids) is right-aligned and
     never narrower than its longest number (never cut to `1.7e-…` or `3f9f2…`), text wraps at spaces, and a table
-    of a few rows that still does not fit is printed turned (one column per row)."""
+    of a few rows that still does not fit is printed turned (one column per row), and a table that fits only
+    without its outer border is printed so, before any word is broken."""
     return _Fitted(df, title, caption, header)
 
 
@@ -73,16 +74,19 @@ class _Fitted:
 
     def __rich_console__(self, console, options):
         page = options.max_width
-        tries = [(self.df, True)]
+        tries = [(self.df, True, True)]
         if 0 < len(self.df) <= 6 and self.header:  # a few rows: one column per row, one row per field
             turned = pd.DataFrame(  # by position: a header may repeat
                 [[str(self.df.columns[j]), *map(str, self.df.iloc[:, j])] for j in range(1, self.df.shape[1])],
                 columns=[str(self.df.columns[0]), *(str(v) for v in self.df.iloc[:, 0])],
             )
-            tries.append((turned, True))
-        tries.append((self.df, False))  # text may break inside a word; numbers stay whole
-        for df, whole_words in tries:
-            if (table := _table(df, self.title, page, whole_words)) is not None:
+            tries.append((turned, True, True))
+        # without the left and right border (2 columns): at 80 columns the digits report's Part 1 (b) table was
+        # 1 column short and broke its headers into `learnin / g rate` and `diverge / d runs`
+        tries.append((self.df, True, False))
+        tries.append((self.df, False, True))  # text may break inside a word; numbers stay whole
+        for df, whole_words, edge in tries:
+            if (table := _table(df, self.title, page, whole_words, edge)) is not None:
                 table.caption, table.show_header = self.caption, self.header
                 yield page_titled(table)
                 return
@@ -98,9 +102,10 @@ class _Fitted:
             yield Text(self.caption, style="italic")
 
 
-def _table(df: pd.DataFrame, title: str, page: int, whole_words: bool = True):
+def _table(df: pd.DataFrame, title: str, page: int, whole_words: bool = True, edge: bool = True):
     """The table at its natural widths, narrowed column by column (the widest that may narrow first)
-    to fit `page` characters; None when even the narrowest widths do not fit. The widths are set here, not by
+    to fit `page` characters (with its outer border, or without: `edge`); None when even the narrowest widths do
+    not fit. The widths are set here, not by
     rich: its own narrowing cuts numbers, and with minimum widths it overshoots the page. Widths are terminal
     cells (a CJK character takes two)."""
     from rich.cells import cell_len
@@ -122,12 +127,12 @@ def _table(df: pd.DataFrame, title: str, page: int, whole_words: bool = True):
         least.append(min(low, natural[-1]))
         numeric.append(is_number)
     widths = list(natural)
-    while sum(widths) + 3 * len(widths) + 1 > page:  # a cell's padding and border, the edge
+    while sum(widths) + 3 * len(widths) + (1 if edge else -1) > page:  # a cell's padding and border, the edges
         narrower = [j for j in range(len(widths)) if widths[j] > least[j]]
         if not narrower:
             return None
         widths[max(narrower, key=lambda j: widths[j])] -= 1
-    table = Table(title=title)
+    table = Table(title=title, show_edge=edge)
     for head, width, is_number in zip(heads, widths, numeric):
         table.add_column(head, justify="right" if is_number else "left", width=width, overflow="fold")
     for row in zip(*columns):

@@ -133,6 +133,28 @@ def test_a_wide_page_shows_the_table_as_it_is():
     assert any("Q1 multiclass hinge" in line and "Q3 soft SVM" in line for line in turned[:4])
 
 
+def test_a_table_one_border_too_wide_drops_its_edges_before_breaking_a_word():
+    """At 80 columns (a default terminal) the digits report's Part 1 (b) table was 81 wide at its narrowest whole-word
+    widths, too wide turned, and was printed with its headers broken inside words: `learnin / g rate`, `diverge / d
+    runs`. Without its outer border it fits, every header word and number whole."""
+    sweep = pd.DataFrame(
+        {
+            "learning rate": ["0.001", "0.01", "0.1", "1", "10", "100"],
+            "final train loss": ["1.4212 ± 0.2869", "0.1722 ± 0.0410", "0.0099 ± 0.0015"] + ["46.7340 ± 7.1126"] * 3,
+            "train acc": ["73.12% ± 20.16%"] * 6,
+            "test acc": ["72.93% ± 18.68%"] * 6,
+            "diverged runs": ["0/3"] * 5 + ["3/3"],
+            "n": ["3"] * 6,
+        }
+    )
+    lines = render(sweep, 80)
+    assert max(map(len, lines)) <= 80
+    words = {w for line in lines for w in re.split(r"[\s│┃]+", line)}
+    assert {"learning", "rate", "diverged", "runs", "46.7340", "73.12%"} <= words, "\n".join(lines)
+    assert "┏" not in "".join(lines)  # the edges went
+    assert "┏" in "".join(render(sweep, 100))  # where the table fits with them, it keeps them
+
+
 def test_a_turned_table_keeps_its_values_when_a_header_repeats():
     df = pd.DataFrame([["a", "1.2e-16", "2.0"], ["b", "3.0", "4.0"]], columns=["name", "x", "x"])
     text = "\n".join(render(df, 25))
