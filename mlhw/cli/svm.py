@@ -57,7 +57,9 @@ PairTrainSize = Annotated[
 ]
 PairTestSize = Annotated[
     Optional[int],
-    typer.Option(help="Test subset (seeded choice) of every class, of which the two --classes.", rich_help_panel=DATA),
+    typer.Option(
+        help="Test subset (seeded choice) of every class; the SVM is tested on its two --classes.", rich_help_panel=DATA
+    ),
 ]
 
 
