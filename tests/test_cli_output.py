@@ -284,6 +284,20 @@ def test_help_at_80_columns_breaks_no_choice_list(command, monkeypatch):
         assert "<choice>" in options["--dataset"] and "digits (embedded" in res.output and "or cifar10" in res.output
 
 
+@pytest.mark.parametrize("command", HELP_COMMANDS[:6], ids=" ".join)
+def test_every_run_commands_help_shows_its_panels_in_one_order(command):
+    """`mlp train --help` showed Data before Training, `mlp sweep`, `cnn train` and `svm multiclass` the other way
+    round (a panel comes where its first option does): a reader going from one to the next looked for them."""
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+
+    res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"})
+    assert res.exit_code == 0, res.output
+    panels = [m.group(1) for m in re.finditer(r"^╭─ (\w+) ─", res.output, re.MULTILINE)]
+    assert panels == ["Options", "Data", "Training", "Tracking", "Output"], panels
+
+
 def test_the_count_column_names_what_it_counts_in_whole_numbers():
     """'3/10 epochs' (a bar of epochs under reproduce's bar of runs counted them bare); a million steps is
     1234567/2000000, not rich's 1.23457e+06; a task that counts nothing shows nothing."""

@@ -110,6 +110,7 @@ def _epoch_bar(bar, epochs):
 @app.command()
 @handles_errors
 def train(
+    dataset: Dataset = None,  # first: every command's help shows its Data panel first
     optimizer: Annotated[Optional[str], _opt("sgd (plain, --momentum 0) or adam.", "optimizer")] = None,
     lr: Annotated[Optional[float], _opt("Learning rate.", "lr")] = None,
     momentum: Annotated[Optional[float], _opt("SGD momentum.", "momentum")] = None,
@@ -131,7 +132,6 @@ def train(
             show_default="dropout",
         ),
     ] = None,
-    dataset: Dataset = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     width: Width = None,

@@ -270,6 +270,9 @@ def train(
 @app.command()
 @handles_errors
 def sweep(
+    dataset: Dataset = None,
+    train_size: TrainSize = None,
+    test_size: TestSize = None,
     lrs: Annotated[
         Optional[str],
         typer.Option(
@@ -279,9 +282,6 @@ def sweep(
             show_default=",".join(f"{x:g}" for x in MLP_SWEEP_LRS),
         ),
     ] = None,
-    dataset: Dataset = None,
-    train_size: TrainSize = None,
-    test_size: TestSize = None,
     hidden: Hidden = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,

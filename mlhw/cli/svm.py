@@ -92,6 +92,9 @@ LARGE_Q3 = 100_000
 @app.command()
 @handles_errors
 def multiclass(
+    dataset: Dataset = None,  # first: every command's help shows its Data panel first
+    train_size: TrainSize = None,
+    test_size: TestSize = None,
     method: Annotated[
         Optional[str],
         typer.Option(
@@ -130,9 +133,6 @@ def multiclass(
             "training error, and hinge >= 0-1 loss everywhere (a diverged subgradient run tests neither: exit 1).",
         ),
     ] = False,
-    dataset: Dataset = None,
-    train_size: TrainSize = None,
-    test_size: TestSize = None,
     seed: SvmSeed = None,
     data_dir: MnistDir = None,
     download: Download = None,
