@@ -575,3 +575,21 @@ def test_check_yaml_reads_e_notation_as_numbers_as_experiments_yaml_does(tmp_pat
     )
     policy = P.load_policy(tmp_path / "check.yaml")
     assert policy.metrics["svm.objective"].absolute_floor == 1e-9
+
+
+def test_a_delta_exactly_at_the_tolerance_passes_and_a_zero_tolerance_passes_only_an_unmoved_mean():
+    """ok <=> |delta| <= tolerance, the boundary included (numbers exact in binary, so no rounding decides it);
+    a tolerance of 0 (floors 0 and no std: a gate asking for the same number) passes equal means only."""
+    tol = P.MetricTolerance(absolute_floor=0.0, greater_is_better=True)
+    assert C.compare_metric(0.5, 0.75, 0.25, tol) == ("ok", 0.25, True, "better")
+    assert C.compare_metric(0.5, 0.25, 0.25, tol) == ("ok", -0.25, True, "worse")
+    assert C.compare_metric(0.5, 0.75 + 2**-50, 0.25, tol)[:3] == ("drift", 0.25 + 2**-50, False)
+    assert C.compare_metric(0.5, 0.5, 0.0, tol) == ("ok", 0.0, True, None)
+    assert C.compare_metric(0.5, 0.5 + 2**-52, 0.0, tol)[:3] == ("drift", 2**-52, False)
+    # through compare(): single runs (no std) under zero floors get tolerance 0
+    zero = P.CheckPolicy(metrics={"default": P.MetricTolerance(absolute_floor=0.0)})
+    one = {"t": pd.DataFrame([{"name": "a", "n": 1, "x_mean": 0.5}])}
+    res = C.compare(one, one, zero)
+    assert res.passed and by(res, "t", "name=a", "x").tolerance == 0.0
+    moved = C.compare(one, {"t": one["t"].assign(x_mean=0.5 + 2**-52)}, zero)
+    assert not moved.passed and by(moved, "t", "name=a", "x").status == "drift"
