@@ -132,6 +132,7 @@ def check_uri(uri: str, writable: bool = True) -> None:
         )
     path = sqlite_path(uri)
     if path is not None:
+        _check_sqlite_query(uri, writable)
         _check_sqlite(uri, path, writable)
     elif is_server(uri):
         probe_server(uri)
@@ -139,6 +140,30 @@ def check_uri(uri: str, writable: bool = True) -> None:
         raise MLHWError(
             f"{named(uri, repr(uri))} is not supported: use sqlite:///PATH.db (the file store is "
             f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server"
+        )
+
+
+# the query keys SQLAlchemy's pysqlite driver passes to sqlite3.connect; it ignores any other with a warning
+SQLITE_QUERY_KEYS = ("timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements")
+
+
+def _check_sqlite_query(uri: str, writable: bool = True) -> None:
+    """A key SQLite's driver ignores is refused: `?mode=ro` printed SQLAlchemy's three-line warning, then the runs were
+    written all the same. `uri=true` (a SQLite URI, where such keys count) is refused too: mlhw reads the database's
+    file from the URL (its artifact folder, the store template), and that would read `file:...` as a file name."""
+    keys = [k for k, _ in urllib.parse.parse_qsl(uri.partition("?")[2], keep_blank_values=True)]
+    if "uri" in keys:
+        raise MLHWError(f"{named(uri)}: uri=true (a SQLite URI) is not supported: name the file, sqlite:///PATH.db")
+    unknown = [k for k in keys if k not in SQLITE_QUERY_KEYS]
+    if unknown:
+        hint = (
+            " (this command writes runs; `mlhw check` and `mlhw tables` only read)"
+            if writable and "mode" in unknown
+            else ""
+        )
+        raise MLHWError(
+            f"{named(uri)}: {unknown[0]!r} is no key of SQLite's driver, which would ignore it; it takes "
+            f"{', '.join(SQLITE_QUERY_KEYS)}{hint}"
         )
 
 

@@ -242,6 +242,26 @@ def test_a_tracking_uri_with_stray_whitespace_is_refused(workdir, monkeypatch, v
     assert sorted(p.name for p in workdir.iterdir()) == ["exp.yaml"]
 
 
+def test_a_sqlite_query_key_its_driver_ignores_is_refused_before_anything_is_written(workdir, monkeypatch):
+    """MLFLOW_TRACKING_URI='sqlite:///mlflow.db?mode=ro' printed SQLAlchemy's three-line warning that it ignores
+    'mode', then wrote the runs all the same."""
+    db = workdir / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}?mode=ro")
+    res = invoke("mlp", "train", "--epochs", 1)
+    assert_one_line_error(res, "$MLFLOW_TRACKING_URI", "'mode' is no key of SQLite's driver", "only read")
+    assert not db.exists() and not (workdir / "mlartifacts").exists()
+    res = invoke("tables")  # a command that only reads: refused the same way, without the hint
+    assert "only read" not in assert_one_line_error(res, "'mode' is no key")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    res = invoke("svm", "soft", "--tracking-uri", f"sqlite:///file:{db}?mode=ro&uri=true")
+    assert_one_line_error(res, "--tracking-uri", "uri=true (a SQLite URI) is not supported")
+    assert_nothing_created(workdir)
+    # the driver's own keys pass (the store template's test uses ?timeout=30 for real)
+    check_uri(f"sqlite:///{db}?timeout=30&check_same_thread=false")
+    with pytest.raises(MLHWError, match="'foo' is no key"):
+        check_uri(f"sqlite:///{db}?timeout=30&foo=1", writable=False)
+
+
 def test_a_database_without_its_driver_says_which_package_to_add(workdir):
     """postgresql:// said only "ModuleNotFoundError: No module named 'psycopg'"."""
     res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", "postgresql://u:p@127.0.0.1:9/db")
