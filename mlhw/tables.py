@@ -115,10 +115,14 @@ def _table(df: pd.DataFrame, title: str, page: int, whole_words: bool = True, ed
     for i, head in enumerate(heads):
         cells = [str(v) for v in df.iloc[:, i].tolist()]  # by position: a turned table may repeat a header
         numbers = [c for c in cells if _NUMBER.fullmatch(c) or _RUN_ID.fullmatch(c)]
-        is_number = bool(numbers) and len(numbers) * 2 >= len([c for c in cells if c != "-"])
+        # a column of dashes alone (no run diverged) is a column of numbers yet to come: aligned as the same column
+        # is in a table where one has them (`mlp train`'s "diverged at" was left-aligned, `mlp sweep`'s right)
+        is_number = (bool(numbers) and len(numbers) * 2 >= len([c for c in cells if c != "-"])) or (
+            bool(cells) and set(cells) == {"-"}
+        )
         head_word = max(map(cell_len, head.split()), default=1) if whole_words else 1
         if is_number:  # never narrower than its longest number
-            low = max(head_word, *map(cell_len, numbers))
+            low = max([head_word, *map(cell_len, numbers)])
         else:  # whole words (the longest, at most 14, may break) or any width from 4
             word = max((cell_len(w) for c in cells for w in c.split()), default=1)
             low = min(max(head_word, word), 14) if whole_words else 4

@@ -126,6 +126,17 @@ def test_a_run_id_is_never_cut_and_a_name_value_table_wraps_its_names(width):
     assert any(rid[:8] in line for line in render(mlp, width)) and "…" not in "".join(render(mlp, width))
 
 
+def test_a_column_of_dashes_is_aligned_as_numbers():
+    """`mlp train`'s "diverged at", "-" where no rate diverged, was left-aligned; `mlp sweep`'s, where one rate
+    diverged at epoch 1, right-aligned: the same column, two alignments."""
+    none = pd.DataFrame([["0.1", "-", "text"]], columns=["lr", "diverged at", "note"])
+    some = pd.DataFrame([["0.1", "-", "text"], ["100", "1", "word"]], columns=["lr", "diverged at", "note"])
+    for df in (none, some):
+        head, first = render(df, 80)[2], render(df, 80)[4]
+        assert head.split("┃")[2] == " diverged at " and first.split("│")[2] == "           - ", render(df, 80)
+        assert first.split("│")[3] == " text ", render(df, 80)  # text stays left-aligned
+
+
 def test_a_wide_page_shows_the_table_as_it_is():
     lines = render(SVM, 200)
     assert "question" in lines[2] and "liblinear rel. diff" in lines[2]  # one header row, columns across
