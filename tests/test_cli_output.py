@@ -166,6 +166,30 @@ def test_a_table_one_border_too_wide_drops_its_edges_before_breaking_a_word():
     assert "┏" in "".join(render(sweep, 100))  # where the table fits with them, it keeps them
 
 
+def test_a_pair_of_numbers_wraps_at_its_spaces_before_any_word_breaks():
+    """At 80 columns the digits report's SVM table (four rows) fitted neither whole, nor turned, nor without its
+    border, as every `a / b` pair counted as one unbreakable number: every text cell was broken inside its words
+    (`digi / ts`, `mult / icla / ss`, `C=0. / 1`). A pair may wrap at its spaces; each number stays whole."""
+    soft = [
+        ("C=0.1", "2.00091", "4.4e-16", "119"),
+        ("C=1", "5.18543", "-1.7e-16", "48"),
+        ("C=10", "7.98771", "0.0e+00", "29"),
+    ]
+    svm = pd.DataFrame(
+        [["Q1 multiclass hinge", "digits, all classes", "0", "exact: a W with f = 0", "-", "0.00%", "3.40%", "-"]]
+        + [["Q3 soft SVM", f"digits 3vs8, {c}", f, f"{f} / {g}", n, "0.00%", "1.08%", g] for c, f, g, n in soft],
+        columns=list(SVM.columns),
+    )
+    for width in (80, 60):
+        lines = render(svm, width)
+        assert max(map(len, lines)) <= width
+        words = {w for line in lines for w in re.split(r"[\s│┃]+", line)}
+        cells = {w for col in svm.columns for c in [col, *svm[col]] for w in c.split()}
+        assert cells <= words, (cells - words, "\n".join(lines))  # every word and number whole
+    # where the pairs fit whole, they stay on one line (as the one-border test's `mean ± std` cells do)
+    assert any("5.18543 / -1.7e-16" in line for line in render(svm, 200))
+
+
 def test_a_turned_table_keeps_its_values_when_a_header_repeats():
     df = pd.DataFrame([["a", "1.2e-16", "2.0"], ["b", "3.0", "4.0"]], columns=["name", "x", "x"])
     text = "\n".join(render(df, 25))
