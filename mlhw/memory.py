@@ -4,10 +4,11 @@
 2.4 * 10^11 parameters) passed every check, made a run, and failed it out of memory: a FAILED run in the store for
 a typo. Only what is certain is counted, so that nothing that fits is refused: both cores draw their weights on the
 CPU (the MLP a layer at a time, in float64; AlexNet whole, in float32) before moving them to the device, so that
-much must fit in the CPU's memory whatever the device; on a machine without a GPU, the gradients and the optimizer's
-state too. Activations come on top: a run that fits this bound and not those still stops with the one-line
-out-of-memory error (or, past what Linux overcommits, is killed: `--width 16` on digits, 22 GB of weights on a
-25 GB machine, was killed by the kernel before this bound counted Adam's moments).
+much must fit in the CPU's memory whatever the device; on a machine without a GPU, the whole network as trained
+too (the MLP's weights: its SGD step is fused, no gradient is held; AlexNet's gradients and the optimizer's state).
+Activations come on top: a run that fits this bound and not those still stops with the one-line out-of-memory error
+(or, past what Linux overcommits, is killed: `--width 16` on digits, 22 GB of weights on a 25 GB machine, was killed
+by the kernel before this bound counted Adam's moments).
 """
 
 from __future__ import annotations
@@ -38,15 +39,18 @@ def machine_memory() -> int | None:
 def least_bytes(cfg, data, on_cpu: bool) -> tuple[int, str] | None:
     """(bytes, what they hold) that a run of `cfg` on `data` needs in the CPU's memory at the least; None for the
     kinds whose size the data alone bounds (the SVMs: Q1's linear program has its own bound, Q1_LP_MAX_ROWS).
-    `on_cpu`: the run trains on the CPU (no GPU here), whose memory then holds the gradients and the optimizer's
-    state too, not only the weights as drawn."""
+    `on_cpu`: the run trains on the CPU (no GPU here), whose memory then holds the network as trained (AlexNet's
+    gradients and optimizer state too), not only the weights as drawn."""
     if cfg.kind == "mlp":
         sizes = [data.n_features, *cfg.hidden, data.n_classes]
         largest = max(a * b for a, b in zip(sizes, sizes[1:]))
         n = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
-        trained = 2 * n * (8 if cfg.dtype == "float64" else 4)  # the weights and their gradients
+        # the weights alone: the SGD step is fused into the backprop (Network.backprop(update=True) adds each layer's
+        # gradient into its weights in place), so no gradient is held; counting one twice refused networks that fit
+        # (--hidden 4000,4000,4000,4000,4000,4000 --dtype float64 peaked at 0.76 GB and was charged 1.28 GB)
+        trained = n * (8 if cfg.dtype == "float64" else 4)
         if on_cpu and trained > 8 * largest:
-            return trained, f"{n:,} weights and their gradients (in {cfg.dtype}"
+            return trained, f"{n:,} weights (in {cfg.dtype}"
         return 8 * largest, f"a layer of {largest:,} weights (drawn in float64"
     if cfg.kind == "cnn":
         import torch
