@@ -1,5 +1,6 @@
 """User-facing errors: one line that names the culprit, exit code 2 at the CLI."""
 
+import datetime
 import re
 
 
@@ -33,7 +34,8 @@ def format_validation_error(err, prefix: str = "", model=None) -> str:
         path = e.get("loc", ())
         if len(path) >= 2 and path[-1] == "[key]":  # a mapping's key that is no name: 'suites.None.[key]' before
             where = ".".join(str(p) for p in path[:-2] if not isinstance(p, int)) or "config"
-            key = "null" if path[-2] == "None" else as_written(path[-2])  # pydantic's loc spells a null key 'None'
+            # the key as read: pydantic's loc spells null 'None', true 1, 1.5 '1.5' and a date its repr
+            key = as_written(e["input"] if "input" in e else path[-2])
             parts.append(f"{prefix}{where}: the key {key} is not a name (quote it to make it one)")
             continue
         loc = ".".join(str(p) for p in path if not isinstance(p, int))  # "hidden", not "hidden.0"
@@ -90,6 +92,8 @@ def _written(value, limit: int) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
+    if isinstance(value, datetime.date):  # YAML's timestamps (2024-01-01), not Python's datetime.date(2024, 1, 1)
+        return value.isoformat(sep=" ") if isinstance(value, datetime.datetime) else value.isoformat()
     if isinstance(value, float):
         if value != value:
             return "nan"

@@ -10,6 +10,7 @@ variant, or `seeds`) sets its field in every run, so a `--set` that no run takes
 
 from __future__ import annotations
 
+import collections.abc
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -183,6 +184,8 @@ class UniqueKeyLoader(SafeValuesLoader):
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, then keys of its own: merged by the base
                 continue  # class (its keys may be overridden; two of the mapping's own may not be the same)
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, collections.abc.Hashable):  # `[a, b]: 1`, `{a: 1}: 2`: the base class's error,
+                break  # at its line ('found unhashable key'); `key in seen` raised TypeError, a traceback
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark

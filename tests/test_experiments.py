@@ -1,5 +1,6 @@
 """experiments.yaml: the shipped file validates; every kind of mistake gets a message naming file, key, value."""
 
+import datetime
 import os
 import re
 from pathlib import Path
@@ -289,6 +290,14 @@ def with_(change):
         (
             lambda d: d["profiles"]["p"]["suites"].update({3: {}}),
             "exp.yaml: profiles.p.suites: the key 3 is not a name (quote it to make it one)",
+        ),
+        # pydantic's loc spells such a key its own way: true as 1, 1.5 as '1.5' (quoted, as if it were), a date as
+        # 'datetime.date(2024, 1, 1)'; the key is named as the file has it
+        (lambda d: d["suites"].update({True: {"kind": "theory"}}), "exp.yaml: suites: the key true is not a name"),
+        (lambda d: d["suites"]["m"]["grid"].update({1.5: [1]}), "exp.yaml: suites.m.grid: the key 1.5 is not a name"),
+        (
+            lambda d: d["profiles"].update({datetime.date(2024, 1, 1): {}}),
+            "exp.yaml: profiles: the key 2024-01-01 is not a name",
         ),
         (
             lambda d: d["suites"]["c"]["grid"].update(variant=["adam-1"]),
@@ -849,8 +858,11 @@ def test_an_error_shows_a_huge_value_cut_short(tmp_path):
         ),
         ("suites: {}\nprofiles: {p: {jobs: !!int two}}\n", "line 2 not valid YAML ('two' is no int"),
         ("suites: {}\nprofiles: {p: {jobs: " + "9" * 5000 + "}}\n", "line 2 not valid YAML ('9999"),
+        # a list or a mapping as a key: `key in seen` raised TypeError (unhashable type: 'list'), a traceback
+        ("suites: {}\nprofiles: {p: {}}\n[a, b]: 1\n", "line 3 not valid YAML (found unhashable key"),
+        ("suites: {}\nprofiles: {p: {suites: {{a: 1}: {}}}}\n", "line 2 not valid YAML (found unhashable key"),
     ],
-    ids=["nested", "month-13", "bad-int", "5000-digits"],
+    ids=["nested", "month-13", "bad-int", "5000-digits", "list-key", "mapping-key"],
 )
 def test_yaml_that_python_cannot_build_is_one_line(tmp_path, text, culprit):
     """PyYAML raises RecursionError on deep nesting, and ValueError where a tagged or date-like value cannot be built
