@@ -74,6 +74,20 @@ def test_a_deep_float64_mlp_that_fits_is_not_refused(workdir, monkeypatch):
     assert "5,080,010 weights (in float64: 40.6 MB), more than this machine's 40 MB of memory" in line
 
 
+def test_a_deep_network_of_narrow_layers_is_weighed_too(workdir, monkeypatch):
+    """Only a layer of 1,000 units or more had the network weighed: 30 layers of 999 on digits (29 million weights,
+    116 MB) trained on a 100 MB machine, and 20,000 of them (80 GB) would have met the kernel's OOM killer."""
+    assert not memory.may_not_fit(MLPConfig()) and not memory.may_not_fit(MLPConfig(hidden=(1000,)))  # 3 MB
+    assert memory.may_not_fit(MLPConfig(hidden=(999,) * 2))  # 1.78 million weights
+    monkeypatch.setattr(memory, "machine_memory", lambda: 100 * 10**6)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    deep = ",".join(["999"] * 30)
+    res = invoke("mlp", "train", "--hidden", deep, "--epochs", "1", "--train-size", "50", "--tracking-uri", uri)
+    line = assert_one_line_error(res, f"--hidden: {deep} asks for 29,045,935 weights (in float32: 116 MB)")
+    assert line.endswith("more than this machine's 100 MB of memory")
+    assert_nothing_created(workdir, uri)
+
+
 def test_machine_memory_takes_a_containers_lower_limit(tmp_path, monkeypatch):
     whole = memory.machine_memory()
     assert whole and whole > 2**28  # a machine that runs torch has more than 256 MB
