@@ -319,18 +319,22 @@ def test_help_at_80_columns_breaks_no_choice_list(command, monkeypatch):
         assert "<choice>" in options["--dataset"] and "digits (embedded" in res.output and "or cifar10" in res.output
 
 
-@pytest.mark.parametrize("command", HELP_COMMANDS[:6], ids=" ".join)
+@pytest.mark.parametrize("command", HELP_COMMANDS[:7], ids=" ".join)
 def test_every_run_commands_help_shows_its_panels_in_one_order(command):
-    """`mlp train --help` showed Data before Training, `mlp sweep`, `cnn train` and `svm multiclass` the other way
-    round (a panel comes where its first option does): a reader going from one to the next looked for them."""
+    """`mlp train --help` showed Data before Training, `mlp sweep`, `cnn train`, `svm multiclass` and `reproduce` the
+    other way round (a panel comes where its first option does): a reader going from one to the next looked for
+    them. reproduce's --download sat among its general options; it is in Data, as elsewhere."""
     from typer.testing import CliRunner
 
     from mlhw.cli import app
 
     res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"})
     assert res.exit_code == 0, res.output
-    panels = [m.group(1) for m in re.finditer(r"^╭─ (\w+) ─", res.output, re.MULTILINE)]
-    assert panels == ["Options", "Data", "Training", "Tracking", "Output"], panels
+    panels = [m.group(1) for m in re.finditer(r"^╭─ ([\w ]+?) ─", res.output, re.MULTILINE)]
+    extra = ["Parallel and distributed"] if command == ["reproduce"] else []  # its workers, a panel of its own
+    assert panels == ["Options", "Data", "Training", "Tracking", "Output", *extra], panels
+    data = res.output.split("╭─ Data ─")[1].split("╰")[0]
+    assert "--download" in data, data
 
 
 def test_the_count_column_names_what_it_counts_in_whole_numbers():

@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Optional
 import typer
 
 from mlhw.cli.common import (
+    DATA,
     RUNS_KILLED,
     DataDir,
     Device,
@@ -848,12 +849,14 @@ def reproduce(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Run every planned run again, even the done ones.")] = False,
     file: File = "experiments.yaml",
-    device: Device = "auto",
     data_dir: DataDir = "data",
     download: Annotated[
         Optional[bool],
-        typer.Option("--download/--no-download", show_default="auto", help="Download missing datasets."),
+        typer.Option(
+            "--download/--no-download", show_default="auto", help="Download missing datasets.", rich_help_panel=DATA
+        ),
     ] = None,
+    device: Device = "auto",
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
