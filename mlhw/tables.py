@@ -89,7 +89,8 @@ class _Fitted:
         # icla / ss`), turned it fits so.
         tries = [(f, True, True, True) for f in frames] + [(self.df, True, False, True)]
         tries += [(f, True, True, False) for f in frames] + [(self.df, True, False, False)]
-        tries.append((self.df, False, True, False))  # text may break inside a word; numbers stay whole
+        tries += [(self.df, False, True, False), (self.df, False, False, False)]  # text may break in a word; numbers
+        # stay whole (without the border last: a table that fitted only so was printed as `field: value` lines)
         for df, whole_words, edge, whole_pairs in tries:
             if (table := _table(df, self.title, page, whole_words, edge, whole_pairs)) is not None:
                 table.caption, table.show_header = self.caption, self.header

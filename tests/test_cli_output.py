@@ -190,6 +190,19 @@ def test_a_pair_of_numbers_wraps_at_its_spaces_before_any_word_breaks():
     assert any("5.18543 / -1.7e-16" in line for line in render(svm, 200))
 
 
+def test_a_table_that_fits_only_with_broken_words_and_no_border_is_still_a_table():
+    """The last try broke words with the border kept; a table that fitted only without it too fell back to
+    `field: value` lines. Seven rows (not turned), two 13-digit numbers: at 45 columns it fits so."""
+    df = pd.DataFrame(
+        [[f"alphabetical{i}", "1234567890.12", "1234567890.12", "wordy words"] for i in range(7)],
+        columns=["name", "a", "b", "c"],
+    )
+    lines = render(df, 45)
+    assert max(map(len, lines)) <= 45 and "┏" not in "".join(lines)
+    assert any("┃" in line and " a " in line for line in lines), "\n".join(lines)  # a header row
+    assert sum("1234567890.12 │ 1234567890.12" in line for line in lines) == 7  # each number whole, on its row
+
+
 def test_a_turned_table_keeps_its_values_when_a_header_repeats():
     df = pd.DataFrame([["a", "1.2e-16", "2.0"], ["b", "3.0", "4.0"]], columns=["name", "x", "x"])
     text = "\n".join(render(df, 25))
