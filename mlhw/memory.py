@@ -17,7 +17,36 @@ import os
 from pathlib import Path
 
 # cgroup v2 and v1: a container's limit, lower than the machine's memory that sysconf reports
-_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+_CGROUP_ROOT, _PROC_CGROUP = Path("/sys/fs/cgroup"), "/proc/self/cgroup"
+_CGROUP_FILES = (("", "memory.max"), ("memory", "memory.limit_in_bytes"))  # (v1 controller folder, limit file)
+
+
+def cgroup_limit_files(proc_cgroup: str, root: Path = _CGROUP_ROOT) -> list[Path]:
+    """The memory-limit files that bound this process: those of its own cgroup (from /proc/self/cgroup's text) and of
+    every cgroup above it, in v2 (`0::/path`) and v1 (`N:memory:/path`). The root's alone missed a limit set lower in
+    the tree, as a batch system (Slurm) or a systemd slice sets it where the container has no cgroup namespace."""
+    own = {"": "/", "memory": "/"}
+    for line in proc_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            own[""] = path or "/"
+        elif "memory" in controllers.split(","):
+            own["memory"] = path or "/"
+    files = []
+    for folder, name in _CGROUP_FILES:
+        here = Path(own[folder])
+        for level in [here, *here.parents]:
+            files.append(root / folder / level.relative_to("/") / name)
+    return list(dict.fromkeys(files))
+
+
+def _cgroup_limits() -> list[Path]:
+    try:
+        text = Path(_PROC_CGROUP).read_text()
+    except OSError:
+        text = ""
+    return cgroup_limit_files(text, _CGROUP_ROOT)
 
 
 def machine_memory() -> int | None:
@@ -26,7 +55,7 @@ def machine_memory() -> int | None:
         found = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):  # not POSIX
         found = None
-    for path in _CGROUP_LIMITS:
+    for path in _cgroup_limits():
         try:
             text = Path(path).read_text().strip()
         except OSError:

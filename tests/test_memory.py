@@ -94,10 +94,39 @@ def test_machine_memory_takes_a_containers_lower_limit(tmp_path, monkeypatch):
     unlimited, limited = tmp_path / "v2", tmp_path / "v1"
     unlimited.write_text("max\n")
     limited.write_text("1073741824\n")
-    monkeypatch.setattr(memory, "_CGROUP_LIMITS", (str(unlimited), str(tmp_path / "absent")))
+    monkeypatch.setattr(memory, "_cgroup_limits", lambda: [unlimited, tmp_path / "absent"])
     assert memory.machine_memory() == whole
-    monkeypatch.setattr(memory, "_CGROUP_LIMITS", (str(unlimited), str(limited)))
+    monkeypatch.setattr(memory, "_cgroup_limits", lambda: [unlimited, limited])
     assert memory.machine_memory() == min(whole, 2**30)
+
+
+def test_a_cgroup_limit_below_the_root_is_found(tmp_path, monkeypatch):
+    """Only /sys/fs/cgroup/memory.max (and v1's root file) were read: a limit on the process's own cgroup deeper in
+    the tree (a Slurm job, a systemd slice, a container without a cgroup namespace) went unseen."""
+    root = tmp_path / "cgroup"
+    v2 = "0::/slurm/job_7/step_0\n"
+    v1 = "9:name=systemd:/\n4:cpu,memory:/docker/abc\n1:cpuset:/\n"
+    assert memory.cgroup_limit_files(v2, root)[:4] == [
+        root / "slurm/job_7/step_0/memory.max",
+        root / "slurm/job_7/memory.max",
+        root / "slurm/memory.max",
+        root / "memory.max",
+    ]
+    assert memory.cgroup_limit_files(v1, root) == [
+        root / "memory.max",
+        root / "memory/docker/abc/memory.limit_in_bytes",
+        root / "memory/docker/memory.limit_in_bytes",
+        root / "memory/memory.limit_in_bytes",
+    ]
+    assert memory.cgroup_limit_files("", root) == [root / "memory.max", root / "memory/memory.limit_in_bytes"]
+    # machine_memory reads them: the job's 512 MB under an unlimited root
+    for folder, text in (("", "max"), ("slurm", "max"), ("slurm/job_7", str(2**29)), ("slurm/job_7/step_0", "max")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / "memory.max").write_text(text + "\n")
+    (tmp_path / "self").write_text(v2)
+    monkeypatch.setattr(memory, "_CGROUP_ROOT", root)
+    monkeypatch.setattr(memory, "_PROC_CGROUP", str(tmp_path / "self"))
+    assert memory.machine_memory() == 2**29
 
 
 @pytest.mark.parametrize(
