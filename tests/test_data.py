@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import write_idx, write_mnist_idx, write_mnist_pickle
+from helpers import write_cifar_batches, write_idx, write_mnist_idx, write_mnist_pickle
 
 from mlhw import data
 from mlhw.errors import DataNotFound, MLHWError
@@ -113,6 +113,29 @@ def test_mnist_pickle_is_read_as_is(tmp_path):
     np.testing.assert_array_equal(d.val.y, vy)
     np.testing.assert_array_equal(d.test.x.reshape(20, -1), sx)
     assert d.image_shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("split_seed", [None, 7])
+def test_cifar10_is_a_seeded_shuffle_of_the_five_batches_in_order_its_first_part_validation(tmp_path, split_seed):
+    """The assignment's CIFAR-10 split against the batches' known content: data_batch_1..5 concatenated in that
+    order, a shuffle seeded with `split_seed` (1 by default), its first val_size images the validation set and
+    the rest the training pool, in the shuffle's order; test_batch whole, in its order. The batches in another
+    order, another seed, or the validation set taken from the end were seen only by a pinned fingerprint."""
+    batches = write_cifar_batches(tmp_path / data.CIFAR_FOLDER, per_batch=7, n_test=4)
+    seed = {} if split_seed is None else {"split_seed": split_seed}
+    d = data.load_cifar10(tmp_path, download=False, val_size=5, **seed)
+    x = np.concatenate([b["data"] for b in batches[:5]])
+    y = np.concatenate([b["labels"] for b in batches[:5]])
+    perm = np.random.RandomState(1 if split_seed is None else split_seed).permutation(35)
+    assert d.sizes() == {"train": 30, "val": 5, "test": 4}
+    for split, rows in ((d.val, perm[:5]), (d.train, perm[5:])):
+        np.testing.assert_array_equal(split.x.reshape(len(rows), -1), x[rows])
+        np.testing.assert_array_equal(split.y, y[rows])
+    np.testing.assert_array_equal(d.test.x.reshape(4, -1), batches[5]["data"])
+    assert d.test.y.tolist() == list(batches[5]["labels"]) and d.train.y.dtype == np.int64
+    # a row is the red, green and blue planes, each 32 x 32 row-major: pixel (c, i, j) is column 1024 c + 32 i + j
+    assert d.train.x.shape[1:] == (3, 32, 32) and d.train.x.dtype == np.uint8
+    assert d.test.x[2, 1, 5, 9] == batches[5]["data"][2, 1024 + 32 * 5 + 9]
 
 
 def test_missing_mnist_offline_says_what_to_do(tmp_path):
