@@ -138,6 +138,18 @@ def test_cifar10_is_a_seeded_shuffle_of_the_five_batches_in_order_its_first_part
     assert d.test.x[2, 1, 5, 9] == batches[5]["data"][2, 1024 + 32 * 5 + 9]
 
 
+def test_validation_and_training_fractions_round_to_the_nearest_image():
+    """with_validation and train_fraction take round(fraction x n) images, not its floor: 10% of digits' 1,297
+    training images is 130 for validation (129.7), which a CNN run on digits sees. Every other test used a
+    fraction of n that is a whole number, so a floor passed them all."""
+    n = 47  # 10% is 4.7 images: 5, a floor gives 4
+    pool = data.Split(np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1), np.arange(n) % 10)
+    base = data.Dataset("digits", pool, data.Split(pool.x[:3], pool.y[:3]))
+    assert len(data.with_validation(base, 0.1).val) == 5 and len(data.with_validation(base, 0.1).train) == 42
+    assert len(data.train_fraction(base, 0.1).train) == 5 and len(data.train_fraction(base, 0.13).train) == 6
+    assert len(data.with_validation(data.load_digits_data(), 0.1).val) == 130
+
+
 def test_missing_mnist_offline_says_what_to_do(tmp_path):
     with pytest.raises(DataNotFound, match=r"--data-dir.*--download"):
         data.load_mnist(tmp_path, download=False)
