@@ -189,3 +189,13 @@ def test_channel_stats_are_the_training_splits_own():
     np.testing.assert_allclose(mean, [pixels[:, c].mean() for c in range(3)], rtol=1e-6)
     np.testing.assert_allclose(std[:2], [pixels[:, c].std() for c in range(2)], rtol=1e-5)
     assert std[2] == pytest.approx(1e-6) and mean[2] == pytest.approx(77 / 255)
+
+
+def test_cifar10_is_normalised_by_the_assignments_constants_not_its_own_statistics():
+    """CIFAR-10's normalisation is the assignment's transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994,
+    0.2010)), channel by channel (R, G, B), whatever the pixels: nothing else pinned those numbers, and a swap of
+    two channels' constants passed every test."""
+    rng = np.random.RandomState(0)
+    split = data.Split(rng.randint(0, 256, (6, 3, 32, 32)).astype(np.uint8), np.zeros(6, np.int64))
+    mean, std = data.channel_stats(data.Dataset("cifar10", split, split, split))
+    assert mean == (0.4914, 0.4822, 0.4465) and std == (0.2023, 0.1994, 0.2010)
