@@ -560,3 +560,19 @@ def test_q3a_on_a_large_problem_is_checked_on_the_sub_problem_and_the_stages_are
     rep = svm.soft_report(X, y, 1.0, "free", on_stage=lambda i, what: said.append(what))
     assert "dual_objective" not in rep and "duality_gap" not in rep and "dual (active set)" not in said
     assert len(said) == 4 and svm.soft_skipped(1200) == "not solved: 1,200 samples > 1,000 (a smaller --train-size)"
+
+
+def test_one_subgradient_step_is_the_hand_worked_one():
+    """Q1's subgradient method on two points, worked by hand. At W = 0 every term is 1 (ties), so each point's
+    subgradient is +x_i on the other class's row and -x_i on its own: G = [[-1, 1], [1, -1]], and the step
+    W -= lr / n * G gives W = [[0.25, -0.25], [-0.25, 0.25]] at lr 0.5, n 2, where each hinge is 1 - 0.5 = 0.5.
+    A step without the 1/n (lr * G: a rate n times larger) passed test_svm, and so did a loop one step short."""
+    X, y = np.eye(2), np.array([0, 1])
+    res = svm.multiclass_subgradient(X, y, steps=1, lr=0.5)
+    np.testing.assert_allclose(res.W, [[0.25, -0.25], [-0.25, 0.25]], rtol=0, atol=1e-15)
+    assert [(h["step"], h["objective"], h["train_error"]) for h in res.history] == [(0, 1.0, 1.0), (1, 0.5, 0.0)]
+    assert res.objective == 0.5 and res.method == "subgradient"
+    # one step more reaches every margin 1 (f = 0) and stops there, short of its 5 steps
+    done = svm.multiclass_subgradient(X, y, steps=5, lr=0.5)
+    assert [h["objective"] for h in done.history] == [1.0, 0.5, 0.0]
+    np.testing.assert_allclose(done.W, [[0.5, -0.5], [-0.5, 0.5]], rtol=0, atol=1e-15)
