@@ -576,3 +576,32 @@ def test_one_subgradient_step_is_the_hand_worked_one():
     done = svm.multiclass_subgradient(X, y, steps=5, lr=0.5)
     assert [h["objective"] for h in done.history] == [1.0, 0.5, 0.0]
     np.testing.assert_allclose(done.W, [[0.5, -0.5], [-0.5, 0.5]], rtol=0, atol=1e-15)
+
+
+def test_kkt_residuals_read_how_far_a_wrong_dual_is_from_the_primal():
+    """Each residual of kkt_report (the Q3(c) rows of `mlhw theory` and the svm table) against a dual moved off
+    the optimum by a known amount: multipliers 1.5 times too large give w = 1.5 w*, a relative residual of 0.5; a
+    dual bias 0.25 off reads 0.25; one multiplier 0.3 too large breaks sum a_i y_i = 0 by 0.3 and xi = a / C by
+    0.3 / C. A residual fixed at 0 (bias, equality) or computed on part of w passed every test of test_svm: the
+    exact solvers make each of them 0 to rounding. The support vectors are the samples inside the margin."""
+    import dataclasses
+
+    X, y = overlapping()
+    C = 2.0
+    for bias in ("none", "regularized", "free"):
+        prob = svm.SoftSVMProblem(X, y, C, bias)
+        primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+        margins = y * (prob.A @ primal.theta)
+        assert svm.kkt_report(prob, primal, dual)["support_vectors"] == int(np.sum(margins < 1 - 1e-9)) > 0
+        scaled = svm.kkt_report(prob, primal, dataclasses.replace(dual, a=1.5 * dual.a))
+        assert scaled["w_residual"] == pytest.approx(0.5, rel=1e-7)
+    prob = svm.SoftSVMProblem(X, y, C, "free")
+    primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+    exact = svm.kkt_report(prob, primal, dual)
+    assert max(exact["bias_residual"], exact["equality_residual"], exact["xi_residual"]) < 1e-8
+    shifted = dataclasses.replace(dual, theta=dual.theta + np.r_[np.zeros(X.shape[1]), 0.25])
+    assert svm.kkt_report(prob, primal, shifted)["bias_residual"] == pytest.approx(0.25, rel=1e-7)
+    bumped = dataclasses.replace(dual, a=dual.a + 0.3 * (np.arange(len(y)) == 0))
+    k = svm.kkt_report(prob, primal, bumped)
+    assert k["equality_residual"] == pytest.approx(0.3, rel=1e-7)
+    assert k["xi_residual"] == pytest.approx(0.3 / C, rel=1e-6)
