@@ -605,3 +605,27 @@ def test_kkt_residuals_read_how_far_a_wrong_dual_is_from_the_primal():
     k = svm.kkt_report(prob, primal, bumped)
     assert k["equality_residual"] == pytest.approx(0.3, rel=1e-7)
     assert k["xi_residual"] == pytest.approx(0.3 / C, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "report, reason",
+    [
+        ({"primal_converged": 1.0, "converged": 1.0, "duality_gap": 1e-12}, None),
+        ({"primal_converged": 1.0, "converged": 1.0, "duality_gap": -1e-8}, None),  # the tolerance itself passes
+        ({"primal_converged": 1.0}, None),  # above 6,000 samples: no dual, no gap
+        ({"primal_converged": 0.0, "converged": 1.0, "duality_gap": 0.0}, "Newton did not converge"),
+        ({"primal_converged": 1.0, "converged": 0.0, "duality_gap": 0.0}, "a solver did not converge"),
+        ({"converged": 1.0, "duality_gap": 2e-8}, "differ by 2.0e-08 (relative; tolerance 1e-08): one solver stopped"),
+        ({"converged": 1.0, "duality_gap": float("nan")}, "differ by nan"),
+        (
+            {"converged": 1.0, "duality_gap": -3e-6, "primal_certificate_gap": 1e-12},
+            "differ by -3.0e-06 (relative; tolerance 1e-08): the dual's active set stopped short",
+        ),
+    ],
+)
+def test_soft_failure_names_the_first_rule_a_q3_report_breaks(report, reason):
+    """The one rule of `svm soft`, reproduce and `mlhw check` on hand-written reports: Newton's flag, then both
+    solvers' flag, then |gap| <= 1e-8 (NaN fails), and which solver stopped short when the primal is certified. A
+    rule that ignored the solvers' flag (`converged`), or let a NaN gap through, passed every test of test_svm."""
+    why = svm.soft_failure(report)
+    assert why is None if reason is None else reason in why
