@@ -403,3 +403,18 @@ def test_the_full_run_tables_reference_is_in_its_csv():
     csv = pd.read_csv(io.StringIO(T.table_files(table)["csv"]))
     assert csv["reference_test_acc"].tolist() == [0.9512] and csv["test_acc_mean"].tolist() == [0.9]
     assert "reference_test_acc" not in T.mlp_full_table(recs).numeric  # no reference, no column
+
+
+def test_the_headline_is_the_best_rows_mean_and_names_that_row():
+    """A sweep's parent run shows one number: the headline metric of the best row (highest mean), the row named
+    with its run count. By hand: lr 0.1 has test accuracies 0.9 and 0.8 (mean 0.85), lr 1 has 0.95 alone, lr 10
+    has 0.1 and 0.1; the best is lr 1's single run. The worst row (idxmin) passed every test."""
+    recs = [
+        {"kind": "mlp", "lr": lr, "seed": s, "train_loss": 0.1, "train_acc": acc, "test_acc": acc, "diverged": 0.0}
+        for lr, s, acc in ((0.1, 1, 0.9), (0.1, 2, 0.8), (1.0, 1, 0.95), (10.0, 1, 0.1), (10.0, 2, 0.1))
+    ]
+    metric, value, which = T.headline(T.mlp_sweep_table(recs))
+    assert (metric, which) == ("test_acc", "lr=1 (its one run's test_acc)") and value == 0.95
+    recs = [r for r in recs if r["lr"] != 1.0]
+    metric, value, which = T.headline(T.mlp_sweep_table(recs))
+    assert (metric, which) == ("test_acc", "lr=0.1 (the mean of its 2 runs' test_acc)") and value == np.mean([0.9, 0.8])
