@@ -418,3 +418,11 @@ def test_the_headline_is_the_best_rows_mean_and_names_that_row():
     recs = [r for r in recs if r["lr"] != 1.0]
     metric, value, which = T.headline(T.mlp_sweep_table(recs))
     assert (metric, which) == ("test_acc", "lr=0.1 (the mean of its 2 runs' test_acc)") and value == np.mean([0.9, 0.8])
+
+
+def test_a_theory_row_without_a_stored_verdict_is_not_a_pass():
+    """A check row whose `passed` was never stored (None, or NaN through a table of runs) reads FAIL: only True
+    (or the store's "True") is a pass. A rule that read every value but False as PASS passed every test."""
+    row = {"question": "Q2", "claim": "c", "check": "k", "data": "d", "max_error": 0.0, "tolerance": 0.0}
+    rows = [row | {"passed": None}, row | {"passed": float("nan")}, row | {"passed": "nan"}, row | {"passed": True}]
+    assert T.theory_table(rows).display["result"].tolist() == ["FAIL", "FAIL", "FAIL", "PASS"]
