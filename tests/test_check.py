@@ -117,6 +117,17 @@ def test_n1_rows_fall_back_to_the_floor_and_one_sided_std_is_borrowed():
     assert by(res, "mlp_full", "dataset=digits", "test_acc").tolerance == pytest.approx(0.02) and not res.passed
 
 
+def test_a_single_run_baseline_borrows_the_reproductions_std_and_the_relative_floor_takes_the_size_of_the_mean():
+    """The other direction of the borrowing: a baseline of one run (no std) against a reproduction of 4 seeds
+    with std 0.05 is taken to vary like the reproduction, 3 sqrt(0.05^2 / 1 + 0.05^2 / 4) + 0.02 (a baseline
+    that borrowed nothing, the floor alone, passed every test). The relative floor is a share of |x_b|: a mean of
+    -5 (a negative metric) gives a floor of 0.5, not max(0.02, -0.5). By hand."""
+    tol = P.MetricTolerance(absolute_floor=0.02)
+    assert C.tolerance(None, 1, 0.05, 4, 0.9, tol, 3.0) == pytest.approx(3 * math.sqrt(0.0025 + 0.0025 / 4) + 0.02)
+    rel = P.MetricTolerance(absolute_floor=0.02, relative_floor=0.1)
+    assert C.tolerance(None, 1, None, 1, -5.0, rel, 3.0) == pytest.approx(0.5)
+
+
 def test_a_chaotic_row_moved_40_points_is_reported_not_failed():
     # the baseline machine happened to see lr=1 learn in every seed (a small spread); another CPU sees it collapse
     base = edit(tables(), "mlp_lr_sweep", {"lr": 1.0}, "test_acc_std", 0.01)
