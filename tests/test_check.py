@@ -128,6 +128,15 @@ def test_a_single_run_baseline_borrows_the_reproductions_std_and_the_relative_fl
     assert C.tolerance(None, 1, None, 1, -5.0, rel, 3.0) == pytest.approx(0.5)
 
 
+def test_a_loss_that_went_from_plus_to_minus_infinity_drifted():
+    """Non-finite means are equal only as the same inf (or both NaN): +inf against -inf is a drift, not 'the same
+    inf' (a comparison of magnitudes passed every test)."""
+    tol = P.MetricTolerance()
+    assert C.compare_metric(math.inf, math.inf, 0.02, tol)[:3] == ("ok", 0.0, True)
+    status, _, within, _ = C.compare_metric(math.inf, -math.inf, 0.02, tol)
+    assert (status, within) == ("drift", False)
+
+
 def test_a_chaotic_row_moved_40_points_is_reported_not_failed():
     # the baseline machine happened to see lr=1 learn in every seed (a small spread); another CPU sees it collapse
     base = edit(tables(), "mlp_lr_sweep", {"lr": 1.0}, "test_acc_std", 0.01)
