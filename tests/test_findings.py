@@ -177,6 +177,24 @@ def mlp_run(lr, accs, seed=8, losses=None, diverged_epoch=None, with_divergence=
     return rec
 
 
+def test_part1bs_learning_level_is_a_share_of_the_best_rates_mean_not_of_its_best_run():
+    """The level of "learns" is a share of the best learning rate's mean final training accuracy over its seeds: by
+    hand, lr 0.1 ends at 0.98 and 0.85 (mean 0.915), lr 1 at 0.92 twice (mean 0.92), so the best is 0.92 and the
+    level 0.9 x 0.92 = 0.828, which lr 0.1's 0.85 run reaches. Taking the best single run (0.98: level 0.882, which
+    0.85 misses) passed every test. The level itself counts (>=): at learns_fraction 0.5 of 0.8, 0.4 learns."""
+    records = [
+        mlp_run(0.1, [0.1, 0.5, 0.98], seed=1),
+        mlp_run(0.1, [0.1, 0.5, 0.85], seed=2),
+        mlp_run(1.0, [0.1, 0.5, 0.92], seed=1),
+        mlp_run(1.0, [0.1, 0.5, 0.92], seed=2),
+    ]
+    ev = F.part1b(records).evidence
+    assert ev["best_mean_final_train_acc"] == pytest.approx(0.92, abs=1e-15)
+    assert ev["learns_level"] == pytest.approx(0.828, abs=1e-15)
+    assert [(r["outcome"], r["epoch"]) for r in ev["rates"]["0.1"]["runs"]] == [("learns", 2), ("learns", 2)]
+    assert F.classify_run(mlp_run(0.1, [0.1, 0.3, 0.4]), 0.8, learns_fraction=0.5) == ("learns", 2)
+
+
 def test_part1b_classifies_each_rate_with_its_epoch():
     nan = float("nan")
     records = [
