@@ -195,6 +195,17 @@ def test_part1bs_learning_level_is_a_share_of_the_best_rates_mean_not_of_its_bes
     assert F.classify_run(mlp_run(0.1, [0.1, 0.3, 0.4]), 0.8, learns_fraction=0.5) == ("learns", 2)
 
 
+def test_the_rules_edges_belong_to_the_side_their_docstrings_say():
+    """Closed edges, with numbers exact in binary: an accuracy at chance + margin is chance (1/4 + 1/4 = 0.5, 'within
+    margin of chance'); a write-up number on the edge of mean +- 2 std is within (1, 2, 3: mean 2, std 1, interval
+    [0, 4]). Strict comparisons at either edge passed every test."""
+    assert F.is_chance(0.5, n_classes=4, margin=0.25) and not F.is_chance(0.5 + 2**-20, n_classes=4, margin=0.25)
+    for reference in (0.0, 4.0):
+        chk = F.reference_check([1.0, 2.0, 3.0], reference)
+        assert (chk["low"], chk["high"], chk["within"]) == (0.0, 4.0, True)
+    assert F.reference_check([1.0, 2.0, 3.0], 4.0 + 2**-20)["within"] is False
+
+
 def test_part1b_classifies_each_rate_with_its_epoch():
     nan = float("nan")
     records = [
