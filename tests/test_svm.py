@@ -629,3 +629,49 @@ def test_soft_failure_names_the_first_rule_a_q3_report_breaks(report, reason):
     rule that ignored the solvers' flag (`converged`), or let a NaN gap through, passed every test of test_svm."""
     why = svm.soft_failure(report)
     assert why is None if reason is None else reason in why
+
+
+def test_each_q3_row_of_the_theory_checks_reads_its_own_number(monkeypatch):
+    """check_q3 turns soft_report's numbers into rows: each row must read the number of its claim, written out here
+    by hand (claim -> report key). With every key a different value, a row reading a neighbour's number shows; a
+    bias row that read xi_residual, and a 'both solvers converged' row fixed at 0, passed every test (the exact
+    solvers make all of them 0 to rounding)."""
+    from mlhw import theory
+
+    keys = [
+        "q3a_relative_difference",
+        "qp_vs_newton_relative_difference",
+        "duality_gap",
+        "w_residual",
+        "bias_residual",
+        "xi_residual",
+        "qp_dual_max_beta",
+        "qp_dual_vs_active_set",
+        "equality_residual",
+        "complementary_slackness",
+        "liblinear_relative_difference",
+    ]
+    report = {k: (i + 1) / 64 for i, k in enumerate(keys)} | {"converged": 0.0, "qp_dual_n": 7}
+    monkeypatch.setattr(svm, "soft_report", lambda *a, **k: report)
+    monkeypatch.setattr(theory, "dual_function_error", lambda X, y: 0.5)
+    monkeypatch.setattr(theory, "unbounded_slope_error", lambda X, y: 0.75)
+    X, y = overlapping(20, 3)
+    rows = {c.claim: c.max_error for c in theory.check_q3(X, y, "noise")}
+    by_hand = {
+        "xi >= 0 leaves the optimum": "q3a_relative_difference",
+        "xi eliminated: same optimum": "qp_vs_newton_relative_difference",
+        "strong duality": "duality_gap",
+        "w = sum alpha_i y_i x_i": "w_residual",
+        "bias from the dual = bias primal": "bias_residual",
+        "xi = (alpha + beta)/C": "xi_residual",
+        "beta = 0 at the optimum": "qp_dual_max_beta",
+        "max over alpha, beta = max over alpha": "qp_dual_vs_active_set",
+        "sum alpha_i y_i = 0 (free bias)": "equality_residual",
+        "complementary slackness": "complementary_slackness",
+        "= liblinear (LinearSVC)": "liblinear_relative_difference",
+    }
+    assert {claim: rows[claim] for claim in by_hand} == {claim: report[key] for claim, key in by_hand.items()}
+    assert rows["g(a, b) = min over w, b, xi of the Lagrangian"] == 0.5
+    assert rows["sum a_i y_i != 0: L has no minimum"] == 0.75
+    assert rows["both solvers converged"] == 1.0  # 1 - converged: a solver stopped short
+    assert len(rows) == len(by_hand) + 3
