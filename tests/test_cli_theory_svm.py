@@ -385,6 +385,24 @@ def test_the_backprop_check_catches_a_gradient_off_by_a_thousandth(monkeypatch):
     assert not any(c.passed for c in theory.check_backprop())
 
 
+def test_the_backprop_check_covers_the_output_layer_too(monkeypatch):
+    """The gradient check compares every layer's weights and biases: the output layer's weight gradient alone 0.1%
+    off fails both rows. A check that compared only the first layer against autograd passed the test above (whose
+    error is in every layer's bias)."""
+    from mlhw.mlp import Network
+
+    real = Network.backprop
+
+    def last_layer_off(*a, **k):
+        grads = real(*a, **k)
+        return grads[:-1] + [(grads[-1][0] * 1.001, grads[-1][1])]
+
+    monkeypatch.setattr(Network, "backprop", last_layer_off)
+    auto, fd = theory.check_backprop()
+    assert not auto.passed and auto.max_error == pytest.approx(1e-3, rel=1e-6)
+    assert not fd.passed
+
+
 def test_q1_tests_a_minimiser_that_could_have_errors():
     """Q1's "f = 0 => zero training error" was tested on the certificate W alone, scaled until every margin is 1,
     which has zero error by construction. The linear program's minimiser (HiGHS) is tested too."""
