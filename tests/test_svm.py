@@ -675,3 +675,27 @@ def test_each_q3_row_of_the_theory_checks_reads_its_own_number(monkeypatch):
     assert rows["sum a_i y_i != 0: L has no minimum"] == 0.75
     assert rows["both solvers converged"] == 1.0  # 1 - converged: a solver stopped short
     assert len(rows) == len(by_hand) + 3
+
+
+def test_the_beta_row_reads_the_largest_beta_scaled_and_fails_above_one_in_a_million(monkeypatch):
+    """Q3(d)'s 'beta = 0 at the optimum' row, with the general QP's beta set by hand (one entry nonzero, the rest at
+    0): it reports max beta / max(1, max alpha) and fails above 1e-6. A row that read min(beta), or a tolerance of
+    1e-2, passed every test: the real QP returns beta at 0 to rounding, so no test ever saw a nonzero one."""
+    from mlhw import theory
+
+    real = svm.solve_dual_qp
+
+    def beta_of(share):
+        def solve(prob):
+            a, b, g, ok = real(prob)
+            b = np.zeros_like(b)
+            b[len(b) // 2] = share * max(1.0, float(np.max(a)))
+            return a, b, g, ok
+
+        return solve
+
+    X, y = overlapping(20, 3)
+    for share, passes in ((0.5, False), (2e-6, False), (5e-7, True)):
+        monkeypatch.setattr(svm, "solve_dual_qp", beta_of(share))
+        (row,) = [c for c in theory.check_q3(X, y, "noise") if c.claim == "beta = 0 at the optimum"]
+        assert row.max_error == pytest.approx(share, rel=1e-12) and row.passed is passes, (share, row)
