@@ -57,7 +57,7 @@ def machine_memory() -> int | None:
         found = None
     for path in _cgroup_limits():
         try:
-            text = Path(path).read_text().strip()
+            text = path.read_text().strip()
         except OSError:
             continue
         if text.isdigit() and (found is None or int(text) < found):  # 'max': no limit

@@ -36,7 +36,8 @@ def to_rich(df: pd.DataFrame, title: str, caption: str | None = None, header: bo
     """A rich table that loses nothing on a narrow terminal: a column of numbers (or run ids) is right-aligned and
     never narrower than its longest number (never cut to `1.7e-…` or `3f9f2…`), text wraps at spaces, and a table
     of a few rows that still does not fit is printed turned (one column per row), and a table that fits only
-    without its outer border is printed so, before any word is broken."""
+    without its outer border, or with a pair of numbers (`a / b`) wrapped at its spaces, is printed so, before any
+    word is broken."""
     return _Fitted(df, title, caption, header)
 
 
