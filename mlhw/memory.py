@@ -4,8 +4,9 @@
 2.4 * 10^11 parameters) passed every check, made a run, and failed it out of memory: a FAILED run in the store for
 a typo. Only what is certain is counted, so that nothing that fits is refused: both cores draw their weights on the
 CPU (the MLP a layer at a time, in float64; AlexNet whole, in float32) before moving them to the device, so that
-much must fit in the CPU's memory whatever the device; on a machine without a GPU, the whole network as trained
-too (the MLP's weights: its SGD step is fused, no gradient is held; AlexNet's gradients and the optimizer's state).
+much must fit in the CPU's memory whatever the device; the device the run trains on (--device: the CPU, or a GPU's
+own memory) must hold the whole network as trained (the MLP's weights: its SGD step is fused, no gradient is held;
+AlexNet's gradients and the optimizer's state).
 Activations come on top: a run that fits this bound and not those still stops with the one-line out-of-memory error
 (or, past what Linux overcommits, is killed: `--width 16` on digits, 22 GB of weights on a 25 GB machine, was killed
 by the kernel before this bound counted Adam's moments).
@@ -65,36 +66,52 @@ def machine_memory() -> int | None:
     return found
 
 
-def least_bytes(cfg, data, on_cpu: bool) -> tuple[int, str] | None:
-    """(bytes, what they hold) that a run of `cfg` on `data` needs in the CPU's memory at the least; None for the
-    kinds whose size the data alone bounds (the SVMs: Q1's linear program has its own bound, Q1_LP_MAX_ROWS).
-    `on_cpu`: the run trains on the CPU (no GPU here), whose memory then holds the network as trained (AlexNet's
-    gradients and optimizer state too), not only the weights as drawn."""
+def _mlp_sizes(cfg, data) -> list[int]:
+    return [data.n_features, *cfg.hidden, data.n_classes]
+
+
+def _cnn_parameters(cfg, data) -> int:
+    import torch
+
+    from mlhw import cnn
+
+    with torch.device("meta"):  # shapes only: no memory is taken
+        return cnn.count_parameters(cnn.build_model(cfg, data))
+
+
+def trained_bytes(cfg, data) -> tuple[int, str] | None:
+    """(bytes, what they hold) of the network as trained, on whichever device trains it; None for the SVMs."""
     if cfg.kind == "mlp":
-        sizes = [data.n_features, *cfg.hidden, data.n_classes]
-        largest = max(a * b for a, b in zip(sizes, sizes[1:]))
+        sizes = _mlp_sizes(cfg, data)
         n = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
         # the weights alone: the SGD step is fused into the backprop (Network.backprop(update=True) adds each layer's
         # gradient into its weights in place), so no gradient is held; counting one twice refused networks that fit
         # (--hidden 4000,4000,4000,4000,4000,4000 --dtype float64 peaked at 0.76 GB and was charged 1.28 GB)
-        trained = n * (8 if cfg.dtype == "float64" else 4)
-        if on_cpu and trained > 8 * largest:
-            return trained, f"{n:,} weights (in {cfg.dtype}"
-        return 8 * largest, f"a layer of {largest:,} weights (drawn in float64"
+        return n * (8 if cfg.dtype == "float64" else 4), f"{n:,} weights (in {cfg.dtype}"
     if cfg.kind == "cnn":
-        import torch
-
-        from mlhw import cnn
-
-        with torch.device("meta"):  # shapes only: no memory is taken
-            model = cnn.build_model(cfg, data)
-        n = cnn.count_parameters(model)
-        if not on_cpu:
-            return 4 * n, f"AlexNet's {n:,} parameters (in float32"
+        n = _cnn_parameters(cfg, data)
         states = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0)  # Adam's two moments; SGD's momentum
         what = {2: ", gradients and Adam's two moments", 1: ", gradients and momentum", 0: " and gradients"}[states]
         return 4 * n * (2 + states), f"AlexNet's {n:,} parameters{what} (in float32"
     return None
+
+
+def least_bytes(cfg, data, on_cpu: bool) -> tuple[int, str] | None:
+    """(bytes, what they hold) that a run of `cfg` on `data` needs in the CPU's memory at the least; None for the
+    kinds whose size the data alone bounds (the SVMs: Q1's linear program has its own bound, Q1_LP_MAX_ROWS).
+    `on_cpu`: the run trains on the CPU, whose memory then holds the network as trained (AlexNet's gradients and
+    optimizer state too), not only the weights as drawn."""
+    trained = trained_bytes(cfg, data)
+    if cfg.kind == "mlp":
+        sizes = _mlp_sizes(cfg, data)
+        largest = max(a * b for a, b in zip(sizes, sizes[1:]))
+        if on_cpu and trained[0] > 8 * largest:
+            return trained
+        return 8 * largest, f"a layer of {largest:,} weights (drawn in float64"
+    if cfg.kind == "cnn" and not on_cpu:
+        n = _cnn_parameters(cfg, data)
+        return 4 * n, f"AlexNet's {n:,} parameters (in float32"
+    return trained
 
 
 def may_not_fit(cfg) -> bool:
@@ -110,20 +127,41 @@ def may_not_fit(cfg) -> bool:
     return False
 
 
-def too_large(cfg, data) -> tuple[str, str] | None:
-    """(the field to blame, why) when a run cannot fit in this machine's memory; None when it may."""
-    import torch  # (only for a network this large: may_not_fit)
+def run_device(cfg, device: str = "auto"):
+    """The torch device a run of `cfg` trains on under --device `device` (Part 1's `auto` may pick the CPU)."""
+    from mlhw.device import mlp_device, resolve_device
 
-    need = least_bytes(cfg, data, on_cpu=not torch.cuda.is_available())
-    have = machine_memory()
-    if need is None or have is None or need[0] <= have:
+    return mlp_device(device) if cfg.kind == "mlp" else resolve_device(device)
+
+
+def gpu_memory(dev) -> int | None:
+    """Bytes of memory of the CUDA device `dev`; None if unknown."""
+    import torch
+
+    try:
+        return int(torch.cuda.get_device_properties(dev).total_memory)
+    except Exception:  # noqa: BLE001 - no answer is no bound
         return None
+
+
+def too_large(cfg, data, device: str = "auto") -> tuple[str, str] | None:
+    """(the field to blame, why) when a run cannot fit in this machine's memory, or in its GPU's where it trains on
+    one (--device); None when it may. On a GPU the CPU still holds the weights as drawn; the GPU, the network as
+    trained. A machine's GPU was not weighed before, nor the training state of a `--device cpu` run beside one."""
+    dev = run_device(cfg, device)
+    checks = [(least_bytes(cfg, data, on_cpu=dev.type == "cpu"), machine_memory(), "this machine's")]
+    if dev.type == "cuda":
+        checks.append((trained_bytes(cfg, data), gpu_memory(dev), f"{dev.type}:{dev.index or 0}'s"))
+    over = [(need, have, where) for need, have, where in checks if need and have is not None and need[0] > have]
+    if not over:
+        return None
+    need, have, where = over[0]
     if cfg.kind == "mlp":
         field, asked = "hidden", ",".join(str(h) for h in cfg.hidden)
     else:
         field = "image_size" if cfg.image_size > 227 and cfg.width <= 1 else "width"
         asked = f"{cfg.width:g} at image size {cfg.image_size}" if field == "width" else str(cfg.image_size)
-    return field, f"{asked} asks for {need[1]}: {_size(need[0])}), more than this machine's {_size(have)} of memory"
+    return field, f"{asked} asks for {need[1]}: {_size(need[0])}), more than {where} {_size(have)} of memory"
 
 
 def _size(n: int) -> str:

@@ -59,10 +59,11 @@ class Done:
 class DataSource:
     """Datasets read once per process, however many runs use them; each run's view of its dataset."""
 
-    def __init__(self, data_dir: str = "data", download: bool | None = None):
+    def __init__(self, data_dir: str = "data", download: bool | None = None, device: str = "auto"):
         if not str(data_dir).strip():  # `--data-dir "$DIR"` with DIR unset: '' read ./data, a folder never named
             raise MLHWError(f"--data-dir {str(data_dir)!r}: empty (the default is data)")
         self.data_dir, self.download = data_dir, download
+        self.device = device  # --device: whose memory a network must fit in (mlhw.memory)
         self._base: dict[str, datalib.Dataset] = {}
 
     def base(self, name: str) -> datalib.Dataset:
@@ -134,7 +135,7 @@ class DataSource:
                 "train_fraction",
                 f"{cfg.train_fraction:g} of {cfg.dataset} is {len(data.train)} image(s); 2 at least",
             )
-        if memory.may_not_fit(cfg) and (problem := memory.too_large(cfg, data)) is not None:
+        if memory.may_not_fit(cfg) and (problem := memory.too_large(cfg, data, self.device)) is not None:
             return problem
         rows = len(data.train) * (data.n_classes - 1)
         if getattr(cfg, "method", None) == "exact" and rows > Q1_LP_MAX_ROWS:

@@ -164,3 +164,41 @@ def test_reproduce_names_the_set_that_asked_for_too_much(workdir, monkeypatch):
     assert_one_line_error(invoke(*base), "exp.yaml: suites.m.base.hidden: 60000 asks for")
     assert_one_line_error(invoke(*base, "--set", "hidden=[2000, 2000]"), "--set hidden: 2000,2000 asks for")
     assert_nothing_created(workdir, uri)
+
+
+def test_the_runs_device_decides_whose_memory_is_weighed(cifar_shaped, monkeypatch):
+    """With a GPU present only the CPU-side weights were weighed (whatever --device said): an AlexNet larger than the
+    GPU made a run and failed it out of memory, and a `--device cpu` run beside a GPU had its training state (its
+    gradients, Adam's moments) left out. Now the run's device decides: the CPU holds the weights as drawn, and the
+    device that trains holds the network as trained. The GPU is simulated: these machines have none."""
+    cfg = CNNConfig(dataset="cifar10", batchnorm=False, optimizer="adam")
+    weights = 4 * PLAIN  # 233 MB as drawn; 933 MB with gradients and Adam's two moments
+    monkeypatch.setattr(memory, "machine_memory", lambda: 2 * weights)  # the weights fit, the training state not
+    monkeypatch.setattr(memory, "gpu_memory", lambda dev: 10 * weights)  # a GPU where all of it fits
+    on = {"cuda": torch.device("cuda", 0), "cpu": torch.device("cpu")}
+    monkeypatch.setattr(memory, "run_device", lambda cfg, device: on[device])
+    assert memory.too_large(cfg, cifar_shaped, "cuda") is None
+    field, why = memory.too_large(cfg, cifar_shaped, "cpu")  # the same run on the CPU: Adam's state there too
+    assert field == "width" and why.endswith(f"more than this machine's {memory._size(2 * weights)} of memory")
+    assert f"AlexNet's {PLAIN:,} parameters, gradients and Adam's two moments (in float32: 933 MB)" in why
+    monkeypatch.setattr(memory, "gpu_memory", lambda dev: 3 * weights)  # a GPU smaller than the training state
+    field, why = memory.too_large(cfg, cifar_shaped, "cuda")
+    assert why.endswith(f"more than cuda:0's {memory._size(3 * weights)} of memory"), why
+    monkeypatch.setattr(memory, "machine_memory", lambda: weights // 2)  # the CPU cannot even draw the weights
+    assert memory.too_large(cfg, cifar_shaped, "cuda")[1].endswith("more than this machine's 117 MB of memory")
+    # DataSource passes --device on: the CPU's training state counted for `cpu`, not for `cuda`
+    monkeypatch.setattr(memory, "may_not_fit", lambda cfg: True)
+    small = CNNConfig(dataset="digits", batchnorm=False, optimizer="adam")
+    drawn = memory.least_bytes(small, DataSource().for_config(small), on_cpu=False)[0]
+    monkeypatch.setattr(memory, "machine_memory", lambda: 2 * drawn)
+    assert DataSource(device="cuda").unusable(small) is None
+    assert DataSource(device="cpu").unusable(small)[0] == "width"
+
+
+def test_run_device_follows_the_commands_rules():
+    """Part 1's `auto` is the CPU where CUDA steps cannot be captured (mlhw.device.mlp_device); on this CPU machine
+    every run's `auto` is the CPU."""
+    assert memory.run_device(MLPConfig(), "auto").type == "cpu" and memory.run_device(CNNConfig(), "cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert memory.run_device(CNNConfig(), "auto").type == "cpu"
+        assert memory.gpu_memory(torch.device("cuda", 0)) is None

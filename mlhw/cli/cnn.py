@@ -174,7 +174,9 @@ def train(
     dev = resolve_device(device)
     _check_precision(precision, dev)
     name = run_name("cnn", cnn_title(cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout), cfg)
-    source, store, job = prepare(cfg, name, "cnn", "mlhw cnn train", data_dir, download, tracking_uri, experiment)
+    source, store, job = prepare(
+        cfg, name, "cnn", "mlhw cnn train", data_dir, download, tracking_uri, experiment, device=dev
+    )
     with progress() as bar:
         task, on_epoch = _epoch_bar(bar, cfg.epochs)
         bar.update(task, description=cnn_title(cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout))
@@ -266,7 +268,7 @@ def compare(
     _check_precision(precision, dev)
     names = variants_for(parts)
     source, store, base_job = prepare(
-        base, "", "cnn.compare", "mlhw cnn compare", data_dir, download, tracking_uri, experiment
+        base, "", "cnn.compare", "mlhw cnn compare", data_dir, download, tracking_uri, experiment, device=dev
     )
     data = source.for_config(base)
     note = files_note(data.name, data.files)  # '' for the official files and digits

@@ -147,13 +147,15 @@ def choices_metavar(annotation, limit: int = 14) -> str | None:
     return text if len(text) <= limit else "<choice>"
 
 
-def prepare(cfg, name: str, part: str, command: str, data_dir, download, tracking_uri, experiment, parent=None):
+def prepare(
+    cfg, name: str, part: str, command: str, data_dir, download, tracking_uri, experiment, parent=None, device="auto"
+):
     """A single-run command's setup, all of it before any run exists: the data read and checked, the
     store reachable and writable; returns the data source, the store and the job (identity included)."""
     from mlhw.runs import DataSource, Job
     from mlhw.store import Store
 
-    source = DataSource("data" if data_dir is None else data_dir, download)  # (refuses an empty --data-dir)
+    source = DataSource("data" if data_dir is None else data_dir, download, str(device))  # (refuses '' --data-dir)
     if getattr(cfg, "dataset", None) == "digits":  # nothing to read or fetch: a forgotten --dataset, most likely
         reads = "cifar10" if cfg.kind == "cnn" else "mnist"
         if data_dir is not None and data_dir != os.environ.get("MLHW_DATA_DIR"):  # (the variable: any command's)

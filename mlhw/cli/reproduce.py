@@ -92,7 +92,7 @@ def _validate(
         sets, specs = kept, expand(spec, profile, only, kept, file)
     check_device(device, present=False)
     check_writable(results_dir, profile, write=not dry_run)  # a dry run names a file in the way too
-    source = DataSource(data_dir, False if dry_run else download)  # (refuses an empty --data-dir)
+    source = DataSource(data_dir, False if dry_run else download, device)  # (refuses an empty --data-dir)
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
     if not dry_run:
         store.check_artifacts_writable()
