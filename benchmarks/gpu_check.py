@@ -356,6 +356,28 @@ def mlp_checks(device, n: int) -> None:
 # --- main -----------------------------------------------------------------------------------------
 
 
+def memory_rows(data) -> None:
+    """mlhw.memory on a real GPU: its memory as torch reports it, and an AlexNet whose weights fit this machine's
+    memory but whose training state (gradients, Adam's moments) does not fit the GPU's: refused naming cuda:0."""
+    from mlhw import memory
+    from mlhw.config import CNNConfig
+
+    gpu = memory.gpu_memory(torch.device("cuda", 0))
+    row("memory", "GPU memory (mlhw.memory.gpu_memory)", f"{gpu / 1e9:.1f} GB" if gpu else "unknown")
+    cpu = memory.machine_memory()
+    for size in range(227, 1025, 16):
+        cfg = CNNConfig(dataset="cifar10", width=16, image_size=size)
+        drawn, trained = memory.least_bytes(cfg, data, on_cpu=False)[0], memory.trained_bytes(cfg, data)[0]
+        if gpu and cpu and drawn <= cpu and trained > gpu:
+            why = memory.too_large(cfg, data, "cuda")
+            ok = why is not None and "cuda:0's" in why[1]
+            row("memory", f"AlexNet width 16, {size} px: {trained / 1e9:.0f} GB as trained", "refused" if ok else "NOT")
+            if not ok:
+                row("error", "memory_rows", "not refused", str(why)[:90])
+            return
+    row("memory", "AlexNet width 16: no size fits the CPU and not the GPU", "-")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on whatever device: checks the script runs")
@@ -414,6 +436,8 @@ def main() -> None:
 
     mlp_rows(device, mlp_n, sweep_n)
     mlp_checks(device, check_n)
+    if device.type == "cuda":
+        guarded(memory_rows)(cnn_data)
     eq_data = Dataset("synthetic", synthetic_cifar(eq_n, 7), small, small)  # 10 full batches + a tail of 20
     equal = [("fp32", "adam", 5e-5, 0.0), ("bf16", "adam", 5e-5, 0.0), ("bf16", "sgd", 0.005, 0.0)]
     if device.type == "cuda":  # fp16's scaled step, captured with the scale and the overflow flag on the device
