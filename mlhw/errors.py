@@ -8,6 +8,13 @@ class MLHWError(ValueError):
     """Bad input (a file, key, option or value). The message is one line and names the culprit."""
 
 
+def refuse_empty(option: str, folder, default: str) -> None:
+    """A folder option given as '' (`--data-dir "$DIR"` with DIR unset) is refused: Path('') is '.', a folder the user
+    never named (the data looked for in ./data, a report written into the working directory itself)."""
+    if not str(folder).strip():
+        raise MLHWError(f"{option} {str(folder)!r}: empty (the default is {default})")
+
+
 class DataNotFound(MLHWError):
     """A dataset is not on disk and could not be downloaded."""
 

@@ -33,10 +33,9 @@ def check_writable(results_dir: str | Path, profile: str | None = None, write: b
     """Before any run exists: the results folder can be created and written (not a file, not read-only), and so
     can the profile's report folders in it (a file of that name would be replaced by the report). `write=False`
     (a dry run, which writes nothing): the folders alone, without the real write that proves the rest."""
-    from mlhw.errors import MLHWError
+    from mlhw.errors import MLHWError, refuse_empty
 
-    if not str(results_dir).strip():  # Path('') is '.': the report went into the working directory itself
-        raise MLHWError(f"--results-dir {str(results_dir)!r}: empty (the default is results)")
+    refuse_empty("--results-dir", results_dir, "results")
     root = Path(results_dir)
     for name in [profile, f"{profile}-partial"] if profile else []:
         if (root / name).exists() and not (root / name).is_dir():

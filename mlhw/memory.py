@@ -101,17 +101,16 @@ def least_bytes(cfg, data, on_cpu: bool) -> tuple[int, str] | None:
     kinds whose size the data alone bounds (the SVMs: Q1's linear program has its own bound, Q1_LP_MAX_ROWS).
     `on_cpu`: the run trains on the CPU, whose memory then holds the network as trained (AlexNet's gradients and
     optimizer state too), not only the weights as drawn."""
-    trained = trained_bytes(cfg, data)
     if cfg.kind == "mlp":
         sizes = _mlp_sizes(cfg, data)
         largest = max(a * b for a, b in zip(sizes, sizes[1:]))
-        if on_cpu and trained[0] > 8 * largest:
+        if on_cpu and (trained := trained_bytes(cfg, data))[0] > 8 * largest:
             return trained
         return 8 * largest, f"a layer of {largest:,} weights (drawn in float64"
-    if cfg.kind == "cnn" and not on_cpu:
+    if cfg.kind == "cnn" and not on_cpu:  # (AlexNet built once: trained_bytes builds it too)
         n = _cnn_parameters(cfg, data)
         return 4 * n, f"AlexNet's {n:,} parameters (in float32"
-    return trained
+    return trained_bytes(cfg, data)
 
 
 def may_not_fit(cfg) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 from mlhw import data as datalib
 from mlhw import memory
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
-from mlhw.errors import MLHWError
+from mlhw.errors import refuse_empty
 from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
@@ -60,8 +60,7 @@ class DataSource:
     """Datasets read once per process, however many runs use them; each run's view of its dataset."""
 
     def __init__(self, data_dir: str = "data", download: bool | None = None, device: str = "auto"):
-        if not str(data_dir).strip():  # `--data-dir "$DIR"` with DIR unset: '' read ./data, a folder never named
-            raise MLHWError(f"--data-dir {str(data_dir)!r}: empty (the default is data)")
+        refuse_empty("--data-dir", data_dir, "data")
         self.data_dir, self.download = data_dir, download
         self.device = device  # --device: whose memory a network must fit in (mlhw.memory)
         self._base: dict[str, datalib.Dataset] = {}
