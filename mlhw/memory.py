@@ -79,15 +79,17 @@ def _cnn_parameters(cfg, data) -> int:
         return cnn.count_parameters(cnn.build_model(cfg, data))
 
 
-def trained_bytes(cfg, data) -> tuple[int, str] | None:
-    """(bytes, what they hold) of the network as trained, on whichever device trains it; None for the SVMs."""
+def trained_bytes(cfg, data, replicas: int = 1) -> tuple[int, str] | None:
+    """(bytes, what they hold) of the network as trained, on whichever device trains it; None for the SVMs.
+    `replicas`: MLP networks trained together (mlhw.mlp.Network: a sweep's rates, a unit's seeds x rates)."""
     if cfg.kind == "mlp":
         sizes = _mlp_sizes(cfg, data)
         n = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
         # the weights alone: the SGD step is fused into the backprop (Network.backprop(update=True) adds each layer's
         # gradient into its weights in place), so no gradient is held; counting one twice refused networks that fit
         # (--hidden 4000,4000,4000,4000,4000,4000 --dtype float64 peaked at 0.76 GB and was charged 1.28 GB)
-        return n * (8 if cfg.dtype == "float64" else 4), f"{n:,} weights (in {cfg.dtype}"
+        what = f"{n:,} weights" if replicas == 1 else f"{replicas} networks of {n:,} weights, trained together"
+        return replicas * n * (8 if cfg.dtype == "float64" else 4), f"{what} (in {cfg.dtype}"
     if cfg.kind == "cnn":
         n = _cnn_parameters(cfg, data)
         states = 2 if cfg.optimizer == "adam" else int(cfg.momentum > 0)  # Adam's two moments; SGD's momentum
@@ -96,15 +98,15 @@ def trained_bytes(cfg, data) -> tuple[int, str] | None:
     return None
 
 
-def least_bytes(cfg, data, on_cpu: bool) -> tuple[int, str] | None:
+def least_bytes(cfg, data, on_cpu: bool, replicas: int = 1) -> tuple[int, str] | None:
     """(bytes, what they hold) that a run of `cfg` on `data` needs in the CPU's memory at the least; None for the
     kinds whose size the data alone bounds (the SVMs: Q1's linear program has its own bound, Q1_LP_MAX_ROWS).
     `on_cpu`: the run trains on the CPU, whose memory then holds the network as trained (AlexNet's gradients and
-    optimizer state too), not only the weights as drawn."""
+    optimizer state too), not only the weights as drawn. `replicas`: as trained_bytes's."""
     if cfg.kind == "mlp":
         sizes = _mlp_sizes(cfg, data)
         largest = max(a * b for a, b in zip(sizes, sizes[1:]))
-        if on_cpu and (trained := trained_bytes(cfg, data))[0] > 8 * largest:
+        if on_cpu and (trained := trained_bytes(cfg, data, replicas))[0] > 8 * largest:
             return trained
         return 8 * largest, f"a layer of {largest:,} weights (drawn in float64"
     if cfg.kind == "cnn" and not on_cpu:  # (AlexNet built once: trained_bytes builds it too)
@@ -113,14 +115,14 @@ def least_bytes(cfg, data, on_cpu: bool) -> tuple[int, str] | None:
     return trained_bytes(cfg, data)
 
 
-def may_not_fit(cfg) -> bool:
-    """Whether `too_large` has anything to find, known without reading the data: an MLP of a million weights or
-    more (counted with MNIST's 784 inputs, the most an MLP reads); an AlexNet wider or larger than the paper's (the
-    presets fit any machine that runs torch). It asked for a layer of 1,000 units: 20,000 layers of 999 (80 GB of
-    weights) were never weighed."""
+def may_not_fit(cfg, replicas: int = 1) -> bool:
+    """Whether `too_large` has anything to find, known without reading the data: MLPs of a million weights or
+    more, all `replicas` together (counted with MNIST's 784 inputs, the most an MLP reads); an AlexNet wider or
+    larger than the paper's (the presets fit any machine that runs torch). It asked for a layer of 1,000 units:
+    20,000 layers of 999 (80 GB of weights) were never weighed."""
     if cfg.kind == "mlp":
         sizes = [784, *cfg.hidden, 10]
-        return sum(a * b for a, b in zip(sizes, sizes[1:])) >= 1_000_000
+        return replicas * sum(a * b for a, b in zip(sizes, sizes[1:])) >= 1_000_000
     if cfg.kind == "cnn":
         return cfg.width > 1 or cfg.image_size > 227
     return False
@@ -143,14 +145,15 @@ def gpu_memory(dev) -> int | None:
         return None
 
 
-def too_large(cfg, data, device: str = "auto") -> tuple[str, str] | None:
+def too_large(cfg, data, device: str = "auto", replicas: int = 1) -> tuple[str, str] | None:
     """(the field to blame, why) when a run cannot fit in this machine's memory, or in its GPU's where it trains on
     one (--device); None when it may. On a GPU the CPU still holds the weights as drawn; the GPU, the network as
-    trained. A machine's GPU was not weighed before, nor the training state of a `--device cpu` run beside one."""
+    trained. A machine's GPU was not weighed before, nor the training state of a `--device cpu` run beside one.
+    `replicas`: the MLP networks that train together with this one (one network was weighed for a whole sweep)."""
     dev = run_device(cfg, device)
-    checks = [(least_bytes(cfg, data, on_cpu=dev.type == "cpu"), machine_memory(), "this machine's")]
+    checks = [(least_bytes(cfg, data, on_cpu=dev.type == "cpu", replicas=replicas), machine_memory(), "this machine's")]
     if dev.type == "cuda":
-        checks.append((trained_bytes(cfg, data), gpu_memory(dev), f"{dev.type}:{dev.index or 0}'s"))
+        checks.append((trained_bytes(cfg, data, replicas), gpu_memory(dev), f"{dev.type}:{dev.index or 0}'s"))
     over = [(need, have, where) for need, have, where in checks if need and have is not None and need[0] > have]
     if not over:
         return None

@@ -96,7 +96,7 @@ class DataSource:
         return identity(cfg, self.fingerprint(getattr(cfg, "dataset", None)))
 
     @staticmethod
-    def may_be_unusable(cfg) -> bool:
+    def may_be_unusable(cfg, replicas: int = 1) -> bool:
         """Whether `unusable` has anything to find, known without reading the dataset: a run on a dataset whose
         split depends on more than its preset (a subset size, a soft SVM's classes, a CNN training fraction below
         digits' or CIFAR-10's preset, which are known to be usable)."""
@@ -111,13 +111,14 @@ class DataSource:
         fraction = getattr(cfg, "train_fraction", None)
         if fraction is not None and fraction < CNN_PRESETS[cfg.dataset]["train_fraction"]:
             return True
-        return memory.may_not_fit(cfg)
+        return memory.may_not_fit(cfg, replicas)
 
-    def unusable(self, cfg) -> tuple[str, str] | None:
+    def unusable(self, cfg, replicas: int = 1) -> tuple[str, str] | None:
         """(the field to blame, why) when the split a run would see cannot be trained on; None when it can.
         Checked before any run exists: a soft SVM's subset without one of its two classes (a FAILED run before),
         a CNN training split under 2 images or BatchNorm with batches of 1 (BatchNorm skips a 1-image batch: such a
-        run trained on nothing and FINISHED), a network larger than this machine's memory (mlhw.memory)."""
+        run trained on nothing and FINISHED), a network larger than this machine's memory (mlhw.memory; `replicas`:
+        the MLP networks trained together with this one)."""
         if getattr(cfg, "dataset", None) is None:
             return None
         too_large = datalib.oversized(
@@ -134,7 +135,7 @@ class DataSource:
                 "train_fraction",
                 f"{cfg.train_fraction:g} of {cfg.dataset} is {len(data.train)} image(s); 2 at least",
             )
-        if memory.may_not_fit(cfg) and (problem := memory.too_large(cfg, data, self.device)) is not None:
+        if memory.may_not_fit(cfg, replicas) and (problem := memory.too_large(cfg, data, self.device, replicas)):
             return problem
         rows = len(data.train) * (data.n_classes - 1)
         if getattr(cfg, "method", None) == "exact" and rows > Q1_LP_MAX_ROWS:

@@ -187,7 +187,7 @@ def test_the_runs_device_decides_whose_memory_is_weighed(cifar_shaped, monkeypat
     monkeypatch.setattr(memory, "machine_memory", lambda: weights // 2)  # the CPU cannot even draw the weights
     assert memory.too_large(cfg, cifar_shaped, "cuda")[1].endswith("more than this machine's 117 MB of memory")
     # DataSource passes --device on: the CPU's training state counted for `cpu`, not for `cuda`
-    monkeypatch.setattr(memory, "may_not_fit", lambda cfg: True)
+    monkeypatch.setattr(memory, "may_not_fit", lambda cfg, replicas=1: True)
     small = CNNConfig(dataset="digits", batchnorm=False, optimizer="adam")
     drawn = memory.least_bytes(small, DataSource().for_config(small), on_cpu=False)[0]
     monkeypatch.setattr(memory, "machine_memory", lambda: 2 * drawn)
@@ -202,3 +202,47 @@ def test_run_device_follows_the_commands_rules():
     if not torch.cuda.is_available():
         assert memory.run_device(CNNConfig(), "auto").type == "cpu"
         assert memory.gpu_memory(torch.device("cuda", 0)) is None
+
+
+def test_networks_trained_together_are_weighed_together():
+    """A sweep's rates (and a unit's seeds x rates) are replicas of one Network: one network was weighed for all of
+    them, so a 6-rate sweep of 1.5 million weights (8.1 GB at its peak) passed a check that charged it 0.77 GB."""
+    data = DataSource().for_config(MLPConfig())  # digits: 64 features, 10 classes
+    cfg = MLPConfig(hidden=(20_000,))
+    n = 64 * 20_000 + 20_000 + 20_000 * 10 + 10
+    assert memory.trained_bytes(cfg, data)[0] == 4 * n
+    need, what = memory.trained_bytes(cfg, data, replicas=6)
+    assert need == 6 * 4 * n and what.startswith(f"6 networks of {n:,} weights, trained together")
+    assert memory.least_bytes(cfg, data, on_cpu=True)[0] == 8 * 64 * 20_000  # one: the float64 draw decides
+    assert memory.least_bytes(cfg, data, on_cpu=True, replicas=6)[0] == 6 * 4 * n  # six: their weights
+    assert memory.least_bytes(cfg, data, on_cpu=False, replicas=6)[0] == 8 * 64 * 20_000  # on a GPU: the draw
+    assert not memory.may_not_fit(MLPConfig(hidden=(500,))) and memory.may_not_fit(MLPConfig(hidden=(500,)), 3)
+
+
+def test_a_sweep_larger_than_memory_is_refused_though_one_network_fits(workdir, monkeypatch):
+    monkeypatch.setattr(memory, "machine_memory", lambda: 20 * 10**6)  # one network: 10.2 MB; six: 36.1 MB
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    args = ["--hidden", "20000", "--epochs", "1", "--train-size", "50", "--test-size", "20", "--tracking-uri", uri]
+    res = invoke("mlp", "sweep", *args, "--lrs", "0.001,0.01,0.1,1,10,100")
+    line = assert_one_line_error(res, "--hidden: 20000 asks for 6 networks of 1,500,010 weights, trained together")
+    assert line.endswith("(in float32: 36 MB), more than this machine's 20 MB of memory")
+    assert_nothing_created(workdir, uri)
+    assert invoke("mlp", "sweep", *args, "--lrs", "0.001").exit_code == 0  # one rate: one network, 10.2 MB
+
+
+def test_reproduce_weighs_a_units_seeds_times_rates(workdir, monkeypatch):
+    monkeypatch.setattr(memory, "machine_memory", lambda: 20 * 10**6)
+    spec = {
+        "version": 1,
+        "suites": {
+            "m": {"kind": "mlp", "part": "mlp.b", "base": {"epochs": 1, "hidden": 20000}, "grid": {"lr": [0.1, 1]}}
+        },
+        "profiles": {"p": {"defaults": {"dataset": "digits"}}},
+    }
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(spec))
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    base = ["reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, "--dry-run"]
+    assert invoke(*base).exit_code == 0  # 2 networks (one seed, two rates): 12 MB
+    line = assert_one_line_error(invoke(*base, "--set", "m.seeds=[0,1,2]"), "exp.yaml: suites.m.base.hidden: 20000")
+    assert "asks for 6 networks of 1,500,010 weights, trained together (in float32: 36 MB)" in line
+    assert_nothing_created(workdir, uri)

@@ -124,6 +124,24 @@ def test_initialisation_is_unscaled_standard_normal():
     assert abs(w.mean().item()) < 0.02 and abs(w.std().item() - 1) < 0.02
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_replicas_hold_each_seeds_own_draw(dtype):
+    """Each seed's network is drawn in float64 from its own generator, layer by layer (weights, then biases), and
+    every replica of its group starts there, in the run's dtype: the numbers of every run ever logged. (Drawn into
+    the replicas' slots one layer at a time: concatenating all of them in float64 first took 8 bytes per weight per
+    replica on top of the network.)"""
+    sizes, seeds, per_group = [12, 7, 5, 3], [4, 11], 3
+    net = Network(sizes, per_group, seeds=seeds, dtype=dtype)
+    for g, seed in enumerate(seeds):
+        gen = torch.Generator().manual_seed(seed)
+        for w, b, (n_in, n_out) in zip(net.weights, net.biases, zip(sizes, sizes[1:])):
+            ref_w = torch.randn(n_out, n_in, generator=gen, dtype=torch.float64).to(dtype)
+            ref_b = torch.randn(1, n_out, generator=gen, dtype=torch.float64).to(dtype)
+            for r in range(g * per_group, (g + 1) * per_group):
+                assert torch.equal(w[r], ref_w) and torch.equal(b[r], ref_b)
+    assert all(p.dtype == dtype and p.is_contiguous() and p.shape[0] == 6 for p in net.params)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits_data()

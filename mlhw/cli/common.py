@@ -148,10 +148,21 @@ def choices_metavar(annotation, limit: int = 14) -> str | None:
 
 
 def prepare(
-    cfg, name: str, part: str, command: str, data_dir, download, tracking_uri, experiment, parent=None, device="auto"
+    cfg,
+    name: str,
+    part: str,
+    command: str,
+    data_dir,
+    download,
+    tracking_uri,
+    experiment,
+    parent=None,
+    device="auto",
+    replicas: int = 1,
 ):
     """A single-run command's setup, all of it before any run exists: the data read and checked, the
-    store reachable and writable; returns the data source, the store and the job (identity included)."""
+    store reachable and writable; returns the data source, the store and the job (identity included).
+    `replicas`: the MLP networks trained together (a sweep's rates), weighed together against the memory."""
     from mlhw.runs import DataSource, Job
     from mlhw.store import Store
 
@@ -163,7 +174,7 @@ def prepare(
         if download:
             raise MLHWError(f"--download: not used here (digits is embedded; --dataset {reads} downloads)")
     ident = source.identity(cfg)
-    problem = source.unusable(cfg)  # data that cannot be trained on fails here, naming the option
+    problem = source.unusable(cfg, replicas)  # data that cannot be trained on fails here, naming the option
     if problem is not None:
         raise MLHWError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     store = Store(tracking_uri, experiment)

@@ -99,7 +99,9 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     dev = mlp_device(device)  # auto: never the slower device for Part 1 (see mlhw.device)
     configs = [cfg.model_copy(update={"lr": lr}) for lr in lrs]
     command = f"mlhw mlp {'sweep' if sweep else 'train'}"  # a sweep of one rate is still a sweep (its figure)
-    source, store, job = prepare(cfg, "", part, command, data_dir, download, tracking_uri, experiment, device=dev)
+    source, store, job = prepare(
+        cfg, "", part, command, data_dir, download, tracking_uri, experiment, device=dev, replicas=len(lrs)
+    )
     jobs = [
         type(job)(c, source.identity(c), run_name(part, lr_label(c.lr), c), job.tags, job.description, command)
         for c in configs

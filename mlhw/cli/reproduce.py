@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import re
 import time
@@ -205,11 +206,19 @@ def _check_data(specs, source, missing) -> None:
     its classes, a CNN split under 2 images) fails here, naming where the value was set, not as a started run."""
     from mlhw.errors import MLHWError
 
+    # MLP runs that differ only in seed and lr train as one network of seeds x rates replicas (mlhw.plan.units)
+    seeds, lrs = collections.defaultdict(set), collections.defaultdict(set)
+    for spec in specs:
+        if spec.kind == "mlp":
+            seeds[spec.config.batch_key()].add(spec.config.seed)
+            lrs[spec.config.batch_key()].add(spec.config.lr)
     for spec in specs:
         cfg = spec.config
-        if getattr(cfg, "dataset", None) in missing or not source.may_be_unusable(cfg):
+        key = cfg.batch_key() if spec.kind == "mlp" else None
+        replicas = len(seeds[key]) * len(lrs[key]) if key else 1
+        if getattr(cfg, "dataset", None) in missing or not source.may_be_unusable(cfg, replicas):
             continue  # the dataset is not read here (with --jobs N the workers read it anyway)
-        problem = source.unusable(cfg)
+        problem = source.unusable(cfg, replicas)
         if problem is not None:
             raise MLHWError(f"{spec.culprit(problem[0])}: {problem[1]}")
 
