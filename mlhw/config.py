@@ -272,7 +272,7 @@ class MLPConfig(_Config):
     dataset: Literal["digits", "mnist"] = "digits"
     train_size: PositiveInt | None = Field(None, description="subset of the training pool (None = all)")
     test_size: PositiveInt | None = Field(None, description="subset of the test set (None = all)")
-    hidden: tuple[PositiveInt, ...] = (40,)
+    hidden: tuple[PositiveInt, ...] = Field((40,), min_length=1)  # no hidden layer is no MLP: one at least
     epochs: int = Field(30, ge=1, le=100_000)
     batch_size: PositiveInt = 10
     lr: Rate = 0.1

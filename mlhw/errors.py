@@ -139,6 +139,9 @@ def message(e: dict) -> str:
         return "must be a finite number"
     if kind == "missing":  # pydantic's "Field required": a YAML file has keys, not fields
         return "missing: a required key"
+    if kind == "too_short":  # pydantic's "Tuple should have at least 1 item after validation, not 0"
+        least = e.get("ctx", {}).get("min_length", 1)
+        return f"must hold {least} value{'s' if least != 1 else ''} at least"
     msg = e.get("msg", "invalid")
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)

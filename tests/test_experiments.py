@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, MLPConfig, identity
 from mlhw.errors import MLHWError
@@ -672,6 +673,19 @@ def test_one_hidden_width_is_a_layer_in_yaml_as_on_the_command_line(workdir):
     assert MLPConfig(hidden=40) == MLPConfig(hidden=[40]) == MLPConfig()  # the same run, the same identity
     with pytest.raises(ValueError):
         MLPConfig(hidden=True)
+
+
+def test_an_mlp_without_a_hidden_layer_is_refused_in_yaml_as_on_the_command_line(workdir):
+    """`--hidden ""` was refused while `--set hidden=[]` planned runs that trained softmax regression, named MLP []."""
+    from mlhw.cli import app
+
+    cmd = ["reproduce", "--dry-run", "--file", str(REPO_FILE), "--results-dir", str(workdir / "r")]
+    cmd += ["--tracking-uri", f"sqlite:///{workdir}/m.db"]
+    res = CliRunner().invoke(app, [*cmd, "--set", "hidden=[]"])
+    assert res.exit_code == 2 and res.output.strip() == "error: --set hidden: must hold 1 value at least (got [])"
+    res = CliRunner().invoke(app, ["mlp", "train", "--hidden", ""])
+    assert res.exit_code == 2 and res.output.strip() == "error: --hidden is empty: give at least one value"
+    assert not (workdir / "r").exists() and not (workdir / "m.db").exists()
 
 
 def test_a_variant_may_spell_its_rate_as_the_run_names_print_it(tmp_path):
