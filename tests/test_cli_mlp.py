@@ -343,9 +343,9 @@ def test_bad_rate_in_sweep(workdir, lrs, culprit):
         (["reproduce", "--bogus"], "reproduce: No such option: --bogus (see mlhw reproduce --help)"),
         (["reproduce", "--jbos", "2"], "reproduce: No such option: --jbos (Possible options: --jobs)"),
         (["reproduce", "--track", "x"], "reproduce: No such option: --track (Possible options: --tracking-uri)"),
-        (["mlp", "train", "--epochs", "abc"], "mlp train: Invalid value for '--epochs'"),
+        (["mlp", "train", "--epochs", "abc"], "mlp train: --epochs: must be a valid integer (got 'abc')"),
         (["svm", "nope"], "svm: No such command 'nope'."),
-        (["mlp", "train", "--part", "bogus"], "mlp train: Invalid value for '--part'"),  # it was any string
+        (["mlp", "train", "--part", "bogus"], "mlp train: --part: must be 'mlp.a', 'mlp.b' or 'mlp.c'"),  # any string
     ],
 )
 def test_usage_errors_are_one_line_exit_2(workdir, argv, line):

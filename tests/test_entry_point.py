@@ -18,21 +18,21 @@ def mlhw(*args, cwd):
     "args, culprit",
     [
         (["mlp", "train", "--bogus"], "No such option: --bogus"),
-        (["mlp", "train", "--epochs", "three"], "Invalid value for '--epochs'"),
-        # the refused value is echoed, as mlhw's own checks do (`--lr: must be > 0 (got -1)`), once
-        (["mlp", "train", "--epochs", "abc"], "unable to parse string as an integer (got 'abc') (see mlhw mlp"),
-        (["mlp", "train", "--lr=abc"], "unable to parse string as a number (got 'abc') (see mlhw mlp train"),
-        (["cnn", "train", "--precision", "fp8"], "'fp8' is not one of 'auto', 'bf16', 'fp16', 'fp32'. (see mlhw"),
+        # the refused value is echoed, as mlhw's own checks do (`--lr: must be > 0 (got -1)`), once, in their words
+        # (click and pydantic said "Invalid value for '--epochs': Input should be a valid integer, unable to parse
+        # string as an integer", where `--set epochs=abc` says "must be a valid integer")
+        (["mlp", "train", "--epochs", "three"], "mlp train: --epochs: must be a valid integer (got 'three') (see mlhw"),
+        (["mlp", "train", "--lr=abc"], "mlhw mlp train: --lr: must be a valid number (got 'abc') (see mlhw mlp train"),
+        (["cnn", "train", "--precision", "fp8"], "--precision: must be 'auto', 'bf16', 'fp16' or 'fp32' (got 'fp8') ("),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
         # an option without its value named the group: "error: mlhw: ... (see mlhw --help)"
         (["reproduce", "--profile"], "mlhw reproduce: Option '--profile' requires an argument. (see mlhw reproduce"),
         (["mlp", "train", "--lr"], "mlhw mlp train: Option '--lr' requires an argument. (see mlhw mlp train --help)"),
         # it said "Value error, 'mlp.d' is not one of ...": pydantic's prefix
-        (["mlp", "train", "--part", "mlp.d"], "Invalid value for '--part': 'mlp.d' is not one of 'mlp.a'"),
+        (["mlp", "train", "--part", "mlp.d"], "--part: must be 'mlp.a', 'mlp.b' or 'mlp.c' (got 'mlp.d')"),
         # the fixed choices are Literal options: --help lists them, a typo is a usage error
-        (["cnn", "train", "--precision", "fp8"], "'--precision': 'fp8' is not one of 'auto', 'bf16'"),
-        (["cnn", "compare", "--part", "d"], "'--part': 'd' is not one of 'a', 'b', 'c', 'all'"),
-        (["reproduce", "--executor", "slurm"], "'--executor': 'slurm' is not one of 'local', 'ray'"),
+        (["cnn", "compare", "--part", "d"], "--part: must be 'a', 'b', 'c' or 'all' (got 'd')"),
+        (["reproduce", "--executor", "slurm"], "--executor: must be 'local' or 'ray' (got 'slurm')"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):

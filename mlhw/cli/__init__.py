@@ -136,6 +136,23 @@ def _close_options(name: str, options) -> list[str]:
     return list(dict.fromkeys(begun + close))
 
 
+def _plain_usage(why: str) -> str:
+    """click's and pydantic's words for a bad option value in mlhw's own (`--set epochs: must be a valid integer`):
+    "Invalid value for '--epochs': Input should be a valid integer, unable to parse string as an integer" ->
+    "--epochs: must be a valid integer"; "'fp8' is not one of 'auto', 'bf16'." -> "must be 'auto' or 'bf16'"."""
+    import re
+
+    m = re.fullmatch(r"Invalid value for '([^']+)': (.*)", why)
+    if not m:
+        return why
+    option, text = m.groups()
+    text = re.sub(r"^Input should be a valid (\w+)\b.*$", r"must be a valid \1", text)
+    if choice := re.fullmatch(r"'.*?' is not one of (.*?)\.?", text):
+        options = choice.group(1).split(", ")
+        text = "must be " + (", ".join(options[:-1]) + " or " + options[-1] if len(options) > 1 else options[0])
+    return f"{option}: {text}"
+
+
 def _main() -> int:
     import sys
 
@@ -154,7 +171,7 @@ def _main() -> int:
             err.possibilities = _close_options(err.option_name, err.possibilities)
         # the command the arguments name: click gives an option without its value ('--lr' last) the group's context
         where, why = _command_path(command, sys.argv[1:]), " ".join(err.format_message().split())
-        why = why.replace(": Value error, ", ": ")  # a Literal option's check, in pydantic's words
+        why = _plain_usage(why.replace(": Value error, ", ": "))  # (a Literal option's check, in pydantic's words)
         given = _given(getattr(err, "param", None), sys.argv[1:])
         if why and given is not None and repr(given) not in why:  # as mlhw's own checks say it: `(got -1)`
             why += f" (got {given!r})"
