@@ -251,7 +251,11 @@ def test_piped_output_is_one_line_per_run_start_and_end(light):
     assert res.exit_code == 0, res.output
     lines = res.stderr.splitlines()
     starts = [m for line in lines if (m := re.fullmatch(r"\[(\d+)(?:-(\d+))?/5\] start (.+)", line))]
-    ends = [m for line in lines if (m := re.fullmatch(r"\[(\d+)(?:-(\d+))?/5\] done: (.+) \(\d+\.\d s\)", line))]
+    ends = [
+        m
+        for line in lines
+        if (m := re.fullmatch(r"\[(\d+)(?:-(\d+))?/5\] done: (.+) \(\d+\.\d s; \d of 5 done\)", line))
+    ]
     # units: the sweep (2 rates train together), mlp_full (seeds 8 and 9 train together), svm_soft
     assert len(starts) == len(ends) == 3, res.stderr
     assert {"mlp_lr_sweep: 2 learning rates", "mlp_full: 2 seeds"} < {m[3] for m in starts}

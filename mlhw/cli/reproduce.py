@@ -784,9 +784,13 @@ class _Reporter:
                 if r.error:
                     err.print(f"[red]failed[/]: {ev.label}: {r.error}")
             else:
-                span = self.spans[ev.unit]
-                behind = "" if span.split("-")[-1] == str(self.finished) else f"; {self.finished} of {self.total} done"
-                err.print(f"[{span}/{self.total}] {what}: {ev.label} ({seconds:.1f} s{behind})", highlight=False)
+                # the count on every end line: with --jobs N units end out of order ([1-18/39] after [19/39]), and
+                # a line that carried it only then read as if the others had lost it
+                count = f"{self.finished} of {self.total} done"
+                err.print(
+                    f"[{self.spans[ev.unit]}/{self.total}] {what}: {ev.label} ({seconds:.1f} s; {count})",
+                    highlight=False,
+                )
 
 
 def _compile(plan, store, results_dir, dev, parents, description):
