@@ -567,7 +567,9 @@ def to_markdown(result: CheckResult, show_all: bool = False) -> str:
 
 
 def to_rich(result: CheckResult, show_all: bool = False):
-    """A rich Table of what moved (everything with show_all), titled with the verdict."""
+    """A rich Table of what moved (everything with show_all), titled with what it lists. The verdict is not in it:
+    `mlhw check` prints that once, its last line, on stderr (as the title too it was in a `2>&1` log twice, the
+    title's copy wrapped at the pipe's 160 columns)."""
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
@@ -582,7 +584,12 @@ def to_rich(result: CheckResult, show_all: bool = False):
             f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them){skipped}{own}"
         )
     style = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
-    t = Table(title=escape(result.summary()), title_justify="left")
+    listed = (
+        f"every metric compared: {len(rows)} rows"
+        if show_all
+        else f"moved, missing or new: {len(rows)} of {len(result.rows)} rows (--all lists every one)"
+    )
+    t = Table(title=listed, title_justify="left")
     for h in COLUMNS:
         # a row's name is folded, never cut: 'variant=adam-5e-…' hid '-plain', the one difference between two rows
         fold = "fold" if h in ("table", "row", "metric") else None

@@ -381,7 +381,8 @@ def test_json_and_renderers():
     console = Console(record=True, width=200)
     console.print(C.to_rich(res))
     out = console.export_text()
-    assert "check FAILED" in out and "train_loss" in out
+    assert "train_loss" in out and "drift" in out and "moved, missing or new: 1 of" in out
+    assert "check FAILED" not in out  # the verdict is the command's last line (stderr), printed once: not its title
     console.print(C.to_rich(C.compare(base, base)))
     assert "nothing moved beyond tolerance" in console.export_text()
 

@@ -85,6 +85,41 @@ def test_a_baseline_without_check_yaml_says_its_verdict_used_the_default_policy(
     assert "chaotic (reported" not in r.output
 
 
+def test_a_piped_check_logs_its_verdict_once_on_one_line(ci_store, tmp_path):
+    """`mlhw check > log 2>&1`: the verdict (`check FAILED: ... — mlp_lr_sweep lr=0.01 test_acc: drift; ...`) was
+    the table's title on stdout and the last line on stderr, both wrapped at the pipe's 160 columns: twice in the
+    log, and a grep of either line got half of it. Real pipes here: a subprocess, its stdout and stderr one file."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    baseline = tmp_path / "baseline"
+    shutil.copytree(REPO / "results" / "ci", baseline)
+    for table in ("mlp_lr_sweep", "mlp_full"):  # every gated row's accuracies drift: a verdict over 160 columns
+        csv = baseline / "tables" / f"{table}.csv"
+        df = pd.read_csv(csv)
+        df[["train_acc_mean", "test_acc_mean"]] -= 0.5
+        df.to_csv(csv, index=False)
+    expected = json.loads(_check(ci_store, baseline, "--json").stdout)["summary"]
+    assert len(expected) > 160 and "; and " in expected, expected
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "MLFLOW_TRACKING_URI")}
+    log = subprocess.run(
+        [sys.executable, "-m", "mlhw", "check", "--profile", "ci", "--baseline", str(baseline)],
+        cwd=ci_store,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+    )
+    assert log.returncode == 1, log.stdout
+    lines = log.stdout.splitlines()
+    assert [line for line in lines if "check FAILED" in line] == [expected], log.stdout
+    assert sum("mlp_lr_sweep lr=0.01 test_acc: drift" in line for line in lines) == 1, log.stdout
+    assert lines[-1] == expected  # the command's last line, as the table lists the rows above it
+
+
 def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(ci_copy, workdir):
     """The verdict at the end of `reproduce` is a gate too: a baseline number 20 points off makes it exit 1, say
     that results/ci now holds the new numbers, and leave them there (git keeps the old baseline)."""

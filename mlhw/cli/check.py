@@ -76,6 +76,7 @@ def check(
         typer.echo(result.to_json())
     else:
         out.print(to_rich(result, show_all))
-    err.print(result.summary(), highlight=False)
+    # the verdict, once (the table's title does not repeat it), on one line in a log, however long: a grep gets it
+    err.print(result.summary(), highlight=False, markup=False, soft_wrap=True)
     if not result.passed:
         raise typer.Exit(1)
