@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ from mlhw.check_policy import (
     key_value,
     load_policy,
 )
-from mlhw.layout import TABLES, is_partial
+from mlhw.layout import REPORT, TABLES, is_partial
 
 STATUSES = ("ok", "drift", "chaotic", "missing", "new")
 FAILING = ("drift", "missing")
@@ -235,6 +236,39 @@ class Baseline:
     tables: dict[str, pd.DataFrame]
     policy: CheckPolicy
     policy_file: Path | None  # None: no check.yaml, the default policy
+    profile: str | None = None  # the profile its REPORT.md names (None: no REPORT.md, or one mlhw did not write)
+    datasets: str | None = None  # the datasets its REPORT.md names ('digits, mnist')
+
+    def other_reproduction(self, profile: str) -> str | None:
+        """What to say where the baseline is a reproduction of another profile than the runs checked (digits runs
+        against results/paper, MNIST's: every row 'drift' or 'missing', and nothing said why); None where it is the
+        same profile, or the baseline records none."""
+        if self.profile is None or self.profile == profile:
+            return None
+        on = f" (datasets: {self.datasets})" if self.datasets else ""
+        return (
+            f"the baseline {self.folder} is of profile {self.profile}{on}, the runs checked are of profile {profile}: "
+            f"a comparison between different reproductions, not made; check them against their own profile's "
+            f"baseline (results/{profile}, the default without --baseline), or pass --profile {self.profile}"
+        )
+
+
+_REPORT_PROFILE = re.compile(r"^# mlhw reproduction: profile `([^`]+)`")
+_REPORT_DATASETS = re.compile(r"^Datasets: (.+?)\.(?:\s|$)")
+
+
+def recorded_profile(folder: Path) -> tuple[str | None, str | None]:
+    """The profile and the datasets a baseline's REPORT.md names (`report.report_text` writes both, its first line
+    `# mlhw reproduction: profile `NAME``); (None, None) without one."""
+    try:
+        lines = (folder / REPORT).read_text(errors="replace").splitlines()
+    except OSError:
+        return None, None
+    found = _REPORT_PROFILE.match(lines[0]) if lines else None
+    if found is None:
+        return None, None
+    datasets = next((m.group(1) for line in lines[:20] if (m := _REPORT_DATASETS.match(line))), None)
+    return found.group(1), (None if datasets == "-" else datasets)
 
 
 def load_baseline(folder: str | Path) -> Baseline:
@@ -272,7 +306,7 @@ def load_baseline(folder: str | Path) -> Baseline:
                 f"{policy_path}: chaotic[{i}].row.{absent[0]}: no such column in {rule.table} (its columns: "
                 f"{', '.join(map(str, tables[rule.table].columns))})"
             )
-    return Baseline(folder, tables, policy, policy_path if policy_path.exists() else None)
+    return Baseline(folder, tables, policy, policy_path if policy_path.exists() else None, *recorded_profile(folder))
 
 
 def _check_baseline_table(path: Path, name: str, df: pd.DataFrame, policy: CheckPolicy) -> None:

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -587,6 +588,37 @@ def test_check_of_a_misspelt_profile_says_the_file_has_no_such_profile(workdir):
     res = invoke("check", "--profile", "digts", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
     assert_one_line_error(res, "no baseline here")
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_baseline_of_another_profile_is_refused_naming_both_before_the_store_is_read(workdir):
+    """`mlhw check --profile digits --baseline results/paper` compared digits runs with the MNIST paper baseline and
+    said only `check FAILED: 31 ok, 5 drift, ...`: the baseline's REPORT.md names its profile, so the check says
+    in one line that they are different reproductions, and compares nothing (exit 2, no store opened)."""
+    from helpers import assert_one_line_error, invoke
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("check", "--profile", "digits", "--baseline", ROOT / "results" / "paper", "--tracking-uri", uri)
+    assert_one_line_error(
+        res,
+        f"the baseline {ROOT / 'results' / 'paper'} is of profile paper (datasets: digits, mnist), the runs checked "
+        "are of profile digits: a comparison between different reproductions, not made;",
+        "or pass --profile paper",
+    )
+    res = invoke("check", "--profile", "ci", "--baseline", ROOT / "results" / "digits", "--tracking-uri", uri)
+    assert_one_line_error(res, "is of profile digits (datasets: digits), the runs checked are of profile ci:")
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_baseline_records_its_profile_in_its_report_and_one_without_a_report_is_not_refused(tmp_path):
+    """The profile comes from REPORT.md's first line (a partial report's too); a folder of tables alone (a baseline
+    made by hand) records none, and is compared as before."""
+    b = C.load_baseline(ROOT / "results" / "paper")
+    assert (b.profile, b.datasets) == ("paper", "digits, mnist") and b.other_reproduction("paper") is None
+    shutil.copytree(ROOT / "results" / "paper" / "tables", tmp_path / "p" / "tables")
+    assert C.load_baseline(tmp_path / "p").profile is None
+    assert C.load_baseline(tmp_path / "p").other_reproduction("digits") is None
+    (tmp_path / "p" / "REPORT.md").write_text("# mlhw reproduction: profile `paper` (partial)\n\nDatasets: mnist.\n")
+    assert (C.load_baseline(tmp_path / "p").profile, C.load_baseline(tmp_path / "p").datasets) == ("paper", "mnist")
 
 
 def test_check_yaml_reads_e_notation_as_numbers_as_experiments_yaml_does(tmp_path):

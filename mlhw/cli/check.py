@@ -69,6 +69,10 @@ def check(
                 f"and {folder} holds no baseline"
             )
     b = load_baseline(baseline or folder)
+    if refused := b.other_reproduction(profile):  # before the store is read: no row of it would mean anything
+        from mlhw.errors import MLHWError
+
+        raise MLHWError(refused)
     store = Store(tracking_uri, experiment, read_only=True)
     tables, unsound = current_tables(store, profile)
     result = verdict(b, tables, unsound)
