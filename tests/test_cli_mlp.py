@@ -174,6 +174,17 @@ def test_the_sweeps_figure_marks_a_diverged_rate_as_the_reports_does(workdir, mo
     assert [r["epoch"] for r in bad_rows if r.get("diverged")] == [r["epoch"] for r in bad_rows if r["epoch"] >= at]
 
 
+def test_a_batch_as_large_as_the_training_set_is_said(workdir):
+    """`--batch-size 100000` on 1,297 digits trains full-batch gradient descent, one step an epoch: legal, and it
+    looked like any other run (a typo's look-alike)."""
+    uri, _ = store(workdir)
+    args = ["--epochs", "1", "--train-size", "60", "--test-size", "20", "--tracking-uri", uri]
+    whole = invoke("mlp", "train", "--batch-size", "60", *args)
+    assert whole.exit_code == 0 and "batch 60 (the whole training set: one step an epoch); 60 train" in whole.output
+    one_short = invoke("mlp", "train", "--batch-size", "59", *args)
+    assert one_short.exit_code == 0 and "batch 59; 60 train" in one_short.output and "one step an epoch" not in one_short.output
+
+
 def test_single_run_commands_take_no_results_dir(workdir):
     for argv in (["mlp", "sweep", "--lrs", "0.1,1"], ["mlp", "train"]):
         res = invoke(*argv, *FAST, "--results-dir", workdir / "out")

@@ -200,7 +200,12 @@ def train(
     console.print(
         f"{data.name}{files_note(data.name, data.files)}: "
         f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
-        f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
+        + (
+            f"batch {cfg.batch_size} (the whole training split: one step an epoch), "
+            if cfg.batch_size >= len(data.train)
+            else ""
+        )
+        + f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
         f"val acc {pct(record['val_acc'])}, test acc {pct(res.test_acc)}"
         + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
         + f" (run {run.run_id[:8]})",

@@ -158,7 +158,9 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
     from mlhw.data import files_note
 
     sizes = f"{len(data.train):,} train / {len(data.test):,} test"
-    _show(runs, part, cfg, as_json, store, parent, sizes, files_note(data.name, data.files), data.files)
+    _show(
+        runs, part, cfg, as_json, store, parent, sizes, files_note(data.name, data.files), data.files, len(data.train)
+    )
 
 
 def reference_line(cfg: MLPConfig, test_acc: float, files: str = "") -> str:
@@ -179,7 +181,7 @@ def reference_line(cfg: MLPConfig, test_acc: float, files: str = "") -> str:
     return f"Part 1 (c): the write-up reported {pct(MLP_FULL_TEST_ACC)} test accuracy; this run: {pct(test_acc)}"
 
 
-def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", files: str = "") -> None:
+def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", files: str = "", n_train=None) -> None:
     import pandas as pd
 
     from mlhw.labels import data_note
@@ -215,7 +217,10 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", f
             )
     table = to_rich(
         pd.DataFrame(rows, columns=["lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"]),
-        f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, batch {cfg.batch_size}; {sizes}",
+        f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, batch {cfg.batch_size}"
+        # legal (full-batch gradient descent), but a typo's look-alike: said
+        + (" (the whole training set: one step an epoch)" if n_train and cfg.batch_size >= n_train else "")
+        + f"; {sizes}",
         caption=(
             "train s: the SGD steps of all rates at once (trained together, one batched computation), without the "
             "epochs' evaluation"
