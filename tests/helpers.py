@@ -289,6 +289,16 @@ def failing_cnn_worker(settings, device=None, datasets=(), ray_task=False, warm=
     mlhw.cnn.train_cnn = broken
 
 
+def offline_download_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
+    """A `--jobs` worker initializer (importable by name, so a spawned worker process can run it) where --download
+    fetches no MNIST: the test wrote the files (no network in the tests); then the real initializer."""
+    import mlhw.data
+    from mlhw import executors
+
+    mlhw.data._fetch_mnist = lambda data_dir: None
+    executors.prepare_worker(settings, device, datasets, ray_task, warm)
+
+
 def pattern_digits(n_train: int, n_test: int):
     """Digits-like float32 images in [0, 1] (1 x 8 x 8) with learnable labels: the class of the strongest of
     ten fixed pixel patterns (numpy seed 0). Float32 pixels, as digits' and Nielsen's MNIST's."""

@@ -10,8 +10,16 @@ import signal
 import pytest
 import torch
 import yaml
-from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of
+from helpers import (
+    assert_nothing_created,
+    assert_one_line_error,
+    invoke,
+    offline_download_worker,
+    runs_of,
+    write_mnist_idx,
+)
 
+from mlhw import data as datalib
 from mlhw import executors, processes
 from mlhw.cli import reproduce as reproduce_cli
 
@@ -118,10 +126,19 @@ def test_a_new_stores_workers_start_before_the_data_are_read(project, spied, mon
     assert repro(project, "--jobs", 2).exit_code == 0  # the store exists now: the sweep is left
     assert list(dict.fromkeys(s[0] for s in spied))[:3] == ["data read", "start", "suite parents"]
     assert sorted(c.kind for c in spied[1][2]) == ["mlp"] * 4
-    # --download fetches files that are here too: the parent's alone, before any worker (they would fetch them too)
+    # --download fetches files that are here too: the parent's alone, before any worker (they would fetch them too).
+    # On a suite that reads files (a digits-only profile refuses --download): MNIST's, the fetch itself left out
+    # here and in the workers (no network in the tests; the files are in place), its report beside the digits one
+    doc["profiles"]["small"]["suites"] = {"mlp_lr_sweep": {"base": {"dataset": "mnist"}}}
+    (project / "experiments.yaml").write_text(yaml.safe_dump(doc))
+    write_mnist_idx(project / "data", 300, 50, side=28)
+    monkeypatch.setattr(datalib, "_fetch_mnist", lambda data_dir: None)
+    monkeypatch.setattr(executors, "prepare_worker", offline_download_worker)
     spied.clear()
-    assert repro(project, "--jobs", 2, "--download", "--experiment", "other").exit_code == 0
+    res = repro(project, "--jobs", 2, "--download", "--experiment", "other", "--results-dir", project / "mnist")
+    assert res.exit_code == 0, res.output
     assert list(dict.fromkeys(s[0] for s in spied))[:2] == ["data read", "start"]
+    assert sorted(c.dataset for c in spied[1][2]) == ["digits"] * 2 + ["mnist"] * 4
 
 
 def test_a_new_store_whose_data_are_absent_starts_no_worker_before_the_parents_check(project, spied):

@@ -299,6 +299,49 @@ def test_second_reproduce_is_a_one_line_no_op_that_rewrites_nothing(light):
     assert (light / "mlflow.db").stat().st_mtime_ns == db_mtime  # not even a parent run
 
 
+def test_a_data_dir_or_download_no_planned_run_reads_is_refused_even_when_up_to_date(light, monkeypatch):
+    """`reproduce --data-dir DIR` on a profile of digits alone said `up to date: 39 runs` (or trained on digits) and
+    exit 0: the folder was ignored in silence, where `mlhw mlp train --data-dir DIR` refuses it; so was --download.
+    Both are refused before anything exists, on the no-op path too, naming a profile that reads the folder;
+    MLHW_DATA_DIR (any command's) and --no-download are not, nor --only beside other suites that read it."""
+    exp = yaml.safe_load((light / "exp.yaml").read_text())
+    exp["profiles"]["real"] = {"suites": {"mlp_full": {"base": {"dataset": "mnist"}}}}
+    (light / "exp.yaml").write_text(yaml.safe_dump(exp))
+    folder = light / "mnist"
+    folder.mkdir()
+    refused = (
+        (("--data-dir", folder), f"--data-dir {folder}: not used here", "--profile real reads mnist from it"),
+        (("--download",), "--download: not used here", "--profile real downloads mnist"),
+        (("--data-dir", folder, "--dry-run"), f"--data-dir {folder}: not used here", "reads mnist from it"),
+        (("--only", "mlp_full", "--data-dir", folder), "no planned run (profile tiny)", "--profile real reads"),
+    )
+
+    def all_refused():
+        for args, *needles in refused:
+            line = assert_one_line_error(reproduce(light, *args), *needles)
+            assert "no planned run (profile tiny)" in line and "(digits is embedded)" in line, line
+
+    all_refused()
+    assert_nothing_created(light, f"sqlite:///{light}/mlflow.db")
+    assert not (light / "mlflow.db").exists()
+    # the profile that reads it, its runs put back on digits by --set: refused, naming the profile without --set
+    res = reproduce(light, "--profile", "real", "--set", "mlp_full.dataset=digits", "--data-dir", folder, "--dry-run")
+    assert_one_line_error(res, "no planned run (profile real, --set)", "profile real without --set reads mnist")
+    # --only: the other suites' runs are looked up in the folder for the report, but nothing is downloaded for them
+    real_only = ("--profile", "real", "--only", "svm_soft", "--dry-run")
+    assert reproduce(light, *real_only, "--data-dir", folder).exit_code == 0
+    res = reproduce(light, *real_only, "--download")
+    assert_one_line_error(res, "--download: not used here: no planned run (profile real, --only svm_soft) downloads")
+    assert "profile real without --only downloads mnist" in res.stderr
+    assert reproduce(light).exit_code == 0
+    before = snapshot(light / "results" / "tiny")
+    all_refused()  # the up-to-date path checks it too
+    assert snapshot(light / "results" / "tiny") == before
+    monkeypatch.setenv("MLHW_DATA_DIR", str(folder))
+    res = reproduce(light, "--no-download")
+    assert res.exit_code == 0 and res.stderr.startswith("up to date: 5 runs"), res.output
+
+
 def test_an_absent_device_stops_a_reproduce_that_would_train_but_not_a_no_op(light):
     """--device cuda where there is no CUDA: one line, before any run exists, when something would train. A
     reproduce with nothing to train does not ask: the question imports torch, 4.5 s of a 9.2 s no-op on the

@@ -75,11 +75,13 @@ def _validate(
     dry_run,
     force=False,
     on_work=None,
+    data_dir_given=False,
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
     the data (read and checked), the results folder and the tracking store. Returns the plan. `on_work(configs,
     profile_jobs)` is called as soon as it is known that runs will train (a new store: at once; else once the plan
-    is made): --jobs N starts its workers there, beside the checks left."""
+    is made): --jobs N starts its workers there, beside the checks left. `data_dir_given`: --data-dir was given on the
+    command line (MLHW_DATA_DIR, any command's, is not refused where no run reads it)."""
     from mlhw.errors import DataNotFound, MLHWError
     from mlhw.experiments import expand, load_file
     from mlhw.layout import check_writable
@@ -94,6 +96,12 @@ def _validate(
     check_device(device, present=False)
     check_writable(results_dir, profile, write=not dry_run)  # a dry run names a file in the way too
     source = DataSource(data_dir, False if dry_run else download, device)  # (refuses an empty --data-dir)
+    if data_dir_given or download:
+        # the runs that would read the folder: the chosen suites', and with --only (no --set) the other suites' too,
+        # whose done runs the report is made of (a download is for the chosen suites' alone)
+        others = [s for s in expand(spec, profile, None, [], file) if s.suite not in only] if only and not sets else []
+        given = data_dir if data_dir_given else None
+        _refuse_unread_data_options(spec, profile, specs, others, given, download, file, only or [], sets or [])
     store = Store(tracking_uri, experiment, create=False)  # read only: nothing is created before the checks end
     if not dry_run:
         store.check_artifacts_writable()
@@ -159,6 +167,41 @@ def _validate(
     if not dry_run and store.experiment_id is None:
         store = Store(tracking_uri, experiment)
     return spec, source, store, plan, baseline
+
+
+def _reads_files(specs) -> list[str]:
+    """The datasets of `specs` read from files (--data-dir), in order: every one but the embedded digits."""
+    return [n for n in dict.fromkeys(getattr(s.config, "dataset", None) for s in specs) if n not in (None, "digits")]
+
+
+def _refuse_unread_data_options(spec, profile, chosen, others, data_dir, download, file, only, sets) -> None:
+    """--data-dir DIR (`data_dir`: None where the command line did not give it) or --download where no planned run
+    would use it: digits is embedded, and the folder was ignored in silence (`up to date: 39 runs` on the digits
+    profile), where a single command refuses it. The folder is read for the `chosen` suites' runs and for `others`
+    (--only's other suites, whose done runs the report takes); a download is for the chosen suites' alone. The hint
+    names the profiles that use it (this one too, where --only or --set made its runs use none)."""
+    from mlhw.errors import MLHWError
+    from mlhw.experiments import expand
+
+    folder_unused = data_dir is not None and not _reads_files(chosen + others)
+    download_unused = bool(download) and not _reads_files(chosen)
+    if not (folder_unused or download_unused):
+        return
+    culprit = " and ".join([f"--data-dir {data_dir}"] * folder_unused + ["--download"] * download_unused)
+    verb, tail = ("reads", " from it") if folder_unused else ("downloads", "")
+    narrowed = (["--only"] if only and (sets or not folder_unused) else []) + (["--set"] if sets else [])
+    plan = f"profile {profile}" + (f", --only {' --only '.join(only)}" if "--only" in narrowed else "")
+    plan += ", --set" if sets else ""
+    ways = []
+    for p in spec.profiles:
+        if p != profile or narrowed:
+            names = _reads_files(expand(spec, p, None, [], file))
+            way = f"--profile {p}" if p != profile else f"profile {profile} without {' and '.join(narrowed)}"
+            ways += [f"{way} {verb} {' and '.join(names)}{tail}"] if names else []
+    raise MLHWError(
+        f"{culprit}: not used here: no planned run ({plan}) {verb} a dataset{' from files' * folder_unused} (digits "
+        "is embedded); " + ("; ".join(ways) or f"a suite on mnist or cifar10 {verb} it")
+    )
 
 
 def _no_gpu_driver_for(device: str) -> None:
@@ -945,6 +988,7 @@ def reproduce(
                 dry_run,
                 force,
                 workers.start,
+                data_dir_given=getattr(ctx.get_parameter_source("data_dir"), "name", "") == "COMMANDLINE",
             )
         if force:  # --only's runs (and each entry of a run they share with another suite): the others are reported
             chosen = {p.identity for p in plan.entries if not plan.only or p.spec.suite in plan.only}
