@@ -117,6 +117,13 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
         spec = ExperimentsFile.model_validate(raw)
     except ValidationError as err:
         raise MLHWError(f"{path}: {format_validation_error(err, model=ExperimentsFile)}") from None
+    # a profile runs every suite: none made a reproduction of 0 runs, exit 0, and a report of nothing ("Datasets: -.")
+    if not spec.suites:
+        raise MLHWError(
+            f"{path}: suites: no suite (got {{}}): a profile runs every suite of the file, so it would run nothing"
+        )
+    if not spec.profiles:  # --profile was "unknown" in a list of none
+        raise MLHWError(f"{path}: profiles: no profile (got {{}}): --profile names one of them")
     for pname in spec.profiles:  # a folder's name: '../../x' wrote outside --results-dir, '' into results/-partial/
         if not PROFILE_NAME.fullmatch(pname):
             raise MLHWError(

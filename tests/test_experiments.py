@@ -488,8 +488,21 @@ def test_a_bad_value_is_refused_even_where_a_grid_overrides_it(tmp_path):
         ),
         (with_(lambda d: d["profiles"]["p"]["suites"].update(nope={})), "profiles.p.suites.nope: unknown suite"),
         (with_(lambda d: d["suites"]["m"]["base"].update(colour=1)), "suites.m.base.colour: unknown key"),
+        # a file of no suite ran 0 runs, exit 0, and wrote a report of nothing; one of no profile had "profiles: "
+        ("version: 1\nsuites: {}\nprofiles: {p: {}}\n", "suites: no suite (got {}): a profile runs every suite"),
+        (with_(lambda d: d.update(profiles={})), "profiles: no profile (got {}): --profile names one"),
     ],
-    ids=["duplicate", "not-utf8", "nan", "seed", "image-size", "unknown-suite", "unknown-key"],
+    ids=[
+        "duplicate",
+        "not-utf8",
+        "nan",
+        "seed",
+        "image-size",
+        "unknown-suite",
+        "unknown-key",
+        "no-suite",
+        "no-profile",
+    ],
 )
 def test_reproduce_refuses_a_bad_file_before_anything_exists(workdir, doc, message):
     from helpers import assert_nothing_created, assert_one_line_error, invoke
