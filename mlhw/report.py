@@ -34,7 +34,7 @@ from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
 from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
-from mlhw.store import Store, signals_deferred
+from mlhw.store import DEFAULT_EXPERIMENT, Store, signals_deferred
 
 SUITE_ORDER = [
     "mlp_lr_sweep",
@@ -734,6 +734,15 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     """The newest full (not partial) reproduction of a profile, as its suite parent runs record it."""
     from mlhw.errors import MLHWError
 
+    if store.experiment_id is None and store.client is not None:  # the store is there, the experiment is not: it
+        # said "--profile P: no finished reproduction ... (experiment 'nope'; profiles there: none)": the wrong culprit
+        names = store.experiment_names()
+        experiment = f" --experiment {store.experiment_name}" * (store.experiment_name != DEFAULT_EXPERIMENT)
+        raise MLHWError(
+            f"--experiment {store.experiment_name}: no such experiment in {store.uri} (experiments there: "
+            f"{', '.join(names) or 'none'}); name one of them, or `mlhw reproduce --profile {profile}{experiment}` "
+            "makes it"
+        )
     parents = store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' and attributes.status = 'FINISHED'"
     )

@@ -396,6 +396,13 @@ class Store:
             self.artifact_location = exp.artifact_location
             return exp.experiment_id
 
+    def experiment_names(self) -> list[str]:
+        """The names of the store's experiments (not deleted ones), sorted: those a misspelt --experiment could have
+        meant; none where the store does not exist (no database file: nothing is created to ask)."""
+        if self.client is None:
+            return []
+        return sorted(e.name for e in self.client.search_experiments())
+
     def check_artifacts_writable(self) -> None:
         """Before any run exists, for a command that will log artifacts to a SQLite store: where they go can take
         them (a file named mlartifacts made every run FAILED after training, with a traceback), and the folder the

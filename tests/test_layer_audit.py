@@ -217,7 +217,7 @@ class _Run:
 
 
 class _Store:
-    uri, experiment_name = "sqlite:///nowhere.db", "mlhw"
+    uri, experiment_name, experiment_id = "sqlite:///nowhere.db", "mlhw", "1"
 
     def __init__(self, runs, texts=None):
         self.runs, self.texts = runs, texts or {}

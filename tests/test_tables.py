@@ -292,8 +292,15 @@ def test_tables_without_a_reproduction_is_one_line(ci_copy, workdir):
     res = invoke("tables", "--profile", "digits", "--tracking-uri", ci_copy)
     assert_one_line_error(res, "--profile digits", "no finished reproduction", "mlhw reproduce --profile digits")
     assert not (workdir / "results" / "digits").exists()
-    res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--experiment", "nope")
-    assert_one_line_error(res, "--profile ci", "'nope'")
+    # an experiment the store lacks is the culprit, not the profile (it said "--profile ci: no finished reproduction
+    # ... (experiment 'nope'; profiles there: none)"); `check` reads the store the same way
+    for command in ("tables", "check"):
+        res = invoke(command, "--profile", "ci", "--tracking-uri", ci_copy, "--experiment", "nope")
+        line = assert_one_line_error(
+            res, f"error: --experiment nope: no such experiment in {ci_copy} (experiments there: Default, mlhw)"
+        )
+        assert line.endswith("`mlhw reproduce --profile ci --experiment nope` makes it"), line
+        assert "--profile ci:" not in line and "no finished reproduction" not in line, line
     empty = workdir / "empty"
     empty.mkdir()
     res = invoke("tables", "--profile", "ci", "--tracking-uri", f"sqlite:///{empty}/mlflow.db")
