@@ -182,7 +182,11 @@ def test_a_batch_as_large_as_the_training_set_is_said(workdir):
     whole = invoke("mlp", "train", "--batch-size", "60", *args)
     assert whole.exit_code == 0 and "batch 60 (the whole training set: one step an epoch); 60 train" in whole.output
     one_short = invoke("mlp", "train", "--batch-size", "59", *args)
-    assert one_short.exit_code == 0 and "batch 59; 60 train" in one_short.output and "one step an epoch" not in one_short.output
+    assert (
+        one_short.exit_code == 0
+        and "batch 59; 60 train" in one_short.output
+        and "one step an epoch" not in one_short.output
+    )
 
 
 def test_single_run_commands_take_no_results_dir(workdir):

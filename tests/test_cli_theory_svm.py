@@ -161,6 +161,8 @@ def test_svm_soft_fails_when_its_converged_solvers_disagree(workdir, monkeypatch
     res = invoke("svm", "soft", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
     assert res.exit_code == 1 and "the primal and the dual differ by 2.9e-03" in res.stderr, res.output
     assert "the dual's active set stopped short (the primal is the optimum" in res.stderr  # its certificate holds
+    # the table's row said "yes" beside the gap: both solvers had stopped by their own tests
+    assert re.search(r"converged +│ +each by its own test, yet they disagree: the gap", res.stdout), res.stdout
     monkeypatch.setattr(
         svm, "soft_report", lambda *a, **k: real(*a, **k) | {"duality_gap": 2.9e-3, "primal_certificate_gap": 1e-3}
     )
