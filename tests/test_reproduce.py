@@ -285,6 +285,38 @@ def test_the_answers_in_a_log_are_plain_lines_even_with_force_color(light):
     assert "╭" not in res.stdout
 
 
+def test_a_reproduction_stopped_after_its_report_is_compiled_again_and_its_dead_runs_ended(light):
+    """Stopped after its report was swapped in (Ctrl-C there, or SIGKILL), a reproduction left a whole, stamped
+    results/ and suite parents KILLED (or RUNNING): every later reproduce said 'up to date' and exited 0, while
+    `mlhw tables` and `check` found no finished reproduction and sent the user back to reproduce; the RUNNING ones
+    stayed RUNNING, since only a reproduce with runs to do ended stale runs."""
+    import time
+
+    from mlhw.lifecycle import HEARTBEAT_TAG
+
+    assert reproduce(light).exit_code == 0
+    uri = f"sqlite:///{light}/mlflow.db"
+    client, every = runs(light)
+    parents = {r.data.tags["mlhw.suite"]: r.info.run_id for r in every if r.data.tags["mlhw.kind"] == "suite"}
+    assert sorted(parents) == ["mlp_full", "mlp_lr_sweep", "svm_soft"]
+    client.set_terminated(parents["mlp_full"], "KILLED")
+    client.set_terminated(parents["svm_soft"], "KILLED")
+    dead = client.create_run(every[0].info.experiment_id, tags={"mlhw.kind": "suite", "mlhw.profile": "tiny"})
+    client.set_tag(dead.info.run_id, HEARTBEAT_TAG, str(int(time.time()) - 3600))  # its process gone an hour ago
+    res = reproduce(light)
+    assert res.exit_code == 0, res.output
+    assert "but the reproduction that wrote it stopped before its suite parent runs finished (mlp_full, svm_soft)" in (
+        res.stderr
+    )
+    assert "ran 0 of 0 runs" in res.stderr, res.stderr  # compiled, nothing trained
+    assert client.get_run(dead.info.run_id).info.status == "FAILED"
+    assert invoke("tables", "--profile", "tiny", "--tracking-uri", uri).exit_code == 0
+    assert reproduce(light).stderr.startswith("up to date: 5 runs")
+    _, after = runs(light)
+    finished = [r for r in after if r.data.tags["mlhw.kind"] == "suite" and r.info.status == "FINISHED"]
+    assert sorted(r.data.tags["mlhw.suite"] for r in finished) == ["mlp_full", "mlp_lr_sweep", "svm_soft"]
+
+
 def test_second_reproduce_is_a_one_line_no_op_that_rewrites_nothing(light):
     assert reproduce(light).exit_code == 0
     root = light / "results" / "tiny"

@@ -558,18 +558,12 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     from mlhw.lifecycle import IDENTITY_TAG, RunLogger, standard_tags, tracked_run
 
     logs = {}
-    # partial: --set, or an --only whose report lacks other suites (`mlhw tables` must not take it as the profile's)
-    partial = str(bool(plan.overrides or plan.report_only)).lower()
-    newest: dict[str, object] = {}  # suite -> the newest FINISHED parent of this profile (full or partial alike)
-    for r in store.search(
-        f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
-    ):  # newest first
-        if r.data.tags.get("mlhw.partial", "false") == partial:
-            newest.setdefault(r.data.tags.get("mlhw.suite"), r)
+    partial = _partial(plan)
+    newest = _finished_parents(plan, store)
     for suite in plan.suites:
         pending = any(p.todo for p in plan.entries if p.spec.suite == suite)
         last = newest.get(suite)
-        if not pending and last is not None and last.data.tags.get(IDENTITY_TAG) == plan.suite_identity(suite):
+        if not pending and last is not None:
             # nothing new, and it is what `tables` will read; its number is not logged again by each recompile
             logs[suite] = RunLogger(store, last.info.run_id, known=last.data.metrics)
             continue
@@ -595,6 +589,28 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
         log.log_text(_scope(plan).to_json(suite), "plan.json")
         logs[suite] = log
     return logs
+
+
+def _partial(plan) -> str:
+    """A suite parent's `mlhw.partial` tag: --set, or an --only whose report lacks other suites (`mlhw tables` must
+    not take it as the profile's)."""
+    return str(bool(plan.overrides or plan.report_only)).lower()
+
+
+def _finished_parents(plan, store) -> dict[str, object]:
+    """suite -> the newest FINISHED parent run of this profile's suite whose identity is the plan's (as full, or as
+    partial, as this reproduction): the parent `mlhw tables` reads; a suite without one has none."""
+    from mlhw.lifecycle import IDENTITY_TAG
+
+    partial, newest = _partial(plan), {}
+    for r in store.search(
+        f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
+    ):  # newest first
+        if r.data.tags.get("mlhw.partial", "false") == partial:
+            newest.setdefault(r.data.tags.get("mlhw.suite"), r)
+    return {
+        s: r for s, r in newest.items() if s in plan.suites and r.data.tags.get(IDENTITY_TAG) == plan.suite_identity(s)
+    }
 
 
 def _parent_note(plan, suite: str, links: dict[str, str] | None = None) -> str:
@@ -1006,10 +1022,24 @@ def reproduce(
 
         changed = changed_files(folder, plan.suite_keys(), plan.all_suites) if not plan.pending() else None
         if changed == []:
+            from mlhw.plan import end_stale_runs
+
+            end_stale_runs(plan, store, settings.stale_after)  # a killed reproduction's runs: RUNNING for ever
+            unfinished = [s for s in plan.suites if s not in _finished_parents(plan, store)]
+            if not unfinished:
+                err.print(
+                    f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / REPORT})",
+                    highlight=False,
+                )
+                return
+            # stopped after its report was in place: 'up to date' for ever, while `mlhw tables` and `check` found
+            # no finished reproduction and sent the user back here
             err.print(
-                f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / REPORT})", highlight=False
+                f"{folder}/ is whole, but the reproduction that wrote it stopped before its suite parent runs "
+                f"finished ({', '.join(unfinished)}): compiled again from the store",
+                highlight=False,
+                soft_wrap=True,
             )
-            return
         if changed:
             shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
             err.print(
