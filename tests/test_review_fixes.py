@@ -203,3 +203,29 @@ def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):
     assert twice.exit_code == 0, twice.output
     assert twice.stderr.count("changes nothing") == 1 and "--set svm_soft.C: sets svm_soft" in twice.stdout
     assert "p-partial" in twice.stdout
+
+
+def test_two_reports_swapped_into_one_folder_at_once_both_succeed(tmp_path):
+    """Two writers of results/<profile>/ (two reproductions, or `tables` beside one) raced between _replace's renames:
+    one found the folder gone or the other's in its way (a reviewer's 300 swaps each: 28 FileNotFoundErrors). Now
+    one swap at a time; every swap succeeds and the folder ends as one writer's whole report."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pathlib, tempfile\n"
+        "from mlhw.report import _replace\n"
+        "root, me = pathlib.Path(sys.argv[1]), sys.argv[2]\n"
+        "for i in range(150):\n"
+        "    new = pathlib.Path(tempfile.mkdtemp(dir=root, prefix='.new-'))\n"
+        "    (new / 'REPORT.md').write_text(f'{me} {i}')\n"
+        "    _replace(new, root / 'tiny')\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), who], stderr=subprocess.PIPE, text=True)
+        for who in ("a", "b")
+    ]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert (tmp_path / "tiny" / "REPORT.md").read_text() in ("a 149", "b 149")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]  # no old folder left behind, no lock file
