@@ -1439,6 +1439,21 @@ def test_a_dry_run_without_the_data_counts_a_shared_run_once(workdir):
     )
 
 
+def test_a_unit_that_never_started_ends_at_zero_seconds(capsys):
+    """A worker that died took units it never started with it: their end lines read "(-0.0 s)"."""
+    from types import SimpleNamespace
+
+    from mlhw.cli.reproduce import _Reporter
+    from mlhw.executors import Event, UnitResult
+
+    rep = _Reporter([[SimpleNamespace(config=SimpleNamespace(epochs=None), name="x")]], 1)
+    for _ in range(200):  # (the old line read the clock twice: -0.0 most times, not every time)
+        rep.finished = 0
+        rep.on_event(Event("end", 0, "A", result=UnitResult(error="a worker process died")))
+    lines = capsys.readouterr().err.splitlines()
+    assert set(lines) == {"[1/1] failed: a worker process died: A (0.0 s; 1 of 1 done)"}, lines[:3]
+
+
 def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_run_in(capsys):
     """With --jobs 2 units start and end out of order: numbers from the count of finished runs overlapped and jumped
     ("[1-3/12] start mlp_lr_sweep", then "[1-2/12] start mlp_full"). Each unit keeps its place in the plan; an end

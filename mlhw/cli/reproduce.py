@@ -835,7 +835,8 @@ class _Reporter:
             err.print(f"[yellow]note[/]: worker {ev.worker}: {escape(ev.label)}")
         elif ev.kind == "end":
             self.finished += len(unit)
-            seconds = time.perf_counter() - self.started.get(ev.unit, time.perf_counter())
+            now = time.perf_counter()
+            seconds = now - self.started.get(ev.unit, now)  # a unit that never started (its worker died): 0.0, not -0.0
             r = ev.result
             what = ("failed: " + r.error) if r.error else ("owned by another process" if r.claimed else "done")
             if self.live:
