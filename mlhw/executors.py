@@ -41,6 +41,9 @@ class UnitResult:
     done: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     claimed: bool = False  # another process owned its runs
+    # the identities of its runs another process owns (every one where `claimed`; some of an MLP unit, which trains
+    # the others): the report waits for them
+    claimed_away: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -85,9 +88,11 @@ def execute_unit(
         done = run_unit(
             unit, store, source, device, claimer(settings.stale_after, settings.force), on_epoch, settings.precision
         )
-        return UnitResult({d.job.identity: d.run_id for d in done})
+        finished = {d.job.identity: d.run_id for d in done}
+        # a unit that returns has run each job or lost it to its owner (run_mlp trains the jobs it claimed)
+        return UnitResult(finished, claimed_away=[j.identity for j in unit if j.identity not in finished])
     except Claimed:
-        return UnitResult(claimed=True)
+        return UnitResult(claimed=True, claimed_away=[j.identity for j in unit])
     except Exception as err:  # the lifecycle has marked the run FAILED, with its traceback
         return UnitResult(error=f"{type(err).__name__}: {err}")
 

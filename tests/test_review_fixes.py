@@ -8,6 +8,7 @@
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -190,6 +191,86 @@ def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):
     timeline[0] = {"a": [run("FINISHED", 0)], "b": [run("KILLED", 1), run("FINISHED", 0)], "c": [run("RUNNING", 1)]}
     R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0))
     assert polls == []  # nothing claimed is still training: no wait at all
+
+
+SWEEP = {  # two MLP runs, one unit: they differ only in lr and train as one batched computation
+    "version": 1,
+    "suites": {
+        "mlp_lr_sweep": {
+            "kind": "mlp",
+            "part": "mlp.b",
+            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
+            "grid": {"lr": [0.1, 1.0]},
+        },
+    },
+    "profiles": {"p": {"defaults": {"dataset": "digits"}}},
+}
+
+
+@pytest.fixture
+def sweep(workdir, monkeypatch):
+    """A reproduction of SWEEP done, then both runs deleted (to run again); returns the store's client, the deleted
+    runs (lr 0.1, lr 1) and `ghost(run)`: a live RUNNING run of that run's identity, as another reproduce that is
+    training it holds. `waits` records each wait for owners; its first look at the store ends the ghosts (their owner
+    finished: the deleted runs come back) so that the report is whole."""
+    from mlhw.cli import reproduce as R
+    from mlhw.lifecycle import utc_stamp
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(SWEEP))
+    assert reproduce(workdir).exit_code == 0
+    client, runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    mine = sorted((r for r in runs if r.data.tags.get("mlhw.kind") == "mlp"), key=lambda r: float(r.data.params["lr"]))
+    assert len(mine) == 2
+    for r in mine:
+        client.delete_run(r.info.run_id)
+    ghosts, waits = [], []
+
+    def ghost(run):
+        tags = {IDENTITY_TAG: run.data.tags[IDENTITY_TAG], "mlhw.kind": "mlp", HEARTBEAT_TAG: utc_stamp()}
+        ghosts.append(client.create_run(run.info.experiment_id, run_name="another reproduce's", tags=tags))
+
+    wait = R._wait_for_owners
+
+    def waiting(store, identities, settings, poll=5.0):
+        waits.append(sorted(identities))
+
+        class Looking:
+            def search(self, query):
+                found = store.search(query)
+                for g in ghosts:  # after this look the owner has finished
+                    client.set_terminated(g.info.run_id, "KILLED")
+                for r in mine:
+                    client.restore_run(r.info.run_id)
+                return found
+
+        wait(Looking(), identities, settings, poll=0.0)
+
+    monkeypatch.setattr(R, "_wait_for_owners", waiting)
+    return SimpleNamespace(client=client, runs=mine, ghost=ghost, waits=waits)
+
+
+def test_the_report_waits_for_the_runs_claimed_away_from_an_mlp_unit_that_trained_the_others(
+    sweep, workdir, monkeypatch
+):
+    """An MLP unit whose runs another process claimed in part trains the rest and came back as not claimed: the runs
+    it lost were not waited for. Here the other reproduce starts lr 1 between this one's plan and its claim."""
+    from mlhw import plan as P
+
+    slow, quick = sweep.runs
+    planned = P.end_stale_runs  # what _run calls first, after the plan
+
+    def then_another_starts(*args):
+        planned(*args)
+        sweep.ghost(quick)
+
+    monkeypatch.setattr(P, "end_stale_runs", then_another_starts)
+    res = reproduce(workdir)
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert "ran 1 of 2 runs" in said and "1 left to another reproduce that owns them" in said, res.stderr
+    assert sweep.waits == [[quick.data.tags[IDENTITY_TAG]]]
+    report = (workdir / "results" / "p" / "REPORT.md").read_text()
+    assert "missing" not in report, report
 
 
 def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):

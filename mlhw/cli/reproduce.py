@@ -398,16 +398,17 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
-        claimed = sum(len(u) for u, r in zip(work, results) if r.claimed)
+        # the runs another process claimed first: every run of a unit, or some of an MLP unit that trained the others
+        claimed = [i for r in results for i in r.claimed_away]
         err.print(
             f"ran {ran} of {n_runs(sum(len(u) for u in work))} in {time.perf_counter() - t0:.1f} s"
             + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
-            + (f", {claimed} left to another reproduce that owns them" if claimed else ""),
+            + (f", {len(claimed)} left to another reproduce that owns them" if claimed else ""),
             highlight=False,
         )
         check_terminated()
         if claimed:  # the report waits for them: without them it replaced results/<profile>/ with a half-done one
-            _wait_for_owners(store, [j.identity for u, r in zip(work, results) if r.claimed for j in u], settings)
+            _wait_for_owners(store, claimed, settings)
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
