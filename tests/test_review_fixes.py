@@ -249,6 +249,21 @@ def sweep(workdir, monkeypatch):
     return SimpleNamespace(client=client, runs=mine, ghost=ghost, waits=waits)
 
 
+def test_the_report_waits_for_runs_another_reproduce_was_training_when_this_one_planned(sweep, workdir):
+    """The second of two concurrent reproduces planned the other's live runs as 'running' and left them to it, but
+    compiled at once: its REPORT.md said they were missing (the other overwrote it later). It waits for them as it
+    waits for runs claimed away from it."""
+    slow, quick = sweep.runs
+    sweep.ghost(slow)  # another reproduce is training lr 0.1 when this one plans
+    res = reproduce(workdir)
+    assert res.exit_code == 0, res.output
+    assert "1 running" in res.stderr  # the plan's
+    assert sweep.waits == [[slow.data.tags[IDENTITY_TAG]]]
+    assert "waiting for 1 run that another reproduce claimed first" in " ".join(res.stderr.split())
+    report = (workdir / "results" / "p" / "REPORT.md").read_text()
+    assert "missing" not in report, report
+
+
 def test_the_report_waits_for_the_runs_claimed_away_from_an_mlp_unit_that_trained_the_others(
     sweep, workdir, monkeypatch
 ):

@@ -398,8 +398,10 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
-        # the runs another process claimed first: every run of a unit, or some of an MLP unit that trained the others
+        # the runs another live process owns: those it claimed first at run time (every run of a unit, or some of an
+        # MLP unit that trained the others), and those it was training when this one planned (not in `work`)
         claimed = [i for r in results for i in r.claimed_away]
+        owned = list(dict.fromkeys([*claimed, *(i for i, p in plan.distinct().items() if p.status == "running")]))
         err.print(
             f"ran {ran} of {n_runs(sum(len(u) for u in work))} in {time.perf_counter() - t0:.1f} s"
             + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
@@ -407,8 +409,8 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             highlight=False,
         )
         check_terminated()
-        if claimed:  # the report waits for them: without them it replaced results/<profile>/ with a half-done one
-            _wait_for_owners(store, claimed, settings)
+        if owned:  # the report waits for them: without them it replaced results/<profile>/ with a half-done one
+            _wait_for_owners(store, owned, settings)
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
