@@ -374,6 +374,8 @@ class Store:
         from mlflow.exceptions import MlflowException
 
         exp = self.client.get_experiment_by_name(name)
+        if exp is not None and exp.lifecycle_stage == "deleted":
+            raise self._deleted(exp)
         if exp is not None:
             self.artifact_location = exp.artifact_location
             if exp.tags.get("mlflow.experimentKind") is None and not self.read_only:  # an older mlhw's, or by hand
@@ -393,8 +395,20 @@ class Store:
             exp = self.client.get_experiment_by_name(name)  # another process created it in the meantime
             if exp is None:
                 raise
+            if exp.lifecycle_stage == "deleted":  # deleted by another process in the meantime
+                raise self._deleted(exp) from None
             self.artifact_location = exp.artifact_location
             return exp.experiment_id
+
+    def _deleted(self, exp) -> MLHWError:
+        """An experiment deleted in MLflow (the UI, `mlflow experiments delete`) is refused before anything runs: its
+        runs are hidden with it, MLflow refuses new runs in it (a reproduction failed after showing its plan, with a
+        traceback) and a new experiment of its name until it is gone for good (`mlflow gc`)."""
+        return MLHWError(
+            f"--experiment {exp.name}: deleted in {self.uri} (experiment id {exp.experiment_id}); restore it with "
+            f"`MLFLOW_TRACKING_URI={self.uri} mlflow experiments restore --experiment-id {exp.experiment_id}`, "
+            "or name another --experiment"
+        )
 
     def experiment_names(self) -> list[str]:
         """The names of the store's experiments (not deleted ones), sorted: those a misspelt --experiment could have

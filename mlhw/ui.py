@@ -127,14 +127,21 @@ def stop(proc: subprocess.Popen) -> None:
 def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> tuple[str, str | None]:
     """The experiment's runs in the UI's model-training view (MLflow 3 opens in GenAI mode without the parameter),
     and what to say where the store has no such experiment (the link is then the experiment list's)."""
+    from mlhw.errors import MLHWError
+
     base = f"http://127.0.0.1:{port}"
-    with contextlib.suppress(Exception):
+    note = f"no experiment {experiment!r} in {uri} (--experiment names another)"
+    try:
         from mlhw.store import Store
 
         store = Store(uri, experiment, create=False, read_only=True)
         if store.experiment_id is not None:
             return f"{base}/#/experiments/{store.experiment_id}/runs?workflowType=machine_learning", None
-    note = f"no experiment {experiment!r} in {uri} (--experiment names another): the link opens the experiment list"
+    except MLHWError as err:  # a deleted experiment: how to restore it, rather than that there is none
+        note = str(err)
+    except Exception:  # noqa: BLE001, S110 - the server says what is wrong with its store; the link is a convenience
+        pass
+    note += ": the link opens the experiment list"
     return f"{base}/#/?workflowType=machine_learning", note
 
 

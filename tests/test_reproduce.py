@@ -1148,6 +1148,10 @@ def test_ui_links_the_experiment_it_is_asked_for(workdir):
     assert url == "http://127.0.0.1:5001/#/?workflowType=machine_learning"
     assert note == f"no experiment 'nope' in {uri} (--experiment names another): the link opens the experiment list"
     assert Store(uri, "nope", create=False).experiment_id is None  # asked, not made
+    Store(uri, "mlhw").client.delete_experiment(Store(uri, "mlhw").experiment_id)  # its note says how to restore it
+    url, note = ui.experiment_url(uri, 5001, "mlhw")
+    assert url == "http://127.0.0.1:5001/#/?workflowType=machine_learning"
+    assert note.startswith("--experiment mlhw: deleted in ") and "mlflow experiments restore" in note, note
 
 
 def test_ui_on_a_port_in_use_is_one_line_not_a_url_to_another_store(workdir):

@@ -187,6 +187,37 @@ def test_broken_store_fails_fast_with_one_line(workdir, case, command):
     assert_nothing_created(workdir)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reproduce", "--profile", "ci"],
+        ["mlp", "train", "--epochs", 1],
+        ["tables", "--profile", "ci"],
+        ["check", "--profile", "ci"],
+    ],
+    ids=["reproduce", "mlp train", "tables", "check"],
+)
+def test_an_experiment_deleted_in_mlflow_is_refused_before_anything_runs(ci_copy, workdir, argv):
+    """A reproduction showed its plan ("12 runs: 12 pending": the deleted experiment's runs are hidden with it), then
+    failed on MLflow's 'The experiment 1 must be in the 'active' state' with a traceback; every command now names
+    the experiment and how to restore it, and writes nothing."""
+    client, runs = runs_of(ci_copy, all_lifecycles=True)
+    exp_id = client.get_experiment_by_name("mlhw").experiment_id
+    client.delete_experiment(exp_id)
+    report = {p: p.read_bytes() for p in (workdir / "results").rglob("*") if p.is_file()}
+    res = invoke(*argv, "--tracking-uri", ci_copy)
+    assert_one_line_error(
+        res,
+        f"--experiment mlhw: deleted in {ci_copy} (experiment id {exp_id})",
+        f"`MLFLOW_TRACKING_URI={ci_copy} mlflow experiments restore --experiment-id {exp_id}`",
+        "or name another --experiment",
+    )
+    assert sorted(r.info.run_id for r in runs_of(ci_copy, all_lifecycles=True)[1]) == sorted(
+        r.info.run_id for r in runs
+    )
+    assert {p: p.read_bytes() for p in (workdir / "results").rglob("*") if p.is_file()} == report
+
+
 def test_a_moved_or_copied_store_is_read_beside_it_and_new_runs_are_refused(workdir):
     """A store made in one folder (mlflow.db and mlartifacts/ beside it), then copied elsewhere and the original
     moved away: MLflow's experiment names the old folder (an absolute path). `mlhw tables` failed with a traceback
