@@ -94,7 +94,19 @@ def execute_unit(
     except Claimed:
         return UnitResult(claimed=True, claimed_away=[j.identity for j in unit])
     except Exception as err:  # the lifecycle has marked the run FAILED, with its traceback
-        return UnitResult(error=f"{type(err).__name__}: {err}")
+        return UnitResult(error=unit_error(err, store.uri))
+
+
+def unit_error(err: Exception, uri: str | None) -> str:
+    """A failed unit's error, as its line says it: a failure of the tracking store by its root cause and the
+    store's URI (MLflow's own message was a dozen lines, the SQL and its parameters or the URL and urllib3's
+    retries); any other as its type and message."""
+    from mlhw.store import resolve_uri, store_failure
+
+    cause = store_failure(err)
+    if cause is None:
+        return f"{type(err).__name__}: {err}"
+    return f"the tracking store {resolve_uri(uri)} failed ({cause})"
 
 
 class LocalExecutor:
@@ -237,7 +249,7 @@ def work(unit: list[dict], index: int, settings: Settings, events=None, relay=No
             try:
                 attach_worker(settings, relay)
             except Exception as err:  # a device or a store this worker cannot use: the unit says so
-                return UnitResult(error=f"{type(err).__name__}: {err}")
+                return UnitResult(error=unit_error(err, settings.uri))
         return execute_unit(jobs, _WORKER["store"], _WORKER["source"], _WORKER["device"], settings, on_epoch)
     except KeyboardInterrupt:  # SIGTERM from the parent: the run is KILLED; say so and end quietly
         return UnitResult(error="stopped (SIGTERM)")

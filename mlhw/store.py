@@ -58,7 +58,45 @@ def import_mlflow():
     # MLFLOW_TRACKING_URI=databricks without credentials: "WARNING ... Falling back to legacy authentication" came
     # before mlhw's own one-line error, whose message already carries MLflow's reason
     logging.getLogger("mlflow.utils.databricks_utils").setLevel(logging.ERROR)
+    # a database error (a full disk) was logged with its traceback at ERROR by MLflow before MLflow raised it: 1,600
+    # lines of stderr for one reproduction; mlhw says each failure once, as its root cause (store_failure)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     return mlflow
+
+
+# the packages whose errors are the database's or the network's own (the root cause a store failure is said by)
+LOW_LEVEL = {"sqlalchemy", "urllib3", "requests", "http", "socket", "ssl", "psycopg", "psycopg2", "pymysql", "MySQLdb"}
+
+
+def store_failure(err: BaseException) -> str | None:
+    """The root cause, on one line, of a failure of the tracking store itself: an MlflowException, SQLAlchemy's
+    OperationalError or a connection error of requests (a server gone, a full disk, a locked database). Its cause
+    and context are followed to the first error: MLflow's own message was many lines ('(raised as a result of
+    Query-invoked autoflush ...)', the SQL and its 25 parameters, or the URL and urllib3's retries), where the
+    culprit is 'database or disk is full' or '[Errno 111] Connection refused'. None for any other exception: a
+    programming error keeps its traceback."""
+    import sys
+
+    kinds: list[type] = []
+    if (mod := sys.modules.get("mlflow.exceptions")) is not None:
+        kinds.append(mod.MlflowException)
+    if (mod := sys.modules.get("sqlalchemy.exc")) is not None:
+        kinds.append(mod.OperationalError)
+    if (mod := sys.modules.get("requests.exceptions")) is not None:
+        kinds += [mod.ConnectionError, mod.Timeout]
+    if not kinds or not isinstance(err, tuple(kinds)):
+        return None
+    root, e, seen = err, err, {id(err)}
+    while True:  # the deepest error of the database or the network: not an unrelated one MLflow handled before
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+        if e is None or id(e) in seen:
+            break
+        seen.add(id(e))
+        if isinstance(e, OSError | sqlite3.Error) or type(e).__module__.split(".")[0] in LOW_LEVEL:
+            root = e
+    lines = [line.strip() for line in str(root).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(root).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def resolve_uri(uri: str | None) -> str:

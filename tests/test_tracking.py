@@ -676,3 +676,132 @@ def test_an_unusable_tracking_uri_is_named_by_where_it_came_from(tmp_path, monke
     assert_one_line_error(res, f"$MLFLOW_TRACKING_URI http://127.0.0.1:{port}: server not reachable")
     res = invoke("svm", "soft", "--tracking-uri", f"sqlite:///{tmp_path}/nowhere/mlflow.db")
     assert_one_line_error(res, f"--tracking-uri sqlite:///{tmp_path}/nowhere/mlflow.db: folder")
+
+
+# --- the store failing once open (a server gone, a full disk) -------------------------------------------------------
+
+
+def disk_full():
+    """A full disk as MLflow's SQLAlchemy store raises it: sqlite3's error, SQLAlchemy's around it (its first line
+    the autoflush note, then the SQL), MLflow's around that."""
+    import sqlite3
+
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as e:
+            raise sqlalchemy.exc.OperationalError(
+                "(raised as a result of Query-invoked autoflush; consider using a session.no_autoflush block)\n"
+                "[SQL: INSERT INTO tags]",
+                {},
+                e,
+            ) from e
+    except sqlalchemy.exc.OperationalError as e:
+        err = MlflowException(message=e)
+        err.__cause__ = e
+        return err
+
+
+def server_gone():
+    """A dead server as MLflow's REST client raises it: requests' ConnectionError, raised again inside its handler."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except OSError as e:
+                raise requests.exceptions.ConnectionError("HTTPConnectionPool(host='127.0.0.1'): Max retries") from e
+        except requests.exceptions.ConnectionError as e:
+            # as MLflow does it: raised in the handler, the ConnectionError its context, not its cause
+            raise MlflowException(f"API request to http://127.0.0.1/api/2.0/mlflow/runs/search failed with {e}")  # noqa: B904
+    except MlflowException as e:
+        return e
+
+
+def test_a_store_failure_is_said_by_its_root_cause_and_nothing_else_is_taken_for_one():
+    from mlflow.exceptions import MlflowException
+
+    from mlhw.store import import_mlflow, store_failure
+
+    assert store_failure(disk_full()) == "database or disk is full"
+    assert store_failure(server_gone()) == "[Errno 111] Connection refused"
+    assert store_failure(MlflowException("RESOURCE_EXHAUSTED\nsecond line")) == "RESOURCE_EXHAUSTED"
+    for other in (ValueError("a bug"), KeyError("x"), sqlite3_error()):  # not the store's: the traceback stays
+        assert store_failure(other) is None
+    import logging
+
+    import_mlflow()  # MLflow logged each database error with its traceback at ERROR before raising it
+    assert logging.getLogger("mlflow.store.db.utils").getEffectiveLevel() > logging.ERROR
+
+
+def sqlite3_error():
+    import sqlite3
+
+    return sqlite3.OperationalError("mlhw's own cache")
+
+
+def assert_store_failed(res, uri: str) -> str:
+    """Exit 1, no traceback, no MLflow words; the last line says the store failed, where and why."""
+    assert res.exit_code == 1, (res.exit_code, res.output)
+    assert "Traceback" not in res.output and "autoflush" not in res.output and "[SQL" not in res.output, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: the tracking store (--tracking-uri {uri}) failed: database or disk is full; "), last
+    assert "RUNNING" in last, last
+    return last
+
+
+@pytest.mark.parametrize("command", ["mlp train", "reproduce"])
+def test_a_store_that_fails_once_open_is_one_line_and_exit_1(workdir, monkeypatch, command):
+    """A full disk (or a server gone) at the first write: a reproduction's suite parents, a single command's run.
+    MLflow's exception escaped as a traceback of 60 lines, exit 1."""
+    from mlhw.lifecycle import RunLogger
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(TINY))
+    uri = f"sqlite:///{workdir}/m.db"
+
+    def full(self):
+        raise disk_full()
+
+    monkeypatch.setattr(RunLogger, "flush", full)
+    argv = ["mlp", "train", "--epochs", 1] if command == "mlp train" else ["reproduce", "--profile", "p", "--file"]
+    res = invoke(*argv, *[workdir / "exp.yaml"] * (command == "reproduce"), "--tracking-uri", uri)
+    last = assert_store_failed(res, uri)
+    assert ("the next `mlhw reproduce` ends them" in last) == (command == "reproduce"), last
+
+
+def test_a_store_that_fails_in_a_run_and_in_the_compile_is_one_line_each(workdir, monkeypatch):
+    """Each unit the store failed said MLflow's dozen lines (the SQL and its 25 parameters); the compile after it
+    ended in a traceback through collect -> by_identity -> search."""
+    from mlhw import executors, report
+    from mlhw.store import Store
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(TINY))
+    uri = f"sqlite:///{workdir}/m.db"
+
+    def failing_claimer(*a, **kw):
+        def claim(store, run):
+            raise disk_full()
+
+        return claim
+
+    def full(self, filter_string=""):
+        raise disk_full()
+
+    real_write = report.write_report
+
+    def write_on_a_full_disk(*a, **kw):
+        monkeypatch.setattr(Store, "search", full)
+        return real_write(*a, **kw)
+
+    monkeypatch.setattr(executors, "claimer", failing_claimer)
+    monkeypatch.setattr(report, "write_report", write_on_a_full_disk)
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
+    assert_store_failed(res, uri)
+    failed = [line for line in res.stderr.splitlines() if "failed" in line and not line.startswith(("error", "ran"))]
+    assert len(failed) == 1, res.stderr
+    assert f"failed: the tracking store {uri} failed (database or disk is full): " in failed[0], failed

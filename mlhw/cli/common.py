@@ -218,13 +218,20 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., str] = STARTS_OVER) -> Callable:
+STORE_FAILED = "runs it was writing may be left RUNNING"
+
+
+def handles_errors(
+    fn: Callable | None = None, *, stopped: str | Callable[..., str] = STARTS_OVER, store_failed: str = STORE_FAILED
+) -> Callable:
     """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130) and SIGTERM
     (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED; `stopped` says what
     the interruption left (reproduce: that its next invocation resumes; ui: that the server is gone), or is called
-    with the command's options to say it (tables: the folder it writes, as --results-dir and --profile name it)."""
+    with the command's options to say it (tables: the folder it writes, as --results-dir and --profile name it).
+    The tracking store failing once open (a server gone, a full disk) is one line too, exit 1: its URI, the root
+    cause, and `store_failed`, what that left (a traceback of MLflow's retries or SQL before)."""
     if fn is None:
-        return functools.partial(handles_errors, stopped=stopped)
+        return functools.partial(handles_errors, stopped=stopped, store_failed=store_failed)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -254,6 +261,14 @@ def handles_errors(fn: Callable | None = None, *, stopped: str | Callable[..., s
                 err=True,
             )
             raise typer.Exit(code) from None
+        except Exception as e:
+            from mlhw.store import named, resolve_uri, store_failure
+
+            if (cause := store_failure(e)) is None:  # not the store's: a programming error keeps its traceback
+                raise
+            uri = resolve_uri(kwargs.get("tracking_uri"))
+            typer.echo(f"error: the tracking store ({named(uri)}) failed: {cause}; {store_failed}", err=True)
+            raise typer.Exit(1) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -13,6 +13,7 @@ import typer
 from mlhw.cli.common import (
     DATA,
     RUNS_KILLED,
+    STORE_FAILED,
     DataDir,
     Device,
     Experiment,
@@ -914,7 +915,10 @@ def _compile(plan, store, results_dir, dev, parents, description):
     return tables, path, self_check_failures(done), found
 
 
-@handles_errors(stopped=f"{RUNS_KILLED}; the next `mlhw reproduce` resumes")
+@handles_errors(
+    stopped=f"{RUNS_KILLED}; the next `mlhw reproduce` resumes",
+    store_failed=f"{STORE_FAILED} (the next `mlhw reproduce` ends them and resumes)",
+)
 def reproduce(
     ctx: typer.Context,
     profile: Profile = "digits",
