@@ -68,6 +68,18 @@ def import_mlflow():
 LOW_LEVEL = {"sqlalchemy", "urllib3", "requests", "http", "socket", "ssl", "psycopg", "psycopg2", "pymysql", "MySQLdb"}
 
 
+# MLflow's codes for a request the store refused on its merits (a changed param, a run that is not there): mlhw's
+# own error, whose traceback stays; MLflow's default code (INTERNAL_ERROR) and the server's answers remain failures
+REFUSALS = {
+    "INVALID_PARAMETER_VALUE",
+    "RESOURCE_ALREADY_EXISTS",
+    "RESOURCE_DOES_NOT_EXIST",
+    "INVALID_STATE",
+    "BAD_REQUEST",
+    "MALFORMED_REQUEST",
+}
+
+
 def store_failure(err: BaseException) -> str | None:
     """The root cause, on one line, of a failure of the tracking store itself: an MlflowException, SQLAlchemy's
     OperationalError or a connection error of requests (a server gone, a full disk, a locked database). Its cause
@@ -94,6 +106,8 @@ def store_failure(err: BaseException) -> str | None:
         seen.add(id(e))
         if isinstance(e, OSError | sqlite3.Error) or type(e).__module__.split(".")[0] in LOW_LEVEL:
             root = e
+    if root is err and getattr(err, "error_code", None) in REFUSALS:
+        return None  # the store answered, and refused what mlhw asked (a bug of mlhw's, not a failing store)
     lines = [line.strip() for line in str(root).strip().splitlines() if line.strip()]
     text = lines[0] if lines else type(root).__name__
     return text if len(text) <= 300 else text[:297] + "..."

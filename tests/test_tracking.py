@@ -5,6 +5,7 @@ import math
 import re
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -731,6 +732,11 @@ def test_a_store_failure_is_said_by_its_root_cause_and_nothing_else_is_taken_for
     assert store_failure(disk_full()) == "database or disk is full"
     assert store_failure(server_gone()) == "[Errno 111] Connection refused"
     assert store_failure(MlflowException("RESOURCE_EXHAUSTED\nsecond line")) == "RESOURCE_EXHAUSTED"
+    # the store answered and refused what mlhw asked: mlhw's bug, whose traceback stays (it read "the store failed")
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    refused = MlflowException("Changing param values is not allowed.", error_code=INVALID_PARAMETER_VALUE)
+    assert store_failure(refused) is None
     for other in (ValueError("a bug"), KeyError("x"), sqlite3_error()):  # not the store's: the traceback stays
         assert store_failure(other) is None
     import logging
@@ -805,3 +811,28 @@ def test_a_store_that_fails_in_a_run_and_in_the_compile_is_one_line_each(workdir
     failed = [line for line in res.stderr.splitlines() if "failed" in line and not line.startswith(("error", "ran"))]
     assert len(failed) == 1, res.stderr
     assert f"failed: the tracking store {uri} failed (database or disk is full): " in failed[0], failed
+
+
+@pytest.mark.parametrize("command", ["tables", "check"])
+def test_a_read_only_command_whose_store_fails_says_it_left_nothing_running(workdir, monkeypatch, command):
+    """`tables` and `check` write no run, yet said "runs it was writing may be left RUNNING" as a reproduction does."""
+    from mlflow import MlflowClient
+
+    from mlhw.store import Store
+
+    uri = f"sqlite:///{workdir}/m.db"
+    MlflowClient(uri).create_experiment("mlhw")
+
+    def failing(*_a, **_k):
+        raise disk_full()
+
+    monkeypatch.setattr(Store, "search", failing)
+    baseline = Path(__file__).resolve().parents[1] / "results" / "ci"
+    extra = ["--baseline", baseline] if command == "check" else ["--results-dir", workdir / "r"]
+    res = invoke(command, "--profile", "ci", "--tracking-uri", uri, *extra)
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: the tracking store (--tracking-uri {uri}) failed: database or disk is full; it "), (
+        last
+    )
+    assert "may be left RUNNING" not in last and ("writes nothing" in last or "is as it was" in last), last
