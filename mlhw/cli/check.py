@@ -28,7 +28,10 @@ def verdict(baseline, current: dict, unsound: list[str] | None = None):
     return result
 
 
-@handles_errors(stopped="it reads the store and the baseline and writes nothing")
+@handles_errors(
+    stopped="it reads the store and the baseline and writes nothing",
+    store_failed="it reads the store and writes nothing (no run of it is left RUNNING)",
+)
 def check(
     profile: Annotated[str, typer.Option(help="The profile whose newest full reproduction is checked.")] = "digits",
     baseline: Annotated[

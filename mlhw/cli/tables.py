@@ -37,7 +37,8 @@ def print_tables(tables, profile, path, findings=None) -> None:
 @handles_errors(
     stopped=lambda profile="digits", results_dir="results", **_: (
         f"it starts no run; {profile_folder(results_dir, profile)}/ is as it was"
-    )
+    ),
+    store_failed="it starts no run, and the report's folder is as it was (replaced only once all is read)",
 )
 def tables(
     profile: Profile = "digits",
