@@ -317,6 +317,21 @@ def test_a_reproduction_stopped_after_its_report_is_compiled_again_and_its_dead_
     assert sorted(r.data.tags["mlhw.suite"] for r in finished) == ["mlp_full", "mlp_lr_sweep", "svm_soft"]
 
 
+def test_another_files_newer_reproduction_of_the_profile_leaves_this_one_up_to_date(light):
+    """Two experiments files with one profile name in one store: the other file's newer suite parent made this one's
+    no-op say its parents never finished, and compile again, each file in turn."""
+    import copy
+
+    other = copy.deepcopy(LIGHT)
+    other["suites"]["svm_soft"]["grid"] = {"C": [10.0]}
+    (light / "b.yaml").write_text(yaml.safe_dump(other))
+    assert reproduce(light).exit_code == 0
+    res = reproduce(light, "--file", light / "b.yaml", "--results-dir", light / "b")
+    assert res.exit_code == 0, res.output
+    res = reproduce(light)
+    assert res.stderr == f"up to date: 5 runs, profile tiny ({Path('results') / 'tiny' / 'REPORT.md'})\n", res.stderr
+
+
 def test_second_reproduce_is_a_one_line_no_op_that_rewrites_nothing(light):
     assert reproduce(light).exit_code == 0
     root = light / "results" / "tiny"

@@ -601,20 +601,22 @@ def _partial(plan) -> str:
     return str(bool(plan.overrides or plan.report_only)).lower()
 
 
-def _finished_parents(plan, store) -> dict[str, object]:
-    """suite -> the newest FINISHED parent run of this profile's suite whose identity is the plan's (as full, or as
-    partial, as this reproduction): the parent `mlhw tables` reads; a suite without one has none."""
+def _finished_parents(plan, store, newest_only: bool = True) -> dict[str, object]:
+    """suite -> the newest FINISHED parent run of this profile's suite (as full, or as partial, as this
+    reproduction) if its identity is the plan's: the parent a recompile keeps. `newest_only=False`: the newest of the
+    plan's identity, behind another plan's too (two experiments files with one profile name, in one store)."""
     from mlhw.lifecycle import IDENTITY_TAG
 
-    partial, newest = _partial(plan), {}
+    partial, found = _partial(plan), {}
     for r in store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
     ):  # newest first
-        if r.data.tags.get("mlhw.partial", "false") == partial:
-            newest.setdefault(r.data.tags.get("mlhw.suite"), r)
-    return {
-        s: r for s, r in newest.items() if s in plan.suites and r.data.tags.get(IDENTITY_TAG) == plan.suite_identity(s)
-    }
+        suite = r.data.tags.get("mlhw.suite")
+        if r.data.tags.get("mlhw.partial", "false") != partial or suite not in plan.suites:
+            continue
+        if newest_only or r.data.tags.get(IDENTITY_TAG) == plan.suite_identity(suite):
+            found.setdefault(suite, r)
+    return {s: r for s, r in found.items() if r.data.tags.get(IDENTITY_TAG) == plan.suite_identity(s)}
 
 
 def _parent_note(plan, suite: str, links: dict[str, str] | None = None) -> str:
@@ -1033,7 +1035,8 @@ def reproduce(
             from mlhw.plan import end_stale_runs
 
             end_stale_runs(plan, store, settings.stale_after)  # a killed reproduction's runs: RUNNING for ever
-            unfinished = [s for s in plan.suites if s not in _finished_parents(plan, store)]
+            # (another plan's newer parents, of a second file with this profile's name, are no reason to compile)
+            unfinished = [s for s in plan.suites if s not in _finished_parents(plan, store, newest_only=False)]
             if not unfinished:
                 err.print(
                     f"up to date: {n_runs(len(plan.distinct()))}, profile {profile} ({folder / REPORT})",
