@@ -66,7 +66,7 @@ from mlhw.check_policy import (
     key_value,
     load_policy,
 )
-from mlhw.layout import REPORT, TABLES, is_partial
+from mlhw.layout import REPORT, REPORT_HEADING, TABLES, is_partial
 
 STATUSES = ("ok", "drift", "chaotic", "missing", "new")
 FAILING = ("drift", "missing")
@@ -253,7 +253,7 @@ class Baseline:
         )
 
 
-_REPORT_PROFILE = re.compile(r"^# mlhw reproduction: profile `([^`]+)`")
+_REPORT_PROFILE = re.compile("^" + re.escape(REPORT_HEADING).replace(re.escape("{profile}"), "([^`]+)"))
 _REPORT_DATASETS = re.compile(r"^Datasets: (.+?)\.(?:\s|$)")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 TABLES = "tables"
 FIGURES = "figures"
 REPORT = "REPORT.md"
+REPORT_HEADING = "# mlhw reproduction: profile `{profile}`"  # REPORT.md's first line (check reads the profile there)
 TABLE_FORMATS = ("md", "csv", "tex")
 PARTIAL_SUFFIX = "-partial"
 

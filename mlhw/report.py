@@ -32,7 +32,7 @@ from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
-from mlhw.layout import FIGURES, REPORT, TABLES, profile_folder
+from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
 from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
 from mlhw.store import DEFAULT_EXPERIMENT, Store, signals_deferred
@@ -452,7 +452,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         device = ", ".join(sorted({r["device"] for r in records.values() if r.get("device")})) or "-"
     datasets = sorted({r.get("dataset") for r in records.values() if r.get("dataset")})
     named = datasets_named(records.values())
-    lines = [f"# mlhw reproduction: profile `{scope.profile}`" + (" (partial)" if scope.partial else ""), ""]
+    lines = [REPORT_HEADING.format(profile=scope.profile) + (" (partial)" if scope.partial else ""), ""]
     if scope.description and scope.partial:  # the profile's words ("every suite") are not this report's
         about = scope.description.strip()
         about += "" if about.endswith((".", "!", "?")) else "."
