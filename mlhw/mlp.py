@@ -62,9 +62,10 @@ class Network:
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             w = torch.empty(self.replicas, n_out, n_in, device=device, dtype=dtype)
             b = torch.empty(self.replicas, 1, n_out, device=device, dtype=dtype)
-            for i, g in enumerate(gens):
-                w[i * replicas : (i + 1) * replicas] = torch.randn(n_out, n_in, generator=g, dtype=torch.float64)
-                b[i * replicas : (i + 1) * replicas] = torch.randn(1, n_out, generator=g, dtype=torch.float64)
+            for i, g in enumerate(gens):  # (cast and moved as before, then copied within the device)
+                w_g = torch.randn(n_out, n_in, generator=g, dtype=torch.float64).to(device, dtype)
+                b_g = torch.randn(1, n_out, generator=g, dtype=torch.float64).to(device, dtype)
+                w[i * replicas : (i + 1) * replicas], b[i * replicas : (i + 1) * replicas] = w_g, b_g
             self.weights.append(w)
             self.biases.append(b)
 
