@@ -21,6 +21,17 @@ import numpy as np
 from mlhw.relay import Relay, RelayManager
 
 
+def sweep_suite() -> dict:
+    """The suites' quickest MLP learning-rate sweep (two rates, 200 / 50 digits, 2 epochs): one unit of two runs that
+    train together. A fresh dict each call: a test may change its copy."""
+    return {
+        "kind": "mlp",
+        "part": "mlp.b",
+        "base": {"epochs": 2, "train_size": 200, "test_size": 50},
+        "grid": {"lr": [0.1, 1.0]},
+    }
+
+
 def write_idx(path: Path, arr: np.ndarray) -> None:
     """idx: 0x0000, dtype 0x08 (uint8), ndim, big-endian uint32 dims, then the bytes."""
     arr = np.ascontiguousarray(arr, dtype=np.uint8)

@@ -27,18 +27,14 @@ from helpers import (
     live_processes,
     runs_of,
     sqlite_rows,
+    sweep_suite,
     wait_for,
 )
 
 TINY = {
     "version": 1,
     "suites": {
-        "mlp_lr_sweep": {
-            "kind": "mlp",
-            "part": "mlp.b",
-            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
-            "grid": {"lr": [0.1, 1.0]},
-        },
+        "mlp_lr_sweep": sweep_suite(),
         "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2}},
         "cnn_optimizers": {
             "kind": "cnn",
@@ -61,12 +57,7 @@ TINY = {
 LIGHT = {
     "version": 1,
     "suites": {
-        "mlp_lr_sweep": {
-            "kind": "mlp",
-            "part": "mlp.b",
-            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
-            "grid": {"lr": [0.1, 1.0]},
-        },
+        "mlp_lr_sweep": sweep_suite(),
         "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2, "train_size": 300}},
         "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
     },

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from helpers import invoke, runs_of
+from helpers import invoke, runs_of, sweep_suite
 
 from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, tracked_run
 from mlhw.store import Store
@@ -196,12 +196,7 @@ def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):
 SWEEP = {  # two MLP runs, one unit: they differ only in lr and train as one batched computation
     "version": 1,
     "suites": {
-        "mlp_lr_sweep": {
-            "kind": "mlp",
-            "part": "mlp.b",
-            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
-            "grid": {"lr": [0.1, 1.0]},
-        },
+        "mlp_lr_sweep": sweep_suite(),
     },
     "profiles": {"p": {"defaults": {"dataset": "digits"}}},
 }

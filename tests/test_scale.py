@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from helpers import assert_one_line_error, free_port, local_server, runs_of, sqlite_rows, wait_for
+from helpers import assert_one_line_error, free_port, local_server, runs_of, sqlite_rows, sweep_suite, wait_for
 from typer.testing import CliRunner
 
 from mlhw.cli import app
@@ -27,12 +27,7 @@ runner = CliRunner()
 PROFILE = {
     "version": 1,
     "suites": {
-        "mlp_lr_sweep": {
-            "kind": "mlp",
-            "part": "mlp.b",
-            "base": {"epochs": 2, "train_size": 200, "test_size": 50},
-            "grid": {"lr": [0.1, 1.0]},
-        },
+        "mlp_lr_sweep": sweep_suite(),
         "cnn_optimizers": {
             "kind": "cnn",
             "part": "cnn.a",
