@@ -11,7 +11,6 @@ reproduction (--set), or one of some suites (--only) whose store lacks the other
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -35,7 +34,7 @@ from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
 from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
-from mlhw.store import DEFAULT_EXPERIMENT, Store, signals_deferred
+from mlhw.store import DEFAULT_EXPERIMENT, Store, folder_lock, signals_deferred
 
 SUITE_ORDER = [
     "mlp_lr_sweep",
@@ -366,29 +365,13 @@ def _write_table(t: T.ResultTable, folder: Path) -> None:
         _write(folder / f"{t.name}.{ext}", text)
 
 
-@contextlib.contextmanager
-def _swapping(parent: Path):
-    """One swap at a time in `parent` (an advisory lock on the folder itself: no lock file left in results/). Two
-    reports of one profile written at once (two reproductions, or `tables` beside one) raced between the renames:
-    one found its folder gone, or the other's in the way, and failed ('writing the report failed', exit 1)."""
-    try:
-        import fcntl
-    except ImportError:  # (no fcntl: Windows, where the renames are not atomic either)
-        yield
-        return
-    fd = os.open(parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # (releases the lock)
-
-
 def _replace(new: Path, final: Path) -> None:
     """Swap the finished folder into place; the old one is removed only once the new one is there.
     Files that are not the report's own (a committed baseline's check.yaml, a user's notes or extra figure) are
     carried over: only what an earlier report wrote is replaced (`mlhw tables` deleted notes.md)."""
-    with _swapping(final.parent):
+    # one swap at a time in the folder: two reports of one profile written at once (two reproductions, or `tables`
+    # beside one) raced between the renames, and one found its folder gone or the other's in its way (exit 1)
+    with folder_lock(final.parent):
         _swap(new, final)
 
 

@@ -322,24 +322,30 @@ class UninterruptedClient:
 
 
 @contextlib.contextmanager
-def creation_lock(path: Path | None):
-    """Held by one process at a time while it opens a SQLite store (MLflow creates a new database's tables and
-    migrates them here): processes that create one database at once each run the migrations and fail on each
-    other's ("table _alembic_tmp_metrics already exists"), which two commands started together in a fresh folder
-    did. An exclusive flock on the database's folder, so that no lock file is left behind; released on close."""
+def folder_lock(folder: Path | None):
+    """Held by one process at a time: an exclusive flock on the folder itself, so that no lock file is left behind;
+    released on close. None, or no fcntl (not POSIX): no lock."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
         fcntl = None
-    if path is None or fcntl is None:
+    if folder is None or fcntl is None:
         yield
         return
-    fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
+    fd = os.open(folder if str(folder) else ".", os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def creation_lock(path: Path | None):
+    """Held while a process opens a SQLite store (MLflow creates a new database's tables and migrates them here):
+    processes that create one database at once each run the migrations and fail on each other's ("table
+    _alembic_tmp_metrics already exists"), which two commands started together in a fresh folder did. The
+    database's folder's lock."""
+    return folder_lock(None if path is None else path.parent)
 
 
 def sqlite_client(uri: str):
