@@ -50,6 +50,13 @@ def subset_note(train_size, test_size) -> str:
     return " " + "/".join("all" if s is None else str(s) for s in sizes) if any(sizes) else ""
 
 
+def batch_label(batch_size: int, n_train: int | None, split: str = "set") -> str:
+    """'batch 60', and where it holds the whole training split, that it does: legal (full-batch gradient descent),
+    but a typo's look-alike (--batch-size 100000 on 1,297 digits looked like any other run)."""
+    whole = f" (the whole training {split}: one step an epoch)" if n_train and batch_size >= n_train else ""
+    return f"batch {batch_size}{whole}"
+
+
 def data_note(cfg, network: bool = True) -> str:
     """What a run trained on and for how long, for its name: 'digits, 30 epochs', 'mnist 2000/1000, 3 epochs'
     (train/test subset sizes), 'cifar10 10%, 10 epochs' (the CNN's training fraction). With `network=False` an

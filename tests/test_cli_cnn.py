@@ -36,8 +36,17 @@ def test_sgd_without_a_rate_trains_at_the_assignments_sgd_rate(workdir, monkeypa
     _, (run,) = runs_of(uri)
     assert (run.data.params["optimizer"], float(run.data.params["lr"])) == ("sgd", 0.005)
     assert "SGD lr=0.005" in run.info.run_name
+    assert "one step an epoch" not in res.stdout  # batch 64 of 117 images
     monkeypatch.setenv("COLUMNS", "200")  # --help's default on one line
     assert "[default: (0.005 for sgd, 5e-05 for adam)]" in invoke("cnn", "train", "--help").output
+
+
+def test_a_batch_as_large_as_the_training_split_is_said(workdir):
+    """As `mlp train` says it: legal full-batch training, but a typo's look-alike."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "train", *SMALL, "--train-fraction", "0.1", "--batch-size", "117", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert "train 117 / val 130 / test 500, batch 117 (the whole training split: one step an epoch), " in res.stdout
 
 
 def test_compare_all_runs_shared_variant_once(workdir):

@@ -153,7 +153,7 @@ def train(
     """
     from mlhw.data import files_note
     from mlhw.device import resolve_device
-    from mlhw.labels import cnn_title, run_name
+    from mlhw.labels import batch_label, cnn_title, run_name
     from mlhw.runs import run_cnn
     from mlhw.tables import pct
 
@@ -200,11 +200,7 @@ def train(
     console.print(
         f"{data.name}{files_note(data.name, data.files)}: "
         f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
-        + (
-            f"batch {cfg.batch_size} (the whole training split: one step an epoch), "
-            if cfg.batch_size >= len(data.train)
-            else ""
-        )
+        + (f"{batch_label(cfg.batch_size, len(data.train), 'split')}, " if cfg.batch_size >= len(data.train) else "")
         + f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
         f"val acc {pct(record['val_acc'])}, test acc {pct(res.test_acc)}"
         + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")

@@ -184,7 +184,7 @@ def reference_line(cfg: MLPConfig, test_acc: float, files: str = "") -> str:
 def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", files: str = "", n_train=None) -> None:
     import pandas as pd
 
-    from mlhw.labels import data_note
+    from mlhw.labels import batch_label, data_note
     from mlhw.tables import pct, to_rich
 
     rows = []
@@ -217,10 +217,8 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", f
             )
     table = to_rich(
         pd.DataFrame(rows, columns=["lr", "train loss", "train acc", "test acc", "diverged at", "train s", "run id"]),
-        f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, batch {cfg.batch_size}"
-        # legal (full-batch gradient descent), but a typo's look-alike: said
-        + (" (the whole training set: one step an epoch)" if n_train and cfg.batch_size >= n_train else "")
-        + f"; {sizes}",
+        f"{part}: MLP {list(cfg.hidden)} on {data_note(cfg, network=False)}{note}, "
+        f"{batch_label(cfg.batch_size, n_train)}; {sizes}",
         caption=(
             "train s: the SGD steps of all rates at once (trained together, one batched computation), without the "
             "epochs' evaluation"
