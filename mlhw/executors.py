@@ -44,6 +44,13 @@ class UnitResult:
     # the identities of its runs another process owns (every one where `claimed`; some of an MLP unit, which trains
     # the others): the report waits for them
     claimed_away: list[str] = field(default_factory=list)
+    # its error was the tracking store's (a server gone, a full disk): no unit is started after it, since each would
+    # fail the same way, a dead server's after 2-3 s of MLflow's retries (68 s for a reproduction's 27 units)
+    store_failed: bool = False
+    not_started: bool = False  # left alone after a unit the tracking store failed: the next reproduce runs it
+
+
+NOT_STARTED = UnitResult(not_started=True)
 
 
 @dataclass
@@ -94,19 +101,19 @@ def execute_unit(
     except Claimed:
         return UnitResult(claimed=True, claimed_away=[j.identity for j in unit])
     except Exception as err:  # the lifecycle has marked the run FAILED, with its traceback
-        return UnitResult(error=unit_error(err, store.uri))
+        return failed_unit(err, store.uri)
 
 
-def unit_error(err: Exception, uri: str | None) -> str:
-    """A failed unit's error, as its line says it: a failure of the tracking store by its root cause and the
+def failed_unit(err: Exception, uri: str | None) -> UnitResult:
+    """A failed unit, its error as its line says it: a failure of the tracking store by its root cause and the
     store's URI (MLflow's own message was a dozen lines, the SQL and its parameters or the URL and urllib3's
-    retries); any other as its type and message."""
+    retries), and marked so that no unit starts after it; any other as its type and message."""
     from mlhw.store import resolve_uri, store_failure
 
     cause = store_failure(err)
     if cause is None:
-        return f"{type(err).__name__}: {err}"
-    return f"the tracking store {resolve_uri(uri)} failed ({cause})"
+        return UnitResult(error=f"{type(err).__name__}: {err}")
+    return UnitResult(error=f"the tracking store {resolve_uri(uri)} failed ({cause})", store_failed=True)
 
 
 class LocalExecutor:
@@ -116,8 +123,11 @@ class LocalExecutor:
         self.store, self.source, self.device, self.settings = store, source, device, settings
 
     def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
-        results = []
+        results: list[UnitResult] = []
         for i, unit in enumerate(units):
+            if any(r.store_failed for r in results):
+                results.append(NOT_STARTED)
+                continue
             on_event(Event("start", i, label_of(unit), worker=worker_id()))
             result = execute_unit(
                 unit,
@@ -249,7 +259,7 @@ def work(unit: list[dict], index: int, settings: Settings, events=None, relay=No
             try:
                 attach_worker(settings, relay)
             except Exception as err:  # a device or a store this worker cannot use: the unit says so
-                return UnitResult(error=unit_error(err, settings.uri))
+                return failed_unit(err, settings.uri)
         return execute_unit(jobs, _WORKER["store"], _WORKER["source"], _WORKER["device"], settings, on_epoch)
     except KeyboardInterrupt:  # SIGTERM from the parent: the run is KILLED; say so and end quietly
         return UnitResult(error="stopped (SIGTERM)")
@@ -448,6 +458,10 @@ class PoolExecutor:
         futures: dict = {}  # future -> (unit index, lane index)
 
         def dispatch():
+            if any(r is not None and r.store_failed for r in results):  # the units running go on; none starts
+                for i in queue:
+                    results[i] = NOT_STARTED
+                queue.clear()
             for k, lane in enumerate(self.lanes):
                 while not broken[k] and busy[k] < lane.workers:
                     i = next_unit(lane, queue, units)

@@ -300,6 +300,40 @@ def failing_cnn_worker(settings, device=None, datasets=(), ray_task=False, warm=
     mlhw.cnn.train_cnn = broken
 
 
+def server_gone():
+    """A dead server as MLflow's REST client raises it: requests' ConnectionError, raised again inside its handler."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except OSError as e:
+                raise requests.exceptions.ConnectionError("HTTPConnectionPool(host='127.0.0.1'): Max retries") from e
+        except requests.exceptions.ConnectionError as e:
+            # as MLflow does it: raised in the handler, the ConnectionError its context, not its cause
+            raise MlflowException(f"API request to http://127.0.0.1/api/2.0/mlflow/runs/search failed with {e}")  # noqa: B904
+    except MlflowException as e:
+        return e
+
+
+def dead_store_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
+    """A `--jobs` worker initializer (importable by name, so a spawned worker process can run it) whose tracking
+    server is gone once a unit starts: the real initializer, then every claim of a run raises server_gone()."""
+    from mlhw import executors
+
+    executors.prepare_worker(settings, device, datasets, ray_task, warm)
+
+    def gone(*a, **kw):
+        def claim(store, run):
+            raise server_gone()
+
+        return claim
+
+    executors.claimer = gone
+
+
 def offline_download_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
     """A `--jobs` worker initializer (importable by name, so a spawned worker process can run it) where --download
     fetches no MNIST: the test wrote the files (no network in the tests); then the real initializer."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from helpers import assert_nothing_created, assert_one_line_error, free_port, invoke, runs_of
+from helpers import assert_nothing_created, assert_one_line_error, free_port, invoke, runs_of, server_gone, sweep_suite
 from mlflow import MlflowClient
 
 from mlhw.claims import Claimed, alive, by_identity, claimer, end_stale, mark_dead
@@ -706,24 +706,6 @@ def disk_full():
         return err
 
 
-def server_gone():
-    """A dead server as MLflow's REST client raises it: requests' ConnectionError, raised again inside its handler."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    try:
-        try:
-            try:
-                raise ConnectionRefusedError(111, "Connection refused")
-            except OSError as e:
-                raise requests.exceptions.ConnectionError("HTTPConnectionPool(host='127.0.0.1'): Max retries") from e
-        except requests.exceptions.ConnectionError as e:
-            # as MLflow does it: raised in the handler, the ConnectionError its context, not its cause
-            raise MlflowException(f"API request to http://127.0.0.1/api/2.0/mlflow/runs/search failed with {e}")  # noqa: B904
-    except MlflowException as e:
-        return e
-
-
 def test_a_store_failure_is_said_by_its_root_cause_and_nothing_else_is_taken_for_one():
     from mlflow.exceptions import MlflowException
 
@@ -811,6 +793,64 @@ def test_a_store_that_fails_in_a_run_and_in_the_compile_is_one_line_each(workdir
     failed = [line for line in res.stderr.splitlines() if "failed" in line and not line.startswith(("error", "ran"))]
     assert len(failed) == 1, res.stderr
     assert f"failed: the tracking store {uri} failed (database or disk is full): " in failed[0], failed
+
+
+THREE_UNITS = {
+    "version": 1,
+    "suites": {
+        "mlp_lr_sweep": sweep_suite(),
+        "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 1, "train_size": 100}},
+        "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
+    },
+    "profiles": {"p": {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
+}
+
+
+def summary_line(res) -> str:
+    return next(line for line in res.stderr.splitlines() if line.startswith("ran "))
+
+
+def test_a_store_that_fails_in_a_unit_starts_no_unit_after_it(workdir, monkeypatch):
+    """A tracking server gone in the middle of a reproduction: each unit after it failed the same way, the next one
+    after 2-3 s of MLflow's retries (68 s for the 27 units left of a digits reproduction), each with its own line."""
+    from mlhw import executors
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
+    uri = f"sqlite:///{workdir}/m.db"
+    claims = []
+
+    def gone(*a, **kw):
+        def claim(store, run):
+            claims.append(run)
+            raise server_gone()
+
+        return claim
+
+    monkeypatch.setattr(executors, "claimer", gone)
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
+    assert res.exit_code == 1, res.output
+    assert len(claims) == 1, claims  # the first unit's first run; no unit started after it
+    # the unit's line and the failed run's at the end; nothing of the units not started
+    assert res.stderr.count("[Errno 111] Connection refused") == 2, res.stderr
+    n_failed = int(re.search(r", (\d+) failed", summary_line(res))[1])
+    assert summary_line(res).endswith(f", {5 - n_failed} not started once the tracking store failed"), res.stderr
+
+
+def test_a_store_that_fails_in_a_worker_starts_no_unit_after_it(workdir, monkeypatch):
+    """The same with --jobs 2: the two workers take a unit each, both fail; the third unit is never sent."""
+    from mlhw import executors
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
+    uri = f"sqlite:///{workdir}/m.db"
+    monkeypatch.setattr(executors, "prepare_worker", __import__("helpers").dead_store_worker)
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, "--jobs", 2)
+    assert res.exit_code == 1, res.output
+    starts = [line for line in res.stderr.splitlines() if "] start " in line]
+    assert len(starts) == 2, res.stderr
+    n_failed = int(re.search(r", (\d+) failed", summary_line(res))[1])
+    assert 0 < n_failed < 5 and summary_line(res).endswith(
+        f", {5 - n_failed} not started once the tracking store failed"
+    ), res.stderr
 
 
 @pytest.mark.parametrize("command", ["tables", "check"])

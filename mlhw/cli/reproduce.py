@@ -399,6 +399,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
         failed = [(u, r) for u, r in zip(work, results) if r.error]
         ran = sum(len(r.done) for r in results)
+        unstarted = sum(len(u) for u, r in zip(work, results) if r.not_started)
         # the runs another live process owns: those it claimed first at run time (every run of a unit, or some of an
         # MLP unit that trained the others), and those it was training when this one planned (not in `work`)
         claimed = [i for r in results for i in r.claimed_away]
@@ -406,7 +407,8 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         err.print(
             f"ran {ran} of {n_runs(sum(len(u) for u in work))} in {time.perf_counter() - t0:.1f} s"
             + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
-            + (f", {len(claimed)} left to another reproduce that owns them" if claimed else ""),
+            + (f", {len(claimed)} left to another reproduce that owns them" if claimed else "")
+            + (f", {unstarted} not started once the tracking store failed" if unstarted else ""),
             highlight=False,
         )
         check_terminated()
