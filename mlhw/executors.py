@@ -104,16 +104,21 @@ def execute_unit(
         return failed_unit(err, store.uri)
 
 
-def failed_unit(err: Exception, uri: str | None) -> UnitResult:
+def failed_unit(err: Exception, uri: str | None, opening: bool = False) -> UnitResult:
     """A failed unit, its error as its line says it: a failure of the tracking store by its root cause and the
     store's URI (MLflow's own message was a dozen lines, the SQL and its parameters or the URL and urllib3's
-    retries), and marked so that no unit starts after it; any other as its type and message."""
+    retries), and marked so that no unit starts after it; mlhw's own error as it is; any other as its type and
+    message. `opening`: the worker could not open the store (a server gone before its first unit), which also
+    stops the units after it."""
+    from mlhw.errors import MLHWError
     from mlhw.store import resolve_uri, store_failure
 
     cause = store_failure(err)
-    if cause is None:
-        return UnitResult(error=f"{type(err).__name__}: {err}")
-    return UnitResult(error=f"the tracking store {resolve_uri(uri)} failed ({cause})", store_failed=True)
+    if cause is not None:
+        return UnitResult(error=f"the tracking store {resolve_uri(uri)} failed ({cause})", store_failed=True)
+    return UnitResult(
+        error=str(err) if isinstance(err, MLHWError) else f"{type(err).__name__}: {err}", store_failed=opening
+    )
 
 
 class LocalExecutor:
@@ -236,8 +241,8 @@ def attach_worker(settings: Settings, relay=None) -> None:
         from mlhw.relay import RelayedClient
 
         client = RelayedClient(relay)
+    _WORKER["store"] = Store(settings.uri, settings.experiment, client=client)  # first: work() tells its failure
     _WORKER.update(
-        store=Store(settings.uri, settings.experiment, client=client),
         source=_WORKER.get("source") or DataSource(settings.data_dir, settings.download),
         device=_WORKER.get("device") or resolve_device(_WORKER.get("device_name") or settings.device),
     )
@@ -259,7 +264,7 @@ def work(unit: list[dict], index: int, settings: Settings, events=None, relay=No
             try:
                 attach_worker(settings, relay)
             except Exception as err:  # a device or a store this worker cannot use: the unit says so
-                return failed_unit(err, settings.uri)
+                return failed_unit(err, settings.uri, opening="store" not in _WORKER)
         return execute_unit(jobs, _WORKER["store"], _WORKER["source"], _WORKER["device"], settings, on_epoch)
     except KeyboardInterrupt:  # SIGTERM from the parent: the run is KILLED; say so and end quietly
         return UnitResult(error="stopped (SIGTERM)")

@@ -459,8 +459,12 @@ def tracked_run(
 
         if isinstance(err, Claimed):  # a nested run was owned elsewhere: this one did nothing
             end_quietly(log, "KILLED", delete=True)
-        else:
-            end_quietly(log, "FAILED", traceback.format_exc())
+        elif not getattr(err, STORE_DOWN, False):
+            if not end_quietly(log, "FAILED", traceback.format_exc()):
+                # the store failed to end it, too: the runs this error passes through on its way out (a
+                # reproduction's suite parents) are left RUNNING for the next reproduce to end, not each tried
+                # again after MLflow's retries (2-3 s a call on a server gone: 25-35 s for the eight parents)
+                setattr(err, STORE_DOWN, True)
         raise
     finally:
         beat.stop()
@@ -474,15 +478,28 @@ def status_of(store: Store, run_id: str) -> str | None:
         return None
 
 
-def end_quietly(log: RunLogger, status: str, error: str | None = None, delete: bool = False) -> None:
-    """End a run after a failure without masking the original exception."""
-    with contextlib.suppress(Exception):
-        log.flush()
-    if error:
-        with contextlib.suppress(Exception):
-            log.log_text(error, "error.txt")
-    with contextlib.suppress(Exception):
+STORE_DOWN = "_mlhw_store_down"  # set on an error whose run the failing store could not end (tracked_run)
+
+
+def end_quietly(log: RunLogger, status: str, error: str | None = None, delete: bool = False) -> bool:
+    """End a run after a failure without masking the original exception. False where the tracking store failed to
+    end it; once the store has failed here, only the call that ends the run is tried (each costs MLflow's retries
+    on a server gone)."""
+    from mlhw.store import store_failure
+
+    failing = False
+    for step in [log.flush, *([lambda: log.log_text(error, "error.txt")] if error else [])]:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - the original exception is the one to raise
+            failing = store_failure(exc) is not None
+        if failing:
+            break
+    try:
         log.client.set_terminated(log.run_id, status)
+    except Exception as exc:  # noqa: BLE001
+        return store_failure(exc) is None  # another error (an odd run): not the store's, the next run is tried
     if delete:
         with contextlib.suppress(Exception):
             log.client.delete_run(log.run_id)
+    return True

@@ -425,6 +425,8 @@ class Store:
                 f"the project: uv add '{package}')"
             ) from None
         except Exception as err:  # a refused connection, a bad URI: one line
+            if (cause := store_failure(err)) is not None:  # a server gone since the probe: '[Errno 111] ...'
+                raise MLHWError(f"{named(self.uri)}: {cause}") from None
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
             raise MLHWError(f"{named(self.uri)}: {type(err).__name__}: {first}".rstrip(": ")) from None
 

@@ -334,6 +334,20 @@ def dead_store_worker(settings, device=None, datasets=(), ray_task=False, warm=N
     executors.claimer = gone
 
 
+def unopened_store_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
+    """A `--jobs` worker initializer (importable by name) whose tracking server is gone before its first unit:
+    the real initializer, then opening the store fails as mlhw.store.probe_server says it."""
+    from mlhw import executors
+    from mlhw.errors import MLHWError
+
+    executors.prepare_worker(settings, device, datasets, ray_task, warm)
+
+    def gone(uri, *a, **kw):
+        raise MLHWError(f"--tracking-uri {uri}: server not reachable ([Errno 111] Connection refused)")
+
+    executors.Store = gone
+
+
 def offline_download_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
     """A `--jobs` worker initializer (importable by name, so a spawned worker process can run it) where --download
     fetches no MNIST: the test wrote the files (no network in the tests); then the real initializer."""

@@ -831,7 +831,7 @@ def test_a_store_that_fails_in_a_unit_starts_no_unit_after_it(workdir, monkeypat
     assert res.exit_code == 1, res.output
     assert len(claims) == 1, claims  # the first unit's first run; no unit started after it
     # the unit's line and the failed run's at the end; nothing of the units not started
-    assert res.stderr.count("[Errno 111] Connection refused") == 2, res.stderr
+    assert " ".join(res.stderr.split()).count("[Errno 111] Connection refused") == 2, res.stderr  # (lines wrap)
     n_failed = int(re.search(r", (\d+) failed", summary_line(res))[1])
     assert summary_line(res).endswith(f", {5 - n_failed} not started once the tracking store failed"), res.stderr
 
@@ -851,6 +851,80 @@ def test_a_store_that_fails_in_a_worker_starts_no_unit_after_it(workdir, monkeyp
     assert 0 < n_failed < 5 and summary_line(res).endswith(
         f", {5 - n_failed} not started once the tracking store failed"
     ), res.stderr
+
+
+def test_a_worker_that_cannot_open_the_store_starts_no_unit_after_it(workdir, monkeypatch):
+    """A server gone before the workers' first unit: each unit failed to open the store, said as
+    'MLHWError: --tracking-uri ...', and the next one was started all the same."""
+    from mlhw import executors
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
+    uri = f"sqlite:///{workdir}/m.db"
+    monkeypatch.setattr(executors, "prepare_worker", __import__("helpers").unopened_store_worker)
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, "--jobs", 2)
+    assert res.exit_code == 1, res.output
+    starts = [line for line in res.stderr.splitlines() if "] start " in line]
+    assert len(starts) == 2, res.stderr
+    flat = " ".join(res.stderr.split())  # (lines wrap, a long path inside itself)
+    assert "failed: --tracking-uri sqlite:" in flat and "server not reachable" in flat and "MLHWError" not in flat
+    n_failed = int(re.search(r", (\d+) failed", summary_line(res))[1])
+    assert summary_line(res).endswith(f", {5 - n_failed} not started once the tracking store failed"), res.stderr
+
+
+def test_a_store_that_fails_while_it_is_opened_is_said_by_its_root_cause(workdir):
+    """A server gone between the probe and the first request: 'MlflowException: API request to http://...
+    failed with exception HTTPConnectionPool(...): Max retries exceeded with url: /api/2.0/mlflow/experi' (cut)."""
+    from mlhw.store import Store
+
+    class Gone:
+        def get_experiment_by_name(self, name):
+            raise server_gone()
+
+    uri = f"sqlite:///{workdir}/m.db"
+    with pytest.raises(MLHWError) as err:
+        Store(uri, client=Gone())
+    assert str(err.value) == f"--tracking-uri {uri}: [Errno 111] Connection refused"
+
+
+def test_a_store_gone_at_the_report_is_not_asked_again_to_end_each_suite_parent(workdir, monkeypatch):
+    """The server gone after the runs: the report failed, then each suite parent was ended FAILED in three calls
+    (metrics, error.txt, status), each after MLflow's retries: 25-35 s of a dead server's digits reproduction went
+    there. One failed ending is enough; the others stay RUNNING, and the next reproduce ends them."""
+    from mlflow import MlflowClient
+
+    from mlhw import report
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
+    uri = f"sqlite:///{workdir}/m.db"
+    calls, down = [], []
+    real_end = MlflowClient.set_terminated
+
+    def gone_at_the_report(*a, **kw):
+        down.append(True)
+        raise server_gone()
+
+    def gone(self, run_id, *a, **kw):
+        if not down:  # the runs end as they do
+            return real_end(self, run_id, *a, **kw)
+        calls.append(run_id)
+        raise server_gone()
+
+    with monkeypatch.context() as m:
+        m.setattr(report, "write_report", gone_at_the_report)
+        m.setattr(MlflowClient, "set_terminated", gone)
+        res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
+    assert res.exit_code == 1, res.output
+    assert (
+        res.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: the tracking store (--tracking-uri {uri}) failed: [Errno 111] Connection refused; ")
+    ), res.stderr
+    assert len(calls) == 1, calls  # the first parent's ending failed; the two others were not tried
+    parents = [r for r in runs_of(uri)[1] if r.data.tags.get("mlhw.kind") == "suite"]
+    assert len(parents) == 3 and all(r.info.status == "RUNNING" for r in parents), parents
+    assert MlflowClient.set_terminated is real_end
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output  # (the parents' process is this one, alive: a later process ends them)
 
 
 @pytest.mark.parametrize("command", ["tables", "check"])
