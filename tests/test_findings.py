@@ -334,7 +334,10 @@ def test_runs_on_files_that_are_not_the_official_ones_are_not_compared_with_the_
         for s in range(2)
     ]
     f = F.part2_pair(recs, "a")
-    assert "reference_checks" not in f.evidence and not any("write-up" in d for d in f.details)
+    compared = [d for d in f.details if "write-up" in d and not d.startswith("Not compared with the write-up")]
+    assert "reference_checks" not in f.evidence and not compared
+    # the write-up's answer is named as not compared (as Part 1 (c)'s is above), saying why
+    assert any("differ in dataset_files=not the official files" in d for d in f.details)
 
 
 # --- Part 2 ---------------------------------------------------------------------------------------------
@@ -365,6 +368,29 @@ def test_part2a_separated_variants_name_the_better_one():
     assert any(d.startswith("Final training loss") and d.endswith("lower for Adam lr=5e-5.") for d in f.details)
     assert "Neither variant collapsed" in f.answer
     assert not any("write-up's" in d for d in f.details)  # digits: no comparison with the CIFAR-10 numbers
+
+
+def test_part2_off_reference_names_the_write_ups_answer_as_not_compared():
+    """On digits the Part 2 findings never said what the write-up found (Part 1 (c) names its 93.97%, 'not
+    compared'): a reader of the default reproduction could not tell that the write-up's Adam lr 0.005 ended at chance
+    (13.44%) where digits' does not. The answer is given for context, named as not compared, with what differs."""
+    pair = {
+        "a": ("sgd-0.005", "adam-5e-05", "+13.2 points of validation accuracy (61.89% vs 48.70%)"),
+        "b": ("adam-0.005", "adam-5e-05", "+48.5 points of validation accuracy (61.89% vs 13.44%)"),
+        "c": ("adam-5e-05-plain", "adam-5e-05", "+1.3 points of validation accuracy (61.89% vs 60.62%)"),
+    }
+    for part, (first, second, seeds_answer) in pair.items():
+        recs = [cnn_run(first, s, [0.3, 0.5 + 0.01 * s]) | {"width": 0.5} for s in range(3)]
+        recs += [cnn_run(second, s, [0.5, 0.7 + 0.01 * s]) | {"width": 0.5} for s in range(3)]
+        f = F.part2c(recs) if part == "c" else F.part2_pair(recs, part)
+        note = [d for d in f.details if d.startswith("Not compared with the write-up")]
+        assert len(note) == 1, f.details
+        assert "dataset=digits (the assignment's: cifar10); width=0.5 (the assignment's: 1.0)" in note[0]
+        assert "For context only: The write-up (CIFAR-10, one run each):" in note[0] and seeds_answer in note[0]
+        assert "reference_checks" not in f.evidence  # named, never set beside as a comparison
+        on_cifar = [r | {"dataset": "cifar10", "width": 1.0} for r in recs]
+        g = F.part2c(on_cifar) if part == "c" else F.part2_pair(on_cifar, part)
+        assert not any(d.startswith("Not compared") for d in g.details)  # compared instead
 
 
 def test_part2b_collapse_to_chance_and_overlap():
