@@ -681,6 +681,7 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
             f"AlexNet trains on {share} here{pool} where the assignment's CIFAR-10 runs take "
             f"{100 * paper['train_fraction']:g}% of 45,000 (4,500 images){per}."
         )
+    notes += _numerics_notes(done)
     datasets = {r.get("dataset") for s in ("mlp_lr_sweep", "mlp_full") for r in done.get(s, [])}
     if "mnist" in datasets and any(r.get("dataset") == "digits" for s in SVM_SUITES for r in done.get(s, [])):
         notes.append(
@@ -696,6 +697,32 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
         "In the tables, ± is the sample standard deviation (n - 1) over the seeds and n the number of seeds; a seed "
         "sets the initialisation, the order of the data, Dropout's masks and any subset drawn."
     )
+    return notes
+
+
+def _numerics_notes(done: dict[str, list[dict]]) -> list[str]:
+    """Where the runs compute otherwise than the assignment: digits' 64-pixel input, the MLP's float32, AlexNet's
+    autocast. The Settings showed 'hidden 40', 'dtype float32' and the tables 'precision bf16' without saying that
+    the assignment's network is [784, 40, 10], that its skeleton computes in NumPy float64, or what bf16 stands for."""
+    notes = []
+    mlp = [r for s in ("mlp_lr_sweep", "mlp_full") for r in done.get(s, [])]
+    if any(r.get("dataset") == "digits" for r in mlp):
+        notes.append(
+            "On digits the MLP's input layer has 64 units (8x8 images) where the assignment's [784, 40, 10] network "
+            "reads 28x28 MNIST images."
+        )
+    if any(r.get("dtype") == "float32" for r in mlp):
+        notes.append(
+            "The MLP trains in float32 where the skeleton computes in NumPy float64 (`--set dtype=float64` for its "
+            "precision)."
+        )
+    cnn = {str(r["precision"]) for s in T.CNN_TABLE_NAMES for r in done.get(s, []) if r.get("precision")}
+    for p in sorted(cnn - {"fp32"}):
+        notes.append(
+            f"AlexNet trained with {p} autocast (the tables' precision column: `--precision auto` picks it where the "
+            "hardware has it natively); the assignment names no precision, and PyTorch trains in float32 unless told "
+            "otherwise (`mlhw cnn train --precision fp32`)."
+        )
     return notes
 
 

@@ -433,3 +433,30 @@ def test_a_theory_row_without_a_stored_verdict_is_not_a_pass():
     row = {"question": "Q2", "claim": "c", "check": "k", "data": "d", "max_error": 0.0, "tolerance": 0.0}
     rows = [row | {"passed": None}, row | {"passed": float("nan")}, row | {"passed": "nan"}, row | {"passed": True}]
     assert T.theory_table(rows).display["result"].tolist() == ["FAIL", "FAIL", "FAIL", "PASS"]
+
+
+def test_settings_say_where_the_runs_compute_otherwise_than_the_assignment():
+    """The Settings showed 'hidden 40' and 'dtype float32', the tables 'precision bf16', without saying that the
+    assignment's network reads 784 pixels (digits: 64), that its skeleton computes in NumPy float64, or that bf16
+    is an autocast the assignment never asked for."""
+    from mlhw.report import Entry, Scope, settings_lines
+
+    mlp = {"kind": "mlp", "dataset": "digits", "epochs": 30, "lr": 0.1, "seed": 8, "dtype": "float32"}
+    cnn = {"kind": "cnn", "dataset": "digits", "epochs": 10, "width": 0.5, "image_size": 67, "seed": 0}
+    cnn |= {"optimizer": "adam", "lr": 5e-5, "batchnorm": True, "dropout": True, "train_fraction": 1.0}
+    entries = [Entry("mlp_full", "seed 8", "m", mlp), Entry("cnn_optimizers", "adam", "c", cnn)]
+    done = {
+        "mlp_full": [mlp | {"run_id": "m"}],
+        "cnn_optimizers": [cnn | {"run_id": "c", "precision": "bf16"}],
+    }
+    text = " ".join("\n".join(settings_lines(Scope("mine", entries), done)).split())
+    assert "On digits the MLP's input layer has 64 units (8x8 images) where the assignment's [784, 40, 10]" in text
+    assert "The MLP trains in float32 where the skeleton computes in NumPy float64 (`--set dtype=float64`" in text
+    assert "AlexNet trained with bf16 autocast" in text and "`mlhw cnn train --precision fp32`" in text
+    # on MNIST in float64 and AlexNet in fp32 there is nothing to say
+    done = {
+        "mlp_full": [mlp | {"run_id": "m", "dataset": "mnist", "dtype": "float64"}],
+        "cnn_optimizers": [cnn | {"run_id": "c", "precision": "fp32"}],
+    }
+    text = "\n".join(settings_lines(Scope("mine", entries), done))
+    assert "64 units" not in text and "NumPy float64" not in text and "autocast" not in text
