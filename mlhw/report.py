@@ -701,9 +701,10 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
 
 
 def _numerics_notes(done: dict[str, list[dict]]) -> list[str]:
-    """Where the runs compute otherwise than the assignment: digits' 64-pixel input, the MLP's float32, AlexNet's
-    autocast. The Settings showed 'hidden 40', 'dtype float32' and the tables 'precision bf16' without saying that
-    the assignment's network is [784, 40, 10], that its skeleton computes in NumPy float64, or what bf16 stands for."""
+    """Where the runs compute otherwise than the assignment: digits' 64-pixel input, the MLP's float32 and its
+    stable softmax, AlexNet's autocast. The Settings showed 'hidden 40', 'dtype float32' and the tables 'precision
+    bf16' without saying that the assignment's network is [784, 40, 10], that its skeleton computes in NumPy float64
+    (and overflows at large rates), or what bf16 stands for."""
     notes = []
     mlp = [r for s in ("mlp_lr_sweep", "mlp_full") for r in done.get(s, [])]
     if any(r.get("dataset") == "digits" for r in mlp):
@@ -715,6 +716,14 @@ def _numerics_notes(done: dict[str, list[dict]]) -> list[str]:
         notes.append(
             "The MLP trains in float32 where the skeleton computes in NumPy float64 (`--set dtype=float64` for its "
             "precision)."
+        )
+    large = sorted({r["lr"] for r in mlp if isinstance(r.get("lr"), int | float) and r["lr"] >= 10})
+    if large:
+        notes.append(
+            "The MLP's softmax subtracts each row's maximum, where the skeleton's overflows at large rates (the "
+            f"assignment expects it): lr {' and '.join(f'{v:g}' for v in large)} give{'s' * (len(large) == 1)} finite, "
+            "recorded losses here, "
+            "a collapse to chance or a divergence, not an overflow."
         )
     cnn = {str(r["precision"]) for s in T.CNN_TABLE_NAMES for r in done.get(s, []) if r.get("precision")}
     for p in sorted(cnn - {"fp32"}):

@@ -453,6 +453,10 @@ def test_settings_say_where_the_runs_compute_otherwise_than_the_assignment():
     assert "On digits the MLP's input layer has 64 units (8x8 images) where the assignment's [784, 40, 10]" in text
     assert "The MLP trains in float32 where the skeleton computes in NumPy float64 (`--set dtype=float64`" in text
     assert "AlexNet trained with bf16 autocast" in text and "`mlhw cnn train --precision fp32`" in text
+    assert "skeleton's overflows" not in text  # lr 0.1 alone: nothing overflows in the skeleton either
+    done["mlp_full"] = [mlp | {"run_id": "m", "lr": lr} for lr in (0.1, 10.0, 100.0)]
+    text = " ".join("\n".join(settings_lines(Scope("mine", entries), done)).split())
+    assert "the skeleton's overflows at large rates (the assignment expects it): lr 10 and 100 give finite" in text
     # on MNIST in float64 and AlexNet in fp32 there is nothing to say
     done = {
         "mlp_full": [mlp | {"run_id": "m", "dataset": "mnist", "dtype": "float64"}],
