@@ -33,7 +33,7 @@ from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder
 from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
-from mlhw.reference import CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
+from mlhw.reference import CNN_TEST_NORMALISATION_NOTE, CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
 from mlhw.store import DEFAULT_EXPERIMENT, Store, folder_lock, signals_deferred
 
 SUITE_ORDER = [
@@ -487,7 +487,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             "",
             T.to_markdown(T.reference_table()),
             "The write-up's table gives the run without BN/Dropout the loss 2.2486, the Adam lr 0.005 run's: a copy, "
-            "left out here.",
+            "left out here. " + CNN_TEST_NORMALISATION_NOTE,
             "",
         ]
     for t in tables:

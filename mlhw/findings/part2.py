@@ -34,7 +34,7 @@ from mlhw.findings.base import (
     variant_label,
 )
 from mlhw.labels import variant_title
-from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PARTS, CNN_REFERENCE
+from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_PARTS, CNN_REFERENCE, CNN_TEST_NORMALISATION_NOTE
 from mlhw.stats import CONFIDENCE, Difference, mean_std, p_text, rank_test, welch_difference
 from mlhw.tables import pct
 
@@ -60,7 +60,7 @@ def _seed_answer(part: str) -> str:
     )
     if part == "c":
         out += " The write-up reports final numbers only: whether BN+Dropout speeds learning needs per-epoch curves."
-    return out
+    return out + " " + CNN_TEST_NORMALISATION_NOTE
 
 
 def _not_compared(part: str, records: list[dict]) -> str:
@@ -131,6 +131,8 @@ def _reference_details(names: list[str], groups: dict[str, list[dict]], evidence
             checks.setdefault(v, {})[m] = chk
             label = variant_label(v) + (" with BN+Dropout" if part == "c" and v == "adam-5e-05" else "")
             out.append(reference_sentence(label, METRIC_NAMES[m], chk, acc=m != "train_loss"))
+    if any("test_acc" in c for c in checks.values()):
+        out.append(CNN_TEST_NORMALISATION_NOTE)
     evidence["reference_checks"] = checks
     return out
 
