@@ -1546,3 +1546,45 @@ def test_the_live_bars_say_what_they_count(monkeypatch):
         assert re.search(r"all\b.*1/3 runs", shown), shown
         row = next(line for line in shown.splitlines() if "svm_soft" in line)
         assert "/" not in row.split("svm_soft")[1].split("0:00")[0], row  # no count of epochs it does not have
+
+
+ONE_CNN = {
+    "version": 1,
+    "suites": {
+        "cnn_optimizers": {
+            "kind": "cnn",
+            "part": "cnn.a",
+            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
+            "grid": {"variant": ["adam-5e-05"]},
+        }
+    },
+    "profiles": {"tiny": {"defaults": {"dataset": "digits"}}},
+}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_reproduce_trains_alexnet_in_the_precision_asked(workdir, precision):
+    """reproduce had no --precision: AlexNet trained in bf16 wherever the CPU has native bf16 (AMX, AVX512-BF16),
+    and the assignment's fp32 could be had from single commands only."""
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(ONE_CNN))
+    res = reproduce(workdir, "--precision", precision)
+    assert res.exit_code == 0, res.output
+    (run,) = [r for r in runs(workdir)[1] if r.data.tags.get("mlhw.kind") != "suite"]
+    assert run.data.params["precision"] == precision, run.data.params
+
+
+def test_reproduce_refuses_fp16_on_the_cpu_before_anything_exists(workdir):
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(ONE_CNN))
+    res = reproduce(workdir, "--precision", "fp16", "--device", "cpu")
+    assert_one_line_error(res, "--precision fp16 needs a CUDA GPU")
+    assert_nothing_created(workdir, f"sqlite:///{workdir}/mlflow.db")
+
+
+def test_the_precision_choices_of_the_cli_are_the_devices():
+    """The CLI's choices are written out (mlhw.device loads torch, which `--help` must not wait for)."""
+    import typing
+
+    from mlhw.cli.common import PrecisionMode
+    from mlhw.device import PRECISIONS
+
+    assert set(typing.get_args(PrecisionMode)) == set(PRECISIONS)

@@ -16,6 +16,7 @@ from mlhw.cli.common import (
     Download,
     Experiment,
     Json,
+    Precision,
     TrackingUri,
     config_option,
     emit_json,
@@ -59,16 +60,6 @@ TrainFraction = Annotated[
 Epochs = Annotated[Optional[int], _opt("Epochs.", "epochs")]
 BatchSize = Annotated[Optional[int], _opt("Mini-batch size.", "batch_size")]
 SeedOpt = Annotated[Optional[int], _opt("Seed of initialisation, dropout and data order.", "seed")]
-Precision = Annotated[
-    Literal["auto", "bf16", "fp16", "fp32"],
-    typer.Option(
-        # the choices in the help, not the metavar: at 80 columns '<auto|bf16|fp16|fp32>' broke mid-word
-        metavar="<mode>",
-        help="auto, bf16, fp16 or fp32. auto: bf16 where the hardware has native bf16, fp16 + loss scaling on older "
-        "GPUs (T4, V100), else fp32.",
-        rich_help_panel=TRAIN,
-    ),
-]
 Compile = Annotated[
     bool,
     typer.Option(

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -109,6 +109,17 @@ SvmSeed = Annotated[  # the SVMs draw nothing at random but their subsets (and t
     typer.Option(help="Seed of the training and test subsets.", rich_help_panel=TRAIN, show_default=_seed_default()),
 ]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].", rich_help_panel=TRAIN)]
+PrecisionMode = Literal["auto", "bf16", "fp16", "fp32"]  # mlhw.device.PRECISIONS (not imported: it loads torch)
+Precision = Annotated[  # AlexNet's (cnn commands; reproduce says it in its own words)
+    PrecisionMode,
+    typer.Option(
+        # the choices in the help, not the metavar: at 80 columns '<auto|bf16|fp16|fp32>' broke mid-word
+        metavar="<mode>",
+        help="auto, bf16, fp16 or fp32. auto: bf16 where the hardware has native bf16, fp16 + loss scaling on older "
+        "GPUs (T4, V100), else fp32.",
+        rich_help_panel=TRAIN,
+    ),
+]
 TrackingUri = Annotated[
     Optional[str],
     typer.Option(

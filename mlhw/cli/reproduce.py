@@ -14,9 +14,11 @@ from mlhw.cli.common import (
     DATA,
     RUNS_KILLED,
     STORE_FAILED,
+    TRAIN,
     DataDir,
     Device,
     Experiment,
+    PrecisionMode,
     Profile,
     ResultsDir,
     TrackingUri,
@@ -77,6 +79,7 @@ def _validate(
     force=False,
     on_work=None,
     data_dir_given=False,
+    precision="auto",
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
     the data (read and checked), the results folder and the tracking store. Returns the plan. `on_work(configs,
@@ -95,6 +98,7 @@ def _validate(
     if sets and len(kept := _sets_that_change(spec, profile, only, sets, file, specs)) < len(sets):
         sets, specs = kept, expand(spec, profile, only, kept, file)
     check_device(device, present=False)
+    _check_precision(precision, device, present=False)
     check_writable(results_dir, profile, write=not dry_run)  # a dry run names a file in the way too
     source = DataSource(data_dir, False if dry_run else download, device)  # (refuses an empty --data-dir)
     if data_dir_given or download:
@@ -138,6 +142,7 @@ def _validate(
     # plans a GPU reproduction on a laptop)
     if not dry_run and (plan.pending() or force):
         check_device(device)
+        _check_precision(precision, device)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
     if only and not sets:  # the report stays whole: the other suites' done runs, found by identity, not run
@@ -203,6 +208,27 @@ def _refuse_unread_data_options(spec, profile, chosen, others, data_dir, downloa
         f"{culprit}: not used here: no planned run ({plan}) {verb} a dataset{' from files' * folder_unused} (digits "
         "is embedded); " + ("; ".join(ways) or f"a suite on mnist or cifar10 {verb} it")
     )
+
+
+def _check_precision(precision: str, device: str, present: bool = True) -> None:
+    """--precision fp16 needs a CUDA GPU (mlhw.device.select_precision): refused on --device cpu at once, where no
+    GPU driver is before the workers start, and (`present`) where --device resolves to no CUDA device."""
+    if precision != "fp16":
+        return
+    from mlhw.errors import MLHWError
+
+    refused = MLHWError("--precision fp16 needs a CUDA GPU: on a CPU use bf16, fp32 or auto")
+    if device == "cpu":
+        raise refused
+    from mlhw.executors import gpu_driver_absent
+
+    if gpu_driver_absent():
+        raise refused
+    if present:
+        from mlhw.device import resolve_device
+
+        if resolve_device(device).type != "cuda":
+            raise refused
 
 
 def _no_gpu_driver_for(device: str) -> None:
@@ -941,6 +967,16 @@ def reproduce(
         ),
     ] = None,
     device: Device = "auto",
+    precision: Annotated[
+        PrecisionMode,
+        typer.Option(
+            help="AlexNet's: auto, bf16, fp16 or fp32 (auto: bf16 where the hardware has native bf16, fp16 + loss "
+            "scaling on older GPUs, else fp32). Not part of a run's identity, like the device: runs done in another "
+            "precision stay done (--force trains them again).",
+            metavar="<mode>",
+            rich_help_panel=TRAIN,
+        ),
+    ] = "auto",
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
@@ -996,7 +1032,7 @@ def reproduce(
     # the line under the plan and an error name MLHW_JOBS where the variable, not --jobs, gave the number
     option = "MLHW_JOBS" if getattr(ctx.get_parameter_source("jobs"), "name", "") == "ENVIRONMENT" else "--jobs"
     requested = _check_parallel_options(executor, jobs, stale_after, uri, ray_address, option)
-    settings = Settings(uri, experiment, data_dir, download, device, stale_after=stale_after, force=force)
+    settings = Settings(uri, experiment, data_dir, download, device, precision, stale_after=stale_after, force=force)
     with _Workers(settings, requested, local=executor == "local", option=option) as workers:
         from mlhw import fingerprint_cache
 
@@ -1017,6 +1053,7 @@ def reproduce(
                 force,
                 workers.start,
                 data_dir_given=getattr(ctx.get_parameter_source("data_dir"), "name", "") == "COMMANDLINE",
+                precision=precision,
             )
         if force:  # --only's runs (and each entry of a run they share with another suite): the others are reported
             chosen = {p.identity for p in plan.entries if not plan.only or p.spec.suite in plan.only}
