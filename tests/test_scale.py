@@ -393,6 +393,22 @@ def test_jobs_auto_gives_part_1_on_mnist_two_workers_without_a_gpu():
     assert auto_jobs(digits + rest, "auto", 0, 2)[0] == 1
 
 
+def test_the_jobs_help_names_every_kind_of_plan_auto_gives_workers():
+    """`reproduce --help` said "auto: workers only for a plan of two AlexNet runs or more", while auto_jobs gives
+    Part 1 on MNIST (no AlexNet) two workers on a CPU: the help names each kind of long run auto counts."""
+    from mlhw.config import MLPConfig
+    from mlhw.executors import auto_jobs
+
+    sweep = [MLPConfig(dataset="mnist", train_size=10_000, seed=s, lr=lr) for s in range(5) for lr in (0.01, 0.1)]
+    full = [MLPConfig(dataset="mnist", seed=s) for s in range(5)]
+    assert auto_jobs(sweep + full, "auto", 0, 2)[0] == 2  # no AlexNet, two workers
+    res = runner.invoke(app, ["reproduce", "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.stdout).split())
+    assert "two AlexNet runs or more (" not in text
+    assert "AlexNet's or, without a GPU, Part 1's on MNIST" in text
+
+
 def test_jobs_auto_never_starts_more_workers_than_units():
     from mlhw.config import CNNConfig
     from mlhw.executors import auto_jobs
