@@ -133,6 +133,22 @@ def test_an_edit_of_the_code_that_computes_a_run_makes_it_another_run(monkeypatc
     assert all(identity(cfg, "f") != before[cfg.kind] for cfg in (MLPConfig(), CNNConfig(), SoftSVMConfig()))
 
 
+def test_reproduce_help_says_a_runs_identity_holds_the_code_that_computes_it(monkeypatch):
+    """`reproduce --help` said a run is "identified by a hash of its resolved config and its data", while an edit
+    of the code that computes it makes it another run (the test above): the help names the code too."""
+    from mlhw import config
+    from mlhw.cli import app
+
+    before = identity(MLPConfig(), "f")
+    real = config._module_digest
+    monkeypatch.setattr(config, "_module_digest", lambda m: "edited" if m == "mlp" else real(m))
+    assert identity(MLPConfig(), "f") != before  # same config, same data, other code: another run
+    res = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.stdout).split())
+    assert "its resolved config, its data and the code that computes it" in text
+
+
 def test_theory_runs_are_new_runs_when_the_backprop_they_check_changes(monkeypatch):
     """theory's backprop check runs mlp.Network, but a hand-written list of theory's modules left mlp.py out: a
     broken backprop failed both checks and reproduce reported the old PASS. The SVMs' design matrix was built in

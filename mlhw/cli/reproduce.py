@@ -1018,8 +1018,9 @@ def reproduce(
 ):
     """Run every experiment of a profile that is not done yet, then compile the tables and the report.
 
-    Resumable and idempotent: each run is identified by a hash of its resolved config and its data;
-    FINISHED runs are skipped, FAILED or KILLED ones run again, and a second invocation does nothing.
+    Resumable and idempotent: each run is identified by a hash of its resolved config, its data and the code
+    that computes it (edit the backprop, and Part 1 and the theory checks run again); FINISHED runs are skipped,
+    FAILED or KILLED ones run again, and a second invocation does nothing.
     Ctrl-C or SIGTERM marks the active runs KILLED (exit 130 / 143); the next reproduce continues.
     Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md; each suite is also a
     parent run in MLflow holding its tables and figure. Ends with the verdict against the results it replaced
