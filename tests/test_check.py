@@ -181,6 +181,24 @@ def test_a_missing_row_fails_and_a_new_row_is_a_note():
     assert not C.compare(base, fewer, policy).passed
 
 
+def test_check_help_names_a_missing_row_as_a_failure():
+    """`mlhw check --help` said "exit 1 on drift" (or a failed theory claim, or Q3's solvers): a row the baseline
+    has and the store's results lack fails too (the test above), and the help says so."""
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+
+    base = tables()
+    fewer = {k: v.copy() for k, v in base.items()}
+    fewer["mlp_lr_sweep"] = fewer["mlp_lr_sweep"][fewer["mlp_lr_sweep"]["lr"] != 100.0]
+    res = C.compare(base, fewer)
+    assert not res.passed and by(res, "mlp_lr_sweep", "lr=100", "*").status == "missing"
+    help_ = CliRunner().invoke(app, ["check", "--help"], env={"COLUMNS": "400"})
+    assert help_.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", help_.stdout).split())
+    assert "exit 1 on drift or a missing row" in text
+
+
 def test_a_row_of_fewer_runs_than_the_baseline_fails():
     """Two of lr=0.1's three seeds FAILED: its mean of one run sat within tolerance of the baseline's mean of three
     and the check passed. Fewer runs than the baseline is a missing run, chaotic row or not."""

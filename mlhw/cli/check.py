@@ -47,13 +47,14 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="Show every compared metric, not only what moved.")] = False,
 ):
-    """Compare the tracking store's results of a profile with a committed baseline; exit 1 on drift, or when a
-    theory claim fails or Q3's primal and dual solvers disagree.
+    """Compare the tracking store's results of a profile with a committed baseline; exit 1 on drift or a missing
+    row, or when a theory claim fails or Q3's primal and dual solvers disagree.
 
     A metric drifts when |current - baseline| > k * sqrt(std_b^2/n_b + std_c^2/n_c) + floor (k = 3; floor
     0.02 for accuracies, max(0.02, 10%) for losses; set in the baseline's check.yaml). Rows marked chaotic
     there (e.g. lr=1, Adam lr 0.005) are reported but never fail. The SVM table (one result per row) is
-    compared too: its objective to 1e-6 (relative), its errors to 0.025.
+    compared too: its objective to 1e-6 (relative), its errors to 0.025. A table, row or metric of the
+    baseline that the store's results lack fails as missing, and so does a row of fewer runs than the baseline's.
     """
     from mlhw.check import load_baseline, to_rich
     from mlhw.layout import profile_folder
