@@ -296,6 +296,24 @@ def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):
     assert "p-partial" in twice.stdout
 
 
+def test_the_set_help_says_which_set_leaves_the_report_the_profiles_own(project):
+    """`reproduce --help` said of --set "The report goes to results/<profile>-partial/", while a --set of the runs'
+    own value is dropped and the report stays the profile's (the test above): the help says both."""
+    import re
+
+    same = reproduce(project, "--dry-run", "--set", "svm_soft.train_size=300")
+    assert same.exit_code == 0, same.output
+    assert f"report: {Path('results') / 'p'}/" in same.stdout.replace("\n", "")
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+
+    res = CliRunner().invoke(app, ["reproduce", "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.stdout).split())
+    assert "changes nothing: it is said and dropped, and the report stays the profile's" in text
+
+
 def test_two_reports_swapped_into_one_folder_at_once_both_succeed(tmp_path):
     """Two writers of results/<profile>/ (two reproductions, or `tables` beside one) raced between _replace's renames:
     one found the folder gone or the other's in its way (a reviewer's 300 swaps each: 28 FileNotFoundErrors). Now

@@ -47,7 +47,8 @@ Set = Annotated[
         "--set",
         metavar="KEY=VALUE",
         help="Override a field (value read as YAML), e.g. epochs=2, mlp_full.lr=0.05, "
-        "cnn_adam_lr.seeds=\\[0,1]. The report goes to results/<profile>-partial/.",
+        "cnn_adam_lr.seeds=\\[0,1]. The report goes to results/<profile>-partial/ (a --set of the value the runs "
+        "already have changes nothing: it is said and dropped, and the report stays the profile's).",
     ),
 ]
 File = Annotated[str, typer.Option("--file", help="The experiments file.")]
