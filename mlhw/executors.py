@@ -231,18 +231,26 @@ def warm_cuda(dev) -> None:
         F.conv2d(torch.ones(2, 8, 8, 8), torch.ones(8, 8, 3, 3)).sum().item()
 
 
-def attach_worker(settings: Settings, relay=None) -> None:
-    """The worker's store, data source and device, made at its first unit (the store exists by then). `relay` (a
-    SQLite store): the parent's one writer, which every MLflow call of this worker goes through."""
-    from mlhw.device import resolve_device
-
+def open_worker_store(settings: Settings, relay=None) -> Store:
+    """The worker's store. `relay` (a SQLite store): the parent's one writer, which every MLflow call of this
+    worker goes through."""
     client = None
     if relay is not None:
         from mlhw.relay import RelayedClient
 
         client = RelayedClient(relay)
-    _WORKER["store"] = Store(settings.uri, settings.experiment, client=client)  # first: work() tells its failure
+    return Store(settings.uri, settings.experiment, client=client)
+
+
+def attach_worker(settings: Settings, relay=None, store: Store | None = None) -> None:
+    """The worker's store (`store`, else opened here), data source and device, made at its first unit (the store
+    exists by then). All three or none: work() takes a worker with a store for one that has the others too (a
+    store kept where the device then failed had its next unit raise KeyError('source') out of the worker)."""
+    from mlhw.device import resolve_device
+
+    store = store or open_worker_store(settings, relay)
     _WORKER.update(
+        store=store,
         source=_WORKER.get("source") or DataSource(settings.data_dir, settings.download),
         device=_WORKER.get("device") or resolve_device(_WORKER.get("device_name") or settings.device),
     )
@@ -261,10 +269,14 @@ def work(unit: list[dict], index: int, settings: Settings, events=None, relay=No
     _WORKER["busy"] = True
     try:
         if "store" not in _WORKER:
+            try:  # first: a store this worker cannot open (a server gone) stops the units after it too
+                store = open_worker_store(settings, relay)
+            except Exception as err:
+                return failed_unit(err, settings.uri, opening=True)
             try:
-                attach_worker(settings, relay)
-            except Exception as err:  # a device or a store this worker cannot use: the unit says so
-                return failed_unit(err, settings.uri, opening="store" not in _WORKER)
+                attach_worker(settings, relay, store)
+            except Exception as err:  # a device this worker cannot use: the unit says so
+                return failed_unit(err, settings.uri)
         return execute_unit(jobs, _WORKER["store"], _WORKER["source"], _WORKER["device"], settings, on_epoch)
     except KeyboardInterrupt:  # SIGTERM from the parent: the run is KILLED; say so and end quietly
         return UnitResult(error="stopped (SIGTERM)")

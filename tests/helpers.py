@@ -348,6 +348,20 @@ def unopened_store_worker(settings, device=None, datasets=(), ray_task=False, wa
     executors.Store = gone
 
 
+def deviceless_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
+    """A `--jobs` worker initializer (importable by name) whose device cannot be had in the worker (a GPU the
+    parent saw, gone in the worker): every resolve_device raises, in the real initializer and at each unit."""
+    import mlhw.device
+    from mlhw import executors
+    from mlhw.errors import MLHWError
+
+    def gone(name="auto"):
+        raise MLHWError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+
+    mlhw.device.resolve_device = gone
+    executors.prepare_worker(settings, device, datasets, ray_task, warm)
+
+
 def offline_download_worker(settings, device=None, datasets=(), ray_task=False, warm=None) -> None:
     """A `--jobs` worker initializer (importable by name, so a spawned worker process can run it) where --download
     fetches no MNIST: the test wrote the files (no network in the tests); then the real initializer."""

@@ -950,3 +950,20 @@ def test_a_read_only_command_whose_store_fails_says_it_left_nothing_running(work
         last
     )
     assert "may be left RUNNING" not in last and ("writes nothing" in last or "is as it was" in last), last
+
+
+def test_a_worker_whose_device_fails_fails_each_unit_by_its_device(workdir, monkeypatch):
+    """The store is opened first (its failure stops the units after it) but was kept when the device then failed:
+    the worker's next unit found a store and no data source nor device, and raised KeyError('source') out of the
+    worker, which ended the whole reproduction with a traceback (before, each unit said the device's error)."""
+    from mlhw import executors
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
+    uri = f"sqlite:///{workdir}/m.db"
+    monkeypatch.setattr(executors, "prepare_worker", __import__("helpers").deviceless_worker)
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, "--jobs", 2)
+    assert res.exit_code == 1, res.output
+    assert not isinstance(res.exception, KeyError) and "KeyError" not in res.output, res.output
+    lines = [line for line in res.stderr.splitlines() if "] failed: " in line]
+    assert len(lines) == 3 and all("CUDA is not available on this machine" in line for line in lines), res.stderr
+    assert "not started" not in summary_line(res), res.stderr  # not the store's failure: every unit was tried
