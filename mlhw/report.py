@@ -730,7 +730,7 @@ def _numerics_notes(done: dict[str, list[dict]]) -> list[str]:
         notes.append(
             f"AlexNet trained with {p} autocast (the tables' precision column: `--precision auto` picks it where the "
             "hardware has it natively); the assignment names no precision, and PyTorch trains in float32 unless told "
-            "otherwise (`mlhw cnn train --precision fp32`)."
+            "otherwise (`mlhw reproduce --precision fp32 --force` trains these runs in it)."
         )
     return notes
 
