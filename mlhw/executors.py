@@ -44,9 +44,10 @@ class UnitResult:
     # the identities of its runs another process owns (every one where `claimed`; some of an MLP unit, which trains
     # the others): the report waits for them
     claimed_away: list[str] = field(default_factory=list)
-    # its error was the tracking store's (a server gone, a full disk): no unit is started after it, since each would
-    # fail the same way, a dead server's after 2-3 s of MLflow's retries (68 s for a reproduction's 27 units)
-    store_failed: bool = False
+    # its error was a failure of the tracking store that would repeat (a server gone, a full disk; not a locked
+    # database): no unit is started after it, since each would fail the same way, a dead server's after 2-3 s of
+    # MLflow's retries (68 s for a reproduction's 27 units)
+    store_down: bool = False
     not_started: bool = False  # left alone after a unit the tracking store failed: the next reproduce runs it
 
 
@@ -107,17 +108,17 @@ def execute_unit(
 def failed_unit(err: Exception, uri: str | None, opening: bool = False) -> UnitResult:
     """A failed unit, its error as its line says it: a failure of the tracking store by its root cause and the
     store's URI (MLflow's own message was a dozen lines, the SQL and its parameters or the URL and urllib3's
-    retries), and marked so that no unit starts after it; mlhw's own error as it is; any other as its type and
-    message. `opening`: the worker could not open the store (a server gone before its first unit), which also
-    stops the units after it."""
+    retries), marked so that no unit starts after it where it would repeat (store_down: not a locked database);
+    mlhw's own error as it is; any other as its type and message. `opening`: the worker could not open the store (a
+    server gone before its first unit), which also stops the units after it."""
     from mlhw.errors import MLHWError
-    from mlhw.store import resolve_uri, store_failure
+    from mlhw.store import resolve_uri, store_down, store_failure
 
     cause = store_failure(err)
     if cause is not None:
-        return UnitResult(error=f"the tracking store {resolve_uri(uri)} failed ({cause})", store_failed=True)
+        return UnitResult(error=f"the tracking store {resolve_uri(uri)} failed ({cause})", store_down=store_down(err))
     return UnitResult(
-        error=str(err) if isinstance(err, MLHWError) else f"{type(err).__name__}: {err}", store_failed=opening
+        error=str(err) if isinstance(err, MLHWError) else f"{type(err).__name__}: {err}", store_down=opening
     )
 
 
@@ -130,7 +131,7 @@ class LocalExecutor:
     def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
         results: list[UnitResult] = []
         for i, unit in enumerate(units):
-            if any(r.store_failed for r in results):
+            if any(r.store_down for r in results):
                 results.append(NOT_STARTED)
                 continue
             on_event(Event("start", i, label_of(unit), worker=worker_id()))
@@ -475,7 +476,7 @@ class PoolExecutor:
         futures: dict = {}  # future -> (unit index, lane index)
 
         def dispatch():
-            if any(r is not None and r.store_failed for r in results):  # the units running go on; none starts
+            if any(r is not None and r.store_down for r in results):  # the units running go on; none starts
                 for i in queue:
                     results[i] = NOT_STARTED
                 queue.clear()

@@ -482,23 +482,22 @@ STORE_DOWN = "_mlhw_store_down"  # set on an error whose run the failing store c
 
 
 def end_quietly(log: RunLogger, status: str, error: str | None = None, delete: bool = False) -> bool:
-    """End a run after a failure without masking the original exception. False where the tracking store failed to
-    end it; once the store has failed here, only the call that ends the run is tried (each costs MLflow's retries
-    on a server gone)."""
-    from mlhw.store import store_failure
+    """End a run after a failure without masking the original exception. False where the tracking store is down
+    (mlhw.store.store_down: a server gone, a full disk; not a locked database) and did not end it; once it has
+    failed so here, only the call that ends the run is tried (each costs MLflow's retries on a server gone)."""
+    from mlhw.store import store_down
 
-    failing = False
     for step in [log.flush, *([lambda: log.log_text(error, "error.txt")] if error else [])]:
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - the original exception is the one to raise
-            failing = store_failure(exc) is not None
-        if failing:
-            break
+            if store_down(exc):
+                break
     try:
         log.client.set_terminated(log.run_id, status)
     except Exception as exc:  # noqa: BLE001
-        return store_failure(exc) is None  # another error (an odd run): not the store's, the next run is tried
+        if store_down(exc):
+            return False
     if delete:
         with contextlib.suppress(Exception):
             log.client.delete_run(log.run_id)

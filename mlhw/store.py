@@ -113,6 +113,18 @@ def store_failure(err: BaseException) -> str | None:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+# a SQLite database another process held past SQLite's busy timeout: a failure of the moment, which the next call may
+# well pass (a server gone or a full disk fails every call after it)
+PASSING_FAILURES = ("database is locked",)
+
+
+def store_down(err: BaseException) -> bool:
+    """Whether `err` is a failure of the tracking store that the next call would meet too (store_failure's, but not a
+    locked database): what stops a reproduction's other units, and the endings of the runs it passes through."""
+    cause = store_failure(err)
+    return cause is not None and not cause.startswith(PASSING_FAILURES)
+
+
 def resolve_uri(uri: str | None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI

@@ -706,6 +706,81 @@ def disk_full():
         return err
 
 
+def database_locked():
+    """A SQLite database another process held past the busy timeout, as MLflow's SQLAlchemy store raises it."""
+    import sqlite3
+
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as e:
+            raise sqlalchemy.exc.OperationalError("[SQL: UPDATE runs SET status=?]", {}, e) from e
+    except sqlalchemy.exc.OperationalError as e:
+        err = MlflowException(message=e)
+        err.__cause__ = e
+        return err
+
+
+def test_a_store_that_would_fail_again_is_down_and_a_locked_database_is_not():
+    """A locked database is a failure of the moment: it stopped a whole reproduction once store failures did."""
+    from mlhw.executors import failed_unit
+    from mlhw.store import store_down
+
+    assert store_down(server_gone()) and store_down(disk_full())
+    assert not store_down(database_locked()) and not store_down(ValueError("a bug"))
+    locked = failed_unit(database_locked(), "sqlite:///m.db")
+    assert locked.error == "the tracking store sqlite:///m.db failed (database is locked)" and not locked.store_down
+    assert failed_unit(server_gone(), "http://h:1").store_down
+
+
+def test_ending_a_claimed_run_deletes_it_even_where_its_ending_failed_otherwise():
+    """A run another process claimed is ended and deleted; a failed ending that is not the store going down (here a
+    locked database, then an odd error) skipped the deletion, and the run stayed listed beside its owner's."""
+    from types import SimpleNamespace
+
+    from mlhw.lifecycle import end_quietly
+
+    for failure in (database_locked(), ValueError("odd")):
+        deleted = []
+
+        def fail(*_a, failure=failure, **_k):
+            raise failure
+
+        client = SimpleNamespace(set_terminated=fail, delete_run=deleted.append)
+        log = SimpleNamespace(flush=lambda: None, client=client, run_id="r1")
+        assert end_quietly(log, "KILLED", delete=True) and deleted == ["r1"]
+    client = SimpleNamespace(set_terminated=lambda *a: (_ for _ in ()).throw(server_gone()), delete_run=deleted.append)
+    assert not end_quietly(SimpleNamespace(flush=lambda: None, client=client, run_id="r2"), "KILLED", delete=True)
+
+
+def test_a_locked_database_in_one_unit_leaves_the_others_to_run(workdir, monkeypatch):
+    from mlhw import claims, executors
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
+    uri = f"sqlite:///{workdir}/m.db"
+    first = []
+
+    def locked_once(*a, **kw):
+        real = claims.claimer(*a, **kw)
+
+        def claim(store, run):
+            if not first:
+                first.append(run)
+                raise database_locked()
+            return real(store, run)
+
+        return claim
+
+    monkeypatch.setattr(executors, "claimer", locked_once)
+    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri)
+    assert res.exit_code == 1, res.output
+    n_failed = int(re.search(r", (\d+) failed", summary_line(res))[1])
+    assert summary_line(res).startswith(f"ran {5 - n_failed} of 5 runs") and "not started" not in res.stderr, res.stderr
+
+
 def test_a_store_failure_is_said_by_its_root_cause_and_nothing_else_is_taken_for_one():
     from mlflow.exceptions import MlflowException
 
