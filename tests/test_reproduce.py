@@ -1571,6 +1571,13 @@ def test_reproduce_trains_alexnet_in_the_precision_asked(workdir, precision):
     assert res.exit_code == 0, res.output
     (run,) = [r for r in runs(workdir)[1] if r.data.tags.get("mlhw.kind") != "suite"]
     assert run.data.params["precision"] == precision, run.data.params
+    other = {"fp32": "bf16", "bf16": "fp32"}[precision]
+    res = reproduce(workdir, "--precision", other)  # done: kept as trained, and said so (it was said nowhere)
+    assert res.exit_code == 0, res.output
+    assert f"note: --precision {other} is for the AlexNet runs trained now; the done ones (1 run) keep" in " ".join(
+        res.stderr.split()
+    ), res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("up to date: 1 run"), res.stderr
 
 
 def test_reproduce_refuses_fp16_on_the_cpu_before_anything_exists(workdir):

@@ -1069,6 +1069,14 @@ def reproduce(
             if plan.pending() and workers.said():
                 out.print(f"to train in {workers.said()}", highlight=False, soft_wrap=True)
             return
+        kept = [p for p in plan.distinct().values() if p.spec.config.kind == "cnn" and p.status == "done"]
+        if precision != "auto" and kept:  # not in the identity: asked for, yet those runs stay as they were trained
+            err.print(
+                f"note: --precision {precision} is for the AlexNet runs trained now; the done ones "
+                f"({n_runs(len(kept))}) keep the precision they were trained in (--force trains them again)",
+                highlight=False,
+                soft_wrap=True,
+            )
         folder = _scope(plan).folder(results_dir)
         from mlhw.report import changed_files
 
