@@ -32,6 +32,20 @@ def sweep_suite() -> dict:
     }
 
 
+def light_spec(profile: str = "tiny", epochs: int = 2, train_size: int = 300) -> dict:
+    """An experiments file of three units and no CNN (seconds): the two-rate sweep, two seeds of the full run, the
+    soft SVM."""
+    return {
+        "version": 1,
+        "suites": {
+            "mlp_lr_sweep": sweep_suite(),
+            "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": epochs, "train_size": train_size}},
+            "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
+        },
+        "profiles": {profile: {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
+    }
+
+
 def write_idx(path: Path, arr: np.ndarray) -> None:
     """idx: 0x0000, dtype 0x08 (uint8), ndim, big-endian uint32 dims, then the bytes."""
     arr = np.ascontiguousarray(arr, dtype=np.uint8)

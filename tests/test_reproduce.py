@@ -24,6 +24,7 @@ from helpers import (
     descendants,
     free_port,
     invoke,
+    light_spec,
     live_processes,
     runs_of,
     sqlite_rows,
@@ -54,15 +55,7 @@ TINY = {
 }
 
 # No CNN: seconds, for the tests of reproduce's own behaviour (plan, output, report, signals).
-LIGHT = {
-    "version": 1,
-    "suites": {
-        "mlp_lr_sweep": sweep_suite(),
-        "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2, "train_size": 300}},
-        "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
-    },
-    "profiles": {"tiny": {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
-}
+LIGHT = light_spec()
 
 
 def reproduce(workdir, *args):

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from helpers import assert_nothing_created, assert_one_line_error, free_port, invoke, runs_of, server_gone, sweep_suite
+from helpers import assert_nothing_created, assert_one_line_error, free_port, invoke, light_spec, runs_of, server_gone
 from mlflow import MlflowClient
 
 from mlhw.claims import Claimed, alive, by_identity, claimer, end_stale, mark_dead
@@ -870,15 +870,7 @@ def test_a_store_that_fails_in_a_run_and_in_the_compile_is_one_line_each(workdir
     assert f"failed: the tracking store {uri} failed (database or disk is full): " in failed[0], failed
 
 
-THREE_UNITS = {
-    "version": 1,
-    "suites": {
-        "mlp_lr_sweep": sweep_suite(),
-        "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 1, "train_size": 100}},
-        "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
-    },
-    "profiles": {"p": {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
-}
+THREE_UNITS = light_spec("p", epochs=1, train_size=100)
 
 
 def summary_line(res) -> str:
@@ -913,11 +905,17 @@ def test_a_store_that_fails_in_a_unit_starts_no_unit_after_it(workdir, monkeypat
 
 def test_a_store_that_fails_in_a_worker_starts_no_unit_after_it(workdir, monkeypatch):
     """The same with --jobs 2: the two workers take a unit each, both fail; the third unit is never sent."""
+    halted_in_workers(workdir, monkeypatch, "dead_store_worker")
+
+
+def halted_in_workers(workdir: Path, monkeypatch, initializer: str):
+    """THREE_UNITS with --jobs 2 and the worker initializer of helpers named: the two workers take a unit each and
+    fail it on the store; the third unit is never sent. Returns the result."""
     from mlhw import executors
 
     (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
     uri = f"sqlite:///{workdir}/m.db"
-    monkeypatch.setattr(executors, "prepare_worker", __import__("helpers").dead_store_worker)
+    monkeypatch.setattr(executors, "prepare_worker", getattr(__import__("helpers"), initializer))
     res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, "--jobs", 2)
     assert res.exit_code == 1, res.output
     starts = [line for line in res.stderr.splitlines() if "] start " in line]
@@ -926,24 +924,15 @@ def test_a_store_that_fails_in_a_worker_starts_no_unit_after_it(workdir, monkeyp
     assert 0 < n_failed < 5 and summary_line(res).endswith(
         f", {5 - n_failed} not started once the tracking store failed"
     ), res.stderr
+    return res
 
 
 def test_a_worker_that_cannot_open_the_store_starts_no_unit_after_it(workdir, monkeypatch):
     """A server gone before the workers' first unit: each unit failed to open the store, said as
     'MLHWError: --tracking-uri ...', and the next one was started all the same."""
-    from mlhw import executors
-
-    (workdir / "exp.yaml").write_text(yaml.safe_dump(THREE_UNITS))
-    uri = f"sqlite:///{workdir}/m.db"
-    monkeypatch.setattr(executors, "prepare_worker", __import__("helpers").unopened_store_worker)
-    res = invoke("reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--tracking-uri", uri, "--jobs", 2)
-    assert res.exit_code == 1, res.output
-    starts = [line for line in res.stderr.splitlines() if "] start " in line]
-    assert len(starts) == 2, res.stderr
+    res = halted_in_workers(workdir, monkeypatch, "unopened_store_worker")
     flat = " ".join(res.stderr.split())  # (lines wrap, a long path inside itself)
     assert "failed: --tracking-uri sqlite:" in flat and "server not reachable" in flat and "MLHWError" not in flat
-    n_failed = int(re.search(r", (\d+) failed", summary_line(res))[1])
-    assert summary_line(res).endswith(f", {5 - n_failed} not started once the tracking store failed"), res.stderr
 
 
 def test_a_store_that_fails_while_it_is_opened_is_said_by_its_root_cause(workdir):
