@@ -215,6 +215,22 @@ def test_error_messages_are_not_code_and_their_conditions_are():
     assert source_digest([guarded]) != source_digest([guarded.replace("!= 3", "!= 4")])
 
 
+def test_a_string_the_code_computes_with_is_code_not_a_message():
+    """Only a raise statement's message is blanked: a string the code computes with (cnn.py's resize mode, svm.py's
+    test of the bias setting) is code, and changing it makes another run. With every string blanked, an AlexNet
+    resized by nearest neighbour instead of bilinearly was "up to date" with the old runs."""
+    from mlhw import config
+    from mlhw.config import source_digest
+
+    folder = Path(config.__file__).parent
+    cnn_py, svm_py = (folder / "cnn.py").read_text(), (folder / "svm.py").read_text()
+    nearest = cnn_py.replace('mode="bilinear"', 'mode="nearest"', 1)
+    regularised = svm_py.replace('if self.bias == "free":', 'if self.bias == "regularized":', 1)
+    assert nearest != cnn_py and regularised != svm_py
+    assert source_digest([nearest]) != source_digest([cnn_py])
+    assert source_digest([regularised]) != source_digest([svm_py])
+
+
 def write(tmp_path, doc) -> Path:
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
