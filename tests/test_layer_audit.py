@@ -386,3 +386,27 @@ def test_mlp_runs_that_differ_in_seed_and_rate_train_as_one_unit_other_kinds_alo
     entries += [Planned(_spec("svm_multiclass", c, f"s{i}"), f"s{i}") for i, c in enumerate(svm)]
     sizes = [[j.identity for j in u] for u in units(Plan("p", entries), {})]
     assert sizes == [["m0", "m1", "m2"], ["m3"], ["s0"], ["s1"]]
+
+
+def test_a_suites_key_is_its_set_of_runs_whatever_their_order():
+    """A suite's parent run and the report's stamp are keyed by the runs the suite holds, not by the order they
+    are listed in: a grid reordered in experiments.yaml (lr [1, 0.1] for [0.1, 1]) is the same suite, and the
+    report's scope, which lists the runs in the store's order, must stamp the key the plan computes. A run more or
+    less is another suite."""
+    from types import SimpleNamespace
+
+    from mlhw.config import KINDS
+    from mlhw.plan import Plan, Planned, stamp_keys
+
+    cfgs = [KINDS["mlp"](dataset="digits", lr=lr) for lr in (0.1, 1.0, 10.0)]
+    entries = [Planned(_spec("mlp_lr_sweep", c, f"r{i}"), f"id{i}") for i, c in enumerate(cfgs)]
+    plan, reordered = Plan("p", entries), Plan("p", entries[::-1])
+    assert plan.suite_identity("mlp_lr_sweep") == reordered.suite_identity("mlp_lr_sweep")
+    assert Plan("p", entries[:2]).suite_identity("mlp_lr_sweep") != plan.suite_identity("mlp_lr_sweep")
+    scope = SimpleNamespace(
+        profile="p",
+        overrides=[],
+        entries=[SimpleNamespace(suite="mlp_lr_sweep", identity=e.identity) for e in entries[::-1]],
+        suites=lambda: ["mlp_lr_sweep"],
+    )
+    assert stamp_keys(scope) == plan.suite_keys()
