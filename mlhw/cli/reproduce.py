@@ -212,24 +212,22 @@ def _refuse_unread_data_options(spec, profile, chosen, others, data_dir, downloa
 
 
 def _check_precision(precision: str, device: str, present: bool = True) -> None:
-    """--precision fp16 needs a CUDA GPU (mlhw.device.select_precision): refused on --device cpu at once, where no
-    GPU driver is before the workers start, and (`present`) where --device resolves to no CUDA device."""
+    """--precision fp16 needs a CUDA GPU: refused on --device cpu at once and where no GPU driver is, before the
+    workers start and without importing torch; then (`present`) by the rule itself (mlhw.device.select_precision)
+    on the device --device resolves to."""
     if precision != "fp16":
         return
-    from mlhw.errors import MLHWError
-
-    refused = MLHWError("--precision fp16 needs a CUDA GPU: on a CPU use bf16, fp32 or auto")
-    if device == "cpu":
-        raise refused
     from mlhw.executors import gpu_driver_absent
 
-    if gpu_driver_absent():
-        raise refused
+    if device == "cpu" or gpu_driver_absent():
+        from mlhw.errors import MLHWError
+
+        raise MLHWError("--precision fp16 needs a CUDA GPU: on a CPU use bf16, fp32 or auto")
     if present:
+        from mlhw.cnn import resolve_precision
         from mlhw.device import resolve_device
 
-        if resolve_device(device).type != "cuda":
-            raise refused
+        resolve_precision(precision, resolve_device(device))
 
 
 def _no_gpu_driver_for(device: str) -> None:
