@@ -1,6 +1,7 @@
 """User-facing errors: one line that names the culprit, exit code 2 at the CLI."""
 
 import datetime
+import math
 import re
 
 
@@ -17,6 +18,22 @@ def refuse_empty(option: str, folder, default: str) -> None:
 
 class DataNotFound(MLHWError):
     """A dataset is not on disk and could not be downloaded."""
+
+
+def float_beyond_range(text: str) -> str | None:
+    """Why a number as typed is no float ('too small for a float: ...'), where float() rounds it to another number
+    without a word: 1e-400 reads as 0 (then refused as 'must be > 0 (got 0)', a value nobody typed) and 1e400 as inf.
+    None for a number in range, for inf and nan as written, and for text that is no number (float() says so)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    digits = re.sub(r"[eE].*$", "", str(text).strip().replace("_", ""))
+    if value == 0 and re.search(r"[1-9]", digits):
+        return "too small for a float: it reads as 0 (the smallest is about 5e-324)"
+    if math.isinf(value) and not re.search(r"inf", str(text), re.IGNORECASE):
+        return "too large for a float: it reads as inf (the largest is about 1.8e308)"
+    return None
 
 
 def yaml_error(path, err) -> str:

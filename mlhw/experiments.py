@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mlhw.config import KINDS, user_fields
-from mlhw.errors import MLHWError, as_written, format_validation_error, yaml_error
+from mlhw.errors import MLHWError, as_written, float_beyond_range, format_validation_error, yaml_error
 from mlhw.errors import message as _message
 from mlhw.reference import CNN_VARIANTS, canonical_variant
 
@@ -181,6 +181,15 @@ class SafeValuesLoader(yaml.SafeLoader):
                 node.start_mark,
             ) from None
 
+    def construct_yaml_float(self, node):
+        """A float as written: `lr: 1e-400` is refused at its line, not read as 0 and refused as 'got 0'."""
+        if why := float_beyond_range(node.value):
+            raise yaml.constructor.ConstructorError(None, None, f"{node.value} is {why}", node.start_mark)
+        return super().construct_yaml_float(node)
+
+
+SafeValuesLoader.add_constructor("tag:yaml.org,2002:float", SafeValuesLoader.construct_yaml_float)
+
 
 class UniqueKeyLoader(SafeValuesLoader):
     """YAML's safe loader, refusing a key that appears twice in one mapping (YAML keeps the last silently)."""
@@ -217,6 +226,8 @@ def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
             raise MLHWError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or mlp_full.lr=0.05")
         try:
             parsed = yaml.load(value, Loader=UniqueKeyLoader)
+        except yaml.constructor.ConstructorError as err:  # a scalar its tag cannot make: 1e-400, !!int abc
+            raise MLHWError(f"--set {as_written(item)}: {err.problem}") from None
         except yaml.YAMLError:
             raise MLHWError(f"--set {as_written(item)}: the value is not valid YAML") from None
         except RecursionError:

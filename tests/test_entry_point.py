@@ -33,6 +33,14 @@ def mlhw(*args, cwd):
         # the fixed choices are Literal options: --help lists them, a typo is a usage error
         (["cnn", "compare", "--part", "d"], "--part: must be 'a', 'b', 'c' or 'all' (got 'd')"),
         (["reproduce", "--executor", "slurm"], "--executor: must be 'local' or 'ray' (got 'slurm')"),
+        # a number float() rounds to 0 or inf: refused as typed (it said "--lr: must be > 0 (got 0)")
+        (
+            ["mlp", "train", "--lr", "1e-400"],
+            "train: --lr: too small for a float: it reads as 0 (the smallest is about",
+        ),
+        (["reproduce", "--stale-after=1e999"], "--stale-after: too large for a float: it reads as inf (the largest"),
+        # an option with a short name too: click names both ("Invalid value for '--C' / '-C': Input should be ...")
+        (["svm", "soft", "-C", "abc"], "mlhw svm soft: --C: must be a valid number (got 'abc') (see mlhw svm soft"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):
@@ -40,6 +48,15 @@ def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: mlhw") and culprit in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_rate_in_a_list_that_float_rounds_to_0_is_named_as_typed(tmp_path):
+    """`--lrs 0.1,1e-400` said "0: must be > 0": the rate as float() read it, not as it was typed."""
+    res = mlhw("mlp", "sweep", "--lrs", "0.1,1e-400", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr == (
+        "error: --lrs '0.1,1e-400': 1e-400 is too small for a float: it reads as 0 (the smallest is about 5e-324)\n"
+    )
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
 
 

@@ -933,13 +933,49 @@ def test_yaml_that_python_cannot_build_is_one_line(tmp_path, text, culprit):
     assert said.startswith(f"{path}: ") and culprit in said and "\n" not in said and len(said) < 600, said
 
 
-@pytest.mark.parametrize("value", ["[" * 3000 + "]" * 3000, "2026-13-01", "9" * 5000])
-def test_a_set_value_that_python_cannot_build_is_one_line(value):
+@pytest.mark.parametrize(
+    "value, why",
+    [
+        ("[" * 3000 + "]" * 3000, "the value is not valid YAML for mlhw (nested too deeply"),
+        ("2026-13-01", "'2026-13-01' is no timestamp (month must be in 1..12)"),  # the reason, not just "not YAML"
+        ("9" * 5000, "'99999"),
+        ("1e-400", "1e-400 is too small for a float: it reads as 0 (the smallest is about 5e-324)"),
+    ],
+    ids=["nested", "month-13", "5000-digits", "underflow"],
+)
+def test_a_set_value_that_python_cannot_build_is_one_line(value, why):
     from mlhw.experiments import parse_set
 
-    with pytest.raises(MLHWError, match=r"^--set 'epochs=.*: the value is not valid YAML") as info:
+    with pytest.raises(MLHWError, match=r"^--set 'epochs=") as info:
         parse_set([f"epochs={value}"])
-    assert len(str(info.value)) < 600
+    assert why in str(info.value) and len(str(info.value)) < 600, str(info.value)
+
+
+@pytest.mark.parametrize(
+    "written, why",
+    [
+        ("1e-400", "1e-400 is too small for a float: it reads as 0 (the smallest is about 5e-324)"),
+        ("-2.5E-999", "-2.5E-999 is too small for a float: it reads as 0"),
+        ("1.5e999", "1.5e999 is too large for a float: it reads as inf (the largest is about 1.8e308)"),
+    ],
+)
+def test_a_number_beyond_floats_is_refused_at_its_line_not_read_as_0_or_inf(tmp_path, written, why):
+    """`lr: 1e-400` read as 0 and was refused as 'must be > 0 (got 0)', a value the file does not hold."""
+    text = yaml.safe_dump(BASE).replace("- 0.1\n", f"- {written}\n")
+    line = text.splitlines().index(f"      - {written}") + 1
+    path = write(tmp_path, text)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value).startswith(f"{path}: line {line} not valid YAML ({why}"), str(info.value)
+
+
+def test_numbers_in_range_and_written_infinities_read_as_before():
+    from mlhw.errors import float_beyond_range
+
+    for text in ("0", "0.0", "-0e-400", "5e-324", "1.7e308", "inf", "-Infinity", "nan", "1_0.5", "abc", "0x10"):
+        assert float_beyond_range(text) is None, text
+    for text in ("1e-400", "0.0001e-330", "1e309", "-1e309", " 2e-400 "):
+        assert float_beyond_range(text) is not None, text
 
 
 def test_a_control_character_in_the_file_is_one_line(tmp_path):

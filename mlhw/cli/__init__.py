@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Annotated, Optional
 
@@ -83,6 +84,37 @@ def _without_flag_types(command):
     return command
 
 
+def _exact_floats(command):
+    """Every float option of every command refuses a number that float() would round to 0 or inf (`--lr 1e-400`
+    was refused as 'must be > 0 (got 0)', a value nobody typed). Typer 0.29 converts a value in the parameter's
+    process_value, so the text is looked at there, before its conversion."""
+    for param in command.params:
+        descriptor = getattr(param, "type_descriptor", None)
+        if getattr(descriptor, "annotation", None) is float and not getattr(param, "exact_float", False):
+            param.process_value = functools.partial(_exact_float, param, param.process_value)
+            param.exact_float = True
+    for sub in getattr(command, "commands", {}).values():
+        _exact_floats(sub)
+    return command
+
+
+def _exact_float(param, process_value, ctx, value):
+    from mlhw.errors import float_beyond_range
+
+    if isinstance(value, str) and (why := float_beyond_range(value)):
+        raise _click_exceptions().BadParameter(why, ctx=ctx, param=param)
+    return process_value(ctx, value)
+
+
+def _click_exceptions():
+    """click's exceptions as Typer raises them: typer >= 0.2x carries its own copy of click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
 def _command_path(root, args: list[str]) -> str:
     """'mlhw mlp train' for ['mlp', 'train', '--lr']: the commands the arguments name, as far as they name one."""
     path, command = ["mlhw"], root
@@ -142,7 +174,7 @@ def _plain_usage(why: str) -> str:
     "--epochs: must be a valid integer"; "'fp8' is not one of 'auto', 'bf16'." -> "must be 'auto' or 'bf16'"."""
     import re
 
-    m = re.fullmatch(r"Invalid value for '([^']+)': (.*)", why)
+    m = re.fullmatch(r"Invalid value for '([^']+)'(?: / '[^']+')*: (.*)", why)  # ('--C' / '-C': an option's names)
     if not m:
         return why
     option, text = m.groups()
@@ -156,14 +188,13 @@ def _plain_usage(why: str) -> str:
 def _main() -> int:
     import sys
 
-    try:  # typer >= 0.2x carries its own copy of click, with Abort and Exit moved to typer.exceptions
-        from typer._click import exceptions as click
+    click = _click_exceptions()
+    try:  # typer >= 0.2x has Abort and Exit moved to typer.exceptions
         from typer.exceptions import Abort
     except ImportError:
-        from click import exceptions as click
         from click.exceptions import Abort
 
-    command = _without_flag_types(typer.main.get_command(app))
+    command = _exact_floats(_without_flag_types(typer.main.get_command(app)))
     try:
         code = command(standalone_mode=False, prog_name="mlhw")
     except click.UsageError as err:

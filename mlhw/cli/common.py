@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from mlhw.errors import MLHWError
+from mlhw.errors import MLHWError, float_beyond_range
 
 
 def _piped_width() -> int:
@@ -338,6 +338,9 @@ def _parse_list(text: str, option: str, kind, what: str) -> list:
         values = [kind(v) for v in items]
     except ValueError:
         raise MLHWError(f"{option} {text!r}: expected {what}") from None
+    for item in items if kind is float else ():
+        if why := float_beyond_range(item):  # 1e-400 read as 0 was refused as '0: must be > 0'
+            raise MLHWError(f"{option} {text!r}: {item} is {why}")
     if not values:
         raise MLHWError(f"{option} is empty: give at least one value")
     return values
