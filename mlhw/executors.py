@@ -112,11 +112,11 @@ def failed_unit(err: Exception, uri: str | None, opening: bool = False) -> UnitR
     mlhw's own error as it is; any other as its type and message. `opening`: the worker could not open the store (a
     server gone before its first unit), which also stops the units after it."""
     from mlhw.errors import MLHWError
-    from mlhw.store import resolve_uri, store_down, store_failure
+    from mlhw.store import failed_store, store_down, store_failure
 
     cause = store_failure(err)
     if cause is not None:
-        return UnitResult(error=f"the tracking store {resolve_uri(uri)} failed ({cause})", store_down=store_down(err))
+        return UnitResult(error=failed_store(uri, cause), store_down=store_down(err))
     return UnitResult(
         error=str(err) if isinstance(err, MLHWError) else f"{type(err).__name__}: {err}", store_down=opening
     )

@@ -137,6 +137,12 @@ def named(uri: str, shown: str | None = None) -> str:
     return f"{where} {shown or uri}"
 
 
+def failed_store(uri: str | None, cause: str) -> str:
+    """The one wording of a tracking store that failed, on a unit's line and on the command's last line alike
+    ('the tracking store --tracking-uri sqlite:///m.db failed (database or disk is full)'): they said it two ways."""
+    return f"the tracking store {named(resolve_uri(uri))} failed ({cause})"
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The file a sqlite:/// URI names, as SQLAlchemy reads it: its query (`?timeout=30`) is not part of it, and its
     percent-escapes are decoded (sqlite:///a%20b.db is 'a b.db': read as 'a%20b.db', a store made there looked

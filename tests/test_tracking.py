@@ -732,7 +732,10 @@ def test_a_store_that_would_fail_again_is_down_and_a_locked_database_is_not():
     assert store_down(server_gone()) and store_down(disk_full())
     assert not store_down(database_locked()) and not store_down(ValueError("a bug"))
     locked = failed_unit(database_locked(), "sqlite:///m.db")
-    assert locked.error == "the tracking store sqlite:///m.db failed (database is locked)" and not locked.store_down
+    assert (
+        locked.error == "the tracking store --tracking-uri sqlite:///m.db failed (database is locked)"
+        and not locked.store_down
+    )
     assert failed_unit(server_gone(), "http://h:1").store_down
 
 
@@ -813,7 +816,7 @@ def assert_store_failed(res, uri: str) -> str:
     assert res.exit_code == 1, (res.exit_code, res.output)
     assert "Traceback" not in res.output and "autoflush" not in res.output and "[SQL" not in res.output, res.output
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: the tracking store (--tracking-uri {uri}) failed: database or disk is full; "), last
+    assert last.startswith(f"error: the tracking store --tracking-uri {uri} failed (database or disk is full); "), last
     assert "RUNNING" in last, last
     return last
 
@@ -867,7 +870,7 @@ def test_a_store_that_fails_in_a_run_and_in_the_compile_is_one_line_each(workdir
     assert_store_failed(res, uri)
     failed = [line for line in res.stderr.splitlines() if "failed" in line and not line.startswith(("error", "ran"))]
     assert len(failed) == 1, res.stderr
-    assert f"failed: the tracking store {uri} failed (database or disk is full): " in failed[0], failed
+    assert f"failed: the tracking store --tracking-uri {uri} failed (database or disk is full):" in failed[0], failed
 
 
 THREE_UNITS = light_spec("p", epochs=1, train_size=100)
@@ -981,7 +984,7 @@ def test_a_store_gone_at_the_report_is_not_asked_again_to_end_each_suite_parent(
     assert (
         res.stderr.strip()
         .splitlines()[-1]
-        .startswith(f"error: the tracking store (--tracking-uri {uri}) failed: [Errno 111] Connection refused; ")
+        .startswith(f"error: the tracking store --tracking-uri {uri} failed ([Errno 111] Connection refused); ")
     ), res.stderr
     assert len(calls) == 1, calls  # the first parent's ending failed; the two others were not tried
     parents = [r for r in runs_of(uri)[1] if r.data.tags.get("mlhw.kind") == "suite"]
@@ -1010,7 +1013,7 @@ def test_a_read_only_command_whose_store_fails_says_it_left_nothing_running(work
     res = invoke(command, "--profile", "ci", "--tracking-uri", uri, *extra)
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: the tracking store (--tracking-uri {uri}) failed: database or disk is full; it "), (
+    assert last.startswith(f"error: the tracking store --tracking-uri {uri} failed (database or disk is full); it "), (
         last
     )
     assert "may be left RUNNING" not in last and ("writes nothing" in last or "is as it was" in last), last

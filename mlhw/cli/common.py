@@ -273,12 +273,11 @@ def handles_errors(
             )
             raise typer.Exit(code) from None
         except Exception as e:
-            from mlhw.store import named, resolve_uri, store_failure
+            from mlhw.store import failed_store, store_failure
 
             if (cause := store_failure(e)) is None:  # not the store's: a programming error keeps its traceback
                 raise
-            uri = resolve_uri(kwargs.get("tracking_uri"))
-            typer.echo(f"error: the tracking store ({named(uri)}) failed: {cause}; {store_failed}", err=True)
+            typer.echo(f"error: {failed_store(kwargs.get('tracking_uri'), cause)}; {store_failed}", err=True)
             raise typer.Exit(1) from None
         finally:
             if previous is not None:
