@@ -54,8 +54,14 @@ def format_validation_error(err, prefix: str = "", model=None) -> str:
     """Render a pydantic ValidationError as one line: `key: message (got value)`. `model`: the class validated,
     whose keys an unknown key's message lists ('suites.sweep.gird: unknown key (keys here: base, grid, ...)')."""
     parts = []
-    for e in err.errors():
+    errors = err.errors()
+    item_locs = {tuple(e.get("loc", ()))[:-1] for e in errors if e.get("loc") and isinstance(e["loc"][-1], int)}
+    for e in errors:
         path = e.get("loc", ())
+        # pydantic counts a list's valid items for its min_length: `--hidden 0` also said "must hold 1 value at
+        # least (got 0)" of a list that holds one; the item's own error names the culprit
+        if e.get("type") == "too_short" and tuple(path) in item_locs:
+            continue
         if len(path) >= 2 and path[-1] == "[key]":  # a mapping's key that is no name: 'suites.None.[key]' before
             where = ".".join(str(p) for p in path[:-2] if not isinstance(p, int)) or "config"
             # the key as read: pydantic's loc spells null 'None', true 1, 1.5 '1.5' and a date its repr

@@ -498,3 +498,14 @@ def test_a_runtime_error_that_is_not_memory_is_still_a_traceback(workdir, monkey
     monkeypatch.setattr(core.Network, "__init__", broken)
     res = invoke("mlp", "train", "--epochs", "1", "--train-size", "50", "--tracking-uri", f"sqlite:///{workdir}/m.db")
     assert res.exit_code == 1 and isinstance(res.exception, RuntimeError)
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_single_bad_hidden_width_is_named_once(workdir, value):
+    """`--hidden 0` also said "--hidden: must hold 1 value at least (got 0)" of a list that holds one value: pydantic
+    counts only the valid items for the tuple's min_length. The item's own error is the culprit, alone."""
+    uri, _ = store(workdir)
+    res = invoke("mlp", "train", *FAST, "--hidden", value, "--tracking-uri", uri)
+    line = assert_one_line_error(res, f"--hidden: each value must be > 0 (got {value})")
+    assert line == f"error: --hidden: each value must be > 0 (got {value})"
+    assert_nothing_created(workdir)
