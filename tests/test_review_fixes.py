@@ -296,6 +296,18 @@ def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):
     assert "p-partial" in twice.stdout
 
 
+def test_a_set_replaced_by_a_later_one_is_said_so_not_that_the_runs_have_its_value(project):
+    """`--set svm_soft.C=2 --set svm_soft.C=3` said "--set svm_soft.C: changes nothing (the runs it reaches have that
+    value already)" and then "--set svm_soft.C: sets svm_soft": the runs have C=3, not 2. The first is replaced by the
+    later one, and the line says which value each is."""
+    res = reproduce(project, "--dry-run", "--set", "svm_soft.C=2", "--set", "svm_soft.C=3")
+    assert res.exit_code == 0, res.output
+    assert "changes nothing" not in res.stderr, res.stderr
+    said = " ".join(res.stderr.split())
+    assert "--set svm_soft.C=2: replaced by svm_soft.C=3 (the last --set of a key counts)" in said, res.stderr
+    assert "p-partial" in res.stdout
+
+
 def test_the_set_help_says_which_set_leaves_the_report_the_profiles_own(project):
     """`reproduce --help` said of --set "The report goes to results/<profile>-partial/", while a --set of the runs'
     own value is dropped and the report stays the profile's (the test above): the help says both."""

@@ -454,7 +454,7 @@ def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list
     """The --set values that change a run (those kept); one that every run it reaches already has (the profile's
     own seeds, say) is said and dropped, so that the report stays the profile's own, not a partial one beside it."""
     from mlhw.errors import MLHWError
-    from mlhw.experiments import expand
+    from mlhw.experiments import expand, parse_set
 
     def same_runs_without(i: int) -> bool:
         try:
@@ -466,15 +466,35 @@ def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list
     def runs(specs_):
         return [(r.suite, r.label, r.variant, r.config) for r in specs_]
 
+    def key(k: int) -> str:
+        return sets[k].split("=", 1)[0].strip()
+
+    def replaced_by(i: int) -> str | None:
+        """The later --set that replaces set i where i, applied on the sets before it, changes the runs: `--set
+        epochs=2 --set epochs=3` said of epochs=2 "the runs it reaches have that value already", false of 2."""
+        before = [sets[k] for k in kept if k < i]
+        try:
+            if runs(expand(spec, profile, only, [*before, sets[i]], file)) == runs(
+                expand(spec, profile, only, before, file)
+            ):
+                return None
+        except MLHWError:
+            return None
+        field = key(i).split(".")[-1]
+        later = [k for k in range(i + 1, len(sets)) if key(k) == key(i) or key(k) == field]
+        if later and parse_set([sets[later[-1]]])[0][1:2] == parse_set([sets[i]])[0][1:2]:
+            return None  # the same value given again: this one changes nothing indeed
+        return sets[later[-1]].strip() if later else "a later --set"
+
     planned, kept = runs(specs), list(range(len(sets)))
     for i in range(len(sets)):  # one at a time, against those kept: `epochs=2` twice is one no-op, not two
         if same_runs_without(i):
             kept.remove(i)
-            err.print(
-                f"--set {sets[i].split('=', 1)[0].strip()}: changes nothing "
-                "(the runs it reaches have that value already)",
-                highlight=False,
-            )
+            if (later := replaced_by(i)) is not None:
+                why = f"={sets[i].split('=', 1)[1].strip()}: replaced by {later} (the last --set of a key counts)"
+            else:
+                why = ": changes nothing (the runs it reaches have that value already)"
+            err.print(f"--set {key(i)}{why}", highlight=False)
     return [sets[k] for k in kept]
 
 
