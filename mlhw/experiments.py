@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from mlhw.config import KINDS, user_fields
 from mlhw.errors import MLHWError, as_written, float_beyond_range, format_validation_error, yaml_error
 from mlhw.errors import message as _message
+from mlhw.layout import PARTIAL_SUFFIX
 from mlhw.reference import CNN_VARIANTS, canonical_variant
 
 
@@ -129,6 +130,12 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
             raise MLHWError(
                 f"{path}: profiles: the name {as_written(pname)} is not a folder name for results/<profile>/ "
                 "(letters, digits, '_', '-' and '.', starting with a letter or digit)"
+            )
+        if pname.endswith(PARTIAL_SUFFIX):  # results/ci-partial/ is profile ci's partial report: never a baseline
+            raise MLHWError(
+                f"{path}: profiles: the name {as_written(pname)} ends in {PARTIAL_SUFFIX!r}, the folder of a partial "
+                f"report (results/<profile>{PARTIAL_SUFFIX}/): its report would never be checked, and the partial "
+                f"reports of a profile {pname.removesuffix(PARTIAL_SUFFIX)!r} would replace it; name it otherwise"
             )
     for pname, prof in spec.profiles.items():
         for sname in prof.suites:

@@ -1026,3 +1026,14 @@ def test_yaml_merge_keys_share_a_base_between_suites(tmp_path):
     dup = doc.replace("      lr: 0.5\n", "      lr: 0.5\n      lr: 0.1\n")
     with pytest.raises(MLHWError, match="duplicate key 'lr'"):  # the mapping's own keys still may not repeat
         load_file(write(tmp_path, dup))
+
+
+def test_a_profile_name_ending_in_partial_is_refused(tmp_path):
+    """results/<profile>-partial/ is a profile's partial report: a profile named 'ci-partial' had its full report
+    there, which `mlhw check` never takes for a baseline, and which `reproduce --profile ci --only theory` replaced."""
+    path = write(tmp_path, with_(lambda d: d["profiles"].update({"ci-partial": {}})))
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    said = str(info.value)
+    assert said.startswith(f"{path}: profiles: the name 'ci-partial' ends in '-partial'"), said
+    assert "\n" not in said
