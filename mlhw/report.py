@@ -830,9 +830,20 @@ def _way_on(profile: str, parents: list) -> str:
     if stopped:
         return f"its reproduction was stopped ({stopped} suite run(s) KILLED or FAILED): {run} goes on from there"
     if partial:
+        with_set = any(
+            json.loads(r.data.tags.get("mlhw.overrides") or "{}").get("set")
+            for r in parents
+            if r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial") == "true"
+        )
+        # a --set one's runs are other runs (epochs=2): `reproduce` trains the profile's own, it does not take them
+        reuse = (
+            "runs made with --set are not the profile's: it trains its own"
+            if with_set
+            else "the runs an --only one made are not run again"
+        )
         return (
-            f"only partial reproductions of it (--only or --set: {partial} suite run(s)): {run} makes a full one (the "
-            "runs an --only one made are not run again)"
+            f"only partial reproductions of it (--only or --set: {partial} suite run(s)): {run} makes a full one "
+            f"({reuse})"
         )
     known = profiles_of("experiments.yaml")
     if known is not None and profile not in known:

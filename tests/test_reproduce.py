@@ -1588,3 +1588,20 @@ def test_the_precision_choices_of_the_cli_are_the_devices():
     from mlhw.device import PRECISIONS
 
     assert set(typing.get_args(PrecisionMode)) == set(PRECISIONS)
+
+
+def test_the_way_on_from_a_set_partial_does_not_promise_its_runs_are_reused():
+    """`mlhw tables` after only `reproduce --set epochs=2` said "`mlhw reproduce --profile p` makes a full one (the runs
+    an --only one made are not run again)": a --set reproduction's runs are other runs; the full one trains its own."""
+    from types import SimpleNamespace
+
+    from mlhw.report import _way_on
+
+    def parent(overrides):
+        tags = {"mlhw.partial": "true", "mlhw.overrides": json.dumps(overrides)}
+        return SimpleNamespace(info=SimpleNamespace(status="FINISHED"), data=SimpleNamespace(tags=tags))
+
+    only = _way_on("p", [parent({"only": ["mlp_full"], "set": []})])
+    assert "the runs an --only one made are not run again" in only, only
+    with_set = _way_on("p", [parent({"only": [], "set": ["epochs=2"]})])
+    assert "not run again" not in with_set and "runs made with --set are not the profile's" in with_set, with_set
