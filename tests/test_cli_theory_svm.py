@@ -19,6 +19,10 @@ def test_theory_all_pass_and_logged(workdir):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(rows) == 41 and all(r["passed"] for r in rows)
+    # a log (not a terminal) says what runs as it starts, and when it ended: it was silent for the checks' 10-15 s
+    said = res.stderr.splitlines()
+    assert said[0] == "theory: checking Q1-Q4 numerically (Q1 and Q3 on digits too)...", said
+    assert re.fullmatch(r"theory Q1-Q4: \(\d+ s\) 41 checks", said[1]), said
     assert {r["question"][:2] for r in rows} == {"Q1", "Q2", "Q3", "Q4"}
     questions = [r["question"][:2] for r in rows]  # in the questions' order, not the order they ran in (Q2 first)
     assert questions == sorted(questions)

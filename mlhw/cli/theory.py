@@ -6,7 +6,19 @@ from typing import Annotated
 
 import typer
 
-from mlhw.cli.common import Experiment, Json, TrackingUri, emit_json, err, handles_errors, out, prepare, tracking_hint
+from mlhw.cli.common import (
+    Experiment,
+    Json,
+    TrackingUri,
+    emit_json,
+    err,
+    handles_errors,
+    is_terminal,
+    out,
+    prepare,
+    progress,
+    tracking_hint,
+)
 
 
 @handles_errors
@@ -34,7 +46,14 @@ def theory(
 
     cfg = TheoryConfig(digits=digits)
     source, store, job = prepare(cfg, "theory · Q1-Q4", "theory", "mlhw theory", None, None, tracking_uri, experiment)
-    done = run_theory(job, store, source)
+    if not is_terminal():  # a log said nothing for the 10-15 s the checks take (the bar below draws nothing there)
+        err.print(
+            f"theory: checking Q1-Q4 numerically{' (Q1 and Q3 on digits too)' if digits else ''}...", highlight=False
+        )
+    with progress() as bar:  # on a terminal, a pulsing bar and the time taken: the checks report nothing as they go
+        task = bar.add_task("theory Q1-Q4", total=None, info="checking", count=False)
+        done = run_theory(job, store, source)
+        bar.update(task, total=1, completed=1, info=f"{len(done.result)} checks")
     checks = done.result
     table = theory_table([c.row() for c in checks])
     if as_json:
