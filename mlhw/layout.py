@@ -30,10 +30,11 @@ def is_partial(folder: Path) -> bool:
     return folder.name.endswith(PARTIAL_SUFFIX)
 
 
-def check_writable(results_dir: str | Path, profile: str | None = None, write: bool = True) -> None:
+def check_writable(results_dir: str | Path, profile: str | None = None) -> None:
     """Before any run exists: the results folder can be created and written (not a file, not read-only), and so
-    can the profile's report folders in it (a file of that name would be replaced by the report). `write=False`
-    (a dry run, which writes nothing): the folders alone, without the real write that proves the rest."""
+    can the profile's report folders in it (a file of that name would be replaced by the report). A dry run checks
+    it too: it passed `--results-dir /proc/x` that the run itself refused; the probe (a folder made and removed
+    where the results folder would be made) leaves nothing."""
     from mlhw.errors import MLHWError, refuse_empty
 
     refuse_empty("--results-dir", results_dir, "results")
@@ -46,8 +47,6 @@ def check_writable(results_dir: str | Path, profile: str | None = None, write: b
         probe_in = probe_in.parent
     if not probe_in.is_dir():
         raise MLHWError(f"--results-dir {results_dir}: {probe_in} is a file, not a folder")
-    if not write:
-        return
     try:  # a real write, not a permission check: root passes os.access, and /proc or a full disk say no only here
         shutil.rmtree(tempfile.mkdtemp(dir=probe_in, prefix=".mlhw-probe-"))
     except OSError as err:

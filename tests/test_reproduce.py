@@ -703,6 +703,13 @@ def test_results_dir_that_cannot_be_created_is_named_with_its_cause(light):
         check_writable("/proc", "tiny")
     res = invoke("tables", "--profile", "tiny", "--results-dir", "/proc/ro")
     assert_one_line_error(res, "--results-dir /proc/ro: /proc/ro cannot be created: no folder can be made in /proc")
+    # a dry run is refused as the run is: it printed `report: /proc/ro/tiny/` and exit 0 for a run refused with 2
+    for args in ([], ["--dry-run"]):
+        res = reproduce(light, "--results-dir", "/proc/ro", *args)
+        assert_one_line_error(res, "--results-dir /proc/ro: /proc/ro cannot be created: no folder can be made in")
+    before = sorted(p.name for p in light.iterdir())
+    assert reproduce(light, "--dry-run").exit_code == 0  # the probe of a writable one leaves nothing behind
+    assert sorted(p.name for p in light.iterdir()) == before and not (light / "results").exists()
 
 
 def test_a_profile_folder_that_is_a_file_fails_before_any_run(light):

@@ -100,7 +100,7 @@ def _validate(
         sets, specs = kept, expand(spec, profile, only, kept, file)
     check_device(device, present=False)
     _check_precision(precision, device, present=False)
-    check_writable(results_dir, profile, write=not dry_run)  # a dry run names a file in the way too
+    check_writable(results_dir, profile)  # a dry run too: it said `report: /proc/x/digits/` of a run refused
     source = DataSource(data_dir, False if dry_run else download, device)  # (refuses an empty --data-dir)
     if data_dir_given or download:
         # the runs that would read the folder: the chosen suites', and with --only (no --set) the other suites' too,
