@@ -709,7 +709,8 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
     alexnets = unit_count([c for c in configs if c.kind == "cnn"])
     long_mlps = unit_count([c for c in configs if c.kind == "mlp" and long_mlp_unit(c)])
     if alexnets + long_mlps < 2:
-        return 1, "fewer than two long runs (AlexNet, Part 1 on MNIST)"
+        # the rule as it is (two Part 1 units on MNIST of 2 epochs each are not long): the size, not the dataset
+        return 1, f"fewer than two long runs (AlexNet, or Part 1 of {LONG_MLP_STEPS:,} SGD steps or more)"
     if gpus is None:
         gpus = 0 if device == "cpu" else gpu_count()
     if alexnets < 2 and gpus and device != "cpu":

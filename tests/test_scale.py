@@ -360,8 +360,8 @@ def _plan_configs(alexnets: int, mlp_seeds: int = 3, svms: int = 3):
         (12, "cpu", 1, 16, (2, "two on the CPU")),  # --device cpu on a GPU machine: the CPU's rule
         (16, "auto", 0, 1, (1, "two on the CPU, but 1 CPU core")),
         # digits' SVMs alone: 16.7-17.3 s in one process, 23.4-24.0 s in two; with Part 1 (c) and theory 25.4 / 30.6 s
-        (0, "auto", 0, 2, (1, "fewer than two long runs (AlexNet, Part 1 on MNIST)")),
-        (1, "auto", 1, 16, (1, "fewer than two long runs (AlexNet, Part 1 on MNIST)")),
+        (0, "auto", 0, 2, (1, "fewer than two long runs (AlexNet, or Part 1 of 20,000 SGD steps or more)")),
+        (1, "auto", 1, 16, (1, "fewer than two long runs (AlexNet, or Part 1 of 20,000 SGD steps or more)")),
     ],
 )
 def test_jobs_auto_picks_the_workers_by_the_machine_and_the_plan(alexnets, device, gpus, cores, expected):
@@ -474,7 +474,10 @@ def test_jobs_auto_trains_a_plan_without_alexnet_in_one_process_and_says_why(pro
     uri = f"sqlite:///{project}/mlflow.db"
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", uri, "--only", "svm_soft"])
     assert res.exit_code == 0, res.stderr[-2000:]
-    assert "one process (--jobs auto: fewer than two long runs (AlexNet, Part 1 on MNIST))" in res.stderr.splitlines()
+    assert (
+        "one process (--jobs auto: fewer than two long runs (AlexNet, or Part 1 of 20,000 SGD steps or more))"
+        in res.stderr.splitlines()
+    )
     _, runs = runs_of(uri, "mlhw")
     assert {r.data.tags.get("mlhw.worker") for r in runs} == {f"{socket.gethostname()}:{os.getpid()}"}  # this process
 
