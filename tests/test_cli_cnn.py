@@ -49,6 +49,20 @@ def test_a_batch_as_large_as_the_training_split_is_said(workdir):
     assert "train 117 / val 130 / test 500, batch 117 (the whole training split: one step an epoch), " in res.stdout
 
 
+def test_compare_titles_a_part_one_way_on_the_console_and_in_its_figure(workdir, monkeypatch):
+    """The console's table said 'Part 2 (a): SGD vs Adam on digits, 1 epoch', its figure 'Part 2 (a) SGD vs Adam on
+    digits, seed 0': one run, two titles."""
+    from mlhw import plots
+
+    drawn = []
+    real = plots.cnn_curves_figure
+    monkeypatch.setattr(plots, "cnn_curves_figure", lambda s, f, t: drawn.append(t) or real(s, f, t))
+    res = invoke("cnn", "compare", "--part", "a", *SMALL, "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 0, res.output
+    title = "Part 2 (a): SGD vs Adam on digits, 1 epoch, seed 0"
+    assert drawn == [title] and title in res.stdout, (drawn, res.stdout)
+
+
 def test_compare_all_runs_shared_variant_once(workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("cnn", "compare", "--part", "all", *SMALL, "--json", "--tracking-uri", uri)

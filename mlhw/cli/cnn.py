@@ -303,7 +303,7 @@ def compare(
             runs[v] = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
         bar.update(overall, completed=len(names), info="done")
         for p in parts:
-            title, pair = CNN_PARTS[p]
+            _, pair = CNN_PARTS[p]
             rows = [_summary(runs[v]) | {"variant": v} for v in pair]
             table = cnn_table(CNN_PART_SUITES[p], rows)
             table.title += f" on {data.name}{note}"  # its .md's heading, as the reproduction's tables say it
@@ -311,19 +311,13 @@ def compare(
             parent.log_result_table(table)  # named as `reproduce` names it: tables/sgd_vs_adam.md and .csv
             # flagged from the epoch a run diverged at, as the report's figures are
             series = [(variant_title(v), [result_curves(runs[v].result)]) for v in pair]
-            figure_title = f"Part 2 ({p}) {title} on {data.name}{note}, seed {base.seed}"
+            figure_title = _compare_title(p, data.name + note, base)
             parent.log_figure(
                 lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/{table.name}.png"
             )
     console = err if as_json else out
     for p in parts:
-        console.print(
-            to_rich(
-                tables[p],
-                f"Part 2 ({p}): {CNN_PARTS[p][0]} on {data.name}{note}, "
-                f"{base.epochs} epoch{'s' if base.epochs != 1 else ''}",
-            )
-        )
+        console.print(to_rich(tables[p], _compare_title(p, data.name + note, base)))
     where = store.local_file(parent.run_id, f"figures/{SUITE_TABLES[CNN_PART_SUITES[parts[0]]]}.png")
     console.print(
         f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}"
@@ -335,6 +329,14 @@ def compare(
     if as_json:
         for v, r in runs.items():
             emit_json({"variant": v, **_summary(r), "run_id": r.run_id, "dataset": data.name})
+
+
+def _compare_title(part: str, on: str, cfg) -> str:
+    """One title for a part's table on the console and its figure: the table said '2 epochs', the figure 'seed 0'."""
+    from mlhw.reference import CNN_PARTS
+
+    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    return f"Part 2 ({part}): {CNN_PARTS[part][0]} on {on}, {epochs}, seed {cfg.seed}"
 
 
 def _summary(run) -> dict:
