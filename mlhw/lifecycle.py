@@ -42,8 +42,8 @@ TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as 
 # Metrics are batched: one write per run every few seconds, not one per value. An MLP unit trains 30 runs at once
 # and each run flushes on its own clock: at 2 s, a unit of 3 s on a GPU paid 30 extra writes (~0.4 s) between epochs.
 FLUSH_SECONDS = 5.0
-# a key's first word: the data it was measured on, or (Q3's soft SVM) the solver that gave it
-SECTIONS = ("train", "val", "test", "primal", "dual", "qp", "liblinear")
+# a key's first word: the data it was measured on, the initialisation (an MLP's epoch 0), or (Q3's soft SVM) the solver
+SECTIONS = ("train", "val", "test", "init", "primal", "dual", "qp", "liblinear")
 SYSTEM = {"epoch_seconds", "images_per_s", "total_seconds", "seconds", "primal_seconds", "dual_seconds"}
 # Q3's optimality relations between the primal and the dual optimum (svm.kkt_report), one section in the UI
 KKT = {

@@ -52,12 +52,22 @@ def test_train_logs_one_complete_run(workdir):
     assert len(tags["mlhw.config_hash"]) == 16 and len(tags["mlhw.dataset_fingerprint"]) == 16
     assert tags["mlhw.kind"] == "mlp" and tags["mlflow.source.name"] == "mlhw mlp train"
     history = client.get_metric_history(run.info.run_id, "test/acc")
-    assert [m.step for m in history] == [0, 1, 2]
+    assert [m.step for m in history] == [1, 2]
     assert history[-1].value == pytest.approx(line["test_acc"])
-    # epoch 0 is the initialisation, evaluated before training: it has no epoch time (a 0 was charted as one)
+    # epoch 0 is the initialisation, evaluated before training: its own section, no epoch time (a 0 was charted as
+    # one). As train/loss's step 0 (about 16 here) it flattened the UI's chart of the training to a line at 0
     seconds = client.get_metric_history(run.info.run_id, "system/epoch_seconds")
     assert [m.step for m in seconds] == [1, 2] and all(m.value > 0 for m in seconds)
     assert {"train/loss", "train/acc", "test/acc", "system/epoch_seconds"} <= set(run.data.metrics)
+    first = pd.read_csv(client.download_artifacts(run.info.run_id, "history.csv", str(workdir / "h"))).iloc[0]
+    assert first["epoch"] == 0 and {
+        k: run.data.metrics[f"init/{k}"] for k in ("train_loss", "train_acc", "test_acc")
+    } == {
+        "train_loss": pytest.approx(first["train_loss"]),
+        "train_acc": pytest.approx(first["train_acc"]),
+        "test_acc": pytest.approx(first["test_acc"]),
+    }
+    assert first["train_loss"] > 5 * max(m.value for m in client.get_metric_history(run.info.run_id, "train/loss"))
     assert not {"train_loss", "test_acc"} & set(run.data.metrics)  # in sections, not flat
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"history.csv"}
     inputs = client.get_run(run.info.run_id).inputs.dataset_inputs

@@ -145,7 +145,8 @@ def test_a_unit_of_seeds_and_rates_logs_each_job_as_its_own_run(workdir):
         )
         for key, name in (("train_loss", "train/loss"), ("train_acc", "train/acc"), ("test_acc", "test/acc")):
             logged = sorted((m.step, m.value) for m in client.get_metric_history(d.run_id, name))
-            assert [s for s, _ in logged] == list(range(base.epochs + 1))
+            assert [s for s, _ in logged] == list(range(1, base.epochs + 1))  # epoch 0 is init/<key>, its own chart
+            logged.insert(0, (0, run.data.metrics[f"init/{key}"]))
             np.testing.assert_allclose(
                 [v for _, v in logged], [h[key] for h in alone.history], rtol=0, atol=1e-12, equal_nan=True
             )
