@@ -139,3 +139,20 @@ def test_a_databricks_uri_without_credentials_is_one_line(tmp_path):
     assert res.returncode == 2, res.stderr
     assert res.stderr.startswith("error: $MLFLOW_TRACKING_URI databricks: ") and res.stderr.count("\n") == 1, res.stderr
     assert list(tmp_path.iterdir()) == []  # nothing made: no store, no results
+
+
+def test_a_float_option_of_a_click_based_typer_is_looked_at_too():
+    """Typer before 0.29 (pyproject allows 0.19) gives its options click's FLOAT type and no type descriptor: none of
+    them was wrapped, and `--lr 1e-400` said "--lr: must be > 0 (got 0)" again (seen with typer 0.19.2)."""
+    import click
+
+    from mlhw.cli import _exact_floats
+
+    seen = []
+    command = _exact_floats(
+        click.Command("x", params=[click.Option(["--lr"], type=float)], callback=lambda lr: seen.append(lr))
+    )
+    with pytest.raises(Exception, match="too small for a float: it reads as 0"):
+        command.main(["--lr", "1e-400"], standalone_mode=False)
+    command.main(["--lr", "0.5"], standalone_mode=False)
+    assert seen == [0.5]

@@ -89,13 +89,21 @@ def _exact_floats(command):
     was refused as 'must be > 0 (got 0)', a value nobody typed). Typer 0.29 converts a value in the parameter's
     process_value, so the text is looked at there, before its conversion."""
     for param in command.params:
-        descriptor = getattr(param, "type_descriptor", None)
-        if getattr(descriptor, "annotation", None) is float and not getattr(param, "exact_float", False):
+        if _is_float(param) and not getattr(param, "exact_float", False):
             param.process_value = functools.partial(_exact_float, param, param.process_value)
             param.exact_float = True
     for sub in getattr(command, "commands", {}).values():
         _exact_floats(sub)
     return command
+
+
+def _is_float(param) -> bool:
+    """A float option: Typer 0.29 says so in its type descriptor; the Typers before it (pyproject allows 0.19) build
+    click's own FLOAT parameter type and have no descriptor, so that none of their options was looked at."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:
+        return getattr(descriptor, "annotation", None) is float
+    return type(getattr(param, "type", None)).__name__ == "FloatParamType"
 
 
 def _exact_float(param, process_value, ctx, value):
