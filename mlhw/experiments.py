@@ -189,8 +189,10 @@ class SafeValuesLoader(yaml.SafeLoader):
             ) from None
 
     def construct_yaml_float(self, node):
-        """A float as written: `lr: 1e-400` is refused at its line, not read as 0 and refused as 'got 0'."""
-        if why := float_beyond_range(node.value):
+        """A float as written: `lr: 1e-400` is refused at its line, not read as 0 and refused as 'got 0'. Its
+        underscores go first, as PyYAML drops them: `1_e-400` or `1.5_e-400` is no number to float(), which passed it,
+        and PyYAML read it as 0."""
+        if why := float_beyond_range(node.value.replace("_", "")):
             raise yaml.constructor.ConstructorError(None, None, f"{node.value} is {why}", node.start_mark)
         return super().construct_yaml_float(node)
 

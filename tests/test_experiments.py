@@ -1037,3 +1037,13 @@ def test_a_profile_name_ending_in_partial_is_refused(tmp_path):
     said = str(info.value)
     assert said.startswith(f"{path}: profiles: the name 'ci-partial' ends in '-partial'"), said
     assert "\n" not in said
+
+
+@pytest.mark.parametrize("written", ["1_e-400", "1.5_e-400", "1__0.0e-400", "1_e400"])
+def test_a_float_beyond_range_with_underscores_yaml_drops_is_refused_too(written):
+    """YAML takes underscores where Python's float() does not (`1_e-400`): float_beyond_range saw no number there and
+    passed it, and PyYAML, which drops them, read 0 (a momentum of 0 without a word, an lr 'must be > 0 (got 0)')."""
+    from mlhw.experiments import parse_set
+
+    with pytest.raises(MLHWError, match=rf"^--set 'momentum={written}': {written} is too (small|large) for a float"):
+        parse_set([f"momentum={written}"])
