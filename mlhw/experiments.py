@@ -204,6 +204,8 @@ class UniqueKeyLoader(SafeValuesLoader):
     """YAML's safe loader, refusing a key that appears twice in one mapping (YAML keeps the last silently)."""
 
     def construct_mapping(self, node, deep=False):
+        if not isinstance(node, yaml.MappingNode):  # `!!set [1]`: the base class's error at its line (the loop below
+            return super().construct_mapping(node, deep)  # unpacked a sequence's items: a TypeError traceback)
         seen = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, then keys of its own: merged by the base

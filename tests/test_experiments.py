@@ -1047,3 +1047,15 @@ def test_a_float_beyond_range_with_underscores_yaml_drops_is_refused_too(written
 
     with pytest.raises(MLHWError, match=rf"^--set 'momentum={written}': {written} is too (small|large) for a float"):
         parse_set([f"momentum={written}"])
+
+
+def test_a_set_tag_on_a_sequence_is_one_line_not_a_traceback(tmp_path):
+    """`!!set [1]` makes PyYAML build a mapping of a sequence: the duplicate-key check unpacked its items and raised
+    TypeError (a traceback) from `--set mlp_full.seeds='!!set [1]'` and from experiments.yaml alike."""
+    from mlhw.experiments import parse_set
+
+    with pytest.raises(MLHWError, match=r"^--set 'seeds=!!set \[1\]': expected a mapping node, but found sequence"):
+        parse_set(["seeds=!!set [1]"])
+    path = write(tmp_path, "version: 1\nsuites: !!set [1]\n")
+    with pytest.raises(MLHWError, match="expected a mapping node, but found sequence"):
+        load_file(path)
