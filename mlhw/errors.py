@@ -3,6 +3,7 @@
 import datetime
 import math
 import re
+import unicodedata
 
 
 class MLHWError(ValueError):
@@ -29,7 +30,7 @@ def float_beyond_range(text: str) -> str | None:
     except (TypeError, ValueError):
         return None
     digits = re.sub(r"[eE].*$", "", str(text).strip().replace("_", ""))
-    if value == 0 and re.search(r"[1-9]", digits):
+    if value == 0 and any(unicodedata.digit(c, 0) for c in digits):  # float() reads any script's digits: '١e-400'
         return "too small for a float: it reads as 0 (the smallest is about 5e-324)"
     if math.isinf(value) and not re.search(r"inf", str(text), re.IGNORECASE):
         return "too large for a float: it reads as inf (the largest is about 1.8e308)"

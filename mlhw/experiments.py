@@ -201,7 +201,27 @@ SafeValuesLoader.add_constructor("tag:yaml.org,2002:float", SafeValuesLoader.con
 
 
 class UniqueKeyLoader(SafeValuesLoader):
-    """YAML's safe loader, refusing a key that appears twice in one mapping (YAML keeps the last silently)."""
+    """YAML's safe loader, refusing a key that appears twice in one mapping (YAML keeps the last silently), and an
+    alias inside the value its anchor names (`&a [1, *a]`: PyYAML builds a list that holds itself, and the first
+    message to show it, as_written, recursed until a RecursionError traceback)."""
+
+    def compose_node(self, parent, index):
+        inside = self.__dict__.setdefault("_anchors_open", [])
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in inside:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"the alias *{event.anchor} is inside the value &{event.anchor} names (a value without end)",
+                    event.start_mark,
+                )
+            return super().compose_node(parent, index)
+        inside.append(getattr(event, "anchor", None))
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            inside.pop()
 
     def construct_mapping(self, node, deep=False):
         if not isinstance(node, yaml.MappingNode):  # `!!set [1]`: the base class's error at its line (the loop below
@@ -237,7 +257,7 @@ def parse_set(items: list[str]) -> list[tuple[list[str], Any, str]]:
             raise MLHWError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=2 or mlp_full.lr=0.05")
         try:
             parsed = yaml.load(value, Loader=UniqueKeyLoader)
-        except yaml.constructor.ConstructorError as err:  # a scalar its tag cannot make: 1e-400, !!int abc
+        except (yaml.constructor.ConstructorError, yaml.composer.ComposerError) as err:  # 1e-400, !!int abc, &a [*a]
             raise MLHWError(f"--set {as_written(item)}: {err.problem}") from None
         except yaml.YAMLError:
             raise MLHWError(f"--set {as_written(item)}: the value is not valid YAML") from None

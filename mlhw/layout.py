@@ -39,7 +39,7 @@ def check_writable(results_dir: str | Path, profile: str | None = None) -> None:
 
     refuse_empty("--results-dir", results_dir, "results")
     root = Path(results_dir)
-    for name in [profile, f"{profile}-partial"] if profile else []:
+    for name in [profile, f"{profile}{PARTIAL_SUFFIX}"] if profile else []:
         if (root / name).exists() and not (root / name).is_dir():
             raise MLHWError(f"--results-dir {results_dir}: {root / name} is a file, not a folder (the report's)")
     probe_in = root

@@ -951,6 +951,25 @@ def test_a_set_value_that_python_cannot_build_is_one_line(value, why):
     assert why in str(info.value) and len(str(info.value)) < 600, str(info.value)
 
 
+def test_an_alias_inside_the_value_it_names_is_one_line_not_a_traceback(tmp_path):
+    """`&a [1, *a]` is a list that holds itself: the message that showed it recursed to a RecursionError traceback
+    (in experiments.yaml and in --set alike)."""
+    from mlhw.experiments import parse_set
+
+    why = "the alias *a is inside the value &a names (a value without end)"
+    text = yaml.safe_dump(BASE).replace("- 0.1\n", "- &a [0.1, *a]\n")
+    path = write(tmp_path, text)
+    line = text.splitlines().index("      - &a [0.1, *a]") + 1
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == f"{path}: line {line} not valid YAML ({why})"
+    with pytest.raises(MLHWError) as info:
+        parse_set(["m.seeds=&a [1, {b: *a}]"])
+    assert str(info.value) == f"--set 'm.seeds=&a [1, {{b: *a}}]': {why}"
+    # an alias after its anchor's value, however deep, is YAML's sharing, not a cycle
+    assert parse_set(["x=[&a [1], [*a, *a]]"])[0][1] == [[1], [[1], [1]]]
+
+
 @pytest.mark.parametrize(
     "written, why",
     [
@@ -974,7 +993,7 @@ def test_numbers_in_range_and_written_infinities_read_as_before():
 
     for text in ("0", "0.0", "-0e-400", "5e-324", "1.7e308", "inf", "-Infinity", "nan", "1_0.5", "abc", "0x10"):
         assert float_beyond_range(text) is None, text
-    for text in ("1e-400", "0.0001e-330", "1e309", "-1e309", " 2e-400 "):
+    for text in ("1e-400", "0.0001e-330", "1e309", "-1e309", " 2e-400 ", "\u0661e-400"):  # (an Arabic-Indic 1)
         assert float_beyond_range(text) is not None, text
 
 
