@@ -107,7 +107,26 @@ class Terminated(KeyboardInterrupt):
 # A signal handler's exception is lost when the signal lands while Python runs a finalizer (a __del__ or weakref
 # callback: "Exception ignored in ..."); SQLAlchemy runs them during start-up, and a SIGTERM there was swallowed: the
 # reproduction went on to the end. The handler also sets this flag, which the parent checks between events.
-_TERMINATED = threading.Event()
+class _Flag:
+    """A flag that a signal handler may set at any moment, also while another handler is setting it: a second SIGTERM
+    (`timeout` and a CI runner's cancel send one to the process and one to its group, a moment apart) that landed
+    while the first handler held threading.Event's internal lock blocked forever on that lock: the reproduction hung
+    with its runs RUNNING, deaf to every later SIGTERM. An attribute store takes no lock."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+_TERMINATED = _Flag()
 
 
 def terminate(signum=None, frame=None):
