@@ -258,15 +258,18 @@ def _check_sqlite(uri: str, path: Path, writable: bool = True) -> None:
             raise MLHWError(f"{named(uri)}: {path} is not a SQLite database ({err})") from None
         if not writable and "experiments" not in tables:  # MLflow would make its tables there: a write
             raise MLHWError(f"{named(uri)}: {path} holds no MLflow store (no experiments table)")
+        if not writable:
+            return
+    elif not writable:  # a command that only reads makes no database: it finds none (and says so) later
         return
-    if not writable:  # a command that only reads makes no database: it finds none (and says so) later
-        return
-    try:
+    try:  # an existing database too: SQLite writes its journal beside it (a folder it cannot write: "unable to open
+        # database file" at the first write, after the plan, exit 1, where a writable file in it passed this check)
         fd, probe = tempfile.mkstemp(dir=parent, prefix=".mlhw-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise MLHWError(f"{named(uri)}: cannot create a database in {parent}/ ({err.strerror})") from None
+        what = "write to the database (SQLite keeps its journal beside it)" if path.exists() else "create a database"
+        raise MLHWError(f"{named(uri)}: cannot {what} in {parent}/ ({err.strerror})") from None
 
 
 def probe_server(uri: str, timeout: float = 3.0) -> None:

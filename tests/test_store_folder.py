@@ -1,0 +1,36 @@
+"""A SQLite store whose file is writable in a folder that is not: SQLite writes its journal beside the database, so
+every write fails ("unable to open database file"). It passed the store's check and failed after the plan, exit 1;
+it must be refused before anything runs, as an unwritable database file is."""
+
+import os
+import sqlite3
+import subprocess
+
+import pytest
+from helpers import assert_one_line_error, invoke
+
+
+@pytest.fixture
+def locked_folder(workdir):
+    """A folder holding a writable SQLite database, in which no file can be created."""
+    folder = workdir / "store"
+    folder.mkdir()
+    with sqlite3.connect(folder / "m.db") as con:
+        con.execute("create table t (x)")
+    if os.geteuid() == 0:  # root ignores file modes: the immutable attribute stops it
+        if subprocess.run(["chattr", "+i", folder], capture_output=True).returncode != 0:
+            pytest.skip("no folder can be made unwritable for root here (chattr +i)")
+        yield folder
+        subprocess.run(["chattr", "-i", folder], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("argv", [["mlp", "train", "--epochs", 1], ["theory", "--no-digits"]])
+def test_a_writable_database_in_an_unwritable_folder_is_refused_first(locked_folder, argv):
+    db = locked_folder / "m.db"
+    assert os.access(db, os.W_OK)
+    res = invoke(*argv, "--tracking-uri", f"sqlite:///{db}")
+    assert_one_line_error(res, "--tracking-uri", str(locked_folder), "journal")
