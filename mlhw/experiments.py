@@ -452,7 +452,10 @@ def _check_file_values_reach_a_run(layers: _Layers, name: str, runs: list[RunSpe
         if not layer:
             continue
         # the grids that apply wherever this value does: its own layer's, and the suite's own under a profile's
-        grids = tuple(_named(f"{g}.grid.", file) for g in dict.fromkeys((layer, f"suites.{name}")))
+        # (and their seeds lists, which set the seed of every run: `base: {seed: 3}` beside `seeds: [8, 9]`)
+        layers_here = dict.fromkeys((layer, f"suites.{name}"))
+        grids = tuple(_named(f"{g}.grid.", file) for g in layers_here)
+        grids += tuple(_named(f"{g}.seeds", file) for g in layers_here)
         culprit, taken_from = _named(origin, file), {r.where.get(k, "") for r in runs}
         if culprit not in taken_from and all(t.startswith(grids) for t in taken_from):
             raise _changes_no_run(culprit, k, layers.base[k], runs, name, f"of {name}")

@@ -1078,3 +1078,32 @@ def test_a_set_tag_on_a_sequence_is_one_line_not_a_traceback(tmp_path):
     path = write(tmp_path, "version: 1\nsuites: !!set [1]\n")
     with pytest.raises(MLHWError, match="expected a mapping node, but found sequence"):
         load_file(path)
+
+
+@pytest.mark.parametrize(
+    "suite, profile, culprit",
+    [
+        ({"base": {"seed": 3}, "seeds": [8, 9]}, {}, "suites.m.base.seed"),
+        ({}, {"suites": {"m": {"base": {"seed": 3}, "seeds": [8, 9]}}}, "profiles.p.suites.m.base.seed"),
+    ],
+)
+def test_a_base_seed_beside_its_layers_seeds_is_refused(tmp_path, suite, profile, culprit):
+    """`base: {seed: 3}` beside `seeds: [8, 9]` trained seeds 8 and 9 and dropped the 3 in silence, where `base: {lr}`
+    beside `grid: {lr: [...]}` is refused, and so is `--set m.seed=3` under a seeds list."""
+    doc = {
+        "version": 1,
+        "suites": {"m": {"kind": "mlp", "part": "mlp.c", **suite}},
+        "profiles": {"p": {"defaults": {"dataset": "digits"}, **profile}},
+    }
+    with pytest.raises(MLHWError, match=rf": {re.escape(culprit)}: changes no run: every run of m takes seed from"):
+        expand(load_file(write(tmp_path, doc)), "p")
+
+
+def test_a_suites_base_seed_under_a_profiles_seeds_is_the_profiles_doing(tmp_path):
+    doc = {
+        "version": 1,
+        "suites": {"m": {"kind": "mlp", "part": "mlp.c", "base": {"seed": 3}}},
+        "profiles": {"p": {"defaults": {"dataset": "digits"}, "suites": {"m": {"seeds": [8, 9]}}}, "q": {}},
+    }
+    spec = load_file(write(tmp_path, doc))
+    assert [r.config.seed for r in expand(spec, "p")] == [8, 9] and [r.config.seed for r in expand(spec, "q")] == [3]
