@@ -258,6 +258,12 @@ def _check_sqlite(uri: str, path: Path, writable: bool = True) -> None:
             raise MLHWError(f"{named(uri)}: {path} is not a SQLite database ({err})") from None
         if not writable and "experiments" not in tables:  # MLflow would make its tables there: a write
             raise MLHWError(f"{named(uri)}: {path} holds no MLflow store (no experiments table)")
+        if tables and not tables & {"experiments", "alembic_version"}:  # another program's database: MLflow added
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")  # its 65 tables to it
+            raise MLHWError(
+                f"{named(uri)}: {path} is a SQLite database of something else (tables: {shown}), not an MLflow "
+                "store: name a new file or an MLflow store's"
+            )
         if not writable:
             return
     elif not writable:  # a command that only reads makes no database: it finds none (and says so) later

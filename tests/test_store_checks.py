@@ -1,6 +1,8 @@
-"""A SQLite store whose file is writable in a folder that is not: SQLite writes its journal beside the database, so
-every write fails ("unable to open database file"). It passed the store's check and failed after the plan, exit 1;
-it must be refused before anything runs, as an unwritable database file is."""
+"""SQLite stores that passed the store's check and should not have.
+
+A writable database in a folder that is not: SQLite writes its journal beside the database, so every write failed
+("unable to open database file") after the plan, exit 1; it must be refused before anything runs, as an unwritable
+database file is. Another program's SQLite database: MLflow added its 65 tables to it."""
 
 import os
 import sqlite3
@@ -16,7 +18,7 @@ def locked_folder(workdir):
     folder = workdir / "store"
     folder.mkdir()
     with sqlite3.connect(folder / "m.db") as con:
-        con.execute("create table t (x)")
+        con.execute("create table experiments (x)")  # as an MLflow store has
     if os.geteuid() == 0:  # root ignores file modes: the immutable attribute stops it
         if subprocess.run(["chattr", "+i", folder], capture_output=True).returncode != 0:
             pytest.skip("no folder can be made unwritable for root here (chattr +i)")
@@ -34,3 +36,14 @@ def test_a_writable_database_in_an_unwritable_folder_is_refused_first(locked_fol
     assert os.access(db, os.W_OK)
     res = invoke(*argv, "--tracking-uri", f"sqlite:///{db}")
     assert_one_line_error(res, "--tracking-uri", str(locked_folder), "journal")
+
+
+def test_another_programs_sqlite_database_is_refused_and_left_alone(workdir):
+    db = workdir / "app.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table notes (t text)")
+        con.execute("insert into notes values ('keep')")
+    before = db.read_bytes()
+    res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", f"sqlite:///{db}")
+    assert_one_line_error(res, "--tracking-uri", str(db), "tables: notes", "not an MLflow store")
+    assert db.read_bytes() == before
