@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from mlhw import data as datalib
 from mlhw.claims import STALE_SECONDS, Claimed, claimer, mark_dead
 from mlhw.lifecycle import Terminated, worker_id
-from mlhw.processes import QuietSpawnContext, exit_with_parent, writer_signals
+from mlhw.processes import QuietSpawnContext, exit_with_parent, start_resource_tracker, writer_signals
 from mlhw.runs import DataSource, Job, run_unit
 from mlhw.store import Store, signals_deferred
 
@@ -178,6 +178,8 @@ def prepare_worker(
     Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if hasattr(signal, "SIGHUP"):  # a closed terminal hangs up its whole process group: the parent stops the
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # workers with SIGTERM, which ends their runs KILLED
         exit_with_parent()
     signal.signal(signal.SIGTERM, _terminate_in_run)
     _WORKER["device_name"] = device or settings.device
@@ -397,6 +399,7 @@ class PoolExecutor:
 
         if self._pools is not None:
             return
+        start_resource_tracker()  # before the first pool starts it, deaf to a hangup
         ctx = QuietSpawnContext()  # SIGINT ignored from the children's first instruction
         self._manager = RelayManager(ctx=ctx)
         self._manager.start(writer_signals)

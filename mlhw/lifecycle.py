@@ -13,6 +13,7 @@ import getpass
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -101,7 +102,12 @@ def metric_key(name: str) -> str:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that it ends runs exactly as Ctrl-C does."""
+    """SIGTERM (or SIGHUP: the terminal closed, the SSH connection dropped), raised in the main thread so that it
+    ends runs exactly as Ctrl-C does. `signum`: which one, for the exit code (128 + signum) and its line."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = int(signum)
 
 
 # A signal handler's exception is lost when the signal lands while Python runs a finalizer (a __del__ or weakref
@@ -114,25 +120,26 @@ class _Flag:
     with its runs RUNNING, deaf to every later SIGTERM. An attribute store takes no lock."""
 
     def __init__(self) -> None:
-        self._set = False
+        self.signum = 0  # the signal that came (0: none)
 
-    def set(self) -> None:
-        self._set = True
+    def set(self, signum: int = signal.SIGTERM) -> None:
+        self.signum = int(signum)
 
     def clear(self) -> None:
-        self._set = False
+        self.signum = 0
 
     def is_set(self) -> bool:
-        return self._set
+        return self.signum != 0
 
 
 _TERMINATED = _Flag()
 
 
 def terminate(signum=None, frame=None):
-    """The SIGTERM handler of a command: remember it, and raise `Terminated` where the main thread is."""
-    _TERMINATED.set()
-    raise Terminated()
+    """The SIGTERM (and SIGHUP) handler of a command: remember it, and raise `Terminated` where the main thread is."""
+    signum = signum or signal.SIGTERM
+    _TERMINATED.set(signum)
+    raise Terminated(signum)
 
 
 def expect_sigterm() -> None:
@@ -144,7 +151,7 @@ def expect_sigterm() -> None:
 def check_terminated() -> None:
     """Raise `Terminated` if a SIGTERM came and its exception was swallowed."""
     if _TERMINATED.is_set():
-        raise Terminated()
+        raise Terminated(_TERMINATED.signum)
 
 
 @functools.lru_cache(maxsize=1)

@@ -81,8 +81,26 @@ def writer_signals() -> None:
     start: the writer answers at once, and its first call (a worker's, seconds later) finds MLflow loaded."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal hangs up the whole group: the same as SIGTERM to it
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     exit_with_parent()
     threading.Thread(target=_load_mlflow, name="mlhw-writer-imports", daemon=True).start()
+
+
+def start_resource_tracker() -> None:
+    """multiprocessing's resource tracker (a process of the parent's group, started with the first pool) deaf to a
+    hangup, as it is to SIGINT and SIGTERM: a closed terminal's SIGHUP killed it, and its relaunched self printed
+    'process died unexpectedly' and a KeyError traceback per semaphore under the reproduction's last line. The
+    handler put back at once (a SIGHUP to the parent in that moment is lost, not the reproduction)."""
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the child keeps an ignored signal across its exec
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _load_mlflow() -> None:

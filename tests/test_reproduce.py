@@ -902,6 +902,50 @@ def test_sigterm_ends_a_single_run_killed(workdir):
     assert run.info.status == "KILLED" and "train/loss" in run.data.metrics  # what was logged is kept
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_sighup_ends_a_run_killed_unless_nohup_ignores_it(workdir):
+    """A closed terminal or a dropped SSH connection sends SIGHUP: its default ended the process at once, its run
+    left RUNNING (exit 129) until a later reproduce found the process gone. Now it ends runs as SIGTERM does; where
+    SIGHUP is ignored already (`nohup mlhw ...`), it stays ignored: the command goes on."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    logged = "select distinct run_uuid from metrics where key = 'train/loss'"
+
+    def start(db, ignore_hup):
+        return subprocess.Popen(
+            [sys.executable, "-m", "mlhw", "mlp", "train", "--epochs", "100000", "--tracking-uri", f"sqlite:///{db}"],
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignore_hup else None,
+        )
+
+    proc = start(workdir / "mlflow.db", ignore_hup=False)
+    try:
+        ((victim_id,),) = wait_for(lambda: sqlite_rows(workdir / "mlflow.db", logged), proc)
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 129 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("hung up (SIGHUP): any active run is marked KILLED"), err
+    assert runs_of(uri)[0].get_run(victim_id).info.status == "KILLED"
+
+    proc = start(workdir / "nohup.db", ignore_hup=True)
+    try:
+        wait_for(lambda: sqlite_rows(workdir / "nohup.db", logged), proc)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None  # nohup's wish kept: still training
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143 and err.strip().splitlines()[-1].startswith("terminated (SIGTERM)"), err
+
+
 # --- the ci profile: one reproduction for the session -------------------------------------------------------
 
 

@@ -264,9 +264,10 @@ def handles_errors(
             )
             raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
-            code = 143 if isinstance(e, Terminated) else 130
+            signum = e.signum if isinstance(e, Terminated) else signal.SIGINT
+            code = 128 + signum  # 143 for SIGTERM, 129 for SIGHUP, 130 for Ctrl-C
             typer.echo(
-                f"{'terminated (SIGTERM)' if code == 143 else 'interrupted (Ctrl-C)'}: "
+                f"{STOPPED_BY.get(signum, 'interrupted (Ctrl-C)')}: "
                 # a command that knows more at the moment it was stopped says it on the exception (`mlhw tables`)
                 + (getattr(e, "stopped", None) or (stopped(**kwargs) if callable(stopped) else stopped)),
                 err=True,
@@ -280,8 +281,8 @@ def handles_errors(
             typer.echo(f"error: {failed_store(kwargs.get('tracking_uri'), cause)}; {store_failed}", err=True)
             raise typer.Exit(1) from None
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
@@ -296,14 +297,27 @@ def _whose_data_dir(e: MLHWError, data_dir) -> str:
     return ""
 
 
-def _on_sigterm():
-    """SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so it ends runs as Ctrl-C does."""
+def _on_sigterm() -> dict:
+    """SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so it ends runs as Ctrl-C does; so does
+    SIGHUP (the terminal closed, an SSH connection dropped), whose default left the runs RUNNING until a later
+    reproduce found their process gone, unless it is ignored already (`nohup mlhw ...` asks to outlive the terminal).
+    Returns the handlers it replaced, to put back."""
     from mlhw import lifecycle
 
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
     lifecycle.expect_sigterm()
-    return signal.signal(signal.SIGTERM, lifecycle.terminate)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, lifecycle.terminate)}
+    hup = getattr(signal, "SIGHUP", None)  # (none on Windows)
+    if hup is not None and signal.getsignal(hup) == signal.SIG_DFL:
+        previous[hup] = signal.signal(hup, lifecycle.terminate)
+    return previous
+
+
+# how a command's last line names the signal that stopped it (Terminated.signum)
+STOPPED_BY = {signal.SIGTERM: "terminated (SIGTERM)"} | (
+    {signal.SIGHUP: "hung up (SIGHUP)"} if hasattr(signal, "SIGHUP") else {}
+)
 
 
 def in_ci() -> bool:
