@@ -37,6 +37,13 @@ class SuiteOverride(_Strict):
     # checked by _check_layers, as --set's are: pydantic's list[int] read ["8", 9.0, true] as seeds 8, 9 and 1
     seeds: Any = None
 
+    @field_validator("grid")
+    @classmethod
+    def _a_grid_varies_something(cls, value):
+        if not value:  # `grid: {}` ran as no grid, where `grid: {lr: []}` is refused: a grid left half-written
+            raise ValueError("empty grid: give a field and its list of values (grid: {lr: [0.01, 0.1]}), or no grid")
+        return value
+
 
 # the parts of the assignment a suite of each kind can be (its runs' mlhw.part tag: the UI's filter)
 PARTS = {

@@ -273,6 +273,9 @@ def with_(change):
             "exp.yaml: suites.m.base.epochs: must be a valid integer (got 'many')",
         ),
         (lambda d: d["suites"]["m"]["grid"].update(lr=[]), "exp.yaml: suites.m.grid.lr: empty grid"),
+        # a grid of no field ran as no grid: a grid left half-written, where a field's empty list is refused
+        (lambda d: d["suites"]["m"].update(grid={}), "exp.yaml: suites.m.grid: empty grid: give a field and its list"),
+        (lambda d: d["profiles"]["p"]["suites"]["m"].update(grid={}), "exp.yaml: profiles.p.suites.m.grid: empty grid"),
         (lambda d: d["suites"]["m"]["grid"].update(seed=[1, 2]), "exp.yaml: suites.m.grid.seed: seeds are not a grid"),
         # a file value that no run takes was dropped in silence, where the same value by --set was refused
         (
