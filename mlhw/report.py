@@ -320,7 +320,10 @@ def write_report(
     found = report_findings(scope, done) if findings is None else None
     if found is not None:
         findings = F.to_markdown(found, heading="")
-    final = scope.folder(results_dir)
+    shown = scope.folder(results_dir)
+    # results/<profile> a link (to another disk, a shared folder): the report goes where it points; the swap below
+    # replaced the link itself with a folder, and the report never reached its target
+    final = shown.resolve() if shown.is_symlink() else shown
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
@@ -351,7 +354,7 @@ def write_report(
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return tables, final / REPORT, done, found
+    return tables, shown / REPORT, done, found
 
 
 def _write(path: Path, text: str) -> None:

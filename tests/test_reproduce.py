@@ -712,6 +712,20 @@ def test_results_dir_that_cannot_be_created_is_named_with_its_cause(light):
     assert sorted(p.name for p in light.iterdir()) == before and not (light / "results").exists()
 
 
+def test_a_profile_folder_that_is_a_link_gets_the_report_where_it_points(light):
+    """results/tiny a link to a folder elsewhere (another disk): the report's swap replaced the link with a folder of
+    its own, and the folder it pointed to never got the report."""
+    (light / "elsewhere").mkdir()
+    (light / "results").mkdir()
+    (light / "results" / "tiny").symlink_to(light / "elsewhere", target_is_directory=True)
+    for _ in range(2):  # and again, over the report it wrote there
+        res = reproduce(light, "--force")
+        assert res.exit_code == 0, res.output
+        assert (light / "results" / "tiny").is_symlink() and (light / "elsewhere" / "REPORT.md").is_file()
+    assert sorted(p.name for p in (light / "results").iterdir()) == ["tiny"]
+    assert not [p for p in light.iterdir() if p.name.startswith(".elsewhere")]  # no swap's leftovers beside it
+
+
 def test_a_profile_folder_that_is_a_file_fails_before_any_run(light):
     """results/tiny a plain file: the report would replace it (and left a .tiny.old-PID file behind)."""
     (light / "results").mkdir()
