@@ -317,6 +317,11 @@ def _changes_no_run(culprit: str, field: str, value, reached: list[RunSpec], sui
         return MLHWError(f"{culprit}: changes no run: no run {who} reads {field} ({'; '.join(sorted(why))})")
     origins = {r.where.get(field) for r in reached}
     origin = origins.pop() if len(origins) == 1 and None not in origins else "elsewhere"
+    if culprit.startswith("--set") and origin.startswith("--set"):  # two --sets of one field: not a grid's doing
+        return MLHWError(
+            f"{culprit}: changes no run: every run {who} takes {field} from {origin} (the last --set of a field "
+            "counts): give it once"
+        )
     hint = _set_hint(field, suite, value, reached)
     if not culprit.startswith("--set"):  # a file's value: the way is in the file too
         hint = hint.replace("use --set ", "set ").replace(f"{suite}.", "", 1)

@@ -628,6 +628,13 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         ),
         (["--profile", "p", "--set", "m.seed=3"], "--set m.seed: changes no run: every run it reaches takes seed"),
         (["--profile", "p", "--only", "m", "--set", "lr=0.5"], "--set lr: changes no run"),
+        # two --sets of one field, one general and one a suite's: the hint was a grid of one value (use --set
+        # m.grid.epochs=[2]), which was not what either meant
+        (
+            ["--profile", "p", "--only", "m", "--set", "epochs=2", "--set", "m.epochs=3"],
+            "--set epochs: changes no run: every run it reaches takes epochs from --set m.epochs (the last --set of a "
+            "field counts): give it once",
+        ),
         # it blamed a grid: the suite is simply not run
         (["--profile", "p", "--only", "s", "--set", "m.epochs=3"], "--set m.epochs: suite m is not among the suites"),
         (["--profile", "p", "--set", "m.grid.lr=[]"], "--set m.grid.lr: empty grid"),  # was "exp.yaml: --set ..."
