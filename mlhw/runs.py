@@ -259,7 +259,7 @@ def _train_mlp(jobs, logs, datas, device, on_epoch, train_mlp_groups) -> list[Do
         for log, (g, r) in zip(logs, at):
             row = {k: v for k, v in rows[g][r].items() if k != "epoch"}
             if epoch == 0:  # the initialisation, evaluated before any step: init/train_loss, ..., no epoch time (a 0
-                # charted as one). As train/loss's step 0 (7-16 on digits, 20-43 on MNIST) it flattened the UI's chart
+                # charted as one). As train/loss's step 0 (17-22 on digits, 46-83 on MNIST) it flattened the UI's chart
                 # of the training to a line at 0; history.csv keeps it as epoch 0
                 row = {f"init_{k}": v for k, v in row.items() if k != "epoch_seconds"}
             log.log_metrics(row, step=epoch)
