@@ -693,10 +693,10 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
       do not earn back. On this project's 2-core CPU (2026-11-28, fresh stores, alternated): the digits profile's
       SVMs alone took 16.7-17.3 s in one process and 23.4-24.0 s in two; with Part 1 (c) and theory 25.4 s and
       30.6 s; the ci profile (tiny AlexNets; it says `jobs: 1`) 15.8-16.6 s and 17.1-17.5 s.
-    - Or, without a GPU, two long units of any kind (AlexNet, or Part 1 on MNIST: long_mlp_unit): the paper
-      profile's Part 1 with the SVMs and theory (its suites but CIFAR-10's) took 104.0 s in one process and 58.6 s
-      in two on the 2-core AMD EPYC (2026-11-28), the same numbers. (With a GPU, Part 1 trains there in one
-      process: a CPU lane would take one of its units at a third of the GPU's speed.)
+    - Or, without a GPU, two long units of any kind (AlexNet, or Part 1 of LONG_MLP_STEPS or more:
+      long_mlp_unit): the paper profile's Part 1 with the SVMs and theory (its suites but CIFAR-10's) took 104.0 s
+      in one process and 58.6 s in two on the 2-core AMD EPYC (2026-11-28), the same numbers. (With a GPU, Part 1
+      trains there in one process: a CPU lane would take one of its units at a third of the GPU's speed.)
     - Then, a GPU here and --device auto (counted without torch, gpu_count): one worker per GPU and one on the CPU
       (its lane trains Part 1, the SVMs and theory beside AlexNet). The paper profile on one H100 (MLflow on SQLite,
       2026-11-27): 83.8 s with one process, 76.8 s with two; on one H200 92.2 s and 85.0 s.

@@ -406,7 +406,8 @@ def test_the_jobs_help_names_every_kind_of_plan_auto_gives_workers():
     assert res.exit_code == 0
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.stdout).split())
     assert "two AlexNet runs or more (" not in text
-    assert "AlexNet's or, without a GPU, Part 1's on MNIST" in text
+    assert "AlexNet's or, without a GPU, Part 1's of 20,000 SGD steps or more" in text
+    assert "Part 1's on MNIST (" not in text  # false of two 2-epoch MNIST units: auto counts steps
 
 
 def test_jobs_auto_never_starts_more_workers_than_units():
