@@ -1040,7 +1040,8 @@ def reproduce(
     Resumable and idempotent: each run is identified by a hash of its resolved config, its data and the code
     that computes it (edit the backprop, and Part 1 and the theory checks run again); FINISHED runs are skipped,
     FAILED or KILLED ones run again, and a second invocation does nothing.
-    Ctrl-C or SIGTERM marks the active runs KILLED (exit 130 / 143); the next reproduce continues. So does a
+    Ctrl-C, SIGTERM or a hangup (SIGHUP, unless ignored: nohup) marks the active runs KILLED (exit 130 / 143 /
+    129); the next reproduce continues. So does a
     tracking store that fails (a server gone, a full disk): no unit starts after the one it failed.
     Writes results/<profile>/: tables (Markdown, CSV, LaTeX), figures and REPORT.md; each suite is also a
     parent run in MLflow holding its tables and figure. Ends with the verdict against the results it replaced
