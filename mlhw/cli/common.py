@@ -235,10 +235,11 @@ STORE_FAILED = "runs it was writing may be left RUNNING"
 def handles_errors(
     fn: Callable | None = None, *, stopped: str | Callable[..., str] = STARTS_OVER, store_failed: str = STORE_FAILED
 ) -> Callable:
-    """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130) and SIGTERM
-    (exit 143, what kill, systemd, Slurm and CI runners send) end the active runs KILLED; `stopped` says what
-    the interruption left (reproduce: that its next invocation resumes; ui: that the server is gone), or is called
-    with the command's options to say it (tables: the folder it writes, as --results-dir and --profile name it).
+    """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130), SIGTERM (exit 143,
+    what kill, systemd, Slurm and CI runners send) and SIGHUP (exit 129, unless ignored) end the active runs KILLED;
+    `stopped` says what the interruption left (reproduce: that its next invocation resumes; ui: that the server is
+    gone), or is called with the command's options to say it (tables: the folder it writes, as --results-dir and
+    --profile name it).
     The tracking store failing once open (a server gone, a full disk) is one line too, exit 1: its URI, the root
     cause, and `store_failed`, what that left (a traceback of MLflow's retries or SQL before)."""
     if fn is None:
