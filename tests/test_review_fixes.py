@@ -292,7 +292,7 @@ def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):
     assert f"report: {Path('results') / 'p'}/" in same.stdout.replace("\n", "")
     twice = reproduce(project, "--dry-run", "--set", "svm_soft.C=2", "--set", "svm_soft.C=2")
     assert twice.exit_code == 0, twice.output
-    assert twice.stderr.count("changes nothing") == 1 and "--set svm_soft.C: sets svm_soft" in twice.stdout
+    assert twice.stderr.count("given again by") == 1 and "--set svm_soft.C: sets svm_soft" in twice.stdout
     assert "p-partial" in twice.stdout
 
 
@@ -305,6 +305,17 @@ def test_a_set_replaced_by_a_later_one_is_said_so_not_that_the_runs_have_its_val
     assert "changes nothing" not in res.stderr, res.stderr
     said = " ".join(res.stderr.split())
     assert "--set svm_soft.C=2: replaced by svm_soft.C=3 (the last --set of a key counts)" in said, res.stderr
+    assert "p-partial" in res.stdout
+
+
+def test_a_set_given_twice_is_said_given_again_not_that_the_runs_have_its_value(project):
+    """`--set svm_soft.C=2 --set svm_soft.C=2` said of the first "changes nothing (the runs it reaches have that value
+    already)": the runs have C=1; the second --set gives them 2."""
+    res = reproduce(project, "--dry-run", "--set", "svm_soft.C=2", "--set", "svm_soft.C=2")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert "have that value already" not in said, res.stderr
+    assert "--set svm_soft.C=2: given again by svm_soft.C=2 (the last --set of a key counts)" in said, res.stderr
     assert "p-partial" in res.stdout
 
 

@@ -469,9 +469,10 @@ def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list
     def key(k: int) -> str:
         return sets[k].split("=", 1)[0].strip()
 
-    def replaced_by(i: int) -> str | None:
-        """The later --set that replaces set i where i, applied on the sets before it, changes the runs: `--set
-        epochs=2 --set epochs=3` said of epochs=2 "the runs it reaches have that value already", false of 2."""
+    def replaced_by(i: int) -> tuple[str, bool] | None:
+        """The later --set that replaces set i where i, applied on the sets before it, changes the runs, and whether
+        it gives the same value again: `--set epochs=2 --set epochs=3` (and `epochs=2` twice) said of the first
+        "the runs it reaches have that value already", false of 2: the later --set gives the runs their value."""
         before = [sets[k] for k in kept if k < i]
         try:
             if runs(expand(spec, profile, only, [*before, sets[i]], file)) == runs(
@@ -482,16 +483,18 @@ def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list
             return None
         field = key(i).split(".")[-1]
         later = [k for k in range(i + 1, len(sets)) if key(k) == key(i) or key(k) == field]
-        if later and parse_set([sets[later[-1]]])[0][1:2] == parse_set([sets[i]])[0][1:2]:
-            return None  # the same value given again: this one changes nothing indeed
-        return sets[later[-1]].strip() if later else "a later --set"
+        if not later:
+            return "a later --set", False
+        return sets[later[-1]].strip(), parse_set([sets[later[-1]]])[0][1:2] == parse_set([sets[i]])[0][1:2]
 
     planned, kept = runs(specs), list(range(len(sets)))
     for i in range(len(sets)):  # one at a time, against those kept: `epochs=2` twice is one no-op, not two
         if same_runs_without(i):
             kept.remove(i)
             if (later := replaced_by(i)) is not None:
-                why = f"={sets[i].split('=', 1)[1].strip()}: replaced by {later} (the last --set of a key counts)"
+                value, (by, same) = sets[i].split("=", 1)[1].strip(), later
+                how = "given again by" if same else "replaced by"
+                why = f"={value}: {how} {by} (the last --set of a key counts)"
             else:
                 why = ": changes nothing (the runs it reaches have that value already)"
             err.print(f"--set {key(i)}{why}", highlight=False)
