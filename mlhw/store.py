@@ -297,7 +297,7 @@ def probe_server(uri: str, timeout: float = 3.0) -> None:
 
 @contextlib.contextmanager
 def signals_deferred():
-    """Hold Ctrl-C and SIGTERM until the block ends: MLflow creates and migrates a new database's tables here,
+    """Hold Ctrl-C, SIGTERM and a hangup until the block ends: MLflow creates and migrates a new database's tables here,
     and an interrupt half-way leaves a store every later command fails on. The handlers only note the signal
     (any thread may receive it; Python runs handlers in the main thread), which is acted on afterwards."""
     import signal
@@ -307,9 +307,11 @@ def signals_deferred():
         yield
         return
     caught: list[int] = []
-    saved = {
-        sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    held = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and callable(signal.getsignal(hup)):  # a hangup, where the command ends runs on it (not
+        held.append(hup)  # where it is ignored: nohup)
+    saved = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in held}
     try:
         yield
     finally:

@@ -259,7 +259,8 @@ def test_a_workers_start_up_never_raises_its_first_unit_says_what_failed(project
     import signal
 
     settings = executors.Settings(uri=f"sqlite:///{project}/mlflow.db", experiment="mlhw", device="cuda:7")
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # (a worker ignores SIGHUP: left so, every process the later tests start inherited it, and ignored a hangup)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     monkeypatch.setattr(executors, "_WORKER", {})
     monkeypatch.setattr(executors, "execute_unit", lambda *a, **k: pytest.fail("the unit ran without its device"))
     try:
@@ -638,7 +639,14 @@ def test_a_group_sigterm_ends_the_runs_killed_and_leaves_no_process(project, sig
     uri = f"sqlite:///{project}/mlflow.db"
     argv = ["reproduce", "--profile", "small", "--jobs", "2", "--tracking-uri", uri, "--set", "mlp_lr_sweep.epochs=400"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlhw", *argv], cwd=project, stderr=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-m", "mlhw", *argv],
+        cwd=project,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # a terminal's job: SIGHUP as the system's default, not as this test process has it (under `nohup pytest`
+        # it is ignored, and mlhw keeps it so)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     try:
         q = "select r.run_uuid from runs r join tags t on t.run_uuid = r.run_uuid where r.status = 'RUNNING' "

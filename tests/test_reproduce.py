@@ -931,7 +931,8 @@ def test_sighup_ends_a_run_killed_unless_nohup_ignores_it(workdir):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if ignore_hup else None,
+            # nohup's SIG_IGN, or the system's default (not this test process's: `nohup pytest` ignores it)
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_hup else signal.SIG_DFL),
         )
 
     proc = start(workdir / "mlflow.db", ignore_hup=False)

@@ -6,6 +6,8 @@
 - a reused suite parent could make `mlhw tables` read an older configuration.
 """
 
+import os
+import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -361,3 +363,24 @@ def test_two_reports_swapped_into_one_folder_at_once_both_succeed(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errors
     assert (tmp_path / "tiny" / "REPORT.md").read_text() in ("a 149", "b 149")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]  # no old folder left behind, no lock file
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
+def test_a_hangup_while_a_new_store_is_made_waits_for_the_store():
+    """A command ends its runs on a hangup as on SIGTERM: one that landed while MLflow created a new database's tables
+    left a store every later command failed on; it is held until the block ends, as Ctrl-C and SIGTERM are."""
+    from mlhw import lifecycle
+    from mlhw.store import signals_deferred
+
+    before = signal.signal(signal.SIGHUP, lifecycle.terminate)
+    finished = False
+    try:
+        with pytest.raises(lifecycle.Terminated) as stop:
+            with signals_deferred():
+                os.kill(os.getpid(), signal.SIGHUP)
+                time.sleep(0.2)  # (the handler runs at the next bytecode: it would have raised here)
+                finished = True
+        assert finished and stop.value.signum == signal.SIGHUP
+    finally:
+        signal.signal(signal.SIGHUP, before)
+        lifecycle.expect_sigterm()
