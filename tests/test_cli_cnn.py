@@ -217,3 +217,18 @@ def test_a_data_dir_beside_digits_is_refused_before_any_run(workdir):
         "error: --data-dir cifar: not used here (digits is embedded; --dataset cifar10 reads it)"
     )
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_compares_parent_has_its_best_variants_number(workdir):
+    """`cnn compare`'s parent had no metric (its Model metrics tab and the table's metric columns empty), where
+    `mlp sweep`'s and every suite parent show their best child's number and say which in mlhw.best."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "compare", "--part", "a", *SMALL, "--json", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(x) for x in res.stdout.strip().splitlines()]
+    client, runs = runs_of(uri)
+    parent = [r for r in runs if r.data.tags["mlhw.kind"] == "cnn-compare"][0]
+    best = max(recs, key=lambda r: r["val_acc"])
+    assert parent.data.metrics == {"val/acc": pytest.approx(best["val_acc"])}
+    assert [m.step for m in client.get_metric_history(parent.info.run_id, "val/acc")] == [0]
+    assert parent.data.tags["mlhw.best"] == f"variant={best['variant']} (its one run's val_acc)"

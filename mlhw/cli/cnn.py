@@ -244,7 +244,7 @@ def compare(
     from mlhw.reference import CNN_PART_SUITES, CNN_PARTS, CNN_VARIANT_FIELDS, CNN_VARIANTS, variants_for
     from mlhw.report import result_curves
     from mlhw.runs import run_cnn
-    from mlhw.tables import SUITE_TABLES, cnn_table, to_rich
+    from mlhw.tables import SUITE_TABLES, cnn_table, headline, to_rich
 
     parts = list(CNN_PARTS) if part == "all" else [part]
     base = _config(
@@ -302,6 +302,7 @@ def compare(
             bar.reset(task, total=cfg.epochs, description=variant_title(v), info="", unit="epoch")
             runs[v] = run_cnn(job, store, source, dev, None, on_epoch, precision, compile)
         bar.update(overall, completed=len(names), info="done")
+        bests = []  # each part's best variant by val_acc (one shared variant is the same run in each)
         for p in parts:
             _, pair = CNN_PARTS[p]
             rows = [_summary(runs[v]) | {"variant": v} for v in pair]
@@ -309,12 +310,18 @@ def compare(
             table.title += f" on {data.name}{note}"  # its .md's heading, as the reproduction's tables say it
             tables[p] = table.display
             parent.log_result_table(table)  # named as `reproduce` names it: tables/sgd_vs_adam.md and .csv
+            if best := headline(table):
+                bests.append(best)
             # flagged from the epoch a run diverged at, as the report's figures are
             series = [(variant_title(v), [result_curves(runs[v].result)]) for v in pair]
             figure_title = _compare_title(p, data.name + note, base)
             parent.log_figure(
                 lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/{table.name}.png"
             )
+        if bests:  # the parent's own number, as `mlp sweep`'s and the suite parents' (its UI charts were empty)
+            metric, value, which = max(bests, key=lambda b: b[1])
+            parent.log_metrics({metric: value}, step=0)
+            parent.set_tags({"mlhw.best": which})
     console = err if as_json else out
     for p in parts:
         console.print(to_rich(tables[p], _compare_title(p, data.name + note, base)))
