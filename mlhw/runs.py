@@ -281,12 +281,22 @@ def _train_mlp(jobs, logs, datas, device, on_epoch, train_mlp_groups) -> list[Do
 
 def run_cnn(job: Job, store, source, device, claim, on_epoch=None, precision="auto", compile=False) -> Done:
     """One AlexNet variant as one MLflow run: metrics per epoch (live), test metrics, history.csv."""
-    from mlhw.cnn import train_cnn
+    import torch
+
+    from mlhw.cnn import build_model, count_parameters, precision_name, resolve_precision, train_cnn
 
     cfg = job.config
     data = source.for_config(cfg)
     with contextlib.ExitStack() as stack:
         log = open_run(stack, store, job, data, device, claim)
+        # known before the first step, as train_cnn finds them (the network built on the meta device: no memory, no
+        # initialisation): logged after training, a run killed or failed mid-training said neither its size nor its
+        # precision
+        with torch.device("meta"):
+            parameters = count_parameters(build_model(cfg, data))
+        log.log_params(
+            {"parameters": parameters, "precision": precision_name(resolve_precision(precision, torch.device(device)))}
+        )
 
         def hook(epoch, row):
             log.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
@@ -297,7 +307,7 @@ def run_cnn(job: Job, store, source, device, claim, on_epoch=None, precision="au
         # measured once, after training: at step 0, as MLflow logs a metric without a step, the UI draws each as a
         # bar with its value; at the last epoch's step it was one dot on a line chart spanning steps 9 to 10.5
         log.log_metrics({"test_loss": res.test_loss, "test_acc": res.test_acc, "total_seconds": res.seconds}, step=0)
-        log.log_params({"parameters": res.parameters, "precision": res.precision})
+        log.log_params({"parameters": res.parameters, "precision": res.precision})  # the same: one param each
         if res.diverged_epoch:
             log.set_tags({"mlhw.diverged_epoch": res.diverged_epoch})
         log.log_table(res.history, "history.csv")

@@ -232,3 +232,28 @@ def test_compares_parent_has_its_best_variants_number(workdir):
     assert parent.data.metrics == {"val/acc": pytest.approx(best["val_acc"])}
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "val/acc")] == [0]
     assert parent.data.tags["mlhw.best"] == f"variant={best['variant']} (its one run's val_acc)"
+
+
+def test_a_run_stopped_mid_training_still_says_its_size_and_precision(workdir, monkeypatch):
+    """A CNN run logged `parameters` and `precision` only once it had trained: one killed (Ctrl-C, SIGTERM) or
+    failed mid-training showed neither in the UI, the two things that say how large and how fast it was."""
+    from mlhw import cnn
+
+    real = cnn.evaluate
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cnn, "evaluate", stopped)  # the first epoch's validation: Ctrl-C
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "train", *SMALL, "--tracking-uri", uri)
+    assert res.exit_code == 130, res.output
+    monkeypatch.setattr(cnn, "evaluate", real)
+    assert invoke("cnn", "train", *SMALL, "--seed", "1", "--tracking-uri", uri).exit_code == 0
+    _, runs = runs_of(uri)
+    killed, done = sorted(runs, key=lambda r: r.info.status != "KILLED")
+    assert (killed.info.status, done.info.status) == ("KILLED", "FINISHED")
+    assert {k: killed.data.params.get(k) for k in ("parameters", "precision")} == {
+        "parameters": done.data.params["parameters"],  # the same network, counted before its first step
+        "precision": "fp32",
+    }
