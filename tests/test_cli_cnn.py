@@ -234,6 +234,16 @@ def test_compares_parent_has_its_best_variants_number(workdir):
     assert parent.data.tags["mlhw.best"] == f"variant={best['variant']} (its one run's val_acc)"
 
 
+def test_compares_parent_describes_the_parts_it_ran(workdir):
+    """`cnn compare --part b`'s parent said "Part 2: the assignment's comparisons, one seed": all three, for one."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "compare", "--part", "b", *SMALL, "--train-fraction", "0.1", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    _, runs = runs_of(uri)
+    parent = [r for r in runs if r.data.tags["mlhw.kind"] == "cnn-compare"][0]
+    assert parent.data.tags["mlflow.note.content"] == "Part 2: (b) Adam learning rate; one seed"
+
+
 def test_a_run_stopped_mid_training_still_says_its_size_and_precision(workdir, monkeypatch):
     """A CNN run logged `parameters` and `precision` only once it had trained: one killed (Ctrl-C, SIGTERM) or
     failed mid-training showed neither in the UI, the two things that say how large and how fast it was."""

@@ -266,7 +266,10 @@ def compare(
     note = files_note(data.name, data.files)  # '' for the official files and digits
     runs, tables = {}, {}
     with contextlib.ExitStack() as stack, progress() as bar:
-        tags = standard_tags("mlhw cnn compare", "Part 2: the assignment's comparisons, one seed") | {
+        # the parts it ran, as its name says them: "Part 2: the assignment's comparisons" over a --part a alone read
+        # as all three
+        what = "; ".join(f"({p}) {CNN_PARTS[p][0]}" for p in parts)
+        tags = standard_tags("mlhw cnn compare", f"Part 2: {what}; one seed") | {
             "mlhw.kind": "cnn-compare",
             "mlhw.part": "cnn." + "".join(parts),
             "mlhw.dataset": data.name,  # as its runs': a filter on tags.`mlhw.dataset` missed the parent
