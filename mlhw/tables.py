@@ -434,6 +434,8 @@ def headline(table: ResultTable) -> tuple[str, float, str] | None:
     key = "variant" if "variant" in df.columns else df.columns[0]
     value = row[key]
     which = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+    if len(df) == 1:  # nothing to be best among: mlp_full's parent said "dataset=digits", a column, not a choice
+        which = "its one configuration"
     n = int(row["n"]) if "n" in df.columns and pd.notna(row["n"]) else None
     whose = "its one run's" if n == 1 else f"the mean of its {n} runs'" if n else "the mean of its runs'"
     return metric, float(row[f"{metric}_mean"]), f"{which} ({whose} {metric})"

@@ -425,6 +425,9 @@ def test_the_headline_is_the_best_rows_mean_and_names_that_row():
     recs = [r for r in recs if r["lr"] != 1.0]
     metric, value, which = T.headline(T.mlp_sweep_table(recs))
     assert (metric, which) == ("test_acc", "lr=0.1 (the mean of its 2 runs' test_acc)") and value == np.mean([0.9, 0.8])
+    # a table of one row (Part 1 (c)'s mlp_full) has nothing to be best among: its parent said "dataset=digits"
+    metric, value, which = T.headline(T.mlp_sweep_table([r for r in recs if r["lr"] == 0.1]))
+    assert (metric, which) == ("test_acc", "its one configuration (the mean of its 2 runs' test_acc)")
 
 
 def test_a_theory_row_without_a_stored_verdict_is_not_a_pass():
