@@ -886,30 +886,54 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
     assert {r.data.tags["mlhw.suite"] for r in parents} == {"mlp_full", "svm_soft"} and len(final) == 2 + 2 + 2
 
 
-def test_sigterm_ends_a_single_run_killed(workdir):
-    uri = f"sqlite:///{workdir}/mlflow.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlhw", "mlp", "train", "--epochs", "100000", "--tracking-uri", uri],
+def start_long_training(workdir, db: str = "mlflow.db", hangup=signal.SIG_DFL) -> subprocess.Popen:
+    """`mlhw mlp train` of 100,000 epochs into workdir/db, to be stopped by a signal. `hangup`: how it starts with
+    SIGHUP, nohup's SIG_IGN or the system's default (not this test process's: `nohup pytest` ignores it)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlhw",
+            "mlp",
+            "train",
+            "--epochs",
+            "100000",
+            "--tracking-uri",
+            f"sqlite:///{workdir / db}",
+        ],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGHUP, hangup)) if hasattr(signal, "SIGHUP") else None,
     )
+
+
+@pytest.mark.parametrize(
+    "sig, code, said",
+    [("SIGTERM", 143, "terminated (SIGTERM)")]
+    # a closed terminal or a dropped SSH connection: its default ended the process at once, its run left RUNNING
+    # (exit 129) until a later reproduce found the process gone
+    + ([("SIGHUP", 129, "hung up (SIGHUP)")] if hasattr(signal, "SIGHUP") else []),
+)
+def test_sigterm_ends_a_single_run_killed(workdir, sig, code, said):
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    proc = start_long_training(workdir)
     try:
         # not runs_of: its MlflowClient would create and migrate the database while the command makes its own (a
         # CI run timed out here, the command's stderr unseen)
         logged = "select distinct run_uuid from metrics where key = 'train/loss'"
         ((victim_id,),) = wait_for(lambda: sqlite_rows(workdir / "mlflow.db", logged), proc)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(getattr(signal, sig))
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert proc.returncode == code and "Traceback" not in err, err
     # the message of reproduce ("the next `mlhw reproduce` resumes") is not true of a single command: run again, it
     # trains anew (a user who stopped `cnn compare` after its first variant expected the rerun to go on)
     assert err.strip().splitlines()[-1] == (
-        "terminated (SIGTERM): any active run is marked KILLED, finished ones stay FINISHED; run again, this command "
+        f"{said}: any active run is marked KILLED, finished ones stay FINISHED; run again, this command "
         "starts over (`mlhw reproduce` resumes)"
     ), err
     run = runs_of(uri)[0].get_run(victim_id)
@@ -917,37 +941,11 @@ def test_sigterm_ends_a_single_run_killed(workdir):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this platform")
-def test_sighup_ends_a_run_killed_unless_nohup_ignores_it(workdir):
-    """A closed terminal or a dropped SSH connection sends SIGHUP: its default ended the process at once, its run
-    left RUNNING (exit 129) until a later reproduce found the process gone. Now it ends runs as SIGTERM does; where
-    SIGHUP is ignored already (`nohup mlhw ...`), it stays ignored: the command goes on."""
-    uri = f"sqlite:///{workdir}/mlflow.db"
+def test_a_hangup_nohup_ignores_stays_ignored(workdir):
+    """A hangup ends runs as SIGTERM does (above), unless SIGHUP is ignored already: `nohup mlhw ...` asks to
+    outlive the terminal, and the command goes on."""
     logged = "select distinct run_uuid from metrics where key = 'train/loss'"
-
-    def start(db, ignore_hup):
-        return subprocess.Popen(
-            [sys.executable, "-m", "mlhw", "mlp", "train", "--epochs", "100000", "--tracking-uri", f"sqlite:///{db}"],
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            # nohup's SIG_IGN, or the system's default (not this test process's: `nohup pytest` ignores it)
-            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN if ignore_hup else signal.SIG_DFL),
-        )
-
-    proc = start(workdir / "mlflow.db", ignore_hup=False)
-    try:
-        ((victim_id,),) = wait_for(lambda: sqlite_rows(workdir / "mlflow.db", logged), proc)
-        proc.send_signal(signal.SIGHUP)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 129 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith("hung up (SIGHUP): any active run is marked KILLED"), err
-    assert runs_of(uri)[0].get_run(victim_id).info.status == "KILLED"
-
-    proc = start(workdir / "nohup.db", ignore_hup=True)
+    proc = start_long_training(workdir, "nohup.db", hangup=signal.SIG_IGN)
     try:
         wait_for(lambda: sqlite_rows(workdir / "nohup.db", logged), proc)
         proc.send_signal(signal.SIGHUP)
