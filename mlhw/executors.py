@@ -177,9 +177,7 @@ def prepare_worker(
     MLflow imported.
     Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if hasattr(signal, "SIGHUP"):  # a closed terminal hangs up its whole process group: the parent stops the
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # workers with SIGTERM, which ends their runs KILLED
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # (and a hangup, ignored from the start: QuietSpawnProcess)
         exit_with_parent()
     signal.signal(signal.SIGTERM, _terminate_in_run)
     _WORKER["device_name"] = device or settings.device

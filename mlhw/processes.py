@@ -16,20 +16,25 @@ import threading
 from multiprocessing.context import SpawnContext, SpawnProcess
 from typing import NoReturn
 
+# what a spawned worker or writer ignores from its first instruction: Ctrl-C and a closed terminal's hangup reach the
+# whole process group, and the parent stops its children itself (SIGTERM), which ends their runs KILLED
+QUIET_SIGNALS = (signal.SIGINT, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+
 
 class QuietSpawnProcess(SpawnProcess):
-    """A spawned process that starts with SIGINT ignored: a terminal's Ctrl-C reaches the whole group, the children
-    too while they import (2-3 s, before their initializer ignores it), and each printed a KeyboardInterrupt
-    traceback. SIG_IGN survives exec (Python then installs no handler); the parent ignores it only for the fork."""
+    """A spawned process that starts with SIGINT and SIGHUP ignored: a terminal's Ctrl-C reaches the whole group, the
+    children too while they import (2-3 s, before their initializer ignores it), and each printed a KeyboardInterrupt
+    traceback; its hangup killed a worker or the MLflow writer (runs left unanswered). SIG_IGN survives exec (Python
+    then installs no handler); the parent ignores them only for the fork."""
 
     def start(self) -> None:
         main = threading.current_thread() is threading.main_thread()
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in QUIET_SIGNALS} if main else {}
         try:
             super().start()
         finally:
-            if old is not None:
-                signal.signal(signal.SIGINT, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
 
     def _bootstrap(self, parent_sentinel=None) -> int:
         # the child's whole life (multiprocessing's own method: the target, its exit handlers, the flushed streams),
@@ -80,9 +85,7 @@ def writer_signals() -> None:
     full 10 s for workers that could not finish. MLflow is imported on a thread of its own, while the workers
     start: the writer answers at once, and its first call (a worker's, seconds later) finds MLflow loaded."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(signal, "SIGHUP"):  # a closed terminal hangs up the whole group: the same as SIGTERM to it
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (a hangup: ignored from its start, QuietSpawnProcess)
     exit_with_parent()
     threading.Thread(target=_load_mlflow, name="mlhw-writer-imports", daemon=True).start()
 

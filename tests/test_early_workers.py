@@ -300,7 +300,7 @@ def test_a_new_stores_workers_start_before_the_parent_imports_mlflow(project):
 def _sigint_ignored(queue) -> None:
     import signal
 
-    queue.put(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    queue.put(all(signal.getsignal(s) == signal.SIG_IGN for s in processes.QUIET_SIGNALS))
 
 
 def test_the_writers_process_loads_only_the_standard_library_before_it_answers():
@@ -326,9 +326,13 @@ def test_the_writers_process_loads_only_the_standard_library_before_it_answers()
 
 def test_a_spawned_worker_starts_with_sigint_ignored(sigint_live):
     """A terminal's Ctrl-C reaches the whole process group: a worker still importing (before its initializer ran)
-    printed a KeyboardInterrupt traceback. The workers and the writer start with SIGINT ignored."""
+    printed a KeyboardInterrupt traceback. The workers and the writer start with SIGINT ignored, and SIGHUP (a
+    closed terminal's hangup killed a worker still importing, or the writer)."""
     import signal
 
+    assert signal.SIGINT in processes.QUIET_SIGNALS
+    assert not hasattr(signal, "SIGHUP") or signal.SIGHUP in processes.QUIET_SIGNALS
+    hup = signal.signal(signal.SIGHUP, signal.SIG_DFL) if hasattr(signal, "SIGHUP") else None
     ctx = processes.QuietSpawnContext()
     queue = ctx.SimpleQueue()
     p = ctx.Process(target=_sigint_ignored, args=(queue,))
@@ -338,6 +342,9 @@ def test_a_spawned_worker_starts_with_sigint_ignored(sigint_live):
     finally:
         p.join(30)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the parent's own handler is back
+    if hup is not None:
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+        signal.signal(signal.SIGHUP, hup)
 
 
 class _TeardownProbe:
