@@ -463,11 +463,12 @@ def test_part2_answer_names_the_variants_a_grid_ran_instead_of_the_questions():
     recs = [cnn_run(v, s, [0.3, 0.4]) for v in ("sgd-0.005", "adam-0.005") for s in range(2)]
     f = F.part2_pair(recs, "a")
     assert f.answer.startswith(
-        "No runs of adam-5e-05: not reproduced here (the question compares sgd-0.005 with adam-5e-05; this suite "
-        "ran sgd-0.005, adam-0.005). The write-up (CIFAR-10, one run each):"
+        "No finished run of Adam lr=5e-5 in the store: not reproduced here (the question compares SGD lr=0.005 "
+        "with Adam lr=5e-5; this suite ran SGD lr=0.005, Adam lr=0.005). The write-up (CIFAR-10, one run each):"
     )
+    assert "sgd-0.005" not in f.answer  # the variants in the assignment's words, as the tables name them
     c = F.part2c([cnn_run("adam-0.005", 0, [0.3, 0.4])]).answer
-    assert "(the question compares adam-5e-05-plain with adam-5e-05; this suite ran adam-0.005)" in c
+    assert "(the question compares Adam lr=5e-5, no BN/Dropout with Adam lr=5e-5; this suite ran Adam lr=0.005)" in c
 
 
 def test_part2c_is_about_speed_with_per_seed_epochs():
@@ -577,7 +578,9 @@ def test_part2c_a_clean_split_with_runs_that_never_got_there_is_an_answer():
     assert mixed.startswith("Undecided with n=3 vs 3: ") and "though" not in mixed and "rank test p = 0.40" in mixed
     # a run without its history is not a run that never got there
     recs[0] = cnn_run("adam-5e-05", 0, fast) | {"history": []}
-    assert F.part2c(recs).answer.startswith("Undecided: 1 run(s) have no per-epoch history (history.csv)")
+    unknown = F.part2c(recs)
+    assert unknown.answer.startswith("Undecided: 1 run(s) have no per-epoch history (history.csv)")
+    assert unknown.table == []  # its run would read "not reached" there: unknown is not never
 
 
 def test_part2c_one_run_a_side_or_a_level_at_chance_decides_nothing():
@@ -599,6 +602,7 @@ def test_part2c_one_run_a_side_or_a_level_at_chance_decides_nothing():
     assert f.answer.startswith(
         "Undecided: the better variant ends only 5.4 points above chance: the level to reach, 13.84% "
     ), f.answer
+    assert f.table == [] and g.table  # no table of epochs to a level that is no learning: it would contradict it
 
 
 def test_part2c_no_distinguishable_speed():
