@@ -140,9 +140,15 @@ class DataSource:
         rows = len(data.train) * (data.n_classes - 1)
         if getattr(cfg, "method", None) == "exact" and rows > Q1_LP_MAX_ROWS:
             most = Q1_LP_MAX_ROWS // (data.n_classes - 1)
+            subset = cfg.train_size is not None
             return (
-                "train_size" if cfg.train_size is not None else "dataset",  # where the size came from
-                f"{len(data.train):,} samples: the exact Q1 may need a linear program of {rows:,} constraints, more "
+                "train_size" if subset else "dataset",  # where the size came from
+                (
+                    f"{len(data.train):,} samples"
+                    if subset
+                    else f"all {len(data.train):,} training samples of {data.name}"
+                )
+                + f": the exact Q1 may need a linear program of {rows:,} constraints, more "
                 f"than {Q1_LP_MAX_ROWS:,} (180,000 ran 20 minutes and out of 16 GB); --train-size {most:,} or "
                 "fewer, or --method subgradient",
             )

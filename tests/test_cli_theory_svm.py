@@ -541,6 +541,8 @@ def test_an_exact_q1_too_large_to_solve_is_refused_before_any_run(workdir, monke
     )
     assert sub.exit_code == 0, sub.output
     whole = invoke("svm", "multiclass", "--tracking-uri", uri)  # no --train-size: the dataset is what is too large
-    assert_one_line_error(whole, "--dataset: 1,297 samples: the exact Q1 may need a linear program of 11,673")
+    assert_one_line_error(
+        whole, "--dataset: all 1,297 training samples of digits: the exact Q1 may need a linear program of 11,673"
+    )
     assert runs.DataSource.may_be_unusable(MulticlassSVMConfig(dataset="mnist"))
     assert not runs.DataSource.may_be_unusable(MulticlassSVMConfig(dataset="mnist", method="subgradient"))

@@ -187,8 +187,8 @@ def multiclass(
         if n * k > LARGE_Q1:  # it runs silent until solved: say what it is doing, and the way to a smaller one
             typer.echo(
                 f"Q1 exactly on {n:,} samples x {k} classes: a W with f = 0 if there is one, else a linear program of "
-                f"{n * (k - 1):,} constraints (HiGHS): minutes on a CPU, over 25 near 100,000; --train-size N "
-                "solves a subset",
+                f"{n * (k - 1):,} constraints (HiGHS): minutes on a CPU (over 25 near 100,000 constraints); "
+                "--train-size N solves a subset",
                 err=True,
             )
             with progress() as bar:  # on a terminal, a pulsing bar and the time it has taken (HiGHS says nothing)
