@@ -80,7 +80,7 @@ class _Fitted:
             frames.append(
                 pd.DataFrame(  # by position: a header may repeat
                     [[str(self.df.columns[j]), *map(str, self.df.iloc[:, j])] for j in range(1, self.df.shape[1])],
-                    columns=[str(self.df.columns[0]), *(str(v) for v in self.df.iloc[:, 0])],
+                    columns=[str(self.df.columns[0]), *_row_names(self.df)],
                 )
             )
         # (frame, whole words, outer border, whole pairs of numbers), the first that fits. Without the border (2
@@ -107,6 +107,31 @@ class _Fitted:
             yield Text("\n".join(f"{c}: {v}" for c, v in zip(self.df.columns, row)) + "\n")
         if self.caption:
             yield Text(self.caption, style="italic")
+
+
+def _row_names(df: pd.DataFrame) -> list[str]:
+    """A turned table's column headers: each row's first cell, with the first setting that tells apart rows that
+    share it: Part 2 (b) turned read `optimizer ┃ Adam ┃ Adam`, now "Adam (learning rate 0.005)"; also "Adam
+    (BN+Dropout no)", "Q3 soft SVM (digits 3vs8, C=1)". A setting is a column of text, or of numbers that are no
+    result: right of every result column (those with `±` or `%`)."""
+    first = [str(v) for v in df.iloc[:, 0]]
+    names = list(first)
+    columns = [[str(v) for v in df.iloc[:, j]] for j in range(df.shape[1])]
+    result = [any("±" in c or "%" in c for c in cells) for cells in columns]
+    last_result = max((j for j, r in enumerate(result) if r), default=0)
+    for j in range(1, df.shape[1]):
+        if len(set(names)) == len(names):
+            break
+        cells = columns[j]
+        text = not any(_NUMBER.fullmatch(c) for c in cells)
+        if result[j] or not (text or j > last_result):
+            continue
+        for i, name in enumerate(first):
+            same = [k for k, other in enumerate(first) if other == name]
+            if names[i] == name and len(same) > 1 and len({cells[k] for k in same}) > 1:
+                # a phrase ("digits 3vs8, C=1") says what it is; a word or number needs its column's name
+                names[i] = f"{name} ({cells[i] if ' ' in cells[i] else f'{df.columns[j]} {cells[i]}'})"
+    return names
 
 
 def _table(

@@ -209,6 +209,31 @@ def test_a_turned_table_keeps_its_values_when_a_header_repeats():
     assert "1.2e-16" in text and "4.0" in text, text
 
 
+def test_a_turned_table_tells_apart_rows_whose_first_cells_repeat():
+    """Part 2 (b) and (c) turned read `optimizer ┃ Adam ┃ Adam`: which column was which variant, only the rows
+    below said. Each header now names the first setting that differs (not a result: ±, %)."""
+    from mlhw.tables import _row_names
+
+    cols = ["optimizer", "final train loss", "val acc", "test acc", "learning rate", "BN+Dropout", "precision", "n"]
+    b = pd.DataFrame(
+        [
+            ["Adam", "2.3026 ± 0.0001", "13.44% ± 1.02%", "12.10% ± 0.91%", "0.005", "yes", "bf16", "4"],
+            ["Adam", "0.0596 ± 0.0047", "98.46% ± 0.63%", "98.30% ± 0.74%", "5e-05", "yes", "bf16", "4"],
+        ],
+        columns=cols,
+    )
+    assert _row_names(b) == ["Adam (learning rate 0.005)", "Adam (learning rate 5e-05)"]
+    c = b.assign(**{"learning rate": ["5e-05", "5e-05"], "BN+Dropout": ["no", "yes"]})
+    assert _row_names(c) == ["Adam (BN+Dropout no)", "Adam (BN+Dropout yes)"]
+    mixed = pd.concat([b, b.assign(optimizer="SGD").iloc[:1]])  # SGD alone: its name alone
+    assert _row_names(mixed) == ["Adam (learning rate 0.005)", "Adam (learning rate 5e-05)", "SGD"]
+    svm = pd.DataFrame([["Q3 soft SVM", f"digits 3vs8, C={c}", "5.18543"] for c in (1, 10)], columns=[*"abc"])
+    assert _row_names(svm) == ["Q3 soft SVM (digits 3vs8, C=1)", "Q3 soft SVM (digits 3vs8, C=10)"]
+    lines = render(b, 80)  # turned at 80 columns (8 columns do not fit), the names in its header
+    head = " ".join(line for line in lines if "┃" in line)
+    assert "optimizer" in head and "0.005)" in head and "5e-05)" in head and "rate" in head, "\n".join(lines)
+
+
 def test_a_cell_is_a_number_only_when_all_of_it_is():
     """A text cell that starts with a digit ('3 vs 8, ...') may wrap; a number, a percentage, mean ± std may not."""
     from mlhw.tables import _NUMBER

@@ -640,6 +640,27 @@ def test_build_findings_renders_every_question():
     assert "Part 2 (a)" in console.export_text()
 
 
+def test_a_findings_question_is_never_cut_at_any_width():
+    """At 80 columns rich cut a panel's border title mid-word ('which optimizer trains AlexN'): a question too long
+    for the border is the panel's first line, wrapped; one that fits stays in the border."""
+    import re
+
+    from rich.console import Console
+
+    recs = {"cnn_optimizers": [cnn_run(v, s, [0.5, 0.7]) for v in ("sgd-0.005", "adam-5e-05") for s in range(2)]}
+    fs = F.build_findings(recs, include_missing=False)
+    question = fs[0].question
+    assert len(question) > 74  # too long for an 80-column border: the case at hand
+    for width in (60, 80, 200):
+        console = Console(record=True, width=width)
+        console.print(F.to_rich(fs))
+        text = console.export_text()
+        flat = " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+        assert question in flat, (width, text)
+        assert max(map(len, text.splitlines())) <= width
+    assert "╭─ Part 2 (a)" in text  # at 200 columns, in the border
+
+
 def test_part2c_when_neither_variant_learns_there_is_no_speed_to_compare():
     recs = [cnn_run(v, s, [0.1, 0.11]) for v in ("adam-5e-05", "adam-5e-05-plain") for s in range(2)]
     f = F.part2c(recs)

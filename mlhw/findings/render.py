@@ -46,7 +46,6 @@ def to_rich(findings: list[Finding]):
     """A rich renderable (a Group of panels) for the terminal."""
     from rich.console import Group
     from rich.markup import escape
-    from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
 
@@ -63,5 +62,25 @@ def to_rich(findings: list[Finding]):
             for r in f.table:
                 t.add_row(*[escape(str(r.get(c, ""))) for c in cols])
             body.append(t)
-        panels.append(Panel(Group(*body), title=escape(f.question), title_align="left"))
+        panels.append(_Titled(f.question, body))
     return Group(*panels)
+
+
+class _Titled:
+    """A finding's panel, its question in the top border where the console is wide enough for all of it, else as
+    the panel's first line, wrapped: rich cuts a border title mid-word ("which optimizer trains AlexN" at 80
+    columns), and the width is known only when it renders."""
+
+    def __init__(self, question: str, body: list):
+        self.question, self.body = question, body
+
+    def __rich_console__(self, console, options):
+        from rich.console import Group
+        from rich.markup import escape
+        from rich.panel import Panel
+        from rich.text import Text
+
+        if len(self.question) + 6 <= options.max_width:  # "╭─ " + title + " ─╮"
+            yield Panel(Group(*self.body), title=escape(self.question), title_align="left")
+        else:
+            yield Panel(Group(Text(self.question, style="bold"), *self.body))
