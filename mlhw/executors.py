@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ class Event:
     epoch: int = 0
     worker: str = ""
     result: UnitResult | None = None
+    # when it happened, by the clock of the process that made it: a worker's start reaches the parent through a
+    # queue, as late as its end when a run is short (svm_multiclass printed "0.0 s" where MLflow had 0.175 s)
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -566,7 +570,6 @@ class PoolExecutor:
         group (a CI runner's cancel, `kill -- -PGID`) and this one reached a busy worker together, the kernel
         delivered them as one, which ended its run KILLED and left it waiting for work, and this waited its full
         10 s."""
-        import time
 
         pids = [int(w.rsplit(":", 1)[1]) for w in workers]
         # the pools' own processes are asked through multiprocessing, which reaps them: one that exited before its

@@ -234,11 +234,11 @@ def test_piped_output_is_one_line_per_run_start_and_end(light):
     res = reproduce(light)
     assert res.exit_code == 0, res.output
     lines = res.stderr.splitlines()
-    starts = [m for line in lines if (m := re.fullmatch(r"\[(\d+)(?:-(\d+))?/5\] start (.+)", line))]
+    starts = [m for line in lines if (m := re.fullmatch(r"\[runs? (\d+)(?:-(\d+))? of 5\] start (.+)", line))]
     ends = [
         m
         for line in lines
-        if (m := re.fullmatch(r"\[(\d+)(?:-(\d+))?/5\] done: (.+) \(\d+\.\d s; \d of 5 done\)", line))
+        if (m := re.fullmatch(r"\[runs? (\d+)(?:-(\d+))? of 5\] done: (.+) \(\d+\.\d s; \d of 5 done\)", line))
     ]
     # units: the sweep (2 rates train together), mlp_full (seeds 8 and 9 train together), svm_soft
     assert len(starts) == len(ends) == 3, res.stderr
@@ -1518,7 +1518,7 @@ def test_a_unit_that_never_started_ends_at_zero_seconds(capsys):
         rep.finished = 0
         rep.on_event(Event("end", 0, "A", result=UnitResult(error="a worker process died")))
     lines = capsys.readouterr().err.splitlines()
-    assert set(lines) == {"[1/1] failed: a worker process died: A (0.0 s; 1 of 1 done)"}, lines[:3]
+    assert set(lines) == {"[run 1 of 1] failed: a worker process died: A (0.0 s; 1 of 1 done)"}, lines[:3]
 
 
 def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_run_in(capsys):
@@ -1546,14 +1546,32 @@ def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_ru
         rep.on_event(ev)
     lines = [re.sub(r"\(\d+\.\d s", "(0.0 s", x) for x in capsys.readouterr().err.splitlines()]
     assert lines == [
-        "[4-5/6] start B",
-        "[1-3/6] start A",
-        "[4-5/6] done: B (0.0 s; 2 of 6 done)",
-        "[6/6] start C",
+        "[runs 4-5 of 6] start B",
+        "[runs 1-3 of 6] start A",
+        "[runs 4-5 of 6] done: B (0.0 s; 2 of 6 done)",
+        "[run 6 of 6] start C",
         "note: worker h:7: warm-up failed ([bold]x[/]: y)",  # a worker's note, its text as it is
-        "[6/6] done: C (0.0 s; 3 of 6 done)",
-        "[1-3/6] done: A (0.0 s; 6 of 6 done)",
+        "[run 6 of 6] done: C (0.0 s; 3 of 6 done)",
+        "[runs 1-3 of 6] done: A (0.0 s; 6 of 6 done)",
     ]
+
+
+def test_a_run_s_time_is_counted_from_its_start_in_the_worker_not_from_when_the_parent_heard_of_it(capsys):
+    """A worker's start reaches the parent through a queue, as late as its end for a short run: `svm_multiclass`
+    printed "(0.0 s; ...)" where MLflow recorded 0.175 s. Each event carries the time it happened."""
+    from types import SimpleNamespace
+
+    from mlhw.cli.reproduce import _Reporter
+    from mlhw.executors import Event, UnitResult
+
+    job = SimpleNamespace(config=SimpleNamespace(epochs=None), name="x")
+    rep = _Reporter([[job]], 1)
+    start = Event("start", 0, "svm_multiclass", worker="h:1")
+    start.at -= 0.35  # made in the worker 0.35 s before the parent handles it, with the end
+    rep.on_event(start)
+    rep.on_event(Event("end", 0, "svm_multiclass", result=UnitResult()))
+    _, line = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"\[run 1 of 1\] done: svm_multiclass \(0\.[34] s; 1 of 1 done\)", line), line
 
 
 def test_a_stamp_written_before_sound_reports_is_compiled_once_again(light):

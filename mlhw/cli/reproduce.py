@@ -837,10 +837,13 @@ class _Reporter:
         # and numbers taken from the count of finished runs overlapped ("[1-3/12] start ...", "[1-2/12] start ...")
         self.spans: dict[int, str] = {}
         self.labels: dict[int, str] = {}
+        # "[run 39 of 39]", "[runs 1-18 of 39]": a place in the plan, worded as one: "[39/39] start theory", the first
+        # line of a --jobs 2 log, read as a count of runs done (the end lines say that count: "19 of 39 done")
         first = 1
         for i, unit in enumerate(work):
             last = first + len(unit) - 1
-            self.spans[i], first = (f"{first}" if first == last else f"{first}-{last}"), last + 1
+            span = f"run {first}" if first == last else f"runs {first}-{last}"
+            self.spans[i], first = f"{span} of {total}", last + 1
         self.live = is_terminal()
         self.bar = progress() if self.live else None
 
@@ -865,7 +868,7 @@ class _Reporter:
         check_terminated()  # a SIGTERM whose exception a finalizer swallowed stops the reproduction here
         unit = self.work[ev.unit]
         if ev.kind == "start":
-            self.started[ev.unit] = time.perf_counter()
+            self.started[ev.unit] = ev.at
             self.labels[ev.unit] = ev.label  # (an epoch event carries none)
             if self.live:  # a unit of epochs counts them; an SVM or the theory checks: no count to show
                 epochs = getattr(unit[0].config, "epochs", None)
@@ -873,26 +876,26 @@ class _Reporter:
                     self.current, total=epochs or 1, description=ev.label, visible=True, **self._fields(epochs)
                 )
             else:
-                err.print(f"[{self.spans[ev.unit]}/{self.total}] start {ev.label}", highlight=False)
+                err.print(f"[{self.spans[ev.unit]}] start {ev.label}", highlight=False, markup=False)
         elif ev.kind == "epoch" and self.live:
             self.bar.update(self.current, completed=ev.epoch)
         elif ev.kind == "epoch":
-            now = time.perf_counter()
+            now = ev.at
             if now - self.said.get(ev.unit, self.started.get(ev.unit, now)) >= self.EPOCH_LINE_EVERY:
                 self.said[ev.unit] = now
                 epochs = getattr(unit[0].config, "epochs", None)
                 count = f"epoch {ev.epoch}" + (f"/{epochs}" if epochs else "")
                 elapsed = now - self.started.get(ev.unit, now)
-                name = f"[{self.spans[ev.unit]}/{self.total}] {self.labels.get(ev.unit, '')}"
-                err.print(f"{name}: {count} ({elapsed:.0f} s)", highlight=False)
+                name = f"[{self.spans[ev.unit]}] {self.labels.get(ev.unit, '')}"
+                err.print(f"{name}: {count} ({elapsed:.0f} s)", highlight=False, markup=False)
         elif ev.kind == "note":
             from rich.markup import escape
 
             err.print(f"[yellow]note[/]: worker {ev.worker}: {escape(ev.label)}")
         elif ev.kind == "end":
             self.finished += len(unit)
-            now = time.perf_counter()
-            seconds = now - self.started.get(ev.unit, now)  # a unit that never started (its worker died): 0.0, not -0.0
+            # a unit that never started (its worker died): 0.0, not -0.0
+            seconds = max(0.0, ev.at - self.started.get(ev.unit, ev.at))
             r = ev.result
             what = ("failed: " + r.error) if r.error else ("owned by another process" if r.claimed else "done")
             if self.live:
@@ -904,8 +907,9 @@ class _Reporter:
                 # a line that carried it only then read as if the others had lost it
                 count = f"{self.finished} of {self.total} done"
                 err.print(
-                    f"[{self.spans[ev.unit]}/{self.total}] {what}: {ev.label} ({seconds:.1f} s; {count})",
+                    f"[{self.spans[ev.unit]}] {what}: {ev.label} ({seconds:.1f} s; {count})",
                     highlight=False,
+                    markup=False,  # "[run 3 of 5]" is no style
                 )
 
 
