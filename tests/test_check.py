@@ -664,3 +664,47 @@ def test_a_delta_exactly_at_the_tolerance_passes_and_a_zero_tolerance_passes_onl
     assert res.passed and by(res, "t", "name=a", "x").tolerance == 0.0
     moved = C.compare(one, {"t": one["t"].assign(x_mean=0.5 + 2**-52)}, zero)
     assert not moved.passed and by(moved, "t", "name=a", "x").status == "drift"
+
+
+# --- the reproduction gate: check.yaml's per-metric k -------------------------------------------------------------
+
+
+def test_a_metric_entrys_k_replaces_the_policys_k():
+    """check.yaml documents `mlp_lr_sweep.diverged: {absolute_floor: 0.34, k: 0}`: a metric's own k replaces the
+    global one in k * se + floor. By hand, with std 0.05 on both sides and n = 3: se = sqrt(2 * 0.05^2 / 3) =
+    0.0408; k = 0 gives the floor alone, 0.02, and a move of 0.03 drifts; the global k = 3 would allow
+    3 * 0.0408 + 0.02 = 0.142 and pass it. (A gate that ignored the entry's k passed every other test.)"""
+    row = {"dataset": "digits", "n": 3, "test_acc_mean": 0.90, "test_acc_std": 0.05}
+    base = {"mlp_full": pd.DataFrame([row])}
+    moved = {"mlp_full": pd.DataFrame([row | {"test_acc_mean": 0.93}])}
+    se = math.sqrt(0.05**2 / 3 + 0.05**2 / 3)
+
+    strict = P.policy_from_dict({"k": 3, "metrics": {"mlp_full.test_acc": {"absolute_floor": 0.02, "k": 0}}})
+    [r] = C.compare(base, moved, strict).rows
+    assert r.tolerance == pytest.approx(0.02, abs=1e-15) and r.status == "drift"
+
+    loose = P.policy_from_dict({"k": 3, "metrics": {"mlp_full.test_acc": {"absolute_floor": 0.02}}})
+    [r] = C.compare(base, moved, loose).rows
+    assert r.tolerance == pytest.approx(3 * se + 0.02, rel=1e-12) and r.status == "ok"
+
+    wider = P.policy_from_dict({"k": 0, "metrics": {"mlp_full.test_acc": {"absolute_floor": 0.02, "k": 5}}})
+    [r] = C.compare(base, moved, wider).rows
+    assert r.tolerance == pytest.approx(5 * se + 0.02, rel=1e-12) and r.status == "ok"
+
+
+def test_key_values_written_as_text_compare_at_full_precision():
+    """A grid column that `tables.summarise` adds to a key holds text ('0.1', '0.1000001': the config's repr), and a
+    chaotic row's value in check.yaml may be quoted: text that is a number compares by value at full precision, as
+    numbers do (test_check.test_close_key_values_stay_apart covers the numbers). At 6 digits the two rates below
+    were one key: the table was skipped as having two rows with one key."""
+    assert P.key_value("0.1") == P.key_value(0.1) == P.key_value("0.10") == P.key_value("1e-1")
+    assert P.key_value("0.1000001") != P.key_value("0.1")
+    assert P.key_value("1234567") != P.key_value("1234568")
+    rows = [
+        {"dataset": "digits", "lr": lr, "n": 1, "test_acc_mean": acc, "test_acc_std": float("nan")}
+        for lr, acc in (("0.1", 0.9), ("0.1000001", 0.5))
+    ]
+    table = {"mlp_full": pd.DataFrame(rows)}
+    res = C.compare(table, table)
+    assert not res.skipped_tables and res.passed
+    assert {r.row for r in res.rows} == {"dataset=digits, lr=0.1", "dataset=digits, lr=0.1000001"}

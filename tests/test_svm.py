@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.optimize
 
 from mlhw import svm
 from mlhw.errors import MLHWError
@@ -699,3 +700,117 @@ def test_the_beta_row_reads_the_largest_beta_scaled_and_fails_above_one_in_a_mil
         monkeypatch.setattr(svm, "solve_dual_qp", beta_of(share))
         (row,) = [c for c in theory.check_q3(X, y, "noise") if c.claim == "beta = 0 at the optimum"]
         assert row.max_error == pytest.approx(share, rel=1e-12) and row.passed is passes, (share, row)
+
+
+# --- found by hand mutation testing: each fails on a small plausible bug every other test passed; each compares with
+# an oracle that does not come from the code under test (liblinear fitted here, Newton's method, a point whose
+# feasibility is known by construction)
+
+_MINIMIZE = scipy.optimize.minimize  # the real one, whatever a test has wrapped it in
+
+
+# --- Q3: the liblinear comparison of a free-bias problem ------------------------------------------------------------
+
+
+def _offset_pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two overlapping classes whose boundary is far from the origin: the bias is large, so the free-bias optimum
+    and the bias-penalised one differ by much more than liblinear's tolerance."""
+    rng = np.random.default_rng(seed)
+    X = np.vstack([rng.normal(3.0, 1.0, (60, 3)), rng.normal(5.0, 1.0, (60, 3))])
+    return X, np.r_[-np.ones(60), np.ones(60)]
+
+
+def test_a_free_bias_rows_liblinear_difference_compares_the_bias_penalised_problem_on_both_sides():
+    """liblinear penalises its bias, so for a free-bias row soft_report compares it with our optimum of the
+    bias-penalised problem (TABLE_NOTES['svm']). The oracle: LinearSVC fitted here with its own intercept (penalised
+    as a feature of value 1), its objective 1/2 (|w|^2 + b^2) + C/2 sum xi^2 computed by hand. Our free-bias optimum
+    lies well below it on this data; a report that compared liblinear with that read a difference of ~1e-1 and the
+    theory's '= liblinear' row (tolerance 1e-6) failed on any data whose bias matters."""
+    from sklearn.svm import LinearSVC
+
+    X, y = _offset_pair()
+    C = 1.0
+    fit = LinearSVC(C=C / 2, loss="squared_hinge", dual=True, tol=1e-10, max_iter=1_000_000).fit(X, y)
+    w, b = fit.coef_[0], fit.intercept_[0]
+    penalised = 0.5 * (w @ w + b * b) + 0.5 * C * np.sum(np.maximum(0.0, 1 - y * (X @ w + b)) ** 2)
+
+    report = svm.soft_report(X, y, C, "free")
+    assert report["liblinear_objective"] == pytest.approx(penalised, rel=1e-7)
+    assert report["primal_objective"] < penalised * (1 - 1e-3)  # the two problems really differ here
+    assert report["liblinear_relative_difference"] <= 1e-6
+
+
+# --- Q3(a): the explicit QP, with and without xi >= 0 ----------------------------------------------------------------
+
+
+def _record_slsqp(monkeypatch, adjust=None) -> list[dict]:
+    """Wrap scipy.optimize.minimize (imported by the solvers at each call): record each call's arguments, and let
+    `adjust(res)` change its result (an SLSQP that stops short)."""
+    calls, real = [], _MINIMIZE
+
+    def minimize(fun, x0, *args, **kwargs):
+        calls.append({"x0": np.array(x0), **kwargs})
+        res = real(fun, x0, *args, **kwargs)
+        if adjust is not None:
+            adjust(res)
+        return res
+
+    monkeypatch.setattr(scipy.optimize, "minimize", minimize)
+    return calls
+
+
+def test_q3a_adds_the_constraint_xi_ge_0_and_only_there(monkeypatch):
+    """Q3(a)'s check compares the QP with and without xi >= 0; at the optimum both agree (that is the claim), so a
+    QP that dropped the constraint compared a problem with itself and the check could not fail. The oracle is a
+    point whose feasibility is known: separable data (x = +-2), w = 10 (margins 20) and xi = -1 satisfy every
+    margin constraint y (w x) >= 1 - xi, and violate xi >= 0 alone."""
+    X, y = np.array([[2.0], [-2.0]]), np.array([1.0, -1.0])
+    prob = svm.SoftSVMProblem(X, y, C=4.0, bias="none")
+    calls = _record_slsqp(monkeypatch)
+    for nonneg in (False, True):
+        svm.solve_explicit_qp(prob, nonnegative_slack=nonneg)
+    s = math.sqrt(prob.C)  # the QP's variables are (w, u = sqrt(C) xi)
+    point = np.r_[10.0, -s, -s]
+    lowest = [float(np.min(call["constraints"][0]["fun"](point))) for call in calls]
+    assert lowest[0] >= 0  # without xi >= 0: feasible
+    assert lowest[1] == pytest.approx(-s)  # with it: the rows u >= 0 are violated, by u
+
+
+def test_the_explicit_qp_refines_a_point_where_slsqp_stopped_short(monkeypatch):
+    """SLSQP can stop short of the optimum with the right active set (svm._crossover's docstring: 1.1e-5 above it
+    with no bias at C = 100 on one BLAS thread); the KKT refinement on that active set makes the QP's objective the
+    optimum. Simulated here: SLSQP's point scaled by 1 + 1e-8 (feasible, the active margins off by 1e-8, within the
+    active-set test's 1e-7, the objective 2e-8 too high). The oracle is Newton's method on the same problem."""
+    from mlhw.data import load_digits_data
+
+    d = load_digits_data()
+    X, y = svm.binary_task(svm.design_matrix(d.train.x), d.train.y, (3, 8))
+    for bias, C in (("none", 100.0), ("free", 1.0)):
+        prob = svm.SoftSVMProblem(X, y, C, bias)
+        newton = svm.solve_primal(prob).objective
+
+        def short(res):
+            res.x = res.x * (1 + 1e-8)
+
+        _record_slsqp(monkeypatch, short)
+        for nonneg in (False, True):
+            _, _, f = svm.solve_explicit_qp(prob, nonnegative_slack=nonneg)
+            assert abs(f - newton) / max(1.0, abs(newton)) <= 1e-12, (bias, C, nonneg, f, newton)
+
+
+def test_the_kkt_reports_converged_flag_needs_both_solvers():
+    """kkt_report's `converged` (the theory's 'both solvers converged' row reads 1 - it) is 1 only when Newton and the
+    dual both converged. A flag that read the dual's alone passed every test: the rows that read it were tested with
+    the flag set by hand, never with a primal that stopped short. The oracle is the flag injected here."""
+    import dataclasses
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 3)
+    y = np.where(X[:, 0] + 0.5 * rng.randn(40) > 0, 1.0, -1.0)
+    prob = svm.SoftSVMProblem(X, y, 1.0, "free")
+    primal, dual = svm.solve_primal(prob), svm.solve_dual(prob)
+    assert primal.converged and dual.converged
+    assert svm.kkt_report(prob, primal, dual)["converged"] == 1.0
+    stopped = dataclasses.replace(primal, converged=False)
+    assert svm.kkt_report(prob, stopped, dual)["converged"] == 0.0
+    assert svm.kkt_report(prob, primal, dataclasses.replace(dual, converged=False))["converged"] == 0.0
