@@ -52,7 +52,7 @@ matplotlib.use("Agg")  # headless: CI, servers, the device machine
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from mlhw.labels import WITH_BN_DROPOUT, lr_label, variant_title  # noqa: E402
 from mlhw.reference import CNN_VARIANTS, MLP_SWEEP_LRS  # noqa: E402
@@ -369,6 +369,8 @@ def draw_curves(
             ax.set_xticks(shown)
             ax.set_xlim(shown[0] - 0.5, shown[-1] + 0.5)
         _min_span(ax, key)
+        if key.endswith("acc"):  # in percent, as every table and finding gives accuracies (the data stay 0-1)
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
         ax.grid(alpha=0.3)
     if handles:
         ncol = min(len(handles), 3 if max(len(n) for n in names) > 24 else 6)

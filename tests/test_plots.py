@@ -178,6 +178,26 @@ def test_epoch_ticks_are_integers():
     assert fig.axes[1].get_yscale() == "log" and fig.axes[0].get_yscale() == "linear"
 
 
+def test_accuracy_axes_read_in_percent_as_the_tables_do():
+    """The tables and findings give accuracies in percent ('96.33%'), the figures' axes read 0.2 ... 1.0. The drawn
+    values stay fractions (the band and mean tests read them): only the tick labels change."""
+    rng = np.random.default_rng(5)
+    fig = plots.draw_lr_sweep([("lr=0.1", [sweep_rows(rng, 5) for _ in range(2)])], "t")
+    cnn = plots.draw_cnn_curves(
+        [("SGD lr=0.005", [rows({"train_loss": [2, 1, 0.5], "val_acc": [0.1, 0.2, 0.3]}, 1)])], "t"
+    )
+    for f in (fig, cnn):
+        f.canvas.draw()
+        for ax in f.axes:
+            pairs = [(tick, lab.get_text()) for tick, lab in zip(ax.get_yticks(), ax.get_yticklabels())]
+            labels = [lab for _, lab in pairs if lab]
+            accuracy = "accuracy" in ax.get_title()
+            assert labels and all(lab.endswith("%") for lab in labels) == accuracy, (ax.get_title(), labels)
+            if accuracy:  # each label says its tick's value: 0.2 -> 20%
+                for tick, lab in pairs:
+                    assert float(lab.rstrip("%").replace("−", "-")) == pytest.approx(100 * tick), (tick, lab)
+
+
 def test_labels_in_the_assignments_words():
     assert labels.variant_title("adam-5e-05-plain") == "Adam lr=5e-5, no BN/Dropout"
     assert labels.variant_title("sgd-0.005") == "SGD lr=0.005"
