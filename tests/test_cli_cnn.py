@@ -122,7 +122,7 @@ def test_paper_configuration_is_one_flag_away(workdir):
     assert run.data.tags["mlhw.dataset_files"] == "not the official files"
     # its result is one line in a log (the console is a 160-column pipe here): '(run …)' was cut onto a line alone
     (line,) = [x for x in res.stderr.splitlines() if "final train loss" in x]
-    assert line.startswith("cifar10 (not the official CIFAR-10 files): train 5 / val 5000"), line
+    assert line.startswith("cifar10 (not the official CIFAR-10 files): train 5 / val 5,000"), line
     assert line.endswith(f"(run {run.info.run_id[:8]})") and len(line) > 160, line
     assert run.data.params["train_fraction"] == "0.1"  # 10% of the 50 left in the pool: the cifar10 preset
     assert run.data.params["image_size"] == "67" and run.data.params["width"] == "0.125"  # the flags win

@@ -257,6 +257,7 @@ def test_errors_print_as_percentages_as_the_tables_do(workdir):
     assert rows["training error"] == "0.00%" and rows["test error"] == "3.40%"
     assert re.fullmatch(r"\d+\.\d\d", rows["seconds"])
     assert rows["theorem holds"].startswith("yes (f = 0 and zero training error")
+    assert "Q1 multiclass hinge on digits (1,297 train, 10 classes)" in res.stdout  # counts as the report writes them
     # 50 subgradient steps end at f > 0: the implication's premise never arises, and 'yes' says what was checked
     res = invoke(
         "svm", "multiclass", "--method", "subgradient", "--steps", 50, "--tracking-uri", f"sqlite:///{workdir}/m.db"

@@ -190,7 +190,7 @@ def train(
     console = err if as_json else out
     console.print(
         f"{data.name}{files_note(data.name, data.files)}: "
-        f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)}, "
+        f"train {len(data.train):,} / val {len(data.val):,} / test {len(data.test):,}, "
         + (f"{batch_label(cfg.batch_size, len(data.train), 'split')}, " if cfg.batch_size >= len(data.train) else "")
         + f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
         f"val acc {pct(record['val_acc'])}, test acc {pct(res.test_acc)}"

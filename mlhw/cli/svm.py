@@ -204,7 +204,7 @@ def multiclass(
     holds = None if "diverged_step" in rep else q1_holds(rep)
     f_label = "f* = min mean hinge" if cfg.method == "exact" else f"mean hinge after {rep['steps']} steps"
     _report(
-        f"Q1 multiclass hinge on {data.name}{_files_note(data)} ({len(data.train)} train, {data.n_classes} classes)",
+        f"Q1 multiclass hinge on {data.name}{_files_note(data)} ({len(data.train):,} train, {data.n_classes} classes)",
         [
             (f_label, rep["objective"]),
             ("method", rep["method"]),
