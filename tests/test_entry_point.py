@@ -41,6 +41,11 @@ def mlhw(*args, cwd):
         (["reproduce", "--stale-after=1e999"], "--stale-after: too large for a float: it reads as inf (the largest"),
         # an option with a short name too: click names both ("Invalid value for '--C' / '-C': Input should be ...")
         (["svm", "soft", "-C", "abc"], "mlhw svm soft: --C: must be a valid number (got 'abc') (see mlhw svm soft"),
+        # an option of one value given twice with two: click kept the last, silently (`--profile ci --profile digits`
+        # ran the 39 runs of digits)
+        (["reproduce", "--profile", "ci", "--dry-run", "--profile=digits"], "--profile given twice (ci, then digits)"),
+        (["cnn", "train", "--batchnorm", "--no-batchnorm"], "cnn train: --batchnorm and --no-batchnorm both given"),
+        (["svm", "soft", "-C", "1", "-C2"], "mlhw svm soft: -C given twice (1, then 2): give it once (see mlhw svm"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):
@@ -49,6 +54,27 @@ def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and res.stderr.startswith("error: mlhw") and culprit in res.stderr
     assert "Traceback" not in res.stderr and res.stdout == ""
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "results").exists()
+
+
+def test_an_option_given_twice_with_one_value_or_a_repeatable_one_goes_through():
+    """The same value twice is harmless; a repeatable option (--only, --set) repeats; an option's value that looks
+    like another option is a value (`--experiment --profile`), not a second --profile."""
+    import typer
+
+    from mlhw.cli import _click_exceptions, _once, _parse_once, app
+
+    command = _once(typer.main.get_command(app))
+    reproduce = command.commands["reproduce"]
+    ctx = reproduce.make_context("reproduce", ["--dry-run"])
+    for args in (
+        ["--profile", "ci", "--profile", "ci"],
+        ["--only", "mlp_full", "--only", "mlp_lr_sweep", "--set", "epochs=1", "--set", "lr=0.1"],
+        ["--experiment", "--profile", "--profile", "ci"],
+        ["--profile", "ci", "--", "--profile", "digits"],
+    ):
+        _parse_once(reproduce, lambda ctx, args: args, ctx, args)
+    with pytest.raises(_click_exceptions().UsageError, match="--profile given twice"):
+        _parse_once(reproduce, lambda ctx, args: args, ctx, ["--profile", "ci", "--profile", "digits"])
 
 
 def test_a_rate_in_a_list_that_float_rounds_to_0_is_named_as_typed(tmp_path):

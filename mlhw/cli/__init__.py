@@ -97,6 +97,56 @@ def _exact_floats(command):
     return command
 
 
+def _once(command):
+    """Every command refuses an option of one value given twice with two values (`--profile ci --profile digits`
+    ran digits, silently: click keeps the last), a flag and its opposite among them (`--force ... --no-force`);
+    the same value twice is harmless and goes through. Checked on the command's own arguments before click parses
+    them, so the error names both values."""
+    if not getattr(command, "checks_once", False) and not hasattr(command, "commands"):
+        command.parse_args = functools.partial(_parse_once, command, command.parse_args)
+        command.checks_once = True
+    for sub in getattr(command, "commands", {}).values():
+        _once(sub)
+    return command
+
+
+def _parse_once(command, parse_args, ctx, args):
+    seen: dict[str, tuple[str, str]] = {}  # param name -> (the option as typed, its value)
+    takes = {}  # an option's every name -> (param, whether it takes a value)
+    for param in command.params:
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        for opt in [*param.opts, *param.secondary_opts]:
+            takes[opt] = (param, not param.is_flag and not getattr(param, "count", False))
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            break
+        name, value, step = arg, None, 1
+        if arg.startswith("--") and "=" in arg:
+            name, value = arg.split("=", 1)
+        elif arg not in takes and arg.startswith("-") and not arg.startswith("--") and arg[:2] in takes:
+            name, value = arg[:2], arg[2:]  # `-C1`
+        if name not in takes:
+            i += 1
+            continue
+        param, valued = takes[name]
+        if valued and value is None:
+            value, step = (args[i + 1] if i + 1 < len(args) else None), 2
+        elif not valued:
+            value = "off" if name in param.secondary_opts else "on"
+        i += step
+        if value is None or param.multiple or getattr(param, "count", False):
+            continue
+        if param.name in seen and seen[param.name][1] != value:
+            first, before = seen[param.name]
+            why = f"{first} given twice ({before}, then {value}): give it once" if valued else None
+            raise _click_exceptions().UsageError(why or f"{first} and {name} both given: give one", ctx=ctx)
+        seen[param.name] = (name, value)
+    return parse_args(ctx, args)
+
+
 def _is_float(param) -> bool:
     """A float option: Typer 0.29 says so in its type descriptor; the Typers before it (pyproject allows 0.19) build
     click's own FLOAT parameter type and have no descriptor, so that none of their options was looked at."""
@@ -202,7 +252,7 @@ def _main() -> int:
     except ImportError:
         from click.exceptions import Abort
 
-    command = _exact_floats(_without_flag_types(typer.main.get_command(app)))
+    command = _once(_exact_floats(_without_flag_types(typer.main.get_command(app))))
     try:
         code = command(standalone_mode=False, prog_name="mlhw")
     except click.UsageError as err:
