@@ -435,7 +435,7 @@ def _expand_suite(
 ) -> list[RunSpec]:
     model = KINDS[suite.kind]
     layers = _Layers(_fields(suite.kind))
-    if suite.seeds is not None:
+    if "seeds" in suite.model_fields_set:  # `seeds: null` too: written, and no list (it ran as no seeds list)
         layers.put_seeds(suite.seeds, f"suites.{name}.seeds", file)
     layers.put(name, suite.kind, suite.base, f"suites.{name}.base", file)
     layers.put_grid(suite.kind, suite.grid, f"suites.{name}.grid", file)
@@ -541,7 +541,7 @@ def _apply_profile_and_set(layers: _Layers, name, kind, prof: ProfileSpec, profi
     layers.put(name, kind, prof.defaults, f"profiles.{profile}.defaults", file, only_known=True)
     layers.put(name, kind, over.base, f"profiles.{profile}.suites.{name}.base", file)
     layers.put_grid(kind, over.grid, f"profiles.{profile}.suites.{name}.grid", file)
-    if over.seeds is not None:
+    if "seeds" in over.model_fields_set:
         layers.put_seeds(over.seeds, f"profiles.{profile}.suites.{name}.seeds", file)
     for path, value, where in overrides:
         if path[0] == name:  # SUITE.FIELD, SUITE.seeds, SUITE.grid.FIELD

@@ -359,6 +359,14 @@ def with_(change):
             lambda d: d["suites"]["m"].update(seeds=5),
             "exp.yaml: suites.m.seeds: expected a non-empty list of integer seeds (got 5)",
         ),
+        (  # written and empty: it ran as if absent (one run of the base seed), where `seeds: 5` was refused
+            lambda d: d["suites"]["m"].update(seeds=None),
+            "exp.yaml: suites.m.seeds: expected a non-empty list of integer seeds (got null)",
+        ),
+        (
+            lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=None),
+            "exp.yaml: profiles.p.suites.m.seeds: expected a non-empty list of integer seeds (got null)",
+        ),
         (
             lambda d: d["profiles"]["p"]["suites"]["m"].update(seeds=[3, 4, 3]),
             "exp.yaml: profiles.p.suites.m.seeds: seed 3 is listed twice (got [3, 4, 3])",
