@@ -230,6 +230,29 @@ def test_invalid_file_runs_nothing(tiny):
 # --- reproduce's own behaviour, on the light profile ----------------------------------------------------------
 
 
+def test_a_report_that_could_not_be_written_names_the_tables_command_that_rebuilds_it(light, monkeypatch):
+    """It said `mlhw tables --profile tiny`: run as given, that read ./mlflow.db (not this --tracking-uri) and wrote
+    under results/ (not this --results-dir). The command names what differs from `mlhw tables`' own defaults."""
+    import errno
+    import shlex
+
+    from mlhw import report
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report", full)
+    out = light / "my results"
+    res = reproduce(light, "--results-dir", out, "--experiment", "hw4")
+    assert res.exit_code != 0 and "No space left on device" in res.stderr, res.stderr
+    line = next(x for x in res.stderr.splitlines() if "rebuilds the report" in x)
+    command = re.search(r"`([^`]+)` rebuilds the report", line)[1]
+    assert shlex.split(command) == [
+        *("mlhw", "tables", "--profile", "tiny", "--tracking-uri", f"sqlite:///{light}/mlflow.db"),
+        *("--experiment", "hw4", "--results-dir", str(out)),
+    ]
+
+
 def test_piped_output_is_one_line_per_run_start_and_end(light):
     res = reproduce(light)
     assert res.exit_code == 0, res.output

@@ -444,10 +444,27 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
             compiled = (
                 f"error: writing the report under {results_dir}/ failed ({exc.strerror or exc}); the runs are "
-                f"FINISHED in MLflow: `mlhw tables --profile {plan.profile}` rebuilds the report"
+                f"FINISHED in MLflow: `{_tables_command(plan.profile, settings, results_dir)}` rebuilds the report"
             )
         check_terminated()  # a SIGTERM that a finalizer swallowed during the report: exit 143, not a verdict of 0
         return failed, compiled
+
+
+def _tables_command(profile: str, settings, results_dir) -> str:
+    """The `mlhw tables` that rebuilds this reproduction's report: its store, experiment and folder where they are
+    not what the command would take by itself (run as given, `mlhw tables --profile ci` read another store)."""
+    import shlex
+
+    from mlhw.store import resolve_uri
+
+    words = ["mlhw", "tables", "--profile", profile]
+    if settings.uri != resolve_uri(None):
+        words += ["--tracking-uri", settings.uri]
+    if settings.experiment != "mlhw":
+        words += ["--experiment", settings.experiment]
+    if str(results_dir) != "results":
+        words += ["--results-dir", str(results_dir)]
+    return shlex.join(words)
 
 
 def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list[str]:
