@@ -283,7 +283,10 @@ def load_baseline(folder: str | Path) -> Baseline:
         raise CheckConfigError(f"{folder}: no baseline here (expected {tables_dir}/*.csv){beside}")
     tables = load_tables(tables_dir)
     if not tables:
-        raise CheckConfigError(f"{tables_dir}: no CSV tables in the baseline")
+        raise CheckConfigError(  # (an emptied folder blocked every reproduce of the profile, with no way out said)
+            f"{tables_dir}: no CSV tables in the baseline: restore them (`git checkout -- {tables_dir}`), or remove "
+            f"{folder} to reproduce without a baseline"
+        )
     policy_path = folder / POLICY_FILE
     policy = load_policy(policy_path)
     for name in policy.tables or []:  # a gated table that is gone would only show up as "new" rows

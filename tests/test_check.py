@@ -608,6 +608,22 @@ def test_check_of_a_misspelt_profile_says_the_file_has_no_such_profile(workdir):
     assert not (workdir / "mlflow.db").exists()
 
 
+def test_an_emptied_baseline_folder_says_the_way_out(workdir):
+    """results/<profile>/tables/ with no CSV in it blocked every reproduce of the profile ('no CSV tables in the
+    baseline', exit 2) and said no way out: restore the CSVs, or remove the folder."""
+    from helpers import assert_one_line_error, invoke
+
+    doc = {"version": 1, "suites": {"t": {"kind": "theory", "part": "theory"}}, "profiles": {"p": {}}}
+    (workdir / "experiments.yaml").write_text(yaml.safe_dump(doc))
+    (workdir / "results" / "p" / "tables").mkdir(parents=True)
+    res = invoke("reproduce", "--profile", "p", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert_one_line_error(
+        res, "tables: no CSV tables in the baseline: restore them (`git checkout -- results/p/tables`)"
+    )
+    assert "or remove results/p to reproduce without a baseline" in res.stderr
+    assert not (workdir / "mlflow.db").exists()
+
+
 def test_a_baseline_of_another_profile_is_refused_naming_both_before_the_store_is_read(workdir):
     """`mlhw check --profile digits --baseline results/paper` compared digits runs with the MNIST paper baseline and
     said only `check FAILED: 31 ok, 5 drift, ...`: the baseline's REPORT.md names its profile, so the check says
