@@ -671,9 +671,9 @@ def test_a_long_run_in_a_log_says_its_epochs(light, monkeypatch):
     assert res.exit_code == 0, res.output
     epochs = yaml.safe_load((light / "exp.yaml").read_text())["suites"]["mlp_full"]["base"]["epochs"]
     lines = [x for x in res.stderr.splitlines() if ": epoch " in x]
-    # "[1-2/2] mlp_full: 2 seeds: epoch 2/2 (1 s)": the unit's place and name, as its start line has them
+    # "[runs 1-2 of 2] mlp_full: 2 seeds: epoch 2/2 (1 s)": the unit's place and name, as its start line has them
     # (it printed "[0/2] : epoch 2/2": an epoch event carries no label)
-    pattern = rf"^\[1-2/2\] mlp_full: 2 seeds: epoch \d+/{epochs} \(\d+ s\)$"
+    pattern = rf"^\[runs 1-2 of 2\] mlp_full: 2 seeds: epoch \d+/{epochs} \(\d+ s\)$"
     assert lines and all(re.search(pattern, x) for x in lines), res.stderr
     assert any(f"epoch {epochs}/{epochs}" in x for x in lines), lines
 
