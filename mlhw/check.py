@@ -543,10 +543,12 @@ def _shown(result: CheckResult, show_all: bool) -> list[CheckRow]:
     ]
 
 
-def _fmt(v, digits: int = 4) -> str:
+def _fmt(v, digits: int = 4, whole: bool = False) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
+        if whole and math.isfinite(v) and v.is_integer():  # a count: 48 support vectors, not 48.0000
+            return str(int(v))
         if v != 0 and abs(v) < 5e-5:  # an SVM objective's drift or tolerance, which .4f would show as 0.0000
             return f"{v:.2e}"
         from mlhw.tables import num_or_inf
@@ -555,14 +557,44 @@ def _fmt(v, digits: int = 4) -> str:
     return str(v)
 
 
-def _moved(r: CheckRow) -> str:
+def counts(rows: list[CheckRow]) -> set[tuple[str, str]]:
+    """The (table, metric) pairs that count something: every value of the metric on both sides (and its std) a
+    whole number, one of them at least 2 (the SVM's support vectors). A 0/1 flag or a rate that happens to be whole
+    (`diverged`, a training error of 0) keeps its decimals, as its table's other rows show them."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        got = (r.baseline, r.current, r.std_baseline, r.std_current)
+        values.setdefault((r.table, r.metric), []).extend(float(v) for v in got if v is not None)
+    return {
+        k
+        for k, vs in values.items()
+        if vs and all(math.isfinite(v) and v.is_integer() for v in vs) and any(abs(v) >= 2 for v in vs)
+    }
+
+
+def _moved(r: CheckRow, whole: bool = False) -> str:
     if r.delta is None:
         return "-"
     ratio = r.ratio
-    s = (f"+{_fmt(r.delta)}" if r.delta >= 0 else _fmt(r.delta)) if math.isfinite(r.delta) else _fmt(r.delta)
+    d = _fmt(r.delta, whole=whole)
+    s = (f"+{d}" if r.delta >= 0 else d) if math.isfinite(r.delta) else d
     if ratio is not None:
         s += f" ({ratio:.1f}x tol)" if math.isfinite(ratio) else " (tol 0)"
     return s
+
+
+def _value(v, std, n, whole: bool, with_n: bool = True) -> str:
+    """A mean as the check shows it: '0.9120 ±0.0170 (n=2)' (n where the rows around it do not say it)."""
+    text = _fmt(v, whole=whole)
+    if std is not None:
+        text += f" ±{_fmt(std, whole=whole)}" + (f" (n={n})" if with_n else "")
+    return text
+
+
+def _note(r: CheckRow) -> str:
+    if r.direction and r.within is False:
+        return f"{r.direction}; {r.reason}" if r.reason else r.direction
+    return r.reason
 
 
 COLUMNS = ["table", "row", "metric", "baseline", "current", "delta", "tolerance", "status", "note"]
@@ -570,14 +602,13 @@ COLUMNS = ["table", "row", "metric", "baseline", "current", "delta", "tolerance"
 
 def table_rows(result: CheckResult, show_all: bool = False) -> list[list[str]]:
     """The rendered cells (COLUMNS) of the rows to show."""
+    whole = counts(result.rows)
     out = []
     for r in _shown(result, show_all):
-        note = r.reason
-        if r.direction and r.within is False:
-            note = f"{r.direction}; {note}" if note else r.direction
-        base = _fmt(r.baseline) + (f" ±{_fmt(r.std_baseline)} (n={r.n_baseline})" if r.std_baseline is not None else "")
-        cur = _fmt(r.current) + (f" ±{_fmt(r.std_current)} (n={r.n_current})" if r.std_current is not None else "")
-        out.append([r.table, r.row, r.metric, base, cur, _moved(r), _fmt(r.tolerance), r.status, note])
+        w = (r.table, r.metric) in whole
+        base = _value(r.baseline, r.std_baseline, r.n_baseline, w)
+        cur = _value(r.current, r.std_current, r.n_current, w)
+        out.append([r.table, r.row, r.metric, base, cur, _moved(r, w), _fmt(r.tolerance), r.status, _note(r)])
     return out
 
 
@@ -603,15 +634,145 @@ def to_markdown(result: CheckResult, show_all: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def key_parts(r: CheckRow) -> list[str]:
+    """A row's key as the terminal table shows it: a number or a yes/no with its column's name (`lr=0.01`), a name
+    alone (`adam-5e-05-plain`, `Q3 soft SVM`): `question=Q3 soft SVM, setting=digits 3vs8, C=1` took 46 columns,
+    and a 160-column pipe wrapped it over four lines."""
+    parts = []
+    for c, v in r.key.items():
+        text = key_value(v)
+        named = text == "" or text in ("True", "False") or _float(text) is not None
+        parts.append(f"{c}={text}" if named else text)
+    return parts
+
+
+def _groups(rows: list[CheckRow]) -> list[tuple[str, list[tuple[str, CheckRow]]]]:
+    """The rows under headings, in the order they come: a table's name and its key's leading columns head a group
+    (`svm · Q3 soft SVM`); its last column names the row (`digits 3vs8, C=1`)."""
+    groups: dict[str, list[tuple[str, CheckRow]]] = {}
+    for r in rows:
+        parts = key_parts(r)
+        head = " · ".join([r.table, *parts[:-1]])
+        groups.setdefault(head, []).append((parts[-1] if parts else r.row, r))
+    return list(groups.items())
+
+
+def _least(cell: str, column: str, whole_keys: bool = True) -> int:
+    """How narrow a cell may wrap: a key never (one line; at its spaces on a page too narrow for that); a mean at
+    its spaces (`0.9120` / `±0.0170`), a delta before its ratio (`+0.0012` / `(0.1x tol)`), a metric's name or a
+    status at its spaces. In terminal cells."""
+    from rich.cells import cell_len
+
+    if column == "tolerance" or (column == "row" and whole_keys):
+        return cell_len(cell)
+    if column == "row":  # (a row's key is indented under its heading)
+        return len(cell) - len(cell.lstrip()) + max(map(cell_len, cell.split()), default=0)
+    if column == "delta":
+        number, _, ratio = cell.partition(" ")
+        return max(cell_len(number), cell_len(ratio))
+    return max(map(cell_len, cell.split()), default=0)
+
+
+CHECK_HEADS = ["row", "metric", "baseline", "current", "delta", "tolerance", "status"]
+_STYLE = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
+
+
+class _CheckTable:
+    """The check's rows under their headings, at widths that fit the page: natural where they fit (a 160-column
+    pipe: every row on one line), else narrowed column by column, a cell wrapping only at its spaces and a key not
+    at all (on a page too narrow for that, at its spaces). Notes (why a row is chaotic, why it drifted) are
+    numbered below the table: in a column of their own a pipe's 160 columns wrapped each over five lines. A group's
+    seed count, the same for all its rows, is said once in its heading (`mlp_full (n=2)`), not in each cell."""
+
+    def __init__(self, title: str, result: CheckResult, rows: list[CheckRow]):
+        whole = counts(result.rows)
+        self.title, self.notes, self.lines = title, {}, []
+        for head, members in _groups(rows):
+            with_std = [r for _, r in members if r.std_baseline is not None or r.std_current is not None]
+            ns = {r.n_baseline for r in with_std} | {r.n_current for r in with_std}
+            n = ns.pop() if len(ns) == 1 else None
+            self.lines.append((head + (f" (n={n})" if n is not None else ""), None))
+            for label, r in members:
+                w = (r.table, r.metric) in whole
+                status = r.status
+                if note := _note(r):
+                    status += f" [{self.notes.setdefault(note, len(self.notes) + 1)}]"
+                cells = [
+                    f"  {label}",
+                    r.metric,
+                    _value(r.baseline, r.std_baseline, r.n_baseline, w, n is None),
+                    _value(r.current, r.std_current, r.n_current, w, n is None),
+                    _moved(r, w),
+                    _fmt(r.tolerance),
+                    status,
+                ]
+                self.lines.append((cells, r.status))
+        self.below = [f"[{i}] {note}" for note, i in self.notes.items()]
+        if result.skipped_tables:
+            self.below.append(f"not compared: {', '.join(result.skipped_tables)}")
+
+    def widths(self, page: int, edge: bool, whole_keys: bool = True, least_at_most: bool = False) -> list[int] | None:
+        """Each column's width, None where even the narrowest do not fit `page`. The column narrowed next is the
+        one that wraps the fewest cells (a metric's long name, a note's number) then the widest: at 100 columns
+        every row's delta wrapped while the metric column kept room for one name."""
+        from rich.cells import cell_len
+
+        lengths = [[cell_len(h)] for h in CHECK_HEADS]
+        least = [cell_len(h) for h in CHECK_HEADS]
+        for cells, _ in self.lines:
+            for j, (cell, column) in enumerate(zip([cells] if isinstance(cells, str) else cells, CHECK_HEADS)):
+                lengths[j].append(cell_len(cell))  # (a heading: in the first column)
+                least[j] = max(least[j], _least(cell, column, whole_keys))
+        widths = [max(x) for x in lengths]
+        while sum(widths) + 3 * len(widths) + (1 if edge else -3) > page:  # padding and borders; the edges
+            narrower = [j for j in range(len(widths)) if widths[j] > least[j]]
+            if not narrower:
+                return widths if least_at_most else None
+            j = min(narrower, key=lambda j: (sum(n >= widths[j] for n in lengths[j]), -widths[j]))
+            widths[j] -= 1
+        return widths
+
+    def __rich_console__(self, console, options):
+        from rich.cells import cell_len
+        from rich.table import Table
+        from rich.text import Text
+
+        from mlhw.tables import page_titled
+
+        page = options.max_width
+        # with the outer border, else without it and its padding (4 columns), else with keys wrapped at their
+        # spaces; on a page narrower still, rich folds what does not fit
+        tries = [(True, True), (False, True), (False, False)]
+        edge, widths = next(((e, w) for e, k in tries if (w := self.widths(page, e, k))), (False, None))
+        widths = widths or self.widths(page, False, False, least_at_most=True)
+        table = Table(title=self.title, title_justify="left", show_edge=edge, pad_edge=edge)
+        for head, width in zip(CHECK_HEADS, widths):
+            number = head in ("baseline", "current", "delta", "tolerance")
+            table.add_column(head, justify="right" if number else "left", width=width, overflow="fold")
+        for i, (cells, status) in enumerate(self.lines):
+            if isinstance(cells, str):
+                if i:
+                    table.add_section()
+                table.add_row(Text(cells, style="bold"), *[""] * (len(CHECK_HEADS) - 1))
+                continue
+            delta = CHECK_HEADS.index("delta")
+            if cell_len(cells[delta]) > widths[delta]:  # its ratio on a line of its own: `(0.1x` / `tol)` read badly
+                cells = [*cells[:delta], cells[delta].replace(" ", "\n", 1), *cells[delta + 1 :]]
+            texts = [Text(c) for c in cells]
+            texts[-1].stylize(_STYLE.get(status, ""))
+            table.add_row(*texts)
+        yield page_titled(table)
+        for line in self.below:
+            yield Text(line)
+
+
 def to_rich(result: CheckResult, show_all: bool = False):
-    """A rich Table of what moved (everything with show_all), titled with what it lists. The verdict is not in it:
-    `mlhw check` prints that once, its last line, on stderr (as the title too it was in a `2>&1` log twice, the
-    title's copy wrapped at the pipe's 160 columns)."""
-    from rich.markup import escape
-    from rich.table import Table
+    """The rows that moved (every row with show_all) under their tables' headings, titled with what it lists. The
+    verdict is not in it: `mlhw check` prints that once, its last line, on stderr (as the title too it was in a
+    `2>&1` log twice, the title's copy wrapped at the pipe's 160 columns)."""
     from rich.text import Text
 
-    rows = table_rows(result, show_all)
+    rows = _shown(result, show_all)
     if not rows:
         # the verdict itself is the command's last line (stderr): say here only what there is to see
         own = "; but results fail their own checks (below)" if result.unsound else ""
@@ -620,22 +781,9 @@ def to_rich(result: CheckResult, show_all: bool = False):
         return Text(
             f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them){skipped}{own}"
         )
-    style = {"ok": "green", "drift": "bold red", "missing": "bold red", "chaotic": "yellow", "new": "cyan"}
     listed = (
         f"every metric compared: {len(rows)} rows"
         if show_all
         else f"moved, missing or new: {len(rows)} of {len(result.rows)} rows (--all lists every one)"
     )
-    t = Table(title=listed, title_justify="left")
-    for h in COLUMNS:
-        # a row's name is folded, never cut: 'variant=adam-5e-…' hid '-plain', the one difference between two rows
-        fold = "fold" if h in ("table", "row", "metric") else None
-        number = h in ("baseline", "current", "delta", "tolerance")  # on one line, also in a 160-column pipe (CI)
-        t.add_column(h, justify="right" if number else "left", overflow=fold, no_wrap=number)
-    for x in rows:
-        cells = [escape(c) for c in x]
-        cells[7] = f"[{style.get(x[7], '')}]{cells[7]}[/]"
-        t.add_row(*cells)
-    if result.skipped_tables:
-        t.caption = escape(f"not compared: {', '.join(result.skipped_tables)}")
-    return t
+    return _CheckTable(listed, result, rows)

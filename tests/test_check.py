@@ -418,7 +418,41 @@ def test_a_piped_check_table_keeps_each_number_on_its_line():
     body = [line for line in console.export_text().splitlines() if line.startswith("│")]
     numbers = [line for line in body if "x tol)" in line]
     assert len(numbers) == len(res.rows)  # each row's numbers on one line (its note may fold)
-    assert all(re.search(r"[+-]\d\.\d{4} \(\d+\.\dx tol\)", line) for line in numbers), numbers[:2]
+    assert all(re.search(r"[+-]\d+(\.\d{4})? \(\d+\.\dx tol\)", line) for line in numbers), numbers[:2]
+
+
+@pytest.mark.parametrize("width", [160, 100])
+@pytest.mark.parametrize("profile", ["ci", "digits"])
+def test_a_check_table_keeps_each_key_on_one_line_and_counts_whole(profile, width):
+    """`mlhw check --all | cat` (160 columns) wrapped each SVM key over four lines (`question=Q3` / `soft SVM,` /
+    `setting=digits` / `3vs8, C=1`), each chaotic row's note over five, and printed a count as `29.0000` support
+    vectors. At 160 columns (a pipe) and at 100 (a terminal): a key stays on one line, its metric beside it; a
+    note is said once, whole, below the table; a count is a whole number."""
+    from rich.console import Console
+
+    b = C.load_baseline(ROOT / "results" / profile)
+    res = C.compare(b.tables, b.tables, b.policy)
+    console = Console(record=True, width=width, color_system=None)
+    console.print(C.to_rich(res, show_all=True))
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= width
+    svm = [r for r in res.rows if r.table == "svm"]
+    for r in svm:  # its setting beside the metric, on one line; its question heads its group
+        metric = re.escape(r.metric.split()[0])  # (at 100 columns `train` / `error` may wrap)
+        assert any(re.search(rf"│ +{re.escape(r.key['setting'])} +│ {metric}\b", x) for x in lines), r.key
+        assert any(re.search(rf"│ svm · {re.escape(r.key['question'])} +│", x) for x in lines), r.key
+    counts = [r for r in svm if r.metric == "support vectors"]
+    assert counts and all(r.baseline == int(r.baseline) for r in counts)
+    for r in counts:  # `48`, not `48.0000`; its delta `+0`
+        count = rf"│ support( vectors)? +│ +{int(r.baseline)} │ +{int(r.current)} │ +\+0( |$)"
+        assert any(re.search(count, x) for x in lines), [x for x in lines if "support" in x]
+    for r in res.rows:  # every table's keys so
+        *head, label = C.key_parts(r)
+        metric = re.escape(r.metric.split()[0])
+        assert any(re.search(rf"│ +{re.escape(label)} +│ {metric}\b", x) for x in lines), (label, r.metric)
+        assert any(re.search(rf"│ {re.escape(' · '.join([r.table, *head]))}( \(n=\d\))? +│", x) for x in lines), head
+    for reason in {c.reason for c in b.policy.chaotic if c.reason}:  # once, whole, under the table
+        assert sum(reason in x for x in lines) == 1 and any(x.endswith(f"] {reason}") for x in lines), reason
 
 
 def test_a_user_grid_table_matches_rows_by_the_field_it_varies():
