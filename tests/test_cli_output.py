@@ -330,7 +330,7 @@ HELP_COMMANDS += [["svm", "multiclass"], ["reproduce"], ["tables"], ["check"]]
 @pytest.mark.parametrize("command", HELP_COMMANDS, ids=" ".join)
 def test_help_at_80_columns_breaks_no_choice_list(command, monkeypatch):
     """At COLUMNS=80 `mlhw cnn train --help` wrapped '<auto|bf16|fp16|fp3' / '2>', and --dataset showed '<str>':
-    a list of choices fits on its line, or is '<choice>' with the choices in the help."""
+    a list of choices fits on its line, every list in full (not '<choice>' or '<mode>')."""
     import typer.rich_utils
     from typer.testing import CliRunner
 
@@ -350,18 +350,20 @@ def test_help_at_80_columns_breaks_no_choice_list(command, monkeypatch):
     if "--dataset" in options:
         assert "<str>" not in options["--dataset"]
     if "--precision" in options:
-        assert "<mode>" in options["--precision"] and "auto, bf16, fp16 or fp32" in res.output
+        assert "<auto|bf16|fp16|fp32>" in options["--precision"]
     if command[0] == "mlp":
         assert "<digits|mnist>" in options["--dataset"]
     if command[0] == "cnn":
-        assert "<choice>" in options["--dataset"] and "digits (embedded" in res.output and "or cifar10" in res.output
+        assert "<digits|cifar10>" in options["--dataset"]
+    assert "<choice>" not in res.output and "<mode>" not in res.output
 
 
 @pytest.mark.parametrize("command", HELP_COMMANDS[:7], ids=" ".join)
 def test_every_run_commands_help_shows_its_panels_in_one_order(command):
     """`mlp train --help` showed Data before Training, `mlp sweep`, `cnn train`, `svm multiclass` and `reproduce` the
     other way round (a panel comes where its first option does): a reader going from one to the next looked for
-    them. reproduce's --download sat among its general options; it is in Data, as elsewhere."""
+    them. reproduce's --download sat among its general options; it is in Data, as elsewhere. AlexNet's shape
+    (--width, --image-size, --batchnorm, --dropout) is a Model panel between Data and Training."""
     from typer.testing import CliRunner
 
     from mlhw.cli import app
@@ -370,7 +372,8 @@ def test_every_run_commands_help_shows_its_panels_in_one_order(command):
     assert res.exit_code == 0, res.output
     panels = [m.group(1) for m in re.finditer(r"^╭─ ([\w ]+?) ─", res.output, re.MULTILINE)]
     extra = ["Parallel and distributed"] if command == ["reproduce"] else []  # its workers, a panel of its own
-    assert panels == ["Options", "Data", "Training", "Tracking", "Output", *extra], panels
+    model = ["Model"] if command[0] == "cnn" else []
+    assert panels == ["Options", "Data", *model, "Training", "Tracking", "Output", *extra], panels
     data = res.output.split("╭─ Data ─")[1].split("╰")[0]
     assert "--download" in data, data
 
@@ -415,3 +418,92 @@ def test_piped_output_is_160_columns_unless_columns_says_otherwise(columns, widt
     code = "from mlhw.cli.common import out, err; print(out.width, err.width)"
     got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert got.stdout.split() == [str(width), str(width)]
+
+
+def _every_command():
+    """(path, the function, its click command) of every `mlhw` command, as Typer builds them."""
+    import typer
+
+    from mlhw.cli import app
+
+    def walk(typer_app, group, path):
+        for info in typer_app.registered_commands:
+            name = info.name or info.callback.__name__.replace("_", "-")
+            yield [*path, name], info.callback, group.commands[name]
+        for sub in typer_app.registered_groups:
+            yield from walk(sub.typer_instance, group.commands[sub.name], [*path, sub.name])
+
+    return list(walk(app, typer.main.get_command(app), []))
+
+
+def _allowed_values(fn, command, param) -> list[str] | None:
+    """The values an option takes when they are a fixed list: its type's (a Literal or an Enum), or, for a text
+    option, those of the config field of its name (`--dtype`: MLPConfig.dtype's), the config being the one whose
+    fields the command's options name most."""
+    import enum
+    import inspect
+    import types
+    import typing
+
+    from mlhw.config import KINDS
+
+    hint = typing.get_type_hints(inspect.unwrap(fn), include_extras=True)[param.name]
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+    if typing.get_origin(base) in (typing.Union, types.UnionType):  # Optional[...]
+        base = next(a for a in typing.get_args(base) if a is not type(None))
+    if typing.get_origin(base) is typing.Literal:
+        return [str(a) for a in typing.get_args(base)]
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return [str(e.value) for e in base]
+    names = {p.name for p in command.params}
+    model = max(KINDS.values(), key=lambda m: len(names & set(m.model_fields)))
+    if base is str and len(names & set(model.model_fields)) >= 3 and param.name in model.model_fields:
+        field = model.model_fields[param.name].annotation
+        if typing.get_origin(field) is typing.Literal:
+            return [str(a) for a in typing.get_args(field)]
+    return None
+
+
+def test_every_option_of_fixed_values_lists_them_in_its_help(monkeypatch):
+    """`--dtype <choice>`, `cnn --dataset <choice>`, `svm multiclass --method <choice>`, `--precision <mode>` and
+    `svm soft --bias <str>` hid the values they take where `--dataset <digits|mnist>` listed them. Every option of
+    every command whose values are a fixed list (a Literal or an Enum, or a text option for such a config field)
+    lists them as its metavar, `<a|b|c>`, on its line of the help."""
+    import typer.rich_utils
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", 200)  # (read once by typer: see the 80-column test)
+    checked = []
+    for path, fn, command in _every_command():
+        res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        for param in command.params:
+            if getattr(param, "hidden", False) or not (values := _allowed_values(fn, command, param)):
+                continue
+            [line] = [x for x in res.output.splitlines() if re.match(rf"^│ {re.escape(param.opts[0])} ", x)]
+            assert f"<{'|'.join(values)}>" in line, (" ".join(path), line)
+            checked.append(f"{' '.join(path)} {param.opts[0]}")
+    for expected in ["mlp train --dtype", "cnn train --dataset", "svm multiclass --method", "svm soft --bias"]:
+        assert expected in checked, checked
+    assert "cnn train --precision" in checked and "reproduce --executor" in checked
+
+
+def test_profile_options_name_every_profile_of_experiments_yaml():
+    """`--profile <str>` named no profile in its metavar; its help lists the shipped experiments.yaml's."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+    from mlhw.report import profiles_of
+
+    profiles = profiles_of(str(Path(__file__).resolve().parents[1] / "experiments.yaml"))
+    assert profiles
+    for command in (["reproduce"], ["tables"], ["check"]):
+        res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+        text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", res.stdout).split())
+        assert "--profile <name>" in text, command
+        block = text.split("--profile <name>")[1].split(" --")[0]
+        assert all(re.search(rf"\b{p}\b", block) for p in profiles), (command, block)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlhw.cli.common import Experiment, TrackingUri, err, handles_errors, out
+from mlhw.cli.common import PROFILES, Experiment, TrackingUri, err, handles_errors, out
 
 
 def current_tables(store, profile: str) -> tuple[dict, list[str]]:
@@ -33,7 +33,13 @@ def verdict(baseline, current: dict, unsound: list[str] | None = None):
     store_failed="it reads the store and writes nothing (no run of it is left RUNNING)",
 )
 def check(
-    profile: Annotated[str, typer.Option(help="The profile whose newest full reproduction is checked.")] = "digits",
+    profile: Annotated[
+        str,
+        typer.Option(
+            metavar="<name>",
+            help=f"The profile whose newest full reproduction is checked, of experiments.yaml: {PROFILES}.",
+        ),
+    ] = "digits",
     baseline: Annotated[
         Optional[str],
         typer.Option(

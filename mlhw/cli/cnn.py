@@ -10,6 +10,7 @@ import typer
 
 from mlhw.cli.common import (
     DATA,
+    MODEL,
     TRAIN,
     CifarDir,
     Device,
@@ -49,9 +50,12 @@ Dataset = Annotated[
         DATA,
     ),
 ]
-Width = Annotated[Optional[float], _opt("Multiplier of channels and hidden units.", "width")]
+# the network's shape in a panel of its own: beside --batchnorm/--no-batchnorm, at 80 columns the Training panel
+# had no room for --precision's '<auto|bf16|fp16|fp32>' ('<auto|bf16|fp16|fp3' / '2>')
+Width = Annotated[Optional[float], _opt("Multiplier of channels and hidden units.", "width", MODEL)]
 ImageSize = Annotated[
-    Optional[int], _opt("Input side in pixels (bilinear resize on the device; the topology needs >= 67).", "image_size")
+    Optional[int],
+    _opt("Input side in pixels (bilinear resize on the device; the topology needs >= 67).", "image_size", MODEL),
 ]
 TrainFraction = Annotated[
     Optional[float],
@@ -102,15 +106,15 @@ def _epoch_bar(bar, epochs):
 @handles_errors
 def train(
     dataset: Dataset = None,  # first: every command's help shows its Data panel first
-    optimizer: Annotated[Optional[str], _opt("sgd (plain, --momentum 0) or adam.", "optimizer")] = None,
-    lr: Annotated[Optional[float], _opt("Learning rate.", "lr")] = None,
-    momentum: Annotated[Optional[float], _opt("SGD momentum.", "momentum")] = None,
+    # then the network's shape (Model), then how it is trained (Training), as in every command's help
+    width: Width = None,
+    image_size: ImageSize = None,
     batchnorm: Annotated[
         Optional[bool],
         typer.Option(
             "--batchnorm/--no-batchnorm",
             help="BatchNorm after every conv.",
-            rich_help_panel=TRAIN,
+            rich_help_panel=MODEL,
             show_default="batchnorm",
         ),
     ] = None,
@@ -119,14 +123,15 @@ def train(
         typer.Option(
             "--dropout/--no-dropout",
             help="Dropout(0.5) before the hidden Linear layers.",
-            rich_help_panel=TRAIN,
+            rich_help_panel=MODEL,
             show_default="dropout",
         ),
     ] = None,
+    optimizer: Annotated[Optional[str], _opt("sgd (plain, --momentum 0) or adam.", "optimizer")] = None,
+    lr: Annotated[Optional[float], _opt("Learning rate.", "lr")] = None,
+    momentum: Annotated[Optional[float], _opt("SGD momentum.", "momentum")] = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
-    width: Width = None,
-    image_size: ImageSize = None,
     train_fraction: TrainFraction = None,
     seed: SeedOpt = None,
     device: Device = "auto",
@@ -215,10 +220,10 @@ def compare(
         ),
     ] = "all",
     dataset: Dataset = None,
+    width: Width = None,  # the Model panel before the Training panel, as in `cnn train`
+    image_size: ImageSize = None,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
-    width: Width = None,
-    image_size: ImageSize = None,
     train_fraction: TrainFraction = None,
     seed: SeedOpt = None,
     device: Device = "auto",

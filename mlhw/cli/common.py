@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, get_args
 
 import typer
 from rich.console import Console
@@ -38,15 +38,12 @@ _PIPED = _piped_width()
 out = Console(width=None if sys.stdout.isatty() else _PIPED)  # tables and reports
 err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED)  # progress; --json keeps stdout clean
 
-DATA, TRAIN, TRACK, OUTPUT = "Data", "Training", "Tracking", "Output"
+DATA, MODEL, TRAIN, TRACK, OUTPUT = "Data", "Model", "Training", "Tracking", "Output"
 
-Profile = Annotated[
-    str,
-    typer.Option(
-        help="Profile of experiments.yaml: digits (embedded data, every part, < 5 min on a CPU), paper "
-        "(MNIST + CIFAR-10, a GPU) or ci (tiny)."
-    ),
-]
+# the profiles of the shipped experiments.yaml, as --profile's help names them (a test keeps them equal): read from
+# the file at every start they would load it for each command, --help too; another --file's are its own
+PROFILES = "digits (embedded data, every part, < 5 min on a CPU), paper (MNIST + CIFAR-10, a GPU) or ci (tiny)"
+Profile = Annotated[str, typer.Option(metavar="<name>", help=f"Profile of experiments.yaml: {PROFILES}.")]
 
 DataDir = Annotated[
     str,
@@ -113,8 +110,9 @@ PrecisionMode = Literal["auto", "bf16", "fp16", "fp32"]  # mlhw.device.PRECISION
 Precision = Annotated[  # AlexNet's (cnn commands; reproduce says it in its own words)
     PrecisionMode,
     typer.Option(
-        # the choices in the help, not the metavar: at 80 columns '<auto|bf16|fp16|fp32>' broke mid-word
-        metavar="<mode>",
+        # (at 80 columns '<auto|bf16|fp16|fp32>' broke mid-word in `cnn train`'s Training panel, beside
+        # --batchnorm/--no-batchnorm: those are in a Model panel of their own)
+        metavar=f"<{'|'.join(get_args(PrecisionMode))}>",
         help="auto, bf16, fp16 or fp32. auto: bf16 where the hardware has native bf16, fp16 + loss scaling on older "
         "GPUs (T4, V100), else fp32.",
         rich_help_panel=TRAIN,
@@ -139,23 +137,22 @@ Json = Annotated[
 
 def config_option(model, help: str, field: str, panel: str = TRAIN, **kw):
     """A Typer option for a config field: its default is shown from the config class, never repeated here; a field
-    of names shows them as its metavar (`--dataset <digits|mnist>`, not `<str>`)."""
+    of names shows them as its metavar (`--dataset <digits|mnist>`, not `<str>`: a test checks every option)."""
     from mlhw.config import default_of
 
     kw.setdefault("metavar", choices_metavar(model.model_fields[field].annotation))
     return typer.Option(help=help, rich_help_panel=panel, show_default=default_of(model, field), **kw)
 
 
-def choices_metavar(annotation, limit: int = 14) -> str | None:
-    """'<digits|mnist>' for a Literal field; None (Typer's own) for any other. Longer than `limit` characters, the
-    list is '<choice>' and the help names the choices: at 80 columns a long list broke mid-word ('<auto|bf16|fp3' /
-    '2>')."""
-    from typing import Literal, get_args, get_origin
+def choices_metavar(annotation) -> str | None:
+    """'<digits|mnist>' for a Literal field; None (Typer's own) for any other. Every list in full: '<choice>' (for
+    a list over 14 characters, which broke mid-word at 80 columns) hid the values beside '<digits|mnist>'; every
+    panel has room at 80 columns for its longest (`svm soft --bias <free|regularized|none>`)."""
+    from typing import get_origin
 
     if get_origin(annotation) is not Literal:
         return None
-    text = "<" + "|".join(str(a) for a in get_args(annotation)) + ">"
-    return text if len(text) <= limit else "<choice>"
+    return "<" + "|".join(str(a) for a in get_args(annotation)) + ">"
 
 
 def prepare(

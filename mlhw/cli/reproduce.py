@@ -6,7 +6,7 @@ import collections
 import contextlib
 import re
 import time
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, get_args
 
 import typer
 
@@ -1016,7 +1016,7 @@ def reproduce(
             help="AlexNet's: auto, bf16, fp16 or fp32 (auto: bf16 where the hardware has native bf16, fp16 + loss "
             "scaling on older GPUs, else fp32). Not part of a run's identity, like the device: runs done in another "
             "precision stay done (--force trains them again).",
-            metavar="<mode>",
+            metavar=f"<{'|'.join(get_args(PrecisionMode))}>",
             rich_help_panel=TRAIN,
         ),
     ] = "auto",

@@ -261,6 +261,7 @@ def soft(
             "into the features, as liblinear does) or none.",
             rich_help_panel=TRAIN,
             show_default=default_of(SoftSVMConfig, "bias"),
+            metavar=choices_metavar(SoftSVMConfig.model_fields["bias"].annotation),
         ),
     ] = None,
     dataset: Dataset = None,
