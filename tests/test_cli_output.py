@@ -507,3 +507,19 @@ def test_profile_options_name_every_profile_of_experiments_yaml():
         assert "--profile <name>" in text, command
         block = text.split("--profile <name>")[1].split(" --")[0]
         assert all(re.search(rf"\b{p}\b", block) for p in profiles), (command, block)
+
+
+def test_svm_soft_help_names_c_once_and_dash_c_still_works(workdir):
+    """`svm soft --help` read `--C  -C` (one option's two names in two columns); -C is said in --C's help, and a
+    command line with either works as before. Both at once is refused: click took the last, here unknowable."""
+    from tests.helpers import invoke
+
+    help_text = invoke("svm", "soft", "--help").stdout
+    assert not re.search(r"--C +-C", help_text) and "(-C for short)" in " ".join(help_text.split())
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    for flag in ("-C", "--C"):
+        res = invoke("svm", "soft", flag, "2", "--tracking-uri", uri)
+        assert res.exit_code == 0, res.output
+        assert "3 vs 8, C = 2, bias free" in res.stdout
+    res = invoke("svm", "soft", "--C", "2", "-C", "3", "--tracking-uri", uri)
+    assert res.exit_code == 2 and "-C is --C; give it once" in res.stderr

@@ -39,8 +39,9 @@ def mlhw(*args, cwd):
             "train: --lr: too small for a float: it reads as 0 (the smallest is about",
         ),
         (["reproduce", "--stale-after=1e999"], "--stale-after: too large for a float: it reads as inf (the largest"),
-        # an option with a short name too: click names both ("Invalid value for '--C' / '-C': Input should be ...")
-        (["svm", "soft", "-C", "abc"], "mlhw svm soft: --C: must be a valid number (got 'abc') (see mlhw svm soft"),
+        # -C, --C's short name, an option of its own (hidden: --help names --C once): named as typed
+        (["svm", "soft", "-C", "abc"], "mlhw svm soft: -C: must be a valid number (got 'abc') (see mlhw svm soft"),
+        (["svm", "soft", "--C", "abc"], "mlhw svm soft: --C: must be a valid number (got 'abc') (see mlhw svm soft"),
         # an option of one value given twice with two: click kept the last, silently (`--profile ci --profile digits`
         # ran the 39 runs of digits)
         (["reproduce", "--profile", "ci", "--dry-run", "--profile=digits"], "--profile given twice (ci, then digits)"),

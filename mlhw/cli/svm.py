@@ -247,13 +247,14 @@ def soft(
         Optional[float],
         typer.Option(
             "--C",
-            "-C",
-            help="Weight of the squared slacks, C/2 sum xi^2: from 1e-5 to 1e15 (beyond, the solvers' float64 gives "
-            "out).",
+            help="Weight of the squared slacks, C/2 sum xi^2 (-C for short): from 1e-5 to 1e15 (beyond, the solvers' "
+            "float64 gives out).",
             rich_help_panel=TRAIN,
             show_default=default_of(SoftSVMConfig, "C"),
         ),
     ] = None,
+    # -C: an option of its own, hidden, for the help to show one name: as a second name of --C it read '--C  -C'
+    C_short: Annotated[Optional[float], typer.Option("-C", hidden=True, rich_help_panel=TRAIN)] = None,
     bias: Annotated[
         Optional[str],
         typer.Option(
@@ -283,12 +284,14 @@ def soft(
     scikit-learn's liblinear on the same objective. Above 6,000 samples the dual is not solved (the table says
     so); above 1,000 samples + features Q3(a) and Q3(d) are checked on a 120-sample sub-problem.
     """
+    if C is not None and C_short is not None:  # (one option, given twice: click took the last, here unknowable)
+        raise MLHWError(f"--C {C:g} and -C {C_short:g}: -C is --C; give it once")
     cfg = build(
         SoftSVMConfig,
         "--",
         dataset=dataset,
         classes=_classes(classes),
-        C=C,
+        C=C if C is not None else C_short,
         bias=bias,
         train_size=train_size,
         test_size=test_size,
