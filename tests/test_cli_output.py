@@ -523,3 +523,13 @@ def test_svm_soft_help_names_c_once_and_dash_c_still_works(workdir):
         assert "3 vs 8, C = 2, bias free" in res.stdout
     res = invoke("svm", "soft", "--C", "2", "-C", "3", "--tracking-uri", uri)
     assert res.exit_code == 2 and "-C is --C; give it once" in res.stderr
+
+
+def test_mlp_train_part_is_among_its_own_options_not_tracking():
+    """`mlp train --help` listed --part under Tracking (beside the store's URI); it is the command's own, as
+    `cnn compare --part` is."""
+    from tests.helpers import invoke
+
+    out = invoke("mlp", "train", "--help").stdout
+    assert "--part" in out.split("╭─ Options ─")[1].split("╰")[0]
+    assert "--part" not in out.split("╭─ Tracking ─")[1].split("╰")[0]

@@ -258,8 +258,9 @@ def train(
     download: Download = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
-    part: Annotated[
-        Literal["mlp.a", "mlp.b", "mlp.c"], typer.Option(help="Tag of the assignment part.", rich_help_panel="Tracking")
+    part: Annotated[  # the command's own option, as `cnn compare --part` is, not in the Tracking panel
+        Literal["mlp.a", "mlp.b", "mlp.c"],
+        typer.Option(help="The assignment part the run stands for: its name and its mlhw.part tag (no setting)."),
     ] = "mlp.c",
     as_json: Json = False,
 ):
