@@ -533,3 +533,37 @@ def test_mlp_train_part_is_among_its_own_options_not_tracking():
     out = invoke("mlp", "train", "--help").stdout
     assert "--part" in out.split("╭─ Options ─")[1].split("╰")[0]
     assert "--part" not in out.split("╭─ Tracking ─")[1].split("╰")[0]
+
+
+EXAMPLES = [[], ["reproduce"], ["mlp", "train"], ["cnn", "train"], ["svm", "soft"], ["svm", "multiclass"]]
+
+
+@pytest.mark.parametrize("command", EXAMPLES, ids=lambda c: " ".join(c) or "mlhw")
+def test_help_ends_with_examples_that_parse(command, monkeypatch, tmp_path):
+    """No --help had an example. The app's, reproduce's and the single commands' end with Examples, each command
+    line under 80 columns (a long one joined by backslashes), and each one parses: its options exist and take the
+    values given (DIR: a folder)."""
+    import shlex
+
+    import typer
+    import typer.rich_utils
+    from typer.testing import CliRunner
+
+    from mlhw.cli import app
+
+    monkeypatch.setattr(typer.rich_utils, "MAX_WIDTH", 80)
+    res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and max(len(x) for x in res.output.splitlines()) <= 80
+    shown = res.output.split(" Examples")[1].splitlines()
+    lines = " ".join(x.strip() for x in shown if x.startswith("   ")).replace("\\ ", "")
+    lines = [f"mlhw {x}" for x in lines.split("mlhw ")[1:]]
+    assert len(lines) >= 3 and all(x.startswith("mlhw " + " ".join(command)) for x in lines[:1] if command), lines
+    root = typer.main.get_command(app)
+    for line in lines:
+        args = [str(tmp_path) if a == "DIR" else a for a in shlex.split(line)[1:]]
+        group, i = root, 0
+        while hasattr(group, "commands") and i < len(args) and args[i] in group.commands:
+            group, i = group.commands[args[i]], i + 1
+        assert not hasattr(group, "commands") or args[i:] == ["--help"], line  # a command, not a group
+        if args[i:] != ["--help"]:
+            group.make_context(" ".join(args[:i]), args[i:])  # a wrong option or value raises

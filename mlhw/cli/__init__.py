@@ -10,6 +10,7 @@ import typer
 
 import mlhw
 from mlhw.cli import check, cnn, mlp, reproduce, svm, tables, theory, ui
+from mlhw.cli.common import examples
 
 app = typer.Typer(
     name="mlhw",
@@ -18,8 +19,17 @@ app = typer.Typer(
     help="Reproduce Intro-to-ML assignment 4 end to end: a hand-written backprop MLP, AlexNet on "
     "CIFAR-10 and the SVM theory. Every run is logged to MLflow (default sqlite:///mlflow.db). "
     "Every command runs on the embedded digits data out of the box.",
+    epilog=examples(
+        ("Start here: every part on the embedded digits (< 5 min on a CPU)", "mlhw reproduce"),
+        (
+            "The assignment's settings: MNIST and CIFAR-10 from DIR (AlexNet wants a GPU)",
+            "mlhw reproduce --profile paper --data-dir DIR",
+        ),
+        ("Browse every run in the MLflow UI", "mlhw ui"),
+        ("Each command's options and examples", "mlhw reproduce --help"),
+    ),
 )
-app.command("reproduce", rich_help_panel="Main")(reproduce.reproduce)
+app.command("reproduce", rich_help_panel="Main", epilog=reproduce.EXAMPLES)(reproduce.reproduce)
 app.command("tables", rich_help_panel="Main")(tables.tables)
 app.command("check", rich_help_panel="Main")(check.check)
 app.command("ui", rich_help_panel="Main")(ui.ui)

@@ -22,6 +22,7 @@ from mlhw.cli.common import (
     config_option,
     emit_json,
     err,
+    examples,
     handles_errors,
     loss_text,
     out,
@@ -102,7 +103,18 @@ def _epoch_bar(bar, epochs):
     return task, on_epoch
 
 
-@app.command()
+TRAIN_EXAMPLES = examples(
+    ("One variant on the embedded digits: Adam 5e-5 with BatchNorm + Dropout", "mlhw cnn train"),
+    ("Part (a)'s SGD variant (its rate: 0.005)", "mlhw cnn train --optimizer sgd"),
+    ("Part (c)'s variant without BatchNorm and Dropout", "mlhw cnn train --no-batchnorm --no-dropout"),
+    (
+        "The paper model on CIFAR-10 from DIR: 227 px, 4,500 training images (a GPU)",
+        "mlhw cnn train --dataset cifar10 --data-dir DIR",
+    ),
+)
+
+
+@app.command(epilog=TRAIN_EXAMPLES)
 @handles_errors
 def train(
     dataset: Dataset = None,  # first: every command's help shows its Data panel first
@@ -143,10 +155,7 @@ def train(
     experiment: Experiment = "mlhw",
     as_json: Json = False,
 ):
-    """Train one AlexNet variant (default: Adam 5e-5 with BatchNorm + Dropout) and log it to MLflow.
-
-    The paper setting: [bold]--dataset cifar10 --data-dir DIR[/bold] (on a GPU).
-    """
+    """Train one AlexNet variant (default: Adam 5e-5 with BatchNorm + Dropout) and log it to MLflow."""
     from mlhw.data import files_note
     from mlhw.device import resolve_device
     from mlhw.labels import batch_label, cnn_title, run_name

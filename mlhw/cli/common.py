@@ -135,6 +135,20 @@ Json = Annotated[
 ]
 
 
+def examples(*pairs: tuple[str, str]) -> str:
+    """A command's Examples, its help's epilog: what each does, then its command line, indented, to copy as it is (a
+    long one as lines joined by a backslash, each under 80 columns). A new user's --help showed none."""
+    from rich.markup import escape
+
+    def line(text: str) -> str:  # (rich's escape() doubles a backslash that ends the text: `\\` in the help)
+        return escape(text[:-1]) + "\\" if text.endswith("\\") else escape(text)
+
+    lines = ["[bold]Examples[/bold]"]  # (Typer dedents the lines after the first by their common indent)
+    for what, command in pairs:
+        lines += [line(what), *(f"  {line(c)}" for c in command.splitlines())]
+    return "\n".join(lines)
+
+
 def config_option(model, help: str, field: str, panel: str = TRAIN, **kw):
     """A Typer option for a config field: its default is shown from the config class, never repeated here; a field
     of names shows them as its metavar (`--dataset <digits|mnist>`, not `<str>`: a test checks every option)."""

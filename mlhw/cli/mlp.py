@@ -21,6 +21,7 @@ from mlhw.cli.common import (
     config_option,
     emit_json,
     err,
+    examples,
     fmt,
     handles_errors,
     loss_text,
@@ -241,7 +242,21 @@ def _show(runs, part, cfg, as_json, store, parent, sizes: str, note: str = "", f
     console.print(tracking_hint(store), highlight=False, soft_wrap=True)
 
 
-@app.command()
+TRAIN_EXAMPLES = examples(
+    ("Part (c) on the embedded digits: lr 0.1, batch 10, 30 epochs", "mlhw mlp train"),
+    (
+        "Part (c) as the assignment ran it: MNIST from DIR, 50,000 train / 10,000 test",
+        "mlhw mlp train --dataset mnist --data-dir DIR",
+    ),
+    (
+        "Part (a): 10,000 train / 5,000 test images of MNIST, run as part (a)",
+        "mlhw mlp train --dataset mnist --data-dir DIR --part mlp.a \\\n  --train-size 10000 --test-size 5000",
+    ),
+    ("Two hidden layers in float64, 5 epochs", "mlhw mlp train --hidden 100,40 --dtype float64 --epochs 5"),
+)
+
+
+@app.command(epilog=TRAIN_EXAMPLES)
 @handles_errors
 def train(
     dataset: Dataset = None,
@@ -264,11 +279,7 @@ def train(
     ] = "mlp.c",
     as_json: Json = False,
 ):
-    """Train one network (part (c) by default: lr 0.1, batch 10, 30 epochs) and log it to MLflow.
-
-    The paper setting: [bold]--dataset mnist --data-dir DIR[/bold] (50,000 train / 10,000 test).
-    Part (a): add [bold]--train-size 10000 --test-size 5000 --part mlp.a[/bold].
-    """
+    """Train one network (part (c) by default: lr 0.1, batch 10, 30 epochs) and log it to MLflow."""
     cfg = _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed, dtype)
     _run(cfg, [cfg.lr], part, data_dir, download, device, tracking_uri, experiment, as_json)
 

@@ -23,6 +23,7 @@ from mlhw.cli.common import (
     ResultsDir,
     TrackingUri,
     err,
+    examples,
     handles_errors,
     is_terminal,
     out,
@@ -986,6 +987,26 @@ def _compile(plan, store, results_dir, dev, parents, description):
     from mlhw.check import self_check_failures
 
     return tables, path, self_check_failures(done), found
+
+
+EXAMPLES = examples(
+    ("The digits profile, every part: the default (< 5 min on a CPU)", "mlhw reproduce"),
+    ("The plan alone: each run done or to run; nothing is run, downloaded or written", "mlhw reproduce --dry-run"),
+    (
+        "The assignment's settings: MNIST and CIFAR-10 from DIR (AlexNet wants a GPU)",
+        "mlhw reproduce --profile paper --data-dir DIR",
+    ),
+    (
+        "Part 1 and the theory on real MNIST: every suite but CIFAR-10's",
+        "mlhw reproduce --profile paper --data-dir DIR --only mlp_lr_sweep \\\n"
+        "  --only mlp_full --only svm_multiclass --only svm_soft --only theory",
+    ),
+    (
+        "One suite, shorter: 3 epochs, 2 seeds (its report: results/digits-partial/)",
+        "mlhw reproduce --only cnn_optimizers --set epochs=3 \\\n  --set cnn_optimizers.seeds=[0,1]",
+    ),
+    ("Four local worker processes", "mlhw reproduce --jobs 4"),
+)
 
 
 @handles_errors(

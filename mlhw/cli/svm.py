@@ -18,6 +18,7 @@ from mlhw.cli.common import (
     choices_metavar,
     emit_json,
     err,
+    examples,
     fmt,
     handles_errors,
     out,
@@ -89,7 +90,17 @@ LARGE_Q1 = 50_000  # samples x classes from which the exact Q1 says what it solv
 LARGE_Q3 = 100_000
 
 
-@app.command()
+MULTICLASS_EXAMPLES = examples(
+    ("Q1 exactly, on all 10 digit classes: f* = 0 and zero training error", "mlhw svm multiclass"),
+    (
+        "The subgradient method, logged per step; exit 1 unless the theorem holds",
+        "mlhw svm multiclass --method subgradient --steps 500 --check",
+    ),
+    ("Q1 on 2,000 MNIST images from DIR", "mlhw svm multiclass --dataset mnist --data-dir DIR --train-size 2000"),
+)
+
+
+@app.command(epilog=MULTICLASS_EXAMPLES)
 @handles_errors
 def multiclass(
     dataset: Dataset = None,  # first: every command's help shows its Data panel first
@@ -232,7 +243,21 @@ def _classes(text: str | None) -> tuple[int, ...] | None:
     return values
 
 
-@app.command()
+SOFT_EXAMPLES = examples(
+    (
+        "Q3 on digits 3 vs 8, C = 1: primal, dual, duality gap, KKT, Q3(a), liblinear",
+        "mlhw svm soft --classes 3,8 -C 1",
+    ),
+    ("Another pair, a larger C", "mlhw svm soft --classes 1,7 -C 10"),
+    ("The bias folded into the features, as liblinear does", "mlhw svm soft --bias regularized"),
+    (
+        "On MNIST from DIR: 2,000 images drawn, the SVM keeps their 3s and 8s",
+        "mlhw svm soft --dataset mnist --data-dir DIR --train-size 2000",
+    ),
+)
+
+
+@app.command(epilog=SOFT_EXAMPLES)
 @handles_errors
 def soft(
     classes: Annotated[
