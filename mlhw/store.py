@@ -201,6 +201,11 @@ def check_uri(uri: str, writable: bool = True) -> None:
             f"{named(uri, repr(uri))}: leading or trailing whitespace (a new store would be made of that name)"
         )
     path = sqlite_path(uri)
+    if path is not None and str(path) == ":memory:":  # its runs vanished at exit, their artifacts stayed behind
+        raise MLHWError(
+            f"{named(uri)}: an in-memory database keeps nothing past this command (its runs would vanish at exit, "
+            "their artifacts stay in ./mlartifacts): name a file, sqlite:///PATH.db"
+        )
     if path is not None:
         _check_sqlite_query(uri, writable)
         _check_sqlite(uri, path, writable)

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from helpers import assert_one_line_error, invoke
+from helpers import assert_nothing_created, assert_one_line_error, invoke
 
 
 @pytest.fixture
@@ -47,3 +47,19 @@ def test_another_programs_sqlite_database_is_refused_and_left_alone(workdir):
     res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", f"sqlite:///{db}")
     assert_one_line_error(res, "--tracking-uri", str(db), "tables: notes", "not an MLflow store")
     assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("via", ["option", "variable"])
+@pytest.mark.parametrize("uri", ["sqlite:///:memory:", "sqlite:///%3Amemory%3A?timeout=5"])
+def test_an_in_memory_database_is_refused(workdir, monkeypatch, via, uri):
+    """sqlite:///:memory: was taken: the runs vanished at exit, their artifacts stayed in ./mlartifacts, and the
+    command's last line offered `mlhw ui --tracking-uri sqlite:///:memory:` to browse them."""
+    if via == "variable":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        res = invoke("mlp", "train", "--epochs", 1)
+    else:
+        res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", uri)
+    where = "$MLFLOW_TRACKING_URI" if via == "variable" else "--tracking-uri"
+    assert_one_line_error(res, f"{where} {uri}", "in-memory")
+    assert_nothing_created(workdir)
+    assert not (workdir / "mlartifacts").exists()
