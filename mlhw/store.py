@@ -23,6 +23,7 @@ from mlhw.errors import MLHWError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "mlhw"
+MAX_EXPERIMENT_NAME = 500  # MLflow's MAX_EXPERIMENT_NAME_LENGTH (not imported: see new_client)
 # MLflow 3's UI opens an experiment in GenAI mode unless it is tagged as model development.
 EXPERIMENT_TAGS = {
     "mlflow.experimentKind": "custom_model_development",
@@ -433,6 +434,11 @@ class Store:
                 os.environ.setdefault(k, v)
         if not experiment or not experiment.strip():  # before any database exists (MLflow refuses it after)
             raise MLHWError(f"--experiment {experiment!r}: an experiment needs a name, e.g. mlhw")
+        if len(experiment) > MAX_EXPERIMENT_NAME:  # MLflow's refusal blamed the tracking URI
+            raise MLHWError(
+                f"--experiment {experiment[:40]}...: {len(experiment)} characters, where MLflow takes at most "
+                f"{MAX_EXPERIMENT_NAME}"
+            )
         self.experiment_name = experiment
         self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, as searches return them
         self.artifact_location: str | None = None  # the experiment's, once it exists

@@ -2,14 +2,19 @@
 
 A writable database in a folder that is not: SQLite writes its journal beside the database, so every write failed
 ("unable to open database file") after the plan, exit 1; it must be refused before anything runs, as an unwritable
-database file is. Another program's SQLite database: MLflow added its 65 tables to it."""
+database file is. Another program's SQLite database: MLflow added its 65 tables to it. And input the store took, or
+blamed on the wrong option: an in-memory database, an experiment name longer than MLflow allows."""
 
 import os
+import shutil
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -63,3 +68,19 @@ def test_an_in_memory_database_is_refused(workdir, monkeypatch, via, uri):
     assert_one_line_error(res, f"{where} {uri}", "in-memory")
     assert_nothing_created(workdir)
     assert not (workdir / "mlartifacts").exists()
+
+
+@pytest.mark.parametrize("argv", [["mlp", "train", "--epochs", 1], ["reproduce", "--profile", "ci"]])
+def test_an_experiment_name_too_long_for_mlflow_blames_the_option(workdir, argv):
+    """A 600-character --experiment: MLflow's "'name' exceeds the maximum length of 500 characters" was said as the
+    tracking URI's fault."""
+    shutil.copy(REPO / "experiments.yaml", workdir)
+    res = invoke(*argv, "--experiment", "x" * 600)
+    line = assert_one_line_error(res, "--experiment xxx", "600 characters", "500")
+    assert "tracking-uri" not in line and "TRACKING_URI" not in line, line
+    assert_nothing_created(workdir)
+    from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
+
+    from mlhw.store import MAX_EXPERIMENT_NAME
+
+    assert MAX_EXPERIMENT_NAME == MAX_EXPERIMENT_NAME_LENGTH  # mlhw's copy of MLflow's limit
