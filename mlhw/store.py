@@ -518,9 +518,11 @@ class Store:
         return sorted(e.name for e in self.client.search_experiments())
 
     def check_artifacts_writable(self) -> None:
-        """Before any run exists, for a command that will log artifacts to a SQLite store: where they go can take
-        them (a file named mlartifacts made every run FAILED after training, with a traceback), and the folder the
-        experiment names still exists (a moved database's names one that is gone, and new runs made it again)."""
+        """Before any run exists, for a command that will log artifacts: where they go can take them (a file named
+        mlartifacts made every run FAILED after training, with a traceback), the folder the experiment names still
+        exists (a moved database's names one that is gone, and new runs made it again), and an artifact location
+        that is not a folder can be reached from here (check_remote_artifacts)."""
+        self.check_remote_artifacts()
         path = sqlite_path(self.uri)
         if path is None:
             return
@@ -541,6 +543,45 @@ class Store:
         if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
             why = "is a file, not a folder" if probe.exists() and not probe.is_dir() else "is not writable"
             raise MLHWError(f"{named(self.uri)}: the artifact folder {home}/ cannot be used ({probe} {why})")
+
+    def check_remote_artifacts(self) -> None:
+        """An experiment whose artifacts live elsewhere than in a folder: a SQLite store last used through `mlflow
+        server` (its experiment's location `mlflow-artifacts:/1`, which only that server resolves), or one set to
+        s3://... without boto3 here. Each trained its run, then failed it at its first artifact (exit 1, a FAILED
+        run; the second with a traceback of 70 lines)."""
+        location = self.artifact_location
+        if not location or local_artifact_path(location) is not None:
+            return
+        scheme = urllib.parse.urlsplit(location).scheme
+        where = f"{named(self.uri)}: experiment {self.experiment_name!r} keeps its artifacts at {location}"
+        other = "name another --experiment" + (
+            " (a new one keeps them beside the database; its runs all train anew)" if sqlite_path(self.uri) else ""
+        )
+        if scheme == "mlflow-artifacts" and not is_server(self.uri):
+            raise MLHWError(
+                f"{where}, an MLflow server's artifact store (the database was used through `mlflow server`), which "
+                f"only that server reaches: pass the server's http://HOST:PORT as --tracking-uri, or {other}"
+            )
+        if scheme in LAZY_ARTIFACT_MODULES:  # MLflow imports these at the first upload, not when the store is opened
+            module, package = LAZY_ARTIFACT_MODULES[scheme]
+            import importlib.util
+
+            if importlib.util.find_spec(module) is None:
+                raise MLHWError(
+                    f"{where}, which needs {module}, not installed here: add it to the project (uv add {package}), "
+                    f"or {other}"
+                )
+        try:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            get_artifact_repository(location, tracking_uri=client_uri(self.uri))
+        except ModuleNotFoundError as err:
+            raise MLHWError(
+                f"{where}, which needs {err.name}, not installed here: add its package, or {other}"
+            ) from None
+        except Exception as err:  # noqa: BLE001 - an unknown scheme, missing credentials: MLflow's first line says it
+            first = str(err).strip().splitlines()[0].split(". ")[0][:200] if str(err).strip() else type(err).__name__
+            raise MLHWError(f"{where}, which cannot be used from here ({first}): {other}") from None
 
     def artifact_dir(self, uri: str | None) -> Path | None:
         """The local folder of a run's artifact URI, found beside the database when it was moved or copied."""
@@ -629,6 +670,16 @@ class Store:
             return None
         with tempfile.TemporaryDirectory() as tmp:
             return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
+
+
+# an artifact location's scheme -> the module MLflow imports for it only at the first upload (and its package)
+LAZY_ARTIFACT_MODULES = {
+    "s3": ("boto3", "boto3"),
+    "r2": ("boto3", "boto3"),
+    "b2": ("boto3", "boto3"),
+    "hdfs": ("pyarrow", "pyarrow"),
+    "viewfs": ("pyarrow", "pyarrow"),
+}
 
 
 def local_artifact_path(uri: str | None) -> Path | None:

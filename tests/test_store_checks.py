@@ -9,10 +9,13 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+from mlhw.errors import MLHWError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,3 +87,47 @@ def test_an_experiment_name_too_long_for_mlflow_blames_the_option(workdir, argv)
     from mlhw.store import MAX_EXPERIMENT_NAME
 
     assert MAX_EXPERIMENT_NAME == MAX_EXPERIMENT_NAME_LENGTH  # mlhw's copy of MLflow's limit
+
+
+def store_with_artifacts_at(db: Path, location: str) -> str:
+    """A SQLite store whose experiment `mlhw` keeps its artifacts at `location` (as `mlflow server` makes it:
+    mlflow-artifacts:/1), made without a server."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{db}"
+    MlflowClient(uri).create_experiment("mlhw", artifact_location="mlflow-artifacts:/1")
+    with sqlite3.connect(db) as con:
+        con.execute("update experiments set artifact_location = ? where name = 'mlhw'", (location,))
+    return uri
+
+
+@pytest.mark.parametrize("argv", [["mlp", "train", "--epochs", 1], ["reproduce", "--profile", "ci"]])
+def test_a_store_last_used_through_a_server_is_refused_before_any_run(workdir, argv):
+    """Its experiment's artifacts are at mlflow-artifacts:/1, which only the server resolves: the run trained, then
+    failed at its first artifact (exit 1, a FAILED run; reproduce: a FAILED suite parent)."""
+    shutil.copy(REPO / "experiments.yaml", workdir)
+    uri = store_with_artifacts_at(workdir / "m.db", "mlflow-artifacts:/1")
+    res = invoke(*argv, "--tracking-uri", uri)
+    assert_one_line_error(res, f"--tracking-uri {uri}", "experiment 'mlhw'", "mlflow-artifacts:/1", "http://")
+    assert_nothing_created(workdir, uri)
+
+
+def test_an_artifact_location_whose_package_is_missing_is_refused_before_any_run(workdir, monkeypatch):
+    """s3://... without boto3: a 70-line traceback ending in ModuleNotFoundError after training, the run FAILED."""
+    monkeypatch.setitem(sys.modules, "boto3", None)  # not importable, whether or not it is installed
+    uri = store_with_artifacts_at(workdir / "m.db", "s3://bucket/x")
+    res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", uri)
+    assert_one_line_error(res, f"--tracking-uri {uri}", "experiment 'mlhw'", "s3://bucket/x", "boto3", "uv add")
+    assert_nothing_created(workdir, uri)
+
+
+def test_a_servers_own_artifact_store_is_left_to_it():
+    """Through the server (an http tracking URI), mlflow-artifacts:/1 is where the artifacts go: not refused."""
+    from types import SimpleNamespace
+
+    from mlhw.store import Store
+
+    store = SimpleNamespace(uri="http://127.0.0.1:1", artifact_location="mlflow-artifacts:/1", experiment_name="mlhw")
+    Store.check_remote_artifacts(store)
+    with pytest.raises(MLHWError, match="foo://x"):  # a scheme MLflow has no repository for
+        Store.check_remote_artifacts(SimpleNamespace(uri=store.uri, artifact_location="foo://x", experiment_name="e"))
