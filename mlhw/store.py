@@ -258,9 +258,11 @@ def _check_sqlite(uri: str, path: Path, writable: bool = True) -> None:
         if path.is_dir() or not os.access(path, os.W_OK if writable else os.R_OK):
             raise MLHWError(f"{named(uri)}: {path} is not a {'writable' if writable else 'readable'} file")
         try:  # a file that is not a SQLite database fails here, not after minutes of retries
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as con:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout(uri)) as con:
                 tables = {name for (name,) in con.execute("select name from sqlite_master where type = 'table'")}
         except sqlite3.DatabaseError as err:
+            if _locked(err):  # another process holds it (a transaction of its own): not a database of another kind
+                raise _locked_error(uri, path) from None
             raise MLHWError(f"{named(uri)}: {path} is not a SQLite database ({err})") from None
         if not writable and "experiments" not in tables:  # MLflow would make its tables there: a write
             raise MLHWError(f"{named(uri)}: {path} holds no MLflow store (no experiments table)")
@@ -282,6 +284,42 @@ def _check_sqlite(uri: str, path: Path, writable: bool = True) -> None:
     except OSError as err:
         what = "write to the database (SQLite keeps its journal beside it)" if path.exists() else "create a database"
         raise MLHWError(f"{named(uri)}: cannot {what} in {parent}/ ({err.strerror})") from None
+    if path.exists():  # another process holding its write lock (a transaction it keeps open) made the command
+        try:  # fail at its first write, after SQLite's busy timeouts and MLflow's retries (25 s)
+            with contextlib.closing(sqlite3.connect(path, timeout=busy_timeout(uri), isolation_level=None)) as con:
+                con.execute("begin immediate")  # the write lock, taken and given back: nothing is written
+                con.execute("rollback")
+        except sqlite3.OperationalError as err:
+            if _locked(err):
+                raise _locked_error(uri, path) from None
+            # any other failure is the first write's to say, as it was
+
+
+# how long the store's checks wait for a SQLite database that another process is writing (where its URL sets no
+# `?timeout=`): the busy timeout of SQLite's driver, which MLflow's SQLite store waits too
+SQLITE_TIMEOUT = 5.0
+
+
+def busy_timeout(uri: str) -> float:
+    """The seconds a SQLite URL's `?timeout=` asks SQLite to wait for a lock (SQLITE_TIMEOUT without one)."""
+    given = dict(urllib.parse.parse_qsl(uri.partition("?")[2])).get("timeout")
+    try:
+        return float(given) if given is not None else SQLITE_TIMEOUT
+    except ValueError:  # the driver's to refuse, at its first connection
+        return SQLITE_TIMEOUT
+
+
+def _locked(err: sqlite3.Error) -> bool:
+    return "database is locked" in str(err) or "database is busy" in str(err)
+
+
+def _locked_error(uri: str, path: Path) -> MLHWError:
+    """A SQLite database another process held locked past SQLite's busy timeout: it said 'is not a SQLite database
+    (database is locked)', or the command failed at its first write after 25 s."""
+    return MLHWError(
+        f"{named(uri)}: {path} is locked by another process, which held it past {busy_timeout(uri):g} s (a program "
+        f"or a `sqlite3` shell with a transaction open; `fuser {path}` names it): run again once it is done"
+    )
 
 
 def probe_server(uri: str, timeout: float = 3.0) -> None:

@@ -5,6 +5,7 @@ A writable database in a folder that is not: SQLite writes its journal beside th
 database file is. Another program's SQLite database: MLflow added its 65 tables to it. And input the store took, or
 blamed on the wrong option: an in-memory database, an experiment name longer than MLflow allows."""
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -131,3 +132,29 @@ def test_a_servers_own_artifact_store_is_left_to_it():
     Store.check_remote_artifacts(store)
     with pytest.raises(MLHWError, match="foo://x"):  # a scheme MLflow has no repository for
         Store.check_remote_artifacts(SimpleNamespace(uri=store.uri, artifact_location="foo://x", experiment_name="e"))
+
+
+@pytest.mark.parametrize("lock", ["exclusive", "immediate"])
+def test_a_database_locked_by_another_process_is_refused_as_locked(workdir, monkeypatch, lock):
+    """Held in an exclusive transaction, it was said to be 'not a SQLite database (database is locked)'; held for
+    writing (a reserved lock), the command failed at its first write after 25 s, exit 1."""
+    from mlhw import store
+
+    db = workdir / "m.db"
+    uri = f"sqlite:///{db}"
+    with contextlib.closing(sqlite3.connect(db)) as con, con:
+        con.execute("create table experiments (x)")  # as an MLflow store has
+    before = db.read_bytes()
+    monkeypatch.setattr(store, "SQLITE_TIMEOUT", 0.2, raising=False)  # (seconds, not 5)
+    holder = sqlite3.connect(db, isolation_level=None)  # another connection: SQLite locks it as another process's
+    holder.execute(f"begin {lock}")
+    try:
+        res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", uri)
+        waited = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", f"{uri}?timeout=0.3")  # the URL's own wait
+    finally:
+        holder.execute("rollback")
+        holder.close()
+    line = assert_one_line_error(res, f"--tracking-uri {uri}", f"{db} is locked by another process", "0.2 s")
+    assert "not a SQLite database" not in line, line
+    assert db.read_bytes() == before and sorted(p.name for p in workdir.iterdir()) == ["m.db"]
+    assert_one_line_error(waited, "is locked by another process, which held it past 0.3 s")
