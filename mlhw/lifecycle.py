@@ -431,6 +431,22 @@ class RunLogger:
                 time.sleep(0.2 * (attempt + 1))
 
 
+_runs_created = 0
+_runs_lock = threading.Lock()
+
+
+def _count_run() -> None:
+    global _runs_created
+    with _runs_lock:
+        _runs_created += 1
+
+
+def runs_created() -> int:
+    """How many runs this process has created (tracked_run; a reproduction's suite parents, made before any unit
+    starts, under --jobs N too): a command whose store failed before its first run has left none RUNNING."""
+    return _runs_created
+
+
 @contextlib.contextmanager
 def tracked_run(
     store: Store,
@@ -455,6 +471,7 @@ def tracked_run(
     with contextlib.ExitStack() as hold:
         hold.enter_context(signals_deferred())
         run = store.client.create_run(store.experiment_id, run_name=name, tags=all_tags)
+        _count_run()
         log = RunLogger(store, run.info.run_id, defer=True)
         log.start_time = run.info.start_time
         beat = Heartbeat(store, run.info.run_id)

@@ -31,6 +31,7 @@ def verdict(baseline, current: dict, unsound: list[str] | None = None):
 @handles_errors(
     stopped="it reads the store and the baseline and writes nothing",
     store_failed="it reads the store and writes nothing (no run of it is left RUNNING)",
+    no_run=None,
 )
 def check(
     profile: Annotated[

@@ -241,10 +241,16 @@ def _first_line(e: BaseException) -> str:
 
 
 STORE_FAILED = "runs it was writing may be left RUNNING"
+# said instead of `store_failed` where the store failed before the command created a run (a locked database)
+NO_RUN_CREATED = "it had created no run"
 
 
 def handles_errors(
-    fn: Callable | None = None, *, stopped: str | Callable[..., str] = STARTS_OVER, store_failed: str = STORE_FAILED
+    fn: Callable | None = None,
+    *,
+    stopped: str | Callable[..., str] = STARTS_OVER,
+    store_failed: str = STORE_FAILED,
+    no_run: str | None = NO_RUN_CREATED,
 ) -> Callable:
     """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130), SIGTERM (exit 143,
     what kill, systemd, Slurm and CI runners send) and SIGHUP (exit 129, unless ignored) end the active runs KILLED;
@@ -252,14 +258,16 @@ def handles_errors(
     gone), or is called with the command's options to say it (tables: the folder it writes, as --results-dir and
     --profile name it).
     The tracking store failing once open (a server gone, a full disk) is one line too, exit 1: its URI, the root
-    cause, and `store_failed`, what that left (a traceback of MLflow's retries or SQL before)."""
+    cause, and `store_failed`, what that left (a traceback of MLflow's retries or SQL before), or `no_run` where it
+    had created no run yet (None: a command that creates none says `store_failed` either way)."""
     if fn is None:
-        return functools.partial(handles_errors, stopped=stopped, store_failed=store_failed)
+        return functools.partial(handles_errors, stopped=stopped, store_failed=store_failed, no_run=no_run)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from mlhw.lifecycle import Terminated
+        from mlhw.lifecycle import Terminated, runs_created
 
+        runs_before = runs_created()
         previous = _on_sigterm()
         try:
             return fn(*args, **kwargs)
@@ -290,7 +298,8 @@ def handles_errors(
 
             if (cause := store_failure(e)) is None:  # not the store's: a programming error keeps its traceback
                 raise
-            typer.echo(f"error: {failed_store(kwargs.get('tracking_uri'), cause)}; {store_failed}", err=True)
+            left = store_failed if no_run is None or runs_created() > runs_before else no_run
+            typer.echo(f"error: {failed_store(kwargs.get('tracking_uri'), cause)}; {left}", err=True)
             raise typer.Exit(1) from None
         finally:
             for sig, handler in previous.items():

@@ -39,6 +39,7 @@ def print_tables(tables, profile, path, findings=None) -> None:
         f"it starts no run; {profile_folder(results_dir, profile)}/ is as it was"
     ),
     store_failed="it starts no run, and the report's folder is as it was (replaced only once all is read)",
+    no_run=None,
 )
 def tables(
     profile: Profile = "digits",

@@ -9,7 +9,7 @@ import typer
 from mlhw.cli.common import Experiment, TrackingUri, handles_errors, out
 
 
-@handles_errors(stopped="the MLflow UI server is stopped", store_failed="the UI starts no run")
+@handles_errors(stopped="the MLflow UI server is stopped", store_failed="the UI starts no run", no_run=None)
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
     tracking_uri: TrackingUri = None,
