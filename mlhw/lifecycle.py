@@ -289,6 +289,21 @@ class Heartbeat:
         self._stop.set()
 
 
+@contextlib.contextmanager
+def artifact_store() -> Iterator[None]:
+    """Around a write of an artifact: an OSError of its folder (a full disk, its own and not the database's) is a
+    failure of the tracking store (mlhw.store.ArtifactsFailed), said in one line as the database's are; one the
+    store's errors already cover (a server gone, for requests) is left as it is."""
+    from mlhw.store import ArtifactsFailed, store_failure
+
+    try:
+        yield
+    except OSError as err:
+        if store_failure(err) is not None:
+            raise
+        raise ArtifactsFailed(err.strerror or str(err)) from err
+
+
 class RunLogger:
     """What a running job sees: metrics (batched, in sections), tags, artifacts, inputs, for one run.
 
@@ -354,10 +369,12 @@ class RunLogger:
             self.flush()
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), folder)
+        with artifact_store():
+            self.client.log_artifact(self.run_id, str(path), folder)
 
     def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        with artifact_store():
+            self.client.log_text(self.run_id, text, name)
 
     def log_table(self, rows: list[dict], name: str) -> None:
         """Rows as a CSV artifact (e.g. the per-epoch history)."""

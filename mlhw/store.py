@@ -81,6 +81,13 @@ REFUSALS = {
 }
 
 
+class ArtifactsFailed(Exception):  # noqa: N818 - named as what happened, like MLflow's own
+    """Logging an artifact failed with an OSError the store's own errors do not cover: the folder of a SQLite store's
+    artifacts on a full disk while its database's disk has room ('No space left on device' came as a traceback from
+    MLflow's local_artifact_repo, exit 1). A failure of the tracking store, said in one line by store_failure; not
+    an OSError, which `reproduce` reads as its report's folder failing."""
+
+
 def store_failure(err: BaseException) -> str | None:
     """The root cause, on one line, of a failure of the tracking store itself: an MlflowException, SQLAlchemy's
     OperationalError or a connection error of requests (a server gone, a full disk, a locked database). Its cause
@@ -90,6 +97,8 @@ def store_failure(err: BaseException) -> str | None:
     programming error keeps its traceback."""
     import sys
 
+    if isinstance(err, ArtifactsFailed):  # its OSError's words: 'No space left on device'
+        return str(err)
     kinds: list[type] = []
     if (mod := sys.modules.get("mlflow.exceptions")) is not None:
         kinds.append(mod.MlflowException)

@@ -194,3 +194,28 @@ def test_a_store_that_fails_before_the_first_run_says_no_run_was_left(workdir, m
     assert last == f"error: the tracking store --tracking-uri {uri} failed (database is locked); it had created no run"
     monkeypatch.undo()
     assert_nothing_created(workdir, uri)
+
+
+@pytest.mark.parametrize("command", ["mlp train", "reproduce"])
+def test_a_full_disk_under_the_artifacts_alone_is_the_stores_failure_in_one_line(workdir, monkeypatch, command):
+    """The artifacts' folder on a full disk, the database's with room: a traceback from MLflow's local_artifact_repo
+    ending in 'OSError: [Errno 28] No space left on device', exit 1 (a full disk under both said it in one line)."""
+    import errno
+
+    from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+
+    def full(self, local_file, artifact_path=None):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir / "mlartifacts"))
+
+    monkeypatch.setattr(LocalArtifactRepository, "log_artifact", full)
+    shutil.copy(REPO / "experiments.yaml", workdir)
+    uri = f"sqlite:///{workdir}/m.db"
+    argv = ["mlp", "train", "--epochs", 1] if command == "mlp train" else ["reproduce", "--profile", "ci"]
+    res = invoke(*argv, "--tracking-uri", uri)
+    assert res.exit_code == 1 and "Traceback" not in res.output and "Errno" not in res.output, res.output
+    assert isinstance(res.exception, SystemExit), f"uncaught {res.exception!r}"
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: the tracking store --tracking-uri {uri} failed (No space left on device); runs "), (
+        last
+    )
+    assert not (workdir / "results").exists()  # (not said as the report's folder failing)
