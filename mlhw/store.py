@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import http.client
 import logging
 import os
 import sqlite3
@@ -332,8 +333,12 @@ def _locked_error(uri: str, path: Path) -> MLHWError:
 
 
 def probe_server(uri: str, timeout: float = 3.0) -> None:
-    """One request to the server's /health: a clear error in seconds instead of MLflow's retries."""
+    """One request to the server's /health: a clear error in seconds instead of MLflow's retries. A URI that is no
+    URL (`http://host:notaport`, `http://[::1`, a space in the host) is said as such: urllib's ValueError or
+    http.client.InvalidURL was a traceback, where only a server that did not answer was caught."""
     try:
+        parts = urllib.parse.urlsplit(uri)
+        parts.port  # noqa: B018 - raises on a port that is no number or out of range (99999: OverflowError later)
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
             if resp.status == 200:
                 return
@@ -342,6 +347,10 @@ def probe_server(uri: str, timeout: float = 3.0) -> None:
         reason = f"HTTP {err.code}"
     except (urllib.error.URLError, OSError) as err:
         reason = str(getattr(err, "reason", err))
+    except (ValueError, http.client.InvalidURL) as err:  # (InvalidURL: no ValueError on Python 3.11)
+        shown = uri if uri.isprintable() else repr(uri)  # a newline in it: still one line
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise MLHWError(f"{named(uri, shown)}: not a valid URL ({why})") from None
     raise MLHWError(
         f"{named(uri)}: server not reachable ({reason}); start one with `mlflow server --host "
         f"127.0.0.1 --port PORT`, or fix --tracking-uri / $MLFLOW_TRACKING_URI"

@@ -189,6 +189,33 @@ def test_broken_store_fails_fast_with_one_line(workdir, case, command):
 
 
 @pytest.mark.parametrize(
+    "uri, why",
+    [
+        ("http://host:notaport", "Port could not be cast to integer value as 'notaport'"),
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://exa mple:5000", "URL can't contain control characters"),
+        ("http://127.0.0.1:99999", "Port out of range"),
+        ("http://a\nb:5000", "control characters"),
+    ],
+    ids=["nonnumeric port", "unclosed IPv6", "space in host", "port out of range", "newline in host"],
+)
+@pytest.mark.parametrize("source", ["--tracking-uri", "$MLFLOW_TRACKING_URI"])
+def test_a_malformed_server_uri_is_one_line(workdir, monkeypatch, uri, why, source):
+    """http.client.InvalidURL (nonnumeric port, control characters) and urllib's ValueError (an unclosed IPv6
+    address) were tracebacks, exit 1: probe_server caught only a server that did not answer."""
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(TINY))
+    argv = ["reproduce", "--profile", "p", "--file", workdir / "exp.yaml", "--dry-run"]
+    if source == "--tracking-uri":
+        res = invoke(*argv, "--tracking-uri", uri)
+    else:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        res = invoke(*argv)
+    shown = uri if uri.isprintable() else repr(uri)
+    assert_one_line_error(res, f"{source} {shown}: not a valid URL (", why)
+    assert_nothing_created(workdir)
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["reproduce", "--profile", "ci"],
