@@ -611,6 +611,21 @@ def pool_workers(pools) -> set[str]:
 RAY_MISSING = "--executor ray needs Ray: `uv sync --extra ray` (or pip install 'mlhw[ray]')"
 
 
+def import_ray():
+    """Ray, imported as `--executor ray` needs it (the address check before any run, the executor): under `uv run`,
+    Ray would rebuild the uv environment in every worker from the working directory; the workers of a local
+    instance already share this interpreter, where mlhw is installed. (On a cluster, install mlhw on the nodes or
+    pass a runtime_env.) Ray reads this when it is imported, so it is set before the first import, wherever."""
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    try:
+        import ray
+    except ImportError:
+        from mlhw.errors import MLHWError
+
+        raise MLHWError(RAY_MISSING) from None
+    return ray
+
+
 # A GPU driver's files: NVIDIA's (its control device, its /proc entry), WSL2's GPU device and ROCm's kernel driver
 # (torch.cuda's other backend). Where none exists, torch.cuda has no device to find.
 GPU_DRIVER_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg", "/dev/kfd")
@@ -768,16 +783,7 @@ class RayExecutor:
         self.store, self.settings, self.address = store, settings, address
 
     def run(self, units: list[list[Job]], on_event: Callable[[Event], None]) -> list[UnitResult]:
-        from mlhw.errors import MLHWError
-
-        # Under `uv run`, Ray would rebuild the uv environment in every worker from the working directory;
-        # the workers of a local instance already share this interpreter, where mlhw is installed. (On a
-        # cluster, install mlhw on the nodes or pass a runtime_env.) Ray reads this when it is imported.
-        os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-        try:
-            import ray
-        except ImportError:
-            raise MLHWError(RAY_MISSING) from None
+        ray = import_ray()
         import torch
 
         started_here = not ray.is_initialized()

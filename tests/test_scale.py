@@ -159,6 +159,71 @@ def test_a_ray_address_is_checked_before_any_run(project, monkeypatch, more, cul
     assert time.time() - t0 < 10 and not (project / "mlflow.db").exists()
 
 
+@pytest.fixture
+def ray_finds(monkeypatch):
+    """What Ray's own search for a cluster on this machine finds (ray._private.services: the address `ray start`
+    recorded, and the running instances' GCS addresses), set by the test: not whatever this machine runs now."""
+    from ray._private import services
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def finds(recorded=None, running=()):
+        monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir=None: recorded)
+        monkeypatch.setattr(services, "find_gcs_addresses", lambda: frozenset(running))
+
+    finds()
+    return finds
+
+
+def test_ray_auto_without_a_cluster_is_refused_before_any_run(server, project, ray_finds):
+    """README's own example, `--executor ray --ray-address auto`, with no Ray cluster running: the plan printed, the
+    suite parent runs were made, then ray.init's ConnectionError ('Could not find any running Ray instance'), a
+    traceback, exit 1, the parents left FAILED."""
+    exp = f"ray-auto-{uuid.uuid4().hex[:6]}"
+    res = runner.invoke(app, args(server, exp, "--executor", "ray", "--ray-address", "auto"))
+    assert_one_line_error(res, "--ray-address auto: no running Ray instance found on this machine", "ray start --head")
+    assert runs_of(server, exp, all_lifecycles=True)[1] == [] and not (project / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "env, more, recorded, culprit",
+    [
+        # ray.init read RAY_ADDRESS where no --ray-address was given, and retried it for minutes (the parents made)
+        ("127.0.0.1:1", [], None, "RAY_ADDRESS=127.0.0.1:1: no Ray cluster answers there (Connection refused)"),
+        ("127.0.0.1:1", ["--ray-address", "auto"], None, "RAY_ADDRESS=127.0.0.1:1: no Ray cluster answers there"),
+        ("nohost", [], None, "RAY_ADDRESS='nohost': use auto, or a cluster's host:port"),
+        ("auto", [], None, "RAY_ADDRESS=auto: no running Ray instance found on this machine"),
+        # the cluster `ray start` recorded, gone since (a machine restarted without `ray stop`)
+        (None, ["--ray-address", "auto"], "DEAD", "--ray-address auto: no Ray cluster answers at 127.0.0.1:"),
+        (None, [], "DEAD", "--executor ray: no Ray cluster answers at 127.0.0.1:"),
+    ],
+    ids=["RAY_ADDRESS", "RAY_ADDRESS over auto", "RAY_ADDRESS no port", "RAY_ADDRESS=auto", "auto stale", "stale"],
+)
+def test_the_ray_cluster_ray_would_join_is_checked_before_any_run(
+    project, monkeypatch, ray_finds, env, more, recorded, culprit
+):
+    """Where --ray-address is absent or auto, Ray joins RAY_ADDRESS, else the cluster this machine last started:
+    they went unchecked (RAY_ADDRESS=127.0.0.1:1 hung for more than 4 minutes after the parents were made)."""
+    if env is not None:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    ray_finds(recorded=f"127.0.0.1:{free_port()}" if recorded == "DEAD" else None)
+    t0 = time.time()
+    res = runner.invoke(
+        app, ["reproduce", "--profile", "small", "--tracking-uri", "http://127.0.0.1:9", "--executor", "ray", *more]
+    )
+    line = assert_one_line_error(res, culprit)
+    assert recorded is None or "`ray stop` forgets it" in line
+    assert time.time() - t0 < 10 and not (project / "mlflow.db").exists()
+
+
+def test_no_ray_cluster_and_no_address_starts_a_local_one(project, ray_finds):
+    """Nothing to check where Ray starts a local instance: the command goes on (here to the tracking server's check)."""
+    res = runner.invoke(
+        app, ["reproduce", "--profile", "small", "--tracking-uri", "http://127.0.0.1:9", "--executor", "ray"]
+    )
+    assert_one_line_error(res, "--tracking-uri http://127.0.0.1:9: server not reachable")
+
+
 def test_unreachable_server_fails_fast(project):
     t0 = time.time()
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])

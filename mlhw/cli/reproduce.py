@@ -355,7 +355,7 @@ def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, r
             f"`mlflow server --backend-store-uri {uri} --workers 1 --host 127.0.0.1 "
             f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
         )
-    if executor == "ray" and ray_address:
+    if executor == "ray":
         _check_ray_address(ray_address)
     elif ray_address:
         raise MLHWError(f"--ray-address {ray_address}: only with --executor ray")
@@ -382,30 +382,75 @@ def _parse_jobs(text: str | None, option: str = "--jobs"):
     return int(value)
 
 
-def _check_ray_address(address: str) -> None:
-    """A cluster's host:port (or ray://host:port) answers, within seconds: ray.init retried a wrong one for minutes,
-    after the suite parent runs existed. `auto` (the cluster this machine belongs to) is Ray's to find."""
+def _check_ray_address(address: str | None) -> None:
+    """The Ray cluster ray.init would join answers, within seconds, before any run exists: ray.init retried an address
+    that nothing answers for minutes (RAY_ADDRESS=127.0.0.1:1 hung for 4 minutes and more), and `auto` with no
+    cluster running raised ConnectionError, a traceback, both after the suite parent runs existed (left FAILED).
+    The address is found as Ray finds it: --ray-address; where that is absent or `auto`, RAY_ADDRESS; where that is
+    unset too (or `auto`), the cluster this machine last started (`ray start`), or with `auto` any running one. None
+    found: `auto` is refused, and an absent address starts a local instance (ray.init's own)."""
+    import os
+
+    from mlhw.errors import MLHWError
+
+    culprit, instead = f"--ray-address {address}", "leave the option out"
+    env = os.environ.get("RAY_ADDRESS", "").strip()  # ray.init takes it over no address, or over auto
+    if env and address in (None, "auto") and not (env == "auto" and address == "auto"):
+        culprit, address, instead = f"RAY_ADDRESS={env}", env, "unset RAY_ADDRESS"
+    if address == "local":  # a new local instance, always
+        return
+    if address not in (None, "auto"):
+        _ray_answers(address, culprit, f"start one with `ray start --head`, or {instead} for a local Ray instance")
+        return
+    found = _ray_cluster_here(address)
+    if found is None and address == "auto":
+        raise MLHWError(
+            f"{culprit}: no running Ray instance found on this machine; start one with `ray start --head`, give a "
+            f"cluster's host:port, or {instead} for a local Ray instance"
+        )
+    if found is not None:  # (none, and no address: ray.init starts a local instance)
+        whose = "the cluster this machine last started" if address is None else "the instance found on this machine"
+        culprit = "--executor ray" if address is None else culprit
+        _ray_answers(found, culprit, "`ray stop` forgets it, `ray start --head` starts one", f"{found}, {whose}")
+
+
+def _ray_cluster_here(address: str | None) -> str | None:
+    """The cluster `ray.init(address)` (None or auto, RAY_ADDRESS unset) would join, as Ray itself looks for it (the
+    address `ray start` recorded, /tmp/ray/ray_current_cluster; with auto, else any running instance's); None where
+    it finds none, or where this Ray has no such function (then ray.init says it)."""
+    from mlhw.executors import import_ray
+
+    try:
+        find = import_ray()._private.services.get_ray_address_from_environment
+        found = find(address, None)
+    except ConnectionError:  # auto, and no instance
+        return None
+    except (AttributeError, TypeError, OSError):  # another Ray's internals; a temp folder it cannot read
+        return None
+    return None if found in (None, "auto", "local") else str(found)
+
+
+def _ray_answers(address: str, culprit: str, hint: str, at: str | None = None) -> None:
+    """A TCP connection to the host:port (or ray://host:port) `address` within 5 s, or one line naming `culprit`
+    (and `at`: where the address came from, when the user did not give it)."""
     import socket
     import urllib.parse
 
     from mlhw.errors import MLHWError
 
-    if address in ("auto", "local"):
-        return
     parts = urllib.parse.urlsplit(address if "://" in address else f"ray://{address}")
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
         host = port = None
     if not host or port is None:
-        raise MLHWError(f"--ray-address {address!r}: use auto, or a cluster's host:port (ray://host:port)")
+        shown = f"{culprit[: -len(address)]}{address!r}" if culprit.endswith(address) else f"{culprit}: {address!r}"
+        raise MLHWError(f"{shown}: use auto, or a cluster's host:port (ray://host:port)")
     try:
         socket.create_connection((host, port), timeout=5).close()
     except OSError as exc:
-        raise MLHWError(
-            f"--ray-address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
-            "`ray start --head`, or leave the option out for a local Ray instance"
-        ) from None
+        where = f"at {at}" if at else "there"
+        raise MLHWError(f"{culprit}: no Ray cluster answers {where} ({exc.strerror or exc}); {hint}") from None
 
 
 def _run(plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description, pool=None):
