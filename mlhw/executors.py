@@ -789,13 +789,20 @@ class RayExecutor:
         started_here = not ray.is_initialized()
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         if started_here:
-            ray.init(
-                address=self.address,
-                include_dashboard=False,
-                ignore_reinit_error=True,
-                log_to_driver=False,
-                configure_logging=False,
-            )
+            try:
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    ignore_reinit_error=True,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            except SystemExit as stop:  # Ray's own SIGTERM handler, set for the length of ray.init, exits: the
+                if stop.code != signal.SIGTERM:  # suite parents ended FAILED, where a SIGTERM ends runs KILLED
+                    raise
+                from mlhw.lifecycle import terminate
+
+                terminate(signal.SIGTERM)
         for sig, handler in handlers.items():  # ray.init installs its own: SIGTERM must still end runs KILLED
             if handler is not None:
                 signal.signal(sig, handler)

@@ -224,6 +224,23 @@ def test_no_ray_cluster_and_no_address_starts_a_local_one(project, ray_finds):
     assert_one_line_error(res, "--tracking-uri http://127.0.0.1:9: server not reachable")
 
 
+def test_sigterm_while_ray_connects_ends_the_parents_killed(server, project, ray_finds, monkeypatch):
+    """ray.init sets its own SIGTERM handler while it connects (sys.exit(15)): a SIGTERM then (`timeout`, a CI
+    cancel, during a connection that took minutes) left the suite parent runs FAILED, not KILLED, exit 15."""
+    import ray
+
+    def init(**_):  # what Ray's handler does with a SIGTERM that lands while it connects
+        sys.exit(signal.SIGTERM)
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    exp = f"ray-term-{uuid.uuid4().hex[:6]}"
+    res = runner.invoke(app, args(server, exp, "--executor", "ray"))
+    assert res.exit_code == 143 and res.stderr.strip().splitlines()[-1].startswith("terminated (SIGTERM)"), res.stderr
+    _, runs = runs_of(server, exp, all_lifecycles=True)
+    assert runs and {r.info.status for r in runs} == {"KILLED"}, [(r.info.run_name, r.info.status) for r in runs]
+
+
 def test_unreachable_server_fails_fast(project):
     t0 = time.time()
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", f"http://127.0.0.1:{free_port()}"])
