@@ -1,7 +1,9 @@
 """User-facing errors: one line that names the culprit, exit code 2 at the CLI."""
 
+import contextlib
 import datetime
 import math
+import os
 import re
 import unicodedata
 
@@ -15,6 +17,32 @@ def refuse_empty(option: str, folder, default: str) -> None:
     never named (the data looked for in ./data, a report written into the working directory itself)."""
     if not str(folder).strip():
         raise MLHWError(f"{option} {str(folder)!r}: empty (the default is {default})")
+
+
+@contextlib.contextmanager
+def path_errors(culprit: str, path):
+    """Where the command looks at a path the user named: Python 3.11's Path.exists(), is_file() and is_dir() raise,
+    not answer False, where a folder on the way cannot be searched (a parent of mode 700 owned by another user:
+    EACCES) or a name is too long (a part over 255 bytes: ENAMETOOLONG). Such an error, about `path`, a path under
+    it or a folder above it, becomes one line: `culprit` (the option and its value), the path and the reason. An
+    OSError about another file (a cache, a socket) is not the user's path: it goes on as it was."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None:
+            raise
+        name = os.fsdecode(err.filename)
+        if not _related(name, os.fsdecode(path)):
+            raise
+        why = err.strerror or type(err).__name__
+        where = "" if culprit.endswith(f" {name}") else f"{name} "  # (not said twice)
+        raise MLHWError(f"{culprit}: {where}cannot be accessed ({why})") from None
+
+
+def _related(a: str, b: str) -> bool:
+    """Whether one path is the other or lies under it (as written, made absolute; never a call that could raise)."""
+    a, b = os.path.abspath(a), os.path.abspath(b)
+    return os.path.commonpath([a, b]) in (a, b)
 
 
 class DataNotFound(MLHWError):

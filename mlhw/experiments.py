@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mlhw.config import KINDS, user_fields
-from mlhw.errors import MLHWError, as_written, float_beyond_range, format_validation_error, yaml_error
+from mlhw.errors import MLHWError, as_written, float_beyond_range, format_validation_error, path_errors, yaml_error
 from mlhw.errors import message as _message
 from mlhw.layout import PARTIAL_SUFFIX
 from mlhw.reference import CNN_VARIANTS, canonical_variant
@@ -112,12 +112,13 @@ class RunSpec:
 
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     path = Path(path)
-    if path.is_dir():
-        raise MLHWError(f"{path}: is a directory, not an experiments file (pass --file the YAML file itself)")
-    if path.exists() and not path.is_file():  # a FIFO would block the read, a device has no YAML
-        raise MLHWError(f"{path}: not a regular file (pass --file the YAML file itself)")
-    if not path.is_file():
-        raise MLHWError(f"{path}: no such file (run from the project folder, or pass --file)")
+    with path_errors(f"--file {path}", path):
+        if path.is_dir():
+            raise MLHWError(f"{path}: is a directory, not an experiments file (pass --file the YAML file itself)")
+        if path.exists() and not path.is_file():  # a FIFO would block the read, a device has no YAML
+            raise MLHWError(f"{path}: not a regular file (pass --file the YAML file itself)")
+        if not path.is_file():
+            raise MLHWError(f"{path}: no such file (run from the project folder, or pass --file)")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise MLHWError(f"{path}: expected a mapping with 'suites' and 'profiles'")

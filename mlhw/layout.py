@@ -35,9 +35,16 @@ def check_writable(results_dir: str | Path, profile: str | None = None) -> None:
     can the profile's report folders in it (a file of that name would be replaced by the report). A dry run checks
     it too: it passed `--results-dir /proc/x` that the run itself refused; the probe (a folder made and removed
     where the results folder would be made) leaves nothing."""
-    from mlhw.errors import MLHWError, refuse_empty
+    from mlhw.errors import path_errors, refuse_empty
 
     refuse_empty("--results-dir", results_dir, "results")
+    with path_errors(f"--results-dir {results_dir}", results_dir):  # (a folder on the way not searchable)
+        _check_writable(results_dir, profile)
+
+
+def _check_writable(results_dir: str | Path, profile: str | None) -> None:
+    from mlhw.errors import MLHWError
+
     root = Path(results_dir)
     for name in [profile, f"{profile}{PARTIAL_SUFFIX}"] if profile else []:
         if (root / name).exists() and not (root / name).is_dir():

@@ -19,7 +19,7 @@ from typing import Any
 from mlhw import data as datalib
 from mlhw import memory
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
-from mlhw.errors import refuse_empty
+from mlhw.errors import path_errors, refuse_empty
 from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
@@ -56,6 +56,13 @@ class Done:
     result: Any
 
 
+def data_dir_errors(data_dir):
+    """Around mlhw.data's calls (a core module, whose identity is hashed, looks for the files with Path.is_file): a
+    --data-dir that cannot be searched (a folder on the way of another user's, mode 700) or whose name is too long
+    is one line naming it, not Python 3.11's PermissionError or 'File name too long' from is_file(), a traceback."""
+    return path_errors(f"--data-dir {data_dir}", data_dir)
+
+
 class DataSource:
     """Datasets read once per process, however many runs use them; each run's view of its dataset."""
 
@@ -67,7 +74,8 @@ class DataSource:
 
     def base(self, name: str) -> datalib.Dataset:
         if name not in self._base:
-            self._base[name] = datalib.load(name, self.data_dir, self.download)
+            with data_dir_errors(self.data_dir):
+                self._base[name] = datalib.load(name, self.data_dir, self.download)
         return self._base[name]
 
     def fingerprint(self, name: str | None) -> str:
@@ -77,7 +85,8 @@ class DataSource:
             return ""
         if name in self._base:
             return self._base[name].fingerprint()
-        return datalib.dataset_fingerprint(name, self.data_dir, self.download)
+        with data_dir_errors(self.data_dir):
+            return datalib.dataset_fingerprint(name, self.data_dir, self.download)
 
     def for_config(self, cfg) -> datalib.Dataset | None:
         """The split a run sees: a seeded subset (MLP, SVMs); a validation split and a training

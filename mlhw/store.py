@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from mlhw.errors import MLHWError
+from mlhw.errors import MLHWError, path_errors
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "mlhw"
@@ -219,7 +219,8 @@ def check_uri(uri: str, writable: bool = True) -> None:
         )
     if path is not None:
         _check_sqlite_query(uri, writable)
-        _check_sqlite(uri, path, writable)
+        with path_errors(named(uri), path.parent):  # (a folder on the way not searchable, a name too long)
+            _check_sqlite(uri, path, writable)
     elif is_server(uri):
         probe_server(uri)
     elif not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):

@@ -79,7 +79,10 @@ def check(
                 f"--profile {profile}: experiments.yaml here has no such profile (its profiles: {', '.join(known)}), "
                 f"and {folder} holds no baseline"
             )
-    b = load_baseline(baseline or folder)
+    from mlhw.errors import path_errors
+
+    with path_errors(f"--baseline {baseline}" if baseline else f"--profile {profile}: {folder}", baseline or folder):
+        b = load_baseline(baseline or folder)
     if refused := b.other_reproduction(profile):  # before the store is read: no row of it would mean anything
         from mlhw.errors import MLHWError
 

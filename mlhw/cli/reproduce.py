@@ -241,19 +241,23 @@ def _no_gpu_driver_for(device: str) -> None:
 
 def _files_present(specs, data_dir) -> bool:
     from mlhw.data import files_present
+    from mlhw.runs import data_dir_errors
 
-    return files_present({s.config.dataset for s in specs if getattr(s.config, "dataset", None)}, data_dir)
+    with data_dir_errors(data_dir):
+        return files_present({s.config.dataset for s in specs if getattr(s.config, "dataset", None)}, data_dir)
 
 
 def _unreadable(specs, data_dir, download, tolerated) -> set[str]:
     """The datasets of `specs` whose files fail check_dataset with a `tolerated` error; any other error is raised."""
     from mlhw.data import check_dataset
     from mlhw.errors import DataNotFound
+    from mlhw.runs import data_dir_errors
 
     out, absent = set(), {}
     for name in [n for n in dict.fromkeys(getattr(s.config, "dataset", None) for s in specs) if n is not None]:
         try:
-            check_dataset(name, data_dir, download)
+            with data_dir_errors(data_dir):
+                check_dataset(name, data_dir, download)
         except tolerated:
             out.add(name)
         except DataNotFound as err:

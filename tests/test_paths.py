@@ -1,0 +1,78 @@
+"""Paths the user names that Python cannot look at: on Python 3.11 Path.exists(), is_file() and is_dir() raise, not
+answer False, where a folder on the way cannot be searched (a parent of mode 700 owned by another user: EACCES) or a
+name is too long (a part over 255 bytes: ENAMETOOLONG). Each was a traceback, exit 1; each is now one line naming the
+option, the path and the reason, exit 2, before anything is created."""
+
+import errno
+import os
+import pathlib
+
+import pytest
+import yaml
+from helpers import assert_nothing_created, assert_one_line_error, invoke
+
+MNIST_SPEC = {
+    "version": 1,
+    "suites": {"mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 1, "train_size": 50}}},
+    "profiles": {"m": {"defaults": {"dataset": "mnist"}}},
+}
+
+
+def commands(bad):
+    """(argv, the culprit the line starts with) for each place a command looks at a path it was given; `bad` is a
+    folder that cannot be looked into."""
+    return [
+        (["mlp", "train", "--dataset", "mnist", "--data-dir", f"{bad}/mn"], f"--data-dir {bad}/mn: {bad}/mn/"),
+        (["cnn", "train", "--dataset", "cifar10", "--data-dir", f"{bad}/c"], f"--data-dir {bad}/c: {bad}/c/"),
+        (["reproduce", "--profile", "m", "--file", "m.yaml", "--data-dir", f"{bad}/d"], f"--data-dir {bad}/d: "),
+        (["reproduce", "--profile", "m", "--file", "m.yaml", "--data-dir", f"{bad}/d", "--dry-run"], "--data-dir"),
+        (["mlp", "train", "--tracking-uri", f"sqlite:///{bad}/m.db"], f"--tracking-uri sqlite:///{bad}/m.db: "),
+        (["reproduce", "--results-dir", f"{bad}/res"], f"--results-dir {bad}/res: "),
+        (["reproduce", "--results-dir", f"{bad}/res", "--dry-run"], f"--results-dir {bad}/res: "),
+        (["tables", "--results-dir", f"{bad}/res"], f"--results-dir {bad}/res: "),
+        (["reproduce", "--file", f"{bad}/e.yaml"], f"--file {bad}/e.yaml: "),
+        (["check", "--baseline", f"{bad}/res"], f"--baseline {bad}/res: "),
+    ]
+
+
+IDS = ["mlp data", "cnn data", "reproduce data", "dry-run data", "sqlite", "results", "dry-run results", "tables",
+       "file", "baseline"]  # fmt: skip
+
+
+@pytest.fixture
+def project(workdir):
+    (workdir / "m.yaml").write_text(yaml.safe_dump(MNIST_SPEC))
+    (workdir / "experiments.yaml").write_text(yaml.safe_dump(MNIST_SPEC | {"profiles": {"digits": {}}}))
+    return workdir
+
+
+@pytest.mark.parametrize("case", range(len(IDS)), ids=IDS)
+def test_a_name_too_long(project, case):
+    """The real thing: a 300-character folder name (OSError: [Errno 36] File name too long)."""
+    argv, culprit = commands(project / ("a" * 300))[case]
+    res = invoke(*argv)
+    assert_one_line_error(res, culprit, "cannot be accessed (File name too long)")
+    assert_nothing_created(project)
+
+
+@pytest.mark.parametrize("case", range(len(IDS)), ids=IDS)
+def test_a_folder_on_the_way_that_cannot_be_searched(project, monkeypatch, case):
+    """Root searches any folder, so the refusal is simulated: every look at a path under `locked` raises what
+    Python 3.11 raises there for a user who may not search it (a folder of another user's, mode 700)."""
+    locked = project / "locked"
+    locked.mkdir()
+
+    def refusing(real):
+        def look(self, *args, **kwargs):
+            if os.path.abspath(self).startswith(f"{locked}{os.sep}"):
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return real(self, *args, **kwargs)
+
+        return look
+
+    for name in ("stat", "exists", "is_file", "is_dir"):
+        monkeypatch.setattr(pathlib.Path, name, refusing(getattr(pathlib.Path, name)))
+    argv, culprit = commands(locked / "inner")[case]
+    res = invoke(*argv)
+    assert_one_line_error(res, culprit, "cannot be accessed (Permission denied)")
+    assert_nothing_created(project)
