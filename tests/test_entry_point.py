@@ -1,6 +1,7 @@
 """The installed `mlhw` entry point (mlhw.cli:main), run as a process: the CliRunner tests call the Typer app
 directly and never pass through main(), which turns click's usage errors into one line and exit 2."""
 
+import os
 import subprocess
 import sys
 
@@ -183,3 +184,81 @@ def test_a_float_option_of_a_click_based_typer_is_looked_at_too():
         command.main(["--lr", "1e-400"], standalone_mode=False)
     command.main(["--lr", "0.5"], standalone_mode=False)
     assert seen == [0.5]
+
+
+TINY_SPEC = (
+    "version: 1\n"
+    "suites:\n  svm_soft: {kind: svm_soft, part: svm.q3, base: {train_size: 200, test_size: 50}}\n"
+    "profiles:\n  p: {defaults: {dataset: digits}}\n"
+)
+NO_SPACE = "error: writing to standard output failed: No space left on device"
+needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full (Linux's full disk)")
+
+
+def to_full_disk(*args, cwd):
+    """`mlhw ARGS > /dev/full`: every write to stdout fails with ENOSPC, as on a full disk."""
+    code = "import sys; from mlhw.cli import main; sys.argv[0] = 'mlhw'; main()"
+    with open("/dev/full", "w") as full:
+        return subprocess.run(
+            [sys.executable, "-c", code, *args], cwd=cwd, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300
+        )
+
+
+@needs_dev_full
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["reproduce", "--help"], ["reproduce", "--profile", "p", "--dry-run"]]
+)
+def test_a_full_disk_under_stdout_is_one_line(args, tmp_path):
+    """A traceback ending in OSError [Errno 28] (rich's print, click's echo), exit 1; `--version > /dev/full` said
+    nothing at all, exit 0 (its output was lost in the exit's quiet flush)."""
+    (tmp_path / "experiments.yaml").write_text(TINY_SPEC)
+    res = to_full_disk(*args, cwd=tmp_path)
+    assert res.returncode == 1 and res.stderr == f"{NO_SPACE}\n", res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments.yaml"]
+
+
+@needs_dev_full
+def test_a_reproduction_whose_stdout_fills_the_disk_says_its_verdict_and_what_it_did(tmp_path):
+    """`mlhw reproduce > /dev/full` ran every run and wrote the report, then print_tables' write raised: a traceback,
+    exit 1, and the verdict (stderr) never said. Now the verdict comes, then one line saying the work is done."""
+    (tmp_path / "experiments.yaml").write_text(TINY_SPEC)
+    res = to_full_disk("reproduce", "--profile", "p", cwd=tmp_path)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "not checked against a baseline: results/p/ held no tables before this reproduction" in lines
+    assert lines[-1] == (
+        f"{NO_SPACE}; the runs are done and the report is written (results/p/REPORT.md); its tables were not shown"
+    )
+    assert (tmp_path / "results" / "p" / "REPORT.md").is_file()
+
+
+def test_a_closed_pipe_is_quiet(tmp_path):
+    """`mlhw ... | head`: the reader has what it wanted; exit 1 and nothing said, as rich and click did it before,
+    now on the same path as a full disk (mlhw.cli.common.StdoutFailed)."""
+    (tmp_path / "experiments.yaml").write_text(TINY_SPEC)
+    code = "import sys; from mlhw.cli import main; sys.argv[0] = 'mlhw'; main()"
+    argv = [sys.executable, "-c", code, "reproduce", "--profile", "p", "--dry-run"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # before the first write: it meets EPIPE
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and stderr == "", stderr
+
+
+def test_an_io_error_of_stdout_takes_the_same_path(capsys, monkeypatch):
+    """EIO (a terminal gone) as ENOSPC: StdoutFailed from GuardedStdout, one line, exit 1, said once."""
+    import errno
+    import io
+
+    from mlhw.cli import common
+
+    class Dead(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.EIO, "Input/output error")
+
+    guarded = common.GuardedStdout(Dead())
+    with pytest.raises(common.StdoutFailed) as failed:
+        guarded.write("a table")
+    monkeypatch.setattr(sys, "stdout", guarded)
+    assert common.said_stdout_failed(failed.value) == 1 and common.said_stdout_failed(failed.value) == 1
+    assert capsys.readouterr().err == "error: writing to standard output failed: Input/output error\n"
+    assert guarded.write("more") == 4  # said: the rest goes nowhere

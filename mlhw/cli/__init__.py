@@ -212,12 +212,21 @@ def main() -> None:
     type) as one line and exit 2, like every other bad input, instead of a usage line and a framed box. It ends
     the process without the interpreter's teardown (mlhw.processes.end_now); an unexpected exception propagates
     (its traceback, exit 1) the usual way."""
+    import sys
+
+    from mlhw.cli.common import StdoutFailed, guard_stdout, said_stdout_failed
     from mlhw.processes import end_now
 
+    guard_stdout()  # a failed write to stdout (a full disk, a closed pipe): one path, mlhw.cli.common.StdoutFailed
     try:
         code = _main()
     except SystemExit as stop:  # sys.exit() in a command
         code = stop.code
+    try:  # what is still buffered (`mlhw --version > /dev/full` said nothing, exit 0: end_now's flush is quiet)
+        sys.stdout.flush()
+    except StdoutFailed as err:
+        failed = said_stdout_failed(err)
+        code = code if code not in (None, 0) else failed
     if code is None or isinstance(code, int):
         end_now(code or 0)
     raise SystemExit(code)  # a message: Python prints it and exits 1
@@ -256,6 +265,8 @@ def _plain_usage(why: str) -> str:
 def _main() -> int:
     import sys
 
+    from mlhw.cli.common import StdoutFailed, said_stdout_failed
+
     click = _click_exceptions()
     try:  # typer >= 0.2x has Abort and Exit moved to typer.exceptions
         from typer.exceptions import Abort
@@ -283,4 +294,6 @@ def _main() -> int:
     except Abort:  # end of input at a prompt (Ctrl-C comes back as exit code 130 from typer itself)
         sys.stderr.write("aborted\n")
         return 130
+    except StdoutFailed as err:  # outside a command (--help, --version, a usage error's help)
+        return said_stdout_failed(err)
     return code if isinstance(code, int) else 0

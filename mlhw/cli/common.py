@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import math
@@ -245,6 +247,69 @@ STORE_FAILED = "runs it was writing may be left RUNNING"
 NO_RUN_CREATED = "it had created no run"
 
 
+class StdoutFailed(Exception):
+    """Writing to standard output failed: a full disk under `> file` (ENOSPC, /dev/full), a terminal gone (EIO), a
+    reader that closed the pipe (EPIPE: `| head`). Raised by GuardedStdout, the one path every write to stdout takes
+    (rich's tables, typer.echo, click's help); `done`: what the command had done by then, which its line says."""
+
+    def __init__(self, err: OSError, done: str | None = None):
+        super().__init__(err.strerror or str(err))
+        self.errno, self.strerror, self.done = err.errno, err.strerror or str(err), done
+
+
+class GuardedStdout:
+    """sys.stdout as the `mlhw` entry point installs it: an OSError of a write or a flush becomes StdoutFailed (each
+    time: click's stream probe swallows the first), until said_stdout_failed has said it; then writes go nowhere, so
+    that the exit's flush says nothing more. Before, a full disk gave a traceback after the runs were done (rich's
+    print: OSError Errno 28), and the verdict was never said; a closed pipe ended the command where rich or click
+    met it, quietly, exit 1, the verdict unsaid too."""
+
+    def __init__(self, stream):
+        self._stream, self.said = stream, False
+
+    def _guarded(self, call, *args):
+        if self.said:
+            return len(args[0]) if args and isinstance(args[0], str | bytes) else None
+        try:
+            return call(*args)
+        except OSError as err:
+            raise StdoutFailed(err) from None
+
+    def write(self, text):
+        return self._guarded(self._stream.write, text)
+
+    def writelines(self, lines):
+        return self._guarded(self._stream.writelines, lines)
+
+    def flush(self):
+        return self._guarded(self._stream.flush)
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, buffer...: the stream's own
+        return getattr(self._stream, name)
+
+
+def guard_stdout() -> None:
+    """Install GuardedStdout (once) on sys.stdout."""
+    if not isinstance(sys.stdout, GuardedStdout) and sys.stdout is not None:
+        sys.stdout = GuardedStdout(sys.stdout)
+
+
+def said_stdout_failed(e: StdoutFailed) -> int:
+    """The one line of a failed standard output, on stderr (none for a closed pipe: its reader has what it wanted),
+    and the exit code, 1: the command's work may be done (the line says so), but what it printed is not whole."""
+    if isinstance(sys.stdout, GuardedStdout):
+        if sys.stdout.said:
+            return 1
+        sys.stdout.said = True
+    if e.errno != errno.EPIPE:
+        with contextlib.suppress(Exception):  # stderr to the same full disk: nothing can be said
+            sys.stderr.write(
+                f"error: writing to standard output failed: {e.strerror}" + (f"; {e.done}" if e.done else "") + "\n"
+            )
+            sys.stderr.flush()
+    return 1
+
+
 def handles_errors(
     fn: Callable | None = None,
     *,
@@ -293,6 +358,8 @@ def handles_errors(
                 err=True,
             )
             raise typer.Exit(code) from None
+        except StdoutFailed as e:
+            raise typer.Exit(said_stdout_failed(e)) from None
         except Exception as e:
             from mlhw.store import failed_store, store_failure
 

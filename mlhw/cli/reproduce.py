@@ -21,6 +21,7 @@ from mlhw.cli.common import (
     PrecisionMode,
     Profile,
     ResultsDir,
+    StdoutFailed,
     TrackingUri,
     err,
     examples,
@@ -1262,7 +1263,11 @@ def reproduce(
             err.print(compiled, highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         tables, path, unsound, found = compiled
-        print_tables(tables, profile, path, found)
+        lost = None
+        try:
+            print_tables(tables, profile, path, found)
+        except StdoutFailed as e:  # a full disk under `> file`: the verdict (stderr) is still said, then this
+            lost = e
         drifted = False
         if baseline is not None:
             from mlhw.cli.check import verdict
@@ -1290,5 +1295,8 @@ def reproduce(
                 err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
         for why in unsound:  # a theory claim that does not hold, two SVM solvers that disagree: CI must see it
             err.print(f"[red]failed its own check[/]: {why} (exit 1)", highlight=False, soft_wrap=True)
+        if lost is not None:  # the last line, exit 1: the work is done, what was printed is not whole
+            lost.done = f"the runs are done and the report is written ({path}); its tables were not shown"
+            raise lost
         if failed or drifted or unsound:
             raise typer.Exit(1)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sys
 
-from mlhw.cli.common import Experiment, Profile, ResultsDir, TrackingUri, handles_errors, is_terminal, out
+from mlhw.cli.common import (
+    Experiment,
+    Profile,
+    ResultsDir,
+    StdoutFailed,
+    TrackingUri,
+    handles_errors,
+    is_terminal,
+    out,
+)
 from mlhw.layout import profile_folder, table_file
 
 
@@ -71,4 +80,7 @@ def tables(
     except KeyboardInterrupt as stop:
         if written or getattr(stop, "replaced", None):  # (it said "as it was, or replaced whole": which?)
             stop.stopped = f"it starts no run; {profile_folder(results_dir, profile)}/ is written anew, whole"
+        raise
+    except StdoutFailed as lost:  # (a full disk under `> file`): the report is whole all the same
+        lost.done = f"the report is written ({path}); its tables were not shown"
         raise
