@@ -35,8 +35,30 @@ def commands(bad):
     ]
 
 
+def test_a_default_baseline_folder_that_cannot_be_searched(project, monkeypatch):
+    """`mlhw check` without --baseline reads results/<profile>/: a results/ of another user's, mode 700."""
+    refuse_under(monkeypatch, project / "results")
+    res = invoke("check", "--profile", "m")
+    assert_one_line_error(res, "--profile m (its baseline results/m): results/m cannot be accessed (Permission denied)")
+
+
 IDS = ["mlp data", "cnn data", "reproduce data", "dry-run data", "sqlite", "results", "dry-run results", "tables",
        "file", "baseline"]  # fmt: skip
+
+
+def refuse_under(monkeypatch, locked):
+    """Every look at a path under `locked` raises what Python 3.11 raises there for a user who may not search it."""
+
+    def refusing(real):
+        def look(self, *args, **kwargs):
+            if os.path.abspath(self).startswith(f"{locked}{os.sep}"):
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return real(self, *args, **kwargs)
+
+        return look
+
+    for name in ("stat", "exists", "is_file", "is_dir"):
+        monkeypatch.setattr(pathlib.Path, name, refusing(getattr(pathlib.Path, name)))
 
 
 @pytest.fixture
@@ -57,21 +79,10 @@ def test_a_name_too_long(project, case):
 
 @pytest.mark.parametrize("case", range(len(IDS)), ids=IDS)
 def test_a_folder_on_the_way_that_cannot_be_searched(project, monkeypatch, case):
-    """Root searches any folder, so the refusal is simulated: every look at a path under `locked` raises what
-    Python 3.11 raises there for a user who may not search it (a folder of another user's, mode 700)."""
+    """Root searches any folder, so the refusal is simulated (refuse_under): a folder of another user's, mode 700."""
     locked = project / "locked"
     locked.mkdir()
-
-    def refusing(real):
-        def look(self, *args, **kwargs):
-            if os.path.abspath(self).startswith(f"{locked}{os.sep}"):
-                raise PermissionError(errno.EACCES, "Permission denied", str(self))
-            return real(self, *args, **kwargs)
-
-        return look
-
-    for name in ("stat", "exists", "is_file", "is_dir"):
-        monkeypatch.setattr(pathlib.Path, name, refusing(getattr(pathlib.Path, name)))
+    refuse_under(monkeypatch, locked)
     argv, culprit = commands(locked / "inner")[case]
     res = invoke(*argv)
     assert_one_line_error(res, culprit, "cannot be accessed (Permission denied)")

@@ -64,11 +64,15 @@ def check(
     baseline that the store's results lack fails as missing, and so does a row of fewer runs than the baseline's.
     """
     from mlhw.check import load_baseline, to_rich
+    from mlhw.errors import path_errors
     from mlhw.layout import profile_folder
     from mlhw.store import Store
 
     folder = profile_folder("results", profile)
-    if baseline is None and not folder.exists():  # a misspelt profile said "no baseline here" alone
+    culprit = f"--baseline {baseline}" if baseline else f"--profile {profile} (its baseline {folder})"
+    with path_errors(culprit, baseline or folder):  # (a folder on the way not searchable, a name too long)
+        missing = baseline is None and not folder.exists()
+    if missing:  # a misspelt profile said "no baseline here" alone
         from mlhw.report import profiles_of
 
         known = profiles_of("experiments.yaml")
@@ -79,9 +83,7 @@ def check(
                 f"--profile {profile}: experiments.yaml here has no such profile (its profiles: {', '.join(known)}), "
                 f"and {folder} holds no baseline"
             )
-    from mlhw.errors import path_errors
-
-    with path_errors(f"--baseline {baseline}" if baseline else f"--profile {profile}: {folder}", baseline or folder):
+    with path_errors(culprit, baseline or folder):
         b = load_baseline(baseline or folder)
     if refused := b.other_reproduction(profile):  # before the store is read: no row of it would mean anything
         from mlhw.errors import MLHWError
