@@ -463,3 +463,19 @@ def open_store_at_once(uri: str, barrier, answers) -> None:
         answers.put("ok")
     except BaseException as err:
         answers.put(f"{type(err).__name__}: {err}")
+
+
+def database_locked(sql: str = "UPDATE runs SET status=?"):
+    """A SQLite database another process held past the busy timeout, as MLflow's SQLAlchemy store raises it at `sql`."""
+    import sqlalchemy.exc
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database is locked")
+        except sqlite3.OperationalError as e:
+            raise sqlalchemy.exc.OperationalError(f"[SQL: {sql}]", {}, e) from e
+    except sqlalchemy.exc.OperationalError as e:
+        err = MlflowException(message=e)
+        err.__cause__ = e
+        return err

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import assert_nothing_created, assert_one_line_error, invoke
+from helpers import assert_nothing_created, assert_one_line_error, database_locked, invoke
 
 from mlhw.errors import MLHWError
 
@@ -160,29 +160,13 @@ def test_a_database_locked_by_another_process_is_refused_as_locked(workdir, monk
     assert_one_line_error(waited, "is locked by another process, which held it past 0.3 s")
 
 
-def database_locked():
-    """A SQLite database another process held past the busy timeout, as MLflow's SQLAlchemy store raises it."""
-    import sqlalchemy.exc
-    from mlflow.exceptions import MlflowException
-
-    try:
-        try:
-            raise sqlite3.OperationalError("database is locked")
-        except sqlite3.OperationalError as e:
-            raise sqlalchemy.exc.OperationalError("[SQL: INSERT INTO runs]", {}, e) from e
-    except sqlalchemy.exc.OperationalError as e:
-        err = MlflowException(message=e)
-        err.__cause__ = e
-        return err
-
-
 @pytest.mark.parametrize("command", ["mlp train", "reproduce"])
 def test_a_store_that_fails_before_the_first_run_says_no_run_was_left(workdir, monkeypatch, command):
     """Locked after the checks, before its first run: "runs it was writing may be left RUNNING", with none made."""
     from mlflow import MlflowClient
 
     def locked(*_a, **_k):
-        raise database_locked()
+        raise database_locked("INSERT INTO runs")
 
     monkeypatch.setattr(MlflowClient, "create_run", locked)
     shutil.copy(REPO / "experiments.yaml", workdir)

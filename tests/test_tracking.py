@@ -10,7 +10,16 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from helpers import assert_nothing_created, assert_one_line_error, free_port, invoke, light_spec, runs_of, server_gone
+from helpers import (
+    assert_nothing_created,
+    assert_one_line_error,
+    database_locked,
+    free_port,
+    invoke,
+    light_spec,
+    runs_of,
+    server_gone,
+)
 from mlflow import MlflowClient
 
 from mlhw.claims import Claimed, alive, by_identity, claimer, end_stale, mark_dead
@@ -727,24 +736,6 @@ def disk_full():
                 {},
                 e,
             ) from e
-    except sqlalchemy.exc.OperationalError as e:
-        err = MlflowException(message=e)
-        err.__cause__ = e
-        return err
-
-
-def database_locked():
-    """A SQLite database another process held past the busy timeout, as MLflow's SQLAlchemy store raises it."""
-    import sqlite3
-
-    import sqlalchemy.exc
-    from mlflow.exceptions import MlflowException
-
-    try:
-        try:
-            raise sqlite3.OperationalError("database is locked")
-        except sqlite3.OperationalError as e:
-            raise sqlalchemy.exc.OperationalError("[SQL: UPDATE runs SET status=?]", {}, e) from e
     except sqlalchemy.exc.OperationalError as e:
         err = MlflowException(message=e)
         err.__cause__ = e
