@@ -166,6 +166,33 @@ def test_theory_runs_are_new_runs_when_the_backprop_they_check_changes(monkeypat
     assert identity(SoftSVMConfig(), "f") != before["svm_soft"]  # where the SVMs' design matrix is built now
 
 
+@pytest.mark.parametrize(
+    "module, kinds",
+    [
+        ("data", {"mlp", "cnn", "svm_multiclass", "svm_soft", "theory"}),  # every kind reads its data through it
+        ("device", {"mlp", "cnn", "theory"}),  # the MLP's and AlexNet's device and precision; theory runs the MLP
+        ("divergence", {"mlp", "cnn", "theory"}),  # when a training stops as diverged
+        ("topology", {"cnn"}),  # AlexNet's layers
+        ("cnn", {"cnn"}),
+        ("svm", {"svm_multiclass", "svm_soft", "theory"}),  # theory's Q1-Q3 checks solve SVMs
+    ],
+)
+def test_an_edit_of_a_computing_module_makes_new_runs_of_exactly_the_kinds_that_use_it(monkeypatch, module, kinds):
+    """By hand, from the modules' imports: mlp.py imports data, device and divergence; cnn.py those and topology; svm.py
+    data; theory.py svm and mlp. An edit of one of them is another computation for every kind that runs it, and for no
+    other. Moving device.py to the modules that compute nothing (NOT_NUMERIC) left a changed precision rule 'up to
+    date' with the runs made under the old one."""
+    from mlhw import config
+    from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, TheoryConfig
+
+    configs = [MLPConfig(), CNNConfig(), MulticlassSVMConfig(), SoftSVMConfig(), TheoryConfig()]
+    before = {cfg.kind: identity(cfg, "f") for cfg in configs}
+    real = config._module_digest
+    monkeypatch.setattr(config, "_module_digest", lambda m: f"an edited {m}.py" if m == module else real(m))
+    changed = {cfg.kind for cfg in configs if identity(cfg, "f") != before[cfg.kind]}
+    assert changed == kinds
+
+
 RUNTIME_MODULES = {
     "theory": "from mlhw import theory; theory.run_checks(data.load_digits_data())",
     "mlp": "from mlhw import config, mlp; mlp.train_mlp(config.MLPConfig(epochs=1), data.load_digits_data())",
@@ -473,6 +500,19 @@ def test_set_overrides_are_typed_and_scoped(tmp_path):
         expand(spec, "p", sets=["epochs"])
     with pytest.raises(MLHWError, match=r"^--set epochs: must be >= [01] \(got -1\)"):
         expand(spec, "p", sets=["epochs=-1"])
+
+
+def test_the_layers_apply_in_their_documented_order(tmp_path):
+    """The module's precedence, lowest first: the suite's base < the profile's defaults < the profile's override of
+    the suite < --set. Suite m says 2 epochs, profile p's defaults 5 and its override of m 7: m's runs train 7 epochs,
+    c's (no epochs of its own, no override) 5; a --set of 9 is every run's."""
+    doc = with_(lambda d: d["profiles"]["p"]["defaults"].update(epochs=5))
+    doc["profiles"]["p"]["suites"]["m"]["base"] = {"epochs": 7}
+    spec = load_file(write(tmp_path, doc))
+    runs = expand(spec, "p")
+    assert {r.config.epochs for r in runs if r.suite == "m"} == {7}
+    assert {r.config.epochs for r in runs if r.suite == "c"} == {5}
+    assert {r.config.epochs for r in expand(spec, "p", sets=["epochs=9"]) if r.kind != "svm_soft"} == {9}
 
 
 def test_duplicate_keys_are_refused(tmp_path):

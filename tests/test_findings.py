@@ -840,3 +840,113 @@ def test_welch_difference_takes_its_confidence_level():
     assert (d.low, d.high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
     wide = F.welch_difference(a, b, "val_loss")
     assert wide.low < d.low < d.high < wide.high and d.confidence == 0.9
+
+
+# --- oracles for mutants the suite let through (hand mutation testing of findings, round 2) --------------------
+
+
+def test_a_collapse_is_dated_from_the_first_trained_epoch_at_chance_never_from_the_untrained_network():
+    """At chance in every epoch: 'collapses from epoch 1' (the first epoch after a step), not from epoch 0, the
+    untrained network. A history without epoch 0 (a CNN's) collapses from its first epoch, 1, not its second."""
+    at_chance = mlp_run(10, [0.1, 0.1, 0.1, 0.1])  # epochs 0-3
+    assert F.classify_run(at_chance, 0.9) == ("collapses", 1)
+    no_epoch_0 = at_chance | {"history": at_chance["history"][1:]}  # epochs 1-3
+    assert F.classify_run(no_epoch_0, 0.9) == ("collapses", 1)
+    fell = mlp_run(10, [0.1, 0.6, 0.1, 0.1])  # learned at epoch 1, at chance from epoch 2
+    assert F.classify_run(fell, 0.9) == ("collapses", 2)
+
+
+def test_a_stall_is_dated_from_the_first_epoch_within_the_gain_of_its_best_the_edge_included():
+    """Numbers exact in binary: best 0.5, gain 0.25, so 'within gain of its best' is >= 0.25, which epoch 1 is exactly.
+    Flat at 0.5 for its last 6 epochs (no rise), below the learning level 0.9 x 1.0: it stalls from epoch 1."""
+    run = mlp_run(0.01, [0.125, 0.25, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    assert F.classify_run(run, 1.0, gain=0.25) == ("stalls", 1)
+
+
+def test_part1b_gives_the_range_of_epochs_its_runs_learned_by():
+    """Two seeds of one rate reach the level (0.9 x 0.95 = 0.855) at epochs 1 and 2: 'learns by epoch 1-2', not the
+    first run's epoch alone."""
+    f = F.part1b([mlp_run(0.1, [0.1, 0.9, 0.95], seed=1), mlp_run(0.1, [0.1, 0.5, 0.95], seed=2)])
+    assert f.answer == "lr 0.1 learns by epoch 1-2."
+
+
+@pytest.mark.parametrize(
+    "kind, name, value, said",
+    [
+        ("mlp", "hidden", [100], "hidden=[100] (the assignment's: [40])"),
+        ("mlp", "epochs", 5, "epochs=5 (the assignment's: 30)"),
+        ("mlp", "batch_size", 20, "batch_size=20 (the assignment's: 10)"),
+        ("mlp", "lr", 0.5, "lr=0.5 (the assignment's: 0.1)"),
+        ("mlp", "train_size", 1000, "train_size=1000 (the assignment's: None)"),
+        ("mlp", "test_size", 500, "test_size=500 (the assignment's: None)"),
+        ("cnn", "epochs", 5, "epochs=5 (the assignment's: 10)"),
+        ("cnn", "batch_size", 32, "batch_size=32 (the assignment's: 64)"),
+        ("cnn", "width", 0.5, "width=0.5 (the assignment's: 1.0)"),
+        ("cnn", "image_size", 67, "image_size=67 (the assignment's: 227)"),
+        ("cnn", "train_fraction", 0.5, "train_fraction=0.5 (the assignment's: 0.1)"),
+        ("cnn", "momentum", 0.9, "momentum=0.9 (the assignment's: 0.0)"),
+    ],
+)
+def test_a_run_off_the_assignments_setting_in_any_one_field_is_not_compared_with_the_write_up(kind, name, value, said):
+    """The write-up's numbers were measured at the assignment's settings (Part 1: [40] hidden, 30 epochs, batch 10, lr
+    0.1, the whole MNIST; Part 2: CIFAR-10, 10 epochs, batch 64, the paper's AlexNet at 227 px on 10% of the pool,
+    no momentum). A run that differs in any one of them is another measurement: named, not compared."""
+    at_reference = {
+        "mlp": {"dataset": "mnist", "hidden": [40], "epochs": 30, "batch_size": 10, "lr": 0.1, "train_size": None}
+        | {"test_size": None},
+        "cnn": {"dataset": "cifar10", "epochs": 10, "batch_size": 64, "width": 1.0, "image_size": 227}
+        | {"train_fraction": 0.1, "momentum": 0.0},
+    }[kind]
+    assert F.off_reference([at_reference], kind) == []
+    assert F.off_reference([at_reference | {name: value}], kind) == [said]
+    if kind == "mlp":
+        recs = [at_reference | {name: value, "seed": s, "test_acc": 0.94 + 0.001 * s} for s in (8, 9)]
+        f = F.part1c(recs)
+        assert f.evidence["compared_with_reference"] is False and said in f.answer
+
+
+def test_a_run_without_its_curve_that_ends_at_chance_is_not_said_to_have_never_left_it():
+    """'Never left chance' is a fact of a curve: a run at chance with no per-epoch history (an older run without
+    history.csv) collapsed (it ended there), but whether it ever left chance is not known."""
+    recs = [cnn_run("adam-0.005", s, [0.5, 0.1]) | {"history": []} for s in range(2)]
+    recs += [cnn_run("adam-5e-05", s, [0.5, 0.6 + 0.01 * s]) for s in range(2)]
+    f = F.part2_pair(recs, "b")
+    assert f.evidence["chance"]["adam-0.005"] == {"collapsed": 2, "never_left": 0, "n": 2, "diverged": 0}
+    assert "never left chance" not in f.answer
+
+
+def test_runs_that_never_left_chance_are_not_also_said_to_have_collapsed():
+    """At chance at every epoch in 3 of 3 runs: 'never left chance in 3/3 runs', and no 'collapsed to chance in 3/3
+    runs' beside it (the same runs said twice, the second time wrongly)."""
+    recs = [cnn_run("adam-0.005", s, [0.1, a]) for s, a in enumerate((0.10, 0.12, 0.09))]
+    recs += [cnn_run("adam-5e-05", s, [0.5, 0.6 + 0.01 * s]) for s in range(3)]
+    f = F.part2_pair(recs, "b")
+    assert "Adam lr=0.005 never left chance" in f.answer and "collapsed to chance" not in f.answer
+    c = F.part2c([cnn_run("adam-5e-05-plain", s, [0.1, 0.1]) for s in range(2)] + recs[3:5])
+    assert "never left chance" in c.answer and "collapsed to chance" not in c.answer
+
+
+def test_part2c_measures_speed_at_a_level_beyond_chance_when_the_weaker_variant_ends_just_above_it():
+    """The runs without BN+Dropout end at 16%, 1 point above chance + margin (15%); 90% of that, 14.4%, is at chance:
+    no level of learning. The level is then 90% of the better variant's 80%, 72%, which BN+Dropout reaches at epoch 2
+    and the others never: a speed to compare, not 'no learning'."""
+    recs = [cnn_run("adam-5e-05", s, [0.5, 0.8]) for s in range(3)]
+    recs += [cnn_run("adam-5e-05-plain", s, [0.1, 0.16]) for s in range(3)]
+    sp = F.part2c(recs).evidence["speed"]
+    assert sp["level_of"] == "better" and sp["level"] == pytest.approx(0.72)
+    assert sp["verdict"] == "censored" and sp["reached"] == {"adam-5e-05-plain": 0, "adam-5e-05": 3}
+
+
+def test_part2c_runs_that_reach_the_level_at_the_same_epoch_are_no_clean_split():
+    """BN+Dropout reaches the level at epochs 1, 2, 3, the runs without at 3, 4, 5: its third run is not before the
+    others' first (both at epoch 3), so not 'every run with BN+Dropout got there before every run without'."""
+
+    def at(epoch):  # 0.8 from `epoch` on, of 5 epochs: every run ends at 0.8, the level is 0.72
+        return [0.5] * (epoch - 1) + [0.8] * (6 - epoch)
+
+    recs = [cnn_run("adam-5e-05", s, at(e)) for s, e in enumerate((1, 2, 3))]
+    recs += [cnn_run("adam-5e-05-plain", s, at(e)) for s, e in enumerate((3, 4, 5))]
+    f = F.part2c(recs)
+    assert [x["epochs"] for x in f.evidence["speed"]["per_seed"]["adam-5e-05"]] == [1, 2, 3]
+    assert [x["epochs"] for x in f.evidence["speed"]["per_seed"]["adam-5e-05-plain"]] == [3, 4, 5]
+    assert f.answer.startswith("Undecided with n=3 vs 3: ") and "every run with BN+Dropout got there" not in f.answer

@@ -410,3 +410,21 @@ def test_a_suites_key_is_its_set_of_runs_whatever_their_order():
         suites=lambda: ["mlp_lr_sweep"],
     )
     assert stamp_keys(scope) == plan.suite_keys()
+
+
+def test_a_suites_key_is_another_for_another_profile_or_other_overrides():
+    """The key of a suite (its parent run's identity, the report's stamp) is its profile, name, runs and overrides: the
+    same runs reproduced under another profile, or with a --set that leaves the runs as they are (a value equal to the
+    default), are another reproduction, whose parent run and report are not this one's."""
+    from mlhw.plan import suite_key
+
+    ids = ["id0", "id1"]
+    key = suite_key("p", "mlp_lr_sweep", ids, [])
+    assert suite_key("p", "mlp_lr_sweep", ids[::-1], []) == key
+    others = [
+        suite_key("q", "mlp_lr_sweep", ids, []),
+        suite_key("p", "mlp_full", ids, []),
+        suite_key("p", "mlp_lr_sweep", ids[:1], []),
+        suite_key("p", "mlp_lr_sweep", ids, ["lr=0.1"]),
+    ]
+    assert len({key, *others}) == 5

@@ -1053,3 +1053,126 @@ def test_a_worker_whose_device_fails_fails_each_unit_by_its_device(workdir, monk
     lines = [line for line in res.stderr.splitlines() if "] failed: " in line]
     assert len(lines) == 3 and all("CUDA is not available on this machine" in line for line in lines), res.stderr
     assert "not started" not in summary_line(res), res.stderr  # not the store's failure: every unit was tried
+
+
+# --- oracles for mutants the suite let through (hand mutation testing of the tracking layer, round 2) ------------
+
+
+def test_a_sigterm_before_the_finished_write_commits_ends_the_run_killed(store, monkeypatch):
+    """The other side of the test above: SIGTERM lands inside the FINISHED write, before it is committed. The run
+    is not finished: it ends KILLED, not left RUNNING for a later reproduce to take for a live one."""
+    inner = store.client._client
+    real = inner.set_terminated
+
+    def sigterm_before_finished(run_id, status=None, *args, **kwargs):
+        if status == "FINISHED":
+            raise Terminated()
+        return real(run_id, status, *args, **kwargs)
+
+    monkeypatch.setattr(inner, "set_terminated", sigterm_before_finished)
+    with pytest.raises(Terminated), tracked_run(store, "almost"):
+        pass
+    (run,) = store.search()
+    assert run.info.status == "KILLED"
+
+
+def test_a_tag_set_twice_before_a_deferred_write_keeps_its_last_value(store):
+    """A run's tags ride in its next batch: set twice before it is sent, the later value is the run's."""
+    from mlhw.lifecycle import RunLogger
+
+    run = store.client.create_run(store.experiment_id)
+    log = RunLogger(store, run.info.run_id, defer=True)
+    log.set_tags({"mlhw.stage": "first", "mlhw.kept": "yes"})
+    log.set_tags({"mlhw.stage": "second"})
+    log.flush()
+    tags = store.client.get_run(run.info.run_id).data.tags
+    assert (tags["mlhw.stage"], tags["mlhw.kept"]) == ("second", "yes")
+
+
+def test_a_flush_keeps_every_batch_within_mlflows_limits_and_sends_everything():
+    """MLflow's log_batch takes at most 1000 metrics, 100 params, 100 tags and 1000 items in all (its REST server
+    refuses more; a SQLite store does not check): 1000 metrics, 150 params and 150 tags pending at once go as batches
+    within those limits, and all of them go."""
+    from types import SimpleNamespace
+
+    from mlhw.lifecycle import RunLogger
+
+    batches = []
+
+    class Client:
+        def log_batch(self, run_id, metrics=(), params=(), tags=()):
+            batches.append((len(metrics), len(params), len(tags)))
+
+    log = RunLogger(SimpleNamespace(client=Client()), "r", defer=True)
+    log.log_params({f"p{i}": i for i in range(150)})
+    log.set_tags({f"t{i}": i for i in range(150)})
+    for step in range(1000):
+        log.log_metrics({"train_loss": 1.0}, step)
+    log.flush()
+    assert all(m <= 1000 and p <= 100 and t <= 100 and m + p + t <= 1000 for m, p, t in batches), batches
+    assert [sum(b[i] for b in batches) for i in range(3)] == [1000, 150, 150]
+
+
+def test_a_search_returns_every_page_of_runs(store, monkeypatch):
+    """MLflow gives at most 1000 runs a page: a store of more (a few reproductions of a 30-run sweep) must be read to
+    its last page, or the older runs' identities look never run."""
+    from types import SimpleNamespace
+
+    from mlflow.store.entities.paged_list import PagedList
+
+    def run(i):
+        return SimpleNamespace(info=SimpleNamespace(run_id=f"r{i}", artifact_uri=f"file:///a/{i}"))
+
+    pages = {None: PagedList([run(0), run(1)], "page 2"), "page 2": PagedList([run(2)], "page 3")}
+    pages["page 3"] = PagedList([run(3)], None)
+
+    class Client:
+        def search_runs(self, experiment_ids, filter_string, max_results, page_token, order_by):
+            return pages[page_token]
+
+    monkeypatch.setattr(store, "client", Client())
+    assert [r.info.run_id for r in store.search()] == ["r0", "r1", "r2", "r3"]
+
+
+def test_ending_stale_runs_leaves_another_programs_run_alone(store):
+    """A RUNNING run that another program logs to the experiment has no heartbeat for mlhw to read: it is not mlhw's
+    to end. mlhw's own RUNNING run with a heartbeat from 1970 is stale, and ends FAILED."""
+    from mlhw.plan import end_stale_runs
+
+    foreign = store.client.create_run(store.experiment_id, tags={"team": "theirs"}).info.run_id
+    ours = store.client.create_run(store.experiment_id, tags={HEARTBEAT_TAG: "0", IDENTITY_TAG: "h"}).info.run_id
+    end_stale_runs(None, store, stale_after=60)
+    status = {r.info.run_id: r.info.status for r in store.search()}
+    assert status == {foreign: "RUNNING", ours: "FAILED"}
+
+
+def test_mlhw_tables_reads_its_own_profiles_newest_finished_reproduction(store):
+    """`mlhw tables --profile p` takes, per suite, the newest FINISHED suite parent of profile p: not a newer one of
+    another profile (its runs are not p's), nor a newer one that a stop or a failure ended (its reproduction never
+    made a report)."""
+    import json
+
+    from mlhw.report import scope_from_store
+
+    def parent(profile, status, start, identity):
+        tags = {"mlhw.kind": "suite", "mlhw.suite": "svm_multiclass", "mlhw.profile": profile}
+        run_id = store.client.create_run(store.experiment_id, start_time=start, tags=tags).info.run_id
+        plan = [{"suite": "svm_multiclass", "label": "", "identity": identity, "config": {"kind": "svm_multiclass"}}]
+        store.client.log_text(run_id, json.dumps(plan), "plan.json")
+        store.client.set_terminated(run_id, status)
+
+    parent("p", "FINISHED", 1_000, "ours")
+    parent("q", "FINISHED", 2_000, "another profile's")
+    parent("p", "KILLED", 3_000, "a stopped reproduction's")
+    parent("p", "FAILED", 4_000, "a failed reproduction's")
+    assert [e.identity for e in scope_from_store(store, "p").entries] == ["ours"]
+    assert [e.identity for e in scope_from_store(store, "q").entries] == ["another profile's"]
+
+
+def test_a_run_names_a_training_fraction_other_than_the_whole_pool():
+    """'cifar10 10%': any fraction below the whole pool is in a run's name (75% as well as 10%), the whole pool none."""
+    from mlhw.config import CNNConfig
+    from mlhw.labels import data_note
+
+    assert data_note(CNNConfig(dataset="cifar10", train_fraction=0.75, epochs=2)) == "cifar10 75%, 2 epochs"
+    assert data_note(CNNConfig(dataset="cifar10", train_fraction=1.0, epochs=2)) == "cifar10, 2 epochs"
