@@ -48,6 +48,7 @@ def mlhw(*args, cwd):
         (["reproduce", "--profile", "ci", "--dry-run", "--profile=digits"], "--profile given twice (ci, then digits)"),
         (["cnn", "train", "--batchnorm", "--no-batchnorm"], "cnn train: --batchnorm and --no-batchnorm both given"),
         (["svm", "soft", "-C", "1", "-C2"], "mlhw svm soft: -C given twice (1, then 2): give it once (see mlhw svm"),
+        (["svm", "soft", "-C", "1", "--C=2"], "mlhw svm soft: -C and --C both given (1, then 2): give it once (see"),
     ],
 )
 def test_a_usage_error_is_one_line_and_exit_2(args, culprit, tmp_path):
@@ -77,6 +78,13 @@ def test_an_option_given_twice_with_one_value_or_a_repeatable_one_goes_through()
         _parse_once(reproduce, lambda ctx, args: args, ctx, args)
     with pytest.raises(_click_exceptions().UsageError, match="--profile given twice"):
         _parse_once(reproduce, lambda ctx, args: args, ctx, ["--profile", "ci", "--profile", "digits"])
+    # svm soft's -C is --C's short name (an option of its own, hidden, for --help to name --C once): one option
+    soft = command.commands["svm"].commands["soft"]
+    ctx = soft.make_context("soft", [])
+    for args in (["-C", "2", "--C=2"], ["-C2", "--C", "2"], ["--C", "2"], ["-C", "2", "--bias", "free"]):
+        _parse_once(soft, lambda ctx, args: args, ctx, args)
+    with pytest.raises(_click_exceptions().UsageError, match=r"^--C and -C both given \(2, then 3\): give it once$"):
+        _parse_once(soft, lambda ctx, args: args, ctx, ["--C", "2", "-C", "3"])
 
 
 def test_a_rate_in_a_list_that_float_rounds_to_0_is_named_as_typed(tmp_path):

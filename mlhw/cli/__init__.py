@@ -123,11 +123,11 @@ def _once(command):
 def _parse_once(command, parse_args, ctx, args):
     seen: dict[str, tuple[str, str]] = {}  # param name -> (the option as typed, its value)
     takes = {}  # an option's every name -> (param, whether it takes a value)
-    for param in command.params:
-        if getattr(param, "param_type_name", "") != "option":
-            continue
+    options = [param for param in command.params if getattr(param, "param_type_name", "") == "option"]
+    for param in options:
         for opt in [*param.opts, *param.secondary_opts]:
             takes[opt] = (param, not param.is_flag and not getattr(param, "count", False))
+    same = _short_names(options)
     i = 0
     while i < len(args):
         arg = args[i]
@@ -149,12 +149,28 @@ def _parse_once(command, parse_args, ctx, args):
         i += step
         if value is None or param.multiple or getattr(param, "count", False):
             continue
-        if param.name in seen and seen[param.name][1] != value:
-            first, before = seen[param.name]
-            why = f"{first} given twice ({before}, then {value}): give it once" if valued else None
+        key = same.get(param.name, param.name)
+        if key in seen and seen[key][1] != value:
+            first, before = seen[key]
+            twice = f"{first} given twice" if first == name else f"{first} and {name} both given"
+            why = f"{twice} ({before}, then {value}): give it once" if valued else None
             raise _click_exceptions().UsageError(why or f"{first} and {name} both given: give one", ctx=ctx)
-        seen[param.name] = (name, value)
+        seen[key] = (name, value)
     return parse_args(ctx, args)
+
+
+def _short_names(options) -> dict[str, str]:
+    """A hidden option whose one name is `-x` beside an option `--x` is that option's short name (svm soft's `-C`:
+    an option of its own so that --help names --C once); the two are one option here, given twice if both."""
+    long_of = {opt: param.name for param in options for opt in param.opts if opt.startswith("--")}
+    return {
+        param.name: long_of["-" + param.opts[0]]
+        for param in options
+        if param.hidden
+        and len(param.opts) == 1
+        and not param.opts[0].startswith("--")
+        and "-" + param.opts[0] in long_of
+    }
 
 
 def _is_float(param) -> bool:

@@ -309,8 +309,7 @@ def soft(
     scikit-learn's liblinear on the same objective. Above 6,000 samples the dual is not solved (the table says
     so); above 1,000 samples + features Q3(a) and Q3(d) are checked on a 120-sample sub-problem.
     """
-    if C is not None and C_short is not None:  # (one option, given twice: click took the last, here unknowable)
-        raise MLHWError(f"--C {C:g} and -C {C_short:g}: -C is --C; give it once")
+    # --C and -C both given is refused before this, by the CLI's check of an option given twice (cli/__init__.py)
     cfg = build(
         SoftSVMConfig,
         "--",
