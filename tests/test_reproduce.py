@@ -1710,3 +1710,28 @@ def test_the_way_on_from_a_set_partial_does_not_promise_its_runs_are_reused():
     assert "the runs an --only one made are not run again" in only, only
     with_set = _way_on("p", [parent({"only": [], "set": ["epochs=2"]})])
     assert "not run again" not in with_set and "runs made with --set are not the profile's" in with_set, with_set
+
+
+def test_a_partial_report_that_could_not_be_written_names_the_reproduce_that_writes_it(light, monkeypatch):
+    """`mlhw tables` compiles the newest full reproduction: for a partial one (--only, --set) the command it named
+    said 'no finished reproduction' (or rebuilt results/<profile>/ from an older full one), never this report. The
+    same reproduce, run again, writes it: its runs are done, nothing trains."""
+    import errno
+
+    from mlhw import report
+
+    real = report.write_report
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report", full)
+    res = reproduce(light, "--only", "svm_soft")
+    assert res.exit_code != 0 and "No space left on device" in res.stderr, res.stderr
+    line = next(x for x in res.stderr.splitlines() if "No space left on device" in x)
+    assert "mlhw tables" not in line, line
+    assert "the same `mlhw reproduce` again writes the report" in line, line
+    monkeypatch.setattr(report, "write_report", real)
+    again = reproduce(light, "--only", "svm_soft")
+    assert again.exit_code == 0 and "ran 0 of 0 runs" in again.stderr, again.stderr
+    assert (light / "results" / "tiny-partial" / "REPORT.md").is_file(), again.stderr

@@ -493,9 +493,15 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
+            # (`mlhw tables` compiles the newest full reproduction only: a partial one's report is reproduce's to write)
+            how = (
+                "the same `mlhw reproduce` again writes the report (its runs are done: none trains again)"
+                if _scope(plan).partial
+                else f"`{_tables_command(plan.profile, settings, results_dir)}` rebuilds the report"
+            )
             compiled = (
                 f"error: writing the report under {results_dir}/ failed ({exc.strerror or exc}); the runs are "
-                f"FINISHED in MLflow: `{_tables_command(plan.profile, settings, results_dir)}` rebuilds the report"
+                f"FINISHED in MLflow: {how}"
             )
         check_terminated()  # a SIGTERM that a finalizer swallowed during the report: exit 143, not a verdict of 0
         return failed, compiled
