@@ -81,10 +81,34 @@ def test_an_option_given_twice_with_one_value_or_a_repeatable_one_goes_through()
     # svm soft's -C is --C's short name (an option of its own, hidden, for --help to name --C once): one option
     soft = command.commands["svm"].commands["soft"]
     ctx = soft.make_context("soft", [])
-    for args in (["-C", "2", "--C=2"], ["-C2", "--C", "2"], ["--C", "2"], ["-C", "2", "--bias", "free"]):
+    for args in (
+        ["-C", "2", "--C=2"],
+        ["--C", "2", "-C", "2.0"],
+        ["-C2", "--C", "2"],
+        ["--C", "2"],
+        ["-C", "2", "--bias", "free"],
+    ):
         _parse_once(soft, lambda ctx, args: args, ctx, args)
     with pytest.raises(_click_exceptions().UsageError, match=r"^--C and -C both given \(2, then 3\): give it once$"):
         _parse_once(soft, lambda ctx, args: args, ctx, ["--C", "2", "-C", "3"])
+
+
+def test_a_float_option_given_twice_as_one_number_spelt_two_ways_goes_through():
+    """`--lr 0.1 --lr 0.10` is one value given twice: it was refused as 'given twice (0.1, then 0.10)'. A text
+    option's spellings stay two values (`--experiment 1 --experiment 1.0` names two experiments)."""
+    import typer
+
+    from mlhw.cli import _click_exceptions, _once, _parse_once, app
+
+    command = _once(typer.main.get_command(app))
+    train = command.commands["mlp"].commands["train"]
+    ctx = train.make_context("train", [])
+    for args in (["--lr", "0.1", "--lr", "0.10"], ["--lr", "0.001", "--lr=1e-3"]):
+        _parse_once(train, lambda ctx, args: args, ctx, args)
+    with pytest.raises(_click_exceptions().UsageError, match=r"--lr given twice \(0.1, then 0.2\)"):
+        _parse_once(train, lambda ctx, args: args, ctx, ["--lr", "0.1", "--lr", "0.2"])
+    with pytest.raises(_click_exceptions().UsageError, match=r"--experiment given twice \(1, then 1.0\)"):
+        _parse_once(train, lambda ctx, args: args, ctx, ["--experiment", "1", "--experiment", "1.0"])
 
 
 def test_a_rate_in_a_list_that_float_rounds_to_0_is_named_as_typed(tmp_path):

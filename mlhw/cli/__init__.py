@@ -150,7 +150,7 @@ def _parse_once(command, parse_args, ctx, args):
         if value is None or param.multiple or getattr(param, "count", False):
             continue
         key = same.get(param.name, param.name)
-        if key in seen and seen[key][1] != value:
+        if key in seen and not _same_value(param, seen[key][1], value):
             first, before = seen[key]
             twice = f"{first} given twice" if first == name else f"{first} and {name} both given"
             why = f"{twice} ({before}, then {value}): give it once" if valued else None
@@ -171,6 +171,19 @@ def _short_names(options) -> dict[str, str]:
         and not param.opts[0].startswith("--")
         and "-" + param.opts[0] in long_of
     }
+
+
+def _same_value(param, before: str, value: str) -> bool:
+    """One value, however it is spelt: a float option's `1` and `1.0`, `0.001` and `1e-3` ('--C given twice (1, then
+    1.0)' refused what the docstring of _once lets through). Any other option's text is its value."""
+    if before == value:
+        return True
+    if not _is_float(param):
+        return False
+    try:
+        return float(before) == float(value)
+    except ValueError:  # (the one that is no number is click's to refuse)
+        return False
 
 
 def _is_float(param) -> bool:
