@@ -20,7 +20,7 @@ def refuse_empty(option: str, folder, default: str) -> None:
 
 
 @contextlib.contextmanager
-def path_errors(culprit: str, path):
+def path_errors(culprit: str, path, kind: type[MLHWError] = MLHWError):
     """Where the command looks at a path the user named: Python 3.11's Path.exists(), is_file() and is_dir() raise,
     not answer False, where a folder on the way cannot be searched (a parent of mode 700 owned by another user:
     EACCES) or a name is too long (a part over 255 bytes: ENAMETOOLONG). Such an error, about `path`, a path under
@@ -36,7 +36,7 @@ def path_errors(culprit: str, path):
             raise
         why = err.strerror or type(err).__name__
         where = "" if culprit.endswith(f" {name}") else f"{name} "  # (not said twice)
-        raise MLHWError(f"{culprit}: {where}cannot be accessed ({why})") from None
+        raise kind(f"{culprit}: {where}cannot be accessed ({why})") from None
 
 
 def _related(a: str, b: str) -> bool:
@@ -47,6 +47,11 @@ def _related(a: str, b: str) -> bool:
 
 class DataNotFound(MLHWError):
     """A dataset is not on disk and could not be downloaded."""
+
+
+class DataDirUnusable(MLHWError):
+    """The data folder cannot be looked at (mlhw.runs.data_dir_errors): like DataNotFound, said with where the
+    folder came from when MLHW_DATA_DIR named it."""
 
 
 def float_beyond_range(text: str) -> str | None:

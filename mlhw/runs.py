@@ -60,7 +60,9 @@ def data_dir_errors(data_dir):
     """Around mlhw.data's calls (a core module, whose identity is hashed, looks for the files with Path.is_file): a
     --data-dir that cannot be searched (a folder on the way of another user's, mode 700) or whose name is too long
     is one line naming it, not Python 3.11's PermissionError or 'File name too long' from is_file(), a traceback."""
-    return path_errors(f"--data-dir {data_dir}", data_dir)
+    from mlhw.errors import DataDirUnusable
+
+    return path_errors(f"--data-dir {data_dir}", data_dir, DataDirUnusable)
 
 
 class DataSource:

@@ -87,3 +87,16 @@ def test_a_folder_on_the_way_that_cannot_be_searched(project, monkeypatch, case)
     res = invoke(*argv)
     assert_one_line_error(res, culprit, "cannot be accessed (Permission denied)")
     assert_nothing_created(project)
+
+
+@pytest.mark.parametrize(
+    "argv", [["mlp", "train", "--dataset", "mnist"], ["reproduce", "--profile", "m", "--file", "m.yaml"]]
+)
+def test_a_data_folder_that_mlhw_data_dir_named_says_so(project, monkeypatch, argv):
+    """'--data-dir X: ... cannot be accessed' named an option a user who set MLHW_DATA_DIR never passed; a folder not
+    found says whose it is (the folder X is MLHW_DATA_DIR's), and so does a folder that cannot be looked at."""
+    bad = project / ("a" * 300)
+    monkeypatch.setenv("MLHW_DATA_DIR", str(bad))
+    line = assert_one_line_error(invoke(*argv), f"--data-dir {bad}: ", "cannot be accessed (File name too long)")
+    assert line.endswith(f" (the folder {bad} is MLHW_DATA_DIR's)"), line
+    assert_nothing_created(project)

@@ -377,10 +377,12 @@ def handles_errors(
 
 def _whose_data_dir(e: MLHWError, data_dir) -> str:
     """Data not found in a folder that MLHW_DATA_DIR, not --data-dir, named: the message's "pass --data-dir DIR"
-    left a user who never passed one looking for where the folder came from."""
-    from mlhw.errors import DataNotFound
+    left a user who never passed one looking for where the folder came from; so did '--data-dir X: ... cannot be
+    accessed' (a folder on the way not searchable, a name too long)."""
+    from mlhw.errors import DataDirUnusable, DataNotFound
 
-    if isinstance(e, DataNotFound) and data_dir is not None and data_dir == os.environ.get("MLHW_DATA_DIR"):
+    whose = data_dir is not None and data_dir == os.environ.get("MLHW_DATA_DIR")
+    if isinstance(e, DataNotFound | DataDirUnusable) and whose:
         return f" (the folder {data_dir} is MLHW_DATA_DIR's)"
     return ""
 
