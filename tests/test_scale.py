@@ -193,11 +193,17 @@ def test_ray_auto_without_a_cluster_is_refused_before_any_run(server, project, r
         ("127.0.0.1:1", ["--ray-address", "auto"], None, "RAY_ADDRESS=127.0.0.1:1: no Ray cluster answers there"),
         ("nohost", [], None, "RAY_ADDRESS='nohost': use auto, or a cluster's host:port"),
         ("auto", [], None, "RAY_ADDRESS=auto: no running Ray instance found on this machine"),
+        # an address Ray takes as it is: the line named no culprit ("'': use auto"; "--executor ray: ' ': ...")
+        (None, ["--ray-address", ""], None, "--ray-address '': use auto, or a cluster's host:port"),
+        (" ", [], None, "RAY_ADDRESS=' ': use auto, or a cluster's host:port"),
         # the cluster `ray start` recorded, gone since (a machine restarted without `ray stop`)
         (None, ["--ray-address", "auto"], "DEAD", "--ray-address auto: no Ray cluster answers at 127.0.0.1:"),
         (None, [], "DEAD", "--executor ray: no Ray cluster answers at 127.0.0.1:"),
     ],
-    ids=["RAY_ADDRESS", "RAY_ADDRESS over auto", "RAY_ADDRESS no port", "RAY_ADDRESS=auto", "auto stale", "stale"],
+    ids=[
+        *("RAY_ADDRESS", "RAY_ADDRESS over auto", "RAY_ADDRESS no port", "RAY_ADDRESS=auto", "empty", "blank"),
+        *("auto stale", "stale"),
+    ],
 )
 def test_the_ray_cluster_ray_would_join_is_checked_before_any_run(
     project, monkeypatch, ray_finds, env, more, recorded, culprit

@@ -399,7 +399,9 @@ def _check_ray_address(address: str | None) -> None:
     from mlhw.errors import MLHWError
 
     culprit, instead = f"--ray-address {address}", "leave the option out"
-    env = os.environ.get("RAY_ADDRESS", "").strip()  # ray.init takes it over no address, or over auto
+    # ray.init takes it over no address, or over auto, as it is (not stripped: ' ' is an address to Ray, and was
+    # refused as '--executor ray: ' '', no culprit named)
+    env = os.environ.get("RAY_ADDRESS", "")
     if env and address in (None, "auto") and not (env == "auto" and address == "auto"):
         culprit, address, instead = f"RAY_ADDRESS={env}", env, "unset RAY_ADDRESS"
     if address == "local":  # a new local instance, always
@@ -449,7 +451,9 @@ def _ray_answers(address: str, culprit: str, hint: str, at: str | None = None) -
     except ValueError:
         host = port = None
     if not host or port is None:
-        shown = f"{culprit[: -len(address)]}{address!r}" if culprit.endswith(address) else f"{culprit}: {address!r}"
+        # (`--ray-address ''`: culprit[:-0] was '', and the line named no option)
+        named = culprit.endswith(address)
+        shown = f"{culprit[: len(culprit) - len(address)]}{address!r}" if named else f"{culprit}: {address!r}"
         raise MLHWError(f"{shown}: use auto, or a cluster's host:port (ray://host:port)")
     try:
         socket.create_connection((host, port), timeout=5).close()
