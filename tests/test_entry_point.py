@@ -264,6 +264,25 @@ def test_a_reproduction_whose_stdout_fills_the_disk_says_its_verdict_and_what_it
     assert (tmp_path / "results" / "p" / "REPORT.md").is_file()
 
 
+@pytest.mark.parametrize("args", [["--version"], ["reproduce", "--profile", "p", "--dry-run"]])
+def test_a_standard_output_closed_at_the_start_is_one_line(args, tmp_path):
+    """`mlhw ... >&-`: Python starts with sys.stdout None, and `out = Console(... sys.stdout.isatty() ...)` raised
+    AttributeError at import, a traceback before any command; the output is said lost, as on a full disk."""
+    (tmp_path / "experiments.yaml").write_text(TINY_SPEC)
+    code = "import sys; from mlhw.cli import main; sys.argv[0] = 'mlhw'; main()"
+    res = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: os.close(1),  # noqa: PLW1509 - closes the child's stdout, as `>&-` does
+    )
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr == "error: writing to standard output failed: Bad file descriptor (it was closed)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments.yaml"]
+
+
 def test_a_closed_pipe_is_quiet(tmp_path):
     """`mlhw ... | head`: the reader has what it wanted; exit 1 and nothing said, as rich and click did it before,
     now on the same path as a full disk (mlhw.cli.common.StdoutFailed)."""

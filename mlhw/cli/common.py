@@ -36,9 +36,15 @@ def _piped_width() -> int:
     return int(text) if text.isdigit() and int(text) >= 20 else 160
 
 
+def _tty(stream) -> bool:
+    """Whether a stream is a terminal; a stream closed when the process started (`mlhw ... >&-`) is None, and its
+    isatty() at import was a traceback, AttributeError, before any command."""
+    return stream is not None and stream.isatty()
+
+
 _PIPED = _piped_width()
-out = Console(width=None if sys.stdout.isatty() else _PIPED)  # tables and reports
-err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPED)  # progress; --json keeps stdout clean
+out = Console(width=None if _tty(sys.stdout) else _PIPED)  # tables and reports
+err = Console(stderr=True, width=None if _tty(sys.stderr) else _PIPED)  # progress; --json keeps stdout clean
 
 DATA, MODEL, TRAIN, TRACK, OUTPUT = "Data", "Model", "Training", "Tracking", "Output"
 
@@ -288,10 +294,27 @@ class GuardedStdout:
         return getattr(self._stream, name)
 
 
+class _Closed:
+    """Standard output closed when the process started (`mlhw ... >&-`, Python's sys.stdout None): each write fails
+    as a closed descriptor does (EBADF), so that it is said, not lost in silence (rich and click drop writes to a
+    None stdout, and `mlhw reproduce >&-` would end 0 with its tables gone)."""
+
+    def write(self, text):
+        raise OSError(errno.EBADF, "Bad file descriptor (it was closed)")
+
+    writelines = write
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 def guard_stdout() -> None:
     """Install GuardedStdout (once) on sys.stdout."""
-    if not isinstance(sys.stdout, GuardedStdout) and sys.stdout is not None:
-        sys.stdout = GuardedStdout(sys.stdout)
+    if not isinstance(sys.stdout, GuardedStdout):
+        sys.stdout = GuardedStdout(sys.stdout if sys.stdout is not None else _Closed())
 
 
 def said_stdout_failed(e: StdoutFailed) -> int:
@@ -419,7 +442,7 @@ def is_terminal(stream=None) -> bool:
     """Progress bars on a terminal; plain lines, one per run start and end, when piped or in CI. Asked of
     the stream itself (stderr by default): rich counts FORCE_COLOR as a terminal, and a live bar redrawn (or a
     boxed panel) in a log file is noise."""
-    return (stream or sys.stderr).isatty() and not in_ci()
+    return _tty(stream or sys.stderr) and not in_ci()
 
 
 def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[float]:
