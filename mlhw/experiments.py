@@ -21,7 +21,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mlhw.config import KINDS, user_fields
-from mlhw.errors import MLHWError, as_written, float_beyond_range, format_validation_error, path_errors, yaml_error
+from mlhw.errors import (
+    MLHWError,
+    as_written,
+    float_beyond_range,
+    format_validation_error,
+    path_errors,
+    refuse_empty,
+    yaml_error,
+)
 from mlhw.errors import message as _message
 from mlhw.layout import PARTIAL_SUFFIX
 from mlhw.reference import CNN_VARIANTS, canonical_variant
@@ -111,6 +119,7 @@ class RunSpec:
 
 
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
+    refuse_empty("--file", path, "experiments.yaml")  # (Path('') is '.': "'.: is a directory", --file unnamed)
     path = Path(path)
     with path_errors(f"--file {path}", path):
         if path.is_dir():

@@ -100,3 +100,21 @@ def test_a_data_folder_that_mlhw_data_dir_named_says_so(project, monkeypatch, ar
     line = assert_one_line_error(invoke(*argv), f"--data-dir {bad}: ", "cannot be accessed (File name too long)")
     assert line.endswith(f" (the folder {bad} is MLHW_DATA_DIR's)"), line
     assert_nothing_created(project)
+
+
+@pytest.mark.parametrize(
+    "argv, culprit",
+    [
+        (["check", "--profile", "m", "--baseline", ""], "--baseline '': empty (the default is results/m)"),
+        (["reproduce", "--profile", "m", "--file", ""], "--file '': empty (the default is experiments.yaml)"),
+    ],
+    ids=["baseline", "file"],
+)
+def test_an_empty_path_is_refused_as_every_folder_option_is(project, argv, culprit):
+    """`--baseline "$DIR"` with DIR unset checked results/<profile>, a baseline never named (as no --baseline), and
+    `--file ''` said "error: .: is a directory", naming no option; --data-dir '' and --results-dir '' said empty."""
+    base = project / "results" / "m" / "tables"
+    base.mkdir(parents=True)
+    (base / "x.csv").write_text("a\n1\n")
+    assert_one_line_error(invoke(*argv), culprit)
+    assert not (project / "mlflow.db").exists()

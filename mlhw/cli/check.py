@@ -64,10 +64,12 @@ def check(
     baseline that the store's results lack fails as missing, and so does a row of fewer runs than the baseline's.
     """
     from mlhw.check import load_baseline, to_rich
-    from mlhw.errors import path_errors
+    from mlhw.errors import path_errors, refuse_empty
     from mlhw.layout import profile_folder
     from mlhw.store import Store
 
+    if baseline is not None:  # ('' read as no --baseline: results/<profile> was checked, a folder not named)
+        refuse_empty("--baseline", baseline, str(profile_folder("results", profile)))
     folder = profile_folder("results", profile)
     culprit = f"--baseline {baseline}" if baseline else f"--profile {profile} (its baseline {folder})"
     with path_errors(culprit, baseline or folder):  # (a folder on the way not searchable, a name too long)
