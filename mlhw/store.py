@@ -647,10 +647,18 @@ class Store:
             path = self.moved[1] / path.relative_to(self.moved[0])
         return path if path is not None and path.is_dir() else None
 
+    def run_page(self, run_id: str) -> str:
+        """A run's page in the UI, relative to the UI's address (a link in a description or an artifact's markdown),
+        in the Model training view: without `workflowType`, a link followed from a parent's description opened the
+        run in MLflow 3's GenAI view (its sidebar, an "Evaluations" breadcrumb) unless the browser had been switched
+        by hand, though the URL `mlhw ui` prints opens the Model training one (the UI remembers the view only when
+        its switch is clicked; its own run links carry no view either: mlflow/mlflow#24498)."""
+        return f"#/experiments/{self.experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
     def run_url(self, run_id: str) -> str | None:
         if not is_server(self.uri):
             return None
-        return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}?workflowType=machine_learning"
+        return f"{self.uri.rstrip('/')}/{self.run_page(run_id)}"
 
     def search(self, filter_string: str = "") -> list:
         """Every matching run of the experiment (all pages), newest first."""

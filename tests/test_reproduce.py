@@ -494,7 +494,11 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
         report = client.download_artifacts(run_id, "REPORT.md", str(light / "dl" / f"r-{suite}"))
         on_disk = (light / "results" / "tiny" / "REPORT.md").read_text()
         image = "![Part 1 (b): training accuracy, training loss and test accuracy per epoch](figures/mlp_lr_sweep.png)"
-        sweep_link = f"#/experiments/{parents[suite].info.experiment_id}/runs/{parents['mlp_lr_sweep'].info.run_id}"
+        # in the UI's Model training view, as `mlhw ui` opens it: a link without it opened the GenAI view
+        sweep_link = (
+            f"#/experiments/{parents[suite].info.experiment_id}/runs/{parents['mlp_lr_sweep'].info.run_id}"
+            "?workflowType=machine_learning"
+        )
         where = (
             "this run's artifacts"
             if suite == "mlp_lr_sweep"
@@ -1081,7 +1085,8 @@ def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
     by_suite = {r.data.tags["mlhw.suite"]: r for r in parents.values()}
     note = by_suite["cnn_adam_lr"].data.tags["mlflow.note.content"]
     (shared,) = [r for r in cnn if r.data.tags["mlhw.suite"] == "cnn_optimizers" and "Adam" in r.info.run_name]
-    assert f"/runs/{shared.info.run_id})" in note and "(under cnn_optimizers)" in note, note
+    link = f"(#/experiments/{shared.info.experiment_id}/runs/{shared.info.run_id}?workflowType=machine_learning)"
+    assert link in note and "(under cnn_optimizers)" in note, note  # in the Model training view, as `mlhw ui`
     for parent in parents.values():
         suite = parent.data.tags["mlhw.suite"]
         arts = {

@@ -1011,7 +1011,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
     specs = figure_specs(done)
     parent_links = {}
     if store.experiment_id is not None:
-        parent_links = {s: f"#/experiments/{store.experiment_id}/runs/{log.run_id}" for s, log in parents.items()}
+        parent_links = {s: store.run_page(log.run_id) for s, log in parents.items()}
     # every parent this report came from, new or reused, says so: `mlhw tables` takes the profile's suites from
     # the latest (a suite removed from the profile stays out, though its older parent is still FINISHED)
     compiled = {"mlhw.profile_suites": json.dumps(plan.all_suites), COMPILED_TAG: utc_stamp()}
@@ -1022,7 +1022,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
             if log.known.get(metric_name(metric)) != value:  # a reused parent has it already
                 log.log_metrics({metric: value}, step=0)
         if store.experiment_id is not None:  # the shared runs exist now: the description links them
-            links = {r["label"]: f"#/experiments/{store.experiment_id}/runs/{r['run_id']}" for r in done.get(suite, [])}
+            links = {r["label"]: store.run_page(r["run_id"]) for r in done.get(suite, [])}
             tags["mlflow.note.content"] = _parent_note(plan, suite, links)
         log.set_tags(tags)  # (and sends the metric)
         # the parent ends when its suite's last run of this reproduction did, not when the whole report is compiled:
