@@ -449,21 +449,30 @@ HEADLINE = {
 
 
 def headline(table: ResultTable) -> tuple[str, float, str] | None:
-    """(metric, the best row's mean, the tag that says which row: 'lr=0.1 (the mean of its 3 runs' test_acc)',
-    'variant=adam-5e-05 (its one run's val_acc)') of a table, or None. A sweep's parent and a suite's parent
-    show their number this one way."""
+    """(metric, the best row's mean, the tag that says which row: 'lr=0.1 (the mean of its 3 runs' test/acc)',
+    'Adam lr=5e-5 (its one run's val/acc)') of a table, or None. A sweep's parent and a suite's parent show their
+    number this one way: the row as the runs' names say it, the metric as the UI names it (the tag read
+    'variant=adam-5e-05 (... val_acc)' beside runs named 'Adam lr=5e-5' and a metric named val/acc)."""
+    from mlhw.labels import lr_label, variant_title
+    from mlhw.lifecycle import metric_name
+
     metric, df = HEADLINE.get(table.name), table.numeric
     if metric is None or f"{metric}_mean" not in df.columns or not df[f"{metric}_mean"].notna().any():
         return None
     row = df.loc[df[f"{metric}_mean"].idxmax()]
     key = "variant" if "variant" in df.columns else df.columns[0]
     value = row[key]
-    which = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+    if key == "variant":
+        which = variant_title(str(value))
+    elif key == "lr" and isinstance(value, float):
+        which = lr_label(value)
+    else:
+        which = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
     if len(df) == 1:  # nothing to be best among: mlp_full's parent said "dataset=digits", a column, not a choice
         which = "its one configuration"
     n = int(row["n"]) if "n" in df.columns and pd.notna(row["n"]) else None
     whose = "its one run's" if n == 1 else f"the mean of its {n} runs'" if n else "the mean of its runs'"
-    return metric, float(row[f"{metric}_mean"]), f"{which} ({whose} {metric})"
+    return metric, float(row[f"{metric}_mean"]), f"{which} ({whose} {metric_name(metric)})"
 
 
 # a line under a table in REPORT.md, where a column needs saying what it compares

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from helpers import assert_nothing_created, assert_one_line_error, invoke, runs_of, write_cifar_batches
 
+from mlhw.labels import variant_title
+
 SMALL = ["--width", "0.125", "--epochs", "1", "--precision", "fp32"]
 
 
@@ -231,7 +233,7 @@ def test_compares_parent_has_its_best_variants_number(workdir):
     best = max(recs, key=lambda r: r["val_acc"])
     assert parent.data.metrics == {"val/acc": pytest.approx(best["val_acc"])}
     assert [m.step for m in client.get_metric_history(parent.info.run_id, "val/acc")] == [0]
-    assert parent.data.tags["mlhw.best"] == f"variant={best['variant']} (its one run's val_acc)"
+    assert parent.data.tags["mlhw.best"] == f"{variant_title(best['variant'])} (its one run's val/acc)"
 
 
 def test_compares_parent_describes_the_parts_it_ran(workdir):

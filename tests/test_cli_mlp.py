@@ -149,7 +149,7 @@ def test_sweep_groups_children_and_logs_the_figure_as_an_artifact(workdir):
     best = max(lines, key=lambda x: x["test_acc"])
     parent = client.get_run(parent.info.run_id)
     assert parent.data.metrics["test/acc"] == pytest.approx(best["test_acc"])
-    assert parent.data.tags["mlhw.best"] == f"lr={best['lr']:g} (its one run's test_acc)"  # as a suite parent says
+    assert parent.data.tags["mlhw.best"] == f"lr={best['lr']:g} (its one run's test/acc)"  # as a suite parent says
 
 
 def test_a_sweep_of_one_rate_is_still_a_sweep(workdir):

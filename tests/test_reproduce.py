@@ -519,7 +519,7 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
     p = parents["mlp_lr_sweep"].data
     assert p.metrics["test/acc"] == pytest.approx(best["test_acc_mean"])
     runs_word = "its one run's" if best["n"] == 1 else f"the mean of its {best['n']} runs'"
-    assert p.tags["mlhw.best"] == f"lr={best['lr']:g} ({runs_word} test_acc)"
+    assert p.tags["mlhw.best"] == f"lr={best['lr']:g} ({runs_word} test/acc)"
     assert "test/acc" in parents["mlp_full"].data.metrics and not parents["svm_soft"].data.metrics
     # compiled again from the same parents (a report file deleted): the number is not logged a second time
     (light / "results" / "tiny" / "REPORT.md").unlink()

@@ -421,13 +421,31 @@ def test_the_headline_is_the_best_rows_mean_and_names_that_row():
         for lr, s, acc in ((0.1, 1, 0.9), (0.1, 2, 0.8), (1.0, 1, 0.95), (10.0, 1, 0.1), (10.0, 2, 0.1))
     ]
     metric, value, which = T.headline(T.mlp_sweep_table(recs))
-    assert (metric, which) == ("test_acc", "lr=1 (its one run's test_acc)") and value == 0.95
+    assert (metric, which) == ("test_acc", "lr=1 (its one run's test/acc)") and value == 0.95
     recs = [r for r in recs if r["lr"] != 1.0]
     metric, value, which = T.headline(T.mlp_sweep_table(recs))
-    assert (metric, which) == ("test_acc", "lr=0.1 (the mean of its 2 runs' test_acc)") and value == np.mean([0.9, 0.8])
+    assert (metric, which) == ("test_acc", "lr=0.1 (the mean of its 2 runs' test/acc)") and value == np.mean([0.9, 0.8])
     # a table of one row (Part 1 (c)'s mlp_full) has nothing to be best among: its parent said "dataset=digits"
     metric, value, which = T.headline(T.mlp_sweep_table([r for r in recs if r["lr"] == 0.1]))
-    assert (metric, which) == ("test_acc", "its one configuration (the mean of its 2 runs' test_acc)")
+    assert (metric, which) == ("test_acc", "its one configuration (the mean of its 2 runs' test/acc)")
+
+
+def test_the_headline_names_its_row_and_metric_as_the_ui_shows_them():
+    """The mlhw.best tag sits in the UI beside runs named 'Adam lr=5e-5, seed 0 ...' and a metric named val/acc: it
+    said 'variant=adam-5e-05 (the mean of its 2 runs' val_acc)', an id and a name the UI shows nowhere. A rate is
+    written as the runs' names write it (lr=5e-5, not 5e-05)."""
+    base = {"optimizer": "adam", "lr": 5e-5, "batchnorm": True, "train_loss": 0.6, "test_acc": 0.6}
+    recs = [base | {"variant": "adam-5e-05", "seed": s, "val_acc": 0.9} for s in (0, 1)]
+    recs += [base | {"variant": "adam-5e-05-plain", "batchnorm": False, "seed": 0, "val_acc": 0.5}]
+    metric, value, which = T.headline(T.cnn_table("cnn_batchnorm", recs))
+    assert (metric, value, which) == ("val_acc", 0.9, "Adam lr=5e-5 (the mean of its 2 runs' val/acc)")
+    recs[-1]["val_acc"] = 0.95
+    assert T.headline(T.cnn_table("cnn_batchnorm", recs))[2] == "Adam lr=5e-5, no BN/Dropout (its one run's val/acc)"
+    sweep = [
+        {"kind": "mlp", "lr": lr, "seed": 1, "train_loss": 0.1, "train_acc": a, "test_acc": a, "diverged": 0.0}
+        for lr, a in ((5e-5, 0.9), (0.1, 0.5))
+    ]
+    assert T.headline(T.mlp_sweep_table(sweep))[2] == "lr=5e-5 (its one run's test/acc)"
 
 
 def test_a_theory_row_without_a_stored_verdict_is_not_a_pass():
