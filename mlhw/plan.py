@@ -226,7 +226,7 @@ def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
     if p.spec.variant:
         tags["mlhw.variant"] = p.spec.variant
     # runs of several profiles sit side by side in the UI's run list: each says its data
-    data = f" ({data_note(p.spec.config)})" if p.spec.config.kind != "theory" else ""
+    data = f" ({data_note(p.spec.config)}{_pair_note(p.spec)})" if p.spec.config.kind != "theory" else ""
     # what tells the runs of a suite apart first: under their parent the UI's narrow Run Name column showed
     # "mlp_lr_sweep · …" three times over
     name = f"{p.spec.label}{data} · {p.spec.suite}" if p.spec.label else f"{p.spec.suite}{data}"
@@ -239,6 +239,16 @@ def job_of(plan: Plan, p: Planned, parents: dict[str, str]) -> Job:
         f"mlhw reproduce --profile {plan.profile}",
         parents.get(p.spec.suite),
     )
+
+
+def _pair_note(spec: RunSpec) -> str:
+    """', 3 vs 8': the two classes a Q3 run's data is (the single command's 'svm.q3 · 3 vs 8, C=1 (digits)' says them),
+    unless its label, from a grid of classes, does. A reproduction named the same runs 'C=1 (digits) · svm_soft', read
+    as the whole of digits."""
+    classes = getattr(spec.config, "classes", None)
+    if not classes or "classes=" in spec.label:
+        return ""
+    return f", {classes[0]} vs {classes[1]}"
 
 
 def _run_note(plan: Plan, p: Planned) -> str:

@@ -511,6 +511,10 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
         local = Path(client.download_artifacts(run_id, "plan.json", str(light / "dl" / suite)))
         plan = json.loads(local.read_text())
         assert sorted(e["identity"] for e in plan) == sorted(c.data.tags["mlhw.config_hash"] for c in children)
+    # Q3's run says its two classes, as the single command's does: "svm_soft (digits)" read as the whole of digits
+    assert [r.info.run_name for r in all_runs if r.data.tags.get("mlhw.kind") == "svm_soft"] == [
+        "svm_soft (digits, 3 vs 8)"
+    ]
     csv = client.download_artifacts(parents["mlp_full"].info.run_id, "tables/mlp_full.csv", str(light / "dl" / "t"))
     assert Path(csv).read_text() == (light / "results" / "tiny" / "tables" / "mlp_full.csv").read_text()
     # a parent has a number of its own, its best row's mean (MLflow's sweep convention): its charts were empty
@@ -1061,6 +1065,7 @@ def test_ci_store_holds_suites_sections_and_unique_names(ci_reproduction):
     assert (
         "lr=100 (digits 300/100, 3 epochs) · mlp_lr_sweep" in names and "seed 9 (digits, 5 epochs) · mlp_full" in names
     )
+    assert "C=1 (digits, 3 vs 8) · svm_soft" in names, names  # a two-class task says its classes
     parents = {r.info.run_id: r for r in all_runs if r.data.tags.get("mlhw.kind") == "suite"}
     assert len(parents) == 8 and {r.data.tags["mlhw.profile"] for r in parents.values()} == {"ci"}
     children = [r for r in all_runs if r.info.run_id not in parents]
@@ -1409,6 +1414,22 @@ def test_a_suite_parent_says_where_its_shared_runs_are():
     # once the runs exist, each shared one is a link to its page (plan.json names it by config hash alone)
     links = {"seed 8": "#/experiments/1/runs/r8", "seed 9": "#/experiments/1/runs/r9"}
     assert _parent_note(plan, "full", links).split("\n\n")[2] == "- [seed 8](#/experiments/1/runs/r8) (under sweep)"
+
+
+def test_a_q3_run_is_named_with_its_two_classes_once():
+    """A reproduction named Q3's runs 'C=1 (digits) · svm_soft', read as the whole of digits; the single command says
+    '3 vs 8'. Its data note says the pair, unless a grid of classes puts it in the label already."""
+    from mlhw.config import SoftSVMConfig
+    from mlhw.experiments import RunSpec
+    from mlhw.plan import Plan, Planned, job_of
+
+    def name(label, classes):
+        spec = RunSpec("svm_soft", "svm_soft", "svm.q3", SoftSVMConfig(dataset="digits", classes=classes), label)
+        return job_of(Plan("digits", [Planned(spec, "x")]), Planned(spec, "x"), {}).name
+
+    assert name("C=1", (3, 8)) == "C=1 (digits, 3 vs 8) · svm_soft"
+    assert name("", (1, 7)) == "svm_soft (digits, 1 vs 7)"
+    assert name("classes=[1, 7], C=1", (1, 7)) == "classes=[1, 7], C=1 (digits) · svm_soft"
 
 
 def test_a_suite_parent_ends_when_its_suites_last_run_did(ci_reproduction):
