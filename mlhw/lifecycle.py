@@ -449,6 +449,7 @@ class RunLogger:
 
 
 _runs_created = 0
+_runs_finished = 0
 _runs_lock = threading.Lock()
 
 
@@ -456,6 +457,18 @@ def _count_run() -> None:
     global _runs_created
     with _runs_lock:
         _runs_created += 1
+
+
+def _count_finished() -> None:
+    global _runs_finished
+    with _runs_lock:
+        _runs_finished += 1
+
+
+def runs_finished() -> int:
+    """How many runs this process has ended FINISHED (tracked_run): a command whose standard output failed after
+    its runs were done says they are (`mlhw svm soft > /dev/full` said only that the writing failed)."""
+    return _runs_finished
 
 
 def runs_created() -> int:
@@ -506,6 +519,7 @@ def tracked_run(
         log.flush()
         ending = True
         store.client.set_terminated(log.run_id, "FINISHED", end_time=log.end_time)
+        _count_finished()
     except KeyboardInterrupt:  # Ctrl-C and SIGTERM (Terminated)
         beat.stop()
         # A signal held through the FINISHED write (a SQLite store's calls defer them) is acted on once it is

@@ -264,6 +264,28 @@ def test_a_reproduction_whose_stdout_fills_the_disk_says_its_verdict_and_what_it
     assert (tmp_path / "results" / "p" / "REPORT.md").is_file()
 
 
+@needs_dev_full
+@pytest.mark.parametrize(
+    "args, done",
+    [
+        (["svm", "soft", "--classes", "1,7", "--train-size", "60"], "the run is done"),
+        (["svm", "soft", "--classes", "1,7", "--train-size", "60", "--json"], "the run is done"),
+        (["mlp", "sweep", "--lrs", "0.1,1", "--epochs", "1", "--train-size", "100"], "the 3 runs are done"),
+    ],
+)
+def test_a_single_command_whose_stdout_fills_the_disk_says_its_runs_are_done(args, done, tmp_path):
+    """`mlhw svm soft > /dev/full` said only "writing to standard output failed": its run was FINISHED in the store
+    (read here), its result lost with the output, and nothing said so (reproduce and tables say what they did)."""
+    import mlflow
+
+    res = to_full_disk(*args, cwd=tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == f"{NO_SPACE}; {done} and logged (FINISHED in the tracking store)"
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("mlhw").experiment_id])
+    assert len(runs) == (3 if "3 runs" in done else 1) and {r.info.status for r in runs} == {"FINISHED"}
+
+
 @pytest.mark.parametrize("args", [["--version"], ["reproduce", "--profile", "p", "--dry-run"]])
 def test_a_standard_output_closed_at_the_start_is_one_line(args, tmp_path):
     """`mlhw ... >&-`: Python starts with sys.stdout None, and `out = Console(... sys.stdout.isatty() ...)` raised

@@ -353,9 +353,9 @@ def handles_errors(
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from mlhw.lifecycle import Terminated, runs_created
+        from mlhw.lifecycle import Terminated, runs_created, runs_finished
 
-        runs_before = runs_created()
+        runs_before, finished_before = runs_created(), runs_finished()
         previous = _on_sigterm()
         try:
             return fn(*args, **kwargs)
@@ -382,6 +382,12 @@ def handles_errors(
             )
             raise typer.Exit(code) from None
         except StdoutFailed as e:
+            if e.done is None and (done := runs_finished() - finished_before):  # a single command's, its output lost
+                e.done = (
+                    f"the {done} runs are done and logged (FINISHED in the tracking store)"
+                    if done > 1
+                    else "the run is done and logged (FINISHED in the tracking store)"
+                )
             raise typer.Exit(said_stdout_failed(e)) from None
         except Exception as e:
             from mlhw.store import failed_store, store_failure
