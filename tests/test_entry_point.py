@@ -78,6 +78,8 @@ def test_an_option_given_twice_with_one_value_or_a_repeatable_one_goes_through()
         _parse_once(reproduce, lambda ctx, args: args, ctx, args)
     with pytest.raises(_click_exceptions().UsageError, match="--profile given twice"):
         _parse_once(reproduce, lambda ctx, args: args, ctx, ["--profile", "ci", "--profile", "digits"])
+    # --help wins over an option given twice, as over any other bad value: `--lr abc --help` shows the help
+    assert _parse_once(reproduce, lambda ctx, args: "parsed", ctx, ["--profile", "a", "--profile", "b", "--help"])
     # svm soft's -C is --C's short name (an option of its own, hidden, for --help to name --C once): one option
     soft = command.commands["svm"].commands["soft"]
     ctx = soft.make_context("soft", [])

@@ -121,6 +121,9 @@ def _once(command):
 
 
 def _parse_once(command, parse_args, ctx, args):
+    given = args[: args.index("--")] if "--" in args else args
+    if any(arg in ctx.help_option_names for arg in given):  # --help wins, as over any other bad value (click's eager)
+        return parse_args(ctx, args)
     seen: dict[str, tuple[str, str]] = {}  # param name -> (the option as typed, its value)
     takes = {}  # an option's every name -> (param, whether it takes a value)
     options = [param for param in command.params if getattr(param, "param_type_name", "") == "option"]
