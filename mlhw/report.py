@@ -214,6 +214,13 @@ def result_curves(result) -> list[dict]:
     return curves({"history": result.history, "diverged_epoch": result.diverged_epoch})
 
 
+def _setting_of(records: list[dict], by: list[str]):
+    """A run's setting of the fields besides the seed and `by` in which its suite's runs differ ('hidden=[80]';
+    '' when only seeds do): a figure's curve is the mean over seeds of one setting, as a table's row is."""
+    extra = T.varying_fields(records, by)
+    return lambda r: ", ".join(f"{f}={T.shown_value(r.get(f))}" for f in extra)
+
+
 def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, object]]:
     """(suite, file name, caption, draw(path)) for Figure 2 and each CNN part: mean over seeds with a band."""
     from mlhw.labels import WITH_BN_DROPOUT, lr_label, variant_title
@@ -223,9 +230,14 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
     specs = []
     if done.get("mlp_lr_sweep"):
         recs = done["mlp_lr_sweep"]
+        setting = _setting_of(recs, ["lr"])  # a grid beside lr's: a curve per setting, as the table has a row
         series = [
-            (lr_label(lr), [curves(r) for r in recs if r["lr"] == lr and r.get("history")])
+            (
+                lr_label(lr) + (f", {k}" if k else ""),
+                [curves(r) for r in recs if r["lr"] == lr and setting(r) == k and r.get("history")],
+            )
             for lr in sorted({r["lr"] for r in recs})
+            for k in dict.fromkeys(setting(r) for r in recs if r["lr"] == lr)
         ]
         title = f"Part 1 (b) on {recs[0]['dataset']}: one network per learning rate"
         specs.append(
@@ -241,14 +253,18 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
         if not recs:
             continue
         variants = list(dict.fromkeys(r["variant"] for r in recs))
+        setting = _setting_of(recs, ["variant"])
         # in Part 2 (c)'s figure both curves say what they compare: "Adam lr=5e-5" alone read as either
         with_bn = WITH_BN_DROPOUT if suite == CNN_PART_SUITES["c"] else ""
         series = [
             (
-                variant_title(v) + (with_bn if CNN_VARIANTS.get(v, {}).get("batchnorm", True) else ""),
-                [curves(r, 1) for r in recs if r["variant"] == v and r.get("history")],
+                variant_title(v)
+                + (with_bn if CNN_VARIANTS.get(v, {}).get("batchnorm", True) else "")
+                + (f", {k}" if k else ""),
+                [curves(r, 1) for r in recs if r["variant"] == v and setting(r) == k and r.get("history")],
             )
             for v in variants
+            for k in dict.fromkeys(setting(r) for r in recs if r["variant"] == v)
         ]
         full = f"{title} on {recs[0]['dataset']}"
         specs.append(

@@ -207,6 +207,36 @@ def _fmt(mean, std, n, f) -> str:
     return f(mean) + (f" ± {f(std)}" if n > 1 and std is not None and not math.isnan(std) else "")
 
 
+def shown_value(v) -> str:
+    """A config value as a table's column and a setting's label give it: lists (hidden, classes) as '[40]'."""
+    return repr(v).strip("'")
+
+
+def varying_fields(records: list[dict], by: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The config fields besides the seed and `by` whose value differs between runs of one `by` group: a grid the
+    table (or the question) has no column for (`--set mlp_full.grid.hidden=[40,80]`), whose runs are not seeds of
+    one setting. Sorted by name; [] when only the seeds (and `by`) differ."""
+    df = pd.DataFrame(records)
+    fields = user_fields(df["kind"].iloc[0]) - {"seed", *by} if "kind" in df and len(df) else set()
+    shown = df[sorted(fields & set(df))].map(repr)  # lists (hidden, classes) compared as text
+    if not by:
+        return [f for f in shown if shown[f].nunique(dropna=False) > 1]
+    return [f for f in shown if shown.groupby([df[b] for b in by], sort=False, dropna=False)[f].nunique().max() > 1]
+
+
+def setting_groups(
+    records: list[dict], by: list[str] | tuple[str, ...] = ()
+) -> tuple[list[str], list[tuple[str, list[dict]]]]:
+    """(the varying fields, [(label, records)] per setting of them, in order of first appearance): the runs a table
+    gives a row each, split as `summarise` splits them; one group labelled '' when nothing but the seeds varies."""
+    extra = varying_fields(records, by)
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        label = ", ".join(f"{f}={shown_value(r.get(f))}" for f in extra)
+        groups.setdefault(label, []).append(r)
+    return extra, list(groups.items())
+
+
 def summarise(records: list[dict], by: list[str], metrics: list[str]) -> pd.DataFrame:
     """Group runs (one dict each) by `by`, keeping the group order of first appearance; for every
     metric its mean and std over the group (seeds), and n.
@@ -216,10 +246,8 @@ def summarise(records: list[dict], by: list[str], metrics: list[str]) -> pd.Data
     shown as a column by `_display`). A seed whose metric is NaN or infinite makes its group's mean so: a diverged
     seed is not left out of a mean that still counts it in n."""
     df = pd.DataFrame(records)
-    fields = user_fields(df["kind"].iloc[0]) - {"seed", *by} if "kind" in df and len(df) else set()
-    shown = df[sorted(fields & set(df))].map(repr)  # lists (hidden, classes) compared as text
-    extra = [f for f in shown if shown.groupby([df[b] for b in by], sort=False, dropna=False)[f].nunique().max() > 1]
-    df[extra] = shown[extra].map(lambda v: v.strip("'"))
+    extra = varying_fields(records, by)
+    df[extra] = df[extra].map(shown_value)
     keys = by + extra
     rows, logged_n = [], {}  # metric -> per row, how many runs logged it (attrs: the CSV keeps its columns)
     for key, g in df.groupby(keys, sort=False, dropna=False):

@@ -950,3 +950,49 @@ def test_part2c_runs_that_reach_the_level_at_the_same_epoch_are_no_clean_split()
     assert [x["epochs"] for x in f.evidence["speed"]["per_seed"]["adam-5e-05"]] == [1, 2, 3]
     assert [x["epochs"] for x in f.evidence["speed"]["per_seed"]["adam-5e-05-plain"]] == [3, 4, 5]
     assert f.answer.startswith("Undecided with n=3 vs 3: ") and "every run with BN+Dropout got there" not in f.answer
+
+
+def test_runs_of_a_grid_beside_the_questions_field_are_answered_per_setting_not_pooled_as_seeds():
+    # `--set mlp_full.grid.hidden=[40,80]`: the table gives each width a row; the finding pooled the four runs as
+    # seeds of one network ('91.40% ± 1.42% (n=4)', and 'differ in hidden=[80]' of all of them)
+    recs = [
+        {"kind": "mlp", "dataset": "digits", "hidden": [h], "seed": s, "test_acc": a}
+        for h, accs in ((40, (0.90, 0.92)), (80, (0.94, 0.96)))
+        for s, a in zip((8, 9), accs)
+    ]
+    (f,) = [x for x in F.build_findings({"mlp_full": recs}, include_missing=False) if x.part == "1c"]
+    assert "n=4" not in f.answer and "93.00%" not in f.answer
+    assert "**hidden=[40]**: Test accuracy 91.00% ± 1.41% (n=2)" in f.answer
+    assert "**hidden=[80]**: Test accuracy 95.00% ± 1.41% (n=2)" in f.answer
+    assert f.evidence["varies"] == ["hidden"] and set(f.evidence["settings"]) == {"hidden=[40]", "hidden=[80]"}
+    # Part 1 (b): per rate and width, its rows labelled by the width
+    sweep = [
+        mlp_run(lr, [0.1, 0.5, acc], seed=s) | {"kind": "mlp", "hidden": [h]}
+        for lr in (0.1, 1)
+        for h, acc in ((40, 0.9), (80, 0.6))
+        for s in (8, 9)
+    ]
+    (b,) = [x for x in F.build_findings({"mlp_lr_sweep": sweep}, include_missing=False) if x.part == "1b"]
+    assert [(r["hidden"], r["learning rate"]) for r in b.table] == [
+        ("[40]", "0.1"),
+        ("[40]", "1"),
+        ("[80]", "0.1"),
+        ("[80]", "1"),
+    ]
+    assert sum(d.startswith("*diverges*") for d in b.details) == 1  # a definition every setting shares, once
+    # seeds alone differing: the answer as before, no 'differ in'
+    plain = [r for r in recs if r["hidden"] == [40]]
+    assert F.build_findings({"mlp_full": plain}, include_missing=False)[0].answer == F.part1c(plain).answer
+
+
+def test_part2_runs_of_two_widths_are_compared_within_each_width():
+    recs = [
+        cnn_run(v, s, [0.5, base + 0.01 * s]) | {"kind": "cnn", "width": w}
+        for w, gap in ((0.125, 0.0), (0.25, 0.3))
+        for v, base in (("sgd-0.005", 0.4), ("adam-5e-05", 0.4 + gap))
+        for s in range(3)
+    ]
+    (a,) = [x for x in F.build_findings({"cnn_optimizers": recs}, include_missing=False) if x.part == "2a"]
+    assert a.evidence["varies"] == ["width"]
+    assert a.evidence["settings"]["width=0.125"]["val_acc"]["diff"] == pytest.approx(0.0)
+    assert a.evidence["settings"]["width=0.25"]["val_acc"]["diff"] == pytest.approx(0.3)

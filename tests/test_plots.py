@@ -524,3 +524,40 @@ def test_part_2c_figure_names_both_curves_and_keeps_the_variants_colours(monkeyp
     assert labels_c == ["Adam lr=5e-5, no BN/Dropout", "Adam lr=5e-5, with BN/Dropout"]
     assert labels_a == ["SGD lr=0.005", "Adam lr=5e-5"]  # (a) and (b) compare others: no such words there
     assert plots.figure_styles(labels_c)[1] == plots.figure_styles(labels_a)[1]  # one colour for one variant
+
+
+def test_a_grid_beside_the_rate_or_variant_gets_a_curve_per_setting_not_a_mean_over_both(monkeypatch):
+    """A profile's `grid: {lr: [...], hidden: [40, 80]}` drew one curve per rate, the mean of both widths with a
+    band spanning them, where the table gives each width a row."""
+    from mlhw import report
+
+    drawn = {}
+    monkeypatch.setattr(plots, "lr_sweep_figure", lambda series, path, title: drawn.update({"mlp": series}))
+    monkeypatch.setattr(plots, "cnn_curves_figure", lambda series, path, title: drawn.update({"cnn": series}))
+    hist = [{"epoch": 0, "train_acc": 0.1, "train_loss": 2.3, "test_acc": 0.1}]
+    mlp = [
+        {"kind": "mlp", "dataset": "digits", "lr": lr, "hidden": [h], "seed": s, "history": hist}
+        for lr in (0.1, 1.0)
+        for h in (40, 80)
+        for s in (8, 9)
+    ]
+    cnn_hist = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}]
+    cnn = [
+        {"kind": "cnn", "dataset": "digits", "variant": v, "width": w, "seed": 0, "history": cnn_hist}
+        for v in ("sgd-0.005", "adam-5e-05")
+        for w in (0.125, 0.25)
+    ]
+    for _, _, _, draw in report.figure_specs({"mlp_lr_sweep": mlp, "cnn_optimizers": cnn}):
+        draw("unused.png")
+    assert [(label, len(runs)) for label, runs in drawn["mlp"]] == [
+        ("lr=0.1, hidden=[40]", 2),
+        ("lr=0.1, hidden=[80]", 2),
+        ("lr=1, hidden=[40]", 2),
+        ("lr=1, hidden=[80]", 2),
+    ]
+    assert [label for label, _ in drawn["cnn"]] == [
+        "SGD lr=0.005, width=0.125",
+        "SGD lr=0.005, width=0.25",
+        "Adam lr=5e-5, width=0.125",
+        "Adam lr=5e-5, width=0.25",
+    ]
