@@ -309,6 +309,14 @@ def load_baseline(folder: str | Path) -> Baseline:
                 f"{policy_path}: chaotic[{i}].row.{absent[0]}: no such column in {rule.table} (its columns: "
                 f"{', '.join(map(str, tables[rule.table].columns))})"
             )
+        # a metric name with a typo (train_los) marked nothing either: the metric it meant then gated as usual
+        df = tables[rule.table]
+        known = metrics_of(df) or [str(c) for c in df.columns if c not in policy.required_keys(rule.table)]
+        if unknown := [m for m in rule.metrics or [] if m not in known]:
+            raise CheckConfigError(
+                f"{policy_path}: chaotic[{i}].metrics: {unknown[0]!r} is no metric of {rule.table} (its metrics: "
+                f"{', '.join(known)})"
+            )
     return Baseline(folder, tables, policy, policy_path if policy_path.exists() else None, *recorded_profile(folder))
 
 

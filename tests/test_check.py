@@ -381,6 +381,21 @@ def test_a_damaged_baseline_table_is_refused_naming_the_file_row_and_value(tmp_p
     rule = "chaotic:\n  - {table: mlp_lr_sweep, row: {learning_rate: 1}, reason: typo}\n"
     msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
     assert "check.yaml: chaotic[0].row.learning_rate: no such column in mlp_lr_sweep (its columns: lr, n," in msg, msg
+    # a metric named with a typo marked nothing too: the row's train_loss was gated as usual, the rule passed
+    rule = "chaotic:\n  - {table: mlp_lr_sweep, row: {lr: 100}, metrics: [train_los], reason: typo}\n"
+    msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
+    assert msg.endswith(
+        "check.yaml: chaotic[0].metrics: 'train_los' is no metric of mlp_lr_sweep (its metrics: train_loss, "
+        "train_acc, test_acc, diverged)"
+    ), msg
+    rule = "keys: {svm: [question, setting]}\nchaotic:\n  - {table: svm, row: {}, metrics: [objectiv], reason: typo}\n"
+    msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
+    assert "check.yaml: chaotic[0].metrics: 'objectiv' is no metric of svm (its metrics: objective, " in msg, msg
+    rule = "keys: {svm: [question, setting]}\nchaotic:\n  - {table: svm, row: {}, metrics: [objective], reason: ok}\n"
+    (ok := tmp_path / "ok").mkdir()
+    shutil.copytree(ROOT / "results" / "ci", ok / "ci")
+    (ok / "ci" / "check.yaml").write_text(rule)
+    assert C.load_baseline(ok / "ci").policy.chaotic[0].metrics == ["objective"]
 
 
 def test_json_and_renderers():
