@@ -384,6 +384,8 @@ def _check_global_keys(spec, prof, profile, chosen, overrides, file) -> None:
                 f"{where}: no chosen suite ({', '.join(chosen)}) has {path[0]!r}; the suites that do: "
                 + ", ".join(s for s in spec.suites if path[0] in _bare_keys(_fields(spec.suites[s].kind)))
             )
+        if len(path) > 1 and path[0] not in _bare_keys(known):  # SUITE.FIELD with a suite the file lacks
+            raise MLHWError(f"{where}: unknown suite {path[0]!r} (the suites of {file}: {', '.join(spec.suites)})")
         if len(path) != 1 or path[0] not in _bare_keys(known):
             raise MLHWError(
                 f"{where}: unknown key {'.'.join(path)!r} (a field such as epochs, or SUITE.FIELD, "

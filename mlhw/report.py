@@ -664,7 +664,7 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
     notes = []
     if scope.overrides:  # 'Part 1 (c): the full run, lr 0.1' beside 'lr 0.5' read as a contradiction
         notes.append(
-            f"The suites' descriptions are experiments.yaml's; this reproduction's "
+            f"The suites' descriptions are as the profile's file writes them; this reproduction's "
             f"{' '.join(f'`--set {o}`' for o in scope.overrides)} changed its runs, and the settings above are theirs."
         )
     rates = {r.get("lr") for r in done.get("mlp_lr_sweep", [])}

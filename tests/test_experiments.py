@@ -630,6 +630,8 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
         (["--profile", "q"], "--profile 'q': unknown profile in"),
         (["--profile", "p", "--only", "x"], "--only 'x': unknown suite in"),
         (["--profile", "p", "--set", "colour=red"], "--set colour: unknown key 'colour'"),
+        # SUITE.FIELD with a suite the file lacks said "unknown key 'mm.lr'", as if lr were the typo
+        (["--profile", "p", "--set", "mm.lr=0.2"], "--set mm.lr: unknown suite 'mm' (the suites of "),
         (["--profile", "p", "--set", "epochs=-1"], "--set epochs: must be >= 1 (got -1)"),
         (["--profile", "p", "--set", "m.batch_size=0"], "--set m.batch_size: must be > 0 (got 0)"),
         (["--profile", "p", "--set", "c.lr=.nan"], "--set c.lr: must be a finite number (got nan)"),

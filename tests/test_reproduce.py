@@ -555,7 +555,10 @@ def test_an_overridden_reproduce_writes_its_own_report_and_leaves_the_profiles_a
     assert links and all((partial_folder / x).resolve() == (light / "results" / "tiny" / "REPORT.md") for x in links)
     assert (partial_folder / links[0]).is_file()
     settings = report.split("## Settings\n")[1].split("\n## ")[0]  # a description no longer reads as a contradiction
-    assert f"The suites' descriptions are experiments.yaml's; this reproduction's {note} changed its runs" in settings
+    assert (
+        f"The suites' descriptions are as the profile's file writes them; this reproduction's {note} changed its runs"
+        in settings
+    )
     _, all_runs = runs(light)
     partial_parents = [r for r in all_runs if r.data.tags.get("mlhw.partial") == "true"]
     assert partial_parents and all("partial" in r.info.run_name for r in partial_parents)
