@@ -9,6 +9,7 @@
 import os
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -283,6 +284,28 @@ def test_the_report_waits_for_the_runs_claimed_away_from_an_mlp_unit_that_traine
     assert sweep.waits == [[quick.data.tags[IDENTITY_TAG]]]
     report = (workdir / "results" / "p" / "REPORT.md").read_text()
     assert "missing" not in report, report
+
+
+def test_a_run_whose_owner_stopped_before_finishing_it_is_trained_here(sweep, workdir):
+    """Two reproduces of one profile on one server, the other SIGKILLed while it trained a run this one had left to
+    it: this one waited for it no longer (its owner was dead), exited 0 and wrote results/<profile>/ with that run
+    'not finished and missing from the tables'; nothing on the terminal said so. It trains it itself."""
+    slow, quick = sweep.runs
+    slow_id = slow.data.tags[IDENTITY_TAG]
+    sweep.runs.clear()  # the other's run of lr 0.1 ends KILLED and none of its own comes back FINISHED
+    sweep.ghost(slow)
+    res = reproduce(workdir)
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert sweep.waits == [[slow_id]], said
+    assert "1 run that another reproduce owned ended there unfinished (its owner stopped)" in said, said
+    report = (workdir / "results" / "p" / "REPORT.md").read_text()
+    assert "missing" not in report, report
+    _, runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    done = Counter(
+        r.data.tags[IDENTITY_TAG] for r in runs if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") == "mlp"
+    )
+    assert done[slow_id] == 1 and sum(done.values()) == 2, done
 
 
 def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):

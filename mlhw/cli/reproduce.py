@@ -476,24 +476,36 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         ended = ended_parents(store)
         adopt(plan, store, {s: log.run_id for s, log in parents.items()}, ended)
         drop_empty_parents(plan.profile, store, ended)
-        work, results = _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
-        failed = [(u, r) for u, r in zip(work, results) if r.error]
-        ran = sum(len(r.done) for r in results)
-        unstarted = sum(len(u) for u, r in zip(work, results) if r.not_started)
-        # the runs another live process owns: those it claimed first at run time (every run of a unit, or some of an
-        # MLP unit that trained the others), and those it was training when this one planned (not in `work`)
-        claimed = [i for r in results for i in r.claimed_away]
-        owned = list(dict.fromkeys([*claimed, *(i for i, p in plan.distinct().items() if p.status == "running")]))
-        err.print(
-            f"ran {ran} of {n_runs(sum(len(u) for u in work))} in {time.perf_counter() - t0:.1f} s"
-            + (f", {sum(len(u) for u, _ in failed)} failed" if failed else "")
-            + (f", {len(claimed)} left to another reproduce that owns them" if claimed else "")
-            + (f", {unstarted} not started once the tracking store failed" if unstarted else ""),
-            highlight=False,
-        )
-        check_terminated()
-        if owned:  # the report waits for them: without them it replaced results/<profile>/ with a half-done one
+        todo, failed, owned = plan, [], [i for i, p in plan.distinct().items() if p.status == "running"]
+        for _ in range(_TAKE_OVER_ROUNDS):
+            work, results = _execute(todo, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
+            failing = [(u, r) for u, r in zip(work, results) if r.error]
+            failed += failing
+            ran = sum(len(r.done) for r in results)
+            unstarted = sum(len(u) for u, r in zip(work, results) if r.not_started)
+            # the runs another live process owns: those it claimed first at run time (every run of a unit, or some of
+            # an MLP unit that trained the others), and those it was training when this one planned (not in `work`)
+            claimed = [i for r in results for i in r.claimed_away]
+            owned = list(dict.fromkeys([*claimed, *owned]))
+            err.print(
+                f"ran {ran} of {n_runs(sum(len(u) for u in work))} in {time.perf_counter() - t0:.1f} s"
+                + (f", {sum(len(u) for u, _ in failing)} failed" if failing else "")
+                + (f", {len(claimed)} left to another reproduce that owns them" if claimed else "")
+                + (f", {unstarted} not started once the tracking store failed" if unstarted else ""),
+                highlight=False,
+            )
+            check_terminated()
+            if not owned or unstarted:
+                break
+            # the report waits for them: without them it replaced results/<profile>/ with a half-done one
             _wait_for_owners(store, owned, settings)
+            # and trains those whose owner stopped before finishing them (killed, crashed, its heartbeat stale): a
+            # reproduce beside one that was SIGKILLed ended 0 with a report whose svm table lacked that run
+            todo, owned = _orphaned(plan, store, owned, settings), []
+            if todo is None:
+                break
+            if pool is not None:
+                pool.close()  # the first round's workers have ended: run() starts them again
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
@@ -851,6 +863,39 @@ class _Workers:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.close()
+
+
+_TAKE_OVER_ROUNDS = 3  # a run taken over may be claimed again by a third reproduce, whose owner may stop in turn
+
+
+def _orphaned(plan, store, identities: list[str], settings):
+    """The part of `plan` that other reproduces owned (`identities`) and left unfinished, their owners stopped (a
+    KILLED or FAILED run, a process gone, a heartbeat stale), for this one to train: None where every one is
+    FINISHED (or alive elsewhere still). Says which it takes over."""
+    import dataclasses
+
+    from mlhw.claims import by_identity
+    from mlhw.plan import STATUS, end_stale_runs
+
+    # a dead owner's RUNNING runs: FAILED, as the next reproduce would mark them
+    end_stale_runs(plan, store, settings.stale_after)
+    settled = by_identity(store, settings.stale_after)
+    left = {i for i in identities if i not in settled or settled[i].status not in ("FINISHED", "RUNNING")}
+    if not left:
+        return None
+    entries = [
+        dataclasses.replace(p, status=STATUS[settled[p.identity].status] if p.identity in settled else "pending")
+        for p in plan.entries
+        if p.identity in left
+    ]
+    names = [f"{p.spec.suite} {p.spec.label}".strip() for p in {p.identity: p for p in reversed(entries)}.values()]
+    err.print(
+        f"{n_runs(len(left))} that another reproduce owned ended there unfinished (its owner stopped): "
+        f"{', '.join(names)}; training {'it' if len(left) == 1 else 'them'} here",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return dataclasses.replace(plan, entries=entries)
 
 
 def _wait_for_owners(store, identities: list[str], settings, poll: float = 5.0) -> None:
