@@ -308,6 +308,28 @@ def test_a_run_whose_owner_stopped_before_finishing_it_is_trained_here(sweep, wo
     assert done[slow_id] == 1 and sum(done.values()) == 2, done
 
 
+def test_a_suite_parent_says_where_its_runs_are_when_another_parent_holds_them(workdir):
+    """Two reproductions of one profile at once each left a FINISHED parent of every suite, the runs split between
+    them: 'ci · theory' held no run and said nothing of where its one run was. So it is with runs another profile's
+    reproduction made first (they stay its children): the parent's description links each, naming its parent."""
+    spec = dict(SWEEP, profiles={"p": {"defaults": {"dataset": "digits"}}, "q": {"defaults": {"dataset": "digits"}}})
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(spec))
+    assert reproduce(workdir).exit_code == 0
+    res = reproduce(workdir, "--profile", "q")
+    assert res.exit_code == 0, res.output
+    client, runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    (q,) = [r for r in runs if r.info.run_name == "q · mlp_lr_sweep"]
+    (p,) = [r for r in runs if r.info.run_name == "p · mlp_lr_sweep"]
+    mine = [r for r in runs if r.data.tags.get("mlhw.kind") == "mlp"]
+    assert len(mine) == 2 and {r.data.tags["mlflow.parentRunId"] for r in mine} == {p.info.run_id}
+    note = q.data.tags["mlflow.note.content"]
+    assert "2 of its runs are children of the parent run that trained them" in note, note
+    for r in mine:
+        assert f"](#/experiments/{r.info.experiment_id}/runs/{r.info.run_id}" in note, note
+    assert note.count("(under p · mlp_lr_sweep)") == 2, note
+    assert "trained them" not in p.data.tags["mlflow.note.content"]  # its own children: nothing to say
+
+
 def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):
     """`--set mlp_full.seeds=[8, 9]` with the profile's own seeds made the report partial (results/ci-partial/) and
     kept it from being checked; such a --set is said and dropped. One given twice is dropped once: the other stays."""

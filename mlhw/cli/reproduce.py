@@ -760,7 +760,9 @@ def _finished_parents(plan, store, newest_only: bool = True) -> dict[str, object
     return {s: r for s, r in found.items() if r.data.tags.get(IDENTITY_TAG) == plan.suite_identity(s)}
 
 
-def _parent_note(plan, suite: str, links: dict[str, str] | None = None) -> str:
+def _parent_note(
+    plan, suite: str, links: dict[str, str] | None = None, adrift: dict[str, tuple[str, str]] | None = None
+) -> str:
     """A suite parent's description: the suite's, and where its shared runs are. A run has one parent in MLflow
     (its first suite's): a suite whose runs all serve an earlier one looked empty in the UI (digits' mlp_full,
     whose runs are mlp_lr_sweep's lr = 0.1). links (label -> the run's page, once the runs exist): the shared
@@ -789,7 +791,39 @@ def _parent_note(plan, suite: str, links: dict[str, str] | None = None) -> str:
             if found
             else "."
         )
+    if adrift:  # label -> (its page, its parent's name): its own runs that another command made and holds
+        n = len(adrift)
+        note += (
+            f"\n\n{n} of its runs {'is a child' if n == 1 else 'are children'} of the parent run that trained "
+            f"{'it' if n == 1 else 'them'} (a reproduction beside this one, another profile's, or a single command; "
+            "a run has one parent in MLflow):\n\n"
+            + "\n".join(f"- [{label or 'its run'}]({url}) (under {parent})" for label, (url, parent) in adrift.items())
+        )
     return note
+
+
+def _adrift(plan, store, suite: str, parent_id: str, records: list[dict]) -> dict[str, tuple[str, str]]:
+    """The runs a suite parent reports that are neither its children nor another suite's shared runs: a
+    reproduction started beside this one trained them under its own parent of this suite (or another profile's
+    reproduction made them first). label -> (the run's page, its parent's name). Two reproductions of one profile
+    at once left two FINISHED parents of each suite, one of them (ci · theory) with no child and nothing saying
+    where its run was."""
+    first: dict[str, str] = {}
+    for p in plan.entries:
+        first.setdefault(p.identity, p.spec.suite)
+    own = {p.spec.label for p in plan.entries if p.spec.suite == suite and first[p.identity] == suite}
+    mine = [r for r in records if r["label"] in own]
+    if not mine:
+        return {}
+    children = {r.info.run_id for r in store.search(f"tags.`mlflow.parentRunId` = '{parent_id}'")}
+    out = {}
+    for r in mine:
+        if r["run_id"] in children:
+            continue
+        parent = store.client.get_run(r["run_id"]).data.tags.get("mlflow.parentRunId")
+        name = store.client.get_run(parent).info.run_name if parent else "no parent run"
+        out[r["label"]] = (store.run_page(r["run_id"]), name)
+    return out
 
 
 def _scope(plan, planned=None):
@@ -1069,7 +1103,8 @@ def _compile(plan, store, results_dir, dev, parents, description):
                 log.log_metrics({metric: value}, step=0)
         if store.experiment_id is not None:  # the shared runs exist now: the description links them
             links = {r["label"]: store.run_page(r["run_id"]) for r in done.get(suite, [])}
-            tags["mlflow.note.content"] = _parent_note(plan, suite, links)
+            adrift = _adrift(plan, store, suite, log.run_id, done.get(suite, []))
+            tags["mlflow.note.content"] = _parent_note(plan, suite, links, adrift)
         log.set_tags(tags)  # (and sends the metric)
         # the parent ends when its suite's last run of this reproduction did, not when the whole report is compiled:
         # every suite parent showed the same duration in the UI (the whole reproduction's, 1.9 min on digits)
