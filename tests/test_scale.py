@@ -125,6 +125,8 @@ def test_ray_refuses_sqlite(project):
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--executor", "ray"])
     assert res.exit_code == 2 and res.stderr.startswith("error: ") and "needs a tracking server" in res.stderr
     assert "mlflow server --backend-store-uri sqlite:///mlflow.db" in res.stderr
+    # the server it suggests starts without MLflow's job runner: 7 idle processes of ~240 MB each, for GenAI jobs
+    assert "`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server" in " ".join(res.stderr.split())
     assert not (project / "mlflow.db").exists()
 
 

@@ -357,8 +357,9 @@ def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, r
         raise MLHWError(
             "--executor ray needs a tracking server: Ray's workers may run on other machines, out of reach of "
             f"{uri}. Start one with "
-            f"`mlflow server --backend-store-uri {uri} --workers 1 --host 127.0.0.1 "
-            f"--port 5000` and pass --tracking-uri http://127.0.0.1:5000"
+            # without MLflow's job runner (GenAI jobs mlhw never sends): 7 idle consumers of ~240 MB each
+            "`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "
+            f"mlflow server --backend-store-uri {uri} --workers 1 --host 127.0.0.1 --port 5000` and pass --tracking-uri http://127.0.0.1:5000"
         )
     if executor == "ray":
         _check_ray_address(ray_address)
