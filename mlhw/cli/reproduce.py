@@ -809,6 +809,8 @@ def _adrift(plan, store, suite: str, parent_id: str, records: list[dict]) -> dic
     reproduction made them first). label -> (the run's page, its parent's name). Two reproductions of one profile
     at once left two FINISHED parents of each suite, one of them (ci · theory) with no child and nothing saying
     where its run was."""
+    from mlflow.exceptions import MlflowException
+
     first: dict[str, str] = {}
     for p in plan.entries:
         first.setdefault(p.identity, p.spec.suite)
@@ -822,7 +824,10 @@ def _adrift(plan, store, suite: str, parent_id: str, records: list[dict]) -> dic
         if r["run_id"] in children:
             continue
         parent = store.client.get_run(r["run_id"]).data.tags.get("mlflow.parentRunId")
-        name = store.client.get_run(parent).info.run_name if parent else "no parent run"
+        try:
+            name = store.client.get_run(parent).info.run_name if parent else "no parent run"
+        except MlflowException:  # a parent `mlflow gc` removed: the link to the run is what matters
+            name = f"run {parent}, no longer in the store"
         out[r["label"]] = (store.run_page(r["run_id"]), name)
     return out
 
