@@ -244,7 +244,7 @@ def sweep(workdir, monkeypatch):
         wait(Looking(), identities, settings, poll=0.0)
 
     monkeypatch.setattr(R, "_wait_for_owners", waiting)
-    return SimpleNamespace(client=client, runs=mine, ghost=ghost, waits=waits)
+    return SimpleNamespace(client=client, runs=mine, ghost=ghost, waits=waits, ghosts=ghosts)
 
 
 def test_the_report_waits_for_runs_another_reproduce_was_training_when_this_one_planned(sweep, workdir):
@@ -306,6 +306,31 @@ def test_a_run_whose_owner_stopped_before_finishing_it_is_trained_here(sweep, wo
         r.data.tags[IDENTITY_TAG] for r in runs if r.info.status == "FINISHED" and r.data.tags.get("mlhw.kind") == "mlp"
     )
     assert done[slow_id] == 1 and sum(done.values()) == 2, done
+
+
+def test_the_runs_a_stopped_peer_finished_move_under_this_reproductions_parent(sweep, workdir):
+    """Two reproduces at once, one SIGKILLed: the survivor's report took the runs the dead one had finished, but they
+    stayed under its parents, ended FAILED (8 of them in the UI beside the survivor's FINISHED, empty ones), until a
+    later reproduce adopted them. The survivor adopts them before its report, and deletes the emptied parent."""
+    from mlhw.lifecycle import utc_stamp
+
+    slow, quick = sweep.runs
+    exp = slow.info.experiment_id
+    tags = {"mlhw.kind": "suite", "mlhw.profile": "p", "mlhw.suite": "mlp_lr_sweep", HEARTBEAT_TAG: utc_stamp()}
+    peer = sweep.client.create_run(exp, run_name="p · mlp_lr_sweep", tags=tags)  # the other's parent, live
+    sweep.client.restore_run(slow.info.run_id)
+    sweep.client.set_tag(slow.info.run_id, "mlflow.parentRunId", peer.info.run_id)  # the run it trains there
+    sweep.client.delete_run(slow.info.run_id)
+    sweep.ghost(slow)
+    sweep.ghosts.append(peer)  # the wait's first look: the other stops (its parent KILLED), its run FINISHED
+    res = reproduce(workdir)
+    assert res.exit_code == 0, res.output
+    client, runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    parents = [r for r in runs if r.info.run_name == "p · mlp_lr_sweep" and r.info.status == "FINISHED"]
+    mine = max(parents, key=lambda r: r.info.start_time)  # (the fixture's first reproduction left the other)
+    assert mine.info.run_id != peer.info.run_id and mine.info.start_time > peer.info.start_time
+    assert client.get_run(slow.info.run_id).data.tags["mlflow.parentRunId"] == mine.info.run_id
+    assert client.get_run(peer.info.run_id).info.lifecycle_stage == "deleted"  # it held nothing any more
 
 
 def test_a_suite_parent_says_where_its_runs_are_when_another_parent_holds_them(workdir):

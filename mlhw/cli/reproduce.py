@@ -478,6 +478,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         adopt(plan, store, {s: log.run_id for s, log in parents.items()}, ended)
         drop_empty_parents(plan.profile, store, ended)
         todo, failed, owned = plan, [], [i for i, p in plan.distinct().items() if p.status == "running"]
+        peers = bool(owned)
         for _ in range(_TAKE_OVER_ROUNDS):
             work, results = _execute(todo, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
             failing = [(u, r) for u, r in zip(work, results) if r.error]
@@ -496,6 +497,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
                 highlight=False,
             )
             check_terminated()
+            peers = peers or bool(owned)
             if not owned or unstarted:
                 break
             # the report waits for them: without them it replaced results/<profile>/ with a half-done one
@@ -508,6 +510,8 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             t0 = time.perf_counter()  # the round's own time: a run taken over said "ran 1 of 1 run in 23.3 s"
             if pool is not None:
                 pool.close()  # the first round's workers have ended: run() starts them again
+        if peers and not unstarted:
+            _adopt_from_stopped_peers(plan, store, parents, settings)
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
@@ -937,6 +941,28 @@ def _orphaned(plan, store, identities: list[str], settings):
         soft_wrap=True,
     )
     return dataclasses.replace(plan, entries=entries)
+
+
+def _adopt_from_stopped_peers(plan, store, parents, settings) -> None:
+    """Another reproduce beside this one that stopped (SIGTERM, SIGKILL, a crash) left its suite parents KILLED or
+    FAILED, holding the runs it finished, which this report takes: they move under this reproduction's parents, and
+    the stopped parents left holding nothing are deleted, as the next reproduce would do (plan.adopt). The UI showed
+    8 FAILED parents holding the runs and this one's FINISHED parents empty."""
+    import dataclasses
+
+    from mlhw.claims import by_identity
+    from mlhw.plan import adopt, drop_empty_parents, ended_parents
+
+    settled = by_identity(store, settings.stale_after)
+    entries = [
+        dataclasses.replace(p, status="done", run_id=s.run_id, tags=dict(s.run.data.tags))
+        for p in plan.entries
+        if (s := settled.get(p.identity)) is not None and s.status == "FINISHED"
+    ]
+    ended = ended_parents(store)
+    if entries and ended:
+        adopt(dataclasses.replace(plan, entries=entries), store, {s: log.run_id for s, log in parents.items()}, ended)
+        drop_empty_parents(plan.profile, store, ended)
 
 
 def _wait_for_owners(store, identities: list[str], settings, poll: float = 5.0) -> None:
