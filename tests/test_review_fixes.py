@@ -308,6 +308,34 @@ def test_a_run_whose_owner_stopped_before_finishing_it_is_trained_here(sweep, wo
     assert done[slow_id] == 1 and sum(done.values()) == 2, done
 
 
+def test_a_run_a_third_reproduce_took_over_from_the_stopped_owner_is_waited_for(sweep, workdir, monkeypatch):
+    """Three reproduces, the owner of a run SIGKILLed: the third saw it first and trained that run again, and this
+    one, finding it RUNNING there, neither trained it nor waited for it: its report had the run 'missing'. It waits
+    for the third as for the first owner."""
+    from mlhw import plan as P
+
+    slow, quick = sweep.runs
+    slow_id = slow.data.tags[IDENTITY_TAG]
+    sweep.runs.clear()  # the first owner's run ends KILLED
+    sweep.ghost(slow)
+    ended, calls = P.end_stale_runs, []
+
+    def then_a_third_takes_it(*args):  # _run's first call, then _orphaned's, once the first owner stopped
+        ended(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            sweep.ghost(slow)  # the third reproduce's live run of it
+            sweep.runs.append(slow)  # which finishes: the wait's look brings the run back FINISHED
+
+    monkeypatch.setattr(P, "end_stale_runs", then_a_third_takes_it)
+    res = reproduce(workdir)
+    assert res.exit_code == 0, res.output
+    assert sweep.waits == [[slow_id], [slow_id]], res.stderr
+    assert "training it here" not in " ".join(res.stderr.split()), res.stderr
+    report = (workdir / "results" / "p" / "REPORT.md").read_text()
+    assert "missing" not in report, report
+
+
 def test_the_runs_a_stopped_peer_finished_move_under_this_reproductions_parent(sweep, workdir):
     """Two reproduces at once, one SIGKILLed: the survivor's report took the runs the dead one had finished, but they
     stayed under its parents, ended FAILED (8 of them in the UI beside the survivor's FINISHED, empty ones), until a

@@ -916,16 +916,23 @@ _TAKE_OVER_ROUNDS = 3  # a run taken over may be claimed again by a third reprod
 def _orphaned(plan, store, identities: list[str], settings):
     """The part of `plan` that other reproduces owned (`identities`) and left unfinished, their owners stopped (a
     KILLED or FAILED run, a process gone, a heartbeat stale), for this one to train: None where every one is
-    FINISHED (or alive elsewhere still). Says which it takes over."""
+    FINISHED (one alive elsewhere again, a third reproduce's, is waited for first). Says which it takes over."""
     import dataclasses
 
     from mlhw.claims import by_identity
     from mlhw.plan import STATUS, end_stale_runs
 
-    # a dead owner's RUNNING runs: FAILED, as the next reproduce would mark them
-    end_stale_runs(plan, store, settings.stale_after)
-    settled = by_identity(store, settings.stale_after)
-    left = {i for i in identities if i not in settled or settled[i].status not in ("FINISHED", "RUNNING")}
+    while True:
+        # a dead owner's RUNNING runs: FAILED, as the next reproduce would mark them
+        end_stale_runs(plan, store, settings.stale_after)
+        settled = by_identity(store, settings.stale_after)
+        # one a third reproduce took over since (it saw the owner stop first) is its to train: wait for it again. Left
+        # out of `left` and not waited for, the report was compiled at once, that run 'missing' from it
+        live = [i for i in identities if i in settled and settled[i].status == "RUNNING"]
+        if not live:
+            break
+        _wait_for_owners(store, live, settings)
+    left = {i for i in identities if i not in settled or settled[i].status != "FINISHED"}
     if not left:
         return None
     entries = [
