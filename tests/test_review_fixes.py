@@ -308,6 +308,21 @@ def test_a_run_whose_owner_stopped_before_finishing_it_is_trained_here(sweep, wo
     assert done[slow_id] == 1 and sum(done.values()) == 2, done
 
 
+def test_a_run_left_unfinished_after_the_last_round_of_take_overs_is_not_said_to_train(sweep, workdir, monkeypatch):
+    """After the last round of taking over runs the loop ended: it said 'training it here', trained nothing and
+    reported the run missing. It says the next reproduce trains it."""
+    from mlhw.cli import reproduce as R
+
+    monkeypatch.setattr(R, "_TAKE_OVER_ROUNDS", 1)
+    slow, quick = sweep.runs
+    sweep.runs.clear()  # the other's run ends KILLED
+    sweep.ghost(slow)
+    res = reproduce(workdir)
+    said = " ".join(res.stderr.split())
+    assert "training it here" not in said, said
+    assert "not taken over again here (the next `mlhw reproduce` trains it)" in said, said
+
+
 def test_a_run_a_third_reproduce_took_over_from_the_stopped_owner_is_waited_for(sweep, workdir, monkeypatch):
     """Three reproduces, the owner of a run SIGKILLed: the third saw it first and trained that run again, and this
     one, finding it RUNNING there, neither trained it nor waited for it: its report had the run 'missing'. It waits

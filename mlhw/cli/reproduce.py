@@ -479,7 +479,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         drop_empty_parents(plan.profile, store, ended)
         todo, failed, owned = plan, [], [i for i, p in plan.distinct().items() if p.status == "running"]
         peers = bool(owned)
-        for _ in range(_TAKE_OVER_ROUNDS):
+        for round_ in range(1, _TAKE_OVER_ROUNDS + 1):
             work, results = _execute(todo, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
             failing = [(u, r) for u, r in zip(work, results) if r.error]
             failed += failing
@@ -504,7 +504,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             _wait_for_owners(store, owned, settings)
             # and trains those whose owner stopped before finishing them (killed, crashed, its heartbeat stale): a
             # reproduce beside one that was SIGKILLed ended 0 with a report whose svm table lacked that run
-            todo, owned = _orphaned(plan, store, owned, settings), []
+            todo, owned = _orphaned(plan, store, owned, settings, take=round_ < _TAKE_OVER_ROUNDS), []
             if todo is None:
                 break
             t0 = time.perf_counter()  # the round's own time: a run taken over said "ran 1 of 1 run in 23.3 s"
@@ -913,10 +913,11 @@ class _Workers:
 _TAKE_OVER_ROUNDS = 3  # a run taken over may be claimed again by a third reproduce, whose owner may stop in turn
 
 
-def _orphaned(plan, store, identities: list[str], settings):
+def _orphaned(plan, store, identities: list[str], settings, take: bool = True):
     """The part of `plan` that other reproduces owned (`identities`) and left unfinished, their owners stopped (a
     KILLED or FAILED run, a process gone, a heartbeat stale), for this one to train: None where every one is
-    FINISHED (one alive elsewhere again, a third reproduce's, is waited for first). Says which it takes over."""
+    FINISHED (one alive elsewhere again, a third reproduce's, is waited for first). Says which it takes over.
+    `take` False (the last round): says they are left to the next reproduce, and returns None."""
     import dataclasses
 
     from mlhw.claims import by_identity
@@ -941,13 +942,16 @@ def _orphaned(plan, store, identities: list[str], settings):
         if p.identity in left
     ]
     names = [f"{p.spec.suite} {p.spec.label}".strip() for p in {p.identity: p for p in reversed(entries)}.values()]
+    it = "it" if len(left) == 1 else "them"
+    # (after the last round the loop ended there: it said "training it here", trained nothing and reported it missing)
+    then = f"training {it} here" if take else f"not taken over again here (the next `mlhw reproduce` trains {it})"
     err.print(
         f"{n_runs(len(left))} that another reproduce owned ended there unfinished (its owner stopped): "
-        f"{', '.join(names)}; training {'it' if len(left) == 1 else 'them'} here",
+        f"{', '.join(names)}; {then}",
         highlight=False,
         soft_wrap=True,
     )
-    return dataclasses.replace(plan, entries=entries)
+    return dataclasses.replace(plan, entries=entries) if take else None
 
 
 def _adopt_from_stopped_peers(plan, store, parents, settings) -> None:
