@@ -398,6 +398,25 @@ def test_a_suite_parent_says_where_its_runs_are_when_another_parent_holds_them(w
     assert "trained them" not in p.data.tags["mlflow.note.content"]  # its own children: nothing to say
 
 
+def test_a_partial_reproduction_says_its_run_another_suites_reproduction_holds_is_not_a_peers(workdir):
+    """`--only mlp_lr_sweep`, then `--only mlp_full`, whose one run is the sweep's lr 0.1: mlp_full's parent said that
+    run was under the parent that trained it, 'a reproduction beside this one, another profile's, or a single
+    command', none of which it was (an earlier partial reproduction of this profile made it)."""
+    full = {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2, "train_size": 200, "test_size": 50, "lr": 0.1}}
+    spec = dict(SWEEP, suites={"mlp_lr_sweep": sweep_suite(), "mlp_full": full})
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(spec))
+    assert reproduce(workdir, "--only", "mlp_lr_sweep").exit_code == 0
+    res = reproduce(workdir, "--only", "mlp_full")
+    assert res.exit_code == 0, res.output
+    _, runs = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    (parent,) = [
+        r for r in runs if r.data.tags.get("mlhw.suite") == "mlp_full" and r.data.tags.get("mlhw.kind") == "suite"
+    ]
+    note = " ".join(parent.data.tags["mlflow.note.content"].split())
+    assert "is a child of the parent run that trained it" in note, note
+    assert "an earlier --only of another suite" in note, note
+
+
 def test_a_set_that_changes_nothing_leaves_the_report_the_profiles_own(project):
     """`--set mlp_full.seeds=[8, 9]` with the profile's own seeds made the report partial (results/ci-partial/) and
     kept it from being checked; such a --set is said and dropped. One given twice is dropped once: the other stays."""

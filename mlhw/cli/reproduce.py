@@ -800,19 +800,19 @@ def _parent_note(
         n = len(adrift)
         note += (
             f"\n\n{n} of its runs {'is a child' if n == 1 else 'are children'} of the parent run that trained "
-            f"{'it' if n == 1 else 'them'} (a reproduction beside this one, another profile's, or a single command; "
-            "a run has one parent in MLflow):\n\n"
+            f"{'it' if n == 1 else 'them'} (another reproduction: one beside this one, an earlier --only of another "
+            "suite, another profile's; or a single command; a run has one parent in MLflow):\n\n"
             + "\n".join(f"- [{label or 'its run'}]({url}) (under {parent})" for label, (url, parent) in adrift.items())
         )
     return note
 
 
 def _adrift(plan, store, suite: str, parent_id: str, records: list[dict]) -> dict[str, tuple[str, str]]:
-    """The runs a suite parent reports that are neither its children nor another suite's shared runs: a
-    reproduction started beside this one trained them under its own parent of this suite (or another profile's
-    reproduction made them first). label -> (the run's page, its parent's name). Two reproductions of one profile
-    at once left two FINISHED parents of each suite, one of them (ci · theory) with no child and nothing saying
-    where its run was."""
+    """The runs a suite parent reports that are neither its children nor another suite's shared runs: a reproduction
+    started beside this one trained them under its own parent of this suite (or another profile's reproduction made them
+    first, or an earlier --only of another suite that shares them). label -> (the run's page, its parent's name). Two
+    reproductions of one profile at once left two FINISHED parents of each suite, one of them (ci · theory) with no
+    child and nothing saying where its run was."""
     from mlflow.exceptions import MlflowException
 
     first: dict[str, str] = {}
