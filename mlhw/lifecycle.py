@@ -220,6 +220,16 @@ def process_gone(tag: str | None) -> bool:
     return _started(int(parts[1])) != parts[2]
 
 
+def process_alive(tag: str | None) -> bool:
+    """Whether the process a PROCESS_TAG names is still running, known for sure (this machine, its pid its own
+    still): a run of it whose heartbeat went stale belongs to a process that was suspended (Ctrl-Z, SIGSTOP) or
+    stalled, not to a dead one. False where that is not known."""
+    parts = (tag or "").rsplit("/", 2)
+    if len(parts) != 3 or parts[0] != _machine() or not parts[1].isdigit():
+        return False
+    return _started(int(parts[1])) == parts[2]
+
+
 def utc_stamp(t: float | None = None) -> str:
     """A moment as a tag holds it: '2026-11-27T19:55:01.123Z' (ISO 8601, UTC, milliseconds), readable in the UI
     (unix seconds and milliseconds were not) and in time order as text."""

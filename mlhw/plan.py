@@ -197,9 +197,17 @@ def adopt(plan: Plan, store: Store, parents: dict[str, str], ended: list) -> int
 
 def ended_parents(store: Store) -> list:
     """The suite parent runs that a stop or a failure ended (KILLED, FAILED): one search, for adopt and
-    drop_empty_parents both (adopting a run changes none of them)."""
+    drop_empty_parents both (adopting a run changes none of them). Not one whose process is still running on this
+    machine: marked FAILED for a heartbeat gone stale (a reproduce suspended by Ctrl-Z, a stall), it goes on once
+    resumed, and its parents, emptied and deleted by a reproduce beside it, ended it in an MLflow traceback ('must be
+    in the active state')."""
+    from mlhw.lifecycle import PROCESS_TAG, process_alive, process_id
+
+    def going_on(tag):  # (not this process's own: an earlier attempt of it, ended; two reproduces in one process)
+        return process_alive(tag) and tag != process_id()
+
     found = store.search("tags.`mlhw.kind` = 'suite' and attributes.status != 'FINISHED'")
-    return [r for r in found if r.info.status in ("KILLED", "FAILED")]
+    return [r for r in found if r.info.status in ("KILLED", "FAILED") and not going_on(r.data.tags.get(PROCESS_TAG))]
 
 
 def drop_empty_parents(profile: str, store: Store, ended: list) -> int:

@@ -376,6 +376,40 @@ def test_the_runs_a_stopped_peer_finished_move_under_this_reproductions_parent(s
     assert client.get_run(peer.info.run_id).info.lifecycle_stage == "deleted"  # it held nothing any more
 
 
+def test_a_suspended_peers_parents_are_neither_emptied_nor_deleted(sweep, workdir):
+    """A reproduce beside one suspended (Ctrl-Z) waited until its heartbeat went stale, took over its run, then moved
+    the runs the other had finished under its own parents and deleted the other's emptied parents: resumed, the other
+    ended in an MLflow traceback (its parent 'must be in the active state'). A parent whose process still runs here
+    stays, with its runs."""
+    import subprocess
+
+    from mlhw.lifecycle import PROCESS_TAG, process_id, utc_stamp
+
+    slow, quick = sweep.runs
+    suspended = subprocess.Popen(["sleep", "60"])
+    try:
+        tags = {
+            "mlhw.kind": "suite",
+            "mlhw.profile": "p",
+            "mlhw.suite": "mlp_lr_sweep",
+            HEARTBEAT_TAG: utc_stamp(),
+            PROCESS_TAG: process_id(suspended.pid),
+        }
+        peer = sweep.client.create_run(slow.info.experiment_id, run_name="p · mlp_lr_sweep", tags=tags)
+        sweep.client.restore_run(slow.info.run_id)
+        sweep.client.set_tag(slow.info.run_id, "mlflow.parentRunId", peer.info.run_id)  # the run it trains there
+        sweep.client.delete_run(slow.info.run_id)
+        sweep.ghost(slow)
+        sweep.ghosts.append(peer)  # the wait's first look: its heartbeat stale, its parent FAILED, its run FINISHED
+        res = reproduce(workdir)
+        assert res.exit_code == 0, res.output
+        assert sweep.client.get_run(peer.info.run_id).info.lifecycle_stage == "active"
+        assert sweep.client.get_run(slow.info.run_id).data.tags["mlflow.parentRunId"] == peer.info.run_id
+    finally:
+        suspended.kill()
+        suspended.wait()
+
+
 def test_a_suite_parent_says_where_its_runs_are_when_another_parent_holds_them(workdir):
     """Two reproductions of one profile at once each left a FINISHED parent of every suite, the runs split between
     them: 'ci · theory' held no run and said nothing of where its one run was. So it is with runs another profile's
