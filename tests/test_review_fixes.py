@@ -159,7 +159,7 @@ def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):
     or their owner stopped (a heartbeat gone stale), and not a moment before."""
     from types import SimpleNamespace
 
-    from mlhw.cli import reproduce as R
+    from mlhw.cli import peers
     from mlhw.lifecycle import utc_stamp
 
     def run(status, beat_age):
@@ -186,13 +186,13 @@ def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):
                 if r.info.status == "RUNNING"
             ]
 
-    monkeypatch.setattr(R.time, "sleep", lambda s: polls.append(s))
-    R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0), poll=5.0)
+    monkeypatch.setattr(peers.time, "sleep", lambda s: polls.append(s))
+    peers.wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0), poll=5.0)
     assert polls == [5.0, 5.0, 5.0]  # three waits, and it returned at the fourth look, not earlier
     assert searches == [0, 1, 2, 3]  # one search a look, however many runs it waits for
     polls.clear()
     timeline[0] = {"a": [run("FINISHED", 0)], "b": [run("KILLED", 1), run("FINISHED", 0)], "c": [run("RUNNING", 1)]}
-    R._wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0))
+    peers.wait_for_owners(Store(), ["a", "b"], SimpleNamespace(stale_after=60.0))
     assert polls == []  # nothing claimed is still training: no wait at all
 
 
@@ -211,7 +211,7 @@ def sweep(workdir, monkeypatch):
     runs (lr 0.1, lr 1) and `ghost(run)`: a live RUNNING run of that run's identity, as another reproduce that is
     training it holds. `waits` records each wait for owners; its first look at the store ends the ghosts (their owner
     finished: the deleted runs come back) so that the report is whole."""
-    from mlhw.cli import reproduce as R
+    from mlhw.cli import peers
     from mlhw.lifecycle import utc_stamp
 
     (workdir / "exp.yaml").write_text(yaml.safe_dump(SWEEP))
@@ -227,7 +227,7 @@ def sweep(workdir, monkeypatch):
         tags = {IDENTITY_TAG: run.data.tags[IDENTITY_TAG], "mlhw.kind": "mlp", HEARTBEAT_TAG: utc_stamp()}
         ghosts.append(client.create_run(run.info.experiment_id, run_name="another reproduce's", tags=tags))
 
-    wait = R._wait_for_owners
+    wait = peers.wait_for_owners
 
     def waiting(store, identities, settings, poll=5.0):
         waits.append(sorted(identities))
@@ -243,7 +243,7 @@ def sweep(workdir, monkeypatch):
 
         wait(Looking(), identities, settings, poll=0.0)
 
-    monkeypatch.setattr(R, "_wait_for_owners", waiting)
+    monkeypatch.setattr(peers, "wait_for_owners", waiting)
     return SimpleNamespace(client=client, runs=mine, ghost=ghost, waits=waits, ghosts=ghosts)
 
 
@@ -311,9 +311,9 @@ def test_a_run_whose_owner_stopped_before_finishing_it_is_trained_here(sweep, wo
 def test_a_run_left_unfinished_after_the_last_round_of_take_overs_is_not_said_to_train(sweep, workdir, monkeypatch):
     """After the last round of taking over runs the loop ended: it said 'training it here', trained nothing and
     reported the run missing. It says the next reproduce trains it."""
-    from mlhw.cli import reproduce as R
+    from mlhw.cli import peers
 
-    monkeypatch.setattr(R, "_TAKE_OVER_ROUNDS", 1)
+    monkeypatch.setattr(peers, "TAKE_OVER_ROUNDS", 1)
     slow, quick = sweep.runs
     sweep.runs.clear()  # the other's run ends KILLED
     sweep.ghost(slow)
@@ -335,7 +335,7 @@ def test_a_run_a_third_reproduce_took_over_from_the_stopped_owner_is_waited_for(
     sweep.ghost(slow)
     ended, calls = P.end_stale_runs, []
 
-    def then_a_third_takes_it(*args):  # _run's first call, then _orphaned's, once the first owner stopped
+    def then_a_third_takes_it(*args):  # _run's first call, then peers.orphaned's, once the first owner stopped
         ended(*args)
         calls.append(1)
         if len(calls) == 2:

@@ -48,6 +48,12 @@ err = Console(stderr=True, width=None if _tty(sys.stderr) else _PIPED)  # progre
 
 DATA, MODEL, TRAIN, TRACK, OUTPUT = "Data", "Model", "Training", "Tracking", "Output"
 
+
+def n_runs(n: int) -> str:
+    """'1 run', '3 runs'."""
+    return f"{n} run" + "s" * (n != 1)
+
+
 # the profiles of the shipped experiments.yaml, as --profile's help names them (a test keeps them equal): read from
 # the file at every start they would load it for each command, --help too; another --file's are its own
 PROFILES = "digits (embedded data, every part, < 5 min on a CPU), paper (MNIST + CIFAR-10, a GPU) or ci (tiny)"

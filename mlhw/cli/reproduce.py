@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Optional, get_args
 
 import typer
 
+from mlhw.cli import peers
 from mlhw.cli.common import (
     DATA,
     RUNS_KILLED,
@@ -27,6 +28,7 @@ from mlhw.cli.common import (
     examples,
     handles_errors,
     is_terminal,
+    n_runs,
     out,
     progress,
 )
@@ -327,10 +329,6 @@ def _baseline(baseline, plan):
     return baseline
 
 
-def n_runs(n: int) -> str:
-    return f"{n} run" + "s" * (n != 1)
-
-
 def _check_parallel_options(executor: str, jobs, stale_after: float, uri: str, ray_address=None, option="--jobs"):
     """The parallel options checked before anything runs; returns --jobs read (a number, "auto", or None: the
     profile's). `option`: where `jobs` came from (--jobs, or MLHW_JOBS)."""
@@ -478,8 +476,8 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         adopt(plan, store, {s: log.run_id for s, log in parents.items()}, ended)
         drop_empty_parents(plan.profile, store, ended)
         todo, failed, owned = plan, [], [i for i, p in plan.distinct().items() if p.status == "running"]
-        peers = bool(owned)
-        for round_ in range(1, _TAKE_OVER_ROUNDS + 1):
+        beside = bool(owned)  # another reproduce of this profile was at work beside this one
+        for round_ in range(1, peers.TAKE_OVER_ROUNDS + 1):
             work, results = _execute(todo, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
             failing = [(u, r) for u, r in zip(work, results) if r.error]
             failed += failing
@@ -497,21 +495,21 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
                 highlight=False,
             )
             check_terminated()
-            peers = peers or bool(owned)
+            beside = beside or bool(owned)
             if not owned or unstarted:
                 break
             # the report waits for them: without them it replaced results/<profile>/ with a half-done one
-            _wait_for_owners(store, owned, settings)
+            peers.wait_for_owners(store, owned, settings)
             # and trains those whose owner stopped before finishing them (killed, crashed, its heartbeat stale): a
             # reproduce beside one that was SIGKILLed ended 0 with a report whose svm table lacked that run
-            todo, owned = _orphaned(plan, store, owned, settings, take=round_ < _TAKE_OVER_ROUNDS), []
+            todo, owned = peers.orphaned(plan, store, owned, settings, take=round_ < peers.TAKE_OVER_ROUNDS), []
             if todo is None:
                 break
             t0 = time.perf_counter()  # the round's own time: a run taken over said "ran 1 of 1 run in 23.3 s"
             if pool is not None:
                 pool.close()  # the first round's workers have ended: run() starts them again
-        if peers and not unstarted:
-            _adopt_from_stopped_peers(plan, store, parents, settings)
+        if beside and not unstarted:
+            peers.adopt_from_stopped_peers(plan, store, parents, settings)
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
@@ -908,99 +906,6 @@ class _Workers:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.close()
-
-
-_TAKE_OVER_ROUNDS = 3  # a run taken over may be claimed again by a third reproduce, whose owner may stop in turn
-
-
-def _orphaned(plan, store, identities: list[str], settings, take: bool = True):
-    """The part of `plan` that other reproduces owned (`identities`) and left unfinished, their owners stopped (a
-    KILLED or FAILED run, a process gone, a heartbeat stale), for this one to train: None where every one is
-    FINISHED (one alive elsewhere again, a third reproduce's, is waited for first). Says which it takes over.
-    `take` False (the last round): says they are left to the next reproduce, and returns None."""
-    import dataclasses
-
-    from mlhw.claims import by_identity
-    from mlhw.plan import STATUS, end_stale_runs
-
-    while True:
-        # a dead owner's RUNNING runs: FAILED, as the next reproduce would mark them
-        end_stale_runs(plan, store, settings.stale_after)
-        settled = by_identity(store, settings.stale_after)
-        # one a third reproduce took over since (it saw the owner stop first) is its to train: wait for it again. Left
-        # out of `left` and not waited for, the report was compiled at once, that run 'missing' from it
-        live = [i for i in identities if i in settled and settled[i].status == "RUNNING"]
-        if not live:
-            break
-        _wait_for_owners(store, live, settings)
-    left = {i for i in identities if i not in settled or settled[i].status != "FINISHED"}
-    if not left:
-        return None
-    entries = [
-        dataclasses.replace(p, status=STATUS[settled[p.identity].status] if p.identity in settled else "pending")
-        for p in plan.entries
-        if p.identity in left
-    ]
-    names = [f"{p.spec.suite} {p.spec.label}".strip() for p in {p.identity: p for p in reversed(entries)}.values()]
-    it = "it" if len(left) == 1 else "them"
-    # (after the last round the loop ended there: it said "training it here", trained nothing and reported it missing)
-    then = f"training {it} here" if take else f"not taken over again here (the next `mlhw reproduce` trains {it})"
-    err.print(
-        f"{n_runs(len(left))} that another reproduce owned ended there unfinished (its owner stopped): "
-        f"{', '.join(names)}; {then}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    return dataclasses.replace(plan, entries=entries) if take else None
-
-
-def _adopt_from_stopped_peers(plan, store, parents, settings) -> None:
-    """Another reproduce beside this one that stopped (SIGTERM, SIGKILL, a crash) left its suite parents KILLED or
-    FAILED, holding the runs it finished, which this report takes: they move under this reproduction's parents, and
-    the stopped parents left holding nothing are deleted, as the next reproduce would do (plan.adopt). The UI showed
-    8 FAILED parents holding the runs and this one's FINISHED parents empty."""
-    import dataclasses
-
-    from mlhw.claims import by_identity
-    from mlhw.plan import adopt, drop_empty_parents, ended_parents
-
-    settled = by_identity(store, settings.stale_after)
-    entries = [
-        dataclasses.replace(p, status="done", run_id=s.run_id, tags=dict(s.run.data.tags))
-        for p in plan.entries
-        if (s := settled.get(p.identity)) is not None and s.status == "FINISHED"
-    ]
-    ended = ended_parents(store)
-    if entries and ended:
-        adopt(dataclasses.replace(plan, entries=entries), store, {s: log.run_id for s, log in parents.items()}, ended)
-        drop_empty_parents(plan.profile, store, ended)
-
-
-def _wait_for_owners(store, identities: list[str], settings, poll: float = 5.0) -> None:
-    """Wait until every run another live reproduce claimed first has ended there (FINISHED, or its owner stopped:
-    a FAILED or KILLED run, or a heartbeat gone stale), so that the report is compiled with them. Two reproduces
-    of one profile started together each trained their share; the first to end wrote results/<profile>/ from half
-    the runs (n=2 where the baseline has 4) and failed its check. Ctrl-C stops the wait; the runs go on there.
-    One search a poll, of the store's RUNNING runs (MLflow's filter has no IN for tags): an identity is waited for
-    while one of its runs is alive there (a --force rerun of a FINISHED one too: the report takes the new run)."""
-    from mlhw.claims import alive
-    from mlhw.lifecycle import IDENTITY_TAG, check_terminated
-
-    pending, told = set(identities), None
-    while True:
-        running = store.search("attributes.status = 'RUNNING'")
-        pending &= {r.data.tags.get(IDENTITY_TAG) for r in running if alive(r, settings.stale_after)}
-        if not pending:
-            return
-        if len(pending) != told:
-            err.print(
-                f"waiting for {n_runs(len(pending))} that another reproduce claimed first and is training, to "
-                "compile the report with them; Ctrl-C stops waiting (they go on there)",
-                highlight=False,
-            )
-            told = len(pending)
-        check_terminated()
-        time.sleep(poll)
 
 
 def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool=None):
