@@ -214,19 +214,22 @@ def process_gone(tag: str | None) -> bool:
     """Whether the process a PROCESS_TAG names has ended, known for sure: it ran on this machine since its last
     boot, in this pid namespace, and its pid is free or another process's now. False where that is not known (a
     run of another machine or container, no /proc, no tag: a store written before the tag)."""
-    parts = (tag or "").rsplit("/", 2)
-    if len(parts) != 3 or parts[0] != _machine() or not parts[1].isdigit():
-        return False
-    return _started(int(parts[1])) != parts[2]
+    return _still_running(tag) is False
 
 
 def process_alive(tag: str | None) -> bool:
     """Whether the process a PROCESS_TAG names is still running, known for sure (this machine, its pid its own
     still): a run of it whose heartbeat went stale belongs to a process that was suspended (Ctrl-Z, SIGSTOP) or
     stalled, not to a dead one. False where that is not known."""
+    return _still_running(tag) is True
+
+
+def _still_running(tag: str | None) -> bool | None:
+    """Whether the process a PROCESS_TAG names still runs (its pid has the start time the tag recorded); None where
+    this machine cannot tell (another machine or pid namespace, no tag)."""
     parts = (tag or "").rsplit("/", 2)
     if len(parts) != 3 or parts[0] != _machine() or not parts[1].isdigit():
-        return False
+        return None
     return _started(int(parts[1])) == parts[2]
 
 
