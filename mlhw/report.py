@@ -109,6 +109,7 @@ def record(entry: Entry, run, store: Store) -> dict:
             "start": run.info.start_time,
             "end": run.info.end_time or run.info.start_time,
             "together": tags.get(TOGETHER_TAG),
+            "parent": tags.get("mlflow.parentRunId"),  # the parent run that holds it in the UI
         }
     )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0

@@ -817,20 +817,17 @@ def _adrift(plan, store, suite: str, parent_id: str, records: list[dict]) -> dic
     for p in plan.entries:
         first.setdefault(p.identity, p.spec.suite)
     own = {p.spec.label for p in plan.entries if p.spec.suite == suite and first[p.identity] == suite}
-    mine = [r for r in records if r["label"] in own]
-    if not mine:
-        return {}
-    children = {r.info.run_id for r in store.search(f"tags.`mlflow.parentRunId` = '{parent_id}'")}
+    names: dict[str, str] = {}  # a parent run's name, read once however many of its runs are here
     out = {}
-    for r in mine:
-        if r["run_id"] in children:
+    for r in records:  # (each record says the parent that holds it: read with the run, no search or get_run more)
+        if r["label"] not in own or (parent := r.get("parent")) == parent_id:
             continue
-        parent = store.client.get_run(r["run_id"]).data.tags.get("mlflow.parentRunId")
-        try:
-            name = store.client.get_run(parent).info.run_name if parent else "no parent run"
-        except MlflowException:  # a parent `mlflow gc` removed: the link to the run is what matters
-            name = f"run {parent}, no longer in the store"
-        out[r["label"]] = (store.run_page(r["run_id"]), name)
+        if parent not in names:
+            try:
+                names[parent] = store.client.get_run(parent).info.run_name if parent else "no parent run"
+            except MlflowException:  # a parent `mlflow gc` removed: the link to the run is what matters
+                names[parent] = f"run {parent}, no longer in the store"
+        out[r["label"]] = (store.run_page(r["run_id"]), names[parent])
     return out
 
 
