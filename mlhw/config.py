@@ -111,7 +111,7 @@ class _Config(BaseModel):
         from pydantic import TypeAdapter
 
         info = cls.model_fields[name]
-        if isinstance(value, bool):  # YAML's true is no number (see _no_booleans_as_numbers)
+        if isinstance(value, bool):  # YAML's true is no number (see _types_as_written)
             return False
         try:
             TypeAdapter(Annotated[info.annotation, *info.metadata]).validate_python(value)
