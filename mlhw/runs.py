@@ -180,7 +180,7 @@ Q1_LP_MAX_ROWS = 100_000
 def run_tags(job: Job, data: datalib.Dataset | None, device) -> dict[str, str]:
     tags = standard_tags(job.source, job.description) | job.tags
     tags |= {"mlhw.kind": job.config.kind, IDENTITY_TAG: job.identity}
-    if code := code_digest(job.config.kind):  # which code computed it (part of the identity): config.CORE_MODULES
+    if code := code_digest(job.config.kind):  # which code computed it (part of the identity): config.core_modules
         tags["mlhw.code_digest"] = code
     if data is not None:
         tags |= {
