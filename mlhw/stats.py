@@ -46,10 +46,6 @@ class Difference:
     above: str | None = None
     split_p: float | None = None  # the chance of so clean a split if the sides did not differ (split_probability)
 
-    @property
-    def distinguishable(self) -> bool:
-        return self.verdict in ("second higher", "first higher")
-
 
 def split_probability(first: list[float], second: list[float]) -> float:
     """The exact two-sided permutation probability of a split as clean as one group wholly below the other: the
