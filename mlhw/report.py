@@ -316,7 +316,7 @@ def report_findings(scope: Scope, done: dict) -> list | None:
     no MLP or CNN runs (the SVMs and theory answer in their tables)."""
     from mlhw import findings as F
 
-    if not any(s in done for s in ("mlp_lr_sweep", "mlp_full") + tuple(T.CNN_TABLE_NAMES)):
+    if not any(s in done for s in MLP_SUITES + tuple(T.CNN_TABLE_NAMES)):
         return None
     # a partial report (--only) answers what it ran: a question of a suite it did not choose is not "not
     # reproduced" (Part 2 (b) said "No runs of adam-0.005, adam-5e-05" though Adam 5e-5 ran in (a))
@@ -595,6 +595,7 @@ def missing_sentence(missing: list[Entry]) -> str:
     return f"**{n} planned {verb} not finished** and missing from the tables: {runs}"
 
 
+MLP_SUITES = ("mlp_lr_sweep", "mlp_full")
 SVM_SUITES = ("svm_multiclass", "svm_soft")
 SETTINGS_SKIPPED = ("kind", "dataset", "train_size", "test_size", "seed")  # shown apart, or the kind itself
 
@@ -702,7 +703,7 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
             f"{100 * paper['train_fraction']:g}% of 45,000 (4,500 images){per}."
         )
     notes += _numerics_notes(done)
-    datasets = {r.get("dataset") for s in ("mlp_lr_sweep", "mlp_full") for r in done.get(s, [])}
+    datasets = {r.get("dataset") for s in MLP_SUITES for r in done.get(s, [])}
     if "mnist" in datasets and any(r.get("dataset") == "digits" for s in SVM_SUITES for r in done.get(s, [])):
         notes.append(
             "Q1 and Q3 run on digits: Q1's claim needs linearly separable data, which MNIST is not, and its linear "
@@ -726,7 +727,7 @@ def _numerics_notes(done: dict[str, list[dict]]) -> list[str]:
     bf16' without saying that the assignment's network is [784, 40, 10], that its skeleton computes in NumPy float64
     (and overflows at large rates), or what bf16 stands for."""
     notes = []
-    mlp = [r for s in ("mlp_lr_sweep", "mlp_full") for r in done.get(s, [])]
+    mlp = [r for s in MLP_SUITES for r in done.get(s, [])]
     if any(r.get("dataset") == "digits" for r in mlp):
         notes.append(
             "On digits the MLP's input layer has 64 units (8x8 images) where the assignment's [784, 40, 10] network "
