@@ -20,9 +20,14 @@ def lr_label(lr: float) -> str:
     return f"lr={_number(lr)}"
 
 
+def optimizer_name(optimizer: str) -> str:
+    """'sgd' -> 'SGD', 'adam' -> 'Adam': an optimizer as the assignment writes it; any other as it is."""
+    return {"sgd": "SGD", "adam": "Adam"}.get(optimizer, optimizer)
+
+
 def cnn_title(optimizer: str, lr: float, batchnorm: bool = True, dropout: bool = True) -> str:
     """An AlexNet configuration in the assignment's words: 'Adam lr=5e-5, no BN/Dropout'."""
-    name = {"sgd": "SGD", "adam": "Adam"}.get(optimizer, optimizer)
+    name = optimizer_name(optimizer)
     off = [n for n, on in (("BN", batchnorm), ("Dropout", dropout)) if not on]
     return f"{name} {lr_label(lr)}" + (f", no {'/'.join(off)}" if off else "")
 

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 
 from mlhw.config import user_fields
-from mlhw.labels import subset_note
+from mlhw.labels import optimizer_name, subset_note
 from mlhw.reference import CNN_INDEPENDENT_VAL_ACC, CNN_REFERENCE, CNN_VARIANT_TITLES
 
 
@@ -345,7 +345,7 @@ def cnn_table(suite: str, records: list[dict], reference: bool = False) -> Resul
     disp = _display(
         num,
         [
-            ("optimizer", "optimizer", lambda v: {"sgd": "SGD", "adam": "Adam"}.get(v, v)),
+            ("optimizer", "optimizer", optimizer_name),
             ("final train loss", "train_loss", num_or_inf),
             ("val acc", "val_acc", pct),
             ("test acc", "test_acc", pct),
