@@ -90,6 +90,7 @@ def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed
 
 
 def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, as_json, sweep=False):
+    from mlhw.data import files_note
     from mlhw.device import mlp_device
     from mlhw.labels import lr_label, run_name
     from mlhw.lifecycle import standard_tags, tracked_run
@@ -135,7 +136,6 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
         runs = run_mlp(jobs, store, source, dev, None, on_epoch)
         if parent is not None:
-            from mlhw.data import files_note
             from mlhw.plots import lr_sweep_figure
             from mlhw.report import result_curves
 
@@ -156,8 +156,6 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
                 parent.log_metrics({best[0]: best[1]}, step=0)
                 parent.set_tags({"mlhw.best": best[2]})
     data = source.for_config(cfg)  # read once per process: the split the runs saw (seed cfg.seed's subset)
-    from mlhw.data import files_note
-
     sizes = f"{len(data.train):,} train / {len(data.test):,} test"
     _show(
         runs, part, cfg, as_json, store, parent, sizes, files_note(data.name, data.files), data.files, len(data.train)
