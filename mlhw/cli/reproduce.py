@@ -1164,7 +1164,7 @@ def reproduce(
             "process is gone from this machine is dead at once).",
             rich_help_panel=PARALLEL,
         ),
-    ] = 60.0,  # claims.STALE_SECONDS (not imported: it would load MLflow for --help; a test keeps them equal)
+    ] = 60.0,  # claims.STALE_SECONDS (not imported: it loads mlhw.store, 30 ms a start; a test keeps them equal)
 ):
     """Run every experiment of a profile that is not done yet, then compile the tables and the report.
 
