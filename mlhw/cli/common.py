@@ -192,7 +192,6 @@ def prepare(
     download,
     tracking_uri,
     experiment,
-    parent=None,
     device="auto",
     replicas: int = 1,
 ):
@@ -218,7 +217,7 @@ def prepare(
     from mlhw.reference import PART_DESCRIPTIONS
 
     tags = {"mlhw.part": part, "mlhw.parts": part}
-    return source, store, Job(cfg, ident, name, tags, PART_DESCRIPTIONS.get(part, ""), command, parent)
+    return source, store, Job(cfg, ident, name, tags, PART_DESCRIPTIONS.get(part, ""), command)
 
 
 def tracking_hint(store) -> str:
