@@ -283,6 +283,11 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
 
 
 COMPILED_TAG = "mlhw.compiled_at"  # on a suite parent: when a report was last compiled from it (a utc_stamp)
+# a suite parent's tags that say which reproduction it belongs to (written by `reproduce`, read here)
+PARTIAL_TAG = "mlhw.partial"  # "true": --set, or an --only whose report lacks other suites; else "false"
+PROFILE_SUITES_TAG = "mlhw.profile_suites"  # every suite of its profile, as JSON
+PROFILE_DESCRIPTION_TAG = "mlhw.profile_description"
+OVERRIDES_TAG = "mlhw.overrides"  # --only and --set, as JSON; absent when neither was given
 STAMP = ".mlhw-plan"  # in a report folder: the files it wrote; stamped: suite -> its key (plan.suite_key)
 
 
@@ -810,13 +815,13 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     parents = store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' and attributes.status = 'FINISHED'"
     )
-    parents = [r for r in parents if r.data.tags.get("mlhw.partial") != "true"]  # newest first
+    parents = [r for r in parents if r.data.tags.get(PARTIAL_TAG) != "true"]  # newest first
     # the suites of the latest report (a parent reused by a later reproduction is tagged again): one the profile
     # has since lost is not brought back from its older parent
     latest = max(
         parents, key=lambda r: stamp_seconds(r.data.tags.get(COMPILED_TAG)) or r.info.start_time / 1000, default=None
     )
-    expected = json.loads(latest.data.tags.get("mlhw.profile_suites", "[]")) if latest else []
+    expected = json.loads(latest.data.tags.get(PROFILE_SUITES_TAG, "[]")) if latest else []
     entries, descriptions, seen, about = [], {}, set(), ""
     for run in parents:
         suite = run.data.tags.get("mlhw.suite")
@@ -824,7 +829,7 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
             continue
         seen.add(suite)
         descriptions[suite] = run.data.tags.get("mlflow.note.content", "").split("\n\n")[0]  # not the shared-runs note
-        about = about or run.data.tags.get("mlhw.profile_description", "")
+        about = about or run.data.tags.get(PROFILE_DESCRIPTION_TAG, "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
     if not entries:
         suites_there = store.search("tags.`mlhw.kind` = 'suite'")
@@ -841,7 +846,7 @@ def _way_on(profile: str, parents: list) -> str:
     """What to do without a finished reproduction, from what the store holds of the profile's suite parents."""
     running = sum(r.info.status == "RUNNING" for r in parents)
     stopped = sum(r.info.status in ("KILLED", "FAILED") for r in parents)
-    partial = sum(r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial") == "true" for r in parents)
+    partial = sum(r.info.status == "FINISHED" and r.data.tags.get(PARTIAL_TAG) == "true" for r in parents)
     run = f"`mlhw reproduce --profile {profile}`"
     if running:
         return (
@@ -852,9 +857,9 @@ def _way_on(profile: str, parents: list) -> str:
         return f"its reproduction was stopped ({stopped} suite run(s) KILLED or FAILED): {run} goes on from there"
     if partial:
         with_set = any(
-            json.loads(r.data.tags.get("mlhw.overrides") or "{}").get("set")
+            json.loads(r.data.tags.get(OVERRIDES_TAG) or "{}").get("set")
             for r in parents
-            if r.info.status == "FINISHED" and r.data.tags.get("mlhw.partial") == "true"
+            if r.info.status == "FINISHED" and r.data.tags.get(PARTIAL_TAG) == "true"
         )
         # a --set one's runs are other runs (epochs=2): `reproduce` trains the profile's own, it does not take them
         reuse = (

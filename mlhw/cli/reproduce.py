@@ -704,6 +704,7 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
     import json
 
     from mlhw.lifecycle import IDENTITY_TAG, RunLogger, standard_tags, tracked_run
+    from mlhw.report import OVERRIDES_TAG, PARTIAL_TAG, PROFILE_DESCRIPTION_TAG, PROFILE_SUITES_TAG
 
     logs = {}
     partial = _partial(plan)
@@ -722,16 +723,16 @@ def _suite_parents(stack, plan, store) -> dict[str, object]:
             "mlhw.suite": suite,
             "mlhw.part": part,
             IDENTITY_TAG: plan.suite_identity(suite),
-            "mlhw.partial": partial,
-            "mlhw.profile_suites": json.dumps(plan.all_suites),
-            "mlhw.profile_description": plan.description,
+            PARTIAL_TAG: partial,
+            PROFILE_SUITES_TAG: json.dumps(plan.all_suites),
+            PROFILE_DESCRIPTION_TAG: plan.description,
         }
         # the datasets of its runs, as their own tag names them: a filter on tags.`mlhw.dataset` missed the parents
         datasets = {getattr(p.spec.config, "dataset", None) for p in plan.entries if p.spec.suite == suite} - {None}
         if datasets:  # (theory's checks name theirs in its table)
             tags["mlhw.dataset"] = ",".join(sorted(datasets))
         if plan.only or plan.overrides:  # what narrowed or changed this reproduction; none: no tag (UI noise)
-            tags["mlhw.overrides"] = json.dumps({"only": plan.only, "set": plan.overrides})
+            tags[OVERRIDES_TAG] = json.dumps({"only": plan.only, "set": plan.overrides})
         name = f"{plan.profile} · {suite}" + (" (partial)" if partial == "true" else "")
         log = stack.enter_context(tracked_run(store, name, {"profile": plan.profile, "suite": suite}, tags))
         log.log_text(_scope(plan).to_json(suite), "plan.json")
@@ -750,13 +751,14 @@ def _finished_parents(plan, store, newest_only: bool = True) -> dict[str, object
     reproduction) if its identity is the plan's: the parent a recompile keeps. `newest_only=False`: the newest of the
     plan's identity, behind another plan's too (two experiments files with one profile name, in one store)."""
     from mlhw.lifecycle import IDENTITY_TAG
+    from mlhw.report import PARTIAL_TAG
 
     partial, found = _partial(plan), {}
     for r in store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{plan.profile}' and attributes.status = 'FINISHED'"
     ):  # newest first
         suite = r.data.tags.get("mlhw.suite")
-        if r.data.tags.get("mlhw.partial", "false") != partial or suite not in plan.suites:
+        if r.data.tags.get(PARTIAL_TAG, "false") != partial or suite not in plan.suites:
             continue
         if newest_only or r.data.tags.get(IDENTITY_TAG) == plan.suite_identity(suite):
             found.setdefault(suite, r)
@@ -1020,7 +1022,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
     """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
     import json
 
-    from mlhw.report import COMPILED_TAG, figure_specs, report_in_run, write_report
+    from mlhw.report import COMPILED_TAG, PROFILE_SUITES_TAG, figure_specs, report_in_run, write_report
 
     scope = _scope(plan)
     scope.description, scope.expected = description, plan.all_suites
@@ -1039,7 +1041,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
         parent_links = {s: store.run_page(log.run_id) for s, log in parents.items()}
     # every parent this report came from, new or reused, says so: `mlhw tables` takes the profile's suites from
     # the latest (a suite removed from the profile stays out, though its older parent is still FINISHED)
-    compiled = {"mlhw.profile_suites": json.dumps(plan.all_suites), COMPILED_TAG: utc_stamp()}
+    compiled = {PROFILE_SUITES_TAG: json.dumps(plan.all_suites), COMPILED_TAG: utc_stamp()}
     for suite, log in parents.items():
         t, tags = by_suite.get(SUITE_TABLES.get(suite, "")), dict(compiled)
         if t is not None and (best := headline(t)):  # a parent with a number: the UI's charts of parents were empty
