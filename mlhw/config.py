@@ -173,13 +173,10 @@ def _as_code(tree: ast.Module) -> ast.Module:
     return tree
 
 
-def source_digest(sources: list[str]) -> str:
-    """A digest of Python sources as code (_as_code): comments, docstrings, formatting and error messages do not
+def source_digest(source: str) -> str:
+    """A digest of a Python source as code (_as_code): comments, docstrings, formatting and error messages do not
     count, and any change to what the code computes does."""
-    h = hashlib.sha256()
-    for text in sources:
-        h.update(ast.dump(_as_code(ast.parse(text))).encode())
-    return h.hexdigest()[:12]
+    return _tree_digest(ast.parse(source))
 
 
 def _tree_digest(tree: ast.Module) -> str:

@@ -121,11 +121,11 @@ def test_an_edit_of_the_code_that_computes_a_run_makes_it_another_run(monkeypatc
     restyled = mlp_py.replace("delta = torch.softmax(z, dim=2)\n", "delta = torch.softmax(z,dim=2)  # Q4\n", 1)
     redocumented = mlp_py.replace('"""Part 1', '"""Part one', 1)
     assert broken != mlp_py and restyled != mlp_py and redocumented != mlp_py
-    assert source_digest([broken]) != source_digest([mlp_py])
-    assert source_digest([restyled]) == source_digest([redocumented]) == source_digest([mlp_py])
+    assert source_digest(broken) != source_digest(mlp_py)
+    assert source_digest(restyled) == source_digest(redocumented) == source_digest(mlp_py)
     before = {cfg.kind: identity(cfg, "f") for cfg in (MLPConfig(), CNNConfig(), SoftSVMConfig())}
     real = config._module_digest
-    monkeypatch.setattr(config, "_module_digest", lambda m: source_digest([broken]) if m == "mlp" else real(m))
+    monkeypatch.setattr(config, "_module_digest", lambda m: source_digest(broken) if m == "mlp" else real(m))
     after = {cfg.kind: identity(cfg, "f") for cfg in (MLPConfig(), CNNConfig(), SoftSVMConfig())}
     assert after["mlp"] != before["mlp"] and after["cnn"] == before["cnn"] and after["svm_soft"] == before["svm_soft"]
     # the data loaders serve every kind: an edit there makes every run another run
@@ -236,10 +236,10 @@ def test_error_messages_are_not_code_and_their_conditions_are():
     other_error = data_py.replace(line, line.replace("MLHWError(", "ValueError(", 1), 1)
     guarded = 'if x.ndim != 3:\n        raise MLHWError(f"{x.ndim} dims")\n'
     assert reworded != data_py and other_error != data_py
-    assert source_digest([reworded]) == source_digest([data_py])
-    assert source_digest([other_error]) != source_digest([data_py])
-    assert source_digest([guarded]) == source_digest([guarded.replace("dims", "axes")])
-    assert source_digest([guarded]) != source_digest([guarded.replace("!= 3", "!= 4")])
+    assert source_digest(reworded) == source_digest(data_py)
+    assert source_digest(other_error) != source_digest(data_py)
+    assert source_digest(guarded) == source_digest(guarded.replace("dims", "axes"))
+    assert source_digest(guarded) != source_digest(guarded.replace("!= 3", "!= 4"))
 
 
 def test_a_string_the_code_computes_with_is_code_not_a_message():
@@ -254,8 +254,8 @@ def test_a_string_the_code_computes_with_is_code_not_a_message():
     nearest = cnn_py.replace('mode="bilinear"', 'mode="nearest"', 1)
     regularised = svm_py.replace('if self.bias == "free":', 'if self.bias == "regularized":', 1)
     assert nearest != cnn_py and regularised != svm_py
-    assert source_digest([nearest]) != source_digest([cnn_py])
-    assert source_digest([regularised]) != source_digest([svm_py])
+    assert source_digest(nearest) != source_digest(cnn_py)
+    assert source_digest(regularised) != source_digest(svm_py)
 
 
 def write(tmp_path, doc) -> Path:
