@@ -1,10 +1,10 @@
 """The plan of `mlhw reproduce`: every run of a profile with its identity and where it stands.
 
-A run is identified by `config.identity` (its resolved config + the fingerprint of its dataset), the
-`mlhw.config_hash` tag every tracked run carries. A FINISHED run with that identity is done; FAILED,
-KILLED or stale RUNNING runs (no heartbeat) run again; a live RUNNING run belongs to another process
-and is left to it. A run shared by several suites (Adam 5e-5 with BatchNorm serves 2a, 2b and 2c) has
-one identity and runs once. Counts are always of distinct runs.
+A run is identified by `config.identity` (its resolved config, the fingerprint of its dataset and the digest of
+the code that computes it), the `mlhw.config_hash` tag every tracked run carries. A FINISHED run with that
+identity is done; FAILED, KILLED or stale RUNNING runs (no heartbeat) run again; a live RUNNING run belongs to
+another process and is left to it. A run shared by several suites (Adam 5e-5 with BatchNorm serves 2a, 2b and
+2c) has one identity and runs once. Counts are always of distinct runs.
 """
 
 from __future__ import annotations
