@@ -15,7 +15,7 @@ from mlhw.cli.common import (
     MnistDir,
     SvmSeed,
     TrackingUri,
-    choices_metavar,
+    config_option,
     emit_json,
     err,
     examples,
@@ -37,15 +37,7 @@ app = typer.Typer(
     "(the embedded digits by default) and logged to MLflow.",
 )
 
-Dataset = Annotated[
-    Optional[str],
-    typer.Option(
-        help="digits (embedded) or mnist.",
-        rich_help_panel=DATA,
-        show_default=default_of(SoftSVMConfig, "dataset"),
-        metavar=choices_metavar(SoftSVMConfig.model_fields["dataset"].annotation),
-    ),
-]
+Dataset = Annotated[Optional[str], config_option(SoftSVMConfig, "digits (embedded) or mnist.", "dataset", DATA)]
 TrainSize = Annotated[Optional[int], typer.Option(help="Training subset (seeded choice).", rich_help_panel=DATA)]
 TestSize = Annotated[Optional[int], typer.Option(help="Test subset (seeded choice).", rich_help_panel=DATA)]
 # Q3 keeps the two --classes of the subset: --train-size 500 of MNIST trained on 94 samples, unsaid
@@ -108,11 +100,10 @@ def multiclass(
     test_size: TestSize = None,
     method: Annotated[
         Optional[str],
-        typer.Option(
-            help="exact (certificate or LP, optimal) or subgradient (descent, logged per step).",
-            rich_help_panel=TRAIN,
-            show_default=default_of(MulticlassSVMConfig, "method"),
-            metavar=choices_metavar(MulticlassSVMConfig.model_fields["method"].annotation),
+        config_option(
+            MulticlassSVMConfig,
+            "exact (certificate or LP, optimal) or subgradient (descent, logged per step).",
+            "method",
         ),
     ] = None,
     bias: Annotated[
@@ -124,18 +115,8 @@ def multiclass(
             show_default="bias",
         ),
     ] = None,
-    steps: Annotated[
-        Optional[int],
-        typer.Option(
-            help="Subgradient steps.", rich_help_panel=TRAIN, show_default=default_of(MulticlassSVMConfig, "steps")
-        ),
-    ] = None,
-    lr: Annotated[
-        Optional[float],
-        typer.Option(
-            help="Subgradient step size.", rich_help_panel=TRAIN, show_default=default_of(MulticlassSVMConfig, "lr")
-        ),
-    ] = None,
+    steps: Annotated[Optional[int], config_option(MulticlassSVMConfig, "Subgradient steps.", "steps")] = None,
+    lr: Annotated[Optional[float], config_option(MulticlassSVMConfig, "Subgradient step size.", "lr")] = None,
     check: Annotated[
         bool,
         typer.Option(
@@ -282,12 +263,11 @@ def soft(
     C_short: Annotated[Optional[float], typer.Option("-C", hidden=True, rich_help_panel=TRAIN)] = None,
     bias: Annotated[
         Optional[str],
-        typer.Option(
-            help="free (the assignment's unregularised b), regularized (b folded "
-            "into the features, as liblinear does) or none.",
-            rich_help_panel=TRAIN,
-            show_default=default_of(SoftSVMConfig, "bias"),
-            metavar=choices_metavar(SoftSVMConfig.model_fields["bias"].annotation),
+        config_option(
+            SoftSVMConfig,
+            "free (the assignment's unregularised b), regularized (b folded into the features, as liblinear does) "
+            "or none.",
+            "bias",
         ),
     ] = None,
     dataset: Dataset = None,
