@@ -331,6 +331,52 @@ def test_a_large_exact_q1_says_what_it_solves_before_it_goes_quiet(workdir, monk
     assert (task.description, task.finished, task.fields["info"]) == ("Q1 exact", True, "certificate")
 
 
+def test_svm_soft_errors_are_those_of_an_independent_fit_on_digits_3_and_8(workdir):
+    """`svm soft --classes 3,8 --C 0.01`'s training and test errors (and objective) against a computation that shares
+    no code with mlhw: digits from scikit-learn's load_digits, split as documented (pixels / 16, a seed-0
+    permutation, its last 500 the test set), the 3s labelled +1 and the 8s -1, and Q3's primal with a free bias,
+    1/2 ||w||^2 + C/2 sum max(0, 1 - y (w.x + b))^2, minimised by L-BFGS. No other test read a command's errors:
+    test labels flipped in the command's wiring (a test error of 1 - e) or the test set taken from the training
+    images passed them all."""
+    from scipy.optimize import minimize
+    from sklearn.datasets import load_digits
+
+    C = 0.01  # errors on both sets, and unequal (6/264, 4/93): from C = 1 on both are 0, which tells nothing
+    res = invoke("svm", "soft", "--classes", "3,8", "--C", C, "--json", "--tracking-uri", f"sqlite:///{workdir}/m.db")
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+
+    raw = load_digits()
+    perm = np.random.RandomState(0).permutation(len(raw.target))
+    (Xtr, ytr), (Xte, yte) = [
+        (raw.data[rows][keep] / 16.0, np.where(raw.target[rows][keep] == 3, 1.0, -1.0))
+        for rows in (perm[:-500], perm[-500:])
+        for keep in [np.isin(raw.target[rows], (3, 8))]
+    ]
+    A = np.hstack([Xtr, np.ones((len(Xtr), 1))])
+
+    def objective(theta):
+        slack = np.maximum(0.0, 1.0 - ytr * (A @ theta))
+        reg = theta.copy()
+        reg[-1] = 0.0  # the bias is free
+        return 0.5 * reg @ reg + 0.5 * C * slack @ slack, reg - C * A.T @ (ytr * slack)
+
+    fit = minimize(objective, np.zeros(A.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": 1e-10, "ftol": 0})
+    w, b = fit.x[:-1], fit.x[-1]
+    assert (rep["n_train"], rep["n_test"]) == (len(ytr), len(yte)) == (264, 93)
+    assert rep["primal_objective"] == pytest.approx(fit.fun, rel=1e-7)
+    errors = []
+    for X, y in ((Xtr, ytr), (Xte, yte)):
+        scores = X @ w + b
+        assert np.abs(scores).min() > 1e-5  # no image within rounding of the boundary (closest: 3.4e-4)
+        errors.append(np.mean(np.where(scores >= 0, 1.0, -1.0) != y))
+    assert 0 < errors[1] < 0.5 and errors[0] not in (0, errors[1])
+    assert (rep["train_error"], rep["test_error"]) == (
+        pytest.approx(errors[0], abs=1e-12),
+        pytest.approx(errors[1], abs=1e-12),
+    )
+
+
 def test_svm_soft_says_how_many_samples_of_its_two_classes_it_kept(workdir):
     """`svm soft --train-size 500` trains on the 3s and 8s of a 500-image subset (100 here): the table said
     'training samples 100' without why, and no test count."""
