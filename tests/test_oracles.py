@@ -340,11 +340,12 @@ def mlp_oracle_inputs(cfg: MLPConfig, data: Dataset):
     return weights, biases, flat(data.train), flat(data.test), orders
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(
     "device",
     ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))],
 )
-def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, mlp_networks, device):
+def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, mlp_networks, device, dtype):
     """Three epochs of two learning rates trained together (the sweep's replicas) each equal the
     NumPy per-example oracle: the weights after training and every epoch's train loss, train accuracy
     and test accuracy. Tolerance 1e-9 relative (float64): the two differ only in summation order
@@ -352,9 +353,15 @@ def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, mlp_networ
     on weights of size ~4. A 1% change of the rate, another order or a dropped or mis-scaled partial
     batch moves the loss by > 1e-2 relative.
 
+    float32 is the default dtype, the one every logged run trains in, against the same float64 oracle:
+    measured (CPU) <= 4e-7 relative on the loss and 1.3e-6 absolute on the weights, no accuracy changed;
+    tolerances 1e-5 and 1e-4 (with at most one image's accuracy). Training in bfloat16 instead (a wrong
+    entry in mlp.DTYPES passed every test) is off by 5-8% on the loss and 0.15-0.37 on the weights.
+
     On CUDA, train_mlp replays its SGD steps from CUDA graphs; graph_steps=2 makes the 53 rows two
     full chunks of 20 and a tail of 13 (one full batch and the partial one), so every path is used."""
-    cfg = MLPConfig(hidden=(40,), epochs=3, batch_size=10, lr=0.1, seed=5, dtype="float64")
+    cfg = MLPConfig(hidden=(40,), epochs=3, batch_size=10, lr=0.1, seed=5, dtype=dtype)
+    rel, atol, one_image = (1e-5, 1e-4, 1 / 40 + 1e-12) if dtype == "float32" else (1e-9, 1e-9, 1e-12)
     lrs = [0.1, 0.5]
     weights, biases, train, test, orders = mlp_oracle_inputs(cfg, small_data)
 
@@ -367,9 +374,11 @@ def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, mlp_networ
         assert result.cuda_graphs == (device == "cuda")
         for got, want in zip(result.history, history):
             assert got["epoch"] == want["epoch"]
-            assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-9)
-            assert got["train_acc"] == pytest.approx(want["train_acc"], abs=1e-12)  # a multiple of 1/53
-            assert got["test_acc"] == pytest.approx(want["test_acc"], abs=1e-12)
+            assert got["train_loss"] == pytest.approx(want["train_loss"], rel=rel)
+            assert got["train_acc"] == pytest.approx(want["train_acc"], abs=one_image)  # a multiple of 1/53
+            assert got["test_acc"] == pytest.approx(want["test_acc"], abs=one_image)  # of 1/40
+        assert net.weights[0].dtype == getattr(torch, dtype)
         for layer in range(len(w)):
-            np.testing.assert_allclose(net.weights[layer][r].cpu().numpy(), w[layer], rtol=1e-9, atol=1e-9)
-            np.testing.assert_allclose(net.biases[layer][r, 0].cpu().numpy(), b[layer], rtol=1e-9, atol=1e-9)
+            got_w, got_b = (p.cpu().double().numpy() for p in (net.weights[layer][r], net.biases[layer][r, 0]))
+            np.testing.assert_allclose(got_w, w[layer], rtol=rel, atol=atol)
+            np.testing.assert_allclose(got_b, b[layer], rtol=rel, atol=atol)
