@@ -382,3 +382,43 @@ def test_train_mlp_equals_the_skeletons_update_in_float64(small_data, mlp_networ
             got_w, got_b = (p.cpu().double().numpy() for p in (net.weights[layer][r], net.biases[layer][r, 0]))
             np.testing.assert_allclose(got_w, w[layer], rtol=rel, atol=atol)
             np.testing.assert_allclose(got_b, b[layer], rtol=rel, atol=atol)
+
+
+def test_mlp_train_command_equals_the_numpy_oracle_on_the_documented_digits_subset(workdir):
+    """`mlhw mlp train` end to end against an independent computation: its data from scikit-learn's load_digits
+    (pixels / 16, a seed-0 permutation whose last 500 images are the test set, then the course loader's subsets:
+    `RandomState(seed).choice(pool, size, replace=False)` for each split) and its training from the NumPy
+    per-example oracle above. Every other MLP run test took its data from DataSource.for_config, the code under
+    test, on both sides: a subset drawn with another seed passed them. Every logged epoch (epoch 0 as init/*) and
+    the command's JSON line, within float64 summation order (1e-9)."""
+    import json
+
+    from helpers import invoke, runs_of
+    from sklearn.datasets import load_digits
+
+    seed, n_train, n_test = 3, 300, 100
+    res = invoke(
+        "mlp", "train", "--epochs", 2, "--train-size", n_train, "--test-size", n_test, "--seed", seed,
+        "--dtype", "float64", "--device", "cpu", "--json", "--tracking-uri", f"sqlite:///{workdir}/m.db",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    line = json.loads(res.stdout.strip().splitlines()[-1])
+
+    raw = load_digits()
+    perm = np.random.RandomState(0).permutation(len(raw.target))
+    pools = perm[:-500], perm[-500:]
+    rows = [pool[np.random.RandomState(seed).choice(len(pool), size, replace=False)] for pool, size in
+            zip(pools, (n_train, n_test))]  # fmt: skip
+    train, test = (Split((raw.data[r] / 16.0).reshape(-1, 1, 8, 8), raw.target[r]) for r in rows)
+    cfg = MLPConfig(epochs=2, train_size=n_train, test_size=n_test, seed=seed, dtype="float64")
+    weights, biases, tr, te, orders = mlp_oracle_inputs(cfg, Dataset("digits", train, test))
+    history, _, _ = numpy_mlp(weights, biases, tr, te, cfg.lr, cfg.batch_size, orders, 10)
+
+    client, (run,) = runs_of(f"sqlite:///{workdir}/m.db")
+    for key, name in (("train_loss", "train/loss"), ("train_acc", "train/acc"), ("test_acc", "test/acc")):
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
+        assert [s for s, _ in logged] == [1, 2]
+        values = [run.data.metrics[f"init/{key}"]] + [v for _, v in logged]
+        np.testing.assert_allclose(values, [h[key] for h in history], rtol=1e-9, atol=1e-12, err_msg=key)
+    assert line["test_acc"] == pytest.approx(history[-1]["test_acc"], abs=1e-12)
+    assert line["train_loss"] == pytest.approx(history[-1]["train_loss"], rel=1e-9)
