@@ -81,6 +81,63 @@ def test_multiclass_subgradient_logs_steps(workdir):
     assert len(history) >= 51 and history[0].value == 1.0 and min(h.value for h in history) < 0.5
 
 
+def test_multiclass_subgradient_on_digits_equals_the_method_written_out(workdir):
+    """`svm multiclass --method subgradient` end to end against an independent computation: digits from
+    scikit-learn's load_digits (pixels / 16, a seed-0 permutation whose last 500 are the test set, a constant 1
+    appended as the bias feature) and the method as its docstring states it, written here: W = 0, then W -= lr / n
+    * G, G holding +x_i on row argmax_j l_ij and -x_i on row y_i for every sample whose hinge is > 0 (the first
+    maximum on ties). Before, the method was checked by one hand-worked step on two points (both active) and on
+    digits by a falling objective: a step of lr / (active samples) instead of lr / n passed every test. Every
+    step's logged objective, the final training and test errors."""
+    from sklearn.datasets import load_digits
+
+    steps, lr = 40, 0.5
+    uri = f"sqlite:///{workdir}/m.db"
+    res = invoke(
+        "svm", "multiclass", "--method", "subgradient", "--steps", steps, "--lr", lr, "--json", "--tracking-uri", uri
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+
+    raw = load_digits()
+    perm = np.random.RandomState(0).permutation(len(raw.target))
+    (Xtr, ytr), (Xte, yte) = [
+        (np.hstack([raw.data[rows] / 16.0, np.ones((len(rows), 1))]), raw.target[rows])
+        for rows in (perm[:-500], perm[-500:])
+    ]
+    n, k = len(ytr), 10
+    W, objectives = np.zeros((k, Xtr.shape[1])), []
+
+    def errors(X, y):  # the 0-1 loss, a tie with the true class an error
+        S = X @ W.T
+        others = np.where(np.arange(k)[None, :] == y[:, None], -np.inf, S)
+        return float(np.mean(others.max(1) >= S[np.arange(len(y)), y]))
+
+    for step in range(steps + 1):
+        S = Xtr @ W.T
+        terms = S - S[np.arange(n), ytr][:, None] + (np.arange(k)[None, :] != ytr[:, None])
+        top = terms.argmax(1)
+        loss = terms[np.arange(n), top]
+        objectives.append(loss.mean())
+        if step == steps or not (loss > 0).any():
+            break
+        G = np.zeros_like(W)
+        for i in np.flatnonzero(loss > 0):
+            G[top[i]] += Xtr[i]
+            G[ytr[i]] -= Xtr[i]
+        W -= lr / n * G
+
+    client, (run,) = runs_of(uri)
+    # (the report logs the final objective once more, at the last step)
+    logged = dict(sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "solution/objective")))
+    assert list(logged) == list(range(len(objectives))) and objectives[-1] < 0.5 * max(objectives)
+    np.testing.assert_allclose(list(logged.values()), objectives, rtol=1e-9, atol=1e-12)
+    assert rep["objective"] == pytest.approx(objectives[-1], rel=1e-9)
+    assert 0 < errors(Xtr, ytr) != errors(Xte, yte) > 0
+    assert rep["train_error"] == pytest.approx(errors(Xtr, ytr), abs=1e-12)
+    assert rep["test_error"] == pytest.approx(errors(Xte, yte), abs=1e-12)
+
+
 def test_soft_svm_report(workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("svm", "soft", "--classes", "3,8", "--C", 1, "--json", "--tracking-uri", uri)
