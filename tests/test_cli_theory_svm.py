@@ -424,7 +424,7 @@ def independent_soft_svm(C: float) -> tuple[float, float, float, int, int]:
 def test_svm_soft_errors_are_those_of_an_independent_fit_on_digits_3_and_8(workdir):
     """`svm soft --classes 3,8 --C 0.01`'s training and test errors (and objective) against independent_soft_svm,
     which shares no code with mlhw. No other test read a command's errors: test labels flipped in the command's
-    wiring (a test error of 1 - e) passed them all."""
+    wiring (a test error of 1 - e) passed test_svm and the rest of this file."""
     C = 0.01  # errors on both sets, and unequal (6/264, 4/93): from C = 1 on both are 0, which tells nothing
     res = invoke("svm", "soft", "--classes", "3,8", "--C", C, "--json", "--tracking-uri", f"sqlite:///{workdir}/m.db")
     assert res.exit_code == 0, res.output
