@@ -309,8 +309,17 @@ def load_baseline(folder: str | Path) -> Baseline:
                 f"{policy_path}: chaotic[{i}].row.{absent[0]}: no such column in {rule.table} (its columns: "
                 f"{', '.join(map(str, tables[rule.table].columns))})"
             )
-        # a metric name with a typo (train_los) marked nothing either: the metric it meant then gated as usual
+        # a row value with a typo ({lr: 3} for {lr: 1}) marked nothing either: the chaotic row it meant was gated
         df = tables[rule.table]
+        if len(df) and not any(rule.matches(rule.table, r) for r in df.to_dict("records")):
+            shown = ", ".join(f"{c}: {v}" for c, v in rule.row.items())
+            values = "; ".join(
+                f"its {c} values: " + ", ".join(dict.fromkeys(key_value(v) for v in df[c].tolist())) for c in rule.row
+            )
+            raise CheckConfigError(
+                f"{policy_path}: chaotic[{i}].row: {{{shown}}} matches no row of {rule.table} ({values})"
+            )
+        # a metric name with a typo (train_los) marked nothing either: the metric it meant then gated as usual
         known = metrics_of(df) or [str(c) for c in df.columns if c not in policy.required_keys(rule.table)]
         if unknown := [m for m in rule.metrics or [] if m not in known]:
             raise CheckConfigError(

@@ -381,6 +381,12 @@ def test_a_damaged_baseline_table_is_refused_naming_the_file_row_and_value(tmp_p
     rule = "chaotic:\n  - {table: mlp_lr_sweep, row: {learning_rate: 1}, reason: typo}\n"
     msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
     assert "check.yaml: chaotic[0].row.learning_rate: no such column in mlp_lr_sweep (its columns: lr, n," in msg, msg
+    # a row value with a typo ({lr: 3} for {lr: 1}) matched no row: the row it meant was gated, the rule passed
+    rule = "chaotic:\n  - {table: mlp_lr_sweep, row: {lr: 3}, reason: typo}\n"
+    msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
+    assert msg.endswith(
+        "check.yaml: chaotic[0].row: {lr: 3} matches no row of mlp_lr_sweep (its lr values: 0.01, 0.1, 100)"
+    ), msg
     # a metric named with a typo marked nothing too: the row's train_loss was gated as usual, the rule passed
     rule = "chaotic:\n  - {table: mlp_lr_sweep, row: {lr: 100}, metrics: [train_los], reason: typo}\n"
     msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))
