@@ -761,7 +761,9 @@ class _CheckTable:
         # spaces; on a page narrower still, rich folds what does not fit
         tries = [(True, True), (False, True), (False, False)]
         edge, widths = next(((e, w) for e, k in tries if (w := self.widths(page, e, k))), (False, None))
-        widths = widths or self.widths(page, False, False, least_at_most=True)
+        if widths is None:  # (COLUMNS=60) rich folded the numbers themselves: `0.32` over `33` read as two numbers
+            yield from self._as_lines()
+            return
         table = Table(title=self.title, title_justify="left", show_edge=edge, pad_edge=edge)
         for head, width in zip(CHECK_HEADS, widths):
             number = head in ("baseline", "current", "delta", "tolerance")
@@ -779,6 +781,24 @@ class _CheckTable:
             texts[-1].stylize(_STYLE.get(status, ""))
             table.add_row(*texts)
         yield page_titled(table)
+        for line in self.below:
+            yield Text(line)
+
+    def _as_lines(self):
+        """On a page too narrow for the columns: each row one line of words (`lr=0.01 train_loss: ok; baseline
+        5.2662, current ..., delta +0.0000 (0.0x tol), tolerance 0.5266`), wrapped at its spaces, so a number stays
+        whole."""
+        from rich.text import Text
+
+        yield Text(self.title)
+        for cells, status in self.lines:
+            if isinstance(cells, str):
+                yield Text(cells, style="bold")
+                continue
+            key, metric, base, cur, delta, tol, shown = cells
+            line = Text(f"{key} {metric}: ")
+            line.append(shown, style=_STYLE.get(status, ""))
+            yield line.append(f"; baseline {base}, current {cur}, delta {delta}, tolerance {tol}")
         for line in self.below:
             yield Text(line)
 

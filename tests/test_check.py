@@ -779,3 +779,23 @@ def test_key_values_written_as_text_compare_at_full_precision():
     res = C.compare(table, table)
     assert not res.skipped_tables and res.passed
     assert {r.row for r in res.rows} == {"dataset=digits, lr=0.1", "dataset=digits, lr=0.1000001"}
+
+
+@pytest.mark.parametrize("profile", ["ci", "digits"])
+def test_a_check_on_a_narrow_page_never_cuts_a_number(profile):
+    """`COLUMNS=60 mlhw check --all`: the seven columns did not fit, and rich folded the numbers themselves, `0.32`
+    on one line and `33` on the next (0.3233), a baseline a log reader misread. On a page too narrow for the table
+    each row is one line of words, wrapped at its spaces: every number whole, its row's status beside its key."""
+    from rich.console import Console
+
+    b = C.load_baseline(ROOT / "results" / profile)
+    res = C.compare(b.tables, b.tables, b.policy)
+    console = Console(record=True, width=60, color_system=None)
+    console.print(C.to_rich(res, show_all=True))
+    text = console.export_text()
+    assert max(map(len, text.splitlines())) <= 60
+    words = set(text.split())
+    for cells in C.table_rows(res, show_all=True):
+        for cell in cells[3:7]:  # baseline, current, delta, tolerance
+            numbers = [w for w in cell.split() if re.fullmatch(r"[-+±]?\d+\.\d+", w)]
+            assert all(w in words or f"{w}," in words for w in numbers), (cell, text[:600])
