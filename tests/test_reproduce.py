@@ -1764,3 +1764,15 @@ def test_a_partial_report_that_could_not_be_written_names_the_reproduce_that_wri
     again = reproduce(light, "--only", "svm_soft")
     assert again.exit_code == 0 and "ran 0 of 0 runs" in again.stderr, again.stderr
     assert (light / "results" / "tiny-partial" / "REPORT.md").is_file(), again.stderr
+
+
+def test_a_log_says_before_any_run_that_digits_are_not_the_assignments_data(light):
+    """A CI log of the digits profile named digits only in run lines and table titles: nowhere did it say that the
+    runs are not on MNIST or CIFAR-10 (REPORT.md says it). The plan says it, once, before anything runs."""
+    res = reproduce(light)
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    said = [i for i, line in enumerate(lines) if line.startswith("data: digits")]
+    assert len(said) == 1 and "(not MNIST or CIFAR-10)" in lines[said[0]], res.stderr
+    first_run = next(i for i, line in enumerate(lines) if " start " in line)
+    assert said[0] < first_run, res.stderr

@@ -629,8 +629,30 @@ def _show_plan(plan) -> None:
         )
     err.print(table)
     err.print(_counts_line(plan))
+    if data := _data_line(plan):
+        err.print(data, highlight=False, soft_wrap=True)
     _show_overrides(plan)
     _show_untabled(plan)
+
+
+def _data_line(plan) -> str | None:
+    """What the planned runs read, said before they run: a CI log of the digits profile named digits only in run
+    lines and table titles, and nowhere that these are not the assignment's MNIST and CIFAR-10 numbers (REPORT.md
+    says it; the log did not)."""
+    suites: dict[str, list[str]] = {}
+    for p in plan.entries:
+        if dataset := getattr(p.spec.config, "dataset", None):
+            suites.setdefault(dataset, [])
+            if p.spec.suite not in suites[dataset]:
+                suites[dataset].append(p.spec.suite)
+    if not suites:
+        return None
+    if list(suites) == ["digits"]:
+        return (
+            "data: digits, scikit-learn's embedded 8x8 handwritten digits (not MNIST or CIFAR-10): the numbers are not "
+            "the assignment's"
+        )
+    return "data: " + "; ".join(f"{d} ({', '.join(s)})" for d, s in suites.items())
 
 
 def _show_overrides(plan, console=err) -> None:
