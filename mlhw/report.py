@@ -802,7 +802,15 @@ def group_spans(records) -> dict[str, float]:
 def scope_from_store(store: Store, profile: str, suites: list[str] | None = None) -> Scope:
     """The newest full (not partial) reproduction of a profile, as its suite parent runs record it."""
     from mlhw.errors import MLHWError
+    from mlhw.store import named, sqlite_path
 
+    path = sqlite_path(store.uri)
+    if store.client is None and path is not None:  # no database at all (run from another folder: `cd /tmp && uv run
+        # --project DIR mlhw check`): it said "no finished reproduction ...; run `mlhw reproduce` first"
+        raise MLHWError(
+            f"{named(store.uri)}: no database at {path.absolute()}: no reproduction was logged there (run from the "
+            "project folder, where `mlhw reproduce` made its mlflow.db, or pass --tracking-uri)"
+        )
     if store.experiment_id is None and store.client is not None:  # the store is there, the experiment is not: it
         # said "--profile P: no finished reproduction ... (experiment 'nope'; profiles there: none)": the wrong culprit
         names = store.experiment_names()

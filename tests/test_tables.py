@@ -303,8 +303,13 @@ def test_tables_without_a_reproduction_is_one_line(ci_copy, workdir):
         assert "--profile ci:" not in line and "no finished reproduction" not in line, line
     empty = workdir / "empty"
     empty.mkdir()
-    res = invoke("tables", "--profile", "ci", "--tracking-uri", f"sqlite:///{empty}/mlflow.db")
-    assert_one_line_error(res, "--profile ci", "no finished reproduction")
+    # no database there at all (a CI step run from another folder: `cd /tmp && uv run --project DIR mlhw check`): it
+    # said "no finished reproduction ...; run `mlhw reproduce --profile ci` first", though one was, in DIR's store
+    for command in ("tables", "check"):
+        res = invoke(command, "--profile", "ci", "--tracking-uri", f"sqlite:///{empty}/mlflow.db")
+        line = assert_one_line_error(res, f"sqlite:///{empty}/mlflow.db: no database at {empty}/mlflow.db")
+        assert "run from the project folder" in line and "no finished reproduction" not in line, line
+        assert not (empty / "mlflow.db").exists()
     assert not (workdir / "results" / "ci-partial").exists()
     # a profile that experiments.yaml lacks too is not one to reproduce: the hint names the file's profiles
     res = invoke("tables", "--profile", "nope", "--tracking-uri", ci_copy)
