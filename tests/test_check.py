@@ -799,3 +799,14 @@ def test_a_check_on_a_narrow_page_never_cuts_a_number(profile):
         for cell in cells[3:7]:  # baseline, current, delta, tolerance
             numbers = [w for w in cell.split() if re.fullmatch(r"[-+±]?\d+\.\d+", w)]
             assert all(w in words or f"{w}," in words for w in numbers), (cell, text[:600])
+
+
+def test_check_from_another_folder_says_to_run_from_the_project_folder(workdir):
+    """`cd /tmp && uv run --project DIR mlhw check` (a CI step in another working folder) said only "results/digits:
+    no baseline here (expected results/digits/tables/*.csv)": where it looked, and what to do, are said."""
+    from helpers import assert_one_line_error, invoke
+
+    res = invoke("check", "--profile", "digits", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    line = assert_one_line_error(res, f"--profile digits: no baseline here ({workdir}/results/digits does not exist)")
+    assert line.endswith("run from the project folder, or pass --baseline DIR"), line
+    assert not (workdir / "mlflow.db").exists()

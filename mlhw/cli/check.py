@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -75,15 +76,19 @@ def check(
     with path_errors(culprit, baseline or folder):  # (a folder on the way not searchable, a name too long)
         missing = baseline is None and not folder.exists()
     if missing:  # a misspelt profile said "no baseline here" alone
+        from mlhw.errors import MLHWError
         from mlhw.report import profiles_of
 
         known = profiles_of("experiments.yaml")
         if known is not None and profile not in known:
-            from mlhw.errors import MLHWError
-
             raise MLHWError(
                 f"--profile {profile}: experiments.yaml here has no such profile (its profiles: {', '.join(known)}), "
                 f"and {folder} holds no baseline"
+            )
+        if known is None and not Path("experiments.yaml").exists():  # (`cd /tmp && uv run --project DIR mlhw check`)
+            raise MLHWError(
+                f"--profile {profile}: no baseline here ({folder.absolute()} does not exist): run from the project "
+                "folder, or pass --baseline DIR"
             )
     with path_errors(culprit, baseline or folder):
         b = load_baseline(baseline or folder)
