@@ -533,7 +533,16 @@ def test_mlp_train_part_is_among_its_own_options_not_tracking():
     assert "--part" not in out.split("╭─ Tracking ─")[1].split("╰")[0]
 
 
-EXAMPLES = [[], ["reproduce"], ["mlp", "train"], ["cnn", "train"], ["svm", "soft"], ["svm", "multiclass"]]
+EXAMPLES = [
+    [],
+    ["reproduce"],
+    ["check"],  # the CI gate's step is written from its help, which had no example
+    ["tables"],
+    ["mlp", "train"],
+    ["cnn", "train"],
+    ["svm", "soft"],
+    ["svm", "multiclass"],
+]
 
 
 @pytest.mark.parametrize("command", EXAMPLES, ids=lambda c: " ".join(c) or "mlhw")

@@ -30,8 +30,8 @@ app = typer.Typer(
     ),
 )
 app.command("reproduce", rich_help_panel="Main", epilog=reproduce.EXAMPLES)(reproduce.reproduce)
-app.command("tables", rich_help_panel="Main")(tables.tables)
-app.command("check", rich_help_panel="Main")(check.check)
+app.command("tables", rich_help_panel="Main", epilog=tables.EXAMPLES)(tables.tables)
+app.command("check", rich_help_panel="Main", epilog=check.EXAMPLES)(check.check)
 app.command("ui", rich_help_panel="Main")(ui.ui)
 app.add_typer(mlp.app, name="mlp", rich_help_panel="Experiments")
 app.add_typer(cnn.app, name="cnn", rich_help_panel="Experiments")

@@ -7,7 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlhw.cli.common import PROFILES, Experiment, TrackingUri, err, handles_errors, out
+from mlhw.cli.common import PROFILES, Experiment, TrackingUri, err, examples, handles_errors, out
+
+# the gate as CI runs it: `check --help` had no example, where it is the command a pipeline's step is written from
+EXAMPLES = examples(
+    ("The newest digits reproduction against results/digits/: exit 1 on drift", "mlhw check"),
+    ("A CI gate, after `mlhw reproduce --profile ci`: its verdict and exit code", "mlhw check --profile ci"),
+    ("Every metric compared, not only what moved", "mlhw check --profile ci --all"),
+    ("For a machine: the verdict and every row as JSON on stdout", "mlhw check --profile digits --json"),
+    ("Against another baseline folder (with its check.yaml)", "mlhw check --profile staff --baseline DIR"),
+)
 
 
 def current_tables(store, profile: str) -> tuple[dict, list[str]]:

@@ -10,11 +10,21 @@ from mlhw.cli.common import (
     ResultsDir,
     StdoutFailed,
     TrackingUri,
+    examples,
     handles_errors,
     is_terminal,
     out,
 )
 from mlhw.layout import profile_folder, table_file
+
+EXAMPLES = examples(
+    ("results/digits/ compiled again from the store: runs nothing, reads no dataset", "mlhw tables"),
+    ("The ci profile's report", "mlhw tables --profile ci"),
+    (
+        "From a tracking server, into another folder",
+        "mlhw tables --tracking-uri http://HOST:5000 --results-dir DIR",
+    ),
+)
 
 
 def print_tables(tables, profile, path, findings=None) -> None:
