@@ -22,6 +22,7 @@ def test_ci_is_what_the_variable_says(monkeypatch, value, ci):
 def test_no_live_progress_into_a_file_even_with_forced_colour(monkeypatch):
     """rich counts FORCE_COLOR as a terminal; a live bar redrawn into a log file is noise."""
     monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("TERM", "xterm")  # (a dumb one is no terminal here: its own test)
     monkeypatch.setenv("FORCE_COLOR", "1")
     monkeypatch.setattr(common.sys.stderr, "isatty", lambda: False, raising=False)
     assert not common.is_terminal()
@@ -29,6 +30,16 @@ def test_no_live_progress_into_a_file_even_with_forced_colour(monkeypatch):
     assert common.is_terminal()
     monkeypatch.setenv("CI", "true")
     assert not common.is_terminal()
+
+
+@pytest.mark.parametrize("term, live", [("dumb", False), ("unknown", False), ("xterm-256color", True), ("", True)])
+def test_a_dumb_terminal_gets_plain_progress_lines(monkeypatch, term, live):
+    """TERM=dumb on a terminal (Emacs' shell, a CI runner's pty): rich does not redraw its live bar there, and a
+    reproduction showed nothing while its runs ran, then `all 12/12 runs` once at the end. Plain lines there."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("TERM", term)
+    monkeypatch.setattr(common.sys.stderr, "isatty", lambda: True, raising=False)
+    assert common.is_terminal() is live
 
 
 def test_a_log_gets_plain_progress_lines_the_last_always_and_the_rest_at_most_every_ten_seconds():

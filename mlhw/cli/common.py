@@ -452,8 +452,14 @@ def in_ci() -> bool:
 def is_terminal(stream=None) -> bool:
     """Progress bars on a terminal; plain lines, one per run start and end, when piped or in CI. Asked of
     the stream itself (stderr by default): rich counts FORCE_COLOR as a terminal, and a live bar redrawn (or a
-    boxed panel) in a log file is noise."""
-    return _tty(stream or sys.stderr) and not in_ci()
+    boxed panel) in a log file is noise. A dumb terminal (TERM=dumb: Emacs' shell, a CI runner's pty) is no terminal
+    here either: rich does not redraw there, and its bar said nothing until the last run had ended, then once."""
+    return _tty(stream or sys.stderr) and not in_ci() and not dumb_terminal()
+
+
+def dumb_terminal() -> bool:
+    """TERM=dumb (or unknown), as rich reads it: a terminal that takes no cursor movement."""
+    return os.environ.get("TERM", "").strip().lower() in ("dumb", "unknown")
 
 
 def parse_floats(text: str, option: str, example: str = "0.01,0.1,1") -> list[float]:
