@@ -1776,3 +1776,24 @@ def test_a_log_says_before_any_run_that_digits_are_not_the_assignments_data(ligh
     assert len(said) == 1 and "(not MNIST or CIFAR-10)" in lines[said[0]], res.stderr
     first_run = next(i for i, line in enumerate(lines) if " start " in line)
     assert said[0] < first_run, res.stderr
+
+
+def test_a_log_at_a_narrow_width_keeps_each_run_on_one_line(light, monkeypatch):
+    """COLUMNS=60 (or 80, where a digits run's end line is 113 characters) broke each run's start and end lines in
+    two in a piped log: `[run 6 of 9] start SGD lr=0.005 (digits, width 0.125, 1` / `epoch) · cnn_optimizers`, and a
+    grep for a run got half of it. Progress lines, as the verdict, are one line however long; the plan, a table too
+    wide for the page, is a line per suite."""
+    from mlhw.cli import common
+
+    monkeypatch.setattr(common.err, "width", 30)
+    res = reproduce(light)
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    starts = [x for x in lines if re.match(r"\[runs? \d+(-\d+)? of 5\] start ", x)]
+    ends = [x for x in lines if re.fullmatch(r"\[runs? \d+(-\d+)? of 5\] done: .+ \(\d+\.\d s; \d of 5 done\)", x)]
+    assert len(starts) == len(ends) == 3, res.stderr
+    assert any(re.fullmatch(r"ran 5 of 5 runs in \d+\.\d s", x) for x in lines), res.stderr
+    assert any(re.fullmatch(r"5 runs: 5 pending.*", x) for x in lines), res.stderr
+    # the plan: rich cut the suites' names (`mlp_lr_s…`, what --only takes) to fit its table to the page
+    assert "…" not in res.stderr, res.stderr
+    assert any(x.startswith("  mlp_lr_sweep: 2 runs, ") for x in lines), res.stderr

@@ -493,6 +493,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
                 + (f", {len(claimed)} left to another reproduce that owns them" if claimed else "")
                 + (f", {unstarted} not started once the tracking store failed" if unstarted else ""),
                 highlight=False,
+                soft_wrap=True,
             )
             check_terminated()
             beside = beside or bool(owned)
@@ -606,11 +607,14 @@ def check_device(device: str, present: bool = True) -> None:
 
 
 def _show_plan(plan) -> None:
+    from rich.cells import cell_len
     from rich.table import Table
 
+    heads = ("suite", "runs", "done", "to run", "trained with", "part of the assignment")
     table = Table(title=f"plan: profile {plan.profile}")
-    for col in ("suite", "runs", "done", "to run", "trained with", "part of the assignment"):
+    for col in heads:
         table.add_column(col, justify="right" if col in ("runs", "done", "to run") else "left")
+    rows = []
     first = {p.identity: p.spec.suite for p in reversed(plan.entries)}  # a run is trained (and named) by its first
     for suite in plan.suites:
         mine = {p.identity: p for p in plan.entries if p.spec.suite == suite}
@@ -619,6 +623,7 @@ def _show_plan(plan) -> None:
         # sweep's lr 0.1): say whose they are
         earlier = [first[i] for i in mine if first[i] != suite]
         shared = ", ".join(f"{s} ({earlier.count(s)})" for s in dict.fromkeys(earlier))
+        rows.append((suite, len(mine), len(mine) - todo, todo, shared, plan.descriptions.get(suite, "")))
         table.add_row(
             suite,
             str(len(mine)),
@@ -627,8 +632,17 @@ def _show_plan(plan) -> None:
             shared,
             plan.descriptions.get(suite, ""),
         )
-    err.print(table)
-    err.print(_counts_line(plan))
+    widths = [max(cell_len(str(c)) for c in [h, *(r[j] for r in rows)]) for j, h in enumerate(heads)]
+    if sum(widths[:-1]) + min(widths[-1], 20) + 3 * len(widths) + 1 <= err.width:  # (a description wraps)
+        err.print(table)
+    else:  # a page too narrow for it (COLUMNS=60): rich cut the suites' names (`mlp_lr_s…`, what --only takes) and
+        # wrapped each description a word a line; a line per suite says the same, wrapped at its spaces
+        err.print(f"plan: profile {plan.profile}", highlight=False)
+        for suite, runs, done, todo, shared, about in rows:
+            with_ = f", trained with {shared}" if shared else ""
+            about = f"; {about}" if about else ""
+            err.print(f"  {suite}: {n_runs(runs)}, {done} done, {todo} to run{with_}{about}", highlight=False)
+    err.print(_counts_line(plan), soft_wrap=True)
     if data := _data_line(plan):
         err.print(data, highlight=False, soft_wrap=True)
     _show_overrides(plan)
@@ -1003,7 +1017,8 @@ class _Reporter:
                     self.current, total=epochs or 1, description=ev.label, visible=True, **self._fields(epochs)
                 )
             else:
-                err.print(f"[{self.spans[ev.unit]}] start {ev.label}", highlight=False, markup=False)
+                # one line however long (COLUMNS=60 broke it in two): a log's grep for a run gets the whole line
+                err.print(f"[{self.spans[ev.unit]}] start {ev.label}", highlight=False, markup=False, soft_wrap=True)
         elif ev.kind == "epoch" and self.live:
             self.bar.update(self.current, completed=ev.epoch)
         elif ev.kind == "epoch":
@@ -1014,7 +1029,7 @@ class _Reporter:
                 count = f"epoch {ev.epoch}" + (f"/{epochs}" if epochs else "")
                 elapsed = now - self.started.get(ev.unit, now)
                 name = f"[{self.spans[ev.unit]}] {self.labels.get(ev.unit, '')}"
-                err.print(f"{name}: {count} ({elapsed:.0f} s)", highlight=False, markup=False)
+                err.print(f"{name}: {count} ({elapsed:.0f} s)", highlight=False, markup=False, soft_wrap=True)
         elif ev.kind == "note":
             from rich.markup import escape
 
@@ -1037,6 +1052,7 @@ class _Reporter:
                     f"[{self.spans[ev.unit]}] {what}: {ev.label} ({seconds:.1f} s; {count})",
                     highlight=False,
                     markup=False,  # "[run 3 of 5]" is no style
+                    soft_wrap=True,
                 )
 
 
@@ -1050,7 +1066,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
     scope.description, scope.expected = description, plan.all_suites
     from mlhw.plan import stamp_keys
 
-    err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False)
+    err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False, soft_wrap=True)
     device = "-" if dev is None else str(dev)  # "-": the devices the runs recorded
     tables, path, done, found = write_report(scope, store, results_dir, device, stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
