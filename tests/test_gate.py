@@ -133,6 +133,10 @@ def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(
     assert r.exit_code == 1, r.output
     assert "check FAILED" in r.output and "not reproduced" in r.output and "git diff results/ci/tables" in r.output
     assert pd.read_csv(csv).loc[0, "test_acc_mean"] == pytest.approx(moved + 0.2, abs=1e-9)  # the new results
+    # the log says by how much: baseline, current and tolerance (a second `mlhw check` compares with the new results
+    # and passes, so the failed job's log is where a reader finds them)
+    row = [x for x in r.stderr.splitlines() if "test_acc" in x and "drift" in x and "check FAILED" not in x]
+    assert len(row) == 1 and f"{moved:.4f}" in row[0] and f"{moved + 0.2:.4f}" in row[0], r.stderr
 
 
 def test_reproduce_only_that_writes_the_whole_report_gates_every_table_it_replaces(ci_copy, workdir):

@@ -1350,6 +1350,11 @@ def reproduce(
 
             result = verdict(baseline, {t.name: t.numeric for t in tables})
             drifted = not result.passed
+            if drifted:  # the rows, their numbers and tolerances: the log of a failed CI job named the row alone, and
+                # `mlhw check` after it compares with these new results (it passes): `git diff` was the only way
+                from mlhw.check import to_rich
+
+                err.print(to_rich(result))
             err.print(
                 f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True
             )
