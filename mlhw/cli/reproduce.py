@@ -637,11 +637,13 @@ def _show_plan(plan) -> None:
         err.print(table)
     else:  # a page too narrow for it (COLUMNS=60): rich cut the suites' names (`mlp_lr_s…`, what --only takes) and
         # wrapped each description a word a line; a line per suite says the same, wrapped at its spaces
-        err.print(f"plan: profile {plan.profile}", highlight=False)
+        err.print(f"plan: profile {plan.profile}", highlight=False, markup=False)
         for suite, runs, done, todo, shared, about in rows:
             with_ = f", trained with {shared}" if shared else ""
             about = f"; {about}" if about else ""
-            err.print(f"  {suite}: {n_runs(runs)}, {done} done, {todo} to run{with_}{about}", highlight=False)
+            err.print(
+                f"  {suite}: {n_runs(runs)}, {done} done, {todo} to run{with_}{about}", highlight=False, markup=False
+            )
     err.print(_counts_line(plan), soft_wrap=True)
     if data := _data_line(plan):
         err.print(data, highlight=False, soft_wrap=True)
