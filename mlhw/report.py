@@ -804,9 +804,9 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     from mlhw.errors import MLHWError
     from mlhw.store import named, sqlite_path
 
-    path = sqlite_path(store.uri)
-    if store.client is None and path is not None:  # no database at all (run from another folder: `cd /tmp && uv run
-        # --project DIR mlhw check`): it said "no finished reproduction ...; run `mlhw reproduce` first"
+    # no database at all (run from another folder: `cd /tmp && uv run --project DIR mlhw check`): it said "no finished
+    # reproduction ...; run `mlhw reproduce` first"
+    if store.experiment_id is None and store.client is None and (path := sqlite_path(store.uri)) is not None:
         raise MLHWError(
             f"{named(store.uri)}: no database at {path.absolute()}: no reproduction was logged there (run from the "
             "project folder, where `mlhw reproduce` made its mlflow.db, or pass --tracking-uri)"
