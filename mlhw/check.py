@@ -728,7 +728,7 @@ class _CheckTable:
         if result.skipped_tables:
             self.below.append(f"not compared: {', '.join(result.skipped_tables)}")
 
-    def widths(self, page: int, edge: bool, whole_keys: bool = True, least_at_most: bool = False) -> list[int] | None:
+    def widths(self, page: int, edge: bool, whole_keys: bool = True) -> list[int] | None:
         """Each column's width, None where even the narrowest do not fit `page`. The column narrowed next is the
         one that wraps the fewest cells (a metric's long name, a note's number) then the widest: at 100 columns
         every row's delta wrapped while the metric column kept room for one name."""
@@ -744,7 +744,7 @@ class _CheckTable:
         while sum(widths) + 3 * len(widths) + (1 if edge else -3) > page:  # padding and borders; the edges
             narrower = [j for j in range(len(widths)) if widths[j] > least[j]]
             if not narrower:
-                return widths if least_at_most else None
+                return None
             j = min(narrower, key=lambda j: (sum(n >= widths[j] for n in lengths[j]), -widths[j]))
             widths[j] -= 1
         return widths
@@ -758,7 +758,7 @@ class _CheckTable:
 
         page = options.max_width
         # with the outer border, else without it and its padding (4 columns), else with keys wrapped at their
-        # spaces; on a page narrower still, rich folds what does not fit
+        # spaces; on a page narrower still, a line of words per row (`_as_lines`)
         tries = [(True, True), (False, True), (False, False)]
         edge, widths = next(((e, w) for e, k in tries if (w := self.widths(page, e, k))), (False, None))
         if widths is None:  # (COLUMNS=60) rich folded the numbers themselves: `0.32` over `33` read as two numbers
