@@ -531,6 +531,16 @@ def compare(
     return CheckResult(rows, policy, skipped)
 
 
+def verdict(baseline: Baseline, current: dict, unsound: list[str] | None = None) -> CheckResult:
+    """The gate's answer, as `mlhw check` and `mlhw reproduce` give it: the current tables against the baseline's
+    under its policy, with what fails its own check (`unsound`: a theory claim, an SVM's solvers) and a baseline
+    without check.yaml (`no_policy_in`) said beside."""
+    result = compare(baseline.tables, current, baseline.policy)
+    result.unsound = list(unsound or [])
+    result.no_policy_in = baseline.folder if baseline.policy_file is None else None
+    return result
+
+
 def _compare_row(table, label, keyd, m, brec, crec, policy: CheckPolicy, chaotic: str | None) -> CheckRow:
     tol = policy.tolerance_for(table, m)
     k = policy.k if tol.k is None else tol.k

@@ -29,15 +29,6 @@ def current_tables(store, profile: str) -> tuple[dict, list[str]]:
     return {t.name: t.numeric for t in build_tables(done, store)}, self_check_failures(done)
 
 
-def verdict(baseline, current: dict, unsound: list[str] | None = None):
-    from mlhw.check import compare
-
-    result = compare(baseline.tables, current, baseline.policy)
-    result.unsound = list(unsound or [])
-    result.no_policy_in = baseline.folder if baseline.policy_file is None else None
-    return result
-
-
 @handles_errors(
     stopped="it reads the store and the baseline and writes nothing",
     store_failed="it reads the store and writes nothing (no run of it is left RUNNING)",
@@ -73,7 +64,7 @@ def check(
     compared too: its objective to 1e-6 (relative), its errors to 0.025. A table, row or metric of the
     baseline that the store's results lack fails as missing, and so does a row of fewer runs than the baseline's.
     """
-    from mlhw.check import load_baseline, to_rich
+    from mlhw.check import load_baseline, to_rich, verdict
     from mlhw.errors import path_errors, refuse_empty
     from mlhw.layout import profile_folder
     from mlhw.store import Store
