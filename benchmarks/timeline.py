@@ -35,7 +35,7 @@ if __name__ == "__main__":  # spawned workers import this file as __mp_main__: t
     import mlhw.cli.reproduce as reproduce
 
     mark("imports of typer, rich and mlhw's CLI done")
-    for phase in ("_validate", "_suite_parents", "_execute", "_compile"):
+    for phase in ("validate", "_suite_parents", "_execute", "_compile"):  # validate: as reproduce imports it
         wrap(reproduce, phase)
     from mlhw.cli import main
 

@@ -22,6 +22,7 @@ from helpers import (
 from mlhw import data as datalib
 from mlhw import executors, processes
 from mlhw.cli import reproduce as reproduce_cli
+from mlhw.cli import validate as validate_cli
 
 PROFILE = {
     "version": 1,
@@ -108,13 +109,13 @@ def test_a_new_stores_workers_start_before_the_data_are_read(project, spied, mon
     """A store (or an experiment) that does not exist yet has every planned run to train: its workers start before
     the parent reads and checks the data and makes the plan (2.5 s of the paper profile's start-up on the 2-core CPU
     with an empty fingerprint cache). A store that holds runs waits for the plan, which says what is left."""
-    unreadable = reproduce_cli._unreadable
+    unreadable = validate_cli._unreadable
 
     def spy_unreadable(*a, **kw):
         spied.append(("data read",))
         return unreadable(*a, **kw)
 
-    monkeypatch.setattr(reproduce_cli, "_unreadable", spy_unreadable)
+    monkeypatch.setattr(validate_cli, "_unreadable", spy_unreadable)
     # two units of work in each step (no pool of two workers for one unit): two Cs, two batch sizes of the sweep
     doc = yaml.safe_load((project / "experiments.yaml").read_text())
     doc["suites"]["svm_soft"]["grid"]["C"] = [1.0, 10.0]

@@ -730,7 +730,7 @@ def test_a_value_a_later_layer_replaces_is_not_the_files_error():
     """The check that refuses a base value no run takes refused valid input: a --set grid over a field the profile
     sets (`--set m.grid.epochs=[1,2]`, blaming the file), and a suite's base value that one profile grids, for
     every profile (the file is validated whole). Both are the later layer's doing."""
-    from mlhw.cli.reproduce import _sets_that_change
+    from mlhw.cli.validate import _sets_that_change
     from mlhw.experiments import ExperimentsFile
 
     spec = ExperimentsFile.model_validate(with_(lambda d: None))
