@@ -519,3 +519,23 @@ def test_a_single_bad_hidden_width_is_named_once(workdir, value):
     line = assert_one_line_error(res, f"--hidden: each value must be > 0 (got {value})")
     assert line == f"error: --hidden: each value must be > 0 (got {value})"
     assert_nothing_created(workdir)
+
+
+def test_the_sweeps_figure_says_what_data_and_settings_it_shows(workdir, monkeypatch):
+    """The figure a student pastes into a write-up is all that travels: its title read 'Part 1 (b) on mnist, seed
+    8' for the whole 50,000 images and for the assignment's 10,000 / 5,000 subset alike, at any epoch count."""
+    from mlhw import plots
+
+    titles = []
+    real = plots.lr_sweep_figure
+    monkeypatch.setattr(
+        plots, "lr_sweep_figure", lambda series, path, title: titles.append(title) or real(series, path, title)
+    )
+    uri, _ = store(workdir)
+    args = ["--lrs", "0.1", "--train-size", "300", "--test-size", "100", "--epochs", "1", "--tracking-uri", uri]
+    res = invoke("mlp", "sweep", *args)
+    assert res.exit_code == 0, res.output
+    assert titles == [
+        "Part 1 (b): MLP [40] on digits (300 train / 100 test), 1 epoch, batch 10, seed 8: "
+        "one network per learning rate"
+    ]

@@ -141,8 +141,17 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
             # flagged from the epoch each run diverged at, as the report's figure is: a dashed line, a cross
             series = [(lr_label(r.job.config.lr), [result_curves(r.result)]) for r in runs]
+            from mlhw.labels import batch_label
+
             note = files_note(cfg.dataset, source.base(cfg.dataset).files)  # read already: its runs ran
-            title = f"Part 1 (b) on {cfg.dataset}{note}, seed {cfg.seed}: one network per learning rate"
+            seen = source.for_config(cfg)  # the split the runs saw: a PNG pasted into a write-up says it alone
+            epochs = f"{cfg.epochs} epoch" + "s" * (cfg.epochs != 1)
+            title = (
+                f"Part 1 (b): MLP {list(cfg.hidden)} on {cfg.dataset}{note} "
+                f"({len(seen.train):,} train / {len(seen.test):,} test), "
+                f"{epochs}, {batch_label(cfg.batch_size, len(seen.train))}, seed {cfg.seed}: "
+                "one network per learning rate"
+            )
             parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
             from mlhw.tables import headline, mlp_sweep_table
 
