@@ -671,3 +671,16 @@ def test_an_exact_q1_too_large_to_solve_is_refused_before_any_run(workdir, monke
     )
     assert runs.DataSource.may_be_unusable(MulticlassSVMConfig(dataset="mnist"))
     assert not runs.DataSource.may_be_unusable(MulticlassSVMConfig(dataset="mnist", method="subgradient"))
+
+
+def test_svm_soft_says_whether_its_residuals_are_within_tolerance(workdir, monkeypatch):
+    """The table listed a column of residuals (1e-15s beside a 9e-10) with no tolerance and no verdict, where
+    `svm multiclass` says "theorem holds": a student checking a derivation had to judge each number alone."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("svm", "soft", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert re.search(r"residuals within tolerance +│ +yes: all within 1e-8 \(beta, liblinear: 1e-6\)", res.stdout)
+    real = svm.soft_report
+    monkeypatch.setattr(svm, "soft_report", lambda *a, **k: real(*a, **k) | {"w_residual": 1e-3})
+    res = invoke("svm", "soft", "--tracking-uri", uri)
+    assert re.search(r"residuals within tolerance +│ +NO: w 1\.0e-03 > 1e-08", res.stdout), res.stdout
