@@ -539,3 +539,19 @@ def test_the_sweeps_figure_says_what_data_and_settings_it_shows(workdir, monkeyp
         "Part 1 (b): MLP [40] on digits (300 train / 100 test), 1 epoch, batch 10, seed 8: "
         "one network per learning rate"
     ]
+
+
+def test_data_one_folder_down_is_named_with_the_data_dir_to_pass(workdir):
+    """`--data-dir shared/data` for `shared/data/mnist/` (the folder above the data: a first guess) listed the four
+    files it looked for, and left the student to find that they were one level down."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    write_mnist_idx(workdir / "data" / "mnist", 30, 10, side=28)
+    (workdir / "data" / "notes").mkdir()
+    res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", workdir / "data", "--no-download", "--epochs", 1)
+    line = assert_one_line_error(res, f"MNIST not found in {workdir / 'data'}/")
+    where = workdir / "data" / "mnist"
+    assert line.endswith(f"; the MNIST files are in {where}: --data-dir {where}"), line
+    res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", workdir / "data" / "notes", "--no-download")
+    assert "the MNIST files are in" not in assert_one_line_error(res, "MNIST not found in")  # none below it: as before
+    res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", where, "--epochs", 1, "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output  # the folder it named is the one that works

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Literal, Optional, get_args
 
 import typer
@@ -365,7 +367,8 @@ def handles_errors(
         try:
             return fn(*args, **kwargs)
         except MLHWError as e:
-            typer.echo(f"error: {e}{_whose_data_dir(e, kwargs.get('data_dir'))}", err=True)
+            data_dir = kwargs.get("data_dir")
+            typer.echo(f"error: {e}{_whose_data_dir(e, data_dir)}{_data_in_a_subfolder(e, data_dir)}", err=True)
             raise typer.Exit(2) from None
         except (MemoryError, RuntimeError) as e:  # numpy's "Unable to allocate 5.27 GiB for an array ...": a 60-line
             if not isinstance(e, MemoryError) and not _out_of_memory(e):  # traceback before; torch's CPU allocator
@@ -418,6 +421,32 @@ def _whose_data_dir(e: MLHWError, data_dir) -> str:
     whose = data_dir is not None and data_dir == os.environ.get("MLHW_DATA_DIR")
     if isinstance(e, DataNotFound | DataDirUnusable) and whose:
         return f" (the folder {data_dir} is MLHW_DATA_DIR's)"
+    return ""
+
+
+def _data_in_a_subfolder(e: MLHWError, data_dir) -> str:
+    """Data not found in --data-dir, but in a folder just under it: the folder above the data (`--data-dir
+    shared/data` for `shared/data/mnist/`) is a student's first guess, and the message listed the files it looked
+    for without saying they were one level down. '' when none is (at most 200 subfolders are looked at)."""
+    from mlhw.errors import DataNotFound
+
+    if not isinstance(e, DataNotFound) or not data_dir:
+        return ""
+    try:
+        from mlhw import data
+
+        top = Path(data_dir)
+        if not top.is_dir():
+            return ""
+        subfolders = sorted(p for p in itertools.islice(top.iterdir(), 200) if p.is_dir())
+        text = str(e)
+        for sub in subfolders:
+            if text.startswith("MNIST") and data._mnist_source(sub) is not None:
+                return f"; the MNIST files are in {sub}: --data-dir {sub}"
+            if text.startswith("CIFAR") and (sub / data.CIFAR_FOLDER / "test_batch").is_file():
+                return f"; the CIFAR-10 batches are in {sub / data.CIFAR_FOLDER}: --data-dir {sub}"
+    except OSError:  # a folder that cannot be listed: the message as it was
+        return ""
     return ""
 
 
