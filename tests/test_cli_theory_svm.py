@@ -314,7 +314,7 @@ def test_errors_print_as_percentages_as_the_tables_do(workdir):
     assert rows["training error"] == "0.00%" and rows["test error"] == "3.40%"
     assert re.fullmatch(r"\d+\.\d\d", rows["seconds"])
     assert rows["theorem holds"].startswith("yes (f = 0 and zero training error")
-    assert "Q1 multiclass hinge on digits (1,297 train, 10 classes)" in res.stdout  # counts as the report writes them
+    assert "Q1 multiclass hinge on digits (1,297 train / 500 test, 10 classes)" in res.stdout  # the report's counts
     # 50 subgradient steps end at f > 0: the implication's premise never arises, and 'yes' says what was checked
     res = invoke(
         "svm", "multiclass", "--method", "subgradient", "--steps", 50, "--tracking-uri", f"sqlite:///{workdir}/m.db"
@@ -684,3 +684,12 @@ def test_svm_soft_says_whether_its_residuals_are_within_tolerance(workdir, monke
     monkeypatch.setattr(svm, "soft_report", lambda *a, **k: real(*a, **k) | {"w_residual": 1e-3})
     res = invoke("svm", "soft", "--tracking-uri", uri)
     assert re.search(r"residuals within tolerance +│ +NO: w 1\.0e-03 > 1e-08", res.stdout), res.stdout
+
+
+def test_multiclass_table_says_its_method_in_words_and_its_test_set(workdir):
+    """The table read 'method │ certificate' (a name from the code: that a W with every margin >= 1 was found, so
+    f = 0 is the minimum) and gave the training set's size but not the test set's its test error is on."""
+    res = invoke("svm", "multiclass", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 0, res.output
+    assert "Q1 multiclass hinge on digits (1,297 train / 500 test, 10 classes)" in res.stdout
+    assert re.search(r"method +│ +exact: a W with f = 0 │", res.stdout), res.stdout

@@ -190,16 +190,18 @@ def multiclass(
         else:
             done = run_svm_multiclass(job, store, source)
     rep = done.result | {"run_id": done.run_id}
+    from mlhw.tables import Q1_METHODS
     from mlhw.theory import q1_holds
 
     # a diverged subgradient (f inf or nan) tests neither claim: nan > 0 is false, and it read "theorem holds: NO"
     holds = None if "diverged_step" in rep else q1_holds(rep)
     f_label = "f* = min mean hinge" if cfg.method == "exact" else f"mean hinge after {rep['steps']} steps"
     _report(
-        f"Q1 multiclass hinge on {data.name}{_files_note(data)} ({len(data.train):,} train, {data.n_classes} classes)",
+        f"Q1 multiclass hinge on {data.name}{_files_note(data)} "
+        f"({len(data.train):,} train / {len(data.test):,} test, {data.n_classes} classes)",
         [
             (f_label, rep["objective"]),
-            ("method", rep["method"]),
+            ("method", Q1_METHODS.get(rep["method"], rep["method"])),  # 'certificate' alone was jargon
             ("training error", pct(rep["train_error"])),
             ("test error", pct(rep["test_error"])),
             ("samples with 0-1 > hinge", rep["bound_violations"]),
