@@ -535,10 +535,13 @@ def test_the_sweeps_figure_says_what_data_and_settings_it_shows(workdir, monkeyp
     args = ["--lrs", "0.1", "--train-size", "300", "--test-size", "100", "--epochs", "1", "--tracking-uri", uri]
     res = invoke("mlp", "sweep", *args)
     assert res.exit_code == 0, res.output
-    assert titles == [
-        "Part 1 (b): MLP [40] on digits (300 train / 100 test), 1 epoch, batch 10, seed 8: "
-        "one network per learning rate"
-    ]
+    setting = "MLP [40] on digits (300 train / 100 test), 1 epoch, batch 10, seed 8"
+    assert titles == [f"Part 1 (b): {setting}: one network per learning rate"]
+    # so does the parent's table, tables/mlp_lr_sweep.md: it read "## Part 1 (b): learning rates" alone
+    client = MlflowClient(uri)
+    (parent,) = [r for r in all_runs(client) if r.data.tags["mlhw.kind"] == "mlp-sweep"]
+    md = Path(client.download_artifacts(parent.info.run_id, "tables/mlp_lr_sweep.md", str(workdir / "dl")))
+    assert md.read_text().splitlines()[0] == f"## Part 1 (b): learning rates, {setting}"
 
 
 def test_data_one_folder_down_is_named_with_the_data_dir_to_pass(workdir):

@@ -146,12 +146,11 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             note = files_note(cfg.dataset, source.base(cfg.dataset).files)  # read already: its runs ran
             seen = source.for_config(cfg)  # the split the runs saw: a PNG pasted into a write-up says it alone
             epochs = f"{cfg.epochs} epoch" + "s" * (cfg.epochs != 1)
-            title = (
-                f"Part 1 (b): MLP {list(cfg.hidden)} on {cfg.dataset}{note} "
-                f"({len(seen.train):,} train / {len(seen.test):,} test), "
-                f"{epochs}, {batch_label(cfg.batch_size, len(seen.train))}, seed {cfg.seed}: "
-                "one network per learning rate"
+            setting = (
+                f"MLP {list(cfg.hidden)} on {cfg.dataset}{note} ({len(seen.train):,} train / {len(seen.test):,} "
+                f"test), {epochs}, {batch_label(cfg.batch_size, len(seen.train))}, seed {cfg.seed}"
             )
+            title = f"Part 1 (b): {setting}: one network per learning rate"
             parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
             from mlhw.tables import headline, mlp_sweep_table
 
@@ -160,6 +159,7 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
                 for r in runs
             ]
             table = mlp_sweep_table(rows)
+            table.title += f", {setting}"  # tables/mlp_lr_sweep.md, copied alone, says what it ran on too
             parent.log_result_table(table)
             if best := headline(table):  # the parent's own number: the best rate's (MLflow's sweep convention)
                 parent.log_metrics({best[0]: best[1]}, step=0)
