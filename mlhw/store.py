@@ -224,10 +224,24 @@ def check_uri(uri: str, writable: bool = True) -> None:
     elif is_server(uri):
         probe_server(uri)
     elif not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
+        meant = _sqlite_meant(uri)
         raise MLHWError(
             f"{named(uri, repr(uri))} is not supported: use sqlite:///PATH.db (the file store is "
             f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server"
+            + (f"; for the database file {meant[len('sqlite:///') :]}: {meant}" if meant else "")
         )
+
+
+def _sqlite_meant(uri: str) -> str | None:
+    """The SQLite URL a refused location most likely meant: a database file's bare path ('mlflow.db', the default's
+    own file) or a URL one slash short ('sqlite://mlflow.db', which SQLAlchemy reads as a host). The message named
+    only the form, sqlite:///PATH.db, where the URL to type was one step away."""
+    if uri.startswith("sqlite://") and not uri.startswith("sqlite:///"):
+        rest = uri[len("sqlite://") :]
+        return f"sqlite:///{rest}" if rest else None
+    if "://" not in uri and uri.lower().endswith((".db", ".sqlite", ".sqlite3")):
+        return f"sqlite:///{uri}"
+    return None
 
 
 # the query keys SQLAlchemy's pysqlite driver passes to sqlite3.connect; it ignores any other with a warning

@@ -152,6 +152,27 @@ def test_file_store_is_refused(workdir, uri):
     assert not (workdir / "mlruns").exists()
 
 
+@pytest.mark.parametrize(
+    "uri, meant",
+    [
+        ("mlflow.db", "sqlite:///mlflow.db"),  # the default's own file, typed as a path
+        ("sqlite://mlflow.db", "sqlite:///mlflow.db"),  # one slash short: SQLAlchemy reads mlflow.db as a host
+        ("/tmp/x/m.db", "sqlite:////tmp/x/m.db"),
+        ("mlruns", None),  # a folder: the file store, said as before
+    ],
+)
+def test_a_database_file_typed_as_a_path_is_answered_with_its_url(workdir, uri, meant):
+    """`--tracking-uri mlflow.db` was refused naming only the form, sqlite:///PATH.db: the URL to type was one step
+    away, and the message did not take it."""
+    with pytest.raises(MLHWError, match="is not supported") as e:
+        Store(uri)
+    if meant is None:
+        assert "for the database file" not in str(e.value)
+    else:
+        assert str(e.value).endswith(f"; for the database file {meant[len('sqlite:///') :]}: {meant}"), str(e.value)
+    assert not list(workdir.iterdir())  # nothing made: no mlflow.db, no mlruns/
+
+
 # Broken stores: each fails in seconds with one line naming --tracking-uri, the URI and the reason.
 STORES = {
     "unwritable place": (lambda d: "sqlite:////proc/x.db", ["sqlite:////proc/x.db", "/proc"]),
