@@ -558,3 +558,25 @@ def test_data_one_folder_down_is_named_with_the_data_dir_to_pass(workdir):
     assert "the MNIST files are in" not in assert_one_line_error(res, "MNIST not found in")  # none below it: as before
     res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", where, "--epochs", 1, "--tracking-uri", uri)
     assert res.exit_code == 0, res.output  # the folder it named is the one that works
+
+
+def test_the_assignments_sizes_typed_out_are_part_c_too(workdir, monkeypatch):
+    """`--train-size 50000 --test-size 10000` on MNIST (Part 1 (c)'s sizes, as the assignment states them) draws
+    nothing, a size equal to its pool keeps it whole: the same network, 94.36% as the default's, but no line beside
+    the write-up's 93.97%."""
+    from mlhw.cli.mlp import reference_line
+    from mlhw.config import MLPConfig
+    from mlhw.findings import base
+
+    uri, _ = store(workdir)
+    write_mnist_idx(workdir / "mnist", 300, 50, side=28)  # (its pools: 300 training images, 50 test images)
+    monkeypatch.setitem(base.REFERENCE_FIELDS, "mlp", ("hidden", "batch_size", "lr", "train_size", "test_size"))
+    argv = ["mlp", "train", "--dataset", "mnist", "--data-dir", workdir / "mnist", "--epochs", 1, "--tracking-uri", uri]
+    res = invoke(*argv, "--train-size", 300, "--test-size", 50)
+    assert res.exit_code == 0 and "93.97% does not apply" in res.stdout, res.output  # synthetic files: said so
+    res = invoke(*argv, "--train-size", 299, "--test-size", 50)
+    assert res.exit_code == 0 and "93.97%" not in res.stdout, res.output  # a subset drawn: not Part 1 (c)
+    full = MLPConfig(dataset="mnist", train_size=50000, test_size=10000)
+    said = "Part 1 (c): the write-up reported 93.97% test accuracy; this run: 94.36%"
+    assert reference_line(full, 0.9436, "official", (50000, 10000)) == said
+    assert reference_line(full.model_copy(update={"test_size": 5000}), 0.9436, "official", (50000, 10000)) == ""
