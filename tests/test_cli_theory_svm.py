@@ -693,3 +693,29 @@ def test_multiclass_table_says_its_method_in_words_and_its_test_set(workdir):
     assert res.exit_code == 0, res.output
     assert "Q1 multiclass hinge on digits (1,297 train / 500 test, 10 classes)" in res.stdout
     assert re.search(r"method +│ +exact: a W with f = 0 │", res.stdout), res.stdout
+
+
+def test_svm_soft_verdict_tolerances_are_mlhw_theorys():
+    """`svm soft`'s verdict row judges each residual with a tolerance of its own table (Q3_TOLERANCES, spelt there
+    so the CLI does not import the solvers to start): each must be the one `mlhw theory` holds that residual to
+    (theory.check_q3, matched here by its claim), the gap the exit code's (svm.GAP_TOLERANCE), or the row and the
+    theory checks could disagree on one run."""
+    from mlhw.cli.svm import Q3_TOLERANCES
+
+    claims = {
+        "w_residual": "w = sum alpha_i y_i x_i",
+        "xi_residual": "xi = (alpha + beta)/C",
+        "equality_residual": "sum alpha_i y_i = 0 (free bias)",
+        "complementary_slackness": "complementary slackness",
+        "q3a_relative_difference": "xi >= 0 leaves the optimum",
+        "qp_dual_max_beta": "beta = 0 at the optimum",
+        "liblinear_relative_difference": "= liblinear (LinearSVC)",
+    }
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(30, 4), np.where(rng.rand(30) > 0.5, 1.0, -1.0)
+    theirs = {c.claim: c.tolerance for c in theory.check_q3(X, y, "random")}
+    ours = {key: tol for _, key, tol in Q3_TOLERANCES}
+    assert set(ours) == set(claims) | {"duality_gap"}
+    for key, claim in claims.items():
+        assert ours[key] == theirs[claim], (key, claim)
+    assert ours["duality_gap"] == svm.GAP_TOLERANCE

@@ -370,7 +370,8 @@ def soft(
 
 
 # Each residual the table shows, with the tolerance `mlhw theory` holds it to (theory.check_q3), so that the table
-# says what it verified and against what: a column of 1e-15s beside one 9e-10 left the reader to judge them
+# says what it verified and against what: a column of 1e-15s beside one 9e-10 left the reader to judge them.
+# Spelt here (the solvers are not imported to start the CLI); a test holds each to theory.check_q3's and svm's
 Q3_TOLERANCES = (
     ("duality gap", "duality_gap", 1e-8),  # svm.GAP_TOLERANCE, the exit code's rule (theory: 1e-10 on its data)
     ("w", "w_residual", 1e-8),
