@@ -550,6 +550,9 @@ def test_data_one_folder_down_is_named_with_the_data_dir_to_pass(workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
     write_mnist_idx(workdir / "data" / "mnist", 30, 10, side=28)
     (workdir / "data" / "notes").mkdir()
+    write_mnist_idx(workdir / "data" / "broken", 30, 10, side=28)  # named first, but its labels are cut short
+    labels = workdir / "data" / "broken" / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-12])
     res = invoke("mlp", "train", "--dataset", "mnist", "--data-dir", workdir / "data", "--no-download", "--epochs", 1)
     line = assert_one_line_error(res, f"MNIST not found in {workdir / 'data'}/")
     where = workdir / "data" / "mnist"

@@ -427,24 +427,29 @@ def _whose_data_dir(e: MLHWError, data_dir) -> str:
 def _data_in_a_subfolder(e: MLHWError, data_dir) -> str:
     """Data not found in --data-dir, but in a folder just under it: the folder above the data (`--data-dir
     shared/data` for `shared/data/mnist/`) is a student's first guess, and the message listed the files it looked
-    for without saying they were one level down. '' when none is (at most 200 subfolders are looked at)."""
+    for without saying they were one level down. '' when none is (at most 200 subfolders are looked at). A subfolder
+    counts where the data layer's own pre-flight check passes on it (mlhw.data.check_dataset, never a download): the
+    hint names a --data-dir that works."""
     from mlhw.errors import DataNotFound
 
     if not isinstance(e, DataNotFound) or not data_dir:
         return ""
+    text = str(e)
+    name = "mnist" if text.startswith("MNIST") else "cifar10" if text.startswith("CIFAR") else None
+    if name is None:
+        return ""
     try:
-        from mlhw import data
+        from mlhw.data import check_dataset
 
         top = Path(data_dir)
         if not top.is_dir():
             return ""
-        subfolders = sorted(p for p in itertools.islice(top.iterdir(), 200) if p.is_dir())
-        text = str(e)
-        for sub in subfolders:
-            if text.startswith("MNIST") and data._mnist_source(sub) is not None:
-                return f"; the MNIST files are in {sub}: --data-dir {sub}"
-            if text.startswith("CIFAR") and (sub / data.CIFAR_FOLDER / "test_batch").is_file():
-                return f"; the CIFAR-10 batches are in {sub / data.CIFAR_FOLDER}: --data-dir {sub}"
+        for sub in sorted(p for p in itertools.islice(top.iterdir(), 200) if p.is_dir()):
+            try:
+                check_dataset(name, sub, False)
+            except (MLHWError, OSError):  # not there, or broken there: no folder to name
+                continue
+            return f"; the {'MNIST files' if name == 'mnist' else 'CIFAR-10 batches'} are in {sub}: --data-dir {sub}"
     except OSError:  # a folder that cannot be listed: the message as it was
         return ""
     return ""
