@@ -239,7 +239,9 @@ def _sqlite_meant(uri: str) -> str | None:
     if uri.startswith("sqlite://") and not uri.startswith("sqlite:///"):
         rest = uri[len("sqlite://") :]
         return f"sqlite:///{rest}" if rest else None
-    if "://" not in uri and uri.lower().endswith((".db", ".sqlite", ".sqlite3")):
+    # any other scheme (`sqlite:/mlflow.db`, `sqlite:mlflow.db`) is no bare path: it was answered with
+    # sqlite:///sqlite:/mlflow.db, a URL naming a file in a folder `sqlite:`
+    if ":" not in uri and uri.lower().endswith((".db", ".sqlite", ".sqlite3")):
         return f"sqlite:///{uri}"
     return None
 

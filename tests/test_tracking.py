@@ -159,6 +159,8 @@ def test_file_store_is_refused(workdir, uri):
         ("sqlite://mlflow.db", "sqlite:///mlflow.db"),  # one slash short: SQLAlchemy reads mlflow.db as a host
         ("/tmp/x/m.db", "sqlite:////tmp/x/m.db"),
         ("mlruns", None),  # a folder: the file store, said as before
+        ("sqlite:/mlflow.db", None),  # a URL of another form: no bare path (it read sqlite:///sqlite:/mlflow.db)
+        ("sqlite:mlflow.db", None),
     ],
 )
 def test_a_database_file_typed_as_a_path_is_answered_with_its_url(workdir, uri, meant):
