@@ -686,6 +686,18 @@ def test_svm_soft_says_whether_its_residuals_are_within_tolerance(workdir, monke
     assert re.search(r"residuals within tolerance +│ +NO: w 1\.0e-03 > 1e-08", res.stdout), res.stdout
 
 
+def test_svm_soft_verdict_names_what_it_judged_when_the_dual_is_skipped():
+    """Above 6,000 samples (MNIST 3 vs 8) there is no dual, so no gap and no KKT residuals: the row said 'yes: all
+    within 1e-8' of the three residuals left. It names them; a whole report still reads 'all'."""
+    from mlhw.cli.svm import Q3_TOLERANCES, _q3_verdict
+
+    whole = {key: 0.0 for _, key, _ in Q3_TOLERANCES}
+    assert _q3_verdict(whole) == "yes: all within 1e-8 (beta, liblinear: 1e-6)"
+    no_dual = {"qp_dual_max_beta": 1e-9, "q3a_relative_difference": 0.0, "liblinear_relative_difference": 0.0}
+    assert _q3_verdict(no_dual) == "yes: beta, liblinear within 1e-6 (Q3(a): 1e-8)"
+    assert _q3_verdict(no_dual | {"qp_dual_max_beta": float("nan")}) == "NO: beta nan > 1e-06"
+
+
 def test_multiclass_table_says_its_method_in_words_and_its_test_set(workdir):
     """The table read 'method │ certificate' (a name from the code: that a W with every margin >= 1 was found, so
     f = 0 is the minimum) and gave the training set's size but not the test set's its test error is on."""
