@@ -427,9 +427,10 @@ def _whose_data_dir(e: MLHWError, data_dir) -> str:
 def _data_in_a_subfolder(e: MLHWError, data_dir) -> str:
     """Data not found in --data-dir, but in a folder just under it: the folder above the data (`--data-dir
     shared/data` for `shared/data/mnist/`) is a student's first guess, and the message listed the files it looked
-    for without saying they were one level down. '' when none is (at most 200 subfolders are looked at). A subfolder
-    counts where the data layer's own pre-flight check passes on it (mlhw.data.check_dataset, never a download): the
-    hint names a --data-dir that works."""
+    for without saying they were one level down. '' when none is (the folder's first 200 entries in listing order,
+    files included, are looked at: a subfolder after them is not named). A subfolder counts where the data layer's
+    own pre-flight check passes on it (mlhw.data.check_dataset, never a download; it loads and hashes the files, and
+    caches their fingerprint): the hint names a --data-dir that works."""
     from mlhw.errors import DataNotFound
 
     if not isinstance(e, DataNotFound) or not data_dir:
