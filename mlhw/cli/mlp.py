@@ -92,7 +92,7 @@ def _config(dataset, train_size, test_size, hidden, epochs, batch_size, lr, seed
 def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, experiment, as_json, sweep=False):
     from mlhw.data import files_note
     from mlhw.device import mlp_device
-    from mlhw.labels import lr_label, run_name
+    from mlhw.labels import batch_label, lr_label, run_name
     from mlhw.lifecycle import standard_tags, tracked_run
     from mlhw.runs import run_mlp
     from mlhw.tables import pct
@@ -141,8 +141,6 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
 
             # flagged from the epoch each run diverged at, as the report's figure is: a dashed line, a cross
             series = [(lr_label(r.job.config.lr), [result_curves(r.result)]) for r in runs]
-            from mlhw.labels import batch_label
-
             note = files_note(cfg.dataset, source.base(cfg.dataset).files)  # read already: its runs ran
             seen = source.for_config(cfg)  # the split the runs saw: a PNG pasted into a write-up says it alone
             epochs = f"{cfg.epochs} epoch" + "s" * (cfg.epochs != 1)
