@@ -30,10 +30,12 @@ def validate(
     precision="auto",
 ):
     """Everything that can fail on bad input, before any run exists: the file and every config, the device,
-    the data (read and checked), the results folder and the tracking store. Returns the plan. `on_work(configs,
-    profile_jobs)` is called as soon as it is known that runs will train (a new store: at once; else once the plan
-    is made): --jobs N starts its workers there, beside the checks left. `data_dir_given`: --data-dir was given on the
-    command line (MLHW_DATA_DIR, any command's, is not refused where no run reads it)."""
+    the data (read and checked), the results folder and the tracking store. Returns (spec, source, store, plan,
+    baseline): the experiments file, the data source, the store, the plan, and the committed results the
+    reproduction is gated against (`_baseline`; None where there are none, or --set changes the runs).
+    `on_work(configs, profile_jobs)` is called as soon as it is known that runs will train (a new store: at once;
+    else once the plan is made): --jobs N starts its workers there, beside the checks left. `data_dir_given`:
+    --data-dir was given on the command line (MLHW_DATA_DIR, any command's, is not refused where no run reads it)."""
     from mlhw.errors import DataNotFound, MLHWError
     from mlhw.experiments import expand, load_file
     from mlhw.layout import check_writable
