@@ -813,10 +813,11 @@ class _CheckTable:
             yield Text(line)
 
 
-def to_rich(result: CheckResult, show_all: bool = False):
+def to_rich(result: CheckResult, show_all: bool = False, all_option: bool = True):
     """The rows that moved (every row with show_all) under their tables' headings, titled with what it lists. The
     verdict is not in it: `mlhw check` prints that once, its last line, on stderr (as the title too it was in a
-    `2>&1` log twice, the title's copy wrapped at the pipe's 160 columns)."""
+    `2>&1` log twice, the title's copy wrapped at the pipe's 160 columns). `all_option`: the command has --all, and
+    the title names it (reproduce has none, and `mlhw check --all` after it compares with the new results)."""
     from rich.text import Text
 
     rows = _shown(result, show_all)
@@ -826,11 +827,13 @@ def to_rich(result: CheckResult, show_all: bool = False):
         # the tables left out are said here too: without a table of rows, the caption that names them had no place
         skipped = f"; not compared: {', '.join(result.skipped_tables)}" if result.skipped_tables else ""
         return Text(
-            f"nothing moved beyond tolerance ({len(result.rows)} metrics compared; --all lists them){skipped}{own}"
+            f"nothing moved beyond tolerance ({len(result.rows)} metrics compared{'; --all lists them' * all_option})"
+            f"{skipped}{own}"
         )
     listed = (
         f"every metric compared: {len(rows)} rows"
         if show_all
-        else f"moved, missing or new: {len(rows)} of {len(result.rows)} rows (--all lists every one)"
+        else f"moved, missing or new: {len(rows)} of {len(result.rows)} rows"
+        + (" (--all lists every one)" * all_option)
     )
     return _CheckTable(listed, result, rows)

@@ -137,6 +137,8 @@ def test_reproduce_exits_1_when_its_results_drift_from_the_baseline_it_replaces(
     # and passes, so the failed job's log is where a reader finds them)
     row = [x for x in r.stderr.splitlines() if "test_acc" in x and "drift" in x and "check FAILED" not in x]
     assert len(row) == 1 and f"{moved:.4f}" in row[0] and f"{moved + 0.2:.4f}" in row[0], r.stderr
+    # reproduce has no --all, and `mlhw check --all` now compares with the new results: the title named check's
+    assert "moved, missing or new: " in r.stderr and "--all" not in r.stderr, r.stderr
 
 
 def test_reproduce_only_that_writes_the_whole_report_gates_every_table_it_replaces(ci_copy, workdir):

@@ -901,7 +901,7 @@ def reproduce(
                 # `mlhw check` after it compares with these new results (it passes): `git diff` was the only way
                 from mlhw.check import to_rich
 
-                err.print(to_rich(result))
+                err.print(to_rich(result, all_option=False))  # (no --all here: the title named `check`'s)
             err.print(
                 f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True
             )
