@@ -314,7 +314,8 @@ def load_baseline(folder: str | Path) -> Baseline:
         if len(df) and not any(rule.matches(rule.table, r) for r in df.to_dict("records")):
             shown = ", ".join(f"{c}: {v}" for c, v in rule.row.items())
             values = "; ".join(
-                f"its {c} values: " + ", ".join(dict.fromkeys(key_value(v) for v in df[c].tolist())) for c in rule.row
+                f"its {c} values: " + ", ".join(dict.fromkeys(key_value(v) or "(empty)" for v in df[c].tolist()))
+                for c in rule.row
             )
             raise CheckConfigError(
                 f"{policy_path}: chaotic[{i}].row: {{{shown}}} matches no row of {rule.table} ({values})"

@@ -387,6 +387,13 @@ def test_a_damaged_baseline_table_is_refused_naming_the_file_row_and_value(tmp_p
     assert msg.endswith(
         "check.yaml: chaotic[0].row: {lr: 3} matches no row of mlp_lr_sweep (its lr values: 0.01, 0.1, 100)"
     ), msg
+
+    def blank_key(tables):  # a row's key left empty: it was listed as a blank item ('its lr values: , 0.1, 100')
+        (tables / "mlp_lr_sweep.csv").write_text((tables / "mlp_lr_sweep.csv").read_text().replace("\n0.01,", "\n,", 1))
+        (tables.parent / "check.yaml").write_text(rule)
+
+    msg = damaged(blank_key)
+    assert msg.endswith("matches no row of mlp_lr_sweep (its lr values: (empty), 0.1, 100)"), msg
     # a metric named with a typo marked nothing too: the row's train_loss was gated as usual, the rule passed
     rule = "chaotic:\n  - {table: mlp_lr_sweep, row: {lr: 100}, metrics: [train_los], reason: typo}\n"
     msg = damaged(lambda t: (t.parent / "check.yaml").write_text(rule))

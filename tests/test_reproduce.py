@@ -1778,6 +1778,24 @@ def test_a_log_says_before_any_run_that_digits_are_not_the_assignments_data(ligh
     assert said[0] < first_run, res.stderr
 
 
+def test_the_data_line_of_a_profile_mixing_datasets_says_what_digits_is():
+    """The paper profile's plan (MNIST, CIFAR-10 and a digits suite) listed `digits (svm_soft)` beside them and said
+    nowhere that its digits are not MNIST, as a digits-only plan does."""
+    from types import SimpleNamespace as NS
+
+    from mlhw.cli.reproduce import _data_line
+
+    def entry(suite, dataset):
+        return NS(spec=NS(suite=suite, config=NS(dataset=dataset)))
+
+    mixed = NS(entries=[entry("mlp_full", "mnist"), entry("svm_soft", "digits"), entry("svm_soft", "digits")])
+    assert _data_line(mixed) == (
+        "data: mnist (mlp_full); digits (svm_soft); digits is scikit-learn's embedded 8x8 digits, not MNIST or CIFAR-10"
+    )
+    assert _data_line(NS(entries=[entry("mlp_full", "mnist")])) == "data: mnist (mlp_full)"
+    assert _data_line(NS(entries=[NS(spec=NS(suite="theory", config=NS()))])) is None
+
+
 def test_a_log_at_a_narrow_width_keeps_each_run_on_one_line(light, monkeypatch):
     """COLUMNS=60 (or 80, where a digits run's end line is 113 characters) broke each run's start and end lines in
     two in a piped log: `[run 6 of 9] start SGD lr=0.005 (digits, width 0.125, 1` / `epoch) · cnn_optimizers`, and a

@@ -213,7 +213,9 @@ def _data_line(plan) -> str | None:
             "data: digits, scikit-learn's embedded 8x8 handwritten digits (not MNIST or CIFAR-10): the numbers are not "
             "the assignment's"
         )
-    return "data: " + "; ".join(f"{d} ({', '.join(s)})" for d, s in suites.items())
+    # a profile mixing datasets (a paper profile with a digits suite) says it of its digits suites as well
+    embedded = "; digits is scikit-learn's embedded 8x8 digits, not MNIST or CIFAR-10" if "digits" in suites else ""
+    return "data: " + "; ".join(f"{d} ({', '.join(s)})" for d, s in suites.items()) + embedded
 
 
 def _show_overrides(plan, console=err) -> None:

@@ -47,7 +47,7 @@ def validate(
     specs = expand(spec, profile, only, sets or [], file)
     if sets and len(kept := _sets_that_change(spec, profile, only, sets, file, specs)) < len(sets):
         sets, specs = kept, expand(spec, profile, only, kept, file)
-    check_device(device, present=False)
+    _check_device(device, present=False)
     _check_precision(precision, device, present=False)
     check_writable(results_dir, profile)  # a dry run too: it said `report: /proc/x/digits/` of a run refused
     source = DataSource(data_dir, False if dry_run else download, device)  # (refuses an empty --data-dir)
@@ -91,7 +91,7 @@ def validate(
     # something will train: the device must be here (a no-op spares torch's import; a dry run trains nothing, and
     # plans a GPU reproduction on a laptop)
     if not dry_run and (plan.pending() or force):
-        check_device(device)
+        _check_device(device)
         _check_precision(precision, device)
     plan.all_suites = list(spec.suites)  # a profile runs every suite; its `suites` only override them
     plan.description = spec.profiles[profile].description
@@ -184,7 +184,7 @@ def _no_gpu_driver_for(device: str) -> None:
     from mlhw.executors import gpu_driver_absent
 
     if device != "auto" and device != "cpu" and gpu_driver_absent():
-        check_device(device)
+        _check_device(device)
 
 
 def _files_present(specs, data_dir) -> bool:
@@ -457,7 +457,7 @@ def _sets_that_change(spec, profile, only, sets: list[str], file, specs) -> list
     return [sets[k] for k in kept]
 
 
-def check_device(device: str, present: bool = True) -> None:
+def _check_device(device: str, present: bool = True) -> None:
     """--device: its form, without importing torch where the answer is known (auto, cpu, cuda[:N]); with
     present, also that this machine has it (importing torch takes seconds: a no-op reproduce skips it)."""
     if device in ("auto", "cpu") or not present and re.fullmatch(r"cuda(:\d+)?", device):
