@@ -1815,3 +1815,8 @@ def test_a_log_at_a_narrow_width_keeps_each_run_on_one_line(light, monkeypatch):
     # the plan: rich cut the suites' names (`mlp_lr_s…`, what --only takes) to fit its table to the page
     assert "…" not in res.stderr, res.stderr
     assert any(x.startswith("  mlp_lr_sweep: 2 runs, ") for x in lines), res.stderr
+    # a dry run's table (stdout) too: a line per run, the suite and the identity whole
+    monkeypatch.setattr(common.out, "width", 30)
+    dry = reproduce(light, "--dry-run")
+    assert dry.exit_code == 0 and "…" not in dry.stdout, dry.stdout
+    assert re.search(r"^  mlp_lr_sweep · lr=\S+: digits.*; done; [0-9a-f]{12,}$", dry.stdout, re.M), dry.stdout

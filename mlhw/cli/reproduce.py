@@ -253,22 +253,35 @@ def _counts_line(plan) -> str:
 
 def _show_dry_run(plan, data_dir, results_dir) -> None:
     """The plan on stdout (it is what a dry run is for: `--dry-run > plan.txt`)."""
+    from rich.cells import cell_len
     from rich.table import Table
 
-    table = Table(title=f"plan: profile {plan.profile} (dry run: nothing is run or written)")
+    title = f"plan: profile {plan.profile} (dry run: nothing is run or written)"
+    table = Table(title=title)
     from mlhw.labels import data_note
 
-    for col in ("suite", "run", "data", "status", "identity"):
+    heads = ("suite", "run", "data", "status", "identity")
+    for col in heads:
         table.add_column(col)
+    rows = []
     for p in plan.entries:
         ident = "-" if p.status == "no data" else p.identity  # its identity needs the files' fingerprint
         cfg = p.spec.config
         data = data_note(cfg) if getattr(cfg, "dataset", None) else "-"
         if getattr(cfg, "classes", None):  # a two-class SVM reads the part of the data in its classes
             data = data.replace(cfg.dataset, f"{cfg.dataset} {cfg.classes[0]} vs {cfg.classes[1]}", 1)
-        status = f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]"
-        table.add_row(p.spec.suite, p.spec.label, data, status, ident)
-    out.print(table)
+        rows.append((p.spec.suite, p.spec.label, data, p.status, ident))
+        table.add_row(p.spec.suite, p.spec.label, data, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", ident)
+    widths = [max(cell_len(str(c)) for c in [h, *(r[j] for r in rows)]) for j, h in enumerate(heads)]
+    # the suite, status and identity whole (what --only takes, what a diff of two dry runs compares), the run's
+    # label and its data wrapped at 20 columns at the narrowest; on a page narrower still a line per run
+    if sum(widths) - widths[1] - widths[2] + min(widths[1], 20) + min(widths[2], 20) + 3 * len(heads) + 1 <= out.width:
+        out.print(table)
+    else:  # (COLUMNS=60: rich cut the suites' names to `mlp_lr_sw…`, as the plan's table did)
+        out.print(title, highlight=False, markup=False, soft_wrap=True)
+        for suite, label, data, status, ident in rows:  # a line per run however long: a grep gets it whole
+            named = f"{suite} · {label}" if label else suite
+            out.print(f"  {named}: {data}; {status}; {ident}", highlight=False, markup=False, soft_wrap=True)
     out.print(_counts_line(plan))
     absent = sorted({p.spec.config.dataset for p in plan.entries if p.status == "no data"})
     if absent:
