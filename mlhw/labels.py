@@ -78,6 +78,8 @@ def data_note(cfg, network: bool = True) -> str:
             data += f", width {cfg.width:g}"
         if cfg.image_size != preset.get("image_size"):
             data += f", {cfg.image_size} px"
+        if cfg.batch_size != type(cfg).model_fields["batch_size"].default:  # as the MLP's: 2 batch sizes, 2 names
+            data += f", batch {cfg.batch_size}"
     if (
         network and getattr(cfg, "kind", None) == "mlp"
     ):  # a network or batch other than the assignment's: named, as above

@@ -61,8 +61,27 @@ def test_compare_titles_a_part_one_way_on_the_console_and_in_its_figure(workdir,
     monkeypatch.setattr(plots, "cnn_curves_figure", lambda s, f, t: drawn.append(t) or real(s, f, t))
     res = invoke("cnn", "compare", "--part", "a", *SMALL, "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
     assert res.exit_code == 0, res.output
-    title = "Part 2 (a): SGD vs Adam on digits, 1 epoch, seed 0"
+    title = "Part 2 (a): SGD vs Adam on digits, width 0.125, 1 epoch, seed 0"  # SMALL's width: not the preset's
     assert drawn == [title] and title in res.stdout, (drawn, res.stdout)
+
+
+def test_compare_titles_name_every_setting_other_than_the_presets(workdir, monkeypatch):
+    """`cnn compare --batch-size 32 --width 0.125` was titled 'on digits, 1 epoch, seed 0', as the default comparison
+    is: its table and figure hid the batch and the model it ran; and its runs shared the default's names."""
+    from mlhw import plots
+
+    drawn = []
+    real = plots.cnn_curves_figure
+    monkeypatch.setattr(plots, "cnn_curves_figure", lambda s, f, t: drawn.append(t) or real(s, f, t))
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "compare", "--part", "a", *SMALL, "--batch-size", "32", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    title = "Part 2 (a): SGD vs Adam on digits, width 0.125, batch 32, 1 epoch, seed 0"
+    assert drawn == [title] and title in res.stdout, (drawn, res.stdout)
+    _, runs = runs_of(uri)
+    assert len(runs) == 3 and all("width 0.125, batch 32, 1 epoch)" in r.info.run_name for r in runs), [
+        r.info.run_name for r in runs
+    ]
 
 
 def test_compare_all_runs_shared_variant_once(workdir):

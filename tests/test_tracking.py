@@ -710,6 +710,7 @@ def test_run_names_tell_apart_runs_that_differ_in_model_size_or_subsets():
     small = CNNConfig(dataset="cifar10", width=0.125, image_size=67, epochs=2)
     assert data_note(small) == "cifar10 10%, width 0.125, 67 px, 2 epochs"
     assert data_note(CNNConfig(dataset="digits", width=1.0)) == "digits, width 1, 10 epochs"
+    assert data_note(CNNConfig(dataset="digits", batch_size=32)) == "digits, batch 32, 10 epochs"  # as the MLP's
     assert data_note(MulticlassSVMConfig(dataset="mnist", train_size=50)) == "mnist 50/all"
 
 

@@ -331,7 +331,7 @@ def compare(
                 bests.append(best)
             # flagged from the epoch a run diverged at, as the report's figures are
             series = [(variant_title(v), [result_curves(runs[v].result)]) for v in pair]
-            figure_title = _compare_title(p, data.name + note, base)
+            figure_title = _compare_title(p, note, base)
             parent.log_figure(
                 lambda f, s=series, t=figure_title: cnn_curves_figure(s, f, t), f"figures/{table.name}.png"
             )
@@ -341,7 +341,7 @@ def compare(
             parent.set_tags({"mlhw.best": which})
     console = err if as_json else out
     for p in parts:
-        console.print(to_rich(tables[p], _compare_title(p, data.name + note, base)))
+        console.print(to_rich(tables[p], _compare_title(p, note, base)))
     where = store.local_file(parent.run_id, f"figures/{SUITE_TABLES[CNN_PART_SUITES[parts[0]]]}.png")
     console.print(
         f"tables and figures: artifacts of MLflow run {parent.run_id[:8]}"
@@ -355,12 +355,15 @@ def compare(
             emit_json({"variant": v, **_summary(r), "run_id": r.run_id, "dataset": data.name})
 
 
-def _compare_title(part: str, on: str, cfg) -> str:
-    """One title for a part's table on the console and its figure: the table said '2 epochs', the figure 'seed 0'."""
+def _compare_title(part: str, note: str, cfg) -> str:
+    """One title for a part's table on the console and its figure: the table said '2 epochs', the figure 'seed 0'.
+    Every setting other than the dataset's preset is named, as in the runs' names (mlhw.labels.data_note): a
+    `--batch-size 32` or `--width 0.125` comparison was titled as the default one. `note`: the files' (as `mlp train`
+    places it, last)."""
+    from mlhw.labels import data_note
     from mlhw.reference import CNN_PARTS
 
-    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
-    return f"Part 2 ({part}): {CNN_PARTS[part][0]} on {on}, {epochs}, seed {cfg.seed}"
+    return f"Part 2 ({part}): {CNN_PARTS[part][0]} on {data_note(cfg)}, seed {cfg.seed}{note}"
 
 
 def _summary(run) -> dict:
