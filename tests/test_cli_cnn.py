@@ -84,6 +84,36 @@ def test_compare_titles_name_every_setting_other_than_the_presets(workdir, monke
     ]
 
 
+def test_compare_sets_the_write_ups_numbers_beside_its_own_setting_only():
+    """REPORT.md sets the write-up's numbers beside runs at its setting (official CIFAR-10, 10 epochs, batch 64, the
+    paper model on 10% of the pool); `cnn compare`, the README's 'paper setting', never did, even there."""
+    from mlhw.cli.cnn import reference_gap
+    from mlhw.config import CNNConfig
+    from mlhw.data import NOT_OFFICIAL, OFFICIAL
+
+    assert reference_gap(CNNConfig(dataset="cifar10"), OFFICIAL) == []
+    assert reference_gap(CNNConfig(dataset="cifar10"), NOT_OFFICIAL)  # synthetic files: never
+    assert reference_gap(CNNConfig(dataset="cifar10", epochs=2), OFFICIAL) == ["epochs=2 (the assignment's: 10)"]
+    assert reference_gap(CNNConfig(dataset="cifar10", batch_size=32), OFFICIAL)
+    assert reference_gap(CNNConfig(), "embedded")  # digits
+
+
+def test_compare_at_the_write_ups_setting_shows_its_numbers_and_says_what_they_are(workdir, monkeypatch):
+    """The paper setting needs official CIFAR-10 and a GPU: here digits stands in for it (the gate said 'at it')."""
+    from mlhw.cli import cnn
+
+    monkeypatch.setattr(cnn, "reference_gap", lambda cfg, files: [])
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "compare", "--part", "a", *SMALL, "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert "1.1383 / 48.70% / 49.91%" in res.stdout and "0.6086 / 61.89% / 62.49%" in res.stdout, res.stdout
+    assert "normalised with ImageNet's statistics" in res.stdout  # the write-up's test accuracies' caveat
+    client, runs = runs_of(uri)
+    parent = [r for r in runs if r.data.tags["mlhw.kind"] == "cnn-compare"][0]
+    csv = client.download_artifacts(parent.info.run_id, "tables/sgd_vs_adam.csv", str(workdir / "dl"))
+    assert "reference_val_acc" in Path(csv).read_text().splitlines()[0]
+
+
 def test_compare_all_runs_shared_variant_once(workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
     res = invoke("cnn", "compare", "--part", "all", *SMALL, "--json", "--tracking-uri", uri)
