@@ -173,7 +173,8 @@ def test_paper_configuration_is_one_flag_away(workdir):
     assert run.data.tags["mlhw.dataset_files"] == "not the official files"
     # its result is one line in a log (the console is a 160-column pipe here): '(run …)' was cut onto a line alone
     (line,) = [x for x in res.stderr.splitlines() if "final train loss" in x]
-    assert line.startswith("cifar10 (not the official CIFAR-10 files): train 5 / val 5,000"), line
+    start = "Adam lr=5e-5 on cifar10 10%, width 0.125, 67 px, 1 epoch, seed 0 (not the official CIFAR-10 files): "
+    assert line.startswith(start + "train 5 / val 5,000"), line
     assert line.endswith(f"(run {run.info.run_id[:8]})") and len(line) > 160, line
     assert run.data.params["train_fraction"] == "0.1"  # 10% of the 50 left in the pool: the cifar10 preset
     assert run.data.params["image_size"] == "67" and run.data.params["width"] == "0.125"  # the flags win
@@ -318,3 +319,29 @@ def test_a_run_stopped_mid_training_still_says_its_size_and_precision(workdir, m
         "parameters": done.data.params["parameters"],  # the same network, counted before its first step
         "precision": "fp32",
     }
+
+
+def test_train_says_what_it_trained_on_stdout(workdir):
+    """Its one result line read 'digits: train 1,167 / val 130 / ...': optimizer, rate, epochs, batch and seed were
+    only on stderr's progress line, gone from a log of stdout."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    args = ("--optimizer", "sgd", "--batch-size", "32", "--seed", "2")
+    res = invoke("cnn", "train", *SMALL, *args, "--train-fraction", "0.1", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    (line,) = [x for x in res.stdout.splitlines() if "final train loss" in x]
+    assert line.startswith("SGD lr=0.005 on digits 10%, width 0.125, batch 32, 1 epoch, seed 2: train 117 / "), line
+    assert "write-up" not in res.stdout  # digits: no reference
+
+
+def test_train_at_the_write_ups_setting_says_its_number(workdir, monkeypatch):
+    """As `mlp train` says the write-up's 93.97% beside Part 1 (c): digits stands in for official CIFAR-10 here."""
+    from mlhw.cli import cnn
+
+    monkeypatch.setattr(cnn, "reference_gap", lambda cfg, files: [])
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("cnn", "train", *SMALL, "--train-fraction", "0.1", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    want = "the write-up's single run of Adam lr=5e-5: final train loss 0.6086, val acc 61.89%, test acc 62.49%."
+    assert want in res.stdout and "ImageNet's statistics" in res.stdout, res.stdout
+    res = invoke("cnn", "train", *SMALL, "--train-fraction", "0.1", "--lr", "1e-4", "--tracking-uri", uri)
+    assert res.exit_code == 0 and "write-up" not in res.stdout, res.stdout  # no such run in the write-up

@@ -158,7 +158,7 @@ def train(
     """Train one AlexNet variant (default: Adam 5e-5 with BatchNorm + Dropout) and log it to MLflow."""
     from mlhw.data import files_note
     from mlhw.device import resolve_device
-    from mlhw.labels import batch_label, cnn_title, run_name
+    from mlhw.labels import batch_label, cnn_title, data_note, run_name
     from mlhw.runs import run_cnn
     from mlhw.tables import pct
 
@@ -203,7 +203,10 @@ def train(
     }
     console = err if as_json else out
     console.print(
-        f"{data.name}{files_note(data.name, data.files)}: "
+        # what it trained, as `mlp train`'s title says it: the line read 'digits: train 1,167 / ...', the optimizer,
+        # rate, epochs, batch and seed left to stderr's progress line (gone from a log of stdout)
+        f"{cnn_title(cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout)} on {data_note(cfg)}, seed {cfg.seed}"
+        f"{files_note(data.name, data.files)}: "
         f"train {len(data.train):,} / val {len(data.val):,} / test {len(data.test):,}, "
         + (f"{batch_label(cfg.batch_size, len(data.train), 'split')}, " if cfg.batch_size >= len(data.train) else "")
         + f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
@@ -213,9 +216,29 @@ def train(
         highlight=False,
         soft_wrap=True,  # one line in a log too: rich cut it at the pipe's 160 columns, '(run …)' on a line alone
     )
+    if line := _reference_line(cfg, data.files):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(tracking_hint(store), highlight=False, soft_wrap=True)
     if as_json:
         emit_json(record)
+
+
+def _reference_line(cfg: CNNConfig, files: str) -> str:
+    """The write-up's single run of this variant, for a run at its setting (as `mlp train` says the write-up's 93.97%
+    beside Part 1 (c)); '' for any other run or variant: its numbers are not comparable."""
+    from mlhw.labels import variant_title
+    from mlhw.reference import CNN_REFERENCE, CNN_TEST_NORMALISATION_NOTE, CNN_VARIANT_FIELDS, CNN_VARIANTS
+    from mlhw.tables import fixed, pct
+
+    mine = {k: getattr(cfg, k) for k in CNN_VARIANT_FIELDS}
+    variant = next((v for v, fields in CNN_VARIANTS.items() if fields == mine), None)
+    if variant is None or reference_gap(cfg, files):
+        return ""
+    ref = CNN_REFERENCE[variant]
+    return (
+        f"the write-up's single run of {variant_title(variant)}: final train loss {fixed(ref['train_loss'])}, "
+        f"val acc {pct(ref['val_acc'])}, test acc {pct(ref['test_acc'])}. {CNN_TEST_NORMALISATION_NOTE}"
+    )
 
 
 @app.command()
