@@ -202,13 +202,18 @@ def train(
         "run_id": run.run_id,
     }
     console = err if as_json else out
+    on, whole = data_note(cfg), ""
+    if cfg.batch_size >= len(data.train):  # legal full-batch training, but a typo's look-alike: said, the batch once
+        named = ", batch " in on  # (a batch other than the preset's is in the title: 'batch 117' was said twice)
+        whole = "the whole training split in each batch: one step an epoch, " if named else ""
+        whole = whole or f"{batch_label(cfg.batch_size, len(data.train), 'split')}, "
     console.print(
         # what it trained, as `mlp train`'s title says it: the line read 'digits: train 1,167 / ...', the optimizer,
         # rate, epochs, batch and seed left to stderr's progress line (gone from a log of stdout)
-        f"{cnn_title(cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout)} on {data_note(cfg)}, seed {cfg.seed}"
+        f"{cnn_title(cfg.optimizer, cfg.lr, cfg.batchnorm, cfg.dropout)} on {on}, seed {cfg.seed}"
         f"{files_note(data.name, data.files)}: "
         f"train {len(data.train):,} / val {len(data.val):,} / test {len(data.test):,}, "
-        + (f"{batch_label(cfg.batch_size, len(data.train), 'split')}, " if cfg.batch_size >= len(data.train) else "")
+        + whole
         + f"{res.parameters:,} parameters, {res.precision}: final train loss {loss_text(record['train_loss'])}, "
         f"val acc {pct(record['val_acc'])}, test acc {pct(res.test_acc)}"
         + (f", diverged at epoch {res.diverged_epoch}" if res.diverged_epoch else "")
