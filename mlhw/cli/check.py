@@ -15,7 +15,7 @@ EXAMPLES = examples(
     ("A CI gate, after `mlhw reproduce --profile ci`: its verdict and exit code", "mlhw check --profile ci"),
     ("Every metric compared, not only what moved", "mlhw check --profile ci --all"),
     ("For a machine: the verdict and every row as JSON on stdout", "mlhw check --profile digits --json"),
-    ("Against another baseline folder (with its check.yaml)", "mlhw check --profile staff --baseline DIR"),
+    ("Against another baseline folder (its tables/ and check.yaml)", "mlhw check --profile ci --baseline DIR"),
 )
 
 
