@@ -1820,3 +1820,16 @@ def test_a_log_at_a_narrow_width_keeps_each_run_on_one_line(light, monkeypatch):
     dry = reproduce(light, "--dry-run")
     assert dry.exit_code == 0 and "…" not in dry.stdout, dry.stdout
     assert re.search(r"^  mlp_lr_sweep · lr=\S+: digits.*; done; [0-9a-f]{12,}$", dry.stdout, re.M), dry.stdout
+
+
+def test_a_dry_run_on_a_narrow_page_keeps_its_counts_on_one_line(tiny, monkeypatch):
+    """The dry run's counts line wrapped at the page (COLUMNS=60: '52 runs: 47 no data, 5 pending (6 shared between
+    suites, ' / 'counted once)') where the plan's own, and each run's line above it, are one line however long."""
+    from mlhw.cli import common
+
+    monkeypatch.setattr(common.out, "width", 30)
+    dry = reproduce(tiny, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert re.search(r"^\d+ runs: \d+ pending \(\d+ shared between suites, counted once\)$", dry.stdout, re.M), (
+        dry.stdout
+    )

@@ -282,7 +282,7 @@ def _show_dry_run(plan, data_dir, results_dir) -> None:
         for suite, label, data, status, ident in rows:  # a line per run however long: a grep gets it whole
             named = f"{suite} · {label}" if label else suite
             out.print(f"  {named}: {data}; {status}; {ident}", highlight=False, markup=False, soft_wrap=True)
-    out.print(_counts_line(plan))
+    out.print(_counts_line(plan), soft_wrap=True)  # one line, as the runs' above it and the plan's own
     absent = sorted({p.spec.config.dataset for p in plan.entries if p.status == "no data"})
     if absent:
         out.print(
