@@ -80,6 +80,8 @@ def data_note(cfg, network: bool = True) -> str:
             data += f", {cfg.image_size} px"
         if cfg.batch_size != type(cfg).model_fields["batch_size"].default:  # as the MLP's: 2 batch sizes, 2 names
             data += f", batch {cfg.batch_size}"
+        if cfg.momentum:  # SGD's (Adam has none): plain SGD and SGD with momentum 0.9 shared a name
+            data += f", momentum {cfg.momentum:g}"
     if (
         network and getattr(cfg, "kind", None) == "mlp"
     ):  # a network or batch other than the assignment's: named, as above

@@ -711,6 +711,9 @@ def test_run_names_tell_apart_runs_that_differ_in_model_size_or_subsets():
     assert data_note(small) == "cifar10 10%, width 0.125, 67 px, 2 epochs"
     assert data_note(CNNConfig(dataset="digits", width=1.0)) == "digits, width 1, 10 epochs"
     assert data_note(CNNConfig(dataset="digits", batch_size=32)) == "digits, batch 32, 10 epochs"  # as the MLP's
+    # SGD's momentum too: `cnn train --optimizer sgd --momentum 0.9` had plain SGD's name and result line
+    sgd = CNNConfig(dataset="digits", optimizer="sgd", momentum=0.9)
+    assert data_note(sgd) == "digits, momentum 0.9, 10 epochs"
     assert data_note(MulticlassSVMConfig(dataset="mnist", train_size=50)) == "mnist 50/all"
 
 
