@@ -346,3 +346,18 @@ def test_train_at_the_write_ups_setting_says_its_number(workdir, monkeypatch):
     assert want in res.stdout and "ImageNet's statistics" in res.stdout, res.stdout
     res = invoke("cnn", "train", *SMALL, "--train-fraction", "0.1", "--lr", "1e-4", "--tracking-uri", uri)
     assert res.exit_code == 0 and "write-up" not in res.stdout, res.stdout  # no such run in the write-up
+
+
+def test_the_reference_line_of_the_plain_variant_says_its_loss_is_not_reported():
+    """The write-up reports no loss for Adam 5e-5 without BN/Dropout (reference.CNN_REFERENCE): `cnn train` read
+    'final train loss -, val acc 60.62%', a dash where a number was expected."""
+    from mlhw.cli.cnn import _reference_line
+    from mlhw.config import CNNConfig
+    from mlhw.data import OFFICIAL
+
+    line = _reference_line(CNNConfig(dataset="cifar10", batchnorm=False, dropout=False), OFFICIAL)
+    assert line.startswith(
+        "the write-up's single run of Adam lr=5e-5, no BN/Dropout: final train loss not reported, val acc 60.62%, "
+    ), line
+    line = _reference_line(CNNConfig(dataset="cifar10"), OFFICIAL)
+    assert line.startswith("the write-up's single run of Adam lr=5e-5: final train loss 0.6086, val acc 61.89%, "), line

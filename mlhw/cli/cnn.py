@@ -240,8 +240,9 @@ def _reference_line(cfg: CNNConfig, files: str) -> str:
     if variant is None or reference_gap(cfg, files):
         return ""
     ref = CNN_REFERENCE[variant]
+    loss = "not reported" if ref["train_loss"] is None else fixed(ref["train_loss"])  # (the plain run's: a dash read)
     return (
-        f"the write-up's single run of {variant_title(variant)}: final train loss {fixed(ref['train_loss'])}, "
+        f"the write-up's single run of {variant_title(variant)}: final train loss {loss}, "
         f"val acc {pct(ref['val_acc'])}, test acc {pct(ref['test_acc'])}. {CNN_TEST_NORMALISATION_NOTE}"
     )
 
