@@ -240,8 +240,10 @@ def _sqlite_meant(uri: str) -> str | None:
         rest = uri[len("sqlite://") :]
         return f"sqlite:///{rest}" if rest else None
     # any other scheme (`sqlite:/mlflow.db`, `sqlite:mlflow.db`) is no bare path: it was answered with
-    # sqlite:///sqlite:/mlflow.db, a URL naming a file in a folder `sqlite:`
-    if ":" not in uri and uri.lower().endswith((".db", ".sqlite", ".sqlite3")):
+    # sqlite:///sqlite:/mlflow.db, a URL naming a file in a folder `sqlite:`. A drive letter (`C:\runs\m.db`) is
+    # no scheme: a Windows path, answered as before
+    drive = len(uri) > 2 and uri[0].isascii() and uri[0].isalpha() and uri[1] == ":" and uri[2] in "\\/"
+    if (":" not in uri or drive) and uri.lower().endswith((".db", ".sqlite", ".sqlite3")):
         return f"sqlite:///{uri}"
     return None
 

@@ -161,6 +161,8 @@ def test_file_store_is_refused(workdir, uri):
         ("mlruns", None),  # a folder: the file store, said as before
         ("sqlite:/mlflow.db", None),  # a URL of another form: no bare path (it read sqlite:///sqlite:/mlflow.db)
         ("sqlite:mlflow.db", None),
+        ("C:\\runs\\m.db", "sqlite:///C:\\runs\\m.db"),  # a drive letter is no scheme (2b83db5 took it for one)
+        ("D:/runs/m.db", "sqlite:///D:/runs/m.db"),
     ],
 )
 def test_a_database_file_typed_as_a_path_is_answered_with_its_url(workdir, uri, meant):
