@@ -1790,7 +1790,8 @@ def test_the_data_line_of_a_profile_mixing_datasets_says_what_digits_is():
 
     mixed = NS(entries=[entry("mlp_full", "mnist"), entry("svm_soft", "digits"), entry("svm_soft", "digits")])
     assert _data_line(mixed) == (
-        "data: mnist (mlp_full); digits (svm_soft); digits is scikit-learn's embedded 8x8 digits, not MNIST or CIFAR-10"
+        "data: mnist (mlp_full); digits (svm_soft); digits is scikit-learn's embedded 8x8 handwritten digits "
+        "(not MNIST or CIFAR-10)"
     )
     assert _data_line(NS(entries=[entry("mlp_full", "mnist")])) == "data: mnist (mlp_full)"
     assert _data_line(NS(entries=[NS(spec=NS(suite="theory", config=NS()))])) is None

@@ -204,9 +204,13 @@ def train(
     console = err if as_json else out
     on, whole = data_note(cfg), ""
     if cfg.batch_size >= len(data.train):  # legal full-batch training, but a typo's look-alike: said, the batch once
-        named = ", batch " in on  # (a batch other than the preset's is in the title: 'batch 117' was said twice)
-        whole = "the whole training split in each batch: one step an epoch, " if named else ""
-        whole = whole or f"{batch_label(cfg.batch_size, len(data.train), 'split')}, "
+        # a batch other than the default is in the title (data_note): 'batch 117' was said twice
+        named = cfg.batch_size != type(cfg).model_fields["batch_size"].default
+        whole = (
+            "the whole training split in each batch: one step an epoch, "
+            if named
+            else f"{batch_label(cfg.batch_size, len(data.train), 'split')}, "
+        )
     console.print(
         # what it trained, as `mlp train`'s title says it: the line read 'digits: train 1,167 / ...', the optimizer,
         # rate, epochs, batch and seed left to stderr's progress line (gone from a log of stdout)

@@ -208,13 +208,11 @@ def _data_line(plan) -> str | None:
                 suites[dataset].append(p.spec.suite)
     if not suites:
         return None
+    what = "scikit-learn's embedded 8x8 handwritten digits (not MNIST or CIFAR-10)"
     if list(suites) == ["digits"]:
-        return (
-            "data: digits, scikit-learn's embedded 8x8 handwritten digits (not MNIST or CIFAR-10): the numbers are not "
-            "the assignment's"
-        )
+        return f"data: digits, {what}: the numbers are not the assignment's"
     # a profile mixing datasets (a paper profile with a digits suite) says it of its digits suites as well
-    embedded = "; digits is scikit-learn's embedded 8x8 digits, not MNIST or CIFAR-10" if "digits" in suites else ""
+    embedded = f"; digits is {what}" if "digits" in suites else ""
     return "data: " + "; ".join(f"{d} ({', '.join(s)})" for d, s in suites.items()) + embedded
 
 
