@@ -135,18 +135,18 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             bar.update(task, completed=epoch, info="" if parent else f"test acc {pct(row['test_acc'])}")
 
         runs = run_mlp(jobs, store, source, dev, None, on_epoch)
+        data = source.for_config(cfg)  # the split the runs saw (seed cfg.seed's subset), drawn once here
         if parent is not None:
             from mlhw.plots import lr_sweep_figure
             from mlhw.report import result_curves
 
             # flagged from the epoch each run diverged at, as the report's figure is: a dashed line, a cross
             series = [(lr_label(r.job.config.lr), [result_curves(r.result)]) for r in runs]
-            note = files_note(cfg.dataset, source.base(cfg.dataset).files)  # read already: its runs ran
-            seen = source.for_config(cfg)  # the split the runs saw: a PNG pasted into a write-up says it alone
+            note = files_note(data.name, data.files)  # a PNG pasted into a write-up says its data alone
             epochs = f"{cfg.epochs} epoch" + "s" * (cfg.epochs != 1)
             setting = (
-                f"MLP {list(cfg.hidden)} on {cfg.dataset}{note} ({len(seen.train):,} train / {len(seen.test):,} "
-                f"test), {epochs}, {batch_label(cfg.batch_size, len(seen.train))}, seed {cfg.seed}"
+                f"MLP {list(cfg.hidden)} on {cfg.dataset}{note} ({len(data.train):,} train / {len(data.test):,} "
+                f"test), {epochs}, {batch_label(cfg.batch_size, len(data.train))}, seed {cfg.seed}"
             )
             title = f"Part 1 (b): {setting}: one network per learning rate"
             parent.log_figure(lambda p: lr_sweep_figure(series, p, title), "figures/mlp_lr_sweep.png")
@@ -162,7 +162,6 @@ def _run(cfg: MLPConfig, lrs, part, data_dir, download, device, tracking_uri, ex
             if best := headline(table):  # the parent's own number: the best rate's (MLflow's sweep convention)
                 parent.log_metrics({best[0]: best[1]}, step=0)
                 parent.set_tags({"mlhw.best": best[2]})
-    data = source.for_config(cfg)  # read once per process: the split the runs saw (seed cfg.seed's subset)
     sizes = f"{len(data.train):,} train / {len(data.test):,} test"
     pools = (len(source.base(cfg.dataset).train), len(source.base(cfg.dataset).test))  # (read already)
     _show(
