@@ -62,6 +62,11 @@ def batch_label(batch_size: int, n_train: int | None, split: str = "set") -> str
     return f"batch {batch_size}{whole}"
 
 
+def names_batch(cfg) -> bool:
+    """Whether a CNN run's name and title (data_note) say its batch: one other than the config's default."""
+    return cfg.batch_size != type(cfg).model_fields["batch_size"].default
+
+
 def data_note(cfg, network: bool = True) -> str:
     """What a run trained on and for how long, for its name: 'digits, 30 epochs', 'mnist 2000/1000, 3 epochs'
     (train/test subset sizes), 'cifar10 10%, 10 epochs' (the CNN's training fraction). With `network=False` an
@@ -78,7 +83,7 @@ def data_note(cfg, network: bool = True) -> str:
             data += f", width {cfg.width:g}"
         if cfg.image_size != preset.get("image_size"):
             data += f", {cfg.image_size} px"
-        if cfg.batch_size != type(cfg).model_fields["batch_size"].default:  # as the MLP's: 2 batch sizes, 2 names
+        if names_batch(cfg):  # as the MLP's: 2 batch sizes, 2 names
             data += f", batch {cfg.batch_size}"
         if cfg.momentum:  # SGD's (Adam has none): plain SGD and SGD with momentum 0.9 shared a name
             data += f", momentum {cfg.momentum:g}"

@@ -158,7 +158,7 @@ def train(
     """Train one AlexNet variant (default: Adam 5e-5 with BatchNorm + Dropout) and log it to MLflow."""
     from mlhw.data import files_note
     from mlhw.device import resolve_device
-    from mlhw.labels import batch_label, cnn_title, data_note, run_name
+    from mlhw.labels import batch_label, cnn_title, data_note, names_batch, run_name
     from mlhw.runs import run_cnn
     from mlhw.tables import pct
 
@@ -204,11 +204,9 @@ def train(
     console = err if as_json else out
     on, whole = data_note(cfg), ""
     if cfg.batch_size >= len(data.train):  # legal full-batch training, but a typo's look-alike: said, the batch once
-        # a batch other than the default is in the title (data_note): 'batch 117' was said twice
-        named = cfg.batch_size != type(cfg).model_fields["batch_size"].default
-        whole = (
+        whole = (  # a batch the title names (data_note): 'batch 117' was said twice
             "the whole training split in each batch: one step an epoch, "
-            if named
+            if names_batch(cfg)
             else f"{batch_label(cfg.batch_size, len(data.train), 'split')}, "
         )
     console.print(
