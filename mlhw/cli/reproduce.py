@@ -152,7 +152,6 @@ def _tables_command(profile: str, settings, results_dir) -> str:
 
 
 def _show_plan(plan) -> None:
-    from rich.cells import cell_len
     from rich.table import Table
 
     heads = ("suite", "runs", "done", "to run", "trained with", "part of the assignment")
@@ -177,8 +176,7 @@ def _show_plan(plan) -> None:
             shared,
             plan.descriptions.get(suite, ""),
         )
-    widths = [max(cell_len(str(c)) for c in [h, *(r[j] for r in rows)]) for j, h in enumerate(heads)]
-    if sum(widths[:-1]) + min(widths[-1], 20) + 3 * len(widths) + 1 <= err.width:  # (a description wraps)
+    if _table_fits(heads, rows, {len(heads) - 1}, err.width):  # (a description wraps)
         err.print(table)
     else:  # a page too narrow for it (COLUMNS=60): rich cut the suites' names (`mlp_lr_s…`, what --only takes) and
         # wrapped each description a word a line; a line per suite says the same, wrapped at its spaces
@@ -194,6 +192,16 @@ def _show_plan(plan) -> None:
         err.print(data, highlight=False, soft_wrap=True)
     _show_overrides(plan)
     _show_untabled(plan)
+
+
+def _table_fits(heads, rows, wrapped: set[int], page: int) -> bool:
+    """Whether a rich table of these rows fits `page` columns with every column whole but those `wrapped` (given 20
+    columns at the narrowest): where it does not, rich cut the whole ones too (`mlp_lr_s…`, what --only takes)."""
+    from rich.cells import cell_len
+
+    widths = [max(cell_len(str(c)) for c in [h, *(r[j] for r in rows)]) for j, h in enumerate(heads)]
+    needed = sum(min(w, 20) if j in wrapped else w for j, w in enumerate(widths))
+    return needed + 3 * len(widths) + 1 <= page  # padding and borders: 3 a column, 1 more
 
 
 def _data_line(plan) -> str | None:
@@ -251,7 +259,6 @@ def _counts_line(plan) -> str:
 
 def _show_dry_run(plan, data_dir, results_dir) -> None:
     """The plan on stdout (it is what a dry run is for: `--dry-run > plan.txt`)."""
-    from rich.cells import cell_len
     from rich.table import Table
 
     title = f"plan: profile {plan.profile} (dry run: nothing is run or written)"
@@ -270,10 +277,9 @@ def _show_dry_run(plan, data_dir, results_dir) -> None:
             data = data.replace(cfg.dataset, f"{cfg.dataset} {cfg.classes[0]} vs {cfg.classes[1]}", 1)
         rows.append((p.spec.suite, p.spec.label, data, p.status, ident))
         table.add_row(p.spec.suite, p.spec.label, data, f"[{STATUS_STYLE.get(p.status, 'white')}]{p.status}[/]", ident)
-    widths = [max(cell_len(str(c)) for c in [h, *(r[j] for r in rows)]) for j, h in enumerate(heads)]
     # the suite, status and identity whole (what --only takes, what a diff of two dry runs compares), the run's
-    # label and its data wrapped at 20 columns at the narrowest; on a page narrower still a line per run
-    if sum(widths) - widths[1] - widths[2] + min(widths[1], 20) + min(widths[2], 20) + 3 * len(heads) + 1 <= out.width:
+    # label and its data wrapped; on a page narrower still a line per run
+    if _table_fits(heads, rows, {1, 2}, out.width):
         out.print(table)
     else:  # (COLUMNS=60: rich cut the suites' names to `mlp_lr_sw…`, as the plan's table did)
         out.print(title, highlight=False, markup=False, soft_wrap=True)
