@@ -337,3 +337,27 @@ def test_an_io_error_of_stdout_takes_the_same_path(capsys, monkeypatch):
     assert common.said_stdout_failed(failed.value) == 1 and common.said_stdout_failed(failed.value) == 1
     assert capsys.readouterr().err == "error: writing to standard output failed: Input/output error\n"
     assert guarded.write("more") == 4  # said: the rest goes nowhere
+
+
+TORCH_LOAD_PROBE = (
+    "import os, sys\n"
+    "class Probe:\n"  # notes the wait policy in the environment at the moment torch (and its libgomp) is first loaded
+    "    seen = []\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'torch' and not self.seen: self.seen.append(os.environ.get('OMP_WAIT_POLICY'))\n"
+    "sys.meta_path.insert(0, Probe())\n"
+    "import mlhw.cli, mlhw.mlp\n"
+    "print(Probe.seen)\n"
+)
+
+
+@pytest.mark.parametrize("given, loaded", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_torch_loads_its_openmp_threads_with_a_passive_wait_policy_unless_one_is_given(given, loaded):
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads it: spinning waiters made Part 1's batched seeds 8-10x
+    slower beside busy processes on 2 cores (benchmarks/omp_wait.py), so mlhw sets PASSIVE before torch loads; a
+    policy the user set is theirs."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | (
+        {"OMP_WAIT_POLICY": given} if given else {}
+    )
+    res = subprocess.run([sys.executable, "-c", TORCH_LOAD_PROBE], env=env, capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == repr([loaded]), res.stdout + res.stderr
