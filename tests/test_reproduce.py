@@ -30,6 +30,7 @@ from helpers import (
     sqlite_rows,
     sweep_suite,
     wait_for,
+    write_mnist_idx,
 )
 
 TINY = {
@@ -857,6 +858,23 @@ def test_dry_run_writes_and_downloads_nothing(light):
     assert "5 runs: 5 pending" in outputs["tiny"]
     # the mnist profile keeps mlp_full's one seed: four runs, each counted once although none has an identity yet
     assert "4 runs: 4 no data" in outputs["mnist"], outputs["mnist"]
+
+
+def test_a_dry_runs_no_data_line_names_the_subfolder_that_holds_the_files(light):
+    """`--data-dir shared/data` for `shared/data/mnist/`: a single command's error names the folder one level down
+    (test_cli_mlp.py); the dry run's "no data" line said only where it looked, and left the student to find it."""
+    doc = dict(LIGHT)
+    doc["profiles"] = dict(LIGHT["profiles"], mnist={"defaults": {"dataset": "mnist"}})
+    (light / "exp.yaml").write_text(yaml.safe_dump(doc))
+    write_mnist_idx(light / "data" / "mnist", 400, 200, side=28)  # the suites' subsets fit in it
+    args = ("reproduce", "--profile", "mnist", "--file", light / "exp.yaml", "--dry-run", "--no-download")
+    res = invoke(*args, "--data-dir", light / "data")
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.stdout.splitlines() if x.startswith("no data:"))
+    where = light / "data" / "mnist"
+    assert line.endswith(f"; the MNIST files are in {where}: --data-dir {where}"), line
+    res = invoke(*args, "--data-dir", where)  # the folder it names: the runs are pending, no line
+    assert res.exit_code == 0 and "no data" not in res.stdout and "4 runs: 4 pending" in res.stdout, res.output
 
 
 def test_a_dry_run_names_a_file_in_the_reports_way(light):

@@ -427,33 +427,47 @@ def _whose_data_dir(e: MLHWError, data_dir) -> str:
 def _data_in_a_subfolder(e: MLHWError, data_dir) -> str:
     """Data not found in --data-dir, but in a folder just under it: the folder above the data (`--data-dir
     shared/data` for `shared/data/mnist/`) is a student's first guess, and the message listed the files it looked
-    for without saying they were one level down. '' when none is (the folder's first 200 entries in listing order,
-    files included, are looked at: a subfolder after them is not named). A subfolder counts where the data layer's
-    own pre-flight check passes on it (mlhw.data.check_dataset, never a download; it loads and hashes the files, and
-    caches their fingerprint): the hint names a --data-dir that works."""
+    for without saying they were one level down. '' when none is (data_subfolder)."""
     from mlhw.errors import DataNotFound
 
     if not isinstance(e, DataNotFound) or not data_dir:
         return ""
     text = str(e)
     name = "mnist" if text.startswith("MNIST") else "cifar10" if text.startswith("CIFAR") else None
-    if name is None:
+    return subfolder_hint(name, data_dir) if name else ""
+
+
+def subfolder_hint(name: str, data_dir) -> str:
+    """'; the MNIST files are in DIR/sub: --data-dir DIR/sub' where data_subfolder finds one, else ''."""
+    sub = data_subfolder(name, data_dir)
+    if sub is None:
         return ""
+    return f"; the {'MNIST files' if name == 'mnist' else 'CIFAR-10 batches'} are in {sub}: --data-dir {sub}"
+
+
+def data_subfolder(name: str, data_dir) -> Path | None:
+    """The first folder just under `data_dir` that holds dataset `name` (mnist, cifar10), or None (the folder's
+    first 200 entries in listing order, files included, are looked at: a subfolder after them is not named). A
+    subfolder counts where the data layer's own pre-flight check passes on it (mlhw.data.check_dataset, never a
+    download; it loads and hashes the files, and caches their fingerprint): the hint names a --data-dir that
+    works."""
+    if name not in ("mnist", "cifar10") or not data_dir:
+        return None
     try:
         from mlhw.data import check_dataset
 
         top = Path(data_dir)
         if not top.is_dir():
-            return ""
+            return None
         for sub in sorted(p for p in itertools.islice(top.iterdir(), 200) if p.is_dir()):
             try:
                 check_dataset(name, sub, False)
             except (MLHWError, OSError):  # not there, or broken there: no folder to name
                 continue
-            return f"; the {'MNIST files' if name == 'mnist' else 'CIFAR-10 batches'} are in {sub}: --data-dir {sub}"
-    except OSError:  # a folder that cannot be listed: the message as it was
-        return ""
-    return ""
+            return sub
+    except OSError:  # a folder that cannot be listed: no folder to name
+        return None
+    return None
 
 
 def _on_sigterm() -> dict:

@@ -29,6 +29,7 @@ from mlhw.cli.common import (
     n_runs,
     out,
     progress,
+    subfolder_hint,
 )
 from mlhw.cli.tables import print_tables
 from mlhw.cli.validate import as_given, check_parallel_options, validate
@@ -290,7 +291,8 @@ def _show_dry_run(plan, data_dir, results_dir) -> None:
     absent = sorted({p.spec.config.dataset for p in plan.entries if p.status == "no data"})
     if absent:
         out.print(
-            f"no data: {', '.join(absent)} not in {data_dir}/ (a run would download it, or stop: --data-dir DIR)",
+            f"no data: {', '.join(absent)} not in {data_dir}/ (a run would download it, or stop: --data-dir DIR)"
+            + "".join(subfolder_hint(name, data_dir) for name in absent),
             highlight=False,
             soft_wrap=True,
         )
