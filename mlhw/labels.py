@@ -103,3 +103,20 @@ def run_name(part: str, what: str, cfg) -> str:
     """A single command's run: 'mlp.c · lr=0.1, seed 8 (mnist 2000/1000, 3 epochs)'; a reproduction names its
     runs what sets them apart first, then their suite: "seed 8 (mnist, 30 epochs) · mlp_full" (mlhw.plan.job_of)."""
     return f"{part} · {what}, seed {cfg.seed} ({data_note(cfg)})"
+
+
+def svm_variant(cfg) -> str:
+    """What sets a single SVM command's run apart beyond its method (Q1) or classes and C (Q3), each only where it is
+    not the config's default, in the words of the SVM table's setting: ', 300 steps, lr 5' (Q1's subgradient method;
+    the exact one reads neither), ', no bias' (Q1), ', bias none' (Q3), ', seed 3'. Runs with and without Q1's bias
+    feature, of Q3's three formulations, or of two step sizes all read 'svm.q3 · 3 vs 8, C=1 (digits)' alike."""
+    fields = type(cfg).model_fields
+    out = ""
+    if getattr(cfg, "method", None) == "subgradient":
+        out += f", {cfg.steps} steps, lr {_number(cfg.lr)}"
+    bias = getattr(cfg, "bias", None)
+    if bias is not None and bias != fields["bias"].default:
+        out += ", no bias" if bias is False else f", bias {bias}"
+    if cfg.seed != fields["seed"].default:
+        out += f", seed {cfg.seed}"
+    return out

@@ -731,3 +731,30 @@ def test_svm_soft_verdict_tolerances_are_mlhw_theorys():
     for key, claim in claims.items():
         assert ours[key] == theirs[claim], (key, claim)
     assert ours["duality_gap"] == svm.GAP_TOLERANCE
+
+
+def test_svm_runs_are_named_for_the_settings_that_set_them_apart(workdir):
+    """Q3 with a free, a regularized and no bias were three runs all named 'svm.q3 · 3 vs 8, C=1 (digits)', and Q1
+    with and without its bias feature, or by two step sizes, shared a name too: the MLflow UI's run list could not
+    tell them apart, nor the table's title which one it printed. Each now says what is not the default."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    commands = {
+        ("soft",): "svm.q3 · 3 vs 8, C=1 (digits)",
+        ("soft", "--bias", "none"): "svm.q3 · 3 vs 8, C=1, bias none (digits)",
+        ("soft", "--bias", "regularized", "--seed", "3"): "svm.q3 · 3 vs 8, C=1, bias regularized, seed 3 (digits)",
+        ("multiclass", "--train-size", "200"): "svm.q1 · exact method (digits 200/all)",
+        ("multiclass", "--train-size", "200", "--no-bias"): "svm.q1 · exact method, no bias (digits 200/all)",
+        ("multiclass", "--train-size", "200", "--method", "subgradient", "--steps", "5", "--lr", "0.5"): (
+            "svm.q1 · subgradient method, 5 steps, lr 0.5 (digits 200/all)"
+        ),
+    }
+    titles = {}
+    for args in commands:
+        res = invoke("svm", *args, "--tracking-uri", uri)
+        assert res.exit_code == 0, res.output
+        titles[args] = res.stdout.splitlines()[0].strip()
+    assert sorted(r.info.run_name for r in runs_of(uri)[1]) == sorted(commands.values())
+    # the printed title says them too: Q3's said its bias already, Q1's neither its bias nor its step size
+    assert titles[("multiclass", "--train-size", "200", "--no-bias")].endswith("10 classes, no bias)")
+    subgradient = next(args for args in commands if "subgradient" in args)
+    assert titles[subgradient].endswith("10 classes, 5 steps, lr 0.5)"), titles[subgradient]

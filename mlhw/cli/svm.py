@@ -29,7 +29,7 @@ from mlhw.cli.common import (
 )
 from mlhw.config import MulticlassSVMConfig, SoftSVMConfig, build, default_of
 from mlhw.errors import MLHWError
-from mlhw.labels import data_note
+from mlhw.labels import data_note, svm_variant
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -152,7 +152,8 @@ def multiclass(
     )
     source, store, job = prepare(
         cfg,
-        f"svm.q1 · {cfg.method} method ({data_note(cfg)})",  # the subset sizes: runs that differ in them differ by name
+        # the subset sizes, the bias, the steps and the seed: runs that differ in them differ by name
+        f"svm.q1 · {cfg.method} method{svm_variant(cfg)} ({data_note(cfg)})",
         "svm.q1",
         "mlhw svm multiclass",
         data_dir,
@@ -198,7 +199,7 @@ def multiclass(
     f_label = "f* = min mean hinge" if cfg.method == "exact" else f"mean hinge after {rep['steps']} steps"
     _report(
         f"Q1 multiclass hinge on {data.name}{_files_note(data)} "
-        f"({len(data.train):,} train / {len(data.test):,} test, {data.n_classes} classes)",
+        f"({len(data.train):,} train / {len(data.test):,} test, {data.n_classes} classes{svm_variant(cfg)})",
         [
             (f_label, rep["objective"]),
             ("method", Q1_METHODS.get(rep["method"], rep["method"])),  # 'certificate' alone was jargon
@@ -303,7 +304,7 @@ def soft(
         test_size=test_size,
         seed=seed,
     )
-    name = f"svm.q3 · {cfg.classes[0]} vs {cfg.classes[1]}, C={cfg.C:g} ({data_note(cfg)})"
+    name = f"svm.q3 · {cfg.classes[0]} vs {cfg.classes[1]}, C={cfg.C:g}{svm_variant(cfg)} ({data_note(cfg)})"
     source, store, job = prepare(cfg, name, "svm.q3", "mlhw svm soft", data_dir, download, tracking_uri, experiment)
     data = source.for_config(cfg)
     import numpy as np
