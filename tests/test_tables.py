@@ -492,3 +492,44 @@ def test_settings_say_where_the_runs_compute_otherwise_than_the_assignment():
     }
     text = "\n".join(settings_lines(Scope("mine", entries), done))
     assert "64 units" not in text and "NumPy float64" not in text and "autocast" not in text
+
+
+def test_the_theory_tables_note_says_what_each_of_its_data_is(monkeypatch):
+    """The theory table's data column read 'blobs', 'overlapping', 'random', 'digits 3v8' with nothing in REPORT.md
+    to say what they are, nor what 'max error' and 'tolerance' mean together. TABLE_NOTES['theory'] says it, and
+    what it says of each dataset is held here to what mlhw.theory.run_checks hands its checks."""
+    from scipy.optimize import linprog
+
+    from mlhw import theory
+    from mlhw.data import load_digits_data
+
+    seen: dict[str, tuple] = {}
+    data: dict[str, tuple] = {}
+
+    def record(X, y, name, *_, **__):
+        seen[name], data[name] = (X.shape, len(np.unique(y))), (X, y)
+        return []
+
+    for check in ("check_q1", "check_q3"):
+        monkeypatch.setattr(theory, check, record)
+    for check in ("check_q2", "check_q4", "check_backprop"):  # their data is "random": drawn by each check itself
+        monkeypatch.setattr(theory, check, lambda *a, **k: [])
+    theory.run_checks(load_digits_data())
+    assert seen == {
+        "blobs": ((300, 6), 4),  # 5 dimensions and the bias feature
+        "overlapping": ((120, 6), 2),
+        "digits": ((1297, 65), 10),
+        "digits 3v8": ((264, 64), 2),
+    }
+    X, y = data["overlapping"]  # "not linearly separable": no (w, b) with y_i (<w, x_i> + b) >= 1 for all i
+    A = np.hstack([X, np.ones((len(X), 1))])
+    assert linprog(np.zeros(7), A_ub=-y[:, None] * A, b_ub=-np.ones(len(y)), bounds=(None, None)).status == 2
+    note = T.TABLE_NOTES["theory"]
+    for said in (
+        "*blobs*, 300 points of 4 well-separated Gaussian blobs in 5 dimensions, with a bias feature",
+        "*overlapping*, 120 Gaussian points in 6 dimensions",
+        "*random*, inputs each check draws itself",
+        "the embedded digits' 1,297 training images (Q1: all 10 classes, with a bias feature; Q3: the 264 3s and 8s)",
+        "a row passes when it is at most the *tolerance*",
+    ):
+        assert said in note, said
