@@ -804,3 +804,44 @@ def test_svm_soft_does_not_show_a_free_bias_constraint_it_does_not_have(workdir,
     assert ("|b (Newton) - b (from the dual)|" in rows) == (bias != "none")
     liblinear = {"none": "liblinear (no bias), rel. diff", "regularized": "liblinear (b penalised), rel. diff"}
     assert liblinear[bias] in rows  # it read "liblinear (none bias)"
+
+
+def test_a_free_bias_runs_liblinear_objective_says_whose_problem_it_is(workdir):
+    """With a free bias, liblinear/objective (5.185801 on digits 3 vs 8, C = 1) is the objective of the problem with
+    its bias penalised, logged beside primal/objective (5.185426) and a relative difference of 2e-16: nothing in the
+    run said the two were of different problems (report.json's liblinear_formulation alone). A tag says it; the
+    difference is that variant's, solved here independently (bias folded into the features, liblinear's C/2)."""
+    from mlhw.runs import LIBLINEAR_PROBLEM
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    for bias in ("free", "none"):
+        assert invoke("svm", "soft", "--bias", bias, "--tracking-uri", uri).exit_code == 0
+    client, runs = runs_of(uri)
+    by_bias = {r.data.params["bias"]: r for r in runs}
+    free = by_bias["free"]
+    assert free.data.tags["mlhw.liblinear_problem"] == LIBLINEAR_PROBLEM["free"]
+    assert "not primal/objective's problem" in LIBLINEAR_PROBLEM["free"]
+    m = free.data.metrics
+    assert m["liblinear/objective"] != pytest.approx(m["primal/objective"], rel=1e-6)  # another problem indeed
+    assert m["liblinear/objective"] == pytest.approx(penalised_bias_optimum(C=1.0), rel=1e-7)
+    assert by_bias["none"].data.tags["mlhw.liblinear_problem"] == "this run's problem (no bias)"
+
+
+def penalised_bias_optimum(C: float) -> float:
+    """min 1/2 ||(w, b)||^2 + C/2 sum max(0, 1 - y (w.x + b))^2 on digits 3 vs 8 (as independent_soft_svm builds it,
+    without mlhw), by L-BFGS: the problem liblinear solves for a free-bias row."""
+    from scipy.optimize import minimize
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    rows = np.random.RandomState(0).permutation(len(raw.target))[:-500]
+    keep = np.isin(raw.target[rows], (3, 8))
+    A = np.hstack([raw.data[rows][keep] / 16.0, np.ones((int(keep.sum()), 1))])
+    y = np.where(raw.target[rows][keep] == 3, 1.0, -1.0)
+
+    def objective(theta):
+        slack = np.maximum(0.0, 1.0 - y * (A @ theta))
+        return 0.5 * theta @ theta + 0.5 * C * slack @ slack, theta - C * A.T @ (y * slack)
+
+    fit = minimize(objective, np.zeros(A.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": 1e-10, "ftol": 0})
+    return float(fit.fun)
