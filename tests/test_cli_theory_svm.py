@@ -388,11 +388,14 @@ def test_a_large_exact_q1_says_what_it_solves_before_it_goes_quiet(workdir, monk
     assert (task.description, task.finished, task.fields["info"]) == ("Q1 exact", True, "certificate")
 
 
-def independent_soft_svm(C: float) -> tuple[float, float, float, int, int]:
-    """Q3 on digits 3 vs 8 computed without mlhw: (objective, training error, test error, n_train, n_test). Digits
+def independent_soft_svm(C: float) -> tuple[float, float, float, int, int, int]:
+    """Q3 on digits 3 vs 8 computed without mlhw: (objective, training error, test error, n_train, n_test, support
+    vectors). Digits
     from scikit-learn's load_digits split as documented (pixels / 16, a seed-0 permutation, its last 500 the test
     set), the 3s labelled +1 and the 8s -1, and the primal with a free bias, 1/2 ||w||^2 + C/2 sum max(0, 1 - y
-    (w.x + b))^2, minimised by L-BFGS; the errors counted by hand (a score >= 0 reads +1)."""
+    (w.x + b))^2, minimised by L-BFGS; the errors counted by hand (a score >= 0 reads +1). The support vectors are
+    the samples with alpha_i > 0, which by Q3(c)'s xi_i = (alpha_i + beta_i)/C with beta = 0 are those with xi_i > 0:
+    inside the margin, y_i (w.x_i + b) < 1 (none of digits' within 1e-4 of it at C = 0.1, 1, 10)."""
     from scipy.optimize import minimize
     from sklearn.datasets import load_digits
 
@@ -413,12 +416,14 @@ def independent_soft_svm(C: float) -> tuple[float, float, float, int, int]:
 
     fit = minimize(objective, np.zeros(A.shape[1]), jac=True, method="L-BFGS-B", options={"gtol": 1e-10, "ftol": 0})
     w, b = fit.x[:-1], fit.x[-1]
+    margins = ytr * (Xtr @ w + b)
+    assert np.abs(margins - 1).min() > 1e-5  # no sample within L-BFGS's rounding of the margin
     errors = []
     for X, y in ((Xtr, ytr), (Xte, yte)):
         scores = X @ w + b
         assert np.abs(scores).min() > 1e-5  # no image within rounding of the boundary (closest: 3.4e-4, C = 0.01)
         errors.append(float(np.mean(np.where(scores >= 0, 1.0, -1.0) != y)))
-    return float(fit.fun), errors[0], errors[1], len(ytr), len(yte)
+    return float(fit.fun), errors[0], errors[1], len(ytr), len(yte), int(np.sum(margins < 1))
 
 
 def test_svm_soft_errors_are_those_of_an_independent_fit_on_digits_3_and_8(workdir):
@@ -429,12 +434,13 @@ def test_svm_soft_errors_are_those_of_an_independent_fit_on_digits_3_and_8(workd
     res = invoke("svm", "soft", "--classes", "3,8", "--C", C, "--json", "--tracking-uri", f"sqlite:///{workdir}/m.db")
     assert res.exit_code == 0, res.output
     rep = json.loads(res.stdout.strip().splitlines()[-1])
-    objective, train_error, test_error, n_train, n_test = independent_soft_svm(C)
+    objective, train_error, test_error, n_train, n_test, support = independent_soft_svm(C)
     assert (rep["n_train"], rep["n_test"]) == (n_train, n_test) == (264, 93)
     assert rep["primal_objective"] == pytest.approx(objective, rel=1e-7)
     assert 0 < test_error < 0.5 and train_error not in (0, test_error)
     assert rep["train_error"] == pytest.approx(train_error, abs=1e-12)
     assert rep["test_error"] == pytest.approx(test_error, abs=1e-12)
+    assert rep["support_vectors"] == support  # the dual's alpha_i > 0 against the primal's margins < 1, by L-BFGS
 
 
 @pytest.mark.parametrize("profile", ["ci", "digits", "paper"])
@@ -447,12 +453,14 @@ def test_the_committed_baselines_q3_rows_are_those_of_an_independent_fit(profile
     for _, row in rows.iterrows():
         found = re.fullmatch(r"digits 3vs8, C=([0-9.e+-]+)", row["setting"])
         assert found, row["setting"]
-        objective, train_error, test_error, _, _ = independent_soft_svm(float(found[1]))
+        objective, train_error, test_error, _, _, support = independent_soft_svm(float(found[1]))
         assert row["objective"] == pytest.approx(objective, rel=1e-7), row["setting"]
         assert (row["train error"], row["test error"]) == (
             pytest.approx(train_error, abs=1e-12),
             pytest.approx(test_error, abs=1e-12),
         ), row["setting"]
+        # gated by `mlhw check` too, and read from the dual alone: a count of alpha_i > 0 against its meaning
+        assert int(row["support vectors"]) == support, row["setting"]  # (a column of "-" for Q1 too)
 
 
 def test_svm_soft_says_how_many_samples_of_its_two_classes_it_kept(workdir):
