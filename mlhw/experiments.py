@@ -243,18 +243,18 @@ class UniqueKeyLoader(SafeValuesLoader):
     def construct_mapping(self, node, deep=False):
         if not isinstance(node, yaml.MappingNode):  # `!!set [1]`: the base class's error at its line (the loop below
             return super().construct_mapping(node, deep)  # unpacked a sequence's items: a TypeError traceback)
-        seen = set()
+        seen = {}  # key -> the line it was first given on: the message names both places
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`, then keys of its own: merged by the base
                 continue  # class (its keys may be overridden; two of the mapping's own may not be the same)
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, collections.abc.Hashable):  # `[a, b]: 1`, `{a: 1}: 2`: the base class's error,
                 break  # at its line ('found unhashable key'); `key in seen` raised TypeError, a traceback
-            if key in seen:
+            if key in seen:  # "(line 9)" of the error at line 9 named the second place twice, never the first
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (line {key_node.start_mark.line + 1})", key_node.start_mark
+                    None, None, f"duplicate key {key!r} (first given on line {seen[key]})", key_node.start_mark
                 )
-            seen.add(key)
+            seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
 

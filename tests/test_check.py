@@ -321,7 +321,7 @@ def test_bad_check_yaml_names_the_key(tmp_path, text, culprit):
         (b"k: 3\nmetrics: {default: {since: 2026-13-01}}\n", "line 2 not valid YAML ('2026-13-01' is no timestamp"),
         (b"k: !!int three\n", "line 1 not valid YAML ('three' is no int"),
         # YAML keeps the last of a key given twice: k: 3 then k: 4 was read as 4, silently
-        (b"k: 3\nk: 4\n", "line 2 not valid YAML (duplicate key 'k' (line 2))"),
+        (b"k: 3\nk: 4\n", "line 2 not valid YAML (duplicate key 'k' (first given on line 1))"),
     ],
     ids=["latin-1", "nested", "month-13", "bad-int", "duplicate-key"],
 )
