@@ -110,6 +110,11 @@ def format_validation_error(err, prefix: str = "", model=None) -> str:
         if e.get("type") == "extra_forbidden" and model is not None and (known := keys_at(model, path[:-1])):
             msg += f" (keys here: {', '.join(known)})"
         got = e.get("input")
+        if e.get("type") in ("model_type", "dict_type"):  # "a valid dictionary or instance of ProfileSpec": a class
+            # name the file never shows; `mine:` with nothing under it is YAML's null, the commonest way to get here
+            known = keys_at(model, path) if model is not None else []
+            msg = ("nothing given (YAML's null): " if got is None else "") + "must be a mapping of key: value"
+            msg += f" (keys here: {', '.join(known)})" if known else ""
         if isinstance(got, dict) or got is None:
             shown = ""
         elif prefix == "--" and isinstance(got, list | tuple):  # an option's list, as typed: --classes 3,11

@@ -1167,3 +1167,33 @@ def test_a_suites_base_seed_under_a_profiles_seeds_is_the_profiles_doing(tmp_pat
     }
     spec = load_file(write(tmp_path, doc))
     assert [r.config.seed for r in expand(spec, "p")] == [8, 9] and [r.config.seed for r in expand(spec, "q")] == [3]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # `mine:` with nothing under it (a profile begun and not yet written) is YAML's null
+        (
+            "suites: {m: {kind: mlp, part: mlp.c}}\nprofiles:\n  mine:\n",
+            "profiles.mine: nothing given (YAML's null): must be a mapping of key: value "
+            "(keys here: defaults, description, jobs, suites)",
+        ),
+        (
+            "suites:\n  m:\nprofiles: {p: {}}\n",
+            "suites.m: nothing given (YAML's null): must be a mapping of key: value "
+            "(keys here: base, description, grid, kind, part, seeds)",
+        ),
+        (
+            "suites: {m: {kind: mlp, part: mlp.c}}\nprofiles: {p: {suites: {m: [1]}}}\n",
+            "profiles.p.suites.m: must be a mapping of key: value (keys here: base, grid, seeds) (got [1])",
+        ),
+    ],
+    ids=["null-profile", "null-suite", "list-override"],
+)
+def test_a_missing_mapping_is_named_in_the_files_words(tmp_path, text, message):
+    """A profile or suite left empty said "must be a valid dictionary or instance of ProfileSpec": a class name the
+    file never shows, and no word of what goes there."""
+    path = write(tmp_path, text)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == f"{path}: {message}"
