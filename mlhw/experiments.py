@@ -458,6 +458,7 @@ def _expand_suite(
         return []
     _apply_profile_and_set(layers, name, suite.kind, prof, profile, overrides, file)
     _check_layers(layers, model, file, name)
+    _check_size(layers, name, file)
     runs = _product(layers, name, suite, model, file)
     _check_file_values_reach_a_run(layers, name, runs, file)
     return runs
@@ -598,6 +599,36 @@ def _check_layers(layers: _Layers, model, file, name: str) -> None:
             raise MLHWError(
                 f"{_named(layers.grid_origin[k], file)}: {as_written(again)} is listed twice (got {as_written(values)})"
             )
+
+
+# The most runs one suite may make. A grid is a product: two lists of 100 pasted into one suite made 10,000 runs, and
+# `reproduce` planned them (seconds of validation at every load, as every profile is expanded) and set out to train
+# them, with no word but the plan's count. The shipped profiles' largest suite makes 18; a study larger than this is
+# split into suites, each a table row group and an MLflow parent of its own.
+MAX_SUITE_RUNS = 1000
+
+
+def _check_size(layers: _Layers, name: str, file) -> None:
+    """A suite whose grid x seeds would make more than MAX_SUITE_RUNS runs is refused before its configs are built,
+    naming a --set among its lists, else the longest list (the likeliest mistake), and every factor."""
+    factors = [(len(v), k, layers.grid_origin[k]) for k, v in layers.grid.items()]
+    if layers.seeds is not None:
+        factors.append((len(layers.seeds), "seeds", layers.seeds_origin))
+    total = 1
+    for n, _, _ in factors:
+        total *= n
+    if total <= MAX_SUITE_RUNS:
+        return
+    # a --set that took it over the limit is the change just made; else the longest list
+    _, _, culprit = max(factors, key=lambda f: (f[2].startswith("--set"), f[0]))
+    sizes = " x ".join(
+        (f"{n} seed{'s' if n != 1 else ''}" if k == "seeds" else f"{n} value{'s' if n != 1 else ''} of {k}")
+        for n, k, _ in factors
+    )
+    raise MLHWError(
+        f"{_named(culprit, file)}: suite {name} would make {total:,} runs ({sizes}), more than the {MAX_SUITE_RUNS:,} "
+        f"a suite may make: shorten the lists, or split the study into suites of {MAX_SUITE_RUNS:,} runs at most"
+    )
 
 
 def _product(layers: _Layers, name: str, suite: SuiteSpec, model, file) -> list[RunSpec]:

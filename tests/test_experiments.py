@@ -1197,3 +1197,25 @@ def test_a_missing_mapping_is_named_in_the_files_words(tmp_path, text, message):
     with pytest.raises(MLHWError) as info:
         load_file(path)
     assert str(info.value) == f"{path}: {message}"
+
+
+def test_a_suite_of_more_runs_than_the_limit_is_refused_naming_its_longest_list(tmp_path):
+    """Two lists of 100 pasted into one grid made 10,000 runs: `reproduce` planned them and set out to train them."""
+    from mlhw.experiments import MAX_SUITE_RUNS
+
+    rates = [round(0.001 * (i + 1), 3) for i in range(100)]
+    doc = with_(lambda d: d["suites"]["m"].update(grid={"lr": rates, "batch_size": list(range(1, 11))}))
+    path = write(tmp_path, doc)  # profile p's 2 seeds: 100 x 10 x 2 = 2,000 (safe_dump sorts the grid's keys)
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == (
+        f"{path}: suites.m.grid.lr: suite m would make 2,000 runs (10 values of batch_size x 100 values of lr x 2 "
+        f"seeds), more than the {MAX_SUITE_RUNS:,} a suite may make: shorten the lists, or split the study into "
+        f"suites of {MAX_SUITE_RUNS:,} runs at most"
+    )
+    # at the limit, it plans; a --set of seeds beyond it is named as the --set
+    doc["suites"]["m"]["grid"]["batch_size"] = list(range(1, 6))
+    spec = load_file(write(tmp_path, doc))
+    assert len([r for r in expand(spec, "p") if r.suite == "m"]) == MAX_SUITE_RUNS
+    with pytest.raises(MLHWError, match=r"^--set m.seeds: suite m would make 1,500 runs \(5 values of batch_size "):
+        expand(spec, "p", sets=["m.seeds=[1, 2, 3]"])
