@@ -168,6 +168,12 @@ class DataSource:
         if absent:
             blame = "train_size" if cfg.train_size is not None else "classes"
             return blame, f"class {absent[0]} has no training samples in {data.name} ({len(data.train)} samples)"
+        if classes and cfg.test_size is not None and not set(classes) & set(data.test.y.tolist()):
+            # (the run FINISHED with no test error: "-" in its table, no metric in MLflow)
+            return "test_size", (
+                f"{len(data.test)} test samples of {data.name} hold none of classes "
+                f"{' and '.join(map(str, classes))}: no test error to measure"
+            )
         return None
 
 

@@ -660,6 +660,7 @@ def test_a_file_that_is_neither_missing_nor_regular_is_named_so(tmp_path):
             ["--profile", "p", "--set", "s.train_size=4"],
             "--set s.train_size: class 8 has no training samples in digits (4 samples)",
         ),
+        (["--profile", "p", "--set", "s.test_size=5"], "--set s.test_size: 5 test samples of digits hold none of"),
         (["--profile", "p", "--set", "c.train_fraction=0.0008"], "--set c.train_fraction: 0.0008 of digits is 1"),
         (["--profile", "p", "--set", "c.batch_size=1"], "--set c.batch_size: BatchNorm needs batches of 2 images"),
         (["--profile", "p", "--set", "m.grid.lr=[1,1]"], "--set m.grid.lr: 1 is listed twice (got [1, 1])"),
