@@ -340,6 +340,15 @@ class SoftSVMConfig(_Config):
     test_size: PositiveInt | None = None
     seed: Seed = 8
 
+    @property
+    def absent_residuals(self) -> frozenset[str]:
+        """The KKT residuals of mlhw.svm.soft_report that this formulation has no constraint for (the report holds 0
+        for them): sum alpha_i y_i = 0 is a free bias's constraint, and without a bias there is no b to recover."""
+        return frozenset(
+            ({"equality_residual"} if self.bias != "free" else set())
+            | ({"bias_residual"} if self.bias == "none" else set())
+        )
+
     @field_validator("classes")
     @classmethod
     def _two_different(cls, v):

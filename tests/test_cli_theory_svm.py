@@ -837,6 +837,26 @@ def test_a_free_bias_runs_liblinear_objective_says_whose_problem_it_is(workdir):
     assert by_bias["none"].data.tags["mlhw.liblinear_problem"] == "this run's problem (no bias)"
 
 
+def test_a_residual_of_a_constraint_the_formulation_lacks_is_not_logged_as_a_passed_check(workdir):
+    """Without a free bias there is no sum alpha_i y_i = 0 (and without a bias no b to recover from the dual): the
+    runs logged kkt/equality_residual (and kkt/bias_residual) as 0, in the UI a check that passed exactly. They are
+    not metrics of such a run, and report.json holds null for them; a free bias's run logs both, computed."""
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    for bias in ("free", "regularized", "none"):
+        assert invoke("svm", "soft", "--bias", bias, "--tracking-uri", uri).exit_code == 0
+    client, runs = runs_of(uri)
+    for run in runs:
+        bias, m = run.data.params["bias"], run.data.metrics
+        report = json.loads(Path(client.download_artifacts(run.info.run_id, "report.json", str(workdir))).read_text())
+        absent = {"free": set(), "regularized": {"equality_residual"}, "none": {"equality_residual", "bias_residual"}}
+        for key in ("equality_residual", "bias_residual"):
+            if key in absent[bias]:
+                assert f"kkt/{key}" not in m and report[key] is None, (bias, key)
+            else:
+                assert m[f"kkt/{key}"] == report[key] and report[key] < 1e-8, (bias, key)
+        assert m["kkt/xi_residual"] == report["xi_residual"]  # the others as before
+
+
 def penalised_bias_optimum(C: float) -> float:
     """min 1/2 ||(w, b)||^2 + C/2 sum max(0, 1 - y (w.x + b))^2 on digits 3 vs 8 (as independent_soft_svm builds it,
     without mlhw), by L-BFGS: the problem liblinear solves for a free-bias row."""

@@ -410,19 +410,15 @@ Q3_TOLERANCES = (
 )
 
 
-def _not_applicable(bias: str) -> set[str]:
-    """The residuals of Q3_TOLERANCES that a formulation has none of (its run logs 0 for them): sum alpha_i y_i = 0
-    is a free bias's constraint, and without a bias there is no b to recover."""
-    return ({"equality_residual"} if bias != "free" else set()) | ({"bias_residual"} if bias == "none" else set())
-
-
 def _q3_verdict(rep: dict, bias: str = "free") -> str:
     """'yes' when every residual the run computed is within its tolerance; else 'NO: ...' naming the first that is
     not (NaN fails). A residual the run did not compute (no dual above 6,000 samples) is not judged, and a 'yes'
     names what it judged: it said 'all within 1e-8' with the gap and the KKT residuals skipped. A residual the
-    formulation has none of (`_not_applicable`: sum alpha_i y_i without a free bias) is neither judged nor missed. The
-    tolerances are read from Q3_TOLERANCES (the 'yes' spelt them again)."""
-    applicable = [(name, key, tol) for name, key, tol in Q3_TOLERANCES if key not in _not_applicable(bias)]
+    formulation has none of (SoftSVMConfig.absent_residuals: sum alpha_i y_i without a free bias) is neither judged
+    nor missed. The tolerances are read from Q3_TOLERANCES (the 'yes' spelt them again)."""
+    applicable = [
+        (name, key, tol) for name, key, tol in Q3_TOLERANCES if key not in SoftSVMConfig(bias=bias).absent_residuals
+    ]
     judged = [(name, key, tol) for name, key, tol in applicable if key in rep]
     for name, key, tol in judged:
         if not abs(rep[key]) <= tol:
