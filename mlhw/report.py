@@ -157,8 +157,11 @@ def collect(
 # --- tables and figures -------------------------------------------------------------------------------------
 
 
-def build_tables(done: dict[str, list[dict]], store: Store) -> list[T.ResultTable]:
-    """The result tables; the write-up's numbers sit beside runs made at the assignment's settings only."""
+def build_tables(
+    done: dict[str, list[dict]], store: Store, descriptions: dict[str, str] | None = None
+) -> list[T.ResultTable]:
+    """The result tables; the write-up's numbers sit beside runs made at the assignment's settings only. A suite
+    added to experiments.yaml gets a table of its own after them (`T.table_of`), titled with its description."""
     from mlhw.findings import off_reference
 
     out = []
@@ -172,14 +175,39 @@ def build_tables(done: dict[str, list[dict]], store: Store) -> list[T.ResultTabl
             out.append(T.cnn_table(suite, done[suite], reference=not off_reference(done[suite], "cnn")))
     if done.get("svm_multiclass") or done.get("svm_soft"):
         out.append(T.svm_table(done.get("svm_multiclass", []), done.get("svm_soft", [])))
+    added = [s for s in done if s not in T.SUITE_TABLES and done[s]]
+    added = [s for s in added if T.table_of(s, done[s][0].get("kind"), len(done[s])) == s]
+    for suite in added:
+        recs, about = done[suite], (descriptions or {}).get(suite)
+        if recs[0].get("kind") in ("mlp", "cnn"):
+            out.append(T.added_suite_table(suite, recs, about))
+        elif recs[0].get("kind") in ("svm_multiclass", "svm_soft"):
+            out.append(T.added_svm_table(suite, recs, about))
     for t in out:  # a table pasted into a write-up says what it ran on (the SVM's rows say it per row)
         datasets = datasets_named(done.get(_suite_of(t.name), []))
-        if datasets and t.name != "svm":
+        if datasets and t.like != "svm":
             t.title += f" on {', '.join(datasets)}"
     if done.get("theory"):
-        text = store.download_text(done["theory"][0]["run_id"], "theory.csv")
-        out.append(T.theory_table(pd.read_csv(io.StringIO(text)).to_dict("records")))
+        out.append(T.theory_table(_theory_rows(store, done["theory"][0])))
+    for suite in [s for s in added if done[s][0].get("kind") == "theory"]:
+        t = T.theory_table(_theory_rows(store, done[suite][0]))
+        about = ((descriptions or {}).get(suite) or "").strip().rstrip(".")
+        out.append(
+            T.ResultTable(
+                suite,
+                f"{suite} ({about}): {t.title}" if about else f"{suite}: {t.title}",
+                t.numeric,
+                t.display,
+                like="theory",
+            )
+        )
     return out
+
+
+def _theory_rows(store: Store, record: dict) -> list[dict]:
+    """A theory run's checks, as it logged them (theory.csv)."""
+    text = store.download_text(record["run_id"], "theory.csv")
+    return pd.read_csv(io.StringIO(text)).to_dict("records")
 
 
 def datasets_named(records) -> list[str]:
@@ -276,7 +304,38 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
                 lambda p, s=series, t=full: cnn_curves_figure(s, p, t),
             )
         )
+    for suite, recs in done.items():  # an added MLP or AlexNet suite: its kind's figure, a curve per table row
+        kind = recs[0].get("kind") if recs else None
+        if suite in T.SUITE_TABLES or kind not in ("mlp", "cnn") or T.table_of(suite, kind, len(recs)) != suite:
+            continue
+        keys = T.grid_fields(recs)
+        name = lambda r, keys=keys: _curve_label(r, keys)  # noqa: E731
+        series = [
+            (label, [curves(r, 1 if kind == "cnn" else 0) for r in recs if name(r) == label and r.get("history")])
+            for label in dict.fromkeys(name(r) for r in recs)
+        ]
+        full = f"{suite} on {', '.join(datasets_named(recs))}"
+        if kind == "mlp":
+            caption = f"{suite}: training accuracy, training loss and test accuracy per epoch"
+            draw = lambda p, s=series, t=full: lr_sweep_figure(s, p, t)  # noqa: E731
+        else:
+            caption = f"{suite}: training loss and validation accuracy per epoch"
+            draw = lambda p, s=series, t=full: cnn_curves_figure(s, p, t)  # noqa: E731
+        specs.append((suite, f"{suite}.png", caption, draw))
     return specs
+
+
+def _curve_label(r: dict, keys: list[str]) -> str:
+    """An added suite's curve, named as its table's row: 'lr=0.001', 'Adam lr=5e-5, batch_size=32' (a variant in the
+    assignment's words), or the dataset where only seeds differ."""
+    from mlhw.labels import lr_label, variant_title
+
+    if not keys:
+        return str(r.get("dataset"))
+    return ", ".join(
+        lr_label(r[k]) if k == "lr" else variant_title(str(r[k])) if k == "variant" else f"{k}={T.grid_value(r.get(k))}"
+        for k in keys
+    )
 
 
 # --- the folder ---------------------------------------------------------------------------------------------
@@ -338,7 +397,7 @@ def write_report(
     from mlhw import findings as F
 
     done, missing = collect(scope, store)
-    tables = build_tables(done, store)
+    tables = build_tables(done, store, scope.descriptions)
     found = report_findings(scope, done) if findings is None else None
     if found is not None:
         findings = F.to_markdown(found, heading="")
@@ -523,8 +582,8 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
             f"(CSV: `tables/{t.name}.csv`, LaTeX: `tables/{t.name}.tex`)",
             "",
         ]
-        if t.name in T.TABLE_NOTES:
-            lines += [T.TABLE_NOTES[t.name], ""]
+        if t.like in T.TABLE_NOTES:
+            lines += [T.TABLE_NOTES[t.like], ""]
     if figures:
         lines += ["## Figures", ""]
         for caption, name in figures:
@@ -619,7 +678,8 @@ def settings_lines(scope: Scope, done: dict[str, list[dict]]) -> list[str]:
         # the planned configs (a record also holds the run's metrics, some of the same name: Q1's `steps`)
         configs = [e.config for e in scope.entries if e.suite == suite] or [{}]
         what = scope.descriptions.get(suite)
-        untabled = "" if suite in T.SUITE_TABLES else " No table shows this suite (not one of the assignment's)."
+        why = T.untabled_reason(suite, configs[0].get("kind"), len(recs))
+        untabled = f" No table shows this suite ({why})." if why else ""
         lines.append(f"- **{suite}**" + (f" ({what})" if what else "") + _suite_settings(configs, recs) + untabled)
         for r in recs:
             first = owner.setdefault(r["run_id"], suite)

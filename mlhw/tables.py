@@ -192,10 +192,12 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 class ResultTable:
     """One result table: `numeric` (means, stds, n: the CSV) and `display` (mean ± std strings: the
-    Markdown, LaTeX and terminal versions)."""
+    Markdown, LaTeX and terminal versions). `like`: the built-in table whose form it has (an added suite's SVM
+    table is an `svm` table: it takes that table's note), its own name for a built-in one."""
 
-    def __init__(self, name: str, title: str, numeric: pd.DataFrame, display: pd.DataFrame):
+    def __init__(self, name: str, title: str, numeric: pd.DataFrame, display: pd.DataFrame, like: str | None = None):
         self.name, self.title, self.numeric, self.display = name, title, numeric, display
+        self.like = like or name
 
 
 def _fmt(mean, std, n, f) -> str:
@@ -281,6 +283,11 @@ def _display(num: pd.DataFrame, columns: list[tuple[str, str, object]]) -> pd.Da
     return pd.DataFrame(out)
 
 
+def _diverged_runs(num: pd.DataFrame) -> list[str]:
+    """A table's "diverged runs" cells, k/n: from the mean of the runs' 0/1 `diverged` and their number."""
+    return [f"{int(round(m * n))}/{n}" for m, n in zip(num["diverged_mean"], num["n"])]
+
+
 def mlp_sweep_table(records: list[dict]) -> ResultTable:
     num = summarise(records, ["lr"], ["train_loss", "train_acc", "test_acc", "diverged"])
     disp = _display(
@@ -294,7 +301,7 @@ def mlp_sweep_table(records: list[dict]) -> ResultTable:
             ("n", "n", str),
         ],
     )
-    disp["diverged runs"] = [f"{int(round(m * n))}/{n}" for m, n in zip(num["diverged_mean"], num["n"])]
+    disp["diverged runs"] = _diverged_runs(num)
     return ResultTable("mlp_lr_sweep", "Part 1 (b): learning rates", num, disp)
 
 
@@ -357,10 +364,7 @@ def cnn_table(suite: str, records: list[dict], reference: bool = False) -> Resul
     # The precision a run trained in (mlhw.device.select_precision: bf16 on GPUs and CPUs that have it) is a
     # runtime choice, not part of its identity: shown, so that a table never mixes precisions silently; left out
     # of the CSV, so that `mlhw check` compares the same rows on machines with and without bf16.
-    used: dict[str, list[str]] = {}
-    for r in records:
-        used.setdefault(r["variant"], []).extend([str(r["precision"])] if r.get("precision") else [])
-    disp.insert(len(disp.columns) - 1, "precision", [_precisions(used.get(v, [])) for v in num["variant"]])
+    disp.insert(len(disp.columns) - 1, "precision", _precision_cells(records, num, ["variant"]))
     if reference:
         refs = [CNN_REFERENCE.get(v, {}) for v in num["variant"]]
         for k in ("train_loss", "val_acc", "test_acc"):
@@ -371,12 +375,134 @@ def cnn_table(suite: str, records: list[dict], reference: bool = False) -> Resul
     return ResultTable(name, title, num, disp)
 
 
+def _precision_cells(records: list[dict], num: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Each row's precision cell (`_precisions`), the row being the runs of one value of `keys`."""
+    used: dict[tuple, list[str]] = {}
+    for r in records:
+        key = tuple(r.get(k) for k in keys)
+        used.setdefault(key, []).extend([str(r["precision"])] if r.get("precision") else [])
+    return [_precisions(used.get(tuple(row[k] for k in keys), [])) for _, row in num.iterrows()]
+
+
 def _precisions(names: list[str]) -> str:
     """'bf16', or for runs in several precisions 'bf16 x2, fp32 x1 (mixed)'."""
     counts = {n: names.count(n) for n in sorted(set(names))}
     if len(counts) <= 1:
         return next(iter(counts), "-")
     return ", ".join(f"{n} x{c}" for n, c in counts.items()) + " (mixed)"
+
+
+# --- a suite added to experiments.yaml: a table of its own, named after it, in the form of its kind's ----------
+
+BUILT_IN_TABLE_NAMES = frozenset(SUITE_TABLES.values())
+ADDED_METRICS = {  # an added suite's columns: the final metrics its kind's built-in tables show
+    "mlp": [
+        ("final train loss", "train_loss", num_or_inf),
+        ("train acc", "train_acc", pct),
+        ("test acc", "test_acc", pct),
+    ],
+    "cnn": [
+        ("final train loss", "train_loss", num_or_inf),
+        ("val acc", "val_acc", pct),
+        ("test acc", "test_acc", pct),
+    ],
+}
+
+
+def table_of(suite: str, kind: str | None, runs: int = 1) -> str | None:
+    """The name of the table that shows a suite: a built-in suite's (`SUITE_TABLES`); a suite added to
+    experiments.yaml gets one named after it where its kind has a table that takes it whole (an MLP's or AlexNet's
+    grid, the SVM table's rows, the theory table of one run); None where no table is built (`untabled_reason`)."""
+    if suite in SUITE_TABLES:
+        return SUITE_TABLES[suite]
+    return None if untabled_reason(suite, kind, runs) else suite
+
+
+def untabled_reason(suite: str, kind: str | None, runs: int = 1) -> str | None:
+    """Why no table is built for an added suite, in words for the plan and REPORT.md; None where one is."""
+    if suite in SUITE_TABLES:
+        return None
+    if suite in BUILT_IN_TABLE_NAMES:  # tables/<suite>.csv is the assignment's table of another suite
+        owners = ", ".join(s for s, t in SUITE_TABLES.items() if t == suite)
+        return f"its name is that of the table of {owners}: rename the suite for a table of its own"
+    if kind == "theory" and runs != 1:  # the theory table is one run's checks: several runs' rows would merge
+        return f"the theory table holds one run's checks, and it has {runs}"
+    if kind not in ("mlp", "cnn", "svm_soft", "svm_multiclass", "theory"):
+        return f"no table is built for runs of kind {kind}"
+    return None
+
+
+def grid_fields(records: list[dict]) -> list[str]:
+    """The fields an added suite's runs differ in besides the seed, as experiments.yaml names them ('lr',
+    'batch_size'): a table's key. AlexNet's `variant` stands for the fields it sets (optimizer, lr, BN/Dropout)."""
+    from mlhw.reference import CNN_VARIANT_FIELDS
+
+    fields = varying_fields(records)
+    if len({r.get("variant") for r in records}) > 1:
+        fields = ["variant"] + [f for f in fields if f not in CNN_VARIANT_FIELDS]
+    return fields
+
+
+def grid_value(v) -> str:
+    """A grid's value in a table's cell: 0.001, 5e-05, 64, [100, 40], adam-5e-05."""
+    return f"{v:g}" if isinstance(v, float) else shown_value(v)
+
+
+def _added_title(suite: str, kind: str, records: list[dict], keys: list[str], description: str | None) -> str:
+    """'my_cnn_lrs (Adam rates): AlexNet by lr, Adam, batch 64, 1 epoch': the suite, its description, the model,
+    what varies and the training settings that do not (the report appends the dataset, as to the built-in ones')."""
+    from mlhw.labels import cnn_title, lr_label
+
+    r = records[0]
+    fixed = []
+    if kind == "mlp":
+        model = "MLP" if "hidden" in keys else f"MLP {shown_value(r.get('hidden'))}"
+        if "lr" not in keys:
+            fixed.append(lr_label(r["lr"]))
+    else:
+        model = "AlexNet"
+        set_by_variant = {"variant", "optimizer", "lr", "batchnorm", "dropout"}
+        if not set_by_variant & set(keys):
+            fixed.append(cnn_title(r["optimizer"], r["lr"], r.get("batchnorm", True), r.get("dropout", True)))
+        elif not {"variant", "optimizer"} & set(keys):
+            fixed.append(optimizer_name(r["optimizer"]))
+    if "batch_size" not in keys:
+        fixed.append(f"batch {r['batch_size']}")
+    if "epochs" not in keys:
+        fixed.append(f"{r['epochs']} epoch{'s' * (r['epochs'] != 1)}")
+    about = (description or "").strip().rstrip(".")
+    head = f"{suite} ({about})" if about else suite
+    return f"{head}: {model}" + (f" by {', '.join(keys)}" if keys else "") + "".join(f", {f}" for f in fixed)
+
+
+def added_suite_table(suite: str, records: list[dict], description: str | None = None) -> ResultTable:
+    """An added MLP or AlexNet suite's table (tables/<suite>.*): a row per setting of the fields its runs differ in
+    (`grid_fields`; the dataset where only seeds differ), the final metrics its kind's built-in tables show as
+    mean ± std over the seeds, the diverged runs k/n as Part 1 (b)'s, AlexNet's precision, and n."""
+    kind = str(records[0]["kind"])
+    keys = grid_fields(records) or ["dataset"]
+    # a list (hidden) as its text: rows are grouped by it
+    recs = [r | {k: shown_value(r[k]) for k in keys if isinstance(r.get(k), list | tuple)} for r in records]
+    metrics = ADDED_METRICS[kind]
+    num = summarise(recs, keys, [m for _, m, _ in metrics] + ["diverged"])
+    cols = [(k, k, grid_value) for k in keys] + list(metrics) + [("diverged runs", "diverged", str), ("n", "n", str)]
+    disp = _display(num, cols)
+    disp["diverged runs"] = _diverged_runs(num)
+    if kind == "cnn":
+        disp.insert(len(disp.columns) - 1, "precision", _precision_cells(recs, num, keys))
+    title = _added_title(suite, kind, records, [k for k in keys if k != "dataset"], description)
+    return ResultTable(suite, title, num, disp, like=kind)
+
+
+def added_svm_table(suite: str, records: list[dict], description: str | None = None) -> ResultTable:
+    """An added SVM suite's table: the SVM table's rows of its runs alone."""
+    kind = str(records[0]["kind"])
+    t = svm_table(records, []) if kind == "svm_multiclass" else svm_table([], records)
+    about = (description or "").strip().rstrip(".")
+    question = "Q1 multiclass hinge" if kind == "svm_multiclass" else "Q3 soft SVM"
+    return ResultTable(
+        suite, f"{suite} ({about}): {question}" if about else f"{suite}: {question}", t.numeric, t.display, like="svm"
+    )
 
 
 Q1_METHODS = {  # how Q1's minimum is known (mlhw.svm.solve_multiclass), in the table's "dual / gap" column

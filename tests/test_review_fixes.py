@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import yaml
 from helpers import invoke, runs_of, sweep_suite
@@ -139,18 +140,50 @@ def test_a_report_whose_run_lost_an_artifact_names_the_run_and_the_file(project)
 
 def test_a_suite_no_table_is_built_for_is_told_before_it_runs_and_in_the_report(workdir):
     """A suite added to experiments.yaml (kind mlp, part mlp.c) ran and was logged, but REPORT.md had no table,
-    no figure and no word about it; the exit code was 0."""
-    doc = DOC | {"suites": DOC["suites"] | {"svm_extra": DOC["suites"]["svm_soft"]}}
+    no figure and no word about it; the exit code was 0. An added suite gets a table named after it now, but one
+    named as the assignment's table of other suites (`svm`: tables/svm.* is svm_soft's) cannot: it is told why."""
+    doc = DOC | {"suites": DOC["suites"] | {"svm": DOC["suites"]["svm_soft"]}}
     (workdir / "exp.yaml").write_text(yaml.safe_dump(doc))
-    said = "suite svm_extra: no table shows it (tables are built for the assignment's suites: mlp_lr_sweep,"
+    said = "suite svm: no table shows it (its name is that of the table of svm_multiclass, svm_soft: rename the"
     plan = reproduce(workdir, "--dry-run")
     assert plan.exit_code == 0 and said in " ".join(plan.stdout.split()), plan.output
     res = reproduce(workdir)
     assert res.exit_code == 0 and said in " ".join(res.stderr.split()), res.output
     assert " svm_soft: no table" not in " ".join(res.stderr.split())  # the assignment's suites have theirs
     report = (workdir / "results" / "p" / "REPORT.md").read_text()
-    (line,) = [x for x in report.splitlines() if x.startswith("- **svm_extra**")]
-    assert line.endswith("No table shows this suite (not one of the assignment's).")
+    (line,) = [x for x in report.splitlines() if x.startswith("- **svm**")]
+    assert line.endswith(
+        "No table shows this suite (its name is that of the table of svm_multiclass, svm_soft: "
+        "rename the suite for a table of its own)."
+    )
+    svm = pd.read_csv(workdir / "results" / "p" / "tables" / "svm.csv")  # svm_soft's alone, its one run
+    assert list(svm["question"]) == ["Q3 soft SVM"]
+
+
+def test_an_added_svm_suite_gets_the_svm_tables_rows_of_its_own_runs(workdir):
+    """An added SVM suite (kind svm_soft, a grid of C) was only settings and run ids in REPORT.md: it gets the SVM
+    table's rows of its runs, as tables/<suite>.*, and the SVM table's note; the plan no longer says it has none."""
+    extra = DOC["suites"]["svm_soft"] | {"grid": {"C": [0.5, 2]}, "description": "Q3 at other C"}
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(DOC | {"suites": DOC["suites"] | {"svm_extra": extra}}))
+    res = reproduce(workdir)
+    assert res.exit_code == 0, res.output
+    assert "no table shows it" not in res.stderr
+    folder = workdir / "results" / "p"
+    table = pd.read_csv(folder / "tables" / "svm_extra.csv")
+    client, found = runs_of(f"sqlite:///{workdir}/mlflow.db")
+    mine = {
+        r.data.params["C"]: r.data.metrics
+        for r in found
+        if r.data.tags.get("mlhw.kind") == "svm_soft" and "svm_extra" in r.data.tags.get("mlhw.suites", "")
+    }
+    assert sorted(mine) == ["0.5", "2.0"]
+    assert list(table["setting"]) == ["digits 300/100 3vs8, C=0.5", "digits 300/100 3vs8, C=2"]
+    for C, (_, row) in zip(["0.5", "2.0"], table.iterrows()):
+        assert row["test error"] == pytest.approx(mine[C]["test/error"], rel=1e-12)
+    report = (folder / "REPORT.md").read_text()
+    assert "## svm_extra (Q3 at other C): Q3 soft SVM\n" in report
+    assert report.count("*liblinear rel. diff*:") == 2  # under the assignment's SVM table and under this one
+    assert "No table shows" not in report
 
 
 def test_the_report_waits_for_runs_another_live_reproduce_claimed(monkeypatch):

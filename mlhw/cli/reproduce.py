@@ -235,15 +235,17 @@ def _show_overrides(plan, console=err) -> None:
 
 
 def _show_untabled(plan, console=err) -> None:
-    """A suite of a name no table is built for (one added to experiments.yaml) runs and is logged, but no table or
-    figure shows it: say so before it runs, not after."""
-    from mlhw.tables import SUITE_TABLES
+    """A suite added to experiments.yaml that no table is built for (`tables.untabled_reason`) runs and is logged,
+    but no table or figure shows it: say so before it runs, not after."""
+    from mlhw.tables import untabled_reason
 
-    for suite in dict.fromkeys(p.spec.suite for p in plan.entries if p.spec.suite not in SUITE_TABLES):
+    for suite in dict.fromkeys(p.spec.suite for p in plan.entries):
+        mine = [p for p in plan.entries if p.spec.suite == suite]
+        if not (why := untabled_reason(suite, mine[0].spec.kind, len(mine))):
+            continue
         console.print(
-            f"suite {suite}: no table shows it (tables are built for the assignment's suites: "
-            f"{', '.join(SUITE_TABLES)}); its runs are logged to MLflow (tags.mlhw.suite = '{suite}') and REPORT.md "
-            "lists its settings",
+            f"suite {suite}: no table shows it ({why}); its runs are logged to MLflow (tags.mlhw.suite = "
+            f"'{suite}') and REPORT.md lists its settings",
             highlight=False,
             soft_wrap=True,
         )
@@ -639,7 +641,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
     tables, path, done, found = write_report(scope, store, results_dir, device, stamp=stamp_keys(scope))
     by_suite = {t.name: t for t in tables}
     from mlhw.lifecycle import metric_name, utc_stamp
-    from mlhw.tables import SUITE_TABLES, headline
+    from mlhw.tables import headline, table_of
 
     specs = figure_specs(done)
     parent_links = {}
@@ -649,7 +651,8 @@ def _compile(plan, store, results_dir, dev, parents, description):
     # the latest (a suite removed from the profile stays out, though its older parent is still FINISHED)
     compiled = {PROFILE_SUITES_TAG: json.dumps(plan.all_suites), COMPILED_TAG: utc_stamp()}
     for suite, log in parents.items():
-        t, tags = by_suite.get(SUITE_TABLES.get(suite, "")), dict(compiled)
+        kind, runs = next((p.spec.kind for p in plan.entries if p.spec.suite == suite), None), done.get(suite, [])
+        t, tags = by_suite.get(table_of(suite, kind, len(runs)) or ""), dict(compiled)
         if t is not None and (best := headline(t)):  # a parent with a number: the UI's charts of parents were empty
             metric, value, tags["mlhw.best"] = best
             if log.known.get(metric_name(metric)) != value:  # a reused parent has it already

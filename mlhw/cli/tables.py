@@ -33,11 +33,11 @@ def print_tables(tables, profile, path, findings=None) -> None:
     from mlhw.tables import to_rich
 
     for t in tables:
-        if t.name == "theory":  # the report has its rows; the terminal gets the verdict
+        if t.like == "theory":  # the report has its rows; the terminal gets the verdict
             passed = int((t.display["result"] == "PASS").sum())  # (the exit code: check.self_check_failures)
             out.print(
-                f"theory: {passed} of {len(t.display)} checks pass"
-                + ("" if passed == len(t.display) else f" [red](see {table_file(path.parent, 'theory', 'md')})[/]")
+                f"{t.name}: {passed} of {len(t.display)} checks pass"
+                + ("" if passed == len(t.display) else f" [red](see {table_file(path.parent, t.name, 'md')})[/]")
             )
         else:
             out.print(to_rich(t.display, t.title))
