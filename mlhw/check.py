@@ -172,12 +172,12 @@ def self_check_failures(done: dict[str, list[dict]]) -> list[str]:
     from mlhw.svm import soft_failure
 
     out = []
-    for r in done.get("theory", []):
-        if r.get("checks_failed"):
-            out.append(f"theory: {r['checks_failed']} check(s) fail")
-    for r in done.get("svm_soft", []):
-        if why := soft_failure(r):
-            out.append(f"svm_soft {r.get('label') or r.get('run_id')}: {why}")
+    for suite, records in done.items():  # by the runs' kind: a suite added to experiments.yaml is judged alike
+        for r in records:
+            if r.get("kind") == "theory" and r.get("checks_failed"):
+                out.append(f"{suite}: {r['checks_failed']} check(s) fail")
+            elif r.get("kind") == "svm_soft" and (why := soft_failure(r)):
+                out.append(f"{suite} {r.get('label') or r.get('run_id')}: {why}")
     return out
 
 

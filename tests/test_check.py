@@ -817,3 +817,20 @@ def test_check_from_another_folder_says_to_run_from_the_project_folder(workdir):
     line = assert_one_line_error(res, f"--profile digits: no baseline here ({workdir}/results/digits does not exist)")
     assert line.endswith("run from the project folder, or pass --baseline DIR"), line
     assert not (workdir / "mlflow.db").exists()
+
+
+def test_a_failed_claim_or_solver_fails_in_a_suite_added_to_experiments_yaml_too():
+    """A suite added to experiments.yaml of kind theory or svm_soft gets its kind's table, but the rule that fails
+    reproduce and `mlhw check` whatever the baseline (a claim that does not hold, Q3 solvers that disagree) read the
+    built-in suites' names alone: its failures passed. The records are as report.record builds them: the run's
+    config dump (with its kind) and its metrics."""
+    from mlhw.config import SoftSVMConfig, TheoryConfig
+
+    theory = TheoryConfig().model_dump() | {"checks_failed": 2, "label": "t"}
+    solvers = {"converged": 1.0, "primal_converged": 1.0, "duality_gap": 1e-3, "primal_certificate_gap": 1e-3}
+    soft = SoftSVMConfig(C=10.0).model_dump() | solvers | {"label": "C=10"}
+    fine = SoftSVMConfig().model_dump() | solvers | {"duality_gap": 1e-12, "label": "C=1"}
+    failures = C.self_check_failures({"my_theory": [theory], "my_svm": [fine, soft], "svm_soft": [soft]})
+    assert failures[0] == "my_theory: 2 check(s) fail"
+    assert failures[1].startswith("my_svm C=10: the primal and the dual differ by 1.0e-03") and len(failures) == 3
+    assert failures[2].startswith("svm_soft C=10: ")  # the built-in suite's, as before
