@@ -163,3 +163,33 @@ def test_an_added_theory_suite_of_one_run_gets_the_theory_table_of_its_checks(wo
     assert f"theory_light: {len(logged)} of {len(logged)} checks pass" in res.stdout
     report = (workdir / "results" / "p" / "REPORT.md").read_text()
     assert "## theory_light: Theory: Q1-Q4 checks\n" in report and "No table shows" not in report
+
+
+def test_only_an_added_suite_gates_its_table_as_the_whole_profile_does(added, tmp_path):
+    """`reproduce --only <added suite>`, another suite of the profile not done (a partial report), compiled its table
+    but compared it with nothing: the partial gate mapped suites to tables through the built-in suites' names alone.
+    A row moved in the baseline fails it now, as `mlhw check` and a whole reproduction do."""
+    root, uri, _ = added
+    spec = yaml.safe_load(yaml.safe_dump(SPEC))
+    spec["suites"]["later"] = {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 1, "train_size": 100}}  # not run
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
+    args = ("reproduce", "--profile", "p", "--file", tmp_path / "exp.yaml", "--tracking-uri", uri, "--only")
+
+    def partial(suite: str, move: bool):  # in a copy of the whole report: the baseline a partial one is gated on
+        results = tmp_path / f"results-{suite}-{move}"
+        shutil.copytree(root / "results" / "p", results / "p")
+        if move:
+            path = results / "p" / "tables" / "my_cnn_lrs.csv"
+            table = pd.read_csv(path)
+            table.loc[0, "val_acc_mean"] += 2  # beyond any tolerance of an accuracy
+            table.to_csv(path, index=False)
+        res = invoke(*args, suite, "--results-dir", results)
+        assert (results / "p-partial" / "tables" / f"{suite}.csv").is_file(), res.output
+        return res
+
+    same = partial("my_cnn_lrs", move=False)
+    assert same.exit_code == 0 and "check passed" in same.output, same.output
+    moved = partial("my_cnn_lrs", move=True)
+    assert moved.exit_code == 1 and "my_cnn_lrs lr=0.001 val_acc: drift" in moved.output, moved.output
+    other = partial("my_mlp", move=True)  # the moved table is not this suite's: not gated here
+    assert other.exit_code == 0, other.output

@@ -261,14 +261,19 @@ def _baseline(baseline, plan):
     suites not all done) on the tables of the suites that run."""
     import dataclasses
 
-    from mlhw.tables import SUITE_TABLES
+    from mlhw.tables import table_of
 
     if baseline is None:
         return None
+
+    def table(suite: str) -> str | None:  # a built-in suite's table, or an added suite's own (tables.table_of)
+        specs = [p.spec for p in plan.entries + plan.rest if p.spec.suite == suite]
+        return table_of(suite, specs[0].kind if specs else None, len(specs))
+
     if plan.report_only:  # a partial report: the chosen suites' tables; one that another suite feeds too (svm:
         # Q1 and Q3) would miss that suite's rows, so it is not gated. (A whole one replaces every table: all gated.)
-        chosen = {SUITE_TABLES.get(s) for s in plan.only}
-        chosen -= {SUITE_TABLES.get(s) for s in plan.all_suites if s not in plan.only}
+        chosen = {table(s) for s in plan.only}
+        chosen -= {table(s) for s in plan.all_suites if s not in plan.only}
         names = [t for t in (baseline.policy.tables or list(baseline.tables)) if t in chosen]
         baseline.policy = dataclasses.replace(baseline.policy, tables=names)
     return baseline
