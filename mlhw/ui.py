@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlhw.errors import MLHWError
-from mlhw.store import check_uri, resolve_uri, sqlite_path
+from mlhw.store import check_uri, is_server, resolve_uri, sqlite_path
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
@@ -124,12 +124,13 @@ def stop(proc: subprocess.Popen) -> None:
             return
 
 
-def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> tuple[str, str | None]:
+def experiment_url(uri: str, port: int | None, experiment: str = "mlhw") -> tuple[str, str | None]:
     """The experiment's runs in the UI's model-training view (MLflow 3 opens in GenAI mode without the parameter),
-    and what to say where the store has no such experiment (the link is then the experiment list's)."""
+    and what to say where the store has no such experiment (the link is then the experiment list's). `port` None:
+    the store is a server, whose own UI is at its own address."""
     from mlhw.errors import MLHWError
 
-    base = f"http://127.0.0.1:{port}"
+    base = uri.rstrip("/") if port is None else f"http://127.0.0.1:{port}"
     note = f"no experiment {experiment!r} in {uri} (--experiment names another)"
     try:
         from mlhw.store import Store
@@ -145,6 +146,11 @@ def experiment_url(uri: str, port: int, experiment: str = "mlhw") -> tuple[str, 
     return f"{base}/#/?workflowType=machine_learning", note
 
 
+DEFAULT_PORT = 5000
+# MLflow 3.17 keeps the view per browser, GenAI by default, whatever the experiment's kind (mlflow#24498)
+GENAI_VIEW = "a run page in GenAI view: click 'Model training' (top left) once; the browser keeps it"
+
+
 def new_store_note(uri: str) -> str | None:
     """What to say where the UI's SQLite database does not exist yet: MLflow's server makes it, an empty store, and
     `mlhw ui` run in another folder than the runs' showed an empty UI and left an mlflow.db there, saying nothing."""
@@ -157,11 +163,24 @@ def new_store_note(uri: str) -> str | None:
     )
 
 
-def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = print, experiment: str = "mlhw") -> None:
+def serve(
+    tracking_uri: str | None, port: int | None, say: Callable[[str], None] = print, experiment: str = "mlhw"
+) -> None:
     """Run the UI until it is stopped, its link on `experiment`'s runs; `say` prints its status lines (the CLI's
-    console)."""
+    console). `port` None: 5000. A store that is an MLflow server serves its own UI: its link is printed, and nothing
+    is started (`mlflow ui --backend-store-uri http://...` exited 1 with a model-registry traceback in its log, which
+    mlhw reported as a failure of `--port 5000`)."""
     uri = resolve_uri(tracking_uri)
-    check_uri(uri)
+    check_uri(uri)  # a server: reachable (one line, exit 2, where it is not)
+    if is_server(uri):
+        url, missing = experiment_url(uri, None, experiment)
+        unused = f"; --port {port} is not used" if port is not None else ""
+        say(f"MLflow UI: {url}  (the tracking store is an MLflow server: its own UI, nothing started here{unused})")
+        if missing:
+            say(missing)
+        say(GENAI_VIEW)
+        return
+    port = DEFAULT_PORT if port is None else port
     note = new_store_note(uri)  # before the server makes the file
     proc, log = start(uri, port)
     try:
@@ -173,8 +192,7 @@ def serve(tracking_uri: str | None, port: int, say: Callable[[str], None] = prin
         for line in (note, missing):
             if line:
                 say(line)
-        # MLflow 3.17 keeps the view per browser, GenAI by default, whatever the experiment's kind (mlflow#24498)
-        say("a run page in GenAI view: click 'Model training' (top left) once; the browser keeps it")
+        say(GENAI_VIEW)
         code = proc.wait()  # it only ends when stopped: even code 0 here means it went away on its own
         raise MLHWError(f"the MLflow UI exited with code {code}{_last_line(log)} (log: {log})")
     finally:

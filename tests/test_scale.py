@@ -257,6 +257,27 @@ def test_unreachable_server_fails_fast(project):
     assert not (project / "results").exists() and not (project / "mlflow.db").exists()
 
 
+def test_ui_on_a_server_store_prints_the_servers_own_link_and_starts_nothing(server, workdir, monkeypatch):
+    """`mlhw ui` with $MLFLOW_TRACKING_URI=http://... started `mlflow ui --backend-store-uri http://...`, which died
+    with a model-registry traceback in its log: exit 2, blamed on `--port 5000`. The server is its own UI."""
+    from mlhw.store import Store
+
+    experiment = f"ui-{uuid.uuid4().hex[:8]}"
+    exp_id = Store(server, experiment).experiment_id
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    t0 = time.time()
+    res = runner.invoke(app, ["ui", "--experiment", experiment])
+    assert res.exit_code == 0, res.output
+    assert time.time() - t0 < 10  # nothing is started, nor waited for
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].startswith(f"MLflow UI: {server}/#/experiments/{exp_id}/runs?workflowType=machine_learning  (")
+    assert "nothing started here" in lines[0] and "--port" not in lines[0]
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "mlruns").exists()
+    # a --port has nothing to serve: said, not silently dropped
+    res = runner.invoke(app, ["ui", "--port", "5001", "--experiment", experiment])
+    assert res.exit_code == 0 and "--port 5001 is not used" in res.stdout.splitlines()[0], res.output
+
+
 def mlhw_process(project, *argv):
     return subprocess.Popen(
         [sys.executable, "-m", "mlhw", *map(str, argv)],

@@ -11,7 +11,14 @@ from mlhw.cli.common import Experiment, TrackingUri, handles_errors, out
 
 @handles_errors(stopped="the MLflow UI server is stopped", store_failed="the UI starts no run", no_run=None)
 def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port on 127.0.0.1. A tracking store that is an MLflow server (http://HOST:PORT) is "
+            "its own UI: its link is printed and nothing is started.",
+            show_default="5000",
+        ),
+    ] = None,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
 ):
@@ -20,6 +27,6 @@ def ui(
     from mlhw.errors import MLHWError
     from mlhw.ui import serve
 
-    if not 1 <= port <= 65535:
+    if port is not None and not 1 <= port <= 65535:
         raise MLHWError(f"--port {port}: must be 1..65535")
     serve(tracking_uri, port, lambda line: out.print(line, highlight=False, soft_wrap=True), experiment)
