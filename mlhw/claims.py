@@ -121,6 +121,16 @@ def mark_dead(store: Store, workers: set[str], reason: str) -> int:
     return n
 
 
+def end_stale_runs(store: Store, stale_after: float = STALE_SECONDS) -> None:
+    """Runs still RUNNING whose process is gone or whose heartbeat stopped belong to dead processes: mark them
+    FAILED (end_stale). Only mlhw's runs (every one has mlhw tags from its creation): a run another program logs to
+    the experiment has no heartbeat to read. Every command that makes runs does this first: a single command's run
+    that a lost server (or a SIGKILL) left RUNNING stayed so for ever, where no `reproduce` used its experiment."""
+    for run in store.search("attributes.status = 'RUNNING'"):  # also those a FINISHED run of theirs hides
+        if any(key.startswith("mlhw.") for key in run.data.tags) and not alive(run, stale_after):
+            end_stale(store, run)
+
+
 def end_stale(store: Store, run) -> None:
     """A RUNNING run whose process is gone (known so on its machine, or its heartbeat stale). Mark it so the UI
     says so, and why."""

@@ -13,7 +13,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from mlhw.claims import alive, by_identity, end_stale
+from mlhw import claims
+from mlhw.claims import by_identity
 from mlhw.config import identity
 from mlhw.experiments import RunSpec
 from mlhw.labels import data_note
@@ -148,11 +149,8 @@ def make_plan(
 
 def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> None:
     """Runs still RUNNING whose process is gone or whose heartbeat stopped belong to dead processes: mark them
-    FAILED before rerunning, the suite parent runs of a reproduction that was killed too. Only mlhw's runs (every
-    one has mlhw tags from its creation): a run another program logs to the experiment has no heartbeat to read."""
-    for run in store.search("attributes.status = 'RUNNING'"):  # also those a FINISHED run of theirs hides
-        if any(key.startswith("mlhw.") for key in run.data.tags) and not alive(run, stale_after):
-            end_stale(store, run)
+    FAILED before rerunning, the suite parent runs of a reproduction that was killed too (claims.end_stale_runs)."""
+    claims.end_stale_runs(store, stale_after)
 
 
 def member_tags(plan: Plan, p: Planned, before: dict[str, str] | None = None) -> dict[str, str]:

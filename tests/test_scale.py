@@ -278,6 +278,37 @@ def test_ui_on_a_server_store_prints_the_servers_own_link_and_starts_nothing(ser
     assert res.exit_code == 0 and "--port 5001 is not used" in res.stdout.splitlines()[0], res.output
 
 
+def test_a_single_commands_run_left_running_is_ended_by_the_next_command(server, workdir):
+    """A single command whose process ended mid-run (the server lost, a SIGKILL) left its run RUNNING for ever: only
+    `reproduce` ended dead runs, and a single command's experiment may never see one. The next command ends it."""
+    from mlflow import MlflowClient
+
+    experiment = f"single-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlhw", "mlp", "train", "--epochs", "100000", "--tracking-uri", server,
+         "--experiment", experiment],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = MlflowClient(server)
+    try:
+
+        def running():
+            exp = client.get_experiment_by_name(experiment)
+            return exp and client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+
+        (left,) = wait_for(running, proc, timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert client.get_run(left.info.run_id).info.status == "RUNNING"
+    res = runner.invoke(app, ["mlp", "train", "--epochs", "1", "--tracking-uri", server, "--experiment", experiment])
+    assert res.exit_code == 0, res.output
+    dead = client.get_run(left.info.run_id)
+    assert dead.info.status == "FAILED" and dead.data.tags["mlhw.dead"] == "process gone"
+
+
 def mlhw_process(project, *argv):
     return subprocess.Popen(
         [sys.executable, "-m", "mlhw", *map(str, argv)],

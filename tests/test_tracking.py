@@ -1042,6 +1042,26 @@ def test_a_store_gone_at_the_report_is_not_asked_again_to_end_each_suite_parent(
     assert res.exit_code == 0, res.output  # (the parents' process is this one, alive: a later process ends them)
 
 
+def test_a_single_command_whose_store_fails_mid_run_says_what_ends_the_run_it_left(workdir, monkeypatch):
+    """A single command keeps no plan: 'runs it was writing may be left RUNNING' said nothing of what ends them (a
+    reproduction's says its next run does), and nothing did. The next command on the experiment now does."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{workdir}/m.db"
+
+    def gone(*_a, **_k):
+        raise server_gone()
+
+    monkeypatch.setattr(MlflowClient, "log_batch", gone)  # the run exists; its params and metrics go nowhere
+    res = invoke("mlp", "train", "--epochs", 1, "--tracking-uri", uri)
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"error: the tracking store --tracking-uri {uri} failed ([Errno 111] Connection refused); runs it was "
+        "writing may be left RUNNING (the next mlhw command on this experiment, once the store is back, marks them "
+        "FAILED)"
+    )
+
+
 @pytest.mark.parametrize("command", ["tables", "check"])
 def test_a_read_only_command_whose_store_fails_says_it_left_nothing_running(workdir, monkeypatch, command):
     """`tables` and `check` write no run, yet said "runs it was writing may be left RUNNING" as a reproduction does."""

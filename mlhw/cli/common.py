@@ -216,7 +216,10 @@ def prepare(
         raise MLHWError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     store = Store(tracking_uri, experiment)
     store.check_artifacts_writable()
+    from mlhw.claims import end_stale_runs
     from mlhw.reference import PART_DESCRIPTIONS
+
+    end_stale_runs(store)  # what a lost server or a SIGKILL left RUNNING (this command's own run as well, run again)
 
     tags = {"mlhw.part": part, "mlhw.parts": part}
     return source, store, Job(cfg, ident, name, tags, PART_DESCRIPTIONS.get(part, ""), command)
@@ -256,6 +259,10 @@ def _first_line(e: BaseException) -> str:
 
 
 STORE_FAILED = "runs it was writing may be left RUNNING"
+# a single command's: it keeps no plan to resume, and said no more, while its run stayed RUNNING in the UI
+STORE_FAILED_SINGLE = (
+    f"{STORE_FAILED} (the next mlhw command on this experiment, once the store is back, marks them FAILED)"
+)
 # said instead of `store_failed` where the store failed before the command created a run (a locked database)
 NO_RUN_CREATED = "it had created no run"
 
@@ -344,7 +351,7 @@ def handles_errors(
     fn: Callable | None = None,
     *,
     stopped: str | Callable[..., str] = STARTS_OVER,
-    store_failed: str = STORE_FAILED,
+    store_failed: str = STORE_FAILED_SINGLE,
     no_run: str | None = NO_RUN_CREATED,
 ) -> Callable:
     """Bad input becomes `error: <one line>` on stderr and exit code 2. Ctrl-C (exit 130), SIGTERM (exit 143,
