@@ -13,6 +13,7 @@ import functools
 import http.client
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import urllib.error
@@ -225,11 +226,24 @@ def check_uri(uri: str, writable: bool = True) -> None:
         probe_server(uri)
     elif not uri.startswith(("databricks", "postgresql", "mysql", "mssql")):
         meant = _sqlite_meant(uri)
+        server = _server_meant(uri)
         raise MLHWError(
             f"{named(uri, repr(uri))} is not supported: use sqlite:///PATH.db (the file store is "
             f"deprecated in MLflow 3) or http://HOST:PORT of an MLflow server"
             + (f"; for the database file {meant[len('sqlite:///') :]}: {meant}" if meant else "")
+            + (f"; for the server at {uri}: {server}" if server else "")
         )
+
+
+# HOST:PORT without a scheme (`localhost:5000`, `127.0.0.1:5000`, `[::1]:5000`, `tracking-host:5000/prefix`)
+_HOST_PORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):[0-9]{1,5}(/\S*)?")
+
+
+def _server_meant(uri: str) -> str | None:
+    """The server URL a refused location most likely meant: a HOST:PORT typed without its scheme, as `mlflow server`
+    prints its address and as the UI's URL reads once `http://` is dropped. MLflow takes the host for a scheme
+    ('localhost:5000': an unsupported scheme 'localhost'); the message named only the form, http://HOST:PORT."""
+    return f"http://{uri}" if _HOST_PORT.fullmatch(uri) else None
 
 
 def _sqlite_meant(uri: str) -> str | None:

@@ -177,6 +177,31 @@ def test_a_database_file_typed_as_a_path_is_answered_with_its_url(workdir, uri, 
     assert not list(workdir.iterdir())  # nothing made: no mlflow.db, no mlruns/
 
 
+@pytest.mark.parametrize(
+    "uri, meant",
+    [
+        ("localhost:5000", "http://localhost:5000"),  # MLflow takes `localhost` for the scheme
+        ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+        ("[::1]:5000", "http://[::1]:5000"),
+        ("tracking-host:5000/mlflow", "http://tracking-host:5000/mlflow"),  # a server under a path prefix
+        ("host:port", None),  # no port number: no address
+        ("C:\\runs\\m.db", None),  # a Windows path: the database file's hint alone
+        ("htp://127.0.0.1:5000", None),  # a scheme, misspelt: the form is said
+    ],
+)
+def test_a_server_address_without_its_scheme_is_answered_with_its_url(workdir, monkeypatch, uri, meant):
+    """`MLFLOW_TRACKING_URI=localhost:5000` (the address `mlflow server` prints, http:// dropped) was refused naming
+    only the form, http://HOST:PORT: the URL to type was one step away."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    res = invoke("mlp", "train", "--epochs", 1)
+    line = assert_one_line_error(res, f"$MLFLOW_TRACKING_URI {uri!r} is not supported")
+    if meant is None:
+        assert "for the server at" not in line
+    else:
+        assert line.endswith(f"; for the server at {uri}: {meant}"), line
+    assert not list(workdir.iterdir())  # nothing made: no mlflow.db, no mlruns/
+
+
 # Broken stores: each fails in seconds with one line naming --tracking-uri, the URI and the reason.
 STORES = {
     "unwritable place": (lambda d: "sqlite:////proc/x.db", ["sqlite:////proc/x.db", "/proc"]),
