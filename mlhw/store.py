@@ -137,6 +137,24 @@ def store_down(err: BaseException) -> bool:
     return cause is not None and not cause.startswith(PASSING_FAILURES)
 
 
+def server_unanswered(err: BaseException) -> bool:
+    """Whether `err` is a tracking server that did not answer (refused, reset, timed out) after MLflow's own retries:
+    requests' ConnectionError or Timeout in its chain. Each further call to it costs those retries again: 2-3 s on a
+    server gone, 93 s on one that hangs (MLFLOW_HTTP_REQUEST_TIMEOUT 30 s, three tries)."""
+    import sys
+
+    mod = sys.modules.get("requests.exceptions")
+    if mod is None:
+        return False
+    e, seen = err, set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, mod.ConnectionError | mod.Timeout):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    return False
+
+
 def resolve_uri(uri: str | None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI

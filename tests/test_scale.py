@@ -309,6 +309,40 @@ def test_a_single_commands_run_left_running_is_ended_by_the_next_command(server,
     assert dead.info.status == "FAILED" and dead.data.tags["mlhw.dead"] == "process gone"
 
 
+def test_a_run_whose_server_did_not_answer_is_not_asked_again_to_end_it(server, workdir, monkeypatch):
+    """A server that hangs: each call costs MLflow's retries of a 30 s timeout (93 s), and the failed run was then
+    asked three times more to end it (its metrics, error.txt, its status): a unit failed after 281 s, not 93. It is
+    left RUNNING, and the next command ends it."""
+    from helpers import server_gone
+    from mlflow import MlflowClient
+
+    experiment = f"hung-{uuid.uuid4().hex[:8]}"
+    asked = []
+    real_log_batch = MlflowClient.log_batch
+
+    def gone(self, run_id, *a, **kw):
+        asked.append("log_batch")
+        raise server_gone()
+
+    def terminated(self, run_id, *a, **kw):
+        asked.append("set_terminated")
+
+    with monkeypatch.context() as m:
+        m.setattr(MlflowClient, "log_batch", gone)
+        m.setattr(MlflowClient, "set_terminated", terminated)
+        m.setattr(MlflowClient, "log_text", lambda *a, **kw: asked.append("log_text"))
+        res = runner.invoke(
+            app, ["mlp", "train", "--epochs", "1", "--tracking-uri", server, "--experiment", experiment]
+        )
+    assert res.exit_code == 1, res.output
+    assert res.stderr.strip().splitlines()[-1].startswith(f"error: the tracking store --tracking-uri {server} failed")
+    assert asked == ["log_batch"], asked  # the call that failed, and nothing after it
+    assert MlflowClient.log_batch is real_log_batch
+    client = MlflowClient(server)
+    (run,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run.info.status == "RUNNING"  # for the next command to end (this process lives: by its heartbeat)
+
+
 def mlhw_process(project, *argv):
     return subprocess.Popen(
         [sys.executable, "-m", "mlhw", *map(str, argv)],
