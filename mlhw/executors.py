@@ -53,6 +53,7 @@ class UnitResult:
     # MLflow's retries (68 s for a reproduction's 27 units)
     store_down: bool = False
     not_started: bool = False  # left alone after a unit the tracking store failed: the next reproduce runs it
+    store_cause: str | None = None  # where store_down: the failure's root cause ('[Errno 111] Connection refused')
 
 
 NOT_STARTED = UnitResult(not_started=True)
@@ -120,10 +121,10 @@ def failed_unit(err: Exception, uri: str | None, opening: bool = False) -> UnitR
 
     cause = store_failure(err)
     if cause is not None:
-        return UnitResult(error=failed_store(uri, cause), store_down=store_down(err))
-    return UnitResult(
-        error=str(err) if isinstance(err, MLHWError) else f"{type(err).__name__}: {err}", store_down=opening
-    )
+        down = store_down(err)
+        return UnitResult(error=failed_store(uri, cause), store_down=down, store_cause=cause if down else None)
+    error = str(err) if isinstance(err, MLHWError) else f"{type(err).__name__}: {err}"
+    return UnitResult(error=error, store_down=opening, store_cause=error if opening else None)
 
 
 class LocalExecutor:

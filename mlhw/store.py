@@ -90,6 +90,12 @@ class ArtifactsFailed(Exception):  # noqa: N818 - named as what happened, like M
     an OSError, which `reproduce` reads as its report's folder failing."""
 
 
+class StoreFailed(Exception):  # noqa: N818 - named as what happened, like MLflow's own
+    """The tracking store failed in a unit of this command (said on that unit's line, by its root cause, which this
+    carries): raised where the command would need the store again (a reproduction's report), to end it with
+    store_failure's one line instead of asking a store that failed once more."""
+
+
 def store_failure(err: BaseException) -> str | None:
     """The root cause, on one line, of a failure of the tracking store itself: an MlflowException, SQLAlchemy's
     OperationalError or a connection error of requests (a server gone, a full disk, a locked database). Its cause
@@ -99,7 +105,7 @@ def store_failure(err: BaseException) -> str | None:
     programming error keeps its traceback."""
     import sys
 
-    if isinstance(err, ArtifactsFailed):  # its OSError's words: 'No space left on device'
+    if isinstance(err, ArtifactsFailed | StoreFailed):  # its OSError's words: 'No space left on device'
         return str(err)
     kinds: list[type] = []
     if (mod := sys.modules.get("mlflow.exceptions")) is not None:

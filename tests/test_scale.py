@@ -343,6 +343,45 @@ def test_a_run_whose_server_did_not_answer_is_not_asked_again_to_end_it(server, 
     assert run.info.status == "RUNNING"  # for the next command to end (this process lives: by its heartbeat)
 
 
+def test_a_store_that_failed_mid_reproduction_writes_no_half_report(server, project, monkeypatch):
+    """The server hung through a unit's retries, then answered again by the report: the report replaced
+    results/<profile>/ with one of half the runs (those not started missing), and each call before it cost MLflow's
+    retries. A store that failed a unit is not asked for a report: the command ends with the store's one line."""
+    from helpers import server_gone
+
+    from mlhw import executors
+
+    experiment = f"halfway-{uuid.uuid4().hex[:8]}"
+    real, units = executors.claimer, []
+
+    def second_unit_gone(*a, **kw):
+        claim = real(*a, **kw)
+
+        def maybe(store, run):
+            units.append(run.info.run_name)
+            if len(units) == 2:  # the first unit's run is done; the server goes away, and comes back
+                raise server_gone()
+            return claim(store, run)
+
+        return maybe
+
+    with monkeypatch.context() as m:
+        m.setattr(executors, "claimer", second_unit_gone)
+        res = runner.invoke(app, args(server, experiment))
+    assert res.exit_code == 1, res.output
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"error: the tracking store --tracking-uri {server} failed ([Errno 111] Connection refused); runs it was "
+        "writing may be left RUNNING (the next `mlhw reproduce` ends them and resumes)"
+    )
+    assert "compiling the report" not in res.stderr
+    assert not (project / "results").exists()
+    res = runner.invoke(app, args(server, experiment))  # the store answers: it resumes, and the report is whole
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (project / "results" / "small" / "tables").glob("*.csv")) == [
+        "mlp_lr_sweep.csv", "sgd_vs_adam.csv", "svm.csv"
+    ]  # fmt: skip
+
+
 def mlhw_process(project, *argv):
     return subprocess.Popen(
         [sys.executable, "-m", "mlhw", *map(str, argv)],

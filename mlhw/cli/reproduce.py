@@ -104,7 +104,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             )
             check_terminated()
             beside = beside or bool(owned)
-            if not owned or unstarted:
+            if not owned or unstarted or any(r.store_down for _, r in failing):
                 break
             # the report waits for them: without them it replaced results/<profile>/ with a half-done one
             peers.wait_for_owners(store, owned, settings)
@@ -116,7 +116,17 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
             t0 = time.perf_counter()  # the round's own time: a run taken over said "ran 1 of 1 run in 23.3 s"
             if pool is not None:
                 pool.close()  # the first round's workers have ended: run() starts them again
-        if beside and not unstarted:
+        if causes := [r.store_cause or r.error for _, r in failed if r.store_down]:
+            # the store failed: no report. Asked again, a server gone failed it after its retries, one that hangs after
+            # 93 s, and one back by then wrote results/<profile>/ from half the runs (those not started missing). The
+            # suite parents are left RUNNING (STORE_DOWN), as the runs were: the next reproduce ends them and resumes
+            from mlhw.lifecycle import STORE_DOWN
+            from mlhw.store import StoreFailed
+
+            down = StoreFailed(causes[0])
+            setattr(down, STORE_DOWN, True)
+            raise down
+        if beside:
             peers.adopt_from_stopped_peers(plan, store, parents, settings)
         try:
             compiled = _compile(plan, store, results_dir, dev, parents, description)
