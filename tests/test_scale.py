@@ -382,6 +382,21 @@ def test_a_store_that_failed_mid_reproduction_writes_no_half_report(server, proj
     ]  # fmt: skip
 
 
+def test_a_single_command_on_a_server_links_its_experiments_runs(server, workdir):
+    """'tracking: http://...:PORT (experiment 'x'); open it in a browser': the server's address opens its experiment
+    list, in MLflow 3's GenAI view. The line now gives the experiment's runs, as `mlhw ui` links them."""
+    from mlhw.store import Store
+
+    experiment = f"link-{uuid.uuid4().hex[:8]}"
+    res = runner.invoke(app, ["svm", "soft", "--tracking-uri", server, "--experiment", experiment])
+    assert res.exit_code == 0, res.output
+    exp_id = Store(server, experiment, create=False).experiment_id
+    assert res.stdout.strip().splitlines()[-1] == (
+        f"tracking: {server} (experiment {experiment!r}); its runs: "
+        f"{server}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
+    )
+
+
 def mlhw_process(project, *argv):
     return subprocess.Popen(
         [sys.executable, "-m", "mlhw", *map(str, argv)],

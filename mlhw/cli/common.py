@@ -231,8 +231,10 @@ def tracking_hint(store) -> str:
 
     from mlhw.store import DEFAULT_URI, is_server
 
-    if is_server(store.uri):
-        return f"tracking: {store.uri} (experiment {store.experiment_name!r}); open it in a browser"
+    if is_server(store.uri):  # the server is the UI: its runs' page, in the model-training view (as `mlhw ui` links
+        # it; the server's bare address opened its experiment list, in the GenAI view)
+        page = f"{store.uri.rstrip('/')}/#/experiments/{store.experiment_id}/runs?workflowType=machine_learning"
+        return f"tracking: {store.uri} (experiment {store.experiment_name!r}); its runs: {page}"
     same = store.uri == (os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
     ui = "mlhw ui" if same else f"mlhw ui --tracking-uri {store.uri}"
     return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `{ui}` to browse"
