@@ -401,6 +401,12 @@ def probe_server(uri: str, timeout: float = 3.0) -> None:
                 return
             reason = f"HTTP {resp.status}"
     except urllib.error.HTTPError as err:
+        if err.code == 404:  # something answers, without MLflow's /health: a path added to the address, another program
+            raise MLHWError(  # ('server not reachable; start one' sent the user to start a server that was running)
+                f"{named(uri)}: answers, but is no MLflow server's address (GET {uri.rstrip('/')}/health: HTTP 404); "
+                "give the address `mlflow server` listens on, http://HOST:PORT (with no path unless it is served under "
+                "one)"
+            ) from None
         reason = f"HTTP {err.code}"
     except (urllib.error.URLError, OSError) as err:
         reason = str(getattr(err, "reason", err))

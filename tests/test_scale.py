@@ -397,6 +397,16 @@ def test_a_single_command_on_a_server_links_its_experiments_runs(server, workdir
     )
 
 
+@pytest.mark.parametrize("suffix", ["/api", "/api/2.0/mlflow"])
+def test_a_path_after_the_servers_address_is_said_as_such_not_as_a_server_down(server, workdir, suffix):
+    """`http://HOST:PORT/api` answered 404 at /health: 'server not reachable (HTTP 404); start one with `mlflow
+    server ...`', of a server that was running."""
+    res = runner.invoke(app, ["mlp", "train", "--epochs", "1", "--tracking-uri", server + suffix])
+    line = assert_one_line_error(res, f"--tracking-uri {server}{suffix}: answers, but is no MLflow server's address")
+    assert "HTTP 404" in line and "not reachable" not in line and "start one" not in line
+    assert not list(workdir.iterdir())  # nothing made
+
+
 def mlhw_process(project, *argv):
     return subprocess.Popen(
         [sys.executable, "-m", "mlhw", *map(str, argv)],
