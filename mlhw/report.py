@@ -899,6 +899,10 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
         descriptions[suite] = run.data.tags.get("mlflow.note.content", "").split("\n\n")[0]  # not the shared-runs note
         about = about or run.data.tags.get(PROFILE_DESCRIPTION_TAG, "")
         entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
+    # in the profile's order, as `reproduce` has them (the parents came newest first): an added suite's table,
+    # figure and settings line are placed by it, and `mlhw tables` wrote them in another order than `reproduce`
+    rank = {s: i for i, s in enumerate(expected)}
+    entries.sort(key=lambda e: rank.get(e.suite, len(rank)))
     if not entries:
         suites_there = store.search("tags.`mlhw.kind` = 'suite'")
         there = sorted({r.data.tags.get("mlhw.profile", "") for r in suites_there} - {""})

@@ -193,3 +193,20 @@ def test_only_an_added_suite_gates_its_table_as_the_whole_profile_does(added, tm
     assert moved.exit_code == 1 and "my_cnn_lrs lr=0.001 val_acc: drift" in moved.output, moved.output
     other = partial("my_mlp", move=True)  # the moved table is not this suite's: not gated here
     assert other.exit_code == 0, other.output
+
+
+def test_mlhw_tables_rebuilds_the_added_suites_in_the_order_the_reproduction_wrote_them(added, tmp_path):
+    """`mlhw tables` read the suites from their parent runs, newest first: the added suites' sections, settings
+    lines and figures came in another order than `reproduce` wrote them (the built-in ones have a fixed place), so
+    the same runs made two REPORT.md. Both follow the profile's suites, as experiments.yaml lists them."""
+    root, uri, _ = added
+    res = invoke("tables", "--profile", "p", "--tracking-uri", uri, "--results-dir", tmp_path)
+    assert res.exit_code == 0, res.output
+
+    def added_lines(report: str) -> list[str]:  # the headings, settings lines and figures of the added suites
+        return [x for x in report.splitlines() if x.startswith(("## my_", "- **my_", "![my_"))]
+
+    written = added_lines((root / "results" / "p" / "REPORT.md").read_text())
+    in_file = list(yaml.safe_load((root / "exp.yaml").read_text())["suites"])
+    assert [x.split()[1] for x in written if x.startswith("## ")] == in_file
+    assert added_lines((tmp_path / "p" / "REPORT.md").read_text()) == written
