@@ -171,13 +171,18 @@ def self_check_failures(done: dict[str, list[dict]]) -> list[str]:
     `mlhw check` exit 1 on them; `done` is suite -> run records (report.collect's)."""
     from mlhw.svm import soft_failure
 
-    out = []
+    # run -> (the suites that hold it, its first record): a run two suites share is one failure, naming both
+    runs: dict[object, tuple[list[str], dict]] = {}
     for suite, records in done.items():  # by the runs' kind: a suite added to experiments.yaml is judged alike
         for r in records:
-            if r.get("kind") == "theory" and r.get("checks_failed"):
-                out.append(f"{suite}: {r['checks_failed']} check(s) fail")
-            elif r.get("kind") == "svm_soft" and (why := soft_failure(r)):
-                out.append(f"{suite} {r.get('label') or r.get('run_id')}: {why}")
+            runs.setdefault(r.get("run_id") or id(r), ([], r))[0].append(suite)
+    out = []
+    for suites, r in runs.values():
+        who = ", ".join(dict.fromkeys(suites))
+        if r.get("kind") == "theory" and r.get("checks_failed"):
+            out.append(f"{who}: {r['checks_failed']} check(s) fail")
+        elif r.get("kind") == "svm_soft" and (why := soft_failure(r)):
+            out.append(f"{who} {r.get('label') or r.get('run_id')}: {why}")
     return out
 
 

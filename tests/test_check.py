@@ -826,11 +826,29 @@ def test_a_failed_claim_or_solver_fails_in_a_suite_added_to_experiments_yaml_too
     config dump (with its kind) and its metrics."""
     from mlhw.config import SoftSVMConfig, TheoryConfig
 
-    theory = TheoryConfig().model_dump() | {"checks_failed": 2, "label": "t"}
+    theory = TheoryConfig().model_dump() | {"checks_failed": 2, "label": "t", "run_id": "r1"}
     solvers = {"converged": 1.0, "primal_converged": 1.0, "duality_gap": 1e-3, "primal_certificate_gap": 1e-3}
-    soft = SoftSVMConfig(C=10.0).model_dump() | solvers | {"label": "C=10"}
-    fine = SoftSVMConfig().model_dump() | solvers | {"duality_gap": 1e-12, "label": "C=1"}
-    failures = C.self_check_failures({"my_theory": [theory], "my_svm": [fine, soft], "svm_soft": [soft]})
+    soft = SoftSVMConfig(C=10.0).model_dump() | solvers | {"label": "C=10", "run_id": "r2"}
+    fine = SoftSVMConfig().model_dump() | solvers | {"duality_gap": 1e-12, "label": "C=1", "run_id": "r3"}
+    other = soft | {"run_id": "r4"}  # a run of the same config in another suite (C=10 there too): its own failure
+    failures = C.self_check_failures({"my_theory": [theory], "my_svm": [fine, soft], "svm_soft": [other]})
     assert failures[0] == "my_theory: 2 check(s) fail"
     assert failures[1].startswith("my_svm C=10: the primal and the dual differ by 1.0e-03") and len(failures) == 3
     assert failures[2].startswith("svm_soft C=10: ")  # the built-in suite's, as before
+
+
+def test_a_failing_run_two_suites_share_is_one_failure_naming_both():
+    """A run shared between suites (an added svm_soft suite's C=1 is svm_soft's C=1 run; an added theory suite of the
+    built-in's config is its run) was a failure per suite: one unsound run read as two in reproduce's and `mlhw
+    check`'s verdict. It is one, naming every suite that holds it. (report.collect gives each suite its own copy of a
+    shared run's record, with the one run id.)"""
+    from mlhw.config import SoftSVMConfig, TheoryConfig
+
+    theory = TheoryConfig().model_dump() | {"checks_failed": 1, "label": "", "run_id": "t1"}
+    solvers = {"converged": 1.0, "primal_converged": 1.0, "duality_gap": 1e-3, "primal_certificate_gap": 1e-3}
+    soft = SoftSVMConfig().model_dump() | solvers | {"label": "C=1", "run_id": "s1"}
+    done = {"svm_soft": [dict(soft)], "theory": [dict(theory)], "my_theory": [dict(theory)], "my_svm": [dict(soft)]}
+    failures = C.self_check_failures(done)
+    assert len(failures) == 2, failures
+    assert failures[0].startswith("svm_soft, my_svm C=1: the primal and the dual differ by 1.0e-03"), failures
+    assert failures[1] == "theory, my_theory: 1 check(s) fail", failures
