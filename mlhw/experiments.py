@@ -458,7 +458,7 @@ def _expand_suite(
         return []
     _apply_profile_and_set(layers, name, suite.kind, prof, profile, overrides, file)
     _check_layers(layers, model, file, name)
-    _check_size(layers, name, file)
+    _check_size(layers, name, profile, file)
     runs = _product(layers, name, suite, model, file)
     _check_file_values_reach_a_run(layers, name, runs, file)
     return runs
@@ -608,9 +608,10 @@ def _check_layers(layers: _Layers, model, file, name: str) -> None:
 MAX_SUITE_RUNS = 1000
 
 
-def _check_size(layers: _Layers, name: str, file) -> None:
+def _check_size(layers: _Layers, name: str, profile: str, file) -> None:
     """A suite whose grid x seeds would make more than MAX_SUITE_RUNS runs is refused before its configs are built,
-    naming a --set among its lists, else the longest list (the likeliest mistake), and every factor."""
+    naming a --set among its lists, else the longest list (the likeliest mistake), every factor and the profile (every
+    profile of the file is expanded at its load: the one that made too many need not be the one asked for)."""
     factors = [(len(v), k, layers.grid_origin[k]) for k, v in layers.grid.items()]
     if layers.seeds is not None:
         factors.append((len(layers.seeds), "seeds", layers.seeds_origin))
@@ -626,8 +627,9 @@ def _check_size(layers: _Layers, name: str, file) -> None:
         for n, k, _ in factors
     )
     raise MLHWError(
-        f"{_named(culprit, file)}: suite {name} would make {total:,} runs ({sizes}), more than the {MAX_SUITE_RUNS:,} "
-        f"a suite may make: shorten the lists, or split the study into suites of {MAX_SUITE_RUNS:,} runs at most"
+        f"{_named(culprit, file)}: suite {name} would make {total:,} runs in profile {profile} ({sizes}), more than "
+        f"the {MAX_SUITE_RUNS:,} a suite may make: shorten the lists, or split the study into suites of "
+        f"{MAX_SUITE_RUNS:,} runs at most"
     )
 
 

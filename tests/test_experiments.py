@@ -1210,7 +1210,8 @@ def test_a_suite_of_more_runs_than_the_limit_is_refused_naming_its_longest_list(
     with pytest.raises(MLHWError) as info:
         load_file(path)
     assert str(info.value) == (
-        f"{path}: suites.m.grid.lr: suite m would make 2,000 runs (10 values of batch_size x 100 values of lr x 2 "
+        f"{path}: suites.m.grid.lr: suite m would make 2,000 runs in profile p (10 values of batch_size x 100 values "
+        "of lr x 2 "
         f"seeds), more than the {MAX_SUITE_RUNS:,} a suite may make: shorten the lists, or split the study into "
         f"suites of {MAX_SUITE_RUNS:,} runs at most"
     )
@@ -1218,5 +1219,16 @@ def test_a_suite_of_more_runs_than_the_limit_is_refused_naming_its_longest_list(
     doc["suites"]["m"]["grid"]["batch_size"] = list(range(1, 6))
     spec = load_file(write(tmp_path, doc))
     assert len([r for r in expand(spec, "p") if r.suite == "m"]) == MAX_SUITE_RUNS
-    with pytest.raises(MLHWError, match=r"^--set m.seeds: suite m would make 1,500 runs \(5 values of batch_size "):
+    with pytest.raises(MLHWError, match=r"^--set m.seeds: suite m would make 1,500 runs in profile p \(5 values of "):
         expand(spec, "p", sets=["m.seeds=[1, 2, 3]"])
+
+
+def test_a_suite_too_large_in_another_profile_than_the_one_asked_for_names_that_profile(tmp_path):
+    """Every profile of a file is expanded at its load: a suite that profile q cut to one seed, and profile p ran at
+    all its own, was refused for `--profile q` with no word of p, in q's user's eyes a suite of 100 runs."""
+    rates = [round(0.001 * (i + 1), 3) for i in range(100)]
+    doc = with_(lambda d: d["suites"]["m"].update(grid={"lr": rates, "batch_size": list(range(1, 11))}, seeds=[1, 2]))
+    doc["profiles"] = {"p": {}, "q": {"suites": {"m": {"seeds": [1]}}}}
+    path = write(tmp_path, doc)
+    with pytest.raises(MLHWError, match=r": suite m would make 2,000 runs in profile p \(10 values of batch_size "):
+        load_file(path)
