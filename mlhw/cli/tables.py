@@ -69,8 +69,9 @@ def tables(
     """Rebuild a profile's tables, figures and REPORT.md from the tracking store alone (runs nothing, reads
     no dataset): the newest full reproduction of the profile, as its suite parent runs record it.
 
-    Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory; each as
-    Markdown, CSV and LaTeX under results/<profile>/tables/, with mean ± std and n over seeds.
+    Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory, and one named after
+    each suite added to experiments.yaml; each as Markdown, CSV and LaTeX under results/<profile>/tables/, with
+    mean ± std and n over seeds.
     """
     from mlhw.layout import check_writable
     from mlhw.report import scope_from_store, write_report
