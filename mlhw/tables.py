@@ -451,7 +451,7 @@ def grid_value(v) -> str:
 def _added_title(suite: str, kind: str, records: list[dict], keys: list[str], description: str | None) -> str:
     """'my_cnn_lrs (Adam rates): AlexNet by lr, Adam, batch 64, 1 epoch': the suite, its description, the model,
     what varies and the training settings that do not (the report appends the dataset, as to the built-in ones')."""
-    from mlhw.labels import cnn_title, lr_label
+    from mlhw.labels import lr_label
 
     r = records[0]
     fixed = []
@@ -461,11 +461,12 @@ def _added_title(suite: str, kind: str, records: list[dict], keys: list[str], de
             fixed.append(lr_label(r["lr"]))
     else:
         model = "AlexNet"
-        set_by_variant = {"variant", "optimizer", "lr", "batchnorm", "dropout"}
-        if not set_by_variant & set(keys):
-            fixed.append(cnn_title(r["optimizer"], r["lr"], r.get("batchnorm", True), r.get("dropout", True)))
-        elif not {"variant", "optimizer"} & set(keys):
-            fixed.append(optimizer_name(r["optimizer"]))
+        if "variant" not in keys:  # a variant sets all four: else each that the grid does not vary, as cnn_title
+            # words them ('Adam lr=5e-5, no BN/Dropout'); a grid of batchnorm or of the optimizer left the lr out
+            said = [optimizer_name(r["optimizer"])] if "optimizer" not in keys else []
+            said += [lr_label(r["lr"])] if "lr" not in keys else []
+            off = [n for n, f in (("BN", "batchnorm"), ("Dropout", "dropout")) if f not in keys and not r.get(f, True)]
+            fixed += ([" ".join(said)] if said else []) + ([f"no {'/'.join(off)}"] if off else [])
     if "batch_size" not in keys:
         fixed.append(f"batch {r['batch_size']}")
     if "epochs" not in keys:

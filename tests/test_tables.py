@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlhw import tables as T
 
@@ -533,3 +534,32 @@ def test_the_theory_tables_note_says_what_each_of_its_data_is(monkeypatch):
         "a row passes when it is at most the *tolerance*",
     ):
         assert said in note, said
+
+
+@pytest.mark.parametrize(
+    "grid, fixed, title",
+    [
+        ({"lr": [0.001, 0.0001]}, {}, "s: AlexNet by lr, Adam, batch 64, 1 epoch"),
+        (
+            {"batchnorm": [True, False]},
+            {"dropout": False},
+            "s: AlexNet by batchnorm, Adam lr=5e-5, no Dropout, batch 64",
+        ),
+        ({"optimizer": ["sgd", "adam"]}, {}, "s: AlexNet by optimizer, lr=5e-5, batch 64, 1 epoch"),
+        ({"seed": [0, 1]}, {"batchnorm": False, "dropout": False}, "s: AlexNet, Adam lr=5e-5, no BN/Dropout, batch 64"),
+    ],
+    ids=["lr", "batchnorm", "optimizer", "seeds"],
+)
+def test_an_added_alexnet_suites_title_says_every_training_setting_its_grid_does_not_vary(grid, fixed, title):
+    """The heading of an added suite's table names the settings its runs share: a grid of batchnorm or of the
+    optimizer left out the lr they all trained at (and BN/Dropout left off), as if the table held every rate."""
+    from mlhw.config import CNNConfig
+
+    field, values = next(iter(grid.items()))
+    base = {"dataset": "digits", "optimizer": "adam", "lr": 5e-5, "epochs": 1} | fixed
+    records = [
+        CNNConfig(**(base | {field: v})).model_dump()
+        | {"variant": None, "train_loss": 2.0, "val_acc": 0.5, "test_acc": 0.5, "diverged": 0.0, "precision": "fp32"}
+        for v in values
+    ]
+    assert T.added_suite_table("s", records).title.startswith(title)
