@@ -190,17 +190,7 @@ def build_tables(
     if done.get("theory"):
         out.append(T.theory_table(_theory_rows(store, done["theory"][0])))
     for suite in [s for s in added if done[s][0].get("kind") == "theory"]:
-        t = T.theory_table(_theory_rows(store, done[suite][0]))
-        about = ((descriptions or {}).get(suite) or "").strip().rstrip(".")
-        out.append(
-            T.ResultTable(
-                suite,
-                f"{suite} ({about}): {t.title}" if about else f"{suite}: {t.title}",
-                t.numeric,
-                t.display,
-                like="theory",
-            )
-        )
+        out.append(T.added_theory_table(suite, _theory_rows(store, done[suite][0]), (descriptions or {}).get(suite)))
     return out
 
 

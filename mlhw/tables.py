@@ -471,9 +471,8 @@ def _added_title(suite: str, kind: str, records: list[dict], keys: list[str], de
         fixed.append(f"batch {r['batch_size']}")
     if "epochs" not in keys:
         fixed.append(f"{r['epochs']} epoch{'s' * (r['epochs'] != 1)}")
-    about = (description or "").strip().rstrip(".")
-    head = f"{suite} ({about})" if about else suite
-    return f"{head}: {model}" + (f" by {', '.join(keys)}" if keys else "") + "".join(f", {f}" for f in fixed)
+    varies = f" by {', '.join(keys)}" if keys else ""
+    return f"{added_heading(suite, description)}: {model}{varies}" + "".join(f", {f}" for f in fixed)
 
 
 def added_suite_table(suite: str, records: list[dict], description: str | None = None) -> ResultTable:
@@ -499,11 +498,20 @@ def added_svm_table(suite: str, records: list[dict], description: str | None = N
     """An added SVM suite's table: the SVM table's rows of its runs alone."""
     kind = str(records[0]["kind"])
     t = svm_table(records, []) if kind == "svm_multiclass" else svm_table([], records)
-    about = (description or "").strip().rstrip(".")
     question = "Q1 multiclass hinge" if kind == "svm_multiclass" else "Q3 soft SVM"
-    return ResultTable(
-        suite, f"{suite} ({about}): {question}" if about else f"{suite}: {question}", t.numeric, t.display, like="svm"
-    )
+    return ResultTable(suite, f"{added_heading(suite, description)}: {question}", t.numeric, t.display, like="svm")
+
+
+def added_theory_table(suite: str, rows: list[dict], description: str | None = None) -> ResultTable:
+    """An added theory suite's table: the theory table of its one run's checks (theory.csv)."""
+    t = theory_table(rows)
+    return ResultTable(suite, f"{added_heading(suite, description)}: {t.title}", t.numeric, t.display, like="theory")
+
+
+def added_heading(suite: str, description: str | None) -> str:
+    """An added suite's table title starts with its name and description: 'my_cnn_lrs (Adam rates)'."""
+    about = (description or "").strip().rstrip(".")
+    return f"{suite} ({about})" if about else suite
 
 
 Q1_METHODS = {  # how Q1's minimum is known (mlhw.svm.solve_multiclass), in the table's "dual / gap" column
