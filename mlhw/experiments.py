@@ -94,6 +94,8 @@ class ProfileSpec(_Strict):
 
 
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# a suite's name is a file's, tables/<suite>.csv (an added suite's table), and the first part of --set SUITE.KEY
+SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class ExperimentsFile(_Strict):
@@ -153,6 +155,12 @@ def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
                 f"{path}: profiles: the name {as_written(pname)} ends in {PARTIAL_SUFFIX!r}, the folder of a partial "
                 f"report (results/<profile>{PARTIAL_SUFFIX}/): its report would never be checked, and the partial "
                 f"reports of a profile {pname.removesuffix(PARTIAL_SUFFIX)!r} would replace it; name it otherwise"
+            )
+    for sname in spec.suites:  # '../../escape' wrote its table outside results/<profile>/tables/
+        if not SUITE_NAME.fullmatch(sname):
+            raise MLHWError(
+                f"{path}: suites: the name {as_written(sname)} is not a file name for tables/<suite>.csv (letters, "
+                "digits, '_' and '-', starting with a letter or digit; '.' separates --set SUITE.KEY)"
             )
     for pname, prof in spec.profiles.items():
         for sname in prof.suites:

@@ -1081,6 +1081,19 @@ def test_a_profile_name_is_a_folder_name_under_results(tmp_path, name):
     )
 
 
+@pytest.mark.parametrize("name", ["../../escape", "", "a/b", ".hidden", "-x", "two words", "a.b"])
+def test_a_suite_name_is_a_file_name_under_tables(tmp_path, name):
+    """An added suite gets tables/<suite>.{csv,md,tex}: one named '../../escape' wrote results/escape.csv, beside
+    the profiles' folders. (A dot would split it in --set SUITE.KEY.)"""
+    path = write(tmp_path, with_(lambda d: d["suites"].update({name: {"kind": "svm_soft", "part": "svm.q3"}})))
+    with pytest.raises(MLHWError) as info:
+        load_file(path)
+    assert str(info.value) == (
+        f"{path}: suites: the name {name!r} is not a file name for tables/<suite>.csv (letters, digits, '_' and '-', "
+        "starting with a letter or digit; '.' separates --set SUITE.KEY)"
+    )
+
+
 def test_the_shipped_profiles_have_folder_names():
     assert {"ci", "digits", "paper"} <= set(load_file(Path(__file__).parents[1] / "experiments.yaml").profiles)
     for name in ("ci", "paper-2", "v1.2", "my_profile"):
