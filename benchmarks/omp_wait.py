@@ -33,9 +33,10 @@ POLICIES = {"default": None, "passive": "PASSIVE"}
 
 
 def run_workload(name: str) -> float:
-    """Seconds of the timed part of `name` (in this process: the child)."""
+    """Seconds of the timed part of `name` (in this process: the child). torch is imported before mlhw on purpose:
+    importing mlhw first would set PASSIVE (mlhw/__init__.py) in the default policy's process too."""
     import numpy as np
-    import torch
+    import torch  # noqa: I001 - before mlhw (above)
 
     from mlhw.config import CNNConfig, MLPConfig
     from mlhw.data import Dataset, Split, with_validation

@@ -171,7 +171,8 @@ class DataSource:
         if classes and cfg.test_size is not None and not set(classes) & set(data.test.y.tolist()):
             # (the run FINISHED with no test error: "-" in its table, no metric in MLflow)
             return "test_size", (
-                f"{len(data.test)} test samples of {data.name} hold none of classes "
+                f"{len(data.test)} test sample{'s' * (len(data.test) != 1)} of {data.name} "
+                f"hold{'s' * (len(data.test) == 1)} none of classes "
                 f"{' and '.join(map(str, classes))}: no test error to measure"
             )
         return None

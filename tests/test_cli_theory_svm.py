@@ -185,6 +185,7 @@ def test_soft_svm_report(workdir):
         (["soft", "--train-size", "3", "--seed", "1"], "--train-size: class 3 has no training samples in digits (3"),
         # a test subset without either class FINISHED with no test error ("-" in its table, no metric)
         (["soft", "--test-size", "5"], "--test-size: 5 test samples of digits hold none of classes 3 and 8"),
+        (["soft", "--test-size", "1"], "--test-size: 1 test sample of digits holds none of classes 3 and 8"),
         (["soft", "--bias", "maybe"], "--bias"),
         (["multiclass", "--method", "magic"], "--method"),
         # digits is embedded: a --data-dir beside it is a forgotten --dataset mnist (the run trained on digits)
