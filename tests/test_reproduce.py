@@ -1585,10 +1585,27 @@ def test_a_unit_that_never_started_ends_at_zero_seconds(capsys):
 
     rep = _Reporter([[SimpleNamespace(config=SimpleNamespace(epochs=None), name="x")]], 1)
     for _ in range(200):  # (the old line read the clock twice: -0.0 most times, not every time)
-        rep.finished = 0
+        rep.finished = rep.failed = 0
         rep.on_event(Event("end", 0, "A", result=UnitResult(error="a worker process died")))
     lines = capsys.readouterr().err.splitlines()
-    assert set(lines) == {"[run 1 of 1] failed: a worker process died: A (0.0 s; 1 of 1 done)"}, lines[:3]
+    # (a failed run is not counted done: it read "1 of 1 done")
+    assert set(lines) == {"[run 1 of 1] failed: a worker process died: A (0.0 s; 0 of 1 done, 1 failed)"}, lines[:3]
+
+
+def test_the_progress_count_does_not_count_a_failed_run_as_done(capsys):
+    """After a failed run the end lines said "2 of 3 done" of one done and one failed: the summary line was right,
+    the progress beside it not."""
+    from types import SimpleNamespace
+
+    from mlhw.cli.reproduce import _Reporter
+    from mlhw.executors import Event, UnitResult
+
+    rep = _Reporter([[SimpleNamespace(config=SimpleNamespace(epochs=None), name=n)] for n in "ABC"], 3)
+    rep.on_event(Event("end", 0, "A", result=UnitResult()))
+    rep.on_event(Event("end", 1, "B", result=UnitResult(error="the store failed")))
+    rep.on_event(Event("end", 2, "C", result=UnitResult()))
+    ends = [line.rsplit("; ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert ends == ["1 of 3 done)", "1 of 3 done, 1 failed)", "2 of 3 done, 1 failed)"]
 
 
 def test_progress_lines_number_each_unit_as_the_plan_does_whatever_order_they_run_in(capsys):

@@ -551,7 +551,7 @@ class _Reporter:
     EPOCH_LINE_EVERY = 30.0
 
     def __init__(self, work, total):
-        self.work, self.total, self.finished = work, total, 0
+        self.work, self.total, self.finished, self.failed = work, total, 0, 0
         self.started: dict[int, float] = {}
         self.said: dict[int, float] = {}  # a unit's last plain line
         # each unit's runs numbered in the plan's order ("[4-5/12]"): with --jobs N they start and end out of order,
@@ -616,6 +616,7 @@ class _Reporter:
             err.print(f"[yellow]note[/]: worker {ev.worker}: {escape(ev.label)}")
         elif ev.kind == "end":
             self.finished += len(unit)
+            self.failed += len(unit) if ev.result.error else 0
             # a unit that never started (its worker died): 0.0, not -0.0
             seconds = max(0.0, ev.at - self.started.get(ev.unit, ev.at))
             r = ev.result
@@ -627,7 +628,10 @@ class _Reporter:
             else:
                 # the count on every end line: with --jobs N units end out of order ([1-18/39] after [19/39]), and
                 # a line that carried it only then read as if the others had lost it
-                count = f"{self.finished} of {self.total} done"
+                # a failed run is not done: "6 of 12 done" after a failure read as if it had been
+                count = f"{self.finished - self.failed} of {self.total} done" + (
+                    f", {self.failed} failed" if self.failed else ""
+                )
                 err.print(
                     f"[{self.spans[ev.unit]}] {what}: {ev.label} ({seconds:.1f} s; {count})",
                     highlight=False,
