@@ -765,9 +765,17 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
             "program on MNIST would have half a million constraints."
         )
     for (first, second), n in shared.items():
+        # an added suite may have no table (T.untabled_reason): "counted in both tables" was said of it too
+        tabled = [s for s in (second, first) if T.table_of(s, done[s][0].get("kind"), len(done[s]))]
+        counted = (
+            "counted in both tables"
+            if len(tabled) == 2
+            else f"counted in the table of {tabled[0]}"
+            if tabled
+            else "in no table"
+        )
         notes.append(
-            f"{second} and {first} share {n} run{'s' * (n != 1)} (the same settings: one MLflow run each, counted "
-            f"in both tables)."
+            f"{second} and {first} share {n} run{'s' * (n != 1)} (the same settings: one MLflow run each, {counted})."
         )
     notes.append(
         "In the tables, ± is the sample standard deviation (n - 1) over the seeds and n the number of seeds; a seed "

@@ -563,3 +563,21 @@ def test_an_added_alexnet_suites_title_says_every_training_setting_its_grid_does
         for v in values
     ]
     assert T.added_suite_table("s", records).title.startswith(title)
+
+
+def test_the_shared_runs_note_says_which_tables_count_them():
+    """Two suites that share runs were said to be "counted in both tables" where one of them has none: an added
+    theory suite of two runs (T.untabled_reason), one of them the built-in theory suite's."""
+    from mlhw.report import Entry, Scope, settings_lines
+
+    full, light = ({"kind": "theory", "digits": d} for d in (True, False))
+    entries = [Entry("theory", "t", "a", full), Entry("th2", "t", "a", full), Entry("th2", "l", "b", light)]
+    done = {"theory": [full | {"run_id": "a"}], "th2": [full | {"run_id": "a"}, light | {"run_id": "b"}]}
+    text = " ".join("\n".join(settings_lines(Scope("mine", entries), done)).split())
+    assert "th2 and theory share 1 run (the same settings: one MLflow run each, counted in the table of theory)" in text
+    assert "No table shows this suite (the theory table holds one run's checks, and it has 2)" in text
+    mlp = {"kind": "mlp", "dataset": "digits", "lr": 0.1, "seed": 8}
+    entries = [Entry("mlp_full", "s", "m", mlp), Entry("my_mlp", "s", "m", mlp)]
+    done = {"mlp_full": [mlp | {"run_id": "m"}], "my_mlp": [mlp | {"run_id": "m"}]}  # an added suite's own table
+    text = " ".join("\n".join(settings_lines(Scope("mine", entries), done)).split())
+    assert "my_mlp and mlp_full share 1 run (the same settings: one MLflow run each, counted in both tables)" in text
