@@ -607,6 +607,8 @@ HEADLINE = {
     "adam_lr": "val_acc",
     "batchnorm_dropout": "val_acc",
 }
+# an added suite's table (its `like`: the kind of its runs), by the metric its kind's built-in tables choose by
+ADDED_HEADLINE = {"mlp": "test_acc", "cnn": "val_acc"}
 
 
 def headline(table: ResultTable) -> tuple[str, float, str] | None:
@@ -617,18 +619,26 @@ def headline(table: ResultTable) -> tuple[str, float, str] | None:
     from mlhw.labels import lr_label, variant_title
     from mlhw.lifecycle import metric_name
 
-    metric, df = HEADLINE.get(table.name), table.numeric
+    added = table.name not in HEADLINE and table.like != table.name  # a suite added to experiments.yaml
+    metric, df = HEADLINE.get(table.name) or (ADDED_HEADLINE.get(table.like) if added else None), table.numeric
     if metric is None or f"{metric}_mean" not in df.columns or not df[f"{metric}_mean"].notna().any():
         return None
     row = df.loc[df[f"{metric}_mean"].idxmax()]
     key = "variant" if "variant" in df.columns else df.columns[0]
     value = row[key]
-    if key == "variant":
+
+    def named(k, v) -> str:  # as the runs' names say it
+        if k == "lr" and isinstance(v, float):
+            return lr_label(v)
+        return f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+
+    keys = [c for c in df.columns if c != "n" and not str(c).endswith(("_mean", "_std"))]
+    if added and len(keys) > 1:  # a grid of two fields: its row is both values ('batch_size=10, lr=0.1')
+        which = ", ".join(named(k, row[k]) for k in keys)
+    elif key == "variant":
         which = variant_title(str(value))
-    elif key == "lr" and isinstance(value, float):
-        which = lr_label(value)
     else:
-        which = f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+        which = named(key, value)
     if len(df) == 1:  # nothing to be best among: mlp_full's parent said "dataset=digits", a column, not a choice
         which = "its one configuration"
     n = int(row["n"]) if "n" in df.columns and pd.notna(row["n"]) else None

@@ -210,3 +210,26 @@ def test_mlhw_tables_rebuilds_the_added_suites_in_the_order_the_reproduction_wro
     in_file = list(yaml.safe_load((root / "exp.yaml").read_text())["suites"])
     assert [x.split()[1] for x in written if x.startswith("## ")] == in_file
     assert added_lines((tmp_path / "p" / "REPORT.md").read_text()) == written
+
+
+@pytest.mark.parametrize(
+    "suite, kind, fields, metric",
+    [("my_mlp", "mlp", ["batch_size", "lr"], "test_acc"), ("my_cnn_lrs", "cnn", ["lr"], "val_acc")],
+)
+def test_an_added_suites_parent_run_shows_its_best_rows_number_as_the_assignments_parents_do(
+    added, suite, kind, fields, metric
+):
+    """The assignment's suite parents log the best row's mean (test/acc for the MLP, val/acc for AlexNet) and a tag
+    naming that row; an added suite's parent had neither (an empty chart of parents in the UI). The best row and its
+    mean are found here from the child runs' own metrics."""
+    root, uri, _ = added
+    oracle = _oracle(uri, suite, kind, fields)
+    best = max(oracle, key=lambda k: oracle[k][metric][0])
+    _, found = runs_of(uri)
+    (parent,) = [r for r in found if r.data.tags.get("mlhw.kind") == "suite" and r.data.tags.get("mlhw.suite") == suite]
+    (logged,) = [v for k, v in parent.data.metrics.items() if metric_key(k) == metric]
+    assert logged == pytest.approx(oracle[best][metric][0], rel=1e-9)
+    tag = parent.data.tags["mlhw.best"]
+    row = dict(part.split("=") for part in tag.split(" (")[0].split(", "))  # 'batch_size=20, lr=0.1 (the mean ...'
+    assert {k: float(v) for k, v in row.items()} == dict(zip(fields, best)), tag
+    assert "(the mean of its 2 runs'" in tag, tag
