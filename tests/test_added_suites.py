@@ -226,10 +226,13 @@ def test_an_added_suites_parent_run_shows_its_best_rows_number_as_the_assignment
     oracle = _oracle(uri, suite, kind, fields)
     best = max(oracle, key=lambda k: oracle[k][metric][0])
     _, found = runs_of(uri)
-    (parent,) = [r for r in found if r.data.tags.get("mlhw.kind") == "suite" and r.data.tags.get("mlhw.suite") == suite]
-    (logged,) = [v for k, v in parent.data.metrics.items() if metric_key(k) == metric]
-    assert logged == pytest.approx(oracle[best][metric][0], rel=1e-9)
-    tag = parent.data.tags["mlhw.best"]
-    row = dict(part.split("=") for part in tag.split(" (")[0].split(", "))  # 'batch_size=20, lr=0.1 (the mean ...'
-    assert {k: float(v) for k, v in row.items()} == dict(zip(fields, best)), tag
-    assert "(the mean of its 2 runs'" in tag, tag
+    # (the fixture's reproduction made one; another test's partial reproductions of the same runs may add theirs)
+    parents = [r for r in found if r.data.tags.get("mlhw.kind") == "suite" and r.data.tags.get("mlhw.suite") == suite]
+    assert parents
+    for parent in parents:
+        (logged,) = [v for k, v in parent.data.metrics.items() if metric_key(k) == metric]
+        assert logged == pytest.approx(oracle[best][metric][0], rel=1e-9)
+        tag = parent.data.tags["mlhw.best"]
+        row = dict(part.split("=") for part in tag.split(" (")[0].split(", "))  # 'batch_size=20, lr=0.1 (the mean'
+        assert {k: float(v) for k, v in row.items()} == dict(zip(fields, best)), tag
+        assert "(the mean of its 2 runs'" in tag, tag
