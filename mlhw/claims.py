@@ -11,7 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from mlhw.lifecycle import HEARTBEAT_TAG, IDENTITY_TAG, PROCESS_TAG, WORKER_TAG, process_gone, stamp_seconds
+from mlhw.lifecycle import (
+    HEARTBEAT_TAG,
+    IDENTITY_TAG,
+    PROCESS_TAG,
+    WORKER_TAG,
+    process_alive,
+    process_gone,
+    stamp_seconds,
+)
 from mlhw.store import Store
 
 STALE_SECONDS = 60.0
@@ -121,13 +129,18 @@ def mark_dead(store: Store, workers: set[str], reason: str) -> int:
     return n
 
 
-def end_stale_runs(store: Store, stale_after: float = STALE_SECONDS) -> None:
+def end_stale_runs(store: Store, stale_after: float = STALE_SECONDS, spare_running_here: bool = False) -> None:
     """Runs still RUNNING whose process is gone or whose heartbeat stopped belong to dead processes: mark them
     FAILED (end_stale). Only mlhw's runs (every one has mlhw tags from its creation): a run another program logs to
     the experiment has no heartbeat to read. Every command that makes runs does this first: a single command's run
-    that a lost server (or a SIGKILL) left RUNNING stayed so for ever, where no `reproduce` used its experiment."""
+    that a lost server (or a SIGKILL) left RUNNING stayed so for ever, where no `reproduce` used its experiment.
+    `spare_running_here` (a single command, which trains nothing in their place): not a run whose process this
+    machine knows to be still running (suspended by Ctrl-Z, stalled: its heartbeat stale, not dead); a reproduce ends
+    it to train its config again."""
     for run in store.search("attributes.status = 'RUNNING'"):  # also those a FINISHED run of theirs hides
         if any(key.startswith("mlhw.") for key in run.data.tags) and not alive(run, stale_after):
+            if spare_running_here and process_alive(run.data.tags.get(PROCESS_TAG)):
+                continue
             end_stale(store, run)
 
 

@@ -1250,3 +1250,39 @@ def test_a_run_names_a_training_fraction_other_than_the_whole_pool():
 
     assert data_note(CNNConfig(dataset="cifar10", train_fraction=0.75, epochs=2)) == "cifar10 75%, 2 epochs"
     assert data_note(CNNConfig(dataset="cifar10", train_fraction=1.0, epochs=2)) == "cifar10, 2 epochs"
+
+
+def test_a_single_command_spares_a_run_whose_process_still_runs_here(workdir):
+    """A single command ended every RUNNING run whose heartbeat was stale, as reproduce does: one of a process still
+    running on this machine (suspended by Ctrl-Z, stalled) too, FAILED with `mlhw.dead`, though this command trains
+    nothing in its place and that process goes on once resumed. A run whose process is gone is still ended."""
+    import subprocess
+
+    from mlhw.lifecycle import PROCESS_TAG, process_id
+
+    uri = f"sqlite:///{workdir}/m.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("mlhw")
+    gone = subprocess.Popen(["sleep", "60"])
+    processes = {"gone": process_id(gone.pid)}
+    gone.kill()
+    gone.wait()
+    suspended = subprocess.Popen(["sleep", "60"])
+    try:
+        processes["suspended"] = process_id(suspended.pid)
+        assert all(processes.values())  # (Linux: /proc tells them)
+        stale = utc_stamp(time.time() - 3600)
+        runs = {
+            name: client.create_run(
+                experiment, run_name=name, tags={"mlhw.kind": "mlp", HEARTBEAT_TAG: stale, PROCESS_TAG: process}
+            ).info.run_id
+            for name, process in processes.items()
+        }
+        res = invoke("theory", "--tracking-uri", uri)
+        assert res.exit_code == 0, res.output
+        assert client.get_run(runs["suspended"]).info.status == "RUNNING"
+        assert "mlhw.dead" not in client.get_run(runs["suspended"]).data.tags
+        assert client.get_run(runs["gone"]).info.status == "FAILED"
+    finally:
+        suspended.kill()
+        suspended.wait()

@@ -219,7 +219,9 @@ def prepare(
     from mlhw.claims import end_stale_runs
     from mlhw.reference import PART_DESCRIPTIONS
 
-    end_stale_runs(store)  # what a lost server or a SIGKILL left RUNNING (this command's own run as well, run again)
+    # what a lost server or a SIGKILL left RUNNING (this command's own run as well, run again); not a run of a process
+    # still running here, suspended or stalled: this command does not train it again, and ended it FAILED for nothing
+    end_stale_runs(store, spare_running_here=True)
 
     tags = {"mlhw.part": part, "mlhw.parts": part}
     return source, store, Job(cfg, ident, name, tags, PART_DESCRIPTIONS.get(part, ""), command)
