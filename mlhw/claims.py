@@ -23,6 +23,11 @@ from mlhw.lifecycle import (
 from mlhw.store import Store
 
 STALE_SECONDS = 60.0
+# A single command's: it ends dead runs as housekeeping, trains nothing in their place, and cannot know a
+# reproduction's --stale-after on another machine (600 s there left that one's live runs stale here after 60 s), nor
+# another machine's clock (the README asks for NTP where machines share a store). Runs of a process known gone on this
+# machine are ended at once whatever this is (lifecycle.process_gone).
+SINGLE_COMMAND_STALE_SECONDS = 900.0
 
 
 class Claimed(Exception):

@@ -1286,3 +1286,40 @@ def test_a_single_command_spares_a_run_whose_process_still_runs_here(workdir):
     finally:
         suspended.kill()
         suspended.wait()
+
+
+def test_a_single_command_leaves_another_machines_run_until_its_heartbeat_is_long_late(workdir):
+    """A single command ended another machine's RUNNING runs 60 s after their last heartbeat, reproduce's default:
+    a reproduction there with --stale-after 600 (or a clock a minute off) lost live runs to any `mlhw theory` here,
+    and another reproduce trained them again. A single command, which trains nothing in their place, waits
+    SINGLE_COMMAND_STALE_SECONDS; a run of this machine whose process is gone is still ended at once."""
+    import subprocess
+
+    from mlhw.claims import SINGLE_COMMAND_STALE_SECONDS
+    from mlhw.lifecycle import PROCESS_TAG, process_id
+
+    uri = f"sqlite:///{workdir}/m.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("mlhw")
+    gone = subprocess.Popen(["sleep", "60"])
+    here = process_id(gone.pid)
+    gone.kill()
+    gone.wait()
+    elsewhere = "another-machine-id/4242/123456"  # a machine this one knows nothing of
+    late = {"late": 300, "long late": SINGLE_COMMAND_STALE_SECONDS + 60}
+    runs = {
+        name: client.create_run(
+            experiment,
+            run_name=name,
+            tags={"mlhw.kind": "mlp", HEARTBEAT_TAG: utc_stamp(time.time() - seconds), PROCESS_TAG: elsewhere},
+        ).info.run_id
+        for name, seconds in late.items()
+    }
+    runs["gone here"] = client.create_run(
+        experiment,
+        run_name="gone here",
+        tags={"mlhw.kind": "mlp", HEARTBEAT_TAG: utc_stamp(time.time() - 5), PROCESS_TAG: here},
+    ).info.run_id
+    assert invoke("theory", "--tracking-uri", uri).exit_code == 0
+    status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
+    assert status == {"late": "RUNNING", "long late": "FAILED", "gone here": "FAILED"}

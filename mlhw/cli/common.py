@@ -216,12 +216,13 @@ def prepare(
         raise MLHWError(f"--{problem[0].replace('_', '-')}: {problem[1]}")
     store = Store(tracking_uri, experiment)
     store.check_artifacts_writable()
-    from mlhw.claims import end_stale_runs
+    from mlhw.claims import SINGLE_COMMAND_STALE_SECONDS, end_stale_runs
     from mlhw.reference import PART_DESCRIPTIONS
 
     # what a lost server or a SIGKILL left RUNNING (this command's own run as well, run again); not a run of a process
-    # still running here, suspended or stalled: this command does not train it again, and ended it FAILED for nothing
-    end_stale_runs(store, spare_running_here=True)
+    # still running here, suspended or stalled: this command does not train it again, and ended it FAILED for nothing;
+    # nor one of another machine whose heartbeat is late by less than SINGLE_COMMAND_STALE_SECONDS
+    end_stale_runs(store, SINGLE_COMMAND_STALE_SECONDS, spare_running_here=True)
 
     tags = {"mlhw.part": part, "mlhw.parts": part}
     return source, store, Job(cfg, ident, name, tags, PART_DESCRIPTIONS.get(part, ""), command)
