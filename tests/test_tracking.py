@@ -1082,8 +1082,8 @@ def test_a_single_command_whose_store_fails_mid_run_says_what_ends_the_run_it_le
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert res.stderr.strip().splitlines()[-1] == (
         f"error: the tracking store --tracking-uri {uri} failed ([Errno 111] Connection refused); runs it was "
-        "writing may be left RUNNING (the next mlhw command on this experiment, once the store is back, marks them "
-        "FAILED)"
+        "writing may be left RUNNING (the next mlhw command that trains or solves on this experiment, once the store "
+        "is back, marks them FAILED)"
     )
 
 

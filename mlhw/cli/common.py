@@ -266,7 +266,8 @@ def _first_line(e: BaseException) -> str:
 STORE_FAILED = "runs it was writing may be left RUNNING"
 # a single command's: it keeps no plan to resume, and said no more, while its run stayed RUNNING in the UI
 STORE_FAILED_SINGLE = (
-    f"{STORE_FAILED} (the next mlhw command on this experiment, once the store is back, marks them FAILED)"
+    f"{STORE_FAILED} (the next mlhw command that trains or solves on this experiment, once the store is back, marks "
+    "them FAILED)"
 )
 # said instead of `store_failed` where the store failed before the command created a run (a locked database)
 NO_RUN_CREATED = "it had created no run"
