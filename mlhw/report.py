@@ -318,14 +318,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
 def _curve_label(r: dict, keys: list[str]) -> str:
     """An added suite's curve, named as its table's row: 'lr=0.001', 'Adam lr=5e-5, batch_size=32' (a variant in the
     assignment's words), or the dataset where only seeds differ."""
-    from mlhw.labels import lr_label, variant_title
-
-    if not keys:
-        return str(r.get("dataset"))
-    return ", ".join(
-        lr_label(r[k]) if k == "lr" else variant_title(str(r[k])) if k == "variant" else f"{k}={T.grid_value(r.get(k))}"
-        for k in keys
-    )
+    return T.setting_label(r, keys) if keys else str(r.get("dataset"))
 
 
 # --- the folder ---------------------------------------------------------------------------------------------

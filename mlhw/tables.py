@@ -508,6 +508,21 @@ def added_theory_table(suite: str, rows: list[dict], description: str | None = N
     return ResultTable(suite, f"{added_heading(suite, description)}: {t.title}", t.numeric, t.display, like="theory")
 
 
+def setting_label(values, keys: list[str]) -> str:
+    """A row of a grid as the runs' names say it: 'lr=5e-5', 'Adam lr=5e-5' (a variant in the assignment's words),
+    'batch_size=20, lr=0.1' (the figure's curves and the parent's headline alike). `values`: a record or a row."""
+    from mlhw.labels import lr_label, variant_title
+
+    def one(k: str, v) -> str:
+        if k == "lr" and isinstance(v, float):
+            return lr_label(v)
+        if k == "variant":
+            return variant_title(str(v))
+        return f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"  # (str: a row's numpy int64 as 10)
+
+    return ", ".join(one(k, values[k]) for k in keys)
+
+
 def added_heading(suite: str, description: str | None) -> str:
     """An added suite's table title starts with its name and description: 'my_cnn_lrs (Adam rates)'."""
     about = (description or "").strip().rstrip(".")
@@ -616,7 +631,6 @@ def headline(table: ResultTable) -> tuple[str, float, str] | None:
     'Adam lr=5e-5 (its one run's val/acc)') of a table, or None. A sweep's parent and a suite's parent show their
     number this one way: the row as the runs' names say it, the metric as the UI names it (the tag read
     'variant=adam-5e-05 (... val_acc)' beside runs named 'Adam lr=5e-5' and a metric named val/acc)."""
-    from mlhw.labels import lr_label, variant_title
     from mlhw.lifecycle import metric_name
 
     added = table.name not in HEADLINE and table.like != table.name  # a suite added to experiments.yaml
@@ -625,20 +639,9 @@ def headline(table: ResultTable) -> tuple[str, float, str] | None:
         return None
     row = df.loc[df[f"{metric}_mean"].idxmax()]
     key = "variant" if "variant" in df.columns else df.columns[0]
-    value = row[key]
-
-    def named(k, v) -> str:  # as the runs' names say it
-        if k == "lr" and isinstance(v, float):
-            return lr_label(v)
-        return f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-
     keys = [c for c in df.columns if c != "n" and not str(c).endswith(("_mean", "_std"))]
-    if added and len(keys) > 1:  # a grid of two fields: its row is both values ('batch_size=10, lr=0.1')
-        which = ", ".join(named(k, row[k]) for k in keys)
-    elif key == "variant":
-        which = variant_title(str(value))
-    else:
-        which = named(key, value)
+    # an added grid of two fields: its row is both values ('batch_size=10, lr=0.1')
+    which = setting_label(row, keys if added and len(keys) > 1 else [key])
     if len(df) == 1:  # nothing to be best among: mlp_full's parent said "dataset=digits", a column, not a choice
         which = "its one configuration"
     n = int(row["n"]) if "n" in df.columns and pd.notna(row["n"]) else None
