@@ -9,7 +9,9 @@
 #      equality check (fp16 graphs == eager for Adam and for SGD with momentum among them).
 #   2. the paper profile end to end (gpu_paper.sh): --jobs 3 --device cuda (74.2 s on an H100, 2026-11-27), then
 #      --jobs 2 (what --jobs auto picks on one GPU: 76.8 s then).
-#   3. startup.py: a new store, the imports before the workers, the first Lagrangian, on the device's CPU.
+#   3. gpu_compile.py: torch.compile(model) inside the captured AlexNet step against mlhw's eager modules (a probe:
+#      train_cnn does not capture compiled steps), its compile seconds, its losses against eager ones.
+#   4. startup.py: a new store, the imports before the workers, the first Lagrangian, on the device's CPU.
 # Each step is cut off where the budget would run out, and says so; the tables are printed at the end.
 set -uo pipefail
 out=${1:-/tmp/gpu_round}
@@ -36,6 +38,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 export PYTHONUNBUFFERED=1
 step gpu_check 240 env PYTHONPATH="$PWD" python3 benchmarks/gpu_check.py
 step paper_jobs3_cuda 200 env REPRO_ARGS="--device cuda" bash benchmarks/gpu_paper.sh "$out/paper" 3
+step compile 150 env PYTHONPATH="$PWD" python3 benchmarks/gpu_compile.py
 step paper_jobs2 170 bash benchmarks/gpu_paper.sh "$out/paper" 2
 site=/tmp/site:
 if [ -n "${NO_BUNDLE:-}" ]; then
@@ -51,5 +54,7 @@ echo
 sed -n '/^## gpu_check/,$p' "$out/gpu_check.txt"
 echo
 cat "$out/paper/paper_times.txt" 2>/dev/null
+echo
+sed -n '/^## gpu_compile/,$p' "$out/compile.txt"
 echo
 tail -12 "$out/startup.txt"
