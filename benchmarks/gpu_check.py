@@ -27,6 +27,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import traceback
 from types import SimpleNamespace
@@ -212,14 +213,16 @@ def cnn_equal(
     lr: float = 5e-5,
     run_as: str | None = None,
     momentum: float = 0.0,
+    compile: bool = False,
 ) -> None:
     """graphs vs eager, beside eager vs eager: train losses, validation and test (loss, accuracy). `run_as`: the
-    precision that runs where the requested one does not (bf16 on a CPU: fp32); the label names both."""
+    precision that runs where the requested one does not (bf16 on a CPU: fp32); the label names both. `compile`:
+    torch.compile's network in every run (its captured steps against its eager ones)."""
     ran = []
 
     def curve(graphs: bool) -> np.ndarray:
         cfg = cnn_cfg(epochs=2, optimizer=optimizer, lr=lr, momentum=momentum)
-        res = train_cnn(cfg, data, device, run_as or precision, cuda_graphs=graphs)
+        res = train_cnn(cfg, data, device, run_as or precision, compile, cuda_graphs=graphs)
         ran.append(res.precision)
         vals = [v for h in res.history for v in (h["train_loss"], h["train_acc"], h["val_loss"], h["val_acc"])]
         return np.array(vals + [res.test_loss, res.test_acc])
@@ -230,8 +233,8 @@ def cnn_equal(
     what = precision if ran[0] == precision else f"{precision} asked for, {ran[0]} ran on {device.type}"
     row(
         "check",
-        f"CNN graphs == eager ({optimizer} {lr:g}{f' momentum {momentum:g}' if momentum else ''}, {what}, 2 epochs,"
-        " max abs diff)",
+        f"CNN{' compiled' if compile else ''} graphs == eager ({optimizer} {lr:g}"
+        f"{f' momentum {momentum:g}' if momentum else ''}, {what}, 2 epochs, max abs diff)",
         f"{d_ge:.2e}",
         f"eager vs eager (noise floor): {d_ee:.2e}; train loss {eager[0]:.4f} -> {eager[4]:.4f}",
     )
@@ -381,6 +384,7 @@ def memory_rows(data) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on whatever device: checks the script runs")
+    ap.add_argument("--compile-only", action="store_true", help="only the torch.compile rows and the default beside")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     smoke = args.smoke or device.type != "cuda"
@@ -390,6 +394,8 @@ def main() -> None:
     else:
         name = f"CPU, {torch.get_num_threads()} threads"
     print(f"gpu_check: {name}; torch {torch.__version__}; smoke={smoke}", flush=True)
+    if smoke:  # a CPU's Inductor compiles C++ for minutes: the compiled rows check their plumbing only
+        torch.compile = functools.partial(torch.compile, backend="aot_eager")
 
     if smoke:
         cnn_train, cnn_epochs, nb_steps, mlp_n, sweep_n, check_n, eq_n = 128, 2, 1, 2_000, 1_000, 300, 70
@@ -405,8 +411,12 @@ def main() -> None:
             "training GFLOP per image (227 px)",
             f"{flops_per_image(AlexNet().to(device), (3, 227, 227)) / 1e9:.2f}",
         )
-    base = notebook_images_per_s(synthetic_cifar(nb_steps * 64 + 128, 5), device, nb_steps) if not smoke else None
+    peer = not smoke and not args.compile_only
+    base = notebook_images_per_s(synthetic_cifar(nb_steps * 64 + 128, 5), device, nb_steps) if peer else None
     lab, prec = ("mlhw bf16", "bf16") if device.type == "cuda" else ("mlhw auto", "auto")
+    compiled = [
+        (f"{lab}: torch.compile + fused Adam + CUDA graph + space-to-depth", dict(precision=prec, compile=True))
+    ]
     variants = [
         (f"{lab}: fused Adam + CUDA graph + space-to-depth (default)", dict(precision=prec)),
         (f"{lab}: plain first convolution (space-to-depth off)", dict(precision=prec, space_to_depth=False)),
@@ -415,8 +425,10 @@ def main() -> None:
         (f"{lab}: foreach Adam, eager (the old loop)", dict(precision=prec, fused=False, cuda_graphs=False)),
         ("mlhw fp32: fused Adam + CUDA graph", dict(precision="fp32")),
     ]
+    if args.compile_only:
+        return compile_rows(cnn_data, device, base, cnn_epochs, variants[0], compiled[0], eq_n, small, name)
     if device.type == "cuda":
-        variants += [
+        variants += compiled + [
             ("mlhw fp16 + GradScaler + CUDA graph (the T4/V100 path)", dict(precision="fp16")),
             ("mlhw fp16 + GradScaler, eager steps (the path before)", dict(precision="fp16", cuda_graphs=False)),
         ]
@@ -445,7 +457,22 @@ def main() -> None:
     for precision, optimizer, lr, momentum in equal:
         run_as = None if device.type == "cuda" else "fp32"  # a CPU's autocast is no check of the GPU's bf16
         guarded(cnn_equal)(eq_data, device, precision, optimizer, lr, run_as, momentum)
+    if device.type == "cuda":
+        guarded(cnn_equal)(eq_data, device, "bf16", compile=True)
+    table(name)
 
+
+def compile_rows(cnn_data, device, base, epochs, default, compiled, eq_n, small, name) -> None:
+    """--compile-only: the default and the compiled step's img/s, and the compiled graphs == compiled eager."""
+    for label, kw in (default, compiled):
+        mlhw_images_per_s(cnn_data, device, label, base, epochs, **kw)
+    eq_data = Dataset("synthetic", synthetic_cifar(eq_n, 7), small, small)
+    run_as = None if device.type == "cuda" else "fp32"
+    guarded(cnn_equal)(eq_data, device, "bf16", "adam", 5e-5, run_as, compile=True)
+    table(name)
+
+
+def table(name: str) -> None:
     print(f"\n## gpu_check on {name}, torch {torch.__version__}: {time.perf_counter() - T0:.0f} s\n")
     print("| part | what | value | note |\n|---|---|---|---|")
     for r in ROWS:

@@ -284,14 +284,14 @@ class TrainStep:
         self.loss_sum = torch.zeros((), device=device)
         self.hits = torch.zeros((), device=device, dtype=torch.long)
 
-    def __call__(self, idx: torch.Tensor) -> None:
+    def __call__(self, idx: torch.Tensor, forward=None) -> None:
         x, y = self.train.batch(idx)
         # cache_enabled=False: autocast's weight cache cannot live across CUDA-graph replays (each weight
         # is used once per forward here, so the cache saves nothing anyway).
         with torch.autocast(
             self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None, cache_enabled=False
         ):
-            out = self.forward(x)
+            out = (forward or self.forward)(x)
         loss = F.cross_entropy(out.float(), y)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -303,9 +303,10 @@ class TrainStep:
         self.loss_sum += loss.detach() * len(y)
         self.hits += (out.argmax(1) == y).sum()
 
-    def eager(self, idx: torch.Tensor) -> None:
+    def eager(self, idx: torch.Tensor, forward=None) -> None:
+        """One step outside any graph; `forward`: the network for this batch (default: the step's own)."""
         self.opt.zero_grad(set_to_none=True)
-        self(idx)
+        self(idx, forward)
 
     def capture(self, batch_size: int, warmup: int = 3) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         """Capture one full training step on a static index buffer (PyTorch's whole-network recipe:
@@ -362,10 +363,14 @@ def train_cnn(
     judges it) stops the run after that epoch, with `diverged_epoch` set:
     a result, not an error.
 
-    cuda_graphs (None = on for CUDA, except with compile, and fp16 with an unfused optimizer: step_capturable):
-    every full batch is one replay of a captured training step (batch preparation, forward, backward, fp16's
-    loss scaling, optimizer, loss and accuracy sums);
-    the last, partial batch runs eagerly. fused: see make_optimizer. eval_batch: images per evaluation
+    cuda_graphs (None = on for CUDA, except fp16 with an unfused optimizer: step_capturable): every full batch is
+    one replay of a captured training step (batch preparation, forward, backward, fp16's loss scaling, optimizer,
+    loss and accuracy sums); the last, partial batch runs eagerly.
+    compile: the full batches' forward and backward by torch.compile (Inductor's kernels: BatchNorm and ReLU
+    fused, the casts folded into their neighbours), captured in the CUDA graph as the eager modules are; the
+    first step pays the compilation (25 s on an H200's machine), then 23,667 img/s against 19,223 (H200, 2026-11-29,
+    benchmarks/gpu_compile.py). The last, partial batch runs the eager modules: its other shape would compile
+    the network again. fused: see make_optimizer. eval_batch: images per evaluation
     pass (None: 1024 on CUDA, padded to one shape; 256 on a CPU). space_to_depth (None = on for CUDA):
     the first convolution by space_to_depth_conv (measured on an H100: +13% training img/s).
 
@@ -387,7 +392,7 @@ def train_cnn(
     model.features[0].space_to_depth = cuda if space_to_depth is None else space_to_depth
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     opt = make_optimizer(cfg, model.parameters(), fused=fused, capturable=cuda)
-    graphs = cuda and cuda_graphs is not False and step_capturable(opt, scaler) and not compile
+    graphs = cuda and cuda_graphs is not False and step_capturable(opt, scaler)
     eval_batch = eval_batch or (1024 if cuda else 256)
     result = CNNResult(
         parameters=count_parameters(model),
@@ -419,7 +424,7 @@ def train_cnn(
                 graph.replay()
             else:
                 with cudnn_autotune(tune and len(idx) == bs):
-                    step.eager(idx)
+                    step.eager(idx, model if compile and len(idx) != bs else None)
             seen += len(idx)
         train_loss, hits = torch.stack([step.loss_sum, step.hits.float()]).tolist()  # the epoch's one sync
         # no image trained on (validation refuses such a split): NaN, not a loss of 0 that reads as perfect

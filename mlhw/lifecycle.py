@@ -40,6 +40,7 @@ WORKER_TAG = "mlhw.worker"  # host:pid of the process that runs it, so a parent 
 PROCESS_TAG = "mlhw.process"
 IDENTITY_TAG = "mlhw.config_hash"
 TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as one batched computation
+COMPILED_TAG = "mlhw.compiled"  # an AlexNet run whose network torch.compile compiled (`mlhw cnn ... --compile`)
 # Metrics are batched: one write per run every few seconds, not one per value. An MLP unit trains 30 runs at once
 # and each run flushes on its own clock: at 2 s, a unit of 3 s on a GPU paid 30 extra writes (~0.4 s) between epochs.
 FLUSH_SECONDS = 5.0

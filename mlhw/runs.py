@@ -20,7 +20,7 @@ from mlhw import data as datalib
 from mlhw import memory
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
 from mlhw.errors import path_errors, refuse_empty
-from mlhw.lifecycle import IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
+from mlhw.lifecycle import COMPILED_TAG, IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
 from mlhw.store import Store
 
 EpochHook = Callable[[int, dict], None]  # (epoch, the core's row for that epoch)
@@ -321,6 +321,8 @@ def run_cnn(job: Job, store, source, device, claim, on_epoch=None, precision="au
         log.log_params(
             {"parameters": parameters, "precision": precision_name(resolve_precision(precision, torch.device(device)))}
         )
+        if compile:  # the same numbers to the chaos of training (not its identity), another speed: said in the UI
+            log.set_tags({COMPILED_TAG: "torch.compile"})
 
         def hook(epoch, row):
             log.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)

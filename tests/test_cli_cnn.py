@@ -361,3 +361,17 @@ def test_the_reference_line_of_the_plain_variant_says_its_loss_is_not_reported()
     ), line
     line = _reference_line(CNNConfig(dataset="cifar10"), OFFICIAL)
     assert line.startswith("the write-up's single run of Adam lr=5e-5: final train loss 0.6086, val acc 61.89%, "), line
+
+
+def test_a_compiled_run_says_so_in_its_tags(workdir, monkeypatch):
+    """--compile trains the same network to the chaos of training (not another identity) at another speed: the run's
+    tag says which, in the UI. (A stand-in for torch.compile: a CPU's Inductor compiles C++ for minutes.)"""
+    import torch
+
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    assert invoke("cnn", "train", *SMALL, "--compile", "--tracking-uri", uri).exit_code == 0
+    assert invoke("cnn", "train", *SMALL, "--seed", "1", "--tracking-uri", uri).exit_code == 0
+    _, found = runs_of(uri)
+    tags = {r.data.params["seed"]: r.data.tags.get("mlhw.compiled") for r in found}
+    assert tags == {"0": "torch.compile", "1": None}, tags

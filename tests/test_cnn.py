@@ -301,3 +301,29 @@ def test_a_fractional_width_rounds_every_layer_to_the_nearest_channel():
     batchnorm = 2 * (29 + 77 + 115 + 115 + 77)  # a weight and a bias per channel
     dense = (1229 * 2772 + 1229) + (1229 * 1229 + 1229) + (10 * 1229 + 10)
     assert count_parameters(model) == conv + batchnorm + dense == 5_277_993
+
+
+def test_compile_trains_the_full_batches_compiled_and_the_last_partial_one_on_the_eager_modules(digits, monkeypatch):
+    """--compile: torch.compile's network takes the full batches (on a GPU, in the captured step: 23,489 img/s
+    against 19,095 on an H200); the last, partial batch goes through the eager modules, since its other shape
+    would compile the network again (25-30 s). A stand-in for torch.compile sees each batch it is given; with it
+    the run is the eager run, number for number."""
+    seen = []
+
+    def stand_in(model):
+        def forward(x):
+            seen.append(len(x))
+            return model(x)
+
+        return forward
+
+    cfg = CNNConfig(**TINY)
+    plain = train_cnn(cfg, digits, "cpu", precision="fp32")
+    monkeypatch.setattr(torch, "compile", stand_in)
+    compiled = train_cnn(cfg, digits, "cpu", precision="fp32", compile=True)
+    n, bs = len(digits.train), cfg.batch_size
+    assert n % bs and set(seen) == {bs} and len(seen) == cfg.epochs * (n // bs)
+    assert compiled.history[0]["images_per_s"] > 0 and [h["train_loss"] for h in compiled.history] == [
+        h["train_loss"] for h in plain.history
+    ]
+    assert (compiled.test_loss, compiled.test_acc) == (plain.test_loss, plain.test_acc)
