@@ -695,6 +695,9 @@ WHOLE_TRAIN_ROWS = {"mnist": datalib.MNIST_TRAIN_POOL, "digits": 1_797 - datalib
 # An MLP unit of this many SGD steps or more is a long one (--jobs auto): on this project's 2-core CPU the paper
 # profile's sweep (30,000 steps, 30 networks batched) took 40 s, its mlp_full (150,000) 48 s; digits' (3,900) 3-5 s.
 LONG_MLP_STEPS = 20_000
+# CPU workers beside the GPUs at most (auto_jobs): one for the SVMs and theory, one per long Part 1 unit
+CPU_BESIDE_GPUS = 3
+NUMBERS = {1: "one", 2: "two", 3: "three"}
 
 
 def long_mlp_unit(cfg) -> bool:
@@ -714,9 +717,12 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
       long_mlp_unit): the paper profile's Part 1 with the SVMs and theory (its suites but CIFAR-10's) took 104.0 s
       in one process and 58.6 s in two on the 2-core AMD EPYC (2026-11-28), the same numbers. (With a GPU, Part 1
       trains there in one process: a CPU lane would take one of its units at a third of the GPU's speed.)
-    - Then, a GPU here and --device auto (counted without torch, gpu_count): one worker per GPU and one on the CPU
-      (its lane trains Part 1, the SVMs and theory beside AlexNet). The paper profile on one H100 (MLflow on SQLite,
-      2026-11-27): 83.8 s with one process, 76.8 s with two; on one H200 92.2 s and 85.0 s.
+    - Then, a GPU here and --device auto (counted without torch, gpu_count): one worker per GPU, and on the CPU one
+      for the SVMs and theory and one more for each long Part 1 unit (long_mlp_unit), up to CPU_BESIDE_GPUS: each
+      such unit then starts at once beside AlexNet instead of after the others on one CPU worker. The paper profile
+      (its sweep and part (c) are two long units) on one H200 (MLflow on SQLite, 2026-11-29, one call): 60.2 s
+      with one worker on the CPU, 58.5 s with two, 55.7 s with three (the GPU worker's 12 AlexNet runs 36 s, part
+      (c)'s 5 seeds on the CPU 41 s). On one H100 (2026-11-27): 83.8 s in one process, 76.8 s with one on the CPU.
     - --device cuda[:N] with a GPU here: three workers sharing it (they overlap what does not fill the GPU). The
       paper profile on one H200: 92.2 s in one process, 87.6 s with two workers, 78.6 s with three; on one H100 74.2
       s with three, the fastest measured.
@@ -739,7 +745,13 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
     if cores is None:
         cores = cpu_cores()
     if gpus and device == "auto":
-        want, limit, why = gpus + 1, gpus + (cores > 1), "one per GPU and one on the CPU"
+        # (none where the plan has nothing but AlexNet: a CPU worker would start to wait)
+        cpu = min(1 + long_mlps, CPU_BESIDE_GPUS, unit_count([c for c in configs if c.kind != "cnn"]))
+        want, limit = gpus + cpu, gpus + min(cpu, cores - 1)
+        why = f"one per GPU and {NUMBERS[cpu]} on the CPU" if cpu else "one per GPU (nothing but AlexNet to train)"
+        if cpu > 1:
+            units_said = "long unit" if long_mlps == 1 else f"{NUMBERS.get(long_mlps, f'{long_mlps:,}')} long units"
+            why += f" (the SVMs and theory, and Part 1's {units_said})"
     elif gpus and device != "cpu":  # cuda[:N]: every worker on that one GPU
         want, limit, why = 3, 3, f"three sharing {device}"
     else:

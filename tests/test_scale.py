@@ -650,13 +650,59 @@ def test_the_jobs_help_names_every_kind_of_plan_auto_gives_workers():
     assert "Part 1's on MNIST (" not in text  # false of two 2-epoch MNIST units: auto counts steps
 
 
+@pytest.mark.parametrize(
+    "gpus, cores, parts, expected",
+    [
+        # one H200, the paper profile, one call (2026-11-29): 60.2 s with one CPU worker, 58.5 s two, 55.7 s three
+        (
+            1,
+            16,
+            "sweep full",
+            (4, "one per GPU and three on the CPU (the SVMs and theory, and Part 1's two long units)"),
+        ),
+        (
+            2,
+            16,
+            "sweep full",
+            (5, "one per GPU and three on the CPU (the SVMs and theory, and Part 1's two long units)"),
+        ),
+        (1, 16, "full", (3, "one per GPU and two on the CPU (the SVMs and theory, and Part 1's long unit)")),
+        (1, 16, "digits", (2, "one per GPU and one on the CPU")),  # Part 1 on digits: seconds, not a long unit
+        (1, 16, "", (1, "one per GPU (nothing but AlexNet to train)")),  # no CPU worker to start and wait
+        (
+            1,
+            3,
+            "sweep full",
+            (3, "one per GPU and three on the CPU (the SVMs and theory, and Part 1's two long units), but 3 CPU cores"),
+        ),  # a core for the GPU worker
+    ],
+)
+def test_jobs_auto_beside_a_gpu_gives_each_long_part_1_unit_its_own_cpu_worker(gpus, cores, parts, expected):
+    """Beside the GPUs, one CPU worker for the SVMs and theory and one per long Part 1 unit: the paper profile's sweep
+    and part (c) start at once beside AlexNet, not one after the other (part (c)'s 5 seeds took 41 s on the H200
+    machine's CPU, the GPU worker's 12 AlexNet runs 36 s)."""
+    from mlhw.config import CNNConfig, MLPConfig, SoftSVMConfig, TheoryConfig
+    from mlhw.executors import auto_jobs
+
+    mlp = {
+        "sweep": [MLPConfig(dataset="mnist", train_size=10_000, seed=s, lr=lr) for s in range(5) for lr in (0.01, 1)],
+        "full": [MLPConfig(dataset="mnist", seed=s) for s in range(5)],
+        "digits": [MLPConfig(seed=s) for s in range(5)] + [SoftSVMConfig(C=1.0), TheoryConfig()],
+    }
+    configs = [CNNConfig(dataset="cifar10", seed=s, optimizer=o) for s in range(3) for o in ("sgd", "adam")]
+    configs += [c for part in parts.split() for c in mlp[part]]
+    if parts and parts != "digits":
+        configs += [SoftSVMConfig(C=10.0**i) for i in range(3)] + [TheoryConfig()]
+    assert auto_jobs(configs, "auto", gpus, cores) == expected
+
+
 def test_jobs_auto_never_starts_more_workers_than_units():
     from mlhw.config import CNNConfig
     from mlhw.executors import auto_jobs
 
     two = [CNNConfig(seed=0), CNNConfig(seed=1), CNNConfig(seed=1)]  # a run shared by two suites is one unit
     assert auto_jobs(two, "cuda:1", 1, 16) == (2, "three sharing cuda:1, but 2 units of work")
-    assert auto_jobs(two, "auto", 2, 16) == (2, "one per GPU and one on the CPU, but 2 units of work")
+    assert auto_jobs(two, "auto", 3, 16) == (2, "one per GPU (nothing but AlexNet to train), but 2 units of work")
 
 
 def test_jobs_auto_counts_the_gpus_only_where_the_device_may_use_them(monkeypatch):

@@ -765,8 +765,9 @@ def reproduce(
             "GPUs (--device auto): one worker per GPU, and the workers beyond the GPUs run on the CPU and take all "
             "but AlexNet (on one GPU, --jobs 2 trains Part 1 on the CPU beside AlexNet). auto: workers only for a "
             "plan of two long runs or more, AlexNet's or, without a GPU, Part 1's of 20,000 SGD steps or more (as on "
-            "MNIST at its settings; the rest takes less than their start-up); then one per GPU and one on the CPU "
-            "where a GPU is (three sharing it with --device cuda), else two on a CPU of two or more cores. "
+            "MNIST at its settings; the rest takes less than their start-up); then, where a GPU is, one per GPU and "
+            "on the CPU one for the SVMs and theory and one per long Part 1 unit, three at most (three sharing the "
+            "GPU with --device cuda), else two on a CPU of two or more cores. "
             "From --jobs, else MLHW_JOBS, else the profile's jobs in experiments.yaml, else auto. On a SQLite store "
             "the workers' MLflow calls go through one writer process, one at a time.",
             rich_help_panel=PARALLEL,
