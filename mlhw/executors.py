@@ -705,6 +705,15 @@ def long_mlp_unit(cfg) -> bool:
     return mlp_steps(cfg, WHOLE_TRAIN_ROWS.get(cfg.dataset, math.inf)) >= LONG_MLP_STEPS
 
 
+def rest_said(configs) -> str:
+    """What the first CPU worker beside the GPUs is for (auto_jobs): the plan's units but AlexNet's and Part 1's long
+    ones, by name where they are the SVMs and theory; "" where there are none (a plan of Part 1's long units alone)."""
+    rest = {c.kind for c in configs if c.kind != "cnn" and not (c.kind == "mlp" and long_mlp_unit(c))}
+    if rest - {"svm_soft", "svm_multiclass", "theory"}:
+        return "the other units"
+    return " and ".join(["the SVMs"] * bool(rest - {"theory"}) + ["theory"] * ("theory" in rest))
+
+
 def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int | None = None) -> tuple[int, str]:
     """`--jobs auto`: how many worker processes for runs of these configs, and why (said under the plan).
 
@@ -751,7 +760,8 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
         why = f"one per GPU and {NUMBERS[cpu]} on the CPU" if cpu else "one per GPU (nothing but AlexNet to train)"
         if cpu > 1:
             units_said = "long unit" if long_mlps == 1 else f"{NUMBERS.get(long_mlps, f'{long_mlps:,}')} long units"
-            why += f" (the SVMs and theory, and Part 1's {units_said})"
+            share = rest_said(configs)
+            why += f" ({share + ', and ' if share else ''}Part 1's {units_said})"
     elif gpus and device != "cpu":  # cuda[:N]: every worker on that one GPU
         want, limit, why = 3, 3, f"three sharing {device}"
     else:

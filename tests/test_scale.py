@@ -696,6 +696,27 @@ def test_jobs_auto_beside_a_gpu_gives_each_long_part_1_unit_its_own_cpu_worker(g
     assert auto_jobs(configs, "auto", gpus, cores) == expected
 
 
+def test_jobs_auto_beside_a_gpu_names_the_first_cpu_workers_share_as_the_plan_has_it():
+    """The first CPU worker beside the GPUs is for what is neither AlexNet nor a long Part 1 unit: said "the SVMs and
+    theory" only where the plan has them (`--only mlp_full --only mlp_lr_sweep --only cnn_optimizers` has neither)."""
+    from mlhw.config import CNNConfig, MLPConfig, SoftSVMConfig, TheoryConfig
+    from mlhw.executors import auto_jobs
+
+    cnn = [CNNConfig(dataset="cifar10", seed=s) for s in range(3)]
+    sweep = [MLPConfig(dataset="mnist", train_size=10_000, seed=s, lr=lr) for s in range(5) for lr in (0.01, 1)]
+    full = [MLPConfig(dataset="mnist", seed=s) for s in range(5)]
+    digits = [MLPConfig(seed=s) for s in range(5)]
+    said = {
+        "": (3, "one per GPU and two on the CPU (Part 1's two long units)"),
+        "svm": (4, "one per GPU and three on the CPU (the SVMs, and Part 1's two long units)"),
+        "theory": (4, "one per GPU and three on the CPU (theory, and Part 1's two long units)"),
+        "digits": (4, "one per GPU and three on the CPU (the other units, and Part 1's two long units)"),
+    }
+    rest = {"": [], "svm": [SoftSVMConfig(C=1.0)], "theory": [TheoryConfig()], "digits": digits}
+    for name, expected in said.items():
+        assert auto_jobs(cnn + sweep + full + rest[name], "auto", 1, 16) == expected, name
+
+
 def test_jobs_auto_never_starts_more_workers_than_units():
     from mlhw.config import CNNConfig
     from mlhw.executors import auto_jobs
