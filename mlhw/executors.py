@@ -734,7 +734,7 @@ def auto_jobs(configs, device: str = "auto", gpus: int | None = None, cores: int
       (c)'s 5 seeds on the CPU 41 s). On one H100 (2026-11-27): 83.8 s in one process, 76.8 s with one on the CPU.
     - --device cuda[:N] with a GPU here: three workers sharing it (they overlap what does not fill the GPU). The
       paper profile on one H200: 92.2 s in one process, 87.6 s with two workers, 78.6 s with three; on one H100 74.2
-      s with three, the fastest measured.
+      s with three, the fastest measured there.
     - No GPU (or --device cpu): two workers where there are two cores or more, the threads split between them: the
       digits profile on the 2-core CPU took 126.6-126.9 s in one process, 104.4-111.2 s in two; more workers were
       never measured against two.

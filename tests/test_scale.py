@@ -592,7 +592,7 @@ def _plan_configs(alexnets: int, mlp_seeds: int = 3, svms: int = 3):
     [
         (16, "auto", 0, 2, (2, "two on the CPU")),  # digits here: 104-111 s in two against 127 s in one
         (16, "auto", 0, 16, (2, "two on the CPU")),  # more than two never measured against two
-        (12, "auto", 1, 16, (2, "one per GPU and one on the CPU")),  # H100 paper: 76.8 s against 83.8 s
+        (12, "auto", 1, 16, (2, "one per GPU and one on the CPU")),  # no long Part 1 unit (digits)
         (12, "auto", 2, 16, (3, "one per GPU and one on the CPU")),
         (12, "auto", 4, 2, (5, "one per GPU and one on the CPU")),  # GPU workers are not held to the cores
         (12, "auto", 1, 1, (1, "one per GPU and one on the CPU, but 1 CPU core")),  # no core for a CPU worker
