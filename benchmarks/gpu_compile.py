@@ -3,8 +3,9 @@
 issue 13 measured torch.compile on the H100 without CUDA graphs (+5% over eager steps) and with
 max-autotune (no gain after 193 s). Not measured: Inductor's kernels (BatchNorm + ReLU fused, its own
 max-pool, the casts folded into their neighbours) replayed from mlhw's one CUDA graph per step. train_cnn
-does not capture a compiled step (`compile=True` turns graphs off), so this script builds the step itself
-from mlhw's parts (TrainStep, make_optimizer, DeviceSplit), as gpu_profile.py does:
+did not capture a compiled step when this probe was written (`compile=True` turned graphs off; it captures it
+since this probe's 2026-11-29 numbers), so this script builds the step itself from mlhw's parts (TrainStep,
+make_optimizer, DeviceSplit), as gpu_profile.py does:
 
   speed     the whole step (bf16, channels-last, space-to-depth, fused capturable Adam), captured in one CUDA
             graph: mlhw's eager modules against torch.compile(model), ms per step and img/s, best of 3 timings;
