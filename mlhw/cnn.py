@@ -291,7 +291,7 @@ class TrainStep:
         with torch.autocast(
             self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None, cache_enabled=False
         ):
-            out = (forward or self.forward)(x)
+            out = (self.forward if forward is None else forward)(x)
         loss = F.cross_entropy(out.float(), y)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
