@@ -72,7 +72,8 @@ Compile = Annotated[
         help="torch.compile the network for the full batches (the last, partial one runs the eager modules). On a "
         "GPU the compiled step is captured in the CUDA graph: +23% img/s on an H200 (23,489 against 19,095), after "
         "25-30 s of compilation in the first epoch (its img/s with it): worth it for runs of a few million images "
-        "(~60 epochs of 45,000), not for the paper's runs of seconds. The run's tag mlhw.compiled says it.",
+        "(~60 epochs of 45,000), not for the paper's runs of seconds. On a 2-core CPU no faster, after ~30 s of "
+        "compilation. The run's tag mlhw.compiled says it.",
         rich_help_panel=TRAIN,
     ),
 ]
