@@ -24,9 +24,10 @@ import time
 
 import numpy as np
 import torch
+from gpu_check import synthetic_cifar  # the same random CIFAR-shaped images
 
 from mlhw.cnn import AlexNet, DeviceSplit, TrainStep, cudnn_autotune, make_optimizer
-from mlhw.data import CIFAR_MEAN, CIFAR_STD, Split
+from mlhw.data import CIFAR_MEAN, CIFAR_STD
 
 
 def sync(device: torch.device) -> None:
@@ -102,10 +103,7 @@ def main() -> None:
     amp = torch.bfloat16 if cuda else None
     name = torch.cuda.get_device_name(device) if cuda else "CPU"
     print(f"gpu_compile: {name}; torch {torch.__version__}; batch {args.batch}, {size} px, backend {backend}")
-    rng = np.random.RandomState(0)
-    n = 4608
-    split = Split(rng.randint(0, 256, (n, 3, 32, 32), dtype=np.uint8), rng.randint(0, 10, n).astype(np.int64))
-    train = DeviceSplit(split, device, CIFAR_MEAN, CIFAR_STD, size)
+    train = DeviceSplit(synthetic_cifar(4608), device, CIFAR_MEAN, CIFAR_STD, size)
     common = (train, device, amp, args.batch)
 
     rows = []
