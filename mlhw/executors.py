@@ -69,6 +69,7 @@ class Settings:
     download: bool | None = False
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False  # reproduce --compile: AlexNet's full batches through torch.compile's network
     threads: int = 0
     stale_after: float = STALE_SECONDS
     force: bool = False  # reproduce --force: run again even what is FINISHED
@@ -98,9 +99,8 @@ def execute_unit(
         # never the slower device for Part 1 (see mlhw.device); on CUDA, this worker's GPU
         device = device if mlp_device("auto").type == "cuda" else mlp_device("cpu")
     try:
-        done = run_unit(
-            unit, store, source, device, claimer(settings.stale_after, settings.force), on_epoch, settings.precision
-        )
+        claim = claimer(settings.stale_after, settings.force)
+        done = run_unit(unit, store, source, device, claim, on_epoch, settings.precision, settings.compile)
         finished = {d.job.identity: d.run_id for d in done}
         # a unit that returns has run each job or lost it to its owner (run_mlp trains the jobs it claimed)
         return UnitResult(finished, claimed_away=[j.identity for j in unit if j.identity not in finished])

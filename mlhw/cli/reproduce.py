@@ -752,6 +752,18 @@ def reproduce(
             rich_help_panel=TRAIN,
         ),
     ] = "auto",
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="AlexNet's full batches through torch.compile's network, captured in the CUDA graph on a GPU: "
+            "+23% img/s on an H200, after 25-30 s of compilation in each worker's first AlexNet run (and its first "
+            "of another shape: without BatchNorm + Dropout): worth it for runs of millions of images, not for the "
+            "paper profile's runs of seconds. Not part of a run's identity: done runs stay done. The runs say it in "
+            "their tag mlhw.compiled.",
+            rich_help_panel=TRAIN,
+        ),
+    ] = False,
     tracking_uri: TrackingUri = None,
     experiment: Experiment = "mlhw",
     results_dir: ResultsDir = "results",
@@ -812,7 +824,9 @@ def reproduce(
     # the line under the plan and an error name MLHW_JOBS where the variable, not --jobs, gave the number
     option = "MLHW_JOBS" if getattr(ctx.get_parameter_source("jobs"), "name", "") == "ENVIRONMENT" else "--jobs"
     requested = check_parallel_options(executor, jobs, stale_after, uri, ray_address, option)
-    settings = Settings(uri, experiment, data_dir, download, device, precision, stale_after=stale_after, force=force)
+    settings = Settings(
+        uri, experiment, data_dir, download, device, precision, compile=compile, stale_after=stale_after, force=force
+    )
     with _Workers(settings, requested, local=executor == "local", option=option) as workers:
         from mlhw import fingerprint_cache
 
@@ -851,6 +865,13 @@ def reproduce(
             err.print(
                 f"note: --precision {precision} is for the AlexNet runs trained now; the done ones "
                 f"({n_runs(len(kept))}) keep the precision they were trained in (--force trains them again)",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if compile and kept:  # the same: compiled or not, a run is the same run
+            err.print(
+                f"note: --compile is for the AlexNet runs trained now; the done ones ({n_runs(len(kept))}) stay as "
+                "they were trained (--force trains them again)",
                 highlight=False,
                 soft_wrap=True,
             )
