@@ -861,17 +861,13 @@ def reproduce(
                 out.print(f"to train in {workers.said()}", highlight=False, soft_wrap=True)
             return
         kept = [p for p in plan.distinct().values() if p.spec.config.kind == "cnn" and p.status == "done"]
-        if precision != "auto" and kept:  # not in the identity: asked for, yet those runs stay as they were trained
+        # runtime choices, not in the identity: asked for, yet the done runs stay as they were trained
+        asked = {f"--precision {precision}": "keep the precision they were trained in"} if precision != "auto" else {}
+        asked |= {"--compile": "stay as they were trained"} if compile else {}
+        for option, kept_as in asked.items() if kept else ():
             err.print(
-                f"note: --precision {precision} is for the AlexNet runs trained now; the done ones "
-                f"({n_runs(len(kept))}) keep the precision they were trained in (--force trains them again)",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if compile and kept:  # the same: compiled or not, a run is the same run
-            err.print(
-                f"note: --compile is for the AlexNet runs trained now; the done ones ({n_runs(len(kept))}) stay as "
-                "they were trained (--force trains them again)",
+                f"note: {option} is for the AlexNet runs trained now; the done ones ({n_runs(len(kept))}) {kept_as} "
+                "(--force trains them again)",
                 highlight=False,
                 soft_wrap=True,
             )
