@@ -10,7 +10,9 @@ Rows:
   cnn   AlexNet (227 px, batch 64, Adam 5e-5, BatchNorm + Dropout) training img/s, the best epoch after the
         first: mlhw bf16 with its defaults (fused Adam, the step in one CUDA graph, the first convolution by
         space-to-depth), then with one lever off at a time (plain first convolution; foreach Adam; eager
-        steps), fp32, fp16 + GradScaler (captured, and eager), the assignment's other variants, and the
+        steps), fp32, fp16 + GradScaler (captured, and eager), torch.compile's network in the captured step
+        (bf16 and fp16), the compiled warm-up of reproduce --compile's GPU worker (the run after it should take
+        the default's seconds, compiling nothing), the assignment's other variants, and the
         notebook's pipeline (PIL Resize + ToTensor + Normalize, DataLoader, fp32, foreach Adam) as the peer.
         Evaluation img/s with cuDNN's heuristics (mlhw's choice) vs autotuned.
   mlp   part (c) (50,000 x 784 -> 40 -> 10, batch 10, lr 0.1): seconds per SGD epoch (the second epoch,
@@ -35,7 +37,16 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from mlhw.cnn import AlexNet, DeviceSplit, cudnn_autotune, evaluate, flops_per_image, space_to_depth_conv, train_cnn
+from mlhw.cnn import (
+    AlexNet,
+    DeviceSplit,
+    cudnn_autotune,
+    evaluate,
+    flops_per_image,
+    space_to_depth_conv,
+    train_cnn,
+    warm_up,
+)
 from mlhw.data import CIFAR_MEAN, CIFAR_STD, Dataset, Split, subset
 from mlhw.mlp import train_mlp, train_mlp_groups
 
@@ -160,6 +171,27 @@ def mlhw_images_per_s(data: Dataset, device, label: str, base: float | None, epo
     note = f"{vs}{levers}; run {time.perf_counter() - t0:.1f} s"
     row("cnn", label, f"{rate:,.0f} img/s", note)
     return rate
+
+
+@guarded
+def compiled_warm_up_row(data: Dataset, device, label: str, precision: str, epochs: int) -> None:
+    """reproduce --compile's GPU worker: mlhw.cnn.warm_up compiles the network before the first run, which then
+    compiles nothing (its seconds are the default's run, not the compiled row's 25-30 s more). torch._dynamo is
+    reset first: the compiled rows before this one left the graph in this process."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    cfg = cnn_cfg(epochs=epochs)
+    t0 = time.perf_counter()
+    warm_up(cfg, data, device, precision, compile=True)
+    sync(device)
+    t1 = time.perf_counter()
+    res = train_cnn(cfg, data, device, precision, compile=True)
+    run = time.perf_counter() - t1
+    rate = max(h["images_per_s"] for h in res.history[1:])
+    first = res.history[0]["images_per_s"]
+    note = f"warm-up {t1 - t0:.1f} s, then run {run:.1f} s; its first epoch {first:,.0f} img/s"
+    row("cnn", label, f"{rate:,.0f} img/s", note)
 
 
 @guarded
@@ -425,15 +457,19 @@ def main() -> None:
         (f"{lab}: foreach Adam, eager (the old loop)", dict(precision=prec, fused=False, cuda_graphs=False)),
         ("mlhw fp32: fused Adam + CUDA graph", dict(precision="fp32")),
     ]
+    warm_label = f"{lab}: compiled warm-up (reproduce --compile's GPU worker), then a compiled run"
     if args.compile_only:
-        return compile_rows(cnn_data, device, base, cnn_epochs, variants[0], compiled[0], eq_n, small, name)
+        compile_rows(cnn_data, device, base, cnn_epochs, variants[0], compiled[0], eq_n, small, name)
+        return
     if device.type == "cuda":
         variants += compiled + [
             ("mlhw fp16 + GradScaler + CUDA graph (the T4/V100 path)", dict(precision="fp16")),
             ("mlhw fp16 + GradScaler, eager steps (the path before)", dict(precision="fp16", cuda_graphs=False)),
+            ("mlhw fp16 + GradScaler + torch.compile + CUDA graph", dict(precision="fp16", compile=True)),
         ]
     for label, kw in variants:
         mlhw_images_per_s(cnn_data, device, label, base, cnn_epochs, **kw)
+    compiled_warm_up_row(cnn_data, device, warm_label, prec, cnn_epochs)
     for label, kw in (
         ("SGD 0.005, BatchNorm + Dropout", dict(optimizer="sgd", lr=0.005)),
         ("Adam 5e-5, no BatchNorm/Dropout", dict(batchnorm=False, dropout=False)),
@@ -466,6 +502,8 @@ def compile_rows(cnn_data, device, base, epochs, default, compiled, eq_n, small,
     """--compile-only: the default and the compiled step's img/s, and the compiled graphs == compiled eager."""
     for label, kw in (default, compiled):
         mlhw_images_per_s(cnn_data, device, label, base, epochs, **kw)
+    lab = default[0].split(":")[0]
+    compiled_warm_up_row(cnn_data, device, f"{lab}: compiled warm-up, then a compiled run", kw["precision"], epochs)
     eq_data = Dataset("synthetic", synthetic_cifar(eq_n, 7), small, small)
     run_as = None if device.type == "cuda" else "fp32"
     guarded(cnn_equal)(eq_data, device, "bf16", "adam", 5e-5, run_as, compile=True)

@@ -451,7 +451,9 @@ def train_cnn(
     return result
 
 
-def warm_up(cfg: CNNConfig, data: Dataset, device: torch.device | str, precision: str = "auto") -> None:
+def warm_up(
+    cfg: CNNConfig, data: Dataset, device: torch.device | str, precision: str = "auto", compile: bool = False
+) -> None:
     """Pay a process's one-time costs of AlexNet on `device` before its first run: one epoch of cfg's model on a
     few of data's images (two full batches, the capture and a replay, and a partial one; one evaluation pass),
     through train_cnn itself, so that the shapes, dtypes and kernels are the real run's. What stays is what a
@@ -460,7 +462,10 @@ def warm_up(cfg: CNNConfig, data: Dataset, device: torch.device | str, precision
     on this project's 2-core CPU). Measured on an H100 (benchmarks/gpu_warmup.py): a fresh
     process's first paper-sized run took 12.6 s, its second 4.5 s; its first epoch 9.4 s vs 1.2 s, with or
     without autotuning. --jobs N workers on a GPU call this while the parent still checks and creates the store.
-    Nothing a run reads is left changed: the random generators are restored (and every run seeds its own)."""
+    Nothing a run reads is left changed: the random generators are restored (and every run seeds its own).
+    `compile` (reproduce --compile): the warm-up's full batches go through torch.compile too, so that the
+    compilation (25-31 s on an H200) is paid here, not inside the first run's epoch: torch._dynamo keeps the graph
+    for the process, and a later run's new model of the same config takes it without compiling again."""
     device = torch.device(device)
     bs = cfg.batch_size
     train = data.train.take(np.arange(min(len(data.train), 2 * bs + max(2, bs // 3))))
@@ -468,7 +473,7 @@ def warm_up(cfg: CNNConfig, data: Dataset, device: torch.device | str, precision
     small = Dataset(data.name, train, few, few, n_classes=data.n_classes)
     one_epoch = SimpleNamespace(**(vars(cfg) | {"epochs": 1}))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        train_cnn(one_epoch, small, device, precision)
+        train_cnn(one_epoch, small, device, precision, compile)
 
 
 def flops_per_image(model: nn.Module, image_shape: tuple[int, int, int]) -> float:

@@ -178,8 +178,8 @@ def prepare_worker(
     `ray.cancel` interrupts a task through it; ignored, the cancel did nothing and the parent waited 10 s before
     marking the runs KILLED itself). Then this worker's share of the CPU threads, the imports (torch, the training
     code), its device made ready (the lane's; default --device; on CUDA the context, cuBLAS and cuDNN), the
-    planned `datasets` read, on CUDA AlexNet warmed up with `warm` (a planned CNN config: mlhw.cnn.warm_up), and
-    MLflow imported.
+    planned `datasets` read, on CUDA AlexNet warmed up with `warm` (a planned CNN config: mlhw.cnn.warm_up;
+    compiled there under --compile), and MLflow imported.
     Never raises: what fails here fails again in the first unit, which reports it."""
     if not ray_task:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # (and a hangup, ignored from the start: QuietSpawnProcess)
@@ -207,7 +207,7 @@ def prepare_worker(
         _WORKER["source"] = source
         if warm is not None and dev.type == "cuda":  # first: the first unit of a GPU lane is AlexNet's
             try:
-                mlhw.cnn.warm_up(warm, source.base(warm.dataset), dev, settings.precision)
+                mlhw.cnn.warm_up(warm, source.base(warm.dataset), dev, settings.precision, settings.compile)
             except Exception as err:  # noqa: BLE001 - a speed-up lost, not a failure: said with the first unit
                 why = (str(err).strip().splitlines() or [""])[0][:160]
                 _WORKER["note"] = (

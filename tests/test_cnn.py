@@ -253,9 +253,12 @@ def test_warm_up_runs_the_real_step_on_a_few_images_and_leaves_the_generators(di
 
     seen = []
     real = cnn.train_cnn
-    monkeypatch.setattr(cnn, "train_cnn", lambda c, d, dev, p: seen.append((c, d, dev, p)) or real(c, d, dev, p))
+    monkeypatch.setattr(
+        cnn, "train_cnn", lambda c, d, dev, p, comp: seen.append((c, d, dev, p, comp)) or real(c, d, dev, p)
+    )
     cnn.warm_up(cfg, digits, "cpu", "fp32")
-    [(c, d, dev, p)] = seen
+    [(c, d, dev, p, comp)] = seen
+    assert comp is False  # compiled only under reproduce --compile: test_a_compiled_warm_up_...
     assert c.epochs == 1 and {k: getattr(c, k) for k in TINY if k != "epochs"} == {
         k: v for k, v in TINY.items() if k != "epochs"
     }
@@ -327,3 +330,34 @@ def test_compile_trains_the_full_batches_compiled_and_the_last_partial_one_on_th
         h["train_loss"] for h in plain.history
     ]
     assert (compiled.test_loss, compiled.test_acc) == (plain.test_loss, plain.test_acc)
+
+
+def test_a_compiled_warm_up_leaves_the_first_run_nothing_to_compile(digits, monkeypatch):
+    """reproduce --compile: a GPU worker's warm-up compiles the network (25-31 s on an H200) so that its first run
+    does not, in its first epoch. torch._dynamo (here with its eager backend: the tracing and the guards without
+    Inductor's minutes) keeps the graph for the process: the run's new model of the same config takes it, and
+    compiles nothing more. The oracle is dynamo's own count of the graphs it traced; a warm-up without `compile`
+    leaves the run its graph to trace."""
+    import functools
+
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    import mlhw.cnn as cnn
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    cfg = CNNConfig(**TINY | {"epochs": 1})
+
+    def graphs_of_the_run(warm_compiled: bool) -> tuple[int, int]:
+        torch._dynamo.reset()
+        counters.clear()
+        cnn.warm_up(cfg, digits, "cpu", "fp32", compile=warm_compiled)
+        warmed = counters["stats"]["unique_graphs"]
+        train_cnn(cfg, digits, "cpu", precision="fp32", compile=True)
+        return warmed, counters["stats"]["unique_graphs"] - warmed
+
+    try:
+        assert graphs_of_the_run(warm_compiled=True) == (1, 0)
+        assert graphs_of_the_run(warm_compiled=False) == (0, 1)
+    finally:
+        torch._dynamo.reset()

@@ -449,8 +449,9 @@ def test_the_lanes_that_take_alexnet_warm_it_up_with_its_first_planned_config():
     assert executors.warm_config(pooled, [mlp, adam]) is adam
 
 
+@pytest.mark.parametrize("compile", [False, True])
 @pytest.mark.parametrize("device", ["cuda:0", "cpu"])
-def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
+def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device, compile):
     import signal
 
     import mlhw.cnn
@@ -461,9 +462,13 @@ def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
     monkeypatch.setattr(executors, "_WORKER", {})
     monkeypatch.setattr(mlhw.device, "resolve_device", lambda name: torch.device(name))
     monkeypatch.setattr(executors, "warm_cuda", lambda dev: None)
-    monkeypatch.setattr(mlhw.cnn, "warm_up", lambda cfg, data, dev, precision: warmed.append((cfg, data, dev)))
+    monkeypatch.setattr(
+        mlhw.cnn, "warm_up", lambda cfg, data, dev, precision, comp: warmed.append((cfg, data, dev, precision, comp))
+    )
     cfg = CNNConfig(dataset="digits")
-    settings = executors.Settings(uri="sqlite:///unused.db", experiment="mlhw", device=device, precision="fp32")
+    settings = executors.Settings(
+        uri="sqlite:///unused.db", experiment="mlhw", device=device, precision="fp32", compile=compile
+    )
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         executors.prepare_worker(settings, device, ("digits",), False, cfg)
@@ -472,9 +477,10 @@ def test_a_worker_warms_alexnet_up_on_a_gpu_only(monkeypatch, device):
             signal.signal(s, handler)
     if device == "cpu":
         assert warmed == []
-    else:  # the dataset the worker read, on its device
-        [(c, data, dev)] = warmed
+    else:  # the dataset the worker read, on its device; compiled under reproduce --compile, not in the first run
+        [(c, data, dev, precision, comp)] = warmed
         assert c is cfg and data is executors._WORKER["source"].base("digits") and dev == torch.device("cuda:0")
+        assert (precision, comp) == ("fp32", compile)
 
 
 def test_a_gpu_worker_warms_up_before_it_reads_the_datasets_of_its_later_units(monkeypatch):
@@ -500,7 +506,7 @@ def test_a_gpu_worker_warms_up_before_it_reads_the_datasets_of_its_later_units(m
     monkeypatch.setattr(executors, "DataSource", Source)
     monkeypatch.setattr(mlhw.device, "resolve_device", lambda name: torch.device(name))
     monkeypatch.setattr(executors, "warm_cuda", lambda dev: None)
-    monkeypatch.setattr(mlhw.cnn, "warm_up", lambda cfg, data, dev, precision: calls.append(("warm", data)))
+    monkeypatch.setattr(mlhw.cnn, "warm_up", lambda cfg, data, dev, precision, comp: calls.append(("warm", data)))
     settings = executors.Settings(uri="sqlite:///unused.db", experiment="mlhw", device="cuda:0", precision="fp32")
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -522,7 +528,7 @@ def test_a_failed_warm_up_is_said_with_the_workers_first_unit(monkeypatch):
     from mlhw.config import CNNConfig
     from mlhw.runs import Job
 
-    def broken(cfg, data, dev, precision):
+    def broken(cfg, data, dev, precision, comp):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
 
     monkeypatch.setattr(executors, "_WORKER", {})
