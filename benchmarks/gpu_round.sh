@@ -5,10 +5,13 @@
 #   bash benchmarks/gpu_round.sh "$OUT"          # device tool: carry [".devsite", ".gpudata"], timeout_s 600
 # On a CPU, `PROFILE=ci NO_BUNDLE=1 uv run bash benchmarks/gpu_round.sh OUT` smoke-tests it (gpu_check.py at its
 # --smoke sizes, the ci profile, this environment's MLflow: the bundle is built for the device's Python 3.12).
-#   1. gpu_check.py: AlexNet img/s with each lever (torch.compile's captured step, fp16 captured and eager among
-#      them), the MLP rows, and every equality check (compiled graphs == compiled eager among them).
+#   1. gpu_check.py: AlexNet img/s with each lever (torch.compile's captured step in bf16 and fp16, fp16 captured
+#      and eager among them; the compiled warm-up, then a run that should compile nothing), the MLP rows, and every
+#      equality check (compiled graphs == compiled eager among them).
 #   2. the paper profile end to end (gpu_paper.sh): --jobs auto (one GPU worker and three on the CPU: 55.7 s on an
-#      H200, 2026-11-29), then --jobs 3 --device cuda (67.1 s there; 74.2 s on an H100, 2026-11-27).
+#      H200, 2026-11-29), then --jobs auto --compile (the GPU worker compiles in its warm-up, and again for the
+#      runs without BatchNorm + Dropout: slower for runs of seconds; it checks that no first run holds the
+#      compilation). --jobs 3 --device cuda (67.1 s on the H200; 74.2 s on an H100, 2026-11-27) is measured.
 #   3. startup.py: a new store, the imports before the workers, the first Lagrangian, on the device's CPU.
 # (benchmarks/gpu_compile.py, torch.compile's step built by hand beside mlhw's, is a probe of its own: not here.)
 # Each step is cut off where the budget would run out, and says so; the tables are printed at the end.
@@ -43,7 +46,7 @@ else
 fi
 step gpu_check 240 env PYTHONPATH="$site$PWD" python3 benchmarks/gpu_check.py
 step paper_auto 170 bash benchmarks/gpu_paper.sh "$out/paper" auto
-step paper_jobs3_cuda 170 env REPRO_ARGS="--device cuda" bash benchmarks/gpu_paper.sh "$out/paper" 3
+step paper_auto_compile 170 env REPRO_ARGS="--compile" bash benchmarks/gpu_paper.sh "$out/paper_compile" auto
 step startup 90 env PYTHONPATH="$site$PWD" python3 benchmarks/startup.py --rounds 3
 echo
 echo "## gpu_round: $(($(date +%s) - t0)) s"
@@ -51,6 +54,6 @@ cat "$out/summary.txt"
 echo
 sed -n '/^## gpu_check/,$p' "$out/gpu_check.txt"
 echo
-cat "$out/paper/paper_times.txt" 2>/dev/null
+cat "$out/paper/paper_times.txt" "$out/paper_compile/paper_times.txt" 2>/dev/null
 echo
 tail -12 "$out/startup.txt"
