@@ -246,9 +246,10 @@ def main() -> None:
     (its traceback, exit 1) the usual way."""
     import sys
 
-    from mlhw.cli.common import StdoutFailed, guard_stdout, said_stdout_failed
+    from mlhw.cli.common import StdoutFailed, guard_stdout, plain_where_unencodable, said_stdout_failed
     from mlhw.processes import end_now
 
+    plain_where_unencodable()  # LC_ALL=C, PYTHONIOENCODING=ascii: ± as +/-, not a UnicodeEncodeError
     guard_stdout()  # a failed write to stdout (a full disk, a closed pipe): one path, mlhw.cli.common.StdoutFailed
     try:
         code = _main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import functools
@@ -329,6 +330,42 @@ class _Closed:
 
     def isatty(self):
         return False
+
+
+# what mlhw prints beyond ASCII (mean ± std, a run name's ·, the findings' ≥, rich's bars and ellipses), in ASCII
+_PLAIN = {
+    "±": "+/-", "·": "-", "×": "x", "−": "-", "–": "-", "—": "--", "…": "...", "≥": ">=", "≤": "<=", "≠": "!=",
+    "≈": "~", "∞": "inf", "→": "->", "⇒": "=>", "•": "*", "‘": "'", "’": "'", "“": '"', "”": '"',
+    "━": "-", "─": "-", "┃": "|", "│": "|", "╸": "-", "╺": "-",
+}  # fmt: skip
+
+
+def _plain_text(err: UnicodeError) -> tuple[str, int]:
+    """The codec error handler `mlhw.plain`: a character the stream's encoding lacks, in ASCII (± as +/-, ≥ as >=),
+    else escaped as Python escapes its stderr (\\u2192). A name's undecodable bytes (surrogateescape: a non-UTF-8
+    path under the C locale) are written back as the bytes they were, as the stream's own handler did."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    bad = err.object[err.start : err.end]
+    if all("\udc80" <= c <= "\udcff" for c in bad):
+        return codecs.lookup_error("surrogateescape")(err)
+    return "".join(_PLAIN.get(c) or c.encode("ascii", "backslashreplace").decode() for c in bad), err.end
+
+
+def plain_where_unencodable() -> None:
+    """Standard output and error in an encoding that cannot say ± · ≥ (`LC_ALL=C` with `PYTHONUTF8=0`, a POSIX
+    locale, `PYTHONIOENCODING=ascii` or `latin-1`) write them in ASCII: `mlhw tables`' mean ± std ended in a
+    UnicodeEncodeError traceback, exit 1, as did `mlhw tables --help`, and the runs' names on stderr read `\\xb7`."""
+    codecs.register_error("mlhw.plain", _plain_text)
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None)
+        try:
+            utf = codecs.lookup(encoding).name.startswith("utf") if encoding else True
+        except LookupError:
+            utf = True
+        if not utf and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):  # (a stream replaced by a test, or already written through a buffer)
+                stream.reconfigure(errors="mlhw.plain")
 
 
 def guard_stdout() -> None:

@@ -1,0 +1,47 @@
+"""mlhw under locales whose encoding is not UTF-8 (LC_ALL=C with PYTHONUTF8=0, PYTHONIOENCODING=ascii or latin-1):
+its output says ± · ≥ in ASCII where the stream cannot encode them, and the files it writes are UTF-8 whatever the
+locale."""
+
+import codecs
+import os
+import subprocess
+import sys
+
+import pytest
+
+ASCII_LOCALE = {"LC_ALL": "C", "PYTHONUTF8": "0"}  # Python's C locale without its UTF-8 mode: ascii streams
+
+
+def mlhw(*argv, cwd, **env) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONIOENCODING", "PYTHONUTF8", "LANG", "LC_ALL")}
+    return subprocess.run(
+        [sys.executable, "-m", "mlhw", *map(str, argv)], cwd=cwd, env={**environ, **env}, capture_output=True
+    )
+
+
+@pytest.mark.parametrize(
+    "env, std",
+    [
+        (ASCII_LOCALE, b"+/- std"),
+        ({"PYTHONIOENCODING": "ascii"}, b"+/- std"),
+        ({"PYTHONIOENCODING": "latin-1"}, b"\xb1 std"),
+    ],
+    ids=["LC_ALL=C PYTHONUTF8=0", "PYTHONIOENCODING=ascii", "PYTHONIOENCODING=latin-1"],
+)
+def test_help_in_a_locale_without_plus_minus_says_it_in_ascii(workdir, env, std):
+    """`mlhw tables --help` (its 'mean ± std') ended in a UnicodeEncodeError traceback, exit 1."""
+    res = mlhw("tables", "--help", cwd=workdir, **env)
+    assert res.returncode == 0 and b"Traceback" not in res.stderr, res.stderr.decode(errors="replace")
+    assert std in res.stdout
+
+
+def test_the_plain_handler_writes_a_names_undecodable_bytes_back_as_they_were():
+    """Under the C locale a non-UTF-8 file name reaches Python as surrogates; stdout's own handler (surrogateescape)
+    wrote them back as their bytes, and so does mlhw's beside its ASCII for ±."""
+    from mlhw.cli.common import plain_where_unencodable
+
+    plain_where_unencodable()  # registers the handler
+    text = b"r\xfcn \xb1".decode("ascii", "surrogateescape") + " ± ≥ → x"
+    assert text.encode("ascii", "mlhw.plain") == b"r\xfcn \xb1 +/- >= -> x"
+    assert "\u2603".encode("latin-1", "mlhw.plain") == b"\\u2603"  # a character it has no word for: escaped
+    assert codecs.encode("±·", "latin-1", "mlhw.plain") == b"\xb1\xb7"  # what the encoding has stays itself
