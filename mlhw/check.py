@@ -266,7 +266,7 @@ def recorded_profile(folder: Path) -> tuple[str | None, str | None]:
     """The profile and the datasets a baseline's REPORT.md names (`report.report_text` writes both, its first line
     `# mlhw reproduction: profile `NAME``); (None, None) without one."""
     try:
-        lines = (folder / REPORT).read_text(errors="replace").splitlines()
+        lines = (folder / REPORT).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return None, None
     found = _REPORT_PROFILE.match(lines[0]) if lines else None

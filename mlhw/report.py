@@ -338,7 +338,7 @@ def changed_files(folder: Path, keys: dict[str, str], profile_suites: list[str])
     holds a suite the profile no longer has (its tables would stay). Else the files of that report that are gone
     or differ from what was written (a table edited by hand, a figure deleted): [] when it is whole, as written."""
     try:
-        stamp = json.loads((folder / STAMP).read_text())
+        stamp = json.loads((folder / STAMP).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     suites, files = (stamp.get("suites"), stamp.get("files")) if isinstance(stamp, dict) else (None, None)
@@ -423,7 +423,7 @@ def write_report(
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")  # committed, read on other machines: never the locale's
     os.chmod(path, 0o644)
 
 
@@ -467,7 +467,7 @@ def _report_files(folder: Path) -> set[str]:
     from an mlhw that wrote none, or none for a partial or unsound report) the report's own kinds: REPORT.md,
     tables/*.md|csv|tex, figures/*.png."""
     try:
-        files = json.loads((folder / STAMP).read_text()).get("files")
+        files = json.loads((folder / STAMP).read_text(encoding="utf-8")).get("files")
     except (OSError, ValueError, AttributeError):
         files = None
     own = {STAMP, REPORT}

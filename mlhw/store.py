@@ -791,12 +791,12 @@ class Store:
         a progress bar on stderr), which a report of 50 runs pays 50 times."""
         folder = self.artifact_dir(self._artifact_uris.get(run_id))
         if folder is not None and folder.is_dir():
-            return (folder / path).read_text() if (folder / path).is_file() else None
+            return (folder / path).read_text(encoding="utf-8") if (folder / path).is_file() else None
         parent = path.rpartition("/")[0] or None
         if path not in {f.path for f in self.client.list_artifacts(run_id, parent)}:
             return None
         with tempfile.TemporaryDirectory() as tmp:
-            return Path(self.client.download_artifacts(run_id, path, tmp)).read_text()
+            return Path(self.client.download_artifacts(run_id, path, tmp)).read_text(encoding="utf-8")
 
 
 # an artifact location's scheme -> the module MLflow imports for it only at the first upload (and its package)

@@ -45,3 +45,15 @@ def test_the_plain_handler_writes_a_names_undecodable_bytes_back_as_they_were():
     assert text.encode("ascii", "mlhw.plain") == b"r\xfcn \xb1 +/- >= -> x"
     assert "\u2603".encode("latin-1", "mlhw.plain") == b"\\u2603"  # a character it has no word for: escaped
     assert codecs.encode("±·", "latin-1", "mlhw.plain") == b"\xb1\xb7"  # what the encoding has stays itself
+
+
+def test_the_report_is_utf8_whatever_the_locale(ci_copy, workdir):
+    """results/<profile>/ is committed and read elsewhere: its files were written in the locale's encoding, so under
+    LC_ALL=C (PYTHONUTF8=0) `mlhw tables` (and a reproduction, once its runs were done) ended in a UnicodeEncodeError
+    traceback at the first 'mean ± std', exit 1; under latin-1 the same text would have been other bytes."""
+    res = mlhw("tables", "--profile", "ci", "--tracking-uri", ci_copy, cwd=workdir, **ASCII_LOCALE)
+    assert res.returncode == 0 and b"Traceback" not in res.stderr, res.stderr.decode(errors="replace")
+    assert b"+/-" in res.stdout  # its tables on the screen, in ASCII
+    for path in [workdir / "results/ci/REPORT.md", *sorted((workdir / "results/ci/tables").glob("*.md"))]:
+        path.read_bytes().decode("utf-8")  # strict: every file UTF-8
+    assert "±" in (workdir / "results/ci/REPORT.md").read_text(encoding="utf-8")

@@ -682,7 +682,7 @@ def _compile(plan, store, results_dir, dev, parents, description):
         if ran:
             log.end_time = max(ran)
         if path.is_file():  # the whole report, readable in the UI beside the suite's own tables and figure
-            log.log_text(report_in_run(path.read_text(), specs, suite, parent_links), REPORT)
+            log.log_text(report_in_run(path.read_text(encoding="utf-8"), specs, suite, parent_links), REPORT)
         if t is not None:  # the files the report wrote, as they are on disk
             for ext in TABLE_FORMATS:
                 if (f := table_file(path.parent, t.name, ext)).is_file():
