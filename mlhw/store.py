@@ -14,6 +14,7 @@ import http.client
 import logging
 import os
 import re
+import shlex
 import sqlite3
 import tempfile
 import urllib.error
@@ -625,7 +626,8 @@ class Store:
         traceback) and a new experiment of its name until it is gone for good (`mlflow gc`)."""
         return MLHWError(
             f"--experiment {exp.name}: deleted in {self.uri} (experiment id {exp.experiment_id}); restore it with "
-            f"`MLFLOW_TRACKING_URI={self.uri} mlflow experiments restore --experiment-id {exp.experiment_id}`, "
+            f"`MLFLOW_TRACKING_URI={shlex.quote(self.uri)} mlflow experiments restore "  # (a store under `my dir/`)
+            f"--experiment-id {exp.experiment_id}`, "
             "or name another --experiment"
         )
 

@@ -118,3 +118,18 @@ def test_an_empty_path_is_refused_as_every_folder_option_is(project, argv, culpr
     (base / "x.csv").write_text("a\n1\n")
     assert_one_line_error(invoke(*argv), culprit)
     assert not (project / "mlflow.db").exists()
+
+
+def test_the_ui_hint_of_a_store_under_a_folder_with_spaces_is_a_command_the_shell_runs(workdir):
+    """A single command's last line offers the `mlhw ui` that browses its runs: with the store under `my dir/` it
+    read `mlhw ui --tracking-uri sqlite:///.../my dir/m.db`, which the shell splits at the space (the UI opened
+    `sqlite:///.../my`), and it left out the run's --experiment (ui's own default is mlhw)."""
+    import re
+    import shlex
+
+    (workdir / "my dir").mkdir()
+    uri = f"sqlite:///{workdir}/my dir/ünï m.db"
+    res = invoke("svm", "soft", "--tracking-uri", uri, "--experiment", "my exp")
+    assert res.exit_code == 0, res.output
+    hint = re.search(r"`(mlhw ui [^`]*)` to browse", res.stdout)  # (a table's command: after its table)
+    assert hint and shlex.split(hint[1]) == ["mlhw", "ui", "--tracking-uri", uri, "--experiment", "my exp"], res.stdout

@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -240,8 +241,11 @@ def tracking_hint(store) -> str:
         page = f"{store.uri.rstrip('/')}/#/experiments/{store.experiment_id}/runs?workflowType=machine_learning"
         return f"tracking: {store.uri} (experiment {store.experiment_name!r}); its runs: {page}"
     same = store.uri == (os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
-    ui = "mlhw ui" if same else f"mlhw ui --tracking-uri {store.uri}"
-    return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `{ui}` to browse"
+    words = ["mlhw", "ui"] + ([] if same else ["--tracking-uri", store.uri])
+    words += ["--experiment", store.experiment_name] if store.experiment_name != "mlhw" else []
+    # quoted for the shell (a store under `my dir/`: the unquoted command opened `sqlite:///my`, as
+    # reproduce's `mlhw tables` hint is quoted), and on the experiment the runs are in (ui's own is mlhw)
+    return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `{shlex.join(words)}` to browse"
 
 
 RUNS_KILLED = "any active run is marked KILLED"
