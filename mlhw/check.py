@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -289,8 +290,8 @@ def load_baseline(folder: str | Path) -> Baseline:
     tables = load_tables(tables_dir)
     if not tables:
         raise CheckConfigError(  # (an emptied folder blocked every reproduce of the profile, with no way out said)
-            f"{tables_dir}: no CSV tables in the baseline: restore them (`git checkout -- {tables_dir}`), or remove "
-            f"{folder} to reproduce without a baseline"
+            f"{tables_dir}: no CSV tables in the baseline: restore them "
+            f"(`git checkout -- {shlex.quote(str(tables_dir))}`), or remove {folder} to reproduce without a baseline"
         )
     policy_path = folder / POLICY_FILE
     policy = load_policy(policy_path)
@@ -344,7 +345,7 @@ def _check_baseline_table(path: Path, name: str, df: pd.DataFrame, policy: Check
     if gated and keys and (absent := [c for c in keys if c not in df.columns]):
         raise CheckConfigError(
             f"{path}: no column {absent[0]!r} (the table's key; columns: {', '.join(map(str, df.columns))}): not a "
-            f"table mlhw wrote; restore it (`git checkout -- {path}`)"
+            f"table mlhw wrote; restore it (`git checkout -- {shlex.quote(str(path))}`)"
         )
     if gated and name in KEY_COLUMNS and not metrics_of(df):
         raise CheckConfigError(f"{path}: no <metric>_mean columns: not a table mlhw wrote; restore it")

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import platform
+import shlex
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -865,7 +866,9 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     if store.experiment_id is None and store.client is not None:  # the store is there, the experiment is not: it
         # said "--profile P: no finished reproduction ... (experiment 'nope'; profiles there: none)": the wrong culprit
         names = store.experiment_names()
-        experiment = f" --experiment {store.experiment_name}" * (store.experiment_name != DEFAULT_EXPERIMENT)
+        experiment = f" --experiment {shlex.quote(store.experiment_name)}" * (
+            store.experiment_name != DEFAULT_EXPERIMENT
+        )
         raise MLHWError(
             f"--experiment {store.experiment_name}: no such experiment in {store.uri} (experiments there: "
             f"{', '.join(names) or 'none'}); name one of them, or `mlhw reproduce --profile {profile}{experiment}` "

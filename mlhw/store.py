@@ -386,7 +386,8 @@ def _locked_error(uri: str, path: Path) -> MLHWError:
     (database is locked)', or the command failed at its first write after 25 s."""
     return MLHWError(
         f"{named(uri)}: {path} is locked by another process, which held it past {busy_timeout(uri):g} s (a program "
-        f"or a `sqlite3` shell with a transaction open; `fuser {path}` names it): run again once it is done"
+        f"or a `sqlite3` shell with a transaction open; `fuser {shlex.quote(str(path))}` names it): run again once it "
+        "is done"
     )
 
 

@@ -686,6 +686,21 @@ def test_an_emptied_baseline_folder_says_the_way_out(workdir):
     assert not (workdir / "mlflow.db").exists()
 
 
+def test_the_way_out_of_an_emptied_baseline_under_a_folder_with_spaces_is_a_command_the_shell_runs(workdir):
+    """`git checkout -- my base/tables` (unquoted) restored nothing: git took `my` and `base/tables`."""
+    import re
+    import shlex
+
+    from helpers import assert_one_line_error, invoke
+
+    (workdir / "my base" / "tables").mkdir(parents=True)
+    res = invoke("check", "--profile", "ci", "--baseline", "my base", "--tracking-uri", f"sqlite:///{workdir}/m.db")
+    assert_one_line_error(res, "my base/tables: no CSV tables in the baseline")
+    command = re.search(r"\(`(git checkout [^`]*)`\)", res.stderr)
+    assert command and shlex.split(command[1]) == ["git", "checkout", "--", "my base/tables"], res.stderr
+    assert not (workdir / "m.db").exists()
+
+
 def test_a_baseline_of_another_profile_is_refused_naming_both_before_the_store_is_read(workdir):
     """`mlhw check --profile digits --baseline results/paper` compared digits runs with the MNIST paper baseline and
     said only `check FAILED: 31 ok, 5 drift, ...`: the baseline's REPORT.md names its profile, so the check says
