@@ -174,6 +174,29 @@ def named(uri: str, shown: str | None = None) -> str:
     return f"{where} {shown or uri}"
 
 
+def not_text(err: BaseException) -> str | None:
+    """Where a name's bytes are not text in this locale's encoding (a folder `ünï` under LC_ALL=C with PYTHONUTF8=0,
+    a latin-1 name under a UTF-8 locale), Python holds them as lone surrogates, which MLflow's URIs and SQLite cannot
+    encode: what to say of it (the name, and the way out), else None. It said `--tracking-uri sqlite:///mlflow.db:
+    UnicodeEncodeError: 'utf-8' codec can't encode characters in position 27-28: surrogates not allowed`."""
+    if not isinstance(err, UnicodeEncodeError) or not any("\udc80" <= c <= "\udcff" for c in err.object):
+        return None
+    return undecodable(err.object)
+
+
+def undecodable(name: str) -> str:
+    import sys
+
+    shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+    encoding = sys.getfilesystemencoding()
+    if encoding.replace("-", "").lower() == "utf8":
+        return f"{shown} is not UTF-8 text (its bytes are another encoding's): rename it"
+    return (
+        f"{shown} is not text in this locale's encoding ({encoding}): run under a UTF-8 locale (LC_ALL=C.UTF-8) or "
+        "with PYTHONUTF8=1"
+    )
+
+
 def failed_store(uri: str | None, cause: str) -> str:
     """The one wording of a tracking store that failed, on a unit's line and on the command's last line alike
     ('the tracking store --tracking-uri sqlite:///m.db failed (database or disk is full)'): they said it two ways."""
@@ -560,6 +583,8 @@ class Store:
                 f"--experiment {experiment[:40]}...: {len(experiment)} characters, where MLflow takes at most "
                 f"{MAX_EXPERIMENT_NAME}"
             )
+        if any("\udc80" <= c <= "\udcff" for c in experiment):  # else named as the store's fault below
+            raise MLHWError(f"--experiment: {undecodable(experiment)}")
         self.experiment_name = experiment
         self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, as searches return them
         self.artifact_location: str | None = None  # the experiment's, once it exists
@@ -586,8 +611,8 @@ class Store:
                 f"the project: uv add '{package}')"
             ) from None
         except Exception as err:  # a refused connection, a bad URI: one line
-            if (cause := store_failure(err)) is not None:  # a server gone since the probe: '[Errno 111] ...'
-                raise MLHWError(f"{named(self.uri)}: {cause}") from None
+            if (cause := store_failure(err) or not_text(err)) is not None:  # a server gone since the probe: '[Errno
+                raise MLHWError(f"{named(self.uri)}: {cause}") from None  # 111] ...'; a path of bytes, not text
             first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
             raise MLHWError(f"{named(self.uri)}: {type(err).__name__}: {first}".rstrip(": ")) from None
 

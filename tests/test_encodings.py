@@ -57,3 +57,20 @@ def test_the_report_is_utf8_whatever_the_locale(ci_copy, workdir):
     for path in [workdir / "results/ci/REPORT.md", *sorted((workdir / "results/ci/tables").glob("*.md"))]:
         path.read_bytes().decode("utf-8")  # strict: every file UTF-8
     assert "±" in (workdir / "results/ci/REPORT.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("where", ["folder", "experiment"])
+def test_a_name_that_is_not_text_in_the_locale_is_refused_naming_it_and_the_way_out(workdir, where):
+    """A project cloned into `ünï/` and run under LC_ALL=C with PYTHONUTF8=0: Python holds the name's bytes as
+    surrogates, which MLflow cannot encode; the store was refused as `--tracking-uri sqlite:///mlflow.db:
+    UnicodeEncodeError: 'utf-8' codec can't encode characters in position 27-28: surrogates not allowed` (and an
+    `--experiment ünï` the same way, blaming the store). One line names the name and the way out; nothing is made."""
+    folder = workdir / ("ünï" if where == "folder" else "plain")
+    folder.mkdir()
+    experiment = ["--experiment", "ünï"] if where == "experiment" else []
+    res = mlhw("svm", "soft", *experiment, cwd=folder, **ASCII_LOCALE)
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "is not text in this locale's encoding" in err and "PYTHONUTF8=1" in err, err
+    assert err.startswith("error: --experiment: ") if experiment else "ünï/mlflow.db is not text" in err, err
+    assert list(folder.iterdir()) == []
