@@ -11,6 +11,7 @@ reproduction (--set), or one of some suites (--only) whose store lacks the other
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -392,7 +393,7 @@ def write_report(
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp's 0700 made a folder like any other: the umask's, as plots.save
         for t in tables:
             _write_table(t, tmp / TABLES)
         figures = []
@@ -422,10 +423,23 @@ def write_report(
     return tables, shown / REPORT, done, found
 
 
+def _umask() -> int:
+    """The process's umask, read where Linux shows it (setting it to read it, as os.umask must, leaves a moment in
+    which another thread's new file, a SQLite journal say, would be made with none)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace").splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")  # committed, read on other machines: never the locale's
-    os.chmod(path, 0o644)
+    # 0644 less the umask, as the figures beside it (plots.save): under umask 077 REPORT.md and the tables were
+    # made readable by everyone, in a folder of figures and subfolders that were not
+    os.chmod(path, 0o644 & ~_umask())
 
 
 def _write_table(t: T.ResultTable, folder: Path) -> None:

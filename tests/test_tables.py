@@ -191,6 +191,25 @@ def test_tables_rebuilds_the_report_from_the_store_alone(ci_copy, workdir, monke
     assert passed and int(passed[1]) == int(passed[2]) == len(checks) > 30, res.stdout
 
 
+def test_the_report_folder_follows_the_umask_as_its_figures_do(ci_copy, workdir):
+    """Under umask 077 REPORT.md, the tables and results/<profile>/ itself were made readable by everyone (0644,
+    0755), the figures and the tables/ and figures/ folders not (0600, 0700): every part now follows the umask."""
+    import os
+
+    from helpers import invoke
+
+    old = os.umask(0o077)
+    try:
+        res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "private")
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.output
+    folder = workdir / "private" / "ci"
+    modes = {p.relative_to(folder).as_posix(): p.stat().st_mode & 0o777 for p in [folder, *folder.rglob("*")]}
+    assert {m for name, m in modes.items() if (folder / name).is_file()} == {0o600}, modes
+    assert {m for name, m in modes.items() if (folder / name).is_dir()} == {0o700}, modes
+
+
 def test_tables_in_place_and_from_a_moved_folder(ci_copy, workdir, monkeypatch):
     """The project folder moved (no data/, a new working directory): tables still rebuilds results/ci."""
     import shutil
