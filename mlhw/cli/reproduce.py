@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from typing import Annotated, Literal, Optional, get_args
 
 import typer
@@ -68,9 +69,12 @@ STATUS_STYLE = {
 PARALLEL = "Parallel and distributed"
 
 
-def _run(plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description, pool=None):
+def _run(
+    plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description, pool=None, written=None
+):
     """Execute the pending work under the suites' parent runs, then compile the report. Returns the failed units
-    and either (tables, report path, what fails its own check) or the one-line error of a report not written."""
+    and either (tables, report path, what fails its own check) or the one-line error of a report not written.
+    `written` (a list) gets the report's folder as soon as it is in place (_compile)."""
     t0 = time.perf_counter()
     from mlhw.lifecycle import check_terminated
     from mlhw.plan import adopt, drop_empty_parents, end_stale_runs, ended_parents
@@ -129,7 +133,7 @@ def _run(plan, store, source, dev, settings, jobs, executor, ray_address, result
         if beside:
             peers.adopt_from_stopped_peers(plan, store, parents, settings)
         try:
-            compiled = _compile(plan, store, results_dir, dev, parents, description)
+            compiled = _compile(plan, store, results_dir, dev, parents, description, written)
         except OSError as exc:  # the runs are FINISHED in MLflow already: say so, and how to get the report
             # (`mlhw tables` compiles the newest full reproduction only: a partial one's report is reproduce's to write)
             how = (
@@ -640,8 +644,9 @@ class _Reporter:
                 )
 
 
-def _compile(plan, store, results_dir, dev, parents, description):
-    """The report (results/<profile>/, or -partial) and each suite parent's tables and figure."""
+def _compile(plan, store, results_dir, dev, parents, description, written=None):
+    """The report (results/<profile>/, or -partial) and each suite parent's tables and figure. `written` (a list)
+    gets the report's folder once it is in place, before the suite parents are given their part of it."""
     import json
 
     from mlhw.report import COMPILED_TAG, PROFILE_SUITES_TAG, figure_specs, report_in_run, write_report
@@ -652,7 +657,14 @@ def _compile(plan, store, results_dir, dev, parents, description):
 
     err.print("compiling the report: tables, figures and findings from the runs ...", highlight=False, soft_wrap=True)
     device = "-" if dev is None else str(dev)  # "-": the devices the runs recorded
-    tables, path, done, found = write_report(scope, store, results_dir, device, stamp=stamp_keys(scope))
+    try:
+        tables, path, done, found = write_report(scope, store, results_dir, device, stamp=stamp_keys(scope))
+    except KeyboardInterrupt as stop:  # held through the folder's swap: it is the new report
+        if written is not None and getattr(stop, "replaced", None) is not None:
+            written.append(scope.folder(results_dir))  # (as the results dir names it: `replaced` is a link's target)
+        raise
+    if written is not None:
+        written.append(path.parent)
     by_suite = {t.name: t for t in tables}
     from mlhw.lifecycle import metric_name, utc_stamp
     from mlhw.tables import headline, table_of
@@ -718,6 +730,22 @@ EXAMPLES = examples(
     ),
     ("Four local worker processes", "mlhw reproduce --jobs 4"),
 )
+
+
+def _stopped_after_report(folder, committed, checked: bool) -> str:
+    """What a signal that came once the report was in place, before its verdict was said, left: the folder is the new
+    report, and the results it replaced were never compared with it. It said "the next `mlhw reproduce` resumes",
+    which then found the report up to date (or checked it against itself) and exited 0: a drift from the committed
+    baseline, which this reproduction would have failed with exit 1, was never said."""
+    said = f"{RUNS_KILLED}; {folder}/ was already written anew, whole"
+    if not checked:
+        return said
+    if folder == committed:
+        return (
+            f"{said}, and was not checked against the results it replaced (the next `mlhw reproduce` compares "
+            f"with the new ones): `git diff {committed}/tables` shows what moved"
+        )
+    return f"{said}, and was not checked against {committed}/"
 
 
 @handles_errors(
@@ -926,55 +954,67 @@ def reproduce(
             from mlhw.device import resolve_device
 
             dev = resolve_device(device)
-        failed, compiled = _run(
-            plan,
-            store,
-            source,
-            dev,
-            settings,
-            jobs,
-            executor,
-            ray_address,
-            results_dir,
-            spec.profiles[profile].description,
-            workers.pool,
-        )
-        if isinstance(compiled, str):  # the report could not be written; the runs are safe
-            err.print(compiled, highlight=False, soft_wrap=True)
-            raise typer.Exit(1)
-        tables, path, unsound, found = compiled
-        lost = None
+        written: list[Path] = []  # the report's folder, once in place (it replaced the results it is checked against)
         try:
-            print_tables(tables, profile, path, found)
-        except StdoutFailed as e:  # a full disk under `> file`: the verdict (stderr) is still said, then this
-            lost = e
-        drifted = False
-        if baseline is not None:
-            from mlhw.check import verdict
-
-            result = verdict(baseline, {t.name: t.numeric for t in tables})
-            drifted = not result.passed
-            if drifted:  # the rows, their numbers and tolerances: the log of a failed CI job named the row alone, and
-                # `mlhw check` after it compares with these new results (it passes): `git diff` was the only way
-                from mlhw.check import to_rich
-
-                err.print(to_rich(result, all_option=False))  # (no --all here: the title named `check`'s)
-            err.print(
-                f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True
+            failed, compiled = _run(
+                plan,
+                store,
+                source,
+                dev,
+                settings,
+                jobs,
+                executor,
+                ray_address,
+                results_dir,
+                spec.profiles[profile].description,
+                workers.pool,
+                written,
             )
-            if drifted and path.parent == committed:  # it holds this reproduction now: version control has the old one
+            if isinstance(compiled, str):  # the report could not be written; the runs are safe
+                err.print(compiled, highlight=False, soft_wrap=True)
+                raise typer.Exit(1)
+            tables, path, unsound, found = compiled
+            lost = None
+            try:
+                print_tables(tables, profile, path, found)
+            except StdoutFailed as e:  # a full disk under `> file`: the verdict (stderr) is still said, then this
+                lost = e
+            drifted = False
+            if baseline is not None:
+                from mlhw.check import verdict
+
+                result = verdict(baseline, {t.name: t.numeric for t in tables})
+                drifted = not result.passed
+                # the rows, their numbers and tolerances: the log of a failed CI job named the row alone, and `mlhw
+                # check` after it compares with these new results (it passes): `git diff` was the only way
+                if drifted:
+                    from mlhw.check import to_rich
+
+                    err.print(to_rich(result, all_option=False))  # (no --all here: the title named `check`'s)
                 err.print(
-                    f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` shows "
-                    "what moved, commit it if the change is intended (exit 1)",
-                    soft_wrap=True,
+                    f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True
                 )
-            elif drifted:
-                err.print(f"[red]not reproduced[/]: {path.parent} differs from {committed} (exit 1)", soft_wrap=True)
-        else:  # said, so that a log without a verdict line is not read as a pass
-            why = (
-                "--set changes the runs" if plan.overrides else f"{committed}/ held no tables before this reproduction"
-            )
-            err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
+                if drifted and path.parent == committed:  # it holds this reproduction now: version control has the old
+                    err.print(
+                        f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` "
+                        "shows what moved, commit it if the change is intended (exit 1)",
+                        soft_wrap=True,
+                    )
+                elif drifted:
+                    err.print(
+                        f"[red]not reproduced[/]: {path.parent} differs from {committed} (exit 1)", soft_wrap=True
+                    )
+            else:  # said, so that a log without a verdict line is not read as a pass
+                why = (
+                    "--set changes the runs"
+                    if plan.overrides
+                    else f"{committed}/ held no tables before this reproduction"
+                )
+                err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
+        except KeyboardInterrupt as stop:  # after the report was in place and before its verdict was said
+            if written:
+                stop.stopped = _stopped_after_report(written[0], committed, baseline is not None)
+            raise
         if failed:
             for unit, r in failed:
                 err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")

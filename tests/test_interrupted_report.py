@@ -1,0 +1,73 @@
+"""A reproduction stopped at its very end, once its report is in place and before its verdict is said: the folder
+holds the new results, and the baseline they replaced was never compared with them. The stop said "the next `mlhw
+reproduce` resumes", which then found the report up to date and exited 0: a drift that the uninterrupted command
+fails with exit 1 was never said."""
+
+import pandas as pd
+import yaml
+from helpers import invoke, light_spec
+
+
+def _reproduce(workdir, *args):
+    return invoke(
+        "reproduce",
+        "--profile",
+        "tiny",
+        "--file",
+        workdir / "exp.yaml",
+        "--tracking-uri",
+        f"sqlite:///{workdir}/mlflow.db",
+        *args,
+    )
+
+
+def _drift_the_baseline(folder):
+    csv = folder / "tables" / "mlp_full.csv"
+    df = pd.read_csv(csv)
+    df.loc[0, "test_acc_mean"] = df.loc[0, "test_acc_mean"] - 0.3  # far beyond its tolerance
+    df.to_csv(csv, index=False)
+
+
+def test_a_stop_after_the_report_replaced_the_baseline_says_it_was_not_checked(workdir, monkeypatch):
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    first = _reproduce(workdir)
+    assert first.exit_code == 0, first.output
+    folder = workdir / "results" / "tiny"
+    _drift_the_baseline(folder)
+    # uninterrupted, the same reproduction fails the moved baseline (the control)
+    control = _reproduce(workdir)
+    assert control.exit_code == 1 and "check FAILED" in control.stderr, control.output
+    control_said = " ".join(control.stderr.split())
+    assert "not reproduced: results/tiny now holds these results" in control_said, control_said
+    assert "not checked against a baseline" not in control_said, control_said  # one verdict, not two
+    _drift_the_baseline(folder)
+
+    import mlhw.report
+
+    def stop(*a, **kw):  # Ctrl-C while the suite parents are given the report, after its folder's swap
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.report, "report_in_run", stop)
+    res = _reproduce(workdir)
+    assert res.exit_code == 130, res.output
+    said = " ".join(res.stderr.split())
+    assert "check FAILED" not in said and "against the baseline" not in said  # the verdict was never said
+    assert "the next `mlhw reproduce` resumes" not in said, said  # it does not: it compares with the new results
+    assert "results/tiny/ was already written anew, whole, and was not checked against the results it replaced" in said
+    assert "`git diff results/tiny/tables` shows what moved" in said
+    assert pd.read_csv(folder / "tables" / "mlp_full.csv").loc[0, "test_acc_mean"] > 0.5  # the new results
+
+
+def test_a_stop_before_the_report_still_says_the_next_reproduce_resumes(workdir, monkeypatch):
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    import mlhw.report
+
+    def stop(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.report, "collect", stop)  # the report's first step: nothing written yet
+    res = _reproduce(workdir)
+    assert res.exit_code == 130, res.output
+    said = " ".join(res.stderr.split())
+    assert "the next `mlhw reproduce` resumes" in said and "written anew" not in said, said
+    assert not (workdir / "results" / "tiny").exists()
