@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import tempfile
@@ -34,7 +35,15 @@ from mlhw.config import CNN_PRESETS
 from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder
-from mlhw.lifecycle import TOGETHER_TAG, git_commit, logged_value, metric_key, stamp_seconds
+from mlhw.lifecycle import (
+    TOGETHER_TAG,
+    git_commit,
+    logged_value,
+    metric_key,
+    process_token,
+    stamp_seconds,
+    token_gone,
+)
 from mlhw.reference import CNN_TEST_NORMALISATION_NOTE, CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
 from mlhw.store import DEFAULT_EXPERIMENT, Store, folder_lock, signals_deferred
 
@@ -391,7 +400,12 @@ def write_report(
     # replaced the link itself with a folder, and the report never reached its target
     final = shown.resolve() if shown.is_symlink() else shown
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    remove_abandoned(final)
+    token = process_token()  # (a name near the 255 bytes a file name may have is built under the plain one)
+    named = token is not None and len(os.fsencode(final.name)) < 200
+    tmp = Path(
+        tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{BUILDING}-{token}." if named else f".{final.name}.")
+    )
     try:
         os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp's 0700 made a folder like any other: the umask's, as plots.save
         for t in tables:
@@ -432,6 +446,28 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# the folder a report is built in, beside its final place, names the process that builds it: one that SIGKILL (or the
+# OOM killer, a power cut) stopped half-way was left there for ever (`.ci.4vtshyij/`, half its tables and figures),
+# one more at each such stop, hidden from `ls` and not from `git status`
+BUILDING = "mlhw-building"
+
+
+def remove_abandoned(final: Path) -> list[Path]:
+    """Remove the folders that a report of `final` was being built in by a process now gone (known for sure: this
+    machine's; another's, on a shared folder, is left alone, as is one still building). Returns those removed."""
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.{BUILDING}-([0-9a-f]{{8}}-\d+-\d+)\.[a-z0-9_]+")
+    removed = []
+    try:
+        found = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for path in found:
+        if (m := pattern.fullmatch(path.name)) and path.is_dir() and not path.is_symlink() and token_gone(m[1]):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _write(path: Path, text: str) -> None:

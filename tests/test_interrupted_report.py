@@ -71,3 +71,56 @@ def test_a_stop_before_the_report_still_says_the_next_reproduce_resumes(workdir,
     said = " ".join(res.stderr.split())
     assert "the next `mlhw reproduce` resumes" in said and "written anew" not in said, said
     assert not (workdir / "results" / "tiny").exists()
+
+
+def test_a_report_killed_half_built_leaves_no_folder_behind_once_a_report_is_written(workdir):
+    """SIGKILL (the OOM killer, a power cut) while the report was being built beside results/<profile>/ left the
+    folder it was built in (`results/.tiny.4vtshyij/`, half its tables), one more at each such stop, for ever: hidden
+    from `ls`, not from `git status`. The next report removes those whose process is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import wait_for
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    argv = ["reproduce", "--profile", "tiny", "--file", "exp.yaml", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"]
+    env = {**os.environ, "MLHW_JOBS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlhw", *argv], cwd=workdir, env=env, stderr=subprocess.PIPE, text=True
+    )
+    results = workdir / "results"
+
+    def building():
+        return [p for p in results.iterdir() if p.name.startswith(".tiny.") and (p / "tables").is_dir()]
+
+    try:
+        wait_for(building, proc, every=0.002)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    left = [p.name for p in results.iterdir() if p.name.startswith(".tiny.")]
+    assert left, "the report was not caught half-built"
+    res = _reproduce(workdir)  # its runs are done: it compiles the report again
+    assert res.exit_code == 0, res.output
+    assert (results / "tiny" / "REPORT.md").is_file()
+    assert [p.name for p in results.iterdir() if p.name.startswith(".tiny.")] == [], left
+
+
+def test_a_report_being_built_by_a_live_process_is_left_alone(workdir):
+    """Only the folders of a process known gone are removed: one still building (another reproduction of the same
+    profile, on this machine) is its own."""
+    import tempfile
+    from pathlib import Path
+
+    from mlhw.lifecycle import process_token
+    from mlhw.report import BUILDING, remove_abandoned
+
+    final = workdir / "results" / "tiny"
+    final.parent.mkdir()
+    live = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tiny.{BUILDING}-{process_token()}."))
+    other_machine = final.parent / f".tiny.{BUILDING}-00000000-1-1.abcdefgh"
+    other_machine.mkdir()
+    assert remove_abandoned(final) == [] and live.is_dir() and other_machine.is_dir()
