@@ -40,6 +40,9 @@ WORKER_TAG = "mlhw.worker"  # host:pid of the process that runs it, so a parent 
 PROCESS_TAG = "mlhw.process"
 IDENTITY_TAG = "mlhw.config_hash"
 TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as one batched computation
+# a run that ended KILLED or FAILED: the last step (an epoch; a subgradient step) its metrics reached. Its history up
+# to there is kept as its metrics (sent when it ends), but it has no history.csv, and nothing said how far it got
+STOPPED_TAG = "mlhw.stopped_after_step"
 COMPILED_TAG = "mlhw.compiled"  # an AlexNet run whose network torch.compile compiled (`mlhw cnn ... --compile`)
 # Metrics are batched: one write per run every few seconds, not one per value. An MLP unit trains 30 runs at once
 # and each run flushes on its own clock: at 2 s, a unit of 3 s on a GPU paid 30 extra writes (~0.4 s) between epochs.
@@ -362,6 +365,7 @@ class RunLogger:
         self._tags: dict[str, RunTag] = {}
         self._defer = defer
         self._last_flush = time.monotonic()
+        self.last_step: int | None = None  # the furthest step of the metrics logged (STOPPED_TAG)
 
     def log_metrics(self, metrics: dict[str, float | None], step: int) -> None:
         from mlflow.entities import Metric  # MLflow: not with this module (mlhw.store.new_client)
@@ -370,6 +374,7 @@ class RunLogger:
         for k, v in metrics.items():
             if v is not None:
                 self._pending.append(Metric(metric_name(k), float(v), now, int(step)))
+                self.last_step = int(step) if self.last_step is None else max(self.last_step, int(step))
         if time.monotonic() - self._last_flush > FLUSH_SECONDS:
             self.flush()
 
@@ -606,6 +611,10 @@ def end_quietly(log: RunLogger, status: str, error: str | None = None, delete: b
     failed so here, only the call that ends the run is tried (each costs MLflow's retries on a server gone)."""
     from mlhw.store import store_down
 
+    if status in ("KILLED", "FAILED") and getattr(log, "last_step", None) is not None:
+        from mlflow.entities import RunTag
+
+        log._tags[STOPPED_TAG] = RunTag(STOPPED_TAG, str(log.last_step))  # sent with the metrics still pending
     for step in [log.flush, *([lambda: log.log_text(error, "error.txt")] if error else [])]:
         try:
             step()
