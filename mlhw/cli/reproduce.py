@@ -732,6 +732,34 @@ EXAMPLES = examples(
 )
 
 
+def _say_verdict(baseline, tables, folder: Path, committed: Path, overrides) -> bool:
+    """The verdict of the report in `folder` against the results that were in `committed` (mlhw check's rule), on
+    stderr; True when they drifted (exit 1). Without a baseline it says why, so that a log without a verdict line is
+    not read as a pass."""
+    if baseline is None:
+        why = "--set changes the runs" if overrides else f"{committed}/ held no tables before this reproduction"
+        err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
+        return False
+    from mlhw.check import to_rich, verdict
+
+    result = verdict(baseline, {t.name: t.numeric for t in tables})
+    drifted = not result.passed
+    # the rows, their numbers and tolerances: the log of a failed CI job named the row alone, and `mlhw check` after
+    # it compares with these new results (it passes): `git diff` was the only way
+    if drifted:
+        err.print(to_rich(result, all_option=False))  # (no --all here: the title named `check`'s)
+    err.print(f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True)
+    if drifted and folder == committed:  # it holds this reproduction now: version control has the old one
+        err.print(
+            f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` shows what "
+            "moved, commit it if the change is intended (exit 1)",
+            soft_wrap=True,
+        )
+    elif drifted:
+        err.print(f"[red]not reproduced[/]: {folder} differs from {committed} (exit 1)", soft_wrap=True)
+    return drifted
+
+
 def _stopped_after_report(folder, committed, checked: bool) -> str:
     """What a signal that came once the report was in place, before its verdict was said, left: the folder is the new
     report, and the results it replaced were never compared with it. It said "the next `mlhw reproduce` resumes",
@@ -979,38 +1007,7 @@ def reproduce(
                 print_tables(tables, profile, path, found)
             except StdoutFailed as e:  # a full disk under `> file`: the verdict (stderr) is still said, then this
                 lost = e
-            drifted = False
-            if baseline is not None:
-                from mlhw.check import verdict
-
-                result = verdict(baseline, {t.name: t.numeric for t in tables})
-                drifted = not result.passed
-                # the rows, their numbers and tolerances: the log of a failed CI job named the row alone, and `mlhw
-                # check` after it compares with these new results (it passes): `git diff` was the only way
-                if drifted:
-                    from mlhw.check import to_rich
-
-                    err.print(to_rich(result, all_option=False))  # (no --all here: the title named `check`'s)
-                err.print(
-                    f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True
-                )
-                if drifted and path.parent == committed:  # it holds this reproduction now: version control has the old
-                    err.print(
-                        f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` "
-                        "shows what moved, commit it if the change is intended (exit 1)",
-                        soft_wrap=True,
-                    )
-                elif drifted:
-                    err.print(
-                        f"[red]not reproduced[/]: {path.parent} differs from {committed} (exit 1)", soft_wrap=True
-                    )
-            else:  # said, so that a log without a verdict line is not read as a pass
-                why = (
-                    "--set changes the runs"
-                    if plan.overrides
-                    else f"{committed}/ held no tables before this reproduction"
-                )
-                err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
+            drifted = _say_verdict(baseline, tables, path.parent, committed, plan.overrides)
         except KeyboardInterrupt as stop:  # after the report was in place and before its verdict was said
             if written:
                 stop.stopped = _stopped_after_report(written[0], committed, baseline is not None)
