@@ -44,6 +44,7 @@ TOGETHER_TAG = "mlhw.trained_together"  # "<group>/<runs>": MLP runs trained as 
 # to there is kept as its metrics (sent when it ends), but it has no history.csv, and nothing said how far it got
 STOPPED_TAG = "mlhw.stopped_after_step"
 COMPILED_TAG = "mlhw.compiled"  # an AlexNet run whose network torch.compile compiled (`mlhw cnn ... --compile`)
+CPU_THREADS_TAG = "mlhw.cpu_threads"  # torch's CPU threads in the process that trained an MLP or AlexNet run
 # Metrics are batched: one write per run every few seconds, not one per value. An MLP unit trains 30 runs at once
 # and each run flushes on its own clock: at 2 s, a unit of 3 s on a GPU paid 30 extra writes (~0.4 s) between epochs.
 FLUSH_SECONDS = 5.0

@@ -20,7 +20,15 @@ from mlhw import data as datalib
 from mlhw import memory
 from mlhw.config import CNN_PRESETS, KINDS, CNNConfig, code_digest, identity
 from mlhw.errors import path_errors, refuse_empty
-from mlhw.lifecycle import COMPILED_TAG, IDENTITY_TAG, TOGETHER_TAG, RunLogger, standard_tags, tracked_run
+from mlhw.lifecycle import (
+    COMPILED_TAG,
+    CPU_THREADS_TAG,
+    IDENTITY_TAG,
+    TOGETHER_TAG,
+    RunLogger,
+    standard_tags,
+    tracked_run,
+)
 from mlhw.store import Store
 
 EpochHook = Callable[[int, dict], None]  # (epoch, the core's row for that epoch)
@@ -199,6 +207,15 @@ def run_tags(job: Job, data: datalib.Dataset | None, device) -> dict[str, str]:
             tags["mlhw.dataset_files"] = data.files
     if device is not None:
         tags["mlhw.device"] = str(device)
+        if job.config.kind in ("mlp", "cnn") and str(device).startswith("cpu"):
+            import torch
+
+            # On a CPU torch splits a matmul's or a convolution's sums by its thread count, so the same run differs
+            # with it in the last bits, which training amplifies: AlexNet (always) and an MLP unit whose steps are
+            # large enough to use the threads (mlhw.mlp.step_threads) train otherwise in a `--jobs N` worker (its
+            # share of the cores) than in `--jobs 1` or a single command (all of them). The number is said here to
+            # tell such runs apart; like the precision it is a runtime choice, not part of the identity.
+            tags[CPU_THREADS_TAG] = str(torch.get_num_threads())
     return tags
 
 
