@@ -573,8 +573,18 @@ def liblinear_theta(prob: SoftSVMProblem, tol: float = 1e-10, dual: bool = True)
 
     if prob.bias == "free":
         raise MLHWError("liblinear regularises the bias: compare with bias='regularized' or 'none'")
+    # random_state: liblinear's dual coordinate descent visits the samples in a random order, taken from numpy's
+    # global generator when it is not given one: its objective moved in its last bit (1e-16) from one reproduction
+    # to the next on one machine, after whatever had drawn from that generator before it (a review, 2026-11-30)
     clf = LinearSVC(
-        C=prob.C / 2, loss="squared_hinge", penalty="l2", dual=dual, fit_intercept=False, tol=tol, max_iter=1_000_000
+        C=prob.C / 2,
+        loss="squared_hinge",
+        penalty="l2",
+        dual=dual,
+        fit_intercept=False,
+        tol=tol,
+        max_iter=1_000_000,
+        random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
