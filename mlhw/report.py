@@ -36,6 +36,7 @@ from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
 from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder
 from mlhw.lifecycle import (
+    CPU_THREADS_TAG,
     TOGETHER_TAG,
     git_commit,
     logged_value,
@@ -125,6 +126,7 @@ def record(entry: Entry, run, store: Store) -> dict:
     )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
     out["device"] = tags.get("mlhw.device")
+    out["cpu_threads"] = tags.get(CPU_THREADS_TAG)  # a CPU-trained MLP or AlexNet run's torch threads
     out["sizes"] = json.loads(tags["mlhw.dataset_sizes"]) if "mlhw.dataset_sizes" in tags else None
     out["dataset_files"] = tags.get("mlhw.dataset_files")  # official or not (mlhw.data.OFFICIAL); None: not known
     out["method"] = tags.get("mlhw.solution_method", entry.config.get("method"))
@@ -632,6 +634,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
         f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
         f"- Python {platform.python_version()}, mlflow {mlflow.__version__}",
         f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
+        *threads_line(records.values()),
         f"- compiled {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} from {len(records)} "
         f"run{'s' * (len(records) != 1)}; total run time "
         f"{total:.1f} s (the runs' durations summed, whichever process ran them"
@@ -655,6 +658,24 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     if missing:
         lines += ["", missing_sentence(missing)]
     return "\n".join(lines) + "\n"
+
+
+def threads_line(records) -> list[str]:
+    """The Environment's line on the CPU threads the MLP and AlexNet runs trained on (tag mlhw.cpu_threads), where
+    the runs say it: on a CPU a run's numbers depend on it (AlexNet's by more than noise), and `--jobs N` gives each
+    worker its share of the cores, so a reader comparing two reports needs it (a review found Adam lr 0.005's
+    78.85% and 71.54% on one machine, under --jobs 1 and --jobs auto). [] where no run says it."""
+    counts: dict[int, int] = {}
+    for r in records:
+        if str(r.get("cpu_threads") or "").isdigit():
+            counts[int(r["cpu_threads"])] = counts.get(int(r["cpu_threads"]), 0) + 1
+    if not counts:
+        return []
+    each = ", ".join(f"{t} ({n} run{'s' * (n != 1)})" for t, n in sorted(counts.items()))
+    return [
+        f"- CPU threads of the processes that trained the MLP and AlexNet runs on the CPU: {each} (tag "
+        "`mlhw.cpu_threads`; `--jobs N` gives each worker its share of the cores, and AlexNet's numbers move with it)"
+    ]
 
 
 def _figure_line(caption: str, name: str) -> str:

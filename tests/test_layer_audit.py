@@ -302,6 +302,31 @@ def test_the_report_counts_runs_trained_together_once_in_its_total_time():
     assert "| svm_multiclass | exact: linear program | 2.0 | `r3` |" in text
 
 
+def test_the_report_says_the_cpu_threads_its_runs_trained_on():
+    """On a CPU an AlexNet run's numbers move with torch's thread count (--jobs N gives each worker its share): the
+    Environment section counts the runs by the threads their tag mlhw.cpu_threads records; no line where none does
+    (runs of a GPU, the SVMs, an older store)."""
+    from mlhw.report import Entry, Scope, report_text
+
+    def rec(run_id, threads):
+        base = {"run_id": run_id, "suite": "svm_multiclass", "label": "", "dataset": "digits", "method": "lp"}
+        return base | {"together": None, "start": 0, "end": 1_000, "seconds": 1.0, "cpu_threads": threads}
+
+    entries = [Entry("svm_multiclass", "", f"i{i}", Q1_CONFIG) for i in (1, 2, 3, 4)]
+    done = {"svm_multiclass": [rec("r1", "1"), rec("r2", "2"), rec("r3", "1"), rec("r4", None)]}
+    text = report_text(Scope("p", entries), _Store([]), [], [], done, [], "cpu")
+    [line] = [x for x in text.splitlines() if x.startswith("- CPU threads")]
+    assert "on the CPU: 1 (2 runs), 2 (1 run) (tag `mlhw.cpu_threads`" in line
+    done = {"svm_multiclass": [rec("r1", None), rec("r2", None)]}
+    assert "CPU threads" not in report_text(Scope("p", entries[:2]), _Store([]), [], [], done, [], "cpu")
+    # read from the run's tag
+    from mlhw.report import collect
+
+    store = _Store([_Run("ra", "i1", "FINISHED", {"objective": 0.0}, {"mlhw.cpu_threads": "3"})])
+    done, _ = collect(Scope("p", entries[:1]), store)
+    assert done["svm_multiclass"][0]["cpu_threads"] == "3"
+
+
 def test_a_table_title_names_its_dataset_but_the_svm_tables_rows_say_it_themselves():
     from mlhw.report import build_tables
 
