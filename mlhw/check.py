@@ -230,8 +230,8 @@ def load_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
         except (ValueError, OSError) as e:  # pandas' parser and empty-data errors are ValueErrors
             why = (str(e).splitlines() or [type(e).__name__])[0]
             raise CheckConfigError(
-                f"{p}: not a readable CSV table ({why}); restore it (`git checkout -- {p}`) or delete it, and the "
-                "reproduction compares the other tables"
+                f"{p}: not a readable CSV table ({why}); restore it (`git checkout -- {shlex.quote(str(p))}`) or "
+                "delete it, and the reproduction compares the other tables"
             ) from None
     return out
 

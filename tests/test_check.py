@@ -867,3 +867,18 @@ def test_a_failing_run_two_suites_share_is_one_failure_naming_both():
     assert len(failures) == 2, failures
     assert failures[0].startswith("svm_soft, my_svm C=1: the primal and the dual differ by 1.0e-03"), failures
     assert failures[1] == "theory, my_theory: 1 check(s) fail", failures
+
+
+def test_the_way_out_of_an_unreadable_baseline_table_under_a_folder_with_spaces_is_a_command_the_shell_runs(workdir):
+    """`git checkout -- my base/tables/mlp_full.csv` (unquoted) restored nothing, as the emptied folder's did."""
+    import re
+    import shlex
+
+    from helpers import assert_one_line_error, invoke
+
+    (workdir / "my base" / "tables").mkdir(parents=True)
+    (workdir / "my base" / "tables" / "mlp_full.csv").write_text("")  # pandas: no columns to parse
+    res = invoke("check", "--profile", "ci", "--baseline", "my base", "--tracking-uri", f"sqlite:///{workdir}/m.db")
+    assert_one_line_error(res, "my base/tables/mlp_full.csv: not a readable CSV table")
+    command = re.search(r"\(`(git checkout [^`]*)`\)", res.stderr)
+    assert command and shlex.split(command[1]) == ["git", "checkout", "--", "my base/tables/mlp_full.csv"], res.stderr
