@@ -124,3 +124,33 @@ def test_a_report_being_built_by_a_live_process_is_left_alone(workdir):
     other_machine = final.parent / f".tiny.{BUILDING}-00000000-1-1.abcdefgh"
     other_machine.mkdir()
     assert remove_abandoned(final) == [] and live.is_dir() and other_machine.is_dir()
+
+
+def test_the_git_diff_it_suggests_is_a_command_the_shell_runs_under_a_folder_with_spaces(workdir, monkeypatch):
+    """`--results-dir 'my results'`: the verdict and the stop after the swap said `git diff my results/tiny/tables`,
+    which git reads as two paths, neither of them the tables (the other commands mlhw suggests are quoted)."""
+    import re
+    import shlex
+
+    import mlhw.report
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    first = _reproduce(workdir, "--results-dir", "my results")
+    assert first.exit_code == 0, first.output
+    folder = workdir / "my results" / "tiny"
+    expected = ["git", "diff", "my results/tiny/tables"]
+    _drift_the_baseline(folder)
+    drifted = _reproduce(workdir, "--results-dir", "my results")
+    assert drifted.exit_code == 1, drifted.output
+    command = re.search(r"`(git diff [^`]*)` shows what moved", " ".join(drifted.stderr.split()))
+    assert command and shlex.split(command[1]) == expected, drifted.stderr
+    _drift_the_baseline(folder)
+
+    def stop(*a, **kw):  # after the folder's swap, before the verdict
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.report, "report_in_run", stop)
+    stopped = _reproduce(workdir, "--results-dir", "my results")
+    assert stopped.exit_code == 130, stopped.output
+    command = re.search(r"`(git diff [^`]*)` shows what moved", " ".join(stopped.stderr.split()))
+    assert command and shlex.split(command[1]) == expected, stopped.stderr

@@ -751,13 +751,22 @@ def _say_verdict(baseline, tables, folder: Path, committed: Path, overrides) -> 
     err.print(f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True)
     if drifted and folder == committed:  # it holds this reproduction now: version control has the old one
         err.print(
-            f"[red]not reproduced[/]: {committed} now holds these results; `git diff {committed}/tables` shows what "
+            f"[red]not reproduced[/]: {committed} now holds these results; `{_git_diff(committed)}` shows what "
             "moved, commit it if the change is intended (exit 1)",
             soft_wrap=True,
         )
     elif drifted:
         err.print(f"[red]not reproduced[/]: {folder} differs from {committed} (exit 1)", soft_wrap=True)
     return drifted
+
+
+def _git_diff(committed: Path) -> str:
+    """The `git diff` that shows what a reproduction moved in `committed`'s tables, quoted for the shell as the
+    other commands mlhw suggests are (`--results-dir 'my results'` gave `git diff my results/ci/tables`, which git
+    read as two paths, neither of them the tables)."""
+    import shlex
+
+    return shlex.join(["git", "diff", f"{committed}/tables"])
 
 
 def _stopped_after_report(folder, committed, checked: bool) -> str:
@@ -771,7 +780,7 @@ def _stopped_after_report(folder, committed, checked: bool) -> str:
     if folder == committed:
         return (
             f"{said}, and was not checked against the results it replaced (the next `mlhw reproduce` compares "
-            f"with the new ones): `git diff {committed}/tables` shows what moved"
+            f"with the new ones): `{_git_diff(committed)}` shows what moved"
         )
     return f"{said}, and was not checked against {committed}/"
 
