@@ -11,7 +11,7 @@
 #   2. the paper profile end to end (gpu_paper.sh): --jobs auto (one GPU worker and three on the CPU: 55.7 s on an
 #      H200, 2026-11-29), then --jobs auto --compile (the GPU worker compiles in its warm-up, and again for the
 #      runs without BatchNorm + Dropout: slower for runs of seconds; it checks that no first run holds the
-#      compilation). --jobs 3 --device cuda (67.1 s on the H200; 74.2 s on an H100, 2026-11-27) is measured.
+#      compilation). --jobs 3 --device cuda left the round, measured twice (67.1 s on the H200; 74.2 s on an H100).
 #   3. startup.py: a new store, the imports before the workers, the first Lagrangian, on the device's CPU.
 # (benchmarks/gpu_compile.py, torch.compile's step built by hand beside mlhw's, is a probe of its own: not here.)
 # Each step is cut off where the budget would run out, and says so; the tables are printed at the end.
