@@ -451,8 +451,9 @@ def _umask() -> int:
 
 
 # the folder a report is built in, beside its final place, names the process that builds it: one that SIGKILL (or the
-# OOM killer, a power cut) stopped half-way was left there for ever (`.ci.4vtshyij/`, half its tables and figures),
-# one more at each such stop, hidden from `ls` and not from `git status`
+# OOM killer) stopped half-way was left there for ever (`.ci.4vtshyij/`, half its tables and figures), one more at
+# each such stop, hidden from `ls` and not from `git status`. A power cut's or a reboot's stays: the token names the
+# boot (lifecycle._machine), so after a new boot it reads as another machine's, and is left alone
 BUILDING = "mlhw-building"
 
 

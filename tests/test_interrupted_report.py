@@ -74,7 +74,7 @@ def test_a_stop_before_the_report_still_says_the_next_reproduce_resumes(workdir,
 
 
 def test_a_report_killed_half_built_leaves_no_folder_behind_once_a_report_is_written(workdir):
-    """SIGKILL (the OOM killer, a power cut) while the report was being built beside results/<profile>/ left the
+    """SIGKILL (the OOM killer) while the report was being built beside results/<profile>/ left the
     folder it was built in (`results/.tiny.4vtshyij/`, half its tables), one more at each such stop, for ever: hidden
     from `ls`, not from `git status`. The next report removes those whose process is gone."""
     import os
