@@ -234,7 +234,7 @@ def tracking_hint(store) -> str:
     """Where the runs went, and the command that browses exactly that store."""
     import os
 
-    from mlhw.store import DEFAULT_URI, is_server
+    from mlhw.store import DEFAULT_EXPERIMENT, DEFAULT_URI, is_server
 
     if is_server(store.uri):  # the server is the UI: its runs' page, in the model-training view (as `mlhw ui` links
         # it; the server's bare address opened its experiment list, in the GenAI view)
@@ -242,7 +242,7 @@ def tracking_hint(store) -> str:
         return f"tracking: {store.uri} (experiment {store.experiment_name!r}); its runs: {page}"
     same = store.uri == (os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
     words = ["mlhw", "ui"] + ([] if same else ["--tracking-uri", store.uri])
-    words += ["--experiment", store.experiment_name] if store.experiment_name != "mlhw" else []
+    words += ["--experiment", store.experiment_name] if store.experiment_name != DEFAULT_EXPERIMENT else []
     # quoted for the shell (a store under `my dir/`: the unquoted command opened `sqlite:///my`, as
     # reproduce's `mlhw tables` hint is quoted), and on the experiment the runs are in (ui's own is mlhw)
     return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `{shlex.join(words)}` to browse"

@@ -154,12 +154,12 @@ def _tables_command(profile: str, settings, results_dir) -> str:
     not what the command would take by itself (run as given, `mlhw tables --profile ci` read another store)."""
     import shlex
 
-    from mlhw.store import resolve_uri
+    from mlhw.store import DEFAULT_EXPERIMENT, resolve_uri
 
     words = ["mlhw", "tables", "--profile", profile]
     if settings.uri != resolve_uri(None):
         words += ["--tracking-uri", settings.uri]
-    if settings.experiment != "mlhw":
+    if settings.experiment != DEFAULT_EXPERIMENT:
         words += ["--experiment", settings.experiment]
     if str(results_dir) != "results":
         words += ["--results-dir", str(results_dir)]
