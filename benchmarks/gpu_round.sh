@@ -44,7 +44,7 @@ if [ -n "${NO_BUNDLE:-}" ]; then
 else
   tar -xJf .devsite/site.tar.xz -C /tmp
 fi
-step gpu_check 240 env PYTHONPATH="$site$PWD" python3 benchmarks/gpu_check.py
+step gpu_check 280 env PYTHONPATH="$site$PWD" python3 benchmarks/gpu_check.py
 step paper_auto 170 bash benchmarks/gpu_paper.sh "$out/paper" auto
 step paper_auto_compile 170 env REPRO_ARGS="--compile" bash benchmarks/gpu_paper.sh "$out/paper_compile" auto
 step startup 90 env PYTHONPATH="$site$PWD" python3 benchmarks/startup.py --rounds 3

@@ -218,3 +218,9 @@ def message(e: dict) -> str:
             msg = msg.replace(words, sign)
         msg = re.sub(r"^must be a valid (\w+),.*$", r"must be a valid \1", msg)
     return msg
+
+
+def undecodable_bytes(text: str) -> list[str]:
+    """The characters of `text` that stand for bytes its decoding could not read (surrogateescape: a non-UTF-8 file
+    name under the C locale, U+DC80..U+DCFF): MLflow's URIs and SQLite cannot encode them, stdout writes them back."""
+    return [c for c in text if "\udc80" <= c <= "\udcff"]

@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from mlhw.errors import MLHWError, path_errors
+from mlhw.errors import MLHWError, path_errors, undecodable_bytes
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "mlhw"
@@ -179,7 +179,7 @@ def not_text(err: BaseException) -> str | None:
     a latin-1 name under a UTF-8 locale), Python holds them as lone surrogates, which MLflow's URIs and SQLite cannot
     encode: what to say of it (the name, and the way out), else None. It said `--tracking-uri sqlite:///mlflow.db:
     UnicodeEncodeError: 'utf-8' codec can't encode characters in position 27-28: surrogates not allowed`."""
-    if not isinstance(err, UnicodeEncodeError) or not any("\udc80" <= c <= "\udcff" for c in err.object):
+    if not isinstance(err, UnicodeEncodeError) or not undecodable_bytes(err.object):
         return None
     return undecodable(err.object)
 
@@ -583,7 +583,7 @@ class Store:
                 f"--experiment {experiment[:40]}...: {len(experiment)} characters, where MLflow takes at most "
                 f"{MAX_EXPERIMENT_NAME}"
             )
-        if any("\udc80" <= c <= "\udcff" for c in experiment):  # else named as the store's fault below
+        if undecodable_bytes(experiment):  # else named as the store's fault below
             raise MLHWError(f"--experiment: {undecodable(experiment)}")
         self.experiment_name = experiment
         self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, as searches return them

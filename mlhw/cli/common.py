@@ -30,7 +30,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from mlhw.errors import MLHWError, float_beyond_range
+from mlhw.errors import MLHWError, float_beyond_range, undecodable_bytes
 
 
 def _piped_width() -> int:
@@ -351,7 +351,7 @@ def _plain_text(err: UnicodeError) -> tuple[str, int]:
     if not isinstance(err, UnicodeEncodeError):
         raise err
     bad = err.object[err.start : err.end]
-    if all("\udc80" <= c <= "\udcff" for c in bad):
+    if len(undecodable_bytes(bad)) == len(bad):
         return codecs.lookup_error("surrogateescape")(err)
     return "".join(_PLAIN.get(c) or c.encode("ascii", "backslashreplace").decode() for c in bad), err.end
 

@@ -822,9 +822,9 @@ def reproduce(
         typer.Option(
             "--compile",
             help="AlexNet's full batches through torch.compile's network, captured in the CUDA graph on a GPU: "
-            "+23% img/s on an H200, after 25-30 s of compilation (a GPU worker pays it in its warm-up, before its "
-            "first run; a CPU worker in its first AlexNet run; each again for another network: without BatchNorm + "
-            "Dropout): worth it for runs of millions of images, not for the "
+            "+23% img/s on an H200, after 25-30 s of compilation (a GPU worker of --jobs N pays it in its warm-up, "
+            "before its first run; --jobs 1 and a CPU worker in their first AlexNet run; each again for another "
+            "network: without BatchNorm + Dropout): worth it for runs of millions of images, not for the "
             "paper profile's runs of seconds. Not part of a run's identity: done runs stay done. The runs say it in "
             "their tag mlhw.compiled.",
             rich_help_panel=TRAIN,
