@@ -503,7 +503,9 @@ def compile_rows(cnn_data, device, base, epochs, default, compiled, eq_n, small,
     for label, kw in (default, compiled):
         mlhw_images_per_s(cnn_data, device, label, base, epochs, **kw)
     lab = default[0].split(":")[0]
-    compiled_warm_up_row(cnn_data, device, f"{lab}: compiled warm-up, then a compiled run", kw["precision"], epochs)
+    compiled_warm_up_row(
+        cnn_data, device, f"{lab}: compiled warm-up, then a compiled run", compiled[1]["precision"], epochs
+    )
     eq_data = Dataset("synthetic", synthetic_cifar(eq_n, 7), small, small)
     run_as = None if device.type == "cuda" else "fp32"
     guarded(cnn_equal)(eq_data, device, "bf16", "adam", 5e-5, run_as, compile=True)

@@ -206,27 +206,30 @@ def process_id(pid: int | None = None) -> str | None:
     return None if machine is None or started is None else f"{machine}/{pid}/{started}"
 
 
+def _machine_token(machine: str) -> str:
+    """A machine (boot id and pid namespace, _machine) in 8 hex digits, for a file name."""
+    import hashlib
+
+    return hashlib.sha256(machine.encode()).hexdigest()[:8]
+
+
 def process_token() -> str | None:
     """This process in a file name: '<machine>-<pid>-<start time>', machine being 8 hex digits of this boot and pid
     namespace (a PROCESS_TAG holds slashes); None where /proc does not tell it (not Linux)."""
-    import hashlib
-
     pid = os.getpid()
     machine, started = _machine(), _started(pid)
     if machine is None or started is None:
         return None
-    return f"{hashlib.sha256(machine.encode()).hexdigest()[:8]}-{pid}-{started}"
+    return f"{_machine_token(machine)}-{pid}-{started}"
 
 
 def token_gone(token: str) -> bool:
     """Whether the process a process_token names has ended, known for sure (as process_gone): False for another
     machine's or pid namespace's (a results folder shared between machines), or a token not of that form."""
-    import hashlib
-
     parts, machine = token.split("-"), _machine()
     if len(parts) != 3 or not parts[1].isdigit() or machine is None:
         return False
-    if parts[0] != hashlib.sha256(machine.encode()).hexdigest()[:8]:
+    if parts[0] != _machine_token(machine):
         return False
     return _started(int(parts[1])) != parts[2]
 
