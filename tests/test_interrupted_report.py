@@ -154,3 +154,46 @@ def test_the_git_diff_it_suggests_is_a_command_the_shell_runs_under_a_folder_wit
     assert stopped.exit_code == 130, stopped.output
     command = re.search(r"`(git diff [^`]*)` shows what moved", " ".join(stopped.stderr.split()))
     assert command and shlex.split(command[1]) == expected, stopped.stderr
+
+
+def test_a_report_folder_whose_pid_another_process_now_has_is_removed(workdir):
+    """A build folder names its process by machine, pid and start time: once that process is gone its pid may be
+    another's (here this test's own, which started at another time). The folder is still abandoned: a pid alone
+    would have kept it for as long as the pid stayed in use."""
+    import os
+
+    from mlhw.lifecycle import process_token
+    from mlhw.report import BUILDING, remove_abandoned
+
+    final = workdir / "results" / "tiny"
+    final.parent.mkdir()
+    machine, pid, started = process_token().split("-")
+    assert int(pid) == os.getpid()
+    reused = final.parent / f".tiny.{BUILDING}-{machine}-{pid}-{int(started) + 1}.abcdefgh"  # not this process
+    reused.mkdir()
+    assert remove_abandoned(final) == [reused] and not reused.exists()
+
+
+def test_a_stop_during_the_swap_of_a_first_report_says_it_is_written_and_that_there_was_nothing_to_check(
+    workdir, monkeypatch
+):
+    """Ctrl-C while the report's folder is swapped in (held until the swap is done): the folder is the new report.
+    With no results before it (a first reproduction) there was no baseline: the stop says the folder is written,
+    not that the next reproduce resumes, nor that it was not checked against results it replaced (there were none)."""
+    import mlhw.report
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    swap = mlhw.report._replace
+
+    def swap_then_stop(*a, **kw):  # the signal came during the swap, and was held until it was done
+        swap(*a, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.report, "_replace", swap_then_stop)
+    res = _reproduce(workdir)
+    assert res.exit_code == 130, res.output
+    said = " ".join(res.stderr.split())
+    assert "results/tiny/ was already written anew, whole" in said, said
+    assert "the next `mlhw reproduce` resumes" not in said, said
+    assert "not checked against" not in said and "git diff" not in said, said
+    assert (workdir / "results" / "tiny" / "REPORT.md").is_file()
