@@ -48,6 +48,20 @@ def test_the_plain_handler_writes_a_names_undecodable_bytes_back_as_they_were():
     assert codecs.encode("± ≥ ·", "latin-1", "mlhw.plain") == b"\xb1 >= \xb7"
 
 
+def test_the_plain_handler_writes_every_undecodable_byte_back_even_beside_a_plus_minus():
+    """The bytes a name may hold run from 0x80 to 0xff (U+DC80..U+DCFF under surrogateescape): each is written back
+    as itself, the first and last too, and so is one directly followed by a character the stream lacks (the
+    encoder hands both to the handler as one stretch: the byte read as the text `\\udce9`)."""
+    from mlhw.cli.common import plain_where_unencodable
+
+    plain_where_unencodable()
+    every = bytes(range(0x80, 0x100))
+    assert every.decode("ascii", "surrogateescape").encode("ascii", "mlhw.plain") == every
+    name = b"caf\xe9".decode("ascii", "surrogateescape")
+    assert (name + "· x").encode("ascii", "mlhw.plain") == b"caf\xe9- x"
+    assert (name + "±" + name).encode("ascii", "mlhw.plain") == b"caf\xe9+/-caf\xe9"
+
+
 def test_the_report_is_utf8_whatever_the_locale(ci_copy, workdir):
     """results/<profile>/ is committed and read elsewhere: its files were written in the locale's encoding, so under
     LC_ALL=C (PYTHONUTF8=0) `mlhw tables` (and a reproduction, once its runs were done) ended in a UnicodeEncodeError

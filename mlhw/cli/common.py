@@ -353,7 +353,13 @@ def _plain_text(err: UnicodeError) -> tuple[str, int]:
     bad = err.object[err.start : err.end]
     if len(undecodable_bytes(bad)) == len(bad):
         return codecs.lookup_error("surrogateescape")(err)
-    return "".join(_PLAIN.get(c) or c.encode("ascii", "backslashreplace").decode() for c in bad), err.end
+    plain = [_PLAIN.get(c) or c.encode("ascii", "backslashreplace").decode() for c in bad]
+    if not undecodable_bytes(bad):
+        return "".join(plain), err.end
+    # both in one stretch (a name's byte, then ·): each byte as itself, as above, not as the text `\udce9`
+    return b"".join(
+        bytes([ord(c) - 0xDC00]) if undecodable_bytes(c) else w.encode() for c, w in zip(bad, plain)
+    ), err.end
 
 
 def plain_where_unencodable() -> None:
