@@ -344,7 +344,7 @@ _PLAIN = {
 }  # fmt: skip
 
 
-def _plain_text(err: UnicodeError) -> tuple[str, int]:
+def _plain_text(err: UnicodeError) -> tuple[str | bytes, int]:
     """The codec error handler `mlhw.plain`: a character the stream's encoding lacks, in ASCII (± as +/-, ≥ as >=),
     else escaped as Python escapes its stderr (\\u2192). A name's undecodable bytes (surrogateescape: a non-UTF-8
     path under the C locale) are written back as the bytes they were, as the stream's own handler did."""
