@@ -133,3 +133,60 @@ def test_the_ui_hint_of_a_store_under_a_folder_with_spaces_is_a_command_the_shel
     assert res.exit_code == 0, res.output
     hint = re.search(r"`(mlhw ui [^`]*)` to browse", res.stdout)  # (a table's command: after its table)
     assert hint and shlex.split(hint[1]) == ["mlhw", "ui", "--tracking-uri", uri, "--experiment", "my exp"], res.stdout
+
+
+def _suggested(pattern: str, text: str) -> list[str]:
+    """The command in backticks that `pattern` finds in `text`, as the shell would split it."""
+    import re
+    import shlex
+
+    found = re.search(pattern, " ".join(text.split()))
+    assert found, text
+    return shlex.split(found[1])
+
+
+def test_the_fuser_a_locked_store_suggests_names_a_path_with_spaces_as_one_word(workdir):
+    """`fuser my dir/m.db` asked about `my` and `dir/m.db`, neither of them the store."""
+    from mlhw.store import _locked_error
+
+    path = workdir / "my dir" / "m.db"
+    said = str(_locked_error(f"sqlite:///{path}", path))
+    assert _suggested(r"`(fuser [^`]*)` names it", said) == ["fuser", str(path)]
+
+
+def test_the_restore_a_deleted_experiment_suggests_names_a_store_with_spaces_as_one_word(workdir):
+    """`MLFLOW_TRACKING_URI=sqlite:///my dir/m.db mlflow ...` set the variable to `sqlite:///my` and ran `dir/m.db`."""
+    from mlhw.store import Store
+
+    uri = f"sqlite:///{workdir}/my dir/m.db"
+    (workdir / "my dir").mkdir()
+    store = Store(uri, "gone")
+    store.client.delete_experiment(store.experiment_id)
+    from mlhw.errors import MLHWError
+
+    with pytest.raises(MLHWError) as e:
+        Store(uri, "gone")
+    words = _suggested(r"`(MLFLOW_TRACKING_URI=[^`]*)`", str(e.value))
+    assert words[:4] == [f"MLFLOW_TRACKING_URI={uri}", "mlflow", "experiments", "restore"], words
+
+
+def test_the_reproduce_an_absent_experiment_suggests_names_it_as_one_word(workdir):
+    """`mlhw reproduce --profile ci --experiment my exp` reproduced into `my`, and `exp` was an extra argument."""
+    from mlhw.store import Store
+
+    uri = f"sqlite:///{workdir}/m.db"
+    Store(uri, "mlhw")  # a store (its experiment mlhw), without the one asked for
+    res = invoke("tables", "--profile", "ci", "--tracking-uri", uri, "--experiment", "my exp")
+    assert res.exit_code != 0, res.output
+    words = _suggested(r"`(mlhw reproduce [^`]*)` makes it", res.stderr)
+    assert words == ["mlhw", "reproduce", "--profile", "ci", "--experiment", "my exp"], words
+
+
+def test_the_restore_a_keyless_baseline_table_suggests_names_a_path_with_spaces_as_one_word(workdir):
+    """`git checkout -- my base/tables/mlp_full.csv` restored nothing: git took `my` and `base/tables/...`."""
+    (workdir / "my base" / "tables").mkdir(parents=True)
+    (workdir / "my base" / "tables" / "mlp_full.csv").write_text("a,b\n1,2\n")  # a CSV, not one mlhw wrote
+    res = invoke("check", "--profile", "ci", "--baseline", "my base", "--tracking-uri", f"sqlite:///{workdir}/m.db")
+    assert res.exit_code != 0 and "not a table mlhw wrote" in res.stderr, res.output
+    words = _suggested(r"\(`(git checkout [^`]*)`\)", res.stderr)
+    assert words == ["git", "checkout", "--", "my base/tables/mlp_full.csv"], words
