@@ -57,3 +57,17 @@ def test_reproduce_tags_a_workers_share_of_the_threads(workdir, threads, jobs):
     _, runs = runs_of(uri)
     tags = [r.data.tags.get("mlhw.cpu_threads") for r in runs if r.data.tags["mlhw.kind"] == "mlp"]
     assert tags == [str(2 if jobs == 1 else worker_threads(2))] * 2
+
+
+def test_a_run_trained_on_a_gpu_has_no_cpu_threads_tag(threads):
+    """The tag tells CPU-trained runs apart (the report counts the runs 'on the CPU' by it); a GPU run's numbers do
+    not depend on torch's CPU threads, and a tag on it would count it among the CPU's."""
+    from mlhw.config import KINDS
+    from mlhw.runs import Job, run_tags
+
+    threads(2)
+    for kind in ("mlp", "cnn"):
+        job = Job(config=KINDS[kind](), identity="x", name="x")
+        assert run_tags(job, None, "cpu").get("mlhw.cpu_threads") == "2", kind
+        for gpu in ("cuda", "cuda:1", "mps"):
+            assert "mlhw.cpu_threads" not in run_tags(job, None, gpu), (kind, gpu)
