@@ -35,6 +35,27 @@ def test_help_in_a_locale_without_plus_minus_says_it_in_ascii(workdir, env, std)
     assert std in res.stdout
 
 
+@pytest.mark.parametrize("encoding, utf", [("ascii", False), ("latin-1", False), ("utf-8", True)])
+def test_both_streams_get_the_plain_handler_where_they_cannot_encode_everything(monkeypatch, encoding, utf):
+    """stderr carries the run names (`SGD lr=0.005 · cnn_optimizers`) and the progress: under
+    PYTHONIOENCODING=ascii they read `\\xb7` when only stdout was given the handler. A UTF-8 stream is left as it is."""
+    import io
+
+    from mlhw.cli.common import plain_where_unencodable
+
+    streams = {}
+    for name in ("stdout", "stderr"):
+        streams[name] = io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors="strict")
+        monkeypatch.setattr(sys, name, streams[name])
+    plain_where_unencodable()
+    for name, stream in streams.items():
+        assert stream.errors == ("strict" if utf else "mlhw.plain"), name
+        stream.write("lr=0.005 · ≥ 3")
+        stream.flush()
+        assert stream.buffer.getvalue() == "lr=0.005 · ≥ 3".encode(encoding, "strict" if utf else "mlhw.plain")
+        assert utf or b"lr=0.005 " in stream.buffer.getvalue() and b">= 3" in stream.buffer.getvalue()
+
+
 def test_the_plain_handler_writes_a_names_undecodable_bytes_back_as_they_were():
     """Under the C locale a non-UTF-8 file name reaches Python as surrogates; stdout's own handler (surrogateescape)
     wrote them back as their bytes, and so does mlhw's beside its ASCII for ±."""
