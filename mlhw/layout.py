@@ -16,6 +16,21 @@ TABLE_FORMATS = ("md", "csv", "tex")
 PARTIAL_SUFFIX = "-partial"
 
 
+def umask() -> int:
+    """The process's umask, for the modes of what results/ holds (0644 files, 0755 folders, less it). Read where
+    Linux shows it: setting it to read it, as os.umask must, leaves a moment in which another thread's new file (a
+    SQLite journal, say) would be made with none."""
+    import contextlib
+    import os
+
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace").splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def profile_folder(results_dir: str | Path, profile: str, partial: bool = False) -> Path:
     """results/<profile>/, or results/<profile>-partial/ for a report of some suites or of overridden runs."""
     return Path(results_dir) / (f"{profile}{PARTIAL_SUFFIX}" if partial else profile)

@@ -55,6 +55,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from mlhw.labels import WITH_BN_DROPOUT, lr_label, variant_title  # noqa: E402
+from mlhw.layout import umask  # noqa: E402
 from mlhw.reference import CNN_VARIANTS, MLP_SWEEP_LRS  # noqa: E402
 
 # tab10 without its grey and olive (index 7 and 8): every colour stays visible on white and in a band.
@@ -397,9 +398,7 @@ def save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o644 & ~umask)
+        os.chmod(tmp, 0o644 & ~umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -11,7 +11,6 @@ reproduction (--set), or one of some suites (--only) whose store lacks the other
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -34,7 +33,7 @@ from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
-from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder
+from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder, umask
 from mlhw.lifecycle import (
     CPU_THREADS_TAG,
     TOGETHER_TAG,
@@ -409,7 +408,7 @@ def write_report(
         tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{BUILDING}-{token}." if named else f".{final.name}.")
     )
     try:
-        os.chmod(tmp, 0o755 & ~_umask())  # mkdtemp's 0700 made a folder like any other: the umask's, as plots.save
+        os.chmod(tmp, 0o755 & ~umask())  # mkdtemp's 0700 made a folder like any other: the umask's, as plots.save
         for t in tables:
             _write_table(t, tmp / TABLES)
         figures = []
@@ -437,17 +436,6 @@ def write_report(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return tables, shown / REPORT, done, found
-
-
-def _umask() -> int:
-    """The process's umask, read where Linux shows it (setting it to read it, as os.umask must, leaves a moment in
-    which another thread's new file, a SQLite journal say, would be made with none)."""
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        status = Path("/proc/self/status").read_text(encoding="ascii", errors="replace").splitlines()
-        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # the folder a report is built in, beside its final place, names the process that builds it: one that SIGKILL (or the
@@ -478,7 +466,7 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")  # committed, read on other machines: never the locale's
     # 0644 less the umask, as the figures beside it (plots.save): under umask 077 REPORT.md and the tables were
     # made readable by everyone, in a folder of figures and subfolders that were not
-    os.chmod(path, 0o644 & ~_umask())
+    os.chmod(path, 0o644 & ~umask())
 
 
 def _write_table(t: T.ResultTable, folder: Path) -> None:

@@ -115,6 +115,14 @@ def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+def reproduce_tiny(workdir, *args):
+    """`mlhw reproduce --profile tiny` of the spec in workdir/exp.yaml, on a SQLite store in workdir."""
+    return invoke(
+        "reproduce", "--profile", "tiny", "--file", workdir / "exp.yaml", "--tracking-uri",
+        f"sqlite:///{workdir}/mlflow.db", *args,
+    )  # fmt: skip
+
+
 def wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 120.0, every: float = 0.2):
     """Poll `predicate` until it returns something true (returned). An exception is taken as 'not yet' (the store
     is being written by the other process). Where `proc` ends first, fail at once with its stderr: a child that

@@ -5,20 +5,9 @@ fails with exit 1 was never said."""
 
 import pandas as pd
 import yaml
-from helpers import invoke, light_spec
+from helpers import light_spec, reproduce_tiny
 
-
-def _reproduce(workdir, *args):
-    return invoke(
-        "reproduce",
-        "--profile",
-        "tiny",
-        "--file",
-        workdir / "exp.yaml",
-        "--tracking-uri",
-        f"sqlite:///{workdir}/mlflow.db",
-        *args,
-    )
+_reproduce = reproduce_tiny
 
 
 def _drift_the_baseline(folder):

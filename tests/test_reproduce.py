@@ -26,6 +26,7 @@ from helpers import (
     invoke,
     light_spec,
     live_processes,
+    reproduce_tiny,
     runs_of,
     sqlite_rows,
     sweep_suite,
@@ -59,17 +60,7 @@ TINY = {
 LIGHT = light_spec()
 
 
-def reproduce(workdir, *args):
-    return invoke(
-        "reproduce",
-        "--profile",
-        "tiny",
-        "--file",
-        workdir / "exp.yaml",
-        "--tracking-uri",
-        f"sqlite:///{workdir}/mlflow.db",
-        *args,
-    )
+reproduce = reproduce_tiny
 
 
 def runs(workdir, all_lifecycles=False):
