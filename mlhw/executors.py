@@ -53,6 +53,7 @@ class UnitResult:
     # MLflow's retries (68 s for a reproduction's 27 units)
     store_down: bool = False
     not_started: bool = False  # left alone after a unit the tracking store failed: the next reproduce runs it
+    not_started_why: str = "once the tracking store failed"  # or: its lane's worker died (PoolExecutor)
     store_cause: str | None = None  # where store_down: the failure's root cause ('[Errno 111] Connection refused')
 
 
@@ -375,8 +376,8 @@ class PoolExecutor:
     lanes, one per GPU and one for the CPU (plan_lanes), each logging to the tracking server, or, on a SQLite
     store, through one writer in the parent's manager process (mlhw.relay). The parent hands a unit to a
     lane when one of its workers is free. A worker that dies (SIGKILL, out of memory) breaks its lane: the
-    lane's runs are marked KILLED, what only it could run is reported failed, and the next reproduce runs
-    them."""
+    lane's runs are marked KILLED, what only it could run (or its pool held) is reported not started, and the
+    next reproduce runs them."""
 
     def __init__(self, store: Store | None, settings: Settings, jobs: int, gpus: int | None = None):
         self.store, self.jobs = store, jobs  # store: set before run() where the executor starts before it exists
@@ -465,6 +466,14 @@ class PoolExecutor:
         workers: set[str] = set()
         results: list[UnitResult | None] = [None] * len(units)
         died = "a worker process died (killed or out of memory)"
+        started: set[int] = set()  # the units whose start event came: a broken lane's others never started
+
+        def unrun() -> UnitResult:
+            # a unit that only a broken lane could run, or that its pool held when a worker died: not a failure of its
+            # own (it said "failed: a worker process died" for units that never began), and the next reproduce runs it
+            return UnitResult(
+                not_started=True, not_started_why="once a worker of its lane died (killed or out of memory)"
+            )
 
         def drain():
             with contextlib.suppress(queuelib.Empty, EOFError, OSError):
@@ -472,6 +481,8 @@ class PoolExecutor:
                     ev = events.get_nowait()
                     if ev.worker:
                         workers.add(ev.worker)
+                    if ev.kind == "start":
+                        started.add(ev.unit)
                     on_event(ev)
 
         def finish(i: int, result: UnitResult) -> None:
@@ -502,7 +513,7 @@ class PoolExecutor:
             live = [lane for lane, b in zip(self.lanes, broken) if not b]
             for i in [i for i in queue if not any(lane.takes(units[i]) for lane in live)]:
                 queue.remove(i)  # only a broken lane could have run it
-                finish(i, UnitResult(error=died))
+                finish(i, unrun())
 
         ended = interrupted = False
         try:
@@ -515,8 +526,8 @@ class PoolExecutor:
                     busy[k] -= 1
                     try:
                         result = f.result()
-                    except BrokenProcessPool:
-                        broken[k], result = True, UnitResult(error=died)
+                    except BrokenProcessPool:  # (drained above: a start its worker sent before it died is in)
+                        broken[k], result = True, UnitResult(error=died) if i in started else unrun()
                     finish(i, result)
                 dispatch()
             ended = True
@@ -559,7 +570,7 @@ class PoolExecutor:
                 for pool in pools:
                     pool.shutdown(wait=True, cancel_futures=True)
                 _shutdown(manager)
-        if any(r.error == died for r in results if r):
+        if any(broken):  # (a worker that died idle left no run of its own RUNNING: nothing of it to mark)
             mark_dead(self.store, workers, "worker process died")
         return [r or UnitResult(error="not run") for r in results]
 

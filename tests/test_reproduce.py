@@ -1583,6 +1583,26 @@ def test_a_unit_that_never_started_ends_at_zero_seconds(capsys):
     assert set(lines) == {"[run 1 of 1] failed: a worker process died: A (0.0 s; 0 of 1 done, 1 failed)"}, lines[:3]
 
 
+def test_a_unit_a_dead_lane_never_started_is_said_not_started_not_failed(capsys):
+    """A worker SIGKILLed (or out of memory) breaks its lane: the units only that lane could run, and those its pool
+    held, never began. Their lines said "failed: a worker process died ... (0.0 s)", and the count "N failed", of
+    runs that had not run; now "not started", counted apart from the done and the failed."""
+    from types import SimpleNamespace
+
+    from mlhw.cli.reproduce import _Reporter
+    from mlhw.executors import Event, UnitResult
+
+    rep = _Reporter([[SimpleNamespace(config=SimpleNamespace(epochs=None), name=n)] for n in "AB"], 2)
+    rep.on_event(Event("end", 0, "A", result=UnitResult(error="a worker process died")))
+    why = "once a worker of its lane died (killed or out of memory)"
+    rep.on_event(Event("end", 1, "B", result=UnitResult(not_started=True, not_started_why=why)))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "[run 1 of 2] failed: a worker process died: A (0.0 s; 0 of 2 done, 1 failed)",
+        f"[run 2 of 2] not started {why}: B (0.0 s; 0 of 2 done, 1 failed, 1 not started)",
+    ], lines
+
+
 def test_the_progress_count_does_not_count_a_failed_run_as_done(capsys):
     """After a failed run the end lines said "2 of 3 done" of one done and one failed: the summary line was right,
     the progress beside it not."""

@@ -895,8 +895,9 @@ def test_jobs_2_in_lanes_alexnet_on_its_lane_the_rest_beside_it(project, monkeyp
 
 def test_a_dead_lane_fails_only_what_no_other_lane_can_run(project):
     """The AlexNet lane's worker is SIGKILLed during its first run: that run ends KILLED, the other AlexNet
-    unit (which the CPU lane never takes) fails unrun, Part 1 and the SVM finish on the CPU lane; the next
-    reproduce runs the two AlexNet configs."""
+    unit (which the CPU lane never takes) is not started (said so, not "failed: a worker process died" of a unit
+    that never began), Part 1 and the SVM finish on the CPU lane, exit 1; the next reproduce runs the two AlexNet
+    configs."""
     uri = f"sqlite:///{project}/mlflow.db"
     exp = f"lanekill-{uuid.uuid4().hex[:6]}"
     runs_of(uri, exp)  # the database exists before the test polls it
@@ -911,6 +912,8 @@ def test_a_dead_lane_fails_only_what_no_other_lane_can_run(project):
     os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "worker process died" in err, err[-2000:]
+    assert re.search(r"ran \d+ of \d+ runs in [\d.]+ s, 1 failed, 1 not started once a worker of its lane died", err)
+    assert "not started: 1 run once a worker of its lane died (killed or out of memory); the next" in err, err[-2000:]
     client, runs = runs_of(uri, exp)
     assert client.get_run(victim_id).info.status == "KILLED"
     finished = {r.data.tags["mlhw.kind"] for r in runs if r.info.status == "FINISHED"} - {"suite", "mlp-sweep"}

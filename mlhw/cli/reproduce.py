@@ -72,8 +72,9 @@ PARALLEL = "Parallel and distributed"
 def _run(
     plan, store, source, dev, settings, jobs, executor, ray_address, results_dir, description, pool=None, written=None
 ):
-    """Execute the pending work under the suites' parent runs, then compile the report. Returns the failed units
-    and either (tables, report path, what fails its own check) or the one-line error of a report not written.
+    """Execute the pending work under the suites' parent runs, then compile the report. Returns the failed units,
+    either (tables, report path, what fails its own check) or the one-line error of a report not written, and the
+    units not started (a worker of their lane died: the next reproduce runs them).
     `written` (a list) gets the report's folder as soon as it is in place (_compile)."""
     t0 = time.perf_counter()
     from mlhw.lifecycle import check_terminated
@@ -86,14 +87,16 @@ def _run(
         ended = ended_parents(store)
         adopt(plan, store, {s: log.run_id for s, log in parents.items()}, ended)
         drop_empty_parents(plan.profile, store, ended)
-        todo, failed, owned = plan, [], [i for i, p in plan.distinct().items() if p.status == "running"]
+        todo, failed, unrun, owned = plan, [], [], [i for i, p in plan.distinct().items() if p.status == "running"]
         beside = bool(owned)  # another reproduce of this profile was at work beside this one
         for round_ in range(1, peers.TAKE_OVER_ROUNDS + 1):
             work, results = _execute(todo, store, source, dev, settings, jobs, executor, ray_address, parents, pool)
             failing = [(u, r) for u, r in zip(work, results) if r.error]
             failed += failing
             ran = sum(len(r.done) for r in results)
+            unrun += [(u, r) for u, r in zip(work, results) if r.not_started]
             unstarted = sum(len(u) for u, r in zip(work, results) if r.not_started)
+            why = " / ".join(dict.fromkeys(r.not_started_why for r in results if r.not_started))
             # the runs another live process owns: those it claimed first at run time (every run of a unit, or some of
             # an MLP unit that trained the others), and those it was training when this one planned (not in `work`)
             claimed = [i for r in results for i in r.claimed_away]
@@ -102,7 +105,7 @@ def _run(
                 f"ran {ran} of {n_runs(sum(len(u) for u in work))} in {time.perf_counter() - t0:.1f} s"
                 + (f", {sum(len(u) for u, _ in failing)} failed" if failing else "")
                 + (f", {len(claimed)} left to another reproduce that owns them" if claimed else "")
-                + (f", {unstarted} not started once the tracking store failed" if unstarted else ""),
+                + (f", {unstarted} not started {why}" if unstarted else ""),
                 highlight=False,
                 soft_wrap=True,
             )
@@ -146,7 +149,7 @@ def _run(
                 f"FINISHED in MLflow: {how}"
             )
         check_terminated()  # a SIGTERM that a finalizer swallowed during the report: exit 143, not a verdict of 0
-        return failed, compiled
+        return failed, compiled, unrun
 
 
 def _tables_command(profile: str, settings, results_dir) -> str:
@@ -555,7 +558,7 @@ class _Reporter:
     EPOCH_LINE_EVERY = 30.0
 
     def __init__(self, work, total):
-        self.work, self.total, self.finished, self.failed = work, total, 0, 0
+        self.work, self.total, self.finished, self.failed, self.unstarted = work, total, 0, 0, 0
         self.started: dict[int, float] = {}
         self.said: dict[int, float] = {}  # a unit's last plain line
         # each unit's runs numbered in the plan's order ("[4-5/12]"): with --jobs N they start and end out of order,
@@ -621,20 +624,26 @@ class _Reporter:
         elif ev.kind == "end":
             self.finished += len(unit)
             self.failed += len(unit) if ev.result.error else 0
+            self.unstarted += len(unit) if ev.result.not_started else 0
             # a unit that never started (its worker died): 0.0, not -0.0
             seconds = max(0.0, ev.at - self.started.get(ev.unit, ev.at))
             r = ev.result
             what = ("failed: " + r.error) if r.error else ("owned by another process" if r.claimed else "done")
+            what = f"not started {r.not_started_why}" if r.not_started else what
             if self.live:
                 self.bar.update(self.overall, completed=self.finished)  # (the run's name is on the row below)
                 if r.error:
                     err.print(f"[red]failed[/]: {ev.label}: {r.error}")
+                elif r.not_started:
+                    err.print(f"[yellow]not started[/]: {ev.label} ({r.not_started_why})", highlight=False)
             else:
                 # the count on every end line: with --jobs N units end out of order ([1-18/39] after [19/39]), and
                 # a line that carried it only then read as if the others had lost it
                 # a failed run is not done: "6 of 12 done" after a failure read as if it had been
-                count = f"{self.finished - self.failed} of {self.total} done" + (
-                    f", {self.failed} failed" if self.failed else ""
+                count = (
+                    f"{self.finished - self.failed - self.unstarted} of {self.total} done"
+                    + (f", {self.failed} failed" if self.failed else "")
+                    + (f", {self.unstarted} not started" if self.unstarted else "")
                 )
                 err.print(
                     f"[{self.spans[ev.unit]}] {what}: {ev.label} ({seconds:.1f} s; {count})",
@@ -993,7 +1002,7 @@ def reproduce(
             dev = resolve_device(device)
         written: list[Path] = []  # the report's folder, once in place (it replaced the results it is checked against)
         try:
-            failed, compiled = _run(
+            failed, compiled, unrun = _run(
                 plan,
                 store,
                 source,
@@ -1024,10 +1033,18 @@ def reproduce(
         if failed:
             for unit, r in failed:
                 err.print(f"[red]failed[/]: {unit[0].name}: {r.error}")
+        if unrun:  # missing from the report as a failure's runs are, and as much a reason for exit 1
+            n = sum(len(unit) for unit, _ in unrun)
+            err.print(
+                f"[yellow]not started[/]: {n_runs(n)} {unrun[0][1].not_started_why}; the next `mlhw reproduce` runs "
+                f"{'it' if n == 1 else 'them'} (exit 1)",
+                highlight=False,
+                soft_wrap=True,
+            )
         for why in unsound:  # a theory claim that does not hold, two SVM solvers that disagree: CI must see it
             err.print(f"[red]failed its own check[/]: {why} (exit 1)", highlight=False, soft_wrap=True)
         if lost is not None:  # the last line, exit 1: the work is done, what was printed is not whole
             lost.done = f"the runs are done and the report is written ({path}); its tables were not shown"
             raise lost
-        if failed or drifted or unsound:
+        if failed or unrun or drifted or unsound:
             raise typer.Exit(1)
