@@ -94,9 +94,10 @@ def _run(
             failing = [(u, r) for u, r in zip(work, results) if r.error]
             failed += failing
             ran = sum(len(r.done) for r in results)
-            unrun += [(u, r) for u, r in zip(work, results) if r.not_started]
-            unstarted = sum(len(u) for u, r in zip(work, results) if r.not_started)
-            why = " / ".join(dict.fromkeys(r.not_started_why for r in results if r.not_started))
+            unrun_now = [(u, r) for u, r in zip(work, results) if r.not_started]
+            unrun += unrun_now
+            unstarted = sum(len(u) for u, _ in unrun_now)
+            why = " / ".join(dict.fromkeys(r.not_started_why for _, r in unrun_now))
             # the runs another live process owns: those it claimed first at run time (every run of a unit, or some of
             # an MLP unit that trained the others), and those it was training when this one planned (not in `work`)
             claimed = [i for r in results for i in r.claimed_away]
@@ -628,8 +629,15 @@ class _Reporter:
             # a unit that never started (its worker died): 0.0, not -0.0
             seconds = max(0.0, ev.at - self.started.get(ev.unit, ev.at))
             r = ev.result
-            what = ("failed: " + r.error) if r.error else ("owned by another process" if r.claimed else "done")
-            what = f"not started {r.not_started_why}" if r.not_started else what
+            what = (
+                f"failed: {r.error}"
+                if r.error
+                else f"not started {r.not_started_why}"
+                if r.not_started
+                else "owned by another process"
+                if r.claimed
+                else "done"
+            )
             if self.live:
                 self.bar.update(self.overall, completed=self.finished)  # (the run's name is on the row below)
                 if r.error:
