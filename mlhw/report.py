@@ -443,22 +443,43 @@ def write_report(
 # each such stop, hidden from `ls` and not from `git status`. A power cut's or a reboot's stays: the token names the
 # boot (lifecycle._machine), so after a new boot it reads as another machine's, and is left alone
 BUILDING = "mlhw-building"
+OLD = "mlhw-old"  # the report a swap moved aside, until the new one is in place
 
 
 def remove_abandoned(final: Path) -> list[Path]:
     """Remove the folders that a report of `final` was being built in by a process now gone (known for sure: this
-    machine's; another's, on a shared folder, is left alone, as is one still building). Returns those removed."""
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.{BUILDING}-([0-9a-f]{{8}}-\d+-\d+)\.[a-z0-9_]+")
+    machine's; another's, on a shared folder, is left alone, as is one still building), and the old report a swap
+    of such a process had moved aside: put back where the report is missing (it was killed between the swap's two
+    renames), removed where it is not. Returns those removed (a report put back is not among them)."""
+    name, token = re.escape(final.name), r"([0-9a-f]{8}-\d+-\d+)"
+    building = re.compile(rf"\.{name}\.{BUILDING}-{token}\.[a-z0-9_]+")
+    moved_aside = re.compile(rf"\.{name}\.{OLD}-{token}")
     removed = []
     try:
-        found = list(final.parent.iterdir())
+        found = sorted(final.parent.iterdir())
     except OSError:
         return removed
     for path in found:
-        if (m := pattern.fullmatch(path.name)) and path.is_dir() and not path.is_symlink() and token_gone(m[1]):
+        if (m := building.fullmatch(path.name)) and path.is_dir() and not path.is_symlink() and token_gone(m[1]):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
+        elif (m := moved_aside.fullmatch(path.name)) and token_gone(m[1]):
+            with folder_lock(final.parent):  # (a live swap of this folder holds it between its renames)
+                if not (path.exists() or path.is_symlink()):
+                    continue
+                if not (final.exists() or final.is_symlink()):
+                    os.replace(path, final)  # the only copy of the report: the next one is compiled beside it
+                    continue
+                _remove(path)
+            removed.append(path)
     return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _write(path: Path, text: str) -> None:
@@ -494,14 +515,14 @@ def _swap(new: Path, final: Path) -> None:
                 shutil.copy2(path, new / rel, follow_symlinks=False)  # a user's link stays a link
     old = None
     if final.exists() or final.is_symlink():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        # named after its process, as the build folder: a SIGKILL between the two renames left the report only here,
+        # hidden, for ever (`.ci.old-4242/`); the next report puts it back (remove_abandoned)
+        token = process_token()
+        old = final.with_name(f".{final.name}.{OLD}-{token or os.getpid()}")
         os.replace(final, old)
     os.replace(new, final)
     if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+        _remove(old)
 
 
 def _report_files(folder: Path) -> set[str]:

@@ -186,3 +186,71 @@ def test_a_stop_during_the_swap_of_a_first_report_says_it_is_written_and_that_th
     assert "the next `mlhw reproduce` resumes" not in said, said
     assert "not checked against" not in said and "git diff" not in said, said
     assert (workdir / "results" / "tiny" / "REPORT.md").is_file()
+
+
+_KILL_BETWEEN_THE_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+import mlhw.report as R
+
+renames = []
+real = os.replace
+
+
+def replace(src, dst):
+    real(src, dst)
+    renames.append(dst)
+    if len(renames) == 1:  # the old report moved aside, the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+R.os.replace = replace
+new, final = Path(sys.argv[1]), Path(sys.argv[2])
+R._swap(new, final)
+"""
+
+
+def test_a_report_killed_between_the_swaps_two_renames_is_put_back_by_the_next_report(workdir):
+    """SIGKILL after the swap moved the old report aside and before the new one took its place: results/<profile>/
+    was gone and the report lay hidden in `.<profile>.old-<pid>/` for ever (the only copy). The next report puts it
+    back before it builds its own; a report killed there by a live process, or with a report in place, is not."""
+    import subprocess
+    import sys
+
+    from mlhw.report import OLD, remove_abandoned
+
+    results = workdir / "results"
+    final, new = results / "tiny", results / "new"
+    (final / "tables").mkdir(parents=True)
+    (final / "REPORT.md").write_text("the old report\n")
+    (final / "tables" / "t.csv").write_text("a\n1\n")
+    new.mkdir()
+    (new / "REPORT.md").write_text("the new report\n")
+    proc = subprocess.run([sys.executable, "-c", _KILL_BETWEEN_THE_RENAMES, str(new), str(final)], cwd=workdir)
+    assert proc.returncode == -9
+    aside = [p for p in results.iterdir() if p.name.startswith(f".tiny.{OLD}-")]
+    assert not final.exists() and len(aside) == 1, sorted(results.iterdir())  # the kill landed where it should
+
+    assert remove_abandoned(final) == []  # nothing removed: the report is put back
+    assert (final / "REPORT.md").read_text() == "the old report\n" and (final / "tables" / "t.csv").is_file()
+    assert not aside[0].exists()
+
+
+def test_a_report_moved_aside_by_a_process_gone_is_removed_once_a_report_is_in_place(workdir):
+    from mlhw.lifecycle import process_token
+    from mlhw.report import OLD, remove_abandoned
+
+    final = workdir / "results" / "tiny"
+    final.mkdir(parents=True)
+    (final / "REPORT.md").write_text("the new report\n")
+    machine, pid, started = process_token().split("-")
+    gone = final.parent / f".tiny.{OLD}-{machine}-{pid}-{int(started) + 1}"  # this pid, another process
+    live = final.parent / f".tiny.{OLD}-{process_token()}"  # this process's own swap, under way
+    for p in (gone, live):
+        p.mkdir()
+        (p / "REPORT.md").write_text("the old report\n")
+    assert remove_abandoned(final) == [gone] and not gone.exists() and live.is_dir()
+    assert (final / "REPORT.md").read_text() == "the new report\n"
+    live_only = workdir / "results" / "other"  # a live swap's, the report not yet in place: left to its process
+    (other := final.parent / f".other.{OLD}-{process_token()}").mkdir()
+    assert remove_abandoned(live_only) == [] and other.is_dir() and not live_only.exists()

@@ -273,7 +273,10 @@ def test_ctrl_c_at_the_swap_waits_for_it(ci_copy, workdir, monkeypatch):
     monkeypatch.setattr(mlhw.report.os, "replace", replace)
     res = invoke("tables", "--profile", "ci", "--tracking-uri", ci_copy, "--results-dir", workdir / "out")
     assert res.exit_code == 130, res.output
-    assert calls == [f".ci.old-{os.getpid()}", "ci"]
+    from mlhw.lifecycle import process_token
+    from mlhw.report import OLD
+
+    assert calls == [f".ci.{OLD}-{process_token()}", "ci"]
     assert res.stderr.strip().splitlines() == [
         f"interrupted (Ctrl-C): it starts no run; {folder}/ is written anew, whole"
     ], res.stderr
