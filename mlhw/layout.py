@@ -31,6 +31,38 @@ def umask() -> int:
     return mask
 
 
+OLD = "mlhw-old"  # `.<profile>.mlhw-old-<process>`: the report a swap moved aside, until the new one is in place
+
+
+def moved_aside(final: Path) -> list[tuple[Path, str]]:
+    """The old reports that swaps of `final` moved aside, each with the process_token of the process that did."""
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.{OLD}-([0-9a-f]{{8}}-\d+-\d+)")
+    try:
+        return [(p, m[1]) for p in sorted(final.parent.iterdir()) if (m := pattern.fullmatch(p.name))]
+    except OSError:
+        return []
+
+
+def put_back(final: Path) -> Path | None:
+    """Where `final` is missing because a process was killed between its swap's two renames (the old report moved
+    aside, the new one not yet in place), put the old report back; returns the folder it was in (None: nothing to
+    do). A live process's swap is left to it."""
+    from mlhw.lifecycle import token_gone
+    from mlhw.store import folder_lock
+
+    if final.exists() or final.is_symlink():
+        return None
+    for path, token in moved_aside(final):
+        if token_gone(token):
+            with folder_lock(final.parent):  # (a live swap of this folder holds it between its renames)
+                if (path.exists() or path.is_symlink()) and not (final.exists() or final.is_symlink()):
+                    path.replace(final)
+                    return path
+    return None
+
+
 def profile_folder(results_dir: str | Path, profile: str, partial: bool = False) -> Path:
     """results/<profile>/, or results/<profile>-partial/ for a report of some suites or of overridden runs."""
     return Path(results_dir) / (f"{profile}{PARTIAL_SUFFIX}" if partial else profile)

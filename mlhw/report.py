@@ -33,7 +33,7 @@ from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
-from mlhw.layout import FIGURES, REPORT, REPORT_HEADING, TABLES, profile_folder, umask
+from mlhw.layout import FIGURES, OLD, REPORT, REPORT_HEADING, TABLES, moved_aside, profile_folder, put_back, umask
 from mlhw.lifecycle import (
     CPU_THREADS_TAG,
     TOGETHER_TAG,
@@ -443,33 +443,27 @@ def write_report(
 # each such stop, hidden from `ls` and not from `git status`. A power cut's or a reboot's stays: the token names the
 # boot (lifecycle._machine), so after a new boot it reads as another machine's, and is left alone
 BUILDING = "mlhw-building"
-OLD = "mlhw-old"  # the report a swap moved aside, until the new one is in place
 
 
 def remove_abandoned(final: Path) -> list[Path]:
     """Remove the folders that a report of `final` was being built in by a process now gone (known for sure: this
-    machine's; another's, on a shared folder, is left alone, as is one still building), and the old report a swap
-    of such a process had moved aside: put back where the report is missing (it was killed between the swap's two
-    renames), removed where it is not. Returns those removed (a report put back is not among them)."""
-    name, token = re.escape(final.name), r"([0-9a-f]{8}-\d+-\d+)"
-    building = re.compile(rf"\.{name}\.{BUILDING}-{token}\.[a-z0-9_]+")
-    moved_aside = re.compile(rf"\.{name}\.{OLD}-{token}")
+    machine's; another's, on a shared folder, is left alone, as is one still building), and the old reports that
+    such a process's swap had moved aside: put back where the report is missing (layout.put_back), removed where
+    it is not. Returns those removed (a report put back is not among them)."""
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.{BUILDING}-([0-9a-f]{{8}}-\d+-\d+)\.[a-z0-9_]+")
     removed = []
     try:
-        found = sorted(final.parent.iterdir())
+        found = list(final.parent.iterdir())
     except OSError:
         return removed
     for path in found:
-        if (m := building.fullmatch(path.name)) and path.is_dir() and not path.is_symlink() and token_gone(m[1]):
+        if (m := pattern.fullmatch(path.name)) and path.is_dir() and not path.is_symlink() and token_gone(m[1]):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
-        elif (m := moved_aside.fullmatch(path.name)) and token_gone(m[1]):
+    put_back(final)
+    for path, token in moved_aside(final):
+        if token_gone(token):
             with folder_lock(final.parent):  # (a live swap of this folder holds it between its renames)
-                if not (path.exists() or path.is_symlink()):
-                    continue
-                if not (final.exists() or final.is_symlink()):
-                    os.replace(path, final)  # the only copy of the report: the next one is compiled beside it
-                    continue
                 _remove(path)
             removed.append(path)
     return removed

@@ -254,3 +254,46 @@ def test_a_report_moved_aside_by_a_process_gone_is_removed_once_a_report_is_in_p
     live_only = workdir / "results" / "other"  # a live swap's, the report not yet in place: left to its process
     (other := final.parent / f".other.{OLD}-{process_token()}").mkdir()
     assert remove_abandoned(live_only) == [] and other.is_dir() and not live_only.exists()
+
+
+def _hide_as_killed_mid_swap(folder):
+    """results/<profile>/ as a SIGKILL between the swap's two renames leaves it: moved aside by a process now gone."""
+    from mlhw.lifecycle import process_token
+    from mlhw.report import OLD
+
+    machine, pid, started = process_token().split("-")
+    aside = folder.with_name(f".{folder.name}.{OLD}-{machine}-{pid}-{int(started) + 1}")
+    folder.rename(aside)
+    return aside
+
+
+def test_the_report_a_killed_swap_left_aside_is_put_back_before_it_is_the_baseline(workdir):
+    """After such a kill the next reproduce found no results/<profile>/: it was checked against nothing and exited 0
+    where the hidden baseline would have failed it. It is put back first, and the drift is said (exit 1)."""
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    assert (first := _reproduce(workdir)).exit_code == 0, first.output
+    folder = workdir / "results" / "tiny"
+    _drift_the_baseline(folder)
+    (folder / "notes.md").write_text("a user's notes\n")
+    aside = _hide_as_killed_mid_swap(folder)
+    dry = _reproduce(workdir, "--dry-run")
+    assert dry.exit_code == 0 and aside.is_dir() and not folder.exists(), dry.output  # a dry run writes nothing
+    assert f"left it in {aside.name}/" in " ".join(dry.stderr.split()), dry.stderr
+    res = _reproduce(workdir)
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 1 and "check FAILED" in said, res.output
+    assert f"put back results/tiny/: a process killed while it replaced the report had left it in {aside.name}/" in said
+    assert not aside.exists() and (folder / "notes.md").read_text() == "a user's notes\n"
+    assert [p.name for p in folder.parent.iterdir()] == ["tiny"]
+
+
+def test_check_puts_back_the_report_a_killed_swap_left_aside(workdir):
+    from helpers import invoke
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    assert (first := _reproduce(workdir)).exit_code == 0, first.output
+    folder = workdir / "results" / "tiny"
+    aside = _hide_as_killed_mid_swap(folder)
+    res = invoke("check", "--profile", "tiny", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 0 and "put back" in res.stderr, res.output
+    assert folder.is_dir() and not aside.exists()

@@ -74,6 +74,10 @@ def check(
     folder = profile_folder("results", profile)
     culprit = f"--baseline {baseline}" if baseline else f"--profile {profile} (its baseline {folder})"
     with path_errors(culprit, baseline or folder):  # (a folder on the way not searchable, a name too long)
+        if baseline is None:
+            from mlhw.cli.validate import restore_report
+
+            restore_report(folder)
         missing = baseline is None and not folder.exists()
     if missing:  # a misspelt profile said "no baseline here" alone
         from mlhw.errors import MLHWError

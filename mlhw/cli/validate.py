@@ -62,6 +62,7 @@ def validate(
         store.check_artifacts_writable()
     # the committed results this reproduction is checked against, read now: a broken check.yaml or table stops it
     # before --jobs N's workers start (2.5 s to the error on the 2-core CPU instead of 6.7 s)
+    restore_report(profile_folder(results_dir, profile), dry_run)
     committed = _committed(profile_folder(results_dir, profile), sets)
     if (
         on_work is not None
@@ -243,6 +244,28 @@ def _check_data(specs, source, missing) -> None:
         problem = source.unusable(cfg, replicas)
         if problem is not None:
             raise MLHWError(f"{spec.culprit(problem[0])}: {problem[1]}")
+
+
+def restore_report(folder, dry_run=False) -> None:
+    """The report a killed process's swap left aside (layout.put_back) is the profile's baseline: put back before it
+    is read, or this reproduction found no baseline and was checked against nothing. A dry run only says it."""
+    from mlhw.layout import moved_aside, put_back
+
+    if dry_run:  # (which writes nothing)
+        if not (folder.exists() or folder.is_symlink()) and (aside := moved_aside(folder)):
+            err.print(
+                f"{folder}/ is missing: a process killed while it replaced the report had left it in "
+                f"{aside[0][0].name}/; `mlhw reproduce` or `mlhw check` puts it back",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
+    if (aside := put_back(folder)) is not None:
+        err.print(
+            f"put back {folder}/: a process killed while it replaced the report had left it in {aside.name}/",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _committed(folder, overrides):
