@@ -297,3 +297,27 @@ def test_check_puts_back_the_report_a_killed_swap_left_aside(workdir):
     res = invoke("check", "--profile", "tiny", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
     assert res.exit_code == 0 and "put back" in res.stderr, res.output
     assert folder.is_dir() and not aside.exists()
+
+
+def test_a_stop_after_a_partial_report_is_in_place_names_the_baseline_it_was_not_checked_against(workdir, monkeypatch):
+    """--only of a suite whose peers have no runs in this store: the report is results/tiny-partial/, checked against
+    the profile's own results/tiny/ (its suite's table). A stop once the partial report is in place says so; it is
+    not the profile's folder that was replaced, so no `git diff` of it is offered."""
+    import mlhw.report
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    assert (first := _reproduce(workdir)).exit_code == 0, first.output
+    baseline = (workdir / "results" / "tiny" / "tables" / "mlp_full.csv").read_bytes()
+    other = ("--tracking-uri", f"sqlite:///{workdir}/other.db", "--only", "mlp_full")
+
+    def stop(*a, **kw):  # after the folder's swap, before the verdict
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.report, "report_in_run", stop)
+    res = _reproduce(workdir, *other)
+    assert res.exit_code == 130, res.output
+    said = " ".join(res.stderr.split())
+    assert "results/tiny-partial/ was already written anew, whole, and was not checked against results/tiny/" in said
+    assert "git diff" not in said and "the next `mlhw reproduce` resumes" not in said, said
+    assert (workdir / "results" / "tiny-partial" / "tables" / "mlp_full.csv").is_file()
+    assert (workdir / "results" / "tiny" / "tables" / "mlp_full.csv").read_bytes() == baseline
