@@ -34,6 +34,10 @@ def test_a_stopped_run_says_the_step_it_reached_and_keeps_its_history(store):
         _epochs(log, 5)
     with pytest.raises(KeyboardInterrupt), tracked_run(store, "before any epoch"):
         raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), tracked_run(store, "after a summary at step 0") as log:
+        _epochs(log, 3)
+        log.log_metrics({"best_acc": 0.3}, step=0)  # the furthest step, not the last one logged
+        raise KeyboardInterrupt
     runs = {r.info.run_name: r for r in store.search()}
     assert {k: (r.info.status, r.data.tags.get(STOPPED_TAG)) for k, r in runs.items()} == {
         "ctrl-c": ("KILLED", "4"),
@@ -41,6 +45,7 @@ def test_a_stopped_run_says_the_step_it_reached_and_keeps_its_history(store):
         "boom": ("FAILED", "3"),
         "ok": ("FINISHED", None),
         "before any epoch": ("KILLED", None),
+        "after a summary at step 0": ("KILLED", "3"),
     }
     history = store.client.get_metric_history(runs["ctrl-c"].info.run_id, "train/loss")
     assert [m.step for m in history] == [0, 1, 2, 3, 4]
