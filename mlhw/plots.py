@@ -29,9 +29,9 @@ that two groups on the same values (lr 10 at chance and lr 100 after diverging) 
 A figure of a single epoch draws markers only (hollow, each group a little to one side of the epoch, the min-max
 over seeds as a bar), and the legend shows markers. No panel's y range is narrower than `MIN_SPAN_ACC` (an
 accuracy), `MIN_SPAN_REL` of its largest value (a loss) or a factor of `MIN_RATIO_LOG` (a log axis), so that a
-difference of a thousandth is not blown up to the panel's full height. Each panel's y label says what it measured on
-which split: the MLP's training loss is its whole training set's after each epoch, AlexNet's the mean of the epoch's
-batches.
+difference of a thousandth is not blown up to the panel's full height. A figure's accuracy panels share one y range
+(training and test accuracy on one scale). Each panel's y label says what it measured on which split: the MLP's
+training loss is its whole training set's after each epoch, AlexNet's the mean of the epoch's batches.
 
 Figures are built on `matplotlib.figure.Figure` (no pyplot state) and written by `save`: atomically (a temporary
 file in the same folder, then a rename) and world-readable (0644 less the umask).
@@ -247,6 +247,18 @@ def _min_span(ax, key: str) -> None:
     ax.set_ylim(new_lo, new_hi)
 
 
+def _share_accuracy_range(axes) -> None:
+    """One y range for a figure's accuracy panels, the union of theirs: Part 1 (b)'s training and test accuracy
+    were drawn on different ranges (on MNIST 100% at the top of one, 80% its top label in the other), so that the gap
+    between them, what a reader compares the two panels for, could not be seen from one panel to the next."""
+    if len(axes) < 2:
+        return
+    limits = [ax.get_ylim() for ax in axes]
+    lo, hi = min(lo for lo, _ in limits), max(hi for _, hi in limits)
+    for ax in axes:
+        ax.set_ylim(lo, hi)
+
+
 # --- drawing ------------------------------------------------------------------------------------------------------
 
 
@@ -321,7 +333,7 @@ def draw_curves(
     log_keys: Sequence[str] = (),
 ) -> Figure:
     """The figure, not yet saved: one panel per (metric key, panel title[, y-axis label]), one line (and band) per
-    group.
+    group. The accuracy panels of one figure share their y range: training and test accuracy on one scale.
 
     Artists carry a gid for tests and tools: 'mean:<label>' (the mean line, or the single seed's line),
     'band:<label>', 'seed:<label>:<i>' (a diverged seed's own line) and 'diverged:<label>:<i>' (its x marker).
@@ -392,6 +404,7 @@ def draw_curves(
         if key.endswith("acc"):  # in percent, as every table and finding gives accuracies (the data stay 0-1)
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
         ax.grid(alpha=0.3)
+    _share_accuracy_range([ax for ax, (key, _, _) in zip(axes, panels) if key.endswith("acc")])
     if handles:
         ncol = min(len(handles), 3 if max(len(n) for n in names) > 24 else 6)
         fig.legend(

@@ -582,3 +582,17 @@ def test_each_panel_says_on_which_split_and_how_its_numbers_were_measured():
     ]
     assert {ax.get_xlabel() for ax in sweep.axes} == {"epoch (0: before training)"}
     assert {ax.get_xlabel() for ax in cnn.axes} == {"epoch"}  # its first epoch is 1: nothing to explain
+
+
+def test_a_figures_accuracy_panels_share_one_range():
+    """Training accuracy near 100% and test accuracy near 65%: drawn each on its own range, both lines sat near the
+    top of their panels and the gap between them (what the two panels are compared for) could not be seen."""
+    train = [0.90, 0.95, 0.99, 1.0]
+    test = [0.55, 0.60, 0.63, 0.65]
+    seeds = [rows({"train_acc": train, "train_loss": [2.0, 1.0, 0.5, 0.2], "test_acc": test})]
+    fig = plots.draw_lr_sweep([("lr=0.1", seeds)], "t")
+    train_ax, loss_ax, test_ax = fig.axes
+    assert train_ax.get_ylim() == test_ax.get_ylim()
+    lo, hi = train_ax.get_ylim()
+    assert lo <= 0.55 and hi >= 1.0
+    assert loss_ax.get_ylim() != train_ax.get_ylim()  # the loss keeps its own (log) range
