@@ -270,7 +270,8 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             for lr in sorted({r["lr"] for r in recs})
             for k in dict.fromkeys(setting(r) for r in recs if r["lr"] == lr)
         ]
-        title = f"Part 1 (b) on {recs[0]['dataset']}: one network per learning rate"
+        # the datasets as the tables name them: files of MNIST's format that are not the official ones say so
+        title = f"Part 1 (b) on {', '.join(datasets_named(recs))}: one network per learning rate"
         specs.append(
             (
                 "mlp_lr_sweep",
@@ -297,7 +298,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             for v in variants
             for k in dict.fromkeys(setting(r) for r in recs if r["variant"] == v)
         ]
-        full = f"{title} on {recs[0]['dataset']}"
+        full = f"{title} on {', '.join(datasets_named(recs))}"
         specs.append(
             (
                 suite,

@@ -596,3 +596,37 @@ def test_a_figures_accuracy_panels_share_one_range():
     lo, hi = train_ax.get_ylim()
     assert lo <= 0.55 and hi >= 1.0
     assert loss_ax.get_ylim() != train_ax.get_ylim()  # the loss keeps its own (log) range
+
+
+def test_the_reports_figures_say_when_their_mnist_or_cifar10_are_not_the_official_files(monkeypatch):
+    """The tables' titles said 'on mnist (not the official MNIST files)' for runs on files of MNIST's format with other
+    content (synthetic, a benchmark's), as `mlhw mlp sweep`'s figure does; the report's figures said 'on mnist' alone,
+    claiming MNIST for a PNG that a write-up would paste without its table."""
+    from mlhw import data, report
+
+    drawn = {}
+    monkeypatch.setattr(plots, "lr_sweep_figure", lambda series, path, title: drawn.update({path: title}))
+    monkeypatch.setattr(plots, "cnn_curves_figure", lambda series, path, title: drawn.update({path: title}))
+    hist = [{"epoch": 0, "train_acc": 0.1, "train_loss": 2.3, "test_acc": 0.1}]
+    mlp = [
+        {"kind": "mlp", "dataset": "mnist", "dataset_files": data.NOT_OFFICIAL, "lr": lr, "seed": 8, "history": hist}
+        for lr in (0.1, 1.0)
+    ]
+    cnn_hist = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}]
+    cnn = [
+        {"kind": "cnn", "dataset": "cifar10", "dataset_files": f, "variant": v, "seed": 0, "history": cnn_hist}
+        for v, f in (("sgd-0.005", data.NOT_OFFICIAL), ("adam-5e-05", data.OFFICIAL))
+    ]
+    for _, name, _, draw in report.figure_specs({"mlp_lr_sweep": mlp, "cnn_optimizers": cnn}):
+        draw(name)
+    assert drawn == {
+        "mlp_lr_sweep.png": "Part 1 (b) on mnist (not the official MNIST files): one network per learning rate",
+        "sgd_vs_adam.png": "Part 2 (a): SGD vs Adam on cifar10 (not the official CIFAR-10 files: 1 of 2 runs)",
+    }
+    # and where they are the official files (or digits), the title is as it was
+    for r in mlp:
+        r["dataset_files"] = data.OFFICIAL
+    drawn.clear()
+    for _, name, _, draw in report.figure_specs({"mlp_lr_sweep": mlp}):
+        draw(name)
+    assert drawn == {"mlp_lr_sweep.png": "Part 1 (b) on mnist: one network per learning rate"}
