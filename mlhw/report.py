@@ -270,13 +270,15 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             for lr in sorted({r["lr"] for r in recs})
             for k in dict.fromkeys(setting(r) for r in recs if r["lr"] == lr)
         ]
-        # the datasets as the tables name them: files of MNIST's format that are not the official ones say so
-        title = f"Part 1 (b) on {', '.join(datasets_named(recs))}: one network per learning rate"
+        # the datasets as the tables name them: files of MNIST's format that are not the official ones say so; the
+        # caption under the figure in REPORT.md too, as each table's heading does
+        on = ", ".join(datasets_named(recs))
+        title = f"Part 1 (b) on {on}: one network per learning rate"
         specs.append(
             (
                 "mlp_lr_sweep",
                 "mlp_lr_sweep.png",
-                "Part 1 (b): training accuracy, training loss and test accuracy per epoch",
+                f"Part 1 (b) on {on}: training accuracy, training loss and test accuracy per epoch",
                 lambda p, s=series, t=title: lr_sweep_figure(s, p, t),
             )
         )
@@ -303,7 +305,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             (
                 suite,
                 f"{name}.png",
-                f"{title}: training loss and validation accuracy per epoch",
+                f"{full}: training loss and validation accuracy per epoch",
                 lambda p, s=series, t=full: cnn_curves_figure(s, p, t),
             )
         )
@@ -319,10 +321,10 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
         ]
         full = f"{suite} on {', '.join(datasets_named(recs))}"
         if kind == "mlp":
-            caption = f"{suite}: training accuracy, training loss and test accuracy per epoch"
+            caption = f"{full}: training accuracy, training loss and test accuracy per epoch"
             draw = lambda p, s=series, t=full: lr_sweep_figure(s, p, t)  # noqa: E731
         else:
-            caption = f"{suite}: training loss and validation accuracy per epoch"
+            caption = f"{full}: training loss and validation accuracy per epoch"
             draw = lambda p, s=series, t=full: cnn_curves_figure(s, p, t)  # noqa: E731
         specs.append((suite, f"{suite}.png", caption, draw))
     return specs

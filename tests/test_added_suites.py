@@ -112,7 +112,7 @@ def test_an_added_suite_has_a_report_section_titled_with_its_description_data_an
         "## my_mlp (rates by batch sizes): MLP [40] by batch_size, lr, 1 epoch on digits",
     ]
     assert "(CSV: `tables/my_mlp.csv`, LaTeX: `tables/my_mlp.tex`)" in report
-    assert "![my_cnn_lrs: training loss and validation accuracy per epoch](figures/my_cnn_lrs.png)" in report
+    assert "![my_cnn_lrs on digits: training loss and validation accuracy per epoch](figures/my_cnn_lrs.png)" in report
     assert "No table shows" not in report
     assert "no table shows it" not in res.stderr
     assert "my_mlp (rates by batch sizes): MLP [40] by batch_size, lr" in " ".join(res.stdout.split())  # printed

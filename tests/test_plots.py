@@ -630,3 +630,26 @@ def test_the_reports_figures_say_when_their_mnist_or_cifar10_are_not_the_officia
     for _, name, _, draw in report.figure_specs({"mlp_lr_sweep": mlp}):
         draw(name)
     assert drawn == {"mlp_lr_sweep.png": "Part 1 (b) on mnist: one network per learning rate"}
+
+
+def test_the_reports_figure_captions_name_the_dataset_as_the_tables_headings_do():
+    """REPORT.md headed each table 'Part 2 (a): SGD vs Adam on digits' and captioned the figure below it 'Part 2 (a):
+    SGD vs Adam: training loss and validation accuracy per epoch': the caption, what a grader reads under the image
+    (and the alt text where the image is not shown), did not say which data it was drawn from."""
+    from mlhw import report
+
+    hist = [{"epoch": 0, "train_acc": 0.1, "train_loss": 2.3, "test_acc": 0.1}]
+    mlp = [{"kind": "mlp", "dataset": "digits", "lr": lr, "seed": 8, "history": hist} for lr in (0.1, 1.0)]
+    cnn_hist = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}]
+    cnn = [
+        {"kind": "cnn", "dataset": "digits", "variant": v, "seed": 0, "history": cnn_hist}
+        for v in ("adam-5e-05-plain", "adam-5e-05")
+    ]
+    captions = {
+        name: caption for _, name, caption, _ in report.figure_specs({"mlp_lr_sweep": mlp, "cnn_batchnorm": cnn})
+    }
+    assert captions == {
+        "mlp_lr_sweep.png": "Part 1 (b) on digits: training accuracy, training loss and test accuracy per epoch",
+        "batchnorm_dropout.png": "Part 2 (c): BatchNorm + Dropout on digits: training loss and validation accuracy "
+        "per epoch",
+    }

@@ -485,7 +485,10 @@ def test_suites_are_parent_runs_with_their_plan_tables_figures_and_children(ligh
         # shows no image (it read "[caption](figures/mlp_lr_sweep.png)"), so the line says where the figure is
         report = client.download_artifacts(run_id, "REPORT.md", str(light / "dl" / f"r-{suite}"))
         on_disk = (light / "results" / "tiny" / "REPORT.md").read_text()
-        image = "![Part 1 (b): training accuracy, training loss and test accuracy per epoch](figures/mlp_lr_sweep.png)"
+        image = (
+            "![Part 1 (b) on digits: training accuracy, training loss and test accuracy per epoch]"
+            "(figures/mlp_lr_sweep.png)"
+        )
         # in the UI's Model training view, as `mlhw ui` opens it: a link without it opened the GenAI view
         sweep_link = (
             f"#/experiments/{parents[suite].info.experiment_id}/runs/{parents['mlp_lr_sweep'].info.run_id}"
