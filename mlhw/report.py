@@ -789,7 +789,7 @@ def _suite_settings(configs: list[dict], recs: list[dict]) -> str:
 
 def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tuple[str, str], int]) -> list[str]:
     """What a reader of the tables needs beside the settings: (a) is (b)'s lr 0.1 row, AlexNet's size, why the
-    SVMs stay on digits, the runs two suites share, what ± means."""
+    SVMs stay on digits, the runs two suites share, what ± (and a figure's band) means."""
     notes = []
     if scope.overrides:  # 'Part 1 (c): the full run, lr 0.1' beside 'lr 0.5' read as a contradiction
         notes.append(
@@ -849,9 +849,17 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
         notes.append(
             f"{second} and {first} share {n} run{'s' * (n != 1)} (the same settings: one MLflow run each, {counted})."
         )
+    # the figures' spread is not the tables': lr 1's 73.12% ± 20.16% (digits) is a band from 59.68% to 96.30%
+    curves = any(r.get("kind") in ("mlp", "cnn") for recs in done.values() for r in recs)
     notes.append(
-        "In the tables, ± is the sample standard deviation (n - 1) over the seeds and n the number of seeds; a seed "
-        "sets the initialisation, the order of the data, Dropout's masks and any subset drawn."
+        "In the tables, ± is the sample standard deviation (n - 1) over the seeds and n the number of seeds"
+        + (
+            "; in the figures, a line is the mean over the seeds and its shaded band their range (min to max), "
+            "not ± one standard deviation"
+            if curves
+            else ""
+        )
+        + "; a seed sets the initialisation, the order of the data, Dropout's masks and any subset drawn."
     )
     return notes
 
