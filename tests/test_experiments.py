@@ -44,6 +44,17 @@ def test_shipped_file_expands_for_every_profile():
     assert len({identity(r.config, "fp") for r in sweep}) == 18  # rates and seeds: distinct runs
 
 
+def test_a_shipped_description_that_names_a_figure_says_whose_figure():
+    """REPORT.md's Settings quote each suite's description: 'Part 1 (b): one fresh network per learning rate
+    (Figure 2)' sent a reader to a Figure 2 the report does not have (its figures are not numbered); the figure is
+    the write-up's."""
+    spec = load_file(REPO_FILE)
+    named = {s: x.description for s, x in spec.suites.items() if re.search(r"\b(Figure|Fig\.|Table) \d", x.description)}
+    assert named, "the sweep's description names the write-up's Figure 2"
+    for suite, about in named.items():
+        assert re.search(r"the write-up's (Figure|Fig\.|Table) \d", about), (suite, about)
+
+
 @pytest.mark.parametrize("profile", ["digits", "paper", "ci"])
 def test_only_any_one_suite_of_the_shipped_file_expands(profile):
     """`reproduce --only theory` failed with exit 2 on the digits profile: its default `dataset` was checked against
