@@ -3,6 +3,12 @@ import os
 import pytest
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# MLflow's experiment variables, which mlhw reads where --experiment is not given (MLFLOW_EXPERIMENT_ID: refused):
+# a developer's exported one sent the suite's runs to another experiment than the tests read (mlhw), or refused every
+# command. Cleared at import, before any fixture (the session's ci reproduction) or subprocess (test_scale's) starts;
+# tests of the variables set them (test_experiment_env.py).
+for _name in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+    os.environ.pop(_name, None)
 
 # The CLI's consoles take their piped width from COLUMNS once, when mlhw.cli.common is first imported (160 without
 # it): imported here, before any test sets COLUMNS for a --help (CliRunner's env, monkeypatch), every test of the
