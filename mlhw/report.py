@@ -45,7 +45,7 @@ from mlhw.lifecycle import (
     token_gone,
 )
 from mlhw.reference import CNN_TEST_NORMALISATION_NOTE, CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
-from mlhw.store import DEFAULT_EXPERIMENT, Store, folder_lock, signals_deferred
+from mlhw.store import Store, experiment_words, folder_lock, signals_deferred
 
 SUITE_ORDER = [
     "mlp_lr_sweep",
@@ -952,11 +952,9 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     if store.experiment_id is None and store.client is not None:  # the store is there, the experiment is not: it
         # said "--profile P: no finished reproduction ... (experiment 'nope'; profiles there: none)": the wrong culprit
         names = store.experiment_names()
-        experiment = f" --experiment {shlex.quote(store.experiment_name)}" * (
-            store.experiment_name != DEFAULT_EXPERIMENT
-        )
+        experiment = "".join(f" {shlex.quote(w)}" for w in experiment_words(store.experiment_name))
         raise MLHWError(
-            f"--experiment {store.experiment_name}: no such experiment in {store.uri} (experiments there: "
+            f"{store.experiment_culprit()}: no such experiment in {store.uri} (experiments there: "
             f"{', '.join(names) or 'none'}); name one of them, or `mlhw reproduce --profile {profile}{experiment}` "
             "makes it"
         )

@@ -26,6 +26,7 @@ from mlhw.errors import MLHWError, path_errors, undecodable_bytes
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "mlhw"
+EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"  # MLflow's own variable
 MAX_EXPERIMENT_NAME = 500  # MLflow's MAX_EXPERIMENT_NAME_LENGTH (not imported: see new_client)
 # MLflow 3's UI opens an experiment in GenAI mode unless it is tagged as model development.
 EXPERIMENT_TAGS = {
@@ -165,6 +166,22 @@ def server_unanswered(err: BaseException) -> bool:
 def resolve_uri(uri: str | None) -> str:
     """--tracking-uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def resolve_experiment(experiment: str | None) -> str:
+    """--experiment, else $MLFLOW_EXPERIMENT_NAME (MLflow's own variable; empty is unset, as for
+    $MLFLOW_TRACKING_URI), else mlhw: a user who exported the variable had every run logged to mlhw."""
+    if experiment is not None:
+        return experiment
+    return os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+
+
+def experiment_words(name: str) -> list[str]:
+    """`--experiment NAME` in a command that mlhw prints to be run (`mlhw ui`, `mlhw tables`, `mlhw reproduce`):
+    none for mlhw where no variable here names another (the bare command takes it); else given in full, so that the
+    command reaches the same experiment in a shell without $MLFLOW_EXPERIMENT_NAME too, and with another one."""
+    bare = name == DEFAULT_EXPERIMENT
+    return [] if bare and os.environ.get(EXPERIMENT_ENV) in (None, "", name) else ["--experiment", name]
 
 
 def named(uri: str, shown: str | None = None) -> str:
@@ -560,7 +577,7 @@ class Store:
     def __init__(
         self,
         uri: str | None = None,
-        experiment: str = DEFAULT_EXPERIMENT,
+        experiment: str | None = None,
         create: bool = True,
         client=None,
         read_only: bool = False,
@@ -568,7 +585,9 @@ class Store:
         """`client`: an MlflowClient look-alike to use instead of a client of its own (a `--jobs` worker on a
         SQLite store gets mlhw.relay.RelayedClient: its writes go through the parent's one writer). read_only: a
         command that never writes to the store (`check`, `tables`): a database it can only read will do, and
-        nothing is written (not even the experiment's kind tag that an older store lacks); implies not create."""
+        nothing is written (not even the experiment's kind tag that an older store lacks); implies not create.
+        `experiment` None: $MLFLOW_EXPERIMENT_NAME's, else mlhw (resolve_experiment); an error then names the
+        variable, not --experiment."""
         self.uri = resolve_uri(uri)
         self.read_only = read_only
         create = create and not read_only
@@ -576,16 +595,18 @@ class Store:
         if is_server(self.uri):
             for k, v in HTTP_ENV.items():  # read by MLflow's REST client at each request
                 os.environ.setdefault(k, v)
+        self.experiment_from_env = experiment is None and bool(os.environ.get(EXPERIMENT_ENV))
+        experiment = resolve_experiment(experiment)
+        self.experiment_name = experiment
         if not experiment or not experiment.strip():  # before any database exists (MLflow refuses it after)
-            raise MLHWError(f"--experiment {experiment!r}: an experiment needs a name, e.g. mlhw")
+            raise MLHWError(f"{self.experiment_culprit(repr(experiment))}: an experiment needs a name, e.g. mlhw")
         if len(experiment) > MAX_EXPERIMENT_NAME:  # MLflow's refusal blamed the tracking URI
             raise MLHWError(
-                f"--experiment {experiment[:40]}...: {len(experiment)} characters, where MLflow takes at most "
-                f"{MAX_EXPERIMENT_NAME}"
+                f"{self.experiment_culprit(experiment[:40])}...: {len(experiment)} characters, where MLflow takes at "
+                f"most {MAX_EXPERIMENT_NAME}"
             )
         if undecodable_bytes(experiment):  # else named as the store's fault below
-            raise MLHWError(f"--experiment: {undecodable(experiment)}")
-        self.experiment_name = experiment
+            raise MLHWError(f"{self.experiment_culprit('')}: {undecodable(experiment)}")
         self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, as searches return them
         self.artifact_location: str | None = None  # the experiment's, once it exists
         self.moved: tuple[Path, Path] | None = None  # (where the experiment says its artifacts are, where they are)
@@ -651,11 +672,21 @@ class Store:
         runs are hidden with it, MLflow refuses new runs in it (a reproduction failed after showing its plan, with a
         traceback) and a new experiment of its name until it is gone for good (`mlflow gc`)."""
         return MLHWError(
-            f"--experiment {exp.name}: deleted in {self.uri} (experiment id {exp.experiment_id}); restore it with "
+            f"{self.experiment_culprit(exp.name)}: deleted in {self.uri} (experiment id {exp.experiment_id}); restore "
+            "it with "
             f"`MLFLOW_TRACKING_URI={shlex.quote(self.uri)} mlflow experiments restore "  # (a store under `my dir/`)
             f"--experiment-id {exp.experiment_id}`, "
             "or name another --experiment"
         )
+
+    def experiment_culprit(self, shown: str | None = None) -> str:
+        """How an error names the experiment, by where it came from: `--experiment NAME`, or
+        `MLFLOW_EXPERIMENT_NAME=NAME` where the variable gave it (a user who passed no option knows what to fix);
+        `shown`: the name as the error shows it ('' for none: `--experiment`, `MLFLOW_EXPERIMENT_NAME`)."""
+        shown = self.experiment_name if shown is None else shown
+        if self.experiment_from_env:
+            return f"{EXPERIMENT_ENV}={shown}" if shown else EXPERIMENT_ENV
+        return f"--experiment {shown}" if shown else "--experiment"
 
     def experiment_names(self) -> list[str]:
         """The names of the store's experiments (not deleted ones), sorted: those a misspelt --experiment could have

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlhw.errors import MLHWError
-from mlhw.store import check_uri, is_server, resolve_uri, sqlite_path
+from mlhw.store import EXPERIMENT_ENV, check_uri, is_server, resolve_experiment, resolve_uri, sqlite_path
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
@@ -124,14 +124,15 @@ def stop(proc: subprocess.Popen) -> None:
             return
 
 
-def experiment_url(uri: str, port: int | None, experiment: str = "mlhw") -> tuple[str, str | None]:
+def experiment_url(uri: str, port: int | None, experiment: str | None = None) -> tuple[str, str | None]:
     """The experiment's runs in the UI's model-training view (MLflow 3 opens in GenAI mode without the parameter),
     and what to say where the store has no such experiment (the link is then the experiment list's). `port` None:
     the store is a server, whose own UI is at its own address."""
     from mlhw.errors import MLHWError
 
     base = uri.rstrip("/") if port is None else f"http://127.0.0.1:{port}"
-    note = f"no experiment {experiment!r} in {uri} (--experiment names another)"
+    whose = f"named by {EXPERIMENT_ENV}; " if experiment is None and os.environ.get(EXPERIMENT_ENV) else ""
+    note = f"no experiment {resolve_experiment(experiment)!r} in {uri} ({whose}--experiment names another)"
     try:
         from mlhw.store import Store
 
@@ -164,12 +165,12 @@ def new_store_note(uri: str) -> str | None:
 
 
 def serve(
-    tracking_uri: str | None, port: int | None, say: Callable[[str], None] = print, experiment: str = "mlhw"
+    tracking_uri: str | None, port: int | None, say: Callable[[str], None] = print, experiment: str | None = None
 ) -> None:
-    """Run the UI until it is stopped, its link on `experiment`'s runs; `say` prints its status lines (the CLI's
-    console). `port` None: 5000. A store that is an MLflow server serves its own UI: its link is printed, and nothing
-    is started (`mlflow ui --backend-store-uri http://...` exited 1 with a model-registry traceback in its log, which
-    mlhw reported as a failure of `--port 5000`)."""
+    """Run the UI until it is stopped, its link on `experiment`'s runs (None: $MLFLOW_EXPERIMENT_NAME's, else mlhw);
+    `say` prints its status lines (the CLI's console). `port` None: 5000. A store that is an MLflow server serves its
+    own UI: its link is printed, and nothing is started (`mlflow ui --backend-store-uri http://...` exited 1 with a
+    model-registry traceback in its log, which mlhw reported as a failure of `--port 5000`)."""
     uri = resolve_uri(tracking_uri)
     check_uri(uri)  # a server: reachable (one line, exit 2, where it is not)
     if is_server(uri):

@@ -51,7 +51,7 @@ def check(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
     show_all: Annotated[bool, typer.Option("--all", help="Show every compared metric, not only what moved.")] = False,
 ):

@@ -155,7 +155,7 @@ def train(
     data_dir: CifarDir = None,
     download: Download = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     as_json: Json = False,
 ):
     """Train one AlexNet variant (default: Adam 5e-5 with BatchNorm + Dropout) and log it to MLflow."""
@@ -275,7 +275,7 @@ def compare(
     data_dir: CifarDir = None,
     download: Download = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     as_json: Json = False,
 ):
     """Run the assignment's comparisons (one seed) and print tables like the write-up's.

@@ -145,7 +145,14 @@ TrackingUri = Annotated[
         help="MLflow tracking store: sqlite:///PATH.db or http://HOST:PORT.",
     ),
 ]
-Experiment = Annotated[str, typer.Option(help="MLflow experiment name.", rich_help_panel=TRACK)]
+Experiment = Annotated[  # None: $MLFLOW_EXPERIMENT_NAME's, else mlhw (mlhw.store.resolve_experiment)
+    Optional[str],
+    typer.Option(
+        rich_help_panel=TRACK,
+        show_default="$MLFLOW_EXPERIMENT_NAME or mlhw",
+        help="MLflow experiment name.",
+    ),
+]
 ResultsDir = Annotated[str, typer.Option(help="Where figures and tables are written.", rich_help_panel=OUTPUT)]
 Json = Annotated[
     bool,
@@ -234,7 +241,7 @@ def tracking_hint(store) -> str:
     """Where the runs went, and the command that browses exactly that store."""
     import os
 
-    from mlhw.store import DEFAULT_EXPERIMENT, DEFAULT_URI, is_server
+    from mlhw.store import DEFAULT_URI, experiment_words, is_server
 
     if is_server(store.uri):  # the server is the UI: its runs' page, in the model-training view (as `mlhw ui` links
         # it; the server's bare address opened its experiment list, in the GenAI view)
@@ -242,9 +249,10 @@ def tracking_hint(store) -> str:
         return f"tracking: {store.uri} (experiment {store.experiment_name!r}); its runs: {page}"
     same = store.uri == (os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI)
     words = ["mlhw", "ui"] + ([] if same else ["--tracking-uri", store.uri])
-    words += ["--experiment", store.experiment_name] if store.experiment_name != DEFAULT_EXPERIMENT else []
+    words += experiment_words(store.experiment_name)
     # quoted for the shell (a store under `my dir/`: the unquoted command opened `sqlite:///my`, as
-    # reproduce's `mlhw tables` hint is quoted), and on the experiment the runs are in (ui's own is mlhw)
+    # reproduce's `mlhw tables` hint is quoted), and on the experiment the runs are in (ui's own is
+    # $MLFLOW_EXPERIMENT_NAME's or mlhw: named in full where it is not mlhw, or a variable here names another)
     return f"tracking: {store.uri} (experiment {store.experiment_name!r}); `{shlex.join(words)}` to browse"
 
 

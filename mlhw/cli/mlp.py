@@ -295,7 +295,7 @@ def train(
     data_dir: MnistDir = None,
     download: Download = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     part: Annotated[  # the command's own option, as `cnn compare --part` is, not in the Tracking panel
         Literal["mlp.a", "mlp.b", "mlp.c"],
         typer.Option(help="The assignment part the run stands for: its name and its mlhw.part tag (no setting)."),
@@ -331,7 +331,7 @@ def sweep(
     data_dir: MnistDir = None,
     download: Download = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     as_json: Json = False,
 ):
     """Part (b): train one network per learning rate, all rates in one batched computation.

@@ -154,17 +154,17 @@ def _run(
 
 
 def _tables_command(profile: str, settings, results_dir) -> str:
-    """The `mlhw tables` that rebuilds this reproduction's report: its store, experiment and folder where they are
-    not what the command would take by itself (run as given, `mlhw tables --profile ci` read another store)."""
+    """The `mlhw tables` that rebuilds this reproduction's report: its store and folder where they are not what the
+    command would take by itself (run as given, `mlhw tables --profile ci` read another store), its experiment where
+    it is not mlhw or a variable here names another (mlhw.store.experiment_words: $MLFLOW_EXPERIMENT_NAME's in full)."""
     import shlex
 
-    from mlhw.store import DEFAULT_EXPERIMENT, resolve_uri
+    from mlhw.store import experiment_words, resolve_uri
 
     words = ["mlhw", "tables", "--profile", profile]
     if settings.uri != resolve_uri(None):
         words += ["--tracking-uri", settings.uri]
-    if settings.experiment != DEFAULT_EXPERIMENT:
-        words += ["--experiment", settings.experiment]
+    words += experiment_words(settings.experiment)
     if str(results_dir) != "results":
         words += ["--results-dir", str(results_dir)]
     return shlex.join(words)
@@ -848,7 +848,7 @@ def reproduce(
         ),
     ] = False,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     results_dir: ResultsDir = "results",
     jobs: Annotated[
         Optional[str],
@@ -901,14 +901,17 @@ def reproduce(
     check fails.
     """
     from mlhw.executors import Settings
-    from mlhw.store import resolve_uri
+    from mlhw.store import resolve_experiment, resolve_uri
 
     uri = resolve_uri(tracking_uri)
     # the line under the plan and an error name MLHW_JOBS where the variable, not --jobs, gave the number
     option = "MLHW_JOBS" if getattr(ctx.get_parameter_source("jobs"), "name", "") == "ENVIRONMENT" else "--jobs"
     requested = check_parallel_options(executor, jobs, stale_after, uri, ray_address, option)
+    # the workers (a Ray cluster's, whose machines may not have the variable) get the name $MLFLOW_EXPERIMENT_NAME
+    # gave; validate's store resolves it again from `experiment`, and names the variable in its errors
+    name = resolve_experiment(experiment)
     settings = Settings(
-        uri, experiment, data_dir, download, device, precision, compile=compile, stale_after=stale_after, force=force
+        uri, name, data_dir, download, device, precision, compile=compile, stale_after=stale_after, force=force
     )
     with _Workers(settings, requested, local=executor == "local", option=option) as workers:
         from mlhw import fingerprint_cache

@@ -129,7 +129,7 @@ def multiclass(
     data_dir: MnistDir = None,
     download: Download = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     as_json: Json = False,
 ):
     """Q1: minimise f(W) = mean_i max_j (<w_j,x_i> - <w_y,x_i> + 1\\[j != y]) over all classes.
@@ -280,7 +280,7 @@ def soft(
     data_dir: MnistDir = None,
     download: Download = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     as_json: Json = False,
 ):
     """Q3: min 1/2||w||^2 + C/2 sum xi_i^2 s.t. y_i(<w,x_i> + b) >= 1 - xi_i, primal and dual.

@@ -63,7 +63,7 @@ def print_tables(tables, profile, path, findings=None) -> None:
 def tables(
     profile: Profile = "digits",
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     results_dir: ResultsDir = "results",
 ):
     """Rebuild a profile's tables, figures and REPORT.md from the tracking store alone (runs nothing, reads

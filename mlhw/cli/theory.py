@@ -31,7 +31,7 @@ def theory(
         ),
     ] = True,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
     as_json: Json = False,
 ):
     """Check Q1-Q4 numerically: PASS/FAIL per claim; exit 1 if any check fails.

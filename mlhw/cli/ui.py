@@ -20,7 +20,7 @@ def ui(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
-    experiment: Experiment = "mlhw",
+    experiment: Experiment = None,
 ):
     """Start the MLflow UI on this project's tracking store, bound to 127.0.0.1, its link on the experiment's runs;
     Ctrl-C stops it."""
