@@ -26,7 +26,7 @@ from mlhw.errors import MLHWError, path_errors, undecodable_bytes
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "mlhw"
-EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"  # MLflow's own variable
+EXPERIMENT_ENV, EXPERIMENT_ID_ENV = "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"  # MLflow's own variables
 MAX_EXPERIMENT_NAME = 500  # MLflow's MAX_EXPERIMENT_NAME_LENGTH (not imported: see new_client)
 # MLflow 3's UI opens an experiment in GenAI mode unless it is tagged as model development.
 EXPERIMENT_TAGS = {
@@ -170,9 +170,19 @@ def resolve_uri(uri: str | None) -> str:
 
 def resolve_experiment(experiment: str | None) -> str:
     """--experiment, else $MLFLOW_EXPERIMENT_NAME (MLflow's own variable; empty is unset, as for
-    $MLFLOW_TRACKING_URI), else mlhw: a user who exported the variable had every run logged to mlhw."""
+    $MLFLOW_TRACKING_URI), else mlhw: a user who exported the variable had every run logged to mlhw. MLflow's
+    MLFLOW_EXPERIMENT_ID is refused where no --experiment is given, rather than ignored: mlhw names its experiment
+    (its workers and its printed commands carry a name), and the runs went to another experiment than the one the
+    variable named."""
     if experiment is not None:
         return experiment
+    if given_id := os.environ.get(EXPERIMENT_ID_ENV):
+        also = f" ({EXPERIMENT_ENV} alone names it)" if os.environ.get(EXPERIMENT_ENV) else ""
+        shown = os.fsencode(given_id).decode("utf-8", "backslashreplace")  # (bytes that are not text: \xff)
+        raise MLHWError(
+            f"{EXPERIMENT_ID_ENV}={shown}: mlhw takes an experiment by name, not by id: unset "
+            f"{EXPERIMENT_ID_ENV}{also}, or pass --experiment NAME"
+        )
     return os.environ.get(EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
 
 
@@ -180,7 +190,7 @@ def experiment_words(name: str) -> list[str]:
     """`--experiment NAME` in a command that mlhw prints to be run (`mlhw ui`, `mlhw tables`, `mlhw reproduce`):
     none for mlhw where no variable here names another (the bare command takes it); else given in full, so that the
     command reaches the same experiment in a shell without $MLFLOW_EXPERIMENT_NAME too, and with another one."""
-    bare = name == DEFAULT_EXPERIMENT
+    bare = name == DEFAULT_EXPERIMENT and not os.environ.get(EXPERIMENT_ID_ENV)
     return [] if bare and os.environ.get(EXPERIMENT_ENV) in (None, "", name) else ["--experiment", name]
 
 

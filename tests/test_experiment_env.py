@@ -1,6 +1,7 @@
 """MLflow's own MLFLOW_EXPERIMENT_NAME names the experiment where --experiment is not given (then mlhw): a user who
-exported it (CI, a shared server) had every run logged to mlhw, the variable ignored in silence. Each test reads the
-store back: where the runs landed, not only the exit code."""
+exported it (CI, a shared server) had every run logged to mlhw, the variable ignored in silence. MLFLOW_EXPERIMENT_ID,
+which MLflow honours too, is refused in one line rather than ignored. Each test reads the store back: where the runs
+landed, not only the exit code."""
 
 import re
 import shlex
@@ -9,13 +10,14 @@ import pytest
 import yaml
 from helpers import assert_nothing_created, assert_one_line_error, invoke, reproduce_tiny, runs_of
 
-NAME = "MLFLOW_EXPERIMENT_NAME"
+NAME, ID = "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"
 
 
 @pytest.fixture
 def env(workdir, monkeypatch):
-    """The variable unset (conftest clears it for the suite; said again here, where it is the subject)."""
+    """Neither variable set (conftest clears them for the suite; said again here, where they are the subject)."""
     monkeypatch.delenv(NAME, raising=False)
+    monkeypatch.delenv(ID, raising=False)
     return workdir
 
 
@@ -109,6 +111,52 @@ def test_a_bad_name_from_the_variable_is_one_line_naming_it(env, monkeypatch, va
         assert experiments(env) == {}
 
 
+@pytest.mark.parametrize("also_name", [False, True], ids=["id alone", "with a name"])
+@pytest.mark.parametrize("command", ["svm soft", "reproduce", "tables", "ui"])
+def test_the_experiment_id_variable_is_refused_not_ignored(env, monkeypatch, also_name, command):
+    """MLflow runs in the experiment MLFLOW_EXPERIMENT_ID names; mlhw takes its experiment by name (its workers and
+    the commands it prints carry one), and logged to mlhw with the variable set, in silence. One line naming it,
+    exit 2, before anything (the UI's server too) starts."""
+    from mlhw import ui
+
+    def no_server(*a, **k):
+        raise AssertionError("the UI's server was started")
+
+    monkeypatch.setattr(ui, "start", no_server)
+    (env / "exp.yaml").write_text(yaml.safe_dump(SOFT_ONLY))
+    monkeypatch.setenv(ID, "5")
+    if also_name:
+        monkeypatch.setenv(NAME, "named")
+    uri = f"sqlite:///{env}/mlflow.db"
+    if command == "svm soft":
+        res = soft(env)
+    elif command == "reproduce":
+        res = reproduce_tiny(env)
+    elif command == "tables":
+        res = invoke("tables", "--profile", "tiny", "--tracking-uri", uri)
+    else:
+        res = invoke("ui", "--tracking-uri", uri, "--port", "5999")
+    line = assert_one_line_error(res, "error: MLFLOW_EXPERIMENT_ID=5: mlhw takes an experiment by name", "--experiment")
+    assert ("MLFLOW_EXPERIMENT_NAME alone names it" in line) == also_name, line
+    assert_nothing_created(env)
+
+
+def test_an_id_whose_bytes_are_not_text_is_shown_as_its_bytes(env, monkeypatch):
+    monkeypatch.setenv(ID, "\udcff")  # the byte 0xff, as Python holds it from the environment
+    res = invoke("tables", "--tracking-uri", f"sqlite:///{env}/mlflow.db")
+    assert_one_line_error(res, "error: MLFLOW_EXPERIMENT_ID=\\xff: mlhw takes an experiment by name")
+    assert_nothing_created(env)
+
+
+def test_an_experiment_given_as_an_option_is_not_refused_for_the_id_variable(env, monkeypatch):
+    """--experiment says which experiment, as mlflow.set_experiment does over MLflow's variables."""
+    monkeypatch.setenv(ID, "5")
+    res = soft(env, "--experiment", "given")
+    assert res.exit_code == 0, res.output
+    assert experiments(env) == {"given": 1}
+    assert ui_hint(res)[-2:] == ["--experiment", "given"]
+
+
 SOFT_ONLY = {
     "version": 1,
     "suites": {"svm_soft": {"kind": "svm_soft", "part": "svm.q3"}},
@@ -192,3 +240,4 @@ def test_every_experiment_option_says_the_variables(command):
     assert res.exit_code == 0, res.output
     text = " ".join(res.stdout.replace("│", " ").split())
     assert "[default: ($MLFLOW_EXPERIMENT_NAME or mlhw)]" in text, text
+    assert "MLFLOW_EXPERIMENT_ID without this option is refused" in text, text

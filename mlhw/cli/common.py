@@ -150,7 +150,7 @@ Experiment = Annotated[  # None: $MLFLOW_EXPERIMENT_NAME's, else mlhw (mlhw.stor
     typer.Option(
         rich_help_panel=TRACK,
         show_default="$MLFLOW_EXPERIMENT_NAME or mlhw",
-        help="MLflow experiment name.",
+        help="MLflow experiment name (mlhw takes names, not ids: MLFLOW_EXPERIMENT_ID without this option is refused).",
     ),
 ]
 ResultsDir = Annotated[str, typer.Option(help="Where figures and tables are written.", rich_help_panel=OUTPUT)]

@@ -25,8 +25,10 @@ def ui(
     """Start the MLflow UI on this project's tracking store, bound to 127.0.0.1, its link on the experiment's runs;
     Ctrl-C stops it."""
     from mlhw.errors import MLHWError
+    from mlhw.store import resolve_experiment
     from mlhw.ui import serve
 
     if port is not None and not 1 <= port <= 65535:
         raise MLHWError(f"--port {port}: must be 1..65535")
+    resolve_experiment(experiment)  # MLFLOW_EXPERIMENT_ID refused before the server starts (its link: a note)
     serve(tracking_uri, port, lambda line: out.print(line, highlight=False, soft_wrap=True), experiment)
