@@ -273,7 +273,7 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
         # the datasets as the tables name them: files of MNIST's format that are not the official ones say so; the
         # caption under the figure in REPORT.md too, as each table's heading does
         on = ", ".join(datasets_named(recs))
-        title = f"Part 1 (b) on {on}: one network per learning rate"
+        title = f"Part 1 (b) on {on}{_figure_setting(recs, ('train', 'test'))}: one network per learning rate"
         specs.append(
             (
                 "mlp_lr_sweep",
@@ -301,12 +301,13 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             for k in dict.fromkeys(setting(r) for r in recs if r["variant"] == v)
         ]
         full = f"{title} on {', '.join(datasets_named(recs))}"
+        titled = full + _figure_setting(recs, ("train", "val"))
         specs.append(
             (
                 suite,
                 f"{name}.png",
                 f"{full}: training loss and validation accuracy per epoch",
-                lambda p, s=series, t=full: cnn_curves_figure(s, p, t),
+                lambda p, s=series, t=titled: cnn_curves_figure(s, p, t),
             )
         )
     for suite, recs in done.items():  # an added MLP or AlexNet suite: its kind's figure, a curve per table row
@@ -328,6 +329,21 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             draw = lambda p, s=series, t=full: cnn_curves_figure(s, p, t)  # noqa: E731
         specs.append((suite, f"{suite}.png", caption, draw))
     return specs
+
+
+def _figure_setting(recs: list[dict], splits: tuple[str, ...]) -> str:
+    """' (300 train / 100 test, 3 epochs)': what a figure's runs trained on and for how long, where all of them
+    share it. A figure is opened alone (in the UI, pasted into a write-up): the ci profile's 3-epoch sweep on 300
+    images was titled as the digits profile's 30 epochs on 1,297."""
+    parts = []
+    sizes = {
+        " / ".join(f"{s[k]:,} {k}" for k in splits if k in s) for r in recs if isinstance(s := r.get("sizes"), dict)
+    }
+    if len(sizes) == 1 and (shown := sizes.pop()):
+        parts.append(shown)
+    if len(epochs := {r.get("epochs") for r in recs}) == 1 and isinstance(n := epochs.pop(), int):
+        parts.append(f"{n} epoch" + "s" * (n != 1))
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _curve_label(r: dict, keys: list[str]) -> str:

@@ -653,3 +653,38 @@ def test_the_reports_figure_captions_name_the_dataset_as_the_tables_headings_do(
         "batchnorm_dropout.png": "Part 2 (c): BatchNorm + Dropout on digits: training loss and validation accuracy "
         "per epoch",
     }
+
+
+def test_the_reports_figures_say_what_their_runs_trained_on_and_for_how_long(monkeypatch):
+    """A figure is opened alone (a parent run's artifact in the UI, a PNG in a write-up): the ci profile's 3-epoch
+    sweep on 300 images was titled exactly as the digits profile's 30 epochs on 1,297. The sizes and epochs all its
+    runs share are in its title; what differs between them is left to the legend and the tables."""
+    from mlhw import report
+
+    drawn = {}
+    monkeypatch.setattr(plots, "lr_sweep_figure", lambda series, path, title: drawn.update({path: title}))
+    monkeypatch.setattr(plots, "cnn_curves_figure", lambda series, path, title: drawn.update({path: title}))
+    hist = [{"epoch": 0, "train_acc": 0.1, "train_loss": 2.3, "test_acc": 0.1}]
+    sizes = {"train": 1297, "test": 500}
+    mlp = [
+        {"kind": "mlp", "dataset": "digits", "lr": lr, "seed": 8, "epochs": 30, "sizes": sizes, "history": hist}
+        for lr in (0.1, 1.0)
+    ]
+    cnn_hist = [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5}]
+    cnn_sizes = {"train": 1097, "val": 200, "test": 500}
+    cnn = [
+        {"kind": "cnn", "dataset": "digits", "variant": v, "seed": 0, "epochs": e, "sizes": cnn_sizes,
+         "history": cnn_hist}
+        for v, e in (("sgd-0.005", 1), ("adam-5e-05", 1))
+    ]  # fmt: skip
+    for _, name, _, draw in report.figure_specs({"mlp_lr_sweep": mlp, "cnn_optimizers": cnn}):
+        draw(name)
+    assert drawn == {
+        "mlp_lr_sweep.png": "Part 1 (b) on digits (1,297 train / 500 test, 30 epochs): one network per learning rate",
+        "sgd_vs_adam.png": "Part 2 (a): SGD vs Adam on digits (1,097 train / 200 val, 1 epoch)",
+    }
+    mlp[1]["epochs"], mlp[1]["sizes"] = 3, {"train": 300, "test": 100}  # runs that differ: neither is the figure's
+    drawn.clear()
+    for _, name, _, draw in report.figure_specs({"mlp_lr_sweep": mlp}):
+        draw(name)
+    assert drawn == {"mlp_lr_sweep.png": "Part 1 (b) on digits: one network per learning rate"}
