@@ -809,6 +809,88 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# ray.init's own, done by this process (connect_ray): RayExecutor.run ends it where it would have ended its own
+_RAY = {"connected": False}
+# what in a failed ray.init's chain of errors says the cluster wants a token this process did not send (Ray 2.5x+
+# clusters from `ray start` enable token authentication; `auto` found its token, an explicit address did not)
+RAY_AUTH_SIGNS = ("InvalidAuthToken", "Authentication token is missing")
+
+
+def ray_address_source(address: str | None) -> str:
+    """Where the address ray.init takes (`address`: --ray-address) comes from, as a one-line error names it:
+    --ray-address X; RAY_ADDRESS=X where the option is absent or auto (Ray reads it then); else --executor ray."""
+    env = os.environ.get("RAY_ADDRESS", "")
+    if env and address in (None, "auto") and not (env == "auto" and address == "auto"):
+        return f"RAY_ADDRESS={env}"
+    return "--executor ray" if address is None else f"--ray-address {address}"
+
+
+def connect_ray(address: str | None):
+    """ray.init, as `--executor ray` needs it: no dashboard, the workers' logs not sent here. Ray's own SIGTERM
+    handler (set for the length of ray.init: it exits) becomes mlhw's Terminated, and the SIGINT and SIGTERM handlers
+    ray.init installs are put back to this process's own (a SIGTERM must still end runs KILLED). A cluster that does
+    not take the connection (a token it wants and did not get, another Ray version, another program at the port the
+    address check reached) is one line naming where the address came from, not ray.init's traceback.
+    Returns Ray, connected."""
+    from mlhw.errors import MLHWError
+
+    ray = import_ray()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except SystemExit as stop:
+        if stop.code != signal.SIGTERM:
+            raise
+        from mlhw.lifecycle import terminate
+
+        terminate(signal.SIGTERM)
+    except Exception as exc:  # noqa: BLE001 - whatever Ray raises, said in one line
+        chain, seen = [], exc
+        while seen is not None and len(chain) < 10:
+            chain.append(seen)
+            seen = seen.__cause__ or seen.__context__
+        text = "\n".join(str(e) for e in chain)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if any(sign in text for sign in RAY_AUTH_SIGNS):
+            why += (
+                " (the cluster wants Ray's authentication token: set RAY_AUTH_MODE=token, with the cluster's token "
+                "in ~/.ray/auth_token or RAY_AUTH_TOKEN)"
+            )
+        raise MLHWError(f"{ray_address_source(address)}: Ray did not connect: {type(exc).__name__}: {why}") from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    return ray
+
+
+def connect_ray_early(address: str | None) -> None:
+    """The connection made before any run exists (reproduce, as soon as its plan has runs to train): a cluster that
+    refuses it stopped the command after the suite parent runs existed (left FAILED), with a traceback."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        connect_ray(address)
+        _RAY["connected"] = True
+
+
+def disconnect_ray(address: str | None) -> None:
+    """Ends the connection connect_ray_early made, where RayExecutor.run would have ended its own (no --ray-address:
+    a local instance, or RAY_ADDRESS's cluster); the next command in this process (a test's) starts afresh."""
+    if not _RAY["connected"]:
+        return
+    _RAY["connected"] = False
+    import ray
+
+    if address is None and ray.is_initialized():
+        ray.shutdown()
+
+
 class RayExecutor:
     """`--executor ray`: each unit a Ray task (num_gpus=1 where GPUs exist), logging to the tracking server;
     the cluster (`ray up`, KubeRay, or a local ray.init()) schedules them."""
@@ -820,26 +902,9 @@ class RayExecutor:
         ray = import_ray()
         import torch
 
-        started_here = not ray.is_initialized()
-        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        if started_here:
-            try:
-                ray.init(
-                    address=self.address,
-                    include_dashboard=False,
-                    ignore_reinit_error=True,
-                    log_to_driver=False,
-                    configure_logging=False,
-                )
-            except SystemExit as stop:  # Ray's own SIGTERM handler, set for the length of ray.init, exits: the
-                if stop.code != signal.SIGTERM:  # suite parents ended FAILED, where a SIGTERM ends runs KILLED
-                    raise
-                from mlhw.lifecycle import terminate
-
-                terminate(signal.SIGTERM)
-        for sig, handler in handlers.items():  # ray.init installs its own: SIGTERM must still end runs KILLED
-            if handler is not None:
-                signal.signal(sig, handler)
+        started_here = _RAY["connected"] or not ray.is_initialized()
+        if not ray.is_initialized():
+            connect_ray(self.address)
         device = self.settings.device
         gpus = 1 if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else 0
         settings = Settings(**(self.settings.__dict__ | {"threads": 1}))
@@ -871,6 +936,7 @@ class RayExecutor:
             raise
         finally:
             if started_here and self.address is None:
+                _RAY["connected"] = False
                 ray.shutdown()
         return [r or UnitResult(error="not run") for r in results]
 

@@ -232,9 +232,10 @@ def test_no_ray_cluster_and_no_address_starts_a_local_one(project, ray_finds):
     assert_one_line_error(res, "--tracking-uri http://127.0.0.1:9: server not reachable")
 
 
-def test_sigterm_while_ray_connects_ends_the_parents_killed(server, project, ray_finds, monkeypatch):
+def test_sigterm_while_ray_connects_ends_the_command_before_any_run(server, project, ray_finds, monkeypatch):
     """ray.init sets its own SIGTERM handler while it connects (sys.exit(15)): a SIGTERM then (`timeout`, a CI
-    cancel, during a connection that took minutes) left the suite parent runs FAILED, not KILLED, exit 15."""
+    cancel, during a connection that took minutes) left the suite parent runs FAILED, not KILLED, exit 15. It now
+    connects before the suite parents exist: exit 143, and no run."""
     import ray
 
     def init(**_):  # what Ray's handler does with a SIGTERM that lands while it connects
@@ -246,7 +247,57 @@ def test_sigterm_while_ray_connects_ends_the_parents_killed(server, project, ray
     res = runner.invoke(app, args(server, exp, "--executor", "ray"))
     assert res.exit_code == 143 and res.stderr.strip().splitlines()[-1].startswith("terminated (SIGTERM)"), res.stderr
     _, runs = runs_of(server, exp, all_lifecycles=True)
-    assert runs and {r.info.status for r in runs} == {"KILLED"}, [(r.info.run_name, r.info.status) for r in runs]
+    assert runs == [], [(r.info.run_name, r.info.status) for r in runs]
+
+
+def refused_connection(address: str) -> ConnectionError:
+    """What ray.init raises where a cluster from `ray start` (Ray 2.60: token authentication on) is joined by its
+    host:port without the token: a ConnectionError whose cause names the token (after ~20 s of retries)."""
+    try:
+        raise RuntimeError(
+            "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+            "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token is missing or "
+            "incorrect."
+        )
+    except RuntimeError as cause:
+        try:
+            raise ConnectionError(f"Failed to connect to Ray cluster at {address}") from cause
+        except ConnectionError as exc:
+            return exc
+
+
+@pytest.mark.parametrize("via_env", [False, True], ids=["--ray-address", "RAY_ADDRESS"])
+def test_a_cluster_that_refuses_the_connection_is_one_line_before_any_run(
+    server, project, ray_finds, monkeypatch, via_env
+):
+    """Something answers at the address (the TCP check passes) but Ray does not connect: `ray start --head`'s
+    cluster joined by host:port without its token (`RAY_ADDRESS=192.0.2.2:6379 mlhw reproduce --executor ray`), another
+    Ray version, another program's port. ray.init raised after the suite parent runs existed: 20 s (minutes at
+    another program's port) of Ray's retries, then its traceback, exit 1, the parents left FAILED."""
+    import ray
+
+    listening = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{listening.getsockname()[1]}"
+    calls = []
+
+    def init(address=None, **_):
+        calls.append(address)
+        raise refused_connection(address or os.environ["RAY_ADDRESS"])
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    if via_env:
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    exp = f"ray-refused-{uuid.uuid4().hex[:6]}"
+    more = [] if via_env else ["--ray-address", address]
+    with listening:
+        res = runner.invoke(app, args(server, exp, "--executor", "ray", *more))
+    culprit = f"RAY_ADDRESS={address}" if via_env else f"--ray-address {address}"
+    assert_one_line_error(
+        res, f"{culprit}: Ray did not connect: ConnectionError: Failed to connect", "RAY_AUTH_MODE=token"
+    )
+    assert len(calls) == 1 and runs_of(server, exp, all_lifecycles=True)[1] == []
+    assert not (project / "results").exists()
 
 
 def test_unreachable_server_fails_fast(project):

@@ -475,8 +475,9 @@ class _Workers:
     failed after the start, Ctrl-C). `requested`: --jobs as given (a number, "auto", None: the profile's); `jobs` is
     the number of processes decided then (1 until then, and where nothing runs)."""
 
-    def __init__(self, settings, requested, local: bool = True, option: str = "--jobs"):
+    def __init__(self, settings, requested, local: bool = True, option: str = "--jobs", ray_address=None):
         self.settings, self.requested, self.local = settings, requested, local
+        self.ray_address = ray_address  # --executor ray: its cluster, joined here (start) before any run exists
         self.option = option  # where `requested` came from, as the line under the plan names it: --jobs or MLHW_JOBS
         self.jobs, self.why, self.pool, self.started = 1, "", None, False
 
@@ -506,10 +507,13 @@ class _Workers:
         once the plan is made)."""
         if self.started:
             return
-        from mlhw.executors import PoolExecutor
+        from mlhw.executors import PoolExecutor, connect_ray_early
 
         self.started = True
         self.decide(configs, profile_jobs)
+        if not self.local:  # a cluster that refuses the connection is one line, before the suite parents exist
+            connect_ray_early(self.ray_address)
+            return
         if self.jobs < 2:
             return
         self.pool = PoolExecutor(None, self.settings, self.jobs)
@@ -529,6 +533,10 @@ class _Workers:
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.close()
+        if not self.local and self.started:
+            from mlhw.executors import disconnect_ray
+
+            disconnect_ray(self.ray_address)
 
 
 def _execute(plan, store, source, dev, settings, jobs, executor, ray_address, parents, pool=None):
@@ -913,7 +921,7 @@ def reproduce(
     settings = Settings(
         uri, name, data_dir, download, device, precision, compile=compile, stale_after=stale_after, force=force
     )
-    with _Workers(settings, requested, local=executor == "local", option=option) as workers:
+    with _Workers(settings, requested, local=executor == "local", option=option, ray_address=ray_address) as workers:
         from mlhw import fingerprint_cache
 
         with fingerprint_cache.read_only() if dry_run else contextlib.nullcontext():  # a dry run writes nothing
