@@ -147,6 +147,9 @@ def test_ray_not_installed_is_refused_before_any_run(project, monkeypatch):
         (["--executor", "ray", "--ray-address", "127.0.0.1:1"], "--ray-address 127.0.0.1:1: no Ray cluster answers"),
         (["--executor", "ray", "--ray-address", "ray://:10001"], "--ray-address 'ray://:10001': use auto, or a"),
         (["--ray-address", "auto"], "--ray-address auto: only with --executor ray"),
+        # ignored in silence: the cluster decides how many tasks run at once
+        (["--executor", "ray", "--jobs", "2"], "--jobs 2: only with --executor local"),
+        (["--executor", "ray", "--jobs", "auto"], "--jobs auto: only with --executor local"),
     ],
 )
 def test_a_ray_address_is_checked_before_any_run(project, monkeypatch, more, culprit):
@@ -159,6 +162,16 @@ def test_a_ray_address_is_checked_before_any_run(project, monkeypatch, more, cul
     res = runner.invoke(app, ["reproduce", "--profile", "small", "--tracking-uri", "http://127.0.0.1:9", *more])
     assert_one_line_error(res, culprit)
     assert time.time() - t0 < 10 and not (project / "mlflow.db").exists()
+
+
+def test_mlhw_jobs_set_for_local_reproductions_does_not_stop_a_ray_one(project, monkeypatch, ray_finds):
+    """MLHW_JOBS, set once for every reproduce, is not refused under --executor ray as an explicit --jobs is: the
+    command goes on (here to the tracking server's check)."""
+    monkeypatch.setenv("MLHW_JOBS", "2")
+    res = runner.invoke(
+        app, ["reproduce", "--profile", "small", "--tracking-uri", "http://127.0.0.1:9", "--executor", "ray"]
+    )
+    assert_one_line_error(res, "--tracking-uri http://127.0.0.1:9: server not reachable")
 
 
 @pytest.fixture

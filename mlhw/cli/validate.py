@@ -332,6 +332,13 @@ def check_parallel_options(executor: str, jobs, stale_after: float, uri: str, ra
             "`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false "
             f"mlflow server --backend-store-uri {uri} --workers 1 --host 127.0.0.1 --port 5000` and pass --tracking-uri http://127.0.0.1:5000"
         )
+    if executor == "ray" and jobs is not None and option == "--jobs":
+        # it was ignored in silence (`--jobs 4` ran as the cluster chose); MLHW_JOBS, set for every reproduce, is not
+        # refused
+        raise MLHWError(
+            f"{as_given(option, jobs)}: only with --executor local (under --executor ray each unit of work is a Ray "
+            "task of one CPU, and the cluster decides how many run at once: `ray start --num-cpus N` on one machine)"
+        )
     if executor == "ray":
         _check_ray_address(ray_address)
     elif ray_address:
