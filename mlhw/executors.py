@@ -891,6 +891,67 @@ def disconnect_ray(address: str | None) -> None:
         ray.shutdown()
 
 
+class RayEvents:
+    """A Ray task's start, epoch and note events on their way to the driver, through a queue actor (of no CPU): the
+    driver said every unit `start` as it sent them all, and timed each from then (on the 2-core machine the ci
+    profile's theory printed `start` first and `done ... (19.4 s)` for its 4.5 s, its wait in Ray's queue included).
+    Each put is sent without waiting for it: a task blocked in ray.get or ray.wait gives its CPU back to Ray, which
+    started another task beside it (two AlexNets at once on a cluster of one CPU). The task returns them with its
+    result (ray_work), and the driver waits for them before it says the unit's end. A put that fails (the actor
+    gone) is dropped: the unit's own result still comes back."""
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    @classmethod
+    def open(cls) -> RayEvents | None:
+        """The queue, or None where Ray cannot make it (the driver then says each unit started as it is sent)."""
+        try:
+            from ray.util.queue import Queue
+
+            return cls(Queue(actor_options={"num_cpus": 0}))
+        except Exception:  # noqa: BLE001 - progress lines, not the work
+            return None
+
+    def __getstate__(self):
+        return {"queue": self.queue}  # a task's copy starts with none sent
+
+    def put(self, ev: Event) -> None:
+        with contextlib.suppress(Exception):
+            self.__dict__.setdefault("_sent", []).append(self.queue.actor.put_nowait.remote(ev))
+
+    def sent(self) -> list:
+        """This task's puts (their object refs), taken: the driver waits for them (`arrived`)."""
+        return self.__dict__.pop("_sent", [])
+
+    @staticmethod
+    def arrived(sent: list) -> None:
+        """Waits (10 s at most) for a task's puts to be in the queue: its unit's end is then said after them."""
+        with contextlib.suppress(Exception):
+            if sent:
+                import ray
+
+                ray.wait(sent, num_returns=len(sent), timeout=10)
+
+    def drain(self) -> list[Event]:
+        """The events come so far, in their order; none where the queue does not answer."""
+        try:
+            n = self.queue.qsize()
+            return self.queue.get_nowait_batch(n) if n else []
+        except Exception:  # noqa: BLE001
+            return []
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.queue.shutdown(force=True)
+
+
+def ray_work(unit: list[dict], index: int, settings: Settings, events: RayEvents | None = None):
+    """A Ray task's entry point: work()'s result, and the puts of its events (RayEvents.sent)."""
+    result = work(unit, index, settings, events)
+    return result, events.sent() if events is not None else []
+
+
 class RayExecutor:
     """`--executor ray`: each unit a Ray task (num_gpus=1 where GPUs exist), logging to the tracking server;
     the cluster (`ray up`, KubeRay, or a local ray.init()) schedules them."""
@@ -908,23 +969,48 @@ class RayExecutor:
         device = self.settings.device
         gpus = 1 if (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda") else 0
         settings = Settings(**(self.settings.__dict__ | {"threads": 1}))
-        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(work)
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(ray_work)
         results: list[UnitResult | None] = [None] * len(units)
-        refs = {remote.remote([j.to_dict() for j in u], i, settings): i for i, u in enumerate(units)}
-        for i, u in enumerate(units):
-            on_event(Event("start", i, label_of(u), worker="ray"))
+        events = RayEvents.open()
+        sent = time.time()
+        refs = {remote.remote([j.to_dict() for j in u], i, settings, events): i for i, u in enumerate(units)}
+        started: set[int] = set()
+
+        def take(ev: Event) -> None:
+            if ev.kind == "start":
+                if ev.unit in started:  # (said already: its event came after the unit's end)
+                    return
+                started.add(ev.unit)
+            elif ev.unit not in refs.values():  # an ended unit's late event
+                return
+            on_event(ev)
+
+        def start_said(i: int) -> None:  # no start came through the queue (none, or a put that failed)
+            if i not in started:
+                take(Event("start", i, label_of(units[i]), worker="ray", at=sent))
+
+        if events is None:
+            for i in range(len(units)):
+                start_said(i)
         try:
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1, timeout=0.5)  # a timeout lets Ctrl-C through
+                for ev in events.drain() if events is not None else ():
+                    take(ev)
                 if not done:
                     continue
-                i = refs.pop(done[0])
+                i = refs[done[0]]
                 try:
-                    results[i] = ray.get(done[0])
+                    results[i], sent_events = ray.get(done[0])
+                    RayEvents.arrived(sent_events)
                 except Exception as err:  # the task's worker crashed: its run goes stale and is rerun next time
                     results[i] = UnitResult(
                         error=f"Ray task failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
                     )
+                for ev in events.drain() if events is not None else ():  # its own, now all in the queue
+                    take(ev)
+                start_said(i)
+                del refs[done[0]]
                 on_event(Event("end", i, label_of(units[i]), result=results[i]))
         except KeyboardInterrupt:
             for ref in refs:  # not force: the task gets KeyboardInterrupt and its run ends KILLED
@@ -935,6 +1021,8 @@ class RayExecutor:
             self._kill_children({j.parent for u in units for j in u if j.parent})
             raise
         finally:
+            if events is not None:
+                events.close()
             if started_here and self.address is None:
                 _RAY["connected"] = False
                 ray.shutdown()

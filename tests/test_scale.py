@@ -100,6 +100,33 @@ def test_ray_executor_against_a_live_server(server, project):
     assert len({r.data.tags["mlhw.worker"] for r in runs}) >= 1
 
 
+def test_ray_progress_says_a_unit_started_when_its_task_starts(server, project, monkeypatch):
+    """On a cluster of one CPU the units run one after another: each `start` line comes when its task starts (not
+    two ahead of the ends), and a unit's time is its own. Every unit was said `start` as it was sent,
+    and timed from then (on the 2-core machine the ci profile's theory: `done: theory (19.4 s)` for its 4.5 s)."""
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        exp = f"ray-progress-{uuid.uuid4().hex[:6]}"
+        res = runner.invoke(
+            app, args(server, exp, "--executor", "ray", "--only", "cnn_optimizers", "--only", "svm_soft")
+        )
+    finally:
+        ray.shutdown()
+    assert res.exit_code == 0, res.output
+    lines = [x for x in res.stderr.splitlines() if re.match(r"\[runs? [\d-]+ of 3\] (start|done)", x)]
+    assert len(lines) == 6, lines
+    # one at a time: the next task's start may be said just before the end of the one it followed, never two ahead
+    in_flight = [sum(1 if " start " in x else -1 for x in lines[: k + 1]) for k in range(len(lines))]
+    assert max(in_flight) <= 2 and in_flight[-1] == 0, lines
+    seconds = [float(re.search(r"\((\d+\.\d) s;", x).group(1)) for x in lines if " done: " in x]
+    run_line = next(x for x in res.stderr.splitlines() if x.startswith("ran 3 of 3 runs in "))
+    total = float(re.search(r"in (\d+\.\d) s", run_line).group(1))
+    assert sum(seconds) <= total + 1, (seconds, total)  # one after another: no unit's time holds another's
+
+
 def test_jobs_2_on_sqlite_write_through_one_writer(project):
     """No server: the workers' writes go through the parent's relay; the store read back directly has every
     config finished once, by two worker processes, and a second reproduce finds nothing to do."""
