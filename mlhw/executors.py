@@ -952,6 +952,24 @@ def ray_work(unit: list[dict], index: int, settings: Settings, events: RayEvents
     return result, events.sent() if events is not None else []
 
 
+def ray_task_failure(err: BaseException) -> str:
+    """A Ray task's failure as its unit's error line: what the task raised (a RayTaskError's cause: mlhw or one of
+    its imports missing on a node, another mlhw there), where Ray's own first line named only the task and its
+    process, in terminal colours (`Ray task failed: RayTaskError(ModuleNotFoundError): \\x1b[36mray::work()\\x1b[39m
+    (pid=10838, ip=192.0.2.2)`); else Ray's message (a worker that died: `WorkerCrashedError: The worker died ...`)."""
+    import re
+
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        text = str(cause).strip() or type(cause).__name__
+        where = re.search(r"\(pid=\d+, ip=[^)]*\)", str(err))
+        said = f"{type(cause).__name__}: {text.splitlines()[0][:200]}" + (f" {where.group(0)}" if where else "")
+    else:
+        lines = [x for x in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if x.strip()]
+        said = f"{type(err).__name__}: {(lines[0] if lines else '')[:200]}"
+    return f"Ray task failed: {said}"
+
+
 class RayExecutor:
     """`--executor ray`: each unit a Ray task (num_gpus=1 where GPUs exist), logging to the tracking server;
     the cluster (`ray up`, KubeRay, or a local ray.init()) schedules them."""
@@ -1004,9 +1022,7 @@ class RayExecutor:
                     results[i], sent_events = ray.get(done[0])
                     RayEvents.arrived(sent_events)
                 except Exception as err:  # the task's worker crashed: its run goes stale and is rerun next time
-                    results[i] = UnitResult(
-                        error=f"Ray task failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
-                    )
+                    results[i] = UnitResult(error=ray_task_failure(err))
                 for ev in events.drain() if events is not None else ():  # its own, now all in the queue
                     take(ev)
                 start_said(i)

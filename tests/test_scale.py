@@ -127,6 +127,49 @@ def test_ray_progress_says_a_unit_started_when_its_task_starts(server, project, 
     assert sum(seconds) <= total + 1, (seconds, total)  # one after another: no unit's time holds another's
 
 
+def test_a_failed_ray_task_says_what_it_raised(monkeypatch):
+    """A task that raised outside work()'s own handling (mlhw missing on a node: the task's function does not
+    unpickle) failed its unit with Ray's first line alone: the task's name and process, in terminal colours
+    (`Ray task failed: RayTaskError(ModuleNotFoundError): \\x1b[36mray::work()\\x1b[39m (pid=7, ip=10.0.0.5)`)."""
+    import types
+
+    from ray.exceptions import RayTaskError, WorkerCrashedError
+
+    from mlhw import executors
+
+    cause = ModuleNotFoundError("No module named 'mlhw'")
+    failure = RayTaskError(
+        "work",
+        'Traceback (most recent call last):\nModuleNotFoundError: No module named "mlhw"',
+        cause,
+        pid=7,
+        ip="10.0.0.5",
+    ).as_instanceof_cause()
+
+    class Cluster:  # ray, as the executor uses it, whose one task raised `failure`
+        def is_initialized(self):
+            return True
+
+        def remote(self, **_):
+            return lambda fn: types.SimpleNamespace(remote=lambda *a: "ref")
+
+        def wait(self, refs, num_returns=1, timeout=None):
+            return list(refs)[:1], list(refs)[1:]
+
+        def get(self, ref):
+            raise failure
+
+    monkeypatch.setattr(executors, "import_ray", Cluster)
+    monkeypatch.setattr(executors.RayEvents, "open", classmethod(lambda cls: None))
+    ray_executor = executors.RayExecutor(None, executors.Settings("http://127.0.0.1:9", "x", device="cpu"), "auto")
+    unit = [types.SimpleNamespace(name="svm_soft (digits, 3 vs 8)", parent=None, to_dict=dict)]
+    [result] = ray_executor.run([unit], lambda ev: None)
+    assert "ModuleNotFoundError: No module named 'mlhw'" in result.error and "\x1b" not in result.error, result.error
+    assert "(pid=7, ip=10.0.0.5)" in result.error, result.error
+    crashed = executors.ray_task_failure(WorkerCrashedError())
+    assert crashed.startswith("Ray task failed: WorkerCrashedError: The worker died"), crashed
+
+
 def test_jobs_2_on_sqlite_write_through_one_writer(project):
     """No server: the workers' writes go through the parent's relay; the store read back directly has every
     config finished once, by two worker processes, and a second reproduce finds nothing to do."""
