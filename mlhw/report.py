@@ -697,7 +697,8 @@ def threads_line(records) -> list[str]:
     each = ", ".join(f"{t} ({n} run{'s' * (n != 1)})" for t, n in sorted(counts.items()))
     return [
         f"- CPU threads of the processes that trained the MLP and AlexNet runs on the CPU: {each} (tag "
-        "`mlhw.cpu_threads`; `--jobs N` gives each worker its share of the cores, and AlexNet's numbers move with it)"
+        "`mlhw.cpu_threads`; `--jobs N` gives each worker its share of the cores, `--executor ray` each task one, "
+        "and AlexNet's numbers move with it)"
     ]
 
 

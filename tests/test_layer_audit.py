@@ -317,6 +317,8 @@ def test_the_report_says_the_cpu_threads_its_runs_trained_on():
     text = report_text(Scope("p", entries), _Store([]), [], [], done, [], "cpu")
     [line] = [x for x in text.splitlines() if x.startswith("- CPU threads")]
     assert "on the CPU: 1 (2 runs), 2 (1 run) (tag `mlhw.cpu_threads`" in line
+    # a Ray reproduction's runs say 1 whatever the node's cores: the line named --jobs N's share alone
+    assert "`--executor ray` each task one" in line
     done = {"svm_multiclass": [rec("r1", None), rec("r2", None)]}
     assert "CPU threads" not in report_text(Scope("p", entries[:2]), _Store([]), [], [], done, [], "cpu")
     # read from the run's tag
