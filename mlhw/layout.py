@@ -34,6 +34,12 @@ def umask() -> int:
 OLD = "mlhw-old"  # `.<profile>.mlhw-old-<process>`: the report a swap moved aside, until the new one is in place
 
 
+def swapped(folder: Path) -> Path:
+    """The folder a report of `folder` is swapped in: where it points if it is a link (results/<profile> on another
+    disk, a shared folder; a dangling one too, as a SIGKILL between the swap's renames leaves it), else itself."""
+    return folder.resolve() if folder.is_symlink() else folder
+
+
 def moved_aside(final: Path) -> list[tuple[Path, str]]:
     """The old reports that swaps of `final` moved aside, each with the process_token of the process that did."""
     import re

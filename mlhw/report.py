@@ -33,7 +33,18 @@ from mlhw.claims import STALE_SECONDS, by_identity
 from mlhw.config import CNN_PRESETS
 from mlhw.data import NOT_OFFICIAL, files_note
 from mlhw.labels import cnn_title
-from mlhw.layout import FIGURES, OLD, REPORT, REPORT_HEADING, TABLES, moved_aside, profile_folder, put_back, umask
+from mlhw.layout import (
+    FIGURES,
+    OLD,
+    REPORT,
+    REPORT_HEADING,
+    TABLES,
+    moved_aside,
+    profile_folder,
+    put_back,
+    swapped,
+    umask,
+)
 from mlhw.lifecycle import (
     CPU_THREADS_TAG,
     TOGETHER_TAG,
@@ -418,7 +429,7 @@ def write_report(
     shown = scope.folder(results_dir)
     # results/<profile> a link (to another disk, a shared folder): the report goes where it points; the swap below
     # replaced the link itself with a folder, and the report never reached its target
-    final = shown.resolve() if shown.is_symlink() else shown
+    final = swapped(shown)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned(final)
     token = process_token()  # (a name near the 255 bytes a file name may have is built under the plain one)

@@ -321,3 +321,32 @@ def test_a_stop_after_a_partial_report_is_in_place_names_the_baseline_it_was_not
     assert "git diff" not in said and "the next `mlhw reproduce` resumes" not in said, said
     assert (workdir / "results" / "tiny-partial" / "tables" / "mlp_full.csv").is_file()
     assert (workdir / "results" / "tiny" / "tables" / "mlp_full.csv").read_bytes() == baseline
+
+
+def test_a_symlinked_report_folders_killed_swap_is_put_back_before_it_is_the_baseline(workdir):
+    """results/<profile> a link to another folder: the report is swapped where it points, and a SIGKILL between the
+    renames leaves the link dangling and the old report beside its target. The baseline read went through the
+    dangling link (put_back saw a link there and did nothing): no baseline, checked against nothing, exit 0, and
+    the drifted report was then put back and overwritten unchecked; `mlhw check` said there was no baseline."""
+    from helpers import invoke
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    target = workdir / "elsewhere" / "tiny"
+    target.parent.mkdir()
+    link = workdir / "results" / "tiny"
+    link.parent.mkdir()
+    link.symlink_to(target, target_is_directory=True)
+    assert (first := _reproduce(workdir)).exit_code == 0, first.output
+    assert (target / "REPORT.md").is_file()
+    _drift_the_baseline(target)
+    aside = _hide_as_killed_mid_swap(target)
+    assert link.is_symlink() and not link.exists()
+    res = invoke("check", "--profile", "tiny", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    assert res.exit_code == 1 and "put back" in res.stderr, res.output  # the drifted baseline, read
+    assert target.is_dir() and not aside.exists() and link.is_symlink()
+    aside = _hide_as_killed_mid_swap(target)
+    res = _reproduce(workdir)
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 1 and "check FAILED" in said, res.output
+    assert "put back results/tiny/" in said, said
+    assert not aside.exists() and link.is_symlink() and (target / "REPORT.md").is_file()

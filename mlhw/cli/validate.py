@@ -248,11 +248,14 @@ def _check_data(specs, source, missing) -> None:
 
 def restore_report(folder, dry_run=False) -> None:
     """The report a killed process's swap left aside (layout.put_back) is the profile's baseline: put back before it
-    is read, or this reproduction found no baseline and was checked against nothing. A dry run only says it."""
-    from mlhw.layout import moved_aside, put_back
+    is read, or this reproduction found no baseline and was checked against nothing. A dry run only says it. A
+    `folder` that is a link is put back where it points, as the report swapped it there (layout.swapped): the link
+    left dangling read as no baseline, and the report was put back unchecked by the report that replaced it."""
+    from mlhw.layout import moved_aside, put_back, swapped
 
+    target = swapped(folder)
     if dry_run:  # (which writes nothing)
-        if not (folder.exists() or folder.is_symlink()) and (aside := moved_aside(folder)):
+        if not (target.exists() or target.is_symlink()) and (aside := moved_aside(target)):
             err.print(
                 f"{folder}/ is missing: a process killed while it replaced the report had left it in "
                 f"{aside[0][0].name}/; `mlhw reproduce` or `mlhw check` puts it back",
@@ -260,7 +263,7 @@ def restore_report(folder, dry_run=False) -> None:
                 soft_wrap=True,
             )
         return
-    if (aside := put_back(folder)) is not None:
+    if (aside := put_back(target)) is not None:
         err.print(
             f"put back {folder}/: a process killed while it replaced the report had left it in {aside.name}/",
             highlight=False,
