@@ -54,7 +54,10 @@ def moved_aside(final: Path) -> list[tuple[Path, str]]:
 def put_back(final: Path) -> Path | None:
     """Where `final` is missing because a process was killed between its swap's two renames (the old report moved
     aside, the new one not yet in place), put the old report back; returns the folder it was in (None: nothing to
-    do). A live process's swap is left to it."""
+    do). A live process's swap is left to it. One that cannot be moved back (a results folder this user cannot
+    write in, a read-only mount) is an MLHWError naming both folders and the `mv` that does it: it was a traceback
+    of the rename's OSError, which named neither the report nor why it was being moved."""
+    from mlhw.errors import MLHWError
     from mlhw.lifecycle import token_gone
     from mlhw.store import folder_lock
 
@@ -64,7 +67,16 @@ def put_back(final: Path) -> Path | None:
         if token_gone(token):
             with folder_lock(final.parent):  # (a live swap of this folder holds it between its renames)
                 if (path.exists() or path.is_symlink()) and not (final.exists() or final.is_symlink()):
-                    path.replace(final)
+                    try:
+                        path.replace(final)
+                    except OSError as err:
+                        import shlex
+
+                        raise MLHWError(
+                            f"{final}/ is missing: a process killed while it replaced the report left it in {path}/, "
+                            f"which cannot be moved back ({err.strerror or err}); `mv {shlex.quote(str(path))} "
+                            f"{shlex.quote(str(final))}` puts it back"
+                        ) from None
                     return path
     return None
 

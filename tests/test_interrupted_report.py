@@ -3,6 +3,8 @@ holds the new results, and the baseline they replaced was never compared with th
 reproduce` resumes", which then found the report up to date and exited 0: a drift that the uninterrupted command
 fails with exit 1 was never said."""
 
+import re
+
 import pandas as pd
 import yaml
 from helpers import light_spec, reproduce_tiny
@@ -350,3 +352,32 @@ def test_a_symlinked_report_folders_killed_swap_is_put_back_before_it_is_the_bas
     assert res.exit_code == 1 and "check FAILED" in said, res.output
     assert "put back results/tiny/" in said, said
     assert not aside.exists() and link.is_symlink() and (target / "REPORT.md").is_file()
+
+
+def test_a_report_left_aside_that_cannot_be_moved_back_is_one_line_naming_both_folders(workdir, monkeypatch):
+    """A results folder this user cannot write in (a read-only mount): the rename's OSError went up as a traceback
+    from `mlhw check` and `mlhw reproduce`, naming neither the report nor why it was being moved."""
+    import errno
+    import os
+    import shlex
+    from pathlib import Path
+
+    from helpers import assert_one_line_error, invoke
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    assert (first := _reproduce(workdir)).exit_code == 0, first.output
+    folder = workdir / "results" / "tiny"
+    aside = _hide_as_killed_mid_swap(folder)
+
+    def read_only(self, target):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self), str(target))
+
+    monkeypatch.setattr(Path, "replace", read_only)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    for res in (invoke("check", "--profile", "tiny", "--tracking-uri", uri), _reproduce(workdir)):
+        shown = f"results/{aside.name}"  # (the command's results/, where it ran: workdir)
+        line = assert_one_line_error(res, "error: results/tiny/ is missing: ", f"left it in {shown}/")
+        assert "(Read-only file system)" in line, line
+        mv = re.search(r"`(mv [^`]*)` puts it back", line)
+        assert mv and shlex.split(mv[1]) == ["mv", shown, "results/tiny"], line
+    assert aside.is_dir() and not folder.exists()
