@@ -381,3 +381,20 @@ def test_a_report_left_aside_that_cannot_be_moved_back_is_one_line_naming_both_f
         mv = re.search(r"`(mv [^`]*)` puts it back", line)
         assert mv and shlex.split(mv[1]) == ["mv", shown, "results/tiny"], line
     assert aside.is_dir() and not folder.exists()
+
+
+def test_tables_says_it_put_back_the_report_a_killed_swap_left_aside(workdir):
+    """README: the next `mlhw reproduce`, `mlhw tables` or `mlhw check` puts it back first, and says so. `mlhw tables`
+    put it back in silence (write_report's remove_abandoned), a user's notes in it carried into the new report."""
+    from helpers import invoke
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    assert (first := _reproduce(workdir)).exit_code == 0, first.output
+    folder = workdir / "results" / "tiny"
+    (folder / "notes.md").write_text("a user's notes\n")
+    aside = _hide_as_killed_mid_swap(folder)
+    res = invoke("tables", "--profile", "tiny", "--tracking-uri", f"sqlite:///{workdir}/mlflow.db")
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 0, res.output
+    assert f"put back results/tiny/: a process killed while it replaced the report had left it in {aside.name}/" in said
+    assert not aside.exists() and (folder / "notes.md").read_text() == "a user's notes\n"

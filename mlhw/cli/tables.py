@@ -73,11 +73,15 @@ def tables(
     each suite added to experiments.yaml; each as Markdown, CSV and LaTeX under results/<profile>/tables/, with
     mean ± std and n over seeds.
     """
+    from mlhw.cli.validate import restore_report
     from mlhw.layout import check_writable
     from mlhw.report import scope_from_store, write_report
     from mlhw.store import Store
 
     check_writable(results_dir, profile)
+    # the report a killed swap left aside, put back and said, as reproduce and check do (write_report would put it
+    # back too, in silence)
+    restore_report(profile_folder(results_dir, profile))
     store = Store(tracking_uri, experiment, read_only=True)
     scope = scope_from_store(store, profile)
     from mlhw.plan import stamp_keys
