@@ -494,6 +494,10 @@ def remove_abandoned(final: Path) -> list[Path]:
     for path, token in moved_aside(final):
         if token_gone(token):
             with folder_lock(final.parent):  # (a live swap of this folder holds it between its renames)
+                # looked at again under the lock: a swap killed since put_back looked left no report in place, and
+                # this was its only copy (the next put_back takes it)
+                if not (final.exists() or final.is_symlink()):
+                    continue
                 _remove(path)
             removed.append(path)
     return removed

@@ -398,3 +398,26 @@ def test_tables_says_it_put_back_the_report_a_killed_swap_left_aside(workdir):
     assert res.exit_code == 0, res.output
     assert f"put back results/tiny/: a process killed while it replaced the report had left it in {aside.name}/" in said
     assert not aside.exists() and (folder / "notes.md").read_text() == "a user's notes\n"
+
+
+def test_a_report_left_aside_is_removed_only_while_a_report_is_in_place(workdir, monkeypatch):
+    """remove_abandoned removes a gone process's old report where a report is in place; it looked once, in put_back,
+    and removed later under the lock without looking again: a swap killed in between (its report missing, the old
+    one aside) lost its only copy. Here put_back found a report in place (a no-op), which was gone by the removal."""
+    import mlhw.report
+    from mlhw.report import remove_abandoned
+
+    final = workdir / "results" / "tiny"
+    final.parent.mkdir()
+    aside = _hide_as_killed_mid_swap(_folder_with_report(final))
+    monkeypatch.setattr(mlhw.report, "put_back", lambda final: None)
+    assert remove_abandoned(final) == [] and (aside / "REPORT.md").read_text() == "the old report\n"
+    monkeypatch.undo()
+    assert remove_abandoned(final) == [] and (final / "REPORT.md").read_text() == "the old report\n"
+    assert not aside.exists()
+
+
+def _folder_with_report(final):
+    final.mkdir()
+    (final / "REPORT.md").write_text("the old report\n")
+    return final
