@@ -544,9 +544,13 @@ def _swap(new: Path, final: Path) -> None:
     old = None
     if final.exists() or final.is_symlink():
         # named after its process, as the build folder: a SIGKILL between the two renames left the report only here,
-        # hidden, for ever (`.ci.old-4242/`); the next report puts it back (remove_abandoned)
+        # hidden, for ever (`.ci.old-4242/`); the next report puts it back (remove_abandoned). A name too long for
+        # the token (a file name is at most 255 bytes; it takes ~37) is moved aside under the pid, as before: not put
+        # back after such a kill, but its swap does not fail (ENAMETOOLONG for a profile name of 218-242 bytes)
         token = process_token()
-        old = final.with_name(f".{final.name}.{OLD}-{token or os.getpid()}")
+        old = final.with_name(f".{final.name}.{OLD}-{token}")
+        if token is None or len(os.fsencode(old.name)) > 255:
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
         os.replace(final, old)
     os.replace(new, final)
     if old is not None:

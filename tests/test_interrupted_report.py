@@ -421,3 +421,18 @@ def _folder_with_report(final):
     final.mkdir()
     (final / "REPORT.md").write_text("the old report\n")
     return final
+
+
+def test_a_report_folder_whose_name_leaves_no_room_for_the_token_is_still_swapped(workdir):
+    """The old report is moved aside as `.<name>.mlhw-old-<process token>`, ~37 bytes longer than the name: a
+    profile of 230 characters (the old `.<name>.old-<pid>` fitted in a file name's 255 bytes) failed its swap with
+    ENAMETOOLONG."""
+    from mlhw.report import _swap
+
+    final = _folder_with_report(workdir / ("p" * 230))
+    new = workdir / "new"
+    new.mkdir()
+    (new / "REPORT.md").write_text("the new report\n")
+    _swap(new, final)
+    assert (final / "REPORT.md").read_text() == "the new report\n"
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".p")) == []
