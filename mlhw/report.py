@@ -322,9 +322,9 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             )
         )
     for suite, recs in done.items():  # an added MLP or AlexNet suite: its kind's figure, a curve per table row
-        kind = recs[0].get("kind") if recs else None
-        if suite in T.SUITE_TABLES or kind not in ("mlp", "cnn") or T.table_of(suite, kind, len(recs)) != suite:
+        if suite in T.SUITE_TABLES or not _draws_figure(suite, recs):
             continue
+        kind = recs[0]["kind"]
         keys = T.grid_fields(recs)
         name = lambda r, keys=keys: _curve_label(r, keys)  # noqa: E731
         series = [
@@ -340,6 +340,17 @@ def figure_specs(done: dict[str, list[dict]]) -> list[tuple[str, str, str, objec
             draw = lambda p, s=series, t=full: cnn_curves_figure(s, p, t)  # noqa: E731
         specs.append((suite, f"{suite}.png", caption, draw))
     return specs
+
+
+def _draws_figure(suite: str, recs: list[dict]) -> bool:
+    """Whether figure_specs draws a figure of `suite`: Part 1 (b)'s sweep, each CNN part, an added MLP or AlexNet
+    suite with a table of its own (not mlp_full, the SVMs, theory)."""
+    if not recs:
+        return False
+    if suite in T.SUITE_TABLES:
+        return suite == "mlp_lr_sweep" or suite in T.CNN_TABLE_NAMES
+    kind = recs[0].get("kind")
+    return kind in ("mlp", "cnn") and T.table_of(suite, kind, len(recs)) == suite
 
 
 def _figure_setting(recs: list[dict], splits: tuple[str, ...]) -> str:
@@ -885,8 +896,10 @@ def _settings_notes(scope: Scope, done: dict[str, list[dict]], shared: dict[tupl
         notes.append(
             f"{second} and {first} share {n} run{'s' * (n != 1)} (the same settings: one MLflow run each, {counted})."
         )
-    # the figures' spread is not the tables': lr 1's 73.12% ± 20.16% (digits) is a band from 59.68% to 96.30%
-    curves = any(r.get("kind") in ("mlp", "cnn") for recs in done.values() for r in recs)
+    # the figures' spread is not the tables': lr 1's 73.12% ± 20.16% (digits) is a band from 59.68% to 96.30%. Said
+    # where a figure has a band: a figure's suite over several seeds (not mlp_full, which has no figure, nor the ci
+    # profile's one seed a line)
+    curves = any(len({r.get("seed") for r in recs}) > 1 for suite, recs in done.items() if _draws_figure(suite, recs))
     notes.append(
         "In the tables, ± is the sample standard deviation (n - 1) over the seeds and n the number of seeds"
         + (

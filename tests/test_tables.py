@@ -1,5 +1,6 @@
 """The table builder against numpy, and its renderings."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -612,11 +613,20 @@ def test_settings_say_the_figures_band_is_the_range_not_the_tables_standard_devi
     from mlhw.report import Entry, Scope, settings_lines
 
     mlp = {"kind": "mlp", "dataset": "digits", "epochs": 3, "lr": 0.1}
-    entries = [Entry("mlp_full", f"seed {s}", f"id{s}", mlp | {"seed": s}) for s in (8, 9, 10)]
-    done = {"mlp_full": [e.config | {"run_id": e.identity, "sizes": {"train": 1297, "test": 500}} for e in entries]}
+    sizes = {"train": 1297, "test": 500}
+    entries = [Entry("mlp_lr_sweep", f"seed {s}", f"id{s}", mlp | {"seed": s}) for s in (8, 9, 10)]
+    done = {"mlp_lr_sweep": [e.config | {"run_id": e.identity, "sizes": sizes} for e in entries]}
     text = " ".join("\n".join(settings_lines(Scope("mine", entries), done)).split())
     assert "± is the sample standard deviation (n - 1) over the seeds" in text
     assert "in the figures, a line is the mean over the seeds and its shaded band their range (min to max)" in text
+    # no band to explain: mlp_full, which draws no figure; one seed a line (the ci profile's sweep)
+    full = [dataclasses.replace(e, suite="mlp_full") for e in entries]
+    done = {"mlp_full": [e.config | {"run_id": e.identity, "sizes": sizes} for e in full]}
+    text = " ".join("\n".join(settings_lines(Scope("mine", full), done)).split())
+    assert "± is the sample standard deviation" in text and "in the figures" not in text
+    done = {"mlp_lr_sweep": [entries[0].config | {"run_id": "id8", "sizes": sizes}]}
+    text = " ".join("\n".join(settings_lines(Scope("mine", entries[:1]), done)).split())
+    assert "± is the sample standard deviation" in text and "in the figures" not in text
     soft = {"kind": "svm_soft", "dataset": "digits", "classes": [3, 8], "C": 1.0, "bias": "free", "seed": 8}
     svm = [Entry("svm_soft", "C=1", "i3", soft)]
     done = {"svm_soft": [soft | {"run_id": "i3", "classes": "3vs8", "n_train": 264, "n_test": 93}]}
