@@ -436,3 +436,27 @@ def test_a_report_folder_whose_name_leaves_no_room_for_the_token_is_still_swappe
     _swap(new, final)
     assert (final / "REPORT.md").read_text() == "the new report\n"
     assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".p")) == []
+
+
+def test_a_report_left_aside_by_another_machine_or_boot_is_named_not_put_back(workdir):
+    """The aside's token names the boot and pid namespace: one from before a reboot (a power cut between the renames)
+    or another machine's swap on a shared folder is not put back, and nothing said so: the reproduction went on as
+    if there had never been a baseline, and its dry run had promised that `mlhw reproduce` would put it back."""
+    import shlex
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    assert (first := _reproduce(workdir)).exit_code == 0, first.output
+    folder = workdir / "results" / "tiny"
+    from mlhw.layout import OLD
+    from mlhw.lifecycle import process_token
+
+    assert not process_token().startswith("00000000-")
+    aside = folder.with_name(f".tiny.{OLD}-00000000-1-1")  # another machine's (or boot's) swap
+    folder.rename(aside)
+    for res in (_reproduce(workdir, "--dry-run"), _reproduce(workdir)):
+        said = " ".join(res.stderr.split())
+        assert "puts it back" in said and "`mlhw reproduce`" not in said, said
+        assert f"{aside.name}/ beside it is the report a swap moved aside, by a process of another machine" in said
+        mv = re.search(r"`(mv [^`]*)` puts it back", said)
+        assert mv and shlex.split(mv[1]) == ["mv", f"results/{aside.name}", "results/tiny"], said
+    assert aside.is_dir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import re
+import shlex
 
 from mlhw.cli.common import err
 from mlhw.layout import TABLES, profile_folder, table_file
@@ -252,23 +253,32 @@ def restore_report(folder, dry_run=False) -> None:
     `folder` that is a link is put back where it points, as the report swapped it there (layout.swapped): the link
     left dangling read as no baseline, and the report was put back unchecked by the report that replaced it."""
     from mlhw.layout import moved_aside, put_back, swapped
+    from mlhw.lifecycle import token_gone
+
+    def say(text: str) -> None:
+        err.print(text, highlight=False, soft_wrap=True)
 
     target = swapped(folder)
-    if dry_run:  # (which writes nothing)
-        if not (target.exists() or target.is_symlink()) and (aside := moved_aside(target)):
-            err.print(
-                f"{folder}/ is missing: a process killed while it replaced the report had left it in "
-                f"{aside[0][0].name}/; `mlhw reproduce` or `mlhw check` puts it back",
-                highlight=False,
-                soft_wrap=True,
-            )
+    if not dry_run and (aside := put_back(target)) is not None:
+        say(f"put back {folder}/: a process killed while it replaced the report had left it in {aside.name}/")
         return
-    if (aside := put_back(target)) is not None:
-        err.print(
-            f"put back {folder}/: a process killed while it replaced the report had left it in {aside.name}/",
-            highlight=False,
-            soft_wrap=True,
+    if target.exists() or target.is_symlink() or not (found := moved_aside(target)):
+        return
+    if dry_run and (gone := [p for p, token in found if token_gone(token)]):  # (which writes nothing)
+        say(
+            f"{folder}/ is missing: a process killed while it replaced the report had left it in {gone[0].name}/; "
+            "`mlhw reproduce`, `mlhw tables` or `mlhw check` puts it back"
         )
+        return
+    path = found[0][0]
+    # a swap by another machine (a shared folder), before a reboot (the token names the boot) or still under way: not
+    # put back, which said nothing, and this reproduction went on unchecked with the old report hidden; a dry run
+    # said that `mlhw reproduce` would put it back
+    say(
+        f"{folder}/ is missing: {path.name}/ beside it is the report a swap moved aside, by a process of another "
+        f"machine or boot, or still running, so it is left alone; `mv {shlex.quote(str(path))} "
+        f"{shlex.quote(str(target))}` puts it back where no process is replacing it"
+    )
 
 
 def _committed(folder, overrides):
