@@ -54,30 +54,35 @@ def moved_aside(final: Path) -> list[tuple[Path, str]]:
 def put_back(final: Path) -> Path | None:
     """Where `final` is missing because a process was killed between its swap's two renames (the old report moved
     aside, the new one not yet in place), put the old report back; returns the folder it was in (None: nothing to
-    do). A live process's swap is left to it. One that cannot be moved back (a results folder this user cannot
+    do). A live process's swap is waited for (it holds the folder's lock between its renames); another machine's or
+    boot's is left alone. One that cannot be moved back (a results folder this user cannot
     write in, a read-only mount) is an MLHWError naming both folders and the `mv` that does it: it was a traceback
     of the rename's OSError, which named neither the report nor why it was being moved."""
     from mlhw.errors import MLHWError
     from mlhw.lifecycle import token_gone
     from mlhw.store import folder_lock
 
-    if final.exists() or final.is_symlink():
+    if final.exists() or final.is_symlink() or not moved_aside(final):
         return None
-    for path, token in moved_aside(final):
-        if token_gone(token):
-            with folder_lock(final.parent):  # (a live swap of this folder holds it between its renames)
-                if (path.exists() or path.is_symlink()) and not (final.exists() or final.is_symlink()):
-                    try:
-                        path.replace(final)
-                    except OSError as err:
-                        import shlex
+    # taken before looking again: a live swap holds it between its renames, and is waited for (its report then in
+    # place), where the missing folder read as no baseline in the milliseconds between them
+    with folder_lock(final.parent):
+        if final.exists() or final.is_symlink():
+            return None
+        for path, token in moved_aside(final):
+            if not token_gone(token):
+                continue
+            try:
+                path.replace(final)
+            except OSError as err:
+                import shlex
 
-                        raise MLHWError(
-                            f"{final}/ is missing: a process killed while it replaced the report left it in {path}/, "
-                            f"which cannot be moved back ({err.strerror or err}); `mv {shlex.quote(str(path))} "
-                            f"{shlex.quote(str(final))}` puts it back"
-                        ) from None
-                    return path
+                raise MLHWError(
+                    f"{final}/ is missing: a process killed while it replaced the report left it in {path}/, "
+                    f"which cannot be moved back ({err.strerror or err}); `mv {shlex.quote(str(path))} "
+                    f"{shlex.quote(str(final))}` puts it back"
+                ) from None
+            return path
     return None
 
 

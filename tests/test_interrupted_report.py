@@ -460,3 +460,53 @@ def test_a_report_left_aside_by_another_machine_or_boot_is_named_not_put_back(wo
         mv = re.search(r"`(mv [^`]*)` puts it back", said)
         assert mv and shlex.split(mv[1]) == ["mv", f"results/{aside.name}", "results/tiny"], said
     assert aside.is_dir()
+
+
+_SLOW_SWAP = """
+import os, sys, time
+from pathlib import Path
+import mlhw.report as R
+
+real = os.replace
+
+
+def replace(src, dst):
+    real(src, dst)
+    if Path(dst).name.startswith(".tiny."):  # the old report moved aside, the new one not yet in place
+        Path(sys.argv[3]).touch()
+        time.sleep(1.5)
+
+
+R.os.replace = replace
+R._replace(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def test_a_live_swap_is_waited_for_not_read_as_a_missing_report(workdir):
+    """Between a live swap's two renames results/<profile>/ is missing for a moment: put_back (reproduce's and check's
+    restore_report) saw the folder missing and the aside a live process's, returned at once, and the baseline was
+    read as absent: a reproduction beside another was checked against nothing. The swap holds the folder's lock
+    between its renames: put_back takes it, and finds the new report in place."""
+    import subprocess
+    import sys
+    import time
+
+    from mlhw.layout import put_back
+
+    (workdir / "results").mkdir()
+    final = _folder_with_report(workdir / "results" / "tiny")
+    new = workdir / "results" / "new"
+    new.mkdir()
+    (new / "REPORT.md").write_text("the new report\n")
+    moved = workdir / "moved"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_SWAP, str(new), str(final), str(moved)], cwd=workdir)
+    try:
+        deadline = time.monotonic() + 60
+        while not moved.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the swap never moved the old report aside"
+            time.sleep(0.02)
+        assert not final.exists()  # (the window)
+        assert put_back(final) is None
+        assert (final / "REPORT.md").read_text() == "the new report\n"
+    finally:
+        assert proc.wait(timeout=60) == 0
