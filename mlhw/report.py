@@ -56,7 +56,7 @@ from mlhw.lifecycle import (
     token_gone,
 )
 from mlhw.reference import CNN_TEST_NORMALISATION_NOTE, CNN_VARIANT_FIELDS, MLP_FULL_TEST_ACC
-from mlhw.store import Store, experiment_words, folder_lock, signals_deferred
+from mlhw.store import Store, experiment_words, folder_lock, resolve_uri, signals_deferred
 
 SUITE_ORDER = [
     "mlp_lr_sweep",
@@ -1001,11 +1001,13 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     if store.experiment_id is None and store.client is not None:  # the store is there, the experiment is not: it
         # said "--profile P: no finished reproduction ... (experiment 'nope'; profiles there: none)": the wrong culprit
         names = store.experiment_names()
-        experiment = "".join(f" {shlex.quote(w)}" for w in experiment_words(store.experiment_name))
+        # in this store: without --tracking-uri it made the experiment in $MLFLOW_TRACKING_URI's or ./mlflow.db
+        words = ["mlhw", "reproduce", "--profile", profile]
+        words += ["--tracking-uri", store.uri] if store.uri != resolve_uri(None) else []
+        words += experiment_words(store.experiment_name)
         raise MLHWError(
             f"{store.experiment_culprit()}: no such experiment in {store.uri} (experiments there: "
-            f"{', '.join(names) or 'none'}); name one of them, or `mlhw reproduce --profile {profile}{experiment}` "
-            "makes it"
+            f"{', '.join(names) or 'none'}); name one of them, or `{shlex.join(words)}` makes it"
         )
     parents = store.search(
         f"tags.`mlhw.kind` = 'suite' and tags.`mlhw.profile` = '{profile}' and attributes.status = 'FINISHED'"

@@ -192,6 +192,12 @@ def test_an_absent_experiment_from_the_variable_names_it_and_the_reproduce_that_
     res = invoke("tables", "--profile", "ci", "--tracking-uri", uri)
     line = assert_one_line_error(res, "error: MLFLOW_EXPERIMENT_NAME=my exp: no such experiment in ")
     made = re.search(r"`(mlhw reproduce [^`]*)` makes it", line)
+    # in the store that lacks it: without --tracking-uri it made the experiment in ./mlflow.db (or the variable's)
+    command = ["mlhw", "reproduce", "--profile", "ci", "--tracking-uri", uri, "--experiment", "my exp"]
+    assert made and shlex.split(made[1]) == command, line
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the store this shell's commands take: not repeated
+    line = assert_one_line_error(invoke("tables", "--profile", "ci"), "error: MLFLOW_EXPERIMENT_NAME=my exp: ")
+    made = re.search(r"`(mlhw reproduce [^`]*)` makes it", line)
     assert made and shlex.split(made[1]) == ["mlhw", "reproduce", "--profile", "ci", "--experiment", "my exp"], line
 
 

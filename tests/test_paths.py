@@ -179,7 +179,7 @@ def test_the_reproduce_an_absent_experiment_suggests_names_it_as_one_word(workdi
     res = invoke("tables", "--profile", "ci", "--tracking-uri", uri, "--experiment", "my exp")
     assert res.exit_code != 0, res.output
     words = _suggested(r"`(mlhw reproduce [^`]*)` makes it", res.stderr)
-    assert words == ["mlhw", "reproduce", "--profile", "ci", "--experiment", "my exp"], words
+    assert words == ["mlhw", "reproduce", "--profile", "ci", "--tracking-uri", uri, "--experiment", "my exp"], words
 
 
 def test_the_restore_a_keyless_baseline_table_suggests_names_a_path_with_spaces_as_one_word(workdir):

@@ -323,7 +323,8 @@ def test_tables_without_a_reproduction_is_one_line(ci_copy, workdir):
         line = assert_one_line_error(
             res, f"error: --experiment nope: no such experiment in {ci_copy} (experiments there: Default, mlhw)"
         )
-        assert line.endswith("`mlhw reproduce --profile ci --experiment nope` makes it"), line
+        # in this store (without --tracking-uri it made the experiment in ./mlflow.db)
+        assert line.endswith(f"`mlhw reproduce --profile ci --tracking-uri {ci_copy} --experiment nope` makes it"), line
         assert "--profile ci:" not in line and "no finished reproduction" not in line, line
     empty = workdir / "empty"
     empty.mkdir()
