@@ -31,7 +31,7 @@ over seeds as a bar), and the legend shows markers. No panel's y range is narrow
 accuracy), `MIN_SPAN_REL` of its largest value (a loss) or a factor of `MIN_RATIO_LOG` (a log axis), so that a
 difference of a thousandth is not blown up to the panel's full height. A figure's accuracy panels share one y range
 (training and test accuracy on one scale). Each panel's y label says what it measured on which split: the MLP's
-training loss is its whole training set's after each epoch, AlexNet's the mean of the epoch's batches.
+training loss is its whole training set's after each epoch, AlexNet's the mean over the epoch's images as it trained.
 
 Figures are built on `matplotlib.figure.Figure` (no pyplot state) and written by `save`: atomically (a temporary
 file in the same folder, then a rename) and world-readable (0644 less the umask).
@@ -70,8 +70,9 @@ MIN_RATIO_LOG = 1.25  # a log panel's top at least 1.25 times its bottom
 MARKERS_PER_LINE = 8  # a curve longer than 15 epochs: about this many markers, not one per epoch
 BAND = "min-max"  # what the shaded band is: the range over seeds at each epoch
 # (metric key, panel title, y-axis label). The two parts' "training loss" are not the same measurement: the MLP's is
-# the network evaluated on its whole training set after each epoch (epoch 0: before any step), AlexNet's the mean of
-# the epoch's mini-batch losses as it trained (in training mode: Dropout on where the model has it), as the assignment
+# the network evaluated on its whole training set after each epoch (epoch 0: before any step), AlexNet's the mean over
+# the images of the epoch of each one's loss in the step that trained on it (training mode: Dropout on where the model
+# has it; each batch's loss weighted by its size, cnn.py), as the assignment
 # asks of each; the y label says which.
 LR_SWEEP_PANELS = (
     ("train_acc", "training accuracy", "accuracy on the whole training set"),
@@ -79,7 +80,7 @@ LR_SWEEP_PANELS = (
     ("test_acc", "test accuracy", "accuracy on the test set"),
 )
 CNN_PANELS = (
-    ("train_loss", "training loss", "cross-entropy, mean over the epoch's batches"),
+    ("train_loss", "training loss", "cross-entropy while training, mean over the epoch"),
     ("val_acc", "validation accuracy", "accuracy on the validation set"),
 )
 EPOCH_LABEL = "epoch"

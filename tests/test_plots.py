@@ -577,7 +577,7 @@ def test_each_panel_says_on_which_split_and_how_its_numbers_were_measured():
         ("test accuracy", "accuracy on the test set"),
     ]
     assert [(ax.get_title(), ax.get_ylabel()) for ax in cnn.axes] == [
-        ("training loss", "cross-entropy, mean over the epoch's batches"),
+        ("training loss", "cross-entropy while training, mean over the epoch"),
         ("validation accuracy", "accuracy on the validation set"),
     ]
     assert {ax.get_xlabel() for ax in sweep.axes} == {"epoch (0: before training)"}
