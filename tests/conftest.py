@@ -53,7 +53,7 @@ def _one_process(monkeypatch):
     """Reproductions run in one process unless a test passes --jobs (or sets MLHW_JOBS): `--jobs auto`, the default,
     starts two workers on this project's 2-core machines for any plan of two units, and each pool pays its processes'
     start-up (torch's and MLflow's imports), which the suite's tiny profiles never earn back. The pools have their own
-    tests (test_scale.py, test_early_workers.py) and auto's choice its own (test_reproduce.py)."""
+    tests (test_pool.py, test_scale.py, test_early_workers.py) and auto's choice its own (test_reproduce.py)."""
     monkeypatch.setenv("MLHW_JOBS", "1")
 
 
