@@ -21,6 +21,17 @@ import numpy as np
 from mlhw.relay import Relay, RelayManager
 
 
+def tiny_cnn_suite(part: str, *variants: str) -> dict:
+    """An AlexNet suite of the assignment's `part` (cnn.a, cnn.c) quick enough for a test: one epoch at an eighth of
+    the width on 67 px digits, a run per variant. A fresh dict each call."""
+    return {
+        "kind": "cnn",
+        "part": part,
+        "base": {"epochs": 1, "width": 0.125, "image_size": 67},
+        "grid": {"variant": list(variants)},
+    }
+
+
 def sweep_suite() -> dict:
     """The suites' quickest MLP learning-rate sweep (two rates, 200 / 50 digits, 2 epochs): one unit of two runs that
     train together. A fresh dict each call: a test may change its copy."""

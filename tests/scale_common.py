@@ -8,18 +8,13 @@ import sys
 from collections import Counter
 
 import yaml
-from helpers import sqlite_rows, sweep_suite, wait_for
+from helpers import sqlite_rows, sweep_suite, tiny_cnn_suite, wait_for
 
 PROFILE = {
     "version": 1,
     "suites": {
         "mlp_lr_sweep": sweep_suite(),
-        "cnn_optimizers": {
-            "kind": "cnn",
-            "part": "cnn.a",
-            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
-            "grid": {"variant": ["sgd-0.005", "adam-5e-05"]},
-        },
+        "cnn_optimizers": tiny_cnn_suite("cnn.a", "sgd-0.005", "adam-5e-05"),
         "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
     },
     "profiles": {"small": {"defaults": {"dataset": "digits"}}},

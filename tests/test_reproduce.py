@@ -30,6 +30,7 @@ from helpers import (
     runs_of,
     sqlite_rows,
     sweep_suite,
+    tiny_cnn_suite,
     wait_for,
     write_mnist_idx,
 )
@@ -39,18 +40,8 @@ TINY = {
     "suites": {
         "mlp_lr_sweep": sweep_suite(),
         "mlp_full": {"kind": "mlp", "part": "mlp.c", "base": {"epochs": 2}},
-        "cnn_optimizers": {
-            "kind": "cnn",
-            "part": "cnn.a",
-            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
-            "grid": {"variant": ["sgd-0.005", "adam-5e-05"]},
-        },
-        "cnn_batchnorm": {
-            "kind": "cnn",
-            "part": "cnn.c",
-            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
-            "grid": {"variant": ["adam-5e-05-plain", "adam-5e-05"]},
-        },
+        "cnn_optimizers": tiny_cnn_suite("cnn.a", "sgd-0.005", "adam-5e-05"),
+        "cnn_batchnorm": tiny_cnn_suite("cnn.c", "adam-5e-05-plain", "adam-5e-05"),
         "svm_soft": {"kind": "svm_soft", "part": "svm.q3"},
     },
     "profiles": {"tiny": {"defaults": {"dataset": "digits"}, "suites": {"mlp_full": {"seeds": [8, 9]}}}},
@@ -1726,14 +1717,7 @@ def test_the_live_bars_say_what_they_count(monkeypatch):
 
 ONE_CNN = {
     "version": 1,
-    "suites": {
-        "cnn_optimizers": {
-            "kind": "cnn",
-            "part": "cnn.a",
-            "base": {"epochs": 1, "width": 0.125, "image_size": 67},
-            "grid": {"variant": ["adam-5e-05"]},
-        }
-    },
+    "suites": {"cnn_optimizers": tiny_cnn_suite("cnn.a", "adam-5e-05")},
     "profiles": {"tiny": {"defaults": {"dataset": "digits"}}},
 }
 
