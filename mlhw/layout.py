@@ -32,6 +32,7 @@ def umask() -> int:
 
 
 OLD = "mlhw-old"  # `.<profile>.mlhw-old-<process>`: the report a swap moved aside, until the new one is in place
+TOKEN = r"([0-9a-f]{8}-\d+-\d+)"  # a lifecycle.process_token in a folder's name, as a regular expression's group
 
 
 def swapped(folder: Path) -> Path:
@@ -44,7 +45,7 @@ def moved_aside(final: Path) -> list[tuple[Path, str]]:
     """The old reports that swaps of `final` moved aside, each with the process_token of the process that did."""
     import re
 
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.{OLD}-([0-9a-f]{{8}}-\d+-\d+)")
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.{OLD}-{TOKEN}")
     try:
         return [(p, m[1]) for p in sorted(final.parent.iterdir()) if (m := pattern.fullmatch(p.name))]
     except OSError:
@@ -55,9 +56,9 @@ def put_back(final: Path) -> Path | None:
     """Where `final` is missing because a process was killed between its swap's two renames (the old report moved
     aside, the new one not yet in place), put the old report back; returns the folder it was in (None: nothing to
     do). A live process's swap is waited for (it holds the folder's lock between its renames); another machine's or
-    boot's is left alone. One that cannot be moved back (a results folder this user cannot
-    write in, a read-only mount) is an MLHWError naming both folders and the `mv` that does it: it was a traceback
-    of the rename's OSError, which named neither the report nor why it was being moved."""
+    boot's is left alone. One that cannot be moved back (a results folder this user cannot write in, a read-only
+    mount) is an MLHWError naming both folders and the `mv` that does it: it was a traceback of the rename's OSError,
+    which named neither the report nor why it was being moved."""
     from mlhw.errors import MLHWError
     from mlhw.lifecycle import token_gone
     from mlhw.store import folder_lock

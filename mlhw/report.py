@@ -39,6 +39,7 @@ from mlhw.layout import (
     REPORT,
     REPORT_HEADING,
     TABLES,
+    TOKEN,
     moved_aside,
     profile_folder,
     put_back,
@@ -491,7 +492,7 @@ def remove_abandoned(final: Path) -> list[Path]:
     machine's; another's, on a shared folder, is left alone, as is one still building), and the old reports that
     such a process's swap had moved aside: put back where the report is missing (layout.put_back), removed where
     it is not. Returns those removed (a report put back is not among them)."""
-    pattern = re.compile(rf"\.{re.escape(final.name)}\.{BUILDING}-([0-9a-f]{{8}}-\d+-\d+)\.[a-z0-9_]+")
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.{BUILDING}-{TOKEN}\.[a-z0-9_]+")
     removed = []
     try:
         found = list(final.parent.iterdir())
