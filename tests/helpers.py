@@ -163,6 +163,22 @@ def sqlite_rows(db: Path, query: str) -> list:
         return con.execute(query).fetchall()
 
 
+class LazyClient:
+    """An MlflowClient of `uri` made at its first use, after the command under test made the store: made before, it
+    created the SQLite database itself, through MLflow's migrations (1-1.7 s a test, where mlhw copies its empty
+    template), and a test that asserts nothing was created found the file it had made."""
+
+    def __init__(self, uri: str):
+        self.uri, self._client = uri, None
+
+    def __getattr__(self, name):
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.uri)
+        return getattr(self._client, name)
+
+
 def runs_of(uri: str, experiment: str = "mlhw", all_lifecycles: bool = False):
     """The MLflow client of a store and the runs of one experiment (none if it does not exist)."""
     from mlflow import MlflowClient

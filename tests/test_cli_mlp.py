@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import assert_nothing_created, assert_one_line_error, runs_of, write_mnist_idx
+from helpers import LazyClient, assert_nothing_created, assert_one_line_error, runs_of, write_mnist_idx
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
@@ -22,7 +22,7 @@ def invoke(*args):
 
 def store(workdir):
     uri = f"sqlite:///{workdir}/mlflow.db"
-    return uri, MlflowClient(uri)
+    return uri, LazyClient(uri)
 
 
 def all_runs(client):

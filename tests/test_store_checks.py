@@ -93,10 +93,10 @@ def test_an_experiment_name_too_long_for_mlflow_blames_the_option(workdir, argv)
 def store_with_artifacts_at(db: Path, location: str) -> str:
     """A SQLite store whose experiment `mlhw` keeps its artifacts at `location` (as `mlflow server` makes it:
     mlflow-artifacts:/1), made without a server."""
-    from mlflow import MlflowClient
+    from mlhw.store import sqlite_client
 
     uri = f"sqlite:///{db}"
-    MlflowClient(uri).create_experiment("mlhw", artifact_location="mlflow-artifacts:/1")
+    sqlite_client(uri).create_experiment("mlhw", artifact_location="mlflow-artifacts:/1")  # (a template's copy)
     with sqlite3.connect(db) as con:
         con.execute("update experiments set artifact_location = ? where name = 'mlhw'", (location,))
     return uri

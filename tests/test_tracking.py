@@ -38,7 +38,7 @@ from mlhw.lifecycle import (
     utc_stamp,
     worker_id,
 )
-from mlhw.store import Store, check_uri, moved_artifacts, resolve_uri, sqlite_path
+from mlhw.store import Store, check_uri, moved_artifacts, resolve_uri, sqlite_client, sqlite_path
 
 
 @pytest.fixture(scope="module")
@@ -1090,12 +1090,11 @@ def test_a_single_command_whose_store_fails_mid_run_says_what_ends_the_run_it_le
 @pytest.mark.parametrize("command", ["tables", "check"])
 def test_a_read_only_command_whose_store_fails_says_it_left_nothing_running(workdir, monkeypatch, command):
     """`tables` and `check` write no run, yet said "runs it was writing may be left RUNNING" as a reproduction does."""
-    from mlflow import MlflowClient
 
     from mlhw.store import Store
 
     uri = f"sqlite:///{workdir}/m.db"
-    MlflowClient(uri).create_experiment("mlhw")
+    sqlite_client(uri).create_experiment("mlhw")
 
     def failing(*_a, **_k):
         raise disk_full()
@@ -1261,7 +1260,7 @@ def test_a_single_command_spares_a_run_whose_process_still_runs_here(workdir):
     from mlhw.lifecycle import PROCESS_TAG, process_id
 
     uri = f"sqlite:///{workdir}/m.db"
-    client = MlflowClient(uri)
+    client = sqlite_client(uri)  # a copy of the empty template, as mlhw makes a store: no migrations
     experiment = client.create_experiment("mlhw")
     gone = subprocess.Popen(["sleep", "60"])
     processes = {"gone": process_id(gone.pid)}
@@ -1299,7 +1298,7 @@ def test_a_single_command_leaves_another_machines_run_until_its_heartbeat_is_lon
     from mlhw.lifecycle import PROCESS_TAG, process_id
 
     uri = f"sqlite:///{workdir}/m.db"
-    client = MlflowClient(uri)
+    client = sqlite_client(uri)  # a copy of the empty template, as mlhw makes a store: no migrations
     experiment = client.create_experiment("mlhw")
     gone = subprocess.Popen(["sleep", "60"])
     here = process_id(gone.pid)
