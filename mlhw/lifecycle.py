@@ -161,17 +161,28 @@ def check_terminated() -> None:
 
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
+    return commit_of(Path(__file__).resolve().parent)
+
+
+def commit_of(package: Path) -> str | None:
+    """HEAD of the git checkout whose top folder holds `package` (mlhw's own folder), else None. An mlhw installed
+    from its wheel into a virtual environment inside another repository (a project's .venv) is in no checkout of
+    mlhw: `git rev-parse HEAD` there gave that project's commit, recorded as mlhw's (mlflow.source.git.commit,
+    REPORT.md's "git commit")."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
-            cwd=Path(__file__).resolve().parent,
+            cwd=package,
         )
-        return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2:
+        return None
+    return lines[1] if Path(lines[0]).resolve() == package.resolve().parent else None
 
 
 def worker_id(pid: int | None = None) -> str:
