@@ -120,6 +120,24 @@ class RunSpec:
         return self.where.get(key, f"suites.{self.suite}.base.{key}")
 
 
+FILE = "experiments.yaml"
+# the project's experiments.yaml as the wheel ships it (pyproject.toml's force-include): installed from the wheel
+# (`pip install`, `uv tool install`), mlhw had no experiments.yaml beside it, and its first command, `mlhw reproduce`,
+# failed in any folder but a checkout of the repository
+INSTALLED_FILE = Path(__file__).with_name(FILE)
+
+
+def default_file() -> str:
+    """The experiments file `mlhw reproduce` reads without --file: experiments.yaml in the working folder (a checkout's,
+    or the user's own), else the copy installed with mlhw; else experiments.yaml, which load_file says is missing."""
+    try:
+        if Path(FILE).exists() or not INSTALLED_FILE.is_file():
+            return FILE
+    except OSError:  # a working folder that cannot be searched: load_file names it
+        return FILE
+    return str(INSTALLED_FILE)
+
+
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     refuse_empty("--file", path, "experiments.yaml")  # (Path('') is '.': "'.: is a directory", --file unnamed)
     path = Path(path)

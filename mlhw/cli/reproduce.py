@@ -56,7 +56,14 @@ Set = Annotated[
         "already have changes nothing: it is said and dropped, and the report stays the profile's).",
     ),
 ]
-File = Annotated[str, typer.Option("--file", help="The experiments file.")]
+File = Annotated[
+    Optional[str],
+    typer.Option(
+        "--file",
+        help="The experiments file (suites and profiles): a copy of the shipped one, edited, runs your own.",
+        show_default="experiments.yaml here, else the copy installed with mlhw",
+    ),
+]
 STATUS_STYLE = {
     "done": "green",
     "pending": "yellow",
@@ -823,7 +830,7 @@ def reproduce(
         bool, typer.Option("--dry-run", help="Show the plan and exit: nothing is run, downloaded or written.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Run every planned run again, even the done ones.")] = False,
-    file: File = "experiments.yaml",
+    file: File = None,
     data_dir: DataDir = "data",
     download: Annotated[
         Optional[bool],
@@ -909,8 +916,18 @@ def reproduce(
     check fails.
     """
     from mlhw.executors import Settings
+    from mlhw.experiments import FILE, default_file
     from mlhw.store import resolve_experiment, resolve_uri
 
+    if file is None:
+        file = default_file()
+        if file != FILE:  # which file ran, and how to run another
+            err.print(
+                f"experiments file: {file}, the copy installed with mlhw (no {FILE} here; copy it and pass --file to "
+                "change it)",
+                highlight=False,
+                soft_wrap=True,
+            )
     uri = resolve_uri(tracking_uri)
     # the line under the plan and an error name MLHW_JOBS where the variable, not --jobs, gave the number
     option = "MLHW_JOBS" if getattr(ctx.get_parameter_source("jobs"), "name", "") == "ENVIRONMENT" else "--jobs"
