@@ -138,6 +138,11 @@ def default_file() -> str:
     return str(INSTALLED_FILE)
 
 
+def file_words(path: str) -> str:
+    """How a hint names the experiments file default_file gave: a user of the installed copy has no file here."""
+    return f"{FILE} here" if path == FILE else f"the {FILE} installed with mlhw"
+
+
 def load_file(path: str | Path = "experiments.yaml") -> ExperimentsFile:
     refuse_empty("--file", path, "experiments.yaml")  # (Path('') is '.': "'.: is a directory", --file unnamed)
     path = Path(path)

@@ -1073,15 +1073,18 @@ def _way_on(profile: str, parents: list) -> str:
             f"only partial reproductions of it (--only or --set: {partial} suite run(s)): {run} makes a full one "
             f"({reuse})"
         )
-    known = profiles_of("experiments.yaml")
+    from mlhw.experiments import default_file, file_words
+
+    path = default_file()
+    known = profiles_of(path)
     if known is not None and profile not in known:
-        return f"experiments.yaml here has no profile {profile!r} either (its profiles: {', '.join(known)})"
+        return f"{file_words(path)} has no profile {profile!r} either (its profiles: {', '.join(known)})"
     return f"run {run} first" + ("" if known is not None else " if your experiments file has it")
 
 
 def profiles_of(path: str) -> list[str] | None:
-    """The profiles of the experiments file in the working folder; None where it is absent or does not load (its
-    own errors belong to the commands that run it)."""
+    """The profiles of an experiments file (default_file's: the working folder's, else the copy installed with mlhw);
+    None where it is absent or does not load (its own errors belong to the commands that run it)."""
     from mlhw.experiments import load_file
 
     try:

@@ -87,3 +87,22 @@ def test_an_install_inside_another_repository_records_no_commit_of_it(tmp_path, 
     finally:
         monkeypatch.undo()
         lifecycle.git_commit.cache_clear()
+
+
+def test_checks_hints_name_the_installed_copys_profiles(workdir, monkeypatch):
+    """A misspelt profile in a folder without experiments.yaml: check and tables took their hint from
+    ./experiments.yaml alone, so an installed user was told to run from the project folder, not which profiles exist."""
+    from mlhw import experiments
+
+    installed = workdir / "site-packages" / "mlhw" / "experiments.yaml"
+    installed.parent.mkdir(parents=True)
+    installed.write_text(yaml.safe_dump(light_spec()))
+    monkeypatch.setattr(experiments, "INSTALLED_FILE", installed)
+    res = invoke("check", "--profile", "tinny")
+    line = assert_one_line_error(res, "--profile tinny: the experiments.yaml installed with mlhw has no such profile")
+    assert "(its profiles: tiny)" in line, line
+    from mlhw.store import Store
+
+    Store("sqlite:///mlflow.db")  # an empty store: tables then looks for the profile's runs
+    res = invoke("tables", "--profile", "tinny")
+    assert "the experiments.yaml installed with mlhw has no profile 'tinny' either (its profiles: tiny)" in res.output

@@ -81,12 +81,14 @@ def check(
         missing = baseline is None and not folder.exists()
     if missing:  # a misspelt profile said "no baseline here" alone
         from mlhw.errors import MLHWError
+        from mlhw.experiments import default_file, file_words
         from mlhw.report import profiles_of
 
-        known = profiles_of("experiments.yaml")
+        path = default_file()
+        known = profiles_of(path)
         if known is not None and profile not in known:
             raise MLHWError(
-                f"--profile {profile}: experiments.yaml here has no such profile (its profiles: {', '.join(known)}), "
+                f"--profile {profile}: {file_words(path)} has no such profile (its profiles: {', '.join(known)}), "
                 f"and {folder} holds no baseline"
             )
         if known is None and not Path("experiments.yaml").exists():  # (`cd /tmp && uv run --project DIR mlhw check`)
