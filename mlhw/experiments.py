@@ -138,6 +138,23 @@ def default_file() -> str:
     return str(INSTALLED_FILE)
 
 
+# the committed baselines (results/<profile>/tables/*.csv and check.yaml) as the wheel ships them, beside that copy:
+# installed, a first reproduction in a new folder was checked against nothing, and `mlhw check` then against the
+# report it had just written (a check that cannot fail)
+BASELINES = Path(__file__).with_name("baselines")
+
+
+def shipped_baseline(file: str | Path, profile: str) -> Path | None:
+    """The baseline shipped with mlhw for `profile`, where `file` is the experiments file shipped beside it (a user's
+    own file may define the profile otherwise: it is checked against nothing, as in a new checkout); else None."""
+    try:
+        if Path(file).resolve() != INSTALLED_FILE.resolve() or not (BASELINES / profile / "tables").is_dir():
+            return None
+    except OSError:
+        return None
+    return BASELINES / profile
+
+
 def file_words(path: str) -> str:
     """How a hint names the experiments file default_file gave: a user of the installed copy has no file here."""
     return f"{FILE} here" if path == FILE else f"the {FILE} installed with mlhw"

@@ -535,6 +535,24 @@ def _write_table(t: T.ResultTable, folder: Path) -> None:
         _write(folder / f"{t.name}.{ext}", text)
 
 
+def carry_policy(policy: Path, folder: Path) -> bool:
+    """Copy a baseline's check.yaml into a report's folder that has none: the baseline shipped with mlhw, which a
+    first reproduction in a new folder was checked against; the next reproduction and `mlhw check` are then gated by
+    its tolerances and chaotic rows, as a checkout's are. Not one of the report's own files (its stamp does not list
+    it): later reports carry it over. False where it was not copied (one is there, or the folder cannot take it)."""
+    from mlhw.check_policy import POLICY_FILE
+
+    try:
+        with folder_lock(folder.parent):
+            target = swapped(folder) / POLICY_FILE
+            if target.exists():
+                return False
+            shutil.copyfile(policy, target)
+    except OSError:  # the report is written and checked: only the next checks' tolerances are lost
+        return False
+    return True
+
+
 def _replace(new: Path, final: Path) -> None:
     """Swap the finished folder into place; the old one is removed only once the new one is there.
     Files that are not the report's own (a committed baseline's check.yaml, a user's notes or extra figure) are

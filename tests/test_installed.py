@@ -46,6 +46,86 @@ def test_reproduce_without_an_experiments_file_here_runs_the_installed_copy(work
     assert res.exit_code == 0 and "installed with mlhw" not in res.stderr, res.output
 
 
+def installed_copy(workdir, monkeypatch) -> Path:
+    """An experiments file (light_spec's `tiny`) installed with mlhw, and its baselines folder beside it (empty)."""
+    from mlhw import experiments
+
+    installed = workdir / "site-packages" / "mlhw" / "experiments.yaml"
+    installed.parent.mkdir(parents=True)
+    installed.write_text(yaml.safe_dump(light_spec()))
+    monkeypatch.setattr(experiments, "INSTALLED_FILE", installed)
+    monkeypatch.setattr(experiments, "BASELINES", installed.parent / "baselines")
+    return installed
+
+
+def test_a_first_reproduction_of_the_installed_file_is_checked_against_the_shipped_baseline(workdir, monkeypatch):
+    """Installed, the committed baselines did not ship: a first reproduction in a new folder said `not checked against
+    a baseline`, and `mlhw check` then compared the store with the report it had just written, which cannot fail."""
+    import shutil
+
+    import pandas as pd
+
+    installed = installed_copy(workdir, monkeypatch)
+    first = workdir / "first"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    res = invoke("reproduce", "--profile", "tiny")
+    assert res.exit_code == 0, res.output
+    assert "not checked against a baseline: results/tiny/ held no tables before this reproduction" in res.stderr
+    shipped = installed.parent / "baselines" / "tiny"
+    shutil.copytree(first / "results" / "tiny" / "tables", shipped / "tables")
+    shutil.copy(first / "results" / "tiny" / "REPORT.md", shipped / "REPORT.md")
+    (shipped / "check.yaml").write_text("k: 3\nmetrics:\n  default: {absolute_floor: 0.02}\n")
+
+    # a new folder, the same store (nothing trains): the report is checked against the baseline shipped with mlhw
+    uri = f"sqlite:///{first}/mlflow.db"
+    for n, drift in enumerate([0.0, 0.5]):
+        if drift:  # the shipped mean moved by 0.5: the reproduction does not reproduce it
+            csv = shipped / "tables" / "mlp_full.csv"
+            df = pd.read_csv(csv)
+            df.loc[0, "test_acc_mean"] = df.loc[0, "test_acc_mean"] - drift
+            df.to_csv(csv, index=False)
+        here = workdir / f"new-{n}"
+        here.mkdir()
+        monkeypatch.chdir(here)
+        res = invoke("reproduce", "--profile", "tiny", "--tracking-uri", uri)
+        assert res.exit_code == (1 if drift else 0), res.output
+        assert f"against the baseline shipped with mlhw ({shipped}): check " in res.stderr, res.stderr
+        assert ("check passed" in res.stderr) != bool(drift), res.stderr
+        # the shipped check.yaml goes into the new report's folder: `mlhw check` there is gated as it was
+        assert (here / "results" / "tiny" / "check.yaml").read_text() == (shipped / "check.yaml").read_text()
+        assert "results/tiny/check.yaml: the shipped baseline's tolerances, copied for the next checks" in res.stderr
+        if drift:
+            assert f"not reproduced: results/tiny differs from {shipped} (exit 1)" in res.stderr, res.stderr
+    res = invoke("check", "--profile", "tiny", "--tracking-uri", uri)
+    assert res.exit_code == 0 and "check passed" in res.stderr and "no check.yaml" not in res.stderr, res.output
+    # a file of the user's (a copy of the installed one) may define the profile otherwise: checked against nothing
+    (here / "experiments.yaml").write_text(installed.read_text())
+    other = workdir / "mine"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    res = invoke("reproduce", "--profile", "tiny", "--tracking-uri", uri, "--file", here / "experiments.yaml")
+    assert res.exit_code == 0, res.output
+    assert "not checked against a baseline" in res.stderr and "shipped" not in res.stderr, res.stderr
+
+
+def test_every_committed_baseline_ships_with_the_wheel():
+    """Each profile's committed results/<profile>/ (tables, check.yaml, REPORT.md) maps to the folder
+    shipped_baseline reads: a profile added to results/ and not to pyproject.toml would be checked against nothing."""
+    from mlhw.experiments import BASELINES
+
+    wheel = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    shipped = {k: v for k, v in wheel["force-include"].items() if k.startswith("results/")}
+    profiles = sorted(p.name for p in (REPO / "results").iterdir() if (p / "tables").is_dir())
+    assert profiles and {"digits", "ci"} <= set(profiles)
+    expected = {}
+    for profile in profiles:
+        for part in ("tables", "check.yaml", "REPORT.md"):
+            assert (REPO / "results" / profile / part).exists()
+            expected[f"results/{profile}/{part}"] = (BASELINES / profile / part).relative_to(REPO).as_posix()
+    assert shipped == expected
+
+
 def test_without_either_file_the_error_is_one_line(workdir, monkeypatch):
     """A checkout run from another folder has no installed copy: the error stays one line, exit 2."""
     from mlhw import experiments

@@ -773,14 +773,20 @@ def _say_verdict(baseline, tables, folder: Path, committed: Path, overrides) -> 
         err.print(f"not checked against a baseline: {why}", highlight=False, soft_wrap=True)
         return False
     from mlhw.check import to_rich, verdict
+    from mlhw.experiments import BASELINES
 
+    was, full = f"the baseline that was in {committed}", folder == committed  # (else a partial report's folder)
+    shipped = baseline.folder.parent == BASELINES
+    if shipped:  # no results/<profile>/ here: the one shipped with mlhw, named as such
+        committed = baseline.folder
+        was = f"the baseline shipped with mlhw ({committed})"
     result = verdict(baseline, {t.name: t.numeric for t in tables})
     drifted = not result.passed
     # the rows, their numbers and tolerances: the log of a failed CI job named the row alone, and `mlhw check` after
     # it compares with these new results (it passes): `git diff` was the only way
     if drifted:
         err.print(to_rich(result, all_option=False))  # (no --all here: the title named `check`'s)
-    err.print(f"against the baseline that was in {committed}: {result.summary()}", highlight=False, soft_wrap=True)
+    err.print(f"against {was}: {result.summary()}", highlight=False, soft_wrap=True)
     if drifted and folder == committed:  # it holds this reproduction now: version control has the old one
         err.print(
             f"[red]not reproduced[/]: {committed} now holds these results; `{_git_diff(committed)}` shows what "
@@ -789,6 +795,15 @@ def _say_verdict(baseline, tables, folder: Path, committed: Path, overrides) -> 
         )
     elif drifted:
         err.print(f"[red]not reproduced[/]: {folder} differs from {committed} (exit 1)", soft_wrap=True)
+    if shipped and full and baseline.policy_file is not None:  # the folder's next checks: gated as the shipped one
+        from mlhw.report import carry_policy
+
+        if carry_policy(baseline.policy_file, folder):
+            err.print(
+                f"{folder}/{baseline.policy_file.name}: the shipped baseline's tolerances, copied for the next checks",
+                highlight=False,
+                soft_wrap=True,
+            )
     return drifted
 
 

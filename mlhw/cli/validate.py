@@ -64,7 +64,7 @@ def validate(
     # the committed results this reproduction is checked against, read now: a broken check.yaml or table stops it
     # before --jobs N's workers start (2.5 s to the error on the 2-core CPU instead of 6.7 s)
     restore_report(profile_folder(results_dir, profile), dry_run)
-    committed = _committed(profile_folder(results_dir, profile), sets)
+    committed = _committed(profile_folder(results_dir, profile), sets, file, profile)
     if (
         on_work is not None
         and not dry_run
@@ -281,11 +281,16 @@ def restore_report(folder, dry_run=False) -> None:
     )
 
 
-def _committed(folder, overrides):
+def _committed(folder, overrides, file, profile):
     """The profile's committed results, read before this reproduction replaces them (None: no baseline; --set
-    `overrides` change the runs: nothing to compare with). CheckConfigError (exit 2), naming the file, before any
-    run exists."""
-    if overrides or not (folder / TABLES).is_dir():
+    `overrides` change the runs: nothing to compare with); where the folder has none, and the experiments file is the
+    one installed with mlhw, the baseline shipped beside it (experiments.shipped_baseline). CheckConfigError (exit 2),
+    naming the file, before any run exists."""
+    from mlhw.experiments import shipped_baseline
+
+    if overrides:
+        return None
+    if not (folder / TABLES).is_dir() and (folder := shipped_baseline(file, profile)) is None:
         return None
     from mlhw.check import load_baseline  # pandas: only where there is a baseline to read
 
