@@ -176,8 +176,13 @@ def test_reproduce_and_tables_take_the_variables_experiment(env, monkeypatch):
     assert {r.data.tags.get("mlhw.kind") for r in course} == {"suite", "svm_soft"} and len(course) == 2, course
     assert runs_of(uri, "mlhw")[1] == []
     assert "experiment `course`" in (env / "results" / "tiny" / "REPORT.md").read_text()
+    # a reproduction's and a tables' output end as a single command's: where the runs are, and how to browse them
+    # (the experiment in full: a shell without the variable opens it too)
+    browse = ["mlhw", "ui", "--tracking-uri", uri, "--experiment", "course"]
+    assert res.stdout.splitlines()[-1].startswith(f"tracking: {uri} (experiment 'course'); ") and ui_hint(res) == browse
     res = invoke("tables", "--profile", "tiny", "--tracking-uri", uri)
     assert res.exit_code == 0, res.output
+    assert ui_hint(res) == browse
     monkeypatch.delenv(NAME)
     res = invoke("tables", "--profile", "tiny", "--tracking-uri", uri)
     assert_one_line_error(res, "error: --experiment mlhw: no such experiment", "(experiments there: Default, course)")

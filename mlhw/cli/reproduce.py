@@ -1073,7 +1073,7 @@ def reproduce(
             tables, path, unsound, found = compiled
             lost = None
             try:
-                print_tables(tables, profile, path, found)
+                print_tables(tables, profile, path, found, store)
             except StdoutFailed as e:  # a full disk under `> file`: the verdict (stderr) is still said, then this
                 lost = e
             drifted = _say_verdict(baseline, tables, path.parent, committed, plan.overrides)

@@ -14,6 +14,7 @@ from mlhw.cli.common import (
     handles_errors,
     is_terminal,
     out,
+    tracking_hint,
 )
 from mlhw.layout import profile_folder, table_file
 
@@ -27,9 +28,10 @@ EXAMPLES = examples(
 )
 
 
-def print_tables(tables, profile, path, findings=None) -> None:
+def print_tables(tables, profile, path, findings=None, store=None) -> None:
     """Each table on stdout (the theory checks as a count: the report holds their rows), the report's answers to
-    the assignment's questions (`findings`: panels on a terminal, plain text in a pipe), then where the report is."""
+    the assignment's questions (`findings`: panels on a terminal, plain text in a pipe), then where the report is
+    and, as each single command ends, where its runs are and the command that browses them (`store`)."""
     from mlhw.tables import to_rich
 
     for t in tables:
@@ -49,6 +51,8 @@ def print_tables(tables, profile, path, findings=None) -> None:
         else:  # a log: plain lines, no boxes
             out.print(F.to_text(findings), highlight=False, markup=False, soft_wrap=True, end="")
     out.print(f"report: {path}")
+    if store is not None:  # (a reproduction's log named the report alone: which store, which experiment?)
+        out.print(tracking_hint(store), highlight=False, soft_wrap=True)
 
 
 # the folder as the options name it: "results/<profile>/" read as a placeholder, and was wrong under --results-dir.
@@ -91,7 +95,7 @@ def tables(
     try:
         tables_, path, _, found = write_report(scope, store, results_dir, stamp=stamp_keys(scope))
         written = True
-        print_tables(tables_, profile, path, found)
+        print_tables(tables_, profile, path, found, store)
     except KeyboardInterrupt as stop:
         if written or getattr(stop, "replaced", None):  # (it said "as it was, or replaced whole": which?)
             stop.stopped = f"it starts no run; {profile_folder(results_dir, profile)}/ is written anew, whole"
