@@ -4,6 +4,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from helpers import assert_one_line_error, invoke, light_spec, runs_of
 
@@ -124,6 +125,18 @@ def test_every_committed_baseline_ships_with_the_wheel():
             assert (REPO / "results" / profile / part).exists()
             expected[f"results/{profile}/{part}"] = (BASELINES / profile / part).relative_to(REPO).as_posix()
     assert shipped == expected
+
+
+def test_the_source_distribution_holds_what_git_tracks_and_no_more():
+    """hatch put every file git does not ignore into the sdist: a checkout's local folders (a GPU bundle, a copy of
+    MNIST, excluded in .git/info/exclude) made it 29.6 MB. Its list is the tracked top-level entries, each of them."""
+    sdist = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["sdist"]
+    try:
+        tracked = _git(REPO, "ls-files").splitlines()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout (an unpacked sdist): nothing to compare the list with")
+    top = {path.split("/")[0] for path in tracked} - {".gitignore"}  # (hatch adds .gitignore itself)
+    assert sorted(sdist["only-include"]) == sorted(top)
 
 
 def test_without_either_file_the_error_is_one_line(workdir, monkeypatch):
