@@ -93,6 +93,7 @@ class Scope:
     only: list[str] = field(default_factory=list)
     description: str = ""
     expected: list[str] = field(default_factory=list)  # the profile's suites: those missing are named
+    notes: list[str] = field(default_factory=list)  # what the reader should know of the runs chosen (stderr)
 
     @property
     def partial(self) -> bool:
@@ -1038,15 +1039,17 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
         parents, key=lambda r: stamp_seconds(r.data.tags.get(COMPILED_TAG)) or r.info.start_time / 1000, default=None
     )
     expected = json.loads(latest.data.tags.get(PROFILE_SUITES_TAG, "[]")) if latest else []
-    entries, descriptions, seen, about = [], {}, set(), ""
+    entries, descriptions, about = [], {}, ""
+    candidates: dict[str, list] = {}  # suite -> its parents, newest first
     for run in parents:
         suite = run.data.tags.get("mlhw.suite")
-        if suite in seen or (expected and suite not in expected) or (suites and suite not in suites):
-            continue
-        seen.add(suite)
+        if not ((expected and suite not in expected) or (suites and suite not in suites)):
+            candidates.setdefault(suite, []).append(run)
+    chosen, older, other = _this_code(store, candidates)
+    for suite, (run, planned) in chosen.items():
         descriptions[suite] = run.data.tags.get("mlflow.note.content", "").split("\n\n")[0]  # not the shared-runs note
         about = about or run.data.tags.get(PROFILE_DESCRIPTION_TAG, "")
-        entries += [Entry(**e) for e in json.loads(store.download_text(run.info.run_id, "plan.json"))]
+        entries += planned
     # in the profile's order, as `reproduce` has them (the parents came newest first): an added suite's table,
     # figure and settings line are placed by it, and `mlhw tables` wrote them in another order than `reproduce`
     rank = {s: i for i, s in enumerate(expected)}
@@ -1059,7 +1062,67 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
             f"--profile {profile}: no finished reproduction of this profile in {store.uri} "
             f"(experiment {store.experiment_name!r}; profiles there: {', '.join(there) or 'none'}); {way}"
         )
-    return Scope(profile, entries, descriptions, description=about, expected=expected)
+    notes = []
+    if older:  # an older mlhw run after this one (another clone on a shared store, a checkout of an old commit)
+        notes.append(
+            f"{_suites_by(older, rank)}: the store's newest reproduction of these ran other code than this mlhw's; "
+            "the newest that ran this code is taken, as `mlhw reproduce` reports it"
+        )
+    if other:
+        notes.append(
+            f"{_suites_by(other, rank)}: no reproduction in the store ran this mlhw's code; the newest is taken, of "
+            f"other code (`mlhw reproduce --profile {profile}` runs this code's)"
+        )
+    return Scope(profile, entries, descriptions, description=about, expected=expected, notes=notes)
+
+
+def _planned(store: Store, parent) -> list[Entry]:
+    """A suite parent's planned runs (its plan.json)."""
+    return [Entry(**e) for e in json.loads(store.download_text(parent.info.run_id, "plan.json"))]
+
+
+def _this_code(store: Store, candidates: dict[str, list]) -> tuple[dict, dict, dict]:
+    """Each suite's parent for a report from the store: the newest whose runs this mlhw's code computed (tag
+    mlhw.code_digest), else the newest. Identities include the code, so an older mlhw run after this one on a shared
+    store made parents of other runs: `mlhw tables` rebuilt results/<profile>/ from them in silence, and `mlhw check`
+    failed on a 'drift' of an old draw of the test subset, where `mlhw reproduce` found this code's runs up to date.
+    Returns suite -> (its parent, its planned runs), and the suites whose newest parent ran other code, by the commit
+    that made it: those that found this code's in an older parent, and those that did not."""
+    from mlhw.config import code_digest
+
+    settled = by_identity(store) if candidates else {}
+    chosen, older, other = {}, {}, {}
+    for suite, runs in candidates.items():
+        planned, mine = {}, None
+        for run in runs:  # newest first: the newest of this code's ends the search (one plan read, as a rule)
+            planned[run.info.run_id] = _planned(store, run)
+            if not _other_code(planned[run.info.run_id], settled, code_digest):
+                mine = run
+                break
+        pick = mine or runs[0]
+        chosen[suite] = (pick, planned[pick.info.run_id])
+        if mine is not runs[0]:
+            commit = runs[0].data.tags.get("mlflow.source.git.commit", "")[:7] or "unknown"
+            (older if mine else other).setdefault(commit, []).append(suite)
+    return chosen, older, other
+
+
+def _other_code(entries: list[Entry], settled: dict, code_digest) -> bool:
+    """Whether a finished run of these entries was computed by other code than this mlhw's: its mlhw.code_digest
+    differs (or is absent: runs from before mlhw tagged it). Unknown where this mlhw cannot tell its own digest."""
+    for e in entries:
+        here = code_digest(str(e.config.get("kind", "")))
+        found = settled.get(e.identity)
+        if here and found is not None and found.status == "FINISHED":
+            if found.run.data.tags.get("mlhw.code_digest") != here:
+                return True
+    return False
+
+
+def _suites_by(by_commit: dict[str, list[str]], rank: dict[str, int]) -> str:
+    """'mlp_lr_sweep, theory (made by git commit 91682ec)', the suites in the profile's order."""
+    order = lambda s: rank.get(s, len(rank))  # noqa: E731
+    return "; ".join(f"{', '.join(sorted(s, key=order))} (made by git commit {c})" for c, s in by_commit.items())
 
 
 def _way_on(profile: str, parents: list) -> str:

@@ -25,7 +25,10 @@ def current_tables(store, profile: str) -> tuple[dict, list[str]]:
     from mlhw.check import self_check_failures
     from mlhw.report import build_tables, collect, scope_from_store
 
-    done, _ = collect(scope_from_store(store, profile), store)
+    scope = scope_from_store(store, profile)
+    for note in scope.notes:  # which reproduction it checks, where the newest ran other code
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    done, _ = collect(scope, store)
     return {t.name: t.numeric for t in build_tables(done, store)}, self_check_failures(done)
 
 

@@ -10,6 +10,7 @@ from mlhw.cli.common import (
     ResultsDir,
     StdoutFailed,
     TrackingUri,
+    err,
     examples,
     handles_errors,
     is_terminal,
@@ -71,7 +72,8 @@ def tables(
     results_dir: ResultsDir = "results",
 ):
     """Rebuild a profile's tables, figures and REPORT.md from the tracking store alone (runs nothing, reads
-    no dataset): the newest full reproduction of the profile, as its suite parent runs record it.
+    no dataset): the newest full reproduction of the profile that ran this mlhw's code (else the newest, said), as
+    its suite parent runs record it.
 
     Tables: mlp_lr_sweep, mlp_full, sgd_vs_adam, adam_lr, batchnorm_dropout, svm, theory, and one named after
     each suite added to experiments.yaml; each as Markdown, CSV and LaTeX under results/<profile>/tables/, with
@@ -88,6 +90,8 @@ def tables(
     restore_report(profile_folder(results_dir, profile))
     store = Store(tracking_uri, experiment, read_only=True)
     scope = scope_from_store(store, profile)
+    for note in scope.notes:  # which reproduction it took, where the newest ran other code
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
     from mlhw.plan import stamp_keys
 
     # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
