@@ -134,23 +134,27 @@ def mark_dead(store: Store, workers: set[str], reason: str) -> int:
     return n
 
 
-def end_stale_runs(store: Store, stale_after: float = STALE_SECONDS, spare_running_here: bool = False) -> None:
+def end_stale_runs(store: Store, stale_after: float = STALE_SECONDS, spare_running_here: bool = False) -> list[str]:
     """Runs still RUNNING whose process is gone or whose heartbeat stopped belong to dead processes: mark them
     FAILED (end_stale). Only mlhw's runs (every one has mlhw tags from its creation): a run another program logs to
     the experiment has no heartbeat to read. Every command that makes runs does this first: a single command's run
     that a lost server (or a SIGKILL) left RUNNING stayed so for ever, where no `reproduce` used its experiment.
     `spare_running_here` (a single command, which trains nothing in their place): not a run whose process this
     machine knows to be still running (suspended by Ctrl-Z, stalled: its heartbeat stale, not dead); a reproduce ends
-    it to train its config again."""
+    it to train its config again. Returns why each run it ended was ended ('process gone', 'stale heartbeat'): the
+    commands say it (nine runs of a killed older reproduction were marked FAILED under `up to date: 12 runs` alone)."""
+    ended = []
     for run in store.search("attributes.status = 'RUNNING'"):  # also those a FINISHED run of theirs hides
         if any(key.startswith("mlhw.") for key in run.data.tags) and not alive(run, stale_after):
             if spare_running_here and process_alive(run.data.tags.get(PROCESS_TAG)):
                 continue
-            end_stale(store, run)
+            if reason := end_stale(store, run):
+                ended.append(reason)
+    return ended
 
 
-def end_stale(store: Store, run) -> None:
+def end_stale(store: Store, run) -> str | None:
     """A RUNNING run whose process is gone (known so on its machine, or its heartbeat stale). Mark it so the UI
-    says so, and why."""
-    gone = process_gone(run.data.tags.get(PROCESS_TAG))
-    store.end_dead(run.info.run_id, "FAILED", "process gone" if gone else "stale heartbeat")
+    says so, and why; the reason, or None where it could not be marked."""
+    reason = "process gone" if process_gone(run.data.tags.get(PROCESS_TAG)) else "stale heartbeat"
+    return reason if store.end_dead(run.info.run_id, "FAILED", reason) else None

@@ -147,10 +147,11 @@ def make_plan(
     return Plan(profile, entries, dict(descriptions or {}), list(overrides), list(only))
 
 
-def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> None:
+def end_stale_runs(plan: Plan, store: Store, stale_after: float) -> list[str]:
     """Runs still RUNNING whose process is gone or whose heartbeat stopped belong to dead processes: mark them
-    FAILED before rerunning, the suite parent runs of a reproduction that was killed too (claims.end_stale_runs)."""
-    claims.end_stale_runs(store, stale_after)
+    FAILED before rerunning, the suite parent runs of a reproduction that was killed too (claims.end_stale_runs).
+    Returns why each was ended."""
+    return claims.end_stale_runs(store, stale_after)
 
 
 def member_tags(plan: Plan, p: Planned, before: dict[str, str] | None = None) -> dict[str, str]:

@@ -17,6 +17,7 @@ from helpers import (
     free_port,
     invoke,
     light_spec,
+    reproduce_tiny,
     runs_of,
     server_gone,
 )
@@ -1282,6 +1283,11 @@ def test_a_single_command_spares_a_run_whose_process_still_runs_here(workdir):
         assert client.get_run(runs["suspended"]).info.status == "RUNNING"
         assert "mlhw.dead" not in client.get_run(runs["suspended"]).data.tags
         assert client.get_run(runs["gone"]).info.status == "FAILED"
+        # and says so (it was ended without a word): the one it ended, and why
+        ended = "ended 1 run left RUNNING by a process that is gone or silent: FAILED, tag mlhw.dead says why"
+        assert f"{ended} (1 process gone)" in res.stderr, res.stderr
+        res = invoke("theory", "--tracking-uri", uri)
+        assert res.exit_code == 0 and "ended" not in res.stderr, res.output  # nothing left to end: nothing said
     finally:
         suspended.kill()
         suspended.wait()
@@ -1322,3 +1328,23 @@ def test_a_single_command_leaves_another_machines_run_until_its_heartbeat_is_lon
     assert invoke("theory", "--tracking-uri", uri).exit_code == 0
     status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
     assert status == {"late": "RUNNING", "long late": "FAILED", "gone here": "FAILED"}
+
+
+def test_an_up_to_date_reproduce_says_the_runs_it_ended(workdir):
+    """An older reproduction killed on the same store left runs RUNNING: the next reproduce, with nothing to train,
+    marked them FAILED under `up to date: 12 runs` alone; the UI then showed failed runs no command had named."""
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    assert reproduce_tiny(workdir).exit_code == 0
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    client, _ = runs_of(uri)
+    experiment = client.get_experiment_by_name("mlhw").experiment_id
+    stale = utc_stamp(time.time() - 3600)
+    ids = [
+        client.create_run(experiment, run_name=f"killed {i}", tags={"mlhw.kind": "mlp", HEARTBEAT_TAG: stale})
+        for i in range(2)
+    ]
+    res = reproduce_tiny(workdir)
+    assert res.exit_code == 0, res.output
+    ended = "ended 2 runs left RUNNING by a process that is gone or silent: FAILED, tag mlhw.dead says why"
+    assert f"{ended} (2 stale heartbeat)" in res.stderr and "up to date: 5 runs" in res.stderr, res.stderr
+    assert {client.get_run(r.info.run_id).info.status for r in ids} == {"FAILED"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import errno
 import functools
@@ -56,6 +57,19 @@ DATA, MODEL, TRAIN, TRACK, OUTPUT = "Data", "Model", "Training", "Tracking", "Ou
 def n_runs(n: int) -> str:
     """'1 run', '3 runs'."""
     return f"{n} run" + "s" * (n != 1)
+
+
+def say_ended(reasons: list[str]) -> None:
+    """Runs a dead process left RUNNING, ended FAILED by this command (claims.end_stale_runs), on stderr: they were
+    ended without a word, and the MLflow UI then showed FAILED runs that no command had said it failed."""
+    if reasons:
+        why = ", ".join(f"{n} {r}" for r, n in sorted(collections.Counter(reasons).items()))
+        err.print(
+            f"ended {n_runs(len(reasons))} left RUNNING by a process that is gone or silent: FAILED, tag mlhw.dead "
+            f"says why ({why})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 # the profiles of the shipped experiments.yaml, as --profile's help names them (a test keeps them equal): read from
@@ -231,7 +245,7 @@ def prepare(
     # what a lost server or a SIGKILL left RUNNING (this command's own run as well, run again); not a run of a process
     # still running here, suspended or stalled: this command does not train it again, and ended it FAILED for nothing;
     # nor one of another machine whose heartbeat is late by less than SINGLE_COMMAND_STALE_SECONDS
-    end_stale_runs(store, SINGLE_COMMAND_STALE_SECONDS, spare_running_here=True)
+    say_ended(end_stale_runs(store, SINGLE_COMMAND_STALE_SECONDS, spare_running_here=True))
 
     tags = {"mlhw.part": part, "mlhw.parts": part}
     return source, store, Job(cfg, ident, name, tags, PART_DESCRIPTIONS.get(part, ""), command)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from mlhw.cli.common import err, n_runs
+from mlhw.cli.common import err, n_runs, say_ended
 
 TAKE_OVER_ROUNDS = 3  # a run taken over may be claimed again by a third reproduce, whose owner may stop in turn
 
@@ -24,7 +24,7 @@ def orphaned(plan, store, identities: list[str], settings, take: bool = True):
 
     while True:
         # a dead owner's RUNNING runs: FAILED, as the next reproduce would mark them
-        end_stale_runs(plan, store, settings.stale_after)
+        say_ended(end_stale_runs(plan, store, settings.stale_after))
         settled = by_identity(store, settings.stale_after)
         # one a third reproduce took over since (it saw the owner stop first) is its to train: wait for it again. Left
         # out of `left` and not waited for, the report was compiled at once, that run 'missing' from it

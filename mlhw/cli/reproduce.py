@@ -30,6 +30,7 @@ from mlhw.cli.common import (
     n_runs,
     out,
     progress,
+    say_ended,
     subfolder_hint,
 )
 from mlhw.cli.tables import print_tables
@@ -88,7 +89,7 @@ def _run(
     from mlhw.plan import adopt, drop_empty_parents, end_stale_runs, ended_parents
 
     check_terminated()  # before the suite parents exist: a SIGTERM swallowed during the checks ends it here
-    end_stale_runs(plan, store, settings.stale_after)
+    say_ended(end_stale_runs(plan, store, settings.stale_after))
     with contextlib.ExitStack() as stack:
         parents = _suite_parents(stack, plan, store)
         ended = ended_parents(store)
@@ -1004,7 +1005,7 @@ def reproduce(
         if changed == []:
             from mlhw.plan import end_stale_runs
 
-            end_stale_runs(plan, store, settings.stale_after)  # a killed reproduction's runs: RUNNING for ever
+            say_ended(end_stale_runs(plan, store, settings.stale_after))  # a killed reproduction's: RUNNING for ever
             # (another plan's newer parents, of a second file with this profile's name, are no reason to compile)
             unfinished = [s for s in plan.suites if s not in _finished_parents(plan, store, newest_only=False)]
             if not unfinished:
