@@ -138,6 +138,7 @@ def record(entry: Entry, run, store: Store) -> dict:
     )
     out["diverged"] = 0.0 if out["diverged_epoch"] is None else 1.0
     out["device"] = tags.get("mlhw.device")
+    out["commit"] = tags.get("mlflow.source.git.commit")  # the mlhw that made it (another than the report's: said)
     out["cpu_threads"] = tags.get(CPU_THREADS_TAG)  # a CPU-trained MLP or AlexNet run's torch threads
     out["sizes"] = json.loads(tags["mlhw.dataset_sizes"]) if "mlhw.dataset_sizes" in tags else None
     out["dataset_files"] = tags.get("mlhw.dataset_files")  # official or not (mlhw.data.OFFICIAL); None: not known
@@ -704,7 +705,7 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     lines += [
         "## Environment",
         "",
-        f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`",
+        f"- mlhw {mlhw.__version__}, git commit `{git_commit() or 'unknown'}`" + made_by(records.values()),
         f"- Python {platform.python_version()}, mlflow {mlflow.__version__}",
         f"- device: {device}; machine: {_p.machine()}, {_p.processor() or _p.system()}",
         *threads_line(records.values()),
@@ -731,6 +732,20 @@ def report_text(scope: Scope, store: Store, tables, figures, done, missing, devi
     if missing:
         lines += ["", missing_sentence(missing)]
     return "\n".join(lines) + "\n"
+
+
+def made_by(records) -> str:
+    """The commits of mlhw that made the runs, where any is not the one compiling the report (runs reused from an
+    older checkout on the same store, or a classmate's clone on a shared server): the Environment named the
+    compiling commit alone, as if it had made every run. '' where they all are (or none says)."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.get("commit"):
+            counts[r["commit"]] = counts.get(r["commit"], 0) + 1
+    if not counts or set(counts) == {git_commit()}:
+        return ""
+    each = ", ".join(f"`{c}` ({n} run{'s' * (n != 1)})" for c, n in sorted(counts.items(), key=lambda x: -x[1]))
+    return f" (compiling the report); the runs were made by git commit {each}"
 
 
 def threads_line(records) -> list[str]:

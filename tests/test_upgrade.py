@@ -67,3 +67,26 @@ def test_with_only_other_codes_reproductions_the_newest_is_taken_and_said(workdi
         res.stderr,
         re.M,
     ), res.stderr
+
+
+def test_the_reports_environment_names_the_commits_that_made_its_runs(workdir, monkeypatch):
+    """Runs reused from an older checkout's reproduction on the same store: REPORT.md's Environment named the commit
+    that compiled it alone, as if that commit had made every run."""
+    from mlhw import lifecycle
+
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(light_spec()))
+    real = lifecycle.git_commit()
+    with monkeypatch.context() as m:  # an older checkout of the same core code: its runs are this code's, reused
+        m.setattr(lifecycle, "git_commit", lambda: "0" * 40)
+        assert reproduce_tiny(workdir).exit_code == 0
+    folder = workdir / "results" / "tiny"
+    (folder / "REPORT.md").unlink()  # (compiled again by this commit)
+    res = reproduce_tiny(workdir)
+    assert res.exit_code == 0 and "ran 0 of 0 runs" in res.stderr, res.output  # (reused, none trained)
+    line = next(x for x in (folder / "REPORT.md").read_text().splitlines() if x.startswith("- mlhw "))
+    assert line.endswith(f"git commit `{real or 'unknown'}` (compiling the report); the runs were made by git commit "
+                         f"`{'0' * 40}` (5 runs)"), line  # fmt: skip
+    # the runs of the compiling commit: nothing added
+    res = reproduce_tiny(workdir, "--force")
+    line = next(x for x in (folder / "REPORT.md").read_text().splitlines() if x.startswith("- mlhw "))
+    assert res.exit_code == 0 and line.endswith(f"git commit `{real or 'unknown'}`"), line
