@@ -452,8 +452,10 @@ def test_a_store_that_failed_mid_reproduction_writes_no_half_report(server, proj
     results/<profile>/ with one of half the runs (those not started missing), and each call before it cost MLflow's
     retries. A store that failed a unit is not asked for a report: the command ends with the store's one line."""
     from helpers import server_gone
+    from mlflow import MlflowClient
 
     from mlhw import executors
+    from mlhw.lifecycle import PROCESS_TAG, process_id
 
     experiment = f"halfway-{uuid.uuid4().hex[:8]}"
     real, units = executors.claimer, []
@@ -479,10 +481,21 @@ def test_a_store_that_failed_mid_reproduction_writes_no_half_report(server, proj
     )
     assert "compiling the report" not in res.stderr
     assert not (project / "results").exists()
-    # the store answers: it resumes, and the report is whole. The run left RUNNING names this test's process, which
-    # lives (a real next reproduce is another process, and ends it at once): taken as dead once its heartbeat is
-    # --stale-after's least, 15 s, old, not the default 60 s this test waited
-    res = runner.invoke(app, args(server, experiment, "--stale-after", 15))
+    # the store answers: it resumes, and the report is whole. The runs left RUNNING name this test's process, which
+    # lives on, where a real next reproduce is another process, started after the failed one ended, and ends them at
+    # once: they are given the tag of a process that has ended (--stale-after 15, its least, waited 15 s here)
+    gone = subprocess.Popen(["sleep", "60"])
+    ended = process_id(gone.pid)
+    gone.kill()
+    gone.wait()
+    client = MlflowClient(server)
+    left = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "attributes.status = 'RUNNING'"
+    )
+    assert left and ended, left  # (Linux: /proc tells a process's start)
+    for run in left:
+        client.set_tag(run.info.run_id, PROCESS_TAG, ended)
+    res = runner.invoke(app, args(server, experiment))
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (project / "results" / "small" / "tables").glob("*.csv")) == [
         "mlp_lr_sweep.csv", "sgd_vs_adam.csv", "svm.csv"
