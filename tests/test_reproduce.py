@@ -925,12 +925,17 @@ def test_sigterm_kills_the_active_run_and_the_next_reproduce_resumes(light):
 
 def start_long_training(workdir, db: str = "mlflow.db", hangup=signal.SIG_DFL) -> subprocess.Popen:
     """`mlhw mlp train` of 100,000 epochs into workdir/db, to be stopped by a signal. `hangup`: how it starts with
-    SIGHUP, nohup's SIG_IGN or the system's default (not this test process's: `nohup pytest` ignores it)."""
+    SIGHUP, nohup's SIG_IGN or the system's default (not this test process's: `nohup pytest` ignores it). Its
+    metrics are sent every 0.2 s, not every lifecycle.FLUSH_SECONDS (5 s): the tests wait for the first ones."""
+    launcher = (
+        "import sys; from mlhw import lifecycle; lifecycle.FLUSH_SECONDS = 0.2; "
+        "from mlhw.cli import main; sys.argv[0] = 'mlhw'; main()"
+    )
     return subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "mlhw",
+            "-c",
+            launcher,
             "mlp",
             "train",
             "--epochs",
