@@ -18,6 +18,7 @@ from scale_common import args, finished_per_hash, mlhw_process, wait_for_running
 from typer.testing import CliRunner
 
 from mlhw.cli import app
+from mlhw.store import sqlite_client
 
 runner = CliRunner()
 
@@ -32,7 +33,9 @@ def test_sigkilled_pool_worker_is_marked_and_rerun(project):
     use the server): the parent marks the dead worker's runs KILLED, and the next reproduce reruns them."""
     server = f"sqlite:///{project}/mlflow.db"
     exp = f"poolkill-{uuid.uuid4().hex[:6]}"
-    runs_of(server, exp)  # the database exists before the test polls it: MLflow races when two processes create one
+    # the database exists before the test polls it (MLflow races when two processes create one): as mlhw makes a
+    # store, a copy of its empty template (an MlflowClient ran MLflow's migrations, 1.5-3 s)
+    sqlite_client(server)
     proc = mlhw_process(project, *args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=4"))
     victim_id, worker = wait_for_running(project / "mlflow.db", exp, proc)
     pid = int(worker.rsplit(":", 1)[1])
@@ -43,7 +46,8 @@ def test_sigkilled_pool_worker_is_marked_and_rerun(project):
     client, _ = runs_of(server, exp)
     killed = client.get_run(victim_id)
     assert killed.info.status == "KILLED" and killed.data.tags["mlhw.dead"] == "worker process died"
-    res = runner.invoke(app, args(server, exp, "--jobs", 2, "--only", "cnn_optimizers", "--set", "epochs=4"))
+    # in this process (the plan and the rerun are the parent's; a second pool's start-up, ~4 s, checks nothing more)
+    res = runner.invoke(app, args(server, exp, "--jobs", 1, "--only", "cnn_optimizers", "--set", "epochs=4"))
     assert res.exit_code == 0, res.output
     assert re.search(r"[12] killed", res.stderr)  # the pool ends its other worker too when one dies
     _, runs = runs_of(server, exp)
@@ -435,7 +439,7 @@ def test_a_dead_lane_fails_only_what_no_other_lane_can_run(project):
     configs."""
     uri = f"sqlite:///{project}/mlflow.db"
     exp = f"lanekill-{uuid.uuid4().hex[:6]}"
-    runs_of(uri, exp)  # the database exists before the test polls it
+    sqlite_client(uri)  # the database exists before the test polls it (a copy of mlhw's template, no migrations)
     launcher = (
         "import sys, test_pool; from mlhw import executors; executors.plan_lanes = test_pool.two_lanes; "
         "from mlhw.cli import app; sys.argv[0] = 'mlhw'; app()"
