@@ -179,7 +179,7 @@ def commit_of(package: Path) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    lines = out.stdout.split()
+    lines = out.stdout.splitlines()  # (not split(): a checkout under `My Projects/` gave no commit at all)
     if out.returncode != 0 or len(lines) != 2:
         return None
     return lines[1] if Path(lines[0]).resolve() == package.resolve().parent else None

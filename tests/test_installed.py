@@ -182,6 +182,18 @@ def test_an_install_inside_another_repository_records_no_commit_of_it(tmp_path, 
         lifecycle.git_commit.cache_clear()
 
 
+def test_a_checkout_under_a_folder_named_with_a_space_has_its_commit(tmp_path):
+    """The toplevel and HEAD that git printed were split on any white space: a checkout under `My Projects/` made
+    more than two words, and every run and REPORT.md said no commit (`unknown`), where `git rev-parse HEAD` had one."""
+    from mlhw.lifecycle import commit_of
+
+    checkout = tmp_path / "My Projects" / "mlhw"
+    (checkout / "mlhw").mkdir(parents=True)
+    _git(checkout, "init", "-q")
+    _git(checkout, "commit", "-q", "--allow-empty", "-m", "mlhw")
+    assert commit_of(checkout / "mlhw") == _git(checkout, "rev-parse", "HEAD")
+
+
 def test_checks_hints_name_the_installed_copys_profiles(workdir, monkeypatch):
     """A misspelt profile in a folder without experiments.yaml: check and tables took their hint from
     ./experiments.yaml alone, so an installed user was told to run from the project folder, not which profiles exist."""
