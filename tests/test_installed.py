@@ -110,6 +110,46 @@ def test_a_first_reproduction_of_the_installed_file_is_checked_against_the_shipp
     assert "not checked against a baseline" in res.stderr and "shipped" not in res.stderr, res.stderr
 
 
+def shipped_baseline_of_a_first_reproduction(workdir, monkeypatch) -> tuple[Path, str]:
+    """The installed copy, and the baseline shipped beside it made of a first reproduction's results; the store."""
+    import shutil
+
+    installed = installed_copy(workdir, monkeypatch)
+    first = workdir / "first"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    assert invoke("reproduce", "--profile", "tiny").exit_code == 0
+    shipped = installed.parent / "baselines" / "tiny"
+    shutil.copytree(first / "results" / "tiny" / "tables", shipped / "tables")
+    shutil.copy(first / "results" / "tiny" / "REPORT.md", shipped / "REPORT.md")
+    (shipped / "check.yaml").write_text("k: 3\nmetrics:\n  default: {absolute_floor: 0.02}\n")
+    return shipped, f"sqlite:///{first}/mlflow.db"
+
+
+def test_a_stop_after_a_first_report_names_the_shipped_baseline_it_was_not_checked_against(workdir, monkeypatch):
+    """Ctrl-C once a first reproduction's report is in place, before its verdict against the baseline shipped with
+    mlhw: it said the report `was not checked against the results it replaced` and gave `git diff results/tiny/tables`
+    to see what moved, in a folder that held no results (and no git checkout)."""
+    import mlhw.report
+
+    shipped, uri = shipped_baseline_of_a_first_reproduction(workdir, monkeypatch)
+    here = workdir / "new"
+    here.mkdir()
+    monkeypatch.chdir(here)
+
+    def stop(*a, **kw):  # Ctrl-C while the suite parents are given the report, after its folder's swap
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlhw.report, "report_in_run", stop)
+    res = invoke("reproduce", "--profile", "tiny", "--tracking-uri", uri)  # (nothing trains: the store has it all)
+    assert res.exit_code == 130, res.output
+    said = " ".join(res.stderr.split())
+    assert "check passed" not in said and "check FAILED" not in said, said  # the verdict was never said
+    assert "results it replaced" not in said and "git diff" not in said, said
+    assert f"results/tiny/ was already written anew, whole, and was not checked against the baseline shipped with " \
+        f"mlhw ({shipped})" in said, said  # fmt: skip
+
+
 def test_every_committed_baseline_ships_with_the_wheel():
     """Each profile's committed results/<profile>/ (tables, check.yaml, REPORT.md) maps to the folder
     shipped_baseline reads: a profile added to results/ and not to pyproject.toml would be checked against nothing."""

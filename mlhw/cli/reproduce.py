@@ -817,14 +817,20 @@ def _git_diff(committed: Path) -> str:
     return shlex.join(["git", "diff", f"{committed}/tables"])
 
 
-def _stopped_after_report(folder, committed, checked: bool) -> str:
+def _stopped_after_report(folder, committed, baseline) -> str:
     """What a signal that came once the report was in place, before its verdict was said, left: the folder is the new
     report, and the results it replaced were never compared with it. It said "the next `mlhw reproduce` resumes",
     which then found the report up to date (or checked it against itself) and exited 0: a drift from the committed
-    baseline, which this reproduction would have failed with exit 1, was never said."""
+    baseline, which this reproduction would have failed with exit 1, was never said. The baseline shipped with mlhw
+    (a first reproduction of the installed file) replaced nothing: it is named, with no `git diff` of a folder that
+    held no results."""
+    from mlhw.experiments import BASELINES
+
     said = f"{RUNS_KILLED}; {folder}/ was already written anew, whole"
-    if not checked:
+    if baseline is None:
         return said
+    if baseline.folder.parent == BASELINES:
+        return f"{said}, and was not checked against the baseline shipped with mlhw ({baseline.folder})"
     if folder == committed:
         return (
             f"{said}, and was not checked against the results it replaced (the next `mlhw reproduce` compares "
@@ -1080,7 +1086,7 @@ def reproduce(
             drifted = _say_verdict(baseline, tables, path.parent, committed, plan.overrides)
         except KeyboardInterrupt as stop:  # after the report was in place and before its verdict was said
             if written:
-                stop.stopped = _stopped_after_report(written[0], committed, baseline is not None)
+                stop.stopped = _stopped_after_report(written[0], committed, baseline)
             raise
         if failed:
             for unit, r in failed:
