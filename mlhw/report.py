@@ -544,9 +544,10 @@ def carry_policy(policy: Path, folder: Path) -> bool:
     it): later reports carry it over. False where it was not copied (one is there, or the folder cannot take it)."""
     from mlhw.check_policy import POLICY_FILE
 
+    final = swapped(folder)  # results/<profile> a link: the folder it points to, locked where _replace swaps it
     try:
-        with folder_lock(folder.parent):
-            target = swapped(folder) / POLICY_FILE
+        with folder_lock(final.parent):
+            target = final / POLICY_FILE
             if target.exists():
                 return False
             shutil.copyfile(policy, target)

@@ -150,6 +150,35 @@ def test_a_stop_after_a_first_report_names_the_shipped_baseline_it_was_not_check
         f"mlhw ({shipped})" in said, said  # fmt: skip
 
 
+def test_the_shipped_check_yaml_goes_into_a_linked_folder_under_the_lock_its_swaps_hold(tmp_path, monkeypatch):
+    """results/<profile> a link to another disk: the report is swapped in where it points, under the lock of that
+    folder's parent (report._replace). The shipped check.yaml was copied under the link's parent's lock, so a report
+    swapped in meanwhile by another process (`mlhw tables`) could drop it with the old folder it was copied into."""
+    import contextlib
+
+    from mlhw import report
+
+    target = tmp_path / "disk" / "tiny"
+    target.mkdir(parents=True)
+    link = tmp_path / "results" / "tiny"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    policy = tmp_path / "check.yaml"
+    policy.write_text("k: 3\n")
+    locked = []
+
+    @contextlib.contextmanager
+    def spied(folder):
+        locked.append(folder)
+        yield
+
+    monkeypatch.setattr(report, "folder_lock", spied)
+    assert report.carry_policy(policy, link)
+    assert (target / "check.yaml").read_text() == "k: 3\n"
+    assert locked == [target.resolve().parent]
+    assert not report.carry_policy(policy, link)  # one is there: not replaced
+
+
 def test_every_committed_baseline_ships_with_the_wheel():
     """Each profile's committed results/<profile>/ (tables, check.yaml, REPORT.md) maps to the folder
     shipped_baseline reads: a profile added to results/ and not to pyproject.toml would be checked against nothing."""
