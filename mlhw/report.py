@@ -1051,17 +1051,19 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     parents = [r for r in parents if r.data.tags.get(PARTIAL_TAG) != "true"]  # newest first
     # the suites of the latest report (a parent reused by a later reproduction is tagged again): one the profile
     # has since lost is not brought back from its older parent
-    latest = max(
-        parents, key=lambda r: stamp_seconds(r.data.tags.get(COMPILED_TAG)) or r.info.start_time / 1000, default=None
-    )
+    latest = max(parents, key=_compiled, default=None)
     expected = json.loads(latest.data.tags.get(PROFILE_SUITES_TAG, "[]")) if latest else []
+    settled = by_identity(store) if parents else {}
+    chosen, older, other = _this_code(store, _candidates(parents, expected, suites), settled)
+    theirs = {s for by in other.values() for s in by}
+    mine = [run for suite, (run, _) in chosen.items() if suite not in theirs]
+    if mine and _other_code(_planned(store, latest), settled):
+        # the latest report ran other code (an older checkout run again since): its suites are that code's profile's,
+        # and a suite this code's profile added was left out of the report (`mlhw check` then failed it as missing);
+        # this code's latest report names this code's
+        expected = json.loads(max(mine, key=_compiled).data.tags.get(PROFILE_SUITES_TAG, "[]"))
+        chosen, older, other = _this_code(store, _candidates(parents, expected, suites), settled)
     entries, descriptions, about = [], {}, ""
-    candidates: dict[str, list] = {}  # suite -> its parents, newest first
-    for run in parents:
-        suite = run.data.tags.get("mlhw.suite")
-        if not ((expected and suite not in expected) or (suites and suite not in suites)):
-            candidates.setdefault(suite, []).append(run)
-    chosen, older, other = _this_code(store, candidates)
     for suite, (run, planned) in chosen.items():
         descriptions[suite] = run.data.tags.get("mlflow.note.content", "").split("\n\n")[0]  # not the shared-runs note
         about = about or run.data.tags.get(PROFILE_DESCRIPTION_TAG, "")
@@ -1092,27 +1094,39 @@ def scope_from_store(store: Store, profile: str, suites: list[str] | None = None
     return Scope(profile, entries, descriptions, description=about, expected=expected, notes=notes)
 
 
+def _compiled(parent) -> float:
+    """When a report was last compiled from a suite parent (a reproduction that reused it tags it again)."""
+    return stamp_seconds(parent.data.tags.get(COMPILED_TAG)) or parent.info.start_time / 1000
+
+
+def _candidates(parents: list, expected: list[str], suites: list[str] | None) -> dict[str, list]:
+    """suite -> its parents, newest first: the suites of the profile's latest report (`expected`), of `suites`."""
+    candidates: dict[str, list] = {}
+    for run in parents:
+        suite = run.data.tags.get("mlhw.suite")
+        if not ((expected and suite not in expected) or (suites and suite not in suites)):
+            candidates.setdefault(suite, []).append(run)
+    return candidates
+
+
 def _planned(store: Store, parent) -> list[Entry]:
     """A suite parent's planned runs (its plan.json)."""
     return [Entry(**e) for e in json.loads(store.download_text(parent.info.run_id, "plan.json"))]
 
 
-def _this_code(store: Store, candidates: dict[str, list]) -> tuple[dict, dict, dict]:
+def _this_code(store: Store, candidates: dict[str, list], settled: dict) -> tuple[dict, dict, dict]:
     """Each suite's parent for a report from the store: the newest whose runs this mlhw's code computed (tag
     mlhw.code_digest), else the newest. Identities include the code, so an older mlhw run after this one on a shared
     store made parents of other runs: `mlhw tables` rebuilt results/<profile>/ from them in silence, and `mlhw check`
     failed on a 'drift' of an old draw of the test subset, where `mlhw reproduce` found this code's runs up to date.
     Returns suite -> (its parent, its planned runs), and the suites whose newest parent ran other code, by the commit
     that made it: those that found this code's in an older parent, and those that did not."""
-    from mlhw.config import code_digest
-
-    settled = by_identity(store) if candidates else {}
     chosen, older, other = {}, {}, {}
     for suite, runs in candidates.items():
         planned, mine = {}, None
         for run in runs:  # newest first: the newest of this code's ends the search (one plan read, as a rule)
             planned[run.info.run_id] = _planned(store, run)
-            if not _other_code(planned[run.info.run_id], settled, code_digest):
+            if not _other_code(planned[run.info.run_id], settled):
                 mine = run
                 break
         pick = mine or runs[0]
@@ -1123,9 +1137,11 @@ def _this_code(store: Store, candidates: dict[str, list]) -> tuple[dict, dict, d
     return chosen, older, other
 
 
-def _other_code(entries: list[Entry], settled: dict, code_digest) -> bool:
+def _other_code(entries: list[Entry], settled: dict) -> bool:
     """Whether a finished run of these entries was computed by other code than this mlhw's: its mlhw.code_digest
     differs (or is absent: runs from before mlhw tagged it). Unknown where this mlhw cannot tell its own digest."""
+    from mlhw.config import code_digest
+
     for e in entries:
         here = code_digest(str(e.config.get("kind", "")))
         found = settled.get(e.identity)

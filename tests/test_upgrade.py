@@ -90,3 +90,36 @@ def test_the_reports_environment_names_the_commits_that_made_its_runs(workdir, m
     res = reproduce_tiny(workdir, "--force")
     line = next(x for x in (folder / "REPORT.md").read_text().splitlines() if x.startswith("- mlhw "))
     assert res.exit_code == 0 and line.endswith(f"git commit `{real or 'unknown'}`"), line
+
+
+def test_a_suite_this_codes_profile_added_is_not_dropped_for_an_older_codes_newer_report(workdir, monkeypatch):
+    """The older checkout's profile lacked a suite this code's has (svm_soft here): run again after this code's
+    reproduction, its report was the latest, and `mlhw tables` took the suites from it: this code's svm_soft was left
+    out of the rebuilt results/<profile>/, and `mlhw check` failed its table as missing, while `mlhw reproduce` found
+    all three suites up to date."""
+    from mlhw import config
+
+    spec = light_spec()
+    (workdir / "exp.yaml").write_text(yaml.safe_dump(spec))
+    assert reproduce_tiny(workdir).exit_code == 0
+    folder = workdir / "results" / "tiny"
+    mine = _report_runs(folder)
+    del spec["suites"]["svm_soft"]  # the older mlhw's experiments file
+    old = workdir / "old.yaml"
+    old.write_text(yaml.safe_dump(spec))
+    real = config._module_digest
+    with monkeypatch.context() as m:
+        m.setattr(config, "_module_digest", lambda mod: "an older mlp.py" if mod == "mlp" else real(mod))
+        res = invoke(
+            "reproduce", "--profile", "tiny", "--file", old, "--tracking-uri", f"sqlite:///{workdir}/mlflow.db"
+        )
+        assert res.exit_code == 0, res.output
+    assert not (folder / "tables" / "svm.csv").exists()  # (the older code's report: its suites alone)
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    res = invoke("tables", "--profile", "tiny", "--tracking-uri", uri)
+    assert res.exit_code == 0, res.output
+    assert _report_runs(folder) == mine and (folder / "tables" / "svm.csv").is_file(), res.stderr
+    assert "mlp_full, mlp_lr_sweep (made by git commit" in res.stderr, res.stderr
+    assert reproduce_tiny(workdir).stderr.startswith("up to date: 5 runs")
+    res = invoke("check", "--profile", "tiny", "--tracking-uri", uri)
+    assert res.exit_code == 0 and "missing" not in res.stdout, res.output
