@@ -129,9 +129,11 @@ INSTALLED_FILE = Path(__file__).with_name(FILE)
 
 def default_file() -> str:
     """The experiments file `mlhw reproduce` reads without --file: experiments.yaml in the working folder (a checkout's,
-    or the user's own), else the copy installed with mlhw; else experiments.yaml, which load_file says is missing."""
+    or the user's own), else the copy installed with mlhw; else experiments.yaml, which load_file says is missing.
+    A link here whose file is gone is the user's file too (load_file says it is missing): it ran the installed copy's
+    profiles in its place, its report written where the user's was expected."""
     try:
-        if Path(FILE).exists() or not INSTALLED_FILE.is_file():
+        if Path(FILE).exists() or Path(FILE).is_symlink() or not INSTALLED_FILE.is_file():
             return FILE
     except OSError:  # a working folder that cannot be searched: load_file names it
         return FILE

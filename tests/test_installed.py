@@ -47,6 +47,19 @@ def test_reproduce_without_an_experiments_file_here_runs_the_installed_copy(work
     assert res.exit_code == 0 and "installed with mlhw" not in res.stderr, res.output
 
 
+def test_a_link_here_to_a_file_that_is_gone_is_not_replaced_by_the_installed_copy(workdir, monkeypatch):
+    """./experiments.yaml a link to the user's file, moved or on a disk not mounted: reproduce ran the installed copy
+    in its place (its digits profile, a report in results/digits/), where the user's file was meant."""
+    installed = installed_copy(workdir, monkeypatch)
+    here = workdir / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (here / "experiments.yaml").symlink_to(workdir / "gone.yaml")
+    res = invoke("reproduce", "--profile", "tiny", "--dry-run")
+    assert_one_line_error(res, "experiments.yaml: no such file")
+    assert str(installed) not in res.output
+
+
 def installed_copy(workdir, monkeypatch) -> Path:
     """An experiments file (light_spec's `tiny`) installed with mlhw, and its baselines folder beside it (empty)."""
     from mlhw import experiments
