@@ -161,21 +161,22 @@ def _run(
         return failed, compiled, unrun
 
 
-def _tables_command(profile: str, settings, results_dir) -> str:
-    """The `mlhw tables` that rebuilds this reproduction's report: its store and folder where they are not what the
-    command would take by itself (run as given, `mlhw tables --profile ci` read another store), its experiment where
-    it is not mlhw or a variable here names another (mlhw.store.experiment_words: $MLFLOW_EXPERIMENT_NAME's in full)."""
+def _tables_command(profile: str, settings, results_dir, verb: str = "tables", *more: str) -> str:
+    """The `mlhw tables` that rebuilds this reproduction's report (or `verb`'s, with `more` words): its store and
+    folder where they are not what the command would take by itself (run as given, `mlhw tables --profile ci` read
+    another store), its experiment where it is not mlhw or a variable here names another (mlhw.store.experiment_words:
+    $MLFLOW_EXPERIMENT_NAME's in full)."""
     import shlex
 
     from mlhw.store import experiment_words, resolve_uri
 
-    words = ["mlhw", "tables", "--profile", profile]
+    words = ["mlhw", verb, "--profile", profile]
     if settings.uri != resolve_uri(None):
         words += ["--tracking-uri", settings.uri]
     words += experiment_words(settings.experiment)
-    if str(results_dir) != "results":
+    if results_dir is not None and str(results_dir) != "results":
         words += ["--results-dir", str(results_dir)]
-    return shlex.join(words)
+    return shlex.join([*words, *more])
 
 
 def _show_plan(plan) -> None:
@@ -765,7 +766,7 @@ EXAMPLES = examples(
 )
 
 
-def _say_verdict(baseline, tables, folder: Path, committed: Path, overrides) -> bool:
+def _say_verdict(baseline, tables, folder: Path, committed: Path, overrides, profile: str, settings) -> bool:
     """The verdict of the report in `folder` against the results that were in `committed` (mlhw check's rule), on
     stderr; True when they drifted (exit 1). Without a baseline it says why, so that a log without a verdict line is
     not read as a pass."""
@@ -792,6 +793,12 @@ def _say_verdict(baseline, tables, folder: Path, committed: Path, overrides) -> 
         err.print(
             f"[red]not reproduced[/]: {committed} now holds these results; `{_git_diff(committed)}` shows what "
             "moved, commit it if the change is intended (exit 1)",
+            soft_wrap=True,
+        )
+    elif drifted and shipped:  # no version control holds the shipped results: the command that shows them again
+        again = _tables_command(profile, settings, None, "check", "--baseline", str(committed))
+        err.print(
+            f"[red]not reproduced[/]: {folder} differs from {committed} (exit 1); `{again}` compares them again",
             soft_wrap=True,
         )
     elif drifted:
@@ -1083,7 +1090,7 @@ def reproduce(
                 print_tables(tables, profile, path, found, store)
             except StdoutFailed as e:  # a full disk under `> file`: the verdict (stderr) is still said, then this
                 lost = e
-            drifted = _say_verdict(baseline, tables, path.parent, committed, plan.overrides)
+            drifted = _say_verdict(baseline, tables, path.parent, committed, plan.overrides, profile, settings)
         except KeyboardInterrupt as stop:  # after the report was in place and before its verdict was said
             if written:
                 stop.stopped = _stopped_after_report(written[0], committed, baseline)
