@@ -49,6 +49,27 @@ def _cache_dir(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
+def _signal_handlers():
+    """Each test leaves the process's signal handlers as it found them: one left SIGINT ignored in an xdist worker,
+    and a later test of that worker failed far from the cause (a Ctrl-C that never landed: exit 0 for 130, in the
+    test process and in every child it started, which inherit an ignored signal)."""
+    import signal
+
+    signals = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    before = {s: signal.getsignal(s) for s in signals}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, []) if hasattr(signal, "pthread_sigmask") else None
+    yield
+    changed = {s: signal.getsignal(s) for s in signals if signal.getsignal(s) is not before[s]}
+    for s in changed:
+        signal.signal(s, before[s])
+    blocked = None
+    if mask is not None and (now := signal.pthread_sigmask(signal.SIG_BLOCK, [])) != mask:
+        blocked = now
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    assert not changed and blocked is None, f"the test left signal handlers changed: {changed}, blocked: {blocked}"
+
+
+@pytest.fixture(autouse=True)
 def _one_process(monkeypatch):
     """Reproductions run in one process unless a test passes --jobs (or sets MLHW_JOBS): `--jobs auto`, the default,
     starts two workers on this project's 2-core machines for any plan of two units, and each pool pays its processes'

@@ -77,6 +77,8 @@ def test_ray_progress_says_a_unit_started_when_its_task_starts(server, project, 
     import ray
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # ray.init sets its own SIGTERM handler (it exits) in this process: put back after, as mlhw's connect_ray does
+    handler = signal.getsignal(signal.SIGTERM)
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         exp = f"ray-progress-{uuid.uuid4().hex[:6]}"
@@ -85,6 +87,7 @@ def test_ray_progress_says_a_unit_started_when_its_task_starts(server, project, 
         )
     finally:
         ray.shutdown()
+        signal.signal(signal.SIGTERM, handler)
     assert res.exit_code == 0, res.output
     lines = [x for x in res.stderr.splitlines() if re.match(r"\[runs? [\d-]+ of 3\] (start|done)", x)]
     assert len(lines) == 6, lines
