@@ -23,11 +23,10 @@ def current_tables(store, profile: str) -> tuple[dict, list[str]]:
     """The profile's tables as the store holds them now (the newest full reproduction): name -> numeric table;
     and what in it fails its own check (a theory claim, an SVM's solvers)."""
     from mlhw.check import self_check_failures
-    from mlhw.report import build_tables, collect, scope_from_store
+    from mlhw.cli.tables import scope_said
+    from mlhw.report import build_tables, collect
 
-    scope = scope_from_store(store, profile)
-    for note in scope.notes:  # which reproduction it checks, where the newest ran other code
-        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    scope = scope_said(store, profile)
     done, _ = collect(scope, store)
     return {t.name: t.numeric for t in build_tables(done, store)}, self_check_failures(done)
 
@@ -84,7 +83,7 @@ def check(
         missing = baseline is None and not folder.exists()
     if missing:  # a misspelt profile said "no baseline here" alone
         from mlhw.errors import MLHWError
-        from mlhw.experiments import default_file, file_words
+        from mlhw.experiments import FILE, default_file, file_words
         from mlhw.report import profiles_of
 
         path = default_file()
@@ -94,7 +93,7 @@ def check(
                 f"--profile {profile}: {file_words(path)} has no such profile (its profiles: {', '.join(known)}), "
                 f"and {folder} holds no baseline"
             )
-        if known is None and not Path("experiments.yaml").exists():  # (`cd /tmp && uv run --project DIR mlhw check`)
+        if known is None and not Path(FILE).exists():  # (`cd /tmp && uv run --project DIR mlhw check`)
             raise MLHWError(
                 f"--profile {profile}: no baseline here ({folder.absolute()} does not exist): run from the project "
                 "folder, or pass --baseline DIR"

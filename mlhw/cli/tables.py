@@ -29,6 +29,17 @@ EXAMPLES = examples(
 )
 
 
+def scope_said(store, profile: str):
+    """The profile's scope in the store (report.scope_from_store), its notes said on stderr: which reproduction it
+    took, where the newest ran other code (`mlhw tables` and `mlhw check` alike)."""
+    from mlhw.report import scope_from_store
+
+    scope = scope_from_store(store, profile)
+    for note in scope.notes:
+        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    return scope
+
+
 def print_tables(tables, profile, path, findings=None, store=None) -> None:
     """Each table on stdout (the theory checks as a count: the report holds their rows), the report's answers to
     the assignment's questions (`findings`: panels on a terminal, plain text in a pipe), then where the report is
@@ -81,7 +92,7 @@ def tables(
     """
     from mlhw.cli.validate import restore_report
     from mlhw.layout import check_writable
-    from mlhw.report import scope_from_store, write_report
+    from mlhw.report import write_report
     from mlhw.store import Store
 
     check_writable(results_dir, profile)
@@ -89,9 +100,7 @@ def tables(
     # back too, in silence)
     restore_report(profile_folder(results_dir, profile))
     store = Store(tracking_uri, experiment, read_only=True)
-    scope = scope_from_store(store, profile)
-    for note in scope.notes:  # which reproduction it took, where the newest ran other code
-        err.print(note, highlight=False, markup=False, soft_wrap=True)
+    scope = scope_said(store, profile)
     from mlhw.plan import stamp_keys
 
     # the stamp a reproduce of this profile leaves, so that the next one still finds the report up to date
